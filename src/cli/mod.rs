@@ -1,0 +1,84 @@
+//! The `automate` command line: argument parsing (clap) and one module per
+//! command family. Commands report errors with their cause chain on stderr
+//! and exit 1 (bad input, failed work) or 2 (bad usage, from clap).
+
+pub mod datastore;
+pub mod instantiate;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// automate: ManageIQ Automate, re-created in Rust, running Rhai methods.
+#[derive(Debug, Parser)]
+#[command(name = "automate", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command accepts.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Global {
+    /// The datastore root holding the domains.
+    #[arg(long, global = true, default_value = "datastore", env = "AUTOMATE_DATASTORE")]
+    pub datastore: PathBuf,
+    /// Log format on stderr: `text` (ManageIQ's line format) or `json`.
+    #[arg(long, global = true, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Inspect and check the datastore.
+    #[command(subcommand)]
+    Datastore(datastore::DatastoreCmd),
+    /// Import a domain from a directory, a zip or a repository.
+    Import(datastore::ImportArgs),
+    /// Export a domain to a directory or a zip.
+    Export(datastore::ExportArgs),
+    /// Instantiate an Automate URI and print the trace and the object tree.
+    Instantiate(instantiate::InstantiateArgs),
+}
+
+/// Parses the command line, runs the command, maps the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.global.log_format);
+    let result = match cli.command {
+        Command::Datastore(cmd) => datastore::run(&cli.global, cmd),
+        Command::Import(args) => datastore::import(&cli.global, args),
+        Command::Export(args) => datastore::export(&cli.global, args),
+        Command::Instantiate(args) => instantiate::run(&cli.global, args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}

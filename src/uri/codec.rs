@@ -1,0 +1,126 @@
+//! Query codecs: `ERB::Util.url_encode`, `CGI.unescape`, `MiqAeUri.hash2query`
+//! and `MiqAeUri.query2hash`.
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, PercentEncode, NON_ALPHANUMERIC};
+
+/// Bytes `ERB::Util.url_encode` encodes: everything except `[A-Za-z0-9_.~-]`.
+const URL_ENCODE_SET: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'-');
+
+/// A lazily encoded `s`, for writing into a formatter without allocating.
+pub(crate) fn encoder(s: &str) -> PercentEncode<'_> {
+    utf8_percent_encode(s, URL_ENCODE_SET)
+}
+
+/// `ERB::Util.url_encode`: every byte of the UTF-8 form except `[A-Za-z0-9_.~-]`
+/// becomes `%XX` with upper-case hex (`::` → `%3A%3A`, space → `%20`, `/` → `%2F`).
+///
+/// (Rubies before 2.5 also encoded `~`; current ones, and this, keep it.)
+pub fn url_encode(s: &str) -> String {
+    encoder(s).to_string()
+}
+
+/// `CGI.unescape`: `+` becomes a space and `%XX` its byte; a `%` not followed by two
+/// hex digits is kept literally. Bytes that do not form UTF-8 are replaced with
+/// U+FFFD (Ruby would keep a broken string).
+///
+/// Strings without `%` or `+` are copied as they are.
+pub fn url_decode(s: &str) -> String {
+    if !s.bytes().any(|b| b == b'%' || b == b'+') {
+        return s.to_owned();
+    }
+    let bytes = decode_bytes(s.as_bytes());
+    match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
+    }
+}
+
+/// The byte-level work of [`url_decode`], in one pass.
+fn decode_bytes(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while let Some(&b) = input.get(i) {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => {
+                if let Some(byte) = hex_pair(input.get(i + 1), input.get(i + 2)) {
+                    out.push(byte);
+                    i += 3;
+                    continue;
+                }
+                out.push(b'%');
+            }
+            _ => out.push(b),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The byte two hex digits stand for, if both are hex digits.
+fn hex_pair(hi: Option<&u8>, lo: Option<&u8>) -> Option<u8> {
+    let hi = hex_digit(*hi?)?;
+    let lo = hex_digit(*lo?)?;
+    Some(hi << 4 | lo)
+}
+
+fn hex_digit(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// `MiqAeUri.hash2query`: pairs sorted by key in plain byte order (upper case before
+/// lower case; pairs with equal keys keep their order), key and value
+/// [`url_encode`]d, joined as `k=v&k=v`. An empty slice gives `""` (Ruby: `nil`).
+///
+/// Skipping nil values and turning records into ids is the caller's business.
+pub fn hash2query(pairs: &[(String, String)]) -> String {
+    let mut order: Vec<&(String, String)> = pairs.iter().collect();
+    order.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let capacity = pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+    let mut out = String::with_capacity(capacity);
+    for (i, (k, v)) in order.into_iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        out.extend(encoder(k));
+        out.push('=');
+        out.extend(encoder(v));
+    }
+    out
+}
+
+/// `MiqAeUri.query2hash`: split on `&`, each piece at its first `=`, both sides
+/// [`url_decode`]d; a piece without `=` gets the value `""`. Pairs come back in the
+/// order given, duplicates included.
+///
+/// Choices where Ruby differs:
+/// * ManageIQ keeps only the first two pieces of `split('=')`, so an unencoded `=`
+///   inside a value truncates it (`a=b=c` gives `b`). Here the value is everything
+///   after the first `=` (`b=c`): [`hash2query`] always encodes `=`, so round trips
+///   are the same, and hand-written queries lose nothing.
+/// * Empty pieces (`a=1&&b=2`, a leading `&`) are skipped; Ruby raises `TypeError`
+///   on them.
+pub fn query2hash(q: &str) -> Vec<(String, String)> {
+    let mut pairs = Vec::with_capacity(q.bytes().filter(|&b| b == b'&').count() + 1);
+    for piece in q.split('&').filter(|p| !p.is_empty()) {
+        pairs.push(decode_pair(piece));
+    }
+    pairs
+}
+
+/// One `key[=value]` piece of a query, decoded.
+fn decode_pair(piece: &str) -> (String, String) {
+    match piece.split_once('=') {
+        Some((k, v)) => (url_decode(k), url_decode(v)),
+        None => (url_decode(piece), String::new()),
+    }
+}
