@@ -7,4 +7,6 @@
 
 pub mod cli;
 pub mod datastore;
+pub mod engine;
 pub mod uri;
+pub mod vmdb;

@@ -1,14 +1,151 @@
-//! `automate instantiate URI`: run the engine once and print what it did.
+//! `automate instantiate URI`: run the engine once and print what it did:
+//! the automation trace (indented by relationship depth), then the object
+//! tree with each object's attributes. `--json` prints both as JSON.
 
 use super::Global;
+use crate::datastore::Datastore;
+use crate::engine::datatype::to_json;
+use crate::engine::{AttrValue, Attributes, Engine, ObjectId, Workspace};
+use crate::vmdb::MemoryStore;
+use anyhow::Context;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(Debug, clap::Args)]
 pub struct InstantiateArgs {
     /// The URI, e.g. `/System/Process/Event?event_type=USER_RUN_VM`.
     pub uri: String,
+    /// An extra attribute `key=value` (repeatable).
+    #[arg(long = "attr", value_name = "KEY=VALUE")]
+    pub attrs: Vec<String>,
+    /// Objects to load into an in-memory object store: a JSON file holding a
+    /// list of `{"class": "EmsEvent", "id": 1, "attributes": {...}}`.
+    #[arg(long, value_name = "FILE")]
+    pub objects: Option<PathBuf>,
+    /// Print the trace and the tree as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Print only the object tree.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
-pub fn run(_global: &Global, _args: InstantiateArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+pub fn run(global: &Global, args: InstantiateArgs) -> anyhow::Result<ExitCode> {
+    let attrs = args
+        .attrs
+        .iter()
+        .map(|a| {
+            a.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .with_context(|| format!("--attr {a}: expected KEY=VALUE"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (ds, problems) = Datastore::open(&global.datastore);
+    for p in &problems {
+        eprintln!("warning: {p}");
+    }
+    let store = Arc::new(MemoryStore::new());
+    if let Some(path) = &args.objects {
+        load_objects(&store, path)?;
+    }
+    let engine = Engine::new(Arc::new(ds)).with_store(store);
+    let (ws, err) = engine.instantiate_traced(&args.uri, &attrs);
+    if args.json {
+        let out = serde_json::json!({
+            "uri": args.uri,
+            "trace": ws.trace,
+            "objects": ws.roots().iter().map(|&r| tree_json(&ws, r)).collect::<Vec<_>>(),
+            "state_vars": attrs_json(&ws.state_vars),
+            "error": err.as_ref().map(|e| e.to_string()),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        if !args.quiet {
+            for line in &ws.trace {
+                println!("{}{}", "  ".repeat(line.depth), line.text);
+            }
+            println!();
+        }
+        for r in ws.roots() {
+            print_tree(&ws, r, 0);
+        }
+    }
+    match err {
+        Some(e) => Err(anyhow::anyhow!(
+            "instantiation of [{}] failed: {e}",
+            args.uri
+        )),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// Loads `[{"class","id","attributes"}]` into the store.
+pub fn load_objects(store: &MemoryStore, path: &PathBuf) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let list: Vec<serde_json::Value> = serde_json::from_str(&text)
+        .with_context(|| format!("{}: expected a JSON list of objects", path.display()))?;
+    for (i, obj) in list.iter().enumerate() {
+        let class = obj["class"].as_str().with_context(|| {
+            format!(
+                "{}: object {}: `class` must be a string",
+                path.display(),
+                i + 1
+            )
+        })?;
+        let id = obj["id"].as_i64().with_context(|| {
+            format!(
+                "{}: object {}: `id` must be an integer",
+                path.display(),
+                i + 1
+            )
+        })?;
+        let mut attrs = Attributes::default();
+        if let Some(map) = obj["attributes"].as_object() {
+            for (k, v) in map {
+                attrs.insert(k.to_lowercase(), crate::engine::datatype::from_json(v));
+            }
+        }
+        store.insert(class, id, attrs).with_context(|| {
+            format!(
+                "{}: object {}: unknown class [{class}]",
+                path.display(),
+                i + 1
+            )
+        })?;
+    }
+    Ok(())
+}
+
+fn attrs_json(attrs: &Attributes) -> serde_json::Value {
+    serde_json::Value::Object(attrs.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
+}
+
+fn tree_json(ws: &Workspace, id: ObjectId) -> serde_json::Value {
+    let o = ws.object(id);
+    serde_json::json!({
+        "object_name": o.object_name,
+        "namespace": o.namespace,
+        "class": o.class,
+        "instance": o.instance,
+        "attributes": attrs_json(&o.attributes),
+        "children": ws.children(id).iter().map(|&c| tree_json(ws, c)).collect::<Vec<_>>(),
+    })
+}
+
+fn print_tree(ws: &Workspace, id: ObjectId, depth: usize) {
+    let o = ws.object(id);
+    let pad = "  ".repeat(depth);
+    println!("{pad}/{}/{}/{}", o.namespace, o.class, o.instance);
+    for (k, v) in &o.attributes {
+        let shown = match v {
+            AttrValue::Str(s) => s.clone(),
+            other => other.inspect(),
+        };
+        println!("{pad}  {k} = {shown}");
+    }
+    for c in ws.children(id) {
+        print_tree(ws, c, depth + 1);
+    }
 }

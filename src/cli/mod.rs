@@ -23,7 +23,12 @@ pub struct Cli {
 #[derive(Debug, Clone, clap::Args)]
 pub struct Global {
     /// The datastore root holding the domains.
-    #[arg(long, global = true, default_value = "datastore", env = "AUTOMATE_DATASTORE")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "datastore",
+        env = "AUTOMATE_DATASTORE"
+    )]
     pub datastore: PathBuf,
     /// Log format on stderr: `text` (ManageIQ's line format) or `json`.
     #[arg(long, global = true, default_value = "text")]

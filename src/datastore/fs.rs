@@ -110,9 +110,10 @@ pub fn read_root(root: &Path) -> LoadReport {
     let entries = match sorted_entries(root) {
         Ok(e) => e,
         Err(e) => {
-            report
-                .problems
-                .push(Problem::new(root, format!("cannot read the datastore directory: {e}")));
+            report.problems.push(Problem::new(
+                root,
+                format!("cannot read the datastore directory: {e}"),
+            ));
             return report;
         }
     };
@@ -214,7 +215,10 @@ fn read_class(dir: &Path, dir_name: &str, problems: &mut Vec<Problem>) -> Option
     let entries = match sorted_entries(dir) {
         Ok(e) => e,
         Err(e) => {
-            problems.push(Problem::new(dir, format!("cannot read class directory: {e}")));
+            problems.push(Problem::new(
+                dir,
+                format!("cannot read class directory: {e}"),
+            ));
             return Some(class);
         }
     };
@@ -223,7 +227,10 @@ fn read_class(dir: &Path, dir_name: &str, problems: &mut Vec<Problem>) -> Option
             read_methods(&path, &mut class.methods, problems);
             continue;
         }
-        if name.starts_with('.') || name == CLASS_FILE || !name.ends_with(".yaml") || !path.is_file()
+        if name.starts_with('.')
+            || name == CLASS_FILE
+            || !name.ends_with(".yaml")
+            || !path.is_file()
         {
             continue;
         }
@@ -243,7 +250,10 @@ fn read_methods(dir: &Path, methods: &mut Vec<Method>, problems: &mut Vec<Proble
     let entries = match sorted_entries(dir) {
         Ok(e) => e,
         Err(e) => {
-            problems.push(Problem::new(dir, format!("cannot read methods directory: {e}")));
+            problems.push(Problem::new(
+                dir,
+                format!("cannot read methods directory: {e}"),
+            ));
             return;
         }
     };
@@ -268,7 +278,10 @@ fn read_methods(dir: &Path, methods: &mut Vec<Method>, problems: &mut Vec<Proble
             match fs::read(&body_path) {
                 Ok(bytes) => Some(MethodBody { file_name, bytes }),
                 Err(e) => {
-                    problems.push(Problem::new(&body_path, format!("cannot read method body: {e}")));
+                    problems.push(Problem::new(
+                        &body_path,
+                        format!("cannot read method body: {e}"),
+                    ));
                     None
                 }
             }
@@ -310,7 +323,10 @@ pub fn read_text(path: &Path) -> Result<String, Problem> {
     String::from_utf8(bytes).map_err(|e| {
         Problem::new(
             path,
-            format!("not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()),
+            format!(
+                "not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
         )
     })
 }
@@ -325,7 +341,13 @@ pub fn parse_doc(text: &str, path: &Path, problems: &mut Vec<Problem>) -> Option
         }
     };
     let Value::Map(map) = value else {
-        problems.push(Problem::new(path, "expected a mapping with `object_type`, `version` and `object`").at_line(1));
+        problems.push(
+            Problem::new(
+                path,
+                "expected a mapping with `object_type`, `version` and `object`",
+            )
+            .at_line(1),
+        );
         return None;
     };
     match map.get("object") {
@@ -381,7 +403,10 @@ fn check_entries(doc: &Document, key: &str, path: &Path, problems: &mut Vec<Prob
             problems.push(
                 Problem::new(
                     path,
-                    format!("entry {} of `{key}` must be a single `name: {{...}}` mapping", i + 1),
+                    format!(
+                        "entry {} of `{key}` must be a single `name: {{...}}` mapping",
+                        i + 1
+                    ),
                 )
                 .with_field(key),
             );
@@ -405,7 +430,10 @@ fn sorted_entries(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
         if entry.file_type()?.is_symlink() {
             continue;
         }
-        out.push((entry.file_name().to_string_lossy().into_owned(), entry.path()));
+        out.push((
+            entry.file_name().to_string_lossy().into_owned(),
+            entry.path(),
+        ));
     }
     out.sort();
     Ok(out)
@@ -425,7 +453,12 @@ pub fn render_domain(domain: &Domain, dir_name: &str) -> Vec<RenderedFile> {
     out
 }
 
-fn render_level(prefix: &str, namespaces: &[Namespace], classes: &[Class], out: &mut Vec<RenderedFile>) {
+fn render_level(
+    prefix: &str,
+    namespaces: &[Namespace],
+    classes: &[Class],
+    out: &mut Vec<RenderedFile>,
+) {
     let mut sorted: Vec<&Class> = classes.iter().collect();
     sorted.sort_by(|a, b| a.dir_name.cmp(&b.dir_name));
     for class in sorted {
@@ -436,9 +469,15 @@ fn render_level(prefix: &str, namespaces: &[Namespace], classes: &[Class], out: 
         }
         for m in &class.methods {
             if let Some(body) = &m.body {
-                out.push((format!("{cdir}/{METHODS_DIR}/{}", body.file_name), body.bytes.clone()));
+                out.push((
+                    format!("{cdir}/{METHODS_DIR}/{}", body.file_name),
+                    body.bytes.clone(),
+                ));
             }
-            out.push((format!("{cdir}/{METHODS_DIR}/{}", m.file_name), render_doc(&m.doc)));
+            out.push((
+                format!("{cdir}/{METHODS_DIR}/{}", m.file_name),
+                render_doc(&m.doc),
+            ));
         }
     }
     for ns in namespaces {

@@ -264,7 +264,9 @@ impl Index {
     }
 
     pub fn domain(&self, name: &str) -> Option<&DomainInfo> {
-        self.domains.iter().find(|d| d.name.eq_ignore_ascii_case(name))
+        self.domains
+            .iter()
+            .find(|d| d.name.eq_ignore_ascii_case(name))
     }
 
     /// ManageIQ's domain search (`find_first_fq_domain`): the class that a
@@ -305,7 +307,9 @@ impl Index {
     /// A method at a partial `ns/class/method` with overlay: the first
     /// enabled domain by priority that has it.
     pub fn resolve_method(&self, ns: &str, class: &str, method: &str) -> Option<&Arc<MethodDef>> {
-        self.classes_at(ns, class).iter().find_map(|c| c.method(method))
+        self.classes_at(ns, class)
+            .iter()
+            .find_map(|c| c.method(method))
     }
 
     /// Every class in the index (each domain's own), for validation and listing.
@@ -350,14 +354,21 @@ fn collect_classes<'a>(
 }
 
 fn compile_class(domain: &Arc<str>, ns: &str, class: &Class) -> ClassDef {
-    let fields: Vec<FieldDef> = class.schema().into_iter().map(FieldDef::from_field).collect();
+    let fields: Vec<FieldDef> = class
+        .schema()
+        .into_iter()
+        .map(FieldDef::from_field)
+        .collect();
     let mut instances = Vec::with_capacity(class.instances.len());
     let mut instance_index = FxHashMap::default();
     for inst in &class.instances {
         let mut values = vec![None; fields.len()];
         let mut unknown_fields = Vec::new();
         for (fname, fv) in inst.values() {
-            match fields.iter().position(|f| f.name.eq_ignore_ascii_case(fname)) {
+            match fields
+                .iter()
+                .position(|f| f.name.eq_ignore_ascii_case(fname))
+            {
                 Some(pos) => {
                     values[pos] = Some(ValueDef {
                         value: fv.get("value"),
@@ -374,7 +385,9 @@ fn compile_class(domain: &Arc<str>, ns: &str, class: &Class) -> ClassDef {
         }
         let name = inst.name().to_string();
         // The first of two names differing only in case wins (validate reports it).
-        instance_index.entry(lower(&name).into_owned()).or_insert(instances.len());
+        instance_index
+            .entry(lower(&name).into_owned())
+            .or_insert(instances.len());
         instances.push(InstanceDef {
             name,
             values,
@@ -391,10 +404,16 @@ fn compile_class(domain: &Arc<str>, ns: &str, class: &Class) -> ClassDef {
             scope: m.scope().to_string(),
             body: m.data().map(Arc::from),
             inputs: m.inputs().into_iter().map(FieldDef::from_field).collect(),
-            embedded_methods: m.embedded_methods().into_iter().map(str::to_string).collect(),
+            embedded_methods: m
+                .embedded_methods()
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
             name,
         };
-        methods.entry(lower(&def.name).into_owned()).or_insert_with(|| Arc::new(def));
+        methods
+            .entry(lower(&def.name).into_owned())
+            .or_insert_with(|| Arc::new(def));
     }
     ClassDef {
         domain: domain.clone(),

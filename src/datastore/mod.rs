@@ -8,13 +8,17 @@
 //! the index it started with until its next lookup.
 
 pub mod fs;
+pub mod import;
 pub mod index;
 pub mod model;
+pub mod validate;
 pub mod yaml;
 
 pub use fs::{LoadReport, Problem};
+pub use import::{export, import, ExportOptions, ImportOptions};
 pub use index::{AeType, ClassDef, DomainInfo, FieldDef, Index, InstanceDef, MethodDef, ValueDef};
 pub use model::{Class, Domain, Instance, Method, Namespace, Source};
+pub use validate::validate;
 
 use arc_swap::ArcSwap;
 use std::path::{Path, PathBuf};

@@ -73,7 +73,11 @@ impl Document {
 
     /// The `object.<key>` list of single-key maps (`schema`, `fields`, `inputs`).
     fn entries(&self, key: &str) -> Vec<(&str, &Mapping)> {
-        let Some(items) = self.object().and_then(|o| o.get(key)).and_then(Value::as_seq) else {
+        let Some(items) = self
+            .object()
+            .and_then(|o| o.get(key))
+            .and_then(Value::as_seq)
+        else {
             return Vec::new();
         };
         items
@@ -149,7 +153,11 @@ impl Domain {
         if self.name().eq_ignore_ascii_case("ManageIQ") {
             return 0;
         }
-        self.doc.attributes().get("priority").and_then(Value::as_i64).unwrap_or(0)
+        self.doc
+            .attributes()
+            .get("priority")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
     }
 
     /// `enabled`; a `system` domain is always enabled, a missing flag means
@@ -158,7 +166,11 @@ impl Domain {
         if self.source() == Source::System {
             return true;
         }
-        self.doc.attributes().get("enabled").and_then(Value::as_bool).unwrap_or(true)
+        self.doc
+            .attributes()
+            .get("enabled")
+            .and_then(Value::as_bool)
+            .unwrap_or(true)
     }
 
     /// `source`; the legacy `system: true` flag means `user_locked`.
@@ -239,9 +251,11 @@ pub struct Class {
 impl Class {
     /// The class name from the YAML (falls back to the directory stem).
     pub fn name(&self) -> &str {
-        self.doc
-            .attr_str("name")
-            .unwrap_or_else(|| self.dir_name.strip_suffix(".class").unwrap_or(&self.dir_name))
+        self.doc.attr_str("name").unwrap_or_else(|| {
+            self.dir_name
+                .strip_suffix(".class")
+                .unwrap_or(&self.dir_name)
+        })
     }
 
     /// The schema fields, in file order.

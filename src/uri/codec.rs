@@ -29,43 +29,63 @@ pub fn url_encode(s: &str) -> String {
 ///
 /// Strings without `%` or `+` are copied as they are.
 pub fn url_decode(s: &str) -> String {
-    if !s.bytes().any(|b| b == b'%' || b == b'+') {
+    let Some(first) = s.bytes().position(is_escape) else {
         return s.to_owned();
-    }
-    let bytes = decode_bytes(s.as_bytes());
+    };
+    let bytes = decode_bytes(s.as_bytes(), first);
     match String::from_utf8(bytes) {
         Ok(text) => text,
         Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
     }
 }
 
-/// The byte-level work of [`url_decode`], in one pass.
-fn decode_bytes(input: &[u8]) -> Vec<u8> {
+fn is_escape(b: u8) -> bool {
+    b == b'%' || b == b'+'
+}
+
+/// The byte-level work of [`url_decode`], in one pass from `first`, the index of
+/// the first `%` or `+`: runs of plain bytes are copied whole.
+fn decode_bytes(input: &[u8], first: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
-    while let Some(&b) = input.get(i) {
-        match b {
-            b'+' => out.push(b' '),
-            b'%' => {
-                if let Some(byte) = hex_pair(input.get(i + 1), input.get(i + 2)) {
-                    out.push(byte);
-                    i += 3;
-                    continue;
-                }
-                out.push(b'%');
-            }
-            _ => out.push(b),
-        }
-        i += 1;
+    let (plain, mut rest) = input.split_at(first);
+    out.extend_from_slice(plain);
+    loop {
+        rest = decode_escape(rest, &mut out);
+        let Some(i) = rest.iter().position(|&b| is_escape(b)) else {
+            break;
+        };
+        let (plain, tail) = rest.split_at(i);
+        out.extend_from_slice(plain);
+        rest = tail;
     }
+    out.extend_from_slice(rest);
     out
 }
 
-/// The byte two hex digits stand for, if both are hex digits.
-fn hex_pair(hi: Option<&u8>, lo: Option<&u8>) -> Option<u8> {
-    let hi = hex_digit(*hi?)?;
-    let lo = hex_digit(*lo?)?;
-    Some(hi << 4 | lo)
+/// Decodes the `+` or `%` that starts `tail` into `out`; returns what follows it.
+fn decode_escape<'a>(tail: &'a [u8], out: &mut Vec<u8>) -> &'a [u8] {
+    match tail {
+        [b'+', more @ ..] => {
+            out.push(b' ');
+            more
+        }
+        [b'%', after @ ..] => {
+            let (byte, more) = match after {
+                [hi, lo, more @ ..] => match (hex_digit(*hi), hex_digit(*lo)) {
+                    (Some(hi), Some(lo)) => (hi << 4 | lo, more),
+                    _ => (b'%', after),
+                },
+                _ => (b'%', after),
+            };
+            out.push(byte);
+            more
+        }
+        [first, more @ ..] => {
+            out.push(*first);
+            more
+        }
+        [] => tail,
+    }
 }
 
 fn hex_digit(b: u8) -> Option<u8> {

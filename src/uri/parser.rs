@@ -4,7 +4,8 @@
 //! byte offsets into the caller's string, and only the path is copied with its
 //! `/` runs collapsed.
 
-use nom::bytes::complete::{take_till, take_while};
+use nom::branch::alt;
+use nom::bytes::complete::{take_till, take_until, take_while};
 use nom::character::complete::{char, satisfy};
 use nom::combinator::{opt, recognize, rest};
 use nom::sequence::{preceded, terminated};
@@ -96,7 +97,7 @@ fn components(s: &str) -> IResult<&str, Parts<'_>> {
     (
         opt(scheme),
         take_till(|c| c == '?' || c == '#'),
-        opt(preceded(char('?'), take_till(|c| c == '#'))),
+        opt(preceded(char('?'), alt((take_until("#"), rest)))),
         opt(preceded(char('#'), rest)),
     )
         .parse(s)
@@ -120,22 +121,38 @@ fn is_strip_char(c: char) -> bool {
 }
 
 fn is_control(b: u8) -> bool {
-    b < 0x20 || b == 0x7F
+    (b < 0x20) | (b == 0x7F)
 }
 
 fn is_bad_path_byte(b: u8) -> bool {
-    is_control(b) || b == b' '
+    (b <= 0x20) | (b == 0x7F)
 }
 
 /// Fails on the first byte of `part` that `bad` rejects. Only ASCII bytes are
 /// rejected, so the offending byte is a whole character.
-fn check_chars(part: &str, start: usize, what: &str, bad: fn(u8) -> bool) -> Result<(), UriError> {
-    match part.bytes().enumerate().find(|&(_, b)| bad(b)) {
+fn check_chars(
+    part: &str,
+    start: usize,
+    what: &str,
+    bad: impl Fn(u8) -> bool + Copy,
+) -> Result<(), UriError> {
+    // Branch-free test of 16-byte blocks first: the common case is a clean string.
+    let clean = part
+        .as_bytes()
+        .chunks(16)
+        .all(|block| !block.iter().fold(false, |acc, &b| acc | bad(b)));
+    if clean {
+        return Ok(());
+    }
+    match part.bytes().position(bad) {
         None => Ok(()),
-        Some((i, b)) => Err(UriError::new(
-            start + i,
-            format!("invalid character {:?} in {what}", char::from(b)),
-        )),
+        Some(i) => {
+            let b = part.as_bytes().get(i).copied().unwrap_or_default();
+            Err(UriError::new(
+                start + i,
+                format!("invalid character {:?} in {what}", char::from(b)),
+            ))
+        }
     }
 }
 

@@ -1,10 +1,1274 @@
 //! The Psych/libyaml-compatible emitter.
-use super::value::Value;
+//!
+//! ManageIQ writes its export files with Ruby's `Hash#to_yaml`: Psych walks
+//! the Ruby objects and picks a *requested* style for every string (see
+//! [`string_event`]), then libyaml decides the final style and lays the text
+//! out (indentation, quoting fallbacks, folding at 80 columns). This module
+//! reproduces both halves:
+//!
+//! * the Psych half: [`string_event`] and the `ScalarScanner` emulation in
+//!   [`psych_reads_as_string`];
+//! * the libyaml half: [`Emitter`], a small re-implementation of libyaml
+//!   0.2.5's emitter state (column, `whitespace` and `indention` flags, indent
+//!   stack) with its scalar analysis, style selection and the plain, single-,
+//!   double-quoted and literal writers.
+//!
+//! The emitter is written from the documented behaviour of those libraries,
+//! checked against every file of the ManageIQ domain (byte-for-byte round
+//! trip).
+
+use super::value::{format_float, Mapping, Value};
+
+/// libyaml's default (and Psych's) indentation step.
+const BEST_INDENT: usize = 2;
+/// libyaml's default preferred line width.
+const BEST_WIDTH: usize = 80;
+/// Longest key (in bytes) libyaml writes as a simple `key: value`.
+const MAX_SIMPLE_KEY_LENGTH: usize = 128;
 
 /// Writes `doc` as Psych's `to_yaml` would: `---` header, 2-space indent,
 /// unindented sequences, Psych's quoting rules and libyaml's folding at 80
 /// columns, one trailing newline.
 pub fn to_psych_yaml(doc: &Value) -> String {
-    let _ = doc;
-    String::new()
+    let mut emitter = Emitter::new();
+    emitter.emit_document(doc);
+    emitter.out
+}
+
+// ---------------------------------------------------------------------------
+// Scalar events: what Psych asks libyaml to write.
+// ---------------------------------------------------------------------------
+
+/// A scalar style, as requested by Psych or as finally chosen by libyaml.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Style {
+    /// Plain (`foo`); Psych's `ANY` also resolves to this.
+    Plain,
+    SingleQuoted,
+    DoubleQuoted,
+    /// Literal block (`|`, `|-`, `|+`).
+    Literal,
+}
+
+/// One scalar as Psych hands it to libyaml (`Psych::Emitter#scalar`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ScalarEvent<'a> {
+    text: &'a str,
+    /// An explicit tag to write, as (handle, suffix). Only `!!str` for `<<`.
+    tag: Option<(&'static str, &'static str)>,
+    /// The text may be written plain without a tag.
+    plain_implicit: bool,
+    /// The text may be written quoted without a tag.
+    quoted_implicit: bool,
+    style: Style,
+}
+
+impl<'a> ScalarEvent<'a> {
+    /// Integers, floats, booleans and null: `plain = true, quoted = false`,
+    /// style `ANY`.
+    fn implicit_plain(text: &'a str) -> Self {
+        ScalarEvent {
+            text,
+            tag: None,
+            plain_implicit: true,
+            quoted_implicit: false,
+            style: Style::Plain,
+        }
+    }
+
+    fn string(text: &'a str, style: Style) -> Self {
+        ScalarEvent {
+            text,
+            tag: None,
+            plain_implicit: true,
+            quoted_implicit: true,
+            style,
+        }
+    }
+}
+
+/// The event Psych's `visit_String` (or `visit_Symbol` for `:name`) emits.
+fn string_event(s: &str) -> ScalarEvent<'_> {
+    if is_symbol(s) {
+        // visit_Symbol: plain, not implicitly quotable, style ANY.
+        return ScalarEvent::implicit_plain(s);
+    }
+    let style = if has_inner_newline(s) {
+        Style::Literal
+    } else if s == "<<" {
+        return ScalarEvent {
+            text: s,
+            tag: Some(("!!", "str")),
+            plain_implicit: false,
+            quoted_implicit: false,
+            style: Style::SingleQuoted,
+        };
+    } else if matches!(s, "y" | "Y" | "n" | "N") {
+        Style::DoubleQuoted
+    } else if starts_a_line_with_non_word_char(s) {
+        Style::DoubleQuoted
+    } else if !psych_reads_as_string(s) || is_leading_zero_non_octal(s) {
+        Style::SingleQuoted
+    } else {
+        Style::Plain
+    };
+    ScalarEvent::string(s, style)
+}
+
+/// Ruby symbols are kept as strings starting with `:`; Psych writes them with
+/// `visit_Symbol`, which asks for a plain scalar.
+fn is_symbol(s: &str) -> bool {
+    s.starts_with(':') && s.len() > 1 && !s.contains('\n')
+}
+
+/// Psych's `o =~ /\n(?!\Z)/`: a line break that is not the last character and
+/// not the one before a final line break.
+fn has_inner_newline(s: &str) -> bool {
+    let len = s.len();
+    let ends_with_break = s.ends_with('\n');
+    s.match_indices('\n').any(|(k, _)| {
+        let next = k + 1;
+        !(next == len || (next + 1 == len && ends_with_break))
+    })
+}
+
+/// Psych's `o =~ /^[^[:word:]][^"]*$/` (Ruby's `^`/`$` are line anchors):
+/// some line starts with a non-word character and has no `"` up to its end.
+fn starts_a_line_with_non_word_char(s: &str) -> bool {
+    line_starts(s).any(|start| {
+        let mut chars = s[start..].chars();
+        match chars.next() {
+            Some(first) if !is_word_char(first) => {
+                for c in chars {
+                    match c {
+                        '"' => return false,
+                        '\n' => return true,
+                        _ => {}
+                    }
+                }
+                true
+            }
+            _ => false,
+        }
+    })
+}
+
+/// Byte offsets where Ruby's `^` matches and a character follows.
+fn line_starts(s: &str) -> impl Iterator<Item = usize> + '_ {
+    std::iter::once(0)
+        .chain(s.match_indices('\n').map(|(k, _)| k + 1))
+        .filter(move |&k| k < s.len())
+}
+
+/// Onigmo's `[[:word:]]` for the characters that matter here (letters,
+/// digits, `_`).
+fn is_word_char(c: char) -> bool {
+    c == '_' || c.is_alphanumeric()
+}
+
+/// Psych's extra `/\A0[0-7]*[89]/` check (`09` is not octal, so quote it).
+fn is_leading_zero_non_octal(s: &str) -> bool {
+    match s.strip_prefix('0') {
+        Some(rest) => rest
+            .trim_start_matches(|c: char| ('0'..='7').contains(&c))
+            .starts_with(['8', '9']),
+        None => false,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Psych::ScalarScanner#tokenize: would Psych read this plain text back as a
+// String?
+// ---------------------------------------------------------------------------
+
+/// True when `Psych::ScalarScanner#tokenize(s)` returns a String, i.e. the
+/// plain text would not come back as nil, a boolean, a number, a date, a
+/// time or a symbol.
+fn psych_reads_as_string(s: &str) -> bool {
+    if s.is_empty() {
+        return false;
+    }
+    if s.contains('\n') || looks_like_word(s) {
+        return word_like_reads_as_string(s);
+    }
+    if let Some(valid) = time_is_valid(s) {
+        return !valid;
+    }
+    if let Some(valid) = date_is_valid(s) {
+        return !valid;
+    }
+    let lower = s.to_ascii_lowercase();
+    if matches!(lower.as_str(), ".inf" | "+.inf" | "-.inf" | ".nan") {
+        return false;
+    }
+    if is_symbol(s) {
+        return false;
+    }
+    if is_sexagesimal(s) || is_psych_float(s) || is_psych_integer(s) {
+        return false;
+    }
+    true
+}
+
+/// `/^[^\d.:-]?[[:alpha:]_\s!@#$%\^&*(){}<>|\/\\~;=]+/` at the start of a
+/// one-line string.
+fn looks_like_word(s: &str) -> bool {
+    fn in_set(c: char) -> bool {
+        c.is_alphabetic() || is_ruby_space(c) || "_!@#$%^&*(){}<>|/\\~;=".contains(c)
+    }
+    let mut chars = s.chars();
+    let Some(first) = chars.next() else {
+        return false;
+    };
+    if in_set(first) {
+        return true;
+    }
+    let skippable = !(first.is_ascii_digit() || matches!(first, '.' | ':' | '-'));
+    skippable && chars.next().is_some_and(in_set)
+}
+
+/// Ruby's `\s`.
+fn is_ruby_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\u{b}' | '\u{c}' | '\r')
+}
+
+/// The first branch of `tokenize`: short word-like strings may be null or a
+/// YAML 1.1 boolean; everything else there is a String.
+fn word_like_reads_as_string(s: &str) -> bool {
+    if s.chars().count() > 5 {
+        return true;
+    }
+    let starts_other = line_starts(s).any(|k| {
+        s[k..]
+            .chars()
+            .next()
+            .is_some_and(|c| !"ytonfYTONF~".contains(c))
+    });
+    if starts_other {
+        return true;
+    }
+    let special = ["null", "yes", "true", "on", "no", "false", "off"];
+    let any_line_is_special = s
+        .split('\n')
+        .any(|line| special.iter().any(|w| line.eq_ignore_ascii_case(w)));
+    !(s == "~" || any_line_is_special)
+}
+
+/// A tiny cursor over ASCII text for the hand-written regex matchers below.
+struct Cursor<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(s: &'a str) -> Self {
+        Cursor {
+            b: s.as_bytes(),
+            i: 0,
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn at_end(&self) -> bool {
+        self.i >= self.b.len()
+    }
+
+    fn eat(&mut self, c: u8) -> bool {
+        if self.peek() == Some(c) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn eat_if(&mut self, f: impl Fn(u8) -> bool) -> Option<u8> {
+        let c = self.peek().filter(|&c| f(c))?;
+        self.i += 1;
+        Some(c)
+    }
+
+    /// Between `min` and `max` ASCII digits (greedy), as a number.
+    fn digits(&mut self, min: usize, max: usize) -> Option<u32> {
+        let start = self.i;
+        let mut value: u32 = 0;
+        while self.i - start < max {
+            match self.eat_if(|c| c.is_ascii_digit()) {
+                Some(d) => value = value.saturating_mul(10).saturating_add(u32::from(d - b'0')),
+                None => break,
+            }
+        }
+        (self.i - start >= min).then_some(value)
+    }
+
+    fn skip_while(&mut self, f: impl Fn(u8) -> bool) -> usize {
+        let start = self.i;
+        while self.eat_if(&f).is_some() {}
+        self.i - start
+    }
+
+    fn rest(&self) -> &'a [u8] {
+        self.b.get(self.i..).unwrap_or_default()
+    }
+}
+
+/// Psych's `TIME` regex; `Some(valid)` when it matches, where `valid` says
+/// whether `parse_time` would succeed (Ruby's `Time.utc`/`Time.new` range
+/// checks), `None` when it does not match.
+fn time_is_valid(s: &str) -> Option<bool> {
+    let mut c = Cursor::new(s);
+    c.eat(b'-');
+    c.digits(4, 4)?;
+    c.eat(b'-').then_some(())?;
+    let month = c.digits(1, 2)?;
+    c.eat(b'-').then_some(())?;
+    let day = c.digits(1, 2)?;
+    if c.eat_if(|b| b == b'T' || b == b't').is_none() {
+        if c.skip_while(|b| is_ruby_space(char::from(b))) == 0 {
+            return None;
+        }
+    }
+    let hour = c.digits(1, 2)?;
+    c.eat(b':').then_some(())?;
+    let minute = c.digits(2, 2)?;
+    c.eat(b':').then_some(())?;
+    let second = c.digits(2, 2)?;
+    if c.eat(b'.') {
+        c.skip_while(|b| b.is_ascii_digit());
+    }
+    let offset_ok = if c.at_end() {
+        true
+    } else {
+        c.skip_while(|b| is_ruby_space(char::from(b)));
+        if c.eat(b'Z') {
+            c.at_end().then_some(true)?
+        } else {
+            c.eat_if(|b| b == b'+' || b == b'-')?;
+            tz_offset_is_valid(c.rest())?
+        }
+    };
+    let hour_ok = hour < 24 || (hour == 24 && minute == 0 && second == 0);
+    Some(
+        (1..=12).contains(&month)
+            && (1..=31).contains(&day)
+            && hour_ok
+            && minute <= 59
+            && second <= 60
+            && offset_ok,
+    )
+}
+
+/// Matches `\d{1,2}:?(?:\d\d)?$` after a time zone sign; `Some(valid)` with
+/// Ruby's `-86400 < offset < 86400` check.
+fn tz_offset_is_valid(rest: &[u8]) -> Option<bool> {
+    let all_digits = |b: &[u8]| b.iter().all(u8::is_ascii_digit);
+    let parse = |b: &[u8]| {
+        b.iter().fold(0u32, |n, d| {
+            n.saturating_mul(10).saturating_add(u32::from(d - b'0'))
+        })
+    };
+    let ok = |tail: &[u8]| {
+        let tail = tail.strip_prefix(b":").unwrap_or(tail);
+        tail.is_empty() || (tail.len() == 2 && all_digits(tail))
+    };
+    for width in [2usize, 1] {
+        let Some(hours) = rest.get(..width) else {
+            continue;
+        };
+        let tail = rest.get(width..).unwrap_or_default();
+        if all_digits(hours) && ok(tail) {
+            // Ruby re-reads the offset with /^([+\-]?\d{1,2}):?(\d{1,2})?$/ on
+            // the whole text, which splits `530` as 53 and 0.
+            let digits: Vec<u8> = rest.iter().copied().filter(u8::is_ascii_digit).collect();
+            let (h, m) = digits.split_at(digits.len().min(2));
+            let offset = parse(h) * 3600 + parse(m) * 60;
+            return Some(offset < 86_400);
+        }
+    }
+    None
+}
+
+/// Psych's date regex `^\d{4}-(?:1[012]|0\d|\d)-(?:[12]\d|3[01]|0\d|\d)$`;
+/// `Some(valid)` when it matches, where `valid` says whether
+/// `Date.strptime` accepts the calendar date.
+fn date_is_valid(s: &str) -> Option<bool> {
+    let mut c = Cursor::new(s);
+    let year = c.digits(4, 4)?;
+    c.eat(b'-').then_some(())?;
+    let month_start = c.i;
+    let month = c.digits(1, 2)?;
+    if c.i - month_start == 2 && month > 12 && s.as_bytes().get(month_start) != Some(&b'0') {
+        return None;
+    }
+    c.eat(b'-').then_some(())?;
+    let day_start = c.i;
+    let day = c.digits(1, 2)?;
+    if c.i - day_start == 2 && day > 31 {
+        return None;
+    }
+    if !c.at_end() {
+        return None;
+    }
+    Some((1..=12).contains(&month) && day >= 1 && day <= days_in_month(year, month))
+}
+
+fn days_in_month(year: u32, month: u32) -> u32 {
+    match month {
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Psych's base-60 integer and float forms:
+/// `^[-+]?[0-9][0-9_]*(:[0-5]?[0-9]){1,2}(\.[0-9_]*)?$`.
+fn is_sexagesimal(s: &str) -> bool {
+    let unsigned = s.strip_prefix(['+', '-']).unwrap_or(s);
+    let mut parts = unsigned.split(':');
+    let head = parts.next().unwrap_or_default();
+    let head_ok = head.as_bytes().first().is_some_and(u8::is_ascii_digit)
+        && head.bytes().all(|b| b.is_ascii_digit() || b == b'_');
+    let rest: Vec<&str> = parts.collect();
+    if !head_ok || rest.is_empty() || rest.len() > 2 {
+        return false;
+    }
+    let base60 = |p: &str| match p.as_bytes() {
+        [d] => d.is_ascii_digit(),
+        [a, b] => (b'0'..=b'5').contains(a) && b.is_ascii_digit(),
+        _ => false,
+    };
+    let last = rest.len() - 1;
+    rest.iter().enumerate().all(|(i, p)| {
+        if i < last {
+            return base60(p);
+        }
+        match p.split_once('.') {
+            Some((whole, frac)) => {
+                base60(whole) && frac.bytes().all(|b| b.is_ascii_digit() || b == b'_')
+            }
+            None => base60(p),
+        }
+    })
+}
+
+/// Psych's `FLOAT`: `^[-+]?([0-9][0-9_,]*)?\.[0-9]*([eE][-+][0-9]+)?$`, minus
+/// the lone `.`, `+.` and `-.`.
+fn is_psych_float(s: &str) -> bool {
+    let mut c = Cursor::new(s);
+    c.eat_if(|b| b == b'+' || b == b'-');
+    let start = c.i;
+    if c.eat_if(|b| b.is_ascii_digit()).is_some() {
+        c.skip_while(|b| b.is_ascii_digit() || b == b'_' || b == b',');
+    }
+    let had_digits = c.i > start;
+    if !c.eat(b'.') {
+        return false;
+    }
+    let frac = c.skip_while(|b| b.is_ascii_digit());
+    if c.eat_if(|b| b == b'e' || b == b'E').is_some() {
+        if c.eat_if(|b| b == b'+' || b == b'-').is_none()
+            || c.skip_while(|b| b.is_ascii_digit()) == 0
+        {
+            return false;
+        }
+    } else if !had_digits && frac == 0 {
+        return false;
+    }
+    c.at_end()
+}
+
+/// Psych 4's `INTEGER` (binary, octal, decimal with `,`/`_` separators,
+/// hexadecimal).
+fn is_psych_integer(s: &str) -> bool {
+    let r = s.strip_prefix(['+', '-']).unwrap_or(s);
+    let all = |t: &str, f: fn(u8) -> bool| !t.is_empty() && t.bytes().all(f);
+    if let Some(t) = r.strip_prefix("0b") {
+        return all(t, |b| matches!(b, b'0' | b'1' | b'_' | b','));
+    }
+    if let Some(t) = r.strip_prefix("0x") {
+        return all(t, |b| b.is_ascii_hexdigit() || b == b'_' || b == b',');
+    }
+    if r == "0" {
+        return true;
+    }
+    if let Some(t) = r.strip_prefix('0') {
+        return all(t, |b| matches!(b, b'0'..=b'7' | b'_' | b','));
+    }
+    let b = r.as_bytes();
+    if !b.first().is_some_and(|d| (b'1'..=b'9').contains(d)) {
+        return false;
+    }
+    let mut i = 1;
+    while i < b.len() {
+        match b[i] {
+            d if d.is_ascii_digit() => i += 1,
+            b'_' | b',' if b.get(i + 1).is_some_and(u8::is_ascii_digit) => i += 2,
+            _ => return false,
+        }
+    }
+    true
+}
+
+// ---------------------------------------------------------------------------
+// libyaml: scalar analysis and style selection.
+// ---------------------------------------------------------------------------
+
+/// What `yaml_emitter_analyze_scalar` finds out about a scalar's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Analysis {
+    multiline: bool,
+    flow_plain_allowed: bool,
+    block_plain_allowed: bool,
+    single_quoted_allowed: bool,
+    block_allowed: bool,
+}
+
+fn is_break(c: char) -> bool {
+    matches!(c, '\r' | '\n' | '\u{85}' | '\u{2028}' | '\u{2029}')
+}
+
+fn is_blank(c: char) -> bool {
+    c == ' ' || c == '\t'
+}
+
+/// libyaml's `IS_BLANKZ`: blank, line break or NUL (the end of the text
+/// counts as NUL).
+fn is_blankz(c: Option<char>) -> bool {
+    c.is_none_or(|c| is_blank(c) || is_break(c) || c == '\0')
+}
+
+/// libyaml's `IS_PRINTABLE` (with the emitter in unicode mode).
+fn is_printable(c: char) -> bool {
+    matches!(c, '\n' | ' '..='~' | '\u{a0}'..='\u{d7ff}')
+        || (('\u{e000}'..='\u{fffd}').contains(&c) && c != '\u{feff}')
+}
+
+fn analyze(text: &str) -> Analysis {
+    if text.is_empty() {
+        return Analysis {
+            multiline: false,
+            flow_plain_allowed: false,
+            block_plain_allowed: true,
+            single_quoted_allowed: true,
+            block_allowed: false,
+        };
+    }
+    let chars: Vec<char> = text.chars().collect();
+    let last = chars.len() - 1;
+    let mut flow_indicators = false;
+    let mut block_indicators = false;
+    let mut line_breaks = false;
+    let mut special_characters = false;
+    let mut leading_space = false;
+    let mut leading_break = false;
+    let mut trailing_space = false;
+    let mut trailing_break = false;
+    let mut break_space = false;
+    let mut space_break = false;
+    let mut previous_space = false;
+    let mut previous_break = false;
+    let mut preceded_by_whitespace = true;
+
+    if text.starts_with("---") || text.starts_with("...") {
+        flow_indicators = true;
+        block_indicators = true;
+    }
+
+    for (i, &c) in chars.iter().enumerate() {
+        let followed_by_whitespace = is_blankz(chars.get(i + 1).copied());
+        if i == 0 {
+            if "#,[]{}&*!|>'\"%@`".contains(c) {
+                flow_indicators = true;
+                block_indicators = true;
+            }
+            if c == '?' || c == ':' {
+                flow_indicators = true;
+                block_indicators |= followed_by_whitespace;
+            }
+            if c == '-' && followed_by_whitespace {
+                flow_indicators = true;
+                block_indicators = true;
+            }
+        } else {
+            if ",?[]{}".contains(c) {
+                flow_indicators = true;
+            }
+            if c == ':' {
+                flow_indicators = true;
+                block_indicators |= followed_by_whitespace;
+            }
+            if c == '#' && preceded_by_whitespace {
+                flow_indicators = true;
+                block_indicators = true;
+            }
+        }
+        if !is_printable(c) {
+            special_characters = true;
+        }
+        if is_break(c) {
+            line_breaks = true;
+        }
+        if c == ' ' {
+            leading_space |= i == 0;
+            trailing_space |= i == last;
+            break_space |= previous_break;
+            previous_space = true;
+            previous_break = false;
+        } else if is_break(c) {
+            leading_break |= i == 0;
+            trailing_break |= i == last;
+            space_break |= previous_space;
+            previous_space = false;
+            previous_break = true;
+        } else {
+            previous_space = false;
+            previous_break = false;
+        }
+        preceded_by_whitespace = is_blankz(Some(c));
+    }
+
+    let mut a = Analysis {
+        multiline: line_breaks,
+        flow_plain_allowed: true,
+        block_plain_allowed: true,
+        single_quoted_allowed: true,
+        block_allowed: true,
+    };
+    if leading_space || leading_break || trailing_space || trailing_break {
+        a.flow_plain_allowed = false;
+        a.block_plain_allowed = false;
+    }
+    if trailing_space {
+        a.block_allowed = false;
+    }
+    if break_space {
+        a.flow_plain_allowed = false;
+        a.block_plain_allowed = false;
+        a.single_quoted_allowed = false;
+    }
+    if space_break || special_characters {
+        a.flow_plain_allowed = false;
+        a.block_plain_allowed = false;
+        a.single_quoted_allowed = false;
+        a.block_allowed = false;
+    }
+    if line_breaks {
+        a.flow_plain_allowed = false;
+        a.block_plain_allowed = false;
+    }
+    if flow_indicators {
+        a.flow_plain_allowed = false;
+    }
+    if block_indicators {
+        a.block_plain_allowed = false;
+    }
+    a
+}
+
+/// `yaml_emitter_check_simple_key` for a scalar key.
+fn is_simple_key(event: &ScalarEvent<'_>, analysis: &Analysis) -> bool {
+    let tag_len = event.tag.map_or(0, |(h, s)| h.len() + s.len());
+    !analysis.multiline && tag_len + event.text.len() <= MAX_SIMPLE_KEY_LENGTH
+}
+
+/// `yaml_emitter_select_scalar_style` in block context: the final style, and
+/// the tag to write (the requested one, or `!` when a non-plain style was
+/// forced on a scalar that may only be implicit when plain).
+fn select_style(
+    event: &ScalarEvent<'_>,
+    analysis: &Analysis,
+    simple_key: bool,
+) -> (Style, Option<(&'static str, &'static str)>) {
+    let no_tag = event.tag.is_none();
+    let mut style = event.style;
+    if simple_key && analysis.multiline {
+        style = Style::DoubleQuoted;
+    }
+    if style == Style::Plain {
+        if !analysis.block_plain_allowed
+            || (event.text.is_empty() && simple_key)
+            || (no_tag && !event.plain_implicit)
+        {
+            style = Style::SingleQuoted;
+        }
+    }
+    if style == Style::SingleQuoted && !analysis.single_quoted_allowed {
+        style = Style::DoubleQuoted;
+    }
+    if style == Style::Literal && (!analysis.block_allowed || simple_key) {
+        style = Style::DoubleQuoted;
+    }
+    let tag = if no_tag && !event.quoted_implicit && style != Style::Plain {
+        Some(("!", ""))
+    } else {
+        event.tag
+    };
+    (style, tag)
+}
+
+// ---------------------------------------------------------------------------
+// libyaml: the emitter proper.
+// ---------------------------------------------------------------------------
+
+/// Where a node sits, as libyaml's `mapping_context`/`simple_key_context`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Context {
+    mapping: bool,
+    simple_key: bool,
+}
+
+/// libyaml's emitter state for a block-style document.
+struct Emitter {
+    out: String,
+    /// Characters written on the current line.
+    column: usize,
+    /// The last thing written was whitespace (or the start of a line).
+    whitespace: bool,
+    /// Only indentation has been written on the current line so far.
+    indention: bool,
+    /// Current indentation; `None` before the root collection (libyaml's -1).
+    indent: Option<usize>,
+    /// libyaml's `open_ended`: 2 after a `|+` scalar, which makes the
+    /// stream end with `...`.
+    open_ended: u8,
+}
+
+impl Emitter {
+    fn new() -> Self {
+        Emitter {
+            out: String::new(),
+            column: 0,
+            whitespace: true,
+            indention: true,
+            indent: None,
+            open_ended: 0,
+        }
+    }
+
+    fn emit_document(&mut self, doc: &Value) {
+        self.write_indent();
+        self.write_indicator("---", true, false, false);
+        self.emit_node(doc, Context::default());
+        self.write_indent();
+        if self.open_ended == 0 {
+            self.open_ended = 1;
+        }
+        if self.open_ended == 2 {
+            self.write_indicator("...", true, false, false);
+            self.write_indent();
+        }
+    }
+
+    fn emit_node(&mut self, value: &Value, ctx: Context) {
+        match value {
+            Value::Map(m) if m.is_empty() => self.emit_empty_flow("{", "}"),
+            Value::Map(m) => self.emit_block_mapping(m),
+            Value::Seq(s) if s.is_empty() => self.emit_empty_flow("[", "]"),
+            Value::Seq(s) => self.emit_block_sequence(s, ctx),
+            Value::Null => self.emit_scalar(&ScalarEvent::implicit_plain(""), ctx),
+            Value::Bool(b) => self.emit_scalar(
+                &ScalarEvent::implicit_plain(if *b { "true" } else { "false" }),
+                ctx,
+            ),
+            Value::Int(i) => {
+                let text = i.to_string();
+                self.emit_scalar(&ScalarEvent::implicit_plain(&text), ctx);
+            }
+            Value::Float(f) => {
+                let text = format_float(*f);
+                self.emit_scalar(&ScalarEvent::implicit_plain(&text), ctx);
+            }
+            Value::Str(s) => self.emit_scalar(&string_event(s), ctx),
+        }
+    }
+
+    /// `[]` or `{}`: libyaml writes empty collections in flow style.
+    fn emit_empty_flow(&mut self, open: &str, close: &str) {
+        self.write_indicator(open, true, true, false);
+        self.write_indicator(close, false, false, false);
+    }
+
+    fn emit_block_sequence(&mut self, items: &[Value], ctx: Context) {
+        let saved = self.increase_indent(false, ctx.mapping && !self.indention);
+        for item in items {
+            self.write_indent();
+            self.write_indicator("-", true, false, true);
+            self.emit_node(item, Context::default());
+        }
+        self.indent = saved;
+    }
+
+    fn emit_block_mapping(&mut self, map: &Mapping) {
+        let saved = self.increase_indent(false, false);
+        for (key, value) in map.iter() {
+            self.write_indent();
+            let event = string_event(key);
+            let analysis = analyze(event.text);
+            if is_simple_key(&event, &analysis) {
+                let ctx = Context {
+                    mapping: true,
+                    simple_key: true,
+                };
+                self.emit_analyzed_scalar(&event, &analysis, ctx);
+                self.write_indicator(":", false, false, false);
+            } else {
+                self.write_indicator("?", true, false, true);
+                let ctx = Context {
+                    mapping: true,
+                    simple_key: false,
+                };
+                self.emit_analyzed_scalar(&event, &analysis, ctx);
+                self.write_indent();
+                self.write_indicator(":", true, false, true);
+            }
+            let ctx = Context {
+                mapping: true,
+                simple_key: false,
+            };
+            self.emit_node(value, ctx);
+        }
+        self.indent = saved;
+    }
+
+    fn emit_scalar(&mut self, event: &ScalarEvent<'_>, ctx: Context) {
+        let analysis = analyze(event.text);
+        self.emit_analyzed_scalar(event, &analysis, ctx);
+    }
+
+    fn emit_analyzed_scalar(&mut self, event: &ScalarEvent<'_>, analysis: &Analysis, ctx: Context) {
+        let (style, tag) = select_style(event, analysis, ctx.simple_key);
+        if let Some((handle, suffix)) = tag {
+            self.write_tag(handle, suffix);
+        }
+        let saved = self.increase_indent(true, false);
+        let allow_breaks = !ctx.simple_key;
+        match style {
+            Style::Plain => self.write_plain(event.text, allow_breaks),
+            Style::SingleQuoted => self.write_single_quoted(event.text, allow_breaks),
+            Style::DoubleQuoted => self.write_double_quoted(event.text, allow_breaks),
+            Style::Literal => self.write_literal(event.text),
+        }
+        self.indent = saved;
+    }
+
+    /// `yaml_emitter_increase_indent`; returns the indent to restore.
+    fn increase_indent(&mut self, flow: bool, indentless: bool) -> Option<usize> {
+        let saved = self.indent;
+        self.indent = match self.indent {
+            None => Some(if flow { BEST_INDENT } else { 0 }),
+            Some(i) if !indentless => Some(i + BEST_INDENT),
+            Some(i) => Some(i),
+        };
+        saved
+    }
+
+    // -- low-level writers ---------------------------------------------------
+
+    fn put(&mut self, c: char) {
+        self.out.push(c);
+        self.column += 1;
+    }
+
+    fn put_break(&mut self) {
+        self.out.push('\n');
+        self.column = 0;
+    }
+
+    /// `WRITE_BREAK`: a line feed becomes the output line break, other break
+    /// characters are copied as they are.
+    fn write_break(&mut self, c: char) {
+        if c == '\n' {
+            self.put_break();
+        } else {
+            self.out.push(c);
+            self.column = 0;
+        }
+    }
+
+    fn write_indent(&mut self) {
+        let indent = self.indent.unwrap_or(0);
+        if !self.indention || self.column > indent || (self.column == indent && !self.whitespace) {
+            self.put_break();
+        }
+        while self.column < indent {
+            self.put(' ');
+        }
+        self.whitespace = true;
+        self.indention = true;
+    }
+
+    fn write_indicator(
+        &mut self,
+        indicator: &str,
+        need_whitespace: bool,
+        is_whitespace: bool,
+        is_indention: bool,
+    ) {
+        if need_whitespace && !self.whitespace {
+            self.put(' ');
+        }
+        for c in indicator.chars() {
+            self.put(c);
+        }
+        self.whitespace = is_whitespace;
+        self.indention = self.indention && is_indention;
+    }
+
+    fn write_tag(&mut self, handle: &str, suffix: &str) {
+        if !self.whitespace {
+            self.put(' ');
+        }
+        for c in handle.chars().chain(suffix.chars()) {
+            self.put(c);
+        }
+        self.whitespace = false;
+        self.indention = false;
+    }
+
+    /// Is the character after position `i` a space?
+    fn next_is_space(chars: &[char], i: usize) -> bool {
+        chars.get(i + 1) == Some(&' ')
+    }
+
+    fn write_plain(&mut self, text: &str, allow_breaks: bool) {
+        if !self.whitespace && !text.is_empty() {
+            self.put(' ');
+        }
+        let chars: Vec<char> = text.chars().collect();
+        let mut spaces = false;
+        let mut breaks = false;
+        for (i, &c) in chars.iter().enumerate() {
+            if c == ' ' {
+                if allow_breaks
+                    && !spaces
+                    && self.column > BEST_WIDTH
+                    && !Self::next_is_space(&chars, i)
+                {
+                    self.write_indent();
+                } else {
+                    self.put(c);
+                }
+                spaces = true;
+            } else if is_break(c) {
+                if !breaks && c == '\n' {
+                    self.put_break();
+                }
+                self.write_break(c);
+                self.indention = true;
+                breaks = true;
+            } else {
+                if breaks {
+                    self.write_indent();
+                }
+                self.put(c);
+                self.indention = false;
+                spaces = false;
+                breaks = false;
+            }
+        }
+        self.whitespace = false;
+        self.indention = false;
+    }
+
+    fn write_single_quoted(&mut self, text: &str, allow_breaks: bool) {
+        self.write_indicator("'", true, false, false);
+        let chars: Vec<char> = text.chars().collect();
+        let last = chars.len().saturating_sub(1);
+        let mut spaces = false;
+        let mut breaks = false;
+        for (i, &c) in chars.iter().enumerate() {
+            if c == ' ' {
+                if allow_breaks
+                    && !spaces
+                    && self.column > BEST_WIDTH
+                    && i != 0
+                    && i != last
+                    && !Self::next_is_space(&chars, i)
+                {
+                    self.write_indent();
+                } else {
+                    self.put(c);
+                }
+                spaces = true;
+            } else if is_break(c) {
+                if !breaks && c == '\n' {
+                    self.put_break();
+                }
+                self.write_break(c);
+                self.indention = true;
+                breaks = true;
+            } else {
+                if breaks {
+                    self.write_indent();
+                }
+                if c == '\'' {
+                    self.put('\'');
+                }
+                self.put(c);
+                self.indention = false;
+                spaces = false;
+                breaks = false;
+            }
+        }
+        if breaks {
+            self.write_indent();
+        }
+        self.write_indicator("'", false, false, false);
+        self.whitespace = false;
+        self.indention = false;
+    }
+
+    fn write_double_quoted(&mut self, text: &str, allow_breaks: bool) {
+        self.write_indicator("\"", true, false, false);
+        let chars: Vec<char> = text.chars().collect();
+        let last = chars.len().saturating_sub(1);
+        let mut spaces = false;
+        for (i, &c) in chars.iter().enumerate() {
+            if !is_printable(c) || c == '\u{feff}' || is_break(c) || c == '"' || c == '\\' {
+                self.write_escape(c);
+                spaces = false;
+            } else if c == ' ' {
+                if allow_breaks && !spaces && self.column > BEST_WIDTH && i != 0 && i != last {
+                    self.write_indent();
+                    if Self::next_is_space(&chars, i) {
+                        self.put('\\');
+                    }
+                } else {
+                    self.put(c);
+                }
+                spaces = true;
+            } else {
+                self.put(c);
+                spaces = false;
+            }
+        }
+        self.write_indicator("\"", false, false, false);
+        self.whitespace = false;
+        self.indention = false;
+    }
+
+    /// One escape sequence of a double-quoted scalar.
+    fn write_escape(&mut self, c: char) {
+        self.put('\\');
+        let short = match c {
+            '\0' => Some('0'),
+            '\u{7}' => Some('a'),
+            '\u{8}' => Some('b'),
+            '\t' => Some('t'),
+            '\n' => Some('n'),
+            '\u{b}' => Some('v'),
+            '\u{c}' => Some('f'),
+            '\r' => Some('r'),
+            '\u{1b}' => Some('e'),
+            '"' => Some('"'),
+            '\\' => Some('\\'),
+            '\u{85}' => Some('N'),
+            '\u{a0}' => Some('_'),
+            '\u{2028}' => Some('L'),
+            '\u{2029}' => Some('P'),
+            _ => None,
+        };
+        if let Some(s) = short {
+            self.put(s);
+            return;
+        }
+        let value = u32::from(c);
+        let (prefix, width) = if value <= 0xff {
+            ('x', 2)
+        } else if value <= 0xffff {
+            ('u', 4)
+        } else {
+            ('U', 8)
+        };
+        self.put(prefix);
+        for shift in (0..width).rev() {
+            let digit = (value >> (shift * 4)) & 0xf;
+            self.put(char::from_digit(digit, 16).map_or('0', |d| d.to_ascii_uppercase()));
+        }
+    }
+
+    fn write_literal(&mut self, text: &str) {
+        self.write_indicator("|", true, false, false);
+        self.write_block_scalar_hints(text);
+        self.put_break();
+        self.indention = true;
+        self.whitespace = true;
+        let mut breaks = true;
+        for c in text.chars() {
+            if is_break(c) {
+                self.write_break(c);
+                self.indention = true;
+                breaks = true;
+            } else {
+                if breaks {
+                    self.write_indent();
+                }
+                self.put(c);
+                self.indention = false;
+                breaks = false;
+            }
+        }
+    }
+
+    /// The indentation indicator (when the text starts with a space or a
+    /// break) and the chomping indicator of a block scalar.
+    fn write_block_scalar_hints(&mut self, text: &str) {
+        if text.starts_with(|c: char| c == ' ' || is_break(c)) {
+            let hint = BEST_INDENT.to_string();
+            self.write_indicator(&hint, false, false, false);
+        }
+        self.open_ended = 0;
+        let mut rev = text.chars().rev();
+        let chomp = match (rev.next(), rev.next()) {
+            (None, _) => Some("-"),
+            (Some(last), _) if !is_break(last) => Some("-"),
+            (Some(_), None) => Some("+"),
+            (Some(_), Some(before)) if is_break(before) => Some("+"),
+            _ => None,
+        };
+        if chomp == Some("+") {
+            self.open_ended = 2;
+        }
+        if let Some(chomp) = chomp {
+            self.write_indicator(chomp, false, false, false);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datastore::yaml::parse_document;
+    use std::path::{Path, PathBuf};
+
+    fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                collect_yaml(&path, out);
+            } else if path.extension().is_some_and(|e| e == "yaml") {
+                out.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn fixture_round_trip() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/fixtures/manageiq-content/ManageIQ");
+        let mut files = Vec::new();
+        collect_yaml(&root, &mut files);
+        files.sort();
+        let mut bad = Vec::new();
+        for f in &files {
+            let text = std::fs::read_to_string(f).unwrap();
+            match parse_document(&text, f) {
+                Err(e) => bad.push(format!("{e}")),
+                Ok(v) => {
+                    let out = to_psych_yaml(&v);
+                    if out != text {
+                        let line = out.lines().zip(text.lines()).position(|(a, b)| a != b);
+                        bad.push(format!(
+                            "{}: line {:?}\n  got:  {:?}\n  want: {:?}",
+                            f.display(),
+                            line.map(|l| l + 1),
+                            line.and_then(|l| out.lines().nth(l)),
+                            line.and_then(|l| text.lines().nth(l))
+                        ));
+                    }
+                }
+            }
+        }
+        assert!(
+            bad.is_empty(),
+            "{} of {} files differ:\n{}",
+            bad.len(),
+            files.len(),
+            bad.join("\n")
+        );
+    }
+}
+
+#[cfg(test)]
+mod differential {
+    //! TEMPORARY: dumps Psych events + our output for comparison with libyaml.
+    use super::*;
+    use serde_json::json;
+
+    fn events(v: &Value, out: &mut Vec<serde_json::Value>) {
+        let scalar = |e: &ScalarEvent<'_>| {
+            let style = match e.style {
+                Style::Plain => "plain",
+                Style::SingleQuoted => "'",
+                Style::DoubleQuoted => "\"",
+                Style::Literal => "|",
+            };
+            json!({"t": "scalar", "text": e.text, "style": style, "plain": e.plain_implicit, "quoted": e.quoted_implicit, "tag": e.tag.map(|_| "tag:yaml.org,2002:str")})
+        };
+        match v {
+            Value::Map(m) => {
+                out.push(json!({"t": "map_start"}));
+                for (k, v) in m.iter() {
+                    out.push(scalar(&string_event(k)));
+                    events(v, out);
+                }
+                out.push(json!({"t": "map_end"}));
+            }
+            Value::Seq(s) => {
+                out.push(json!({"t": "seq_start"}));
+                for v in s {
+                    events(v, out);
+                }
+                out.push(json!({"t": "seq_end"}));
+            }
+            Value::Str(s) => out.push(scalar(&string_event(s))),
+            Value::Null => out.push(scalar(&ScalarEvent::implicit_plain(""))),
+            other => {
+                let t = other.scalar_text().unwrap_or_default();
+                out.push(scalar(&ScalarEvent::implicit_plain(&t)));
+            }
+        }
+    }
+
+    fn to_value(j: &serde_json::Value) -> Value {
+        match j {
+            serde_json::Value::Null => Value::Null,
+            serde_json::Value::Bool(b) => Value::Bool(*b),
+            serde_json::Value::Number(n) => n
+                .as_i64()
+                .map(Value::Int)
+                .unwrap_or(Value::Float(n.as_f64().unwrap_or(0.0))),
+            serde_json::Value::String(s) => Value::Str(s.clone()),
+            serde_json::Value::Array(a) => Value::Seq(a.iter().map(to_value).collect()),
+            serde_json::Value::Object(o) => Value::Map(Mapping(
+                o.iter().map(|(k, v)| (k.clone(), to_value(v))).collect(),
+            )),
+        }
+    }
+
+    #[test]
+    #[ignore]
+    fn dump_differential() {
+        let text = std::fs::read_to_string("/tmp/diff_cases.json").unwrap();
+        let docs: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+        let mut results = Vec::new();
+        for d in &docs {
+            let v = to_value(d);
+            let mut ev = Vec::new();
+            events(&v, &mut ev);
+            results.push(json!({"events": ev, "yaml": to_psych_yaml(&v)}));
+        }
+        std::fs::write(
+            "/tmp/diff_out.json",
+            serde_json::to_string(&results).unwrap(),
+        )
+        .unwrap();
+    }
 }

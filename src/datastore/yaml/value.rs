@@ -147,22 +147,41 @@ impl Value {
     }
 }
 
-/// Formats a float the way Ruby's `Float#to_s` does for the values found in
-/// export files (`1.0`, `0.5`, `2.25`).
+/// Formats a float the way Ruby's `Float#to_s` does (`1.0`, `0.5`, `2.25`,
+/// `1.0e+16`, `1.0e-05`), except that NaN and the infinities give Psych's
+/// `.nan`, `.inf` and `-.inf`.
 pub fn format_float(f: f64) -> String {
     if f.is_nan() {
-        ".nan".to_string()
-    } else if f.is_infinite() {
-        if f > 0.0 {
-            ".inf".to_string()
-        } else {
-            "-.inf".to_string()
-        }
-    } else if f.fract() == 0.0 && f.abs() < 1e16 {
-        format!("{f:.1}")
-    } else {
-        format!("{f}")
+        return ".nan".to_string();
     }
+    if f.is_infinite() {
+        return if f > 0.0 { ".inf" } else { "-.inf" }.to_string();
+    }
+    let sign = if f.is_sign_negative() { "-" } else { "" };
+    if f == 0.0 {
+        return format!("{sign}0.0");
+    }
+    // Shortest round-trip digits and decimal exponent, as `1.2345e-7`.
+    let sci = format!("{:e}", f.abs());
+    let (mantissa, exponent) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    // Position of the decimal point relative to the digits (Ruby's `decpt`).
+    let decpt = exponent + 1;
+    let body = if decpt > 0 && decpt <= 16 {
+        let point = decpt as usize;
+        if digits.len() <= point {
+            format!("{digits}{}.0", "0".repeat(point - digits.len()))
+        } else {
+            format!("{}.{}", &digits[..point], &digits[point..])
+        }
+    } else if decpt <= 0 && decpt > -4 {
+        format!("0.{}{digits}", "0".repeat((-decpt) as usize))
+    } else {
+        let rest = if digits.len() > 1 { &digits[1..] } else { "0" };
+        format!("{}.{rest}e{:+03}", &digits[..1], decpt - 1)
+    };
+    format!("{sign}{body}")
 }
 
 impl fmt::Display for Value {

@@ -1,0 +1,297 @@
+//! The Automate engine: instantiate a URI into a [`Workspace`].
+//!
+//! One [`Engine`] is shared by every caller (it holds the datastore, the
+//! object store, the builtins and the script runner); each call to
+//! [`Engine::instantiate`] builds a fresh [`Runtime`] that owns the workspace
+//! being built, the stack of objects under construction and the trace. The
+//! rules are ManageIQ's (reference §3–§7): domain search with `Updated
+//! namespace`, `.missing`, assertions first, query args to attributes, fields
+//! in schema order filtered by message, `${...}` substitution, relationships,
+//! methods, collect and state machines.
+//!
+//! Submodules: [`datatype`] (value conversion), [`substitute`] (`${...}` and
+//! workspace object paths), [`collect`] (collect expressions), `methods`
+//! (method calls and inputs), `state_machine` (states, retries).
+
+mod collect;
+pub mod datatype;
+mod error;
+mod instantiate;
+mod methods;
+mod state_machine;
+mod substitute;
+mod value;
+mod workspace;
+
+pub use error::EngineError;
+pub use methods::{BuiltinFn, Builtins, MethodRc, ScriptRunner};
+pub use value::{AttrValue, Attributes};
+pub use workspace::{Level, Object, ObjectId, TraceLine, Workspace};
+
+use crate::datastore::{Datastore, Index};
+use crate::vmdb::{NoObjects, ObjectStore};
+use std::sync::Arc;
+
+/// Limits that keep one instantiation bounded.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// The deepest relationship nesting allowed (SPEC §3: 64).
+    pub max_depth: usize,
+    /// Trace lines also go to `tracing` (target `automation`).
+    pub emit_tracing: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            max_depth: 64,
+            emit_tracing: true,
+        }
+    }
+}
+
+/// Everything an instantiation needs, shared between calls.
+#[derive(Clone)]
+pub struct Engine {
+    datastore: Arc<Datastore>,
+    store: Arc<dyn ObjectStore>,
+    builtins: Arc<Builtins>,
+    scripts: Option<Arc<dyn ScriptRunner>>,
+    assertions: Arc<rhai::Engine>,
+    pub options: EngineOptions,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("datastore", &self.datastore.root())
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// An engine over `datastore` with no stored objects, the standard
+    /// builtins and no script runner.
+    pub fn new(datastore: Arc<Datastore>) -> Engine {
+        Engine {
+            datastore,
+            store: Arc::new(NoObjects),
+            builtins: Arc::new(Builtins::standard()),
+            scripts: None,
+            assertions: Arc::new(assertion_engine()),
+            options: EngineOptions::default(),
+        }
+    }
+
+    pub fn with_store(mut self, store: Arc<dyn ObjectStore>) -> Engine {
+        self.store = store;
+        self
+    }
+
+    pub fn with_builtins(mut self, builtins: Builtins) -> Engine {
+        self.builtins = Arc::new(builtins);
+        self
+    }
+
+    pub fn with_scripts(mut self, scripts: Arc<dyn ScriptRunner>) -> Engine {
+        self.scripts = Some(scripts);
+        self
+    }
+
+    pub fn with_options(mut self, options: EngineOptions) -> Engine {
+        self.options = options;
+        self
+    }
+
+    pub fn datastore(&self) -> &Arc<Datastore> {
+        &self.datastore
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// Instantiates `uri` with extra `attrs` (added to the URI's query) and
+    /// returns the workspace. Errors that ManageIQ propagates to the caller
+    /// (abort, a bad URI, a cycle, a missing object) are returned as `Err`,
+    /// with the trace up to that point logged.
+    pub fn instantiate(
+        &self,
+        uri: &str,
+        attrs: &[(String, String)],
+    ) -> Result<Workspace, EngineError> {
+        let mut rt = Runtime::new(self);
+        rt.extra_args = attrs.to_vec();
+        match rt.instantiate(uri, None) {
+            Ok(_) => Ok(rt.ws),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Like [`Engine::instantiate`], but always returns the workspace built
+    /// so far together with the error, if any.
+    pub fn instantiate_traced(
+        &self,
+        uri: &str,
+        attrs: &[(String, String)],
+    ) -> (Workspace, Option<EngineError>) {
+        let mut rt = Runtime::new(self);
+        rt.extra_args = attrs.to_vec();
+        let err = rt.instantiate(uri, None).err();
+        (rt.ws, err)
+    }
+
+    /// Starts a runtime over a workspace carried from an earlier run (a
+    /// state-machine retry): its state vars are kept.
+    pub fn runtime_with_state(&self, state_vars: Attributes) -> Runtime<'_> {
+        let mut rt = Runtime::new(self);
+        rt.ws.state_vars = state_vars;
+        rt
+    }
+}
+
+/// The engine used for assertions: expressions only, tightly bounded.
+fn assertion_engine() -> rhai::Engine {
+    let mut e = rhai::Engine::new();
+    e.set_max_operations(100_000);
+    e.set_max_expr_depths(64, 32);
+    e.set_max_string_size(1 << 20);
+    e.set_max_array_size(10_000);
+    e.set_max_map_size(10_000);
+    e.set_max_call_levels(16);
+    e.disable_symbol("eval");
+    e
+}
+
+/// One instantiation in progress: the workspace being built, the stack of
+/// objects under construction, and the current message.
+pub struct Runtime<'e> {
+    engine: &'e Engine,
+    index: Arc<Index>,
+    /// The workspace being built.
+    pub ws: Workspace,
+    /// Cycle keys of the objects being instantiated, innermost last.
+    stack: Vec<String>,
+    /// The object whose fields are being processed.
+    current: Option<ObjectId>,
+    current_message: String,
+    current_field: Option<String>,
+    /// Names of the methods being run, innermost last.
+    method_stack: Vec<String>,
+    /// Attributes added to the root's query.
+    extra_args: Vec<(String, String)>,
+    /// Per-state-machine saved `ae_*` attributes (reference §6.5).
+    state_info: state_machine::StateInfo,
+    /// The class and instance each object was built from.
+    classes: rustc_hash::FxHashMap<ObjectId, (Arc<crate::datastore::ClassDef>, Option<usize>)>,
+}
+
+impl<'e> Runtime<'e> {
+    fn new(engine: &'e Engine) -> Runtime<'e> {
+        Runtime {
+            engine,
+            index: engine.datastore.index(),
+            ws: Workspace::default(),
+            stack: Vec::new(),
+            current: None,
+            current_message: "create".to_string(),
+            current_field: None,
+            method_stack: Vec::new(),
+            extra_args: Vec::new(),
+            state_info: Default::default(),
+            classes: Default::default(),
+        }
+    }
+
+    pub fn engine(&self) -> &'e Engine {
+        self.engine
+    }
+
+    pub fn index(&self) -> &Arc<Index> {
+        &self.index
+    }
+
+    /// The object whose field is being processed.
+    pub fn current(&self) -> Option<ObjectId> {
+        self.current
+    }
+
+    pub fn current_message(&self) -> &str {
+        &self.current_message
+    }
+
+    /// The name of the method being run (innermost).
+    pub fn current_method(&self) -> Option<&str> {
+        self.method_stack.last().map(String::as_str)
+    }
+
+    /// The root of the tree the current object belongs to.
+    pub fn root_of(&self, mut id: ObjectId) -> ObjectId {
+        while let Some(p) = self.ws.objects[id].parent {
+            id = p;
+        }
+        id
+    }
+
+    /// The workspace root (the first root object), if any.
+    pub fn root(&self) -> Option<ObjectId> {
+        self.ws.roots().first().copied()
+    }
+
+    /// Writes a trace line at the current depth, and to `tracing`.
+    pub fn log(&mut self, level: Level, text: impl Into<String>) {
+        let text = text.into();
+        if self.engine.options.emit_tracing {
+            match level {
+                Level::Debug => tracing::debug!(target: "automation", "{text}"),
+                Level::Info => tracing::info!(target: "automation", "{text}"),
+                Level::Warn => tracing::warn!(target: "automation", "{text}"),
+                Level::Error => tracing::error!(target: "automation", "{text}"),
+            }
+        }
+        self.ws.trace.push(TraceLine {
+            depth: self.stack.len().saturating_sub(1),
+            level,
+            text,
+        });
+    }
+
+    /// Sets an attribute of an object (the name is lower-cased).
+    pub fn set_attr(&mut self, id: ObjectId, name: &str, value: AttrValue) {
+        self.ws.objects[id]
+            .attributes
+            .insert(name.to_lowercase(), value);
+    }
+
+    /// An attribute of an object.
+    pub fn attr(&self, id: ObjectId, name: &str) -> Option<&AttrValue> {
+        self.ws.objects[id].attributes.get(&name.to_lowercase())
+    }
+
+    /// A root attribute as text (`""` when absent).
+    pub fn root_text(&self, name: &str) -> String {
+        self.current
+            .map(|c| self.root_of(c))
+            .or_else(|| self.root())
+            .and_then(|r| self.attr(r, name))
+            .map(AttrValue::to_text)
+            .unwrap_or_default()
+    }
+
+    /// Sets a root attribute.
+    pub fn set_root(&mut self, name: &str, value: AttrValue) {
+        if let Some(r) = self
+            .current
+            .map(|c| self.root_of(c))
+            .or_else(|| self.root())
+        {
+            self.set_attr(r, name, value);
+        }
+    }
+
+    /// Gives the finished workspace back.
+    pub fn into_workspace(self) -> Workspace {
+        self.ws
+    }
+}

@@ -1,0 +1,174 @@
+//! Attribute values: what a workspace object's attributes hold.
+//!
+//! Ruby's attributes are dynamic; [`AttrValue`] covers every conversion of
+//! reference §5.5, and keeps nil distinct from `""` because many rules test
+//! `nil?` and others `blank?`.
+
+use crate::datastore::yaml::format_float;
+use crate::vmdb::VmdbRef;
+use std::fmt::Write;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttrValue {
+    Nil,
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Symbol(String),
+    Array(Vec<AttrValue>),
+    /// An ordered hash (collect's `{k => v}` form).
+    Hash(Vec<(AttrValue, AttrValue)>),
+    /// A password: shown as `********`, the clear text only on request.
+    Password(String),
+    /// A reference to an object of the store (`EventStream::event_stream=1`).
+    Object(VmdbRef),
+}
+
+impl AttrValue {
+    pub fn str(s: impl Into<String>) -> AttrValue {
+        AttrValue::Str(s.into())
+    }
+
+    pub fn is_nil(&self) -> bool {
+        matches!(self, AttrValue::Nil)
+    }
+
+    /// Ruby's `blank?`.
+    pub fn is_blank(&self) -> bool {
+        match self {
+            AttrValue::Nil => true,
+            AttrValue::Str(s) => s.trim().is_empty(),
+            AttrValue::Bool(b) => !b,
+            AttrValue::Array(a) => a.is_empty(),
+            AttrValue::Hash(h) => h.is_empty(),
+            _ => false,
+        }
+    }
+
+    /// Ruby's `to_s` as substitution uses it: nil is `""`, a password is
+    /// masked, an object is its id.
+    pub fn to_text(&self) -> String {
+        match self {
+            AttrValue::Nil => String::new(),
+            AttrValue::Str(s) | AttrValue::Symbol(s) => s.clone(),
+            AttrValue::Int(i) => i.to_string(),
+            AttrValue::Float(f) => format_float(*f),
+            AttrValue::Bool(b) => b.to_string(),
+            AttrValue::Password(_) => "********".to_string(),
+            AttrValue::Object(r) => r.id.to_string(),
+            AttrValue::Array(_) | AttrValue::Hash(_) => self.inspect(),
+        }
+    }
+
+    /// Ruby's `inspect` (as the `Invoking ... with inputs [...]` line shows).
+    pub fn inspect(&self) -> String {
+        let mut out = String::new();
+        self.inspect_into(&mut out);
+        out
+    }
+
+    fn inspect_into(&self, out: &mut String) {
+        match self {
+            AttrValue::Nil => out.push_str("nil"),
+            AttrValue::Str(s) => inspect_str(s, out),
+            AttrValue::Symbol(s) => {
+                out.push(':');
+                out.push_str(s);
+            }
+            AttrValue::Int(_) | AttrValue::Float(_) | AttrValue::Bool(_) => {
+                out.push_str(&self.to_text())
+            }
+            AttrValue::Password(_) => out.push_str("\"********\""),
+            AttrValue::Object(r) => {
+                let _ = write!(out, "#<MiqAeService{} id: {}>", r.class, r.id);
+            }
+            AttrValue::Array(items) => {
+                out.push('[');
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    v.inspect_into(out);
+                }
+                out.push(']');
+            }
+            AttrValue::Hash(pairs) => {
+                out.push('{');
+                for (i, (k, v)) in pairs.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    k.inspect_into(out);
+                    out.push_str("=>");
+                    v.inspect_into(out);
+                }
+                out.push('}');
+            }
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            AttrValue::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// A number for collect's arithmetic (`sum`, `mean`, ...).
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            AttrValue::Int(i) => Some(*i as f64),
+            AttrValue::Float(f) => Some(*f),
+            AttrValue::Str(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
+}
+
+/// Ruby's `String#inspect` for the characters that matter here.
+fn inspect_str(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '#' => out.push('#'),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\x{:02X}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+impl From<&str> for AttrValue {
+    fn from(s: &str) -> Self {
+        AttrValue::Str(s.to_string())
+    }
+}
+
+impl From<String> for AttrValue {
+    fn from(s: String) -> Self {
+        AttrValue::Str(s)
+    }
+}
+
+impl From<i64> for AttrValue {
+    fn from(i: i64) -> Self {
+        AttrValue::Int(i)
+    }
+}
+
+impl From<bool> for AttrValue {
+    fn from(b: bool) -> Self {
+        AttrValue::Bool(b)
+    }
+}
+
+/// An insertion-ordered attribute table with lower-cased keys.
+pub type Attributes = indexmap::IndexMap<String, AttrValue>;

@@ -1,0 +1,100 @@
+//! The workspace: what one instantiation built. Objects live in an arena
+//! (`ObjectId` is an index), linked parent → children; the trace is kept
+//! beside them so tests and the CLI can show exactly what the engine did.
+
+use super::value::{AttrValue, Attributes};
+use serde::Serialize;
+
+/// An index into [`Workspace::objects`].
+pub type ObjectId = usize;
+
+/// One object of the tree: an instance of a class, with its attributes.
+#[derive(Debug, Clone)]
+pub struct Object {
+    /// `Domain/ns` the object was built from.
+    pub namespace: String,
+    pub class: String,
+    /// The instance actually used (`.missing`, `.default`).
+    pub instance: String,
+    /// `/ns/class/<requested instance>`, before `.missing` substitution.
+    pub object_name: String,
+    pub attributes: Attributes,
+    pub parent: Option<ObjectId>,
+    pub children: Vec<ObjectId>,
+    /// Relationship results by field name.
+    pub rels: Vec<(String, Vec<ObjectId>)>,
+    /// Dropped after a failed assertion or a stop.
+    pub removed: bool,
+}
+
+impl Object {
+    pub fn get(&self, name: &str) -> Option<&AttrValue> {
+        self.attributes.get(&name.to_ascii_lowercase())
+    }
+}
+
+/// The severity of a trace line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// One line of the automation log, with the relationship depth it was
+/// written at (the CLI indents by it; the log itself does not).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TraceLine {
+    pub depth: usize,
+    pub level: Level,
+    pub text: String,
+}
+
+/// The result of one instantiation.
+#[derive(Debug, Clone, Default)]
+pub struct Workspace {
+    pub objects: Vec<Object>,
+    pub trace: Vec<TraceLine>,
+    /// Persistent state variables (`${state_var#k}`, carried across retries).
+    pub state_vars: Attributes,
+}
+
+impl Workspace {
+    /// Objects with no parent that were not removed; `roots()[0]` is `root`.
+    pub fn roots(&self) -> Vec<ObjectId> {
+        (0..self.objects.len())
+            .filter(|&i| self.objects[i].parent.is_none() && !self.objects[i].removed)
+            .collect()
+    }
+
+    /// The root object, if instantiation left one.
+    pub fn root(&self) -> Option<&Object> {
+        self.roots().first().map(|&i| &self.objects[i])
+    }
+
+    pub fn object(&self, id: ObjectId) -> &Object {
+        &self.objects[id]
+    }
+
+    /// A root attribute.
+    pub fn root_attr(&self, name: &str) -> Option<&AttrValue> {
+        self.root().and_then(|o| o.get(name))
+    }
+
+    /// The trace as plain lines (no indentation).
+    pub fn trace_lines(&self) -> Vec<&str> {
+        self.trace.iter().map(|l| l.text.as_str()).collect()
+    }
+
+    /// The live children of an object.
+    pub fn children(&self, id: ObjectId) -> Vec<ObjectId> {
+        self.objects[id]
+            .children
+            .iter()
+            .copied()
+            .filter(|&c| !self.objects[c].removed)
+            .collect()
+    }
+}

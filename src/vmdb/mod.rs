@@ -1,0 +1,70 @@
+//! The object store ("vmdb"): the provider objects Automate reads, such as
+//! VMs, hosts, providers and event-stream rows, addressed ManageIQ-style by
+//! class and id (`EventStream::event_stream=1000000003170`).
+//!
+//! The engine reads objects only through [`ObjectStore`], so the same engine
+//! runs on the in-memory [`MemoryStore`] (tests, `automate instantiate`
+//! without a database) and on the durable store.
+
+mod memory;
+
+pub use memory::MemoryStore;
+
+use crate::engine::AttrValue;
+use std::sync::Arc;
+
+/// A reference to one stored object: its class as stored (e.g. `EmsEvent`)
+/// and its id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct VmdbRef {
+    pub class: Arc<str>,
+    pub id: i64,
+}
+
+/// Read access to stored objects.
+pub trait ObjectStore: Send + Sync {
+    /// The object of class `class` (or a subclass: `EventStream` finds an
+    /// `EmsEvent`) with id `id`; `None` when there is none.
+    fn find(&self, class: &str, id: i64) -> Option<VmdbRef>;
+
+    /// One attribute of a stored object (`name`, `source`, `event_type`,
+    /// an association such as `host` as an [`AttrValue::Object`]).
+    fn attribute(&self, obj: &VmdbRef, name: &str) -> Option<AttrValue>;
+}
+
+/// The service-model classes a query key or datatype may name, with the
+/// base class their ids live under (ManageIQ's `base_class`).
+pub fn base_class(class: &str) -> Option<&'static str> {
+    let lc = class.to_ascii_lowercase();
+    Some(match lc.as_str() {
+        "eventstream" | "emsevent" | "miqevent" | "requestevent" => "EventStream",
+        "vmortemplate" | "vm" | "miqtemplate" | "template" => "VmOrTemplate",
+        "host" => "Host",
+        "extmanagementsystem" | "ems" => "ExtManagementSystem",
+        "miqserver" | "server" => "MiqServer",
+        "user" => "User",
+        "miqgroup" => "MiqGroup",
+        "tenant" => "Tenant",
+        "storage" => "Storage",
+        "emscluster" => "EmsCluster",
+        "miqrequest" | "request" | "automationrequest" => "MiqRequest",
+        "miqrequesttask" | "automationtask" => "MiqRequestTask",
+        "miqpolicy" | "policy" => "MiqPolicy",
+        "miqalert" => "MiqAlert",
+        _ => return None,
+    })
+}
+
+/// A store that holds nothing: every lookup misses.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoObjects;
+
+impl ObjectStore for NoObjects {
+    fn find(&self, _class: &str, _id: i64) -> Option<VmdbRef> {
+        None
+    }
+
+    fn attribute(&self, _obj: &VmdbRef, _name: &str) -> Option<AttrValue> {
+        None
+    }
+}
