@@ -8,5 +8,6 @@
 pub mod cli;
 pub mod datastore;
 pub mod engine;
+pub mod methods;
 pub mod uri;
 pub mod vmdb;

@@ -1,37 +1,734 @@
 //! `automate datastore list|tree|show|validate`, `automate import`, `automate export`.
+//!
+//! Thin front ends over [`crate::datastore`]: they load the datastore, call the
+//! library, and print text (or JSON for `show --json`). Problems found while
+//! loading are counted on stderr with a pointer to `datastore validate`.
 
 use super::Global;
-use std::path::PathBuf;
+use crate::datastore::import::{self, ExportOptions, ImportOptions};
+use crate::datastore::index::{join_path, ClassDef, FieldDef, Index, InstanceDef, MethodDef};
+use crate::datastore::{fs as dsfs, validate, Class, Domain, Namespace};
+use anyhow::{bail, Context};
+use serde_json::json;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum DatastoreCmd {
-    /// List domains with priority, enabled flag, source and counts.
+    /// List domains with priority, enabled flag, source and counts (highest priority first).
     List,
+    /// Print the namespaces, classes, instances and methods as an indented tree.
+    Tree {
+        /// Only below this path: `Domain[/namespace...][/Class]`, or a partial
+        /// `namespace/.../Class` (shown for every domain that has it).
+        path: Option<String>,
+    },
+    /// Show a class schema, an instance (merged with its class defaults) or a method.
+    Show {
+        /// `/ManageIQ/System/Process`, `/System/Process` (highest-priority domain),
+        /// `/System/Process/Event` (instance) or `/System/Process/parse_event_stream` (method).
+        path: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every file of the datastore and list every problem.
+    Validate,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct ImportArgs {
-    /// A domain directory, a zip, or a repository with `__domain__.yaml` at its root.
+    /// A domain directory, a directory of domains, a zip, or a repository with
+    /// `__domain__.yaml` at its root.
     pub source: PathBuf,
+    /// Import the domain under this name (sets `name` and the directory).
+    #[arg(long, value_name = "NEW_NAME")]
+    pub domain: Option<String>,
+    /// Which domain to take from a source holding several (directory or domain name).
+    #[arg(long, value_name = "DOMAIN")]
+    pub from: Option<String>,
+    /// The domain's priority (default: the replaced domain's, else highest + 1).
+    #[arg(long, allow_negative_numbers = true)]
+    pub priority: Option<i64>,
+    /// Replace an existing domain of the same name.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Enable the domain.
+    #[arg(long, conflicts_with = "disabled")]
+    pub enabled: bool,
+    /// Disable the domain.
+    #[arg(long)]
+    pub disabled: bool,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
     /// The domain to export.
     pub domain: String,
-    /// The destination directory, or a `.zip` file.
+    /// The destination directory (the domain goes to DEST/<Domain>), or a `.zip` file.
     pub dest: PathBuf,
+    /// Replace an existing DEST/<Domain> directory or zip.
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
-pub fn run(_global: &Global, _cmd: DatastoreCmd) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+pub fn run(global: &Global, cmd: DatastoreCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        DatastoreCmd::List => list(&global.datastore),
+        DatastoreCmd::Tree { path } => tree(&global.datastore, path.as_deref()),
+        DatastoreCmd::Show { path, json } => show(&global.datastore, &path, json),
+        DatastoreCmd::Validate => validate_cmd(&global.datastore),
+    }
 }
 
-pub fn import(_global: &Global, _args: ImportArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+pub fn import(global: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> {
+    let opts = ImportOptions {
+        domain_filter: args.from,
+        rename: args.domain,
+        priority: args.priority,
+        overwrite: args.overwrite,
+        enabled: match (args.enabled, args.disabled) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        },
+    };
+    let s = import::import(&global.datastore, &args.source, &opts)?;
+    let c = s.counts;
+    println!(
+        "{} domain {} (priority {}, {}, source {}) into {}: {} namespaces, {} classes, {} \
+         instances, {} methods ({} files)",
+        if s.replaced { "Replaced" } else { "Imported" },
+        s.domain,
+        s.priority,
+        if s.enabled { "enabled" } else { "disabled" },
+        s.source.as_str(),
+        s.path.display(),
+        c.namespaces,
+        c.classes,
+        c.instances,
+        c.methods,
+        s.files
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
-pub fn export(_global: &Global, _args: ExportArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+pub fn export(global: &Global, args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let opts = ExportOptions {
+        overwrite: args.overwrite,
+    };
+    let s = import::export(&global.datastore, &args.domain, &args.dest, &opts)?;
+    let c = s.counts;
+    println!(
+        "Exported domain {} to {}{}: {} namespaces, {} classes, {} instances, {} methods ({} files)",
+        s.domain,
+        s.path.display(),
+        if s.zip { " (zip)" } else { "" },
+        c.namespaces,
+        c.classes,
+        c.instances,
+        c.methods,
+        s.files
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads the whole datastore; reports the number of problems on stderr.
+fn load(root: &Path) -> anyhow::Result<Vec<Domain>> {
+    if !root.is_dir() {
+        bail!(
+            "the datastore `{}` is not a directory; pass --datastore DIR or import a domain first",
+            root.display()
+        );
+    }
+    let report = dsfs::read_root(root);
+    if !report.problems.is_empty() {
+        eprintln!(
+            "warning: {} problem(s) while loading `{}`; the affected files were skipped \
+             (run `automate datastore validate` for the list)",
+            report.problems.len(),
+            root.display()
+        );
+    }
+    Ok(report.domains)
+}
+
+/// Domains sorted as the index orders them: highest priority first, then name.
+fn by_priority(domains: &[Domain]) -> Vec<&Domain> {
+    let mut v: Vec<&Domain> = domains.iter().collect();
+    v.sort_by(|a, b| {
+        b.priority()
+            .cmp(&a.priority())
+            .then_with(|| a.name().cmp(b.name()))
+    });
+    v
+}
+
+fn list(root: &Path) -> anyhow::Result<ExitCode> {
+    let domains = load(root)?;
+    let header = [
+        "DOMAIN",
+        "PRIORITY",
+        "ENABLED",
+        "SOURCE",
+        "NAMESPACES",
+        "CLASSES",
+        "INSTANCES",
+        "METHODS",
+    ];
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+    for d in by_priority(&domains) {
+        let c = d.counts();
+        rows.push(vec![
+            d.name().to_string(),
+            d.priority().to_string(),
+            if d.enabled() { "yes" } else { "no" }.to_string(),
+            d.source().as_str().to_string(),
+            c.namespaces.to_string(),
+            c.classes.to_string(),
+            c.instances.to_string(),
+            c.methods.to_string(),
+        ]);
+    }
+    if domains.is_empty() {
+        println!("no domains in `{}`", root.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_table(&rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints rows with columns padded; numbers right-aligned after the first column.
+fn print_table(rows: &[Vec<String>]) {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|i| rows.iter().filter_map(|r| r.get(i)).map(|s| s.chars().count()).max().unwrap_or(0))
+        .collect();
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            let pad = widths[i].saturating_sub(cell.chars().count());
+            let numeric = i > 0 && cell.parse::<i64>().is_ok();
+            if numeric {
+                line.push_str(&" ".repeat(pad));
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.push_str(&" ".repeat(pad));
+            }
+        }
+        println!("{}", line.trim_end());
+    }
+}
+
+// ---------------------------------------------------------------------------
+// tree
+
+fn tree(root: &Path, path: Option<&str>) -> anyhow::Result<ExitCode> {
+    let domains = load(root)?;
+    let ordered = by_priority(&domains);
+    let segs: Vec<&str> = path
+        .unwrap_or("")
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let mut out = String::new();
+    if segs.is_empty() {
+        for d in &ordered {
+            domain_header(d, &mut out);
+            level(&d.namespaces, &d.classes, 1, &mut out);
+        }
+        print!("{out}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    // A domain name first: only that domain.
+    if let Some(d) = ordered.iter().find(|d| d.name().eq_ignore_ascii_case(segs[0])) {
+        match find_node(&d.namespaces, &d.classes, &segs[1..]) {
+            Some(node) => {
+                out.push_str(&format!("{}/{}\n", d.name(), segs[1..].join("/")).replace("/\n", "\n"));
+                print_node(node, 1, &mut out);
+                print!("{out}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            None => bail!(
+                "`{}` not found in domain {}; run `automate datastore tree {}` to see what it holds",
+                segs[1..].join("/"),
+                d.name(),
+                d.name()
+            ),
+        }
+    }
+    // A partial path: every domain holding it.
+    let mut found = false;
+    for d in &ordered {
+        if let Some(node) = find_node(&d.namespaces, &d.classes, &segs) {
+            found = true;
+            out.push_str(&format!("{}/{}\n", d.name(), segs.join("/")));
+            print_node(node, 1, &mut out);
+        }
+    }
+    if !found {
+        bail!(
+            "`{}` is neither a domain nor a namespace or class of any domain; run `automate \
+             datastore tree` to see the whole datastore",
+            segs.join("/")
+        );
+    }
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+enum Node<'a> {
+    Level(&'a [Namespace], &'a [Class]),
+    Class(&'a Class),
+}
+
+fn find_node<'a>(namespaces: &'a [Namespace], classes: &'a [Class], segs: &[&str]) -> Option<Node<'a>> {
+    let Some((first, rest)) = segs.split_first() else {
+        return Some(Node::Level(namespaces, classes));
+    };
+    if let Some(ns) = namespaces.iter().find(|n| n.name.eq_ignore_ascii_case(first)) {
+        if let Some(node) = find_node(&ns.namespaces, &ns.classes, rest) {
+            return Some(node);
+        }
+    }
+    if rest.is_empty() {
+        if let Some(c) = classes.iter().find(|c| c.name().eq_ignore_ascii_case(first)) {
+            return Some(Node::Class(c));
+        }
+    }
+    None
+}
+
+fn print_node(node: Node<'_>, depth: usize, out: &mut String) {
+    match node {
+        Node::Level(ns, cl) => level(ns, cl, depth, out),
+        Node::Class(c) => class_body(c, depth, out),
+    }
+}
+
+fn domain_header(d: &Domain, out: &mut String) {
+    out.push_str(&format!(
+        "{} (priority {}, {}, {})\n",
+        d.name(),
+        d.priority(),
+        if d.enabled() { "enabled" } else { "disabled" },
+        d.source().as_str()
+    ));
+}
+
+fn level(namespaces: &[Namespace], classes: &[Class], depth: usize, out: &mut String) {
+    let pad = "  ".repeat(depth);
+    let mut nss: Vec<&Namespace> = namespaces.iter().collect();
+    nss.sort_by_key(|n| n.name.to_lowercase());
+    for ns in nss {
+        out.push_str(&format!("{pad}{}/\n", ns.name));
+        level(&ns.namespaces, &ns.classes, depth + 1, out);
+    }
+    let mut cls: Vec<&Class> = classes.iter().collect();
+    cls.sort_by_key(|c| c.name().to_lowercase());
+    for c in cls {
+        out.push_str(&format!("{pad}{} [class]\n", c.name()));
+        class_body(c, depth + 1, out);
+    }
+}
+
+fn class_body(c: &Class, depth: usize, out: &mut String) {
+    let pad = "  ".repeat(depth);
+    let mut insts: Vec<&str> = c.instances.iter().map(|i| i.name()).collect();
+    insts.sort_by_key(|n| n.to_lowercase());
+    for i in insts {
+        out.push_str(&format!("{pad}{i}\n"));
+    }
+    let mut methods: Vec<&str> = c.methods.iter().map(|m| m.name()).collect();
+    methods.sort_by_key(|n| n.to_lowercase());
+    for m in methods {
+        out.push_str(&format!("{pad}{m}() [method]\n"));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// show
+
+fn show(root: &Path, path: &str, as_json: bool) -> anyhow::Result<ExitCode> {
+    let domains = load(root)?;
+    let index = Index::build(&domains);
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    if segs.is_empty() {
+        bail!("give a path such as /System/Process or /ManageIQ/System/Process/Event");
+    }
+    let target = resolve_show(&index, &segs).with_context(|| {
+        format!(
+            "`{path}` is not a class, instance or method of any enabled domain; check it with \
+             `automate datastore tree`"
+        )
+    })?;
+    let text = match (&target, as_json) {
+        (Target::Class(c), false) => class_text(c),
+        (Target::Class(c), true) => pretty(&class_json(c))?,
+        (Target::Instance(c, i, exact), false) => instance_text(c, i, *exact, segs.last().copied()),
+        (Target::Instance(c, i, exact), true) => pretty(&instance_json(c, i, *exact, segs.last().copied()))?,
+        (Target::Method(c, m), false) => method_text(c, m),
+        (Target::Method(c, m), true) => pretty(&method_json(c, m))?,
+    };
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pretty(v: &serde_json::Value) -> anyhow::Result<String> {
+    Ok(format!("{}\n", serde_json::to_string_pretty(v)?))
+}
+
+enum Target<'a> {
+    Class(&'a Arc<ClassDef>),
+    /// The class, the instance, and whether the name matched exactly (else `.missing`).
+    Instance(&'a Arc<ClassDef>, &'a InstanceDef, bool),
+    Method(&'a Arc<ClassDef>, &'a Arc<MethodDef>),
+}
+
+/// A class at `segs` (fully qualified or partial), else an instance or a
+/// method of the class at `segs[..n-1]`.
+fn resolve_show<'a>(index: &'a Index, segs: &[&str]) -> Option<Target<'a>> {
+    let class_at = |segs: &[&str]| -> Option<&'a Arc<ClassDef>> {
+        let (class, ns) = segs.split_last()?;
+        let ns = ns.join("/");
+        index
+            .classes_at(&ns, class)
+            .first()
+            .or_else(|| index.class(&ns, class))
+    };
+    if let Some(c) = class_at(segs) {
+        return Some(Target::Class(c));
+    }
+    let (last, parent) = segs.split_last()?;
+    let (class, ns) = parent.split_last()?;
+    let ns = ns.join("/");
+    // Partial path: the engine's domain search (instance, else `.missing`).
+    if let Some(c) = index.resolve(&ns, class, last) {
+        if let Some(i) = c.instance(last) {
+            return Some(Target::Instance(c, i, true));
+        }
+    }
+    if let Some(c) = index.class(&ns, class) {
+        if let Some(i) = c.instance(last) {
+            return Some(Target::Instance(c, i, true));
+        }
+    }
+    if let Some(m) = index.resolve_method(&ns, class, last) {
+        let c = index
+            .classes_at(&ns, class)
+            .iter()
+            .find(|c| c.method(last).is_some())?;
+        return Some(Target::Method(c, m));
+    }
+    if let Some(c) = index.class(&ns, class) {
+        if let Some(m) = c.method(last) {
+            return Some(Target::Method(c, m));
+        }
+    }
+    let c = index.resolve(&ns, class, last).or_else(|| index.class(&ns, class))?;
+    let missing = c.instance(crate::datastore::index::MISSING)?;
+    Some(Target::Instance(c, missing, false))
+}
+
+fn class_path(c: &ClassDef) -> String {
+    format!("/{}", join_path(&c.fq_namespace(), &c.name))
+}
+
+fn opt(s: &Option<String>) -> &str {
+    s.as_deref().unwrap_or("")
+}
+
+fn field_json(f: &FieldDef) -> serde_json::Value {
+    json!({
+        "name": f.name,
+        "aetype": f.aetype.as_str(),
+        "datatype": f.datatype,
+        "default_value": f.default_value,
+        "message": f.messages.join(","),
+        "substitute": f.substitute,
+        "on_entry": f.on_entry,
+        "on_exit": f.on_exit,
+        "on_error": f.on_error,
+        "collect": f.collect,
+        "max_retries": f.max_retries,
+        "max_time": f.max_time,
+    })
+}
+
+fn class_json(c: &ClassDef) -> serde_json::Value {
+    json!({
+        "kind": "class",
+        "path": class_path(c),
+        "domain": &*c.domain,
+        "namespace": c.namespace,
+        "class": c.name,
+        "state_machine": c.is_state_machine(),
+        "fields": c.fields.iter().map(field_json).collect::<Vec<_>>(),
+        "instances": c.instances.iter().map(|i| i.name.clone()).collect::<Vec<_>>(),
+        "methods": sorted_methods(c).iter().map(|m| m.name.clone()).collect::<Vec<_>>(),
+    })
+}
+
+fn sorted_methods(c: &ClassDef) -> Vec<&Arc<MethodDef>> {
+    let mut v: Vec<&Arc<MethodDef>> = c.methods().collect();
+    v.sort_by_key(|m| m.name.to_lowercase());
+    v
+}
+
+fn class_text(c: &ClassDef) -> String {
+    let mut out = format!(
+        "class {} (domain {}{})\n",
+        class_path(c),
+        c.domain,
+        if c.is_state_machine() { ", state machine" } else { "" }
+    );
+    let mut rows = vec![[
+        "NAME", "AETYPE", "DATATYPE", "DEFAULT", "MESSAGE", "SUBST", "ON_ENTRY", "ON_EXIT",
+        "ON_ERROR", "COLLECT", "MAX_RETRIES", "MAX_TIME",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for f in &c.fields {
+        rows.push(vec![
+            f.name.clone(),
+            f.aetype.as_str().to_string(),
+            opt(&f.datatype).to_string(),
+            opt(&f.default_value).to_string(),
+            f.messages.join(","),
+            f.substitute.to_string(),
+            opt(&f.on_entry).to_string(),
+            opt(&f.on_exit).to_string(),
+            opt(&f.on_error).to_string(),
+            opt(&f.collect).to_string(),
+            opt(&f.max_retries).to_string(),
+            opt(&f.max_time).to_string(),
+        ]);
+    }
+    out.push_str(&table_string(&drop_empty_columns(rows)));
+    out.push_str(&format!(
+        "{} instance(s), {} method(s)\n",
+        c.instances.len(),
+        c.methods().count()
+    ));
+    out
+}
+
+/// Drops columns that are empty in every row but the header.
+fn drop_empty_columns(rows: Vec<Vec<String>>) -> Vec<Vec<String>> {
+    let cols = rows.first().map(Vec::len).unwrap_or(0);
+    let keep: Vec<bool> = (0..cols)
+        .map(|i| i < 2 || rows.iter().skip(1).any(|r| r.get(i).is_some_and(|s| !s.is_empty())))
+        .collect();
+    rows.into_iter()
+        .map(|r| r.into_iter().enumerate().filter(|(i, _)| keep[*i]).map(|(_, s)| s).collect())
+        .collect()
+}
+
+fn table_string(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|i| rows.iter().filter_map(|r| r.get(i)).map(|s| s.chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::from("  ");
+        for (i, cell) in row.iter().enumerate() {
+            line.push_str(cell);
+            line.push_str(&" ".repeat(widths[i].saturating_sub(cell.chars().count()) + 2));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// One merged field of an instance: (field, value, from_instance, the instance's value parts).
+fn merged(c: &ClassDef, i: &InstanceDef) -> Vec<serde_json::Value> {
+    c.fields
+        .iter()
+        .zip(&i.values)
+        .map(|(f, v)| {
+            let from_instance = v.as_ref().is_some_and(|v| v.value.is_some());
+            let pick = |inst: Option<&Option<String>>, class: &Option<String>| -> Option<String> {
+                inst.and_then(|s| s.clone()).or_else(|| class.clone())
+            };
+            json!({
+                "name": f.name,
+                "aetype": f.aetype.as_str(),
+                "datatype": f.datatype,
+                "value": if from_instance { v.as_ref().and_then(|v| v.value.clone()) } else { f.default_value.clone() },
+                "from_instance": from_instance,
+                "on_entry": pick(v.as_ref().map(|v| &v.on_entry), &f.on_entry),
+                "on_exit": pick(v.as_ref().map(|v| &v.on_exit), &f.on_exit),
+                "on_error": pick(v.as_ref().map(|v| &v.on_error), &f.on_error),
+                "collect": pick(v.as_ref().map(|v| &v.collect), &f.collect),
+                "max_retries": pick(v.as_ref().map(|v| &v.max_retries), &f.max_retries),
+                "max_time": pick(v.as_ref().map(|v| &v.max_time), &f.max_time),
+            })
+        })
+        .collect()
+}
+
+fn instance_json(c: &ClassDef, i: &InstanceDef, exact: bool, asked: Option<&str>) -> serde_json::Value {
+    json!({
+        "kind": "instance",
+        "path": format!("{}/{}", class_path(c), i.name),
+        "domain": &*c.domain,
+        "namespace": c.namespace,
+        "class": c.name,
+        "instance": i.name,
+        "requested": asked,
+        "fallback_to_missing": !exact,
+        "fields": merged(c, i),
+        "unknown_fields": i.unknown_fields,
+    })
+}
+
+fn instance_text(c: &ClassDef, i: &InstanceDef, exact: bool, asked: Option<&str>) -> String {
+    let mut out = format!(
+        "instance {}/{} (domain {})\n",
+        class_path(c),
+        i.name,
+        c.domain
+    );
+    if !exact {
+        out.push_str(&format!(
+            "  (no instance `{}`: the engine falls back to `.missing`)\n",
+            asked.unwrap_or("")
+        ));
+    }
+    let mut rows = vec![["", "FIELD", "AETYPE", "VALUE", "ON_ENTRY", "ON_EXIT", "ON_ERROR", "COLLECT", "MAX_RETRIES", "MAX_TIME"]
+        .map(String::from)
+        .to_vec()];
+    for m in merged(c, i) {
+        let s = |k: &str| m[k].as_str().unwrap_or("").to_string();
+        rows.push(vec![
+            if m["from_instance"].as_bool() == Some(true) { "*" } else { " " }.to_string(),
+            s("name"),
+            s("aetype"),
+            s("value"),
+            s("on_entry"),
+            s("on_exit"),
+            s("on_error"),
+            s("collect"),
+            s("max_retries"),
+            s("max_time"),
+        ]);
+    }
+    // Keep the marker, name and aetype columns; drop others that are all empty.
+    let rows = drop_empty_columns_from(rows, 3);
+    out.push_str(&table_string(&rows));
+    out.push_str("  (* value set by the instance; others are class defaults)\n");
+    if !i.unknown_fields.is_empty() {
+        out.push_str(&format!(
+            "  warning: values for fields not in the class: {}\n",
+            i.unknown_fields.join(", ")
+        ));
+    }
+    out
+}
+
+fn drop_empty_columns_from(rows: Vec<Vec<String>>, always: usize) -> Vec<Vec<String>> {
+    let cols = rows.first().map(Vec::len).unwrap_or(0);
+    let keep: Vec<bool> = (0..cols)
+        .map(|i| {
+            i < always || rows.iter().skip(1).any(|r| r.get(i).is_some_and(|s| !s.trim().is_empty()))
+        })
+        .collect();
+    rows.into_iter()
+        .map(|r| r.into_iter().enumerate().filter(|(i, _)| keep[*i]).map(|(_, s)| s).collect())
+        .collect()
+}
+
+fn method_json(c: &ClassDef, m: &MethodDef) -> serde_json::Value {
+    json!({
+        "kind": "method",
+        "path": m.fqname,
+        "domain": &*c.domain,
+        "namespace": c.namespace,
+        "class": c.name,
+        "method": m.name,
+        "location": m.location,
+        "language": m.language,
+        "scope": m.scope,
+        "embedded_methods": m.embedded_methods,
+        "inputs": m.inputs.iter().map(field_json).collect::<Vec<_>>(),
+        "body": m.body.as_deref(),
+    })
+}
+
+fn method_text(c: &ClassDef, m: &MethodDef) -> String {
+    let mut out = format!(
+        "method {} (domain {})\n  location: {}\n  language: {}\n  scope: {}\n",
+        m.fqname, c.domain, m.location, m.language, m.scope
+    );
+    if !m.embedded_methods.is_empty() {
+        out.push_str(&format!("  embedded_methods: {}\n", m.embedded_methods.join(", ")));
+    }
+    if m.inputs.is_empty() {
+        out.push_str("  inputs: none\n");
+    } else {
+        out.push_str("  inputs:\n");
+        let mut rows = vec![["NAME", "DATATYPE", "DEFAULT"].map(String::from).to_vec()];
+        for f in &m.inputs {
+            rows.push(vec![
+                f.name.clone(),
+                opt(&f.datatype).to_string(),
+                opt(&f.default_value).to_string(),
+            ]);
+        }
+        out.push_str(&table_string(&rows));
+    }
+    match m.body.as_deref() {
+        Some(body) if !body.is_empty() => {
+            out.push_str("  body:\n");
+            for line in body.lines() {
+                out.push_str("    ");
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        _ => out.push_str("  body: none\n"),
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// validate
+
+fn validate_cmd(root: &Path) -> anyhow::Result<ExitCode> {
+    if !root.is_dir() {
+        bail!(
+            "the datastore `{}` is not a directory; pass --datastore DIR",
+            root.display()
+        );
+    }
+    let report = validate::validate_report(root, &[]);
+    let all = report.all();
+    for p in &all {
+        if report.warnings.contains(p) {
+            println!("{p} (warning)");
+        } else {
+            println!("{p}");
+        }
+    }
+    let (e, w) = (report.errors.len(), report.warnings.len());
+    if all.is_empty() {
+        println!("{}: no problems", root.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let files: std::collections::BTreeSet<_> = all.iter().map(|p| &p.file).collect();
+    println!(
+        "{e} error{}, {w} warning{} in {} file{}",
+        if e == 1 { "" } else { "s" },
+        if w == 1 { "" } else { "s" },
+        files.len(),
+        if files.len() == 1 { "" } else { "s" }
+    );
+    Ok(if e > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

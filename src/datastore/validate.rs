@@ -17,7 +17,8 @@
 //! [`check_domain`] is the per-domain part (no cross-domain relationship
 //! check), which `import` uses to refuse a domain ManageIQ would refuse.
 //!
-//! Method bodies are not compiled here: [`validate_with`] takes
+//! Dangling relationships are warnings ([`Report::warnings`]); the rest are
+//! errors. Method bodies are not compiled here: [`validate_report`] takes
 //! [`MethodBodyCheck`] hooks, where the Rhai compile check plugs in.
 
 use super::fs::{self as dsfs, Problem, CLASS_FILE, DOMAIN_FILE, METHODS_DIR, NAMESPACE_FILE};
@@ -74,13 +75,34 @@ pub const SOURCES: &[&str] = &["system", "user", "user_locked", "remote"];
 /// gets the method and the path of its `.yaml` file and returns problems.
 pub type MethodBodyCheck = dyn Fn(&Method, &Path) -> Vec<Problem> + Sync;
 
-/// Every problem in the datastore at `root`, sorted by file then line.
-pub fn validate(root: &Path) -> Vec<Problem> {
-    validate_with(root, &[])
+/// What [`validate_report`] found, each list sorted by file then line.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Files ManageIQ would refuse or the engine cannot use.
+    pub errors: Vec<Problem>,
+    /// Content that loads but points nowhere: relationships whose class
+    /// exists in no domain (the shipped ManageIQ domain has 5 such leftovers).
+    pub warnings: Vec<Problem>,
 }
 
-/// [`validate`] with extra per-method checks (method body compilation).
-pub fn validate_with(root: &Path, method_checks: &[&MethodBodyCheck]) -> Vec<Problem> {
+impl Report {
+    /// Errors and warnings together, sorted by file then line.
+    pub fn all(&self) -> Vec<Problem> {
+        let mut v: Vec<Problem> = self.errors.iter().chain(&self.warnings).cloned().collect();
+        sort_problems(&mut v);
+        v
+    }
+}
+
+/// Every problem in the datastore at `root` (errors and warnings), sorted
+/// by file then line.
+pub fn validate(root: &Path) -> Vec<Problem> {
+    validate_report(root, &[]).all()
+}
+
+/// [`validate`], split into errors and warnings, with extra per-method
+/// checks (method body compilation plugs in here).
+pub fn validate_report(root: &Path, method_checks: &[&MethodBodyCheck]) -> Report {
     let report = dsfs::read_root(root);
     let mut problems = report.problems;
     let root_is_domain = root.join(DOMAIN_FILE).is_file();
@@ -127,11 +149,16 @@ pub fn validate_with(root: &Path, method_checks: &[&MethodBodyCheck]) -> Vec<Pro
     }
 
     let index = Index::build(&report.domains);
+    let mut warnings = Vec::new();
     for (domain, dir) in report.domains.iter().zip(&dirs) {
-        problems.extend(check_relationships(domain, dir, &index));
+        warnings.extend(check_relationships(domain, dir, &index));
     }
     sort_problems(&mut problems);
-    problems
+    sort_problems(&mut warnings);
+    Report {
+        errors: problems,
+        warnings,
+    }
 }
 
 /// Sorts problems by file, line, column, then message.

@@ -10,7 +10,7 @@ mod memory;
 
 pub use memory::MemoryStore;
 
-use crate::engine::AttrValue;
+use crate::engine::{AttrValue, Attributes};
 use std::sync::Arc;
 
 /// A reference to one stored object: its class as stored (e.g. `EmsEvent`)
@@ -30,7 +30,32 @@ pub trait ObjectStore: Send + Sync {
     /// One attribute of a stored object (`name`, `source`, `event_type`,
     /// an association such as `host` as an [`AttrValue::Object`]).
     fn attribute(&self, obj: &VmdbRef, name: &str) -> Option<AttrValue>;
+
+    /// Creates an object of class `class` with a new ManageIQ-style id
+    /// (`region * 10^12 + seq`).
+    fn create(&self, class: &str, attrs: Attributes) -> Result<VmdbRef, StoreError>;
+
+    /// Sets one attribute of a stored object.
+    fn update(&self, obj: &VmdbRef, name: &str, value: AttrValue) -> Result<(), StoreError>;
+
+    /// The objects of `class` (or its subclasses) whose attribute `attr`
+    /// equals `value`, by id.
+    fn find_by(&self, class: &str, attr: &str, value: &AttrValue) -> Vec<VmdbRef>;
 }
+
+/// A failed write to the object store.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StoreError {
+    #[error("unknown object class [{0}]")]
+    UnknownClass(String),
+    #[error("{0} [{1}] not found in the object store")]
+    NotFound(String, i64),
+    #[error("object store: {0}")]
+    Backend(String),
+}
+
+/// The first id of region 1: ids look like `1000000000001`.
+pub const REGION_BASE: i64 = 1_000_000_000_000;
 
 /// The service-model classes a query key or datatype may name, with the
 /// base class their ids live under (ManageIQ's `base_class`).
@@ -66,5 +91,17 @@ impl ObjectStore for NoObjects {
 
     fn attribute(&self, _obj: &VmdbRef, _name: &str) -> Option<AttrValue> {
         None
+    }
+
+    fn create(&self, class: &str, _attrs: Attributes) -> Result<VmdbRef, StoreError> {
+        Err(StoreError::Backend(format!("no object store to create a {class} in")))
+    }
+
+    fn update(&self, obj: &VmdbRef, _name: &str, _value: AttrValue) -> Result<(), StoreError> {
+        Err(StoreError::NotFound(obj.class.to_string(), obj.id))
+    }
+
+    fn find_by(&self, _class: &str, _attr: &str, _value: &AttrValue) -> Vec<VmdbRef> {
+        Vec::new()
     }
 }

@@ -1,1 +1,3 @@
-mod x {}
+//! Integration tests: one test binary with a module per area, so the
+//! 2-core machine links once. Each module builds real datastores on disk
+//! (tempfile) and runs the real engine and the real `automate` binary.
