@@ -27,7 +27,8 @@ pub enum DatastoreCmd {
     /// Show a class schema, an instance (merged with its class defaults) or a method.
     Show {
         /// `/ManageIQ/System/Process`, `/System/Process` (highest-priority domain),
-        /// `/System/Process/Event` (instance) or `/System/Process/parse_event_stream` (method).
+        /// `/System/Process/Event` (instance), `/System/Process/parse_event_stream` (method,
+        /// when no instance has that name) or `/System/Process/parse_event_stream()` (method).
         path: String,
         /// Print JSON instead of text.
         #[arg(long)]
@@ -249,7 +250,11 @@ fn tree(root: &Path, path: Option<&str>) -> anyhow::Result<ExitCode> {
     if let Some(d) = ordered.iter().find(|d| d.name().eq_ignore_ascii_case(segs[0])) {
         match find_node(&d.namespaces, &d.classes, &segs[1..]) {
             Some(node) => {
-                out.push_str(&format!("{}/{}\n", d.name(), segs[1..].join("/")).replace("/\n", "\n"));
+                if segs.len() == 1 {
+                    domain_header(d, &mut out);
+                } else {
+                    out.push_str(&format!("{}/{}\n", d.name(), segs[1..].join("/")));
+                }
                 print_node(node, 1, &mut out);
                 print!("{out}");
                 return Ok(ExitCode::SUCCESS);
@@ -407,6 +412,14 @@ fn resolve_show<'a>(index: &'a Index, segs: &[&str]) -> Option<Target<'a>> {
     let (last, parent) = segs.split_last()?;
     let (class, ns) = parent.split_last()?;
     let ns = ns.join("/");
+    // `name()` asks for the method even when an instance has the same name.
+    let (last, method_only) = match last.strip_suffix("()") {
+        Some(m) => (m, true),
+        None => (*last, false),
+    };
+    if method_only {
+        return find_method(index, &ns, class, last);
+    }
     // Partial path: the engine's domain search (instance, else `.missing`).
     if let Some(c) = index.resolve(&ns, class, last) {
         if let Some(i) = c.instance(last) {
@@ -418,21 +431,25 @@ fn resolve_show<'a>(index: &'a Index, segs: &[&str]) -> Option<Target<'a>> {
             return Some(Target::Instance(c, i, true));
         }
     }
-    if let Some(m) = index.resolve_method(&ns, class, last) {
-        let c = index
-            .classes_at(&ns, class)
-            .iter()
-            .find(|c| c.method(last).is_some())?;
-        return Some(Target::Method(c, m));
-    }
-    if let Some(c) = index.class(&ns, class) {
-        if let Some(m) = c.method(last) {
-            return Some(Target::Method(c, m));
-        }
+    if let Some(m) = find_method(index, &ns, class, last) {
+        return Some(m);
     }
     let c = index.resolve(&ns, class, last).or_else(|| index.class(&ns, class))?;
     let missing = c.instance(crate::datastore::index::MISSING)?;
     Some(Target::Instance(c, missing, false))
+}
+
+/// A method at a partial (overlay) or fully-qualified `ns/class/name`.
+fn find_method<'a>(index: &'a Index, ns: &str, class: &str, name: &str) -> Option<Target<'a>> {
+    if let Some(c) = index
+        .classes_at(ns, class)
+        .iter()
+        .find(|c| c.method(name).is_some())
+    {
+        return c.method(name).map(|m| Target::Method(c, m));
+    }
+    let c = index.class(ns, class)?;
+    c.method(name).map(|m| Target::Method(c, m))
 }
 
 fn class_path(c: &ClassDef) -> String {
@@ -600,6 +617,12 @@ fn instance_text(c: &ClassDef, i: &InstanceDef, exact: bool, asked: Option<&str>
         out.push_str(&format!(
             "  (no instance `{}`: the engine falls back to `.missing`)\n",
             asked.unwrap_or("")
+        ));
+    } else if c.method(&i.name).is_some() {
+        out.push_str(&format!(
+            "  (a method has the same name: show it with `{}/{}()`)\n",
+            class_path(c),
+            i.name
         ));
     }
     let mut rows = vec![["", "FIELD", "AETYPE", "VALUE", "ON_ENTRY", "ON_EXIT", "ON_ERROR", "COLLECT", "MAX_RETRIES", "MAX_TIME"]

@@ -290,7 +290,7 @@ fn check_class(class: &Class, class_dir: &Path, out: &mut Vec<Problem>) {
                     Problem::new(
                         &file,
                         format!(
-                            "field `{fname}` is not in the schema of class `{}` (ManageIQ: \
+                            "no such field in the schema of class `{}` (ManageIQ: \
                              FieldNotFound); add it to `{}` or remove the value",
                             class.name(),
                             class_file.display()
@@ -304,7 +304,7 @@ fn check_class(class: &Class, class_dir: &Path, out: &mut Vec<Problem>) {
                 out.push(
                     Problem::new(
                         &file,
-                        format!("field `{fname}` is given more than once; keep one value"),
+                        "the field is given more than once; keep one value",
                     )
                     .at_line(entry_line(&file, "fields", i, None))
                     .with_field(fname),
@@ -382,7 +382,7 @@ fn check_fields(doc: &Document, key: &str, file: &Path, inputs: bool, out: &mut 
         };
         if let Some(reason) = bad_name(&name, NameKind::Field) {
             out.push(
-                Problem::new(file, format!("{what} name `{name}` is invalid: {reason}"))
+                Problem::new(file, format!("{what} name is invalid: {reason}"))
                     .at_line(line(Some("name")))
                     .with_field(&name),
             );
@@ -392,7 +392,7 @@ fn check_fields(doc: &Document, key: &str, file: &Path, inputs: bool, out: &mut 
                 Problem::new(
                     file,
                     format!(
-                        "{what} `{name}` differs only in case from {what} `{first}`; names are \
+                        "{what} name differs only in case from {what} `{first}`; names are \
                          case-insensitive, so rename one"
                     ),
                 )
@@ -413,10 +413,7 @@ fn check_fields(doc: &Document, key: &str, file: &Path, inputs: bool, out: &mut 
                 Some(v) => out.push(
                     Problem::new(
                         file,
-                        format!(
-                            "{what} `{name}`: {k} `{v}` is not one of {}",
-                            allowed.join(", ")
-                        ),
+                        format!("{what} {k} `{v}` is not one of {}", allowed.join(", ")),
                     )
                     .at_line(line(Some(k)))
                     .with_field(&name),
@@ -428,7 +425,7 @@ fn check_fields(doc: &Document, key: &str, file: &Path, inputs: bool, out: &mut 
             Some(v) => out.push(
                 Problem::new(
                     file,
-                    format!("{what} `{name}`: substitute `{v}` must be true or false"),
+                    format!("{what} substitute `{v}` must be true or false"),
                 )
                 .at_line(line(Some("substitute")))
                 .with_field(&name),

@@ -132,83 +132,94 @@ pub fn hash2query(pairs: &[(String, String)]) -> String {
 /// * Empty pieces (`a=1&&b=2`, a leading `&`) are skipped; Ruby raises `TypeError`
 ///   on them.
 pub fn query2hash(q: &str) -> Vec<(String, String)> {
-    let mut pairs = Vec::with_capacity(q.bytes().filter(|&b| b == b'&').count() + 1);
-    let mut escapes = Escapes::new(q);
-    let mut start = 0;
-    for piece in q.split('&') {
-        if !piece.is_empty() {
-            pairs.push(decode_pair(piece, start, &mut escapes));
+    let bytes = q.as_bytes();
+    let amps: usize = bytes.iter().map(|&b| usize::from(b == b'&')).sum();
+    let mut pairs = Vec::with_capacity(amps + 1);
+    let mut piece = Piece::at(0);
+    let mut i = 0;
+    while let Some(found) = next_special(bytes, i) {
+        match bytes.get(found) {
+            Some(b'&') => {
+                piece.push_to(q, found, &mut pairs);
+                piece = Piece::at(found + 1);
+            }
+            Some(b'=') if piece.eq.is_none() => piece.eq = Some(found),
+            Some(b'%' | b'+') => piece.saw_escape(found),
+            _ => {}
         }
-        start += piece.len() + 1;
+        i = found + 1;
     }
+    piece.push_to(q, bytes.len(), &mut pairs);
     pairs
 }
 
-/// One `key[=value]` piece of a query, starting at byte `start`, decoded.
-fn decode_pair(piece: &str, start: usize, escapes: &mut Escapes<'_>) -> (String, String) {
-    match piece.split_once('=') {
-        Some((k, v)) => (
-            escapes.decode(k, start),
-            escapes.decode(v, start + k.len() + 1),
-        ),
-        None => (escapes.decode(piece, start), String::new()),
-    }
+/// Bytes that matter to [`query2hash`]: `&`, `=`, `%` and `+`.
+const QUERY_SPECIAL: [bool; 256] = {
+    let mut table = [false; 256];
+    table[b'&' as usize] = true;
+    table[b'=' as usize] = true;
+    table[b'%' as usize] = true;
+    table[b'+' as usize] = true;
+    table
+};
+
+/// The index of the first special query byte at or after `from`.
+fn next_special(bytes: &[u8], from: usize) -> Option<usize> {
+    let rest = bytes.get(from..)?;
+    let at = rest.iter().position(|&b| QUERY_SPECIAL[usize::from(b)])?;
+    Some(from + at)
 }
 
-/// Where the next `%` and `+` of a query are, so that the pieces of one query,
-/// decoded left to right, cost a single fast scan instead of one scan each.
-struct Escapes<'a> {
-    query: &'a str,
-    percent: NextChar,
-    plus: NextChar,
+/// What one pass over a `key[=value]` piece of a query has seen so far: byte
+/// offsets into the query, so that each side is copied or decoded once.
+struct Piece {
+    start: usize,
+    eq: Option<usize>,
+    key_escape: Option<usize>,
+    value_escape: Option<usize>,
 }
 
-impl<'a> Escapes<'a> {
-    fn new(query: &'a str) -> Escapes<'a> {
-        Escapes {
-            query,
-            percent: NextChar::new(query, '%'),
-            plus: NextChar::new(query, '+'),
+impl Piece {
+    fn at(start: usize) -> Piece {
+        Piece {
+            start,
+            eq: None,
+            key_escape: None,
+            value_escape: None,
         }
     }
 
-    /// [`url_decode`] of `part`, the sub-slice of the query at byte `start`.
-    fn decode(&mut self, part: &str, start: usize) -> String {
-        let percent = self.percent.at_or_after(self.query, start);
-        let plus = self.plus.at_or_after(self.query, start);
-        let first = percent.min(plus);
-        if first >= start + part.len() {
-            part.to_owned()
-        } else {
-            decode_from(part, first - start)
+    /// Records the first `%` or `+` of the key or the value.
+    fn saw_escape(&mut self, i: usize) {
+        let slot = match self.eq {
+            None => &mut self.key_escape,
+            Some(_) => &mut self.value_escape,
+        };
+        slot.get_or_insert(i);
+    }
+
+    /// Decodes the piece ending at `end` into `pairs`, unless it is empty.
+    fn push_to(&self, q: &str, end: usize, pairs: &mut Vec<(String, String)>) {
+        if end == self.start {
+            return;
         }
+        let key_end = self.eq.unwrap_or(end);
+        let key = decode_part(q, self.start, key_end, self.key_escape);
+        let value = match self.eq {
+            Some(eq) => decode_part(q, eq + 1, end, self.value_escape),
+            None => String::new(),
+        };
+        pairs.push((key, value));
     }
 }
 
-/// The position of the next occurrence of one character; `usize::MAX` for none.
-struct NextChar {
-    c: char,
-    at: usize,
-}
-
-impl NextChar {
-    fn new(hay: &str, c: char) -> NextChar {
-        NextChar {
-            c,
-            at: hay.find(c).unwrap_or(usize::MAX),
-        }
-    }
-
-    /// The first occurrence at or after `from`; calls must not go backwards.
-    fn at_or_after(&mut self, hay: &str, from: usize) -> usize {
-        if self.at < from {
-            self.at = match hay.get(from..) {
-                Some(tail) => tail.find(self.c).map_or(usize::MAX, |i| i + from),
-                // Not a character boundary: cannot happen for piece starts, which
-                // follow an ASCII `&` or `=`; fall back to a full search from 0.
-                None => hay.find(self.c).map_or(usize::MAX, |i| i.max(from)),
-            };
-        }
-        self.at
+/// `q[start..end]`, decoded from its first escape at `escape` if it has one.
+/// The bounds sit next to ASCII `&`, `=` or the ends, so they are character
+/// boundaries.
+fn decode_part(q: &str, start: usize, end: usize, escape: Option<usize>) -> String {
+    let part = q.get(start..end).unwrap_or_default();
+    match escape {
+        None => part.to_owned(),
+        Some(at) => decode_from(part, at.saturating_sub(start)),
     }
 }

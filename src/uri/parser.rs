@@ -145,12 +145,7 @@ fn check_chars(
     what: &str,
     bad: impl Fn(u8) -> bool + Copy,
 ) -> Result<(), UriError> {
-    // Branch-free test of 16-byte blocks first: the common case is a clean string.
-    let clean = part
-        .as_bytes()
-        .chunks(16)
-        .all(|block| !block.iter().fold(false, |acc, &b| acc | bad(b)));
-    if clean {
+    if !any_byte(part.as_bytes(), bad) {
         return Ok(());
     }
     match part.bytes().position(bad) {
@@ -163,6 +158,17 @@ fn check_chars(
             ))
         }
     }
+}
+
+/// Whether any byte satisfies `pred`. Whole 16-byte blocks are tested without
+/// branches (so the compiler can use SIMD): the common case is a clean string.
+fn any_byte(bytes: &[u8], pred: impl Fn(u8) -> bool + Copy) -> bool {
+    let mut blocks = bytes.chunks_exact(16);
+    let hit = blocks.by_ref().any(|block| match <&[u8; 16]>::try_from(block) {
+        Ok(block) => block.iter().fold(false, |acc, &b| acc | pred(b)),
+        Err(_) => block.iter().any(|&b| pred(b)),
+    });
+    hit || blocks.remainder().iter().any(|&b| pred(b))
 }
 
 /// Collapses every run of `/` into one; copies the path as it is when it has none.

@@ -1263,7 +1263,13 @@ mod differential {
             let v = to_value(d);
             let mut ev = Vec::new();
             events(&v, &mut ev);
-            results.push(json!({"events": ev, "yaml": to_psych_yaml(&v)}));
+            let y = to_psych_yaml(&v);
+            match crate::datastore::yaml::parse_document(&y, std::path::Path::new("x")) {
+                Ok(back) if back == v => {}
+                Ok(back) => eprintln!("READBACK DIFF {v:?}\n   yaml {y:?}\n   back {back:?}"),
+                Err(e) => eprintln!("READBACK ERR {v:?}\n   yaml {y:?}\n   {e}"),
+            }
+            results.push(json!({"events": ev, "yaml": y}));
         }
         std::fs::write(
             "/tmp/diff_out.json",

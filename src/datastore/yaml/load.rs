@@ -151,7 +151,12 @@ fn describe(err: &SaphyrError) -> String {
         },
         SaphyrError::Eof { .. } => "truncated document: unexpected end of input".into(),
         SaphyrError::InvalidUtf8Input => "the file is not valid UTF-8 text".into(),
-        SaphyrError::Message { msg, .. } => describe_scanner_message(msg),
+        // Our own messages (from the `Value` visitor) are already worded.
+        SaphyrError::Message { msg, .. } => msg.clone(),
+        SaphyrError::ExternalMessage { msg, .. } => describe_scanner_message(msg),
+        SaphyrError::Unexpected { expected, .. } if expected.contains("string") => {
+            "a mapping key must be a scalar, not a sequence or a mapping".into()
+        }
         other => describe_scanner_message(&strip_location(&other.without_snippet().to_string())),
     }
 }
@@ -311,10 +316,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut entries = Mapping::new();
         let mut seen = HashSet::new();
-        while let Some(key) = map.next_key_seed(KeySeed)? {
-            if !seen.insert(key.clone()) {
-                return Err(de::Error::custom(format!("duplicate mapping key `{key}`")));
-            }
+        while let Some(key) = map.next_key_seed(KeySeed { seen: &mut seen })? {
             let value = map.next_value::<Value>()?;
             entries.0.push((key, value));
         }
@@ -322,58 +324,70 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 }
 
-/// Reads a mapping key as its text: plain `1:` gives `"1"`, `true:` gives
-/// `"true"`, an empty key gives `""`. Sequences and mappings as keys are
-/// refused.
-struct KeySeed;
+/// Reads a mapping key as the text written in the file: plain `1:` gives
+/// `"1"`, `y:` gives `"y"`, `~:` gives `"~"`, an empty key gives `""`.
+/// Sequences and mappings as keys are refused, and so is a key whose text
+/// was already seen in the same mapping (`1:` and `'1':`), reported at the
+/// second key.
+struct KeySeed<'a> {
+    seen: &'a mut HashSet<String>,
+}
 
-impl<'de> DeserializeSeed<'de> for KeySeed {
+impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
     type Value = String;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<String, D::Error> {
-        deserializer.deserialize_str(KeyVisitor)
+        deserializer.deserialize_str(self)
     }
 }
 
-struct KeyVisitor;
+impl KeySeed<'_> {
+    fn accept<E: de::Error>(self, key: String) -> Result<String, E> {
+        if self.seen.insert(key.clone()) {
+            Ok(key)
+        } else {
+            Err(E::custom(format!("duplicate mapping key `{key}`")))
+        }
+    }
+}
 
-impl<'de> Visitor<'de> for KeyVisitor {
+impl<'de> Visitor<'de> for KeySeed<'_> {
     type Value = String;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a scalar mapping key (sequences and mappings cannot be keys here)")
+        f.write_str("a scalar mapping key")
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
-        Ok(v.to_string())
+        self.accept(v.to_string())
     }
 
     fn visit_string<E: de::Error>(self, v: String) -> Result<String, E> {
-        Ok(v)
+        self.accept(v)
     }
 
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<String, E> {
-        Ok(v.to_string())
+        self.accept(v.to_string())
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
-        Ok(v.to_string())
+        self.accept(v.to_string())
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
-        Ok(v.to_string())
+        self.accept(v.to_string())
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<String, E> {
-        Ok(format_float(v))
+        self.accept(format_float(v))
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<String, E> {
-        Ok(String::new())
+        self.accept(String::new())
     }
 
     fn visit_none<E: de::Error>(self) -> Result<String, E> {
-        Ok(String::new())
+        self.accept(String::new())
     }
 }
 
