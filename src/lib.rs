@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod datastore;
 pub mod engine;
+pub mod events;
 pub mod methods;
 pub mod uri;
 pub mod vmdb;

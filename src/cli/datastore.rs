@@ -204,7 +204,13 @@ fn list(root: &Path) -> anyhow::Result<ExitCode> {
 fn print_table(rows: &[Vec<String>]) {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
-        .map(|i| rows.iter().filter_map(|r| r.get(i)).map(|s| s.chars().count()).max().unwrap_or(0))
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     for row in rows {
         let mut line = String::new();
@@ -247,7 +253,10 @@ fn tree(root: &Path, path: Option<&str>) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     // A domain name first: only that domain.
-    if let Some(d) = ordered.iter().find(|d| d.name().eq_ignore_ascii_case(segs[0])) {
+    if let Some(d) = ordered
+        .iter()
+        .find(|d| d.name().eq_ignore_ascii_case(segs[0]))
+    {
         match find_node(&d.namespaces, &d.classes, &segs[1..]) {
             Some(node) => {
                 if segs.len() == 1 {
@@ -292,17 +301,27 @@ enum Node<'a> {
     Class(&'a Class),
 }
 
-fn find_node<'a>(namespaces: &'a [Namespace], classes: &'a [Class], segs: &[&str]) -> Option<Node<'a>> {
+fn find_node<'a>(
+    namespaces: &'a [Namespace],
+    classes: &'a [Class],
+    segs: &[&str],
+) -> Option<Node<'a>> {
     let Some((first, rest)) = segs.split_first() else {
         return Some(Node::Level(namespaces, classes));
     };
-    if let Some(ns) = namespaces.iter().find(|n| n.name.eq_ignore_ascii_case(first)) {
+    if let Some(ns) = namespaces
+        .iter()
+        .find(|n| n.name.eq_ignore_ascii_case(first))
+    {
         if let Some(node) = find_node(&ns.namespaces, &ns.classes, rest) {
             return Some(node);
         }
     }
     if rest.is_empty() {
-        if let Some(c) = classes.iter().find(|c| c.name().eq_ignore_ascii_case(first)) {
+        if let Some(c) = classes
+            .iter()
+            .find(|c| c.name().eq_ignore_ascii_case(first))
+        {
             return Some(Node::Class(c));
         }
     }
@@ -376,7 +395,9 @@ fn show(root: &Path, path: &str, as_json: bool) -> anyhow::Result<ExitCode> {
         (Target::Class(c), false) => class_text(c),
         (Target::Class(c), true) => pretty(&class_json(c))?,
         (Target::Instance(c, i, exact), false) => instance_text(c, i, *exact, segs.last().copied()),
-        (Target::Instance(c, i, exact), true) => pretty(&instance_json(c, i, *exact, segs.last().copied()))?,
+        (Target::Instance(c, i, exact), true) => {
+            pretty(&instance_json(c, i, *exact, segs.last().copied()))?
+        }
         (Target::Method(c, m), false) => method_text(c, m),
         (Target::Method(c, m), true) => pretty(&method_json(c, m))?,
     };
@@ -434,7 +455,9 @@ fn resolve_show<'a>(index: &'a Index, segs: &[&str]) -> Option<Target<'a>> {
     if let Some(m) = find_method(index, &ns, class, last) {
         return Some(m);
     }
-    let c = index.resolve(&ns, class, last).or_else(|| index.class(&ns, class))?;
+    let c = index
+        .resolve(&ns, class, last)
+        .or_else(|| index.class(&ns, class))?;
     let missing = c.instance(crate::datastore::index::MISSING)?;
     Some(Target::Instance(c, missing, false))
 }
@@ -502,11 +525,25 @@ fn class_text(c: &ClassDef) -> String {
         "class {} (domain {}{})\n",
         class_path(c),
         c.domain,
-        if c.is_state_machine() { ", state machine" } else { "" }
+        if c.is_state_machine() {
+            ", state machine"
+        } else {
+            ""
+        }
     );
     let mut rows = vec![[
-        "NAME", "AETYPE", "DATATYPE", "DEFAULT", "MESSAGE", "SUBST", "ON_ENTRY", "ON_EXIT",
-        "ON_ERROR", "COLLECT", "MAX_RETRIES", "MAX_TIME",
+        "NAME",
+        "AETYPE",
+        "DATATYPE",
+        "DEFAULT",
+        "MESSAGE",
+        "SUBST",
+        "ON_ENTRY",
+        "ON_EXIT",
+        "ON_ERROR",
+        "COLLECT",
+        "MAX_RETRIES",
+        "MAX_TIME",
     ]
     .map(String::from)
     .to_vec()];
@@ -539,17 +576,35 @@ fn class_text(c: &ClassDef) -> String {
 fn drop_empty_columns(rows: Vec<Vec<String>>) -> Vec<Vec<String>> {
     let cols = rows.first().map(Vec::len).unwrap_or(0);
     let keep: Vec<bool> = (0..cols)
-        .map(|i| i < 2 || rows.iter().skip(1).any(|r| r.get(i).is_some_and(|s| !s.is_empty())))
+        .map(|i| {
+            i < 2
+                || rows
+                    .iter()
+                    .skip(1)
+                    .any(|r| r.get(i).is_some_and(|s| !s.is_empty()))
+        })
         .collect();
     rows.into_iter()
-        .map(|r| r.into_iter().enumerate().filter(|(i, _)| keep[*i]).map(|(_, s)| s).collect())
+        .map(|r| {
+            r.into_iter()
+                .enumerate()
+                .filter(|(i, _)| keep[*i])
+                .map(|(_, s)| s)
+                .collect()
+        })
         .collect()
 }
 
 fn table_string(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
-        .map(|i| rows.iter().filter_map(|r| r.get(i)).map(|s| s.chars().count()).max().unwrap_or(0))
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for row in rows {
@@ -591,7 +646,12 @@ fn merged(c: &ClassDef, i: &InstanceDef) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn instance_json(c: &ClassDef, i: &InstanceDef, exact: bool, asked: Option<&str>) -> serde_json::Value {
+fn instance_json(
+    c: &ClassDef,
+    i: &InstanceDef,
+    exact: bool,
+    asked: Option<&str>,
+) -> serde_json::Value {
     json!({
         "kind": "instance",
         "path": format!("{}/{}", class_path(c), i.name),
@@ -625,13 +685,29 @@ fn instance_text(c: &ClassDef, i: &InstanceDef, exact: bool, asked: Option<&str>
             i.name
         ));
     }
-    let mut rows = vec![["", "FIELD", "AETYPE", "VALUE", "ON_ENTRY", "ON_EXIT", "ON_ERROR", "COLLECT", "MAX_RETRIES", "MAX_TIME"]
-        .map(String::from)
-        .to_vec()];
+    let mut rows = vec![[
+        "",
+        "FIELD",
+        "AETYPE",
+        "VALUE",
+        "ON_ENTRY",
+        "ON_EXIT",
+        "ON_ERROR",
+        "COLLECT",
+        "MAX_RETRIES",
+        "MAX_TIME",
+    ]
+    .map(String::from)
+    .to_vec()];
     for m in merged(c, i) {
         let s = |k: &str| m[k].as_str().unwrap_or("").to_string();
         rows.push(vec![
-            if m["from_instance"].as_bool() == Some(true) { "*" } else { " " }.to_string(),
+            if m["from_instance"].as_bool() == Some(true) {
+                "*"
+            } else {
+                " "
+            }
+            .to_string(),
             s("name"),
             s("aetype"),
             s("value"),
@@ -660,11 +736,21 @@ fn drop_empty_columns_from(rows: Vec<Vec<String>>, always: usize) -> Vec<Vec<Str
     let cols = rows.first().map(Vec::len).unwrap_or(0);
     let keep: Vec<bool> = (0..cols)
         .map(|i| {
-            i < always || rows.iter().skip(1).any(|r| r.get(i).is_some_and(|s| !s.trim().is_empty()))
+            i < always
+                || rows
+                    .iter()
+                    .skip(1)
+                    .any(|r| r.get(i).is_some_and(|s| !s.trim().is_empty()))
         })
         .collect();
     rows.into_iter()
-        .map(|r| r.into_iter().enumerate().filter(|(i, _)| keep[*i]).map(|(_, s)| s).collect())
+        .map(|r| {
+            r.into_iter()
+                .enumerate()
+                .filter(|(i, _)| keep[*i])
+                .map(|(_, s)| s)
+                .collect()
+        })
         .collect()
 }
 
@@ -691,7 +777,10 @@ fn method_text(c: &ClassDef, m: &MethodDef) -> String {
         m.fqname, c.domain, m.location, m.language, m.scope
     );
     if !m.embedded_methods.is_empty() {
-        out.push_str(&format!("  embedded_methods: {}\n", m.embedded_methods.join(", ")));
+        out.push_str(&format!(
+            "  embedded_methods: {}\n",
+            m.embedded_methods.join(", ")
+        ));
     }
     if m.inputs.is_empty() {
         out.push_str("  inputs: none\n");
@@ -753,5 +842,9 @@ fn validate_cmd(root: &Path) -> anyhow::Result<ExitCode> {
         files.len(),
         if files.len() == 1 { "" } else { "s" }
     );
-    Ok(if e > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if e > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -8,6 +8,7 @@ use crate::engine::datatype::to_json;
 use crate::engine::{AttrValue, Attributes, Engine, ObjectId, Workspace};
 use crate::vmdb::MemoryStore;
 use anyhow::Context;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -32,6 +33,7 @@ pub struct InstantiateArgs {
 }
 
 pub fn run(global: &Global, args: InstantiateArgs) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
     let attrs = args
         .attrs
         .iter()
@@ -52,23 +54,23 @@ pub fn run(global: &Global, args: InstantiateArgs) -> anyhow::Result<ExitCode> {
     let engine = Engine::new(Arc::new(ds)).with_store(store);
     let (ws, err) = engine.instantiate_traced(&args.uri, &attrs);
     if args.json {
-        let out = serde_json::json!({
+        let doc = serde_json::json!({
             "uri": args.uri,
             "trace": ws.trace,
             "objects": ws.roots().iter().map(|&r| tree_json(&ws, r)).collect::<Vec<_>>(),
             "state_vars": attrs_json(&ws.state_vars),
             "error": err.as_ref().map(|e| e.to_string()),
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
     } else {
         if !args.quiet {
             for line in &ws.trace {
-                println!("{}{}", "  ".repeat(line.depth), line.text);
+                writeln!(out, "{}{}", "  ".repeat(line.depth), line.text)?;
             }
-            println!();
+            writeln!(out)?;
         }
         for r in ws.roots() {
-            print_tree(&ws, r, 0);
+            print_tree(&mut out, &ws, r, 0)?;
         }
     }
     match err {
@@ -134,18 +136,24 @@ fn tree_json(ws: &Workspace, id: ObjectId) -> serde_json::Value {
     })
 }
 
-fn print_tree(ws: &Workspace, id: ObjectId, depth: usize) {
+fn print_tree(
+    out: &mut impl Write,
+    ws: &Workspace,
+    id: ObjectId,
+    depth: usize,
+) -> std::io::Result<()> {
     let o = ws.object(id);
     let pad = "  ".repeat(depth);
-    println!("{pad}/{}/{}/{}", o.namespace, o.class, o.instance);
+    writeln!(out, "{pad}/{}/{}/{}", o.namespace, o.class, o.instance)?;
     for (k, v) in &o.attributes {
         let shown = match v {
             AttrValue::Str(s) => s.clone(),
             other => other.inspect(),
         };
-        println!("{pad}  {k} = {shown}");
+        writeln!(out, "{pad}  {k} = {shown}")?;
     }
     for c in ws.children(id) {
-        print_tree(ws, c, depth + 1);
+        print_tree(out, ws, c, depth + 1)?;
     }
+    Ok(())
 }

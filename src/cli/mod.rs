@@ -3,6 +3,7 @@
 //! and exit 1 (bad input, failed work) or 2 (bad usage, from clap).
 
 pub mod datastore;
+pub mod demo;
 pub mod instantiate;
 
 use clap::{Parser, Subcommand};
@@ -43,6 +44,8 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Play the seed's event scenario on the shipped datastore and print the evm.log lines.
+    Demo(demo::DemoArgs),
     /// Inspect and check the datastore.
     #[command(subcommand)]
     Datastore(datastore::DatastoreCmd),
@@ -59,6 +62,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.global.log_format);
     let result = match cli.command {
+        Command::Demo(args) => demo::run(&cli.global, args),
         Command::Datastore(cmd) => datastore::run(&cli.global, cmd),
         Command::Import(args) => datastore::import(&cli.global, args),
         Command::Export(args) => datastore::export(&cli.global, args),
@@ -66,6 +70,7 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err}");
             for cause in err.chain().skip(1) {
@@ -74,6 +79,14 @@ pub fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Output piped into `head` and closed early is not an error.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn init_logging(format: LogFormat) {

@@ -302,12 +302,9 @@ fn check_class(class: &Class, class_dir: &Path, out: &mut Vec<Problem>) {
             }
             if field_seen.insert(lower(fname).into_owned(), i).is_some() {
                 out.push(
-                    Problem::new(
-                        &file,
-                        "the field is given more than once; keep one value",
-                    )
-                    .at_line(entry_line(&file, "fields", i, None))
-                    .with_field(fname),
+                    Problem::new(&file, "the field is given more than once; keep one value")
+                        .at_line(entry_line(&file, "fields", i, None))
+                        .with_field(fname),
                 );
             }
         }

@@ -164,10 +164,12 @@ fn check_chars(
 /// branches (so the compiler can use SIMD): the common case is a clean string.
 fn any_byte(bytes: &[u8], pred: impl Fn(u8) -> bool + Copy) -> bool {
     let mut blocks = bytes.chunks_exact(16);
-    let hit = blocks.by_ref().any(|block| match <&[u8; 16]>::try_from(block) {
-        Ok(block) => block.iter().fold(false, |acc, &b| acc | pred(b)),
-        Err(_) => block.iter().any(|&b| pred(b)),
-    });
+    let hit = blocks
+        .by_ref()
+        .any(|block| match <&[u8; 16]>::try_from(block) {
+            Ok(block) => block.iter().fold(false, |acc, &b| acc | pred(b)),
+            Err(_) => block.iter().any(|&b| pred(b)),
+        });
     hit || blocks.remainder().iter().any(|&b| pred(b))
 }
 

@@ -53,7 +53,28 @@ fn uri_like() -> impl Strategy<Value = String> {
     "[ a-zA-Z0-9:/?#&=%+.!\\t\\x00\\x1F]{0,40}"
 }
 
+/// The obvious `query2hash`, to check the word-at-a-time one against.
+fn naive_query2hash(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (url_decode(k), url_decode(v)),
+            None => (url_decode(p), String::new()),
+        })
+        .collect()
+}
+
 proptest! {
+    #[test]
+    fn query2hash_matches_naive_split(q in "[a=&%+2Bé\x00\u{80}]{0,40}") {
+        prop_assert_eq!(query2hash(&q), naive_query2hash(&q));
+    }
+
+    #[test]
+    fn query2hash_matches_naive_on_any_string(q in any::<String>()) {
+        prop_assert_eq!(query2hash(&q), naive_query2hash(&q));
+    }
+
     #[test]
     fn hash2query_then_query2hash_gives_sorted_pairs(
         pairs in prop::collection::vec((any::<String>(), any::<String>()), 0..8)

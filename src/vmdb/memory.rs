@@ -3,13 +3,14 @@
 use super::{base_class, ObjectStore, StoreError, VmdbRef, REGION_BASE};
 use crate::engine::{AttrValue, Attributes};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     objects: RwLock<HashMap<(&'static str, i64), (Arc<str>, Attributes)>>,
-    next_seq: AtomicI64,
+    /// The last sequence number used per base class (ids are per table,
+    /// as in ManageIQ: host 1000000000001 and VM 1000000000001 coexist).
+    last_seq: Mutex<HashMap<&'static str, i64>>,
 }
 
 impl MemoryStore {
@@ -25,7 +26,10 @@ impl MemoryStore {
         if let Ok(mut map) = self.objects.write() {
             map.insert((base, id), (class.clone(), attrs));
         }
-        self.next_seq.fetch_max(id - REGION_BASE, Ordering::SeqCst);
+        if let Ok(mut seqs) = self.last_seq.lock() {
+            let last = seqs.entry(base).or_insert(0);
+            *last = (*last).max(id - REGION_BASE);
+        }
         Some(VmdbRef { class, id })
     }
 
@@ -68,10 +72,17 @@ impl ObjectStore for MemoryStore {
     }
 
     fn create(&self, class: &str, attrs: Attributes) -> Result<VmdbRef, StoreError> {
-        if base_class(class).is_none() {
-            return Err(StoreError::UnknownClass(class.to_string()));
-        }
-        let id = REGION_BASE + self.next_seq.fetch_add(1, Ordering::SeqCst) + 1;
+        let base = base_class(class).ok_or_else(|| StoreError::UnknownClass(class.to_string()))?;
+        let seq = {
+            let mut seqs = self
+                .last_seq
+                .lock()
+                .map_err(|_| StoreError::Backend("sequence lock poisoned".into()))?;
+            let last = seqs.entry(base).or_insert(0);
+            *last += 1;
+            *last
+        };
+        let id = REGION_BASE + seq;
         self.insert(class, id, attrs)
             .ok_or_else(|| StoreError::UnknownClass(class.to_string()))
     }

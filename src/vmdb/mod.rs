@@ -94,7 +94,9 @@ impl ObjectStore for NoObjects {
     }
 
     fn create(&self, class: &str, _attrs: Attributes) -> Result<VmdbRef, StoreError> {
-        Err(StoreError::Backend(format!("no object store to create a {class} in")))
+        Err(StoreError::Backend(format!(
+            "no object store to create a {class} in"
+        )))
     }
 
     fn update(&self, obj: &VmdbRef, _name: &str, _value: AttrValue) -> Result<(), StoreError> {

@@ -390,21 +390,3 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
         self.accept(String::new())
     }
 }
-
-#[cfg(test)]
-mod probe {
-    use super::*;
-    #[test]
-    #[ignore]
-    fn probe() {
-        let deep: String = (0..100).map(|i| format!("{}k{i}:\n", "  ".repeat(i))).collect::<String>() + "  ".repeat(100).as_str() + "v\n";
-        let mut bomb = String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
-        let mut prev = 'a';
-        for n in "bcdefghi".chars() { bomb += &format!("{n}: &{n} [{}]\n", vec![format!("*{prev}"); 9].join(",")); prev = n; }
-        let cases = ["a: 'abc\n", "a: \"abc", "a: [1, 2\n", "a: {b: 1\n", "a:\n\tb: 1\n", "\tx: 1\n", "a: b: c\n", "@foo\n", "]\n", "a: 1\na: 2\n", "1: a\n'1': b\n", "? [a]\n: b\n", "? {a: 1}\n: b\n", "a: *nope\n", "a: 18446744073709551615\n", "a: 99999999999999999999\n", "", "---\n", "~\n", "--- foo\n", "a: 1\n---\nb: 2\n", "\u{feff}a: 1\n", "key: \nk2: x\n", "a: !ruby/object:Foo\n  b: 1\nc: !ruby/sym x\n", "y: n\nyes: 1\n1: 2\n~: 3\n'': 4\n1.5: 5\n", "a: .inf\nb: -.inf\nc: .nan\nd: 1e5\ne: 09\nf: 0755\ng: 0x1F\n", "a: &x 1\nb: *x\n<<: {c: 2}\n", "- |\n  a\n b\n", "a: \"\\q\"\n", "a: b\n c: d\n", "x: &a\n  y: *a\n"];
-        for c in cases.iter().map(|s| s.to_string()).chain([deep, bomb]) {
-            let r = parse_document(&c, Path::new("t.yaml"));
-            println!("{:?}\n   => {:?}", if c.len() > 60 { &c[..60] } else { &c }, r);
-        }
-    }
-}

@@ -1,0 +1,295 @@
+//! The event handler (ManageIQ's `EmsEvent.add` + `EmsEventHelper#handle` +
+//! `MiqAeEvent.raise_ems_event` + `MiqAeEngine.deliver`, reference §9.1).
+//!
+//! For each provider event: log `Processing EMS event [..] chain_id [..] on
+//! EMS [..]...`; persist an `EmsEvent` (de-duplicated on ManageIQ's key:
+//! event type, timestamp, chain id, provider, VM reference), resolving the
+//! VM and host references to object ids and creating them on first sight;
+//! log `Delivering {...} for object [EmsEvent.<id>] with state [] to
+//! Automate`; instantiate `/System/Process/Event?...` with the attribute set
+//! of the seed; log `...Complete`.
+
+use super::{Provider, ProviderEvent};
+use crate::engine::{AttrValue, Attributes, Engine, EngineError, Workspace};
+use crate::uri::hash2query;
+use crate::vmdb::{ObjectStore, StoreError, VmdbRef};
+use std::sync::{Arc, Mutex};
+
+/// Why an event could not be handled.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error("event has no event_type")]
+    NoEventType,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The evm.log lines the pipeline writes: kept in order (for `automate
+/// demo` and tests) and sent to `tracing` (target `evm`).
+#[derive(Debug, Default, Clone)]
+pub struct EvmLog {
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl EvmLog {
+    pub fn info(&self, line: impl Into<String>) {
+        let line = line.into();
+        tracing::info!(target: "evm", "{line}");
+        if let Ok(mut l) = self.lines.lock() {
+            l.push(line);
+        }
+    }
+
+    /// Takes the lines written so far.
+    pub fn drain(&self) -> Vec<String> {
+        self.lines
+            .lock()
+            .map(|mut l| std::mem::take(&mut *l))
+            .unwrap_or_default()
+    }
+}
+
+/// What handling one event did.
+#[derive(Debug)]
+pub struct HandleOutcome {
+    /// The EmsEvent's id.
+    pub event_id: i64,
+    /// The event had been stored already: nothing was delivered.
+    pub duplicate: bool,
+    /// The delivery URI.
+    pub uri: String,
+    /// The workspace Automate built (`None` for duplicates).
+    pub workspace: Option<Workspace>,
+    /// The error Automate ended with, if any (the event stays stored).
+    pub error: Option<EngineError>,
+}
+
+/// Persists provider events and delivers them to Automate.
+pub struct Handler {
+    engine: Engine,
+    store: Arc<dyn ObjectStore>,
+    log: EvmLog,
+    server: VmdbRef,
+    user: VmdbRef,
+}
+
+impl Handler {
+    /// A handler writing to the engine's object store. Creates the
+    /// `MiqServer` and `User` the delivery URI names if the store has none.
+    pub fn new(engine: Engine, log: EvmLog) -> Result<Handler, HandlerError> {
+        let store = engine.store().clone();
+        let server = ensure_one(store.as_ref(), "MiqServer", "name", "EVM")?;
+        let user = ensure_one(store.as_ref(), "User", "userid", "admin")?;
+        Ok(Handler {
+            engine,
+            store,
+            log,
+            server,
+            user,
+        })
+    }
+
+    pub fn log(&self) -> &EvmLog {
+        &self.log
+    }
+
+    /// The provider's `ExtManagementSystem`, created on first use.
+    pub fn provider_ref(&self, provider: &Provider) -> Result<VmdbRef, HandlerError> {
+        let found = self.store.find_by(
+            "ExtManagementSystem",
+            "name",
+            &AttrValue::Str(provider.name.clone()),
+        );
+        if let Some(r) = found.into_iter().next() {
+            return Ok(r);
+        }
+        let mut attrs = Attributes::default();
+        attrs.insert("name".into(), AttrValue::Str(provider.name.clone()));
+        attrs.insert("hostname".into(), AttrValue::Str(provider.hostname.clone()));
+        attrs.insert("emstype".into(), AttrValue::Str(provider.kind.clone()));
+        Ok(self.store.create("ExtManagementSystem", attrs)?)
+    }
+
+    /// Handles one event end to end.
+    pub fn handle(
+        &self,
+        provider: &Provider,
+        ev: &ProviderEvent,
+    ) -> Result<HandleOutcome, HandlerError> {
+        if ev.event_type.trim().is_empty() {
+            return Err(HandlerError::NoEventType);
+        }
+        let ems = self.provider_ref(provider)?;
+        let chain = ev.chain_id.clone().unwrap_or_default();
+        let processing = format!(
+            "MIQ(EmsEventHandler-handle_event) Processing EMS event [{}] chain_id [{}] on EMS [{}]...",
+            ev.event_type, chain, ems.id
+        );
+        self.log.info(processing.clone());
+        let key = format!(
+            "{}|{}|{}|{}|{}",
+            ev.event_type,
+            ev.timestamp,
+            chain,
+            ems.id,
+            ev.vm_ems_ref.as_deref().unwrap_or("")
+        );
+        if let Some(existing) = self
+            .store
+            .find_by("EventStream", "dedup_key", &AttrValue::Str(key.clone()))
+            .into_iter()
+            .next()
+        {
+            self.log.info(format!("{processing}Complete"));
+            return Ok(HandleOutcome {
+                event_id: existing.id,
+                duplicate: true,
+                uri: String::new(),
+                workspace: None,
+                error: None,
+            });
+        }
+        let host = match &ev.host_ems_ref {
+            Some(r) => Some(self.find_or_create(&ems, "Host", r, ev.host_name.as_deref(), None)?),
+            None => None,
+        };
+        let vm = match &ev.vm_ems_ref {
+            Some(r) => Some(self.find_or_create(
+                &ems,
+                "VmOrTemplate",
+                r,
+                ev.vm_name.as_deref(),
+                host.as_ref(),
+            )?),
+            None => None,
+        };
+        let mut attrs = Attributes::default();
+        let s = |v: &str| AttrValue::Str(v.to_string());
+        attrs.insert("event_namespace".into(), s("EmsEvent"));
+        attrs.insert("source".into(), s(&provider.kind));
+        attrs.insert("event_type".into(), s(&ev.event_type));
+        attrs.insert("timestamp".into(), s(&ev.timestamp));
+        attrs.insert("chain_id".into(), s(&chain));
+        attrs.insert("ems_id".into(), AttrValue::Int(ems.id));
+        if let Some(vm) = &vm {
+            attrs.insert("vm_or_template_id".into(), AttrValue::Int(vm.id));
+        }
+        if let Some(h) = &host {
+            attrs.insert("host_id".into(), AttrValue::Int(h.id));
+        }
+        if let Some(r) = &ev.vm_ems_ref {
+            attrs.insert("vm_ems_ref".into(), s(r));
+        }
+        attrs.insert("full_data".into(), s(&ev.full_data.to_string()));
+        attrs.insert("dedup_key".into(), AttrValue::Str(key));
+        let event = self.store.create("EmsEvent", attrs)?;
+
+        // MiqAeEvent.raise_ems_event's attributes, in its order.
+        let mut shown: Vec<(String, String, bool)> = vec![
+            ("event_id".into(), event.id.to_string(), true),
+            ("event_stream_id".into(), event.id.to_string(), true),
+            ("event_type".into(), ev.event_type.clone(), true),
+        ];
+        if let Some(vm) = &vm {
+            shown.push(("VmOrTemplate::vm".into(), vm.id.to_string(), false));
+            shown.push(("vm_id".into(), vm.id.to_string(), true));
+        }
+        if let Some(h) = &host {
+            shown.push(("Host::host".into(), h.id.to_string(), false));
+            shown.push(("host_id".into(), h.id.to_string(), true));
+        }
+        self.log.info(format!(
+            "MIQ(MiqAeEngine.deliver) Delivering {} for object [EmsEvent.{}] with state [] to Automate",
+            inspect_attrs(&shown),
+            event.id
+        ));
+        let mut pairs: Vec<(String, String)> = shown.into_iter().map(|(k, v, _)| (k, v)).collect();
+        pairs.push(("EventStream::event_stream".into(), event.id.to_string()));
+        pairs.push(("MiqServer::miq_server".into(), self.server.id.to_string()));
+        pairs.push(("User::user".into(), self.user.id.to_string()));
+        pairs.push(("object_name".into(), "Event".into()));
+        pairs.push(("vmdb_object_type".into(), "event_stream".into()));
+        let uri = format!("/System/Process/Event?{}", hash2query(&pairs));
+        let (ws, error) = self.engine.instantiate_traced(&uri, &[]);
+        for line in &ws.trace {
+            self.log.info(format!("<AutomationEngine> {}", line.text));
+        }
+        self.log.info(format!("{processing}Complete"));
+        Ok(HandleOutcome {
+            event_id: event.id,
+            duplicate: false,
+            uri,
+            workspace: Some(ws),
+            error,
+        })
+    }
+
+    /// A VM or host of this provider by its provider reference, created on
+    /// first sight.
+    fn find_or_create(
+        &self,
+        ems: &VmdbRef,
+        class: &str,
+        ems_ref: &str,
+        name: Option<&str>,
+        host: Option<&VmdbRef>,
+    ) -> Result<VmdbRef, HandlerError> {
+        let found = self
+            .store
+            .find_by(class, "ems_ref", &AttrValue::Str(ems_ref.to_string()))
+            .into_iter()
+            .find(|r| self.store.attribute(r, "ems_id") == Some(AttrValue::Int(ems.id)));
+        if let Some(r) = found {
+            return Ok(r);
+        }
+        let mut attrs = Attributes::default();
+        attrs.insert(
+            "name".into(),
+            AttrValue::Str(name.unwrap_or(ems_ref).to_string()),
+        );
+        attrs.insert("ems_ref".into(), AttrValue::Str(ems_ref.to_string()));
+        attrs.insert("ems_id".into(), AttrValue::Int(ems.id));
+        if let Some(h) = host {
+            attrs.insert("host_id".into(), AttrValue::Int(h.id));
+        }
+        Ok(self.store.create(class, attrs)?)
+    }
+}
+
+/// The first object of `class` with `attr == value`, created if none.
+fn ensure_one(
+    store: &dyn ObjectStore,
+    class: &str,
+    attr: &str,
+    value: &str,
+) -> Result<VmdbRef, StoreError> {
+    let v = AttrValue::Str(value.to_string());
+    if let Some(r) = store.find_by(class, attr, &v).into_iter().next() {
+        return Ok(r);
+    }
+    let mut attrs = Attributes::default();
+    attrs.insert(attr.to_string(), v);
+    store.create(class, attrs)
+}
+
+/// Ruby's `Hash#inspect` of the delivery attributes: symbol keys as
+/// `:key=>`, string keys quoted, integers bare, strings quoted.
+fn inspect_attrs(attrs: &[(String, String, bool)]) -> String {
+    let parts: Vec<String> = attrs
+        .iter()
+        .map(|(k, v, symbol)| {
+            let key = if *symbol {
+                format!(":{k}")
+            } else {
+                format!("\"{k}\"")
+            };
+            let val = if v.parse::<i64>().is_ok() {
+                v.clone()
+            } else {
+                format!("\"{v}\"")
+            };
+            format!("{key}=>{val}")
+        })
+        .collect();
+    format!("{{{}}}", parts.join(", "))
+}
