@@ -1,1 +1,149 @@
-fn main() {}
+//! Method benchmarks, through the whole engine on a one-field class:
+//!
+//! * `rhai_trivial_method`: `/Bench/Trivial/run?x=1`, whose `meth1` runs a
+//!   Rhai method reading `evm.root["x"]` and setting an attribute (target
+//!   < 2 µs per call for the method);
+//! * `builtin_noop_method`: the same instance shape calling a native no-op
+//!   builtin, the engine's own cost of instantiating and calling a method;
+//! * `rhai_eval_only`: the cached AST evaluated by the shared `rhai::Engine`
+//!   with a fresh `Scope` and no engine around it.
+//!
+//! The datastore is written to a temporary directory in ManageIQ's layout.
+
+use automate::datastore::Datastore;
+use automate::engine::Engine;
+use automate::methods::{self, RhaiRunner};
+use automate::vmdb::MemoryStore;
+use criterion::{criterion_group, criterion_main, Criterion};
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+
+const FIELD: &str = "  - field:
+      aetype: method
+      name: meth1
+      display_name:
+      datatype: string
+      priority: 1
+      owner:
+      default_value:
+      substitute: true
+      message: create
+      visibility:
+      collect:
+      scope:
+      description:
+      condition:
+      on_entry:
+      on_exit:
+      on_error:
+      max_retries:
+      max_time:
+";
+
+const SCRIPT: &str = "evm.object[\"y\"] = evm.root[\"x\"];\n";
+
+fn write(root: &Path, rel: &str, text: &str) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().expect("a parent")).expect("mkdir");
+    std::fs::write(p, text).expect("write");
+}
+
+fn method_yaml(name: &str, language: &str, location: &str) -> String {
+    format!(
+        "---\nobject_type: method\nversion: 1.0\nobject:\n  attributes:\n    name: {name}\n    \
+         display_name:\n    description:\n    scope: instance\n    language: {language}\n    \
+         location: {location}\n  inputs: []\n"
+    )
+}
+
+fn instance_yaml(name: &str, method: &str) -> String {
+    format!(
+        "---\nobject_type: instance\nversion: 1.0\nobject:\n  attributes:\n    display_name:\n    \
+         name: {name}\n    inherits:\n    description:\n  fields:\n  - meth1:\n      value: {method}\n"
+    )
+}
+
+fn datastore(root: &Path) {
+    write(
+        root,
+        "Bench/__domain__.yaml",
+        "---\nobject_type: domain\nversion: 1.0\nobject:\n  attributes:\n    name: Bench\n    \
+         description:\n    display_name:\n    priority: 1\n    enabled: true\n    tenant_id: 1\n    \
+         source: user\n    top_level_namespace:\n",
+    );
+    write(
+        root,
+        "Bench/Bench/__namespace__.yaml",
+        "---\nobject_type: namespace\nversion: 1.0\nobject:\n  attributes:\n    name: Bench\n    \
+         description:\n    display_name:\n    priority:\n    enabled:\n",
+    );
+    write(
+        root,
+        "Bench/Bench/Trivial.class/__class__.yaml",
+        &format!(
+            "---\nobject_type: class\nversion: 1.0\nobject:\n  attributes:\n    description:\n    \
+             display_name:\n    name: Trivial\n    type:\n    inherits:\n    visibility:\n    \
+             owner:\n  schema:\n{FIELD}"
+        ),
+    );
+    let cls = "Bench/Bench/Trivial.class";
+    write(root, &format!("{cls}/run.yaml"), &instance_yaml("run", "trivial"));
+    write(root, &format!("{cls}/noop.yaml"), &instance_yaml("noop", "noop"));
+    write(
+        root,
+        &format!("{cls}/__methods__/trivial.yaml"),
+        &method_yaml("trivial", "rhai", "inline"),
+    );
+    write(root, &format!("{cls}/__methods__/trivial.rhai"), SCRIPT);
+    write(
+        root,
+        &format!("{cls}/__methods__/noop.yaml"),
+        &method_yaml("noop", "ruby", "builtin"),
+    );
+}
+
+fn benches(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    datastore(dir.path());
+    let (ds, problems) = Datastore::open(dir.path());
+    assert!(problems.is_empty(), "{problems:?}");
+    let mut engine = Engine::new(Arc::new(ds)).with_store(Arc::new(MemoryStore::new()));
+    engine.options.emit_tracing = false;
+    let (engine, _runner) = methods::with_methods(engine);
+    let engine = engine.with_builtins(methods::event_builtins().with_noops(&["noop"]));
+    let args = vec![("x".to_string(), "1".to_string())];
+
+    let ws = engine.instantiate("/Bench/Trivial/run", &args).expect("runs");
+    assert_eq!(
+        ws.root().and_then(|o| o.get("y")).map(|v| v.to_text()),
+        Some("1".to_string()),
+        "{:?}",
+        ws.trace_lines()
+    );
+    c.bench_function("rhai_trivial_method", |b| {
+        b.iter(|| black_box(engine.instantiate(black_box("/Bench/Trivial/run"), &args)))
+    });
+    engine.instantiate("/Bench/Trivial/noop", &args).expect("runs");
+    c.bench_function("builtin_noop_method", |b| {
+        b.iter(|| black_box(engine.instantiate(black_box("/Bench/Trivial/noop"), &args)))
+    });
+
+    // The script alone: no `evm` frame, so read a plain map instead.
+    let bare = RhaiRunner::new();
+    let ast = bare
+        .compile("let root = #{x: 1}; let obj = #{}; obj[\"y\"] = root[\"x\"];")
+        .expect("compiles");
+    c.bench_function("rhai_eval_only", |b| {
+        b.iter(|| {
+            let mut scope = rhai::Scope::new();
+            black_box(
+                bare.rhai()
+                    .eval_ast_with_scope::<rhai::Dynamic>(&mut scope, &ast),
+            )
+        })
+    });
+}
+
+criterion_group!(methods_group, benches);
+criterion_main!(methods_group);

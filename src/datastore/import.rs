@@ -774,7 +774,7 @@ pub fn extract_zip(zip_path: &Path, into: &Path) -> Result<(), ZipError> {
         if std::str::from_utf8(&raw).is_err() {
             return Err(unsafe_entry("its name is not UTF-8"));
         }
-        let parts = safe_entry_parts(&name).map_err(|r| unsafe_entry(r))?;
+        let parts = safe_entry_parts(&name).map_err(unsafe_entry)?;
         if entry.encrypted() {
             return Err(unsafe_entry("it is encrypted"));
         }
@@ -1003,6 +1003,19 @@ pub fn export(
         });
     }
     let name = d.name().to_string();
+    // The name becomes a directory or zip entry name: it must be a plain one.
+    if let Some(reason) = validate::bad_name(&name, validate::NameKind::Domain)
+        .or_else(|| name.starts_with('.').then(|| "it starts with `.`".to_string()))
+    {
+        return Err(ExportError::Invalid {
+            input: dir.clone(),
+            problems: vec![Problem::new(
+                &dir.join(DOMAIN_FILE),
+                format!("domain name `{name}` is invalid: {reason}"),
+            )
+            .with_field("name")],
+        });
+    }
     let is_zip = dest
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("zip"));

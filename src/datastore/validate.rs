@@ -291,9 +291,9 @@ fn check_class(class: &Class, class_dir: &Path, out: &mut Vec<Problem>) {
                         &file,
                         format!(
                             "no such field in the schema of class `{}` (ManageIQ: \
-                             FieldNotFound); add it to `{}` or remove the value",
+                             FieldNotFound); add it to `{}/{CLASS_FILE}` or remove the value",
                             class.name(),
-                            class_file.display()
+                            class.dir_name
                         ),
                     )
                     .at_line(entry_line(&file, "fields", i, None))

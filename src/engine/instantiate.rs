@@ -285,19 +285,25 @@ impl Runtime<'_> {
     }
 
     /// Evaluates an assertion as a Rhai expression (Ruby's single-quoted
-    /// strings become Rhai strings first).
-    fn evaluate_assertion(&self, expr: &str) -> Result<(), EngineError> {
+    /// strings become Rhai strings first). The messages are Ruby's, angle
+    /// brackets included.
+    fn evaluate_assertion(&mut self, expr: &str) -> Result<(), EngineError> {
         let script = single_to_double_quotes(expr);
         let ast = match self.engine.assertions.compile_expression(&script) {
             Ok(ast) => ast,
-            Err(_) => {
+            Err(e) => {
+                self.log(
+                    Level::Error,
+                    format!("Assertion had the following Syntax Error: '{e}'"),
+                );
                 return Err(EngineError::AssertionFailure(format!(
-                    "Syntax Error in Assertion: {expr}"
-                )))
+                    "Syntax Error in Assertion: <{expr}>"
+                )));
             }
         };
         match self.engine.assertions.eval_ast::<rhai::Dynamic>(&ast) {
             Ok(v) => {
+                // Ruby truthiness: only nil and false fail.
                 let truthy = if v.is_unit() {
                     false
                 } else if let Ok(b) = v.as_bool() {
@@ -309,13 +315,16 @@ impl Runtime<'_> {
                     Ok(())
                 } else {
                     Err(EngineError::AssertionFailure(format!(
-                        "Assertion Failed: {expr}"
+                        "Assertion Failed: <{expr}>"
                     )))
                 }
             }
-            Err(_) => Err(EngineError::AssertionFailure(format!(
-                "Assertion Evaluation Failed: {expr}"
-            ))),
+            Err(e) => {
+                self.log(Level::Error, format!("'{e}', evaluating assertion"));
+                Err(EngineError::AssertionFailure(format!(
+                    "Assertion Evaluation Failed: <{expr}>"
+                )))
+            }
         }
     }
 
@@ -502,13 +511,31 @@ impl Runtime<'_> {
         Ok(out)
     }
 
-    /// Takes `ae_state_data` (state vars, JSON) out of the query args.
+    /// Takes `ae_state_data` (state vars) and `ae_state_previous` (saved
+    /// state of nested machines) out of the query args; both are JSON
+    /// objects (ManageIQ carries them as YAML).
     fn take_state_args(&mut self, args: &mut Vec<(String, String)>) {
         if let Some(pos) = args.iter().position(|(k, _)| k == "ae_state_data") {
             let (_, data) = args.remove(pos);
             if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(&data) {
                 for (k, v) in map {
                     self.ws.state_vars.insert(k, super::datatype::from_json(&v));
+                }
+            }
+        }
+        if let Some(pos) = args.iter().position(|(k, _)| k == "ae_state_previous") {
+            let (_, data) = args.remove(pos);
+            if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(&data) {
+                self.ws.state_info.clear();
+                for (machine, v) in map {
+                    let serde_json::Value::Object(values) = v else {
+                        continue;
+                    };
+                    let attrs = values
+                        .iter()
+                        .map(|(k, v)| (k.clone(), super::datatype::from_json(v)))
+                        .collect();
+                    self.ws.state_info.insert(machine, attrs);
                 }
             }
         }

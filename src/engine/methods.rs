@@ -103,30 +103,40 @@ pub trait ScriptRunner: Send + Sync {
     ) -> Result<MethodRc, EngineError>;
 }
 
-/// `log_object`: every attribute of the current object, one per line.
+/// `log_object` (`MiqAeBuiltinMethod.miq_log_object`): every attribute of
+/// the object, sorted by name.
 fn log_object(rt: &mut Runtime<'_>, obj: ObjectId, _: &Attributes) -> Result<(), EngineError> {
-    let o = &rt.ws.objects[obj];
-    let mut lines = vec![format!("Listing Object [{}]", o.object_name)];
-    for (k, v) in &o.attributes {
-        lines.push(format!("   {k} = {}", v.inspect()));
-    }
-    lines.push("Listing Object Complete".to_string());
+    let mut attrs: Vec<(&String, &AttrValue)> = rt.ws.objects[obj].attributes.iter().collect();
+    attrs.sort_by(|a, b| a.0.cmp(b.0));
+    let mut lines = vec![
+        RULE.to_string(),
+        "Dumping Object".to_string(),
+        "Listing Object Attributes:".to_string(),
+    ];
+    lines.extend(attrs.iter().map(|(k, v)| format!("\t{k}: {}", v.to_text())));
+    lines.push(RULE.to_string());
     for l in lines {
         rt.log(Level::Info, l);
     }
     Ok(())
 }
 
-/// `log_workspace`: every object of the workspace.
+const RULE: &str = "===========================================";
+
+/// `log_workspace` (`miq_log_workspace`): every object of the workspace,
+/// one line each (ManageIQ dumps it as XML).
 fn log_workspace(rt: &mut Runtime<'_>, _obj: ObjectId, _: &Attributes) -> Result<(), EngineError> {
-    let mut lines = vec!["Listing Workspace".to_string()];
+    let mut lines = vec![RULE.to_string(), "Dumping Workspace".to_string()];
     for o in rt.ws.objects.iter().filter(|o| !o.removed) {
         lines.push(format!(
-            "  {} ({} attributes)",
-            o.object_name,
+            "<MiqAeObject namespace=\"{}\" class=\"{}\" instance=\"{}\"> ({} attributes)",
+            o.namespace,
+            o.class,
+            o.instance,
             o.attributes.len()
         ));
     }
+    lines.push(RULE.to_string());
     for l in lines {
         rt.log(Level::Info, l);
     }
@@ -361,14 +371,18 @@ impl Runtime<'_> {
     ) -> Result<Attributes, EngineError> {
         let mut inputs = Attributes::default();
         for field in &method.inputs {
+            // Ruby's `args[key]`, then `obj.attributes[key] || obj.get_value(f)`
+            // (nil and false fall through).
+            let truthy = |v: &AttrValue| !matches!(v, AttrValue::Nil | AttrValue::Bool(false));
             let from_arg = args
                 .iter()
                 .find(|(k, _)| k == &field.name)
-                .map(|(_, v)| v.clone());
+                .map(|(_, v)| v.clone())
+                .filter(|v| !v.is_nil());
             let value = match from_arg {
                 Some(v) => Some(v),
                 None => match self.attr(id, &field.name) {
-                    Some(v) if !v.is_nil() => Some(v.clone()),
+                    Some(v) if truthy(v) => Some(v.clone()),
                     _ => self.get_value(id, field, None, false)?,
                 },
             };
@@ -378,6 +392,14 @@ impl Runtime<'_> {
                 }
                 (v, _) => v,
             };
+            // An attribute of the object feeding a typed input is converted
+            // in place too.
+            if let Some(dt) = field.datatype.as_deref().filter(|d| *d != "string") {
+                if let Some(attr) = self.attr(id, &field.name).filter(|v| truthy(v)).cloned() {
+                    let converted = super::datatype::convert(self.engine.store.as_ref(), attr, dt)?;
+                    self.set_attr(id, &field.name, converted);
+                }
+            }
             match value {
                 Some(v) if !v.is_nil() => {
                     inputs.insert(field.name.clone(), v);

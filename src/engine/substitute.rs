@@ -14,7 +14,7 @@ use super::error::EngineError;
 use super::value::AttrValue;
 use super::workspace::{Level, ObjectId};
 use super::Runtime;
-use crate::datastore::index::{AeType, FieldDef, ValueDef};
+use crate::datastore::index::{AeType, FieldDef, ValueDef, MISSING};
 use crate::uri::{self, Scheme, SplitOptions};
 
 impl Runtime<'_> {
@@ -105,25 +105,16 @@ impl Runtime<'_> {
         let u = uri::parse(inner)?;
         match u.scheme_or(Scheme::MiqaeWs) {
             Scheme::MiqaeWs => {}
-            Scheme::MiqaeDb => return self.miqaedb_value(id, &u),
+            Scheme::MiqaeDb => return self.miqaedb_value(inner, &u),
             _ => return Ok(AttrValue::Str(inner.to_string())),
         }
         let path = u.path.as_str();
-        if path.eq_ignore_ascii_case("state_var") {
-            let key = u.fragment.unwrap_or_default();
-            return Ok(self
-                .ws
-                .state_vars
-                .get(&key)
-                .cloned()
-                .unwrap_or(AttrValue::Nil));
-        }
         if let Some(name) = path.strip_prefix('!') {
             if name.eq_ignore_ascii_case("current_message") {
                 return Ok(AttrValue::Str(self.current_message.clone()));
             }
             return Err(EngineError::MethodNotFound(format!(
-                "Method [{name}] not found for substitution"
+                "Method [{path}] Not Found for Current Object"
             )));
         }
         let Some(fragment) = u.fragment.as_deref() else {
@@ -131,22 +122,34 @@ impl Runtime<'_> {
                 "substitution ${{{inner}}} names no attribute (expected `path#attribute`)"
             )));
         };
-        let saved = self.current;
-        self.current = Some(id);
-        let obj = self.object_at_path(path);
-        self.current = saved;
-        let obj = obj?.ok_or_else(|| EngineError::ObjectNotFound(path.to_string()))?;
         let mut segments = split_chain(fragment);
-        let attr = segments.remove(0).to_lowercase();
-        let value = match self.ws.objects[obj].attributes.get(&attr) {
-            Some(v) => v.clone(),
-            None if required => {
-                return Err(EngineError::AttributeNotFound(
-                    attr,
-                    self.ws.objects[obj].object_name.clone(),
-                ))
+        let attr = segments.remove(0);
+        let value = if path.eq_ignore_ascii_case("state_var") {
+            // State-var keys keep their case (reference §2.6).
+            match self.ws.state_vars.get(attr) {
+                Some(v) => v.clone(),
+                None if required => {
+                    return Err(EngineError::AttributeNotFound(
+                        format!("State var {attr}"),
+                        path.to_string(),
+                    ))
+                }
+                None => AttrValue::Nil,
             }
-            None => AttrValue::Nil,
+        } else {
+            let saved = self.current;
+            self.current = Some(id);
+            let obj = self.object_at_path(path);
+            self.current = saved;
+            let obj = obj?.ok_or_else(|| EngineError::ObjectNotFound(path.to_string()))?;
+            let attr = attr.to_lowercase();
+            match self.ws.objects[obj].attributes.get(&attr) {
+                Some(v) => v.clone(),
+                None if required => {
+                    return Err(EngineError::AttributeNotFound(attr, path.to_string()))
+                }
+                None => AttrValue::Nil,
+            }
         };
         let mut value = value;
         for seg in segments {
@@ -162,8 +165,9 @@ impl Runtime<'_> {
     }
 
     /// `${miqaedb:/ns/class/instance/attr#message}`: a detached object of
-    /// that instance, its attribute fields only.
-    fn miqaedb_value(&mut self, _id: ObjectId, u: &uri::Uri) -> Result<AttrValue, EngineError> {
+    /// that instance (domain search and `.missing` apply, with their log
+    /// lines), its attribute fields only.
+    fn miqaedb_value(&mut self, inner: &str, u: &uri::Uri) -> Result<AttrValue, EngineError> {
         let (parts, attr) = uri::split_path_with(
             &u.path,
             SplitOptions {
@@ -172,36 +176,58 @@ impl Runtime<'_> {
             },
         );
         let attr = attr.unwrap_or_default().to_lowercase();
-        let (Some(class_name), Some(instance)) =
-            (parts.class.as_deref(), parts.instance.as_deref())
-        else {
+        let Some(class_name) = parts.class.as_deref() else {
             return Ok(AttrValue::Nil);
         };
+        let requested = parts.instance.as_deref();
         let message = u.message();
-        let def = match self.index.resolve(&parts.namespace, class_name, instance) {
-            Some(d) => d.clone(),
-            None => match self.index.class(&parts.namespace, class_name) {
-                Some(d) => d.clone(),
+        let mut ns = parts.namespace.clone();
+        let def = match self
+            .index
+            .resolve(&ns, class_name, requested.unwrap_or(""))
+            .cloned()
+        {
+            Some(d) => {
+                ns = d.fq_namespace();
+                self.log(Level::Info, format!("Updated namespace [{inner}  {ns}]"));
+                d
+            }
+            None => self
+                .index
+                .class(&ns, class_name)
+                .cloned()
+                .ok_or_else(|| EngineError::ClassNotFound(format!("{ns}/{class_name}")))?,
+        };
+        let object_name = format!("/{ns}/{class_name}/{}", requested.unwrap_or(""));
+        let mut attributes = super::Attributes::default();
+        let (instance_name, inst) = match requested {
+            None => (".default".to_string(), None),
+            Some(req) => match def.instance(req) {
+                Some(i) => (i.name.clone(), Some(i)),
                 None => {
-                    return Err(EngineError::ClassNotFound(format!(
-                        "{}/{}",
-                        parts.namespace, class_name
-                    )))
+                    self.log(
+                        Level::Info,
+                        format!(
+                            "Instance [{object_name}] not found in MiqAeDatastore - trying [{MISSING}]"
+                        ),
+                    );
+                    attributes.insert("_missing_instance".to_string(), AttrValue::str(req));
+                    match def.instance(MISSING) {
+                        Some(i) => (MISSING.to_string(), Some(i)),
+                        None => return Err(EngineError::InstanceNotFound(object_name)),
+                    }
                 }
             },
         };
-        let inst = def
-            .instance(instance)
-            .or_else(|| def.instance(crate::datastore::index::MISSING));
         // Evaluate the attribute fields into a scratch object so that
         // `${#x}` inside them sees earlier fields of the same instance.
         let scratch = self.ws.objects.len();
         self.ws.objects.push(super::Object {
             namespace: def.fq_namespace(),
             class: class_name.to_string(),
-            instance: instance.to_string(),
-            object_name: format!("/{}/{}/{}", def.fq_namespace(), class_name, instance),
-            attributes: Default::default(),
+            instance: instance_name,
+            object_name,
+            attributes,
             parent: None,
             children: Vec::new(),
             rels: Vec::new(),
@@ -212,8 +238,8 @@ impl Runtime<'_> {
                 if field.aetype != AeType::Attribute || !field.runs_for(&message) {
                     continue;
                 }
-                let value = inst.and_then(|i| i.values.get(pos).cloned().flatten());
-                let v = self.get_value(scratch, field, value.as_ref(), false)?;
+                let value = inst.and_then(|i| i.values.get(pos).and_then(Option::as_ref));
+                let v = self.get_value(scratch, field, value, false)?;
                 if let Some(v) = v {
                     let v = match &field.datatype {
                         Some(dt) => super::datatype::convert(self.engine.store.as_ref(), v, dt)?,
@@ -227,7 +253,7 @@ impl Runtime<'_> {
             Ok::<_, EngineError>(())
         })();
         let value = self.ws.objects[scratch].attributes.get(&attr).cloned();
-        self.ws.objects.pop();
+        self.ws.objects.truncate(scratch);
         result?;
         Ok(value.unwrap_or(AttrValue::Nil))
     }
@@ -244,9 +270,21 @@ impl Runtime<'_> {
         });
         if let AttrValue::Object(r) = value {
             let store = self.engine.store.as_ref();
-            return store
-                .attribute(r, name)
-                .ok_or_else(|| format!("undefined method `{name}' for {}::{}", r.class, r.id));
+            let undefined = || format!("undefined method `{name}' for {}::{}", r.class, r.id);
+            return match (name, arg) {
+                // `MiqRequest#get_option(key)`: `options[key]`, the first
+                // element when it is an array.
+                ("get_option", Some(key)) => {
+                    let options = store.attribute(r, "options").ok_or_else(undefined)?;
+                    Ok(match hash_get(&options, key) {
+                        AttrValue::Array(items) => items.into_iter().next().unwrap_or(AttrValue::Nil),
+                        v => v,
+                    })
+                }
+                ("[]", Some(key)) => Ok(store.attribute(r, key).unwrap_or(AttrValue::Nil)),
+                (_, None) => store.attribute(r, name).ok_or_else(undefined),
+                _ => Err(undefined()),
+            };
         }
         let text = value.to_text();
         Ok(match (name, arg) {
@@ -273,11 +311,7 @@ impl Runtime<'_> {
                 _ => return Err(format!("undefined method `first' for \"{text}\"")),
             },
             ("get_option" | "[]", Some(key)) => match value {
-                AttrValue::Hash(pairs) => pairs
-                    .iter()
-                    .find(|(k, _)| k.to_text() == key)
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or(AttrValue::Nil),
+                AttrValue::Hash(_) => hash_get(value, key),
                 _ => return Err(format!("undefined method `{name}' for \"{text}\"")),
             },
             _ => return Err(format!("undefined method `{name}' for \"{text}\"")),
@@ -355,6 +389,18 @@ impl Runtime<'_> {
             }
         }
         Ok(fallback)
+    }
+}
+
+/// `hash[key]` for a hash value, with symbol and string keys alike.
+fn hash_get(value: &AttrValue, key: &str) -> AttrValue {
+    match value {
+        AttrValue::Hash(pairs) => pairs
+            .iter()
+            .find(|(k, _)| k.to_text() == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or(AttrValue::Nil),
+        _ => AttrValue::Nil,
     }
 }
 

@@ -59,6 +59,11 @@ pub struct Workspace {
     pub trace: Vec<TraceLine>,
     /// Persistent state variables (`${state_var#k}`, carried across retries).
     pub state_vars: Attributes,
+    /// The saved `ae_state`, `ae_state_retries`, `ae_state_started` and
+    /// `ae_state_max_retries` of each state machine that is retrying, by
+    /// machine object name (ManageIQ's `current_state_info`, carried across
+    /// retries as `ae_state_previous`).
+    pub state_info: indexmap::IndexMap<String, Attributes>,
 }
 
 impl Workspace {
@@ -86,6 +91,58 @@ impl Workspace {
     /// The trace as plain lines (no indentation).
     pub fn trace_lines(&self) -> Vec<&str> {
         self.trace.iter().map(|l| l.text.as_str()).collect()
+    }
+
+    /// `ae_result` of the root, `ok` when unset (as `MiqAeEngine.deliver`
+    /// reads it).
+    pub fn result(&self) -> String {
+        match self.root_attr("ae_result") {
+            Some(v) if !v.is_nil() => v.to_text(),
+            _ => "ok".to_string(),
+        }
+    }
+
+    /// The query args `MiqAeEngine.deliver` adds to the URI when it
+    /// re-queues a retry (`change_options_by_ws`): `ae_state`,
+    /// `ae_state_started`, `ae_state_retries`, and, when not empty,
+    /// `ae_state_data` (the state vars) and `ae_state_previous` (the saved
+    /// state of nested machines), both as JSON where ManageIQ uses YAML.
+    pub fn retry_args(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for key in ["ae_state", "ae_state_started", "ae_state_retries"] {
+            if let Some(v) = self.root_attr(key).filter(|v| !v.is_nil()) {
+                out.push((key.to_string(), v.to_text()));
+            }
+        }
+        if !self.state_vars.is_empty() {
+            let map: serde_json::Map<String, serde_json::Value> = self
+                .state_vars
+                .iter()
+                .map(|(k, v)| (k.clone(), super::datatype::to_json(v)))
+                .collect();
+            out.push((
+                "ae_state_data".to_string(),
+                serde_json::Value::Object(map).to_string(),
+            ));
+        }
+        if !self.state_info.is_empty() {
+            let map: serde_json::Map<String, serde_json::Value> = self
+                .state_info
+                .iter()
+                .map(|(machine, attrs)| {
+                    let values = attrs
+                        .iter()
+                        .map(|(k, v)| (k.clone(), super::datatype::to_json(v)))
+                        .collect();
+                    (machine.clone(), serde_json::Value::Object(values))
+                })
+                .collect();
+            out.push((
+                "ae_state_previous".to_string(),
+                serde_json::Value::Object(map).to_string(),
+            ));
+        }
+        out
     }
 
     /// The live children of an object.

@@ -8,6 +8,8 @@
 //! deliver `/System/Process/Event?...` to the engine. [`scenario`] holds the
 //! seed's event scenario that `automate demo` plays.
 
+pub mod catchers;
+pub mod config;
 pub mod handler;
 pub mod scenario;
 

@@ -110,8 +110,9 @@ fn hex_digit(b: u8) -> Option<u8> {
 pub fn hash2query(pairs: &[(String, String)]) -> String {
     let mut order: Vec<&(String, String)> = pairs.iter().collect();
     order.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    let capacity = pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
-    let mut out = String::with_capacity(capacity);
+    let raw: usize = pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+    // Room for some escapes (`::` → `%3A%3A`) without growing.
+    let mut out = String::with_capacity(raw + raw / 4);
     for (i, (k, v)) in order.into_iter().enumerate() {
         if i > 0 {
             out.push('&');

@@ -7,8 +7,12 @@
 //! without a database) and on the durable store.
 
 mod memory;
+mod redb_store;
+mod schedule;
 
 pub use memory::MemoryStore;
+pub use redb_store::{region_of, Batch, RedbStore, StoredObject, VerifyReport, DEFAULT_DB_PATH};
+pub use schedule::{Claimed, Schedule, Scheduled, WorkItem};
 
 use crate::engine::{AttrValue, Attributes};
 use std::sync::Arc;

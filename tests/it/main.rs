@@ -2,3 +2,6 @@
 //! 2-core machine links once. Each module builds real datastores on disk
 //! (tempfile) and runs the real engine and the real `automate` binary.
 mod datastore;
+mod vmdb;
+mod methods;
+mod engine;

@@ -2,20 +2,23 @@
 //!
 //! ManageIQ writes its export files with Ruby's `Hash#to_yaml`: Psych walks
 //! the Ruby objects and picks a *requested* style for every string (see
-//! [`string_event`]), then libyaml decides the final style and lays the text
+//! `string_event`), then libyaml decides the final style and lays the text
 //! out (indentation, quoting fallbacks, folding at 80 columns). This module
 //! reproduces both halves:
 //!
-//! * the Psych half: [`string_event`] and the `ScalarScanner` emulation in
-//!   [`psych_reads_as_string`];
-//! * the libyaml half: [`Emitter`], a small re-implementation of libyaml
+//! * the Psych half: `string_event` and the `ScalarScanner` emulation in
+//!   `psych_reads_as_string` (Psych 4.0.3's rules, plus the quoting of `Y`
+//!   and `N` that Psych 5.2 added); strings starting with `:` are taken for
+//!   Ruby symbols and written the way `visit_Symbol` writes them;
+//! * the libyaml half: `Emitter`, a small re-implementation of libyaml
 //!   0.2.5's emitter state (column, `whitespace` and `indention` flags, indent
 //!   stack) with its scalar analysis, style selection and the plain, single-,
 //!   double-quoted and literal writers.
 //!
-//! The emitter is written from the documented behaviour of those libraries,
-//! checked against every file of the ManageIQ domain (byte-for-byte round
-//! trip).
+//! Both are written from the documented behaviour of those libraries. The
+//! tests check the output against every file of the ManageIQ domain (byte for
+//! byte) and against texts written by libyaml 0.2.5 itself
+//! (`tests/data/yaml/libyaml_golden.json`).
 
 use super::value::{format_float, Mapping, Value};
 
@@ -93,9 +96,8 @@ fn string_event(s: &str) -> ScalarEvent<'_> {
         // visit_Symbol: plain, not implicitly quotable, style ANY.
         return ScalarEvent::implicit_plain(s);
     }
-    let style = if has_inner_newline(s) {
-        Style::Literal
-    } else if s == "<<" {
+    if s == "<<" {
+        // Psych tags it so it cannot be read back as a merge key.
         return ScalarEvent {
             text: s,
             tag: Some(("!!", "str")),
@@ -103,9 +105,10 @@ fn string_event(s: &str) -> ScalarEvent<'_> {
             quoted_implicit: false,
             style: Style::SingleQuoted,
         };
-    } else if matches!(s, "y" | "Y" | "n" | "N") {
-        Style::DoubleQuoted
-    } else if starts_a_line_with_non_word_char(s) {
+    }
+    let style = if has_inner_newline(s) {
+        Style::Literal
+    } else if matches!(s, "y" | "Y" | "n" | "N") || starts_a_line_with_non_word_char(s) {
         Style::DoubleQuoted
     } else if !psych_reads_as_string(s) || is_leading_zero_non_octal(s) {
         Style::SingleQuoted
@@ -326,10 +329,10 @@ fn time_is_valid(s: &str) -> Option<bool> {
     let month = c.digits(1, 2)?;
     c.eat(b'-').then_some(())?;
     let day = c.digits(1, 2)?;
-    if c.eat_if(|b| b == b'T' || b == b't').is_none() {
-        if c.skip_while(|b| is_ruby_space(char::from(b))) == 0 {
-            return None;
-        }
+    let separated = c.eat_if(|b| b == b'T' || b == b't').is_some()
+        || c.skip_while(|b| is_ruby_space(char::from(b))) > 0;
+    if !separated {
+        return None;
     }
     let hour = c.digits(1, 2)?;
     c.eat(b':').then_some(())?;
@@ -688,13 +691,11 @@ fn select_style(
     if simple_key && analysis.multiline {
         style = Style::DoubleQuoted;
     }
-    if style == Style::Plain {
-        if !analysis.block_plain_allowed
-            || (event.text.is_empty() && simple_key)
-            || (no_tag && !event.plain_implicit)
-        {
-            style = Style::SingleQuoted;
-        }
+    let plain_forbidden = !analysis.block_plain_allowed
+        || (event.text.is_empty() && simple_key)
+        || (no_tag && !event.plain_implicit);
+    if style == Style::Plain && plain_forbidden {
+        style = Style::SingleQuoted;
     }
     if style == Style::SingleQuoted && !analysis.single_quoted_allowed {
         style = Style::DoubleQuoted;

@@ -17,10 +17,12 @@
 //! are all limited, and every failure comes back as a [`YamlError`] with a
 //! 1-based line and column where the parser knows them.
 //!
-//! Known differences from Psych's loader (none occurs in Psych-written files
-//! except the first): plain `1e5` or `0o17` are read as numbers (Psych keeps
-//! them as strings), plain `y`/`n` are read as booleans, and plain dates stay
-//! strings.
+//! Known differences from Psych's loader, none of which occurs in the
+//! ManageIQ domain: plain `1e5`, `1.5e3` or `0o17` are read as numbers
+//! (Psych keeps them as strings, and writes such strings plain, so they do
+//! not survive a round trip); plain `y`/`n` are read as booleans; plain
+//! dates and times stay strings; U+0085, U+2028 and U+2029 are ordinary
+//! characters here but line breaks to libyaml.
 use super::value::{format_float, Mapping, Value};
 use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::budget::BudgetBreach;
@@ -35,7 +37,7 @@ pub const MAX_DEPTH: usize = 32;
 pub const MAX_FILE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Most nodes (scalars, sequences, mappings) accepted in one file. The whole
-/// ManageIQ domain exported as one consolidated file has about 100,000.
+/// ManageIQ domain exported as one consolidated file has about 90,000.
 const MAX_NODES: usize = 4_000_000;
 /// Most parser events accepted in one file (about two per node).
 const MAX_EVENTS: usize = 2 * MAX_NODES;
@@ -388,5 +390,263 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
 
     fn visit_none<E: de::Error>(self) -> Result<String, E> {
         self.accept(String::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Value, YamlError> {
+        parse_document(text, Path::new("test.yaml"))
+    }
+
+    fn parse_map(text: &str) -> Mapping {
+        match parse(text) {
+            Ok(Value::Map(m)) => m,
+            other => panic!("expected a mapping from {text:?}, got {other:?}"),
+        }
+    }
+
+    fn s(text: &str) -> Value {
+        Value::Str(text.to_string())
+    }
+
+    #[test]
+    fn scalar_types_follow_quoting() {
+        let m = parse_map(
+            "a: '100'\nb: \"1.0\"\nc: 100\nd: 1.0\ne:\nf: ~\ng: null\nh: true\ni: false\nj: ''\n\
+             k: yes\nl: 'yes'\nm: Off\nn: :foo\no: -3\np: 99000000000001\nq: .inf\nr: text with spaces\n",
+        );
+        let want = [
+            ("a", s("100")),
+            ("b", s("1.0")),
+            ("c", Value::Int(100)),
+            ("d", Value::Float(1.0)),
+            ("e", Value::Null),
+            ("f", Value::Null),
+            ("g", Value::Null),
+            ("h", Value::Bool(true)),
+            ("i", Value::Bool(false)),
+            ("j", s("")),
+            ("k", Value::Bool(true)),
+            ("l", s("yes")),
+            ("m", Value::Bool(false)),
+            ("n", s(":foo")),
+            ("o", Value::Int(-3)),
+            ("p", Value::Int(99_000_000_000_001)),
+            ("q", Value::Float(f64::INFINITY)),
+            ("r", s("text with spaces")),
+        ];
+        for (key, value) in want {
+            assert_eq!(m.get(key), Some(&value), "key {key}");
+        }
+    }
+
+    #[test]
+    fn keys_keep_order_and_their_text() {
+        let m = parse_map("zeta: 1\nalpha: 2\n:repository_name: r\n1: one\ny: n\n~: t\n'': e\n");
+        let keys: Vec<&str> = m.iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            ["zeta", "alpha", ":repository_name", "1", "y", "~", ""]
+        );
+        assert_eq!(m.get(":repository_name"), Some(&s("r")));
+    }
+
+    #[test]
+    fn nested_sequences_and_mappings() {
+        let text = "---\nobject:\n  fields:\n  - rel4:\n      value: \"/System/event_handlers/refresh\"\n  - x: {}\n  inputs: []\n";
+        let m = parse_map(text);
+        let object = m.get("object").and_then(Value::as_map).expect("object");
+        let fields = object
+            .get("fields")
+            .and_then(Value::as_seq)
+            .expect("fields");
+        let rel4 = fields[0]
+            .as_map()
+            .and_then(|f| f.get("rel4"))
+            .and_then(Value::as_map);
+        assert_eq!(
+            rel4.and_then(|r| r.get_str("value")),
+            Some("/System/event_handlers/refresh")
+        );
+        assert_eq!(
+            fields[1].as_map().and_then(|f| f.get("x")),
+            Some(&Value::Map(Mapping::new()))
+        );
+        assert_eq!(object.get("inputs"), Some(&Value::Seq(vec![])));
+    }
+
+    #[test]
+    fn literal_blocks_and_folded_lines() {
+        let m = parse_map(
+            "data: |\n  ---\n  :db: Vm\nlong: first part\n  second part\nkeep: |+\n  a\n\n...\n",
+        );
+        assert_eq!(m.get_str("data"), Some("---\n:db: Vm\n"));
+        assert_eq!(m.get_str("long"), Some("first part second part"));
+        assert_eq!(m.get_str("keep"), Some("a\n\n"));
+    }
+
+    #[test]
+    fn tolerated_variants() {
+        // Older libyaml wrote `key: ` with a trailing space.
+        let m = parse_map("display_name: \nname: x\n");
+        assert_eq!(m.get("display_name"), Some(&Value::Null));
+        // A byte-order mark is skipped.
+        assert_eq!(parse_map("\u{feff}a: 1\n").get("a"), Some(&Value::Int(1)));
+        // Local tags are ignored.
+        let m = parse_map(
+            "t: !ruby/object:ActiveSupport::TimeWithZone\n  utc: 2015-03-25\nu: !ruby/sym x\n",
+        );
+        assert_eq!(
+            m.get("t")
+                .and_then(Value::as_map)
+                .and_then(|t| t.get_str("utc")),
+            Some("2015-03-25")
+        );
+        assert_eq!(m.get_str("u"), Some("x"));
+        // Anchors and aliases (as in manifests) are expanded.
+        let m = parse_map("a: &1\n  zone: UTC\nb: *1\n");
+        assert_eq!(m.get("a"), m.get("b"));
+        // `!!str '<<'` is an ordinary key.
+        assert_eq!(parse_map("!!str '<<': x\n").get_str("<<"), Some("x"));
+    }
+
+    #[test]
+    fn empty_and_null_documents_are_null() {
+        for text in ["", "---\n", "--- \n", "~\n", "# only a comment\n"] {
+            assert_eq!(parse(text).ok(), Some(Value::Null), "{text:?}");
+        }
+        assert_eq!(parse("--- foo\n").ok(), Some(s("foo")));
+        // Several documents: the first one, as YAML.load does.
+        assert_eq!(parse_map("a: 1\n---\nb: 2\n").len(), 1);
+    }
+
+    /// Asserts `text` fails with a located error whose message contains `needle`.
+    fn assert_error(text: &str, needle: &str) -> YamlError {
+        let err = match parse(text) {
+            Err(e) => e,
+            Ok(v) => panic!("{text:?} parsed as {v:?}"),
+        };
+        assert!(err.line > 0 && err.column > 0, "no location in {err:?}");
+        assert!(
+            err.message.contains(needle),
+            "{needle:?} not in {:?}",
+            err.message
+        );
+        assert_eq!(err.file, Path::new("test.yaml"));
+        err
+    }
+
+    #[test]
+    fn truncated_documents() {
+        let err = assert_error("name: 'Starting Retirement\n", "truncated document");
+        assert!(err.message.contains("quoted string"), "{}", err.message);
+        assert_eq!((err.line, err.column), (1, 7));
+        assert_error("value: \"/System/event", "quoted string");
+        assert_error("fields: [a, b\n", "truncated document");
+        assert_error("options: {a: 1\n", "truncated document");
+    }
+
+    #[test]
+    fn alias_bomb_is_refused() {
+        let mut text = String::from("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
+        for pair in names.windows(2) {
+            let refs = vec![format!("*{}", pair[0]); 9].join(", ");
+            text.push_str(&format!("{}: &{} [{refs}]\n", pair[1], pair[1]));
+        }
+        assert_error(&text, "too many aliases (possible alias bomb)");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_overflowing_the_stack() {
+        let mut block = String::new();
+        for level in 0..100 {
+            block.push_str(&format!("{}k{level}:\n", "  ".repeat(level)));
+        }
+        block.push_str(&format!("{}leaf\n", "  ".repeat(100)));
+        let err = assert_error(&block, "nesting deeper than 32 levels");
+        assert_eq!(err.line, 33);
+        let flow = format!("a: {}{}\n", "[".repeat(100), "]".repeat(100));
+        assert_error(&flow, "nesting deeper than 32 levels");
+        let seqs = format!("{}x\n", "- ".repeat(100));
+        assert_error(&seqs, "nesting deeper than 32 levels");
+    }
+
+    #[test]
+    fn nesting_within_the_limit_is_accepted() {
+        let mut text = String::new();
+        for level in 0..MAX_DEPTH {
+            text.push_str(&format!("{}k{level}:\n", "  ".repeat(level)));
+        }
+        text.push_str(&format!("{}leaf\n", "  ".repeat(MAX_DEPTH)));
+        assert!(parse(&text).is_ok(), "{:?}", parse(&text));
+    }
+
+    #[test]
+    fn tabs_and_garbage() {
+        let err = assert_error("object:\n\tname: x\n", "tab");
+        assert_eq!(err.line, 2);
+        assert_error("name: a: b\n", "invalid YAML");
+        assert_error("@foo\n", "invalid YAML");
+        assert_error("]\n", "invalid YAML");
+        assert_error("a:\n- b\n c: d\n", "invalid YAML");
+        assert_error("a: \"\\q\"\n", "invalid YAML");
+    }
+
+    #[test]
+    fn structural_errors() {
+        let err = assert_error("name: a\nname: b\n", "duplicate mapping key `name`");
+        assert_eq!(err.line, 2);
+        assert_error("1: a\n'1': b\n", "duplicate mapping key `1`");
+        assert_error("? [a]\n: b\n", "mapping key must be a scalar");
+        assert_error("a: *missing\n", "unknown anchor");
+        assert_error("a: &x\n  b: *x\n", "recursive");
+        assert_error("a: 18446744073709551615\n", "too large");
+    }
+
+    #[test]
+    fn oversized_text_is_refused_before_parsing() {
+        let text = "a".repeat(MAX_FILE_BYTES + 1);
+        let err = parse(&text).expect_err("too large");
+        assert!(err.message.contains("bytes"), "{}", err.message);
+        assert_eq!((err.line, err.column), (0, 0));
+    }
+
+    #[test]
+    fn damaged_input_never_panics() {
+        let sample = "---\nobject_type: instance\nversion: 1.0\nobject:\n  attributes:\n    name: \".missing\"\n    \
+                      description: 'it''s'\n  fields:\n  - rel4:\n      value: \"/System/a\"\n      max_retries: '100'\n  \
+                      - x: [a, {b: c}]\n    data: |-\n      line\n      other\n";
+        // Every truncation.
+        for (end, _) in sample.char_indices() {
+            let _ = parse(&sample[..end]);
+        }
+        // Every single-byte substitution with a few troublesome characters.
+        let mut bytes = sample.as_bytes().to_vec();
+        for i in 0..bytes.len() {
+            let original = bytes[i];
+            for replacement in [
+                b'\t', b'"', b'\'', b'[', b'{', b'&', b'*', b'!', b'|', b':', b'-', b' ', b'\n',
+                b'%',
+            ] {
+                bytes[i] = replacement;
+                if let Ok(text) = std::str::from_utf8(&bytes) {
+                    let _ = parse(text);
+                }
+            }
+            bytes[i] = original;
+        }
+    }
+}
+#[cfg(test)]
+mod probe2 {
+    #[test]
+    fn probe2() {
+        for t in ["base: &b {x: 1, y: 2}\nd:\n  <<: *b\n  x: 3\n", "d:\n  x: 3\n  <<: {x: 1, y: 2}\n", "*a: 1\n", "a: &k key\n*k : 2\n"] {
+            println!("{t:?} => {:?}", super::parse_document(t, std::path::Path::new("t")));
+        }
     }
 }

@@ -178,8 +178,9 @@ pub fn format_float(f: f64) -> String {
     } else if decpt <= 0 && decpt > -4 {
         format!("0.{}{digits}", "0".repeat((-decpt) as usize))
     } else {
-        let rest = if digits.len() > 1 { &digits[1..] } else { "0" };
-        format!("{}.{rest}e{:+03}", &digits[..1], decpt - 1)
+        let (first, rest) = digits.split_at(digits.len().min(1));
+        let rest = if rest.is_empty() { "0" } else { rest };
+        format!("{first}.{rest}e{:+03}", decpt - 1)
     };
     format!("{sign}{body}")
 }
@@ -189,6 +190,35 @@ impl fmt::Display for Value {
         match self.scalar_text() {
             Some(s) => f.write_str(&s),
             None => write!(f, "{self:?}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_format_like_ruby() {
+        let cases = [
+            (1.0, "1.0"),
+            (0.5, "0.5"),
+            (2.25, "2.25"),
+            (-3.0, "-3.0"),
+            (-0.0, "-0.0"),
+            (0.0001, "0.0001"),
+            (0.00001, "1.0e-05"),
+            (1.5e-7, "1.5e-07"),
+            (123_456_789.125, "123456789.125"),
+            (1e15, "1000000000000000.0"),
+            (1e16, "1.0e+16"),
+            (1.25e20, "1.25e+20"),
+            (f64::INFINITY, ".inf"),
+            (f64::NEG_INFINITY, "-.inf"),
+            (f64::NAN, ".nan"),
+        ];
+        for (f, want) in cases {
+            assert_eq!(format_float(f), want, "{f:e}");
         }
     }
 }

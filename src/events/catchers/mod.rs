@@ -1,0 +1,582 @@
+//! Event catchers: what listens to a provider's event bus and hands each
+//! event to the pipeline (ManageIQ's `EventCatcher` workers, reference §9.1
+//! item 1).
+//!
+//! Every catcher kind is a module with a serde config and a `build` step:
+//!
+//! * [`simulate`]: a seeded generator of realistic RHEV and OpenStack event
+//!   streams (VMs powering on and off with consistent state) at a set rate;
+//! * [`jsonl`]: one JSON event per line from a file (optionally tailed) or
+//!   stdin;
+//! * [`http`]: `POST /api/events` with token auth (served by the API
+//!   listener, see [`http::router`]);
+//! * [`amqp`]: OpenStack `oslo.messaging` notifications from a RabbitMQ topic
+//!   exchange, acknowledged only once the pipeline has stored the event.
+//!
+//! A catcher sends [`Caught`] values into a bounded [`CaughtSender`] (so a
+//! slow pipeline slows the catchers down). For every event it logs
+//! ManageIQ's `MIQ(EventCatcher<Type>) EMS [<host>] as [<user>] Caught event
+//! [<type>]` line (target `evm`); events whose type is in the provider's
+//! [`Filter`] are logged as `... Skipping caught event [<type>]` and not
+//! sent. A catcher that needs durability (amqp, http) attaches a oneshot to
+//! the event and waits for the pipeline's answer: `Ok(())` once the event is
+//! durably stored, `Err(reason)` (or a dropped sender) when it was not.
+
+pub mod amqp;
+pub mod http;
+pub mod jsonl;
+pub mod oslo;
+pub mod simulate;
+
+use super::{Provider, ProviderEvent};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// One caught event on its way to the pipeline.
+#[derive(Debug)]
+pub struct Caught {
+    pub provider: Arc<Provider>,
+    pub event: ProviderEvent,
+    /// Set by catchers that need to know when the event is durably stored:
+    /// answer `Ok(())` once it is, `Err(reason)` if it could not be. Dropping
+    /// the sender counts as `Err`.
+    pub ack: Option<oneshot::Sender<Result<(), String>>>,
+}
+
+impl Caught {
+    /// Answers the catcher's durability question (a no-op for catchers that
+    /// did not ask).
+    pub fn complete(&mut self, result: Result<(), String>) {
+        if let Some(tx) = self.ack.take() {
+            let _ = tx.send(result);
+        }
+    }
+}
+
+/// Where catchers send what they caught. Bounded: a full channel makes the
+/// catchers wait (back-pressure).
+pub type CaughtSender = mpsc::Sender<Caught>;
+
+/// A bounded channel for caught events.
+pub fn sink_pair(capacity: usize) -> (CaughtSender, mpsc::Receiver<Caught>) {
+    mpsc::channel(capacity.max(1))
+}
+
+/// A provider's list of event types to drop (ManageIQ's event blacklist):
+/// exact, case-sensitive matches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    drop: BTreeSet<String>,
+}
+
+impl Filter {
+    pub fn new<I, S>(types: I) -> Filter
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Filter {
+            drop: types
+                .into_iter()
+                .map(Into::into)
+                .filter(|s: &String| !s.trim().is_empty())
+                .collect(),
+        }
+    }
+
+    /// Whether events of this type are dropped.
+    pub fn drops(&self, event_type: &str) -> bool {
+        self.drop.contains(event_type)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.drop.is_empty()
+    }
+
+    pub fn types(&self) -> impl Iterator<Item = &str> {
+        self.drop.iter().map(String::as_str)
+    }
+}
+
+/// Counters a catcher keeps while it runs (shared: read them while it runs
+/// or after).
+#[derive(Debug, Default)]
+pub struct CatcherStats {
+    /// Events parsed from the provider (filtered ones included).
+    pub caught: AtomicU64,
+    /// Events dropped by the provider's filter.
+    pub skipped: AtomicU64,
+    /// Events handed to the pipeline.
+    pub sent: AtomicU64,
+    /// Input that could not be parsed as an event (bad lines, bad messages,
+    /// rejected requests).
+    pub rejected: AtomicU64,
+    /// Durable acknowledgements received (`Ok`).
+    pub acked: AtomicU64,
+    /// Negative answers (`Err` or dropped): the event is redelivered or the
+    /// request failed.
+    pub nacked: AtomicU64,
+    /// Connection attempts that failed (amqp).
+    pub reconnects: AtomicU64,
+    /// Where bad input was found, e.g. `line 3: expected value at column 1`.
+    problems: Mutex<Vec<String>>,
+}
+
+/// A copy of the counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub caught: u64,
+    pub skipped: u64,
+    pub sent: u64,
+    pub rejected: u64,
+    pub acked: u64,
+    pub nacked: u64,
+    pub reconnects: u64,
+    pub problems: Vec<String>,
+}
+
+impl CatcherStats {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        StatsSnapshot {
+            caught: g(&self.caught),
+            skipped: g(&self.skipped),
+            sent: g(&self.sent),
+            rejected: g(&self.rejected),
+            acked: g(&self.acked),
+            nacked: g(&self.nacked),
+            reconnects: g(&self.reconnects),
+            problems: self.problems.lock().map(|p| p.clone()).unwrap_or_default(),
+        }
+    }
+
+    pub(crate) fn bump(a: &AtomicU64) {
+        a.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records bad input (kept: the first 1,000 problems).
+    pub(crate) fn problem(&self, what: String) {
+        Self::bump(&self.rejected);
+        if let Ok(mut p) = self.problems.lock() {
+            if p.len() < 1000 {
+                p.push(what);
+            }
+        }
+    }
+}
+
+/// Why a catcher could not be built or stopped running.
+#[derive(Debug, thiserror::Error)]
+pub enum CatcherError {
+    #[error("provider [{provider}]: {message}")]
+    Config { provider: String, message: String },
+    #[error("provider [{provider}]: cannot read {path}: {source}")]
+    Io {
+        provider: String,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The pipeline's receiving end is gone.
+    #[error("provider [{0}]: the event pipeline is closed")]
+    SinkClosed(String),
+}
+
+/// A provider's catcher as configured: `kind` selects the module.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum CatcherConfig {
+    Simulate(simulate::SimulateConfig),
+    Jsonl(jsonl::JsonlConfig),
+    Http(http::HttpConfig),
+    Amqp(amqp::AmqpConfig),
+}
+
+impl CatcherConfig {
+    /// `simulate`, `jsonl`, `http` or `amqp`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CatcherConfig::Simulate(_) => "simulate",
+            CatcherConfig::Jsonl(_) => "jsonl",
+            CatcherConfig::Http(_) => "http",
+            CatcherConfig::Amqp(_) => "amqp",
+        }
+    }
+
+    /// Checks the settings and makes the catcher (nothing runs until
+    /// [`Catcher::run`]).
+    pub fn build(
+        &self,
+        provider: Arc<Provider>,
+        filter: Filter,
+        out: CaughtSender,
+    ) -> Result<Catcher, CatcherError> {
+        let ctx = Ctx {
+            provider,
+            filter,
+            out,
+            stats: Arc::new(CatcherStats::default()),
+        };
+        let inner = match self {
+            CatcherConfig::Simulate(c) => Inner::Simulate(c.build(&ctx)?),
+            CatcherConfig::Jsonl(c) => Inner::Jsonl(c.build(&ctx)?),
+            CatcherConfig::Http(c) => Inner::Http(c.build(&ctx)?),
+            CatcherConfig::Amqp(c) => Inner::Amqp(c.build(&ctx)?),
+        };
+        Ok(Catcher { ctx, inner })
+    }
+}
+
+/// What every catcher shares: its provider, filter, output and counters.
+#[derive(Debug, Clone)]
+pub(crate) struct Ctx {
+    pub provider: Arc<Provider>,
+    pub filter: Filter,
+    pub out: CaughtSender,
+    pub stats: Arc<CatcherStats>,
+}
+
+/// What [`Ctx::offer`] did with an event.
+pub(crate) enum Offer {
+    /// Filtered out: logged as skipped, not sent.
+    Skipped,
+    /// Sent; carries the durability answer when one was asked for.
+    Sent(Option<oneshot::Receiver<Result<(), String>>>),
+    /// Shutdown came while waiting for room in the pipeline.
+    Cancelled,
+    /// The pipeline is gone.
+    Closed,
+}
+
+impl Ctx {
+    /// Logs the caught line (or the skipping line for filtered types) and
+    /// sends the event, waiting for room in the pipeline unless `shutdown`
+    /// fires first.
+    pub(crate) async fn offer(
+        &self,
+        event: ProviderEvent,
+        durable: bool,
+        shutdown: &CancellationToken,
+    ) -> Offer {
+        CatcherStats::bump(&self.stats.caught);
+        if self.filter.drops(&event.event_type) {
+            CatcherStats::bump(&self.stats.skipped);
+            tracing::info!(target: "evm", "{}", skipping_line(&self.provider, &event.event_type));
+            return Offer::Skipped;
+        }
+        tracing::info!(target: "evm", "{}", self.provider.caught_line(&event.event_type));
+        let (ack, rx) = if durable {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let caught = Caught {
+            provider: self.provider.clone(),
+            event,
+            ack,
+        };
+        tokio::select! {
+            biased;
+            r = self.out.send(caught) => match r {
+                Ok(()) => {
+                    CatcherStats::bump(&self.stats.sent);
+                    Offer::Sent(rx)
+                }
+                Err(_) => Offer::Closed,
+            },
+            _ = shutdown.cancelled() => Offer::Cancelled,
+        }
+    }
+
+    pub(crate) fn closed(&self) -> CatcherError {
+        CatcherError::SinkClosed(self.provider.name.clone())
+    }
+
+    pub(crate) fn config_error(&self, message: impl Into<String>) -> CatcherError {
+        CatcherError::Config {
+            provider: self.provider.name.clone(),
+            message: message.into(),
+        }
+    }
+
+    /// Waits for the durability answer; `true` for `Ok(())`.
+    pub(crate) async fn settle(
+        stats: &CatcherStats,
+        rx: Option<oneshot::Receiver<Result<(), String>>>,
+    ) -> bool {
+        let Some(rx) = rx else { return true };
+        match rx.await {
+            Ok(Ok(())) => {
+                CatcherStats::bump(&stats.acked);
+                true
+            }
+            _ => {
+                CatcherStats::bump(&stats.nacked);
+                false
+            }
+        }
+    }
+}
+
+/// `MIQ(EventCatcher<Type>) EMS [<host>] as [<user>] Skipping caught event [<type>]`.
+pub fn skipping_line(provider: &Provider, event_type: &str) -> String {
+    format!(
+        "MIQ({}) EMS [{}] as [{}] Skipping caught event [{}]",
+        provider.catcher_name(),
+        provider.hostname,
+        provider.userid,
+        event_type
+    )
+}
+
+enum Inner {
+    Simulate(simulate::SimulateCatcher),
+    Jsonl(jsonl::JsonlCatcher),
+    Http(http::HttpCatcher),
+    Amqp(amqp::AmqpCatcher),
+}
+
+/// A built catcher: run it until its input ends or `shutdown` fires.
+pub struct Catcher {
+    ctx: Ctx,
+    inner: Inner,
+}
+
+impl std::fmt::Debug for Catcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catcher")
+            .field("provider", &self.ctx.provider.name)
+            .field("kind", &self.kind())
+            .finish()
+    }
+}
+
+impl Catcher {
+    pub fn provider(&self) -> &Arc<Provider> {
+        &self.ctx.provider
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self.inner {
+            Inner::Simulate(_) => "simulate",
+            Inner::Jsonl(_) => "jsonl",
+            Inner::Http(_) => "http",
+            Inner::Amqp(_) => "amqp",
+        }
+    }
+
+    /// The counters, shared with the running catcher.
+    pub fn stats(&self) -> Arc<CatcherStats> {
+        self.ctx.stats.clone()
+    }
+
+    /// For an `http` catcher: what the `POST /api/events` endpoint needs to
+    /// accept events for this provider ([`http::HttpState::add`]).
+    pub fn http_endpoint(&self) -> Option<http::Endpoint> {
+        match self.inner {
+            Inner::Http(_) => Some(http::Endpoint {
+                provider: self.ctx.provider.clone(),
+                filter: self.ctx.filter.clone(),
+                out: self.ctx.out.clone(),
+                stats: self.ctx.stats.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Runs until the input ends (a `simulate` count, a `jsonl` file without
+    /// `follow`) or `shutdown` is cancelled. An `http` catcher only waits for
+    /// `shutdown`: its endpoint is served by the API listener.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), CatcherError> {
+        let Catcher { ctx, inner } = self;
+        match inner {
+            Inner::Simulate(c) => c.run(ctx, shutdown).await,
+            Inner::Jsonl(c) => c.run(ctx, shutdown).await,
+            Inner::Http(c) => c.run(ctx, shutdown).await,
+            Inner::Amqp(c) => c.run(ctx, shutdown).await,
+        }
+    }
+}
+
+/// Every configured provider's catcher, plus the HTTP endpoint state when
+/// any provider takes events over HTTP.
+pub struct Catchers {
+    pub catchers: Vec<Catcher>,
+    /// Serve it with [`http::router`] (merged into the REST API) or
+    /// [`http::serve`]. `None` when no provider uses the `http` catcher.
+    pub http: Option<http::HttpState>,
+}
+
+impl Catchers {
+    /// Builds the catchers of `config`, all sending into `out`.
+    pub fn build(
+        config: &super::config::Config,
+        out: CaughtSender,
+    ) -> Result<Catchers, CatcherError> {
+        let mut catchers = Vec::new();
+        let mut http: Option<http::HttpState> = None;
+        for p in &config.providers {
+            let c = p.catcher.build(
+                Arc::new(p.provider.clone()),
+                Filter::new(p.filter.iter().cloned()),
+                out.clone(),
+            )?;
+            if let Some(ep) = c.http_endpoint() {
+                http.get_or_insert_with(|| http::HttpState::new(config.api.token.clone()))
+                    .add(ep);
+            }
+            catchers.push(c);
+        }
+        Ok(Catchers { catchers, http })
+    }
+
+    /// Runs every catcher until all have ended or `shutdown` fires; the first
+    /// error cancels the rest and is returned.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), CatcherError> {
+        let mut set = tokio::task::JoinSet::new();
+        let stop = shutdown.child_token();
+        for c in self.catchers {
+            let s = stop.clone();
+            set.spawn(async move { c.run(s).await });
+        }
+        let mut first = None;
+        while let Some(r) = set.join_next().await {
+            let r = match r {
+                Ok(r) => r,
+                Err(e) => Err(CatcherError::Config {
+                    provider: String::from("?"),
+                    message: format!("catcher task failed: {e}"),
+                }),
+            };
+            if let Err(e) = r {
+                tracing::error!(target: "evm", "MIQ(EventCatcher) {e}");
+                stop.cancel();
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's
+/// civil_from_days).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Days since 1970-01-01 of a civil date.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Date and time parts of a millisecond timestamp.
+fn parts(ms: i64) -> (i64, u32, u32, i64, i64, i64, i64) {
+    let secs = ms.div_euclid(1000);
+    let milli = ms.rem_euclid(1000);
+    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+    let sod = secs.rem_euclid(86_400);
+    (y, mo, d, sod / 3600, sod % 3600 / 60, sod % 60, milli)
+}
+
+/// ISO 8601 in UTC with milliseconds: `2026-01-01T00:00:01.250Z`.
+pub fn iso8601(ms: i64) -> String {
+    let (y, mo, d, h, mi, s, milli) = parts(ms);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}Z")
+}
+
+/// oslo.messaging's timestamp format: `2026-01-01 00:00:01.250000`.
+pub fn oslo_time(ms: i64) -> String {
+    let (y, mo, d, h, mi, s, milli) = parts(ms);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{:06}", milli * 1000)
+}
+
+/// Parses `YYYY-MM-DD[T ]HH:MM:SS[.fff][Z|+00:00]` (UTC offsets only) to
+/// milliseconds since the epoch.
+pub fn parse_time(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let b = s.as_bytes();
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b' ') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut rest = &s[19..];
+    let mut milli = 0;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits: String = frac.chars().take_while(char::is_ascii_digit).collect();
+        if digits.is_empty() {
+            return None;
+        }
+        let first3: String = digits.chars().chain("000".chars()).take(3).collect();
+        milli = first3.parse::<i64>().ok()?;
+        rest = &frac[digits.len()..];
+    }
+    if !matches!(rest, "" | "Z" | "z" | "+00:00" | "+0000") {
+        return None;
+    }
+    let days = days_from_civil(y, mo as u32, d as u32);
+    Some(((days * 86_400 + h * 3600 + mi * 60 + sec) * 1000) + milli)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_round_trips() {
+        for ms in [0, 1_767_225_601_250, 951_782_400_000, 4_102_444_799_999] {
+            assert_eq!(parse_time(&iso8601(ms)), Some(ms), "{}", iso8601(ms));
+            assert_eq!(parse_time(&oslo_time(ms)), Some(ms));
+        }
+        assert_eq!(iso8601(1_767_225_601_250), "2026-01-01T00:00:01.250Z");
+        assert_eq!(oslo_time(1_767_225_601_250), "2026-01-01 00:00:01.250000");
+        assert_eq!(parse_time("2026-01-01T00:00:01+02:00"), None);
+        assert_eq!(parse_time("nope"), None);
+    }
+
+    #[test]
+    fn filter_matches_exactly() {
+        let f = Filter::new(["VM_DOWN", " "]);
+        assert!(f.drops("VM_DOWN"));
+        assert!(!f.drops("vm_down"));
+        assert_eq!(f.types().count(), 1);
+    }
+}

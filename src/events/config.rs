@@ -1,0 +1,316 @@
+//! `automate.yaml`: providers and their catchers, workers, the event queue
+//! and storm control, the API listener and the logs. `docs/configuration.md`
+//! describes every key; `automate.example.yaml` is a commented example.
+//!
+//! Everything but `providers` has a default, so the smallest file is:
+//!
+//! ```yaml
+//! providers:
+//!   - name: rhevm01
+//!     type: RHEVM
+//!     hostname: rhevm01.example.com
+//!     userid: admin@internal
+//!     catcher: {kind: simulate, seed: 7, rate: 2}
+//! ```
+
+use super::catchers::CatcherConfig;
+use super::Provider;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub providers: Vec<ProviderConfig>,
+    /// Event handler threads.
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    #[serde(default)]
+    pub queue: QueueConfig,
+    #[serde(default)]
+    pub api: ApiConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(1, 8)
+}
+
+/// One provider (ManageIQ's ExtManagementSystem) and how its events are
+/// caught.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProviderConfig {
+    /// `name`, `type`, `hostname`, `userid`.
+    #[serde(flatten)]
+    pub provider: Provider,
+    pub catcher: CatcherConfig,
+    /// Event types to drop at the catcher (ManageIQ's blacklist).
+    #[serde(default)]
+    pub filter: Vec<String>,
+}
+
+/// What a full queue does with a new event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// The catcher waits until there is room (back-pressure to the
+    /// provider's bus).
+    #[default]
+    Block,
+    /// The new event is dropped and counted.
+    DropNewest,
+    /// The new event is set aside on disk and queued when there is room.
+    Park,
+}
+
+/// The durable event queue and storm control.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Most events waiting in the queue (the bounded backlog).
+    pub capacity: usize,
+    /// Most events committed in one group commit.
+    pub batch_max: usize,
+    /// Longest a batch waits to fill, in milliseconds.
+    pub batch_wait_ms: u64,
+    pub when_full: WhenFull,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            capacity: 10_000,
+            batch_max: 256,
+            batch_wait_ms: 5,
+            when_full: WhenFull::Block,
+        }
+    }
+}
+
+/// The REST API listener (also serves the `http` catcher's
+/// `POST /api/events`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// `host:port`.
+    pub listen: String,
+    /// The `X-Auth-Token` every request must carry. Empty refuses all
+    /// requests. The `AUTOMATE_API_TOKEN` environment variable overrides it.
+    pub token: String,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: "127.0.0.1:3000".into(),
+            token: String::new(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// ManageIQ's evm.log / automation.log lines.
+    #[default]
+    Text,
+    /// One JSON object a line.
+    Json,
+}
+
+/// Where logs go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `evm.log` and `automation.log` are written here; relative paths are
+    /// relative to the config file.
+    pub dir: PathBuf,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            dir: PathBuf::from("log"),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// Why the configuration cannot be used. `line`/`column` are 1-based, 0 when
+/// unknown.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Syntax {
+        path: String,
+        line: u64,
+        column: u64,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+/// Files larger than this are refused.
+const MAX_CONFIG_BYTES: usize = 4 << 20;
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        let path = path.as_ref();
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: shown.clone(),
+            source,
+        })?;
+        let mut cfg = Config::from_yaml(&text, &shown)?;
+        if cfg.log.dir.is_relative() {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                cfg.log.dir = parent.join(&cfg.log.dir);
+            }
+        }
+        if let Ok(token) = std::env::var("AUTOMATE_API_TOKEN") {
+            if !token.is_empty() {
+                cfg.api.token = token;
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// Parses and checks configuration text; `name` is used in errors.
+    pub fn from_yaml(text: &str, name: &str) -> Result<Config, ConfigError> {
+        if text.len() > MAX_CONFIG_BYTES {
+            return Err(ConfigError::Invalid {
+                path: name.to_string(),
+                message: format!("larger than {MAX_CONFIG_BYTES} bytes"),
+            });
+        }
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let options = serde_saphyr::options! {
+            budget: serde_saphyr::budget! {
+                max_depth: 64,
+                max_nodes: 200_000,
+            },
+        };
+        let cfg: Config = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+            let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+            ConfigError::Syntax {
+                path: name.to_string(),
+                line,
+                column,
+                message: first_line(&e.to_string()),
+            }
+        })?;
+        cfg.validate().map_err(|message| ConfigError::Invalid {
+            path: name.to_string(),
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    /// Checks what serde cannot: unique, non-empty names, sane numbers.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.providers.is_empty() {
+            return Err("providers: at least one provider is needed".into());
+        }
+        let mut names = HashSet::new();
+        for (i, p) in self.providers.iter().enumerate() {
+            let at = format!("providers[{i}]");
+            for (field, v) in [
+                ("name", &p.provider.name),
+                ("type", &p.provider.kind),
+                ("hostname", &p.provider.hostname),
+            ] {
+                if v.trim().is_empty() {
+                    return Err(format!("{at}.{field}: empty"));
+                }
+            }
+            if !names.insert(p.provider.name.as_str()) {
+                return Err(format!(
+                    "{at}.name: provider [{}] is configured twice",
+                    p.provider.name
+                ));
+            }
+        }
+        if self.workers == 0 {
+            return Err("workers: must be at least 1".into());
+        }
+        if self.queue.capacity == 0 {
+            return Err("queue.capacity: must be at least 1".into());
+        }
+        if self.queue.batch_max == 0 {
+            return Err("queue.batch_max: must be at least 1".into());
+        }
+        if self.api.listen.parse::<std::net::SocketAddr>().is_err()
+            && !self.api.listen.contains(':')
+        {
+            return Err(format!(
+                "api.listen: {:?} is not host:port",
+                self.api.listen
+            ));
+        }
+        Ok(())
+    }
+
+    /// The provider called `name`.
+    pub fn provider(&self, name: &str) -> Option<&ProviderConfig> {
+        self.providers.iter().find(|p| p.provider.name == name)
+    }
+}
+
+/// The first line of a (possibly multi-line, snippet-decorated) message.
+fn first_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or(s)
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_fill_everything_but_providers() {
+        let cfg = Config::from_yaml(
+            "providers:\n  - name: r\n    type: RHEVM\n    hostname: r.example.com\n    userid: admin@internal\n    catcher: {kind: simulate}\n",
+            "t.yaml",
+        )
+        .unwrap();
+        assert_eq!(cfg.queue, QueueConfig::default());
+        assert_eq!(cfg.api.listen, "127.0.0.1:3000");
+        assert_eq!(cfg.log.format, LogFormat::Text);
+        assert!(cfg.workers >= 1);
+        assert_eq!(cfg.providers[0].catcher.kind(), "simulate");
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let err = Config::from_yaml(
+            "providers:\n  - name: r\n    type: RHEVM\n    hostname: h\n    userid: u\n    catcher: {kind: teleport}\n",
+            "t.yaml",
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("t.yaml:"), "{text}");
+        match err {
+            ConfigError::Syntax { line, .. } => assert!(line >= 1, "{text}"),
+            other => panic!("{other}"),
+        }
+    }
+}

@@ -1,0 +1,544 @@
+//! Durable scheduled work: items to run at a time, kept in the store's redb
+//! file so they survive restarts and crashes. This is the seam the event
+//! pipeline's durable queue is built on: *enqueue* is [`Schedule::schedule`]
+//! at now, *claim batch* is [`Schedule::claim_due`], *ack* is
+//! [`Schedule::complete`], *schedule-at* is [`Schedule::schedule`] at a later
+//! time (and [`Schedule::reschedule`] for a retry).
+//!
+//! # Tables
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `scheduled` | `(run_at_micros: u64, seq: u64)` | the item: `{"kind", "payload", "attempts", "leased", "created_us"}` as JSON bytes |
+//! | `scheduled_by_id` | `id: u64` | its `(run_at_micros, seq)` key in `scheduled` |
+//! | `scheduled_meta` | `"next_id"` | the next id to hand out |
+//!
+//! `run_at_micros` is microseconds since the Unix epoch (times before it are
+//! 0), so sub-second schedules keep their order; `seq` is the item's id, so
+//! items due at the same microsecond come out in the order they were
+//! scheduled, and a range scan from `(0, 0)` to `(now, MAX)` is exactly the
+//! due items, in run-at order. Ids are allocated in the same transaction as
+//! the insert and never reused.
+//!
+//! # Delivery and durability
+//!
+//! Every call is one redb write transaction committed with
+//! [`redb::Durability::Immediate`]: when it returns, the change is on disk,
+//! and a crash leaves the last committed state. [`Schedule::claim_due`]
+//! *leases* what it returns: in the same transaction it moves each item to
+//! `run_at = now + lease` and counts the attempt. A worker that finishes
+//! calls [`Schedule::complete`]; one that crashes (or outlives its lease)
+//! leaves the item to come due again when the lease runs out, to be claimed
+//! again with `attempts + 1`: delivery is **at-least-once**, and consumers
+//! must be idempotent (or complete the item in the same transaction as the
+//! writes it produced, with [`super::Batch::complete`], which makes the
+//! store's effects exactly-once). After a restart, [`Schedule::release_leases`]
+//! makes everything that was in flight due at once instead of waiting for
+//! the lease. A late `complete` from a worker whose lease already ran out
+//! still removes the item (there is no lease token yet).
+//!
+//! Several items can be scheduled, claimed or completed in one transaction
+//! ([`Schedule::schedule_many`], [`Schedule::complete_many`], or any
+//! [`super::RedbStore::write_batch`]), which is the group commit the queue
+//! needs: one fsync for the whole batch.
+
+use super::redb_store::backend;
+use super::StoreError;
+use redb::{
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition, WriteTransaction,
+};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const SCHEDULED: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("scheduled");
+const SCHEDULED_BY_ID: TableDefinition<u64, (u64, u64)> = TableDefinition::new("scheduled_by_id");
+const SCHEDULED_META: TableDefinition<&str, u64> = TableDefinition::new("scheduled_meta");
+const NEXT_ID: &str = "next_id";
+
+/// A unit of work: what to do (`kind`, e.g. `"ems_event"`) and its data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkItem {
+    pub kind: String,
+    pub payload: serde_json::Value,
+}
+
+impl WorkItem {
+    pub fn new(kind: impl Into<String>, payload: serde_json::Value) -> WorkItem {
+        WorkItem {
+            kind: kind.into(),
+            payload,
+        }
+    }
+}
+
+/// An item handed out by [`Schedule::claim_due`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed {
+    pub id: u64,
+    pub item: WorkItem,
+    /// How many times the item has been claimed, this claim included.
+    pub attempts: u32,
+    /// When the item was due before this claim.
+    pub run_at: SystemTime,
+    /// When it comes due again unless completed or rescheduled.
+    pub lease_until: SystemTime,
+}
+
+/// An item as [`Schedule::get`] reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scheduled {
+    pub id: u64,
+    pub item: WorkItem,
+    pub attempts: u32,
+    pub run_at: SystemTime,
+    /// Whether it is claimed (its `run_at` is the end of the lease).
+    pub leased: bool,
+}
+
+/// The value of the `scheduled` table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Record {
+    kind: String,
+    payload: serde_json::Value,
+    #[serde(default)]
+    attempts: u32,
+    #[serde(default)]
+    leased: bool,
+    #[serde(default)]
+    created_us: u64,
+}
+
+impl Record {
+    fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Record, StoreError> {
+        serde_json::from_slice(bytes)
+            .map_err(|e| StoreError::Backend(format!("undecodable scheduled item: {e}")))
+    }
+
+    fn item(&self) -> WorkItem {
+        WorkItem {
+            kind: self.kind.clone(),
+            payload: self.payload.clone(),
+        }
+    }
+}
+
+/// Microseconds since the Unix epoch (0 before it, saturating far ahead).
+pub fn to_micros(t: SystemTime) -> u64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => u64::try_from(d.as_micros()).unwrap_or(u64::MAX),
+        Err(_) => 0,
+    }
+}
+
+/// The time `micros` after the Unix epoch.
+pub fn from_micros(micros: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_micros(micros)
+}
+
+fn duration_micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The scheduled-work tables of a redb database. Cheap to clone.
+#[derive(Clone)]
+pub struct Schedule {
+    db: Arc<Database>,
+}
+
+impl std::fmt::Debug for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Schedule").finish_non_exhaustive()
+    }
+}
+
+impl Schedule {
+    /// The scheduled work of `db` (usually [`super::RedbStore::database`]);
+    /// creates the tables if they are missing.
+    pub fn new(db: Arc<Database>) -> Result<Schedule, StoreError> {
+        let txn = db.begin_write().map_err(backend)?;
+        create_tables(&txn)?;
+        txn.commit().map_err(backend)?;
+        Ok(Schedule { db })
+    }
+
+    /// For a database whose tables are known to exist.
+    pub(crate) fn from_created(db: Arc<Database>) -> Schedule {
+        Schedule { db }
+    }
+
+    /// Schedules `item` to run at `run_at`; returns its id.
+    pub fn schedule(&self, item: &WorkItem, run_at: SystemTime) -> Result<u64, StoreError> {
+        self.write(|txn| schedule_in(txn, item, run_at))
+    }
+
+    /// Schedules several items in one transaction (group commit); returns
+    /// their ids in order.
+    pub fn schedule_many(&self, items: &[(WorkItem, SystemTime)]) -> Result<Vec<u64>, StoreError> {
+        self.write(|txn| {
+            items
+                .iter()
+                .map(|(item, at)| schedule_in(txn, item, *at))
+                .collect()
+        })
+    }
+
+    /// Up to `limit` items due at `now` (run-at ≤ now), in run-at order,
+    /// with their attempt counts. Changes nothing.
+    pub fn due(
+        &self,
+        now: SystemTime,
+        limit: usize,
+    ) -> Result<Vec<(u64, WorkItem, u32)>, StoreError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let table = txn.open_table(SCHEDULED).map_err(backend)?;
+        let mut out = Vec::new();
+        for entry in table
+            .range((0u64, 0u64)..=(to_micros(now), u64::MAX))
+            .map_err(backend)?
+            .take(limit)
+        {
+            let (k, v) = entry.map_err(backend)?;
+            let rec = Record::decode(v.value())?;
+            out.push((k.value().1, rec.item(), rec.attempts));
+        }
+        Ok(out)
+    }
+
+    /// Claims up to `limit` items due at `now`, in run-at order: in one
+    /// transaction each moves to `now + lease` with one more attempt. Call
+    /// [`Schedule::complete`] when done; otherwise they come due again.
+    pub fn claim_due(
+        &self,
+        now: SystemTime,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        self.write(|txn| claim_due_in(txn, now, limit, lease))
+    }
+
+    /// Removes a finished item; `false` when there was none.
+    pub fn complete(&self, id: u64) -> Result<bool, StoreError> {
+        self.write(|txn| complete_in(txn, id))
+    }
+
+    /// Removes several finished items in one transaction; how many there
+    /// were.
+    pub fn complete_many(&self, ids: &[u64]) -> Result<usize, StoreError> {
+        self.write(|txn| {
+            let mut n = 0;
+            for id in ids {
+                n += usize::from(complete_in(txn, *id)?);
+            }
+            Ok(n)
+        })
+    }
+
+    /// Moves an item to run at `run_at` (a retry, or a lease given back),
+    /// keeping its attempts; `false` when there is no such item.
+    pub fn reschedule(&self, id: u64, run_at: SystemTime) -> Result<bool, StoreError> {
+        self.write(|txn| reschedule_in(txn, id, run_at))
+    }
+
+    /// Makes every claimed item due at `now` (at startup, when no worker of
+    /// the previous run can still hold a lease); how many there were.
+    pub fn release_leases(&self, now: SystemTime) -> Result<usize, StoreError> {
+        self.write(|txn| {
+            let table = txn.open_table(SCHEDULED).map_err(backend)?;
+            let mut leased = Vec::new();
+            for entry in table.iter().map_err(backend)? {
+                let (k, v) = entry.map_err(backend)?;
+                let rec = Record::decode(v.value())?;
+                if rec.leased {
+                    leased.push(k.value().1);
+                }
+            }
+            drop(table);
+            for id in &leased {
+                reschedule_in(txn, *id, now)?;
+            }
+            Ok(leased.len())
+        })
+    }
+
+    /// One item, if it is still scheduled.
+    pub fn get(&self, id: u64) -> Result<Option<Scheduled>, StoreError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let by_id = txn.open_table(SCHEDULED_BY_ID).map_err(backend)?;
+        let Some(key) = by_id.get(id).map_err(backend)?.map(|g| g.value()) else {
+            return Ok(None);
+        };
+        let table = txn.open_table(SCHEDULED).map_err(backend)?;
+        let Some(bytes) = table.get(key).map_err(backend)? else {
+            return Err(StoreError::Backend(format!(
+                "scheduled item {id} is indexed but missing"
+            )));
+        };
+        let rec = Record::decode(bytes.value())?;
+        Ok(Some(Scheduled {
+            id,
+            item: rec.item(),
+            attempts: rec.attempts,
+            run_at: from_micros(key.0),
+            leased: rec.leased,
+        }))
+    }
+
+    /// When the earliest item is due, if there is one (for a worker to
+    /// sleep until).
+    pub fn next_due(&self) -> Result<Option<SystemTime>, StoreError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let table = txn.open_table(SCHEDULED).map_err(backend)?;
+        let first = table.first().map_err(backend)?;
+        Ok(first.map(|(k, _)| from_micros(k.value().0)))
+    }
+
+    /// How many items are scheduled (claimed ones included).
+    pub fn len(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let by_id = txn.open_table(SCHEDULED_BY_ID).map_err(backend)?;
+        by_id.len().map_err(backend)
+    }
+
+    pub fn is_empty(&self) -> Result<bool, StoreError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Checks that the two tables agree and every item decodes; the
+    /// problems found (none when consistent).
+    pub fn verify(&self) -> Result<Vec<String>, StoreError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        verify_in(&txn).map(|(_, problems)| problems)
+    }
+
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let txn = self.db.begin_write().map_err(backend)?;
+        let out = f(&txn)?;
+        txn.commit().map_err(backend)?;
+        Ok(out)
+    }
+}
+
+pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(SCHEDULED).map_err(backend)?;
+    txn.open_table(SCHEDULED_BY_ID).map_err(backend)?;
+    txn.open_table(SCHEDULED_META).map_err(backend)?;
+    Ok(())
+}
+
+pub(crate) fn schedule_in(
+    txn: &WriteTransaction,
+    item: &WorkItem,
+    run_at: SystemTime,
+) -> Result<u64, StoreError> {
+    let mut meta = txn.open_table(SCHEDULED_META).map_err(backend)?;
+    let id = meta
+        .get(NEXT_ID)
+        .map_err(backend)?
+        .map(|g| g.value())
+        .unwrap_or(1);
+    meta.insert(NEXT_ID, id + 1).map_err(backend)?;
+    let rec = Record {
+        kind: item.kind.clone(),
+        payload: item.payload.clone(),
+        attempts: 0,
+        leased: false,
+        created_us: to_micros(SystemTime::now()),
+    };
+    let key = (to_micros(run_at), id);
+    txn.open_table(SCHEDULED)
+        .map_err(backend)?
+        .insert(key, rec.encode().as_slice())
+        .map_err(backend)?;
+    txn.open_table(SCHEDULED_BY_ID)
+        .map_err(backend)?
+        .insert(id, key)
+        .map_err(backend)?;
+    Ok(id)
+}
+
+fn claim_due_in(
+    txn: &WriteTransaction,
+    now: SystemTime,
+    limit: usize,
+    lease: Duration,
+) -> Result<Vec<Claimed>, StoreError> {
+    let now_us = to_micros(now);
+    let until = now_us.saturating_add(duration_micros(lease));
+    let mut table = txn.open_table(SCHEDULED).map_err(backend)?;
+    let mut by_id = txn.open_table(SCHEDULED_BY_ID).map_err(backend)?;
+    let mut due = Vec::new();
+    for entry in table
+        .range((0u64, 0u64)..=(now_us, u64::MAX))
+        .map_err(backend)?
+        .take(limit)
+    {
+        let (k, v) = entry.map_err(backend)?;
+        due.push((k.value(), Record::decode(v.value())?));
+    }
+    let mut out = Vec::with_capacity(due.len());
+    for ((run_at, seq), mut rec) in due {
+        table.remove((run_at, seq)).map_err(backend)?;
+        rec.attempts = rec.attempts.saturating_add(1);
+        rec.leased = true;
+        table
+            .insert((until, seq), rec.encode().as_slice())
+            .map_err(backend)?;
+        by_id.insert(seq, (until, seq)).map_err(backend)?;
+        out.push(Claimed {
+            id: seq,
+            item: rec.item(),
+            attempts: rec.attempts,
+            run_at: from_micros(run_at),
+            lease_until: from_micros(until),
+        });
+    }
+    Ok(out)
+}
+
+pub(crate) fn complete_in(txn: &WriteTransaction, id: u64) -> Result<bool, StoreError> {
+    let mut by_id = txn.open_table(SCHEDULED_BY_ID).map_err(backend)?;
+    let Some(key) = by_id.remove(id).map_err(backend)?.map(|g| g.value()) else {
+        return Ok(false);
+    };
+    txn.open_table(SCHEDULED)
+        .map_err(backend)?
+        .remove(key)
+        .map_err(backend)?;
+    Ok(true)
+}
+
+fn reschedule_in(txn: &WriteTransaction, id: u64, run_at: SystemTime) -> Result<bool, StoreError> {
+    let mut by_id = txn.open_table(SCHEDULED_BY_ID).map_err(backend)?;
+    let Some(old) = by_id.get(id).map_err(backend)?.map(|g| g.value()) else {
+        return Ok(false);
+    };
+    let mut table = txn.open_table(SCHEDULED).map_err(backend)?;
+    let Some(bytes) = table
+        .remove(old)
+        .map_err(backend)?
+        .map(|g| g.value().to_vec())
+    else {
+        return Err(StoreError::Backend(format!(
+            "scheduled item {id} is indexed but missing"
+        )));
+    };
+    let mut rec = Record::decode(&bytes)?;
+    rec.leased = false;
+    let key = (to_micros(run_at), old.1);
+    table
+        .insert(key, rec.encode().as_slice())
+        .map_err(backend)?;
+    by_id.insert(id, key).map_err(backend)?;
+    Ok(true)
+}
+
+/// (items, problems): `scheduled` and `scheduled_by_id` hold the same
+/// items, every item decodes, and `next_id` is past every id.
+pub(crate) fn verify_in(txn: &ReadTransaction) -> Result<(u64, Vec<String>), StoreError> {
+    let table = txn.open_table(SCHEDULED).map_err(backend)?;
+    let by_id = txn.open_table(SCHEDULED_BY_ID).map_err(backend)?;
+    let meta = txn.open_table(SCHEDULED_META).map_err(backend)?;
+    let next = meta.get(NEXT_ID).map_err(backend)?.map(|g| g.value());
+    let mut problems = Vec::new();
+    let mut n = 0;
+    for entry in table.iter().map_err(backend)? {
+        let (k, v) = entry.map_err(backend)?;
+        let key = k.value();
+        n += 1;
+        if let Err(e) = Record::decode(v.value()) {
+            problems.push(format!("scheduled item {}: {e}", key.1));
+        }
+        if by_id.get(key.1).map_err(backend)?.map(|g| g.value()) != Some(key) {
+            problems.push(format!("scheduled item {} is not indexed by id", key.1));
+        }
+        if next.is_none_or(|next| next <= key.1) {
+            problems.push(format!("scheduled next_id {next:?} is not past {}", key.1));
+        }
+    }
+    let indexed = by_id.len().map_err(backend)?;
+    if indexed != n {
+        problems.push(format!("{indexed} scheduled ids index {n} scheduled items"));
+    }
+    Ok((n, problems))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open() -> (tempfile::TempDir, Schedule) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("s.redb")).unwrap();
+        let s = Schedule::new(Arc::new(db)).unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn micros_round_trip_and_clamp() {
+        let t = UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456);
+        assert_eq!(from_micros(to_micros(t)), t);
+        assert_eq!(to_micros(UNIX_EPOCH - Duration::from_secs(5)), 0);
+    }
+
+    #[test]
+    fn sub_second_order_and_reschedule() {
+        let (_dir, s) = open();
+        let base = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let late = s
+            .schedule(
+                &WorkItem::new("b", serde_json::json!(2)),
+                base + Duration::from_millis(900),
+            )
+            .unwrap();
+        let early = s
+            .schedule(
+                &WorkItem::new("a", serde_json::json!(1)),
+                base + Duration::from_millis(100),
+            )
+            .unwrap();
+        // At +500 ms only the +100 ms item is due.
+        let due = s.due(base + Duration::from_millis(500), 10).unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].0, early);
+        assert!(s.reschedule(late, base).unwrap());
+        let ids: Vec<u64> = s
+            .due(base + Duration::from_secs(1), 10)
+            .unwrap()
+            .into_iter()
+            .map(|d| d.0)
+            .collect();
+        assert_eq!(ids, vec![late, early]);
+        assert_eq!(s.next_due().unwrap(), Some(base));
+        assert!(!s.reschedule(999, base).unwrap());
+        assert!(s.verify().unwrap().is_empty());
+    }
+
+    #[test]
+    fn release_leases_makes_claims_due() {
+        let (_dir, s) = open();
+        let now = SystemTime::now();
+        let id = s
+            .schedule(&WorkItem::new("x", serde_json::Value::Null), now)
+            .unwrap();
+        let claimed = s.claim_due(now, 10, Duration::from_secs(3600)).unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert!(s.get(id).unwrap().unwrap().leased);
+        assert!(s.due(now, 10).unwrap().is_empty());
+        assert_eq!(s.release_leases(now).unwrap(), 1);
+        let due = s.due(now, 10).unwrap();
+        assert_eq!(
+            due,
+            vec![(id, WorkItem::new("x", serde_json::Value::Null), 1)]
+        );
+        assert!(!s.get(id).unwrap().unwrap().leased);
+    }
+}

@@ -1,0 +1,2 @@
+$evm.log(:info, "ruby")
+exit MIQ_OK

@@ -1,0 +1,778 @@
+//! The durable object store and scheduled work on a real redb file:
+//! ids, subclass lookups, provider-reference index, associations,
+//! persistence across reopen, the schedule's claim/lease/complete cycle, and
+//! a child process SIGKILLed mid-write leaving a consistent file.
+
+use automate::engine::datatype::convert;
+use automate::engine::{AttrValue, Attributes};
+use automate::vmdb::{ObjectStore, RedbStore, Schedule, StoreError, VmdbRef, WorkItem};
+use serde_json::json;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const ID1: i64 = 1_000_000_000_001;
+const ID2: i64 = 1_000_000_000_002;
+const ID3: i64 = 1_000_000_000_003;
+
+fn attrs(pairs: &[(&str, AttrValue)]) -> Attributes {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+fn s(v: &str) -> AttrValue {
+    AttrValue::str(v)
+}
+
+fn store_in(dir: &Path) -> RedbStore {
+    RedbStore::open(dir.join("automate.redb")).expect("open store")
+}
+
+/// An ems, a host on it and a vm on the host: (ems, host, vm).
+fn provider_tree(store: &RedbStore) -> (VmdbRef, VmdbRef, VmdbRef) {
+    let ems = store
+        .create(
+            "ExtManagementSystem",
+            attrs(&[("name", s("vc1")), ("hostname", s("vc1.example.com"))]),
+        )
+        .unwrap();
+    let host = store
+        .create(
+            "Host",
+            attrs(&[
+                ("name", s("esx1")),
+                ("ems_id", AttrValue::Int(ems.id)),
+                ("ems_ref", s("host-10")),
+            ]),
+        )
+        .unwrap();
+    let vm = store
+        .create(
+            "Vm",
+            attrs(&[
+                ("name", s("web01")),
+                ("ems_id", AttrValue::Int(ems.id)),
+                ("host_id", AttrValue::Int(host.id)),
+                ("ems_ref", s("vm-42")),
+                ("uid_ems", s("4201-aaaa")),
+            ]),
+        )
+        .unwrap();
+    (ems, host, vm)
+}
+
+#[test]
+fn create_find_attribute_update_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(dir.path());
+    let a = store
+        .create(
+            "Host",
+            attrs(&[
+                ("name", s("esx1")),
+                ("Power_State", s("on")),
+                ("cpus", AttrValue::Int(16)),
+                (
+                    "tags",
+                    AttrValue::Array(vec![s("a"), AttrValue::Symbol("b".into())]),
+                ),
+            ]),
+        )
+        .unwrap();
+    let b = store.create("Host", attrs(&[("name", s("esx2"))])).unwrap();
+    assert_eq!((a.id, b.id), (ID1, ID2));
+    assert_eq!(&*a.class, "Host");
+
+    let found = store.find("host", ID1).expect("found by lower-case class");
+    assert_eq!(found, a);
+    assert!(store.find("Host", ID3).is_none());
+    assert!(store.find("Vm", ID1).is_none(), "another base class");
+    assert!(store.find("Nonsense", ID1).is_none());
+
+    assert_eq!(store.attribute(&a, "name"), Some(s("esx1")));
+    assert_eq!(store.attribute(&a, "NAME"), Some(s("esx1")));
+    assert_eq!(
+        store.attribute(&a, "power_state"),
+        Some(s("on")),
+        "keys are lower-cased"
+    );
+    assert_eq!(store.attribute(&a, "cpus"), Some(AttrValue::Int(16)));
+    assert_eq!(
+        store.attribute(&a, "tags"),
+        Some(AttrValue::Array(vec![
+            s("a"),
+            AttrValue::Symbol("b".into())
+        ]))
+    );
+    assert_eq!(store.attribute(&a, "id"), Some(AttrValue::Int(ID1)));
+    assert_eq!(store.attribute(&a, "no_such_column"), None);
+
+    store.update(&a, "Name", s("esx1-renamed")).unwrap();
+    store
+        .update(&a, "maintenance", AttrValue::Bool(true))
+        .unwrap();
+    assert_eq!(store.attribute(&a, "name"), Some(s("esx1-renamed")));
+    assert_eq!(
+        store.attribute(&a, "maintenance"),
+        Some(AttrValue::Bool(true))
+    );
+    let loaded = store.load("Host", ID1).unwrap().unwrap();
+    assert_eq!(
+        loaded.attrs.keys().collect::<Vec<_>>(),
+        ["name", "power_state", "cpus", "tags", "maintenance"],
+        "update keeps attribute order"
+    );
+
+    assert_eq!(store.find_by("Host", "name", &s("esx2")), vec![b.clone()]);
+    assert!(store.find_by("Host", "name", &s("esx9")).is_empty());
+
+    let missing = VmdbRef {
+        class: Arc::from("Host"),
+        id: ID3,
+    };
+    assert_eq!(
+        store.update(&missing, "name", s("x")),
+        Err(StoreError::NotFound("Host".into(), ID3))
+    );
+    assert!(matches!(
+        store.create("Spaceship", Attributes::new()),
+        Err(StoreError::UnknownClass(_))
+    ));
+    // A failed create does not consume an id.
+    let c = store.create("Host", Attributes::new()).unwrap();
+    assert_eq!(c.id, ID3);
+    assert!(store.verify().unwrap().is_ok());
+}
+
+#[test]
+fn subclasses_are_found_through_their_base_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(dir.path());
+    let ev = store
+        .create(
+            "EmsEvent",
+            attrs(&[
+                ("event_type", s("USER_RUN_VM")),
+                ("source", s("RHEVM")),
+                ("event_namespace", s("ems")),
+            ]),
+        )
+        .unwrap();
+    let miq = store
+        .create("MiqEvent", attrs(&[("event_type", s("vm_start"))]))
+        .unwrap();
+    let found = store.find("EventStream", ev.id).unwrap();
+    assert_eq!(&*found.class, "EmsEvent", "the stored class comes back");
+    assert_eq!(store.attribute(&found, "source"), Some(s("RHEVM")));
+    assert_eq!(
+        &*store.find("EventStream", miq.id).unwrap().class,
+        "MiqEvent"
+    );
+    assert_eq!(
+        &*store
+            .find("event_stream".replace('_', "").as_str(), miq.id)
+            .unwrap()
+            .class,
+        "MiqEvent"
+    );
+    assert_eq!(
+        store.find_by("EventStream", "event_type", &s("vm_start")),
+        vec![miq.clone()]
+    );
+    assert_eq!(store.list("EventStream").unwrap(), vec![ev.clone(), miq]);
+
+    // The engine's vmdb datatypes read the store.
+    let as_obj = convert(&store, s(&ev.id.to_string()), "EventStream").unwrap();
+    assert_eq!(as_obj, AttrValue::Object(ev.clone()));
+    assert!(convert(&store, s("1000000000999"), "EventStream").is_err());
+}
+
+#[test]
+fn ems_ref_index_follows_creates_updates_and_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(dir.path());
+    let (ems, host, vm) = provider_tree(&store);
+    assert_eq!(
+        store.find_by_ems_ref("VmOrTemplate", ems.id, "vm-42"),
+        Some(vm.clone())
+    );
+    assert_eq!(
+        store.find_by_ems_ref("Vm", ems.id, "4201-aaaa"),
+        Some(vm.clone()),
+        "uid_ems is indexed too"
+    );
+    assert_eq!(
+        store.find_by_ems_ref("Host", ems.id, "host-10"),
+        Some(host.clone())
+    );
+    assert_eq!(
+        store.find_by_ems_ref("Host", ems.id, "vm-42"),
+        None,
+        "per base class"
+    );
+    assert_eq!(
+        store.find_by_ems_ref("Vm", ems.id + 100, "vm-42"),
+        None,
+        "per provider"
+    );
+
+    // Renaming the reference moves the index entry.
+    store.update(&vm, "ems_ref", s("vm-43")).unwrap();
+    assert_eq!(store.find_by_ems_ref("Vm", ems.id, "vm-42"), None);
+    assert_eq!(
+        store.find_by_ems_ref("Vm", ems.id, "vm-43"),
+        Some(vm.clone())
+    );
+    assert_eq!(
+        store.find_by_ems_ref("Vm", ems.id, "4201-aaaa"),
+        Some(vm.clone())
+    );
+
+    // Moving to another provider moves it too.
+    let ems2 = store
+        .create("ExtManagementSystem", attrs(&[("name", s("vc2"))]))
+        .unwrap();
+    store
+        .update(&vm, "ems_id", AttrValue::Int(ems2.id))
+        .unwrap();
+    assert_eq!(store.find_by_ems_ref("Vm", ems.id, "vm-43"), None);
+    assert_eq!(
+        store.find_by_ems_ref("Vm", ems2.id, "vm-43"),
+        Some(vm.clone())
+    );
+
+    // An object without ems_id is not indexed; setting it later indexes it.
+    let orphan = store
+        .create("Vm", attrs(&[("ems_ref", s("vm-77"))]))
+        .unwrap();
+    assert_eq!(store.find_by_ems_ref("Vm", ems.id, "vm-77"), None);
+    store
+        .update(&orphan, "ems_id", AttrValue::Int(ems.id))
+        .unwrap();
+    assert_eq!(
+        store.find_by_ems_ref("Vm", ems.id, "vm-77"),
+        Some(orphan.clone())
+    );
+
+    assert!(store.delete(&orphan).unwrap());
+    assert!(!store.delete(&orphan).unwrap());
+    assert_eq!(store.find_by_ems_ref("Vm", ems.id, "vm-77"), None);
+    assert!(store.find("Vm", orphan.id).is_none());
+    let report = store.verify().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(report.ems_refs, 3, "host-10, vm-43, 4201-aaaa");
+}
+
+#[test]
+fn associations_resolve_vm_to_host_to_ems() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(dir.path());
+    let (ems, host, vm) = provider_tree(&store);
+
+    let Some(AttrValue::Object(h)) = store.attribute(&vm, "host") else {
+        panic!("vm.host is not an object");
+    };
+    assert_eq!(h, host);
+    let Some(AttrValue::Object(e)) = store.attribute(&h, "ext_management_system") else {
+        panic!("host.ext_management_system is not an object");
+    };
+    assert_eq!(e, ems);
+    assert_eq!(store.attribute(&e, "name"), Some(s("vc1")));
+    assert_eq!(
+        store.attribute(&vm, "ems"),
+        Some(AttrValue::Object(ems.clone()))
+    );
+    assert_eq!(
+        store.attribute(&vm, "host_id"),
+        Some(AttrValue::Int(host.id))
+    );
+
+    // Has-many side.
+    assert_eq!(
+        store.attribute(&host, "vms"),
+        Some(AttrValue::Array(vec![AttrValue::Object(vm.clone())]))
+    );
+    assert_eq!(
+        store.attribute(&ems, "hosts"),
+        Some(AttrValue::Array(vec![AttrValue::Object(host.clone())]))
+    );
+
+    // An event pointing at all three, and at a vm that is gone.
+    let ev = store
+        .create(
+            "EmsEvent",
+            attrs(&[
+                ("event_type", s("VmPoweredOnEvent")),
+                ("ems_id", AttrValue::Int(ems.id)),
+                ("host_id", AttrValue::Int(host.id)),
+                ("vm_or_template_id", AttrValue::Int(vm.id)),
+                ("dest_vm_or_template_id", AttrValue::Int(ID1 + 999)),
+                ("target_type", s("VmOrTemplate")),
+                ("target_id", AttrValue::Int(vm.id)),
+            ]),
+        )
+        .unwrap();
+    assert_eq!(
+        store.attribute(&ev, "vm"),
+        Some(AttrValue::Object(vm.clone()))
+    );
+    assert_eq!(
+        store.attribute(&ev, "Vm_Or_Template"),
+        Some(AttrValue::Object(vm.clone()))
+    );
+    assert_eq!(
+        store.attribute(&ev, "target"),
+        Some(AttrValue::Object(vm.clone()))
+    );
+    assert_eq!(
+        store.attribute(&ev, "dest_vm"),
+        Some(AttrValue::Nil),
+        "dangling id is nil"
+    );
+    assert_eq!(
+        store.attribute(&ev, "dest_host"),
+        Some(AttrValue::Nil),
+        "unset id is nil"
+    );
+    assert_eq!(
+        store.attribute(&ev, "storage"),
+        None,
+        "not an attribute of this object"
+    );
+
+    // Association attributes may hold objects too.
+    let vm2 = store
+        .create("Vm", attrs(&[("host_id", AttrValue::Object(host.clone()))]))
+        .unwrap();
+    assert_eq!(store.attribute(&vm2, "host"), Some(AttrValue::Object(host)));
+}
+
+#[test]
+fn objects_and_sequences_persist_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ems, host, vm) = {
+        let store = store_in(dir.path());
+        provider_tree(&store)
+    };
+    // One sequence per base class, as in ManageIQ.
+    assert_eq!((ems.id, host.id, vm.id), (ID1, ID1, ID1));
+    let store = store_in(dir.path());
+    assert_eq!(store.find("VmOrTemplate", vm.id), Some(vm.clone()));
+    assert_eq!(store.attribute(&vm, "name"), Some(s("web01")));
+    assert_eq!(
+        store.attribute(&vm, "host"),
+        Some(AttrValue::Object(host.clone()))
+    );
+    assert_eq!(store.find_by_ems_ref("Host", ems.id, "host-10"), Some(host));
+    assert_eq!(store.next_id("Vm").unwrap(), ID2);
+    let next = store.create("Vm", attrs(&[("name", s("web02"))])).unwrap();
+    assert_eq!(next.id, ID2, "the sequence continues");
+    let server = store
+        .create("MiqServer", attrs(&[("name", s("EVM"))]))
+        .unwrap();
+    assert_eq!(server.id, ID1);
+
+    // Explicit ids move the sequence past them.
+    store
+        .insert("Host", 1_000_000_000_500, attrs(&[("name", s("imported"))]))
+        .unwrap();
+    drop(store);
+    let store = store_in(dir.path());
+    assert_eq!(
+        store.create("Host", Attributes::new()).unwrap().id,
+        1_000_000_000_501
+    );
+    assert_eq!(store.count().unwrap(), 7);
+    assert_eq!(store.next_id("VmOrTemplate").unwrap(), ID3);
+    assert!(store.verify().unwrap().is_ok());
+
+    // The file is locked while open.
+    assert!(RedbStore::open(dir.path().join("automate.redb")).is_err());
+}
+
+#[test]
+fn write_batch_is_one_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(dir.path());
+    let (ems, _, _) = provider_tree(&store);
+    let at = SystemTime::now();
+    let (ev, work) = store
+        .write_batch(|b| {
+            let vm = b.create(
+                "Vm",
+                attrs(&[
+                    ("name", s("new-vm")),
+                    ("ems_id", AttrValue::Int(ems.id)),
+                    ("ems_ref", s("vm-100")),
+                ]),
+            )?;
+            // A batch sees its own writes, index included.
+            assert_eq!(b.find_by_ems_ref("Vm", ems.id, "vm-100")?, Some(vm.clone()));
+            let ev = b.create(
+                "EmsEvent",
+                attrs(&[
+                    ("event_type", s("VmCreatedEvent")),
+                    ("vm_or_template_id", AttrValue::Int(vm.id)),
+                ]),
+            )?;
+            b.update(&ems, "last_event_id", AttrValue::Int(ev.id))?;
+            let work = b.schedule(
+                &WorkItem::new("ems_event", json!({"event_stream": ev.id})),
+                at,
+            )?;
+            Ok((ev, work))
+        })
+        .unwrap();
+    assert_eq!(
+        store.attribute(&ems, "last_event_id"),
+        Some(AttrValue::Int(ev.id))
+    );
+    let sched = store.schedule();
+    assert_eq!(
+        sched.get(work).unwrap().unwrap().item.payload["event_stream"],
+        json!(ev.id)
+    );
+
+    // A failing batch leaves nothing behind: no objects, no ids, no work.
+    let before = (
+        store.count().unwrap(),
+        store.next_id("Vm").unwrap(),
+        sched.len().unwrap(),
+    );
+    let err = store.write_batch(|b| {
+        b.create("Vm", attrs(&[("name", s("doomed"))]))?;
+        b.schedule(&WorkItem::new("x", json!(null)), at)?;
+        b.update(
+            &VmdbRef {
+                class: Arc::from("Host"),
+                id: 42,
+            },
+            "name",
+            s("x"),
+        )
+    });
+    assert!(matches!(err, Err(StoreError::NotFound(_, 42))));
+    assert_eq!(
+        (
+            store.count().unwrap(),
+            store.next_id("Vm").unwrap(),
+            sched.len().unwrap()
+        ),
+        before
+    );
+
+    // Completing work in the same batch as its effects.
+    store
+        .write_batch(|b| {
+            assert!(b.complete(work)?);
+            b.update(&ev, "processed", AttrValue::Bool(true))
+        })
+        .unwrap();
+    assert!(sched.is_empty().unwrap());
+    assert_eq!(
+        store.attribute(&ev, "processed"),
+        Some(AttrValue::Bool(true))
+    );
+}
+
+#[test]
+fn scheduled_work_claims_leases_completes_and_persists() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("automate.redb");
+    // Whole microseconds: the schedule keeps run-at times to the µs.
+    let now = UNIX_EPOCH
+        + Duration::from_micros(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_micros() as u64,
+        );
+    let lease = Duration::from_secs(30);
+    let (past, present, future) = {
+        let store = RedbStore::open(&path).unwrap();
+        // Shared through the Database handle.
+        let sched = Schedule::new(store.database()).unwrap();
+        let future = sched
+            .schedule(
+                &WorkItem::new("future", json!({"n": 3})),
+                now + Duration::from_millis(300),
+            )
+            .unwrap();
+        let present = sched
+            .schedule(&WorkItem::new("now", json!({"n": 2})), now)
+            .unwrap();
+        let past = sched
+            .schedule(
+                &WorkItem::new("past", json!({"n": 1})),
+                now - Duration::from_secs(60),
+            )
+            .unwrap();
+        assert_eq!(sched.len().unwrap(), 3);
+
+        // Read-only view: due ones in run-at order, nothing changes.
+        let due = sched.due(now, 10).unwrap();
+        assert_eq!(
+            due.iter()
+                .map(|d| (d.0, d.1.kind.as_str(), d.2))
+                .collect::<Vec<_>>(),
+            vec![(past, "past", 0), (present, "now", 0)]
+        );
+        assert_eq!(sched.due(now, 1).unwrap().len(), 1, "limit");
+        // Sub-second: due at +300 ms, not at +299 ms.
+        assert_eq!(
+            sched
+                .due(now + Duration::from_millis(299), 10)
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            sched
+                .due(now + Duration::from_millis(300), 10)
+                .unwrap()
+                .len(),
+            3
+        );
+
+        let claimed = sched.claim_due(now, 10, lease).unwrap();
+        assert_eq!(
+            claimed
+                .iter()
+                .map(|c| (c.id, c.attempts))
+                .collect::<Vec<_>>(),
+            vec![(past, 1), (present, 1)]
+        );
+        assert_eq!(claimed[0].item, WorkItem::new("past", json!({"n": 1})));
+        assert_eq!(claimed[0].lease_until, now + lease);
+        assert!(
+            sched.claim_due(now, 10, lease).unwrap().is_empty(),
+            "leased"
+        );
+        assert!(sched.due(now, 10).unwrap().is_empty());
+
+        // `past` is done; `present` is not completed and comes back after
+        // the lease, with its attempt counted.
+        assert!(sched.complete(past).unwrap());
+        assert!(!sched.complete(past).unwrap());
+        let later = now + lease + Duration::from_millis(1);
+        let again = sched.claim_due(later, 10, lease).unwrap();
+        assert_eq!(
+            again.iter().map(|c| (c.id, c.attempts)).collect::<Vec<_>>(),
+            vec![(future, 1), (present, 2)],
+            "run-at order: future (+300 ms) before present's lease end"
+        );
+        assert_eq!(sched.len().unwrap(), 2);
+        (past, present, future)
+    };
+
+    // Reopen: the claimed-but-uncompleted items are still there.
+    let store = RedbStore::open(&path).unwrap();
+    let sched = store.schedule();
+    assert_eq!(sched.len().unwrap(), 2);
+    assert!(sched.get(past).unwrap().is_none());
+    let p = sched.get(present).unwrap().unwrap();
+    assert_eq!((p.attempts, p.leased), (2, true));
+    // After a restart no worker holds a lease: release them at once.
+    assert_eq!(sched.release_leases(now).unwrap(), 2);
+    let due = sched.due(now, 10).unwrap();
+    assert_eq!(
+        due.iter().map(|d| (d.0, d.2)).collect::<Vec<_>>(),
+        vec![(future, 1), (present, 2)],
+        "same run-at: scheduling order"
+    );
+    assert_eq!(sched.complete_many(&[present, future, 12345]).unwrap(), 2);
+    assert!(sched.is_empty().unwrap());
+    assert_eq!(sched.next_due().unwrap(), None);
+    // Ids are never reused.
+    let next = sched
+        .schedule(&WorkItem::new("x", json!(null)), now)
+        .unwrap();
+    assert!(next > past.max(present).max(future));
+    assert!(store.verify().unwrap().is_ok());
+}
+
+/// The env var naming the file the child writes; set only in the child.
+const CHILD_ENV: &str = "AUTOMATE_VMDB_CRASH_CHILD";
+
+/// Not a test on its own: when run as the child of
+/// `crash_mid_write_leaves_last_committed_state`, writes until it is killed.
+#[test]
+fn crash_child_writer() {
+    let Ok(path) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let store = RedbStore::open(&path).unwrap();
+    let sched = store.schedule();
+    let ems = store
+        .create(
+            "ExtManagementSystem",
+            attrs(&[
+                ("name", s("vc")),
+                ("vm_count", AttrValue::Int(0)),
+                ("completed", AttrValue::Int(0)),
+            ]),
+        )
+        .unwrap();
+    let host = store
+        .create(
+            "Host",
+            attrs(&[("name", s("esx")), ("ems_id", AttrValue::Int(ems.id))]),
+        )
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut i: i64 = 0;
+    while Instant::now() < deadline {
+        // One transaction: a vm, its event work item and the ems counter.
+        store
+            .write_batch(|b| {
+                b.create(
+                    "Vm",
+                    attrs(&[
+                        ("name", s(&format!("vm-{i}"))),
+                        ("ems_id", AttrValue::Int(ems.id)),
+                        ("host_id", AttrValue::Int(host.id)),
+                        ("ems_ref", s(&format!("vm-{i}"))),
+                        ("padding", s(&"x".repeat(200))),
+                    ]),
+                )?;
+                b.update(&ems, "vm_count", AttrValue::Int(i + 1))?;
+                b.schedule(
+                    &WorkItem::new("ems_event", json!({"n": i})),
+                    SystemTime::now(),
+                )?;
+                Ok(())
+            })
+            .unwrap();
+        // Plain single-object writes.
+        store.update(&host, "heartbeat", AttrValue::Int(i)).unwrap();
+        if i % 3 == 2 {
+            // Claim one, and ack it together with its effect.
+            let now = SystemTime::now();
+            for c in sched.claim_due(now, 1, Duration::from_secs(600)).unwrap() {
+                store
+                    .write_batch(|b| {
+                        let done = b
+                            .attribute(&ems, "completed")?
+                            .and_then(|v| {
+                                if let AttrValue::Int(n) = v {
+                                    Some(n)
+                                } else {
+                                    None
+                                }
+                            })
+                            .unwrap_or(0);
+                        b.complete(c.id)?;
+                        b.update(&ems, "completed", AttrValue::Int(done + 1))
+                    })
+                    .unwrap();
+            }
+        }
+        if i == 0 {
+            println!("CHILD-READY");
+        }
+        i += 1;
+    }
+    panic!("the child was not killed within 60 s");
+}
+
+#[test]
+fn crash_mid_write_leaves_last_committed_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("crash.redb");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "vmdb::crash_child_writer",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, &path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the child writer");
+    // Wait until it has committed once, let it write ~200 ms, kill -9.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            // libtest may print `test ... ` on the same line first.
+            if line.contains("CHILD-READY") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+        let _ = child.kill();
+        panic!("the child writer never got ready");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    child.kill().expect("SIGKILL the child");
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the child was killed, not finished");
+
+    let store = RedbStore::open(&path).expect("the file opens after a crash");
+    let report = store.verify().unwrap();
+    assert!(
+        report.is_ok(),
+        "inconsistent after crash: {:?}",
+        report.problems
+    );
+
+    // Every listed object is readable.
+    let vms = store.list("VmOrTemplate").unwrap();
+    assert!(
+        !vms.is_empty(),
+        "the child committed vms before it was killed"
+    );
+    for vm in &vms {
+        assert_eq!(store.find("Vm", vm.id).as_ref(), Some(vm));
+        let name = store.attribute(vm, "name").unwrap().to_text();
+        assert_eq!(store.attribute(vm, "ems_ref").unwrap().to_text(), name);
+        assert!(matches!(
+            store.attribute(vm, "host"),
+            Some(AttrValue::Object(_))
+        ));
+    }
+    // The sequence is past every id.
+    let max = vms.iter().map(|v| v.id).max().unwrap();
+    assert!(store.next_id("Vm").unwrap() > max);
+
+    // Each batch committed whole or not at all.
+    let ems = store.list("ExtManagementSystem").unwrap().pop().unwrap();
+    let int = |name| match store.attribute(&ems, name) {
+        Some(AttrValue::Int(n)) => n,
+        other => panic!("{name}: {other:?}"),
+    };
+    let vm_count = int("vm_count");
+    let completed = int("completed");
+    assert_eq!(vm_count, vms.len() as i64, "vm_count moves with the vms");
+    let sched = store.schedule();
+    eprintln!(
+        "after the crash: {} vms, {completed} acked, {} work items",
+        vms.len(),
+        sched.len().unwrap()
+    );
+    assert_eq!(
+        sched.len().unwrap() as i64,
+        vm_count - completed,
+        "one work item per vm, minus those acked with their effect"
+    );
+    for vm in &vms {
+        let r = store.attribute(vm, "ems_ref").unwrap().to_text();
+        assert_eq!(store.find_by_ems_ref("Vm", ems.id, &r).as_ref(), Some(vm));
+    }
+    // Claimed-but-unacked work is still there to be re-delivered.
+    sched.release_leases(SystemTime::now()).unwrap();
+    assert_eq!(
+        sched.due(SystemTime::now(), usize::MAX).unwrap().len() as i64,
+        vm_count - completed
+    );
+    // And the store carries on.
+    let next = store.create("Vm", Attributes::new()).unwrap();
+    assert!(next.id > max);
+}
