@@ -443,7 +443,9 @@ impl Runtime<'_> {
         self.follow_relationship(id, &field.name, &text, collect.as_deref())
     }
 
-    /// Follows one relationship value from object `id`.
+    /// Follows one relationship value from object `id`. Returns the
+    /// children (`Some(vec![])` for a wildcard that matched nothing), or
+    /// `None` when the relationship was skipped or its target dropped.
     pub(super) fn follow_relationship(
         &mut self,
         id: ObjectId,
@@ -464,12 +466,15 @@ impl Runtime<'_> {
         }
         let rel_text = rel.to_string();
         self.log(Level::Info, format!("Following Relationship [{rel_text}]"));
-        let children = if rel.path.ends_with('*') && rel.scheme == Some(Scheme::MiqaeDb) {
-            self.follow_wildcard(id, &rel)?
+        // Ruby's `rels`: an array for a wildcard (possibly empty), else the
+        // child or nil; collect runs unless it is nil.
+        let (children, found) = if rel.path.ends_with('*') && rel.scheme == Some(Scheme::MiqaeDb) {
+            (self.follow_wildcard(id, &rel)?, true)
         } else {
-            self.instantiate(&rel_text, Some(id))?.into_iter().collect()
+            let child = self.instantiate(&rel_text, Some(id))?;
+            (child.into_iter().collect::<Vec<_>>(), child.is_some())
         };
-        if let Some(collect) = collect.filter(|c| !c.trim().is_empty()) {
+        if let Some(collect) = collect.filter(|c| found && !c.trim().is_empty()) {
             for expr in collect.split(';') {
                 if !expr.trim().is_empty() {
                     self.process_collect(id, field_name, expr, Some(&children))?;
@@ -480,11 +485,7 @@ impl Runtime<'_> {
             .rels
             .push((field_name.to_string(), children.clone()));
         self.log(Level::Info, format!("Followed  Relationship [{rel_text}]"));
-        Ok(if children.is_empty() {
-            None
-        } else {
-            Some(children)
-        })
+        Ok(found.then_some(children))
     }
 
     /// `/NS/CLASS/prefix*`: every matching instance of the single

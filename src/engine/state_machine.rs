@@ -506,9 +506,9 @@ mod tests {
     #[test]
     fn utc_text_round_trips() {
         assert_eq!(utc_text(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(utc_text(1_795_000_000), "2026-11-18 10:13:20 UTC");
+        assert_eq!(utc_text(1_795_000_000), "2026-11-18 11:06:40 UTC");
         assert_eq!(
-            parse_utc_text("2026-11-18 10:13:20 UTC"),
+            parse_utc_text("2026-11-18 11:06:40 UTC"),
             Some(1_795_000_000.0)
         );
     }

@@ -372,6 +372,12 @@ pub(crate) fn register(engine: &mut rhai::Engine) {
     engine.register_fn("current_object", |_: &mut Evm| -> RhaiResult<Dynamic> {
         with_runtime(|_, obj, call| object_handle(call, Some(obj)))
     });
+    // `evm.root["k"] = v` writes through the handle; Rhai then offers the
+    // handle back to a setter, which has nothing to do (registering it keeps
+    // Rhai off its slower error-and-fallback path).
+    for name in ["root", "object", "current", "current_object", "parent"] {
+        engine.register_set(name, |_: &mut Evm, _: AeObject| {});
+    }
     engine.register_get("parent", |_: &mut Evm| -> RhaiResult<Dynamic> {
         with_runtime(|rt, obj, call| object_handle(call, rt.ws.objects[obj].parent))
     });

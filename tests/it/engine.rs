@@ -101,7 +101,13 @@ fn engine_at(dir: &Path, store: Arc<MemoryStore>) -> Engine {
 
 fn run(engine: &Engine, uri: &str) -> Workspace {
     match engine.instantiate(uri, &[]) {
-        Ok(ws) => ws,
+        Ok(ws) => {
+            // `ENGINE_TRACE=1 cargo test --test it engine -- --nocapture`
+            if std::env::var_os("ENGINE_TRACE").is_some() {
+                eprintln!("== {uri}\n{}", render_trace(&ws));
+            }
+            ws
+        }
         Err(e) => panic!("{uri}: {e}\n{}", engine.instantiate_traced(uri, &[]).0.trace_lines().join("\n")),
     }
 }
@@ -653,7 +659,7 @@ fn item10_assertions_on_objects() {
     let store = Arc::new(MemoryStore::new());
     store.insert("Vm", 7, attrs(&[("name", AttrValue::str("BammBammRubble"))]));
     let options = AttrValue::Hash(vec![(AttrValue::Symbol("number_of_vms".into()), AttrValue::Int(999))]);
-    store.insert("MiqProvisionRequest", 8, attrs(&[("options", options)]));
+    store.insert("MiqRequest", 8, attrs(&[("options", options)]));
     let e = engine_at(&data_dir("assertions"), store);
     let cases = [
         ("true", true),
@@ -667,7 +673,7 @@ fn item10_assertions_on_objects() {
     ];
     for (kid, passes) in cases {
         let uri = format!(
-            "/X/Y/Family/Wilma?kid={kid}&Vm::vm=7&MiqProvisionRequest::miq_provision_request=8"
+            "/X/Y/Family/Wilma?kid={kid}&Vm::vm=7&MiqRequest::miq_provision_request=8"
         );
         let ws = run(&e, &uri);
         let children = ws.children(ws.roots()[0]);
@@ -749,7 +755,7 @@ fn item14_substitution_with_methods() {
         ),
         (AttrValue::Symbol("email".into()), AttrValue::str("user@example.com")),
     ]);
-    store.insert("MiqProvisionRequest", 5, attrs(&[("options", options)]));
+    store.insert("MiqRequest", 5, attrs(&[("options", options)]));
     store.insert("User", 6, attrs(&[("email", AttrValue::str("requester@example.com"))]));
     store.insert("Vm", 7, attrs(&[("name", AttrValue::str("fred flintstone"))]));
     let e = engine_at(&data_dir("substitution_methods"), store);

@@ -5,3 +5,4 @@ mod datastore;
 mod vmdb;
 mod methods;
 mod engine;
+mod catchers;

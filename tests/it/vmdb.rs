@@ -776,3 +776,130 @@ fn crash_mid_write_leaves_last_committed_state() {
     let next = store.create("Vm", Attributes::new()).unwrap();
     assert!(next.id > max);
 }
+
+/// Writes a one-class domain whose instance `show` substitutes object
+/// lookups: `Test/Vmdb/Lookup/show`.
+fn lookup_domain(root: &Path) {
+    let dom = root.join("Test");
+    let class = dom.join("Vmdb/Lookup.class");
+    std::fs::create_dir_all(&class).unwrap();
+    std::fs::write(
+        dom.join("__domain__.yaml"),
+        "---\nobject_type: domain\nversion: 1.0\nobject:\n  attributes:\n    name: Test\n    \
+         description:\n    display_name:\n    priority: 100\n    enabled: true\n    \
+         tenant_id: 1\n    source: user\n    top_level_namespace:\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dom.join("Vmdb/__namespace__.yaml"),
+        "---\nobject_type: namespace\nversion: 1.0\nobject:\n  attributes:\n    name: Vmdb\n    \
+         description:\n    display_name:\n    priority:\n    enabled:\n",
+    )
+    .unwrap();
+    let fields = [
+        ("vm_name", "${/#vm.name}"),
+        ("host_name", "${/#vm.host.name}"),
+        ("ems_name", "${/#vm.host.ext_management_system.name}"),
+        ("event_type", "${/#event_stream.event_type}"),
+        ("event_vm", "${/#event_stream.vm.name}"),
+    ];
+    let mut schema = String::new();
+    let mut values = String::new();
+    for (i, (name, value)) in fields.iter().enumerate() {
+        schema.push_str(&format!(
+            "  - field:\n      aetype: attribute\n      name: {name}\n      datatype: string\n      \
+             priority: {}\n      substitute: true\n      message: create\n",
+            i + 1
+        ));
+        values.push_str(&format!("  - {name}:\n      value: \"{value}\"\n"));
+    }
+    std::fs::write(
+        class.join("__class__.yaml"),
+        format!(
+            "---\nobject_type: class\nversion: 1.0\nobject:\n  attributes:\n    description:\n    \
+             display_name:\n    name: Lookup\n    type:\n    inherits:\n    visibility:\n    \
+             owner:\n  schema:\n{schema}"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        class.join("show.yaml"),
+        format!(
+            "---\nobject_type: instance\nversion: 1.0\nobject:\n  attributes:\n    \
+             display_name:\n    name: show\n    inherits:\n    description:\n  fields:\n{values}"
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn engine_lookups_read_the_store() {
+    use automate::datastore::Datastore;
+    use automate::engine::Engine;
+
+    let dir = tempfile::tempdir().unwrap();
+    let ds_root = dir.path().join("datastore");
+    lookup_domain(&ds_root);
+    let store = Arc::new(store_in(dir.path()));
+    let (_, _, vm) = provider_tree(&store);
+    let ev = store
+        .create(
+            "EmsEvent",
+            attrs(&[
+                ("event_type", s("VmPoweredOffEvent")),
+                ("vm_or_template_id", AttrValue::Int(vm.id)),
+            ]),
+        )
+        .unwrap();
+    let (ds, problems) = Datastore::open(&ds_root);
+    assert!(problems.is_empty(), "{problems:?}");
+    let engine = Engine::new(Arc::new(ds)).with_store(store.clone());
+    let uri = format!(
+        "/Vmdb/Lookup/show?Vm::vm={}&EventStream::event_stream={}",
+        vm.id, ev.id
+    );
+    let ws = engine
+        .instantiate(&uri, &[])
+        .unwrap_or_else(|e| panic!("{uri}: {e}"));
+    let root = ws.roots()[0];
+    let text = |name: &str| {
+        ws.object(root)
+            .get(name)
+            .map(AttrValue::to_text)
+            .unwrap_or_default()
+    };
+    assert_eq!(text("vm_name"), "web01");
+    assert_eq!(text("host_name"), "esx1");
+    assert_eq!(text("ems_name"), "vc1");
+    assert_eq!(text("event_type"), "VmPoweredOffEvent");
+    assert_eq!(text("event_vm"), "web01");
+}
+
+#[test]
+fn concurrent_writers_get_distinct_consecutive_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(store_in(dir.path()));
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                (0..10)
+                    .map(|i| {
+                        store
+                            .create("Vm", attrs(&[("name", s(&format!("t{t}-{i}")))]))
+                            .unwrap()
+                            .id
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut ids: Vec<i64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, (ID1..ID1 + 40).collect::<Vec<_>>());
+    // Readers see a snapshot while writers commit.
+    assert_eq!(store.list("Vm").unwrap().len(), 40);
+}

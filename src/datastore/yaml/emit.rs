@@ -524,6 +524,8 @@ fn is_psych_integer(s: &str) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Analysis {
     multiline: bool,
+    /// Kept for fidelity; unused because only empty collections are written
+    /// in flow style.
     flow_plain_allowed: bool,
     block_plain_allowed: bool,
     single_quoted_allowed: bool,

@@ -509,6 +509,13 @@ mod tests {
         // Anchors and aliases (as in manifests) are expanded.
         let m = parse_map("a: &1\n  zone: UTC\nb: *1\n");
         assert_eq!(m.get("a"), m.get("b"));
+        // Merge keys are expanded, as Psych does.
+        let m = parse_map("base: &b {x: 1, y: 2}\nd:\n  <<: *b\n  x: 3\n");
+        let d = m.get("d").and_then(Value::as_map).expect("d");
+        assert_eq!(
+            d.iter().collect::<Vec<_>>(),
+            [("x", &Value::Int(3)), ("y", &Value::Int(2))]
+        );
         // `!!str '<<'` is an ordinary key.
         assert_eq!(parse_map("!!str '<<': x\n").get_str("<<"), Some("x"));
     }
@@ -638,15 +645,6 @@ mod tests {
                 }
             }
             bytes[i] = original;
-        }
-    }
-}
-#[cfg(test)]
-mod probe2 {
-    #[test]
-    fn probe2() {
-        for t in ["base: &b {x: 1, y: 2}\nd:\n  <<: *b\n  x: 3\n", "d:\n  x: 3\n  <<: {x: 1, y: 2}\n", "*a: 1\n", "a: &k key\n*k : 2\n"] {
-            println!("{t:?} => {:?}", super::parse_document(t, std::path::Path::new("t")));
         }
     }
 }
