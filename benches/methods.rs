@@ -88,14 +88,33 @@ fn datastore(root: &Path) {
         ),
     );
     let cls = "Bench/Bench/Trivial.class";
-    write(root, &format!("{cls}/run.yaml"), &instance_yaml("run", "trivial"));
-    write(root, &format!("{cls}/noop.yaml"), &instance_yaml("noop", "noop"));
+    write(
+        root,
+        &format!("{cls}/run.yaml"),
+        &instance_yaml("run", "trivial"),
+    );
+    write(
+        root,
+        &format!("{cls}/noop.yaml"),
+        &instance_yaml("noop", "noop"),
+    );
     write(
         root,
         &format!("{cls}/__methods__/trivial.yaml"),
         &method_yaml("trivial", "rhai", "inline"),
     );
     write(root, &format!("{cls}/__methods__/trivial.rhai"), SCRIPT);
+    write(
+        root,
+        &format!("{cls}/empty.yaml"),
+        &instance_yaml("empty", "empty"),
+    );
+    write(
+        root,
+        &format!("{cls}/__methods__/empty.yaml"),
+        &method_yaml("empty", "rhai", "inline"),
+    );
+    write(root, &format!("{cls}/__methods__/empty.rhai"), "()\n");
     write(
         root,
         &format!("{cls}/__methods__/noop.yaml"),
@@ -114,7 +133,9 @@ fn benches(c: &mut Criterion) {
     let engine = engine.with_builtins(methods::event_builtins().with_noops(&["noop"]));
     let args = vec![("x".to_string(), "1".to_string())];
 
-    let ws = engine.instantiate("/Bench/Trivial/run", &args).expect("runs");
+    let ws = engine
+        .instantiate("/Bench/Trivial/run", &args)
+        .expect("runs");
     assert_eq!(
         ws.root().and_then(|o| o.get("y")).map(|v| v.to_text()),
         Some("1".to_string()),
@@ -124,7 +145,12 @@ fn benches(c: &mut Criterion) {
     c.bench_function("rhai_trivial_method", |b| {
         b.iter(|| black_box(engine.instantiate(black_box("/Bench/Trivial/run"), &args)))
     });
-    engine.instantiate("/Bench/Trivial/noop", &args).expect("runs");
+    c.bench_function("rhai_empty_method", |b| {
+        b.iter(|| black_box(engine.instantiate(black_box("/Bench/Trivial/empty"), &args)))
+    });
+    engine
+        .instantiate("/Bench/Trivial/noop", &args)
+        .expect("runs");
     c.bench_function("builtin_noop_method", |b| {
         b.iter(|| black_box(engine.instantiate(black_box("/Bench/Trivial/noop"), &args)))
     });

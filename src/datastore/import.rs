@@ -1004,9 +1004,10 @@ pub fn export(
     }
     let name = d.name().to_string();
     // The name becomes a directory or zip entry name: it must be a plain one.
-    if let Some(reason) = validate::bad_name(&name, validate::NameKind::Domain)
-        .or_else(|| name.starts_with('.').then(|| "it starts with `.`".to_string()))
-    {
+    if let Some(reason) = validate::bad_name(&name, validate::NameKind::Domain).or_else(|| {
+        name.starts_with('.')
+            .then(|| "it starts with `.`".to_string())
+    }) {
         return Err(ExportError::Invalid {
             input: dir.clone(),
             problems: vec![Problem::new(

@@ -16,32 +16,40 @@ pub fn convert(
     let AttrValue::Str(text) = &value else {
         return Ok(value);
     };
-    let lc = datatype.to_ascii_lowercase();
-    Ok(match lc.as_str() {
-        "string" | "null coalescing" => value,
-        "boolean" => match text.as_str() {
+    let is = |name: &str| datatype.eq_ignore_ascii_case(name);
+    Ok(if is("string") || is("null coalescing") {
+        value
+    } else if is("boolean") {
+        match text.as_str() {
             t if t.eq_ignore_ascii_case("true") || t == "1" => AttrValue::Bool(true),
             t if t.eq_ignore_ascii_case("false") || t == "0" => AttrValue::Bool(false),
             _ => value,
-        },
-        "trueclass" => AttrValue::Bool(true),
-        "falseclass" => AttrValue::Bool(false),
-        "integer" | "fixnum" => AttrValue::Int(ruby_to_i(text)),
-        "float" => AttrValue::Float(ruby_to_f(text)),
-        "symbol" => AttrValue::Symbol(text.clone()),
-        "time" => value,
-        "array" => {
-            let inner: String = text.chars().filter(|c| *c != '[' && *c != ']').collect();
-            let inner = inner.trim();
-            AttrValue::Array(
-                inner
-                    .split(',')
-                    .map(|s| AttrValue::Str(s.trim().to_string()))
-                    .collect(),
-            )
         }
-        "password" => AttrValue::Password(text.clone()),
-        _ => return find_object(store, datatype, text),
+    } else if is("trueclass") {
+        AttrValue::Bool(true)
+    } else if is("falseclass") {
+        AttrValue::Bool(false)
+    } else if is("integer") || is("fixnum") {
+        AttrValue::Int(ruby_to_i(text))
+    } else if is("float") {
+        AttrValue::Float(ruby_to_f(text))
+    } else if is("symbol") {
+        AttrValue::Symbol(text.clone())
+    } else if is("time") {
+        value
+    } else if is("array") {
+        let inner: String = text.chars().filter(|c| *c != '[' && *c != ']').collect();
+        AttrValue::Array(
+            inner
+                .trim()
+                .split(',')
+                .map(|s| AttrValue::Str(s.trim().to_string()))
+                .collect(),
+        )
+    } else if is("password") {
+        AttrValue::Password(text.clone())
+    } else {
+        return find_object(store, datatype, text);
     })
 }
 

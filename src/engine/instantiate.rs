@@ -21,13 +21,13 @@ impl Runtime<'_> {
     ) -> Result<Option<ObjectId>, EngineError> {
         let uri = uri::parse(uri_text)?;
         match uri.scheme_or(Scheme::MiqaeDb) {
-            Scheme::MiqaeDb => self.instantiate_db(uri_text, &uri, parent),
+            Scheme::MiqaeDb => self.instantiate_db(uri_text, uri, parent),
             Scheme::MiqaeWs => {
                 let obj = self
                     .object_at_path(&uri.path)?
                     .ok_or_else(|| EngineError::ObjectNotFound(uri.path.clone()))?;
                 let message = uri.message();
-                let saved = self.enter(obj, &message);
+                let saved = self.enter(obj, message.clone());
                 let result = self.process_fields(obj, &message);
                 self.leave(saved);
                 result.map(|_| Some(obj))
@@ -61,7 +61,7 @@ impl Runtime<'_> {
     fn instantiate_db(
         &mut self,
         uri_text: &str,
-        uri: &Uri,
+        uri: Uri,
         parent: Option<ObjectId>,
     ) -> Result<Option<ObjectId>, EngineError> {
         let message = uri.message();
@@ -69,13 +69,13 @@ impl Runtime<'_> {
         if is_root {
             self.log(Level::Info, format!("Instantiating [{uri_text}]"));
         }
-        let mut args = uri.query.clone();
+        let parts = uri.path_parts();
+        let mut args = uri.query;
         if is_root {
-            args.extend(self.extra_args.drain(..));
+            args.append(&mut self.extra_args);
         }
         self.take_state_args(&mut args);
 
-        let parts = uri.path_parts();
         let (mut ns, class_name) = match parts.class {
             Some(c) => (parts.namespace, c),
             None => match self.current {
@@ -94,31 +94,34 @@ impl Runtime<'_> {
 
         // Domain search (reference §3).
         let mut class_def: Option<Arc<ClassDef>> = None;
+        let mut searched = false;
         if let Some(def) = self
             .index
             .resolve(&ns, &class_name, instance_req.as_deref().unwrap_or(""))
-            .cloned()
         {
-            let fq = def.fq_namespace();
-            self.log(Level::Info, format!("Updated namespace [{uri_text}  {fq}]"));
-            ns = fq;
+            let def = def.clone();
+            ns = def.fq_namespace();
+            self.log(Level::Info, format!("Updated namespace [{uri_text}  {ns}]"));
             class_def = Some(def);
+            searched = true;
         }
 
-        let inst_display = instance_req.clone().unwrap_or_default();
-        let key = format!(
-            "/{}/{}/{} with message={}",
-            ns, class_name, inst_display, message
-        );
-        let key_lc = key.to_lowercase();
-        if self.stack.iter().any(|k| *k == key_lc) {
-            return Err(EngineError::CyclicalRelationship(key));
-        }
-        if self.stack.len() >= self.engine.options.max_depth {
-            return Err(EngineError::TooDeep(self.engine.options.max_depth, key));
-        }
-
+        // `/ns/class/<requested instance>`: the object's name, and with the
+        // message the cycle key (compared case-insensitively).
+        let inst_display = instance_req.as_deref().unwrap_or("");
         let object_name = format!("/{ns}/{class_name}/{inst_display}");
+        let cyclic = self.stack.iter().any(|f| {
+            f.message == message && self.ws.objects[f.object].object_name.eq_ignore_ascii_case(&object_name)
+        });
+        if cyclic || self.stack.len() >= self.engine.options.max_depth {
+            let key = format!("{object_name} with message={message}");
+            return Err(if cyclic {
+                EngineError::CyclicalRelationship(key)
+            } else {
+                EngineError::TooDeep(self.engine.options.max_depth, key)
+            });
+        }
+
         let class_def = match class_def.or_else(|| self.index.class(&ns, &class_name).cloned()) {
             Some(c) => c,
             None => {
@@ -127,9 +130,9 @@ impl Runtime<'_> {
                 return Ok(None);
             }
         };
-        let (instance_name, instance_idx, missing) = match &instance_req {
+        let (instance_name, instance_idx, missing) = match instance_req {
             None => (".default".to_string(), None, None),
-            Some(req) => match instance_position(&class_def, req) {
+            Some(req) => match instance_position(&class_def, &req) {
                 Some(i) => (class_def.instances[i].name.clone(), Some(i), None),
                 None => {
                     self.log(
@@ -139,7 +142,7 @@ impl Runtime<'_> {
                         ),
                     );
                     match instance_position(&class_def, MISSING) {
-                        Some(i) => (MISSING.to_string(), Some(i), Some(req.clone())),
+                        Some(i) => (MISSING.to_string(), Some(i), Some(req)),
                         None => {
                             let e = EngineError::InstanceNotFound(object_name);
                             self.log(Level::Error, e.to_string());
@@ -150,9 +153,11 @@ impl Runtime<'_> {
             },
         };
 
+        // Domain search already gave the class's `Domain/ns`.
+        let namespace = if searched { ns } else { class_def.fq_namespace() };
         let mut object = Object {
-            namespace: class_def.fq_namespace(),
-            class: class_name.clone(),
+            namespace,
+            class: class_name,
             instance: instance_name,
             object_name,
             attributes: Default::default(),
@@ -171,14 +176,17 @@ impl Runtime<'_> {
         if let Some(p) = parent {
             self.ws.objects[p].children.push(id);
         }
-        self.stack.push(key_lc);
+        self.stack.push(super::Frame {
+            object: id,
+            message: message.clone(),
+        });
         self.classes.insert(id, (class_def.clone(), instance_idx));
         let is_machine = class_def.is_state_machine();
         if is_machine {
             self.push_state_machine(id);
         }
-        let saved = self.enter(id, &message);
-        let result = self.build_object(id, &class_def, instance_idx, &args, &message);
+        let saved = self.enter(id, message.clone());
+        let result = self.build_object(id, &class_def, instance_idx, args, &message);
         self.leave(saved);
         if is_machine {
             self.pop_state_machine(id);
@@ -221,7 +229,7 @@ impl Runtime<'_> {
         id: ObjectId,
         class: &Arc<ClassDef>,
         instance: Option<usize>,
-        args: &[(String, String)],
+        args: Vec<(String, String)>,
         message: &str,
     ) -> Result<(), EngineError> {
         self.process_assertions(id, class, instance, message)?;
@@ -233,18 +241,18 @@ impl Runtime<'_> {
     pub(super) fn enter(
         &mut self,
         id: ObjectId,
-        message: &str,
-    ) -> (Option<ObjectId>, String, Option<String>) {
+        message: String,
+    ) -> (Option<ObjectId>, String, Option<usize>) {
         let saved = (
             self.current,
-            std::mem::replace(&mut self.current_message, message.to_string()),
+            std::mem::replace(&mut self.current_message, message),
             self.current_field.take(),
         );
         self.current = Some(id);
         saved
     }
 
-    pub(super) fn leave(&mut self, saved: (Option<ObjectId>, String, Option<String>)) {
+    pub(super) fn leave(&mut self, saved: (Option<ObjectId>, String, Option<usize>)) {
         self.current = saved.0;
         self.current_message = saved.1;
         self.current_field = saved.2;
@@ -270,7 +278,7 @@ impl Runtime<'_> {
                 continue;
             }
             let value = field_value(class, instance, pos);
-            let expr = self.get_value(id, field, value.as_ref(), true)?;
+            let expr = self.get_value(id, field, value, true)?;
             let expr = match expr {
                 Some(AttrValue::Str(s)) if !s.trim().is_empty() => s,
                 _ => continue,
@@ -329,37 +337,31 @@ impl Runtime<'_> {
     }
 
     /// Query args become attributes (reference §2.4).
-    fn process_args(&mut self, id: ObjectId, args: &[(String, String)]) -> Result<(), EngineError> {
+    fn process_args(&mut self, id: ObjectId, args: Vec<(String, String)>) -> Result<(), EngineError> {
+        let store = self.engine.store.clone();
         for (key, value) in args {
-            match classify_arg_key(key) {
-                ArgKey::Plain(name) => self.set_attr(id, &name, AttrValue::Str(value.clone())),
+            match classify_arg_key(&key) {
+                ArgKey::Plain(name) => self.set_attr(id, &name, AttrValue::Str(value)),
                 ArgKey::Typed { datatype, name } => {
-                    let v = convert(
-                        self.engine.store.as_ref(),
-                        AttrValue::Str(value.clone()),
-                        &datatype,
-                    )?;
+                    let v = convert(store.as_ref(), AttrValue::Str(value), &datatype)?;
                     self.set_attr(id, &name, v);
                 }
                 ArgKey::ObjectRef { class, name } => {
-                    let has_id = value.trim().parse::<i64>().map(|i| i != 0).unwrap_or(false);
-                    if has_id && self.attr(id, &name).is_none() {
+                    // `<name>_id` when the value looks like an id (Ruby's
+                    // `to_i.nonzero?`) and the object has no `<name>` yet.
+                    if super::datatype::ruby_to_i(&value) != 0 && self.attr(id, &name).is_none() {
                         self.set_attr(id, &format!("{name}_id"), AttrValue::Str(value.clone()));
                     }
-                    let v = convert(
-                        self.engine.store.as_ref(),
-                        AttrValue::Str(value.clone()),
-                        &class,
-                    )?;
+                    let v = convert(store.as_ref(), AttrValue::Str(value), &class)?;
                     self.set_attr(id, &name, v);
                 }
                 ArgKey::Array(name) => {
                     let mut items = Vec::new();
-                    for elem in split_array_value(value) {
+                    for elem in split_array_value(&value) {
                         items.push(match elem {
                             ArrayElem::Plain(s) => AttrValue::Str(s),
                             ArrayElem::Typed { class, value } => {
-                                convert(self.engine.store.as_ref(), AttrValue::Str(value), &class)?
+                                convert(store.as_ref(), AttrValue::Str(value), &class)?
                             }
                         });
                     }
@@ -383,15 +385,15 @@ impl Runtime<'_> {
             if !field.runs_for(message) {
                 continue;
             }
-            self.current_field = Some(field.name.clone());
+            self.current_field = Some(pos);
             let value = field_value(&class, instance, pos);
             match field.aetype {
                 AeType::Assertion => {}
-                AeType::Attribute => self.process_attribute(id, field, value.as_ref())?,
+                AeType::Attribute => self.process_attribute(id, field, value)?,
                 AeType::Relationship => {
-                    self.process_relationship(id, field, value.as_ref())?;
+                    self.process_relationship(id, field, value)?;
                 }
-                AeType::Method => self.process_method_field(id, field, value.as_ref())?,
+                AeType::Method => self.process_method_field(id, field, value)?,
                 AeType::State => self.process_state(id, &class, instance, pos, message)?,
             }
         }
@@ -544,12 +546,8 @@ impl Runtime<'_> {
 }
 
 /// The instance's value for field `pos`, if the object has an instance.
-pub(super) fn field_value(
-    class: &ClassDef,
-    instance: Option<usize>,
-    pos: usize,
-) -> Option<ValueDef> {
-    instance.and_then(|i| class.instances[i].values.get(pos).cloned().flatten())
+pub(super) fn field_value(class: &ClassDef, instance: Option<usize>, pos: usize) -> Option<&ValueDef> {
+    instance.and_then(|i| class.instances[i].values.get(pos)?.as_ref())
 }
 
 fn instance_position(class: &ClassDef, name: &str) -> Option<usize> {

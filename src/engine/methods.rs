@@ -81,7 +81,9 @@ impl Builtins {
     }
 
     pub fn get(&self, name: &str) -> Option<BuiltinFn> {
-        self.map.get(&name.to_ascii_lowercase()).copied()
+        self.map
+            .get(&*crate::datastore::index::lower(name))
+            .copied()
     }
 
     pub fn names(&self) -> Vec<&str> {
@@ -304,13 +306,7 @@ impl Runtime<'_> {
             )));
         };
         let inputs = self.method_inputs(id, &method, &args)?;
-        let shown = AttrValue::Hash(
-            inputs
-                .iter()
-                .map(|(k, v)| (AttrValue::Str(k.clone()), v.clone()))
-                .collect(),
-        )
-        .inspect();
+        let shown = super::value::inspect_attributes(&inputs);
         self.log(
             Level::Info,
             format!(
@@ -331,28 +327,22 @@ impl Runtime<'_> {
         name: &str,
     ) -> Result<Option<Arc<MethodDef>>, EngineError> {
         let o = &self.ws.objects[id];
-        let (ns, class_name, partial) = match class {
-            None => (o.namespace.clone(), o.class.clone(), false),
+        let (ns, class_name, partial): (&str, &str, bool) = match class {
+            None => (&o.namespace, &o.class, false),
             Some(spec) => match spec.rsplit_once('/') {
-                None => (o.namespace.clone(), spec.to_string(), false),
-                Some((ns, c)) if ns.starts_with('/') => {
-                    (ns.trim_start_matches('/').to_string(), c.to_string(), true)
-                }
-                Some((ns, c)) => (ns.to_string(), c.to_string(), false),
+                None => (&o.namespace, spec, false),
+                Some((ns, c)) if ns.starts_with('/') => (ns.trim_start_matches('/'), c, true),
+                Some((ns, c)) => (ns, c, false),
             },
         };
-        let relative_ns = if partial {
-            ns.as_str()
-        } else {
-            strip_domain(&ns)
-        };
-        if let Some(m) = self.index.resolve_method(relative_ns, &class_name, name) {
+        let relative_ns = if partial { ns } else { strip_domain(ns) };
+        if let Some(m) = self.index.resolve_method(relative_ns, class_name, name) {
             return Ok(Some(m.clone()));
         }
         if !partial {
             if let Some(m) = self
                 .index
-                .class(&ns, &class_name)
+                .class(ns, class_name)
                 .and_then(|c| c.method(name))
             {
                 return Ok(Some(m.clone()));
@@ -428,9 +418,8 @@ impl Runtime<'_> {
                     .as_deref()
                     .filter(|d| !d.trim().is_empty())
                     .unwrap_or(&method.name)
-                    .trim()
-                    .to_string();
-                let f = self.engine.builtins.get(&name).ok_or_else(|| {
+                    .trim();
+                let f = self.engine.builtins.get(name).ok_or_else(|| {
                     EngineError::MethodNotFound(format!(
                         "Built-In Method [miq_{}] does not exist",
                         name.to_lowercase()

@@ -164,6 +164,12 @@ fn assertion_engine() -> rhai::Engine {
     e
 }
 
+/// An object being instantiated, with the message it was asked for.
+struct Frame {
+    object: ObjectId,
+    message: String,
+}
+
 /// One instantiation in progress: the workspace being built, the stack of
 /// objects under construction, and the current message.
 pub struct Runtime<'e> {
@@ -171,12 +177,13 @@ pub struct Runtime<'e> {
     index: Arc<Index>,
     /// The workspace being built.
     pub ws: Workspace,
-    /// Cycle keys of the objects being instantiated, innermost last.
-    stack: Vec<String>,
+    /// The objects being instantiated, innermost last (the cycle check).
+    stack: Vec<Frame>,
     /// The object whose fields are being processed.
     current: Option<ObjectId>,
     current_message: String,
-    current_field: Option<String>,
+    /// The position of the field being processed in the current object's class.
+    current_field: Option<usize>,
     /// Names of the methods being run, innermost last.
     method_stack: Vec<String>,
     /// Attributes added to the root's query.
@@ -221,6 +228,12 @@ impl<'e> Runtime<'e> {
         &self.current_message
     }
 
+    /// The name of the field being processed (`$evm.current_object.current_field_name`).
+    pub fn current_field_name(&self) -> Option<&str> {
+        let (class, _) = self.classes.get(&self.current?)?;
+        class.fields.get(self.current_field?).map(|f| f.name.as_str())
+    }
+
     /// The name of the method being run (innermost).
     pub fn current_method(&self) -> Option<&str> {
         self.method_stack.last().map(String::as_str)
@@ -261,12 +274,14 @@ impl<'e> Runtime<'e> {
     pub fn set_attr(&mut self, id: ObjectId, name: &str, value: AttrValue) {
         self.ws.objects[id]
             .attributes
-            .insert(name.to_lowercase(), value);
+            .insert(crate::datastore::index::lower(name).into_owned(), value);
     }
 
     /// An attribute of an object.
     pub fn attr(&self, id: ObjectId, name: &str) -> Option<&AttrValue> {
-        self.ws.objects[id].attributes.get(&name.to_lowercase())
+        self.ws.objects[id]
+            .attributes
+            .get(&*crate::datastore::index::lower(name))
     }
 
     /// A root attribute as text (`""` when absent).

@@ -36,7 +36,7 @@ pub struct StateInfo {
 /// What one state field says, instance values over class values.
 struct StateField<'a> {
     field: &'a FieldDef,
-    value: Option<ValueDef>,
+    value: Option<&'a ValueDef>,
     on_entry: Option<String>,
     on_exit: Option<String>,
     on_error: Option<String>,
@@ -140,7 +140,7 @@ impl Runtime<'_> {
                 .cloned()
                 .or_else(|| class_v.clone())
         };
-        let v = value.as_ref();
+        let v = value;
         let sf = StateField {
             field,
             on_entry: pick(v.and_then(|v| v.on_entry.as_ref()), &field.on_entry),
@@ -239,7 +239,7 @@ impl Runtime<'_> {
     /// `METHOD::` call or a relationship (with the field's collect).
     fn state_main(&mut self, id: ObjectId, sf: &StateField<'_>) -> Result<(), EngineError> {
         let name = sf.field.name.as_str();
-        let Some(main) = self.get_value(id, sf.field, sf.value.as_ref(), false)? else {
+        let Some(main) = self.get_value(id, sf.field, sf.value, false)? else {
             return Ok(());
         };
         let text = main.to_text();

@@ -28,13 +28,13 @@ impl Runtime<'_> {
         value: Option<&ValueDef>,
         required: bool,
     ) -> Result<Option<AttrValue>, EngineError> {
-        let inst_value = value.and_then(|v| v.value.clone());
+        let inst_value = value.and_then(|v| v.value.as_deref());
         if field
             .datatype
             .as_deref()
             .is_some_and(|d| d.eq_ignore_ascii_case("null coalescing"))
         {
-            let Some(chain) = inst_value.or_else(|| field.default_value.clone()) else {
+            let Some(chain) = inst_value.or(field.default_value.as_deref()) else {
                 return Ok(None);
             };
             for part in chain.split("||") {
@@ -51,16 +51,16 @@ impl Runtime<'_> {
             return Ok(None);
         }
         let raw = match inst_value {
-            Some(v) if !v.trim().is_empty() => Some(v),
-            _ => field.default_value.clone(),
-        };
-        let Some(raw) = raw else {
-            return Ok(None);
+            Some(v) if !v.trim().is_empty() => v,
+            _ => match field.default_value.as_deref() {
+                Some(d) => d,
+                None => return Ok(None),
+            },
         };
         if field.substitute {
-            Ok(Some(AttrValue::Str(self.substitute(id, &raw, required)?)))
+            Ok(Some(AttrValue::Str(self.substitute(id, raw, required)?)))
         } else {
-            Ok(Some(AttrValue::Str(raw)))
+            Ok(Some(AttrValue::Str(raw.to_string())))
         }
     }
 
@@ -277,7 +277,9 @@ impl Runtime<'_> {
                 ("get_option", Some(key)) => {
                     let options = store.attribute(r, "options").ok_or_else(undefined)?;
                     Ok(match hash_get(&options, key) {
-                        AttrValue::Array(items) => items.into_iter().next().unwrap_or(AttrValue::Nil),
+                        AttrValue::Array(items) => {
+                            items.into_iter().next().unwrap_or(AttrValue::Nil)
+                        }
                         v => v,
                     })
                 }

@@ -126,6 +126,23 @@ impl AttrValue {
     }
 }
 
+/// Ruby's `Hash#inspect` of an attribute table (`{"target"=>"src_vm"}`),
+/// as the `Invoking ... with inputs [...]` line shows method inputs.
+pub fn inspect_attributes(attrs: &Attributes) -> String {
+    let mut out = String::with_capacity(2 + attrs.len() * 24);
+    out.push('{');
+    for (i, (k, v)) in attrs.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        inspect_str(k, &mut out);
+        out.push_str("=>");
+        v.inspect_into(&mut out);
+    }
+    out.push('}');
+    out
+}
+
 /// Ruby's `String#inspect` for the characters that matter here.
 fn inspect_str(s: &str, out: &mut String) {
     out.push('"');

@@ -272,13 +272,26 @@ impl Config {
     }
 }
 
-/// The first line of a (possibly multi-line, snippet-decorated) message.
+/// The first line of a (possibly multi-line, snippet-decorated) message,
+/// without the parser's own `error: line N column M: ` prefix (the error
+/// shows `path:line:column` already).
 fn first_line(s: &str) -> String {
-    s.lines()
+    let line = s
+        .lines()
         .map(str::trim)
         .find(|l| !l.is_empty())
-        .unwrap_or(s)
-        .to_string()
+        .unwrap_or(s);
+    let line = line.strip_prefix("error: ").unwrap_or(line);
+    if let Some(rest) = line.strip_prefix("line ") {
+        let mut words = rest.splitn(4, ' ');
+        let (n, col, m) = (words.next(), words.next(), words.next());
+        if let (Some(n), Some("column"), Some(m), Some(tail)) = (n, col, m, words.next()) {
+            if n.bytes().all(|b| b.is_ascii_digit()) && m.ends_with(':') {
+                return tail.to_string();
+            }
+        }
+    }
+    line.to_string()
 }
 
 #[cfg(test)]

@@ -106,7 +106,10 @@ fn event_enforce_policy(
     let store = rt.engine().store().clone();
     let target = match (
         store.attribute(&event, "target_type").map(|v| v.to_text()),
-        store.attribute(&event, "target_id").as_ref().and_then(events::id_value),
+        store
+            .attribute(&event, "target_id")
+            .as_ref()
+            .and_then(events::id_value),
     ) {
         (Some(class), Some(id)) => store.find(&class, id),
         _ => event_target(store.as_ref(), &event, "src_vm"),
@@ -333,7 +336,10 @@ fn src_vm_as_template(
         || input(inputs, "flag").eq_ignore_ascii_case("true");
     let store = rt.engine().store().clone();
     let Some(vm) = event_target(store.as_ref(), &event, "src_vm") else {
-        rt.log(Level::Info, "Event has no target [src_vm]; template flag not changed");
+        rt.log(
+            Level::Info,
+            "Event has no target [src_vm]; template flag not changed",
+        );
         return Ok(());
     };
     store
@@ -356,7 +362,10 @@ fn src_vm_destroy_all_snapshots(
     let event = event_of(rt, obj)?;
     let store = rt.engine().store().clone();
     let Some(vm) = event_target(store.as_ref(), &event, "src_vm") else {
-        rt.log(Level::Info, "Event has no target [src_vm]; no snapshots removed");
+        rt.log(
+            Level::Info,
+            "Event has no target [src_vm]; no snapshots removed",
+        );
         return Ok(());
     };
     store
@@ -406,16 +415,38 @@ pub fn provider_category(kind: &str) -> Option<&'static str> {
     let k = kind.to_ascii_lowercase();
     let k = k.trim();
     const INFRA: &[&str] = &[
-        "rhevm", "redhat", "ovirt", "vc", "vmware", "vmwarews", "scvmm", "microsoft", "kubevirt",
-        "infra", "infrastructure",
+        "rhevm",
+        "redhat",
+        "ovirt",
+        "vc",
+        "vmware",
+        "vmwarews",
+        "scvmm",
+        "microsoft",
+        "kubevirt",
+        "infra",
+        "infrastructure",
     ];
     const CLOUD: &[&str] = &[
-        "openstack", "amazon", "ec2", "aws", "azure", "google", "gce", "ibm_cloud", "vmware_cloud",
+        "openstack",
+        "amazon",
+        "ec2",
+        "aws",
+        "azure",
+        "google",
+        "gce",
+        "ibm_cloud",
+        "vmware_cloud",
         "cloud",
     ];
-    if INFRA.iter().any(|i| k == *i || k.contains(&format!("::{i}::")) || k.contains("infra")) {
+    if INFRA
+        .iter()
+        .any(|i| k == *i || k.contains(&format!("::{i}::")) || k.contains("infra"))
+    {
         Some("infrastructure")
-    } else if CLOUD.iter().any(|c| k == *c || k.contains(&format!("::{c}::")) || k.contains("cloud"))
+    } else if CLOUD
+        .iter()
+        .any(|c| k == *c || k.contains(&format!("::{c}::")) || k.contains("cloud"))
     {
         Some("cloud")
     } else {

@@ -317,7 +317,9 @@ pub fn raise_evm_event(
     inputs: &[(String, String)],
     source_event: Option<&VmdbRef>,
 ) -> Result<Option<VmdbRef>, EngineError> {
-    let target_class = base_class(&target.class).unwrap_or(&target.class).to_string();
+    let target_class = base_class(&target.class)
+        .unwrap_or(&target.class)
+        .to_string();
     if !is_event_defined(event) {
         rt.log(
             Level::Warn,
@@ -368,7 +370,10 @@ pub fn raise_evm_event(
         Err(e) => {
             rt.log(
                 Level::Error,
-                format!("Event {event} for class [{target_class}] id [{}] was not raised: {e}", target.id),
+                format!(
+                    "Event {event} for class [{target_class}] id [{}] was not raised: {e}",
+                    target.id
+                ),
             );
             return Ok(None);
         }
@@ -413,7 +418,10 @@ pub fn raise_evm_event(
 /// Delivers `uri` as a new root instantiation (its own workspace) and
 /// appends that run's trace to the caller's.
 fn deliver(rt: &mut Runtime<'_>, uri: &str, shown: &str, event: &VmdbRef) {
-    let what = format!("{shown} for object [{}.{}] with state []", event.class, event.id);
+    let what = format!(
+        "{shown} for object [{}.{}] with state []",
+        event.class, event.id
+    );
     let depth = RAISE_DEPTH.with(Cell::get);
     if depth >= MAX_RAISE_DEPTH {
         rt.log(

@@ -126,7 +126,9 @@ pub(crate) fn runtime_error(msg: impl Into<String>) -> Box<EvalAltResult> {
 
 /// Runs `f` with the runtime of the method being run, the object running it
 /// and the call id.
-pub(crate) fn with_runtime<R>(f: impl FnOnce(&mut Runtime<'_>, ObjectId, u64) -> R) -> RhaiResult<R> {
+pub(crate) fn with_runtime<R>(
+    f: impl FnOnce(&mut Runtime<'_>, ObjectId, u64) -> R,
+) -> RhaiResult<R> {
     let (ptr, obj, call) = with_frame(|fr| (fr.rt, fr.obj, fr.call)).ok_or_else(no_frame)?;
     // SAFETY: see the module documentation. `ptr` was made from the
     // `&mut Runtime` lent to `RhaiRunner::run`, which does not touch it until
@@ -136,10 +138,7 @@ pub(crate) fn with_runtime<R>(f: impl FnOnce(&mut Runtime<'_>, ObjectId, u64) ->
 }
 
 /// The runtime, checking that `h` belongs to the running call.
-fn with_object<R>(
-    h: &AeObject,
-    f: impl FnOnce(&mut Runtime<'_>, ObjectId) -> R,
-) -> RhaiResult<R> {
+fn with_object<R>(h: &AeObject, f: impl FnOnce(&mut Runtime<'_>, ObjectId) -> R) -> RhaiResult<R> {
     with_runtime(|rt, _, call| {
         if call != h.call || h.id >= rt.ws.objects.len() {
             Err(runtime_error(
@@ -660,8 +659,10 @@ fn register_ae_object(engine: &mut rhai::Engine) {
             .unwrap_or_else(|_| "#<AeObject>".to_string())
     });
     engine.register_fn("to_debug", |h: &mut AeObject| -> String {
-        with_object(h, |rt, id| format!("#<AeObject {}>", rt.ws.objects[id].object_name))
-            .unwrap_or_else(|_| "#<AeObject>".to_string())
+        with_object(h, |rt, id| {
+            format!("#<AeObject {}>", rt.ws.objects[id].object_name)
+        })
+        .unwrap_or_else(|_| "#<AeObject>".to_string())
     });
 }
 

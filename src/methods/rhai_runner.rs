@@ -21,11 +21,14 @@
 use super::evm::{self, Embedded, Frame};
 use crate::datastore::index::{lower, MethodDef};
 use crate::datastore::Index;
-use crate::engine::{Attributes, EngineError, Level, MethodRc, ObjectId, Runtime};
 use crate::engine::ScriptRunner;
+use crate::engine::{Attributes, EngineError, Level, MethodRc, ObjectId, Runtime};
 use rhai::{Dynamic, EvalAltResult, Position, AST};
 
 type SharedModule = Arc<rhai::Module>;
+
+/// Compiled bodies by content hash, with the body to compare on a hit.
+type AstCache = FxHashMap<u64, Vec<(Arc<str>, Arc<AST>)>>;
 use rustc_hash::FxHashMap;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -95,7 +98,7 @@ pub struct RhaiRunner {
     engine: rhai::Engine,
     limits: RhaiLimits,
     /// Compiled bodies by content hash (the body is compared on a hit).
-    cache: RwLock<FxHashMap<u64, Vec<(Arc<str>, Arc<AST>)>>>,
+    cache: RwLock<AstCache>,
 }
 
 impl std::fmt::Debug for RhaiRunner {
@@ -143,7 +146,8 @@ impl RhaiRunner {
             (Instant::now() >= deadline).then(|| Dynamic::from(TimeUp))
         });
         engine.on_print(|text| {
-            let _ = evm::with_runtime(|rt, _, _| rt.log(Level::Info, format!("Method STDOUT: {text}")));
+            let _ =
+                evm::with_runtime(|rt, _, _| rt.log(Level::Info, format!("Method STDOUT: {text}")));
         });
         engine.on_debug(|text, _, pos| {
             let _ = evm::with_runtime(|rt, _, _| {
@@ -460,7 +464,6 @@ impl ScriptRunner for RhaiRunner {
         method: &MethodDef,
         inputs: &Attributes,
     ) -> Result<MethodRc, EngineError> {
-        let prefix = format!("<AEMethod [{}]>", method.fqname);
         let body = method.body.as_deref().unwrap_or("");
         let ast = match self.compile(body) {
             Ok(ast) => ast,
@@ -468,7 +471,11 @@ impl ScriptRunner for RhaiRunner {
                 let (line, col) = position(e.position());
                 rt.log(
                     Level::Error,
-                    format!("{prefix} {} at line {line}, position {col}", e.err_type()),
+                    format!(
+                        "<AEMethod [{}]> {} at line {line}, position {col}",
+                        method.fqname,
+                        e.err_type()
+                    ),
                 );
                 return Ok(MethodRc::Unknown(1));
             }
@@ -497,7 +504,10 @@ impl ScriptRunner for RhaiRunner {
             Err(err) => {
                 let (message, pos, via) = describe(&err, &self.limits);
                 let (line, col) = position(pos);
-                let mut text = format!("{prefix} {message} at line {line}, position {col}");
+                let mut text = format!(
+                    "<AEMethod [{}]> {message} at line {line}, position {col}",
+                    method.fqname
+                );
                 for v in via.iter().rev() {
                     text.push_str(&format!(" ({v})"));
                 }

@@ -8,6 +8,8 @@
 //! | `objects` | `(base_class: &str, id: i64)` | the object: `{"class": "EmsEvent", "attrs": {...}}` as JSON bytes |
 //! | `sequences` | `"<BaseClass>:<region>"` (`"VmOrTemplate:1"`) | the next id to hand out for that base class in that region (`region * 10^12 + seq`) |
 //! | `ems_refs` | `(base_class: &str, ems_id: i64, ref: &str)` | the id of the object with that provider reference |
+//! | `attr_index` | `(base_class: &str, attr: &str, value: &[u8], id: i64)` | `()`: the objects whose indexed attribute has that (encoded) value |
+//! | `meta` | `"attr_index_version"` | the version `attr_index` was built for |
 //! | `scheduled`, `scheduled_by_id`, `scheduled_meta` | see [`super::schedule`] | |
 //!
 //! Objects are keyed by their *base* class ([`base_class`]): an `EmsEvent`
@@ -49,10 +51,16 @@
 //! The has-many side (`host.vms`, `ems.hosts`, `ems.vms`,
 //! `miq_request.miq_request_tasks`) returns an array of objects.
 //!
-//! **Queries.** [`ObjectStore::find_by`] scans the base class's key range
-//! (every object of that base class is decoded); fine for the sizes the
-//! engine sees today, a secondary index per queried attribute is the next
-//! step when it is not. Provider-reference lookups use the index.
+//! **Queries.** [`ObjectStore::find_by`] on one of the indexed attributes
+//! (`name`, `ems_ref`, `uid_ems`, `dedup_key`, `userid`, `guid`,
+//! `chain_id`, `event_type`, `host_id`, `ems_id`, `vm_or_template_id`,
+//! `miq_request_id`) with a string, symbol, integer, boolean or object value
+//! reads `attr_index`, which every write maintains in its transaction; any
+//! other query scans the base class's key range, decoding every object of
+//! that base class. The index is rebuilt from `objects` on open when it was
+//! built for another `attr_index_version` (or by a build without it).
+//! Provider-reference lookups ([`RedbStore::find_by_ems_ref`]) use
+//! `ems_refs`.
 //!
 //! # Durability
 //!
@@ -91,6 +99,32 @@ pub(crate) const OBJECTS: TableDefinition<(&str, i64), &[u8]> = TableDefinition:
 pub(crate) const SEQUENCES: TableDefinition<&str, i64> = TableDefinition::new("sequences");
 pub(crate) const EMS_REFS: TableDefinition<(&str, i64, &str), i64> =
     TableDefinition::new("ems_refs");
+const ATTR_INDEX: TableDefinition<(&str, &str, &[u8], i64), ()> =
+    TableDefinition::new("attr_index");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// The attributes [`ObjectStore::find_by`] answers from `attr_index`
+/// rather than by a scan: names, provider references, the event handler's
+/// de-duplication key, and the ids the has-many associations query.
+const INDEXED_ATTRS: &[&str] = &[
+    "name",
+    "ems_ref",
+    "uid_ems",
+    "dedup_key",
+    "userid",
+    "guid",
+    "chain_id",
+    "event_type",
+    "host_id",
+    "ems_id",
+    "vm_or_template_id",
+    "miq_request_id",
+];
+
+/// The version of `attr_index`'s contents (bump when [`INDEXED_ATTRS`] or
+/// the value encoding changes: the next open rebuilds the index).
+const ATTR_INDEX_VERSION: u64 = 1;
+const ATTR_INDEX_VERSION_KEY: &str = "attr_index_version";
 
 /// The region ids are allocated in when none is given.
 const DEFAULT_REGION: i64 = 1;
@@ -175,6 +209,8 @@ impl RedbStore {
         txn.open_table(OBJECTS).map_err(backend)?;
         txn.open_table(SEQUENCES).map_err(backend)?;
         txn.open_table(EMS_REFS).map_err(backend)?;
+        txn.open_table(ATTR_INDEX).map_err(backend)?;
+        ensure_attr_index(&txn)?;
         schedule::create_tables(&txn)?;
         txn.commit().map_err(backend)?;
         Ok(RedbStore {
@@ -203,17 +239,29 @@ impl RedbStore {
     /// Runs `f` over one write transaction and commits it: every create,
     /// update, delete and scheduled-work change `f` makes becomes durable
     /// together, with one fsync, or (when `f` fails or panics) not at all.
+    ///
+    /// Only one write transaction runs at a time (others wait), so `f`
+    /// should be short and must not call this store's (or its
+    /// [`Schedule`]'s) own write methods, which would wait for `f` forever;
+    /// it writes through the [`Batch`]. Reads through the `Batch` see its
+    /// uncommitted writes; reads through the store see the last commit.
     pub fn write_batch<T>(
         &self,
         f: impl FnOnce(&mut Batch<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let txn = self.db.begin_write().map_err(backend)?;
-        let out = {
-            let mut batch = Batch::new(&txn, self.region)?;
-            f(&mut batch)?
-        };
-        txn.commit().map_err(backend)?;
-        Ok(out)
+        let out = Batch::new(&txn, self.region).and_then(|mut batch| f(&mut batch));
+        match out {
+            Ok(out) => {
+                txn.commit().map_err(backend)?;
+                Ok(out)
+            }
+            Err(e) => {
+                // Nothing of the batch reaches the file.
+                let _ = txn.abort();
+                Err(e)
+            }
+        }
     }
 
     /// Stores (or replaces) an object with a given id (imports, fixtures).
@@ -280,15 +328,18 @@ impl RedbStore {
     }
 
     /// Checks the file's invariants: every object decodes and is filed under
-    /// its class's base class, every sequence is past the largest id of
-    /// its base class and region, every provider reference points at an object that
-    /// carries it, and the scheduled-work tables agree.
+    /// its class's base class, every sequence is past the largest id of its
+    /// base class and region, every provider reference points at an object
+    /// that carries it, the attribute index holds exactly the objects'
+    /// indexed values, and the scheduled-work tables agree.
     pub fn verify(&self) -> Result<VerifyReport, StoreError> {
         let mut report = VerifyReport::default();
         let txn = self.db.begin_read().map_err(backend)?;
         let objects = txn.open_table(OBJECTS).map_err(backend)?;
         let seqs = txn.open_table(SEQUENCES).map_err(backend)?;
         let refs = txn.open_table(EMS_REFS).map_err(backend)?;
+        let index = txn.open_table(ATTR_INDEX).map_err(backend)?;
+        let mut indexed = 0u64;
         let mut max_by_seq = std::collections::BTreeMap::<String, i64>::new();
         for entry in objects.iter().map_err(backend)? {
             let (k, v) = entry.map_err(backend)?;
@@ -303,6 +354,15 @@ impl RedbStore {
                         report
                             .problems
                             .push(format!("{base} [{id}] holds a {}", obj.class));
+                    }
+                    for (attr, value) in index_entries(&obj.attrs) {
+                        indexed += 1;
+                        let key = (base, attr, value.as_slice(), id);
+                        if index.get(key).map_err(backend)?.is_none() {
+                            report
+                                .problems
+                                .push(format!("{base} [{id}] {attr} is not indexed"));
+                        }
                     }
                 }
                 Err(e) => report.problems.push(format!("{base} [{id}]: {e}")),
@@ -330,7 +390,13 @@ impl RedbStore {
                 ));
             }
         }
-        drop((objects, seqs, refs));
+        let index_len = index.len().map_err(backend)?;
+        if index_len != indexed {
+            report.problems.push(format!(
+                "attr_index has {index_len} entries for {indexed} indexed values"
+            ));
+        }
+        drop((objects, seqs, refs, index));
         let (scheduled, problems) = schedule::verify_in(&txn)?;
         report.scheduled = scheduled;
         report.problems.extend(problems);
@@ -344,9 +410,11 @@ impl RedbStore {
             let txn = self.db.begin_read().map_err(backend)?;
             let objects = txn.open_table(OBJECTS).map_err(backend)?;
             let refs = txn.open_table(EMS_REFS).map_err(backend)?;
+            let index = txn.open_table(ATTR_INDEX).map_err(backend)?;
             f(&Reader {
                 objects: &objects,
                 refs: &refs,
+                index: &index,
             })
         })();
         match result {
@@ -398,6 +466,7 @@ pub struct Batch<'t> {
     objects: Table<'t, (&'static str, i64), &'static [u8]>,
     sequences: Table<'t, &'static str, i64>,
     refs: Table<'t, (&'static str, i64, &'static str), i64>,
+    index: Table<'t, (&'static str, &'static str, &'static [u8], i64), ()>,
     region: i64,
 }
 
@@ -408,6 +477,7 @@ impl<'t> Batch<'t> {
             objects: txn.open_table(OBJECTS).map_err(backend)?,
             sequences: txn.open_table(SEQUENCES).map_err(backend)?,
             refs: txn.open_table(EMS_REFS).map_err(backend)?,
+            index: txn.open_table(ATTR_INDEX).map_err(backend)?,
             region,
         })
     }
@@ -498,6 +568,11 @@ impl<'t> Batch<'t> {
             return Ok(false);
         };
         self.unindex(base, obj.id, &old.attrs)?;
+        for (attr, value) in index_entries(&old.attrs) {
+            self.index
+                .remove((base, attr, value.as_slice(), obj.id))
+                .map_err(backend)?;
+        }
         self.objects.remove((base, obj.id)).map_err(backend)?;
         Ok(true)
     }
@@ -554,6 +629,7 @@ impl<'t> Batch<'t> {
         Reader {
             objects: &self.objects,
             refs: &self.refs,
+            index: &self.index,
         }
     }
 
@@ -576,6 +652,22 @@ impl<'t> Batch<'t> {
             for r in refs {
                 self.refs
                     .insert((base, ems_id, r.as_str()), id)
+                    .map_err(backend)?;
+            }
+        }
+        let old_entries = old.map(|o| index_entries(&o.attrs)).unwrap_or_default();
+        let new_entries = index_entries(&attrs);
+        for (attr, value) in &old_entries {
+            if !new_entries.iter().any(|e| e.0 == *attr && e.1 == *value) {
+                self.index
+                    .remove((base, *attr, value.as_slice(), id))
+                    .map_err(backend)?;
+            }
+        }
+        for (attr, value) in &new_entries {
+            if !old_entries.iter().any(|e| e.0 == *attr && e.1 == *value) {
+                self.index
+                    .insert((base, *attr, value.as_slice(), id), ())
                     .map_err(backend)?;
             }
         }
@@ -611,6 +703,7 @@ impl<'t> Batch<'t> {
 struct Reader<'a> {
     objects: &'a dyn ObjectsTable,
     refs: &'a dyn RefsTable,
+    index: &'a dyn IndexTable,
 }
 
 /// Object-safe views of the two tables reads need, so one [`Reader`] serves
@@ -622,6 +715,23 @@ trait ObjectsTable {
 
 trait RefsTable {
     fn get_id(&self, base: &str, ems_id: i64, r: &str) -> Result<Option<i64>, StoreError>;
+}
+
+trait IndexTable {
+    fn ids(&self, base: &str, attr: &str, value: &[u8]) -> Result<Vec<i64>, StoreError>;
+}
+
+impl<T: ReadableTable<(&'static str, &'static str, &'static [u8], i64), ()>> IndexTable for T {
+    fn ids(&self, base: &str, attr: &str, value: &[u8]) -> Result<Vec<i64>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self
+            .range((base, attr, value, i64::MIN)..=(base, attr, value, i64::MAX))
+            .map_err(backend)?
+        {
+            out.push(entry.map_err(backend)?.0.value().3);
+        }
+        Ok(out)
+    }
 }
 
 impl<T: ReadableTable<(&'static str, i64), &'static [u8]>> ObjectsTable for T {
@@ -714,6 +824,19 @@ impl Reader<'_> {
         };
         let attr = attr.to_ascii_lowercase();
         let mut out = Vec::new();
+        if let Some(key) = index_key(&attr, value) {
+            for id in self.index.ids(base, &attr, &key)? {
+                if let Some(obj) = load_from(self.objects, base, id)? {
+                    if obj.attrs.get(&attr) == Some(value) {
+                        out.push(VmdbRef {
+                            class: Arc::from(obj.class),
+                            id,
+                        });
+                    }
+                }
+            }
+            return Ok(out);
+        }
         scan_base(self.objects, base, |id, obj| {
             if obj.attrs.get(&attr) == Some(value) {
                 out.push(VmdbRef {
@@ -860,6 +983,73 @@ fn ref_keys(attrs: &Attributes) -> Option<(i64, Vec<String>)> {
         })
         .collect();
     (!refs.is_empty()).then_some((ems_id, refs))
+}
+
+/// The bytes `attr_index` files `value` under, when `attr` is indexed and
+/// the value is of a type whose equality is byte equality of its encoding
+/// (strings, symbols, integers, booleans, object references).
+fn index_key(attr: &str, value: &AttrValue) -> Option<Vec<u8>> {
+    if !INDEXED_ATTRS.contains(&attr) {
+        return None;
+    }
+    match value {
+        AttrValue::Str(_)
+        | AttrValue::Symbol(_)
+        | AttrValue::Int(_)
+        | AttrValue::Bool(_)
+        | AttrValue::Object(_) => serde_json::to_vec(&encode_value(value)).ok(),
+        _ => None,
+    }
+}
+
+/// The `attr_index` entries of an object: (attribute, value bytes).
+fn index_entries(attrs: &Attributes) -> Vec<(&'static str, Vec<u8>)> {
+    INDEXED_ATTRS
+        .iter()
+        .filter_map(|attr| Some((*attr, index_key(attr, attrs.get(*attr)?)?)))
+        .collect()
+}
+
+/// Builds `attr_index` from the objects when it was built for another
+/// [`ATTR_INDEX_VERSION`] (or never: a file from before the index).
+fn ensure_attr_index(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let mut meta = txn.open_table(META).map_err(backend)?;
+    let version = meta
+        .get(ATTR_INDEX_VERSION_KEY)
+        .map_err(backend)?
+        .map(|g| g.value());
+    if version == Some(ATTR_INDEX_VERSION) {
+        return Ok(());
+    }
+    let mut entries = Vec::new();
+    {
+        let objects = txn.open_table(OBJECTS).map_err(backend)?;
+        for entry in objects.iter().map_err(backend)? {
+            let (k, v) = entry.map_err(backend)?;
+            let (base, id) = k.value();
+            let Some(base) = base_class(base) else {
+                continue;
+            };
+            match decode_object(v.value()) {
+                Ok(obj) => entries.extend(
+                    index_entries(&obj.attrs)
+                        .into_iter()
+                        .map(|(attr, value)| (base, attr, value, id)),
+                ),
+                Err(e) => tracing::warn!("{base} [{id}] cannot be decoded: {e}"),
+            }
+        }
+    }
+    txn.delete_table(ATTR_INDEX).map_err(backend)?;
+    let mut index = txn.open_table(ATTR_INDEX).map_err(backend)?;
+    for (base, attr, value, id) in &entries {
+        index
+            .insert((*base, *attr, value.as_slice(), *id), ())
+            .map_err(backend)?;
+    }
+    meta.insert(ATTR_INDEX_VERSION_KEY, ATTR_INDEX_VERSION)
+        .map_err(backend)?;
+    Ok(())
 }
 
 fn lowercase_keys(attrs: Attributes) -> Attributes {
@@ -1088,6 +1278,45 @@ mod tests {
             (vec!["ems_cluster_id".to_string()], "EmsCluster")
         );
         assert!(belongs_to("nonsense").is_none());
+    }
+
+    #[test]
+    fn attr_index_is_rebuilt_when_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.redb");
+        let store = RedbStore::open(&path).unwrap();
+        for i in 0..5 {
+            store
+                .create(
+                    "EmsEvent",
+                    attrs(&[
+                        ("dedup_key", AttrValue::str(format!("k{i}"))),
+                        ("event_type", AttrValue::str("E")),
+                    ]),
+                )
+                .unwrap();
+        }
+        // As a file written before the index existed: no entries, no version.
+        let txn = store.db.begin_write().unwrap();
+        txn.delete_table(ATTR_INDEX).unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .remove(ATTR_INDEX_VERSION_KEY)
+            .unwrap();
+        txn.commit().unwrap();
+        assert!(!store.verify().unwrap().is_ok());
+        drop(store);
+        let store = RedbStore::open(&path).unwrap();
+        let report = store.verify().unwrap();
+        assert!(report.is_ok(), "{:?}", report.problems);
+        let found = store.find_by("EventStream", "dedup_key", &AttrValue::str("k3"));
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            store
+                .find_by("EventStream", "event_type", &AttrValue::str("E"))
+                .len(),
+            5
+        );
     }
 
     #[test]

@@ -321,9 +321,16 @@ impl Schedule {
         f: impl FnOnce(&WriteTransaction) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let txn = self.db.begin_write().map_err(backend)?;
-        let out = f(&txn)?;
-        txn.commit().map_err(backend)?;
-        Ok(out)
+        match f(&txn) {
+            Ok(out) => {
+                txn.commit().map_err(backend)?;
+                Ok(out)
+            }
+            Err(e) => {
+                let _ = txn.abort();
+                Err(e)
+            }
+        }
     }
 }
 

@@ -108,7 +108,14 @@ fn run(engine: &Engine, uri: &str) -> Workspace {
             }
             ws
         }
-        Err(e) => panic!("{uri}: {e}\n{}", engine.instantiate_traced(uri, &[]).0.trace_lines().join("\n")),
+        Err(e) => panic!(
+            "{uri}: {e}\n{}",
+            engine
+                .instantiate_traced(uri, &[])
+                .0
+                .trace_lines()
+                .join("\n")
+        ),
     }
 }
 
@@ -193,12 +200,19 @@ fn test_builtins() -> Builtins {
     b.insert("retry_server_affinity", retry_server_affinity);
     b.insert("simpleton", simpleton);
     b.insert("perpetual_restart", perpetual_restart);
-    b.insert("perpetual_restart_with_next_state", perpetual_restart_with_next_state);
+    b.insert(
+        "perpetual_restart_with_next_state",
+        perpetual_restart_with_next_state,
+    );
     b
 }
 
 /// `$evm.root['result'] = $evm.inputs`, and each input as a root attribute.
-fn record_inputs(rt: &mut Runtime<'_>, _: ObjectId, inputs: &Attributes) -> Result<(), EngineError> {
+fn record_inputs(
+    rt: &mut Runtime<'_>,
+    _: ObjectId,
+    inputs: &Attributes,
+) -> Result<(), EngineError> {
     let hash = inputs
         .iter()
         .map(|(k, v)| (AttrValue::str(k.as_str()), v.clone()))
@@ -269,7 +283,9 @@ fn set_result(rt: &mut Runtime<'_>, _: ObjectId, inputs: &Attributes) -> Result<
 }
 
 fn explode(_: &mut Runtime<'_>, _: ObjectId, _: &Attributes) -> Result<(), EngineError> {
-    Err(EngineError::InvalidMethod("Intentionally raise an error".into()))
+    Err(EngineError::InvalidMethod(
+        "Intentionally raise an error".into(),
+    ))
 }
 
 fn perpetual_retry(rt: &mut Runtime<'_>, _: ObjectId, _: &Attributes) -> Result<(), EngineError> {
@@ -365,7 +381,11 @@ fn engine_with_runner(name: &str, runner: SpecRunner) -> Engine {
 }
 
 /// `exit evm.inputs["rc"]`.
-fn exit_with(_: &mut Runtime<'_>, _: ObjectId, inputs: &Attributes) -> Result<MethodRc, EngineError> {
+fn exit_with(
+    _: &mut Runtime<'_>,
+    _: ObjectId,
+    inputs: &Attributes,
+) -> Result<MethodRc, EngineError> {
     match inputs.get("rc") {
         Some(AttrValue::Int(rc)) => Ok(MethodRc::from_code(*rc)),
         other => panic!("rc input: {other:?}"),
@@ -393,7 +413,11 @@ fn apply_step_inputs(rt: &mut Runtime<'_>, inputs: &Attributes) -> Result<Method
 }
 
 /// `standard` of the steps spec: records the instance it ran for.
-fn steps_standard(rt: &mut Runtime<'_>, obj: ObjectId, inputs: &Attributes) -> Result<MethodRc, EngineError> {
+fn steps_standard(
+    rt: &mut Runtime<'_>,
+    obj: ObjectId,
+    inputs: &Attributes,
+) -> Result<MethodRc, EngineError> {
     let instance = rt.ws.object(obj).instance.clone();
     push_root(rt, obj, "states_executed", AttrValue::str(instance));
     apply_step_inputs(rt, inputs)
@@ -418,7 +442,11 @@ fn steps_runner() -> SpecRunner {
 }
 
 /// `standard` of the multi spec: records the state it ran in.
-fn multi_standard(rt: &mut Runtime<'_>, obj: ObjectId, inputs: &Attributes) -> Result<MethodRc, EngineError> {
+fn multi_standard(
+    rt: &mut Runtime<'_>,
+    obj: ObjectId,
+    inputs: &Attributes,
+) -> Result<MethodRc, EngineError> {
     let state = rt.root_text("ae_state");
     push_root(rt, obj, "states_executed", AttrValue::str(state));
     apply_step_inputs(rt, inputs)
@@ -434,7 +462,11 @@ fn multi_state_method(
     let step = format!("step_{}", rt.root_text("ae_state_step"));
     let state = rt.root_text("ae_state");
     push_root(rt, obj, &step, AttrValue::str(state.clone()));
-    let max: i64 = state.rsplit('_').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    let max: i64 = state
+        .rsplit('_')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
     let root = root_id(rt, obj);
     if rt.attr(root, "ae_state_max_retries") != Some(&AttrValue::Int(max)) {
         rt.set_root("ae_result", AttrValue::str("error"));
@@ -462,8 +494,15 @@ fn deliver(
     args: &[(String, String)],
 ) -> (Workspace, Option<Vec<(String, String)>>) {
     let (ws, err) = engine.instantiate_traced(uri, args);
-    assert!(err.is_none(), "{uri}: {err:?}\n{}", ws.trace_lines().join("\n"));
-    let again = ws.result().eq_ignore_ascii_case("retry").then(|| ws.retry_args());
+    assert!(
+        err.is_none(),
+        "{uri}: {err:?}\n{}",
+        ws.trace_lines().join("\n")
+    );
+    let again = ws
+        .result()
+        .eq_ignore_ascii_case("retry")
+        .then(|| ws.retry_args());
     (ws, again)
 }
 
@@ -510,7 +549,11 @@ fn item03_path_render_and_split() {
         },
     );
     assert_eq!(
-        (p.namespace.as_str(), p.class.as_deref(), p.instance.as_deref()),
+        (
+            p.namespace.as_str(),
+            p.class.as_deref(),
+            p.instance.as_deref()
+        ),
         ("NS", Some("CLASS"), Some("INSTANCE"))
     );
     assert_eq!(attr.as_deref(), Some("ATTR"));
@@ -521,7 +564,10 @@ fn item03_path_render_and_split() {
             has_attribute_name: false,
         },
     );
-    assert_eq!((p.namespace.as_str(), p.class.as_deref()), ("NS", Some("CLASS")));
+    assert_eq!(
+        (p.namespace.as_str(), p.class.as_deref()),
+        ("NS", Some("CLASS"))
+    );
     assert_eq!(p.instance, None);
 }
 
@@ -536,7 +582,10 @@ fn item06_attribute_case_and_instance_values() {
     let root = ws.root().unwrap();
     assert_eq!(text(root.attributes.get("attr1")), "Gregg TEST2 Oleg");
     assert!(!root.attributes.contains_key("aTTr1"));
-    assert_line(&ws, "Updated namespace [/EVM/AUTOMATE/test3  SPEC_DOMAIN/EVM]");
+    assert_line(
+        &ws,
+        "Updated namespace [/EVM/AUTOMATE/test3  SPEC_DOMAIN/EVM]",
+    );
     assert_line(
         &ws,
         "Updated namespace [miqaedb:///EVM/AUTOMATE/test2/attr1  SPEC_DOMAIN/EVM]",
@@ -565,17 +614,30 @@ fn item07_relationships_wildcards_and_messages() {
     assert_eq!(children.len(), 1);
     let child = ws.object(children[0]);
     assert_eq!(
-        (child.namespace.as_str(), child.class.as_str(), child.instance.as_str()),
+        (
+            child.namespace.as_str(),
+            child.class.as_str(),
+            child.instance.as_str()
+        ),
         ("SPEC_DOMAIN/EVM", "AUTOMATE", "test2")
     );
     assert_eq!(text(child.get("attr1")), "miqaedb:/EVM/AUTOMATE/test1");
-    assert_eq!(text(root.get("attr1")), "Gregg miqaedb:/EVM/AUTOMATE/test1 Oleg");
-    assert_line(&ws, "Following Relationship [miqaedb:/EVM/AUTOMATE/test2#create]");
+    assert_eq!(
+        text(root.get("attr1")),
+        "Gregg miqaedb:/EVM/AUTOMATE/test1 Oleg"
+    );
+    assert_line(
+        &ws,
+        "Following Relationship [miqaedb:/EVM/AUTOMATE/test2#create]",
+    );
     assert_line(
         &ws,
         "Updated namespace [miqaedb:/EVM/AUTOMATE/test2#create  SPEC_DOMAIN/EVM]",
     );
-    assert_line(&ws, "Followed  Relationship [miqaedb:/EVM/AUTOMATE/test2#create]");
+    assert_line(
+        &ws,
+        "Followed  Relationship [miqaedb:/EVM/AUTOMATE/test2#create]",
+    );
 
     let ws = run(&e, "/EVM/AUTOMATE/test_wildcard");
     let kids: Vec<String> = ws
@@ -592,10 +654,7 @@ fn item07_relationships_wildcards_and_messages() {
     assert_eq!(ws.children(ws.roots()[0]).len(), 2);
     // test5a's `miqaews:/..#DISCOVER_FLAVOR1` re-runs its parent's fields
     // for that message: none match, nothing new is built.
-    assert_line(
-        &ws,
-        "Following Relationship [miqaews:/..#DISCOVER_FLAVOR1]",
-    );
+    assert_line(&ws, "Following Relationship [miqaews:/..#DISCOVER_FLAVOR1]");
 }
 
 #[test]
@@ -657,8 +716,15 @@ fn item10_assertions() {
 #[test]
 fn item10_assertions_on_objects() {
     let store = Arc::new(MemoryStore::new());
-    store.insert("Vm", 7, attrs(&[("name", AttrValue::str("BammBammRubble"))]));
-    let options = AttrValue::Hash(vec![(AttrValue::Symbol("number_of_vms".into()), AttrValue::Int(999))]);
+    store.insert(
+        "Vm",
+        7,
+        attrs(&[("name", AttrValue::str("BammBammRubble"))]),
+    );
+    let options = AttrValue::Hash(vec![(
+        AttrValue::Symbol("number_of_vms".into()),
+        AttrValue::Int(999),
+    )]);
     store.insert("MiqRequest", 8, attrs(&[("options", options)]));
     let e = engine_at(&data_dir("assertions"), store);
     let cases = [
@@ -672,12 +738,16 @@ fn item10_assertions_on_objects() {
         ("option_or", true),
     ];
     for (kid, passes) in cases {
-        let uri = format!(
-            "/X/Y/Family/Wilma?kid={kid}&Vm::vm=7&MiqRequest::miq_provision_request=8"
-        );
+        let uri =
+            format!("/X/Y/Family/Wilma?kid={kid}&Vm::vm=7&MiqRequest::miq_provision_request=8");
         let ws = run(&e, &uri);
         let children = ws.children(ws.roots()[0]);
-        assert_eq!(children.len(), usize::from(passes), "{kid}:\n{}", ws.trace_lines().join("\n"));
+        assert_eq!(
+            children.len(),
+            usize::from(passes),
+            "{kid}:\n{}",
+            ws.trace_lines().join("\n")
+        );
         if passes {
             let child = ws.object(children[0]);
             assert_eq!(text(child.get("var1")), "ok");
@@ -753,13 +823,27 @@ fn item14_substitution_with_methods() {
             AttrValue::Symbol("src_vm_id".into()),
             AttrValue::Array(vec![AttrValue::Int(3), AttrValue::str("template1")]),
         ),
-        (AttrValue::Symbol("email".into()), AttrValue::str("user@example.com")),
+        (
+            AttrValue::Symbol("email".into()),
+            AttrValue::str("user@example.com"),
+        ),
     ]);
     store.insert("MiqRequest", 5, attrs(&[("options", options)]));
-    store.insert("User", 6, attrs(&[("email", AttrValue::str("requester@example.com"))]));
-    store.insert("Vm", 7, attrs(&[("name", AttrValue::str("fred flintstone"))]));
+    store.insert(
+        "User",
+        6,
+        attrs(&[("email", AttrValue::str("requester@example.com"))]),
+    );
+    store.insert(
+        "Vm",
+        7,
+        attrs(&[("name", AttrValue::str("fred flintstone"))]),
+    );
     let e = engine_at(&data_dir("substitution_methods"), store);
-    let ws = run(&e, "/A/C/BARNEY/FRED?MiqRequest::miq_request=5&User::user=6&Vm::vm=7");
+    let ws = run(
+        &e,
+        "/A/C/BARNEY/FRED?MiqRequest::miq_request=5&User::user=6&Vm::vm=7",
+    );
     assert_eq!(root_text(&ws, "email"), "USER@EXAMPLE.COM");
     assert_eq!(root_text(&ws, "req_email"), "requester@example.com");
     assert_eq!(ws.root_attr("vm_name_length"), Some(&AttrValue::str("15")));
@@ -776,7 +860,11 @@ fn item14_substitution_with_methods() {
 fn item15_array_args() {
     let store = Arc::new(MemoryStore::new());
     for id in [1, 3] {
-        store.insert("Vm", id, attrs(&[("name", AttrValue::str("fred flintstone"))]));
+        store.insert(
+            "Vm",
+            id,
+            attrs(&[("name", AttrValue::str("fred flintstone"))]),
+        );
     }
     store.insert("ExtManagementSystem", 2, Attributes::default());
     let e = engine_at(&data_dir("args"), store);
@@ -821,7 +909,11 @@ fn item16_process_args_as_attributes() {
     };
     assert_eq!(
         values("integer::1%1F%20integer::3%1F%20integer::10"),
-        Some(AttrValue::Array(vec![AttrValue::Int(1), AttrValue::Int(3), AttrValue::Int(10)]))
+        Some(AttrValue::Array(vec![
+            AttrValue::Int(1),
+            AttrValue::Int(3),
+            AttrValue::Int(10)
+        ]))
     );
     assert_eq!(
         values("%271,1%27%1F%223,3%22%1Finteger::10"),
@@ -852,7 +944,10 @@ fn item16_process_args_as_attributes() {
     }
     // An invalid class is a datastore error: logged, the object kept
     // without its fields.
-    let ws = run(&e, "/EVM/AUTOMATE/test1?Array::vms=VmOrTemplate::1%1Ffred::12");
+    let ws = run(
+        &e,
+        "/EVM/AUTOMATE/test1?Array::vms=VmOrTemplate::1%1Ffred::12",
+    );
     assert_eq!(ws.roots().len(), 1);
     assert!(ws.root_attr("vms").is_none());
     assert!(ws.root_attr("attr1").is_none());
@@ -896,8 +991,16 @@ fn item18_null_coalescing_method_input() {
 #[test]
 fn item19_vmdb_datatypes() {
     let store = Arc::new(MemoryStore::new());
-    store.insert("Vm", 1000000000029, attrs(&[("name", AttrValue::str("vm29"))]));
-    store.insert("User", 1000000000001, attrs(&[("name", AttrValue::str("admin"))]));
+    store.insert(
+        "Vm",
+        1000000000029,
+        attrs(&[("name", AttrValue::str("vm29"))]),
+    );
+    store.insert(
+        "User",
+        1000000000001,
+        attrs(&[("name", AttrValue::str("admin"))]),
+    );
     store.insert(
         "ExtManagementSystem",
         1000000000002,
@@ -906,12 +1009,9 @@ fn item19_vmdb_datatypes() {
     let e = engine_at(&data_dir("vmdb_datatypes"), store.clone());
     let ws = run(&e, "/A/C/BARNEY/FRED");
     let name = |attr: &str, ws: &Workspace| match ws.root_attr(attr) {
-        Some(AttrValue::Object(r)) => text(automate::vmdb::ObjectStore::attribute(
-            store.as_ref(),
-            r,
-            "name",
-        )
-        .as_ref()),
+        Some(AttrValue::Object(r)) => {
+            text(automate::vmdb::ObjectStore::attribute(store.as_ref(), r, "name").as_ref())
+        }
         other => panic!("{attr}: {other:?}"),
     };
     assert_eq!(name("vm", &ws), "vm29");
@@ -937,7 +1037,10 @@ fn item20_input_datatype_conversion() {
     assert_eq!(ws.root_attr("flag2"), Some(&AttrValue::Bool(true)));
     assert_eq!(ws.root_attr("int"), Some(&AttrValue::Int(5)));
     assert_eq!(ws.root_attr("float"), Some(&AttrValue::Float(5.87)));
-    assert_eq!(ws.root_attr("symbol"), Some(&AttrValue::Symbol("test".into())));
+    assert_eq!(
+        ws.root_attr("symbol"),
+        Some(&AttrValue::Symbol("test".into()))
+    );
     assert_eq!(
         ws.root_attr("array"),
         Some(&AttrValue::Array(vec![
@@ -1008,11 +1111,17 @@ fn with_domain_enabled(name: &str, domain: &str, enabled: bool) -> tempfile::Tem
 fn item23_domain_overlays() {
     let e = engine("domain_overlays");
     // A partial path uses the highest-priority enabled domain.
-    assert_eq!(root_text(&run(&e, "evm/AUTOMATE/test1"), "method_executed"), "user");
+    assert_eq!(
+        root_text(&run(&e, "evm/AUTOMATE/test1"), "method_executed"),
+        "user"
+    );
     // A fully-qualified path uses its own domain.
     let ws = run(&e, "root/evm/AUTOMATE/test2");
     assert_eq!(root_text(&ws, "method_executed"), "root");
-    assert!(!ws.trace_lines().iter().any(|l| l.starts_with("Updated namespace [root/evm")));
+    assert!(!ws
+        .trace_lines()
+        .iter()
+        .any(|l| l.starts_with("Updated namespace [root/evm")));
     // A wildcard inside a partial relationship.
     let ws = run(&e, "evm/AUTOMATE/test_wildcard");
     assert_eq!(root_text(&ws, "method_executed"), "user");
@@ -1021,7 +1130,10 @@ fn item23_domain_overlays() {
     assert_eq!(run(&e, "evm/AUTOMATE/non_existent").roots().len(), 0);
     assert_eq!(run(&e, "evm/AUTOMATE/should_not_get_used").roots().len(), 0);
     // Instance names are case-insensitive.
-    assert_eq!(root_text(&run(&e, "evm/AUTOMATE/TeSt1"), "method_executed"), "user");
+    assert_eq!(
+        root_text(&run(&e, "evm/AUTOMATE/TeSt1"), "method_executed"),
+        "user"
+    );
     // `.missing` from the highest-priority domain that has one.
     let ws = run(&e, "test/AUTOMATE/does_not_exist");
     assert_eq!(root_text(&ws, "method_executed"), "evm1_missing_method");
@@ -1041,13 +1153,22 @@ fn item23_domain_overlays() {
 #[test]
 fn item24_method_override() {
     let e = engine("method_override");
-    assert_eq!(root_text(&run(&e, "evm/SAMPLE/test1"), "method_executed"), "TwinkleToes");
+    assert_eq!(
+        root_text(&run(&e, "evm/SAMPLE/test1"), "method_executed"),
+        "TwinkleToes"
+    );
     // Missing in the higher domain: the lower domain's method, run on the
     // higher domain's object.
-    assert_eq!(root_text(&run(&e, "evm/SAMPLE/test2"), "method_executed"), "Flintstone");
+    assert_eq!(
+        root_text(&run(&e, "evm/SAMPLE/test2"), "method_executed"),
+        "Flintstone"
+    );
     let tmp = with_domain_enabled("method_override", "RHT", false);
     let e = engine_at(tmp.path(), Arc::new(MemoryStore::new()));
-    assert_eq!(root_text(&run(&e, "evm/SAMPLE/test1"), "method_executed"), "miq");
+    assert_eq!(
+        root_text(&run(&e, "evm/SAMPLE/test1"), "method_executed"),
+        "miq"
+    );
 }
 
 #[test]
@@ -1084,7 +1205,11 @@ fn item25_collect() {
         ("", 0),
     ] {
         let ws = run(&e, &format!("/TEST/COLLECT/INFO{query}#get_random_number"));
-        assert_eq!(ws.root_attr("number"), Some(&AttrValue::Int(number)), "{query}");
+        assert_eq!(
+            ws.root_attr("number"),
+            Some(&AttrValue::Int(number)),
+            "{query}"
+        );
     }
 }
 
@@ -1095,10 +1220,18 @@ fn item26_object_lookup() {
     let ab = "/Dom1/A/B/CLASS1/INSTANCE1";
     let cd = "/Dom1/C/D/CLASS1/INSTANCE1";
     // Through `$evm.object(path)`.
-    let found: Vec<String> = (0..LOOKUPS.len()).map(|i| root_text(&ws, &format!("found_{i}"))).collect();
+    let found: Vec<String> = (0..LOOKUPS.len())
+        .map(|i| root_text(&ws, &format!("found_{i}")))
+        .collect();
     assert_eq!(found, [ab, ab, cd, cd, cd, cd, "nil", "nil"]);
     // Through substitution.
-    for (attr, want) in [("r1", "A/B"), ("r2", "A/B"), ("r3", "C/D"), ("r4", "C/D"), ("r5", "C/D")] {
+    for (attr, want) in [
+        ("r1", "A/B"),
+        ("r2", "A/B"),
+        ("r3", "C/D"),
+        ("r4", "C/D"),
+        ("r5", "C/D"),
+    ] {
         assert_eq!(root_text(&ws, attr), want, "{attr}");
     }
     for uri in ["/Dom1/ROOT/LOOKUP/not_found", "/Dom1/ROOT/LOOKUP/too_short"] {
@@ -1137,7 +1270,10 @@ fn item27_methods() {
     for inst in ["test_internal", "test_builtin_with_different_case"] {
         let ws = run(&e, &format!("{base}{inst}"));
         assert_eq!(ws.roots().len(), 1);
-        assert!(ws.trace_lines().iter().any(|l| l.starts_with("Invoking [builtin] method [")));
+        assert!(ws
+            .trace_lines()
+            .iter()
+            .any(|l| l.starts_with("Invoking [builtin] method [")));
         assert_line(&ws, "Dumping Object");
         assert_line(&ws, "\ttester: Oleg");
     }
@@ -1168,7 +1304,10 @@ fn item28_current_names() {
 
 #[test]
 fn item29_exit_codes() {
-    let e = engine_with_runner("exit_codes", SpecRunner::default().with("exit_with", exit_with));
+    let e = engine_with_runner(
+        "exit_codes",
+        SpecRunner::default().with("exit_with", exit_with),
+    );
     let fq = "/SPEC_DOMAIN/EVM/EXIT/exit_with";
     let ws = run(&e, "/EVM/EXIT/ok");
     assert_eq!(ws.roots().len(), 1);
@@ -1198,20 +1337,31 @@ fn item29_exit_codes() {
     // MIQ_STOP stops this object only.
     let ws = run(&e, "/EVM/EXIT/stop");
     assert_eq!(ws.roots().len(), 0);
-    assert_line(&ws, "Stopping instantiation because [Method exited with rc=MIQ_STOP]");
+    assert_line(
+        &ws,
+        "Stopping instantiation because [Method exited with rc=MIQ_STOP]",
+    );
     let ws = run(&e, "/EVM/PARENT/stop_child");
     assert_eq!(ws.roots().len(), 1);
     assert!(ws.children(ws.roots()[0]).is_empty());
     assert_eq!(root_text(&ws, "after"), "parent went on");
 
     let (ws, err) = e.instantiate_traced("/EVM/EXIT/abort", &[]);
-    assert_eq!(err, Some(EngineError::Abort("Method exited with rc=MIQ_ABORT".into())));
-    assert_line(&ws, "Aborting instantiation because [Method exited with rc=MIQ_ABORT]");
+    assert_eq!(
+        err,
+        Some(EngineError::Abort("Method exited with rc=MIQ_ABORT".into()))
+    );
+    assert_line(
+        &ws,
+        "Aborting instantiation because [Method exited with rc=MIQ_ABORT]",
+    );
 
     let (ws, err) = e.instantiate_traced("/EVM/EXIT/unknown", &[]);
     assert_eq!(
         err,
-        Some(EngineError::UnknownMethodRc("Method exited with rc=Unknown RC: [3]".into()))
+        Some(EngineError::UnknownMethodRc(
+            "Method exited with rc=Unknown RC: [3]".into()
+        ))
     );
     assert_line(
         &ws,
@@ -1226,24 +1376,53 @@ fn item29_exit_codes() {
 fn item31_state_machine_steps() {
     let e = engine_with_runner("state_machine_steps", steps_runner());
     let sm = |name: &str| run(&e, &format!("/SPEC_DOMAIN/NS1/MY_STATE_MACHINE/{name}"));
-    let check = |ws: &Workspace, executed: &[&str], entry: &[&str], exit: &[&str], error: &[&str]| {
-        let trace = ws.trace_lines().join("\n");
-        assert_eq!(sorted(root_list(ws, "states_executed")), strs(executed), "states_executed\n{trace}");
-        assert_eq!(sorted(root_list(ws, "step_on_entry")), strs(entry), "step_on_entry\n{trace}");
-        assert_eq!(sorted(root_list(ws, "step_on_exit")), strs(exit), "step_on_exit\n{trace}");
-        assert_eq!(sorted(root_list(ws, "step_on_error")), strs(error), "step_on_error\n{trace}");
-    };
+    let check =
+        |ws: &Workspace, executed: &[&str], entry: &[&str], exit: &[&str], error: &[&str]| {
+            let trace = ws.trace_lines().join("\n");
+            assert_eq!(
+                sorted(root_list(ws, "states_executed")),
+                strs(executed),
+                "states_executed\n{trace}"
+            );
+            assert_eq!(
+                sorted(root_list(ws, "step_on_entry")),
+                strs(entry),
+                "step_on_entry\n{trace}"
+            );
+            assert_eq!(
+                sorted(root_list(ws, "step_on_exit")),
+                strs(exit),
+                "step_on_exit\n{trace}"
+            );
+            assert_eq!(
+                sorted(root_list(ws, "step_on_error")),
+                strs(error),
+                "step_on_error\n{trace}"
+            );
+        };
     let all = ["state1", "state2", "state3"];
 
     let ws = sm("all_states");
-    check(&ws, &["instance1", "instance2", "instance3"], &all, &all, &[]);
+    check(
+        &ws,
+        &["instance1", "instance2", "instance3"],
+        &all,
+        &all,
+        &[],
+    );
     assert_eq!(root_text(&ws, "ae_state"), "");
     assert_eq!(root_text(&ws, "ae_result"), "ok");
     assert_eq!(root_text(&ws, "ae_status_state"), "on_exit");
 
     // An exception in a method counts as an error.
     let ws = sm("state_raises");
-    check(&ws, &["instance1", "instance2_raise"], &["state1", "state2"], &["state1"], &["state2"]);
+    check(
+        &ws,
+        &["instance1", "instance2_raise"],
+        &["state1", "state2"],
+        &["state1"],
+        &["state2"],
+    );
     assert_eq!(root_text(&ws, "ae_result"), "error");
     assert_eq!(
         root_text(&ws, "ae_reason"),
@@ -1251,7 +1430,13 @@ fn item31_state_machine_steps() {
     );
 
     let ws = sm("state_error");
-    check(&ws, &["instance1", "instance2_error"], &["state1", "state2"], &["state1"], &["state2"]);
+    check(
+        &ws,
+        &["instance1", "instance2_error"],
+        &["state1", "state2"],
+        &["state1"],
+        &["state2"],
+    );
     assert_line(&ws, "Error in State=[state2]");
 
     let ws = sm("goto_from_on_entry");
@@ -1260,29 +1445,81 @@ fn item31_state_machine_steps() {
     assert_line(&ws, "Skipping State=[state1]");
 
     let ws = sm("goto_from_on_exit");
-    check(&ws, &["instance1", "instance3"], &["state1", "state3"], &["state1", "state3"], &[]);
+    check(
+        &ws,
+        &["instance1", "instance3"],
+        &["state1", "state3"],
+        &["state1", "state3"],
+        &[],
+    );
 
     let ws = sm("goto_from_on_error");
-    check(&ws, &["instance1_error", "instance3"], &["state1", "state3"], &["state3"], &["state1"]);
+    check(
+        &ws,
+        &["instance1_error", "instance3"],
+        &["state1", "state3"],
+        &["state3"],
+        &["state1"],
+    );
     let lines = ws.trace_lines();
-    let at = lines.iter().position(|l| *l == "Resetting Error in State=[state1]").unwrap();
-    assert_eq!(&lines[at..at + 3], ["Resetting Error in State=[state1]", "Next State=[state3]", "Skipping to state state3"]);
+    let at = lines
+        .iter()
+        .position(|l| *l == "Resetting Error in State=[state1]")
+        .unwrap();
+    assert_eq!(
+        &lines[at..at + 3],
+        [
+            "Resetting Error in State=[state1]",
+            "Next State=[state3]",
+            "Skipping to state state3"
+        ]
+    );
 
     let ws = sm("goto_from_main");
-    check(&ws, &["instance1_next3", "instance3"], &["state1", "state3"], &["state1", "state3"], &[]);
+    check(
+        &ws,
+        &["instance1_next3", "instance3"],
+        &["state1", "state3"],
+        &["state1", "state3"],
+        &[],
+    );
 
     let ws = sm("on_entry_error");
-    check(&ws, &["instance1"], &["state1", "state2"], &["state1"], &["state2"]);
+    check(
+        &ws,
+        &["instance1"],
+        &["state1", "state2"],
+        &["state1"],
+        &["state2"],
+    );
 
     let ws = sm("on_exit_error");
-    check(&ws, &["instance1", "instance2"], &["state1", "state2"], &["state1", "state2"], &[]);
+    check(
+        &ws,
+        &["instance1", "instance2"],
+        &["state1", "state2"],
+        &["state1", "state2"],
+        &[],
+    );
 
     let ws = sm("continue_after_error");
-    check(&ws, &["instance1", "instance2_error", "instance3"], &all, &["state1", "state3"], &["state2"]);
+    check(
+        &ws,
+        &["instance1", "instance2_error", "instance3"],
+        &all,
+        &["state1", "state3"],
+        &["state2"],
+    );
     assert_eq!(root_text(&ws, "ae_result"), "ok");
 
     let ws = sm("skip_state");
-    check(&ws, &["instance2", "instance3"], &all, &["state2", "state3"], &[]);
+    check(
+        &ws,
+        &["instance2", "instance3"],
+        &all,
+        &["state2", "state3"],
+        &[],
+    );
 
     // A missing on_entry method triggers on_error.
     let ws = sm("missing_on_entry");
@@ -1293,34 +1530,82 @@ fn item31_state_machine_steps() {
     );
     // A missing on_exit method stops without on_error.
     let ws = sm("missing_on_exit");
-    check(&ws, &["instance1", "instance2"], &["state1", "state2"], &["state1"], &[]);
+    check(
+        &ws,
+        &["instance1", "instance2"],
+        &["state1", "state2"],
+        &["state1"],
+        &[],
+    );
     assert_eq!(root_text(&ws, "ae_result"), "error");
 
     let ws = sm("retry_in_main_and_on_exit");
-    check(&ws, &["instance1", "instance2_retry"], &["state1", "state2"], &["state1", "state2"], &[]);
+    check(
+        &ws,
+        &["instance1", "instance2_retry"],
+        &["state1", "state2"],
+        &["state1", "state2"],
+        &[],
+    );
     assert_eq!(ws.root_attr("ae_state_retries"), Some(&AttrValue::Int(1)));
-    assert_eq!(ws.root_attr("ae_state_max_retries"), Some(&AttrValue::Int(100)));
+    assert_eq!(
+        ws.root_attr("ae_state_max_retries"),
+        Some(&AttrValue::Int(100))
+    );
 
     let ws = sm("async_launch");
-    check(&ws, &["instance1", "instance2_async"], &["state1", "state2"], &["state1"], &[]);
+    check(
+        &ws,
+        &["instance1", "instance2_async"],
+        &["state1", "state2"],
+        &["state1"],
+        &[],
+    );
     assert_eq!(ws.root_attr("ae_state_retries"), Some(&AttrValue::Int(1)));
     assert_eq!(root_text(&ws, "ae_result"), "retry");
 
     let ws = sm("retry_from_on_exit");
-    check(&ws, &["instance1", "instance2"], &["state1", "state2"], &["state1", "state2"], &[]);
+    check(
+        &ws,
+        &["instance1", "instance2"],
+        &["state1", "state2"],
+        &["state1", "state2"],
+        &[],
+    );
     assert_eq!(ws.root_attr("ae_state_retries"), Some(&AttrValue::Int(1)));
-    assert_eq!(ws.root_attr("ae_state_max_retries"), Some(&AttrValue::Int(100)));
+    assert_eq!(
+        ws.root_attr("ae_state_max_retries"),
+        Some(&AttrValue::Int(100))
+    );
 
     let ws = sm("missing_on_error");
-    check(&ws, &["instance1", "instance2_error"], &["state1", "state2"], &["state1"], &[]);
+    check(
+        &ws,
+        &["instance1", "instance2_error"],
+        &["state1", "state2"],
+        &["state1"],
+        &[],
+    );
 
-    let (ws, err) = e.instantiate_traced("/SPEC_DOMAIN/NS1/MY_STATE_MACHINE/goto_missing_state", &[]);
-    assert_eq!(err, Some(EngineError::Abort("Invalid state specified <state_missing>".into())));
-    assert_line(&ws, "Next State=state_missing is invalid aborting state machine");
+    let (ws, err) =
+        e.instantiate_traced("/SPEC_DOMAIN/NS1/MY_STATE_MACHINE/goto_missing_state", &[]);
+    assert_eq!(
+        err,
+        Some(EngineError::Abort(
+            "Invalid state specified <state_missing>".into()
+        ))
+    );
+    assert_line(
+        &ws,
+        "Next State=state_missing is invalid aborting state machine",
+    );
 
     let ws = sm("miq_stop");
     assert_eq!(ws.roots().len(), 0);
-    assert_line(&ws, "Stopping instantiation because [Method exited with rc=MIQ_STOP]");
+    assert_line(
+        &ws,
+        "Stopping instantiation because [Method exited with rc=MIQ_STOP]",
+    );
     assert_line(
         &ws,
         "State=<state1> running on_entry raised exception: <Method exited with rc=MIQ_STOP>",
@@ -1392,7 +1677,10 @@ fn item32_state_machine_retry() {
     assert!(root_text(&ws, "ae_reason").contains("exceeded maximum of <2>"));
 
     // restart re-delivers at the first state, or at ae_next_state.
-    for (name, state) in [("perpetual_restart", "state1"), ("perpetual_restart_with_next_state", "state2")] {
+    for (name, state) in [
+        ("perpetual_restart", "state1"),
+        ("perpetual_restart_with_next_state", "state2"),
+    ] {
         let (ws, again) = deliver(&e, &top(name), &[]);
         let again = again.expect("a retry");
         assert_eq!(again[0], ("ae_state".to_string(), state.to_string()));
@@ -1403,9 +1691,15 @@ fn item32_state_machine_retry() {
     // Server affinity is left on the root for the re-queue.
     let (ws, again) = deliver(&e, &top("retry_server_affinity"), &[]);
     assert!(again.is_some());
-    assert_eq!(ws.root_attr("ae_retry_server_affinity"), Some(&AttrValue::Bool(true)));
+    assert_eq!(
+        ws.root_attr("ae_retry_server_affinity"),
+        Some(&AttrValue::Bool(true))
+    );
     let (ws, _) = deliver(&e, &top("perpetual_retry"), &[]);
-    assert_eq!(ws.root_attr("ae_retry_server_affinity"), Some(&AttrValue::Bool(false)));
+    assert_eq!(
+        ws.root_attr("ae_retry_server_affinity"),
+        Some(&AttrValue::Bool(false))
+    );
 
     // Incoming state data is kept.
     let old = vec![("ae_state_data".to_string(), "{\"old\":1}".to_string())];
@@ -1438,7 +1732,9 @@ fn item33_nested_state_machines() {
 
     let (ws, again) = deliver(&e, &sm1("all"), &[]);
     assert!(again.is_none());
-    let all = ["SM1_1", "SM1_3", "SM1_4", "SM2_1", "SM2_3", "SM2_4", "SM3_1", "SM3_3", "SM3_4"];
+    let all = [
+        "SM1_1", "SM1_3", "SM1_4", "SM2_1", "SM2_3", "SM2_4", "SM3_1", "SM3_3", "SM3_4",
+    ];
     let mut guard = all.to_vec();
     guard.extend(["SM1_2", "SM2_2", "SM3_2"]);
     assert_eq!(sorted(root_list(&ws, "states_executed")), strs(&all));
@@ -1454,7 +1750,10 @@ fn item33_nested_state_machines() {
     let two = ["SM1_1", "SM2_1"];
     assert_eq!(sorted(root_list(&ws, "states_executed")), strs(&two));
     assert_eq!(sorted(root_list(&ws, "step_on_exit")), strs(&two));
-    assert_eq!(sorted(root_list(&ws, "step_on_error")), strs(&["SM3_1", "SM2_2", "SM1_2"]));
+    assert_eq!(
+        sorted(root_list(&ws, "step_on_error")),
+        strs(&["SM3_1", "SM2_2", "SM1_2"])
+    );
     assert_eq!(
         sorted(root_list(&ws, "step_on_entry")),
         strs(&["SM1_1", "SM1_2", "SM2_1", "SM2_2", "SM3_1"])
@@ -1462,7 +1761,9 @@ fn item33_nested_state_machines() {
 
     // `continue` at the bottom lets everything finish.
     let (ws, _) = deliver(&e, &sm1("continue"), &[]);
-    let all_but = ["SM1_1", "SM1_3", "SM1_4", "SM2_1", "SM2_3", "SM2_4", "SM3_3", "SM3_4"];
+    let all_but = [
+        "SM1_1", "SM1_3", "SM1_4", "SM2_1", "SM2_3", "SM2_4", "SM3_3", "SM3_4",
+    ];
     let mut guard = all_but.to_vec();
     guard.extend(["SM1_2", "SM2_2", "SM3_1", "SM3_2"]);
     assert_eq!(sorted(root_list(&ws, "states_executed")), strs(&all_but));
@@ -1491,7 +1792,12 @@ fn item33_nested_state_machines() {
         args = again.expect("a retry");
     }
     let (ws, again) = deliver(&e, &sm1("retry"), &args);
-    assert_eq!(root_list(&ws, "step_on_entry"), ["SM1_2"], "{}", ws.trace_lines().join("\n"));
+    assert_eq!(
+        root_list(&ws, "step_on_entry"),
+        ["SM1_2"],
+        "{}",
+        ws.trace_lines().join("\n")
+    );
     assert!(again.is_none());
 }
 
@@ -1542,7 +1848,11 @@ fn item35_state_machine_methods() {
         ("class_method_state", "test_class_method"),
     ] {
         let ws = sm(name);
-        assert_eq!(root_text(&ws, "test_root_object_attribute"), marker, "{name}");
+        assert_eq!(
+            root_text(&ws, "test_root_object_attribute"),
+            marker,
+            "{name}"
+        );
         assert_eq!(root_text(&ws, "ae_result"), "ok", "{name}");
     }
     let ws = sm("fq_class_on_entry");
@@ -1556,8 +1866,10 @@ fn item35_state_machine_methods() {
 fn item36_state_maxima() {
     let e = engine("state_maxima");
     let sm = |name: &str, args: &[(&str, &str)]| {
-        let args: Vec<(String, String)> =
-            args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let args: Vec<(String, String)> = args
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let (ws, err) = e.instantiate_traced(&format!("/SPEC_DOMAIN/NS1/LIMITED/{name}"), &args);
         assert!(err.is_none(), "{err:?}");
         ws
@@ -1568,17 +1880,35 @@ fn item36_state_maxima() {
         root_text(&ws, "ae_reason"),
         "State=<state1> running  raised exception: <number of retries <3> exceeded maximum of <2>>"
     );
-    assert_eq!(root_text(&sm("max_retries_4", &[("ae_state_retries", "2")]), "ae_result"), "ok");
-    assert_eq!(root_text(&sm("no_maxima", &[("ae_state_retries", "99")]), "ae_result"), "ok");
+    assert_eq!(
+        root_text(
+            &sm("max_retries_4", &[("ae_state_retries", "2")]),
+            "ae_result"
+        ),
+        "ok"
+    );
+    assert_eq!(
+        root_text(&sm("no_maxima", &[("ae_state_retries", "99")]), "ae_result"),
+        "ok"
+    );
 
     let long_ago = [("ae_state_started", "2013-01-01 00:00:00 UTC")];
     let ws = sm("max_time_1_hour", &long_ago);
     assert_eq!(root_text(&ws, "ae_result"), "error");
     let reason = root_text(&ws, "ae_reason");
-    assert!(reason.starts_with("State=<state1> running  raised exception: <time in state <"), "{reason}");
-    assert!(reason.ends_with(" seconds> exceeded maximum of <1.hour>>"), "{reason}");
+    assert!(
+        reason.starts_with("State=<state1> running  raised exception: <time in state <"),
+        "{reason}"
+    );
+    assert!(
+        reason.ends_with(" seconds> exceeded maximum of <1.hour>>"),
+        "{reason}"
+    );
     assert_eq!(root_text(&sm("max_time_6_seconds", &[]), "ae_result"), "ok");
-    assert_eq!(root_text(&sm("max_time_2", &long_ago), "ae_result"), "error");
+    assert_eq!(
+        root_text(&sm("max_time_2", &long_ago), "ae_result"),
+        "error"
+    );
     assert_eq!(root_text(&sm("no_maxima", &long_ago), "ae_result"), "ok");
 }
 
@@ -1619,7 +1949,11 @@ fn event_store(event_type: &str) -> Arc<MemoryStore> {
             ("event_type", AttrValue::str(event_type)),
         ]),
     );
-    store.insert("VmOrTemplate", 29, attrs(&[("name", AttrValue::str("vm29"))]));
+    store.insert(
+        "VmOrTemplate",
+        29,
+        attrs(&[("name", AttrValue::str("vm29"))]),
+    );
     store
 }
 
@@ -1657,7 +1991,10 @@ fn shipped_datastore_delivers_user_run_vm() {
     let rel = "miqaedb:/System/Event/EmsEvent/RHEVM/USER_RUN_VM#create";
     let lines = ws.trace_lines();
     assert_eq!(lines[0], format!("Instantiating [{USER_RUN_VM}]"));
-    assert_eq!(lines[1], format!("Updated namespace [{USER_RUN_VM}  ManageIQ/System]"));
+    assert_eq!(
+        lines[1],
+        format!("Updated namespace [{USER_RUN_VM}  ManageIQ/System]")
+    );
     let at = lines
         .iter()
         .position(|l| *l == format!("Following Relationship [{rel}]"))
@@ -1674,7 +2011,10 @@ fn shipped_datastore_delivers_user_run_vm() {
     ] {
         assert_line(&ws, line);
     }
-    assert_eq!(lines.last().unwrap(), &format!("Followed  Relationship [{rel}]"));
+    assert_eq!(
+        lines.last().unwrap(),
+        &format!("Followed  Relationship [{rel}]")
+    );
     let root = ws.root().unwrap();
     assert_eq!(root.namespace, "ManageIQ/System");
     assert_eq!(text(root.get("vm_id")), "29");

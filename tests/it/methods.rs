@@ -104,7 +104,9 @@ fn line_at(ws: &Workspace, needle: &str) -> Option<Level> {
 }
 
 fn root_text(ws: &Workspace, name: &str) -> String {
-    ws.root_attr(name).map(AttrValue::to_text).unwrap_or_default()
+    ws.root_attr(name)
+        .map(AttrValue::to_text)
+        .unwrap_or_default()
 }
 
 fn dump(ws: &Workspace) -> String {
@@ -132,8 +134,9 @@ fn precompile_reports_line_and_column() {
     assert_eq!(broken[0].line, 1);
     assert!(broken[0].col > 0);
     // `eval` is disabled, so a method using it does not compile either.
-    assert!(errors.iter().any(|e| e.fqname.ends_with("/uses_eval")
-        && e.message.contains("eval")));
+    assert!(errors
+        .iter()
+        .any(|e| e.fqname.ends_with("/uses_eval") && e.message.contains("eval")));
     assert_eq!(errors.len(), 2, "{errors:?}");
 }
 
@@ -141,17 +144,26 @@ fn precompile_reports_line_and_column() {
 fn hello_world_runs_on_the_shipped_domain() {
     let engine = engine_on(&manifest("datastore"), store(), RhaiLimits::default());
     let ws = engine
-        .instantiate("/System/Request/HelloWorld", &[("who".into(), "Ada".into())])
+        .instantiate(
+            "/System/Request/HelloWorld",
+            &[("who".into(), "Ada".into())],
+        )
         .unwrap();
     assert_eq!(root_text(&ws, "hello_world"), "Hello, Ada!");
-    assert!(has_line(&ws, "<AEMethod hello_world> Hello, Ada!"), "{}", dump(&ws));
+    assert!(
+        has_line(&ws, "<AEMethod hello_world> Hello, Ada!"),
+        "{}",
+        dump(&ws)
+    );
     assert!(has_line(
         &ws,
         "<AEMethod [/ManageIQ/System/Request/hello_world]> Starting "
     ));
     assert!(has_line(&ws, "Method exited with rc=MIQ_OK"));
     // Without `who`, the method reads a missing attribute as ().
-    let ws = engine.instantiate("/System/Request/HelloWorld", &[]).unwrap();
+    let ws = engine
+        .instantiate("/System/Request/HelloWorld", &[])
+        .unwrap();
     assert_eq!(root_text(&ws, "hello_world"), "Hello, World!");
 }
 
@@ -206,7 +218,10 @@ fn builtin_names_are_case_insensitive() {
     let engine = spec_engine();
     let (ws, err) = spec(&engine, "log_object");
     assert_eq!(err, None, "{}", dump(&ws));
-    assert!(has_line(&ws, "Invoking [builtin] method [/$/Object/log_object]"));
+    assert!(has_line(
+        &ws,
+        "Invoking [builtin] method [/$/Object/log_object]"
+    ));
     assert!(
         ws.trace
             .iter()
@@ -235,14 +250,23 @@ fn exit_codes() {
     let engine = spec_engine();
     let (ws, err) = spec(&engine, "exit_ok");
     assert_eq!(err, None);
-    assert_eq!(line_at(&ws, "Method exited with rc=MIQ_OK"), Some(Level::Info));
+    assert_eq!(
+        line_at(&ws, "Method exited with rc=MIQ_OK"),
+        Some(Level::Info)
+    );
 
     let (ws, err) = spec(&engine, "exit_warn");
     assert_eq!(err, None);
-    assert_eq!(line_at(&ws, "Method exited with rc=MIQ_WARN"), Some(Level::Warn));
+    assert_eq!(
+        line_at(&ws, "Method exited with rc=MIQ_WARN"),
+        Some(Level::Warn)
+    );
     let (ws, err) = spec(&engine, "returns_warn");
     assert_eq!(err, None);
-    assert_eq!(line_at(&ws, "Method exited with rc=MIQ_WARN"), Some(Level::Warn));
+    assert_eq!(
+        line_at(&ws, "Method exited with rc=MIQ_WARN"),
+        Some(Level::Warn)
+    );
 
     // MIQ_STOP stops this object only: no error, the root is dropped.
     let (ws, err) = spec(&engine, "exit_stop");
@@ -297,7 +321,11 @@ fn embedded_methods_nested_and_duplicates() {
     assert_eq!(root_text(&ws, "greeting"), "Hello, Ada");
     assert_eq!(root_text(&ws, "twice"), "Hello, Bob!");
     // A function of an embedded method sees `evm` too.
-    assert!(has_line(&ws, "<AEMethod top_embeds> from util"), "{}", dump(&ws));
+    assert!(
+        has_line(&ws, "<AEMethod top_embeds> from util"),
+        "{}",
+        dump(&ws)
+    );
     let loads: Vec<&str> = ws
         .trace_lines()
         .into_iter()
@@ -320,9 +348,18 @@ fn embedded_methods_circular_and_self_references() {
     let (ws, err) = spec(&engine, "uses_circ");
     assert_eq!(err, None, "{}", dump(&ws));
     assert_eq!(root_text(&ws, "circ"), "ran");
-    assert!(has_line(&ws, "Loading embedded method /SPEC_DOMAIN/EVM/LIB/circ_a"));
-    assert!(has_line(&ws, "Loading embedded method /SPEC_DOMAIN/EVM/LIB/circ_b"));
-    assert!(has_line(&ws, "Already loaded embedded method /SPEC_DOMAIN/EVM/LIB/circ_a"));
+    assert!(has_line(
+        &ws,
+        "Loading embedded method /SPEC_DOMAIN/EVM/LIB/circ_a"
+    ));
+    assert!(has_line(
+        &ws,
+        "Loading embedded method /SPEC_DOMAIN/EVM/LIB/circ_b"
+    ));
+    assert!(has_line(
+        &ws,
+        "Already loaded embedded method /SPEC_DOMAIN/EVM/LIB/circ_a"
+    ));
 
     let (ws, err) = spec(&engine, "self_ref");
     assert_eq!(err, None, "{}", dump(&ws));
@@ -334,8 +371,15 @@ fn embedded_methods_circular_and_self_references() {
 
     // Modules that import each other fail the method, not the process.
     let (ws, err) = spec(&engine, "uses_import_loop");
-    assert!(matches!(err, Some(EngineError::UnknownMethodRc(_))), "{err:?}");
-    assert!(has_line(&ws, "circular import of embedded method"), "{}", dump(&ws));
+    assert!(
+        matches!(err, Some(EngineError::UnknownMethodRc(_))),
+        "{err:?}"
+    );
+    assert!(
+        has_line(&ws, "circular import of embedded method"),
+        "{}",
+        dump(&ws)
+    );
 }
 
 #[test]
@@ -355,7 +399,10 @@ fn a_missing_embedded_method_is_method_not_found() {
 fn imports_are_limited_to_embedded_methods() {
     let engine = spec_engine();
     let (ws, err) = spec(&engine, "import_other");
-    assert!(matches!(err, Some(EngineError::UnknownMethodRc(_))), "{err:?}");
+    assert!(
+        matches!(err, Some(EngineError::UnknownMethodRc(_))),
+        "{err:?}"
+    );
     assert!(
         has_line(&ws, "only the method's embedded_methods can be imported"),
         "{}",
@@ -428,7 +475,10 @@ fn wall_clock_limit() {
     let started = Instant::now();
     let (ws, err) = spec(&engine, "infinite");
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert!(matches!(err, Some(EngineError::UnknownMethodRc(_))), "{err:?}");
+    assert!(
+        matches!(err, Some(EngineError::UnknownMethodRc(_))),
+        "{err:?}"
+    );
     assert!(
         has_line(&ws, "Method exceeded its time limit of 200ms"),
         "{}",
@@ -455,7 +505,10 @@ fn the_evm_api() {
     assert_eq!(ws.root_attr("has_other"), Some(&AttrValue::Bool(false)));
     // evm.instantiate: a child of the current object.
     assert_eq!(root_text(&ws, "child_attr"), "from the child");
-    assert_eq!(root_text(&ws, "child_name"), "/SPEC_DOMAIN/EVM/AUTOMATE/child");
+    assert_eq!(
+        root_text(&ws, "child_name"),
+        "/SPEC_DOMAIN/EVM/AUTOMATE/child"
+    );
     assert_eq!(ws.root_attr("child_ran"), Some(&AttrValue::Bool(true)));
     let root = ws.roots()[0];
     let child = ws.children(root)[0];
@@ -466,7 +519,10 @@ fn the_evm_api() {
     );
     assert!(has_line(&ws, "Class [EVM/NO_SUCH_CLASS] not found"));
     assert!(has_line(&ws, "instantiate failed : "), "{}", dump(&ws));
-    assert_eq!(ws.root_attr("invalid_is_unit"), Some(&AttrValue::Bool(true)));
+    assert_eq!(
+        ws.root_attr("invalid_is_unit"),
+        Some(&AttrValue::Bool(true))
+    );
     assert_eq!(ws.root_attr("bad_is_unit"), Some(&AttrValue::Bool(true)));
     // evm.vmdb
     assert_eq!(root_text(&ws, "vm_name"), "web01");
@@ -507,7 +563,11 @@ fn raise_evm_event_from_a_script() {
         store.attribute(&ev, "source"),
         Some(AttrValue::Str("POLICY".into()))
     );
-    assert!(has_line(&ws, "Delivering {\"event_type\"=>\"vm_start\""), "{}", dump(&ws));
+    assert!(
+        has_line(&ws, "Delivering {\"event_type\"=>\"vm_start\""),
+        "{}",
+        dump(&ws)
+    );
     assert!(has_line(&ws, "\"extra\"=>\"1\""));
     assert_eq!(root_text(&ws, "not_raised"), "()");
     assert_eq!(
@@ -545,11 +605,24 @@ fn assert_user_run_vm_raises_vm_start(root: &Path) {
         "{}",
         dump(&ws)
     );
-    assert!(has_line(&ws, "MIQ(Event.raise_evm_event): Event Raised [vm_start]"), "{}", dump(&ws));
-    assert!(has_line(&ws, "MIQ(Event.raise_evm_event): Alert for Event [vm_start]"));
-    assert!(has_line(&ws, "Instantiating [/System/Process/Event?EventStream%3A%3Aevent_stream="));
+    assert!(
+        has_line(&ws, "MIQ(Event.raise_evm_event): Event Raised [vm_start]"),
+        "{}",
+        dump(&ws)
+    );
+    assert!(has_line(
+        &ws,
+        "MIQ(Event.raise_evm_event): Alert for Event [vm_start]"
+    ));
+    assert!(has_line(
+        &ws,
+        "Instantiating [/System/Process/Event?EventStream%3A%3Aevent_stream="
+    ));
     assert!(has_line(&ws, "/System/Event/MiqEvent/POLICY/vm_start"));
-    assert!(has_line(&ws, &format!("Refresh requested for VmOrTemplate [{VM}]")));
+    assert!(has_line(
+        &ws,
+        &format!("Refresh requested for VmOrTemplate [{VM}]")
+    ));
     let events = store.find_by("MiqEvent", "event_type", &AttrValue::Str("vm_start".into()));
     assert_eq!(events.len(), 1);
     let ev = &events[0];
@@ -610,7 +683,8 @@ fn event_builtins_on_the_shipped_domain() {
         Some(AttrValue::Str("on".into()))
     );
 
-    let (ws, err) = engine.instantiate_traced(&event_uri("/System/Process/parse_event_stream"), &[]);
+    let (ws, err) =
+        engine.instantiate_traced(&event_uri("/System/Process/parse_event_stream"), &[]);
     assert_eq!(err, None, "{}", dump(&ws));
     assert_eq!(
         root_text(&ws, "event_path"),
@@ -632,7 +706,10 @@ fn event_builtins_on_the_shipped_domain() {
         &[],
     );
     assert_eq!(err, Some(EngineError::Abort("Event not specified".into())));
-    assert!(has_line(&ws, "Aborting instantiation because [Event not specified]"));
+    assert!(has_line(
+        &ws,
+        "Aborting instantiation because [Event not specified]"
+    ));
 
     // An unknown policy event is not raised.
     let (ws, err) = engine.instantiate_traced(
@@ -641,7 +718,10 @@ fn event_builtins_on_the_shipped_domain() {
         &[],
     );
     assert_eq!(err, None, "{}", dump(&ws));
-    assert!(has_line(&ws, "vm_bogus is not defined in MiqEventDefinition"));
+    assert!(has_line(
+        &ws,
+        "vm_bogus is not defined in MiqEventDefinition"
+    ));
     assert!(store
         .find_by("MiqEvent", "event_type", &AttrValue::Str("vm_bogus".into()))
         .is_empty());

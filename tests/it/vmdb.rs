@@ -903,3 +903,75 @@ fn concurrent_writers_get_distinct_consecutive_ids() {
     // Readers see a snapshot while writers commit.
     assert_eq!(store.list("Vm").unwrap().len(), 40);
 }
+
+#[test]
+fn concurrent_claimers_never_share_an_item() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(dir.path());
+    let sched = store.schedule();
+    let now = SystemTime::now();
+    let items: Vec<_> = (0..60)
+        .map(|i| (WorkItem::new("job", json!(i)), now))
+        .collect();
+    let ids = sched.schedule_many(&items).unwrap();
+    assert_eq!(ids.len(), 60);
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let sched = sched.clone();
+            std::thread::spawn(move || {
+                let mut mine = Vec::new();
+                loop {
+                    let batch = sched
+                        .claim_due(SystemTime::now(), 4, Duration::from_secs(600))
+                        .unwrap();
+                    if batch.is_empty() {
+                        return mine;
+                    }
+                    let ids: Vec<u64> = batch.iter().map(|c| c.id).collect();
+                    assert_eq!(sched.complete_many(&ids).unwrap(), ids.len());
+                    mine.extend(ids);
+                }
+            })
+        })
+        .collect();
+    let mut claimed: Vec<u64> = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    claimed.sort();
+    assert_eq!(claimed, ids, "every item claimed exactly once");
+    assert!(sched.is_empty().unwrap());
+}
+
+/// Timing check, not run by default: `cargo test --test it vmdb::find_by_timing -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn find_by_timing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(dir.path());
+    let n = 2000;
+    let t = Instant::now();
+    store
+        .write_batch(|b| {
+            for i in 0..n {
+                b.create(
+                    "EmsEvent",
+                    attrs(&[
+                        ("event_type", s("VmPoweredOnEvent")),
+                        ("dedup_key", s(&format!("key-{i}"))),
+                        ("ems_ref", s(&format!("event-{i}"))),
+                        ("full_data", s(&"x".repeat(500))),
+                    ]),
+                )?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    eprintln!("{n} creates in one batch: {:?}", t.elapsed());
+    let t = Instant::now();
+    for i in (0..n).step_by(10) {
+        let found = store.find_by("EventStream", "dedup_key", &s(&format!("key-{i}")));
+        assert_eq!(found.len(), 1);
+    }
+    eprintln!("{} find_by over {n} events: {:?}", n / 10, t.elapsed());
+}

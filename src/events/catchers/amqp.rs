@@ -157,7 +157,11 @@ fn prefix(ctx: &Ctx) -> String {
 }
 
 impl AmqpCatcher {
-    pub(crate) async fn run(self, ctx: Ctx, shutdown: CancellationToken) -> Result<(), CatcherError> {
+    pub(crate) async fn run(
+        self,
+        ctx: Ctx,
+        shutdown: CancellationToken,
+    ) -> Result<(), CatcherError> {
         let mut backoff = BACKOFF_MIN;
         let mut attempt: u32 = 0;
         loop {

@@ -23,7 +23,7 @@
 //! The endpoint is served by the API listener (`api.listen`, `api.token`):
 //! [`router`] gives a `Router` the REST API merges, [`serve`] runs it alone.
 
-use super::{CatcherError, CatcherStats, Ctx, Filter, Offer};
+use super::{AckReceiver, CatcherError, CatcherStats, Ctx, Filter, Offer};
 use crate::events::{Provider, ProviderEvent};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -37,7 +37,6 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 /// `kind: http` settings: none (the listen address and token are the API's,
@@ -263,8 +262,8 @@ fn check_event(path: &str, v: &Value) -> Result<ProviderEvent, String> {
     serde_json::from_value(Value::Object(obj.clone())).map_err(|e| format!("{path}: {e}"))
 }
 
-fn check_item(state: &HttpState, path: &str, v: &Value) -> Result<Item, Response> {
-    let bad = |m: String| error_response(StatusCode::BAD_REQUEST, "invalid_event", m);
+fn check_item(state: &HttpState, path: &str, v: &Value) -> Result<Item, Box<Response>> {
+    let bad = |m: String| Box::new(error_response(StatusCode::BAD_REQUEST, "invalid_event", m));
     let Some(obj) = v.as_object() else {
         return Err(bad(format!(
             "{}: expected an object with provider and event, got {}",
@@ -288,11 +287,11 @@ fn check_item(state: &HttpState, path: &str, v: &Value) -> Result<Item, Response
         None => return Err(bad(format!("{path}{dot}event: missing"))),
     };
     let Some(ctx) = state.providers.get(name) else {
-        return Err(error_response(
+        return Err(Box::new(error_response(
             StatusCode::NOT_FOUND,
             "unknown_provider",
             format!("{path}{dot}provider: no provider [{name}] takes events over HTTP"),
-        ));
+        )));
     };
     Ok(Item {
         ctx: ctx.clone(),
@@ -345,13 +344,13 @@ async fn post_events(
             for (i, v) in list.iter().enumerate() {
                 match check_item(&state, &format!("[{i}]"), v) {
                     Ok(item) => items.push(item),
-                    Err(r) => return reject(r),
+                    Err(r) => return reject(*r),
                 }
             }
         }
         v => match check_item(&state, "", v) {
             Ok(item) => items.push(item),
-            Err(r) => return reject(r),
+            Err(r) => return reject(*r),
         },
     }
     deliver(&state, items).await
@@ -360,7 +359,7 @@ async fn post_events(
 /// Sends every item and waits for all durability answers.
 async fn deliver(state: &HttpState, items: Vec<Item>) -> Response {
     let total = items.len();
-    let mut waits: Vec<(Arc<CatcherStats>, oneshot::Receiver<Result<(), String>>)> = Vec::new();
+    let mut waits: Vec<(Arc<CatcherStats>, AckReceiver)> = Vec::new();
     let mut skipped = 0usize;
     for item in items {
         match item.ctx.offer(item.event, true, &state.shutdown).await {
@@ -428,7 +427,11 @@ impl HttpConfig {
 }
 
 impl HttpCatcher {
-    pub(crate) async fn run(self, _ctx: Ctx, shutdown: CancellationToken) -> Result<(), CatcherError> {
+    pub(crate) async fn run(
+        self,
+        _ctx: Ctx,
+        shutdown: CancellationToken,
+    ) -> Result<(), CatcherError> {
         shutdown.cancelled().await;
         Ok(())
     }

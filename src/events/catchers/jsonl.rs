@@ -64,7 +64,11 @@ impl JsonlConfig {
 }
 
 impl JsonlCatcher {
-    pub(crate) async fn run(self, ctx: Ctx, shutdown: CancellationToken) -> Result<(), CatcherError> {
+    pub(crate) async fn run(
+        self,
+        ctx: Ctx,
+        shutdown: CancellationToken,
+    ) -> Result<(), CatcherError> {
         if self.cfg.path == "-" {
             let reader = BufReader::new(tokio::io::stdin());
             return read_lines(&ctx, reader, "stdin", false, &shutdown).await;

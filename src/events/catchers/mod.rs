@@ -57,6 +57,9 @@ impl Caught {
     }
 }
 
+/// The catcher's end of a durability question.
+pub type AckReceiver = oneshot::Receiver<Result<(), String>>;
+
 /// Where catchers send what they caught. Bounded: a full channel makes the
 /// catchers wait (back-pressure).
 pub type CaughtSender = mpsc::Sender<Caught>;
@@ -251,7 +254,7 @@ pub(crate) enum Offer {
     /// Filtered out: logged as skipped, not sent.
     Skipped,
     /// Sent; carries the durability answer when one was asked for.
-    Sent(Option<oneshot::Receiver<Result<(), String>>>),
+    Sent(Option<AckReceiver>),
     /// Shutdown came while waiting for room in the pipeline.
     Cancelled,
     /// The pipeline is gone.
@@ -311,10 +314,7 @@ impl Ctx {
     }
 
     /// Waits for the durability answer; `true` for `Ok(())`.
-    pub(crate) async fn settle(
-        stats: &CatcherStats,
-        rx: Option<oneshot::Receiver<Result<(), String>>>,
-    ) -> bool {
+    pub(crate) async fn settle(stats: &CatcherStats, rx: Option<AckReceiver>) -> bool {
         let Some(rx) = rx else { return true };
         match rx.await {
             Ok(Ok(())) => {
@@ -521,7 +521,10 @@ pub fn iso8601(ms: i64) -> String {
 /// oslo.messaging's timestamp format: `2026-01-01 00:00:01.250000`.
 pub fn oslo_time(ms: i64) -> String {
     let (y, mo, d, h, mi, s, milli) = parts(ms);
-    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{:06}", milli * 1000)
+    format!(
+        "{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{:06}",
+        milli * 1000
+    )
 }
 
 /// Parses `YYYY-MM-DD[T ]HH:MM:SS[.fff][Z|+00:00]` (UTC offsets only) to

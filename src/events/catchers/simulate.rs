@@ -36,7 +36,7 @@ pub struct SimulateConfig {
     /// How many VMs the provider has.
     pub vms: usize,
     /// The first event's time (`2026-01-01T00:00:00Z`); later events are
-    /// `1/rate` seconds apart (1 s when `rate` is 0). The catcher defaults to
+    /// `1/rate` seconds apart (1 ms when `rate` is 0). The catcher defaults to
     /// the current time, the bare [`Simulator`] to 2026-01-01T00:00:00Z.
     pub start: Option<String>,
 }
@@ -210,7 +210,7 @@ impl Simulator {
         let step_ms = if cfg.rate > 0.0 && cfg.rate.is_finite() {
             ((1000.0 / cfg.rate).round() as i64).max(1)
         } else {
-            1000
+            1
         };
         let start = cfg
             .start
@@ -287,12 +287,18 @@ impl Simulator {
         let (code, description) = match event_type {
             "USER_STARTED_VM" => (
                 153,
-                format!("VM {} was started by {} (Host: {}).", vm.name, self.user, host.name),
+                format!(
+                    "VM {} was started by {} (Host: {}).",
+                    vm.name, self.user, host.name
+                ),
             ),
             "USER_RUN_VM" => (32, format!("VM {} started on Host {}", vm.name, host.name)),
             "USER_STOP_VM" => (
                 33,
-                format!("VM {} powered off by {} (Host: {}).", vm.name, self.user, host.name),
+                format!(
+                    "VM {} powered off by {} (Host: {}).",
+                    vm.name, self.user, host.name
+                ),
             ),
             "USER_INITIATED_SHUTDOWN_VM" => (
                 73,
@@ -471,7 +477,11 @@ impl SimulateConfig {
 }
 
 impl SimulateCatcher {
-    pub(crate) async fn run(self, ctx: Ctx, shutdown: CancellationToken) -> Result<(), CatcherError> {
+    pub(crate) async fn run(
+        self,
+        ctx: Ctx,
+        shutdown: CancellationToken,
+    ) -> Result<(), CatcherError> {
         let mut sim = Simulator::for_provider(&self.cfg, &ctx.provider);
         if self.cfg.start.is_none() {
             sim.start_at(super::now_ms());
