@@ -5,7 +5,8 @@
 //!   < 2 µs per call for the method);
 //! * `builtin_noop_method`: the same instance shape calling a native no-op
 //!   builtin, the engine's own cost of instantiating and calling a method;
-//! * `rhai_eval_only`: the cached AST evaluated by the shared `rhai::Engine`
+//! * `rhai_eval_empty`: Rhai's floor, `()` evaluated in a fresh `Scope`;
+//! * `rhai_eval_only`: a cached AST evaluated by the shared `rhai::Engine`
 //!   with a fresh `Scope` and no engine around it.
 //!
 //! The datastore is written to a temporary directory in ManageIQ's layout.
@@ -160,6 +161,16 @@ fn benches(c: &mut Criterion) {
     let ast = bare
         .compile("let root = #{x: 1}; let obj = #{}; obj[\"y\"] = root[\"x\"];")
         .expect("compiles");
+    let empty = bare.compile("()").expect("compiles");
+    c.bench_function("rhai_eval_empty", |b| {
+        b.iter(|| {
+            let mut scope = rhai::Scope::new();
+            black_box(
+                bare.rhai()
+                    .eval_ast_with_scope::<rhai::Dynamic>(&mut scope, &empty),
+            )
+        })
+    });
     c.bench_function("rhai_eval_only", |b| {
         b.iter(|| {
             let mut scope = rhai::Scope::new();

@@ -1299,6 +1299,7 @@ mod tests {
         // As a file written before the index existed: no entries, no version.
         let txn = store.db.begin_write().unwrap();
         txn.delete_table(ATTR_INDEX).unwrap();
+        txn.open_table(ATTR_INDEX).unwrap();
         txn.open_table(META)
             .unwrap()
             .remove(ATTR_INDEX_VERSION_KEY)

@@ -4,7 +4,8 @@
 //! filtered types; the HTTP endpoint (real server, real client) accepts
 //! posts only after the pipeline acks, and refuses bad ones with JSON errors
 //! without sending anything; the AMQP catcher (real RabbitMQ at
-//! 127.0.0.1:5672 when reachable, mandatory with `AUTOMATE_TEST_AMQP=1`)
+//! 127.0.0.1:5672, or `AUTOMATE_TEST_AMQP_ADDR`, when reachable; mandatory
+//! with `AUTOMATE_TEST_AMQP=1`)
 //! loses and duplicates nothing across a restart and requeues what the
 //! pipeline refuses.
 
@@ -584,7 +585,9 @@ async fn http_refuses_bad_requests_with_json_errors_and_sends_nothing() {
     let good = json!({"provider": "rhevm01", "event": event_json("USER_RUN_VM", 1)});
     let mut big = json!({"provider": "rhevm01", "event": event_json("USER_RUN_VM", 1)});
     big["event"]["full_data"] = json!({"blob": "x".repeat(http::MAX_BODY + 10)});
-    let cases: Vec<(&str, Option<&str>, Vec<u8>, u16, &str, &str)> = vec![
+    // (what, token, body, status, error kind, word in the message)
+    type Case<'a> = (&'a str, Option<&'a str>, Vec<u8>, u16, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         ("missing token", None, good.to_string().into(), 401, "unauthorized", "missing"),
         ("wrong token", Some("nope"), good.to_string().into(), 401, "unauthorized", "invalid"),
         ("malformed JSON", Some(TOKEN), b"{\"provider\": ".to_vec(), 400, "malformed_json", "JSON"),
@@ -658,11 +661,33 @@ async fn http_refuses_bad_requests_with_json_errors_and_sends_nothing() {
 
 // ---------------------------------------------------------------- amqp
 
-/// Whether RabbitMQ is at 127.0.0.1:5672; `false` (with a message) when it
-/// is not, a panic when `AUTOMATE_TEST_AMQP` says it must be.
+/// The broker the AMQP tests use: `127.0.0.1:5672` (guest/guest), or
+/// `AUTOMATE_TEST_AMQP_ADDR` (`host:port`).
+fn rabbit_addr() -> String {
+    std::env::var("AUTOMATE_TEST_AMQP_ADDR")
+        .ok()
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(|| "127.0.0.1:5672".into())
+}
+
+fn rabbit_url() -> String {
+    format!("amqp://guest:guest@{}/%2f", rabbit_addr())
+}
+
+/// Whether RabbitMQ is reachable; `false` (with a message) when it is not,
+/// a panic when `AUTOMATE_TEST_AMQP` says it must be.
 fn rabbit_available() -> bool {
-    let addr = "127.0.0.1:5672".parse().unwrap();
-    match std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+    use std::net::ToSocketAddrs;
+    let addr = rabbit_addr();
+    let reach = addr
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())
+        .and_then(|mut a| a.next().ok_or_else(|| "no address".to_string()))
+        .and_then(|a| {
+            std::net::TcpStream::connect_timeout(&a, Duration::from_secs(1))
+                .map_err(|e| e.to_string())
+        });
+    match reach {
         Ok(_) => true,
         Err(e) => {
             let required = std::env::var("AUTOMATE_TEST_AMQP")
@@ -670,17 +695,15 @@ fn rabbit_available() -> bool {
                 .unwrap_or(false);
             assert!(
                 !required,
-                "RabbitMQ is not reachable at 127.0.0.1:5672 ({e}) and AUTOMATE_TEST_AMQP is set"
+                "RabbitMQ is not reachable at {addr} ({e}) and AUTOMATE_TEST_AMQP is set"
             );
             eprintln!(
-                "skipping: RabbitMQ is not reachable at 127.0.0.1:5672 ({e}); set AUTOMATE_TEST_AMQP=1 to fail instead"
+                "skipping: RabbitMQ is not reachable at {addr} ({e}); set AUTOMATE_TEST_AMQP=1 to fail instead"
             );
             false
         }
     }
 }
-
-const RABBIT: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 /// A unique exchange and queue for this run, declared and bound (so that
 /// messages published before the catcher starts are kept).
@@ -693,7 +716,7 @@ async fn rabbit_setup(tag: &str) -> (lapin::Connection, lapin::Channel, String, 
         .as_nanos();
     let exchange = format!("automate-test-{tag}-{}-{nanos}", std::process::id());
     let queue = format!("{exchange}.q");
-    let conn = lapin::Connection::connect(RABBIT, lapin::ConnectionProperties::default())
+    let conn = lapin::Connection::connect(&rabbit_url(), lapin::ConnectionProperties::default())
         .await
         .expect("connect to RabbitMQ");
     let ch = conn.create_channel().await.unwrap();
@@ -777,7 +800,7 @@ fn notification(i: usize) -> (String, Vec<u8>) {
 
 fn amqp_catcher(exchange: &str, queue: &str, prefetch: u16) -> CatcherConfig {
     CatcherConfig::Amqp(AmqpConfig {
-        url: RABBIT.into(),
+        url: rabbit_url(),
         exchange: exchange.into(),
         routing_key: "notifications.info".into(),
         queue: queue.into(),
@@ -880,21 +903,22 @@ async fn amqp_delivers_1000_notifications_across_a_restart() {
         .unwrap()
         .unwrap();
 
-    let s = store.lock().unwrap();
-    assert!(complete, "only {} of 1000 arrived", s.ids.len());
-    assert_eq!(s.ids.len(), 1000, "1,000 distinct events stored");
-    assert!(published.iter().all(|id| s.ids.contains(id)), "none lost");
-    let (s1, s2) = (stats1.snapshot(), stats2.snapshot());
-    // Redelivered = received twice: only what was in flight at the stop.
-    let dupes = s.received - s.ids.len();
-    assert!(dupes <= 64 + 50, "{dupes} duplicates");
-    assert_eq!(s1.acked + s2.acked, s.received as u64);
-    assert_eq!(s1.rejected + s2.rejected, 0);
-    eprintln!(
-        "amqp restart: first run stored {after_first}, {} received in all, {dupes} redelivered",
-        s.received
-    );
-    drop(s);
+    {
+        let s = store.lock().unwrap();
+        assert!(complete, "only {} of 1000 arrived", s.ids.len());
+        assert_eq!(s.ids.len(), 1000, "1,000 distinct events stored");
+        assert!(published.iter().all(|id| s.ids.contains(id)), "none lost");
+        let (s1, s2) = (stats1.snapshot(), stats2.snapshot());
+        // Redelivered = received twice: only what was in flight at the stop.
+        let dupes = s.received - s.ids.len();
+        assert!(dupes <= 64 + 50, "{dupes} duplicates");
+        assert_eq!(s1.acked + s2.acked, s.received as u64);
+        assert_eq!(s1.rejected + s2.rejected, 0);
+        eprintln!(
+            "amqp restart: first run stored {after_first}, {} received in all, {dupes} redelivered",
+            s.received
+        );
+    }
 
     // The queue is empty: everything was acked.
     let q = ch
@@ -1013,8 +1037,9 @@ impl Proxy {
         let c = conns.clone();
         let accept = tokio::spawn(async move {
             while let Ok((mut down, _)) = listener.accept().await {
+                let target = rabbit_addr();
                 let task = tokio::spawn(async move {
-                    if let Ok(mut up) = tokio::net::TcpStream::connect("127.0.0.1:5672").await {
+                    if let Ok(mut up) = tokio::net::TcpStream::connect(target).await {
                         let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
                     }
                 });
@@ -1080,18 +1105,19 @@ async fn amqp_reconnects_after_losing_the_connection() {
         .expect("stops")
         .unwrap()
         .unwrap();
-    let s = store.lock().unwrap();
-    assert!(complete, "{} of 300 stored after the cut", s.ids.len());
-    assert!(published.iter().all(|id| s.ids.contains(id)), "none lost");
-    let snap = stats.snapshot();
-    assert!(snap.reconnects >= 1, "{snap:?}");
-    eprintln!(
-        "amqp reconnect: {} received, {} redelivered, {} reconnects",
-        s.received,
-        s.received - s.ids.len(),
-        snap.reconnects
-    );
-    drop(s);
+    {
+        let s = store.lock().unwrap();
+        assert!(complete, "{} of 300 stored after the cut", s.ids.len());
+        assert!(published.iter().all(|id| s.ids.contains(id)), "none lost");
+        let snap = stats.snapshot();
+        assert!(snap.reconnects >= 1, "{snap:?}");
+        eprintln!(
+            "amqp reconnect: {} received, {} redelivered, {} reconnects",
+            s.received,
+            s.received - s.ids.len(),
+            snap.reconnects
+        );
+    }
     proxy.accept.abort();
     drop(tx);
     storer.await.unwrap();

@@ -726,3 +726,32 @@ fn event_builtins_on_the_shipped_domain() {
         .find_by("MiqEvent", "event_type", &AttrValue::Str("vm_bogus".into()))
         .is_empty());
 }
+
+#[test]
+fn inside_a_state_a_failing_method_is_an_error() {
+    let limits = RhaiLimits {
+        max_operations: 200_000,
+        ..RhaiLimits::default()
+    };
+    let engine = engine_on(&manifest("tests/data/methods/spec"), store(), limits);
+    for (instance, message) in [
+        ("sm_boom", "state boom at line 1, position 1"),
+        ("sm_limit", "exceeded its limit of 200000 operations"),
+    ] {
+        let (ws, err) = engine.instantiate_traced(&format!("/EVM/SM/{instance}"), &[]);
+        assert_eq!(err, None, "{instance}: {}", dump(&ws));
+        assert!(has_line(&ws, message), "{instance}: {}", dump(&ws));
+        assert_eq!(root_text(&ws, "ae_result"), "error", "{}", dump(&ws));
+        assert_eq!(root_text(&ws, "on_error_ran"), "error");
+        assert_eq!(ws.root_attr("after_ran"), None);
+    }
+}
+
+#[test]
+fn print_goes_to_the_trace() {
+    let engine = spec_engine();
+    let (ws, err) = engine.instantiate_traced("/EVM/SM/sm_print", &[]);
+    assert_eq!(err, None, "{}", dump(&ws));
+    assert!(has_line(&ws, "Method STDOUT: hello from print"), "{}", dump(&ws));
+    assert_eq!(root_text(&ws, "where"), "/SPEC_DOMAIN/EVM/SM/sm_print");
+}

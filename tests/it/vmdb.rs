@@ -127,8 +127,24 @@ fn create_find_attribute_update_round_trip() {
         "update keeps attribute order"
     );
 
+    // `name` is answered from the attribute index, which follows updates.
     assert_eq!(store.find_by("Host", "name", &s("esx2")), vec![b.clone()]);
     assert!(store.find_by("Host", "name", &s("esx9")).is_empty());
+    assert!(store.find_by("Host", "name", &s("esx1")).is_empty());
+    assert_eq!(
+        store.find_by("Host", "NAME", &s("esx1-renamed")),
+        vec![a.clone()]
+    );
+    assert!(
+        store.find_by("Host", "name", &AttrValue::Int(1)).is_empty(),
+        "typed"
+    );
+    // Other attributes are scanned.
+    assert_eq!(
+        store.find_by("Host", "cpus", &AttrValue::Int(16)),
+        vec![a.clone()]
+    );
+    assert!(store.find_by("Host", "cpus", &s("16")).is_empty());
 
     let missing = VmdbRef {
         class: Arc::from("Host"),
@@ -262,6 +278,11 @@ fn ems_ref_index_follows_creates_updates_and_deletes() {
     assert!(!store.delete(&orphan).unwrap());
     assert_eq!(store.find_by_ems_ref("Vm", ems.id, "vm-77"), None);
     assert!(store.find("Vm", orphan.id).is_none());
+    assert!(store.find_by("Vm", "ems_ref", &s("vm-77")).is_empty());
+    assert_eq!(
+        store.find_by("Vm", "ems_ref", &s("vm-43")),
+        vec![vm.clone()]
+    );
     let report = store.verify().unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
     assert_eq!(report.ems_refs, 3, "host-10, vm-43, 4201-aaaa");
