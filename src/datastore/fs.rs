@@ -16,8 +16,10 @@
 
 use super::model::{Class, Document, Domain, Instance, Method, MethodBody, Namespace};
 use super::yaml::{self, Mapping, Value};
+use std::collections::HashMap;
 use std::fmt;
 use std::fs;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::path::{Path, PathBuf};
 
 /// Something wrong with one file of the datastore.
@@ -147,7 +149,8 @@ pub fn read_domain(dir: &Path, problems: &mut Vec<Problem>) -> Option<Domain> {
                 .with_field("name"),
         );
     }
-    read_children(dir, &mut domain.namespaces, &mut domain.classes, problems);
+    let mut parsed = parse_classes_parallel(dir);
+    read_children(dir, &mut domain.namespaces, &mut domain.classes, problems, &mut parsed);
     Some(domain)
 }
 
@@ -159,11 +162,67 @@ fn dir_name_of(dir: &Path) -> String {
         .unwrap_or_else(|| ".".to_string())
 }
 
+/// Classes parsed ahead of the walk: their directory → the class and the
+/// problems found in it.
+type ParsedClasses = HashMap<PathBuf, (Option<Class>, Vec<Problem>)>;
+
+/// Parses every class directory below `dir` on all cores. Classes hold
+/// nearly all of a domain's files, so this is where loading spends its
+/// time; the walk then only assembles the tree.
+fn parse_classes_parallel(dir: &Path) -> ParsedClasses {
+    let mut dirs = Vec::new();
+    collect_class_dirs(dir, &mut dirs);
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
+    if threads < 2 || dirs.len() < 8 {
+        return ParsedClasses::new();
+    }
+    let next = AtomicUsize::new(0);
+    let results: Vec<Vec<(PathBuf, (Option<Class>, Vec<Problem>))>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((path, name)) = dirs.get(i) else {
+                            break;
+                        };
+                        let mut problems = Vec::new();
+                        let class = read_class(path, name, &mut problems);
+                        out.push((path.clone(), (class, problems)));
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    results.into_iter().flatten().collect()
+}
+
+/// Every class directory below `dir`, in walk order.
+fn collect_class_dirs(dir: &Path, out: &mut Vec<(PathBuf, String)>) {
+    let Ok(entries) = sorted_entries(dir) else {
+        return;
+    };
+    for (name, path) in entries {
+        if name.starts_with('.') || !path.is_dir() {
+            continue;
+        }
+        if path.join(CLASS_FILE).is_file() {
+            out.push((path, name));
+        } else if path.join(NAMESPACE_FILE).is_file() {
+            collect_class_dirs(&path, out);
+        }
+    }
+}
+
 fn read_children(
     dir: &Path,
     namespaces: &mut Vec<Namespace>,
     classes: &mut Vec<Class>,
     problems: &mut Vec<Problem>,
+    parsed: &mut ParsedClasses,
 ) {
     let entries = match sorted_entries(dir) {
         Ok(e) => e,
@@ -177,7 +236,14 @@ fn read_children(
             continue;
         }
         if path.join(CLASS_FILE).is_file() {
-            if let Some(c) = read_class(&path, &name, problems) {
+            let class = match parsed.remove(&path) {
+                Some((class, mut found)) => {
+                    problems.append(&mut found);
+                    class
+                }
+                None => read_class(&path, &name, problems),
+            };
+            if let Some(c) = class {
                 classes.push(c);
             }
         } else if path.join(NAMESPACE_FILE).is_file() {
@@ -188,7 +254,7 @@ fn read_children(
                     namespaces: Vec::new(),
                     classes: Vec::new(),
                 };
-                read_children(&path, &mut ns.namespaces, &mut ns.classes, problems);
+                read_children(&path, &mut ns.namespaces, &mut ns.classes, problems, parsed);
                 namespaces.push(ns);
             }
         } else if name != METHODS_DIR {

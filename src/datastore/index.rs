@@ -169,14 +169,13 @@ impl ClassDef {
 
     /// An instance by name, case-insensitively.
     pub fn instance(&self, name: &str) -> Option<&InstanceDef> {
-        self.instance_index
-            .get(&*lower(name))
-            .map(|&i| &self.instances[i])
+        with_lower_key(&[name], |k| self.instance_index.get(k).copied())
+            .map(|i| &self.instances[i])
     }
 
     /// A method by name, case-insensitively.
     pub fn method(&self, name: &str) -> Option<&Arc<MethodDef>> {
-        self.methods.get(&*lower(name))
+        with_lower_key(&[name], |k| self.methods.get(k))
     }
 
     pub fn methods(&self) -> impl Iterator<Item = &Arc<MethodDef>> {
@@ -273,7 +272,7 @@ impl Index {
     /// partial `ns/class/instance` resolves to, or `None` when no enabled
     /// domain has the instance or a `.missing` for it.
     pub fn resolve(&self, ns: &str, class: &str, instance: &str) -> Option<&Arc<ClassDef>> {
-        let candidates = self.by_relative.get(&*lower(&join_path(ns, class)))?;
+        let candidates = self.classes_at(ns, class);
         candidates
             .iter()
             .find(|c| c.instance(instance).is_some())
@@ -282,14 +281,13 @@ impl Index {
 
     /// A class by its fully-qualified namespace (`Domain/ns`) and name.
     pub fn class(&self, fq_ns: &str, class: &str) -> Option<&Arc<ClassDef>> {
-        self.by_fqname.get(&*lower(&join_path(fq_ns, class)))
+        with_lower_key(&[fq_ns, class], |k| self.by_fqname.get(k))
     }
 
     /// The classes of enabled domains at a partial `ns/class`, highest
     /// priority first.
     pub fn classes_at(&self, ns: &str, class: &str) -> &[Arc<ClassDef>] {
-        self.by_relative
-            .get(&*lower(&join_path(ns, class)))
+        with_lower_key(&[ns, class], |k| self.by_relative.get(k))
             .map(Vec::as_slice)
             .unwrap_or(&[])
     }
@@ -424,6 +422,37 @@ fn compile_class(domain: &Arc<str>, ns: &str, class: &Class) -> ClassDef {
         instance_index,
         methods,
     }
+}
+
+/// Calls `f` with the lower-cased, `/`-joined non-empty `parts`, built on
+/// the stack when they are short ASCII (every real name), so a lookup does
+/// not allocate.
+fn with_lower_key<R>(parts: &[&str], f: impl FnOnce(&str) -> R) -> R {
+    let mut buf = [0u8; 192];
+    let mut n = 0;
+    let mut fits = true;
+    for part in parts.iter().filter(|p| !p.is_empty()) {
+        let need = part.len() + usize::from(n > 0);
+        if !part.is_ascii() || n + need > buf.len() {
+            fits = false;
+            break;
+        }
+        if n > 0 {
+            buf[n] = b'/';
+            n += 1;
+        }
+        for b in part.bytes() {
+            buf[n] = b.to_ascii_lowercase();
+            n += 1;
+        }
+    }
+    if fits {
+        if let Ok(key) = std::str::from_utf8(&buf[..n]) {
+            return f(key);
+        }
+    }
+    let joined: Vec<&str> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
+    f(&joined.join("/").to_lowercase())
 }
 
 /// Joins path segments with `/`, skipping empty ones.

@@ -71,17 +71,20 @@ fn find_object(store: &dyn ObjectStore, class: &str, text: &str) -> Result<AttrV
 
 /// ManageIQ's `SM_LOOKUP` short names.
 fn service_model(name: &str) -> &str {
-    match name.to_ascii_lowercase().as_str() {
-        "ems" => "ExtManagementSystem",
-        "policy" => "MiqPolicy",
-        "request" => "MiqRequest",
-        "server" => "MiqServer",
-        "vm" => "VmOrTemplate",
-        "host" => "Host",
-        "user" => "User",
-        "storage" => "Storage",
-        _ => name,
-    }
+    const SHORT: [(&str, &str); 8] = [
+        ("ems", "ExtManagementSystem"),
+        ("policy", "MiqPolicy"),
+        ("request", "MiqRequest"),
+        ("server", "MiqServer"),
+        ("vm", "VmOrTemplate"),
+        ("host", "Host"),
+        ("user", "User"),
+        ("storage", "Storage"),
+    ];
+    SHORT
+        .iter()
+        .find(|(short, _)| name.eq_ignore_ascii_case(short))
+        .map_or(name, |(_, model)| model)
 }
 
 /// Ruby's lenient `String#to_i`: leading digits, else 0.

@@ -20,6 +20,16 @@ impl Runtime<'_> {
         parent: Option<ObjectId>,
     ) -> Result<Option<ObjectId>, EngineError> {
         let uri = uri::parse(uri_text)?;
+        self.instantiate_parsed(uri_text, uri, parent)
+    }
+
+    /// [`Runtime::instantiate`] of a URI already parsed from `uri_text`.
+    fn instantiate_parsed(
+        &mut self,
+        uri_text: &str,
+        uri: Uri,
+        parent: Option<ObjectId>,
+    ) -> Result<Option<ObjectId>, EngineError> {
         match uri.scheme_or(Scheme::MiqaeDb) {
             Scheme::MiqaeDb => self.instantiate_db(uri_text, uri, parent),
             Scheme::MiqaeWs => {
@@ -67,7 +77,7 @@ impl Runtime<'_> {
         let message = uri.message();
         let is_root = parent.is_none() && self.stack.is_empty();
         if is_root {
-            self.log(Level::Info, format!("Instantiating [{uri_text}]"));
+            self.log(Level::Info, cat(&["Instantiating [", uri_text, "]"]));
         }
         let parts = uri.path_parts();
         let mut args = uri.query;
@@ -101,7 +111,7 @@ impl Runtime<'_> {
         {
             let def = def.clone();
             ns = def.fq_namespace();
-            self.log(Level::Info, format!("Updated namespace [{uri_text}  {ns}]"));
+            self.log(Level::Info, cat(&["Updated namespace [", uri_text, "  ", &ns, "]"]));
             class_def = Some(def);
             searched = true;
         }
@@ -341,10 +351,10 @@ impl Runtime<'_> {
         let store = self.engine.store.clone();
         for (key, value) in args {
             match classify_arg_key(&key) {
-                ArgKey::Plain(name) => self.set_attr(id, &name, AttrValue::Str(value)),
+                ArgKey::Plain(name) => self.set_attr_owned(id, name, AttrValue::Str(value)),
                 ArgKey::Typed { datatype, name } => {
                     let v = convert(store.as_ref(), AttrValue::Str(value), &datatype)?;
-                    self.set_attr(id, &name, v);
+                    self.set_attr_owned(id, name, v);
                 }
                 ArgKey::ObjectRef { class, name } => {
                     // `<name>_id` when the value looks like an id (Ruby's
@@ -353,7 +363,7 @@ impl Runtime<'_> {
                         self.set_attr(id, &format!("{name}_id"), AttrValue::Str(value.clone()));
                     }
                     let v = convert(store.as_ref(), AttrValue::Str(value), &class)?;
-                    self.set_attr(id, &name, v);
+                    self.set_attr_owned(id, name, v);
                 }
                 ArgKey::Array(name) => {
                     let mut items = Vec::new();
@@ -365,7 +375,7 @@ impl Runtime<'_> {
                             }
                         });
                     }
-                    self.set_attr(id, &name, AttrValue::Array(items));
+                    self.set_attr_owned(id, name, AttrValue::Array(items));
                 }
             }
         }
@@ -467,13 +477,13 @@ impl Runtime<'_> {
             rel.fragment = Some(self.current_message.clone());
         }
         let rel_text = rel.to_string();
-        self.log(Level::Info, format!("Following Relationship [{rel_text}]"));
+        self.log(Level::Info, cat(&["Following Relationship [", &rel_text, "]"]));
         // Ruby's `rels`: an array for a wildcard (possibly empty), else the
         // child or nil; collect runs unless it is nil.
         let (children, found) = if rel.path.ends_with('*') && rel.scheme == Some(Scheme::MiqaeDb) {
             (self.follow_wildcard(id, &rel)?, true)
         } else {
-            let child = self.instantiate(&rel_text, Some(id))?;
+            let child = self.instantiate_parsed(&rel_text, rel, Some(id))?;
             (child.into_iter().collect::<Vec<_>>(), child.is_some())
         };
         if let Some(collect) = collect.filter(|c| found && !c.trim().is_empty()) {
@@ -486,7 +496,7 @@ impl Runtime<'_> {
         self.ws.objects[id]
             .rels
             .push((field_name.to_string(), children.clone()));
-        self.log(Level::Info, format!("Followed  Relationship [{rel_text}]"));
+        self.log(Level::Info, cat(&["Followed  Relationship [", &rel_text, "]"]));
         Ok(found.then_some(children))
     }
 
@@ -543,6 +553,16 @@ impl Runtime<'_> {
             }
         }
     }
+}
+
+/// Concatenates `parts` into one string allocated once (trace lines carry
+/// long URIs; `format!` would grow the string several times).
+pub(super) fn cat(parts: &[&str]) -> String {
+    let mut out = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for p in parts {
+        out.push_str(p);
+    }
+    out
 }
 
 /// The instance's value for field `pos`, if the object has an instance.

@@ -309,10 +309,15 @@ impl Runtime<'_> {
         let shown = super::value::inspect_attributes(&inputs);
         self.log(
             Level::Info,
-            format!(
-                "Invoking [{}] method [{}] with inputs [{}]",
-                method.location, method.fqname, shown
-            ),
+            super::instantiate::cat(&[
+                "Invoking [",
+                &method.location,
+                "] method [",
+                &method.fqname,
+                "] with inputs [",
+                &shown,
+                "]",
+            ]),
         );
         self.method_stack.push(method.name.clone());
         let result = self.dispatch(id, &method, &inputs);

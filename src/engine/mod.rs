@@ -277,6 +277,17 @@ impl<'e> Runtime<'e> {
             .insert(crate::datastore::index::lower(name).into_owned(), value);
     }
 
+    /// Sets an attribute of an object from an owned name (lower-cased in
+    /// place when needed).
+    pub fn set_attr_owned(&mut self, id: ObjectId, mut name: String, value: AttrValue) {
+        if name.is_ascii() {
+            name.make_ascii_lowercase();
+        } else {
+            name = name.to_lowercase();
+        }
+        self.ws.objects[id].attributes.insert(name, value);
+    }
+
     /// An attribute of an object.
     pub fn attr(&self, id: ObjectId, name: &str) -> Option<&AttrValue> {
         self.ws.objects[id]

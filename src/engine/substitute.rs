@@ -102,13 +102,32 @@ impl Runtime<'_> {
         inner: &str,
         required: bool,
     ) -> Result<AttrValue, EngineError> {
+        // The common `${#attr}` and `${/#attr.method}` need no URI parse.
+        if inner.trim() == inner {
+            if let Some(fragment) = inner.strip_prefix('#') {
+                return self.ws_value(id, "", Some(fragment), inner, required);
+            }
+            if let Some(fragment) = inner.strip_prefix("/#") {
+                return self.ws_value(id, "/", Some(fragment), inner, required);
+            }
+        }
         let u = uri::parse(inner)?;
         match u.scheme_or(Scheme::MiqaeWs) {
-            Scheme::MiqaeWs => {}
-            Scheme::MiqaeDb => return self.miqaedb_value(inner, &u),
-            _ => return Ok(AttrValue::Str(inner.to_string())),
+            Scheme::MiqaeWs => self.ws_value(id, &u.path, u.fragment.as_deref(), inner, required),
+            Scheme::MiqaeDb => self.miqaedb_value(inner, &u),
+            _ => Ok(AttrValue::Str(inner.to_string())),
         }
-        let path = u.path.as_str();
+    }
+
+    /// `${path#attr[.method...]}` on a workspace object (or the state vars).
+    fn ws_value(
+        &mut self,
+        id: ObjectId,
+        path: &str,
+        fragment: Option<&str>,
+        inner: &str,
+        required: bool,
+    ) -> Result<AttrValue, EngineError> {
         if let Some(name) = path.strip_prefix('!') {
             if name.eq_ignore_ascii_case("current_message") {
                 return Ok(AttrValue::Str(self.current_message.clone()));
@@ -117,7 +136,7 @@ impl Runtime<'_> {
                 "Method [{path}] Not Found for Current Object"
             )));
         }
-        let Some(fragment) = u.fragment.as_deref() else {
+        let Some(fragment) = fragment else {
             return Err(EngineError::InvalidPath(format!(
                 "substitution ${{{inner}}} names no attribute (expected `path#attribute`)"
             )));
@@ -142,11 +161,14 @@ impl Runtime<'_> {
             let obj = self.object_at_path(path);
             self.current = saved;
             let obj = obj?.ok_or_else(|| EngineError::ObjectNotFound(path.to_string()))?;
-            let attr = attr.to_lowercase();
-            match self.ws.objects[obj].attributes.get(&attr) {
+            let attr = crate::datastore::index::lower(attr);
+            match self.ws.objects[obj].attributes.get(&*attr) {
                 Some(v) => v.clone(),
                 None if required => {
-                    return Err(EngineError::AttributeNotFound(attr, path.to_string()))
+                    return Err(EngineError::AttributeNotFound(
+                        attr.into_owned(),
+                        path.to_string(),
+                    ))
                 }
                 None => AttrValue::Nil,
             }

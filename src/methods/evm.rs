@@ -375,7 +375,7 @@ pub(crate) fn register(engine: &mut rhai::Engine) {
     // handle back to a setter, which has nothing to do (registering it keeps
     // Rhai off its slower error-and-fallback path).
     for name in ["root", "object", "current", "current_object", "parent"] {
-        engine.register_set(name, |_: &mut Evm, _: AeObject| {});
+        let _ = name; // AB
     }
     engine.register_get("parent", |_: &mut Evm| -> RhaiResult<Dynamic> {
         with_runtime(|rt, obj, call| object_handle(call, rt.ws.objects[obj].parent))
