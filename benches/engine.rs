@@ -66,7 +66,9 @@ fn instantiate_benches(c: &mut Criterion) {
             emit_tracing: false,
             ..EngineOptions::default()
         });
-    let ws = engine.instantiate(DELIVERY_URI, &[]).expect("delivery instantiates");
+    let ws = engine
+        .instantiate(DELIVERY_URI, &[])
+        .expect("delivery instantiates");
     assert_eq!(ws.objects.len(), 4, "{:#?}", ws.trace_lines());
 
     let mut group = c.benchmark_group("instantiate");

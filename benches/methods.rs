@@ -3,6 +3,8 @@
 //! * `rhai_trivial_method`: `/Bench/Trivial/run?x=1`, whose `meth1` runs a
 //!   Rhai method reading `evm.root["x"]` and setting an attribute (target
 //!   < 2 µs per call for the method);
+//! * `rhai_state_machine_5`: a five-state machine whose states each run a
+//!   Rhai method (`METHOD::step`) counting in a root attribute;
 //! * `builtin_noop_method`: the same instance shape calling a native no-op
 //!   builtin, the engine's own cost of instantiating and calling a method;
 //! * `rhai_eval_empty`: Rhai's floor, `()` evaluated in a fresh `Scope`;
@@ -63,6 +65,14 @@ fn instance_yaml(name: &str, method: &str) -> String {
         "---\nobject_type: instance\nversion: 1.0\nobject:\n  attributes:\n    display_name:\n    \
          name: {name}\n    inherits:\n    description:\n  fields:\n  - meth1:\n      value: {method}\n"
     )
+}
+
+/// A `state` field named `name`.
+fn state_field(name: &str, priority: usize) -> String {
+    FIELD
+        .replace("aetype: method", "aetype: state")
+        .replace("name: meth1", &format!("name: {name}"))
+        .replace("priority: 1", &format!("priority: {priority}"))
 }
 
 fn datastore(root: &Path) {

@@ -105,13 +105,16 @@ impl Runtime<'_> {
         // Domain search (reference §3).
         let mut class_def: Option<Arc<ClassDef>> = None;
         let mut searched = false;
-        if let Some(def) = self
-            .index
-            .resolve(&ns, &class_name, instance_req.as_deref().unwrap_or(""))
+        if let Some(def) =
+            self.index
+                .resolve(&ns, &class_name, instance_req.as_deref().unwrap_or(""))
         {
             let def = def.clone();
             ns = def.fq_namespace();
-            self.log(Level::Info, cat(&["Updated namespace [", uri_text, "  ", &ns, "]"]));
+            self.log(
+                Level::Info,
+                cat(&["Updated namespace [", uri_text, "  ", &ns, "]"]),
+            );
             class_def = Some(def);
             searched = true;
         }
@@ -121,7 +124,10 @@ impl Runtime<'_> {
         let inst_display = instance_req.as_deref().unwrap_or("");
         let object_name = format!("/{ns}/{class_name}/{inst_display}");
         let cyclic = self.stack.iter().any(|f| {
-            f.message == message && self.ws.objects[f.object].object_name.eq_ignore_ascii_case(&object_name)
+            f.message == message
+                && self.ws.objects[f.object]
+                    .object_name
+                    .eq_ignore_ascii_case(&object_name)
         });
         if cyclic || self.stack.len() >= self.engine.options.max_depth {
             let key = format!("{object_name} with message={message}");
@@ -164,7 +170,11 @@ impl Runtime<'_> {
         };
 
         // Domain search already gave the class's `Domain/ns`.
-        let namespace = if searched { ns } else { class_def.fq_namespace() };
+        let namespace = if searched {
+            ns
+        } else {
+            class_def.fq_namespace()
+        };
         let mut object = Object {
             namespace,
             class: class_name,
@@ -322,13 +332,7 @@ impl Runtime<'_> {
         match self.engine.assertions.eval_ast::<rhai::Dynamic>(&ast) {
             Ok(v) => {
                 // Ruby truthiness: only nil and false fail.
-                let truthy = if v.is_unit() {
-                    false
-                } else if let Ok(b) = v.as_bool() {
-                    b
-                } else {
-                    true
-                };
+                let truthy = !v.is_unit() && v.as_bool().unwrap_or(true);
                 if truthy {
                     Ok(())
                 } else {
@@ -347,7 +351,11 @@ impl Runtime<'_> {
     }
 
     /// Query args become attributes (reference §2.4).
-    fn process_args(&mut self, id: ObjectId, args: Vec<(String, String)>) -> Result<(), EngineError> {
+    fn process_args(
+        &mut self,
+        id: ObjectId,
+        args: Vec<(String, String)>,
+    ) -> Result<(), EngineError> {
         let store = self.engine.store.clone();
         for (key, value) in args {
             match classify_arg_key(&key) {
@@ -477,7 +485,10 @@ impl Runtime<'_> {
             rel.fragment = Some(self.current_message.clone());
         }
         let rel_text = rel.to_string();
-        self.log(Level::Info, cat(&["Following Relationship [", &rel_text, "]"]));
+        self.log(
+            Level::Info,
+            cat(&["Following Relationship [", &rel_text, "]"]),
+        );
         // Ruby's `rels`: an array for a wildcard (possibly empty), else the
         // child or nil; collect runs unless it is nil.
         let (children, found) = if rel.path.ends_with('*') && rel.scheme == Some(Scheme::MiqaeDb) {
@@ -496,7 +507,10 @@ impl Runtime<'_> {
         self.ws.objects[id]
             .rels
             .push((field_name.to_string(), children.clone()));
-        self.log(Level::Info, cat(&["Followed  Relationship [", &rel_text, "]"]));
+        self.log(
+            Level::Info,
+            cat(&["Followed  Relationship [", &rel_text, "]"]),
+        );
         Ok(found.then_some(children))
     }
 
@@ -566,7 +580,11 @@ pub(super) fn cat(parts: &[&str]) -> String {
 }
 
 /// The instance's value for field `pos`, if the object has an instance.
-pub(super) fn field_value(class: &ClassDef, instance: Option<usize>, pos: usize) -> Option<&ValueDef> {
+pub(super) fn field_value(
+    class: &ClassDef,
+    instance: Option<usize>,
+    pos: usize,
+) -> Option<&ValueDef> {
     instance.and_then(|i| class.instances[i].values.get(pos)?.as_ref())
 }
 

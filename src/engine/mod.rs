@@ -231,7 +231,10 @@ impl<'e> Runtime<'e> {
     /// The name of the field being processed (`$evm.current_object.current_field_name`).
     pub fn current_field_name(&self) -> Option<&str> {
         let (class, _) = self.classes.get(&self.current?)?;
-        class.fields.get(self.current_field?).map(|f| f.name.as_str())
+        class
+            .fields
+            .get(self.current_field?)
+            .map(|f| f.name.as_str())
     }
 
     /// The name of the method being run (innermost).

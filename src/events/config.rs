@@ -45,6 +45,7 @@ fn default_workers() -> usize {
 /// One provider (ManageIQ's ExtManagementSystem) and how its events are
 /// caught.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "RawProviderConfig")]
 pub struct ProviderConfig {
     /// `name`, `type`, `hostname`, `userid`.
     #[serde(flatten)]
@@ -53,6 +54,37 @@ pub struct ProviderConfig {
     /// Event types to drop at the catcher (ManageIQ's blacklist).
     #[serde(default)]
     pub filter: Vec<String>,
+}
+
+/// The provider entry as written: the same keys as [`ProviderConfig`], read
+/// without `flatten` so that unknown keys (typos) are errors and errors
+/// point at the right line.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProviderConfig {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    hostname: String,
+    userid: String,
+    catcher: CatcherConfig,
+    #[serde(default)]
+    filter: Vec<String>,
+}
+
+impl From<RawProviderConfig> for ProviderConfig {
+    fn from(r: RawProviderConfig) -> ProviderConfig {
+        ProviderConfig {
+            provider: Provider {
+                name: r.name,
+                kind: r.kind,
+                hostname: r.hostname,
+                userid: r.userid,
+            },
+            catcher: r.catcher,
+            filter: r.filter,
+        }
+    }
 }
 
 /// What a full queue does with a new event.

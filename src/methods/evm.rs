@@ -29,6 +29,7 @@
 //! [`RhaiRunner`]: super::rhai_runner::RhaiRunner
 
 use super::events;
+use crate::datastore::index::lower;
 use crate::engine::{AttrValue, Level, ObjectId, Runtime};
 use crate::vmdb::{base_class, VmdbRef};
 use rhai::{Dynamic, EvalAltResult, ImmutableString, Map, Position, AST};
@@ -375,7 +376,7 @@ pub(crate) fn register(engine: &mut rhai::Engine) {
     // handle back to a setter, which has nothing to do (registering it keeps
     // Rhai off its slower error-and-fallback path).
     for name in ["root", "object", "current", "current_object", "parent"] {
-        let _ = name; // AB
+        engine.register_set(name, |_: &mut Evm, _: AeObject| {});
     }
     engine.register_get("parent", |_: &mut Evm| -> RhaiResult<Dynamic> {
         with_runtime(|rt, obj, call| object_handle(call, rt.ws.objects[obj].parent))
@@ -577,14 +578,22 @@ fn register_ae_object(engine: &mut rhai::Engine) {
     engine.register_indexer_get(
         |h: &mut AeObject, key: ImmutableString| -> RhaiResult<Dynamic> {
             with_object(h, |rt, id| {
-                rt.attr(id, &key).map(to_dynamic).unwrap_or(Dynamic::UNIT)
+                rt.ws.objects[id]
+                    .attributes
+                    .get(&*lower(&key))
+                    .map(to_dynamic)
+                    .unwrap_or(Dynamic::UNIT)
             })
         },
     );
     engine.register_indexer_set(
         |h: &mut AeObject, key: ImmutableString, value: Dynamic| -> RhaiResult<()> {
             let v = from_dynamic(value);
-            with_object(h, |rt, id| rt.set_attr(id, &key, v))
+            with_object(h, |rt, id| {
+                rt.ws.objects[id]
+                    .attributes
+                    .insert(lower(&key).into_owned(), v);
+            })
         },
     );
     engine.register_fn(
@@ -698,4 +707,53 @@ fn register_vmdb_object(engine: &mut rhai::Engine) {
     });
     engine.register_fn("==", |a: VmdbObject, b: VmdbObject| a.0 == b.0);
     engine.register_fn("!=", |a: VmdbObject, b: VmdbObject| a.0 != b.0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_round_trip() {
+        let r = VmdbRef {
+            class: Arc::from("Vm"),
+            id: 7,
+        };
+        for v in [
+            AttrValue::Nil,
+            AttrValue::str("x"),
+            AttrValue::Int(3),
+            AttrValue::Float(1.5),
+            AttrValue::Bool(true),
+            AttrValue::Array(vec![AttrValue::Int(1), AttrValue::str("a")]),
+            AttrValue::Hash(vec![(AttrValue::str("k"), AttrValue::Int(1))]),
+            AttrValue::Object(r.clone()),
+        ] {
+            assert_eq!(from_dynamic(to_dynamic(&v)), v);
+        }
+        assert_eq!(
+            from_dynamic(to_dynamic(&AttrValue::Password("secret".into()))),
+            AttrValue::str("********")
+        );
+        assert_eq!(
+            from_dynamic(to_dynamic(&AttrValue::Symbol("s".into()))),
+            AttrValue::str("s")
+        );
+    }
+
+    #[test]
+    fn models_and_levels() {
+        assert_eq!(service_model("vm").as_deref(), Some("VmOrTemplate"));
+        assert_eq!(service_model("ems_event").as_deref(), Some("EmsEvent"));
+        assert_eq!(service_model("Host").as_deref(), Some("Host"));
+        assert_eq!(service_model("bogus"), None);
+        assert_eq!(level_of(":warn"), Level::Warn);
+        assert_eq!(level_of("ERROR"), Level::Error);
+        assert_eq!(level_of("whatever"), Level::Info);
+    }
+
+    #[test]
+    fn evm_outside_a_call_is_an_error() {
+        assert!(with_runtime(|_, _, _| ()).is_err());
+    }
 }

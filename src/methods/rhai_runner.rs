@@ -173,9 +173,7 @@ impl RhaiRunner {
 
     /// The compiled body, from the cache or compiled now.
     pub fn compile(&self, body: &str) -> Result<Arc<AST>, Box<rhai::ParseError>> {
-        let mut h = rustc_hash::FxHasher::default();
-        body.hash(&mut h);
-        let key = h.finish();
+        let key = content_hash(body);
         if let Ok(cache) = self.cache.read() {
             if let Some(entries) = cache.get(&key) {
                 if let Some((_, ast)) = entries.iter().find(|(b, _)| &**b == body) {
@@ -193,10 +191,13 @@ impl RhaiRunner {
         Ok(ast)
     }
 
-    /// Compiles every Rhai method of the index (filling the cache) and
-    /// returns the ones that do not compile, sorted by name.
+    /// Compiles every Rhai method of the index and makes the result the
+    /// cache (so a reload drops the bodies of the previous index); returns
+    /// the methods that do not compile, sorted by name. Call it when the
+    /// datastore loads or reloads; `datastore validate` reports its errors.
     pub fn precompile(&self, index: &Index) -> Vec<CompileError> {
         let mut errors = Vec::new();
+        let mut fresh = AstCache::default();
         for class in index.all_classes() {
             for m in class.methods() {
                 if !is_rhai(m) {
@@ -205,19 +206,38 @@ impl RhaiRunner {
                 let Some(body) = m.body.as_deref().filter(|b| !b.trim().is_empty()) else {
                     continue;
                 };
-                if let Err(e) = self.compile(body) {
-                    let (line, col) = position(e.position());
-                    errors.push(CompileError {
-                        fqname: m.fqname.clone(),
-                        line,
-                        col,
-                        message: e.err_type().to_string(),
-                    });
+                let key = content_hash(body);
+                let entries = fresh.entry(key).or_default();
+                if entries.iter().any(|(b, _)| &**b == body) {
+                    continue;
+                }
+                match self.engine.compile(body) {
+                    Ok(ast) => entries.push((Arc::from(body), Arc::new(ast))),
+                    Err(e) => {
+                        let (line, col) = position(e.position());
+                        errors.push(CompileError {
+                            fqname: m.fqname.clone(),
+                            line,
+                            col,
+                            message: e.err_type().to_string(),
+                        });
+                    }
                 }
             }
         }
+        if let Ok(mut cache) = self.cache.write() {
+            *cache = fresh;
+        }
         errors.sort_by(|a, b| a.fqname.cmp(&b.fqname));
         errors
+    }
+
+    /// How many distinct bodies are compiled and cached.
+    pub fn cached(&self) -> usize {
+        self.cache
+            .read()
+            .map(|c| c.values().map(Vec::len).sum())
+            .unwrap_or(0)
     }
 
     /// Resolves the embedded methods of `top`, recursively (reference
@@ -286,6 +306,12 @@ impl RhaiRunner {
         }
         Ok(out)
     }
+}
+
+fn content_hash(body: &str) -> u64 {
+    let mut h = rustc_hash::FxHasher::default();
+    body.hash(&mut h);
+    h.finish()
 }
 
 fn is_rhai(m: &MethodDef) -> bool {

@@ -1340,6 +1340,19 @@ mod tests {
             })
             .unwrap();
         assert_eq!(id, REGION_BASE + 1);
+        // A panic inside a batch aborts it; the store stays usable.
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = store.write_batch(|b| {
+                b.create("Host", attrs(&[("name", AttrValue::str("h2"))]))?;
+                panic!("handler bug");
+                #[allow(unreachable_code)]
+                Ok(())
+            });
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(store.count().unwrap(), 1);
+        let next = store.create("Host", Attributes::new()).unwrap();
+        assert_eq!(next.id, REGION_BASE + 2);
         assert!(store.verify().unwrap().is_ok());
     }
 }

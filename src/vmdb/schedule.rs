@@ -22,9 +22,11 @@
 //!
 //! # Delivery and durability
 //!
-//! Every call is one redb write transaction committed with
-//! [`redb::Durability::Immediate`]: when it returns, the change is on disk,
-//! and a crash leaves the last committed state. [`Schedule::claim_due`]
+//! Every change (schedule, claim, complete, reschedule) is one redb write
+//! transaction committed with [`redb::Durability::Immediate`]: when the
+//! call returns, the change is on disk, and a crash at any point leaves the
+//! last committed state; reads (`due`, `get`, `len`, `next_due`) are
+//! snapshot reads. [`Schedule::claim_due`]
 //! *leases* what it returns: in the same transaction it moves each item to
 //! `run_at = now + lease` and counts the attempt. A worker that finishes
 //! calls [`Schedule::complete`]; one that crashes (or outlives its lease)

@@ -125,6 +125,10 @@ fn config_errors_name_file_and_line() {
             "panic",
         ),
         ("providers: [\n".to_string(), ""),
+        (
+            format!("{base}    catcher: {{kind: simulate}}\n    filtr: [VM_DOWN]\n"),
+            "filtr",
+        ),
     ];
     for (text, word) in cases {
         let err = Config::from_yaml(&text, "bad.yaml").expect_err(&text);
@@ -758,12 +762,18 @@ async fn rabbit_setup(tag: &str) -> (lapin::Connection, lapin::Channel, String, 
 
 async fn rabbit_teardown(conn: lapin::Connection, ch: lapin::Channel, exchange: &str, queue: &str) {
     use lapin::options::*;
-    let _ = ch
+    if let Err(e) = ch
         .queue_delete(queue.into(), QueueDeleteOptions::default())
-        .await;
-    let _ = ch
+        .await
+    {
+        eprintln!("cannot delete queue {queue}: {e}");
+    }
+    if let Err(e) = ch
         .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
-        .await;
+        .await
+    {
+        eprintln!("cannot delete exchange {exchange}: {e}");
+    }
     let _ = conn.close(200, "done".into()).await;
 }
 

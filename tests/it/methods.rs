@@ -118,6 +118,7 @@ fn shipped_domain_precompiles() {
     let runner = RhaiRunner::new();
     let ds = open(&manifest("datastore"));
     assert_eq!(runner.precompile(&ds.index()), vec![]);
+    assert_eq!(runner.cached(), 3);
 }
 
 #[test]

@@ -996,3 +996,24 @@ fn find_by_timing() {
     }
     eprintln!("{} find_by over {n} events: {:?}", n / 10, t.elapsed());
 }
+
+#[test]
+fn opening_something_that_is_not_a_store_fails_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.redb");
+    std::fs::write(
+        &junk,
+        b"this is not a redb file, just some text\n".repeat(200),
+    )
+    .unwrap();
+    let err = RedbStore::open(&junk).unwrap_err();
+    assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
+    assert!(err.to_string().contains("junk.redb"), "{err}");
+    assert!(RedbStore::open(dir.path().join("no/such/dir/a.redb")).is_err());
+    // An empty file becomes a new store.
+    let empty = dir.path().join("empty.redb");
+    std::fs::write(&empty, b"").unwrap();
+    let store = RedbStore::open(&empty).unwrap();
+    assert_eq!(store.count().unwrap(), 0);
+    assert_eq!(store.path(), empty.as_path());
+}

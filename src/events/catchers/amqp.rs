@@ -147,6 +147,31 @@ impl From<lapin::Error> for Fail {
     }
 }
 
+/// Closes the connection (its channels with it): the broker requeues what
+/// was not acked.
+async fn close(conn: Connection) {
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        conn.close(200, "automate catcher stopping".into()),
+    )
+    .await;
+}
+
+/// Closes the connection when the catcher's future is dropped mid-session
+/// (its task aborted): lapin keeps a connection open until it is closed,
+/// and with it the messages delivered but not acked.
+struct ConnGuard(Option<Connection>);
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(close(conn));
+            }
+        }
+    }
+}
+
 fn prefix(ctx: &Ctx) -> String {
     format!(
         "MIQ({}) EMS [{}] as [{}]",
@@ -210,12 +235,14 @@ impl AmqpCatcher {
             _ = shutdown.cancelled() => return Ok(End::Shutdown),
             c = Connection::connect_uri(self.uri.clone(), ConnectionProperties::default()) => c?,
         };
-        let result = self.consume(ctx, shutdown, connected, &conn).await;
-        let _ = tokio::time::timeout(
-            Duration::from_secs(2),
-            conn.close(200, "automate catcher stopping".into()),
-        )
-        .await;
+        let mut guard = ConnGuard(Some(conn));
+        let result = match &guard.0 {
+            Some(conn) => self.consume(ctx, shutdown, connected, conn).await,
+            None => unreachable!("the guard holds the connection"),
+        };
+        if let Some(conn) = guard.0.take() {
+            close(conn).await;
+        }
         result
     }
 
