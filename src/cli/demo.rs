@@ -33,7 +33,10 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
             global.datastore.display()
         );
     }
-    let store = Arc::new(crate::vmdb::MemoryStore::new());
+    // A fresh object store in a temp dir: the demo never touches --db.
+    let tmp = tempfile::Builder::new().prefix("automate-demo-").tempdir()?;
+    let db = tmp.path().join("automate.redb");
+    let store = Arc::new(crate::vmdb::RedbStore::open(&db)?);
     let engine = Engine::new(Arc::new(ds))
         .with_store(store)
         .with_builtins(crate::methods::demo_builtins());

@@ -6,7 +6,7 @@ use super::Global;
 use crate::datastore::Datastore;
 use crate::engine::datatype::to_json;
 use crate::engine::{AttrValue, Attributes, Engine, ObjectId, Workspace};
-use crate::vmdb::MemoryStore;
+use crate::vmdb::{MemoryStore, ObjectStore, RedbStore};
 use anyhow::Context;
 use std::io::Write;
 use std::path::PathBuf;
@@ -20,8 +20,9 @@ pub struct InstantiateArgs {
     /// An extra attribute `key=value` (repeatable).
     #[arg(long = "attr", value_name = "KEY=VALUE")]
     pub attrs: Vec<String>,
-    /// Objects to load into an in-memory object store: a JSON file holding a
-    /// list of `{"class": "EmsEvent", "id": 1, "attributes": {...}}`.
+    /// Objects to load into an in-memory object store instead of using
+    /// `--db`: a JSON file holding a list of
+    /// `{"class": "EmsEvent", "id": 1, "attributes": {...}}`.
     #[arg(long, value_name = "FILE")]
     pub objects: Option<PathBuf>,
     /// Print the trace and the tree as JSON.
@@ -47,11 +48,21 @@ pub fn run(global: &Global, args: InstantiateArgs) -> anyhow::Result<ExitCode> {
     for p in &problems {
         eprintln!("warning: {p}");
     }
-    let store = Arc::new(MemoryStore::new());
-    if let Some(path) = &args.objects {
-        load_objects(&store, path)?;
-    }
-    let engine = Engine::new(Arc::new(ds)).with_store(store);
+    let store: Arc<dyn ObjectStore> = match &args.objects {
+        Some(path) => {
+            let mem = MemoryStore::new();
+            load_objects(&mem, path)?;
+            Arc::new(mem)
+        }
+        None if global.db.exists() => Arc::new(
+            RedbStore::open(&global.db)
+                .with_context(|| format!("opening the object store {}", global.db.display()))?,
+        ),
+        None => Arc::new(MemoryStore::new()),
+    };
+    let engine = Engine::new(Arc::new(ds))
+        .with_store(store)
+        .with_builtins(crate::methods::demo_builtins());
     let (ws, err) = engine.instantiate_traced(&args.uri, &attrs);
     if args.json {
         let doc = serde_json::json!({

@@ -212,7 +212,13 @@ impl Handler {
         let uri = format!("/System/Process/Event?{}", hash2query(&pairs));
         let (ws, error) = self.engine.instantiate_traced(&uri, &[]);
         for line in &ws.trace {
-            self.log.info(format!("<AutomationEngine> {}", line.text));
+            // Core lines raised from inside Automate (generic events, their
+            // delivery) keep their own `MIQ(...)` prefix, as in evm.log.
+            if line.text.starts_with("MIQ(") {
+                self.log.info(line.text.clone());
+            } else {
+                self.log.info(format!("<AutomationEngine> {}", line.text));
+            }
         }
         self.log.info(format!("{processing}Complete"));
         Ok(HandleOutcome {

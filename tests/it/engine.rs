@@ -2132,12 +2132,3 @@ fn fixture_unknown_event_type_ends_in_provider_missing() {
         &"Followed  Relationship [miqaedb:/System/Event/EmsEvent/RHEVM/NO_SUCH_EVENT#create]"
     );
 }
-
-#[test]
-fn zz_tmp_rhai_bodies_compile() {
-    for name in ["exit_codes", "state_machine_steps", "state_machine_multi"] {
-        let ds = open(&data_dir(name));
-        let errs = automate::methods::RhaiRunner::new().precompile(&ds.index());
-        assert!(errs.is_empty(), "{name}: {errs:?}");
-    }
-}

@@ -356,13 +356,30 @@ async fn post_events(
     deliver(&state, items).await
 }
 
-/// Sends every item and waits for all durability answers.
+fn timeout_response() -> Response {
+    error_response(
+        StatusCode::GATEWAY_TIMEOUT,
+        "timeout",
+        format!(
+            "the events were not confirmed stored within {} s; posting again is safe",
+            ACK_TIMEOUT.as_secs()
+        ),
+    )
+}
+
+/// Sends every item and waits for all durability answers, within
+/// [`ACK_TIMEOUT`] in all.
 async fn deliver(state: &HttpState, items: Vec<Item>) -> Response {
     let total = items.len();
     let mut waits: Vec<(Arc<CatcherStats>, AckReceiver)> = Vec::new();
     let mut skipped = 0usize;
+    let deadline = tokio::time::Instant::now() + ACK_TIMEOUT;
     for item in items {
-        match item.ctx.offer(item.event, true, &state.shutdown).await {
+        let offer = item.ctx.offer(item.event, true, &state.shutdown);
+        let Ok(offer) = tokio::time::timeout_at(deadline, offer).await else {
+            return timeout_response();
+        };
+        match offer {
             Offer::Skipped => skipped += 1,
             Offer::Sent(Some(rx)) => waits.push((item.ctx.stats.clone(), rx)),
             Offer::Sent(None) => {}
@@ -390,15 +407,8 @@ async fn deliver(state: &HttpState, items: Vec<Item>) -> Response {
         }
         failed
     };
-    match tokio::time::timeout(ACK_TIMEOUT, all).await {
-        Err(_) => error_response(
-            StatusCode::GATEWAY_TIMEOUT,
-            "timeout",
-            format!(
-                "the events were not confirmed stored within {} s",
-                ACK_TIMEOUT.as_secs()
-            ),
-        ),
+    match tokio::time::timeout_at(deadline, all).await {
+        Err(_) => timeout_response(),
         Ok(failed) if failed.is_empty() => (
             StatusCode::ACCEPTED,
             Json(json!({"accepted": sent, "skipped": skipped})),
