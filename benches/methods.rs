@@ -126,6 +126,38 @@ fn datastore(root: &Path) {
         &method_yaml("empty", "rhai", "inline"),
     );
     write(root, &format!("{cls}/__methods__/empty.rhai"), "()\n");
+    let machine = "Bench/Bench/Machine.class";
+    let fields: String = (1..=5).map(|i| state_field(&format!("s{i}"), i)).collect();
+    write(
+        root,
+        &format!("{machine}/__class__.yaml"),
+        &format!(
+            "---\nobject_type: class\nversion: 1.0\nobject:\n  attributes:\n    description:\n    \
+             display_name:\n    name: Machine\n    type:\n    inherits:\n    visibility:\n    \
+             owner:\n  schema:\n{fields}"
+        ),
+    );
+    let values: String = (1..=5)
+        .map(|i| format!("  - s{i}:\n      value: METHOD::step\n"))
+        .collect();
+    write(
+        root,
+        &format!("{machine}/five.yaml"),
+        &format!(
+            "---\nobject_type: instance\nversion: 1.0\nobject:\n  attributes:\n    \
+             display_name:\n    name: five\n    inherits:\n    description:\n  fields:\n{values}"
+        ),
+    );
+    write(
+        root,
+        &format!("{machine}/__methods__/step.yaml"),
+        &method_yaml("step", "rhai", "inline"),
+    );
+    write(
+        root,
+        &format!("{machine}/__methods__/step.rhai"),
+        "let n = evm.root[\"n\"];\nevm.root[\"n\"] = if type_of(n) == \"()\" { 1 } else { n + 1 };\n",
+    );
     write(
         root,
         &format!("{cls}/__methods__/noop.yaml"),
@@ -158,6 +190,18 @@ fn benches(c: &mut Criterion) {
     });
     c.bench_function("rhai_empty_method", |b| {
         b.iter(|| black_box(engine.instantiate(black_box("/Bench/Trivial/empty"), &args)))
+    });
+    let ws = engine
+        .instantiate("/Bench/Machine/five", &[])
+        .expect("runs");
+    assert_eq!(
+        ws.root().and_then(|o| o.get("n")).map(|v| v.to_text()),
+        Some("5".to_string()),
+        "{:?}",
+        ws.trace_lines()
+    );
+    c.bench_function("rhai_state_machine_5", |b| {
+        b.iter(|| black_box(engine.instantiate(black_box("/Bench/Machine/five"), &[])))
     });
     engine
         .instantiate("/Bench/Trivial/noop", &args)

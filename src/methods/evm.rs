@@ -81,7 +81,7 @@ pub(crate) struct Frame {
     pub deadline: Option<Instant>,
     /// Embedded methods by lower-cased import name.
     pub embedded: HashMap<String, Embedded>,
-    /// Modules evaluated so far in this call, by import name.
+    /// Modules evaluated so far in this call, by fully-qualified name.
     pub loaded: HashMap<String, SharedModule>,
     /// Modules being evaluated (circular imports).
     pub loading: Vec<String>,

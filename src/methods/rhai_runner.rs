@@ -376,12 +376,12 @@ impl rhai::ModuleResolver for EmbeddedResolver {
             Missing,
         }
         let found = evm::with_frame(|f| {
-            if let Some(m) = f.loaded.get(&key) {
-                return Found::Loaded(m.clone());
-            }
             let Some(e) = f.embedded.get(&key) else {
                 return Found::Missing;
             };
+            if let Some(m) = f.loaded.get(&e.fqname) {
+                return Found::Loaded(m.clone());
+            }
             if f.loading.contains(&e.fqname) {
                 return Found::Circular;
             }
@@ -418,7 +418,7 @@ impl rhai::ModuleResolver for EmbeddedResolver {
             })?
             .into();
         evm::with_frame(|f| {
-            f.loaded.insert(key, module.clone());
+            f.loaded.insert(embedded.fqname.clone(), module.clone());
         });
         Ok(module)
     }

@@ -476,6 +476,24 @@ async fn jsonl_follow_reads_appended_lines_until_shutdown() {
             .unwrap();
         assert_eq!(c.event.event_type, expected);
     }
+    // Rotation (renamed away, a new file in its place), then truncation:
+    // each time the new content is read from the start.
+    std::fs::rename(&path, dir.path().join("tail.jsonl.1")).unwrap();
+    std::fs::write(&path, line("USER_STOP_VM", 4)).unwrap();
+    let c = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("the rotated file is read")
+        .unwrap();
+    assert_eq!(c.event.event_type, "USER_STOP_VM");
+    std::fs::write(&path, "").unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    std::fs::write(&path, line("USER_STARTED_VM", 5)).unwrap();
+    let c = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("the truncated file is read again")
+        .unwrap();
+    assert_eq!(c.event.event_type, "USER_STARTED_VM");
+    assert_eq!(c.event.timestamp, "2026-01-01T00:00:05Z");
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(5), task)
         .await

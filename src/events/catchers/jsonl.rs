@@ -7,11 +7,13 @@
 //! `amqp` catcher parses them. Blank lines are ignored. A bad line is logged
 //! as a warning naming its line number, counted in the catcher's stats and
 //! skipped. With `follow`, the catcher keeps reading what is appended to the
-//! file (like `tail -f`) until shutdown; otherwise it ends at end of file.
+//! file (like `tail -F`: a truncated or replaced file is read again from the
+//! start) until shutdown; otherwise it ends at end of file.
 
 use super::{oslo, CatcherError, Ctx, Offer};
 use crate::events::ProviderEvent;
 use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
@@ -70,25 +72,104 @@ impl JsonlCatcher {
         shutdown: CancellationToken,
     ) -> Result<(), CatcherError> {
         if self.cfg.path == "-" {
-            let reader = BufReader::new(tokio::io::stdin());
-            return read_lines(&ctx, reader, "stdin", false, &shutdown).await;
+            let mut input = Input {
+                reader: Box::new(BufReader::new(tokio::io::stdin())),
+                name: "stdin".into(),
+                file: None,
+            };
+            return read_lines(&ctx, &mut input, false, &shutdown).await;
         }
-        let file = tokio::fs::File::open(&self.cfg.path)
-            .await
-            .map_err(|source| CatcherError::Io {
-                provider: ctx.provider.name.clone(),
-                path: self.cfg.path.clone(),
-                source,
-            })?;
-        let reader = BufReader::new(file);
-        read_lines(&ctx, reader, &self.cfg.path, self.cfg.follow, &shutdown).await
+        let path = PathBuf::from(&self.cfg.path);
+        let (reader, ident) = open(&path).await.map_err(|source| CatcherError::Io {
+            provider: ctx.provider.name.clone(),
+            path: self.cfg.path.clone(),
+            source,
+        })?;
+        let mut input = Input {
+            reader,
+            name: self.cfg.path.clone(),
+            file: Some(FileState {
+                path,
+                ident,
+                pos: 0,
+            }),
+        };
+        read_lines(&ctx, &mut input, self.cfg.follow, &shutdown).await
     }
 }
 
-async fn read_lines<R: AsyncBufRead + Unpin>(
+type Reader = Box<dyn AsyncBufRead + Unpin + Send>;
+
+/// What is being read.
+struct Input {
+    reader: Reader,
+    name: String,
+    file: Option<FileState>,
+}
+
+/// A followed file: where we are, and which file it is (to notice
+/// truncation and rotation).
+struct FileState {
+    path: PathBuf,
+    ident: Option<(u64, u64)>,
+    pos: u64,
+}
+
+/// (device, inode) on Unix.
+#[cfg(unix)]
+fn ident(m: &std::fs::Metadata) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    Some((m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+fn ident(_: &std::fs::Metadata) -> Option<(u64, u64)> {
+    None
+}
+
+async fn open(path: &Path) -> std::io::Result<(Reader, Option<(u64, u64)>)> {
+    let file = tokio::fs::File::open(path).await?;
+    let id = ident(&file.metadata().await?);
+    Ok((Box::new(BufReader::new(file)), id))
+}
+
+impl Input {
+    /// At end of a followed file: reopens it when it was truncated or
+    /// replaced (log rotation). `true` when reading starts over.
+    async fn reopen_if_replaced(&mut self, ctx: &Ctx) -> bool {
+        let Some(f) = &mut self.file else {
+            return false;
+        };
+        let Ok(meta) = tokio::fs::metadata(&f.path).await else {
+            // Gone for now (mid-rotation): keep waiting.
+            return false;
+        };
+        let replaced = ident(&meta).is_some() && ident(&meta) != f.ident;
+        if !replaced && meta.len() >= f.pos {
+            return false;
+        }
+        let Ok((reader, id)) = open(&f.path).await else {
+            return false;
+        };
+        tracing::info!(
+            target: "evm",
+            "MIQ({}) EMS [{}] as [{}] {} was {}: reading it from the start",
+            ctx.provider.catcher_name(),
+            ctx.provider.hostname,
+            ctx.provider.userid,
+            self.name,
+            if replaced { "replaced" } else { "truncated" },
+        );
+        self.reader = reader;
+        f.ident = id;
+        f.pos = 0;
+        true
+    }
+}
+
+async fn read_lines(
     ctx: &Ctx,
-    mut reader: R,
-    name: &str,
+    input: &mut Input,
     follow: bool,
     shutdown: &CancellationToken,
 ) -> Result<(), CatcherError> {
@@ -98,17 +179,31 @@ async fn read_lines<R: AsyncBufRead + Unpin>(
         let n = tokio::select! {
             biased;
             _ = shutdown.cancelled() => return Ok(()),
-            r = reader.read_until(b'\n', &mut buf) => r.map_err(|source| CatcherError::Io {
+            r = input.reader.read_until(b'\n', &mut buf) => r.map_err(|source| CatcherError::Io {
                 provider: ctx.provider.name.clone(),
-                path: name.to_string(),
+                path: input.name.clone(),
                 source,
             })?,
         };
+        if let Some(f) = &mut input.file {
+            f.pos += n as u64;
+        }
         let complete = buf.last() == Some(&b'\n');
         if n == 0 || !complete {
             // End of input for now: a partial last line waits for its end
             // when following, and is taken as is otherwise.
             if follow && buf.len() <= MAX_LINE {
+                if n == 0 && input.reopen_if_replaced(ctx).await {
+                    // The old file's unterminated last line, as it is.
+                    let rest = std::mem::take(&mut buf);
+                    if !rest.is_empty()
+                        && !handle_line(ctx, &rest, lineno + 1, &input.name, shutdown).await?
+                    {
+                        return Ok(());
+                    }
+                    lineno = 0;
+                    continue;
+                }
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
                     _ = tokio::time::sleep(FOLLOW_POLL) => continue,
@@ -121,7 +216,7 @@ async fn read_lines<R: AsyncBufRead + Unpin>(
         lineno += 1;
         let line = std::mem::take(&mut buf);
         let done = n == 0 || (!complete && !follow);
-        if !handle_line(ctx, &line, lineno, name, shutdown).await? {
+        if !handle_line(ctx, &line, lineno, &input.name, shutdown).await? {
             return Ok(());
         }
         if done {

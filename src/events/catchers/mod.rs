@@ -4,8 +4,9 @@
 //!
 //! Every catcher kind is a module with a serde config and a `build` step:
 //!
-//! * [`simulate`]: a seeded generator of realistic RHEV and OpenStack event
-//!   streams (VMs powering on and off with consistent state) at a set rate;
+//! * [`simulate`]: a seeded generator of realistic RHEV, OpenStack and
+//!   VMware event streams (VMs powering on and off with consistent state) at
+//!   a set rate;
 //! * [`jsonl`]: one JSON event per line from a file (optionally tailed) or
 //!   stdin;
 //! * [`http`]: `POST /api/events` with token auth (served by the API
