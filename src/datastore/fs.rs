@@ -164,7 +164,10 @@ fn dir_name_of(dir: &Path) -> String {
 
 /// Classes parsed ahead of the walk: their directory → the class and the
 /// problems found in it.
-type ParsedClasses = HashMap<PathBuf, (Option<Class>, Vec<Problem>)>;
+type ParsedClasses = HashMap<PathBuf, ParsedClass>;
+
+/// One class directory's parse result.
+type ParsedClass = (Option<Class>, Vec<Problem>);
 
 /// Parses every class directory below `dir` on all cores. Classes hold
 /// nearly all of a domain's files, so this is where loading spends its
@@ -177,7 +180,7 @@ fn parse_classes_parallel(dir: &Path) -> ParsedClasses {
         return ParsedClasses::new();
     }
     let next = AtomicUsize::new(0);
-    let results: Vec<Vec<(PathBuf, (Option<Class>, Vec<Problem>))>> = std::thread::scope(|scope| {
+    let results: Vec<Vec<(PathBuf, ParsedClass)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {

@@ -5,9 +5,12 @@ use crate::engine::{AttrValue, Attributes};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
+/// (base class, id).
+type Key = (&'static str, i64);
+
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    objects: RwLock<HashMap<(&'static str, i64), (Arc<str>, Attributes)>>,
+    objects: RwLock<HashMap<Key, (Arc<str>, Attributes)>>,
     /// The last sequence number used per base class (ids are per table,
     /// as in ManageIQ: host 1000000000001 and VM 1000000000001 coexist).
     last_seq: Mutex<HashMap<&'static str, i64>>,

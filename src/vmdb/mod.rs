@@ -76,8 +76,13 @@ pub fn base_class(class: &str) -> Option<&'static str> {
         "tenant" => "Tenant",
         "storage" => "Storage",
         "emscluster" => "EmsCluster",
-        "miqrequest" | "request" | "automationrequest" => "MiqRequest",
-        "miqrequesttask" | "automationtask" => "MiqRequestTask",
+        "miqrequest" | "request" | "automationrequest" | "miqprovisionrequest"
+        | "miqprovisionrequesttemplate" | "vmmigraterequest" | "vmreconfigurerequest"
+        | "vmretirerequest" | "serviceretirerequest" | "servicetemplateprovisionrequest"
+        | "miqhostprovisionrequest" | "orchestrationstackretirerequest" => "MiqRequest",
+        "miqrequesttask" | "automationtask" | "miqprovision" | "provision"
+        | "miqprovisionvmware" | "miqprovisionredhat" | "serviceprovisiontask"
+        | "servicetemplateprovisiontask" | "vmreconfiguretask" | "vmmigratetask" => "MiqRequestTask",
         "miqpolicy" | "policy" => "MiqPolicy",
         "miqalert" => "MiqAlert",
         _ => return None,

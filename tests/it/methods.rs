@@ -565,11 +565,14 @@ fn raise_evm_event_from_a_script() {
         Some(AttrValue::Str("POLICY".into()))
     );
     assert!(
-        has_line(&ws, "Delivering {\"event_type\"=>\"vm_start\""),
+        has_line(
+            &ws,
+            "Delivering {:event_type=>\"vm_start\", \"MiqEvent::miq_event\"=>"
+        ),
         "{}",
         dump(&ws)
     );
-    assert!(has_line(&ws, "\"extra\"=>\"1\""));
+    assert!(has_line(&ws, ":extra=>1}"), "{}", dump(&ws));
     assert_eq!(root_text(&ws, "not_raised"), "()");
     assert_eq!(
         line_at(
