@@ -6,7 +6,8 @@ use super::Global;
 use crate::datastore::Datastore;
 use crate::engine::datatype::to_json;
 use crate::engine::{AttrValue, Attributes, Engine, ObjectId, Workspace};
-use crate::vmdb::{MemoryStore, ObjectStore, RedbStore};
+use crate::engine::deliver::{deliver, Delivery, Outcome, DEFAULT_MAX_DELIVERIES};
+use crate::vmdb::{MemoryStore, ObjectStore, RedbStore, Schedule};
 use anyhow::Context;
 use std::io::Write;
 use std::path::PathBuf;
@@ -48,22 +49,37 @@ pub fn run(global: &Global, args: InstantiateArgs) -> anyhow::Result<ExitCode> {
     for p in &problems {
         eprintln!("warning: {p}");
     }
-    let store: Arc<dyn ObjectStore> = match &args.objects {
+    // With --objects: an in-memory store and no retries. Otherwise the
+    // redb store at --db, and a state machine's retry is scheduled there.
+    let (store, schedule): (Arc<dyn ObjectStore>, Option<Schedule>) = match &args.objects {
         Some(path) => {
             let mem = MemoryStore::new();
             load_objects(&mem, path)?;
-            Arc::new(mem)
+            (Arc::new(mem), None)
         }
-        None if global.db.exists() => Arc::new(
-            RedbStore::open(&global.db)
-                .with_context(|| format!("opening the object store {}", global.db.display()))?,
-        ),
-        None => Arc::new(MemoryStore::new()),
+        None => {
+            let db = RedbStore::open(&global.db)
+                .with_context(|| format!("opening the object store {}", global.db.display()))?;
+            let schedule = db.schedule();
+            (Arc::new(db), Some(schedule))
+        }
     };
-    let engine = Engine::new(Arc::new(ds))
-        .with_store(store)
-        .with_builtins(crate::methods::demo_builtins());
-    let (ws, err) = engine.instantiate_traced(&args.uri, &attrs);
+    let (engine, _runner) = crate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(store));
+    let (ws, err) = match &schedule {
+        Some(schedule) => {
+            let d = Delivery {
+                uri: args.uri.clone(),
+                attrs: attrs.clone(),
+                object: String::new(),
+                deliveries: 0,
+            };
+            match deliver(&engine, schedule, &d, DEFAULT_MAX_DELIVERIES)? {
+                Outcome::Error { workspace, error } => (workspace, error),
+                other => (other_workspace(other), None),
+            }
+        }
+        None => engine.instantiate_traced(&args.uri, &attrs),
+    };
     if args.json {
         let doc = serde_json::json!({
             "uri": args.uri,
@@ -90,6 +106,13 @@ pub fn run(global: &Global, args: InstantiateArgs) -> anyhow::Result<ExitCode> {
             args.uri
         )),
         None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+fn other_workspace(o: Outcome) -> Workspace {
+    match o {
+        Outcome::Done(w) | Outcome::GaveUp(w) => w,
+        Outcome::Retry { workspace, .. } | Outcome::Error { workspace, .. } => workspace,
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod datastore;
 pub mod demo;
 pub mod instantiate;
+pub mod retries;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -58,6 +59,9 @@ pub enum Command {
     Export(datastore::ExportArgs),
     /// Instantiate an Automate URI and print the trace and the object tree.
     Instantiate(instantiate::InstantiateArgs),
+    /// State-machine retries scheduled in the object store.
+    #[command(subcommand)]
+    Retries(retries::RetriesCmd),
 }
 
 /// Parses the command line, runs the command, maps the outcome to an exit code.
@@ -70,6 +74,7 @@ pub fn main() -> ExitCode {
         Command::Import(args) => datastore::import(&cli.global, args),
         Command::Export(args) => datastore::export(&cli.global, args),
         Command::Instantiate(args) => instantiate::run(&cli.global, args),
+        Command::Retries(cmd) => retries::run(&cli.global, cmd),
     };
     match result {
         Ok(code) => code,

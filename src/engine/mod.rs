@@ -15,6 +15,7 @@
 
 mod collect;
 pub mod datatype;
+pub mod deliver;
 mod error;
 mod instantiate;
 mod methods;

@@ -93,6 +93,22 @@ impl Workspace {
         self.trace.iter().map(|l| l.text.as_str()).collect()
     }
 
+    /// Appends a line to the trace (depth 0) and sends it to `tracing`
+    /// (target `automation`).
+    pub fn log_line(&mut self, level: Level, text: String) {
+        match level {
+            Level::Debug => tracing::debug!(target: "automation", "{text}"),
+            Level::Info => tracing::info!(target: "automation", "{text}"),
+            Level::Warn => tracing::warn!(target: "automation", "{text}"),
+            Level::Error => tracing::error!(target: "automation", "{text}"),
+        }
+        self.trace.push(TraceLine {
+            depth: 0,
+            level,
+            text,
+        });
+    }
+
     /// `ae_result` of the root, `ok` when unset (as `MiqAeEngine.deliver`
     /// reads it).
     pub fn result(&self) -> String {

@@ -210,10 +210,8 @@ impl Config {
             source,
         })?;
         let mut cfg = Config::from_yaml(&text, &shown)?;
-        if cfg.log.dir.is_relative() {
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                cfg.log.dir = parent.join(&cfg.log.dir);
-            }
+        if let Some(base) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            cfg.resolve_paths(base);
         }
         if let Ok(token) = std::env::var("AUTOMATE_API_TOKEN") {
             if !token.is_empty() {
@@ -296,6 +294,21 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// Makes relative file paths (`log.dir`, `jsonl` catcher paths other
+    /// than `-`) relative to `base`, the config file's directory.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        if self.log.dir.is_relative() {
+            self.log.dir = base.join(&self.log.dir);
+        }
+        for p in &mut self.providers {
+            if let CatcherConfig::Jsonl(j) = &mut p.catcher {
+                if j.path != "-" && Path::new(&j.path).is_relative() {
+                    j.path = base.join(&j.path).display().to_string();
+                }
+            }
+        }
     }
 
     /// The provider called `name`.

@@ -763,3 +763,46 @@ fn print_goes_to_the_trace() {
     );
     assert_eq!(root_text(&ws, "where"), "/SPEC_DOMAIN/EVM/SM/sm_print");
 }
+
+#[test]
+fn one_runner_serves_many_threads() {
+    let engine = Arc::new(engine_on(
+        &manifest("datastore"),
+        store(),
+        RhaiLimits::default(),
+    ));
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            let engine = engine.clone();
+            std::thread::spawn(move || {
+                for i in 0..25 {
+                    let who = format!("t{t}-{i}");
+                    let ws = engine
+                        .instantiate("/System/Request/HelloWorld", &[("who".into(), who.clone())])
+                        .unwrap();
+                    assert_eq!(root_text(&ws, "hello_world"), format!("Hello, {who}!"));
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
+#[test]
+fn nested_rhai_instantiations_fit_a_small_stack() {
+    // Rhai -> evm.instantiate -> Rhai ... 40 deep, on a 2 MiB thread (the
+    // size of tokio's blocking threads and of test threads).
+    let engine = spec_engine();
+    let handle = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            let (ws, err) =
+                engine.instantiate_traced("/EVM/CHAIN/c0", &[("last".into(), "39".into())]);
+            assert_eq!(err, None, "{}", dump(&ws));
+            assert_eq!(root_text(&ws, "deepest"), "39");
+        })
+        .unwrap();
+    handle.join().unwrap();
+}

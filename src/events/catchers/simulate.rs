@@ -486,20 +486,28 @@ impl SimulateCatcher {
         if self.cfg.start.is_none() {
             sim.start_at(super::now_ms());
         }
-        let mut ticker = (self.cfg.rate > 0.0).then(|| {
-            let period = Duration::from_secs_f64(1.0 / self.cfg.rate).max(Duration::from_micros(1));
-            let mut t = tokio::time::interval(period);
-            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            t
-        });
+        // Pacing by deadline: event n is due at start + n/rate, so rates
+        // above the timer's 1 ms resolution still average out; after a stall
+        // (a full pipeline) of over a second the schedule restarts instead
+        // of bursting to catch up.
+        let period = (self.cfg.rate > 0.0)
+            .then(|| Duration::from_secs_f64(1.0 / self.cfg.rate).max(Duration::from_nanos(1)));
+        let mut due = tokio::time::Instant::now();
         let mut n: u64 = 0;
         for ev in sim {
-            if let Some(t) = &mut ticker {
-                tokio::select! {
-                    _ = t.tick() => {}
-                    _ = shutdown.cancelled() => return Ok(()),
+            if let Some(period) = period {
+                let now = tokio::time::Instant::now();
+                if due > now {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(due) => {}
+                        _ = shutdown.cancelled() => return Ok(()),
+                    }
+                } else if now - due > Duration::from_secs(1) {
+                    due = now;
                 }
-            } else if shutdown.is_cancelled() {
+                due += period;
+            }
+            if shutdown.is_cancelled() {
                 return Ok(());
             }
             match ctx.offer(ev, false, &shutdown).await {
@@ -508,7 +516,7 @@ impl SimulateCatcher {
                 Offer::Closed => return Err(ctx.closed()),
             }
             n += 1;
-            if ticker.is_none() && n % 256 == 0 {
+            if n % 256 == 0 {
                 tokio::task::yield_now().await;
             }
         }

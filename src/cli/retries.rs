@@ -1,0 +1,105 @@
+//! `automate retries list|run-due`: the state-machine retries scheduled in
+//! the object store (`--db`), and running the ones that have come due.
+
+use super::Global;
+use crate::datastore::Datastore;
+use crate::engine::deliver::{run_due, Outcome, DEFAULT_MAX_DELIVERIES, RETRY_KIND};
+use crate::engine::Engine;
+use crate::vmdb::RedbStore;
+use anyhow::Context;
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum RetriesCmd {
+    /// List the scheduled retries.
+    List,
+    /// Deliver the retries that are due.
+    RunDue {
+        /// Keep going until no retry is scheduled at all (sleeping until the
+        /// next one is due).
+        #[arg(long)]
+        wait: bool,
+        /// Give a delivery up after this many runs (the retry bound).
+        #[arg(long, default_value_t = DEFAULT_MAX_DELIVERIES)]
+        max_deliveries: u32,
+        /// Print only a summary.
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+pub fn run(global: &Global, cmd: RetriesCmd) -> anyhow::Result<ExitCode> {
+    let db = RedbStore::open(&global.db)
+        .with_context(|| format!("opening the object store {}", global.db.display()))?;
+    let schedule = db.schedule();
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        RetriesCmd::List => {
+            let due = schedule.due(SystemTime::now() + Duration::from_secs(10 * 365 * 86_400), 10_000)?;
+            for (id, item, attempts) in due {
+                if item.kind != RETRY_KIND {
+                    continue;
+                }
+                let uri = item.payload["uri"].as_str().unwrap_or("");
+                let deliveries = item.payload["deliveries"].as_u64().unwrap_or(0);
+                writeln!(out, "{id}\t{uri}\tdeliveries={deliveries}\tattempts={attempts}")?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        RetriesCmd::RunDue {
+            wait,
+            max_deliveries,
+            quiet,
+        } => {
+            let (ds, problems) = Datastore::open(&global.datastore);
+            for p in &problems {
+                eprintln!("warning: {p}");
+            }
+            let (engine, _runner) =
+                crate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(Arc::new(db)));
+            // Claims of a process that died are due again at once.
+            schedule.release_leases(SystemTime::now())?;
+            let (mut done, mut retried, mut failed) = (0usize, 0usize, 0usize);
+            loop {
+                let outcomes = run_due(&engine, &schedule, 64, max_deliveries)?;
+                for o in &outcomes {
+                    match o {
+                        Outcome::Done(_) => done += 1,
+                        Outcome::Retry { .. } => retried += 1,
+                        Outcome::Error { .. } | Outcome::GaveUp(_) => failed += 1,
+                    }
+                    if !quiet {
+                        for line in &o.workspace().trace {
+                            writeln!(out, "{}", line.text)?;
+                        }
+                    }
+                }
+                if !outcomes.is_empty() {
+                    continue;
+                }
+                if !wait {
+                    break;
+                }
+                match schedule.next_due()? {
+                    None => break,
+                    Some(at) => {
+                        let pause = at
+                            .duration_since(SystemTime::now())
+                            .unwrap_or_default()
+                            .clamp(Duration::from_millis(5), Duration::from_secs(1));
+                        std::thread::sleep(pause);
+                    }
+                }
+            }
+            writeln!(
+                out,
+                "retries: {done} finished, {retried} scheduled again, {failed} failed or gave up, {} still scheduled",
+                schedule.len()?
+            )?;
+            Ok(if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Delivery with durable retries (ManageIQ's `MiqAeEngine.deliver`,
+//! reference §6.6).
+//!
+//! [`deliver`] instantiates a URI. When the root ends with
+//! `ae_result = retry`, the URI is scheduled again in the store's durable
+//! scheduled-work table, `ae_retry_interval` from now (sub-second allowed),
+//! with the state the next pass needs (`ae_state`, `ae_state_retries`,
+//! `ae_state_started`, the state vars and the nested machines' saved state)
+//! as extra attributes. [`run_due`] claims the retries that have come due
+//! and delivers each again. A claim is a lease: if the process dies before
+//! the retry is completed, it comes due again after the lease (at least
+//! once). A delivery that has retried `max_deliveries` times is given up,
+//! so no machine retries forever.
+
+use super::datatype::duration_seconds;
+use super::{Engine, EngineError, Workspace};
+use crate::vmdb::{Schedule, StoreError, WorkItem};
+use std::time::{Duration, SystemTime};
+
+/// The work-item kind of a scheduled Automate retry.
+pub const RETRY_KIND: &str = "automate_retry";
+
+/// The retry bound when the caller gives none.
+pub const DEFAULT_MAX_DELIVERIES: u32 = 100;
+
+/// How long a claimed retry is leased before it comes due again.
+pub const RETRY_LEASE: Duration = Duration::from_secs(300);
+
+/// One delivery to Automate: a URI, its attributes and the object it is for.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Delivery {
+    pub uri: String,
+    #[serde(default)]
+    pub attrs: Vec<(String, String)>,
+    /// `EmsEvent.1000000000001`, for the log lines; empty when none.
+    #[serde(default)]
+    pub object: String,
+    /// How many times this delivery has run before (0 for the first).
+    #[serde(default)]
+    pub deliveries: u32,
+}
+
+/// How one delivery ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Finished (`ae_result` ok, or anything but retry and error).
+    Done(Workspace),
+    /// Scheduled again: the work item's id and when it runs.
+    Retry {
+        workspace: Workspace,
+        id: u64,
+        run_at: SystemTime,
+    },
+    /// `ae_result = error`, or the engine returned an error.
+    Error {
+        workspace: Workspace,
+        error: Option<EngineError>,
+    },
+    /// It wanted to retry, but had already run `max_deliveries` times.
+    GaveUp(Workspace),
+}
+
+impl Outcome {
+    pub fn workspace(&self) -> &Workspace {
+        match self {
+            Outcome::Done(w) | Outcome::GaveUp(w) => w,
+            Outcome::Retry { workspace, .. } | Outcome::Error { workspace, .. } => workspace,
+        }
+    }
+}
+
+/// Instantiates `d` and schedules a retry if the root asks for one.
+pub fn deliver(
+    engine: &Engine,
+    schedule: &Schedule,
+    d: &Delivery,
+    max_deliveries: u32,
+) -> Result<Outcome, StoreError> {
+    let (mut ws, error) = engine.instantiate_traced(&d.uri, &d.attrs);
+    let result = ws.result();
+    let state = ws
+        .root_attr("ae_state")
+        .map(|v| v.to_text())
+        .unwrap_or_default();
+    let object = if d.object.is_empty() {
+        "Automate".to_string()
+    } else {
+        d.object.clone()
+    };
+    if error.is_some() || result.eq_ignore_ascii_case("error") {
+        let message = ws
+            .root_attr("ae_message")
+            .map(|v| v.to_text())
+            .or_else(|| error.as_ref().map(|e| e.to_string()))
+            .unwrap_or_default();
+        ws.log_line(
+            super::Level::Error,
+            format!(
+                "MIQ(MiqAeEngine.deliver) Error delivering {} for object [{object}] with state [{state}] to Automate: {message}",
+                inspect_pairs(&d.attrs)
+            ),
+        );
+        return Ok(Outcome::Error {
+            workspace: ws,
+            error,
+        });
+    }
+    if !result.eq_ignore_ascii_case("retry") {
+        return Ok(Outcome::Done(ws));
+    }
+    if d.deliveries + 1 >= max_deliveries {
+        ws.log_line(
+            super::Level::Error,
+            format!(
+                "MIQ(MiqAeEngine.deliver) Giving up on [{}] for object [{object}] with state [{state}]: \
+                 {} deliveries, the most allowed (retry bound)",
+                d.uri,
+                d.deliveries + 1
+            ),
+        );
+        return Ok(Outcome::GaveUp(ws));
+    }
+    let interval = ws
+        .root_attr("ae_retry_interval")
+        .map(|v| v.to_text())
+        .and_then(|t| duration_seconds(&t))
+        .unwrap_or(0.0)
+        .max(0.0);
+    let mut attrs: Vec<(String, String)> = d
+        .attrs
+        .iter()
+        .filter(|(k, _)| !k.starts_with("ae_state"))
+        .cloned()
+        .collect();
+    attrs.extend(ws.retry_args());
+    let next = Delivery {
+        uri: d.uri.clone(),
+        attrs,
+        object: d.object.clone(),
+        deliveries: d.deliveries + 1,
+    };
+    ws.log_line(
+        super::Level::Info,
+        format!(
+            "MIQ(MiqAeEngine.deliver) Requeuing {} for object [{object}] with state [{state}] to Automate for delivery in [{}] seconds",
+            inspect_pairs(&next.attrs),
+            format_seconds(interval)
+        ),
+    );
+    let run_at = SystemTime::now() + Duration::from_secs_f64(interval);
+    let payload = serde_json::to_value(&next).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let id = schedule.schedule(&WorkItem::new(RETRY_KIND, payload), run_at)?;
+    Ok(Outcome::Retry {
+        workspace: ws,
+        id,
+        run_at,
+    })
+}
+
+/// Claims the retries due now (at most `limit`) and delivers each again.
+/// Each is completed only after its delivery (and any new retry) is stored.
+pub fn run_due(
+    engine: &Engine,
+    schedule: &Schedule,
+    limit: usize,
+    max_deliveries: u32,
+) -> Result<Vec<Outcome>, StoreError> {
+    let claimed = schedule.claim_due(SystemTime::now(), limit, RETRY_LEASE)?;
+    let mut out = Vec::with_capacity(claimed.len());
+    for c in claimed {
+        if c.item.kind != RETRY_KIND {
+            continue;
+        }
+        let d: Delivery = match serde_json::from_value(c.item.payload.clone()) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(target: "evm", "scheduled retry {} is unreadable ({e}); dropped", c.id);
+                schedule.complete(c.id)?;
+                continue;
+            }
+        };
+        let outcome = deliver(engine, schedule, &d, max_deliveries)?;
+        schedule.complete(c.id)?;
+        out.push(outcome);
+    }
+    Ok(out)
+}
+
+fn format_seconds(s: f64) -> String {
+    if s.fract() == 0.0 {
+        format!("{}", s as i64)
+    } else {
+        format!("{s}")
+    }
+}
+
+/// The options hash as Ruby's `inspect` shows it.
+fn inspect_pairs(pairs: &[(String, String)]) -> String {
+    let parts: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{:?}=>{:?}", k, v))
+        .collect();
+    format!("{{{}}}", parts.join(", "))
+}
