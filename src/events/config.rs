@@ -13,11 +13,12 @@
 //!     catcher: {kind: simulate, seed: 7, rate: 2}
 //! ```
 
-use super::catchers::CatcherConfig;
+use super::catchers::{Catcher, CatcherConfig, CatcherError, CaughtSender, Filter};
 use super::Provider;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,6 +55,19 @@ pub struct ProviderConfig {
     /// Event types to drop at the catcher (ManageIQ's blacklist).
     #[serde(default)]
     pub filter: Vec<String>,
+}
+
+impl ProviderConfig {
+    /// The provider's event filter.
+    pub fn event_filter(&self) -> Filter {
+        Filter::new(self.filter.iter().cloned())
+    }
+
+    /// Builds this provider's catcher, sending into `out`.
+    pub fn build_catcher(&self, out: CaughtSender) -> Result<Catcher, CatcherError> {
+        self.catcher
+            .build(Arc::new(self.provider.clone()), self.event_filter(), out)
+    }
 }
 
 /// The provider entry as written: the same keys as [`ProviderConfig`], read
@@ -209,7 +223,7 @@ impl Config {
             path: shown.clone(),
             source,
         })?;
-        let mut cfg = Config::from_yaml(&text, &shown)?;
+        let mut cfg = Config::parse(&text, &shown)?;
         if let Some(base) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             cfg.resolve_paths(base);
         }
@@ -218,11 +232,25 @@ impl Config {
                 cfg.api.token = token;
             }
         }
+        cfg.validate().map_err(|message| ConfigError::Invalid {
+            path: shown,
+            message,
+        })?;
         Ok(cfg)
     }
 
     /// Parses and checks configuration text; `name` is used in errors.
     pub fn from_yaml(text: &str, name: &str) -> Result<Config, ConfigError> {
+        let cfg = Config::parse(text, name)?;
+        cfg.validate().map_err(|message| ConfigError::Invalid {
+            path: name.to_string(),
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    /// Parses without [`Config::validate`].
+    fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
         if text.len() > MAX_CONFIG_BYTES {
             return Err(ConfigError::Invalid {
                 path: name.to_string(),
@@ -236,7 +264,7 @@ impl Config {
                 max_nodes: 200_000,
             },
         };
-        let cfg: Config = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+        serde_saphyr::from_str_with_options(text, options).map_err(|e| {
             let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
             ConfigError::Syntax {
                 path: name.to_string(),
@@ -244,10 +272,6 @@ impl Config {
                 column,
                 message: first_line(&e.to_string()),
             }
-        })?;
-        cfg.validate().map_err(|message| ConfigError::Invalid {
-            path: name.to_string(),
-            message,
         })?;
         Ok(cfg)
     }
@@ -274,6 +298,25 @@ impl Config {
                     "{at}.name: provider [{}] is configured twice",
                     p.provider.name
                 ));
+            }
+        }
+        let mut queues = HashSet::new();
+        for (i, p) in self.providers.iter().enumerate() {
+            match &p.catcher {
+                CatcherConfig::Amqp(a) => {
+                    let q = a.queue_name(&p.provider.name);
+                    if !queues.insert((a.url.clone(), q.clone())) {
+                        return Err(format!(
+                            "providers[{i}].catcher.queue: queue [{q}] is already consumed by another provider"
+                        ));
+                    }
+                }
+                CatcherConfig::Http(_) if self.api.token.is_empty() => {
+                    return Err(format!(
+                        "providers[{i}].catcher: the http catcher needs api.token (or AUTOMATE_API_TOKEN)"
+                    ));
+                }
+                _ => {}
             }
         }
         if self.workers == 0 {

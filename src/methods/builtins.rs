@@ -85,8 +85,46 @@ fn event_action_policy(
         );
         return Ok(());
     }
-    events::raise_evm_event(rt, &target, policy_event.trim(), &[], Some(&event))?;
+    // The policy source: the event's provider when `param` is blank (added
+    // by raise_evm_event), else the target's `param` association.
+    let mut extra: Vec<(String, String)> = Vec::new();
+    let param = input(inputs, "param");
+    if !param.trim().is_empty() {
+        match policy_source(rt, &target, param.trim()) {
+            Some(src) => {
+                let (key, id_key) = events::delivery_keys(&src);
+                extra.push((key, src.id.to_string()));
+                extra.push((id_key, src.id.to_string()));
+            }
+            None => rt.log(
+                Level::Info,
+                format!(
+                    "{} [{}] has no [{}]; policy source not passed",
+                    class_of(&target),
+                    target.id,
+                    param.trim()
+                ),
+            ),
+        }
+    }
+    events::raise_evm_event(rt, &target, policy_event.trim(), &extra, Some(&event))?;
     Ok(())
+}
+
+/// `target.send(param)`: an association of the target, stored as an object
+/// attribute or as `<param>_id`.
+fn policy_source(rt: &Runtime<'_>, target: &VmdbRef, param: &str) -> Option<VmdbRef> {
+    let store = rt.engine().store();
+    let name = param.to_ascii_lowercase();
+    if let Some(AttrValue::Object(r)) = store.attribute(target, &name) {
+        return Some(r);
+    }
+    let class = crate::methods::evm::service_model(&name)?;
+    let id = store
+        .attribute(target, &format!("{name}_id"))
+        .as_ref()
+        .and_then(events::id_value)?;
+    store.find(&class, id)
 }
 
 /// `event_enforce_policy`: `MiqEvent#process_evm_event` for the workspace's

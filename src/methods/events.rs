@@ -292,7 +292,7 @@ pub fn event_target(store: &dyn ObjectStore, event: &VmdbRef, target: &str) -> O
 
 /// The `Class::attr` key and `<x>_id` key of a delivery for an object
 /// (`MiqAeEvent.raise_evm_event`).
-fn delivery_keys(r: &VmdbRef) -> (String, String) {
+pub fn delivery_keys(r: &VmdbRef) -> (String, String) {
     let base = base_class(&r.class).unwrap_or("VmOrTemplate");
     match base {
         "VmOrTemplate" => ("VmOrTemplate::vm".into(), "vm_id".into()),

@@ -7,7 +7,7 @@
 //! Rhai's native functions are registered once on the shared
 //! `rhai::Engine` and must be `'static + Send + Sync`, so they cannot
 //! capture the `&mut Runtime` of one call. Instead, [`RhaiRunner`] pushes a
-//! [`Frame`] on a thread-local stack for the duration of each `eval` and
+//! `Frame` on a thread-local stack for the duration of each `eval` and
 //! pops it afterwards (with a guard, so a panic pops it too). The frame holds
 //! a raw pointer to the runtime, the object running the method, its inputs,
 //! its embedded modules and its deadline. Every `evm` function reads the top
@@ -20,7 +20,7 @@
 //! until `eval` has returned and the frame is popped. Rhai evaluates on the
 //! calling thread, so only natives called from inside that `eval` can see the
 //! frame; each turns the pointer back into a `&mut Runtime` for the length of
-//! its own body only ([`with_runtime`]). A native that re-enters the engine
+//! its own body only (`with_runtime`). A native that re-enters the engine
 //! (`evm.instantiate`, `evm.raise_evm_event`) passes that same reborrow down,
 //! and a nested Rhai method pushes its own frame on top, so two live
 //! `&mut Runtime` never coexist. Handles given to scripts ([`AeObject`])
@@ -42,7 +42,7 @@ type SharedModule = Arc<rhai::Module>;
 
 type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 
-/// The `evm` marker: every function on it reads the current [`Frame`].
+/// The `evm` marker: every function on it reads the current `Frame`.
 #[derive(Debug, Clone, Copy)]
 pub struct Evm;
 

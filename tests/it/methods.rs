@@ -715,6 +715,20 @@ fn event_builtins_on_the_shipped_domain() {
         "Aborting instantiation because [Event not specified]"
     ));
 
+    // `param` names the policy source: an association of the target.
+    let (ws, err) = engine.instantiate_traced(
+        &event_uri("/System/event_handlers/event_action_policy")
+            .replace("?", "?target=src_vm&policy_event=vm_start&param=host&"),
+        &[],
+    );
+    assert_eq!(err, None, "{}", dump(&ws));
+    assert!(
+        has_line(&ws, &format!("\"Host::host\"=>{HOST}, :host_id=>{HOST}")),
+        "{}",
+        dump(&ws)
+    );
+    assert!(has_line(&ws, "Event Raised [vm_start]"));
+
     // An unknown policy event is not raised.
     let (ws, err) = engine.instantiate_traced(
         &event_uri("/System/event_handlers/event_action_policy")
@@ -792,17 +806,52 @@ fn one_runner_serves_many_threads() {
 
 #[test]
 fn nested_rhai_instantiations_fit_a_small_stack() {
-    // Rhai -> evm.instantiate -> Rhai ... 40 deep, on a 2 MiB thread (the
-    // size of tokio's blocking threads and of test threads).
+    // Rhai -> evm.instantiate -> Rhai ... 63 deep (the engine allows 64),
+    // on a 2 MiB thread (the size of tokio's blocking threads and of test
+    // threads).
     let engine = spec_engine();
     let handle = std::thread::Builder::new()
         .stack_size(2 << 20)
         .spawn(move || {
             let (ws, err) =
-                engine.instantiate_traced("/EVM/CHAIN/c0", &[("last".into(), "39".into())]);
+                engine.instantiate_traced("/EVM/CHAIN/c0", &[("last".into(), "62".into())]);
             assert_eq!(err, None, "{}", dump(&ws));
-            assert_eq!(root_text(&ws, "deepest"), "39");
+            assert_eq!(root_text(&ws, "deepest"), "62");
         })
         .unwrap();
     handle.join().unwrap();
+}
+
+#[test]
+fn request_events_run_the_shipped_rhai_hooks() {
+    let store = store();
+    let event = store
+        .create(
+            "RequestEvent",
+            attrs(&[
+                ("event_namespace", "RequestEvent".into()),
+                ("source", "Request".into()),
+                ("event_type", "request_created".into()),
+            ]),
+        )
+        .unwrap();
+    let engine = engine_on(&manifest("datastore"), store, RhaiLimits::default());
+    let uri = format!(
+        "/System/Process/Event?EventStream%3A%3Aevent_stream={}&event_type=request_created&miq_request_id=7",
+        event.id
+    );
+    let (ws, err) = engine.instantiate_traced(&uri, &[]);
+    assert_eq!(err, None, "{}", dump(&ws));
+    assert!(
+        has_line(
+            &ws,
+            "<AEMethod log_request_event> Request event [request_created] for request [7]"
+        ),
+        "{}",
+        dump(&ws)
+    );
+    assert!(has_line(
+        &ws,
+        "<AEMethod auto_approve> Auto-approval check for request [7]"
+    ));
 }

@@ -62,6 +62,8 @@ impl Default for AmqpConfig {
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Longest wait for the broker to accept a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a stopping catcher waits for the answers of events in flight.
 const DRAIN: Duration = Duration::from_secs(5);
 /// Delay before a refused event is requeued (a failing store is not
@@ -231,14 +233,24 @@ impl AmqpCatcher {
         shutdown: &CancellationToken,
         connected: &mut bool,
     ) -> Result<End, Fail> {
+        let connect = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            Connection::connect_uri(self.uri.clone(), ConnectionProperties::default()),
+        );
         let conn = tokio::select! {
             _ = shutdown.cancelled() => return Ok(End::Shutdown),
-            c = Connection::connect_uri(self.uri.clone(), ConnectionProperties::default()) => c?,
+            c = connect => match c {
+                Ok(c) => c?,
+                Err(_) => return Err(Fail::Amqp(format!(
+                    "no connection within {} s",
+                    CONNECT_TIMEOUT.as_secs()
+                ))),
+            },
         };
         let mut guard = ConnGuard(Some(conn));
-        let result = match &guard.0 {
+        let result = match guard.0.as_ref() {
             Some(conn) => self.consume(ctx, shutdown, connected, conn).await,
-            None => unreachable!("the guard holds the connection"),
+            None => Ok(End::Shutdown),
         };
         if let Some(conn) = guard.0.take() {
             close(conn).await;

@@ -136,7 +136,7 @@ impl HttpState {
 /// `POST /api/events`, ready to be merged into the REST API router.
 pub fn router(state: HttpState) -> Router {
     Router::new()
-        .route("/api/events", post(post_events))
+        .route("/api/events", post(post_events).fallback(wrong_method))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -354,6 +354,19 @@ async fn post_events(
         },
     }
     deliver(&state, items).await
+}
+
+async fn wrong_method() -> Response {
+    let mut r = error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "/api/events takes POST",
+    );
+    r.headers_mut().insert(
+        axum::http::header::ALLOW,
+        axum::http::HeaderValue::from_static("POST"),
+    );
+    r
 }
 
 fn timeout_response() -> Response {

@@ -80,11 +80,37 @@ impl JsonlCatcher {
             return read_lines(&ctx, &mut input, false, &shutdown).await;
         }
         let path = PathBuf::from(&self.cfg.path);
-        let (reader, ident) = open(&path).await.map_err(|source| CatcherError::Io {
-            provider: ctx.provider.name.clone(),
-            path: self.cfg.path.clone(),
-            source,
-        })?;
+        let mut warned = false;
+        let (reader, ident) = loop {
+            match open(&path).await {
+                Ok(r) => break r,
+                // Followed files may appear later (tail -F).
+                Err(e) if self.cfg.follow && e.kind() == std::io::ErrorKind::NotFound => {
+                    if !warned {
+                        warned = true;
+                        tracing::warn!(
+                            target: "evm",
+                            "MIQ({}) EMS [{}] as [{}] {} does not exist yet: waiting for it",
+                            ctx.provider.catcher_name(),
+                            ctx.provider.hostname,
+                            ctx.provider.userid,
+                            self.cfg.path,
+                        );
+                    }
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(FOLLOW_POLL) => {}
+                    }
+                }
+                Err(source) => {
+                    return Err(CatcherError::Io {
+                        provider: ctx.provider.name.clone(),
+                        path: self.cfg.path.clone(),
+                        source,
+                    })
+                }
+            }
+        };
         let mut input = Input {
             reader,
             name: self.cfg.path.clone(),

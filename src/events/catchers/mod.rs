@@ -428,11 +428,7 @@ impl Catchers {
         let mut catchers = Vec::new();
         let mut http: Option<http::HttpState> = None;
         for p in &config.providers {
-            let c = p.catcher.build(
-                Arc::new(p.provider.clone()),
-                Filter::new(p.filter.iter().cloned()),
-                out.clone(),
-            )?;
+            let c = p.build_catcher(out.clone())?;
             if let Some(ep) = c.http_endpoint() {
                 http.get_or_insert_with(|| http::HttpState::new(config.api.token.clone()))
                     .add(ep);
@@ -528,8 +524,8 @@ pub fn oslo_time(ms: i64) -> String {
     )
 }
 
-/// Parses `YYYY-MM-DD[T ]HH:MM:SS[.fff][Z|+00:00]` (UTC offsets only) to
-/// milliseconds since the epoch.
+/// Parses `YYYY-MM-DD[T ]HH:MM:SS[.fff][Z|±HH:MM|±HHMM]` (no zone = UTC,
+/// as oslo writes it) to milliseconds since the epoch.
 pub fn parse_time(s: &str) -> Option<i64> {
     let s = s.trim();
     let b = s.as_bytes();
@@ -553,11 +549,27 @@ pub fn parse_time(s: &str) -> Option<i64> {
         milli = first3.parse::<i64>().ok()?;
         rest = &frac[digits.len()..];
     }
-    if !matches!(rest, "" | "Z" | "z" | "+00:00" | "+0000") {
-        return None;
-    }
+    let offset_s = match rest {
+        "" | "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes()[0] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let hm = rest[1..].replace(':', "");
+            if hm.len() != 4 || !hm.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let (oh, om) = (hm[..2].parse::<i64>().ok()?, hm[2..].parse::<i64>().ok()?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            sign * (oh * 3600 + om * 60)
+        }
+    };
     let days = days_from_civil(y, mo as u32, d as u32);
-    Some(((days * 86_400 + h * 3600 + mi * 60 + sec) * 1000) + milli)
+    Some(((days * 86_400 + h * 3600 + mi * 60 + sec - offset_s) * 1000) + milli)
 }
 
 #[cfg(test)]
@@ -572,7 +584,15 @@ mod tests {
         }
         assert_eq!(iso8601(1_767_225_601_250), "2026-01-01T00:00:01.250Z");
         assert_eq!(oslo_time(1_767_225_601_250), "2026-01-01 00:00:01.250000");
-        assert_eq!(parse_time("2026-01-01T00:00:01+02:00"), None);
+        assert_eq!(
+            parse_time("2026-01-01T02:00:01+02:00"),
+            parse_time("2026-01-01T00:00:01Z")
+        );
+        assert_eq!(
+            parse_time("2025-12-31T23:00:01-0100"),
+            parse_time("2026-01-01T00:00:01Z")
+        );
+        assert_eq!(parse_time("2026-01-01T00:00:01+2"), None);
         assert_eq!(parse_time("nope"), None);
     }
 

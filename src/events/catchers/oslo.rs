@@ -10,7 +10,8 @@
 //! Mapping (ManageIQ's OpenStack event parser): `event_type` as is,
 //! `payload.instance_id` → `vm_ems_ref`, `payload.display_name` →
 //! `vm_name`, `payload.host` (else the host part of `publisher_id`) →
-//! `host_ems_ref` and `host_name`, `timestamp` → ISO 8601 UTC; the whole
+//! `host_ems_ref` and `host_name`, `timestamp` → ISO 8601 UTC (epoch
+//! seconds accepted, an unknown format kept as written); the whole
 //! notification (unwrapped) is `full_data`, so `full_data.message_id` stays
 //! available ([`message_id`]).
 
@@ -88,9 +89,13 @@ pub fn from_notification(note: Value) -> Result<ProviderEvent, OsloError> {
         .to_string();
     let timestamp = match note.get("timestamp") {
         None | Some(Value::Null) => super::iso8601(super::now_ms()),
-        Some(Value::String(s)) => {
-            super::iso8601(super::parse_time(s).ok_or_else(|| OsloError::Timestamp(s.clone()))?)
-        }
+        // An unknown format is kept as written rather than losing the event.
+        Some(Value::String(s)) => super::parse_time(s).map_or_else(|| s.clone(), super::iso8601),
+        // Seconds since the epoch.
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(secs) if secs.is_finite() => super::iso8601((secs * 1000.0).round() as i64),
+            _ => return Err(OsloError::Timestamp(n.to_string())),
+        },
         Some(other) => return Err(OsloError::Timestamp(other.to_string())),
     };
     let payload = note.get("payload").cloned().unwrap_or(Value::Null);
@@ -161,6 +166,20 @@ mod tests {
         n["payload"].as_object_mut().unwrap().remove("host");
         let e = parse_value(n).unwrap();
         assert_eq!(e.host_ems_ref.as_deref(), Some("compute-1"));
+    }
+
+    #[test]
+    fn timestamps_are_normalised_or_kept() {
+        let mut n = note();
+        n["timestamp"] = json!(1_767_225_601.25);
+        assert_eq!(
+            parse_value(n.clone()).unwrap().timestamp,
+            "2026-01-01T00:00:01.250Z"
+        );
+        n["timestamp"] = json!("yesterday");
+        assert_eq!(parse_value(n.clone()).unwrap().timestamp, "yesterday");
+        n["timestamp"] = json!(true);
+        assert!(matches!(parse_value(n), Err(OsloError::Timestamp(_))));
     }
 
     #[test]
