@@ -813,6 +813,34 @@ fn method_text(c: &ClassDef, m: &MethodDef) -> String {
 // ---------------------------------------------------------------------------
 // validate
 
+/// Compiles an inline Rhai method's body; a syntax error is a problem at
+/// the body file's line and column.
+fn rhai_problems(
+    runner: &crate::methods::RhaiRunner,
+    m: &crate::datastore::Method,
+    yaml_path: &Path,
+) -> Vec<crate::datastore::Problem> {
+    if !m.language().eq_ignore_ascii_case("rhai") || m.location() != "inline" {
+        return Vec::new();
+    }
+    let Some(body) = m.data() else {
+        return Vec::new();
+    };
+    match runner.compile(&body) {
+        Ok(_) => Vec::new(),
+        Err(e) => {
+            let file = match &m.body {
+                Some(b) => yaml_path.with_file_name(&b.file_name),
+                None => yaml_path.to_path_buf(),
+            };
+            let mut p = crate::datastore::Problem::new(&file, format!("Rhai syntax error: {}", e.0))
+                .at_line(e.1.line().unwrap_or(0));
+            p.column = e.1.position().unwrap_or(0);
+            vec![p]
+        }
+    }
+}
+
 fn validate_cmd(root: &Path) -> anyhow::Result<ExitCode> {
     if !root.is_dir() {
         bail!(
@@ -820,7 +848,9 @@ fn validate_cmd(root: &Path) -> anyhow::Result<ExitCode> {
             root.display()
         );
     }
-    let report = validate::validate_report(root, &[]);
+    let runner = crate::methods::RhaiRunner::new();
+    let rhai_check = move |m: &crate::datastore::Method, path: &Path| rhai_problems(&runner, m, path);
+    let report = validate::validate_report(root, &[&rhai_check]);
     let all = report.all();
     for p in &all {
         if report.warnings.contains(p) {

@@ -36,15 +36,7 @@ pub struct InstantiateArgs {
 
 pub fn run(global: &Global, args: InstantiateArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
-    let attrs = args
-        .attrs
-        .iter()
-        .map(|a| {
-            a.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .with_context(|| format!("--attr {a}: expected KEY=VALUE"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let attrs = parse_attrs(&args.attrs)?;
     let (ds, problems) = Datastore::open(&global.datastore);
     for p in &problems {
         eprintln!("warning: {p}");
@@ -107,6 +99,18 @@ pub fn run(global: &Global, args: InstantiateArgs) -> anyhow::Result<ExitCode> {
         )),
         None => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// `--attr key=value` arguments.
+pub fn parse_attrs(attrs: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    attrs
+        .iter()
+        .map(|a| {
+            a.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .with_context(|| format!("--attr {a}: expected KEY=VALUE"))
+        })
+        .collect()
 }
 
 fn other_workspace(o: Outcome) -> Workspace {

@@ -5,6 +5,7 @@
 pub mod datastore;
 pub mod demo;
 pub mod instantiate;
+pub mod method;
 pub mod retries;
 
 use clap::{Parser, Subcommand};
@@ -59,6 +60,9 @@ pub enum Command {
     Export(datastore::ExportArgs),
     /// Instantiate an Automate URI and print the trace and the object tree.
     Instantiate(instantiate::InstantiateArgs),
+    /// Run one method.
+    #[command(subcommand)]
+    Method(method::MethodCmd),
     /// State-machine retries scheduled in the object store.
     #[command(subcommand)]
     Retries(retries::RetriesCmd),
@@ -75,6 +79,7 @@ pub fn main() -> ExitCode {
         Command::Export(args) => datastore::export(&cli.global, args),
         Command::Instantiate(args) => instantiate::run(&cli.global, args),
         Command::Retries(cmd) => retries::run(&cli.global, cmd),
+        Command::Method(cmd) => method::run(&cli.global, cmd),
     };
     match result {
         Ok(code) => code,

@@ -76,6 +76,33 @@ pub fn deliver(
     d: &Delivery,
     max_deliveries: u32,
 ) -> Result<Outcome, StoreError> {
+    deliver_completing(engine, schedule, d, max_deliveries, None)
+}
+
+/// [`deliver`] for a claimed retry: the claim `done` is completed in the
+/// same transaction that schedules the next retry, or right after the
+/// delivery when there is none.
+fn deliver_completing(
+    engine: &Engine,
+    schedule: &Schedule,
+    d: &Delivery,
+    max_deliveries: u32,
+    done: Option<u64>,
+) -> Result<Outcome, StoreError> {
+    let outcome = deliver_inner(engine, schedule, d, max_deliveries, done)?;
+    if let (Some(id), false) = (done, matches!(outcome, Outcome::Retry { .. })) {
+        schedule.complete(id)?;
+    }
+    Ok(outcome)
+}
+
+fn deliver_inner(
+    engine: &Engine,
+    schedule: &Schedule,
+    d: &Delivery,
+    max_deliveries: u32,
+    done: Option<u64>,
+) -> Result<Outcome, StoreError> {
     let (mut ws, error) = engine.instantiate_traced(&d.uri, &d.attrs);
     let result = ws.result();
     let state = ws
@@ -149,7 +176,11 @@ pub fn deliver(
     );
     let run_at = SystemTime::now() + Duration::from_secs_f64(interval);
     let payload = serde_json::to_value(&next).map_err(|e| StoreError::Backend(e.to_string()))?;
-    let id = schedule.schedule(&WorkItem::new(RETRY_KIND, payload), run_at)?;
+    let item = WorkItem::new(RETRY_KIND, payload);
+    let id = match done {
+        Some(done) => schedule.schedule_and_complete(&item, run_at, done)?,
+        None => schedule.schedule(&item, run_at)?,
+    };
     Ok(Outcome::Retry {
         workspace: ws,
         id,
@@ -179,9 +210,7 @@ pub fn run_due(
                 continue;
             }
         };
-        let outcome = deliver(engine, schedule, &d, max_deliveries)?;
-        schedule.complete(c.id)?;
-        out.push(outcome);
+        out.push(deliver_completing(engine, schedule, &d, max_deliveries, Some(c.id))?);
     }
     Ok(out)
 }

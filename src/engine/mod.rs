@@ -143,6 +143,53 @@ impl Engine {
         (rt.ws, err)
     }
 
+    /// Runs one method by its path (`/System/Request/hello_world`, partial
+    /// or fully qualified) on a fresh `.default` object of its class, with
+    /// `attrs` as that object's attributes (`automate method run`).
+    pub fn run_method(&self, path: &str, attrs: &[(String, String)]) -> (Workspace, Option<EngineError>) {
+        let mut rt = Runtime::new(self);
+        let parts = crate::uri::split_path(path);
+        let (Some(class), Some(method)) = (parts.class.clone(), parts.instance.clone()) else {
+            let e = EngineError::InvalidPath(format!(
+                "method path [{path}] must be /namespace/Class/method"
+            ));
+            return (rt.ws, Some(e));
+        };
+        let def = rt
+            .index
+            .classes_at(&parts.namespace, &class)
+            .iter()
+            .find(|c| c.method(&method).is_some())
+            .cloned()
+            .or_else(|| rt.index.class(&parts.namespace, &class).cloned());
+        let Some(def) = def else {
+            let e = EngineError::ClassNotFound(format!("{}/{}", parts.namespace, class));
+            rt.log(Level::Error, e.to_string());
+            return (rt.ws, Some(e));
+        };
+        let mut attributes = Attributes::default();
+        for (k, v) in attrs {
+            attributes.insert(k.to_lowercase(), AttrValue::Str(v.clone()));
+        }
+        let id = rt.ws.objects.len();
+        rt.ws.objects.push(Object {
+            namespace: def.fq_namespace(),
+            class: def.name.clone(),
+            instance: ".default".to_string(),
+            object_name: format!("/{}/{}/.default", def.fq_namespace(), def.name),
+            attributes,
+            parent: None,
+            children: Vec::new(),
+            rels: Vec::new(),
+            removed: false,
+        });
+        rt.classes.insert(id, (def, None));
+        let saved = rt.enter(id, "create".to_string());
+        let result = rt.call_method(id, None, &method, Vec::new());
+        rt.leave(saved);
+        (rt.ws, result.err())
+    }
+
     /// Starts a runtime over a workspace carried from an earlier run (a
     /// state-machine retry): its state vars are kept.
     pub fn runtime_with_state(&self, state_vars: Attributes) -> Runtime<'_> {

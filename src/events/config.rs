@@ -272,8 +272,7 @@ impl Config {
                 column,
                 message: first_line(&e.to_string()),
             }
-        })?;
-        Ok(cfg)
+        })
     }
 
     /// Checks what serde cannot: unique, non-empty names, sane numbers.

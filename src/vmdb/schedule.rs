@@ -179,6 +179,20 @@ impl Schedule {
         self.write(|txn| schedule_in(txn, item, run_at))
     }
 
+    /// Schedules `item` and completes `done` in one transaction: a retry
+    /// that schedules its successor never leaves both or neither.
+    pub fn schedule_and_complete(
+        &self,
+        item: &WorkItem,
+        run_at: SystemTime,
+        done: u64,
+    ) -> Result<u64, StoreError> {
+        self.write(|txn| {
+            complete_in(txn, done)?;
+            schedule_in(txn, item, run_at)
+        })
+    }
+
     /// Schedules several items in one transaction (group commit); returns
     /// their ids in order.
     pub fn schedule_many(&self, items: &[(WorkItem, SystemTime)]) -> Result<Vec<u64>, StoreError> {

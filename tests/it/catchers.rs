@@ -151,6 +151,17 @@ fn config_errors_name_file_and_line() {
     );
     let err = Config::from_yaml(&dup, "dup.yaml").unwrap_err().to_string();
     assert!(err.contains("configured twice"), "{err}");
+    let two_on_one_queue = "providers:\n  - {name: a, type: OPENSTACK, hostname: a, userid: u, catcher: {kind: amqp, queue: q}}\n  - {name: b, type: OPENSTACK, hostname: b, userid: u, catcher: {kind: amqp, queue: q}}\n";
+    let err = Config::from_yaml(two_on_one_queue, "q.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("already consumed"), "{err}");
+    let http_without_token =
+        "providers:\n  - {name: v, type: VC, hostname: v, userid: u, catcher: {kind: http}}\n";
+    let err = Config::from_yaml(http_without_token, "h.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("api.token"), "{err}");
     let err = Config::from_yaml("providers: []\n", "none.yaml")
         .unwrap_err()
         .to_string();

@@ -1,8 +1,9 @@
 //! Integration tests: one test binary with a module per area, so the
 //! 2-core machine links once. Each module builds real datastores on disk
 //! (tempfile) and runs the real engine and the real `automate` binary.
-mod datastore;
-mod vmdb;
-mod methods;
-mod engine;
 mod catchers;
+mod datastore;
+mod engine;
+mod methods;
+mod retries;
+mod vmdb;

@@ -1,0 +1,55 @@
+//! `automate method run PATH`: run one method on a fresh object of its
+//! class and print the trace and the object's attributes.
+
+use super::Global;
+use crate::datastore::Datastore;
+use crate::engine::{AttrValue, Engine};
+use crate::vmdb::RedbStore;
+use anyhow::Context;
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum MethodCmd {
+    /// Run a method: `automate method run /System/Request/hello_world`.
+    Run {
+        /// `/namespace/Class/method`, partial (overlay applies) or with the domain.
+        path: String,
+        /// An attribute of the object the method runs on, `key=value` (repeatable).
+        #[arg(long = "attr", value_name = "KEY=VALUE")]
+        attrs: Vec<String>,
+    },
+}
+
+pub fn run(global: &Global, cmd: MethodCmd) -> anyhow::Result<ExitCode> {
+    let MethodCmd::Run { path, attrs } = cmd;
+    let attrs = super::instantiate::parse_attrs(&attrs)?;
+    let (ds, problems) = Datastore::open(&global.datastore);
+    for p in &problems {
+        eprintln!("warning: {p}");
+    }
+    let store = RedbStore::open(&global.db)
+        .with_context(|| format!("opening the object store {}", global.db.display()))?;
+    let (engine, _runner) = crate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));
+    let (ws, err) = engine.run_method(&path, &attrs);
+    let mut out = std::io::stdout().lock();
+    for line in &ws.trace {
+        writeln!(out, "{}", line.text)?;
+    }
+    if let Some(o) = ws.objects.first() {
+        writeln!(out)?;
+        writeln!(out, "{}", o.object_name)?;
+        for (k, v) in &o.attributes {
+            let shown = match v {
+                AttrValue::Str(s) => s.clone(),
+                other => other.inspect(),
+            };
+            writeln!(out, "  {k} = {shown}")?;
+        }
+    }
+    match err {
+        Some(e) => Err(anyhow::anyhow!("method [{path}] failed: {e}")),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}

@@ -1,0 +1,125 @@
+//! Durable state-machine retries: a retry is written to the store's
+//! scheduled-work table and resumed by `automate retries run-due`, with its
+//! state vars, even when the process running it is killed (SIGKILL).
+//!
+//! The machine under test (`tests/data/retries`) counts its passes in a
+//! state var, asks for a retry (0.05 s) until the third pass, then logs
+//! `machine <id> finished with n=3`.
+
+use automate::datastore::Datastore;
+use automate::engine::deliver::{deliver, Delivery, Outcome, DEFAULT_MAX_DELIVERIES};
+use automate::engine::Engine;
+use automate::vmdb::RedbStore;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn datastore_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/retries"))
+}
+
+fn automate(db: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_automate"));
+    cmd.arg("--datastore").arg(datastore_dir()).arg("--db").arg(db);
+    cmd
+}
+
+/// Schedules the first pass of machines `1..=n` through the library.
+fn start_machines(db: &Path, n: usize) {
+    let store = RedbStore::open(db).expect("open store");
+    let schedule = store.schedule();
+    let (ds, problems) = Datastore::open(&datastore_dir());
+    assert!(problems.is_empty(), "{problems:?}");
+    let (engine, _runner) =
+        automate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));
+    for i in 1..=n {
+        let d = Delivery {
+            uri: format!("/SM/Counter/default?machine={i}"),
+            attrs: Vec::new(),
+            object: format!("Test.{i}"),
+            deliveries: 0,
+        };
+        let outcome = deliver(&engine, &schedule, &d, DEFAULT_MAX_DELIVERIES).expect("deliver");
+        assert!(
+            matches!(outcome, Outcome::Retry { .. }),
+            "machine {i} should ask for a retry on its first pass"
+        );
+    }
+    assert_eq!(schedule.len().expect("len"), n as u64);
+}
+
+#[test]
+fn retry_resumes_in_a_later_process_with_its_state_vars() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let db = tmp.path().join("automate.redb");
+    let first = automate(&db)
+        .arg("instantiate")
+        .arg("/SM/Counter/default?machine=7")
+        .output()
+        .expect("run automate instantiate");
+    let text = String::from_utf8_lossy(&first.stdout);
+    assert!(first.status.success(), "{text}");
+    assert!(text.contains("Processed State=[count] with Result=[retry]"), "{text}");
+    assert!(text.contains("to Automate for delivery in [0.05] seconds"), "{text}");
+
+    let list = automate(&db).args(["retries", "list"]).output().expect("list");
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(listed.contains("/SM/Counter/default?machine=7"), "{listed}");
+
+    let run = automate(&db)
+        .args(["retries", "run-due", "--wait"])
+        .output()
+        .expect("run-due");
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{text}");
+    assert!(text.contains("machine 7 finished with n=3"), "{text}");
+    assert!(text.contains("0 still scheduled"), "{text}");
+}
+
+#[test]
+fn retries_survive_sigkill_and_each_machine_finishes_with_its_state() {
+    const MACHINES: usize = 30;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let db = tmp.path().join("automate.redb");
+    start_machines(&db, MACHINES);
+
+    // Kill the worker at different points, five times.
+    let mut output = String::new();
+    for kill_after_ms in [40u64, 90, 150, 60, 120] {
+        let log = tmp.path().join(format!("run-{kill_after_ms}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let mut child = automate(&db)
+            .args(["retries", "run-due", "--wait"])
+            .stdout(Stdio::from(file))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn run-due");
+        std::thread::sleep(Duration::from_millis(kill_after_ms));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        output.push_str(&std::fs::read_to_string(&log).unwrap_or_default());
+    }
+    // Then let one run finish whatever is left.
+    let started = Instant::now();
+    let last = automate(&db)
+        .args(["retries", "run-due", "--wait"])
+        .output()
+        .expect("final run-due");
+    output.push_str(&String::from_utf8_lossy(&last.stdout));
+    assert!(last.status.success(), "final run failed: {output}");
+    assert!(started.elapsed() < Duration::from_secs(120));
+
+    for i in 1..=MACHINES {
+        let line = format!("machine {i} finished with n=3");
+        let count = output.matches(&line).count();
+        assert!(count >= 1, "machine {i} never finished:\n{output}");
+    }
+    assert!(
+        !output.contains("finished with n=4") && !output.contains("finished with n=2"),
+        "a machine lost or repeated a pass in its state vars:\n{output}"
+    );
+    let store = RedbStore::open(&db).expect("reopen");
+    assert_eq!(store.schedule().len().expect("len"), 0, "retries left over");
+}
