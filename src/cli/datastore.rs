@@ -833,8 +833,9 @@ fn rhai_problems(
                 Some(b) => yaml_path.with_file_name(&b.file_name),
                 None => yaml_path.to_path_buf(),
             };
-            let mut p = crate::datastore::Problem::new(&file, format!("Rhai syntax error: {}", e.0))
-                .at_line(e.1.line().unwrap_or(0));
+            let mut p =
+                crate::datastore::Problem::new(&file, format!("Rhai syntax error: {}", e.0))
+                    .at_line(e.1.line().unwrap_or(0));
             p.column = e.1.position().unwrap_or(0);
             vec![p]
         }
@@ -849,7 +850,8 @@ fn validate_cmd(root: &Path) -> anyhow::Result<ExitCode> {
         );
     }
     let runner = crate::methods::RhaiRunner::new();
-    let rhai_check = move |m: &crate::datastore::Method, path: &Path| rhai_problems(&runner, m, path);
+    let rhai_check =
+        move |m: &crate::datastore::Method, path: &Path| rhai_problems(&runner, m, path);
     let report = validate::validate_report(root, &[&rhai_check]);
     let all = report.all();
     for p in &all {

@@ -34,7 +34,9 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
         );
     }
     // A fresh object store in a temp dir: the demo never touches --db.
-    let tmp = tempfile::Builder::new().prefix("automate-demo-").tempdir()?;
+    let tmp = tempfile::Builder::new()
+        .prefix("automate-demo-")
+        .tempdir()?;
     let db = tmp.path().join("automate.redb");
     let store = Arc::new(crate::vmdb::RedbStore::open(&db)?);
     let engine = Engine::new(Arc::new(ds))

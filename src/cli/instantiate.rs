@@ -5,8 +5,8 @@
 use super::Global;
 use crate::datastore::Datastore;
 use crate::engine::datatype::to_json;
-use crate::engine::{AttrValue, Attributes, Engine, ObjectId, Workspace};
 use crate::engine::deliver::{deliver, Delivery, Outcome, DEFAULT_MAX_DELIVERIES};
+use crate::engine::{AttrValue, Attributes, Engine, ObjectId, Workspace};
 use crate::vmdb::{MemoryStore, ObjectStore, RedbStore, Schedule};
 use anyhow::Context;
 use std::io::Write;
@@ -56,7 +56,8 @@ pub fn run(global: &Global, args: InstantiateArgs) -> anyhow::Result<ExitCode> {
             (Arc::new(db), Some(schedule))
         }
     };
-    let (engine, _runner) = crate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(store));
+    let (engine, _runner) =
+        crate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(store));
     let (ws, err) = match &schedule {
         Some(schedule) => {
             let d = Delivery {

@@ -34,7 +34,12 @@ pub struct Global {
     )]
     pub datastore: PathBuf,
     /// The object store (a redb file) holding VMs, hosts, events and retries.
-    #[arg(long, global = true, default_value = "automate.redb", env = "AUTOMATE_DB")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "automate.redb",
+        env = "AUTOMATE_DB"
+    )]
     pub db: PathBuf,
     /// Log format on stderr: `text` (ManageIQ's line format) or `json`.
     #[arg(long, global = true, default_value = "text")]

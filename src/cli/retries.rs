@@ -38,14 +38,20 @@ pub fn run(global: &Global, cmd: RetriesCmd) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     match cmd {
         RetriesCmd::List => {
-            let due = schedule.due(SystemTime::now() + Duration::from_secs(10 * 365 * 86_400), 10_000)?;
+            let due = schedule.due(
+                SystemTime::now() + Duration::from_secs(10 * 365 * 86_400),
+                10_000,
+            )?;
             for (id, item, attempts) in due {
                 if item.kind != RETRY_KIND {
                     continue;
                 }
                 let uri = item.payload["uri"].as_str().unwrap_or("");
                 let deliveries = item.payload["deliveries"].as_u64().unwrap_or(0);
-                writeln!(out, "{id}\t{uri}\tdeliveries={deliveries}\tattempts={attempts}")?;
+                writeln!(
+                    out,
+                    "{id}\t{uri}\tdeliveries={deliveries}\tattempts={attempts}"
+                )?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -99,7 +105,11 @@ pub fn run(global: &Global, cmd: RetriesCmd) -> anyhow::Result<ExitCode> {
                 "retries: {done} finished, {retried} scheduled again, {failed} failed or gave up, {} still scheduled",
                 schedule.len()?
             )?;
-            Ok(if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+            Ok(if failed > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
     }
 }

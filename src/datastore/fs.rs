@@ -19,8 +19,8 @@ use super::yaml::{self, Mapping, Value};
 use std::collections::HashMap;
 use std::fmt;
 use std::fs;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Something wrong with one file of the datastore.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,7 +150,13 @@ pub fn read_domain(dir: &Path, problems: &mut Vec<Problem>) -> Option<Domain> {
         );
     }
     let mut parsed = parse_classes_parallel(dir);
-    read_children(dir, &mut domain.namespaces, &mut domain.classes, problems, &mut parsed);
+    read_children(
+        dir,
+        &mut domain.namespaces,
+        &mut domain.classes,
+        problems,
+        &mut parsed,
+    );
     Some(domain)
 }
 
@@ -175,7 +181,10 @@ type ParsedClass = (Option<Class>, Vec<Problem>);
 fn parse_classes_parallel(dir: &Path) -> ParsedClasses {
     let mut dirs = Vec::new();
     collect_class_dirs(dir, &mut dirs);
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(8);
     if threads < 2 || dirs.len() < 8 {
         return ParsedClasses::new();
     }

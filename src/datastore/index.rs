@@ -169,8 +169,7 @@ impl ClassDef {
 
     /// An instance by name, case-insensitively.
     pub fn instance(&self, name: &str) -> Option<&InstanceDef> {
-        with_lower_key(&[name], |k| self.instance_index.get(k).copied())
-            .map(|i| &self.instances[i])
+        with_lower_key(&[name], |k| self.instance_index.get(k).copied()).map(|i| &self.instances[i])
     }
 
     /// A method by name, case-insensitively.

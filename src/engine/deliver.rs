@@ -210,7 +210,13 @@ pub fn run_due(
                 continue;
             }
         };
-        out.push(deliver_completing(engine, schedule, &d, max_deliveries, Some(c.id))?);
+        out.push(deliver_completing(
+            engine,
+            schedule,
+            &d,
+            max_deliveries,
+            Some(c.id),
+        )?);
     }
     Ok(out)
 }

@@ -146,7 +146,11 @@ impl Engine {
     /// Runs one method by its path (`/System/Request/hello_world`, partial
     /// or fully qualified) on a fresh `.default` object of its class, with
     /// `attrs` as that object's attributes (`automate method run`).
-    pub fn run_method(&self, path: &str, attrs: &[(String, String)]) -> (Workspace, Option<EngineError>) {
+    pub fn run_method(
+        &self,
+        path: &str,
+        attrs: &[(String, String)],
+    ) -> (Workspace, Option<EngineError>) {
         let mut rt = Runtime::new(self);
         let parts = crate::uri::split_path(path);
         let (Some(class), Some(method)) = (parts.class.clone(), parts.instance.clone()) else {

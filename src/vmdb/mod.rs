@@ -76,13 +76,28 @@ pub fn base_class(class: &str) -> Option<&'static str> {
         "tenant" => "Tenant",
         "storage" => "Storage",
         "emscluster" => "EmsCluster",
-        "miqrequest" | "request" | "automationrequest" | "miqprovisionrequest"
-        | "miqprovisionrequesttemplate" | "vmmigraterequest" | "vmreconfigurerequest"
-        | "vmretirerequest" | "serviceretirerequest" | "servicetemplateprovisionrequest"
-        | "miqhostprovisionrequest" | "orchestrationstackretirerequest" => "MiqRequest",
-        "miqrequesttask" | "automationtask" | "miqprovision" | "provision"
-        | "miqprovisionvmware" | "miqprovisionredhat" | "serviceprovisiontask"
-        | "servicetemplateprovisiontask" | "vmreconfiguretask" | "vmmigratetask" => "MiqRequestTask",
+        "miqrequest"
+        | "request"
+        | "automationrequest"
+        | "miqprovisionrequest"
+        | "miqprovisionrequesttemplate"
+        | "vmmigraterequest"
+        | "vmreconfigurerequest"
+        | "vmretirerequest"
+        | "serviceretirerequest"
+        | "servicetemplateprovisionrequest"
+        | "miqhostprovisionrequest"
+        | "orchestrationstackretirerequest" => "MiqRequest",
+        "miqrequesttask"
+        | "automationtask"
+        | "miqprovision"
+        | "provision"
+        | "miqprovisionvmware"
+        | "miqprovisionredhat"
+        | "serviceprovisiontask"
+        | "servicetemplateprovisiontask"
+        | "vmreconfiguretask"
+        | "vmmigratetask" => "MiqRequestTask",
         "miqpolicy" | "policy" => "MiqPolicy",
         "miqalert" => "MiqAlert",
         _ => return None,

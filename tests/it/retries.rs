@@ -21,7 +21,10 @@ fn datastore_dir() -> PathBuf {
 
 fn automate(db: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_automate"));
-    cmd.arg("--datastore").arg(datastore_dir()).arg("--db").arg(db);
+    cmd.arg("--datastore")
+        .arg(datastore_dir())
+        .arg("--db")
+        .arg(db);
     cmd
 }
 
@@ -60,10 +63,19 @@ fn retry_resumes_in_a_later_process_with_its_state_vars() {
         .expect("run automate instantiate");
     let text = String::from_utf8_lossy(&first.stdout);
     assert!(first.status.success(), "{text}");
-    assert!(text.contains("Processed State=[count] with Result=[retry]"), "{text}");
-    assert!(text.contains("to Automate for delivery in [0.05] seconds"), "{text}");
+    assert!(
+        text.contains("Processed State=[count] with Result=[retry]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("to Automate for delivery in [0.05] seconds"),
+        "{text}"
+    );
 
-    let list = automate(&db).args(["retries", "list"]).output().expect("list");
+    let list = automate(&db)
+        .args(["retries", "list"])
+        .output()
+        .expect("list");
     let listed = String::from_utf8_lossy(&list.stdout);
     assert_eq!(listed.lines().count(), 1, "{listed}");
     assert!(listed.contains("/SM/Counter/default?machine=7"), "{listed}");
