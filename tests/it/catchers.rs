@@ -1432,3 +1432,20 @@ async fn amqp_end_to_end_stores_1000_ems_events_across_a_restart() {
     );
     rabbit_teardown(conn, ch, &exchange, &queue).await;
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Whatever arrives on a bus or in a file, parsing never panics.
+    #[test]
+    fn parsers_never_panic(text in "\\PC{0,80}", bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..80)) {
+        let _ = automate::events::catchers::parse_time(&text);
+        let _ = automate::events::catchers::jsonl::parse_line(&text);
+        let _ = oslo::parse_bytes(&bytes);
+        let _ = oslo::parse_bytes(text.as_bytes());
+        let envelope = json!({"oslo.message": text.clone()}).to_string();
+        let _ = oslo::parse_bytes(envelope.as_bytes());
+        let stamped = json!({"event_type": "x", "timestamp": format!("2026-01-01T00:00:00{text}")});
+        let _ = oslo::parse_value(stamped);
+    }
+}

@@ -529,7 +529,13 @@ pub fn oslo_time(ms: i64) -> String {
 pub fn parse_time(s: &str) -> Option<i64> {
     let s = s.trim();
     let b = s.as_bytes();
-    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b' ') {
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !(b[10] == b'T' || b[10] == b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
@@ -593,6 +599,7 @@ mod tests {
             parse_time("2026-01-01T00:00:01Z")
         );
         assert_eq!(parse_time("2026-01-01T00:00:01+2"), None);
+        assert_eq!(parse_time("2026-01-01T00x00y01Z"), None);
         assert_eq!(parse_time("nope"), None);
     }
 
