@@ -4,9 +4,11 @@
 
 pub mod datastore;
 pub mod demo;
+pub mod events;
 pub mod instantiate;
 pub mod method;
 pub mod retries;
+pub mod run;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -71,12 +73,23 @@ pub enum Command {
     /// State-machine retries scheduled in the object store.
     #[command(subcommand)]
     Retries(retries::RetriesCmd),
+    /// Run the event pipeline from automate.yaml: catchers, durable queue, workers, Automate.
+    Run(run::RunArgs),
+    /// Stored events.
+    #[command(subcommand)]
+    Events(events::EventsCmd),
+    /// Send one provider event through the handler and Automate.
+    #[command(subcommand)]
+    Event(events::EventCmd),
 }
 
 /// Parses the command line, runs the command, maps the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.global.log_format);
+    // `run` writes evm.log and automation.log with its own subscriber.
+    if !matches!(cli.command, Command::Run(_)) {
+        init_logging(cli.global.log_format);
+    }
     let result = match cli.command {
         Command::Demo(args) => demo::run(&cli.global, args),
         Command::Datastore(cmd) => datastore::run(&cli.global, cmd),
@@ -85,6 +98,9 @@ pub fn main() -> ExitCode {
         Command::Instantiate(args) => instantiate::run(&cli.global, args),
         Command::Retries(cmd) => retries::run(&cli.global, cmd),
         Command::Method(cmd) => method::run(&cli.global, cmd),
+        Command::Run(args) => run::run(&cli.global, args),
+        Command::Events(cmd) => events::list(&cli.global, cmd),
+        Command::Event(cmd) => events::send(&cli.global, cmd),
     };
     match result {
         Ok(code) => code,

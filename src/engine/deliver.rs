@@ -196,7 +196,7 @@ pub fn run_due(
     limit: usize,
     max_deliveries: u32,
 ) -> Result<Vec<Outcome>, StoreError> {
-    let claimed = schedule.claim_due(SystemTime::now(), limit, RETRY_LEASE)?;
+    let claimed = schedule.claim_due_kind(SystemTime::now(), limit, RETRY_LEASE, RETRY_KIND)?;
     let mut out = Vec::with_capacity(claimed.len());
     for c in claimed {
         if c.item.kind != RETRY_KIND {

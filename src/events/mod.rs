@@ -11,6 +11,8 @@
 pub mod catchers;
 pub mod config;
 pub mod handler;
+pub mod pipeline;
+pub mod queue;
 pub mod scenario;
 
 pub use handler::{EvmLog, HandleOutcome, Handler, HandlerError};

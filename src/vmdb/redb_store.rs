@@ -153,6 +153,9 @@ pub struct RedbStore {
     db: Arc<Database>,
     path: PathBuf,
     region: i64,
+    /// Object writes commit with [`redb::Durability::None`]: see
+    /// [`RedbStore::with_relaxed_durability`].
+    relaxed: bool,
 }
 
 impl fmt::Debug for RedbStore {
@@ -217,7 +220,20 @@ impl RedbStore {
             db: Arc::new(db),
             path,
             region,
+            relaxed: false,
         })
+    }
+
+    /// Object writes ([`ObjectStore::create`], [`ObjectStore::update`],
+    /// [`RedbStore::write_batch`]) commit with [`redb::Durability::None`]:
+    /// no fsync; they reach the disk with the next durable commit (any
+    /// [`Schedule`] change, which stays durable), or are lost by a crash
+    /// before it. The event pipeline's workers use this: a claimed event's
+    /// writes become durable with its ack, and a crash before the ack
+    /// re-delivers the event, so nothing acknowledged is lost.
+    pub fn with_relaxed_durability(mut self, relaxed: bool) -> RedbStore {
+        self.relaxed = relaxed;
+        self
     }
 
     /// The file this store lives in.
@@ -249,7 +265,11 @@ impl RedbStore {
         &self,
         f: impl FnOnce(&mut Batch<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let txn = self.db.begin_write().map_err(backend)?;
+        let mut txn = self.db.begin_write().map_err(backend)?;
+        if self.relaxed {
+            txn.set_durability(redb::Durability::None)
+                .map_err(backend)?;
+        }
         let out = Batch::new(&txn, self.region).and_then(|mut batch| f(&mut batch));
         match out {
             Ok(out) => {

@@ -235,7 +235,35 @@ impl Schedule {
         limit: usize,
         lease: Duration,
     ) -> Result<Vec<Claimed>, StoreError> {
-        self.write(|txn| claim_due_in(txn, now, limit, lease))
+        self.write(|txn| claim_due_in(txn, now, limit, lease, None))
+    }
+
+    /// [`Schedule::claim_due`] restricted to items of `kind`: other due
+    /// items are left alone (so the event queue and the Automate retries can
+    /// share the table without claiming each other's work).
+    pub fn claim_due_kind(
+        &self,
+        now: SystemTime,
+        limit: usize,
+        lease: Duration,
+        kind: &str,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        self.write(|txn| claim_due_in(txn, now, limit, lease, Some(kind)))
+    }
+
+    /// How many items of `kind` are scheduled (claimed ones included).
+    pub fn count_kind(&self, kind: &str) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let table = txn.open_table(SCHEDULED).map_err(backend)?;
+        let prefix = kind_prefix(kind);
+        let mut n = 0;
+        for entry in table.iter().map_err(backend)? {
+            let (_, v) = entry.map_err(backend)?;
+            if is_kind(v.value(), &prefix, kind)? {
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// Removes a finished item; `false` when there was none.
@@ -393,7 +421,9 @@ fn claim_due_in(
     now: SystemTime,
     limit: usize,
     lease: Duration,
+    kind: Option<&str>,
 ) -> Result<Vec<Claimed>, StoreError> {
+    let prefix = kind.map(kind_prefix);
     let now_us = to_micros(now);
     let until = now_us.saturating_add(duration_micros(lease));
     let mut table = txn.open_table(SCHEDULED).map_err(backend)?;
@@ -402,9 +432,16 @@ fn claim_due_in(
     for entry in table
         .range((0u64, 0u64)..=(now_us, u64::MAX))
         .map_err(backend)?
-        .take(limit)
     {
+        if due.len() >= limit {
+            break;
+        }
         let (k, v) = entry.map_err(backend)?;
+        if let (Some(prefix), Some(kind)) = (&prefix, kind) {
+            if !is_kind(v.value(), prefix, kind)? {
+                continue;
+            }
+        }
         due.push((k.value(), Record::decode(v.value())?));
     }
     let mut out = Vec::with_capacity(due.len());
@@ -425,6 +462,27 @@ fn claim_due_in(
         });
     }
     Ok(out)
+}
+
+/// How a record of `kind` begins: `kind` is the first field [`Record`]
+/// serializes, so most records are told apart without decoding them.
+fn kind_prefix(kind: &str) -> Vec<u8> {
+    let mut p = b"{\"kind\":".to_vec();
+    p.extend(serde_json::to_vec(kind).unwrap_or_default());
+    p.push(b',');
+    p
+}
+
+/// Whether the encoded record is of `kind` (decoding it only when its
+/// first bytes do not settle the question).
+fn is_kind(bytes: &[u8], prefix: &[u8], kind: &str) -> Result<bool, StoreError> {
+    if bytes.starts_with(prefix) {
+        return Ok(true);
+    }
+    if bytes.starts_with(b"{\"kind\":") {
+        return Ok(false);
+    }
+    Ok(Record::decode(bytes)?.kind == kind)
 }
 
 pub(crate) fn complete_in(txn: &WriteTransaction, id: u64) -> Result<bool, StoreError> {

@@ -5,5 +5,6 @@ mod catchers;
 mod datastore;
 mod engine;
 mod methods;
+mod pipeline;
 mod retries;
 mod vmdb;

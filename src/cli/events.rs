@@ -1,0 +1,218 @@
+//! `automate event send` (one event through the handler and Automate, on
+//! `--db`, printing the evm.log lines) and `automate events list` (the
+//! stored event stream).
+
+use super::Global;
+use crate::datastore::Datastore;
+use crate::engine::datatype::to_json;
+use crate::engine::{AttrValue, Engine};
+use crate::events::catchers::{iso8601, now_ms, parse_time};
+use crate::events::config::Config;
+use crate::events::{EvmLog, Handler, Provider, ProviderEvent};
+use crate::vmdb::RedbStore;
+use anyhow::Context;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum EventCmd {
+    /// Handle one provider event now: store it and deliver it to Automate.
+    Send(SendArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SendArgs {
+    /// The provider's name (looked up in --config when given).
+    #[arg(long)]
+    pub provider: String,
+    /// The provider type when it is not configured: RHEVM, OPENSTACK, VC, ...
+    #[arg(long, default_value = "RHEVM")]
+    pub provider_type: String,
+    /// The provider-native event type, e.g. USER_RUN_VM.
+    #[arg(long = "type")]
+    pub event_type: String,
+    /// The provider's reference of the VM.
+    #[arg(long)]
+    pub vm: Option<String>,
+    /// The VM's name (default: its reference).
+    #[arg(long)]
+    pub vm_name: Option<String>,
+    /// The provider's reference of the host.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// When it happened (ISO 8601; default: now).
+    #[arg(long)]
+    pub timestamp: Option<String>,
+    #[arg(long)]
+    pub chain_id: Option<String>,
+    /// The configuration naming the provider.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum EventsCmd {
+    /// List the stored events (EmsEvent, MiqEvent, RequestEvent).
+    List(ListArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Only events of this type.
+    #[arg(long = "type")]
+    pub event_type: Option<String>,
+    /// Only events at or after this time: RFC 3339, or a number of seconds
+    /// ago.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only the last N events.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// One JSON array of objects.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn send(global: &Global, cmd: EventCmd) -> anyhow::Result<ExitCode> {
+    let EventCmd::Send(args) = cmd;
+    let provider = match &args.config {
+        Some(path) => {
+            let cfg = Config::load(path)?;
+            cfg.provider(&args.provider)
+                .map(|p| p.provider.clone())
+                .with_context(|| {
+                    format!("provider [{}] is not in {}", args.provider, path.display())
+                })?
+        }
+        None => Provider {
+            name: args.provider.clone(),
+            kind: args.provider_type.clone(),
+            hostname: args.provider.clone(),
+            userid: "admin".into(),
+        },
+    };
+    let timestamp = match &args.timestamp {
+        Some(t) => {
+            parse_time(t).with_context(|| format!("--timestamp {t:?} is not ISO 8601"))?;
+            t.clone()
+        }
+        None => iso8601(now_ms()),
+    };
+    let event = ProviderEvent {
+        event_type: args.event_type.clone(),
+        timestamp,
+        chain_id: args.chain_id.clone(),
+        vm_ems_ref: args.vm.clone(),
+        vm_name: args.vm_name.clone().or_else(|| args.vm.clone()),
+        host_ems_ref: args.host.clone(),
+        host_name: args.host.clone(),
+        full_data: serde_json::json!({ "event_type": args.event_type, "source": "automate event send" }),
+    };
+    let store = Arc::new(
+        RedbStore::open(&global.db)
+            .with_context(|| format!("opening the object store {}", global.db.display()))?,
+    );
+    let (ds, problems) = Datastore::open(&global.datastore);
+    for p in &problems {
+        eprintln!("warning: {p}");
+    }
+    let (engine, _runner) =
+        crate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(store));
+    let log = EvmLog::default();
+    let handler = Handler::new(engine, log.clone())?;
+    log.info(provider.caught_line(&event.event_type));
+    let outcome = handler.handle(&provider, &event)?;
+    let mut out = std::io::stdout().lock();
+    for line in log.drain() {
+        writeln!(out, "{line}")?;
+    }
+    if outcome.duplicate {
+        writeln!(
+            out,
+            "event: already stored as EmsEvent.{}",
+            outcome.event_id
+        )?;
+    }
+    match outcome.error {
+        Some(e) => {
+            eprintln!(
+                "error: delivery of EmsEvent.{} failed: {e}",
+                outcome.event_id
+            );
+            Ok(ExitCode::from(1))
+        }
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+pub fn list(global: &Global, cmd: EventsCmd) -> anyhow::Result<ExitCode> {
+    let EventsCmd::List(args) = cmd;
+    let since_ms = match &args.since {
+        None => None,
+        Some(s) => Some(match s.trim().parse::<f64>() {
+            Ok(secs) if secs.is_finite() && secs >= 0.0 => now_ms() - (secs * 1000.0) as i64,
+            _ => parse_time(s).with_context(|| {
+                format!("--since {s:?} is neither RFC 3339 nor a number of seconds")
+            })?,
+        }),
+    };
+    let store = RedbStore::open(&global.db)
+        .with_context(|| format!("opening the object store {}", global.db.display()))?;
+    let mut rows = Vec::new();
+    for r in store.list("EventStream")? {
+        let Some(obj) = store.load(&r.class, r.id)? else {
+            continue;
+        };
+        let text = |k: &str| obj.attrs.get(k).map(AttrValue::to_text).unwrap_or_default();
+        if let Some(t) = &args.event_type {
+            if text("event_type") != *t {
+                continue;
+            }
+        }
+        if let Some(since) = since_ms {
+            if parse_time(&text("timestamp")).is_none_or(|ts| ts < since) {
+                continue;
+            }
+        }
+        rows.push((r.id, obj));
+    }
+    if let Some(n) = args.limit {
+        let skip = rows.len().saturating_sub(n);
+        rows.drain(..skip);
+    }
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let items: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(id, obj)| {
+                let mut m = serde_json::Map::new();
+                m.insert("id".into(), serde_json::json!(id));
+                m.insert("class".into(), serde_json::json!(obj.class));
+                for (k, v) in &obj.attrs {
+                    if k != "dedup_key" {
+                        m.insert(k.clone(), to_json(v));
+                    }
+                }
+                serde_json::Value::Object(m)
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&items)?)?;
+    } else {
+        for (id, obj) in &rows {
+            let text = |k: &str| obj.attrs.get(k).map(AttrValue::to_text).unwrap_or_default();
+            let vm = text("vm_or_template_id");
+            writeln!(
+                out,
+                "{id}\t{}\t{}\t{}\t{}\tvm={}",
+                text("timestamp"),
+                text("event_namespace"),
+                text("source"),
+                text("event_type"),
+                if vm.is_empty() { "-" } else { vm.as_str() }
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

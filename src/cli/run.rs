@@ -1,0 +1,277 @@
+//! `automate run`: the whole event pipeline (catchers, durable queue,
+//! workers, Automate) from `automate.yaml`, until SIGTERM or SIGINT (or,
+//! with `--until-idle`, until the catchers' input is exhausted and the
+//! queue is empty); then a graceful shutdown and the counts.
+//!
+//! Logs go to `<log.dir>/evm.log` (target `evm`) and
+//! `<log.dir>/automation.log` (target `automation`) in ManageIQ's line
+//! format, `[----] I, [2026-11-24T10:00:00.000123 #4242:1a]  INFO -- : ...`,
+//! or as JSON lines with `--log-format json` (or `log.format: json`).
+//! `RUST_LOG` filters (default: `info` for both targets); warnings and
+//! errors of every target also go to stderr.
+
+use super::{Global, LogFormat};
+use crate::events::config::{self, Config};
+use crate::events::pipeline::Pipeline;
+use anyhow::Context;
+use std::fs::{File, OpenOptions};
+use std::io::{LineWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::{Context as LayerContext, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The configuration file.
+    #[arg(long, default_value = "automate.yaml")]
+    pub config: PathBuf,
+    /// Stop once every catcher has ended (a `jsonl` file read, a `simulate`
+    /// count reached) and the queue is empty, instead of waiting for a
+    /// signal.
+    #[arg(long)]
+    pub until_idle: bool,
+    /// Print the counts as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load(&args.config)?;
+    let format = match (global.log_format, cfg.log.format) {
+        (LogFormat::Json, _) | (_, config::LogFormat::Json) => LogFormat::Json,
+        _ => LogFormat::Text,
+    };
+    init_file_logging(&cfg.log.dir, format)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let started = Instant::now();
+    let stats = rt.block_on(async {
+        let pipeline = Pipeline::start(&cfg, &global.datastore, &global.db).await?;
+        tracing::info!(target: "evm", "MIQ(automate run) started: {} providers, {} workers, {} leases of a previous run released", cfg.providers.len(), cfg.workers, pipeline.released);
+        if args.until_idle {
+            tokio::select! {
+                _ = pipeline.wait_idle() => {}
+                _ = signal() => {}
+            }
+        } else {
+            signal().await;
+        }
+        tracing::info!(target: "evm", "MIQ(automate run) shutting down: draining the queue");
+        // A second signal while draining exits at once: what was not
+        // handled stays queued (durably) for the next start.
+        let stats = tokio::select! {
+            stats = pipeline.shutdown() => stats,
+            _ = signal() => {
+                tracing::warn!(target: "evm", "MIQ(automate run) second signal: exiting without draining; queued events are delivered at the next start");
+                std::process::exit(130);
+            }
+        };
+        tracing::info!(target: "evm", "MIQ(automate run) stopped: {stats:?}");
+        anyhow::Ok(stats)
+    })?;
+    let secs = started.elapsed().as_secs_f64();
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let mut v = serde_json::to_value(&stats)?;
+        v["seconds"] = serde_json::json!(secs);
+        writeln!(out, "{v}")?;
+    } else {
+        writeln!(
+            out,
+            "run: {} caught, {} skipped, {} rejected, {} queued, {} dropped, {} handled ({} duplicates, {} re-delivered), {} errors, {} retries, {} left in the queue, in {:.2} s ({:.0} events/s)",
+            stats.caught,
+            stats.skipped,
+            stats.rejected,
+            stats.enqueued,
+            stats.dropped,
+            stats.handled,
+            stats.duplicates,
+            stats.redelivered,
+            stats.errors,
+            stats.retries,
+            stats.queued,
+            secs,
+            stats.handled as f64 / secs.max(1e-9)
+        )?;
+    }
+    if let Some(e) = &stats.catcher_error {
+        eprintln!("error: a catcher stopped: {e}");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves when SIGTERM or SIGINT arrives.
+async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Installs the global subscriber: evm.log, automation.log, stderr for
+/// warnings.
+fn init_file_logging(dir: &Path, format: LogFormat) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let open = |name: &str| -> anyhow::Result<Arc<Mutex<LineWriter<File>>>> {
+        let path = dir.join(name);
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        Ok(Arc::new(Mutex::new(LineWriter::new(f))))
+    };
+    let json = matches!(format, LogFormat::Json);
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("warn,evm=info,automation=info"));
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_filter(tracing_subscriber::filter::LevelFilter::WARN);
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(FileLayer {
+            target: "evm",
+            out: open("evm.log")?,
+            json,
+        })
+        .with(FileLayer {
+            target: "automation",
+            out: open("automation.log")?,
+            json,
+        })
+        .with(stderr)
+        .try_init();
+    Ok(())
+}
+
+/// Writes the events of one target to a file, one line each.
+struct FileLayer {
+    target: &'static str,
+    out: Arc<Mutex<LineWriter<File>>>,
+    json: bool,
+}
+
+#[derive(Default)]
+struct Message(String);
+
+impl Visit for Message {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.0 = value.to_string();
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = format!("{value:?}");
+        }
+    }
+}
+
+impl<S: Subscriber> Layer<S> for FileLayer {
+    fn on_event(&self, event: &Event<'_>, _ctx: LayerContext<'_, S>) {
+        let meta = event.metadata();
+        if meta.target() != self.target {
+            return;
+        }
+        let mut msg = Message::default();
+        event.record(&mut msg);
+        let line = format_line(*meta.level(), &msg.0, self.json, self.target);
+        if let Ok(mut out) = self.out.lock() {
+            let _ = out.write_all(line.as_bytes());
+        }
+    }
+}
+
+/// The thread's number (`ThreadId(7)` → 7).
+fn thread_number() -> u64 {
+    let id = format!("{:?}", std::thread::current().id());
+    id.chars()
+        .filter(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// `2026-11-24T10:00:00.000123` (UTC).
+fn timestamp_micros() -> String {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0);
+    let ms = crate::events::catchers::iso8601(micros / 1000);
+    format!("{}{:03}", ms.trim_end_matches('Z'), micros % 1000)
+}
+
+/// One log line, with its newline.
+fn format_line(level: Level, message: &str, json: bool, target: &str) -> String {
+    let ts = timestamp_micros();
+    let (pid, tid) = (std::process::id(), thread_number());
+    if json {
+        let v = serde_json::json!({
+            "timestamp": format!("{ts}Z"),
+            "level": level.as_str(),
+            "pid": pid,
+            "tid": format!("{tid:x}"),
+            "target": target,
+            "message": message,
+        });
+        return format!("{v}\n");
+    }
+    let letter = match level {
+        Level::ERROR => 'E',
+        Level::WARN => 'W',
+        Level::INFO => 'I',
+        Level::DEBUG => 'D',
+        Level::TRACE => 'T',
+    };
+    format!(
+        "[----] {letter}, [{ts} #{pid}:{tid:x}] {:>5} -- : {message}\n",
+        level.as_str()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_format_is_manageiq_like() {
+        let line = format_line(Level::INFO, "hello", false, "evm");
+        assert!(line.starts_with("[----] I, ["), "{line}");
+        assert!(line.ends_with("]  INFO -- : hello\n"), "{line}");
+        let ts = &line[11..37];
+        assert_eq!(ts.len(), 26, "{ts}");
+        assert_eq!(&ts[10..11], "T");
+        let json: serde_json::Value =
+            serde_json::from_str(&format_line(Level::WARN, "x", true, "automation")).unwrap();
+        assert_eq!(json["level"], "WARN");
+        assert_eq!(json["message"], "x");
+    }
+}

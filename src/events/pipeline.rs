@@ -1,0 +1,611 @@
+//! The running event pipeline (`automate run`): catchers → committer →
+//! durable queue → workers → handler and Automate.
+//!
+//! * The **catchers** of the configuration send [`Caught`] events into a
+//!   bounded channel.
+//! * The **committer** (a Tokio task) drains the channel in groups of up to
+//!   `queue.batch_max` events or `queue.batch_wait_ms`, writes each group to
+//!   the [`EventQueue`] in one durable transaction (group commit), and only
+//!   then answers the catchers' acks with `Ok` (so AMQP messages are acked
+//!   upstream after the durable write). When the queue holds
+//!   `queue.capacity` events, `when_full: block` (and `park`, for now) stops
+//!   reading the channel, which makes the catchers wait (back-pressure);
+//!   `drop_newest` answers new events with `Err` and counts them.
+//! * The **dispatcher** (a thread) claims batches from the queue and hands
+//!   each event to one of `workers` **worker threads**, always the same one
+//!   for the same provider and host (or VM, when the event names no host):
+//!   events of one VM are handled in order, and a VM or host seen for the
+//!   first time is created by one worker only. A worker runs
+//!   [`Handler::handle`] for each event and acks its batch.
+//! * A **retry** thread runs [`run_due`] for state-machine retries.
+//!
+//! At start the leases of a previous process are released, so whatever it
+//! had claimed is delivered again (at-least-once; the handler's
+//! de-duplication makes a second delivery store nothing new).
+//! [`Pipeline::shutdown`] stops the catchers, lets the committer flush,
+//! lets the workers drain the queue, and returns the counts.
+//!
+//! **Durability.** The queue's changes (enqueue, claim, ack) are durable
+//! commits. The handler's object writes use
+//! [`RedbStore::with_relaxed_durability`]: they are not fsync'd by
+//! themselves but become durable with the worker's ack (a later durable
+//! commit in the same file), which comes after them. A crash in between
+//! loses those writes *and* keeps the event in the queue, so it is handled
+//! again after the restart: nothing acknowledged is lost, and each event is
+//! stored once.
+
+use super::catchers::{CatcherError, CatcherStats, Catchers, Caught};
+use super::config::{Config, QueueConfig, WhenFull};
+use super::queue::{ClaimedEvent, EventQueue};
+use super::{EvmLog, Handler, Provider, ProviderEvent};
+use crate::datastore::Datastore;
+use crate::engine::deliver::{run_due, Outcome, DEFAULT_MAX_DELIVERIES};
+use crate::engine::Engine;
+use crate::vmdb::RedbStore;
+use anyhow::Context;
+use serde::Serialize;
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Claimed events a worker may have waiting (in batches) before the
+/// dispatcher waits for it.
+const WORKER_BACKLOG: usize = 2;
+/// Most events one claim takes per worker.
+const CLAIM_PER_WORKER: usize = 32;
+/// How long an idle dispatcher sleeps before looking at the queue again.
+const IDLE_POLL: Duration = Duration::from_millis(50);
+/// How often due state-machine retries are looked for.
+const RETRY_POLL: Duration = Duration::from_millis(250);
+
+/// What the pipeline did (see [`Pipeline::stats`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PipelineStats {
+    /// Events the catchers parsed (filtered ones included).
+    pub caught: u64,
+    /// Events the providers' filters dropped.
+    pub skipped: u64,
+    /// Input the catchers could not parse.
+    pub rejected: u64,
+    /// Events written to the durable queue.
+    pub enqueued: u64,
+    /// Events refused because the queue was full (`when_full: drop_newest`).
+    pub dropped: u64,
+    /// Events the workers handled (duplicates included).
+    pub handled: u64,
+    /// Handled events that were stored already (nothing delivered).
+    pub duplicates: u64,
+    /// Events whose handling or delivery ended with an error, and queue
+    /// writes that failed.
+    pub errors: u64,
+    /// Events handled again after a crash or an expired lease.
+    pub redelivered: u64,
+    /// State-machine retries delivered.
+    pub retries: u64,
+    /// Events still in the queue.
+    pub queued: u64,
+    /// Why a catcher stopped early, if one did (set by
+    /// [`Pipeline::shutdown`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catcher_error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    received: AtomicU64,
+    enqueued: AtomicU64,
+    dropped: AtomicU64,
+    handled: AtomicU64,
+    duplicates: AtomicU64,
+    errors: AtomicU64,
+    redelivered: AtomicU64,
+    retries: AtomicU64,
+}
+
+fn bump(a: &AtomicU64, n: u64) {
+    a.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Wakes the dispatcher when events were queued.
+#[derive(Debug, Default)]
+struct Wake {
+    queued: Mutex<u64>,
+    cond: Condvar,
+}
+
+impl Wake {
+    fn notify(&self) {
+        if let Ok(mut n) = self.queued.lock() {
+            *n = n.wrapping_add(1);
+        }
+        self.cond.notify_all();
+    }
+
+    /// Waits until notified or `timeout`.
+    fn wait(&self, timeout: Duration) {
+        if let Ok(n) = self.queued.lock() {
+            let seen = *n;
+            let _ = self.cond.wait_timeout_while(n, timeout, |n| *n == seen);
+        }
+    }
+}
+
+/// A running pipeline. Start it inside a Tokio runtime.
+pub struct Pipeline {
+    stop_catchers: CancellationToken,
+    catchers: Option<JoinHandle<Result<(), CatcherError>>>,
+    http: Option<JoinHandle<std::io::Result<()>>>,
+    committer: Option<JoinHandle<()>>,
+    dispatcher: Option<std::thread::JoinHandle<()>>,
+    retrier: Option<std::thread::JoinHandle<()>>,
+    drain: Arc<AtomicBool>,
+    stop_retries: Arc<AtomicBool>,
+    wake: Arc<Wake>,
+    queue: Arc<EventQueue>,
+    counters: Arc<Counters>,
+    catcher_stats: Vec<Arc<CatcherStats>>,
+    /// Leases released at start (events a previous process had claimed).
+    pub released: usize,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("queued", &self.queue.depth())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pipeline {
+    /// Opens the store at `db_path` and the datastore at `datastore_root`,
+    /// releases the leases of a previous process, and starts the catchers,
+    /// the committer, the dispatcher with `config.workers` workers and the
+    /// retry runner.
+    pub async fn start(
+        config: &Config,
+        datastore_root: &Path,
+        db_path: &Path,
+    ) -> anyhow::Result<Pipeline> {
+        let store = Arc::new(
+            RedbStore::open(db_path)
+                .with_context(|| format!("opening the object store {}", db_path.display()))?
+                .with_relaxed_durability(true),
+        );
+        let (ds, problems) = Datastore::open(datastore_root);
+        for p in &problems {
+            tracing::warn!(target: "evm", "datastore: {p}");
+        }
+        let (engine, _runner) =
+            crate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(store.clone()));
+        let queue = Arc::new(EventQueue::open(store.schedule())?);
+        let released = queue.release_leases()?;
+        if released > 0 {
+            tracing::info!(target: "evm", "MIQ(EventQueue) {released} items claimed by a previous run are due again");
+        }
+        // Handlers are made one after the other: the first creates the
+        // MiqServer and User, the providers are created before any worker
+        // runs, so no two workers race to create them.
+        let dispatch_handler = Handler::new(engine.clone(), EvmLog::default())?;
+        for p in &config.providers {
+            dispatch_handler.provider_ref(&p.provider)?;
+        }
+        let workers = config.workers.max(1);
+        let mut handlers = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            handlers.push(Handler::new(engine.clone(), EvmLog::default())?);
+        }
+
+        let counters = Arc::new(Counters::default());
+        let wake = Arc::new(Wake::default());
+        let drain = Arc::new(AtomicBool::new(false));
+        let stop_retries = Arc::new(AtomicBool::new(false));
+
+        // Catchers and their channel (as deep as a batch: the backlog
+        // lives in the durable queue).
+        let (tx, rx) = super::catchers::sink_pair(config.queue.batch_max.max(16));
+        let mut catchers = Catchers::build(config, tx)?;
+        let catcher_stats = catchers.catchers.iter().map(|c| c.stats()).collect();
+        let stop_catchers = CancellationToken::new();
+        let http = match catchers.http.take() {
+            Some(state) => {
+                let listener = tokio::net::TcpListener::bind(&config.api.listen)
+                    .await
+                    .with_context(|| format!("listening on {}", config.api.listen))?;
+                let stop = stop_catchers.clone();
+                Some(tokio::spawn(super::catchers::http::serve(
+                    listener, state, stop,
+                )))
+            }
+            None => None,
+        };
+        let catchers_task = tokio::spawn(catchers.run(stop_catchers.clone()));
+
+        if config.queue.when_full == WhenFull::Park {
+            tracing::info!(target: "evm", "MIQ(EventQueue) when_full: park is not implemented yet: blocking instead");
+        }
+        let committer = tokio::spawn(commit_loop(
+            rx,
+            queue.clone(),
+            config.queue.clone(),
+            counters.clone(),
+            wake.clone(),
+        ));
+
+        let dispatcher = {
+            let queue = queue.clone();
+            let counters = counters.clone();
+            let wake = wake.clone();
+            let drain = drain.clone();
+            std::thread::Builder::new()
+                .name("automate-dispatch".into())
+                .spawn(move || {
+                    dispatch_loop(dispatch_handler, handlers, queue, counters, wake, drain)
+                })?
+        };
+        let retrier = {
+            let schedule = store.schedule();
+            let counters = counters.clone();
+            let stop = stop_retries.clone();
+            std::thread::Builder::new()
+                .name("automate-retries".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        match run_due(&engine, &schedule, 16, DEFAULT_MAX_DELIVERIES) {
+                            Ok(outcomes) if !outcomes.is_empty() => {
+                                for o in &outcomes {
+                                    bump(&counters.retries, 1);
+                                    if matches!(o, Outcome::Error { .. } | Outcome::GaveUp(_)) {
+                                        bump(&counters.errors, 1);
+                                    }
+                                }
+                                continue;
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::error!(target: "evm", "MIQ(MiqAeEngine.deliver) running due retries: {e}")
+                            }
+                        }
+                        std::thread::sleep(RETRY_POLL);
+                    }
+                })?
+        };
+
+        Ok(Pipeline {
+            stop_catchers,
+            catchers: Some(catchers_task),
+            http,
+            committer: Some(committer),
+            dispatcher: Some(dispatcher),
+            retrier: Some(retrier),
+            drain,
+            stop_retries,
+            wake,
+            queue,
+            counters,
+            catcher_stats,
+            released,
+        })
+    }
+
+    /// The counts so far.
+    pub fn stats(&self) -> PipelineStats {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let c = &self.counters;
+        let mut s = PipelineStats {
+            enqueued: g(&c.enqueued),
+            dropped: g(&c.dropped),
+            handled: g(&c.handled),
+            duplicates: g(&c.duplicates),
+            errors: g(&c.errors),
+            redelivered: g(&c.redelivered),
+            retries: g(&c.retries),
+            queued: self.queue.depth(),
+            ..PipelineStats::default()
+        };
+        for cs in &self.catcher_stats {
+            let snap = cs.snapshot();
+            s.caught += snap.caught;
+            s.skipped += snap.skipped;
+            s.rejected += snap.rejected;
+        }
+        s
+    }
+
+    /// Whether the catchers have ended (their input is exhausted), every
+    /// caught event is queued and the queue is empty.
+    pub fn is_idle(&self) -> bool {
+        self.committer.as_ref().is_none_or(|c| c.is_finished()) && self.queue.depth() == 0
+    }
+
+    /// Waits until [`Pipeline::is_idle`].
+    pub async fn wait_idle(&self) {
+        while !self.is_idle() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Whether the catchers have all ended.
+    pub fn catchers_finished(&self) -> bool {
+        self.catchers.as_ref().is_none_or(|c| c.is_finished())
+    }
+
+    /// Stops gracefully: stops the catchers, lets the committer queue what
+    /// they sent, lets the workers drain the queue, then returns the counts.
+    /// A catcher's error is logged.
+    pub async fn shutdown(mut self) -> PipelineStats {
+        self.stop_catchers.cancel();
+        let mut catcher_error = None;
+        if let Some(c) = self.catchers.take() {
+            match c.await {
+                Ok(Ok(())) => {}
+                // Catchers::run has logged it.
+                Ok(Err(e)) => catcher_error = Some(e.to_string()),
+                Err(e) => {
+                    tracing::error!(target: "evm", "MIQ(EventCatcher) task failed: {e}");
+                    catcher_error = Some(format!("catcher task failed: {e}"));
+                }
+            }
+        }
+        if let Some(h) = self.http.take() {
+            if let Ok(Err(e)) = h.await {
+                tracing::error!(target: "evm", "MIQ(EventCatcher) http listener: {e}");
+            }
+        }
+        if let Some(c) = self.committer.take() {
+            let _ = c.await;
+        }
+        self.drain.store(true, Ordering::SeqCst);
+        self.wake.notify();
+        self.stop_retries.store(true, Ordering::SeqCst);
+        let dispatcher = self.dispatcher.take();
+        let retrier = self.retrier.take();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(d) = dispatcher {
+                let _ = d.join();
+            }
+            if let Some(r) = retrier {
+                let _ = r.join();
+            }
+        })
+        .await;
+        PipelineStats {
+            catcher_error,
+            ..self.stats()
+        }
+    }
+}
+
+/// The committer: group commit of caught events into the durable queue,
+/// then the catchers' acks.
+async fn commit_loop(
+    mut rx: mpsc::Receiver<Caught>,
+    queue: Arc<EventQueue>,
+    cfg: QueueConfig,
+    counters: Arc<Counters>,
+    wake: Arc<Wake>,
+) {
+    let capacity = cfg.capacity.max(1) as u64;
+    let batch_max = cfg.batch_max.max(1);
+    let wait = Duration::from_millis(cfg.batch_wait_ms);
+    let blocking = cfg.when_full != WhenFull::DropNewest;
+    loop {
+        if blocking {
+            // Back-pressure: leave the channel unread while the queue is full.
+            while queue.depth() >= capacity {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        let Some(first) = rx.recv().await else { break };
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + wait;
+        while batch.len() < batch_max {
+            if blocking && queue.depth() + batch.len() as u64 >= capacity {
+                break;
+            }
+            match rx.try_recv() {
+                Ok(c) => {
+                    batch.push(c);
+                    continue;
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) => {}
+            }
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(c)) => batch.push(c),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        bump(&counters.received, batch.len() as u64);
+        let mut items: Vec<(Arc<Provider>, ProviderEvent)> = Vec::with_capacity(batch.len());
+        let mut acks = Vec::with_capacity(batch.len());
+        for mut c in batch {
+            if !blocking && queue.depth() + items.len() as u64 >= capacity {
+                bump(&counters.dropped, 1);
+                let dropped = counters.dropped.load(Ordering::Relaxed);
+                tracing::warn!(target: "evm", "MIQ(EventQueue) queue full ({capacity} events): dropped event [{}] of EMS [{}] ({dropped} dropped so far)", c.event.event_type, c.provider.name);
+                c.complete(Err(format!("event queue full ({capacity} events)")));
+                continue;
+            }
+            acks.push(c.ack.take());
+            items.push((c.provider, c.event));
+        }
+        if items.is_empty() {
+            continue;
+        }
+        let n = items.len() as u64;
+        let q = queue.clone();
+        let result = tokio::task::spawn_blocking(move || q.enqueue_batch(&items))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        match result {
+            Ok(_) => {
+                bump(&counters.enqueued, n);
+                wake.notify();
+                for tx in acks.into_iter().flatten() {
+                    let _ = tx.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                bump(&counters.errors, n);
+                tracing::error!(target: "evm", "MIQ(EventQueue) cannot queue {n} events: {e}");
+                for tx in acks.into_iter().flatten() {
+                    let _ = tx.send(Err(format!("event queue write failed: {e}")));
+                }
+            }
+        }
+    }
+}
+
+/// Which worker handles an event: by provider and host (or VM, or type).
+fn worker_of(ev: &ClaimedEvent, workers: usize) -> usize {
+    let mut h = DefaultHasher::new();
+    ev.provider.name.hash(&mut h);
+    let e = &ev.event;
+    match (&e.host_ems_ref, &e.vm_ems_ref) {
+        (Some(host), _) => ("host", host).hash(&mut h),
+        (None, Some(vm)) => ("vm", vm).hash(&mut h),
+        (None, None) => ("type", &e.event_type).hash(&mut h),
+    }
+    (h.finish() % workers as u64) as usize
+}
+
+/// The dispatcher: claims batches and hands them to the workers; with
+/// `drain` set, ends (and joins the workers) once the queue is empty.
+fn dispatch_loop(
+    handler: Handler,
+    handlers: Vec<Handler>,
+    queue: Arc<EventQueue>,
+    counters: Arc<Counters>,
+    wake: Arc<Wake>,
+    drain: Arc<AtomicBool>,
+) {
+    let n = handlers.len().max(1);
+    let mut senders: Vec<SyncSender<Vec<ClaimedEvent>>> = Vec::with_capacity(n);
+    let mut threads = Vec::with_capacity(n);
+    for (i, h) in handlers.into_iter().enumerate() {
+        let (tx, rx) = sync_channel::<Vec<ClaimedEvent>>(WORKER_BACKLOG);
+        let queue = queue.clone();
+        let counters = counters.clone();
+        let wake = wake.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("automate-worker-{i}"))
+            .spawn(move || {
+                for batch in rx {
+                    work(&h, &queue, &counters, batch);
+                    wake.notify();
+                }
+            });
+        match spawned {
+            Ok(t) => {
+                senders.push(tx);
+                threads.push(t);
+            }
+            Err(e) => {
+                tracing::error!(target: "evm", "MIQ(EventQueue) cannot start worker {i}: {e}")
+            }
+        }
+    }
+    let mut known: HashSet<String> = HashSet::new();
+    while !senders.is_empty() {
+        let claim = match queue.claim(CLAIM_PER_WORKER * senders.len()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(target: "evm", "MIQ(EventQueue) claim failed: {e}");
+                std::thread::sleep(IDLE_POLL);
+                continue;
+            }
+        };
+        if !claim.unreadable.is_empty() {
+            let ids: Vec<u64> = claim.unreadable.iter().map(|(id, _)| *id).collect();
+            for (id, e) in &claim.unreadable {
+                tracing::error!(target: "evm", "MIQ(EventQueue) queued item {id} is unreadable ({e}): dropped");
+            }
+            bump(&counters.errors, ids.len() as u64);
+            if let Err(e) = queue.ack(&ids) {
+                tracing::error!(target: "evm", "MIQ(EventQueue) ack failed: {e}");
+            }
+        }
+        if claim.events.is_empty() {
+            if drain.load(Ordering::SeqCst) && queue.depth() == 0 {
+                break;
+            }
+            wake.wait(IDLE_POLL);
+            continue;
+        }
+        // Providers first seen in the queue (configured ones exist already)
+        // are created here, before any worker can race for them.
+        for ev in &claim.events {
+            if known.insert(ev.provider.name.clone()) {
+                if let Err(e) = handler.provider_ref(&ev.provider) {
+                    tracing::error!(target: "evm", "MIQ(EventQueue) provider [{}]: {e}", ev.provider.name);
+                }
+            }
+        }
+        let mut parts: Vec<Vec<ClaimedEvent>> = vec![Vec::new(); senders.len()];
+        for ev in claim.events {
+            let w = worker_of(&ev, senders.len());
+            parts[w].push(ev);
+        }
+        for (w, part) in parts.into_iter().enumerate() {
+            if part.is_empty() {
+                continue;
+            }
+            if senders[w].send(part).is_err() {
+                // The worker died (its items come due again after the lease).
+                tracing::error!(target: "evm", "MIQ(EventQueue) worker {w} is gone");
+            }
+        }
+    }
+    drop(senders);
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
+/// A worker's batch: handle each event, then ack them all.
+fn work(handler: &Handler, queue: &EventQueue, counters: &Counters, batch: Vec<ClaimedEvent>) {
+    let mut ids = Vec::with_capacity(batch.len());
+    for ev in batch {
+        if ev.attempts > 1 {
+            bump(&counters.redelivered, 1);
+        }
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            handler.handle(&ev.provider, &ev.event)
+        }));
+        match result {
+            Ok(Ok(outcome)) => {
+                bump(&counters.handled, 1);
+                if outcome.duplicate {
+                    bump(&counters.duplicates, 1);
+                }
+                if let Some(e) = outcome.error {
+                    bump(&counters.errors, 1);
+                    tracing::warn!(target: "evm", "MIQ(MiqAeEngine.deliver) event [{}] EmsEvent.{} ended with an error: {e}", ev.event.event_type, outcome.event_id);
+                }
+            }
+            Ok(Err(e)) => {
+                bump(&counters.errors, 1);
+                tracing::error!(target: "evm", "MIQ(EmsEventHandler-handle_event) event [{}] of EMS [{}] not handled: {e}", ev.event.event_type, ev.provider.name);
+            }
+            Err(_) => {
+                bump(&counters.errors, 1);
+                tracing::error!(target: "evm", "MIQ(EmsEventHandler-handle_event) event [{}] of EMS [{}]: the handler panicked", ev.event.event_type, ev.provider.name);
+            }
+        }
+        // The lines went to tracing already; do not keep them.
+        handler.log().drain();
+        ids.push(ev.id);
+    }
+    if let Err(e) = queue.ack(&ids) {
+        tracing::error!(target: "evm", "MIQ(EventQueue) ack of {} events failed: {e}", ids.len());
+    }
+}

@@ -1,0 +1,206 @@
+//! The durable event queue: caught provider events waiting for a worker,
+//! kept in the store's redb file (SPEC §5's seam: enqueue, claim a batch,
+//! ack, depth).
+//!
+//! It is a thin layer over [`Schedule`]: an event is a work item of kind
+//! [`EVENT_KIND`] with the payload `{"provider": {...}, "event": {...}}`,
+//! due at once. [`EventQueue::enqueue_batch`] writes a whole batch in one
+//! durable transaction (group commit); [`EventQueue::claim`] leases due
+//! events for [`LEASE`]; [`EventQueue::ack`] removes handled ones. Delivery
+//! is at-least-once: an event claimed by a process that dies is due again
+//! after [`EventQueue::release_leases`] (at startup) or when its lease runs
+//! out, and the handler's de-duplication makes a second delivery harmless.
+//! A later backend on a broker only has to offer the same five calls.
+
+use super::{Provider, ProviderEvent};
+use crate::vmdb::{Schedule, StoreError, WorkItem};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// The work-item kind of a queued provider event.
+pub const EVENT_KIND: &str = "ems_event";
+
+/// How long a claimed event is leased before it comes due again.
+pub const LEASE: Duration = Duration::from_secs(60);
+
+/// A claimed event, ready for the handler.
+#[derive(Debug, Clone)]
+pub struct ClaimedEvent {
+    /// The queue id: [`EventQueue::ack`] it once handled.
+    pub id: u64,
+    /// How many times it has been claimed, this claim included (more than
+    /// one: a re-delivery).
+    pub attempts: u32,
+    pub provider: Arc<Provider>,
+    pub event: ProviderEvent,
+}
+
+/// One claim's result: the events, and the ids of items that could not be
+/// read (ack them: they can never be handled).
+#[derive(Debug, Default)]
+pub struct Claim {
+    pub events: Vec<ClaimedEvent>,
+    pub unreadable: Vec<(u64, String)>,
+}
+
+/// The durable event queue on a store's [`Schedule`]. Cheap to share
+/// (`Arc`); the depth is counted in memory from the count at open.
+#[derive(Debug)]
+pub struct EventQueue {
+    schedule: Schedule,
+    depth: AtomicU64,
+}
+
+impl EventQueue {
+    /// The queue in `schedule`'s file; counts what is already queued.
+    pub fn open(schedule: Schedule) -> Result<EventQueue, StoreError> {
+        let depth = schedule.count_kind(EVENT_KIND)?;
+        Ok(EventQueue {
+            schedule,
+            depth: AtomicU64::new(depth),
+        })
+    }
+
+    /// Queues events durably in one transaction; their ids, in order.
+    pub fn enqueue_batch(
+        &self,
+        events: &[(Arc<Provider>, ProviderEvent)],
+    ) -> Result<Vec<u64>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = SystemTime::now();
+        let items: Vec<(WorkItem, SystemTime)> = events
+            .iter()
+            .map(|(p, e)| {
+                let payload = serde_json::json!({ "provider": p.as_ref(), "event": e });
+                (WorkItem::new(EVENT_KIND, payload), now)
+            })
+            .collect();
+        let ids = self.schedule.schedule_many(&items)?;
+        self.depth.fetch_add(ids.len() as u64, Ordering::SeqCst);
+        Ok(ids)
+    }
+
+    /// Leases up to `limit` due events (oldest first).
+    pub fn claim(&self, limit: usize) -> Result<Claim, StoreError> {
+        let claimed =
+            self.schedule
+                .claim_due_kind(SystemTime::now(), limit.max(1), LEASE, EVENT_KIND)?;
+        let mut out = Claim::default();
+        for c in claimed {
+            let provider = serde_json::from_value::<Provider>(c.item.payload["provider"].clone());
+            let event = serde_json::from_value::<ProviderEvent>(c.item.payload["event"].clone());
+            match (provider, event) {
+                (Ok(p), Ok(e)) => out.events.push(ClaimedEvent {
+                    id: c.id,
+                    attempts: c.attempts,
+                    provider: Arc::new(p),
+                    event: e,
+                }),
+                (Err(e), _) | (_, Err(e)) => out.unreadable.push((c.id, e.to_string())),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes handled events (one durable transaction); how many there
+    /// were.
+    pub fn ack(&self, ids: &[u64]) -> Result<usize, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let n = self.schedule.complete_many(ids)?;
+        let _ = self
+            .depth
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |d| {
+                Some(d.saturating_sub(n as u64))
+            });
+        Ok(n)
+    }
+
+    /// Makes every claimed event due now (at startup: a previous process
+    /// that died holds no lease any more). Also releases leased Automate
+    /// retries, which is as right for them. How many there were.
+    pub fn release_leases(&self) -> Result<usize, StoreError> {
+        self.schedule.release_leases(SystemTime::now())
+    }
+
+    /// Events queued and not yet acked (claimed ones included).
+    pub fn depth(&self) -> u64 {
+        self.depth.load(Ordering::SeqCst)
+    }
+
+    /// The underlying scheduled-work table.
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vmdb::RedbStore;
+
+    fn provider() -> Arc<Provider> {
+        Arc::new(Provider {
+            name: "p".into(),
+            kind: "RHEVM".into(),
+            hostname: "h".into(),
+            userid: "u".into(),
+        })
+    }
+
+    fn event(n: u32) -> ProviderEvent {
+        ProviderEvent {
+            event_type: "USER_RUN_VM".into(),
+            timestamp: format!("2026-01-01T00:00:{n:02}Z"),
+            chain_id: None,
+            vm_ems_ref: Some(format!("vm-{n}")),
+            vm_name: None,
+            host_ems_ref: None,
+            host_name: None,
+            full_data: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn enqueue_claim_ack_and_redeliver() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.redb");
+        {
+            let store = RedbStore::open(&path).unwrap();
+            let q = EventQueue::open(store.schedule()).unwrap();
+            let batch: Vec<_> = (0..5).map(|n| (provider(), event(n))).collect();
+            let ids = q.enqueue_batch(&batch).unwrap();
+            assert_eq!(ids.len(), 5);
+            assert_eq!(q.depth(), 5);
+            // A retry due now is not claimed by the queue.
+            store
+                .schedule()
+                .schedule(
+                    &WorkItem::new("automate_retry", serde_json::Value::Null),
+                    SystemTime::now(),
+                )
+                .unwrap();
+            let c = q.claim(3).unwrap();
+            assert_eq!(c.events.len(), 3);
+            assert_eq!(c.events[0].event, event(0));
+            assert_eq!(q.ack(&[c.events[0].id]).unwrap(), 1);
+            assert_eq!(q.depth(), 4);
+            // Two claimed, never acked: the process "dies".
+        }
+        let store = RedbStore::open(&path).unwrap();
+        let q = EventQueue::open(store.schedule()).unwrap();
+        assert_eq!(q.depth(), 4);
+        assert_eq!(q.release_leases().unwrap(), 2);
+        let c = q.claim(10).unwrap();
+        assert_eq!(c.events.len(), 4);
+        assert_eq!(c.events.iter().filter(|e| e.attempts == 2).count(), 2);
+        let ids: Vec<u64> = c.events.iter().map(|e| e.id).collect();
+        assert_eq!(q.ack(&ids).unwrap(), 4);
+        assert_eq!(q.depth(), 0);
+        assert_eq!(store.schedule().len().unwrap(), 1);
+    }
+}
