@@ -8,8 +8,9 @@
 
 use automate::datastore::Datastore;
 use automate::engine::deliver::{deliver, Delivery, Outcome, DEFAULT_MAX_DELIVERIES};
+use automate::engine::AttrValue;
 use automate::engine::Engine;
-use automate::vmdb::RedbStore;
+use automate::vmdb::{ObjectStore, RedbStore};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -28,15 +29,23 @@ fn automate(db: &Path) -> Command {
     cmd
 }
 
-/// Schedules the first pass of machines `1..=n` through the library.
-fn start_machines(db: &Path, n: usize) {
+/// Creates one VM per machine and schedules each machine's first pass
+/// through the library; returns the VMs' ids (the machine ids).
+fn start_machines(db: &Path, n: usize) -> Vec<i64> {
     let store = RedbStore::open(db).expect("open store");
     let schedule = store.schedule();
+    let vms: Vec<i64> = (1..=n)
+        .map(|i| {
+            let mut attrs = automate::engine::Attributes::default();
+            attrs.insert("name".into(), AttrValue::Str(format!("vm-{i}")));
+            store.create("VmOrTemplate", attrs).expect("create vm").id
+        })
+        .collect();
     let (ds, problems) = Datastore::open(&datastore_dir());
     assert!(problems.is_empty(), "{problems:?}");
     let (engine, _runner) =
         automate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));
-    for i in 1..=n {
+    for &i in &vms {
         let d = Delivery {
             uri: format!("/SM/Counter/default?machine={i}"),
             attrs: Vec::new(),
@@ -50,6 +59,7 @@ fn start_machines(db: &Path, n: usize) {
         );
     }
     assert_eq!(schedule.len().expect("len"), n as u64);
+    vms
 }
 
 #[test]
@@ -95,7 +105,7 @@ fn retries_survive_sigkill_and_each_machine_finishes_with_its_state() {
     const MACHINES: usize = 30;
     let tmp = tempfile::tempdir().expect("tempdir");
     let db = tmp.path().join("automate.redb");
-    start_machines(&db, MACHINES);
+    let vms = start_machines(&db, MACHINES);
 
     // Kill the worker at different points, five times.
     let mut output = String::new();
@@ -123,15 +133,20 @@ fn retries_survive_sigkill_and_each_machine_finishes_with_its_state() {
     assert!(last.status.success(), "final run failed: {output}");
     assert!(started.elapsed() < Duration::from_secs(120));
 
-    for i in 1..=MACHINES {
-        let line = format!("machine {i} finished with n=3");
-        let count = output.matches(&line).count();
-        assert!(count >= 1, "machine {i} never finished:\n{output}");
+    // The store is the witness (a killed process may die before printing):
+    // every machine's last pass wrote the pass count its state vars carried.
+    let store = RedbStore::open(&db).expect("reopen");
+    for &id in &vms {
+        let vm = store.find("VmOrTemplate", id).expect("vm");
+        assert_eq!(
+            store.attribute(&vm, "finished_n"),
+            Some(AttrValue::Int(3)),
+            "machine {id} did not finish with its state vars:\n{output}"
+        );
     }
     assert!(
         !output.contains("finished with n=4") && !output.contains("finished with n=2"),
         "a machine lost or repeated a pass in its state vars:\n{output}"
     );
-    let store = RedbStore::open(&db).expect("reopen");
     assert_eq!(store.schedule().len().expect("len"), 0, "retries left over");
 }
