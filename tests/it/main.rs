@@ -4,6 +4,7 @@
 mod catchers;
 mod datastore;
 mod engine;
+mod events;
 mod methods;
 mod pipeline;
 mod retries;
