@@ -5,6 +5,7 @@ mod catchers;
 mod datastore;
 mod engine;
 mod events;
+mod legacy;
 mod methods;
 mod pipeline;
 mod retries;
