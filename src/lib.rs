@@ -6,6 +6,7 @@
 //! [`cli`] is the `automate` command. `docs/ARCHITECTURE.md` is the map.
 
 pub mod cli;
+pub mod control;
 pub mod datastore;
 pub mod engine;
 pub mod events;

@@ -129,8 +129,8 @@ fn policy_source(rt: &Runtime<'_>, target: &VmdbRef, param: &str) -> Option<Vmdb
 
 /// `event_enforce_policy`: `MiqEvent#process_evm_event` for the workspace's
 /// MiqEvent: `Event Raised`, the control policies, `Alert for Event`, the
-/// alerts. Policies and alerts are not evaluated yet
-/// ([`evaluate_policies`], [`evaluate_alerts`]).
+/// alerts ([`evaluate_policies`], [`evaluate_alerts`]: the datastore root's
+/// `control/*.yaml`, see [`crate::control`]).
 fn event_enforce_policy(
     rt: &mut Runtime<'_>,
     obj: ObjectId,

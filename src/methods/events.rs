@@ -467,30 +467,29 @@ fn deliver(rt: &mut Runtime<'_>, uri: &str, shown: &str, event: &VmdbRef) {
     }
 }
 
-/// Evaluates the control policies assigned to `target` for `event`.
-///
-/// **Not implemented yet** (the next issue): it does nothing, and logs
-/// nothing. `event_enforce_policy` calls it between `Event Raised [..]` and
+/// Evaluates the control policies on `event_type` (the datastore root's
+/// `control/*.yaml`): [`crate::control::evaluate_policies`].
+/// `event_enforce_policy` calls it between `Event Raised [..]` and
 /// `Alert for Event [..]`, where ManageIQ runs `MiqPolicy.enforce_policy`.
 pub fn evaluate_policies(
-    _rt: &mut Runtime<'_>,
-    _event: Option<&VmdbRef>,
-    _target: Option<&VmdbRef>,
-    _event_type: &str,
+    rt: &mut Runtime<'_>,
+    event: Option<&VmdbRef>,
+    target: Option<&VmdbRef>,
+    event_type: &str,
 ) {
+    crate::control::evaluate_policies(rt, event, target, event_type);
 }
 
-/// Evaluates the alerts defined for `event`.
-///
-/// **Not implemented yet** (the next issue): it does nothing, and logs
-/// nothing. Called after `Alert for Event [..]`, where ManageIQ runs
-/// `MiqAlert.evaluate_alerts`.
+/// Evaluates the alerts on `event_type`:
+/// [`crate::control::evaluate_alerts`]. Called after `Alert for Event [..]`,
+/// where ManageIQ runs `MiqAlert.evaluate_alerts`.
 pub fn evaluate_alerts(
-    _rt: &mut Runtime<'_>,
-    _event: Option<&VmdbRef>,
-    _target: Option<&VmdbRef>,
-    _event_type: &str,
+    rt: &mut Runtime<'_>,
+    event: Option<&VmdbRef>,
+    target: Option<&VmdbRef>,
+    event_type: &str,
 ) {
+    crate::control::evaluate_alerts(rt, event, target, event_type);
 }
 
 #[cfg(test)]

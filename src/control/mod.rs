@@ -1,0 +1,342 @@
+//! Control policies and alerts (ManageIQ's `MiqPolicy` / `MiqAlert`, much
+//! reduced): YAML files under the datastore root's `control/` directory.
+//!
+//! A [`Policy`] names the events it runs on, a Rhai condition over the
+//! event's `target` and `event`, and the actions to run when the condition
+//! holds (`actions`) or not (`else_actions`). An [`Alert`] names one event,
+//! an optional condition and actions. `docs/control.md` describes the file
+//! format and the log lines.
+//!
+//! The builtin `event_enforce_policy` calls [`evaluate_policies`] between
+//! `Event Raised [..]` and `Alert for Event [..]`, and [`evaluate_alerts`]
+//! after it. The [`ControlSet`] is loaded on first use per datastore root
+//! and cached ([`control_for`]); it is loaded again when the datastore is
+//! reloaded (its index changes).
+
+mod condition;
+mod load;
+
+pub use condition::{Condition, ConditionLimits};
+pub use load::load;
+
+use crate::datastore::Datastore;
+use crate::engine::{AttrValue, Level, Runtime, TraceLine};
+use crate::methods::events;
+use crate::vmdb::VmdbRef;
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+/// Every policy and alert of one datastore root, in file (name) order.
+#[derive(Debug, Clone, Default)]
+pub struct ControlSet {
+    pub policies: Vec<Policy>,
+    pub alerts: Vec<Alert>,
+}
+
+/// A control policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub name: String,
+    pub description: String,
+    /// The event types it runs on (`vm_poweroff`, `vm_start`, ...).
+    pub events: Vec<String>,
+    /// `None`: always true.
+    pub condition: Option<Condition>,
+    pub actions: Vec<Action>,
+    /// Run when the condition is false.
+    pub else_actions: Vec<Action>,
+    /// Where it was defined.
+    pub file: PathBuf,
+    pub line: usize,
+}
+
+/// A control alert.
+#[derive(Debug, Clone)]
+pub struct Alert {
+    pub name: String,
+    pub description: String,
+    pub event: String,
+    pub condition: Option<Condition>,
+    pub actions: Vec<Action>,
+    pub file: PathBuf,
+    pub line: usize,
+}
+
+/// One action of a policy or an alert.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// `log: "<message>"`.
+    Log(String),
+    /// `raise_event: <generic event>`: raised for the target like
+    /// `event_action_policy` does.
+    RaiseEvent(String),
+    /// `invoke: "<automate URI>"`: instantiated as a new root.
+    Invoke(String),
+    /// `set_attribute: {name: x, value: y}` on the target in the store.
+    SetAttribute { name: String, value: AttrValue },
+}
+
+impl Action {
+    fn kind(&self) -> &'static str {
+        match self {
+            Action::Log(_) => "log",
+            Action::RaiseEvent(_) => "raise_event",
+            Action::Invoke(_) => "invoke",
+            Action::SetAttribute { .. } => "set_attribute",
+        }
+    }
+}
+
+/// A control file that could not be loaded: where and why.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}:{line}: {field}: {message}", file.display())]
+pub struct ControlError {
+    pub file: PathBuf,
+    /// 1-based; 0 when unknown.
+    pub line: usize,
+    /// The field at fault, e.g. `policies[0].condition`.
+    pub field: String,
+    pub message: String,
+}
+
+/// The log prefix of policy lines.
+pub const POLICY_PREFIX: &str = "MIQ(MiqPolicy.enforce_policy)";
+/// The log prefix of alert lines.
+pub const ALERT_PREFIX: &str = "MIQ(MiqAlert.evaluate_alerts)";
+
+/// Most nested `invoke` actions (an invoke whose instantiation raises an
+/// event whose policy invokes ...).
+const MAX_INVOKE_DEPTH: usize = 8;
+
+thread_local! {
+    static INVOKE_DEPTH: Cell<usize> = const { Cell::new(0) };
+}
+
+type Loaded = Result<Arc<ControlSet>, ControlError>;
+
+struct CacheEntry {
+    /// The datastore index the set was loaded with: a reload swaps it.
+    index: Weak<crate::datastore::index::Index>,
+    set: Loaded,
+}
+
+fn cache() -> &'static Mutex<HashMap<PathBuf, CacheEntry>> {
+    static CACHE: OnceLock<Mutex<HashMap<PathBuf, CacheEntry>>> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The control directory of a datastore root.
+pub fn control_dir(root: &Path) -> PathBuf {
+    root.join("control")
+}
+
+/// The [`ControlSet`] of `ds`'s root: loaded once per datastore load (and
+/// again after [`Datastore::reload`]), then shared.
+pub fn control_for(ds: &Datastore) -> Loaded {
+    let index = ds.index();
+    let root = ds.root().to_path_buf();
+    let mut map = cache().lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(entry) = map.get(&root) {
+        if entry
+            .index
+            .upgrade()
+            .is_some_and(|i| Arc::ptr_eq(&i, &index))
+        {
+            return entry.set.clone();
+        }
+    }
+    let set = load(&control_dir(&root)).map(Arc::new);
+    map.insert(
+        root,
+        CacheEntry {
+            index: Arc::downgrade(&index),
+            set: set.clone(),
+        },
+    );
+    set
+}
+
+fn control_of(rt: &mut Runtime<'_>, prefix: &str) -> Option<Arc<ControlSet>> {
+    match control_for(rt.engine().datastore()) {
+        Ok(set) => Some(set),
+        Err(e) => {
+            rt.log(
+                Level::Error,
+                format!("{prefix} control policies and alerts not loaded: {e}"),
+            );
+            None
+        }
+    }
+}
+
+/// `MiqPolicy.enforce_policy`: runs every policy naming `event_type`, in
+/// file order. A condition error fails that policy (logged), never the
+/// event.
+pub fn evaluate_policies(
+    rt: &mut Runtime<'_>,
+    event: Option<&VmdbRef>,
+    target: Option<&VmdbRef>,
+    event_type: &str,
+) {
+    let Some(set) = control_of(rt, POLICY_PREFIX) else {
+        return;
+    };
+    for p in set
+        .policies
+        .iter()
+        .filter(|p| p.events.iter().any(|e| e == event_type))
+    {
+        let who = format!("{POLICY_PREFIX} Policy [{}]", p.name);
+        let result = match &p.condition {
+            None => Ok(true),
+            Some(c) => c.evaluate(rt.engine().store(), event, target, event_type),
+        };
+        match result {
+            Ok(true) => {
+                rt.log(
+                    Level::Info,
+                    format!("{who} condition true for event [{event_type}]"),
+                );
+                run_actions(rt, &who, &p.actions, event, target);
+            }
+            Ok(false) => {
+                rt.log(
+                    Level::Info,
+                    format!("{who} condition false for event [{event_type}]"),
+                );
+                run_actions(rt, &who, &p.else_actions, event, target);
+            }
+            Err(e) => rt.log(
+                Level::Error,
+                format!(
+                    "{who} condition failed for event [{event_type}]: {e} ({}:{}); policy skipped",
+                    p.file.display(),
+                    p.line
+                ),
+            ),
+        }
+    }
+}
+
+/// `MiqAlert.evaluate_alerts`: runs every alert on `event_type` whose
+/// condition holds.
+pub fn evaluate_alerts(
+    rt: &mut Runtime<'_>,
+    event: Option<&VmdbRef>,
+    target: Option<&VmdbRef>,
+    event_type: &str,
+) {
+    let Some(set) = control_of(rt, ALERT_PREFIX) else {
+        return;
+    };
+    for a in set.alerts.iter().filter(|a| a.event == event_type) {
+        let who = format!("{ALERT_PREFIX} Alert [{}]", a.name);
+        let result = match &a.condition {
+            None => Ok(true),
+            Some(c) => c.evaluate(rt.engine().store(), event, target, event_type),
+        };
+        match result {
+            Ok(true) => {
+                rt.log(Level::Info, format!("{who} fired for event [{event_type}]"));
+                run_actions(rt, &who, &a.actions, event, target);
+            }
+            Ok(false) => rt.log(
+                Level::Info,
+                format!("{who} condition false for event [{event_type}]; not fired"),
+            ),
+            Err(e) => rt.log(
+                Level::Error,
+                format!(
+                    "{who} condition failed for event [{event_type}]: {e} ({}:{}); alert skipped",
+                    a.file.display(),
+                    a.line
+                ),
+            ),
+        }
+    }
+}
+
+fn run_actions(
+    rt: &mut Runtime<'_>,
+    who: &str,
+    actions: &[Action],
+    event: Option<&VmdbRef>,
+    target: Option<&VmdbRef>,
+) {
+    for action in actions {
+        let head = format!("{who} action {}", action.kind());
+        match action {
+            Action::Log(msg) => rt.log(Level::Info, format!("{head}: {msg}")),
+            Action::RaiseEvent(name) => {
+                let Some(target) = target else {
+                    rt.log(
+                        Level::Warn,
+                        format!("{head}: [{name}] not raised: the event has no target"),
+                    );
+                    continue;
+                };
+                rt.log(Level::Info, format!("{head}: [{name}]"));
+                if let Err(e) = events::raise_evm_event(rt, target, name, &[], event) {
+                    rt.log(Level::Error, format!("{head}: [{name}] failed: {e}"));
+                }
+            }
+            Action::Invoke(uri) => invoke(rt, &head, uri),
+            Action::SetAttribute { name, value } => {
+                let Some(target) = target else {
+                    rt.log(
+                        Level::Warn,
+                        format!("{head}: [{name}] not set: the event has no target"),
+                    );
+                    continue;
+                };
+                let store = rt.engine().store().clone();
+                match store.update(target, name, value.clone()) {
+                    Ok(()) => rt.log(
+                        Level::Info,
+                        format!(
+                            "{head}: {} [{}] {name} = {}",
+                            target.class,
+                            target.id,
+                            value.inspect()
+                        ),
+                    ),
+                    Err(e) => rt.log(
+                        Level::Error,
+                        format!(
+                            "{head}: {} [{}] {name} not set: {e}",
+                            target.class, target.id
+                        ),
+                    ),
+                }
+            }
+        }
+    }
+}
+
+/// Instantiates `uri` as a new root and appends its trace to the caller's.
+fn invoke(rt: &mut Runtime<'_>, head: &str, uri: &str) {
+    let depth = INVOKE_DEPTH.with(Cell::get);
+    if depth >= MAX_INVOKE_DEPTH {
+        rt.log(
+            Level::Error,
+            format!("{head}: [{uri}] not invoked: invokes nested {depth} levels deep (a loop?)"),
+        );
+        return;
+    }
+    rt.log(Level::Info, format!("{head}: [{uri}]"));
+    let base = rt.ws.trace.last().map_or(0, |l| l.depth + 1);
+    INVOKE_DEPTH.with(|d| d.set(depth + 1));
+    let engine = rt.engine();
+    let (ws, err) = engine.instantiate_traced(uri, &[]);
+    INVOKE_DEPTH.with(|d| d.set(depth));
+    rt.ws.trace.extend(ws.trace.into_iter().map(|l| TraceLine {
+        depth: base + l.depth,
+        ..l
+    }));
+    match err {
+        None => rt.log(Level::Info, format!("{head}: [{uri}] completed")),
+        Some(e) => rt.log(Level::Error, format!("{head}: [{uri}] failed: {e}")),
+    }
+}
