@@ -4,6 +4,7 @@
 mod catchers;
 mod control;
 mod datastore;
+mod demo;
 mod engine;
 mod events;
 mod legacy;
