@@ -310,6 +310,44 @@ pub fn delivery_keys(r: &VmdbRef) -> (String, String) {
 /// and delivers it to `/System/Process/Event`. Returns the MiqEvent, or
 /// `None` when the event is not a known MiqEventDefinition (or could not be
 /// stored).
+/// The VM power state a generic event leaves behind (`None`: unchanged).
+pub fn power_state_after(event: &str) -> Option<&'static str> {
+    Some(match event {
+        "vm_start" | "vm_reset" | "vm_reboot_guest" => "on",
+        "vm_poweroff" => "off",
+        "vm_suspend" => "suspended",
+        "vm_pause" => "paused",
+        _ => return None,
+    })
+}
+
+/// Keeps the target VM's `power_state` in the store in step with the
+/// generic events raised for it (ManageIQ learns it from the refresh that
+/// follows; automate has no provider to refresh from).
+fn follow_power_state(
+    rt: &mut Runtime<'_>,
+    store: &dyn crate::vmdb::ObjectStore,
+    target: &VmdbRef,
+    target_class: &str,
+    event: &str,
+) {
+    let Some(state) = power_state_after(event) else {
+        return;
+    };
+    if target_class != "VmOrTemplate" {
+        return;
+    }
+    if let Err(e) = store.update(target, "power_state", AttrValue::str(state)) {
+        rt.log(
+            Level::Error,
+            format!(
+                "Could not set power_state of VmOrTemplate [{}]: {e}",
+                target.id
+            ),
+        );
+    }
+}
+
 pub fn raise_evm_event(
     rt: &mut Runtime<'_>,
     target: &VmdbRef,
@@ -337,6 +375,7 @@ pub fn raise_evm_event(
         return Ok(None);
     }
     let store = rt.engine().store().clone();
+    follow_power_state(rt, store.as_ref(), target, &target_class, event);
     let mut attrs = Attributes::default();
     attrs.insert("event_type".into(), AttrValue::str(event));
     attrs.insert("event_namespace".into(), AttrValue::str("MiqEvent"));

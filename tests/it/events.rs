@@ -4,9 +4,10 @@
 
 use crate::datastore::fixture_dir;
 use automate::datastore::Datastore;
+use automate::engine::AttrValue;
 use automate::engine::Engine;
 use automate::events::{scenario, EvmLog, Handler};
-use automate::vmdb::RedbStore;
+use automate::vmdb::{ObjectStore, RedbStore};
 use std::process::Command;
 use std::sync::Arc;
 
@@ -58,7 +59,7 @@ fn seed_scenario_runs_on_the_real_manageiq_domain_as_the_only_domain() {
     assert_eq!(ds.index().domains().len(), 1, "ManageIQ is the only domain");
     let store = Arc::new(RedbStore::open(tmp.path().join("automate.redb")).expect("store"));
     let (engine, _runner) =
-        automate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(store));
+        automate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(store.clone()));
     let log = EvmLog::default();
     let handler = Handler::new(engine, log.clone()).expect("handler");
     let (rhev, openstack) = scenario::providers();
@@ -98,6 +99,19 @@ fn seed_scenario_runs_on_the_real_manageiq_domain_as_the_only_domain() {
             "Processing EMS event [USER_STOP_VM] chain_id [] on EMS [1000000000002]...Complete",
         ],
     );
+    // The VMs' power states followed the events: both ended powered off.
+    for name in ["web-01", "db-01"] {
+        let vm = store
+            .find_by("VmOrTemplate", "name", &AttrValue::Str(name.into()))
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("VM {name} was created on first sight"));
+        assert_eq!(
+            store.attribute(&vm, "power_state"),
+            Some(AttrValue::Str("off".into())),
+            "{name}"
+        );
+    }
     // The fixture's RHEVM USER_RUN_VM raises vm_start the same way.
     assert_in_order(
         &lines,
