@@ -1078,9 +1078,15 @@ fn write_zip(
         _ => PathBuf::from("."),
     };
     fs::create_dir_all(&parent).map_err(|e| export_io("create directory", &parent, e))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".export-")
-        .suffix(".zip")
+    // A temp file is private (0600); the export is an ordinary file.
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".export-").suffix(".zip");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(fs::Permissions::from_mode(0o644));
+    }
+    let tmp = builder
         .tempfile_in(&parent)
         .map_err(|e| export_io("create a temporary file in", &parent, e))?;
     let zip_err = |error| ExportError::Zip {
