@@ -322,8 +322,9 @@ pub fn power_state_after(event: &str) -> Option<&'static str> {
 }
 
 /// Keeps the target VM's `power_state` in the store in step with the
-/// generic events raised for it (ManageIQ learns it from the refresh that
-/// follows; automate has no provider to refresh from).
+/// generic events raised for it, once the event has been processed
+/// (ManageIQ learns it from the refresh that follows; automate has no
+/// provider to refresh from).
 fn follow_power_state(
     rt: &mut Runtime<'_>,
     store: &dyn crate::vmdb::ObjectStore,
@@ -375,7 +376,6 @@ pub fn raise_evm_event(
         return Ok(None);
     }
     let store = rt.engine().store().clone();
-    follow_power_state(rt, store.as_ref(), target, &target_class, event);
     let mut attrs = Attributes::default();
     attrs.insert("event_type".into(), AttrValue::str(event));
     attrs.insert("event_namespace".into(), AttrValue::str("MiqEvent"));
@@ -464,6 +464,8 @@ pub fn raise_evm_event(
     pairs.push(("vmdb_object_type".into(), "miq_event".into()));
     let uri = format!("/System/Process/Event?{}", uri::hash2query(&pairs));
     deliver(rt, &uri, &shown, &miq_event);
+    // Policies and alerts saw the VM as it was when the event happened.
+    follow_power_state(rt, store.as_ref(), target, &target_class, event);
     Ok(Some(miq_event))
 }
 
