@@ -1,5 +1,6 @@
 //! Method benchmarks, through the whole engine on a one-field class:
 //!
+//! * `rhai_method_call`: the same method through `Engine::run_method`.
 //! * `rhai_trivial_method`: `/Bench/Trivial/run?x=1`, whose `meth1` runs a
 //!   Rhai method reading `evm.root["x"]` and setting an attribute (target
 //!   < 2 µs per call for the method);
@@ -187,6 +188,19 @@ fn benches(c: &mut Criterion) {
     );
     c.bench_function("rhai_trivial_method", |b| {
         b.iter(|| black_box(engine.instantiate(black_box("/Bench/Trivial/run"), &args)))
+    });
+    // The method call alone, as `automate method run` makes it: a fresh
+    // object of the class, the lookup, inputs, the Rhai call, the rc.
+    let (ws, err) = engine.run_method("/Bench/Trivial/trivial", &args);
+    assert!(err.is_none(), "{err:?} {:?}", ws.trace_lines());
+    assert_eq!(
+        ws.objects[0].get("y").map(|v| v.to_text()),
+        Some("1".to_string()),
+        "{:?}",
+        ws.trace_lines()
+    );
+    c.bench_function("rhai_method_call", |b| {
+        b.iter(|| black_box(engine.run_method(black_box("/Bench/Trivial/trivial"), &args)))
     });
     c.bench_function("rhai_empty_method", |b| {
         b.iter(|| black_box(engine.instantiate(black_box("/Bench/Trivial/empty"), &args)))
