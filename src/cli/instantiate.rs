@@ -83,7 +83,7 @@ pub fn run(global: &Global, args: InstantiateArgs) -> anyhow::Result<ExitCode> {
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
     } else {
-        if !args.quiet {
+        if !args.quiet && !ws.trace.is_empty() {
             for line in &ws.trace {
                 writeln!(out, "{}{}", "  ".repeat(line.depth), line.text)?;
             }
