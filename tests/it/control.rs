@@ -4,64 +4,18 @@
 
 use automate::control::{self, Action};
 use automate::datastore::Datastore;
-use automate::engine::{AttrValue, Attributes, Engine, Workspace};
+use automate::engine::{AttrValue, Engine, Workspace};
 use automate::methods::{self, RhaiLimits};
 use automate::vmdb::{MemoryStore, ObjectStore, VmdbRef};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const VM: i64 = 1_000_000_000_029;
-const HOST: i64 = 1_000_000_000_002;
-const EMS: i64 = 1_000_000_000_001;
-const EVENT: i64 = 1_000_000_003_170;
-
-fn manifest(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
-
-fn attrs(pairs: &[(&str, AttrValue)]) -> Attributes {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect()
-}
+use crate::common::{manifest, rhev_store, EVENT, VM};
 
 /// A RHEV provider, a host, the VM `prod-web01` and its `USER_RUN_VM`.
 fn store() -> Arc<MemoryStore> {
-    let s = MemoryStore::new();
-    s.insert(
-        "ExtManagementSystem",
-        EMS,
-        attrs(&[
-            ("name", "rhevm01".into()),
-            ("type", "ManageIQ::Providers::Redhat::InfraManager".into()),
-        ]),
-    );
-    s.insert("Host", HOST, attrs(&[("name", "host01".into())]));
-    s.insert(
-        "VmOrTemplate",
-        VM,
-        attrs(&[
-            ("name", "prod-web01".into()),
-            ("power_state", "off".into()),
-            ("ems_id", AttrValue::Int(EMS)),
-            ("host_id", AttrValue::Int(HOST)),
-        ]),
-    );
-    s.insert(
-        "EmsEvent",
-        EVENT,
-        attrs(&[
-            ("event_namespace", "EmsEvent".into()),
-            ("source", "RHEVM".into()),
-            ("event_type", "USER_RUN_VM".into()),
-            ("vm_or_template_id", AttrValue::Int(VM)),
-            ("host_id", AttrValue::Int(HOST)),
-            ("ems_id", AttrValue::Int(EMS)),
-        ]),
-    );
-    Arc::new(s)
+    rhev_store("prod-web01")
 }
 
 fn copy_tree(from: &Path, to: &Path) {

@@ -2,6 +2,7 @@
 //! 2-core machine links once. Each module builds real datastores on disk
 //! (tempfile) and runs the real engine and the real `automate` binary.
 mod catchers;
+mod common;
 mod control;
 mod datastore;
 mod demo;

@@ -4,64 +4,18 @@
 //! `ManageIQ` domain and, when present, the real ManageIQ content.
 
 use automate::datastore::Datastore;
-use automate::engine::{AttrValue, Attributes, Engine, EngineError, Level, Workspace};
+use automate::engine::{AttrValue, Engine, EngineError, Level, Workspace};
 use automate::methods::{self, RhaiLimits, RhaiRunner};
 use automate::vmdb::{MemoryStore, ObjectStore};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const VM: i64 = 1_000_000_000_029;
-const HOST: i64 = 1_000_000_000_002;
-const EMS: i64 = 1_000_000_000_001;
-const EVENT: i64 = 1_000_000_003_170;
-
-fn manifest(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
-
-fn attrs(pairs: &[(&str, AttrValue)]) -> Attributes {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect()
-}
+use crate::common::{attrs, manifest, rhev_store, EVENT, HOST, VM};
 
 /// A RHEV provider, a host, a VM and its `USER_RUN_VM` EmsEvent.
 fn store() -> Arc<MemoryStore> {
-    let s = MemoryStore::new();
-    s.insert(
-        "ExtManagementSystem",
-        EMS,
-        attrs(&[
-            ("name", "rhevm01".into()),
-            ("type", "ManageIQ::Providers::Redhat::InfraManager".into()),
-        ]),
-    );
-    s.insert("Host", HOST, attrs(&[("name", "host01".into())]));
-    s.insert(
-        "VmOrTemplate",
-        VM,
-        attrs(&[
-            ("name", "web01".into()),
-            ("power_state", "off".into()),
-            ("ems_id", AttrValue::Int(EMS)),
-            ("host_id", AttrValue::Int(HOST)),
-        ]),
-    );
-    s.insert(
-        "EmsEvent",
-        EVENT,
-        attrs(&[
-            ("event_namespace", "EmsEvent".into()),
-            ("source", "RHEVM".into()),
-            ("event_type", "USER_RUN_VM".into()),
-            ("vm_or_template_id", AttrValue::Int(VM)),
-            ("host_id", AttrValue::Int(HOST)),
-            ("ems_id", AttrValue::Int(EMS)),
-        ]),
-    );
-    Arc::new(s)
+    rhev_store("web01")
 }
 
 fn open(root: &Path) -> Arc<Datastore> {
