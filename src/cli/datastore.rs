@@ -200,10 +200,10 @@ fn list(root: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints rows with columns padded; numbers right-aligned after the first column.
-fn print_table(rows: &[Vec<String>]) {
+/// The width of each column (in characters) over all rows.
+fn column_widths(rows: &[Vec<String>]) -> Vec<usize> {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..cols)
+    (0..cols)
         .map(|i| {
             rows.iter()
                 .filter_map(|r| r.get(i))
@@ -211,7 +211,12 @@ fn print_table(rows: &[Vec<String>]) {
                 .max()
                 .unwrap_or(0)
         })
-        .collect();
+        .collect()
+}
+
+/// Prints rows with columns padded; numbers right-aligned after the first column.
+fn print_table(rows: &[Vec<String>]) {
+    let widths = column_widths(rows);
     for row in rows {
         let mut line = String::new();
         for (i, cell) in row.iter().enumerate() {
@@ -596,16 +601,7 @@ fn drop_empty_columns(rows: Vec<Vec<String>>) -> Vec<Vec<String>> {
 }
 
 fn table_string(rows: &[Vec<String>]) -> String {
-    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..cols)
-        .map(|i| {
-            rows.iter()
-                .filter_map(|r| r.get(i))
-                .map(|s| s.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
+    let widths = column_widths(rows);
     let mut out = String::new();
     for row in rows {
         let mut line = String::from("  ");

@@ -68,7 +68,7 @@ pub fn run(global: &Global, args: InstantiateArgs) -> anyhow::Result<ExitCode> {
             };
             match deliver(&engine, schedule, &d, DEFAULT_MAX_DELIVERIES)? {
                 Outcome::Error { workspace, error } => (workspace, error),
-                other => (other_workspace(other), None),
+                other => (other.into_workspace(), None),
             }
         }
         None => engine.instantiate_traced(&args.uri, &attrs),
@@ -112,13 +112,6 @@ pub fn parse_attrs(attrs: &[String]) -> anyhow::Result<Vec<(String, String)>> {
                 .with_context(|| format!("--attr {a}: expected KEY=VALUE"))
         })
         .collect()
-}
-
-fn other_workspace(o: Outcome) -> Workspace {
-    match o {
-        Outcome::Done(w) | Outcome::GaveUp(w) => w,
-        Outcome::Retry { workspace, .. } | Outcome::Error { workspace, .. } => workspace,
-    }
 }
 
 /// Loads `[{"class","id","attributes"}]` into the store.

@@ -61,6 +61,13 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    pub fn into_workspace(self) -> Workspace {
+        match self {
+            Outcome::Done(w) | Outcome::GaveUp(w) => w,
+            Outcome::Retry { workspace, .. } | Outcome::Error { workspace, .. } => workspace,
+        }
+    }
+
     pub fn workspace(&self) -> &Workspace {
         match self {
             Outcome::Done(w) | Outcome::GaveUp(w) => w,
@@ -124,7 +131,7 @@ fn deliver_inner(
             super::Level::Error,
             format!(
                 "MIQ(MiqAeEngine.deliver) Error delivering {} for object [{object}] with state [{state}] to Automate: {message}",
-                inspect_pairs(&d.attrs)
+                super::inspect_delivery_attrs(&d.attrs)
             ),
         );
         return Ok(Outcome::Error {
@@ -170,7 +177,7 @@ fn deliver_inner(
         super::Level::Info,
         format!(
             "MIQ(MiqAeEngine.deliver) Requeuing {} for object [{object}] with state [{state}] to Automate for delivery in [{}] seconds",
-            inspect_pairs(&next.attrs),
+            super::inspect_delivery_attrs(&next.attrs),
             format_seconds(interval)
         ),
     );
@@ -227,13 +234,4 @@ fn format_seconds(s: f64) -> String {
     } else {
         format!("{s}")
     }
-}
-
-/// The options hash as Ruby's `inspect` shows it.
-fn inspect_pairs(pairs: &[(String, String)]) -> String {
-    let parts: Vec<String> = pairs
-        .iter()
-        .map(|(k, v)| format!("{:?}=>{:?}", k, v))
-        .collect();
-    format!("{{{}}}", parts.join(", "))
 }

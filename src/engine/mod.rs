@@ -26,7 +26,7 @@ mod workspace;
 
 pub use error::EngineError;
 pub use methods::{BuiltinFn, Builtins, MethodRc, ScriptRunner};
-pub use value::{AttrValue, Attributes};
+pub use value::{inspect_delivery_attrs, AttrValue, Attributes};
 pub use workspace::{Level, Object, ObjectId, TraceLine, Workspace};
 
 use crate::datastore::{Datastore, Index};
@@ -309,20 +309,9 @@ impl<'e> Runtime<'e> {
 
     /// Writes a trace line at the current depth, and to `tracing`.
     pub fn log(&mut self, level: Level, text: impl Into<String>) {
-        let text = text.into();
-        if self.engine.options.emit_tracing {
-            match level {
-                Level::Debug => tracing::debug!(target: "automation", "{text}"),
-                Level::Info => tracing::info!(target: "automation", "{text}"),
-                Level::Warn => tracing::warn!(target: "automation", "{text}"),
-                Level::Error => tracing::error!(target: "automation", "{text}"),
-            }
-        }
-        self.ws.trace.push(TraceLine {
-            depth: self.stack.len().saturating_sub(1),
-            level,
-            text,
-        });
+        let depth = self.stack.len().saturating_sub(1);
+        let emit = self.engine.options.emit_tracing;
+        self.ws.push_trace(depth, level, text.into(), emit);
     }
 
     /// Sets an attribute of an object (the name is lower-cased).

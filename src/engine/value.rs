@@ -143,6 +143,31 @@ pub fn inspect_attributes(attrs: &Attributes) -> String {
     out
 }
 
+/// Ruby's `Hash#inspect` of delivery attributes and queue options, as the
+/// `Delivering ...`, `Requeuing ...` and `Error delivering ...` lines show
+/// them: symbol keys (`:event_id=>`) except `Class::attr` keys, which are
+/// strings; integer values bare, others quoted.
+pub fn inspect_delivery_attrs(pairs: &[(String, String)]) -> String {
+    AttrValue::Hash(
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                let key = if k.contains("::") {
+                    AttrValue::Str(k.clone())
+                } else {
+                    AttrValue::Symbol(k.clone())
+                };
+                let value = match v.parse::<i64>() {
+                    Ok(i) => AttrValue::Int(i),
+                    Err(_) => AttrValue::Str(v.clone()),
+                };
+                (key, value)
+            })
+            .collect(),
+    )
+    .inspect()
+}
+
 /// Ruby's `String#inspect` for the characters that matter here.
 fn inspect_str(s: &str, out: &mut String) {
     out.push('"');

@@ -96,17 +96,21 @@ impl Workspace {
     /// Appends a line to the trace (depth 0) and sends it to `tracing`
     /// (target `automation`).
     pub fn log_line(&mut self, level: Level, text: String) {
-        match level {
-            Level::Debug => tracing::debug!(target: "automation", "{text}"),
-            Level::Info => tracing::info!(target: "automation", "{text}"),
-            Level::Warn => tracing::warn!(target: "automation", "{text}"),
-            Level::Error => tracing::error!(target: "automation", "{text}"),
+        self.push_trace(0, level, text, true);
+    }
+
+    /// Keeps a trace line and, when `emit`, sends it to `tracing` (target
+    /// `automation`): the one place trace lines are written.
+    pub(crate) fn push_trace(&mut self, depth: usize, level: Level, text: String, emit: bool) {
+        if emit {
+            match level {
+                Level::Debug => tracing::debug!(target: "automation", "{text}"),
+                Level::Info => tracing::info!(target: "automation", "{text}"),
+                Level::Warn => tracing::warn!(target: "automation", "{text}"),
+                Level::Error => tracing::error!(target: "automation", "{text}"),
+            }
         }
-        self.trace.push(TraceLine {
-            depth: 0,
-            level,
-            text,
-        });
+        self.trace.push(TraceLine { depth, level, text });
     }
 
     /// `ae_result` of the root, `ok` when unset (as `MiqAeEngine.deliver`

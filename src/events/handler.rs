@@ -10,7 +10,9 @@
 //! of the seed; log `...Complete`.
 
 use super::{Provider, ProviderEvent};
-use crate::engine::{AttrValue, Attributes, Engine, EngineError, Workspace};
+use crate::engine::{
+    inspect_delivery_attrs, AttrValue, Attributes, Engine, EngineError, Workspace,
+};
 use crate::uri::hash2query;
 use crate::vmdb::{ObjectStore, StoreError, VmdbRef};
 use std::sync::{Arc, Mutex};
@@ -185,25 +187,24 @@ impl Handler {
         let event = self.store.create("EmsEvent", attrs)?;
 
         // MiqAeEvent.raise_ems_event's attributes, in its order.
-        let mut shown: Vec<(String, String, bool)> = vec![
-            ("event_id".into(), event.id.to_string(), true),
-            ("event_stream_id".into(), event.id.to_string(), true),
-            ("event_type".into(), ev.event_type.clone(), true),
+        let mut pairs: Vec<(String, String)> = vec![
+            ("event_id".into(), event.id.to_string()),
+            ("event_stream_id".into(), event.id.to_string()),
+            ("event_type".into(), ev.event_type.clone()),
         ];
         if let Some(vm) = &vm {
-            shown.push(("VmOrTemplate::vm".into(), vm.id.to_string(), false));
-            shown.push(("vm_id".into(), vm.id.to_string(), true));
+            pairs.push(("VmOrTemplate::vm".into(), vm.id.to_string()));
+            pairs.push(("vm_id".into(), vm.id.to_string()));
         }
         if let Some(h) = &host {
-            shown.push(("Host::host".into(), h.id.to_string(), false));
-            shown.push(("host_id".into(), h.id.to_string(), true));
+            pairs.push(("Host::host".into(), h.id.to_string()));
+            pairs.push(("host_id".into(), h.id.to_string()));
         }
         self.log.info(format!(
             "MIQ(MiqAeEngine.deliver) Delivering {} for object [EmsEvent.{}] with state [] to Automate",
-            inspect_attrs(&shown),
+            inspect_delivery_attrs(&pairs),
             event.id
         ));
-        let mut pairs: Vec<(String, String)> = shown.into_iter().map(|(k, v, _)| (k, v)).collect();
         pairs.push(("EventStream::event_stream".into(), event.id.to_string()));
         pairs.push(("MiqServer::miq_server".into(), self.server.id.to_string()));
         pairs.push(("User::user".into(), self.user.id.to_string()));
@@ -276,26 +277,4 @@ fn ensure_one(
     let mut attrs = Attributes::default();
     attrs.insert(attr.to_string(), v);
     store.create(class, attrs)
-}
-
-/// Ruby's `Hash#inspect` of the delivery attributes: symbol keys as
-/// `:key=>`, string keys quoted, integers bare, strings quoted.
-fn inspect_attrs(attrs: &[(String, String, bool)]) -> String {
-    let parts: Vec<String> = attrs
-        .iter()
-        .map(|(k, v, symbol)| {
-            let key = if *symbol {
-                format!(":{k}")
-            } else {
-                format!("\"{k}\"")
-            };
-            let val = if v.parse::<i64>().is_ok() {
-                v.clone()
-            } else {
-                format!("\"{v}\"")
-            };
-            format!("{key}=>{val}")
-        })
-        .collect();
-    format!("{{{}}}", parts.join(", "))
 }

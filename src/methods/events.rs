@@ -440,26 +440,7 @@ pub fn raise_evm_event(
             None => pairs.push((k.clone(), v.clone())),
         }
     }
-    // As Ruby shows the delivery's attrs: symbol keys except `Class::attr`,
-    // ids as integers.
-    let shown = AttrValue::Hash(
-        pairs
-            .iter()
-            .map(|(k, v)| {
-                let key = if k.contains("::") {
-                    AttrValue::str(k.as_str())
-                } else {
-                    AttrValue::Symbol(k.clone())
-                };
-                let value = match v.parse::<i64>() {
-                    Ok(i) => AttrValue::Int(i),
-                    Err(_) => AttrValue::str(v.as_str()),
-                };
-                (key, value)
-            })
-            .collect(),
-    )
-    .inspect();
+    let shown = crate::engine::inspect_delivery_attrs(&pairs);
     pairs.push(("object_name".into(), "Event".into()));
     pairs.push(("vmdb_object_type".into(), "miq_event".into()));
     let uri = format!("/System/Process/Event?{}", uri::hash2query(&pairs));
