@@ -290,6 +290,35 @@ fn event_action_scan(
     Ok(())
 }
 
+/// Sets `attr` of the event's `target` to `value` in the store and logs
+/// `done(target)`; an event without that target logs `"Event has no target
+/// [<target>]; <unchanged>"` and changes nothing. A store error aborts.
+fn set_on_target(
+    rt: &mut Runtime<'_>,
+    obj: ObjectId,
+    target: &str,
+    attr: impl FnOnce(&VmdbRef) -> &'static str,
+    value: AttrValue,
+    unchanged: &str,
+    done: impl FnOnce(&VmdbRef, &str) -> String,
+) -> Result<(), EngineError> {
+    let event = event_of(rt, obj)?;
+    let store = rt.engine().store().clone();
+    let Some(t) = event_target(store.as_ref(), &event, target) else {
+        rt.log(
+            Level::Info,
+            format!("Event has no target [{target}]; {unchanged}"),
+        );
+        return Ok(());
+    };
+    let attr = attr(&t);
+    store
+        .update(&t, attr, value)
+        .map_err(|e| EngineError::Abort(e.to_string()))?;
+    rt.log(Level::Info, done(&t, attr));
+    Ok(())
+}
+
 /// `change_event_target_state(target, param)`: the target's `power_state`
 /// (VMs) or `state` (others) becomes `param`.
 fn change_event_target_state(
@@ -297,35 +326,23 @@ fn change_event_target_state(
     obj: ObjectId,
     inputs: &Attributes,
 ) -> Result<(), EngineError> {
-    let event = event_of(rt, obj)?;
-    let target_name = input(inputs, "target");
+    let target = input(inputs, "target");
     let param = input(inputs, "param");
-    let store = rt.engine().store().clone();
-    let Some(target) = event_target(store.as_ref(), &event, &target_name) else {
-        let event_type = event_text(rt, &event, "event_type");
-        rt.log(
-            Level::Info,
-            format!("Event [{event_type}] has no target [{target_name}]; state not changed"),
-        );
-        return Ok(());
-    };
-    let attr = if class_of(&target) == "VmOrTemplate" {
-        "power_state"
-    } else {
-        "state"
-    };
-    store
-        .update(&target, attr, AttrValue::str(param.as_str()))
-        .map_err(|e| EngineError::Abort(e.to_string()))?;
-    rt.log(
-        Level::Info,
-        format!(
-            "Changed {attr} of {} [{}] to [{param}]",
-            class_of(&target),
-            target.id
-        ),
-    );
-    Ok(())
+    set_on_target(
+        rt,
+        obj,
+        &target,
+        |t| {
+            if class_of(t) == "VmOrTemplate" {
+                "power_state"
+            } else {
+                "state"
+            }
+        },
+        AttrValue::str(param.as_str()),
+        "state not changed",
+        |t, attr| format!("Changed {attr} of {} [{}] to [{param}]", class_of(t), t.id),
+    )
 }
 
 /// `check_policy_prevent`: stops when a policy prevented the event
@@ -369,25 +386,17 @@ fn src_vm_as_template(
     obj: ObjectId,
     inputs: &Attributes,
 ) -> Result<(), EngineError> {
-    let event = event_of(rt, obj)?;
     let flag = matches!(inputs.get("flag"), Some(AttrValue::Bool(true)))
         || input(inputs, "flag").eq_ignore_ascii_case("true");
-    let store = rt.engine().store().clone();
-    let Some(vm) = event_target(store.as_ref(), &event, "src_vm") else {
-        rt.log(
-            Level::Info,
-            "Event has no target [src_vm]; template flag not changed",
-        );
-        return Ok(());
-    };
-    store
-        .update(&vm, "template", AttrValue::Bool(flag))
-        .map_err(|e| EngineError::Abort(e.to_string()))?;
-    rt.log(
-        Level::Info,
-        format!("Set template of VmOrTemplate [{}] to [{flag}]", vm.id),
-    );
-    Ok(())
+    set_on_target(
+        rt,
+        obj,
+        "src_vm",
+        |_| "template",
+        AttrValue::Bool(flag),
+        "template flag not changed",
+        |vm, _| format!("Set template of VmOrTemplate [{}] to [{flag}]", vm.id),
+    )
 }
 
 /// `src_vm_destroy_all_snapshots`: the provider has removed every snapshot;
@@ -397,23 +406,15 @@ fn src_vm_destroy_all_snapshots(
     obj: ObjectId,
     _: &Attributes,
 ) -> Result<(), EngineError> {
-    let event = event_of(rt, obj)?;
-    let store = rt.engine().store().clone();
-    let Some(vm) = event_target(store.as_ref(), &event, "src_vm") else {
-        rt.log(
-            Level::Info,
-            "Event has no target [src_vm]; no snapshots removed",
-        );
-        return Ok(());
-    };
-    store
-        .update(&vm, "snapshots", AttrValue::Array(Vec::new()))
-        .map_err(|e| EngineError::Abort(e.to_string()))?;
-    rt.log(
-        Level::Info,
-        format!("Removed all snapshot records of VmOrTemplate [{}]", vm.id),
-    );
-    Ok(())
+    set_on_target(
+        rt,
+        obj,
+        "src_vm",
+        |_| "snapshots",
+        AttrValue::Array(Vec::new()),
+        "no snapshots removed",
+        |vm, _| format!("Removed all snapshot records of VmOrTemplate [{}]", vm.id),
+    )
 }
 
 /// `src_vm_disconnect_storage`: a no-op, as in ManageIQ.
