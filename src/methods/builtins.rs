@@ -7,10 +7,7 @@
 //! recorded on the target object and logged, not performed: see each
 //! function. The engine turns any error of a builtin into an abort.
 
-use super::events::{
-    self, evaluate_alerts, evaluate_policies, event_stream_of, event_target, now_utc_text,
-    RAISE_PREFIX,
-};
+use super::events::{self, event_stream_of, event_target, now_utc_text};
 use crate::engine::{AttrValue, Attributes, Builtins, EngineError, Level, ObjectId, Runtime};
 use crate::vmdb::{base_class, VmdbRef};
 
@@ -128,9 +125,10 @@ fn policy_source(rt: &Runtime<'_>, target: &VmdbRef, param: &str) -> Option<Vmdb
 }
 
 /// `event_enforce_policy`: `MiqEvent#process_evm_event` for the workspace's
-/// MiqEvent: `Event Raised`, the control policies, `Alert for Event`, the
-/// alerts ([`evaluate_policies`], [`evaluate_alerts`]: the datastore root's
-/// `control/*.yaml`, see [`crate::control`]).
+/// MiqEvent ([`events::process_evm_event`]: `Event Raised`, the control
+/// policies, `Alert for Event`, the alerts of the datastore root's
+/// `control/*.yaml`, see [`crate::control`]), unless the event was processed
+/// when it was raised.
 fn event_enforce_policy(
     rt: &mut Runtime<'_>,
     obj: ObjectId,
@@ -152,16 +150,17 @@ fn event_enforce_policy(
         (Some(class), Some(id)) => store.find(&class, id),
         _ => event_target(store.as_ref(), &event, "src_vm"),
     };
-    rt.log(
-        Level::Info,
-        format!("{RAISE_PREFIX} Event Raised [{event_type}]"),
-    );
-    evaluate_policies(rt, Some(&event), target.as_ref(), &event_type);
-    rt.log(
-        Level::Info,
-        format!("{RAISE_PREFIX} Alert for Event [{event_type}]"),
-    );
-    evaluate_alerts(rt, Some(&event), target.as_ref(), &event_type);
+    if store.attribute(&event, events::POLICY_DONE_ATTR) == Some(AttrValue::Bool(true)) {
+        rt.log(
+            Level::Debug,
+            format!(
+                "Event [{event_type}] {}.{}: policies and alerts ran when it was raised",
+                event.class, event.id
+            ),
+        );
+        return Ok(());
+    }
+    events::process_evm_event(rt, &event, target.as_ref(), &event_type);
     Ok(())
 }
 

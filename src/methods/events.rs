@@ -8,9 +8,12 @@
 //! source event's id in `full_data`) and delivered to
 //! `/System/Process/Event` as a new root instantiation with its own
 //! workspace, as ManageIQ's queue would; that run's trace is appended to the
-//! caller's, so the whole flow reads in one trace. The switchboard then routes
-//! it to `/System/Event/MiqEvent/POLICY/<event>` (usually `.missing`), whose
-//! `event_enforce_policy` builtin logs `Event Raised [...]`.
+//! caller's, so the whole flow reads in one trace. Before the delivery the
+//! event is processed as the seed shows (`MIQ(Event.raise_evm_event): Event
+//! Raised [...]`, control policies, `Alert for Event [...]`, alerts); the
+//! switchboard then routes it to `/System/Event/MiqEvent/POLICY/<event>`
+//! (usually `.missing`), whose `event_enforce_policy` builtin sees the event
+//! already processed and does not evaluate it twice.
 
 use crate::engine::{AttrValue, Attributes, EngineError, Level, ObjectId, Runtime, TraceLine};
 use crate::uri;
@@ -404,6 +407,10 @@ pub fn raise_evm_event(
             )]),
         );
     }
+    // Policies and alerts run when the event is raised (below); the
+    // `event_enforce_policy` builtin of the POLICY instance then knows not
+    // to run them a second time.
+    attrs.insert(POLICY_DONE_ATTR.into(), AttrValue::Bool(true));
     let miq_event = match store.create("MiqEvent", attrs) {
         Ok(r) => r,
         Err(e) => {
@@ -440,6 +447,9 @@ pub fn raise_evm_event(
             None => pairs.push((k.clone(), v.clone())),
         }
     }
+    // MiqEvent#process_evm_event: `Event Raised`, the control policies,
+    // `Alert for Event`, the alerts; then the event goes to Automate.
+    process_evm_event(rt, &miq_event, Some(target), event);
     let shown = crate::engine::inspect_delivery_attrs(&pairs);
     pairs.push(("object_name".into(), "Event".into()));
     pairs.push(("vmdb_object_type".into(), "miq_event".into()));
@@ -448,6 +458,32 @@ pub fn raise_evm_event(
     // Policies and alerts saw the VM as it was when the event happened.
     follow_power_state(rt, store.as_ref(), target, &target_class, event);
     Ok(Some(miq_event))
+}
+
+/// The MiqEvent attribute that says its policies and alerts have run (set
+/// by [`raise_evm_event`], read by the `event_enforce_policy` builtin).
+pub const POLICY_DONE_ATTR: &str = "policy_processed";
+
+/// `MiqEvent#process_evm_event`: logs `Event Raised [..]`, evaluates the
+/// control policies on the event, logs `Alert for Event [..]` and evaluates
+/// the alerts (the seed's order: both lines come before the event's own
+/// `Instantiating [/System/Process/Event?...]`).
+pub fn process_evm_event(
+    rt: &mut Runtime<'_>,
+    event: &VmdbRef,
+    target: Option<&VmdbRef>,
+    event_type: &str,
+) {
+    rt.log(
+        Level::Info,
+        format!("{RAISE_PREFIX} Event Raised [{event_type}]"),
+    );
+    evaluate_policies(rt, Some(event), target, event_type);
+    rt.log(
+        Level::Info,
+        format!("{RAISE_PREFIX} Alert for Event [{event_type}]"),
+    );
+    evaluate_alerts(rt, Some(event), target, event_type);
 }
 
 /// Delivers `uri` as a new root instantiation (its own workspace) and
