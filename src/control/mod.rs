@@ -7,9 +7,10 @@
 //! an optional condition and actions. `docs/control.md` describes the file
 //! format and the log lines.
 //!
-//! The builtin `event_enforce_policy` calls [`evaluate_policies`] between
-//! `Event Raised [..]` and `Alert for Event [..]`, and [`evaluate_alerts`]
-//! after it. The [`ControlSet`] is loaded on first use per datastore root
+//! `methods::events::process_evm_event` (run when a generic event is
+//! raised, or by the builtin `event_enforce_policy` for an event not yet
+//! processed) calls [`evaluate_policies`] between `Event Raised [..]` and
+//! `Alert for Event [..]`, and [`evaluate_alerts`] after it. The [`ControlSet`] is loaded on first use per datastore root
 //! and cached ([`control_for`]); it is loaded again when the datastore is
 //! reloaded (its index changes).
 
