@@ -2,11 +2,13 @@
 //! command family. Commands report errors with their cause chain on stderr
 //! and exit 1 (bad input, failed work) or 2 (bad usage, from clap).
 
+pub mod api;
 pub mod datastore;
 pub mod demo;
 pub mod events;
 pub mod instantiate;
 pub mod method;
+pub mod request;
 pub mod retries;
 pub mod run;
 
@@ -56,6 +58,8 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Serve the REST API (automation requests, datastore, objects) without catchers.
+    Api(api::ApiArgs),
     /// Play the seed's event scenario on the shipped datastore and print the evm.log lines.
     Demo(demo::DemoArgs),
     /// Inspect and check the datastore.
@@ -81,16 +85,19 @@ pub enum Command {
     /// Send one provider event through the handler and Automate.
     #[command(subcommand)]
     Event(events::EventCmd),
+    /// Automation requests: create, approve, deny, list, show.
+    Request(request::RequestArgs),
 }
 
 /// Parses the command line, runs the command, maps the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // `run` writes evm.log and automation.log with its own subscriber.
-    if !matches!(cli.command, Command::Run(_)) {
+    if !matches!(cli.command, Command::Run(_) | Command::Request(_)) {
         init_logging(cli.global.log_format);
     }
     let result = match cli.command {
+        Command::Api(args) => api::run(&cli.global, args),
         Command::Demo(args) => demo::run(&cli.global, args),
         Command::Datastore(cmd) => datastore::run(&cli.global, cmd),
         Command::Import(args) => datastore::import(&cli.global, args),
@@ -101,6 +108,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(&cli.global, args),
         Command::Events(cmd) => events::list(&cli.global, cmd),
         Command::Event(cmd) => events::send(&cli.global, cmd),
+        Command::Request(args) => request::run(&cli.global, args),
     };
     match result {
         Ok(code) => code,

@@ -8,18 +8,21 @@
 //! format, `[----] I, [2026-11-24T10:00:00.000123 #4242:1a]  INFO -- : ...`,
 //! or as JSON lines with `--log-format json` (or `log.format: json`).
 //! `RUST_LOG` filters (default: `info` for both targets); warnings and
-//! errors of every target also go to stderr.
+//! errors of every target also go to stderr. The log files are written
+//! through a buffer flushed every [`LOG_FLUSH`] and at exit (a line costs no
+//! system call of its own; a crash loses at most the last
+//! [`LOG_FLUSH`] of lines, never stored data).
 
 use super::{Global, LogFormat};
 use crate::events::config::{self, Config};
 use crate::events::pipeline::Pipeline;
 use anyhow::Context;
 use std::fs::{File, OpenOptions};
-use std::io::{LineWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context as LayerContext, SubscriberExt};
@@ -39,10 +42,45 @@ pub struct RunArgs {
     /// Print the counts as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Benchmark only: instead of running the pipeline, measure the floor
+    /// (the `simulate` providers' events only parsed, looked up in hash maps
+    /// and counted, on `workers` threads) and print it as JSON.
+    #[arg(long, hide = true)]
+    pub floor: bool,
+}
+
+/// How often the log files' buffers are written out.
+pub const LOG_FLUSH: Duration = Duration::from_millis(100);
+
+type LogOut = Arc<Mutex<BufWriter<File>>>;
+
+/// The open log files, for [`flush_logs`].
+static LOG_FILES: OnceLock<Mutex<Vec<LogOut>>> = OnceLock::new();
+
+/// Writes out the log files' buffers.
+pub fn flush_logs() {
+    if let Some(files) = LOG_FILES.get() {
+        if let Ok(files) = files.lock() {
+            for f in files.iter() {
+                if let Ok(mut f) = f.lock() {
+                    let _ = f.flush();
+                }
+            }
+        }
+    }
 }
 
 pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let result = run_inner(global, args);
+    flush_logs();
+    result
+}
+
+fn run_inner(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(&args.config)?;
+    if args.floor {
+        return floor(&cfg);
+    }
     let format = match (global.log_format, cfg.log.format) {
         (LogFormat::Json, _) | (_, config::LogFormat::Json) => LogFormat::Json,
         _ => LogFormat::Text,
@@ -71,6 +109,7 @@ pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
             stats = pipeline.shutdown() => stats,
             _ = signal() => {
                 tracing::warn!(target: "evm", "MIQ(automate run) second signal: exiting without draining; queued events are delivered at the next start");
+                flush_logs();
                 std::process::exit(130);
             }
         };
@@ -109,6 +148,23 @@ pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `run --floor`: [`crate::events::catchers::simulate::floor`] for each
+/// `simulate` provider.
+fn floor(cfg: &Config) -> anyhow::Result<ExitCode> {
+    use crate::events::catchers::CatcherConfig;
+    let mut out = std::io::stdout().lock();
+    for p in &cfg.providers {
+        if let CatcherConfig::Simulate(sim) = &p.catcher {
+            let mut sim = sim.clone();
+            sim.count = Some(sim.count.unwrap_or(100_000));
+            let stats =
+                crate::events::catchers::simulate::floor(&sim, &p.provider, cfg.workers.max(1));
+            writeln!(out, "{}", serde_json::to_string(&stats)?)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Resolves when SIGTERM or SIGINT arrives.
 async fn signal() {
     #[cfg(unix)]
@@ -137,14 +193,28 @@ async fn signal() {
 fn init_file_logging(dir: &Path, format: LogFormat) -> anyhow::Result<()> {
     use tracing_subscriber::EnvFilter;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let open = |name: &str| -> anyhow::Result<Arc<Mutex<LineWriter<File>>>> {
+    let open = |name: &str| -> anyhow::Result<LogOut> {
         let path = dir.join(name);
         let f = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .with_context(|| format!("opening {}", path.display()))?;
-        Ok(Arc::new(Mutex::new(LineWriter::new(f))))
+        let out: LogOut = Arc::new(Mutex::new(BufWriter::with_capacity(1 << 16, f)));
+        let files = LOG_FILES.get_or_init(|| {
+            // The flusher: the buffers reach the files every LOG_FLUSH.
+            let _ = std::thread::Builder::new()
+                .name("automate-log-flush".into())
+                .spawn(|| loop {
+                    std::thread::sleep(LOG_FLUSH);
+                    flush_logs();
+                });
+            Mutex::new(Vec::new())
+        });
+        if let Ok(mut files) = files.lock() {
+            files.push(out.clone());
+        }
+        Ok(out)
     };
     let json = matches!(format, LogFormat::Json);
     let filter = EnvFilter::try_from_default_env()
@@ -173,7 +243,7 @@ fn init_file_logging(dir: &Path, format: LogFormat) -> anyhow::Result<()> {
 /// Writes the events of one target to a file, one line each.
 struct FileLayer {
     target: &'static str,
-    out: Arc<Mutex<LineWriter<File>>>,
+    out: LogOut,
     json: bool,
 }
 
@@ -194,29 +264,105 @@ impl Visit for Message {
     }
 }
 
+/// Writes the `message` field straight into the log buffer (text format).
+struct WriteMessage<'a, W: Write> {
+    out: &'a mut W,
+}
+
+impl<W: Write> Visit for WriteMessage<'_, W> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            let _ = self.out.write_all(value.as_bytes());
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.out, "{value:?}");
+        }
+    }
+}
+
 impl<S: Subscriber> Layer<S> for FileLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: LayerContext<'_, S>) {
         let meta = event.metadata();
         if meta.target() != self.target {
             return;
         }
-        let mut msg = Message::default();
-        event.record(&mut msg);
-        let line = format_line(*meta.level(), &msg.0, self.json, self.target);
+        if self.json {
+            let mut msg = Message::default();
+            event.record(&mut msg);
+            let line = format_line(*meta.level(), &msg.0, self.json, self.target);
+            if let Ok(mut out) = self.out.lock() {
+                let _ = out.write_all(line.as_bytes());
+            }
+            return;
+        }
+        // Text: the prefix, then the message formatted in place, with no
+        // line built in between.
         if let Ok(mut out) = self.out.lock() {
-            let _ = out.write_all(line.as_bytes());
+            let out = &mut *out;
+            write_prefix(out, *meta.level());
+            event.record(&mut WriteMessage { out: &mut *out });
+            let _ = out.write_all(b"\n");
         }
     }
 }
 
-/// The thread's number (`ThreadId(7)` → 7).
+/// `[----] I, [2026-11-24T10:00:00.000123 #4242:1a]  INFO -- : `: what a
+/// text line starts with, written to `out`. The date and time to the second
+/// are formatted once a second per thread.
+fn write_prefix(out: &mut impl Write, level: Level) {
+    thread_local! {
+        static SECOND: std::cell::RefCell<(i64, String)> = const { std::cell::RefCell::new((-1, String::new())) };
+    }
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0);
+    let (sec, frac) = (micros.div_euclid(1_000_000), micros.rem_euclid(1_000_000));
+    let letter = level_letter(level);
+    let (pid, tid) = (std::process::id(), thread_number());
+    SECOND.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != sec {
+            let ms = crate::events::catchers::iso8601(sec * 1000);
+            // `2026-11-24T10:00:00.000Z` -> `2026-11-24T10:00:00`
+            c.1 = ms.get(..19).unwrap_or(&ms).to_string();
+            c.0 = sec;
+        }
+        let _ = write!(
+            out,
+            "[----] {letter}, [{}.{frac:06} #{pid}:{tid:x}] {:>5} -- : ",
+            c.1,
+            level.as_str()
+        );
+    })
+}
+
+fn level_letter(level: Level) -> char {
+    match level {
+        Level::ERROR => 'E',
+        Level::WARN => 'W',
+        Level::INFO => 'I',
+        Level::DEBUG => 'D',
+        Level::TRACE => 'T',
+    }
+}
+
+/// The thread's number (`ThreadId(7)` → 7), worked out once per thread.
 fn thread_number() -> u64 {
-    let id = format!("{:?}", std::thread::current().id());
-    id.chars()
-        .filter(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .unwrap_or(0)
+    thread_local! {
+        static NUMBER: u64 = {
+            let id = format!("{:?}", std::thread::current().id());
+            id.chars()
+                .filter(char::is_ascii_digit)
+                .collect::<String>()
+                .parse()
+                .unwrap_or(0)
+        };
+    }
+    NUMBER.with(|n| *n)
 }
 
 /// `2026-11-24T10:00:00.000123` (UTC).
@@ -244,13 +390,7 @@ fn format_line(level: Level, message: &str, json: bool, target: &str) -> String 
         });
         return format!("{v}\n");
     }
-    let letter = match level {
-        Level::ERROR => 'E',
-        Level::WARN => 'W',
-        Level::INFO => 'I',
-        Level::DEBUG => 'D',
-        Level::TRACE => 'T',
-    };
+    let letter = level_letter(level);
     format!(
         "[----] {letter}, [{ts} #{pid}:{tid:x}] {:>5} -- : {message}\n",
         level.as_str()
@@ -269,6 +409,13 @@ mod tests {
         let ts = &line[11..37];
         assert_eq!(ts.len(), 26, "{ts}");
         assert_eq!(&ts[10..11], "T");
+        // The in-place writer makes the same shape.
+        let mut prefix = Vec::new();
+        write_prefix(&mut prefix, Level::INFO);
+        let prefix = String::from_utf8(prefix).unwrap();
+        assert_eq!(prefix.len(), line.len() - "hello\n".len(), "{prefix}");
+        assert_eq!(&prefix[..11], &line[..11]);
+        assert_eq!(&prefix[37..], &line[37..line.len() - 6]);
         let json: serde_json::Value =
             serde_json::from_str(&format_line(Level::WARN, "x", true, "automation")).unwrap();
         assert_eq!(json["level"], "WARN");

@@ -100,6 +100,10 @@ fn deliver_completing(
     if let (Some(id), false) = (done, matches!(outcome, Outcome::Retry { .. })) {
         schedule.complete(id)?;
     }
+    // ManageIQ's `vmdb_object.after_ae_delivery`: a delivery for an
+    // AutomationTask finishes the task and its request (on every path:
+    // first delivery, `retries run-due`, the pipeline's retry runner).
+    crate::requests::after_ae_delivery(engine, d, &outcome);
     Ok(outcome)
 }
 

@@ -111,7 +111,10 @@ pub enum WhenFull {
     Block,
     /// The new event is dropped and counted.
     DropNewest,
-    /// The new event is set aside on disk and queued when there is room.
+    /// The new event is parked on disk: written to the durable queue
+    /// beyond the capacity, counted and logged, and worked when the
+    /// backlog drains (nothing waits, nothing is lost; memory stays
+    /// bounded, only the file grows).
     Park,
 }
 

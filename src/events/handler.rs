@@ -15,7 +15,14 @@ use crate::engine::{
 };
 use crate::uri::hash2query;
 use crate::vmdb::{ObjectStore, StoreError, VmdbRef};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+
+/// Serializes the creation of VMs and hosts seen for the first time, so two
+/// workers never create the same one twice (they are created with
+/// [`ObjectStore::create_now`], outside any unit of work, so every worker
+/// finds them at once).
+static FIRST_SIGHT: Mutex<()> = Mutex::new(());
 
 /// Why an event could not be handled.
 #[derive(Debug, thiserror::Error)]
@@ -31,12 +38,26 @@ pub enum HandlerError {
 #[derive(Debug, Default, Clone)]
 pub struct EvmLog {
     lines: Arc<Mutex<Vec<String>>>,
+    /// Only send the lines to `tracing`; keep none (the pipeline's workers).
+    discard: bool,
 }
 
 impl EvmLog {
+    /// A log that sends its lines to `tracing` only: [`EvmLog::drain`]
+    /// returns nothing.
+    pub fn discarding() -> EvmLog {
+        EvmLog {
+            discard: true,
+            ..EvmLog::default()
+        }
+    }
+
     pub fn info(&self, line: impl Into<String>) {
         let line = line.into();
         tracing::info!(target: "evm", "{line}");
+        if self.discard {
+            return;
+        }
         if let Ok(mut l) = self.lines.lock() {
             l.push(line);
         }
@@ -73,6 +94,9 @@ pub struct Handler {
     log: EvmLog,
     server: VmdbRef,
     user: VmdbRef,
+    /// Providers by name, once found or created (they are never deleted
+    /// while the pipeline runs).
+    providers: Mutex<HashMap<String, VmdbRef>>,
 }
 
 impl Handler {
@@ -88,6 +112,7 @@ impl Handler {
             log,
             server,
             user,
+            providers: Mutex::new(HashMap::new()),
         })
     }
 
@@ -97,6 +122,22 @@ impl Handler {
 
     /// The provider's `ExtManagementSystem`, created on first use.
     pub fn provider_ref(&self, provider: &Provider) -> Result<VmdbRef, HandlerError> {
+        if let Some(r) = self
+            .providers
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&provider.name).cloned())
+        {
+            return Ok(r);
+        }
+        let r = self.find_or_create_provider(provider)?;
+        if let Ok(mut m) = self.providers.lock() {
+            m.insert(provider.name.clone(), r.clone());
+        }
+        Ok(r)
+    }
+
+    fn find_or_create_provider(&self, provider: &Provider) -> Result<VmdbRef, HandlerError> {
         let found = self.store.find_by(
             "ExtManagementSystem",
             "name",
@@ -109,7 +150,7 @@ impl Handler {
         attrs.insert("name".into(), AttrValue::Str(provider.name.clone()));
         attrs.insert("hostname".into(), AttrValue::Str(provider.hostname.clone()));
         attrs.insert("emstype".into(), AttrValue::Str(provider.kind.clone()));
-        Ok(self.store.create("ExtManagementSystem", attrs)?)
+        Ok(self.store.create_now("ExtManagementSystem", attrs)?)
     }
 
     /// Handles one event end to end.
@@ -241,12 +282,19 @@ impl Handler {
         name: Option<&str>,
         host: Option<&VmdbRef>,
     ) -> Result<VmdbRef, HandlerError> {
-        let found = self
-            .store
-            .find_by(class, "ems_ref", &AttrValue::Str(ems_ref.to_string()))
-            .into_iter()
-            .find(|r| self.store.attribute(r, "ems_id") == Some(AttrValue::Int(ems.id)));
-        if let Some(r) = found {
+        let find = || {
+            self.store
+                .find_by(class, "ems_ref", &AttrValue::Str(ems_ref.to_string()))
+                .into_iter()
+                .find(|r| self.store.attribute(r, "ems_id") == Some(AttrValue::Int(ems.id)))
+        };
+        if let Some(r) = find() {
+            return Ok(r);
+        }
+        // First sight: look again under the lock (another worker may have
+        // just created it), then create it for everyone at once.
+        let _guard = FIRST_SIGHT.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = find() {
             return Ok(r);
         }
         let mut attrs = Attributes::default();
@@ -259,7 +307,7 @@ impl Handler {
         if let Some(h) = host {
             attrs.insert("host_id".into(), AttrValue::Int(h.id));
         }
-        Ok(self.store.create(class, attrs)?)
+        Ok(self.store.create_now(class, attrs)?)
     }
 }
 

@@ -8,15 +8,25 @@
 //!   the [`EventQueue`] in one durable transaction (group commit), and only
 //!   then answers the catchers' acks with `Ok` (so AMQP messages are acked
 //!   upstream after the durable write). When the queue holds
-//!   `queue.capacity` events, `when_full: block` (and `park`, for now) stops
-//!   reading the channel, which makes the catchers wait (back-pressure);
-//!   `drop_newest` answers new events with `Err` and counts them.
+//!   `queue.capacity` events, `when_full: block` stops reading the channel,
+//!   which makes the catchers wait (back-pressure); `drop_newest` answers
+//!   new events with `Err` and counts them; `park` keeps taking them and
+//!   parks them on disk: they are written to the durable queue like the
+//!   others (so the catchers never wait and nothing is lost), counted
+//!   (`parked`) and logged when parking starts and when the backlog has
+//!   drained below the capacity again, and worked in order as the workers
+//!   catch up. Memory stays bounded either way: the channel holds at most
+//!   one batch, and the workers claim bounded batches from the file.
 //! * The **dispatcher** (a thread) claims batches from the queue and hands
 //!   each event to one of `workers` **worker threads**, always the same one
 //!   for the same provider and host (or VM, when the event names no host):
 //!   events of one VM are handled in order, and a VM or host seen for the
 //!   first time is created by one worker only. A worker runs
-//!   [`Handler::handle`] for each event and acks its batch.
+//!   [`Handler::handle`] for each event of its batch inside one *unit of
+//!   work* ([`RedbStore::begin_unit`]): the objects the batch creates and
+//!   updates are buffered in memory, and written together with the queue's
+//!   ack of the whole batch in one durable transaction
+//!   ([`RedbStore::commit_unit`]).
 //! * A **retry** thread runs [`run_due`] for state-machine retries.
 //!
 //! At start the leases of a previous process are released, so whatever it
@@ -25,14 +35,18 @@
 //! [`Pipeline::shutdown`] stops the catchers, lets the committer flush,
 //! lets the workers drain the queue, and returns the counts.
 //!
-//! **Durability.** The queue's changes (enqueue, claim, ack) are durable
-//! commits. The handler's object writes use
-//! [`RedbStore::with_relaxed_durability`]: they are not fsync'd by
-//! themselves but become durable with the worker's ack (a later durable
-//! commit in the same file), which comes after them. A crash in between
-//! loses those writes *and* keeps the event in the queue, so it is handled
-//! again after the restart: nothing acknowledged is lost, and each event is
-//! stored once.
+//! **Durability.** Enqueue is a durable commit (the catchers' acks, and the
+//! http catcher's `202`, come after it). A batch's object writes and its ack
+//! are one durable commit: a crash before it loses both, so the events are
+//! handled again after the restart, and a crash after it has stored them
+//! and removed them from the queue: each event is stored exactly once.
+//! Claims (leases) commit without an fsync
+//! ([`crate::vmdb::Schedule::with_relaxed_claims`]): losing one leaves the
+//! event due, as the lease release at start does anyway. The few writes
+//! made outside a unit (a VM or host seen for the first time, which every
+//! worker must see at once, and state-machine retries) use
+//! [`RedbStore::with_relaxed_durability`] and become durable with the next
+//! durable commit, which precedes the ack of any event that refers to them.
 
 use super::catchers::{CatcherError, CatcherStats, Catchers, Caught};
 use super::config::{Config, QueueConfig, WhenFull};
@@ -51,7 +65,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -79,6 +93,9 @@ pub struct PipelineStats {
     pub enqueued: u64,
     /// Events refused because the queue was full (`when_full: drop_newest`).
     pub dropped: u64,
+    /// Events written to the queue on disk while it held `capacity` events
+    /// or more (`when_full: park`).
+    pub parked: u64,
     /// Events the workers handled (duplicates included).
     pub handled: u64,
     /// Handled events that were stored already (nothing delivered).
@@ -92,10 +109,103 @@ pub struct PipelineStats {
     pub retries: u64,
     /// Events still in the queue.
     pub queued: u64,
+    /// Latency of the events handled, from their catch to the durable
+    /// commit of everything they caused (the last relationship followed,
+    /// stored with the ack), in microseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_us: Option<Latency>,
+    /// Microseconds from the first handled event's catch to the last
+    /// batch's commit: the event flow without start-up and shutdown.
+    pub flow_us: u64,
     /// Why a catcher stopped early, if one did (set by
     /// [`Pipeline::shutdown`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub catcher_error: Option<String>,
+}
+
+/// Latency percentiles (microseconds; about 0.2% resolution).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Latency {
+    pub count: u64,
+    pub p50: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+}
+
+/// A log-linear histogram of microseconds: exact below 1024, then 512
+/// buckets per power of two.
+#[derive(Debug)]
+struct Histogram {
+    buckets: Vec<u64>,
+    count: u64,
+    max: u64,
+    first_us: u64,
+    last_us: u64,
+}
+
+const SUB: u64 = 512;
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            buckets: vec![0; (1024 + 54 * SUB) as usize],
+            count: 0,
+            max: 0,
+            first_us: u64::MAX,
+            last_us: 0,
+        }
+    }
+}
+
+impl Histogram {
+    fn index(v: u64) -> usize {
+        if v < 1024 {
+            return v as usize;
+        }
+        let e = 63 - u64::from(v.leading_zeros()) - 9;
+        let m = v >> e;
+        (1024 + (e - 1) * SUB + (m - SUB)) as usize
+    }
+
+    fn value(i: usize) -> u64 {
+        let i = i as u64;
+        if i < 1024 {
+            return i;
+        }
+        let e = (i - 1024) / SUB + 1;
+        let m = (i - 1024) % SUB + SUB;
+        m << e
+    }
+
+    fn record(&mut self, v: u64) {
+        let i = Self::index(v).min(self.buckets.len() - 1);
+        self.buckets[i] += 1;
+        self.count += 1;
+        self.max = self.max.max(v);
+    }
+
+    fn quantile(&self, q: f64) -> u64 {
+        let want = ((self.count as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= want {
+                return Self::value(i).min(self.max);
+            }
+        }
+        self.max
+    }
+
+    fn summary(&self) -> Option<Latency> {
+        (self.count > 0).then(|| Latency {
+            count: self.count,
+            p50: self.quantile(0.5),
+            p99: self.quantile(0.99),
+            p999: self.quantile(0.999),
+            max: self.max,
+        })
+    }
 }
 
 #[derive(Debug, Default)]
@@ -103,6 +213,8 @@ struct Counters {
     received: AtomicU64,
     enqueued: AtomicU64,
     dropped: AtomicU64,
+    parked: AtomicU64,
+    latency: Mutex<Histogram>,
     handled: AtomicU64,
     duplicates: AtomicU64,
     errors: AtomicU64,
@@ -179,13 +291,16 @@ impl Pipeline {
                 .with_context(|| format!("opening the object store {}", db_path.display()))?
                 .with_relaxed_durability(true),
         );
+        let worker_store = store.clone();
         let (ds, problems) = Datastore::open(datastore_root);
         for p in &problems {
             tracing::warn!(target: "evm", "datastore: {p}");
         }
         let (engine, _runner) =
             crate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(store.clone()));
-        let queue = Arc::new(EventQueue::open(store.schedule())?);
+        let queue = Arc::new(EventQueue::open(
+            store.schedule().with_relaxed_claims(true),
+        )?);
         let released = queue.release_leases()?;
         if released > 0 {
             tracing::info!(target: "evm", "MIQ(EventQueue) {released} items claimed by a previous run are due again");
@@ -200,7 +315,7 @@ impl Pipeline {
         let workers = config.workers.max(1);
         let mut handlers = Vec::with_capacity(workers);
         for _ in 0..workers {
-            handlers.push(Handler::new(engine.clone(), EvmLog::default())?);
+            handlers.push(Handler::new(engine.clone(), EvmLog::discarding())?);
         }
 
         let counters = Arc::new(Counters::default());
@@ -214,23 +329,29 @@ impl Pipeline {
         let mut catchers = Catchers::build(config, tx)?;
         let catcher_stats = catchers.catchers.iter().map(|c| c.stats()).collect();
         let stop_catchers = CancellationToken::new();
-        let http = match catchers.http.take() {
-            Some(state) => {
-                let listener = tokio::net::TcpListener::bind(&config.api.listen)
-                    .await
-                    .with_context(|| format!("listening on {}", config.api.listen))?;
-                let stop = stop_catchers.clone();
-                Some(tokio::spawn(super::catchers::http::serve(
-                    listener, state, stop,
-                )))
+        // The REST API (`crate::api`, the http catcher's `POST /api/events`
+        // merged in) on api.listen, when an http catcher or api.token asks.
+        let mut events = catchers.http.take();
+        let http = if events.is_some() || !config.api.token.is_empty() {
+            let listener = tokio::net::TcpListener::bind(&config.api.listen)
+                .await
+                .with_context(|| format!("listening on {}", config.api.listen))?;
+            if let Some(state) = events.as_mut() {
+                state.set_shutdown(stop_catchers.clone());
             }
-            None => None,
+            let api = crate::api::ApiState::new(&*config.api.token, engine.clone(), store.clone())?
+                .with_queue(queue.clone());
+            let router = crate::api::router(api, events);
+            Some(tokio::spawn(crate::api::serve(
+                listener,
+                router,
+                stop_catchers.clone(),
+            )))
+        } else {
+            None
         };
         let catchers_task = tokio::spawn(catchers.run(stop_catchers.clone()));
 
-        if config.queue.when_full == WhenFull::Park {
-            tracing::info!(target: "evm", "MIQ(EventQueue) when_full: park is not implemented yet: blocking instead");
-        }
         let committer = tokio::spawn(commit_loop(
             rx,
             queue.clone(),
@@ -247,7 +368,15 @@ impl Pipeline {
             std::thread::Builder::new()
                 .name("automate-dispatch".into())
                 .spawn(move || {
-                    dispatch_loop(dispatch_handler, handlers, queue, counters, wake, drain)
+                    dispatch_loop(
+                        dispatch_handler,
+                        handlers,
+                        worker_store,
+                        queue,
+                        counters,
+                        wake,
+                        drain,
+                    )
                 })?
         };
         let retrier = {
@@ -302,6 +431,7 @@ impl Pipeline {
         let mut s = PipelineStats {
             enqueued: g(&c.enqueued),
             dropped: g(&c.dropped),
+            parked: g(&c.parked),
             handled: g(&c.handled),
             duplicates: g(&c.duplicates),
             errors: g(&c.errors),
@@ -310,6 +440,10 @@ impl Pipeline {
             queued: self.queue.depth(),
             ..PipelineStats::default()
         };
+        if let Ok(h) = c.latency.lock() {
+            s.latency_us = h.summary();
+            s.flow_us = h.last_us.saturating_sub(h.first_us.min(h.last_us));
+        }
         for cs in &self.catcher_stats {
             let snap = cs.snapshot();
             s.caught += snap.caught;
@@ -395,8 +529,21 @@ async fn commit_loop(
     let capacity = cfg.capacity.max(1) as u64;
     let batch_max = cfg.batch_max.max(1);
     let wait = Duration::from_millis(cfg.batch_wait_ms);
-    let blocking = cfg.when_full != WhenFull::DropNewest;
+    let blocking = cfg.when_full == WhenFull::Block;
+    let parking = cfg.when_full == WhenFull::Park;
+    // Whether events are being parked (the queue is at capacity).
+    let mut parked_since: Option<u64> = None;
+    let unparked = |from: u64| {
+        let n = counters.parked.load(Ordering::Relaxed).saturating_sub(from);
+        tracing::info!(target: "evm", "MIQ(EventQueue) backlog below capacity ({capacity} events) again: {n} events were parked on disk");
+    };
     loop {
+        if let Some(from) = parked_since {
+            if queue.depth() < capacity {
+                unparked(from);
+                parked_since = None;
+            }
+        }
         if blocking {
             // Back-pressure: leave the channel unread while the queue is full.
             while queue.depth() >= capacity {
@@ -404,6 +551,7 @@ async fn commit_loop(
             }
         }
         let Some(first) = rx.recv().await else { break };
+        let caught_us = crate::vmdb::to_micros(SystemTime::now());
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + wait;
         while batch.len() < batch_max {
@@ -424,10 +572,10 @@ async fn commit_loop(
             }
         }
         bump(&counters.received, batch.len() as u64);
-        let mut items: Vec<(Arc<Provider>, ProviderEvent)> = Vec::with_capacity(batch.len());
+        let mut items: Vec<(Arc<Provider>, ProviderEvent, u64)> = Vec::with_capacity(batch.len());
         let mut acks = Vec::with_capacity(batch.len());
         for mut c in batch {
-            if !blocking && queue.depth() + items.len() as u64 >= capacity {
+            if !blocking && !parking && queue.depth() + items.len() as u64 >= capacity {
                 bump(&counters.dropped, 1);
                 let dropped = counters.dropped.load(Ordering::Relaxed);
                 tracing::warn!(target: "evm", "MIQ(EventQueue) queue full ({capacity} events): dropped event [{}] of EMS [{}] ({dropped} dropped so far)", c.event.event_type, c.provider.name);
@@ -435,20 +583,34 @@ async fn commit_loop(
                 continue;
             }
             acks.push(c.ack.take());
-            items.push((c.provider, c.event));
+            items.push((c.provider, c.event, caught_us));
         }
         if items.is_empty() {
             continue;
         }
         let n = items.len() as u64;
+        // Parked: the events that take the queue past its capacity.
+        let over = if parking {
+            (queue.depth() + n).saturating_sub(capacity.max(queue.depth()))
+        } else {
+            0
+        };
         let q = queue.clone();
-        let result = tokio::task::spawn_blocking(move || q.enqueue_batch(&items))
+        let result = tokio::task::spawn_blocking(move || q.enqueue_caught(&items))
             .await
             .map_err(|e| e.to_string())
             .and_then(|r| r.map_err(|e| e.to_string()));
         match result {
             Ok(_) => {
                 bump(&counters.enqueued, n);
+                if over > 0 {
+                    if parked_since.is_none() {
+                        let before = counters.parked.load(Ordering::Relaxed);
+                        parked_since = Some(before);
+                        tracing::warn!(target: "evm", "MIQ(EventQueue) queue full ({capacity} events): parking new events on disk until the backlog drains ({before} parked before)");
+                    }
+                    bump(&counters.parked, over);
+                }
                 wake.notify();
                 for tx in acks.into_iter().flatten() {
                     let _ = tx.send(Ok(()));
@@ -462,6 +624,13 @@ async fn commit_loop(
                 }
             }
         }
+    }
+    // The input has ended with events parked: say when they are worked off.
+    if let Some(from) = parked_since {
+        while queue.depth() >= capacity {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        unparked(from);
     }
 }
 
@@ -483,6 +652,7 @@ fn worker_of(ev: &ClaimedEvent, workers: usize) -> usize {
 fn dispatch_loop(
     handler: Handler,
     handlers: Vec<Handler>,
+    store: Arc<RedbStore>,
     queue: Arc<EventQueue>,
     counters: Arc<Counters>,
     wake: Arc<Wake>,
@@ -496,11 +666,12 @@ fn dispatch_loop(
         let queue = queue.clone();
         let counters = counters.clone();
         let wake = wake.clone();
+        let store = store.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("automate-worker-{i}"))
             .spawn(move || {
                 for batch in rx {
-                    work(&h, &queue, &counters, batch);
+                    work(&h, &store, &queue, &counters, batch);
                     wake.notify();
                 }
             });
@@ -571,9 +742,18 @@ fn dispatch_loop(
     }
 }
 
-/// A worker's batch: handle each event, then ack them all.
-fn work(handler: &Handler, queue: &EventQueue, counters: &Counters, batch: Vec<ClaimedEvent>) {
+/// A worker's batch: handle each event in one unit of work, then commit its
+/// writes and the ack of the whole batch in one durable transaction.
+fn work(
+    handler: &Handler,
+    store: &RedbStore,
+    queue: &EventQueue,
+    counters: &Counters,
+    batch: Vec<ClaimedEvent>,
+) {
     let mut ids = Vec::with_capacity(batch.len());
+    let mut caught = Vec::with_capacity(batch.len());
+    store.begin_unit();
     for ev in batch {
         if ev.attempts > 1 {
             bump(&counters.redelivered, 1);
@@ -604,8 +784,31 @@ fn work(handler: &Handler, queue: &EventQueue, counters: &Counters, batch: Vec<C
         // The lines went to tracing already; do not keep them.
         handler.log().drain();
         ids.push(ev.id);
+        caught.push(ev.caught_us);
     }
-    if let Err(e) = queue.ack(&ids) {
-        tracing::error!(target: "evm", "MIQ(EventQueue) ack of {} events failed: {e}", ids.len());
+    let committed = store.commit_unit(|b| {
+        for id in &ids {
+            b.complete(*id)?;
+        }
+        Ok(())
+    });
+    match committed {
+        Ok(()) => {
+            queue.acked(ids.len());
+            let done = crate::vmdb::to_micros(SystemTime::now());
+            if let Ok(mut h) = counters.latency.lock() {
+                for c in caught {
+                    h.record(done.saturating_sub(c));
+                    h.first_us = h.first_us.min(c);
+                }
+                h.last_us = h.last_us.max(done);
+            }
+        }
+        Err(e) => {
+            // Nothing of the batch was stored: its events come due again
+            // when their lease runs out (or at the next start).
+            bump(&counters.errors, ids.len() as u64);
+            tracing::error!(target: "evm", "MIQ(EventQueue) commit of a batch of {} events failed (they will be delivered again): {e}", ids.len());
+        }
     }
 }

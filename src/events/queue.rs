@@ -3,8 +3,8 @@
 //! ack, depth).
 //!
 //! It is a thin layer over [`Schedule`]: an event is a work item of kind
-//! [`EVENT_KIND`] with the payload `{"provider": {...}, "event": {...}}`,
-//! due at once. [`EventQueue::enqueue_batch`] writes a whole batch in one
+//! [`EVENT_KIND`] with the payload `{"provider": {...}, "event": {...},
+//! "caught_us": <when it was caught, µs since the epoch>}`, due at once. [`EventQueue::enqueue_batch`] writes a whole batch in one
 //! durable transaction (group commit); [`EventQueue::claim`] leases due
 //! events for [`LEASE`]; [`EventQueue::ack`] removes handled ones. Delivery
 //! is at-least-once: an event claimed by a process that dies is due again
@@ -34,6 +34,9 @@ pub struct ClaimedEvent {
     pub attempts: u32,
     pub provider: Arc<Provider>,
     pub event: ProviderEvent,
+    /// When it was caught (µs since the Unix epoch; when it was queued for
+    /// items written before this was recorded).
+    pub caught_us: u64,
 }
 
 /// One claim's result: the events, and the ids of items that could not be
@@ -67,20 +70,48 @@ impl EventQueue {
         &self,
         events: &[(Arc<Provider>, ProviderEvent)],
     ) -> Result<Vec<u64>, StoreError> {
+        let now = crate::vmdb::to_micros(SystemTime::now());
+        let events: Vec<(Arc<Provider>, ProviderEvent, u64)> = events
+            .iter()
+            .map(|(p, e)| (p.clone(), e.clone(), now))
+            .collect();
+        self.enqueue_caught(&events)
+    }
+
+    /// [`EventQueue::enqueue_batch`] with the time each event was caught
+    /// (µs since the Unix epoch), kept for the latency figures.
+    pub fn enqueue_caught(
+        &self,
+        events: &[(Arc<Provider>, ProviderEvent, u64)],
+    ) -> Result<Vec<u64>, StoreError> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
         let now = SystemTime::now();
         let items: Vec<(WorkItem, SystemTime)> = events
             .iter()
-            .map(|(p, e)| {
-                let payload = serde_json::json!({ "provider": p.as_ref(), "event": e });
+            .map(|(p, e, caught)| {
+                let payload = serde_json::json!({
+                    "provider": p.as_ref(),
+                    "event": e,
+                    "caught_us": caught,
+                });
                 (WorkItem::new(EVENT_KIND, payload), now)
             })
             .collect();
-        let ids = self.schedule.schedule_many(&items)?;
-        self.depth.fetch_add(ids.len() as u64, Ordering::SeqCst);
-        Ok(ids)
+        // Counted before the commit: once it is committed a worker may claim
+        // and ack the events before this thread runs again, and an ack
+        // counted first would be lost (the depth saturates at 0) and leave
+        // the depth above the truth for ever.
+        let n = items.len() as u64;
+        self.depth.fetch_add(n, Ordering::SeqCst);
+        match self.schedule.schedule_many(&items) {
+            Ok(ids) => Ok(ids),
+            Err(e) => {
+                self.acked(n as usize);
+                Err(e)
+            }
+        }
     }
 
     /// Leases up to `limit` due events (oldest first).
@@ -89,16 +120,38 @@ impl EventQueue {
             self.schedule
                 .claim_due_kind(SystemTime::now(), limit.max(1), LEASE, EVENT_KIND)?;
         let mut out = Claim::default();
-        for c in claimed {
-            let provider = serde_json::from_value::<Provider>(c.item.payload["provider"].clone());
-            let event = serde_json::from_value::<ProviderEvent>(c.item.payload["event"].clone());
+        // Events of one provider share one `Arc<Provider>`.
+        let mut providers: Vec<Arc<Provider>> = Vec::new();
+        for mut c in claimed {
+            let take = |k: &str, p: &mut serde_json::Value| {
+                p.get_mut(k)
+                    .map(serde_json::Value::take)
+                    .unwrap_or_default()
+            };
+            let provider =
+                serde_json::from_value::<Provider>(take("provider", &mut c.item.payload));
+            let event = serde_json::from_value::<ProviderEvent>(take("event", &mut c.item.payload));
+            let caught_us = c.item.payload["caught_us"]
+                .as_u64()
+                .unwrap_or_else(|| crate::vmdb::to_micros(c.run_at));
             match (provider, event) {
-                (Ok(p), Ok(e)) => out.events.push(ClaimedEvent {
-                    id: c.id,
-                    attempts: c.attempts,
-                    provider: Arc::new(p),
-                    event: e,
-                }),
+                (Ok(p), Ok(e)) => {
+                    let provider = match providers.iter().find(|x| x.as_ref() == &p) {
+                        Some(x) => x.clone(),
+                        None => {
+                            let x = Arc::new(p);
+                            providers.push(x.clone());
+                            x
+                        }
+                    };
+                    out.events.push(ClaimedEvent {
+                        id: c.id,
+                        attempts: c.attempts,
+                        provider,
+                        event: e,
+                        caught_us,
+                    })
+                }
                 (Err(e), _) | (_, Err(e)) => out.unreadable.push((c.id, e.to_string())),
             }
         }
@@ -118,6 +171,16 @@ impl EventQueue {
                 Some(d.saturating_sub(n as u64))
             });
         Ok(n)
+    }
+
+    /// Counts `n` events acked by a transaction of the caller's own (a unit
+    /// of work committed with [`crate::vmdb::Batch::complete`]).
+    pub fn acked(&self, n: usize) {
+        let _ = self
+            .depth
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |d| {
+                Some(d.saturating_sub(n as u64))
+            });
     }
 
     /// Makes every claimed event due now (at startup: a previous process

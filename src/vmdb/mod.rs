@@ -12,7 +12,7 @@ mod schedule;
 
 pub use memory::MemoryStore;
 pub use redb_store::{region_of, Batch, RedbStore, StoredObject, VerifyReport, DEFAULT_DB_PATH};
-pub use schedule::{Claimed, Schedule, Scheduled, WorkItem};
+pub use schedule::{from_micros, to_micros, Claimed, Schedule, Scheduled, WorkItem};
 
 use crate::engine::{AttrValue, Attributes};
 use std::sync::Arc;
@@ -39,6 +39,14 @@ pub trait ObjectStore: Send + Sync {
     /// (`region * 10^12 + seq`).
     fn create(&self, class: &str, attrs: Attributes) -> Result<VmdbRef, StoreError>;
 
+    /// Creates an object as [`ObjectStore::create`] does, but visible to
+    /// every reader at once, even when the caller is inside a unit of work
+    /// that buffers its writes ([`RedbStore::begin_unit`]): for objects
+    /// other workers must find (a VM or host seen for the first time).
+    fn create_now(&self, class: &str, attrs: Attributes) -> Result<VmdbRef, StoreError> {
+        self.create(class, attrs)
+    }
+
     /// Sets one attribute of a stored object.
     fn update(&self, obj: &VmdbRef, name: &str, value: AttrValue) -> Result<(), StoreError>;
 
@@ -64,8 +72,14 @@ pub const REGION_BASE: i64 = 1_000_000_000_000;
 /// The service-model classes a query key or datatype may name, with the
 /// base class their ids live under (ManageIQ's `base_class`).
 pub fn base_class(class: &str) -> Option<&'static str> {
-    let lc = class.to_ascii_lowercase();
-    Some(match lc.as_str() {
+    // Lower-cased on the stack: this runs on every object read.
+    let mut buf = [0u8; 40];
+    let bytes = class.as_bytes();
+    let lc = buf.get_mut(..bytes.len())?;
+    lc.copy_from_slice(bytes);
+    lc.make_ascii_lowercase();
+    let lc = std::str::from_utf8(lc).ok()?;
+    Some(match lc {
         "eventstream" | "emsevent" | "miqevent" | "requestevent" => "EventStream",
         "vmortemplate" | "vm" | "miqtemplate" | "template" => "VmOrTemplate",
         "host" => "Host",

@@ -87,9 +87,12 @@ use redb::{
     WriteTransaction,
 };
 use serde_json::{Map, Value as J};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 /// Where the store lives when `--db` is not given.
@@ -156,6 +159,112 @@ pub struct RedbStore {
     /// Object writes commit with [`redb::Durability::None`]: see
     /// [`RedbStore::with_relaxed_durability`].
     relaxed: bool,
+    /// Tells this store's units of work apart from other stores' on the
+    /// same thread.
+    id: u64,
+    shared: Arc<Shared>,
+}
+
+/// What every handle on one file shares: the cache of committed objects and
+/// the id counters.
+#[derive(Default)]
+struct Shared {
+    cache: RwLock<ObjCache>,
+    /// Per (base class, region): whether the counter was read from the file,
+    /// and the next id to hand out.
+    next_ids: Mutex<IdCounters>,
+}
+
+/// (base class, region) -> (read from the file yet, next id).
+type IdCounters = HashMap<(&'static str, i64), (bool, i64)>;
+
+/// Decoded committed objects of the [`CACHED_BASES`], and a counter every
+/// commit bumps (a read that began before a commit never fills the cache).
+#[derive(Default)]
+struct ObjCache {
+    epoch: u64,
+    map: HashMap<(&'static str, i64), Arc<StoredObject>>,
+}
+
+/// The base classes whose committed objects [`RedbStore`] keeps decoded in
+/// memory: the few, hot objects every event reads (providers, VMs, hosts,
+/// the server and user), not the event stream, which grows without bound.
+const CACHED_BASES: &[&str] = &[
+    "ExtManagementSystem",
+    "VmOrTemplate",
+    "Host",
+    "MiqServer",
+    "User",
+    "MiqGroup",
+    "Tenant",
+    "Storage",
+    "EmsCluster",
+];
+
+/// The cache is emptied when it grows past this many objects.
+const CACHE_MAX: usize = 250_000;
+
+fn cached_base(base: &str) -> bool {
+    CACHED_BASES.contains(&base)
+}
+
+static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// The open units of work of this thread, one per store at most.
+    static UNITS: RefCell<Vec<Unit>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The buffered writes of one thread's unit of work: see
+/// [`RedbStore::begin_unit`].
+#[derive(Default)]
+struct Unit {
+    store: u64,
+    objects: HashMap<(&'static str, i64), Pending>,
+    /// The order objects were first written in (the commit's order).
+    order: Vec<(&'static str, i64)>,
+    /// Candidate ids per indexed (base, attribute, value): re-checked
+    /// against the object on every read, so stale entries do no harm.
+    index: HashMap<(&'static str, &'static str, Vec<u8>), Vec<i64>>,
+    refs: HashMap<(&'static str, i64, String), i64>,
+}
+
+struct Pending {
+    obj: Arc<StoredObject>,
+    /// Created in this unit (not in the file yet).
+    created: bool,
+}
+
+impl Unit {
+    fn put(&mut self, base: &'static str, id: i64, obj: StoredObject, created: bool) {
+        for (attr, key) in index_entries(&obj.attrs) {
+            let ids = self.index.entry((base, attr, key)).or_default();
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        if let Some((ems_id, refs)) = ref_keys(&obj.attrs) {
+            for r in refs {
+                self.refs.insert((base, ems_id, r), id);
+            }
+        }
+        let obj = Arc::new(obj);
+        match self.objects.get_mut(&(base, id)) {
+            Some(p) => p.obj = obj,
+            None => {
+                self.order.push((base, id));
+                self.objects.insert((base, id), Pending { obj, created });
+            }
+        }
+    }
+}
+
+/// Runs `f` on this thread's unit of work for store `store`, if one is open.
+fn with_unit<T>(store: u64, f: impl FnOnce(&mut Unit) -> T) -> Option<T> {
+    UNITS.with(|u| {
+        let mut units = u.borrow_mut();
+        units.iter_mut().find(|u| u.store == store).map(f)
+    })
 }
 
 impl fmt::Debug for RedbStore {
@@ -221,6 +330,8 @@ impl RedbStore {
             path,
             region,
             relaxed: false,
+            id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
+            shared: Arc::new(Shared::default()),
         })
     }
 
@@ -270,16 +381,173 @@ impl RedbStore {
             txn.set_durability(redb::Durability::None)
                 .map_err(backend)?;
         }
-        let out = Batch::new(&txn, self.region).and_then(|mut batch| f(&mut batch));
+        let out = Batch::new(&txn, self.region, &self.shared).and_then(|mut batch| {
+            let out = f(&mut batch)?;
+            batch.keep = true;
+            Ok((out, std::mem::take(&mut batch.touched)))
+        });
         match out {
-            Ok(out) => {
+            Ok((out, touched)) => {
                 txn.commit().map_err(backend)?;
+                self.forget(&touched);
                 Ok(out)
             }
             Err(e) => {
                 // Nothing of the batch reaches the file.
                 let _ = txn.abort();
                 Err(e)
+            }
+        }
+    }
+
+    /// Starts a *unit of work* on the calling thread: from now on, this
+    /// thread's [`ObjectStore::create`] and [`ObjectStore::update`] calls on
+    /// this store are buffered in memory (ids are still allocated at once,
+    /// unique across threads), and its reads see them;
+    /// [`RedbStore::commit_unit`] writes them all in one durable transaction
+    /// together with whatever else it is given (the event queue's acks),
+    /// and [`RedbStore::abort_unit`] (or a failed commit) discards them.
+    /// Other threads see none of it before the commit. A unit already open
+    /// is kept.
+    pub fn begin_unit(&self) {
+        UNITS.with(|u| {
+            let mut units = u.borrow_mut();
+            if !units.iter().any(|x| x.store == self.id) {
+                units.push(Unit {
+                    store: self.id,
+                    ..Unit::default()
+                });
+            }
+        });
+    }
+
+    /// How many objects the calling thread's unit of work has written
+    /// (`None` when it has none open).
+    pub fn unit_len(&self) -> Option<usize> {
+        with_unit(self.id, |u| u.order.len())
+    }
+
+    /// Discards the calling thread's unit of work.
+    pub fn abort_unit(&self) {
+        let _ = self.take_unit();
+    }
+
+    fn take_unit(&self) -> Option<Unit> {
+        UNITS.with(|u| {
+            let mut units = u.borrow_mut();
+            let i = units.iter().position(|x| x.store == self.id)?;
+            Some(units.swap_remove(i))
+        })
+    }
+
+    /// Commits the calling thread's unit of work (see
+    /// [`RedbStore::begin_unit`]) and `f`'s writes in one transaction with
+    /// [`redb::Durability::Immediate`], whatever
+    /// [`RedbStore::with_relaxed_durability`] says: all of it is on disk when
+    /// this returns, or (on error, or a crash before) none of it. The unit is
+    /// closed either way. Without an open unit, this is
+    /// [`RedbStore::write_batch`] made durable.
+    pub fn commit_unit<T>(
+        &self,
+        f: impl FnOnce(&mut Batch<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let unit = self.take_unit().unwrap_or_default();
+        let txn = self.db.begin_write().map_err(backend)?;
+        let out = Batch::new(&txn, self.region, &self.shared).and_then(|mut batch| {
+            for key in &unit.order {
+                if let Some(p) = unit.objects.get(key) {
+                    batch.apply_pending(key.0, key.1, &p.obj, p.created)?;
+                }
+            }
+            let out = f(&mut batch)?;
+            batch.keep = true;
+            Ok((out, std::mem::take(&mut batch.touched)))
+        });
+        match out {
+            Ok((out, touched)) => {
+                txn.commit().map_err(backend)?;
+                self.forget(&touched);
+                if let Ok(mut cache) = self.shared.cache.write() {
+                    cache.epoch += 1;
+                    for key in &unit.order {
+                        if let Some(p) = unit.objects.get(key) {
+                            if cached_base(key.0) {
+                                cache.map.insert(*key, p.obj.clone());
+                            }
+                        }
+                    }
+                }
+                Ok(out)
+            }
+            Err(e) => {
+                let _ = txn.abort();
+                Err(e)
+            }
+        }
+    }
+
+    /// Drops committed objects from the cache (after a write that changed
+    /// them).
+    fn forget(&self, touched: &[(&'static str, i64)]) {
+        if let Ok(mut cache) = self.shared.cache.write() {
+            cache.epoch += 1;
+            for key in touched {
+                cache.map.remove(key);
+            }
+        }
+    }
+
+    /// The next id of `base` in this store's region, unique across threads
+    /// and never one the file holds: the counter starts from the file's
+    /// sequence (and past its largest id of that base and region).
+    fn alloc_id(&self, base: &'static str) -> Result<i64, StoreError> {
+        let mut ids = self
+            .shared
+            .next_ids
+            .lock()
+            .map_err(|_| StoreError::Backend("id counter lock poisoned".into()))?;
+        let entry = ids.entry((base, self.region)).or_insert((false, 0));
+        if !entry.0 {
+            let txn = self.db.begin_read().map_err(backend)?;
+            let seqs = txn.open_table(SEQUENCES).map_err(backend)?;
+            let objects = txn.open_table(OBJECTS).map_err(backend)?;
+            let lo = self.region * REGION_BASE;
+            let mut next = seqs
+                .get(seq_key(base, self.region).as_str())
+                .map_err(backend)?
+                .map(|g| g.value())
+                .unwrap_or(lo + 1);
+            if let Some(last) = objects
+                .range((base, lo)..(base, lo.saturating_add(REGION_BASE)))
+                .map_err(backend)?
+                .next_back()
+            {
+                next = next.max(last.map_err(backend)?.0.value().1 + 1);
+            }
+            *entry = (true, entry.1.max(next));
+        }
+        let id = entry.1;
+        entry.1 += 1;
+        Ok(id)
+    }
+
+    /// Reads through the calling thread's unit of work, the cache and a
+    /// snapshot opened on first need.
+    fn layered<T>(&self, f: impl FnOnce(&Reader<'_>) -> Result<T, StoreError>) -> Option<T> {
+        let l = Layered {
+            store: self,
+            snap: std::cell::OnceCell::new(),
+        };
+        let reader = Reader {
+            objects: &l,
+            refs: &l,
+            index: &l,
+        };
+        match f(&reader) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!("object store read failed: {e}");
+                None
             }
         }
     }
@@ -299,7 +567,7 @@ impl RedbStore {
     /// The object of `class` (or a subclass) with provider reference
     /// `ems_ref` (its `ems_ref` or `uid_ems`) on provider `ems_id`.
     pub fn find_by_ems_ref(&self, class: &str, ems_id: i64, ems_ref: &str) -> Option<VmdbRef> {
-        self.read(|r| r.find_by_ems_ref(class, ems_id, ems_ref))
+        self.layered(|r| r.find_by_ems_ref(class, ems_id, ems_ref))
             .flatten()
     }
 
@@ -317,9 +585,9 @@ impl RedbStore {
         let txn = self.db.begin_read().map_err(backend)?;
         let objects = txn.open_table(OBJECTS).map_err(backend)?;
         let mut out = Vec::new();
-        scan_base(&objects, base, |id, obj| {
+        objects.scan(base, &mut |id, obj| {
             out.push(VmdbRef {
-                class: Arc::from(obj.class),
+                class: Arc::from(obj.class.as_str()),
                 id,
             });
         })?;
@@ -422,35 +690,12 @@ impl RedbStore {
         report.problems.extend(problems);
         Ok(report)
     }
-
-    /// Runs `f` over a read snapshot; `None` (and a warning) when the
-    /// backend fails.
-    fn read<T>(&self, f: impl FnOnce(&Reader<'_>) -> Result<T, StoreError>) -> Option<T> {
-        let result = (|| {
-            let txn = self.db.begin_read().map_err(backend)?;
-            let objects = txn.open_table(OBJECTS).map_err(backend)?;
-            let refs = txn.open_table(EMS_REFS).map_err(backend)?;
-            let index = txn.open_table(ATTR_INDEX).map_err(backend)?;
-            f(&Reader {
-                objects: &objects,
-                refs: &refs,
-                index: &index,
-            })
-        })();
-        match result {
-            Ok(v) => Some(v),
-            Err(e) => {
-                tracing::warn!("object store read failed: {e}");
-                None
-            }
-        }
-    }
 }
 
 impl ObjectStore for RedbStore {
     fn find(&self, class: &str, id: i64) -> Option<VmdbRef> {
         base_class(class)?;
-        self.read(|r| r.find(class, id)).flatten()
+        self.layered(|r| r.find(class, id)).flatten()
     }
 
     fn attribute(&self, obj: &VmdbRef, name: &str) -> Option<AttrValue> {
@@ -458,24 +703,196 @@ impl ObjectStore for RedbStore {
             return Some(AttrValue::Int(obj.id));
         }
         base_class(&obj.class)?;
-        self.read(|r| r.attribute(obj, name)).flatten()
+        self.layered(|r| r.attribute(obj, name)).flatten()
     }
 
     fn create(&self, class: &str, attrs: Attributes) -> Result<VmdbRef, StoreError> {
+        let base = base_of(class)?;
+        if self.unit_len().is_none() {
+            return self.write_batch(|b| b.create(class, attrs));
+        }
+        let id = self.alloc_id(base)?;
+        let obj = StoredObject {
+            class: class.to_string(),
+            attrs: lowercase_keys(attrs),
+        };
+        with_unit(self.id, |u| u.put(base, id, obj, true))
+            .ok_or_else(|| StoreError::Backend("unit of work closed".into()))?;
+        Ok(VmdbRef {
+            class: Arc::from(class),
+            id,
+        })
+    }
+
+    fn create_now(&self, class: &str, attrs: Attributes) -> Result<VmdbRef, StoreError> {
         base_of(class)?;
         self.write_batch(|b| b.create(class, attrs))
     }
 
     fn update(&self, obj: &VmdbRef, name: &str, value: AttrValue) -> Result<(), StoreError> {
-        self.write_batch(|b| b.update(obj, name, value))
+        let base = base_of(&obj.class)?;
+        if self.unit_len().is_none() {
+            return self.write_batch(|b| b.update(obj, name, value));
+        }
+        let not_found = || StoreError::NotFound(obj.class.to_string(), obj.id);
+        let current = self
+            .layered(|r| r.objects.load_obj(base, obj.id))
+            .ok_or_else(|| StoreError::Backend("object store read failed".into()))?
+            .ok_or_else(not_found)?;
+        let mut new = StoredObject::clone(&current);
+        new.attrs.insert(name.to_ascii_lowercase(), value);
+        with_unit(self.id, |u| u.put(base, obj.id, new, false))
+            .ok_or_else(|| StoreError::Backend("unit of work closed".into()))
     }
 
     fn find_by(&self, class: &str, attr: &str, value: &AttrValue) -> Vec<VmdbRef> {
         if base_class(class).is_none() {
             return Vec::new();
         }
-        self.read(|r| r.find_by(class, attr, value))
+        self.layered(|r| r.find_by(class, attr, value))
             .unwrap_or_default()
+    }
+}
+
+/// A read snapshot of the three tables reads use, and the cache epoch
+/// when it was taken.
+struct Snap {
+    objects: redb::ReadOnlyTable<(&'static str, i64), &'static [u8]>,
+    refs: redb::ReadOnlyTable<(&'static str, i64, &'static str), i64>,
+    index: redb::ReadOnlyTable<(&'static str, &'static str, &'static [u8], i64), ()>,
+    epoch: u64,
+}
+
+/// Reads through the calling thread's unit of work, then the cache of
+/// committed objects, then a snapshot of the file (opened on first need;
+/// what it decodes of a cached base class fills the cache, unless a commit
+/// happened since it was taken).
+struct Layered<'s> {
+    store: &'s RedbStore,
+    snap: std::cell::OnceCell<Result<Snap, StoreError>>,
+}
+
+impl Layered<'_> {
+    fn snap(&self) -> Result<&Snap, StoreError> {
+        self.snap
+            .get_or_init(|| {
+                let epoch = self
+                    .store
+                    .shared
+                    .cache
+                    .read()
+                    .map(|c| c.epoch)
+                    .unwrap_or(u64::MAX);
+                let txn = self.store.db.begin_read().map_err(backend)?;
+                Ok(Snap {
+                    objects: txn.open_table(OBJECTS).map_err(backend)?,
+                    refs: txn.open_table(EMS_REFS).map_err(backend)?,
+                    index: txn.open_table(ATTR_INDEX).map_err(backend)?,
+                    epoch,
+                })
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    fn pending(&self, base: &str, id: i64) -> Option<Arc<StoredObject>> {
+        let base = base_class(base)?;
+        with_unit(self.store.id, |u| {
+            u.objects.get(&(base, id)).map(|p| p.obj.clone())
+        })
+        .flatten()
+    }
+}
+
+impl ObjectsTable for Layered<'_> {
+    fn load_obj(&self, base: &str, id: i64) -> Result<Option<Arc<StoredObject>>, StoreError> {
+        if let Some(p) = self.pending(base, id) {
+            return Ok(Some(p));
+        }
+        let Some(base) = base_class(base) else {
+            return Ok(None);
+        };
+        let cached = cached_base(base);
+        if cached {
+            if let Ok(cache) = self.store.shared.cache.read() {
+                if let Some(o) = cache.map.get(&(base, id)) {
+                    return Ok(Some(o.clone()));
+                }
+            }
+        }
+        let snap = self.snap()?;
+        let Some(obj) = snap.objects.load_obj(base, id)? else {
+            return Ok(None);
+        };
+        if cached {
+            if let Ok(mut cache) = self.store.shared.cache.write() {
+                if cache.epoch == snap.epoch {
+                    if cache.map.len() >= CACHE_MAX {
+                        cache.map.clear();
+                    }
+                    cache.map.insert((base, id), obj.clone());
+                }
+            }
+        }
+        Ok(Some(obj))
+    }
+
+    fn scan(
+        &self,
+        base: &str,
+        f: &mut dyn FnMut(i64, Arc<StoredObject>),
+    ) -> Result<(), StoreError> {
+        let Some(sbase) = base_class(base) else {
+            return Ok(());
+        };
+        let mut all: BTreeMap<i64, Arc<StoredObject>> = BTreeMap::new();
+        self.snap()?.objects.scan(base, &mut |id, o| {
+            all.insert(id, o);
+        })?;
+        with_unit(self.store.id, |u| {
+            for ((b, id), p) in &u.objects {
+                if *b == sbase {
+                    all.insert(*id, p.obj.clone());
+                }
+            }
+        });
+        for (id, o) in all {
+            f(id, o);
+        }
+        Ok(())
+    }
+}
+
+impl RefsTable for Layered<'_> {
+    fn get_id(&self, base: &str, ems_id: i64, r: &str) -> Result<Option<i64>, StoreError> {
+        if let Some(sbase) = base_class(base) {
+            let found = with_unit(self.store.id, |u| {
+                u.refs.get(&(sbase, ems_id, r.to_string())).copied()
+            })
+            .flatten();
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        self.snap()?.refs.get_id(base, ems_id, r)
+    }
+}
+
+impl IndexTable for Layered<'_> {
+    fn ids(&self, base: &str, attr: &str, value: &[u8]) -> Result<Vec<i64>, StoreError> {
+        let mut ids = self.snap()?.index.ids(base, attr, value)?;
+        if let (Some(sbase), Some(sattr)) =
+            (base_class(base), INDEXED_ATTRS.iter().find(|a| **a == attr))
+        {
+            with_unit(self.store.id, |u| {
+                if let Some(more) = u.index.get(&(sbase, *sattr, value.to_vec())) {
+                    ids.extend(more.iter().copied());
+                }
+            });
+            ids.sort_unstable();
+            ids.dedup();
+        }
+        Ok(ids)
     }
 }
 
@@ -488,10 +905,39 @@ pub struct Batch<'t> {
     refs: Table<'t, (&'static str, i64, &'static str), i64>,
     index: Table<'t, (&'static str, &'static str, &'static [u8], i64), ()>,
     region: i64,
+    shared: &'t Shared,
+    /// The objects written, to drop from the cache once committed.
+    touched: Vec<(&'static str, i64)>,
+    /// Ids [`Batch::create`] took from the in-memory counters: given back
+    /// when the batch is dropped without `keep` (an error or a panic), so a
+    /// failed batch leaves no gap.
+    reserved: Vec<(&'static str, i64)>,
+    keep: bool,
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        if self.keep || self.reserved.is_empty() {
+            return;
+        }
+        if let Ok(mut ids) = self.shared.next_ids.lock() {
+            for (base, id) in self.reserved.iter().rev() {
+                if let Some(e) = ids.get_mut(&(*base, region_of(*id))) {
+                    if e.1 == id + 1 {
+                        e.1 = *id;
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl<'t> Batch<'t> {
-    fn new(txn: &'t WriteTransaction, region: i64) -> Result<Batch<'t>, StoreError> {
+    fn new(
+        txn: &'t WriteTransaction,
+        region: i64,
+        shared: &'t Shared,
+    ) -> Result<Batch<'t>, StoreError> {
         Ok(Batch {
             txn,
             objects: txn.open_table(OBJECTS).map_err(backend)?,
@@ -499,7 +945,51 @@ impl<'t> Batch<'t> {
             refs: txn.open_table(EMS_REFS).map_err(backend)?,
             index: txn.open_table(ATTR_INDEX).map_err(backend)?,
             region,
+            shared,
+            touched: Vec::new(),
+            reserved: Vec::new(),
+            keep: false,
         })
+    }
+
+    /// Moves the in-memory id counter of `base` in `id`'s region past `id`.
+    fn bump_counter(&self, base: &'static str, id: i64) {
+        if let Ok(mut ids) = self.shared.next_ids.lock() {
+            let e = ids.entry((base, region_of(id))).or_insert((false, 0));
+            e.1 = e.1.max(id + 1);
+        }
+    }
+
+    /// Writes one object of a unit of work (see [`RedbStore::commit_unit`]).
+    fn apply_pending(
+        &mut self,
+        base: &'static str,
+        id: i64,
+        obj: &StoredObject,
+        created: bool,
+    ) -> Result<(), StoreError> {
+        let old = load_from(&self.objects, base, id)?;
+        if created {
+            if old.is_some() {
+                return Err(StoreError::Backend(format!(
+                    "{base} [{id}] allocated twice"
+                )));
+            }
+            let key = seq_key(base, region_of(id));
+            let next = self
+                .sequences
+                .get(key.as_str())
+                .map_err(backend)?
+                .map(|g| g.value());
+            if next.is_none_or(|n| n <= id) {
+                self.sequences
+                    .insert(key.as_str(), id + 1)
+                    .map_err(backend)?;
+            }
+        } else if old.is_none() {
+            return Err(StoreError::NotFound(obj.class.clone(), id));
+        }
+        self.put(base, &obj.class, id, &obj.attrs, old.as_ref())
     }
 
     /// Creates an object with the next id of its base class in the store's
@@ -513,6 +1003,12 @@ impl<'t> Batch<'t> {
             .map_err(backend)?
             .map(|g| g.value())
             .unwrap_or(self.region * REGION_BASE + 1);
+        // Ids units of work have handed out (and not committed yet).
+        if let Ok(ids) = self.shared.next_ids.lock() {
+            if let Some((_, next)) = ids.get(&(base, self.region)) {
+                id = id.max(*next);
+            }
+        }
         // Never overwrite: skip ids an explicit insert already took.
         while self.objects.get((base, id)).map_err(backend)?.is_some() {
             id += 1;
@@ -520,7 +1016,9 @@ impl<'t> Batch<'t> {
         self.sequences
             .insert(key.as_str(), id + 1)
             .map_err(backend)?;
-        self.put(base, class, id, lowercase_keys(attrs), None)?;
+        self.bump_counter(base, id);
+        self.reserved.push((base, id));
+        self.put(base, class, id, &lowercase_keys(attrs), None)?;
         Ok(VmdbRef {
             class: Arc::from(class),
             id,
@@ -548,7 +1046,8 @@ impl<'t> Batch<'t> {
                 .insert(key.as_str(), id + 1)
                 .map_err(backend)?;
         }
-        self.put(base, class, id, lowercase_keys(attrs), old.as_ref())?;
+        self.bump_counter(base, id);
+        self.put(base, class, id, &lowercase_keys(attrs), old.as_ref())?;
         Ok(VmdbRef {
             class: Arc::from(class),
             id,
@@ -577,7 +1076,7 @@ impl<'t> Batch<'t> {
             new.insert(k.to_ascii_lowercase(), v);
         }
         let class = old.class.clone();
-        self.put(base, &class, obj.id, new, Some(&old))
+        self.put(base, &class, obj.id, &new, Some(&old))
     }
 
     /// Deletes an object and its provider references; `false` when there
@@ -594,6 +1093,7 @@ impl<'t> Batch<'t> {
                 .map_err(backend)?;
         }
         self.objects.remove((base, obj.id)).map_err(backend)?;
+        self.touched.push((base, obj.id));
         Ok(true)
     }
 
@@ -660,15 +1160,15 @@ impl<'t> Batch<'t> {
         base: &'static str,
         class: &str,
         id: i64,
-        attrs: Attributes,
+        attrs: &Attributes,
         old: Option<&StoredObject>,
     ) -> Result<(), StoreError> {
         if let Some(old) = old {
-            if ref_keys(&old.attrs) != ref_keys(&attrs) {
+            if ref_keys(&old.attrs) != ref_keys(attrs) {
                 self.unindex(base, id, &old.attrs)?;
             }
         }
-        if let Some((ems_id, refs)) = ref_keys(&attrs) {
+        if let Some((ems_id, refs)) = ref_keys(attrs) {
             for r in refs {
                 self.refs
                     .insert((base, ems_id, r.as_str()), id)
@@ -676,7 +1176,7 @@ impl<'t> Batch<'t> {
             }
         }
         let old_entries = old.map(|o| index_entries(&o.attrs)).unwrap_or_default();
-        let new_entries = index_entries(&attrs);
+        let new_entries = index_entries(attrs);
         for (attr, value) in &old_entries {
             if !new_entries.iter().any(|e| e.0 == *attr && e.1 == *value) {
                 self.index
@@ -691,10 +1191,11 @@ impl<'t> Batch<'t> {
                     .map_err(backend)?;
             }
         }
-        let bytes = encode_object(class, &attrs);
+        let bytes = encode_object(class, attrs);
         self.objects
             .insert((base, id), bytes.as_slice())
             .map_err(backend)?;
+        self.touched.push((base, id));
         Ok(())
     }
 
@@ -729,8 +1230,11 @@ struct Reader<'a> {
 /// Object-safe views of the two tables reads need, so one [`Reader`] serves
 /// read snapshots and write batches.
 trait ObjectsTable {
-    fn get_bytes(&self, base: &str, id: i64) -> Result<Option<Vec<u8>>, StoreError>;
-    fn scan(&self, base: &str, f: &mut dyn FnMut(i64, &[u8])) -> Result<(), StoreError>;
+    fn load_obj(&self, base: &str, id: i64) -> Result<Option<Arc<StoredObject>>, StoreError>;
+    /// Every object of base class `base`, by id (undecodable ones skipped
+    /// with a warning).
+    fn scan(&self, base: &str, f: &mut dyn FnMut(i64, Arc<StoredObject>))
+        -> Result<(), StoreError>;
 }
 
 trait RefsTable {
@@ -755,20 +1259,25 @@ impl<T: ReadableTable<(&'static str, &'static str, &'static [u8], i64), ()>> Ind
 }
 
 impl<T: ReadableTable<(&'static str, i64), &'static [u8]>> ObjectsTable for T {
-    fn get_bytes(&self, base: &str, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .get((base, id))
-            .map_err(backend)?
-            .map(|g| g.value().to_vec()))
+    fn load_obj(&self, base: &str, id: i64) -> Result<Option<Arc<StoredObject>>, StoreError> {
+        Ok(load_from(self, base, id)?.map(Arc::new))
     }
 
-    fn scan(&self, base: &str, f: &mut dyn FnMut(i64, &[u8])) -> Result<(), StoreError> {
+    fn scan(
+        &self,
+        base: &str,
+        f: &mut dyn FnMut(i64, Arc<StoredObject>),
+    ) -> Result<(), StoreError> {
         for entry in self
             .range((base, i64::MIN)..=(base, i64::MAX))
             .map_err(backend)?
         {
             let (k, v) = entry.map_err(backend)?;
-            f(k.value().1, v.value());
+            let id = k.value().1;
+            match decode_object(v.value()) {
+                Ok(obj) => f(id, Arc::new(obj)),
+                Err(e) => tracing::warn!("{base} [{id}] cannot be decoded: {e}"),
+            }
         }
         Ok(())
     }
@@ -783,28 +1292,15 @@ impl<T: ReadableTable<(&'static str, i64, &'static str), i64>> RefsTable for T {
     }
 }
 
-fn load_from(
-    objects: &dyn ObjectsTable,
+fn load_from<T: ReadableTable<(&'static str, i64), &'static [u8]> + ?Sized>(
+    objects: &T,
     base: &str,
     id: i64,
 ) -> Result<Option<StoredObject>, StoreError> {
-    match objects.get_bytes(base, id)? {
-        Some(bytes) => decode_object(&bytes).map(Some),
+    match objects.get((base, id)).map_err(backend)? {
+        Some(bytes) => decode_object(bytes.value()).map(Some),
         None => Ok(None),
     }
-}
-
-/// Calls `f` with every object of base class `base`, by id. Undecodable
-/// objects are skipped with a warning.
-fn scan_base(
-    objects: &dyn ObjectsTable,
-    base: &str,
-    mut f: impl FnMut(i64, StoredObject),
-) -> Result<(), StoreError> {
-    objects.scan(base, &mut |id, bytes| match decode_object(bytes) {
-        Ok(obj) => f(id, obj),
-        Err(e) => tracing::warn!("{base} [{id}] cannot be decoded: {e}"),
-    })
 }
 
 impl Reader<'_> {
@@ -812,8 +1308,8 @@ impl Reader<'_> {
         let Some(base) = base_class(class) else {
             return Ok(None);
         };
-        Ok(load_from(self.objects, base, id)?.map(|o| VmdbRef {
-            class: Arc::from(o.class),
+        Ok(self.objects.load_obj(base, id)?.map(|o| VmdbRef {
+            class: Arc::from(o.class.as_str()),
             id,
         }))
     }
@@ -846,10 +1342,10 @@ impl Reader<'_> {
         let mut out = Vec::new();
         if let Some(key) = index_key(&attr, value) {
             for id in self.index.ids(base, &attr, &key)? {
-                if let Some(obj) = load_from(self.objects, base, id)? {
+                if let Some(obj) = self.objects.load_obj(base, id)? {
                     if obj.attrs.get(&attr) == Some(value) {
                         out.push(VmdbRef {
-                            class: Arc::from(obj.class),
+                            class: Arc::from(obj.class.as_str()),
                             id,
                         });
                     }
@@ -857,10 +1353,10 @@ impl Reader<'_> {
             }
             return Ok(out);
         }
-        scan_base(self.objects, base, |id, obj| {
+        self.objects.scan(base, &mut |id, obj| {
             if obj.attrs.get(&attr) == Some(value) {
                 out.push(VmdbRef {
-                    class: Arc::from(obj.class),
+                    class: Arc::from(obj.class.as_str()),
                     id,
                 });
             }
@@ -876,7 +1372,7 @@ impl Reader<'_> {
         let Some(base) = base_class(&obj.class) else {
             return Ok(None);
         };
-        let Some(stored) = load_from(self.objects, base, obj.id)? else {
+        let Some(stored) = self.objects.load_obj(base, obj.id)? else {
             return Ok(None);
         };
         if let Some(v) = stored.attrs.get(&name) {

@@ -1,6 +1,7 @@
 //! Integration tests: one test binary with a module per area, so the
 //! 2-core machine links once. Each module builds real datastores on disk
 //! (tempfile) and runs the real engine and the real `automate` binary.
+mod api;
 mod catchers;
 mod common;
 mod control;
@@ -8,8 +9,11 @@ mod datastore;
 mod demo;
 mod engine;
 mod events;
+mod hostile;
 mod legacy;
 mod methods;
 mod pipeline;
+mod requests;
 mod retries;
+mod storm;
 mod vmdb;

@@ -250,3 +250,44 @@ fn full_queue_blocks_or_drops_as_configured() {
         }
     }
 }
+
+/// `when_full: park`: the catcher never waits and nothing is dropped;
+/// what arrives past the capacity is parked in the durable queue, counted,
+/// logged, and handled once the backlog drains, each event stored once.
+#[test]
+fn full_queue_parks_events_on_disk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let config = dir.join("park.yaml");
+    std::fs::write(
+        &config,
+        "providers:\n  - name: rhevm01\n    type: RHEVM\n    hostname: rhevm01\n    userid: admin@internal\n    catcher: {kind: simulate, seed: 5, rate: 0, count: 300, vms: 30}\nworkers: 1\nqueue: {capacity: 5, batch_max: 50, when_full: park}\n",
+    )
+    .unwrap();
+    let stats = run_until_idle(dir, &config);
+    let n = |k: &str| {
+        stats[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{k} in {stats}"))
+    };
+    assert_eq!(n("enqueued"), 300, "{stats}");
+    assert_eq!(n("dropped"), 0, "{stats}");
+    assert_eq!(n("handled"), 300, "{stats}");
+    assert_eq!(n("queued"), 0, "{stats}");
+    assert!(
+        n("parked") > 0,
+        "a 50-event batch into a 5-event queue parks: {stats}"
+    );
+    assert!(n("parked") <= 300, "{stats}");
+    let log = std::fs::read_to_string(dir.join("log/evm.log")).unwrap();
+    assert!(
+        log.contains("parking new events on disk"),
+        "evm.log says parking started"
+    );
+    assert!(
+        log.contains("events were parked on disk"),
+        "evm.log says the backlog drained"
+    );
+    let events = ems_events(dir);
+    assert_eq!(events.len(), 300, "each event stored once");
+}

@@ -1017,3 +1017,92 @@ fn opening_something_that_is_not_a_store_fails_cleanly() {
     assert_eq!(store.count().unwrap(), 0);
     assert_eq!(store.path(), empty.as_path());
 }
+
+/// A unit of work buffers one thread's writes: that thread reads them,
+/// others do not until the commit, which writes them with the scheduled
+/// work it completes in one transaction; an abort (or a process that dies
+/// before the commit) leaves nothing; ids stay unique across threads.
+#[test]
+fn unit_of_work_buffers_writes_until_commit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("automate.redb");
+    let store = Arc::new(RedbStore::open(&path).unwrap());
+    let schedule = store.schedule();
+    let item = schedule
+        .schedule(&WorkItem::new("ems_event", json!(1)), SystemTime::now())
+        .unwrap();
+    let host = store.create("Host", attrs(&[("name", s("h1"))])).unwrap();
+
+    store.begin_unit();
+    let ev = store
+        .create(
+            "EmsEvent",
+            attrs(&[("dedup_key", s("k1")), ("host_id", AttrValue::Int(host.id))]),
+        )
+        .unwrap();
+    store.update(&host, "power_state", s("on")).unwrap();
+    // This thread sees its writes, through lookups, indexes and associations.
+    assert_eq!(store.find("EventStream", ev.id), Some(ev.clone()));
+    assert_eq!(
+        store.find_by("EventStream", "dedup_key", &s("k1")),
+        vec![ev.clone()]
+    );
+    assert_eq!(store.attribute(&host, "power_state"), Some(s("on")));
+    assert_eq!(
+        store.attribute(&ev, "host"),
+        Some(AttrValue::Object(host.clone()))
+    );
+    // Another thread sees neither, and its ids do not collide.
+    let other = {
+        let store = store.clone();
+        let (ev, host) = (ev.clone(), host.clone());
+        std::thread::spawn(move || {
+            assert_eq!(store.find("EventStream", ev.id), None);
+            assert_eq!(store.attribute(&host, "power_state"), None);
+            store.create("EmsEvent", attrs(&[("dedup_key", s("k2"))]))
+        })
+        .join()
+        .unwrap()
+        .unwrap()
+    };
+    assert_ne!(other.id, ev.id);
+    assert_eq!(store.unit_len(), Some(2));
+    store
+        .commit_unit(|b| {
+            assert!(b.complete(item)?);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(store.unit_len(), None);
+    assert!(
+        schedule.get(item).unwrap().is_none(),
+        "acked with the writes"
+    );
+    drop(schedule);
+    drop(store);
+    let store = RedbStore::open(&path).unwrap();
+    assert_eq!(store.find("EventStream", ev.id), Some(ev.clone()));
+    assert_eq!(store.attribute(&host, "power_state"), Some(s("on")));
+    // An aborted unit leaves nothing, and the next id is past every id.
+    store.begin_unit();
+    let gone = store.create("EmsEvent", Attributes::new()).unwrap();
+    store.update(&host, "power_state", s("off")).unwrap();
+    store.abort_unit();
+    assert_eq!(store.find("EventStream", gone.id), None);
+    assert_eq!(store.attribute(&host, "power_state"), Some(s("on")));
+    let next = store.create("EmsEvent", Attributes::new()).unwrap();
+    assert!(next.id > other.id && next.id > ev.id, "{next:?}");
+    // Updating an object that does not exist fails inside a unit too.
+    store.begin_unit();
+    let missing = VmdbRef {
+        class: Arc::from("Host"),
+        id: ID3 + 1000,
+    };
+    assert!(matches!(
+        store.update(&missing, "name", s("x")),
+        Err(StoreError::NotFound(..))
+    ));
+    store.abort_unit();
+    let report = store.verify().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+}

@@ -523,3 +523,65 @@ impl SimulateCatcher {
         Ok(())
     }
 }
+
+/// What [`floor`] measured.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FloorStats {
+    pub events: u64,
+    pub threads: usize,
+    pub seconds: f64,
+    pub events_per_s: f64,
+    /// Distinct VMs the lookups found (a check that the work was done).
+    pub vms: usize,
+}
+
+/// The physical floor of the event flow on this machine (`scripts/bench`):
+/// the same simulated events as JSON lines (as a catcher receives them),
+/// each only parsed, its provider and VM looked up in hash maps (created on
+/// first sight) and acked (counted), on `threads` threads, each with its
+/// own share and maps. No queue, no store, no Automate. The lines are made
+/// before the clock starts.
+pub fn floor(cfg: &SimulateConfig, provider: &Provider, threads: usize) -> FloorStats {
+    use std::collections::HashMap;
+    let threads = threads.max(1);
+    let lines: Vec<String> = Simulator::new(cfg, &provider.kind)
+        .filter_map(|e| serde_json::to_string(&e).ok())
+        .collect();
+    let chunk = lines.len().div_ceil(threads).max(1);
+    let started = std::time::Instant::now();
+    let per_thread: Vec<(u64, usize)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = lines
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    let mut providers: HashMap<String, i64> = HashMap::new();
+                    let mut vms: HashMap<(i64, String), i64> = HashMap::new();
+                    let mut acked = 0u64;
+                    for line in part {
+                        let Ok(ev) = serde_json::from_str::<ProviderEvent>(line) else {
+                            continue;
+                        };
+                        let next = providers.len() as i64 + 1;
+                        let ems = *providers.entry(provider.name.clone()).or_insert(next);
+                        if let Some(r) = ev.vm_ems_ref {
+                            let next = vms.len() as i64 + 1;
+                            vms.entry((ems, r)).or_insert(next);
+                        }
+                        acked += 1;
+                    }
+                    (acked, vms.len())
+                })
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    let seconds = started.elapsed().as_secs_f64();
+    let events: u64 = per_thread.iter().map(|p| p.0).sum();
+    FloorStats {
+        events,
+        threads,
+        seconds,
+        events_per_s: events as f64 / seconds.max(1e-9),
+        vms: per_thread.iter().map(|p| p.1).max().unwrap_or(0),
+    }
+}

@@ -1,0 +1,123 @@
+//! `automate api [--listen ADDR] [--config FILE]`: serves the REST API
+//! (`crate::api`, `docs/api.md`) on `--db` and `--datastore` without the
+//! event pipeline's catchers, for automation requests and datastore
+//! browsing. State-machine retries of the requests it runs are re-delivered
+//! by a retry runner in the same process. Runs until SIGTERM or SIGINT.
+
+use super::Global;
+use crate::api::{router, serve, ApiState};
+use crate::datastore::Datastore;
+use crate::engine::deliver::{run_due, DEFAULT_MAX_DELIVERIES};
+use crate::engine::Engine;
+use crate::events::config::{ApiConfig, Config};
+use crate::vmdb::RedbStore;
+use anyhow::{bail, Context};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, clap::Args)]
+pub struct ApiArgs {
+    /// `host:port` to listen on (default: `api.listen` of --config, else
+    /// 127.0.0.1:3000). Port 0 picks a free port; the address is printed.
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// automate.yaml to read `api.listen` and `api.token` from. The token
+    /// can also (and without a file, must) come from AUTOMATE_API_TOKEN.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
+    let mut api = match &args.config {
+        Some(path) => Config::load(path)?.api,
+        None => ApiConfig::default(),
+    };
+    if let Ok(token) = std::env::var("AUTOMATE_API_TOKEN") {
+        if !token.is_empty() {
+            api.token = token;
+        }
+    }
+    if api.token.is_empty() {
+        bail!("the API needs a token: set AUTOMATE_API_TOKEN or api.token in --config");
+    }
+    let listen = args.listen.unwrap_or(api.listen);
+    // As `automate run` opens it: every API call that writes commits its
+    // unit of work durably before answering, and a re-delivered retry
+    // completes its scheduled item (durably) after its writes.
+    let store = Arc::new(
+        RedbStore::open(&global.db)
+            .with_context(|| format!("opening the object store {}", global.db.display()))?
+            .with_relaxed_durability(true),
+    );
+    let (ds, problems) = Datastore::open(&global.datastore);
+    for p in &problems {
+        eprintln!("warning: {p}");
+    }
+    let (engine, _runner) =
+        crate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(store.clone()));
+
+    // Re-delivers the state-machine retries of the requests run here.
+    let stop = Arc::new(AtomicBool::new(false));
+    let retrier = {
+        let engine = engine.clone();
+        let schedule = store.schedule();
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name("automate-retries".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match run_due(&engine, &schedule, 16, DEFAULT_MAX_DELIVERIES) {
+                        Ok(done) if !done.is_empty() => continue,
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::error!(target: "evm", "MIQ(MiqAeEngine.deliver) running due retries: {e}")
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            })?
+    };
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let served = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .with_context(|| format!("listening on {listen}"))?;
+        let addr = listener.local_addr()?;
+        println!("automate api: listening on http://{addr}/api");
+        let state = ApiState::new(api.token.clone(), engine, store)?;
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, router(state, None), shutdown.clone()));
+        signal().await;
+        shutdown.cancel();
+        server.await.context("the API server panicked")??;
+        anyhow::Ok(())
+    });
+    stop.store(true, Ordering::Relaxed);
+    let _ = retrier.join();
+    served?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves when SIGTERM or SIGINT arrives.
+async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
