@@ -9,8 +9,6 @@ use super::{
     ApiResult, ApiState,
 };
 use crate::datastore::index::{join_path, ClassDef, FieldDef, Index, InstanceDef, MISSING};
-use crate::engine::datatype::to_json;
-use crate::engine::{Attributes, EngineError, ObjectId, Workspace};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
@@ -19,55 +17,10 @@ use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-fn attrs_json(attrs: &Attributes) -> Value {
-    Value::Object(attrs.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
-}
-
-fn tree_json(ws: &Workspace, id: ObjectId) -> Value {
-    let o = ws.object(id);
-    json!({
-        "object_name": o.object_name,
-        "namespace": o.namespace,
-        "class": o.class,
-        "instance": o.instance,
-        "attributes": attrs_json(&o.attributes),
-        "children": ws.children(id).iter().map(|&c| tree_json(ws, c)).collect::<Vec<_>>(),
-    })
-}
-
-/// What one instantiation built, as `automate instantiate --json` prints
-/// it: `uri`, `trace`, `objects` (the object tree from `root`),
-/// `state_vars` and `error`.
-pub fn workspace_json(uri: &str, ws: &Workspace, error: Option<&EngineError>) -> Value {
-    json!({
-        "uri": uri,
-        "trace": ws.trace,
-        "objects": ws.roots().iter().map(|&r| tree_json(ws, r)).collect::<Vec<_>>(),
-        "state_vars": attrs_json(&ws.state_vars),
-        "error": error.map(|e| e.to_string()),
-    })
-}
-
 fn class_path(c: &ClassDef) -> String {
     format!("/{}", join_path(&c.fq_namespace(), &c.name))
 }
 
-fn field_json(f: &FieldDef) -> Value {
-    json!({
-        "name": f.name,
-        "aetype": f.aetype.as_str(),
-        "datatype": f.datatype,
-        "default_value": f.default_value,
-        "message": f.messages.join(","),
-        "substitute": f.substitute,
-        "on_entry": f.on_entry,
-        "on_exit": f.on_exit,
-        "on_error": f.on_error,
-        "collect": f.collect,
-        "max_retries": f.max_retries,
-        "max_time": f.max_time,
-    })
-}
 
 fn class_json(c: &ClassDef, base: &str) -> Value {
     let path = class_path(c);
@@ -81,7 +34,7 @@ fn class_json(c: &ClassDef, base: &str) -> Value {
         "namespace": c.namespace,
         "name": c.name,
         "state_machine": c.is_state_machine(),
-        "schema": c.fields.iter().map(field_json).collect::<Vec<_>>(),
+        "schema": c.fields.iter().map(FieldDef::to_json).collect::<Vec<_>>(),
         "instances": c.instances.iter().map(|i| i.name.clone()).collect::<Vec<_>>(),
         "methods": methods,
     })
@@ -336,7 +289,7 @@ pub(super) async fn resolve(
     let engine = state.engine.clone();
     let doc = in_unit(state.store.clone(), move || {
         let (ws, err) = engine.instantiate_traced(&uri, &attrs);
-        Ok(workspace_json(&uri, &ws, err.as_ref()))
+        Ok(ws.to_json(&uri, err.as_ref()))
     })
     .await?;
     ok(doc)

@@ -15,9 +15,9 @@ mod batch;
 mod objects;
 mod requests;
 
-pub use automate::workspace_json;
 pub use objects::{event_streams, EventFilter};
 
+use crate::events::catchers::http::kind_of;
 use crate::engine::Engine;
 use crate::events::catchers::http::{self, error_response, HttpState, MAX_BODY, TOKEN_HEADER};
 use crate::events::queue::{EventQueue, EVENT_KIND};
@@ -261,17 +261,6 @@ async fn in_unit<T: Send + 'static>(
     .await
 }
 
-/// The JSON type of a value, for error messages.
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
-}
 
 /// The body as a JSON object: 413 when too large, 400 when not JSON or
 /// not an object.

@@ -488,22 +488,6 @@ fn opt(s: &Option<String>) -> &str {
     s.as_deref().unwrap_or("")
 }
 
-fn field_json(f: &FieldDef) -> serde_json::Value {
-    json!({
-        "name": f.name,
-        "aetype": f.aetype.as_str(),
-        "datatype": f.datatype,
-        "default_value": f.default_value,
-        "message": f.messages.join(","),
-        "substitute": f.substitute,
-        "on_entry": f.on_entry,
-        "on_exit": f.on_exit,
-        "on_error": f.on_error,
-        "collect": f.collect,
-        "max_retries": f.max_retries,
-        "max_time": f.max_time,
-    })
-}
 
 fn class_json(c: &ClassDef) -> serde_json::Value {
     json!({
@@ -513,7 +497,7 @@ fn class_json(c: &ClassDef) -> serde_json::Value {
         "namespace": c.namespace,
         "class": c.name,
         "state_machine": c.is_state_machine(),
-        "fields": c.fields.iter().map(field_json).collect::<Vec<_>>(),
+        "fields": c.fields.iter().map(FieldDef::to_json).collect::<Vec<_>>(),
         "instances": c.instances.iter().map(|i| i.name.clone()).collect::<Vec<_>>(),
         "methods": sorted_methods(c).iter().map(|m| m.name.clone()).collect::<Vec<_>>(),
     })
@@ -762,7 +746,7 @@ fn method_json(c: &ClassDef, m: &MethodDef) -> serde_json::Value {
         "language": m.language,
         "scope": m.scope,
         "embedded_methods": m.embedded_methods,
-        "inputs": m.inputs.iter().map(field_json).collect::<Vec<_>>(),
+        "inputs": m.inputs.iter().map(FieldDef::to_json).collect::<Vec<_>>(),
         "body": m.body.as_deref(),
     })
 }

@@ -4,7 +4,6 @@
 
 use super::Global;
 use crate::datastore::Datastore;
-use crate::engine::datatype::to_json;
 use crate::engine::deliver::{deliver, Delivery, Outcome, DEFAULT_MAX_DELIVERIES};
 use crate::engine::{AttrValue, Attributes, Engine, ObjectId, Workspace};
 use crate::vmdb::{MemoryStore, ObjectStore, RedbStore, Schedule};
@@ -74,13 +73,7 @@ pub fn run(global: &Global, args: InstantiateArgs) -> anyhow::Result<ExitCode> {
         None => engine.instantiate_traced(&args.uri, &attrs),
     };
     if args.json {
-        let doc = serde_json::json!({
-            "uri": args.uri,
-            "trace": ws.trace,
-            "objects": ws.roots().iter().map(|&r| tree_json(&ws, r)).collect::<Vec<_>>(),
-            "state_vars": attrs_json(&ws.state_vars),
-            "error": err.as_ref().map(|e| e.to_string()),
-        });
+        let doc = ws.to_json(&args.uri, err.as_ref());
         writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
     } else {
         if !args.quiet && !ws.trace.is_empty() {
@@ -150,22 +143,6 @@ pub fn load_objects(store: &MemoryStore, path: &PathBuf) -> anyhow::Result<()> {
         })?;
     }
     Ok(())
-}
-
-fn attrs_json(attrs: &Attributes) -> serde_json::Value {
-    serde_json::Value::Object(attrs.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
-}
-
-fn tree_json(ws: &Workspace, id: ObjectId) -> serde_json::Value {
-    let o = ws.object(id);
-    serde_json::json!({
-        "object_name": o.object_name,
-        "namespace": o.namespace,
-        "class": o.class,
-        "instance": o.instance,
-        "attributes": attrs_json(&o.attributes),
-        "children": ws.children(id).iter().map(|&c| tree_json(ws, c)).collect::<Vec<_>>(),
-    })
 }
 
 fn print_tree(

@@ -157,6 +157,27 @@ pub struct ClassDef {
     methods: FxHashMap<String, Arc<MethodDef>>,
 }
 
+impl FieldDef {
+    /// The field as the JSON views show it (`datastore show --json`,
+    /// `GET /api/automate/<class>`).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "name": self.name,
+            "aetype": self.aetype.as_str(),
+            "datatype": self.datatype,
+            "default_value": self.default_value,
+            "message": self.messages.join(","),
+            "substitute": self.substitute,
+            "on_entry": self.on_entry,
+            "on_exit": self.on_exit,
+            "on_error": self.on_error,
+            "collect": self.collect,
+            "max_retries": self.max_retries,
+            "max_time": self.max_time,
+        })
+    }
+}
+
 impl ClassDef {
     /// `Domain/ns` as ManageIQ's `Updated namespace` line shows it.
     pub fn fq_namespace(&self) -> String {

@@ -175,3 +175,39 @@ impl Workspace {
             .collect()
     }
 }
+
+impl Workspace {
+    /// What one instantiation built, as `automate instantiate --json` and
+    /// `POST /api/automate/<path>` (`resolve`) show it: `uri`, `trace`,
+    /// `objects` (the object tree from each root), `state_vars` and `error`.
+    pub fn to_json(&self, uri: &str, error: Option<&super::EngineError>) -> serde_json::Value {
+        serde_json::json!({
+            "uri": uri,
+            "trace": self.trace,
+            "objects": self.roots().iter().map(|&r| self.tree_json(r)).collect::<Vec<_>>(),
+            "state_vars": attrs_json(&self.state_vars),
+            "error": error.map(|e| e.to_string()),
+        })
+    }
+
+    fn tree_json(&self, id: ObjectId) -> serde_json::Value {
+        let o = self.object(id);
+        serde_json::json!({
+            "object_name": o.object_name,
+            "namespace": o.namespace,
+            "class": o.class,
+            "instance": o.instance,
+            "attributes": attrs_json(&o.attributes),
+            "children": self.children(id).iter().map(|&c| self.tree_json(c)).collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn attrs_json(attrs: &Attributes) -> serde_json::Value {
+    serde_json::Value::Object(
+        attrs
+            .iter()
+            .map(|(k, v)| (k.clone(), super::datatype::to_json(v)))
+            .collect(),
+    )
+}

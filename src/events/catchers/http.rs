@@ -210,7 +210,8 @@ struct Item {
     event: ProviderEvent,
 }
 
-fn kind_of(v: &Value) -> &'static str {
+/// The JSON type of a value, for error messages (also the REST API's).
+pub fn kind_of(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
