@@ -21,7 +21,6 @@ fn class_path(c: &ClassDef) -> String {
     format!("/{}", join_path(&c.fq_namespace(), &c.name))
 }
 
-
 fn class_json(c: &ClassDef, base: &str) -> Value {
     let path = class_path(c);
     let mut methods: Vec<&str> = c.methods().map(|m| m.name.as_str()).collect();

@@ -17,9 +17,10 @@ mod requests;
 
 pub use objects::{event_streams, EventFilter};
 
-use crate::events::catchers::http::kind_of;
 use crate::engine::Engine;
-use crate::events::catchers::http::{self, error_response, HttpState, MAX_BODY, TOKEN_HEADER};
+use crate::events::catchers::http::{
+    self, error_response, kind_of, HttpState, MAX_BODY, TOKEN_HEADER,
+};
 use crate::events::queue::{EventQueue, EVENT_KIND};
 use crate::requests::Requests;
 use crate::vmdb::{RedbStore, Schedule};
@@ -260,7 +261,6 @@ async fn in_unit<T: Send + 'static>(
     })
     .await
 }
-
 
 /// The body as a JSON object: 413 when too large, 400 when not JSON or
 /// not an object.

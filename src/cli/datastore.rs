@@ -488,7 +488,6 @@ fn opt(s: &Option<String>) -> &str {
     s.as_deref().unwrap_or("")
 }
 
-
 fn class_json(c: &ClassDef) -> serde_json::Value {
     json!({
         "kind": "class",
