@@ -313,30 +313,61 @@ impl<S: Subscriber> Layer<S> for FileLayer {
 /// text line starts with, written to `out`. The date and time to the second
 /// are formatted once a second per thread.
 fn write_prefix(out: &mut impl Write, level: Level) {
+    /// Per thread: the second the date was formatted for, the date to the
+    /// second (`2026-11-24T10:00:00`), and ` #<pid>:<tid>] `.
+    struct Cached {
+        sec: i64,
+        date: String,
+        ids: String,
+    }
     thread_local! {
-        static SECOND: std::cell::RefCell<(i64, String)> = const { std::cell::RefCell::new((-1, String::new())) };
+        static CACHED: std::cell::RefCell<Cached> = std::cell::RefCell::new(Cached {
+            sec: -1,
+            date: String::new(),
+            ids: format!(" #{}:{:x}] ", std::process::id(), thread_number()),
+        });
     }
     let micros = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)
         .unwrap_or(0);
     let (sec, frac) = (micros.div_euclid(1_000_000), micros.rem_euclid(1_000_000));
-    let letter = level_letter(level);
-    let (pid, tid) = (std::process::id(), thread_number());
-    SECOND.with(|c| {
+    let head: &[u8] = match level {
+        Level::ERROR => b"[----] E, [",
+        Level::WARN => b"[----] W, [",
+        Level::INFO => b"[----] I, [",
+        Level::DEBUG => b"[----] D, [",
+        Level::TRACE => b"[----] T, [",
+    };
+    let tail: &[u8] = match level {
+        Level::ERROR => b"ERROR -- : ",
+        Level::WARN => b" WARN -- : ",
+        Level::INFO => b" INFO -- : ",
+        Level::DEBUG => b"DEBUG -- : ",
+        Level::TRACE => b"TRACE -- : ",
+    };
+    // `.` and six digits of microseconds.
+    let mut digits = [b'.', b'0', b'0', b'0', b'0', b'0', b'0'];
+    let mut f = frac;
+    for d in digits[1..].iter_mut().rev() {
+        *d = b'0' + (f % 10) as u8;
+        f /= 10;
+    }
+    CACHED.with(|c| {
         let mut c = c.borrow_mut();
-        if c.0 != sec {
+        if c.sec != sec {
             let ms = crate::events::catchers::iso8601(sec * 1000);
             // `2026-11-24T10:00:00.000Z` -> `2026-11-24T10:00:00`
-            c.1 = ms.get(..19).unwrap_or(&ms).to_string();
-            c.0 = sec;
+            c.date = ms.get(..19).unwrap_or(&ms).to_string();
+            c.sec = sec;
         }
-        let _ = write!(
-            out,
-            "[----] {letter}, [{}.{frac:06} #{pid}:{tid:x}] {:>5} -- : ",
-            c.1,
-            level.as_str()
-        );
+        let mut line = Vec::with_capacity(80);
+        line.extend_from_slice(head);
+        line.extend_from_slice(c.date.as_bytes());
+        line.extend_from_slice(&digits);
+        line.extend_from_slice(c.ids.as_bytes());
+        line.extend_from_slice(tail);
+        let _ = out.write_all(&line);
     })
 }
 

@@ -3,8 +3,10 @@
 //! ack, depth).
 //!
 //! It is a thin layer over [`Schedule`]: an event is a work item of kind
-//! [`EVENT_KIND`] with the payload `{"provider": {...}, "event": {...},
-//! "caught_us": <when it was caught, µs since the epoch>}`, due at once. [`EventQueue::enqueue_batch`] writes a whole batch in one
+//! [`EVENT_KIND`] whose payload is the JSON text `{"provider": {...},
+//! "event": {...}, "caught_us": <when it was caught, µs since the epoch>}`
+//! as one string (items written with that object itself as the payload are
+//! read too), due at once. [`EventQueue::enqueue_batch`] writes a whole batch in one
 //! durable transaction (group commit); [`EventQueue::claim`] leases due
 //! events for [`LEASE`]; [`EventQueue::ack`] removes handled ones. Delivery
 //! is at-least-once: an event claimed by a process that dies is due again
@@ -37,6 +39,26 @@ pub struct ClaimedEvent {
     /// When it was caught (µs since the Unix epoch; when it was queued for
     /// items written before this was recorded).
     pub caught_us: u64,
+}
+
+/// A queued event's payload as written: the JSON text of this, kept as one
+/// JSON string in the work item, so leasing an item copies a string instead
+/// of decoding and re-encoding the event's whole tree.
+#[derive(serde::Serialize)]
+struct QueuedOut<'a> {
+    provider: &'a Provider,
+    event: &'a ProviderEvent,
+    caught_us: u64,
+}
+
+/// A queued event's payload as read (also from the object form written
+/// before).
+#[derive(serde::Deserialize)]
+struct QueuedIn {
+    provider: Provider,
+    event: ProviderEvent,
+    #[serde(default)]
+    caught_us: Option<u64>,
 }
 
 /// One claim's result: the events, and the ids of items that could not be
@@ -91,12 +113,16 @@ impl EventQueue {
         let items: Vec<(WorkItem, SystemTime)> = events
             .iter()
             .map(|(p, e, caught)| {
-                let payload = serde_json::json!({
-                    "provider": p.as_ref(),
-                    "event": e,
-                    "caught_us": caught,
-                });
-                (WorkItem::new(EVENT_KIND, payload), now)
+                let text = serde_json::to_string(&QueuedOut {
+                    provider: p.as_ref(),
+                    event: e,
+                    caught_us: *caught,
+                })
+                .unwrap_or_default();
+                (
+                    WorkItem::new(EVENT_KIND, serde_json::Value::String(text)),
+                    now,
+                )
             })
             .collect();
         // Counted before the commit: once it is committed a worker may claim
@@ -123,19 +149,18 @@ impl EventQueue {
         // Events of one provider share one `Arc<Provider>`.
         let mut providers: Vec<Arc<Provider>> = Vec::new();
         for mut c in claimed {
-            let take = |k: &str, p: &mut serde_json::Value| {
-                p.get_mut(k)
-                    .map(serde_json::Value::take)
-                    .unwrap_or_default()
+            let parsed = match c.item.payload.take() {
+                serde_json::Value::String(text) => serde_json::from_str::<QueuedIn>(&text),
+                // Written before the payload became a string.
+                other => serde_json::from_value::<QueuedIn>(other),
             };
-            let provider =
-                serde_json::from_value::<Provider>(take("provider", &mut c.item.payload));
-            let event = serde_json::from_value::<ProviderEvent>(take("event", &mut c.item.payload));
-            let caught_us = c.item.payload["caught_us"]
-                .as_u64()
-                .unwrap_or_else(|| crate::vmdb::to_micros(c.run_at));
-            match (provider, event) {
-                (Ok(p), Ok(e)) => {
+            match parsed {
+                Ok(QueuedIn {
+                    provider: p,
+                    event: e,
+                    caught_us,
+                }) => {
+                    let caught_us = caught_us.unwrap_or_else(|| crate::vmdb::to_micros(c.run_at));
                     let provider = match providers.iter().find(|x| x.as_ref() == &p) {
                         Some(x) => x.clone(),
                         None => {
@@ -152,7 +177,7 @@ impl EventQueue {
                         caught_us,
                     })
                 }
-                (Err(e), _) | (_, Err(e)) => out.unreadable.push((c.id, e.to_string())),
+                Err(e) => out.unreadable.push((c.id, e.to_string())),
             }
         }
         Ok(out)
@@ -265,5 +290,29 @@ mod tests {
         assert_eq!(q.ack(&ids).unwrap(), 4);
         assert_eq!(q.depth(), 0);
         assert_eq!(store.schedule().len().unwrap(), 1);
+    }
+
+    #[test]
+    fn items_with_an_object_payload_are_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(dir.path().join("q.redb")).unwrap();
+        let payload = serde_json::json!({ "provider": provider().as_ref(), "event": event(3) });
+        store
+            .schedule()
+            .schedule(&WorkItem::new(EVENT_KIND, payload), SystemTime::now())
+            .unwrap();
+        store
+            .schedule()
+            .schedule(
+                &WorkItem::new(EVENT_KIND, serde_json::json!("not an event")),
+                SystemTime::now(),
+            )
+            .unwrap();
+        let q = EventQueue::open(store.schedule()).unwrap();
+        let c = q.claim(10).unwrap();
+        assert_eq!(c.events.len(), 1);
+        assert_eq!(c.events[0].event, event(3));
+        assert!(c.events[0].caught_us > 0);
+        assert_eq!(c.unreadable.len(), 1);
     }
 }

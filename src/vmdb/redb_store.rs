@@ -230,13 +230,27 @@ struct Unit {
 }
 
 struct Pending {
+    /// The object as this unit sees it.
     obj: Arc<StoredObject>,
     /// Created in this unit (not in the file yet).
     created: bool,
+    /// For an object that exists in the file: the attributes this unit set.
+    /// The commit applies them to the object as committed then, so another
+    /// thread's update of other attributes in between is kept.
+    changes: Attributes,
 }
 
 impl Unit {
-    fn put(&mut self, base: &'static str, id: i64, obj: StoredObject, created: bool) {
+    /// Records an object this unit created, or one it changed (`change`:
+    /// the attribute set, for an object in the file).
+    fn put(
+        &mut self,
+        base: &'static str,
+        id: i64,
+        obj: StoredObject,
+        created: bool,
+        change: Option<(String, AttrValue)>,
+    ) {
         for (attr, key) in index_entries(&obj.attrs) {
             let ids = self.index.entry((base, attr, key)).or_default();
             if !ids.contains(&id) {
@@ -249,12 +263,23 @@ impl Unit {
             }
         }
         let obj = Arc::new(obj);
-        match self.objects.get_mut(&(base, id)) {
-            Some(p) => p.obj = obj,
-            None => {
-                self.order.push((base, id));
-                self.objects.insert((base, id), Pending { obj, created });
+        let p = match self.objects.entry((base, id)) {
+            std::collections::hash_map::Entry::Occupied(e) => {
+                let p = e.into_mut();
+                p.obj = obj;
+                p
             }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                self.order.push((base, id));
+                e.insert(Pending {
+                    obj,
+                    created,
+                    changes: Attributes::new(),
+                })
+            }
+        };
+        if let Some((k, v)) = change {
+            p.changes.insert(k, v);
         }
     }
 }
@@ -456,7 +481,7 @@ impl RedbStore {
         let out = Batch::new(&txn, self.region, &self.shared).and_then(|mut batch| {
             for key in &unit.order {
                 if let Some(p) = unit.objects.get(key) {
-                    batch.apply_pending(key.0, key.1, &p.obj, p.created)?;
+                    batch.apply_pending(key.0, key.1, p)?;
                 }
             }
             let out = f(&mut batch)?;
@@ -469,9 +494,12 @@ impl RedbStore {
                 self.forget(&touched);
                 if let Ok(mut cache) = self.shared.cache.write() {
                     cache.epoch += 1;
+                    // Created objects were written as they are; changed ones
+                    // were merged with the committed state, and are read
+                    // again from the file when next needed.
                     for key in &unit.order {
                         if let Some(p) = unit.objects.get(key) {
-                            if cached_base(key.0) {
+                            if p.created && cached_base(key.0) {
                                 cache.map.insert(*key, p.obj.clone());
                             }
                         }
@@ -716,7 +744,7 @@ impl ObjectStore for RedbStore {
             class: class.to_string(),
             attrs: lowercase_keys(attrs),
         };
-        with_unit(self.id, |u| u.put(base, id, obj, true))
+        with_unit(self.id, |u| u.put(base, id, obj, true, None))
             .ok_or_else(|| StoreError::Backend("unit of work closed".into()))?;
         Ok(VmdbRef {
             class: Arc::from(class),
@@ -739,10 +767,15 @@ impl ObjectStore for RedbStore {
             .layered(|r| r.objects.load_obj(base, obj.id))
             .ok_or_else(|| StoreError::Backend("object store read failed".into()))?
             .ok_or_else(not_found)?;
+        let name = name.to_ascii_lowercase();
         let mut new = StoredObject::clone(&current);
-        new.attrs.insert(name.to_ascii_lowercase(), value);
-        with_unit(self.id, |u| u.put(base, obj.id, new, false))
-            .ok_or_else(|| StoreError::Backend("unit of work closed".into()))
+        new.attrs.insert(name.clone(), value.clone());
+        // `created` stays as first recorded (an object created in this unit
+        // is written whole).
+        with_unit(self.id, |u| {
+            u.put(base, obj.id, new, false, Some((name, value)))
+        })
+        .ok_or_else(|| StoreError::Backend("unit of work closed".into()))
     }
 
     fn find_by(&self, class: &str, attr: &str, value: &AttrValue) -> Vec<VmdbRef> {
@@ -965,31 +998,38 @@ impl<'t> Batch<'t> {
         &mut self,
         base: &'static str,
         id: i64,
-        obj: &StoredObject,
-        created: bool,
+        p: &Pending,
     ) -> Result<(), StoreError> {
+        let obj = &p.obj;
         let old = load_from(&self.objects, base, id)?;
-        if created {
-            if old.is_some() {
-                return Err(StoreError::Backend(format!(
-                    "{base} [{id}] allocated twice"
-                )));
+        if !p.created {
+            // The changes onto the object as committed now.
+            let Some(old) = old else {
+                return Err(StoreError::NotFound(obj.class.clone(), id));
+            };
+            let mut attrs = old.attrs.clone();
+            for (k, v) in &p.changes {
+                attrs.insert(k.clone(), v.clone());
             }
-            let key = seq_key(base, region_of(id));
-            let next = self
-                .sequences
-                .get(key.as_str())
-                .map_err(backend)?
-                .map(|g| g.value());
-            if next.is_none_or(|n| n <= id) {
-                self.sequences
-                    .insert(key.as_str(), id + 1)
-                    .map_err(backend)?;
-            }
-        } else if old.is_none() {
-            return Err(StoreError::NotFound(obj.class.clone(), id));
+            return self.put(base, &old.class, id, &attrs, Some(&old));
         }
-        self.put(base, &obj.class, id, &obj.attrs, old.as_ref())
+        if old.is_some() {
+            return Err(StoreError::Backend(format!(
+                "{base} [{id}] allocated twice"
+            )));
+        }
+        let key = seq_key(base, region_of(id));
+        let next = self
+            .sequences
+            .get(key.as_str())
+            .map_err(backend)?
+            .map(|g| g.value());
+        if next.is_none_or(|n| n <= id) {
+            self.sequences
+                .insert(key.as_str(), id + 1)
+                .map_err(backend)?;
+        }
+        self.put(base, &obj.class, id, &obj.attrs, None)
     }
 
     /// Creates an object with the next id of its base class in the store's

@@ -1083,13 +1083,27 @@ fn unit_of_work_buffers_writes_until_commit() {
     let store = RedbStore::open(&path).unwrap();
     assert_eq!(store.find("EventStream", ev.id), Some(ev.clone()));
     assert_eq!(store.attribute(&host, "power_state"), Some(s("on")));
+    // A unit's change is applied to the object as committed at its commit:
+    // another thread's update of another attribute in between is kept.
+    store.begin_unit();
+    store.update(&host, "power_state", s("off")).unwrap();
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| store.update(&host, "name", s("h1-renamed")))
+            .join()
+            .unwrap()
+            .unwrap();
+    });
+    store.commit_unit(|_| Ok(())).unwrap();
+    assert_eq!(store.attribute(&host, "power_state"), Some(s("off")));
+    assert_eq!(store.attribute(&host, "name"), Some(s("h1-renamed")));
     // An aborted unit leaves nothing, and the next id is past every id.
     store.begin_unit();
     let gone = store.create("EmsEvent", Attributes::new()).unwrap();
-    store.update(&host, "power_state", s("off")).unwrap();
+    store.update(&host, "power_state", s("standby")).unwrap();
     store.abort_unit();
     assert_eq!(store.find("EventStream", gone.id), None);
-    assert_eq!(store.attribute(&host, "power_state"), Some(s("on")));
+    assert_eq!(store.attribute(&host, "power_state"), Some(s("off")));
     let next = store.create("EmsEvent", Attributes::new()).unwrap();
     assert!(next.id > other.id && next.id > ev.id, "{next:?}");
     // Updating an object that does not exist fails inside a unit too.
