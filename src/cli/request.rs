@@ -7,22 +7,16 @@
 //! (target `automation`, Automate's trace), appending; warnings also go to
 //! stderr.
 
-use super::{Global, LogFormat};
+use super::Global;
 use crate::datastore::Datastore;
 use crate::engine::Engine;
 use crate::requests::{NewRequest, RequestView, Requests};
 use crate::vmdb::RedbStore;
 use anyhow::Context;
-use std::fs::{File, OpenOptions};
-use std::io::{LineWriter, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
-use tracing::field::{Field, Visit};
-use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::layer::{Context as LayerContext, SubscriberExt};
-use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::Layer;
+use std::sync::Arc;
 
 #[derive(Debug, clap::Args)]
 pub struct RequestArgs {
@@ -82,7 +76,13 @@ pub enum RequestCmd {
 }
 
 pub fn run(global: &Global, args: RequestArgs) -> anyhow::Result<ExitCode> {
-    init_file_logging(&args.log_dir, global.log_format)?;
+    super::run::init_file_logging(&args.log_dir, global.log_format)?;
+    let result = run_command(global, args);
+    super::run::flush_logs();
+    result
+}
+
+fn run_command(global: &Global, args: RequestArgs) -> anyhow::Result<ExitCode> {
     let db = RedbStore::open(&global.db)
         .with_context(|| format!("opening the object store {}", global.db.display()))?;
     let schedule = db.schedule();
@@ -221,112 +221,6 @@ fn write_view(out: &mut impl Write, v: &RequestView) -> std::io::Result<()> {
         )?;
     }
     Ok(())
-}
-
-/// The global subscriber: evm.log and automation.log under `dir`, in
-/// ManageIQ's line format, and warnings on stderr.
-// TODO(lead): the same as `run::init_file_logging` (private there); share it.
-fn init_file_logging(dir: &Path, format: LogFormat) -> anyhow::Result<()> {
-    let json = matches!(format, LogFormat::Json);
-    use tracing_subscriber::EnvFilter;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let open = |name: &str| -> anyhow::Result<Arc<Mutex<LineWriter<File>>>> {
-        let path = dir.join(name);
-        let f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        Ok(Arc::new(Mutex::new(LineWriter::new(f))))
-    };
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("warn,evm=info,automation=info"));
-    let stderr = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_filter(tracing_subscriber::filter::LevelFilter::WARN);
-    let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(FileLayer {
-            target: "evm",
-            out: open("evm.log")?,
-            json,
-        })
-        .with(FileLayer {
-            target: "automation",
-            out: open("automation.log")?,
-            json,
-        })
-        .with(stderr)
-        .try_init();
-    Ok(())
-}
-
-struct FileLayer {
-    target: &'static str,
-    out: Arc<Mutex<LineWriter<File>>>,
-    json: bool,
-}
-
-#[derive(Default)]
-struct Message(String);
-
-impl Visit for Message {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.0 = value.to_string();
-        }
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            self.0 = format!("{value:?}");
-        }
-    }
-}
-
-impl<S: Subscriber> Layer<S> for FileLayer {
-    fn on_event(&self, event: &Event<'_>, _ctx: LayerContext<'_, S>) {
-        let meta = event.metadata();
-        if meta.target() != self.target {
-            return;
-        }
-        let mut msg = Message::default();
-        event.record(&mut msg);
-        let letter = match *meta.level() {
-            Level::ERROR => 'E',
-            Level::WARN => 'W',
-            Level::INFO => 'I',
-            Level::DEBUG => 'D',
-            Level::TRACE => 'T',
-        };
-        let micros = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros() as i64)
-            .unwrap_or(0);
-        let ms = crate::events::catchers::iso8601(micros / 1000);
-        let ts = format!("{}{:03}", ms.trim_end_matches('Z'), micros % 1000);
-        let line = if self.json {
-            let v = serde_json::json!({
-                "timestamp": format!("{ts}Z"),
-                "level": meta.level().as_str(),
-                "pid": std::process::id(),
-                "target": self.target,
-                "message": msg.0,
-            });
-            format!("{v}\n")
-        } else {
-            format!(
-                "[----] {letter}, [{ts} #{}] {:>5} -- : {}\n",
-                std::process::id(),
-                meta.level().as_str(),
-                msg.0
-            )
-        };
-        if let Ok(mut out) = self.out.lock() {
-            let _ = out.write_all(line.as_bytes());
-        }
-    }
 }
 
 #[cfg(test)]

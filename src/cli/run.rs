@@ -190,7 +190,7 @@ async fn signal() {
 
 /// Installs the global subscriber: evm.log, automation.log, stderr for
 /// warnings.
-fn init_file_logging(dir: &Path, format: LogFormat) -> anyhow::Result<()> {
+pub(super) fn init_file_logging(dir: &Path, format: LogFormat) -> anyhow::Result<()> {
     use tracing_subscriber::EnvFilter;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let open = |name: &str| -> anyhow::Result<LogOut> {

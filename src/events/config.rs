@@ -182,6 +182,9 @@ pub struct LogConfig {
     /// relative to the config file.
     pub dir: PathBuf,
     pub format: LogFormat,
+    /// Seconds between `MIQ(automate run) stats {...}` lines in evm.log
+    /// (counts so far, latency over the interval); 0 turns them off.
+    pub stats_interval_secs: u64,
 }
 
 impl Default for LogConfig {
@@ -189,6 +192,7 @@ impl Default for LogConfig {
         LogConfig {
             dir: PathBuf::from("log"),
             format: LogFormat::Text,
+            stats_interval_secs: 60,
         }
     }
 }

@@ -215,6 +215,8 @@ struct Counters {
     dropped: AtomicU64,
     parked: AtomicU64,
     latency: Mutex<Histogram>,
+    /// The latency since the last periodic stats line.
+    window: Mutex<Histogram>,
     handled: AtomicU64,
     duplicates: AtomicU64,
     errors: AtomicU64,
@@ -250,6 +252,65 @@ impl Wake {
     }
 }
 
+/// The pipeline's counts from its parts ([`Pipeline::stats`]).
+fn snapshot(
+    c: &Counters,
+    queue: &EventQueue,
+    catcher_stats: &[Arc<CatcherStats>],
+) -> PipelineStats {
+    let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let mut s = PipelineStats {
+        enqueued: g(&c.enqueued),
+        dropped: g(&c.dropped),
+        parked: g(&c.parked),
+        handled: g(&c.handled),
+        duplicates: g(&c.duplicates),
+        errors: g(&c.errors),
+        redelivered: g(&c.redelivered),
+        retries: g(&c.retries),
+        queued: queue.depth(),
+        ..PipelineStats::default()
+    };
+    if let Ok(h) = c.latency.lock() {
+        s.latency_us = h.summary();
+        s.flow_us = h.last_us.saturating_sub(h.first_us.min(h.last_us));
+    }
+    for cs in catcher_stats {
+        let snap = cs.snapshot();
+        s.caught += snap.caught;
+        s.skipped += snap.skipped;
+        s.rejected += snap.rejected;
+    }
+    s
+}
+
+/// Every `every`, logs `MIQ(automate run) stats {...}` to evm.log: the
+/// counts so far, and the latency of the events handled since the previous
+/// line (`latency_us` covers that interval only; `scripts/soak` reads it).
+async fn log_stats(
+    every: Duration,
+    counters: Arc<Counters>,
+    queue: Arc<EventQueue>,
+    catcher_stats: Vec<Arc<CatcherStats>>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let mut s = snapshot(&counters, &queue, &catcher_stats);
+        s.latency_us = counters
+            .window
+            .lock()
+            .ok()
+            .and_then(|mut h| std::mem::take(&mut *h).summary());
+        s.flow_us = 0;
+        match serde_json::to_string(&s) {
+            Ok(json) => tracing::info!(target: "evm", "MIQ(automate run) stats {json}"),
+            Err(e) => tracing::warn!(target: "evm", "MIQ(automate run) stats: {e}"),
+        }
+    }
+}
+
 /// A running pipeline. Start it inside a Tokio runtime.
 pub struct Pipeline {
     stop_catchers: CancellationToken,
@@ -264,6 +325,7 @@ pub struct Pipeline {
     queue: Arc<EventQueue>,
     counters: Arc<Counters>,
     catcher_stats: Vec<Arc<CatcherStats>>,
+    stats_logger: Option<JoinHandle<()>>,
     /// Leases released at start (events a previous process had claimed).
     pub released: usize,
 }
@@ -327,7 +389,8 @@ impl Pipeline {
         // lives in the durable queue).
         let (tx, rx) = super::catchers::sink_pair(config.queue.batch_max.max(16));
         let mut catchers = Catchers::build(config, tx)?;
-        let catcher_stats = catchers.catchers.iter().map(|c| c.stats()).collect();
+        let catcher_stats: Vec<Arc<CatcherStats>> =
+            catchers.catchers.iter().map(|c| c.stats()).collect();
         let stop_catchers = CancellationToken::new();
         // The REST API (`crate::api`, the http catcher's `POST /api/events`
         // merged in) on api.listen, when an http catcher or api.token asks.
@@ -351,6 +414,14 @@ impl Pipeline {
             None
         };
         let catchers_task = tokio::spawn(catchers.run(stop_catchers.clone()));
+        let stats_logger = (config.log.stats_interval_secs > 0).then(|| {
+            tokio::spawn(log_stats(
+                Duration::from_secs(config.log.stats_interval_secs),
+                counters.clone(),
+                queue.clone(),
+                catcher_stats.clone(),
+            ))
+        });
 
         let committer = tokio::spawn(commit_loop(
             rx,
@@ -420,37 +491,14 @@ impl Pipeline {
             queue,
             counters,
             catcher_stats,
+            stats_logger,
             released,
         })
     }
 
     /// The counts so far.
     pub fn stats(&self) -> PipelineStats {
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let c = &self.counters;
-        let mut s = PipelineStats {
-            enqueued: g(&c.enqueued),
-            dropped: g(&c.dropped),
-            parked: g(&c.parked),
-            handled: g(&c.handled),
-            duplicates: g(&c.duplicates),
-            errors: g(&c.errors),
-            redelivered: g(&c.redelivered),
-            retries: g(&c.retries),
-            queued: self.queue.depth(),
-            ..PipelineStats::default()
-        };
-        if let Ok(h) = c.latency.lock() {
-            s.latency_us = h.summary();
-            s.flow_us = h.last_us.saturating_sub(h.first_us.min(h.last_us));
-        }
-        for cs in &self.catcher_stats {
-            let snap = cs.snapshot();
-            s.caught += snap.caught;
-            s.skipped += snap.skipped;
-            s.rejected += snap.rejected;
-        }
-        s
+        snapshot(&self.counters, &self.queue, &self.catcher_stats)
     }
 
     /// Whether the catchers have ended (their input is exhausted), every
@@ -476,6 +524,9 @@ impl Pipeline {
     /// A catcher's error is logged.
     pub async fn shutdown(mut self) -> PipelineStats {
         self.stop_catchers.cancel();
+        if let Some(l) = self.stats_logger.take() {
+            l.abort();
+        }
         let mut catcher_error = None;
         if let Some(c) = self.catchers.take() {
             match c.await {
@@ -797,11 +848,16 @@ fn work(
             queue.acked(ids.len());
             let done = crate::vmdb::to_micros(SystemTime::now());
             if let Ok(mut h) = counters.latency.lock() {
-                for c in caught {
-                    h.record(done.saturating_sub(c));
-                    h.first_us = h.first_us.min(c);
+                for c in caught.iter() {
+                    h.record(done.saturating_sub(*c));
+                    h.first_us = h.first_us.min(*c);
                 }
                 h.last_us = h.last_us.max(done);
+            }
+            if let Ok(mut h) = counters.window.lock() {
+                for c in caught.iter() {
+                    h.record(done.saturating_sub(*c));
+                }
             }
         }
         Err(e) => {

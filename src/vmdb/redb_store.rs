@@ -98,6 +98,22 @@ use std::time::SystemTime;
 /// Where the store lives when `--db` is not given.
 pub const DEFAULT_DB_PATH: &str = "automate.redb";
 
+/// The redb page cache, in MiB, unless `AUTOMATE_DB_CACHE_MB` says
+/// otherwise. redb's own default (1 GiB) lets a long-running `automate run`
+/// grow towards a gigabyte of RSS as the file grows; the hot pages of a
+/// busy pipeline (objects of the recent events, the indexes, the queue)
+/// fit in far less.
+pub const DEFAULT_CACHE_MB: usize = 64;
+
+fn cache_bytes() -> usize {
+    std::env::var("AUTOMATE_DB_CACHE_MB")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(DEFAULT_CACHE_MB)
+        .max(1)
+        << 20
+}
+
 pub(crate) const OBJECTS: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("objects");
 pub(crate) const SEQUENCES: TableDefinition<&str, i64> = TableDefinition::new("sequences");
 pub(crate) const EMS_REFS: TableDefinition<(&str, i64, &str), i64> =
@@ -328,7 +344,8 @@ impl VerifyReport {
 impl RedbStore {
     /// Opens (creating if needed) the store at `path`, with ids in region 1.
     /// Creates every table, the scheduled-work ones included, so a new file
-    /// is complete from its first commit.
+    /// is complete from its first commit. The page cache is
+    /// [`DEFAULT_CACHE_MB`] MiB (`AUTOMATE_DB_CACHE_MB` overrides it).
     pub fn open(path: impl AsRef<Path>) -> Result<RedbStore, StoreError> {
         Self::open_region(path, DEFAULT_REGION)
     }
@@ -340,7 +357,9 @@ impl RedbStore {
         if !(0..i64::MAX / REGION_BASE).contains(&region) {
             return Err(StoreError::Backend(format!("invalid region {region}")));
         }
-        let db = Database::create(&path)
+        let db = Database::builder()
+            .set_cache_size(cache_bytes())
+            .create(&path)
             .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(backend)?;
         txn.open_table(OBJECTS).map_err(backend)?;
