@@ -15,8 +15,6 @@ mod batch;
 mod objects;
 mod requests;
 
-pub use objects::{event_streams, EventFilter};
-
 use crate::engine::Engine;
 use crate::events::catchers::http::{
     self, error_response, kind_of, HttpState, MAX_BODY, TOKEN_HEADER,

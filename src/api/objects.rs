@@ -2,77 +2,20 @@
 //! `/api/providers` (and one of each by id) and `/api/event_streams`
 //! (filtered by type, time and count like `automate events list`).
 //!
-//! [`event_streams`] is the library function both the API and the CLI can
-//! use to read the stored event stream.
+//! The event stream is read by [`crate::events::stream::event_streams`],
+//! as `automate events list` reads it.
 
 use super::{
     base_url, blocking, collection, ok, parse_id, path_arg, ApiError, ApiResult, ApiState,
 };
 use crate::engine::datatype::to_json;
-use crate::engine::AttrValue;
-use crate::events::catchers::{now_ms, parse_time};
-use crate::vmdb::{RedbStore, StoreError, StoredObject};
+use crate::events::stream::{event_streams, EventFilter};
+use crate::vmdb::StoredObject;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
-
-/// Which stored events to read.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct EventFilter {
-    /// Only events of this `event_type`.
-    pub event_type: Option<String>,
-    /// Only events whose `timestamp` is at or after this (ms since the
-    /// epoch).
-    pub since_ms: Option<i64>,
-    /// Only the last `limit` events (by id).
-    pub limit: Option<usize>,
-}
-
-impl EventFilter {
-    /// A `since` value: RFC 3339, or a number of seconds ago. `None` when
-    /// it is neither.
-    pub fn parse_since(s: &str) -> Option<i64> {
-        match s.trim().parse::<f64>() {
-            Ok(secs) if secs.is_finite() && secs >= 0.0 => Some(now_ms() - (secs * 1000.0) as i64),
-            _ => parse_time(s),
-        }
-    }
-}
-
-/// The stored event stream (EmsEvent, MiqEvent, RequestEvent), oldest
-/// first, filtered; also how many events there are in all.
-pub fn event_streams(
-    store: &RedbStore,
-    filter: &EventFilter,
-) -> Result<(usize, Vec<(i64, StoredObject)>), StoreError> {
-    let refs = store.list("EventStream")?;
-    let total = refs.len();
-    let mut rows = Vec::new();
-    for r in refs {
-        let Some(obj) = store.load(&r.class, r.id)? else {
-            continue;
-        };
-        let text = |k: &str| obj.attrs.get(k).map(AttrValue::to_text).unwrap_or_default();
-        if let Some(t) = &filter.event_type {
-            if text("event_type") != *t {
-                continue;
-            }
-        }
-        if let Some(since) = filter.since_ms {
-            if parse_time(&text("timestamp")).is_none_or(|ts| ts < since) {
-                continue;
-            }
-        }
-        rows.push((r.id, obj));
-    }
-    if let Some(n) = filter.limit {
-        let skip = rows.len().saturating_sub(n);
-        rows.drain(..skip);
-    }
-    Ok((total, rows))
-}
 
 /// One stored object as JSON: ManageIQ's string `id`, `href`, its class as
 /// `type`, its attributes (internal keys left out).

@@ -8,6 +8,7 @@ use crate::engine::datatype::to_json;
 use crate::engine::{AttrValue, Engine};
 use crate::events::catchers::{iso8601, now_ms, parse_time};
 use crate::events::config::Config;
+use crate::events::stream::{event_streams, EventFilter};
 use crate::events::{EvmLog, Handler, Provider, ProviderEvent};
 use crate::vmdb::RedbStore;
 use anyhow::Context;
@@ -151,37 +152,18 @@ pub fn list(global: &Global, cmd: EventsCmd) -> anyhow::Result<ExitCode> {
     let EventsCmd::List(args) = cmd;
     let since_ms = match &args.since {
         None => None,
-        Some(s) => Some(match s.trim().parse::<f64>() {
-            Ok(secs) if secs.is_finite() && secs >= 0.0 => now_ms() - (secs * 1000.0) as i64,
-            _ => parse_time(s).with_context(|| {
-                format!("--since {s:?} is neither RFC 3339 nor a number of seconds")
-            })?,
-        }),
+        Some(s) => Some(EventFilter::parse_since(s).with_context(|| {
+            format!("--since {s:?} is neither RFC 3339 nor a number of seconds")
+        })?),
     };
     let store = RedbStore::open(&global.db)
         .with_context(|| format!("opening the object store {}", global.db.display()))?;
-    let mut rows = Vec::new();
-    for r in store.list("EventStream")? {
-        let Some(obj) = store.load(&r.class, r.id)? else {
-            continue;
-        };
-        let text = |k: &str| obj.attrs.get(k).map(AttrValue::to_text).unwrap_or_default();
-        if let Some(t) = &args.event_type {
-            if text("event_type") != *t {
-                continue;
-            }
-        }
-        if let Some(since) = since_ms {
-            if parse_time(&text("timestamp")).is_none_or(|ts| ts < since) {
-                continue;
-            }
-        }
-        rows.push((r.id, obj));
-    }
-    if let Some(n) = args.limit {
-        let skip = rows.len().saturating_sub(n);
-        rows.drain(..skip);
-    }
+    let filter = EventFilter {
+        event_type: args.event_type.clone(),
+        since_ms,
+        limit: args.limit,
+    };
+    let (_, rows) = event_streams(&store, &filter)?;
     let mut out = std::io::stdout().lock();
     if args.json {
         let items: Vec<serde_json::Value> = rows

@@ -14,6 +14,7 @@ pub mod handler;
 pub mod pipeline;
 pub mod queue;
 pub mod scenario;
+pub mod stream;
 
 pub use handler::{EvmLog, HandleOutcome, Handler, HandlerError};
 
