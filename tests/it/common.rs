@@ -62,3 +62,81 @@ pub fn rhev_store(vm_name: &str) -> Arc<MemoryStore> {
     );
     Arc::new(s)
 }
+
+/// The position of the first line at or after `from` containing `needle`.
+pub fn find_from(lines: &[String], from: usize, needle: &str) -> Option<usize> {
+    lines[from..]
+        .iter()
+        .position(|l| l.contains(needle))
+        .map(|p| p + from)
+}
+
+/// Asserts that `needles` appear in `lines` in this order.
+pub fn assert_in_order(lines: &[String], needles: &[&str]) {
+    let mut at = 0;
+    for n in needles {
+        match find_from(lines, at, n) {
+            Some(p) => at = p + 1,
+            None => panic!(
+                "`{n}` not found (in order) after line {at}:\n{}",
+                lines.join("\n")
+            ),
+        }
+    }
+}
+
+/// Masks what changes from run to run in log text: 13-digit ids
+/// (`<id>`) and timestamps such as `2026-11-24T10:00:01Z` or
+/// `2026-11-24 10:00:01 UTC` (`<time>`).
+pub fn mask_ids_and_times(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i].is_ascii_digit() && (i == 0 || !chars[i - 1].is_ascii_alphanumeric()) {
+            let start = i;
+            while i < chars.len() && chars[i].is_ascii_digit() {
+                i += 1;
+            }
+            if i - start == 13 {
+                out.push_str("<id>");
+            } else if i - start == 4 && chars.get(i) == Some(&'-') {
+                // A space only inside `date time`.
+                let time_char = |j: usize| {
+                    let c = chars[j];
+                    c.is_ascii_digit()
+                        || "-:TZ.".contains(c)
+                        || (c == ' ' && chars.get(j + 1).is_some_and(|n| n.is_ascii_digit()))
+                };
+                while i < chars.len() && time_char(i) {
+                    i += 1;
+                }
+                out.push_str("<time>");
+            } else {
+                out.extend(&chars[start..i]);
+            }
+            continue;
+        }
+        out.push(chars[i]);
+        i += 1;
+    }
+    out
+}
+
+/// The shipped datastore (`datastore/`).
+pub fn shipped_datastore() -> PathBuf {
+    manifest("datastore")
+}
+
+/// The `automate` binary on the shipped datastore with its store in
+/// `dir/automate.redb`, with `RUST_LOG` and `AUTOMATE_API_TOKEN` cleared.
+pub fn automate_in(dir: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_automate"));
+    cmd.arg("--datastore")
+        .arg(shipped_datastore())
+        .arg("--db")
+        .arg(dir.join("automate.redb"))
+        .env_remove("RUST_LOG")
+        .env_remove("AUTOMATE_API_TOKEN");
+    cmd
+}

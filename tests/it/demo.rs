@@ -5,39 +5,7 @@ use std::process::Command;
 
 /// Masks what changes from run to run: 13-digit ids, timestamps, timings.
 fn mask(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let chars: Vec<char> = text.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        if chars[i].is_ascii_digit() && (i == 0 || !chars[i - 1].is_ascii_alphanumeric()) {
-            let start = i;
-            while i < chars.len() && chars[i].is_ascii_digit() {
-                i += 1;
-            }
-            let digits = i - start;
-            if digits == 13 {
-                out.push_str("<id>");
-            } else if digits == 4 && chars.get(i) == Some(&'-') {
-                // 2026-11-24T10:00:01Z or 2026-11-24 10:00:01 UTC
-                let mut j = i;
-                while j < chars.len()
-                    && (chars[j].is_ascii_digit()
-                        || "-:TZ.".contains(chars[j])
-                        || (chars[j] == ' '
-                            && chars.get(j + 1).is_some_and(|c| c.is_ascii_digit())))
-                {
-                    j += 1;
-                }
-                out.push_str("<time>");
-                i = j;
-            } else {
-                out.extend(&chars[start..i]);
-            }
-            continue;
-        }
-        out.push(chars[i]);
-        i += 1;
-    }
+    let out = crate::common::mask_ids_and_times(text);
     // "in 122.8 ms"
     out.lines()
         .map(|l| match l.find(" in ") {

@@ -2,6 +2,7 @@
 //! real ManageIQ domain imported as the only domain (the same switchboard,
 //! event instances and event handlers ManageIQ ships), on a real redb store.
 
+use crate::common::assert_in_order;
 use crate::datastore::fixture_dir;
 use automate::datastore::Datastore;
 use automate::engine::AttrValue;
@@ -10,28 +11,6 @@ use automate::events::{scenario, EvmLog, Handler};
 use automate::vmdb::{ObjectStore, RedbStore};
 use std::process::Command;
 use std::sync::Arc;
-
-/// Position of the first line at or after `from` that contains `needle`.
-fn find_from(lines: &[String], from: usize, needle: &str) -> Option<usize> {
-    lines[from..]
-        .iter()
-        .position(|l| l.contains(needle))
-        .map(|p| p + from)
-}
-
-/// Asserts that `needles` appear in `lines` in this order.
-fn assert_in_order(lines: &[String], needles: &[&str]) {
-    let mut at = 0;
-    for n in needles {
-        match find_from(lines, at, n) {
-            Some(p) => at = p + 1,
-            None => panic!(
-                "`{n}` not found (in order) after line {at}:\n{}",
-                lines.join("\n")
-            ),
-        }
-    }
-}
 
 #[test]
 fn seed_scenario_runs_on_the_real_manageiq_domain_as_the_only_domain() {

@@ -12,18 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-fn datastore_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/datastore"))
-}
-
 fn automate(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_automate"));
-    cmd.arg("--datastore")
-        .arg(datastore_dir())
-        .arg("--db")
-        .arg(dir.join("automate.redb"))
-        .env_remove("RUST_LOG");
-    cmd
+    crate::common::automate_in(dir)
 }
 
 /// `n` simulated RHEV events in `dir/events.jsonl`; their distinct VM refs.

@@ -93,63 +93,7 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// The position of the first line at or after `from` containing `needle`.
-fn find_from(lines: &[String], from: usize, needle: &str) -> Option<usize> {
-    lines[from..]
-        .iter()
-        .position(|l| l.contains(needle))
-        .map(|p| p + from)
-}
-
-/// Asserts that `needles` appear in `lines` in this order.
-fn assert_in_order(lines: &[String], needles: &[&str]) {
-    let mut at = 0;
-    for n in needles {
-        match find_from(lines, at, n) {
-            Some(p) => at = p + 1,
-            None => panic!(
-                "`{n}` not found (in order) after line {at}:\n{}",
-                lines.join("\n")
-            ),
-        }
-    }
-}
-
-/// Masks 13-digit ids (ManageIQ-style) and ISO times.
-fn mask(text: &str) -> String {
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    while i < chars.len() {
-        if chars[i].is_ascii_digit() && (i == 0 || !chars[i - 1].is_ascii_alphanumeric()) {
-            let start = i;
-            while i < chars.len() && chars[i].is_ascii_digit() {
-                i += 1;
-            }
-            if i - start == 13 {
-                out.push_str("<id>");
-            } else if i - start == 4 && chars.get(i) == Some(&'-') {
-                // 2026-11-24T10:00:01Z (a space only inside `date time`).
-                let time_char = |j: usize| {
-                    let c = chars[j];
-                    c.is_ascii_digit()
-                        || "-:TZ.".contains(c)
-                        || (c == ' ' && chars.get(j + 1).is_some_and(|n| n.is_ascii_digit()))
-                };
-                while i < chars.len() && time_char(i) {
-                    i += 1;
-                }
-                out.push_str("<time>");
-            } else {
-                out.extend(&chars[start..i]);
-            }
-            continue;
-        }
-        out.push(chars[i]);
-        i += 1;
-    }
-    out
-}
+use crate::common::{assert_in_order, mask_ids_and_times as mask};
 
 const RAISING: &str = "MIQ(AutomationRequest#call_automate_event) Raising event";
 

@@ -31,19 +31,8 @@ const STORM_SECONDS: f64 = 3.0;
 /// Each storm offers this many times the measured handling rate.
 const OVERLOAD: f64 = 5.0;
 
-fn datastore_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/datastore"))
-}
-
 fn automate(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_automate"));
-    cmd.arg("--datastore")
-        .arg(datastore_dir())
-        .arg("--db")
-        .arg(dir.join("automate.redb"))
-        .env_remove("RUST_LOG")
-        .env_remove("AUTOMATE_API_TOKEN");
-    cmd
+    crate::common::automate_in(dir)
 }
 
 fn free_port() -> u16 {
