@@ -119,10 +119,13 @@ pub fn send(global: &Global, cmd: EventCmd) -> anyhow::Result<ExitCode> {
     for p in &problems {
         eprintln!("warning: {p}");
     }
+    let schedule = store.schedule();
     let (engine, _runner) =
         crate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(store));
     let log = EvmLog::default();
-    let handler = Handler::new(engine, log.clone())?;
+    // A state machine that asks for a retry is scheduled for
+    // `automate retries run-due` (or a running `automate run`).
+    let handler = Handler::new(engine, log.clone())?.with_schedule(schedule);
     log.info(provider.caught_line(&event.event_type));
     let outcome = handler.handle(&provider, &event)?;
     let mut out = std::io::stdout().lock();

@@ -10,11 +10,12 @@
 //! of the seed; log `...Complete`.
 
 use super::{Provider, ProviderEvent};
+use crate::engine::deliver::{deliver, Delivery, Outcome, DEFAULT_MAX_DELIVERIES};
 use crate::engine::{
     inspect_delivery_attrs, AttrValue, Attributes, Engine, EngineError, Workspace,
 };
 use crate::uri::hash2query;
-use crate::vmdb::{ObjectStore, StoreError, VmdbRef};
+use crate::vmdb::{ObjectStore, Schedule, StoreError, VmdbRef};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -97,6 +98,9 @@ pub struct Handler {
     /// Providers by name, once found or created (they are never deleted
     /// while the pipeline runs).
     providers: Mutex<HashMap<String, VmdbRef>>,
+    /// Where a delivery whose state machine asks for a retry is scheduled
+    /// (`MiqAeEngine.deliver`); without one, a retry is logged and dropped.
+    schedule: Option<Schedule>,
 }
 
 impl Handler {
@@ -113,7 +117,16 @@ impl Handler {
             server,
             user,
             providers: Mutex::new(HashMap::new()),
+            schedule: None,
         })
+    }
+
+    /// Schedules the retries that deliveries ask for in `schedule` (the
+    /// store's scheduled-work table, run by the pipeline's retry runner and
+    /// `automate retries run-due`).
+    pub fn with_schedule(mut self, schedule: Schedule) -> Handler {
+        self.schedule = Some(schedule);
+        self
     }
 
     pub fn log(&self) -> &EvmLog {
@@ -252,7 +265,24 @@ impl Handler {
         pairs.push(("object_name".into(), "Event".into()));
         pairs.push(("vmdb_object_type".into(), "event_stream".into()));
         let uri = format!("/System/Process/Event?{}", hash2query(&pairs));
-        let (ws, error) = self.engine.instantiate_traced(&uri, &[]);
+        let (ws, error) = match &self.schedule {
+            Some(schedule) => {
+                let d = Delivery {
+                    uri: uri.clone(),
+                    attrs: Vec::new(),
+                    object: format!("EmsEvent.{}", event.id),
+                    deliveries: 0,
+                };
+                match deliver(&self.engine, schedule, &d, DEFAULT_MAX_DELIVERIES) {
+                    Ok(Outcome::Error { workspace, error }) => (workspace, error),
+                    Ok(outcome) => (outcome.into_workspace(), None),
+                    Err(e) => {
+                        return Err(HandlerError::Store(e));
+                    }
+                }
+            }
+            None => self.engine.instantiate_traced(&uri, &[]),
+        };
         for line in &ws.trace {
             // Core lines raised from inside Automate (generic events, their
             // delivery) keep their own `MIQ(...)` prefix, as in evm.log.

@@ -370,14 +370,17 @@ impl Pipeline {
         // Handlers are made one after the other: the first creates the
         // MiqServer and User, the providers are created before any worker
         // runs, so no two workers race to create them.
-        let dispatch_handler = Handler::new(engine.clone(), EvmLog::default())?;
+        let dispatch_handler =
+            Handler::new(engine.clone(), EvmLog::default())?.with_schedule(store.schedule());
         for p in &config.providers {
             dispatch_handler.provider_ref(&p.provider)?;
         }
         let workers = config.workers.max(1);
         let mut handlers = Vec::with_capacity(workers);
         for _ in 0..workers {
-            handlers.push(Handler::new(engine.clone(), EvmLog::discarding())?);
+            handlers.push(
+                Handler::new(engine.clone(), EvmLog::discarding())?.with_schedule(store.schedule()),
+            );
         }
 
         let counters = Arc::new(Counters::default());

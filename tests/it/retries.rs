@@ -150,3 +150,65 @@ fn retries_survive_sigkill_and_each_machine_finishes_with_its_state() {
     );
     assert_eq!(store.schedule().len().expect("len"), 0, "retries left over");
 }
+
+/// A provider event whose handling runs a state machine that asks for a
+/// retry (`tests/data/event_retry`: `/System/Process/Event` → a machine
+/// that retries twice): the handler delivers through `MiqAeEngine.deliver`,
+/// so the retry is scheduled durably and `retries run-due` finishes it
+/// with its state vars (witness: `finished_n` on the event's VM).
+#[test]
+fn event_handling_schedules_the_retries_its_machine_asks_for() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("automate.redb");
+    let ds = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/event_retry");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_automate"))
+            .arg("--datastore")
+            .arg(ds)
+            .arg("--db")
+            .arg(&db)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run automate");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{args:?}: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let sent = run(&[
+        "event",
+        "send",
+        "--provider",
+        "rhevm01",
+        "--type",
+        "USER_RUN_VM",
+        "--vm",
+        "vm-1",
+        "--vm-name",
+        "web",
+    ]);
+    assert!(
+        sent.contains("MIQ(MiqAeEngine.deliver) Requeuing"),
+        "{sent}"
+    );
+    let listed = run(&["retries", "list"]);
+    assert_eq!(listed.lines().count(), 1, "one scheduled retry:\n{listed}");
+    assert!(listed.contains("/System/Process/Event?"), "{listed}");
+    let due = run(&["retries", "run-due", "--wait"]);
+    assert!(due.contains("0 still scheduled"), "{due}");
+    let store = RedbStore::open(&db).expect("open store");
+    let vm = store
+        .find_by("VmOrTemplate", "name", &AttrValue::Str("web".into()))
+        .into_iter()
+        .next()
+        .expect("the VM was created on first sight");
+    assert_eq!(
+        store.attribute(&vm, "finished_n"),
+        Some(AttrValue::Int(3)),
+        "the machine finished on its third pass, with its state var"
+    );
+}
