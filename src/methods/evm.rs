@@ -79,6 +79,9 @@ pub(crate) struct Frame {
     pub obj: ObjectId,
     pub inputs: Dynamic,
     pub deadline: Option<Instant>,
+    /// This thread's net allocation when the call started
+    /// ([`super::alloc::thread_net_bytes`]).
+    pub mem_start: i64,
     /// Embedded methods by lower-cased import name.
     pub embedded: HashMap<String, Embedded>,
     /// Modules evaluated so far in this call, by fully-qualified name.

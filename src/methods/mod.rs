@@ -13,6 +13,7 @@
 //!
 //! [`ScriptRunner`]: crate::engine::ScriptRunner
 
+pub mod alloc;
 pub mod builtins;
 pub mod events;
 pub mod evm;

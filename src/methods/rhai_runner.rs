@@ -54,6 +54,11 @@ pub struct RhaiLimits {
     pub max_modules: usize,
     /// Wall-clock time per call (`None` = unlimited).
     pub timeout: Option<Duration>,
+    /// Bytes a call may hold allocated at once, checked every 64
+    /// operations (0 = unlimited). Needs [`super::alloc::CountingAlloc`] as
+    /// the global allocator, as the `automate` binary has; it catches what
+    /// Rhai's per-value size checks miss (a map filled with big strings).
+    pub max_memory: usize,
 }
 
 impl Default for RhaiLimits {
@@ -68,6 +73,7 @@ impl Default for RhaiLimits {
             max_map_size: 100_000,
             max_modules: 64,
             timeout: Some(Duration::from_secs(5)),
+            max_memory: 64 << 20,
         }
     }
 }
@@ -121,6 +127,11 @@ static NEXT_CALL: AtomicU64 = AtomicU64::new(1);
 #[derive(Debug, Clone)]
 struct TimeUp;
 
+/// The marker `on_progress` terminates a script with when it holds more
+/// memory than [`RhaiLimits::max_memory`].
+#[derive(Debug, Clone)]
+struct MemoryUp;
+
 impl RhaiRunner {
     /// A runner with the default [`RhaiLimits`].
     pub fn new() -> RhaiRunner {
@@ -138,12 +149,21 @@ impl RhaiRunner {
         engine.set_max_modules(limits.max_modules);
         engine.disable_symbol("eval");
         engine.set_module_resolver(EmbeddedResolver);
-        engine.on_progress(|ops| {
+        let max_memory = limits.max_memory as i64;
+        // Memory every 64 operations (one operation may allocate a whole
+        // `max_string_size`), the clock every 1,024.
+        engine.on_progress(move |ops| {
+            if ops % 64 != 0 {
+                return None;
+            }
+            let (deadline, mem_start) = evm::with_frame(|f| (f.deadline, f.mem_start))?;
+            if max_memory > 0 && super::alloc::thread_net_bytes() - mem_start > max_memory {
+                return Some(Dynamic::from(MemoryUp));
+            }
             if ops % 1024 != 0 {
                 return None;
             }
-            let deadline = evm::with_frame(|f| f.deadline).flatten()?;
-            (Instant::now() >= deadline).then(|| Dynamic::from(TimeUp))
+            (Instant::now() >= deadline?).then(|| Dynamic::from(TimeUp))
         });
         engine.on_print(|text| {
             let _ =
@@ -455,6 +475,10 @@ fn describe(err: &EvalAltResult, limits: &RhaiLimits) -> (String, Position, Vec<
                 .map(|t| format!("{:?}", t))
                 .unwrap_or_default()
         ),
+        EvalAltResult::ErrorTerminated(tag, _) if tag.is::<MemoryUp>() => format!(
+            "Method exceeded its memory limit of {} MiB",
+            limits.max_memory >> 20
+        ),
         EvalAltResult::ErrorTooManyOperations(_) => format!(
             "Method exceeded its limit of {} operations",
             limits.max_operations
@@ -514,6 +538,7 @@ impl ScriptRunner for RhaiRunner {
             obj,
             inputs,
             deadline: self.limits.timeout.map(|t| Instant::now() + t),
+            mem_start: super::alloc::thread_net_bytes(),
             embedded,
             loaded: HashMap::new(),
             loading: Vec::new(),

@@ -1,6 +1,11 @@
 //! Integration tests: one test binary with a module per area, so the
 //! 2-core machine links once. Each module builds real datastores on disk
 //! (tempfile) and runs the real engine and the real `automate` binary.
+
+/// As in the `automate` binary: the Rhai sandbox's memory limit needs it.
+#[global_allocator]
+static ALLOC: automate::methods::alloc::CountingAlloc = automate::methods::alloc::CountingAlloc;
+
 mod api;
 mod catchers;
 mod common;
