@@ -1005,6 +1005,22 @@ impl<'t> Batch<'t> {
     }
 
     /// Moves the in-memory id counter of `base` in `id`'s region past `id`.
+    /// Moves the sequence of `base` in `id`'s region past `id`.
+    fn advance_sequence(&mut self, base: &str, id: i64) -> Result<(), StoreError> {
+        let key = seq_key(base, region_of(id));
+        let next = self
+            .sequences
+            .get(key.as_str())
+            .map_err(backend)?
+            .map(|g| g.value());
+        if next.is_none_or(|n| n <= id) {
+            self.sequences
+                .insert(key.as_str(), id + 1)
+                .map_err(backend)?;
+        }
+        Ok(())
+    }
+
     fn bump_counter(&self, base: &'static str, id: i64) {
         if let Ok(mut ids) = self.shared.next_ids.lock() {
             let e = ids.entry((base, region_of(id))).or_insert((false, 0));
@@ -1037,17 +1053,7 @@ impl<'t> Batch<'t> {
                 "{base} [{id}] allocated twice"
             )));
         }
-        let key = seq_key(base, region_of(id));
-        let next = self
-            .sequences
-            .get(key.as_str())
-            .map_err(backend)?
-            .map(|g| g.value());
-        if next.is_none_or(|n| n <= id) {
-            self.sequences
-                .insert(key.as_str(), id + 1)
-                .map_err(backend)?;
-        }
+        self.advance_sequence(base, id)?;
         self.put(base, &obj.class, id, &obj.attrs, None)
     }
 
@@ -1094,17 +1100,7 @@ impl<'t> Batch<'t> {
     ) -> Result<VmdbRef, StoreError> {
         let base = base_of(class)?;
         let old = load_from(&self.objects, base, id)?;
-        let key = seq_key(base, region_of(id));
-        let next = self
-            .sequences
-            .get(key.as_str())
-            .map_err(backend)?
-            .map(|g| g.value());
-        if next.is_none_or(|n| n <= id) {
-            self.sequences
-                .insert(key.as_str(), id + 1)
-                .map_err(backend)?;
-        }
+        self.advance_sequence(base, id)?;
         self.bump_counter(base, id);
         self.put(base, class, id, &lowercase_keys(attrs), old.as_ref())?;
         Ok(VmdbRef {
