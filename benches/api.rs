@@ -14,6 +14,10 @@
 //! Prints requests/s and the p50 / p99 / max latencies. The client is a
 //! minimal HTTP/1.1 client over tokio's `TcpStream`.
 
+// The allocator the `automate` binary runs with.
+#[global_allocator]
+static ALLOC: automate::methods::alloc::CountingAlloc = automate::methods::alloc::CountingAlloc;
+
 use automate::api::{router, serve, ApiState};
 use automate::datastore::Datastore;
 use automate::engine::Engine;

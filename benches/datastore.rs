@@ -8,6 +8,10 @@
 //!
 //! Skipped with a message when the fixture is absent.
 
+// The allocator the `automate` binary runs with.
+#[global_allocator]
+static ALLOC: automate::methods::alloc::CountingAlloc = automate::methods::alloc::CountingAlloc;
+
 use automate::datastore::{fs as dsfs, Index};
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;

@@ -4,6 +4,10 @@
 //! `Process/Event` → `RHEVM/USER_RUN_VM` → two `event_handlers` builtins,
 //! run as no-ops) with tracing off; the target is under 20 µs.
 
+// The allocator the `automate` binary runs with.
+#[global_allocator]
+static ALLOC: automate::methods::alloc::CountingAlloc = automate::methods::alloc::CountingAlloc;
+
 use std::hint::black_box;
 
 use std::path::Path;

@@ -14,6 +14,10 @@
 //!
 //! The datastore is written to a temporary directory in ManageIQ's layout.
 
+// The allocator the `automate` binary runs with.
+#[global_allocator]
+static ALLOC: automate::methods::alloc::CountingAlloc = automate::methods::alloc::CountingAlloc;
+
 use automate::datastore::Datastore;
 use automate::engine::Engine;
 use automate::methods::{self, RhaiRunner};

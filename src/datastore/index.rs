@@ -150,6 +150,8 @@ pub struct ClassDef {
     /// The namespace path without the domain (`System/Event/EmsEvent`).
     pub namespace: String,
     pub name: String,
+    /// `Domain/ns`, built once ([`ClassDef::fq_namespace`]).
+    fq_namespace: String,
     /// Fields in schema file order (which is priority order).
     pub fields: Vec<FieldDef>,
     pub instances: Vec<InstanceDef>,
@@ -180,12 +182,8 @@ impl FieldDef {
 
 impl ClassDef {
     /// `Domain/ns` as ManageIQ's `Updated namespace` line shows it.
-    pub fn fq_namespace(&self) -> String {
-        if self.namespace.is_empty() {
-            self.domain.to_string()
-        } else {
-            format!("{}/{}", self.domain, self.namespace)
-        }
+    pub fn fq_namespace(&self) -> &str {
+        &self.fq_namespace
     }
 
     /// An instance by name, case-insensitively.
@@ -433,9 +431,15 @@ fn compile_class(domain: &Arc<str>, ns: &str, class: &Class) -> ClassDef {
             .entry(lower(&def.name).into_owned())
             .or_insert_with(|| Arc::new(def));
     }
+    let fq_namespace = if ns.is_empty() {
+        domain.to_string()
+    } else {
+        format!("{domain}/{ns}")
+    };
     ClassDef {
         domain: domain.clone(),
         namespace: ns.to_string(),
+        fq_namespace,
         name: class.name().to_string(),
         fields,
         instances,

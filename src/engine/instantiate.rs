@@ -110,7 +110,7 @@ impl Runtime<'_> {
                 .resolve(&ns, &class_name, instance_req.as_deref().unwrap_or(""))
         {
             let def = def.clone();
-            ns = def.fq_namespace();
+            ns = def.fq_namespace().to_string();
             self.log(
                 Level::Info,
                 cat(&["Updated namespace [", uri_text, "  ", &ns, "]"]),
@@ -122,7 +122,7 @@ impl Runtime<'_> {
         // `/ns/class/<requested instance>`: the object's name, and with the
         // message the cycle key (compared case-insensitively).
         let inst_display = instance_req.as_deref().unwrap_or("");
-        let object_name = format!("/{ns}/{class_name}/{inst_display}");
+        let object_name = cat(&["/", &ns, "/", &class_name, "/", inst_display]);
         let cyclic = self.stack.iter().any(|f| {
             f.message == message
                 && self.ws.objects[f.object]
@@ -173,7 +173,7 @@ impl Runtime<'_> {
         let namespace = if searched {
             ns
         } else {
-            class_def.fq_namespace()
+            class_def.fq_namespace().to_string()
         };
         let mut object = Object {
             namespace,
@@ -200,7 +200,7 @@ impl Runtime<'_> {
             object: id,
             message: message.clone(),
         });
-        self.classes.insert(id, (class_def.clone(), instance_idx));
+        self.set_class(id, class_def.clone(), instance_idx);
         let is_machine = class_def.is_state_machine();
         if is_machine {
             self.push_state_machine(id);
@@ -396,7 +396,7 @@ impl Runtime<'_> {
         id: ObjectId,
         message: &str,
     ) -> Result<(), EngineError> {
-        let Some((class, instance)) = self.classes.get(&id).cloned() else {
+        let Some((class, instance)) = self.class_of(id).cloned() else {
             return Ok(());
         };
         for (pos, field) in class.fields.iter().enumerate() {

@@ -5,6 +5,7 @@
 //! refused with a pointer to the porting guide.
 
 use super::error::EngineError;
+use super::instantiate::cat;
 use super::substitute::strip_domain;
 use super::value::{AttrValue, Attributes};
 use super::workspace::{Level, ObjectId};
@@ -35,13 +36,13 @@ impl MethodRc {
         }
     }
 
-    pub fn name(self) -> String {
+    pub fn name(self) -> std::borrow::Cow<'static, str> {
         match self {
             MethodRc::Ok => "MIQ_OK".into(),
             MethodRc::Warn => "MIQ_WARN".into(),
             MethodRc::Stop => "MIQ_STOP".into(),
             MethodRc::Abort => "MIQ_ABORT".into(),
-            MethodRc::Unknown(n) => format!("Unknown RC: [{n}]"),
+            MethodRc::Unknown(n) => format!("Unknown RC: [{n}]").into(),
         }
     }
 }
@@ -319,7 +320,7 @@ impl Runtime<'_> {
                 "]",
             ]),
         );
-        self.method_stack.push(method.name.clone());
+        self.method_stack.push(method.clone());
         let result = self.dispatch(id, &method, &inputs);
         self.method_stack.pop();
         result
@@ -449,12 +450,12 @@ impl Runtime<'_> {
                         method.fqname
                     )));
                 };
-                let prefix = format!("<AEMethod [{}]>", method.fqname);
-                self.log(Level::Info, format!("{prefix} Starting "));
+                let fq = method.fqname.as_str();
+                self.log(Level::Info, cat(&["<AEMethod [", fq, "]> Starting "]));
                 let rc = scripts.run(self, id, method, inputs);
-                self.log(Level::Info, format!("{prefix} Ending"));
+                self.log(Level::Info, cat(&["<AEMethod [", fq, "]> Ending"]));
                 let rc = rc?;
-                let text = format!("Method exited with rc={}", rc.name());
+                let text = cat(&["Method exited with rc=", &rc.name()]);
                 match rc {
                     MethodRc::Ok => {
                         self.log(Level::Info, text);

@@ -176,18 +176,19 @@ impl Engine {
             attributes.insert(k.to_lowercase(), AttrValue::Str(v.clone()));
         }
         let id = rt.ws.objects.len();
+        let object_name = instantiate::cat(&["/", def.fq_namespace(), "/", &def.name, "/.default"]);
         rt.ws.objects.push(Object {
-            namespace: def.fq_namespace(),
+            namespace: def.fq_namespace().to_string(),
             class: def.name.clone(),
             instance: ".default".to_string(),
-            object_name: format!("/{}/{}/.default", def.fq_namespace(), def.name),
+            object_name,
             attributes,
             parent: None,
             children: Vec::new(),
             rels: Vec::new(),
             removed: false,
         });
-        rt.classes.insert(id, (def, None));
+        rt.set_class(id, def, None);
         let saved = rt.enter(id, "create".to_string());
         let result = rt.call_method(id, None, &method, Vec::new());
         rt.leave(saved);
@@ -237,13 +238,14 @@ pub struct Runtime<'e> {
     /// The position of the field being processed in the current object's class.
     current_field: Option<usize>,
     /// Names of the methods being run, innermost last.
-    method_stack: Vec<String>,
+    method_stack: Vec<Arc<crate::datastore::index::MethodDef>>,
     /// Attributes added to the root's query.
     extra_args: Vec<(String, String)>,
     /// Per-state-machine saved `ae_*` attributes (reference §6.5).
     state_info: state_machine::StateInfo,
     /// The class and instance each object was built from.
-    classes: rustc_hash::FxHashMap<ObjectId, (Arc<crate::datastore::ClassDef>, Option<usize>)>,
+    /// (indexed by object id; `None` for objects not built from a class).
+    classes: Vec<Option<(Arc<crate::datastore::ClassDef>, Option<usize>)>>,
 }
 
 impl<'e> Runtime<'e> {
@@ -282,16 +284,33 @@ impl<'e> Runtime<'e> {
 
     /// The name of the field being processed (`$evm.current_object.current_field_name`).
     pub fn current_field_name(&self) -> Option<&str> {
-        let (class, _) = self.classes.get(&self.current?)?;
+        let (class, _) = self.class_of(self.current?)?;
         class
             .fields
             .get(self.current_field?)
             .map(|f| f.name.as_str())
     }
 
+    /// The class (and instance position) object `id` was built from.
+    fn class_of(&self, id: ObjectId) -> Option<&(Arc<crate::datastore::ClassDef>, Option<usize>)> {
+        self.classes.get(id).and_then(Option::as_ref)
+    }
+
+    fn set_class(
+        &mut self,
+        id: ObjectId,
+        class: Arc<crate::datastore::ClassDef>,
+        instance: Option<usize>,
+    ) {
+        if self.classes.len() <= id {
+            self.classes.resize(id + 1, None);
+        }
+        self.classes[id] = Some((class, instance));
+    }
+
     /// The name of the method being run (innermost).
     pub fn current_method(&self) -> Option<&str> {
-        self.method_stack.last().map(String::as_str)
+        self.method_stack.last().map(|m| m.name.as_str())
     }
 
     /// The root of the tree the current object belongs to.

@@ -210,7 +210,7 @@ impl Runtime<'_> {
             .cloned()
         {
             Some(d) => {
-                ns = d.fq_namespace();
+                ns = d.fq_namespace().to_string();
                 self.log(Level::Info, format!("Updated namespace [{inner}  {ns}]"));
                 d
             }
@@ -245,7 +245,7 @@ impl Runtime<'_> {
         // `${#x}` inside them sees earlier fields of the same instance.
         let scratch = self.ws.objects.len();
         self.ws.objects.push(super::Object {
-            namespace: def.fq_namespace(),
+            namespace: def.fq_namespace().to_string(),
             class: class_name.to_string(),
             instance: instance_name,
             object_name,

@@ -10,9 +10,14 @@
 //! net allocation with the level at the start of the call and terminates
 //! the method past the limit. Without it, [`thread_net_bytes`] stays 0 and
 //! the limit never fires.
+//!
+//! The allocator underneath is mimalloc (faster than glibc's malloc for the
+//! many small, short-lived blocks of an instantiation; docs/DECISIONS.md).
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use libmimalloc_sys as mi;
+use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
+use std::ffi::c_void;
 
 thread_local! {
     // `const` and without a destructor: safe to touch from the allocator,
@@ -31,16 +36,30 @@ pub fn thread_net_bytes() -> i64 {
     NET.try_with(Cell::get).unwrap_or(0)
 }
 
-/// The system allocator, counting bytes per thread.
+/// mimalloc's plain `mi_malloc` aligns a block of `size` bytes to
+/// `min(size, 16)` (its `MI_MAX_ALIGN_SIZE`, and natural alignment below
+/// it); other layouts go through the `_aligned` calls.
+fn plain(layout: Layout) -> bool {
+    layout.align() <= 16 && layout.align() <= layout.size()
+}
+
+/// mimalloc, counting bytes per thread.
 pub struct CountingAlloc;
 
-// SAFETY: every call is forwarded unchanged to `System`, which upholds
-// `GlobalAlloc`'s contract; the bookkeeping only touches a const,
-// destructor-free thread-local `Cell` (no allocation, no re-entrancy).
+// SAFETY: every call is forwarded to mimalloc, which upholds `GlobalAlloc`'s
+// contract (the plain calls only for layouts they align, see `plain`); the
+// bookkeeping only touches a const, destructor-free thread-local `Cell` (no
+// allocation, no re-entrancy).
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded with the caller's layout.
-        let p = unsafe { System.alloc(layout) };
+        // SAFETY: forwarded with the caller's size and alignment.
+        let p = unsafe {
+            if plain(layout) {
+                mi::mi_malloc(layout.size())
+            } else {
+                mi::mi_malloc_aligned(layout.size(), layout.align())
+            }
+        } as *mut u8;
         if !p.is_null() {
             add(layout.size() as i64);
         }
@@ -48,8 +67,14 @@ unsafe impl GlobalAlloc for CountingAlloc {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded with the caller's layout.
-        let p = unsafe { System.alloc_zeroed(layout) };
+        // SAFETY: forwarded with the caller's size and alignment.
+        let p = unsafe {
+            if plain(layout) {
+                mi::mi_zalloc(layout.size())
+            } else {
+                mi::mi_zalloc_aligned(layout.size(), layout.align())
+            }
+        } as *mut u8;
         if !p.is_null() {
             add(layout.size() as i64);
         }
@@ -57,14 +82,20 @@ unsafe impl GlobalAlloc for CountingAlloc {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` was allocated by `System` (through us) with `layout`.
-        unsafe { System.dealloc(ptr, layout) };
+        // SAFETY: `ptr` was allocated by mimalloc (through us).
+        unsafe { mi::mi_free(ptr as *mut c_void) };
         add(-(layout.size() as i64));
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: forwarded unchanged; `ptr`/`layout` come from `System`.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        // SAFETY: `ptr` was allocated by mimalloc (through us) with `layout`.
+        let p = unsafe {
+            if layout.align() <= 16 && layout.align() <= new_size {
+                mi::mi_realloc(ptr as *mut c_void, new_size)
+            } else {
+                mi::mi_realloc_aligned(ptr as *mut c_void, new_size, layout.align())
+            }
+        } as *mut u8;
         if !p.is_null() {
             add(new_size as i64 - layout.size() as i64);
         }

@@ -30,7 +30,7 @@
 
 use super::events;
 use crate::datastore::index::lower;
-use crate::engine::{AttrValue, Level, ObjectId, Runtime};
+use crate::engine::{AttrValue, Attributes, Level, ObjectId, Runtime};
 use crate::vmdb::{base_class, VmdbRef};
 use rhai::{Dynamic, EvalAltResult, ImmutableString, Map, Position, AST};
 use std::cell::RefCell;
@@ -77,7 +77,11 @@ pub(crate) struct Frame {
     /// `*mut Runtime<'_>`, valid while the frame is on the stack.
     pub rt: *mut (),
     pub obj: ObjectId,
-    pub inputs: Dynamic,
+    /// `*const Attributes`: the method's inputs, valid while the frame is
+    /// on the stack (the engine lends them to `ScriptRunner::run`).
+    pub inputs: *const Attributes,
+    /// `evm.inputs` as a Rhai map, built on first use.
+    pub inputs_map: Option<Dynamic>,
     pub deadline: Option<Instant>,
     /// This thread's net allocation when the call started
     /// ([`super::alloc::thread_net_bytes`]).
@@ -394,7 +398,21 @@ pub(crate) fn register(engine: &mut rhai::Engine) {
         },
     );
     engine.register_get("inputs", |_: &mut Evm| -> RhaiResult<Dynamic> {
-        with_frame(|f| f.inputs.clone()).ok_or_else(no_frame)
+        with_frame(|f| {
+            f.inputs_map
+                .get_or_insert_with(|| {
+                    // SAFETY: `inputs` was made from the `&Attributes` lent
+                    // to `RhaiRunner::run`, alive until this frame is popped.
+                    let inputs = unsafe { &*f.inputs };
+                    let mut m = Map::new();
+                    for (k, v) in inputs {
+                        m.insert(k.as_str().into(), to_dynamic(v));
+                    }
+                    Dynamic::from_map(m)
+                })
+                .clone()
+        })
+        .ok_or_else(no_frame)
     });
     for (name, which) in [
         ("current_namespace", "namespace"),

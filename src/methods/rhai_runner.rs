@@ -105,6 +105,10 @@ pub struct RhaiRunner {
     limits: RhaiLimits,
     /// Compiled bodies by content hash (the body is compared on a hit).
     cache: RwLock<AstCache>,
+    /// The same ASTs by the address of the index's shared body (the entry
+    /// holds the body, so the address cannot be reused while cached): a
+    /// method call finds its AST without hashing or comparing the body.
+    by_body: RwLock<FxHashMap<usize, (Arc<str>, Arc<AST>)>>,
 }
 
 impl std::fmt::Debug for RhaiRunner {
@@ -179,6 +183,7 @@ impl RhaiRunner {
             engine,
             limits,
             cache: RwLock::new(FxHashMap::default()),
+            by_body: RwLock::new(FxHashMap::default()),
         }
     }
 
@@ -207,6 +212,24 @@ impl RhaiRunner {
             if !entries.iter().any(|(b, _)| &**b == body) {
                 entries.push((Arc::from(body), ast.clone()));
             }
+        }
+        Ok(ast)
+    }
+
+    /// The compiled body of a method, found by the address of its shared
+    /// body ([`MethodDef::body`]) and otherwise as [`RhaiRunner::compile`].
+    fn compile_shared(&self, body: &Arc<str>) -> Result<Arc<AST>, Box<rhai::ParseError>> {
+        let key = Arc::as_ptr(body) as *const u8 as usize;
+        if let Ok(map) = self.by_body.read() {
+            if let Some((b, ast)) = map.get(&key) {
+                if Arc::ptr_eq(b, body) {
+                    return Ok(ast.clone());
+                }
+            }
+        }
+        let ast = self.compile(body)?;
+        if let Ok(mut map) = self.by_body.write() {
+            map.insert(key, (body.clone(), ast.clone()));
         }
         Ok(ast)
     }
@@ -247,6 +270,9 @@ impl RhaiRunner {
         }
         if let Ok(mut cache) = self.cache.write() {
             *cache = fresh;
+        }
+        if let Ok(mut map) = self.by_body.write() {
+            map.clear();
         }
         errors.sort_by(|a, b| a.fqname.cmp(&b.fqname));
         errors
@@ -514,8 +540,11 @@ impl ScriptRunner for RhaiRunner {
         method: &MethodDef,
         inputs: &Attributes,
     ) -> Result<MethodRc, EngineError> {
-        let body = method.body.as_deref().unwrap_or("");
-        let ast = match self.compile(body) {
+        let compiled = match &method.body {
+            Some(body) => self.compile_shared(body),
+            None => self.compile(""),
+        };
+        let ast = match compiled {
             Ok(ast) => ast,
             Err(e) => {
                 let (line, col) = position(e.position());
@@ -531,12 +560,12 @@ impl ScriptRunner for RhaiRunner {
             }
         };
         let embedded = self.embedded(rt, method)?;
-        let inputs = inputs_map(inputs);
         let frame = Frame {
             call: NEXT_CALL.fetch_add(1, Ordering::Relaxed),
             rt: rt as *mut Runtime<'_> as *mut (),
             obj,
-            inputs,
+            inputs: inputs as *const Attributes,
+            inputs_map: None,
             deadline: self.limits.timeout.map(|t| Instant::now() + t),
             mem_start: super::alloc::thread_net_bytes(),
             embedded,
@@ -567,12 +596,4 @@ impl ScriptRunner for RhaiRunner {
             }
         }
     }
-}
-
-fn inputs_map(inputs: &Attributes) -> Dynamic {
-    let mut m = rhai::Map::new();
-    for (k, v) in inputs {
-        m.insert(k.as_str().into(), evm::to_dynamic(v));
-    }
-    Dynamic::from_map(m)
 }

@@ -58,7 +58,12 @@ pub fn split_path(path: &str) -> PathParts {
 /// `MiqAePath.split(path, options)`: [`split_path`] with ManageIQ's options; the
 /// second value is the attribute name when `has_attribute_name` is set.
 pub fn split_path_with(path: &str, options: SplitOptions) -> (PathParts, Option<String>) {
-    let mut parts: Vec<Option<&str>> = ruby_split(path, '/').into_iter().map(Some).collect();
+    // Ruby's `path.split("/")` (no trailing empty pieces), one vector.
+    let mut parts: Vec<Option<&str>> = Vec::with_capacity(8);
+    parts.extend(path.split('/').map(Some));
+    while parts.last().is_some_and(|p| p.is_some_and(str::is_empty)) {
+        parts.pop();
+    }
     if path.ends_with('/') && options.has_instance_name {
         parts.push(None);
     }
@@ -75,24 +80,20 @@ pub fn split_path_with(path: &str, options: SplitOptions) -> (PathParts, Option<
     let attribute = pop(options.has_attribute_name);
     let instance = pop(options.has_instance_name);
     let class = pop(true);
-    let namespace = parts.into_iter().map(Option::unwrap_or_default);
-    let namespace = namespace.collect::<Vec<_>>().join("/");
+    let mut namespace =
+        String::with_capacity(parts.iter().map(|p| p.map_or(0, str::len) + 1).sum());
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            namespace.push('/');
+        }
+        namespace.push_str(p.unwrap_or_default());
+    }
     let parts = PathParts {
         namespace,
         class,
         instance,
     };
     (parts, attribute)
-}
-
-/// Ruby's `String#split(sep)`: like `str::split`, without trailing empty pieces
-/// (so `""` gives no piece at all).
-fn ruby_split(s: &str, sep: char) -> Vec<&str> {
-    let mut pieces: Vec<&str> = s.split(sep).collect();
-    while pieces.last().is_some_and(|p| p.is_empty()) {
-        pieces.pop();
-    }
-    pieces
 }
 
 /// `MiqAePath#to_s`: `"/" + [ns, class, instance].join("/")`, or `""` when every
