@@ -11,6 +11,11 @@
 //! the retry is completed, it comes due again after the lease (at least
 //! once). A delivery that has retried `max_deliveries` times is given up,
 //! so no machine retries forever.
+//!
+//! [`deliver_deferred`] does not write the retry: it hands it back as a
+//! [`PendingRetry`] for the caller to schedule in its own transaction (the
+//! pipeline writes it with the worker batch that stores the event and acks
+//! it, so a crash leaves both or neither).
 
 use super::datatype::duration_seconds;
 use super::{Engine, EngineError, Workspace};
@@ -45,10 +50,11 @@ pub struct Delivery {
 pub enum Outcome {
     /// Finished (`ae_result` ok, or anything but retry and error).
     Done(Workspace),
-    /// Scheduled again: the work item's id and when it runs.
+    /// Scheduled again: the work item's id (`None` when the caller writes
+    /// it, see [`deliver_deferred`]) and when it runs.
     Retry {
         workspace: Workspace,
-        id: u64,
+        id: Option<u64>,
         run_at: SystemTime,
     },
     /// `ae_result = error`, or the engine returned an error.
@@ -76,6 +82,13 @@ impl Outcome {
     }
 }
 
+/// A retry a delivery asked for, not written yet.
+#[derive(Debug, Clone)]
+pub struct PendingRetry {
+    pub item: WorkItem,
+    pub run_at: SystemTime,
+}
+
 /// Instantiates `d` and schedules a retry if the root asks for one.
 pub fn deliver(
     engine: &Engine,
@@ -96,9 +109,17 @@ fn deliver_completing(
     max_deliveries: u32,
     done: Option<u64>,
 ) -> Result<Outcome, StoreError> {
-    let outcome = deliver_inner(engine, schedule, d, max_deliveries, done)?;
-    if let (Some(id), false) = (done, matches!(outcome, Outcome::Retry { .. })) {
-        schedule.complete(id)?;
+    let (mut outcome, retry) = deliver_inner(engine, d, max_deliveries)?;
+    match (retry, done) {
+        (Some(r), Some(done)) => set_retry_id(
+            &mut outcome,
+            schedule.schedule_and_complete(&r.item, r.run_at, done)?,
+        ),
+        (Some(r), None) => set_retry_id(&mut outcome, schedule.schedule(&r.item, r.run_at)?),
+        (None, Some(done)) => {
+            schedule.complete(done)?;
+        }
+        (None, None) => {}
     }
     // ManageIQ's `vmdb_object.after_ae_delivery`: a delivery for an
     // AutomationTask finishes the task and its request (on every path:
@@ -107,13 +128,30 @@ fn deliver_completing(
     Ok(outcome)
 }
 
-fn deliver_inner(
+/// [`deliver`] without writing the retry: the caller schedules the
+/// [`PendingRetry`] in its own transaction (`Outcome::Retry` has no id).
+pub fn deliver_deferred(
     engine: &Engine,
-    schedule: &Schedule,
     d: &Delivery,
     max_deliveries: u32,
-    done: Option<u64>,
-) -> Result<Outcome, StoreError> {
+) -> Result<(Outcome, Option<PendingRetry>), StoreError> {
+    let (outcome, retry) = deliver_inner(engine, d, max_deliveries)?;
+    crate::requests::after_ae_delivery(engine, d, &outcome);
+    Ok((outcome, retry))
+}
+
+fn set_retry_id(outcome: &mut Outcome, scheduled: u64) {
+    if let Outcome::Retry { id, .. } = outcome {
+        *id = Some(scheduled);
+    }
+}
+
+/// The delivery itself, and the retry its root asks for (not written).
+fn deliver_inner(
+    engine: &Engine,
+    d: &Delivery,
+    max_deliveries: u32,
+) -> Result<(Outcome, Option<PendingRetry>), StoreError> {
     let (mut ws, error) = engine.instantiate_traced(&d.uri, &d.attrs);
     let result = ws.result();
     let state = ws
@@ -138,13 +176,16 @@ fn deliver_inner(
                 super::inspect_delivery_attrs(&d.attrs)
             ),
         );
-        return Ok(Outcome::Error {
-            workspace: ws,
-            error,
-        });
+        return Ok((
+            Outcome::Error {
+                workspace: ws,
+                error,
+            },
+            None,
+        ));
     }
     if !result.eq_ignore_ascii_case("retry") {
-        return Ok(Outcome::Done(ws));
+        return Ok((Outcome::Done(ws), None));
     }
     if d.deliveries + 1 >= max_deliveries {
         ws.log_line(
@@ -156,7 +197,7 @@ fn deliver_inner(
                 d.deliveries + 1
             ),
         );
-        return Ok(Outcome::GaveUp(ws));
+        return Ok((Outcome::GaveUp(ws), None));
     }
     let interval = ws
         .root_attr("ae_retry_interval")
@@ -188,15 +229,14 @@ fn deliver_inner(
     let run_at = SystemTime::now() + Duration::from_secs_f64(interval);
     let payload = serde_json::to_value(&next).map_err(|e| StoreError::Backend(e.to_string()))?;
     let item = WorkItem::new(RETRY_KIND, payload);
-    let id = match done {
-        Some(done) => schedule.schedule_and_complete(&item, run_at, done)?,
-        None => schedule.schedule(&item, run_at)?,
-    };
-    Ok(Outcome::Retry {
-        workspace: ws,
-        id,
-        run_at,
-    })
+    Ok((
+        Outcome::Retry {
+            workspace: ws,
+            id: None,
+            run_at,
+        },
+        Some(PendingRetry { item, run_at }),
+    ))
 }
 
 /// Claims the retries due now (at most `limit`) and delivers each again.

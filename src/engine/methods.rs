@@ -306,7 +306,18 @@ impl Runtime<'_> {
                 "Method [{name}] not found in class [{where_}]"
             )));
         };
-        let inputs = self.method_inputs(id, &method, &args)?;
+        self.invoke_method(id, method, &args)
+    }
+
+    /// Runs a method already looked up for object `id`: its inputs, the
+    /// `Invoking` line, the call.
+    pub(super) fn invoke_method(
+        &mut self,
+        id: ObjectId,
+        method: Arc<MethodDef>,
+        args: &[(String, AttrValue)],
+    ) -> Result<(), EngineError> {
+        let inputs = self.method_inputs(id, &method, args)?;
         let shown = super::value::inspect_attributes(&inputs);
         self.log(
             Level::Info,

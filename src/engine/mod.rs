@@ -159,14 +159,19 @@ impl Engine {
             ));
             return (rt.ws, Some(e));
         };
-        let def = rt
+        // The class of the highest-priority domain that has the method (the
+        // method `call_method` would find for it), else the class named.
+        let found = rt
             .index
             .classes_at(&parts.namespace, &class)
             .iter()
-            .find(|c| c.method(&method).is_some())
-            .cloned()
-            .or_else(|| rt.index.class(&parts.namespace, &class).cloned());
-        let Some(def) = def else {
+            .find_map(|c| c.method(&method).map(|m| (c.clone(), Some(m.clone()))));
+        let def = found.or_else(|| {
+            rt.index
+                .class(&parts.namespace, &class)
+                .map(|c| (c.clone(), None))
+        });
+        let Some((def, resolved)) = def else {
             let e = EngineError::ClassNotFound(format!("{}/{}", parts.namespace, class));
             rt.log(Level::Error, e.to_string());
             return (rt.ws, Some(e));
@@ -190,7 +195,10 @@ impl Engine {
         });
         rt.set_class(id, def, None);
         let saved = rt.enter(id, "create".to_string());
-        let result = rt.call_method(id, None, &method, Vec::new());
+        let result = match resolved {
+            Some(m) => rt.invoke_method(id, m, &[]),
+            None => rt.call_method(id, None, &method, Vec::new()),
+        };
         rt.leave(saved);
         (rt.ws, result.err())
     }

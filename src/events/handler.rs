@@ -10,7 +10,9 @@
 //! of the seed; log `...Complete`.
 
 use super::{Provider, ProviderEvent};
-use crate::engine::deliver::{deliver, Delivery, Outcome, DEFAULT_MAX_DELIVERIES};
+use crate::engine::deliver::{
+    deliver, deliver_deferred, Delivery, Outcome, PendingRetry, DEFAULT_MAX_DELIVERIES,
+};
 use crate::engine::{
     inspect_delivery_attrs, AttrValue, Attributes, Engine, EngineError, Workspace,
 };
@@ -86,6 +88,9 @@ pub struct HandleOutcome {
     pub workspace: Option<Workspace>,
     /// The error Automate ended with, if any (the event stays stored).
     pub error: Option<EngineError>,
+    /// The retry the delivery asked for, when the handler defers retries
+    /// ([`Handler::deferring_retries`]): the caller schedules it.
+    pub retry: Option<PendingRetry>,
 }
 
 /// Persists provider events and delivers them to Automate.
@@ -101,6 +106,9 @@ pub struct Handler {
     /// Where a delivery whose state machine asks for a retry is scheduled
     /// (`MiqAeEngine.deliver`); without one, a retry is logged and dropped.
     schedule: Option<Schedule>,
+    /// Hand retries back in [`HandleOutcome::retry`] instead of scheduling
+    /// them.
+    defer_retries: bool,
 }
 
 impl Handler {
@@ -118,6 +126,7 @@ impl Handler {
             user,
             providers: Mutex::new(HashMap::new()),
             schedule: None,
+            defer_retries: false,
         })
     }
 
@@ -126,6 +135,16 @@ impl Handler {
     /// `automate retries run-due`).
     pub fn with_schedule(mut self, schedule: Schedule) -> Handler {
         self.schedule = Some(schedule);
+        self
+    }
+
+    /// Hands the retries deliveries ask for back in
+    /// [`HandleOutcome::retry`] instead of scheduling them: the pipeline
+    /// writes them in the transaction of the worker batch that stores and
+    /// acknowledges the event, so a crash leaves both or neither (a
+    /// re-delivered event does not schedule its retry twice).
+    pub fn deferring_retries(mut self) -> Handler {
+        self.defer_retries = true;
         self
     }
 
@@ -203,6 +222,7 @@ impl Handler {
                 uri: String::new(),
                 workspace: None,
                 error: None,
+                retry: None,
             });
         }
         let host = match &ev.host_ems_ref {
@@ -265,23 +285,29 @@ impl Handler {
         pairs.push(("object_name".into(), "Event".into()));
         pairs.push(("vmdb_object_type".into(), "event_stream".into()));
         let uri = format!("/System/Process/Event?{}", hash2query(&pairs));
-        let (ws, error) = match &self.schedule {
-            Some(schedule) => {
-                let d = Delivery {
-                    uri: uri.clone(),
-                    attrs: Vec::new(),
-                    object: format!("EmsEvent.{}", event.id),
-                    deliveries: 0,
+        let d = Delivery {
+            uri: uri.clone(),
+            attrs: Vec::new(),
+            object: format!("EmsEvent.{}", event.id),
+            deliveries: 0,
+        };
+        let delivered = match &self.schedule {
+            _ if self.defer_retries => deliver_deferred(&self.engine, &d, DEFAULT_MAX_DELIVERIES),
+            Some(schedule) => deliver(&self.engine, schedule, &d, DEFAULT_MAX_DELIVERIES)
+                .map(|outcome| (outcome, None)),
+            None => {
+                let (workspace, error) = self.engine.instantiate_traced(&uri, &[]);
+                let outcome = match error {
+                    None => Outcome::Done(workspace),
+                    error => Outcome::Error { workspace, error },
                 };
-                match deliver(&self.engine, schedule, &d, DEFAULT_MAX_DELIVERIES) {
-                    Ok(Outcome::Error { workspace, error }) => (workspace, error),
-                    Ok(outcome) => (outcome.into_workspace(), None),
-                    Err(e) => {
-                        return Err(HandlerError::Store(e));
-                    }
-                }
+                Ok((outcome, None))
             }
-            None => self.engine.instantiate_traced(&uri, &[]),
+        };
+        let (ws, error, retry) = match delivered {
+            Ok((Outcome::Error { workspace, error }, retry)) => (workspace, error, retry),
+            Ok((outcome, retry)) => (outcome.into_workspace(), None, retry),
+            Err(e) => return Err(HandlerError::Store(e)),
         };
         for line in &ws.trace {
             // Core lines raised from inside Automate (generic events, their
@@ -299,6 +325,7 @@ impl Handler {
             uri,
             workspace: Some(ws),
             error,
+            retry,
         })
     }
 

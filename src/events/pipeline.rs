@@ -379,7 +379,9 @@ impl Pipeline {
         let mut handlers = Vec::with_capacity(workers);
         for _ in 0..workers {
             handlers.push(
-                Handler::new(engine.clone(), EvmLog::discarding())?.with_schedule(store.schedule()),
+                Handler::new(engine.clone(), EvmLog::discarding())?
+                    .with_schedule(store.schedule())
+                    .deferring_retries(),
             );
         }
 
@@ -807,6 +809,9 @@ fn work(
 ) {
     let mut ids = Vec::with_capacity(batch.len());
     let mut caught = Vec::with_capacity(batch.len());
+    // Retries the deliveries ask for, written with the batch (see
+    // `Handler::deferring_retries`).
+    let mut retries = Vec::new();
     store.begin_unit();
     for ev in batch {
         if ev.attempts > 1 {
@@ -821,6 +826,7 @@ fn work(
                 if outcome.duplicate {
                     bump(&counters.duplicates, 1);
                 }
+                retries.extend(outcome.retry);
                 if let Some(e) = outcome.error {
                     bump(&counters.errors, 1);
                     tracing::warn!(target: "evm", "MIQ(MiqAeEngine.deliver) event [{}] EmsEvent.{} ended with an error: {e}", ev.event.event_type, outcome.event_id);
@@ -841,6 +847,9 @@ fn work(
         caught.push(ev.caught_us);
     }
     let committed = store.commit_unit(|b| {
+        for r in &retries {
+            b.schedule(&r.item, r.run_at)?;
+        }
         for id in &ids {
             b.complete(*id)?;
         }

@@ -212,3 +212,113 @@ fn event_handling_schedules_the_retries_its_machine_asks_for() {
         "the machine finished on its third pass, with its state var"
     );
 }
+
+/// `automate run` schedules the retry a delivery asks for in the worker
+/// batch that stores and acknowledges the event (one transaction): after
+/// the run the retry is listed once, with the event, and `run-due`
+/// finishes the machine.
+#[test]
+fn pipeline_writes_the_retry_with_the_events_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("automate.redb");
+    let ds = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/event_retry");
+    std::fs::write(
+        dir.path().join("events.jsonl"),
+        "{\"event_type\": \"USER_RUN_VM\", \"timestamp\": \"2026-11-25T00:00:00Z\", \
+         \"chain_id\": \"1\", \"vm_ems_ref\": \"vm-1\", \"vm_name\": \"web\"}\n",
+    )
+    .expect("events");
+    std::fs::write(
+        dir.path().join("automate.yaml"),
+        "providers:\n  - name: rhevm01\n    type: RHEVM\n    hostname: rhevm01\n    \
+         userid: admin@internal\n    catcher: {kind: jsonl, path: events.jsonl}\nworkers: 1\n",
+    )
+    .expect("config");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_automate"))
+            .current_dir(dir.path())
+            .env_remove("RUST_LOG")
+            .arg("--datastore")
+            .arg(ds)
+            .arg("--db")
+            .arg(&db)
+            .args(args)
+            .output()
+            .expect("run automate");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{args:?}: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let stats = run(&["run", "--until-idle", "--json", "--config", "automate.yaml"]);
+    assert!(stats.contains("\"handled\":1"), "{stats}");
+    let evm = std::fs::read_to_string(dir.path().join("log/evm.log")).expect("evm.log");
+    assert!(evm.contains("MIQ(MiqAeEngine.deliver) Requeuing"), "{evm}");
+    // The retry may have run already (the pipeline's retry runner); what
+    // is left is at most the one the last pass asked for.
+    let due = run(&["retries", "run-due", "--wait"]);
+    assert!(due.contains("0 still scheduled"), "{due}");
+    let store = RedbStore::open(&db).expect("open store");
+    let vm = store
+        .find_by("VmOrTemplate", "name", &AttrValue::Str("web".into()))
+        .into_iter()
+        .next()
+        .expect("the VM was created on first sight");
+    assert_eq!(
+        store.attribute(&vm, "finished_n"),
+        Some(AttrValue::Int(3)),
+        "the machine finished on its third pass, with its state var"
+    );
+    assert_eq!(
+        store.list("EmsEvent").expect("list").len(),
+        1,
+        "one event stored"
+    );
+}
+
+/// A handler that defers retries writes nothing for them: the retry comes
+/// back in the outcome, and exists only once the caller's unit of work
+/// commits it (so an event re-delivered after a crash before that commit
+/// does not leave a second retry behind).
+#[test]
+fn deferred_retries_exist_only_with_the_callers_commit() {
+    use automate::events::handler::{EvmLog, Handler};
+    use automate::events::{Provider, ProviderEvent};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(RedbStore::open(&dir.path().join("automate.redb")).expect("open"));
+    let schedule = store.schedule();
+    let (ds, problems) = Datastore::open(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/event_retry"
+    )));
+    assert!(problems.is_empty(), "{problems:?}");
+    let (engine, _runner) =
+        automate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(store.clone()));
+    let handler = Handler::new(engine, EvmLog::discarding())
+        .expect("handler")
+        .with_schedule(schedule.clone())
+        .deferring_retries();
+    let provider = Provider {
+        name: "rhevm01".into(),
+        kind: "RHEVM".into(),
+        hostname: "rhevm01".into(),
+        userid: "admin@internal".into(),
+    };
+    let event: ProviderEvent = serde_json::from_str(
+        "{\"event_type\": \"USER_RUN_VM\", \"timestamp\": \"2026-11-25T00:00:00Z\", \
+         \"vm_ems_ref\": \"vm-1\", \"vm_name\": \"web\"}",
+    )
+    .expect("event");
+    store.begin_unit();
+    let outcome = handler.handle(&provider, &event).expect("handled");
+    let retry = outcome.retry.expect("the machine asks for a retry");
+    assert_eq!(schedule.len().expect("len"), 0, "nothing scheduled yet");
+    store
+        .commit_unit(|b| b.schedule(&retry.item, retry.run_at).map(|_| ()))
+        .expect("commit");
+    assert_eq!(schedule.len().expect("len"), 1, "scheduled with the batch");
+    assert_eq!(store.list("EmsEvent").expect("list").len(), 1);
+}
