@@ -9,7 +9,7 @@
 //!
 //! | table | key | value |
 //! |---|---|---|
-//! | `scheduled` | `(run_at_micros: u64, seq: u64)` | the item: `{"kind", "payload", "attempts", "leased", "created_us"}` as JSON bytes |
+//! | `scheduled` | `(run_at_micros: u64, seq: u64)` | the item: kind, payload, attempts, leased, created time, in the binary layout of `Record::encode` (files written before it hold JSON `{"kind", "payload", ...}`, still read) |
 //! | `scheduled_by_id` | `id: u64` | its `(run_at_micros, seq)` key in `scheduled` |
 //! | `scheduled_meta` | `"next_id"` | the next id to hand out |
 //!
@@ -112,14 +112,56 @@ struct Record {
     created_us: u64,
 }
 
+/// The first byte of a binary record (a JSON record starts with `{`).
+const RECORD_V1: u8 = 0xB1;
+/// The payload tags of a binary record.
+const PAYLOAD_JSON: u8 = 0;
+const PAYLOAD_STRING: u8 = 1;
+/// Where the kind's length (u16) is in a binary record; the kind follows.
+const KIND_LEN_AT: usize = 14;
+
 impl Record {
+    /// `0xB1`, attempts (u32 LE), leased (u8), created_us (u64 LE), the
+    /// kind's length (u16 LE) and bytes, a payload tag, the payload: a
+    /// string payload (the event queue's) as its raw bytes, anything else
+    /// as JSON text. Claims and re-schedules copy the payload, they never
+    /// escape or parse it.
     fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        encode_record(
+            &self.kind,
+            &self.payload,
+            self.attempts,
+            self.leased,
+            self.created_us,
+        )
     }
 
     fn decode(bytes: &[u8]) -> Result<Record, StoreError> {
-        serde_json::from_slice(bytes)
-            .map_err(|e| StoreError::Backend(format!("undecodable scheduled item: {e}")))
+        let bad = |why: &str| StoreError::Backend(format!("undecodable scheduled item: {why}"));
+        if bytes.first() != Some(&RECORD_V1) {
+            return serde_json::from_slice(bytes).map_err(|e| bad(&e.to_string()));
+        }
+        let (kind, rest) = split_kind(bytes).ok_or_else(|| bad("truncated record"))?;
+        let u32_at = |i: usize| bytes.get(i..i + 4).and_then(|b| b.try_into().ok());
+        let u64_at = |i: usize| bytes.get(i..i + 8).and_then(|b| b.try_into().ok());
+        let attempts = u32::from_le_bytes(u32_at(1).ok_or_else(|| bad("truncated record"))?);
+        let created_us = u64::from_le_bytes(u64_at(6).ok_or_else(|| bad("truncated record"))?);
+        let payload = match rest.split_first() {
+            Some((&PAYLOAD_STRING, text)) => serde_json::Value::String(
+                String::from_utf8(text.to_vec()).map_err(|e| bad(&e.to_string()))?,
+            ),
+            Some((&PAYLOAD_JSON, json)) => {
+                serde_json::from_slice(json).map_err(|e| bad(&e.to_string()))?
+            }
+            _ => return Err(bad("unknown payload tag")),
+        };
+        Ok(Record {
+            kind: String::from_utf8(kind.to_vec()).map_err(|e| bad(&e.to_string()))?,
+            payload,
+            attempts,
+            leased: bytes[5] != 0,
+            created_us,
+        })
     }
 
     fn item(&self) -> WorkItem {
@@ -215,12 +257,7 @@ impl Schedule {
     /// Schedules several items in one transaction (group commit); returns
     /// their ids in order.
     pub fn schedule_many(&self, items: &[(WorkItem, SystemTime)]) -> Result<Vec<u64>, StoreError> {
-        self.write(|txn| {
-            items
-                .iter()
-                .map(|(item, at)| schedule_in(txn, item, *at))
-                .collect()
-        })
+        self.write(|txn| schedule_all_in(txn, items))
     }
 
     /// Up to `limit` items due at `now` (run-at ≤ now), in run-at order,
@@ -274,11 +311,10 @@ impl Schedule {
     pub fn count_kind(&self, kind: &str) -> Result<u64, StoreError> {
         let txn = self.db.begin_read().map_err(backend)?;
         let table = txn.open_table(SCHEDULED).map_err(backend)?;
-        let prefix = kind_prefix(kind);
         let mut n = 0;
         for entry in table.iter().map_err(backend)? {
             let (_, v) = entry.map_err(backend)?;
-            if is_kind(v.value(), &prefix, kind)? {
+            if is_kind(v.value(), kind)? {
                 n += 1;
             }
         }
@@ -429,30 +465,36 @@ pub(crate) fn schedule_in(
     item: &WorkItem,
     run_at: SystemTime,
 ) -> Result<u64, StoreError> {
+    let mut ids = schedule_all_in(txn, std::slice::from_ref(&(item.clone(), run_at)))?;
+    ids.pop()
+        .ok_or_else(|| StoreError::Backend("scheduling wrote nothing".into()))
+}
+
+/// Schedules `items` in `txn`, opening each table once; their ids in order.
+fn schedule_all_in(
+    txn: &WriteTransaction,
+    items: &[(WorkItem, SystemTime)],
+) -> Result<Vec<u64>, StoreError> {
     let mut meta = txn.open_table(SCHEDULED_META).map_err(backend)?;
-    let id = meta
+    let first = meta
         .get(NEXT_ID)
         .map_err(backend)?
         .map(|g| g.value())
         .unwrap_or(1);
-    meta.insert(NEXT_ID, id + 1).map_err(backend)?;
-    let rec = Record {
-        kind: item.kind.clone(),
-        payload: item.payload.clone(),
-        attempts: 0,
-        leased: false,
-        created_us: to_micros(SystemTime::now()),
-    };
-    let key = (to_micros(run_at), id);
-    txn.open_table(SCHEDULED)
-        .map_err(backend)?
-        .insert(key, rec.encode().as_slice())
+    meta.insert(NEXT_ID, first + items.len() as u64)
         .map_err(backend)?;
-    txn.open_table(SCHEDULED_BY_ID)
-        .map_err(backend)?
-        .insert(id, key)
-        .map_err(backend)?;
-    Ok(id)
+    let mut table = txn.open_table(SCHEDULED).map_err(backend)?;
+    let mut by_id = txn.open_table(SCHEDULED_BY_ID).map_err(backend)?;
+    let created_us = to_micros(SystemTime::now());
+    let mut ids = Vec::with_capacity(items.len());
+    for (id, (item, run_at)) in (first..).zip(items) {
+        let bytes = encode_record(&item.kind, &item.payload, 0, false, created_us);
+        let key = (to_micros(*run_at), id);
+        table.insert(key, bytes.as_slice()).map_err(backend)?;
+        by_id.insert(id, key).map_err(backend)?;
+        ids.push(id);
+    }
+    Ok(ids)
 }
 
 fn claim_due_in(
@@ -462,7 +504,6 @@ fn claim_due_in(
     lease: Duration,
     kind: Option<&str>,
 ) -> Result<Vec<Claimed>, StoreError> {
-    let prefix = kind.map(kind_prefix);
     let now_us = to_micros(now);
     let until = now_us.saturating_add(duration_micros(lease));
     let mut table = txn.open_table(SCHEDULED).map_err(backend)?;
@@ -476,8 +517,8 @@ fn claim_due_in(
             break;
         }
         let (k, v) = entry.map_err(backend)?;
-        if let (Some(prefix), Some(kind)) = (&prefix, kind) {
-            if !is_kind(v.value(), prefix, kind)? {
+        if let Some(kind) = kind {
+            if !is_kind(v.value(), kind)? {
                 continue;
             }
         }
@@ -503,19 +544,65 @@ fn claim_due_in(
     Ok(out)
 }
 
-/// How a record of `kind` begins: `kind` is the first field [`Record`]
-/// serializes, so most records are told apart without decoding them.
-fn kind_prefix(kind: &str) -> Vec<u8> {
-    let mut p = b"{\"kind\":".to_vec();
-    p.extend(serde_json::to_vec(kind).unwrap_or_default());
-    p.push(b',');
-    p
+/// A record in the binary layout of [`Record::encode`].
+fn encode_record(
+    kind: &str,
+    payload: &serde_json::Value,
+    attempts: u32,
+    leased: bool,
+    created_us: u64,
+) -> Vec<u8> {
+    let kind = kind.as_bytes();
+    let kind_len = u16::try_from(kind.len()).unwrap_or(u16::MAX);
+    let kind = &kind[..usize::from(kind_len)];
+    let payload_len = match payload {
+        serde_json::Value::String(text) => text.len(),
+        _ => 64,
+    };
+    let mut out = Vec::with_capacity(KIND_LEN_AT + 3 + kind.len() + payload_len);
+    out.push(RECORD_V1);
+    out.extend_from_slice(&attempts.to_le_bytes());
+    out.push(u8::from(leased));
+    out.extend_from_slice(&created_us.to_le_bytes());
+    out.extend_from_slice(&kind_len.to_le_bytes());
+    out.extend_from_slice(kind);
+    match payload {
+        serde_json::Value::String(text) => {
+            out.push(PAYLOAD_STRING);
+            out.extend_from_slice(text.as_bytes());
+        }
+        other => {
+            out.push(PAYLOAD_JSON);
+            // Writing a `Value` to a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut out, other);
+        }
+    }
+    out
 }
 
-/// Whether the encoded record is of `kind` (decoding it only when its
-/// first bytes do not settle the question).
-fn is_kind(bytes: &[u8], prefix: &[u8], kind: &str) -> Result<bool, StoreError> {
-    if bytes.starts_with(prefix) {
+/// A binary record's kind and what follows it.
+fn split_kind(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let len = bytes.get(KIND_LEN_AT..KIND_LEN_AT + 2)?;
+    let len = usize::from(u16::from_le_bytes([len[0], len[1]]));
+    let at = KIND_LEN_AT + 2;
+    Some((bytes.get(at..at + len)?, bytes.get(at + len..)?))
+}
+
+/// Whether the encoded record is of `kind`: read from its header (a JSON
+/// record of an older file is told by its first field, or decoded).
+fn is_kind(bytes: &[u8], kind: &str) -> Result<bool, StoreError> {
+    if bytes.first() == Some(&RECORD_V1) {
+        return match split_kind(bytes) {
+            Some((k, _)) => Ok(k == kind.as_bytes()),
+            None => Err(StoreError::Backend(
+                "undecodable scheduled item: truncated record".into(),
+            )),
+        };
+    }
+    let mut prefix = b"{\"kind\":".to_vec();
+    prefix.extend(serde_json::to_vec(kind).unwrap_or_default());
+    prefix.push(b',');
+    if bytes.starts_with(&prefix) {
         return Ok(true);
     }
     if bytes.starts_with(b"{\"kind\":") {
@@ -600,6 +687,70 @@ mod tests {
         let db = Database::create(dir.path().join("s.redb")).unwrap();
         let s = Schedule::new(Arc::new(db)).unwrap();
         (dir, s)
+    }
+
+    #[test]
+    fn records_round_trip_in_the_binary_layout_and_old_json_still_reads() {
+        let cases = [
+            (
+                "event",
+                serde_json::Value::String("{\"a\": \"é\\n\"}".into()),
+            ),
+            (
+                "automate_retry",
+                serde_json::json!({"uri": "/x", "n": [1, 2]}),
+            ),
+            ("k", serde_json::Value::Null),
+        ];
+        for (kind, payload) in cases {
+            let rec = Record {
+                kind: kind.into(),
+                payload: payload.clone(),
+                attempts: 7,
+                leased: true,
+                created_us: 1_234_567,
+            };
+            let bytes = rec.encode();
+            assert_eq!(bytes[0], RECORD_V1);
+            let back = Record::decode(&bytes).unwrap();
+            assert_eq!(
+                (
+                    back.kind.as_str(),
+                    &back.payload,
+                    back.attempts,
+                    back.leased,
+                    back.created_us
+                ),
+                (kind, &payload, 7, true, 1_234_567)
+            );
+            assert!(is_kind(&bytes, kind).unwrap());
+            assert!(!is_kind(&bytes, "other").unwrap());
+            // A record written by an earlier version, as JSON.
+            let json = serde_json::to_vec(&rec).unwrap();
+            let old = Record::decode(&json).unwrap();
+            assert_eq!(
+                (old.kind.as_str(), &old.payload, old.attempts),
+                (kind, &payload, 7)
+            );
+            assert!(is_kind(&json, kind).unwrap());
+            assert!(!is_kind(&json, "other").unwrap());
+        }
+        // A damaged record is an error naming the problem, never a panic.
+        let bytes = Record {
+            kind: "event".into(),
+            payload: serde_json::Value::String("x".into()),
+            attempts: 0,
+            leased: false,
+            created_us: 0,
+        }
+        .encode();
+        for cut in [1, 6, 13, 15, 20] {
+            let err = Record::decode(&bytes[..cut]).unwrap_err().to_string();
+            assert!(err.contains("undecodable scheduled item"), "{cut}: {err}");
+        }
+        let mut bad_tag = bytes.clone();
+        bad_tag[KIND_LEN_AT + 2 + 5] = 9;
+        assert!(Record::decode(&bad_tag).is_err());
     }
 
     #[test]
