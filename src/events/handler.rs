@@ -339,12 +339,7 @@ impl Handler {
         name: Option<&str>,
         host: Option<&VmdbRef>,
     ) -> Result<VmdbRef, HandlerError> {
-        let find = || {
-            self.store
-                .find_by(class, "ems_ref", &AttrValue::Str(ems_ref.to_string()))
-                .into_iter()
-                .find(|r| self.store.attribute(r, "ems_id") == Some(AttrValue::Int(ems.id)))
-        };
+        let find = || self.store.find_by_ems_ref(class, ems.id, ems_ref);
         if let Some(r) = find() {
             return Ok(r);
         }

@@ -53,6 +53,16 @@ pub trait ObjectStore: Send + Sync {
     /// The objects of `class` (or its subclasses) whose attribute `attr`
     /// equals `value`, by id.
     fn find_by(&self, class: &str, attr: &str, value: &AttrValue) -> Vec<VmdbRef>;
+
+    /// The object of `class` (or a subclass) on provider `ems_id` whose
+    /// provider reference (`ems_ref`) is `ems_ref`. [`RedbStore`] answers
+    /// from its provider-reference table (one point lookup, its `uid_ems`
+    /// counts too); the default filters [`ObjectStore::find_by`].
+    fn find_by_ems_ref(&self, class: &str, ems_id: i64, ems_ref: &str) -> Option<VmdbRef> {
+        self.find_by(class, "ems_ref", &AttrValue::Str(ems_ref.to_string()))
+            .into_iter()
+            .find(|r| self.attribute(r, "ems_id") == Some(AttrValue::Int(ems_id)))
+    }
 }
 
 /// A failed write to the object store.

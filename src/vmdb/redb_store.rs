@@ -91,6 +91,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
@@ -236,6 +237,10 @@ thread_local! {
 #[derive(Default)]
 struct Unit {
     store: u64,
+    /// The last read snapshot this unit's reads took: reused while no
+    /// commit has happened since (same cache epoch), dropped with the unit
+    /// (so no read transaction outlives a worker batch).
+    snap: Option<Rc<Snap>>,
     objects: HashMap<(&'static str, i64), Pending>,
     /// The order objects were first written in (the commit's order).
     order: Vec<(&'static str, i64)>,
@@ -495,7 +500,9 @@ impl RedbStore {
         &self,
         f: impl FnOnce(&mut Batch<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let unit = self.take_unit().unwrap_or_default();
+        let mut unit = self.take_unit().unwrap_or_default();
+        // End the unit's read transaction before writing.
+        unit.snap = None;
         let txn = self.db.begin_write().map_err(backend)?;
         let out = Batch::new(&txn, self.region, &self.shared).and_then(|mut batch| {
             for key in &unit.order {
@@ -804,6 +811,11 @@ impl ObjectStore for RedbStore {
         self.layered(|r| r.find_by(class, attr, value))
             .unwrap_or_default()
     }
+
+    fn find_by_ems_ref(&self, class: &str, ems_id: i64, ems_ref: &str) -> Option<VmdbRef> {
+        // The inherent method: the provider-reference table.
+        RedbStore::find_by_ems_ref(self, class, ems_id, ems_ref)
+    }
 }
 
 /// A read snapshot of the three tables reads use, and the cache epoch
@@ -821,7 +833,7 @@ struct Snap {
 /// happened since it was taken).
 struct Layered<'s> {
     store: &'s RedbStore,
-    snap: std::cell::OnceCell<Result<Snap, StoreError>>,
+    snap: std::cell::OnceCell<Result<Rc<Snap>, StoreError>>,
 }
 
 impl Layered<'_> {
@@ -835,15 +847,29 @@ impl Layered<'_> {
                     .read()
                     .map(|c| c.epoch)
                     .unwrap_or(u64::MAX);
+                // Inside a unit of work, the unit's snapshot if no commit
+                // happened since it was taken: it reads what a new one would.
+                if epoch != u64::MAX {
+                    let kept = with_unit(self.store.id, |u| {
+                        u.snap.clone().filter(|s| s.epoch == epoch)
+                    })
+                    .flatten();
+                    if let Some(snap) = kept {
+                        return Ok(snap);
+                    }
+                }
                 let txn = self.store.db.begin_read().map_err(backend)?;
-                Ok(Snap {
+                let snap = Rc::new(Snap {
                     objects: txn.open_table(OBJECTS).map_err(backend)?,
                     refs: txn.open_table(EMS_REFS).map_err(backend)?,
                     index: txn.open_table(ATTR_INDEX).map_err(backend)?,
                     epoch,
-                })
+                });
+                with_unit(self.store.id, |u| u.snap = Some(snap.clone()));
+                Ok(snap)
             })
             .as_ref()
+            .map(|s| &**s)
             .map_err(Clone::clone)
     }
 

@@ -1120,3 +1120,56 @@ fn unit_of_work_buffers_writes_until_commit() {
     let report = store.verify().unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
 }
+
+/// A unit of work reuses its read snapshot only while nothing has been
+/// committed since: what another writer commits meanwhile (a VM created
+/// on first sight by another worker, an object another thread updated) is
+/// seen by the unit's next read.
+#[test]
+fn a_units_reads_see_commits_made_since_its_last_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Arc::new(RedbStore::open(&tmp.path().join("automate.redb")).unwrap());
+    let ems = store
+        .create("ExtManagementSystem", attrs(&[("name", s("rhevm01"))]))
+        .unwrap();
+    store.begin_unit();
+    // Reads that take (and then reuse) the unit's snapshot.
+    assert_eq!(store.find_by_ems_ref("VmOrTemplate", ems.id, "vm-1"), None);
+    assert!(store.find_by("VmOrTemplate", "name", &s("web")).is_empty());
+    // Another thread commits a VM, as another worker would.
+    let vm = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            store
+                .create(
+                    "VmOrTemplate",
+                    attrs(&[
+                        ("name", s("web")),
+                        ("ems_ref", s("vm-1")),
+                        ("ems_id", AttrValue::Int(ems.id)),
+                    ]),
+                )
+                .unwrap()
+        })
+        .join()
+        .unwrap()
+    };
+    assert_eq!(
+        store.find_by_ems_ref("VmOrTemplate", ems.id, "vm-1"),
+        Some(vm.clone())
+    );
+    assert_eq!(
+        store.find_by("VmOrTemplate", "name", &s("web")),
+        vec![vm.clone()]
+    );
+    // And an update committed elsewhere after that.
+    {
+        let store = store.clone();
+        let vm = vm.clone();
+        std::thread::spawn(move || store.update(&vm, "power_state", s("on")).unwrap())
+            .join()
+            .unwrap();
+    }
+    assert_eq!(store.attribute(&vm, "power_state"), Some(s("on")));
+    store.commit_unit(|_| Ok(())).unwrap();
+}
