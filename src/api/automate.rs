@@ -17,12 +17,8 @@ use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-fn class_path(c: &ClassDef) -> String {
-    format!("/{}", join_path(&c.fq_namespace(), &c.name))
-}
-
 fn class_json(c: &ClassDef, base: &str) -> Value {
-    let path = class_path(c);
+    let path = c.fq_path();
     let mut methods: Vec<&str> = c.methods().map(|m| m.name.as_str()).collect();
     methods.sort_by_key(|m| m.to_lowercase());
     json!({
@@ -40,7 +36,7 @@ fn class_json(c: &ClassDef, base: &str) -> Value {
 }
 
 fn instance_json(c: &ClassDef, i: &InstanceDef, base: &str) -> Value {
-    let path = format!("{}/{}", class_path(c), i.name);
+    let path = format!("{}/{}", c.fq_path(), i.name);
     let fields: Vec<Value> = c
         .fields
         .iter()
@@ -176,7 +172,7 @@ pub(super) async fn browse(
                     Some(i) => ok(instance_json(c, i, &base)),
                     None => Err(ApiError::not_found(format!(
                         "no instance [{name}] in class {}",
-                        class_path(c)
+                        c.fq_path()
                     ))),
                 };
             }
@@ -219,7 +215,7 @@ fn check_resolvable(index: &Index, segs: &[&str]) -> Result<(), ApiError> {
         }
         return Err(ApiError::not_found(format!(
             "no instance [{instance}] (nor .missing) in class {}",
-            class_path(c)
+            c.fq_path()
         )));
     }
     if !index.classes_at(&ns, class).is_empty() {

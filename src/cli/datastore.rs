@@ -6,7 +6,7 @@
 
 use super::Global;
 use crate::datastore::import::{self, ExportOptions, ImportOptions};
-use crate::datastore::index::{join_path, ClassDef, FieldDef, Index, InstanceDef, MethodDef};
+use crate::datastore::index::{ClassDef, FieldDef, Index, InstanceDef, MethodDef};
 use crate::datastore::{fs as dsfs, validate, Class, Domain, Namespace};
 use anyhow::{bail, Context};
 use serde_json::json;
@@ -480,10 +480,6 @@ fn find_method<'a>(index: &'a Index, ns: &str, class: &str, name: &str) -> Optio
     c.method(name).map(|m| Target::Method(c, m))
 }
 
-fn class_path(c: &ClassDef) -> String {
-    format!("/{}", join_path(&c.fq_namespace(), &c.name))
-}
-
 fn opt(s: &Option<String>) -> &str {
     s.as_deref().unwrap_or("")
 }
@@ -491,7 +487,7 @@ fn opt(s: &Option<String>) -> &str {
 fn class_json(c: &ClassDef) -> serde_json::Value {
     json!({
         "kind": "class",
-        "path": class_path(c),
+        "path": c.fq_path(),
         "domain": &*c.domain,
         "namespace": c.namespace,
         "class": c.name,
@@ -511,7 +507,7 @@ fn sorted_methods(c: &ClassDef) -> Vec<&Arc<MethodDef>> {
 fn class_text(c: &ClassDef) -> String {
     let mut out = format!(
         "class {} (domain {}{})\n",
-        class_path(c),
+        c.fq_path(),
         c.domain,
         if c.is_state_machine() {
             ", state machine"
@@ -633,7 +629,7 @@ fn instance_json(
 ) -> serde_json::Value {
     json!({
         "kind": "instance",
-        "path": format!("{}/{}", class_path(c), i.name),
+        "path": format!("{}/{}", c.fq_path(), i.name),
         "domain": &*c.domain,
         "namespace": c.namespace,
         "class": c.name,
@@ -648,7 +644,7 @@ fn instance_json(
 fn instance_text(c: &ClassDef, i: &InstanceDef, exact: bool, asked: Option<&str>) -> String {
     let mut out = format!(
         "instance {}/{} (domain {})\n",
-        class_path(c),
+        c.fq_path(),
         i.name,
         c.domain
     );
@@ -660,7 +656,7 @@ fn instance_text(c: &ClassDef, i: &InstanceDef, exact: bool, asked: Option<&str>
     } else if c.method(&i.name).is_some() {
         out.push_str(&format!(
             "  (a method has the same name: show it with `{}/{}()`)\n",
-            class_path(c),
+            c.fq_path(),
             i.name
         ));
     }

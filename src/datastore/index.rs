@@ -186,6 +186,11 @@ impl ClassDef {
         &self.fq_namespace
     }
 
+    /// `/Domain/ns/Class`, as the views and the API name a class.
+    pub fn fq_path(&self) -> String {
+        format!("/{}", join_path(&self.fq_namespace, &self.name))
+    }
+
     /// An instance by name, case-insensitively.
     pub fn instance(&self, name: &str) -> Option<&InstanceDef> {
         with_lower_key(&[name], |k| self.instance_index.get(k).copied()).map(|i| &self.instances[i])

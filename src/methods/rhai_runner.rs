@@ -29,6 +29,8 @@ type SharedModule = Arc<rhai::Module>;
 
 /// Compiled bodies by content hash, with the body to compare on a hit.
 type AstCache = FxHashMap<u64, Vec<(Arc<str>, Arc<AST>)>>;
+/// Compiled bodies by the address of the index's shared body.
+type AstByBody = FxHashMap<usize, (Arc<str>, Arc<AST>)>;
 use rustc_hash::FxHashMap;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -108,7 +110,7 @@ pub struct RhaiRunner {
     /// The same ASTs by the address of the index's shared body (the entry
     /// holds the body, so the address cannot be reused while cached): a
     /// method call finds its AST without hashing or comparing the body.
-    by_body: RwLock<FxHashMap<usize, (Arc<str>, Arc<AST>)>>,
+    by_body: RwLock<AstByBody>,
 }
 
 impl std::fmt::Debug for RhaiRunner {

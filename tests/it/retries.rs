@@ -288,7 +288,7 @@ fn deferred_retries_exist_only_with_the_callers_commit() {
     use automate::events::handler::{EvmLog, Handler};
     use automate::events::{Provider, ProviderEvent};
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Arc::new(RedbStore::open(&dir.path().join("automate.redb")).expect("open"));
+    let store = Arc::new(RedbStore::open(dir.path().join("automate.redb")).expect("open"));
     let schedule = store.schedule();
     let (ds, problems) = Datastore::open(Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -1128,7 +1128,7 @@ fn unit_of_work_buffers_writes_until_commit() {
 #[test]
 fn a_units_reads_see_commits_made_since_its_last_read() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = Arc::new(RedbStore::open(&tmp.path().join("automate.redb")).unwrap());
+    let store = Arc::new(RedbStore::open(tmp.path().join("automate.redb")).unwrap());
     let ems = store
         .create("ExtManagementSystem", attrs(&[("name", s("rhevm01"))]))
         .unwrap();
