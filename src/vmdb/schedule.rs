@@ -415,16 +415,25 @@ impl Schedule {
         verify_in(&txn).map(|(_, problems)| problems)
     }
 
-    fn write_claim<T>(
+    /// A claim's transaction; one that claimed nothing is aborted, so an
+    /// idle poll (the retry runner's, the dispatcher's) writes no page and
+    /// syncs nothing.
+    fn write_claim(
         &self,
-        f: impl FnOnce(&WriteTransaction) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+        f: impl FnOnce(&WriteTransaction) -> Result<Vec<Claimed>, StoreError>,
+    ) -> Result<Vec<Claimed>, StoreError> {
         let mut txn = self.db.begin_write().map_err(backend)?;
         if self.relaxed_claims {
             txn.set_durability(redb::Durability::None)
                 .map_err(backend)?;
         }
-        self.finish(txn, f)
+        match f(&txn) {
+            Ok(claimed) if claimed.is_empty() => {
+                let _ = txn.abort();
+                Ok(claimed)
+            }
+            result => self.finish(txn, |_| result),
+        }
     }
 
     fn write<T>(
