@@ -156,29 +156,51 @@ fn retries_survive_sigkill_and_each_machine_finishes_with_its_state() {
 /// that retries twice): the handler delivers through `MiqAeEngine.deliver`,
 /// so the retry is scheduled durably and `retries run-due` finishes it
 /// with its state vars (witness: `finished_n` on the event's VM).
+/// `automate ARGS` in `dir` on the `tests/data/event_retry` datastore and
+/// `dir/automate.redb`; its stdout (the command must succeed).
+fn run_event_retry(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_automate"))
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .arg("--datastore")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/event_retry"
+        ))
+        .arg("--db")
+        .arg(dir.join("automate.redb"))
+        .args(args)
+        .output()
+        .expect("run automate");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{args:?}: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+/// The event_retry machine of VM `web` finished on its third pass.
+fn assert_web_machine_finished(db: &Path) -> RedbStore {
+    let store = RedbStore::open(db).expect("open store");
+    let vm = store
+        .find_by("VmOrTemplate", "name", &AttrValue::Str("web".into()))
+        .into_iter()
+        .next()
+        .expect("the VM was created on first sight");
+    assert_eq!(
+        store.attribute(&vm, "finished_n"),
+        Some(AttrValue::Int(3)),
+        "the machine finished on its third pass, with its state var"
+    );
+    store
+}
+
 #[test]
 fn event_handling_schedules_the_retries_its_machine_asks_for() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("automate.redb");
-    let ds = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/event_retry");
-    let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_automate"))
-            .arg("--datastore")
-            .arg(ds)
-            .arg("--db")
-            .arg(&db)
-            .args(args)
-            .env_remove("RUST_LOG")
-            .output()
-            .expect("run automate");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{args:?}: {text}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        text
-    };
+    let run = |args: &[&str]| run_event_retry(dir.path(), args);
     let sent = run(&[
         "event",
         "send",
@@ -200,17 +222,7 @@ fn event_handling_schedules_the_retries_its_machine_asks_for() {
     assert!(listed.contains("/System/Process/Event?"), "{listed}");
     let due = run(&["retries", "run-due", "--wait"]);
     assert!(due.contains("0 still scheduled"), "{due}");
-    let store = RedbStore::open(&db).expect("open store");
-    let vm = store
-        .find_by("VmOrTemplate", "name", &AttrValue::Str("web".into()))
-        .into_iter()
-        .next()
-        .expect("the VM was created on first sight");
-    assert_eq!(
-        store.attribute(&vm, "finished_n"),
-        Some(AttrValue::Int(3)),
-        "the machine finished on its third pass, with its state var"
-    );
+    assert_web_machine_finished(&dir.path().join("automate.redb"));
 }
 
 /// `automate run` schedules the retry a delivery asks for in the worker
@@ -220,8 +232,6 @@ fn event_handling_schedules_the_retries_its_machine_asks_for() {
 #[test]
 fn pipeline_writes_the_retry_with_the_events_batch() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("automate.redb");
-    let ds = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/event_retry");
     std::fs::write(
         dir.path().join("events.jsonl"),
         "{\"event_type\": \"USER_RUN_VM\", \"timestamp\": \"2026-11-25T00:00:00Z\", \
@@ -234,25 +244,7 @@ fn pipeline_writes_the_retry_with_the_events_batch() {
          userid: admin@internal\n    catcher: {kind: jsonl, path: events.jsonl}\nworkers: 1\n",
     )
     .expect("config");
-    let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_automate"))
-            .current_dir(dir.path())
-            .env_remove("RUST_LOG")
-            .arg("--datastore")
-            .arg(ds)
-            .arg("--db")
-            .arg(&db)
-            .args(args)
-            .output()
-            .expect("run automate");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{args:?}: {text}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        text
-    };
+    let run = |args: &[&str]| run_event_retry(dir.path(), args);
     let stats = run(&["run", "--until-idle", "--json", "--config", "automate.yaml"]);
     assert!(stats.contains("\"handled\":1"), "{stats}");
     let evm = std::fs::read_to_string(dir.path().join("log/evm.log")).expect("evm.log");
@@ -261,17 +253,7 @@ fn pipeline_writes_the_retry_with_the_events_batch() {
     // is left is at most the one the last pass asked for.
     let due = run(&["retries", "run-due", "--wait"]);
     assert!(due.contains("0 still scheduled"), "{due}");
-    let store = RedbStore::open(&db).expect("open store");
-    let vm = store
-        .find_by("VmOrTemplate", "name", &AttrValue::Str("web".into()))
-        .into_iter()
-        .next()
-        .expect("the VM was created on first sight");
-    assert_eq!(
-        store.attribute(&vm, "finished_n"),
-        Some(AttrValue::Int(3)),
-        "the machine finished on its third pass, with its state var"
-    );
+    let store = assert_web_machine_finished(&dir.path().join("automate.redb"));
     assert_eq!(
         store.list("EmsEvent").expect("list").len(),
         1,
