@@ -77,9 +77,8 @@ pub(crate) struct Frame {
     /// `*mut Runtime<'_>`, valid while the frame is on the stack.
     pub rt: *mut (),
     pub obj: ObjectId,
-    /// `*const Attributes`: the method's inputs, valid while the frame is
-    /// on the stack (the engine lends them to `ScriptRunner::run`).
-    pub inputs: *const Attributes,
+    /// The method's inputs (an empty map costs no allocation).
+    pub inputs: Attributes,
     /// `evm.inputs` as a Rhai map, built on first use.
     pub inputs_map: Option<Dynamic>,
     pub deadline: Option<Instant>,
@@ -401,11 +400,8 @@ pub(crate) fn register(engine: &mut rhai::Engine) {
         with_frame(|f| {
             f.inputs_map
                 .get_or_insert_with(|| {
-                    // SAFETY: `inputs` was made from the `&Attributes` lent
-                    // to `RhaiRunner::run`, alive until this frame is popped.
-                    let inputs = unsafe { &*f.inputs };
                     let mut m = Map::new();
-                    for (k, v) in inputs {
+                    for (k, v) in &f.inputs {
                         m.insert(k.as_str().into(), to_dynamic(v));
                     }
                     Dynamic::from_map(m)

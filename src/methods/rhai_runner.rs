@@ -566,7 +566,7 @@ impl ScriptRunner for RhaiRunner {
             call: NEXT_CALL.fetch_add(1, Ordering::Relaxed),
             rt: rt as *mut Runtime<'_> as *mut (),
             obj,
-            inputs: inputs as *const Attributes,
+            inputs: inputs.clone(),
             inputs_map: None,
             deadline: self.limits.timeout.map(|t| Instant::now() + t),
             mem_start: super::alloc::thread_net_bytes(),
