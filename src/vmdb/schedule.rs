@@ -257,7 +257,7 @@ impl Schedule {
     /// Schedules several items in one transaction (group commit); returns
     /// their ids in order.
     pub fn schedule_many(&self, items: &[(WorkItem, SystemTime)]) -> Result<Vec<u64>, StoreError> {
-        self.write(|txn| schedule_all_in(txn, items))
+        self.write(|txn| schedule_all_in(txn, items.iter().map(|(item, at)| (item, *at))))
     }
 
     /// Up to `limit` items due at `now` (run-at ≤ now), in run-at order,
@@ -474,15 +474,15 @@ pub(crate) fn schedule_in(
     item: &WorkItem,
     run_at: SystemTime,
 ) -> Result<u64, StoreError> {
-    let mut ids = schedule_all_in(txn, std::slice::from_ref(&(item.clone(), run_at)))?;
+    let mut ids = schedule_all_in(txn, std::iter::once((item, run_at)))?;
     ids.pop()
         .ok_or_else(|| StoreError::Backend("scheduling wrote nothing".into()))
 }
 
 /// Schedules `items` in `txn`, opening each table once; their ids in order.
-fn schedule_all_in(
+fn schedule_all_in<'a>(
     txn: &WriteTransaction,
-    items: &[(WorkItem, SystemTime)],
+    items: impl ExactSizeIterator<Item = (&'a WorkItem, SystemTime)>,
 ) -> Result<Vec<u64>, StoreError> {
     let mut meta = txn.open_table(SCHEDULED_META).map_err(backend)?;
     let first = meta
@@ -498,7 +498,7 @@ fn schedule_all_in(
     let mut ids = Vec::with_capacity(items.len());
     for (id, (item, run_at)) in (first..).zip(items) {
         let bytes = encode_record(&item.kind, &item.payload, 0, false, created_us);
-        let key = (to_micros(*run_at), id);
+        let key = (to_micros(run_at), id);
         table.insert(key, bytes.as_slice()).map_err(backend)?;
         by_id.insert(id, key).map_err(backend)?;
         ids.push(id);
