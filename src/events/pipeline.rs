@@ -55,7 +55,7 @@ use super::{EvmLog, Handler, Provider, ProviderEvent};
 use crate::datastore::Datastore;
 use crate::engine::deliver::{run_due, Outcome, DEFAULT_MAX_DELIVERIES};
 use crate::engine::Engine;
-use crate::vmdb::RedbStore;
+use crate::vmdb::{GroupCommit, GroupWriter, RedbStore};
 use anyhow::Context;
 use serde::Serialize;
 use std::collections::hash_map::DefaultHasher;
@@ -74,7 +74,13 @@ use tokio_util::sync::CancellationToken;
 /// dispatcher waits for it.
 const WORKER_BACKLOG: usize = 2;
 /// Most events one claim takes per worker.
-const CLAIM_PER_WORKER: usize = 32;
+const CLAIM_PER_WORKER: usize = 128;
+/// Most queued events handed from the committer to the dispatcher in
+/// memory at once ([`EventQueue::with_handoff`]).
+const HANDOFF: usize = 4096;
+/// How long a worker waits after a failed commit before it takes its next
+/// batch (the failed one is claimed again at once).
+const COMMIT_BACKOFF: Duration = Duration::from_millis(500);
 /// How long an idle dispatcher sleeps before looking at the queue again.
 const IDLE_POLL: Duration = Duration::from_millis(50);
 /// How often due state-machine retries are looked for.
@@ -319,6 +325,7 @@ pub struct Pipeline {
     committer: Option<JoinHandle<()>>,
     dispatcher: Option<std::thread::JoinHandle<()>>,
     retrier: Option<std::thread::JoinHandle<()>>,
+    writer: Option<GroupWriter>,
     drain: Arc<AtomicBool>,
     stop_retries: Arc<AtomicBool>,
     wake: Arc<Wake>,
@@ -360,9 +367,12 @@ impl Pipeline {
         }
         let (engine, _runner) =
             crate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(store.clone()));
-        let queue = Arc::new(EventQueue::open(
-            store.schedule().with_relaxed_claims(true),
-        )?);
+        let (group, writer) = GroupCommit::start(store.clone())?;
+        let queue = Arc::new(
+            EventQueue::open(store.schedule().with_relaxed_claims(true))?
+                .with_handoff(HANDOFF)
+                .with_group(group.clone()),
+        );
         let released = queue.release_leases()?;
         if released > 0 {
             tracing::info!(target: "evm", "MIQ(EventQueue) {released} items claimed by a previous run are due again");
@@ -448,6 +458,7 @@ impl Pipeline {
                         dispatch_handler,
                         handlers,
                         worker_store,
+                        group,
                         queue,
                         counters,
                         wake,
@@ -490,6 +501,7 @@ impl Pipeline {
             committer: Some(committer),
             dispatcher: Some(dispatcher),
             retrier: Some(retrier),
+            writer: Some(writer),
             drain,
             stop_retries,
             wake,
@@ -557,12 +569,16 @@ impl Pipeline {
         self.stop_retries.store(true, Ordering::SeqCst);
         let dispatcher = self.dispatcher.take();
         let retrier = self.retrier.take();
+        let writer = self.writer.take();
         let _ = tokio::task::spawn_blocking(move || {
             if let Some(d) = dispatcher {
                 let _ = d.join();
             }
             if let Some(r) = retrier {
                 let _ = r.join();
+            }
+            if let Some(w) = writer {
+                w.stop();
             }
         })
         .await;
@@ -652,7 +668,7 @@ async fn commit_loop(
             0
         };
         let q = queue.clone();
-        let result = tokio::task::spawn_blocking(move || q.enqueue_caught(&items))
+        let result = tokio::task::spawn_blocking(move || q.enqueue_owned(items))
             .await
             .map_err(|e| e.to_string())
             .and_then(|r| r.map_err(|e| e.to_string()));
@@ -709,6 +725,7 @@ fn dispatch_loop(
     handler: Handler,
     handlers: Vec<Handler>,
     store: Arc<RedbStore>,
+    group: GroupCommit,
     queue: Arc<EventQueue>,
     counters: Arc<Counters>,
     wake: Arc<Wake>,
@@ -723,11 +740,12 @@ fn dispatch_loop(
         let counters = counters.clone();
         let wake = wake.clone();
         let store = store.clone();
+        let group = group.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("automate-worker-{i}"))
             .spawn(move || {
                 for batch in rx {
-                    work(&h, &store, &queue, &counters, batch);
+                    work(&h, &store, &group, &queue, &counters, batch);
                     wake.notify();
                 }
             });
@@ -803,6 +821,7 @@ fn dispatch_loop(
 fn work(
     handler: &Handler,
     store: &RedbStore,
+    group: &GroupCommit,
     queue: &EventQueue,
     counters: &Counters,
     batch: Vec<ClaimedEvent>,
@@ -846,18 +865,17 @@ fn work(
         ids.push(ev.id);
         caught.push(ev.caught_us);
     }
-    let committed = store.commit_unit(|b| {
+    let acks = ids.clone();
+    let committed = group.commit(store.take_prepared(), move |b| {
         for r in &retries {
             b.schedule(&r.item, r.run_at)?;
         }
-        for id in &ids {
-            b.complete(*id)?;
-        }
-        Ok(())
+        b.complete_all(&acks)?;
+        Ok(Vec::new())
     });
     match committed {
-        Ok(()) => {
-            queue.acked(ids.len());
+        Ok(_) => {
+            queue.acked(&ids);
             let done = crate::vmdb::to_micros(SystemTime::now());
             if let Ok(mut h) = counters.latency.lock() {
                 for c in caught.iter() {
@@ -873,10 +891,13 @@ fn work(
             }
         }
         Err(e) => {
-            // Nothing of the batch was stored: its events come due again
-            // when their lease runs out (or at the next start).
+            // Nothing of the batch was stored: its events are claimed
+            // again, those handed over in memory at once, those leased in
+            // the file when their lease runs out (or at the next start).
             bump(&counters.errors, ids.len() as u64);
             tracing::error!(target: "evm", "MIQ(EventQueue) commit of a batch of {} events failed (they will be delivered again): {e}", ids.len());
+            queue.release(&ids);
+            std::thread::sleep(COMMIT_BACKOFF);
         }
     }
 }

@@ -15,10 +15,11 @@
 //! A later backend on a broker only has to offer the same five calls.
 
 use super::{Provider, ProviderEvent};
-use crate::vmdb::{Schedule, StoreError, WorkItem};
+use crate::vmdb::{GroupCommit, PreparedUnit, Schedule, StoreError, WorkItem};
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
 
 /// The work-item kind of a queued provider event.
 pub const EVENT_KIND: &str = "ems_event";
@@ -69,12 +70,50 @@ pub struct Claim {
     pub unreadable: Vec<(u64, String)>,
 }
 
+/// How often a queue with a hand-off claims from the file even when no
+/// event was written to the file only: picks up leases that ran out.
+const FILE_SWEEP: Duration = Duration::from_secs(1);
+
 /// The durable event queue on a store's [`Schedule`]. Cheap to share
 /// (`Arc`); the depth is counted in memory from the count at open.
 #[derive(Debug)]
 pub struct EventQueue {
     schedule: Schedule,
     depth: AtomicU64,
+    handoff: Mutex<Handoff>,
+    /// Writes go through this writer thread when set.
+    group: Option<GroupCommit>,
+}
+
+/// Events handed from [`EventQueue::enqueue_owned`] to
+/// [`EventQueue::claim`] in memory, once durably written: see
+/// [`EventQueue::with_handoff`].
+#[derive(Debug, Default)]
+struct Handoff {
+    /// How many events `ready` may hold (0: no hand-off).
+    capacity: usize,
+    /// Written to the file, handed over, not claimed yet (in queue order).
+    ready: VecDeque<ClaimedEvent>,
+    /// The file may hold due events that are neither in `ready` nor in
+    /// flight (written while `ready` was full, by
+    /// [`EventQueue::enqueue_caught`], by a previous process, or released
+    /// after a failed commit): claims read the file until it has none left,
+    /// and nothing is handed over in memory meanwhile (so nothing is in
+    /// `ready` and due in the file at once, and the order is kept).
+    from_file: bool,
+    /// Bumped whenever events become due in the file only.
+    file_writes: u64,
+    /// Claimed without a lease in the file, not yet acked or released.
+    in_flight: HashSet<u64>,
+    /// When the file was last claimed from.
+    last_sweep: Option<Instant>,
+}
+
+impl Handoff {
+    fn to_file(&mut self) {
+        self.from_file = true;
+        self.file_writes = self.file_writes.wrapping_add(1);
+    }
 }
 
 impl EventQueue {
@@ -84,7 +123,68 @@ impl EventQueue {
         Ok(EventQueue {
             schedule,
             depth: AtomicU64::new(depth),
+            handoff: Mutex::new(Handoff {
+                from_file: true,
+                ..Handoff::default()
+            }),
+            group: None,
         })
+    }
+
+    /// Writes queued events through `group` (in the same transactions as
+    /// other writers' work, see [`GroupCommit`]).
+    pub fn with_group(mut self, group: GroupCommit) -> EventQueue {
+        self.group = Some(group);
+        self
+    }
+
+    /// Hands events written by [`EventQueue::enqueue_owned`] to
+    /// [`EventQueue::claim`] in memory, up to `capacity` waiting at once:
+    /// a claim then takes them without reading, decoding and leasing them
+    /// in the file (one write transaction less per claim). They are in the
+    /// file all the same (the write is durable before they are handed
+    /// over), without a lease: the claims made in this process are
+    /// remembered in memory instead, which is all a lease is for while the
+    /// process lives, and at the next start every event still in the file
+    /// is due again, as leases are released then anyway. For the single
+    /// process that owns the queue (`automate run`); with `capacity` 0
+    /// (the default) every claim reads the file.
+    pub fn with_handoff(self, capacity: usize) -> EventQueue {
+        if let Ok(mut h) = self.handoff.lock() {
+            h.capacity = capacity;
+        }
+        self
+    }
+
+    fn handoff(&self) -> MutexGuard<'_, Handoff> {
+        // The hand-off holds no invariant a panicking holder could break
+        // half-way that matters more than carrying on.
+        self.handoff.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// [`EventQueue::enqueue_caught`] taking the events: with a hand-off
+    /// ([`EventQueue::with_handoff`]) that has room, they are handed to the
+    /// next claims in memory once written. Their ids, in order.
+    pub fn enqueue_owned(
+        &self,
+        events: Vec<(Arc<Provider>, ProviderEvent, u64)>,
+    ) -> Result<Vec<u64>, StoreError> {
+        let ids = self.write_events(&events)?;
+        let mut h = self.handoff();
+        if h.capacity == 0 || h.from_file || h.ready.len() + events.len() > h.capacity {
+            h.to_file();
+            return Ok(ids);
+        }
+        for (id, (provider, event, caught_us)) in ids.iter().zip(events) {
+            h.ready.push_back(ClaimedEvent {
+                id: *id,
+                attempts: 1,
+                provider,
+                event,
+                caught_us,
+            });
+        }
+        Ok(ids)
     }
 
     /// Queues events durably in one transaction; their ids, in order.
@@ -103,6 +203,18 @@ impl EventQueue {
     /// [`EventQueue::enqueue_batch`] with the time each event was caught
     /// (µs since the Unix epoch), kept for the latency figures.
     pub fn enqueue_caught(
+        &self,
+        events: &[(Arc<Provider>, ProviderEvent, u64)],
+    ) -> Result<Vec<u64>, StoreError> {
+        let ids = self.write_events(events)?;
+        if !ids.is_empty() {
+            self.handoff().to_file();
+        }
+        Ok(ids)
+    }
+
+    /// Writes events to the file in one durable transaction.
+    fn write_events(
         &self,
         events: &[(Arc<Provider>, ProviderEvent, u64)],
     ) -> Result<Vec<u64>, StoreError> {
@@ -131,20 +243,77 @@ impl EventQueue {
         // the depth above the truth for ever.
         let n = items.len() as u64;
         self.depth.fetch_add(n, Ordering::SeqCst);
-        match self.schedule.schedule_many(&items) {
+        let written = match &self.group {
+            Some(g) => g.commit(PreparedUnit::default(), move |b| b.schedule_all(&items)),
+            None => self.schedule.schedule_many(&items),
+        };
+        match written {
             Ok(ids) => Ok(ids),
             Err(e) => {
-                self.acked(n as usize);
+                self.count_acked(n as usize);
                 Err(e)
             }
         }
     }
 
-    /// Leases up to `limit` due events (oldest first).
+    /// Claims up to `limit` due events (oldest first): those handed over in
+    /// memory ([`EventQueue::with_handoff`]), then, when the file may hold
+    /// others, leases due ones from the file.
     pub fn claim(&self, limit: usize) -> Result<Claim, StoreError> {
-        let claimed =
-            self.schedule
-                .claim_due_kind(SystemTime::now(), limit.max(1), LEASE, EVENT_KIND)?;
+        let limit = limit.max(1);
+        let (mut out, sweep, seen) = {
+            let mut h = self.handoff();
+            let n = limit.min(h.ready.len());
+            let events: Vec<ClaimedEvent> = h.ready.drain(..n).collect();
+            for e in &events {
+                h.in_flight.insert(e.id);
+            }
+            let due_sweep =
+                h.capacity > 0 && h.last_sweep.is_none_or(|t| t.elapsed() >= FILE_SWEEP);
+            let sweep = events.len() < limit && (h.from_file || h.capacity == 0 || due_sweep);
+            if sweep {
+                h.last_sweep = Some(Instant::now());
+            }
+            let seen = (h.file_writes, h.in_flight.clone());
+            (
+                Claim {
+                    events,
+                    unreadable: Vec::new(),
+                },
+                sweep,
+                seen,
+            )
+        };
+        if !sweep {
+            return Ok(out);
+        }
+        let (writes_seen, in_flight) = seen;
+        let want = limit - out.events.len();
+        let from_file = self.claim_file(want, &in_flight)?;
+        let drained = from_file.events.len() + from_file.unreadable.len() < want;
+        let mut h = self.handoff();
+        for e in &from_file.events {
+            h.in_flight.insert(e.id);
+        }
+        if drained && h.file_writes == writes_seen && h.capacity > 0 {
+            h.from_file = false;
+        }
+        drop(h);
+        out.events.extend(from_file.events);
+        out.unreadable.extend(from_file.unreadable);
+        Ok(out)
+    }
+
+    /// Leases up to `limit` due events of the file, passing over those in
+    /// flight.
+    fn claim_file(&self, limit: usize, in_flight: &HashSet<u64>) -> Result<Claim, StoreError> {
+        let claimed = self.schedule.claim_due_kind_except(
+            SystemTime::now(),
+            limit,
+            LEASE,
+            EVENT_KIND,
+            &|id| in_flight.contains(&id),
+        )?;
         let mut out = Claim::default();
         // Events of one provider share one `Arc<Provider>`.
         let mut providers: Vec<Arc<Provider>> = Vec::new();
@@ -190,17 +359,38 @@ impl EventQueue {
             return Ok(0);
         }
         let n = self.schedule.complete_many(ids)?;
-        let _ = self
-            .depth
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |d| {
-                Some(d.saturating_sub(n as u64))
-            });
+        self.forget(ids);
+        self.count_acked(n);
         Ok(n)
     }
 
-    /// Counts `n` events acked by a transaction of the caller's own (a unit
-    /// of work committed with [`crate::vmdb::Batch::complete`]).
-    pub fn acked(&self, n: usize) {
+    /// Counts the events `ids` as acked by a transaction of the caller's
+    /// own (a unit of work committed with [`crate::vmdb::Batch::complete`]).
+    pub fn acked(&self, ids: &[u64]) {
+        self.forget(ids);
+        self.count_acked(ids.len());
+    }
+
+    /// Gives back claimed events that were not acked (their batch's commit
+    /// failed): the next claims take them from the file again.
+    pub fn release(&self, ids: &[u64]) {
+        let mut h = self.handoff();
+        for id in ids {
+            h.in_flight.remove(id);
+        }
+        h.to_file();
+    }
+
+    fn forget(&self, ids: &[u64]) {
+        let mut h = self.handoff();
+        if !h.in_flight.is_empty() {
+            for id in ids {
+                h.in_flight.remove(id);
+            }
+        }
+    }
+
+    fn count_acked(&self, n: usize) {
         let _ = self
             .depth
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |d| {
@@ -314,5 +504,47 @@ mod tests {
         assert_eq!(c.events[0].event, event(3));
         assert!(c.events[0].caught_us > 0);
         assert_eq!(c.unreadable.len(), 1);
+    }
+
+    fn owned(range: std::ops::Range<u32>) -> Vec<(Arc<Provider>, ProviderEvent, u64)> {
+        range.map(|n| (provider(), event(n), 1)).collect()
+    }
+
+    #[test]
+    fn handed_over_events_are_claimed_in_order_without_a_lease_and_overflow_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(dir.path().join("q.redb")).unwrap();
+        let q = EventQueue::open(store.schedule()).unwrap().with_handoff(4);
+        // The first claim reads the (empty) file and turns to the hand-off.
+        assert!(q.claim(8).unwrap().events.is_empty());
+        q.enqueue_owned(owned(0..3)).unwrap();
+        let c = q.claim(2).unwrap();
+        let got: Vec<_> = c.events.iter().map(|e| e.event.clone()).collect();
+        assert_eq!(got, vec![event(0), event(1)]);
+        // Handed over, not leased: still due in the file, and not claimed
+        // from it again while in flight.
+        assert_eq!(
+            store.schedule().due(SystemTime::now(), 10).unwrap().len(),
+            3
+        );
+        // Three more do not fit (one is waiting, room for four): they go to
+        // the file only, and come after the one waiting.
+        q.enqueue_owned(owned(3..6)).unwrap();
+        let c2 = q.claim(10).unwrap();
+        let got: Vec<_> = c2.events.iter().map(|e| e.event.clone()).collect();
+        assert_eq!(got, vec![event(2), event(3), event(4), event(5)]);
+        assert_eq!(q.depth(), 6);
+        let acked: Vec<u64> = c.events.iter().chain(&c2.events).map(|e| e.id).collect();
+        // A failed commit gives two back: claimed again (from the file).
+        q.release(&acked[..2]);
+        let again = q.claim(10).unwrap();
+        let got: Vec<_> = again.events.iter().map(|e| e.event.clone()).collect();
+        assert_eq!(got, vec![event(0), event(1)]);
+        assert_eq!(q.ack(&acked).unwrap(), 6);
+        assert_eq!(q.depth(), 0);
+        assert!(q.claim(10).unwrap().events.is_empty());
+        // Drained: the hand-off is used again.
+        q.enqueue_owned(owned(6..7)).unwrap();
+        assert_eq!(q.claim(10).unwrap().events[0].event, event(6));
     }
 }

@@ -6,12 +6,16 @@
 //! runs on the in-memory [`MemoryStore`] (tests, `automate instantiate`
 //! without a database) and on the durable store.
 
+mod group;
 mod memory;
 mod redb_store;
 mod schedule;
 
+pub use group::{GroupCommit, GroupWriter, Work};
 pub use memory::MemoryStore;
-pub use redb_store::{region_of, Batch, RedbStore, StoredObject, VerifyReport, DEFAULT_DB_PATH};
+pub use redb_store::{
+    region_of, Batch, PreparedUnit, RedbStore, StoredObject, VerifyReport, DEFAULT_DB_PATH,
+};
 pub use schedule::{from_micros, to_micros, Claimed, Schedule, Scheduled, WorkItem};
 
 use crate::engine::{AttrValue, Attributes};

@@ -250,6 +250,34 @@ struct Unit {
     refs: HashMap<(&'static str, i64, String), i64>,
 }
 
+/// A unit of work's writes, taken from its thread to be committed (maybe
+/// together with other units) by [`RedbStore::commit_units`].
+#[derive(Default)]
+pub struct PreparedUnit {
+    objects: HashMap<(&'static str, i64), Pending>,
+    order: Vec<(&'static str, i64)>,
+}
+
+impl fmt::Debug for PreparedUnit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PreparedUnit")
+            .field("objects", &self.order.len())
+            .finish()
+    }
+}
+
+impl PreparedUnit {
+    /// How many objects it writes.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Whether it writes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
 struct Pending {
     /// The object as this unit sees it.
     obj: Arc<StoredObject>,
@@ -500,14 +528,39 @@ impl RedbStore {
         &self,
         f: impl FnOnce(&mut Batch<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut unit = self.take_unit().unwrap_or_default();
-        // End the unit's read transaction before writing.
-        unit.snap = None;
+        let unit = self.take_prepared();
+        self.commit_units(&[&unit], f)
+    }
+
+    /// Closes the calling thread's unit of work (see
+    /// [`RedbStore::begin_unit`]) and returns its writes, for
+    /// [`RedbStore::commit_units`] on any thread (an empty unit without
+    /// one open).
+    pub fn take_prepared(&self) -> PreparedUnit {
+        let unit = self.take_unit().unwrap_or_default();
+        PreparedUnit {
+            objects: unit.objects,
+            order: unit.order,
+        }
+    }
+
+    /// Commits units of work ([`RedbStore::take_prepared`]), in order, and
+    /// `f`'s writes in one transaction with [`redb::Durability::Immediate`]
+    /// (see [`RedbStore::commit_unit`]): all of it is on disk when this
+    /// returns, or none of it. A later unit's change of an object an
+    /// earlier one wrote applies on top of it.
+    pub fn commit_units<T>(
+        &self,
+        units: &[&PreparedUnit],
+        f: impl FnOnce(&mut Batch<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let txn = self.db.begin_write().map_err(backend)?;
         let out = Batch::new(&txn, self.region, &self.shared).and_then(|mut batch| {
-            for key in &unit.order {
-                if let Some(p) = unit.objects.get(key) {
-                    batch.apply_pending(key.0, key.1, p)?;
+            for unit in units {
+                for key in &unit.order {
+                    if let Some(p) = unit.objects.get(key) {
+                        batch.apply_pending(key.0, key.1, p)?;
+                    }
                 }
             }
             let out = f(&mut batch)?;
@@ -523,10 +576,12 @@ impl RedbStore {
                     // Created objects were written as they are; changed ones
                     // were merged with the committed state, and are read
                     // again from the file when next needed.
-                    for key in &unit.order {
-                        if let Some(p) = unit.objects.get(key) {
-                            if p.created && cached_base(key.0) {
-                                cache.map.insert(*key, p.obj.clone());
+                    for unit in units {
+                        for key in &unit.order {
+                            if let Some(p) = unit.objects.get(key) {
+                                if p.created && cached_base(key.0) {
+                                    cache.map.insert(*key, p.obj.clone());
+                                }
                             }
                         }
                     }
@@ -1224,6 +1279,21 @@ impl<'t> Batch<'t> {
     /// it produced makes processing exactly-once for the store.
     pub fn complete(&mut self, id: u64) -> Result<bool, StoreError> {
         schedule::complete_in(self.txn, id)
+    }
+
+    /// Schedules several items in this transaction (see
+    /// [`Schedule::schedule_many`]); their ids in order.
+    pub fn schedule_all(
+        &mut self,
+        items: &[(WorkItem, SystemTime)],
+    ) -> Result<Vec<u64>, StoreError> {
+        schedule::schedule_all_in(self.txn, items.iter().map(|(item, at)| (item, *at)))
+    }
+
+    /// Completes several items in this transaction (see
+    /// [`Batch::complete`]); how many there were.
+    pub fn complete_all(&mut self, ids: &[u64]) -> Result<usize, StoreError> {
+        schedule::complete_all_in(self.txn, ids)
     }
 
     fn reader(&self) -> Reader<'_> {

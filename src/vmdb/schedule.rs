@@ -291,7 +291,7 @@ impl Schedule {
         limit: usize,
         lease: Duration,
     ) -> Result<Vec<Claimed>, StoreError> {
-        self.write_claim(|txn| claim_due_in(txn, now, limit, lease, None))
+        self.write_claim(|txn| claim_due_in(txn, now, limit, lease, None, &|_| false))
     }
 
     /// [`Schedule::claim_due`] restricted to items of `kind`: other due
@@ -304,7 +304,21 @@ impl Schedule {
         lease: Duration,
         kind: &str,
     ) -> Result<Vec<Claimed>, StoreError> {
-        self.write_claim(|txn| claim_due_in(txn, now, limit, lease, Some(kind)))
+        self.write_claim(|txn| claim_due_in(txn, now, limit, lease, Some(kind), &|_| false))
+    }
+
+    /// [`Schedule::claim_due_kind`] passing over the items whose id `skip`
+    /// names (items this process holds without a lease: the event queue's
+    /// in-memory hand-off).
+    pub fn claim_due_kind_except(
+        &self,
+        now: SystemTime,
+        limit: usize,
+        lease: Duration,
+        kind: &str,
+        skip: &dyn Fn(u64) -> bool,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        self.write_claim(|txn| claim_due_in(txn, now, limit, lease, Some(kind), skip))
     }
 
     /// How many items of `kind` are scheduled (claimed ones included).
@@ -480,7 +494,7 @@ pub(crate) fn schedule_in(
 }
 
 /// Schedules `items` in `txn`, opening each table once; their ids in order.
-fn schedule_all_in<'a>(
+pub(crate) fn schedule_all_in<'a>(
     txn: &WriteTransaction,
     items: impl ExactSizeIterator<Item = (&'a WorkItem, SystemTime)>,
 ) -> Result<Vec<u64>, StoreError> {
@@ -512,6 +526,7 @@ fn claim_due_in(
     limit: usize,
     lease: Duration,
     kind: Option<&str>,
+    skip: &dyn Fn(u64) -> bool,
 ) -> Result<Vec<Claimed>, StoreError> {
     let now_us = to_micros(now);
     let until = now_us.saturating_add(duration_micros(lease));
@@ -526,6 +541,9 @@ fn claim_due_in(
             break;
         }
         let (k, v) = entry.map_err(backend)?;
+        if skip(k.value().1) {
+            continue;
+        }
         if let Some(kind) = kind {
             if !is_kind(v.value(), kind)? {
                 continue;
@@ -618,6 +636,21 @@ fn is_kind(bytes: &[u8], kind: &str) -> Result<bool, StoreError> {
         return Ok(false);
     }
     Ok(Record::decode(bytes)?.kind == kind)
+}
+
+/// Removes the items `ids` in `txn`, opening each table once; how many
+/// there were.
+pub(crate) fn complete_all_in(txn: &WriteTransaction, ids: &[u64]) -> Result<usize, StoreError> {
+    let mut by_id = txn.open_table(SCHEDULED_BY_ID).map_err(backend)?;
+    let mut table = txn.open_table(SCHEDULED).map_err(backend)?;
+    let mut n = 0;
+    for id in ids {
+        if let Some(key) = by_id.remove(*id).map_err(backend)?.map(|g| g.value()) {
+            table.remove(key).map_err(backend)?;
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 pub(crate) fn complete_in(txn: &WriteTransaction, id: u64) -> Result<bool, StoreError> {
