@@ -5,18 +5,22 @@
 //!   bounded channel.
 //! * The **committer** (a Tokio task) drains the channel in groups of up to
 //!   `queue.batch_max` events or `queue.batch_wait_ms`, writes each group to
-//!   the [`EventQueue`] in one durable transaction (group commit), and only
-//!   then answers the catchers' acks with `Ok` (so AMQP messages are acked
-//!   upstream after the durable write). When the queue holds
-//!   `queue.capacity` events, `when_full: block` stops reading the channel,
-//!   which makes the catchers wait (back-pressure); `drop_newest` answers
-//!   new events with `Err` and counts them; `park` keeps taking them and
-//!   parks them on disk: they are written to the durable queue like the
-//!   others (so the catchers never wait and nothing is lost), counted
-//!   (`parked`) and logged when parking starts and when the backlog has
-//!   drained below the capacity again, and worked in order as the workers
-//!   catch up. Memory stays bounded either way: the channel holds at most
-//!   one batch, and the workers claim bounded batches from the file.
+//!   the [`EventQueue`] durably (group commit), and only then answers the
+//!   catchers' acks with `Ok` (so AMQP messages are acked upstream after the
+//!   durable write). The written events are handed to the dispatcher in
+//!   memory ([`EventQueue::with_handoff`], up to [`HANDOFF`] waiting): no
+//!   claim has to read, decode and lease them in the file again. When the
+//!   queue holds `queue.capacity` events, `when_full: block` stops reading
+//!   the channel, which makes the catchers wait (back-pressure);
+//!   `drop_newest` answers new events with `Err` and counts them; `park`
+//!   keeps taking them and parks them on disk: they are written to the
+//!   durable queue like the others (so the catchers never wait and nothing
+//!   is lost), counted (`parked`) and logged when parking starts and when
+//!   the backlog has drained below the capacity again, and worked in order
+//!   as the workers catch up. Memory stays bounded either way: the channel
+//!   holds at most one batch, the hand-off at most [`HANDOFF`] events
+//!   (beyond that, events wait in the file only and are claimed from it),
+//!   and the workers claim bounded batches.
 //! * The **dispatcher** (a thread) claims batches from the queue and hands
 //!   each event to one of `workers` **worker threads**, always the same one
 //!   for the same provider and host (or VM, when the event names no host):
@@ -25,8 +29,12 @@
 //!   [`Handler::handle`] for each event of its batch inside one *unit of
 //!   work* ([`RedbStore::begin_unit`]): the objects the batch creates and
 //!   updates are buffered in memory, and written together with the queue's
-//!   ack of the whole batch in one durable transaction
-//!   ([`RedbStore::commit_unit`]).
+//!   ack of the whole batch in one durable transaction.
+//! * The **writer** ([`GroupCommit`], a thread) makes those transactions:
+//!   redb has one writer, and each commit pays a fixed price, so the
+//!   writer takes every enqueue and every worker batch that is waiting and
+//!   commits them together (the busier, the fewer and larger the commits).
+//!   Each caller waits until its writes are on disk.
 //! * A **retry** thread runs [`run_due`] for state-machine retries.
 //!
 //! At start the leases of a previous process are released, so whatever it
@@ -40,9 +48,11 @@
 //! are one durable commit: a crash before it loses both, so the events are
 //! handled again after the restart, and a crash after it has stored them
 //! and removed them from the queue: each event is stored exactly once.
-//! Claims (leases) commit without an fsync
-//! ([`crate::vmdb::Schedule::with_relaxed_claims`]): losing one leaves the
-//! event due, as the lease release at start does anyway. The few writes
+//! An event handed over in memory carries no lease in the file (the
+//! dispatcher remembers what is in flight); claims from the file (a
+//! backlog beyond the hand-off, events of a previous run) lease without an
+//! fsync ([`crate::vmdb::Schedule::with_relaxed_claims`]): losing a lease
+//! leaves the event due, as the lease release at start does anyway. The few writes
 //! made outside a unit (a VM or host seen for the first time, which every
 //! worker must see at once, and state-machine retries) use
 //! [`RedbStore::with_relaxed_durability`] and become durable with the next

@@ -16,7 +16,7 @@
 
 use super::{Provider, ProviderEvent};
 use crate::vmdb::{GroupCommit, PreparedUnit, Schedule, StoreError, WorkItem};
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
@@ -92,19 +92,19 @@ pub struct EventQueue {
 struct Handoff {
     /// How many events `ready` may hold (0: no hand-off).
     capacity: usize,
-    /// Written to the file, handed over, not claimed yet (in queue order).
+    /// Written to the file (leased), handed over, not claimed yet (in queue
+    /// order).
     ready: VecDeque<ClaimedEvent>,
-    /// The file may hold due events that are neither in `ready` nor in
-    /// flight (written while `ready` was full, by
+    /// Room taken in `ready` by writes under way.
+    reserved: usize,
+    /// The file may hold due events (written while `ready` was full, by
     /// [`EventQueue::enqueue_caught`], by a previous process, or released
     /// after a failed commit): claims read the file until it has none left,
-    /// and nothing is handed over in memory meanwhile (so nothing is in
-    /// `ready` and due in the file at once, and the order is kept).
+    /// and nothing is handed over in memory meanwhile (so the order is
+    /// kept).
     from_file: bool,
-    /// Bumped whenever events become due in the file only.
+    /// Bumped whenever events become due in the file.
     file_writes: u64,
-    /// Claimed without a lease in the file, not yet acked or released.
-    in_flight: HashSet<u64>,
     /// When the file was last claimed from.
     last_sweep: Option<Instant>,
 }
@@ -141,14 +141,13 @@ impl EventQueue {
     /// Hands events written by [`EventQueue::enqueue_owned`] to
     /// [`EventQueue::claim`] in memory, up to `capacity` waiting at once:
     /// a claim then takes them without reading, decoding and leasing them
-    /// in the file (one write transaction less per claim). They are in the
-    /// file all the same (the write is durable before they are handed
-    /// over), without a lease: the claims made in this process are
-    /// remembered in memory instead, which is all a lease is for while the
-    /// process lives, and at the next start every event still in the file
-    /// is due again, as leases are released then anyway. For the single
-    /// process that owns the queue (`automate run`); with `capacity` 0
-    /// (the default) every claim reads the file.
+    /// in the file (one write transaction less per claim). They are written
+    /// as claimed already (leased for [`LEASE`], one attempt), in the same
+    /// durable write, so no claim from the file can take them while they
+    /// are handed over; at the next start (or should one stay unacked past
+    /// its lease) they are due again like any leased event. For the single
+    /// process that owns the queue (`automate run`); with `capacity` 0 (the
+    /// default) every claim reads the file.
     pub fn with_handoff(self, capacity: usize) -> EventQueue {
         if let Ok(mut h) = self.handoff.lock() {
             h.capacity = capacity;
@@ -157,21 +156,36 @@ impl EventQueue {
     }
 
     fn handoff(&self) -> MutexGuard<'_, Handoff> {
-        // The hand-off holds no invariant a panicking holder could break
-        // half-way that matters more than carrying on.
+        // Nothing a panicking holder leaves half-done matters more than
+        // carrying on.
         self.handoff.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// [`EventQueue::enqueue_caught`] taking the events: with a hand-off
-    /// ([`EventQueue::with_handoff`]) that has room, they are handed to the
-    /// next claims in memory once written. Their ids, in order.
+    /// ([`EventQueue::with_handoff`]) that has room, they are written as
+    /// claimed and handed to the next claims in memory. Their ids, in
+    /// order.
     pub fn enqueue_owned(
         &self,
         events: Vec<(Arc<Provider>, ProviderEvent, u64)>,
     ) -> Result<Vec<u64>, StoreError> {
-        let ids = self.write_events(&events)?;
+        let n = events.len();
+        let hand_over = {
+            let mut h = self.handoff();
+            let room =
+                h.capacity > 0 && !h.from_file && h.ready.len() + h.reserved + n <= h.capacity;
+            if room {
+                h.reserved += n;
+            }
+            room
+        };
+        let written = self.write_events(&events, hand_over);
         let mut h = self.handoff();
-        if h.capacity == 0 || h.from_file || h.ready.len() + events.len() > h.capacity {
+        if hand_over {
+            h.reserved -= n;
+        }
+        let ids = written?;
+        if !hand_over {
             h.to_file();
             return Ok(ids);
         }
@@ -206,22 +220,25 @@ impl EventQueue {
         &self,
         events: &[(Arc<Provider>, ProviderEvent, u64)],
     ) -> Result<Vec<u64>, StoreError> {
-        let ids = self.write_events(events)?;
+        let ids = self.write_events(events, false)?;
         if !ids.is_empty() {
             self.handoff().to_file();
         }
         Ok(ids)
     }
 
-    /// Writes events to the file in one durable transaction.
+    /// Writes events to the file in one durable transaction: due now, or
+    /// (`claimed`) leased to this process for [`LEASE`].
     fn write_events(
         &self,
         events: &[(Arc<Provider>, ProviderEvent, u64)],
+        claimed: bool,
     ) -> Result<Vec<u64>, StoreError> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
         let now = SystemTime::now();
+        let run_at = if claimed { now + LEASE } else { now };
         let items: Vec<(WorkItem, SystemTime)> = events
             .iter()
             .map(|(p, e, caught)| {
@@ -233,7 +250,7 @@ impl EventQueue {
                 .unwrap_or_default();
                 (
                     WorkItem::new(EVENT_KIND, serde_json::Value::String(text)),
-                    now,
+                    run_at,
                 )
             })
             .collect();
@@ -243,9 +260,13 @@ impl EventQueue {
         // the depth above the truth for ever.
         let n = items.len() as u64;
         self.depth.fetch_add(n, Ordering::SeqCst);
-        let written = match &self.group {
-            Some(g) => g.commit(PreparedUnit::default(), move |b| b.schedule_all(&items)),
-            None => self.schedule.schedule_many(&items),
+        let written = match (&self.group, claimed) {
+            (Some(g), false) => g.commit(PreparedUnit::default(), move |b| b.schedule_all(&items)),
+            (Some(g), true) => g.commit(PreparedUnit::default(), move |b| {
+                b.schedule_all_claimed(&items)
+            }),
+            (None, false) => self.schedule.schedule_many(&items),
+            (None, true) => self.schedule.schedule_many_claimed(&items),
         };
         match written {
             Ok(ids) => Ok(ids),
@@ -258,62 +279,51 @@ impl EventQueue {
 
     /// Claims up to `limit` due events (oldest first): those handed over in
     /// memory ([`EventQueue::with_handoff`]), then, when the file may hold
-    /// others, leases due ones from the file.
+    /// due ones (and at least every [`FILE_SWEEP`], for leases that ran
+    /// out), leases due ones from the file.
     pub fn claim(&self, limit: usize) -> Result<Claim, StoreError> {
         let limit = limit.max(1);
-        let (mut out, sweep, seen) = {
+        let (mut out, writes_seen) = {
             let mut h = self.handoff();
             let n = limit.min(h.ready.len());
             let events: Vec<ClaimedEvent> = h.ready.drain(..n).collect();
-            for e in &events {
-                h.in_flight.insert(e.id);
-            }
             let due_sweep =
                 h.capacity > 0 && h.last_sweep.is_none_or(|t| t.elapsed() >= FILE_SWEEP);
             let sweep = events.len() < limit && (h.from_file || h.capacity == 0 || due_sweep);
-            if sweep {
-                h.last_sweep = Some(Instant::now());
+            if !sweep {
+                return Ok(Claim {
+                    events,
+                    unreadable: Vec::new(),
+                });
             }
-            let seen = (h.file_writes, h.in_flight.clone());
+            h.last_sweep = Some(Instant::now());
             (
                 Claim {
                     events,
                     unreadable: Vec::new(),
                 },
-                sweep,
-                seen,
+                h.file_writes,
             )
         };
-        if !sweep {
-            return Ok(out);
-        }
-        let (writes_seen, in_flight) = seen;
         let want = limit - out.events.len();
-        let from_file = self.claim_file(want, &in_flight)?;
-        let drained = from_file.events.len() + from_file.unreadable.len() < want;
-        let mut h = self.handoff();
-        for e in &from_file.events {
-            h.in_flight.insert(e.id);
+        let from_file = self.claim_file(want)?;
+        if from_file.events.len() + from_file.unreadable.len() < want {
+            // Nothing due is left in the file, unless written since.
+            let mut h = self.handoff();
+            if h.file_writes == writes_seen && h.capacity > 0 {
+                h.from_file = false;
+            }
         }
-        if drained && h.file_writes == writes_seen && h.capacity > 0 {
-            h.from_file = false;
-        }
-        drop(h);
         out.events.extend(from_file.events);
         out.unreadable.extend(from_file.unreadable);
         Ok(out)
     }
 
-    /// Leases up to `limit` due events of the file, passing over those in
-    /// flight.
-    fn claim_file(&self, limit: usize, in_flight: &HashSet<u64>) -> Result<Claim, StoreError> {
-        let claimed = self.schedule.claim_due_kind_except(
-            SystemTime::now(),
-            limit,
-            LEASE,
-            EVENT_KIND,
-            &|id| in_flight.contains(&id),
-        )?;
+    /// Leases up to `limit` due events of the file.
+    fn claim_file(&self, limit: usize) -> Result<Claim, StoreError> {
+        let claimed = self
+            .schedule
+            .claim_due_kind(SystemTime::now(), limit, LEASE, EVENT_KIND)?;
         let mut out = Claim::default();
         // Events of one provider share one `Arc<Provider>`.
         let mut providers: Vec<Arc<Provider>> = Vec::new();
@@ -359,7 +369,6 @@ impl EventQueue {
             return Ok(0);
         }
         let n = self.schedule.complete_many(ids)?;
-        self.forget(ids);
         self.count_acked(n);
         Ok(n)
     }
@@ -367,27 +376,20 @@ impl EventQueue {
     /// Counts the events `ids` as acked by a transaction of the caller's
     /// own (a unit of work committed with [`crate::vmdb::Batch::complete`]).
     pub fn acked(&self, ids: &[u64]) {
-        self.forget(ids);
         self.count_acked(ids.len());
     }
 
     /// Gives back claimed events that were not acked (their batch's commit
-    /// failed): the next claims take them from the file again.
+    /// failed): they are made due now (should that write fail too, they
+    /// come due when their lease runs out) and claimed again from the file.
     pub fn release(&self, ids: &[u64]) {
-        let mut h = self.handoff();
+        let now = SystemTime::now();
         for id in ids {
-            h.in_flight.remove(id);
-        }
-        h.to_file();
-    }
-
-    fn forget(&self, ids: &[u64]) {
-        let mut h = self.handoff();
-        if !h.in_flight.is_empty() {
-            for id in ids {
-                h.in_flight.remove(id);
+            if let Err(e) = self.schedule.reschedule(*id, now) {
+                tracing::warn!(target: "evm", "MIQ(EventQueue) event {id} stays leased until its lease runs out: {e}");
             }
         }
+        self.handoff().to_file();
     }
 
     fn count_acked(&self, n: usize) {
@@ -511,7 +513,7 @@ mod tests {
     }
 
     #[test]
-    fn handed_over_events_are_claimed_in_order_without_a_lease_and_overflow_to_the_file() {
+    fn handed_over_events_are_claimed_in_order_leased_and_overflow_to_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let store = RedbStore::open(dir.path().join("q.redb")).unwrap();
         let q = EventQueue::open(store.schedule()).unwrap().with_handoff(4);
@@ -521,12 +523,13 @@ mod tests {
         let c = q.claim(2).unwrap();
         let got: Vec<_> = c.events.iter().map(|e| e.event.clone()).collect();
         assert_eq!(got, vec![event(0), event(1)]);
-        // Handed over, not leased: still due in the file, and not claimed
-        // from it again while in flight.
-        assert_eq!(
-            store.schedule().due(SystemTime::now(), 10).unwrap().len(),
-            3
-        );
+        // Handed over: leased in the file, so no claim from it takes them.
+        assert!(store
+            .schedule()
+            .due(SystemTime::now(), 10)
+            .unwrap()
+            .is_empty());
+        assert_eq!(store.schedule().len().unwrap(), 3);
         // Three more do not fit (one is waiting, room for four): they go to
         // the file only, and come after the one waiting.
         q.enqueue_owned(owned(3..6)).unwrap();

@@ -1287,7 +1287,17 @@ impl<'t> Batch<'t> {
         &mut self,
         items: &[(WorkItem, SystemTime)],
     ) -> Result<Vec<u64>, StoreError> {
-        schedule::schedule_all_in(self.txn, items.iter().map(|(item, at)| (item, *at)))
+        schedule::schedule_all_in(self.txn, items.iter().map(|(item, at)| (item, *at)), false)
+    }
+
+    /// [`Batch::schedule_all`] for work the caller hands to a worker
+    /// itself: written as claimed once, leased until the given time (at
+    /// which it comes due again, as an expired lease does).
+    pub fn schedule_all_claimed(
+        &mut self,
+        items: &[(WorkItem, SystemTime)],
+    ) -> Result<Vec<u64>, StoreError> {
+        schedule::schedule_all_in(self.txn, items.iter().map(|(item, at)| (item, *at)), true)
     }
 
     /// Completes several items in this transaction (see

@@ -257,7 +257,17 @@ impl Schedule {
     /// Schedules several items in one transaction (group commit); returns
     /// their ids in order.
     pub fn schedule_many(&self, items: &[(WorkItem, SystemTime)]) -> Result<Vec<u64>, StoreError> {
-        self.write(|txn| schedule_all_in(txn, items.iter().map(|(item, at)| (item, *at))))
+        self.write(|txn| schedule_all_in(txn, items.iter().map(|(item, at)| (item, *at)), false))
+    }
+
+    /// [`Schedule::schedule_many`] for work the caller hands to a worker
+    /// itself: written as claimed once, leased until its run-at (see
+    /// [`super::Batch::schedule_all_claimed`]).
+    pub fn schedule_many_claimed(
+        &self,
+        items: &[(WorkItem, SystemTime)],
+    ) -> Result<Vec<u64>, StoreError> {
+        self.write(|txn| schedule_all_in(txn, items.iter().map(|(item, at)| (item, *at)), true))
     }
 
     /// Up to `limit` items due at `now` (run-at ≤ now), in run-at order,
@@ -291,7 +301,7 @@ impl Schedule {
         limit: usize,
         lease: Duration,
     ) -> Result<Vec<Claimed>, StoreError> {
-        self.write_claim(|txn| claim_due_in(txn, now, limit, lease, None, &|_| false))
+        self.write_claim(|txn| claim_due_in(txn, now, limit, lease, None))
     }
 
     /// [`Schedule::claim_due`] restricted to items of `kind`: other due
@@ -304,21 +314,7 @@ impl Schedule {
         lease: Duration,
         kind: &str,
     ) -> Result<Vec<Claimed>, StoreError> {
-        self.write_claim(|txn| claim_due_in(txn, now, limit, lease, Some(kind), &|_| false))
-    }
-
-    /// [`Schedule::claim_due_kind`] passing over the items whose id `skip`
-    /// names (items this process holds without a lease: the event queue's
-    /// in-memory hand-off).
-    pub fn claim_due_kind_except(
-        &self,
-        now: SystemTime,
-        limit: usize,
-        lease: Duration,
-        kind: &str,
-        skip: &dyn Fn(u64) -> bool,
-    ) -> Result<Vec<Claimed>, StoreError> {
-        self.write_claim(|txn| claim_due_in(txn, now, limit, lease, Some(kind), skip))
+        self.write_claim(|txn| claim_due_in(txn, now, limit, lease, Some(kind)))
     }
 
     /// How many items of `kind` are scheduled (claimed ones included).
@@ -488,15 +484,18 @@ pub(crate) fn schedule_in(
     item: &WorkItem,
     run_at: SystemTime,
 ) -> Result<u64, StoreError> {
-    let mut ids = schedule_all_in(txn, std::iter::once((item, run_at)))?;
+    let mut ids = schedule_all_in(txn, std::iter::once((item, run_at)), false)?;
     ids.pop()
         .ok_or_else(|| StoreError::Backend("scheduling wrote nothing".into()))
 }
 
 /// Schedules `items` in `txn`, opening each table once; their ids in order.
+/// With `claimed`, each is written as claimed once already (leased until its
+/// run-at, one attempt): for work handed to a worker at once.
 pub(crate) fn schedule_all_in<'a>(
     txn: &WriteTransaction,
     items: impl ExactSizeIterator<Item = (&'a WorkItem, SystemTime)>,
+    claimed: bool,
 ) -> Result<Vec<u64>, StoreError> {
     let mut meta = txn.open_table(SCHEDULED_META).map_err(backend)?;
     let first = meta
@@ -511,7 +510,13 @@ pub(crate) fn schedule_all_in<'a>(
     let created_us = to_micros(SystemTime::now());
     let mut ids = Vec::with_capacity(items.len());
     for (id, (item, run_at)) in (first..).zip(items) {
-        let bytes = encode_record(&item.kind, &item.payload, 0, false, created_us);
+        let bytes = encode_record(
+            &item.kind,
+            &item.payload,
+            u32::from(claimed),
+            claimed,
+            created_us,
+        );
         let key = (to_micros(run_at), id);
         table.insert(key, bytes.as_slice()).map_err(backend)?;
         by_id.insert(id, key).map_err(backend)?;
@@ -526,7 +531,6 @@ fn claim_due_in(
     limit: usize,
     lease: Duration,
     kind: Option<&str>,
-    skip: &dyn Fn(u64) -> bool,
 ) -> Result<Vec<Claimed>, StoreError> {
     let now_us = to_micros(now);
     let until = now_us.saturating_add(duration_micros(lease));
@@ -541,9 +545,6 @@ fn claim_due_in(
             break;
         }
         let (k, v) = entry.map_err(backend)?;
-        if skip(k.value().1) {
-            continue;
-        }
         if let Some(kind) = kind {
             if !is_kind(v.value(), kind)? {
                 continue;
