@@ -8,7 +8,9 @@
 //! as one string (items written with that object itself as the payload are
 //! read too), due at once. [`EventQueue::enqueue_batch`] writes a whole batch in one
 //! durable transaction (group commit); [`EventQueue::claim`] leases due
-//! events for [`LEASE`]; [`EventQueue::ack`] removes handled ones. Delivery
+//! events for [`LEASE`] (or, with a hand-off, takes those the enqueue wrote
+//! as claimed and passed over in memory: [`EventQueue::with_handoff`]);
+//! [`EventQueue::ack`] removes handled ones. Delivery
 //! is at-least-once: an event claimed by a process that dies is due again
 //! after [`EventQueue::release_leases`] (at startup) or when its lease runs
 //! out, and the handler's de-duplication makes a second delivery harmless.
@@ -306,7 +308,16 @@ impl EventQueue {
             )
         };
         let want = limit - out.events.len();
-        let from_file = self.claim_file(want)?;
+        let from_file = match self.claim_file(want) {
+            Ok(c) => c,
+            // Keep what was handed over (it is leased: dropping it here
+            // would delay it until its lease runs out).
+            Err(e) if !out.events.is_empty() => {
+                tracing::warn!(target: "evm", "MIQ(EventQueue) claim from the file failed: {e}");
+                return Ok(out);
+            }
+            Err(e) => return Err(e),
+        };
         if from_file.events.len() + from_file.unreadable.len() < want {
             // Nothing due is left in the file, unless written since.
             let mut h = self.handoff();
