@@ -467,8 +467,10 @@ impl Pipeline {
                     dispatch_loop(
                         dispatch_handler,
                         handlers,
-                        worker_store,
-                        group,
+                        Writes {
+                            store: worker_store,
+                            group,
+                        },
                         queue,
                         counters,
                         wake,
@@ -729,13 +731,20 @@ fn worker_of(ev: &ClaimedEvent, workers: usize) -> usize {
     (h.finish() % workers as u64) as usize
 }
 
+/// Where the workers write: their units of work in the store, committed by
+/// its group-commit writer.
+#[derive(Clone)]
+struct Writes {
+    store: Arc<RedbStore>,
+    group: GroupCommit,
+}
+
 /// The dispatcher: claims batches and hands them to the workers; with
 /// `drain` set, ends (and joins the workers) once the queue is empty.
 fn dispatch_loop(
     handler: Handler,
     handlers: Vec<Handler>,
-    store: Arc<RedbStore>,
-    group: GroupCommit,
+    writes: Writes,
     queue: Arc<EventQueue>,
     counters: Arc<Counters>,
     wake: Arc<Wake>,
@@ -749,13 +758,12 @@ fn dispatch_loop(
         let queue = queue.clone();
         let counters = counters.clone();
         let wake = wake.clone();
-        let store = store.clone();
-        let group = group.clone();
+        let writes = writes.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("automate-worker-{i}"))
             .spawn(move || {
                 for batch in rx {
-                    work(&h, &store, &group, &queue, &counters, batch);
+                    work(&h, &writes, &queue, &counters, batch);
                     wake.notify();
                 }
             });
@@ -830,8 +838,7 @@ fn dispatch_loop(
 /// writes and the ack of the whole batch in one durable transaction.
 fn work(
     handler: &Handler,
-    store: &RedbStore,
-    group: &GroupCommit,
+    writes: &Writes,
     queue: &EventQueue,
     counters: &Counters,
     batch: Vec<ClaimedEvent>,
@@ -841,6 +848,7 @@ fn work(
     // Retries the deliveries ask for, written with the batch (see
     // `Handler::deferring_retries`).
     let mut retries = Vec::new();
+    let Writes { store, group } = writes;
     store.begin_unit();
     for ev in batch {
         if ev.attempts > 1 {

@@ -112,7 +112,7 @@ struct Handoff {
 }
 
 impl Handoff {
-    fn to_file(&mut self) {
+    fn mark_file_due(&mut self) {
         self.from_file = true;
         self.file_writes = self.file_writes.wrapping_add(1);
     }
@@ -188,7 +188,7 @@ impl EventQueue {
         }
         let ids = written?;
         if !hand_over {
-            h.to_file();
+            h.mark_file_due();
             return Ok(ids);
         }
         for (id, (provider, event, caught_us)) in ids.iter().zip(events) {
@@ -224,7 +224,7 @@ impl EventQueue {
     ) -> Result<Vec<u64>, StoreError> {
         let ids = self.write_events(events, false)?;
         if !ids.is_empty() {
-            self.handoff().to_file();
+            self.handoff().mark_file_due();
         }
         Ok(ids)
     }
@@ -400,7 +400,7 @@ impl EventQueue {
                 tracing::warn!(target: "evm", "MIQ(EventQueue) event {id} stays leased until its lease runs out: {e}");
             }
         }
-        self.handoff().to_file();
+        self.handoff().mark_file_due();
     }
 
     fn count_acked(&self, n: usize) {
