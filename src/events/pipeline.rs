@@ -48,9 +48,9 @@
 //! are one durable commit: a crash before it loses both, so the events are
 //! handled again after the restart, and a crash after it has stored them
 //! and removed them from the queue: each event is stored exactly once.
-//! An event handed over in memory carries no lease in the file (the
-//! dispatcher remembers what is in flight); claims from the file (a
-//! backlog beyond the hand-off, events of a previous run) lease without an
+//! An event handed over in memory is leased by its durable enqueue (so no
+//! claim from the file takes it twice); claims from the file (a backlog
+//! beyond the hand-off, events of a previous run) lease without an
 //! fsync ([`crate::vmdb::Schedule::with_relaxed_claims`]): losing a lease
 //! leaves the event due, as the lease release at start does anyway. The few writes
 //! made outside a unit (a VM or host seen for the first time, which every
@@ -893,7 +893,7 @@ fn work(
     });
     match committed {
         Ok(_) => {
-            queue.acked(&ids);
+            queue.acked(ids.len());
             let done = crate::vmdb::to_micros(SystemTime::now());
             if let Ok(mut h) = counters.latency.lock() {
                 for c in caught.iter() {

@@ -273,7 +273,7 @@ impl EventQueue {
         match written {
             Ok(ids) => Ok(ids),
             Err(e) => {
-                self.count_acked(n as usize);
+                self.acked(n as usize);
                 Err(e)
             }
         }
@@ -380,14 +380,18 @@ impl EventQueue {
             return Ok(0);
         }
         let n = self.schedule.complete_many(ids)?;
-        self.count_acked(n);
+        self.acked(n);
         Ok(n)
     }
 
-    /// Counts the events `ids` as acked by a transaction of the caller's
-    /// own (a unit of work committed with [`crate::vmdb::Batch::complete`]).
-    pub fn acked(&self, ids: &[u64]) {
-        self.count_acked(ids.len());
+    /// Counts `n` events acked by a transaction of the caller's own (a unit
+    /// of work committed with [`crate::vmdb::Batch::complete_all`]).
+    pub fn acked(&self, n: usize) {
+        let _ = self
+            .depth
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |d| {
+                Some(d.saturating_sub(n as u64))
+            });
     }
 
     /// Gives back claimed events that were not acked (their batch's commit
@@ -401,14 +405,6 @@ impl EventQueue {
             }
         }
         self.handoff().mark_file_due();
-    }
-
-    fn count_acked(&self, n: usize) {
-        let _ = self
-            .depth
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |d| {
-                Some(d.saturating_sub(n as u64))
-            });
     }
 
     /// Makes every claimed event due now (at startup: a previous process

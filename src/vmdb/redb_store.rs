@@ -266,18 +266,6 @@ impl fmt::Debug for PreparedUnit {
     }
 }
 
-impl PreparedUnit {
-    /// How many objects it writes.
-    pub fn len(&self) -> usize {
-        self.order.len()
-    }
-
-    /// Whether it writes nothing.
-    pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
-    }
-}
-
 struct Pending {
     /// The object as this unit sees it.
     obj: Arc<StoredObject>,
