@@ -213,4 +213,4 @@ impl From<bool> for AttrValue {
 }
 
 /// An insertion-ordered attribute table with lower-cased keys.
-pub type Attributes = indexmap::IndexMap<String, AttrValue>;
+pub type Attributes = indexmap::IndexMap<String, AttrValue, rustc_hash::FxBuildHasher>;

@@ -63,7 +63,7 @@ pub struct Workspace {
     /// `ae_state_max_retries` of each state machine that is retrying, by
     /// machine object name (ManageIQ's `current_state_info`, carried across
     /// retries as `ae_state_previous`).
-    pub state_info: indexmap::IndexMap<String, Attributes>,
+    pub state_info: indexmap::IndexMap<String, Attributes, rustc_hash::FxBuildHasher>,
 }
 
 impl Workspace {

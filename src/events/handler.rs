@@ -18,7 +18,6 @@ use crate::engine::{
 };
 use crate::uri::hash2query;
 use crate::vmdb::{ObjectStore, Schedule, StoreError, VmdbRef};
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// Serializes the creation of VMs and hosts seen for the first time, so two
@@ -102,7 +101,7 @@ pub struct Handler {
     user: VmdbRef,
     /// Providers by name, once found or created (they are never deleted
     /// while the pipeline runs).
-    providers: Mutex<HashMap<String, VmdbRef>>,
+    providers: Mutex<rustc_hash::FxHashMap<String, VmdbRef>>,
     /// Where a delivery whose state machine asks for a retry is scheduled
     /// (`MiqAeEngine.deliver`); without one, a retry is logged and dropped.
     schedule: Option<Schedule>,
@@ -124,7 +123,7 @@ impl Handler {
             log,
             server,
             user,
-            providers: Mutex::new(HashMap::new()),
+            providers: Mutex::new(rustc_hash::FxHashMap::default()),
             schedule: None,
             defer_retries: false,
         })

@@ -183,7 +183,7 @@ mod tests {
                 std::thread::spawn(move || {
                     for n in 0..10 {
                         store.begin_unit();
-                        let mut attrs = Attributes::new();
+                        let mut attrs = Attributes::default();
                         attrs.insert("name".into(), AttrValue::Str(format!("vm-{t}-{n}")));
                         store.create("Vm", attrs).unwrap();
                         let ids = group

@@ -86,9 +86,12 @@ use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
     WriteTransaction,
 };
-use serde_json::{Map, Value as J};
+#[cfg(test)]
+use serde_json::Map;
+use serde_json::Value as J;
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use rustc_hash::FxHashMap;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -193,14 +196,14 @@ struct Shared {
 }
 
 /// (base class, region) -> (read from the file yet, next id).
-type IdCounters = HashMap<(&'static str, i64), (bool, i64)>;
+type IdCounters = FxHashMap<(&'static str, i64), (bool, i64)>;
 
 /// Decoded committed objects of the [`CACHED_BASES`], and a counter every
 /// commit bumps (a read that began before a commit never fills the cache).
 #[derive(Default)]
 struct ObjCache {
     epoch: u64,
-    map: HashMap<(&'static str, i64), Arc<StoredObject>>,
+    map: FxHashMap<(&'static str, i64), Arc<StoredObject>>,
 }
 
 /// The base classes whose committed objects [`RedbStore`] keeps decoded in
@@ -241,20 +244,20 @@ struct Unit {
     /// commit has happened since (same cache epoch), dropped with the unit
     /// (so no read transaction outlives a worker batch).
     snap: Option<Rc<Snap>>,
-    objects: HashMap<(&'static str, i64), Pending>,
+    objects: FxHashMap<(&'static str, i64), Pending>,
     /// The order objects were first written in (the commit's order).
     order: Vec<(&'static str, i64)>,
     /// Candidate ids per indexed (base, attribute, value): re-checked
     /// against the object on every read, so stale entries do no harm.
-    index: HashMap<(&'static str, &'static str, Vec<u8>), Vec<i64>>,
-    refs: HashMap<(&'static str, i64, String), i64>,
+    index: FxHashMap<(&'static str, &'static str, Vec<u8>), Vec<i64>>,
+    refs: FxHashMap<(&'static str, i64, String), i64>,
 }
 
 /// A unit of work's writes, taken from its thread to be committed (maybe
 /// together with other units) by [`RedbStore::commit_units`].
 #[derive(Default)]
 pub struct PreparedUnit {
-    objects: HashMap<(&'static str, i64), Pending>,
+    objects: FxHashMap<(&'static str, i64), Pending>,
     order: Vec<(&'static str, i64)>,
 }
 
@@ -311,7 +314,7 @@ impl Unit {
                 e.insert(Pending {
                     obj,
                     created,
-                    changes: Attributes::new(),
+                    changes: Attributes::default(),
                 })
             }
         };
@@ -1185,7 +1188,7 @@ impl<'t> Batch<'t> {
         name: &str,
         value: AttrValue,
     ) -> Result<(), StoreError> {
-        let mut attrs = Attributes::new();
+        let mut attrs = Attributes::default();
         attrs.insert(name.to_string(), value);
         self.update_many(obj, attrs)
     }
@@ -1662,7 +1665,7 @@ fn index_key(attr: &str, value: &AttrValue) -> Option<Vec<u8>> {
         | AttrValue::Symbol(_)
         | AttrValue::Int(_)
         | AttrValue::Bool(_)
-        | AttrValue::Object(_) => serde_json::to_vec(&encode_value(value)).ok(),
+        | AttrValue::Object(_) => serde_json::to_vec(&ValueOut(value)).ok(),
         _ => None,
     }
 }
@@ -1732,16 +1735,95 @@ fn lowercase_keys(attrs: Attributes) -> Attributes {
 
 // ---- encoding ----------------------------------------------------------
 
-/// An object as the bytes of the `objects` table.
+/// An object as the bytes of the `objects` table: `{"class":..,"attrs":{..}}`
+/// with each value as [`encode_value`] has it, serialized straight from the
+/// attributes (no intermediate `serde_json::Value`: the writer thread
+/// encodes every object a commit carries).
 pub(crate) fn encode_object(class: &str, attrs: &Attributes) -> Vec<u8> {
-    let mut map = Map::new();
-    for (k, v) in attrs {
-        map.insert(k.clone(), encode_value(v));
+    let mut out = Vec::with_capacity(64 + attrs.len() * 24);
+    // Writing into a Vec cannot fail and every key is a string.
+    let _ = serde_json::to_writer(&mut out, &ObjectOut { class, attrs });
+    out
+}
+
+/// [`encode_object`]'s view of an object.
+struct ObjectOut<'a> {
+    class: &'a str,
+    attrs: &'a Attributes,
+}
+
+/// One attribute value as [`encode_value`] encodes it.
+struct ValueOut<'a>(&'a AttrValue);
+
+/// `{"<tag>": value}`: a value JSON has no type for.
+struct Tagged<'a, T: serde::Serialize>(&'a str, T);
+
+impl serde::Serialize for ObjectOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut top = s.serialize_map(Some(2))?;
+        top.serialize_entry("class", self.class)?;
+        top.serialize_entry("attrs", &AttrsOut(self.attrs))?;
+        top.end()
     }
-    let mut top = Map::new();
-    top.insert("class".into(), J::String(class.to_string()));
-    top.insert("attrs".into(), J::Object(map));
-    serde_json::to_vec(&J::Object(top)).unwrap_or_default()
+}
+
+struct AttrsOut<'a>(&'a Attributes);
+
+impl serde::Serialize for AttrsOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, ValueOut(v))))
+    }
+}
+
+impl<T: serde::Serialize> serde::Serialize for Tagged<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry(self.0, &self.1)?;
+        m.end()
+    }
+}
+
+impl serde::Serialize for ValueOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            AttrValue::Nil => s.serialize_unit(),
+            AttrValue::Str(v) => s.serialize_str(v),
+            AttrValue::Int(i) => s.serialize_i64(*i),
+            AttrValue::Float(f) if f.is_finite() => s.serialize_f64(*f),
+            AttrValue::Float(f) => Tagged("$f", non_finite(*f)).serialize(s),
+            AttrValue::Bool(b) => s.serialize_bool(*b),
+            AttrValue::Symbol(v) => Tagged("$sym", v.as_str()).serialize(s),
+            AttrValue::Password(v) => Tagged("$pw", v.as_str()).serialize(s),
+            AttrValue::Object(r) => Tagged("$obj", (&*r.class, r.id)).serialize(s),
+            AttrValue::Array(a) => s.collect_seq(a.iter().map(ValueOut)),
+            AttrValue::Hash(h) => Tagged(
+                "$hash",
+                HashOut(h),
+            )
+            .serialize(s),
+        }
+    }
+}
+
+struct HashOut<'a>(&'a [(AttrValue, AttrValue)]);
+
+impl serde::Serialize for HashOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|(k, v)| (ValueOut(k), ValueOut(v))))
+    }
+}
+
+/// How a NaN or an infinity is written under `$f`.
+fn non_finite(f: f64) -> &'static str {
+    if f.is_nan() {
+        "NaN"
+    } else if f > 0.0 {
+        "inf"
+    } else {
+        "-inf"
+    }
 }
 
 /// The bytes of the `objects` table as an object.
@@ -1759,18 +1841,20 @@ pub(crate) fn decode_object(bytes: &[u8]) -> Result<StoredObject, StoreError> {
             .iter()
             .map(|(k, v)| (k.clone(), decode_value(v)))
             .collect(),
-        None | Some(J::Null) => Attributes::new(),
+        None | Some(J::Null) => Attributes::default(),
         Some(_) => return Err(bad("attrs is not an object")),
     };
     Ok(StoredObject { class, attrs })
 }
 
+#[cfg(test)]
 fn tagged(tag: &str, v: J) -> J {
     let mut m = Map::new();
     m.insert(tag.to_string(), v);
     J::Object(m)
 }
 
+#[cfg(test)]
 fn encode_value(v: &AttrValue) -> J {
     match v {
         AttrValue::Nil => J::Null,
@@ -1887,6 +1971,7 @@ mod tests {
             ("f", AttrValue::Float(1.0)),
             ("f2", AttrValue::Float(2.5)),
             ("inf", AttrValue::Float(f64::NEG_INFINITY)),
+            ("pinf", AttrValue::Float(f64::INFINITY)),
             ("b", AttrValue::Bool(false)),
             ("sym", AttrValue::Symbol("ok".into())),
             ("pw", AttrValue::Password("secret".into())),
@@ -1912,6 +1997,25 @@ mod tests {
         ]);
         let bytes = encode_object("EmsEvent", &a);
         assert_eq!(bytes[0], b'{');
+        // Byte for byte what the value-tree encoding wrote (files written
+        // before the direct encoder read back the same).
+        let mut tree = Map::new();
+        for (k, v) in &a {
+            tree.insert(k.clone(), encode_value(v));
+        }
+        let mut top = Map::new();
+        top.insert("class".into(), J::String("EmsEvent".into()));
+        top.insert("attrs".into(), J::Object(tree));
+        assert_eq!(
+            String::from_utf8_lossy(&bytes),
+            serde_json::to_string(&J::Object(top)).unwrap()
+        );
+        for (_, v) in &a {
+            assert_eq!(
+                serde_json::to_vec(&ValueOut(v)).unwrap(),
+                serde_json::to_vec(&encode_value(v)).unwrap()
+            );
+        }
         let back = decode_object(&bytes).unwrap();
         assert_eq!(back.class, "EmsEvent");
         assert_eq!(back.attrs, a);
@@ -1991,7 +2095,7 @@ mod tests {
         let store = RedbStore::open(dir.path().join("t.redb")).unwrap();
         let err = store.write_batch(|b| {
             b.create("Host", attrs(&[("name", AttrValue::str("h1"))]))?;
-            b.create("NoSuchClass", Attributes::new())
+            b.create("NoSuchClass", Attributes::default())
         });
         assert!(matches!(err, Err(StoreError::UnknownClass(_))));
         assert_eq!(store.count().unwrap(), 0);
@@ -2016,7 +2120,7 @@ mod tests {
         }));
         assert!(panicked.is_err());
         assert_eq!(store.count().unwrap(), 1);
-        let next = store.create("Host", Attributes::new()).unwrap();
+        let next = store.create("Host", Attributes::default()).unwrap();
         assert_eq!(next.id, REGION_BASE + 2);
         assert!(store.verify().unwrap().is_ok());
     }

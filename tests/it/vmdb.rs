@@ -155,11 +155,11 @@ fn create_find_attribute_update_round_trip() {
         Err(StoreError::NotFound("Host".into(), ID3))
     );
     assert!(matches!(
-        store.create("Spaceship", Attributes::new()),
+        store.create("Spaceship", Attributes::default()),
         Err(StoreError::UnknownClass(_))
     ));
     // A failed create does not consume an id.
-    let c = store.create("Host", Attributes::new()).unwrap();
+    let c = store.create("Host", Attributes::default()).unwrap();
     assert_eq!(c.id, ID3);
     assert!(store.verify().unwrap().is_ok());
 }
@@ -404,7 +404,7 @@ fn objects_and_sequences_persist_across_reopen() {
     drop(store);
     let store = store_in(dir.path());
     assert_eq!(
-        store.create("Host", Attributes::new()).unwrap().id,
+        store.create("Host", Attributes::default()).unwrap().id,
         1_000_000_000_501
     );
     assert_eq!(store.count().unwrap(), 7);
@@ -794,7 +794,7 @@ fn crash_mid_write_leaves_last_committed_state() {
         vm_count - completed
     );
     // And the store carries on.
-    let next = store.create("Vm", Attributes::new()).unwrap();
+    let next = store.create("Vm", Attributes::default()).unwrap();
     assert!(next.id > max);
 }
 
@@ -1099,12 +1099,12 @@ fn unit_of_work_buffers_writes_until_commit() {
     assert_eq!(store.attribute(&host, "name"), Some(s("h1-renamed")));
     // An aborted unit leaves nothing, and the next id is past every id.
     store.begin_unit();
-    let gone = store.create("EmsEvent", Attributes::new()).unwrap();
+    let gone = store.create("EmsEvent", Attributes::default()).unwrap();
     store.update(&host, "power_state", s("standby")).unwrap();
     store.abort_unit();
     assert_eq!(store.find("EventStream", gone.id), None);
     assert_eq!(store.attribute(&host, "power_state"), Some(s("off")));
-    let next = store.create("EmsEvent", Attributes::new()).unwrap();
+    let next = store.create("EmsEvent", Attributes::default()).unwrap();
     assert!(next.id > other.id && next.id > ev.id, "{next:?}");
     // Updating an object that does not exist fails inside a unit too.
     store.begin_unit();
