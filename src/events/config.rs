@@ -126,7 +126,8 @@ pub struct QueueConfig {
     pub capacity: usize,
     /// Most events committed in one group commit.
     pub batch_max: usize,
-    /// Longest a batch waits to fill, in milliseconds.
+    /// Longest a batch waits to fill, in milliseconds, while the workers
+    /// are busy (with them idle a batch is written at once).
     pub batch_wait_ms: u64,
     pub when_full: WhenFull,
 }

@@ -91,6 +91,9 @@ const HANDOFF: usize = 4096;
 /// How long a worker waits after a failed commit before it takes its next
 /// batch (the failed one is claimed again at once).
 const COMMIT_BACKOFF: Duration = Duration::from_millis(500);
+/// The backlog (events enqueued and not yet acked) from which the
+/// committer waits up to `queue.batch_wait_ms` to fill a batch.
+const BUSY_DEPTH: u64 = 64;
 /// How long an idle dispatcher sleeps before looking at the queue again.
 const IDLE_POLL: Duration = Duration::from_millis(50);
 /// How often due state-machine retries are looked for.
@@ -637,7 +640,12 @@ async fn commit_loop(
         let Some(first) = rx.recv().await else { break };
         let caught_us = crate::vmdb::to_micros(SystemTime::now());
         let mut batch = vec![first];
-        let deadline = tokio::time::Instant::now() + wait;
+        // Waiting for more only pays while the workers are busy (a backlog
+        // of BUSY_DEPTH or more): then an event could not start sooner
+        // anyway, and larger batches cost less per event. With the workers
+        // idle, the events go at once (with whatever else is already here).
+        let busy = queue.depth() >= BUSY_DEPTH;
+        let deadline = tokio::time::Instant::now() + if busy { wait } else { Duration::ZERO };
         while batch.len() < batch_max {
             if blocking && queue.depth() + batch.len() as u64 >= capacity {
                 break;
