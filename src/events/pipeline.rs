@@ -84,7 +84,7 @@ use tokio_util::sync::CancellationToken;
 /// dispatcher waits for it.
 const WORKER_BACKLOG: usize = 2;
 /// Most events one claim takes per worker.
-const CLAIM_PER_WORKER: usize = 128;
+const CLAIM_PER_WORKER: usize = 512;
 /// Most queued events handed from the committer to the dispatcher in
 /// memory at once ([`EventQueue::with_handoff`]).
 const HANDOFF: usize = 4096;
