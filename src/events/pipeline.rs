@@ -29,7 +29,11 @@
 //!   [`Handler::handle`] for each event of its batch inside one *unit of
 //!   work* ([`RedbStore::begin_unit`]): the objects the batch creates and
 //!   updates are buffered in memory, and written together with the queue's
-//!   ack of the whole batch in one durable transaction.
+//!   ack of the whole batch in one durable transaction. The worker hands
+//!   that transaction to the writer and goes on with its next batch while
+//!   it commits ([`RedbStore::hand_over`]: its reads still see the handed
+//!   writes); the next batch is handed over only once the last one is on
+//!   disk, and is given back with it should that commit fail.
 //! * The **writer** ([`GroupCommit`], a thread) makes those transactions:
 //!   redb has one writer, and each commit pays a fixed price, so the
 //!   writer takes every enqueue and every worker batch that is waiting and
@@ -63,9 +67,9 @@ use super::config::{Config, QueueConfig, WhenFull};
 use super::queue::{ClaimedEvent, EventQueue};
 use super::{EvmLog, Handler, Provider, ProviderEvent};
 use crate::datastore::Datastore;
-use crate::engine::deliver::{run_due, Outcome, DEFAULT_MAX_DELIVERIES};
+use crate::engine::deliver::{run_due, Outcome, PendingRetry, DEFAULT_MAX_DELIVERIES};
 use crate::engine::Engine;
-use crate::vmdb::{GroupCommit, GroupWriter, RedbStore};
+use crate::vmdb::{Committing, GroupCommit, GroupWriter, RedbStore};
 use anyhow::Context;
 use serde::Serialize;
 use std::collections::hash_map::DefaultHasher;
@@ -769,12 +773,7 @@ fn dispatch_loop(
         let writes = writes.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("automate-worker-{i}"))
-            .spawn(move || {
-                for batch in rx {
-                    work(&h, &writes, &queue, &counters, batch);
-                    wake.notify();
-                }
-            });
+            .spawn(move || work_loop(&h, &writes, &queue, &counters, &wake, &rx));
         match spawned {
             Ok(t) => {
                 senders.push(tx);
@@ -842,22 +841,104 @@ fn dispatch_loop(
     }
 }
 
-/// A worker's batch: handle each event in one unit of work, then commit its
-/// writes and the ack of the whole batch in one durable transaction.
-fn work(
+/// A worker: handles each batch it is given in a unit of work and hands
+/// the unit (with the ack of the batch) to the writer, then goes on with
+/// the next batch while that commit runs; its reads see the handed-over
+/// writes meanwhile ([`RedbStore::hand_over`]). One commit at most is in
+/// flight: a batch is handed over only once the one before is on disk, and
+/// if that one failed, the batch built on it is given back too.
+fn work_loop(
     handler: &Handler,
     writes: &Writes,
     queue: &EventQueue,
     counters: &Counters,
-    batch: Vec<ClaimedEvent>,
+    wake: &Wake,
+    rx: &std::sync::mpsc::Receiver<Vec<ClaimedEvent>>,
 ) {
-    let mut ids = Vec::with_capacity(batch.len());
-    let mut caught = Vec::with_capacity(batch.len());
-    // Retries the deliveries ask for, written with the batch (see
-    // `Handler::deferring_retries`).
-    let mut retries = Vec::new();
     let Writes { store, group } = writes;
-    store.begin_unit();
+    let mut in_flight: Option<InFlight> = None;
+    loop {
+        let next = if in_flight.is_some() {
+            // Empty or closed: the commit in flight is seen through first.
+            rx.try_recv().ok()
+        } else {
+            match rx.recv() {
+                Ok(batch) => Some(batch),
+                Err(_) => break,
+            }
+        };
+        let Some(batch) = next else {
+            // Nothing waiting: see the commit through, close the unit.
+            if let Some(f) = in_flight.take() {
+                land(store, queue, counters, f);
+                store.abort_unit();
+                wake.notify();
+            }
+            continue;
+        };
+        store.begin_unit();
+        let handled = handle_batch(handler, counters, batch);
+        if let Some(f) = in_flight.take() {
+            let ok = land(store, queue, counters, f);
+            wake.notify();
+            if !ok {
+                // This batch saw the failed one's writes (its unit is gone
+                // with them): give it back too.
+                bump(&counters.errors, handled.ids.len() as u64);
+                queue.release(&handled.ids);
+                continue;
+            }
+        }
+        let HandledBatch {
+            ids,
+            caught,
+            retries,
+        } = handled;
+        let acks = ids.clone();
+        let committing = group.submit(store.hand_over(), move |b| {
+            for r in &retries {
+                b.schedule(&r.item, r.run_at)?;
+            }
+            b.complete_all(&acks)?;
+            Ok(Vec::new())
+        });
+        in_flight = Some(InFlight {
+            committing,
+            ids,
+            caught,
+        });
+    }
+    if let Some(f) = in_flight.take() {
+        land(store, queue, counters, f);
+        wake.notify();
+    }
+    store.abort_unit();
+}
+
+/// A batch handed to the writer and not yet known to be on disk.
+struct InFlight {
+    committing: Committing,
+    ids: Vec<u64>,
+    caught: Vec<u64>,
+}
+
+/// A batch's events, handled, not committed yet.
+struct HandledBatch {
+    ids: Vec<u64>,
+    caught: Vec<u64>,
+    /// Retries the deliveries ask for, written with the batch (see
+    /// `Handler::deferring_retries`).
+    retries: Vec<PendingRetry>,
+}
+
+/// Runs the handler for each event of a batch (inside the worker's unit of
+/// work).
+fn handle_batch(handler: &Handler, counters: &Counters, batch: Vec<ClaimedEvent>) -> HandledBatch {
+    let mut out = HandledBatch {
+        ids: Vec::with_capacity(batch.len()),
+        caught: Vec::with_capacity(batch.len()),
+        retries: Vec::new(),
+    };
     for ev in batch {
         if ev.attempts > 1 {
             bump(&counters.redelivered, 1);
@@ -871,7 +952,7 @@ fn work(
                 if outcome.duplicate {
                     bump(&counters.duplicates, 1);
                 }
-                retries.extend(outcome.retry);
+                out.retries.extend(outcome.retry);
                 if let Some(e) = outcome.error {
                     bump(&counters.errors, 1);
                     tracing::warn!(target: "evm", "MIQ(MiqAeEngine.deliver) event [{}] EmsEvent.{} ended with an error: {e}", ev.event.event_type, outcome.event_id);
@@ -888,19 +969,25 @@ fn work(
         }
         // The lines went to tracing already; do not keep them.
         handler.log().drain();
-        ids.push(ev.id);
-        caught.push(ev.caught_us);
+        out.ids.push(ev.id);
+        out.caught.push(ev.caught_us);
     }
-    let acks = ids.clone();
-    let committed = group.commit(store.take_prepared(), move |b| {
-        for r in &retries {
-            b.schedule(&r.item, r.run_at)?;
-        }
-        b.complete_all(&acks)?;
-        Ok(Vec::new())
-    });
-    match committed {
+    out
+}
+
+/// Waits for a batch's commit: on success counts its events acked and
+/// records their latency; on failure gives them back to the queue and
+/// drops the worker's unit (whatever was built on the batch). Whether it
+/// was stored.
+fn land(store: &RedbStore, queue: &EventQueue, counters: &Counters, f: InFlight) -> bool {
+    let InFlight {
+        committing,
+        ids,
+        caught,
+    } = f;
+    match committing.wait() {
         Ok(_) => {
+            store.landed();
             queue.acked(ids.len());
             let done = crate::vmdb::to_micros(SystemTime::now());
             if let Ok(mut h) = counters.latency.lock() {
@@ -915,15 +1002,18 @@ fn work(
                     h.record(done.saturating_sub(*c));
                 }
             }
+            true
         }
         Err(e) => {
             // Nothing of the batch was stored: its events are claimed
             // again, those handed over in memory at once, those leased in
             // the file when their lease runs out (or at the next start).
+            store.abort_unit();
             bump(&counters.errors, ids.len() as u64);
             tracing::error!(target: "evm", "MIQ(EventQueue) commit of a batch of {} events failed (they will be delivered again): {e}", ids.len());
             queue.release(&ids);
             std::thread::sleep(COMMIT_BACKOFF);
+            false
         }
     }
 }

@@ -95,15 +95,43 @@ impl GroupCommit {
         unit: PreparedUnit,
         work: impl FnMut(&mut Batch<'_>) -> Result<Vec<u64>, StoreError> + Send + 'static,
     ) -> Result<Vec<u64>, StoreError> {
+        self.submit(unit, work).wait()
+    }
+
+    /// [`GroupCommit::commit`] without waiting: the caller goes on (with
+    /// the next batch, say) and takes the answer from the returned
+    /// [`Committing`] when it needs it. Jobs of one caller are written in
+    /// the order they were submitted.
+    pub fn submit(
+        &self,
+        unit: PreparedUnit,
+        work: impl FnMut(&mut Batch<'_>) -> Result<Vec<u64>, StoreError> + Send + 'static,
+    ) -> Committing {
         let (done, answer) = channel();
         let job = Job {
             unit,
             work: Box::new(work),
             done,
         };
-        let stopped = || StoreError::Backend("the store's writer has stopped".into());
-        self.tx.send(Message::Job(job)).map_err(|_| stopped())?;
-        answer.recv().map_err(|_| stopped())?
+        // A writer that has stopped drops the job, and with it `done`: the
+        // answer then reads as stopped.
+        let _ = self.tx.send(Message::Job(job));
+        Committing { answer }
+    }
+}
+
+/// A job handed to the writer by [`GroupCommit::submit`].
+#[derive(Debug)]
+pub struct Committing {
+    answer: Receiver<Result<Vec<u64>, StoreError>>,
+}
+
+impl Committing {
+    /// Waits until the job is on disk (its ids) or has failed.
+    pub fn wait(self) -> Result<Vec<u64>, StoreError> {
+        self.answer
+            .recv()
+            .map_err(|_| StoreError::Backend("the store's writer has stopped".into()))?
     }
 }
 

@@ -11,7 +11,7 @@ mod memory;
 mod redb_store;
 mod schedule;
 
-pub use group::{GroupCommit, GroupWriter, Work};
+pub use group::{Committing, GroupCommit, GroupWriter, Work};
 pub use memory::MemoryStore;
 pub use redb_store::{
     region_of, Batch, PreparedUnit, RedbStore, StoredObject, VerifyReport, DEFAULT_DB_PATH,

@@ -86,11 +86,11 @@ use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
     WriteTransaction,
 };
+use rustc_hash::FxHashMap;
 #[cfg(test)]
 use serde_json::Map;
 use serde_json::Value as J;
 use std::cell::RefCell;
-use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -249,6 +249,17 @@ struct Unit {
     order: Vec<(&'static str, i64)>,
     /// Candidate ids per indexed (base, attribute, value): re-checked
     /// against the object on every read, so stale entries do no harm.
+    index: FxHashMap<(&'static str, &'static str, Vec<u8>), Vec<i64>>,
+    refs: FxHashMap<(&'static str, i64, String), i64>,
+    /// Writes of this unit handed to a committer ([`RedbStore::hand_over`])
+    /// and not yet known to be on disk, oldest first: read after the
+    /// unit's own, newest first, until [`RedbStore::landed`].
+    in_flight: std::collections::VecDeque<HandedOver>,
+}
+
+/// What a unit's reads still need of writes it handed over.
+struct HandedOver {
+    objects: FxHashMap<(&'static str, i64), Arc<StoredObject>>,
     index: FxHashMap<(&'static str, &'static str, Vec<u8>), Vec<i64>>,
     refs: FxHashMap<(&'static str, i64, String), i64>,
 }
@@ -533,6 +544,34 @@ impl RedbStore {
             objects: unit.objects,
             order: unit.order,
         }
+    }
+
+    /// [`RedbStore::take_prepared`] for a caller that goes on before the
+    /// commit is done: the unit stays open, and this thread's reads keep
+    /// seeing the handed-over writes (after the unit's newer ones) until
+    /// [`RedbStore::landed`] says they are on disk. What the unit writes
+    /// next must be committed after them: an object they created is
+    /// changed, not created, by the next hand-over. Call [`RedbStore::
+    /// abort_unit`] if their commit fails (everything built on them goes
+    /// too). An empty unit without one open.
+    pub fn hand_over(&self) -> PreparedUnit {
+        with_unit(self.id, |u| {
+            let objects = std::mem::take(&mut u.objects);
+            let order = std::mem::take(&mut u.order);
+            u.in_flight.push_back(HandedOver {
+                objects: objects.iter().map(|(k, p)| (*k, p.obj.clone())).collect(),
+                index: std::mem::take(&mut u.index),
+                refs: std::mem::take(&mut u.refs),
+            });
+            PreparedUnit { objects, order }
+        })
+        .unwrap_or_default()
+    }
+
+    /// The oldest writes [`RedbStore::hand_over`] gave out are on disk:
+    /// reads take them from the file from now on.
+    pub fn landed(&self) {
+        with_unit(self.id, |u| u.in_flight.pop_front());
     }
 
     /// Commits units of work ([`RedbStore::take_prepared`]), in order, and
@@ -922,7 +961,15 @@ impl Layered<'_> {
     fn pending(&self, base: &str, id: i64) -> Option<Arc<StoredObject>> {
         let base = base_class(base)?;
         with_unit(self.store.id, |u| {
-            u.objects.get(&(base, id)).map(|p| p.obj.clone())
+            u.objects
+                .get(&(base, id))
+                .map(|p| p.obj.clone())
+                .or_else(|| {
+                    u.in_flight
+                        .iter()
+                        .rev()
+                        .find_map(|h| h.objects.get(&(base, id)).cloned())
+                })
         })
         .flatten()
     }
@@ -974,6 +1021,13 @@ impl ObjectsTable for Layered<'_> {
             all.insert(id, o);
         })?;
         with_unit(self.store.id, |u| {
+            for h in &u.in_flight {
+                for ((b, id), o) in &h.objects {
+                    if *b == sbase {
+                        all.insert(*id, o.clone());
+                    }
+                }
+            }
             for ((b, id), p) in &u.objects {
                 if *b == sbase {
                     all.insert(*id, p.obj.clone());
@@ -991,7 +1045,13 @@ impl RefsTable for Layered<'_> {
     fn get_id(&self, base: &str, ems_id: i64, r: &str) -> Result<Option<i64>, StoreError> {
         if let Some(sbase) = base_class(base) {
             let found = with_unit(self.store.id, |u| {
-                u.refs.get(&(sbase, ems_id, r.to_string())).copied()
+                let key = (sbase, ems_id, r.to_string());
+                u.refs.get(&key).copied().or_else(|| {
+                    u.in_flight
+                        .iter()
+                        .rev()
+                        .find_map(|h| h.refs.get(&key).copied())
+                })
             })
             .flatten();
             if found.is_some() {
@@ -1009,8 +1069,12 @@ impl IndexTable for Layered<'_> {
             (base_class(base), INDEXED_ATTRS.iter().find(|a| **a == attr))
         {
             with_unit(self.store.id, |u| {
-                if let Some(more) = u.index.get(&(sbase, *sattr, value.to_vec())) {
-                    ids.extend(more.iter().copied());
+                let key = (sbase, *sattr, value.to_vec());
+                let layers = std::iter::once(&u.index).chain(u.in_flight.iter().map(|h| &h.index));
+                for index in layers {
+                    if let Some(more) = index.get(&key) {
+                        ids.extend(more.iter().copied());
+                    }
                 }
             });
             ids.sort_unstable();
@@ -1798,11 +1862,7 @@ impl serde::Serialize for ValueOut<'_> {
             AttrValue::Password(v) => Tagged("$pw", v.as_str()).serialize(s),
             AttrValue::Object(r) => Tagged("$obj", (&*r.class, r.id)).serialize(s),
             AttrValue::Array(a) => s.collect_seq(a.iter().map(ValueOut)),
-            AttrValue::Hash(h) => Tagged(
-                "$hash",
-                HashOut(h),
-            )
-            .serialize(s),
+            AttrValue::Hash(h) => Tagged("$hash", HashOut(h)).serialize(s),
         }
     }
 }

@@ -1018,6 +1018,86 @@ fn opening_something_that_is_not_a_store_fails_cleanly() {
     assert_eq!(store.path(), empty.as_path());
 }
 
+/// A worker that hands its unit's writes to a committer and goes on
+/// ([`RedbStore::hand_over`]) keeps reading them (object, index, provider
+/// reference) until they have landed; what it writes next on top of them
+/// is committed after them as changes (an object they created is not
+/// created twice); a failed commit is dropped with everything built on it.
+#[test]
+fn handed_over_writes_stay_readable_until_they_land() {
+    use automate::vmdb::GroupCommit;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Arc::new(RedbStore::open(tmp.path().join("automate.redb")).unwrap());
+    let (group, writer) = GroupCommit::start(store.clone()).unwrap();
+    let ems = store
+        .create("ExtManagementSystem", attrs(&[("name", s("e"))]))
+        .unwrap();
+
+    store.begin_unit();
+    let vm = store
+        .create(
+            "Vm",
+            attrs(&[
+                ("name", s("vm1")),
+                ("ems_id", AttrValue::Int(ems.id)),
+                ("ems_ref", s("ref-1")),
+            ]),
+        )
+        .unwrap();
+    let ev = store
+        .create("EmsEvent", attrs(&[("dedup_key", s("k1"))]))
+        .unwrap();
+    let first = group.submit(store.hand_over(), |_| Ok(Vec::new()));
+    // Handed over, maybe not on disk yet: still read by this thread.
+    assert_eq!(store.unit_len(), Some(0));
+    assert_eq!(
+        store.find_by("EventStream", "dedup_key", &s("k1")),
+        vec![ev.clone()]
+    );
+    assert_eq!(
+        store.find_by_ems_ref("Vm", ems.id, "ref-1"),
+        Some(vm.clone())
+    );
+    assert_eq!(store.attribute(&vm, "name"), Some(s("vm1")));
+    // The next batch changes the VM the first one created.
+    store.update(&vm, "power_state", s("on")).unwrap();
+    assert_eq!(store.attribute(&vm, "power_state"), Some(s("on")));
+    first.wait().unwrap();
+    store.landed();
+    assert_eq!(
+        store.attribute(&vm, "name"),
+        Some(s("vm1")),
+        "now from the file"
+    );
+    group
+        .submit(store.hand_over(), |_| Ok(Vec::new()))
+        .wait()
+        .unwrap();
+    store.landed();
+    store.abort_unit();
+    assert_eq!(store.unit_len(), None);
+    assert_eq!(store.attribute(&vm, "power_state"), Some(s("on")));
+    assert_eq!(store.attribute(&vm, "name"), Some(s("vm1")));
+
+    // A failed commit: the worker drops its unit, and the batch built on
+    // the failed one is never written.
+    store.begin_unit();
+    let lost = store
+        .create("EmsEvent", attrs(&[("dedup_key", s("k2"))]))
+        .unwrap();
+    let failing = group.submit(store.hand_over(), |_| {
+        Err(StoreError::Backend("disk full".into()))
+    });
+    store.update(&lost, "event_type", s("built on it")).unwrap();
+    assert!(failing.wait().is_err());
+    store.abort_unit();
+    assert_eq!(store.find("EventStream", lost.id), None);
+    assert!(store
+        .find_by("EventStream", "dedup_key", &s("k2"))
+        .is_empty());
+    writer.stop();
+}
+
 /// A unit of work buffers one thread's writes: that thread reads them,
 /// others do not until the commit, which writes them with the scheduled
 /// work it completes in one transaction; an abort (or a process that dies
