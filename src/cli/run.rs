@@ -361,13 +361,10 @@ fn write_prefix(out: &mut impl Write, level: Level) {
             c.date = ms.get(..19).unwrap_or(&ms).to_string();
             c.sec = sec;
         }
-        let mut line = Vec::with_capacity(80);
-        line.extend_from_slice(head);
-        line.extend_from_slice(c.date.as_bytes());
-        line.extend_from_slice(&digits);
-        line.extend_from_slice(c.ids.as_bytes());
-        line.extend_from_slice(tail);
-        let _ = out.write_all(&line);
+        // Straight into the (buffered) log writer.
+        for piece in [head, c.date.as_bytes(), &digits, c.ids.as_bytes(), tail] {
+            let _ = out.write_all(piece);
+        }
     })
 }
 

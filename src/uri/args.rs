@@ -52,7 +52,9 @@ pub fn classify_arg_key(key: &str) -> ArgKey {
         let name = ruby_split(key).last().copied().unwrap_or_default();
         return ArgKey::Array(name.to_lowercase());
     }
-    if !key.contains(CLASS_SEPARATOR) {
+    // A byte scan: `str::contains` sets up a substring searcher, and this
+    // runs for every attribute of every instantiation.
+    if !key.as_bytes().windows(2).any(|w| w == b"::") {
         return ArgKey::Plain(key.to_lowercase());
     }
     let pieces = ruby_split(key);

@@ -86,48 +86,48 @@ pub const REGION_BASE: i64 = 1_000_000_000_000;
 /// The service-model classes a query key or datatype may name, with the
 /// base class their ids live under (ManageIQ's `base_class`).
 pub fn base_class(class: &str) -> Option<&'static str> {
-    // Lower-cased on the stack: this runs on every object read.
+    // Lower-cased on the stack and matched as bytes: this runs on every
+    // object read.
     let mut buf = [0u8; 40];
     let bytes = class.as_bytes();
     let lc = buf.get_mut(..bytes.len())?;
     lc.copy_from_slice(bytes);
     lc.make_ascii_lowercase();
-    let lc = std::str::from_utf8(lc).ok()?;
-    Some(match lc {
-        "eventstream" | "emsevent" | "miqevent" | "requestevent" => "EventStream",
-        "vmortemplate" | "vm" | "miqtemplate" | "template" => "VmOrTemplate",
-        "host" => "Host",
-        "extmanagementsystem" | "ems" => "ExtManagementSystem",
-        "miqserver" | "server" => "MiqServer",
-        "user" => "User",
-        "miqgroup" => "MiqGroup",
-        "tenant" => "Tenant",
-        "storage" => "Storage",
-        "emscluster" => "EmsCluster",
-        "miqrequest"
-        | "request"
-        | "automationrequest"
-        | "miqprovisionrequest"
-        | "miqprovisionrequesttemplate"
-        | "vmmigraterequest"
-        | "vmreconfigurerequest"
-        | "vmretirerequest"
-        | "serviceretirerequest"
-        | "servicetemplateprovisionrequest"
-        | "miqhostprovisionrequest"
-        | "orchestrationstackretirerequest" => "MiqRequest",
-        "miqrequesttask"
-        | "automationtask"
-        | "miqprovision"
-        | "provision"
-        | "miqprovisionvmware"
-        | "miqprovisionredhat"
-        | "serviceprovisiontask"
-        | "servicetemplateprovisiontask"
-        | "vmreconfiguretask"
-        | "vmmigratetask" => "MiqRequestTask",
-        "miqpolicy" | "policy" => "MiqPolicy",
-        "miqalert" => "MiqAlert",
+    Some(match &*lc {
+        b"eventstream" | b"emsevent" | b"miqevent" | b"requestevent" => "EventStream",
+        b"vmortemplate" | b"vm" | b"miqtemplate" | b"template" => "VmOrTemplate",
+        b"host" => "Host",
+        b"extmanagementsystem" | b"ems" => "ExtManagementSystem",
+        b"miqserver" | b"server" => "MiqServer",
+        b"user" => "User",
+        b"miqgroup" => "MiqGroup",
+        b"tenant" => "Tenant",
+        b"storage" => "Storage",
+        b"emscluster" => "EmsCluster",
+        b"miqrequest"
+        | b"request"
+        | b"automationrequest"
+        | b"miqprovisionrequest"
+        | b"miqprovisionrequesttemplate"
+        | b"vmmigraterequest"
+        | b"vmreconfigurerequest"
+        | b"vmretirerequest"
+        | b"serviceretirerequest"
+        | b"servicetemplateprovisionrequest"
+        | b"miqhostprovisionrequest"
+        | b"orchestrationstackretirerequest" => "MiqRequest",
+        b"miqrequesttask"
+        | b"automationtask"
+        | b"miqprovision"
+        | b"provision"
+        | b"miqprovisionvmware"
+        | b"miqprovisionredhat"
+        | b"serviceprovisiontask"
+        | b"servicetemplateprovisiontask"
+        | b"vmreconfiguretask"
+        | b"vmmigratetask" => "MiqRequestTask",
+        b"miqpolicy" | b"policy" => "MiqPolicy",
+        b"miqalert" => "MiqAlert",
         _ => return None,
     })
 }
