@@ -65,6 +65,16 @@ impl EvmLog {
         }
     }
 
+    /// [`EvmLog::info`] of a formatted line: a discarding log (the
+    /// pipeline's) sends it to `tracing` without making a `String` of it.
+    pub fn info_fmt(&self, line: std::fmt::Arguments<'_>) {
+        if self.discard {
+            tracing::info!(target: "evm", "{line}");
+        } else {
+            self.info(line.to_string());
+        }
+    }
+
     /// Takes the lines written so far.
     pub fn drain(&self) -> Vec<String> {
         self.lines
@@ -199,7 +209,7 @@ impl Handler {
             "MIQ(EmsEventHandler-handle_event) Processing EMS event [{}] chain_id [{}] on EMS [{}]...",
             ev.event_type, chain, ems.id
         );
-        self.log.info(processing.clone());
+        self.log.info_fmt(format_args!("{processing}"));
         let key = format!(
             "{}|{}|{}|{}|{}",
             ev.event_type,
@@ -273,7 +283,7 @@ impl Handler {
             pairs.push(("Host::host".into(), h.id.to_string()));
             pairs.push(("host_id".into(), h.id.to_string()));
         }
-        self.log.info(format!(
+        self.log.info_fmt(format_args!(
             "MIQ(MiqAeEngine.deliver) Delivering {} for object [EmsEvent.{}] with state [] to Automate",
             inspect_delivery_attrs(&pairs),
             event.id
@@ -312,12 +322,12 @@ impl Handler {
             // Core lines raised from inside Automate (generic events, their
             // delivery) keep their own `MIQ(...)` prefix, as in evm.log.
             if line.text.starts_with("MIQ(") {
-                self.log.info(line.text.clone());
+                self.log.info_fmt(format_args!("{}", line.text));
             } else {
-                self.log.info(format!("<AutomationEngine> {}", line.text));
+                self.log.info_fmt(format_args!("<AutomationEngine> {}", line.text));
             }
         }
-        self.log.info(format!("{processing}Complete"));
+        self.log.info_fmt(format_args!("{processing}Complete"));
         Ok(HandleOutcome {
             event_id: event.id,
             duplicate: false,
