@@ -324,7 +324,8 @@ impl Handler {
             if line.text.starts_with("MIQ(") {
                 self.log.info_fmt(format_args!("{}", line.text));
             } else {
-                self.log.info_fmt(format_args!("<AutomationEngine> {}", line.text));
+                self.log
+                    .info_fmt(format_args!("<AutomationEngine> {}", line.text));
             }
         }
         self.log.info_fmt(format_args!("{processing}Complete"));

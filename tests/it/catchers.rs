@@ -988,13 +988,33 @@ struct Store {
 }
 
 fn spawn_store(
-    mut rx: mpsc::Receiver<Caught>,
+    rx: mpsc::Receiver<Caught>,
     store: Arc<Mutex<Store>>,
     refuse_first: HashSet<String>,
 ) -> tokio::task::JoinHandle<()> {
+    spawn_store_gated(rx, store, refuse_first, None)
+}
+
+/// [`spawn_store`] that, with `pause` `(n, gate)`, takes nothing more once
+/// `n` events are stored until `gate` is notified (so a test can stop a
+/// catcher part way whatever the machine's speed).
+fn spawn_store_gated(
+    mut rx: mpsc::Receiver<Caught>,
+    store: Arc<Mutex<Store>>,
+    refuse_first: HashSet<String>,
+    pause: Option<(usize, Arc<tokio::sync::Notify>)>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut refused = HashSet::new();
-        while let Some(mut c) = rx.recv().await {
+        let mut pause = pause;
+        loop {
+            if let Some((n, gate)) = &pause {
+                if store.lock().unwrap().ids.len() >= *n {
+                    gate.notified().await;
+                    pause = None;
+                }
+            }
+            let Some(mut c) = rx.recv().await else { break };
             let id = oslo::message_id(&c.event).unwrap_or_default().to_string();
             if refuse_first.contains(&id) && refused.insert(id.clone()) {
                 c.complete(Err("not now".into()));
@@ -1035,9 +1055,11 @@ async fn amqp_delivers_1000_notifications_across_a_restart() {
     }
     let (tx, rx) = sink_pair(64);
     let store: Arc<Mutex<Store>> = Arc::default();
-    let storer = spawn_store(rx, store.clone(), HashSet::new());
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let storer = spawn_store_gated(rx, store.clone(), HashSet::new(), Some((500, gate.clone())));
 
-    // First run: stop it about half way.
+    // First run: stop it half way (the stand-in takes no more after 500
+    // until the catcher is told to stop).
     let c1 = amqp_catcher(&exchange, &queue, 50)
         .build(openstack(), Filter::default(), tx.clone())
         .unwrap();
@@ -1050,6 +1072,8 @@ async fn amqp_delivers_1000_notifications_across_a_restart() {
         store.lock().unwrap().ids.len()
     );
     stop1.cancel();
+    // The events in flight are stored and acked while the catcher stops.
+    gate.notify_one();
     tokio::time::timeout(Duration::from_secs(15), run1)
         .await
         .expect("the catcher stops")
