@@ -985,11 +985,14 @@ fn land(store: &RedbStore, queue: &EventQueue, counters: &Counters, f: InFlight)
         ids,
         caught,
     } = f;
-    match committing.wait() {
+    // When the writer was done: the latency ends there, not when this
+    // worker, busy with its next batch, comes to look.
+    let (result, at) = committing.wait_timed();
+    match result {
         Ok(_) => {
             store.landed();
             queue.acked(ids.len());
-            let done = crate::vmdb::to_micros(SystemTime::now());
+            let done = crate::vmdb::to_micros(at);
             if let Ok(mut h) = counters.latency.lock() {
                 for c in caught.iter() {
                     h.record(done.saturating_sub(*c));

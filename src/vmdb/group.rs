@@ -19,6 +19,7 @@ use super::{Batch, RedbStore, StoreError};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::SystemTime;
 
 /// Most jobs one transaction takes.
 const MAX_JOBS: usize = 64;
@@ -31,7 +32,8 @@ pub type Work = Box<dyn FnMut(&mut Batch<'_>) -> Result<Vec<u64>, StoreError> + 
 struct Job {
     unit: PreparedUnit,
     work: Work,
-    done: Sender<Result<Vec<u64>, StoreError>>,
+    /// The answer, and when the writer had it (on disk, or failed).
+    done: Sender<(Result<Vec<u64>, StoreError>, SystemTime)>,
 }
 
 enum Message {
@@ -123,15 +125,24 @@ impl GroupCommit {
 /// A job handed to the writer by [`GroupCommit::submit`].
 #[derive(Debug)]
 pub struct Committing {
-    answer: Receiver<Result<Vec<u64>, StoreError>>,
+    answer: Receiver<(Result<Vec<u64>, StoreError>, SystemTime)>,
 }
 
 impl Committing {
     /// Waits until the job is on disk (its ids) or has failed.
     pub fn wait(self) -> Result<Vec<u64>, StoreError> {
-        self.answer
-            .recv()
-            .map_err(|_| StoreError::Backend("the store's writer has stopped".into()))?
+        self.wait_timed().0
+    }
+
+    /// [`Committing::wait`], with when the writer was done with the job
+    /// (which may be well before this call returns: the caller went on).
+    pub fn wait_timed(self) -> (Result<Vec<u64>, StoreError>, SystemTime) {
+        self.answer.recv().unwrap_or_else(|_| {
+            (
+                Err(StoreError::Backend("the store's writer has stopped".into())),
+                SystemTime::now(),
+            )
+        })
     }
 }
 
@@ -175,18 +186,18 @@ fn write_jobs(store: &RedbStore, jobs: &mut Vec<Job>) {
     match shared {
         Ok(ids) => {
             for (job, ids) in jobs.drain(..).zip(ids) {
-                let _ = job.done.send(Ok(ids));
+                let _ = job.done.send((Ok(ids), SystemTime::now()));
             }
         }
         Err(e) if jobs.len() == 1 => {
             for job in jobs.drain(..) {
-                let _ = job.done.send(Err(e.clone()));
+                let _ = job.done.send((Err(e.clone()), SystemTime::now()));
             }
         }
         Err(_) => {
             for mut job in jobs.drain(..) {
                 let alone = store.commit_units(&[&job.unit], |b| (job.work)(b));
-                let _ = job.done.send(alone);
+                let _ = job.done.send((alone, SystemTime::now()));
             }
         }
     }
