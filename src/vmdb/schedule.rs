@@ -314,7 +314,33 @@ impl Schedule {
         lease: Duration,
         kind: &str,
     ) -> Result<Vec<Claimed>, StoreError> {
+        // A look in a read snapshot first: most sweeps find nothing due,
+        // and a write transaction would wait for the store's writer (and
+        // hold up whoever sweeps) for nothing.
+        if !self.any_due_kind(now, kind)? {
+            return Ok(Vec::new());
+        }
         self.write_claim(|txn| claim_due_in(txn, now, limit, lease, Some(kind)))
+    }
+
+    /// Whether an item of `kind` is due at `now` (read snapshot).
+    fn any_due_kind(&self, now: SystemTime, kind: &str) -> Result<bool, StoreError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let table = match txn.open_table(SCHEDULED) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
+            Err(e) => return Err(backend(e)),
+        };
+        for entry in table
+            .range((0u64, 0u64)..=(to_micros(now), u64::MAX))
+            .map_err(backend)?
+        {
+            let (_, v) = entry.map_err(backend)?;
+            if is_kind(v.value(), kind)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// How many items of `kind` are scheduled (claimed ones included).
