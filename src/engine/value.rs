@@ -148,24 +148,31 @@ pub fn inspect_attributes(attrs: &Attributes) -> String {
 /// them: symbol keys (`:event_id=>`) except `Class::attr` keys, which are
 /// strings; integer values bare, others quoted.
 pub fn inspect_delivery_attrs(pairs: &[(String, String)]) -> String {
-    AttrValue::Hash(
-        pairs
-            .iter()
-            .map(|(k, v)| {
-                let key = if k.contains("::") {
-                    AttrValue::Str(k.clone())
-                } else {
-                    AttrValue::Symbol(k.clone())
-                };
-                let value = match v.parse::<i64>() {
-                    Ok(i) => AttrValue::Int(i),
-                    Err(_) => AttrValue::Str(v.clone()),
-                };
-                (key, value)
-            })
-            .collect(),
-    )
-    .inspect()
+    // Written straight out (no `AttrValue::Hash` built for it): this runs
+    // twice per event in the pipeline.
+    let raw: usize = pairs.iter().map(|(k, v)| k.len() + v.len() + 8).sum();
+    let mut out = String::with_capacity(raw + 2);
+    out.push('{');
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        if k.contains("::") {
+            inspect_str(k, &mut out);
+        } else {
+            out.push(':');
+            out.push_str(k);
+        }
+        out.push_str("=>");
+        match v.parse::<i64>() {
+            Ok(n) => {
+                let _ = write!(out, "{n}");
+            }
+            Err(_) => inspect_str(v, &mut out),
+        }
+    }
+    out.push('}');
+    out
 }
 
 /// Ruby's `String#inspect` for the characters that matter here.
@@ -214,3 +221,45 @@ impl From<bool> for AttrValue {
 
 /// An insertion-ordered attribute table with lower-cased keys.
 pub type Attributes = indexmap::IndexMap<String, AttrValue, rustc_hash::FxBuildHasher>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_attrs_inspect_as_ruby_hashes_with_symbol_keys() {
+        let pairs: Vec<(String, String)> = [
+            ("event_id", "1000000000017"),
+            ("event_type", "USER_RUN_VM"),
+            ("VmOrTemplate::vm", "1000000000005"),
+            ("note", "say \"hi\""),
+            ("signed", "-3"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(
+            inspect_delivery_attrs(&pairs),
+            r#"{:event_id=>1000000000017, :event_type=>"USER_RUN_VM", "VmOrTemplate::vm"=>1000000000005, :note=>"say \"hi\"", :signed=>-3}"#
+        );
+        // The same as the general `Hash#inspect` of the values they stand for.
+        let as_hash = AttrValue::Hash(
+            pairs
+                .iter()
+                .map(|(k, v)| {
+                    let key = if k.contains("::") {
+                        AttrValue::Str(k.clone())
+                    } else {
+                        AttrValue::Symbol(k.clone())
+                    };
+                    let value = v
+                        .parse::<i64>()
+                        .map_or_else(|_| AttrValue::Str(v.clone()), AttrValue::Int);
+                    (key, value)
+                })
+                .collect(),
+        );
+        assert_eq!(inspect_delivery_attrs(&pairs), as_hash.inspect());
+        assert_eq!(inspect_delivery_attrs(&[]), "{}");
+    }
+}
