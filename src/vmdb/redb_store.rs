@@ -1800,7 +1800,7 @@ fn lowercase_keys(attrs: Attributes) -> Attributes {
 // ---- encoding ----------------------------------------------------------
 
 /// An object as the bytes of the `objects` table: `{"class":..,"attrs":{..}}`
-/// with each value as [`encode_value`] has it, serialized straight from the
+/// with each value as [`ValueOut`] writes it, serialized straight from the
 /// attributes (no intermediate `serde_json::Value`: the writer thread
 /// encodes every object a commit carries).
 pub(crate) fn encode_object(class: &str, attrs: &Attributes) -> Vec<u8> {
@@ -1816,7 +1816,13 @@ struct ObjectOut<'a> {
     attrs: &'a Attributes,
 }
 
-/// One attribute value as [`encode_value`] encodes it.
+/// One attribute value as stored (and read back by `decode_value`):
+/// strings, integers, finite floats, booleans and nil as JSON's own; a
+/// NaN or infinity as `{"$f": "NaN"|"inf"|"-inf"}`, a symbol as
+/// `{"$sym": ..}`, a password as `{"$pw": ..}`, an object reference as
+/// `{"$obj": [class, id]}`, an array as an array, a hash as
+/// `{"$hash": [[key, value], ...]}`. (The test-only `encode_value` builds
+/// the same as a `serde_json::Value`, for comparison.)
 struct ValueOut<'a>(&'a AttrValue);
 
 /// `{"<tag>": value}`: a value JSON has no type for.
