@@ -54,7 +54,11 @@ pub fn classify_arg_key(key: &str) -> ArgKey {
     }
     // A byte scan: `str::contains` sets up a substring searcher, and this
     // runs for every attribute of every instantiation.
-    if !key.as_bytes().windows(2).any(|w| w == b"::") {
+    if !key
+        .as_bytes()
+        .windows(2)
+        .any(|w| w == CLASS_SEPARATOR.as_bytes())
+    {
         return ArgKey::Plain(key.to_lowercase());
     }
     let pieces = ruby_split(key);

@@ -241,8 +241,9 @@ thread_local! {
 struct Unit {
     store: u64,
     /// The last read snapshot this unit's reads took: reused while no
-    /// commit has happened since (same cache epoch), dropped with the unit
-    /// (so no read transaction outlives a worker batch).
+    /// commit has happened since (same cache epoch), replaced after one,
+    /// dropped with the unit (a pipeline worker closes its unit whenever it
+    /// has nothing waiting, so no read transaction outlives a busy spell).
     snap: Option<Rc<Snap>>,
     objects: FxHashMap<(&'static str, i64), Pending>,
     /// The order objects were first written in (the commit's order).

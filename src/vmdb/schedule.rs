@@ -301,6 +301,9 @@ impl Schedule {
         limit: usize,
         lease: Duration,
     ) -> Result<Vec<Claimed>, StoreError> {
+        if !self.any_due(now, None)? {
+            return Ok(Vec::new());
+        }
         self.write_claim(|txn| claim_due_in(txn, now, limit, lease, None))
     }
 
@@ -314,17 +317,17 @@ impl Schedule {
         lease: Duration,
         kind: &str,
     ) -> Result<Vec<Claimed>, StoreError> {
-        // A look in a read snapshot first: most sweeps find nothing due,
-        // and a write transaction would wait for the store's writer (and
-        // hold up whoever sweeps) for nothing.
-        if !self.any_due_kind(now, kind)? {
+        if !self.any_due(now, Some(kind))? {
             return Ok(Vec::new());
         }
         self.write_claim(|txn| claim_due_in(txn, now, limit, lease, Some(kind)))
     }
 
-    /// Whether an item of `kind` is due at `now` (read snapshot).
-    fn any_due_kind(&self, now: SystemTime, kind: &str) -> Result<bool, StoreError> {
+    /// Whether an item (of `kind`, when given) is due at `now`, seen in a
+    /// read snapshot: claims look first, because most polls find nothing
+    /// due, and a write transaction would wait for the store's writer (and
+    /// hold up whoever polls) for nothing.
+    fn any_due(&self, now: SystemTime, kind: Option<&str>) -> Result<bool, StoreError> {
         let txn = self.db.begin_read().map_err(backend)?;
         let table = match txn.open_table(SCHEDULED) {
             Ok(t) => t,
@@ -336,7 +339,7 @@ impl Schedule {
             .map_err(backend)?
         {
             let (_, v) = entry.map_err(backend)?;
-            if is_kind(v.value(), kind)? {
+            if kind.map_or(Ok(true), |k| is_kind(v.value(), k))? {
                 return Ok(true);
             }
         }
