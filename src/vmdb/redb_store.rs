@@ -8,7 +8,7 @@
 //! | `objects` | `(base_class: &str, id: i64)` | the object: `{"class": "EmsEvent", "attrs": {...}}` as JSON bytes |
 //! | `sequences` | `"<BaseClass>:<region>"` (`"VmOrTemplate:1"`) | the next id to hand out for that base class in that region (`region * 10^12 + seq`) |
 //! | `ems_refs` | `(base_class: &str, ems_id: i64, ref: &str)` | the id of the object with that provider reference |
-//! | `attr_index` | `(base_class: &str, attr: &str, value: &[u8], id: i64)` | `()`: the objects whose indexed attribute has that (encoded) value |
+//! | `attr_index_v2` | `&[u8]`: `base_class \0 attr \0 value \0` + the id (8 bytes, big-endian, sign bit flipped) | `()`: the objects whose indexed attribute has that (encoded) value; flat bytes so a comparison is one `memcmp` |
 //! | `meta` | `"attr_index_version"` | the version `attr_index` was built for |
 //! | `scheduled`, `scheduled_by_id`, `scheduled_meta` | see [`super::schedule`] | |
 //!
@@ -58,7 +58,9 @@
 //! reads `attr_index`, which every write maintains in its transaction; any
 //! other query scans the base class's key range, decoding every object of
 //! that base class. The index is rebuilt from `objects` on open when it was
-//! built for another `attr_index_version` (or by a build without it).
+//! built for another `attr_index_version` (or by a build without it); files
+//! of version 1 had it as the tuple-keyed table `attr_index`, which that
+//! rebuild drops.
 //! Provider-reference lookups ([`RedbStore::find_by_ems_ref`]) use
 //! `ems_refs`.
 //!
@@ -122,7 +124,12 @@ pub(crate) const OBJECTS: TableDefinition<(&str, i64), &[u8]> = TableDefinition:
 pub(crate) const SEQUENCES: TableDefinition<&str, i64> = TableDefinition::new("sequences");
 pub(crate) const EMS_REFS: TableDefinition<(&str, i64, &str), i64> =
     TableDefinition::new("ems_refs");
-const ATTR_INDEX: TableDefinition<(&str, &str, &[u8], i64), ()> =
+/// Keys are [`index_entry_key`]'s flat bytes, so redb compares them with
+/// one `memcmp` (a tuple key decodes three lengths per comparison).
+const ATTR_INDEX: TableDefinition<&[u8], ()> = TableDefinition::new("attr_index_v2");
+/// The index as files before [`ATTR_INDEX_VERSION`] 2 held it (a tuple
+/// key); dropped when the flat one is built.
+const OLD_ATTR_INDEX: TableDefinition<(&str, &str, &[u8], i64), ()> =
     TableDefinition::new("attr_index");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -146,7 +153,7 @@ const INDEXED_ATTRS: &[&str] = &[
 
 /// The version of `attr_index`'s contents (bump when [`INDEXED_ATTRS`] or
 /// the value encoding changes: the next open rebuilds the index).
-const ATTR_INDEX_VERSION: u64 = 1;
+const ATTR_INDEX_VERSION: u64 = 2;
 const ATTR_INDEX_VERSION_KEY: &str = "attr_index_version";
 
 /// The region ids are allocated in when none is given.
@@ -785,8 +792,8 @@ impl RedbStore {
                     }
                     for (attr, value) in index_entries(&obj.attrs) {
                         indexed += 1;
-                        let key = (base, attr, value.as_slice(), id);
-                        if index.get(key).map_err(backend)?.is_none() {
+                        let key = index_entry_key(base, attr, &value, id);
+                        if index.get(key.as_slice()).map_err(backend)?.is_none() {
                             report
                                 .problems
                                 .push(format!("{base} [{id}] {attr} is not indexed"));
@@ -909,7 +916,7 @@ impl ObjectStore for RedbStore {
 struct Snap {
     objects: redb::ReadOnlyTable<(&'static str, i64), &'static [u8]>,
     refs: redb::ReadOnlyTable<(&'static str, i64, &'static str), i64>,
-    index: redb::ReadOnlyTable<(&'static str, &'static str, &'static [u8], i64), ()>,
+    index: redb::ReadOnlyTable<&'static [u8], ()>,
     epoch: u64,
 }
 
@@ -1092,7 +1099,7 @@ pub struct Batch<'t> {
     objects: Table<'t, (&'static str, i64), &'static [u8]>,
     sequences: Table<'t, &'static str, i64>,
     refs: Table<'t, (&'static str, i64, &'static str), i64>,
-    index: Table<'t, (&'static str, &'static str, &'static [u8], i64), ()>,
+    index: Table<'t, &'static [u8], ()>,
     region: i64,
     shared: &'t Shared,
     /// The objects written, to drop from the cache once committed.
@@ -1280,9 +1287,8 @@ impl<'t> Batch<'t> {
         };
         self.unindex(base, obj.id, &old.attrs)?;
         for (attr, value) in index_entries(&old.attrs) {
-            self.index
-                .remove((base, attr, value.as_slice(), obj.id))
-                .map_err(backend)?;
+            let key = index_entry_key(base, attr, &value, obj.id);
+            self.index.remove(key.as_slice()).map_err(backend)?;
         }
         self.objects.remove((base, obj.id)).map_err(backend)?;
         self.touched.push((base, obj.id));
@@ -1396,16 +1402,14 @@ impl<'t> Batch<'t> {
         let new_entries = index_entries(attrs);
         for (attr, value) in &old_entries {
             if !new_entries.iter().any(|e| e.0 == *attr && e.1 == *value) {
-                self.index
-                    .remove((base, *attr, value.as_slice(), id))
-                    .map_err(backend)?;
+                let key = index_entry_key(base, attr, value, id);
+                self.index.remove(key.as_slice()).map_err(backend)?;
             }
         }
         for (attr, value) in &new_entries {
             if !old_entries.iter().any(|e| e.0 == *attr && e.1 == *value) {
-                self.index
-                    .insert((base, *attr, value.as_slice(), id), ())
-                    .map_err(backend)?;
+                let key = index_entry_key(base, attr, value, id);
+                self.index.insert(key.as_slice(), ()).map_err(backend)?;
             }
         }
         let bytes = encode_object(class, attrs);
@@ -1462,14 +1466,17 @@ trait IndexTable {
     fn ids(&self, base: &str, attr: &str, value: &[u8]) -> Result<Vec<i64>, StoreError>;
 }
 
-impl<T: ReadableTable<(&'static str, &'static str, &'static [u8], i64), ()>> IndexTable for T {
+impl<T: ReadableTable<&'static [u8], ()>> IndexTable for T {
     fn ids(&self, base: &str, attr: &str, value: &[u8]) -> Result<Vec<i64>, StoreError> {
         let mut out = Vec::new();
+        let from = index_entry_key(base, attr, value, i64::MIN);
+        let to = index_entry_key(base, attr, value, i64::MAX);
         for entry in self
-            .range((base, attr, value, i64::MIN)..=(base, attr, value, i64::MAX))
+            .range(from.as_slice()..=to.as_slice())
             .map_err(backend)?
         {
-            out.push(entry.map_err(backend)?.0.value().3);
+            let key = entry.map_err(backend)?.0;
+            out.push(index_entry_id(key.value())?);
         }
         Ok(out)
     }
@@ -1735,6 +1742,33 @@ fn index_key(attr: &str, value: &AttrValue) -> Option<Vec<u8>> {
     }
 }
 
+/// The `attr_index` key of one entry: `base \0 attr \0 value \0` and the
+/// id as 8 big-endian bytes with the sign bit flipped, so byte order is
+/// (base, attribute, value, id) order and one value's entries are one
+/// range. The value bytes are JSON ([`index_key`]), which never holds a
+/// raw NUL, nor do class or attribute names.
+fn index_entry_key(base: &str, attr: &str, value: &[u8], id: i64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(base.len() + attr.len() + value.len() + 11);
+    key.extend_from_slice(base.as_bytes());
+    key.push(0);
+    key.extend_from_slice(attr.as_bytes());
+    key.push(0);
+    key.extend_from_slice(value);
+    key.push(0);
+    key.extend_from_slice(&((id as u64) ^ (1 << 63)).to_be_bytes());
+    key
+}
+
+/// The id at the end of an [`index_entry_key`].
+fn index_entry_id(key: &[u8]) -> Result<i64, StoreError> {
+    let tail = key
+        .len()
+        .checked_sub(8)
+        .and_then(|at| <[u8; 8]>::try_from(&key[at..]).ok())
+        .ok_or_else(|| StoreError::Backend(format!("attr_index key too short: {key:?}")))?;
+    Ok((u64::from_be_bytes(tail) ^ (1 << 63)) as i64)
+}
+
 /// The `attr_index` entries of an object: (attribute, value bytes).
 fn index_entries(attrs: &Attributes) -> Vec<(&'static str, Vec<u8>)> {
     INDEXED_ATTRS
@@ -1773,12 +1807,16 @@ fn ensure_attr_index(txn: &WriteTransaction) -> Result<(), StoreError> {
             }
         }
     }
+    txn.delete_table(OLD_ATTR_INDEX).map_err(backend)?;
     txn.delete_table(ATTR_INDEX).map_err(backend)?;
     let mut index = txn.open_table(ATTR_INDEX).map_err(backend)?;
-    for (base, attr, value, id) in &entries {
-        index
-            .insert((*base, *attr, value.as_slice(), *id), ())
-            .map_err(backend)?;
+    let mut keys: Vec<Vec<u8>> = entries
+        .iter()
+        .map(|(base, attr, value, id)| index_entry_key(base, attr, value, *id))
+        .collect();
+    keys.sort_unstable();
+    for key in &keys {
+        index.insert(key.as_slice(), ()).map_err(backend)?;
     }
     meta.insert(ATTR_INDEX_VERSION_KEY, ATTR_INDEX_VERSION)
         .map_err(backend)?;
@@ -2154,6 +2192,70 @@ mod tests {
                 .len(),
             5
         );
+    }
+
+    #[test]
+    fn index_keys_order_as_base_attr_value_id() {
+        let key = |v: &[u8], id| index_entry_key("EventStream", "event_type", v, id);
+        let mut keys = vec![
+            key(b"\"b\"", 1),
+            key(b"\"a\"", i64::MAX),
+            key(b"\"a\"", -5),
+            key(b"\"a\"", 7),
+            key(b"\"a\"", 1_000_000_000_001),
+            index_entry_key("EventStream", "chain_id", b"\"z\"", 1),
+            index_entry_key("EventStreamX", "a", b"1", 1),
+        ];
+        keys.sort();
+        let ids: Vec<i64> = keys.iter().map(|k| index_entry_id(k).unwrap()).collect();
+        assert_eq!(ids, [1, -5, 7, 1_000_000_000_001, i64::MAX, 1, 1]);
+        assert!(keys[0].starts_with(b"EventStream\0chain_id\0"));
+        // A value that is a prefix of another stays in its own range.
+        assert!(key(b"\"a\"", i64::MAX) < key(b"\"ab\"", i64::MIN));
+        assert!(index_entry_id(b"short").is_err());
+    }
+
+    #[test]
+    fn tuple_keyed_index_of_older_files_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.redb");
+        let store = RedbStore::open(&path).unwrap();
+        let e = store
+            .create(
+                "EmsEvent",
+                attrs(&[
+                    ("dedup_key", AttrValue::str("k1")),
+                    ("event_type", AttrValue::str("E")),
+                ]),
+            )
+            .unwrap();
+        // As a version-1 file: the tuple-keyed table, no flat one.
+        let txn = store.db.begin_write().unwrap();
+        txn.delete_table(ATTR_INDEX).unwrap();
+        {
+            let mut old = txn.open_table(OLD_ATTR_INDEX).unwrap();
+            old.insert(("EventStream", "dedup_key", b"\"k1\"".as_slice(), e.id), ())
+                .unwrap();
+        }
+        txn.open_table(META)
+            .unwrap()
+            .insert(ATTR_INDEX_VERSION_KEY, 1)
+            .unwrap();
+        txn.commit().unwrap();
+        drop(store);
+        let store = RedbStore::open(&path).unwrap();
+        let report = store.verify().unwrap();
+        assert!(report.is_ok(), "{:?}", report.problems);
+        let found = store.find_by("EventStream", "dedup_key", &AttrValue::str("k1"));
+        assert_eq!(found.len(), 1);
+        let txn = store.db.begin_read().unwrap();
+        let names: Vec<String> = txn
+            .list_tables()
+            .unwrap()
+            .map(|t| redb::TableHandle::name(&t).to_string())
+            .collect();
+        assert!(!names.contains(&"attr_index".to_string()), "{names:?}");
+        assert!(names.contains(&"attr_index_v2".to_string()), "{names:?}");
     }
 
     #[test]
