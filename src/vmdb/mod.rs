@@ -7,6 +7,7 @@
 //! without a database) and on the durable store.
 
 mod group;
+mod json_out;
 mod memory;
 mod redb_store;
 mod schedule;

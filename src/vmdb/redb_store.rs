@@ -81,6 +81,7 @@
 //! this process or another) fails with "already open". Share the store with
 //! `Arc<RedbStore>`, and its [`Database`] with [`RedbStore::database`].
 
+use super::json_out::{encode_object, write_value};
 use super::schedule::{self, Schedule, WorkItem};
 use super::{base_class, ObjectStore, StoreError, VmdbRef, REGION_BASE};
 use crate::engine::{AttrValue, Attributes};
@@ -153,7 +154,7 @@ const INDEXED_ATTRS: &[&str] = &[
 
 /// The version of `attr_index`'s contents (bump when [`INDEXED_ATTRS`] or
 /// the value encoding changes: the next open rebuilds the index).
-const ATTR_INDEX_VERSION: u64 = 2;
+const ATTR_INDEX_VERSION: u64 = 3;
 const ATTR_INDEX_VERSION_KEY: &str = "attr_index_version";
 
 /// The region ids are allocated in when none is given.
@@ -1725,19 +1726,27 @@ fn ref_keys(attrs: &Attributes) -> Option<(i64, Vec<String>)> {
     (!refs.is_empty()).then_some((ems_id, refs))
 }
 
-/// The bytes `attr_index` files `value` under, when `attr` is indexed and
-/// the value is of a type whose equality is byte equality of its encoding
-/// (strings, symbols, integers, booleans, object references).
+/// The bytes `attr_index` files `value` under (its stored encoding), when
+/// `attr` is indexed and the value is of a type whose equality is byte
+/// equality of its encoding (strings, symbols, integers, booleans, object
+/// references). Blank strings are not indexed (an EmsEvent's empty
+/// `chain_id` would be one more entry per event that no lookup wants): a
+/// query for `""` scans.
 fn index_key(attr: &str, value: &AttrValue) -> Option<Vec<u8>> {
     if !INDEXED_ATTRS.contains(&attr) {
         return None;
     }
     match value {
+        AttrValue::Str(s) if s.is_empty() => None,
         AttrValue::Str(_)
         | AttrValue::Symbol(_)
         | AttrValue::Int(_)
         | AttrValue::Bool(_)
-        | AttrValue::Object(_) => serde_json::to_vec(&ValueOut(value)).ok(),
+        | AttrValue::Object(_) => {
+            let mut out = Vec::with_capacity(24);
+            write_value(&mut out, value);
+            Some(out)
+        }
         _ => None,
     }
 }
@@ -1837,99 +1846,6 @@ fn lowercase_keys(attrs: Attributes) -> Attributes {
 }
 
 // ---- encoding ----------------------------------------------------------
-
-/// An object as the bytes of the `objects` table: `{"class":..,"attrs":{..}}`
-/// with each value as [`ValueOut`] writes it, serialized straight from the
-/// attributes (no intermediate `serde_json::Value`: the writer thread
-/// encodes every object a commit carries).
-pub(crate) fn encode_object(class: &str, attrs: &Attributes) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + attrs.len() * 24);
-    // Writing into a Vec cannot fail and every key is a string.
-    let _ = serde_json::to_writer(&mut out, &ObjectOut { class, attrs });
-    out
-}
-
-/// [`encode_object`]'s view of an object.
-struct ObjectOut<'a> {
-    class: &'a str,
-    attrs: &'a Attributes,
-}
-
-/// One attribute value as stored (and read back by `decode_value`):
-/// strings, integers, finite floats, booleans and nil as JSON's own; a
-/// NaN or infinity as `{"$f": "NaN"|"inf"|"-inf"}`, a symbol as
-/// `{"$sym": ..}`, a password as `{"$pw": ..}`, an object reference as
-/// `{"$obj": [class, id]}`, an array as an array, a hash as
-/// `{"$hash": [[key, value], ...]}`. (The test-only `encode_value` builds
-/// the same as a `serde_json::Value`, for comparison.)
-struct ValueOut<'a>(&'a AttrValue);
-
-/// `{"<tag>": value}`: a value JSON has no type for.
-struct Tagged<'a, T: serde::Serialize>(&'a str, T);
-
-impl serde::Serialize for ObjectOut<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut top = s.serialize_map(Some(2))?;
-        top.serialize_entry("class", self.class)?;
-        top.serialize_entry("attrs", &AttrsOut(self.attrs))?;
-        top.end()
-    }
-}
-
-struct AttrsOut<'a>(&'a Attributes);
-
-impl serde::Serialize for AttrsOut<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.0.iter().map(|(k, v)| (k, ValueOut(v))))
-    }
-}
-
-impl<T: serde::Serialize> serde::Serialize for Tagged<'_, T> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(1))?;
-        m.serialize_entry(self.0, &self.1)?;
-        m.end()
-    }
-}
-
-impl serde::Serialize for ValueOut<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.0 {
-            AttrValue::Nil => s.serialize_unit(),
-            AttrValue::Str(v) => s.serialize_str(v),
-            AttrValue::Int(i) => s.serialize_i64(*i),
-            AttrValue::Float(f) if f.is_finite() => s.serialize_f64(*f),
-            AttrValue::Float(f) => Tagged("$f", non_finite(*f)).serialize(s),
-            AttrValue::Bool(b) => s.serialize_bool(*b),
-            AttrValue::Symbol(v) => Tagged("$sym", v.as_str()).serialize(s),
-            AttrValue::Password(v) => Tagged("$pw", v.as_str()).serialize(s),
-            AttrValue::Object(r) => Tagged("$obj", (&*r.class, r.id)).serialize(s),
-            AttrValue::Array(a) => s.collect_seq(a.iter().map(ValueOut)),
-            AttrValue::Hash(h) => Tagged("$hash", HashOut(h)).serialize(s),
-        }
-    }
-}
-
-struct HashOut<'a>(&'a [(AttrValue, AttrValue)]);
-
-impl serde::Serialize for HashOut<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|(k, v)| (ValueOut(k), ValueOut(v))))
-    }
-}
-
-/// How a NaN or an infinity is written under `$f`.
-fn non_finite(f: f64) -> &'static str {
-    if f.is_nan() {
-        "NaN"
-    } else if f > 0.0 {
-        "inf"
-    } else {
-        "-inf"
-    }
-}
 
 /// The bytes of the `objects` table as an object.
 pub(crate) fn decode_object(bytes: &[u8]) -> Result<StoredObject, StoreError> {
@@ -2116,10 +2032,9 @@ mod tests {
             serde_json::to_string(&J::Object(top)).unwrap()
         );
         for (_, v) in &a {
-            assert_eq!(
-                serde_json::to_vec(&ValueOut(v)).unwrap(),
-                serde_json::to_vec(&encode_value(v)).unwrap()
-            );
+            let mut ours = Vec::new();
+            write_value(&mut ours, v);
+            assert_eq!(ours, serde_json::to_vec(&encode_value(v)).unwrap());
         }
         let back = decode_object(&bytes).unwrap();
         assert_eq!(back.class, "EmsEvent");
@@ -2197,7 +2112,7 @@ mod tests {
     #[test]
     fn index_keys_order_as_base_attr_value_id() {
         let key = |v: &[u8], id| index_entry_key("EventStream", "event_type", v, id);
-        let mut keys = vec![
+        let mut keys = [
             key(b"\"b\"", 1),
             key(b"\"a\"", i64::MAX),
             key(b"\"a\"", -5),

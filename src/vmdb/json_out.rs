@@ -1,0 +1,238 @@
+//! The stored encoding of objects and attribute values, written by hand:
+//! the bytes `serde_json` would write for the same tree (compact, its
+//! escapes), without its per-value machinery and with strings scanned for
+//! escapes eight bytes at a time. The writer thread encodes every object a
+//! commit carries and every indexed value, so this is on the hot path.
+//!
+//! The format (read back by `redb_store::decode_object`): an object is
+//! `{"class":..,"attrs":{..}}`; strings, integers, finite floats, booleans
+//! and nil are JSON's own; a NaN or infinity is `{"$f":"NaN"|"inf"|"-inf"}`,
+//! a symbol `{"$sym":..}`, a password `{"$pw":..}`, an object reference
+//! `{"$obj":[class,id]}`, an array an array, a hash
+//! `{"$hash":[[key,value],...]}`.
+
+use crate::engine::AttrValue;
+use crate::vmdb::Attributes;
+
+/// An object as the bytes of the `objects` table.
+pub(crate) fn encode_object(class: &str, attrs: &Attributes) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + attrs.len() * 32);
+    out.extend_from_slice(b"{\"class\":");
+    write_str(&mut out, class);
+    out.extend_from_slice(b",\"attrs\":{");
+    for (i, (k, v)) in attrs.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(&mut out, k);
+        out.push(b':');
+        write_value(&mut out, v);
+    }
+    out.extend_from_slice(b"}}");
+    out
+}
+
+/// One attribute value, appended to `out`.
+pub(crate) fn write_value(out: &mut Vec<u8>, v: &AttrValue) {
+    match v {
+        AttrValue::Nil => out.extend_from_slice(b"null"),
+        AttrValue::Str(s) => write_str(out, s),
+        AttrValue::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes()),
+        AttrValue::Float(f) if f.is_finite() => {
+            // serde_json's own float text (ryu, `1.0` for integral values).
+            let _ = serde_json::to_writer(&mut *out, f);
+        }
+        AttrValue::Float(f) => {
+            let text = if f.is_nan() {
+                "NaN"
+            } else if *f > 0.0 {
+                "inf"
+            } else {
+                "-inf"
+            };
+            tagged(out, "$f", |out| write_str(out, text));
+        }
+        AttrValue::Bool(true) => out.extend_from_slice(b"true"),
+        AttrValue::Bool(false) => out.extend_from_slice(b"false"),
+        AttrValue::Symbol(s) => tagged(out, "$sym", |out| write_str(out, s)),
+        AttrValue::Password(s) => tagged(out, "$pw", |out| write_str(out, s)),
+        AttrValue::Object(r) => tagged(out, "$obj", |out| {
+            out.push(b'[');
+            write_str(out, &r.class);
+            out.push(b',');
+            out.extend_from_slice(itoa::Buffer::new().format(r.id).as_bytes());
+            out.push(b']');
+        }),
+        AttrValue::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(out, item);
+            }
+            out.push(b']');
+        }
+        AttrValue::Hash(pairs) => tagged(out, "$hash", |out| {
+            out.push(b'[');
+            for (i, (k, v)) in pairs.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.push(b'[');
+                write_value(out, k);
+                out.push(b',');
+                write_value(out, v);
+                out.push(b']');
+            }
+            out.push(b']');
+        }),
+    }
+}
+
+/// `{"<tag>":<what body writes>}`.
+fn tagged(out: &mut Vec<u8>, tag: &str, body: impl FnOnce(&mut Vec<u8>)) {
+    out.push(b'{');
+    write_str(out, tag);
+    out.push(b':');
+    body(out);
+    out.push(b'}');
+}
+
+/// A JSON string with serde_json's escapes: `\"`, `\\`, `\b \t \n \f \r`,
+/// other bytes below 0x20 as `\u00xx`; everything else (DEL, non-ASCII)
+/// as it is.
+pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        // Eight bytes at a time while none needs an escape.
+        if let Some(chunk) = bytes.get(i..i + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            if !needs_escape(u64::from_le_bytes(word)) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = bytes[i];
+        let escape = escape_of(b);
+        if escape == 0 {
+            i += 1;
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        match escape {
+            b'u' => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[(b >> 4) as usize],
+                    HEX[(b & 0xF) as usize],
+                ]);
+            }
+            e => out.extend_from_slice(&[b'\\', e]),
+        }
+        i += 1;
+        start = i;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// What follows the backslash for byte `b`, or 0 when it is written as is.
+fn escape_of(b: u8) -> u8 {
+    ESCAPES[b as usize]
+}
+
+/// [`escape_of`] as a table (short strings, keys mostly, go byte by byte).
+static ESCAPES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = b'u';
+        b += 1;
+    }
+    t[0x08] = b'b';
+    t[0x09] = b't';
+    t[0x0A] = b'n';
+    t[0x0C] = b'f';
+    t[0x0D] = b'r';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
+
+/// Whether any of the eight bytes of `w` is `"`, `\` or below 0x20 (the
+/// classic "has a zero byte" and "has a byte less than n" tests, exact
+/// because every byte is tested on its own high bit).
+fn needs_escape(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let quote = has_zero(w ^ (ONES * b'"' as u64));
+    let backslash = has_zero(w ^ (ONES * b'\\' as u64));
+    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    (quote | backslash | control) != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serde_str(s: &str) -> String {
+        serde_json::to_string(s).unwrap()
+    }
+
+    fn ours(s: &str) -> String {
+        let mut out = Vec::new();
+        write_str(&mut out, s);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn strings_escape_as_serde_json_does() {
+        let mut cases: Vec<String> = vec![
+            String::new(),
+            "plain".into(),
+            "exactly8".into(),
+            "a \"quoted\" \\ path".into(),
+            "{\"id\":\"10001\",\"href\":\"/ovirt-engine/api/events/10001\"}".into(),
+            "tab\there\nnew\rline\u{8}\u{c}\u{0}\u{1f}\u{7f} end".into(),
+            "héllo wörld ✓ 日本語 \u{10ffff}".into(),
+            "\\\\\\\\\\\\\\\\\"".into(),
+        ];
+        // Every byte value below 0x80 at every position of a 17-byte run.
+        for b in 0u8..0x80 {
+            for at in 0..17 {
+                let mut s = vec![b'x'; 17];
+                s[at] = b;
+                cases.push(String::from_utf8(s).unwrap());
+            }
+        }
+        for s in &cases {
+            assert_eq!(ours(s), serde_str(s), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn the_word_test_is_exact() {
+        for b in 0u8..=255 {
+            for at in 0..8 {
+                let mut w = [b'a'; 8];
+                w[at] = b;
+                assert_eq!(
+                    needs_escape(u64::from_le_bytes(w)),
+                    escape_of(b) != 0,
+                    "byte {b:#x} at {at}"
+                );
+            }
+        }
+    }
+}
