@@ -8,7 +8,7 @@ use super::value::AttrValue;
 use super::workspace::{Level, Object, ObjectId};
 use super::Runtime;
 use crate::datastore::index::{AeType, ClassDef, FieldDef, ValueDef, MISSING};
-use crate::uri::{self, classify_arg_key, split_array_value, ArgKey, ArrayElem, Scheme, Uri};
+use crate::uri::{self, classify_arg_key_owned, split_array_value, ArgKey, ArrayElem, Scheme, Uri};
 use std::sync::Arc;
 
 impl Runtime<'_> {
@@ -358,7 +358,7 @@ impl Runtime<'_> {
     ) -> Result<(), EngineError> {
         let store = self.engine.store.clone();
         for (key, value) in args {
-            match classify_arg_key(&key) {
+            match classify_arg_key_owned(key) {
                 ArgKey::Plain(name) => self.set_attr_owned(id, name, AttrValue::Str(value)),
                 ArgKey::Typed { datatype, name } => {
                     let v = convert(store.as_ref(), AttrValue::Str(value), &datatype)?;

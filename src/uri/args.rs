@@ -52,13 +52,7 @@ pub fn classify_arg_key(key: &str) -> ArgKey {
         let name = ruby_split(key).last().copied().unwrap_or_default();
         return ArgKey::Array(name.to_lowercase());
     }
-    // A byte scan: `str::contains` sets up a substring searcher, and this
-    // runs for every attribute of every instantiation.
-    if !key
-        .as_bytes()
-        .windows(2)
-        .any(|w| w == CLASS_SEPARATOR.as_bytes())
-    {
+    if !has_class_separator(key) {
         return ArgKey::Plain(key.to_lowercase());
     }
     let pieces = ruby_split(key);
@@ -74,6 +68,30 @@ pub fn classify_arg_key(key: &str) -> ArgKey {
         },
         None => ArgKey::ObjectRef { class, name },
     }
+}
+
+/// [`classify_arg_key`] of a key the caller owns: a plain key (the common
+/// case: no `::`) is lower-cased in place and becomes the name, with no
+/// copy.
+pub fn classify_arg_key_owned(mut key: String) -> ArgKey {
+    if is_array_key(&key) || has_class_separator(&key) {
+        return classify_arg_key(&key);
+    }
+    if key.is_ascii() {
+        key.make_ascii_lowercase();
+        ArgKey::Plain(key)
+    } else {
+        ArgKey::Plain(key.to_lowercase())
+    }
+}
+
+/// Whether `key` holds `::` (a byte scan: `str::contains` sets up a
+/// substring searcher, and this runs for every attribute of every
+/// instantiation).
+fn has_class_separator(key: &str) -> bool {
+    key.as_bytes()
+        .windows(2)
+        .any(|w| w == CLASS_SEPARATOR.as_bytes())
 }
 
 /// `MiqAeEngine.automation_attribute_is_array?`: starts with `array::`, any case.

@@ -42,7 +42,9 @@ mod proptests;
 #[cfg(test)]
 mod tests;
 
-pub use args::{classify_arg_key, split_array_value, ArgKey, ArrayElem, BASIC_DATATYPES};
+pub use args::{
+    classify_arg_key, classify_arg_key_owned, split_array_value, ArgKey, ArrayElem, BASIC_DATATYPES,
+};
 pub use codec::{hash2query, query2hash, url_decode, url_encode};
 pub use parser::parse;
 pub use path::{

@@ -537,6 +537,7 @@ fn classify_arg_key_table() {
     ];
     for (key, expected) in cases {
         assert_eq!(classify_arg_key(key), expected, "{key:?}");
+        assert_eq!(classify_arg_key_owned(key.to_string()), expected, "{key:?}");
     }
 }
 
