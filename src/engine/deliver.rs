@@ -43,6 +43,10 @@ pub struct Delivery {
     /// How many times this delivery has run before (0 for the first).
     #[serde(default)]
     pub deliveries: u32,
+    /// `uri` parsed already, by whoever built it ([`crate::uri::query_uri`]):
+    /// the engine does not parse it again. Not stored with a retry.
+    #[serde(skip)]
+    pub parsed: Option<crate::uri::Uri>,
 }
 
 /// How one delivery ended.
@@ -152,7 +156,10 @@ fn deliver_inner(
     d: &Delivery,
     max_deliveries: u32,
 ) -> Result<(Outcome, Option<PendingRetry>), StoreError> {
-    let (mut ws, error) = engine.instantiate_traced(&d.uri, &d.attrs);
+    let (mut ws, error) = match &d.parsed {
+        Some(uri) => engine.instantiate_traced_parsed(&d.uri, uri.clone(), &d.attrs),
+        None => engine.instantiate_traced(&d.uri, &d.attrs),
+    };
     let result = ws.result();
     let state = ws
         .root_attr("ae_state")
@@ -217,6 +224,7 @@ fn deliver_inner(
         attrs,
         object: d.object.clone(),
         deliveries: d.deliveries + 1,
+        parsed: None,
     };
     ws.log_line(
         super::Level::Info,

@@ -24,7 +24,7 @@ impl Runtime<'_> {
     }
 
     /// [`Runtime::instantiate`] of a URI already parsed from `uri_text`.
-    fn instantiate_parsed(
+    pub(super) fn instantiate_parsed(
         &mut self,
         uri_text: &str,
         uri: Uri,

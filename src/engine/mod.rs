@@ -143,6 +143,20 @@ impl Engine {
         (rt.ws, err)
     }
 
+    /// [`Engine::instantiate_traced`] of a URI already parsed from
+    /// `uri_text` (the caller built both: [`crate::uri::query_uri`]).
+    pub fn instantiate_traced_parsed(
+        &self,
+        uri_text: &str,
+        uri: crate::uri::Uri,
+        attrs: &[(String, String)],
+    ) -> (Workspace, Option<EngineError>) {
+        let mut rt = Runtime::new(self);
+        rt.extra_args = attrs.to_vec();
+        let err = rt.instantiate_parsed(uri_text, uri, None).err();
+        (rt.ws, err)
+    }
+
     /// Runs one method by its path (`/System/Request/hello_world`, partial
     /// or fully qualified) on a fresh `.default` object of its class, with
     /// `attrs` as that object's attributes (`automate method run`).

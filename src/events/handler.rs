@@ -16,7 +16,7 @@ use crate::engine::deliver::{
 use crate::engine::{
     inspect_delivery_attrs, AttrValue, Attributes, Engine, EngineError, Workspace,
 };
-use crate::uri::hash2query;
+use crate::uri::query_uri;
 use crate::vmdb::{ObjectStore, Schedule, StoreError, VmdbRef};
 use std::sync::{Arc, Mutex};
 
@@ -293,12 +293,13 @@ impl Handler {
         pairs.push(("User::user".into(), self.user.id.to_string()));
         pairs.push(("object_name".into(), "Event".into()));
         pairs.push(("vmdb_object_type".into(), "event_stream".into()));
-        let uri = format!("/System/Process/Event?{}", hash2query(&pairs));
+        let (uri, parsed) = query_uri("/System/Process/Event", pairs);
         let d = Delivery {
             uri: uri.clone(),
             attrs: Vec::new(),
             object: format!("EmsEvent.{}", event.id),
             deliveries: 0,
+            parsed: Some(parsed),
         };
         let delivered = match &self.schedule {
             _ if self.defer_retries => deliver_deferred(&self.engine, &d, DEFAULT_MAX_DELIVERIES),

@@ -453,8 +453,8 @@ pub fn raise_evm_event(
     let shown = crate::engine::inspect_delivery_attrs(&pairs);
     pairs.push(("object_name".into(), "Event".into()));
     pairs.push(("vmdb_object_type".into(), "miq_event".into()));
-    let uri = format!("/System/Process/Event?{}", uri::hash2query(&pairs));
-    deliver(rt, &uri, &shown, &miq_event);
+    let (text, uri) = uri::query_uri("/System/Process/Event", pairs);
+    deliver(rt, &text, uri, &shown, &miq_event);
     // Policies and alerts saw the VM as it was when the event happened.
     follow_power_state(rt, store.as_ref(), target, &target_class, event);
     Ok(Some(miq_event))
@@ -486,9 +486,10 @@ pub fn process_evm_event(
     evaluate_alerts(rt, Some(event), target, event_type);
 }
 
-/// Delivers `uri` as a new root instantiation (its own workspace) and
-/// appends that run's trace to the caller's.
-fn deliver(rt: &mut Runtime<'_>, uri: &str, shown: &str, event: &VmdbRef) {
+/// Delivers `uri` (parsed from `text` by its builder) as a new root
+/// instantiation (its own workspace) and appends that run's trace to the
+/// caller's.
+fn deliver(rt: &mut Runtime<'_>, text: &str, uri: uri::Uri, shown: &str, event: &VmdbRef) {
     let what = format!(
         "{shown} for object [{}.{}] with state []",
         event.class, event.id
@@ -511,7 +512,7 @@ fn deliver(rt: &mut Runtime<'_>, uri: &str, shown: &str, event: &VmdbRef) {
     let base = rt.ws.trace.last().map_or(0, |l| l.depth + 1);
     RAISE_DEPTH.with(|d| d.set(depth + 1));
     let engine = rt.engine();
-    let (ws, err) = engine.instantiate_traced(uri, &[]);
+    let (ws, err) = engine.instantiate_traced_parsed(text, uri, &[]);
     RAISE_DEPTH.with(|d| d.set(depth));
     rt.ws.trace.extend(ws.trace.into_iter().map(|l| TraceLine {
         depth: base + l.depth,

@@ -124,6 +124,23 @@ pub fn hash2query(pairs: &[(String, String)]) -> String {
     out
 }
 
+/// `path?<hash2query(pairs)>` and the [`Uri`](super::Uri) that
+/// [`parse`](super::parse) would make of it, without parsing: the pairs
+/// sorted as `hash2query` sorts them (decoding the encoded query gives them
+/// back as they were). For a `path` as the engine's delivery paths are:
+/// no scheme, no `?`, `#`, `//`, spaces or control characters.
+pub fn query_uri(path: &str, mut pairs: Vec<(String, String)>) -> (String, super::Uri) {
+    let text = format!("{path}?{}", hash2query(&pairs));
+    pairs.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let uri = super::Uri {
+        scheme: None,
+        path: path.to_owned(),
+        query: pairs,
+        fragment: None,
+    };
+    (text, uri)
+}
+
 /// `MiqAeUri.query2hash`: split on `&`, each piece at its first `=`, both sides
 /// [`url_decode`]d; a piece without `=` gets the value `""`. Pairs come back in the
 /// order given, duplicates included.

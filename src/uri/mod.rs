@@ -45,7 +45,7 @@ mod tests;
 pub use args::{
     classify_arg_key, classify_arg_key_owned, split_array_value, ArgKey, ArrayElem, BASIC_DATATYPES,
 };
-pub use codec::{hash2query, query2hash, url_decode, url_encode};
+pub use codec::{hash2query, query2hash, query_uri, url_decode, url_encode};
 pub use parser::parse;
 pub use path::{
     render_path, render_path_with_attribute, split_path, split_path_with, PathParts, SplitOptions,

@@ -85,6 +85,15 @@ proptest! {
     }
 
     #[test]
+    fn query_uri_is_what_parse_makes_of_its_text(
+        path in "(/[A-Za-z_.]{1,8}){0,4}",
+        pairs in prop::collection::vec((any::<String>(), any::<String>()), 0..8)
+    ) {
+        let (text, uri) = query_uri(&path, pairs);
+        prop_assert_eq!(parse(&text).unwrap(), uri);
+    }
+
+    #[test]
     fn url_decode_inverts_url_encode(s in any::<String>()) {
         let encoded = url_encode(&s);
         prop_assert!(encoded.bytes().all(|b| b.is_ascii_alphanumeric() || b"%_.~-".contains(&b)));
