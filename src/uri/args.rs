@@ -52,8 +52,24 @@ pub fn classify_arg_key(key: &str) -> ArgKey {
         let name = ruby_split(key).last().copied().unwrap_or_default();
         return ArgKey::Array(name.to_lowercase());
     }
-    if !has_class_separator(key) {
+    let Some(at) = find_class_separator(key) else {
         return ArgKey::Plain(key.to_lowercase());
+    };
+    // The common shape, one `::` between a class and a name
+    // (`VmOrTemplate::vm`), without splitting into pieces.
+    let (class, name) = (&key[..at], &key[at + CLASS_SEPARATOR.len()..]);
+    if !name.is_empty() && !has_class_separator(name) {
+        let name = name.to_lowercase();
+        return match basic_datatype(class) {
+            Some(datatype) => ArgKey::Typed {
+                datatype: datatype.to_owned(),
+                name,
+            },
+            None => ArgKey::ObjectRef {
+                class: class.to_owned(),
+                name,
+            },
+        };
     }
     let pieces = ruby_split(key);
     let Some((name, class)) = pieces.split_last() else {
@@ -85,13 +101,18 @@ pub fn classify_arg_key_owned(mut key: String) -> ArgKey {
     }
 }
 
-/// Whether `key` holds `::` (a byte scan: `str::contains` sets up a
-/// substring searcher, and this runs for every attribute of every
-/// instantiation).
+/// Whether `key` holds `::`.
 fn has_class_separator(key: &str) -> bool {
+    find_class_separator(key).is_some()
+}
+
+/// Where the first `::` of `key` starts (a byte scan: `str::find` sets up
+/// a substring searcher, and this runs for every attribute of every
+/// instantiation).
+fn find_class_separator(key: &str) -> Option<usize> {
     key.as_bytes()
         .windows(2)
-        .any(|w| w == CLASS_SEPARATOR.as_bytes())
+        .position(|w| w == CLASS_SEPARATOR.as_bytes())
 }
 
 /// `MiqAeEngine.automation_attribute_is_array?`: starts with `array::`, any case.

@@ -533,6 +533,8 @@ fn classify_arg_key_table() {
         ("Host::", obj("", "host")),
         ("::x", obj("", "x")),
         ("::", plain("::")),
+        ("a:::B", obj("a", ":b")),
+        ("a::::b", obj("a::", "b")),
         ("arrays", plain("arrays")),
     ];
     for (key, expected) in cases {
