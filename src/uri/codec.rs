@@ -10,7 +10,8 @@ const URL_ENCODE_SET: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~')
     .remove(b'-');
 
-/// A lazily encoded `s`, for writing into a formatter without allocating.
+/// A lazily encoded `s`, for writing into a formatter without allocating
+/// (the same bytes as [`url_encode`]).
 pub(crate) fn encoder(s: &str) -> PercentEncode<'_> {
     utf8_percent_encode(s, URL_ENCODE_SET)
 }
@@ -20,7 +21,10 @@ pub(crate) fn encoder(s: &str) -> PercentEncode<'_> {
 ///
 /// (Rubies before 2.5 also encoded `~`; current ones, and this, keep it.)
 pub fn url_encode(s: &str) -> String {
-    encoder(s).to_string()
+    let mut out = Vec::with_capacity(s.len() + s.len() / 4);
+    push_encoded(&mut out, s);
+    // Every byte written is ASCII.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// `CGI.unescape`: `+` becomes a space and `%XX` its byte; a `%` not followed by two
@@ -112,16 +116,30 @@ pub fn hash2query(pairs: &[(String, String)]) -> String {
     order.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     let raw: usize = pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
     // Room for some escapes (`::` → `%3A%3A`) without growing.
-    let mut out = String::with_capacity(raw + raw / 4);
+    let mut out = Vec::with_capacity(raw + raw / 4);
     for (i, (k, v)) in order.into_iter().enumerate() {
         if i > 0 {
-            out.push('&');
+            out.push(b'&');
         }
-        out.extend(encoder(k));
-        out.push('=');
-        out.extend(encoder(v));
+        push_encoded(&mut out, k);
+        out.push(b'=');
+        push_encoded(&mut out, v);
     }
-    out
+    // Every byte written is ASCII.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// [`url_encode`] of `s`, appended to `out` byte by byte (the
+/// `PercentEncode` iterator hands out a `&str` per run or escape).
+fn push_encoded(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in s.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'~' | b'-') {
+            out.push(b);
+        } else {
+            out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xF)]]);
+        }
+    }
 }
 
 /// `path?<hash2query(pairs)>` and the [`Uri`](super::Uri) that

@@ -94,6 +94,11 @@ proptest! {
     }
 
     #[test]
+    fn url_encode_is_the_lazy_encoder(s in any::<String>()) {
+        prop_assert_eq!(url_encode(&s), codec::encoder(&s).to_string());
+    }
+
+    #[test]
     fn url_decode_inverts_url_encode(s in any::<String>()) {
         let encoded = url_encode(&s);
         prop_assert!(encoded.bytes().all(|b| b.is_ascii_alphanumeric() || b"%_.~-".contains(&b)));
