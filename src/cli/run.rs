@@ -219,10 +219,11 @@ pub(super) fn init_file_logging(dir: &Path, format: LogFormat) -> anyhow::Result
     let json = matches!(format, LogFormat::Json);
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("warn,evm=info,automation=info"));
-    let stderr = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_filter(tracing_subscriber::filter::LevelFilter::WARN);
+    let stderr = WarningsOnly(
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+    );
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(FileLayer {
@@ -238,6 +239,54 @@ pub(super) fn init_file_logging(dir: &Path, format: LogFormat) -> anyhow::Result
         .with(stderr)
         .try_init();
     Ok(())
+}
+
+/// A layer that sees only warnings and errors (stderr's). Filtered in
+/// `on_event` rather than with a per-layer filter: a per-layer filter makes
+/// every callsite's interest "sometimes", so each of the ~50 log lines an
+/// event writes would ask every filter again.
+struct WarningsOnly<L>(L);
+
+impl<S, L> Layer<S> for WarningsOnly<L>
+where
+    S: Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    L: Layer<S>,
+{
+    fn on_event(&self, event: &Event<'_>, ctx: LayerContext<'_, S>) {
+        if *event.metadata().level() <= Level::WARN {
+            self.0.on_event(event, ctx);
+        }
+    }
+
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: LayerContext<'_, S>,
+    ) {
+        self.0.on_new_span(attrs, id, ctx);
+    }
+
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        ctx: LayerContext<'_, S>,
+    ) {
+        self.0.on_record(id, values, ctx);
+    }
+
+    fn on_enter(&self, id: &tracing::span::Id, ctx: LayerContext<'_, S>) {
+        self.0.on_enter(id, ctx);
+    }
+
+    fn on_exit(&self, id: &tracing::span::Id, ctx: LayerContext<'_, S>) {
+        self.0.on_exit(id, ctx);
+    }
+
+    fn on_close(&self, id: tracing::span::Id, ctx: LayerContext<'_, S>) {
+        self.0.on_close(id, ctx);
+    }
 }
 
 /// Writes the events of one target to a file, one line each.
