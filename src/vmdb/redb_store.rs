@@ -8,7 +8,7 @@
 //! | `objects` | `(base_class: &str, id: i64)` | the object: `{"class": "EmsEvent", "attrs": {...}}` as JSON bytes |
 //! | `sequences` | `"<BaseClass>:<region>"` (`"VmOrTemplate:1"`) | the next id to hand out for that base class in that region (`region * 10^12 + seq`) |
 //! | `ems_refs` | `(base_class: &str, ems_id: i64, ref: &str)` | the id of the object with that provider reference |
-//! | `attr_index_v2` | `&[u8]`: `base_class \0 attr \0 value \0` + the id (8 bytes, big-endian, sign bit flipped) | `()`: the objects whose indexed attribute has that (encoded) value; flat bytes so a comparison is one `memcmp` |
+//! | `attr_index_v2` | `&[u8]`: `base_class \0 attr \0 value \0` + the id (8 bytes, big-endian, sign bit flipped); for the event stream's `vm_or_template_id` and `host_id`, the id's bucket (8 bytes, 512 ids) before the value | `()`: the objects whose indexed attribute has that (encoded) value; flat bytes so a comparison is one `memcmp` |
 //! | `meta` | `"attr_index_version"` | the version `attr_index` was built for |
 //! | `scheduled`, `scheduled_by_id`, `scheduled_meta` | see [`super::schedule`] | |
 //!
@@ -154,7 +154,7 @@ const INDEXED_ATTRS: &[&str] = &[
 
 /// The version of `attr_index`'s contents (bump when [`INDEXED_ATTRS`] or
 /// the value encoding changes: the next open rebuilds the index).
-const ATTR_INDEX_VERSION: u64 = 3;
+const ATTR_INDEX_VERSION: u64 = 4;
 const ATTR_INDEX_VERSION_KEY: &str = "attr_index_version";
 
 /// The region ids are allocated in when none is given.
@@ -1470,16 +1470,70 @@ trait IndexTable {
 impl<T: ReadableTable<&'static [u8], ()>> IndexTable for T {
     fn ids(&self, base: &str, attr: &str, value: &[u8]) -> Result<Vec<i64>, StoreError> {
         let mut out = Vec::new();
-        let from = index_entry_key(base, attr, value, i64::MIN);
-        let to = index_entry_key(base, attr, value, i64::MAX);
-        for entry in self
-            .range(from.as_slice()..=to.as_slice())
-            .map_err(backend)?
-        {
-            let key = entry.map_err(backend)?.0;
-            out.push(index_entry_id(key.value())?);
+        let prefix = index_prefix(base, attr);
+        // Plain: one range. Bucketed: one range per bucket there is (a seek
+        // to the next bucket, then the value's range in it).
+        let mut bucket = None;
+        if bucketed(base, attr) {
+            let Some(b) = self.first_bucket(&prefix, 0)? else {
+                return Ok(out);
+            };
+            bucket = Some(b);
+        }
+        loop {
+            let range_key = |id: u64| {
+                let mut k = prefix.clone();
+                if let Some(b) = bucket {
+                    k.extend_from_slice(&u64::to_be_bytes(b));
+                }
+                k.extend_from_slice(value);
+                k.push(0);
+                k.extend_from_slice(&id.to_be_bytes());
+                k
+            };
+            let (from, to) = (range_key(0), range_key(u64::MAX));
+            for entry in self
+                .range(from.as_slice()..=to.as_slice())
+                .map_err(backend)?
+            {
+                let key = entry.map_err(backend)?.0;
+                out.push(index_entry_id(key.value())?);
+            }
+            match bucket {
+                Some(b) if b < u64::MAX => match self.first_bucket(&prefix, b + 1)? {
+                    Some(next) => bucket = Some(next),
+                    None => break,
+                },
+                _ => break,
+            }
         }
         Ok(out)
+    }
+}
+
+/// Seeking the buckets of a bucketed index ([`bucketed`]).
+trait Buckets {
+    /// The first bucket at or after `from` under `prefix`, if any.
+    fn first_bucket(&self, prefix: &[u8], from: u64) -> Result<Option<u64>, StoreError>;
+}
+
+impl<T: ReadableTable<&'static [u8], ()>> Buckets for T {
+    fn first_bucket(&self, prefix: &[u8], from: u64) -> Result<Option<u64>, StoreError> {
+        let mut seek = prefix.to_vec();
+        seek.extend_from_slice(&from.to_be_bytes());
+        let Some(entry) = self.range(seek.as_slice()..).map_err(backend)?.next() else {
+            return Ok(None);
+        };
+        let key = entry.map_err(backend)?.0;
+        let key = key.value();
+        let Some(rest) = key.strip_prefix(prefix) else {
+            return Ok(None);
+        };
+        let bucket = rest
+            .get(..8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .ok_or_else(|| StoreError::Backend(format!("attr_index key too short: {key:?}")))?;
+        Ok(Some(u64::from_be_bytes(bucket)))
     }
 }
 
@@ -1755,18 +1809,45 @@ fn index_key(attr: &str, value: &AttrValue) -> Option<Vec<u8>> {
 /// id as 8 big-endian bytes with the sign bit flipped, so byte order is
 /// (base, attribute, value, id) order and one value's entries are one
 /// range. The value bytes are JSON ([`index_key`]), which never holds a
-/// raw NUL, nor do class or attribute names.
+/// raw NUL, nor do class or attribute names. A [`bucketed`] index has the
+/// id's bucket (8 bytes) before the value: (base, attribute, bucket,
+/// value, id).
 fn index_entry_key(base: &str, attr: &str, value: &[u8], id: i64) -> Vec<u8> {
-    let mut key = Vec::with_capacity(base.len() + attr.len() + value.len() + 11);
+    let mut key = index_prefix(base, attr);
+    let id = (id as u64) ^ (1 << 63);
+    if bucketed(base, attr) {
+        key.extend_from_slice(&(id >> BUCKET_BITS).to_be_bytes());
+    }
+    key.extend_from_slice(value);
+    key.push(0);
+    key.extend_from_slice(&id.to_be_bytes());
+    key
+}
+
+/// `base \0 attr \0`: what every `attr_index` key of that attribute
+/// starts with.
+fn index_prefix(base: &str, attr: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(base.len() + attr.len() + 40);
     key.extend_from_slice(base.as_bytes());
     key.push(0);
     key.extend_from_slice(attr.as_bytes());
     key.push(0);
-    key.extend_from_slice(value);
-    key.push(0);
-    key.extend_from_slice(&((id as u64) ^ (1 << 63)).to_be_bytes());
     key
 }
+
+/// Indexes filed by id bucket first: the event stream's references to a
+/// VM and a host. Their values are many (one run per VM), so entries filed
+/// by value land on a different leaf for every VM an event names, and each
+/// commit copied one 4 KiB leaf per VM it touched; by bucket first, a
+/// commit's entries (new events, ids in one or two buckets) land together.
+/// A lookup seeks once per bucket instead: `find_by` on these attributes
+/// costs a seek per [`BUCKET_BITS`]-sized run of event ids.
+fn bucketed(base: &str, attr: &str) -> bool {
+    base == "EventStream" && matches!(attr, "vm_or_template_id" | "host_id")
+}
+
+/// A bucket is 2^BUCKET_BITS consecutive ids (512 events).
+const BUCKET_BITS: u32 = 9;
 
 /// The id at the end of an [`index_entry_key`].
 fn index_entry_id(key: &[u8]) -> Result<i64, StoreError> {
@@ -2128,6 +2209,83 @@ mod tests {
         // A value that is a prefix of another stays in its own range.
         assert!(key(b"\"a\"", i64::MAX) < key(b"\"ab\"", i64::MIN));
         assert!(index_entry_id(b"short").is_err());
+    }
+
+    #[test]
+    fn bucketed_index_finds_every_bucket() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(dir.path().join("t.redb")).unwrap();
+        // Ids in the first bucket, far later ones, and another region's.
+        let first = REGION_BASE + 1;
+        let ids = [
+            first,
+            first + 1,
+            first + 511,
+            first + 512,
+            first + 5_000,
+            first + 1_000_000,
+            2 * REGION_BASE + 3,
+        ];
+        for (i, id) in ids.iter().enumerate() {
+            let vm = if i % 2 == 0 { 7 } else { 8 };
+            store
+                .insert(
+                    "EmsEvent",
+                    *id,
+                    attrs(&[
+                        ("vm_or_template_id", AttrValue::Int(vm)),
+                        ("host_id", AttrValue::Int(70)),
+                        ("event_type", AttrValue::str("E")),
+                    ]),
+                )
+                .unwrap();
+        }
+        // A VM (not bucketed: VmOrTemplate's host_id is a has-many).
+        store
+            .insert("Vm", first, attrs(&[("host_id", AttrValue::Int(70))]))
+            .unwrap();
+        let found = |class: &str, attr: &str, v: i64| -> Vec<i64> {
+            let mut ids: Vec<i64> = store
+                .find_by(class, attr, &AttrValue::Int(v))
+                .iter()
+                .map(|r| r.id)
+                .collect();
+            ids.sort_unstable();
+            ids
+        };
+        let want = |pick: &dyn Fn(usize) -> bool| -> Vec<i64> {
+            let mut w: Vec<i64> = (0..ids.len())
+                .filter(|i| pick(*i))
+                .map(|i| ids[i])
+                .collect();
+            w.sort_unstable();
+            w
+        };
+        assert_eq!(
+            found("EventStream", "vm_or_template_id", 7),
+            want(&|i| i % 2 == 0)
+        );
+        assert_eq!(
+            found("EventStream", "vm_or_template_id", 8),
+            want(&|i| i % 2 == 1)
+        );
+        assert_eq!(
+            found("EventStream", "vm_or_template_id", 9),
+            Vec::<i64>::new()
+        );
+        assert_eq!(found("EventStream", "host_id", 70), want(&|_| true));
+        assert_eq!(found("VmOrTemplate", "host_id", 70), vec![first]);
+        let report = store.verify().unwrap();
+        assert!(report.is_ok(), "{:?}", report.problems);
+        // The keys: by bucket before value, so one bucket's entries for
+        // different VMs sit together.
+        let k = |v: &[u8], id| index_entry_key("EventStream", "vm_or_template_id", v, id);
+        assert!(k(b"9", first) < k(b"1", first + 512));
+        assert!(k(b"1", first + 512) < k(b"9", first + 512));
+        assert_eq!(
+            index_entry_id(&k(b"9", first + 5_000)).unwrap(),
+            first + 5_000
+        );
     }
 
     #[test]
