@@ -155,7 +155,6 @@ fn start_machines(db: &Path) -> Vec<i64> {
             attrs: Vec::new(),
             object: format!("VmOrTemplate.{id}"),
             deliveries: 0,
-            parsed: None,
         };
         let outcome = deliver(&engine, &schedule, &d, DEFAULT_MAX_DELIVERIES).expect("deliver");
         assert!(

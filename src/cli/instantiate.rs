@@ -64,7 +64,6 @@ pub fn run(global: &Global, args: InstantiateArgs) -> anyhow::Result<ExitCode> {
                 attrs: attrs.clone(),
                 object: String::new(),
                 deliveries: 0,
-                parsed: None,
             };
             match deliver(&engine, schedule, &d, DEFAULT_MAX_DELIVERIES)? {
                 Outcome::Error { workspace, error } => (workspace, error),

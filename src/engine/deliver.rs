@@ -43,10 +43,6 @@ pub struct Delivery {
     /// How many times this delivery has run before (0 for the first).
     #[serde(default)]
     pub deliveries: u32,
-    /// `uri` parsed already, by whoever built it ([`crate::uri::query_uri`]):
-    /// the engine does not parse it again. Not stored with a retry.
-    #[serde(skip)]
-    pub parsed: Option<crate::uri::Uri>,
 }
 
 /// How one delivery ended.
@@ -113,7 +109,7 @@ fn deliver_completing(
     max_deliveries: u32,
     done: Option<u64>,
 ) -> Result<Outcome, StoreError> {
-    let (mut outcome, retry) = deliver_inner(engine, d, max_deliveries)?;
+    let (mut outcome, retry) = deliver_inner(engine, d, None, max_deliveries)?;
     match (retry, done) {
         (Some(r), Some(done)) => set_retry_id(
             &mut outcome,
@@ -134,12 +130,15 @@ fn deliver_completing(
 
 /// [`deliver`] without writing the retry: the caller schedules the
 /// [`PendingRetry`] in its own transaction (`Outcome::Retry` has no id).
+/// `parsed` is `d.uri` parsed already, when its builder had it
+/// ([`crate::uri::query_uri`]): the engine does not parse it again.
 pub fn deliver_deferred(
     engine: &Engine,
     d: &Delivery,
+    parsed: Option<crate::uri::Uri>,
     max_deliveries: u32,
 ) -> Result<(Outcome, Option<PendingRetry>), StoreError> {
-    let (outcome, retry) = deliver_inner(engine, d, max_deliveries)?;
+    let (outcome, retry) = deliver_inner(engine, d, parsed, max_deliveries)?;
     crate::requests::after_ae_delivery(engine, d, &outcome);
     Ok((outcome, retry))
 }
@@ -154,10 +153,11 @@ fn set_retry_id(outcome: &mut Outcome, scheduled: u64) {
 fn deliver_inner(
     engine: &Engine,
     d: &Delivery,
+    parsed: Option<crate::uri::Uri>,
     max_deliveries: u32,
 ) -> Result<(Outcome, Option<PendingRetry>), StoreError> {
-    let (mut ws, error) = match &d.parsed {
-        Some(uri) => engine.instantiate_traced_parsed(&d.uri, uri.clone(), &d.attrs),
+    let (mut ws, error) = match parsed {
+        Some(uri) => engine.instantiate_traced_parsed(&d.uri, uri, &d.attrs),
         None => engine.instantiate_traced(&d.uri, &d.attrs),
     };
     let result = ws.result();
@@ -224,7 +224,6 @@ fn deliver_inner(
         attrs,
         object: d.object.clone(),
         deliveries: d.deliveries + 1,
-        parsed: None,
     };
     ws.log_line(
         super::Level::Info,

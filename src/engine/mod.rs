@@ -137,10 +137,10 @@ impl Engine {
         uri: &str,
         attrs: &[(String, String)],
     ) -> (Workspace, Option<EngineError>) {
-        let mut rt = Runtime::new(self);
-        rt.extra_args = attrs.to_vec();
-        let err = rt.instantiate(uri, None).err();
-        (rt.ws, err)
+        match crate::uri::parse(uri) {
+            Ok(parsed) => self.instantiate_traced_parsed(uri, parsed, attrs),
+            Err(e) => (Runtime::new(self).ws, Some(e.into())),
+        }
     }
 
     /// [`Engine::instantiate_traced`] of a URI already parsed from

@@ -299,10 +299,11 @@ impl Handler {
             attrs: Vec::new(),
             object: format!("EmsEvent.{}", event.id),
             deliveries: 0,
-            parsed: Some(parsed),
         };
         let delivered = match &self.schedule {
-            _ if self.defer_retries => deliver_deferred(&self.engine, &d, DEFAULT_MAX_DELIVERIES),
+            _ if self.defer_retries => {
+                deliver_deferred(&self.engine, &d, Some(parsed), DEFAULT_MAX_DELIVERIES)
+            }
             Some(schedule) => deliver(&self.engine, schedule, &d, DEFAULT_MAX_DELIVERIES)
                 .map(|outcome| (outcome, None)),
             None => {

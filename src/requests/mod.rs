@@ -402,7 +402,6 @@ impl Requests {
             attrs: Vec::new(),
             object: format!("{TASK_CLASS}.{}", task.id),
             deliveries: 0,
-            parsed: None,
         };
         // The outcome finishes the task through `after_ae_delivery`.
         deliver(&self.engine, &self.schedule, &d, DEFAULT_MAX_DELIVERIES)?;
@@ -517,7 +516,6 @@ fn call_automate_event(
         attrs: Vec::new(),
         object: format!("{REQUEST_CLASS}.{}", request.id),
         deliveries: 0,
-        parsed: None,
     };
     let outcome = deliver(engine, schedule, &d, DEFAULT_MAX_DELIVERIES)?;
     automate_line(&format!(

@@ -114,10 +114,15 @@ fn hex_digit(b: u8) -> Option<u8> {
 pub fn hash2query(pairs: &[(String, String)]) -> String {
     let mut order: Vec<&(String, String)> = pairs.iter().collect();
     order.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    let raw: usize = pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+    encode_query(order.into_iter())
+}
+
+/// `k=v&k=v` of pairs in the order given, keys and values [`url_encode`]d.
+fn encode_query<'a>(pairs: impl ExactSizeIterator<Item = &'a (String, String)> + Clone) -> String {
+    let raw: usize = pairs.clone().map(|(k, v)| k.len() + v.len() + 2).sum();
     // Room for some escapes (`::` → `%3A%3A`) without growing.
     let mut out = Vec::with_capacity(raw + raw / 4);
-    for (i, (k, v)) in order.into_iter().enumerate() {
+    for (i, (k, v)) in pairs.enumerate() {
         if i > 0 {
             out.push(b'&');
         }
@@ -148,8 +153,8 @@ fn push_encoded(out: &mut Vec<u8>, s: &str) {
 /// back as they were). For a `path` as the engine's delivery paths are:
 /// no scheme, no `?`, `#`, `//`, spaces or control characters.
 pub fn query_uri(path: &str, mut pairs: Vec<(String, String)>) -> (String, super::Uri) {
-    let text = format!("{path}?{}", hash2query(&pairs));
     pairs.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let text = format!("{path}?{}", encode_query(pairs.iter()));
     let uri = super::Uri {
         scheme: None,
         path: path.to_owned(),

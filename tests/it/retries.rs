@@ -51,7 +51,6 @@ fn start_machines(db: &Path, n: usize) -> Vec<i64> {
             attrs: Vec::new(),
             object: format!("Test.{i}"),
             deliveries: 0,
-            parsed: None,
         };
         let outcome = deliver(&engine, &schedule, &d, DEFAULT_MAX_DELIVERIES).expect("deliver");
         assert!(
