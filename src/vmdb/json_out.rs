@@ -106,44 +106,54 @@ pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
     out.reserve(s.len() + 2);
     out.push(b'"');
     let bytes = s.as_bytes();
-    let mut start = 0;
     let mut i = 0;
-    while i < bytes.len() {
-        // Eight bytes at a time while none needs an escape.
-        if let Some(chunk) = bytes.get(i..i + 8) {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            if !needs_escape(u64::from_le_bytes(word)) {
-                i += 8;
-                continue;
-            }
-        }
-        let b = bytes[i];
-        let escape = escape_of(b);
-        if escape == 0 {
-            i += 1;
+    // Eight bytes at a time, copied whole (a fixed-size copy is one store);
+    // when the word holds an escape, the copy is cut back to the first
+    // one (the lowest byte the word test flags), which is written escaped,
+    // and the next word starts after it. JSON text in a string
+    // (`full_data`) has a quote every few bytes, so this jumps from escape
+    // to escape without a copy call per run.
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        out.extend_from_slice(&word);
+        let flags = escape_flags(u64::from_le_bytes(word));
+        if flags == 0 {
+            i += 8;
             continue;
         }
-        out.extend_from_slice(&bytes[start..i]);
-        match escape {
-            b'u' => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(&[
-                    b'\\',
-                    b'u',
-                    b'0',
-                    b'0',
-                    HEX[(b >> 4) as usize],
-                    HEX[(b & 0xF) as usize],
-                ]);
-            }
-            e => out.extend_from_slice(&[b'\\', e]),
-        }
-        i += 1;
-        start = i;
+        let at = (flags.trailing_zeros() / 8) as usize;
+        out.truncate(out.len() - (8 - at));
+        write_escape(out, word[at]);
+        i += at + 1;
     }
-    out.extend_from_slice(&bytes[start..]);
+    // The last few bytes one by one.
+    for &b in &bytes[i..] {
+        if escape_of(b) == 0 {
+            out.push(b);
+        } else {
+            write_escape(out, b);
+        }
+    }
     out.push(b'"');
+}
+
+/// The escape of `b`, a byte [`escape_of`] says needs one.
+fn write_escape(out: &mut Vec<u8>, b: u8) {
+    match escape_of(b) {
+        b'u' => {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 0xF) as usize],
+            ]);
+        }
+        e => out.extend_from_slice(&[b'\\', e]),
+    }
 }
 
 /// What follows the backslash for byte `b`, or 0 when it is written as is.
@@ -169,17 +179,19 @@ static ESCAPES: [u8; 256] = {
     t
 };
 
-/// Whether any of the eight bytes of `w` is `"`, `\` or below 0x20 (the
-/// classic "has a zero byte" and "has a byte less than n" tests, exact
-/// because every byte is tested on its own high bit).
-fn needs_escape(w: u64) -> bool {
+/// The high bit of each of the eight bytes of `w` (little-endian) that is
+/// `"`, `\` or below 0x20 (the classic "has a zero byte" and "has a byte
+/// less than n" tests). A borrow can also flag a byte *above* a flagged
+/// one, never below, so the lowest flag is exact, and no flag means no
+/// escape in the word.
+fn escape_flags(w: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
     let quote = has_zero(w ^ (ONES * b'"' as u64));
     let backslash = has_zero(w ^ (ONES * b'\\' as u64));
     let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-    (quote | backslash | control) != 0
+    quote | backslash | control
 }
 
 #[cfg(test)]
@@ -222,16 +234,19 @@ mod tests {
     }
 
     #[test]
-    fn the_word_test_is_exact() {
-        for b in 0u8..=255 {
-            for at in 0..8 {
-                let mut w = [b'a'; 8];
-                w[at] = b;
-                assert_eq!(
-                    needs_escape(u64::from_le_bytes(w)),
-                    escape_of(b) != 0,
-                    "byte {b:#x} at {at}"
-                );
+    fn the_word_test_finds_the_first_escape() {
+        // One byte of every value at every position, among bytes that
+        // need no escape and bytes that do.
+        for fill in [b'a', 0x01, b'"', 0xC3] {
+            for b in 0u8..=255 {
+                for at in 0..8 {
+                    let mut w = [fill; 8];
+                    w[at] = b;
+                    let first = w.iter().position(|&x| escape_of(x) != 0);
+                    let flags = escape_flags(u64::from_le_bytes(w));
+                    let found = (flags != 0).then(|| (flags.trailing_zeros() / 8) as usize);
+                    assert_eq!(found, first, "{w:?}");
+                }
             }
         }
     }
