@@ -265,7 +265,10 @@ impl Handler {
         if let Some(r) = &ev.vm_ems_ref {
             attrs.insert("vm_ems_ref".into(), s(r));
         }
-        attrs.insert("full_data".into(), s(&ev.full_data.to_string()));
+        attrs.insert(
+            "full_data".into(),
+            AttrValue::Str(crate::vmdb::json_text(&ev.full_data)),
+        );
         attrs.insert("dedup_key".into(), AttrValue::Str(key));
         let event = self.store.create("EmsEvent", attrs)?;
 

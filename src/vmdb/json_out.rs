@@ -90,6 +90,52 @@ pub(crate) fn write_value(out: &mut Vec<u8>, v: &AttrValue) {
     }
 }
 
+/// A JSON value as `serde_json::to_string` writes it (compact), appended
+/// to `out`: the EmsEvent's `full_data` text.
+pub(crate) fn write_json(out: &mut Vec<u8>, v: &serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        // serde_json's own number text (itoa, ryu).
+        Value::Number(n) => {
+            let _ = serde_json::to_writer(&mut *out, n);
+        }
+        Value::String(s) => write_str(out, s),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_json(out, item);
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            out.push(b'{');
+            for (i, (k, item)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_str(out, k);
+                out.push(b':');
+                write_json(out, item);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
+/// [`write_json`] as a `String`.
+pub fn json_text(v: &serde_json::Value) -> String {
+    let mut out = Vec::with_capacity(256);
+    write_json(&mut out, v);
+    // Written from `&str`s and ASCII only.
+    String::from_utf8(out).unwrap_or_default()
+}
+
 /// `{"<tag>":<what body writes>}`.
 fn tagged(out: &mut Vec<u8>, tag: &str, body: impl FnOnce(&mut Vec<u8>)) {
     out.push(b'{');
@@ -230,6 +276,31 @@ mod tests {
         }
         for s in &cases {
             assert_eq!(ours(s), serde_str(s), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn json_values_are_written_as_serde_json_writes_them() {
+        let values = [
+            serde_json::json!(null),
+            serde_json::json!({
+                "id": "10001",
+                "href": "/ovirt-engine/api/events/10001",
+                "code": 33,
+                "neg": -7,
+                "big": u64::MAX,
+                "float": 1.5,
+                "whole": 2.0,
+                "tiny": 1e-300,
+                "flags": [true, false, null],
+                "text": "a \"quoted\" \\ line\nwith\ttabs \u{1} é ✓",
+                "nested": {"user": {"name": "admin@internal"}, "empty": {}, "list": []},
+            }),
+            serde_json::json!([1, "two", [3.25, {"four": 4}]]),
+            serde_json::json!("just a string"),
+        ];
+        for v in &values {
+            assert_eq!(json_text(v), serde_json::to_string(v).unwrap(), "{v}");
         }
     }
 

@@ -13,6 +13,7 @@ mod redb_store;
 mod schedule;
 
 pub use group::{Committing, GroupCommit, GroupWriter, Work};
+pub use json_out::json_text;
 pub use memory::MemoryStore;
 pub use redb_store::{
     region_of, Batch, PreparedUnit, RedbStore, StoredObject, VerifyReport, DEFAULT_DB_PATH,
