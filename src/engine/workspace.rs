@@ -100,14 +100,17 @@ impl Workspace {
     }
 
     /// Keeps a trace line and, when `emit`, sends it to `tracing` (target
-    /// `automation`): the one place trace lines are written.
+    /// `automation`): the one place trace lines are written. The line goes
+    /// as a `&str` message (the log writer copies it as it is; a format
+    /// string would take it through `fmt` for nothing).
     pub(crate) fn push_trace(&mut self, depth: usize, level: Level, text: String, emit: bool) {
         if emit {
+            let message = text.as_str();
             match level {
-                Level::Debug => tracing::debug!(target: "automation", "{text}"),
-                Level::Info => tracing::info!(target: "automation", "{text}"),
-                Level::Warn => tracing::warn!(target: "automation", "{text}"),
-                Level::Error => tracing::error!(target: "automation", "{text}"),
+                Level::Debug => tracing::debug!(target: "automation", message),
+                Level::Info => tracing::info!(target: "automation", message),
+                Level::Warn => tracing::warn!(target: "automation", message),
+                Level::Error => tracing::error!(target: "automation", message),
             }
         }
         self.trace.push(TraceLine { depth, level, text });

@@ -56,12 +56,23 @@ impl EvmLog {
 
     pub fn info(&self, line: impl Into<String>) {
         let line = line.into();
-        tracing::info!(target: "evm", "{line}");
+        tracing::info!(target: "evm", message = line.as_str());
         if self.discard {
             return;
         }
         if let Ok(mut l) = self.lines.lock() {
             l.push(line);
+        }
+    }
+
+    /// [`EvmLog::info`] of a line the caller keeps: sent to `tracing` as a
+    /// `&str` (the log writer copies it as it is, no `fmt` pass), copied
+    /// only when this log keeps its lines.
+    pub fn info_str(&self, line: &str) {
+        if self.discard {
+            tracing::info!(target: "evm", message = line);
+        } else {
+            self.info(line);
         }
     }
 
@@ -323,14 +334,17 @@ impl Handler {
             Ok((outcome, retry)) => (outcome.into_workspace(), None, retry),
             Err(e) => return Err(HandlerError::Store(e)),
         };
+        let mut prefixed = String::new();
         for line in &ws.trace {
             // Core lines raised from inside Automate (generic events, their
             // delivery) keep their own `MIQ(...)` prefix, as in evm.log.
             if line.text.starts_with("MIQ(") {
-                self.log.info_fmt(format_args!("{}", line.text));
+                self.log.info_str(&line.text);
             } else {
-                self.log
-                    .info_fmt(format_args!("<AutomationEngine> {}", line.text));
+                prefixed.clear();
+                prefixed.push_str("<AutomationEngine> ");
+                prefixed.push_str(&line.text);
+                self.log.info_str(&prefixed);
             }
         }
         self.log.info_fmt(format_args!("{processing}Complete"));
