@@ -63,16 +63,7 @@ pub(crate) fn write_value(out: &mut Vec<u8>, v: &AttrValue) {
             out.extend_from_slice(itoa::Buffer::new().format(r.id).as_bytes());
             out.push(b']');
         }),
-        AttrValue::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_value(out, item);
-            }
-            out.push(b']');
-        }
+        AttrValue::Array(items) => write_array(out, items, write_value),
         AttrValue::Hash(pairs) => tagged(out, "$hash", |out| {
             out.push(b'[');
             for (i, (k, v)) in pairs.iter().enumerate() {
@@ -103,16 +94,7 @@ pub(crate) fn write_json(out: &mut Vec<u8>, v: &serde_json::Value) {
             let _ = serde_json::to_writer(&mut *out, n);
         }
         Value::String(s) => write_str(out, s),
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_json(out, item);
-            }
-            out.push(b']');
-        }
+        Value::Array(items) => write_array(out, items, write_json),
         Value::Object(map) => {
             out.push(b'{');
             for (i, (k, item)) in map.iter().enumerate() {
@@ -126,6 +108,18 @@ pub(crate) fn write_json(out: &mut Vec<u8>, v: &serde_json::Value) {
             out.push(b'}');
         }
     }
+}
+
+/// `[item,item,...]`, each item written by `write`.
+fn write_array<T>(out: &mut Vec<u8>, items: &[T], write: fn(&mut Vec<u8>, &T)) {
+    out.push(b'[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write(out, item);
+    }
+    out.push(b']');
 }
 
 /// [`write_json`] as a `String`.
