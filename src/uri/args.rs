@@ -48,11 +48,22 @@ pub enum ArgKey {
 /// `Host::` has the class `""` and the name `host`. A key made only of `::` has no
 /// name at all (Ruby fails on it) and is returned as [`ArgKey::Plain`].
 pub fn classify_arg_key(key: &str) -> ArgKey {
-    if is_array_key(key) {
-        let name = ruby_split(key).last().copied().unwrap_or_default();
+    classify_arg_key_owned(key.to_owned())
+}
+
+/// [`classify_arg_key`] of a key the caller owns (the engine's query
+/// args): a plain key (the common case: no `::`) is lower-cased in place
+/// and becomes the name, with no copy.
+pub fn classify_arg_key_owned(mut key: String) -> ArgKey {
+    if is_array_key(&key) {
+        let name = ruby_split(&key).last().copied().unwrap_or_default();
         return ArgKey::Array(name.to_lowercase());
     }
-    let Some(at) = find_class_separator(key) else {
+    let Some(at) = find_class_separator(&key) else {
+        if key.is_ascii() {
+            key.make_ascii_lowercase();
+            return ArgKey::Plain(key);
+        }
         return ArgKey::Plain(key.to_lowercase());
     };
     // The common shape, one `::` between a class and a name
@@ -71,7 +82,7 @@ pub fn classify_arg_key(key: &str) -> ArgKey {
             },
         };
     }
-    let pieces = ruby_split(key);
+    let pieces = ruby_split(&key);
     let Some((name, class)) = pieces.split_last() else {
         return ArgKey::Plain(key.to_lowercase());
     };
@@ -83,21 +94,6 @@ pub fn classify_arg_key(key: &str) -> ArgKey {
             name,
         },
         None => ArgKey::ObjectRef { class, name },
-    }
-}
-
-/// [`classify_arg_key`] of a key the caller owns: a plain key (the common
-/// case: no `::`) is lower-cased in place and becomes the name, with no
-/// copy.
-pub fn classify_arg_key_owned(mut key: String) -> ArgKey {
-    if is_array_key(&key) || has_class_separator(&key) {
-        return classify_arg_key(&key);
-    }
-    if key.is_ascii() {
-        key.make_ascii_lowercase();
-        ArgKey::Plain(key)
-    } else {
-        ArgKey::Plain(key.to_lowercase())
     }
 }
 

@@ -1,21 +1,6 @@
 //! Query codecs: `ERB::Util.url_encode`, `CGI.unescape`, `MiqAeUri.hash2query`
 //! and `MiqAeUri.query2hash`.
 
-use percent_encoding::{utf8_percent_encode, AsciiSet, PercentEncode, NON_ALPHANUMERIC};
-
-/// Bytes `ERB::Util.url_encode` encodes: everything except `[A-Za-z0-9_.~-]`.
-const URL_ENCODE_SET: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~')
-    .remove(b'-');
-
-/// A lazily encoded `s`, for writing into a formatter without allocating
-/// (the same bytes as [`url_encode`]).
-pub(crate) fn encoder(s: &str) -> PercentEncode<'_> {
-    utf8_percent_encode(s, URL_ENCODE_SET)
-}
-
 /// `ERB::Util.url_encode`: every byte of the UTF-8 form except `[A-Za-z0-9_.~-]`
 /// becomes `%XX` with upper-case hex (`::` → `%3A%3A`, space → `%20`, `/` → `%2F`).
 ///
@@ -118,7 +103,9 @@ pub fn hash2query(pairs: &[(String, String)]) -> String {
 }
 
 /// `k=v&k=v` of pairs in the order given, keys and values [`url_encode`]d.
-fn encode_query<'a>(pairs: impl ExactSizeIterator<Item = &'a (String, String)> + Clone) -> String {
+pub(super) fn encode_query<'a>(
+    pairs: impl ExactSizeIterator<Item = &'a (String, String)> + Clone,
+) -> String {
     let raw: usize = pairs.clone().map(|(k, v)| k.len() + v.len() + 2).sum();
     // Room for some escapes (`::` → `%3A%3A`) without growing.
     let mut out = Vec::with_capacity(raw + raw / 4);
@@ -134,8 +121,7 @@ fn encode_query<'a>(pairs: impl ExactSizeIterator<Item = &'a (String, String)> +
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// [`url_encode`] of `s`, appended to `out` byte by byte (the
-/// `PercentEncode` iterator hands out a `&str` per run or escape).
+/// [`url_encode`] of `s`, appended to `out` byte by byte.
 fn push_encoded(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &b in s.as_bytes() {

@@ -110,9 +110,8 @@ impl fmt::Display for Uri {
             write!(f, "{}:", scheme.as_str())?;
         }
         f.write_str(&self.path)?;
-        for (i, (k, v)) in self.query.iter().enumerate() {
-            f.write_str(if i == 0 { "?" } else { "&" })?;
-            write!(f, "{}={}", codec::encoder(k), codec::encoder(v))?;
+        if !self.query.is_empty() {
+            write!(f, "?{}", codec::encode_query(self.query.iter()))?;
         }
         if let Some(fragment) = &self.fragment {
             write!(f, "#{fragment}")?;

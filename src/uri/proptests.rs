@@ -94,8 +94,11 @@ proptest! {
     }
 
     #[test]
-    fn url_encode_is_the_lazy_encoder(s in any::<String>()) {
-        prop_assert_eq!(url_encode(&s), codec::encoder(&s).to_string());
+    fn url_encode_is_the_percent_encoding_crates(s in any::<String>()) {
+        // The reference: every byte but `[A-Za-z0-9_.~-]` as `%XX`.
+        use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+        const KEEP: &AsciiSet = &NON_ALPHANUMERIC.remove(b'_').remove(b'.').remove(b'~').remove(b'-');
+        prop_assert_eq!(url_encode(&s), utf8_percent_encode(&s, KEEP).to_string());
     }
 
     #[test]
