@@ -2150,6 +2150,15 @@ mod tests {
         assert!(belongs_to("nonsense").is_none());
     }
 
+    /// The store at `path` opened again (which rebuilds an index of another
+    /// version), checked by `verify`.
+    fn reopened_consistent(path: &Path) -> RedbStore {
+        let store = RedbStore::open(path).unwrap();
+        let report = store.verify().unwrap();
+        assert!(report.is_ok(), "{:?}", report.problems);
+        store
+    }
+
     #[test]
     fn attr_index_is_rebuilt_when_missing() {
         let dir = tempfile::tempdir().unwrap();
@@ -2177,9 +2186,7 @@ mod tests {
         txn.commit().unwrap();
         assert!(!store.verify().unwrap().is_ok());
         drop(store);
-        let store = RedbStore::open(&path).unwrap();
-        let report = store.verify().unwrap();
-        assert!(report.is_ok(), "{:?}", report.problems);
+        let store = reopened_consistent(&path);
         let found = store.find_by("EventStream", "dedup_key", &AttrValue::str("k3"));
         assert_eq!(found.len(), 1);
         assert_eq!(
@@ -2316,9 +2323,7 @@ mod tests {
             .unwrap();
         txn.commit().unwrap();
         drop(store);
-        let store = RedbStore::open(&path).unwrap();
-        let report = store.verify().unwrap();
-        assert!(report.is_ok(), "{:?}", report.problems);
+        let store = reopened_consistent(&path);
         let found = store.find_by("EventStream", "dedup_key", &AttrValue::str("k1"));
         assert_eq!(found.len(), 1);
         let txn = store.db.begin_read().unwrap();
