@@ -20,6 +20,7 @@ mod error;
 mod instantiate;
 mod methods;
 mod state_machine;
+pub use state_machine::now_utc_text;
 mod substitute;
 mod value;
 mod workspace;

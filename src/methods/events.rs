@@ -166,31 +166,8 @@ thread_local! {
 /// The seed's prefix of the event lines (`MIQ(Event.raise_evm_event): `).
 pub const RAISE_PREFIX: &str = "MIQ(Event.raise_evm_event):";
 
-/// `Time.now.utc.to_s`: `2026-11-24 20:05:09 UTC`.
-pub fn now_utc_text() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
+/// `Time.now.utc.to_s`: `2026-11-24 20:05:09 UTC` (the engine's).
+pub use crate::engine::now_utc_text;
 
 /// `ExtManagementSystem` → `ext_management_system`.
 pub fn underscore(class: &str) -> String {
