@@ -44,14 +44,60 @@ pub struct ClaimedEvent {
     pub caught_us: u64,
 }
 
-/// A queued event's payload as written: the JSON text of this, kept as one
-/// JSON string in the work item, so leasing an item copies a string instead
-/// of decoding and re-encoding the event's whole tree.
-#[derive(serde::Serialize)]
-struct QueuedOut<'a> {
-    provider: &'a Provider,
-    event: &'a ProviderEvent,
-    caught_us: u64,
+/// A queued event's payload as written: `{"provider":{..},"event":{..},
+/// "caught_us":N}`, the bytes serde_json writes for the two structs (the
+/// test `queued_text_is_serde_jsons_text` holds it to that, field by field),
+/// written by hand: serde's walk of the event's `full_data` was ~14 k
+/// instructions an event. Kept as one JSON string in the work item, so
+/// leasing an item copies a string instead of decoding and re-encoding the
+/// event's whole tree. Read back as [`QueuedIn`].
+fn queued_text(provider: &Provider, event: &ProviderEvent, caught_us: u64) -> String {
+    use crate::vmdb::{write_json, write_str};
+    fn field(out: &mut Vec<u8>, first: bool, name: &str) {
+        out.extend_from_slice(if first { b"{\"" } else { b",\"" });
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":");
+    }
+    fn opt(out: &mut Vec<u8>, v: &Option<String>) {
+        match v {
+            Some(s) => write_str(out, s),
+            None => out.extend_from_slice(b"null"),
+        }
+    }
+    let mut out = Vec::with_capacity(512);
+    field(&mut out, true, "provider");
+    field(&mut out, true, "name");
+    write_str(&mut out, &provider.name);
+    field(&mut out, false, "type");
+    write_str(&mut out, &provider.kind);
+    field(&mut out, false, "hostname");
+    write_str(&mut out, &provider.hostname);
+    field(&mut out, false, "userid");
+    write_str(&mut out, &provider.userid);
+    out.push(b'}');
+    field(&mut out, false, "event");
+    field(&mut out, true, "event_type");
+    write_str(&mut out, &event.event_type);
+    field(&mut out, false, "timestamp");
+    write_str(&mut out, &event.timestamp);
+    field(&mut out, false, "chain_id");
+    opt(&mut out, &event.chain_id);
+    field(&mut out, false, "vm_ems_ref");
+    opt(&mut out, &event.vm_ems_ref);
+    field(&mut out, false, "vm_name");
+    opt(&mut out, &event.vm_name);
+    field(&mut out, false, "host_ems_ref");
+    opt(&mut out, &event.host_ems_ref);
+    field(&mut out, false, "host_name");
+    opt(&mut out, &event.host_name);
+    field(&mut out, false, "full_data");
+    write_json(&mut out, &event.full_data);
+    out.push(b'}');
+    field(&mut out, false, "caught_us");
+    out.extend_from_slice(caught_us.to_string().as_bytes());
+    out.push(b'}');
+    // Written from `&str`s and ASCII only.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// A queued event's payload as read (also from the object form written
@@ -244,12 +290,7 @@ impl EventQueue {
         let items: Vec<(WorkItem, SystemTime)> = events
             .iter()
             .map(|(p, e, caught)| {
-                let text = serde_json::to_string(&QueuedOut {
-                    provider: p.as_ref(),
-                    event: e,
-                    caught_us: *caught,
-                })
-                .unwrap_or_default();
+                let text = queued_text(p, e, *caught);
                 (
                     WorkItem::new(EVENT_KIND, serde_json::Value::String(text)),
                     run_at,
@@ -429,6 +470,67 @@ impl EventQueue {
 mod tests {
     use super::*;
     use crate::vmdb::RedbStore;
+
+    /// What [`queued_text`] must write: serde_json's text of this.
+    #[derive(serde::Serialize)]
+    struct QueuedOut<'a> {
+        provider: &'a Provider,
+        event: &'a ProviderEvent,
+        caught_us: u64,
+    }
+
+    #[test]
+    fn queued_text_is_serde_jsons_text() {
+        // Struct literals without `..`: a field added to either struct stops
+        // this test compiling until it (and `queued_text`) say what to write.
+        let provider = Provider {
+            name: "rhevm \"01\"".into(),
+            kind: "RHEVM".into(),
+            hostname: "h\u{e9}\u{1f600}\n".into(),
+            userid: "admin@internal".into(),
+        };
+        let full = ProviderEvent {
+            event_type: "USER_RUN_VM".into(),
+            timestamp: "2026-11-25T12:00:00.000Z".into(),
+            chain_id: Some("".into()),
+            vm_ems_ref: Some("/api/vms/1".into()),
+            vm_name: Some("vm\t1\\".into()),
+            host_ems_ref: Some("/api/hosts/2".into()),
+            host_name: Some("\u{7f}\u{1}".into()),
+            full_data: serde_json::json!({
+                "id": "10002", "code": 73, "ratio": 0.5, "neg": -3, "big": 18446744073709551615u64,
+                "ok": true, "none": null, "list": [1, "two", {"three": [false]}],
+                "nested": {"vm": {"name": "mq-18 \"x\""}}
+            }),
+        };
+        let bare = ProviderEvent {
+            event_type: "compute.instance.power_off.end".into(),
+            timestamp: String::new(),
+            chain_id: None,
+            vm_ems_ref: None,
+            vm_name: None,
+            host_ems_ref: None,
+            host_name: None,
+            full_data: serde_json::Value::Null,
+        };
+        for (event, caught_us) in [
+            (&full, 1_795_000_000_123_456),
+            (&bare, 0),
+            (&bare, u64::MAX),
+        ] {
+            let text = queued_text(&provider, event, caught_us);
+            let want = serde_json::to_string(&QueuedOut {
+                provider: &provider,
+                event,
+                caught_us,
+            })
+            .expect("serializes");
+            assert_eq!(text, want);
+            let back: QueuedIn = serde_json::from_str(&text).expect("reads back");
+            assert_eq!((&back.provider, &back.event), (&provider, event));
+            assert_eq!(back.caught_us, Some(caught_us));
+        }
+    }
 
     fn provider() -> Arc<Provider> {
         Arc::new(Provider {

@@ -14,6 +14,7 @@ mod schedule;
 
 pub use group::{Committing, GroupCommit, GroupWriter, Work};
 pub use json_out::json_text;
+pub(crate) use json_out::{write_json, write_str};
 pub use memory::MemoryStore;
 pub use redb_store::{
     region_of, Batch, PreparedUnit, RedbStore, StoredObject, VerifyReport, DEFAULT_DB_PATH,
