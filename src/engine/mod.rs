@@ -20,13 +20,13 @@ mod error;
 mod instantiate;
 mod methods;
 mod state_machine;
-pub use state_machine::now_utc_text;
 mod substitute;
 mod value;
 mod workspace;
 
 pub use error::EngineError;
 pub use methods::{BuiltinFn, Builtins, MethodRc, ScriptRunner};
+pub use state_machine::now_utc_text;
 pub use value::{inspect_delivery_attrs, AttrValue, Attributes};
 pub use workspace::{Level, Object, ObjectId, TraceLine, Workspace};
 

@@ -108,7 +108,8 @@ const BASE_CLASSES: [&str; 14] = [
 /// base class their ids live under (ManageIQ's `base_class`).
 pub fn base_class(class: &str) -> Option<&'static str> {
     // Most calls (every object read, ~30 per event) pass a base class
-    // already: those are answered by one comparison of the exact name.
+    // already: those are answered by comparing the exact name with the 14
+    // base names, before any lower-casing.
     if let Some(base) = BASE_CLASSES.iter().find(|b| **b == class) {
         return Some(base);
     }
