@@ -5,8 +5,8 @@
 use super::Global;
 use crate::datastore::Datastore;
 use crate::engine::datatype::to_json;
+use crate::engine::time::{iso8601, now_ms, parse_time};
 use crate::engine::{AttrValue, Engine};
-use crate::events::catchers::{iso8601, now_ms, parse_time};
 use crate::events::config::Config;
 use crate::events::stream::{event_streams, EventFilter};
 use crate::events::{EvmLog, Handler, Provider, ProviderEvent};

@@ -405,7 +405,7 @@ fn write_prefix(out: &mut impl Write, level: Level) {
     CACHED.with(|c| {
         let mut c = c.borrow_mut();
         if c.sec != sec {
-            let ms = crate::events::catchers::iso8601(sec * 1000);
+            let ms = crate::engine::time::iso8601(sec * 1000);
             // `2026-11-24T10:00:00.000Z` -> `2026-11-24T10:00:00`
             c.date = ms.get(..19).unwrap_or(&ms).to_string();
             c.sec = sec;
@@ -448,7 +448,7 @@ fn timestamp_micros() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)
         .unwrap_or(0);
-    let ms = crate::events::catchers::iso8601(micros / 1000);
+    let ms = crate::engine::time::iso8601(micros / 1000);
     format!("{}{:03}", ms.trim_end_matches('Z'), micros % 1000)
 }
 

@@ -21,12 +21,13 @@ mod instantiate;
 mod methods;
 mod state_machine;
 mod substitute;
+pub mod time;
 mod value;
 mod workspace;
 
 pub use error::EngineError;
 pub use methods::{BuiltinFn, Builtins, MethodRc, ScriptRunner};
-pub use state_machine::now_utc_text;
+pub use time::now_utc_text;
 pub use value::{inspect_delivery_attrs, AttrValue, Attributes};
 pub use workspace::{Level, Object, ObjectId, TraceLine, Workspace};
 

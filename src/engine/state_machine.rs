@@ -11,6 +11,7 @@
 
 use super::error::EngineError;
 use super::instantiate::field_value;
+use super::time::{now_utc_text, parse_utc_text};
 use super::value::{AttrValue, Attributes};
 use super::workspace::{Level, ObjectId};
 use super::Runtime;
@@ -446,110 +447,4 @@ fn now_secs() -> f64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
-}
-
-/// `Time.now.utc.to_s`: `2026-11-24 20:05:09 UTC`.
-pub fn now_utc_text() -> String {
-    utc_text(now_secs() as i64)
-}
-
-pub fn utc_text(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    let (hh, mm, ss) = (rem / 3600, (rem % 3600) / 60, rem % 60);
-    if !(0..=9999).contains(&y) {
-        return format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02} UTC");
-    }
-    // Digits written by hand: format!'s padding cost ~2,600 instructions,
-    // and every raised event stores a timestamp.
-    let mut out = String::with_capacity(23);
-    for (n, width, sep) in [
-        (y, 4, '-'),
-        (m, 2, '-'),
-        (d, 2, ' '),
-        (hh, 2, ':'),
-        (mm, 2, ':'),
-        (ss, 2, ' '),
-    ] {
-        for k in (0..width).rev() {
-            out.push(char::from(b'0' + (n / 10_i64.pow(k) % 10) as u8));
-        }
-        out.push(sep);
-    }
-    out.push_str("UTC");
-    out
-}
-
-/// Parses `utc_text` output back to seconds since the epoch.
-pub fn parse_utc_text(s: &str) -> Option<f64> {
-    let s = s.trim().strip_suffix("UTC")?.trim();
-    let (date, time) = s.split_once(' ')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>());
-    let (y, m, dd) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
-    let mut t = time.split(':').map(|p| p.parse::<i64>());
-    let (hh, mm, ss) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
-    Some((days_from_civil(y, m, dd) * 86_400 + hh * 3600 + mm * 60 + ss) as f64)
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utc_text_round_trips() {
-        assert_eq!(utc_text(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(utc_text(1_795_000_000), "2026-11-18 11:06:40 UTC");
-        assert_eq!(
-            parse_utc_text("2026-11-18 11:06:40 UTC"),
-            Some(1_795_000_000.0)
-        );
-        // The hand-written digits agree with format!'s padding, at every
-        // width's edges and across years.
-        for secs in [
-            59,
-            3_599,
-            86_399,
-            951_782_400,     // 2000-02-29
-            4_102_444_799,   // 2099-12-31 23:59:59
-            253_402_300_799, // 9999-12-31 23:59:59
-            253_402_300_800, // 10000-01-01: the format! fallback
-            -1,
-        ] {
-            let t = utc_text(secs);
-            let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-            let r = secs.rem_euclid(86_400);
-            let want = format!(
-                "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-                r / 3600,
-                (r % 3600) / 60,
-                r % 60
-            );
-            assert_eq!(t, want);
-            assert_eq!(parse_utc_text(&t), Some(secs as f64), "{t}");
-        }
-    }
 }

@@ -2,8 +2,8 @@
 //! filtered by type, time and count, for `automate events list` and
 //! `GET /api/event_streams`.
 
+use crate::engine::time::{now_ms, parse_time};
 use crate::engine::AttrValue;
-use crate::events::catchers::{now_ms, parse_time};
 use crate::vmdb::{RedbStore, StoreError, StoredObject};
 
 /// Which stored events to read.

@@ -803,7 +803,7 @@ fn now_text() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
-    let t = crate::events::catchers::iso8601(ms);
+    let t = crate::engine::time::iso8601(ms);
     // Whole seconds, as ManageIQ's API shows them.
     match t.split_once('.') {
         Some((secs, _)) => format!("{secs}Z"),

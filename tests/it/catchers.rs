@@ -1463,7 +1463,7 @@ proptest::proptest! {
     /// Whatever arrives on a bus or in a file, parsing never panics.
     #[test]
     fn parsers_never_panic(text in "\\PC{0,80}", bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..80)) {
-        let _ = automate::events::catchers::parse_time(&text);
+        let _ = automate::engine::time::parse_time(&text);
         let _ = automate::events::catchers::jsonl::parse_line(&text);
         let _ = oslo::parse_bytes(&bytes);
         let _ = oslo::parse_bytes(text.as_bytes());

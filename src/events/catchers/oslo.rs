@@ -15,6 +15,7 @@
 //! notification (unwrapped) is `full_data`, so `full_data.message_id` stays
 //! available ([`message_id`]).
 
+use crate::engine::time;
 use crate::events::ProviderEvent;
 use serde_json::Value;
 
@@ -88,12 +89,12 @@ pub fn from_notification(note: Value) -> Result<ProviderEvent, OsloError> {
         .ok_or(OsloError::NoEventType)?
         .to_string();
     let timestamp = match note.get("timestamp") {
-        None | Some(Value::Null) => super::iso8601(super::now_ms()),
+        None | Some(Value::Null) => time::iso8601(time::now_ms()),
         // An unknown format is kept as written rather than losing the event.
-        Some(Value::String(s)) => super::parse_time(s).map_or_else(|| s.clone(), super::iso8601),
+        Some(Value::String(s)) => time::parse_time(s).map_or_else(|| s.clone(), time::iso8601),
         // Seconds since the epoch.
         Some(Value::Number(n)) => match n.as_f64() {
-            Some(secs) if secs.is_finite() => super::iso8601((secs * 1000.0).round() as i64),
+            Some(secs) if secs.is_finite() => time::iso8601((secs * 1000.0).round() as i64),
             _ => return Err(OsloError::Timestamp(n.to_string())),
         },
         Some(other) => return Err(OsloError::Timestamp(other.to_string())),

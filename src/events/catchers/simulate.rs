@@ -17,6 +17,7 @@
 //! the catcher paces it at `rate` events per second.
 
 use super::{CatcherError, Ctx, Offer};
+use crate::engine::time;
 use crate::events::{Provider, ProviderEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -215,7 +216,7 @@ impl Simulator {
         let start = cfg
             .start
             .as_deref()
-            .and_then(super::parse_time)
+            .and_then(time::parse_time)
             .unwrap_or(DEFAULT_START_MS);
         let tenant = rng.uuid().replace('-', "");
         Simulator {
@@ -316,7 +317,7 @@ impl Simulator {
             ),
         };
         let id = 10_000 + self.seq;
-        let time = super::iso8601(self.clock_ms);
+        let time = time::iso8601(self.clock_ms);
         let correlation = self.rng.uuid();
         ProviderEvent {
             event_type: event_type.to_string(),
@@ -374,7 +375,7 @@ impl Simulator {
                 "image_ref_url": "http://glance.localdomain:9292/images/cirros",
             },
             "publisher_id": format!("compute.{}", host.id),
-            "timestamp": super::oslo_time(self.clock_ms),
+            "timestamp": time::oslo_time(self.clock_ms),
             "message_id": message_id,
             "priority": "INFO",
             "_context_request_id": request_id,
@@ -385,7 +386,7 @@ impl Simulator {
 
     fn vmware_event(&mut self, event_type: &str, vm: &SimVm, host: &SimHost) -> ProviderEvent {
         let key = 5_000 + self.seq;
-        let time = super::iso8601(self.clock_ms);
+        let time = time::iso8601(self.clock_ms);
         let verb = match event_type {
             "VmStartingEvent" => "is starting",
             "VmPoweredOnEvent" => "is powered on",
@@ -466,7 +467,7 @@ impl SimulateConfig {
             return Err(ctx.config_error("simulate vms must be at least 1"));
         }
         if let Some(s) = &self.start {
-            if super::parse_time(s).is_none() {
+            if time::parse_time(s).is_none() {
                 return Err(ctx.config_error(format!(
                     "simulate start {s:?} is not a UTC time like 2026-01-01T00:00:00Z"
                 )));
@@ -484,7 +485,7 @@ impl SimulateCatcher {
     ) -> Result<(), CatcherError> {
         let mut sim = Simulator::for_provider(&self.cfg, &ctx.provider);
         if self.cfg.start.is_none() {
-            sim.start_at(super::now_ms());
+            sim.start_at(time::now_ms());
         }
         // Pacing by deadline: event n is due at start + n/rate, so rates
         // above the timer's 1 ms resolution still average out; after a stall
