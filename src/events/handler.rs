@@ -321,7 +321,7 @@ impl Handler {
             Some(schedule) => deliver(&self.engine, schedule, &d, DEFAULT_MAX_DELIVERIES)
                 .map(|outcome| (outcome, None)),
             None => {
-                let (workspace, error) = self.engine.instantiate_traced(&uri, &[]);
+                let (workspace, error) = self.engine.instantiate_traced_parsed(&uri, parsed, &[]);
                 let outcome = match error {
                     None => Outcome::Done(workspace),
                     error => Outcome::Error { workspace, error },
