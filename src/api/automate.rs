@@ -250,6 +250,8 @@ pub(super) async fn resolve(
         None | Some(Value::Null) => {}
         Some(Value::Object(m)) => {
             for (k, v) in m {
+                crate::engine::keys::check_user_key("attributes", k)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
                 let text = match v {
                     Value::String(s) => s.clone(),
                     Value::Number(n) => n.to_string(),
@@ -274,6 +276,11 @@ pub(super) async fn resolve(
     let message = opt_str(&obj, "message", "message")?;
     let path = path_arg(path)?;
     let segs = segments(&path);
+    if let Some(c) = path.chars().find(|c| matches!(c, '?' | '#') || c.is_control()) {
+        return Err(ApiError::bad_request(format!(
+            "path: must not hold {c:?} (give attributes and message in the body)"
+        )));
+    }
     let index = state.engine.datastore().index();
     check_resolvable(&index, &segs)?;
     let mut uri = format!("/{}", segs.join("/"));

@@ -101,6 +101,7 @@ fn parse_new(at: &str, v: &Value) -> Result<NewRequest, ApiError> {
         if s.is_empty() {
             return Err(ApiError::bad_request(format!("{name}: empty")));
         }
+        crate::requests::check_uri_part(&name, s).map_err(request_error)?;
         Ok(s.to_string())
     };
     let namespace = part("namespace", DEFAULT_NAMESPACE)?;
@@ -108,6 +109,7 @@ fn parse_new(at: &str, v: &Value) -> Result<NewRequest, ApiError> {
     let instance = part("instance", DEFAULT_INSTANCE)?;
     let message = opt_str(uri, "message", &field("uri_parts.message"))?.map(str::to_string);
     let parameters = sub("parameters")?.clone();
+    crate::requests::check_parameters(&field("parameters"), &parameters).map_err(request_error)?;
     let requester = sub("requester")?;
     let auto_approve = match requester.get("auto_approve") {
         None | Some(Value::Null) => false,

@@ -18,6 +18,7 @@ pub mod datatype;
 pub mod deliver;
 mod error;
 mod instantiate;
+pub mod keys;
 mod methods;
 mod state_machine;
 mod substitute;

@@ -418,12 +418,9 @@ pub fn raise_evm_event(
         pairs.push(("ExtManagementSystem::ems".into(), ems.id.to_string()));
         pairs.push(("ems_id".into(), ems.id.to_string()));
     }
-    for (k, v) in inputs {
-        match pairs.iter_mut().find(|(pk, _)| pk == k) {
-            Some(p) => p.1 = v.clone(),
-            None => pairs.push((k.clone(), v.clone())),
-        }
-    }
+    // The inputs add to the event's keys; the system's keys (the event,
+    // its stream, the target, `object_name`, ...) win over them.
+    let mut pairs = crate::engine::keys::merge_args(pairs, inputs.iter().cloned());
     // MiqEvent#process_evm_event: `Event Raised`, the control policies,
     // `Alert for Event`, the alerts; then the event goes to Automate.
     process_evm_event(rt, &miq_event, Some(target), event);

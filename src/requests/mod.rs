@@ -28,7 +28,7 @@
 //! `evm` and `automation`; Automate's own trace goes to `automation`.
 
 use crate::engine::deliver::{deliver, Delivery, Outcome, DEFAULT_MAX_DELIVERIES};
-use crate::engine::{datatype, inspect_delivery_attrs, AttrValue, Attributes, Engine};
+use crate::engine::{datatype, inspect_delivery_attrs, keys, AttrValue, Attributes, Engine};
 use crate::uri::hash2query;
 use crate::vmdb::{ObjectStore, Schedule, StoreError, VmdbRef};
 use std::sync::Mutex;
@@ -166,6 +166,10 @@ impl Requests {
                 });
             }
         }
+        check_uri_part("namespace", &namespace)?;
+        check_uri_part("class", &class)?;
+        check_uri_part("instance", &instance)?;
+        check_parameters("parameters", &req.parameters)?;
         if class.contains('/') || instance.contains('/') {
             return Err(RequestError::Invalid {
                 field: if class.contains('/') {
@@ -409,6 +413,41 @@ impl Requests {
     }
 }
 
+/// Refuses a namespace, class or instance name holding `?`, `#` or a
+/// control character: it would smuggle a query (system keys) or a message
+/// into the task's URI.
+pub fn check_uri_part(field: &str, value: &str) -> Result<(), RequestError> {
+    match value
+        .chars()
+        .find(|c| matches!(c, '?' | '#') || c.is_control())
+    {
+        Some(c) => Err(RequestError::Invalid {
+            field: field.to_string(),
+            message: format!("must not hold {c:?} (a name, not a URI)"),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Refuses request parameters that name a system key
+/// ([`keys::SYSTEM_ATTRS`]): the system sets those itself. `field` names
+/// where the parameters were given (`parameters`, `resources[2].parameters`).
+pub fn check_parameters(
+    field: &str,
+    parameters: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), RequestError> {
+    for k in parameters.keys() {
+        keys::check_user_key(field, k).map_err(|e| RequestError::Invalid {
+            field: e.field.clone(),
+            message: format!(
+                "[{}] is a system key (it sets [{}], which automate sets for the task); use another name",
+                e.key, e.attr
+            ),
+        })?;
+    }
+    Ok(())
+}
+
 /// `strip.gsub(/(^\/|\/$)/, "")`, applied until no slash is left at
 /// either end.
 fn clean_path(s: &str) -> String {
@@ -554,31 +593,39 @@ fn task_uri(
     let part = |k: &str| options.get(k).and_then(|v| v.as_str()).unwrap_or("");
     let (namespace, class, instance) =
         (part("namespace"), part("class_name"), part("instance_name"));
-    let mut shown: Vec<(String, String)> = Vec::new();
+    // The request's parameters less any system key among them (`create`
+    // refuses those; this covers requests stored before it did), then the
+    // keys the system sets: a parameter naming another request's task
+    // must not take it over.
+    let mut params: Vec<(String, String)> = Vec::new();
+    let mut userid = None;
     if let Some(attrs) = options.get("attrs").and_then(|a| a.as_object()) {
         for (k, v) in attrs {
-            shown.push((k.clone(), json_text(v)));
+            if k == "userid" {
+                userid = Some((k.clone(), json_text(v)));
+            } else {
+                params.push((k.clone(), json_text(v)));
+            }
         }
     }
+    let mut shown = keys::merge_args(Vec::new(), params);
+    shown.extend(userid);
     shown.push((
         "dialog_param_parent_request_id".into(),
         request.id.to_string(),
     ));
     let (server, user) = server_and_user(store)?;
     let mut pairs = shown.clone();
-    let mut add = |k: String, v: String| {
-        if !pairs.iter().any(|(have, _)| have.eq_ignore_ascii_case(&k)) {
-            pairs.push((k, v));
-        }
-    };
-    add(
-        format!("{TASK_CLASS}::automation_task"),
-        task.id.to_string(),
-    );
-    add("User::user".into(), user.id.to_string());
-    add("MiqServer::miq_server".into(), server.id.to_string());
-    add("object_name".into(), instance.to_string());
-    add("vmdb_object_type".into(), "automation_task".into());
+    pairs.extend([
+        (
+            format!("{TASK_CLASS}::automation_task"),
+            task.id.to_string(),
+        ),
+        ("User::user".into(), user.id.to_string()),
+        ("MiqServer::miq_server".into(), server.id.to_string()),
+        ("object_name".into(), instance.to_string()),
+        ("vmdb_object_type".into(), "automation_task".into()),
+    ]);
     let mut uri = format!("/{namespace}/{class}/{instance}?{}", hash2query(&pairs));
     if let Some(m) = options.get("message").and_then(|v| v.as_str()) {
         if !m.is_empty() {
