@@ -132,8 +132,9 @@ pub fn ruby_to_f(s: &str) -> f64 {
 }
 
 /// ActiveSupport's `to_i_with_method`: `"1.hour"`, `"30.seconds"`, `600`,
-/// `"1,000"`; returns seconds (fractions allowed).
-pub fn duration_seconds(s: &str) -> Option<f64> {
+/// `"1,000"`; returns seconds (fractions allowed), unchecked: callers use
+/// [`super::time::parse_duration_secs`], which bounds it.
+pub(super) fn duration_seconds(s: &str) -> Option<f64> {
     let t: String = s.trim().chars().filter(|c| *c != ',').collect();
     if t.is_empty() {
         return None;

@@ -17,7 +17,7 @@
 //! pipeline writes it with the worker batch that stores the event and acks
 //! it, so a crash leaves both or neither).
 
-use super::datatype::duration_seconds;
+use super::time::{after_now, parse_duration_secs};
 use super::{Engine, EngineError, Workspace};
 use crate::vmdb::{Schedule, StoreError, WorkItem};
 use std::time::{Duration, SystemTime};
@@ -206,12 +206,27 @@ fn deliver_inner(
         );
         return Ok((Outcome::GaveUp(ws), None));
     }
+    // A retry interval from the workspace (set by a method, or sent in the
+    // URI) is checked and bounded: `inf`, `1e300`, negatives and the like
+    // end the delivery with an error naming it, and never reach the
+    // `SystemTime` arithmetic below.
     let interval = ws
         .root_attr("ae_retry_interval")
         .map(|v| v.to_text())
-        .and_then(|t| duration_seconds(&t))
-        .unwrap_or(0.0)
-        .max(0.0);
+        .filter(|t| !t.trim().is_empty())
+        .map_or(Ok(Duration::ZERO), |t| {
+            parse_duration_secs("ae_retry_interval", &t)
+        })
+        .map(|i| (i, after_now(i)));
+    let (interval, run_at) = match interval {
+        Ok((i, Some(run_at))) => (i, run_at),
+        Ok((i, None)) => {
+            let e = format!("ae_retry_interval: [{}] seconds from now is past the end of time", i.as_secs_f64());
+            return Ok((retry_refused(ws, d, &object, &state, e), None));
+        }
+        Err(e) => return Ok((retry_refused(ws, d, &object, &state, e.to_string()), None)),
+    };
+    let interval = interval.as_secs_f64();
     let mut attrs: Vec<(String, String)> = d
         .attrs
         .iter()
@@ -233,7 +248,6 @@ fn deliver_inner(
             format_seconds(interval)
         ),
     );
-    let run_at = SystemTime::now() + Duration::from_secs_f64(interval);
     let payload = serde_json::to_value(&next).map_err(|e| StoreError::Backend(e.to_string()))?;
     let item = WorkItem::new(RETRY_KIND, payload);
     Ok((
@@ -277,6 +291,23 @@ pub fn run_due(
         )?);
     }
     Ok(out)
+}
+
+/// The outcome of a delivery whose retry cannot be scheduled (its
+/// interval was refused): an error naming why, logged as ManageIQ logs a
+/// failed delivery.
+fn retry_refused(mut ws: Workspace, d: &Delivery, object: &str, state: &str, why: String) -> Outcome {
+    ws.log_line(
+        super::Level::Error,
+        format!(
+            "MIQ(MiqAeEngine.deliver) Error delivering {} for object [{object}] with state [{state}] to Automate: {why}",
+            super::inspect_delivery_attrs(&d.attrs)
+        ),
+    );
+    Outcome::Error {
+        workspace: ws,
+        error: Some(EngineError::Abort(why)),
+    }
 }
 
 fn format_seconds(s: f64) -> String {

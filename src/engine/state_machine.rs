@@ -285,7 +285,9 @@ impl Runtime<'_> {
             }
         }
         if let Some(t) = max_time.filter(|t| !t.trim().is_empty()) {
-            let limit = super::datatype::duration_seconds(t).unwrap_or(0.0);
+            let limit = super::time::parse_duration_secs("max_time", t)
+                .map_err(|e| EngineError::Abort(e.to_string()))?
+                .as_secs_f64();
             let started = parse_utc_text(&self.root_attr_text("ae_state_started"));
             let lapsed = now_secs() - started.unwrap_or_else(now_secs);
             if limit <= lapsed {

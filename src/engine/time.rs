@@ -7,7 +7,73 @@
 //! them all; digits are written by hand, as `format!`'s padding costs ~2,600
 //! instructions a call and these run for every event.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The longest duration accepted from input (a retry interval, a state's
+/// `max_time`, a config interval): ten years, far beyond any use, and far
+/// inside what `SystemTime`/`Instant` arithmetic can hold.
+pub const MAX_DURATION_SECS: f64 = 10.0 * 365.0 * 86_400.0;
+
+/// The years a time parsed from input may have (what [`utc_text`] and
+/// [`iso8601`] write for any moment the product meets).
+pub const YEARS: std::ops::RangeInclusive<i64> = 0..=9999;
+
+/// Why a duration from input was refused; each names the field it was
+/// read from.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DurationError {
+    #[error(
+        "{field}: [{text}] is not a duration (give seconds, e.g. 30 or 0.5, or N.minutes, \
+         N.hours, N.days, N.weeks)"
+    )]
+    NotADuration { field: String, text: String },
+    #[error("{field}: [{text}] is not a finite number of seconds")]
+    NotFinite { field: String, text: String },
+    #[error("{field}: [{text}] is negative; give 0 or more seconds")]
+    Negative { field: String, text: String },
+    #[error(
+        "{field}: [{text}] seconds is more than the most allowed ({MAX_DURATION_SECS} seconds, \
+         10 years)"
+    )]
+    TooLarge { field: String, text: String },
+}
+
+/// Parses a duration from input (`30`, `0.5`, `"1.hour"`, `"1,000"`,
+/// ActiveSupport's `to_i_with_method`) for `field`: NaN, infinities,
+/// negatives and more than [`MAX_DURATION_SECS`] are refused, so the
+/// result can be added to any `SystemTime` or `Instant` of this era.
+pub fn parse_duration_secs(field: &str, text: &str) -> Result<Duration, DurationError> {
+    match super::datatype::duration_seconds(text) {
+        Some(secs) => duration_from_secs(field, text, secs),
+        None => Err(DurationError::NotADuration {
+            field: field.to_string(),
+            text: text.to_string(),
+        }),
+    }
+}
+
+/// [`parse_duration_secs`] of a number already read (a config value);
+/// `text` is how to show it in the error.
+pub fn duration_from_secs(field: &str, text: &str, secs: f64) -> Result<Duration, DurationError> {
+    let err = |make: fn(String, String) -> DurationError| Err(make(field.into(), text.into()));
+    if !secs.is_finite() {
+        return err(|field, text| DurationError::NotFinite { field, text });
+    }
+    if secs < 0.0 {
+        return err(|field, text| DurationError::Negative { field, text });
+    }
+    if secs > MAX_DURATION_SECS {
+        return err(|field, text| DurationError::TooLarge { field, text });
+    }
+    // Finite, 0 ≤ secs ≤ 10 years: cannot fail.
+    Duration::try_from_secs_f64(secs)
+        .or_else(|_| err(|field, text| DurationError::TooLarge { field, text }))
+}
+
+/// `now + d`, or `None` past what `SystemTime` holds.
+pub fn after_now(d: Duration) -> Option<SystemTime> {
+    SystemTime::now().checked_add(d)
+}
 
 /// Milliseconds since the Unix epoch, now.
 pub(crate) fn now_ms() -> i64 {
@@ -31,15 +97,30 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-/// Days since 1970-01-01 of a civil date.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+/// Days since 1970-01-01 of a civil date; `None` when the year is outside
+/// [`YEARS`], the month outside 1..=12 or the day outside 1..=31 (the only
+/// dates input may name, so the arithmetic below cannot overflow).
+fn days_from_civil(y: i64, m: i64, d: i64) -> Option<i64> {
+    if !YEARS.contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y.rem_euclid(400);
     let mp = if m > 2 { m - 3 } else { m + 9 };
     let doy = (153 * mp + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    Some(era * 146_097 + doe - 719_468)
+}
+
+/// Seconds since the epoch of a civil date and time of day, all checked
+/// (`None` outside [`days_from_civil`]'s dates or a time of day beyond
+/// 23:59:60).
+fn civil_secs(y: i64, m: i64, d: i64, hh: i64, mm: i64, ss: i64) -> Option<i64> {
+    if !(0..=23).contains(&hh) || !(0..=59).contains(&mm) || !(0..=60).contains(&ss) {
+        return None;
+    }
+    Some(days_from_civil(y, m, d)? * 86_400 + hh * 3600 + mm * 60 + ss)
 }
 
 /// A moment split into its calendar fields (UTC).
@@ -118,7 +199,10 @@ pub fn parse_utc_text(s: &str) -> Option<f64> {
     let (y, m, dd) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
     let mut t = time.split(':').map(|p| p.parse::<i64>());
     let (hh, mm, ss) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
-    Some((days_from_civil(y, m, dd) * 86_400 + hh * 3600 + mm * 60 + ss) as f64)
+    if d.next().is_some() || t.next().is_some() {
+        return None;
+    }
+    Some(civil_secs(y, m, dd, hh, mm, ss)? as f64)
 }
 
 /// ISO 8601 in UTC with milliseconds: `2026-01-01T00:00:01.250Z`.
@@ -192,8 +276,7 @@ pub fn parse_time(s: &str) -> Option<i64> {
             sign * (oh * 3600 + om * 60)
         }
     };
-    let days = days_from_civil(y, mo, d);
-    Some(((days * 86_400 + h * 3600 + mi * 60 + sec - offset_s) * 1000) + milli)
+    Some((civil_secs(y, mo, d, h, mi, sec)? - offset_s) * 1000 + milli)
 }
 
 #[cfg(test)]
@@ -231,6 +314,60 @@ mod tests {
         );
     }
 
+    /// Times from input never overflow the calendar: years outside
+    /// 0..=9999 and fields out of range are refused, not wrapped or
+    /// panicked on (`ae_state_started` comes from a URI).
+    #[test]
+    fn times_out_of_range_are_refused() {
+        for text in [
+            "9223372036854775807-01-01 00:00:00 UTC",
+            "-9223372036854775808-01-01 00:00:00 UTC",
+            "10000-01-01 00:00:00 UTC",
+            "2026-13-01 00:00:00 UTC",
+            "2026-01-32 00:00:00 UTC",
+            "2026-01-01 24:00:00 UTC",
+            "2026-01-01 00:00:9223372036854775807 UTC",
+            "2026-01-01 -1:00:00 UTC",
+            "2026-01-01-01 00:00:00 UTC",
+        ] {
+            assert_eq!(parse_utc_text(text), None, "{text}");
+        }
+        assert_eq!(
+            parse_utc_text("9999-12-31 23:59:59 UTC"),
+            Some(253_402_300_799.0)
+        );
+        assert_eq!(parse_time("-999-01-01T00:00:00Z"), None);
+        assert_eq!(parse_time("9999-12-31T23:59:59.999Z"), Some(253_402_300_799_999));
+    }
+
+    #[test]
+    fn durations_are_bounded() {
+        let secs = |t: &str| parse_duration_secs("ae_retry_interval", t);
+        assert_eq!(secs("1.hour"), Ok(Duration::from_secs(3600)));
+        assert_eq!(secs("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(secs("0"), Ok(Duration::ZERO));
+        assert_eq!(secs("315360000"), Ok(Duration::from_secs(315_360_000)));
+        for (text, kind) in [
+            ("inf", "finite"),
+            ("-inf", "finite"),
+            ("NaN", "finite"),
+            ("1e300", "most allowed"),
+            ("15000000000000000000", "most allowed"),
+            ("315360001", "most allowed"),
+            ("1e308.weeks", "finite"),
+            ("-1", "negative"),
+            ("soon", "not a duration"),
+            ("", "not a duration"),
+        ] {
+            let e = secs(text).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(
+                e.starts_with("ae_retry_interval: ") && e.contains(kind),
+                "{text}: {e}"
+            );
+        }
+        assert!(after_now(Duration::from_secs_f64(MAX_DURATION_SECS)).is_some());
+    }
+
     /// The hand-written digits agree with `format!`'s padding at every
     /// width's edges, across years and before the epoch.
     #[test]
@@ -255,7 +392,7 @@ mod tests {
                 text,
                 format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02} UTC")
             );
-            if y >= 0 {
+            if YEARS.contains(&y) {
                 assert_eq!(parse_utc_text(&text), Some(secs as f64), "{text}");
             }
             for milli in [0, 7, 250, 999] {
@@ -275,9 +412,9 @@ mod tests {
         }
         // Every day of a leap century and a plain one: the calendar and its
         // inverse agree.
-        for day in -800_000..800_000 {
+        for day in -719_528..800_000 {
             let (y, m, d) = civil_from_days(day);
-            assert_eq!(days_from_civil(y, m, d), day);
+            assert_eq!(days_from_civil(y, m, d), Some(day));
         }
     }
 }
