@@ -13,12 +13,14 @@
 //!     catcher: {kind: simulate, seed: 7, rate: 2}
 //! ```
 
-use super::catchers::{Catcher, CatcherConfig, CatcherError, CaughtSender, Filter};
+use super::catchers::{check_name, Catcher, CatcherConfig, CatcherError, CaughtSender, Filter};
 use super::Provider;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+mod lines;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -198,6 +200,46 @@ impl Default for LogConfig {
     }
 }
 
+/// The most event handler threads.
+pub const MAX_WORKERS: usize = 256;
+/// The largest `queue.capacity` (events in the backlog).
+pub const MAX_QUEUE_CAPACITY: usize = 10_000_000;
+/// The largest `queue.batch_max` (events in one group commit).
+pub const MAX_BATCH: usize = 100_000;
+/// The longest `queue.batch_wait_ms`.
+pub const MAX_BATCH_WAIT_MS: u64 = 60_000;
+/// The longest `log.stats_interval_secs` (a day).
+pub const MAX_STATS_INTERVAL_SECS: u64 = 86_400;
+
+/// One problem [`Config::validate`] found: the field path
+/// (`providers[2].catcher.rate`), the line it is on (0 when unknown) and
+/// what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    pub field: String,
+    pub line: u64,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Every problem of a configuration, one a line: `path:line: field: message`
+/// (`path: field: message` when the line is unknown).
+fn issues_text(path: &str, issues: &[ConfigIssue]) -> String {
+    let lines: Vec<String> = issues
+        .iter()
+        .map(|i| match i.line {
+            0 => format!("{path}: {i}"),
+            n => format!("{path}:{n}: {i}"),
+        })
+        .collect();
+    lines.join("\n")
+}
+
 /// Why the configuration cannot be used. `line`/`column` are 1-based, 0 when
 /// unknown.
 #[derive(Debug, thiserror::Error)]
@@ -217,6 +259,12 @@ pub enum ConfigError {
     },
     #[error("{path}: {message}")]
     Invalid { path: String, message: String },
+    /// Every problem the checks beyond types found, all at once.
+    #[error("{}", issues_text(path, issues))]
+    Issues {
+        path: String,
+        issues: Vec<ConfigIssue>,
+    },
 }
 
 /// Files larger than this are refused.
@@ -240,21 +288,29 @@ impl Config {
                 cfg.api.token = token;
             }
         }
-        cfg.validate().map_err(|message| ConfigError::Invalid {
-            path: shown,
-            message,
-        })?;
-        Ok(cfg)
+        cfg.checked(&text, &shown)
     }
 
     /// Parses and checks configuration text; `name` is used in errors.
     pub fn from_yaml(text: &str, name: &str) -> Result<Config, ConfigError> {
-        let cfg = Config::parse(text, name)?;
-        cfg.validate().map_err(|message| ConfigError::Invalid {
+        Config::parse(text, name)?.checked(text, name)
+    }
+
+    /// `self` when [`Config::validate`] finds nothing, else every issue
+    /// with its line in `text`.
+    fn checked(self, text: &str, name: &str) -> Result<Config, ConfigError> {
+        let mut issues = self.validate();
+        if issues.is_empty() {
+            return Ok(self);
+        }
+        let lines = lines::Lines::of(text, yaml_options());
+        for i in &mut issues {
+            i.line = lines.line_of(&i.field);
+        }
+        Err(ConfigError::Issues {
             path: name.to_string(),
-            message,
-        })?;
-        Ok(cfg)
+            issues,
+        })
     }
 
     /// Parses without [`Config::validate`].
@@ -266,13 +322,7 @@ impl Config {
             });
         }
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let options = serde_saphyr::options! {
-            budget: serde_saphyr::budget! {
-                max_depth: 64,
-                max_nodes: 200_000,
-            },
-        };
-        serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+        serde_saphyr::from_str_with_options(text, yaml_options()).map_err(|e| {
             let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
             ConfigError::Syntax {
                 path: name.to_string(),
@@ -283,67 +333,120 @@ impl Config {
         })
     }
 
-    /// Checks what serde cannot: unique, non-empty names, sane numbers.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks what serde cannot: names (not empty, printable, unique
+    /// regardless of case) and numbers (each within its bounds). Returns
+    /// every problem, not only the first (their lines are 0 here; loading
+    /// fills them in).
+    pub fn validate(&self) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        let mut issue = |field: String, message: String| {
+            issues.push(ConfigIssue {
+                field,
+                line: 0,
+                message,
+            })
+        };
         if self.providers.is_empty() {
-            return Err("providers: at least one provider is needed".into());
+            issue(
+                "providers".into(),
+                "at least one provider is needed".into(),
+            );
         }
-        let mut names = HashSet::new();
+        let mut names: Vec<String> = Vec::new();
+        let mut queues = HashSet::new();
         for (i, p) in self.providers.iter().enumerate() {
             let at = format!("providers[{i}]");
             for (field, v) in [
                 ("name", &p.provider.name),
                 ("type", &p.provider.kind),
                 ("hostname", &p.provider.hostname),
+                ("userid", &p.provider.userid),
             ] {
-                if v.trim().is_empty() {
-                    return Err(format!("{at}.{field}: empty"));
+                if let Err(m) = check_name(v, field == "userid") {
+                    issue(format!("{at}.{field}"), m);
                 }
             }
-            if !names.insert(p.provider.name.as_str()) {
-                return Err(format!(
-                    "{at}.name: provider [{}] is configured twice",
-                    p.provider.name
-                ));
+            let folded = p.provider.name.trim().to_lowercase();
+            if let Some(j) = names.iter().position(|n| *n == folded) {
+                issue(
+                    format!("{at}.name"),
+                    format!(
+                        "provider [{}] is configured twice (providers[{j}].name; names are compared ignoring case)",
+                        p.provider.name
+                    ),
+                );
             }
-        }
-        let mut queues = HashSet::new();
-        for (i, p) in self.providers.iter().enumerate() {
+            names.push(folded);
+            for (j, f) in p.filter.iter().enumerate() {
+                if let Err(m) = check_name(f, false) {
+                    issue(format!("{at}.filter[{j}]"), m);
+                }
+            }
+            for (field, m) in p.catcher.check() {
+                issue(format!("{at}.catcher.{field}"), m);
+            }
             match &p.catcher {
                 CatcherConfig::Amqp(a) => {
                     let q = a.queue_name(&p.provider.name);
-                    if !queues.insert((a.url.clone(), q.clone())) {
-                        return Err(format!(
-                            "providers[{i}].catcher.queue: queue [{q}] is already consumed by another provider"
-                        ));
+                    if !queues.insert((a.url.clone(), q.to_lowercase())) {
+                        issue(
+                            format!("{at}.catcher.queue"),
+                            format!("queue [{q}] is already consumed by another provider"),
+                        );
                     }
                 }
-                CatcherConfig::Http(_) if self.api.token.is_empty() => {
-                    return Err(format!(
-                        "providers[{i}].catcher: the http catcher needs api.token (or AUTOMATE_API_TOKEN)"
-                    ));
-                }
+                CatcherConfig::Http(_) if self.api.token.is_empty() => issue(
+                    format!("{at}.catcher"),
+                    "the http catcher needs api.token (or AUTOMATE_API_TOKEN)".into(),
+                ),
                 _ => {}
             }
         }
-        if self.workers == 0 {
-            return Err("workers: must be at least 1".into());
-        }
-        if self.queue.capacity == 0 {
-            return Err("queue.capacity: must be at least 1".into());
-        }
-        if self.queue.batch_max == 0 {
-            return Err("queue.batch_max: must be at least 1".into());
-        }
+        let mut bound = |field: &str, v: u64, lo: u64, hi: u64| {
+            if !(lo..=hi).contains(&v) {
+                issue(field.into(), format!("{v} is out of range {lo}..={hi}"));
+            }
+        };
+        let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+        bound("workers", n(self.workers), 1, n(MAX_WORKERS));
+        bound(
+            "queue.capacity",
+            n(self.queue.capacity),
+            1,
+            n(MAX_QUEUE_CAPACITY),
+        );
+        bound("queue.batch_max", n(self.queue.batch_max), 1, n(MAX_BATCH));
+        bound(
+            "queue.batch_wait_ms",
+            self.queue.batch_wait_ms,
+            0,
+            MAX_BATCH_WAIT_MS,
+        );
+        bound(
+            "log.stats_interval_secs",
+            self.log.stats_interval_secs,
+            0,
+            MAX_STATS_INTERVAL_SECS,
+        );
         if self.api.listen.parse::<std::net::SocketAddr>().is_err()
             && !self.api.listen.contains(':')
+            || check_name(&self.api.listen, false).is_err()
         {
-            return Err(format!(
-                "api.listen: {:?} is not host:port",
-                self.api.listen
-            ));
+            issue(
+                "api.listen".into(),
+                format!("{:?} is not host:port", self.api.listen),
+            );
         }
-        Ok(())
+        if let Some(c) = self.api.token.chars().find(|c| c.is_control()) {
+            issue(
+                "api.token".into(),
+                format!("holds the control character {c:?} (a header cannot carry it)"),
+            );
+        }
+        if self.log.dir.as_os_str().as_encoded_bytes().contains(&0) {
+            issue("log.dir".into(), "holds a NUL byte".into());
+        }
+        issues
     }
 
     /// Makes relative file paths (`log.dir`, `jsonl` catcher paths other
@@ -364,6 +467,16 @@ impl Config {
     /// The provider called `name`.
     pub fn provider(&self, name: &str) -> Option<&ProviderConfig> {
         self.providers.iter().find(|p| p.provider.name == name)
+    }
+}
+
+/// The parser's budgets for a config file.
+fn yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_depth: 64,
+            max_nodes: 200_000,
+        },
     }
 }
 
@@ -405,6 +518,38 @@ mod tests {
         assert_eq!(cfg.log.format, LogFormat::Text);
         assert!(cfg.workers >= 1);
         assert_eq!(cfg.providers[0].catcher.kind(), "simulate");
+    }
+
+    /// Every number is bounded, every name checked, and all problems come
+    /// back at once, each with its field path and line.
+    #[test]
+    fn every_issue_is_reported_with_its_line() {
+        let text = "providers:\n  - name: a\n    type: RHEVM\n    hostname: h\n    userid: u\n    catcher: {kind: simulate, rate: 1e-300, vms: 100000000}\n  - name: A\n    type: RHEVM\n    hostname: \"h\\nx\"\n    userid: u\n    catcher: {kind: simulate, start: \"99999-01-01T00:00:00Z\"}\n  - name: \"b\\0\"\n    type: OPENSTACK\n    hostname: h\n    userid: u\n    catcher: {kind: amqp, prefetch: 0}\nworkers: 100000\nqueue: {capacity: 0, batch_max: 1000000000, batch_wait_ms: 99999999}\nlog: {stats_interval_secs: 18446744073709551615}\n";
+        let err = Config::from_yaml(text, "bad.yaml").err();
+        let Some(ConfigError::Issues { issues, .. }) = &err else {
+            panic!("{err:?}");
+        };
+        let got: Vec<(&str, u64)> = issues.iter().map(|i| (i.field.as_str(), i.line)).collect();
+        assert_eq!(
+            got,
+            [
+                ("providers[0].catcher.rate", 6),
+                ("providers[0].catcher.vms", 6),
+                ("providers[1].hostname", 9),
+                ("providers[1].name", 7),
+                ("providers[1].catcher.start", 11),
+                ("providers[2].name", 12),
+                ("providers[2].catcher.prefetch", 16),
+                ("workers", 17),
+                ("queue.capacity", 18),
+                ("queue.batch_max", 18),
+                ("queue.batch_wait_ms", 18),
+                ("log.stats_interval_secs", 19),
+            ]
+        );
+        let shown = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(shown.contains("bad.yaml:7: providers[1].name: provider [A] is configured twice"), "{shown}");
+        assert_eq!(shown.lines().count(), 12, "{shown}");
     }
 
     #[test]

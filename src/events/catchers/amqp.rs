@@ -60,6 +60,35 @@ impl Default for AmqpConfig {
     }
 }
 
+/// The most unacknowledged messages a broker may hand out at once.
+pub const MAX_PREFETCH: u16 = 10_000;
+
+impl AmqpConfig {
+    /// Every problem of these settings, as (field under `catcher`, message).
+    pub(crate) fn check(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if let Err(e) = self.url.parse::<AMQPUri>() {
+            out.push(("url", format!("{}: {e}", redact(&self.url))));
+        }
+        for (field, v, may_be_empty) in [
+            ("exchange", &self.exchange, false),
+            ("routing_key", &self.routing_key, true),
+            ("queue", &self.queue, true),
+        ] {
+            if let Err(m) = super::check_name(v, may_be_empty) {
+                out.push((field, m));
+            }
+        }
+        if !(1..=MAX_PREFETCH).contains(&self.prefetch) {
+            out.push((
+                "prefetch",
+                format!("{} is out of range 1..={MAX_PREFETCH}", self.prefetch),
+            ));
+        }
+        out
+    }
+}
+
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Longest wait for the broker to accept a connection.
@@ -116,11 +145,8 @@ impl AmqpConfig {
         if uri.scheme == AMQPScheme::AMQPS {
             return Err(ctx.config_error("amqps:// (TLS) is not supported by this build"));
         }
-        if self.exchange.trim().is_empty() {
-            return Err(ctx.config_error("amqp exchange is empty"));
-        }
-        if self.prefetch == 0 {
-            return Err(ctx.config_error("amqp prefetch must be at least 1"));
+        if let Some((field, message)) = self.check().into_iter().next() {
+            return Err(ctx.config_error(format!("amqp {field}: {message}")));
         }
         Ok(AmqpCatcher {
             uri,

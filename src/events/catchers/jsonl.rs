@@ -29,6 +29,16 @@ pub struct JsonlConfig {
     pub follow: bool,
 }
 
+impl JsonlConfig {
+    /// Every problem of these settings, as (field under `catcher`, message).
+    pub(crate) fn check(&self) -> Vec<(&'static str, String)> {
+        match super::check_name(&self.path, false) {
+            Ok(()) => Vec::new(),
+            Err(m) => vec![("path", m)],
+        }
+    }
+}
+
 /// How often a followed file is polled for new lines.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
 /// Longest accepted line.

@@ -196,6 +196,25 @@ pub enum CatcherError {
     SinkClosed(String),
 }
 
+/// The longest name or text setting (provider names, queues, paths).
+pub const MAX_NAME_LEN: usize = 1024;
+
+/// Checks a name or text setting: printable (no control characters, so no
+/// newline or NUL), at most [`MAX_NAME_LEN`] bytes, and not blank unless
+/// `may_be_empty`.
+pub fn check_name(v: &str, may_be_empty: bool) -> Result<(), String> {
+    if v.trim().is_empty() && !(may_be_empty && v.is_empty()) {
+        return Err("empty".into());
+    }
+    if let Some(c) = v.chars().find(|c| c.is_control()) {
+        return Err(format!("{v:?} holds the control character {c:?}"));
+    }
+    if v.len() > MAX_NAME_LEN {
+        return Err(format!("longer than {MAX_NAME_LEN} bytes"));
+    }
+    Ok(())
+}
+
 /// A provider's catcher as configured: `kind` selects the module.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -214,6 +233,17 @@ impl CatcherConfig {
             CatcherConfig::Jsonl(_) => "jsonl",
             CatcherConfig::Http(_) => "http",
             CatcherConfig::Amqp(_) => "amqp",
+        }
+    }
+
+    /// Every problem of the settings, as (field under `catcher`, message);
+    /// [`CatcherConfig::build`] refuses the first.
+    pub fn check(&self) -> Vec<(&'static str, String)> {
+        match self {
+            CatcherConfig::Simulate(c) => c.check(),
+            CatcherConfig::Jsonl(c) => c.check(),
+            CatcherConfig::Http(_) => Vec::new(),
+            CatcherConfig::Amqp(c) => c.check(),
         }
     }
 

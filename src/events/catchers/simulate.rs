@@ -42,6 +42,59 @@ pub struct SimulateConfig {
     pub start: Option<String>,
 }
 
+/// The slowest `rate` other than 0 (one event a ~11.6 days).
+pub const MIN_RATE: f64 = 1e-6;
+/// The fastest `rate` (events a second; 0 is "as fast as taken").
+pub const MAX_RATE: f64 = 10_000_000.0;
+/// The most VMs a simulated provider may have (each costs memory up
+/// front).
+pub const MAX_VMS: usize = 1_000_000;
+/// The largest `count`.
+pub const MAX_COUNT: u64 = 1_000_000_000_000;
+
+impl SimulateConfig {
+    /// Every problem of these settings, as (field under `catcher`, message).
+    pub(crate) fn check(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if !(self.rate == 0.0 || (MIN_RATE..=MAX_RATE).contains(&self.rate)) {
+            out.push((
+                "rate",
+                format!(
+                    "{} events a second is out of range: give 0 (as fast as taken) or \
+                     {MIN_RATE} to {MAX_RATE}",
+                    self.rate
+                ),
+            ));
+        }
+        if !(1..=MAX_VMS).contains(&self.vms) {
+            out.push(("vms", format!("{} is out of range 1..={MAX_VMS}", self.vms)));
+        }
+        if let Some(c) = self.count.filter(|c| *c > MAX_COUNT) {
+            out.push(("count", format!("{c} is more than the most allowed ({MAX_COUNT})")));
+        }
+        if let Some(s) = &self.start {
+            if time::parse_time(s).is_none() {
+                out.push((
+                    "start",
+                    format!("{s:?} is not a UTC time like 2026-01-01T00:00:00Z (years 0 to 9999)"),
+                ));
+            }
+        }
+        out
+    }
+
+    /// The time between two events (`None` for rate 0: no pacing).
+    fn period(&self) -> Option<Duration> {
+        if self.rate == 0.0 {
+            return None;
+        }
+        let secs = 1.0 / self.rate;
+        let p = time::duration_from_secs("rate", &self.rate.to_string(), secs)
+            .unwrap_or(Duration::from_secs_f64(1.0 / MIN_RATE));
+        Some(p.max(Duration::from_nanos(1)))
+    }
+}
+
 impl Default for SimulateConfig {
     fn default() -> Self {
         SimulateConfig {
@@ -457,21 +510,8 @@ impl SimulateConfig {
                 ctx.provider.kind
             )));
         }
-        if !(self.rate >= 0.0 && self.rate.is_finite()) {
-            return Err(ctx.config_error(format!(
-                "simulate rate must be a number >= 0, not {}",
-                self.rate
-            )));
-        }
-        if self.vms == 0 {
-            return Err(ctx.config_error("simulate vms must be at least 1"));
-        }
-        if let Some(s) = &self.start {
-            if time::parse_time(s).is_none() {
-                return Err(ctx.config_error(format!(
-                    "simulate start {s:?} is not a UTC time like 2026-01-01T00:00:00Z"
-                )));
-            }
+        if let Some((field, message)) = self.check().into_iter().next() {
+            return Err(ctx.config_error(format!("simulate {field}: {message}")));
         }
         Ok(SimulateCatcher { cfg: self.clone() })
     }
@@ -491,8 +531,7 @@ impl SimulateCatcher {
         // above the timer's 1 ms resolution still average out; after a stall
         // (a full pipeline) of over a second the schedule restarts instead
         // of bursting to catch up.
-        let period = (self.cfg.rate > 0.0)
-            .then(|| Duration::from_secs_f64(1.0 / self.cfg.rate).max(Duration::from_nanos(1)));
+        let period = self.cfg.period();
         let mut due = tokio::time::Instant::now();
         let mut n: u64 = 0;
         for ev in sim {
@@ -506,7 +545,7 @@ impl SimulateCatcher {
                 } else if now - due > Duration::from_secs(1) {
                     due = now;
                 }
-                due += period;
+                due = due.checked_add(period).unwrap_or(now);
             }
             if shutdown.is_cancelled() {
                 return Ok(());
