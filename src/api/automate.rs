@@ -276,7 +276,10 @@ pub(super) async fn resolve(
     let message = opt_str(&obj, "message", "message")?;
     let path = path_arg(path)?;
     let segs = segments(&path);
-    if let Some(c) = path.chars().find(|c| matches!(c, '?' | '#') || c.is_control()) {
+    if let Some(c) = path
+        .chars()
+        .find(|c| matches!(c, '?' | '#') || c.is_control())
+    {
         return Err(ApiError::bad_request(format!(
             "path: must not hold {c:?} (give attributes and message in the body)"
         )));

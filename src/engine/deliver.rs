@@ -221,7 +221,10 @@ fn deliver_inner(
     let (interval, run_at) = match interval {
         Ok((i, Some(run_at))) => (i, run_at),
         Ok((i, None)) => {
-            let e = format!("ae_retry_interval: [{}] seconds from now is past the end of time", i.as_secs_f64());
+            let e = format!(
+                "ae_retry_interval: [{}] seconds from now is past the end of time",
+                i.as_secs_f64()
+            );
             return Ok((retry_refused(ws, d, &object, &state, e), None));
         }
         Err(e) => return Ok((retry_refused(ws, d, &object, &state, e.to_string()), None)),
@@ -296,7 +299,13 @@ pub fn run_due(
 /// The outcome of a delivery whose retry cannot be scheduled (its
 /// interval was refused): an error naming why, logged as ManageIQ logs a
 /// failed delivery.
-fn retry_refused(mut ws: Workspace, d: &Delivery, object: &str, state: &str, why: String) -> Outcome {
+fn retry_refused(
+    mut ws: Workspace,
+    d: &Delivery,
+    object: &str,
+    state: &str,
+    why: String,
+) -> Outcome {
     ws.log_line(
         super::Level::Error,
         format!(

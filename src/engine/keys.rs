@@ -112,7 +112,7 @@ pub fn merge_args(
     let mut out = system;
     for (k, v) in user {
         let name = attr_name(&k);
-        if SYSTEM_ATTRS.contains(&name.as_str()) || taken.contains(&name) {
+        if is_system_key(&k) || taken.contains(&name) {
             tracing::warn!(
                 target: "evm",
                 "argument [{k}] sets [{name}], which the system sets; the system's value is kept"

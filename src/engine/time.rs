@@ -337,7 +337,10 @@ mod tests {
             Some(253_402_300_799.0)
         );
         assert_eq!(parse_time("-999-01-01T00:00:00Z"), None);
-        assert_eq!(parse_time("9999-12-31T23:59:59.999Z"), Some(253_402_300_799_999));
+        assert_eq!(
+            parse_time("9999-12-31T23:59:59.999Z"),
+            Some(253_402_300_799_999)
+        );
     }
 
     #[test]

@@ -347,10 +347,7 @@ impl Config {
             })
         };
         if self.providers.is_empty() {
-            issue(
-                "providers".into(),
-                "at least one provider is needed".into(),
-            );
+            issue("providers".into(), "at least one provider is needed".into());
         }
         let mut names: Vec<String> = Vec::new();
         let mut queues = HashSet::new();
@@ -548,7 +545,10 @@ mod tests {
             ]
         );
         let shown = err.map(|e| e.to_string()).unwrap_or_default();
-        assert!(shown.contains("bad.yaml:7: providers[1].name: provider [A] is configured twice"), "{shown}");
+        assert!(
+            shown.contains("bad.yaml:7: providers[1].name: provider [A] is configured twice"),
+            "{shown}"
+        );
         assert_eq!(shown.lines().count(), 12, "{shown}");
     }
 

@@ -274,10 +274,7 @@ fn the_api_refuses_system_keys() {
             .contains("resources[1].parameters.vmdb_object_type"),
         "{v}"
     );
-    let (status, v) = post(
-        "/api/automation_requests",
-        request(json!({"who": "Ada"})),
-    );
+    let (status, v) = post("/api/automation_requests", request(json!({"who": "Ada"})));
     assert!(status == 200 || status == 201, "{status} {v}");
 
     let (status, v) = post(

@@ -70,7 +70,10 @@ impl SimulateConfig {
             out.push(("vms", format!("{} is out of range 1..={MAX_VMS}", self.vms)));
         }
         if let Some(c) = self.count.filter(|c| *c > MAX_COUNT) {
-            out.push(("count", format!("{c} is more than the most allowed ({MAX_COUNT})")));
+            out.push((
+                "count",
+                format!("{c} is more than the most allowed ({MAX_COUNT})"),
+            ));
         }
         if let Some(s) = &self.start {
             if time::parse_time(s).is_none() {
