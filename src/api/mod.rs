@@ -12,6 +12,7 @@
 
 mod automate;
 mod batch;
+pub mod db;
 mod objects;
 mod requests;
 
@@ -56,6 +57,7 @@ pub enum Endpoint {
     Host,
     Providers,
     Provider,
+    DbBackup,
 }
 
 /// One endpoint: method, path (OpenAPI syntax: `{id}`; `{path}` in
@@ -99,6 +101,7 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/api/hosts/{id}", Endpoint::Host),
     r("GET", "/api/providers", Endpoint::Providers),
     r("GET", "/api/providers/{id}", Endpoint::Provider),
+    r("POST", "/api/db/backup", Endpoint::DbBackup),
 ];
 
 /// Where `GET /api/health` reads the event queue's depth.
@@ -425,6 +428,7 @@ fn handler(method: &str, endpoint: Endpoint) -> Option<MethodRouter<ApiState>> {
         Endpoint::Host => on(filter, objects::host),
         Endpoint::Providers => on(filter, objects::providers),
         Endpoint::Provider => on(filter, objects::provider),
+        Endpoint::DbBackup => on(filter, db::backup),
     })
 }
 
@@ -483,8 +487,22 @@ pub async fn serve(
         .await
 }
 
-/// `GET /api/health`: liveness and the event queue's depth (no token).
+/// `GET /api/health`: liveness, the event queue's depth and the object
+/// store's health (no token). 503 `{"status": "unavailable", "store":
+/// {...}}` while the store takes no writes (a full disk, a failed write,
+/// a damaged page: `crate::vmdb::health`).
 async fn health(State(state): State<ApiState>) -> ApiResult {
+    if let Some(fault) = state.store.health().fault() {
+        return Ok((
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "unavailable",
+                "version": env!("CARGO_PKG_VERSION"),
+                "store": fault,
+            })),
+        )
+            .into_response());
+    }
     let s = state.clone();
     let depth = blocking(move || s.queue_depth()).await?;
     ok(json!({

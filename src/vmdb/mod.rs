@@ -6,12 +6,15 @@
 //! runs on the in-memory [`MemoryStore`] (tests, `automate instantiate`
 //! without a database) and on the durable store.
 
+mod file;
 mod group;
+pub mod health;
 mod json_out;
 mod memory;
 mod redb_store;
 mod schedule;
 
+pub use file::{check, guard, BackupReport, CheckReport};
 pub use group::{Committing, GroupCommit, GroupWriter, Work};
 pub use json_out::json_text;
 pub(crate) use json_out::{write_json, write_str};
@@ -81,6 +84,10 @@ pub enum StoreError {
     NotFound(String, i64),
     #[error("object store: {0}")]
     Backend(String),
+    /// redb panicked reading or writing the file (a damaged page): caught
+    /// at the store's boundary ([`RedbStore::guard`]).
+    #[error("the object store {path} is damaged ({detail}); check it with `automate db check --db {path}`, and see docs/operations.md to recover")]
+    Damaged { path: String, detail: String },
 }
 
 /// The first id of region 1: ids look like `1000000000001`.
