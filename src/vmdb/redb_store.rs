@@ -454,7 +454,8 @@ impl RedbStore {
     /// store failed ([`StoreHealth`]).
     pub fn guard<T>(&self, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
         file::guard(&self.path, f).inspect_err(|e| {
-            if matches!(e, StoreError::Damaged { .. }) {
+            // (A read-only command reports the error itself.)
+            if matches!(e, StoreError::Damaged { .. }) && self.db.writable().is_some() {
                 self.health.fail(e.to_string());
             }
         })

@@ -442,7 +442,32 @@ async fn deliver(state: &HttpState, items: Vec<Item>) -> Response {
         }
         failed
     };
-    match tokio::time::timeout_at(deadline, all).await {
+    // The store stops taking writes meanwhile (a full disk): answer now
+    // rather than keep the client waiting for space.
+    let store = state.store.clone();
+    let store_down = async move {
+        match store {
+            Some(h) => {
+                while h.is_ok() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                h.fault()
+            }
+            None => std::future::pending().await,
+        }
+    };
+    let answered = tokio::select! {
+        a = tokio::time::timeout_at(deadline, all) => a,
+        fault = store_down => {
+            let why = fault.map(|f| format!("{}: {}", f.state, f.message)).unwrap_or_default();
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                format!("the object store stopped taking writes ({why}); the events may not be stored, post again later (stored events are de-duplicated)"),
+            );
+        }
+    };
+    match answered {
         Err(_) => timeout_response(),
         Ok(failed) if failed.is_empty() => (
             StatusCode::ACCEPTED,
