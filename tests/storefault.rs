@@ -306,11 +306,15 @@ fn a_full_disk_pauses_the_pipeline_and_it_resumes_when_space_returns() {
 
     // Space returns: everything resumes.
     std::fs::remove_file(&filler).expect("free the disk");
-    wait_for("/api/health to answer 200", tmp.path(), || health(port).0 == 200);
-    let before = acked(&fed).len();
-    wait_for("events acknowledged after the disk was freed", tmp.path(), || {
-        acked(&fed).len() >= before + 5 * BATCH
+    wait_for("/api/health to answer 200", tmp.path(), || {
+        health(port).0 == 200
     });
+    let before = acked(&fed).len();
+    wait_for(
+        "events acknowledged after the disk was freed",
+        tmp.path(),
+        || acked(&fed).len() >= before + 5 * BATCH,
+    );
     stop.store(true, Ordering::SeqCst);
     feeder.join().expect("feeder");
     let status = terminate(child, tmp.path());
@@ -333,7 +337,9 @@ fn a_full_disk_pauses_the_pipeline_and_it_resumes_when_space_returns() {
     );
     let other = fed.other.lock().map(|o| o.clone()).unwrap_or_default();
     assert!(
-        other.iter().all(|o| o.starts_with("503") || o.starts_with("504")),
+        other
+            .iter()
+            .all(|o| o.starts_with("503") || o.starts_with("504")),
         "{other:?}"
     );
 }
@@ -359,7 +365,9 @@ fn sigterm_while_the_disk_is_full_ends_the_process() {
         acked(&fed).len() >= 100
     });
     let filler = fill_disk(&mnt);
-    wait_for("/api/health to answer 503", tmp.path(), || health(port).0 == 503);
+    wait_for("/api/health to answer 503", tmp.path(), || {
+        health(port).0 == 503
+    });
 
     // SIGTERM ends it although the drain cannot write: exit 1, saying why.
     let status = terminate(child, tmp.path());
@@ -375,11 +383,7 @@ fn sigterm_while_the_disk_is_full_ends_the_process() {
         .args(["run", "--until-idle", "--config", "drain.yaml"])
         .output()
         .expect("drain");
-    assert!(
-        o.status.success(),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let acked = acked(&fed);
     let (stored, _) = stored_chains(&db);
     let missing: Vec<&String> = acked.difference(&stored).collect();

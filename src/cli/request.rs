@@ -231,6 +231,20 @@ fn write_view(out: &mut impl Write, v: &RequestView) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Runs a read of `db` with a panic inside redb turned into an error naming
+/// the file ([`RedbStore::guard`]).
+fn guarded<T>(
+    db: &RedbStore,
+    f: impl FnOnce() -> Result<T, crate::requests::RequestError>,
+) -> anyhow::Result<T> {
+    let mut out = None;
+    db.guard(|| {
+        out = Some(f());
+        Ok(())
+    })?;
+    Ok(out.with_context(|| format!("{}: the read did not run", db.path().display()))??)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,18 +262,4 @@ mod tests {
         assert_eq!(r.message.as_deref(), Some("go"));
         assert!(parse_path("/Cls/inst").is_err());
     }
-}
-
-/// Runs a read of `db` with a panic inside redb turned into an error naming
-/// the file ([`RedbStore::guard`]).
-fn guarded<T>(
-    db: &RedbStore,
-    f: impl FnOnce() -> Result<T, crate::requests::RequestError>,
-) -> anyhow::Result<T> {
-    let mut out = None;
-    db.guard(|| {
-        out = Some(f());
-        Ok(())
-    })?;
-    Ok(out.with_context(|| format!("{}: the read did not run", db.path().display()))??)
 }

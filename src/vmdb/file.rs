@@ -147,10 +147,7 @@ fn install_hook() {
 /// Runs `f`, a call into redb on the store at `path`; a panic inside it
 /// (redb panics on some damaged pages) becomes [`StoreError::Damaged`]
 /// naming the file, and is not printed.
-pub fn guard<T>(
-    path: &Path,
-    f: impl FnOnce() -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
+pub fn guard<T>(path: &Path, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
     install_hook();
     GUARDED.with(|g| g.set(g.get().saturating_add(1)));
     let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
@@ -235,7 +232,7 @@ pub fn check(path: &Path, scratch: &Path) -> Result<CheckReport, StoreError> {
         Ok((v, scheduled)) => {
             report.objects = v.objects;
             report.ems_refs = v.ems_refs;
-            report.scheduled = scheduled as u64;
+            report.scheduled = scheduled;
             report.problems.extend(v.problems);
         }
         Err(e) => report.problems.push(format!("reading every object: {e}")),
@@ -276,11 +273,7 @@ pub struct BackupReport {
 /// commit) to `dest` (see the module docs): into a temporary file beside
 /// `dest`, committed durably, then renamed over it. `dest` may not be the
 /// store itself.
-pub(crate) fn backup(
-    source: &Path,
-    db: &Db,
-    dest: &Path,
-) -> Result<BackupReport, StoreError> {
+pub(crate) fn backup(source: &Path, db: &Db, dest: &Path) -> Result<BackupReport, StoreError> {
     let fail = |what: &str, e: &dyn std::fmt::Display| {
         StoreError::Backend(format!("backup to {}: {what}: {e}", dest.display()))
     };
@@ -332,5 +325,47 @@ fn same_file(a: &Path, b: &Path) -> bool {
     match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_inside_guard_is_an_error_naming_the_file() {
+        let out: Result<(), StoreError> = guard(Path::new("/x/s.redb"), || panic!("page 7"));
+        match out {
+            Err(StoreError::Damaged { path, detail }) => {
+                assert_eq!(path, "/x/s.redb");
+                assert!(detail.starts_with("page 7 at "), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Errors and values pass through.
+        assert_eq!(guard(Path::new("s"), || Ok(3)).unwrap(), 3);
+    }
+
+    #[test]
+    fn backup_refuses_the_store_itself_and_copies_every_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let store = crate::vmdb::RedbStore::open(&path).unwrap();
+        crate::vmdb::ObjectStore::create(&store, "Vm", Default::default()).unwrap();
+        store
+            .schedule()
+            .schedule(
+                &crate::vmdb::WorkItem::new("k", serde_json::Value::Null),
+                std::time::SystemTime::now(),
+            )
+            .unwrap();
+        assert!(store.backup(&path).is_err());
+        let dest = dir.path().join("b.redb");
+        let r = store.backup(&dest).unwrap();
+        assert_eq!((r.objects, r.scheduled), (1, 1));
+        let copy = crate::vmdb::RedbStore::open_read_only(&dest).unwrap();
+        assert_eq!(copy.count().unwrap(), 1);
+        assert!(copy.verify().unwrap().is_ok());
+        assert_eq!(copy.schedule().len().unwrap(), 1);
     }
 }

@@ -88,8 +88,7 @@ use super::schedule::{self, Schedule, WorkItem};
 use super::{base_class, ObjectStore, StoreError, VmdbRef, REGION_BASE};
 use crate::engine::{AttrValue, Attributes};
 use redb::{
-    Database, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
-    WriteTransaction,
+    Database, ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction,
 };
 use rustc_hash::FxHashMap;
 #[cfg(test)]

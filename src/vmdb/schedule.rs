@@ -44,20 +44,22 @@
 //! [`super::RedbStore::write_batch`]), which is the group commit the queue
 //! needs: one fsync for the whole batch.
 
+use super::file::Db;
 use super::redb_store::backend;
 use super::StoreError;
-use super::file::Db;
 use redb::{
-    Database, ReadTransaction, ReadableTable, ReadableTableMetadata,
-    TableDefinition, WriteTransaction,
+    Database, ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub(crate) const SCHEDULED: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("scheduled");
-pub(crate) const SCHEDULED_BY_ID: TableDefinition<u64, (u64, u64)> = TableDefinition::new("scheduled_by_id");
-pub(crate) const SCHEDULED_META: TableDefinition<&str, u64> = TableDefinition::new("scheduled_meta");
+pub(crate) const SCHEDULED_BY_ID: TableDefinition<u64, (u64, u64)> =
+    TableDefinition::new("scheduled_by_id");
+pub(crate) const SCHEDULED_META: TableDefinition<&str, u64> =
+    TableDefinition::new("scheduled_meta");
 const NEXT_ID: &str = "next_id";
 
 /// A unit of work: what to do (`kind`, e.g. `"ems_event"`) and its data.

@@ -107,7 +107,10 @@ fn a_damaged_file_is_an_error_for_readers_never_a_panic_and_never_changed() {
     assert_eq!(o.status.code(), Some(1), "{out}\n{err}");
     assert!(out.contains("DAMAGED"), "{out}");
     assert!(!err.contains("panicked"), "{err}");
-    assert!(std::fs::read(&bad).unwrap() == before, "db check changed the file");
+    assert!(
+        std::fs::read(&bad).unwrap() == before,
+        "db check changed the file"
+    );
 }
 
 #[test]
@@ -215,13 +218,20 @@ fn db_backup_copies_a_running_store_through_its_api() {
     let started = Instant::now();
     loop {
         let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        write!(s, "GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        write!(
+            s,
+            "GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
         let mut r = String::new();
         s.read_to_string(&mut r).unwrap();
         if r.contains("\"queue_depth\":0") {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "not drained: {r}");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not drained: {r}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 
