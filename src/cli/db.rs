@@ -117,9 +117,7 @@ fn backup(db: &Path, args: &BackupArgs) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) if e.to_string().contains("a running automate has it open") => {
-            backup_through_api(args)
-        }
+        Err(crate::vmdb::StoreError::InUse(_)) => backup_through_api(args),
         Err(e) => Err(e).with_context(|| format!("opening {}", db.display())),
     }
 }

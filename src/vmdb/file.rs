@@ -89,25 +89,16 @@ pub(crate) fn open_guarded(
 /// Opens `path` read-only: nothing is written, and a file that needs a
 /// repair (its last writer crashed) is refused rather than repaired.
 pub(crate) fn open_read_only(path: &Path) -> Result<ReadOnlyDatabase, StoreError> {
+    let p = path.display().to_string();
     guard(path, || {
         redb::Builder::new()
             .open_read_only(path)
-            .map_err(|e| StoreError::Backend(read_only_refusal(path, &e)))
+            .map_err(|e| match e {
+                redb::DatabaseError::RepairAborted => StoreError::NeedsRepair(p.clone()),
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse(p.clone()),
+                e => StoreError::Backend(format!("cannot open {p} read-only: {e}")),
+            })
     })
-}
-
-/// What a failed read-only open means for the user.
-fn read_only_refusal(path: &Path, e: &redb::DatabaseError) -> String {
-    let p = path.display();
-    match e {
-        redb::DatabaseError::RepairAborted => format!(
-            "cannot open {p} read-only: it was not closed cleanly (a crash?) and needs a repair, which a read-only command does not make; `automate db check --db {p}` says whether it is sound, and the next `automate run` (or any command that writes) repairs it"
-        ),
-        redb::DatabaseError::DatabaseAlreadyOpen => format!(
-            "cannot open {p}: a running automate has it open; ask its API, or stop it first"
-        ),
-        e => format!("cannot open {p} read-only: {e}"),
-    }
 }
 
 thread_local! {
@@ -191,7 +182,7 @@ pub fn check(path: &Path, scratch: &Path) -> Result<CheckReport, StoreError> {
     // Refuses a file another process has open (and one that is no redb file).
     match open_read_only(path) {
         Ok(db) => drop(db),
-        Err(StoreError::Backend(m)) if m.contains("needs a repair") => {}
+        Err(StoreError::NeedsRepair(_)) => {}
         Err(e) => return Err(e),
     }
     let copy = scratch.join("check.redb");

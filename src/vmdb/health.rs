@@ -157,10 +157,12 @@ impl StoreHealth {
 
     /// A write went through: a store that waited for space is ok again.
     fn wrote(&self) {
-        if self
-            .state
-            .compare_exchange(DISK_FULL, OK, Ordering::SeqCst, Ordering::Relaxed)
-            .is_ok()
+        // One relaxed load on the usual path (the writer's every write).
+        if self.state.load(Ordering::Relaxed) == DISK_FULL
+            && self
+                .state
+                .compare_exchange(DISK_FULL, OK, Ordering::SeqCst, Ordering::Relaxed)
+                .is_ok()
         {
             if let Ok(mut f) = self.fault.lock() {
                 *f = None;

@@ -114,7 +114,7 @@ fn a_damaged_file_is_an_error_for_readers_never_a_panic_and_never_changed() {
 }
 
 #[test]
-fn a_write_command_is_refused_by_a_read_only_store() {
+fn a_read_only_store_refuses_writes_and_repairs() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("s.redb");
     build_store(&path);
@@ -125,6 +125,24 @@ fn a_write_command_is_refused_by_a_read_only_store() {
     assert!(err.to_string().contains("read-only"), "{err}");
     drop(store);
     assert!(std::fs::read(&path).unwrap() == before);
+
+    // A file copied while a writer had it open (as after a crash) needs a
+    // repair: a read-only command says so and leaves it alone.
+    let writer = RedbStore::open(&path).unwrap();
+    let crashed = tmp.path().join("crashed.redb");
+    std::fs::copy(&path, &crashed).unwrap();
+    drop(writer);
+    let before = std::fs::read(&crashed).unwrap();
+    let o = run(tmp.path(), &crashed, &["events", "list"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}\n{err}");
+    assert!(err.contains("needs a repair"), "{err}");
+    assert!(std::fs::read(&crashed).unwrap() == before);
+    // `db check` works on a copy, where the repair is allowed.
+    let o = run(tmp.path(), &crashed, &["db", "check"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    assert!(std::fs::read(&crashed).unwrap() == before);
 }
 
 fn free_port() -> u16 {
