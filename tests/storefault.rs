@@ -272,70 +272,133 @@ fn stored_chains(db: &Path) -> (BTreeSet<String>, usize) {
     (chains.into_iter().collect(), n)
 }
 
+/// `automate run` on a store in a fresh tmpfs, fed events over HTTP by a
+/// thread: [`Scenario::begin`] returns once some are acknowledged.
+struct Scenario {
+    child: Option<Child>,
+    feeder: Option<std::thread::JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    fed: Arc<Fed>,
+    port: u16,
+    db: PathBuf,
+    mnt: PathBuf,
+    // Dropped in this order: the process, the mount, the directory.
+    _mount: Mount,
+    tmp: tempfile::TempDir,
+}
+
+impl Scenario {
+    /// `None` when no tmpfs can be mounted (the test skips).
+    fn begin(prefix: &'static str) -> Option<Scenario> {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mnt = tmp.path().join("mnt");
+        let mount = mount_tmpfs(&mnt, "24m")?;
+        let db = mnt.join("automate.redb");
+        let port = free_port();
+        write_config(tmp.path(), port);
+        let child = start(tmp.path(), &db, port);
+        let fed = Arc::new(Fed::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let feeder = {
+            let (fed, stop) = (fed.clone(), stop.clone());
+            std::thread::spawn(move || feed(port, prefix, fed, stop))
+        };
+        let s = Scenario {
+            child: Some(child),
+            feeder: Some(feeder),
+            stop,
+            fed,
+            port,
+            db,
+            mnt,
+            _mount: mount,
+            tmp,
+        };
+        wait_for("the first acknowledged events", s.dir(), || {
+            acked(&s.fed).len() >= 100
+        });
+        Some(s)
+    }
+
+    fn dir(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    fn stop_feeding(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(f) = self.feeder.take() {
+            f.join().expect("feeder");
+        }
+    }
+
+    /// SIGTERM, then the exit status.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let child = self.child.take().expect("running");
+        terminate(child, self.dir())
+    }
+
+    /// Every acknowledged event is stored, once.
+    fn assert_all_handled(&self) {
+        let acked = acked(&self.fed);
+        let (stored, rows) = stored_chains(&self.db);
+        let missing: Vec<&String> = acked.difference(&stored).collect();
+        assert!(
+            missing.is_empty(),
+            "{} acknowledged events not handled: {:?}",
+            missing.len(),
+            &missing[..missing.len().min(10)]
+        );
+        assert_eq!(rows, stored.len(), "an event was stored twice");
+    }
+}
+
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 #[test]
 fn a_full_disk_pauses_the_pipeline_and_it_resumes_when_space_returns() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let mnt = tmp.path().join("mnt");
-    let Some(_mount) = mount_tmpfs(&mnt, "24m") else {
+    let Some(mut s) = Scenario::begin("a") else {
         return;
     };
-    let db = mnt.join("automate.redb");
-    let port = free_port();
-    write_config(tmp.path(), port);
-    let child = start(tmp.path(), &db, port);
-    let fed = Arc::new(Fed::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let feeder = {
-        let (fed, stop) = (fed.clone(), stop.clone());
-        std::thread::spawn(move || feed(port, "a", fed, stop))
-    };
-    wait_for("the first acknowledged events", tmp.path(), || {
-        acked(&fed).len() >= 100
-    });
-
     // The disk fills: the store waits for space, says so, and the
     // pipeline takes no events.
-    let filler = fill_disk(&mnt);
-    wait_for("/api/health to answer 503", tmp.path(), || {
-        let (status, body) = health(port);
+    let filler = fill_disk(&s.mnt);
+    wait_for("/api/health to answer 503", s.dir(), || {
+        let (status, body) = health(s.port);
         status == 503 && body.contains("disk_full")
     });
-    wait_for("POST /api/events to answer 503", tmp.path(), || {
-        fed.unavailable.load(Ordering::SeqCst) > 0
+    wait_for("POST /api/events to answer 503", s.dir(), || {
+        s.fed.unavailable.load(Ordering::SeqCst) > 0
     });
 
     // Space returns: everything resumes.
     std::fs::remove_file(&filler).expect("free the disk");
-    wait_for("/api/health to answer 200", tmp.path(), || {
-        health(port).0 == 200
+    wait_for("/api/health to answer 200", s.dir(), || {
+        health(s.port).0 == 200
     });
-    let before = acked(&fed).len();
+    let before = acked(&s.fed).len();
     wait_for(
         "events acknowledged after the disk was freed",
-        tmp.path(),
-        || acked(&fed).len() >= before + 5 * BATCH,
+        s.dir(),
+        || acked(&s.fed).len() >= before + 5 * BATCH,
     );
-    stop.store(true, Ordering::SeqCst);
-    feeder.join().expect("feeder");
-    let status = terminate(child, tmp.path());
-    assert!(status.success(), "{status}: {}", run_out(tmp.path()));
-
-    let acked = acked(&fed);
-    let (stored, rows) = stored_chains(&db);
-    let missing: Vec<&String> = acked.difference(&stored).collect();
-    assert!(
-        missing.is_empty(),
-        "{} acknowledged events not handled: {:?}",
-        missing.len(),
-        &missing[..missing.len().min(10)]
-    );
-    assert_eq!(rows, stored.len(), "an event was stored twice");
+    s.stop_feeding();
+    let status = s.terminate();
+    assert!(status.success(), "{status}: {}", run_out(s.dir()));
+    s.assert_all_handled();
     eprintln!(
         "{} events acknowledged, {} posts refused with 503 store_unavailable while the disk was full",
-        acked.len(),
-        fed.unavailable.load(Ordering::SeqCst)
+        acked(&s.fed).len(),
+        s.fed.unavailable.load(Ordering::SeqCst)
     );
-    let other = fed.other.lock().map(|o| o.clone()).unwrap_or_default();
+    let other = s.fed.other.lock().map(|o| o.clone()).unwrap_or_default();
     assert!(
         other
             .iter()
@@ -346,51 +409,27 @@ fn a_full_disk_pauses_the_pipeline_and_it_resumes_when_space_returns() {
 
 #[test]
 fn sigterm_while_the_disk_is_full_ends_the_process() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let mnt = tmp.path().join("mnt");
-    let Some(_mount) = mount_tmpfs(&mnt, "24m") else {
+    let Some(mut s) = Scenario::begin("t") else {
         return;
     };
-    let db = mnt.join("automate.redb");
-    let port = free_port();
-    write_config(tmp.path(), port);
-    let child = start(tmp.path(), &db, port);
-    let fed = Arc::new(Fed::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let feeder = {
-        let (fed, stop) = (fed.clone(), stop.clone());
-        std::thread::spawn(move || feed(port, "t", fed, stop))
-    };
-    wait_for("the first acknowledged events", tmp.path(), || {
-        acked(&fed).len() >= 100
-    });
-    let filler = fill_disk(&mnt);
-    wait_for("/api/health to answer 503", tmp.path(), || {
-        health(port).0 == 503
+    let filler = fill_disk(&s.mnt);
+    wait_for("/api/health to answer 503", s.dir(), || {
+        health(s.port).0 == 503
     });
 
     // SIGTERM ends it although the drain cannot write: exit 1, saying why.
-    let status = terminate(child, tmp.path());
-    stop.store(true, Ordering::SeqCst);
-    feeder.join().expect("feeder");
-    let said = run_out(tmp.path());
+    let status = s.terminate();
+    s.stop_feeding();
+    let said = run_out(s.dir());
     assert_eq!(status.code(), Some(1), "{said}");
     assert!(said.contains("took no more writes"), "{said}");
 
     // With space again, a restart delivers what was acknowledged.
     std::fs::remove_file(&filler).expect("free the disk");
-    let o = automate(tmp.path(), &db)
+    let o = automate(s.dir(), &s.db)
         .args(["run", "--until-idle", "--config", "drain.yaml"])
         .output()
         .expect("drain");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let acked = acked(&fed);
-    let (stored, _) = stored_chains(&db);
-    let missing: Vec<&String> = acked.difference(&stored).collect();
-    assert!(
-        missing.is_empty(),
-        "{} acknowledged events not handled: {:?}",
-        missing.len(),
-        &missing[..missing.len().min(10)]
-    );
+    s.assert_all_handled();
 }
