@@ -41,6 +41,14 @@
 //!   Each caller waits until its writes are on disk.
 //! * A **retry** thread runs [`run_due`] for state-machine retries.
 //!
+//! **A full disk** ([`crate::vmdb::health`]): the store's writes wait for
+//! space instead of failing; meanwhile the committer leaves the catchers'
+//! channel unread (the catchers wait, the http catcher answers 503) and
+//! everything resumes when there is space. [`Pipeline::shutdown`] gives up
+//! on a store that takes no writes (what is not handled stays queued in the
+//! file, `store_error` says why), and a store that failed otherwise (a
+//! write error, a damaged page) ends `automate run` for a restart.
+//!
 //! At start the leases of a previous process are released, so whatever it
 //! had claimed is delivered again (at-least-once; the handler's
 //! de-duplication makes a second delivery store nothing new).

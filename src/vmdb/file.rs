@@ -282,7 +282,9 @@ pub(crate) fn backup(source: &Path, db: &Db, dest: &Path) -> Result<BackupReport
         .map_err(|e| fail("creating a temporary file", &e))?;
     let report = guard(source, || {
         let snapshot = db.begin_read().map_err(backend)?;
+        // A small page cache: the copy is written once, never read back.
         let out = Database::builder()
+            .set_cache_size(16 << 20)
             .create(tmp.path())
             .map_err(|e| fail("creating", &e))?;
         let txn = out.begin_write().map_err(backend)?;

@@ -80,6 +80,11 @@
 //! The file is locked by the process that has it open; a second open (from
 //! this process or another) fails with "already open". Share the store with
 //! `Arc<RedbStore>`, and its [`Database`] with [`RedbStore::database`].
+//! [`RedbStore::open_read_only`] opens it for commands that only read:
+//! nothing is written, not even a repair (see [`super::file`]). The file is
+//! written through [`super::health::GuardedFile`]: a full disk makes
+//! writes wait for space instead of failing ([`RedbStore::health`] says
+//! so), and [`RedbStore::guard`] turns a panic inside redb into an error.
 
 use super::file::{self, BackupReport, Db};
 use super::health::StoreHealth;
