@@ -435,13 +435,14 @@ impl Pipeline {
                 state.set_shutdown(stop_catchers.clone());
             }
             let api = crate::api::ApiState::new(&*config.api.token, engine.clone(), store.clone())?
-                .with_queue(queue.clone());
+                .with_queue(queue.clone())
+                .with_config(&config.api)?;
             let router = crate::api::router(api, events);
-            Some(tokio::spawn(crate::api::serve(
-                listener,
-                router,
-                stop_catchers.clone(),
-            )))
+            let limits = config.api.limits.clone();
+            let stop = stop_catchers.clone();
+            Some(tokio::spawn(async move {
+                crate::api::serve_with(listener, router, &limits, stop).await
+            }))
         } else {
             None
         };
