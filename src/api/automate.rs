@@ -233,7 +233,7 @@ pub(super) async fn resolve(
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let obj = json_object(body)?;
+    let obj = json_object(body, &state)?;
     match opt_str(&obj, "action", "action")? {
         Some("resolve") => {}
         Some(other) => {

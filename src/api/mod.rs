@@ -285,15 +285,12 @@ async fn in_unit<T: Send + 'static>(
 /// not an object.
 fn json_object(
     body: Result<Bytes, BytesRejection>,
+    state: &ApiState,
 ) -> Result<serde_json::Map<String, Value>, ApiError> {
     let bytes = match body {
         Ok(b) => b,
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the body is larger than the API's limit (api.limits.max_body_bytes)",
-            ))
+            return Err(server::too_large(state.limits.max_body_bytes))
         }
         Err(e) => {
             return Err(ApiError::bad_request(format!(

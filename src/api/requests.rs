@@ -187,7 +187,7 @@ pub(super) async fn create(
     State(state): State<ApiState>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let obj = json_object(body)?;
+    let obj = json_object(body, &state)?;
     let mut items: Vec<(String, NewRequest)> = Vec::new();
     match opt_str(&obj, "action", "action")? {
         None => items.push((String::new(), parse_new("", &Value::Object(obj.clone()))?)),
@@ -294,7 +294,7 @@ pub(super) async fn action(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let id = parse_id(&path_arg(id)?)?;
-    let obj = json_object(body)?;
+    let obj = json_object(body, &state)?;
     let action = opt_str(&obj, "action", "action")?
         .ok_or_else(|| ApiError::bad_request("action: missing (approve or deny)"))?
         .to_string();

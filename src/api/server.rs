@@ -11,16 +11,17 @@
 //! fills with stalled clients), and a write timeout on the socket
 //! (`tokio-io-timeout`: a client that stops reading its answer is
 //! dropped). The router adds the per-request deadline and the body limit
-//! ([`deadline`]). Shutdown is graceful: open connections finish their
-//! current request, bounded by the request deadline.
+//! ([`deadline`], `DefaultBodyLimit`). Shutdown is graceful: open
+//! connections finish their current request, bounded by the request
+//! deadline.
 
 use super::ApiError;
 use crate::events::catchers::http::error_response;
 use crate::events::config::ApiLimits;
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -116,24 +117,17 @@ pub async fn serve_with(
     Ok(())
 }
 
-/// The per-request bounds the router applies: a body whose
-/// `Content-Length` is over the limit is refused before it is read (413),
-/// and a request (its body read, its handler) that takes longer than the
-/// deadline is answered 503 `timeout` (work handed to a blocking thread
-/// may still finish; its answer is dropped).
+/// The per-request deadline the router applies: a request (its body read,
+/// its handler) that takes longer than `request_timeout_secs` is answered
+/// 503 `timeout` (work handed to a blocking thread may still finish; its
+/// answer is dropped). The body limit is axum's `DefaultBodyLimit` (read
+/// up to the limit, then 413 from [`too_large`]), so a client that writes
+/// its whole body before reading still gets the 413.
 pub(super) async fn deadline(
     State(limits): State<Arc<ApiLimits>>,
     req: Request,
     next: Next,
 ) -> Response {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
-        return too_large(limits.max_body_bytes).into_response();
-    }
     let secs = limits.request_timeout_secs;
     match tokio::time::timeout(Duration::from_secs(secs), next.run(req)).await {
         Ok(response) => response,
