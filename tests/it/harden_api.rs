@@ -711,3 +711,70 @@ fn since_covers_every_kind_of_event_row() {
     let rows: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json");
     check(kinds(&rows), "events list --since");
 }
+
+/// Item 1: a client that asks for a large answer and never reads it is
+/// dropped after `write_timeout_secs`, which frees its connection: with
+/// `max_connections: 1`, `/api/health` is served again.
+#[test]
+fn a_client_that_stops_reading_is_dropped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = RedbStore::open(db(dir.path())).expect("open");
+        let notes = "x".repeat(40_000);
+        store
+            .write_batch(|b| {
+                for i in 0..300 {
+                    b.insert(
+                        "VmOrTemplate",
+                        1_000_000_000_100 + i,
+                        attrs(&[("notes", notes.as_str().into())]),
+                    )?;
+                }
+                Ok(())
+            })
+            .expect("vms");
+    }
+    let api = spawn_in(
+        dir.path(),
+        "  limits: {max_connections: 1, write_timeout_secs: 1, header_read_timeout_secs: 60}\n",
+    );
+    // ~12 MB of answer, far more than the socket buffers take unread.
+    let mut reader = connect(&api.addr);
+    let req = format!("GET /api/vms HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {TOKEN}\r\n\r\n");
+    reader.write_all(req.as_bytes()).expect("write");
+    let mut first = [0u8; 64];
+    let n = reader.read(&mut first).expect("the answer starts");
+    assert!(first[..n].starts_with(b"HTTP/1.1 200"));
+
+    let mut served = false;
+    for _ in 0..60 {
+        let mut probe = connect(&api.addr);
+        probe
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .expect("timeout");
+        let mut buf = [0u8; 16];
+        match probe.read(&mut buf) {
+            // 503: the reader still holds the only connection.
+            Ok(n) if n > 0 => {
+                std::thread::sleep(Duration::from_millis(500));
+                continue;
+            }
+            _ => {}
+        }
+        probe.set_read_timeout(Some(READ_BOUND)).expect("timeout");
+        let _ =
+            probe.write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let got = read_until_closed(&mut probe).unwrap_or_default();
+        if parse_answer(&got).0 == 200 {
+            served = true;
+            break;
+        }
+    }
+    assert!(served, "the stalled reader's connection was never dropped");
+    let rest = read_until_closed(&mut reader).expect("the reader's connection is closed");
+    assert!(
+        n + rest.len() < 12_000_000,
+        "the reader got the whole answer ({} bytes)",
+        n + rest.len()
+    );
+}
