@@ -275,6 +275,63 @@ pub fn check_public_url(url: &str) -> Result<String, String> {
     Ok(url.trim_end_matches('/').to_string())
 }
 
+#[cfg(test)]
+mod api_limits_tests {
+    use super::*;
+
+    const PROVIDER: &str = "providers:\n  - {name: r, type: RHEVM, hostname: h, userid: u, catcher: {kind: simulate}}\n";
+
+    #[test]
+    fn limits_default_sanely_and_are_bounded() {
+        assert!(ApiLimits::default().problems().is_empty());
+        let cfg = Config::from_yaml(
+            &format!("{PROVIDER}api: {{public_url: 'https://a.example.com/', limits: {{max_limit: 50, default_limit: 20}}}}\n"),
+            "t.yaml",
+        )
+        .expect("valid");
+        assert_eq!(cfg.api.limits.max_limit, 50);
+        assert_eq!(cfg.api.limits.max_connections, 512);
+        let bad = ApiLimits {
+            max_connections: 0,
+            default_limit: 100,
+            max_limit: 10,
+            request_timeout_secs: u64::MAX,
+            ..ApiLimits::default()
+        };
+        let problems = bad.problems().join("; ");
+        for key in ["max_connections", "default_limit", "request_timeout_secs"] {
+            assert!(
+                problems.contains(&format!("api.limits.{key}")),
+                "{problems}"
+            );
+        }
+        let err = Config::from_yaml(
+            &format!("{PROVIDER}api: {{limits: {{max_headers: 0}}}}\n"),
+            "t.yaml",
+        )
+        .expect_err("refused");
+        assert!(err.to_string().contains("api.limits.max_headers"), "{err}");
+    }
+
+    #[test]
+    fn public_url_is_an_http_url() {
+        assert_eq!(
+            check_public_url("https://a.example.com:8443/automate/").as_deref(),
+            Ok("https://a.example.com:8443/automate")
+        );
+        for bad in [
+            "a.example.com",
+            "ftp://x",
+            "http://",
+            "http://a b",
+            "https://x/?q",
+            "http:///x",
+        ] {
+            assert!(check_public_url(bad).is_err(), "{bad}");
+        }
+    }
+}
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
