@@ -186,6 +186,12 @@ fn exchange(
     parse_answer(&got)
 }
 
+/// The error's message names the limit: its value and its config key.
+fn assert_names_limit(v: &Value, value: &str, key: &str) {
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(value) && message.contains(key), "{v}");
+}
+
 fn get(addr: &str, path: &str) -> (u16, Value) {
     exchange(addr, "GET", path, &[], b"")
 }
@@ -329,19 +335,12 @@ fn slow_bodies_hit_the_deadline_and_big_ones_are_refused() {
     let (status, v) = parse_answer(&got);
     assert_eq!(status, 503, "{v}");
     assert_eq!(v["error"]["kind"], "timeout", "{v}");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("api.limits.request_timeout_secs")),
-        "{v}"
-    );
+    assert_names_limit(&v, "1 s", "api.limits.request_timeout_secs");
 
     let body = vec![b' '; 5000];
     let (status, v) = exchange(&api.addr, "POST", "/api/automation_requests", &[], &body);
     assert_eq!(status, 413, "{v}");
-    assert!(v["error"]["message"]
-        .as_str()
-        .is_some_and(|m| m.contains("4096") && m.contains("api.limits.max_body_bytes")));
+    assert_names_limit(&v, "4096", "api.limits.max_body_bytes");
     health_is_ok(&api.addr);
 }
 
@@ -389,6 +388,18 @@ fn hrefs(v: &Value) -> Vec<String> {
         }
     }
     out
+}
+
+/// Creates one auto-approved HelloWorld request (200 expected).
+fn create_hello(addr: &str) {
+    let (status, v) = exchange(
+        addr,
+        "POST",
+        "/api/automation_requests",
+        &[],
+        HELLO.as_bytes(),
+    );
+    assert_eq!(status, 200, "{v}");
 }
 
 const HELLO: &str = r#"{"uri_parts":{"namespace":"System","class":"Request","instance":"HelloWorld"},"requester":{"auto_approve":true}}"#;
@@ -485,11 +496,7 @@ fn collections_are_paged_and_bulk_actions_bounded() {
 
     let (status, v) = get(&api.addr, "/api/event_streams?limit=11");
     assert_eq!(status, 400, "{v}");
-    let message = v["error"]["message"].as_str().unwrap_or_default();
-    assert!(
-        message.contains("10") && message.contains("api.limits.max_limit"),
-        "{v}"
-    );
+    assert_names_limit(&v, "10", "api.limits.max_limit");
 
     let (status, v) = get(&api.addr, "/api/vms?offset=28");
     assert_eq!(status, 200, "{v}");
@@ -512,23 +519,12 @@ fn collections_are_paged_and_bulk_actions_bounded() {
         bulk.as_bytes(),
     );
     assert_eq!(status, 413, "{v}");
-    let message = v["error"]["message"].as_str().unwrap_or_default();
-    assert!(
-        message.contains('3') && message.contains("api.limits.max_resources"),
-        "{v}"
-    );
+    assert_names_limit(&v, "3", "api.limits.max_resources");
     let (_, v) = get(&api.addr, "/api/automation_requests");
     assert_eq!(v["count"].as_i64(), Some(0), "nothing was created: {v}");
 
     for _ in 0..3 {
-        let (status, v) = exchange(
-            &api.addr,
-            "POST",
-            "/api/automation_requests",
-            &[],
-            HELLO.as_bytes(),
-        );
-        assert_eq!(status, 200, "{v}");
+        create_hello(&api.addr);
     }
     let (_, all) = get(&api.addr, "/api/automation_requests");
     let (_, page) = get(&api.addr, "/api/automation_requests?offset=1&limit=1");
@@ -644,14 +640,7 @@ fn since_covers_every_kind_of_event_row() {
 
     let api = spawn_in(dir.path(), "");
     // A real request writes RequestEvent rows (request_created, ...).
-    let (status, v) = exchange(
-        &api.addr,
-        "POST",
-        "/api/automation_requests",
-        &[],
-        HELLO.as_bytes(),
-    );
-    assert_eq!(status, 200, "{v}");
+    create_hello(&api.addr);
     let kinds = |rows: &[Value]| -> Vec<String> {
         rows.iter()
             .map(|r| {
