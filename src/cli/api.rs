@@ -5,7 +5,7 @@
 //! by a retry runner in the same process. Runs until SIGTERM or SIGINT.
 
 use super::Global;
-use crate::api::{router, serve, ApiState};
+use crate::api::{router, serve_with, ApiState};
 use crate::datastore::Datastore;
 use crate::engine::deliver::{run_due, DEFAULT_MAX_DELIVERIES};
 use crate::engine::Engine;
@@ -25,7 +25,8 @@ pub struct ApiArgs {
     /// 127.0.0.1:3000). Port 0 picks a free port; the address is printed.
     #[arg(long)]
     pub listen: Option<String>,
-    /// automate.yaml to read `api.listen` and `api.token` from. The token
+    /// automate.yaml to read `api.listen`, `api.token`, `api.public_url`
+    /// and `api.limits` from. The token
     /// can also (and without a file, must) come from AUTOMATE_API_TOKEN.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -44,7 +45,7 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
     if api.token.is_empty() {
         bail!("the API needs a token: set AUTOMATE_API_TOKEN or api.token in --config");
     }
-    let listen = args.listen.unwrap_or(api.listen);
+    let listen = args.listen.clone().unwrap_or_else(|| api.listen.clone());
     // As `automate run` opens it: every API call that writes commits its
     // unit of work durably before answering, and a re-delivered retry
     // completes its scheduled item (durably) after its writes.
@@ -92,9 +93,14 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("listening on {listen}"))?;
         let addr = listener.local_addr()?;
         println!("automate api: listening on http://{addr}/api");
-        let state = ApiState::new(api.token.clone(), engine, store)?;
+        let state = ApiState::new(api.token.clone(), engine, store)?.with_config(&api)?;
         let shutdown = CancellationToken::new();
-        let server = tokio::spawn(serve(listener, router(state, None), shutdown.clone()));
+        let limits = api.limits.clone();
+        let stop = shutdown.clone();
+        let server =
+            tokio::spawn(
+                async move { serve_with(listener, router(state, None), &limits, stop).await },
+            );
         signal().await;
         shutdown.cancel();
         server.await.context("the API server panicked")??;

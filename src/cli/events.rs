@@ -166,6 +166,7 @@ pub fn list(global: &Global, cmd: EventsCmd) -> anyhow::Result<ExitCode> {
         event_type: args.event_type.clone(),
         since_ms,
         limit: args.limit,
+        offset: 0,
     };
     let (_, rows) = store.guard(|| event_streams(&store, &filter))?;
     let mut out = std::io::stdout().lock();

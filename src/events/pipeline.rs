@@ -452,13 +452,14 @@ impl Pipeline {
                 state.set_store_health(store.health());
             }
             let api = crate::api::ApiState::new(&*config.api.token, engine.clone(), store.clone())?
-                .with_queue(queue.clone());
+                .with_queue(queue.clone())
+                .with_config(&config.api)?;
             let router = crate::api::router(api, events);
-            Some(tokio::spawn(crate::api::serve(
-                listener,
-                router,
-                stop_catchers.clone(),
-            )))
+            let limits = config.api.limits.clone();
+            let stop = stop_catchers.clone();
+            Some(tokio::spawn(async move {
+                crate::api::serve_with(listener, router, &limits, stop).await
+            }))
         } else {
             None
         };

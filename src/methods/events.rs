@@ -362,7 +362,12 @@ pub fn raise_evm_event(
     attrs.insert("source".into(), AttrValue::str("POLICY"));
     attrs.insert("target_type".into(), AttrValue::str(target_class.clone()));
     attrs.insert("target_id".into(), AttrValue::Int(target.id));
-    attrs.insert("timestamp".into(), AttrValue::str(now_utc_text()));
+    // ISO 8601 like every other row of the event stream (EmsEvent,
+    // RequestEvent), so one parser and one `since` filter cover them all.
+    attrs.insert(
+        "timestamp".into(),
+        AttrValue::str(crate::engine::time::event_time_now()),
+    );
     let (_, target_id_key) = delivery_keys(target);
     let column = match target_id_key.as_str() {
         "vm_id" => "vm_or_template_id".to_string(),

@@ -11,6 +11,7 @@ mod group;
 pub mod health;
 mod json_out;
 mod memory;
+mod paging;
 mod redb_store;
 mod schedule;
 
@@ -19,6 +20,7 @@ pub use group::{Committing, GroupCommit, GroupWriter, Work};
 pub use json_out::json_text;
 pub(crate) use json_out::{write_json, write_str};
 pub use memory::MemoryStore;
+pub use paging::{Keep, Page, PageQuery};
 pub use redb_store::{
     region_of, Batch, PreparedUnit, RedbStore, StoredObject, VerifyReport, DEFAULT_DB_PATH,
 };

@@ -15,6 +15,7 @@ mod demo;
 mod engine;
 mod events;
 mod harden_store;
+mod harden_api;
 mod hostile;
 mod legacy;
 mod methods;
