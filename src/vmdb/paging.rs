@@ -8,7 +8,6 @@
 
 use super::redb_store::{backend, decode_object, OBJECTS};
 use super::{base_class, RedbStore, StoreError, StoredObject};
-use redb::ReadableDatabase;
 
 /// Which rows: skip `offset` (matching) rows, then take up to `limit`, from
 /// the oldest id or (`newest_first`) from the newest.
@@ -47,8 +46,7 @@ impl RedbStore {
         keep: Option<Keep<'_>>,
     ) -> Result<Page, StoreError> {
         let base = base_class(class).ok_or_else(|| StoreError::UnknownClass(class.into()))?;
-        let db = self.database();
-        let txn = db.begin_read().map_err(backend)?;
+        let txn = self.db.begin_read().map_err(backend)?;
         let objects = txn.open_table(OBJECTS).map_err(backend)?;
         let range = || {
             objects

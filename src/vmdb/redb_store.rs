@@ -187,7 +187,7 @@ fn base_of(class: &str) -> Result<&'static str, StoreError> {
 
 /// The durable [`ObjectStore`] on a redb file. See the module docs.
 pub struct RedbStore {
-    db: Db,
+    pub(super) db: Db,
     path: PathBuf,
     /// Whether the file takes writes ([`super::health`]).
     health: Arc<StoreHealth>,
