@@ -13,7 +13,7 @@ use automate::engine::{
 use automate::vmdb::{MemoryStore, ObjectStore, RedbStore};
 use std::io::{Read, Write};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -276,7 +276,15 @@ fn nested_raised_events_share_the_outer_deadline() {
 
 static COUNTED: AtomicU64 = AtomicU64::new(0);
 
+/// Set when the test ends: a resolve still running (the test failed)
+/// aborts at its next object instead of filling memory until the test
+/// binary exits.
+static TEST_OVER: AtomicBool = AtomicBool::new(false);
+
 fn budget_count(_: &mut Runtime<'_>, _: ObjectId, _: &Attributes) -> Result<(), EngineError> {
+    if TEST_OVER.load(Ordering::Relaxed) {
+        return Err(EngineError::Abort("the test is over".into()));
+    }
     COUNTED.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
@@ -311,6 +319,26 @@ fn wait_for(what: &str, f: impl Fn() -> bool) -> bool {
     false
 }
 
+/// A runtime shut down without waiting for its blocking threads (which a
+/// failed test's runaway resolve would hold forever); ends the test
+/// ([`TEST_OVER`]).
+struct Background(Option<tokio::runtime::Runtime>);
+
+impl Background {
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.0.as_ref().unwrap()
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        TEST_OVER.store(true, Ordering::Relaxed);
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 #[test]
 fn api_resolve_stops_when_its_client_goes_away() {
     let dir = tempfile::tempdir().unwrap();
@@ -337,14 +365,16 @@ fn api_resolve_stops_when_its_client_goes_away() {
     builtins.insert("budget_mark", budget_mark);
     let engine = engine.with_builtins(builtins);
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = Background(Some(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap(),
+    ));
     let stop = CancellationToken::new();
     let token = "t0ken";
-    let addr = rt.block_on(async {
+    let addr = rt.runtime().block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = router(ApiState::new(token, engine, store.clone()).unwrap(), None);
