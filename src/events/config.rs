@@ -486,13 +486,19 @@ mod tests {
         assert_eq!(cfg.engine.limits().max_objects, 50);
         assert_eq!(cfg.engine.limits().max_time.as_secs(), 3);
         assert_eq!(cfg.engine.max_events, EngineConfig::default().max_events);
-        for bad in ["max_objects: 0", "max_seconds: 100000000", "max_memory_mb: 0"] {
+        for bad in [
+            "max_objects: 0",
+            "max_seconds: 100000000",
+            "max_memory_mb: 0",
+        ] {
             let err = Config::from_yaml(&format!("{base}engine: {{{bad}}}\n"), "t.yaml")
                 .unwrap_err()
                 .to_string();
             assert!(err.contains("engine.max_"), "{bad}: {err}");
         }
-        assert!(Config::from_yaml(&format!("{base}engine: {{max_object: 5}}\n"), "t.yaml").is_err());
+        assert!(
+            Config::from_yaml(&format!("{base}engine: {{max_object: 5}}\n"), "t.yaml").is_err()
+        );
     }
 
     #[test]

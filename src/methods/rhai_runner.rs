@@ -573,7 +573,10 @@ impl ScriptRunner for RhaiRunner {
             obj,
             inputs: inputs.clone(),
             inputs_map: None,
-            deadline: self.limits.timeout.and_then(|t| Instant::now().checked_add(t)),
+            deadline: self
+                .limits
+                .timeout
+                .and_then(|t| Instant::now().checked_add(t)),
             budget: rt.budget().clone(),
             mem_start: super::alloc::thread_net_bytes(),
             embedded,

@@ -168,7 +168,11 @@ fn fan_out_of_depth_30_stops_at_the_objects_budget() {
         text.contains("objects budget") && text.contains(&limits.max_objects.to_string()),
         "{text}"
     );
-    assert!(ws.objects.len() as u64 <= limits.max_objects, "{}", ws.objects.len());
+    assert!(
+        ws.objects.len() as u64 <= limits.max_objects,
+        "{}",
+        ws.objects.len()
+    );
     let lines = ws.trace_lines();
     assert!(
         lines.iter().any(|l| l.contains(
@@ -253,7 +257,11 @@ fn nested_raised_events_share_the_events_budget() {
         .filter(|l| l.contains("MIQ(MiqAeEngine.instantiate) Instantiation stopped"))
         .collect();
     assert_eq!(stops.len(), 1, "logged once: {stops:?}");
-    assert!(stops[0].contains("the events budget ran out"), "{}", stops[0]);
+    assert!(
+        stops[0].contains("the events budget ran out"),
+        "{}",
+        stops[0]
+    );
 }
 
 #[test]
@@ -394,7 +402,8 @@ fn api_resolve_stops_when_its_client_goes_away() {
     client.write_all(body).unwrap();
     client.flush().unwrap();
     assert!(
-        wait_for("the engine to start", || COUNTED.load(Ordering::Relaxed) > 100),
+        wait_for("the engine to start", || COUNTED.load(Ordering::Relaxed)
+            > 100),
         "the resolve never started instantiating"
     );
     assert!(!resolved(&store), "the resolve cannot have finished");
