@@ -100,16 +100,29 @@ fn method(class_dir: &Path, name: &str, location: &str, language: &str, body: Op
     }
 }
 
+/// What each object of [`fan_out`] runs besides its relationships.
+#[derive(PartialEq)]
+enum Objects {
+    Plain,
+    /// The builtin `budget_count` in every object, `budget_mark` in `l0`.
+    Counted,
+    /// The builtin `budget_blob` (a 1 MiB attribute) in every object.
+    Blob,
+}
+
 /// `/EVM/FAN/l0` .. `/EVM/FAN/l{depth}`: each level follows four
-/// relationships to the next (4^depth objects in all). With `counted`,
-/// every object runs the builtin `budget_count` and `l0` first runs
-/// `budget_mark`.
-fn fan_out(root: &Path, depth: usize, counted: bool) {
+/// relationships to the next (4^depth objects in all).
+fn fan_out(root: &Path, depth: usize, objects: Objects) {
+    let counted = objects == Objects::Counted;
     let d = domain(root, "FANOUT");
     let ns = d.join("EVM");
     namespace(&ns, "EVM");
     let c = ns.join("FAN.class");
     let mut fields: Vec<(&str, String, &str)> = Vec::new();
+    if objects == Objects::Blob {
+        fields.push(("method", "blob".into(), "budget_blob"));
+        method(&c, "budget_blob", "builtin", "ruby", None);
+    }
     if counted {
         fields.push(("method", "mark".into(), ""));
         fields.push(("method", "count".into(), "budget_count"));
@@ -158,7 +171,7 @@ fn budget_error(err: &Option<EngineError>) -> BudgetKind {
 #[test]
 fn fan_out_of_depth_30_stops_at_the_objects_budget() {
     let dir = tempfile::tempdir().unwrap();
-    fan_out(dir.path(), 30, false);
+    fan_out(dir.path(), 30, Objects::Plain);
     let limits = BudgetLimits::default();
     let engine = Engine::new(Arc::new(open(dir.path()))).with_options(quiet(limits));
     let (ws, err) = engine.instantiate_traced("/EVM/FAN/l0", &[]);
@@ -198,6 +211,31 @@ fn fan_out_of_depth_30_stops_at_the_objects_budget() {
         engine.instantiate("/EVM/FAN/l0", &[]),
         Err(EngineError::Budget(_))
     ));
+}
+
+fn budget_blob(rt: &mut Runtime<'_>, id: ObjectId, _: &Attributes) -> Result<(), EngineError> {
+    rt.set_attr(id, "blob", AttrValue::Str("x".repeat(1 << 20)));
+    Ok(())
+}
+
+#[test]
+fn fan_out_holding_memory_stops_at_the_memory_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    fan_out(dir.path(), 30, Objects::Blob);
+    let limits = BudgetLimits {
+        max_memory: 8 << 20,
+        ..BudgetLimits::default()
+    };
+    let mut builtins = automate::engine::Builtins::standard();
+    builtins.insert("budget_blob", budget_blob);
+    let engine = Engine::new(Arc::new(open(dir.path())))
+        .with_builtins(builtins)
+        .with_options(quiet(limits));
+    let (ws, err) = engine.instantiate_traced("/EVM/FAN/l0", &[]);
+    assert_eq!(budget_error(&err), BudgetKind::Memory, "{err:?}");
+    assert!(err.unwrap().to_string().contains("more than 8 MiB"));
+    // Checked every 8 objects: stopped well before the objects budget.
+    assert!(ws.objects.len() <= 32, "{}", ws.objects.len());
 }
 
 /// `/System/Process/Event` runs a Rhai method raising `vm_start` for the
@@ -351,7 +389,7 @@ impl Drop for Background {
 fn api_resolve_stops_when_its_client_goes_away() {
     let dir = tempfile::tempdir().unwrap();
     let ds_root = dir.path().join("ds");
-    fan_out(&ds_root, 30, true);
+    fan_out(&ds_root, 30, Objects::Counted);
     let store = Arc::new(RedbStore::open(dir.path().join("api.redb")).unwrap());
     store
         .insert("VmOrTemplate", VM, Attributes::default())
