@@ -14,6 +14,12 @@
 //! switchboard then routes it to `/System/Event/MiqEvent/POLICY/<event>`
 //! (usually `.missing`), whose `event_enforce_policy` builtin sees the event
 //! already processed and does not evaluate it twice.
+//!
+//! The delivery is nested, not queued: it runs inline on the raising
+//! thread, in a runtime that shares the raising instantiation's budget
+//! ([`crate::engine::budget`]: events raised, objects, the deadline), so
+//! a method raising events at every level cannot outrun the outer
+//! instantiation's limits.
 
 use crate::engine::{AttrValue, Attributes, EngineError, Level, ObjectId, Runtime, TraceLine};
 use crate::uri;

@@ -10,10 +10,11 @@
 //! `Frame` on a thread-local stack for the duration of each `eval` and
 //! pops it afterwards (with a guard, so a panic pops it too). The frame holds
 //! a raw pointer to the runtime, the object running the method, its inputs,
-//! its embedded modules and its deadline. Every `evm` function reads the top
-//! frame; `evm` itself is a stateless marker constant registered in a global
-//! module, so it is visible in the main body, in script functions and in
-//! embedded modules alike.
+//! its embedded modules, its deadline and the instantiation's budget (the
+//! progress hook, a global closure, can reach them only through the frame).
+//! Every `evm` function reads the top frame; `evm` itself is a stateless
+//! marker constant registered in a global module, so it is visible in the
+//! main body, in script functions and in embedded modules alike.
 //!
 //! Why this is sound: the pointer is created from the `&mut Runtime` the
 //! engine lends to `ScriptRunner::run`, and that reference is not used again
