@@ -9,6 +9,7 @@ use super::{
     ApiResult, ApiState,
 };
 use crate::datastore::index::{join_path, ClassDef, FieldDef, Index, InstanceDef, MISSING};
+use crate::engine::Cancel;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
@@ -280,10 +281,17 @@ pub(super) async fn resolve(
         uri.push_str(m);
     }
     let engine = state.engine.clone();
-    let doc = in_unit(state.store.clone(), move || {
-        let (ws, err) = engine.instantiate_traced(&uri, &attrs);
+    // The engine runs on a blocking thread, which a dropped future does not
+    // stop: when the client goes away (axum drops this handler's future),
+    // the guard cancels the instantiation, which stops at its next budget
+    // check and logs `Instantiation cancelled`.
+    let cancel = Cancel::new();
+    let guard = cancel.on_drop();
+    let done = in_unit(state.store.clone(), move || {
+        let (ws, err) = engine.instantiate_traced_cancellable(&uri, &attrs, cancel);
         Ok(ws.to_json(&uri, err.as_ref()))
     })
-    .await?;
-    ok(doc)
+    .await;
+    guard.disarm();
+    ok(done?)
 }

@@ -34,6 +34,8 @@ pub struct Config {
     pub api: ApiConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub engine: EngineConfig,
 }
 
 fn default_workers() -> usize {
@@ -366,6 +368,69 @@ impl Default for LogConfig {
     }
 }
 
+/// What one instantiation may spend (an event's delivery, an API resolve,
+/// a request's task), everything it triggers included
+/// ([`crate::engine::budget`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Objects instantiated.
+    pub max_objects: u64,
+    /// Generic events raised.
+    pub max_events: u64,
+    /// Wall-clock seconds.
+    pub max_seconds: u64,
+    /// MiB held by the instantiation's thread beyond what it held at the
+    /// start.
+    pub max_memory_mb: u64,
+}
+
+impl EngineConfig {
+    /// The largest value each key takes: beyond them a budget bounds
+    /// nothing.
+    const MAX_OBJECTS: u64 = 100_000_000;
+    const MAX_EVENTS: u64 = 10_000_000;
+    const MAX_SECONDS: u64 = 86_400;
+    const MAX_MEMORY_MB: u64 = 1 << 20;
+
+    /// The engine's budget limits.
+    pub fn limits(&self) -> crate::engine::BudgetLimits {
+        crate::engine::BudgetLimits {
+            max_objects: self.max_objects,
+            max_events: self.max_events,
+            max_time: std::time::Duration::from_secs(self.max_seconds),
+            max_memory: self.max_memory_mb.saturating_mul(1 << 20),
+        }
+    }
+
+    /// Every key between 1 and its maximum.
+    fn validate(&self) -> Result<(), String> {
+        for (key, v, max) in [
+            ("max_objects", self.max_objects, Self::MAX_OBJECTS),
+            ("max_events", self.max_events, Self::MAX_EVENTS),
+            ("max_seconds", self.max_seconds, Self::MAX_SECONDS),
+            ("max_memory_mb", self.max_memory_mb, Self::MAX_MEMORY_MB),
+        ] {
+            if v == 0 || v > max {
+                return Err(format!("engine.{key}: {v} is not between 1 and {max}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        let l = crate::engine::BudgetLimits::default();
+        EngineConfig {
+            max_objects: l.max_objects,
+            max_events: l.max_events,
+            max_seconds: l.max_time.as_secs(),
+            max_memory_mb: l.max_memory >> 20,
+        }
+    }
+}
+
 /// Why the configuration cannot be used. `line`/`column` are 1-based, 0 when
 /// unknown.
 #[derive(Debug, thiserror::Error)]
@@ -518,6 +583,7 @@ impl Config {
         if !problems.is_empty() {
             return Err(problems.join("; "));
         }
+        self.engine.validate()?;
         Ok(())
     }
 
@@ -580,6 +646,34 @@ mod tests {
         assert_eq!(cfg.log.format, LogFormat::Text);
         assert!(cfg.workers >= 1);
         assert_eq!(cfg.providers[0].catcher.kind(), "simulate");
+    }
+
+    #[test]
+    fn engine_budget_is_read_and_bounded() {
+        let base = "providers:\n  - name: r\n    type: RHEVM\n    hostname: h\n    userid: u\n    catcher: {kind: simulate}\n";
+        let cfg = Config::from_yaml(base, "t.yaml").unwrap();
+        assert_eq!(cfg.engine.limits(), crate::engine::BudgetLimits::default());
+        let cfg = Config::from_yaml(
+            &format!("{base}engine: {{max_objects: 50, max_seconds: 3}}\n"),
+            "t.yaml",
+        )
+        .unwrap();
+        assert_eq!(cfg.engine.limits().max_objects, 50);
+        assert_eq!(cfg.engine.limits().max_time.as_secs(), 3);
+        assert_eq!(cfg.engine.max_events, EngineConfig::default().max_events);
+        for bad in [
+            "max_objects: 0",
+            "max_seconds: 100000000",
+            "max_memory_mb: 0",
+        ] {
+            let err = Config::from_yaml(&format!("{base}engine: {{{bad}}}\n"), "t.yaml")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("engine.max_"), "{bad}: {err}");
+        }
+        assert!(
+            Config::from_yaml(&format!("{base}engine: {{max_object: 5}}\n"), "t.yaml").is_err()
+        );
     }
 
     #[test]

@@ -398,8 +398,9 @@ impl Pipeline {
         for p in &problems {
             tracing::warn!(target: "evm", "datastore: {p}");
         }
-        let (engine, _runner) =
-            crate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(store.clone()));
+        let mut engine = Engine::new(Arc::new(ds)).with_store(store.clone());
+        engine.options.budget = config.engine.limits();
+        let (engine, _runner) = crate::methods::with_methods(engine);
         let (group, writer) = GroupCommit::start(store.clone())?;
         let queue = Arc::new(
             EventQueue::open(store.schedule().with_relaxed_claims(true))?

@@ -16,6 +16,7 @@ mod engine;
 mod events;
 mod harden_store;
 mod harden_api;
+mod harden_budget;
 mod hostile;
 mod legacy;
 mod methods;
