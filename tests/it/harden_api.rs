@@ -32,8 +32,9 @@ struct Api {
 
 impl Drop for Api {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // SIGTERM, so the store is closed cleanly for the read-only
+        // `events list` some tests run after the server.
+        let _ = super::common::terminate(&mut self.child);
     }
 }
 

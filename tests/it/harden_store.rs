@@ -173,20 +173,7 @@ fn post(port: u16, token: &str, path: &str, body: &str) -> (u16, String) {
 }
 
 fn stop(mut child: Child) -> std::process::ExitStatus {
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let started = Instant::now();
-    loop {
-        if let Ok(Some(s)) = child.try_wait() {
-            return s;
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            panic!("automate run did not stop on SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    super::common::terminate(&mut child).expect("automate run stops on SIGTERM")
 }
 
 #[test]
