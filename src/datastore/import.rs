@@ -282,12 +282,18 @@ pub fn domain_dirs(root: &Path) -> io::Result<(Vec<DomainDir>, Vec<PathBuf>)> {
     let mut entries: Vec<_> = fs::read_dir(root)?.collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') {
+        let raw = entry.file_name();
+        if raw.as_encoded_bytes().first() == Some(&b'.') {
             continue;
         }
         let path = entry.path();
-        if !entry.file_type()?.is_dir() || !path.join(DOMAIN_FILE).is_file() {
+        // A name that is not UTF-8 is never a domain (it could not be told
+        // from another such name); a link is never followed.
+        let Some(name) = raw.to_str().map(str::to_string) else {
+            others.push(path);
+            continue;
+        };
+        if !entry.file_type()?.is_dir() || !dsfs::present(&path.join(DOMAIN_FILE)) {
             others.push(path);
             continue;
         }
@@ -690,11 +696,51 @@ fn select_domain(base: &Path, input: &Path, filter: Option<&str>) -> Result<Path
         }
         return Ok(base.to_path_buf());
     }
-    let (found, _) = domain_dirs(base).map_err(|e| io_err("read", base, e))?;
+    let (found, others) = domain_dirs(base).map_err(|e| io_err("read", base, e))?;
+    // A linked or non-UTF-8 directory is never imported; say so rather than
+    // "no domain" when it may be the one that was meant.
+    let refused: Vec<Problem> = others
+        .iter()
+        .filter_map(|p| {
+            let meta = fs::symlink_metadata(p).ok()?;
+            if meta.file_type().is_symlink() {
+                Some(Problem::new(
+                    p,
+                    "is a symbolic link; import never follows a link: copy the domain directory \
+                     itself here",
+                ))
+            } else if meta.is_dir() && p.file_name().is_some_and(|n| n.to_str().is_none()) {
+                Some(Problem::new(
+                    p,
+                    format!(
+                        "the name `{}` is not valid UTF-8; rename the directory",
+                        dsfs::escape_path(p)
+                    ),
+                ))
+            } else {
+                None
+            }
+        })
+        .collect();
+    let refuse = |refused: Vec<Problem>| ImportError::Invalid {
+        input: input.to_path_buf(),
+        problems: refused,
+    };
     match (found.len(), filter) {
+        (0, _) if !refused.is_empty() => Err(refuse(refused)),
         (0, _) => Err(ImportError::NoDomain {
             input: input.to_path_buf(),
         }),
+        (_, Some(f))
+            if !found.iter().any(|d| matches(&d.path, &d.dir_name, f))
+                && refused.iter().any(|p| {
+                    p.file
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().eq_ignore_ascii_case(f))
+                }) =>
+        {
+            Err(refuse(refused))
+        }
         (_, Some(f)) => found
             .iter()
             .find(|d| matches(&d.path, &d.dir_name, f))

@@ -14,6 +14,7 @@ mod datastore;
 mod demo;
 mod engine;
 mod events;
+mod harden_import;
 mod hostile;
 mod legacy;
 mod methods;
