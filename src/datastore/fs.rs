@@ -528,8 +528,11 @@ pub fn read_plain(path: &Path, base: &Path, max: usize, what: &str) -> Result<Ve
         }
     }
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0).min(max));
-    io::Read::read_to_end(&mut io::Read::take(file, limit.saturating_add(1)), &mut bytes)
-        .map_err(|e| Problem::new(path, format!("cannot read: {e}")))?;
+    io::Read::read_to_end(
+        &mut io::Read::take(file, limit.saturating_add(1)),
+        &mut bytes,
+    )
+    .map_err(|e| Problem::new(path, format!("cannot read: {e}")))?;
     if bytes.len() > max {
         return Err(too_big(u64::try_from(bytes.len()).unwrap_or(u64::MAX)));
     }

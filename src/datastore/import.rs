@@ -210,7 +210,11 @@ pub enum ZipError {
          file may hold; refusing it as a possible zip bomb, nothing was imported",
         zip.display()
     )]
-    EntryTooLarge { zip: PathBuf, entry: String, max: u64 },
+    EntryTooLarge {
+        zip: PathBuf,
+        entry: String,
+        max: u64,
+    },
 }
 
 /// A write refused because the domain is read-only.
@@ -1100,9 +1104,13 @@ fn check_importable(rendered: &[dsfs::RenderedFile], dest: &Path) -> Result<(), 
         let len = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
         total = total.saturating_add(len);
         let reason = if len > MAX_ZIP_ENTRY_BYTES {
-            Some(format!("`{rel}` is {len} bytes, over {MAX_ZIP_ENTRY_BYTES}"))
+            Some(format!(
+                "`{rel}` is {len} bytes, over {MAX_ZIP_ENTRY_BYTES}"
+            ))
         } else if total > MAX_ZIP_TOTAL_BYTES {
-            Some(format!("the files add up to more than {MAX_ZIP_TOTAL_BYTES} bytes"))
+            Some(format!(
+                "the files add up to more than {MAX_ZIP_TOTAL_BYTES} bytes"
+            ))
         } else {
             None
         };

@@ -279,7 +279,9 @@ pub fn clean_debris(parent: &Path, prefix: &str) -> Vec<String> {
         if !name.starts_with(prefix) {
             continue;
         }
-        let Ok(kind) = entry.file_type() else { continue };
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
         let path = entry.path();
         if kind.is_symlink() {
             continue;

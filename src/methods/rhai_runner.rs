@@ -648,14 +648,23 @@ mod tests {
             format!("{}1", "-".repeat(100_000)),
             "if true { ".repeat(50_000),
         ] {
-            let err = runner.compile(&deep).err().map(|e| e.err_type().to_string());
+            let err = runner
+                .compile(&deep)
+                .err()
+                .map(|e| e.err_type().to_string());
             assert!(err.is_some(), "compiled {} bytes of nesting", deep.len());
         }
         let many: String = (0..=MAX_SCRIPT_FUNCTIONS)
             .map(|i| format!("fn f{i}() {{ {i} }}\n"))
             .collect();
-        let err = runner.compile(&many).err().map(|e| e.err_type().to_string());
-        assert!(err.is_some_and(|e| e.contains("functions")), "many functions");
+        let err = runner
+            .compile(&many)
+            .err()
+            .map(|e| e.err_type().to_string());
+        assert!(
+            err.is_some_and(|e| e.contains("functions")),
+            "many functions"
+        );
         assert!(runner.compile("fn f() { 1 } f()").is_ok());
     }
 }

@@ -50,7 +50,11 @@ fn tree(dir: &Path) -> BTreeMap<String, Option<Vec<u8>>> {
         for entry in fs::read_dir(dir).unwrap() {
             let entry = entry.unwrap();
             let path = entry.path();
-            let rel = path.strip_prefix(base).unwrap().to_string_lossy().into_owned();
+            let rel = path
+                .strip_prefix(base)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             let kind = entry.file_type().unwrap();
             if kind.is_dir() {
                 out.insert(format!("{rel}/"), None);
@@ -176,7 +180,11 @@ fn the_cli_import_refuses_a_linked_body_and_leaks_nothing() {
     let ds = tmp.path().join("ds");
     let o = automate(&ds, &["import", src.to_str().unwrap()], None);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(text(&o).contains("say.rhai: is a symbolic link"), "{}", text(&o));
+    assert!(
+        text(&o).contains("say.rhai: is a symbolic link"),
+        "{}",
+        text(&o)
+    );
     let leaked = ds.exists()
         && tree(&ds)
             .values()
@@ -210,19 +218,30 @@ fn the_loader_reports_links_in_the_shipped_datastore_and_never_follows_them() {
     let (store, problems) = Datastore::open(&ds);
     let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
     assert!(
-        shown.iter().any(|p| p.contains("say.rhai: is a symbolic link")),
+        shown
+            .iter()
+            .any(|p| p.contains("say.rhai: is a symbolic link")),
         "{shown:#?}"
     );
     assert!(
-        shown.iter().any(|p| p.contains("Linked: is a symbolic link")),
+        shown
+            .iter()
+            .any(|p| p.contains("Linked: is a symbolic link")),
         "{shown:#?}"
     );
     let index = store.index();
     let names: Vec<String> = index.domains().iter().map(|d| d.name.to_string()).collect();
-    assert_eq!(names, vec!["Sample".to_string()], "the linked domain loaded");
+    assert_eq!(
+        names,
+        vec!["Sample".to_string()],
+        "the linked domain loaded"
+    );
     let leaked = index.all_classes().any(|c| {
-        c.methods()
-            .any(|m| m.body.as_deref().is_some_and(|b| b.contains("SECRET-TOKEN")))
+        c.methods().any(|m| {
+            m.body
+                .as_deref()
+                .is_some_and(|b| b.contains("SECRET-TOKEN"))
+        })
     });
     assert!(!leaked, "the linked body was read");
 
@@ -288,7 +307,10 @@ fn file_names_that_are_not_utf8_are_refused_naming_their_bytes() {
     let (store, problems) = Datastore::open(&ds);
     let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
     assert_eq!(
-        shown.iter().filter(|p| p.contains("not valid UTF-8")).count(),
+        shown
+            .iter()
+            .filter(|p| p.contains("not valid UTF-8"))
+            .count(),
         2,
         "{shown:#?}"
     );
@@ -446,7 +468,10 @@ fn a_large_compressible_method_body_exports_to_a_zip_that_imports_back() {
     let zip = tmp.path().join("big.zip");
     import::export(&ds, "Sample", &zip, &ExportOptions::default()).unwrap();
     let ratio = big.len() as u64 / fs::metadata(&zip).unwrap().len();
-    assert!(ratio > 100, "the body compresses {ratio}:1, the old guard's limit");
+    assert!(
+        ratio > 100,
+        "the body compresses {ratio}:1, the old guard's limit"
+    );
     let ds2 = tmp.path().join("ds2");
     import::import(&ds2, &zip, &ImportOptions::default()).unwrap();
     assert_eq!(
@@ -476,7 +501,10 @@ fn a_zip_entry_over_the_per_entry_cap_is_refused_even_if_it_declares_less() {
         Err(ImportError::Zip(e)) => e.to_string(),
         other => panic!("{other:?}"),
     };
-    assert!(err.contains("__domain__.yaml") && err.contains("zip bomb"), "{err}");
+    assert!(
+        err.contains("__domain__.yaml") && err.contains("zip bomb"),
+        "{err}"
+    );
 }
 
 fn name_strategy(first: &'static str) -> impl Strategy<Value = String> {
@@ -794,6 +822,9 @@ fn an_upper_case_yaml_file_is_a_warning_naming_it() {
     let o = automate(&ds2, &["import", src.to_str().unwrap()], None);
     assert!(o.status.success(), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("warning:") && err.contains("shout.YAML"), "{err}");
+    assert!(
+        err.contains("warning:") && err.contains("shout.YAML"),
+        "{err}"
+    );
     assert!(!ds2.join("Sample/Demo/Greeting.class/shout.YAML").exists());
 }
