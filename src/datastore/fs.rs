@@ -561,8 +561,10 @@ fn open_nofollow(path: &Path) -> io::Result<fs::File> {
         opts.custom_flags(i32::try_from(flags).unwrap_or(0));
     }
     #[cfg(not(unix))]
-    if fs::symlink_metadata(path)?.file_type().is_symlink() {
-        return Err(io::Error::other("is a symbolic link"));
+    {
+        if fs::symlink_metadata(path)?.file_type().is_symlink() {
+            return Err(io::Error::other("is a symbolic link"));
+        }
     }
     opts.open(path)
 }

@@ -321,9 +321,7 @@ pub fn clean_debris(parent: &Path, prefix: &str) -> Vec<String> {
 /// `parent`, the old domain goes back where it was.
 fn recover(parent: &Path, work: &Path) -> Option<String> {
     let previous = work.join(PREVIOUS_DIR);
-    if !previous.is_dir() {
-        return None;
-    }
+    fs::symlink_metadata(&previous).ok()?;
     let journal = Journal::read(&work.join(JOURNAL_FILE))?;
     let old = parent.join(&journal.old);
     let new = parent.join(&journal.new);
