@@ -160,11 +160,10 @@ impl Journal {
     }
 }
 
-/// Where a swap was interrupted, for tests of the recovery: `AfterAside`
-/// stops (as a kill would) once the old domain is in `.previous`.
-#[doc(hidden)]
+/// Where a swap stops, for the tests of the recovery: `AfterAside` stops
+/// (as a kill would) once the old domain is in `.previous`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopAt {
+enum StopAt {
     Never,
     AfterAside,
 }
@@ -177,8 +176,7 @@ pub fn swap_in(work: Workdir, new: &Path, dest: &Path, old: Option<&Path>) -> io
     swap_in_stopping(work, new, dest, old, StopAt::Never)
 }
 
-#[doc(hidden)]
-pub fn swap_in_stopping(
+fn swap_in_stopping(
     work: Workdir,
     new: &Path,
     dest: &Path,
