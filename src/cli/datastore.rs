@@ -96,6 +96,9 @@ pub fn import(global: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> {
         },
     };
     let s = import::import(&global.datastore, &args.source, &opts)?;
+    for w in &s.warnings {
+        eprintln!("warning: {w}");
+    }
     let c = s.counts;
     println!(
         "{} domain {} (priority {}, {}, source {}) into {}: {} namespaces, {} classes, {} \

@@ -19,6 +19,7 @@ use super::yaml::{self, Mapping, Value};
 use std::collections::HashMap;
 use std::fmt;
 use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -33,6 +34,10 @@ pub struct Problem {
     /// The field or key concerned, when there is one.
     pub field: Option<String>,
     pub message: String,
+    /// A warning: the file is skipped or suspicious but nothing it holds is
+    /// lost silently; an import still succeeds, `datastore validate` lists it
+    /// as a warning.
+    pub warning: bool,
 }
 
 impl Problem {
@@ -43,7 +48,14 @@ impl Problem {
             column: 0,
             field: None,
             message: message.into(),
+            warning: false,
         }
+    }
+
+    /// Marks the problem as a warning (see [`Problem::warning`]).
+    pub fn as_warning(mut self) -> Self {
+        self.warning = true;
+        self
     }
 
     pub fn at_line(mut self, line: usize) -> Self {
@@ -82,6 +94,7 @@ impl From<yaml::YamlError> for Problem {
             column: e.column,
             field: None,
             message: e.message,
+            warning: false,
         }
     }
 }
@@ -98,18 +111,29 @@ pub const NAMESPACE_FILE: &str = "__namespace__.yaml";
 pub const CLASS_FILE: &str = "__class__.yaml";
 pub const METHODS_DIR: &str = "__methods__";
 
+/// Largest method body file (`<m>.rhai`, `.rb`, `.pl`) accepted; a Rhai
+/// body over it is also refused by the compiler
+/// ([`crate::methods::RhaiRunner::compile`]).
+pub const MAX_METHOD_BODY_BYTES: usize = 4 * 1024 * 1024;
+
 /// Reads every domain under `root`: each child directory holding a
 /// `__domain__.yaml`, or `root` itself when it holds one (a repository with
 /// the domain at its root).
+///
+/// Nothing below `root` is reached through a symbolic link: a link anywhere
+/// in the tree (a domain directory, a namespace, a class file, a method
+/// body) is reported as a problem naming it and not followed, and every file
+/// is opened without following links and checked to lie inside its domain
+/// directory. `root` itself may be a link (it is the operator's choice).
 pub fn read_root(root: &Path) -> LoadReport {
     let mut report = LoadReport::default();
-    if root.join(DOMAIN_FILE).is_file() {
+    if present(&root.join(DOMAIN_FILE)) {
         if let Some(d) = read_domain(root, &mut report.problems) {
             report.domains.push(d);
         }
         return report;
     }
-    let entries = match sorted_entries(root) {
+    let entries = match sorted_entries(root, &mut report.problems) {
         Ok(e) => e,
         Err(e) => {
             report.problems.push(Problem::new(
@@ -119,12 +143,12 @@ pub fn read_root(root: &Path) -> LoadReport {
             return report;
         }
     };
-    for (name, path) in entries {
-        if name.starts_with('.') || !path.is_dir() {
+    for e in entries {
+        if !e.kind.is_dir() {
             continue;
         }
-        if path.join(DOMAIN_FILE).is_file() {
-            if let Some(d) = read_domain(&path, &mut report.problems) {
+        if present(&e.path.join(DOMAIN_FILE)) {
+            if let Some(d) = read_domain(&e.path, &mut report.problems) {
                 report.domains.push(d);
             }
         }
@@ -135,8 +159,13 @@ pub fn read_root(root: &Path) -> LoadReport {
 /// Reads one domain directory. Returns `None` only when `__domain__.yaml`
 /// itself cannot be read.
 pub fn read_domain(dir: &Path, problems: &mut Vec<Problem>) -> Option<Domain> {
-    let doc = read_doc(&dir.join(DOMAIN_FILE), problems)?;
-    let dir_name = dir_name_of(dir);
+    // Every file read below must resolve inside this directory.
+    let base = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let doc = read_doc(&dir.join(DOMAIN_FILE), &base, problems)?;
+    let dir_name = base
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| ".".to_string());
     let mut domain = Domain {
         dir_name,
         doc,
@@ -149,9 +178,10 @@ pub fn read_domain(dir: &Path, problems: &mut Vec<Problem>) -> Option<Domain> {
                 .with_field("name"),
         );
     }
-    let mut parsed = parse_classes_parallel(dir);
+    let mut parsed = parse_classes_parallel(dir, &base);
     read_children(
         dir,
+        &base,
         &mut domain.namespaces,
         &mut domain.classes,
         problems,
@@ -160,12 +190,10 @@ pub fn read_domain(dir: &Path, problems: &mut Vec<Problem>) -> Option<Domain> {
     Some(domain)
 }
 
-fn dir_name_of(dir: &Path) -> String {
-    let canonical = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-    canonical
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| ".".to_string())
+/// Whether something exists at `path`, without following a link there (a
+/// link is then refused, naming it, when it is read).
+pub fn present(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok()
 }
 
 /// Classes parsed ahead of the walk: their directory → the class and the
@@ -178,7 +206,7 @@ type ParsedClass = (Option<Class>, Vec<Problem>);
 /// Parses every class directory below `dir` on all cores. Classes hold
 /// nearly all of a domain's files, so this is where loading spends its
 /// time; the walk then only assembles the tree.
-fn parse_classes_parallel(dir: &Path) -> ParsedClasses {
+fn parse_classes_parallel(dir: &Path, base: &Path) -> ParsedClasses {
     let mut dirs = Vec::new();
     collect_class_dirs(dir, &mut dirs);
     let threads = std::thread::available_parallelism()
@@ -200,7 +228,7 @@ fn parse_classes_parallel(dir: &Path) -> ParsedClasses {
                             break;
                         };
                         let mut problems = Vec::new();
-                        let class = read_class(path, name, &mut problems);
+                        let class = read_class(path, name, base, &mut problems);
                         out.push((path.clone(), (class, problems)));
                     }
                     out
@@ -212,61 +240,71 @@ fn parse_classes_parallel(dir: &Path) -> ParsedClasses {
     results.into_iter().flatten().collect()
 }
 
-/// Every class directory below `dir`, in walk order.
+/// Every class directory below `dir`, in walk order. (The walk that
+/// follows reports what is wrong on the way; this one only looks.)
 fn collect_class_dirs(dir: &Path, out: &mut Vec<(PathBuf, String)>) {
-    let Ok(entries) = sorted_entries(dir) else {
+    let mut ignored = Vec::new();
+    let Ok(entries) = sorted_entries(dir, &mut ignored) else {
         return;
     };
-    for (name, path) in entries {
-        if name.starts_with('.') || !path.is_dir() {
+    for e in entries {
+        if !e.kind.is_dir() {
             continue;
         }
-        if path.join(CLASS_FILE).is_file() {
-            out.push((path, name));
-        } else if path.join(NAMESPACE_FILE).is_file() {
-            collect_class_dirs(&path, out);
+        if present(&e.path.join(CLASS_FILE)) {
+            out.push((e.path, e.name));
+        } else if present(&e.path.join(NAMESPACE_FILE)) {
+            collect_class_dirs(&e.path, out);
         }
     }
 }
 
 fn read_children(
     dir: &Path,
+    base: &Path,
     namespaces: &mut Vec<Namespace>,
     classes: &mut Vec<Class>,
     problems: &mut Vec<Problem>,
     parsed: &mut ParsedClasses,
 ) {
-    let entries = match sorted_entries(dir) {
+    let entries = match sorted_entries(dir, problems) {
         Ok(e) => e,
         Err(e) => {
             problems.push(Problem::new(dir, format!("cannot read directory: {e}")));
             return;
         }
     };
-    for (name, path) in entries {
-        if name.starts_with('.') || !path.is_dir() {
+    for Entry { name, path, kind } in entries {
+        if !kind.is_dir() {
             continue;
         }
-        if path.join(CLASS_FILE).is_file() {
+        if present(&path.join(CLASS_FILE)) {
             let class = match parsed.remove(&path) {
                 Some((class, mut found)) => {
                     problems.append(&mut found);
                     class
                 }
-                None => read_class(&path, &name, problems),
+                None => read_class(&path, &name, base, problems),
             };
             if let Some(c) = class {
                 classes.push(c);
             }
-        } else if path.join(NAMESPACE_FILE).is_file() {
-            if let Some(doc) = read_doc(&path.join(NAMESPACE_FILE), problems) {
+        } else if present(&path.join(NAMESPACE_FILE)) {
+            if let Some(doc) = read_doc(&path.join(NAMESPACE_FILE), base, problems) {
                 let mut ns = Namespace {
                     name: name.clone(),
                     doc,
                     namespaces: Vec::new(),
                     classes: Vec::new(),
                 };
-                read_children(&path, &mut ns.namespaces, &mut ns.classes, problems, parsed);
+                read_children(
+                    &path,
+                    base,
+                    &mut ns.namespaces,
+                    &mut ns.classes,
+                    problems,
+                    parsed,
+                );
                 namespaces.push(ns);
             }
         } else if name != METHODS_DIR {
@@ -279,9 +317,14 @@ fn read_children(
     }
 }
 
-fn read_class(dir: &Path, dir_name: &str, problems: &mut Vec<Problem>) -> Option<Class> {
+fn read_class(
+    dir: &Path,
+    dir_name: &str,
+    base: &Path,
+    problems: &mut Vec<Problem>,
+) -> Option<Class> {
     let class_file = dir.join(CLASS_FILE);
-    let doc = read_doc(&class_file, problems)?;
+    let doc = read_doc(&class_file, base, problems)?;
     check_name(&doc, &class_file, problems);
     check_entries(&doc, "schema", &class_file, problems);
     let mut class = Class {
@@ -290,7 +333,7 @@ fn read_class(dir: &Path, dir_name: &str, problems: &mut Vec<Problem>) -> Option
         instances: Vec::new(),
         methods: Vec::new(),
     };
-    let entries = match sorted_entries(dir) {
+    let entries = match sorted_entries(dir, problems) {
         Ok(e) => e,
         Err(e) => {
             problems.push(Problem::new(
@@ -300,23 +343,25 @@ fn read_class(dir: &Path, dir_name: &str, problems: &mut Vec<Problem>) -> Option
             return Some(class);
         }
     };
-    for (name, path) in entries {
-        if name == METHODS_DIR && path.is_dir() {
-            read_methods(&path, &mut class.methods, problems);
+    for e in entries {
+        if e.kind.is_dir() {
+            if e.name == METHODS_DIR {
+                read_methods(&e.path, base, &mut class.methods, problems);
+            }
             continue;
         }
-        if name.starts_with('.')
-            || name == CLASS_FILE
-            || !name.ends_with(".yaml")
-            || !path.is_file()
-        {
+        if e.name == CLASS_FILE {
             continue;
         }
-        if let Some(doc) = read_doc(&path, problems) {
-            check_name(&doc, &path, problems);
-            check_entries(&doc, "fields", &path, problems);
+        if !e.name.ends_with(".yaml") {
+            problems.extend(misnamed_yaml(&e));
+            continue;
+        }
+        if let Some(doc) = read_doc(&e.path, base, problems) {
+            check_name(&doc, &e.path, problems);
+            check_entries(&doc, "fields", &e.path, problems);
             class.instances.push(Instance {
-                file_name: name,
+                file_name: e.name,
                 doc,
             });
         }
@@ -324,8 +369,8 @@ fn read_class(dir: &Path, dir_name: &str, problems: &mut Vec<Problem>) -> Option
     Some(class)
 }
 
-fn read_methods(dir: &Path, methods: &mut Vec<Method>, problems: &mut Vec<Problem>) {
-    let entries = match sorted_entries(dir) {
+fn read_methods(dir: &Path, base: &Path, methods: &mut Vec<Method>, problems: &mut Vec<Problem>) {
+    let entries = match sorted_entries(dir, problems) {
         Ok(e) => e,
         Err(e) => {
             problems.push(Problem::new(
@@ -335,46 +380,65 @@ fn read_methods(dir: &Path, methods: &mut Vec<Method>, problems: &mut Vec<Proble
             return;
         }
     };
-    for (name, path) in &entries {
-        let Some(stem) = name.strip_suffix(".yaml") else {
-            continue;
-        };
-        if name.starts_with('.') || !path.is_file() {
+    for e in &entries {
+        if e.kind.is_dir() {
             continue;
         }
-        let Some(doc) = read_doc(path, problems) else {
+        let Some(stem) = e.name.strip_suffix(".yaml") else {
+            problems.extend(misnamed_yaml(e));
             continue;
         };
-        check_name(&doc, path, problems);
-        check_entries(&doc, "inputs", path, problems);
+        let Some(doc) = read_doc(&e.path, base, problems) else {
+            continue;
+        };
+        check_name(&doc, &e.path, problems);
+        check_entries(&doc, "inputs", &e.path, problems);
         let body = ["rhai", "rb", "pl"].iter().find_map(|ext| {
             let file_name = format!("{stem}.{ext}");
-            let body_path = dir.join(&file_name);
-            if !body_path.is_file() {
-                return None;
-            }
-            match fs::read(&body_path) {
+            let i = entries
+                .binary_search_by(|x| x.name.as_str().cmp(&file_name))
+                .ok()?;
+            let body = entries.get(i).filter(|x| !x.kind.is_dir())?;
+            match read_plain(&body.path, base, MAX_METHOD_BODY_BYTES, "method body") {
                 Ok(bytes) => Some(MethodBody { file_name, bytes }),
-                Err(e) => {
-                    problems.push(Problem::new(
-                        &body_path,
-                        format!("cannot read method body: {e}"),
-                    ));
+                Err(p) => {
+                    problems.push(p);
                     None
                 }
             }
         });
         methods.push(Method {
-            file_name: name.clone(),
+            file_name: e.name.clone(),
             doc,
             body,
         });
     }
 }
 
+/// A warning for a file whose extension is `.yaml` in another case (or
+/// `.yml`): ManageIQ's importer globs `*.yaml`, case-sensitively, so it
+/// never loads such a file, and neither does this loader, but it says so.
+fn misnamed_yaml(e: &Entry) -> Option<Problem> {
+    let (stem, ext) = e.name.rsplit_once('.')?;
+    if stem.is_empty() || !(ext.eq_ignore_ascii_case("yaml") || ext.eq_ignore_ascii_case("yml")) {
+        return None;
+    }
+    Some(
+        Problem::new(
+            &e.path,
+            format!(
+                "ignored: only `*.yaml` files are loaded (the extension is case-sensitive, as in \
+                 ManageIQ), so `{}` is not; rename it to `{stem}.yaml` to load it, or remove it",
+                e.name
+            ),
+        )
+        .as_warning(),
+    )
+}
+
 /// Reads and parses one YAML file, checking the envelope shape.
-fn read_doc(path: &Path, problems: &mut Vec<Problem>) -> Option<Document> {
-    let text = match read_text(path) {
+fn read_doc(path: &Path, base: &Path, problems: &mut Vec<Problem>) -> Option<Document> {
+    let text = match read_text_in(path, base) {
         Ok(t) => t,
         Err(p) => {
             problems.push(p);
@@ -384,20 +448,22 @@ fn read_doc(path: &Path, problems: &mut Vec<Problem>) -> Option<Document> {
     parse_doc(&text, path, problems)
 }
 
-/// Reads a file as UTF-8 text, refusing files over the YAML size budget.
+/// Reads a file as UTF-8 text, refusing files over the YAML size budget,
+/// links, and anything but a regular file in its own directory.
 pub fn read_text(path: &Path) -> Result<String, Problem> {
-    let meta = fs::metadata(path).map_err(|e| Problem::new(path, format!("cannot read: {e}")))?;
-    if meta.len() > yaml::MAX_FILE_BYTES as u64 {
-        return Err(Problem::new(
-            path,
-            format!(
-                "file is {} bytes, more than the {} allowed for a datastore file",
-                meta.len(),
-                yaml::MAX_FILE_BYTES
-            ),
-        ));
-    }
-    let bytes = fs::read(path).map_err(|e| Problem::new(path, format!("cannot read: {e}")))?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let base = parent
+        .canonicalize()
+        .map_err(|e| Problem::new(path, format!("cannot read: {e}")))?;
+    read_text_in(path, &base)
+}
+
+/// [`read_text`] for a file that must resolve inside `base` (canonical).
+pub fn read_text_in(path: &Path, base: &Path) -> Result<String, Problem> {
+    let bytes = read_plain(path, base, yaml::MAX_FILE_BYTES, "datastore file")?;
     String::from_utf8(bytes).map_err(|e| {
         Problem::new(
             path,
@@ -407,6 +473,128 @@ pub fn read_text(path: &Path) -> Result<String, Problem> {
             ),
         )
     })
+}
+
+/// Reads the regular file at `path`, at most `max` bytes, without following
+/// a link: the last component is opened with `O_NOFOLLOW` (a link is refused
+/// naming it), a FIFO or device is never waited on (`O_NONBLOCK`, then the
+/// opened file must be a regular one), and the file actually opened must
+/// lie inside `base` (a canonical directory), which catches a directory
+/// swapped for a link while the tree is read.
+pub fn read_plain(path: &Path, base: &Path, max: usize, what: &str) -> Result<Vec<u8>, Problem> {
+    let file = open_nofollow(path).map_err(|e| match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => symlink_problem(path),
+        _ => Problem::new(path, format!("cannot read: {e}")),
+    })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| Problem::new(path, format!("cannot read: {e}")))?;
+    if !meta.is_file() {
+        return Err(Problem::new(
+            path,
+            "is not a regular file (a directory, pipe, socket or device); the datastore reads \
+             only plain files",
+        ));
+    }
+    let too_big = |len: u64| {
+        Problem::new(
+            path,
+            format!("file is {len} bytes, more than the {max} allowed for a {what}"),
+        )
+    };
+    let limit = u64::try_from(max).unwrap_or(u64::MAX);
+    if meta.len() > limit {
+        return Err(too_big(meta.len()));
+    }
+    match real_path(&file, path) {
+        Some(real) if real.starts_with(base) => {}
+        Some(real) => {
+            return Err(Problem::new(
+                path,
+                format!(
+                    "resolves to `{}`, outside `{}`; the datastore never reads a file outside \
+                     its own tree (a linked directory on the way?)",
+                    real.display(),
+                    base.display()
+                ),
+            ))
+        }
+        None => {
+            return Err(Problem::new(
+                path,
+                "cannot tell where the file lies (neither /proc/self/fd nor the canonical path \
+                 answered); not read",
+            ))
+        }
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0).min(max));
+    io::Read::read_to_end(
+        &mut io::Read::take(file, limit.saturating_add(1)),
+        &mut bytes,
+    )
+    .map_err(|e| Problem::new(path, format!("cannot read: {e}")))?;
+    if bytes.len() > max {
+        return Err(too_big(u64::try_from(bytes.len()).unwrap_or(u64::MAX)));
+    }
+    Ok(bytes)
+}
+
+fn symlink_problem(path: &Path) -> Problem {
+    Problem::new(
+        path,
+        "is a symbolic link; the datastore reads only plain files and directories and never \
+         follows a link (it could pull any file of the host into the datastore): replace it \
+         with the file or directory it points to",
+    )
+}
+
+/// Opens `path` for reading without following a link in its last component
+/// and without blocking on a FIFO.
+fn open_nofollow(path: &Path) -> io::Result<fs::File> {
+    let mut opts = fs::OpenOptions::new();
+    opts.read(true);
+    #[cfg(unix)]
+    {
+        use rustix::fs::OFlags;
+        use std::os::unix::fs::OpenOptionsExt;
+        let flags = (OFlags::NOFOLLOW | OFlags::NONBLOCK).bits();
+        opts.custom_flags(i32::try_from(flags).unwrap_or(0));
+    }
+    #[cfg(not(unix))]
+    {
+        if fs::symlink_metadata(path)?.file_type().is_symlink() {
+            return Err(io::Error::other("is a symbolic link"));
+        }
+    }
+    opts.open(path)
+}
+
+/// Where the opened `file` really is: on Linux the kernel's own answer
+/// (`/proc/self/fd/N`, immune to renames racing the check), elsewhere the
+/// canonical form of `path`.
+fn real_path(file: &fs::File, path: &Path) -> Option<PathBuf> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        if let Ok(p) = fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())) {
+            return Some(p);
+        }
+    }
+    let _ = file;
+    path.canonicalize().ok()
+}
+
+/// A path for messages with every byte that is not UTF-8 written as `\xNN`
+/// (`Path::display` would turn them all into the same `�`).
+pub fn escape_path(path: &Path) -> String {
+    let mut out = String::new();
+    for chunk in path.as_os_str().as_encoded_bytes().utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
 }
 
 /// Parses an export file's text and checks its envelope.
@@ -500,20 +688,50 @@ pub fn find_line(text: &str, needle: &str) -> usize {
         .unwrap_or(0)
 }
 
-fn sorted_entries(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
+/// One entry of a directory being read.
+struct Entry {
+    name: String,
+    path: PathBuf,
+    /// The entry's own type (a link is never followed to find it).
+    kind: fs::FileType,
+}
+
+/// The entries of `dir` sorted by name, without dot files (`.manifest.yaml`
+/// and every hidden file are not the datastore's). A symbolic link, or a
+/// name that is not UTF-8 (two such names would collide once converted to
+/// text), is reported in `problems` with its path and left out.
+fn sorted_entries(dir: &Path, problems: &mut Vec<Problem>) -> io::Result<Vec<Entry>> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
-        // Symlinks are not followed: a datastore is plain files.
-        if entry.file_type()?.is_symlink() {
+        let raw = entry.file_name();
+        if raw.as_encoded_bytes().first() == Some(&b'.') {
             continue;
         }
-        out.push((
-            entry.file_name().to_string_lossy().into_owned(),
-            entry.path(),
-        ));
+        let path = entry.path();
+        let Some(name) = raw.to_str() else {
+            problems.push(Problem::new(
+                &path,
+                format!(
+                    "the name `{}` is not valid UTF-8; rename it (names are compared as text, so \
+                     two such names would become one and one of them would be lost)",
+                    escape_path(&path)
+                ),
+            ));
+            continue;
+        };
+        let kind = entry.file_type()?;
+        if kind.is_symlink() {
+            problems.push(symlink_problem(&path));
+            continue;
+        }
+        out.push(Entry {
+            name: name.to_string(),
+            path,
+            kind,
+        });
     }
-    out.sort();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
 }
 

@@ -5,17 +5,25 @@
 //! in ManageIQ's layout (`<Domain>/__domain__.yaml ...`). It is all or nothing:
 //!
 //! 1. a zip is checked entry by entry (no `..`, absolute paths, drive letters,
-//!    backslashes, symlinks or special files; at most [`MAX_ZIP_ENTRIES`]
-//!    entries and [`MAX_ZIP_TOTAL_BYTES`] uncompressed, counted while
-//!    decompressing; no entry over 1 MiB expanding more than 100:1) and
-//!    extracted to a temporary directory;
+//!    backslashes, names that are not UTF-8, symlinks or special files; at
+//!    most [`MAX_ZIP_ENTRIES`] entries, [`MAX_ZIP_ENTRY_BYTES`] per entry and
+//!    [`MAX_ZIP_TOTAL_BYTES`] in all, counted while decompressing, never
+//!    trusting the sizes the zip declares) and extracted to a temporary
+//!    directory;
 //! 2. the whole domain is parsed: any problem (YAML error, bad shape, bad
-//!    name, unknown instance field, ...) aborts with the list of problems;
+//!    name, unknown instance field, a symbolic link anywhere in the tree, a
+//!    file name that is not UTF-8, a second YAML document in a file, ...)
+//!    aborts with the list of problems. Nothing is read through a link or
+//!    from outside the source tree ([`dsfs::read_root`]). Warnings (a
+//!    `*.YAML` file, which ManageIQ does not load either) are returned in
+//!    [`ImportSummary::warnings`];
 //! 3. the options are applied to the in-memory `__domain__.yaml` (name,
 //!    priority, enabled, source; see [`import`]);
 //! 4. the domain is written into a temporary directory inside the datastore
-//!    root and renamed into place. With `overwrite`, the old directory is
-//!    renamed aside first and restored if the new one cannot be moved in.
+//!    root and swapped into place in one step ([`swap::swap_in`]: a kill at
+//!    any point leaves the old or the new domain, never none; what a killed
+//!    import leaves behind is recovered and removed by the next import or
+//!    `Datastore::open`).
 //!
 //! A failed import leaves the datastore as it was.
 //!
@@ -33,6 +41,7 @@
 use super::fs::{self as dsfs, Problem, DOMAIN_FILE};
 use super::index::DomainInfo;
 use super::model::{Counts, Domain, Source};
+use super::swap::{self, Workdir};
 use super::validate;
 use super::yaml::Value;
 use std::fmt;
@@ -43,14 +52,15 @@ use std::sync::Arc;
 
 /// The shipped domain's name.
 pub const MANAGEIQ: &str = "ManageIQ";
-/// Most entries a zip may have.
+/// Most entries a zip may have (directories included).
 pub const MAX_ZIP_ENTRIES: usize = 100_000;
 /// Most bytes a zip may expand to, all entries together.
 pub const MAX_ZIP_TOTAL_BYTES: u64 = 512 * 1024 * 1024;
-/// Highest expansion ratio of one entry once it is over [`ZIP_RATIO_FLOOR`].
-pub const MAX_ZIP_RATIO: u64 = 100;
-/// Entries up to this size may have any ratio (small files compress well).
-pub const ZIP_RATIO_FLOOR: u64 = 1024 * 1024;
+/// Most bytes one entry may expand to: the largest file the loader reads
+/// (a YAML file; method bodies are capped lower). There is no bound on the
+/// compression ratio: a method body of repetitive text compresses 100:1
+/// and more, and what a bomb can do is bounded by the three sizes.
+pub const MAX_ZIP_ENTRY_BYTES: u64 = super::yaml::MAX_FILE_BYTES as u64;
 
 /// How to import.
 #[derive(Debug, Clone, Default)]
@@ -82,6 +92,8 @@ pub struct ImportSummary {
     pub files: usize,
     /// An existing domain was replaced.
     pub replaced: bool,
+    /// What was skipped on purpose (e.g. a `*.YAML` file), with file names.
+    pub warnings: Vec<Problem>,
 }
 
 /// Why an import failed. Nothing was changed in the datastore.
@@ -194,15 +206,13 @@ pub enum ZipError {
         max: u64,
     },
     #[error(
-        "zip `{}`: entry `{entry}` expands more than {max}:1 ({expanded} bytes from {compressed}); \
-         refusing it as a zip bomb, nothing was imported",
+        "zip `{}`: entry `{entry}` expands to more than {max} bytes, more than any datastore \
+         file may hold; refusing it as a possible zip bomb, nothing was imported",
         zip.display()
     )]
-    Bomb {
+    EntryTooLarge {
         zip: PathBuf,
         entry: String,
-        expanded: u64,
-        compressed: u64,
         max: u64,
     },
 }
@@ -276,12 +286,18 @@ pub fn domain_dirs(root: &Path) -> io::Result<(Vec<DomainDir>, Vec<PathBuf>)> {
     let mut entries: Vec<_> = fs::read_dir(root)?.collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') {
+        let raw = entry.file_name();
+        if raw.as_encoded_bytes().first() == Some(&b'.') {
             continue;
         }
         let path = entry.path();
-        if !entry.file_type()?.is_dir() || !path.join(DOMAIN_FILE).is_file() {
+        // A name that is not UTF-8 is never a domain (it could not be told
+        // from another such name); a link is never followed.
+        let Some(name) = raw.to_str().map(str::to_string) else {
+            others.push(path);
+            continue;
+        };
+        if !entry.file_type()?.is_dir() || !dsfs::present(&path.join(DOMAIN_FILE)) {
             others.push(path);
             continue;
         }
@@ -351,6 +367,8 @@ pub fn import(
     let meta = fs::metadata(source).map_err(|_| ImportError::NoSuchSource {
         input: source.to_path_buf(),
     })?;
+    // What killed imports left: an interrupted swap is rolled back first.
+    swap::clean_debris(root, swap::IMPORT_PREFIX);
     // A zip is checked and extracted first; its temporary directory lives
     // until the import is over.
     let (extracted, zip_path) = if meta.is_file() {
@@ -359,10 +377,10 @@ pub fn import(
                 input: source.to_path_buf(),
             });
         }
-        let tmp = tempfile::Builder::new()
-            .prefix(".automate-zip-")
-            .tempdir()
-            .map_err(|e| io_err("create a temporary directory for", &std::env::temp_dir(), e))?;
+        let temp = std::env::temp_dir();
+        swap::clean_debris(&temp, swap::ZIP_PREFIX);
+        let tmp = Workdir::new_in(&temp, swap::ZIP_PREFIX)
+            .map_err(|e| io_err("create a temporary directory for", &temp, e))?;
         extract_zip(source, tmp.path())?;
         (Some(tmp), Some(source.to_path_buf()))
     } else {
@@ -384,6 +402,8 @@ pub fn import(
     if let Some(d) = &domain {
         problems.extend(validate::check_domain(d, &domain_dir));
     }
+    let (mut warnings, mut problems): (Vec<Problem>, Vec<Problem>) =
+        problems.into_iter().partition(|p| p.warning);
     let Some(mut domain) = domain.filter(|_| problems.is_empty()) else {
         if problems.is_empty() {
             problems.push(Problem::new(
@@ -400,6 +420,11 @@ pub fn import(
             problems,
         });
     };
+
+    validate::sort_problems(&mut warnings);
+    for p in &mut warnings {
+        p.file = show(&p.file);
+    }
 
     // The destination.
     let (existing, others) =
@@ -484,8 +509,11 @@ pub fn import(
         let _ = fs::remove_dir(root);
     }
     let files = result?;
-    drop(extracted);
+    if let Some(tmp) = extracted {
+        tmp.close();
+    }
     Ok(ImportSummary {
+        warnings,
         path: root.join(&name),
         priority: domain.priority(),
         enabled: domain.enabled(),
@@ -558,8 +586,8 @@ fn apply_options(
     set(doc, "enabled", Value::Bool(enabled));
 }
 
-/// Renders `domain` into a `.import-*` directory in `root`, then moves it to
-/// `root/<name>`, replacing `old` (moved aside first, restored on failure).
+/// Renders `domain` into a `.import-*` directory in `root`, then swaps it
+/// into `root/<name>` in one step, replacing `old` ([`swap::swap_in`]).
 /// Returns the number of files written.
 fn write_and_swap(
     root: &Path,
@@ -567,13 +595,12 @@ fn write_and_swap(
     name: &str,
     old: Option<&Path>,
 ) -> Result<usize, ImportError> {
-    let tmp = tempfile::Builder::new()
-        .prefix(".import-")
-        .tempdir_in(root)
+    let tmp = Workdir::new_in(root, swap::IMPORT_PREFIX)
         .map_err(|e| io_err("create a temporary directory in", root, e))?;
     let files = write_rendered(domain, tmp.path(), name)?;
     let new = tmp.path().join(name);
-    swap_in(tmp, &new, &root.join(name), old)?;
+    let dest = root.join(name);
+    swap::swap_in(tmp, &new, &dest, old).map_err(fail("move the new domain into", &dest))?;
     Ok(files)
 }
 
@@ -628,52 +655,6 @@ fn write_rendered(domain: &Domain, parent: &Path, name: &str) -> Result<usize, I
     Ok(rendered.len())
 }
 
-/// Moves `new` (inside `tmp`) to `dest`. When `old` is given it is first
-/// moved into `tmp` (same filesystem) and moved back if `new` cannot be moved
-/// in. `tmp` is deleted afterwards, with the old domain in it, unless the old
-/// domain could not be restored: then it is kept and logged.
-fn swap_in(
-    tmp: tempfile::TempDir,
-    new: &Path,
-    dest: &Path,
-    old: Option<&Path>,
-) -> Result<(), IoFail> {
-    let result = match old {
-        None => fs::rename(new, dest).map_err(fail("move the new domain into", dest)),
-        Some(old) => {
-            let aside = tmp.path().join(".previous");
-            fs::rename(old, &aside).map_err(fail("move aside the existing domain", old))?;
-            match fs::rename(new, dest) {
-                Ok(()) => Ok(()),
-                Err(e) => {
-                    if let Err(e2) = fs::rename(&aside, old) {
-                        tracing::error!(
-                            "could not restore `{}` from `{}`: {e2}; move it back by hand",
-                            old.display(),
-                            aside.display()
-                        );
-                        let _ = tmp.keep();
-                        return Err(fail("move the new domain into", dest)(e));
-                    }
-                    Err(fail("move the new domain into", dest)(e))
-                }
-            }
-        }
-    };
-    close_tmp(tmp);
-    result
-}
-
-fn close_tmp(tmp: tempfile::TempDir) {
-    let path = tmp.path().to_path_buf();
-    if let Err(e) = tmp.close() {
-        tracing::warn!(
-            "could not remove the temporary directory `{}`: {e}",
-            path.display()
-        );
-    }
-}
-
 fn io_err(action: &'static str, path: &Path, error: io::Error) -> ImportError {
     ImportError::Io {
         action,
@@ -719,11 +700,51 @@ fn select_domain(base: &Path, input: &Path, filter: Option<&str>) -> Result<Path
         }
         return Ok(base.to_path_buf());
     }
-    let (found, _) = domain_dirs(base).map_err(|e| io_err("read", base, e))?;
+    let (found, others) = domain_dirs(base).map_err(|e| io_err("read", base, e))?;
+    // A linked or non-UTF-8 directory is never imported; say so rather than
+    // "no domain" when it may be the one that was meant.
+    let refused: Vec<Problem> = others
+        .iter()
+        .filter_map(|p| {
+            let meta = fs::symlink_metadata(p).ok()?;
+            if meta.file_type().is_symlink() {
+                Some(Problem::new(
+                    p,
+                    "is a symbolic link; import never follows a link: copy the domain directory \
+                     itself here",
+                ))
+            } else if meta.is_dir() && p.file_name().is_some_and(|n| n.to_str().is_none()) {
+                Some(Problem::new(
+                    p,
+                    format!(
+                        "the name `{}` is not valid UTF-8; rename the directory",
+                        dsfs::escape_path(p)
+                    ),
+                ))
+            } else {
+                None
+            }
+        })
+        .collect();
+    let refuse = |refused: Vec<Problem>| ImportError::Invalid {
+        input: input.to_path_buf(),
+        problems: refused,
+    };
     match (found.len(), filter) {
+        (0, _) if !refused.is_empty() => Err(refuse(refused)),
         (0, _) => Err(ImportError::NoDomain {
             input: input.to_path_buf(),
         }),
+        (_, Some(f))
+            if !found.iter().any(|d| matches(&d.path, &d.dir_name, f))
+                && refused.iter().any(|p| {
+                    p.file
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().eq_ignore_ascii_case(f))
+                }) =>
+        {
+            Err(refuse(refused))
+        }
         (_, Some(f)) => found
             .iter()
             .find(|d| matches(&d.path, &d.dir_name, f))
@@ -800,23 +821,21 @@ pub fn extract_zip(zip_path: &Path, into: &Path) -> Result<(), ZipError> {
             fs::create_dir_all(&path).map_err(io_fail)?;
             continue;
         }
-        // Early refusal on the declared sizes; the real counting follows.
-        let compressed = entry.compressed_size();
+        // Early refusal on the declared sizes; the real counting follows
+        // (a zip may lie about them).
         let declared = entry.size();
+        if declared > MAX_ZIP_ENTRY_BYTES {
+            return Err(ZipError::EntryTooLarge {
+                zip,
+                entry: name,
+                max: MAX_ZIP_ENTRY_BYTES,
+            });
+        }
         if total.saturating_add(declared) > MAX_ZIP_TOTAL_BYTES {
             return Err(ZipError::TooLarge {
                 zip,
                 entry: name,
                 max: MAX_ZIP_TOTAL_BYTES,
-            });
-        }
-        if declared > ZIP_RATIO_FLOOR && declared > compressed.saturating_mul(MAX_ZIP_RATIO) {
-            return Err(ZipError::Bomb {
-                zip,
-                entry: name,
-                expanded: declared,
-                compressed,
-                max: MAX_ZIP_RATIO,
             });
         }
         if let Some(dir) = path.parent() {
@@ -839,26 +858,25 @@ pub fn extract_zip(zip_path: &Path, into: &Path) -> Result<(), ZipError> {
             if n == 0 {
                 break;
             }
-            written += n as u64;
-            if total + written > MAX_ZIP_TOTAL_BYTES {
+            written = written.saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
+            if written > MAX_ZIP_ENTRY_BYTES {
+                return Err(ZipError::EntryTooLarge {
+                    zip,
+                    entry: name,
+                    max: MAX_ZIP_ENTRY_BYTES,
+                });
+            }
+            if total.saturating_add(written) > MAX_ZIP_TOTAL_BYTES {
                 return Err(ZipError::TooLarge {
                     zip,
                     entry: name,
                     max: MAX_ZIP_TOTAL_BYTES,
                 });
             }
-            if written > ZIP_RATIO_FLOOR && written > compressed.saturating_mul(MAX_ZIP_RATIO) {
-                return Err(ZipError::Bomb {
-                    zip,
-                    entry: name,
-                    expanded: written,
-                    compressed,
-                    max: MAX_ZIP_RATIO,
-                });
-            }
-            out.write_all(&buf[..n]).map_err(io_fail)?;
+            out.write_all(buf.get(..n).unwrap_or_default())
+                .map_err(io_fail)?;
         }
-        total += written;
+        total = total.saturating_add(written);
     }
     Ok(())
 }
@@ -942,6 +960,12 @@ pub enum ExportError {
     },
     #[error("`{}` already exists; pass --overwrite to replace it", path.display())]
     Exists { path: PathBuf },
+    #[error(
+        "cannot export to zip `{}`: {reason}, so import would refuse it; export to a directory \
+         instead",
+        path.display()
+    )]
+    TooLarge { path: PathBuf, reason: String },
     #[error("cannot write zip `{}`: {error}", path.display())]
     Zip {
         path: PathBuf,
@@ -988,6 +1012,8 @@ pub fn export(
     };
     let mut problems = Vec::new();
     let loaded = dsfs::read_domain(&dir, &mut problems);
+    // Warnings (files the loader skips on purpose) do not stop an export.
+    problems.retain(|p| !p.warning);
     let Some(d) = loaded.filter(|_| problems.is_empty()) else {
         validate::sort_problems(&mut problems);
         return Err(ExportError::Invalid {
@@ -1051,14 +1077,58 @@ fn write_dir(d: &Domain, name: &str, dest: &Path, overwrite: bool) -> Result<Pat
         }
     }
     fs::create_dir_all(dest).map_err(|e| export_io("create directory", dest, e))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".export-")
-        .tempdir_in(dest)
+    swap::clean_debris(dest, swap::EXPORT_PREFIX);
+    let tmp = Workdir::new_in(dest, swap::EXPORT_PREFIX)
         .map_err(|e| export_io("create a temporary directory in", dest, e))?;
     write_rendered(d, tmp.path(), name)?;
     let new = tmp.path().join(name);
-    swap_in(tmp, &new, &target, existing.as_deref())?;
+    swap::swap_in(tmp, &new, &target, existing.as_deref())
+        .map_err(|e| export_io("move the exported domain into", &target, e))?;
     Ok(target)
+}
+
+/// Refuses a zip export that import would refuse: more entries (files and
+/// directories) than [`MAX_ZIP_ENTRIES`], a file over
+/// [`MAX_ZIP_ENTRY_BYTES`], or more than [`MAX_ZIP_TOTAL_BYTES`] in all.
+fn check_importable(rendered: &[dsfs::RenderedFile], dest: &Path) -> Result<(), ExportError> {
+    let mut dirs = std::collections::HashSet::new();
+    let mut total: u64 = 0;
+    for (rel, bytes) in rendered {
+        let mut prefix = rel.as_str();
+        while let Some((parent, _)) = prefix.rsplit_once('/') {
+            if !dirs.insert(parent) {
+                break;
+            }
+            prefix = parent;
+        }
+        let len = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+        total = total.saturating_add(len);
+        let reason = if len > MAX_ZIP_ENTRY_BYTES {
+            Some(format!(
+                "`{rel}` is {len} bytes, over {MAX_ZIP_ENTRY_BYTES}"
+            ))
+        } else if total > MAX_ZIP_TOTAL_BYTES {
+            Some(format!(
+                "the files add up to more than {MAX_ZIP_TOTAL_BYTES} bytes"
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return Err(ExportError::TooLarge {
+                path: dest.to_path_buf(),
+                reason,
+            });
+        }
+    }
+    let entries = rendered.len().saturating_add(dirs.len());
+    if entries > MAX_ZIP_ENTRIES {
+        return Err(ExportError::TooLarge {
+            path: dest.to_path_buf(),
+            reason: format!("it would hold {entries} entries, over {MAX_ZIP_ENTRIES}"),
+        });
+    }
+    Ok(())
 }
 
 /// Writes the rendered files as a zip: a directory entry for every
@@ -1073,6 +1143,7 @@ fn write_zip(
             path: dest.to_path_buf(),
         });
     }
+    check_importable(rendered, dest)?;
     let parent = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -1086,9 +1157,14 @@ fn write_zip(
         use std::os::unix::fs::PermissionsExt;
         builder.permissions(fs::Permissions::from_mode(0o644));
     }
+    swap::clean_debris(&parent, swap::EXPORT_PREFIX);
     let tmp = builder
         .tempfile_in(&parent)
         .map_err(|e| export_io("create a temporary file in", &parent, e))?;
+    // Locked while written, so that a concurrent export's cleanup leaves it
+    // alone and a later one removes it if this process is killed.
+    swap::lock_exclusive(tmp.as_file())
+        .map_err(|e| export_io("lock the temporary file", tmp.path(), e))?;
     let zip_err = |error| ExportError::Zip {
         path: dest.to_path_buf(),
         error,

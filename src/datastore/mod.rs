@@ -11,6 +11,7 @@ pub mod fs;
 pub mod import;
 pub mod index;
 pub mod model;
+pub mod swap;
 pub mod validate;
 pub mod yaml;
 
@@ -33,8 +34,15 @@ pub struct Datastore {
 
 impl Datastore {
     /// Loads every domain under `root`. Bad files are reported and skipped;
-    /// the rest loads.
+    /// the rest loads. Symbolic links in the tree are reported and never
+    /// followed ([`fs::read_root`]).
+    ///
+    /// First, what a killed import left in `root` is cleaned up: an
+    /// `--overwrite` interrupted between its two renames is rolled back (the
+    /// old domain goes back in place) and `.import-*` directories no live
+    /// process holds are removed ([`swap::clean_debris`]).
     pub fn open(root: &Path) -> (Datastore, Vec<Problem>) {
+        swap::clean_debris(root, swap::IMPORT_PREFIX);
         let report = fs::read_root(root);
         let index = Index::build(&report.domains);
         let ds = Datastore {

@@ -38,6 +38,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+/// Largest Rhai method body compiled: the loader's cap on a body file
+/// (an inline `data:` body is bounded only by the YAML file size).
+pub const MAX_SCRIPT_BYTES: usize = crate::datastore::fs::MAX_METHOD_BODY_BYTES;
+/// Most functions one method body may define.
+pub const MAX_SCRIPT_FUNCTIONS: usize = 1_000;
+
 /// The sandbox limits of every Rhai method call.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RhaiLimits {
@@ -153,6 +159,9 @@ impl RhaiRunner {
         engine.set_max_array_size(limits.max_array_size);
         engine.set_max_map_size(limits.max_map_size);
         engine.set_max_modules(limits.max_modules);
+        // Compile-time bounds (with the body size in `compile_body` and the
+        // expression depths above, which the parser checks too).
+        engine.set_max_functions(MAX_SCRIPT_FUNCTIONS);
         engine.disable_symbol("eval");
         engine.set_module_resolver(EmbeddedResolver);
         let max_memory = limits.max_memory as i64;
@@ -203,6 +212,25 @@ impl RhaiRunner {
         &self.engine
     }
 
+    /// Compiles `body` within bounds: at most [`MAX_SCRIPT_BYTES`] of text
+    /// (parsing is linear in it), expressions nested at most
+    /// [`RhaiLimits::max_expr_depth`] deep (the parser's own check, which
+    /// also keeps its recursion off the end of the stack), at most
+    /// [`MAX_SCRIPT_FUNCTIONS`] functions, string, array and map literals
+    /// within the runtime sizes.
+    fn compile_body(&self, body: &str) -> Result<AST, rhai::ParseError> {
+        if body.len() > MAX_SCRIPT_BYTES {
+            return Err(rhai::ParseError(
+                Box::new(rhai::ParseErrorType::LiteralTooLarge(
+                    format!("The method body of {} bytes", body.len()),
+                    MAX_SCRIPT_BYTES,
+                )),
+                Position::NONE,
+            ));
+        }
+        self.engine.compile(body)
+    }
+
     /// The compiled body, from the cache or compiled now.
     pub fn compile(&self, body: &str) -> Result<Arc<AST>, Box<rhai::ParseError>> {
         let key = content_hash(body);
@@ -213,7 +241,7 @@ impl RhaiRunner {
                 }
             }
         }
-        let ast = Arc::new(self.engine.compile(body).map_err(Box::new)?);
+        let ast = Arc::new(self.compile_body(body).map_err(Box::new)?);
         if let Ok(mut cache) = self.cache.write() {
             let entries = cache.entry(key).or_default();
             if !entries.iter().any(|(b, _)| &**b == body) {
@@ -261,7 +289,7 @@ impl RhaiRunner {
                 if entries.iter().any(|(b, _)| &**b == body) {
                     continue;
                 }
-                match self.engine.compile(body) {
+                match self.compile_body(body) {
                     Ok(ast) => entries.push((Arc::from(body), Arc::new(ast))),
                     Err(e) => {
                         let (line, col) = position(e.position());
@@ -616,5 +644,46 @@ impl ScriptRunner for RhaiRunner {
                 Ok(MethodRc::Unknown(1))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compiling_is_bounded_in_size_depth_and_functions() {
+        let runner = RhaiRunner::new();
+        let big = format!("let x = 1;\n{}", "x += 1;\n".repeat(MAX_SCRIPT_BYTES / 8));
+        let err = runner.compile(&big).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref().is_some_and(|e| e.contains("method body")),
+            "{err:?}"
+        );
+        for deep in [
+            format!("{}1{}", "(".repeat(100_000), ")".repeat(100_000)),
+            format!("{}{}", "{".repeat(100_000), "}".repeat(100_000)),
+            format!("let a = {}1{};", "[".repeat(100_000), "]".repeat(100_000)),
+            format!("{}1", "-".repeat(100_000)),
+            "if true { ".repeat(50_000),
+        ] {
+            let err = runner
+                .compile(&deep)
+                .err()
+                .map(|e| e.err_type().to_string());
+            assert!(err.is_some(), "compiled {} bytes of nesting", deep.len());
+        }
+        let many: String = (0..=MAX_SCRIPT_FUNCTIONS)
+            .map(|i| format!("fn f{i}() {{ {i} }}\n"))
+            .collect();
+        let err = runner
+            .compile(&many)
+            .err()
+            .map(|e| e.err_type().to_string());
+        assert!(
+            err.is_some_and(|e| e.contains("functions")),
+            "many functions"
+        );
+        assert!(runner.compile("fn f() { 1 } f()").is_ok());
     }
 }

@@ -17,6 +17,7 @@ mod events;
 mod harden_api;
 mod harden_budget;
 mod harden_input;
+mod harden_import;
 mod harden_store;
 mod hostile;
 mod legacy;

@@ -72,8 +72,13 @@ impl YamlError {
 /// Parses `text` (the contents of `file`) as one YAML document.
 ///
 /// An empty text, or a document that is just null, gives [`Value::Null`].
-/// When the stream holds several documents the first one is returned, as
-/// Psych's `YAML.load` does.
+///
+/// A second document (`---` after the first) is an error located at its
+/// `---` line. Psych's `YAML.load` would return the first document and drop
+/// the rest without a word; ManageIQ never writes more than one document
+/// per file, so a second one is a hand edit or a concatenation gone wrong,
+/// and silently losing it is worse than refusing the file. An empty
+/// trailing document (a lone `---` at the end) holds nothing and is accepted.
 pub fn parse_document(text: &str, file: &Path) -> Result<Value, YamlError> {
     if text.len() > MAX_FILE_BYTES {
         return Err(YamlError::new(
@@ -89,7 +94,55 @@ pub fn parse_document(text: &str, file: &Path) -> Result<Value, YamlError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let docs: Vec<Value> = serde_saphyr::from_str_multiple_with_options(text, parser_options())
         .map_err(|e| convert_error(&e, file))?;
+    if docs.iter().skip(1).any(|d| *d != Value::Null) {
+        let (line, column) = match second_document_line(text) {
+            0 => (0, 0),
+            n => (n, 1),
+        };
+        return Err(YamlError::new(
+            file,
+            line,
+            column,
+            format!(
+                "the file holds {} YAML documents; a datastore file holds exactly one (ManageIQ \
+                 would read the first and silently drop the rest): merge them or split them \
+                 into separate files",
+                docs.len()
+            ),
+        ));
+    }
     Ok(docs.into_iter().next().unwrap_or(Value::Null))
+}
+
+/// The 1-based line of the `---` that starts the second document of
+/// `text` (0 when it cannot be told). Document markers are at column 0;
+/// inside a block scalar such a line would end the scalar, so every
+/// column-0 `---` is a marker.
+fn second_document_line(text: &str) -> usize {
+    let is_marker = |l: &str| {
+        l.strip_prefix("---")
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r']))
+    };
+    let mut seen_content = false;
+    for (i, line) in text.lines().enumerate() {
+        if is_marker(line) {
+            if seen_content {
+                return i + 1;
+            }
+            // The first document's own start marker.
+            seen_content = true;
+            continue;
+        }
+        let t = line.trim_start();
+        if t.is_empty() || t.starts_with('#') || (!seen_content && t.starts_with('%')) {
+            continue;
+        }
+        if line.starts_with("...") {
+            continue;
+        }
+        seen_content = true;
+    }
+    0
 }
 
 /// The parser settings: budgets against hostile input, duplicate keys as
@@ -526,8 +579,24 @@ mod tests {
             assert_eq!(parse(text).ok(), Some(Value::Null), "{text:?}");
         }
         assert_eq!(parse("--- foo\n").ok(), Some(s("foo")));
-        // Several documents: the first one, as YAML.load does.
-        assert_eq!(parse_map("a: 1\n---\nb: 2\n").len(), 1);
+        // An empty trailing document holds nothing and is accepted.
+        assert_eq!(parse("--- foo\n---\n").ok(), Some(s("foo")));
+    }
+
+    #[test]
+    fn a_second_document_is_an_error_at_its_marker() {
+        for (text, line) in [
+            ("a: 1\n---\nb: 2\n", 2),
+            ("---\na: 1\n--- \nb: 2\n", 3),
+            ("# c\n---\nx: |\n  t\n\n---\n- 1\n", 6),
+        ] {
+            let err = match parse(text) {
+                Err(e) => e,
+                Ok(v) => panic!("{text:?} parsed as {v:?}"),
+            };
+            assert_eq!(err.line, line, "{text:?}: {err:?}");
+            assert!(err.message.contains("2 YAML documents"), "{err:?}");
+        }
     }
 
     /// Asserts `text` fails with a located error whose message contains `needle`.
