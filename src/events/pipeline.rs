@@ -1128,3 +1128,139 @@ fn land(store: &RedbStore, queue: &EventQueue, counters: &Counters, f: InFlight)
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{AttrValue, Attributes, EngineError, ObjectId, Runtime};
+    use crate::events::EvmLog;
+    use crate::vmdb::ObjectStore;
+
+    /// `event_action_refresh` (which VM_DOWN runs) replaced by one that
+    /// writes a note on the event's VM, then panics for the VM named
+    /// `poisoned*` and fails (an Automate error) for `failing`.
+    fn write_then_fail(
+        rt: &mut Runtime<'_>,
+        obj: ObjectId,
+        _: &Attributes,
+    ) -> Result<(), EngineError> {
+        let root = rt.root_of(obj);
+        let Some(AttrValue::Object(vm)) = rt.attr(root, "vm").cloned() else {
+            return Err(EngineError::Abort("no vm".into()));
+        };
+        let store = rt.engine().store().clone();
+        store
+            .update(&vm, "note", AttrValue::from("written"))
+            .map_err(|e| EngineError::Abort(e.to_string()))?;
+        let name = store
+            .attribute(&vm, "name")
+            .map(|v| v.to_text())
+            .unwrap_or_default();
+        if name.starts_with("poisoned") {
+            panic!("poisoned event");
+        }
+        if name == "failing" {
+            return Err(EngineError::Abort("failed after writing".into()));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_failed_events_writes_are_discarded_and_it_is_retried_then_dead_lettered() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(RedbStore::open(dir.path().join("p.redb")).unwrap());
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("datastore");
+        let (ds, problems) = crate::datastore::Datastore::open(&root);
+        assert!(problems.is_empty(), "{problems:?}");
+        let (engine, _runner) =
+            crate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(store.clone()));
+        let mut builtins = crate::methods::event_builtins();
+        builtins.insert("event_action_refresh", write_then_fail);
+        let engine = engine.with_builtins(builtins);
+        let handler = Handler::new(engine, EvmLog::discarding())
+            .unwrap()
+            .deferring_retries();
+        let provider = Arc::new(Provider {
+            name: "rhevm01".into(),
+            kind: "RHEVM".into(),
+            hostname: "rhevm01".into(),
+            userid: "admin".into(),
+        });
+        let event = |id: u64, vm: &str, attempts: u32| ClaimedEvent {
+            id,
+            attempts,
+            provider: provider.clone(),
+            event: ProviderEvent {
+                event_type: "VM_DOWN".into(),
+                timestamp: format!("2026-01-01T00:00:0{id}Z"),
+                chain_id: None,
+                vm_ems_ref: Some(format!("/api/vms/{vm}")),
+                vm_name: Some(vm.into()),
+                host_ems_ref: None,
+                host_name: None,
+                full_data: serde_json::Value::Null,
+            },
+            caught_us: 0,
+        };
+        let batch = vec![
+            event(1, "web-1", 1),
+            event(2, "poisoned", 1),
+            event(3, "failing", 1),
+            event(4, "web-2", 1),
+            event(5, "poisoned-last", MAX_EVENT_ATTEMPTS),
+        ];
+        let counters = Counters::default();
+        store.begin_unit();
+        let handled = handle_batch(&handler, &store, &counters, batch);
+        store.commit_unit(|_| Ok(())).unwrap();
+
+        assert_eq!(handled.failed, [2], "the panicking event is tried again");
+        assert_eq!(handled.ids, [1, 3, 4, 5], "acked (5: dead-lettered)");
+        assert_eq!(counters.failed.load(Ordering::Relaxed), 1);
+        assert_eq!(counters.dead_lettered.load(Ordering::Relaxed), 1);
+        let vm = |name: &str| {
+            store
+                .find_by("VmOrTemplate", "name", &AttrValue::from(name))
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| panic!("VM {name}"))
+        };
+        let note = |name: &str| store.attribute(&vm(name), "note").map(|v| v.to_text());
+        // The neighbours' writes are stored; the failed events' are not.
+        assert_eq!(note("web-1").as_deref(), Some("written"));
+        assert_eq!(note("web-2").as_deref(), Some("written"));
+        assert_eq!(note("poisoned"), None);
+        assert_eq!(note("failing"), None);
+        assert_eq!(note("poisoned-last"), None);
+        let rows: Vec<_> = store
+            .list("EventStream")
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                let text = |k: &str| store.attribute(&r, k).map(|v| v.to_text());
+                (
+                    r.class.to_string(),
+                    text("vm_ems_ref").unwrap_or_default(),
+                    text("attempts"),
+                    text("error"),
+                )
+            })
+            .collect();
+        let ems: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.0 == "EmsEvent")
+            .map(|r| r.1.as_str())
+            .collect();
+        // The Automate error keeps its event row (ManageIQ stores the
+        // event before it delivers it); the panicking events have none.
+        assert_eq!(ems, ["/api/vms/web-1", "/api/vms/failing", "/api/vms/web-2"]);
+        let dead: Vec<_> = rows.iter().filter(|r| r.0 == "DeadLetterEvent").collect();
+        assert_eq!(dead.len(), 1, "{rows:?}");
+        assert_eq!(dead[0].1, "/api/vms/poisoned-last");
+        assert_eq!(dead[0].2.as_deref(), Some("3"));
+        assert!(
+            dead[0].3.as_deref().is_some_and(|e| e.contains("poisoned event")),
+            "{dead:?}"
+        );
+    }
+}

@@ -22,3 +22,4 @@ mod requests;
 mod retries;
 mod storm;
 mod vmdb;
+mod harden_batch;
