@@ -7,6 +7,7 @@ pub mod datastore;
 pub mod demo;
 pub mod events;
 pub mod instantiate;
+pub mod logfile;
 pub mod method;
 pub mod request;
 pub mod retries;
