@@ -254,3 +254,60 @@ fn a_full_log_disk_drops_lines_counts_them_and_says_so() {
         "{stderr}"
     );
 }
+
+// --- Item 15: jsonl timestamps are normalised or refused -----------------
+
+#[test]
+fn jsonl_timestamps_are_stored_in_one_format_or_the_line_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let line = |ts: &str, vm: &str| {
+        json!({"event_type": "USER_RUN_VM", "timestamp": ts, "vm_ems_ref": vm, "vm_name": vm})
+            .to_string()
+    };
+    let lines = [
+        line("2026-01-01T00:00:01Z", "vm-1"),
+        line("2026-01-01 02:00:02.5+02:00", "vm-2"),
+        line("yesterday", "vm-3"),
+        line("2026-01-01T00:00:04.123456", "vm-4"),
+        line("", "vm-5"),
+    ];
+    std::fs::write(dir.join("events.jsonl"), lines.join("\n") + "\n").unwrap();
+    let (stats, _) = run_with_log(dir, "{}");
+    assert_eq!(stats["caught"], 3, "{stats}");
+    assert_eq!(stats["rejected"], 2, "{stats}");
+    assert_eq!(stats["handled"], 3, "{stats}");
+    let out = crate::common::automate_in(dir)
+        .args(["events", "list", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let events: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let mut stored: Vec<(String, String)> = events
+        .iter()
+        .filter(|e| e["event_namespace"] == "EmsEvent")
+        .map(|e| {
+            (
+                e["vm_ems_ref"].as_str().unwrap_or("").to_string(),
+                e["timestamp"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    stored.sort();
+    assert_eq!(
+        stored,
+        [
+            ("vm-1".to_string(), "2026-01-01T00:00:01.000Z".to_string()),
+            ("vm-2".to_string(), "2026-01-01T00:00:02.500Z".to_string()),
+            ("vm-4".to_string(), "2026-01-01T00:00:04.123Z".to_string()),
+        ]
+    );
+    let log = std::fs::read_to_string(dir.join("log/evm.log")).unwrap();
+    for n in [3, 5] {
+        assert!(
+            log.lines().any(|l| l.contains(&format!("events.jsonl line {n}: "))
+                && l.contains("field timestamp")),
+            "line {n} refused, naming file, line and field:\n{log}"
+        );
+    }
+}
