@@ -141,7 +141,10 @@ impl LogFile {
             } else {
                 // The whole lines that fit.
                 let window = rest.get(..room as usize).unwrap_or_default();
-                window.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1)
+                window
+                    .iter()
+                    .rposition(|b| *b == b'\n')
+                    .map_or(0, |i| i + 1)
             };
             let chunk = if fits > 0 {
                 fits
@@ -155,7 +158,9 @@ impl LogFile {
                 rest.len()
             } else {
                 // A line longer than max_size: a file of its own.
-                rest.iter().position(|b| *b == b'\n').map_or(rest.len(), |i| i + 1)
+                rest.iter()
+                    .position(|b| *b == b'\n')
+                    .map_or(rest.len(), |i| i + 1)
             };
             rotated = self.rotate_failed;
             let part = rest.get(..chunk).unwrap_or_default();
@@ -309,7 +314,7 @@ mod tests {
     }
 
     fn line(f: &mut LogFile, n: usize) {
-        write!(f, "line {n:05} {}\n", "x".repeat(90)).unwrap();
+        writeln!(f, "line {n:05} {}", "x".repeat(90)).unwrap();
         f.line_done();
     }
 
@@ -400,10 +405,7 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2, "{text}");
-        assert!(
-            lines[0].contains("30 log lines dropped"),
-            "{text}"
-        );
+        assert!(lines[0].contains("30 log lines dropped"), "{text}");
         assert!(lines[1].starts_with("line 00030"), "{text}");
         assert_eq!(f.unreported, 0);
     }

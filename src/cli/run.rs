@@ -15,11 +15,11 @@
 //! (`log.max_size`, `log.keep`), and a failed write (a full disk) is
 //! counted and reported ([`super::logfile`]).
 
+use super::logfile::{LogFile, Rotation};
 use super::{Global, LogFormat};
 use crate::events::config::{self, Config};
 use crate::events::pipeline::Pipeline;
 use anyhow::Context;
-use super::logfile::{LogFile, Rotation};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -284,7 +284,6 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
-
 /// Why the configuration cannot be used. `line`/`column` are 1-based, 0 when
 /// unknown.
 #[derive(Debug, thiserror::Error)]
@@ -512,11 +511,14 @@ mod tests {
     #[test]
     fn log_rotation_keys_parse_with_units_and_are_bounded() {
         let base = "providers:\n  - {name: r, type: RHEVM, hostname: h, userid: u, catcher: {kind: simulate}}\n";
-        let cfg = Config::from_yaml(&format!("{base}log: {{max_size: 64KiB, keep: 3}}\n"), "t.yaml")
-            .unwrap();
+        let cfg = Config::from_yaml(
+            &format!("{base}log: {{max_size: 64KiB, keep: 3}}\n"),
+            "t.yaml",
+        )
+        .unwrap();
         assert_eq!((cfg.log.max_size, cfg.log.keep), (LogSize(64 << 10), 3));
-        let cfg = Config::from_yaml(&format!("{base}log: {{max_size: 1000000}}\n"), "t.yaml")
-            .unwrap();
+        let cfg =
+            Config::from_yaml(&format!("{base}log: {{max_size: 1000000}}\n"), "t.yaml").unwrap();
         assert_eq!((cfg.log.max_size, cfg.log.keep), (LogSize(1_000_000), 5));
         let cfg = Config::from_yaml(base, "t.yaml").unwrap();
         assert_eq!(cfg.log.max_size, LogSize(100 << 20));
@@ -530,7 +532,10 @@ mod tests {
             let err = Config::from_yaml(&format!("{base}log: {{{bad}}}\n"), "t.yaml")
                 .unwrap_err()
                 .to_string();
-            assert!(err.contains(says) && err.starts_with("t.yaml:"), "{bad}: {err}");
+            assert!(
+                err.contains(says) && err.starts_with("t.yaml:"),
+                "{bad}: {err}"
+            );
         }
     }
 

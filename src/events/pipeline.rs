@@ -1253,13 +1253,19 @@ mod tests {
             .collect();
         // The Automate error keeps its event row (ManageIQ stores the
         // event before it delivers it); the panicking events have none.
-        assert_eq!(ems, ["/api/vms/web-1", "/api/vms/failing", "/api/vms/web-2"]);
+        assert_eq!(
+            ems,
+            ["/api/vms/web-1", "/api/vms/failing", "/api/vms/web-2"]
+        );
         let dead: Vec<_> = rows.iter().filter(|r| r.0 == "DeadLetterEvent").collect();
         assert_eq!(dead.len(), 1, "{rows:?}");
         assert_eq!(dead[0].1, "/api/vms/poisoned-last");
         assert_eq!(dead[0].2.as_deref(), Some("3"));
         assert!(
-            dead[0].3.as_deref().is_some_and(|e| e.contains("poisoned event")),
+            dead[0]
+                .3
+                .as_deref()
+                .is_some_and(|e| e.contains("poisoned event")),
             "{dead:?}"
         );
     }

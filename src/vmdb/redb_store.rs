@@ -2289,7 +2289,9 @@ mod tests {
         let gone = store
             .create("Vm", attrs(&[("name", "gone".into())]))
             .unwrap();
-        store.update(&first, "name", "changed twice".into()).unwrap();
+        store
+            .update(&first, "name", "changed twice".into())
+            .unwrap();
         store.rollback_to(inner);
         assert_eq!(store.find("Vm", gone.id), None);
         assert_eq!(
@@ -2297,7 +2299,10 @@ mod tests {
             Some(AttrValue::from("changed"))
         );
         store.rollback_to(outer);
-        assert_eq!(store.attribute(&first, "name"), Some(AttrValue::from("first")));
+        assert_eq!(
+            store.attribute(&first, "name"),
+            Some(AttrValue::from("first"))
+        );
         assert_eq!(store.attribute(&kept, "note"), None);
         // A released savepoint keeps its writes.
         let sp = store.savepoint().unwrap();

@@ -468,7 +468,11 @@ async fn jsonl_skips_bad_lines_by_number_and_filtered_types() {
     assert_eq!((s.caught, s.sent, s.skipped, s.rejected), (5, 4, 1, 2));
     assert_eq!(s.problems.len(), 2);
     // Each names the file and the line.
-    assert!(s.problems[0].contains("events.jsonl:4: "), "{:?}", s.problems);
+    assert!(
+        s.problems[0].contains("events.jsonl:4: "),
+        "{:?}",
+        s.problems
+    );
     assert!(
         s.problems[1].contains("events.jsonl:8: ") && s.problems[1].contains("event_type"),
         "{:?}",

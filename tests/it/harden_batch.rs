@@ -196,8 +196,8 @@ fn run_rotates_its_logs_at_max_size_and_keeps_n_files() {
     let log = dir.join("log");
     for base in ["evm.log", "automation.log"] {
         for name in [base.to_string(), format!("{base}.1"), format!("{base}.2")] {
-            let text = std::fs::read_to_string(log.join(&name))
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let text =
+                std::fs::read_to_string(log.join(&name)).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(text.len() <= 16 << 10, "{name}: {} bytes", text.len());
             assert!(text.ends_with('\n'), "{name}: whole lines");
             assert!(
@@ -305,8 +305,9 @@ fn jsonl_timestamps_are_stored_in_one_format_or_the_line_is_refused() {
     let log = std::fs::read_to_string(dir.join("log/evm.log")).unwrap();
     for n in [3, 5] {
         assert!(
-            log.lines().any(|l| l.contains(&format!("events.jsonl line {n}: "))
-                && l.contains("field timestamp")),
+            log.lines()
+                .any(|l| l.contains(&format!("events.jsonl line {n}: "))
+                    && l.contains("field timestamp")),
             "line {n} refused, naming file, line and field:\n{log}"
         );
     }

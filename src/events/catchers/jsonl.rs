@@ -50,8 +50,8 @@ pub fn parse_line(line: &str) -> Result<ProviderEvent, String> {
     if ev.event_type.trim().is_empty() {
         return Err("empty event_type".into());
     }
-    ev.timestamp = super::normalise_timestamp(&ev.timestamp)
-        .map_err(|e| format!("field timestamp: {e}"))?;
+    ev.timestamp =
+        super::normalise_timestamp(&ev.timestamp).map_err(|e| format!("field timestamp: {e}"))?;
     Ok(ev)
 }
 
