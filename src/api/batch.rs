@@ -113,11 +113,7 @@ fn run_batch<I>(store: &RedbStore, batch: Vec<Job<I>>, create: impl Fn(&[I]) -> 
     for job in &batch {
         let sp = store.savepoint();
         let answer = catch_unwind(AssertUnwindSafe(|| create(&job.items))).unwrap_or_else(|panic| {
-            let text = panic
-                .downcast_ref::<&str>()
-                .copied()
-                .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-                .unwrap_or("(no message)");
+            let text = crate::events::pipeline::panic_text(&*panic);
             tracing::error!(target: "evm", "MIQ(Api) an automation request panicked ({text}); its writes were discarded, the other requests of its batch go on");
             Err(ApiError::internal(
                 "the request failed inside the server (see evm.log); nothing of it was stored",

@@ -1031,8 +1031,8 @@ fn handle_batch(
     out
 }
 
-/// A panic's message.
-fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+/// A panic's message (what `catch_unwind` caught).
+pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
     panic
         .downcast_ref::<&str>()
         .copied()

@@ -140,3 +140,17 @@ pub fn automate_in(dir: &Path) -> std::process::Command {
         .env_remove("AUTOMATE_API_TOKEN");
     cmd
 }
+
+/// Copies the directory tree `src` to `dst`.
+pub fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for entry in std::fs::read_dir(src).unwrap() {
+        let entry = entry.unwrap();
+        let to = dst.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to);
+        } else {
+            std::fs::copy(entry.path(), to).unwrap();
+        }
+    }
+}

@@ -18,23 +18,10 @@ use tokio_util::sync::CancellationToken;
 
 const TOKEN: &str = "batch-token";
 
-fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for entry in std::fs::read_dir(src).unwrap() {
-        let entry = entry.unwrap();
-        let to = dst.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &to);
-        } else {
-            std::fs::copy(entry.path(), to).unwrap();
-        }
-    }
-}
-
 /// The shipped datastore plus `/System/Request/Poison`, whose method asks
 /// for a retry in `inf` seconds.
 fn poisoned_datastore(root: &Path) {
-    copy_dir(&crate::common::shipped_datastore(), root);
+    crate::common::copy_dir(&crate::common::shipped_datastore(), root);
     let class = root.join("ManageIQ/System/Request.class");
     std::fs::write(
         class.join("poison.yaml"),
