@@ -9,10 +9,10 @@ use super::{
     ApiResult, ApiState,
 };
 use crate::datastore::index::{join_path, ClassDef, FieldDef, Index, InstanceDef, MISSING};
+use crate::engine::Cancel;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -76,9 +76,9 @@ fn instance_json(c: &ClassDef, i: &InstanceDef, base: &str) -> Value {
 }
 
 /// `GET /api/automate`: the domains, highest priority first.
-pub(super) async fn domains(State(state): State<ApiState>, headers: HeaderMap) -> ApiResult {
+pub(super) async fn domains(State(state): State<ApiState>) -> ApiResult {
     let index = state.engine.datastore().index();
-    let base = base_url(&headers);
+    let base = base_url(&state);
     let resources: Vec<Value> = index
         .domains()
         .iter()
@@ -143,11 +143,10 @@ fn segments(path: &str) -> Vec<&str> {
 /// `GET /api/automate/<domain>/<ns...>/<class>[/<instance>]`.
 pub(super) async fn browse(
     State(state): State<ApiState>,
-    headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult {
     let index = state.engine.datastore().index();
-    let base = base_url(&headers);
+    let base = base_url(&state);
     let path = path_arg(path)?;
     let segs = segments(&path);
     let Some((first, rest)) = segs.split_first() else {
@@ -235,7 +234,7 @@ pub(super) async fn resolve(
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let obj = json_object(body)?;
+    let obj = json_object(body, &state)?;
     match opt_str(&obj, "action", "action")? {
         Some("resolve") => {}
         Some(other) => {
@@ -282,10 +281,17 @@ pub(super) async fn resolve(
         uri.push_str(m);
     }
     let engine = state.engine.clone();
-    let doc = in_unit(state.store.clone(), move || {
-        let (ws, err) = engine.instantiate_traced(&uri, &attrs);
+    // The engine runs on a blocking thread, which a dropped future does not
+    // stop: when the client goes away (axum drops this handler's future),
+    // the guard cancels the instantiation, which stops at its next budget
+    // check and logs `Instantiation cancelled`.
+    let cancel = Cancel::new();
+    let guard = cancel.on_drop();
+    let done = in_unit(state.store.clone(), move || {
+        let (ws, err) = engine.instantiate_traced_cancellable(&uri, &attrs, cancel);
         Ok(ws.to_json(&uri, err.as_ref()))
     })
-    .await?;
-    ok(doc)
+    .await;
+    guard.disarm();
+    ok(done?)
 }

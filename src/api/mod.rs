@@ -12,20 +12,23 @@
 
 mod automate;
 mod batch;
+pub mod db;
 mod objects;
 mod requests;
+mod server;
+
+pub use server::serve_with;
 
 use crate::engine::Engine;
-use crate::events::catchers::http::{
-    self, error_response, kind_of, HttpState, MAX_BODY, TOKEN_HEADER,
-};
+use crate::events::catchers::http::{self, error_response, kind_of, HttpState, TOKEN_HEADER};
+use crate::events::config::{check_public_url, ApiConfig, ApiLimits};
 use crate::events::queue::{EventQueue, EVENT_KIND};
 use crate::requests::Requests;
 use crate::vmdb::{RedbStore, Schedule};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
@@ -56,6 +59,7 @@ pub enum Endpoint {
     Host,
     Providers,
     Provider,
+    DbBackup,
 }
 
 /// One endpoint: method, path (OpenAPI syntax: `{id}`; `{path}` in
@@ -99,6 +103,7 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/api/hosts/{id}", Endpoint::Host),
     r("GET", "/api/providers", Endpoint::Providers),
     r("GET", "/api/providers/{id}", Endpoint::Provider),
+    r("POST", "/api/db/backup", Endpoint::DbBackup),
 ];
 
 /// Where `GET /api/health` reads the event queue's depth.
@@ -120,6 +125,10 @@ pub struct ApiState {
     requests: Arc<Requests>,
     batcher: Arc<batch::Batcher>,
     depth: Depth,
+    /// `api.limits`.
+    limits: Arc<ApiLimits>,
+    /// What every `href` starts with: `api.public_url`, or empty (paths).
+    public_url: Arc<str>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -153,7 +162,22 @@ impl ApiState {
             engine,
             store,
             depth: Depth::Stored(schedule),
+            limits: Arc::new(ApiLimits::default()),
+            public_url: Arc::from(""),
         })
+    }
+
+    /// The API configured by `api`: its limits and `public_url` (the
+    /// token is [`ApiState::new`]'s). Fails on a `public_url` that is not
+    /// an http(s) URL.
+    pub fn with_config(mut self, api: &ApiConfig) -> std::io::Result<ApiState> {
+        let url = match &api.public_url {
+            Some(u) => check_public_url(u).map_err(std::io::Error::other)?,
+            None => String::new(),
+        };
+        self.public_url = Arc::from(url);
+        self.limits = Arc::new(api.limits.clone());
+        Ok(self)
     }
 
     /// `/api/health` reports this queue's depth (the running pipeline's).
@@ -264,15 +288,12 @@ async fn in_unit<T: Send + 'static>(
 /// not an object.
 fn json_object(
     body: Result<Bytes, BytesRejection>,
+    state: &ApiState,
 ) -> Result<serde_json::Map<String, Value>, ApiError> {
     let bytes = match body {
         Ok(b) => b,
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("the body is larger than {MAX_BODY} bytes"),
-            ))
+            return Err(server::too_large(state.limits.max_body_bytes))
         }
         Err(e) => {
             return Err(ApiError::bad_request(format!(
@@ -313,13 +334,49 @@ fn opt_str<'a>(
     }
 }
 
-/// `http://host` from the request's `Host` header, for `href`s.
-fn base_url(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    format!("http://{host}")
+/// What `href`s start with: `api.public_url`, else nothing (the links are
+/// paths, `/api/...`). Never the request's `Host` header, which the client
+/// chooses.
+fn base_url(state: &ApiState) -> String {
+    state.public_url.to_string()
+}
+
+/// `offset` and `limit` of a collection query (other keys are left to the
+/// caller): `limit` defaults to `api.limits.default_limit` and may not
+/// exceed `api.limits.max_limit`.
+fn page_args(
+    q: &std::collections::HashMap<String, String>,
+    limits: &ApiLimits,
+) -> Result<(usize, usize), ApiError> {
+    let number = |key: &str| -> Result<Option<usize>, ApiError> {
+        q.get(key)
+            .map(|v| {
+                v.trim().parse::<usize>().map_err(|_| {
+                    ApiError::bad_request(format!("{key}: [{v}] is not a non-negative integer"))
+                })
+            })
+            .transpose()
+    };
+    let offset = number("offset")?.unwrap_or(0);
+    let limit = number("limit")?.unwrap_or(limits.default_limit);
+    if limit > limits.max_limit {
+        return Err(ApiError::bad_request(format!(
+            "limit: {limit} is over the maximum page size of {} (api.limits.max_limit); page with offset",
+            limits.max_limit
+        )));
+    }
+    Ok((offset, limit))
+}
+
+/// A collection query's parameters; 400 when they cannot be decoded.
+type QueryArgs = Result<
+    axum::extract::Query<std::collections::HashMap<String, String>>,
+    axum::extract::rejection::QueryRejection,
+>;
+
+fn query_args(q: QueryArgs) -> Result<std::collections::HashMap<String, String>, ApiError> {
+    q.map(|axum::extract::Query(q)| q)
+        .map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))
 }
 
 /// A ManageIQ collection: `name`, `count` (all), `subcount` (shown),
@@ -425,6 +482,7 @@ fn handler(method: &str, endpoint: Endpoint) -> Option<MethodRouter<ApiState>> {
         Endpoint::Host => on(filter, objects::host),
         Endpoint::Providers => on(filter, objects::providers),
         Endpoint::Provider => on(filter, objects::provider),
+        Endpoint::DbBackup => on(filter, db::backup),
     })
 }
 
@@ -433,6 +491,7 @@ fn handler(method: &str, endpoint: Endpoint) -> Option<MethodRouter<ApiState>> {
 /// the token check.
 pub fn router(state: ApiState, events: Option<HttpState>) -> Router {
     let token = state.token.clone();
+    let limits = state.limits.clone();
     let mut by_path: BTreeMap<&str, Vec<&Route>> = BTreeMap::new();
     for route in ROUTES {
         by_path.entry(route.path).or_default().push(route);
@@ -462,29 +521,43 @@ pub fn router(state: ApiState, events: Option<HttpState>) -> Router {
         api = api.route(&axum_path(path), mr);
     }
     let events = events.unwrap_or_else(|| HttpState::new(token.to_string()));
-    api.layer(DefaultBodyLimit::max(MAX_BODY))
+    api.layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .with_state(state)
         .merge(http::router(events))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(token, auth))
+        .layer(axum::middleware::from_fn_with_state(
+            limits,
+            server::deadline,
+        ))
 }
 
-/// Serves `router` on `listener` until `shutdown`.
+/// Serves `router` on `listener` until `shutdown`, within the default
+/// [`ApiLimits`] ([`serve_with`] takes configured ones).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(target: "evm", "MIQ(Api) listening on http://{addr}/api");
-    }
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    serve_with(listener, router, &ApiLimits::default(), shutdown).await
 }
 
-/// `GET /api/health`: liveness and the event queue's depth (no token).
+/// `GET /api/health`: liveness, the event queue's depth and the object
+/// store's health (no token). 503 `{"status": "unavailable", "store":
+/// {...}}` while the store takes no writes (a full disk, a failed write,
+/// a damaged page: `crate::vmdb::health`).
 async fn health(State(state): State<ApiState>) -> ApiResult {
+    if let Some(fault) = state.store.health().fault() {
+        return Ok((
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "unavailable",
+                "version": env!("CARGO_PKG_VERSION"),
+                "store": fault,
+            })),
+        )
+            .into_response());
+    }
     let s = state.clone();
     let depth = blocking(move || s.queue_depth()).await?;
     ok(json!({

@@ -6,16 +6,15 @@
 //! as `automate events list` reads it.
 
 use super::{
-    base_url, blocking, collection, ok, parse_id, path_arg, ApiError, ApiResult, ApiState,
+    base_url, blocking, collection, ok, page_args, parse_id, path_arg, query_args, ApiError,
+    ApiResult, ApiState, QueryArgs,
 };
 use crate::engine::datatype::to_json;
 use crate::events::stream::{event_streams, EventFilter};
-use crate::vmdb::StoredObject;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use crate::vmdb::{PageQuery, StoredObject};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
 use serde_json::{json, Map, Value};
-use std::collections::HashMap;
 
 /// One stored object as JSON: ManageIQ's string `id`, `href`, its class as
 /// `type`, its attributes (internal keys left out).
@@ -35,39 +34,45 @@ fn object_json(collection: &str, id: i64, obj: &StoredObject, base: &str) -> Val
     Value::Object(m)
 }
 
-/// Every object of a base class, as a collection.
+/// A page of the objects of a base class (`offset`, `limit`), by id, as a
+/// collection; `count` is every object of the class.
 async fn list_class(
     state: ApiState,
-    headers: HeaderMap,
+    query: QueryArgs,
     class: &'static str,
     name: &'static str,
 ) -> ApiResult {
+    let (offset, limit) = page_args(&query_args(query)?, &state.limits)?;
     let store = state.store.clone();
-    let base = base_url(&headers);
-    let resources = blocking(move || {
-        let mut out = Vec::new();
-        for r in store.list(class).map_err(ApiError::internal)? {
-            if let Some(obj) = store.load(&r.class, r.id).map_err(ApiError::internal)? {
-                out.push(object_json(name, r.id, &obj, &base));
-            }
-        }
-        Ok(out)
+    let base = base_url(&state);
+    let (total, resources) = blocking(move || {
+        let q = PageQuery {
+            offset,
+            limit,
+            newest_first: false,
+        };
+        let page = store.page(class, q, None).map_err(ApiError::internal)?;
+        let out: Vec<Value> = page
+            .rows
+            .iter()
+            .map(|(id, obj)| object_json(name, *id, obj, &base))
+            .collect();
+        Ok((page.total, out))
     })
     .await?;
-    ok(collection(name, resources.len(), resources))
+    ok(collection(name, total, resources))
 }
 
 /// One object of a base class by id.
 async fn show_class(
     state: ApiState,
-    headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
     class: &'static str,
     name: &'static str,
 ) -> ApiResult {
     let id = parse_id(&path_arg(id)?)?;
     let store = state.store.clone();
-    let base = base_url(&headers);
+    let base = base_url(&state);
     blocking(
         move || match store.load(class, id).map_err(ApiError::internal)? {
             Some(obj) => Ok(object_json(name, id, &obj, &base)),
@@ -78,58 +83,60 @@ async fn show_class(
     .and_then(ok)
 }
 
-pub(super) async fn vms(State(s): State<ApiState>, h: HeaderMap) -> ApiResult {
-    list_class(s, h, "VmOrTemplate", "vms").await
+pub(super) async fn vms(State(s): State<ApiState>, q: QueryArgs) -> ApiResult {
+    list_class(s, q, "VmOrTemplate", "vms").await
 }
 
 pub(super) async fn vm(
     State(s): State<ApiState>,
-    h: HeaderMap,
     id: Result<Path<String>, PathRejection>,
 ) -> ApiResult {
-    show_class(s, h, id, "VmOrTemplate", "vms").await
+    show_class(s, id, "VmOrTemplate", "vms").await
 }
 
-pub(super) async fn hosts(State(s): State<ApiState>, h: HeaderMap) -> ApiResult {
-    list_class(s, h, "Host", "hosts").await
+pub(super) async fn hosts(State(s): State<ApiState>, q: QueryArgs) -> ApiResult {
+    list_class(s, q, "Host", "hosts").await
 }
 
 pub(super) async fn host(
     State(s): State<ApiState>,
-    h: HeaderMap,
     id: Result<Path<String>, PathRejection>,
 ) -> ApiResult {
-    show_class(s, h, id, "Host", "hosts").await
+    show_class(s, id, "Host", "hosts").await
 }
 
-pub(super) async fn providers(State(s): State<ApiState>, h: HeaderMap) -> ApiResult {
-    list_class(s, h, "ExtManagementSystem", "providers").await
+pub(super) async fn providers(State(s): State<ApiState>, q: QueryArgs) -> ApiResult {
+    list_class(s, q, "ExtManagementSystem", "providers").await
 }
 
 pub(super) async fn provider(
     State(s): State<ApiState>,
-    h: HeaderMap,
     id: Result<Path<String>, PathRejection>,
 ) -> ApiResult {
-    show_class(s, h, id, "ExtManagementSystem", "providers").await
+    show_class(s, id, "ExtManagementSystem", "providers").await
 }
 
 pub(super) async fn event_stream(
     State(s): State<ApiState>,
-    h: HeaderMap,
     id: Result<Path<String>, PathRejection>,
 ) -> ApiResult {
-    show_class(s, h, id, "EventStream", "event_streams").await
+    show_class(s, id, "EventStream", "event_streams").await
 }
 
-/// `GET /api/event_streams?type=..&since=..&limit=..`.
+/// `GET /api/event_streams?type=..&since=..&limit=..&offset=..`: the last
+/// `limit` matching events (`api.limits.default_limit` without one), the
+/// newest `offset` skipped, oldest first.
 pub(super) async fn event_streams_handler(
     State(state): State<ApiState>,
-    headers: HeaderMap,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    query: QueryArgs,
 ) -> ApiResult {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))?;
-    let mut filter = EventFilter::default();
+    let q = query_args(query)?;
+    let (offset, limit) = page_args(&q, &state.limits)?;
+    let mut filter = EventFilter {
+        limit: Some(limit),
+        offset,
+        ..EventFilter::default()
+    };
     for (k, v) in &q {
         match k.as_str() {
             "type" => filter.event_type = Some(v.clone()),
@@ -140,20 +147,16 @@ pub(super) async fn event_streams_handler(
                     ))
                 })?)
             }
-            "limit" => {
-                filter.limit = Some(v.trim().parse::<usize>().map_err(|_| {
-                    ApiError::bad_request(format!("limit: [{v}] is not a non-negative integer"))
-                })?)
-            }
+            "limit" | "offset" => {}
             other => {
                 return Err(ApiError::bad_request(format!(
-                    "{other}: unknown parameter (type, since, limit)"
+                    "{other}: unknown parameter (type, since, limit, offset)"
                 )))
             }
         }
     }
     let store = state.store.clone();
-    let base = base_url(&headers);
+    let base = base_url(&state);
     let (total, resources) = blocking(move || {
         let (total, rows) = event_streams(&store, &filter).map_err(ApiError::internal)?;
         let resources: Vec<Value> = rows

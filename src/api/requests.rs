@@ -4,14 +4,16 @@
 //! blocking pool; creations are group-committed by `batch`).
 
 use super::{
-    base_url, blocking, collection, in_unit, json_object, kind_of, ok, opt_str, parse_id, path_arg,
-    ApiError, ApiResult, ApiState,
+    base_url, blocking, collection, in_unit, json_object, kind_of, ok, opt_str, page_args,
+    parse_id, path_arg, query_args, ApiError, ApiResult, ApiState, QueryArgs,
 };
-use crate::requests::{NewRequest, RequestError, RequestView};
+use crate::engine::AttrValue;
+use crate::requests::{NewRequest, RequestError, RequestView, REQUEST_CLASS, REQUEST_TYPE};
+use crate::vmdb::{PageQuery, StoredObject};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use serde_json::{json, Map, Value};
 
 /// ManageIQ's defaults for missing `uri_parts` (`AutomationRequest`).
@@ -183,15 +185,26 @@ fn check_exists(state: &ApiState, at: &str, req: &NewRequest) -> Result<(), ApiE
 /// `POST /api/automation_requests`.
 pub(super) async fn create(
     State(state): State<ApiState>,
-    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let obj = json_object(body)?;
+    let obj = json_object(body, &state)?;
     let mut items: Vec<(String, NewRequest)> = Vec::new();
     match opt_str(&obj, "action", "action")? {
         None => items.push((String::new(), parse_new("", &Value::Object(obj.clone()))?)),
         Some("create") => match (obj.get("resource"), obj.get("resources")) {
             (Some(r), None) => items.push(("resource".into(), parse_new("resource", r)?)),
+            (None, Some(Value::Array(list))) if list.len() > state.limits.max_resources => {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!(
+                        "resources: {} resources, more than the {} one action may create \
+                         (api.limits.max_resources); send them in several requests",
+                        list.len(),
+                        state.limits.max_resources
+                    ),
+                ))
+            }
             (None, Some(Value::Array(list))) if !list.is_empty() => {
                 for (i, r) in list.iter().enumerate() {
                     let at = format!("resources[{i}]");
@@ -220,7 +233,7 @@ pub(super) async fn create(
     for (at, new) in &items {
         check_exists(&state, at, new)?;
     }
-    let base = base_url(&headers);
+    let base = base_url(&state);
     let views = state
         .batcher
         .create(items.into_iter().map(|(_, new)| new).collect())
@@ -229,29 +242,47 @@ pub(super) async fn create(
     ok(json!({ "results": results }))
 }
 
-/// `GET /api/automation_requests`.
-pub(super) async fn list(State(state): State<ApiState>, headers: HeaderMap) -> ApiResult {
-    let requests = state.requests.clone();
-    let views = blocking(move || requests.list().map_err(request_error)).await?;
-    let base = base_url(&headers);
+/// `GET /api/automation_requests?offset=..&limit=..`: a page of the
+/// requests by id, read from the store only as far as the page goes;
+/// `count` is every stored request.
+pub(super) async fn list(State(state): State<ApiState>, query: QueryArgs) -> ApiResult {
+    let (offset, limit) = page_args(&query_args(query)?, &state.limits)?;
+    let (store, requests) = (state.store.clone(), state.requests.clone());
+    let (total, views) = blocking(move || {
+        let automation = |o: &StoredObject| {
+            o.class.eq_ignore_ascii_case(REQUEST_CLASS)
+                && o.attrs.get("request_type") == Some(&AttrValue::str(REQUEST_TYPE))
+        };
+        let q = PageQuery {
+            offset,
+            limit,
+            newest_first: false,
+        };
+        let page = store
+            .page("MiqRequest", q, Some(&automation))
+            .map_err(ApiError::internal)?;
+        let views = page
+            .rows
+            .iter()
+            .map(|(id, _)| requests.get(*id).map_err(request_error))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((page.total, views))
+    })
+    .await?;
+    let base = base_url(&state);
     let resources: Vec<Value> = views.iter().map(|v| view_json(v, &base)).collect();
-    ok(collection(
-        "automation_requests",
-        resources.len(),
-        resources,
-    ))
+    ok(collection("automation_requests", total, resources))
 }
 
 /// `GET /api/automation_requests/{id}`.
 pub(super) async fn get(
     State(state): State<ApiState>,
     id: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
 ) -> ApiResult {
     let id = parse_id(&path_arg(id)?)?;
     let requests = state.requests.clone();
     let view = blocking(move || requests.get(id).map_err(request_error)).await?;
-    ok(view_json(&view, &base_url(&headers)))
+    ok(view_json(&view, &base_url(&state)))
 }
 
 /// `POST /api/automation_requests/{id}` with `{"action": "approve" |
@@ -260,11 +291,10 @@ pub(super) async fn get(
 pub(super) async fn action(
     State(state): State<ApiState>,
     id: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let id = parse_id(&path_arg(id)?)?;
-    let obj = json_object(body)?;
+    let obj = json_object(body, &state)?;
     let action = opt_str(&obj, "action", "action")?
         .ok_or_else(|| ApiError::bad_request("action: missing (approve or deny)"))?
         .to_string();
@@ -294,7 +324,7 @@ pub(super) async fn action(
             )))
         }
     };
-    let base = base_url(&headers);
+    let base = base_url(&state);
     let done = if action == "approve" {
         "approved"
     } else {

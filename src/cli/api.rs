@@ -5,11 +5,11 @@
 //! by a retry runner in the same process. Runs until SIGTERM or SIGINT.
 
 use super::Global;
-use crate::api::{router, serve, ApiState};
+use crate::api::{router, serve_with, ApiState};
 use crate::datastore::Datastore;
 use crate::engine::deliver::{run_due, DEFAULT_MAX_DELIVERIES};
 use crate::engine::Engine;
-use crate::events::config::{ApiConfig, Config};
+use crate::events::config::{ApiConfig, Config, EngineConfig};
 use crate::vmdb::RedbStore;
 use anyhow::{bail, Context};
 use std::path::PathBuf;
@@ -25,16 +25,20 @@ pub struct ApiArgs {
     /// 127.0.0.1:3000). Port 0 picks a free port; the address is printed.
     #[arg(long)]
     pub listen: Option<String>,
-    /// automate.yaml to read `api.listen` and `api.token` from. The token
-    /// can also (and without a file, must) come from AUTOMATE_API_TOKEN.
+    /// automate.yaml to read `api.listen`, `api.token`, `api.public_url`,
+    /// `api.limits` and the `engine:` budget from. The token can also (and
+    /// without a file, must) come from AUTOMATE_API_TOKEN.
     #[arg(long)]
     pub config: Option<PathBuf>,
 }
 
 pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
-    let mut api = match &args.config {
-        Some(path) => Config::load(path)?.api,
-        None => ApiConfig::default(),
+    let (mut api, budget) = match &args.config {
+        Some(path) => {
+            let cfg = Config::load(path)?;
+            (cfg.api, cfg.engine.limits())
+        }
+        None => (ApiConfig::default(), EngineConfig::default().limits()),
     };
     if let Ok(token) = std::env::var("AUTOMATE_API_TOKEN") {
         if !token.is_empty() {
@@ -44,7 +48,7 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
     if api.token.is_empty() {
         bail!("the API needs a token: set AUTOMATE_API_TOKEN or api.token in --config");
     }
-    let listen = args.listen.unwrap_or(api.listen);
+    let listen = args.listen.clone().unwrap_or_else(|| api.listen.clone());
     // As `automate run` opens it: every API call that writes commits its
     // unit of work durably before answering, and a re-delivered retry
     // completes its scheduled item (durably) after its writes.
@@ -57,8 +61,9 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
     for p in &problems {
         eprintln!("warning: {p}");
     }
-    let (engine, _runner) =
-        crate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(store.clone()));
+    let mut engine = Engine::new(Arc::new(ds)).with_store(store.clone());
+    engine.options.budget = budget;
+    let (engine, _runner) = crate::methods::with_methods(engine);
 
     // Re-delivers the state-machine retries of the requests run here.
     let stop = Arc::new(AtomicBool::new(false));
@@ -92,9 +97,14 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("listening on {listen}"))?;
         let addr = listener.local_addr()?;
         println!("automate api: listening on http://{addr}/api");
-        let state = ApiState::new(api.token.clone(), engine, store)?;
+        let state = ApiState::new(api.token.clone(), engine, store)?.with_config(&api)?;
         let shutdown = CancellationToken::new();
-        let server = tokio::spawn(serve(listener, router(state, None), shutdown.clone()));
+        let limits = api.limits.clone();
+        let stop = shutdown.clone();
+        let server =
+            tokio::spawn(
+                async move { serve_with(listener, router(state, None), &limits, stop).await },
+            );
         signal().await;
         shutdown.cancel();
         server.await.context("the API server panicked")??;

@@ -159,14 +159,16 @@ pub fn list(global: &Global, cmd: EventsCmd) -> anyhow::Result<ExitCode> {
             format!("--since {s:?} is neither RFC 3339 nor a number of seconds")
         })?),
     };
-    let store = RedbStore::open(&global.db)
+    // Read-only: never writes (nor repairs) the file.
+    let store = RedbStore::open_read_only(&global.db)
         .with_context(|| format!("opening the object store {}", global.db.display()))?;
     let filter = EventFilter {
         event_type: args.event_type.clone(),
         since_ms,
         limit: args.limit,
+        offset: 0,
     };
-    let (_, rows) = event_streams(&store, &filter)?;
+    let (_, rows) = store.guard(|| event_streams(&store, &filter))?;
     let mut out = std::io::stdout().lock();
     if args.json {
         let items: Vec<serde_json::Value> = rows

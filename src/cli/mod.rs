@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod datastore;
+pub mod db;
 pub mod demo;
 pub mod events;
 pub mod instantiate;
@@ -66,6 +67,9 @@ pub enum Command {
     /// Inspect and check the datastore.
     #[command(subcommand)]
     Datastore(datastore::DatastoreCmd),
+    /// Check and back up the object store (the redb file).
+    #[command(subcommand)]
+    Db(db::DbCmd),
     /// Import a domain from a directory, a zip or a repository.
     Import(datastore::ImportArgs),
     /// Export a domain to a directory or a zip.
@@ -101,6 +105,7 @@ pub fn main() -> ExitCode {
         Command::Api(args) => api::run(&cli.global, args),
         Command::Demo(args) => demo::run(&cli.global, args),
         Command::Datastore(cmd) => datastore::run(&cli.global, cmd),
+        Command::Db(cmd) => db::run(&cli.global, cmd),
         Command::Import(args) => datastore::import(&cli.global, args),
         Command::Export(args) => datastore::export(&cli.global, args),
         Command::Instantiate(args) => instantiate::run(&cli.global, args),

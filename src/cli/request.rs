@@ -87,15 +87,23 @@ pub fn run(global: &Global, args: RequestArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_command(global: &Global, args: RequestArgs) -> anyhow::Result<ExitCode> {
-    let db = RedbStore::open(&global.db)
-        .with_context(|| format!("opening the object store {}", global.db.display()))?;
+    // `list` and `show` only read: the file is opened read-only (never
+    // repaired), and a panic inside redb is an error naming it.
+    let read_only = matches!(args.cmd, RequestCmd::List { .. } | RequestCmd::Show { .. });
+    let db = if read_only {
+        RedbStore::open_read_only(&global.db)
+    } else {
+        RedbStore::open(&global.db)
+    }
+    .with_context(|| format!("opening the object store {}", global.db.display()))?;
+    let db = Arc::new(db);
     let schedule = db.schedule();
     let (ds, problems) = Datastore::open(&global.datastore);
     for p in &problems {
         eprintln!("warning: {p}");
     }
     let (engine, _runner) =
-        crate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(Arc::new(db)));
+        crate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(db.clone()));
     let requests = Requests::new(engine, schedule);
     let mut out = std::io::stdout().lock();
     let (views, json) = match args.cmd {
@@ -124,9 +132,9 @@ fn run_command(global: &Global, args: RequestArgs) -> anyhow::Result<ExitCode> {
             (vec![requests.approve(id, reason.as_deref())?], json)
         }
         RequestCmd::Deny { id, reason, json } => (vec![requests.deny(id, &reason)?], json),
-        RequestCmd::Show { id, json } => (vec![requests.get(id)?], json),
+        RequestCmd::Show { id, json } => (vec![guarded(&db, || requests.get(id))?], json),
         RequestCmd::List { json } => {
-            let all = requests.list()?;
+            let all = guarded(&db, || requests.list())?;
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&all)?)?;
             } else {
@@ -225,6 +233,20 @@ fn write_view(out: &mut impl Write, v: &RequestView) -> std::io::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// Runs a read of `db` with a panic inside redb turned into an error naming
+/// the file ([`RedbStore::guard`]).
+fn guarded<T>(
+    db: &RedbStore,
+    f: impl FnOnce() -> Result<T, crate::requests::RequestError>,
+) -> anyhow::Result<T> {
+    let mut out = None;
+    db.guard(|| {
+        out = Some(f());
+        Ok(())
+    })?;
+    Ok(out.with_context(|| format!("{}: the read did not run", db.path().display()))??)
 }
 
 #[cfg(test)]

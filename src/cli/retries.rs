@@ -32,16 +32,23 @@ pub enum RetriesCmd {
 }
 
 pub fn run(global: &Global, cmd: RetriesCmd) -> anyhow::Result<ExitCode> {
-    let db = RedbStore::open(&global.db)
-        .with_context(|| format!("opening the object store {}", global.db.display()))?;
+    // `list` only reads: the file is opened read-only (never repaired).
+    let db = if matches!(cmd, RetriesCmd::List) {
+        RedbStore::open_read_only(&global.db)
+    } else {
+        RedbStore::open(&global.db)
+    }
+    .with_context(|| format!("opening the object store {}", global.db.display()))?;
     let schedule = db.schedule();
     let mut out = std::io::stdout().lock();
     match cmd {
         RetriesCmd::List => {
-            let due = schedule.due(
-                SystemTime::now() + Duration::from_secs(10 * 365 * 86_400),
-                10_000,
-            )?;
+            let due = db.guard(|| {
+                schedule.due(
+                    SystemTime::now() + Duration::from_secs(10 * 365 * 86_400),
+                    10_000,
+                )
+            })?;
             for (id, item, attempts) in due {
                 if item.kind != RETRY_KIND {
                     continue;

@@ -103,13 +103,18 @@ fn run_inner(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
     let stats = rt.block_on(async {
         let pipeline = Pipeline::start(&cfg, &global.datastore, &global.db).await?;
         tracing::info!(target: "evm", "MIQ(automate run) started: {} providers, {} workers, {} leases of a previous run released", cfg.providers.len(), cfg.workers, pipeline.released);
+        // A store that failed (not a full disk, which waits for space)
+        // ends the run: only a restart opens it again.
         if args.until_idle {
             tokio::select! {
                 _ = pipeline.wait_idle() => {}
                 _ = signal() => {}
             }
         } else {
-            signal().await;
+            tokio::select! {
+                _ = pipeline.wait_store_failed() => {}
+                _ = signal() => {}
+            }
         }
         tracing::info!(target: "evm", "MIQ(automate run) shutting down: draining the queue");
         // A second signal while draining exits at once: what was not
@@ -156,6 +161,11 @@ fn run_inner(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
             secs,
             stats.handled as f64 / secs.max(1e-9)
         )?;
+    }
+    if let Some(e) = &stats.store_error {
+        eprintln!("error: the object store took no more writes: {e}");
+        eprintln!("  the {} events not handled stay queued in the file and are delivered at the next start; see docs/operations.md", stats.queued);
+        return Ok(ExitCode::from(1));
     }
     if let Some(e) = &stats.catcher_error {
         eprintln!("error: a catcher stopped: {e}");

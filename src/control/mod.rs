@@ -24,7 +24,6 @@ use crate::datastore::Datastore;
 use crate::engine::{AttrValue, Level, Runtime, TraceLine};
 use crate::methods::events;
 use crate::vmdb::VmdbRef;
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -108,12 +107,9 @@ pub const POLICY_PREFIX: &str = "MIQ(MiqPolicy.enforce_policy)";
 pub const ALERT_PREFIX: &str = "MIQ(MiqAlert.evaluate_alerts)";
 
 /// Most nested `invoke` actions (an invoke whose instantiation raises an
-/// event whose policy invokes ...).
+/// event whose policy invokes ...), carried in the nested runtime
+/// ([`crate::engine::Nesting`]).
 const MAX_INVOKE_DEPTH: usize = 8;
-
-thread_local! {
-    static INVOKE_DEPTH: Cell<usize> = const { Cell::new(0) };
-}
 
 type Loaded = Result<Arc<ControlSet>, ControlError>;
 
@@ -267,6 +263,11 @@ fn run_actions(
     target: Option<&VmdbRef>,
 ) {
     for action in actions {
+        // The instantiation's budget ran out (an action before raised or
+        // invoked too much): the remaining actions would only fail.
+        if rt.budget().tripped().is_some() {
+            return;
+        }
         let head = format!("{who} action {}", action.kind());
         match action {
             Action::Log(msg) => rt.log(Level::Info, format!("{head}: {msg}")),
@@ -318,7 +319,8 @@ fn run_actions(
 
 /// Instantiates `uri` as a new root and appends its trace to the caller's.
 fn invoke(rt: &mut Runtime<'_>, head: &str, uri: &str) {
-    let depth = INVOKE_DEPTH.with(Cell::get);
+    let mut nesting = rt.nesting();
+    let depth = nesting.invoke;
     if depth >= MAX_INVOKE_DEPTH {
         rt.log(
             Level::Error,
@@ -328,10 +330,8 @@ fn invoke(rt: &mut Runtime<'_>, head: &str, uri: &str) {
     }
     rt.log(Level::Info, format!("{head}: [{uri}]"));
     let base = rt.ws.trace.last().map_or(0, |l| l.depth + 1);
-    INVOKE_DEPTH.with(|d| d.set(depth + 1));
-    let engine = rt.engine();
-    let (ws, err) = engine.instantiate_traced(uri, &[]);
-    INVOKE_DEPTH.with(|d| d.set(depth));
+    nesting.invoke = depth + 1;
+    let (ws, err) = rt.deliver_nested(uri, None, nesting);
     rt.ws.trace.extend(ws.trace.into_iter().map(|l| TraceLine {
         depth: base + l.depth,
         ..l

@@ -48,6 +48,10 @@ pub enum EngineError {
     ServiceNotFound(String),
     #[error("{0}")]
     InvalidCollection(String),
+    /// The instantiation's budget ran out (or it was cancelled): every
+    /// handler passes it up unchanged.
+    #[error("Instantiation stopped: {0}")]
+    Budget(super::budget::BudgetExceeded),
 }
 
 impl EngineError {

@@ -191,6 +191,8 @@ impl Runtime<'_> {
                 .attributes
                 .insert("_missing_instance".to_string(), AttrValue::Str(req));
         }
+        // One object of the top-level instantiation's budget.
+        self.spend_object()?;
         let id = self.ws.objects.len();
         self.ws.objects.push(object);
         if let Some(p) = parent {

@@ -497,7 +497,7 @@ impl Runtime<'_> {
     ) -> Result<(), EngineError> {
         match f(self, id, inputs) {
             Ok(()) => Ok(()),
-            Err(EngineError::Abort(m)) => Err(EngineError::Abort(m)),
+            Err(e @ (EngineError::Abort(_) | EngineError::Budget(_))) => Err(e),
             Err(e) => Err(EngineError::Abort(e.to_string())),
         }
     }

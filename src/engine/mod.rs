@@ -11,8 +11,10 @@
 //!
 //! Submodules: [`datatype`] (value conversion), [`substitute`] (`${...}` and
 //! workspace object paths), [`collect`] (collect expressions), `methods`
-//! (method calls and inputs), `state_machine` (states, retries).
+//! (method calls and inputs), `state_machine` (states, retries), [`budget`]
+//! (what one instantiation may spend, shared with everything it triggers).
 
+pub mod budget;
 mod collect;
 pub mod datatype;
 pub mod deliver;
@@ -25,6 +27,7 @@ pub mod time;
 mod value;
 mod workspace;
 
+pub use budget::{Budget, BudgetExceeded, BudgetKind, BudgetLimits, Cancel, CancelOnDrop};
 pub use error::EngineError;
 pub use methods::{BuiltinFn, Builtins, MethodRc, ScriptRunner};
 pub use time::now_utc_text;
@@ -42,6 +45,9 @@ pub struct EngineOptions {
     pub max_depth: usize,
     /// Trace lines also go to `tracing` (target `automation`).
     pub emit_tracing: bool,
+    /// What one top-level instantiation may spend, everything it triggers
+    /// included ([`budget`]).
+    pub budget: BudgetLimits,
 }
 
 impl Default for EngineOptions {
@@ -49,6 +55,7 @@ impl Default for EngineOptions {
         EngineOptions {
             max_depth: 64,
             emit_tracing: true,
+            budget: BudgetLimits::default(),
         }
     }
 }
@@ -126,9 +133,10 @@ impl Engine {
     ) -> Result<Workspace, EngineError> {
         let mut rt = Runtime::new(self);
         rt.extra_args = attrs.to_vec();
-        match rt.instantiate(uri, None) {
-            Ok(_) => Ok(rt.ws),
-            Err(e) => Err(e),
+        let result = rt.instantiate(uri, None);
+        match rt.finish(result.err()) {
+            None => Ok(rt.ws),
+            Some(e) => Err(e),
         }
     }
 
@@ -139,10 +147,7 @@ impl Engine {
         uri: &str,
         attrs: &[(String, String)],
     ) -> (Workspace, Option<EngineError>) {
-        match crate::uri::parse(uri) {
-            Ok(parsed) => self.instantiate_traced_parsed(uri, parsed, attrs),
-            Err(e) => (Runtime::new(self).ws, Some(e.into())),
-        }
+        self.instantiate_traced_with(uri, None, attrs, None)
     }
 
     /// [`Engine::instantiate_traced`] of a URI already parsed from
@@ -153,9 +158,36 @@ impl Engine {
         uri: crate::uri::Uri,
         attrs: &[(String, String)],
     ) -> (Workspace, Option<EngineError>) {
-        let mut rt = Runtime::new(self);
+        self.instantiate_traced_with(uri_text, Some(uri), attrs, None)
+    }
+
+    /// [`Engine::instantiate_traced`] that stops (with
+    /// [`BudgetKind::Cancelled`]) once `cancel` is set: the API cancels a
+    /// resolve whose client went away.
+    pub fn instantiate_traced_cancellable(
+        &self,
+        uri: &str,
+        attrs: &[(String, String)],
+        cancel: Cancel,
+    ) -> (Workspace, Option<EngineError>) {
+        self.instantiate_traced_with(uri, None, attrs, Some(cancel))
+    }
+
+    fn instantiate_traced_with(
+        &self,
+        uri_text: &str,
+        uri: Option<crate::uri::Uri>,
+        attrs: &[(String, String)],
+        cancel: Option<Cancel>,
+    ) -> (Workspace, Option<EngineError>) {
+        let budget = Budget::start(self.options.budget, cancel);
+        let mut rt = Runtime::with_budget(self, budget, Nesting::default());
         rt.extra_args = attrs.to_vec();
-        let err = rt.instantiate_parsed(uri_text, uri, None).err();
+        let result = match uri {
+            Some(uri) => rt.instantiate_parsed(uri_text, uri, None),
+            None => rt.instantiate(uri_text, None),
+        };
+        let err = rt.finish(result.err());
         (rt.ws, err)
     }
 
@@ -216,7 +248,8 @@ impl Engine {
             None => rt.call_method(id, None, &method, Vec::new()),
         };
         rt.leave(saved);
-        (rt.ws, result.err())
+        let err = rt.finish(result.err());
+        (rt.ws, err)
     }
 
     /// Starts a runtime over a workspace carried from an earlier run (a
@@ -247,10 +280,25 @@ struct Frame {
     message: String,
 }
 
+/// How deeply deliveries made from inside an instantiation are nested: a
+/// raised event's delivery, a policy's `invoke` (each bounded by its own
+/// depth limit; carried into the nested [`Runtime`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Nesting {
+    /// Raised events delivered inside raised events' deliveries.
+    pub raise: usize,
+    /// Policy `invoke`s inside `invoke`s.
+    pub invoke: usize,
+}
+
 /// One instantiation in progress: the workspace being built, the stack of
 /// objects under construction, and the current message.
 pub struct Runtime<'e> {
     engine: &'e Engine,
+    /// What the top-level instantiation may still spend (shared with the
+    /// runtimes of the deliveries it makes).
+    budget: Budget,
+    nesting: Nesting,
     index: Arc<Index>,
     /// The workspace being built.
     pub ws: Workspace,
@@ -273,9 +321,20 @@ pub struct Runtime<'e> {
 }
 
 impl<'e> Runtime<'e> {
+    /// A top-level runtime with a fresh budget.
     fn new(engine: &'e Engine) -> Runtime<'e> {
+        Runtime::with_budget(
+            engine,
+            Budget::start(engine.options.budget, None),
+            Nesting::default(),
+        )
+    }
+
+    fn with_budget(engine: &'e Engine, budget: Budget, nesting: Nesting) -> Runtime<'e> {
         Runtime {
             engine,
+            budget,
+            nesting,
             index: engine.datastore.index(),
             ws: Workspace::default(),
             stack: Vec::new(),
@@ -291,6 +350,98 @@ impl<'e> Runtime<'e> {
 
     pub fn engine(&self) -> &'e Engine {
         self.engine
+    }
+
+    /// The budget of the top-level instantiation this runtime is part of.
+    pub fn budget(&self) -> &Budget {
+        &self.budget
+    }
+
+    /// How deeply this runtime's delivery is nested in others.
+    pub fn nesting(&self) -> Nesting {
+        self.nesting
+    }
+
+    /// Delivers `uri_text` (parsed already when `uri` is given) as a new
+    /// root with its own workspace, `nesting` deep, spending from this
+    /// runtime's budget (a raised event, a policy's `invoke`). The caller
+    /// appends the trace.
+    pub fn deliver_nested(
+        &self,
+        uri_text: &str,
+        uri: Option<crate::uri::Uri>,
+        nesting: Nesting,
+    ) -> (Workspace, Option<EngineError>) {
+        let mut rt = Runtime::with_budget(self.engine, self.budget.clone(), nesting);
+        let result = match uri {
+            Some(uri) => rt.instantiate_parsed(uri_text, uri, None),
+            None => rt.instantiate(uri_text, None),
+        };
+        let err = rt.finish(result.err());
+        (rt.ws, err)
+    }
+
+    /// Spends one object from the budget (see [`Runtime::spend`]).
+    pub(crate) fn spend_object(&mut self) -> Result<(), EngineError> {
+        let r = self.budget.object();
+        self.spend(r)
+    }
+
+    /// Spends one raised event from the budget.
+    pub fn spend_event(&mut self) -> Result<(), EngineError> {
+        let r = self.budget.event();
+        self.spend(r)
+    }
+
+    /// Reads the budget's clock, memory and cancel flag.
+    pub fn check_budget(&mut self) -> Result<(), EngineError> {
+        let r = self.budget.check();
+        self.spend(r)
+    }
+
+    /// A failed budget check as the engine's error; the first one (of the
+    /// top-level instantiation) is logged.
+    fn spend(&mut self, r: Result<(), BudgetExceeded>) -> Result<(), EngineError> {
+        match r {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.report_budget();
+                Err(EngineError::Budget(e))
+            }
+        }
+    }
+
+    /// Logs the budget that ran out, if it has and nobody logged it yet.
+    pub(crate) fn report_budget(&mut self) {
+        let Some(e) = self.budget.tripped() else {
+            return;
+        };
+        if !self.budget.take_report() {
+            return;
+        }
+        let what = if e.kind == BudgetKind::Cancelled {
+            "Instantiation cancelled"
+        } else {
+            "Instantiation stopped"
+        };
+        let text = format!(
+            "MIQ(MiqAeEngine.instantiate) {what}: {e} after {} objects and {} events",
+            self.budget.objects(),
+            self.budget.events()
+        );
+        self.log(Level::Error, text);
+    }
+
+    /// The error an instantiation ends with: the budget's when it ran out
+    /// (whatever error, or none, the work that swallowed it returned).
+    fn finish(&mut self, err: Option<EngineError>) -> Option<EngineError> {
+        match self.budget.tripped() {
+            Some(e) => {
+                self.report_budget();
+                Some(EngineError::Budget(e))
+            }
+            None => err,
+        }
     }
 
     pub fn index(&self) -> &Arc<Index> {

@@ -359,7 +359,7 @@ impl Runtime<'_> {
             Err(e) => {
                 let text = format!("State=<{state}> running {step} raised exception: <{e}>");
                 self.log(Level::Error, text.clone());
-                if matches!(e, EngineError::Stop(_)) {
+                if matches!(e, EngineError::Stop(_) | EngineError::Budget(_)) {
                     return Err(e);
                 }
                 self.set_root("ae_reason", AttrValue::Str(text));

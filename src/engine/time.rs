@@ -132,6 +132,13 @@ pub fn iso8601(ms: i64) -> String {
     out
 }
 
+/// Now as an event-stream row's `timestamp`: ISO 8601 with milliseconds,
+/// the form the catchers normalise provider events to. Every row of the
+/// stream (EmsEvent, MiqEvent, RequestEvent) is written in it.
+pub fn event_time_now() -> String {
+    iso8601(now_ms())
+}
+
 /// oslo.messaging's timestamp format: `2026-01-01 00:00:01.250000`.
 pub fn oslo_time(ms: i64) -> String {
     let p = Parts::of_ms(ms);
@@ -142,8 +149,10 @@ pub fn oslo_time(ms: i64) -> String {
     out
 }
 
-/// Parses `YYYY-MM-DD[T ]HH:MM:SS[.fff][Z|±HH:MM|±HHMM]` (no zone = UTC,
-/// as oslo writes it) to milliseconds since the epoch.
+/// Parses `YYYY-MM-DD[T ]HH:MM:SS[.fff][Z|±HH:MM|±HHMM| UTC]` (no zone =
+/// UTC, as oslo writes it; ` UTC` is [`utc_text`]'s, which MiqEvent rows
+/// were stored with before every event row was written in ISO 8601) to
+/// milliseconds since the epoch.
 pub fn parse_time(s: &str) -> Option<i64> {
     let s = s.trim();
     let b = s.as_bytes();
@@ -174,7 +183,7 @@ pub fn parse_time(s: &str) -> Option<i64> {
         rest = &frac[digits.len()..];
     }
     let offset_s = match rest {
-        "" | "Z" | "z" => 0,
+        "" | "Z" | "z" | " UTC" => 0,
         _ => {
             let sign = match rest.as_bytes()[0] {
                 b'+' => 1,
@@ -219,6 +228,11 @@ mod tests {
         assert_eq!(parse_time("2026-01-01T00:00:01+2"), None);
         assert_eq!(parse_time("2026-01-01T00x00y01Z"), None);
         assert_eq!(parse_time("nope"), None);
+        assert_eq!(
+            parse_time("2026-11-18 11:06:40 UTC"),
+            Some(1_795_000_000_000)
+        );
+        assert_eq!(parse_time("2026-11-18 11:06:40 CET"), None);
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct Config {
     pub api: ApiConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub engine: EngineConfig,
 }
 
 fn default_workers() -> usize {
@@ -153,6 +155,13 @@ pub struct ApiConfig {
     /// The `X-Auth-Token` every request must carry. Empty refuses all
     /// requests. The `AUTOMATE_API_TOKEN` environment variable overrides it.
     pub token: String,
+    /// What clients reach the API at (`https://automate.example.com`):
+    /// every `href` starts with it. Unset, `href`s are paths (`/api/...`);
+    /// the request's `Host` header is never used.
+    pub public_url: Option<String>,
+    /// What one client can make the server hold: connections, time, bytes,
+    /// rows.
+    pub limits: ApiLimits,
 }
 
 impl Default for ApiConfig {
@@ -160,6 +169,167 @@ impl Default for ApiConfig {
         ApiConfig {
             listen: "127.0.0.1:3000".into(),
             token: String::new(),
+            public_url: None,
+            limits: ApiLimits::default(),
+        }
+    }
+}
+
+/// The API server's bounds (`api.limits`): every one is enforced before
+/// the work it guards is done, and refused with its own answer (a closed
+/// connection, 431, 413, 400 or 503) that names the key to raise.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiLimits {
+    /// Connections served at once; one more is answered 503 and closed.
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's line and headers (counted
+    /// from the end of the previous response on a kept-alive connection,
+    /// so it is also the idle keep-alive timeout); then the connection is
+    /// closed.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a response may wait for a client that does not read it;
+    /// then the connection is closed.
+    pub write_timeout_secs: u64,
+    /// Seconds one request may take, reading its body included; then it is
+    /// answered 503 `timeout`.
+    pub request_timeout_secs: u64,
+    /// Bytes of request line and headers; more is answered 431 and closed.
+    pub max_header_bytes: usize,
+    /// Headers of one request; more is answered 431 and closed.
+    pub max_headers: usize,
+    /// Bytes of one request body; more is answered 413.
+    pub max_body_bytes: usize,
+    /// Rows a collection returns when the query has no `limit`.
+    pub default_limit: usize,
+    /// The largest `limit` a collection query may ask for (400 beyond).
+    pub max_limit: usize,
+    /// The most `resources` one bulk action may carry (413 beyond).
+    pub max_resources: usize,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        ApiLimits {
+            max_connections: 512,
+            header_read_timeout_secs: 10,
+            write_timeout_secs: 30,
+            request_timeout_secs: 60,
+            max_header_bytes: 16 << 10,
+            max_headers: 64,
+            max_body_bytes: 1 << 20,
+            default_limit: 1000,
+            max_limit: 10_000,
+            max_resources: 500,
+        }
+    }
+}
+
+impl ApiLimits {
+    /// Every limit outside its range, as `api.limits.KEY: ...` messages
+    /// (empty when all are sane).
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut check = |key: &str, v: u64, lo: u64, hi: u64| {
+            if !(lo..=hi).contains(&v) {
+                out.push(format!("api.limits.{key}: {v} is outside {lo}..={hi}"));
+            }
+        };
+        let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+        check("max_connections", n(self.max_connections), 1, 65_536);
+        check(
+            "header_read_timeout_secs",
+            self.header_read_timeout_secs,
+            1,
+            3_600,
+        );
+        check("write_timeout_secs", self.write_timeout_secs, 1, 3_600);
+        check("request_timeout_secs", self.request_timeout_secs, 1, 86_400);
+        check("max_header_bytes", n(self.max_header_bytes), 1_024, 1 << 20);
+        check("max_headers", n(self.max_headers), 1, 1_000);
+        check("max_body_bytes", n(self.max_body_bytes), 1, 64 << 20);
+        check("max_limit", n(self.max_limit), 1, 1_000_000);
+        check("default_limit", n(self.default_limit), 1, n(self.max_limit));
+        check("max_resources", n(self.max_resources), 1, 100_000);
+        out
+    }
+}
+
+/// `api.public_url` checked: `http(s)://host[:port][/path]`, no query,
+/// fragment, blanks or control characters; the trailing `/` dropped.
+pub fn check_public_url(url: &str) -> Result<String, String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| {
+            format!("api.public_url: {url:?} does not start with http:// or https://")
+        })?;
+    if rest.is_empty()
+        || rest.starts_with('/')
+        || url.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '?' | '#' | '"' | '<' | '>' | '\\')
+        })
+    {
+        return Err(format!(
+            "api.public_url: {url:?} is not a URL like https://automate.example.com"
+        ));
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+#[cfg(test)]
+mod api_limits_tests {
+    use super::*;
+
+    const PROVIDER: &str = "providers:\n  - {name: r, type: RHEVM, hostname: h, userid: u, catcher: {kind: simulate}}\n";
+
+    #[test]
+    fn limits_default_sanely_and_are_bounded() {
+        assert!(ApiLimits::default().problems().is_empty());
+        let cfg = Config::from_yaml(
+            &format!("{PROVIDER}api: {{public_url: 'https://a.example.com/', limits: {{max_limit: 50, default_limit: 20}}}}\n"),
+            "t.yaml",
+        )
+        .expect("valid");
+        assert_eq!(cfg.api.limits.max_limit, 50);
+        assert_eq!(cfg.api.limits.max_connections, 512);
+        let bad = ApiLimits {
+            max_connections: 0,
+            default_limit: 100,
+            max_limit: 10,
+            request_timeout_secs: u64::MAX,
+            ..ApiLimits::default()
+        };
+        let problems = bad.problems().join("; ");
+        for key in ["max_connections", "default_limit", "request_timeout_secs"] {
+            assert!(
+                problems.contains(&format!("api.limits.{key}")),
+                "{problems}"
+            );
+        }
+        let err = Config::from_yaml(
+            &format!("{PROVIDER}api: {{limits: {{max_headers: 0}}}}\n"),
+            "t.yaml",
+        )
+        .expect_err("refused");
+        assert!(err.to_string().contains("api.limits.max_headers"), "{err}");
+    }
+
+    #[test]
+    fn public_url_is_an_http_url() {
+        assert_eq!(
+            check_public_url("https://a.example.com:8443/automate/").as_deref(),
+            Ok("https://a.example.com:8443/automate")
+        );
+        for bad in [
+            "a.example.com",
+            "ftp://x",
+            "http://",
+            "http://a b",
+            "https://x/?q",
+            "http:///x",
+        ] {
+            assert!(check_public_url(bad).is_err(), "{bad}");
         }
     }
 }
@@ -282,6 +452,69 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         return Err(format!("[{text}]: out of range"));
     }
     Ok(bytes as u64)
+}
+
+/// What one instantiation may spend (an event's delivery, an API resolve,
+/// a request's task), everything it triggers included
+/// ([`crate::engine::budget`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Objects instantiated.
+    pub max_objects: u64,
+    /// Generic events raised.
+    pub max_events: u64,
+    /// Wall-clock seconds.
+    pub max_seconds: u64,
+    /// MiB held by the instantiation's thread beyond what it held at the
+    /// start.
+    pub max_memory_mb: u64,
+}
+
+impl EngineConfig {
+    /// The largest value each key takes: beyond them a budget bounds
+    /// nothing.
+    const MAX_OBJECTS: u64 = 100_000_000;
+    const MAX_EVENTS: u64 = 10_000_000;
+    const MAX_SECONDS: u64 = 86_400;
+    const MAX_MEMORY_MB: u64 = 1 << 20;
+
+    /// The engine's budget limits.
+    pub fn limits(&self) -> crate::engine::BudgetLimits {
+        crate::engine::BudgetLimits {
+            max_objects: self.max_objects,
+            max_events: self.max_events,
+            max_time: std::time::Duration::from_secs(self.max_seconds),
+            max_memory: self.max_memory_mb.saturating_mul(1 << 20),
+        }
+    }
+
+    /// Every key between 1 and its maximum.
+    fn validate(&self) -> Result<(), String> {
+        for (key, v, max) in [
+            ("max_objects", self.max_objects, Self::MAX_OBJECTS),
+            ("max_events", self.max_events, Self::MAX_EVENTS),
+            ("max_seconds", self.max_seconds, Self::MAX_SECONDS),
+            ("max_memory_mb", self.max_memory_mb, Self::MAX_MEMORY_MB),
+        ] {
+            if v == 0 || v > max {
+                return Err(format!("engine.{key}: {v} is not between 1 and {max}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        let l = crate::engine::BudgetLimits::default();
+        EngineConfig {
+            max_objects: l.max_objects,
+            max_events: l.max_events,
+            max_seconds: l.max_time.as_secs(),
+            max_memory_mb: l.max_memory >> 20,
+        }
+    }
 }
 
 /// Why the configuration cannot be used. `line`/`column` are 1-based, 0 when
@@ -429,6 +662,14 @@ impl Config {
                 self.api.listen
             ));
         }
+        if let Some(url) = &self.api.public_url {
+            check_public_url(url)?;
+        }
+        let problems = self.api.limits.problems();
+        if !problems.is_empty() {
+            return Err(problems.join("; "));
+        }
+        self.engine.validate()?;
         Ok(())
     }
 
@@ -491,6 +732,34 @@ mod tests {
         assert_eq!(cfg.log.format, LogFormat::Text);
         assert!(cfg.workers >= 1);
         assert_eq!(cfg.providers[0].catcher.kind(), "simulate");
+    }
+
+    #[test]
+    fn engine_budget_is_read_and_bounded() {
+        let base = "providers:\n  - name: r\n    type: RHEVM\n    hostname: h\n    userid: u\n    catcher: {kind: simulate}\n";
+        let cfg = Config::from_yaml(base, "t.yaml").unwrap();
+        assert_eq!(cfg.engine.limits(), crate::engine::BudgetLimits::default());
+        let cfg = Config::from_yaml(
+            &format!("{base}engine: {{max_objects: 50, max_seconds: 3}}\n"),
+            "t.yaml",
+        )
+        .unwrap();
+        assert_eq!(cfg.engine.limits().max_objects, 50);
+        assert_eq!(cfg.engine.limits().max_time.as_secs(), 3);
+        assert_eq!(cfg.engine.max_events, EngineConfig::default().max_events);
+        for bad in [
+            "max_objects: 0",
+            "max_seconds: 100000000",
+            "max_memory_mb: 0",
+        ] {
+            let err = Config::from_yaml(&format!("{base}engine: {{{bad}}}\n"), "t.yaml")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("engine.max_"), "{bad}: {err}");
+        }
+        assert!(
+            Config::from_yaml(&format!("{base}engine: {{max_object: 5}}\n"), "t.yaml").is_err()
+        );
     }
 
     #[test]

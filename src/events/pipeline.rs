@@ -41,6 +41,14 @@
 //!   Each caller waits until its writes are on disk.
 //! * A **retry** thread runs [`run_due`] for state-machine retries.
 //!
+//! **A full disk** ([`crate::vmdb::health`]): the store's writes wait for
+//! space instead of failing; meanwhile the committer leaves the catchers'
+//! channel unread (the catchers wait, the http catcher answers 503) and
+//! everything resumes when there is space. [`Pipeline::shutdown`] gives up
+//! on a store that takes no writes (what is not handled stays queued in the
+//! file, `store_error` says why), and a store that failed otherwise (a
+//! write error, a damaged page) ends `automate run` for a restart.
+//!
 //! At start the leases of a previous process are released, so whatever it
 //! had claimed is delivered again (at-least-once; the handler's
 //! de-duplication makes a second delivery store nothing new).
@@ -69,6 +77,7 @@ use super::{EvmLog, Handler, Provider, ProviderEvent};
 use crate::datastore::Datastore;
 use crate::engine::deliver::{run_due, Outcome, PendingRetry, DEFAULT_MAX_DELIVERIES};
 use crate::engine::Engine;
+use crate::vmdb::health::StoreHealth;
 use crate::vmdb::{Committing, GroupCommit, GroupWriter, RedbStore};
 use anyhow::Context;
 use serde::Serialize;
@@ -156,6 +165,11 @@ pub struct PipelineStats {
     /// [`Pipeline::shutdown`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub catcher_error: Option<String>,
+    /// Why the object store took no more writes, if it did (a full disk
+    /// at shutdown, a failed write): the events not handled stay queued
+    /// in the file for the next start (set by [`Pipeline::shutdown`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_error: Option<String>,
 }
 
 /// Latency percentiles (microseconds; about 0.2% resolution).
@@ -366,6 +380,8 @@ pub struct Pipeline {
     counters: Arc<Counters>,
     catcher_stats: Vec<Arc<CatcherStats>>,
     stats_logger: Option<JoinHandle<()>>,
+    /// The store file's health (a full disk pauses the intake).
+    health: Arc<StoreHealth>,
     /// Leases released at start (events a previous process had claimed).
     pub released: usize,
 }
@@ -398,8 +414,9 @@ impl Pipeline {
         for p in &problems {
             tracing::warn!(target: "evm", "datastore: {p}");
         }
-        let (engine, _runner) =
-            crate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(store.clone()));
+        let mut engine = Engine::new(Arc::new(ds)).with_store(store.clone());
+        engine.options.budget = config.engine.limits();
+        let (engine, _runner) = crate::methods::with_methods(engine);
         let (group, writer) = GroupCommit::start(store.clone())?;
         let queue = Arc::new(
             EventQueue::open(store.schedule().with_relaxed_claims(true))?
@@ -449,15 +466,17 @@ impl Pipeline {
                 .with_context(|| format!("listening on {}", config.api.listen))?;
             if let Some(state) = events.as_mut() {
                 state.set_shutdown(stop_catchers.clone());
+                state.set_store_health(store.health());
             }
             let api = crate::api::ApiState::new(&*config.api.token, engine.clone(), store.clone())?
-                .with_queue(queue.clone());
+                .with_queue(queue.clone())
+                .with_config(&config.api)?;
             let router = crate::api::router(api, events);
-            Some(tokio::spawn(crate::api::serve(
-                listener,
-                router,
-                stop_catchers.clone(),
-            )))
+            let limits = config.api.limits.clone();
+            let stop = stop_catchers.clone();
+            Some(tokio::spawn(async move {
+                crate::api::serve_with(listener, router, &limits, stop).await
+            }))
         } else {
             None
         };
@@ -477,8 +496,10 @@ impl Pipeline {
             config.queue.clone(),
             counters.clone(),
             wake.clone(),
+            store.health(),
         ));
 
+        let health = store.health();
         let dispatcher = {
             let queue = queue.clone();
             let counters = counters.clone();
@@ -544,6 +565,7 @@ impl Pipeline {
             counters,
             catcher_stats,
             stats_logger,
+            health,
             released,
         })
     }
@@ -559,10 +581,25 @@ impl Pipeline {
         self.committer.as_ref().is_none_or(|c| c.is_finished()) && self.queue.depth() == 0
     }
 
-    /// Waits until [`Pipeline::is_idle`].
+    /// Waits until [`Pipeline::is_idle`], or until the store has failed
+    /// (then it never will be).
     pub async fn wait_idle(&self) {
-        while !self.is_idle() {
+        while !self.is_idle() && !self.health.is_failed() {
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The store file's health: a full disk pauses the intake until there
+    /// is space; a failed store needs a restart.
+    pub fn store_health(&self) -> Arc<StoreHealth> {
+        self.health.clone()
+    }
+
+    /// Waits until the store has failed (a write or sync error other than
+    /// a full disk, a damaged page): only a restart opens it again.
+    pub async fn wait_store_failed(&self) {
+        while !self.health.is_failed() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -576,6 +613,17 @@ impl Pipeline {
     /// A catcher's error is logged.
     pub async fn shutdown(mut self) -> PipelineStats {
         self.stop_catchers.cancel();
+        // A store that takes no writes (a full disk, now or during the
+        // drain) ends the drain: waiting writes give up, and what is not
+        // handled stays queued in the file.
+        let health = self.health.clone();
+        let give_up = tokio::spawn(async move {
+            while health.is_ok() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            tracing::error!(target: "evm", "MIQ(automate run) the object store takes no writes: the drain gives up; events not handled stay queued for the next start");
+            health.give_up();
+        });
         if let Some(l) = self.stats_logger.take() {
             l.abort();
         }
@@ -617,8 +665,13 @@ impl Pipeline {
             }
         })
         .await;
+        give_up.abort();
         PipelineStats {
             catcher_error,
+            store_error: self
+                .health
+                .fault()
+                .map(|f| format!("{} ({}): {}", f.path, f.state, f.message)),
             ..self.stats()
         }
     }
@@ -632,6 +685,7 @@ async fn commit_loop(
     cfg: QueueConfig,
     counters: Arc<Counters>,
     wake: Arc<Wake>,
+    health: Arc<StoreHealth>,
 ) {
     let capacity = cfg.capacity.max(1) as u64;
     let batch_max = cfg.batch_max.max(1);
@@ -650,6 +704,12 @@ async fn commit_loop(
                 unparked(from);
                 parked_since = None;
             }
+        }
+        // A full disk: leave the channel unread (the catchers wait; the
+        // http catcher answers 503) until there is space, or the process
+        // gives up on the store.
+        while health.is_disk_full() && !health.gave_up() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         if blocking {
             // Back-pressure: leave the channel unread while the queue is full.
@@ -801,7 +861,14 @@ fn dispatch_loop(
         }
     }
     let mut known: HashSet<String> = HashSet::new();
+    let health = writes.store.health();
     while !senders.is_empty() {
+        // A drain on a store that takes no writes ends: the rest stays
+        // queued in the file.
+        if drain.load(Ordering::SeqCst) && health.gave_up() && !health.is_ok() {
+            tracing::error!(target: "evm", "MIQ(EventQueue) the object store takes no writes: {} events stay queued for the next start", queue.depth());
+            break;
+        }
         let claim = match queue.claim(CLAIM_PER_WORKER * senders.len()) {
             Ok(c) => c,
             Err(e) => {

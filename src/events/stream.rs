@@ -4,7 +4,7 @@
 
 use crate::engine::time::{now_ms, parse_time};
 use crate::engine::AttrValue;
-use crate::vmdb::{RedbStore, StoreError, StoredObject};
+use crate::vmdb::{PageQuery, RedbStore, StoreError, StoredObject};
 
 /// Which stored events to read.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -16,6 +16,9 @@ pub struct EventFilter {
     pub since_ms: Option<i64>,
     /// Only the last `limit` events (by id).
     pub limit: Option<usize>,
+    /// Skip the newest `offset` events that match first (the page before
+    /// the last `limit`).
+    pub offset: usize,
 }
 
 impl EventFilter {
@@ -23,41 +26,52 @@ impl EventFilter {
     /// it is neither.
     pub fn parse_since(s: &str) -> Option<i64> {
         match s.trim().parse::<f64>() {
-            Ok(secs) if secs.is_finite() && secs >= 0.0 => Some(now_ms() - (secs * 1000.0) as i64),
+            Ok(secs) if secs.is_finite() && secs >= 0.0 => {
+                // Saturating: `1e300` seconds ago is the beginning of time.
+                let ago = (secs * 1000.0).min(i64::MAX as f64) as i64;
+                Some(now_ms().saturating_sub(ago))
+            }
             _ => parse_time(s),
         }
+    }
+
+    /// Whether `obj` passes the type and time filters. Every row's
+    /// `timestamp` is read with [`parse_time`], which takes the ISO 8601
+    /// the stream is written in and the `Time#to_s` text
+    /// (`2026-11-24 20:05:09 UTC`) older MiqEvent rows were stored with.
+    pub fn matches(&self, obj: &StoredObject) -> bool {
+        let text = |k: &str| obj.attrs.get(k).map(AttrValue::to_text).unwrap_or_default();
+        if let Some(t) = &self.event_type {
+            if text("event_type") != *t {
+                return false;
+            }
+        }
+        if let Some(since) = self.since_ms {
+            if parse_time(&text("timestamp")).is_none_or(|ts| ts < since) {
+                return false;
+            }
+        }
+        true
     }
 }
 
 /// The stored event stream (EmsEvent, MiqEvent, RequestEvent), oldest
-/// first, filtered; also how many events there are in all.
+/// first, filtered; also how many events there are in all. Read from the
+/// newest row back and only until the page is full
+/// ([`RedbStore::page`]): `limit: Some(1)` over any number of events
+/// decodes one row when there is no type or time filter.
 pub fn event_streams(
     store: &RedbStore,
     filter: &EventFilter,
 ) -> Result<(usize, Vec<(i64, StoredObject)>), StoreError> {
-    let refs = store.list("EventStream")?;
-    let total = refs.len();
-    let mut rows = Vec::new();
-    for r in refs {
-        let Some(obj) = store.load(&r.class, r.id)? else {
-            continue;
-        };
-        let text = |k: &str| obj.attrs.get(k).map(AttrValue::to_text).unwrap_or_default();
-        if let Some(t) = &filter.event_type {
-            if text("event_type") != *t {
-                continue;
-            }
-        }
-        if let Some(since) = filter.since_ms {
-            if parse_time(&text("timestamp")).is_none_or(|ts| ts < since) {
-                continue;
-            }
-        }
-        rows.push((r.id, obj));
-    }
-    if let Some(n) = filter.limit {
-        let skip = rows.len().saturating_sub(n);
-        rows.drain(..skip);
-    }
-    Ok((total, rows))
+    let keep = |obj: &StoredObject| filter.matches(obj);
+    let filtered = filter.event_type.is_some() || filter.since_ms.is_some();
+    let q = PageQuery {
+        offset: filter.offset,
+        limit: filter.limit.unwrap_or(usize::MAX),
+        newest_first: true,
+    };
+    let mut page = store.page("EventStream", q, if filtered { Some(&keep) } else { None })?;
+    page.rows.reverse();
+    Ok((page.total, page.rows))
 }

@@ -14,11 +14,16 @@
 //! switchboard then routes it to `/System/Event/MiqEvent/POLICY/<event>`
 //! (usually `.missing`), whose `event_enforce_policy` builtin sees the event
 //! already processed and does not evaluate it twice.
+//!
+//! The delivery is nested, not queued: it runs inline on the raising
+//! thread, in a runtime that shares the raising instantiation's budget
+//! ([`crate::engine::budget`]: events raised, objects, the deadline), so
+//! a method raising events at every level cannot outrun the outer
+//! instantiation's limits.
 
 use crate::engine::{AttrValue, Attributes, EngineError, Level, ObjectId, Runtime, TraceLine};
 use crate::uri;
 use crate::vmdb::{base_class, ObjectStore, VmdbRef};
-use std::cell::Cell;
 
 /// ManageIQ's `MiqEventDefinition` names (`db/fixtures/miq_event_definition_events.yml`,
 /// without the container and physical-server sets): the events
@@ -154,14 +159,12 @@ pub fn is_event_defined(name: &str) -> bool {
     MIQ_EVENT_DEFINITIONS.contains(&name)
 }
 
-/// How deep raised events may nest on one thread (an event whose policy
-/// raises an event ... ): ManageIQ breaks such chains with its queue; here a
-/// delivery past this depth is stored but not delivered.
+/// How deep raised events may nest (an event whose policy raises an event
+/// ... ): ManageIQ breaks such chains with its queue; here a delivery past
+/// this depth is stored but not delivered. The depth is carried in the
+/// nested runtime ([`crate::engine::Nesting`]); how many events one
+/// instantiation raises in all is its budget's (`engine.max_events`).
 pub const MAX_RAISE_DEPTH: usize = 8;
-
-thread_local! {
-    static RAISE_DEPTH: Cell<usize> = const { Cell::new(0) };
-}
 
 /// The seed's prefix of the event lines (`MIQ(Event.raise_evm_event): `).
 pub const RAISE_PREFIX: &str = "MIQ(Event.raise_evm_event):";
@@ -355,6 +358,8 @@ pub fn raise_evm_event(
         evaluate_alerts(rt, None, Some(target), event);
         return Ok(None);
     }
+    // One event of the instantiation's budget (nested deliveries share it).
+    rt.spend_event()?;
     let store = rt.engine().store().clone();
     let mut attrs = Attributes::default();
     attrs.insert("event_type".into(), AttrValue::str(event));
@@ -362,7 +367,12 @@ pub fn raise_evm_event(
     attrs.insert("source".into(), AttrValue::str("POLICY"));
     attrs.insert("target_type".into(), AttrValue::str(target_class.clone()));
     attrs.insert("target_id".into(), AttrValue::Int(target.id));
-    attrs.insert("timestamp".into(), AttrValue::str(now_utc_text()));
+    // ISO 8601 like every other row of the event stream (EmsEvent,
+    // RequestEvent), so one parser and one `since` filter cover them all.
+    attrs.insert(
+        "timestamp".into(),
+        AttrValue::str(crate::engine::time::event_time_now()),
+    );
     let (_, target_id_key) = delivery_keys(target);
     let column = match target_id_key.as_str() {
         "vm_id" => "vm_or_template_id".to_string(),
@@ -431,10 +441,12 @@ pub fn raise_evm_event(
     pairs.push(("object_name".into(), "Event".into()));
     pairs.push(("vmdb_object_type".into(), "miq_event".into()));
     let (text, uri) = uri::query_uri("/System/Process/Event", pairs);
-    deliver(rt, &text, uri, &shown, &miq_event);
+    let delivered = deliver(rt, &text, uri, &shown, &miq_event);
     // Policies and alerts saw the VM as it was when the event happened.
     follow_power_state(rt, store.as_ref(), target, &target_class, event);
-    Ok(Some(miq_event))
+    // The policies' actions or the delivery ran the budget out: stop here.
+    rt.check_budget()?;
+    delivered.map(|()| Some(miq_event))
 }
 
 /// The MiqEvent attribute that says its policies and alerts have run (set
@@ -464,14 +476,22 @@ pub fn process_evm_event(
 }
 
 /// Delivers `uri` (parsed from `text` by its builder) as a new root
-/// instantiation (its own workspace) and appends that run's trace to the
-/// caller's.
-fn deliver(rt: &mut Runtime<'_>, text: &str, uri: uri::Uri, shown: &str, event: &VmdbRef) {
+/// instantiation (its own workspace, the caller's budget) and appends that
+/// run's trace to the caller's. Only a budget that ran out is an error
+/// here; any other failure of the delivery is logged.
+fn deliver(
+    rt: &mut Runtime<'_>,
+    text: &str,
+    uri: uri::Uri,
+    shown: &str,
+    event: &VmdbRef,
+) -> Result<(), EngineError> {
     let what = format!(
         "{shown} for object [{}.{}] with state []",
         event.class, event.id
     );
-    let depth = RAISE_DEPTH.with(Cell::get);
+    let mut nesting = rt.nesting();
+    let depth = nesting.raise;
     if depth >= MAX_RAISE_DEPTH {
         rt.log(
             Level::Error,
@@ -480,26 +500,31 @@ fn deliver(rt: &mut Runtime<'_>, text: &str, uri: uri::Uri, shown: &str, event: 
                  (an event loop?); the event is stored but not delivered"
             ),
         );
-        return;
+        return Ok(());
     }
     rt.log(
         Level::Info,
         format!("MIQ(MiqAeEngine.deliver) Delivering {what} to Automate"),
     );
     let base = rt.ws.trace.last().map_or(0, |l| l.depth + 1);
-    RAISE_DEPTH.with(|d| d.set(depth + 1));
-    let engine = rt.engine();
-    let (ws, err) = engine.instantiate_traced_parsed(text, uri, &[]);
-    RAISE_DEPTH.with(|d| d.set(depth));
+    nesting.raise = depth + 1;
+    let (ws, err) = rt.deliver_nested(text, Some(uri), nesting);
     rt.ws.trace.extend(ws.trace.into_iter().map(|l| TraceLine {
         depth: base + l.depth,
         ..l
     }));
-    if let Some(e) = err {
-        rt.log(
-            Level::Error,
-            format!("Error delivering {what} to Automate: {e}"),
-        );
+    match err {
+        None => Ok(()),
+        Some(e) => {
+            rt.log(
+                Level::Error,
+                format!("MIQ(MiqAeEngine.deliver) Error delivering {what} to Automate: {e}"),
+            );
+            match e {
+                EngineError::Budget(_) => Err(e),
+                _ => Ok(()),
+            }
+        }
     }
 }
 

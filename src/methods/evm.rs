@@ -10,10 +10,11 @@
 //! `Frame` on a thread-local stack for the duration of each `eval` and
 //! pops it afterwards (with a guard, so a panic pops it too). The frame holds
 //! a raw pointer to the runtime, the object running the method, its inputs,
-//! its embedded modules and its deadline. Every `evm` function reads the top
-//! frame; `evm` itself is a stateless marker constant registered in a global
-//! module, so it is visible in the main body, in script functions and in
-//! embedded modules alike.
+//! its embedded modules, its deadline and the instantiation's budget (the
+//! progress hook, a global closure, can reach them only through the frame).
+//! Every `evm` function reads the top frame; `evm` itself is a stateless
+//! marker constant registered in a global module, so it is visible in the
+//! main body, in script functions and in embedded modules alike.
 //!
 //! Why this is sound: the pointer is created from the `&mut Runtime` the
 //! engine lends to `ScriptRunner::run`, and that reference is not used again
@@ -82,6 +83,9 @@ pub(crate) struct Frame {
     /// `evm.inputs` as a Rhai map, built on first use.
     pub inputs_map: Option<Dynamic>,
     pub deadline: Option<Instant>,
+    /// The budget of the instantiation running the method (its clock,
+    /// memory and cancel flag are read with the method's own deadline).
+    pub budget: crate::engine::Budget,
     /// This thread's net allocation when the call started
     /// ([`super::alloc::thread_net_bytes`]).
     pub mem_start: i64,
@@ -122,6 +126,18 @@ pub(crate) fn with_frame<R>(f: impl FnOnce(&mut Frame) -> R) -> Option<R> {
 
 fn no_frame() -> Box<EvalAltResult> {
     runtime_error("evm is only available while a method runs")
+}
+
+/// The marker a script is terminated with when its instantiation's budget
+/// has run out: a termination, so `try`/`catch` cannot swallow it.
+#[derive(Debug, Clone)]
+pub(crate) struct BudgetUp;
+
+pub(crate) fn budget_up() -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorTerminated(
+        Dynamic::from(BudgetUp),
+        Position::NONE,
+    ))
 }
 
 pub(crate) fn runtime_error(msg: impl Into<String>) -> Box<EvalAltResult> {
@@ -493,12 +509,15 @@ pub(crate) fn register(engine: &mut rhai::Engine) {
         "instantiate",
         |_: &mut Evm, uri: ImmutableString| -> RhaiResult<Dynamic> {
             with_runtime(|rt, obj, call| match rt.instantiate(&uri, Some(obj)) {
-                Ok(id) => object_handle(call, id),
+                Ok(id) => Ok(object_handle(call, id)),
                 Err(e) => {
                     rt.log(Level::Error, format!("instantiate failed : {e}"));
-                    Dynamic::UNIT
+                    match e {
+                        crate::engine::EngineError::Budget(_) => Err(budget_up()),
+                        _ => Ok(Dynamic::UNIT),
+                    }
                 }
-            })
+            })?
         },
     );
 
@@ -586,6 +605,7 @@ fn raise_from_script(name: &str, target: Dynamic, inputs: Map) -> RhaiResult<Dyn
         match events::raise_evm_event(rt, &target, name, &extra, source.as_ref()) {
             Ok(Some(r)) => Ok(Dynamic::from(r.id)),
             Ok(None) => Ok(Dynamic::UNIT),
+            Err(crate::engine::EngineError::Budget(_)) => Err(budget_up()),
             Err(e) => Err(runtime_error(e.to_string())),
         }
     })?

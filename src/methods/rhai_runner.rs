@@ -169,6 +169,11 @@ impl RhaiRunner {
             if ops % 1024 != 0 {
                 return None;
             }
+            // The instantiation's budget (its deadline, memory, cancel flag)
+            // bounds the method too: nested deliveries share it.
+            if evm::with_frame(|f| f.budget.check().is_err())? {
+                return Some(Dynamic::from(evm::BudgetUp));
+            }
             (Instant::now() >= deadline?).then(|| Dynamic::from(TimeUp))
         });
         engine.on_print(|text| {
@@ -568,7 +573,11 @@ impl ScriptRunner for RhaiRunner {
             obj,
             inputs: inputs.clone(),
             inputs_map: None,
-            deadline: self.limits.timeout.map(|t| Instant::now() + t),
+            deadline: self
+                .limits
+                .timeout
+                .and_then(|t| Instant::now().checked_add(t)),
+            budget: rt.budget().clone(),
             mem_start: super::alloc::thread_net_bytes(),
             embedded,
             loaded: HashMap::new(),
@@ -578,6 +587,16 @@ impl ScriptRunner for RhaiRunner {
         let mut scope = rhai::Scope::new();
         let result = self.engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast);
         drop(guard);
+        // The budget ran out inside the method (a native's check or the
+        // progress hook): the instantiation stops, whatever the script did.
+        if let Some(e) = rt.budget().tripped() {
+            rt.report_budget();
+            rt.log(
+                Level::Error,
+                format!("<AEMethod [{}]> stopped: {e}", method.fqname),
+            );
+            return Err(EngineError::Budget(e));
+        }
         match result {
             Ok(v) => Ok(match v.as_int() {
                 Ok(code) => MethodRc::from_code(code),

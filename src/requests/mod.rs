@@ -489,7 +489,10 @@ fn call_automate_event(
     row.insert("source".into(), AttrValue::str("Request"));
     row.insert("target_type".into(), AttrValue::str("MiqRequest"));
     row.insert("target_id".into(), AttrValue::Int(request.id));
-    row.insert("timestamp".into(), AttrValue::str(now_text()));
+    row.insert(
+        "timestamp".into(),
+        AttrValue::str(crate::engine::time::event_time_now()),
+    );
     let stream = store.create("RequestEvent", row)?;
     let mut pairs: Vec<(String, String)> = vec![
         ("event_type".into(), event.to_string()),

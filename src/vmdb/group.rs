@@ -176,11 +176,15 @@ fn write_jobs(store: &RedbStore, jobs: &mut Vec<Job>) {
             .iter_mut()
             .map(|Job { unit, work, .. }| (&*unit, work))
             .unzip();
-        store.commit_units(&units, |b| {
-            works
-                .into_iter()
-                .map(|w| w(b))
-                .collect::<Result<Vec<_>, _>>()
+        // A panic inside redb (a damaged page) fails the jobs and marks
+        // the store failed, instead of ending this thread.
+        store.guard(|| {
+            store.commit_units(&units, |b| {
+                works
+                    .into_iter()
+                    .map(|w| w(b))
+                    .collect::<Result<Vec<_>, _>>()
+            })
         })
     };
     match shared {
@@ -196,7 +200,7 @@ fn write_jobs(store: &RedbStore, jobs: &mut Vec<Job>) {
         }
         Err(_) => {
             for mut job in jobs.drain(..) {
-                let alone = store.commit_units(&[&job.unit], |b| (job.work)(b));
+                let alone = store.guard(|| store.commit_units(&[&job.unit], |b| (job.work)(b)));
                 let _ = job.done.send((alone, SystemTime::now()));
             }
         }

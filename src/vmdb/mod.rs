@@ -6,16 +6,21 @@
 //! runs on the in-memory [`MemoryStore`] (tests, `automate instantiate`
 //! without a database) and on the durable store.
 
+mod file;
 mod group;
+pub mod health;
 mod json_out;
 mod memory;
+mod paging;
 mod redb_store;
 mod schedule;
 
+pub use file::{check, guard, BackupReport, CheckReport};
 pub use group::{Committing, GroupCommit, GroupWriter, Work};
 pub use json_out::json_text;
 pub(crate) use json_out::{write_json, write_str};
 pub use memory::MemoryStore;
+pub use paging::{Keep, Page, PageQuery};
 pub use redb_store::{
     region_of, Batch, PreparedUnit, RedbStore, StoredObject, VerifyReport, DEFAULT_DB_PATH,
 };
@@ -98,6 +103,18 @@ pub enum StoreError {
     NotFound(String, i64),
     #[error("object store: {0}")]
     Backend(String),
+    /// redb panicked reading or writing the file (a damaged page): caught
+    /// at the store's boundary ([`RedbStore::guard`]).
+    #[error("the object store {path} is damaged ({detail}); check it with `automate db check --db {path}`, and see docs/operations.md to recover")]
+    Damaged { path: String, detail: String },
+    /// Another process (a running `automate run` or `automate api`) has
+    /// the file open: redb lets no other process open it.
+    #[error("cannot open {0}: a running automate has it open; ask its API (`automate db backup` does), or stop it first")]
+    InUse(String),
+    /// The file's last writer crashed: it needs the repair a read-only
+    /// open does not make.
+    #[error("cannot open {0} read-only: it was not closed cleanly (a crash?) and needs a repair, which a read-only command does not make; `automate db check --db {0}` says whether it is sound, and the next `automate run` (or any command that writes) repairs it")]
+    NeedsRepair(String),
 }
 
 /// The first id of region 1: ids look like `1000000000001`.

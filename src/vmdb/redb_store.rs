@@ -80,14 +80,20 @@
 //! The file is locked by the process that has it open; a second open (from
 //! this process or another) fails with "already open". Share the store with
 //! `Arc<RedbStore>`, and its [`Database`] with [`RedbStore::database`].
+//! [`RedbStore::open_read_only`] opens it for commands that only read:
+//! nothing is written, not even a repair (see [`super::file`]). The file is
+//! written through [`super::health::GuardedFile`]: a full disk makes
+//! writes wait for space instead of failing ([`RedbStore::health`] says
+//! so), and [`RedbStore::guard`] turns a panic inside redb into an error.
 
+use super::file::{self, BackupReport, Db};
+use super::health::StoreHealth;
 use super::json_out::{encode_object, write_value};
 use super::schedule::{self, Schedule, WorkItem};
 use super::{base_class, ObjectStore, Savepoint, StoreError, VmdbRef, REGION_BASE};
 use crate::engine::{AttrValue, Attributes};
 use redb::{
-    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
-    WriteTransaction,
+    Database, ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction,
 };
 use rustc_hash::FxHashMap;
 #[cfg(test)]
@@ -127,12 +133,12 @@ pub(crate) const EMS_REFS: TableDefinition<(&str, i64, &str), i64> =
     TableDefinition::new("ems_refs");
 /// Keys are [`index_entry_key`]'s flat bytes, so redb compares them with
 /// one `memcmp` (a tuple key decodes three lengths per comparison).
-const ATTR_INDEX: TableDefinition<&[u8], ()> = TableDefinition::new("attr_index_v2");
+pub(crate) const ATTR_INDEX: TableDefinition<&[u8], ()> = TableDefinition::new("attr_index_v2");
 /// The index as files before [`ATTR_INDEX_VERSION`] 2 held it (a tuple
 /// key); dropped when the flat one is built.
 const OLD_ATTR_INDEX: TableDefinition<(&str, &str, &[u8], i64), ()> =
     TableDefinition::new("attr_index");
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// The attributes [`ObjectStore::find_by`] answers from `attr_index`
 /// rather than by a scan: names, provider references, the event handler's
@@ -181,8 +187,10 @@ fn base_of(class: &str) -> Result<&'static str, StoreError> {
 
 /// The durable [`ObjectStore`] on a redb file. See the module docs.
 pub struct RedbStore {
-    db: Arc<Database>,
+    pub(super) db: Db,
     path: PathBuf,
+    /// Whether the file takes writes ([`super::health`]).
+    health: Arc<StoreHealth>,
     region: i64,
     /// Object writes commit with [`redb::Durability::None`]: see
     /// [`RedbStore::with_relaxed_durability`].
@@ -498,10 +506,8 @@ impl RedbStore {
         if !(0..i64::MAX / REGION_BASE).contains(&region) {
             return Err(StoreError::Backend(format!("invalid region {region}")));
         }
-        let db = Database::builder()
-            .set_cache_size(cache_bytes())
-            .create(&path)
-            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+        let health = Arc::new(StoreHealth::new(&path));
+        let db = file::open_guarded(&path, cache_bytes(), health.clone())?;
         let txn = db.begin_write().map_err(backend)?;
         txn.open_table(OBJECTS).map_err(backend)?;
         txn.open_table(SEQUENCES).map_err(backend)?;
@@ -511,13 +517,55 @@ impl RedbStore {
         schedule::create_tables(&txn)?;
         txn.commit().map_err(backend)?;
         Ok(RedbStore {
-            db: Arc::new(db),
+            db: Db::Rw(Arc::new(db)),
             path,
+            health,
             region,
             relaxed: false,
             id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
             shared: Arc::new(Shared::default()),
         })
+    }
+
+    /// Opens the store at `path` read-only, for commands that only read:
+    /// nothing is written to the file (a file that needs a repair is
+    /// refused, not repaired) and every write fails.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<RedbStore, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let db = file::open_read_only(&path)?;
+        Ok(RedbStore {
+            db: Db::Ro(Arc::new(db), Arc::from(path.as_path())),
+            health: Arc::new(StoreHealth::new(&path)),
+            path,
+            region: DEFAULT_REGION,
+            relaxed: false,
+            id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
+            shared: Arc::new(Shared::default()),
+        })
+    }
+
+    /// Whether the file takes writes: a full disk, a failed write (see
+    /// [`super::health`]).
+    pub fn health(&self) -> Arc<StoreHealth> {
+        self.health.clone()
+    }
+
+    /// Runs `f` (calls into this store) with a panic inside redb turned
+    /// into [`StoreError::Damaged`] naming the file, which also marks the
+    /// store failed ([`StoreHealth`]).
+    pub fn guard<T>(&self, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        file::guard(&self.path, f).inspect_err(|e| {
+            // (A read-only command reports the error itself.)
+            if matches!(e, StoreError::Damaged { .. }) && self.db.writable().is_some() {
+                self.health.fail(e.to_string());
+            }
+        })
+    }
+
+    /// Writes a consistent copy of the last commit to `dest` (see
+    /// [`super::file`]), beside running writers.
+    pub fn backup(&self, dest: &Path) -> Result<BackupReport, StoreError> {
+        self.guard(|| file::backup(&self.path, &self.db, dest))
     }
 
     /// Object writes ([`ObjectStore::create`], [`ObjectStore::update`],
@@ -538,9 +586,10 @@ impl RedbStore {
     }
 
     /// The redb database, to put other tables (the scheduled work, the event
-    /// queue) in the same file and transactions.
-    pub fn database(&self) -> Arc<Database> {
-        self.db.clone()
+    /// queue) in the same file and transactions; `None` when opened
+    /// read-only.
+    pub fn database(&self) -> Option<Arc<Database>> {
+        self.db.writable()
     }
 
     /// The scheduled-work table of this store's file.

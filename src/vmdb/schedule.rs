@@ -44,19 +44,22 @@
 //! [`super::RedbStore::write_batch`]), which is the group commit the queue
 //! needs: one fsync for the whole batch.
 
+use super::file::Db;
 use super::redb_store::backend;
 use super::StoreError;
 use redb::{
-    Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
-    TableDefinition, WriteTransaction,
+    Database, ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-const SCHEDULED: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("scheduled");
-const SCHEDULED_BY_ID: TableDefinition<u64, (u64, u64)> = TableDefinition::new("scheduled_by_id");
-const SCHEDULED_META: TableDefinition<&str, u64> = TableDefinition::new("scheduled_meta");
+pub(crate) const SCHEDULED: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("scheduled");
+pub(crate) const SCHEDULED_BY_ID: TableDefinition<u64, (u64, u64)> =
+    TableDefinition::new("scheduled_by_id");
+pub(crate) const SCHEDULED_META: TableDefinition<&str, u64> =
+    TableDefinition::new("scheduled_meta");
 const NEXT_ID: &str = "next_id";
 
 /// A unit of work: what to do (`kind`, e.g. `"ems_event"`) and its data.
@@ -192,7 +195,7 @@ fn duration_micros(d: Duration) -> u64 {
 /// The scheduled-work tables of a redb database. Cheap to clone.
 #[derive(Clone)]
 pub struct Schedule {
-    db: Arc<Database>,
+    db: Db,
     /// Claims commit without an fsync: see [`Schedule::with_relaxed_claims`].
     relaxed_claims: bool,
 }
@@ -211,13 +214,13 @@ impl Schedule {
         create_tables(&txn)?;
         txn.commit().map_err(backend)?;
         Ok(Schedule {
-            db,
+            db: Db::Rw(db),
             relaxed_claims: false,
         })
     }
 
     /// For a database whose tables are known to exist.
-    pub(crate) fn from_created(db: Arc<Database>) -> Schedule {
+    pub(crate) fn from_created(db: Db) -> Schedule {
         Schedule {
             db,
             relaxed_claims: false,

@@ -154,3 +154,24 @@ pub fn copy_dir(src: &Path, dst: &Path) {
         }
     }
 }
+
+/// Ends a child `automate` the way an operator does: SIGTERM, then waits
+/// (at most 60 s, then SIGKILL and `None`) so the store is closed cleanly
+/// and read-only commands can open it afterwards.
+pub fn terminate(child: &mut std::process::Child) -> Option<std::process::ExitStatus> {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let started = std::time::Instant::now();
+    loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -224,8 +224,8 @@ fn a_full_log_disk_drops_lines_counts_them_and_says_so() {
     let dir = tmp.path();
     let Some(_tmpfs) = Tmpfs::mount(&dir.join("log"), "48k") else {
         assert!(
-            std::env::var("AUTOMATE_TEST_TMPFS").as_deref() != Ok("1"),
-            "mount -t tmpfs failed and AUTOMATE_TEST_TMPFS=1"
+            std::env::var("AUTOMATE_TEST_MOUNT").as_deref() != Ok("1"),
+            "mount -t tmpfs failed and AUTOMATE_TEST_MOUNT=1"
         );
         eprintln!("skipped: mount -t tmpfs is not permitted here (CI runs it as root)");
         return;

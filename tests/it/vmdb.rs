@@ -516,7 +516,7 @@ fn scheduled_work_claims_leases_completes_and_persists() {
     let (past, present, future) = {
         let store = RedbStore::open(&path).unwrap();
         // Shared through the Database handle.
-        let sched = Schedule::new(store.database()).unwrap();
+        let sched = Schedule::new(store.database().unwrap()).unwrap();
         let future = sched
             .schedule(
                 &WorkItem::new("future", json!({"n": 3})),

@@ -17,7 +17,8 @@
 //! field), 404 `unknown_provider` (no provider of that name takes events
 //! over HTTP), 413 `payload_too_large`, 503 `not_stored` (the pipeline
 //! refused or lost an event; posting again is safe, stored events are
-//! de-duplicated) or 504 `timeout`. A rejected request sends nothing
+//! de-duplicated), 503 `store_unavailable` (the object store takes no
+//! writes now: its disk is full; nothing was sent) or 504 `timeout`. A rejected request sends nothing
 //! downstream: the whole body is checked before the first event is sent.
 //!
 //! The endpoint is served by the API listener (`api.listen`, `api.token`):
@@ -70,6 +71,9 @@ pub struct HttpState {
     providers: Arc<HashMap<String, Ctx>>,
     stats: Arc<CatcherStats>,
     shutdown: CancellationToken,
+    /// The store the events go to: while it takes no writes (a full
+    /// disk), requests are answered 503 `store_unavailable` at once.
+    store: Option<Arc<crate::vmdb::health::StoreHealth>>,
 }
 
 impl HttpState {
@@ -81,6 +85,7 @@ impl HttpState {
             providers: Arc::new(HashMap::new()),
             stats: Arc::new(CatcherStats::default()),
             shutdown: CancellationToken::new(),
+            store: None,
         }
     }
 
@@ -124,6 +129,12 @@ impl HttpState {
 
     pub fn provider_names(&self) -> impl Iterator<Item = &str> {
         self.providers.keys().map(String::as_str)
+    }
+
+    /// Requests are answered 503 `store_unavailable` while this store
+    /// takes no writes (a full disk, a failed write).
+    pub fn set_store_health(&mut self, health: Arc<crate::vmdb::health::StoreHealth>) {
+        self.store = Some(health);
     }
 
     /// Requests waiting for room in the pipeline give up (503) when this
@@ -388,6 +399,16 @@ fn timeout_response() -> Response {
 /// Sends every item and waits for all durability answers, within
 /// [`ACK_TIMEOUT`] in all.
 async fn deliver(state: &HttpState, items: Vec<Item>) -> Response {
+    if let Some(fault) = state.store.as_ref().and_then(|h| h.fault()) {
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            format!(
+                "the object store takes no events now ({}: {}); nothing was stored, post again later",
+                fault.state, fault.message
+            ),
+        );
+    }
     let total = items.len();
     let mut waits: Vec<(Arc<CatcherStats>, AckReceiver)> = Vec::new();
     let mut skipped = 0usize;
@@ -425,7 +446,32 @@ async fn deliver(state: &HttpState, items: Vec<Item>) -> Response {
         }
         failed
     };
-    match tokio::time::timeout_at(deadline, all).await {
+    // The store stops taking writes meanwhile (a full disk): answer now
+    // rather than keep the client waiting for space.
+    let store = state.store.clone();
+    let store_down = async move {
+        match store {
+            Some(h) => {
+                while h.is_ok() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                h.fault()
+            }
+            None => std::future::pending().await,
+        }
+    };
+    let answered = tokio::select! {
+        a = tokio::time::timeout_at(deadline, all) => a,
+        fault = store_down => {
+            let why = fault.map(|f| format!("{}: {}", f.state, f.message)).unwrap_or_default();
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                format!("the object store stopped taking writes ({why}); the events may not be stored, post again later (stored events are de-duplicated)"),
+            );
+        }
+    };
+    match answered {
         Err(_) => timeout_response(),
         Ok(failed) if failed.is_empty() => (
             StatusCode::ACCEPTED,

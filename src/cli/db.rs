@@ -1,0 +1,192 @@
+//! `automate db`: check and back up the object store's file
+//! (`docs/operations.md`).
+//!
+//! * `automate db check` copies the file and runs redb's integrity check
+//!   and a read of every object on the copy ([`crate::vmdb::check`]); the
+//!   file itself is never written. Exit 1 when it is damaged.
+//! * `automate db backup FILE` writes a consistent copy (one read
+//!   transaction, copied into a new file: [`RedbStore::backup`]). When no
+//!   process has the store open, the copy is made here, from the file
+//!   opened read-only. A running `automate run` or `automate api` holds
+//!   the file's lock (redb lets no other process open it), so then the
+//!   copy is asked of its API, `POST /api/db/backup` (behind the token),
+//!   which streams it back; it is written beside `FILE`, opened to check
+//!   it, and renamed over `FILE`.
+
+use super::Global;
+use crate::events::config::Config;
+use crate::vmdb::RedbStore;
+use anyhow::{bail, Context};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum DbCmd {
+    /// Check the object store's file (on a copy; the file is not written).
+    /// Exit 1 when it is damaged.
+    Check {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a consistent copy of the object store to FILE, also while
+    /// `automate run` holds it (through its API).
+    Backup(BackupArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BackupArgs {
+    /// Where the copy goes (replaced when it exists).
+    pub file: PathBuf,
+    /// The running service's API (`http://127.0.0.1:3000`), when the
+    /// store is in use; default: `api.listen` of `--config`.
+    #[arg(long, env = "AUTOMATE_API_URL")]
+    pub url: Option<String>,
+    /// The API token; default: `api.token` of `--config`.
+    #[arg(long, env = "AUTOMATE_API_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The running service's configuration (for its API address and token).
+    #[arg(long, default_value = "automate.yaml")]
+    pub config: PathBuf,
+}
+
+pub fn run(global: &Global, cmd: DbCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        DbCmd::Check { json } => check(&global.db, json),
+        DbCmd::Backup(args) => backup(&global.db, &args),
+    }
+}
+
+fn check(db: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    if !db.exists() {
+        bail!("{}: no such file", db.display());
+    }
+    let scratch = tempfile::tempdir().context("creating a scratch directory for the copy")?;
+    let report = crate::vmdb::check(db, scratch.path())
+        .with_context(|| format!("checking {}", db.display()))?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        let v = serde_json::json!({
+            "file": db.display().to_string(),
+            "ok": report.is_ok(),
+            "objects": report.objects,
+            "ems_refs": report.ems_refs,
+            "scheduled": report.scheduled,
+            "problems": report.problems,
+        });
+        writeln!(out, "{v}")?;
+    } else if report.is_ok() {
+        writeln!(
+            out,
+            "{}: ok ({} objects, {} provider references, {} scheduled items)",
+            db.display(),
+            report.objects,
+            report.ems_refs,
+            report.scheduled
+        )?;
+    } else {
+        writeln!(out, "{}: DAMAGED", db.display())?;
+        for p in &report.problems {
+            writeln!(out, "  {p}")?;
+        }
+        writeln!(
+            out,
+            "  see docs/operations.md: restore the last backup, or salvage what reads"
+        )?;
+    }
+    Ok(if report.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn backup(db: &Path, args: &BackupArgs) -> anyhow::Result<ExitCode> {
+    match RedbStore::open_read_only(db) {
+        Ok(store) => {
+            let r = store
+                .backup(&args.file)
+                .with_context(|| format!("backing up {}", db.display()))?;
+            println!(
+                "backup: {} objects, {} scheduled items, {} bytes written to {}",
+                r.objects,
+                r.scheduled,
+                r.bytes,
+                args.file.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(crate::vmdb::StoreError::InUse(_)) => backup_through_api(args),
+        Err(e) => Err(e).with_context(|| format!("opening {}", db.display())),
+    }
+}
+
+/// Asks the running service for the copy (see the module docs).
+fn backup_through_api(args: &BackupArgs) -> anyhow::Result<ExitCode> {
+    let (url, token) = match (&args.url, &args.token) {
+        (Some(u), Some(t)) => (u.clone(), t.clone()),
+        (url, token) => {
+            let cfg = Config::load(&args.config).with_context(|| {
+                format!(
+                    "the store is in use by a running automate: its API is needed (--url, --token), or its configuration ({})",
+                    args.config.display()
+                )
+            })?;
+            (
+                url.clone()
+                    .unwrap_or_else(|| format!("http://{}", cfg.api.listen)),
+                token.clone().unwrap_or(cfg.api.token),
+            )
+        }
+    };
+    let endpoint = format!("{}/api/db/backup", url.trim_end_matches('/'));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut resp = agent
+        .post(&endpoint)
+        .header("X-Auth-Token", &token)
+        .send_empty()
+        .with_context(|| format!("asking {endpoint} for a backup"))?;
+    if resp.status() != 200 {
+        let body = resp.body_mut().read_to_string().unwrap_or_default();
+        bail!("{endpoint} answered {}: {body}", resp.status());
+    }
+    let objects: Option<u64> = resp
+        .headers()
+        .get(crate::api::db::OBJECTS_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let dir = match args.file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".automate-backup-")
+        .suffix(".redb")
+        .tempfile_in(&dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    let bytes = std::io::copy(&mut resp.into_body().into_reader(), tmp.as_file_mut())
+        .with_context(|| format!("receiving the backup from {endpoint}"))?;
+    tmp.as_file()
+        .sync_all()
+        .with_context(|| format!("writing {}", tmp.path().display()))?;
+    // The copy must open and hold what the service said it holds.
+    let held = RedbStore::open_read_only(tmp.path())
+        .and_then(|s| s.guard(|| s.count()))
+        .with_context(|| format!("the backup received from {endpoint} does not open"))?;
+    if let Some(n) = objects {
+        if n != held {
+            bail!("the backup received from {endpoint} holds {held} objects, not {n}");
+        }
+    }
+    tmp.persist(&args.file)
+        .with_context(|| format!("renaming the backup to {}", args.file.display()))?;
+    println!(
+        "backup: {held} objects, {bytes} bytes written to {} (from the running service at {url})",
+        args.file.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
