@@ -149,6 +149,13 @@ impl LogFile {
             let chunk = if fits > 0 {
                 fits
             } else if self.size > 0 && !rotated {
+                // Truncated by someone else (`scripts/soak` empties the
+                // files)? Then there is room after all.
+                let real = self.file.as_ref().and_then(|f| f.metadata().ok());
+                if let Some(len) = real.map(|m| m.len()).filter(|l| *l < self.size) {
+                    self.size = len;
+                    continue;
+                }
                 self.rotate();
                 // Once per write-out: a failed rotation writes on.
                 rotated = self.rotate_failed;
@@ -370,6 +377,30 @@ mod tests {
         f.flush().unwrap();
         assert!(std::fs::metadata(&path).unwrap().len() <= 10_000);
         assert_eq!(names(dir.path()).len(), 4);
+    }
+
+    #[test]
+    fn a_file_truncated_by_someone_else_is_not_rotated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("evm.log");
+        let rotation = Rotation {
+            max_size: 10_000,
+            keep: 3,
+        };
+        let mut f = LogFile::open(&path, rotation, Box::new(notice)).unwrap();
+        for round in 0..5 {
+            for n in 0..90 {
+                line(&mut f, round * 100 + n);
+            }
+            f.flush().unwrap();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_len(0)
+                .unwrap();
+        }
+        assert!(!dir.path().join("evm.log.1").exists());
     }
 
     #[test]
