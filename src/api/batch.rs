@@ -5,11 +5,13 @@
 //! request is answered only once everything it wrote is on disk, and many
 //! requests share one fsync.
 //!
-//! A creation that fails without writing anything (a refused request) is
-//! answered with its error and the others go on. One that fails after
-//! writing (a store error half-way) spoils the shared unit: the unit is
-//! discarded and every creation of the batch is run again alone, in its
-//! own unit, so no caller gets an answer for writes that were thrown away.
+//! Each caller's creations are one item of the shared unit: a savepoint
+//! ([`RedbStore::savepoint`]) is taken before them, and when they fail (an
+//! error, or a panic) what they wrote is discarded and that caller alone
+//! gets the error; the others' writes stay and are committed. One poisoned
+//! request never fails its neighbours. This is the pipeline's rule for a
+//! failed event too (`events::pipeline`), except that a caller is answered
+//! instead of the item being tried again.
 
 use super::ApiError;
 use crate::requests::{NewRequest, RequestView, Requests};
@@ -26,8 +28,8 @@ type Answer = Result<Vec<RequestView>, ApiError>;
 
 /// One caller's creations (several for a `create` action with
 /// `resources`, created together or not at all) and where to answer.
-struct Job {
-    items: Vec<NewRequest>,
+struct Job<I = NewRequest> {
+    items: Vec<I>,
     reply: oneshot::Sender<Answer>,
 }
 
@@ -86,11 +88,7 @@ fn writer(store: &RedbStore, requests: &Requests, rx: &Mutex<Receiver<Job>>) {
             }
             batch
         };
-        if catch_unwind(AssertUnwindSafe(|| run_batch(store, requests, batch))).is_err() {
-            // The callers of that batch get "the request writer failed".
-            store.abort_unit();
-            tracing::error!(target: "evm", "MIQ(Api) a batch of automation requests panicked; it was discarded");
-        }
+        run_batch(store, batch, |items| create_all(requests, items));
     }
 }
 
@@ -105,42 +103,30 @@ fn create_all(requests: &Requests, items: &[NewRequest]) -> Answer {
         .collect()
 }
 
-/// Runs `items` alone in its own unit.
-fn run_alone(store: &RedbStore, requests: &Requests, items: &[NewRequest]) -> Answer {
-    store.begin_unit();
-    match create_all(requests, items) {
-        Ok(views) => match store.commit_unit(|_| Ok(())) {
-            Ok(()) => Ok(views),
-            Err(e) => Err(ApiError::internal(e)),
-        },
-        Err(e) => {
-            store.abort_unit();
-            Err(e)
-        }
-    }
-}
-
-fn run_batch(store: &RedbStore, requests: &Requests, batch: Vec<Job>) {
+/// Runs each job's items with `create` in one unit of work, each job
+/// behind its own savepoint (a failed or panicking job's writes are
+/// discarded, see the module docs), commits the unit and answers every
+/// job.
+fn run_batch<I>(store: &RedbStore, batch: Vec<Job<I>>, create: impl Fn(&[I]) -> Answer) {
     store.begin_unit();
     let mut answers: Vec<Answer> = Vec::with_capacity(batch.len());
-    let mut spoiled = false;
     for job in &batch {
-        let before = store.unit_len().unwrap_or(0);
-        let answer = create_all(requests, &job.items);
-        if answer.is_err() && store.unit_len().unwrap_or(0) != before {
-            spoiled = true;
-            break;
+        let sp = store.savepoint();
+        let answer = catch_unwind(AssertUnwindSafe(|| create(&job.items))).unwrap_or_else(|panic| {
+            let text = crate::events::pipeline::panic_text(&*panic);
+            tracing::error!(target: "evm", "MIQ(Api) an automation request panicked ({text}); its writes were discarded, the other requests of its batch go on");
+            Err(ApiError::internal(
+                "the request failed inside the server (see evm.log); nothing of it was stored",
+            ))
+        });
+        if let Some(sp) = sp {
+            if answer.is_err() {
+                store.rollback_to(sp);
+            } else {
+                store.release_savepoint(sp);
+            }
         }
         answers.push(answer);
-    }
-    if spoiled {
-        store.abort_unit();
-        tracing::warn!(target: "evm", "MIQ(Api) a failed automation request left writes behind: its batch of {} is run again one by one", batch.len());
-        for job in batch {
-            let answer = run_alone(store, requests, &job.items);
-            let _ = job.reply.send(answer);
-        }
-        return;
     }
     match store.commit_unit(|_| Ok(())) {
         Ok(()) => {
@@ -154,5 +140,65 @@ fn run_batch(store: &RedbStore, requests: &Requests, batch: Vec<Job>) {
                 let _ = job.reply.send(Err(e.clone()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{AttrValue, Attributes};
+    use crate::vmdb::ObjectStore;
+
+    fn vm(name: &str) -> Attributes {
+        let mut a = Attributes::default();
+        a.insert("name".into(), AttrValue::Str(name.into()));
+        a
+    }
+
+    /// One job of a batch writes and then panics, another writes and then
+    /// fails: their writes are gone, their neighbours' are stored and
+    /// answered.
+    #[test]
+    fn a_failing_or_panicking_job_is_discarded_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(dir.path().join("b.redb")).unwrap();
+        let names = ["ok-1", "panics", "ok-2", "fails", "ok-3"];
+        let mut answers = Vec::new();
+        let batch: Vec<Job<&str>> = names
+            .iter()
+            .map(|n| {
+                let (reply, answer) = oneshot::channel();
+                answers.push(answer);
+                Job {
+                    items: vec![*n],
+                    reply,
+                }
+            })
+            .collect();
+        run_batch(&store, batch, |items| {
+            for name in items {
+                store.create("Vm", vm(name)).map_err(ApiError::internal)?;
+                if *name == "panics" {
+                    panic!("poisoned request");
+                }
+                if *name == "fails" {
+                    return Err(ApiError::internal("refused after writing"));
+                }
+            }
+            Ok(Vec::new())
+        });
+        let answers: Vec<bool> = answers
+            .into_iter()
+            .map(|a| a.blocking_recv().unwrap().is_ok())
+            .collect();
+        assert_eq!(answers, [true, false, true, false, true]);
+        let mut stored: Vec<String> = store
+            .list("Vm")
+            .unwrap()
+            .iter()
+            .map(|r| store.attribute(r, "name").unwrap().to_text())
+            .collect();
+        stored.sort();
+        assert_eq!(stored, ["ok-1", "ok-2", "ok-3"]);
     }
 }

@@ -8,6 +8,7 @@ pub mod db;
 pub mod demo;
 pub mod events;
 pub mod instantiate;
+pub mod logfile;
 pub mod method;
 pub mod request;
 pub mod retries;

@@ -11,14 +11,16 @@
 //! errors of every target also go to stderr. The log files are written
 //! through a buffer flushed every [`LOG_FLUSH`] and at exit (a line costs no
 //! system call of its own; a crash loses at most the last
-//! [`LOG_FLUSH`] of lines, never stored data).
+//! [`LOG_FLUSH`] of lines, never stored data), rotated by size
+//! (`log.max_size`, `log.keep`), and a failed write (a full disk) is
+//! counted and reported ([`super::logfile`]).
 
+use super::logfile::{LogFile, Rotation};
 use super::{Global, LogFormat};
 use crate::events::config::{self, Config};
 use crate::events::pipeline::Pipeline;
 use anyhow::Context;
-use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -52,7 +54,7 @@ pub struct RunArgs {
 /// How often the log files' buffers are written out.
 pub const LOG_FLUSH: Duration = Duration::from_millis(100);
 
-type LogOut = Arc<Mutex<BufWriter<File>>>;
+type LogOut = Arc<Mutex<LogFile>>;
 
 /// The open log files, for [`flush_logs`].
 static LOG_FILES: OnceLock<Mutex<Vec<LogOut>>> = OnceLock::new();
@@ -85,7 +87,14 @@ fn run_inner(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
         (LogFormat::Json, _) | (_, config::LogFormat::Json) => LogFormat::Json,
         _ => LogFormat::Text,
     };
-    init_file_logging(&cfg.log.dir, format)?;
+    init_file_logging(
+        &cfg.log.dir,
+        format,
+        Rotation {
+            max_size: cfg.log.max_size.0,
+            keep: cfg.log.keep,
+        },
+    )?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -122,15 +131,19 @@ fn run_inner(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(stats)
     })?;
     let secs = started.elapsed().as_secs_f64();
+    // The last lines are written out first: the drop count is final.
+    flush_logs();
+    let log_dropped = super::logfile::dropped_lines();
     let mut out = std::io::stdout().lock();
     if args.json {
         let mut v = serde_json::to_value(&stats)?;
         v["seconds"] = serde_json::json!(secs);
+        v["log_lines_dropped"] = serde_json::json!(log_dropped);
         writeln!(out, "{v}")?;
     } else {
         writeln!(
             out,
-            "run: {} caught, {} skipped, {} rejected, {} queued, {} dropped, {} handled ({} duplicates, {} re-delivered), {} errors, {} retries, {} left in the queue, in {:.2} s ({:.0} events/s)",
+            "run: {} caught, {} skipped, {} rejected, {} queued, {} dropped, {} handled ({} duplicates, {} re-delivered), {} errors ({} failed and re-queued, {} dead-lettered), {} retries, {} left in the queue, {} log lines dropped, in {:.2} s ({:.0} events/s)",
             stats.caught,
             stats.skipped,
             stats.rejected,
@@ -140,8 +153,11 @@ fn run_inner(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
             stats.duplicates,
             stats.redelivered,
             stats.errors,
+            stats.failed,
+            stats.dead_lettered,
             stats.retries,
             stats.queued,
+            log_dropped,
             secs,
             stats.handled as f64 / secs.max(1e-9)
         )?;
@@ -200,17 +216,31 @@ async fn signal() {
 
 /// Installs the global subscriber: evm.log, automation.log, stderr for
 /// warnings.
-pub(super) fn init_file_logging(dir: &Path, format: LogFormat) -> anyhow::Result<()> {
+pub(super) fn init_file_logging(
+    dir: &Path,
+    format: LogFormat,
+    rotation: Rotation,
+) -> anyhow::Result<()> {
     use tracing_subscriber::EnvFilter;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let open = |name: &str| -> anyhow::Result<LogOut> {
+    let json = matches!(format, LogFormat::Json);
+    let open = |name: &str, target: &'static str| -> anyhow::Result<LogOut> {
         let path = dir.join(name);
-        let f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
+        // The "N log lines dropped" line, in the file's format.
+        let notice: super::logfile::Notice = if json {
+            Box::new(move |out: &mut Vec<u8>, message: &str| {
+                out.extend_from_slice(format_line(Level::WARN, message, true, target).as_bytes())
+            })
+        } else {
+            Box::new(|out: &mut Vec<u8>, message: &str| {
+                write_prefix(out, Level::WARN);
+                out.extend_from_slice(message.as_bytes());
+                out.push(b'\n');
+            })
+        };
+        let f = LogFile::open(&path, rotation, notice)
             .with_context(|| format!("opening {}", path.display()))?;
-        let out: LogOut = Arc::new(Mutex::new(BufWriter::with_capacity(1 << 16, f)));
+        let out: LogOut = Arc::new(Mutex::new(f));
         let files = LOG_FILES.get_or_init(|| {
             // The flusher: the buffers reach the files every LOG_FLUSH.
             let _ = std::thread::Builder::new()
@@ -226,7 +256,6 @@ pub(super) fn init_file_logging(dir: &Path, format: LogFormat) -> anyhow::Result
         }
         Ok(out)
     };
-    let json = matches!(format, LogFormat::Json);
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("warn,evm=info,automation=info"));
     let stderr = WarningsOnly(
@@ -238,12 +267,12 @@ pub(super) fn init_file_logging(dir: &Path, format: LogFormat) -> anyhow::Result
         .with(filter)
         .with(FileLayer {
             target: "evm",
-            out: open("evm.log")?,
+            out: open("evm.log", "evm")?,
             json,
         })
         .with(FileLayer {
             target: "automation",
-            out: open("automation.log")?,
+            out: open("automation.log", "automation")?,
             json,
         })
         .with(stderr)
@@ -354,6 +383,7 @@ impl<S: Subscriber> Layer<S> for FileLayer {
             let line = format_line(*meta.level(), &msg.0, self.json, self.target);
             if let Ok(mut out) = self.out.lock() {
                 let _ = out.write_all(line.as_bytes());
+                out.line_done();
             }
             return;
         }
@@ -364,6 +394,7 @@ impl<S: Subscriber> Layer<S> for FileLayer {
             write_prefix(out, *meta.level());
             event.record(&mut WriteMessage { out: &mut *out });
             let _ = out.write_all(b"\n");
+            out.line_done();
         }
     }
 }

@@ -358,6 +358,12 @@ pub struct LogConfig {
     /// Seconds between `MIQ(automate run) stats {...}` lines in evm.log
     /// (counts so far, latency over the interval); 0 turns them off.
     pub stats_interval_secs: u64,
+    /// A log file is rotated before it grows past this size.
+    pub max_size: LogSize,
+    /// Rotated files kept per log (`evm.log.1` ... `evm.log.<keep>`, at
+    /// most [`MAX_LOG_KEEP`]); 0 keeps none.
+    #[serde(deserialize_with = "log_keep")]
+    pub keep: u32,
 }
 
 impl Default for LogConfig {
@@ -366,8 +372,88 @@ impl Default for LogConfig {
             dir: PathBuf::from("log"),
             format: LogFormat::Text,
             stats_interval_secs: 60,
+            max_size: LogSize(100 << 20),
+            keep: 5,
         }
     }
+}
+
+/// Most rotated files `log.keep` may ask for.
+pub const MAX_LOG_KEEP: u32 = 1000;
+/// The smallest and largest `log.max_size`.
+pub const LOG_SIZE_RANGE: std::ops::RangeInclusive<u64> = (4 << 10)..=(1 << 40);
+
+fn log_keep<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let keep = u32::deserialize(d)?;
+    if keep > MAX_LOG_KEEP {
+        return Err(serde::de::Error::custom(format!(
+            "log.keep: {keep} rotated files is more than the {MAX_LOG_KEEP} allowed"
+        )));
+    }
+    Ok(keep)
+}
+
+/// `log.max_size`: bytes, written as a number or with a unit (`100MiB`,
+/// `10 MB`, `512k`), between 4 KiB and 1 TiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct LogSize(pub u64);
+
+impl<'de> Deserialize<'de> for LogSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<LogSize, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bytes(u64),
+            Text(String),
+        }
+        let bytes = match Raw::deserialize(d)? {
+            Raw::Bytes(n) => n,
+            Raw::Text(t) => parse_size(&t)
+                .map_err(|e| serde::de::Error::custom(format!("log.max_size: {e}")))?,
+        };
+        if !LOG_SIZE_RANGE.contains(&bytes) {
+            return Err(serde::de::Error::custom(format!(
+                "log.max_size: {bytes} bytes is outside 4KiB..=1TiB"
+            )));
+        }
+        Ok(LogSize(bytes))
+    }
+}
+
+/// A size: a number of bytes, or a number with a unit (`100MiB`, `10 MB`,
+/// `512k`; `k`/`KiB` are 1024, `KB` is 1000).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let unit = unit.trim();
+    let mult: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "kb" => 1_000,
+        "m" | "mib" => 1 << 20,
+        "mb" => 1_000_000,
+        "g" | "gib" => 1 << 30,
+        "gb" => 1_000_000_000,
+        "t" | "tib" => 1 << 40,
+        "tb" => 1_000_000_000_000,
+        _ => {
+            return Err(format!(
+                "[{text}]: unknown unit [{unit}] (use B, KiB, MiB, GiB, TiB, KB, MB, GB or TB)"
+            ))
+        }
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("[{text}]: not a size (a number of bytes, or e.g. 100MiB)"))?;
+    let bytes = n * mult as f64;
+    if !bytes.is_finite() || !(0.0..=u64::MAX as f64 / 2.0).contains(&bytes) {
+        return Err(format!("[{text}]: out of range"));
+    }
+    Ok(bytes as u64)
 }
 
 /// What one instantiation may spend (an event's delivery, an API resolve,
@@ -839,6 +925,48 @@ mod tests {
         match err {
             ConfigError::Syntax { line, .. } => assert!(line >= 1, "{text}"),
             other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn log_rotation_keys_parse_with_units_and_are_bounded() {
+        let base = "providers:\n  - {name: r, type: RHEVM, hostname: h, userid: u, catcher: {kind: simulate}}\n";
+        let cfg = Config::from_yaml(
+            &format!("{base}log: {{max_size: 64KiB, keep: 3}}\n"),
+            "t.yaml",
+        )
+        .unwrap();
+        assert_eq!((cfg.log.max_size, cfg.log.keep), (LogSize(64 << 10), 3));
+        let cfg =
+            Config::from_yaml(&format!("{base}log: {{max_size: 1000000}}\n"), "t.yaml").unwrap();
+        assert_eq!((cfg.log.max_size, cfg.log.keep), (LogSize(1_000_000), 5));
+        let cfg = Config::from_yaml(base, "t.yaml").unwrap();
+        assert_eq!(cfg.log.max_size, LogSize(100 << 20));
+        for (bad, says) in [
+            ("max_size: 10 parsecs", "unknown unit"),
+            ("max_size: 100", "outside"),
+            ("max_size: 2TiB", "outside"),
+            ("max_size: inf", "unknown unit"),
+            ("keep: 5000", "log.keep"),
+        ] {
+            let err = Config::from_yaml(&format!("{base}log: {{{bad}}}\n"), "t.yaml")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(says) && err.starts_with("t.yaml:"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn sizes_parse_with_units_and_refuse_nonsense() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("100MiB"), Ok(100 << 20));
+        assert_eq!(parse_size("100 MB"), Ok(100_000_000));
+        assert_eq!(parse_size("1.5k"), Ok(1536));
+        for bad in ["", "MiB", "10 parsecs", "1e999", "-5", "inf", "."] {
+            assert!(parse_size(bad).is_err(), "{bad}");
         }
     }
 }

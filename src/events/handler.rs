@@ -314,6 +314,10 @@ impl Handler {
             object: format!("EmsEvent.{}", event.id),
             deliveries: 0,
         };
+        // What Automate writes is kept only if it ends without an error;
+        // the event row above stays either way (ManageIQ's EmsEvent.add
+        // comes before the delivery).
+        let sp = self.store.savepoint();
         let delivered = match &self.schedule {
             _ if self.defer_retries => {
                 deliver_deferred(&self.engine, &d, Some(parsed), DEFAULT_MAX_DELIVERIES)
@@ -332,8 +336,24 @@ impl Handler {
         let (ws, error, retry) = match delivered {
             Ok((Outcome::Error { workspace, error }, retry)) => (workspace, error, retry),
             Ok((outcome, retry)) => (outcome.into_workspace(), None, retry),
-            Err(e) => return Err(HandlerError::Store(e)),
+            Err(e) => {
+                if let Some(sp) = sp {
+                    self.store.rollback_to(sp);
+                }
+                return Err(HandlerError::Store(e));
+            }
         };
+        if let Some(sp) = sp {
+            if error.is_some() {
+                self.store.rollback_to(sp);
+                self.log.info_fmt(format_args!(
+                    "MIQ(MiqAeEngine.deliver) Automate ended with an error for object [EmsEvent.{}]: what it wrote was discarded",
+                    event.id
+                ));
+            } else {
+                self.store.release_savepoint(sp);
+            }
+        }
         let mut prefixed = String::new();
         for line in &ws.trace {
             // Core lines raised from inside Automate (generic events, their

@@ -75,7 +75,24 @@ pub trait ObjectStore: Send + Sync {
             .into_iter()
             .find(|r| self.attribute(r, "ems_id") == Some(AttrValue::Int(ems_id)))
     }
+
+    /// A point in the calling thread's unit of work to come back to with
+    /// [`ObjectStore::rollback_to`] ([`RedbStore::savepoint`]); `None` when
+    /// writes are not buffered (they cannot be taken back).
+    fn savepoint(&self) -> Option<Savepoint> {
+        None
+    }
+
+    /// Discards the writes made since `sp` ([`RedbStore::rollback_to`]).
+    fn rollback_to(&self, _sp: Savepoint) {}
+
+    /// Keeps the writes made since `sp` ([`RedbStore::release_savepoint`]).
+    fn release_savepoint(&self, _sp: Savepoint) {}
 }
+
+/// A point in a unit of work's writes: see [`RedbStore::savepoint`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Savepoint(pub(crate) usize);
 
 /// A failed write to the object store.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -137,7 +154,9 @@ pub fn base_class(class: &str) -> Option<&'static str> {
     lc.copy_from_slice(bytes);
     lc.make_ascii_lowercase();
     Some(match &*lc {
-        b"eventstream" | b"emsevent" | b"miqevent" | b"requestevent" => "EventStream",
+        b"eventstream" | b"emsevent" | b"miqevent" | b"requestevent" | b"deadletterevent" => {
+            "EventStream"
+        }
         b"vmortemplate" | b"vm" | b"miqtemplate" | b"template" => "VmOrTemplate",
         b"host" => "Host",
         b"extmanagementsystem" | b"ems" => "ExtManagementSystem",

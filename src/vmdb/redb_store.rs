@@ -90,7 +90,7 @@ use super::file::{self, BackupReport, Db};
 use super::health::StoreHealth;
 use super::json_out::{encode_object, write_value};
 use super::schedule::{self, Schedule, WorkItem};
-use super::{base_class, ObjectStore, StoreError, VmdbRef, REGION_BASE};
+use super::{base_class, ObjectStore, Savepoint, StoreError, VmdbRef, REGION_BASE};
 use crate::engine::{AttrValue, Attributes};
 use redb::{
     Database, ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction,
@@ -272,6 +272,29 @@ struct Unit {
     /// and not yet known to be on disk, oldest first: read after the
     /// unit's own, newest first, until [`RedbStore::landed`].
     in_flight: std::collections::VecDeque<HandedOver>,
+    /// While a [`Savepoint`] is held ([`RedbStore::savepoint`]): how to take
+    /// back each write since, oldest first. `None`: nothing is recorded.
+    undo: Option<Vec<Undo>>,
+    /// Savepoints held (not yet rolled back to or released).
+    savepoints: usize,
+}
+
+/// One write of a unit, as [`RedbStore::rollback_to`] takes it back.
+/// Index candidates are not recorded: a stale candidate is harmless (every
+/// index read checks the object itself).
+enum Undo {
+    /// An object was put: how it was before (`None`: new to the unit, the
+    /// last in `order`), and the recorded change with its previous value.
+    Object {
+        key: (&'static str, i64),
+        prior: Option<Arc<StoredObject>>,
+        change: Option<(String, Option<AttrValue>)>,
+    },
+    /// A provider reference was recorded: what it pointed at before.
+    Ref {
+        key: (&'static str, i64, String),
+        prior: Option<i64>,
+    },
 }
 
 /// What a unit's reads still need of writes it handed over.
@@ -327,28 +350,102 @@ impl Unit {
         }
         if let Some((ems_id, refs)) = ref_keys(&obj.attrs) {
             for r in refs {
-                self.refs.insert((base, ems_id, r), id);
+                let key = (base, ems_id, r);
+                let prior = self.refs.insert(key.clone(), id);
+                if let Some(undo) = self.undo.as_mut() {
+                    undo.push(Undo::Ref { key, prior });
+                }
             }
         }
         let obj = Arc::new(obj);
-        let p = match self.objects.entry((base, id)) {
+        let (p, prior) = match self.objects.entry((base, id)) {
             std::collections::hash_map::Entry::Occupied(e) => {
                 let p = e.into_mut();
-                p.obj = obj;
-                p
+                let prior = std::mem::replace(&mut p.obj, obj);
+                (p, Some(prior))
             }
             std::collections::hash_map::Entry::Vacant(e) => {
                 self.order.push((base, id));
-                e.insert(Pending {
+                let p = e.insert(Pending {
                     obj,
                     created,
                     changes: Attributes::default(),
-                })
+                });
+                (p, None)
             }
         };
+        let mut undone = None;
         if let Some((k, v)) = change {
+            if self.undo.is_some() {
+                undone = Some((k.clone(), p.changes.get(&k).cloned()));
+            }
             p.changes.insert(k, v);
         }
+        if let Some(undo) = self.undo.as_mut() {
+            undo.push(Undo::Object {
+                key: (base, id),
+                prior,
+                change: undone,
+            });
+        }
+    }
+
+    /// One savepoint less; with none left, nothing more is recorded.
+    fn release(&mut self) {
+        self.savepoints = self.savepoints.saturating_sub(1);
+        if self.savepoints == 0 {
+            self.undo = None;
+        }
+    }
+
+    /// Takes back the writes recorded after the first `keep` (newest
+    /// first).
+    fn rollback(&mut self, keep: usize) {
+        let Some(mut undo) = self.undo.take() else {
+            return;
+        };
+        while undo.len() > keep {
+            let Some(u) = undo.pop() else { break };
+            match u {
+                Undo::Object {
+                    key, prior: None, ..
+                } => {
+                    self.objects.remove(&key);
+                    if self.order.last() == Some(&key) {
+                        self.order.pop();
+                    } else {
+                        self.order.retain(|k| *k != key);
+                    }
+                }
+                Undo::Object {
+                    key,
+                    prior: Some(obj),
+                    change,
+                } => {
+                    if let Some(p) = self.objects.get_mut(&key) {
+                        p.obj = obj;
+                        match change {
+                            Some((k, Some(v))) => {
+                                p.changes.insert(k, v);
+                            }
+                            Some((k, None)) => {
+                                p.changes.shift_remove(&k);
+                            }
+                            None => {}
+                        }
+                    }
+                }
+                Undo::Ref { key, prior } => match prior {
+                    Some(id) => {
+                        self.refs.insert(key, id);
+                    }
+                    None => {
+                        self.refs.remove(&key);
+                    }
+                },
+            }
+        }
+        self.undo = Some(undo);
     }
 }
 
@@ -564,6 +661,37 @@ impl RedbStore {
         with_unit(self.id, |u| u.order.len())
     }
 
+    /// A point in the calling thread's unit of work to come back to: the
+    /// writes made after it are discarded by [`RedbStore::rollback_to`]
+    /// (one failed item of a batch: its writes go, its neighbours' stay)
+    /// or kept by [`RedbStore::release_savepoint`]; each savepoint ends
+    /// with one of the two. Savepoints nest. `None` without an open unit
+    /// (writes are then committed as they are made and cannot be taken
+    /// back). While one is held, each write records how to take it back
+    /// (an `Arc` clone, O(1)).
+    pub fn savepoint(&self) -> Option<Savepoint> {
+        with_unit(self.id, |u| {
+            u.savepoints += 1;
+            Savepoint(u.undo.get_or_insert_with(Vec::new).len())
+        })
+    }
+
+    /// Discards the writes the calling thread's unit made since `sp`
+    /// (objects created are gone, objects changed are as they were) and
+    /// ends `sp`. A savepoint from before a [`RedbStore::hand_over`] takes
+    /// back nothing handed over.
+    pub fn rollback_to(&self, sp: Savepoint) {
+        with_unit(self.id, |u| {
+            u.rollback(sp.0);
+            u.release();
+        });
+    }
+
+    /// Ends `sp`, keeping the writes made since.
+    pub fn release_savepoint(&self, _sp: Savepoint) {
+        with_unit(self.id, Unit::release);
+    }
+
     /// Discards the calling thread's unit of work.
     pub fn abort_unit(&self) {
         let _ = self.take_unit();
@@ -614,6 +742,9 @@ impl RedbStore {
     /// too). An empty unit without one open.
     pub fn hand_over(&self) -> PreparedUnit {
         with_unit(self.id, |u| {
+            // What is handed over cannot be taken back.
+            u.undo = None;
+            u.savepoints = 0;
             let objects = std::mem::take(&mut u.objects);
             let order = std::mem::take(&mut u.order);
             u.in_flight.push_back(HandedOver {
@@ -958,6 +1089,18 @@ impl ObjectStore for RedbStore {
     fn find_by_ems_ref(&self, class: &str, ems_id: i64, ems_ref: &str) -> Option<VmdbRef> {
         // The inherent method: the provider-reference table.
         RedbStore::find_by_ems_ref(self, class, ems_id, ems_ref)
+    }
+
+    fn savepoint(&self) -> Option<Savepoint> {
+        RedbStore::savepoint(self)
+    }
+
+    fn rollback_to(&self, sp: Savepoint) {
+        RedbStore::rollback_to(self, sp)
+    }
+
+    fn release_savepoint(&self, sp: Savepoint) {
+        RedbStore::release_savepoint(self, sp)
     }
 }
 
@@ -2175,6 +2318,60 @@ mod tests {
             a.keys().collect::<Vec<_>>()
         );
         assert!(decode_object(b"garbage").is_err());
+    }
+
+    #[test]
+    fn savepoints_take_back_one_items_writes_and_nest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(dir.path().join("s.redb")).unwrap();
+        let kept = store
+            .create("Vm", attrs(&[("name", "kept".into())]))
+            .unwrap();
+        store.begin_unit();
+        let first = store
+            .create("Vm", attrs(&[("name", "first".into())]))
+            .unwrap();
+        let outer = store.savepoint().unwrap();
+        store.update(&first, "name", "changed".into()).unwrap();
+        store.update(&kept, "note", "x".into()).unwrap();
+        let inner = store.savepoint().unwrap();
+        let gone = store
+            .create("Vm", attrs(&[("name", "gone".into())]))
+            .unwrap();
+        store
+            .update(&first, "name", "changed twice".into())
+            .unwrap();
+        store.rollback_to(inner);
+        assert_eq!(store.find("Vm", gone.id), None);
+        assert_eq!(
+            store.attribute(&first, "name"),
+            Some(AttrValue::from("changed"))
+        );
+        store.rollback_to(outer);
+        assert_eq!(
+            store.attribute(&first, "name"),
+            Some(AttrValue::from("first"))
+        );
+        assert_eq!(store.attribute(&kept, "note"), None);
+        // A released savepoint keeps its writes.
+        let sp = store.savepoint().unwrap();
+        let last = store
+            .create("Vm", attrs(&[("name", "last".into())]))
+            .unwrap();
+        store.release_savepoint(sp);
+        store.commit_unit(|_| Ok(())).unwrap();
+        let mut names: Vec<String> = store
+            .list("Vm")
+            .unwrap()
+            .iter()
+            .map(|r| store.attribute(r, "name").unwrap().to_text())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["first", "kept", "last"]);
+        assert_eq!(store.attribute(&kept, "note"), None);
+        assert!(store.find("Vm", last.id).is_some());
+        // Without a unit there is nothing to come back to.
+        assert_eq!(store.savepoint(), None);
     }
 
     #[test]

@@ -141,6 +141,20 @@ pub fn automate_in(dir: &Path) -> std::process::Command {
     cmd
 }
 
+/// Copies the directory tree `src` to `dst`.
+pub fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for entry in std::fs::read_dir(src).unwrap() {
+        let entry = entry.unwrap();
+        let to = dst.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to);
+        } else {
+            std::fs::copy(entry.path(), to).unwrap();
+        }
+    }
+}
+
 /// Ends a child `automate` the way an operator does: SIGTERM, then waits
 /// (at most 60 s, then SIGKILL and `None`) so the store is closed cleanly
 /// and read-only commands can open it afterwards.

@@ -3,6 +3,7 @@
 //! refused with file, line and reason, exit code 1, and the datastore left
 //! byte for byte as it was), and `automate datastore list|tree|show|validate`.
 
+use crate::common::copy_dir;
 use automate::datastore::fs as dsfs;
 use automate::datastore::import::{self, ImportError, ImportOptions};
 use automate::datastore::{Index, Source};
@@ -145,19 +146,6 @@ fn mismatches(a: &BTreeMap<String, Vec<u8>>, b: &BTreeMap<String, Vec<u8>>) -> V
         }
     }
     out
-}
-
-fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for entry in std::fs::read_dir(src).unwrap() {
-        let entry = entry.unwrap();
-        let to = dst.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &to);
-        } else {
-            std::fs::copy(entry.path(), &to).unwrap();
-        }
-    }
 }
 
 fn tempdir() -> tempfile::TempDir {

@@ -15,6 +15,7 @@ mod demo;
 mod engine;
 mod events;
 mod harden_api;
+mod harden_batch;
 mod harden_budget;
 mod harden_input;
 mod harden_import;

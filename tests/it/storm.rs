@@ -161,7 +161,14 @@ fn run(base: &Path, name: &str, rate: f64, count: u64, queue: &str) -> Run {
     let stats: Value = serde_json::from_slice(&stdout).expect("stats as JSON");
     let end = started + elapsed;
     let drain = peak_at.map(|p| drained_at.unwrap_or(end).duration_since(p));
-    let evm_log = std::fs::read_to_string(dir.join("log/evm.log")).unwrap_or_default();
+    // evm.log and the files it was rotated into (`log.max_size`), oldest
+    // first.
+    let mut evm_log = String::new();
+    for n in (1..=5).rev() {
+        evm_log +=
+            &std::fs::read_to_string(dir.join(format!("log/evm.log.{n}"))).unwrap_or_default();
+    }
+    evm_log += &std::fs::read_to_string(dir.join("log/evm.log")).unwrap_or_default();
     Run {
         stats,
         peak_depth,

@@ -271,7 +271,11 @@ fn check_event(path: &str, v: &Value) -> Result<ProviderEvent, String> {
             }
         }
     }
-    serde_json::from_value(Value::Object(obj.clone())).map_err(|e| format!("{path}: {e}"))
+    let mut ev: ProviderEvent =
+        serde_json::from_value(Value::Object(obj.clone())).map_err(|e| format!("{path}: {e}"))?;
+    ev.timestamp =
+        super::normalise_timestamp(&ev.timestamp).map_err(|e| format!("{path}.timestamp: {e}"))?;
+    Ok(ev)
 }
 
 fn check_item(state: &HttpState, path: &str, v: &Value) -> Result<Item, Box<Response>> {

@@ -4,9 +4,11 @@
 //! "timestamp": "...", "vm_ems_ref": "...", ...}`), an oslo notification
 //! (`{"event_type": ..., "payload": {...}, ...}`), or an oslo.messaging 2.0
 //! envelope (`{"oslo.message": "<json>"}`); the last two are parsed as the
-//! `amqp` catcher parses them. Blank lines are ignored. A bad line is logged
-//! as a warning naming its line number, counted in the catcher's stats and
-//! skipped. With `follow`, the catcher keeps reading what is appended to the
+//! `amqp` catcher parses them. Every timestamp is stored in the event
+//! stream's one format ([`super::normalise_timestamp`]); one that is not a
+//! time makes the line bad. Blank lines are ignored. A bad line is logged
+//! as a warning naming the file, its line number and the field, counted in
+//! the catcher's stats and skipped. With `follow`, the catcher keeps reading what is appended to the
 //! file (like `tail -F`: a truncated or replaced file is read again from the
 //! start) until shutdown; otherwise it ends at end of file.
 
@@ -54,10 +56,12 @@ pub fn parse_line(line: &str) -> Result<ProviderEvent, String> {
     if oslo::looks_like_oslo(&v) {
         return oslo::parse_value(v).map_err(|e| e.to_string());
     }
-    let ev: ProviderEvent = serde_json::from_value(v).map_err(|e| e.to_string())?;
+    let mut ev: ProviderEvent = serde_json::from_value(v).map_err(|e| e.to_string())?;
     if ev.event_type.trim().is_empty() {
         return Err("empty event_type".into());
     }
+    ev.timestamp =
+        super::normalise_timestamp(&ev.timestamp).map_err(|e| format!("field timestamp: {e}"))?;
     Ok(ev)
 }
 
@@ -287,7 +291,7 @@ async fn handle_line(
                 ctx.provider.hostname,
                 ctx.provider.userid,
             );
-            ctx.stats.problem(format!("line {lineno}: {e}"));
+            ctx.stats.problem(format!("{name}:{lineno}: {e}"));
             Ok(true)
         }
         Ok(ev) => match ctx.offer(ev, false, shutdown).await {

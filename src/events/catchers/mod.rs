@@ -37,6 +37,22 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+/// An event's `timestamp` in the event stream's one format (ISO 8601 UTC
+/// with milliseconds, `2026-01-01T00:00:01.250Z`), from any form
+/// [`crate::engine::time::parse_time`] reads (a zone offset, a space for
+/// the `T`, none to six fractional digits). A text that is not a time is
+/// an error: catchers refuse such an event rather than
+/// store its timestamp as given (which `--since` could never match).
+pub fn normalise_timestamp(text: &str) -> Result<String, String> {
+    use crate::engine::time;
+    time::parse_time(text).map(time::iso8601).ok_or_else(|| {
+        format!(
+            "[{}] is not a time (use ISO 8601, e.g. 2026-01-01T00:00:01Z)",
+            text.chars().take(64).collect::<String>()
+        )
+    })
+}
+
 /// One caught event on its way to the pipeline.
 #[derive(Debug)]
 pub struct Caught {

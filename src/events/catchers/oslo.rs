@@ -11,7 +11,8 @@
 //! `payload.instance_id` → `vm_ems_ref`, `payload.display_name` →
 //! `vm_name`, `payload.host` (else the host part of `publisher_id`) →
 //! `host_ems_ref` and `host_name`, `timestamp` → ISO 8601 UTC (epoch
-//! seconds accepted, an unknown format kept as written); the whole
+//! seconds accepted; a text that is not a time refuses the notification,
+//! never stored as written); the whole
 //! notification (unwrapped) is `full_data`, so `full_data.message_id` stays
 //! available ([`message_id`]).
 
@@ -32,7 +33,7 @@ pub enum OsloError {
     Version(String),
     #[error("missing or empty event_type")]
     NoEventType,
-    #[error("bad timestamp {0:?}")]
+    #[error("field timestamp: {0:?} is not a time (use ISO 8601, e.g. 2026-01-01T00:00:01Z, or epoch seconds)")]
     Timestamp(String),
 }
 
@@ -90,8 +91,11 @@ pub fn from_notification(note: Value) -> Result<ProviderEvent, OsloError> {
         .to_string();
     let timestamp = match note.get("timestamp") {
         None | Some(Value::Null) => time::iso8601(time::now_ms()),
-        // An unknown format is kept as written rather than losing the event.
-        Some(Value::String(s)) => time::parse_time(s).map_or_else(|| s.clone(), time::iso8601),
+        // Never stored as given: a text that is not a time refuses the
+        // notification (the event stream has one timestamp format).
+        Some(Value::String(s)) => time::parse_time(s)
+            .map(time::iso8601)
+            .ok_or_else(|| OsloError::Timestamp(s.clone()))?,
         // Seconds since the epoch.
         Some(Value::Number(n)) => match n.as_f64() {
             Some(secs) if secs.is_finite() => time::iso8601((secs * 1000.0).round() as i64),
@@ -170,7 +174,7 @@ mod tests {
     }
 
     #[test]
-    fn timestamps_are_normalised_or_kept() {
+    fn timestamps_are_normalised_or_refused() {
         let mut n = note();
         n["timestamp"] = json!(1_767_225_601.25);
         assert_eq!(
@@ -178,7 +182,7 @@ mod tests {
             "2026-01-01T00:00:01.250Z"
         );
         n["timestamp"] = json!("yesterday");
-        assert_eq!(parse_value(n.clone()).unwrap().timestamp, "yesterday");
+        assert!(parse_value(n.clone()).is_err(), "never stored as given");
         n["timestamp"] = json!(true);
         assert!(matches!(parse_value(n), Err(OsloError::Timestamp(_))));
     }
