@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 /// Loads every `*.yaml` / `*.yml` file of `dir`, by file name. A missing
 /// directory is an empty set; the first bad file or field is the error.
+/// Files are read as the datastore's are ([`crate::datastore::fs::read_text`]):
+/// a link is refused naming it, never followed, and a FIFO is never waited on.
 pub fn load(dir: &Path) -> Result<ControlSet, ControlError> {
     let mut set = ControlSet::default();
     let entries = match std::fs::read_dir(dir) {
@@ -19,12 +21,15 @@ pub fn load(dir: &Path) -> Result<ControlSet, ControlError> {
     let mut files: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .filter(|p| {
+            // Not `is_file`, which follows links: a link is read (and refused) below.
+            !p.is_dir() && p.extension().is_some_and(|x| x == "yaml" || x == "yml")
+        })
         .collect();
     files.sort();
     for file in files {
-        let text = std::fs::read_to_string(&file)
-            .map_err(|e| err(&file, 0, "", format!("cannot read: {e}")))?;
+        let text = crate::datastore::fs::read_text(&file)
+            .map_err(|p| err(&file, p.line, "", p.message))?;
         load_text(&text, &file, &mut set)?;
     }
     Ok(set)
@@ -409,5 +414,19 @@ mod tests {
         );
         let e = parse("alerts:\n  - name: a\n").unwrap_err();
         assert_eq!((e.line, e.field.as_str()), (2, "alerts[0].event"), "{e}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_linked_policy_file_is_refused_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret.txt");
+        std::fs::write(&secret, "policies:\n- name: leaked\n  events: [vm_start]\n").unwrap();
+        let control = dir.path().join("control");
+        std::fs::create_dir(&control).unwrap();
+        std::os::unix::fs::symlink(&secret, control.join("evil.yaml")).unwrap();
+        let e = load(&control).unwrap_err();
+        assert!(e.file.ends_with("evil.yaml"), "{e}");
+        assert!(e.message.contains("link"), "{e}");
     }
 }
