@@ -452,13 +452,3 @@ impl Method {
             .collect()
     }
 }
-
-/// The file name ManageIQ's exporter gives an instance: a leading `.`
-/// becomes `_`, then lower-case.
-pub fn instance_file_name(name: &str) -> String {
-    let base = match name.strip_prefix('.') {
-        Some(rest) => format!("_{rest}"),
-        None => name.to_string(),
-    };
-    format!("{}.yaml", base.to_lowercase())
-}

@@ -458,15 +458,6 @@ impl<'e> Runtime<'e> {
         &self.current_message
     }
 
-    /// The name of the field being processed (`$evm.current_object.current_field_name`).
-    pub fn current_field_name(&self) -> Option<&str> {
-        let (class, _) = self.class_of(self.current?)?;
-        class
-            .fields
-            .get(self.current_field?)
-            .map(|f| f.name.as_str())
-    }
-
     /// The class (and instance position) object `id` was built from.
     fn class_of(&self, id: ObjectId) -> Option<&(Arc<crate::datastore::ClassDef>, Option<usize>)> {
         self.classes.get(id).and_then(Option::as_ref)

@@ -603,11 +603,6 @@ impl Pipeline {
         }
     }
 
-    /// Whether the catchers have all ended.
-    pub fn catchers_finished(&self) -> bool {
-        self.catchers.as_ref().is_none_or(|c| c.is_finished())
-    }
-
     /// Stops gracefully: stops the catchers, lets the committer queue what
     /// they sent, lets the workers drain the queue, then returns the counts.
     /// A catcher's error is logged.

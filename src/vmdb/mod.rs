@@ -21,9 +21,7 @@ pub use json_out::json_text;
 pub(crate) use json_out::{write_json, write_str};
 pub use memory::MemoryStore;
 pub use paging::{Keep, Page, PageQuery};
-pub use redb_store::{
-    region_of, Batch, PreparedUnit, RedbStore, StoredObject, VerifyReport, DEFAULT_DB_PATH,
-};
+pub use redb_store::{region_of, Batch, PreparedUnit, RedbStore, StoredObject, VerifyReport};
 pub use schedule::{from_micros, to_micros, Claimed, Schedule, Scheduled, WorkItem};
 
 use crate::engine::{AttrValue, Attributes};

@@ -108,9 +108,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
-/// Where the store lives when `--db` is not given.
-pub const DEFAULT_DB_PATH: &str = "automate.redb";
-
 /// The redb page cache, in MiB, unless `AUTOMATE_DB_CACHE_MB` says
 /// otherwise. redb's own default (1 GiB) lets a long-running `automate run`
 /// grow towards a gigabyte of RSS as the file grows; the hot pages of a

@@ -122,11 +122,6 @@ impl HttpState {
         self.stats.clone()
     }
 
-    /// Per-provider counters.
-    pub fn provider_stats(&self, name: &str) -> Option<Arc<CatcherStats>> {
-        self.providers.get(name).map(|c| c.stats.clone())
-    }
-
     pub fn provider_names(&self) -> impl Iterator<Item = &str> {
         self.providers.keys().map(String::as_str)
     }
@@ -162,26 +157,6 @@ pub async fn serve(
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
-}
-
-/// Binds `addr` and serves [`router`] until `shutdown`.
-pub async fn bind_and_serve(
-    addr: &str,
-    state: HttpState,
-    shutdown: CancellationToken,
-) -> Result<(), CatcherError> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| CatcherError::Listen {
-            addr: addr.to_string(),
-            source,
-        })?;
-    serve(listener, state, shutdown)
-        .await
-        .map_err(|source| CatcherError::Listen {
-            addr: addr.to_string(),
-            source,
-        })
 }
 
 /// A JSON error response.
