@@ -113,7 +113,7 @@ fn run_batch<I>(store: &RedbStore, batch: Vec<Job<I>>, create: impl Fn(&[I]) -> 
     for job in &batch {
         let sp = store.savepoint();
         let answer = catch_unwind(AssertUnwindSafe(|| create(&job.items))).unwrap_or_else(|panic| {
-            let text = crate::events::pipeline::panic_text(&*panic);
+            let text = crate::vmdb::panic_text(&*panic);
             tracing::error!(target: "evm", "MIQ(Api) an automation request panicked ({text}); its writes were discarded, the other requests of its batch go on");
             Err(ApiError::internal(
                 "the request failed inside the server (see evm.log); nothing of it was stored",

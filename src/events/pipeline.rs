@@ -1060,7 +1060,10 @@ fn handle_batch(
                 None
             }
             Ok(Err(e)) => Some(format!("not handled: {e}")),
-            Err(panic) => Some(format!("the handler panicked: {}", panic_text(&*panic))),
+            Err(panic) => Some(format!(
+                "the handler panicked: {}",
+                crate::vmdb::panic_text(&*panic)
+            )),
         };
         // The lines went to tracing already; do not keep them.
         handler.log().drain();
@@ -1091,15 +1094,6 @@ fn handle_batch(
         out.caught.push(ev.caught_us);
     }
     out
-}
-
-/// A panic's message (what `catch_unwind` caught).
-pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(no message)")
 }
 
 /// A dead-lettered event as an event-stream row (`DeadLetterEvent`), in

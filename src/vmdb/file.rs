@@ -121,18 +121,22 @@ fn install_hook() {
                     .location()
                     .map(|l| format!(" at {}:{}", l.file(), l.line()))
                     .unwrap_or_default();
-                let message = info
-                    .payload()
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| info.payload().downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic".into());
+                let message = panic_text(info.payload());
                 CAUGHT.with(|c| *c.borrow_mut() = Some(format!("{message}{at}")));
             } else {
                 previous(info);
             }
         }));
     });
+}
+
+/// A panic's message (what `catch_unwind` or a panic hook caught).
+pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 /// Runs `f`, a call into redb on the store at `path`; a panic inside it

@@ -15,7 +15,7 @@ mod paging;
 mod redb_store;
 mod schedule;
 
-pub use file::{check, guard, BackupReport, CheckReport};
+pub use file::{check, guard, panic_text, BackupReport, CheckReport};
 pub use group::{Committing, GroupCommit, GroupWriter, Work};
 pub use json_out::json_text;
 pub(crate) use json_out::{write_json, write_str};

@@ -648,11 +648,17 @@ async fn http_server(
 ) -> (String, CancellationToken, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let state = HttpState::new(TOKEN).with_provider(rhev(), Filter::new(["VM_DOWN"]), tx);
+    let mut state = HttpState::new(TOKEN).with_provider(rhev(), Filter::new(["VM_DOWN"]), tx);
     let stop = CancellationToken::new();
+    state.set_shutdown(stop.clone());
     let s = stop.clone();
+    // Served as `automate run` serves it: merged into the API's server,
+    // with its limits.
+    let limits = automate::events::config::ApiLimits::default();
     let task = tokio::spawn(async move {
-        http::serve(listener, state, s).await.unwrap();
+        automate::api::serve_with(listener, http::router(state), &limits, s)
+            .await
+            .unwrap();
     });
     (format!("http://{addr}/api/events"), stop, task)
 }

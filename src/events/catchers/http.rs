@@ -147,18 +147,6 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
-/// Serves [`router`] alone on `listener` until `shutdown`.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    mut state: HttpState,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    state.set_shutdown(shutdown.clone());
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-}
-
 /// A JSON error response.
 pub fn error_response(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {
     let body = json!({"error": {"kind": kind, "message": message.into()}});

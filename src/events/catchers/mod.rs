@@ -460,8 +460,9 @@ impl Catcher {
 /// any provider takes events over HTTP.
 pub struct Catchers {
     pub catchers: Vec<Catcher>,
-    /// Serve it with [`http::router`] (merged into the REST API) or
-    /// [`http::serve`]. `None` when no provider uses the `http` catcher.
+    /// Serve it with [`http::router`], merged into the REST API (whose
+    /// server sets the connection limits). `None` when no provider uses
+    /// the `http` catcher.
     pub http: Option<http::HttpState>,
 }
 
