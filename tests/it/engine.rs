@@ -1074,9 +1074,7 @@ fn item19_vmdb_datatypes(b: Backend) {
     let e = engine_at(&data_dir("vmdb_datatypes"), store.clone());
     let ws = run(&e, "/A/C/BARNEY/FRED");
     let name = |attr: &str, ws: &Workspace| match ws.root_attr(attr) {
-        Some(AttrValue::Object(r)) => {
-            text(store.object_store().attribute(r, "name").as_ref())
-        }
+        Some(AttrValue::Object(r)) => text(store.object_store().attribute(r, "name").as_ref()),
         other => panic!("{attr}: {other:?}"),
     };
     assert_eq!(name("vm", &ws), "vm29");
@@ -2188,22 +2186,43 @@ fn fixture_unknown_event_type_ends_in_provider_missing(b: Backend) {
 /// Every engine case, by name; [`engine_cases_on_the_memory_store`] and
 /// [`engine_cases_on_the_redb_store`] run each on its store.
 const CASES: &[(&str, fn(Backend))] = &[
-    ("item06_attribute_case_and_instance_values", item06_attribute_case_and_instance_values),
-    ("item07_relationships_wildcards_and_messages", item07_relationships_wildcards_and_messages),
+    (
+        "item06_attribute_case_and_instance_values",
+        item06_attribute_case_and_instance_values,
+    ),
+    (
+        "item07_relationships_wildcards_and_messages",
+        item07_relationships_wildcards_and_messages,
+    ),
     ("item08_cyclical_relationship", item08_cyclical_relationship),
     ("item09_invalid_paths", item09_invalid_paths),
     ("item10_assertions", item10_assertions),
     ("item10_assertions_on_objects", item10_assertions_on_objects),
-    ("item11_missing_instance_without_missing", item11_missing_instance_without_missing),
+    (
+        "item11_missing_instance_without_missing",
+        item11_missing_instance_without_missing,
+    ),
     ("item12_missing_instance_name", item12_missing_instance_name),
     ("item13_substitution", item13_substitution),
-    ("item14_substitution_with_methods", item14_substitution_with_methods),
+    (
+        "item14_substitution_with_methods",
+        item14_substitution_with_methods,
+    ),
     ("item15_array_args", item15_array_args),
-    ("item16_process_args_as_attributes", item16_process_args_as_attributes),
+    (
+        "item16_process_args_as_attributes",
+        item16_process_args_as_attributes,
+    ),
     ("item17_null_coalescing", item17_null_coalescing),
-    ("item18_null_coalescing_method_input", item18_null_coalescing_method_input),
+    (
+        "item18_null_coalescing_method_input",
+        item18_null_coalescing_method_input,
+    ),
     ("item19_vmdb_datatypes", item19_vmdb_datatypes),
-    ("item20_input_datatype_conversion", item20_input_datatype_conversion),
+    (
+        "item20_input_datatype_conversion",
+        item20_input_datatype_conversion,
+    ),
     ("item21_disabled_inheritance", item21_disabled_inheritance),
     ("item22_domain_search", item22_domain_search),
     ("item23_domain_overlays", item23_domain_overlays),
@@ -2216,14 +2235,32 @@ const CASES: &[(&str, fn(Backend))] = &[
     ("item31_state_machine_steps", item31_state_machine_steps),
     ("item32_state_machine_retry", item32_state_machine_retry),
     ("item33_nested_state_machines", item33_nested_state_machines),
-    ("item34_state_missing_relation", item34_state_missing_relation),
+    (
+        "item34_state_missing_relation",
+        item34_state_missing_relation,
+    ),
     ("item35_state_machine_methods", item35_state_machine_methods),
     ("item36_state_maxima", item36_state_maxima),
-    ("shipped_datastore_delivers_user_run_vm", shipped_datastore_delivers_user_run_vm),
-    ("shipped_datastore_unknown_event_type_ends_in_missing", shipped_datastore_unknown_event_type_ends_in_missing),
-    ("fixture_rhevm_user_run_vm_follows_event_handlers", fixture_rhevm_user_run_vm_follows_event_handlers),
-    ("fixture_miq_event_policy_falls_back_to_missing", fixture_miq_event_policy_falls_back_to_missing),
-    ("fixture_unknown_event_type_ends_in_provider_missing", fixture_unknown_event_type_ends_in_provider_missing),
+    (
+        "shipped_datastore_delivers_user_run_vm",
+        shipped_datastore_delivers_user_run_vm,
+    ),
+    (
+        "shipped_datastore_unknown_event_type_ends_in_missing",
+        shipped_datastore_unknown_event_type_ends_in_missing,
+    ),
+    (
+        "fixture_rhevm_user_run_vm_follows_event_handlers",
+        fixture_rhevm_user_run_vm_follows_event_handlers,
+    ),
+    (
+        "fixture_miq_event_policy_falls_back_to_missing",
+        fixture_miq_event_policy_falls_back_to_missing,
+    ),
+    (
+        "fixture_unknown_event_type_ends_in_provider_missing",
+        fixture_unknown_event_type_ends_in_provider_missing,
+    ),
 ];
 
 /// Runs every case on `b`'s store; fails naming each case that failed.

@@ -534,7 +534,10 @@ fn a_dead_claimers_item_comes_back_when_its_lease_runs_out_not_before() {
             .join()
             .unwrap();
         assert_eq!(
-            claimed.iter().map(|c| (c.id, c.attempts)).collect::<Vec<_>>(),
+            claimed
+                .iter()
+                .map(|c| (c.id, c.attempts))
+                .collect::<Vec<_>>(),
             vec![(id, 1)]
         );
         assert_eq!(claimed[0].lease_until, expires);
@@ -550,7 +553,10 @@ fn a_dead_claimers_item_comes_back_when_its_lease_runs_out_not_before() {
     let store = RedbStore::open(&path).unwrap();
     let sched = store.schedule();
     let held = sched.get(id).unwrap().expect("still scheduled");
-    assert_eq!((held.attempts, held.leased, held.run_at), (1, true, expires));
+    assert_eq!(
+        (held.attempts, held.leased, held.run_at),
+        (1, true, expires)
+    );
     assert!(sched.claim_due(just_before, 10, lease).unwrap().is_empty());
     // The lease has run out: handed out again, the attempt counted, leased
     // anew from then.
