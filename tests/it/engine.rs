@@ -2183,9 +2183,12 @@ fn fixture_unknown_event_type_ends_in_provider_missing(b: Backend) {
 // ---------------------------------------------------------------------------
 // The cases above that run an engine, on both object stores.
 
+/// One engine case, run on the store of the backend it is given.
+type EngineCase = fn(Backend);
+
 /// Every engine case, by name; [`engine_cases_on_the_memory_store`] and
 /// [`engine_cases_on_the_redb_store`] run each on its store.
-const CASES: &[(&str, fn(Backend))] = &[
+const CASES: &[(&str, EngineCase)] = &[
     (
         "item06_attribute_case_and_instance_values",
         item06_attribute_case_and_instance_values,
