@@ -22,27 +22,33 @@ pub mod rhai_runner;
 pub use builtins::event_builtins;
 pub use rhai_runner::{CompileError, RhaiLimits, RhaiRunner};
 
-use crate::engine::{Builtins, Engine};
+use crate::engine::{Engine, Policies};
 use std::sync::Arc;
 
-/// `engine` with the event builtins and a [`RhaiRunner`] with default
-/// limits, whose cache is filled from the engine's datastore. Returns the
-/// runner too, for `validate` ([`RhaiRunner::precompile`]) and reloads.
-pub fn with_methods(engine: Engine) -> (Engine, Arc<RhaiRunner>) {
-    with_methods_and_limits(engine, RhaiLimits::default())
+/// `engine` with the event builtins, `policies` (what a raised event runs:
+/// `control`'s) and a [`RhaiRunner`] with default limits, whose cache is
+/// filled from the engine's datastore. Returns the runner too, for
+/// `validate` ([`RhaiRunner::precompile`]) and reloads.
+pub fn with_methods(engine: Engine, policies: Arc<dyn Policies>) -> (Engine, Arc<RhaiRunner>) {
+    with_methods_and_limits(engine, RhaiLimits::default(), policies)
 }
 
 /// [`with_methods`] with explicit sandbox limits.
-pub fn with_methods_and_limits(engine: Engine, limits: RhaiLimits) -> (Engine, Arc<RhaiRunner>) {
+pub fn with_methods_and_limits(
+    engine: Engine,
+    limits: RhaiLimits,
+    policies: Arc<dyn Policies>,
+) -> (Engine, Arc<RhaiRunner>) {
     let runner = Arc::new(RhaiRunner::with_limits(limits));
     runner.precompile(&engine.datastore().index());
-    let engine = engine
-        .with_builtins(event_builtins())
-        .with_scripts(runner.clone());
+    let engine = with_event_builtins(engine, policies).with_scripts(runner.clone());
     (engine, runner)
 }
 
-/// The builtins `automate demo` runs with: the same as [`event_builtins`].
-pub fn demo_builtins() -> Builtins {
-    event_builtins()
+/// `engine` with the event builtins and `policies`, and no script runner:
+/// what `automate demo` runs with.
+pub fn with_event_builtins(engine: Engine, policies: Arc<dyn Policies>) -> Engine {
+    engine
+        .with_builtins(event_builtins())
+        .with_policies(policies)
 }

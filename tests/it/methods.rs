@@ -31,7 +31,7 @@ fn open(root: &Path) -> Arc<Datastore> {
 fn engine_on(root: &Path, store: Arc<MemoryStore>, limits: RhaiLimits) -> Engine {
     let mut engine = Engine::new(open(root)).with_store(store);
     engine.options.emit_tracing = false;
-    methods::with_methods_and_limits(engine, limits).0
+    automate::control::with_control_and_limits(engine, limits).0
 }
 
 fn spec_engine() -> Engine {
