@@ -76,13 +76,13 @@ pub enum RequestCmd {
 }
 
 pub fn run(global: &Global, args: RequestArgs) -> anyhow::Result<ExitCode> {
-    super::run::init_file_logging(
+    let logs = super::run::init_file_logging(
         &args.log_dir,
         global.log_format,
         super::logfile::Rotation::default(),
     )?;
     let result = run_command(global, args);
-    super::run::flush_logs();
+    logs.flush();
     result
 }
 

@@ -7,11 +7,14 @@
 //!   from Rhai natives to the running [`Runtime`](crate::engine::Runtime);
 //! * [`builtins`]: [`event_builtins`], the `System/event_handlers` and
 //!   `System/Process` builtins;
-//! * [`events`]: raising generic events (`MiqEvent.raise_evm_event`).
+//! * [`events`]: raising generic events (`MiqEvent.raise_evm_event`),
+//!   which runs the engine's [`Policies`] (`control`'s, given to
+//!   [`with_methods`]; this module never names `control`).
 //!
 //! `docs/porting-ruby-methods.md` maps `$evm` to `evm` for authors.
 //!
 //! [`ScriptRunner`]: crate::engine::ScriptRunner
+//! [`Policies`]: crate::engine::Policies
 
 pub mod alloc;
 pub mod builtins;

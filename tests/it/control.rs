@@ -5,7 +5,7 @@
 use automate::control::{self, Action};
 use automate::datastore::Datastore;
 use automate::engine::{AttrValue, Engine, Workspace};
-use automate::methods::{self, RhaiLimits};
+use automate::methods::RhaiLimits;
 use automate::vmdb::{MemoryStore, ObjectStore, VmdbRef};
 use std::path::Path;
 use std::sync::Arc;

@@ -10,7 +10,7 @@
 
 use automate::datastore::Datastore;
 use automate::engine::{AttrValue, Engine, EngineError, Level, Workspace};
-use automate::methods::{self, RhaiLimits};
+use automate::methods::RhaiLimits;
 use automate::vmdb::MemoryStore;
 use std::sync::Arc;
 

@@ -5,7 +5,7 @@
 
 use automate::datastore::Datastore;
 use automate::engine::{AttrValue, Engine, EngineError, Level, Workspace};
-use automate::methods::{self, RhaiLimits, RhaiRunner};
+use automate::methods::{RhaiLimits, RhaiRunner};
 use automate::vmdb::{MemoryStore, ObjectStore};
 use std::path::Path;
 use std::sync::Arc;
