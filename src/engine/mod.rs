@@ -113,6 +113,8 @@ impl Engine {
         self
     }
 
+    /// Installs the control policies raised events run (`control`'s;
+    /// `methods::with_methods` takes them).
     pub fn with_policies(mut self, policies: Arc<dyn Policies>) -> Engine {
         self.policies = Some(policies);
         self
