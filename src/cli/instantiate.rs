@@ -56,7 +56,7 @@ pub fn run(global: &Global, args: InstantiateArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let (engine, _runner) =
-        crate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(store));
+        crate::control::with_control(Engine::new(Arc::new(ds)).with_store(store));
     let (ws, err) = match &schedule {
         Some(schedule) => {
             let d = Delivery {

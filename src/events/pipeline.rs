@@ -416,7 +416,7 @@ impl Pipeline {
         }
         let mut engine = Engine::new(Arc::new(ds)).with_store(store.clone());
         engine.options.budget = config.engine.limits();
-        let (engine, _runner) = crate::methods::with_methods(engine);
+        let (engine, _runner) = crate::control::with_control(engine);
         let (group, writer) = GroupCommit::start(store.clone())?;
         let queue = Arc::new(
             EventQueue::open(store.schedule().with_relaxed_claims(true))?
@@ -1229,7 +1229,7 @@ mod tests {
         let (ds, problems) = crate::datastore::Datastore::open(&root);
         assert!(problems.is_empty(), "{problems:?}");
         let (engine, _runner) =
-            crate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(store.clone()));
+            crate::control::with_control(Engine::new(Arc::new(ds)).with_store(store.clone()));
         let mut builtins = crate::methods::event_builtins();
         builtins.insert("event_action_refresh", write_then_fail);
         let engine = engine.with_builtins(builtins);

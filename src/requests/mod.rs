@@ -874,7 +874,7 @@ mod tests {
         let store = RedbStore::open(dir.join("t.redb")).expect("open store");
         let schedule = store.schedule();
         let (engine, _runner) =
-            crate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));
+            crate::control::with_control(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));
         Requests::new(engine, schedule)
     }
 

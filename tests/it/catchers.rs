@@ -1431,9 +1431,9 @@ async fn amqp_end_to_end_stores_1000_ems_events_across_a_restart() {
         } else {
             Arc::new(MemoryStore::new())
         };
-    let engine = automate::engine::Engine::new(Arc::new(ds))
-        .with_store(store.clone())
-        .with_builtins(automate::methods::demo_builtins());
+    let engine = automate::control::with_control_builtins(
+        automate::engine::Engine::new(Arc::new(ds)).with_store(store.clone()),
+    );
     let log = automate::events::EvmLog::default();
     let handler = automate::events::Handler::new(engine, log.clone()).unwrap();
     // EventStream also holds the MiqEvents the policies raise.

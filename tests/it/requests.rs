@@ -314,7 +314,7 @@ fn the_retry_runner_finishes_the_request_through_the_library() {
     let store = RedbStore::open(env.tmp.path().join("lib.redb")).expect("store");
     let schedule = store.schedule();
     let (engine, _runner) =
-        automate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));
+        automate::control::with_control(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));
     let requests = Requests::new(engine.clone(), schedule.clone());
     let new = |instance: &str| NewRequest {
         namespace: "Test".into(),
