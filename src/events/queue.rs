@@ -17,7 +17,7 @@
 //! A later backend on a broker only has to offer the same five calls.
 
 use super::{Provider, ProviderEvent};
-use crate::vmdb::{GroupCommit, PreparedUnit, Schedule, StoreError, WorkItem};
+use crate::vmdb::{GroupCommit, PreparedUnit, RedbSchedule, StoreError, WorkItem};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -126,7 +126,7 @@ const FILE_SWEEP: Duration = Duration::from_secs(1);
 /// (`Arc`); the depth is counted in memory from the count at open.
 #[derive(Debug)]
 pub struct EventQueue {
-    schedule: Schedule,
+    schedule: RedbSchedule,
     depth: AtomicU64,
     handoff: Mutex<Handoff>,
     /// Writes go through this writer thread when set.
@@ -166,7 +166,7 @@ impl Handoff {
 
 impl EventQueue {
     /// The queue in `schedule`'s file; counts what is already queued.
-    pub fn open(schedule: Schedule) -> Result<EventQueue, StoreError> {
+    pub fn open(schedule: RedbSchedule) -> Result<EventQueue, StoreError> {
         let depth = schedule.count_kind(EVENT_KIND)?;
         Ok(EventQueue {
             schedule,
@@ -461,7 +461,7 @@ impl EventQueue {
     }
 
     /// The underlying scheduled-work table.
-    pub fn schedule(&self) -> &Schedule {
+    pub fn schedule(&self) -> &RedbSchedule {
         &self.schedule
     }
 }

@@ -5,24 +5,28 @@
 //! The engine reads objects only through [`ObjectStore`], so the same engine
 //! runs on the in-memory [`MemoryStore`] (tests, `automate instantiate`
 //! without a database) and on the durable store.
+//!
+//! The files directly in this module are backend-neutral: the traits
+//! ([`ObjectStore`], [`Schedule`]), their values and errors, the in-memory
+//! store and the JSON text writer. Everything that knows redb is in
+//! [`redb`] (the durable store, its scheduled work, group commit, paging,
+//! the file's health), which depends on this module and never the other
+//! way.
 
-mod file;
-mod group;
-pub mod health;
-mod json_out;
+mod json;
 mod memory;
-mod paging;
-mod redb_store;
+pub mod redb;
 mod schedule;
 
-pub use file::{check, guard, panic_text, BackupReport, CheckReport};
-pub use group::{Committing, GroupCommit, GroupWriter, Work};
-pub use json_out::json_text;
-pub(crate) use json_out::{write_json, write_str};
+pub use json::json_text;
+pub(crate) use json::{write_json, write_str};
 pub use memory::MemoryStore;
-pub use paging::{Keep, Page, PageQuery};
-pub use redb_store::{region_of, Batch, PreparedUnit, RedbStore, StoredObject, VerifyReport};
 pub use schedule::{from_micros, to_micros, Claimed, Schedule, Scheduled, WorkItem};
+// The redb backend, re-exported where callers have always found it.
+pub use self::redb::{
+    check, guard, health, BackupReport, Batch, CheckReport, Committing, GroupCommit, GroupWriter,
+    Keep, Page, PageQuery, PreparedUnit, RedbSchedule, RedbStore, VerifyReport, Work,
+};
 
 use crate::engine::{AttrValue, Attributes};
 use std::sync::Arc;
@@ -113,6 +117,27 @@ pub enum StoreError {
     /// open does not make.
     #[error("cannot open {0} read-only: it was not closed cleanly (a crash?) and needs a repair, which a read-only command does not make; `automate db check --db {0}` says whether it is sound, and the next `automate run` (or any command that writes) repairs it")]
     NeedsRepair(String),
+}
+
+/// The region an id belongs to (`1000000000005` is in region 1).
+pub fn region_of(id: i64) -> i64 {
+    id.div_euclid(REGION_BASE)
+}
+
+/// One object as stored: its class (e.g. `EmsEvent`) and attributes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredObject {
+    pub class: String,
+    pub attrs: Attributes,
+}
+
+/// A panic's message (what `catch_unwind` or a panic hook caught).
+pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 /// The first id of region 1: ids look like `1000000000001`.
