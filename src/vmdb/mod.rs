@@ -55,7 +55,7 @@ pub trait ObjectStore: Send + Sync {
 
     /// Creates an object as [`ObjectStore::create`] does, but visible to
     /// every reader at once, even when the caller is inside a unit of work
-    /// that buffers its writes ([`RedbStore::begin_unit`]): for objects
+    /// that buffers its writes (`RedbStore::begin_unit`): for objects
     /// other workers must find (a VM or host seen for the first time).
     fn create_now(&self, class: &str, attrs: Attributes) -> Result<VmdbRef, StoreError> {
         self.create(class, attrs)
@@ -69,7 +69,7 @@ pub trait ObjectStore: Send + Sync {
     fn find_by(&self, class: &str, attr: &str, value: &AttrValue) -> Vec<VmdbRef>;
 
     /// The object of `class` (or a subclass) on provider `ems_id` whose
-    /// provider reference (`ems_ref`) is `ems_ref`. [`RedbStore`] answers
+    /// provider reference (`ems_ref`) is `ems_ref`. `RedbStore` answers
     /// from its provider-reference table (one point lookup, its `uid_ems`
     /// counts too); the default filters [`ObjectStore::find_by`].
     fn find_by_ems_ref(&self, class: &str, ems_id: i64, ems_ref: &str) -> Option<VmdbRef> {
@@ -79,20 +79,20 @@ pub trait ObjectStore: Send + Sync {
     }
 
     /// A point in the calling thread's unit of work to come back to with
-    /// [`ObjectStore::rollback_to`] ([`RedbStore::savepoint`]); `None` when
+    /// [`ObjectStore::rollback_to`] (`RedbStore::savepoint`); `None` when
     /// writes are not buffered (they cannot be taken back).
     fn savepoint(&self) -> Option<Savepoint> {
         None
     }
 
-    /// Discards the writes made since `sp` ([`RedbStore::rollback_to`]).
+    /// Discards the writes made since `sp` (`RedbStore::rollback_to`).
     fn rollback_to(&self, _sp: Savepoint) {}
 
-    /// Keeps the writes made since `sp` ([`RedbStore::release_savepoint`]).
+    /// Keeps the writes made since `sp` (`RedbStore::release_savepoint`).
     fn release_savepoint(&self, _sp: Savepoint) {}
 }
 
-/// A point in a unit of work's writes: see [`RedbStore::savepoint`].
+/// A point in a unit of work's writes: see `RedbStore::savepoint`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Savepoint(pub(crate) usize);
 
@@ -106,7 +106,7 @@ pub enum StoreError {
     #[error("object store: {0}")]
     Backend(String),
     /// redb panicked reading or writing the file (a damaged page): caught
-    /// at the store's boundary ([`RedbStore::guard`]).
+    /// at the store's boundary (`RedbStore::guard`).
     #[error("the object store {path} is damaged ({detail}); check it with `automate db check --db {path}`, and see docs/operations.md to recover")]
     Damaged { path: String, detail: String },
     /// Another process (a running `automate run` or `automate api`) has
