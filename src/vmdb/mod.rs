@@ -105,6 +105,9 @@ pub enum StoreError {
     NotFound(String, i64),
     #[error("object store: {0}")]
     Backend(String),
+    /// A backend's own error (redb's, an I/O error), kept as the source.
+    #[error("object store: {0}")]
+    Failed(#[source] BackendError),
     /// redb panicked reading or writing the file (a damaged page): caught
     /// at the store's boundary (`RedbStore::guard`).
     #[error("the object store {path} is damaged ({detail}); check it with `automate db check --db {path}`, and see docs/operations.md to recover")]
@@ -138,6 +141,25 @@ pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
         .copied()
         .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("(no message)")
+}
+
+/// A backend library's error inside [`StoreError::Failed`]: shared, so
+/// the error stays `Clone`; two are equal when their messages are.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(transparent)]
+pub struct BackendError(Arc<dyn std::error::Error + Send + Sync>);
+
+impl BackendError {
+    /// Wraps a backend library's error.
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> BackendError {
+        BackendError(Arc::new(e))
+    }
+}
+
+impl PartialEq for BackendError {
+    fn eq(&self, other: &BackendError) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
+    }
 }
 
 /// The first id of region 1: ids look like `1000000000001`.

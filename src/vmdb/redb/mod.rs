@@ -125,12 +125,12 @@ pub use store::RedbStore;
 pub use unit::PreparedUnit;
 pub use verify::VerifyReport;
 
-use crate::vmdb::StoreError;
-use std::fmt;
+use crate::vmdb::{BackendError, StoreError};
 
-/// A redb error (or any other backend failure) as a [`StoreError`].
-pub(crate) fn backend(e: impl fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
+/// A redb error (or any other backend library's) as a [`StoreError`] that
+/// keeps it as its source.
+pub(crate) fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Failed(BackendError::new(e))
 }
 
 /// Attributes from `(name, value)` pairs, for the tests.
