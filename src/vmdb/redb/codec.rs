@@ -1,10 +1,11 @@
-//! The stored encoding of objects and attribute values, written by hand:
-//! the bytes `serde_json` would write for the same tree (compact, its
-//! escapes), without its per-value machinery and with strings scanned for
-//! escapes eight bytes at a time. The writer thread encodes every object a
-//! commit carries and every indexed value, so this is on the hot path.
+//! The stored encoding of objects and attribute values, and its decoding.
+//! Encoding is written by hand: the bytes `serde_json` would write for the
+//! same tree (compact, its escapes; strings through [`crate::vmdb`]'s JSON
+//! writer), without its per-value machinery. The writer thread encodes every
+//! object a commit carries and every indexed value, so this is on the hot
+//! path.
 //!
-//! The format (read back by `redb_store::decode_object`): an object is
+//! The format (read back by [`decode_object`]): an object is
 //! `{"class":..,"attrs":{..}}`; strings, integers, finite floats, booleans
 //! and nil are JSON's own; a NaN or infinity is `{"$f":"NaN"|"inf"|"-inf"}`,
 //! a symbol `{"$sym":..}`, a password `{"$pw":..}`, an object reference
