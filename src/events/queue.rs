@@ -2,7 +2,7 @@
 //! kept in the store's redb file (SPEC §5's seam: enqueue, claim a batch,
 //! ack, depth).
 //!
-//! It is a thin layer over [`Schedule`]: an event is a work item of kind
+//! It is a thin layer over [`RedbSchedule`]: an event is a work item of kind
 //! [`EVENT_KIND`] whose payload is the JSON text `{"provider": {...},
 //! "event": {...}, "caught_us": <when it was caught, µs since the epoch>}`
 //! as one string (items written with that object itself as the payload are
@@ -122,7 +122,7 @@ pub struct Claim {
 /// event was written to the file only: picks up leases that ran out.
 const FILE_SWEEP: Duration = Duration::from_secs(1);
 
-/// The durable event queue on a store's [`Schedule`]. Cheap to share
+/// The durable event queue on a store's [`RedbSchedule`]. Cheap to share
 /// (`Arc`); the depth is counted in memory from the count at open.
 #[derive(Debug)]
 pub struct EventQueue {

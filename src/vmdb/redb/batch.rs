@@ -16,7 +16,7 @@ use redb::{ReadableTable, Table, WriteTransaction};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-/// Several writes in one transaction: see [`RedbStore::write_batch`]. Reads
+/// Several writes in one transaction: see [`RedbStore::write_batch`](crate::vmdb::RedbStore::write_batch). Reads
 /// through a batch see its own uncommitted writes.
 pub struct Batch<'t> {
     pub(super) txn: &'t WriteTransaction,
@@ -96,7 +96,7 @@ impl<'t> Batch<'t> {
         }
     }
 
-    /// Writes one object of a unit of work (see [`RedbStore::commit_unit`]).
+    /// Writes one object of a unit of work (see [`RedbStore::commit_unit`](crate::vmdb::RedbStore::commit_unit)).
     pub(super) fn apply_pending(
         &mut self,
         base: &'static str,
@@ -229,12 +229,12 @@ impl<'t> Batch<'t> {
         load_from(&self.objects, base_of(class)?, id)
     }
 
-    /// One attribute, resolving associations as [`ObjectStore::attribute`].
+    /// One attribute, resolving associations as [`ObjectStore::attribute`](crate::vmdb::ObjectStore::attribute).
     pub fn attribute(&self, obj: &VmdbRef, name: &str) -> Result<Option<AttrValue>, StoreError> {
         self.reader().attribute(obj, name)
     }
 
-    /// See [`RedbStore::find_by_ems_ref`].
+    /// See [`RedbStore::find_by_ems_ref`](crate::vmdb::RedbStore::find_by_ems_ref).
     pub fn find_by_ems_ref(
         &self,
         class: &str,
@@ -244,7 +244,7 @@ impl<'t> Batch<'t> {
         self.reader().find_by_ems_ref(class, ems_id, ems_ref)
     }
 
-    /// See [`ObjectStore::find_by`].
+    /// See [`ObjectStore::find_by`](crate::vmdb::ObjectStore::find_by).
     pub fn find_by(
         &self,
         class: &str,
@@ -254,21 +254,21 @@ impl<'t> Batch<'t> {
         self.reader().find_by(class, attr, value)
     }
 
-    /// Schedules work in this transaction (see [`Schedule::schedule`]): the
+    /// Schedules work in this transaction (see [`Schedule::schedule`](crate::vmdb::Schedule::schedule)): the
     /// item exists exactly when the batch's other writes do.
     pub fn schedule(&mut self, item: &WorkItem, run_at: SystemTime) -> Result<u64, StoreError> {
         schedule::schedule_in(self.txn, item, run_at)
     }
 
     /// Completes (removes) scheduled work in this transaction (see
-    /// [`Schedule::complete`]): acknowledging work together with the writes
+    /// [`Schedule::complete`](crate::vmdb::Schedule::complete)): acknowledging work together with the writes
     /// it produced makes processing exactly-once for the store.
     pub fn complete(&mut self, id: u64) -> Result<bool, StoreError> {
         schedule::complete_in(self.txn, id)
     }
 
     /// Schedules several items in this transaction (see
-    /// [`Schedule::schedule_many`]); their ids in order.
+    /// [`Schedule::schedule_many`](crate::vmdb::Schedule::schedule_many)); their ids in order.
     pub fn schedule_all(
         &mut self,
         items: &[(WorkItem, SystemTime)],

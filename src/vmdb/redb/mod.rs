@@ -10,7 +10,7 @@
 //! | `ems_refs` | `(base_class: &str, ems_id: i64, ref: &str)` | the id of the object with that provider reference |
 //! | `attr_index_v2` | `&[u8]`: `base_class \0 attr \0 value \0` + the id (8 bytes, big-endian, sign bit flipped); for the event stream's `vm_or_template_id` and `host_id`, the id's bucket (8 bytes, 512 ids) before the value | `()`: the objects whose indexed attribute has that (encoded) value; flat bytes so a comparison is one `memcmp` |
 //! | `meta` | `"attr_index_version"` | the version `attr_index` was built for |
-//! | `scheduled`, `scheduled_by_id`, `scheduled_meta` | see [`schedule`] | |
+//! | `scheduled`, `scheduled_by_id`, `scheduled_meta` | see `schedule` | |
 //!
 //! Objects are keyed by their *base* class ([`crate::vmdb::base_class`]): an `EmsEvent`
 //! and a `MiqEvent` both live under `EventStream`, so `EventStream::event_stream=ID`
@@ -81,7 +81,7 @@
 //! this process or another) fails with "already open". Share the store with
 //! `Arc<RedbStore>`, and its [`redb::Database`] with [`RedbStore::database`].
 //! [`RedbStore::open_read_only`] opens it for commands that only read:
-//! nothing is written, not even a repair (see [`file`]). The file is
+//! nothing is written, not even a repair (see `file`). The file is
 //! written through [`health::GuardedFile`]: a full disk makes
 //! writes wait for space instead of failing ([`RedbStore::health`] says
 //! so), and [`RedbStore::guard`] turns a panic inside redb into an error.
@@ -90,14 +90,14 @@
 //!
 //! Everything that knows redb is in this module; it depends on the
 //! backend-neutral rest of [`crate::vmdb`] (the traits, values and errors),
-//! never the other way. [`store`] opens the file and implements
-//! [`crate::vmdb::ObjectStore`]; [`schema`] defines the tables and migrates
-//! them; [`codec`] encodes and decodes objects; [`index`] and [`relations`]
-//! are the attribute index and the associations; [`read`] the layered reads,
-//! [`cache`] the decoded-object cache, [`unit`] units of work, [`batch`]
-//! one write transaction, [`verify`] the consistency check; [`schedule`]
+//! never the other way. `store` opens the file and implements
+//! [`crate::vmdb::ObjectStore`]; `schema` defines the tables and migrates
+//! them; `codec` encodes and decodes objects; `index` and `relations`
+//! are the attribute index and the associations; `read` the layered reads,
+//! `cache` the decoded-object cache, `unit` units of work, `batch`
+//! one write transaction, `verify` the consistency check; `schedule`
 //! is the scheduled-work tables ([`crate::vmdb::Schedule`] on redb),
-//! [`group`] group commit, [`paging`] lazy pages, [`health`] and [`file`]
+//! `group` group commit, `paging` lazy pages, `health` and `file`
 //! the file itself.
 
 mod batch;

@@ -146,7 +146,7 @@ impl RedbStore {
     /// Object writes ([`ObjectStore::create`], [`ObjectStore::update`],
     /// [`RedbStore::write_batch`]) commit with [`redb::Durability::None`]:
     /// no fsync; they reach the disk with the next durable commit (any
-    /// [`Schedule`] change, which stays durable), or are lost by a crash
+    /// [`Schedule`](crate::vmdb::Schedule) change, which stays durable), or are lost by a crash
     /// before it. The event pipeline's workers use this: a claimed event's
     /// writes become durable with its ack, and a crash before the ack
     /// re-delivers the event, so nothing acknowledged is lost.
@@ -178,7 +178,7 @@ impl RedbStore {
     ///
     /// Only one write transaction runs at a time (others wait), so `f`
     /// should be short and must not call this store's (or its
-    /// [`Schedule`]'s) own write methods, which would wait for `f` forever;
+    /// [`Schedule`](crate::vmdb::Schedule)'s) own write methods, which would wait for `f` forever;
     /// it writes through the [`Batch`]. Reads through the `Batch` see its
     /// uncommitted writes; reads through the store see the last commit.
     pub fn write_batch<T>(

@@ -227,7 +227,7 @@ pub(super) fn with_unit<T>(store: u64, f: impl FnOnce(&mut Unit) -> T) -> Option
 
 impl RedbStore {
     /// Starts a *unit of work* on the calling thread: from now on, this
-    /// thread's [`ObjectStore::create`] and [`ObjectStore::update`] calls on
+    /// thread's [`ObjectStore::create`](crate::vmdb::ObjectStore::create) and [`ObjectStore::update`](crate::vmdb::ObjectStore::update) calls on
     /// this store are buffered in memory (ids are still allocated at once,
     /// unique across threads), and its reads see them;
     /// [`RedbStore::commit_unit`] writes them all in one durable transaction
