@@ -63,7 +63,7 @@
 //! An event handed over in memory is leased by its durable enqueue (so no
 //! claim from the file takes it twice); claims from the file (a backlog
 //! beyond the hand-off, events of a previous run) lease without an
-//! fsync ([`crate::vmdb::Schedule::with_relaxed_claims`]): losing a lease
+//! fsync ([`crate::vmdb::RedbSchedule::with_relaxed_claims`]): losing a lease
 //! leaves the event due, as the lease release at start does anyway. The few writes
 //! made outside a unit (a VM or host seen for the first time, which every
 //! worker must see at once, and state-machine retries) use

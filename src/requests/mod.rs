@@ -31,7 +31,7 @@ use crate::engine::deliver::{deliver, Delivery, Outcome, DEFAULT_MAX_DELIVERIES}
 use crate::engine::{datatype, inspect_delivery_attrs, keys, AttrValue, Attributes, Engine};
 use crate::uri::hash2query;
 use crate::vmdb::{ObjectStore, Schedule, StoreError, VmdbRef};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// The stored class of a request.
 pub const REQUEST_CLASS: &str = "AutomationRequest";
@@ -47,7 +47,7 @@ const TASK_DESCRIPTION: &str = "Automation Request";
 /// `Arc<Requests>`. Every call blocks (object store writes, Automate).
 pub struct Requests {
     engine: Engine,
-    schedule: Schedule,
+    schedule: Arc<dyn Schedule>,
     /// Serializes approval-state changes (two approvals of one request
     /// must not both start a task).
     lock: Mutex<()>,
@@ -134,10 +134,10 @@ impl RequestError {
 impl Requests {
     /// A service over the engine's object store; retries go to `schedule`
     /// (the same store's scheduled-work table).
-    pub fn new(engine: Engine, schedule: Schedule) -> Requests {
+    pub fn new(engine: Engine, schedule: impl Schedule + 'static) -> Requests {
         Requests {
             engine,
-            schedule,
+            schedule: Arc::new(schedule),
             lock: Mutex::new(()),
         }
     }
@@ -225,7 +225,7 @@ impl Requests {
         row.insert("updated_on".into(), AttrValue::str(now));
         let request = self.store().create(REQUEST_CLASS, row)?;
         tracing::info!(target: "evm", "MIQ(AutomationRequest.create_request) Automation request [{}] created for [{}/{}/{}]", request.id, namespace, class, instance);
-        call_automate_event(&self.engine, &self.schedule, &request, "request_created")?;
+        call_automate_event(&self.engine, &*self.schedule, &request, "request_created")?;
         if req.auto_approve {
             return self.approve_as(request.id, "admin", Some("Auto-Approved"));
         }
@@ -253,7 +253,7 @@ impl Requests {
                 store.update(&request, "reason", AttrValue::str(r))?;
             }
             touch(store, &request)?;
-            call_automate_event(&self.engine, &self.schedule, &request, "request_approved")?;
+            call_automate_event(&self.engine, &*self.schedule, &request, "request_approved")?;
             evm(&format!(
                 "MIQ(AutomationRequest#approval_approved) Request: [{TASK_DESCRIPTION}] has all approvals approved, proceeding with execution"
             ));
@@ -286,7 +286,7 @@ impl Requests {
             )?;
             store.update(&request, "stamped_by", AttrValue::str("admin"))?;
             touch(store, &request)?;
-            call_automate_event(&self.engine, &self.schedule, &request, "request_denied")?;
+            call_automate_event(&self.engine, &*self.schedule, &request, "request_denied")?;
         }
         self.get(id)
     }
@@ -340,7 +340,7 @@ impl Requests {
     fn create_request_tasks(&self, request: &VmdbRef) -> Result<(), RequestError> {
         let store = self.store();
         let starting =
-            call_automate_event(&self.engine, &self.schedule, request, "request_starting")?;
+            call_automate_event(&self.engine, &*self.schedule, request, "request_starting")?;
         // ManageIQ aborts when Automate fails or says `ae_result=error`
         // (a quota denial). A method automate cannot run (a Ruby method of
         // an imported ManageIQ domain) is logged and does not stop it.
@@ -408,7 +408,7 @@ impl Requests {
             deliveries: 0,
         };
         // The outcome finishes the task through `after_ae_delivery`.
-        deliver(&self.engine, &self.schedule, &d, DEFAULT_MAX_DELIVERIES)?;
+        deliver(&self.engine, &*self.schedule, &d, DEFAULT_MAX_DELIVERIES)?;
         Ok(())
     }
 }
@@ -514,7 +514,7 @@ fn evm(line: &str) {
 /// `/System/Process/Event` for the request.
 fn call_automate_event(
     engine: &Engine,
-    schedule: &Schedule,
+    schedule: &dyn Schedule,
     request: &VmdbRef,
     event: &str,
 ) -> Result<Outcome, RequestError> {

@@ -5,7 +5,7 @@
 
 use automate::engine::datatype::convert;
 use automate::engine::{AttrValue, Attributes};
-use automate::vmdb::{ObjectStore, RedbStore, Schedule, StoreError, VmdbRef, WorkItem};
+use automate::vmdb::{ObjectStore, RedbSchedule, RedbStore, StoreError, VmdbRef, WorkItem};
 use serde_json::json;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -588,7 +588,7 @@ fn scheduled_work_claims_leases_completes_and_persists() {
     let (past, present, future) = {
         let store = RedbStore::open(&path).unwrap();
         // Shared through the Database handle.
-        let sched = Schedule::new(store.database().unwrap()).unwrap();
+        let sched = RedbSchedule::new(store.database().unwrap()).unwrap();
         let future = sched
             .schedule(
                 &WorkItem::new("future", json!({"n": 3})),
