@@ -4,10 +4,10 @@
 //! layout (written by `tests/data/engine/generate.py` from the specs' data),
 //! then the event flow on the shipped datastore and on the real ManageIQ
 //! domain of `shared/fixtures/manageiq-content`. Every case that runs an
-//! engine is in one table ([`CASES`]) run on both object stores, the
-//! in-memory one and redb (`engine_cases_on_the_memory_store`,
-//! `engine_cases_on_the_redb_store`), so the two cannot drift apart; a
-//! failure names the case and the store.
+//! engine is listed once (in `engine_cases!` at the end) and becomes one
+//! test per object store, `engine::memory::<case>` and
+//! `engine::redb::<case>`, so the two stores cannot drift apart; a failing
+//! test's name is the store and the case.
 //!
 //! | §10 | behaviour | test(s) |
 //! |---|---|---|
@@ -92,8 +92,8 @@ fn open(dir: &Path) -> Arc<Datastore> {
     Arc::new(ds)
 }
 
-/// The object stores every engine case runs on: one table of cases
-/// ([`CASES`]), two backends, so the two cannot drift apart.
+/// The object stores every engine case runs on: one list of cases
+/// (`engine_cases!`), two backends, so the two cannot drift apart.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Backend {
     Memory,
@@ -2183,105 +2183,69 @@ fn fixture_unknown_event_type_ends_in_provider_missing(b: Backend) {
 // ---------------------------------------------------------------------------
 // The cases above that run an engine, on both object stores.
 
-/// One engine case, run on the store of the backend it is given.
-type EngineCase = fn(Backend);
+/// Generates, from one list of engine cases (each a `fn(Backend)` above),
+/// a module per object store with one `#[test]` per case:
+/// `engine::memory::<case>` and `engine::redb::<case>`. A failing test's
+/// name is the store and the case.
+macro_rules! engine_cases {
+    ($($case:ident),+ $(,)?) => {
+        /// Every engine case on the in-memory store.
+        mod memory {
+            $(
+                #[test]
+                fn $case() {
+                    super::$case(super::Backend::Memory);
+                }
+            )+
+        }
 
-/// Every engine case, by name; [`engine_cases_on_the_memory_store`] and
-/// [`engine_cases_on_the_redb_store`] run each on its store.
-const CASES: &[(&str, EngineCase)] = &[
-    (
-        "item06_attribute_case_and_instance_values",
-        item06_attribute_case_and_instance_values,
-    ),
-    (
-        "item07_relationships_wildcards_and_messages",
-        item07_relationships_wildcards_and_messages,
-    ),
-    ("item08_cyclical_relationship", item08_cyclical_relationship),
-    ("item09_invalid_paths", item09_invalid_paths),
-    ("item10_assertions", item10_assertions),
-    ("item10_assertions_on_objects", item10_assertions_on_objects),
-    (
-        "item11_missing_instance_without_missing",
-        item11_missing_instance_without_missing,
-    ),
-    ("item12_missing_instance_name", item12_missing_instance_name),
-    ("item13_substitution", item13_substitution),
-    (
-        "item14_substitution_with_methods",
-        item14_substitution_with_methods,
-    ),
-    ("item15_array_args", item15_array_args),
-    (
-        "item16_process_args_as_attributes",
-        item16_process_args_as_attributes,
-    ),
-    ("item17_null_coalescing", item17_null_coalescing),
-    (
-        "item18_null_coalescing_method_input",
-        item18_null_coalescing_method_input,
-    ),
-    ("item19_vmdb_datatypes", item19_vmdb_datatypes),
-    (
-        "item20_input_datatype_conversion",
-        item20_input_datatype_conversion,
-    ),
-    ("item21_disabled_inheritance", item21_disabled_inheritance),
-    ("item22_domain_search", item22_domain_search),
-    ("item23_domain_overlays", item23_domain_overlays),
-    ("item24_method_override", item24_method_override),
-    ("item25_collect", item25_collect),
-    ("item26_object_lookup", item26_object_lookup),
-    ("item27_methods", item27_methods),
-    ("item28_current_names", item28_current_names),
-    ("item29_exit_codes", item29_exit_codes),
-    ("item31_state_machine_steps", item31_state_machine_steps),
-    ("item32_state_machine_retry", item32_state_machine_retry),
-    ("item33_nested_state_machines", item33_nested_state_machines),
-    (
-        "item34_state_missing_relation",
-        item34_state_missing_relation,
-    ),
-    ("item35_state_machine_methods", item35_state_machine_methods),
-    ("item36_state_maxima", item36_state_maxima),
-    (
-        "shipped_datastore_delivers_user_run_vm",
-        shipped_datastore_delivers_user_run_vm,
-    ),
-    (
-        "shipped_datastore_unknown_event_type_ends_in_missing",
-        shipped_datastore_unknown_event_type_ends_in_missing,
-    ),
-    (
-        "fixture_rhevm_user_run_vm_follows_event_handlers",
-        fixture_rhevm_user_run_vm_follows_event_handlers,
-    ),
-    (
-        "fixture_miq_event_policy_falls_back_to_missing",
-        fixture_miq_event_policy_falls_back_to_missing,
-    ),
-    (
-        "fixture_unknown_event_type_ends_in_provider_missing",
-        fixture_unknown_event_type_ends_in_provider_missing,
-    ),
-];
-
-/// Runs every case on `b`'s store; fails naming each case that failed.
-fn run_cases(b: Backend) {
-    let failed: Vec<&str> = CASES
-        .iter()
-        .filter(|(_, case)| std::panic::catch_unwind(|| case(b)).is_err())
-        .map(|(name, _)| *name)
-        .collect();
-    assert!(failed.is_empty(), "on the {b:?} store: {failed:?}");
+        /// Every engine case on the redb store.
+        mod redb {
+            $(
+                #[test]
+                fn $case() {
+                    super::$case(super::Backend::Redb);
+                }
+            )+
+        }
+    };
 }
 
-#[test]
-fn engine_cases_on_the_memory_store() {
-    run_cases(Backend::Memory);
-}
-
-#[test]
-fn engine_cases_on_the_redb_store() {
-    run_cases(Backend::Redb);
-}
+engine_cases!(
+    item06_attribute_case_and_instance_values,
+    item07_relationships_wildcards_and_messages,
+    item08_cyclical_relationship,
+    item09_invalid_paths,
+    item10_assertions,
+    item10_assertions_on_objects,
+    item11_missing_instance_without_missing,
+    item12_missing_instance_name,
+    item13_substitution,
+    item14_substitution_with_methods,
+    item15_array_args,
+    item16_process_args_as_attributes,
+    item17_null_coalescing,
+    item18_null_coalescing_method_input,
+    item19_vmdb_datatypes,
+    item20_input_datatype_conversion,
+    item21_disabled_inheritance,
+    item22_domain_search,
+    item23_domain_overlays,
+    item24_method_override,
+    item25_collect,
+    item26_object_lookup,
+    item27_methods,
+    item28_current_names,
+    item29_exit_codes,
+    item31_state_machine_steps,
+    item32_state_machine_retry,
+    item33_nested_state_machines,
+    item34_state_missing_relation,
+    item35_state_machine_methods,
+    item36_state_maxima,
+    shipped_datastore_delivers_user_run_vm,
+    shipped_datastore_unknown_event_type_ends_in_missing,
+    fixture_rhevm_user_run_vm_follows_event_handlers,
+    fixture_miq_event_policy_falls_back_to_missing,
+    fixture_unknown_event_type_ends_in_provider_missing,
+);
