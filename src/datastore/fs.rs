@@ -15,7 +15,7 @@
 //! export share one code path ([`render_domain`]).
 
 use super::model::{Class, Document, Domain, Instance, Method, MethodBody, Namespace};
-use super::yaml::{self, Mapping, Value};
+use super::yaml::{self, Value};
 use std::collections::HashMap;
 use std::fmt;
 use std::fs;
@@ -853,9 +853,4 @@ impl WriteError {
             error,
         }
     }
-}
-
-/// A mapping from `(key, value)` pairs, for building documents in code.
-pub fn mapping(pairs: Vec<(&str, Value)>) -> Mapping {
-    Mapping(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
 }

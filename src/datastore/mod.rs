@@ -18,8 +18,8 @@ pub mod validate;
 pub mod yaml;
 pub mod zip_safety;
 
-pub use fs::{LoadReport, Problem};
 pub use export::{export, ExportOptions};
+pub use fs::{LoadReport, Problem};
 pub use import::{import, ImportOptions};
 pub use index::{AeType, ClassDef, DomainInfo, FieldDef, Index, InstanceDef, MethodDef, ValueDef};
 pub use model::{Class, Domain, Instance, Method, Namespace, Source};

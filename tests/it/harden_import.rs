@@ -5,15 +5,15 @@
 //! rolled back, every export imports back (a property test), and a second
 //! YAML document or a `*.YAML` file is reported, never silently dropped.
 
-use automate::datastore::fs::{self as dsfs, MAX_METHOD_BODY_BYTES};
 use automate::datastore::export::{self, ExportOptions};
+use automate::datastore::fs::{self as dsfs, MAX_METHOD_BODY_BYTES};
 use automate::datastore::import::{self, ImportError, ImportOptions};
-use automate::datastore::zip_safety;
 use automate::datastore::model::{
     Class, Document, Domain, Instance, Method, MethodBody, Namespace,
 };
 use automate::datastore::swap;
 use automate::datastore::yaml::{Mapping, Value};
+use automate::datastore::zip_safety;
 use automate::datastore::Datastore;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -609,7 +609,7 @@ fn gen_strategy() -> impl Strategy<Value = Gen> {
 }
 
 fn map(pairs: Vec<(&str, Value)>) -> Mapping {
-    dsfs::mapping(pairs)
+    Mapping(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
 }
 
 fn s(v: &str) -> Value {

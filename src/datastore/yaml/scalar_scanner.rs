@@ -4,7 +4,6 @@
 //! no. The regexes of Psych 4.0.3 are matched by hand (no regex engine), with
 //! Ruby's own range checks for dates and times.
 
-
 /// True when `Psych::ScalarScanner#tokenize(s)` returns a String, i.e. the
 /// plain text would not come back as nil, a boolean, a number, a date, a
 /// time or a symbol.
