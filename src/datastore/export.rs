@@ -1,7 +1,7 @@
 //! Exporting a whole domain (`automate export`): `dest/<Domain>/...`, or,
 //! when `dest` ends in `.zip`, a zip with `<Domain>/...` entries (directory
 //! entries included, deflate) that import would accept
-//! ([`zip_safety::exceeds_limits`]). Both go through
+//! (`zip_safety::exceeds_limits`). Both go through
 //! [`fs::render_domain`](super::fs::render_domain), so an unmodified imported
 //! domain exports byte for byte as it came in. Either is staged in a locked
 //! temporary file or directory next to `dest` and moved into place in one

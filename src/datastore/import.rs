@@ -24,7 +24,7 @@
 //!    `Datastore::open`).
 //!
 //! A failed import leaves the datastore as it was. Export, the way back, is
-//! [`export`](super::export).
+//! [`export`](mod@super::export).
 //!
 //! **Read-only domains** (`source` system, user_locked or remote) refuse to be
 //! overwritten ([`ensure_writable`]). One exception: importing the `ManageIQ`
