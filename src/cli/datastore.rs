@@ -5,7 +5,8 @@
 //! loading are counted on stderr with a pointer to `datastore validate`.
 
 use super::Global;
-use crate::datastore::import::{self, ExportOptions, ImportOptions};
+use crate::datastore::export::{self, ExportOptions};
+use crate::datastore::import::{self, ImportOptions};
 use crate::datastore::index::{ClassDef, FieldDef, Index, InstanceDef, MethodDef};
 use crate::datastore::{fs as dsfs, validate, Class, Domain, Namespace};
 use anyhow::{bail, Context};
@@ -122,7 +123,7 @@ pub fn export(global: &Global, args: ExportArgs) -> anyhow::Result<ExitCode> {
     let opts = ExportOptions {
         overwrite: args.overwrite,
     };
-    let s = import::export(&global.datastore, &args.domain, &args.dest, &opts)?;
+    let s = export::export(&global.datastore, &args.domain, &args.dest, &opts)?;
     let c = s.counts;
     println!(
         "Exported domain {} to {}{}: {} namespaces, {} classes, {} instances, {} methods ({} files)",

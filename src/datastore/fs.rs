@@ -15,7 +15,7 @@
 //! export share one code path ([`render_domain`]).
 
 use super::model::{Class, Document, Domain, Instance, Method, MethodBody, Namespace};
-use super::yaml::{self, Mapping, Value};
+use super::yaml::{self, Value};
 use std::collections::HashMap;
 use std::fmt;
 use std::fs;
@@ -83,6 +83,33 @@ impl fmt::Display for Problem {
             write!(f, "field `{field}`: ")?;
         }
         f.write_str(&self.message)
+    }
+}
+
+/// Displays a list of problems under a heading.
+pub(super) struct ProblemList<'a> {
+    /// What was refused (`import`, `export`).
+    pub(super) what: &'a str,
+    /// The source or domain directory concerned.
+    pub(super) input: &'a Path,
+    /// The problems, one a line.
+    pub(super) problems: &'a [Problem],
+}
+
+impl fmt::Display for ProblemList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "`{}` has {n} problem{}; nothing was {}ed (fix them and retry):",
+            self.input.display(),
+            if n == 1 { "" } else { "s" },
+            self.what
+        )?;
+        for p in self.problems {
+            write!(f, "\n  {p}")?;
+        }
+        Ok(())
     }
 }
 
@@ -787,19 +814,43 @@ fn render_doc(doc: &Document) -> Vec<u8> {
     yaml::to_psych_yaml(&Value::Map(doc.0.clone())).into_bytes()
 }
 
-/// Writes a domain below `parent` as `<parent>/<dir_name>/...`.
-pub fn write_domain(domain: &Domain, parent: &Path, dir_name: &str) -> std::io::Result<()> {
-    for (rel, bytes) in render_domain(domain, dir_name) {
-        let path = parent.join(&rel);
+/// Writes the rendered files of `domain` below `parent/<dir_name>/`.
+/// Returns the number of files written.
+pub fn write_domain(domain: &Domain, parent: &Path, dir_name: &str) -> Result<usize, WriteError> {
+    let rendered = render_domain(domain, dir_name);
+    let top = parent.join(dir_name);
+    fs::create_dir_all(&top).map_err(WriteError::during("create directory", &top))?;
+    for (rel, bytes) in &rendered {
+        let path = parent.join(rel);
         if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)?;
+            fs::create_dir_all(dir).map_err(WriteError::during("create directory", dir))?;
         }
-        fs::write(path, bytes)?;
+        fs::write(&path, bytes).map_err(WriteError::during("write", &path))?;
     }
-    Ok(())
+    Ok(rendered.len())
 }
 
-/// A mapping from `(key, value)` pairs, for building documents in code.
-pub fn mapping(pairs: Vec<(&str, Value)>) -> Mapping {
-    Mapping(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+/// An I/O failure while writing, with what was being done and where.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {action} `{}`: {error}", path.display())]
+pub struct WriteError {
+    /// What was being done (`create directory`, `write`, ...).
+    pub action: &'static str,
+    /// The file or directory concerned.
+    pub path: PathBuf,
+    /// The underlying error.
+    #[source]
+    pub error: io::Error,
+}
+
+impl WriteError {
+    /// Wraps the `io::Error` of `action` on `path` (for `map_err`).
+    pub fn during(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> WriteError {
+        let path = path.to_path_buf();
+        move |error| WriteError {
+            action,
+            path,
+            error,
+        }
+    }
 }

@@ -209,13 +209,6 @@ impl ClassDef {
     pub fn is_state_machine(&self) -> bool {
         self.fields.iter().any(|f| f.aetype == AeType::State)
     }
-
-    /// The position of a field by name, case-insensitively.
-    pub fn field_position(&self, name: &str) -> Option<usize> {
-        self.fields
-            .iter()
-            .position(|f| f.name.eq_ignore_ascii_case(name))
-    }
 }
 
 /// A domain's settings as the index sees them.
@@ -313,16 +306,6 @@ impl Index {
         with_lower_key(&[ns, class], |k| self.by_relative.get(k))
             .map(Vec::as_slice)
             .unwrap_or(&[])
-    }
-
-    /// The domains, highest priority first, in which a partial path
-    /// `ns/class[/instance]` exists.
-    pub fn domains_for(&self, ns: &str, class: &str, instance: Option<&str>) -> Vec<Arc<str>> {
-        self.classes_at(ns, class)
-            .iter()
-            .filter(|c| instance.is_none_or(|i| c.instance(i).is_some()))
-            .map(|c| c.domain.clone())
-            .collect()
     }
 
     /// A method at a partial `ns/class/method` with overlay: the first

@@ -7,6 +7,8 @@
 //! builds a new index and swaps it in atomically, so a running engine keeps
 //! the index it started with until its next lookup.
 
+pub mod dirs;
+pub mod export;
 pub mod fs;
 pub mod import;
 pub mod index;
@@ -14,9 +16,11 @@ pub mod model;
 pub mod swap;
 pub mod validate;
 pub mod yaml;
+pub mod zip_safety;
 
+pub use export::{export, ExportOptions};
 pub use fs::{LoadReport, Problem};
-pub use import::{export, import, ExportOptions, ImportOptions};
+pub use import::{import, ImportOptions};
 pub use index::{AeType, ClassDef, DomainInfo, FieldDef, Index, InstanceDef, MethodDef, ValueDef};
 pub use model::{Class, Domain, Instance, Method, Namespace, Source};
 pub use validate::validate;

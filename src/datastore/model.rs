@@ -24,11 +24,6 @@ impl Document {
         Document(m)
     }
 
-    /// `object_type` as written (it is never trusted: see reference §2.4).
-    pub fn object_type(&self) -> Option<&str> {
-        self.0.get_str("object_type")
-    }
-
     pub fn object(&self) -> Option<&Mapping> {
         self.0.get("object").and_then(Value::as_map)
     }
@@ -186,10 +181,6 @@ impl Domain {
             Some(true) => Source::UserLocked,
             _ => Source::User,
         }
-    }
-
-    pub fn description(&self) -> Option<&str> {
-        self.doc.attr_str("description")
     }
 
     /// Counts of (namespaces, classes, instances, methods) below the domain.

@@ -5,13 +5,15 @@
 //! rolled back, every export imports back (a property test), and a second
 //! YAML document or a `*.YAML` file is reported, never silently dropped.
 
+use automate::datastore::export::{self, ExportOptions};
 use automate::datastore::fs::{self as dsfs, MAX_METHOD_BODY_BYTES};
-use automate::datastore::import::{self, ExportOptions, ImportError, ImportOptions};
+use automate::datastore::import::{self, ImportError, ImportOptions};
 use automate::datastore::model::{
     Class, Document, Domain, Instance, Method, MethodBody, Namespace,
 };
 use automate::datastore::swap;
 use automate::datastore::yaml::{Mapping, Value};
+use automate::datastore::zip_safety;
 use automate::datastore::Datastore;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -383,7 +385,7 @@ fn an_overwrite_killed_between_its_renames_is_rolled_back_by_the_next_import() {
     .unwrap();
     let scratch = tmp.path().join("scratch");
     import::import(&scratch, &src, &ImportOptions::default()).unwrap();
-    import::export(&scratch, "Other", &zip, &ExportOptions::default()).unwrap();
+    export::export(&scratch, "Other", &zip, &ExportOptions::default()).unwrap();
 
     let o = automate(&ds, &["import", zip.to_str().unwrap()], Some(&tmpdir));
     assert!(o.status.success(), "{}", text(&o));
@@ -446,7 +448,7 @@ fn an_overwrite_import_replaces_the_domain_and_leaves_no_debris() {
     fs::create_dir_all(dest.join(".export-k1ll3d/Sample")).unwrap();
     fs::write(dest.join(".export-k1ll3d/.lock"), "").unwrap();
     fs::write(dest.join(".export-k1ll3d.zip"), "PK").unwrap();
-    import::export(&ds, "Sample", &dest, &ExportOptions::default()).unwrap();
+    export::export(&ds, "Sample", &dest, &ExportOptions::default()).unwrap();
     let left: Vec<String> = fs::read_dir(&dest)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -466,7 +468,7 @@ fn a_large_compressible_method_body_exports_to_a_zip_that_imports_back() {
     assert!(big.len() > 1_400_000);
     fs::write(&body, &big).unwrap();
     let zip = tmp.path().join("big.zip");
-    import::export(&ds, "Sample", &zip, &ExportOptions::default()).unwrap();
+    export::export(&ds, "Sample", &zip, &ExportOptions::default()).unwrap();
     let ratio = big.len() as u64 / fs::metadata(&zip).unwrap().len();
     assert!(
         ratio > 100,
@@ -492,7 +494,7 @@ fn a_zip_entry_over_the_per_entry_cap_is_refused_even_if_it_declares_less() {
             .large_file(true);
         zw.start_file("Bomb/__domain__.yaml", opts).unwrap();
         let chunk = vec![b' '; 1 << 20];
-        for _ in 0..(import::MAX_ZIP_ENTRY_BYTES >> 20) + 1 {
+        for _ in 0..(zip_safety::MAX_ZIP_ENTRY_BYTES >> 20) + 1 {
             zw.write_all(&chunk).unwrap();
         }
         zw.finish().unwrap();
@@ -607,7 +609,7 @@ fn gen_strategy() -> impl Strategy<Value = Gen> {
 }
 
 fn map(pairs: Vec<(&str, Value)>) -> Mapping {
-    dsfs::mapping(pairs)
+    Mapping(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
 }
 
 fn s(v: &str) -> Value {
@@ -753,8 +755,8 @@ proptest! {
 
         let out = tmp.path().join("out");
         let zip = tmp.path().join("d.zip");
-        import::export(&ds, &g.domain, &out, &ExportOptions::default()).unwrap();
-        import::export(&ds, &g.domain, &zip, &ExportOptions::default()).unwrap();
+        export::export(&ds, &g.domain, &out, &ExportOptions::default()).unwrap();
+        export::export(&ds, &g.domain, &zip, &ExportOptions::default()).unwrap();
         prop_assert_eq!(&files(&out.join(&g.domain)), &original);
 
         for (n, source) in [(2, out.join(&g.domain)), (3, zip)] {
