@@ -25,8 +25,9 @@ pub use rhai_runner::{CompileError, RhaiLimits, RhaiRunner};
 use crate::engine::{Builtins, Engine};
 use std::sync::Arc;
 
-/// `engine` with the event builtins and a [`RhaiRunner`] with default
-/// limits, whose cache is filled from the engine's datastore. Returns the
+/// `engine` with the event builtins, a [`RhaiRunner`] with default
+/// limits, whose cache is filled from the engine's datastore, and the
+/// requests' after-delivery hook ([`crate::requests::with_requests`]). Returns the
 /// runner too, for `validate` ([`RhaiRunner::precompile`]) and reloads.
 pub fn with_methods(engine: Engine) -> (Engine, Arc<RhaiRunner>) {
     with_methods_and_limits(engine, RhaiLimits::default())
@@ -36,7 +37,7 @@ pub fn with_methods(engine: Engine) -> (Engine, Arc<RhaiRunner>) {
 pub fn with_methods_and_limits(engine: Engine, limits: RhaiLimits) -> (Engine, Arc<RhaiRunner>) {
     let runner = Arc::new(RhaiRunner::with_limits(limits));
     runner.precompile(&engine.datastore().index());
-    let engine = engine
+    let engine = crate::requests::with_requests(engine)
         .with_builtins(event_builtins())
         .with_scripts(runner.clone());
     (engine, runner)
