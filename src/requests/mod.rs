@@ -65,8 +65,9 @@ pub struct Requests {
 
 impl Requests {
     /// A service over the engine's object store; retries go to `schedule`
-    /// (the same store's scheduled-work table). The engine gets the
-    /// requests' after-delivery hook ([`with_requests`]) if it lacked it.
+    /// (the same store's scheduled-work table). The service's engine is
+    /// given the requests' after-delivery hook ([`with_requests`]), so its
+    /// own deliveries finish its tasks whatever engine it was handed.
     pub fn new(engine: Engine, schedule: Schedule) -> Requests {
         Requests {
             engine: with_requests(engine),
