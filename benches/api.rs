@@ -134,7 +134,7 @@ fn main() {
     let (ds, problems) = Datastore::open(&root);
     assert!(problems.is_empty(), "{problems:?}");
     let (engine, _runner) =
-        automate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(store.clone()));
+        automate::control::with_control(Engine::new(Arc::new(ds)).with_store(store.clone()));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -177,7 +177,7 @@ fn benches(c: &mut Criterion) {
     assert!(problems.is_empty(), "{problems:?}");
     let mut engine = Engine::new(Arc::new(ds)).with_store(Arc::new(MemoryStore::new()));
     engine.options.emit_tracing = false;
-    let (engine, _runner) = methods::with_methods(engine);
+    let (engine, _runner) = automate::control::with_control(engine);
     let engine = engine.with_builtins(methods::event_builtins().with_noops(&["noop"]));
     let args = vec![("x".to_string(), "1".to_string())];
 

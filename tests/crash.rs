@@ -148,7 +148,7 @@ fn start_machines(db: &Path) -> Vec<i64> {
     let (ds, problems) = Datastore::open(&datastore_dir());
     assert!(problems.is_empty(), "{problems:?}");
     let (engine, _runner) =
-        automate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));
+        automate::control::with_control(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));
     for &id in &vms {
         let d = Delivery {
             uri: format!("/SM/Counter/default?machine={id}"),

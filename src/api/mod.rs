@@ -24,7 +24,7 @@ use crate::events::catchers::http::{self, error_response, kind_of, HttpState, TO
 use crate::events::config::{check_public_url, ApiConfig, ApiLimits};
 use crate::events::queue::{EventQueue, EVENT_KIND};
 use crate::requests::Requests;
-use crate::vmdb::{RedbStore, Schedule};
+use crate::vmdb::{RedbSchedule, RedbStore};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -112,7 +112,7 @@ enum Depth {
     /// The running pipeline's queue (counted in memory).
     Queue(Arc<EventQueue>),
     /// No pipeline in this process: count the queued events in the store.
-    Stored(Schedule),
+    Stored(RedbSchedule),
 }
 
 /// What the handlers share: the token, the engine (datastore and object

@@ -63,7 +63,7 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
     }
     let mut engine = Engine::new(Arc::new(ds)).with_store(store.clone());
     engine.options.budget = budget;
-    let (engine, _runner) = crate::methods::with_methods(engine);
+    let (engine, _runner) = crate::control::with_control(engine);
 
     // Re-delivers the state-machine retries of the requests run here.
     let stop = Arc::new(AtomicBool::new(false));

@@ -39,9 +39,7 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
         .tempdir()?;
     let db = tmp.path().join("automate.redb");
     let store = Arc::new(crate::vmdb::RedbStore::open(&db)?);
-    let engine = Engine::new(Arc::new(ds))
-        .with_store(store)
-        .with_builtins(crate::methods::demo_builtins());
+    let engine = crate::control::with_control_builtins(Engine::new(Arc::new(ds)).with_store(store));
     let log = EvmLog::default();
     let handler = Handler::new(engine, log.clone())?;
     let (rhev, openstack) = scenario::providers();

@@ -121,7 +121,7 @@ pub fn send(global: &Global, cmd: EventCmd) -> anyhow::Result<ExitCode> {
     }
     let schedule = store.schedule();
     let (engine, _runner) =
-        crate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(store));
+        crate::control::with_control(Engine::new(Arc::new(ds)).with_store(store));
     let log = EvmLog::default();
     // A state machine that asks for a retry is scheduled for
     // `automate retries run-due` (or a running `automate run`).

@@ -6,7 +6,7 @@ use super::Global;
 use crate::datastore::Datastore;
 use crate::engine::deliver::{deliver, Delivery, Outcome, DEFAULT_MAX_DELIVERIES};
 use crate::engine::{AttrValue, Attributes, Engine, ObjectId, Workspace};
-use crate::vmdb::{MemoryStore, ObjectStore, RedbStore, Schedule};
+use crate::vmdb::{MemoryStore, ObjectStore, RedbSchedule, RedbStore};
 use anyhow::Context;
 use std::io::Write;
 use std::path::PathBuf;
@@ -42,7 +42,7 @@ pub fn run(global: &Global, args: InstantiateArgs) -> anyhow::Result<ExitCode> {
     }
     // With --objects: an in-memory store and no retries. Otherwise the
     // redb store at --db, and a state machine's retry is scheduled there.
-    let (store, schedule): (Arc<dyn ObjectStore>, Option<Schedule>) = match &args.objects {
+    let (store, schedule): (Arc<dyn ObjectStore>, Option<RedbSchedule>) = match &args.objects {
         Some(path) => {
             let mem = MemoryStore::new();
             load_objects(&mem, path)?;
@@ -56,7 +56,7 @@ pub fn run(global: &Global, args: InstantiateArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let (engine, _runner) =
-        crate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(store));
+        crate::control::with_control(Engine::new(Arc::new(ds)).with_store(store));
     let (ws, err) = match &schedule {
         Some(schedule) => {
             let d = Delivery {

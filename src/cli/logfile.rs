@@ -6,7 +6,8 @@
 //! them) and counted drops: when a write fails (the disk is full) its
 //! lines are dropped and counted, stderr says so once per failing spell,
 //! and the next successful write starts with a line saying how many were
-//! lost. [`dropped_lines`] is the count for the run summary.
+//! lost. [`Dropped`], shared by the files of one logging setup, is the
+//! count for the run summary.
 //!
 //! Hand-written rather than `file-rotate` or `rolling-file` (see
 //! docs/DECISIONS.md): those write through on each `write` call, so a
@@ -18,16 +19,25 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// How many bytes of lines are buffered before they are written out.
 const BUF_BYTES: usize = 1 << 16;
 
-/// Log lines dropped in this process because a write failed.
-static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// Log lines dropped because a write failed, counted by every log file
+/// given a clone of it.
+#[derive(Debug, Clone, Default)]
+pub struct Dropped(Arc<AtomicU64>);
 
-/// Log lines dropped so far in this process (all log files).
-pub fn dropped_lines() -> u64 {
-    DROPPED.load(Ordering::Relaxed)
+impl Dropped {
+    /// Lines dropped so far.
+    pub fn lines(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn add(&self, lines: u64) {
+        self.0.fetch_add(lines, Ordering::Relaxed);
+    }
 }
 
 /// When to rotate and how many rotated files to keep.
@@ -70,11 +80,19 @@ pub struct LogFile {
     mid_line: bool,
     /// The last rotation failed (said once on stderr).
     rotate_failed: bool,
+    /// Where dropped lines are counted.
+    dropped: Dropped,
 }
 
 impl LogFile {
-    /// Opens (creates, appends to) `path`.
-    pub fn open(path: &Path, rotation: Rotation, notice: Notice) -> io::Result<LogFile> {
+    /// Opens (creates, appends to) `path`; lines it drops are counted in
+    /// `dropped`.
+    pub fn open(
+        path: &Path,
+        rotation: Rotation,
+        notice: Notice,
+        dropped: Dropped,
+    ) -> io::Result<LogFile> {
         let file = open_append(path)?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         Ok(LogFile {
@@ -87,6 +105,7 @@ impl LogFile {
             unreported: 0,
             mid_line: false,
             rotate_failed: false,
+            dropped,
         })
     }
 
@@ -205,7 +224,7 @@ impl LogFile {
                     );
                 }
                 self.unreported = self.unreported.saturating_add(lost);
-                DROPPED.fetch_add(lost, Ordering::Relaxed);
+                self.dropped.add(lost);
                 self.mid_line = at > 0 && lines.get(at - 1) != Some(&b'\n');
             }
         }
@@ -333,7 +352,7 @@ mod tests {
             max_size: 10_000,
             keep: 3,
         };
-        let mut f = LogFile::open(&path, rotation, Box::new(notice)).unwrap();
+        let mut f = LogFile::open(&path, rotation, Box::new(notice), Dropped::default()).unwrap();
         for n in 0..1000 {
             line(&mut f, n);
             if n % 10 == 9 {
@@ -370,7 +389,7 @@ mod tests {
         assert_eq!(last, Some(999));
         // Opened again: appends, and the size counts what is there.
         drop(f);
-        let mut f = LogFile::open(&path, rotation, Box::new(notice)).unwrap();
+        let mut f = LogFile::open(&path, rotation, Box::new(notice), Dropped::default()).unwrap();
         for n in 0..100 {
             line(&mut f, n);
         }
@@ -387,7 +406,7 @@ mod tests {
             max_size: 10_000,
             keep: 3,
         };
-        let mut f = LogFile::open(&path, rotation, Box::new(notice)).unwrap();
+        let mut f = LogFile::open(&path, rotation, Box::new(notice), Dropped::default()).unwrap();
         for round in 0..5 {
             for n in 0..90 {
                 line(&mut f, round * 100 + n);
@@ -414,8 +433,8 @@ mod tests {
             max_size: u64::MAX,
             keep: 1,
         };
-        let mut f = LogFile::open(dev_full, rotation, Box::new(notice)).unwrap();
-        let before = dropped_lines();
+        let dropped = Dropped::default();
+        let mut f = LogFile::open(dev_full, rotation, Box::new(notice), dropped.clone()).unwrap();
         for n in 0..25 {
             line(&mut f, n);
         }
@@ -425,7 +444,7 @@ mod tests {
         }
         f.flush().unwrap();
         assert_eq!(f.unreported, 30);
-        assert!(dropped_lines() >= before + 30);
+        assert_eq!(dropped.lines(), 30);
         // The disk has room again: the next write says what was lost.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("evm.log");

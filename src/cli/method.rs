@@ -32,7 +32,7 @@ pub fn run(global: &Global, cmd: MethodCmd) -> anyhow::Result<ExitCode> {
     let store = RedbStore::open(&global.db)
         .with_context(|| format!("opening the object store {}", global.db.display()))?;
     let (engine, _runner) =
-        crate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));
+        crate::control::with_control(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));
     let (ws, err) = engine.run_method(&path, &attrs);
     let mut out = std::io::stdout().lock();
     for line in &ws.trace {

@@ -76,13 +76,13 @@ pub enum RequestCmd {
 }
 
 pub fn run(global: &Global, args: RequestArgs) -> anyhow::Result<ExitCode> {
-    super::run::init_file_logging(
+    let logs = super::run::init_file_logging(
         &args.log_dir,
         global.log_format,
         super::logfile::Rotation::default(),
     )?;
     let result = run_command(global, args);
-    super::run::flush_logs();
+    logs.flush();
     result
 }
 
@@ -103,7 +103,7 @@ fn run_command(global: &Global, args: RequestArgs) -> anyhow::Result<ExitCode> {
         eprintln!("warning: {p}");
     }
     let (engine, _runner) =
-        crate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(db.clone()));
+        crate::control::with_control(Engine::new(Arc::new(ds)).with_store(db.clone()));
     let requests = Requests::new(engine, schedule);
     let mut out = std::io::stdout().lock();
     let (views, json) = match args.cmd {

@@ -72,7 +72,7 @@ pub fn run(global: &Global, cmd: RetriesCmd) -> anyhow::Result<ExitCode> {
                 eprintln!("warning: {p}");
             }
             let (engine, _runner) =
-                crate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(Arc::new(db)));
+                crate::control::with_control(Engine::new(Arc::new(ds)).with_store(Arc::new(db)));
             // Claims of a process that died are due again at once.
             schedule.release_leases(SystemTime::now())?;
             let (mut done, mut retried, mut failed) = (0usize, 0usize, 0usize);

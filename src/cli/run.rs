@@ -15,7 +15,7 @@
 //! (`log.max_size`, `log.keep`), and a failed write (a full disk) is
 //! counted and reported ([`super::logfile`]).
 
-use super::logfile::{LogFile, Rotation};
+use super::logfile::{Dropped, LogFile, Rotation};
 use super::{Global, LogFormat};
 use crate::events::config::{self, Config};
 use crate::events::pipeline::Pipeline;
@@ -23,7 +23,7 @@ use anyhow::Context;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
@@ -56,29 +56,36 @@ pub const LOG_FLUSH: Duration = Duration::from_millis(100);
 
 type LogOut = Arc<Mutex<LogFile>>;
 
-/// The open log files, for [`flush_logs`].
-static LOG_FILES: OnceLock<Mutex<Vec<LogOut>>> = OnceLock::new();
+/// The log files [`init_file_logging`] opened and their count of dropped
+/// lines: whoever set logging up flushes them at exit and reports the
+/// count.
+#[derive(Clone)]
+pub(super) struct Logs {
+    files: Arc<[LogOut]>,
+    dropped: Dropped,
+}
 
-/// Writes out the log files' buffers.
-pub fn flush_logs() {
-    if let Some(files) = LOG_FILES.get() {
-        if let Ok(files) = files.lock() {
-            for f in files.iter() {
-                if let Ok(mut f) = f.lock() {
-                    let _ = f.flush();
-                }
-            }
+impl Logs {
+    /// Writes out the log files' buffers.
+    pub(super) fn flush(&self) {
+        flush(&self.files);
+    }
+
+    /// Lines dropped so far because a write failed (all the files).
+    pub(super) fn dropped_lines(&self) -> u64 {
+        self.dropped.lines()
+    }
+}
+
+fn flush(files: &[LogOut]) {
+    for f in files {
+        if let Ok(mut f) = f.lock() {
+            let _ = f.flush();
         }
     }
 }
 
 pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let result = run_inner(global, args);
-    flush_logs();
-    result
-}
-
-fn run_inner(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(&args.config)?;
     if args.floor {
         return floor(&cfg);
@@ -87,7 +94,7 @@ fn run_inner(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
         (LogFormat::Json, _) | (_, config::LogFormat::Json) => LogFormat::Json,
         _ => LogFormat::Text,
     };
-    init_file_logging(
+    let logs = init_file_logging(
         &cfg.log.dir,
         format,
         Rotation {
@@ -95,13 +102,24 @@ fn run_inner(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
             keep: cfg.log.keep,
         },
     )?;
+    let result = run_inner(global, args, &cfg, &logs);
+    logs.flush();
+    result
+}
+
+fn run_inner(
+    global: &Global,
+    args: RunArgs,
+    cfg: &Config,
+    logs: &Logs,
+) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
     let started = Instant::now();
     let stats = rt.block_on(async {
-        let pipeline = Pipeline::start(&cfg, &global.datastore, &global.db).await?;
+        let pipeline = Pipeline::start(cfg, &global.datastore, &global.db).await?;
         tracing::info!(target: "evm", "MIQ(automate run) started: {} providers, {} workers, {} leases of a previous run released", cfg.providers.len(), cfg.workers, pipeline.released);
         // A store that failed (not a full disk, which waits for space)
         // ends the run: only a restart opens it again.
@@ -123,7 +141,7 @@ fn run_inner(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
             stats = pipeline.shutdown() => stats,
             _ = signal() => {
                 tracing::warn!(target: "evm", "MIQ(automate run) second signal: exiting without draining; queued events are delivered at the next start");
-                flush_logs();
+                logs.flush();
                 std::process::exit(130);
             }
         };
@@ -132,8 +150,8 @@ fn run_inner(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
     })?;
     let secs = started.elapsed().as_secs_f64();
     // The last lines are written out first: the drop count is final.
-    flush_logs();
-    let log_dropped = super::logfile::dropped_lines();
+    logs.flush();
+    let log_dropped = logs.dropped_lines();
     let mut out = std::io::stdout().lock();
     if args.json {
         let mut v = serde_json::to_value(&stats)?;
@@ -215,15 +233,17 @@ async fn signal() {
 }
 
 /// Installs the global subscriber: evm.log, automation.log, stderr for
-/// warnings.
+/// warnings. Returns the files (written out every [`LOG_FLUSH`] by a
+/// thread of their own, and by [`Logs::flush`]).
 pub(super) fn init_file_logging(
     dir: &Path,
     format: LogFormat,
     rotation: Rotation,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Logs> {
     use tracing_subscriber::EnvFilter;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let json = matches!(format, LogFormat::Json);
+    let dropped = Dropped::default();
     let open = |name: &str, target: &'static str| -> anyhow::Result<LogOut> {
         let path = dir.join(name);
         // The "N log lines dropped" line, in the file's format.
@@ -238,24 +258,25 @@ pub(super) fn init_file_logging(
                 out.push(b'\n');
             })
         };
-        let f = LogFile::open(&path, rotation, notice)
+        let f = LogFile::open(&path, rotation, notice, dropped.clone())
             .with_context(|| format!("opening {}", path.display()))?;
         let out: LogOut = Arc::new(Mutex::new(f));
-        let files = LOG_FILES.get_or_init(|| {
-            // The flusher: the buffers reach the files every LOG_FLUSH.
-            let _ = std::thread::Builder::new()
-                .name("automate-log-flush".into())
-                .spawn(|| loop {
-                    std::thread::sleep(LOG_FLUSH);
-                    flush_logs();
-                });
-            Mutex::new(Vec::new())
-        });
-        if let Ok(mut files) = files.lock() {
-            files.push(out.clone());
-        }
         Ok(out)
     };
+    let evm = open("evm.log", "evm")?;
+    let automation = open("automation.log", "automation")?;
+    let logs = Logs {
+        files: Arc::from([evm.clone(), automation.clone()]),
+        dropped,
+    };
+    // The flusher: the buffers reach the files every LOG_FLUSH.
+    let files = logs.files.clone();
+    let _ = std::thread::Builder::new()
+        .name("automate-log-flush".into())
+        .spawn(move || loop {
+            std::thread::sleep(LOG_FLUSH);
+            flush(&files);
+        });
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("warn,evm=info,automation=info"));
     let stderr = WarningsOnly(
@@ -267,17 +288,17 @@ pub(super) fn init_file_logging(
         .with(filter)
         .with(FileLayer {
             target: "evm",
-            out: open("evm.log", "evm")?,
+            out: evm,
             json,
         })
         .with(FileLayer {
             target: "automation",
-            out: open("automation.log", "automation")?,
+            out: automation,
             json,
         })
         .with(stderr)
         .try_init();
-    Ok(())
+    Ok(logs)
 }
 
 /// A layer that sees only warnings and errors (stderr's). Filtered in

@@ -1,6 +1,6 @@
 //! Policy and alert conditions: Rhai scripts compiled once at load and run
-//! on a shared sandboxed engine (operation, depth, size and time limits, no
-//! `eval`, no modules).
+//! on the sandboxed engines of a [`ConditionEngine`] (operation, depth, size
+//! and time limits, no `eval`, no modules).
 //!
 //! The script sees `target` and `event` (the stored objects: `target.name`
 //! reads the attribute `name` from the store; an object-valued attribute
@@ -11,8 +11,8 @@
 use crate::engine::AttrValue;
 use crate::vmdb::{ObjectStore, VmdbRef};
 use rhai::{Dynamic, ImmutableString, Scope, AST};
-use std::cell::Cell;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The sandbox of conditions.
@@ -40,10 +40,6 @@ pub const LIMITS: ConditionLimits = ConditionLimits {
     max_map_size: 10_000,
     timeout: Duration::from_secs(1),
 };
-
-thread_local! {
-    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
-}
 
 /// A stored object as a condition sees it.
 #[derive(Clone)]
@@ -95,10 +91,52 @@ fn to_dynamic(store: &Arc<dyn ObjectStore>, v: &AttrValue) -> Dynamic {
 #[derive(Debug, Clone)]
 struct TimeUp;
 
-fn engine() -> &'static rhai::Engine {
-    static ENGINE: OnceLock<rhai::Engine> = OnceLock::new();
-    ENGINE.get_or_init(|| {
+/// No deadline set on a [`Slot`].
+const NO_DEADLINE: u64 = u64::MAX;
+
+/// One sandboxed engine and the deadline of the evaluation running on it.
+/// Rhai's progress hook gets no per-call context, so each engine's hook
+/// reads its own slot's deadline: one evaluation at a time per slot.
+struct Slot {
+    engine: rhai::Engine,
+    /// Nanoseconds after the owner's `epoch`, or [`NO_DEADLINE`].
+    deadline: Arc<AtomicU64>,
+}
+
+/// The engines conditions compile and run on, owned by whoever owns the
+/// conditions ([`super::Control`], or a [`super::load`] of its own): one
+/// per evaluation running at once, made when first needed and reused.
+pub struct ConditionEngine {
+    /// The time deadlines are counted from.
+    epoch: Instant,
+    idle: Mutex<Vec<Slot>>,
+}
+
+impl std::fmt::Debug for ConditionEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConditionEngine").finish_non_exhaustive()
+    }
+}
+
+impl Default for ConditionEngine {
+    fn default() -> Self {
+        ConditionEngine::new()
+    }
+}
+
+impl ConditionEngine {
+    /// No engine made yet.
+    pub fn new() -> ConditionEngine {
+        ConditionEngine {
+            epoch: Instant::now(),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn slot(&self) -> Slot {
         let l = &LIMITS;
+        let deadline = Arc::new(AtomicU64::new(NO_DEADLINE));
+        let (epoch, seen) = (self.epoch, deadline.clone());
         let mut e = rhai::Engine::new();
         e.set_max_operations(l.max_operations);
         e.set_max_call_levels(l.max_call_levels);
@@ -110,20 +148,54 @@ fn engine() -> &'static rhai::Engine {
         e.disable_symbol("eval");
         e.on_print(|_| {});
         e.on_debug(|_, _, _| {});
-        e.on_progress(|ops| {
+        e.on_progress(move |ops| {
             if ops % 256 != 0 {
                 return None;
             }
-            let deadline = DEADLINE.with(Cell::get)?;
-            (Instant::now() >= deadline).then(|| Dynamic::from(TimeUp))
+            let deadline = seen.load(Ordering::Relaxed);
+            if deadline == NO_DEADLINE {
+                return None;
+            }
+            (epoch.elapsed().as_nanos() >= u128::from(deadline)).then(|| Dynamic::from(TimeUp))
         });
         e.register_type_with_name::<ObjHandle>("VmdbObject");
         e.register_indexer_get(ObjHandle::get);
         e.register_fn("to_string", |o: &mut ObjHandle| {
             format!("{}::{}", o.obj.class, o.obj.id)
         });
-        e
-    })
+        Slot {
+            engine: e,
+            deadline,
+        }
+    }
+
+    /// Runs `f` on an idle slot (made if none is idle), then returns it.
+    fn with_slot<R>(&self, f: impl FnOnce(&Slot) -> R) -> R {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let slot = idle.unwrap_or_else(|| self.slot());
+        let result = f(&slot);
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(slot);
+        result
+    }
+
+    /// Compiles `source`; the error gives Rhai's message and its 1-based
+    /// line within `source` (0 when unknown).
+    pub fn compile(self: &Arc<Self>, source: &str) -> Result<Condition, (usize, String)> {
+        match self.with_slot(|s| s.engine.compile(source)) {
+            Ok(ast) => Ok(Condition {
+                source: source.to_string(),
+                ast: Arc::new(ast),
+                engine: self.clone(),
+            }),
+            Err(e) => {
+                let line = e.1.line().unwrap_or(0);
+                Err((line, e.0.to_string()))
+            }
+        }
+    }
 }
 
 /// A compiled condition.
@@ -131,6 +203,8 @@ fn engine() -> &'static rhai::Engine {
 pub struct Condition {
     pub source: String,
     ast: Arc<AST>,
+    /// The engines it was compiled for and runs on.
+    engine: Arc<ConditionEngine>,
 }
 
 impl std::fmt::Debug for Condition {
@@ -142,21 +216,6 @@ impl std::fmt::Debug for Condition {
 }
 
 impl Condition {
-    /// Compiles `source`; the error gives Rhai's message and its 1-based
-    /// line within `source` (0 when unknown).
-    pub fn compile(source: &str) -> Result<Condition, (usize, String)> {
-        match engine().compile(source) {
-            Ok(ast) => Ok(Condition {
-                source: source.to_string(),
-                ast: Arc::new(ast),
-            }),
-            Err(e) => {
-                let line = e.1.line().unwrap_or(0);
-                Err((line, e.0.to_string()))
-            }
-        }
-    }
-
     /// Runs the condition for one event. An error (a runtime error, a
     /// limit, a non-boolean result) is described in the `Err`.
     pub fn evaluate(
@@ -177,9 +236,16 @@ impl Condition {
         scope.push_dynamic("target", handle(target));
         scope.push_dynamic("event", handle(event));
         scope.push("event_type", event_type.to_string());
-        let previous = DEADLINE.with(|d| d.replace(Some(Instant::now() + LIMITS.timeout)));
-        let result = engine().eval_ast_with_scope::<Dynamic>(&mut scope, &self.ast);
-        DEADLINE.with(|d| d.set(previous));
+        let result = self.engine.with_slot(|slot| {
+            let deadline = (self.engine.epoch.elapsed() + LIMITS.timeout).as_nanos();
+            let deadline = u64::try_from(deadline).unwrap_or(NO_DEADLINE - 1);
+            slot.deadline.store(deadline, Ordering::Relaxed);
+            let result = slot
+                .engine
+                .eval_ast_with_scope::<Dynamic>(&mut scope, &self.ast);
+            slot.deadline.store(NO_DEADLINE, Ordering::Relaxed);
+            result
+        });
         match result {
             Ok(v) => v
                 .as_bool()
@@ -233,17 +299,18 @@ mod tests {
             )
             .unwrap();
         let store: Arc<dyn ObjectStore> = Arc::new(s);
-        let c = Condition::compile(
+        let engine = Arc::new(ConditionEngine::new());
+        let c = engine.compile(
             r#"target.name.starts_with("prod-") && target.host.name == "h1" && target.nope == () && event == () && event_type == "vm_start""#,
         )
         .unwrap();
         assert_eq!(c.evaluate(&store, None, Some(&vm), "vm_start"), Ok(true));
-        let c = Condition::compile("1 + 1").unwrap();
+        let c = engine.compile("1 + 1").unwrap();
         assert!(c.evaluate(&store, None, Some(&vm), "x").is_err());
-        let c = Condition::compile("loop {}").unwrap();
+        let c = engine.compile("loop {}").unwrap();
         let err = c.evaluate(&store, None, Some(&vm), "x").unwrap_err();
         assert!(err.contains("operations"), "{err}");
-        let (line, _) = Condition::compile("true &&\n(").unwrap_err();
+        let (line, _) = engine.compile("true &&\n(").unwrap_err();
         assert_eq!(line, 2);
     }
 }

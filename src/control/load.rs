@@ -2,16 +2,27 @@
 //! loader; the line of a field is found again in the text (block-style
 //! YAML: `policies:` at the left margin, one `- ` item per policy).
 
-use super::{Action, Alert, Condition, ControlError, ControlSet, Policy};
+use super::{Action, Alert, Condition, ConditionEngine, ControlError, ControlSet, Policy};
 use crate::datastore::yaml::{parse_document, Mapping, Value};
 use crate::engine::AttrValue;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-/// Loads every `*.yaml` / `*.yml` file of `dir`, by file name. A missing
+/// Loads every `*.yaml` / `*.yml` file of `dir`, by file name, its
+/// conditions compiled for an engine of their own ([`load_with`]).
+pub fn load(dir: &Path) -> Result<ControlSet, ControlError> {
+    load_with(&Arc::new(ConditionEngine::new()), dir)
+}
+
+/// Loads every `*.yaml` / `*.yml` file of `dir`, by file name, its
+/// conditions compiled for (and run on) `conditions`. A missing
 /// directory is an empty set; the first bad file or field is the error.
 /// Files are read as the datastore's are ([`crate::datastore::fs::read_text`]):
 /// a link is refused naming it, never followed, and a FIFO is never waited on.
-pub fn load(dir: &Path) -> Result<ControlSet, ControlError> {
+pub fn load_with(
+    conditions: &Arc<ConditionEngine>,
+    dir: &Path,
+) -> Result<ControlSet, ControlError> {
     let mut set = ControlSet::default();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -30,7 +41,7 @@ pub fn load(dir: &Path) -> Result<ControlSet, ControlError> {
     for file in files {
         let text = crate::datastore::fs::read_text(&file)
             .map_err(|p| err(&file, p.line, "", p.message))?;
-        load_text(&text, &file, &mut set)?;
+        load_text(conditions, &text, &file, &mut set)?;
     }
     Ok(set)
 }
@@ -105,6 +116,7 @@ impl Lines<'_> {
 
 /// One item being read: its file, field path and line range.
 struct Item<'a> {
+    conditions: &'a Arc<ConditionEngine>,
     file: &'a Path,
     lines: &'a Lines<'a>,
     path: String,
@@ -149,7 +161,8 @@ impl Item<'_> {
         if source.trim().is_empty() {
             return Ok(None);
         }
-        Condition::compile(&source)
+        self.conditions
+            .compile(&source)
             .map(Some)
             .map_err(|(line, msg)| {
                 let key_line = self.lines.key(self.from, self.to, "condition");
@@ -239,7 +252,12 @@ impl ControlError {
     }
 }
 
-fn load_text(text: &str, file: &Path, set: &mut ControlSet) -> Result<(), ControlError> {
+fn load_text(
+    conditions: &Arc<ConditionEngine>,
+    text: &str,
+    file: &Path,
+    set: &mut ControlSet,
+) -> Result<(), ControlError> {
     let doc = parse_document(text, file).map_err(|e| ControlError {
         file: e.file,
         line: e.line,
@@ -289,6 +307,7 @@ fn load_text(text: &str, file: &Path, set: &mut ControlSet) -> Result<(), Contro
                 .copied()
                 .unwrap_or(lines.lines.len() + 1);
             let item = Item {
+                conditions,
                 file,
                 lines: &lines,
                 path: format!("{section}[{i}]"),
@@ -371,7 +390,8 @@ mod tests {
 
     fn parse(text: &str) -> Result<ControlSet, ControlError> {
         let mut set = ControlSet::default();
-        load_text(text, Path::new("c.yaml"), &mut set).map(|()| set)
+        let conditions = Arc::new(ConditionEngine::new());
+        load_text(&conditions, text, Path::new("c.yaml"), &mut set).map(|()| set)
     }
 
     #[test]

@@ -7,26 +7,30 @@
 //! an optional condition and actions. `docs/control.md` describes the file
 //! format and the log lines.
 //!
-//! `methods::events::process_evm_event` (run when a generic event is
-//! raised, or by the builtin `event_enforce_policy` for an event not yet
-//! processed) calls [`evaluate_policies`] between `Event Raised [..]` and
-//! `Alert for Event [..]`, and [`evaluate_alerts`] after it. The [`ControlSet`] is loaded on first use per datastore root
-//! and cached ([`control_for`]); it is loaded again when the datastore is
-//! reloaded (its index changes).
+//! [`Control`] is the engine's [`Policies`]: `methods::events::process_evm_event`
+//! (run when a generic event is raised, or by the builtin
+//! `event_enforce_policy` for an event not yet processed) calls its
+//! `evaluate_policies` between `Event Raised [..]` and `Alert for Event
+//! [..]`, and its `evaluate_alerts` after it. [`with_control`] composes an
+//! engine with the methods and a `Control`. A `Control` loads the
+//! [`ControlSet`] of a datastore root on first use and keeps it
+//! ([`Control::control_for`]); it loads it again when the datastore is
+//! reloaded (its index changes). It owns the engines its conditions run on
+//! ([`ConditionEngine`]).
 
 mod condition;
 mod load;
 
-pub use condition::{Condition, ConditionLimits};
-pub use load::load;
+pub use condition::{Condition, ConditionEngine, ConditionLimits};
+pub use load::{load, load_with};
 
 use crate::datastore::Datastore;
-use crate::engine::{AttrValue, Level, Runtime, TraceLine};
-use crate::methods::events;
+use crate::engine::{AttrValue, Engine, Level, Policies, Runtime, TraceLine};
+use crate::methods::{self, events, RhaiLimits, RhaiRunner};
 use crate::vmdb::VmdbRef;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 /// Every policy and alert of one datastore root, in file (name) order.
 #[derive(Debug, Clone, Default)]
@@ -119,65 +123,123 @@ struct CacheEntry {
     set: Loaded,
 }
 
-fn cache() -> &'static Mutex<HashMap<PathBuf, CacheEntry>> {
-    static CACHE: OnceLock<Mutex<HashMap<PathBuf, CacheEntry>>> = OnceLock::new();
-    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
-}
-
 /// The control directory of a datastore root.
 pub fn control_dir(root: &Path) -> PathBuf {
     root.join("control")
 }
 
-/// The [`ControlSet`] of `ds`'s root: loaded once per datastore load (and
-/// again after [`Datastore::reload`]), then shared.
-pub fn control_for(ds: &Datastore) -> Loaded {
-    let index = ds.index();
-    let root = ds.root().to_path_buf();
-    let mut map = cache().lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(entry) = map.get(&root) {
-        if entry
-            .index
-            .upgrade()
-            .is_some_and(|i| Arc::ptr_eq(&i, &index))
-        {
-            return entry.set.clone();
-        }
-    }
-    let set = load(&control_dir(&root)).map(Arc::new);
-    map.insert(
-        root,
-        CacheEntry {
-            index: Arc::downgrade(&index),
-            set: set.clone(),
-        },
-    );
-    set
+/// `engine` with the methods ([`methods::with_methods`]: the event
+/// builtins, a [`RhaiRunner`] with default limits) and a new [`Control`] as
+/// its policies. Returns the runner too.
+pub fn with_control(engine: Engine) -> (Engine, Arc<RhaiRunner>) {
+    methods::with_methods(engine, Arc::new(Control::new()))
 }
 
-fn control_of(rt: &mut Runtime<'_>, prefix: &str) -> Option<Arc<ControlSet>> {
-    match control_for(rt.engine().datastore()) {
-        Ok(set) => Some(set),
-        Err(e) => {
-            rt.log(
-                Level::Error,
-                format!("{prefix} control policies and alerts not loaded: {e}"),
-            );
-            None
+/// [`with_control`] with explicit sandbox limits.
+pub fn with_control_and_limits(engine: Engine, limits: RhaiLimits) -> (Engine, Arc<RhaiRunner>) {
+    methods::with_methods_and_limits(engine, limits, Arc::new(Control::new()))
+}
+
+/// `engine` with the event builtins and a new [`Control`], and no script
+/// runner ([`methods::with_event_builtins`]): what `automate demo` runs with.
+pub fn with_control_builtins(engine: Engine) -> Engine {
+    methods::with_event_builtins(engine, Arc::new(Control::new()))
+}
+
+/// The control policies and alerts of an engine ([`Policies`]): the
+/// [`ControlSet`] of each datastore root it has seen, kept until that
+/// datastore reloads, and the engines conditions run on.
+#[derive(Default)]
+pub struct Control {
+    conditions: Arc<ConditionEngine>,
+    cache: Mutex<HashMap<PathBuf, CacheEntry>>,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control").finish_non_exhaustive()
+    }
+}
+
+impl Control {
+    /// Nothing loaded yet.
+    pub fn new() -> Control {
+        Control::default()
+    }
+
+    /// The [`ControlSet`] of `ds`'s root: loaded once per datastore load
+    /// (and again after [`Datastore::reload`]), then shared.
+    pub fn control_for(&self, ds: &Datastore) -> Loaded {
+        let index = ds.index();
+        let root = ds.root().to_path_buf();
+        let mut map = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = map.get(&root) {
+            if entry
+                .index
+                .upgrade()
+                .is_some_and(|i| Arc::ptr_eq(&i, &index))
+            {
+                return entry.set.clone();
+            }
         }
+        let set = load_with(&self.conditions, &control_dir(&root)).map(Arc::new);
+        map.insert(
+            root,
+            CacheEntry {
+                index: Arc::downgrade(&index),
+                set: set.clone(),
+            },
+        );
+        set
+    }
+
+    fn control_of(&self, rt: &mut Runtime<'_>, prefix: &str) -> Option<Arc<ControlSet>> {
+        match self.control_for(rt.engine().datastore()) {
+            Ok(set) => Some(set),
+            Err(e) => {
+                rt.log(
+                    Level::Error,
+                    format!("{prefix} control policies and alerts not loaded: {e}"),
+                );
+                None
+            }
+        }
+    }
+}
+
+impl Policies for Control {
+    fn evaluate_policies(
+        &self,
+        rt: &mut Runtime<'_>,
+        event: Option<&VmdbRef>,
+        target: Option<&VmdbRef>,
+        event_type: &str,
+    ) {
+        evaluate_policies(self, rt, event, target, event_type);
+    }
+
+    fn evaluate_alerts(
+        &self,
+        rt: &mut Runtime<'_>,
+        event: Option<&VmdbRef>,
+        target: Option<&VmdbRef>,
+        event_type: &str,
+    ) {
+        evaluate_alerts(self, rt, event, target, event_type);
     }
 }
 
 /// `MiqPolicy.enforce_policy`: runs every policy naming `event_type`, in
 /// file order. A condition error fails that policy (logged), never the
 /// event.
-pub fn evaluate_policies(
+fn evaluate_policies(
+    control: &Control,
     rt: &mut Runtime<'_>,
     event: Option<&VmdbRef>,
     target: Option<&VmdbRef>,
     event_type: &str,
 ) {
-    let Some(set) = control_of(rt, POLICY_PREFIX) else {
+    let Some(set) = control.control_of(rt, POLICY_PREFIX) else {
         return;
     };
     for p in set
@@ -219,13 +281,14 @@ pub fn evaluate_policies(
 
 /// `MiqAlert.evaluate_alerts`: runs every alert on `event_type` whose
 /// condition holds.
-pub fn evaluate_alerts(
+fn evaluate_alerts(
+    control: &Control,
     rt: &mut Runtime<'_>,
     event: Option<&VmdbRef>,
     target: Option<&VmdbRef>,
     event_type: &str,
 ) {
-    let Some(set) = control_of(rt, ALERT_PREFIX) else {
+    let Some(set) = control.control_of(rt, ALERT_PREFIX) else {
         return;
     };
     for a in set.alerts.iter().filter(|a| a.event == event_type) {

@@ -114,7 +114,7 @@ pub struct PendingRetry {
 /// Instantiates `d` and schedules a retry if the root asks for one.
 pub fn deliver(
     engine: &Engine,
-    schedule: &Schedule,
+    schedule: &dyn Schedule,
     d: &Delivery,
     max_deliveries: u32,
 ) -> Result<Outcome, StoreError> {
@@ -126,7 +126,7 @@ pub fn deliver(
 /// delivery when there is none.
 fn deliver_completing(
     engine: &Engine,
-    schedule: &Schedule,
+    schedule: &dyn Schedule,
     d: &Delivery,
     max_deliveries: u32,
     done: Option<u64>,
@@ -288,7 +288,7 @@ fn deliver_inner(
 /// Each is completed only after its delivery (and any new retry) is stored.
 pub fn run_due(
     engine: &Engine,
-    schedule: &Schedule,
+    schedule: &dyn Schedule,
     limit: usize,
     max_deliveries: u32,
 ) -> Result<Vec<Outcome>, StoreError> {

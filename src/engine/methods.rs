@@ -106,6 +106,29 @@ pub trait ScriptRunner: Send + Sync {
     ) -> Result<MethodRc, EngineError>;
 }
 
+/// The control policies and alerts run on a generic event (ManageIQ's
+/// `MiqPolicy.enforce_policy`, `MiqAlert.evaluate_alerts`), injected as the
+/// builtins and the script runner are: `methods` raises events and calls
+/// them, `control` implements them.
+pub trait Policies: Send + Sync {
+    /// Runs the policies on `event_type` for the event and its target.
+    fn evaluate_policies(
+        &self,
+        rt: &mut Runtime<'_>,
+        event: Option<&crate::vmdb::VmdbRef>,
+        target: Option<&crate::vmdb::VmdbRef>,
+        event_type: &str,
+    );
+    /// Runs the alerts on `event_type` for the event and its target.
+    fn evaluate_alerts(
+        &self,
+        rt: &mut Runtime<'_>,
+        event: Option<&crate::vmdb::VmdbRef>,
+        target: Option<&crate::vmdb::VmdbRef>,
+        event_type: &str,
+    );
+}
+
 /// `log_object` (`MiqAeBuiltinMethod.miq_log_object`): every attribute of
 /// the object, sorted by name.
 fn log_object(rt: &mut Runtime<'_>, obj: ObjectId, _: &Attributes) -> Result<(), EngineError> {

@@ -1,8 +1,9 @@
 //! The Automate engine: instantiate a URI into a [`Workspace`].
 //!
 //! One [`Engine`] is shared by every caller (it holds the datastore, the
-//! object store, the builtins, the script runner and the hook run after
-//! each delivery, [`deliver::AfterDelivery`]); each call to
+//! object store, the builtins, the script runner, the control
+//! [`Policies`] and the hook run after each delivery,
+//! [`deliver::AfterDelivery`]); each call to
 //! [`Engine::instantiate`] builds a fresh [`Runtime`] that owns the workspace
 //! being built, the stack of objects under construction and the trace. The
 //! rules are ManageIQ's (reference §3–§7): domain search with `Updated
@@ -31,7 +32,7 @@ mod workspace;
 
 pub use budget::{Budget, BudgetExceeded, BudgetKind, BudgetLimits, Cancel, CancelOnDrop};
 pub use error::EngineError;
-pub use methods::{BuiltinFn, Builtins, MethodRc, ScriptRunner};
+pub use methods::{BuiltinFn, Builtins, MethodRc, Policies, ScriptRunner};
 pub use time::now_utc_text;
 pub use value::{inspect_delivery_attrs, AttrValue, Attributes};
 pub use workspace::{Level, Object, ObjectId, TraceLine, Workspace};
@@ -69,6 +70,7 @@ pub struct Engine {
     store: Arc<dyn ObjectStore>,
     builtins: Arc<Builtins>,
     scripts: Option<Arc<dyn ScriptRunner>>,
+    policies: Option<Arc<dyn Policies>>,
     after_delivery: Option<Arc<dyn deliver::AfterDelivery>>,
     assertions: Arc<rhai::Engine>,
     pub options: EngineOptions,
@@ -92,6 +94,7 @@ impl Engine {
             store: Arc::new(NoObjects),
             builtins: Arc::new(Builtins::standard()),
             scripts: None,
+            policies: None,
             after_delivery: None,
             assertions: Arc::new(assertion_engine()),
             options: EngineOptions::default(),
@@ -111,6 +114,18 @@ impl Engine {
     pub fn with_scripts(mut self, scripts: Arc<dyn ScriptRunner>) -> Engine {
         self.scripts = Some(scripts);
         self
+    }
+
+    /// Installs the control policies raised events run (`control`'s;
+    /// `methods::with_methods` takes them).
+    pub fn with_policies(mut self, policies: Arc<dyn Policies>) -> Engine {
+        self.policies = Some(policies);
+        self
+    }
+
+    /// The control policies raised events run ([`Engine::with_policies`]).
+    pub fn policies(&self) -> Option<&Arc<dyn Policies>> {
+        self.policies.as_ref()
     }
 
     /// Installs the hook [`deliver`] runs after every delivery (replacing

@@ -125,7 +125,7 @@ pub struct Handler {
     providers: Mutex<rustc_hash::FxHashMap<String, VmdbRef>>,
     /// Where a delivery whose state machine asks for a retry is scheduled
     /// (`MiqAeEngine.deliver`); without one, a retry is logged and dropped.
-    schedule: Option<Schedule>,
+    schedule: Option<Arc<dyn Schedule>>,
     /// Hand retries back in [`HandleOutcome::retry`] instead of scheduling
     /// them.
     defer_retries: bool,
@@ -153,8 +153,8 @@ impl Handler {
     /// Schedules the retries that deliveries ask for in `schedule` (the
     /// store's scheduled-work table, run by the pipeline's retry runner and
     /// `automate retries run-due`).
-    pub fn with_schedule(mut self, schedule: Schedule) -> Handler {
-        self.schedule = Some(schedule);
+    pub fn with_schedule(mut self, schedule: impl Schedule + 'static) -> Handler {
+        self.schedule = Some(Arc::new(schedule));
         self
     }
 
@@ -322,7 +322,7 @@ impl Handler {
             _ if self.defer_retries => {
                 deliver_deferred(&self.engine, &d, Some(parsed), DEFAULT_MAX_DELIVERIES)
             }
-            Some(schedule) => deliver(&self.engine, schedule, &d, DEFAULT_MAX_DELIVERIES)
+            Some(schedule) => deliver(&self.engine, &**schedule, &d, DEFAULT_MAX_DELIVERIES)
                 .map(|outcome| (outcome, None)),
             None => {
                 let (workspace, error) = self.engine.instantiate_traced_parsed(&uri, parsed, &[]);

@@ -63,7 +63,7 @@
 //! An event handed over in memory is leased by its durable enqueue (so no
 //! claim from the file takes it twice); claims from the file (a backlog
 //! beyond the hand-off, events of a previous run) lease without an
-//! fsync ([`crate::vmdb::Schedule::with_relaxed_claims`]): losing a lease
+//! fsync ([`crate::vmdb::RedbSchedule::with_relaxed_claims`]): losing a lease
 //! leaves the event due, as the lease release at start does anyway. The few writes
 //! made outside a unit (a VM or host seen for the first time, which every
 //! worker must see at once, and state-machine retries) use
@@ -416,7 +416,7 @@ impl Pipeline {
         }
         let mut engine = Engine::new(Arc::new(ds)).with_store(store.clone());
         engine.options.budget = config.engine.limits();
-        let (engine, _runner) = crate::methods::with_methods(engine);
+        let (engine, _runner) = crate::control::with_control(engine);
         let (group, writer) = GroupCommit::start(store.clone())?;
         let queue = Arc::new(
             EventQueue::open(store.schedule().with_relaxed_claims(true))?
@@ -1229,7 +1229,7 @@ mod tests {
         let (ds, problems) = crate::datastore::Datastore::open(&root);
         assert!(problems.is_empty(), "{problems:?}");
         let (engine, _runner) =
-            crate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(store.clone()));
+            crate::control::with_control(Engine::new(Arc::new(ds)).with_store(store.clone()));
         let mut builtins = crate::methods::event_builtins();
         builtins.insert("event_action_refresh", write_then_fail);
         let engine = engine.with_builtins(builtins);

@@ -2,7 +2,7 @@
 //! kept in the store's redb file (SPEC §5's seam: enqueue, claim a batch,
 //! ack, depth).
 //!
-//! It is a thin layer over [`Schedule`]: an event is a work item of kind
+//! It is a thin layer over [`RedbSchedule`]: an event is a work item of kind
 //! [`EVENT_KIND`] whose payload is the JSON text `{"provider": {...},
 //! "event": {...}, "caught_us": <when it was caught, µs since the epoch>}`
 //! as one string (items written with that object itself as the payload are
@@ -17,7 +17,7 @@
 //! A later backend on a broker only has to offer the same five calls.
 
 use super::{Provider, ProviderEvent};
-use crate::vmdb::{GroupCommit, PreparedUnit, Schedule, StoreError, WorkItem};
+use crate::vmdb::{GroupCommit, PreparedUnit, RedbSchedule, StoreError, WorkItem};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -122,11 +122,11 @@ pub struct Claim {
 /// event was written to the file only: picks up leases that ran out.
 const FILE_SWEEP: Duration = Duration::from_secs(1);
 
-/// The durable event queue on a store's [`Schedule`]. Cheap to share
+/// The durable event queue on a store's [`RedbSchedule`]. Cheap to share
 /// (`Arc`); the depth is counted in memory from the count at open.
 #[derive(Debug)]
 pub struct EventQueue {
-    schedule: Schedule,
+    schedule: RedbSchedule,
     depth: AtomicU64,
     handoff: Mutex<Handoff>,
     /// Writes go through this writer thread when set.
@@ -166,7 +166,7 @@ impl Handoff {
 
 impl EventQueue {
     /// The queue in `schedule`'s file; counts what is already queued.
-    pub fn open(schedule: Schedule) -> Result<EventQueue, StoreError> {
+    pub fn open(schedule: RedbSchedule) -> Result<EventQueue, StoreError> {
         let depth = schedule.count_kind(EVENT_KIND)?;
         Ok(EventQueue {
             schedule,
@@ -461,7 +461,7 @@ impl EventQueue {
     }
 
     /// The underlying scheduled-work table.
-    pub fn schedule(&self) -> &Schedule {
+    pub fn schedule(&self) -> &RedbSchedule {
         &self.schedule
     }
 }

@@ -127,8 +127,8 @@ fn policy_source(rt: &Runtime<'_>, target: &VmdbRef, param: &str) -> Option<Vmdb
 /// `event_enforce_policy`: `MiqEvent#process_evm_event` for the workspace's
 /// MiqEvent ([`events::process_evm_event`]: `Event Raised`, the control
 /// policies, `Alert for Event`, the alerts of the datastore root's
-/// `control/*.yaml`, see [`crate::control`]), unless the event was processed
-/// when it was raised.
+/// `control/*.yaml`, run by the engine's `Policies`), unless the event was
+/// processed when it was raised.
 fn event_enforce_policy(
     rt: &mut Runtime<'_>,
     obj: ObjectId,

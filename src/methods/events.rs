@@ -525,29 +525,48 @@ fn deliver(
     }
 }
 
-/// Evaluates the control policies on `event_type` (the datastore root's
-/// `control/*.yaml`): [`crate::control::evaluate_policies`].
-/// `event_enforce_policy` calls it between `Event Raised [..]` and
-/// `Alert for Event [..]`, where ManageIQ runs `MiqPolicy.enforce_policy`.
+/// Evaluates the control policies on `event_type` with the engine's
+/// [`Policies`](crate::engine::Policies) (`control`'s, installed by the composition:
+/// `control::with_control`). `event_enforce_policy` calls it between
+/// `Event Raised [..]` and `Alert for Event [..]`, where ManageIQ runs
+/// `MiqPolicy.enforce_policy`. An engine without policies says so in the
+/// trace rather than skip them silently.
 pub fn evaluate_policies(
     rt: &mut Runtime<'_>,
     event: Option<&VmdbRef>,
     target: Option<&VmdbRef>,
     event_type: &str,
 ) {
-    crate::control::evaluate_policies(rt, event, target, event_type);
+    match rt.engine().policies() {
+        Some(p) => p.evaluate_policies(rt, event, target, event_type),
+        None => no_policies(rt, event_type),
+    }
 }
 
-/// Evaluates the alerts on `event_type`:
-/// [`crate::control::evaluate_alerts`]. Called after `Alert for Event [..]`,
-/// where ManageIQ runs `MiqAlert.evaluate_alerts`.
+/// Evaluates the alerts on `event_type` with the engine's policies.
+/// Called after `Alert for Event [..]`, where ManageIQ runs
+/// `MiqAlert.evaluate_alerts`.
 pub fn evaluate_alerts(
     rt: &mut Runtime<'_>,
     event: Option<&VmdbRef>,
     target: Option<&VmdbRef>,
     event_type: &str,
 ) {
-    crate::control::evaluate_alerts(rt, event, target, event_type);
+    match rt.engine().policies() {
+        Some(p) => p.evaluate_alerts(rt, event, target, event_type),
+        None => no_policies(rt, event_type),
+    }
+}
+
+/// The line of an engine composed without policies.
+fn no_policies(rt: &mut Runtime<'_>, event_type: &str) {
+    rt.log(
+        Level::Warn,
+        format!(
+            "{RAISE_PREFIX} control policies and alerts not evaluated for event [{event_type}]: \
+             the engine has none (compose it with control::with_control)"
+        ),
+    );
 }
 
 #[cfg(test)]

@@ -7,11 +7,14 @@
 //!   from Rhai natives to the running [`Runtime`](crate::engine::Runtime);
 //! * [`builtins`]: [`event_builtins`], the `System/event_handlers` and
 //!   `System/Process` builtins;
-//! * [`events`]: raising generic events (`MiqEvent.raise_evm_event`).
+//! * [`events`]: raising generic events (`MiqEvent.raise_evm_event`),
+//!   which runs the engine's [`Policies`] (`control`'s, given to
+//!   [`with_methods`]; this module never names `control`).
 //!
 //! `docs/porting-ruby-methods.md` maps `$evm` to `evm` for authors.
 //!
 //! [`ScriptRunner`]: crate::engine::ScriptRunner
+//! [`Policies`]: crate::engine::Policies
 
 pub mod alloc;
 pub mod builtins;
@@ -22,28 +25,35 @@ pub mod rhai_runner;
 pub use builtins::event_builtins;
 pub use rhai_runner::{CompileError, RhaiLimits, RhaiRunner};
 
-use crate::engine::{Builtins, Engine};
+use crate::engine::{Engine, Policies};
 use std::sync::Arc;
 
-/// `engine` with the event builtins, a [`RhaiRunner`] with default
-/// limits, whose cache is filled from the engine's datastore, and the
-/// requests' after-delivery hook ([`crate::requests::with_requests`]). Returns the
-/// runner too, for `validate` ([`RhaiRunner::precompile`]) and reloads.
-pub fn with_methods(engine: Engine) -> (Engine, Arc<RhaiRunner>) {
-    with_methods_and_limits(engine, RhaiLimits::default())
+/// `engine` with the event builtins, `policies` (what a raised event runs:
+/// `control`'s), the requests' after-delivery hook and a [`RhaiRunner`]
+/// with default limits, whose cache is
+/// filled from the engine's datastore. Returns the runner too, for
+/// `validate` ([`RhaiRunner::precompile`]) and reloads.
+pub fn with_methods(engine: Engine, policies: Arc<dyn Policies>) -> (Engine, Arc<RhaiRunner>) {
+    with_methods_and_limits(engine, RhaiLimits::default(), policies)
 }
 
 /// [`with_methods`] with explicit sandbox limits.
-pub fn with_methods_and_limits(engine: Engine, limits: RhaiLimits) -> (Engine, Arc<RhaiRunner>) {
+pub fn with_methods_and_limits(
+    engine: Engine,
+    limits: RhaiLimits,
+    policies: Arc<dyn Policies>,
+) -> (Engine, Arc<RhaiRunner>) {
     let runner = Arc::new(RhaiRunner::with_limits(limits));
     runner.precompile(&engine.datastore().index());
-    let engine = crate::requests::with_requests(engine)
-        .with_builtins(event_builtins())
-        .with_scripts(runner.clone());
+    let engine = with_event_builtins(engine, policies).with_scripts(runner.clone());
     (engine, runner)
 }
 
-/// The builtins `automate demo` runs with: the same as [`event_builtins`].
-pub fn demo_builtins() -> Builtins {
-    event_builtins()
+/// `engine` with the event builtins, `policies` and the requests'
+/// after-delivery hook ([`crate::requests::with_requests`]), and no script
+/// runner: what `automate demo` runs with.
+pub fn with_event_builtins(engine: Engine, policies: Arc<dyn Policies>) -> Engine {
+    crate::requests::with_requests(engine)
+        .with_builtins(event_builtins())
+        .with_policies(policies)
 }

@@ -117,6 +117,9 @@ pub struct RhaiRunner {
     /// holds the body, so the address cannot be reused while cached): a
     /// method call finds its AST without hashing or comparing the body.
     by_body: RwLock<AstByBody>,
+    /// The id of the next call: handles a script holds ([`evm::AeObject`])
+    /// carry the id of the call that made them.
+    next_call: AtomicU64,
 }
 
 impl std::fmt::Debug for RhaiRunner {
@@ -132,8 +135,6 @@ impl Default for RhaiRunner {
         RhaiRunner::new()
     }
 }
-
-static NEXT_CALL: AtomicU64 = AtomicU64::new(1);
 
 /// The marker `on_progress` terminates a script with when time is up.
 #[derive(Debug, Clone)]
@@ -200,6 +201,7 @@ impl RhaiRunner {
             limits,
             cache: RwLock::new(FxHashMap::default()),
             by_body: RwLock::new(FxHashMap::default()),
+            next_call: AtomicU64::new(1),
         }
     }
 
@@ -596,7 +598,7 @@ impl ScriptRunner for RhaiRunner {
         };
         let embedded = self.embedded(rt, method)?;
         let frame = Frame {
-            call: NEXT_CALL.fetch_add(1, Ordering::Relaxed),
+            call: self.next_call.fetch_add(1, Ordering::Relaxed),
             rt: rt as *mut Runtime<'_> as *mut (),
             obj,
             inputs: inputs.clone(),

@@ -29,7 +29,7 @@ impl Requests {
                 store.update(&request, "reason", AttrValue::str(r))?;
             }
             touch(store, &request)?;
-            call_automate_event(&self.engine, &self.schedule, &request, "request_approved")?;
+            call_automate_event(&self.engine, &*self.schedule, &request, "request_approved")?;
             evm(&format!(
                 "MIQ(AutomationRequest#approval_approved) Request: [{TASK_DESCRIPTION}] has all approvals approved, proceeding with execution"
             ));
@@ -62,7 +62,7 @@ impl Requests {
             )?;
             store.update(&request, "stamped_by", AttrValue::str("admin"))?;
             touch(store, &request)?;
-            call_automate_event(&self.engine, &self.schedule, &request, "request_denied")?;
+            call_automate_event(&self.engine, &*self.schedule, &request, "request_denied")?;
         }
         self.get(id)
     }

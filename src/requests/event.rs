@@ -26,7 +26,7 @@ pub(super) fn evm(line: &str) {
 /// `/System/Process/Event` for the request.
 pub(super) fn call_automate_event(
     engine: &Engine,
-    schedule: &Schedule,
+    schedule: &dyn Schedule,
     request: &VmdbRef,
     event: &str,
 ) -> Result<Outcome, RequestError> {

@@ -50,14 +50,14 @@ use crate::vmdb::{ObjectStore, Schedule, VmdbRef};
 use check::{check_path, clean_path};
 use event::call_automate_event;
 use model::{request_row, view};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// The request service: creates, approves, denies and reads automation
 /// requests in the engine's object store. `Send + Sync`; share it as
 /// `Arc<Requests>`. Every call blocks (object store writes, Automate).
 pub struct Requests {
     engine: Engine,
-    schedule: Schedule,
+    schedule: Arc<dyn Schedule>,
     /// Serializes approval-state changes (two approvals of one request
     /// must not both start a task).
     lock: Mutex<()>,
@@ -68,10 +68,10 @@ impl Requests {
     /// (the same store's scheduled-work table). The service's engine is
     /// given the requests' after-delivery hook ([`with_requests`]), so its
     /// own deliveries finish its tasks whatever engine it was handed.
-    pub fn new(engine: Engine, schedule: Schedule) -> Requests {
+    pub fn new(engine: Engine, schedule: impl Schedule + 'static) -> Requests {
         Requests {
             engine: with_requests(engine),
-            schedule,
+            schedule: Arc::new(schedule),
             lock: Mutex::new(()),
         }
     }
@@ -147,7 +147,7 @@ impl Requests {
             .store()
             .create(REQUEST_CLASS, request_row(userid, &options))?;
         tracing::info!(target: "evm", "MIQ(AutomationRequest.create_request) Automation request [{}] created for [{}/{}/{}]", request.id, namespace, class, instance);
-        call_automate_event(&self.engine, &self.schedule, &request, "request_created")?;
+        call_automate_event(&self.engine, &*self.schedule, &request, "request_created")?;
         if req.auto_approve {
             return self.approve_as(request.id, "admin", Some("Auto-Approved"));
         }
@@ -192,7 +192,7 @@ mod tests {
         let store = RedbStore::open(dir.join("t.redb")).expect("open store");
         let schedule = store.schedule();
         let (engine, _runner) =
-            crate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));
+            crate::control::with_control(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));
         Requests::new(engine, schedule)
     }
 

@@ -20,7 +20,7 @@ impl Requests {
     pub(super) fn create_request_tasks(&self, request: &VmdbRef) -> Result<(), RequestError> {
         let store = self.store();
         let starting =
-            call_automate_event(&self.engine, &self.schedule, request, "request_starting")?;
+            call_automate_event(&self.engine, &*self.schedule, request, "request_starting")?;
         // ManageIQ aborts when Automate fails or says `ae_result=error`
         // (a quota denial). A method automate cannot run (a Ruby method of
         // an imported ManageIQ domain) is logged and does not stop it.
@@ -74,7 +74,7 @@ impl Requests {
         };
         // The outcome finishes the task through the engine's
         // after-delivery hook, `AfterAeDelivery`.
-        deliver(&self.engine, &self.schedule, &d, DEFAULT_MAX_DELIVERIES)?;
+        deliver(&self.engine, &*self.schedule, &d, DEFAULT_MAX_DELIVERIES)?;
         Ok(())
     }
 }

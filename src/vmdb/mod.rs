@@ -5,24 +5,28 @@
 //! The engine reads objects only through [`ObjectStore`], so the same engine
 //! runs on the in-memory [`MemoryStore`] (tests, `automate instantiate`
 //! without a database) and on the durable store.
+//!
+//! The files directly in this module are backend-neutral: the traits
+//! ([`ObjectStore`], [`Schedule`]), their values and errors, the in-memory
+//! store and the JSON text writer. Everything that knows redb is in
+//! [`redb`] (the durable store, its scheduled work, group commit, paging,
+//! the file's health), which depends on this module and never the other
+//! way.
 
-mod file;
-mod group;
-pub mod health;
-mod json_out;
+mod json;
 mod memory;
-mod paging;
-mod redb_store;
+pub mod redb;
 mod schedule;
 
-pub use file::{check, guard, panic_text, BackupReport, CheckReport};
-pub use group::{Committing, GroupCommit, GroupWriter, Work};
-pub use json_out::json_text;
-pub(crate) use json_out::{write_json, write_str};
+pub use json::json_text;
+pub(crate) use json::{write_json, write_str};
 pub use memory::MemoryStore;
-pub use paging::{Keep, Page, PageQuery};
-pub use redb_store::{region_of, Batch, PreparedUnit, RedbStore, StoredObject, VerifyReport};
 pub use schedule::{from_micros, to_micros, Claimed, Schedule, Scheduled, WorkItem};
+// The redb backend, re-exported where callers have always found it.
+pub use self::redb::{
+    check, guard, health, BackupReport, Batch, CheckReport, Committing, GroupCommit, GroupWriter,
+    Keep, Page, PageQuery, PreparedUnit, RedbSchedule, RedbStore, VerifyReport, Work,
+};
 
 use crate::engine::{AttrValue, Attributes};
 use std::sync::Arc;
@@ -51,7 +55,7 @@ pub trait ObjectStore: Send + Sync {
 
     /// Creates an object as [`ObjectStore::create`] does, but visible to
     /// every reader at once, even when the caller is inside a unit of work
-    /// that buffers its writes ([`RedbStore::begin_unit`]): for objects
+    /// that buffers its writes (`RedbStore::begin_unit`): for objects
     /// other workers must find (a VM or host seen for the first time).
     fn create_now(&self, class: &str, attrs: Attributes) -> Result<VmdbRef, StoreError> {
         self.create(class, attrs)
@@ -65,7 +69,7 @@ pub trait ObjectStore: Send + Sync {
     fn find_by(&self, class: &str, attr: &str, value: &AttrValue) -> Vec<VmdbRef>;
 
     /// The object of `class` (or a subclass) on provider `ems_id` whose
-    /// provider reference (`ems_ref`) is `ems_ref`. [`RedbStore`] answers
+    /// provider reference (`ems_ref`) is `ems_ref`. `RedbStore` answers
     /// from its provider-reference table (one point lookup, its `uid_ems`
     /// counts too); the default filters [`ObjectStore::find_by`].
     fn find_by_ems_ref(&self, class: &str, ems_id: i64, ems_ref: &str) -> Option<VmdbRef> {
@@ -75,20 +79,20 @@ pub trait ObjectStore: Send + Sync {
     }
 
     /// A point in the calling thread's unit of work to come back to with
-    /// [`ObjectStore::rollback_to`] ([`RedbStore::savepoint`]); `None` when
+    /// [`ObjectStore::rollback_to`] (`RedbStore::savepoint`); `None` when
     /// writes are not buffered (they cannot be taken back).
     fn savepoint(&self) -> Option<Savepoint> {
         None
     }
 
-    /// Discards the writes made since `sp` ([`RedbStore::rollback_to`]).
+    /// Discards the writes made since `sp` (`RedbStore::rollback_to`).
     fn rollback_to(&self, _sp: Savepoint) {}
 
-    /// Keeps the writes made since `sp` ([`RedbStore::release_savepoint`]).
+    /// Keeps the writes made since `sp` (`RedbStore::release_savepoint`).
     fn release_savepoint(&self, _sp: Savepoint) {}
 }
 
-/// A point in a unit of work's writes: see [`RedbStore::savepoint`].
+/// A point in a unit of work's writes: see `RedbStore::savepoint`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Savepoint(pub(crate) usize);
 
@@ -101,8 +105,11 @@ pub enum StoreError {
     NotFound(String, i64),
     #[error("object store: {0}")]
     Backend(String),
+    /// A backend's own error (redb's, an I/O error), kept as the source.
+    #[error("object store: {0}")]
+    Failed(#[source] BackendError),
     /// redb panicked reading or writing the file (a damaged page): caught
-    /// at the store's boundary ([`RedbStore::guard`]).
+    /// at the store's boundary (`RedbStore::guard`).
     #[error("the object store {path} is damaged ({detail}); check it with `automate db check --db {path}`, and see docs/operations.md to recover")]
     Damaged { path: String, detail: String },
     /// Another process (a running `automate run` or `automate api`) has
@@ -113,6 +120,46 @@ pub enum StoreError {
     /// open does not make.
     #[error("cannot open {0} read-only: it was not closed cleanly (a crash?) and needs a repair, which a read-only command does not make; `automate db check --db {0}` says whether it is sound, and the next `automate run` (or any command that writes) repairs it")]
     NeedsRepair(String),
+}
+
+/// The region an id belongs to (`1000000000005` is in region 1).
+pub fn region_of(id: i64) -> i64 {
+    id.div_euclid(REGION_BASE)
+}
+
+/// One object as stored: its class (e.g. `EmsEvent`) and attributes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredObject {
+    pub class: String,
+    pub attrs: Attributes,
+}
+
+/// A panic's message (what `catch_unwind` or a panic hook caught).
+pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
+/// A backend library's error inside [`StoreError::Failed`]: shared, so
+/// the error stays `Clone`; two are equal when their messages are.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(transparent)]
+pub struct BackendError(Arc<dyn std::error::Error + Send + Sync>);
+
+impl BackendError {
+    /// Wraps a backend library's error.
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> BackendError {
+        BackendError(Arc::new(e))
+    }
+}
+
+impl PartialEq for BackendError {
+    fn eq(&self, other: &BackendError) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
+    }
 }
 
 /// The first id of region 1: ids look like `1000000000001`.

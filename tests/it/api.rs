@@ -92,7 +92,7 @@ fn start() -> Server {
     let (ds, problems) = Datastore::open(&datastore_dir());
     assert!(problems.is_empty(), "{problems:?}");
     let (engine, _runner) =
-        automate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(store.clone()));
+        automate::control::with_control(Engine::new(Arc::new(ds)).with_store(store.clone()));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -12,7 +12,8 @@
 use automate::events::catchers::http::{self, HttpState};
 use automate::events::catchers::simulate::{power_phase, SimulateConfig, Simulator};
 use automate::events::catchers::{
-    amqp::AmqpConfig, jsonl::JsonlConfig, oslo, sink_pair, CatcherConfig, Catchers, Caught, Filter,
+    amqp::AmqpConfig, jsonl::JsonlConfig, oslo, sink_pair, CatcherConfig, CatcherStats, Catchers,
+    Caught, Filter,
 };
 use automate::events::config::{Config, ConfigError, LogFormat, WhenFull};
 use automate::events::{Provider, ProviderEvent};
@@ -58,6 +59,22 @@ fn drain(rx: &mut mpsc::Receiver<Caught>) -> Vec<Caught> {
         out.push(c);
     }
     out
+}
+
+/// Waits until `cond` holds, checking every 20 ms for at most `limit`;
+/// whether it did (a handshake with a deadline, not a guess of how long
+/// something takes).
+async fn until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return true;
+        }
+        if start.elapsed() >= limit {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 // ---------------------------------------------------------------- config
@@ -422,9 +439,16 @@ async fn simulate_catcher_paces_filters_and_stops() {
     })
     .build(openstack(), Filter::default(), tx)
     .unwrap();
+    let stats = catcher.stats();
     let stop = CancellationToken::new();
     let task = tokio::spawn(catcher.run(stop.clone()));
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Handshake: one event sent fills the one-slot pipeline, so the next
+    // offer waits for room.
+    assert!(
+        until(Duration::from_secs(30), || stats.snapshot().sent >= 1).await,
+        "the simulator sends"
+    );
+    assert!(!task.is_finished(), "a full pipeline does not end it");
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(5), task)
         .await
@@ -565,7 +589,10 @@ fn catchers_log_manageiq_lines() {
     assert_eq!(lines.len(), 7, "{text}");
 }
 
-#[tokio::test]
+/// On tokio's paused clock: each `sleep` below lets the catcher poll (every
+/// 200 ms of its clock) a known number of times, however slow the machine;
+/// the clock does not move while its file reads are in flight.
+#[tokio::test(start_paused = true)]
 async fn jsonl_follow_reads_appended_lines_until_shutdown() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tail.jsonl");
@@ -581,7 +608,8 @@ async fn jsonl_follow_reads_appended_lines_until_shutdown() {
     .unwrap();
     let stop = CancellationToken::new();
     let task = tokio::spawn(catcher.run(stop.clone()));
-    // A followed file that does not exist yet is waited for.
+    // A followed file that does not exist yet is waited for (looked for at
+    // 0 and 200 ms).
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!task.is_finished());
     std::fs::write(&path, line("USER_STARTED_VM", 1)).unwrap();
@@ -595,11 +623,13 @@ async fn jsonl_follow_reads_appended_lines_until_shutdown() {
             .append(true)
             .open(&path)
             .unwrap();
-        // A line written in two pieces is read once it is complete.
+        // A line written in two pieces is read once it is complete (the
+        // first piece is seen by at least one poll, and not sent).
         let l = line("USER_RUN_VM", 2);
         f.write_all(&l.as_bytes()[..10]).unwrap();
         f.flush().unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(rx.try_recv().is_err(), "half a line is not an event");
         f.write_all(&l.as_bytes()[10..]).unwrap();
         f.write_all(line("VM_DOWN", 3).as_bytes()).unwrap();
     }
@@ -620,6 +650,7 @@ async fn jsonl_follow_reads_appended_lines_until_shutdown() {
         .unwrap();
     assert_eq!(c.event.event_type, "USER_STOP_VM");
     std::fs::write(&path, "").unwrap();
+    // Two polls see the empty file (the truncation) before it grows again.
     tokio::time::sleep(Duration::from_millis(500)).await;
     std::fs::write(&path, line("USER_STARTED_VM", 5)).unwrap();
     let c = tokio::time::timeout(Duration::from_secs(10), rx.recv())
@@ -967,6 +998,41 @@ async fn publish(ch: &lapin::Channel, exchange: &str, body: &[u8]) {
     assert!(confirm.is_ack(), "broker confirmed");
 }
 
+/// Messages ready in `queue`, as the broker counts them (those delivered
+/// and not yet acked are not among them).
+async fn ready_in(ch: &lapin::Channel, queue: &str) -> u32 {
+    ch.queue_declare(
+        queue.into(),
+        lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        lapin::types::FieldTable::default(),
+    )
+    .await
+    .unwrap()
+    .message_count()
+}
+
+/// The handshake before stopping an AMQP catcher: waits (at most `limit`)
+/// until every event it handed to the pipeline has its answer (so its ack
+/// or nack is on the way, and a stop drains those) and the broker has
+/// nothing left ready to deliver; whether that happened.
+async fn settled(ch: &lapin::Channel, queue: &str, stats: &CatcherStats, limit: Duration) -> bool {
+    let start = Instant::now();
+    loop {
+        let s = stats.snapshot();
+        if s.sent == s.acked + s.nacked && ready_in(ch, queue).await == 0 {
+            return true;
+        }
+        if start.elapsed() >= limit {
+            eprintln!("not settled: {s:?}");
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// An oslo 2.0 notification numbered `i`.
 fn notification(i: usize) -> (String, Vec<u8>) {
     let id = format!("00000000-0000-4000-8000-{i:012}");
@@ -1102,8 +1168,8 @@ async fn amqp_delivers_1000_notifications_across_a_restart() {
     let stop2 = CancellationToken::new();
     let run2 = tokio::spawn(c2.run(stop2.clone()));
     let complete = wait_for(&store, 1000, Duration::from_secs(60)).await;
-    // Let the last acks reach the broker before stopping.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The last acks are on their way before stopping.
+    assert!(settled(&ch, &queue, &stats2, Duration::from_secs(60)).await);
     stop2.cancel();
     tokio::time::timeout(Duration::from_secs(15), run2)
         .await
@@ -1179,7 +1245,7 @@ async fn amqp_requeues_refused_events_and_drops_garbage() {
     let stop = CancellationToken::new();
     let run = tokio::spawn(c.run(stop.clone()));
     let complete = wait_for(&store, 10, Duration::from_secs(30)).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(settled(&ch, &queue, &stats, Duration::from_secs(30)).await);
     stop.cancel();
     run.await.unwrap().unwrap();
     assert!(complete, "{} of 10 stored", store.lock().unwrap().ids.len());
@@ -1217,10 +1283,18 @@ async fn amqp_retries_an_unreachable_broker_with_backoff_until_shutdown() {
     .unwrap();
     let stats = c.stats();
     let stop = CancellationToken::new();
+    let started = Instant::now();
     let run = tokio::spawn(c.run(stop.clone()));
-    // Attempts at 0, 100, 300, 700 ms: 4 failures in a second (at least 2
-    // on a loaded machine), then it stops at once during the backoff.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Attempts at 0, 100, 300, 700 ms...: the third failure comes no
+    // sooner than 300 ms after the start (it backs off, however fast the
+    // machine), then it stops at once during the backoff.
+    assert!(
+        until(Duration::from_secs(30), || stats.snapshot().reconnects >= 3).await,
+        "{:?}",
+        stats.snapshot()
+    );
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(300), "backed off: {took:?}");
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(5), run)
         .await
@@ -1228,7 +1302,7 @@ async fn amqp_retries_an_unreachable_broker_with_backoff_until_shutdown() {
         .unwrap()
         .unwrap();
     let n = stats.snapshot().reconnects;
-    assert!((2..=6).contains(&n), "{n} attempts");
+    assert!((3..=6).contains(&n), "{n} attempts");
 }
 
 /// A TCP proxy to RabbitMQ whose connections the test can cut.
@@ -1307,7 +1381,7 @@ async fn amqp_reconnects_after_losing_the_connection() {
         "the catcher was connected through the proxy"
     );
     let complete = wait_for(&store, 300, Duration::from_secs(60)).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(settled(&ch, &queue, &stats, Duration::from_secs(60)).await);
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(15), run)
         .await
@@ -1357,9 +1431,9 @@ async fn amqp_end_to_end_stores_1000_ems_events_across_a_restart() {
         } else {
             Arc::new(MemoryStore::new())
         };
-    let engine = automate::engine::Engine::new(Arc::new(ds))
-        .with_store(store.clone())
-        .with_builtins(automate::methods::demo_builtins());
+    let engine = automate::control::with_control_builtins(
+        automate::engine::Engine::new(Arc::new(ds)).with_store(store.clone()),
+    );
     let log = automate::events::EvmLog::default();
     let handler = automate::events::Handler::new(engine, log.clone()).unwrap();
     // EventStream also holds the MiqEvents the policies raise.
@@ -1429,6 +1503,7 @@ async fn amqp_end_to_end_stores_1000_ems_events_across_a_restart() {
     let c2 = amqp_catcher(&exchange, &queue, 20)
         .build(openstack(), Filter::default(), tx.clone())
         .unwrap();
+    let stats2 = c2.stats();
     let stop2 = CancellationToken::new();
     let run2 = tokio::spawn(c2.run(stop2.clone()));
     let start = Instant::now();
@@ -1455,7 +1530,7 @@ async fn amqp_end_to_end_stores_1000_ems_events_across_a_restart() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(settled(&ch, &queue, &stats2, Duration::from_secs(60)).await);
     stop2.cancel();
     run2.await.unwrap().unwrap();
     drop(tx);

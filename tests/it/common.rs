@@ -85,12 +85,15 @@ pub fn assert_in_order(lines: &[String], needles: &[&str]) {
     }
 }
 
-/// Masks what changes from run to run in log text: 13-digit ids
-/// (`<id>`) and timestamps such as `2026-11-24T10:00:01Z` or
-/// `2026-11-24 10:00:01 UTC` (`<time>`).
+/// Masks what changes from run to run in log text: 13-digit ids and
+/// timestamps such as `2026-11-24T10:00:01Z` or `2026-11-24 10:00:01 UTC`
+/// (`<time>`). Ids are numbered in order of first appearance (`<id1>`,
+/// `<id2>`, ...): the same id is always the same number within one text,
+/// so a line naming the wrong object changes the snapshot.
 pub fn mask_ids_and_times(text: &str) -> String {
     let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
+    let mut ids: Vec<&[char]> = Vec::new();
     let mut i = 0;
     while i < chars.len() {
         if chars[i].is_ascii_digit() && (i == 0 || !chars[i - 1].is_ascii_alphanumeric()) {
@@ -99,7 +102,15 @@ pub fn mask_ids_and_times(text: &str) -> String {
                 i += 1;
             }
             if i - start == 13 {
-                out.push_str("<id>");
+                let id = &chars[start..i];
+                let n = match ids.iter().position(|seen| *seen == id) {
+                    Some(p) => p + 1,
+                    None => {
+                        ids.push(id);
+                        ids.len()
+                    }
+                };
+                out.push_str(&format!("<id{n}>"));
             } else if i - start == 4 && chars.get(i) == Some(&'-') {
                 // A space only inside `date time`.
                 let time_char = |j: usize| {

@@ -5,7 +5,7 @@
 use automate::control::{self, Action};
 use automate::datastore::Datastore;
 use automate::engine::{AttrValue, Engine, Workspace};
-use automate::methods::{self, RhaiLimits};
+use automate::methods::RhaiLimits;
 use automate::vmdb::{MemoryStore, ObjectStore, VmdbRef};
 use std::path::Path;
 use std::sync::Arc;
@@ -47,7 +47,7 @@ fn engine_on(root: &Path, store: Arc<MemoryStore>) -> Engine {
     assert!(problems.is_empty(), "{problems:?}");
     let mut engine = Engine::new(Arc::new(ds)).with_store(store);
     engine.options.emit_tracing = false;
-    methods::with_methods_and_limits(engine, RhaiLimits::default()).0
+    control::with_control_and_limits(engine, RhaiLimits::default()).0
 }
 
 fn user_run_vm(engine: &Engine) -> Workspace {
@@ -217,12 +217,13 @@ fn a_looping_condition_fails_its_policy_not_the_event() {
 fn a_reloaded_datastore_reloads_its_control_files() {
     let root = root_with("match");
     let (ds, _) = Datastore::open(root.path());
-    assert_eq!(control::control_for(&ds).unwrap().policies.len(), 3);
+    let control = control::Control::new();
+    assert_eq!(control.control_for(&ds).unwrap().policies.len(), 3);
     std::fs::remove_file(root.path().join("control/policies.yaml")).unwrap();
     // Cached until the datastore reloads.
-    assert_eq!(control::control_for(&ds).unwrap().policies.len(), 3);
+    assert_eq!(control.control_for(&ds).unwrap().policies.len(), 3);
     ds.reload();
-    assert_eq!(control::control_for(&ds).unwrap().policies.len(), 0);
+    assert_eq!(control.control_for(&ds).unwrap().policies.len(), 0);
 }
 
 #[test]

@@ -79,6 +79,11 @@ fn demo_plays_the_seed_scenario() {
 fn mask_hides_ids_times_and_timings() {
     assert_eq!(
         mask("EMS [1000000000001] at 2026-11-24T10:00:01Z x\ndemo: 9 events in 12.5 ms"),
-        "EMS [<id>] at <time> x\ndemo: 9 events in <ms> ms"
+        "EMS [<id1>] at <time> x\ndemo: 9 events in <ms> ms"
+    );
+    // Ids are numbered by first appearance; the same id keeps its number.
+    assert_eq!(
+        mask("vm 1000000000007 event 1000000000002 vm_id=1000000000007 12345"),
+        "vm <id1> event <id2> vm_id=<id1> 12345"
     );
 }

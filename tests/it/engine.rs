@@ -3,7 +3,11 @@
 //! datastore under `tests/data/engine/<name>/` in ManageIQ's YAML export
 //! layout (written by `tests/data/engine/generate.py` from the specs' data),
 //! then the event flow on the shipped datastore and on the real ManageIQ
-//! domain of `shared/fixtures/manageiq-content`.
+//! domain of `shared/fixtures/manageiq-content`. Every case that runs an
+//! engine is in one table ([`CASES`]) run on both object stores, the
+//! in-memory one and redb (`engine_cases_on_the_memory_store`,
+//! `engine_cases_on_the_redb_store`), so the two cannot drift apart; a
+//! failure names the case and the store.
 //!
 //! | §10 | behaviour | test(s) |
 //! |---|---|---|
@@ -59,7 +63,7 @@ use automate::engine::{
     Runtime, ScriptRunner, Workspace,
 };
 use automate::uri;
-use automate::vmdb::MemoryStore;
+use automate::vmdb::{MemoryStore, ObjectStore, RedbStore};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -88,15 +92,87 @@ fn open(dir: &Path) -> Arc<Datastore> {
     Arc::new(ds)
 }
 
-/// An engine over `tests/data/engine/<name>` with the test builtins.
-fn engine(name: &str) -> Engine {
-    engine_at(&data_dir(name), Arc::new(MemoryStore::new()))
+/// The object stores every engine case runs on: one table of cases
+/// ([`CASES`]), two backends, so the two cannot drift apart.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Backend {
+    Memory,
+    Redb,
 }
 
-fn engine_at(dir: &Path, store: Arc<MemoryStore>) -> Engine {
-    Engine::new(open(dir))
-        .with_store(store)
-        .with_builtins(test_builtins())
+/// A case's object store, empty at first; fixtures go in with fixed ids.
+/// The redb one lives in its own temporary directory.
+#[derive(Clone)]
+enum Store {
+    Memory(Arc<MemoryStore>),
+    Redb {
+        store: Arc<RedbStore>,
+        _dir: Arc<tempfile::TempDir>,
+    },
+}
+
+impl Store {
+    fn new(b: Backend) -> Store {
+        match b {
+            Backend::Memory => Store::Memory(Arc::new(MemoryStore::new())),
+            Backend::Redb => {
+                let dir = tempfile::tempdir().unwrap();
+                let store = RedbStore::open(dir.path().join("vmdb.redb")).unwrap();
+                Store::Redb {
+                    store: Arc::new(store),
+                    _dir: Arc::new(dir),
+                }
+            }
+        }
+    }
+
+    /// Stores a fixture object with a given id.
+    fn insert(&self, class: &str, id: i64, attrs: Attributes) {
+        match self {
+            Store::Memory(m) => {
+                m.insert(class, id, attrs).expect("a known class");
+            }
+            Store::Redb { store, .. } => {
+                store.insert(class, id, attrs).unwrap();
+            }
+        }
+    }
+
+    fn object_store(&self) -> Arc<dyn ObjectStore> {
+        match self {
+            Store::Memory(m) => m.clone(),
+            Store::Redb { store, .. } => store.clone(),
+        }
+    }
+}
+
+/// An engine and the store it runs on (kept alive with it).
+struct Case {
+    engine: Engine,
+    _store: Store,
+}
+
+impl std::ops::Deref for Case {
+    type Target = Engine;
+    fn deref(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+/// An engine over `tests/data/engine/<name>` with the test builtins, on an
+/// empty store of `b`.
+fn engine(b: Backend, name: &str) -> Case {
+    engine_at(&data_dir(name), Store::new(b))
+}
+
+fn engine_at(dir: &Path, store: Store) -> Case {
+    let engine = Engine::new(open(dir))
+        .with_store(store.object_store())
+        .with_builtins(test_builtins());
+    Case {
+        engine,
+        _store: store,
+    }
 }
 
 fn run(engine: &Engine, uri: &str) -> Workspace {
@@ -376,8 +452,12 @@ impl ScriptRunner for SpecRunner {
     }
 }
 
-fn engine_with_runner(name: &str, runner: SpecRunner) -> Engine {
-    engine(name).with_scripts(Arc::new(runner))
+fn engine_with_runner(b: Backend, name: &str, runner: SpecRunner) -> Case {
+    let Case { engine, _store } = engine(b, name);
+    Case {
+        engine: engine.with_scripts(Arc::new(runner)),
+        _store,
+    }
 }
 
 /// `exit evm.inputs["rc"]`.
@@ -574,9 +654,8 @@ fn item03_path_render_and_split() {
 // ---------------------------------------------------------------------------
 // Items 6–13: instantiation, relationships, assertions, substitution.
 
-#[test]
-fn item06_attribute_case_and_instance_values() {
-    let e = engine("attributes");
+fn item06_attribute_case_and_instance_values(b: Backend) {
+    let e = engine(b, "attributes");
     let ws = run(&e, "/EVM/AUTOMATE/test3");
     assert_eq!(ws.roots().len(), 1);
     let root = ws.root().unwrap();
@@ -601,9 +680,8 @@ fn item06_attribute_case_and_instance_values() {
     assert_eq!(root_text(&ws, "password"), "********");
 }
 
-#[test]
-fn item07_relationships_wildcards_and_messages() {
-    let e = engine("relation");
+fn item07_relationships_wildcards_and_messages(b: Backend) {
+    let e = engine(b, "relation");
     let ws = run(&e, "/EVM/AUTOMATE/test3");
     assert_eq!(ws.roots().len(), 1);
     let root = ws.root().unwrap();
@@ -657,9 +735,8 @@ fn item07_relationships_wildcards_and_messages() {
     assert_line(&ws, "Following Relationship [miqaews:/..#DISCOVER_FLAVOR1]");
 }
 
-#[test]
-fn item08_cyclical_relationship() {
-    let e = engine("cyclical");
+fn item08_cyclical_relationship(b: Backend) {
+    let e = engine(b, "cyclical");
     let err = e.instantiate("/CYCLICAL/AUTOMATE/test4", &[]).unwrap_err();
     assert_eq!(
         err,
@@ -673,9 +750,8 @@ fn item08_cyclical_relationship() {
     );
 }
 
-#[test]
-fn item09_invalid_paths() {
-    let e = engine("invalid_path");
+fn item09_invalid_paths(b: Backend) {
+    let e = engine(b, "invalid_path");
     for bad in ["miqaedb:A/EVM", "abc:A/EVM"] {
         match e.instantiate(bad, &[]) {
             Err(EngineError::InvalidPath(_)) => {}
@@ -686,9 +762,8 @@ fn item09_invalid_paths() {
     assert_eq!(run(&e, "EVM/AUTOMATE/test1").roots().len(), 1);
 }
 
-#[test]
-fn item10_assertions() {
-    let e = engine("assertions");
+fn item10_assertions(b: Backend) {
+    let e = engine(b, "assertions");
     assert_eq!(run(&e, "/SYSTEM/EVM/AUTOMATE/test1").roots().len(), 1);
     let ws = run(&e, "/SYSTEM/EVM/AUTOMATE/test2");
     assert_eq!(ws.roots().len(), 0);
@@ -713,9 +788,8 @@ fn item10_assertions() {
     assert_line(&ws, "Syntax Error in Assertion: <'x' == >");
 }
 
-#[test]
-fn item10_assertions_on_objects() {
-    let store = Arc::new(MemoryStore::new());
+fn item10_assertions_on_objects(b: Backend) {
+    let store = Store::new(b);
     store.insert(
         "Vm",
         7,
@@ -756,9 +830,8 @@ fn item10_assertions_on_objects() {
     }
 }
 
-#[test]
-fn item11_missing_instance_without_missing() {
-    let e = engine("missing_instance");
+fn item11_missing_instance_without_missing(b: Backend) {
+    let e = engine(b, "missing_instance");
     let ws = run(&e, "/EVM/MY_AUTOMATE/test_boo");
     assert_eq!(ws.roots().len(), 0);
     // No domain has the instance or a `.missing`, so the namespace stays
@@ -766,9 +839,8 @@ fn item11_missing_instance_without_missing() {
     assert_line(&ws, "Class [EVM/MY_AUTOMATE] not found in MiqAeDatastore");
 }
 
-#[test]
-fn item12_missing_instance_name() {
-    let e = engine("missing_instance");
+fn item12_missing_instance_name(b: Backend) {
+    let e = engine(b, "missing_instance");
     let ws = run(&e, "/DOM1/NS1/CLASS1/FRED");
     assert_eq!(root_text(&ws, "var1"), "FRED");
     assert_eq!(root_text(&ws, "_missing_instance"), "FRED");
@@ -783,9 +855,8 @@ fn item12_missing_instance_name() {
     );
 }
 
-#[test]
-fn item13_substitution() {
-    let e = engine("substitution");
+fn item13_substitution(b: Backend) {
+    let e = engine(b, "substitution");
     let child_attr = |uri: &str, name: &str| {
         let ws = run(&e, uri);
         let kids = ws.children(ws.roots()[0]);
@@ -815,9 +886,8 @@ fn item13_substitution() {
     );
 }
 
-#[test]
-fn item14_substitution_with_methods() {
-    let store = Arc::new(MemoryStore::new());
+fn item14_substitution_with_methods(b: Backend) {
+    let store = Store::new(b);
     let options = AttrValue::Hash(vec![
         (
             AttrValue::Symbol("src_vm_id".into()),
@@ -856,9 +926,8 @@ fn item14_substitution_with_methods() {
         .any(|l| l.level == Level::Warn && l.text.starts_with("Error during substitution: ")));
 }
 
-#[test]
-fn item15_array_args() {
-    let store = Arc::new(MemoryStore::new());
+fn item15_array_args(b: Backend) {
+    let store = Store::new(b);
     for id in [1, 3] {
         store.insert(
             "Vm",
@@ -883,9 +952,8 @@ fn item15_array_args() {
     assert_eq!(ws.root_attr("my_objects"), Some(&AttrValue::Array(vec![])));
 }
 
-#[test]
-fn item16_process_args_as_attributes() {
-    let store = Arc::new(MemoryStore::new());
+fn item16_process_args_as_attributes(b: Backend) {
+    let store = Store::new(b);
     for id in [1, 2] {
         store.insert("Vm", id, Attributes::default());
     }
@@ -954,9 +1022,8 @@ fn item16_process_args_as_attributes() {
     assert!(ws.trace.iter().any(|l| l.level == Level::Error));
 }
 
-#[test]
-fn item17_null_coalescing() {
-    let e = engine("null_coalescing");
+fn item17_null_coalescing(b: Backend) {
+    let e = engine(b, "null_coalescing");
     let ws = run(&e, "/A/C/BARNEY/FRED");
     assert_eq!(root_text(&ws, "field1"), "Pebbles");
     assert_eq!(root_text(&ws, "field2"), "Bamm Bamm Rubble");
@@ -975,9 +1042,8 @@ fn item17_null_coalescing() {
     assert!(ws.root_attr("ae_state_data").is_none());
 }
 
-#[test]
-fn item18_null_coalescing_method_input() {
-    let e = engine("method_inputs");
+fn item18_null_coalescing_method_input(b: Backend) {
+    let e = engine(b, "method_inputs");
     let ws = run(&e, "/EVM/AUTOMATE/test1");
     assert_eq!(root_text(&ws, "arg1"), "location");
     assert_line(
@@ -988,9 +1054,8 @@ fn item18_null_coalescing_method_input() {
     assert_eq!(root_text(&ws, "arg1"), "department");
 }
 
-#[test]
-fn item19_vmdb_datatypes() {
-    let store = Arc::new(MemoryStore::new());
+fn item19_vmdb_datatypes(b: Backend) {
+    let store = Store::new(b);
     store.insert(
         "Vm",
         1000000000029,
@@ -1009,9 +1074,7 @@ fn item19_vmdb_datatypes() {
     let e = engine_at(&data_dir("vmdb_datatypes"), store.clone());
     let ws = run(&e, "/A/C/BARNEY/FRED");
     let name = |attr: &str, ws: &Workspace| match ws.root_attr(attr) {
-        Some(AttrValue::Object(r)) => {
-            text(automate::vmdb::ObjectStore::attribute(store.as_ref(), r, "name").as_ref())
-        }
+        Some(AttrValue::Object(r)) => text(store.object_store().attribute(r, "name").as_ref()),
         other => panic!("{attr}: {other:?}"),
     };
     assert_eq!(name("vm", &ws), "vm29");
@@ -1026,9 +1089,8 @@ fn item19_vmdb_datatypes() {
     assert!(ws.root_attr("ems").is_none());
 }
 
-#[test]
-fn item20_input_datatype_conversion() {
-    let e = engine("method_inputs");
+fn item20_input_datatype_conversion(b: Backend) {
+    let e = engine(b, "method_inputs");
     let ws = run(
         &e,
         "/EVM/CONVERT/test1?flag=false&flag2=true&int=5&float=5.87&symbol=test&array=1,2,3",
@@ -1051,9 +1113,8 @@ fn item20_input_datatype_conversion() {
     );
 }
 
-#[test]
-fn item21_disabled_inheritance() {
-    let e = engine("inheritance");
+fn item21_disabled_inheritance(b: Backend) {
+    let e = engine(b, "inheritance");
     let ws = run(&e, "/A/C/CLASS1/FRED");
     assert_eq!(ws.roots().len(), 1);
     assert_eq!(root_text(&ws, "attr1"), "kept");
@@ -1062,9 +1123,8 @@ fn item21_disabled_inheritance() {
 // ---------------------------------------------------------------------------
 // Items 22–26: domains, overlays, collect, object lookup.
 
-#[test]
-fn item22_domain_search() {
-    let e = engine("domain_search");
+fn item22_domain_search(b: Backend) {
+    let e = engine(b, "domain_search");
     let ws = run(&e, "/FRED/WILMA/DOGMATIX");
     assert_eq!(ws.root().unwrap().namespace, "BARNEY/FRED");
     assert_eq!(root_text(&ws, "domain"), "BARNEY");
@@ -1107,9 +1167,8 @@ fn with_domain_enabled(name: &str, domain: &str, enabled: bool) -> tempfile::Tem
     tmp
 }
 
-#[test]
-fn item23_domain_overlays() {
-    let e = engine("domain_overlays");
+fn item23_domain_overlays(b: Backend) {
+    let e = engine(b, "domain_overlays");
     // A partial path uses the highest-priority enabled domain.
     assert_eq!(
         root_text(&run(&e, "evm/AUTOMATE/test1"), "method_executed"),
@@ -1143,16 +1202,15 @@ fn item23_domain_overlays() {
     );
     // Enabling the domain makes its instance visible.
     let tmp = with_domain_enabled("domain_overlays", "inert", true);
-    let e = engine_at(tmp.path(), Arc::new(MemoryStore::new()));
+    let e = engine_at(tmp.path(), Store::new(b));
     assert_eq!(
         root_text(&run(&e, "evm/AUTOMATE/should_get_used"), "method_executed"),
         "inert"
     );
 }
 
-#[test]
-fn item24_method_override() {
-    let e = engine("method_override");
+fn item24_method_override(b: Backend) {
+    let e = engine(b, "method_override");
     assert_eq!(
         root_text(&run(&e, "evm/SAMPLE/test1"), "method_executed"),
         "TwinkleToes"
@@ -1164,16 +1222,15 @@ fn item24_method_override() {
         "Flintstone"
     );
     let tmp = with_domain_enabled("method_override", "RHT", false);
-    let e = engine_at(tmp.path(), Arc::new(MemoryStore::new()));
+    let e = engine_at(tmp.path(), Store::new(b));
     assert_eq!(
         root_text(&run(&e, "evm/SAMPLE/test1"), "method_executed"),
         "miq"
     );
 }
 
-#[test]
-fn item25_collect() {
-    let e = engine("collect");
+fn item25_collect(b: Backend) {
+    let e = engine(b, "collect");
     let ws = run(&e, "/TEST/COLLECT/INFO#get_months");
     match ws.root_attr("months") {
         Some(AttrValue::Hash(pairs)) => {
@@ -1213,9 +1270,8 @@ fn item25_collect() {
     }
 }
 
-#[test]
-fn item26_object_lookup() {
-    let e = engine("object_lookup");
+fn item26_object_lookup(b: Backend) {
+    let e = engine(b, "object_lookup");
     let ws = run(&e, "/Dom1/ROOT/LOOKUP/start");
     let ab = "/Dom1/A/B/CLASS1/INSTANCE1";
     let cd = "/Dom1/C/D/CLASS1/INSTANCE1";
@@ -1245,9 +1301,8 @@ fn item26_object_lookup() {
 // ---------------------------------------------------------------------------
 // Items 27–29: methods.
 
-#[test]
-fn item27_methods() {
-    let e = engine("methods");
+fn item27_methods(b: Backend) {
+    let e = engine(b, "methods");
     let base = "/EVM/SYSTEM/TEST/FOO/";
     assert_eq!(run(&e, &format!("{base}test_default")).roots().len(), 1);
     match e.instantiate(&format!("{base}test_missing_parameter"), &[]) {
@@ -1291,9 +1346,8 @@ fn item27_methods() {
     ));
 }
 
-#[test]
-fn item28_current_names() {
-    let e = engine("method_current");
+fn item28_current_names(b: Backend) {
+    let e = engine(b, "method_current");
     let ws = run(&e, "/EVM/AUTOMATE/test1");
     assert_eq!(root_text(&ws, "current_namespace"), "SPEC_DOMAIN/EVM");
     assert_eq!(root_text(&ws, "current_class"), "AUTOMATE");
@@ -1302,9 +1356,9 @@ fn item28_current_names() {
     assert_eq!(root_text(&ws, "current_method"), "test");
 }
 
-#[test]
-fn item29_exit_codes() {
+fn item29_exit_codes(b: Backend) {
     let e = engine_with_runner(
+        b,
         "exit_codes",
         SpecRunner::default().with("exit_with", exit_with),
     );
@@ -1372,9 +1426,8 @@ fn item29_exit_codes() {
 // ---------------------------------------------------------------------------
 // Items 31–36: state machines.
 
-#[test]
-fn item31_state_machine_steps() {
-    let e = engine_with_runner("state_machine_steps", steps_runner());
+fn item31_state_machine_steps(b: Backend) {
+    let e = engine_with_runner(b, "state_machine_steps", steps_runner());
     let sm = |name: &str| run(&e, &format!("/SPEC_DOMAIN/NS1/MY_STATE_MACHINE/{name}"));
     let check =
         |ws: &Workspace, executed: &[&str], entry: &[&str], exit: &[&str], error: &[&str]| {
@@ -1612,9 +1665,8 @@ fn item31_state_machine_steps() {
     );
 }
 
-#[test]
-fn item32_state_machine_retry() {
-    let e = engine("state_machine_retry");
+fn item32_state_machine_retry(b: Backend) {
+    let e = engine(b, "state_machine_retry");
     let top = |name: &str| format!("/SPEC_DOMAIN/NS1/TOP_OF_THE_WORLD/{name}");
 
     // State vars persist across deliveries.
@@ -1720,14 +1772,13 @@ fn v_started(json: &str) -> String {
         .to_string()
 }
 
-#[test]
-fn item33_nested_state_machines() {
+fn item33_nested_state_machines(b: Backend) {
     let runner = || {
         SpecRunner::default()
             .with("standard", multi_standard)
             .with("common_state_method", multi_state_method)
     };
-    let e = engine_with_runner("state_machine_multi", runner());
+    let e = engine_with_runner(b, "state_machine_multi", runner());
     let sm1 = |variant: &str| format!("/SPEC_DOMAIN/NS1/SM1/{variant}");
 
     let (ws, again) = deliver(&e, &sm1("all"), &[]);
@@ -1801,9 +1852,8 @@ fn item33_nested_state_machines() {
     assert!(again.is_none());
 }
 
-#[test]
-fn item34_state_missing_relation() {
-    let e = engine("state_missing_relation");
+fn item34_state_missing_relation(b: Backend) {
+    let e = engine(b, "state_missing_relation");
     let ws = run(&e, "FLINTSTONE/WILMA/FRED/PEBBLES");
     assert_eq!(root_text(&ws, "ae_result"), "error");
     assert_eq!(
@@ -1818,9 +1868,8 @@ fn item34_state_missing_relation() {
     assert_eq!(root_text(&ws, "var1"), "3");
 }
 
-#[test]
-fn item35_state_machine_methods() {
-    let e = engine("state_machine_methods");
+fn item35_state_machine_methods(b: Backend) {
+    let e = engine(b, "state_machine_methods");
     let sm = |name: &str| run(&e, &format!("/factory/StateMachine/{name}"));
     let ws = sm("provisioning");
     assert_eq!(root_text(&ws, "ae_result"), "ok");
@@ -1862,9 +1911,8 @@ fn item35_state_machine_methods() {
     );
 }
 
-#[test]
-fn item36_state_maxima() {
-    let e = engine("state_maxima");
+fn item36_state_maxima(b: Backend) {
+    let e = engine(b, "state_maxima");
     let sm = |name: &str, args: &[(&str, &str)]| {
         let args: Vec<(String, String)> = args
             .iter()
@@ -1938,8 +1986,8 @@ const EVENT_BUILTINS: [&str; 16] = [
 
 const USER_RUN_VM: &str = "/System/Process/Event?EventStream%3A%3Aevent_stream=1&VmOrTemplate%3A%3Avm=29&event_id=1&event_stream_id=1&event_type=USER_RUN_VM&object_name=Event&vm_id=29&vmdb_object_type=event_stream";
 
-fn event_store(event_type: &str) -> Arc<MemoryStore> {
-    let store = Arc::new(MemoryStore::new());
+fn event_store(b: Backend, event_type: &str) -> Store {
+    let store = Store::new(b);
     store.insert(
         "EmsEvent",
         1,
@@ -1957,15 +2005,19 @@ fn event_store(event_type: &str) -> Arc<MemoryStore> {
     store
 }
 
-fn event_engine(root: &Path, store: Arc<MemoryStore>) -> Engine {
+fn event_engine(root: &Path, store: Store) -> Case {
     let (ds, _problems) = Datastore::open(root);
-    Engine::new(Arc::new(ds))
-        .with_store(store)
+    let engine = Engine::new(Arc::new(ds))
+        .with_store(store.object_store())
         .with_builtins(Builtins::standard().with_noops(&EVENT_BUILTINS))
         .with_options(EngineOptions {
             emit_tracing: false,
             ..EngineOptions::default()
-        })
+        });
+    Case {
+        engine,
+        _store: store,
+    }
 }
 
 /// The trace as the CLI shows it: level, then the text indented by depth.
@@ -1980,12 +2032,11 @@ fn render_trace(ws: &Workspace) -> String {
         .join("\n")
 }
 
-#[test]
-fn shipped_datastore_delivers_user_run_vm() {
+fn shipped_datastore_delivers_user_run_vm(b: Backend) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("datastore");
     let (_, problems) = Datastore::open(&root);
     assert!(problems.is_empty(), "{problems:?}");
-    let e = event_engine(&root, event_store("USER_RUN_VM"));
+    let e = event_engine(&root, event_store(b, "USER_RUN_VM"));
     let ws = run(&e, USER_RUN_VM);
     insta::assert_snapshot!("shipped_user_run_vm", render_trace(&ws));
     let rel = "miqaedb:/System/Event/EmsEvent/RHEVM/USER_RUN_VM#create";
@@ -2021,10 +2072,9 @@ fn shipped_datastore_delivers_user_run_vm() {
     assert!(matches!(root.get("event_stream"), Some(AttrValue::Object(r)) if r.id == 1));
 }
 
-#[test]
-fn shipped_datastore_unknown_event_type_ends_in_missing() {
+fn shipped_datastore_unknown_event_type_ends_in_missing(b: Backend) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("datastore");
-    let e = event_engine(&root, event_store("NO_SUCH_EVENT"));
+    let e = event_engine(&root, event_store(b, "NO_SUCH_EVENT"));
     let ws = run(&e, &USER_RUN_VM.replace("USER_RUN_VM", "NO_SUCH_EVENT"));
     let rel = "miqaedb:/System/Event/EmsEvent/RHEVM/NO_SUCH_EVENT#create";
     let lines = ws.trace_lines();
@@ -2062,12 +2112,11 @@ fn fixture_root() -> Option<PathBuf> {
     None
 }
 
-#[test]
-fn fixture_rhevm_user_run_vm_follows_event_handlers() {
+fn fixture_rhevm_user_run_vm_follows_event_handlers(b: Backend) {
     let Some(root) = fixture_root() else {
         return;
     };
-    let e = event_engine(&root, event_store("USER_RUN_VM"));
+    let e = event_engine(&root, event_store(b, "USER_RUN_VM"));
     let ws = run(&e, "/System/Event/EmsEvent/RHEVM/USER_RUN_VM");
     let lines = ws.trace_lines();
     assert_eq!(
@@ -2093,12 +2142,11 @@ fn fixture_rhevm_user_run_vm_follows_event_handlers() {
     assert_eq!(text(ws.object(kids[0]).get("policy_event")), "vm_start");
 }
 
-#[test]
-fn fixture_miq_event_policy_falls_back_to_missing() {
+fn fixture_miq_event_policy_falls_back_to_missing(b: Backend) {
     let Some(root) = fixture_root() else {
         return;
     };
-    let e = event_engine(&root, event_store("vm_start"));
+    let e = event_engine(&root, event_store(b, "vm_start"));
     let ws = run(&e, "/System/Event/MiqEvent/POLICY/vm_start");
     let rel = "miqaedb:/System/event_handlers/event_enforce_policy#create";
     assert_eq!(
@@ -2116,12 +2164,11 @@ fn fixture_miq_event_policy_falls_back_to_missing() {
     assert_eq!(root_text(&ws, "_missing_instance"), "vm_start");
 }
 
-#[test]
-fn fixture_unknown_event_type_ends_in_provider_missing() {
+fn fixture_unknown_event_type_ends_in_provider_missing(b: Backend) {
     let Some(root) = fixture_root() else {
         return;
     };
-    let e = event_engine(&root, event_store("NO_SUCH_EVENT"));
+    let e = event_engine(&root, event_store(b, "NO_SUCH_EVENT"));
     let ws = run(&e, &USER_RUN_VM.replace("USER_RUN_VM", "NO_SUCH_EVENT"));
     assert_line(
         &ws,
@@ -2131,4 +2178,110 @@ fn fixture_unknown_event_type_ends_in_provider_missing() {
         ws.trace_lines().last().unwrap(),
         &"Followed  Relationship [miqaedb:/System/Event/EmsEvent/RHEVM/NO_SUCH_EVENT#create]"
     );
+}
+
+// ---------------------------------------------------------------------------
+// The cases above that run an engine, on both object stores.
+
+/// One engine case, run on the store of the backend it is given.
+type EngineCase = fn(Backend);
+
+/// Every engine case, by name; [`engine_cases_on_the_memory_store`] and
+/// [`engine_cases_on_the_redb_store`] run each on its store.
+const CASES: &[(&str, EngineCase)] = &[
+    (
+        "item06_attribute_case_and_instance_values",
+        item06_attribute_case_and_instance_values,
+    ),
+    (
+        "item07_relationships_wildcards_and_messages",
+        item07_relationships_wildcards_and_messages,
+    ),
+    ("item08_cyclical_relationship", item08_cyclical_relationship),
+    ("item09_invalid_paths", item09_invalid_paths),
+    ("item10_assertions", item10_assertions),
+    ("item10_assertions_on_objects", item10_assertions_on_objects),
+    (
+        "item11_missing_instance_without_missing",
+        item11_missing_instance_without_missing,
+    ),
+    ("item12_missing_instance_name", item12_missing_instance_name),
+    ("item13_substitution", item13_substitution),
+    (
+        "item14_substitution_with_methods",
+        item14_substitution_with_methods,
+    ),
+    ("item15_array_args", item15_array_args),
+    (
+        "item16_process_args_as_attributes",
+        item16_process_args_as_attributes,
+    ),
+    ("item17_null_coalescing", item17_null_coalescing),
+    (
+        "item18_null_coalescing_method_input",
+        item18_null_coalescing_method_input,
+    ),
+    ("item19_vmdb_datatypes", item19_vmdb_datatypes),
+    (
+        "item20_input_datatype_conversion",
+        item20_input_datatype_conversion,
+    ),
+    ("item21_disabled_inheritance", item21_disabled_inheritance),
+    ("item22_domain_search", item22_domain_search),
+    ("item23_domain_overlays", item23_domain_overlays),
+    ("item24_method_override", item24_method_override),
+    ("item25_collect", item25_collect),
+    ("item26_object_lookup", item26_object_lookup),
+    ("item27_methods", item27_methods),
+    ("item28_current_names", item28_current_names),
+    ("item29_exit_codes", item29_exit_codes),
+    ("item31_state_machine_steps", item31_state_machine_steps),
+    ("item32_state_machine_retry", item32_state_machine_retry),
+    ("item33_nested_state_machines", item33_nested_state_machines),
+    (
+        "item34_state_missing_relation",
+        item34_state_missing_relation,
+    ),
+    ("item35_state_machine_methods", item35_state_machine_methods),
+    ("item36_state_maxima", item36_state_maxima),
+    (
+        "shipped_datastore_delivers_user_run_vm",
+        shipped_datastore_delivers_user_run_vm,
+    ),
+    (
+        "shipped_datastore_unknown_event_type_ends_in_missing",
+        shipped_datastore_unknown_event_type_ends_in_missing,
+    ),
+    (
+        "fixture_rhevm_user_run_vm_follows_event_handlers",
+        fixture_rhevm_user_run_vm_follows_event_handlers,
+    ),
+    (
+        "fixture_miq_event_policy_falls_back_to_missing",
+        fixture_miq_event_policy_falls_back_to_missing,
+    ),
+    (
+        "fixture_unknown_event_type_ends_in_provider_missing",
+        fixture_unknown_event_type_ends_in_provider_missing,
+    ),
+];
+
+/// Runs every case on `b`'s store; fails naming each case that failed.
+fn run_cases(b: Backend) {
+    let failed: Vec<&str> = CASES
+        .iter()
+        .filter(|(_, case)| std::panic::catch_unwind(|| case(b)).is_err())
+        .map(|(name, _)| *name)
+        .collect();
+    assert!(failed.is_empty(), "on the {b:?} store: {failed:?}");
+}
+
+#[test]
+fn engine_cases_on_the_memory_store() {
+    run_cases(Backend::Memory);
+}
+
+#[test]
+fn engine_cases_on_the_redb_store() {
+    run_cases(Backend::Redb);
 }

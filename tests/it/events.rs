@@ -38,7 +38,7 @@ fn seed_scenario_runs_on_the_real_manageiq_domain_as_the_only_domain() {
     assert_eq!(ds.index().domains().len(), 1, "ManageIQ is the only domain");
     let store = Arc::new(RedbStore::open(tmp.path().join("automate.redb")).expect("store"));
     let (engine, _runner) =
-        automate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(store.clone()));
+        automate::control::with_control(Engine::new(Arc::new(ds)).with_store(store.clone()));
     let log = EvmLog::default();
     let handler = Handler::new(engine, log.clone()).expect("handler");
     let (rhev, openstack) = scenario::providers();

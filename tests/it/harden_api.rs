@@ -618,7 +618,7 @@ fn since_covers_every_kind_of_event_row() {
             automate::datastore::Datastore::open(&manifest("tests/data/methods/spec"));
         assert!(problems.is_empty(), "{problems:?}");
         let (engine, runner) =
-            automate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(store.clone()));
+            automate::control::with_control(Engine::new(Arc::new(ds)).with_store(store.clone()));
         let (ws, err) = engine.instantiate_traced("/EVM/AUTOMATE/raise", &[]);
         assert_eq!(err, None, "{}", ws.trace_lines().join("\n"));
         let id = match ws.root_attr("raised") {

@@ -79,7 +79,7 @@ fn a_poisoned_request_never_fails_the_other_requests_of_its_batch() {
     let (ds, problems) = Datastore::open(&root);
     assert!(problems.is_empty(), "{problems:?}");
     let (engine, _runner) =
-        automate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(store.clone()));
+        automate::control::with_control(Engine::new(Arc::new(ds)).with_store(store.clone()));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

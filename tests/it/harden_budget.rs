@@ -268,7 +268,7 @@ fn raising_engine(limits: BudgetLimits) -> (tempfile::TempDir, Engine, Arc<Memor
     let engine = Engine::new(Arc::new(open(dir.path())))
         .with_store(store.clone())
         .with_options(quiet(limits));
-    let (engine, _runner) = automate::methods::with_methods(engine);
+    let (engine, _runner) = automate::control::with_control(engine);
     (dir, engine, store)
 }
 
@@ -405,7 +405,7 @@ fn api_resolve_stops_when_its_client_goes_away() {
     let engine = Engine::new(Arc::new(open(&ds_root)))
         .with_store(store.clone())
         .with_options(quiet(limits));
-    let (engine, _runner) = automate::methods::with_methods(engine);
+    let (engine, _runner) = automate::control::with_control(engine);
     let mut builtins = automate::methods::event_builtins();
     builtins.insert("budget_count", budget_count);
     builtins.insert("budget_mark", budget_mark);

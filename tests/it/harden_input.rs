@@ -51,7 +51,7 @@ impl Env {
             Arc::new(RedbStore::open(self.tmp.path().join("lib.redb")).expect("redb store"));
         let schedule = store.schedule();
         let (engine, _runner) =
-            automate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(store.clone()));
+            automate::control::with_control(Engine::new(Arc::new(ds)).with_store(store.clone()));
         (Requests::new(engine.clone(), schedule), store, engine)
     }
 }

@@ -10,7 +10,7 @@
 
 use automate::datastore::Datastore;
 use automate::engine::{AttrValue, Engine, EngineError, Level, Workspace};
-use automate::methods::{self, RhaiLimits};
+use automate::methods::RhaiLimits;
 use automate::vmdb::MemoryStore;
 use std::sync::Arc;
 
@@ -75,7 +75,7 @@ fn engine() -> Engine {
     assert!(problems.is_empty(), "{problems:?}");
     let mut engine = Engine::new(Arc::new(ds)).with_store(Arc::new(MemoryStore::new()));
     engine.options.emit_tracing = false;
-    methods::with_methods_and_limits(engine, RhaiLimits::default()).0
+    automate::control::with_control_and_limits(engine, RhaiLimits::default()).0
 }
 
 fn run(engine: &Engine, instance: &str) -> (Workspace, Option<EngineError>) {

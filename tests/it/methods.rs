@@ -5,7 +5,7 @@
 
 use automate::datastore::Datastore;
 use automate::engine::{AttrValue, Engine, EngineError, Level, Workspace};
-use automate::methods::{self, RhaiLimits, RhaiRunner};
+use automate::methods::{RhaiLimits, RhaiRunner};
 use automate::vmdb::{MemoryStore, ObjectStore};
 use std::path::Path;
 use std::sync::Arc;
@@ -31,7 +31,7 @@ fn open(root: &Path) -> Arc<Datastore> {
 fn engine_on(root: &Path, store: Arc<MemoryStore>, limits: RhaiLimits) -> Engine {
     let mut engine = Engine::new(open(root)).with_store(store);
     engine.options.emit_tracing = false;
-    methods::with_methods_and_limits(engine, limits).0
+    automate::control::with_control_and_limits(engine, limits).0
 }
 
 fn spec_engine() -> Engine {

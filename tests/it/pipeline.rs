@@ -161,7 +161,17 @@ fn killed_run_loses_and_duplicates_nothing() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // Handshake: kill it once it is handling events, when evm.log has its
+    // first lines (written out 64 KiB at a time), not after a guessed time.
+    let evm_log = dir.join("log/evm.log");
+    let start = std::time::Instant::now();
+    while std::fs::metadata(&evm_log).map_or(0, |m| m.len()) == 0 {
+        if start.elapsed() > Duration::from_secs(120) || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            panic!("`automate run` wrote no evm.log lines");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let stats = run_until_idle(dir, &config);

@@ -315,7 +315,7 @@ fn the_retry_runner_finishes_the_request_through_the_library() {
     let store = RedbStore::open(env.tmp.path().join("lib.redb")).expect("store");
     let schedule = store.schedule();
     let (engine, _runner) =
-        automate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));
+        automate::control::with_control(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));
     let requests = Requests::new(engine.clone(), schedule.clone());
     let new = |instance: &str| NewRequest {
         namespace: "Test".into(),
@@ -364,8 +364,8 @@ fn the_retry_runner_finishes_the_request_through_the_library() {
 /// The pipeline's workers deliver through `deliver_deferred` (the retry is
 /// handed back and written by the caller, with its claim completed in the
 /// same transaction). A request whose task retries is finished on that path
-/// by the engine's after-delivery hook, which `methods::with_methods`
-/// installs: with the hook replaced by one that does nothing, the same
+/// by the engine's after-delivery hook, which `control::with_control`
+/// (through `methods::with_event_builtins`) installs: with the hook replaced by one that does nothing, the same
 /// deliveries leave the request active.
 #[test]
 fn deliver_deferred_finishes_the_request_through_the_after_delivery_hook() {
@@ -387,7 +387,7 @@ fn deliver_deferred_finishes_the_request_through_the_after_delivery_hook() {
 
     /// Claims the due retries and delivers each with `deliver_deferred`,
     /// writing the retry it hands back, until none is left.
-    fn drive(engine: &Engine, schedule: &Schedule) -> usize {
+    fn drive(engine: &Engine, schedule: &dyn Schedule) -> usize {
         let mut delivered = 0;
         while schedule.len().expect("len") > 0 {
             assert!(delivered < 1000, "the retries never ended");
@@ -422,7 +422,7 @@ fn deliver_deferred_finishes_the_request_through_the_after_delivery_hook() {
     let store = RedbStore::open(env.tmp.path().join("lib.redb")).expect("store");
     let schedule = store.schedule();
     let (engine, _runner) =
-        automate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));
+        automate::control::with_control(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));
     let requests = Requests::new(engine.clone(), schedule.clone());
     let start = || -> RequestView {
         let v = requests
@@ -455,7 +455,7 @@ fn deliver_deferred_finishes_the_request_through_the_after_delivery_hook() {
         ("active", "active")
     );
 
-    // The engine as `with_methods` builds it finishes request and task.
+    // The engine as `with_control` builds it finishes request and task.
     let hooked = start();
     assert_eq!(drive(&engine, &schedule), 2);
     let v = requests.get(hooked.id).expect("get");

@@ -44,7 +44,7 @@ fn start_machines(db: &Path, n: usize) -> Vec<i64> {
     let (ds, problems) = Datastore::open(&datastore_dir());
     assert!(problems.is_empty(), "{problems:?}");
     let (engine, _runner) =
-        automate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));
+        automate::control::with_control(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));
     for &i in &vms {
         let d = Delivery {
             uri: format!("/SM/Counter/default?machine={i}"),
@@ -278,7 +278,7 @@ fn deferred_retries_exist_only_with_the_callers_commit() {
     )));
     assert!(problems.is_empty(), "{problems:?}");
     let (engine, _runner) =
-        automate::methods::with_methods(Engine::new(Arc::new(ds)).with_store(store.clone()));
+        automate::control::with_control(Engine::new(Arc::new(ds)).with_store(store.clone()));
     let handler = Handler::new(engine, EvmLog::discarding())
         .expect("handler")
         .with_schedule(schedule.clone())

@@ -5,7 +5,7 @@
 
 use automate::engine::datatype::convert;
 use automate::engine::{AttrValue, Attributes};
-use automate::vmdb::{ObjectStore, RedbStore, Schedule, StoreError, VmdbRef, WorkItem};
+use automate::vmdb::{ObjectStore, RedbSchedule, RedbStore, StoreError, VmdbRef, WorkItem};
 use serde_json::json;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -500,6 +500,78 @@ fn write_batch_is_one_transaction() {
     );
 }
 
+/// Lease release after a crash, asserted by time: an item whose claimer
+/// died before completing it (a worker thread that claimed it and ended)
+/// is not handed out again while its lease runs, to the microsecond, also
+/// after the store is reopened by a new process (claims commit durably
+/// unless relaxed); it is handed out again, its attempt counted, as soon as
+/// the lease has run out. The times are the schedule's own `now` values,
+/// so nothing here depends on how fast the machine is.
+#[test]
+fn a_dead_claimers_item_comes_back_when_its_lease_runs_out_not_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("automate.redb");
+    // Whole microseconds: the schedule keeps run-at times to the µs.
+    let now = UNIX_EPOCH
+        + Duration::from_micros(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_micros() as u64,
+        );
+    let lease = Duration::from_secs(30);
+    let expires = now + lease;
+    let just_before = expires - Duration::from_micros(1);
+    let id = {
+        let store = RedbStore::open(&path).unwrap();
+        let sched = store.schedule();
+        let id = sched
+            .schedule(&WorkItem::new("job", json!({"n": 1})), now)
+            .unwrap();
+        // The claimer takes it and dies without completing it.
+        let claimer = sched.clone();
+        let claimed = std::thread::spawn(move || claimer.claim_due(now, 10, lease).unwrap())
+            .join()
+            .unwrap();
+        assert_eq!(
+            claimed
+                .iter()
+                .map(|c| (c.id, c.attempts))
+                .collect::<Vec<_>>(),
+            vec![(id, 1)]
+        );
+        assert_eq!(claimed[0].lease_until, expires);
+        // Right after the claim, and up to the last microsecond of the
+        // lease: nobody else gets it.
+        for at in [now, now + lease / 2, just_before] {
+            assert!(sched.claim_due(at, 10, lease).unwrap().is_empty(), "{at:?}");
+            assert!(sched.due(at, 10).unwrap().is_empty(), "{at:?}");
+        }
+        id
+    };
+    // A new process (the claimer's is gone): the lease still holds.
+    let store = RedbStore::open(&path).unwrap();
+    let sched = store.schedule();
+    let held = sched.get(id).unwrap().expect("still scheduled");
+    assert_eq!(
+        (held.attempts, held.leased, held.run_at),
+        (1, true, expires)
+    );
+    assert!(sched.claim_due(just_before, 10, lease).unwrap().is_empty());
+    // The lease has run out: handed out again, the attempt counted, leased
+    // anew from then.
+    let again = sched.claim_due(expires, 10, lease).unwrap();
+    assert_eq!(
+        again.iter().map(|c| (c.id, c.attempts)).collect::<Vec<_>>(),
+        vec![(id, 2)]
+    );
+    assert_eq!(again[0].lease_until, expires + lease);
+    assert_eq!(again[0].item, WorkItem::new("job", json!({"n": 1})));
+    assert!(sched.claim_due(expires, 10, lease).unwrap().is_empty());
+    assert!(sched.complete(id).unwrap());
+    assert!(sched.is_empty().unwrap());
+}
+
 #[test]
 fn scheduled_work_claims_leases_completes_and_persists() {
     let dir = tempfile::tempdir().unwrap();
@@ -516,7 +588,7 @@ fn scheduled_work_claims_leases_completes_and_persists() {
     let (past, present, future) = {
         let store = RedbStore::open(&path).unwrap();
         // Shared through the Database handle.
-        let sched = Schedule::new(store.database().unwrap()).unwrap();
+        let sched = RedbSchedule::new(store.database().unwrap()).unwrap();
         let future = sched
             .schedule(
                 &WorkItem::new("future", json!({"n": 3})),

@@ -6,8 +6,10 @@
 //! the whole class. The API's collections and `automate events list` read
 //! through it.
 
-use super::redb_store::{backend, decode_object, OBJECTS};
-use super::{base_class, RedbStore, StoreError, StoredObject};
+use super::codec::decode_object;
+use super::schema::OBJECTS;
+use super::{backend, RedbStore};
+use crate::vmdb::{base_class, StoreError, StoredObject};
 
 /// Which rows: skip `offset` (matching) rows, then take up to `limit`, from
 /// the oldest id or (`newest_first`) from the newest.

@@ -16,10 +16,11 @@
 //! pages change with every commit), and a redb savepoint only keeps old
 //! pages inside the same file, which does not help when that file is lost.
 
+use super::backend;
 use super::health::{GuardedFile, StoreHealth};
-use super::redb_store::{backend, ATTR_INDEX, EMS_REFS, META, OBJECTS, SEQUENCES};
 use super::schedule::{SCHEDULED, SCHEDULED_BY_ID, SCHEDULED_META};
-use super::StoreError;
+use super::schema::{ATTR_INDEX, EMS_REFS, META, OBJECTS, SEQUENCES};
+use crate::vmdb::{panic_text, StoreError};
 use redb::{
     Database, Key, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, TableDefinition,
     TableError, Value, WriteTransaction,
@@ -128,15 +129,6 @@ fn install_hook() {
             }
         }));
     });
-}
-
-/// A panic's message (what `catch_unwind` or a panic hook caught).
-pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(no message)")
 }
 
 /// Runs `f`, a call into redb on the store at `path`; a panic inside it

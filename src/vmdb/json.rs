@@ -1,85 +1,8 @@
-//! The stored encoding of objects and attribute values, written by hand:
-//! the bytes `serde_json` would write for the same tree (compact, its
-//! escapes), without its per-value machinery and with strings scanned for
-//! escapes eight bytes at a time. The writer thread encodes every object a
-//! commit carries and every indexed value, so this is on the hot path.
-//!
-//! The format (read back by `redb_store::decode_object`): an object is
-//! `{"class":..,"attrs":{..}}`; strings, integers, finite floats, booleans
-//! and nil are JSON's own; a NaN or infinity is `{"$f":"NaN"|"inf"|"-inf"}`,
-//! a symbol `{"$sym":..}`, a password `{"$pw":..}`, an object reference
-//! `{"$obj":[class,id]}`, an array an array, a hash
-//! `{"$hash":[[key,value],...]}`.
-
-use crate::engine::AttrValue;
-use crate::vmdb::Attributes;
-
-/// An object as the bytes of the `objects` table.
-pub(crate) fn encode_object(class: &str, attrs: &Attributes) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + attrs.len() * 32);
-    out.extend_from_slice(b"{\"class\":");
-    write_str(&mut out, class);
-    out.extend_from_slice(b",\"attrs\":{");
-    for (i, (k, v)) in attrs.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_str(&mut out, k);
-        out.push(b':');
-        write_value(&mut out, v);
-    }
-    out.extend_from_slice(b"}}");
-    out
-}
-
-/// One attribute value, appended to `out`.
-pub(crate) fn write_value(out: &mut Vec<u8>, v: &AttrValue) {
-    match v {
-        AttrValue::Nil => out.extend_from_slice(b"null"),
-        AttrValue::Str(s) => write_str(out, s),
-        AttrValue::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes()),
-        AttrValue::Float(f) if f.is_finite() => {
-            // serde_json's own float text (ryu, `1.0` for integral values).
-            let _ = serde_json::to_writer(&mut *out, f);
-        }
-        AttrValue::Float(f) => {
-            let text = if f.is_nan() {
-                "NaN"
-            } else if *f > 0.0 {
-                "inf"
-            } else {
-                "-inf"
-            };
-            tagged(out, "$f", |out| write_str(out, text));
-        }
-        AttrValue::Bool(true) => out.extend_from_slice(b"true"),
-        AttrValue::Bool(false) => out.extend_from_slice(b"false"),
-        AttrValue::Symbol(s) => tagged(out, "$sym", |out| write_str(out, s)),
-        AttrValue::Password(s) => tagged(out, "$pw", |out| write_str(out, s)),
-        AttrValue::Object(r) => tagged(out, "$obj", |out| {
-            out.push(b'[');
-            write_str(out, &r.class);
-            out.push(b',');
-            out.extend_from_slice(itoa::Buffer::new().format(r.id).as_bytes());
-            out.push(b']');
-        }),
-        AttrValue::Array(items) => write_array(out, items, write_value),
-        AttrValue::Hash(pairs) => tagged(out, "$hash", |out| {
-            out.push(b'[');
-            for (i, (k, v)) in pairs.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                out.push(b'[');
-                write_value(out, k);
-                out.push(b',');
-                write_value(out, v);
-                out.push(b']');
-            }
-            out.push(b']');
-        }),
-    }
-}
+//! JSON text exactly as `serde_json::to_string` writes it (compact, its
+//! escapes), written by hand: without serde_json's per-value machinery and
+//! with strings scanned for escapes eight bytes at a time. The EmsEvent's
+//! `full_data` text, the event queue's payloads and the redb store's
+//! object encoding are written with it, so it is on the hot path.
 
 /// A JSON value as `serde_json::to_string` writes it (compact), appended
 /// to `out`: the EmsEvent's `full_data` text.
@@ -111,7 +34,7 @@ pub(crate) fn write_json(out: &mut Vec<u8>, v: &serde_json::Value) {
 }
 
 /// `[item,item,...]`, each item written by `write`.
-fn write_array<T>(out: &mut Vec<u8>, items: &[T], write: fn(&mut Vec<u8>, &T)) {
+pub(crate) fn write_array<T>(out: &mut Vec<u8>, items: &[T], write: fn(&mut Vec<u8>, &T)) {
     out.push(b'[');
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
@@ -128,15 +51,6 @@ pub fn json_text(v: &serde_json::Value) -> String {
     write_json(&mut out, v);
     // Written from `&str`s and ASCII only.
     String::from_utf8(out).unwrap_or_default()
-}
-
-/// `{"<tag>":<what body writes>}`.
-fn tagged(out: &mut Vec<u8>, tag: &str, body: impl FnOnce(&mut Vec<u8>)) {
-    out.push(b'{');
-    write_str(out, tag);
-    out.push(b':');
-    body(out);
-    out.push(b'}');
 }
 
 /// A JSON string with serde_json's escapes: `\"`, `\\`, `\b \t \n \f \r`,

@@ -14,8 +14,8 @@
 //! each of its jobs is tried again alone, so one bad job fails only itself.
 //! Nothing is answered before its writes are on disk.
 
-use super::redb_store::PreparedUnit;
-use super::{Batch, RedbStore, StoreError};
+use super::{Batch, PreparedUnit, RedbStore};
+use crate::vmdb::StoreError;
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
