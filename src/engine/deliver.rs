@@ -16,6 +16,10 @@
 //! [`PendingRetry`] for the caller to schedule in its own transaction (the
 //! pipeline writes it with the worker batch that stores the event and acks
 //! it, so a crash leaves both or neither).
+//!
+//! After every delivery, on every path, the engine's [`AfterDelivery`]
+//! hook runs (ManageIQ's `vmdb_object.after_ae_delivery`; `requests`
+//! installs the one that finishes an `AutomationTask` and its request).
 
 use super::time::{after_now, parse_duration_secs};
 use super::{Engine, EngineError, Workspace};
@@ -82,6 +86,24 @@ impl Outcome {
     }
 }
 
+/// What runs after every delivery (first delivery, [`run_due`],
+/// [`deliver_deferred`]) with its outcome: ManageIQ's
+/// `vmdb_object.after_ae_delivery`. Installed with
+/// [`Engine::with_after_delivery`]; the engine has none by default.
+/// Failures are the hook's to log: the delivery itself has happened.
+pub trait AfterDelivery: Send + Sync {
+    /// Called once per delivery, after any retry it asked for is scheduled
+    /// (or handed back, for [`deliver_deferred`]).
+    fn after_delivery(&self, engine: &Engine, delivery: &Delivery, outcome: &Outcome);
+}
+
+/// Runs the engine's [`AfterDelivery`] hook, if it has one.
+fn after_delivery(engine: &Engine, d: &Delivery, outcome: &Outcome) {
+    if let Some(hook) = engine.after_delivery() {
+        hook.after_delivery(engine, d, outcome);
+    }
+}
+
 /// A retry a delivery asked for, not written yet.
 #[derive(Debug, Clone)]
 pub struct PendingRetry {
@@ -121,10 +143,9 @@ fn deliver_completing(
         }
         (None, None) => {}
     }
-    // ManageIQ's `vmdb_object.after_ae_delivery`: a delivery for an
-    // AutomationTask finishes the task and its request (on every path:
-    // first delivery, `retries run-due`, the pipeline's retry runner).
-    crate::requests::after_ae_delivery(engine, d, &outcome);
+    // ManageIQ's `vmdb_object.after_ae_delivery` (on every path: first
+    // delivery, `retries run-due`, the pipeline's retry runner).
+    after_delivery(engine, d, &outcome);
     Ok(outcome)
 }
 
@@ -139,7 +160,7 @@ pub fn deliver_deferred(
     max_deliveries: u32,
 ) -> Result<(Outcome, Option<PendingRetry>), StoreError> {
     let (outcome, retry) = deliver_inner(engine, d, parsed, max_deliveries)?;
-    crate::requests::after_ae_delivery(engine, d, &outcome);
+    after_delivery(engine, d, &outcome);
     Ok((outcome, retry))
 }
 

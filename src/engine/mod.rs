@@ -1,8 +1,9 @@
 //! The Automate engine: instantiate a URI into a [`Workspace`].
 //!
 //! One [`Engine`] is shared by every caller (it holds the datastore, the
-//! object store, the builtins, the script runner and the control
-//! [`Policies`]); each call to
+//! object store, the builtins, the script runner, the control
+//! [`Policies`] and the hook run after each delivery,
+//! [`deliver::AfterDelivery`]); each call to
 //! [`Engine::instantiate`] builds a fresh [`Runtime`] that owns the workspace
 //! being built, the stack of objects under construction and the trace. The
 //! rules are ManageIQ's (reference §3–§7): domain search with `Updated
@@ -70,6 +71,7 @@ pub struct Engine {
     builtins: Arc<Builtins>,
     scripts: Option<Arc<dyn ScriptRunner>>,
     policies: Option<Arc<dyn Policies>>,
+    after_delivery: Option<Arc<dyn deliver::AfterDelivery>>,
     assertions: Arc<rhai::Engine>,
     pub options: EngineOptions,
 }
@@ -85,7 +87,7 @@ impl std::fmt::Debug for Engine {
 
 impl Engine {
     /// An engine over `datastore` with no stored objects, the standard
-    /// builtins and no script runner.
+    /// builtins, no script runner and no after-delivery hook.
     pub fn new(datastore: Arc<Datastore>) -> Engine {
         Engine {
             datastore,
@@ -93,6 +95,7 @@ impl Engine {
             builtins: Arc::new(Builtins::standard()),
             scripts: None,
             policies: None,
+            after_delivery: None,
             assertions: Arc::new(assertion_engine()),
             options: EngineOptions::default(),
         }
@@ -123,6 +126,18 @@ impl Engine {
     /// The control policies raised events run ([`Engine::with_policies`]).
     pub fn policies(&self) -> Option<&Arc<dyn Policies>> {
         self.policies.as_ref()
+    }
+
+    /// Installs the hook [`deliver`] runs after every delivery (replacing
+    /// any other): `requests` finishes automation tasks with it.
+    pub fn with_after_delivery(mut self, hook: Arc<dyn deliver::AfterDelivery>) -> Engine {
+        self.after_delivery = Some(hook);
+        self
+    }
+
+    /// The hook run after every delivery, if one is installed.
+    pub fn after_delivery(&self) -> Option<&Arc<dyn deliver::AfterDelivery>> {
+        self.after_delivery.as_ref()
     }
 
     pub fn with_options(mut self, options: EngineOptions) -> Engine {

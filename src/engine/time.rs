@@ -216,6 +216,21 @@ pub fn iso8601(ms: i64) -> String {
     out
 }
 
+/// ISO 8601 in UTC in whole seconds: `2026-11-24T10:00:00Z` ([`iso8601`]
+/// without the milliseconds).
+pub fn iso8601_secs(ms: i64) -> String {
+    let mut out = String::with_capacity(20);
+    Parts::of_ms(ms).push_date_time(&mut out, 'T');
+    out.push('Z');
+    out
+}
+
+/// Now in whole seconds, as the API shows a request's times
+/// ([`iso8601_secs`]).
+pub fn iso8601_secs_now() -> String {
+    iso8601_secs(now_ms())
+}
+
 /// Now as an event-stream row's `timestamp`: ISO 8601 with milliseconds,
 /// the form the catchers normalise provider events to. Every row of the
 /// stream (EmsEvent, MiqEvent, RequestEvent) is written in it.
@@ -291,6 +306,22 @@ pub fn parse_time(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_second_text_is_iso8601_less_the_millis() {
+        for ms in [
+            0,
+            999,
+            1_767_225_601_250,
+            951_782_400_000,
+            4_102_444_799_999,
+        ] {
+            let full = iso8601(ms);
+            let (secs, _) = full.split_once('.').expect("millis");
+            assert_eq!(iso8601_secs(ms), format!("{secs}Z"));
+        }
+        assert_eq!(iso8601_secs(1_767_225_601_250), "2026-01-01T00:00:01Z");
+    }
 
     #[test]
     fn time_round_trips() {

@@ -1,8 +1,9 @@
 //! Automation requests through the real `automate request` command on a
 //! real redb store: the request events in automation.log (snapshot), the
 //! deny path, refusals, a task whose state machine retries until
-//! `automate retries run-due` finishes it, and the flow on the real
-//! ManageIQ domain imported as the only domain.
+//! `automate retries run-due` finishes it (and one the pipeline's deferred
+//! delivery finishes, through the engine's after-delivery hook), and the
+//! flow on the real ManageIQ domain imported as the only domain.
 //!
 //! The datastore is the shipped ManageIQ domain plus `tests/data/requests`
 //! (`Req`: `/Test/Work/{hello,warn,fail}` and the retrying
@@ -358,4 +359,113 @@ fn the_retry_runner_finishes_the_request_through_the_library() {
     assert_eq!(v.tasks.len(), 1);
     assert_eq!(v.tasks[0].status, "Ok");
     assert_eq!(requests.list().expect("list").len(), 1);
+}
+
+/// The pipeline's workers deliver through `deliver_deferred` (the retry is
+/// handed back and written by the caller, with its claim completed in the
+/// same transaction). A request whose task retries is finished on that path
+/// by the engine's after-delivery hook, which `control::with_control`
+/// (through `methods::with_event_builtins`) installs: with the hook replaced by one that does nothing, the same
+/// deliveries leave the request active.
+#[test]
+fn deliver_deferred_finishes_the_request_through_the_after_delivery_hook() {
+    use automate::datastore::Datastore;
+    use automate::engine::deliver::{
+        deliver_deferred, AfterDelivery, Delivery, Outcome, DEFAULT_MAX_DELIVERIES, RETRY_KIND,
+        RETRY_LEASE,
+    };
+    use automate::engine::Engine;
+    use automate::requests::{NewRequest, RequestView, Requests};
+    use automate::vmdb::{RedbStore, Schedule};
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    struct Nothing;
+    impl AfterDelivery for Nothing {
+        fn after_delivery(&self, _: &Engine, _: &Delivery, _: &Outcome) {}
+    }
+
+    /// Claims the due retries and delivers each with `deliver_deferred`,
+    /// writing the retry it hands back, until none is left.
+    fn drive(engine: &Engine, schedule: &dyn Schedule) -> usize {
+        let mut delivered = 0;
+        while schedule.len().expect("len") > 0 {
+            assert!(delivered < 1000, "the retries never ended");
+            let claimed = schedule
+                .claim_due_kind(SystemTime::now(), 16, RETRY_LEASE, RETRY_KIND)
+                .expect("claim");
+            for c in claimed {
+                let d: Delivery = serde_json::from_value(c.item.payload).expect("a delivery");
+                let (outcome, retry) =
+                    deliver_deferred(engine, &d, None, DEFAULT_MAX_DELIVERIES).expect("deliver");
+                delivered += 1;
+                match retry {
+                    Some(r) => {
+                        assert!(matches!(outcome, Outcome::Retry { id: None, .. }));
+                        schedule
+                            .schedule_and_complete(&r.item, r.run_at, c.id)
+                            .expect("schedule");
+                    }
+                    None => {
+                        schedule.complete(c.id).expect("complete");
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        delivered
+    }
+
+    let env = Env::standard();
+    let (ds, problems) = Datastore::open(&env.root);
+    assert!(problems.is_empty(), "{problems:?}");
+    let store = RedbStore::open(env.tmp.path().join("lib.redb")).expect("store");
+    let schedule = store.schedule();
+    let (engine, _runner) =
+        automate::control::with_control(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));
+    let requests = Requests::new(engine.clone(), schedule.clone());
+    let start = || -> RequestView {
+        let v = requests
+            .create(NewRequest {
+                namespace: "Test".into(),
+                class: "Counter".into(),
+                instance: "default".into(),
+                message: None,
+                parameters: serde_json::Map::new(),
+                auto_approve: true,
+                userid: None,
+            })
+            .expect("create");
+        // The Counter retries twice: the first delivery left a retry.
+        assert_eq!(
+            (v.request_state.as_str(), v.tasks[0].state.as_str()),
+            ("active", "active")
+        );
+        v
+    };
+
+    // Without the hook the deferred deliveries run, but nothing finishes
+    // the request.
+    let unhooked = start();
+    let silent = engine.clone().with_after_delivery(Arc::new(Nothing));
+    assert_eq!(drive(&silent, &schedule), 2);
+    let v = requests.get(unhooked.id).expect("get");
+    assert_eq!(
+        (v.request_state.as_str(), v.tasks[0].state.as_str()),
+        ("active", "active")
+    );
+
+    // The engine as `with_control` builds it finishes request and task.
+    let hooked = start();
+    assert_eq!(drive(&engine, &schedule), 2);
+    let v = requests.get(hooked.id).expect("get");
+    assert_eq!(
+        (v.request_state.as_str(), v.status.as_str()),
+        ("finished", "Ok")
+    );
+    assert_eq!(v.message, "Automation Request completed");
+    assert_eq!(
+        (v.tasks[0].state.as_str(), v.tasks[0].status.as_str()),
+        ("finished", "Ok")
+    );
 }
