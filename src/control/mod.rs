@@ -27,6 +27,7 @@ pub use load::{load, load_with};
 use crate::datastore::Datastore;
 use crate::engine::{AttrValue, Engine, Level, Policies, Runtime, TraceLine};
 use crate::methods::{self, events, RhaiLimits, RhaiRunner};
+use crate::requests::with_requests;
 use crate::vmdb::VmdbRef;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -129,21 +130,24 @@ pub fn control_dir(root: &Path) -> PathBuf {
 }
 
 /// `engine` with the methods ([`methods::with_methods`]: the event
-/// builtins, a [`RhaiRunner`] with default limits) and a new [`Control`] as
-/// its policies. Returns the runner too.
+/// builtins, a [`RhaiRunner`] with default limits), a new [`Control`] as
+/// its policies and the requests' after-delivery hook ([`with_requests`]:
+/// a delivery for an `AutomationTask` finishes it). The one composition of
+/// the automation stack; returns the runner too.
 pub fn with_control(engine: Engine) -> (Engine, Arc<RhaiRunner>) {
-    methods::with_methods(engine, Arc::new(Control::new()))
+    methods::with_methods(with_requests(engine), Arc::new(Control::new()))
 }
 
 /// [`with_control`] with explicit sandbox limits.
 pub fn with_control_and_limits(engine: Engine, limits: RhaiLimits) -> (Engine, Arc<RhaiRunner>) {
-    methods::with_methods_and_limits(engine, limits, Arc::new(Control::new()))
+    methods::with_methods_and_limits(with_requests(engine), limits, Arc::new(Control::new()))
 }
 
-/// `engine` with the event builtins and a new [`Control`], and no script
-/// runner ([`methods::with_event_builtins`]): what `automate demo` runs with.
+/// `engine` with the event builtins, a new [`Control`] and the requests'
+/// hook, and no script runner ([`methods::with_event_builtins`]): what
+/// `automate demo` runs with.
 pub fn with_control_builtins(engine: Engine) -> Engine {
-    methods::with_event_builtins(engine, Arc::new(Control::new()))
+    methods::with_event_builtins(with_requests(engine), Arc::new(Control::new()))
 }
 
 /// The control policies and alerts of an engine ([`Policies`]): the

@@ -29,7 +29,7 @@ use crate::engine::{Engine, Policies};
 use std::sync::Arc;
 
 /// `engine` with the event builtins, `policies` (what a raised event runs:
-/// `control`'s), the requests' after-delivery hook and a [`RhaiRunner`]
+/// `control`'s) and a [`RhaiRunner`]
 /// with default limits, whose cache is
 /// filled from the engine's datastore. Returns the runner too, for
 /// `validate` ([`RhaiRunner::precompile`]) and reloads.
@@ -49,11 +49,10 @@ pub fn with_methods_and_limits(
     (engine, runner)
 }
 
-/// `engine` with the event builtins, `policies` and the requests'
-/// after-delivery hook ([`crate::requests::with_requests`]), and no script
-/// runner: what `automate demo` runs with.
+/// `engine` with the event builtins and `policies`, and no script runner:
+/// what `automate demo` runs with.
 pub fn with_event_builtins(engine: Engine, policies: Arc<dyn Policies>) -> Engine {
-    crate::requests::with_requests(engine)
+    engine
         .with_builtins(event_builtins())
         .with_policies(policies)
 }

@@ -191,9 +191,36 @@ mod tests {
         let (ds, _problems) = Datastore::open(&root);
         let store = RedbStore::open(dir.join("t.redb")).expect("open store");
         let schedule = store.schedule();
-        let (engine, _runner) =
-            crate::control::with_control(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));
+        // Requests::new installs its own after-delivery hook; the policies
+        // are none (control sits above requests).
+        let (engine, _runner) = crate::methods::with_methods(
+            Engine::new(Arc::new(ds)).with_store(Arc::new(store)),
+            Arc::new(NoPolicies),
+        );
         Requests::new(engine, schedule)
+    }
+
+    /// No control policies: raised request events run no policy.
+    struct NoPolicies;
+
+    impl crate::engine::Policies for NoPolicies {
+        fn evaluate_policies(
+            &self,
+            _rt: &mut crate::engine::Runtime<'_>,
+            _event: Option<&crate::vmdb::VmdbRef>,
+            _target: Option<&crate::vmdb::VmdbRef>,
+            _event_type: &str,
+        ) {
+        }
+
+        fn evaluate_alerts(
+            &self,
+            _rt: &mut crate::engine::Runtime<'_>,
+            _event: Option<&crate::vmdb::VmdbRef>,
+            _target: Option<&crate::vmdb::VmdbRef>,
+            _event_type: &str,
+        ) {
+        }
     }
 
     fn hello(auto: bool) -> NewRequest {
