@@ -941,6 +941,25 @@ mod tests {
         );
     }
 
+    /// The token the command line passes (`AUTOMATE_API_TOKEN`) replaces
+    /// `api.token` before the checks; an empty one does not.
+    #[test]
+    fn a_given_token_replaces_api_token_before_the_checks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("automate.yaml");
+        let text = "providers:\n  - {name: r, type: RHEVM, hostname: h, userid: u, catcher: {kind: http}}\n";
+        std::fs::write(&path, text).expect("written");
+        let err = Config::load(&path).expect_err("the http catcher needs a token");
+        assert!(err.to_string().contains("api.token"), "{err}");
+        assert!(Config::load_with_token(&path, Some("")).is_err());
+        let cfg = Config::load_with_token(&path, Some("s3cr3t")).expect("valid");
+        assert_eq!(cfg.api.token, "s3cr3t");
+        std::fs::write(&path, format!("{text}api: {{token: from-file}}\n")).expect("written");
+        assert_eq!(Config::load(&path).expect("valid").api.token, "from-file");
+        let cfg = Config::load_with_token(&path, Some("s3cr3t")).expect("valid");
+        assert_eq!(cfg.api.token, "s3cr3t");
+    }
+
     #[test]
     fn errors_name_the_line() {
         let err = Config::from_yaml(

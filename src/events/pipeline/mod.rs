@@ -60,8 +60,8 @@
 //! [starts](Prepared::start) the pipeline with that server's task, which
 //! [`Pipeline::shutdown`] waits for after the catchers.
 //!
-//! The parts: [`committer`](self::committer), [`dispatcher`](self::dispatcher),
-//! [`worker`](self::worker), [`retrier`](self::retrier) and [`stats`](self::stats).
+//! One file per part: `committer.rs`, `dispatcher.rs`, `worker.rs`,
+//! `retrier.rs` and `stats.rs`; this one prepares, starts and shuts down.
 //!
 //! At start the leases of a previous process are released, so whatever it
 //! had claimed is delivered again (at-least-once; the handler's
