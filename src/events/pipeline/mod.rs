@@ -130,7 +130,7 @@ pub enum PipelineError {
     Catcher(#[from] CatcherError),
     /// A thread (the group-commit writer, the dispatcher, the retry
     /// runner) could not be started.
-    #[error("starting the {what}: {source}")]
+    #[error("starting the {what}")]
     Thread {
         /// Which thread.
         what: &'static str,
