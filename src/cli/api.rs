@@ -9,7 +9,7 @@ use crate::api::{router, serve_with, ApiState};
 use crate::datastore::Datastore;
 use crate::engine::deliver::{run_due, DEFAULT_MAX_DELIVERIES};
 use crate::engine::Engine;
-use crate::events::config::{ApiConfig, Config, EngineConfig};
+use crate::events::config::{ApiConfig, EngineConfig};
 use crate::vmdb::RedbStore;
 use anyhow::{bail, Context};
 use std::path::PathBuf;
@@ -35,12 +35,12 @@ pub struct ApiArgs {
 pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
     let (mut api, budget) = match &args.config {
         Some(path) => {
-            let cfg = Config::load(path)?;
+            let cfg = super::load_config(path)?;
             (cfg.api, cfg.engine.limits())
         }
         None => (ApiConfig::default(), EngineConfig::default().limits()),
     };
-    if let Ok(token) = std::env::var("AUTOMATE_API_TOKEN") {
+    if let Ok(token) = std::env::var(super::API_TOKEN_ENV) {
         if !token.is_empty() {
             api.token = token;
         }

@@ -14,7 +14,6 @@
 //!   it, and renamed over `FILE`.
 
 use super::Global;
-use crate::events::config::Config;
 use crate::vmdb::RedbStore;
 use anyhow::{bail, Context};
 use std::io::Write;
@@ -127,7 +126,7 @@ fn backup_through_api(args: &BackupArgs) -> anyhow::Result<ExitCode> {
     let (url, token) = match (&args.url, &args.token) {
         (Some(u), Some(t)) => (u.clone(), t.clone()),
         (url, token) => {
-            let cfg = Config::load(&args.config).with_context(|| {
+            let cfg = super::load_config(&args.config).with_context(|| {
                 format!(
                     "the store is in use by a running automate: its API is needed (--url, --token), or its configuration ({})",
                     args.config.display()

@@ -7,7 +7,6 @@ use crate::datastore::Datastore;
 use crate::engine::datatype::to_json;
 use crate::engine::time::{iso8601, now_ms, parse_time};
 use crate::engine::{AttrValue, Engine};
-use crate::events::config::Config;
 use crate::events::stream::{event_streams, EventFilter};
 use crate::events::{EvmLog, Handler, Provider, ProviderEvent};
 use crate::vmdb::RedbStore;
@@ -80,7 +79,7 @@ pub fn send(global: &Global, cmd: EventCmd) -> anyhow::Result<ExitCode> {
     let EventCmd::Send(args) = cmd;
     let provider = match &args.config {
         Some(path) => {
-            let cfg = Config::load(path)?;
+            let cfg = super::load_config(path)?;
             cfg.provider(&args.provider)
                 .map(|p| p.provider.clone())
                 .with_context(|| {

@@ -3,6 +3,7 @@
 //! and exit 1 (bad input, failed work) or 2 (bad usage, from clap).
 
 pub mod api;
+pub mod compose;
 pub mod datastore;
 pub mod db;
 pub mod demo;
@@ -92,6 +93,20 @@ pub enum Command {
     Event(events::EventCmd),
     /// Automation requests: create, approve, deny, list, show.
     Request(request::RequestArgs),
+}
+
+/// The environment variable whose value (when set and not empty) replaces
+/// `api.token` of the configuration file.
+pub const API_TOKEN_ENV: &str = "AUTOMATE_API_TOKEN";
+
+/// Reads and checks `automate.yaml` as every command does: the
+/// [`API_TOKEN_ENV`] variable, when set and not empty, replaces
+/// `api.token`.
+pub fn load_config(
+    path: &std::path::Path,
+) -> Result<crate::events::config::Config, crate::events::config::ConfigError> {
+    let token = std::env::var(API_TOKEN_ENV).ok();
+    crate::events::config::Config::load_with_token(path, token.as_deref())
 }
 
 /// Parses the command line, runs the command, maps the outcome to an exit code.

@@ -18,7 +18,6 @@
 use super::logfile::{Dropped, LogFile, Rotation};
 use super::{Global, LogFormat};
 use crate::events::config::{self, Config};
-use crate::events::pipeline::Pipeline;
 use anyhow::Context;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -86,7 +85,7 @@ fn flush(files: &[LogOut]) {
 }
 
 pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let cfg = Config::load(&args.config)?;
+    let cfg = super::load_config(&args.config)?;
     if args.floor {
         return floor(&cfg);
     }
@@ -119,7 +118,7 @@ fn run_inner(
         .context("starting the runtime")?;
     let started = Instant::now();
     let stats = rt.block_on(async {
-        let pipeline = Pipeline::start(cfg, &global.datastore, &global.db).await?;
+        let pipeline = super::compose::start(cfg, &global.datastore, &global.db).await?;
         tracing::info!(target: "evm", "MIQ(automate run) started: {} providers, {} workers, {} leases of a previous run released", cfg.providers.len(), cfg.workers, pipeline.released);
         // A store that failed (not a full disk, which waits for space)
         // ends the run: only a restart opens it again.

@@ -2,6 +2,11 @@
 //! and storm control, the API listener and the logs. `docs/configuration.md`
 //! describes every key; `automate.example.yaml` is a commented example.
 //!
+//! Each catcher's settings and their checks live in its module
+//! ([`super::catchers`]); this module only refers to them (and builds the
+//! catchers, [`Config::build_catchers`]): the catchers never read the
+//! configuration.
+//!
 //! Everything but `providers` has a default, so the smallest file is:
 //!
 //! ```yaml
@@ -13,7 +18,9 @@
 //!     catcher: {kind: simulate, seed: 7, rate: 2}
 //! ```
 
-use super::catchers::{check_name, Catcher, CatcherConfig, CatcherError, CaughtSender, Filter};
+use super::catchers::{
+    check_name, Catcher, CatcherConfig, CatcherError, Catchers, CaughtSender, Filter,
+};
 use super::Provider;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -155,7 +162,8 @@ pub struct ApiConfig {
     /// `host:port`.
     pub listen: String,
     /// The `X-Auth-Token` every request must carry. Empty refuses all
-    /// requests. The `AUTOMATE_API_TOKEN` environment variable overrides it.
+    /// requests. The `AUTOMATE_API_TOKEN` environment variable overrides it
+    /// (the command line reads it: [`Config::load_with_token`]).
     pub token: String,
     /// What clients reach the API at (`https://automate.example.com`):
     /// every `href` starts with it. Unset, `href`s are paths (`/api/...`);
@@ -594,6 +602,17 @@ const MAX_CONFIG_BYTES: usize = 4 << 20;
 impl Config {
     /// Reads and checks a configuration file.
     pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        Config::load_with_token(path, None)
+    }
+
+    /// Reads and checks a configuration file, with `api.token` replaced by
+    /// `token` when it is given and not empty (before the checks: the
+    /// http catcher needs a token). The command line passes the
+    /// `AUTOMATE_API_TOKEN` environment variable; the library reads none.
+    pub fn load_with_token(
+        path: impl AsRef<Path>,
+        token: Option<&str>,
+    ) -> Result<Config, ConfigError> {
         let path = path.as_ref();
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
@@ -604,10 +623,8 @@ impl Config {
         if let Some(base) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             cfg.resolve_paths(base);
         }
-        if let Ok(token) = std::env::var("AUTOMATE_API_TOKEN") {
-            if !token.is_empty() {
-                cfg.api.token = token;
-            }
+        if let Some(token) = token.filter(|t| !t.is_empty()) {
+            cfg.api.token = token.to_string();
         }
         cfg.checked(&text, &shown)
     }
@@ -794,6 +811,17 @@ impl Config {
         }
     }
 
+    /// Builds every provider's catcher, in order, all sending into `out`
+    /// (the `http` ones served with `api.token`).
+    pub fn build_catchers(&self, out: CaughtSender) -> Result<Catchers, CatcherError> {
+        let catchers = self
+            .providers
+            .iter()
+            .map(|p| p.build_catcher(out.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Catchers::new(catchers, &self.api.token))
+    }
+
     /// The provider called `name`.
     pub fn provider(&self, name: &str) -> Option<&ProviderConfig> {
         self.providers.iter().find(|p| p.provider.name == name)
@@ -911,6 +939,25 @@ mod tests {
         assert!(
             Config::from_yaml(&format!("{base}engine: {{max_object: 5}}\n"), "t.yaml").is_err()
         );
+    }
+
+    /// The token the command line passes (`AUTOMATE_API_TOKEN`) replaces
+    /// `api.token` before the checks; an empty one does not.
+    #[test]
+    fn a_given_token_replaces_api_token_before_the_checks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("automate.yaml");
+        let text = "providers:\n  - {name: r, type: RHEVM, hostname: h, userid: u, catcher: {kind: http}}\n";
+        std::fs::write(&path, text).expect("written");
+        let err = Config::load(&path).expect_err("the http catcher needs a token");
+        assert!(err.to_string().contains("api.token"), "{err}");
+        assert!(Config::load_with_token(&path, Some("")).is_err());
+        let cfg = Config::load_with_token(&path, Some("s3cr3t")).expect("valid");
+        assert_eq!(cfg.api.token, "s3cr3t");
+        std::fs::write(&path, format!("{text}api: {{token: from-file}}\n")).expect("written");
+        assert_eq!(Config::load(&path).expect("valid").api.token, "from-file");
+        let cfg = Config::load_with_token(&path, Some("s3cr3t")).expect("valid");
+        assert_eq!(cfg.api.token, "s3cr3t");
     }
 
     #[test]

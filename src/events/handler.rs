@@ -21,10 +21,12 @@ use crate::vmdb::{ObjectStore, Schedule, StoreError, VmdbRef};
 use std::sync::{Arc, Mutex};
 
 /// Serializes the creation of VMs and hosts seen for the first time, so two
-/// workers never create the same one twice (they are created with
-/// [`ObjectStore::create_now`], outside any unit of work, so every worker
-/// finds them at once).
-static FIRST_SIGHT: Mutex<()> = Mutex::new(());
+/// handlers never create the same one twice (they are created with
+/// [`ObjectStore::create_now`], outside any unit of work, so every handler
+/// finds them at once). Handlers that write the same store at once share
+/// one ([`Handler::with_first_sight`]); cloning shares it.
+#[derive(Debug, Clone, Default)]
+pub struct FirstSight(Arc<Mutex<()>>);
 
 /// Why an event could not be handled.
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +131,9 @@ pub struct Handler {
     /// Hand retries back in [`HandleOutcome::retry`] instead of scheduling
     /// them.
     defer_retries: bool,
+    /// Held while a VM or host seen for the first time is looked up again
+    /// and created.
+    first_sight: FirstSight,
 }
 
 impl Handler {
@@ -147,6 +152,7 @@ impl Handler {
             providers: Mutex::new(rustc_hash::FxHashMap::default()),
             schedule: None,
             defer_retries: false,
+            first_sight: FirstSight::default(),
         })
     }
 
@@ -165,6 +171,15 @@ impl Handler {
     /// re-delivered event does not schedule its retry twice).
     pub fn deferring_retries(mut self) -> Handler {
         self.defer_retries = true;
+        self
+    }
+
+    /// Shares `lock` with the other handlers that write the same store at
+    /// once (the pipeline's workers), so no two of them create the same VM
+    /// or host seen for the first time. A handler made by [`Handler::new`]
+    /// has a lock of its own.
+    pub fn with_first_sight(mut self, lock: FirstSight) -> Handler {
+        self.first_sight = lock;
         self
     }
 
@@ -394,7 +409,7 @@ impl Handler {
         }
         // First sight: look again under the lock (another worker may have
         // just created it), then create it for everyone at once.
-        let _guard = FIRST_SIGHT.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = self.first_sight.0.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = find() {
             return Ok(r);
         }

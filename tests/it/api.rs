@@ -719,7 +719,7 @@ fn pipeline_serves_the_whole_api_with_the_http_catcher() {
         .build()
         .unwrap();
     let pipeline = rt
-        .block_on(automate::events::pipeline::Pipeline::start(
+        .block_on(automate::cli::compose::start(
             &cfg,
             &datastore_dir(),
             &dir.path().join("run.redb"),

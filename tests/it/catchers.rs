@@ -12,8 +12,8 @@
 use automate::events::catchers::http::{self, HttpState};
 use automate::events::catchers::simulate::{power_phase, SimulateConfig, Simulator};
 use automate::events::catchers::{
-    amqp::AmqpConfig, jsonl::JsonlConfig, oslo, sink_pair, CatcherConfig, CatcherStats, Catchers,
-    Caught, Filter,
+    amqp::AmqpConfig, jsonl::JsonlConfig, oslo, sink_pair, CatcherConfig, CatcherStats, Caught,
+    Filter,
 };
 use automate::events::config::{Config, ConfigError, LogFormat, WhenFull};
 use automate::events::{Provider, ProviderEvent};
@@ -199,7 +199,7 @@ fn catchers_build_from_config_and_refuse_bad_settings() {
     );
     let cfg = Config::from_yaml(&text, "t.yaml").unwrap_or_else(|e| panic!("{e}"));
     let (tx, _rx) = sink_pair(8);
-    let built = Catchers::build(&cfg, tx.clone()).unwrap();
+    let built = cfg.build_catchers(tx.clone()).unwrap();
     let kinds: Vec<_> = built.catchers.iter().map(|c| c.kind()).collect();
     assert_eq!(kinds, ["simulate", "http", "amqp"]);
     let state = built.http.expect("an http endpoint");
@@ -256,7 +256,7 @@ async fn catchers_run_together_and_the_first_error_stops_the_rest() {
     );
     let cfg = Config::from_yaml(&text, "t.yaml").unwrap_or_else(|e| panic!("{e}"));
     let (tx, mut rx) = sink_pair(100);
-    let all = Catchers::build(&cfg, tx).unwrap();
+    let all = cfg.build_catchers(tx).unwrap();
     assert!(all.http.is_none());
     all.run(CancellationToken::new()).await.unwrap();
     let got = drain(&mut rx);
@@ -267,7 +267,7 @@ async fn catchers_run_together_and_the_first_error_stops_the_rest() {
     let text = "providers:\n  - {name: r, type: RHEVM, hostname: r, userid: u, catcher: {kind: simulate, rate: 100}}\n  - {name: o, type: OPENSTACK, hostname: o, userid: u, catcher: {kind: jsonl, path: /nonexistent/x.jsonl}}\n";
     let cfg = Config::from_yaml(text, "t.yaml").unwrap();
     let (tx, _rx) = sink_pair(1000);
-    let all = Catchers::build(&cfg, tx).unwrap();
+    let all = cfg.build_catchers(tx).unwrap();
     let err = tokio::time::timeout(Duration::from_secs(10), all.run(CancellationToken::new()))
         .await
         .expect("the simulate catcher was stopped too")

@@ -467,22 +467,20 @@ pub struct Catchers {
 }
 
 impl Catchers {
-    /// Builds the catchers of `config`, all sending into `out`.
-    pub fn build(
-        config: &super::config::Config,
-        out: CaughtSender,
-    ) -> Result<Catchers, CatcherError> {
-        let mut catchers = Vec::new();
+    /// Gathers the providers' built catchers (all sending into one
+    /// channel); the `http` ones' endpoints go into one
+    /// [`http::HttpState`] that asks for `token`. The configuration builds
+    /// them (`Config::build_catchers`): this module knows each catcher's
+    /// settings, not the configuration file.
+    pub fn new(catchers: Vec<Catcher>, token: &str) -> Catchers {
         let mut http: Option<http::HttpState> = None;
-        for p in &config.providers {
-            let c = p.build_catcher(out.clone())?;
+        for c in &catchers {
             if let Some(ep) = c.http_endpoint() {
-                http.get_or_insert_with(|| http::HttpState::new(config.api.token.clone()))
+                http.get_or_insert_with(|| http::HttpState::new(token))
                     .add(ep);
             }
-            catchers.push(c);
         }
-        Ok(Catchers { catchers, http })
+        Catchers { catchers, http }
     }
 
     /// Runs every catcher until all have ended or `shutdown` fires; the first

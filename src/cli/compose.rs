@@ -1,0 +1,62 @@
+//! The composition root of `automate run`: opens the object store and the
+//! datastore, builds the engine with its methods, prepares the event
+//! pipeline on them, serves the REST API beside it (with the http
+//! catcher's `POST /api/events` merged into the same listener) and starts
+//! the pipeline. The pipeline knows nothing of the API; this is the one
+//! place that wires the two (and the redb store) together.
+
+use crate::datastore::Datastore;
+use crate::engine::Engine;
+use crate::events::config::Config;
+use crate::events::pipeline::Pipeline;
+use crate::vmdb::RedbStore;
+use anyhow::Context;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Opens the store at `db_path` and the datastore at `datastore_root`,
+/// prepares the pipeline of `config` (the leases of a previous process
+/// released), serves the REST API on `api.listen` when an http catcher or
+/// `api.token` asks for it, and starts the catchers, the committer, the
+/// dispatcher with `config.workers` workers and the retry runner. Call it
+/// inside a Tokio runtime; [`Pipeline::shutdown`] stops the API with the
+/// catchers.
+pub async fn start(
+    config: &Config,
+    datastore_root: &Path,
+    db_path: &Path,
+) -> anyhow::Result<Pipeline> {
+    let store = Arc::new(
+        RedbStore::open(db_path)
+            .with_context(|| format!("opening the object store {}", db_path.display()))?
+            .with_relaxed_durability(true),
+    );
+    let (ds, problems) = Datastore::open(datastore_root);
+    for p in &problems {
+        tracing::warn!(target: "evm", "datastore: {p}");
+    }
+    let mut engine = Engine::new(Arc::new(ds)).with_store(store.clone());
+    engine.options.budget = config.engine.limits();
+    let (engine, _runner) = crate::control::with_control(engine);
+    let mut pipeline = Pipeline::prepare(config, engine.clone(), store.clone())?;
+    // The REST API (the http catcher's `POST /api/events` merged in) on
+    // api.listen, when an http catcher or api.token asks.
+    let events = pipeline.take_http_catcher();
+    let server = if events.is_some() || !config.api.token.is_empty() {
+        let listener = tokio::net::TcpListener::bind(&config.api.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.api.listen))?;
+        let api = crate::api::ApiState::new(&*config.api.token, engine, store)?
+            .with_queue(pipeline.queue())
+            .with_config(&config.api)?;
+        let router = crate::api::router(api, events);
+        let limits = config.api.limits.clone();
+        let stop = pipeline.stop_signal();
+        Some(tokio::spawn(async move {
+            crate::api::serve_with(listener, router, &limits, stop).await
+        }))
+    } else {
+        None
+    };
+    Ok(pipeline.start(server)?)
+}
