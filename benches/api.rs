@@ -16,12 +16,12 @@
 
 // The allocator the `automate` binary runs with.
 #[global_allocator]
-static ALLOC: automate::methods::alloc::CountingAlloc = automate::methods::alloc::CountingAlloc;
+static ALLOC: automate_core::alloc::CountingAlloc = automate_core::alloc::CountingAlloc;
 
-use automate::api::{router, serve, ApiState};
-use automate::datastore::Datastore;
-use automate::engine::Engine;
-use automate::vmdb::RedbStore;
+use automate_api::{router, serve, ApiState};
+use automate_datastore::Datastore;
+use automate_engine::Engine;
+use automate_redb::RedbStore;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -134,7 +134,7 @@ fn main() {
     let (ds, problems) = Datastore::open(&root);
     assert!(problems.is_empty(), "{problems:?}");
     let (engine, _runner) =
-        automate::control::with_control(Engine::new(Arc::new(ds)).with_store(store.clone()));
+        automate_control::with_control(Engine::new(Arc::new(ds)).with_store(store.clone()));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -10,9 +10,9 @@
 
 // The allocator the `automate` binary runs with.
 #[global_allocator]
-static ALLOC: automate::methods::alloc::CountingAlloc = automate::methods::alloc::CountingAlloc;
+static ALLOC: automate_core::alloc::CountingAlloc = automate_core::alloc::CountingAlloc;
 
-use automate::datastore::{fs as dsfs, Index};
+use automate_datastore::{fs as dsfs, Index};
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
 use std::path::PathBuf;

@@ -6,17 +6,17 @@
 
 // The allocator the `automate` binary runs with.
 #[global_allocator]
-static ALLOC: automate::methods::alloc::CountingAlloc = automate::methods::alloc::CountingAlloc;
+static ALLOC: automate_core::alloc::CountingAlloc = automate_core::alloc::CountingAlloc;
 
 use std::hint::black_box;
 
 use std::path::Path;
 use std::sync::Arc;
 
-use automate::datastore::Datastore;
-use automate::engine::{AttrValue, Attributes, Builtins, Engine, EngineOptions};
-use automate::uri;
-use automate::vmdb::MemoryStore;
+use automate_core::uri;
+use automate_datastore::Datastore;
+use automate_engine::{AttrValue, Attributes, Builtins, Engine, EngineOptions};
+use automate_vmdb::MemoryStore;
 use criterion::{criterion_group, criterion_main, Criterion};
 
 /// The delivery URI of the seed's `USER_RUN_VM` event (SPEC §5).

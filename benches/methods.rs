@@ -16,12 +16,12 @@
 
 // The allocator the `automate` binary runs with.
 #[global_allocator]
-static ALLOC: automate::methods::alloc::CountingAlloc = automate::methods::alloc::CountingAlloc;
+static ALLOC: automate_core::alloc::CountingAlloc = automate_core::alloc::CountingAlloc;
 
-use automate::datastore::Datastore;
-use automate::engine::Engine;
-use automate::methods::{self, RhaiRunner};
-use automate::vmdb::MemoryStore;
+use automate_datastore::Datastore;
+use automate_engine::Engine;
+use automate_methods::RhaiRunner;
+use automate_vmdb::MemoryStore;
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
 use std::path::Path;
@@ -177,8 +177,8 @@ fn benches(c: &mut Criterion) {
     assert!(problems.is_empty(), "{problems:?}");
     let mut engine = Engine::new(Arc::new(ds)).with_store(Arc::new(MemoryStore::new()));
     engine.options.emit_tracing = false;
-    let (engine, _runner) = automate::control::with_control(engine);
-    let engine = engine.with_builtins(methods::event_builtins().with_noops(&["noop"]));
+    let (engine, _runner) = automate_control::with_control(engine);
+    let engine = engine.with_builtins(automate_methods::event_builtins().with_noops(&["noop"]));
     let args = vec![("x".to_string(), "1".to_string())];
 
     let ws = engine

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 /// Counts each thread's allocations so a Rhai method's memory can be
 /// bounded (`automate::methods::alloc`).
 #[global_allocator]
-static ALLOC: automate::methods::alloc::CountingAlloc = automate::methods::alloc::CountingAlloc;
+static ALLOC: automate_core::alloc::CountingAlloc = automate_core::alloc::CountingAlloc;
 
 fn main() -> ExitCode {
     automate::cli::main()

@@ -23,10 +23,11 @@
 //!
 //! `CRASH_EVENTS` and `CRASH_SEED` override the event count and the seed.
 
-use automate::datastore::Datastore;
-use automate::engine::deliver::{deliver, Delivery, Outcome, DEFAULT_MAX_DELIVERIES};
-use automate::engine::{AttrValue, Attributes, Engine};
-use automate::vmdb::{ObjectStore, RedbStore};
+use automate_datastore::Datastore;
+use automate_engine::deliver::{deliver, Delivery, Outcome, DEFAULT_MAX_DELIVERIES};
+use automate_engine::{AttrValue, Attributes, Engine};
+use automate_redb::RedbStore;
+use automate_vmdb::ObjectStore;
 use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::net::{TcpListener, TcpStream};
@@ -148,7 +149,7 @@ fn start_machines(db: &Path) -> Vec<i64> {
     let (ds, problems) = Datastore::open(&datastore_dir());
     assert!(problems.is_empty(), "{problems:?}");
     let (engine, _runner) =
-        automate::control::with_control(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));
+        automate_control::with_control(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));
     for &id in &vms {
         let d = Delivery {
             uri: format!("/SM/Counter/default?machine={id}"),

@@ -12,8 +12,8 @@
 //! Needs `mount -t tmpfs` (root): without it the tests print why and skip,
 //! unless `AUTOMATE_TEST_MOUNT=1` (CI sets it) makes them mandatory.
 
-use automate::engine::AttrValue;
-use automate::vmdb::RedbStore;
+use automate_engine::AttrValue;
+use automate_redb::RedbStore;
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};

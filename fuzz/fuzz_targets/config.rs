@@ -6,7 +6,7 @@
 
 #![no_main]
 
-use automate::events::config::{
+use automate_events::config::{
     Config, ConfigError, MAX_BATCH, MAX_BATCH_WAIT_MS, MAX_QUEUE_CAPACITY,
     MAX_STATS_INTERVAL_SECS, MAX_WORKERS,
 };

@@ -9,8 +9,8 @@
 
 #![no_main]
 
-use automate::engine::keys::{attr_name, check_user_key, is_system_key, merge_args, SYSTEM_ATTRS};
-use automate::engine::time::{
+use automate_engine::keys::{attr_name, check_user_key, is_system_key, merge_args, SYSTEM_ATTRS};
+use automate_core::time::{
     after_now, iso8601, parse_duration_secs, parse_time, parse_utc_text, MAX_DURATION_SECS,
 };
 use libfuzzer_sys::fuzz_target;
@@ -48,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
         .iter()
         .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
         .collect();
-    let refused = automate::requests::check_parameters("parameters", &map).is_err();
+    let refused = automate_requests::check_parameters("parameters", &map).is_err();
     assert_eq!(
         refused,
         map.keys().any(|k| is_system_key(k)),
@@ -57,7 +57,7 @@ fuzz_target!(|data: &[u8]| {
     for (k, _) in &params {
         assert_eq!(check_user_key("attributes", k).is_err(), is_system_key(k), "{k:?}");
     }
-    let _ = automate::requests::check_uri_part("instance", duration);
+    let _ = automate_requests::check_uri_part("instance", duration);
 
     // The system's keys, as a request's task delivery sets them.
     let system: Vec<(String, String)> = vec![
@@ -67,8 +67,8 @@ fuzz_target!(|data: &[u8]| {
         ("vmdb_object_type".into(), "automation_task".into()),
     ];
     let merged = merge_args(system.clone(), params.iter().cloned());
-    let uri = format!("/Test/Work/hello?{}", automate::uri::hash2query(&merged));
-    let parsed = automate::uri::parse(&uri).expect("a URI built by hash2query parses");
+    let uri = format!("/Test/Work/hello?{}", automate_core::uri::hash2query(&merged));
+    let parsed = automate_core::uri::parse(&uri).expect("a URI built by hash2query parses");
     for (sk, sv) in &system {
         let name = attr_name(sk);
         // The engine sets attributes in query order: the last pair naming

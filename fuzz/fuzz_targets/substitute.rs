@@ -6,9 +6,9 @@
 
 #![no_main]
 
-use automate::datastore::Datastore;
-use automate::engine::{AttrValue, Attributes, Engine, Object};
-use automate::vmdb::{MemoryStore, VmdbRef};
+use automate_datastore::Datastore;
+use automate_engine::{AttrValue, Attributes, Engine, Object};
+use automate_vmdb::{MemoryStore, VmdbRef};
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};

@@ -6,8 +6,8 @@
 
 #![no_main]
 
-use automate::datastore::fs;
-use automate::datastore::yaml::{parse_document, to_psych_yaml};
+use automate_datastore::fs;
+use automate_datastore::yaml::{parse_document, to_psych_yaml};
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 

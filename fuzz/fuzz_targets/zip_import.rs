@@ -8,7 +8,7 @@
 
 #![no_main]
 
-use automate::datastore::{import, Datastore, ImportOptions};
+use automate_datastore::{import, Datastore, ImportOptions};
 use libfuzzer_sys::fuzz_target;
 use std::path::PathBuf;
 use std::sync::OnceLock;

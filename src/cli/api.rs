@@ -1,17 +1,17 @@
 //! `automate api [--listen ADDR] [--config FILE]`: serves the REST API
-//! (`crate::api`, `docs/api.md`) on `--db` and `--datastore` without the
+//! (`automate_api`, `docs/api.md`) on `--db` and `--datastore` without the
 //! event pipeline's catchers, for automation requests and datastore
 //! browsing. State-machine retries of the requests it runs are re-delivered
 //! by a retry runner in the same process. Runs until SIGTERM or SIGINT.
 
 use super::Global;
-use crate::api::{router, serve_with, ApiState};
-use crate::datastore::Datastore;
-use crate::engine::deliver::{run_due, DEFAULT_MAX_DELIVERIES};
-use crate::engine::Engine;
-use crate::events::config::{ApiConfig, EngineConfig};
-use crate::vmdb::RedbStore;
 use anyhow::{bail, Context};
+use automate_api::{router, serve_with, ApiState};
+use automate_datastore::Datastore;
+use automate_engine::deliver::{run_due, DEFAULT_MAX_DELIVERIES};
+use automate_engine::Engine;
+use automate_events::config::{ApiConfig, EngineConfig};
+use automate_redb::RedbStore;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -63,7 +63,7 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
     }
     let mut engine = Engine::new(Arc::new(ds)).with_store(store.clone());
     engine.options.budget = budget;
-    let (engine, _runner) = crate::control::with_control(engine);
+    let (engine, _runner) = automate_control::with_control(engine);
 
     // Re-delivers the state-machine retries of the requests run here.
     let stop = Arc::new(AtomicBool::new(false));

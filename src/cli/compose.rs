@@ -5,12 +5,12 @@
 //! the pipeline. The pipeline knows nothing of the API; this is the one
 //! place that wires the two (and the redb store) together.
 
-use crate::datastore::Datastore;
-use crate::engine::Engine;
-use crate::events::config::Config;
-use crate::events::pipeline::Pipeline;
-use crate::vmdb::RedbStore;
 use anyhow::Context;
+use automate_datastore::Datastore;
+use automate_engine::Engine;
+use automate_events::config::Config;
+use automate_events::pipeline::Pipeline;
+use automate_redb::RedbStore;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -37,7 +37,7 @@ pub async fn start(
     }
     let mut engine = Engine::new(Arc::new(ds)).with_store(store.clone());
     engine.options.budget = config.engine.limits();
-    let (engine, _runner) = crate::control::with_control(engine);
+    let (engine, _runner) = automate_control::with_control(engine);
     let mut pipeline = Pipeline::prepare(config, engine.clone(), store.clone())?;
     // The REST API (the http catcher's `POST /api/events` merged in) on
     // api.listen, when an http catcher or api.token asks.
@@ -46,14 +46,14 @@ pub async fn start(
         let listener = tokio::net::TcpListener::bind(&config.api.listen)
             .await
             .with_context(|| format!("listening on {}", config.api.listen))?;
-        let api = crate::api::ApiState::new(&*config.api.token, engine, store)?
+        let api = automate_api::ApiState::new(&*config.api.token, engine, store)?
             .with_queue(pipeline.queue())
             .with_config(&config.api)?;
-        let router = crate::api::router(api, events);
+        let router = automate_api::router(api, events);
         let limits = config.api.limits.clone();
         let stop = pipeline.stop_signal();
         Some(tokio::spawn(async move {
-            crate::api::serve_with(listener, router, &limits, stop).await
+            automate_api::serve_with(listener, router, &limits, stop).await
         }))
     } else {
         None

@@ -1,15 +1,15 @@
 //! `automate datastore list|tree|show|validate`, `automate import`, `automate export`.
 //!
-//! Thin front ends over [`crate::datastore`]: they load the datastore, call the
+//! Thin front ends over [`automate_datastore`]: they load the datastore, call the
 //! library, and print text (or JSON for `show --json`). Problems found while
 //! loading are counted on stderr with a pointer to `datastore validate`.
 
 use super::Global;
-use crate::datastore::export::{self, ExportOptions};
-use crate::datastore::import::{self, ImportOptions};
-use crate::datastore::index::{ClassDef, FieldDef, Index, InstanceDef, MethodDef};
-use crate::datastore::{fs as dsfs, validate, Class, Domain, Namespace};
 use anyhow::{bail, Context};
+use automate_datastore::export::{self, ExportOptions};
+use automate_datastore::import::{self, ImportOptions};
+use automate_datastore::index::{ClassDef, FieldDef, Index, InstanceDef, MethodDef};
+use automate_datastore::{fs as dsfs, validate, Class, Domain, Namespace};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -467,7 +467,7 @@ fn resolve_show<'a>(index: &'a Index, segs: &[&str]) -> Option<Target<'a>> {
     let c = index
         .resolve(&ns, class, last)
         .or_else(|| index.class(&ns, class))?;
-    let missing = c.instance(crate::datastore::index::MISSING)?;
+    let missing = c.instance(automate_datastore::index::MISSING)?;
     Some(Target::Instance(c, missing, false))
 }
 
@@ -795,10 +795,10 @@ fn method_text(c: &ClassDef, m: &MethodDef) -> String {
 /// Compiles an inline Rhai method's body; a syntax error is a problem at
 /// the body file's line and column.
 fn rhai_problems(
-    runner: &crate::methods::RhaiRunner,
-    m: &crate::datastore::Method,
+    runner: &automate_methods::RhaiRunner,
+    m: &automate_datastore::Method,
     yaml_path: &Path,
-) -> Vec<crate::datastore::Problem> {
+) -> Vec<automate_datastore::Problem> {
     if !m.language().eq_ignore_ascii_case("rhai") || m.location() != "inline" {
         return Vec::new();
     }
@@ -813,7 +813,7 @@ fn rhai_problems(
                 None => yaml_path.to_path_buf(),
             };
             let mut p =
-                crate::datastore::Problem::new(&file, format!("Rhai syntax error: {}", e.0))
+                automate_datastore::Problem::new(&file, format!("Rhai syntax error: {}", e.0))
                     .at_line(e.1.line().unwrap_or(0));
             p.column = e.1.position().unwrap_or(0);
             vec![p]
@@ -828,9 +828,9 @@ fn validate_cmd(root: &Path) -> anyhow::Result<ExitCode> {
             root.display()
         );
     }
-    let runner = crate::methods::RhaiRunner::new();
+    let runner = automate_methods::RhaiRunner::new();
     let rhai_check =
-        move |m: &crate::datastore::Method, path: &Path| rhai_problems(&runner, m, path);
+        move |m: &automate_datastore::Method, path: &Path| rhai_problems(&runner, m, path);
     let report = validate::validate_report(root, &[&rhai_check]);
     let all = report.all();
     for p in &all {

@@ -2,7 +2,7 @@
 //! (`docs/operations.md`).
 //!
 //! * `automate db check` copies the file and runs redb's integrity check
-//!   and a read of every object on the copy ([`crate::vmdb::check`]); the
+//!   and a read of every object on the copy ([`automate_redb::check`]); the
 //!   file itself is never written. Exit 1 when it is damaged.
 //! * `automate db backup FILE` writes a consistent copy (one read
 //!   transaction, copied into a new file: [`RedbStore::backup`]). When no
@@ -14,8 +14,8 @@
 //!   it, and renamed over `FILE`.
 
 use super::Global;
-use crate::vmdb::RedbStore;
 use anyhow::{bail, Context};
+use automate_redb::RedbStore;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -62,7 +62,7 @@ fn check(db: &Path, json: bool) -> anyhow::Result<ExitCode> {
         bail!("{}: no such file", db.display());
     }
     let scratch = tempfile::tempdir().context("creating a scratch directory for the copy")?;
-    let report = crate::vmdb::check(db, scratch.path())
+    let report = automate_redb::check(db, scratch.path())
         .with_context(|| format!("checking {}", db.display()))?;
     let mut out = std::io::stdout().lock();
     if json {
@@ -116,7 +116,7 @@ fn backup(db: &Path, args: &BackupArgs) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Err(crate::vmdb::StoreError::InUse(_)) => backup_through_api(args),
+        Err(automate_vmdb::StoreError::InUse(_)) => backup_through_api(args),
         Err(e) => Err(e).with_context(|| format!("opening {}", db.display())),
     }
 }
@@ -155,7 +155,7 @@ fn backup_through_api(args: &BackupArgs) -> anyhow::Result<ExitCode> {
     }
     let objects: Option<u64> = resp
         .headers()
-        .get(crate::api::db::OBJECTS_HEADER)
+        .get(automate_api::db::OBJECTS_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
     let dir = match args.file.parent() {

@@ -4,9 +4,9 @@
 //! prints the evm.log lines as the seed shows them, then a summary.
 
 use super::Global;
-use crate::datastore::Datastore;
-use crate::engine::Engine;
-use crate::events::{scenario, EvmLog, Handler};
+use automate_datastore::Datastore;
+use automate_engine::Engine;
+use automate_events::{scenario, EvmLog, Handler};
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -38,8 +38,9 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
         .prefix("automate-demo-")
         .tempdir()?;
     let db = tmp.path().join("automate.redb");
-    let store = Arc::new(crate::vmdb::RedbStore::open(&db)?);
-    let engine = crate::control::with_control_builtins(Engine::new(Arc::new(ds)).with_store(store));
+    let store = Arc::new(automate_redb::RedbStore::open(&db)?);
+    let engine =
+        automate_control::with_control_builtins(Engine::new(Arc::new(ds)).with_store(store));
     let log = EvmLog::default();
     let handler = Handler::new(engine, log.clone())?;
     let (rhev, openstack) = scenario::providers();

@@ -3,14 +3,14 @@
 //! stored event stream).
 
 use super::Global;
-use crate::datastore::Datastore;
-use crate::engine::datatype::to_json;
-use crate::engine::time::{iso8601, now_ms, parse_time};
-use crate::engine::{AttrValue, Engine};
-use crate::events::stream::{event_streams, EventFilter};
-use crate::events::{EvmLog, Handler, Provider, ProviderEvent};
-use crate::vmdb::RedbStore;
 use anyhow::Context;
+use automate_core::time::{iso8601, now_ms, parse_time};
+use automate_datastore::Datastore;
+use automate_engine::datatype::to_json;
+use automate_engine::{AttrValue, Engine};
+use automate_events::stream::{event_streams, EventFilter};
+use automate_events::{EvmLog, Handler, Provider, ProviderEvent};
+use automate_redb::RedbStore;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -120,7 +120,7 @@ pub fn send(global: &Global, cmd: EventCmd) -> anyhow::Result<ExitCode> {
     }
     let schedule = store.schedule();
     let (engine, _runner) =
-        crate::control::with_control(Engine::new(Arc::new(ds)).with_store(store));
+        automate_control::with_control(Engine::new(Arc::new(ds)).with_store(store));
     let log = EvmLog::default();
     // A state machine that asks for a retry is scheduled for
     // `automate retries run-due` (or a running `automate run`).

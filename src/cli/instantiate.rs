@@ -3,11 +3,12 @@
 //! tree with each object's attributes. `--json` prints both as JSON.
 
 use super::Global;
-use crate::datastore::Datastore;
-use crate::engine::deliver::{deliver, Delivery, Outcome, DEFAULT_MAX_DELIVERIES};
-use crate::engine::{AttrValue, Attributes, Engine, ObjectId, Workspace};
-use crate::vmdb::{MemoryStore, ObjectStore, RedbSchedule, RedbStore};
 use anyhow::Context;
+use automate_datastore::Datastore;
+use automate_engine::deliver::{deliver, Delivery, Outcome, DEFAULT_MAX_DELIVERIES};
+use automate_engine::{AttrValue, Attributes, Engine, ObjectId, Workspace};
+use automate_redb::{RedbSchedule, RedbStore};
+use automate_vmdb::{MemoryStore, ObjectStore};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,7 +57,7 @@ pub fn run(global: &Global, args: InstantiateArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let (engine, _runner) =
-        crate::control::with_control(Engine::new(Arc::new(ds)).with_store(store));
+        automate_control::with_control(Engine::new(Arc::new(ds)).with_store(store));
     let (ws, err) = match &schedule {
         Some(schedule) => {
             let d = Delivery {
@@ -131,7 +132,7 @@ pub fn load_objects(store: &MemoryStore, path: &PathBuf) -> anyhow::Result<()> {
         let mut attrs = Attributes::default();
         if let Some(map) = obj["attributes"].as_object() {
             for (k, v) in map {
-                attrs.insert(k.to_lowercase(), crate::engine::datatype::from_json(v));
+                attrs.insert(k.to_lowercase(), automate_engine::datatype::from_json(v));
             }
         }
         store.insert(class, id, attrs).with_context(|| {

@@ -52,7 +52,7 @@ pub struct Rotation {
 impl Default for Rotation {
     /// `log.max_size` and `log.keep`'s defaults.
     fn default() -> Self {
-        let log = crate::events::config::LogConfig::default();
+        let log = automate_events::config::LogConfig::default();
         Rotation {
             max_size: log.max_size.0,
             keep: log.keep,

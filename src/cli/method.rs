@@ -2,10 +2,10 @@
 //! class and print the trace and the object's attributes.
 
 use super::Global;
-use crate::datastore::Datastore;
-use crate::engine::{AttrValue, Engine};
-use crate::vmdb::RedbStore;
 use anyhow::Context;
+use automate_datastore::Datastore;
+use automate_engine::{AttrValue, Engine};
+use automate_redb::RedbStore;
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -32,7 +32,7 @@ pub fn run(global: &Global, cmd: MethodCmd) -> anyhow::Result<ExitCode> {
     let store = RedbStore::open(&global.db)
         .with_context(|| format!("opening the object store {}", global.db.display()))?;
     let (engine, _runner) =
-        crate::control::with_control(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));
+        automate_control::with_control(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));
     let (ws, err) = engine.run_method(&path, &attrs);
     let mut out = std::io::stdout().lock();
     for line in &ws.trace {

@@ -104,9 +104,9 @@ pub const API_TOKEN_ENV: &str = "AUTOMATE_API_TOKEN";
 /// `api.token`.
 pub fn load_config(
     path: &std::path::Path,
-) -> Result<crate::events::config::Config, crate::events::config::ConfigError> {
+) -> Result<automate_events::config::Config, automate_events::config::ConfigError> {
     let token = std::env::var(API_TOKEN_ENV).ok();
-    crate::events::config::Config::load_with_token(path, token.as_deref())
+    automate_events::config::Config::load_with_token(path, token.as_deref())
 }
 
 /// Parses the command line, runs the command, maps the outcome to an exit code.

@@ -8,11 +8,11 @@
 //! stderr.
 
 use super::Global;
-use crate::datastore::Datastore;
-use crate::engine::Engine;
-use crate::requests::{NewRequest, RequestView, Requests};
-use crate::vmdb::RedbStore;
 use anyhow::Context;
+use automate_datastore::Datastore;
+use automate_engine::Engine;
+use automate_redb::RedbStore;
+use automate_requests::{NewRequest, RequestView, Requests};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -103,7 +103,7 @@ fn run_command(global: &Global, args: RequestArgs) -> anyhow::Result<ExitCode> {
         eprintln!("warning: {p}");
     }
     let (engine, _runner) =
-        crate::control::with_control(Engine::new(Arc::new(ds)).with_store(db.clone()));
+        automate_control::with_control(Engine::new(Arc::new(ds)).with_store(db.clone()));
     let requests = Requests::new(engine, schedule);
     let mut out = std::io::stdout().lock();
     let (views, json) = match args.cmd {
@@ -239,7 +239,7 @@ fn write_view(out: &mut impl Write, v: &RequestView) -> std::io::Result<()> {
 /// the file ([`RedbStore::guard`]).
 fn guarded<T>(
     db: &RedbStore,
-    f: impl FnOnce() -> Result<T, crate::requests::RequestError>,
+    f: impl FnOnce() -> Result<T, automate_requests::RequestError>,
 ) -> anyhow::Result<T> {
     let mut out = None;
     db.guard(|| {

@@ -2,11 +2,11 @@
 //! the object store (`--db`), and running the ones that have come due.
 
 use super::Global;
-use crate::datastore::Datastore;
-use crate::engine::deliver::{run_due, Outcome, DEFAULT_MAX_DELIVERIES, RETRY_KIND};
-use crate::engine::Engine;
-use crate::vmdb::RedbStore;
 use anyhow::Context;
+use automate_datastore::Datastore;
+use automate_engine::deliver::{run_due, Outcome, DEFAULT_MAX_DELIVERIES, RETRY_KIND};
+use automate_engine::Engine;
+use automate_redb::RedbStore;
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -72,7 +72,7 @@ pub fn run(global: &Global, cmd: RetriesCmd) -> anyhow::Result<ExitCode> {
                 eprintln!("warning: {p}");
             }
             let (engine, _runner) =
-                crate::control::with_control(Engine::new(Arc::new(ds)).with_store(Arc::new(db)));
+                automate_control::with_control(Engine::new(Arc::new(ds)).with_store(Arc::new(db)));
             // Claims of a process that died are due again at once.
             schedule.release_leases(SystemTime::now())?;
             let (mut done, mut retried, mut failed) = (0usize, 0usize, 0usize);

@@ -17,8 +17,8 @@
 
 use super::logfile::{Dropped, LogFile, Rotation};
 use super::{Global, LogFormat};
-use crate::events::config::{self, Config};
 use anyhow::Context;
+use automate_events::config::{self, Config};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -191,17 +191,17 @@ fn run_inner(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `run --floor`: [`crate::events::catchers::simulate::floor`] for each
+/// `run --floor`: [`automate_events::catchers::simulate::floor`] for each
 /// `simulate` provider.
 fn floor(cfg: &Config) -> anyhow::Result<ExitCode> {
-    use crate::events::catchers::CatcherConfig;
+    use automate_events::catchers::CatcherConfig;
     let mut out = std::io::stdout().lock();
     for p in &cfg.providers {
         if let CatcherConfig::Simulate(sim) = &p.catcher {
             let mut sim = sim.clone();
             sim.count = Some(sim.count.unwrap_or(100_000));
             let stats =
-                crate::events::catchers::simulate::floor(&sim, &p.provider, cfg.workers.max(1));
+                automate_events::catchers::simulate::floor(&sim, &p.provider, cfg.workers.max(1));
             writeln!(out, "{}", serde_json::to_string(&stats)?)?;
         }
     }
@@ -466,7 +466,7 @@ fn write_prefix(out: &mut impl Write, level: Level) {
     CACHED.with(|c| {
         let mut c = c.borrow_mut();
         if c.sec != sec {
-            let ms = crate::engine::time::iso8601(sec * 1000);
+            let ms = automate_core::time::iso8601(sec * 1000);
             // `2026-11-24T10:00:00.000Z` -> `2026-11-24T10:00:00`
             c.date = ms.get(..19).unwrap_or(&ms).to_string();
             c.sec = sec;
@@ -509,7 +509,7 @@ fn timestamp_micros() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)
         .unwrap_or(0);
-    let ms = crate::engine::time::iso8601(micros / 1000);
+    let ms = automate_core::time::iso8601(micros / 1000);
     format!("{}{:03}", ms.trim_end_matches('Z'), micros % 1000)
 }
 

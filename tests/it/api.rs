@@ -2,10 +2,10 @@
 //! (port 0) over a real redb store in a temp dir and the shipped datastore,
 //! called with a real HTTP client (ureq, and `curl` when installed).
 
-use automate::api::{router, serve, ApiState};
-use automate::datastore::Datastore;
-use automate::engine::{AttrValue, Attributes, Engine};
-use automate::vmdb::RedbStore;
+use automate_api::{router, serve, ApiState};
+use automate_datastore::Datastore;
+use automate_engine::{AttrValue, Attributes, Engine};
+use automate_redb::RedbStore;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -92,7 +92,7 @@ fn start() -> Server {
     let (ds, problems) = Datastore::open(&datastore_dir());
     assert!(problems.is_empty(), "{problems:?}");
     let (engine, _runner) =
-        automate::control::with_control(Engine::new(Arc::new(ds)).with_store(store.clone()));
+        automate_control::with_control(Engine::new(Arc::new(ds)).with_store(store.clone()));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -712,7 +712,7 @@ fn pipeline_serves_the_whole_api_with_the_http_catcher() {
         "providers:\n  - {{name: rhevm01, type: RHEVM, hostname: r, userid: u, catcher: {{kind: http}}}}\n\
          workers: 1\napi: {{listen: '127.0.0.1:{port}', token: {TOKEN}}}\n"
     );
-    let cfg = automate::events::config::Config::from_yaml(&yaml, "api.yaml").unwrap();
+    let cfg = automate_events::config::Config::from_yaml(&yaml, "api.yaml").unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -9,14 +9,14 @@
 //! loses and duplicates nothing across a restart and requeues what the
 //! pipeline refuses.
 
-use automate::events::catchers::http::{self, HttpState};
-use automate::events::catchers::simulate::{power_phase, SimulateConfig, Simulator};
-use automate::events::catchers::{
+use automate_events::catchers::http::{self, HttpState};
+use automate_events::catchers::simulate::{power_phase, SimulateConfig, Simulator};
+use automate_events::catchers::{
     amqp::AmqpConfig, jsonl::JsonlConfig, oslo, sink_pair, CatcherConfig, CatcherStats, Caught,
     Filter,
 };
-use automate::events::config::{Config, ConfigError, LogFormat, WhenFull};
-use automate::events::{Provider, ProviderEvent};
+use automate_events::config::{Config, ConfigError, LogFormat, WhenFull};
+use automate_events::{Provider, ProviderEvent};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
@@ -675,7 +675,7 @@ const TOKEN: &str = "s3cret-token";
 /// Serves the endpoint on an ephemeral port for `rhevm01` (filter:
 /// `VM_DOWN`).
 async fn http_server(
-    tx: automate::events::catchers::CaughtSender,
+    tx: automate_events::catchers::CaughtSender,
 ) -> (String, CancellationToken, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -685,9 +685,9 @@ async fn http_server(
     let s = stop.clone();
     // Served as `automate run` serves it: merged into the API's server,
     // with its limits.
-    let limits = automate::events::config::ApiLimits::default();
+    let limits = automate_events::config::ApiLimits::default();
     let task = tokio::spawn(async move {
-        automate::api::serve_with(listener, http::router(state), &limits, s)
+        automate_api::serve_with(listener, http::router(state), &limits, s)
             .await
             .unwrap();
     });
@@ -1416,13 +1416,14 @@ async fn amqp_reconnects_after_losing_the_connection() {
 /// `AUTOMATE_TEST_AMQP_REDB=1` uses a redb file instead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn amqp_end_to_end_stores_1000_ems_events_across_a_restart() {
-    use automate::engine::AttrValue;
-    use automate::vmdb::{MemoryStore, ObjectStore, RedbStore};
+    use automate_engine::AttrValue;
+    use automate_redb::RedbStore;
+    use automate_vmdb::{MemoryStore, ObjectStore};
     if !rabbit_available() {
         return;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("datastore");
-    let (ds, _problems) = automate::datastore::Datastore::open(&root);
+    let (ds, _problems) = automate_datastore::Datastore::open(&root);
     assert!(!ds.index().domains().is_empty(), "the shipped domain loads");
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn ObjectStore> =
@@ -1431,11 +1432,11 @@ async fn amqp_end_to_end_stores_1000_ems_events_across_a_restart() {
         } else {
             Arc::new(MemoryStore::new())
         };
-    let engine = automate::control::with_control_builtins(
-        automate::engine::Engine::new(Arc::new(ds)).with_store(store.clone()),
+    let engine = automate_control::with_control_builtins(
+        automate_engine::Engine::new(Arc::new(ds)).with_store(store.clone()),
     );
-    let log = automate::events::EvmLog::default();
-    let handler = automate::events::Handler::new(engine, log.clone()).unwrap();
+    let log = automate_events::EvmLog::default();
+    let handler = automate_events::Handler::new(engine, log.clone()).unwrap();
     // EventStream also holds the MiqEvents the policies raise.
     let ems_events = |s: &Arc<dyn ObjectStore>| {
         s.find_by(
@@ -1550,8 +1551,8 @@ proptest::proptest! {
     /// Whatever arrives on a bus or in a file, parsing never panics.
     #[test]
     fn parsers_never_panic(text in "\\PC{0,80}", bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..80)) {
-        let _ = automate::engine::time::parse_time(&text);
-        let _ = automate::events::catchers::jsonl::parse_line(&text);
+        let _ = automate_core::time::parse_time(&text);
+        let _ = automate_events::catchers::jsonl::parse_line(&text);
         let _ = oslo::parse_bytes(&bytes);
         let _ = oslo::parse_bytes(text.as_bytes());
         let envelope = json!({"oslo.message": text.clone()}).to_string();

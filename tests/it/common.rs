@@ -2,8 +2,8 @@
 //! `MemoryStore` (a provider, a host, a VM and its `USER_RUN_VM` EmsEvent,
 //! with ManageIQ-style ids).
 
-use automate::engine::{AttrValue, Attributes};
-use automate::vmdb::MemoryStore;
+use automate_engine::{AttrValue, Attributes};
+use automate_vmdb::MemoryStore;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

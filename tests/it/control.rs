@@ -2,11 +2,11 @@
 //! to a temp root with `control/` files from `tests/data/control/<case>/`,
 //! and the `USER_RUN_VM` event flow, which raises `vm_start` for the VM.
 
-use automate::control::{self, Action};
-use automate::datastore::Datastore;
-use automate::engine::{AttrValue, Engine, Workspace};
-use automate::methods::RhaiLimits;
-use automate::vmdb::{MemoryStore, ObjectStore, VmdbRef};
+use automate_control::{self as control, Action};
+use automate_datastore::Datastore;
+use automate_engine::{AttrValue, Engine, Workspace};
+use automate_methods::RhaiLimits;
+use automate_vmdb::{MemoryStore, ObjectStore, VmdbRef};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

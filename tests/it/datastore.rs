@@ -4,9 +4,9 @@
 //! byte for byte as it was), and `automate datastore list|tree|show|validate`.
 
 use crate::common::copy_dir;
-use automate::datastore::fs as dsfs;
-use automate::datastore::import::{self, ImportError, ImportOptions};
-use automate::datastore::{Index, Source};
+use automate_datastore::fs as dsfs;
+use automate_datastore::import::{self, ImportError, ImportOptions};
+use automate_datastore::{Index, Source};
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::io::Write;
@@ -221,7 +221,7 @@ fn fixture_loads_with_zero_problems_and_expected_counts() {
         (81, 120, 956, 243)
     );
     // The importer's own checks find nothing either.
-    let problems = automate::datastore::validate::check_domain(d, &fixture);
+    let problems = automate_datastore::validate::check_domain(d, &fixture);
     assert!(problems.is_empty(), "{problems:?}");
 }
 
@@ -953,7 +953,7 @@ fn validate_lists_each_problem_kind() {
     let last = out.lines().last().unwrap();
     assert!(last.contains("errors, 2 warnings"), "{last}");
     // Sorted by file, then line.
-    let problems = automate::datastore::validate(&ds);
+    let problems = automate_datastore::validate(&ds);
     let keys: Vec<_> = problems.iter().map(|p| (p.file.clone(), p.line)).collect();
     let mut sorted = keys.clone();
     sorted.sort();

@@ -57,13 +57,14 @@
 //! [`SpecRunner`] runs, so every engine rule around methods (inputs,
 //! `Invoking` lines, exit codes, state steps) is exercised without Rhai.
 
-use automate::datastore::{Datastore, MethodDef};
-use automate::engine::{
+use automate_core::uri;
+use automate_datastore::{Datastore, MethodDef};
+use automate_engine::{
     AttrValue, Attributes, Builtins, Engine, EngineError, EngineOptions, Level, MethodRc, ObjectId,
     Runtime, ScriptRunner, Workspace,
 };
-use automate::uri;
-use automate::vmdb::{MemoryStore, ObjectStore, RedbStore};
+use automate_redb::RedbStore;
+use automate_vmdb::{MemoryStore, ObjectStore};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

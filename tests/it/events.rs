@@ -4,11 +4,12 @@
 
 use crate::common::assert_in_order;
 use crate::datastore::fixture_dir;
-use automate::datastore::Datastore;
-use automate::engine::AttrValue;
-use automate::engine::Engine;
-use automate::events::{scenario, EvmLog, Handler};
-use automate::vmdb::{ObjectStore, RedbStore};
+use automate_datastore::Datastore;
+use automate_engine::AttrValue;
+use automate_engine::Engine;
+use automate_events::{scenario, EvmLog, Handler};
+use automate_redb::RedbStore;
+use automate_vmdb::ObjectStore;
 use std::process::Command;
 use std::sync::Arc;
 
@@ -38,7 +39,7 @@ fn seed_scenario_runs_on_the_real_manageiq_domain_as_the_only_domain() {
     assert_eq!(ds.index().domains().len(), 1, "ManageIQ is the only domain");
     let store = Arc::new(RedbStore::open(tmp.path().join("automate.redb")).expect("store"));
     let (engine, _runner) =
-        automate::control::with_control(Engine::new(Arc::new(ds)).with_store(store.clone()));
+        automate_control::with_control(Engine::new(Arc::new(ds)).with_store(store.clone()));
     let log = EvmLog::default();
     let handler = Handler::new(engine, log.clone()).expect("handler");
     let (rhev, openstack) = scenario::providers();

@@ -6,8 +6,8 @@
 //! Every wait is bounded (socket read timeouts); nothing asserts on
 //! durations.
 
-use automate::engine::{AttrValue, Attributes, Engine};
-use automate::vmdb::RedbStore;
+use automate_engine::{AttrValue, Attributes, Engine};
+use automate_redb::RedbStore;
 use serde_json::Value;
 use std::io::{BufRead, Read, Write};
 use std::net::TcpStream;
@@ -582,7 +582,7 @@ fn since_covers_every_kind_of_event_row() {
             (
                 "EmsEvent",
                 "EMS_NEW",
-                automate::engine::time::iso8601(now * 1000),
+                automate_core::time::iso8601(now * 1000),
             ),
             (
                 "EmsEvent",
@@ -592,7 +592,7 @@ fn since_covers_every_kind_of_event_row() {
             (
                 "MiqEvent",
                 "MIQ_OLD_FORMAT_NEW",
-                automate::engine::time::utc_text(now),
+                automate_core::time::utc_text(now),
             ),
             (
                 "MiqEvent",
@@ -615,10 +615,10 @@ fn since_covers_every_kind_of_event_row() {
         }
         // A MiqEvent raised by a method, as the product writes it.
         let (ds, problems) =
-            automate::datastore::Datastore::open(&manifest("tests/data/methods/spec"));
+            automate_datastore::Datastore::open(&manifest("tests/data/methods/spec"));
         assert!(problems.is_empty(), "{problems:?}");
         let (engine, runner) =
-            automate::control::with_control(Engine::new(Arc::new(ds)).with_store(store.clone()));
+            automate_control::with_control(Engine::new(Arc::new(ds)).with_store(store.clone()));
         let (ws, err) = engine.instantiate_traced("/EVM/AUTOMATE/raise", &[]);
         assert_eq!(err, None, "{}", ws.trace_lines().join("\n"));
         let id = match ws.root_attr("raised") {

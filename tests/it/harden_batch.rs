@@ -7,10 +7,10 @@
 //! The pipeline's side (an event whose method writes and then fails or
 //! panics) is `events::pipeline::tests`.
 
-use automate::api::{router, serve, ApiState};
-use automate::datastore::Datastore;
-use automate::engine::Engine;
-use automate::vmdb::RedbStore;
+use automate_api::{router, serve, ApiState};
+use automate_datastore::Datastore;
+use automate_engine::Engine;
+use automate_redb::RedbStore;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::sync::Arc;
@@ -79,7 +79,7 @@ fn a_poisoned_request_never_fails_the_other_requests_of_its_batch() {
     let (ds, problems) = Datastore::open(&root);
     assert!(problems.is_empty(), "{problems:?}");
     let (engine, _runner) =
-        automate::control::with_control(Engine::new(Arc::new(ds)).with_store(store.clone()));
+        automate_control::with_control(Engine::new(Arc::new(ds)).with_store(store.clone()));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -133,7 +133,7 @@ fn a_poisoned_request_never_fails_the_other_requests_of_its_batch() {
 
 /// `n` simulated RHEV events in `dir/events.jsonl`.
 fn write_events(dir: &Path, n: u64) {
-    use automate::events::catchers::simulate::{SimulateConfig, Simulator};
+    use automate_events::catchers::simulate::{SimulateConfig, Simulator};
     use std::io::Write;
     let cfg = SimulateConfig {
         seed: 5,

@@ -4,13 +4,14 @@
 //! temp dirs, the real engine and Rhai runner, a real API server on
 //! 127.0.0.1 over a real redb store.
 
-use automate::api::{router, serve, ApiState};
-use automate::datastore::Datastore;
-use automate::engine::{
+use automate_api::{router, serve, ApiState};
+use automate_datastore::Datastore;
+use automate_engine::{
     AttrValue, Attributes, BudgetKind, BudgetLimits, Engine, EngineError, EngineOptions, ObjectId,
     Runtime,
 };
-use automate::vmdb::{MemoryStore, ObjectStore, RedbStore};
+use automate_redb::RedbStore;
+use automate_vmdb::{MemoryStore, ObjectStore};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -226,7 +227,7 @@ fn fan_out_holding_memory_stops_at_the_memory_budget() {
         max_memory: 8 << 20,
         ..BudgetLimits::default()
     };
-    let mut builtins = automate::engine::Builtins::standard();
+    let mut builtins = automate_engine::Builtins::standard();
     builtins.insert("budget_blob", budget_blob);
     let engine = Engine::new(Arc::new(open(dir.path())))
         .with_builtins(builtins)
@@ -268,7 +269,7 @@ fn raising_engine(limits: BudgetLimits) -> (tempfile::TempDir, Engine, Arc<Memor
     let engine = Engine::new(Arc::new(open(dir.path())))
         .with_store(store.clone())
         .with_options(quiet(limits));
-    let (engine, _runner) = automate::control::with_control(engine);
+    let (engine, _runner) = automate_control::with_control(engine);
     (dir, engine, store)
 }
 
@@ -405,8 +406,8 @@ fn api_resolve_stops_when_its_client_goes_away() {
     let engine = Engine::new(Arc::new(open(&ds_root)))
         .with_store(store.clone())
         .with_options(quiet(limits));
-    let (engine, _runner) = automate::control::with_control(engine);
-    let mut builtins = automate::methods::event_builtins();
+    let (engine, _runner) = automate_control::with_control(engine);
+    let mut builtins = automate_methods::event_builtins();
     builtins.insert("budget_count", budget_count);
     builtins.insert("budget_mark", budget_mark);
     let engine = engine.with_builtins(builtins);

@@ -5,16 +5,14 @@
 //! rolled back, every export imports back (a property test), and a second
 //! YAML document or a `*.YAML` file is reported, never silently dropped.
 
-use automate::datastore::export::{self, ExportOptions};
-use automate::datastore::fs::{self as dsfs, MAX_METHOD_BODY_BYTES};
-use automate::datastore::import::{self, ImportError, ImportOptions};
-use automate::datastore::model::{
-    Class, Document, Domain, Instance, Method, MethodBody, Namespace,
-};
-use automate::datastore::swap;
-use automate::datastore::yaml::{Mapping, Value};
-use automate::datastore::zip_safety;
-use automate::datastore::Datastore;
+use automate_datastore::export::{self, ExportOptions};
+use automate_datastore::fs::{self as dsfs, MAX_METHOD_BODY_BYTES};
+use automate_datastore::import::{self, ImportError, ImportOptions};
+use automate_datastore::model::{Class, Document, Domain, Instance, Method, MethodBody, Namespace};
+use automate_datastore::swap;
+use automate_datastore::yaml::{Mapping, Value};
+use automate_datastore::zip_safety;
+use automate_datastore::Datastore;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::fs;

@@ -5,10 +5,11 @@
 //! Real parts: the `automate` binary, a redb store in a temp dir, the REST
 //! API on 127.0.0.1.
 
-use automate::datastore::Datastore;
-use automate::engine::{datatype, Engine};
-use automate::requests::{NewRequest, Requests, REQUEST_CLASS};
-use automate::vmdb::{ObjectStore, RedbStore};
+use automate_datastore::Datastore;
+use automate_engine::{datatype, Engine};
+use automate_redb::RedbStore;
+use automate_requests::{NewRequest, Requests, REQUEST_CLASS};
+use automate_vmdb::ObjectStore;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -51,7 +52,7 @@ impl Env {
             Arc::new(RedbStore::open(self.tmp.path().join("lib.redb")).expect("redb store"));
         let schedule = store.schedule();
         let (engine, _runner) =
-            automate::control::with_control(Engine::new(Arc::new(ds)).with_store(store.clone()));
+            automate_control::with_control(Engine::new(Arc::new(ds)).with_store(store.clone()));
         (Requests::new(engine.clone(), schedule), store, engine)
     }
 }
@@ -208,7 +209,7 @@ fn request_create_refuses_a_system_key() {
 /// query smuggled into the resolve path is refused too.
 #[test]
 fn the_api_refuses_system_keys() {
-    use automate::api::{router, serve, ApiState};
+    use automate_api::{router, serve, ApiState};
     const TOKEN: &str = "t0ken";
     let env = Env::new();
     let (_requests, store, engine) = env.requests();

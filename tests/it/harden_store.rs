@@ -4,8 +4,9 @@
 //! the damage, and `automate db backup` copies a running store.
 
 use super::common::automate_in;
-use automate::engine::{AttrValue, Attributes};
-use automate::vmdb::{ObjectStore, RedbStore};
+use automate_engine::{AttrValue, Attributes};
+use automate_redb::RedbStore;
+use automate_vmdb::ObjectStore;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;

@@ -8,10 +8,10 @@
 //! loop, self recursion, `pad` to 1 GB, `+=` doubling, `eval`, a method on
 //! `()`); this corpus covers the rest.
 
-use automate::datastore::Datastore;
-use automate::engine::{AttrValue, Engine, EngineError, Level, Workspace};
-use automate::methods::RhaiLimits;
-use automate::vmdb::MemoryStore;
+use automate_datastore::Datastore;
+use automate_engine::{AttrValue, Engine, EngineError, Level, Workspace};
+use automate_methods::RhaiLimits;
+use automate_vmdb::MemoryStore;
 use std::sync::Arc;
 
 use crate::common::manifest;
@@ -75,7 +75,7 @@ fn engine() -> Engine {
     assert!(problems.is_empty(), "{problems:?}");
     let mut engine = Engine::new(Arc::new(ds)).with_store(Arc::new(MemoryStore::new()));
     engine.options.emit_tracing = false;
-    automate::control::with_control_and_limits(engine, RhaiLimits::default()).0
+    automate_control::with_control_and_limits(engine, RhaiLimits::default()).0
 }
 
 fn run(engine: &Engine, instance: &str) -> (Workspace, Option<EngineError>) {

@@ -5,9 +5,9 @@
 //! `System/Event` layout. Re-exported, they come back in the current form
 //! (no trailing spaces) with the same content.
 
-use automate::datastore::fs as dsfs;
-use automate::datastore::{Datastore, Index, Source};
-use automate::engine::Engine;
+use automate_datastore::fs as dsfs;
+use automate_datastore::{Datastore, Index, Source};
+use automate_engine::Engine;
 use std::path::PathBuf;
 use std::sync::Arc;
 

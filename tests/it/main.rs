@@ -4,7 +4,7 @@
 
 /// As in the `automate` binary: the Rhai sandbox's memory limit needs it.
 #[global_allocator]
-static ALLOC: automate::methods::alloc::CountingAlloc = automate::methods::alloc::CountingAlloc;
+static ALLOC: automate_core::alloc::CountingAlloc = automate_core::alloc::CountingAlloc;
 
 mod api;
 mod catchers;

@@ -3,10 +3,10 @@
 //! 27–30), on the datastore in `tests/data/methods/spec`, the shipped
 //! `ManageIQ` domain and, when present, the real ManageIQ content.
 
-use automate::datastore::Datastore;
-use automate::engine::{AttrValue, Engine, EngineError, Level, Workspace};
-use automate::methods::{RhaiLimits, RhaiRunner};
-use automate::vmdb::{MemoryStore, ObjectStore};
+use automate_datastore::Datastore;
+use automate_engine::{AttrValue, Engine, EngineError, Level, Workspace};
+use automate_methods::{RhaiLimits, RhaiRunner};
+use automate_vmdb::{MemoryStore, ObjectStore};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,7 +31,7 @@ fn open(root: &Path) -> Arc<Datastore> {
 fn engine_on(root: &Path, store: Arc<MemoryStore>, limits: RhaiLimits) -> Engine {
     let mut engine = Engine::new(open(root)).with_store(store);
     engine.options.emit_tracing = false;
-    automate::control::with_control_and_limits(engine, limits).0
+    automate_control::with_control_and_limits(engine, limits).0
 }
 
 fn spec_engine() -> Engine {

@@ -4,7 +4,7 @@
 //! the same file stores nothing new; a run killed with SIGKILL and started
 //! again loses and duplicates nothing.
 
-use automate::events::catchers::simulate::{SimulateConfig, Simulator};
+use automate_events::catchers::simulate::{SimulateConfig, Simulator};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::io::Write;

@@ -302,11 +302,11 @@ fn request_flow_runs_on_the_real_manageiq_domain_as_the_only_domain() {
 
 #[test]
 fn the_retry_runner_finishes_the_request_through_the_library() {
-    use automate::datastore::Datastore;
-    use automate::engine::deliver::{run_due, DEFAULT_MAX_DELIVERIES};
-    use automate::engine::Engine;
-    use automate::requests::{NewRequest, RequestError, Requests};
-    use automate::vmdb::RedbStore;
+    use automate_datastore::Datastore;
+    use automate_engine::deliver::{run_due, DEFAULT_MAX_DELIVERIES};
+    use automate_engine::Engine;
+    use automate_redb::RedbStore;
+    use automate_requests::{NewRequest, RequestError, Requests};
     use std::sync::Arc;
 
     let env = Env::standard();
@@ -315,7 +315,7 @@ fn the_retry_runner_finishes_the_request_through_the_library() {
     let store = RedbStore::open(env.tmp.path().join("lib.redb")).expect("store");
     let schedule = store.schedule();
     let (engine, _runner) =
-        automate::control::with_control(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));
+        automate_control::with_control(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));
     let requests = Requests::new(engine.clone(), schedule.clone());
     let new = |instance: &str| NewRequest {
         namespace: "Test".into(),
@@ -369,14 +369,15 @@ fn the_retry_runner_finishes_the_request_through_the_library() {
 /// deliveries leave the request active.
 #[test]
 fn deliver_deferred_finishes_the_request_through_the_after_delivery_hook() {
-    use automate::datastore::Datastore;
-    use automate::engine::deliver::{
+    use automate_datastore::Datastore;
+    use automate_engine::deliver::{
         deliver_deferred, AfterDelivery, Delivery, Outcome, DEFAULT_MAX_DELIVERIES, RETRY_KIND,
         RETRY_LEASE,
     };
-    use automate::engine::Engine;
-    use automate::requests::{NewRequest, RequestView, Requests};
-    use automate::vmdb::{RedbStore, Schedule};
+    use automate_engine::Engine;
+    use automate_redb::RedbStore;
+    use automate_requests::{NewRequest, RequestView, Requests};
+    use automate_vmdb::Schedule;
     use std::sync::Arc;
     use std::time::{Duration, SystemTime};
 
@@ -422,7 +423,7 @@ fn deliver_deferred_finishes_the_request_through_the_after_delivery_hook() {
     let store = RedbStore::open(env.tmp.path().join("lib.redb")).expect("store");
     let schedule = store.schedule();
     let (engine, _runner) =
-        automate::control::with_control(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));
+        automate_control::with_control(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));
     let requests = Requests::new(engine.clone(), schedule.clone());
     let start = || -> RequestView {
         let v = requests

@@ -6,11 +6,12 @@
 //! state var, asks for a retry (0.05 s) until the third pass, then logs
 //! `machine <id> finished with n=3`.
 
-use automate::datastore::Datastore;
-use automate::engine::deliver::{deliver, Delivery, Outcome, DEFAULT_MAX_DELIVERIES};
-use automate::engine::AttrValue;
-use automate::engine::Engine;
-use automate::vmdb::{ObjectStore, RedbStore};
+use automate_datastore::Datastore;
+use automate_engine::deliver::{deliver, Delivery, Outcome, DEFAULT_MAX_DELIVERIES};
+use automate_engine::AttrValue;
+use automate_engine::Engine;
+use automate_redb::RedbStore;
+use automate_vmdb::ObjectStore;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -36,7 +37,7 @@ fn start_machines(db: &Path, n: usize) -> Vec<i64> {
     let schedule = store.schedule();
     let vms: Vec<i64> = (1..=n)
         .map(|i| {
-            let mut attrs = automate::engine::Attributes::default();
+            let mut attrs = automate_engine::Attributes::default();
             attrs.insert("name".into(), AttrValue::Str(format!("vm-{i}")));
             store.create("VmOrTemplate", attrs).expect("create vm").id
         })
@@ -44,7 +45,7 @@ fn start_machines(db: &Path, n: usize) -> Vec<i64> {
     let (ds, problems) = Datastore::open(&datastore_dir());
     assert!(problems.is_empty(), "{problems:?}");
     let (engine, _runner) =
-        automate::control::with_control(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));
+        automate_control::with_control(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));
     for &i in &vms {
         let d = Delivery {
             uri: format!("/SM/Counter/default?machine={i}"),
@@ -267,8 +268,8 @@ fn pipeline_writes_the_retry_with_the_events_batch() {
 /// does not leave a second retry behind).
 #[test]
 fn deferred_retries_exist_only_with_the_callers_commit() {
-    use automate::events::handler::{EvmLog, Handler};
-    use automate::events::{Provider, ProviderEvent};
+    use automate_events::handler::{EvmLog, Handler};
+    use automate_events::{Provider, ProviderEvent};
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(RedbStore::open(dir.path().join("automate.redb")).expect("open"));
     let schedule = store.schedule();
@@ -278,7 +279,7 @@ fn deferred_retries_exist_only_with_the_callers_commit() {
     )));
     assert!(problems.is_empty(), "{problems:?}");
     let (engine, _runner) =
-        automate::control::with_control(Engine::new(Arc::new(ds)).with_store(store.clone()));
+        automate_control::with_control(Engine::new(Arc::new(ds)).with_store(store.clone()));
     let handler = Handler::new(engine, EvmLog::discarding())
         .expect("handler")
         .with_schedule(schedule.clone())

@@ -3,9 +3,10 @@
 //! persistence across reopen, the schedule's claim/lease/complete cycle, and
 //! a child process SIGKILLed mid-write leaving a consistent file.
 
-use automate::engine::datatype::convert;
-use automate::engine::{AttrValue, Attributes};
-use automate::vmdb::{ObjectStore, RedbSchedule, RedbStore, StoreError, VmdbRef, WorkItem};
+use automate_engine::datatype::convert;
+use automate_engine::{AttrValue, Attributes};
+use automate_redb::{RedbSchedule, RedbStore};
+use automate_vmdb::{ObjectStore, StoreError, VmdbRef, WorkItem};
 use serde_json::json;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -927,8 +928,8 @@ fn lookup_domain(root: &Path) {
 
 #[test]
 fn engine_lookups_read_the_store() {
-    use automate::datastore::Datastore;
-    use automate::engine::Engine;
+    use automate_datastore::Datastore;
+    use automate_engine::Engine;
 
     let dir = tempfile::tempdir().unwrap();
     let ds_root = dir.path().join("datastore");
@@ -1097,7 +1098,7 @@ fn opening_something_that_is_not_a_store_fails_cleanly() {
 /// created twice); a failed commit is dropped with everything built on it.
 #[test]
 fn handed_over_writes_stay_readable_until_they_land() {
-    use automate::vmdb::GroupCommit;
+    use automate_redb::GroupCommit;
     let tmp = tempfile::tempdir().unwrap();
     let store = Arc::new(RedbStore::open(tmp.path().join("automate.redb")).unwrap());
     let (group, writer) = GroupCommit::start(store.clone()).unwrap();

@@ -1,0 +1,307 @@
+//! `/api/automate`: the Automate datastore, browsed (domains with priority
+//! and enabled flag, namespaces, a class's schema, an instance's values
+//! merged with the class defaults) and resolved (`POST` with
+//! `{"action": "resolve", "attributes": {...}}` instantiates the path and
+//! answers the workspace and the trace, as `automate instantiate --json`).
+
+use super::{
+    base_url, collection, in_unit, json_object, kind_of, ok, opt_str, path_arg, ApiError,
+    ApiResult, ApiState,
+};
+use automate_datastore::index::{join_path, ClassDef, FieldDef, Index, InstanceDef, MISSING};
+use automate_engine::Cancel;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, State};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+fn class_json(c: &ClassDef, base: &str) -> Value {
+    let path = c.fq_path();
+    let mut methods: Vec<&str> = c.methods().map(|m| m.name.as_str()).collect();
+    methods.sort_by_key(|m| m.to_lowercase());
+    json!({
+        "kind": "class",
+        "href": format!("{base}/api/automate{path}"),
+        "fqname": path,
+        "domain": &*c.domain,
+        "namespace": c.namespace,
+        "name": c.name,
+        "state_machine": c.is_state_machine(),
+        "schema": c.fields.iter().map(FieldDef::to_json).collect::<Vec<_>>(),
+        "instances": c.instances.iter().map(|i| i.name.clone()).collect::<Vec<_>>(),
+        "methods": methods,
+    })
+}
+
+fn instance_json(c: &ClassDef, i: &InstanceDef, base: &str) -> Value {
+    let path = format!("{}/{}", c.fq_path(), i.name);
+    let fields: Vec<Value> = c
+        .fields
+        .iter()
+        .zip(&i.values)
+        .map(|(f, v)| {
+            let own = v.as_ref();
+            let pick = |inst: Option<&Option<String>>, class: &Option<String>| {
+                inst.and_then(|s| s.clone()).or_else(|| class.clone())
+            };
+            let from_instance = own.is_some_and(|v| v.value.is_some());
+            json!({
+                "name": f.name,
+                "aetype": f.aetype.as_str(),
+                "datatype": f.datatype,
+                "value": if from_instance { own.and_then(|v| v.value.clone()) } else { f.default_value.clone() },
+                "from_instance": from_instance,
+                "on_entry": pick(own.map(|v| &v.on_entry), &f.on_entry),
+                "on_exit": pick(own.map(|v| &v.on_exit), &f.on_exit),
+                "on_error": pick(own.map(|v| &v.on_error), &f.on_error),
+                "collect": pick(own.map(|v| &v.collect), &f.collect),
+                "max_retries": pick(own.map(|v| &v.max_retries), &f.max_retries),
+                "max_time": pick(own.map(|v| &v.max_time), &f.max_time),
+            })
+        })
+        .collect();
+    json!({
+        "kind": "instance",
+        "href": format!("{base}/api/automate{path}"),
+        "fqname": path,
+        "domain": &*c.domain,
+        "namespace": c.namespace,
+        "class": c.name,
+        "name": i.name,
+        "fields": fields,
+        "unknown_fields": i.unknown_fields,
+    })
+}
+
+/// `GET /api/automate`: the domains, highest priority first.
+pub(super) async fn domains(State(state): State<ApiState>) -> ApiResult {
+    let index = state.engine.datastore().index();
+    let base = base_url(&state);
+    let resources: Vec<Value> = index
+        .domains()
+        .iter()
+        .map(|d| {
+            json!({
+                "href": format!("{base}/api/automate/{}", d.name),
+                "name": &*d.name,
+                "fqname": format!("/{}", d.name),
+                "priority": d.priority,
+                "enabled": d.enabled,
+                "source": d.source.as_str(),
+            })
+        })
+        .collect();
+    ok(collection("automate", resources.len(), resources))
+}
+
+/// The namespaces and classes directly under `ns` (`""`: the domain's
+/// top) of `domain`; `None` when `ns` holds nothing.
+fn namespace_json(index: &Index, domain: &str, ns: &str, base: &str) -> Option<Value> {
+    let mut namespaces = BTreeSet::new();
+    let mut classes = BTreeSet::new();
+    let prefix = ns.to_lowercase();
+    for c in index.all_classes() {
+        if !c.domain.eq_ignore_ascii_case(domain) {
+            continue;
+        }
+        let cns = c.namespace.as_str();
+        let lc = cns.to_lowercase();
+        if lc == prefix {
+            classes.insert(c.name.clone());
+        } else if prefix.is_empty() || lc.starts_with(&format!("{prefix}/")) {
+            let rest = if prefix.is_empty() {
+                cns
+            } else {
+                &cns[prefix.len() + 1..]
+            };
+            if let Some(first) = rest.split('/').next().filter(|s| !s.is_empty()) {
+                namespaces.insert(first.to_string());
+            }
+        }
+    }
+    if namespaces.is_empty() && classes.is_empty() {
+        return None;
+    }
+    let fq = format!("/{}", join_path(domain, ns));
+    Some(json!({
+        "kind": if ns.is_empty() { "domain" } else { "namespace" },
+        "href": format!("{base}/api/automate{fq}"),
+        "fqname": fq,
+        "domain": domain,
+        "namespaces": namespaces,
+        "classes": classes,
+    }))
+}
+
+/// The path's segments, empty ones dropped.
+fn segments(path: &str) -> Vec<&str> {
+    path.split('/').filter(|s| !s.is_empty()).collect()
+}
+
+/// `GET /api/automate/<domain>/<ns...>/<class>[/<instance>]`.
+pub(super) async fn browse(
+    State(state): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult {
+    let index = state.engine.datastore().index();
+    let base = base_url(&state);
+    let path = path_arg(path)?;
+    let segs = segments(&path);
+    let Some((first, rest)) = segs.split_first() else {
+        return Err(ApiError::not_found("give a domain: /api/automate/<domain>"));
+    };
+    let Some(domain) = index.domain(first) else {
+        return Err(ApiError::not_found(format!("no domain [{first}]")));
+    };
+    let domain: Arc<str> = domain.name.clone();
+    if let Some((class, ns)) = rest.split_last() {
+        let fq_ns = join_path(&domain, &ns.join("/"));
+        if let Some(c) = index.class(&fq_ns, class) {
+            let mut v = class_json(c, &base);
+            v["priority"] = json!(index.domain(&domain).map(|d| d.priority));
+            return ok(v);
+        }
+        if let Some((class, ns)) = ns.split_last() {
+            let fq_ns = join_path(&domain, &ns.join("/"));
+            if let Some(c) = index.class(&fq_ns, class) {
+                let name = rest[rest.len() - 1];
+                return match c.instance(name) {
+                    Some(i) => ok(instance_json(c, i, &base)),
+                    None => Err(ApiError::not_found(format!(
+                        "no instance [{name}] in class {}",
+                        c.fq_path()
+                    ))),
+                };
+            }
+        }
+    }
+    let ns = rest.join("/");
+    match namespace_json(&index, &domain, &ns, &base) {
+        Some(mut v) => {
+            if ns.is_empty() {
+                if let Some(d) = index.domain(&domain) {
+                    v["name"] = json!(&*d.name);
+                    v["priority"] = json!(d.priority);
+                    v["enabled"] = json!(d.enabled);
+                    v["source"] = json!(d.source.as_str());
+                }
+            }
+            ok(v)
+        }
+        None => Err(ApiError::not_found(format!(
+            "no namespace, class or instance [/{domain}/{ns}]"
+        ))),
+    }
+}
+
+/// Whether `segs` (`[domain/]ns.../class/instance`) names an instance (or
+/// a `.missing`) the engine can find; the error names the unknown part.
+fn check_resolvable(index: &Index, segs: &[&str]) -> Result<(), ApiError> {
+    let [ns @ .., class, instance] = segs else {
+        return Err(ApiError::not_found(
+            "resolve needs a path /namespace/class/instance",
+        ));
+    };
+    let ns = ns.join("/");
+    if index.resolve(&ns, class, instance).is_some() {
+        return Ok(());
+    }
+    if let Some(c) = index.class(&ns, class) {
+        if c.instance(instance).is_some() || c.instance(MISSING).is_some() {
+            return Ok(());
+        }
+        return Err(ApiError::not_found(format!(
+            "no instance [{instance}] (nor .missing) in class {}",
+            c.fq_path()
+        )));
+    }
+    if !index.classes_at(&ns, class).is_empty() {
+        return Err(ApiError::not_found(format!(
+            "no instance [{instance}] (nor .missing) in /{ns}/{class} of any enabled domain"
+        )));
+    }
+    Err(ApiError::not_found(format!(
+        "no class [/{ns}/{class}] in any enabled domain"
+    )))
+}
+
+/// `POST /api/automate/<path>` with `{"action": "resolve", "attributes":
+/// {...}, "message": ...}`.
+pub(super) async fn resolve(
+    State(state): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let obj = json_object(body, &state)?;
+    match opt_str(&obj, "action", "action")? {
+        Some("resolve") => {}
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "action: [{other}] is not supported (resolve)"
+            )))
+        }
+        None => return Err(ApiError::bad_request("action: missing (resolve)")),
+    }
+    let mut attrs: Vec<(String, String)> = Vec::new();
+    match obj.get("attributes") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            for (k, v) in m {
+                automate_engine::keys::check_user_key("attributes", k)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    other => {
+                        return Err(ApiError::bad_request(format!(
+                            "attributes.{k}: expected a string, number or boolean, got {}",
+                            kind_of(other)
+                        )))
+                    }
+                };
+                attrs.push((k.clone(), text));
+            }
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "attributes: expected an object, got {}",
+                kind_of(other)
+            )))
+        }
+    }
+    let message = opt_str(&obj, "message", "message")?;
+    let path = path_arg(path)?;
+    let segs = segments(&path);
+    if let Some(c) = path
+        .chars()
+        .find(|c| matches!(c, '?' | '#') || c.is_control())
+    {
+        return Err(ApiError::bad_request(format!(
+            "path: must not hold {c:?} (give attributes and message in the body)"
+        )));
+    }
+    let index = state.engine.datastore().index();
+    check_resolvable(&index, &segs)?;
+    let mut uri = format!("/{}", segs.join("/"));
+    if let Some(m) = message.filter(|m| !m.is_empty()) {
+        uri.push('#');
+        uri.push_str(m);
+    }
+    let engine = state.engine.clone();
+    // The engine runs on a blocking thread, which a dropped future does not
+    // stop: when the client goes away (axum drops this handler's future),
+    // the guard cancels the instantiation, which stops at its next budget
+    // check and logs `Instantiation cancelled`.
+    let cancel = Cancel::new();
+    let guard = cancel.on_drop();
+    let done = in_unit(state.store.clone(), move || {
+        let (ws, err) = engine.instantiate_traced_cancellable(&uri, &attrs, cancel);
+        Ok(ws.to_json(&uri, err.as_ref()))
+    })
+    .await;
+    guard.disarm();
+    ok(done?)
+}

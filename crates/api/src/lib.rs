@@ -1,0 +1,611 @@
+//! The REST API, ManageIQ style, under `/api` (axum): automation requests,
+//! the event stream, the Automate datastore (browse and resolve), the VMs,
+//! hosts and providers of the object store, liveness, and the `http`
+//! catcher's `POST /api/events` merged in.
+//!
+//! Every request but `GET /api/health` carries `X-Auth-Token: <api.token>`.
+//! Answers are JSON; errors are `{"error": {"kind": ..., "message": ...}}`
+//! with the matching status (401, 400, 404, 405, 409, 413, 500).
+//! [`ROUTES`] is the one table of endpoints: [`router`] is built from it and
+//! a test checks `docs/api.yaml` describes exactly the same set.
+//! `docs/api.md` is the user's guide.
+
+mod automate;
+mod batch;
+pub mod db;
+mod objects;
+mod requests;
+mod server;
+
+pub use server::serve_with;
+
+use automate_engine::Engine;
+use automate_events::catchers::http::{self, error_response, kind_of, HttpState, TOKEN_HEADER};
+use automate_events::config::{check_public_url, ApiConfig, ApiLimits};
+use automate_events::queue::{EventQueue, EVENT_KIND};
+use automate_redb::{RedbSchedule, RedbStore};
+use automate_requests::Requests;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{on, MethodFilter, MethodRouter};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// What an endpoint does (the handler [`router`] mounts for a [`Route`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Health,
+    /// `POST /api/events`: served by the `http` catcher's router.
+    Events,
+    ListRequests,
+    CreateRequest,
+    GetRequest,
+    RequestAction,
+    EventStreams,
+    EventStream,
+    Domains,
+    Browse,
+    Resolve,
+    Vms,
+    Vm,
+    Hosts,
+    Host,
+    Providers,
+    Provider,
+    DbBackup,
+}
+
+/// One endpoint: method, path (OpenAPI syntax: `{id}`; `{path}` in
+/// `/api/automate/{path}` spans several segments) and handler.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub endpoint: Endpoint,
+}
+
+const fn r(method: &'static str, path: &'static str, endpoint: Endpoint) -> Route {
+    Route {
+        method,
+        path,
+        endpoint,
+    }
+}
+
+/// Every endpoint of the API. `docs/api.yaml` lists the same (method,
+/// path) pairs (a test checks it).
+pub const ROUTES: &[Route] = &[
+    r("GET", "/api/health", Endpoint::Health),
+    r("POST", "/api/events", Endpoint::Events),
+    r("GET", "/api/automation_requests", Endpoint::ListRequests),
+    r("POST", "/api/automation_requests", Endpoint::CreateRequest),
+    r("GET", "/api/automation_requests/{id}", Endpoint::GetRequest),
+    r(
+        "POST",
+        "/api/automation_requests/{id}",
+        Endpoint::RequestAction,
+    ),
+    r("GET", "/api/event_streams", Endpoint::EventStreams),
+    r("GET", "/api/event_streams/{id}", Endpoint::EventStream),
+    r("GET", "/api/automate", Endpoint::Domains),
+    r("GET", "/api/automate/{path}", Endpoint::Browse),
+    r("POST", "/api/automate/{path}", Endpoint::Resolve),
+    r("GET", "/api/vms", Endpoint::Vms),
+    r("GET", "/api/vms/{id}", Endpoint::Vm),
+    r("GET", "/api/hosts", Endpoint::Hosts),
+    r("GET", "/api/hosts/{id}", Endpoint::Host),
+    r("GET", "/api/providers", Endpoint::Providers),
+    r("GET", "/api/providers/{id}", Endpoint::Provider),
+    r("POST", "/api/db/backup", Endpoint::DbBackup),
+];
+
+/// Where `GET /api/health` reads the event queue's depth.
+#[derive(Debug, Clone)]
+enum Depth {
+    /// The running pipeline's queue (counted in memory).
+    Queue(Arc<EventQueue>),
+    /// No pipeline in this process: count the queued events in the store.
+    Stored(RedbSchedule),
+}
+
+/// What the handlers share: the token, the engine (datastore and object
+/// store), the store itself and the request service.
+#[derive(Clone)]
+pub struct ApiState {
+    token: Arc<str>,
+    engine: Engine,
+    store: Arc<RedbStore>,
+    requests: Arc<Requests>,
+    batcher: Arc<batch::Batcher>,
+    depth: Depth,
+    /// `api.limits`.
+    limits: Arc<ApiLimits>,
+    /// What every `href` starts with: `api.public_url`, or empty (paths).
+    public_url: Arc<str>,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiState {
+    /// The API over `engine`, whose object store is `store`, with its
+    /// request writer threads (see `batch`). An empty token refuses every
+    /// request (but `/api/health`).
+    pub fn new(
+        token: impl Into<String>,
+        engine: Engine,
+        store: Arc<RedbStore>,
+    ) -> std::io::Result<ApiState> {
+        let schedule = store.schedule();
+        let requests = Arc::new(Requests::new(engine.clone(), schedule.clone()));
+        let writers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .clamp(1, 4);
+        let batcher = batch::Batcher::start(store.clone(), requests.clone(), writers)?;
+        Ok(ApiState {
+            token: Arc::from(token.into()),
+            requests,
+            batcher: Arc::new(batcher),
+            engine,
+            store,
+            depth: Depth::Stored(schedule),
+            limits: Arc::new(ApiLimits::default()),
+            public_url: Arc::from(""),
+        })
+    }
+
+    /// The API configured by `api`: its limits and `public_url` (the
+    /// token is [`ApiState::new`]'s). Fails on a `public_url` that is not
+    /// an http(s) URL.
+    pub fn with_config(mut self, api: &ApiConfig) -> std::io::Result<ApiState> {
+        let url = match &api.public_url {
+            Some(u) => check_public_url(u).map_err(std::io::Error::other)?,
+            None => String::new(),
+        };
+        self.public_url = Arc::from(url);
+        self.limits = Arc::new(api.limits.clone());
+        Ok(self)
+    }
+
+    /// `/api/health` reports this queue's depth (the running pipeline's).
+    pub fn with_queue(mut self, queue: Arc<EventQueue>) -> ApiState {
+        self.depth = Depth::Queue(queue);
+        self
+    }
+
+    fn queue_depth(&self) -> Result<u64, ApiError> {
+        match &self.depth {
+            Depth::Queue(q) => Ok(q.depth()),
+            Depth::Stored(s) => s.count_kind(EVENT_KIND).map_err(ApiError::internal),
+        }
+    }
+}
+
+/// An error answer: status, kind and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn internal(e: impl std::fmt::Display) -> ApiError {
+        tracing::error!(target: "evm", "MIQ(Api) internal error: {e}");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error_response(self.status, self.kind, self.message)
+    }
+}
+
+/// A handler's result.
+type ApiResult = Result<Response, ApiError>;
+
+/// `200` with a JSON body.
+fn ok(v: Value) -> ApiResult {
+    Ok((StatusCode::OK, Json(v)).into_response())
+}
+
+/// Runs blocking work (redb, the engine) off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("the request's worker failed: {e}")))?
+}
+
+/// Aborts the calling thread's unit of work unless it was committed (a
+/// failed or panicking handler leaves nothing behind on the pool thread).
+struct UnitGuard<'a> {
+    store: &'a RedbStore,
+    done: bool,
+}
+
+impl Drop for UnitGuard<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.store.abort_unit();
+        }
+    }
+}
+
+/// Runs `f` on the blocking pool as one unit of work of the store
+/// ([`RedbStore::begin_unit`]): every object it writes is committed in one
+/// durable transaction before the answer, or (when it fails) none is.
+async fn in_unit<T: Send + 'static>(
+    store: Arc<RedbStore>,
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    blocking(move || {
+        store.begin_unit();
+        let mut guard = UnitGuard {
+            store: &store,
+            done: false,
+        };
+        let out = f()?;
+        guard.done = true;
+        store.commit_unit(|_| Ok(())).map_err(ApiError::internal)?;
+        Ok(out)
+    })
+    .await
+}
+
+/// The body as a JSON object: 413 when too large, 400 when not JSON or
+/// not an object.
+fn json_object(
+    body: Result<Bytes, BytesRejection>,
+    state: &ApiState,
+) -> Result<serde_json::Map<String, Value>, ApiError> {
+    let bytes = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Err(server::too_large(state.limits.max_body_bytes))
+        }
+        Err(e) => {
+            return Err(ApiError::bad_request(format!(
+                "cannot read the body: {}",
+                e.body_text()
+            )))
+        }
+    };
+    let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("the body is not valid JSON: {e}"),
+        )
+    })?;
+    match value {
+        Value::Object(m) => Ok(m),
+        other => Err(ApiError::bad_request(format!(
+            "body: expected an object, got {}",
+            kind_of(&other)
+        ))),
+    }
+}
+
+/// An optional string field; 400 naming `field` when it has another type.
+fn opt_str<'a>(
+    obj: &'a serde_json::Map<String, Value>,
+    key: &str,
+    field: &str,
+) -> Result<Option<&'a str>, ApiError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "{field}: expected a string, got {}",
+            kind_of(other)
+        ))),
+    }
+}
+
+/// What `href`s start with: `api.public_url`, else nothing (the links are
+/// paths, `/api/...`). Never the request's `Host` header, which the client
+/// chooses.
+fn base_url(state: &ApiState) -> String {
+    state.public_url.to_string()
+}
+
+/// `offset` and `limit` of a collection query (other keys are left to the
+/// caller): `limit` defaults to `api.limits.default_limit` and may not
+/// exceed `api.limits.max_limit`.
+fn page_args(
+    q: &std::collections::HashMap<String, String>,
+    limits: &ApiLimits,
+) -> Result<(usize, usize), ApiError> {
+    let number = |key: &str| -> Result<Option<usize>, ApiError> {
+        q.get(key)
+            .map(|v| {
+                v.trim().parse::<usize>().map_err(|_| {
+                    ApiError::bad_request(format!("{key}: [{v}] is not a non-negative integer"))
+                })
+            })
+            .transpose()
+    };
+    let offset = number("offset")?.unwrap_or(0);
+    let limit = number("limit")?.unwrap_or(limits.default_limit);
+    if limit > limits.max_limit {
+        return Err(ApiError::bad_request(format!(
+            "limit: {limit} is over the maximum page size of {} (api.limits.max_limit); page with offset",
+            limits.max_limit
+        )));
+    }
+    Ok((offset, limit))
+}
+
+/// A collection query's parameters; 400 when they cannot be decoded.
+type QueryArgs = Result<
+    axum::extract::Query<std::collections::HashMap<String, String>>,
+    axum::extract::rejection::QueryRejection,
+>;
+
+fn query_args(q: QueryArgs) -> Result<std::collections::HashMap<String, String>, ApiError> {
+    q.map(|axum::extract::Query(q)| q)
+        .map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))
+}
+
+/// A ManageIQ collection: `name`, `count` (all), `subcount` (shown),
+/// `resources`.
+fn collection(name: &str, count: usize, resources: Vec<Value>) -> Value {
+    json!({
+        "name": name,
+        "count": count,
+        "subcount": resources.len(),
+        "resources": resources,
+    })
+}
+
+/// A path parameter; 400 (JSON) when axum cannot decode it.
+fn path_arg(
+    p: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<String, ApiError> {
+    p.map(|axum::extract::Path(s)| s)
+        .map_err(|e| ApiError::bad_request(format!("path: {}", e.body_text())))
+}
+
+/// A path id: 400 when it is not an integer.
+fn parse_id(s: &str) -> Result<i64, ApiError> {
+    s.trim()
+        .parse::<i64>()
+        .map_err(|_| ApiError::bad_request(format!("id: [{s}] is not an integer id")))
+}
+
+/// Constant-time comparison (the token must not leak through timing).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Checks `X-Auth-Token` on every request but `GET /api/health`.
+async fn auth(State(token): State<Arc<str>>, req: Request, next: Next) -> Response {
+    if req.uri().path() == "/api/health" {
+        return next.run(req).await;
+    }
+    let message = if token.is_empty() {
+        "the API has no token configured (api.token); every request is refused"
+    } else {
+        match req.headers().get(TOKEN_HEADER) {
+            None => "missing X-Auth-Token header",
+            Some(v) if same(v.as_bytes(), token.as_bytes()) => return next.run(req).await,
+            Some(_) => "invalid X-Auth-Token",
+        }
+    };
+    error_response(StatusCode::UNAUTHORIZED, "unauthorized", message)
+}
+
+async fn not_found(method: Method, uri: axum::http::Uri) -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no endpoint {method} {}", uri.path()),
+    )
+}
+
+fn method_not_allowed(path: &str, allow: &str) -> Response {
+    let mut r = error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{path} takes {allow}"),
+    );
+    if let Ok(v) = HeaderValue::from_str(allow) {
+        r.headers_mut().insert(header::ALLOW, v);
+    }
+    r
+}
+
+/// The axum path of a table path (`{path}` of `/api/automate` spans
+/// segments).
+fn axum_path(path: &str) -> String {
+    path.replace("/api/automate/{path}", "/api/automate/{*path}")
+}
+
+fn handler(method: &str, endpoint: Endpoint) -> Option<MethodRouter<ApiState>> {
+    let filter = match method {
+        "GET" => MethodFilter::GET,
+        "POST" => MethodFilter::POST,
+        "PUT" => MethodFilter::PUT,
+        "DELETE" => MethodFilter::DELETE,
+        _ => return None,
+    };
+    Some(match endpoint {
+        Endpoint::Events => return None,
+        Endpoint::Health => on(filter, health),
+        Endpoint::ListRequests => on(filter, requests::list),
+        Endpoint::CreateRequest => on(filter, requests::create),
+        Endpoint::GetRequest => on(filter, requests::get),
+        Endpoint::RequestAction => on(filter, requests::action),
+        Endpoint::EventStreams => on(filter, objects::event_streams_handler),
+        Endpoint::EventStream => on(filter, objects::event_stream),
+        Endpoint::Domains => on(filter, automate::domains),
+        Endpoint::Browse => on(filter, automate::browse),
+        Endpoint::Resolve => on(filter, automate::resolve),
+        Endpoint::Vms => on(filter, objects::vms),
+        Endpoint::Vm => on(filter, objects::vm),
+        Endpoint::Hosts => on(filter, objects::hosts),
+        Endpoint::Host => on(filter, objects::host),
+        Endpoint::Providers => on(filter, objects::providers),
+        Endpoint::Provider => on(filter, objects::provider),
+        Endpoint::DbBackup => on(filter, db::backup),
+    })
+}
+
+/// The whole API: [`ROUTES`], with `events` (the `http` catcher's state;
+/// without one, `POST /api/events` knows no provider) merged in, behind
+/// the token check.
+pub fn router(state: ApiState, events: Option<HttpState>) -> Router {
+    let token = state.token.clone();
+    let limits = state.limits.clone();
+    let mut by_path: BTreeMap<&str, Vec<&Route>> = BTreeMap::new();
+    for route in ROUTES {
+        by_path.entry(route.path).or_default().push(route);
+    }
+    let mut api: Router<ApiState> = Router::new();
+    for (path, routes) in by_path {
+        let mut mr: Option<MethodRouter<ApiState>> = None;
+        for route in &routes {
+            if let Some(h) = handler(route.method, route.endpoint) {
+                mr = Some(match mr {
+                    None => h,
+                    Some(m) => m.merge(h),
+                });
+            }
+        }
+        let Some(mr) = mr else { continue };
+        let allow = routes
+            .iter()
+            .map(|r| r.method)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let shown = path.to_string();
+        let mr = mr.fallback(move || {
+            let (shown, allow) = (shown.clone(), allow.clone());
+            async move { method_not_allowed(&shown, &allow) }
+        });
+        api = api.route(&axum_path(path), mr);
+    }
+    let events = events.unwrap_or_else(|| HttpState::new(token.to_string()));
+    api.layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .with_state(state)
+        .merge(http::router(events))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(token, auth))
+        .layer(axum::middleware::from_fn_with_state(
+            limits,
+            server::deadline,
+        ))
+}
+
+/// Serves `router` on `listener` until `shutdown`, within the default
+/// [`ApiLimits`] ([`serve_with`] takes configured ones).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    serve_with(listener, router, &ApiLimits::default(), shutdown).await
+}
+
+/// `GET /api/health`: liveness, the event queue's depth and the object
+/// store's health (no token). 503 `{"status": "unavailable", "store":
+/// {...}}` while the store takes no writes (a full disk, a failed write,
+/// a damaged page: `automate_redb::health`).
+async fn health(State(state): State<ApiState>) -> ApiResult {
+    if let Some(fault) = state.store.health().fault() {
+        return Ok((
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "unavailable",
+                "version": env!("CARGO_PKG_VERSION"),
+                "store": fault,
+            })),
+        )
+            .into_response());
+    }
+    let s = state.clone();
+    let depth = blocking(move || s.queue_depth()).await?;
+    ok(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "queue_depth": depth,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// `docs/api.yaml` describes exactly [`ROUTES`].
+    #[test]
+    fn openapi_document_lists_every_route() {
+        let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+            .join("docs/api.yaml");
+        let text = std::fs::read_to_string(&path).expect("docs/api.yaml");
+        let doc: Value = serde_saphyr::from_str(&text).expect("docs/api.yaml is YAML");
+        assert_eq!(doc["openapi"].as_str().map(|s| &s[..2]), Some("3."));
+        let paths = doc["paths"].as_object().expect("paths");
+        let mut documented = BTreeSet::new();
+        for (p, ops) in paths {
+            for m in ops.as_object().expect("operations").keys() {
+                if ["get", "post", "put", "delete", "patch"].contains(&m.as_str()) {
+                    documented.insert((m.to_uppercase(), p.clone()));
+                }
+            }
+        }
+        let served: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .map(|r| (r.method.to_string(), r.path.to_string()))
+            .collect();
+        assert_eq!(documented, served);
+    }
+
+    #[test]
+    fn every_route_has_a_handler_but_events() {
+        for r in ROUTES {
+            assert_eq!(
+                handler(r.method, r.endpoint).is_none(),
+                r.endpoint == Endpoint::Events,
+                "{} {}",
+                r.method,
+                r.path
+            );
+        }
+    }
+}

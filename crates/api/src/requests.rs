@@ -1,0 +1,343 @@
+//! `/api/automation_requests`: create (ManageIQ's `create_from_ws` body,
+//! plain or as a `create` action), list, show, and the `approve` / `deny`
+//! actions, over [`automate_requests::Requests`] (blocking, so on the
+//! blocking pool; creations are group-committed by `batch`).
+
+use super::{
+    base_url, blocking, collection, in_unit, json_object, kind_of, ok, opt_str, page_args,
+    parse_id, path_arg, query_args, ApiError, ApiResult, ApiState, QueryArgs,
+};
+use automate_engine::AttrValue;
+use automate_redb::PageQuery;
+use automate_requests::{NewRequest, RequestError, RequestView, REQUEST_CLASS, REQUEST_TYPE};
+use automate_vmdb::StoredObject;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde_json::{json, Map, Value};
+
+/// ManageIQ's defaults for missing `uri_parts` (`AutomationRequest`).
+const DEFAULT_NAMESPACE: &str = "SYSTEM";
+const DEFAULT_CLASS: &str = "PROCESS";
+const DEFAULT_INSTANCE: &str = "AUTOMATION";
+
+/// A request error as an answer.
+pub(super) fn request_error(e: RequestError) -> ApiError {
+    let status = match e.kind() {
+        "not_found" => StatusCode::NOT_FOUND,
+        "bad_request" => StatusCode::BAD_REQUEST,
+        "conflict" => StatusCode::CONFLICT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    if status == StatusCode::INTERNAL_SERVER_ERROR {
+        tracing::error!(target: "evm", "MIQ(Api) automation request: {e}");
+    }
+    ApiError::new(status, e.kind(), e.to_string())
+}
+
+/// A request as the API shows it: ManageIQ's string `id` and an `href`.
+fn view_json(view: &RequestView, base: &str) -> Value {
+    let mut v = serde_json::to_value(view).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut v {
+        m.insert("id".into(), json!(view.id.to_string()));
+        m.insert(
+            "href".into(),
+            json!(format!("{base}/api/automation_requests/{}", view.id)),
+        );
+    }
+    v
+}
+
+/// One `create_from_ws` resource, checked field by field (`at` names it in
+/// errors: `""` for the body, `resources[2]` in a list).
+fn parse_new(at: &str, v: &Value) -> Result<NewRequest, ApiError> {
+    let dot = if at.is_empty() { "" } else { "." };
+    let field = |f: &str| format!("{at}{dot}{f}");
+    let Some(obj) = v.as_object() else {
+        return Err(ApiError::bad_request(format!(
+            "{}: expected an object, got {}",
+            if at.is_empty() { "body" } else { at },
+            kind_of(v)
+        )));
+    };
+    if let Some(version) = obj.get("version") {
+        if !(version.is_string() || version.is_number()) {
+            return Err(ApiError::bad_request(format!(
+                "{}: expected a string, got {}",
+                field("version"),
+                kind_of(version)
+            )));
+        }
+    }
+    let empty = Map::new();
+    let sub = |key: &str| -> Result<&Map<String, Value>, ApiError> {
+        match obj.get(key) {
+            None | Some(Value::Null) => Ok(&empty),
+            Some(Value::Object(m)) => Ok(m),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "{}: expected an object, got {}",
+                field(key),
+                kind_of(other)
+            ))),
+        }
+    };
+    let uri = sub("uri_parts")?;
+    if !obj.contains_key("uri_parts") {
+        return Err(ApiError::bad_request(format!(
+            "{}: missing",
+            field("uri_parts")
+        )));
+    }
+    for k in uri.keys() {
+        if !["namespace", "class", "instance", "message"].contains(&k.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "{}: unknown key (namespace, class, instance, message)",
+                field(&format!("uri_parts.{k}"))
+            )));
+        }
+    }
+    let part = |key: &str, default: &str| -> Result<String, ApiError> {
+        let name = field(&format!("uri_parts.{key}"));
+        let s = opt_str(uri, key, &name)?.unwrap_or(default).trim();
+        let s = s.trim_matches('/');
+        if s.is_empty() {
+            return Err(ApiError::bad_request(format!("{name}: empty")));
+        }
+        automate_requests::check_uri_part(&name, s).map_err(request_error)?;
+        Ok(s.to_string())
+    };
+    let namespace = part("namespace", DEFAULT_NAMESPACE)?;
+    let class = part("class", DEFAULT_CLASS)?;
+    let instance = part("instance", DEFAULT_INSTANCE)?;
+    let message = opt_str(uri, "message", &field("uri_parts.message"))?.map(str::to_string);
+    let parameters = sub("parameters")?.clone();
+    automate_requests::check_parameters(&field("parameters"), &parameters)
+        .map_err(request_error)?;
+    let requester = sub("requester")?;
+    let auto_approve = match requester.get("auto_approve") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => true,
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => false,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "{}: expected true or false, got {}",
+                field("requester.auto_approve"),
+                kind_of(other)
+            )))
+        }
+    };
+    let userid =
+        opt_str(requester, "user_name", &field("requester.user_name"))?.map(str::to_string);
+    Ok(NewRequest {
+        namespace,
+        class,
+        instance,
+        message,
+        parameters,
+        auto_approve,
+        userid,
+    })
+}
+
+/// The URI must name an instance (or a `.missing`) of an enabled domain;
+/// nothing is stored otherwise.
+fn check_exists(state: &ApiState, at: &str, req: &NewRequest) -> Result<(), ApiError> {
+    let index = state.engine.datastore().index();
+    let dot = if at.is_empty() { "" } else { "." };
+    let fq = req
+        .namespace
+        .split_once('/')
+        .and_then(|(d, rest)| index.domain(d).map(|_| rest));
+    let classes = index.classes_at(&req.namespace, &req.class);
+    let fq_class = index.class(&req.namespace, &req.class);
+    if classes.is_empty() && fq_class.is_none() {
+        let known_ns = index.all_classes().any(|c| {
+            c.namespace.eq_ignore_ascii_case(&req.namespace)
+                || c.fq_namespace().eq_ignore_ascii_case(&req.namespace)
+                || fq.is_some_and(|rest| c.namespace.eq_ignore_ascii_case(rest))
+        });
+        return Err(if known_ns {
+            ApiError::bad_request(format!(
+                "{at}{dot}uri_parts.class: no class [{}] in namespace [{}]",
+                req.class, req.namespace
+            ))
+        } else {
+            ApiError::bad_request(format!(
+                "{at}{dot}uri_parts.namespace: no namespace [{}] in any enabled domain",
+                req.namespace
+            ))
+        });
+    }
+    let found = index
+        .resolve(&req.namespace, &req.class, &req.instance)
+        .is_some()
+        || fq_class.is_some_and(|c| {
+            c.instance(&req.instance).is_some()
+                || c.instance(automate_datastore::index::MISSING).is_some()
+        });
+    if !found {
+        return Err(ApiError::bad_request(format!(
+            "{at}{dot}uri_parts.instance: no instance [{}] (nor .missing) in /{}/{}",
+            req.instance, req.namespace, req.class
+        )));
+    }
+    Ok(())
+}
+
+/// `POST /api/automation_requests`.
+pub(super) async fn create(
+    State(state): State<ApiState>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let obj = json_object(body, &state)?;
+    let mut items: Vec<(String, NewRequest)> = Vec::new();
+    match opt_str(&obj, "action", "action")? {
+        None => items.push((String::new(), parse_new("", &Value::Object(obj.clone()))?)),
+        Some("create") => match (obj.get("resource"), obj.get("resources")) {
+            (Some(r), None) => items.push(("resource".into(), parse_new("resource", r)?)),
+            (None, Some(Value::Array(list))) if list.len() > state.limits.max_resources => {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!(
+                        "resources: {} resources, more than the {} one action may create \
+                         (api.limits.max_resources); send them in several requests",
+                        list.len(),
+                        state.limits.max_resources
+                    ),
+                ))
+            }
+            (None, Some(Value::Array(list))) if !list.is_empty() => {
+                for (i, r) in list.iter().enumerate() {
+                    let at = format!("resources[{i}]");
+                    let new = parse_new(&at, r)?;
+                    items.push((at, new));
+                }
+            }
+            (None, Some(other)) => {
+                return Err(ApiError::bad_request(format!(
+                    "resources: expected a non-empty list, got {}",
+                    kind_of(other)
+                )))
+            }
+            _ => {
+                return Err(ApiError::bad_request(
+                    "a create action takes either resource or resources",
+                ))
+            }
+        },
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "action: [{other}] is not supported on the collection (create)"
+            )))
+        }
+    }
+    for (at, new) in &items {
+        check_exists(&state, at, new)?;
+    }
+    let base = base_url(&state);
+    let views = state
+        .batcher
+        .create(items.into_iter().map(|(_, new)| new).collect())
+        .await?;
+    let results: Vec<Value> = views.iter().map(|v| view_json(v, &base)).collect();
+    ok(json!({ "results": results }))
+}
+
+/// `GET /api/automation_requests?offset=..&limit=..`: a page of the
+/// requests by id, read from the store only as far as the page goes;
+/// `count` is every stored request.
+pub(super) async fn list(State(state): State<ApiState>, query: QueryArgs) -> ApiResult {
+    let (offset, limit) = page_args(&query_args(query)?, &state.limits)?;
+    let (store, requests) = (state.store.clone(), state.requests.clone());
+    let (total, views) = blocking(move || {
+        let automation = |o: &StoredObject| {
+            o.class.eq_ignore_ascii_case(REQUEST_CLASS)
+                && o.attrs.get("request_type") == Some(&AttrValue::str(REQUEST_TYPE))
+        };
+        let q = PageQuery {
+            offset,
+            limit,
+            newest_first: false,
+        };
+        let page = store
+            .page("MiqRequest", q, Some(&automation))
+            .map_err(ApiError::internal)?;
+        let views = page
+            .rows
+            .iter()
+            .map(|(id, _)| requests.get(*id).map_err(request_error))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((page.total, views))
+    })
+    .await?;
+    let base = base_url(&state);
+    let resources: Vec<Value> = views.iter().map(|v| view_json(v, &base)).collect();
+    ok(collection("automation_requests", total, resources))
+}
+
+/// `GET /api/automation_requests/{id}`.
+pub(super) async fn get(
+    State(state): State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+) -> ApiResult {
+    let id = parse_id(&path_arg(id)?)?;
+    let requests = state.requests.clone();
+    let view = blocking(move || requests.get(id).map_err(request_error)).await?;
+    ok(view_json(&view, &base_url(&state)))
+}
+
+/// `POST /api/automation_requests/{id}` with `{"action": "approve" |
+/// "deny", "reason": ...}`: ManageIQ's action result, with the request
+/// as `result`.
+pub(super) async fn action(
+    State(state): State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let id = parse_id(&path_arg(id)?)?;
+    let obj = json_object(body, &state)?;
+    let action = opt_str(&obj, "action", "action")?
+        .ok_or_else(|| ApiError::bad_request("action: missing (approve or deny)"))?
+        .to_string();
+    let reason = opt_str(&obj, "reason", "reason")?.map(str::to_string);
+    let requests = state.requests.clone();
+    let view = match action.as_str() {
+        "approve" => {
+            in_unit(state.store.clone(), move || {
+                requests
+                    .approve(id, reason.as_deref())
+                    .map_err(request_error)
+            })
+            .await?
+        }
+        "deny" => {
+            let reason = reason
+                .filter(|r| !r.trim().is_empty())
+                .ok_or_else(|| ApiError::bad_request("reason: a deny needs a reason"))?;
+            in_unit(state.store.clone(), move || {
+                requests.deny(id, &reason).map_err(request_error)
+            })
+            .await?
+        }
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "action: [{other}] is not supported (approve, deny)"
+            )))
+        }
+    };
+    let base = base_url(&state);
+    let done = if action == "approve" {
+        "approved"
+    } else {
+        "denied"
+    };
+    ok(json!({
+        "success": true,
+        "message": format!("Automation request {id} {done}"),
+        "href": format!("{base}/api/automation_requests/{id}"),
+        "result": view_json(&view, &base),
+    }))
+}

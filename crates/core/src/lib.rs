@@ -1,0 +1,13 @@
+//! automate-core: the values every layer of automate shares.
+//!
+//! [`uri`] is the grammar of Automate URIs, [`value`] the attribute values
+//! a workspace holds (and [`value::VmdbRef`], a reference to a stored
+//! object), [`time`] the one UTC calendar and the timestamp texts the
+//! product writes and reads, and [`alloc`] the counting allocator behind the
+//! Rhai sandbox's memory limit. Nothing here does I/O or knows a backend;
+//! every other crate of the workspace builds on this one.
+
+pub mod alloc;
+pub mod time;
+pub mod uri;
+pub mod value;

@@ -1,0 +1,208 @@
+//! Datatype conversion of attribute values (reference §5.5).
+
+use super::error::EngineError;
+use automate_core::value::AttrValue;
+use automate_vmdb::{base_class, ObjectStore};
+
+/// Converts `value` to `datatype`. Blank values are returned unchanged.
+pub fn convert(
+    store: &dyn ObjectStore,
+    value: AttrValue,
+    datatype: &str,
+) -> Result<AttrValue, EngineError> {
+    if value.is_blank() {
+        return Ok(value);
+    }
+    let AttrValue::Str(text) = &value else {
+        return Ok(value);
+    };
+    let is = |name: &str| datatype.eq_ignore_ascii_case(name);
+    Ok(if is("string") || is("null coalescing") {
+        value
+    } else if is("boolean") {
+        match text.as_str() {
+            t if t.eq_ignore_ascii_case("true") || t == "1" => AttrValue::Bool(true),
+            t if t.eq_ignore_ascii_case("false") || t == "0" => AttrValue::Bool(false),
+            _ => value,
+        }
+    } else if is("trueclass") {
+        AttrValue::Bool(true)
+    } else if is("falseclass") {
+        AttrValue::Bool(false)
+    } else if is("integer") || is("fixnum") {
+        AttrValue::Int(ruby_to_i(text))
+    } else if is("float") {
+        AttrValue::Float(ruby_to_f(text))
+    } else if is("symbol") {
+        AttrValue::Symbol(text.clone())
+    } else if is("time") {
+        value
+    } else if is("array") {
+        let inner: String = text.chars().filter(|c| *c != '[' && *c != ']').collect();
+        AttrValue::Array(
+            inner
+                .trim()
+                .split(',')
+                .map(|s| AttrValue::Str(s.trim().to_string()))
+                .collect(),
+        )
+    } else if is("password") {
+        AttrValue::Password(text.clone())
+    } else {
+        return find_object(store, datatype, text);
+    })
+}
+
+/// A service-model datatype or query class: the stored object with that id.
+fn find_object(store: &dyn ObjectStore, class: &str, text: &str) -> Result<AttrValue, EngineError> {
+    let model = service_model(class);
+    if base_class(model).is_none() {
+        return Err(EngineError::InvalidClass(format!(
+            "invalid class [{class}]: not a datatype or a known object class"
+        )));
+    }
+    let id = text.trim().parse::<i64>().map_err(|_| {
+        EngineError::ServiceNotFound(format!("{model} [{text}] is not a valid object id"))
+    })?;
+    store.find(model, id).map(AttrValue::Object).ok_or_else(|| {
+        EngineError::ServiceNotFound(format!("{model} [{id}] not found in the object store"))
+    })
+}
+
+/// ManageIQ's `SM_LOOKUP` short names.
+fn service_model(name: &str) -> &str {
+    const SHORT: [(&str, &str); 8] = [
+        ("ems", "ExtManagementSystem"),
+        ("policy", "MiqPolicy"),
+        ("request", "MiqRequest"),
+        ("server", "MiqServer"),
+        ("vm", "VmOrTemplate"),
+        ("host", "Host"),
+        ("user", "User"),
+        ("storage", "Storage"),
+    ];
+    SHORT
+        .iter()
+        .find(|(short, _)| name.eq_ignore_ascii_case(short))
+        .map_or(name, |(_, model)| model)
+}
+
+/// Ruby's lenient `String#to_i`: leading digits, else 0.
+pub fn ruby_to_i(s: &str) -> i64 {
+    let t = s.trim_start();
+    let (sign, digits) = match t.as_bytes().first() {
+        Some(b'-') => (-1, &t[1..]),
+        Some(b'+') => (1, &t[1..]),
+        _ => (1, t),
+    };
+    let mut n: i64 = 0;
+    for c in digits.chars() {
+        if c == '_' {
+            continue;
+        }
+        let Some(d) = c.to_digit(10) else { break };
+        n = n.saturating_mul(10).saturating_add(d as i64);
+    }
+    sign * n
+}
+
+/// Ruby's lenient `String#to_f`.
+pub fn ruby_to_f(s: &str) -> f64 {
+    let t = s.trim_start();
+    let end = t
+        .char_indices()
+        .take_while(|(i, c)| {
+            c.is_ascii_digit()
+                || *c == '.'
+                || (*i == 0 && (*c == '-' || *c == '+'))
+                || *c == 'e'
+                || *c == 'E'
+        })
+        .map(|(i, c)| i + c.len_utf8())
+        .last()
+        .unwrap_or(0);
+    let mut candidate = &t[..end];
+    while !candidate.is_empty() {
+        if let Ok(f) = candidate.parse() {
+            return f;
+        }
+        candidate = &candidate[..candidate.len() - 1];
+    }
+    0.0
+}
+
+/// A JSON value (state data carried across retries) as an attribute value.
+pub fn from_json(v: &serde_json::Value) -> AttrValue {
+    match v {
+        serde_json::Value::Null => AttrValue::Nil,
+        serde_json::Value::Bool(b) => AttrValue::Bool(*b),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => AttrValue::Int(i),
+            None => AttrValue::Float(n.as_f64().unwrap_or(0.0)),
+        },
+        serde_json::Value::String(s) => AttrValue::Str(s.clone()),
+        serde_json::Value::Array(a) => AttrValue::Array(a.iter().map(from_json).collect()),
+        serde_json::Value::Object(m) => AttrValue::Hash(
+            m.iter()
+                .map(|(k, v)| (AttrValue::Str(k.clone()), from_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// An attribute value as JSON (state data, `--json` output).
+pub fn to_json(v: &AttrValue) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        AttrValue::Nil => J::Null,
+        AttrValue::Str(s) | AttrValue::Symbol(s) => J::String(s.clone()),
+        AttrValue::Int(i) => J::from(*i),
+        AttrValue::Float(f) => J::from(*f),
+        AttrValue::Bool(b) => J::Bool(*b),
+        AttrValue::Password(_) => J::String("********".into()),
+        AttrValue::Object(r) => J::String(format!("{}::{}", r.class, r.id)),
+        AttrValue::Array(a) => J::Array(a.iter().map(to_json).collect()),
+        AttrValue::Hash(h) => J::Object(h.iter().map(|(k, v)| (k.to_text(), to_json(v))).collect()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use automate_core::time::duration_seconds;
+    use automate_vmdb::NoObjects;
+
+    #[test]
+    fn conversions_follow_ruby() {
+        let s = |x: &str| AttrValue::Str(x.into());
+        let c = |v, d| convert(&NoObjects, v, d).unwrap();
+        assert_eq!(c(s("true"), "boolean"), AttrValue::Bool(true));
+        assert_eq!(c(s("0"), "boolean"), AttrValue::Bool(false));
+        assert_eq!(c(s("maybe"), "boolean"), s("maybe"));
+        assert_eq!(c(s("12abc"), "integer"), AttrValue::Int(12));
+        assert_eq!(c(s("x"), "Integer"), AttrValue::Int(0));
+        assert_eq!(c(s("1.5"), "float"), AttrValue::Float(1.5));
+        assert_eq!(
+            c(s("[1, 2 ,3]"), "array"),
+            AttrValue::Array(vec![s("1"), s("2"), s("3")])
+        );
+        assert_eq!(c(s(""), "integer"), s(""));
+        assert!(matches!(
+            convert(&NoObjects, s("1"), "nada"),
+            Err(EngineError::InvalidClass(_))
+        ));
+        assert!(matches!(
+            convert(&NoObjects, s("1"), "vm"),
+            Err(EngineError::ServiceNotFound(_))
+        ));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration_seconds("1.hour"), Some(3600.0));
+        assert_eq!(duration_seconds("6.seconds"), Some(6.0));
+        assert_eq!(duration_seconds("0.5"), Some(0.5));
+        assert_eq!(duration_seconds("1,000"), Some(1000.0));
+        assert_eq!(duration_seconds("soon"), None);
+    }
+}

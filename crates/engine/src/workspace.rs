@@ -1,0 +1,216 @@
+//! The workspace: what one instantiation built. Objects live in an arena
+//! (`ObjectId` is an index), linked parent → children; the trace is kept
+//! beside them so tests and the CLI can show exactly what the engine did.
+
+use automate_core::value::{AttrValue, Attributes};
+use serde::Serialize;
+
+/// An index into [`Workspace::objects`].
+pub type ObjectId = usize;
+
+/// One object of the tree: an instance of a class, with its attributes.
+#[derive(Debug, Clone)]
+pub struct Object {
+    /// `Domain/ns` the object was built from.
+    pub namespace: String,
+    pub class: String,
+    /// The instance actually used (`.missing`, `.default`).
+    pub instance: String,
+    /// `/ns/class/<requested instance>`, before `.missing` substitution.
+    pub object_name: String,
+    pub attributes: Attributes,
+    pub parent: Option<ObjectId>,
+    pub children: Vec<ObjectId>,
+    /// Relationship results by field name.
+    pub rels: Vec<(String, Vec<ObjectId>)>,
+    /// Dropped after a failed assertion or a stop.
+    pub removed: bool,
+}
+
+impl Object {
+    pub fn get(&self, name: &str) -> Option<&AttrValue> {
+        self.attributes.get(&name.to_ascii_lowercase())
+    }
+}
+
+/// The severity of a trace line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// One line of the automation log, with the relationship depth it was
+/// written at (the CLI indents by it; the log itself does not).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TraceLine {
+    pub depth: usize,
+    pub level: Level,
+    pub text: String,
+}
+
+/// The result of one instantiation.
+#[derive(Debug, Clone, Default)]
+pub struct Workspace {
+    pub objects: Vec<Object>,
+    pub trace: Vec<TraceLine>,
+    /// Persistent state variables (`${state_var#k}`, carried across retries).
+    pub state_vars: Attributes,
+    /// The saved `ae_state`, `ae_state_retries`, `ae_state_started` and
+    /// `ae_state_max_retries` of each state machine that is retrying, by
+    /// machine object name (ManageIQ's `current_state_info`, carried across
+    /// retries as `ae_state_previous`).
+    pub state_info: indexmap::IndexMap<String, Attributes, rustc_hash::FxBuildHasher>,
+}
+
+impl Workspace {
+    /// Objects with no parent that were not removed; `roots()[0]` is `root`.
+    pub fn roots(&self) -> Vec<ObjectId> {
+        (0..self.objects.len())
+            .filter(|&i| self.objects[i].parent.is_none() && !self.objects[i].removed)
+            .collect()
+    }
+
+    /// The root object, if instantiation left one.
+    pub fn root(&self) -> Option<&Object> {
+        self.roots().first().map(|&i| &self.objects[i])
+    }
+
+    pub fn object(&self, id: ObjectId) -> &Object {
+        &self.objects[id]
+    }
+
+    /// A root attribute.
+    pub fn root_attr(&self, name: &str) -> Option<&AttrValue> {
+        self.root().and_then(|o| o.get(name))
+    }
+
+    /// The trace as plain lines (no indentation).
+    pub fn trace_lines(&self) -> Vec<&str> {
+        self.trace.iter().map(|l| l.text.as_str()).collect()
+    }
+
+    /// Appends a line to the trace (depth 0) and sends it to `tracing`
+    /// (target `automation`).
+    pub fn log_line(&mut self, level: Level, text: String) {
+        self.push_trace(0, level, text, true);
+    }
+
+    /// Keeps a trace line and, when `emit`, sends it to `tracing` (target
+    /// `automation`): the one place trace lines are written. The line goes
+    /// as a `&str` message (the log writer copies it as it is; a format
+    /// string would take it through `fmt` for nothing).
+    pub(crate) fn push_trace(&mut self, depth: usize, level: Level, text: String, emit: bool) {
+        if emit {
+            let message = text.as_str();
+            match level {
+                Level::Debug => tracing::debug!(target: "automation", message),
+                Level::Info => tracing::info!(target: "automation", message),
+                Level::Warn => tracing::warn!(target: "automation", message),
+                Level::Error => tracing::error!(target: "automation", message),
+            }
+        }
+        self.trace.push(TraceLine { depth, level, text });
+    }
+
+    /// `ae_result` of the root, `ok` when unset (as `MiqAeEngine.deliver`
+    /// reads it).
+    pub fn result(&self) -> String {
+        match self.root_attr("ae_result") {
+            Some(v) if !v.is_nil() => v.to_text(),
+            _ => "ok".to_string(),
+        }
+    }
+
+    /// The query args `MiqAeEngine.deliver` adds to the URI when it
+    /// re-queues a retry (`change_options_by_ws`): `ae_state`,
+    /// `ae_state_started`, `ae_state_retries`, and, when not empty,
+    /// `ae_state_data` (the state vars) and `ae_state_previous` (the saved
+    /// state of nested machines), both as JSON where ManageIQ uses YAML.
+    pub fn retry_args(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for key in ["ae_state", "ae_state_started", "ae_state_retries"] {
+            if let Some(v) = self.root_attr(key).filter(|v| !v.is_nil()) {
+                out.push((key.to_string(), v.to_text()));
+            }
+        }
+        if !self.state_vars.is_empty() {
+            let map: serde_json::Map<String, serde_json::Value> = self
+                .state_vars
+                .iter()
+                .map(|(k, v)| (k.clone(), super::datatype::to_json(v)))
+                .collect();
+            out.push((
+                "ae_state_data".to_string(),
+                serde_json::Value::Object(map).to_string(),
+            ));
+        }
+        if !self.state_info.is_empty() {
+            let map: serde_json::Map<String, serde_json::Value> = self
+                .state_info
+                .iter()
+                .map(|(machine, attrs)| {
+                    let values = attrs
+                        .iter()
+                        .map(|(k, v)| (k.clone(), super::datatype::to_json(v)))
+                        .collect();
+                    (machine.clone(), serde_json::Value::Object(values))
+                })
+                .collect();
+            out.push((
+                "ae_state_previous".to_string(),
+                serde_json::Value::Object(map).to_string(),
+            ));
+        }
+        out
+    }
+
+    /// The live children of an object.
+    pub fn children(&self, id: ObjectId) -> Vec<ObjectId> {
+        self.objects[id]
+            .children
+            .iter()
+            .copied()
+            .filter(|&c| !self.objects[c].removed)
+            .collect()
+    }
+}
+
+impl Workspace {
+    /// What one instantiation built, as `automate instantiate --json` and
+    /// `POST /api/automate/<path>` (`resolve`) show it: `uri`, `trace`,
+    /// `objects` (the object tree from each root), `state_vars` and `error`.
+    pub fn to_json(&self, uri: &str, error: Option<&super::EngineError>) -> serde_json::Value {
+        serde_json::json!({
+            "uri": uri,
+            "trace": self.trace,
+            "objects": self.roots().iter().map(|&r| self.tree_json(r)).collect::<Vec<_>>(),
+            "state_vars": attrs_json(&self.state_vars),
+            "error": error.map(|e| e.to_string()),
+        })
+    }
+
+    fn tree_json(&self, id: ObjectId) -> serde_json::Value {
+        let o = self.object(id);
+        serde_json::json!({
+            "object_name": o.object_name,
+            "namespace": o.namespace,
+            "class": o.class,
+            "instance": o.instance,
+            "attributes": attrs_json(&o.attributes),
+            "children": self.children(id).iter().map(|&c| self.tree_json(c)).collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn attrs_json(attrs: &Attributes) -> serde_json::Value {
+    serde_json::Value::Object(
+        attrs
+            .iter()
+            .map(|(k, v)| (k.clone(), super::datatype::to_json(v)))
+            .collect(),
+    )
+}

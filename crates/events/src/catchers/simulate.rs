@@ -1,0 +1,630 @@
+//! The `simulate` catcher: a seeded, deterministic stream of realistic
+//! provider events, VMs powering on and off with consistent state.
+//!
+//! Each VM goes round the power cycle of its provider type, and never skips
+//! a step:
+//!
+//! | type | power on | power off |
+//! |---|---|---|
+//! | `RHEVM` | `USER_STARTED_VM` → `USER_RUN_VM` | `USER_INITIATED_SHUTDOWN_VM` or `USER_STOP_VM` → `VM_DOWN` |
+//! | `OPENSTACK` | `compute.instance.power_on.start` → `.end` | `compute.instance.power_off.start` → `.end` |
+//! | `VC` | `VmStartingEvent` → `VmPoweredOnEvent` | `VmStoppingEvent` → `VmPoweredOffEvent` |
+//!
+//! Each step picks a VM at random (with the seeded PRNG) and moves it one
+//! step on. `full_data` has the provider's own shape (a RHEV API event, an
+//! oslo notification, a vSphere event) and the refs are filled as that
+//! provider's parser would. [`Simulator`] is a plain iterator (no tokio);
+//! the catcher paces it at `rate` events per second.
+
+use super::{CatcherError, Ctx, Offer};
+use crate::{Provider, ProviderEvent};
+use automate_core::time;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// `kind: simulate` settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimulateConfig {
+    /// The PRNG seed: the same seed gives the same events.
+    pub seed: u64,
+    /// Events per second; `0` = as fast as the pipeline takes them.
+    pub rate: f64,
+    /// Stop after this many events (default: run until shutdown).
+    pub count: Option<u64>,
+    /// How many VMs the provider has.
+    pub vms: usize,
+    /// The first event's time (`2026-01-01T00:00:00Z`); later events are
+    /// `1/rate` seconds apart (1 ms when `rate` is 0). The catcher defaults to
+    /// the current time, the bare [`Simulator`] to 2026-01-01T00:00:00Z.
+    pub start: Option<String>,
+}
+
+/// The slowest `rate` other than 0 (one event a ~11.6 days).
+pub const MIN_RATE: f64 = 1e-6;
+/// The fastest `rate` (events a second; 0 is "as fast as taken").
+pub const MAX_RATE: f64 = 10_000_000.0;
+/// The most VMs a simulated provider may have (each costs memory up
+/// front).
+pub const MAX_VMS: usize = 1_000_000;
+/// The largest `count`.
+pub const MAX_COUNT: u64 = 1_000_000_000_000;
+
+impl SimulateConfig {
+    /// Every problem of these settings, as (field under `catcher`, message).
+    pub(crate) fn check(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if !(self.rate == 0.0 || (MIN_RATE..=MAX_RATE).contains(&self.rate)) {
+            out.push((
+                "rate",
+                format!(
+                    "{} events a second is out of range: give 0 (as fast as taken) or \
+                     {MIN_RATE} to {MAX_RATE}",
+                    self.rate
+                ),
+            ));
+        }
+        if !(1..=MAX_VMS).contains(&self.vms) {
+            out.push(("vms", format!("{} is out of range 1..={MAX_VMS}", self.vms)));
+        }
+        if let Some(c) = self.count.filter(|c| *c > MAX_COUNT) {
+            out.push((
+                "count",
+                format!("{c} is more than the most allowed ({MAX_COUNT})"),
+            ));
+        }
+        if let Some(s) = &self.start {
+            if time::parse_time(s).is_none() {
+                out.push((
+                    "start",
+                    format!("{s:?} is not a UTC time like 2026-01-01T00:00:00Z (years 0 to 9999)"),
+                ));
+            }
+        }
+        out
+    }
+
+    /// The time between two events (`None` for rate 0: no pacing).
+    fn period(&self) -> Option<Duration> {
+        if self.rate == 0.0 {
+            return None;
+        }
+        let secs = 1.0 / self.rate;
+        let p = time::duration_from_secs("rate", &self.rate.to_string(), secs)
+            .unwrap_or(Duration::from_secs_f64(1.0 / MIN_RATE));
+        Some(p.max(Duration::from_nanos(1)))
+    }
+}
+
+impl Default for SimulateConfig {
+    fn default() -> Self {
+        SimulateConfig {
+            seed: 42,
+            rate: 1.0,
+            count: None,
+            vms: 10,
+            start: None,
+        }
+    }
+}
+
+/// 2026-01-01T00:00:00Z.
+const DEFAULT_START_MS: i64 = 1_767_225_600_000;
+
+/// SplitMix64: tiny, fast and good enough for a simulation.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    pub fn new(seed: u64) -> SplitMix64 {
+        SplitMix64(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        // Lemire's multiply-shift; the bias is negligible for small n.
+        ((u128::from(self.next_u64()) * u128::from(n.max(1))) >> 64) as u64
+    }
+
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+
+    /// A random (version 4 shaped) UUID.
+    pub fn uuid(&mut self) -> String {
+        let a = self.next_u64();
+        let b = self.next_u64();
+        format!(
+            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0x0fff,
+            ((b >> 48) & 0x3fff) | 0x8000,
+            b & 0xffff_ffff_ffff
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flavour {
+    Rhev,
+    Openstack,
+    Vmware,
+}
+
+impl Flavour {
+    fn of(kind: &str) -> Option<Flavour> {
+        match kind.to_ascii_uppercase().as_str() {
+            "RHEVM" | "REDHAT" | "OVIRT" => Some(Flavour::Rhev),
+            "OPENSTACK" => Some(Flavour::Openstack),
+            "VC" | "VMWARE" => Some(Flavour::Vmware),
+            _ => None,
+        }
+    }
+}
+
+/// Whether [`Simulator`] has an event model for this provider type.
+pub fn supports(kind: &str) -> bool {
+    Flavour::of(kind).is_some()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Power {
+    Off,
+    Starting,
+    On,
+    /// Powering off; `true` for a hard stop (RHEV `USER_STOP_VM`).
+    Stopping(bool),
+}
+
+#[derive(Debug, Clone)]
+struct SimHost {
+    id: String,
+    name: String,
+}
+
+#[derive(Debug, Clone)]
+struct SimVm {
+    id: String,
+    name: String,
+    host: usize,
+    power: Power,
+}
+
+/// The deterministic event generator behind the `simulate` catcher.
+#[derive(Debug, Clone)]
+pub struct Simulator {
+    rng: SplitMix64,
+    flavour: Flavour,
+    user: String,
+    tenant: String,
+    hosts: Vec<SimHost>,
+    vms: Vec<SimVm>,
+    clock_ms: i64,
+    step_ms: i64,
+    seq: u64,
+    remaining: Option<u64>,
+}
+
+const NAMES: [&str; 8] = ["web", "db", "app", "cache", "mq", "build", "api", "batch"];
+
+impl Simulator {
+    /// A generator for a provider type (`RHEVM`, `OPENSTACK`, `VC`; other
+    /// types get RHEV's events: check [`supports`] first). Stops after
+    /// `cfg.count` events if set.
+    pub fn new(cfg: &SimulateConfig, provider_kind: &str) -> Simulator {
+        let flavour = Flavour::of(provider_kind).unwrap_or(Flavour::Rhev);
+        let mut rng = SplitMix64::new(cfg.seed);
+        let nvms = cfg.vms.max(1);
+        let nhosts = nvms.div_ceil(4);
+        let hosts = (0..nhosts)
+            .map(|i| {
+                let (id, name) = match flavour {
+                    Flavour::Rhev => (rng.uuid(), format!("rhvh-{:02}.example.com", i + 1)),
+                    Flavour::Openstack => {
+                        let n = format!("compute-{i}.localdomain");
+                        (n.clone(), n)
+                    }
+                    Flavour::Vmware => (
+                        format!("host-{}", 101 + i),
+                        format!("esx-{:02}.example.com", i + 1),
+                    ),
+                };
+                SimHost { id, name }
+            })
+            .collect::<Vec<_>>();
+        let vms = (0..nvms)
+            .map(|i| {
+                let id = match flavour {
+                    Flavour::Vmware => format!("vm-{}", 1001 + i),
+                    _ => rng.uuid(),
+                };
+                let name = format!("{}-{:02}", NAMES[i % NAMES.len()], i / NAMES.len() + 1);
+                let host = rng.below(nhosts as u64) as usize;
+                let power = if rng.chance(50) {
+                    Power::On
+                } else {
+                    Power::Off
+                };
+                SimVm {
+                    id,
+                    name,
+                    host,
+                    power,
+                }
+            })
+            .collect();
+        let step_ms = if cfg.rate > 0.0 && cfg.rate.is_finite() {
+            ((1000.0 / cfg.rate).round() as i64).max(1)
+        } else {
+            1
+        };
+        let start = cfg
+            .start
+            .as_deref()
+            .and_then(time::parse_time)
+            .unwrap_or(DEFAULT_START_MS);
+        let tenant = rng.uuid().replace('-', "");
+        Simulator {
+            rng,
+            flavour,
+            user: match flavour {
+                Flavour::Rhev => "admin@internal".into(),
+                Flavour::Openstack => "admin".into(),
+                Flavour::Vmware => "administrator@vsphere.local".into(),
+            },
+            tenant,
+            hosts,
+            vms,
+            clock_ms: start,
+            step_ms,
+            seq: 0,
+            remaining: cfg.count,
+        }
+    }
+
+    /// A generator for this provider: its userid appears in the events.
+    pub fn for_provider(cfg: &SimulateConfig, provider: &Provider) -> Simulator {
+        let mut s = Simulator::new(cfg, &provider.kind);
+        s.user = provider.userid.clone();
+        s
+    }
+
+    fn start_at(&mut self, ms: i64) {
+        self.clock_ms = ms;
+    }
+
+    fn step(&mut self) -> ProviderEvent {
+        let i = self.rng.below(self.vms.len() as u64) as usize;
+        let before = self.vms[i].power;
+        let after = match before {
+            Power::Off => Power::Starting,
+            Power::Starting => Power::On,
+            Power::On => Power::Stopping(self.flavour == Flavour::Rhev && self.rng.chance(40)),
+            Power::Stopping(_) => Power::Off,
+        };
+        self.vms[i].power = after;
+        let event_type = match (self.flavour, before, after) {
+            (Flavour::Rhev, Power::Off, _) => "USER_STARTED_VM",
+            (Flavour::Rhev, Power::Starting, _) => "USER_RUN_VM",
+            (Flavour::Rhev, Power::On, Power::Stopping(true)) => "USER_STOP_VM",
+            (Flavour::Rhev, Power::On, _) => "USER_INITIATED_SHUTDOWN_VM",
+            (Flavour::Rhev, Power::Stopping(_), _) => "VM_DOWN",
+            (Flavour::Openstack, Power::Off, _) => "compute.instance.power_on.start",
+            (Flavour::Openstack, Power::Starting, _) => "compute.instance.power_on.end",
+            (Flavour::Openstack, Power::On, _) => "compute.instance.power_off.start",
+            (Flavour::Openstack, Power::Stopping(_), _) => "compute.instance.power_off.end",
+            (Flavour::Vmware, Power::Off, _) => "VmStartingEvent",
+            (Flavour::Vmware, Power::Starting, _) => "VmPoweredOnEvent",
+            (Flavour::Vmware, Power::On, _) => "VmStoppingEvent",
+            (Flavour::Vmware, Power::Stopping(_), _) => "VmPoweredOffEvent",
+        };
+        self.seq += 1;
+        self.clock_ms += self.step_ms;
+        let vm = self.vms[i].clone();
+        let host = self.hosts[vm.host].clone();
+        match self.flavour {
+            Flavour::Rhev => self.rhev_event(event_type, &vm, &host),
+            Flavour::Openstack => self.openstack_event(event_type, &vm, &host, after),
+            Flavour::Vmware => self.vmware_event(event_type, &vm, &host),
+        }
+    }
+
+    fn rhev_event(&mut self, event_type: &str, vm: &SimVm, host: &SimHost) -> ProviderEvent {
+        let (code, description) = match event_type {
+            "USER_STARTED_VM" => (
+                153,
+                format!(
+                    "VM {} was started by {} (Host: {}).",
+                    vm.name, self.user, host.name
+                ),
+            ),
+            "USER_RUN_VM" => (32, format!("VM {} started on Host {}", vm.name, host.name)),
+            "USER_STOP_VM" => (
+                33,
+                format!(
+                    "VM {} powered off by {} (Host: {}).",
+                    vm.name, self.user, host.name
+                ),
+            ),
+            "USER_INITIATED_SHUTDOWN_VM" => (
+                73,
+                format!(
+                    "VM shutdown initiated by {} on VM {} (Host: {}).",
+                    self.user, vm.name, host.name
+                ),
+            ),
+            _ => (
+                61,
+                format!(
+                    "VM {} is down. Exit message: User shut down from within the guest",
+                    vm.name
+                ),
+            ),
+        };
+        let id = 10_000 + self.seq;
+        let time = time::iso8601(self.clock_ms);
+        let correlation = self.rng.uuid();
+        ProviderEvent {
+            event_type: event_type.to_string(),
+            timestamp: time.clone(),
+            chain_id: None,
+            vm_ems_ref: Some(format!("/api/vms/{}", vm.id)),
+            vm_name: Some(vm.name.clone()),
+            host_ems_ref: Some(format!("/api/hosts/{}", host.id)),
+            host_name: Some(host.name.clone()),
+            full_data: json!({
+                "id": id.to_string(),
+                "href": format!("/ovirt-engine/api/events/{id}"),
+                "code": code,
+                "description": description,
+                "severity": "normal",
+                "time": time,
+                "origin": "oVirt",
+                "correlation_id": correlation,
+                "user": {"name": self.user},
+                "vm": {"id": vm.id, "name": vm.name, "href": format!("/ovirt-engine/api/vms/{}", vm.id)},
+                "host": {"id": host.id, "name": host.name, "href": format!("/ovirt-engine/api/hosts/{}", host.id)},
+            }),
+        }
+    }
+
+    fn openstack_event(
+        &mut self,
+        event_type: &str,
+        vm: &SimVm,
+        host: &SimHost,
+        after: Power,
+    ) -> ProviderEvent {
+        let (state, task) = match after {
+            Power::Starting => ("stopped", "powering-on"),
+            Power::On => ("active", ""),
+            Power::Stopping(_) => ("active", "powering-off"),
+            Power::Off => ("stopped", ""),
+        };
+        let message_id = self.rng.uuid();
+        let request_id = format!("req-{}", self.rng.uuid());
+        let note = json!({
+            "event_type": event_type,
+            "payload": {
+                "instance_id": vm.id,
+                "display_name": vm.name,
+                "state": state,
+                "state_description": task,
+                "host": host.id,
+                "node": host.name,
+                "tenant_id": self.tenant,
+                "user_id": self.user,
+                "instance_type": "m1.small",
+                "memory_mb": 2048,
+                "vcpus": 1,
+                "image_ref_url": "http://glance.localdomain:9292/images/cirros",
+            },
+            "publisher_id": format!("compute.{}", host.id),
+            "timestamp": time::oslo_time(self.clock_ms),
+            "message_id": message_id,
+            "priority": "INFO",
+            "_context_request_id": request_id,
+            "_context_user_name": self.user,
+        });
+        super::oslo::from_notification(note).unwrap_or_else(|_| unreachable!("a valid note"))
+    }
+
+    fn vmware_event(&mut self, event_type: &str, vm: &SimVm, host: &SimHost) -> ProviderEvent {
+        let key = 5_000 + self.seq;
+        let time = time::iso8601(self.clock_ms);
+        let verb = match event_type {
+            "VmStartingEvent" => "is starting",
+            "VmPoweredOnEvent" => "is powered on",
+            "VmStoppingEvent" => "is stopping",
+            _ => "is powered off",
+        };
+        ProviderEvent {
+            event_type: event_type.to_string(),
+            timestamp: time.clone(),
+            chain_id: Some(key.to_string()),
+            vm_ems_ref: Some(vm.id.clone()),
+            vm_name: Some(vm.name.clone()),
+            host_ems_ref: Some(host.id.clone()),
+            host_name: Some(host.name.clone()),
+            full_data: json!({
+                "eventType": event_type,
+                "key": key,
+                "chainId": key,
+                "createdTime": time,
+                "userName": self.user,
+                "fullFormattedMessage": format!("{} on {} {}", vm.name, host.name, verb),
+                "vm": {"name": vm.name, "vm": vm.id},
+                "host": {"name": host.name, "host": host.id},
+            }),
+        }
+    }
+}
+
+impl Iterator for Simulator {
+    type Item = ProviderEvent;
+
+    fn next(&mut self) -> Option<ProviderEvent> {
+        if let Some(r) = &mut self.remaining {
+            if *r == 0 {
+                return None;
+            }
+            *r -= 1;
+        }
+        Some(self.step())
+    }
+}
+
+/// Which phase of the power cycle an event type is (for consistency
+/// checks): `Some((powering_on, finished))`.
+pub fn power_phase(event_type: &str) -> Option<(bool, bool)> {
+    Some(match event_type {
+        "USER_STARTED_VM" | "compute.instance.power_on.start" | "VmStartingEvent" => (true, false),
+        "USER_RUN_VM" | "compute.instance.power_on.end" | "VmPoweredOnEvent" => (true, true),
+        "USER_INITIATED_SHUTDOWN_VM"
+        | "USER_STOP_VM"
+        | "compute.instance.power_off.start"
+        | "VmStoppingEvent" => (false, false),
+        "VM_DOWN" | "compute.instance.power_off.end" | "VmPoweredOffEvent" => (false, true),
+        _ => return None,
+    })
+}
+
+/// A built `simulate` catcher.
+pub(crate) struct SimulateCatcher {
+    cfg: SimulateConfig,
+}
+
+impl SimulateConfig {
+    pub(crate) fn build(&self, ctx: &Ctx) -> Result<SimulateCatcher, CatcherError> {
+        if !supports(&ctx.provider.kind) {
+            return Err(ctx.config_error(format!(
+                "the simulate catcher has no events for provider type {} (RHEVM, OPENSTACK, VC)",
+                ctx.provider.kind
+            )));
+        }
+        if let Some((field, message)) = self.check().into_iter().next() {
+            return Err(ctx.config_error(format!("simulate {field}: {message}")));
+        }
+        Ok(SimulateCatcher { cfg: self.clone() })
+    }
+}
+
+impl SimulateCatcher {
+    pub(crate) async fn run(
+        self,
+        ctx: Ctx,
+        shutdown: CancellationToken,
+    ) -> Result<(), CatcherError> {
+        let mut sim = Simulator::for_provider(&self.cfg, &ctx.provider);
+        if self.cfg.start.is_none() {
+            sim.start_at(time::now_ms());
+        }
+        // Pacing by deadline: event n is due at start + n/rate, so rates
+        // above the timer's 1 ms resolution still average out; after a stall
+        // (a full pipeline) of over a second the schedule restarts instead
+        // of bursting to catch up.
+        let period = self.cfg.period();
+        let mut due = tokio::time::Instant::now();
+        let mut n: u64 = 0;
+        for ev in sim {
+            if let Some(period) = period {
+                let now = tokio::time::Instant::now();
+                if due > now {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(due) => {}
+                        _ = shutdown.cancelled() => return Ok(()),
+                    }
+                } else if now - due > Duration::from_secs(1) {
+                    due = now;
+                }
+                due = due.checked_add(period).unwrap_or(now);
+            }
+            if shutdown.is_cancelled() {
+                return Ok(());
+            }
+            match ctx.offer(ev, false, &shutdown).await {
+                Offer::Sent(_) | Offer::Skipped => {}
+                Offer::Cancelled => return Ok(()),
+                Offer::Closed => return Err(ctx.closed()),
+            }
+            n += 1;
+            if n % 256 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What [`floor`] measured.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FloorStats {
+    pub events: u64,
+    pub threads: usize,
+    pub seconds: f64,
+    pub events_per_s: f64,
+    /// Distinct VMs the lookups found (a check that the work was done).
+    pub vms: usize,
+}
+
+/// The physical floor of the event flow on this machine (`scripts/bench`):
+/// the same simulated events as JSON lines (as a catcher receives them),
+/// each only parsed, its provider and VM looked up in hash maps (created on
+/// first sight) and acked (counted), on `threads` threads, each with its
+/// own share and maps. No queue, no store, no Automate. The lines are made
+/// before the clock starts.
+pub fn floor(cfg: &SimulateConfig, provider: &Provider, threads: usize) -> FloorStats {
+    use std::collections::HashMap;
+    let threads = threads.max(1);
+    let lines: Vec<String> = Simulator::new(cfg, &provider.kind)
+        .filter_map(|e| serde_json::to_string(&e).ok())
+        .collect();
+    let chunk = lines.len().div_ceil(threads).max(1);
+    let started = std::time::Instant::now();
+    let per_thread: Vec<(u64, usize)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = lines
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    let mut providers: HashMap<String, i64> = HashMap::new();
+                    let mut vms: HashMap<(i64, String), i64> = HashMap::new();
+                    let mut acked = 0u64;
+                    for line in part {
+                        let Ok(ev) = serde_json::from_str::<ProviderEvent>(line) else {
+                            continue;
+                        };
+                        let next = providers.len() as i64 + 1;
+                        let ems = *providers.entry(provider.name.clone()).or_insert(next);
+                        if let Some(r) = ev.vm_ems_ref {
+                            let next = vms.len() as i64 + 1;
+                            vms.entry((ems, r)).or_insert(next);
+                        }
+                        acked += 1;
+                    }
+                    (acked, vms.len())
+                })
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    let seconds = started.elapsed().as_secs_f64();
+    let events: u64 = per_thread.iter().map(|p| p.0).sum();
+    FloorStats {
+        events,
+        threads,
+        seconds,
+        events_per_s: events as f64 / seconds.max(1e-9),
+        vms: per_thread.iter().map(|p| p.1).max().unwrap_or(0),
+    }
+}

@@ -1,0 +1,444 @@
+//! The event handler (ManageIQ's `EmsEvent.add` + `EmsEventHelper#handle` +
+//! `MiqAeEvent.raise_ems_event` + `MiqAeEngine.deliver`, reference §9.1).
+//!
+//! For each provider event: log `Processing EMS event [..] chain_id [..] on
+//! EMS [..]...`; persist an `EmsEvent` (de-duplicated on ManageIQ's key:
+//! event type, timestamp, chain id, provider, VM reference), resolving the
+//! VM and host references to object ids and creating them on first sight;
+//! log `Delivering {...} for object [EmsEvent.<id>] with state [] to
+//! Automate`; instantiate `/System/Process/Event?...` with the attribute set
+//! of the seed; log `...Complete`.
+
+use super::{Provider, ProviderEvent};
+use automate_core::uri::query_uri;
+use automate_engine::deliver::{
+    deliver, deliver_deferred, Delivery, Outcome, PendingRetry, DEFAULT_MAX_DELIVERIES,
+};
+use automate_engine::{
+    inspect_delivery_attrs, AttrValue, Attributes, Engine, EngineError, Workspace,
+};
+use automate_vmdb::{ObjectStore, Schedule, StoreError, VmdbRef};
+use std::sync::{Arc, Mutex};
+
+/// Serializes the creation of VMs and hosts seen for the first time, so two
+/// handlers never create the same one twice (they are created with
+/// [`ObjectStore::create_now`], outside any unit of work, so every handler
+/// finds them at once). Handlers that write the same store at once share
+/// one ([`Handler::with_first_sight`]); cloning shares it.
+#[derive(Debug, Clone, Default)]
+pub struct FirstSight(Arc<Mutex<()>>);
+
+/// Why an event could not be handled.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error("event has no event_type")]
+    NoEventType,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The evm.log lines the pipeline writes: kept in order (for `automate
+/// demo` and tests) and sent to `tracing` (target `evm`).
+#[derive(Debug, Default, Clone)]
+pub struct EvmLog {
+    lines: Arc<Mutex<Vec<String>>>,
+    /// Only send the lines to `tracing`; keep none (the pipeline's workers).
+    discard: bool,
+}
+
+impl EvmLog {
+    /// A log that sends its lines to `tracing` only: [`EvmLog::drain`]
+    /// returns nothing.
+    pub fn discarding() -> EvmLog {
+        EvmLog {
+            discard: true,
+            ..EvmLog::default()
+        }
+    }
+
+    pub fn info(&self, line: impl Into<String>) {
+        let line = line.into();
+        tracing::info!(target: "evm", message = line.as_str());
+        if self.discard {
+            return;
+        }
+        if let Ok(mut l) = self.lines.lock() {
+            l.push(line);
+        }
+    }
+
+    /// [`EvmLog::info`] of a line the caller keeps: sent to `tracing` as a
+    /// `&str` (the log writer copies it as it is, no `fmt` pass), copied
+    /// only when this log keeps its lines.
+    pub fn info_str(&self, line: &str) {
+        if self.discard {
+            tracing::info!(target: "evm", message = line);
+        } else {
+            self.info(line);
+        }
+    }
+
+    /// [`EvmLog::info`] of a formatted line: a discarding log (the
+    /// pipeline's) sends it to `tracing` without making a `String` of it.
+    pub fn info_fmt(&self, line: std::fmt::Arguments<'_>) {
+        if self.discard {
+            tracing::info!(target: "evm", "{line}");
+        } else {
+            self.info(line.to_string());
+        }
+    }
+
+    /// Takes the lines written so far.
+    pub fn drain(&self) -> Vec<String> {
+        self.lines
+            .lock()
+            .map(|mut l| std::mem::take(&mut *l))
+            .unwrap_or_default()
+    }
+}
+
+/// What handling one event did.
+#[derive(Debug)]
+pub struct HandleOutcome {
+    /// The EmsEvent's id.
+    pub event_id: i64,
+    /// The event had been stored already: nothing was delivered.
+    pub duplicate: bool,
+    /// The delivery URI.
+    pub uri: String,
+    /// The workspace Automate built (`None` for duplicates).
+    pub workspace: Option<Workspace>,
+    /// The error Automate ended with, if any (the event stays stored).
+    pub error: Option<EngineError>,
+    /// The retry the delivery asked for, when the handler defers retries
+    /// ([`Handler::deferring_retries`]): the caller schedules it.
+    pub retry: Option<PendingRetry>,
+}
+
+/// Persists provider events and delivers them to Automate.
+pub struct Handler {
+    engine: Engine,
+    store: Arc<dyn ObjectStore>,
+    log: EvmLog,
+    server: VmdbRef,
+    user: VmdbRef,
+    /// Providers by name, once found or created (they are never deleted
+    /// while the pipeline runs).
+    providers: Mutex<rustc_hash::FxHashMap<String, VmdbRef>>,
+    /// Where a delivery whose state machine asks for a retry is scheduled
+    /// (`MiqAeEngine.deliver`); without one, a retry is logged and dropped.
+    schedule: Option<Arc<dyn Schedule>>,
+    /// Hand retries back in [`HandleOutcome::retry`] instead of scheduling
+    /// them.
+    defer_retries: bool,
+    /// Held while a VM or host seen for the first time is looked up again
+    /// and created.
+    first_sight: FirstSight,
+}
+
+impl Handler {
+    /// A handler writing to the engine's object store. Creates the
+    /// `MiqServer` and `User` the delivery URI names if the store has none.
+    pub fn new(engine: Engine, log: EvmLog) -> Result<Handler, HandlerError> {
+        let store = engine.store().clone();
+        let server = ensure_one(store.as_ref(), "MiqServer", "name", "EVM")?;
+        let user = ensure_one(store.as_ref(), "User", "userid", "admin")?;
+        Ok(Handler {
+            engine,
+            store,
+            log,
+            server,
+            user,
+            providers: Mutex::new(rustc_hash::FxHashMap::default()),
+            schedule: None,
+            defer_retries: false,
+            first_sight: FirstSight::default(),
+        })
+    }
+
+    /// Schedules the retries that deliveries ask for in `schedule` (the
+    /// store's scheduled-work table, run by the pipeline's retry runner and
+    /// `automate retries run-due`).
+    pub fn with_schedule(mut self, schedule: impl Schedule + 'static) -> Handler {
+        self.schedule = Some(Arc::new(schedule));
+        self
+    }
+
+    /// Hands the retries deliveries ask for back in
+    /// [`HandleOutcome::retry`] instead of scheduling them: the pipeline
+    /// writes them in the transaction of the worker batch that stores and
+    /// acknowledges the event, so a crash leaves both or neither (a
+    /// re-delivered event does not schedule its retry twice).
+    pub fn deferring_retries(mut self) -> Handler {
+        self.defer_retries = true;
+        self
+    }
+
+    /// Shares `lock` with the other handlers that write the same store at
+    /// once (the pipeline's workers), so no two of them create the same VM
+    /// or host seen for the first time. A handler made by [`Handler::new`]
+    /// has a lock of its own.
+    pub fn with_first_sight(mut self, lock: FirstSight) -> Handler {
+        self.first_sight = lock;
+        self
+    }
+
+    pub fn log(&self) -> &EvmLog {
+        &self.log
+    }
+
+    /// The provider's `ExtManagementSystem`, created on first use.
+    pub fn provider_ref(&self, provider: &Provider) -> Result<VmdbRef, HandlerError> {
+        if let Some(r) = self
+            .providers
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&provider.name).cloned())
+        {
+            return Ok(r);
+        }
+        let r = self.find_or_create_provider(provider)?;
+        if let Ok(mut m) = self.providers.lock() {
+            m.insert(provider.name.clone(), r.clone());
+        }
+        Ok(r)
+    }
+
+    fn find_or_create_provider(&self, provider: &Provider) -> Result<VmdbRef, HandlerError> {
+        let found = self.store.find_by(
+            "ExtManagementSystem",
+            "name",
+            &AttrValue::Str(provider.name.clone()),
+        );
+        if let Some(r) = found.into_iter().next() {
+            return Ok(r);
+        }
+        let mut attrs = Attributes::default();
+        attrs.insert("name".into(), AttrValue::Str(provider.name.clone()));
+        attrs.insert("hostname".into(), AttrValue::Str(provider.hostname.clone()));
+        attrs.insert("emstype".into(), AttrValue::Str(provider.kind.clone()));
+        Ok(self.store.create_now("ExtManagementSystem", attrs)?)
+    }
+
+    /// Handles one event end to end.
+    pub fn handle(
+        &self,
+        provider: &Provider,
+        ev: &ProviderEvent,
+    ) -> Result<HandleOutcome, HandlerError> {
+        if ev.event_type.trim().is_empty() {
+            return Err(HandlerError::NoEventType);
+        }
+        let ems = self.provider_ref(provider)?;
+        let chain = ev.chain_id.clone().unwrap_or_default();
+        let processing = format!(
+            "MIQ(EmsEventHandler-handle_event) Processing EMS event [{}] chain_id [{}] on EMS [{}]...",
+            ev.event_type, chain, ems.id
+        );
+        self.log.info_fmt(format_args!("{processing}"));
+        let key = format!(
+            "{}|{}|{}|{}|{}",
+            ev.event_type,
+            ev.timestamp,
+            chain,
+            ems.id,
+            ev.vm_ems_ref.as_deref().unwrap_or("")
+        );
+        if let Some(existing) = self
+            .store
+            .find_by("EventStream", "dedup_key", &AttrValue::Str(key.clone()))
+            .into_iter()
+            .next()
+        {
+            self.log.info(format!("{processing}Complete"));
+            return Ok(HandleOutcome {
+                event_id: existing.id,
+                duplicate: true,
+                uri: String::new(),
+                workspace: None,
+                error: None,
+                retry: None,
+            });
+        }
+        let host = match &ev.host_ems_ref {
+            Some(r) => Some(self.find_or_create(&ems, "Host", r, ev.host_name.as_deref(), None)?),
+            None => None,
+        };
+        let vm = match &ev.vm_ems_ref {
+            Some(r) => Some(self.find_or_create(
+                &ems,
+                "VmOrTemplate",
+                r,
+                ev.vm_name.as_deref(),
+                host.as_ref(),
+            )?),
+            None => None,
+        };
+        let mut attrs = Attributes::default();
+        let s = |v: &str| AttrValue::Str(v.to_string());
+        attrs.insert("event_namespace".into(), s("EmsEvent"));
+        attrs.insert("source".into(), s(&provider.kind));
+        attrs.insert("event_type".into(), s(&ev.event_type));
+        attrs.insert("timestamp".into(), s(&ev.timestamp));
+        attrs.insert("chain_id".into(), s(&chain));
+        attrs.insert("ems_id".into(), AttrValue::Int(ems.id));
+        if let Some(vm) = &vm {
+            attrs.insert("vm_or_template_id".into(), AttrValue::Int(vm.id));
+        }
+        if let Some(h) = &host {
+            attrs.insert("host_id".into(), AttrValue::Int(h.id));
+        }
+        if let Some(r) = &ev.vm_ems_ref {
+            attrs.insert("vm_ems_ref".into(), s(r));
+        }
+        attrs.insert(
+            "full_data".into(),
+            AttrValue::Str(automate_vmdb::json_text(&ev.full_data)),
+        );
+        attrs.insert("dedup_key".into(), AttrValue::Str(key));
+        let event = self.store.create("EmsEvent", attrs)?;
+
+        // MiqAeEvent.raise_ems_event's attributes, in its order.
+        let mut pairs: Vec<(String, String)> = vec![
+            ("event_id".into(), event.id.to_string()),
+            ("event_stream_id".into(), event.id.to_string()),
+            ("event_type".into(), ev.event_type.clone()),
+        ];
+        if let Some(vm) = &vm {
+            pairs.push(("VmOrTemplate::vm".into(), vm.id.to_string()));
+            pairs.push(("vm_id".into(), vm.id.to_string()));
+        }
+        if let Some(h) = &host {
+            pairs.push(("Host::host".into(), h.id.to_string()));
+            pairs.push(("host_id".into(), h.id.to_string()));
+        }
+        self.log.info_fmt(format_args!(
+            "MIQ(MiqAeEngine.deliver) Delivering {} for object [EmsEvent.{}] with state [] to Automate",
+            inspect_delivery_attrs(&pairs),
+            event.id
+        ));
+        pairs.push(("EventStream::event_stream".into(), event.id.to_string()));
+        pairs.push(("MiqServer::miq_server".into(), self.server.id.to_string()));
+        pairs.push(("User::user".into(), self.user.id.to_string()));
+        pairs.push(("object_name".into(), "Event".into()));
+        pairs.push(("vmdb_object_type".into(), "event_stream".into()));
+        let (uri, parsed) = query_uri("/System/Process/Event", pairs);
+        let d = Delivery {
+            uri: uri.clone(),
+            attrs: Vec::new(),
+            object: format!("EmsEvent.{}", event.id),
+            deliveries: 0,
+        };
+        // What Automate writes is kept only if it ends without an error;
+        // the event row above stays either way (ManageIQ's EmsEvent.add
+        // comes before the delivery).
+        let sp = self.store.savepoint();
+        let delivered = match &self.schedule {
+            _ if self.defer_retries => {
+                deliver_deferred(&self.engine, &d, Some(parsed), DEFAULT_MAX_DELIVERIES)
+            }
+            Some(schedule) => deliver(&self.engine, &**schedule, &d, DEFAULT_MAX_DELIVERIES)
+                .map(|outcome| (outcome, None)),
+            None => {
+                let (workspace, error) = self.engine.instantiate_traced_parsed(&uri, parsed, &[]);
+                let outcome = match error {
+                    None => Outcome::Done(workspace),
+                    error => Outcome::Error { workspace, error },
+                };
+                Ok((outcome, None))
+            }
+        };
+        let (ws, error, retry) = match delivered {
+            Ok((Outcome::Error { workspace, error }, retry)) => (workspace, error, retry),
+            Ok((outcome, retry)) => (outcome.into_workspace(), None, retry),
+            Err(e) => {
+                if let Some(sp) = sp {
+                    self.store.rollback_to(sp);
+                }
+                return Err(HandlerError::Store(e));
+            }
+        };
+        if let Some(sp) = sp {
+            if error.is_some() {
+                self.store.rollback_to(sp);
+                self.log.info_fmt(format_args!(
+                    "MIQ(MiqAeEngine.deliver) Automate ended with an error for object [EmsEvent.{}]: what it wrote was discarded",
+                    event.id
+                ));
+            } else {
+                self.store.release_savepoint(sp);
+            }
+        }
+        let mut prefixed = String::new();
+        for line in &ws.trace {
+            // Core lines raised from inside Automate (generic events, their
+            // delivery) keep their own `MIQ(...)` prefix, as in evm.log.
+            if line.text.starts_with("MIQ(") {
+                self.log.info_str(&line.text);
+            } else {
+                prefixed.clear();
+                prefixed.push_str("<AutomationEngine> ");
+                prefixed.push_str(&line.text);
+                self.log.info_str(&prefixed);
+            }
+        }
+        self.log.info_fmt(format_args!("{processing}Complete"));
+        Ok(HandleOutcome {
+            event_id: event.id,
+            duplicate: false,
+            uri,
+            workspace: Some(ws),
+            error,
+            retry,
+        })
+    }
+
+    /// A VM or host of this provider by its provider reference, created on
+    /// first sight.
+    fn find_or_create(
+        &self,
+        ems: &VmdbRef,
+        class: &str,
+        ems_ref: &str,
+        name: Option<&str>,
+        host: Option<&VmdbRef>,
+    ) -> Result<VmdbRef, HandlerError> {
+        let find = || self.store.find_by_ems_ref(class, ems.id, ems_ref);
+        if let Some(r) = find() {
+            return Ok(r);
+        }
+        // First sight: look again under the lock (another worker may have
+        // just created it), then create it for everyone at once.
+        let _guard = self.first_sight.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = find() {
+            return Ok(r);
+        }
+        let mut attrs = Attributes::default();
+        attrs.insert(
+            "name".into(),
+            AttrValue::Str(name.unwrap_or(ems_ref).to_string()),
+        );
+        attrs.insert("ems_ref".into(), AttrValue::Str(ems_ref.to_string()));
+        attrs.insert("ems_id".into(), AttrValue::Int(ems.id));
+        if let Some(h) = host {
+            attrs.insert("host_id".into(), AttrValue::Int(h.id));
+        }
+        Ok(self.store.create_now(class, attrs)?)
+    }
+}
+
+/// The first object of `class` with `attr == value`, created if none.
+fn ensure_one(
+    store: &dyn ObjectStore,
+    class: &str,
+    attr: &str,
+    value: &str,
+) -> Result<VmdbRef, StoreError> {
+    let v = AttrValue::Str(value.to_string());
+    if let Some(r) = store.find_by(class, attr, &v).into_iter().next() {
+        return Ok(r);
+    }
+    let mut attrs = Attributes::default();
+    attrs.insert(attr.to_string(), v);
+    store.create(class, attrs)
+}

@@ -1,0 +1,512 @@
+//! The running event pipeline (`automate run`): catchers → committer →
+//! durable queue → workers → handler and Automate.
+//!
+//! * The **catchers** of the configuration send [`Caught`] events into a
+//!   bounded channel.
+//! * The **committer** (a Tokio task) drains the channel in groups of up to
+//!   `queue.batch_max` events or `queue.batch_wait_ms`, writes each group to
+//!   the [`EventQueue`] durably (group commit), and only then answers the
+//!   catchers' acks with `Ok` (so AMQP messages are acked upstream after the
+//!   durable write). The written events are handed to the dispatcher in
+//!   memory ([`EventQueue::with_handoff`], up to [`HANDOFF`] waiting): no
+//!   claim has to read, decode and lease them in the file again. When the
+//!   queue holds `queue.capacity` events, `when_full: block` stops reading
+//!   the channel, which makes the catchers wait (back-pressure);
+//!   `drop_newest` answers new events with `Err` and counts them; `park`
+//!   keeps taking them and parks them on disk: they are written to the
+//!   durable queue like the others (so the catchers never wait and nothing
+//!   is lost), counted (`parked`) and logged when parking starts and when
+//!   the backlog has drained below the capacity again, and worked in order
+//!   as the workers catch up. Memory stays bounded either way: the channel
+//!   holds at most one batch, the hand-off at most [`HANDOFF`] events
+//!   (beyond that, events wait in the file only and are claimed from it),
+//!   and the workers claim bounded batches.
+//! * The **dispatcher** (a thread) claims batches from the queue and hands
+//!   each event to one of `workers` **worker threads**, always the same one
+//!   for the same provider and host (or VM, when the event names no host):
+//!   events of one VM are handled in order, and a VM or host seen for the
+//!   first time is created by one worker only. A worker runs
+//!   [`Handler::handle`] for each event of its batch inside one *unit of
+//!   work* ([`RedbStore::begin_unit`]): the objects the batch creates and
+//!   updates are buffered in memory, and written together with the queue's
+//!   ack of the whole batch in one durable transaction. The worker hands
+//!   that transaction to the writer and goes on with its next batch while
+//!   it commits ([`RedbStore::hand_over`]: its reads still see the handed
+//!   writes); the next batch is handed over only once the last one is on
+//!   disk, and is given back with it should that commit fail.
+//! * The **writer** ([`GroupCommit`], a thread) makes those transactions:
+//!   redb has one writer, and each commit pays a fixed price, so the
+//!   writer takes every enqueue and every worker batch that is waiting and
+//!   commits them together (the busier, the fewer and larger the commits).
+//!   Each caller waits until its writes are on disk.
+//! * A **retry** thread runs [`run_due`](automate_engine::deliver::run_due)
+//!   for state-machine retries.
+//!
+//! **A full disk** ([`automate_redb::health`]): the store's writes wait for
+//! space instead of failing; meanwhile the committer leaves the catchers'
+//! channel unread (the catchers wait, the http catcher answers 503) and
+//! everything resumes when there is space. [`Pipeline::shutdown`] gives up
+//! on a store that takes no writes (what is not handled stays queued in the
+//! file, `store_error` says why), and a store that failed otherwise (a
+//! write error, a damaged page) ends `automate run` for a restart.
+//!
+//! **Where it is built.** The pipeline is handed its engine and object
+//! store; it never opens them, and it knows nothing of the REST API. The
+//! composition root (`automate run`, `crate::cli::compose`) opens the
+//! store, builds the engine with its methods, [prepares](Pipeline::prepare)
+//! the pipeline, serves the API (with the http catcher's
+//! `POST /api/events`, [`Prepared::take_http_catcher`], and the queue's
+//! depth, [`Prepared::queue`]) until [`Prepared::stop_signal`], and then
+//! [starts](Prepared::start) the pipeline with that server's task, which
+//! [`Pipeline::shutdown`] waits for after the catchers.
+//!
+//! One file per part: `committer.rs`, `dispatcher.rs`, `worker.rs`,
+//! `retrier.rs` and `stats.rs`; this one prepares, starts and shuts down.
+//!
+//! At start the leases of a previous process are released, so whatever it
+//! had claimed is delivered again (at-least-once; the handler's
+//! de-duplication makes a second delivery store nothing new).
+//! [`Pipeline::shutdown`] stops the catchers, lets the committer flush,
+//! lets the workers drain the queue, and returns the counts.
+//!
+//! **Durability.** Enqueue is a durable commit (the catchers' acks, and the
+//! http catcher's `202`, come after it). A batch's object writes and its ack
+//! are one durable commit: a crash before it loses both, so the events are
+//! handled again after the restart, and a crash after it has stored them
+//! and removed them from the queue: each event is stored exactly once.
+//! An event handed over in memory is leased by its durable enqueue (so no
+//! claim from the file takes it twice); claims from the file (a backlog
+//! beyond the hand-off, events of a previous run) lease without an
+//! fsync ([`automate_redb::RedbSchedule::with_relaxed_claims`]): losing a lease
+//! leaves the event due, as the lease release at start does anyway. The few writes
+//! made outside a unit (a VM or host seen for the first time, which every
+//! worker must see at once, and state-machine retries) use
+//! [`RedbStore::with_relaxed_durability`] and become durable with the next
+//! durable commit, which precedes the ack of any event that refers to them.
+
+use super::catchers::http::HttpState;
+use super::catchers::{CatcherError, CatcherStats, Catchers, Caught};
+use super::config::{Config, QueueConfig};
+use super::handler::FirstSight;
+use super::queue::EventQueue;
+use super::{EvmLog, Handler, HandlerError};
+use automate_engine::Engine;
+use automate_redb::health::StoreHealth;
+use automate_redb::{GroupCommit, GroupWriter, RedbStore};
+use automate_vmdb::StoreError;
+use dispatcher::Wake;
+use stats::{snapshot, Counters};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+mod committer;
+mod dispatcher;
+mod retrier;
+mod stats;
+mod worker;
+
+pub use stats::{Latency, PipelineStats};
+pub use worker::MAX_EVENT_ATTEMPTS;
+
+/// Most queued events handed from the committer to the dispatcher in
+/// memory at once ([`EventQueue::with_handoff`]).
+const HANDOFF: usize = 4096;
+
+/// Why the pipeline could not be prepared or started.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The object store, or the durable queue in it.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Making the handlers (the `MiqServer`, `User` and providers they
+    /// write).
+    #[error(transparent)]
+    Handler(#[from] HandlerError),
+    /// A catcher's settings.
+    #[error(transparent)]
+    Catcher(#[from] CatcherError),
+    /// A thread (the group-commit writer, the dispatcher, the retry
+    /// runner) could not be started.
+    #[error("starting the {what}")]
+    Thread {
+        /// Which thread.
+        what: &'static str,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A server the composition root runs beside the pipeline (the REST API
+/// with the http catcher's endpoint): stopped by [`Prepared::stop_signal`],
+/// awaited by [`Pipeline::shutdown`] after the catchers.
+pub type ServerTask = JoinHandle<std::io::Result<()>>;
+
+/// A pipeline whose queue is open (the leases of a previous process
+/// released), whose handlers and catchers are built, and of which nothing
+/// runs yet but the store's group-commit writer: see [`Prepared::start`].
+pub struct Prepared {
+    engine: Engine,
+    store: Arc<RedbStore>,
+    group: GroupCommit,
+    writer: GroupWriter,
+    queue: Arc<EventQueue>,
+    released: usize,
+    dispatch_handler: Handler,
+    handlers: Vec<Handler>,
+    catchers: Catchers,
+    caught: mpsc::Receiver<Caught>,
+    catcher_stats: Vec<Arc<CatcherStats>>,
+    stop_catchers: CancellationToken,
+    queue_config: QueueConfig,
+    stats_interval: Duration,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("queued", &self.queue.depth())
+            .field("released", &self.released)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Prepared {
+    /// The durable queue (the REST API's `/api/health` reports its depth).
+    pub fn queue(&self) -> Arc<EventQueue> {
+        self.queue.clone()
+    }
+
+    /// The `http` catchers' endpoint state, to be served by the REST API
+    /// (merged into its router), with the pipeline's shutdown and the
+    /// store's health set; `None` when no provider uses the `http`
+    /// catcher (or it was taken already).
+    pub fn take_http_catcher(&mut self) -> Option<HttpState> {
+        let mut state = self.catchers.http.take()?;
+        state.set_shutdown(self.stop_catchers.clone());
+        state.set_store_health(self.store.health());
+        Some(state)
+    }
+
+    /// Cancelled when [`Pipeline::shutdown`] begins: the server beside the
+    /// pipeline stops accepting with the catchers.
+    pub fn stop_signal(&self) -> CancellationToken {
+        self.stop_catchers.clone()
+    }
+
+    /// Starts the catchers, the periodic stats line, the committer, the
+    /// dispatcher with its workers and the retry runner. `server` (the
+    /// REST API's task, if the composition root serves one) is awaited by
+    /// [`Pipeline::shutdown`] after the catchers. Call it inside a Tokio
+    /// runtime.
+    pub fn start(self, server: Option<ServerTask>) -> Result<Pipeline, PipelineError> {
+        let Prepared {
+            engine,
+            store,
+            group,
+            writer,
+            queue,
+            released,
+            dispatch_handler,
+            handlers,
+            catchers,
+            caught,
+            catcher_stats,
+            stop_catchers,
+            queue_config,
+            stats_interval,
+        } = self;
+        let counters = Arc::new(Counters::default());
+        let wake = Arc::new(Wake::default());
+        let drain = Arc::new(AtomicBool::new(false));
+        let stop_retries = Arc::new(AtomicBool::new(false));
+
+        let catchers_task = tokio::spawn(catchers.run(stop_catchers.clone()));
+        let stats_logger = (!stats_interval.is_zero()).then(|| {
+            tokio::spawn(stats::log_stats(
+                stats_interval,
+                counters.clone(),
+                queue.clone(),
+                catcher_stats.clone(),
+            ))
+        });
+
+        let committer = tokio::spawn(committer::commit_loop(
+            caught,
+            queue.clone(),
+            queue_config,
+            counters.clone(),
+            wake.clone(),
+            store.health(),
+        ));
+
+        let health = store.health();
+        let dispatcher = {
+            let queue = queue.clone();
+            let counters = counters.clone();
+            let wake = wake.clone();
+            let drain = drain.clone();
+            let writes = worker::Writes {
+                store: store.clone(),
+                group,
+            };
+            std::thread::Builder::new()
+                .name("automate-dispatch".into())
+                .spawn(move || {
+                    dispatcher::dispatch_loop(
+                        dispatch_handler,
+                        handlers,
+                        writes,
+                        queue,
+                        counters,
+                        wake,
+                        drain,
+                    )
+                })
+                .map_err(|source| PipelineError::Thread {
+                    what: "dispatcher",
+                    source,
+                })?
+        };
+        let retrier = {
+            let schedule = store.schedule();
+            let counters = counters.clone();
+            let stop = stop_retries.clone();
+            std::thread::Builder::new()
+                .name("automate-retries".into())
+                .spawn(move || retrier::retry_loop(&engine, &schedule, &counters, &stop))
+                .map_err(|source| PipelineError::Thread {
+                    what: "retry runner",
+                    source,
+                })?
+        };
+
+        Ok(Pipeline {
+            stop_catchers,
+            catchers: Some(catchers_task),
+            server,
+            committer: Some(committer),
+            dispatcher: Some(dispatcher),
+            retrier: Some(retrier),
+            writer: Some(writer),
+            drain,
+            stop_retries,
+            wake,
+            queue,
+            counters,
+            catcher_stats,
+            stats_logger,
+            health,
+            released,
+        })
+    }
+}
+
+/// A running pipeline. Start it inside a Tokio runtime.
+pub struct Pipeline {
+    stop_catchers: CancellationToken,
+    catchers: Option<JoinHandle<Result<(), CatcherError>>>,
+    /// The server beside the pipeline ([`Prepared::start`]).
+    server: Option<ServerTask>,
+    committer: Option<JoinHandle<()>>,
+    dispatcher: Option<std::thread::JoinHandle<()>>,
+    retrier: Option<std::thread::JoinHandle<()>>,
+    writer: Option<GroupWriter>,
+    drain: Arc<AtomicBool>,
+    stop_retries: Arc<AtomicBool>,
+    wake: Arc<Wake>,
+    queue: Arc<EventQueue>,
+    counters: Arc<Counters>,
+    catcher_stats: Vec<Arc<CatcherStats>>,
+    stats_logger: Option<JoinHandle<()>>,
+    /// The store file's health (a full disk pauses the intake).
+    health: Arc<StoreHealth>,
+    /// Leases released at start (events a previous process had claimed).
+    pub released: usize,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("queued", &self.queue.depth())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pipeline {
+    /// Prepares the pipeline of `config` on `engine` (with its methods),
+    /// whose object store is `store` (opened with relaxed durability: the
+    /// pipeline's commits make its writes durable): starts the store's
+    /// group-commit writer, opens the durable queue and releases the
+    /// leases of a previous process, makes the handlers (the providers of
+    /// `config` are created first) and builds the catchers. Nothing else
+    /// runs until [`Prepared::start`].
+    pub fn prepare(
+        config: &Config,
+        engine: Engine,
+        store: Arc<RedbStore>,
+    ) -> Result<Prepared, PipelineError> {
+        let (group, writer) =
+            GroupCommit::start(store.clone()).map_err(|source| PipelineError::Thread {
+                what: "group-commit writer",
+                source,
+            })?;
+        let queue = Arc::new(
+            EventQueue::open(store.schedule().with_relaxed_claims(true))?
+                .with_handoff(HANDOFF)
+                .with_group(group.clone()),
+        );
+        let released = queue.release_leases()?;
+        if released > 0 {
+            tracing::info!(target: "evm", "MIQ(EventQueue) {released} items claimed by a previous run are due again");
+        }
+        // Handlers are made one after the other: the first creates the
+        // MiqServer and User, the providers are created before any worker
+        // runs, so no two workers race to create them. They share one
+        // lock for the VMs and hosts seen for the first time.
+        let first_sight = FirstSight::default();
+        let dispatch_handler = Handler::new(engine.clone(), EvmLog::default())?
+            .with_schedule(store.schedule())
+            .with_first_sight(first_sight.clone());
+        for p in &config.providers {
+            dispatch_handler.provider_ref(&p.provider)?;
+        }
+        let workers = config.workers.max(1);
+        let mut handlers = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            handlers.push(
+                Handler::new(engine.clone(), EvmLog::discarding())?
+                    .with_schedule(store.schedule())
+                    .deferring_retries()
+                    .with_first_sight(first_sight.clone()),
+            );
+        }
+
+        // Catchers and their channel (as deep as a batch: the backlog
+        // lives in the durable queue).
+        let (tx, caught) = super::catchers::sink_pair(config.queue.batch_max.max(16));
+        let catchers = config.build_catchers(tx)?;
+        let catcher_stats: Vec<Arc<CatcherStats>> =
+            catchers.catchers.iter().map(|c| c.stats()).collect();
+        Ok(Prepared {
+            engine,
+            store,
+            group,
+            writer,
+            queue,
+            released,
+            dispatch_handler,
+            handlers,
+            catchers,
+            caught,
+            catcher_stats,
+            stop_catchers: CancellationToken::new(),
+            queue_config: config.queue.clone(),
+            stats_interval: Duration::from_secs(config.log.stats_interval_secs),
+        })
+    }
+
+    pub fn stats(&self) -> PipelineStats {
+        snapshot(&self.counters, &self.queue, &self.catcher_stats)
+    }
+
+    /// Whether the catchers have ended (their input is exhausted), every
+    /// caught event is queued and the queue is empty.
+    pub fn is_idle(&self) -> bool {
+        self.committer.as_ref().is_none_or(|c| c.is_finished()) && self.queue.depth() == 0
+    }
+
+    /// Waits until [`Pipeline::is_idle`], or until the store has failed
+    /// (then it never will be).
+    pub async fn wait_idle(&self) {
+        while !self.is_idle() && !self.health.is_failed() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The store file's health: a full disk pauses the intake until there
+    /// is space; a failed store needs a restart.
+    pub fn store_health(&self) -> Arc<StoreHealth> {
+        self.health.clone()
+    }
+
+    /// Waits until the store has failed (a write or sync error other than
+    /// a full disk, a damaged page): only a restart opens it again.
+    pub async fn wait_store_failed(&self) {
+        while !self.health.is_failed() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops gracefully: stops the catchers, lets the committer queue what
+    /// they sent, lets the workers drain the queue, then returns the counts.
+    /// A catcher's error is logged.
+    pub async fn shutdown(mut self) -> PipelineStats {
+        self.stop_catchers.cancel();
+        // A store that takes no writes (a full disk, now or during the
+        // drain) ends the drain: waiting writes give up, and what is not
+        // handled stays queued in the file.
+        let health = self.health.clone();
+        let give_up = tokio::spawn(async move {
+            while health.is_ok() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            tracing::error!(target: "evm", "MIQ(automate run) the object store takes no writes: the drain gives up; events not handled stay queued for the next start");
+            health.give_up();
+        });
+        if let Some(l) = self.stats_logger.take() {
+            l.abort();
+        }
+        let mut catcher_error = None;
+        if let Some(c) = self.catchers.take() {
+            match c.await {
+                Ok(Ok(())) => {}
+                // Catchers::run has logged it.
+                Ok(Err(e)) => catcher_error = Some(e.to_string()),
+                Err(e) => {
+                    tracing::error!(target: "evm", "MIQ(EventCatcher) task failed: {e}");
+                    catcher_error = Some(format!("catcher task failed: {e}"));
+                }
+            }
+        }
+        if let Some(h) = self.server.take() {
+            if let Ok(Err(e)) = h.await {
+                tracing::error!(target: "evm", "MIQ(EventCatcher) http listener: {e}");
+            }
+        }
+        if let Some(c) = self.committer.take() {
+            let _ = c.await;
+        }
+        self.drain.store(true, Ordering::SeqCst);
+        self.wake.notify();
+        self.stop_retries.store(true, Ordering::SeqCst);
+        let dispatcher = self.dispatcher.take();
+        let retrier = self.retrier.take();
+        let writer = self.writer.take();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(d) = dispatcher {
+                let _ = d.join();
+            }
+            if let Some(r) = retrier {
+                let _ = r.join();
+            }
+            if let Some(w) = writer {
+                w.stop();
+            }
+        })
+        .await;
+        give_up.abort();
+        PipelineStats {
+            catcher_error,
+            store_error: self
+                .health
+                .fault()
+                .map(|f| format!("{} ({}): {}", f.path, f.state, f.message)),
+            ..self.stats()
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! Reads: one [`Reader`] over either a read snapshot's tables or a write
+//! batch's, and the store's layered reads (the calling thread's unit of
+//! work, then the cache of committed objects, then a snapshot of the file).
+
+use super::cache::{cached_base, CACHE_MAX};
+use super::codec::decode_object;
+use super::index::{index_key, INDEXED_ATTRS};
+use super::schema::{ATTR_INDEX, EMS_REFS, OBJECTS};
+use super::unit::with_unit;
+use super::{backend, RedbStore};
+use automate_core::value::AttrValue;
+use automate_vmdb::{base_class, StoreError, StoredObject, VmdbRef};
+use redb::ReadableTable;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+impl RedbStore {
+    /// Reads through the calling thread's unit of work, the cache and a
+    /// snapshot opened on first need.
+    pub(super) fn layered<T>(
+        &self,
+        f: impl FnOnce(&Reader<'_>) -> Result<T, StoreError>,
+    ) -> Option<T> {
+        let l = Layered {
+            store: self,
+            snap: std::cell::OnceCell::new(),
+        };
+        let reader = Reader {
+            objects: &l,
+            refs: &l,
+            index: &l,
+        };
+        match f(&reader) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!("object store read failed: {e}");
+                None
+            }
+        }
+    }
+}
+
+/// A read snapshot of the three tables reads use, and the cache epoch
+/// when it was taken.
+pub(super) struct Snap {
+    pub(super) objects: redb::ReadOnlyTable<(&'static str, i64), &'static [u8]>,
+    pub(super) refs: redb::ReadOnlyTable<(&'static str, i64, &'static str), i64>,
+    pub(super) index: redb::ReadOnlyTable<&'static [u8], ()>,
+    pub(super) epoch: u64,
+}
+
+/// Reads through the calling thread's unit of work, then the cache of
+/// committed objects, then a snapshot of the file (opened on first need;
+/// what it decodes of a cached base class fills the cache, unless a commit
+/// happened since it was taken).
+pub(super) struct Layered<'s> {
+    pub(super) store: &'s RedbStore,
+    pub(super) snap: std::cell::OnceCell<Result<Rc<Snap>, StoreError>>,
+}
+
+impl Layered<'_> {
+    pub(super) fn snap(&self) -> Result<&Snap, StoreError> {
+        self.snap
+            .get_or_init(|| {
+                let epoch = self
+                    .store
+                    .shared
+                    .cache
+                    .read()
+                    .map(|c| c.epoch)
+                    .unwrap_or(u64::MAX);
+                // Inside a unit of work, the unit's snapshot if no commit
+                // happened since it was taken: it reads what a new one would.
+                if epoch != u64::MAX {
+                    let kept = with_unit(self.store.id, |u| {
+                        u.snap.clone().filter(|s| s.epoch == epoch)
+                    })
+                    .flatten();
+                    if let Some(snap) = kept {
+                        return Ok(snap);
+                    }
+                }
+                let txn = self.store.db.begin_read().map_err(backend)?;
+                let snap = Rc::new(Snap {
+                    objects: txn.open_table(OBJECTS).map_err(backend)?,
+                    refs: txn.open_table(EMS_REFS).map_err(backend)?,
+                    index: txn.open_table(ATTR_INDEX).map_err(backend)?,
+                    epoch,
+                });
+                with_unit(self.store.id, |u| u.snap = Some(snap.clone()));
+                Ok(snap)
+            })
+            .as_ref()
+            .map(|s| &**s)
+            .map_err(Clone::clone)
+    }
+
+    pub(super) fn pending(&self, base: &str, id: i64) -> Option<Arc<StoredObject>> {
+        let base = base_class(base)?;
+        with_unit(self.store.id, |u| {
+            u.objects
+                .get(&(base, id))
+                .map(|p| p.obj.clone())
+                .or_else(|| {
+                    u.in_flight
+                        .iter()
+                        .rev()
+                        .find_map(|h| h.objects.get(&(base, id)).cloned())
+                })
+        })
+        .flatten()
+    }
+}
+
+impl ObjectsTable for Layered<'_> {
+    fn load_obj(&self, base: &str, id: i64) -> Result<Option<Arc<StoredObject>>, StoreError> {
+        if let Some(p) = self.pending(base, id) {
+            return Ok(Some(p));
+        }
+        let Some(base) = base_class(base) else {
+            return Ok(None);
+        };
+        let cached = cached_base(base);
+        if cached {
+            if let Ok(cache) = self.store.shared.cache.read() {
+                if let Some(o) = cache.map.get(&(base, id)) {
+                    return Ok(Some(o.clone()));
+                }
+            }
+        }
+        let snap = self.snap()?;
+        let Some(obj) = snap.objects.load_obj(base, id)? else {
+            return Ok(None);
+        };
+        if cached {
+            if let Ok(mut cache) = self.store.shared.cache.write() {
+                if cache.epoch == snap.epoch {
+                    if cache.map.len() >= CACHE_MAX {
+                        cache.map.clear();
+                    }
+                    cache.map.insert((base, id), obj.clone());
+                }
+            }
+        }
+        Ok(Some(obj))
+    }
+
+    fn scan(
+        &self,
+        base: &str,
+        f: &mut dyn FnMut(i64, Arc<StoredObject>),
+    ) -> Result<(), StoreError> {
+        let Some(sbase) = base_class(base) else {
+            return Ok(());
+        };
+        let mut all: BTreeMap<i64, Arc<StoredObject>> = BTreeMap::new();
+        self.snap()?.objects.scan(base, &mut |id, o| {
+            all.insert(id, o);
+        })?;
+        with_unit(self.store.id, |u| {
+            for h in &u.in_flight {
+                for ((b, id), o) in &h.objects {
+                    if *b == sbase {
+                        all.insert(*id, o.clone());
+                    }
+                }
+            }
+            for ((b, id), p) in &u.objects {
+                if *b == sbase {
+                    all.insert(*id, p.obj.clone());
+                }
+            }
+        });
+        for (id, o) in all {
+            f(id, o);
+        }
+        Ok(())
+    }
+}
+
+impl RefsTable for Layered<'_> {
+    fn get_id(&self, base: &str, ems_id: i64, r: &str) -> Result<Option<i64>, StoreError> {
+        if let Some(sbase) = base_class(base) {
+            let found = with_unit(self.store.id, |u| {
+                let key = (sbase, ems_id, r.to_string());
+                u.refs.get(&key).copied().or_else(|| {
+                    u.in_flight
+                        .iter()
+                        .rev()
+                        .find_map(|h| h.refs.get(&key).copied())
+                })
+            })
+            .flatten();
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        self.snap()?.refs.get_id(base, ems_id, r)
+    }
+}
+
+impl IndexTable for Layered<'_> {
+    fn ids(&self, base: &str, attr: &str, value: &[u8]) -> Result<Vec<i64>, StoreError> {
+        let mut ids = self.snap()?.index.ids(base, attr, value)?;
+        if let (Some(sbase), Some(sattr)) =
+            (base_class(base), INDEXED_ATTRS.iter().find(|a| **a == attr))
+        {
+            with_unit(self.store.id, |u| {
+                let key = (sbase, *sattr, value.to_vec());
+                let layers = std::iter::once(&u.index).chain(u.in_flight.iter().map(|h| &h.index));
+                for index in layers {
+                    if let Some(more) = index.get(&key) {
+                        ids.extend(more.iter().copied());
+                    }
+                }
+            });
+            ids.sort_unstable();
+            ids.dedup();
+        }
+        Ok(ids)
+    }
+}
+
+/// Reads over either a read snapshot's tables or a batch's.
+pub(super) struct Reader<'a> {
+    pub(super) objects: &'a dyn ObjectsTable,
+    pub(super) refs: &'a dyn RefsTable,
+    pub(super) index: &'a dyn IndexTable,
+}
+
+/// Object-safe views of the two tables reads need, so one [`Reader`] serves
+/// read snapshots and write batches.
+pub(super) trait ObjectsTable {
+    fn load_obj(&self, base: &str, id: i64) -> Result<Option<Arc<StoredObject>>, StoreError>;
+    /// Every object of base class `base`, by id (undecodable ones skipped
+    /// with a warning).
+    fn scan(&self, base: &str, f: &mut dyn FnMut(i64, Arc<StoredObject>))
+        -> Result<(), StoreError>;
+}
+
+pub(super) trait RefsTable {
+    fn get_id(&self, base: &str, ems_id: i64, r: &str) -> Result<Option<i64>, StoreError>;
+}
+
+pub(super) trait IndexTable {
+    fn ids(&self, base: &str, attr: &str, value: &[u8]) -> Result<Vec<i64>, StoreError>;
+}
+
+impl<T: ReadableTable<(&'static str, i64), &'static [u8]>> ObjectsTable for T {
+    fn load_obj(&self, base: &str, id: i64) -> Result<Option<Arc<StoredObject>>, StoreError> {
+        Ok(load_from(self, base, id)?.map(Arc::new))
+    }
+
+    fn scan(
+        &self,
+        base: &str,
+        f: &mut dyn FnMut(i64, Arc<StoredObject>),
+    ) -> Result<(), StoreError> {
+        for entry in self
+            .range((base, i64::MIN)..=(base, i64::MAX))
+            .map_err(backend)?
+        {
+            let (k, v) = entry.map_err(backend)?;
+            let id = k.value().1;
+            match decode_object(v.value()) {
+                Ok(obj) => f(id, Arc::new(obj)),
+                Err(e) => tracing::warn!("{base} [{id}] cannot be decoded: {e}"),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<T: ReadableTable<(&'static str, i64, &'static str), i64>> RefsTable for T {
+    fn get_id(&self, base: &str, ems_id: i64, r: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .get((base, ems_id, r))
+            .map_err(backend)?
+            .map(|g| g.value()))
+    }
+}
+
+pub(super) fn load_from<T: ReadableTable<(&'static str, i64), &'static [u8]> + ?Sized>(
+    objects: &T,
+    base: &str,
+    id: i64,
+) -> Result<Option<StoredObject>, StoreError> {
+    match objects.get((base, id)).map_err(backend)? {
+        Some(bytes) => decode_object(bytes.value()).map(Some),
+        None => Ok(None),
+    }
+}
+
+impl Reader<'_> {
+    pub(super) fn find(&self, class: &str, id: i64) -> Result<Option<VmdbRef>, StoreError> {
+        let Some(base) = base_class(class) else {
+            return Ok(None);
+        };
+        Ok(self.objects.load_obj(base, id)?.map(|o| VmdbRef {
+            class: Arc::from(o.class.as_str()),
+            id,
+        }))
+    }
+
+    pub(super) fn find_by_ems_ref(
+        &self,
+        class: &str,
+        ems_id: i64,
+        ems_ref: &str,
+    ) -> Result<Option<VmdbRef>, StoreError> {
+        let Some(base) = base_class(class) else {
+            return Ok(None);
+        };
+        match self.refs.get_id(base, ems_id, ems_ref)? {
+            Some(id) => self.find(base, id),
+            None => Ok(None),
+        }
+    }
+
+    pub(super) fn find_by(
+        &self,
+        class: &str,
+        attr: &str,
+        value: &AttrValue,
+    ) -> Result<Vec<VmdbRef>, StoreError> {
+        let Some(base) = base_class(class) else {
+            return Ok(Vec::new());
+        };
+        let attr = attr.to_ascii_lowercase();
+        let mut out = Vec::new();
+        if let Some(key) = index_key(&attr, value) {
+            for id in self.index.ids(base, &attr, &key)? {
+                if let Some(obj) = self.objects.load_obj(base, id)? {
+                    if obj.attrs.get(&attr) == Some(value) {
+                        out.push(VmdbRef {
+                            class: Arc::from(obj.class.as_str()),
+                            id,
+                        });
+                    }
+                }
+            }
+            return Ok(out);
+        }
+        self.objects.scan(base, &mut |id, obj| {
+            if obj.attrs.get(&attr) == Some(value) {
+                out.push(VmdbRef {
+                    class: Arc::from(obj.class.as_str()),
+                    id,
+                });
+            }
+        })?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,469 @@
+//! Units of work: a thread's buffered writes ([`RedbStore::begin_unit`]),
+//! savepoints, handing them to a committer ([`RedbStore::hand_over`],
+//! [`RedbStore::landed`]) and committing them ([`RedbStore::commit_units`]).
+
+use super::cache::cached_base;
+use super::index::{index_entries, ref_keys};
+use super::read::Snap;
+use super::{backend, Batch, RedbStore};
+use automate_core::value::{AttrValue, Attributes};
+use automate_vmdb::{Savepoint, StoreError, StoredObject};
+use rustc_hash::FxHashMap;
+use std::cell::RefCell;
+use std::fmt;
+use std::rc::Rc;
+use std::sync::Arc;
+
+thread_local! {
+    /// The open units of work of this thread, one per store at most.
+    static UNITS: RefCell<Vec<Unit>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The buffered writes of one thread's unit of work: see
+/// [`RedbStore::begin_unit`].
+#[derive(Default)]
+pub(super) struct Unit {
+    pub(super) store: u64,
+    /// The last read snapshot this unit's reads took: reused while no
+    /// commit has happened since (same cache epoch), replaced after one,
+    /// dropped with the unit (a pipeline worker closes its unit whenever it
+    /// has nothing waiting, so no read transaction outlives a busy spell).
+    pub(super) snap: Option<Rc<Snap>>,
+    pub(super) objects: FxHashMap<(&'static str, i64), Pending>,
+    /// The order objects were first written in (the commit's order).
+    pub(super) order: Vec<(&'static str, i64)>,
+    /// Candidate ids per indexed (base, attribute, value): re-checked
+    /// against the object on every read, so stale entries do no harm.
+    pub(super) index: FxHashMap<(&'static str, &'static str, Vec<u8>), Vec<i64>>,
+    pub(super) refs: FxHashMap<(&'static str, i64, String), i64>,
+    /// Writes of this unit handed to a committer ([`RedbStore::hand_over`])
+    /// and not yet known to be on disk, oldest first: read after the
+    /// unit's own, newest first, until [`RedbStore::landed`].
+    pub(super) in_flight: std::collections::VecDeque<HandedOver>,
+    /// While a [`Savepoint`] is held ([`RedbStore::savepoint`]): how to take
+    /// back each write since, oldest first. `None`: nothing is recorded.
+    pub(super) undo: Option<Vec<Undo>>,
+    /// Savepoints held (not yet rolled back to or released).
+    pub(super) savepoints: usize,
+}
+
+/// One write of a unit, as [`RedbStore::rollback_to`] takes it back.
+/// Index candidates are not recorded: a stale candidate is harmless (every
+/// index read checks the object itself).
+pub(super) enum Undo {
+    /// An object was put: how it was before (`None`: new to the unit, the
+    /// last in `order`), and the recorded change with its previous value.
+    Object {
+        key: (&'static str, i64),
+        prior: Option<Arc<StoredObject>>,
+        change: Option<(String, Option<AttrValue>)>,
+    },
+    /// A provider reference was recorded: what it pointed at before.
+    Ref {
+        key: (&'static str, i64, String),
+        prior: Option<i64>,
+    },
+}
+
+/// What a unit's reads still need of writes it handed over.
+pub(super) struct HandedOver {
+    pub(super) objects: FxHashMap<(&'static str, i64), Arc<StoredObject>>,
+    pub(super) index: FxHashMap<(&'static str, &'static str, Vec<u8>), Vec<i64>>,
+    pub(super) refs: FxHashMap<(&'static str, i64, String), i64>,
+}
+
+/// A unit of work's writes, taken from its thread to be committed (maybe
+/// together with other units) by [`RedbStore::commit_units`].
+#[derive(Default)]
+pub struct PreparedUnit {
+    pub(super) objects: FxHashMap<(&'static str, i64), Pending>,
+    pub(super) order: Vec<(&'static str, i64)>,
+}
+
+impl fmt::Debug for PreparedUnit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PreparedUnit")
+            .field("objects", &self.order.len())
+            .finish()
+    }
+}
+
+pub(super) struct Pending {
+    /// The object as this unit sees it.
+    pub(super) obj: Arc<StoredObject>,
+    /// Created in this unit (not in the file yet).
+    pub(super) created: bool,
+    /// For an object that exists in the file: the attributes this unit set.
+    /// The commit applies them to the object as committed then, so another
+    /// thread's update of other attributes in between is kept.
+    pub(super) changes: Attributes,
+}
+
+impl Unit {
+    /// Records an object this unit created, or one it changed (`change`:
+    /// the attribute set, for an object in the file).
+    pub(super) fn put(
+        &mut self,
+        base: &'static str,
+        id: i64,
+        obj: StoredObject,
+        created: bool,
+        change: Option<(String, AttrValue)>,
+    ) {
+        for (attr, key) in index_entries(&obj.attrs) {
+            let ids = self.index.entry((base, attr, key)).or_default();
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        if let Some((ems_id, refs)) = ref_keys(&obj.attrs) {
+            for r in refs {
+                let key = (base, ems_id, r);
+                let prior = self.refs.insert(key.clone(), id);
+                if let Some(undo) = self.undo.as_mut() {
+                    undo.push(Undo::Ref { key, prior });
+                }
+            }
+        }
+        let obj = Arc::new(obj);
+        let (p, prior) = match self.objects.entry((base, id)) {
+            std::collections::hash_map::Entry::Occupied(e) => {
+                let p = e.into_mut();
+                let prior = std::mem::replace(&mut p.obj, obj);
+                (p, Some(prior))
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                self.order.push((base, id));
+                let p = e.insert(Pending {
+                    obj,
+                    created,
+                    changes: Attributes::default(),
+                });
+                (p, None)
+            }
+        };
+        let mut undone = None;
+        if let Some((k, v)) = change {
+            if self.undo.is_some() {
+                undone = Some((k.clone(), p.changes.get(&k).cloned()));
+            }
+            p.changes.insert(k, v);
+        }
+        if let Some(undo) = self.undo.as_mut() {
+            undo.push(Undo::Object {
+                key: (base, id),
+                prior,
+                change: undone,
+            });
+        }
+    }
+
+    /// One savepoint less; with none left, nothing more is recorded.
+    pub(super) fn release(&mut self) {
+        self.savepoints = self.savepoints.saturating_sub(1);
+        if self.savepoints == 0 {
+            self.undo = None;
+        }
+    }
+
+    /// Takes back the writes recorded after the first `keep` (newest
+    /// first).
+    pub(super) fn rollback(&mut self, keep: usize) {
+        let Some(mut undo) = self.undo.take() else {
+            return;
+        };
+        while undo.len() > keep {
+            let Some(u) = undo.pop() else { break };
+            match u {
+                Undo::Object {
+                    key, prior: None, ..
+                } => {
+                    self.objects.remove(&key);
+                    if self.order.last() == Some(&key) {
+                        self.order.pop();
+                    } else {
+                        self.order.retain(|k| *k != key);
+                    }
+                }
+                Undo::Object {
+                    key,
+                    prior: Some(obj),
+                    change,
+                } => {
+                    if let Some(p) = self.objects.get_mut(&key) {
+                        p.obj = obj;
+                        match change {
+                            Some((k, Some(v))) => {
+                                p.changes.insert(k, v);
+                            }
+                            Some((k, None)) => {
+                                p.changes.shift_remove(&k);
+                            }
+                            None => {}
+                        }
+                    }
+                }
+                Undo::Ref { key, prior } => match prior {
+                    Some(id) => {
+                        self.refs.insert(key, id);
+                    }
+                    None => {
+                        self.refs.remove(&key);
+                    }
+                },
+            }
+        }
+        self.undo = Some(undo);
+    }
+}
+
+/// Runs `f` on this thread's unit of work for store `store`, if one is open.
+pub(super) fn with_unit<T>(store: u64, f: impl FnOnce(&mut Unit) -> T) -> Option<T> {
+    UNITS.with(|u| {
+        let mut units = u.borrow_mut();
+        units.iter_mut().find(|u| u.store == store).map(f)
+    })
+}
+
+impl RedbStore {
+    /// Starts a *unit of work* on the calling thread: from now on, this
+    /// thread's [`ObjectStore::create`](automate_vmdb::ObjectStore::create) and [`ObjectStore::update`](automate_vmdb::ObjectStore::update) calls on
+    /// this store are buffered in memory (ids are still allocated at once,
+    /// unique across threads), and its reads see them;
+    /// [`RedbStore::commit_unit`] writes them all in one durable transaction
+    /// together with whatever else it is given (the event queue's acks),
+    /// and [`RedbStore::abort_unit`] (or a failed commit) discards them.
+    /// Other threads see none of it before the commit. A unit already open
+    /// is kept.
+    pub fn begin_unit(&self) {
+        UNITS.with(|u| {
+            let mut units = u.borrow_mut();
+            if !units.iter().any(|x| x.store == self.id) {
+                units.push(Unit {
+                    store: self.id,
+                    ..Unit::default()
+                });
+            }
+        });
+    }
+
+    /// How many objects the calling thread's unit of work has written
+    /// (`None` when it has none open).
+    pub fn unit_len(&self) -> Option<usize> {
+        with_unit(self.id, |u| u.order.len())
+    }
+
+    /// A point in the calling thread's unit of work to come back to: the
+    /// writes made after it are discarded by [`RedbStore::rollback_to`]
+    /// (one failed item of a batch: its writes go, its neighbours' stay)
+    /// or kept by [`RedbStore::release_savepoint`]; each savepoint ends
+    /// with one of the two. Savepoints nest. `None` without an open unit
+    /// (writes are then committed as they are made and cannot be taken
+    /// back). While one is held, each write records how to take it back
+    /// (an `Arc` clone, O(1)).
+    pub fn savepoint(&self) -> Option<Savepoint> {
+        with_unit(self.id, |u| {
+            u.savepoints += 1;
+            Savepoint::new(u.undo.get_or_insert_with(Vec::new).len())
+        })
+    }
+
+    /// Discards the writes the calling thread's unit made since `sp`
+    /// (objects created are gone, objects changed are as they were) and
+    /// ends `sp`. A savepoint from before a [`RedbStore::hand_over`] takes
+    /// back nothing handed over.
+    pub fn rollback_to(&self, sp: Savepoint) {
+        with_unit(self.id, |u| {
+            u.rollback(sp.mark());
+            u.release();
+        });
+    }
+
+    /// Ends `sp`, keeping the writes made since.
+    pub fn release_savepoint(&self, _sp: Savepoint) {
+        with_unit(self.id, Unit::release);
+    }
+
+    /// Discards the calling thread's unit of work.
+    pub fn abort_unit(&self) {
+        let _ = self.take_unit();
+    }
+
+    pub(super) fn take_unit(&self) -> Option<Unit> {
+        UNITS.with(|u| {
+            let mut units = u.borrow_mut();
+            let i = units.iter().position(|x| x.store == self.id)?;
+            Some(units.swap_remove(i))
+        })
+    }
+
+    /// Commits the calling thread's unit of work (see
+    /// [`RedbStore::begin_unit`]) and `f`'s writes in one transaction with
+    /// [`redb::Durability::Immediate`], whatever
+    /// [`RedbStore::with_relaxed_durability`] says: all of it is on disk when
+    /// this returns, or (on error, or a crash before) none of it. The unit is
+    /// closed either way. Without an open unit, this is
+    /// [`RedbStore::write_batch`] made durable.
+    pub fn commit_unit<T>(
+        &self,
+        f: impl FnOnce(&mut Batch<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let unit = self.take_prepared();
+        self.commit_units(&[&unit], f)
+    }
+
+    /// Closes the calling thread's unit of work (see
+    /// [`RedbStore::begin_unit`]) and returns its writes, for
+    /// [`RedbStore::commit_units`] on any thread (an empty unit without
+    /// one open).
+    pub fn take_prepared(&self) -> PreparedUnit {
+        let unit = self.take_unit().unwrap_or_default();
+        PreparedUnit {
+            objects: unit.objects,
+            order: unit.order,
+        }
+    }
+
+    /// [`RedbStore::take_prepared`] for a caller that goes on before the
+    /// commit is done: the unit stays open, and this thread's reads keep
+    /// seeing the handed-over writes (after the unit's newer ones) until
+    /// [`RedbStore::landed`] says they are on disk. What the unit writes
+    /// next must be committed after them: an object they created is
+    /// changed, not created, by the next hand-over. Call [`RedbStore::
+    /// abort_unit`] if their commit fails (everything built on them goes
+    /// too). An empty unit without one open.
+    pub fn hand_over(&self) -> PreparedUnit {
+        with_unit(self.id, |u| {
+            // What is handed over cannot be taken back.
+            u.undo = None;
+            u.savepoints = 0;
+            let objects = std::mem::take(&mut u.objects);
+            let order = std::mem::take(&mut u.order);
+            u.in_flight.push_back(HandedOver {
+                objects: objects.iter().map(|(k, p)| (*k, p.obj.clone())).collect(),
+                index: std::mem::take(&mut u.index),
+                refs: std::mem::take(&mut u.refs),
+            });
+            PreparedUnit { objects, order }
+        })
+        .unwrap_or_default()
+    }
+
+    /// The oldest writes [`RedbStore::hand_over`] gave out are on disk:
+    /// reads take them from the file from now on.
+    pub fn landed(&self) {
+        with_unit(self.id, |u| u.in_flight.pop_front());
+    }
+
+    /// Commits units of work ([`RedbStore::take_prepared`]), in order, and
+    /// `f`'s writes in one transaction with [`redb::Durability::Immediate`]
+    /// (see [`RedbStore::commit_unit`]): all of it is on disk when this
+    /// returns, or none of it. A later unit's change of an object an
+    /// earlier one wrote applies on top of it.
+    pub fn commit_units<T>(
+        &self,
+        units: &[&PreparedUnit],
+        f: impl FnOnce(&mut Batch<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let txn = self.db.begin_write().map_err(backend)?;
+        let out = Batch::new(&txn, self.region, &self.shared).and_then(|mut batch| {
+            for unit in units {
+                for key in &unit.order {
+                    if let Some(p) = unit.objects.get(key) {
+                        batch.apply_pending(key.0, key.1, p)?;
+                    }
+                }
+            }
+            let out = f(&mut batch)?;
+            batch.keep = true;
+            Ok((out, std::mem::take(&mut batch.touched)))
+        });
+        match out {
+            Ok((out, touched)) => {
+                txn.commit().map_err(backend)?;
+                self.forget(&touched);
+                if let Ok(mut cache) = self.shared.cache.write() {
+                    cache.epoch += 1;
+                    // Created objects were written as they are; changed ones
+                    // were merged with the committed state, and are read
+                    // again from the file when next needed.
+                    for unit in units {
+                        for key in &unit.order {
+                            if let Some(p) = unit.objects.get(key) {
+                                if p.created && cached_base(key.0) {
+                                    cache.map.insert(*key, p.obj.clone());
+                                }
+                            }
+                        }
+                    }
+                }
+                Ok(out)
+            }
+            Err(e) => {
+                let _ = txn.abort();
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_attrs as attrs;
+    use automate_vmdb::ObjectStore;
+
+    #[test]
+    fn savepoints_take_back_one_items_writes_and_nest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(dir.path().join("s.redb")).unwrap();
+        let kept = store
+            .create("Vm", attrs(&[("name", "kept".into())]))
+            .unwrap();
+        store.begin_unit();
+        let first = store
+            .create("Vm", attrs(&[("name", "first".into())]))
+            .unwrap();
+        let outer = store.savepoint().unwrap();
+        store.update(&first, "name", "changed".into()).unwrap();
+        store.update(&kept, "note", "x".into()).unwrap();
+        let inner = store.savepoint().unwrap();
+        let gone = store
+            .create("Vm", attrs(&[("name", "gone".into())]))
+            .unwrap();
+        store
+            .update(&first, "name", "changed twice".into())
+            .unwrap();
+        store.rollback_to(inner);
+        assert_eq!(store.find("Vm", gone.id), None);
+        assert_eq!(
+            store.attribute(&first, "name"),
+            Some(AttrValue::from("changed"))
+        );
+        store.rollback_to(outer);
+        assert_eq!(
+            store.attribute(&first, "name"),
+            Some(AttrValue::from("first"))
+        );
+        assert_eq!(store.attribute(&kept, "note"), None);
+        // A released savepoint keeps its writes.
+        let sp = store.savepoint().unwrap();
+        let last = store
+            .create("Vm", attrs(&[("name", "last".into())]))
+            .unwrap();
+        store.release_savepoint(sp);
+        store.commit_unit(|_| Ok(())).unwrap();
+        let mut names: Vec<String> = store
+            .list("Vm")
+            .unwrap()
+            .iter()
+            .map(|r| store.attribute(r, "name").unwrap().to_text())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["first", "kept", "last"]);
+        assert_eq!(store.attribute(&kept, "note"), None);
+        assert!(store.find("Vm", last.id).is_some());
+        // Without a unit there is nothing to come back to.
+        assert_eq!(store.savepoint(), None);
+    }
+}

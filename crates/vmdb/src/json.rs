@@ -1,0 +1,232 @@
+//! JSON text exactly as `serde_json::to_string` writes it (compact, its
+//! escapes), written by hand: without serde_json's per-value machinery and
+//! with strings scanned for escapes eight bytes at a time. The EmsEvent's
+//! `full_data` text, the event queue's payloads and the redb store's
+//! object encoding are written with it, so it is on the hot path.
+
+/// A JSON value as `serde_json::to_string` writes it (compact), appended
+/// to `out`: the EmsEvent's `full_data` text.
+pub fn write_json(out: &mut Vec<u8>, v: &serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        // serde_json's own number text (itoa, ryu).
+        Value::Number(n) => {
+            let _ = serde_json::to_writer(&mut *out, n);
+        }
+        Value::String(s) => write_str(out, s),
+        Value::Array(items) => write_array(out, items, write_json),
+        Value::Object(map) => {
+            out.push(b'{');
+            for (i, (k, item)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_str(out, k);
+                out.push(b':');
+                write_json(out, item);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
+/// `[item,item,...]`, each item written by `write`.
+pub fn write_array<T>(out: &mut Vec<u8>, items: &[T], write: fn(&mut Vec<u8>, &T)) {
+    out.push(b'[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write(out, item);
+    }
+    out.push(b']');
+}
+
+/// [`write_json`] as a `String`.
+pub fn json_text(v: &serde_json::Value) -> String {
+    let mut out = Vec::with_capacity(256);
+    write_json(&mut out, v);
+    // Written from `&str`s and ASCII only.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// A JSON string with serde_json's escapes: `\"`, `\\`, `\b \t \n \f \r`,
+/// other bytes below 0x20 as `\u00xx`; everything else (DEL, non-ASCII)
+/// as it is.
+pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    // Eight bytes at a time, copied whole (a fixed-size copy is one store);
+    // when the word holds an escape, the copy is cut back to the first
+    // one (the lowest byte the word test flags), which is written escaped,
+    // and the next word starts after it. JSON text in a string
+    // (`full_data`) has a quote every few bytes, so this jumps from escape
+    // to escape without a copy call per run.
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        out.extend_from_slice(&word);
+        let flags = escape_flags(u64::from_le_bytes(word));
+        if flags == 0 {
+            i += 8;
+            continue;
+        }
+        let at = (flags.trailing_zeros() / 8) as usize;
+        out.truncate(out.len() - (8 - at));
+        write_escape(out, word[at]);
+        i += at + 1;
+    }
+    // The last few bytes one by one.
+    for &b in &bytes[i..] {
+        if escape_of(b) == 0 {
+            out.push(b);
+        } else {
+            write_escape(out, b);
+        }
+    }
+    out.push(b'"');
+}
+
+/// The escape of `b`, a byte [`escape_of`] says needs one.
+fn write_escape(out: &mut Vec<u8>, b: u8) {
+    match escape_of(b) {
+        b'u' => {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 0xF) as usize],
+            ]);
+        }
+        e => out.extend_from_slice(&[b'\\', e]),
+    }
+}
+
+/// What follows the backslash for byte `b`, or 0 when it is written as is.
+fn escape_of(b: u8) -> u8 {
+    ESCAPES[b as usize]
+}
+
+/// [`escape_of`] as a table (short strings, keys mostly, go byte by byte).
+static ESCAPES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = b'u';
+        b += 1;
+    }
+    t[0x08] = b'b';
+    t[0x09] = b't';
+    t[0x0A] = b'n';
+    t[0x0C] = b'f';
+    t[0x0D] = b'r';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
+
+/// The high bit of each of the eight bytes of `w` (little-endian) that is
+/// `"`, `\` or below 0x20 (the classic "has a zero byte" and "has a byte
+/// less than n" tests). A borrow can also flag a byte *above* a flagged
+/// one, never below, so the lowest flag is exact, and no flag means no
+/// escape in the word.
+fn escape_flags(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let quote = has_zero(w ^ (ONES * b'"' as u64));
+    let backslash = has_zero(w ^ (ONES * b'\\' as u64));
+    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    quote | backslash | control
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serde_str(s: &str) -> String {
+        serde_json::to_string(s).unwrap()
+    }
+
+    fn ours(s: &str) -> String {
+        let mut out = Vec::new();
+        write_str(&mut out, s);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn strings_escape_as_serde_json_does() {
+        let mut cases: Vec<String> = vec![
+            String::new(),
+            "plain".into(),
+            "exactly8".into(),
+            "a \"quoted\" \\ path".into(),
+            "{\"id\":\"10001\",\"href\":\"/ovirt-engine/api/events/10001\"}".into(),
+            "tab\there\nnew\rline\u{8}\u{c}\u{0}\u{1f}\u{7f} end".into(),
+            "héllo wörld ✓ 日本語 \u{10ffff}".into(),
+            "\\\\\\\\\\\\\\\\\"".into(),
+        ];
+        // Every byte value below 0x80 at every position of a 17-byte run.
+        for b in 0u8..0x80 {
+            for at in 0..17 {
+                let mut s = vec![b'x'; 17];
+                s[at] = b;
+                cases.push(String::from_utf8(s).unwrap());
+            }
+        }
+        for s in &cases {
+            assert_eq!(ours(s), serde_str(s), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn json_values_are_written_as_serde_json_writes_them() {
+        let values = [
+            serde_json::json!(null),
+            serde_json::json!({
+                "id": "10001",
+                "href": "/ovirt-engine/api/events/10001",
+                "code": 33,
+                "neg": -7,
+                "big": u64::MAX,
+                "float": 1.5,
+                "whole": 2.0,
+                "tiny": 1e-300,
+                "flags": [true, false, null],
+                "text": "a \"quoted\" \\ line\nwith\ttabs \u{1} é ✓",
+                "nested": {"user": {"name": "admin@internal"}, "empty": {}, "list": []},
+            }),
+            serde_json::json!([1, "two", [3.25, {"four": 4}]]),
+            serde_json::json!("just a string"),
+        ];
+        for v in &values {
+            assert_eq!(json_text(v), serde_json::to_string(v).unwrap(), "{v}");
+        }
+    }
+
+    #[test]
+    fn the_word_test_finds_the_first_escape() {
+        // One byte of every value at every position, among bytes that
+        // need no escape and bytes that do.
+        for fill in [b'a', 0x01, b'"', 0xC3] {
+            for b in 0u8..=255 {
+                for at in 0..8 {
+                    let mut w = [fill; 8];
+                    w[at] = b;
+                    let first = w.iter().position(|&x| escape_of(x) != 0);
+                    let flags = escape_flags(u64::from_le_bytes(w));
+                    let found = (flags != 0).then(|| (flags.trailing_zeros() / 8) as usize);
+                    assert_eq!(found, first, "{w:?}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! The object store ("vmdb"): the provider objects Automate reads, such as
+//! VMs, hosts, providers and event-stream rows, addressed ManageIQ-style by
+//! class and id (`EventStream::event_stream=1000000003170`).
+//!
+//! The engine reads objects only through [`ObjectStore`], so the same engine
+//! runs on the in-memory [`MemoryStore`] (tests, `automate instantiate`
+//! without a database) and on the durable store.
+//!
+//! The files directly in this module are backend-neutral: the traits
+//! ([`ObjectStore`], [`Schedule`]), their values and errors, the in-memory
+//! store and the JSON text writer. Everything that knows redb is in
+//! [`redb`] (the durable store, its scheduled work, group commit, paging,
+//! the file's health), which depends on this module and never the other
+//! way.
+
+mod json;
+mod memory;
+mod schedule;
+
+pub use json::json_text;
+pub use json::{write_array, write_json, write_str};
+pub use memory::MemoryStore;
+pub use schedule::{from_micros, to_micros, Claimed, Schedule, Scheduled, WorkItem};
+
+pub use automate_core::value::VmdbRef;
+use automate_core::value::{AttrValue, Attributes};
+use std::sync::Arc;
+
+/// Read access to stored objects.
+pub trait ObjectStore: Send + Sync {
+    /// The object of class `class` (or a subclass: `EventStream` finds an
+    /// `EmsEvent`) with id `id`; `None` when there is none.
+    fn find(&self, class: &str, id: i64) -> Option<VmdbRef>;
+
+    /// One attribute of a stored object (`name`, `source`, `event_type`,
+    /// an association such as `host` as an [`AttrValue::Object`]).
+    fn attribute(&self, obj: &VmdbRef, name: &str) -> Option<AttrValue>;
+
+    /// Creates an object of class `class` with a new ManageIQ-style id
+    /// (`region * 10^12 + seq`).
+    fn create(&self, class: &str, attrs: Attributes) -> Result<VmdbRef, StoreError>;
+
+    /// Creates an object as [`ObjectStore::create`] does, but visible to
+    /// every reader at once, even when the caller is inside a unit of work
+    /// that buffers its writes (`RedbStore::begin_unit`): for objects
+    /// other workers must find (a VM or host seen for the first time).
+    fn create_now(&self, class: &str, attrs: Attributes) -> Result<VmdbRef, StoreError> {
+        self.create(class, attrs)
+    }
+
+    /// Sets one attribute of a stored object.
+    fn update(&self, obj: &VmdbRef, name: &str, value: AttrValue) -> Result<(), StoreError>;
+
+    /// The objects of `class` (or its subclasses) whose attribute `attr`
+    /// equals `value`, by id.
+    fn find_by(&self, class: &str, attr: &str, value: &AttrValue) -> Vec<VmdbRef>;
+
+    /// The object of `class` (or a subclass) on provider `ems_id` whose
+    /// provider reference (`ems_ref`) is `ems_ref`. `RedbStore` answers
+    /// from its provider-reference table (one point lookup, its `uid_ems`
+    /// counts too); the default filters [`ObjectStore::find_by`].
+    fn find_by_ems_ref(&self, class: &str, ems_id: i64, ems_ref: &str) -> Option<VmdbRef> {
+        self.find_by(class, "ems_ref", &AttrValue::Str(ems_ref.to_string()))
+            .into_iter()
+            .find(|r| self.attribute(r, "ems_id") == Some(AttrValue::Int(ems_id)))
+    }
+
+    /// A point in the calling thread's unit of work to come back to with
+    /// [`ObjectStore::rollback_to`] (`RedbStore::savepoint`); `None` when
+    /// writes are not buffered (they cannot be taken back).
+    fn savepoint(&self) -> Option<Savepoint> {
+        None
+    }
+
+    /// Discards the writes made since `sp` (`RedbStore::rollback_to`).
+    fn rollback_to(&self, _sp: Savepoint) {}
+
+    /// Keeps the writes made since `sp` (`RedbStore::release_savepoint`).
+    fn release_savepoint(&self, _sp: Savepoint) {}
+}
+
+/// A point in a unit of work's writes: see `RedbStore::savepoint`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Savepoint(usize);
+
+impl Savepoint {
+    /// The savepoint at `mark` (a backend's position in its write log).
+    pub fn new(mark: usize) -> Savepoint {
+        Savepoint(mark)
+    }
+
+    /// The position in the write log this savepoint marks.
+    pub fn mark(self) -> usize {
+        self.0
+    }
+}
+
+/// A failed write to the object store.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StoreError {
+    #[error("unknown object class [{0}]")]
+    UnknownClass(String),
+    #[error("{0} [{1}] not found in the object store")]
+    NotFound(String, i64),
+    #[error("object store: {0}")]
+    Backend(String),
+    /// A backend's own error (redb's, an I/O error), kept as the source.
+    #[error("object store: {0}")]
+    Failed(#[source] BackendError),
+    /// redb panicked reading or writing the file (a damaged page): caught
+    /// at the store's boundary (`RedbStore::guard`).
+    #[error("the object store {path} is damaged ({detail}); check it with `automate db check --db {path}`, and see docs/operations.md to recover")]
+    Damaged { path: String, detail: String },
+    /// Another process (a running `automate run` or `automate api`) has
+    /// the file open: redb lets no other process open it.
+    #[error("cannot open {0}: a running automate has it open; ask its API (`automate db backup` does), or stop it first")]
+    InUse(String),
+    /// The file's last writer crashed: it needs the repair a read-only
+    /// open does not make.
+    #[error("cannot open {0} read-only: it was not closed cleanly (a crash?) and needs a repair, which a read-only command does not make; `automate db check --db {0}` says whether it is sound, and the next `automate run` (or any command that writes) repairs it")]
+    NeedsRepair(String),
+}
+
+/// The region an id belongs to (`1000000000005` is in region 1).
+pub fn region_of(id: i64) -> i64 {
+    id.div_euclid(REGION_BASE)
+}
+
+/// One object as stored: its class (e.g. `EmsEvent`) and attributes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredObject {
+    pub class: String,
+    pub attrs: Attributes,
+}
+
+/// A panic's message (what `catch_unwind` or a panic hook caught).
+pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
+/// A backend library's error inside [`StoreError::Failed`]: shared, so
+/// the error stays `Clone`; two are equal when their messages are.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(transparent)]
+pub struct BackendError(Arc<dyn std::error::Error + Send + Sync>);
+
+impl BackendError {
+    /// Wraps a backend library's error.
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> BackendError {
+        BackendError(Arc::new(e))
+    }
+}
+
+impl PartialEq for BackendError {
+    fn eq(&self, other: &BackendError) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
+    }
+}
+
+/// The first id of region 1: ids look like `1000000000001`.
+pub const REGION_BASE: i64 = 1_000_000_000_000;
+
+/// The base classes [`base_class`] answers with, each its own base class.
+const BASE_CLASSES: [&str; 14] = [
+    "EventStream",
+    "VmOrTemplate",
+    "Host",
+    "ExtManagementSystem",
+    "MiqServer",
+    "User",
+    "MiqGroup",
+    "Tenant",
+    "Storage",
+    "EmsCluster",
+    "MiqRequest",
+    "MiqRequestTask",
+    "MiqPolicy",
+    "MiqAlert",
+];
+
+/// The service-model classes a query key or datatype may name, with the
+/// base class their ids live under (ManageIQ's `base_class`).
+pub fn base_class(class: &str) -> Option<&'static str> {
+    // Most calls (every object read, ~30 per event) pass a base class
+    // already: those are answered by comparing the exact name with the 14
+    // base names, before any lower-casing.
+    if let Some(base) = BASE_CLASSES.iter().find(|b| **b == class) {
+        return Some(base);
+    }
+    // Lower-cased on the stack and matched as bytes.
+    let mut buf = [0u8; 40];
+    let bytes = class.as_bytes();
+    let lc = buf.get_mut(..bytes.len())?;
+    lc.copy_from_slice(bytes);
+    lc.make_ascii_lowercase();
+    Some(match &*lc {
+        b"eventstream" | b"emsevent" | b"miqevent" | b"requestevent" | b"deadletterevent" => {
+            "EventStream"
+        }
+        b"vmortemplate" | b"vm" | b"miqtemplate" | b"template" => "VmOrTemplate",
+        b"host" => "Host",
+        b"extmanagementsystem" | b"ems" => "ExtManagementSystem",
+        b"miqserver" | b"server" => "MiqServer",
+        b"user" => "User",
+        b"miqgroup" => "MiqGroup",
+        b"tenant" => "Tenant",
+        b"storage" => "Storage",
+        b"emscluster" => "EmsCluster",
+        b"miqrequest"
+        | b"request"
+        | b"automationrequest"
+        | b"miqprovisionrequest"
+        | b"miqprovisionrequesttemplate"
+        | b"vmmigraterequest"
+        | b"vmreconfigurerequest"
+        | b"vmretirerequest"
+        | b"serviceretirerequest"
+        | b"servicetemplateprovisionrequest"
+        | b"miqhostprovisionrequest"
+        | b"orchestrationstackretirerequest" => "MiqRequest",
+        b"miqrequesttask"
+        | b"automationtask"
+        | b"miqprovision"
+        | b"provision"
+        | b"miqprovisionvmware"
+        | b"miqprovisionredhat"
+        | b"serviceprovisiontask"
+        | b"servicetemplateprovisiontask"
+        | b"vmreconfiguretask"
+        | b"vmmigratetask" => "MiqRequestTask",
+        b"miqpolicy" | b"policy" => "MiqPolicy",
+        b"miqalert" => "MiqAlert",
+        _ => return None,
+    })
+}
+
+/// A store that holds nothing: every lookup misses.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoObjects;
+
+impl ObjectStore for NoObjects {
+    fn find(&self, _class: &str, _id: i64) -> Option<VmdbRef> {
+        None
+    }
+
+    fn attribute(&self, _obj: &VmdbRef, _name: &str) -> Option<AttrValue> {
+        None
+    }
+
+    fn create(&self, class: &str, _attrs: Attributes) -> Result<VmdbRef, StoreError> {
+        Err(StoreError::Backend(format!(
+            "no object store to create a {class} in"
+        )))
+    }
+
+    fn update(&self, obj: &VmdbRef, _name: &str, _value: AttrValue) -> Result<(), StoreError> {
+        Err(StoreError::NotFound(obj.class.to_string(), obj.id))
+    }
+
+    fn find_by(&self, _class: &str, _attr: &str, _value: &AttrValue) -> Vec<VmdbRef> {
+        Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_class_maps_names_case_insensitively_and_bases_to_themselves() {
+        for (class, base) in [
+            ("EmsEvent", Some("EventStream")),
+            ("miqevent", Some("EventStream")),
+            ("Vm", Some("VmOrTemplate")),
+            ("MIQTEMPLATE", Some("VmOrTemplate")),
+            ("ems", Some("ExtManagementSystem")),
+            ("MiqProvisionRequest", Some("MiqRequest")),
+            ("ServiceProvisionTask", Some("MiqRequestTask")),
+            ("policy", Some("MiqPolicy")),
+            ("Flavor", None),
+            ("", None),
+            ("a_class_name_longer_than_the_forty_byte_buffer", None),
+        ] {
+            assert_eq!(base_class(class), base, "{class}");
+        }
+        // The fast path's list is exactly the slow path's answers.
+        for base in BASE_CLASSES {
+            assert_eq!(base_class(base), Some(base));
+            assert_eq!(base_class(&base.to_lowercase()), Some(base), "{base}");
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! An in-memory [`ObjectStore`]: a map from (base class, id) to attributes.
+
+use super::{base_class, ObjectStore, StoreError, VmdbRef, REGION_BASE};
+use automate_core::value::{AttrValue, Attributes};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+/// (base class, id).
+type Key = (&'static str, i64);
+
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    objects: RwLock<HashMap<Key, (Arc<str>, Attributes)>>,
+    /// The last sequence number used per base class (ids are per table,
+    /// as in ManageIQ: host 1000000000001 and VM 1000000000001 coexist).
+    last_seq: Mutex<HashMap<&'static str, i64>>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stores (or replaces) an object of class `class` (e.g. `EmsEvent`).
+    /// Returns `None` when `class` is not a known service-model class.
+    pub fn insert(&self, class: &str, id: i64, attrs: Attributes) -> Option<VmdbRef> {
+        let base = base_class(class)?;
+        let class: Arc<str> = Arc::from(class);
+        if let Ok(mut map) = self.objects.write() {
+            map.insert((base, id), (class.clone(), attrs));
+        }
+        if let Ok(mut seqs) = self.last_seq.lock() {
+            let last = seqs.entry(base).or_insert(0);
+            *last = (*last).max(id - REGION_BASE);
+        }
+        Some(VmdbRef { class, id })
+    }
+
+    /// Sets one attribute of a stored object.
+    pub fn set(&self, obj: &VmdbRef, name: &str, value: AttrValue) -> bool {
+        let Some(base) = base_class(&obj.class) else {
+            return false;
+        };
+        let Ok(mut map) = self.objects.write() else {
+            return false;
+        };
+        match map.get_mut(&(base, obj.id)) {
+            Some((_, attrs)) => {
+                attrs.insert(name.to_ascii_lowercase(), value);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl ObjectStore for MemoryStore {
+    fn find(&self, class: &str, id: i64) -> Option<VmdbRef> {
+        let base = base_class(class)?;
+        let map = self.objects.read().ok()?;
+        map.get(&(base, id)).map(|(class, _)| VmdbRef {
+            class: class.clone(),
+            id,
+        })
+    }
+
+    fn attribute(&self, obj: &VmdbRef, name: &str) -> Option<AttrValue> {
+        if name.eq_ignore_ascii_case("id") {
+            return Some(AttrValue::Int(obj.id));
+        }
+        let base = base_class(&obj.class)?;
+        let map = self.objects.read().ok()?;
+        let (_, attrs) = map.get(&(base, obj.id))?;
+        attrs.get(&name.to_ascii_lowercase()).cloned()
+    }
+
+    fn create(&self, class: &str, attrs: Attributes) -> Result<VmdbRef, StoreError> {
+        let base = base_class(class).ok_or_else(|| StoreError::UnknownClass(class.to_string()))?;
+        let seq = {
+            let mut seqs = self
+                .last_seq
+                .lock()
+                .map_err(|_| StoreError::Backend("sequence lock poisoned".into()))?;
+            let last = seqs.entry(base).or_insert(0);
+            *last += 1;
+            *last
+        };
+        let id = REGION_BASE + seq;
+        self.insert(class, id, attrs)
+            .ok_or_else(|| StoreError::UnknownClass(class.to_string()))
+    }
+
+    fn update(&self, obj: &VmdbRef, name: &str, value: AttrValue) -> Result<(), StoreError> {
+        if self.set(obj, name, value) {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound(obj.class.to_string(), obj.id))
+        }
+    }
+
+    fn find_by(&self, class: &str, attr: &str, value: &AttrValue) -> Vec<VmdbRef> {
+        let Some(base) = base_class(class) else {
+            return Vec::new();
+        };
+        let Ok(map) = self.objects.read() else {
+            return Vec::new();
+        };
+        let attr = attr.to_ascii_lowercase();
+        let mut out: Vec<VmdbRef> = map
+            .iter()
+            .filter(|((b, _), (_, attrs))| *b == base && attrs.get(&attr) == Some(value))
+            .map(|((_, id), (class, _))| VmdbRef {
+                class: class.clone(),
+                id: *id,
+            })
+            .collect();
+        out.sort_by_key(|r| r.id);
+        out
+    }
+}
