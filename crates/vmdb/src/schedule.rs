@@ -1,7 +1,7 @@
 //! Scheduled work, backend-neutral: the [`Schedule`] trait (items to run at
 //! a time, claimed under a lease, completed when done) and its values. The
 //! engine's retries, the request service and the event handler schedule
-//! through it; the redb store implements it (`vmdb::redb::RedbSchedule`).
+//! through it; the redb store implements it (`RedbSchedule` in automate-redb).
 //!
 //! # Contract
 //!
