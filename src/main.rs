@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 /// Counts each thread's allocations so a Rhai method's memory can be
-/// bounded (`automate::methods::alloc`).
+/// bounded (`automate_core::alloc`).
 #[global_allocator]
 static ALLOC: automate_core::alloc::CountingAlloc = automate_core::alloc::CountingAlloc;
 
