@@ -501,6 +501,15 @@ fn write_batch_is_one_transaction() {
     );
 }
 
+/// Now, to the whole microsecond: the schedule keeps run-at times to the µs.
+fn now_whole_micros() -> SystemTime {
+    let micros = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros();
+    UNIX_EPOCH + Duration::from_micros(micros as u64)
+}
+
 /// Lease release after a crash, asserted by time: an item whose claimer
 /// died before completing it (a worker thread that claimed it and ended)
 /// is not handed out again while its lease runs, to the microsecond, also
@@ -512,14 +521,7 @@ fn write_batch_is_one_transaction() {
 fn a_dead_claimers_item_comes_back_when_its_lease_runs_out_not_before() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("automate.redb");
-    // Whole microseconds: the schedule keeps run-at times to the µs.
-    let now = UNIX_EPOCH
-        + Duration::from_micros(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_micros() as u64,
-        );
+    let now = now_whole_micros();
     let lease = Duration::from_secs(30);
     let expires = now + lease;
     let just_before = expires - Duration::from_micros(1);
@@ -577,14 +579,7 @@ fn a_dead_claimers_item_comes_back_when_its_lease_runs_out_not_before() {
 fn scheduled_work_claims_leases_completes_and_persists() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("automate.redb");
-    // Whole microseconds: the schedule keeps run-at times to the µs.
-    let now = UNIX_EPOCH
-        + Duration::from_micros(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_micros() as u64,
-        );
+    let now = now_whole_micros();
     let lease = Duration::from_secs(30);
     let (past, present, future) = {
         let store = RedbStore::open(&path).unwrap();
