@@ -54,7 +54,8 @@ pub enum EngineError {
     /// The stack reached the engine's `max_depth` (the limit, the object).
     #[error("instantiation deeper than {0} levels: [{1}]")]
     TooDeep(usize, String),
-    /// A workspace path (`/`, `..`, `#`-relative, ...) names no object.
+    /// A workspace path (`/`, `..`, a class name, a `miqaews:` URI) names
+    /// no object.
     #[error("Object Not Found for path=[{0}]")]
     ObjectNotFound(String),
     /// A required substitution's attribute (or state var) is missing:
