@@ -18,13 +18,21 @@ use std::time::{Duration, Instant};
 /// The sandbox of conditions.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConditionLimits {
+    /// Rhai operations per evaluation.
     pub max_operations: u64,
+    /// Nested script function calls.
     pub max_call_levels: usize,
+    /// Expression nesting at the top level.
     pub max_expr_depth: usize,
+    /// Expression nesting inside script functions.
     pub max_function_expr_depth: usize,
+    /// Bytes in one string.
     pub max_string_size: usize,
+    /// Elements in one array.
     pub max_array_size: usize,
+    /// Entries in one object map.
     pub max_map_size: usize,
+    /// Wall-clock time per evaluation.
     pub timeout: Duration,
 }
 
@@ -201,6 +209,7 @@ impl ConditionEngine {
 /// A compiled condition.
 #[derive(Clone)]
 pub struct Condition {
+    /// The Rhai text of `condition:` as the file has it.
     pub source: String,
     ast: Arc<AST>,
     /// The engines it was compiled for and runs on.

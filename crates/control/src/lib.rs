@@ -18,6 +18,8 @@
 //! reloaded (its index changes). It owns the engines its conditions run on
 //! ([`ConditionEngine`]).
 
+#![deny(missing_docs)]
+
 mod condition;
 mod load;
 
@@ -36,36 +38,49 @@ use std::sync::{Arc, Mutex, Weak};
 /// Every policy and alert of one datastore root, in file (name) order.
 #[derive(Debug, Clone, Default)]
 pub struct ControlSet {
+    /// The `policies:` of every file.
     pub policies: Vec<Policy>,
+    /// The `alerts:` of every file.
     pub alerts: Vec<Alert>,
 }
 
 /// A control policy.
 #[derive(Debug, Clone)]
 pub struct Policy {
+    /// `name:`, required; the log lines name the policy by it.
     pub name: String,
+    /// `description:`; empty when not given.
     pub description: String,
     /// The event types it runs on (`vm_poweroff`, `vm_start`, ...).
     pub events: Vec<String>,
     /// `None`: always true.
     pub condition: Option<Condition>,
+    /// Run in order when the condition holds.
     pub actions: Vec<Action>,
     /// Run when the condition is false.
     pub else_actions: Vec<Action>,
     /// Where it was defined.
     pub file: PathBuf,
+    /// The 1-based line of its `- ` item in `file`.
     pub line: usize,
 }
 
 /// A control alert.
 #[derive(Debug, Clone)]
 pub struct Alert {
+    /// `name:`, required; the log lines name the alert by it.
     pub name: String,
+    /// `description:`; empty when not given.
     pub description: String,
+    /// The one event type it runs on (`vm_start`).
     pub event: String,
+    /// `None`: always true.
     pub condition: Option<Condition>,
+    /// Run in order when the condition holds (the alert fires).
     pub actions: Vec<Action>,
+    /// Where it was defined.
     pub file: PathBuf,
+    /// The 1-based line of its `- ` item in `file`.
     pub line: usize,
 }
 
@@ -80,7 +95,12 @@ pub enum Action {
     /// `invoke: "<automate URI>"`: instantiated as a new root.
     Invoke(String),
     /// `set_attribute: {name: x, value: y}` on the target in the store.
-    SetAttribute { name: String, value: AttrValue },
+    SetAttribute {
+        /// The attribute to set.
+        name: String,
+        /// A scalar; nil when `value` is not given.
+        value: AttrValue,
+    },
 }
 
 impl Action {
@@ -98,11 +118,14 @@ impl Action {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{}:{line}: {field}: {message}", file.display())]
 pub struct ControlError {
+    /// The YAML file at fault.
     pub file: PathBuf,
     /// 1-based; 0 when unknown.
     pub line: usize,
     /// The field at fault, e.g. `policies[0].condition`.
     pub field: String,
+    /// What is wrong (`is required`, `unknown field; allowed: ..`, a
+    /// Rhai compile error).
     pub message: String,
 }
 

@@ -64,9 +64,13 @@ impl Default for BudgetLimits {
 /// Which budget ran out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BudgetKind {
+    /// More than `max_objects` objects instantiated.
     Objects,
+    /// More than `max_events` generic events raised.
     Events,
+    /// Running past `max_time`.
     Time,
+    /// Holding more than `max_memory` bytes beyond the start.
     Memory,
     /// Not a limit: the caller (an API client that went away) cancelled.
     Cancelled,
@@ -109,7 +113,9 @@ impl BudgetKind {
 /// A budget that ran out: which one and its limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BudgetExceeded {
+    /// The budget that ran out.
     pub kind: BudgetKind,
+    /// The limits it ran under (the message names the one exceeded).
     pub limits: BudgetLimits,
 }
 
@@ -149,14 +155,18 @@ impl std::fmt::Display for BudgetExceeded {
 pub struct Cancel(Arc<AtomicBool>);
 
 impl Cancel {
+    /// A flag not yet set.
     pub fn new() -> Cancel {
         Cancel::default()
     }
 
+    /// Sets the flag: the instantiation fails with
+    /// [`BudgetKind::Cancelled`] at its next clock check. Clones share it.
     pub fn cancel(&self) {
         self.0.store(true, Ordering::Relaxed);
     }
 
+    /// Whether [`Cancel::cancel`] has been called on this flag or a clone.
     pub fn is_cancelled(&self) -> bool {
         self.0.load(Ordering::Relaxed)
     }
@@ -232,6 +242,7 @@ impl Budget {
         }))
     }
 
+    /// The limits the budget was started with.
     pub fn limits(&self) -> &BudgetLimits {
         &self.0.limits
     }

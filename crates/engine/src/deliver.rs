@@ -38,7 +38,11 @@ pub const RETRY_LEASE: Duration = Duration::from_secs(300);
 /// One delivery to Automate: a URI, its attributes and the object it is for.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Delivery {
+    /// The Automate URI to instantiate (`/System/Process/Event`, a query
+    /// allowed).
     pub uri: String,
+    /// Name/value pairs given to the root object as attributes (ManageIQ's
+    /// `attrs`); a retry carries the `ae_state*` it needs here too.
     #[serde(default)]
     pub attrs: Vec<(String, String)>,
     /// `EmsEvent.1000000000001`, for the log lines; empty when none.
@@ -57,13 +61,19 @@ pub enum Outcome {
     /// Scheduled again: the work item's id (`None` when the caller writes
     /// it, see [`deliver_deferred`]) and when it runs.
     Retry {
+        /// What this pass built.
         workspace: Workspace,
+        /// The scheduled work item's id.
         id: Option<u64>,
+        /// When the retry comes due (`ae_retry_interval` from now).
         run_at: SystemTime,
     },
     /// `ae_result = error`, or the engine returned an error.
     Error {
+        /// What the delivery built before it failed.
         workspace: Workspace,
+        /// The engine's error; `None` when the root set `ae_result = error`
+        /// (or refused a bad `ae_retry_interval`).
         error: Option<EngineError>,
     },
     /// It wanted to retry, but had already run `max_deliveries` times.
@@ -71,6 +81,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The workspace the delivery built, whatever the outcome.
     pub fn into_workspace(self) -> Workspace {
         match self {
             Outcome::Done(w) | Outcome::GaveUp(w) => w,
@@ -78,6 +89,7 @@ impl Outcome {
         }
     }
 
+    /// The workspace the delivery built, borrowed.
     pub fn workspace(&self) -> &Workspace {
         match self {
             Outcome::Done(w) | Outcome::GaveUp(w) => w,
@@ -107,7 +119,9 @@ fn after_delivery(engine: &Engine, d: &Delivery, outcome: &Outcome) {
 /// A retry a delivery asked for, not written yet.
 #[derive(Debug, Clone)]
 pub struct PendingRetry {
+    /// The [`RETRY_KIND`] work item: the next [`Delivery`] as JSON.
     pub item: WorkItem,
+    /// When it comes due.
     pub run_at: SystemTime,
 }
 

@@ -11,10 +11,12 @@
 //! in schema order filtered by message, `${...}` substitution, relationships,
 //! methods, collect and state machines.
 //!
-//! Submodules: [`datatype`] (value conversion), [`substitute`] (`${...}` and
-//! workspace object paths), [`collect`] (collect expressions), `methods`
+//! Submodules: [`datatype`] (value conversion), `substitute` (`${...}` and
+//! workspace object paths), `collect` (collect expressions), `methods`
 //! (method calls and inputs), `state_machine` (states, retries), [`budget`]
 //! (what one instantiation may spend, shared with everything it triggers).
+
+#![deny(missing_docs)]
 
 pub mod budget;
 mod collect;
@@ -71,6 +73,7 @@ pub struct Engine {
     policies: Option<Arc<dyn Policies>>,
     after_delivery: Option<Arc<dyn deliver::AfterDelivery>>,
     assertions: Arc<rhai::Engine>,
+    /// Depth limit, tracing and budget ([`Engine::with_options`]).
     pub options: EngineOptions,
 }
 
@@ -99,16 +102,21 @@ impl Engine {
         }
     }
 
+    /// Reads and writes stored objects (VMs, events, requests: what
+    /// object-typed attributes and `evm.vmdb` name) in `store`.
     pub fn with_store(mut self, store: Arc<dyn ObjectStore>) -> Engine {
         self.store = store;
         self
     }
 
+    /// Replaces the builtins (location `builtin` methods) with `builtins`.
     pub fn with_builtins(mut self, builtins: Builtins) -> Engine {
         self.builtins = Arc::new(builtins);
         self
     }
 
+    /// Runs inline `rhai` methods with `scripts`; without one they fail
+    /// with [`EngineError::InvalidMethod`].
     pub fn with_scripts(mut self, scripts: Arc<dyn ScriptRunner>) -> Engine {
         self.scripts = Some(scripts);
         self
@@ -138,15 +146,18 @@ impl Engine {
         self.after_delivery.as_ref()
     }
 
+    /// Replaces the depth limit, tracing flag and budget.
     pub fn with_options(mut self, options: EngineOptions) -> Engine {
         self.options = options;
         self
     }
 
+    /// The datastore (domains, classes, instances, methods) it reads.
     pub fn datastore(&self) -> &Arc<Datastore> {
         &self.datastore
     }
 
+    /// The object store ([`Engine::with_store`]; none by default).
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
     }
@@ -377,6 +388,7 @@ impl<'e> Runtime<'e> {
         }
     }
 
+    /// The engine this instantiation runs on.
     pub fn engine(&self) -> &'e Engine {
         self.engine
     }
@@ -473,6 +485,8 @@ impl<'e> Runtime<'e> {
         }
     }
 
+    /// The datastore index taken when this instantiation started: a reload
+    /// does not change it midway.
     pub fn index(&self) -> &Arc<Index> {
         &self.index
     }
@@ -482,6 +496,8 @@ impl<'e> Runtime<'e> {
         self.current
     }
 
+    /// The message being instantiated for (`create` unless a URI or
+    /// relationship names another).
     pub fn current_message(&self) -> &str {
         &self.current_message
     }

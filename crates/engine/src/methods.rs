@@ -17,10 +17,17 @@ use std::sync::Arc;
 /// A method's exit status (reference §7.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MethodRc {
+    /// `MIQ_OK` (0): the method succeeded.
     Ok,
+    /// `MIQ_WARN` (4): succeeded, logged at warn.
     Warn,
+    /// `MIQ_STOP` (8): the calling object is dropped
+    /// ([`EngineError::Stop`]).
     Stop,
+    /// `MIQ_ABORT` (16): the instantiation is aborted
+    /// ([`EngineError::Abort`]).
     Abort,
+    /// Any other code: aborts ([`EngineError::UnknownMethodRc`]).
     Unknown(i64),
 }
 
@@ -36,6 +43,8 @@ impl MethodRc {
         }
     }
 
+    /// `MIQ_OK`, `MIQ_WARN`, ... or `Unknown RC: [n]`, as the
+    /// `Method exited with rc=` line writes it.
     pub fn name(self) -> std::borrow::Cow<'static, str> {
         match self {
             MethodRc::Ok => "MIQ_OK".into(),
@@ -65,6 +74,8 @@ impl Builtins {
         b
     }
 
+    /// Registers `f` as the builtin `name` (case-insensitive), replacing
+    /// any builtin of that name.
     pub fn insert(&mut self, name: &str, f: BuiltinFn) {
         self.map.insert(name.to_ascii_lowercase(), f);
     }
@@ -81,12 +92,15 @@ impl Builtins {
         self
     }
 
+    /// The builtin `name` (case-insensitive), as a method of location
+    /// `builtin` calls it.
     pub fn get(&self, name: &str) -> Option<BuiltinFn> {
         self.map
             .get(&*automate_datastore::index::lower(name))
             .copied()
     }
 
+    /// Every registered name, lower-cased and sorted.
     pub fn names(&self) -> Vec<&str> {
         let mut v: Vec<&str> = self.map.keys().map(String::as_str).collect();
         v.sort_unstable();

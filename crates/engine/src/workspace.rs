@@ -13,13 +13,18 @@ pub type ObjectId = usize;
 pub struct Object {
     /// `Domain/ns` the object was built from.
     pub namespace: String,
+    /// The class name, as the datastore spells it.
     pub class: String,
     /// The instance actually used (`.missing`, `.default`).
     pub instance: String,
     /// `/ns/class/<requested instance>`, before `.missing` substitution.
     pub object_name: String,
+    /// Field values, query args and what methods set, by lower-cased name.
     pub attributes: Attributes,
+    /// The object whose relationship instantiated this one; `None` for a
+    /// root.
     pub parent: Option<ObjectId>,
+    /// The objects its relationships instantiated, in order.
     pub children: Vec<ObjectId>,
     /// Relationship results by field name.
     pub rels: Vec<(String, Vec<ObjectId>)>,
@@ -28,6 +33,7 @@ pub struct Object {
 }
 
 impl Object {
+    /// The attribute `name`, case-insensitively.
     pub fn get(&self, name: &str) -> Option<&AttrValue> {
         self.attributes.get(&name.to_ascii_lowercase())
     }
@@ -37,9 +43,13 @@ impl Object {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
+    /// Detail, only from scripts (`evm.log("debug", ..)`).
     Debug,
+    /// The normal flow: `Instantiating`, `Invoking`, `Processing State`.
     Info,
+    /// `MIQ_WARN`, skipped states, a substitution that failed.
     Warn,
+    /// A failure: a class not found, a state's error, a retry given up.
     Error,
 }
 
@@ -47,15 +57,20 @@ pub enum Level {
 /// written at (the CLI indents by it; the log itself does not).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TraceLine {
+    /// Relationship depth: 0 for the root object.
     pub depth: usize,
+    /// The severity it is logged at.
     pub level: Level,
+    /// The line as ManageIQ's `automation.log` has it.
     pub text: String,
 }
 
 /// The result of one instantiation.
 #[derive(Debug, Clone, Default)]
 pub struct Workspace {
+    /// Every object built, removed ones included, indexed by [`ObjectId`].
     pub objects: Vec<Object>,
+    /// The automation log lines of the instantiation, in order.
     pub trace: Vec<TraceLine>,
     /// Persistent state variables (`${state_var#k}`, carried across retries).
     pub state_vars: Attributes,
@@ -79,6 +94,7 @@ impl Workspace {
         self.roots().first().map(|&i| &self.objects[i])
     }
 
+    /// The object `id`; panics if `id` is not one of [`Workspace::objects`].
     pub fn object(&self, id: ObjectId) -> &Object {
         &self.objects[id]
     }

@@ -289,10 +289,6 @@ pub fn delivery_keys(r: &VmdbRef) -> (String, String) {
     }
 }
 
-/// `MiqEvent.raise_evm_event(target, event, inputs)`: stores the MiqEvent
-/// and delivers it to `/System/Process/Event`. Returns the MiqEvent, or
-/// `None` when the event is not a known MiqEventDefinition (or could not be
-/// stored).
 /// The VM power state a generic event leaves behind (`None`: unchanged).
 pub fn power_state_after(event: &str) -> Option<&'static str> {
     Some(match event {
@@ -332,6 +328,12 @@ fn follow_power_state(
     }
 }
 
+/// `MiqEvent.raise_evm_event(target, event, inputs)`: stores the MiqEvent
+/// and delivers it to `/System/Process/Event`. Returns the MiqEvent, or
+/// `None` when the event is not a known MiqEventDefinition (only its alerts
+/// run) or could not be stored. `source_event` is the event that led to it
+/// (its id goes in `full_data`, its EMS in `ems_id`). Errs only with
+/// [`EngineError::Budget`], when the instantiation's budget runs out.
 pub fn raise_evm_event(
     rt: &mut Runtime<'_>,
     target: &VmdbRef,

@@ -16,6 +16,8 @@
 //! [`ScriptRunner`]: automate_engine::ScriptRunner
 //! [`Policies`]: automate_engine::Policies
 
+#![deny(missing_docs)]
+
 pub mod builtins;
 pub mod events;
 pub mod evm;

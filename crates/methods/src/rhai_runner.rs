@@ -53,19 +53,23 @@ pub struct RhaiLimits {
     pub max_call_levels: usize,
     /// Expression nesting at the top level and inside functions.
     pub max_expr_depth: usize,
+    /// Expression nesting inside script functions.
     pub max_function_expr_depth: usize,
     /// Bytes in one string (and in all strings of one value together).
     pub max_string_size: usize,
+    /// Elements in one array.
     pub max_array_size: usize,
+    /// Entries in one object map.
     pub max_map_size: usize,
     /// Modules one call may import.
     pub max_modules: usize,
     /// Wall-clock time per call (`None` = unlimited).
     pub timeout: Option<Duration>,
     /// Bytes a call may hold allocated at once, checked every 64
-    /// operations (0 = unlimited). Needs [`super::alloc::CountingAlloc`] as
-    /// the global allocator, as the `automate` binary has; it catches what
-    /// Rhai's per-value size checks miss (a map filled with big strings).
+    /// operations (0 = unlimited). Needs
+    /// [`automate_core::alloc::CountingAlloc`] as the global allocator, as
+    /// the `automate` binary has; it catches what Rhai's per-value size
+    /// checks miss (a map filled with big strings).
     pub max_memory: usize,
 }
 
@@ -93,7 +97,9 @@ pub struct CompileError {
     pub fqname: String,
     /// 1-based; 0 when Rhai gives no position.
     pub line: usize,
+    /// 1-based column on that line; 0 when Rhai gives no position.
     pub col: usize,
+    /// What is wrong, as Rhai's `ParseErrorType` words it.
     pub message: String,
 }
 
@@ -151,6 +157,8 @@ impl RhaiRunner {
         RhaiRunner::with_limits(RhaiLimits::default())
     }
 
+    /// A runner whose every method call runs inside `limits`, with the
+    /// `evm` API registered and an empty compile cache.
     pub fn with_limits(limits: RhaiLimits) -> RhaiRunner {
         let mut engine = rhai::Engine::new();
         engine.set_max_operations(limits.max_operations);
@@ -205,6 +213,7 @@ impl RhaiRunner {
         }
     }
 
+    /// The sandbox limits it was built with.
     pub fn limits(&self) -> &RhaiLimits {
         &self.limits
     }

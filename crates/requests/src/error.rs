@@ -6,18 +6,39 @@ use automate_vmdb::StoreError;
 /// Why a request operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
+    /// No `AutomationRequest` has this id.
     #[error("automation request [{0}] not found")]
     NotFound(i64),
+    /// A new request's input was refused: an empty or malformed name, a
+    /// parameter naming a system key.
     #[error("invalid {field}: {message}")]
-    Invalid { field: String, message: String },
+    Invalid {
+        /// The input refused (`namespace`, `parameters`, ...).
+        field: String,
+        /// Why.
+        message: String,
+    },
     #[error("automation request [{id}] is {state}: cannot {action} it")]
+    /// Approving or denying a request that is no longer
+    /// `pending_approval`.
     WrongState {
+        /// The request.
         id: i64,
+        /// Its `approval_state` (`approved`, `denied`).
         state: String,
+        /// What was asked: `approve` or `deny`.
         action: String,
     },
+    /// The namespace, class or instance of a new request is not in the
+    /// datastore (nothing is stored).
     #[error("unknown {what} [{path}] in the datastore")]
-    Unknown { what: String, path: String },
+    Unknown {
+        /// `namespace`, `class` or `instance`.
+        what: String,
+        /// The path that is missing (`/ns/Class/instance`).
+        path: String,
+    },
+    /// The object store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }

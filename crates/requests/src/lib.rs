@@ -33,6 +33,8 @@
 //! to Automate), `approval` (the approval states), `task` (the task, its
 //! delivery and [`AfterAeDelivery`]); this file is the [`Requests`] service.
 
+#![deny(missing_docs)]
+
 mod approval;
 mod check;
 mod error;

@@ -19,15 +19,25 @@ pub(super) const TASK_DESCRIPTION: &str = "Automation Request";
 /// flattened).
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct NewRequest {
+    /// The instance's namespace (`System/Request`; slashes at either end
+    /// are dropped).
     pub namespace: String,
+    /// The class name, one segment.
     pub class: String,
+    /// The instance name, one segment; it must exist (not `.missing`).
     pub instance: String,
+    /// The message the task's URI is instantiated with (`#message`);
+    /// `None` or blank for the default, `create`.
     #[serde(default)]
     pub message: Option<String>,
+    /// Attributes given to the task's URI (a key may name an object,
+    /// `VmOrTemplate::vm`, but not a system key).
     #[serde(default)]
     pub parameters: serde_json::Map<String, serde_json::Value>,
+    /// Approve at once after `request_created` is raised.
     #[serde(default)]
     pub auto_approve: bool,
+    /// The requester; `admin` when `None` or blank.
     #[serde(default)]
     pub userid: Option<String>,
 }
@@ -35,29 +45,50 @@ pub struct NewRequest {
 /// One task of a request, as shown to callers.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TaskView {
+    /// The task's object id.
     pub id: i64,
+    /// Its stored class, `AutomationTask`.
     pub r#type: String,
+    /// `pending`, `active` or `finished`.
     pub state: String,
+    /// `Ok`, `Warn` or `Error`.
     pub status: String,
+    /// `Automation Starting`, then the outcome (`ae_message` when set).
     pub message: String,
+    /// When it was created, ISO 8601 UTC to the second.
     pub created_on: String,
+    /// When it last changed, ISO 8601 UTC to the second.
     pub updated_on: String,
 }
 
 /// A request as shown to callers (CLI `--json`, REST API).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RequestView {
+    /// The request's object id.
     pub id: i64,
+    /// Its stored class, `AutomationRequest`.
     pub r#type: String,
+    /// `MiqRequest#request_type`: `automation`.
     pub request_type: String,
+    /// `pending_approval`, `approved` or `denied`.
     pub approval_state: String,
+    /// `pending`, `active` or `finished` (once it has a task, its task's).
     pub request_state: String,
+    /// `Ok`, `Warn` or `Error` (the worst of its tasks'), or `Denied`.
     pub status: String,
+    /// The task's message when it has one task; `Request denied: ..` or
+    /// `Aborting because ..` when it never got one.
     pub message: String,
+    /// The requester.
     pub userid: String,
+    /// ManageIQ's `options`: `namespace`, `class_name`, `instance_name`,
+    /// `message`, `attrs` (the parameters and `userid`), `schedule_type`.
     pub options: serde_json::Value,
+    /// When it was created, ISO 8601 UTC to the second.
     pub created_on: String,
+    /// When it last changed, ISO 8601 UTC to the second.
     pub updated_on: String,
+    /// Its tasks by id: none before approval, then one.
     pub tasks: Vec<TaskView>,
 }
 
