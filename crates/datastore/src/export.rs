@@ -90,7 +90,8 @@ pub enum ExportError {
     TooLarge {
         /// The zip that was not written.
         path: PathBuf,
-        /// The limit passed: a file over its size, the files over the total.
+        /// The limit passed: too many entries, a file too large, or too many
+        /// bytes in all.
         reason: String,
     },
     /// Writing the zip failed.

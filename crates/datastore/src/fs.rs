@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// Something wrong with one file of the datastore.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
-    /// The file concerned (for a missing or refused file, where it was expected).
+    /// The file (or directory) the problem is in.
     pub file: PathBuf,
     /// 1-based, 0 when unknown.
     pub line: usize,
