@@ -1,6 +1,6 @@
 //! Memory accounting for the Rhai sandbox: a global allocator that counts,
 //! per thread, the bytes allocated and not yet freed, so a method's memory
-//! can be bounded ([`super::RhaiLimits::max_memory`]).
+//! can be bounded (`automate_methods::rhai_runner::RhaiLimits::max_memory`).
 //!
 //! Rhai checks string, array and map sizes value by value, but a map filled
 //! one big string at a time (`m[k] = s`) is never checked as a whole; only

@@ -7,6 +7,8 @@
 //! Rhai sandbox's memory limit. Nothing here does I/O or knows a backend;
 //! every other crate of the workspace builds on this one.
 
+#![deny(missing_docs)]
+
 pub mod alloc;
 pub mod time;
 pub mod uri;

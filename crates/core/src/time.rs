@@ -22,20 +22,44 @@ pub const YEARS: std::ops::RangeInclusive<i64> = 0..=9999;
 /// read from.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DurationError {
+    /// The text is neither a number of seconds nor `N.<unit>`.
     #[error(
         "{field}: [{text}] is not a duration (give seconds, e.g. 30 or 0.5, or N.minutes, \
          N.hours, N.days, N.weeks)"
     )]
-    NotADuration { field: String, text: String },
+    NotADuration {
+        /// The field or setting the text was read from (`ae_retry_interval`, `max_time`).
+        field: String,
+        /// The text as given.
+        text: String,
+    },
+    /// The number is NaN or infinite.
     #[error("{field}: [{text}] is not a finite number of seconds")]
-    NotFinite { field: String, text: String },
+    NotFinite {
+        /// The field or setting the number was read from.
+        field: String,
+        /// The number as given.
+        text: String,
+    },
+    /// The number of seconds is below zero.
     #[error("{field}: [{text}] is negative; give 0 or more seconds")]
-    Negative { field: String, text: String },
+    Negative {
+        /// The field or setting the number was read from.
+        field: String,
+        /// The number as given.
+        text: String,
+    },
+    /// The number of seconds is more than [`MAX_DURATION_SECS`] (ten years).
     #[error(
         "{field}: [{text}] seconds is more than the most allowed ({MAX_DURATION_SECS} seconds, \
          10 years)"
     )]
-    TooLarge { field: String, text: String },
+    TooLarge {
+        /// The field or setting the number was read from.
+        field: String,
+        /// The number as given.
+        text: String,
+    },
 }
 
 /// ActiveSupport's `to_i_with_method`: `"1.hour"`, `"30.seconds"`, `600`,

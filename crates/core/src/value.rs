@@ -11,7 +11,10 @@ use std::sync::Arc;
 /// and its id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct VmdbRef {
+    /// The object's class as stored, not its base class (`EmsEvent`, not
+    /// `EventStream`).
     pub class: Arc<str>,
+    /// The object's ManageIQ-style id (`region * 10^12 + seq`).
     pub id: i64,
 }
 
@@ -53,14 +56,23 @@ pub fn format_float(f: f64) -> String {
     format!("{sign}{body}")
 }
 
+/// One attribute value: the Ruby types Automate attributes take, with nil
+/// kept apart from `""`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AttrValue {
+    /// Ruby's `nil`: unset, not the empty string.
     Nil,
+    /// A string.
     Str(String),
+    /// An integer (Ruby's `Integer`, held in 64 bits).
     Int(i64),
+    /// A float (Ruby's `Float`); NaN and the infinities are allowed.
     Float(f64),
+    /// `true` or `false`.
     Bool(bool),
+    /// A Ruby symbol, held without its colon (`:foo` is `Symbol("foo")`).
     Symbol(String),
+    /// An ordered array of values.
     Array(Vec<AttrValue>),
     /// An ordered hash (collect's `{k => v}` form).
     Hash(Vec<(AttrValue, AttrValue)>),
@@ -71,10 +83,12 @@ pub enum AttrValue {
 }
 
 impl AttrValue {
+    /// A [`AttrValue::Str`] of `s`.
     pub fn str(s: impl Into<String>) -> AttrValue {
         AttrValue::Str(s.into())
     }
 
+    /// Ruby's `nil?`: true only for [`AttrValue::Nil`] (not for `""`).
     pub fn is_nil(&self) -> bool {
         matches!(self, AttrValue::Nil)
     }
@@ -153,6 +167,8 @@ impl AttrValue {
         }
     }
 
+    /// The text of a [`AttrValue::Str`]; `None` for every other variant,
+    /// a symbol included.
     pub fn as_str(&self) -> Option<&str> {
         match self {
             AttrValue::Str(s) => Some(s),

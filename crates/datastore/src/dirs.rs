@@ -14,9 +14,12 @@ use std::sync::Arc;
 /// A domain directory found in the datastore root.
 #[derive(Debug, Clone)]
 pub struct DomainDir {
+    /// The domain directory itself (`<root>/<dir_name>`).
     pub path: PathBuf,
     /// The directory name.
     pub dir_name: String,
+    /// What its `__domain__.yaml` says (name, priority, enabled, source); the
+    /// directory name as the name when the file does not parse.
     pub info: DomainInfo,
 }
 

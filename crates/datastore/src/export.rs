@@ -27,50 +27,79 @@ pub struct ExportOptions {
 /// What an export wrote.
 #[derive(Debug, Clone)]
 pub struct ExportSummary {
+    /// The domain's name as exported.
     pub domain: String,
     /// The domain directory or the zip written.
     pub path: PathBuf,
+    /// Whether a zip was written (else a directory).
     pub zip: bool,
+    /// The number of files written.
     pub files: usize,
+    /// How many namespaces, classes, instances and methods the domain holds.
     pub counts: Counts,
 }
 
 /// Why an export failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
+    /// Reading the datastore or writing the export failed.
     #[error("cannot {action} `{}`: {error}", path.display())]
     Io {
+        /// What was being done (`create directory`, `move the zip into`).
         action: &'static str,
+        /// The file or directory it was done to.
         path: PathBuf,
+        /// The error the operating system gave.
         #[source]
         error: io::Error,
     },
+    /// The datastore has no domain of that name.
     #[error(
         "no domain `{domain}` in the datastore `{}` (it has: {})",
         root.display(),
         found.join(", ")
     )]
     DomainNotFound {
+        /// The domain asked for.
         domain: String,
+        /// The datastore root searched.
         root: PathBuf,
+        /// The names of the domains it does have.
         found: Vec<String>,
     },
+    /// The domain has problems (or an unexportable name); nothing was written.
     #[error("{}", ProblemList { what: "export", input, problems })]
     Invalid {
+        /// The domain directory.
         input: PathBuf,
+        /// Every problem found, sorted by file.
         problems: Vec<Problem>,
     },
+    /// The destination exists and `overwrite` was not given.
     #[error("`{}` already exists; pass --overwrite to replace it", path.display())]
-    Exists { path: PathBuf },
+    Exists {
+        /// The directory or zip in the way.
+        path: PathBuf,
+    },
+    /// The domain is beyond a limit import puts on zips (entries or bytes).
     #[error(
         "cannot export to zip `{}`: {reason}, so import would refuse it; export to a directory \
          instead",
         path.display()
     )]
-    TooLarge { path: PathBuf, reason: String },
+    TooLarge {
+        /// The zip that was not written.
+        path: PathBuf,
+        /// The limit passed: too many entries, a file too large, or too many
+        /// bytes in all.
+        reason: String,
+    },
+    /// Writing the zip failed.
     #[error("cannot write zip `{}`: {error}", path.display())]
     Zip {
+        /// The zip being written.
         path: PathBuf,
+        /// The zip library's error.
         #[source]
         error: zip::result::ZipError,
     },

@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// Something wrong with one file of the datastore.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// The file (or directory) the problem is in.
     pub file: PathBuf,
     /// 1-based, 0 when unknown.
     pub line: usize,
@@ -33,6 +34,7 @@ pub struct Problem {
     pub column: usize,
     /// The field or key concerned, when there is one.
     pub field: Option<String>,
+    /// What is wrong, as one sentence for the user.
     pub message: String,
     /// A warning: the file is skipped or suspicious but nothing it holds is
     /// lost silently; an import still succeeds, `datastore validate` lists it
@@ -41,6 +43,7 @@ pub struct Problem {
 }
 
 impl Problem {
+    /// An error in `file`, with no line, column or field yet.
     pub fn new(file: &Path, message: impl Into<String>) -> Self {
         Problem {
             file: file.to_path_buf(),
@@ -58,11 +61,13 @@ impl Problem {
         self
     }
 
+    /// Sets the 1-based line the problem is on.
     pub fn at_line(mut self, line: usize) -> Self {
         self.line = line;
         self
     }
 
+    /// Names the field or key the problem is about.
     pub fn with_field(mut self, field: &str) -> Self {
         self.field = Some(field.to_string());
         self
@@ -129,13 +134,19 @@ impl From<yaml::YamlError> for Problem {
 /// Domains read from a datastore root, and what was wrong on the way.
 #[derive(Debug, Default)]
 pub struct LoadReport {
+    /// The domains that loaded, each without the files that did not.
     pub domains: Vec<Domain>,
+    /// Every file skipped or refused on the way, errors and warnings alike.
     pub problems: Vec<Problem>,
 }
 
+/// The file that makes a directory of the root a domain.
 pub const DOMAIN_FILE: &str = "__domain__.yaml";
+/// The file that describes a namespace directory.
 pub const NAMESPACE_FILE: &str = "__namespace__.yaml";
+/// The class's own file, inside `<Class>.class/`.
 pub const CLASS_FILE: &str = "__class__.yaml";
+/// The directory of a class's methods, inside `<Class>.class/`.
 pub const METHODS_DIR: &str = "__methods__";
 
 /// Largest method body file (`<m>.rhai`, `.rb`, `.pl`) accepted; a Rhai

@@ -66,12 +66,17 @@ pub struct ImportOptions {
 /// What an import did.
 #[derive(Debug, Clone)]
 pub struct ImportSummary {
+    /// The domain's name in the datastore (after any rename).
     pub domain: String,
     /// The domain directory in the datastore.
     pub path: PathBuf,
+    /// The priority it was given (higher wins in the overlay).
     pub priority: i64,
+    /// Whether it is enabled.
     pub enabled: bool,
+    /// Its `source`, as written to `__domain__.yaml`.
     pub source: Source,
+    /// How many namespaces, classes, instances and methods it holds.
     pub counts: Counts,
     /// Files written.
     pub files: usize,
@@ -84,67 +89,120 @@ pub struct ImportSummary {
 /// Why an import failed. Nothing was changed in the datastore.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
+    /// Reading the source or writing the datastore failed.
     #[error("cannot {action} `{}`: {error}", path.display())]
     Io {
+        /// What was being done (`read`, `create a temporary directory in`).
         action: &'static str,
+        /// The file or directory it was done to.
         path: PathBuf,
+        /// The error the operating system gave.
         #[source]
         error: io::Error,
     },
+    /// The source does not exist.
     #[error("`{}` does not exist", input.display())]
-    NoSuchSource { input: PathBuf },
+    NoSuchSource {
+        /// The path given as the source.
+        input: PathBuf,
+    },
+    /// The source is neither a directory nor a `.zip` file.
     #[error("`{}` is neither a directory nor a .zip file", input.display())]
-    NotASource { input: PathBuf },
+    NotASource {
+        /// The path given as the source.
+        input: PathBuf,
+    },
+    /// No `__domain__.yaml` in the source or in any of its directories.
     #[error(
         "no domain found in `{}`: expected `__domain__.yaml` in it or in one of its directories",
         input.display()
     )]
-    NoDomain { input: PathBuf },
+    NoDomain {
+        /// The source directory or zip.
+        input: PathBuf,
+    },
+    /// The source holds several domains and [`ImportOptions::domain_filter`] chose none.
     #[error(
         "`{}` holds several domains ({}); choose one with --from NAME",
         input.display(),
         found.join(", ")
     )]
-    SeveralDomains { input: PathBuf, found: Vec<String> },
+    SeveralDomains {
+        /// The source directory or zip.
+        input: PathBuf,
+        /// The names of the domains in it.
+        found: Vec<String>,
+    },
+    /// The source has no domain [`ImportOptions::domain_filter`] names.
     #[error(
         "`{}` has no domain `{wanted}` (it has: {})",
         input.display(),
         found.join(", ")
     )]
     DomainNotFound {
+        /// The source directory or zip.
         input: PathBuf,
+        /// The domain asked for.
         wanted: String,
+        /// The names of the domains it does have.
         found: Vec<String>,
     },
+    /// The domain has problems; nothing was imported.
     #[error("{}", ProblemList { what: "import", input, problems })]
     Invalid {
+        /// The domain directory in the source.
         input: PathBuf,
+        /// Every problem found, sorted by file.
         problems: Vec<Problem>,
     },
+    /// A domain of that name (case-insensitive) exists and `overwrite` was not given.
     #[error(
         "domain `{domain}` already exists in the datastore (`{}`); pass --overwrite to replace \
          it, or --domain NEW_NAME to import it under another name",
         path.display()
     )]
-    Exists { domain: String, path: PathBuf },
+    Exists {
+        /// The name of the domain already there.
+        domain: String,
+        /// Its directory in the datastore.
+        path: PathBuf,
+    },
+    /// The domain to replace is read-only.
     #[error(transparent)]
     ReadOnly(#[from] ReadOnlyDomain),
+    /// An option that cannot apply to this domain (a priority other than 0 or
+    /// `enabled: false` for `ManageIQ`); the text says which and what to do.
     #[error("{0}")]
     BadOption(String),
+    /// The name to import under is not a valid domain name.
     #[error("cannot import as `{name}`: {reason}; choose another name with --domain NEW_NAME")]
-    BadName { name: String, reason: String },
+    BadName {
+        /// The name refused.
+        name: String,
+        /// Why it is refused (empty, a character not allowed, a leading `.`, `$`).
+        reason: String,
+    },
+    /// A non-domain file or directory has the name the domain would take.
     #[error(
         "`{}` is in the way: it exists but is not a domain directory (no __domain__.yaml); \
          move it away and retry",
         path.display()
     )]
-    InTheWay { path: PathBuf },
+    InTheWay {
+        /// The file or directory in the way.
+        path: PathBuf,
+    },
+    /// The datastore root holds `__domain__.yaml` itself.
     #[error(
         "the datastore root `{}` is itself a domain (it holds __domain__.yaml); point \
          --datastore at the directory that holds the domains",
         root.display()
     )]
-    RootIsDomain { root: PathBuf },
+    RootIsDomain {
+        /// The datastore root given.
+        root: PathBuf,
+    },
+    /// The zip was refused or could not be read.
     #[error(transparent)]
     Zip(#[from] ZipError),
 }
@@ -157,7 +215,9 @@ pub enum ImportError {
     source_kind.as_str()
 )]
 pub struct ReadOnlyDomain {
+    /// The domain's name.
     pub domain: String,
+    /// Its `source` (never [`Source::User`]).
     pub source_kind: Source,
 }
 

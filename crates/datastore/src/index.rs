@@ -18,10 +18,17 @@ pub const MISSING: &str = ".missing";
 /// The kind of a schema field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AeType {
+    /// A value, substituted and stored on the object (the default).
     Attribute,
+    /// A condition checked before the instance's fields: when false, the
+    /// instance is dropped from the tree.
     Assertion,
+    /// A method to run.
     Method,
+    /// A URI to another instance, resolved and attached as a child.
     Relationship,
+    /// A state of a state machine, with its `on_entry`, `on_exit` and
+    /// `on_error` methods.
     State,
 }
 
@@ -37,6 +44,7 @@ impl AeType {
         }
     }
 
+    /// The name ManageIQ writes for the kind (`attribute`, `state`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
             AeType::Attribute => "attribute",
@@ -51,19 +59,30 @@ impl AeType {
 /// A schema field or method input, typed for the engine.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldDef {
+    /// The field name, case kept.
     pub name: String,
+    /// What kind of field it is.
     pub aetype: AeType,
     /// `None` means string.
     pub datatype: Option<String>,
+    /// The class's default value, used when an instance sets none; `None` is nil.
     pub default_value: Option<String>,
+    /// Whether `${...}` in the value is substituted.
     pub substitute: bool,
     /// The message list, lower-cased (`["create"]` when blank).
     pub messages: Vec<String>,
+    /// The `collect` expression, gathering values from the relationship's
+    /// children into this object.
     pub collect: Option<String>,
+    /// The method a state runs on entry.
     pub on_entry: Option<String>,
+    /// The method a state runs on exit.
     pub on_exit: Option<String>,
+    /// The method a state runs on error.
     pub on_error: Option<String>,
+    /// How often a state may retry, as written (`"3"`, `3`).
     pub max_retries: Option<String>,
+    /// How long a state may run, as written (`"1.hour"`, `600`).
     pub max_time: Option<String>,
 }
 
@@ -109,18 +128,26 @@ pub fn parse_messages(message: Option<&str>) -> Vec<String> {
 /// What an instance sets for one field (every part optional; nil kept).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ValueDef {
+    /// The value as written, before substitution; `None` is nil.
     pub value: Option<String>,
+    /// The `collect` expression.
     pub collect: Option<String>,
+    /// The method a state runs on entry.
     pub on_entry: Option<String>,
+    /// The method a state runs on exit.
     pub on_exit: Option<String>,
+    /// The method a state runs on error.
     pub on_error: Option<String>,
+    /// How often a state may retry, as written.
     pub max_retries: Option<String>,
+    /// How long a state may run, as written.
     pub max_time: Option<String>,
 }
 
 /// An instance, its values aligned with the class's fields.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InstanceDef {
+    /// The instance name, case kept (`.missing` for the fallback).
     pub name: String,
     /// `values[i]` is the value for `class.fields[i]`.
     pub values: Vec<Option<ValueDef>>,
@@ -131,29 +158,39 @@ pub struct InstanceDef {
 /// A method of a class.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MethodDef {
+    /// The method name, case kept.
     pub name: String,
     /// `/<Domain>/<ns>/<Class>/<method>`.
     pub fqname: String,
+    /// Where the body lives: `inline`, `builtin`, `expression`, `playbook`, ...
     pub location: String,
+    /// The body's language: `rhai`, `ruby`, `perl`.
     pub language: String,
+    /// `instance` or `class`.
     pub scope: String,
     /// The body (inline) or `data` (other locations).
     pub body: Option<Arc<str>>,
+    /// The method's inputs, with their defaults, in file order.
     pub inputs: Vec<FieldDef>,
+    /// Paths of methods loaded as modules before this one runs
+    /// (ManageIQ's embedded methods).
     pub embedded_methods: Vec<String>,
 }
 
 /// A class of one domain, compiled.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClassDef {
+    /// The name of the domain the class belongs to.
     pub domain: Arc<str>,
     /// The namespace path without the domain (`System/Event/EmsEvent`).
     pub namespace: String,
+    /// The class name, case kept.
     pub name: String,
     /// `Domain/ns`, built once ([`ClassDef::fq_namespace`]).
     fq_namespace: String,
     /// Fields in schema file order (which is priority order).
     pub fields: Vec<FieldDef>,
+    /// The instances, in name order (look one up with [`ClassDef::instance`]).
     pub instances: Vec<InstanceDef>,
     instance_index: FxHashMap<String, usize>,
     methods: FxHashMap<String, Arc<MethodDef>>,
@@ -201,6 +238,7 @@ impl ClassDef {
         with_lower_key(&[name], |k| self.methods.get(k))
     }
 
+    /// The methods, in no particular order.
     pub fn methods(&self) -> impl Iterator<Item = &Arc<MethodDef>> {
         self.methods.values()
     }
@@ -214,9 +252,14 @@ impl ClassDef {
 /// A domain's settings as the index sees them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DomainInfo {
+    /// The domain's name, case kept.
     pub name: Arc<str>,
+    /// Its priority: higher wins the overlay; `ManageIQ` is always 0.
     pub priority: i64,
+    /// Whether the overlay searches it for partial paths; [`Index::class`]
+    /// finds its classes either way.
     pub enabled: bool,
+    /// Who may change it.
     pub source: Source,
 }
 
@@ -278,6 +321,7 @@ impl Index {
         &self.domains
     }
 
+    /// The domain named `name`, case-insensitively.
     pub fn domain(&self, name: &str) -> Option<&DomainInfo> {
         self.domains
             .iter()

@@ -7,6 +7,8 @@
 //! builds a new index and swaps it in atomically, so a running engine keeps
 //! the index it started with until its next lookup.
 
+#![deny(missing_docs)]
+
 pub mod dirs;
 pub mod export;
 pub mod fs;
@@ -64,6 +66,7 @@ impl Datastore {
         }
     }
 
+    /// The datastore root directory: one child directory per domain.
     pub fn root(&self) -> &Path {
         &self.root
     }

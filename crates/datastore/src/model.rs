@@ -24,6 +24,8 @@ impl Document {
         Document(m)
     }
 
+    /// The `object` mapping (`attributes`, and `schema`, `fields` or `inputs`);
+    /// `None` when the file has none.
     pub fn object(&self) -> Option<&Mapping> {
         self.0.get("object").and_then(Value::as_map)
     }
@@ -94,13 +96,20 @@ impl Document {
 /// Who may change a domain (reference §2.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
+    /// Shipped with the product (the `ManageIQ` domain): read-only.
     System,
+    /// Written by users: the only source that may be changed.
     User,
+    /// A user domain locked against change (ManageIQ's domain lock): read-only;
+    /// the legacy `system: true` key reads as this.
     UserLocked,
+    /// Imported from a Git repository (ManageIQ's Git-backed domains): read-only.
     Remote,
 }
 
 impl Source {
+    /// Reads `source` as `__domain__.yaml` writes it (`system`, `user`,
+    /// `user_locked`, `remote`; exact, lower case); `None` for anything else.
     pub fn parse(s: &str) -> Option<Source> {
         match s {
             "system" => Some(Source::System),
@@ -111,6 +120,7 @@ impl Source {
         }
     }
 
+    /// The name `__domain__.yaml` writes for the source (`user_locked`).
     pub fn as_str(self) -> &'static str {
         match self {
             Source::System => "system",
@@ -133,7 +143,10 @@ pub struct Domain {
     pub dir_name: String,
     /// `__domain__.yaml`.
     pub doc: Document,
+    /// The namespaces directly in the domain directory, in name order.
     pub namespaces: Vec<Namespace>,
+    /// The classes directly in the domain directory (rare; ManageIQ puts them in
+    /// namespaces).
     pub classes: Vec<Class>,
 }
 
@@ -199,9 +212,13 @@ impl Domain {
 /// How much a domain holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
+    /// Namespaces, nested ones included.
     pub namespaces: usize,
+    /// Classes.
     pub classes: usize,
+    /// Instances of those classes.
     pub instances: usize,
+    /// Methods of those classes.
     pub methods: usize,
 }
 
@@ -212,7 +229,9 @@ pub struct Namespace {
     pub name: String,
     /// `__namespace__.yaml` (only `display_name` and `description` matter).
     pub doc: Document,
+    /// The namespaces nested in this one.
     pub namespaces: Vec<Namespace>,
+    /// The classes in this namespace.
     pub classes: Vec<Class>,
 }
 
@@ -235,7 +254,9 @@ pub struct Class {
     pub dir_name: String,
     /// `__class__.yaml`.
     pub doc: Document,
+    /// The instances, one file each, in name order.
     pub instances: Vec<Instance>,
+    /// The methods from `__methods__/`, in name order.
     pub methods: Vec<Method>,
 }
 
@@ -299,6 +320,7 @@ impl<'a> Field<'a> {
         on_error
     );
 
+    /// `name`; `""` when absent.
     pub fn name(&self) -> &'a str {
         self.0.get_str("name").unwrap_or("")
     }
@@ -343,6 +365,7 @@ pub(crate) fn scalar(v: Option<&Value>) -> Option<String> {
 pub struct Instance {
     /// The file name (`_missing.yaml`); the name itself comes from the YAML.
     pub file_name: String,
+    /// The instance file (`object.attributes.name` and `object.fields`).
     pub doc: Document,
 }
 
@@ -380,6 +403,8 @@ impl FieldValue<'_> {
 pub struct Method {
     /// The `.yaml` file name.
     pub file_name: String,
+    /// The method's `.yaml` (`name`, `location`, `language`, `scope`, `inputs`, and
+    /// `data` when there is no body file).
     pub doc: Document,
     /// The body file beside it (`<m>.rhai`, `<m>.rb`, `<m>.pl`), byte for byte.
     pub body: Option<MethodBody>,
@@ -388,11 +413,14 @@ pub struct Method {
 /// An inline method's body file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MethodBody {
+    /// The body file's name (`<m>.rhai`, `<m>.rb`, `<m>.pl`).
     pub file_name: String,
+    /// Its content, byte for byte.
     pub bytes: Vec<u8>,
 }
 
 impl Method {
+    /// The method name from the YAML; `""` when absent.
     pub fn name(&self) -> &str {
         self.doc.attr_str("name").unwrap_or("")
     }
@@ -407,6 +435,7 @@ impl Method {
         self.doc.attr_str("language").unwrap_or("ruby")
     }
 
+    /// `scope`: `instance` (the default when absent) or `class`.
     pub fn scope(&self) -> &str {
         self.doc.attr_str("scope").unwrap_or("instance")
     }

@@ -66,6 +66,7 @@ impl Workdir {
         Ok(Workdir { dir, _lock: lock })
     }
 
+    /// The work directory's path (`parent/<prefix>XXXXXX`).
     pub fn path(&self) -> &Path {
         self.dir.path()
     }

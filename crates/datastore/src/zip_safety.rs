@@ -24,52 +24,78 @@ pub const MAX_ZIP_ENTRY_BYTES: u64 = super::yaml::MAX_FILE_BYTES as u64;
 /// Why a zip was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ZipError {
+    /// The file cannot be opened or read as a zip.
     #[error("cannot read zip `{}`: {error}", zip.display())]
     Open {
+        /// The zip file.
         zip: PathBuf,
+        /// The zip library's error.
         #[source]
         error: zip::result::ZipError,
     },
+    /// An entry cannot be read or written out.
     #[error("cannot read entry `{entry}` of zip `{}`: {error}", zip.display())]
     Entry {
+        /// The zip file.
         zip: PathBuf,
+        /// The entry's name in the zip.
         entry: String,
+        /// The error reading or writing it.
         #[source]
         error: io::Error,
     },
+    /// An entry that may not be extracted: a name that is not UTF-8 or would
+    /// leave the target (absolute, `..`), an encrypted entry, a symbolic link
+    /// or other special file, or a name that clashes (ignoring case) with one
+    /// already extracted.
     #[error("zip `{}`: entry `{entry}` is refused: {reason}; nothing was imported", zip.display())]
     UnsafeEntry {
+        /// The zip file.
         zip: PathBuf,
+        /// The entry's name in the zip.
         entry: String,
+        /// Which of those it is.
         reason: String,
     },
+    /// More entries than [`MAX_ZIP_ENTRIES`].
     #[error(
         "zip `{}` has {count} entries, more than the {max} allowed; nothing was imported",
         zip.display()
     )]
     TooManyEntries {
+        /// The zip file.
         zip: PathBuf,
+        /// The entries it has.
         count: usize,
+        /// The most allowed ([`MAX_ZIP_ENTRIES`]).
         max: usize,
     },
+    /// The entries together expand to more than [`MAX_ZIP_TOTAL_BYTES`].
     #[error(
         "zip `{}` expands to more than {max} bytes (at entry `{entry}`); refusing it as a \
          possible zip bomb, nothing was imported",
         zip.display()
     )]
     TooLarge {
+        /// The zip file.
         zip: PathBuf,
+        /// The entry at which the total passed the limit.
         entry: String,
+        /// The most bytes allowed ([`MAX_ZIP_TOTAL_BYTES`]).
         max: u64,
     },
+    /// One entry expands to more than [`MAX_ZIP_ENTRY_BYTES`].
     #[error(
         "zip `{}`: entry `{entry}` expands to more than {max} bytes, more than any datastore \
          file may hold; refusing it as a possible zip bomb, nothing was imported",
         zip.display()
     )]
     EntryTooLarge {
+        /// The zip file.
         zip: PathBuf,
+        /// The entry's name in the zip.
         entry: String,
+        /// The most bytes one entry may have ([`MAX_ZIP_ENTRY_BYTES`]).
         max: u64,
     },
 }

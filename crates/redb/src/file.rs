@@ -153,15 +153,18 @@ pub fn guard<T>(path: &Path, f: impl FnOnce() -> Result<T, StoreError>) -> Resul
 /// What [`check`] found.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CheckReport {
-    /// Objects, provider references and scheduled items read.
+    /// Objects read (`objects` rows).
     pub objects: u64,
+    /// Provider references (`ems_refs` rows) read.
     pub ems_refs: u64,
+    /// Scheduled items (claimed ones included).
     pub scheduled: u64,
     /// What is wrong (empty: the file is sound).
     pub problems: Vec<String>,
 }
 
 impl CheckReport {
+    /// Whether the file is sound: no problems found.
     pub fn is_ok(&self) -> bool {
         self.problems.is_empty()
     }
@@ -248,11 +251,14 @@ fn copy_table<K: Key + 'static, V: Value + 'static>(
     Ok(n)
 }
 
-/// What [`backup`] copied.
+/// What [`RedbStore::backup`](super::RedbStore::backup) copied.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct BackupReport {
+    /// Objects copied (`objects` rows).
     pub objects: u64,
+    /// Scheduled items copied (claimed ones included).
     pub scheduled: u64,
+    /// The size of the copy written, in bytes (0 when it cannot be read back).
     pub bytes: u64,
 }
 

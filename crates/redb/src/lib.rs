@@ -100,6 +100,8 @@
 //! `group` group commit, `paging` lazy pages, `health` and `file`
 //! the file itself.
 
+#![deny(missing_docs)]
+
 mod batch;
 mod cache;
 mod codec;

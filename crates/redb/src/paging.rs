@@ -15,8 +15,11 @@ use automate_vmdb::{base_class, StoreError, StoredObject};
 /// the oldest id or (`newest_first`) from the newest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageQuery {
+    /// Matching rows to skip before the page starts.
     pub offset: usize,
+    /// The most rows the page holds.
     pub limit: usize,
+    /// Walk from the newest id down (else from the oldest up).
     pub newest_first: bool,
 }
 

@@ -395,6 +395,7 @@ impl RedbSchedule {
         by_id.len().map_err(backend)
     }
 
+    /// Whether nothing is scheduled (claimed items count as scheduled).
     pub fn is_empty(&self) -> Result<bool, StoreError> {
         Ok(self.len()? == 0)
     }

@@ -74,7 +74,7 @@ impl RedbStore {
     /// Opens (creating if needed) the store at `path`, with ids in region 1.
     /// Creates every table, the scheduled-work ones included, so a new file
     /// is complete from its first commit. The page cache is
-    /// [`DEFAULT_CACHE_MB`] MiB (`AUTOMATE_DB_CACHE_MB` overrides it).
+    /// `DEFAULT_CACHE_MB` (64) MiB (`AUTOMATE_DB_CACHE_MB` overrides it).
     pub fn open(path: impl AsRef<Path>) -> Result<RedbStore, StoreError> {
         Self::open_region(path, DEFAULT_REGION)
     }
@@ -137,8 +137,9 @@ impl RedbStore {
         })
     }
 
-    /// Writes a consistent copy of the last commit to `dest` (see
-    /// [`super::file`]), beside running writers.
+    /// Writes a consistent copy of the last commit to `dest` (into a
+    /// temporary file beside it, committed durably, then renamed over it),
+    /// beside running writers; `dest` may not be the store itself.
     pub fn backup(&self, dest: &Path) -> Result<BackupReport, StoreError> {
         self.guard(|| file::backup(&self.path, &self.db, dest))
     }

@@ -13,14 +13,20 @@ use redb::{ReadableTable, ReadableTableMetadata};
 /// (empty when the file is consistent).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct VerifyReport {
+    /// Objects read (`objects` rows).
     pub objects: u64,
+    /// The largest object id in the file, of any class; `None` when empty.
     pub max_id: Option<i64>,
+    /// Provider references (`ems_refs` rows) checked.
     pub ems_refs: u64,
+    /// Scheduled items checked.
     pub scheduled: u64,
+    /// Each inconsistency found, as one line.
     pub problems: Vec<String>,
 }
 
 impl VerifyReport {
+    /// Whether the file is consistent: no problems found.
     pub fn is_ok(&self) -> bool {
         self.problems.is_empty()
     }

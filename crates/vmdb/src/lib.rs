@@ -13,6 +13,8 @@
 //! the file's health), which depends on this module and never the other
 //! way.
 
+#![deny(missing_docs)]
+
 mod json;
 mod memory;
 mod schedule;
@@ -98,10 +100,14 @@ impl Savepoint {
 /// A failed write to the object store.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StoreError {
+    /// The class is not one the store knows (no service-model base class).
     #[error("unknown object class [{0}]")]
     UnknownClass(String),
+    /// No object of that class and id: the class as given and the id.
     #[error("{0} [{1}] not found in the object store")]
     NotFound(String, i64),
+    /// The backend failed, in its own words (a key it cannot decode, a
+    /// file it cannot open).
     #[error("object store: {0}")]
     Backend(String),
     /// A backend's own error (redb's, an I/O error), kept as the source.
@@ -110,7 +116,12 @@ pub enum StoreError {
     /// redb panicked reading or writing the file (a damaged page): caught
     /// at the store's boundary (`RedbStore::guard`).
     #[error("the object store {path} is damaged ({detail}); check it with `automate db check --db {path}`, and see docs/operations.md to recover")]
-    Damaged { path: String, detail: String },
+    Damaged {
+        /// The store's file.
+        path: String,
+        /// What redb said when it panicked (`page 7 at ...`).
+        detail: String,
+    },
     /// Another process (a running `automate run` or `automate api`) has
     /// the file open: redb lets no other process open it.
     #[error("cannot open {0}: a running automate has it open; ask its API (`automate db backup` does), or stop it first")]
@@ -129,7 +140,9 @@ pub fn region_of(id: i64) -> i64 {
 /// One object as stored: its class (e.g. `EmsEvent`) and attributes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredObject {
+    /// The object's class as stored (`EmsEvent`, not its base class).
     pub class: String,
+    /// Its attributes, in insertion order.
     pub attrs: Attributes,
 }
 

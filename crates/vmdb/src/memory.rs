@@ -8,6 +8,10 @@ use std::sync::{Arc, Mutex, RwLock};
 /// (base class, id).
 type Key = (&'static str, i64);
 
+/// The in-memory object store: tests, benchmarks and `automate instantiate`
+/// without a database. Nothing outlives the process; ids are ManageIQ-style
+/// as in the durable store, in region 1 (`10^12 + seq`, one sequence per
+/// base class).
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     objects: RwLock<HashMap<Key, (Arc<str>, Attributes)>>,
@@ -17,6 +21,7 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
+    /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }

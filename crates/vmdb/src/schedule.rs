@@ -25,11 +25,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// A unit of work: what to do (`kind`, e.g. `"ems_event"`) and its data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkItem {
+    /// What to do: the worker that claims the item dispatches on it
+    /// (`automate_retry`).
     pub kind: String,
+    /// The data that work needs, as JSON.
     pub payload: serde_json::Value,
 }
 
 impl WorkItem {
+    /// A work item of `kind` carrying `payload`.
     pub fn new(kind: impl Into<String>, payload: serde_json::Value) -> WorkItem {
         WorkItem {
             kind: kind.into(),
@@ -41,7 +45,9 @@ impl WorkItem {
 /// An item handed out by [`Schedule::claim_due`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Claimed {
+    /// The item's id, as [`Schedule::schedule`] returned it.
     pub id: u64,
+    /// The work to do.
     pub item: WorkItem,
     /// How many times the item has been claimed, this claim included.
     pub attempts: u32,
@@ -54,9 +60,13 @@ pub struct Claimed {
 /// An item as [`Schedule::get`] reports it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scheduled {
+    /// The item's id.
     pub id: u64,
+    /// The work to do.
     pub item: WorkItem,
+    /// How many times the item has been claimed.
     pub attempts: u32,
+    /// When it comes due (the end of the lease when it is claimed).
     pub run_at: SystemTime,
     /// Whether it is claimed (its `run_at` is the end of the lease).
     pub leased: bool,

@@ -50,11 +50,13 @@ const MAX_REPLAYED_EVENTS: usize = 200_000;
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{}:{line}:{column}: {message}", file.display())]
 pub struct YamlError {
+    /// The file that was being read.
     pub file: PathBuf,
     /// 1-based; 0 when unknown.
     pub line: usize,
     /// 1-based; 0 when unknown.
     pub column: usize,
+    /// What is wrong: the parser's message, or which limit was passed.
     pub message: String,
 }
 

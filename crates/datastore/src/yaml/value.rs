@@ -14,13 +14,18 @@ use std::fmt;
 pub enum Value {
     /// `key:` with nothing after it, `~` or `null`.
     Null,
+    /// `true` or `false` (also `yes`/`no` and the other YAML 1.1 spellings Psych reads as booleans).
     Bool(bool),
+    /// A plain integer scalar (`100`; `'100'` is a [`Value::Str`]).
     Int(i64),
+    /// A plain float scalar (`1.5`, `.inf`, `.nan`).
     Float(f64),
     /// Any string scalar, whatever its quoting was. Ruby symbols stay strings
     /// starting with `:`.
     Str(String),
+    /// A sequence, in order.
     Seq(Vec<Value>),
+    /// A mapping, in the file's key order.
     Map(Mapping),
 }
 
@@ -29,6 +34,7 @@ pub enum Value {
 pub struct Mapping(pub Vec<(String, Value)>);
 
 impl Mapping {
+    /// An empty mapping.
     pub fn new() -> Self {
         Mapping(Vec::new())
     }
@@ -38,6 +44,7 @@ impl Mapping {
         self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
+    /// The value of `key` to change in place (exact, case-sensitive match).
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
         self.0.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v)
     }
@@ -64,24 +71,29 @@ impl Mapping {
         Some(self.0.remove(pos).1)
     }
 
+    /// Whether `key` is present, even with a null value.
     pub fn contains_key(&self, key: &str) -> bool {
         self.get(key).is_some()
     }
 
+    /// The entries, in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
         self.0.iter().map(|(k, v)| (k.as_str(), v))
     }
 
+    /// The number of entries.
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
+    /// Whether the mapping has no entries.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 }
 
 impl Value {
+    /// The string of a [`Value::Str`]; `None` for any other node (null included).
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Value::Str(s) => Some(s),
@@ -89,6 +101,7 @@ impl Value {
         }
     }
 
+    /// The mapping of a [`Value::Map`]; `None` for any other node.
     pub fn as_map(&self) -> Option<&Mapping> {
         match self {
             Value::Map(m) => Some(m),
@@ -96,6 +109,7 @@ impl Value {
         }
     }
 
+    /// The items of a [`Value::Seq`]; `None` for any other node.
     pub fn as_seq(&self) -> Option<&[Value]> {
         match self {
             Value::Seq(s) => Some(s),
@@ -103,6 +117,7 @@ impl Value {
         }
     }
 
+    /// The boolean of a [`Value::Bool`]; `None` for any other node (`'true'` included).
     pub fn as_bool(&self) -> Option<bool> {
         match self {
             Value::Bool(b) => Some(*b),
@@ -110,6 +125,7 @@ impl Value {
         }
     }
 
+    /// The integer of a [`Value::Int`]; `None` for any other node (`'100'` included).
     pub fn as_i64(&self) -> Option<i64> {
         match self {
             Value::Int(i) => Some(*i),
@@ -117,6 +133,7 @@ impl Value {
         }
     }
 
+    /// Whether the node is [`Value::Null`] (an empty string is not).
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Null)
     }
