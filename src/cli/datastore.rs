@@ -129,7 +129,8 @@ pub fn import(global: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `automate export`: writes the domain to a directory or a `.zip` and
-/// prints what it holds. Fails when DEST exists without `--overwrite`.
+/// prints what it holds. Fails when `DEST/<Domain>` (or the zip) exists
+/// without `--overwrite`.
 pub fn export(global: &Global, args: ExportArgs) -> anyhow::Result<ExitCode> {
     let opts = ExportOptions {
         overwrite: args.overwrite,
