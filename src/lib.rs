@@ -4,4 +4,6 @@
 //! composition root that wires them together ([`cli::compose`]).
 //! `docs/ARCHITECTURE.md` is the map.
 
+#![deny(missing_docs)]
+
 pub mod cli;

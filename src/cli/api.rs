@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// `automate api`'s options: the address and the configuration file.
 #[derive(Debug, clap::Args)]
 pub struct ApiArgs {
     /// `host:port` to listen on (default: `api.listen` of --config, else
@@ -32,6 +33,10 @@ pub struct ApiArgs {
     pub config: Option<PathBuf>,
 }
 
+/// Serves the API on `--db` and `--datastore` until SIGTERM or SIGINT,
+/// printing `automate api: listening on http://ADDR/api` once bound. Fails
+/// without a token (`api.token` or `AUTOMATE_API_TOKEN`), on a bad
+/// `--config`, or when the store cannot be opened or the address bound.
 pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
     let (mut api, budget) = match &args.config {
         Some(path) => {

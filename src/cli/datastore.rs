@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+/// `automate datastore list|tree|show|validate`.
 #[derive(Debug, clap::Subcommand)]
 pub enum DatastoreCmd {
     /// List domains with priority, enabled flag, source and counts (highest priority first).
@@ -39,6 +40,7 @@ pub enum DatastoreCmd {
     Validate,
 }
 
+/// `automate import`'s source and options ([`ImportOptions`]).
 #[derive(Debug, clap::Args)]
 pub struct ImportArgs {
     /// A domain directory, a directory of domains, a zip, or a repository with
@@ -64,6 +66,7 @@ pub struct ImportArgs {
     pub disabled: bool,
 }
 
+/// `automate export`'s domain, destination and options.
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
     /// The domain to export.
@@ -75,6 +78,8 @@ pub struct ExportArgs {
     pub overwrite: bool,
 }
 
+/// Runs one `automate datastore` command on `--datastore`; `validate`
+/// exits 1 when it finds an error (warnings alone exit 0).
 pub fn run(global: &Global, cmd: DatastoreCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         DatastoreCmd::List => list(&global.datastore),
@@ -84,6 +89,10 @@ pub fn run(global: &Global, cmd: DatastoreCmd) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `automate import`: imports the domain into `--datastore` and prints
+/// what it holds; warnings go to stderr. Fails as
+/// [`automate_datastore::import::import`] does (an unsafe zip, a name
+/// clash without `--overwrite`, ...).
 pub fn import(global: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> {
     let opts = ImportOptions {
         domain_filter: args.from,
@@ -119,6 +128,9 @@ pub fn import(global: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `automate export`: writes the domain to a directory or a `.zip` and
+/// prints what it holds. Fails when `DEST/<Domain>` (or the zip) exists
+/// without `--overwrite`.
 pub fn export(global: &Global, args: ExportArgs) -> anyhow::Result<ExitCode> {
     let opts = ExportOptions {
         overwrite: args.overwrite,

@@ -20,6 +20,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// `automate db check|backup`.
 #[derive(Debug, clap::Subcommand)]
 pub enum DbCmd {
     /// Check the object store's file (on a copy; the file is not written).
@@ -34,6 +35,7 @@ pub enum DbCmd {
     Backup(BackupArgs),
 }
 
+/// `automate db backup`'s destination and how to reach a running service.
 #[derive(Debug, clap::Args)]
 pub struct BackupArgs {
     /// Where the copy goes (replaced when it exists).
@@ -50,6 +52,8 @@ pub struct BackupArgs {
     pub config: PathBuf,
 }
 
+/// Runs one `automate db` command on `--db`; `check` exits 1 when the
+/// file is damaged.
 pub fn run(global: &Global, cmd: DbCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         DbCmd::Check { json } => check(&global.db, json),

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// `automate demo`'s options.
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
     /// Print only the summary.
@@ -19,6 +20,8 @@ pub struct DemoArgs {
     pub quiet: bool,
 }
 
+/// Plays the scenario and prints the lines and the summary; exits 1 when a
+/// delivery ended with an error.
 pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     let (ds, problems) = Datastore::open(&global.datastore);

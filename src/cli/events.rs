@@ -16,12 +16,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+/// `automate event send`.
 #[derive(Debug, clap::Subcommand)]
 pub enum EventCmd {
     /// Handle one provider event now: store it and deliver it to Automate.
     Send(SendArgs),
 }
 
+/// The event `automate event send` handles and its provider. `chain_id`
+/// is the event's `chain_id` (no doc comment on it: clap would print it
+/// as `--chain-id`'s help).
 #[derive(Debug, clap::Args)]
 pub struct SendArgs {
     /// The provider's name (looked up in --config when given).
@@ -45,6 +49,7 @@ pub struct SendArgs {
     /// When it happened (ISO 8601; default: now).
     #[arg(long)]
     pub timestamp: Option<String>,
+    #[allow(missing_docs)]
     #[arg(long)]
     pub chain_id: Option<String>,
     /// The configuration naming the provider.
@@ -52,12 +57,14 @@ pub struct SendArgs {
     pub config: Option<PathBuf>,
 }
 
+/// `automate events list`.
 #[derive(Debug, clap::Subcommand)]
 pub enum EventsCmd {
     /// List the stored events (EmsEvent, MiqEvent, RequestEvent).
     List(ListArgs),
 }
 
+/// Which stored events `automate events list` prints, and how.
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
     /// Only events of this type.
@@ -75,6 +82,9 @@ pub struct ListArgs {
     pub json: bool,
 }
 
+/// `automate event send`: handles the event on `--db` and prints the
+/// evm.log lines; exits 1 when Automate ended with an error (the event
+/// stays stored). Fails when `--provider` is not in `--config`.
 pub fn send(global: &Global, cmd: EventCmd) -> anyhow::Result<ExitCode> {
     let EventCmd::Send(args) = cmd;
     let provider = match &args.config {
@@ -150,6 +160,9 @@ pub fn send(global: &Global, cmd: EventCmd) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `automate events list`: prints the stored events, oldest first (text
+/// or `--json`). Fails on a `--since` that is neither RFC 3339 nor a
+/// number of seconds.
 pub fn list(global: &Global, cmd: EventsCmd) -> anyhow::Result<ExitCode> {
     let EventsCmd::List(args) = cmd;
     let since_ms = match &args.since {

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+/// `automate instantiate`'s URI, attributes and output options.
 #[derive(Debug, clap::Args)]
 pub struct InstantiateArgs {
     /// The URI, e.g. `/System/Process/Event?event_type=USER_RUN_VM`.
@@ -34,6 +35,9 @@ pub struct InstantiateArgs {
     pub quiet: bool,
 }
 
+/// Instantiates the URI on `--datastore` (and `--db`, or `--objects`) and
+/// prints the trace and the object tree; fails when the instantiation
+/// ends with an error (after printing what it did).
 pub fn run(global: &Global, args: InstantiateArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     let attrs = parse_attrs(&args.attrs)?;

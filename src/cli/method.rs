@@ -10,6 +10,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+/// `automate method run`.
 #[derive(Debug, clap::Subcommand)]
 pub enum MethodCmd {
     /// Run a method: `automate method run /System/Request/hello_world`.
@@ -22,6 +23,8 @@ pub enum MethodCmd {
     },
 }
 
+/// Runs the method on `--datastore` and `--db` and prints the trace and
+/// the object's attributes; fails when the method ends with an error.
 pub fn run(global: &Global, cmd: MethodCmd) -> anyhow::Result<ExitCode> {
     let MethodCmd::Run { path, attrs } = cmd;
     let attrs = super::instantiate::parse_attrs(&attrs)?;

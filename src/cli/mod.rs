@@ -23,8 +23,10 @@ use std::process::ExitCode;
 #[derive(Debug, Parser)]
 #[command(name = "automate", version, about, propagate_version = true)]
 pub struct Cli {
+    /// `--datastore`, `--db`, `--log-format`.
     #[command(flatten)]
     pub global: Global,
+    /// The command to run.
     #[command(subcommand)]
     pub command: Command,
 }
@@ -53,12 +55,20 @@ pub struct Global {
     pub log_format: LogFormat,
 }
 
+/// `--log-format`: how lines on stderr (and, for `run` and `request`, in
+/// the log files) are written: `text` is ManageIQ's line format, `json`
+/// one JSON object a line.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum LogFormat {
+    // No `///` on the variants: clap would list them with their doc in
+    // every `--help`, changing its layout.
+    #[allow(missing_docs)]
     Text,
+    #[allow(missing_docs)]
     Json,
 }
 
+/// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the REST API (automation requests, datastore, objects) without catchers.

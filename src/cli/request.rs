@@ -18,15 +18,23 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+/// `automate request`'s log directory and command.
 #[derive(Debug, clap::Args)]
 pub struct RequestArgs {
     /// Where evm.log and automation.log are written.
     #[arg(long, global = true, default_value = "log")]
     pub log_dir: PathBuf,
+    /// `create`, `approve`, `deny`, `list` or `show`.
     #[command(subcommand)]
     pub cmd: RequestCmd,
 }
 
+/// `automate request create|approve|deny|list|show`. The arguments
+/// without a doc comment (clap would print it as their `--help` text):
+/// `path` is the instance to run, `id` the request's id, `reason` why it
+/// is approved (optional) or denied (required, not empty), `json` prints
+/// the request(s) as JSON.
+#[allow(missing_docs)]
 #[derive(Debug, clap::Subcommand)]
 pub enum RequestCmd {
     /// Create an automation request for PATH (`/System/Request/HelloWorld`
@@ -75,6 +83,10 @@ pub enum RequestCmd {
     },
 }
 
+/// Runs one `automate request` command on `--db` and `--datastore`,
+/// logging to `--log-dir`, and prints the request(s) (text or `--json`).
+/// Fails on an unknown id, a bad `--attr`, or an action the request's
+/// state refuses.
 pub fn run(global: &Global, args: RequestArgs) -> anyhow::Result<ExitCode> {
     let logs = super::run::init_file_logging(
         &args.log_dir,

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+/// `automate retries list|run-due`.
 #[derive(Debug, clap::Subcommand)]
 pub enum RetriesCmd {
     /// List the scheduled retries.
@@ -31,6 +32,8 @@ pub enum RetriesCmd {
     },
 }
 
+/// Runs one `automate retries` command on `--db`; `run-due` exits 1 when
+/// a delivery failed or gave up.
 pub fn run(global: &Global, cmd: RetriesCmd) -> anyhow::Result<ExitCode> {
     // `list` only reads: the file is opened read-only (never repaired).
     let db = if matches!(cmd, RetriesCmd::List) {

@@ -30,6 +30,7 @@ use tracing_subscriber::layer::{Context as LayerContext, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
+/// `automate run`'s configuration file and how it ends.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// The configuration file.
@@ -84,6 +85,10 @@ fn flush(files: &[LogOut]) {
     }
 }
 
+/// Runs the pipeline until a signal (or idle with `--until-idle`), shuts
+/// it down and prints the counts; exits 1 when the object store took no
+/// more writes or a catcher stopped with an error. Fails on a bad
+/// configuration.
 pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
     let cfg = super::load_config(&args.config)?;
     if args.floor {

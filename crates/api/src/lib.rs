@@ -10,6 +10,8 @@
 //! a test checks `docs/api.yaml` describes exactly the same set.
 //! `docs/api.md` is the user's guide.
 
+#![deny(missing_docs)]
+
 mod automate;
 mod batch;
 pub mod db;
@@ -41,24 +43,50 @@ use tokio_util::sync::CancellationToken;
 /// What an endpoint does (the handler [`router`] mounts for a [`Route`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
+    /// `GET /api/health`: liveness, the event queue's depth and the object
+    /// store's health; no token.
     Health,
     /// `POST /api/events`: served by the `http` catcher's router.
     Events,
+    /// `GET /api/automation_requests`: a page of the automation requests.
     ListRequests,
+    /// `POST /api/automation_requests`: ManageIQ's
+    /// `AutomationRequest.create_from_ws` (a body, or a `create` action of
+    /// `resources`).
     CreateRequest,
+    /// `GET /api/automation_requests/{id}`: one request, with its tasks.
     GetRequest,
+    /// `POST /api/automation_requests/{id}`: the `approve` or `deny`
+    /// action.
     RequestAction,
+    /// `GET /api/event_streams`: the stored events (EmsEvent, MiqEvent,
+    /// RequestEvent, DeadLetterEvent rows) by `type` and `since`, paged.
     EventStreams,
+    /// `GET /api/event_streams/{id}`: one stored event.
     EventStream,
+    /// `GET /api/automate`: the datastore's domains, highest priority
+    /// first.
     Domains,
+    /// `GET /api/automate/{path}`: a domain, namespace, class or instance.
     Browse,
+    /// `POST /api/automate/{path}`: the `resolve` action, the engine run on
+    /// the path.
     Resolve,
+    /// `GET /api/vms`: a page of the store's `VmOrTemplate` objects.
     Vms,
+    /// `GET /api/vms/{id}`: one `VmOrTemplate`.
     Vm,
+    /// `GET /api/hosts`: a page of the store's `Host` objects.
     Hosts,
+    /// `GET /api/hosts/{id}`: one `Host`.
     Host,
+    /// `GET /api/providers`: a page of the store's `ExtManagementSystem`
+    /// objects.
     Providers,
+    /// `GET /api/providers/{id}`: one `ExtManagementSystem`.
     Provider,
+    /// `POST /api/db/backup`: a consistent copy of the store's file,
+    /// streamed back ([`db`]).
     DbBackup,
 }
 
@@ -66,8 +94,11 @@ pub enum Endpoint {
 /// `/api/automate/{path}` spans several segments) and handler.
 #[derive(Debug, Clone, Copy)]
 pub struct Route {
+    /// `GET`, `POST`, `PUT` or `DELETE` (upper case).
     pub method: &'static str,
+    /// The path as `docs/api.yaml` writes it: `/api/vms/{id}`.
     pub path: &'static str,
+    /// What answers it.
     pub endpoint: Endpoint,
 }
 
@@ -197,12 +228,20 @@ impl ApiState {
 /// An error answer: status, kind and message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
+    /// The answer's HTTP status.
     pub status: StatusCode,
+    /// The body's `error.kind`: `bad_request`, `malformed_json`,
+    /// `not_found`, `conflict`, `payload_too_large`, `internal`, ...
+    /// (`docs/api.md` lists them).
     pub kind: &'static str,
+    /// The body's `error.message`: what is wrong, naming the field or the
+    /// `api.limits` key.
     pub message: String,
 }
 
 impl ApiError {
+    /// The answer `status` with `{"error": {"kind": kind, "message":
+    /// message}}`.
     pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
@@ -211,14 +250,19 @@ impl ApiError {
         }
     }
 
+    /// 400 `bad_request`: a field, query parameter or id is wrong (the
+    /// message names it).
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 
+    /// 404 `not_found`: no such request, object, domain, ...
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
+    /// 500 `internal` with `e` as the message, logged to evm.log as
+    /// `MIQ(Api) internal error: ...` (the store or a worker failed).
     pub fn internal(e: impl std::fmt::Display) -> ApiError {
         tracing::error!(target: "evm", "MIQ(Api) internal error: {e}");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())

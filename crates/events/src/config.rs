@@ -33,16 +33,23 @@ mod lines;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// `providers`: the providers and their catchers; required, at least
+    /// one.
     pub providers: Vec<ProviderConfig>,
-    /// Event handler threads.
+    /// `workers`: event handler threads, 1 to [`MAX_WORKERS`]; default the
+    /// number of CPUs, at most 8.
     #[serde(default = "default_workers")]
     pub workers: usize,
+    /// `queue`: the durable event queue and storm control.
     #[serde(default)]
     pub queue: QueueConfig,
+    /// `api`: the REST API listener.
     #[serde(default)]
     pub api: ApiConfig,
+    /// `log`: where evm.log and automation.log go, and how.
     #[serde(default)]
     pub log: LogConfig,
+    /// `engine`: what one instantiation may spend.
     #[serde(default)]
     pub engine: EngineConfig,
 }
@@ -62,6 +69,7 @@ pub struct ProviderConfig {
     /// `name`, `type`, `hostname`, `userid`.
     #[serde(flatten)]
     pub provider: Provider,
+    /// `catcher`: how the events are caught (`kind` and its settings).
     pub catcher: CatcherConfig,
     /// Event types to drop at the catcher (ManageIQ's blacklist).
     #[serde(default)]
@@ -140,6 +148,8 @@ pub struct QueueConfig {
     /// Longest a batch waits to fill, in milliseconds, while the workers
     /// are busy (with them idle a batch is written at once).
     pub batch_wait_ms: u64,
+    /// `queue.when_full`: what a new event meets once `capacity` events
+    /// are waiting; default `block`.
     pub when_full: WhenFull,
 }
 
@@ -362,6 +372,7 @@ pub struct LogConfig {
     /// `evm.log` and `automation.log` are written here; relative paths are
     /// relative to the config file.
     pub dir: PathBuf,
+    /// `log.format`: `text` (default) or `json`.
     pub format: LogFormat,
     /// Seconds between `MIQ(automate run) stats {...}` lines in evm.log
     /// (counts so far, latency over the interval); 0 turns them off.
@@ -545,8 +556,12 @@ pub const MAX_STATS_INTERVAL_SECS: u64 = 86_400;
 /// what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigIssue {
+    /// The key's path from the top of the file: `queue.capacity`,
+    /// `providers[2].catcher.rate`.
     pub field: String,
+    /// The 1-based line of the key in the file; 0 when unknown.
     pub line: u64,
+    /// What is wrong, e.g. `100000 is out of range 1..=256`.
     pub message: String,
 }
 
@@ -573,25 +588,42 @@ fn issues_text(path: &str, issues: &[ConfigIssue]) -> String {
 /// unknown.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file cannot be read (missing, unreadable, not UTF-8).
     #[error("{path}: cannot read: {source}")]
     Io {
+        /// The file as given.
         path: String,
+        /// What the read returned.
         #[source]
         source: std::io::Error,
     },
+    /// Not YAML, or YAML of the wrong shape: an unknown key, a missing
+    /// `providers`, a string where a number belongs (serde's message).
     #[error("{path}:{line}:{column}: {message}")]
     Syntax {
+        /// The file (or the name given to [`Config::from_yaml`]).
         path: String,
+        /// Where the parser stopped (1-based; 0 when unknown).
         line: u64,
+        /// Where the parser stopped (1-based; 0 when unknown).
         column: u64,
+        /// The parser's message, first line only.
         message: String,
     },
+    /// The file as a whole is refused (larger than 4 MiB).
     #[error("{path}: {message}")]
-    Invalid { path: String, message: String },
+    Invalid {
+        /// The file (or the name given to [`Config::from_yaml`]).
+        path: String,
+        /// What is wrong: `larger than 4194304 bytes`.
+        message: String,
+    },
     /// Every problem the checks beyond types found, all at once.
     #[error("{}", issues_text(path, issues))]
     Issues {
+        /// The file (or the name given to [`Config::from_yaml`]).
         path: String,
+        /// The problems, in the order [`Config::validate`] found them.
         issues: Vec<ConfigIssue>,
     },
 }

@@ -31,8 +31,12 @@ pub struct FirstSight(Arc<Mutex<()>>);
 /// Why an event could not be handled.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
+    /// The event's `event_type` is empty or blank: nothing is stored.
     #[error("event has no event_type")]
     NoEventType,
+    /// The object store failed: writing the provider, a VM or host or the
+    /// `EmsEvent`, or during the delivery (then what Automate wrote is
+    /// rolled back; the `EmsEvent` stays).
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -56,6 +60,8 @@ impl EvmLog {
         }
     }
 
+    /// Sends `line` to `tracing` (target `evm`) and keeps it for
+    /// [`EvmLog::drain`] unless the log is [`EvmLog::discarding`].
     pub fn info(&self, line: impl Into<String>) {
         let line = line.into();
         tracing::info!(target: "evm", message = line.as_str());
@@ -183,6 +189,7 @@ impl Handler {
         self
     }
 
+    /// Where this handler writes its evm.log lines.
     pub fn log(&self) -> &EvmLog {
         &self.log
     }

@@ -8,6 +8,8 @@
 //! deliver `/System/Process/Event?...` to the engine. [`scenario`] holds the
 //! seed's event scenario that `automate demo` plays.
 
+#![deny(missing_docs)]
+
 pub mod catchers;
 pub mod config;
 pub mod handler;
@@ -23,11 +25,17 @@ use serde::{Deserialize, Serialize};
 /// A provider (ManageIQ's ExtManagementSystem) as configured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Provider {
+    /// `providers[].name`: unique (compared ignoring case); the
+    /// `ExtManagementSystem` the handler finds or creates by it, and the
+    /// `provider` an `http` catcher's post names.
     pub name: String,
     /// `RHEVM`, `OPENSTACK`, `VC`, ...: the event `source`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// `providers[].hostname`: the `EMS [<hostname>]` of the catcher's log
+    /// lines and the `ExtManagementSystem`'s `hostname`.
     pub hostname: String,
+    /// `providers[].userid`: the `as [<userid>]` of the catcher's log lines.
     pub userid: String,
 }
 
@@ -72,15 +80,22 @@ pub struct ProviderEvent {
     pub event_type: String,
     /// When the provider says it happened (ISO 8601).
     pub timestamp: String,
+    /// Ties the events of one provider operation together (ManageIQ's
+    /// `chain_id`); part of the de-duplication key, empty when absent.
     #[serde(default)]
     pub chain_id: Option<String>,
     /// The provider's reference of the VM the event is about.
     #[serde(default)]
     pub vm_ems_ref: Option<String>,
+    /// The VM's name, given to the `VmOrTemplate` created on first sight
+    /// (its `vm_ems_ref` when absent).
     #[serde(default)]
     pub vm_name: Option<String>,
+    /// The provider's reference of the host the event is about.
     #[serde(default)]
     pub host_ems_ref: Option<String>,
+    /// The host's name, given to the `Host` created on first sight (its
+    /// `host_ems_ref` when absent).
     #[serde(default)]
     pub host_name: Option<String>,
     /// The whole payload as received.

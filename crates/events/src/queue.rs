@@ -38,7 +38,9 @@ pub struct ClaimedEvent {
     /// How many times it has been claimed, this claim included (more than
     /// one: a re-delivery).
     pub attempts: u32,
+    /// The provider that caught it.
     pub provider: Arc<Provider>,
+    /// The event as caught.
     pub event: ProviderEvent,
     /// When it was caught (µs since the Unix epoch; when it was queued for
     /// items written before this was recorded).
@@ -115,7 +117,9 @@ struct QueuedIn {
 /// read (ack them: they can never be handled).
 #[derive(Debug, Default)]
 pub struct Claim {
+    /// The claimed events, leased for [`LEASE`].
     pub events: Vec<ClaimedEvent>,
+    /// (queue id, why its payload cannot be decoded).
     pub unreadable: Vec<(u64, String)>,
 }
 
@@ -323,7 +327,7 @@ impl EventQueue {
 
     /// Claims up to `limit` due events (oldest first): those handed over in
     /// memory ([`EventQueue::with_handoff`]), then, when the file may hold
-    /// due ones (and at least every [`FILE_SWEEP`], for leases that ran
+    /// due ones (and at least every second, for leases that ran
     /// out), leases due ones from the file.
     pub fn claim(&self, limit: usize) -> Result<Claim, StoreError> {
         let limit = limit.max(1);

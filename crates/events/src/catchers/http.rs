@@ -22,7 +22,7 @@
 //! downstream: the whole body is checked before the first event is sent.
 //!
 //! The endpoint is served by the API listener (`api.listen`, `api.token`):
-//! [`router`] gives a `Router` the REST API merges, [`serve`] runs it alone.
+//! [`router`] gives a `Router` the REST API merges (`automate_api::router`).
 
 use super::{AckReceiver, CatcherError, CatcherStats, Ctx, Filter, Offer};
 use crate::{Provider, ProviderEvent};
@@ -57,9 +57,13 @@ pub const TOKEN_HEADER: &str = "x-auth-token";
 /// [`super::Catcher::http_endpoint`]).
 #[derive(Debug, Clone)]
 pub struct Endpoint {
+    /// The provider: a post's `"provider"` names it.
     pub provider: Arc<Provider>,
+    /// Its event types to skip.
     pub filter: Filter,
+    /// Where its events go (the pipeline's channel).
     pub out: super::CaughtSender,
+    /// Its catcher's counters (shared with [`super::Catcher::stats`]).
     pub stats: Arc<CatcherStats>,
 }
 
@@ -122,6 +126,8 @@ impl HttpState {
         self.stats.clone()
     }
 
+    /// The names of the providers that take events over HTTP (in no
+    /// order).
     pub fn provider_names(&self) -> impl Iterator<Item = &str> {
         self.providers.keys().map(String::as_str)
     }

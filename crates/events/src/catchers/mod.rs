@@ -56,7 +56,9 @@ pub fn normalise_timestamp(text: &str) -> Result<String, String> {
 /// One caught event on its way to the pipeline.
 #[derive(Debug)]
 pub struct Caught {
+    /// The provider the event came from.
     pub provider: Arc<Provider>,
+    /// The event as the catcher parsed it.
     pub event: ProviderEvent,
     /// Set by catchers that need to know when the event is durably stored:
     /// answer `Ok(())` once it is, `Err(reason)` if it could not be. Dropping
@@ -94,6 +96,7 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// A filter dropping `types`; blank entries are ignored.
     pub fn new<I, S>(types: I) -> Filter
     where
         I: IntoIterator<Item = S>,
@@ -113,10 +116,12 @@ impl Filter {
         self.drop.contains(event_type)
     }
 
+    /// Whether no event type is dropped.
     pub fn is_empty(&self) -> bool {
         self.drop.is_empty()
     }
 
+    /// The dropped event types, sorted.
     pub fn types(&self) -> impl Iterator<Item = &str> {
         self.drop.iter().map(String::as_str)
     }
@@ -149,17 +154,26 @@ pub struct CatcherStats {
 /// A copy of the counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StatsSnapshot {
+    /// Events parsed from the provider (filtered ones included).
     pub caught: u64,
+    /// Events dropped by the provider's filter.
     pub skipped: u64,
+    /// Events handed to the pipeline.
     pub sent: u64,
+    /// Input that could not be parsed as an event.
     pub rejected: u64,
+    /// Events the pipeline confirmed stored.
     pub acked: u64,
+    /// Events the pipeline did not confirm (redelivered or failed).
     pub nacked: u64,
+    /// Connection attempts that failed (amqp).
     pub reconnects: u64,
+    /// Where bad input was found (the first 1,000).
     pub problems: Vec<String>,
 }
 
 impl CatcherStats {
+    /// The counters as they are now.
     pub fn snapshot(&self) -> StatsSnapshot {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         StatsSnapshot {
@@ -192,18 +206,34 @@ impl CatcherStats {
 /// Why a catcher could not be built or stopped running.
 #[derive(Debug, thiserror::Error)]
 pub enum CatcherError {
+    /// The settings are refused when the catcher is built (a `simulate`
+    /// setting out of range, an empty `jsonl` path, a bad `amqp` url), or a
+    /// catcher's task failed while running.
     #[error("provider [{provider}]: {message}")]
-    Config { provider: String, message: String },
+    Config {
+        /// The provider's `name` (`?` for a failed task).
+        provider: String,
+        /// What is wrong, naming the setting: `amqp url ...: ...`.
+        message: String,
+    },
+    /// A `jsonl` catcher cannot open or read its file.
     #[error("provider [{provider}]: cannot read {path}: {source}")]
     Io {
+        /// The provider's `name`.
         provider: String,
+        /// The catcher's `path` setting.
         path: String,
+        /// What the open or read returned.
         #[source]
         source: std::io::Error,
     },
+    /// A listening socket cannot be bound (no catcher returns it today:
+    /// the `http` catcher is served by the API listener).
     #[error("cannot listen on {addr}: {source}")]
     Listen {
+        /// The `host:port` asked for.
         addr: String,
+        /// What the bind returned.
         #[source]
         source: std::io::Error,
     },
@@ -235,9 +265,14 @@ pub fn check_name(v: &str, may_be_empty: bool) -> Result<(), String> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum CatcherConfig {
+    /// `kind: simulate`: seeded, generated events ([`simulate`]).
     Simulate(simulate::SimulateConfig),
+    /// `kind: jsonl`: one JSON event a line from a file or stdin
+    /// ([`jsonl`]).
     Jsonl(jsonl::JsonlConfig),
+    /// `kind: http`: events posted to `POST /api/events` ([`http`]).
     Http(http::HttpConfig),
+    /// `kind: amqp`: oslo notifications from RabbitMQ ([`amqp`]).
     Amqp(amqp::AmqpConfig),
 }
 
@@ -410,10 +445,12 @@ impl std::fmt::Debug for Catcher {
 }
 
 impl Catcher {
+    /// The provider whose events this catcher catches.
     pub fn provider(&self) -> &Arc<Provider> {
         &self.ctx.provider
     }
 
+    /// `simulate`, `jsonl`, `http` or `amqp` (its `catcher.kind`).
     pub fn kind(&self) -> &'static str {
         match self.inner {
             Inner::Simulate(_) => "simulate",
@@ -459,6 +496,7 @@ impl Catcher {
 /// Every configured provider's catcher, plus the HTTP endpoint state when
 /// any provider takes events over HTTP.
 pub struct Catchers {
+    /// One catcher a provider, in the configuration's order.
     pub catchers: Vec<Catcher>,
     /// Serve it with [`http::router`], merged into the REST API (whose
     /// server sets the connection limits). `None` when no provider uses

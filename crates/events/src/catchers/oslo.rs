@@ -23,16 +23,22 @@ use serde_json::Value;
 /// Why a message is not an oslo notification.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OsloError {
+    /// The bytes are not JSON (serde_json's message).
     #[error("not JSON: {0}")]
     Json(String),
+    /// The JSON is not an object.
     #[error("not a JSON object")]
     NotObject,
+    /// `oslo.message` is not a string, or its text is not a JSON object.
     #[error("oslo.message is not a JSON string holding a JSON object: {0}")]
     Envelope(String),
+    /// `oslo.version` is given and is not 2.x (the version as written).
     #[error("unsupported oslo.version {0}")]
     Version(String),
+    /// The notification has no `event_type`, or a blank one.
     #[error("missing or empty event_type")]
     NoEventType,
+    /// `timestamp` is neither a time nor epoch seconds (as written).
     #[error("field timestamp: {0:?} is not a time (use ISO 8601, e.g. 2026-01-01T00:00:01Z, or epoch seconds)")]
     Timestamp(String),
 }

@@ -118,10 +118,12 @@ const DEFAULT_START_MS: i64 = 1_767_225_600_000;
 pub struct SplitMix64(u64);
 
 impl SplitMix64 {
+    /// A generator seeded with `seed`: the same seed, the same sequence.
     pub fn new(seed: u64) -> SplitMix64 {
         SplitMix64(seed)
     }
 
+    /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
@@ -136,6 +138,7 @@ impl SplitMix64 {
         ((u128::from(self.next_u64()) * u128::from(n.max(1))) >> 64) as u64
     }
 
+    /// `true` with a chance of `percent` in 100.
     pub fn chance(&mut self, percent: u64) -> bool {
         self.below(100) < percent
     }
@@ -570,9 +573,14 @@ impl SimulateCatcher {
 /// What [`floor`] measured.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FloorStats {
+    /// Lines parsed and acked (every line made, unless one failed to parse).
     pub events: u64,
+    /// Threads the lines were shared out to.
     pub threads: usize,
+    /// Wall-clock seconds from the start of the first thread to the end of
+    /// the last.
     pub seconds: f64,
+    /// `events / seconds`.
     pub events_per_s: f64,
     /// Distinct VMs the lookups found (a check that the work was done).
     pub vms: usize,

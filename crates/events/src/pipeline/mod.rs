@@ -8,7 +8,7 @@
 //!   the [`EventQueue`] durably (group commit), and only then answers the
 //!   catchers' acks with `Ok` (so AMQP messages are acked upstream after the
 //!   durable write). The written events are handed to the dispatcher in
-//!   memory ([`EventQueue::with_handoff`], up to [`HANDOFF`] waiting): no
+//!   memory ([`EventQueue::with_handoff`], up to 4,096 waiting): no
 //!   claim has to read, decode and lease them in the file again. When the
 //!   queue holds `queue.capacity` events, `when_full: block` stops reading
 //!   the channel, which makes the catchers wait (back-pressure);
@@ -18,7 +18,7 @@
 //!   is lost), counted (`parked`) and logged when parking starts and when
 //!   the backlog has drained below the capacity again, and worked in order
 //!   as the workers catch up. Memory stays bounded either way: the channel
-//!   holds at most one batch, the hand-off at most [`HANDOFF`] events
+//!   holds at most one batch, the hand-off at most 4,096 events
 //!   (beyond that, events wait in the file only and are claimed from it),
 //!   and the workers claim bounded batches.
 //! * The **dispatcher** (a thread) claims batches from the queue and hands
@@ -410,6 +410,7 @@ impl Pipeline {
         })
     }
 
+    /// The run's counts so far (catchers, queue, handlers).
     pub fn stats(&self) -> PipelineStats {
         snapshot(&self.counters, &self.queue, &self.catcher_stats)
     }
