@@ -2,9 +2,8 @@
 //! (port 0) over a real redb store in a temp dir and the shipped datastore,
 //! called with a real HTTP client (ureq, and `curl` when installed).
 
-use automate_api::{router, serve, ApiState};
-use automate_datastore::Datastore;
-use automate_engine::{AttrValue, Attributes, Engine};
+use crate::common::{api_runtime, control_engine, serve_api};
+use automate_engine::{AttrValue, Attributes};
 use automate_redb::RedbStore;
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -89,23 +88,13 @@ fn start() -> Server {
             )
             .unwrap();
     }
-    let (ds, problems) = Datastore::open(&datastore_dir());
-    assert!(problems.is_empty(), "{problems:?}");
-    let (engine, _runner) =
-        automate_control::with_control(Engine::new(Arc::new(ds)).with_store(store.clone()));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let (engine, _runner) = control_engine(&datastore_dir(), store.clone());
+    let rt = api_runtime();
     let stop = CancellationToken::new();
-    let base = rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = router(ApiState::new(TOKEN, engine, store.clone()).unwrap(), None);
-        tokio::spawn(serve(listener, app, stop.clone()));
-        format!("http://{addr}")
-    });
+    let base = format!(
+        "http://{}",
+        serve_api(&rt, TOKEN, engine, store.clone(), &stop)
+    );
     Server {
         base,
         store,

@@ -5,7 +5,6 @@
 //! Real parts: the `automate` binary, a redb store in a temp dir, the REST
 //! API on 127.0.0.1.
 
-use automate_datastore::Datastore;
 use automate_engine::{datatype, Engine};
 use automate_redb::RedbStore;
 use automate_requests::{NewRequest, Requests, REQUEST_CLASS};
@@ -46,13 +45,10 @@ impl Env {
 
     /// The request service over a redb store of its own.
     fn requests(&self) -> (Requests, Arc<RedbStore>, Engine) {
-        let (ds, problems) = Datastore::open(&self.root);
-        assert!(problems.is_empty(), "{problems:?}");
         let store =
             Arc::new(RedbStore::open(self.tmp.path().join("lib.redb")).expect("redb store"));
         let schedule = store.schedule();
-        let (engine, _runner) =
-            automate_control::with_control(Engine::new(Arc::new(ds)).with_store(store.clone()));
+        let (engine, _runner) = crate::common::control_engine(&self.root, store.clone());
         (Requests::new(engine.clone(), schedule), store, engine)
     }
 }
@@ -209,28 +205,15 @@ fn request_create_refuses_a_system_key() {
 /// query smuggled into the resolve path is refused too.
 #[test]
 fn the_api_refuses_system_keys() {
-    use automate_api::{router, serve, ApiState};
     const TOKEN: &str = "t0ken";
     let env = Env::new();
     let (_requests, store, engine) = env.requests();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = crate::common::api_runtime();
     let stop = tokio_util::sync::CancellationToken::new();
-    let base = rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let app = router(
-            ApiState::new(TOKEN, engine, store.clone()).expect("state"),
-            None,
-        );
-        tokio::spawn(serve(listener, app, stop.clone()));
-        format!("http://{addr}")
-    });
+    let base = format!(
+        "http://{}",
+        crate::common::serve_api(&rt, TOKEN, engine, store.clone(), &stop)
+    );
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()

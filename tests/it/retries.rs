@@ -6,10 +6,7 @@
 //! state var, asks for a retry (0.05 s) until the third pass, then logs
 //! `machine <id> finished with n=3`.
 
-use automate_datastore::Datastore;
-use automate_engine::deliver::{deliver, Delivery, Outcome, DEFAULT_MAX_DELIVERIES};
 use automate_engine::AttrValue;
-use automate_engine::Engine;
 use automate_redb::RedbStore;
 use automate_vmdb::ObjectStore;
 use std::path::{Path, PathBuf};
@@ -33,34 +30,7 @@ fn automate(db: &Path) -> Command {
 /// Creates one VM per machine and schedules each machine's first pass
 /// through the library; returns the VMs' ids (the machine ids).
 fn start_machines(db: &Path, n: usize) -> Vec<i64> {
-    let store = RedbStore::open(db).expect("open store");
-    let schedule = store.schedule();
-    let vms: Vec<i64> = (1..=n)
-        .map(|i| {
-            let mut attrs = automate_engine::Attributes::default();
-            attrs.insert("name".into(), AttrValue::Str(format!("vm-{i}")));
-            store.create("VmOrTemplate", attrs).expect("create vm").id
-        })
-        .collect();
-    let (ds, problems) = Datastore::open(&datastore_dir());
-    assert!(problems.is_empty(), "{problems:?}");
-    let (engine, _runner) =
-        automate_control::with_control(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));
-    for &i in &vms {
-        let d = Delivery {
-            uri: format!("/SM/Counter/default?machine={i}"),
-            attrs: Vec::new(),
-            object: format!("Test.{i}"),
-            deliveries: 0,
-        };
-        let outcome = deliver(&engine, &schedule, &d, DEFAULT_MAX_DELIVERIES).expect("deliver");
-        assert!(
-            matches!(outcome, Outcome::Retry { .. }),
-            "machine {i} should ask for a retry on its first pass"
-        );
-    }
-    assert_eq!(schedule.len().expect("len"), n as u64);
-    vms
+    crate::common::process::start_machines(db, &datastore_dir(), n, "vm-", "Test")
 }
 
 #[test]
@@ -273,13 +243,10 @@ fn deferred_retries_exist_only_with_the_callers_commit() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(RedbStore::open(dir.path().join("automate.redb")).expect("open"));
     let schedule = store.schedule();
-    let (ds, problems) = Datastore::open(Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/event_retry"
-    )));
-    assert!(problems.is_empty(), "{problems:?}");
-    let (engine, _runner) =
-        automate_control::with_control(Engine::new(Arc::new(ds)).with_store(store.clone()));
+    let (engine, _runner) = crate::common::control_engine(
+        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/event_retry")),
+        store.clone(),
+    );
     let handler = Handler::new(engine, EvmLog::discarding())
         .expect("handler")
         .with_schedule(schedule.clone())
