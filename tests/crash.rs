@@ -55,14 +55,7 @@ fn datastore_dir() -> PathBuf {
 }
 
 fn automate(db: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_automate"));
-    cmd.arg("--datastore")
-        .arg(datastore_dir())
-        .arg("--db")
-        .arg(db)
-        .env_remove("RUST_LOG")
-        .env_remove("AUTOMATE_API_TOKEN");
-    cmd
+    process::automate_on(&datastore_dir(), db)
 }
 
 /// A small seeded generator (xorshift64*), so a failing run can be repeated.

@@ -233,3 +233,35 @@ pub fn serve_api(
         addr
     })
 }
+
+/// Every entry below `dir`, depth first (links listed, not followed): its
+/// path relative to `dir`, its path and its type.
+pub fn tree_entries(dir: &Path) -> Vec<(String, PathBuf, std::fs::FileType)> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, PathBuf, std::fs::FileType)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            let rel = path
+                .strip_prefix(base)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let kind = entry.file_type().unwrap();
+            out.push((rel, path.clone(), kind));
+            if kind.is_dir() {
+                walk(base, &path, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// Import options that only allow replacing a domain already there.
+pub fn overwriting() -> automate_datastore::import::ImportOptions {
+    automate_datastore::import::ImportOptions {
+        overwrite: true,
+        ..Default::default()
+    }
+}

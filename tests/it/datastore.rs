@@ -75,51 +75,27 @@ fn assert_ok(o: &Output) {
 
 /// Every file under `dir` (relative, `/`-separated) with its bytes.
 fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let entry = entry.unwrap();
-            let path = entry.path();
-            if entry.file_type().unwrap().is_dir() {
-                walk(base, &path, out);
-            } else {
-                let rel = path
-                    .strip_prefix(base)
-                    .unwrap()
-                    .to_string_lossy()
-                    .replace('\\', "/");
-                out.insert(rel, std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
+    crate::common::tree_entries(dir)
+        .into_iter()
+        .filter(|(_, _, kind)| !kind.is_dir())
+        .map(|(rel, path, _)| (rel.replace('\\', "/"), std::fs::read(&path).unwrap()))
+        .collect()
 }
 
 /// A recursive listing of `dir` (directories too) with a hash of each file.
 fn snapshot(dir: &Path) -> BTreeMap<String, Option<u64>> {
-    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, Option<u64>>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let entry = entry.unwrap();
-            let path = entry.path();
-            let rel = path
-                .strip_prefix(base)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            if entry.file_type().unwrap().is_dir() {
-                out.insert(format!("{rel}/"), None);
-                walk(base, &path, out);
+    crate::common::tree_entries(dir)
+        .into_iter()
+        .map(|(rel, path, kind)| {
+            if kind.is_dir() {
+                (format!("{rel}/"), None)
             } else {
                 let mut h = std::collections::hash_map::DefaultHasher::new();
                 std::fs::read(&path).unwrap().hash(&mut h);
-                out.insert(rel, Some(h.finish()));
+                (rel, Some(h.finish()))
             }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
+        })
+        .collect()
 }
 
 /// Differences between two file maps, for a readable failure.
@@ -848,10 +824,7 @@ fn import_manageiq_over_manageiq_updates_the_shipped_domain() {
     let s = import::import(
         &ds,
         &src,
-        &ImportOptions {
-            overwrite: true,
-            ..Default::default()
-        },
+        &crate::common::overwriting(),
     )
     .expect("update");
     assert!(s.replaced);

@@ -1145,20 +1145,8 @@ fn item22_domain_search(b: Backend) {
 /// Copies a datastore to a temporary directory and sets `enabled` of one
 /// domain (the specs flip it in the database).
 fn with_domain_enabled(name: &str, domain: &str, enabled: bool) -> tempfile::TempDir {
-    fn copy(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap() {
-            let entry = entry.unwrap();
-            let target = to.join(entry.file_name());
-            if entry.file_type().unwrap().is_dir() {
-                copy(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), target).unwrap();
-            }
-        }
-    }
     let tmp = tempfile::tempdir().unwrap();
-    copy(&data_dir(name), tmp.path());
+    crate::common::copy_dir(&data_dir(name), tmp.path());
     let file = tmp.path().join(domain).join("__domain__.yaml");
     let yaml = std::fs::read_to_string(&file).unwrap();
     let yaml = yaml
@@ -1430,92 +1418,78 @@ fn item29_exit_codes(b: Backend) {
 fn item31_state_machine_steps(b: Backend) {
     let e = engine_with_runner(b, "state_machine_steps", steps_runner());
     let sm = |name: &str| run(&e, &format!("/SPEC_DOMAIN/NS1/MY_STATE_MACHINE/{name}"));
-    let check =
-        |ws: &Workspace, executed: &[&str], entry: &[&str], exit: &[&str], error: &[&str]| {
-            let trace = ws.trace_lines().join("\n");
+    const ALL: &str = "state1 state2 state3";
+    // Each case: the instance, then (space-separated) the instances its
+    // states executed and the states whose on_entry, on_exit and on_error
+    // ran.
+    let cases = [
+        ("all_states", "instance1 instance2 instance3", ALL, ALL, ""),
+        // An exception in a method counts as an error.
+        ("state_raises", "instance1 instance2_raise", "state1 state2", "state1", "state2"),
+        ("state_error", "instance1 instance2_error", "state1 state2", "state1", "state2"),
+        ("goto_from_on_entry", "instance3", "state1 state3", "state3", ""),
+        ("goto_from_on_exit", "instance1 instance3", "state1 state3", "state1 state3", ""),
+        ("goto_from_on_error", "instance1_error instance3", "state1 state3", "state3", "state1"),
+        ("goto_from_main", "instance1_next3 instance3", "state1 state3", "state1 state3", ""),
+        ("on_entry_error", "instance1", "state1 state2", "state1", "state2"),
+        ("on_exit_error", "instance1 instance2", "state1 state2", "state1 state2", ""),
+        ("continue_after_error", "instance1 instance2_error instance3", ALL, "state1 state3", "state2"),
+        ("skip_state", "instance2 instance3", ALL, "state2 state3", ""),
+        // A missing on_entry method triggers on_error.
+        ("missing_on_entry", "instance1", "state1", "state1", "state2"),
+        // A missing on_exit method stops without on_error.
+        ("missing_on_exit", "instance1 instance2", "state1 state2", "state1", ""),
+        ("retry_in_main_and_on_exit", "instance1 instance2_retry", "state1 state2", "state1 state2", ""),
+        ("async_launch", "instance1 instance2_async", "state1 state2", "state1", ""),
+        ("retry_from_on_exit", "instance1 instance2", "state1 state2", "state1 state2", ""),
+        ("missing_on_error", "instance1 instance2_error", "state1 state2", "state1", ""),
+    ];
+    let mut runs = HashMap::new();
+    for (name, executed, entry, exit, error) in cases {
+        let ws = sm(name);
+        let trace = ws.trace_lines().join("\n");
+        for (attr, want) in [
+            ("states_executed", executed),
+            ("step_on_entry", entry),
+            ("step_on_exit", exit),
+            ("step_on_error", error),
+        ] {
             assert_eq!(
-                sorted(root_list(ws, "states_executed")),
-                strs(executed),
-                "states_executed\n{trace}"
+                sorted(root_list(&ws, attr)),
+                strs(&want.split_whitespace().collect::<Vec<_>>()),
+                "{name}: {attr}\n{trace}"
             );
-            assert_eq!(
-                sorted(root_list(ws, "step_on_entry")),
-                strs(entry),
-                "step_on_entry\n{trace}"
-            );
-            assert_eq!(
-                sorted(root_list(ws, "step_on_exit")),
-                strs(exit),
-                "step_on_exit\n{trace}"
-            );
-            assert_eq!(
-                sorted(root_list(ws, "step_on_error")),
-                strs(error),
-                "step_on_error\n{trace}"
-            );
-        };
-    let all = ["state1", "state2", "state3"];
+        }
+        runs.insert(name, ws);
+    }
+    // Retried once, of at most 100.
+    let retried = |ws: &Workspace| {
+        assert_eq!(ws.root_attr("ae_state_retries"), Some(&AttrValue::Int(1)));
+        assert_eq!(
+            ws.root_attr("ae_state_max_retries"),
+            Some(&AttrValue::Int(100))
+        );
+    };
 
-    let ws = sm("all_states");
-    check(
-        &ws,
-        &["instance1", "instance2", "instance3"],
-        &all,
-        &all,
-        &[],
-    );
-    assert_eq!(root_text(&ws, "ae_state"), "");
-    assert_eq!(root_text(&ws, "ae_result"), "ok");
-    assert_eq!(root_text(&ws, "ae_status_state"), "on_exit");
+    let ws = &runs["all_states"];
+    assert_eq!(root_text(ws, "ae_state"), "");
+    assert_eq!(root_text(ws, "ae_result"), "ok");
+    assert_eq!(root_text(ws, "ae_status_state"), "on_exit");
 
-    // An exception in a method counts as an error.
-    let ws = sm("state_raises");
-    check(
-        &ws,
-        &["instance1", "instance2_raise"],
-        &["state1", "state2"],
-        &["state1"],
-        &["state2"],
-    );
-    assert_eq!(root_text(&ws, "ae_result"), "error");
+    let ws = &runs["state_raises"];
+    assert_eq!(root_text(ws, "ae_result"), "error");
     assert_eq!(
-        root_text(&ws, "ae_reason"),
+        root_text(ws, "ae_reason"),
         "State=<state2> running  raised exception: <Method exited with rc=Unknown RC: [1]>"
     );
 
-    let ws = sm("state_error");
-    check(
-        &ws,
-        &["instance1", "instance2_error"],
-        &["state1", "state2"],
-        &["state1"],
-        &["state2"],
-    );
-    assert_line(&ws, "Error in State=[state2]");
+    assert_line(&runs["state_error"], "Error in State=[state2]");
 
-    let ws = sm("goto_from_on_entry");
-    check(&ws, &["instance3"], &["state1", "state3"], &["state3"], &[]);
-    assert_line(&ws, "Skipping to state state3");
-    assert_line(&ws, "Skipping State=[state1]");
+    let ws = &runs["goto_from_on_entry"];
+    assert_line(ws, "Skipping to state state3");
+    assert_line(ws, "Skipping State=[state1]");
 
-    let ws = sm("goto_from_on_exit");
-    check(
-        &ws,
-        &["instance1", "instance3"],
-        &["state1", "state3"],
-        &["state1", "state3"],
-        &[],
-    );
-
-    let ws = sm("goto_from_on_error");
-    check(
-        &ws,
-        &["instance1_error", "instance3"],
-        &["state1", "state3"],
-        &["state3"],
-        &["state1"],
-    );
-    let lines = ws.trace_lines();
+    let lines = runs["goto_from_on_error"].trace_lines();
     let at = lines
         .iter()
         .position(|l| *l == "Resetting Error in State=[state1]")
@@ -1529,117 +1503,19 @@ fn item31_state_machine_steps(b: Backend) {
         ]
     );
 
-    let ws = sm("goto_from_main");
-    check(
-        &ws,
-        &["instance1_next3", "instance3"],
-        &["state1", "state3"],
-        &["state1", "state3"],
-        &[],
-    );
+    assert_eq!(root_text(&runs["continue_after_error"], "ae_result"), "ok");
 
-    let ws = sm("on_entry_error");
-    check(
-        &ws,
-        &["instance1"],
-        &["state1", "state2"],
-        &["state1"],
-        &["state2"],
-    );
-
-    let ws = sm("on_exit_error");
-    check(
-        &ws,
-        &["instance1", "instance2"],
-        &["state1", "state2"],
-        &["state1", "state2"],
-        &[],
-    );
-
-    let ws = sm("continue_after_error");
-    check(
-        &ws,
-        &["instance1", "instance2_error", "instance3"],
-        &all,
-        &["state1", "state3"],
-        &["state2"],
-    );
-    assert_eq!(root_text(&ws, "ae_result"), "ok");
-
-    let ws = sm("skip_state");
-    check(
-        &ws,
-        &["instance2", "instance3"],
-        &all,
-        &["state2", "state3"],
-        &[],
-    );
-
-    // A missing on_entry method triggers on_error.
-    let ws = sm("missing_on_entry");
-    check(&ws, &["instance1"], &["state1"], &["state1"], &["state2"]);
     assert_eq!(
-        root_text(&ws, "ae_reason"),
+        root_text(&runs["missing_on_entry"], "ae_reason"),
         "State=<state2> running on_entry raised exception: <In State=[state2], on_entry Method [does_not_exist] not found in class [SPEC_DOMAIN/NS1/MY_STATE_MACHINE]>"
     );
-    // A missing on_exit method stops without on_error.
-    let ws = sm("missing_on_exit");
-    check(
-        &ws,
-        &["instance1", "instance2"],
-        &["state1", "state2"],
-        &["state1"],
-        &[],
-    );
-    assert_eq!(root_text(&ws, "ae_result"), "error");
+    assert_eq!(root_text(&runs["missing_on_exit"], "ae_result"), "error");
 
-    let ws = sm("retry_in_main_and_on_exit");
-    check(
-        &ws,
-        &["instance1", "instance2_retry"],
-        &["state1", "state2"],
-        &["state1", "state2"],
-        &[],
-    );
+    retried(&runs["retry_in_main_and_on_exit"]);
+    let ws = &runs["async_launch"];
     assert_eq!(ws.root_attr("ae_state_retries"), Some(&AttrValue::Int(1)));
-    assert_eq!(
-        ws.root_attr("ae_state_max_retries"),
-        Some(&AttrValue::Int(100))
-    );
-
-    let ws = sm("async_launch");
-    check(
-        &ws,
-        &["instance1", "instance2_async"],
-        &["state1", "state2"],
-        &["state1"],
-        &[],
-    );
-    assert_eq!(ws.root_attr("ae_state_retries"), Some(&AttrValue::Int(1)));
-    assert_eq!(root_text(&ws, "ae_result"), "retry");
-
-    let ws = sm("retry_from_on_exit");
-    check(
-        &ws,
-        &["instance1", "instance2"],
-        &["state1", "state2"],
-        &["state1", "state2"],
-        &[],
-    );
-    assert_eq!(ws.root_attr("ae_state_retries"), Some(&AttrValue::Int(1)));
-    assert_eq!(
-        ws.root_attr("ae_state_max_retries"),
-        Some(&AttrValue::Int(100))
-    );
-
-    let ws = sm("missing_on_error");
-    check(
-        &ws,
-        &["instance1", "instance2_error"],
-        &["state1", "state2"],
-        &["state1"],
-        &[],
-    );
+    assert_eq!(root_text(ws, "ae_result"), "retry");
+    retried(&runs["retry_from_on_exit"]);
 
     let (ws, err) =
         e.instantiate_traced("/SPEC_DOMAIN/NS1/MY_STATE_MACHINE/goto_missing_state", &[]);

@@ -8,6 +8,7 @@ use automate_events::catchers::simulate::{SimulateConfig, Simulator};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::io::Write;
+use crate::common::process::SEND_USER_RUN_VM;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -186,15 +187,8 @@ fn event_send_handles_one_event_and_dedups() {
     let dir = tmp.path();
     let send = || {
         automate(dir)
+            .args(SEND_USER_RUN_VM)
             .args([
-                "event",
-                "send",
-                "--provider",
-                "rhevm01",
-                "--type",
-                "USER_RUN_VM",
-                "--vm",
-                "vm-1",
                 "--host",
                 "host-1",
                 "--timestamp",

@@ -8,6 +8,7 @@
 
 use automate_engine::AttrValue;
 use automate_redb::RedbStore;
+use crate::common::process::SEND_USER_RUN_VM;
 use automate_vmdb::ObjectStore;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -19,12 +20,7 @@ fn datastore_dir() -> PathBuf {
 }
 
 fn automate(db: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_automate"));
-    cmd.arg("--datastore")
-        .arg(datastore_dir())
-        .arg("--db")
-        .arg(db);
-    cmd
+    crate::common::process::automate_on(&datastore_dir(), db)
 }
 
 /// Creates one VM per machine and schedules each machine's first pass
@@ -143,13 +139,7 @@ fn run_event_retry(dir: &Path, args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("run automate");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{args:?}: {text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
+    crate::common::process::stdout_ok(&out, &format!("{args:?}"))
 }
 
 /// The event_retry machine of VM `web` finished on its third pass.
@@ -172,18 +162,7 @@ fn assert_web_machine_finished(db: &Path) -> RedbStore {
 fn event_handling_schedules_the_retries_its_machine_asks_for() {
     let dir = tempfile::tempdir().expect("tempdir");
     let run = |args: &[&str]| run_event_retry(dir.path(), args);
-    let sent = run(&[
-        "event",
-        "send",
-        "--provider",
-        "rhevm01",
-        "--type",
-        "USER_RUN_VM",
-        "--vm",
-        "vm-1",
-        "--vm-name",
-        "web",
-    ]);
+    let sent = run(&[&SEND_USER_RUN_VM[..], &["--vm-name", "web"]].concat());
     assert!(
         sent.contains("MIQ(MiqAeEngine.deliver) Requeuing"),
         "{sent}"

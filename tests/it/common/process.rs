@@ -16,16 +16,50 @@ pub fn free_port() -> u16 {
 }
 
 /// Runs `cmd` and asserts that it succeeded (`what` names it in the
-/// failure, with its stderr); its output.
+/// failure, with its stdout and stderr); its output.
 pub fn output_ok(cmd: &mut Command, what: &str) -> Output {
     let out = cmd.output().expect(what);
-    assert!(
-        out.status.success(),
-        "{what}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    stdout_ok(&out, what);
     out
 }
+
+/// Asserts that `out` is a success (`what` names it in the failure, with
+/// its stdout and stderr); its stdout.
+pub fn stdout_ok(out: &Output, what: &str) -> String {
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what}: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+/// The `automate` binary on the datastore at `datastore` with its store
+/// at `db`, with `RUST_LOG` and `AUTOMATE_API_TOKEN` cleared.
+pub fn automate_on(datastore: &Path, db: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_automate"));
+    cmd.arg("--datastore")
+        .arg(datastore)
+        .arg("--db")
+        .arg(db)
+        .env_remove("RUST_LOG")
+        .env_remove("AUTOMATE_API_TOKEN");
+    cmd
+}
+
+/// `automate event send` of a `USER_RUN_VM` of the VM `vm-1` from the
+/// provider `rhevm01` (more options may follow).
+pub const SEND_USER_RUN_VM: [&str; 8] = [
+    "event",
+    "send",
+    "--provider",
+    "rhevm01",
+    "--type",
+    "USER_RUN_VM",
+    "--vm",
+    "vm-1",
+];
 
 /// An `automate run` config: one RHEVM provider with an http catcher, two
 /// workers, a blocking queue of 20,000, the API on `port` with `token`,
