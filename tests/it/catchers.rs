@@ -485,7 +485,9 @@ async fn simulate_catcher_paces_filters_and_stops() {
     // Handshake: one event sent fills the one-slot pipeline, so the next
     // offer waits for room.
     assert!(
-        until(Duration::from_secs(30), || running.stats.snapshot().sent >= 1).await,
+        until(Duration::from_secs(30), || running.stats.snapshot().sent
+            >= 1)
+        .await,
         "the simulator sends"
     );
     assert!(
@@ -1374,9 +1376,7 @@ async fn amqp_reconnects_after_losing_the_connection() {
     );
     let complete = wait_for(&store, 300, Duration::from_secs(60)).await;
     assert!(settled(&ch, &queue, &stats, Duration::from_secs(60)).await);
-    running
-        .stop_within(Duration::from_secs(15), "stops")
-        .await;
+    running.stop_within(Duration::from_secs(15), "stops").await;
     {
         let s = store.lock().unwrap();
         assert!(complete, "{} of 300 stored after the cut", s.ids.len());

@@ -821,12 +821,7 @@ fn import_manageiq_over_manageiq_updates_the_shipped_domain() {
     );
 
     // Updating it with --overwrite is allowed although it is read-only...
-    let s = import::import(
-        &ds,
-        &src,
-        &crate::common::overwriting(),
-    )
-    .expect("update");
+    let s = import::import(&ds, &src, &crate::common::overwriting()).expect("update");
     assert!(s.replaced);
     // ... but not from a domain renamed to ManageIQ.
     let err = import::import(

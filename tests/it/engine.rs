@@ -266,22 +266,65 @@ fn input_text(inputs: &Attributes, name: &str) -> String {
 fn test_builtins() -> Builtins {
     let mut b = Builtins::standard();
     b.insert("record_inputs", record_inputs);
-    b.insert("record_method_executed", record_method_executed);
+    // `$evm.root['method_executed'] = <who>`.
+    b.insert("record_method_executed", |rt, _, inputs| {
+        set_roots(rt, &[("method_executed", inputs["executed"].clone())])
+    });
     b.insert("record_current", record_current);
     b.insert("lookup_paths", lookup_paths);
-    b.insert("mark_root", mark_root);
-    b.insert("set_result", set_result);
-    b.insert("explode", explode);
-    b.insert("perpetual_retry", perpetual_retry);
+    // `$evm.root['test_root_object_attribute'] = <method name>`.
+    b.insert("mark_root", |rt, _, _| {
+        let method = rt.current_method().unwrap_or_default().to_string();
+        set_roots(
+            rt,
+            &[("test_root_object_attribute", AttrValue::str(method))],
+        )
+    });
+    b.insert("set_result", |rt, _, inputs| {
+        set_roots(rt, &[("ae_result", inputs["result"].clone())])
+    });
+    b.insert("explode", |_, _, _| {
+        Err(EngineError::InvalidMethod(
+            "Intentionally raise an error".into(),
+        ))
+    });
+    b.insert("perpetual_retry", |rt, _, _| {
+        set_roots(rt, &[("ae_result", AttrValue::str("retry"))])
+    });
     b.insert("state_var", state_var_script);
-    b.insert("retry_server_affinity", retry_server_affinity);
-    b.insert("simpleton", simpleton);
-    b.insert("perpetual_restart", perpetual_restart);
-    b.insert(
-        "perpetual_restart_with_next_state",
-        perpetual_restart_with_next_state,
-    );
+    b.insert("retry_server_affinity", |rt, _, _| {
+        set_roots(
+            rt,
+            &[
+                ("ae_result", AttrValue::str("retry")),
+                ("ae_retry_server_affinity", AttrValue::Bool(true)),
+            ],
+        )
+    });
+    b.insert("simpleton", |rt, _, _| {
+        set_roots(rt, &[("ae_result", AttrValue::str("ok"))])
+    });
+    b.insert("perpetual_restart", |rt, _, _| {
+        set_roots(rt, &[("ae_result", AttrValue::str("restart"))])
+    });
+    b.insert("perpetual_restart_with_next_state", |rt, _, _| {
+        set_roots(
+            rt,
+            &[
+                ("ae_result", AttrValue::str("restart")),
+                ("ae_next_state", AttrValue::str("state2")),
+            ],
+        )
+    });
     b
+}
+
+/// Sets the root attributes `pairs`, in order.
+fn set_roots(rt: &mut Runtime<'_>, pairs: &[(&str, AttrValue)]) -> Result<(), EngineError> {
+    for (name, value) in pairs {
+        rt.set_root(name, value.clone());
+    }
+    Ok(())
 }
 
 /// `$evm.root['result'] = $evm.inputs`, and each input as a root attribute.
@@ -298,16 +341,6 @@ fn record_inputs(
     for (k, v) in inputs {
         rt.set_root(k, v.clone());
     }
-    Ok(())
-}
-
-/// `$evm.root['method_executed'] = <who>`.
-fn record_method_executed(
-    rt: &mut Runtime<'_>,
-    _: ObjectId,
-    inputs: &Attributes,
-) -> Result<(), EngineError> {
-    rt.set_root("method_executed", inputs["executed"].clone());
     Ok(())
 }
 
@@ -344,59 +377,6 @@ fn lookup_paths(rt: &mut Runtime<'_>, _: ObjectId, _: &Attributes) -> Result<(),
         };
         rt.set_root(&format!("found_{i}"), AttrValue::str(found));
     }
-    Ok(())
-}
-
-/// `$evm.root['test_root_object_attribute'] = <method name>`.
-fn mark_root(rt: &mut Runtime<'_>, _: ObjectId, _: &Attributes) -> Result<(), EngineError> {
-    let method = rt.current_method().unwrap_or_default().to_string();
-    rt.set_root("test_root_object_attribute", AttrValue::str(method));
-    Ok(())
-}
-
-fn set_result(rt: &mut Runtime<'_>, _: ObjectId, inputs: &Attributes) -> Result<(), EngineError> {
-    rt.set_root("ae_result", inputs["result"].clone());
-    Ok(())
-}
-
-fn explode(_: &mut Runtime<'_>, _: ObjectId, _: &Attributes) -> Result<(), EngineError> {
-    Err(EngineError::InvalidMethod(
-        "Intentionally raise an error".into(),
-    ))
-}
-
-fn perpetual_retry(rt: &mut Runtime<'_>, _: ObjectId, _: &Attributes) -> Result<(), EngineError> {
-    rt.set_root("ae_result", AttrValue::str("retry"));
-    Ok(())
-}
-
-fn retry_server_affinity(
-    rt: &mut Runtime<'_>,
-    _: ObjectId,
-    _: &Attributes,
-) -> Result<(), EngineError> {
-    rt.set_root("ae_result", AttrValue::str("retry"));
-    rt.set_root("ae_retry_server_affinity", AttrValue::Bool(true));
-    Ok(())
-}
-
-fn simpleton(rt: &mut Runtime<'_>, _: ObjectId, _: &Attributes) -> Result<(), EngineError> {
-    rt.set_root("ae_result", AttrValue::str("ok"));
-    Ok(())
-}
-
-fn perpetual_restart(rt: &mut Runtime<'_>, _: ObjectId, _: &Attributes) -> Result<(), EngineError> {
-    rt.set_root("ae_result", AttrValue::str("restart"));
-    Ok(())
-}
-
-fn perpetual_restart_with_next_state(
-    rt: &mut Runtime<'_>,
-    _: ObjectId,
-    _: &Attributes,
-) -> Result<(), EngineError> {
-    rt.set_root("ae_result", AttrValue::str("restart"));
-    rt.set_root("ae_next_state", AttrValue::str("state2"));
     Ok(())
 }
 
@@ -477,10 +457,7 @@ fn exit_with(
 /// `raise` (an uncaught error: unknown return code 1) or `exit`.
 fn apply_step_inputs(rt: &mut Runtime<'_>, inputs: &Attributes) -> Result<MethodRc, EngineError> {
     rt.set_root("ae_result", inputs["ae_result"].clone());
-    let next = input_text(inputs, "ae_next_state");
-    if !next.is_empty() {
-        rt.set_root("ae_next_state", AttrValue::str(next));
-    }
+    set_next_state(rt, inputs);
     let raise = input_text(inputs, "raise");
     if !raise.is_empty() {
         let method = rt.current_method().unwrap_or_default().to_string();
@@ -493,56 +470,57 @@ fn apply_step_inputs(rt: &mut Runtime<'_>, inputs: &Attributes) -> Result<Method
     Ok(MethodRc::Ok)
 }
 
-/// `standard` of the steps spec: records the instance it ran for.
-fn steps_standard(
-    rt: &mut Runtime<'_>,
-    obj: ObjectId,
-    inputs: &Attributes,
-) -> Result<MethodRc, EngineError> {
-    let instance = rt.ws.object(obj).instance.clone();
-    push_root(rt, obj, "states_executed", AttrValue::str(instance));
-    apply_step_inputs(rt, inputs)
-}
-
-/// `common_state_method` of the steps spec: records the state per step.
-fn steps_state_method(
-    rt: &mut Runtime<'_>,
-    obj: ObjectId,
-    inputs: &Attributes,
-) -> Result<MethodRc, EngineError> {
+/// Pushes the current state on the root's `step_<ae_state_step>` list;
+/// the state.
+fn push_step(rt: &mut Runtime<'_>, obj: ObjectId) -> String {
     let step = format!("step_{}", rt.root_text("ae_state_step"));
     let state = rt.root_text("ae_state");
-    push_root(rt, obj, &step, AttrValue::str(state));
-    apply_step_inputs(rt, inputs)
+    push_root(rt, obj, &step, AttrValue::str(state.clone()));
+    state
 }
 
+/// Sets `ae_next_state` from the input of that name, if there is one.
+fn set_next_state(rt: &mut Runtime<'_>, inputs: &Attributes) {
+    let next = input_text(inputs, "ae_next_state");
+    if !next.is_empty() {
+        rt.set_root("ae_next_state", AttrValue::str(next));
+    }
+}
+
+/// The steps spec's methods: `standard` records the instance it ran for,
+/// `common_state_method` the state per step.
 fn steps_runner() -> SpecRunner {
     SpecRunner::default()
-        .with("standard", steps_standard)
-        .with("common_state_method", steps_state_method)
+        .with("standard", |rt, obj, inputs| {
+            let instance = rt.ws.object(obj).instance.clone();
+            push_root(rt, obj, "states_executed", AttrValue::str(instance));
+            apply_step_inputs(rt, inputs)
+        })
+        .with("common_state_method", |rt, obj, inputs| {
+            push_step(rt, obj);
+            apply_step_inputs(rt, inputs)
+        })
 }
 
-/// `standard` of the multi spec: records the state it ran in.
-fn multi_standard(
-    rt: &mut Runtime<'_>,
-    obj: ObjectId,
-    inputs: &Attributes,
-) -> Result<MethodRc, EngineError> {
-    let state = rt.root_text("ae_state");
-    push_root(rt, obj, "states_executed", AttrValue::str(state));
-    apply_step_inputs(rt, inputs)
+/// The multi spec's methods: `standard` records the state it ran in;
+/// `common_state_method` the state per step, and the state's saved maxima
+/// must have been restored (its name ends in its `max_retries`).
+fn multi_runner() -> SpecRunner {
+    SpecRunner::default()
+        .with("standard", |rt, obj, inputs| {
+            let state = rt.root_text("ae_state");
+            push_root(rt, obj, "states_executed", AttrValue::str(state));
+            apply_step_inputs(rt, inputs)
+        })
+        .with("common_state_method", multi_state_method)
 }
 
-/// `common_state_method` of the multi spec: the state's saved maxima must
-/// have been restored (its name ends in its `max_retries`).
 fn multi_state_method(
     rt: &mut Runtime<'_>,
     obj: ObjectId,
     inputs: &Attributes,
 ) -> Result<MethodRc, EngineError> {
-    let step = format!("step_{}", rt.root_text("ae_state_step"));
-    let state = rt.root_text("ae_state");
-    push_root(rt, obj, &step, AttrValue::str(state.clone()));
+    let state = push_step(rt, obj);
     let max: i64 = state
         .rsplit('_')
         .next()
@@ -557,10 +535,7 @@ fn multi_state_method(
     if current != "retry" && current != "error" || wanted == "continue" {
         rt.set_root("ae_result", AttrValue::str(wanted));
     }
-    let next = input_text(inputs, "ae_next_state");
-    if !next.is_empty() {
-        rt.set_root("ae_next_state", AttrValue::str(next));
-    }
+    set_next_state(rt, inputs);
     if !input_text(inputs, "raise").is_empty() {
         return Ok(MethodRc::Unknown(1));
     }
@@ -1425,24 +1400,120 @@ fn item31_state_machine_steps(b: Backend) {
     let cases = [
         ("all_states", "instance1 instance2 instance3", ALL, ALL, ""),
         // An exception in a method counts as an error.
-        ("state_raises", "instance1 instance2_raise", "state1 state2", "state1", "state2"),
-        ("state_error", "instance1 instance2_error", "state1 state2", "state1", "state2"),
-        ("goto_from_on_entry", "instance3", "state1 state3", "state3", ""),
-        ("goto_from_on_exit", "instance1 instance3", "state1 state3", "state1 state3", ""),
-        ("goto_from_on_error", "instance1_error instance3", "state1 state3", "state3", "state1"),
-        ("goto_from_main", "instance1_next3 instance3", "state1 state3", "state1 state3", ""),
-        ("on_entry_error", "instance1", "state1 state2", "state1", "state2"),
-        ("on_exit_error", "instance1 instance2", "state1 state2", "state1 state2", ""),
-        ("continue_after_error", "instance1 instance2_error instance3", ALL, "state1 state3", "state2"),
-        ("skip_state", "instance2 instance3", ALL, "state2 state3", ""),
+        (
+            "state_raises",
+            "instance1 instance2_raise",
+            "state1 state2",
+            "state1",
+            "state2",
+        ),
+        (
+            "state_error",
+            "instance1 instance2_error",
+            "state1 state2",
+            "state1",
+            "state2",
+        ),
+        (
+            "goto_from_on_entry",
+            "instance3",
+            "state1 state3",
+            "state3",
+            "",
+        ),
+        (
+            "goto_from_on_exit",
+            "instance1 instance3",
+            "state1 state3",
+            "state1 state3",
+            "",
+        ),
+        (
+            "goto_from_on_error",
+            "instance1_error instance3",
+            "state1 state3",
+            "state3",
+            "state1",
+        ),
+        (
+            "goto_from_main",
+            "instance1_next3 instance3",
+            "state1 state3",
+            "state1 state3",
+            "",
+        ),
+        (
+            "on_entry_error",
+            "instance1",
+            "state1 state2",
+            "state1",
+            "state2",
+        ),
+        (
+            "on_exit_error",
+            "instance1 instance2",
+            "state1 state2",
+            "state1 state2",
+            "",
+        ),
+        (
+            "continue_after_error",
+            "instance1 instance2_error instance3",
+            ALL,
+            "state1 state3",
+            "state2",
+        ),
+        (
+            "skip_state",
+            "instance2 instance3",
+            ALL,
+            "state2 state3",
+            "",
+        ),
         // A missing on_entry method triggers on_error.
-        ("missing_on_entry", "instance1", "state1", "state1", "state2"),
+        (
+            "missing_on_entry",
+            "instance1",
+            "state1",
+            "state1",
+            "state2",
+        ),
         // A missing on_exit method stops without on_error.
-        ("missing_on_exit", "instance1 instance2", "state1 state2", "state1", ""),
-        ("retry_in_main_and_on_exit", "instance1 instance2_retry", "state1 state2", "state1 state2", ""),
-        ("async_launch", "instance1 instance2_async", "state1 state2", "state1", ""),
-        ("retry_from_on_exit", "instance1 instance2", "state1 state2", "state1 state2", ""),
-        ("missing_on_error", "instance1 instance2_error", "state1 state2", "state1", ""),
+        (
+            "missing_on_exit",
+            "instance1 instance2",
+            "state1 state2",
+            "state1",
+            "",
+        ),
+        (
+            "retry_in_main_and_on_exit",
+            "instance1 instance2_retry",
+            "state1 state2",
+            "state1 state2",
+            "",
+        ),
+        (
+            "async_launch",
+            "instance1 instance2_async",
+            "state1 state2",
+            "state1",
+            "",
+        ),
+        (
+            "retry_from_on_exit",
+            "instance1 instance2",
+            "state1 state2",
+            "state1 state2",
+            "",
+        ),
+        (
+            "missing_on_error",
+            "instance1 instance2_error",
+            "state1 state2",
+            "state1",
+            "",
+        ),
     ];
     let mut runs = HashMap::new();
     for (name, executed, entry, exit, error) in cases {
@@ -1650,12 +1721,7 @@ fn v_started(json: &str) -> String {
 }
 
 fn item33_nested_state_machines(b: Backend) {
-    let runner = || {
-        SpecRunner::default()
-            .with("standard", multi_standard)
-            .with("common_state_method", multi_state_method)
-    };
-    let e = engine_with_runner(b, "state_machine_multi", runner());
+    let e = engine_with_runner(b, "state_machine_multi", multi_runner());
     let sm1 = |variant: &str| format!("/SPEC_DOMAIN/NS1/SM1/{variant}");
 
     let (ws, again) = deliver(&e, &sm1("all"), &[]);

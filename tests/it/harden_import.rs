@@ -416,12 +416,7 @@ fn an_overwrite_import_replaces_the_domain_and_leaves_no_debris() {
             .replace("Small test domain", "Replaced"),
     )
     .unwrap();
-    let s = import::import(
-        &ds,
-        &src,
-        &crate::common::overwriting(),
-    )
-    .unwrap();
+    let s = import::import(&ds, &src, &crate::common::overwriting()).unwrap();
     assert!(s.replaced);
     let text = fs::read_to_string(ds.join("Sample/__domain__.yaml")).unwrap();
     assert!(text.contains("Replaced"), "{text}");

@@ -147,7 +147,6 @@ fn a_read_only_store_refuses_writes_and_repairs() {
     assert!(std::fs::read(&crashed).unwrap() == before);
 }
 
-
 fn post(port: u16, token: &str, path: &str, body: &str) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();

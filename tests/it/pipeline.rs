@@ -4,11 +4,11 @@
 //! the same file stores nothing new; a run killed with SIGKILL and started
 //! again loses and duplicates nothing.
 
+use crate::common::process::SEND_USER_RUN_VM;
 use automate_events::catchers::simulate::{SimulateConfig, Simulator};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::io::Write;
-use crate::common::process::SEND_USER_RUN_VM;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -188,12 +188,7 @@ fn event_send_handles_one_event_and_dedups() {
     let send = || {
         automate(dir)
             .args(SEND_USER_RUN_VM)
-            .args([
-                "--host",
-                "host-1",
-                "--timestamp",
-                "2026-01-01T00:00:00Z",
-            ])
+            .args(["--host", "host-1", "--timestamp", "2026-01-01T00:00:00Z"])
             .output()
             .unwrap()
     };

@@ -6,9 +6,9 @@
 //! state var, asks for a retry (0.05 s) until the third pass, then logs
 //! `machine <id> finished with n=3`.
 
+use crate::common::process::SEND_USER_RUN_VM;
 use automate_engine::AttrValue;
 use automate_redb::RedbStore;
-use crate::common::process::SEND_USER_RUN_VM;
 use automate_vmdb::ObjectStore;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -223,7 +223,10 @@ fn deferred_retries_exist_only_with_the_callers_commit() {
     let store = Arc::new(RedbStore::open(dir.path().join("automate.redb")).expect("open"));
     let schedule = store.schedule();
     let (engine, _runner) = crate::common::control_engine(
-        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/event_retry")),
+        Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/event_retry"
+        )),
         store.clone(),
     );
     let handler = Handler::new(engine, EvmLog::discarding())

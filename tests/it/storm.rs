@@ -35,7 +35,6 @@ fn automate(dir: &Path) -> Command {
     crate::common::automate_in(dir)
 }
 
-
 /// Writes `automate.yaml` in `dir`: a simulate catcher offering `count`
 /// events at `rate` per second (0 = as fast as it can), the queue, and the
 /// API on `port` (for `/api/health`).

@@ -94,7 +94,10 @@ pub fn wait_listening(child: &mut Child, port: u16, bound: Duration, out: impl F
     let started = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("automate run exited with {status} before listening:\n{}", out());
+            panic!(
+                "automate run exited with {status} before listening:\n{}",
+                out()
+            );
         }
         assert!(
             started.elapsed() < bound,
