@@ -598,21 +598,36 @@ fn overlay_names_are_case_insensitive() {
 // ---------------------------------------------------------------------------
 // Hostile and bad input
 
-#[test]
-fn import_rejects_truncated_yaml() {
+/// Imports a copy of the small domain (as `Bad`) whose
+/// `Demo/Greeting.class/<file>` is `edit` of what it was (`None`: a new
+/// file): refused, saying each of `expect`; the error.
+fn assert_bad_file_refused(
+    file: &str,
+    edit: impl FnOnce(Option<String>) -> String,
+    expect: &[&str],
+) -> String {
     let tmp = tempdir();
     let src = sample_copy(tmp.path(), "Bad");
-    let f = src.join("Demo/Greeting.class/hello.yaml");
-    let text = std::fs::read_to_string(&f).unwrap();
-    std::fs::write(&f, &text[..text.find("value: \"/Demo").unwrap() + 12]).unwrap();
-    let err = assert_import_refused(&src, &[], &["hello.yaml:14:", "nothing was imported"]);
+    let f = src.join("Demo/Greeting.class").join(file);
+    std::fs::write(&f, edit(std::fs::read_to_string(&f).ok())).unwrap();
+    assert_import_refused(&src, &[], expect)
+}
+
+#[test]
+fn import_rejects_truncated_yaml() {
+    let err = assert_bad_file_refused(
+        "hello.yaml",
+        |text| {
+            let text = text.unwrap();
+            text[..text.find("value: \"/Demo").unwrap() + 12].to_string()
+        },
+        &["hello.yaml:14:", "nothing was imported"],
+    );
     assert!(err.to_lowercase().contains("quoted"), "{err}");
 }
 
 #[test]
 fn import_rejects_alias_bomb() {
-    let tmp = tempdir();
-    let src = sample_copy(tmp.path(), "Bad");
     let mut bomb = String::from(
         "---\nobject_type: instance\nversion: 1.0\nobject:\n  attributes:\n    name: Bomb\n  fields: []\nlol:\n  a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
     );
@@ -621,23 +636,27 @@ fn import_rejects_alias_bomb() {
         let refs = vec![format!("*{}", w[0]); 9].join(",");
         bomb.push_str(&format!("  {}: &{} [{refs}]\n", w[1], w[1]));
     }
-    std::fs::write(src.join("Demo/Greeting.class/bomb.yaml"), bomb).unwrap();
-    let err = assert_import_refused(&src, &[], &["bomb.yaml", "nothing was imported"]);
+    let err = assert_bad_file_refused(
+        "bomb.yaml",
+        |_| bomb,
+        &["bomb.yaml", "nothing was imported"],
+    );
     assert!(err.to_lowercase().contains("alias"), "{err}");
 }
 
 #[test]
 fn import_rejects_deeply_nested_document() {
-    let tmp = tempdir();
-    let src = sample_copy(tmp.path(), "Bad");
     let mut deep = String::from(
         "---\nobject_type: instance\nversion: 1.0\nobject:\n  attributes:\n    name: Deep\n  fields: []\nnest:\n",
     );
     for i in 1..=100 {
         deep.push_str(&format!("{}k{i}:\n", "  ".repeat(i)));
     }
-    std::fs::write(src.join("Demo/Greeting.class/deep.yaml"), deep).unwrap();
-    let err = assert_import_refused(&src, &[], &["deep.yaml", "nothing was imported"]);
+    let err = assert_bad_file_refused(
+        "deep.yaml",
+        |_| deep,
+        &["deep.yaml", "nothing was imported"],
+    );
     assert!(
         err.to_lowercase().contains("depth") || err.to_lowercase().contains("nest"),
         "{err}"
@@ -646,28 +665,33 @@ fn import_rejects_deeply_nested_document() {
 
 #[test]
 fn import_rejects_unknown_instance_field() {
-    let tmp = tempdir();
-    let src = sample_copy(tmp.path(), "Bad");
-    let f = src.join("Demo/Greeting.class/hello.yaml");
-    let text = std::fs::read_to_string(&f).unwrap();
-    std::fs::write(&f, text.replace("- execute:", "- exekute:")).unwrap();
-    assert_import_refused(
-        &src,
-        &[],
+    assert_bad_file_refused(
+        "hello.yaml",
+        |text| text.unwrap().replace("- execute:", "- exekute:"),
         &["hello.yaml:15:", "field `exekute`", "FieldNotFound"],
     );
 }
 
 /// Writes a zip of `entries` (name, bytes), deflated.
 fn write_zip(path: &Path, entries: &[(&str, &[u8])]) {
-    let mut zw = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
     let opts = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated);
+    zip_writer(path, entries, opts).finish().unwrap();
+}
+
+/// A zip at `path` holding `entries` (name, bytes), written with `opts`,
+/// still open for more.
+fn zip_writer(
+    path: &Path,
+    entries: &[(&str, &[u8])],
+    opts: zip::write::SimpleFileOptions,
+) -> zip::ZipWriter<std::fs::File> {
+    let mut zw = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
     for (name, bytes) in entries {
         zw.start_file(*name, opts).unwrap();
         zw.write_all(bytes).unwrap();
     }
-    zw.finish().unwrap();
+    zw
 }
 
 /// The small domain's files as zip entries under `Evil/`.
@@ -724,14 +748,14 @@ fn import_rejects_zip_bomb() {
     let z = tmp.path().join("bomb.zip");
     {
         let entries = sample_entries();
-        let mut zw = zip::ZipWriter::new(std::fs::File::create(&z).unwrap());
+        let entries: Vec<(&str, &[u8])> = entries
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+            .collect();
         let opts = zip::write::SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Deflated)
             .large_file(true);
-        for (name, bytes) in &entries {
-            zw.start_file(name.as_str(), opts).unwrap();
-            zw.write_all(bytes).unwrap();
-        }
+        let mut zw = zip_writer(&z, &entries, opts);
         zw.start_file("Evil/Demo/Greeting.class/zeros.yaml", opts)
             .unwrap();
         let chunk = vec![0u8; 1 << 20];

@@ -222,6 +222,11 @@ fn strs(items: &[&str]) -> Vec<String> {
     sorted(items.iter().map(|s| s.to_string()).collect())
 }
 
+/// The root's `method_executed` after running `uri`.
+fn executed(engine: &Engine, uri: &str) -> String {
+    root_text(&run(engine, uri), "method_executed")
+}
+
 fn has_line(ws: &Workspace, line: &str) -> bool {
     ws.trace.iter().any(|l| l.text == line)
 }
@@ -1134,10 +1139,7 @@ fn with_domain_enabled(name: &str, domain: &str, enabled: bool) -> tempfile::Tem
 fn item23_domain_overlays(b: Backend) {
     let e = engine(b, "domain_overlays");
     // A partial path uses the highest-priority enabled domain.
-    assert_eq!(
-        root_text(&run(&e, "evm/AUTOMATE/test1"), "method_executed"),
-        "user"
-    );
+    assert_eq!(executed(&e, "evm/AUTOMATE/test1"), "user");
     // A fully-qualified path uses its own domain.
     let ws = run(&e, "root/evm/AUTOMATE/test2");
     assert_eq!(root_text(&ws, "method_executed"), "root");
@@ -1153,10 +1155,7 @@ fn item23_domain_overlays(b: Backend) {
     assert_eq!(run(&e, "evm/AUTOMATE/non_existent").roots().len(), 0);
     assert_eq!(run(&e, "evm/AUTOMATE/should_not_get_used").roots().len(), 0);
     // Instance names are case-insensitive.
-    assert_eq!(
-        root_text(&run(&e, "evm/AUTOMATE/TeSt1"), "method_executed"),
-        "user"
-    );
+    assert_eq!(executed(&e, "evm/AUTOMATE/TeSt1"), "user");
     // `.missing` from the highest-priority domain that has one.
     let ws = run(&e, "test/AUTOMATE/does_not_exist");
     assert_eq!(root_text(&ws, "method_executed"), "evm1_missing_method");
@@ -1167,30 +1166,18 @@ fn item23_domain_overlays(b: Backend) {
     // Enabling the domain makes its instance visible.
     let tmp = with_domain_enabled("domain_overlays", "inert", true);
     let e = engine_at(tmp.path(), Store::new(b));
-    assert_eq!(
-        root_text(&run(&e, "evm/AUTOMATE/should_get_used"), "method_executed"),
-        "inert"
-    );
+    assert_eq!(executed(&e, "evm/AUTOMATE/should_get_used"), "inert");
 }
 
 fn item24_method_override(b: Backend) {
     let e = engine(b, "method_override");
-    assert_eq!(
-        root_text(&run(&e, "evm/SAMPLE/test1"), "method_executed"),
-        "TwinkleToes"
-    );
+    assert_eq!(executed(&e, "evm/SAMPLE/test1"), "TwinkleToes");
     // Missing in the higher domain: the lower domain's method, run on the
     // higher domain's object.
-    assert_eq!(
-        root_text(&run(&e, "evm/SAMPLE/test2"), "method_executed"),
-        "Flintstone"
-    );
+    assert_eq!(executed(&e, "evm/SAMPLE/test2"), "Flintstone");
     let tmp = with_domain_enabled("method_override", "RHT", false);
     let e = engine_at(tmp.path(), Store::new(b));
-    assert_eq!(
-        root_text(&run(&e, "evm/SAMPLE/test1"), "method_executed"),
-        "miq"
-    );
+    assert_eq!(executed(&e, "evm/SAMPLE/test1"), "miq");
 }
 
 fn item25_collect(b: Backend) {
