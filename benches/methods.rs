@@ -51,6 +51,17 @@ const FIELD: &str = "  - field:
 
 const SCRIPT: &str = "evm.object[\"y\"] = evm.root[\"x\"];\n";
 
+/// Instantiates `uri` with `args`: its root's `attr` must be `want`.
+fn assert_root_attr(engine: &Engine, uri: &str, args: &[(String, String)], attr: &str, want: &str) {
+    let ws = engine.instantiate(uri, args).expect("runs");
+    assert_eq!(
+        ws.root().and_then(|o| o.get(attr)).map(|v| v.to_text()),
+        Some(want.to_string()),
+        "{:?}",
+        ws.trace_lines()
+    );
+}
+
 fn write(root: &Path, rel: &str, text: &str) {
     let p = root.join(rel);
     std::fs::create_dir_all(p.parent().expect("a parent")).expect("mkdir");
@@ -181,15 +192,7 @@ fn benches(c: &mut Criterion) {
     let engine = engine.with_builtins(automate_methods::event_builtins().with_noops(&["noop"]));
     let args = vec![("x".to_string(), "1".to_string())];
 
-    let ws = engine
-        .instantiate("/Bench/Trivial/run", &args)
-        .expect("runs");
-    assert_eq!(
-        ws.root().and_then(|o| o.get("y")).map(|v| v.to_text()),
-        Some("1".to_string()),
-        "{:?}",
-        ws.trace_lines()
-    );
+    assert_root_attr(&engine, "/Bench/Trivial/run", &args, "y", "1");
     c.bench_function("rhai_trivial_method", |b| {
         b.iter(|| black_box(engine.instantiate(black_box("/Bench/Trivial/run"), &args)))
     });
@@ -209,15 +212,7 @@ fn benches(c: &mut Criterion) {
     c.bench_function("rhai_empty_method", |b| {
         b.iter(|| black_box(engine.instantiate(black_box("/Bench/Trivial/empty"), &args)))
     });
-    let ws = engine
-        .instantiate("/Bench/Machine/five", &[])
-        .expect("runs");
-    assert_eq!(
-        ws.root().and_then(|o| o.get("n")).map(|v| v.to_text()),
-        Some("5".to_string()),
-        "{:?}",
-        ws.trace_lines()
-    );
+    assert_root_attr(&engine, "/Bench/Machine/five", &[], "n", "5");
     c.bench_function("rhai_state_machine_5", |b| {
         b.iter(|| black_box(engine.instantiate(black_box("/Bench/Machine/five"), &[])))
     });

@@ -153,6 +153,19 @@ impl Server {
         call("GET", &format!("{}{path}", self.base), Some(TOKEN), None)
     }
 
+    /// `GET path`, which must answer 200; the body.
+    fn get_ok(&self, path: &str) -> Value {
+        let (status, v) = self.get(path);
+        assert_eq!(status, 200, "{v}");
+        v
+    }
+
+    /// `GET path`, which must answer the JSON error `want` of `kind`.
+    fn get_error(&self, path: &str, want: u16, kind: &str) {
+        let (status, v) = self.get(path);
+        assert_error(status, &v, want, kind, path);
+    }
+
     fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         let bytes = body.to_string().into_bytes();
         call(
@@ -387,8 +400,7 @@ fn bad_input_is_a_json_error_stores_nothing_and_the_server_keeps_serving() {
         "/api/automate/ManageIQ/System/NoClass",
         "/api/automate/ManageIQ/System/Request/NoInstance",
     ] {
-        let (status, v) = s.get(p);
-        assert_error(status, &v, 404, "not_found", p);
+        s.get_error(p, 404, "not_found");
     }
     for p in [
         "/api/automate/System/NoClass/x",
@@ -532,36 +544,31 @@ fn bad_input_is_a_json_error_stores_nothing_and_the_server_keeps_serving() {
     let (status, v) = s.post_raw("/api/automation_requests", &good);
     assert_eq!(status, 200, "{v}");
     assert_eq!(s.stored_requests(), 1);
-    let (status, v) = s.get("/api/automate");
-    assert_eq!(status, 200, "{v}");
+    s.get_ok("/api/automate");
 }
 
 #[test]
 fn automate_browses_the_datastore_and_resolves() {
     let s = start();
-    let (status, v) = s.get("/api/automate");
-    assert_eq!(status, 200, "{v}");
+    let v = s.get_ok("/api/automate");
     assert_eq!(v["name"], "automate");
     let d = &v["resources"][0];
     assert_eq!(d["name"], "ManageIQ", "{v}");
     assert_eq!(d["enabled"], true);
     assert!(d["priority"].is_i64(), "{d}");
 
-    let (status, v) = s.get("/api/automate/ManageIQ");
-    assert_eq!(status, 200, "{v}");
+    let v = s.get_ok("/api/automate/ManageIQ");
     assert_eq!(v["kind"], "domain");
     assert!(v["namespaces"]
         .as_array()
         .unwrap()
         .contains(&json!("System")));
 
-    let (status, v) = s.get("/api/automate/manageiq/system");
-    assert_eq!(status, 200, "{v}");
+    let v = s.get_ok("/api/automate/manageiq/system");
     assert_eq!(v["kind"], "namespace");
     assert!(v["classes"].as_array().unwrap().contains(&json!("Request")));
 
-    let (status, v) = s.get("/api/automate/ManageIQ/System/Request");
-    assert_eq!(status, 200, "{v}");
+    let v = s.get_ok("/api/automate/ManageIQ/System/Request");
     assert_eq!(v["kind"], "class");
     assert!(v["schema"].as_array().is_some_and(|f| !f.is_empty()), "{v}");
     assert!(v["instances"]
@@ -573,8 +580,7 @@ fn automate_browses_the_datastore_and_resolves() {
         .unwrap()
         .contains(&json!("hello_world")));
 
-    let (status, v) = s.get("/api/automate/ManageIQ/System/Request/HelloWorld");
-    assert_eq!(status, 200, "{v}");
+    let v = s.get_ok("/api/automate/ManageIQ/System/Request/HelloWorld");
     assert_eq!(v["kind"], "instance");
     let meth1 = v["fields"]
         .as_array()
@@ -613,27 +619,22 @@ fn automate_browses_the_datastore_and_resolves() {
 #[test]
 fn objects_and_event_streams_come_from_the_store() {
     let s = start();
-    let (status, v) = s.get("/api/vms");
-    assert_eq!(status, 200, "{v}");
+    let v = s.get_ok("/api/vms");
     assert_eq!(
         (v["name"].clone(), v["count"].clone()),
         (json!("vms"), json!(1))
     );
     assert_eq!(v["resources"][0]["name"], "web-01");
-    let (status, v) = s.get(&format!("/api/vms/{VM}"));
-    assert_eq!(status, 200, "{v}");
+    let v = s.get_ok(&format!("/api/vms/{VM}"));
     assert_eq!(v["id"], VM.to_string());
     assert_eq!(v["power_state"], "off");
     assert_eq!(v["ems_id"], EMS);
-    let (status, v) = s.get("/api/hosts");
-    assert_eq!(status, 200, "{v}");
+    let v = s.get_ok("/api/hosts");
     assert_eq!(v["resources"][0]["name"], "host01");
-    let (status, v) = s.get(&format!("/api/providers/{EMS}"));
-    assert_eq!(status, 200, "{v}");
+    let v = s.get_ok(&format!("/api/providers/{EMS}"));
     assert_eq!(v["name"], "rhevm01");
 
-    let (status, v) = s.get("/api/event_streams");
-    assert_eq!(status, 200, "{v}");
+    let v = s.get_ok("/api/event_streams");
     assert_eq!(v["count"], 2);
     assert_eq!(v["subcount"], 2);
     assert!(v["resources"][0].get("dedup_key").is_none(), "{v}");
@@ -645,8 +646,7 @@ fn objects_and_event_streams_come_from_the_store() {
     let (_, v) = s.get("/api/event_streams?limit=1");
     assert_eq!(v["subcount"], 1, "{v}");
     assert_eq!(v["resources"][0]["event_type"], "VM_DOWN", "the last one");
-    let (status, v) = s.get("/api/event_streams/1000000003170");
-    assert_eq!(status, 200, "{v}");
+    let v = s.get_ok("/api/event_streams/1000000003170");
     assert_eq!(v["event_type"], "USER_RUN_VM");
 }
 
@@ -792,9 +792,7 @@ fn undecodable_paths_and_queries_are_json_errors() {
         "/api/automate/%FF/x",
         "/api/event_streams?limit=%FF",
     ] {
-        let (status, v) = s.get(p);
-        assert_error(status, &v, 400, "bad_request", p);
+        s.get_error(p, 400, "bad_request");
     }
-    let (status, v) = s.get("/api/health");
-    assert_eq!(status, 200, "{v}");
+    s.get_ok("/api/health");
 }

@@ -4,6 +4,7 @@
 //! byte for byte as it was), and `automate datastore list|tree|show|validate`.
 
 use crate::common::copy_dir;
+use crate::common::process::{stderr, stdout};
 use automate_datastore::fs as dsfs;
 use automate_datastore::import::{self, ImportError, ImportOptions};
 use automate_datastore::{Index, Source};
@@ -53,14 +54,6 @@ fn automate(ds: &Path, args: &[&str]) -> Output {
         .env("RUST_LOG", "warn")
         .output()
         .expect("run automate")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn assert_ok(o: &Output) {

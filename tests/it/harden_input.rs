@@ -5,6 +5,7 @@
 //! Real parts: the `automate` binary, a redb store in a temp dir, the REST
 //! API on 127.0.0.1.
 
+use crate::common::process::{stderr, stdout};
 use automate_engine::{datatype, Engine};
 use automate_redb::RedbStore;
 use automate_requests::{NewRequest, Requests, REQUEST_CLASS};
@@ -66,14 +67,6 @@ fn automate_at(dir: &Path, root: &Path, args: &[&str]) -> Output {
         .env_remove("AUTOMATE_API_TOKEN")
         .output()
         .expect("run automate")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// A panic in the binary exits 101 and prints "panicked".

@@ -9,6 +9,7 @@
 //! (`Req`: `/Test/Work/{hello,warn,fail}` and the retrying
 //! `/Test/Counter/default`), imported into a temp root.
 
+use crate::common::process::{stderr, stdout};
 use crate::datastore::fixture_dir;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -84,14 +85,6 @@ impl Env {
             })
             .collect()
     }
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 use crate::common::{assert_in_order, mask_ids_and_times as mask};

@@ -23,15 +23,21 @@ pub fn output_ok(cmd: &mut Command, what: &str) -> Output {
     out
 }
 
+/// A process's stdout, as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A process's stderr, as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
 /// Asserts that `out` is a success (`what` names it in the failure, with
 /// its stdout and stderr); its stdout.
 pub fn stdout_ok(out: &Output, what: &str) -> String {
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{what}: {text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = stdout(out);
+    assert!(out.status.success(), "{what}: {text}\n{}", stderr(out));
     text
 }
 
