@@ -215,6 +215,11 @@ fn assert_error(status: u16, v: &Value, want: u16, kind: &str, what: &str) {
     );
 }
 
+/// Whether the array `v[key]` holds the string `item`.
+fn lists(v: &Value, key: &str, item: &str) -> bool {
+    v[key].as_array().unwrap().contains(&json!(item))
+}
+
 /// The body of ManageIQ's "Trigger a single Automation Request" example,
 /// pointed at the shipped `HelloWorld` instance.
 fn manageiq_body() -> Value {
@@ -559,26 +564,17 @@ fn automate_browses_the_datastore_and_resolves() {
 
     let v = s.get_ok("/api/automate/ManageIQ");
     assert_eq!(v["kind"], "domain");
-    assert!(v["namespaces"]
-        .as_array()
-        .unwrap()
-        .contains(&json!("System")));
+    assert!(lists(&v, "namespaces", "System"), "{v}");
 
     let v = s.get_ok("/api/automate/manageiq/system");
     assert_eq!(v["kind"], "namespace");
-    assert!(v["classes"].as_array().unwrap().contains(&json!("Request")));
+    assert!(lists(&v, "classes", "Request"), "{v}");
 
     let v = s.get_ok("/api/automate/ManageIQ/System/Request");
     assert_eq!(v["kind"], "class");
     assert!(v["schema"].as_array().is_some_and(|f| !f.is_empty()), "{v}");
-    assert!(v["instances"]
-        .as_array()
-        .unwrap()
-        .contains(&json!("HelloWorld")));
-    assert!(v["methods"]
-        .as_array()
-        .unwrap()
-        .contains(&json!("hello_world")));
+    assert!(lists(&v, "instances", "HelloWorld"), "{v}");
+    assert!(lists(&v, "methods", "hello_world"), "{v}");
 
     let v = s.get_ok("/api/automate/ManageIQ/System/Request/HelloWorld");
     assert_eq!(v["kind"], "instance");
