@@ -68,6 +68,17 @@ fn write(root: &Path, rel: &str, text: &str) {
     std::fs::write(p, text).expect("write");
 }
 
+/// Writes the inline Rhai method `name` of the class directory `cls`:
+/// its YAML and its `body`.
+fn write_rhai_method(root: &Path, cls: &str, name: &str, body: &str) {
+    write(
+        root,
+        &format!("{cls}/__methods__/{name}.yaml"),
+        &method_yaml(name, "rhai", "inline"),
+    );
+    write(root, &format!("{cls}/__methods__/{name}.rhai"), body);
+}
+
 fn method_yaml(name: &str, language: &str, location: &str) -> String {
     format!(
         "---\nobject_type: method\nversion: 1.0\nobject:\n  attributes:\n    name: {name}\n    \
@@ -115,33 +126,16 @@ fn datastore(root: &Path) {
         ),
     );
     let cls = "Bench/Bench/Trivial.class";
-    write(
-        root,
-        &format!("{cls}/run.yaml"),
-        &instance_yaml("run", "trivial"),
-    );
-    write(
-        root,
-        &format!("{cls}/noop.yaml"),
-        &instance_yaml("noop", "noop"),
-    );
-    write(
-        root,
-        &format!("{cls}/__methods__/trivial.yaml"),
-        &method_yaml("trivial", "rhai", "inline"),
-    );
-    write(root, &format!("{cls}/__methods__/trivial.rhai"), SCRIPT);
-    write(
-        root,
-        &format!("{cls}/empty.yaml"),
-        &instance_yaml("empty", "empty"),
-    );
-    write(
-        root,
-        &format!("{cls}/__methods__/empty.yaml"),
-        &method_yaml("empty", "rhai", "inline"),
-    );
-    write(root, &format!("{cls}/__methods__/empty.rhai"), "()\n");
+    // Instance -> the method it runs.
+    for (name, method) in [("run", "trivial"), ("noop", "noop"), ("empty", "empty")] {
+        write(
+            root,
+            &format!("{cls}/{name}.yaml"),
+            &instance_yaml(name, method),
+        );
+    }
+    write_rhai_method(root, cls, "trivial", SCRIPT);
+    write_rhai_method(root, cls, "empty", "()\n");
     let machine = "Bench/Bench/Machine.class";
     let fields: String = (1..=5).map(|i| state_field(&format!("s{i}"), i)).collect();
     write(
@@ -164,14 +158,10 @@ fn datastore(root: &Path) {
              display_name:\n    name: five\n    inherits:\n    description:\n  fields:\n{values}"
         ),
     );
-    write(
+    write_rhai_method(
         root,
-        &format!("{machine}/__methods__/step.yaml"),
-        &method_yaml("step", "rhai", "inline"),
-    );
-    write(
-        root,
-        &format!("{machine}/__methods__/step.rhai"),
+        machine,
+        "step",
         "let n = evm.root[\"n\"];\nevm.root[\"n\"] = if type_of(n) == \"()\" { 1 } else { n + 1 };\n",
     );
     write(
@@ -229,24 +219,17 @@ fn benches(c: &mut Criterion) {
         .compile("let root = #{x: 1}; let obj = #{}; obj[\"y\"] = root[\"x\"];")
         .expect("compiles");
     let empty = bare.compile("()").expect("compiles");
-    c.bench_function("rhai_eval_empty", |b| {
-        b.iter(|| {
-            let mut scope = rhai::Scope::new();
-            black_box(
-                bare.rhai()
-                    .eval_ast_with_scope::<rhai::Dynamic>(&mut scope, &empty),
-            )
-        })
-    });
-    c.bench_function("rhai_eval_only", |b| {
-        b.iter(|| {
-            let mut scope = rhai::Scope::new();
-            black_box(
-                bare.rhai()
-                    .eval_ast_with_scope::<rhai::Dynamic>(&mut scope, &ast),
-            )
-        })
-    });
+    for (name, script) in [("rhai_eval_empty", &empty), ("rhai_eval_only", &ast)] {
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                let mut scope = rhai::Scope::new();
+                black_box(
+                    bare.rhai()
+                        .eval_ast_with_scope::<rhai::Dynamic>(&mut scope, script),
+                )
+            })
+        });
+    }
 }
 
 criterion_group!(methods_group, benches);
