@@ -317,18 +317,15 @@ fn fixture_cli_list_tree_show() {
     );
     assert!(out.contains("rel5"), "{out}");
 
+    // `datastore show PATH --json`, which must succeed.
+    let show_json = |path: &str| -> serde_json::Value {
+        let o = automate(&ds, &["datastore", "show", path, "--json"]);
+        assert_ok(&o);
+        serde_json::from_str(&stdout(&o)).unwrap()
+    };
+
     // An instance merges class defaults and marks its own values.
-    let o = automate(
-        &ds,
-        &[
-            "datastore",
-            "show",
-            "/System/Event/EmsEvent/RHEVM/USER_RUN_VM",
-            "--json",
-        ],
-    );
-    assert_ok(&o);
-    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let v = show_json("/System/Event/EmsEvent/RHEVM/USER_RUN_VM");
     assert_eq!(v["kind"], "instance");
     assert_eq!(v["domain"], "ManageIQ");
     let fields = v["fields"].as_array().unwrap();
@@ -342,17 +339,7 @@ fn fixture_cli_list_tree_show() {
     assert_eq!(guard["from_instance"], false);
 
     // A method: metadata, inputs, body.
-    let o = automate(
-        &ds,
-        &[
-            "datastore",
-            "show",
-            "/System/Process/parse_event_stream()",
-            "--json",
-        ],
-    );
-    assert_ok(&o);
-    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let v = show_json("/System/Process/parse_event_stream()");
     assert_eq!(v["kind"], "method");
     assert_eq!(v["location"], "builtin");
 
