@@ -51,10 +51,32 @@ const FIELD: &str = "  - field:
 
 const SCRIPT: &str = "evm.object[\"y\"] = evm.root[\"x\"];\n";
 
+/// Instantiates `uri` with `args`: its root's `attr` must be `want`.
+fn assert_root_attr(engine: &Engine, uri: &str, args: &[(String, String)], attr: &str, want: &str) {
+    let ws = engine.instantiate(uri, args).expect("runs");
+    assert_eq!(
+        ws.root().and_then(|o| o.get(attr)).map(|v| v.to_text()),
+        Some(want.to_string()),
+        "{:?}",
+        ws.trace_lines()
+    );
+}
+
 fn write(root: &Path, rel: &str, text: &str) {
     let p = root.join(rel);
     std::fs::create_dir_all(p.parent().expect("a parent")).expect("mkdir");
     std::fs::write(p, text).expect("write");
+}
+
+/// Writes the inline Rhai method `name` of the class directory `cls`:
+/// its YAML and its `body`.
+fn write_rhai_method(root: &Path, cls: &str, name: &str, body: &str) {
+    write(
+        root,
+        &format!("{cls}/__methods__/{name}.yaml"),
+        &method_yaml(name, "rhai", "inline"),
+    );
+    write(root, &format!("{cls}/__methods__/{name}.rhai"), body);
 }
 
 fn method_yaml(name: &str, language: &str, location: &str) -> String {
@@ -104,33 +126,16 @@ fn datastore(root: &Path) {
         ),
     );
     let cls = "Bench/Bench/Trivial.class";
-    write(
-        root,
-        &format!("{cls}/run.yaml"),
-        &instance_yaml("run", "trivial"),
-    );
-    write(
-        root,
-        &format!("{cls}/noop.yaml"),
-        &instance_yaml("noop", "noop"),
-    );
-    write(
-        root,
-        &format!("{cls}/__methods__/trivial.yaml"),
-        &method_yaml("trivial", "rhai", "inline"),
-    );
-    write(root, &format!("{cls}/__methods__/trivial.rhai"), SCRIPT);
-    write(
-        root,
-        &format!("{cls}/empty.yaml"),
-        &instance_yaml("empty", "empty"),
-    );
-    write(
-        root,
-        &format!("{cls}/__methods__/empty.yaml"),
-        &method_yaml("empty", "rhai", "inline"),
-    );
-    write(root, &format!("{cls}/__methods__/empty.rhai"), "()\n");
+    // Instance -> the method it runs.
+    for (name, method) in [("run", "trivial"), ("noop", "noop"), ("empty", "empty")] {
+        write(
+            root,
+            &format!("{cls}/{name}.yaml"),
+            &instance_yaml(name, method),
+        );
+    }
+    write_rhai_method(root, cls, "trivial", SCRIPT);
+    write_rhai_method(root, cls, "empty", "()\n");
     let machine = "Bench/Bench/Machine.class";
     let fields: String = (1..=5).map(|i| state_field(&format!("s{i}"), i)).collect();
     write(
@@ -153,14 +158,10 @@ fn datastore(root: &Path) {
              display_name:\n    name: five\n    inherits:\n    description:\n  fields:\n{values}"
         ),
     );
-    write(
+    write_rhai_method(
         root,
-        &format!("{machine}/__methods__/step.yaml"),
-        &method_yaml("step", "rhai", "inline"),
-    );
-    write(
-        root,
-        &format!("{machine}/__methods__/step.rhai"),
+        machine,
+        "step",
         "let n = evm.root[\"n\"];\nevm.root[\"n\"] = if type_of(n) == \"()\" { 1 } else { n + 1 };\n",
     );
     write(
@@ -181,15 +182,7 @@ fn benches(c: &mut Criterion) {
     let engine = engine.with_builtins(automate_methods::event_builtins().with_noops(&["noop"]));
     let args = vec![("x".to_string(), "1".to_string())];
 
-    let ws = engine
-        .instantiate("/Bench/Trivial/run", &args)
-        .expect("runs");
-    assert_eq!(
-        ws.root().and_then(|o| o.get("y")).map(|v| v.to_text()),
-        Some("1".to_string()),
-        "{:?}",
-        ws.trace_lines()
-    );
+    assert_root_attr(&engine, "/Bench/Trivial/run", &args, "y", "1");
     c.bench_function("rhai_trivial_method", |b| {
         b.iter(|| black_box(engine.instantiate(black_box("/Bench/Trivial/run"), &args)))
     });
@@ -209,15 +202,7 @@ fn benches(c: &mut Criterion) {
     c.bench_function("rhai_empty_method", |b| {
         b.iter(|| black_box(engine.instantiate(black_box("/Bench/Trivial/empty"), &args)))
     });
-    let ws = engine
-        .instantiate("/Bench/Machine/five", &[])
-        .expect("runs");
-    assert_eq!(
-        ws.root().and_then(|o| o.get("n")).map(|v| v.to_text()),
-        Some("5".to_string()),
-        "{:?}",
-        ws.trace_lines()
-    );
+    assert_root_attr(&engine, "/Bench/Machine/five", &[], "n", "5");
     c.bench_function("rhai_state_machine_5", |b| {
         b.iter(|| black_box(engine.instantiate(black_box("/Bench/Machine/five"), &[])))
     });
@@ -234,24 +219,17 @@ fn benches(c: &mut Criterion) {
         .compile("let root = #{x: 1}; let obj = #{}; obj[\"y\"] = root[\"x\"];")
         .expect("compiles");
     let empty = bare.compile("()").expect("compiles");
-    c.bench_function("rhai_eval_empty", |b| {
-        b.iter(|| {
-            let mut scope = rhai::Scope::new();
-            black_box(
-                bare.rhai()
-                    .eval_ast_with_scope::<rhai::Dynamic>(&mut scope, &empty),
-            )
-        })
-    });
-    c.bench_function("rhai_eval_only", |b| {
-        b.iter(|| {
-            let mut scope = rhai::Scope::new();
-            black_box(
-                bare.rhai()
-                    .eval_ast_with_scope::<rhai::Dynamic>(&mut scope, &ast),
-            )
-        })
-    });
+    for (name, script) in [("rhai_eval_empty", &empty), ("rhai_eval_only", &ast)] {
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                let mut scope = rhai::Scope::new();
+                black_box(
+                    bare.rhai()
+                        .eval_ast_with_scope::<rhai::Dynamic>(&mut scope, script),
+                )
+            })
+        });
+    }
 }
 
 criterion_group!(methods_group, benches);

@@ -23,14 +23,11 @@
 //!
 //! `CRASH_EVENTS` and `CRASH_SEED` override the event count and the seed.
 
-use automate_datastore::Datastore;
-use automate_engine::deliver::{deliver, Delivery, Outcome, DEFAULT_MAX_DELIVERIES};
-use automate_engine::{AttrValue, Attributes, Engine};
+use automate_engine::AttrValue;
 use automate_redb::RedbStore;
 use automate_vmdb::ObjectStore;
 use std::collections::HashMap;
 use std::fs::OpenOptions;
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -49,19 +46,16 @@ const MACHINES: usize = 40;
 const PASSES: i64 = 4;
 const TOKEN: &str = "crash-test-token";
 
+#[path = "it/common/process.rs"]
+mod process;
+use process::{free_port, http_run_config, output_ok, wait_listening, write_drain_config};
+
 fn datastore_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/crash"))
 }
 
 fn automate(db: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_automate"));
-    cmd.arg("--datastore")
-        .arg(datastore_dir())
-        .arg("--db")
-        .arg(db)
-        .env_remove("RUST_LOG")
-        .env_remove("AUTOMATE_API_TOKEN");
-    cmd
+    process::automate_on(&datastore_dir(), db)
 }
 
 /// A small seeded generator (xorshift64*), so a failing run can be repeated.
@@ -99,72 +93,16 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-/// A port nobody listens on right now.
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 fn write_config(dir: &Path, port: u16) -> PathBuf {
     let path = dir.join("automate.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "providers:\n  - name: rhevm01\n    type: RHEVM\n    hostname: rhevm01\n    userid: admin@internal\n    catcher: {{kind: http}}\n\
-             workers: 2\n\
-             queue: {{capacity: 20000, batch_max: 256, batch_wait_ms: 5, when_full: block}}\n\
-             api: {{listen: \"127.0.0.1:{port}\", token: {TOKEN}}}\n\
-             log: {{dir: log}}\n"
-        ),
-    )
-    .expect("write config");
-    path
-}
-
-/// A config whose only catcher reads an empty file: `run --until-idle`
-/// on it drains the queue and stops.
-fn write_drain_config(dir: &Path) -> PathBuf {
-    std::fs::write(dir.join("empty.jsonl"), "").expect("empty.jsonl");
-    let path = dir.join("drain.yaml");
-    std::fs::write(
-        &path,
-        "providers:\n  - name: rhevm01\n    type: RHEVM\n    hostname: rhevm01\n    userid: admin@internal\n    catcher: {kind: jsonl, path: empty.jsonl}\nworkers: 2\nlog: {dir: log}\n",
-    )
-    .expect("write drain config");
+    std::fs::write(&path, http_run_config(port, TOKEN)).expect("write config");
     path
 }
 
 /// Starts the machines' first passes through the library: each asks for a
 /// retry, written to the store's scheduled-work table. Returns their VMs.
 fn start_machines(db: &Path) -> Vec<i64> {
-    let store = RedbStore::open(db).expect("open store");
-    let schedule = store.schedule();
-    let vms: Vec<i64> = (1..=MACHINES)
-        .map(|i| {
-            let mut attrs = Attributes::default();
-            attrs.insert("name".into(), AttrValue::Str(format!("machine-{i}")));
-            store.create("VmOrTemplate", attrs).expect("create vm").id
-        })
-        .collect();
-    let (ds, problems) = Datastore::open(&datastore_dir());
-    assert!(problems.is_empty(), "{problems:?}");
-    let (engine, _runner) =
-        automate_control::with_control(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));
-    for &id in &vms {
-        let d = Delivery {
-            uri: format!("/SM/Counter/default?machine={id}"),
-            attrs: Vec::new(),
-            object: format!("VmOrTemplate.{id}"),
-            deliveries: 0,
-        };
-        let outcome = deliver(&engine, &schedule, &d, DEFAULT_MAX_DELIVERIES).expect("deliver");
-        assert!(
-            matches!(outcome, Outcome::Retry { .. }),
-            "machine {id} should ask for a retry"
-        );
-    }
-    assert_eq!(schedule.len().expect("len"), MACHINES as u64);
-    vms
+    process::start_machines(db, &datastore_dir(), MACHINES, "machine-", "VmOrTemplate")
 }
 
 /// Starts `automate run` and waits until its API port answers.
@@ -181,20 +119,9 @@ fn start(db: &Path, config: &Path, port: u16, out: &Path) -> Child {
         .stderr(Stdio::from(log))
         .spawn()
         .expect("spawn automate run");
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "automate run exited with {status} before listening:\n{}",
-                std::fs::read_to_string(out).unwrap_or_default()
-            );
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "automate run does not listen on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_listening(&mut child, port, Duration::from_secs(60), || {
+        std::fs::read_to_string(out).unwrap_or_default()
+    });
     child
 }
 
@@ -339,26 +266,17 @@ fn sigkill_loses_nothing_acknowledged() {
 
     // Drain whatever is left, then run any retry still due.
     let drain = write_drain_config(dir);
-    let drained = automate(&db)
-        .args(["run", "--until-idle", "--json", "--config"])
-        .arg(&drain)
-        .output()
-        .expect("run --until-idle");
-    assert!(
-        drained.status.success(),
-        "drain: {}",
-        String::from_utf8_lossy(&drained.stderr)
+    let drained = output_ok(
+        automate(&db)
+            .args(["run", "--until-idle", "--json", "--config"])
+            .arg(&drain),
+        "run --until-idle",
     );
     let drain_stats: serde_json::Value =
         serde_json::from_slice(&drained.stdout).expect("drain stats");
-    let due = automate(&db)
-        .args(["retries", "run-due", "--wait"])
-        .output()
-        .expect("retries run-due");
-    assert!(
-        due.status.success(),
-        "run-due: {}",
-        String::from_utf8_lossy(&due.stderr)
+    output_ok(
+        automate(&db).args(["retries", "run-due", "--wait"]),
+        "retries run-due",
     );
 
     // The store is the witness.

@@ -16,12 +16,15 @@ use automate_engine::AttrValue;
 use automate_redb::RedbStore;
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+#[path = "it/common/process.rs"]
+mod process;
+use process::{free_port, http_run_config, output_ok, wait_listening, write_drain_config};
 
 const TOKEN: &str = "storefault-token";
 const BATCH: usize = 20;
@@ -62,14 +65,6 @@ fn mount_tmpfs(dir: &Path, size: &str) -> Option<Mount> {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 fn automate(dir: &Path, db: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_automate"));
     cmd.arg("--datastore")
@@ -83,23 +78,8 @@ fn automate(dir: &Path, db: &Path) -> Command {
 }
 
 fn write_config(dir: &Path, port: u16) {
-    std::fs::write(
-        dir.join("automate.yaml"),
-        format!(
-            "providers:\n  - name: rhevm01\n    type: RHEVM\n    hostname: rhevm01\n    userid: admin@internal\n    catcher: {{kind: http}}\n\
-             workers: 2\n\
-             queue: {{capacity: 20000, batch_max: 256, batch_wait_ms: 5, when_full: block}}\n\
-             api: {{listen: \"127.0.0.1:{port}\", token: {TOKEN}}}\n\
-             log: {{dir: log}}\n"
-        ),
-    )
-    .expect("config");
-    std::fs::write(dir.join("empty.jsonl"), "").expect("empty.jsonl");
-    std::fs::write(
-        dir.join("drain.yaml"),
-        "providers:\n  - name: rhevm01\n    type: RHEVM\n    hostname: rhevm01\n    userid: admin@internal\n    catcher: {kind: jsonl, path: empty.jsonl}\nworkers: 2\nlog: {dir: log}\n",
-    )
-    .expect("drain config");
+    std::fs::write(dir.join("automate.yaml"), http_run_config(port, TOKEN)).expect("config");
+    write_drain_config(dir);
 }
 
 fn start(dir: &Path, db: &Path, port: u16) -> Child {
@@ -110,14 +90,7 @@ fn start(dir: &Path, db: &Path, port: u16) -> Child {
         .stderr(Stdio::from(out))
         .spawn()
         .expect("spawn automate run");
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(s)) = child.try_wait() {
-            panic!("automate run exited with {s}: {}", run_out(dir));
-        }
-        assert!(started.elapsed() < BOUND, "automate run does not listen");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_listening(&mut child, port, BOUND, || run_out(dir));
     child
 }
 
@@ -288,6 +261,17 @@ struct Scenario {
 }
 
 impl Scenario {
+    /// [`Scenario::begin`], then fills the disk and waits until
+    /// `/api/health` answers 503; the scenario and the filler file.
+    fn begin_with_full_disk(prefix: &'static str) -> Option<(Scenario, PathBuf)> {
+        let s = Scenario::begin(prefix)?;
+        let filler = fill_disk(&s.mnt);
+        wait_for("/api/health to answer 503", s.dir(), || {
+            health(s.port).0 == 503
+        });
+        Some((s, filler))
+    }
+
     /// `None` when no tmpfs can be mounted (the test skips).
     fn begin(prefix: &'static str) -> Option<Scenario> {
         let tmp = tempfile::tempdir().expect("tempdir");
@@ -364,13 +348,12 @@ impl Drop for Scenario {
 
 #[test]
 fn a_full_disk_pauses_the_pipeline_and_it_resumes_when_space_returns() {
-    let Some(mut s) = Scenario::begin("a") else {
-        return;
-    };
     // The disk fills: the store waits for space, says so, and the
     // pipeline takes no events.
-    let filler = fill_disk(&s.mnt);
-    wait_for("/api/health to answer 503", s.dir(), || {
+    let Some((mut s, filler)) = Scenario::begin_with_full_disk("a") else {
+        return;
+    };
+    wait_for("/api/health to say disk_full", s.dir(), || {
         let (status, body) = health(s.port);
         status == 503 && body.contains("disk_full")
     });
@@ -409,13 +392,9 @@ fn a_full_disk_pauses_the_pipeline_and_it_resumes_when_space_returns() {
 
 #[test]
 fn sigterm_while_the_disk_is_full_ends_the_process() {
-    let Some(mut s) = Scenario::begin("t") else {
+    let Some((mut s, filler)) = Scenario::begin_with_full_disk("t") else {
         return;
     };
-    let filler = fill_disk(&s.mnt);
-    wait_for("/api/health to answer 503", s.dir(), || {
-        health(s.port).0 == 503
-    });
 
     // SIGTERM ends it although the drain cannot write: exit 1, saying why.
     let status = s.terminate();
@@ -426,10 +405,9 @@ fn sigterm_while_the_disk_is_full_ends_the_process() {
 
     // With space again, a restart delivers what was acknowledged.
     std::fs::remove_file(&filler).expect("free the disk");
-    let o = automate(s.dir(), &s.db)
-        .args(["run", "--until-idle", "--config", "drain.yaml"])
-        .output()
-        .expect("drain");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    output_ok(
+        automate(s.dir(), &s.db).args(["run", "--until-idle", "--config", "drain.yaml"]),
+        "drain",
+    );
     s.assert_all_handled();
 }

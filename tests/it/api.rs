@@ -2,9 +2,8 @@
 //! (port 0) over a real redb store in a temp dir and the shipped datastore,
 //! called with a real HTTP client (ureq, and `curl` when installed).
 
-use automate_api::{router, serve, ApiState};
-use automate_datastore::Datastore;
-use automate_engine::{AttrValue, Attributes, Engine};
+use crate::common::{api_runtime, control_engine, serve_api};
+use automate_engine::{AttrValue, Attributes};
 use automate_redb::RedbStore;
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -89,23 +88,13 @@ fn start() -> Server {
             )
             .unwrap();
     }
-    let (ds, problems) = Datastore::open(&datastore_dir());
-    assert!(problems.is_empty(), "{problems:?}");
-    let (engine, _runner) =
-        automate_control::with_control(Engine::new(Arc::new(ds)).with_store(store.clone()));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let (engine, _runner) = control_engine(&datastore_dir(), store.clone());
+    let rt = api_runtime();
     let stop = CancellationToken::new();
-    let base = rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = router(ApiState::new(TOKEN, engine, store.clone()).unwrap(), None);
-        tokio::spawn(serve(listener, app, stop.clone()));
-        format!("http://{addr}")
-    });
+    let base = format!(
+        "http://{}",
+        serve_api(&rt, TOKEN, engine, store.clone(), &stop)
+    );
     Server {
         base,
         store,
@@ -164,6 +153,19 @@ impl Server {
         call("GET", &format!("{}{path}", self.base), Some(TOKEN), None)
     }
 
+    /// `GET path`, which must answer 200; the body.
+    fn get_ok(&self, path: &str) -> Value {
+        let (status, v) = self.get(path);
+        assert_eq!(status, 200, "{v}");
+        v
+    }
+
+    /// `GET path`, which must answer the JSON error `want` of `kind`.
+    fn get_error(&self, path: &str, want: u16, kind: &str) {
+        let (status, v) = self.get(path);
+        assert_error(status, &v, want, kind, path);
+    }
+
     fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         let bytes = body.to_string().into_bytes();
         call(
@@ -211,6 +213,11 @@ fn assert_error(status: u16, v: &Value, want: u16, kind: &str, what: &str) {
             .is_some_and(|m| !m.is_empty()),
         "{what}: {v}"
     );
+}
+
+/// Whether the array `v[key]` holds the string `item`.
+fn lists(v: &Value, key: &str, item: &str) -> bool {
+    v[key].as_array().unwrap().contains(&json!(item))
 }
 
 /// The body of ManageIQ's "Trigger a single Automation Request" example,
@@ -398,8 +405,7 @@ fn bad_input_is_a_json_error_stores_nothing_and_the_server_keeps_serving() {
         "/api/automate/ManageIQ/System/NoClass",
         "/api/automate/ManageIQ/System/Request/NoInstance",
     ] {
-        let (status, v) = s.get(p);
-        assert_error(status, &v, 404, "not_found", p);
+        s.get_error(p, 404, "not_found");
     }
     for p in [
         "/api/automate/System/NoClass/x",
@@ -543,49 +549,34 @@ fn bad_input_is_a_json_error_stores_nothing_and_the_server_keeps_serving() {
     let (status, v) = s.post_raw("/api/automation_requests", &good);
     assert_eq!(status, 200, "{v}");
     assert_eq!(s.stored_requests(), 1);
-    let (status, v) = s.get("/api/automate");
-    assert_eq!(status, 200, "{v}");
+    s.get_ok("/api/automate");
 }
 
 #[test]
 fn automate_browses_the_datastore_and_resolves() {
     let s = start();
-    let (status, v) = s.get("/api/automate");
-    assert_eq!(status, 200, "{v}");
+    let v = s.get_ok("/api/automate");
     assert_eq!(v["name"], "automate");
     let d = &v["resources"][0];
     assert_eq!(d["name"], "ManageIQ", "{v}");
     assert_eq!(d["enabled"], true);
     assert!(d["priority"].is_i64(), "{d}");
 
-    let (status, v) = s.get("/api/automate/ManageIQ");
-    assert_eq!(status, 200, "{v}");
+    let v = s.get_ok("/api/automate/ManageIQ");
     assert_eq!(v["kind"], "domain");
-    assert!(v["namespaces"]
-        .as_array()
-        .unwrap()
-        .contains(&json!("System")));
+    assert!(lists(&v, "namespaces", "System"), "{v}");
 
-    let (status, v) = s.get("/api/automate/manageiq/system");
-    assert_eq!(status, 200, "{v}");
+    let v = s.get_ok("/api/automate/manageiq/system");
     assert_eq!(v["kind"], "namespace");
-    assert!(v["classes"].as_array().unwrap().contains(&json!("Request")));
+    assert!(lists(&v, "classes", "Request"), "{v}");
 
-    let (status, v) = s.get("/api/automate/ManageIQ/System/Request");
-    assert_eq!(status, 200, "{v}");
+    let v = s.get_ok("/api/automate/ManageIQ/System/Request");
     assert_eq!(v["kind"], "class");
     assert!(v["schema"].as_array().is_some_and(|f| !f.is_empty()), "{v}");
-    assert!(v["instances"]
-        .as_array()
-        .unwrap()
-        .contains(&json!("HelloWorld")));
-    assert!(v["methods"]
-        .as_array()
-        .unwrap()
-        .contains(&json!("hello_world")));
+    assert!(lists(&v, "instances", "HelloWorld"), "{v}");
+    assert!(lists(&v, "methods", "hello_world"), "{v}");
 
-    let (status, v) = s.get("/api/automate/ManageIQ/System/Request/HelloWorld");
-    assert_eq!(status, 200, "{v}");
+    let v = s.get_ok("/api/automate/ManageIQ/System/Request/HelloWorld");
     assert_eq!(v["kind"], "instance");
     let meth1 = v["fields"]
         .as_array()
@@ -624,27 +615,22 @@ fn automate_browses_the_datastore_and_resolves() {
 #[test]
 fn objects_and_event_streams_come_from_the_store() {
     let s = start();
-    let (status, v) = s.get("/api/vms");
-    assert_eq!(status, 200, "{v}");
+    let v = s.get_ok("/api/vms");
     assert_eq!(
         (v["name"].clone(), v["count"].clone()),
         (json!("vms"), json!(1))
     );
     assert_eq!(v["resources"][0]["name"], "web-01");
-    let (status, v) = s.get(&format!("/api/vms/{VM}"));
-    assert_eq!(status, 200, "{v}");
+    let v = s.get_ok(&format!("/api/vms/{VM}"));
     assert_eq!(v["id"], VM.to_string());
     assert_eq!(v["power_state"], "off");
     assert_eq!(v["ems_id"], EMS);
-    let (status, v) = s.get("/api/hosts");
-    assert_eq!(status, 200, "{v}");
+    let v = s.get_ok("/api/hosts");
     assert_eq!(v["resources"][0]["name"], "host01");
-    let (status, v) = s.get(&format!("/api/providers/{EMS}"));
-    assert_eq!(status, 200, "{v}");
+    let v = s.get_ok(&format!("/api/providers/{EMS}"));
     assert_eq!(v["name"], "rhevm01");
 
-    let (status, v) = s.get("/api/event_streams");
-    assert_eq!(status, 200, "{v}");
+    let v = s.get_ok("/api/event_streams");
     assert_eq!(v["count"], 2);
     assert_eq!(v["subcount"], 2);
     assert!(v["resources"][0].get("dedup_key").is_none(), "{v}");
@@ -656,8 +642,7 @@ fn objects_and_event_streams_come_from_the_store() {
     let (_, v) = s.get("/api/event_streams?limit=1");
     assert_eq!(v["subcount"], 1, "{v}");
     assert_eq!(v["resources"][0]["event_type"], "VM_DOWN", "the last one");
-    let (status, v) = s.get("/api/event_streams/1000000003170");
-    assert_eq!(status, 200, "{v}");
+    let v = s.get_ok("/api/event_streams/1000000003170");
     assert_eq!(v["event_type"], "USER_RUN_VM");
 }
 
@@ -803,9 +788,7 @@ fn undecodable_paths_and_queries_are_json_errors() {
         "/api/automate/%FF/x",
         "/api/event_streams?limit=%FF",
     ] {
-        let (status, v) = s.get(p);
-        assert_error(status, &v, 400, "bad_request", p);
+        s.get_error(p, 400, "bad_request");
     }
-    let (status, v) = s.get("/api/health");
-    assert_eq!(status, 200, "{v}");
+    s.get_ok("/api/health");
 }

@@ -12,8 +12,8 @@
 use automate_events::catchers::http::{self, HttpState};
 use automate_events::catchers::simulate::{power_phase, SimulateConfig, Simulator};
 use automate_events::catchers::{
-    amqp::AmqpConfig, jsonl::JsonlConfig, oslo, sink_pair, CatcherConfig, CatcherStats, Caught,
-    Filter,
+    amqp::AmqpConfig, jsonl::JsonlConfig, oslo, sink_pair, Catcher, CatcherConfig, CatcherError,
+    CatcherStats, Caught, Filter,
 };
 use automate_events::config::{Config, ConfigError, LogFormat, WhenFull};
 use automate_events::{Provider, ProviderEvent};
@@ -75,6 +75,48 @@ async fn until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A catcher running on a task of its own, with its stats and its stop.
+struct Running {
+    stats: Arc<CatcherStats>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), CatcherError>>,
+}
+
+impl Running {
+    /// Runs `catcher` on a task of its own.
+    fn start(catcher: Catcher) -> Running {
+        let stats = catcher.stats();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(catcher.run(stop.clone()));
+        Running { stats, stop, task }
+    }
+
+    /// Tells it to stop and waits until it has, without an error.
+    async fn stop(self) {
+        self.stop.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+
+    /// Tells it to stop and waits at most `limit` (`what` names the stop
+    /// that did not come) until it has, without an error.
+    async fn stop_within(self, limit: Duration, what: &str) {
+        self.stop.cancel();
+        tokio::time::timeout(limit, self.task)
+            .await
+            .expect(what)
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// The next event from `rx`, within 10 s (`what` names it in the failure).
+async fn next_within(rx: &mut mpsc::Receiver<Caught>, what: &str) -> Caught {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect(what)
+        .unwrap()
 }
 
 // ---------------------------------------------------------------- config
@@ -439,22 +481,22 @@ async fn simulate_catcher_paces_filters_and_stops() {
     })
     .build(openstack(), Filter::default(), tx)
     .unwrap();
-    let stats = catcher.stats();
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(catcher.run(stop.clone()));
+    let running = Running::start(catcher);
     // Handshake: one event sent fills the one-slot pipeline, so the next
     // offer waits for room.
     assert!(
-        until(Duration::from_secs(30), || stats.snapshot().sent >= 1).await,
+        until(Duration::from_secs(30), || running.stats.snapshot().sent
+            >= 1)
+        .await,
         "the simulator sends"
     );
-    assert!(!task.is_finished(), "a full pipeline does not end it");
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .expect("stops on shutdown")
-        .unwrap()
-        .unwrap();
+    assert!(
+        !running.task.is_finished(),
+        "a full pipeline does not end it"
+    );
+    running
+        .stop_within(Duration::from_secs(5), "stops on shutdown")
+        .await;
 }
 
 // ---------------------------------------------------------------- jsonl
@@ -606,17 +648,13 @@ async fn jsonl_follow_reads_appended_lines_until_shutdown() {
     })
     .build(rhev(), Filter::default(), tx)
     .unwrap();
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(catcher.run(stop.clone()));
+    let running = Running::start(catcher);
     // A followed file that does not exist yet is waited for (looked for at
     // 0 and 200 ms).
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!task.is_finished());
+    assert!(!running.task.is_finished());
     std::fs::write(&path, line("USER_STARTED_VM", 1)).unwrap();
-    let first = tokio::time::timeout(Duration::from_secs(10), rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let first = next_within(&mut rx, "the first line read").await;
     assert_eq!(first.event.event_type, "USER_STARTED_VM");
     {
         let mut f = std::fs::OpenOptions::new()
@@ -634,38 +672,24 @@ async fn jsonl_follow_reads_appended_lines_until_shutdown() {
         f.write_all(line("VM_DOWN", 3).as_bytes()).unwrap();
     }
     for expected in ["USER_RUN_VM", "VM_DOWN"] {
-        let c = tokio::time::timeout(Duration::from_secs(10), rx.recv())
-            .await
-            .expect("appended line read")
-            .unwrap();
+        let c = next_within(&mut rx, "appended line read").await;
         assert_eq!(c.event.event_type, expected);
     }
     // Rotation (renamed away, a new file in its place), then truncation:
     // each time the new content is read from the start.
     std::fs::rename(&path, dir.path().join("tail.jsonl.1")).unwrap();
     std::fs::write(&path, line("USER_STOP_VM", 4)).unwrap();
-    let c = tokio::time::timeout(Duration::from_secs(10), rx.recv())
-        .await
-        .expect("the rotated file is read")
-        .unwrap();
+    let c = next_within(&mut rx, "the rotated file is read").await;
     assert_eq!(c.event.event_type, "USER_STOP_VM");
     std::fs::write(&path, "").unwrap();
     // Two polls see the empty file (the truncation) before it grows again.
     tokio::time::sleep(Duration::from_millis(500)).await;
     std::fs::write(&path, line("USER_STARTED_VM", 5)).unwrap();
-    let c = tokio::time::timeout(Duration::from_secs(10), rx.recv())
-        .await
-        .expect("the truncated file is read again")
-        .unwrap();
+    let c = next_within(&mut rx, "the truncated file is read again").await;
     assert_eq!(c.event.event_type, "USER_STARTED_VM");
     // In the event stream's one format.
     assert_eq!(c.event.timestamp, "2026-01-01T00:00:05.000Z");
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .expect("stops")
-        .unwrap()
-        .unwrap();
+    running.stop_within(Duration::from_secs(5), "stops").await;
 }
 
 // ---------------------------------------------------------------- http
@@ -998,6 +1022,17 @@ async fn publish(ch: &lapin::Channel, exchange: &str, body: &[u8]) {
     assert!(confirm.is_ack(), "broker confirmed");
 }
 
+/// Publishes the notifications numbered `0..n`; their message ids.
+async fn publish_notifications(ch: &lapin::Channel, exchange: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let (id, body) = notification(i);
+        publish(ch, exchange, &body).await;
+        ids.push(id);
+    }
+    ids
+}
+
 /// Messages ready in `queue`, as the broker counts them (those delivered
 /// and not yet acked are not among them).
 async fn ready_in(ch: &lapin::Channel, queue: &str) -> u32 {
@@ -1125,12 +1160,10 @@ async fn amqp_delivers_1000_notifications_across_a_restart() {
         return;
     }
     let (conn, ch, exchange, queue) = rabbit_setup("restart").await;
-    let mut published = HashSet::new();
-    for i in 0..1000 {
-        let (id, body) = notification(i);
-        publish(&ch, &exchange, &body).await;
-        published.insert(id);
-    }
+    let published: HashSet<String> = publish_notifications(&ch, &exchange, 1000)
+        .await
+        .into_iter()
+        .collect();
     let (tx, rx) = sink_pair(64);
     let store: Arc<Mutex<Store>> = Arc::default();
     let gate = Arc::new(tokio::sync::Notify::new());
@@ -1138,44 +1171,37 @@ async fn amqp_delivers_1000_notifications_across_a_restart() {
 
     // First run: stop it half way (the stand-in takes no more after 500
     // until the catcher is told to stop).
-    let c1 = amqp_catcher(&exchange, &queue, 50)
-        .build(openstack(), Filter::default(), tx.clone())
-        .unwrap();
-    let stats1 = c1.stats();
-    let stop1 = CancellationToken::new();
-    let run1 = tokio::spawn(c1.run(stop1.clone()));
+    let run1 = Running::start(
+        amqp_catcher(&exchange, &queue, 50)
+            .build(openstack(), Filter::default(), tx.clone())
+            .unwrap(),
+    );
+    let stats1 = run1.stats.clone();
     assert!(
         wait_for(&store, 500, Duration::from_secs(60)).await,
         "the first run received {} events",
         store.lock().unwrap().ids.len()
     );
-    stop1.cancel();
+    run1.stop.cancel();
     // The events in flight are stored and acked while the catcher stops.
     gate.notify_one();
-    tokio::time::timeout(Duration::from_secs(15), run1)
-        .await
-        .expect("the catcher stops")
-        .unwrap()
-        .unwrap();
+    run1.stop_within(Duration::from_secs(15), "the catcher stops")
+        .await;
     let after_first = store.lock().unwrap().ids.len();
     assert!(after_first < 1000, "stopped before the end ({after_first})");
 
     // Second run: the rest, nothing lost.
-    let c2 = amqp_catcher(&exchange, &queue, 50)
-        .build(openstack(), Filter::default(), tx.clone())
-        .unwrap();
-    let stats2 = c2.stats();
-    let stop2 = CancellationToken::new();
-    let run2 = tokio::spawn(c2.run(stop2.clone()));
+    let run2 = Running::start(
+        amqp_catcher(&exchange, &queue, 50)
+            .build(openstack(), Filter::default(), tx.clone())
+            .unwrap(),
+    );
+    let stats2 = run2.stats.clone();
     let complete = wait_for(&store, 1000, Duration::from_secs(60)).await;
     // The last acks are on their way before stopping.
     assert!(settled(&ch, &queue, &stats2, Duration::from_secs(60)).await);
-    stop2.cancel();
-    tokio::time::timeout(Duration::from_secs(15), run2)
-        .await
-        .expect("the catcher stops")
-        .unwrap()
-        .unwrap();
+    run2.stop_within(Duration::from_secs(15), "the catcher stops")
+        .await;
 
     {
         let s = store.lock().unwrap();
@@ -1195,18 +1221,11 @@ async fn amqp_delivers_1000_notifications_across_a_restart() {
     }
 
     // The queue is empty: everything was acked.
-    let q = ch
-        .queue_declare(
-            queue.as_str().into(),
-            lapin::options::QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            lapin::types::FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(q.message_count(), 0, "nothing left unacked in the queue");
+    assert_eq!(
+        ready_in(&ch, &queue).await,
+        0,
+        "nothing left unacked in the queue"
+    );
     drop(tx);
     storer.await.unwrap();
     rabbit_teardown(conn, ch, &exchange, &queue).await;
@@ -1218,12 +1237,7 @@ async fn amqp_requeues_refused_events_and_drops_garbage() {
         return;
     }
     let (conn, ch, exchange, queue) = rabbit_setup("requeue").await;
-    let mut published = Vec::new();
-    for i in 0..10 {
-        let (id, body) = notification(i);
-        publish(&ch, &exchange, &body).await;
-        published.push(id);
-    }
+    let published = publish_notifications(&ch, &exchange, 10).await;
     publish(&ch, &exchange, b"this is not json").await;
     // A filtered type is acked without reaching the pipeline.
     let filtered = json!({"event_type": "compute.instance.exists", "payload": {},
@@ -1241,31 +1255,18 @@ async fn amqp_requeues_refused_events_and_drops_garbage() {
             tx.clone(),
         )
         .unwrap();
-    let stats = c.stats();
-    let stop = CancellationToken::new();
-    let run = tokio::spawn(c.run(stop.clone()));
+    let running = Running::start(c);
+    let stats = running.stats.clone();
     let complete = wait_for(&store, 10, Duration::from_secs(30)).await;
     assert!(settled(&ch, &queue, &stats, Duration::from_secs(30)).await);
-    stop.cancel();
-    run.await.unwrap().unwrap();
+    running.stop().await;
     assert!(complete, "{} of 10 stored", store.lock().unwrap().ids.len());
     let s = stats.snapshot();
     assert_eq!(s.nacked, 3, "{s:?}");
     assert_eq!(s.acked, 10, "{s:?}");
     assert_eq!(s.skipped, 1, "{s:?}");
     assert_eq!(s.rejected, 1, "{s:?}");
-    let q = ch
-        .queue_declare(
-            queue.as_str().into(),
-            lapin::options::QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            lapin::types::FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(q.message_count(), 0);
+    assert_eq!(ready_in(&ch, &queue).await, 0);
     drop(tx);
     storer.await.unwrap();
     rabbit_teardown(conn, ch, &exchange, &queue).await;
@@ -1282,9 +1283,8 @@ async fn amqp_retries_an_unreachable_broker_with_backoff_until_shutdown() {
     .build(openstack(), Filter::default(), tx)
     .unwrap();
     let stats = c.stats();
-    let stop = CancellationToken::new();
     let started = Instant::now();
-    let run = tokio::spawn(c.run(stop.clone()));
+    let running = Running::start(c);
     // Attempts at 0, 100, 300, 700 ms...: the third failure comes no
     // sooner than 300 ms after the start (it backs off, however fast the
     // machine), then it stops at once during the backoff.
@@ -1295,12 +1295,9 @@ async fn amqp_retries_an_unreachable_broker_with_backoff_until_shutdown() {
     );
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(300), "backed off: {took:?}");
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(5), run)
-        .await
-        .expect("stops promptly during backoff")
-        .unwrap()
-        .unwrap();
+    running
+        .stop_within(Duration::from_secs(5), "stops promptly during backoff")
+        .await;
     let n = stats.snapshot().reconnects;
     assert!((3..=6).contains(&n), "{n} attempts");
 }
@@ -1353,12 +1350,10 @@ async fn amqp_reconnects_after_losing_the_connection() {
         return;
     }
     let (conn, ch, exchange, queue) = rabbit_setup("reconnect").await;
-    let mut published = HashSet::new();
-    for i in 0..300 {
-        let (id, body) = notification(i);
-        publish(&ch, &exchange, &body).await;
-        published.insert(id);
-    }
+    let published: HashSet<String> = publish_notifications(&ch, &exchange, 300)
+        .await
+        .into_iter()
+        .collect();
     let proxy = Proxy::start().await;
     let (tx, rx) = sink_pair(16);
     let store: Arc<Mutex<Store>> = Arc::default();
@@ -1372,9 +1367,8 @@ async fn amqp_reconnects_after_losing_the_connection() {
     })
     .build(openstack(), Filter::default(), tx.clone())
     .unwrap();
-    let stats = c.stats();
-    let stop = CancellationToken::new();
-    let run = tokio::spawn(c.run(stop.clone()));
+    let running = Running::start(c);
+    let stats = running.stats.clone();
     assert!(wait_for(&store, 100, Duration::from_secs(30)).await);
     assert!(
         proxy.cut() >= 1,
@@ -1382,12 +1376,7 @@ async fn amqp_reconnects_after_losing_the_connection() {
     );
     let complete = wait_for(&store, 300, Duration::from_secs(60)).await;
     assert!(settled(&ch, &queue, &stats, Duration::from_secs(60)).await);
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(15), run)
-        .await
-        .expect("stops")
-        .unwrap()
-        .unwrap();
+    running.stop_within(Duration::from_secs(15), "stops").await;
     {
         let s = store.lock().unwrap();
         assert!(complete, "{} of 300 stored after the cut", s.ids.len());
@@ -1447,10 +1436,7 @@ async fn amqp_end_to_end_stores_1000_ems_events_across_a_restart() {
         .len()
     };
     let (conn, ch, exchange, queue) = rabbit_setup("e2e").await;
-    for i in 0..1000 {
-        let (_, body) = notification(i);
-        publish(&ch, &exchange, &body).await;
-    }
+    publish_notifications(&ch, &exchange, 1000).await;
     let (tx, mut rx) = sink_pair(64);
     // The pipeline stand-in: one handler thread, ack after the store.
     let handled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -1490,50 +1476,37 @@ async fn amqp_end_to_end_stores_1000_ems_events_across_a_restart() {
         }
     };
     let began = Instant::now();
-    let c1 = amqp_catcher(&exchange, &queue, 20)
-        .build(openstack(), Filter::default(), tx.clone())
-        .unwrap();
-    let stop1 = CancellationToken::new();
-    let run1 = tokio::spawn(c1.run(stop1.clone()));
+    let run1 = Running::start(
+        amqp_catcher(&exchange, &queue, 20)
+            .build(openstack(), Filter::default(), tx.clone())
+            .unwrap(),
+    );
     wait_handled(500).await;
     // A crash, not a clean stop: whatever was handled but not yet acked
     // comes back.
-    run1.abort();
-    let _ = run1.await;
-    drop(stop1);
-    let c2 = amqp_catcher(&exchange, &queue, 20)
-        .build(openstack(), Filter::default(), tx.clone())
-        .unwrap();
-    let stats2 = c2.stats();
-    let stop2 = CancellationToken::new();
-    let run2 = tokio::spawn(c2.run(stop2.clone()));
+    run1.task.abort();
+    let _ = run1.task.await;
+    drop(run1.stop);
+    let run2 = Running::start(
+        amqp_catcher(&exchange, &queue, 20)
+            .build(openstack(), Filter::default(), tx.clone())
+            .unwrap(),
+    );
     let start = Instant::now();
     loop {
-        let q = ch
-            .queue_declare(
-                queue.as_str().into(),
-                lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                lapin::types::FieldTable::default(),
-            )
-            .await
-            .unwrap();
+        let left = ready_in(&ch, &queue).await;
         let events = ems_events(&store);
-        if events >= 1000 && q.message_count() == 0 {
+        if events >= 1000 && left == 0 {
             break;
         }
         assert!(
             start.elapsed() < Duration::from_secs(300),
-            "{events} EmsEvents, {} messages left",
-            q.message_count()
+            "{events} EmsEvents, {left} messages left"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(settled(&ch, &queue, &stats2, Duration::from_secs(60)).await);
-    stop2.cancel();
-    run2.await.unwrap().unwrap();
+    assert!(settled(&ch, &queue, &run2.stats, Duration::from_secs(60)).await);
+    run2.stop().await;
     drop(tx);
     let (delivered, duplicates) = worker.join().unwrap();
     assert_eq!(ems_events(&store), 1000, "exactly 1,000 EmsEvents stored");

@@ -7,6 +7,8 @@ use automate_vmdb::MemoryStore;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub mod process;
+
 pub const VM: i64 = 1_000_000_000_029;
 pub const HOST: i64 = 1_000_000_000_002;
 pub const EMS: i64 = 1_000_000_000_001;
@@ -184,5 +186,82 @@ pub fn terminate(child: &mut std::process::Child) -> Option<std::process::ExitSt
             return None;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The engine with control (`automate_control::with_control`) on the
+/// datastore at `root`, which must load without problems, over `store`;
+/// and its script runner (keep it while the engine runs).
+pub fn control_engine(
+    root: &Path,
+    store: Arc<dyn automate_vmdb::ObjectStore>,
+) -> (automate_engine::Engine, Arc<automate_methods::RhaiRunner>) {
+    let (ds, problems) = automate_datastore::Datastore::open(root);
+    assert!(problems.is_empty(), "{problems:?}");
+    automate_control::with_control(automate_engine::Engine::new(Arc::new(ds)).with_store(store))
+}
+
+/// A multi-threaded runtime with two workers, for a test's API server.
+pub fn api_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Serves the REST API (`engine` over `store`, answering to `token`) on
+/// 127.0.0.1, port 0, in `rt` until `stop` is cancelled; its address.
+pub fn serve_api(
+    rt: &tokio::runtime::Runtime,
+    token: &str,
+    engine: automate_engine::Engine,
+    store: Arc<automate_redb::RedbStore>,
+    stop: &tokio_util::sync::CancellationToken,
+) -> std::net::SocketAddr {
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let state = automate_api::ApiState::new(token, engine, store).expect("API state");
+        tokio::spawn(automate_api::serve(
+            listener,
+            automate_api::router(state, None),
+            stop.clone(),
+        ));
+        addr
+    })
+}
+
+/// Every entry below `dir`, depth first (links listed, not followed): its
+/// path relative to `dir`, its path and its type.
+pub fn tree_entries(dir: &Path) -> Vec<(String, PathBuf, std::fs::FileType)> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, PathBuf, std::fs::FileType)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            let rel = path
+                .strip_prefix(base)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let kind = entry.file_type().unwrap();
+            out.push((rel, path.clone(), kind));
+            if kind.is_dir() {
+                walk(base, &path, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// Import options that only allow replacing a domain already there.
+pub fn overwriting() -> automate_datastore::import::ImportOptions {
+    automate_datastore::import::ImportOptions {
+        overwrite: true,
+        ..Default::default()
     }
 }

@@ -18,27 +18,14 @@ fn store() -> Arc<MemoryStore> {
     rhev_store("prod-web01")
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), dest).unwrap();
-        }
-    }
-}
-
 /// The shipped datastore in a temp dir, its `control/` replaced by the
 /// files of `tests/data/control/<case>`.
 fn root_with(case: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    copy_tree(&manifest("datastore"), dir.path());
+    crate::common::copy_dir(&manifest("datastore"), dir.path());
     let control = dir.path().join("control");
     let _ = std::fs::remove_dir_all(&control);
-    copy_tree(&manifest(&format!("tests/data/control/{case}")), &control);
+    crate::common::copy_dir(&manifest(&format!("tests/data/control/{case}")), &control);
     dir
 }
 

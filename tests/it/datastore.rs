@@ -4,6 +4,7 @@
 //! byte for byte as it was), and `automate datastore list|tree|show|validate`.
 
 use crate::common::copy_dir;
+use crate::common::process::{stderr, stdout};
 use automate_datastore::fs as dsfs;
 use automate_datastore::import::{self, ImportError, ImportOptions};
 use automate_datastore::{Index, Source};
@@ -55,14 +56,6 @@ fn automate(ds: &Path, args: &[&str]) -> Output {
         .expect("run automate")
 }
 
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 fn assert_ok(o: &Output) {
     assert!(
         o.status.success(),
@@ -75,51 +68,27 @@ fn assert_ok(o: &Output) {
 
 /// Every file under `dir` (relative, `/`-separated) with its bytes.
 fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let entry = entry.unwrap();
-            let path = entry.path();
-            if entry.file_type().unwrap().is_dir() {
-                walk(base, &path, out);
-            } else {
-                let rel = path
-                    .strip_prefix(base)
-                    .unwrap()
-                    .to_string_lossy()
-                    .replace('\\', "/");
-                out.insert(rel, std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
+    crate::common::tree_entries(dir)
+        .into_iter()
+        .filter(|(_, _, kind)| !kind.is_dir())
+        .map(|(rel, path, _)| (rel.replace('\\', "/"), std::fs::read(&path).unwrap()))
+        .collect()
 }
 
 /// A recursive listing of `dir` (directories too) with a hash of each file.
 fn snapshot(dir: &Path) -> BTreeMap<String, Option<u64>> {
-    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, Option<u64>>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let entry = entry.unwrap();
-            let path = entry.path();
-            let rel = path
-                .strip_prefix(base)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            if entry.file_type().unwrap().is_dir() {
-                out.insert(format!("{rel}/"), None);
-                walk(base, &path, out);
+    crate::common::tree_entries(dir)
+        .into_iter()
+        .map(|(rel, path, kind)| {
+            if kind.is_dir() {
+                (format!("{rel}/"), None)
             } else {
                 let mut h = std::collections::hash_map::DefaultHasher::new();
                 std::fs::read(&path).unwrap().hash(&mut h);
-                out.insert(rel, Some(h.finish()));
+                (rel, Some(h.finish()))
             }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
+        })
+        .collect()
 }
 
 /// Differences between two file maps, for a readable failure.
@@ -348,18 +317,15 @@ fn fixture_cli_list_tree_show() {
     );
     assert!(out.contains("rel5"), "{out}");
 
+    // `datastore show PATH --json`, which must succeed.
+    let show_json = |path: &str| -> serde_json::Value {
+        let o = automate(&ds, &["datastore", "show", path, "--json"]);
+        assert_ok(&o);
+        serde_json::from_str(&stdout(&o)).unwrap()
+    };
+
     // An instance merges class defaults and marks its own values.
-    let o = automate(
-        &ds,
-        &[
-            "datastore",
-            "show",
-            "/System/Event/EmsEvent/RHEVM/USER_RUN_VM",
-            "--json",
-        ],
-    );
-    assert_ok(&o);
-    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let v = show_json("/System/Event/EmsEvent/RHEVM/USER_RUN_VM");
     assert_eq!(v["kind"], "instance");
     assert_eq!(v["domain"], "ManageIQ");
     let fields = v["fields"].as_array().unwrap();
@@ -373,17 +339,7 @@ fn fixture_cli_list_tree_show() {
     assert_eq!(guard["from_instance"], false);
 
     // A method: metadata, inputs, body.
-    let o = automate(
-        &ds,
-        &[
-            "datastore",
-            "show",
-            "/System/Process/parse_event_stream()",
-            "--json",
-        ],
-    );
-    assert_ok(&o);
-    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let v = show_json("/System/Process/parse_event_stream()");
     assert_eq!(v["kind"], "method");
     assert_eq!(v["location"], "builtin");
 
@@ -622,21 +578,36 @@ fn overlay_names_are_case_insensitive() {
 // ---------------------------------------------------------------------------
 // Hostile and bad input
 
-#[test]
-fn import_rejects_truncated_yaml() {
+/// Imports a copy of the small domain (as `Bad`) whose
+/// `Demo/Greeting.class/<file>` is `edit` of what it was (`None`: a new
+/// file): refused, saying each of `expect`; the error.
+fn assert_bad_file_refused(
+    file: &str,
+    edit: impl FnOnce(Option<String>) -> String,
+    expect: &[&str],
+) -> String {
     let tmp = tempdir();
     let src = sample_copy(tmp.path(), "Bad");
-    let f = src.join("Demo/Greeting.class/hello.yaml");
-    let text = std::fs::read_to_string(&f).unwrap();
-    std::fs::write(&f, &text[..text.find("value: \"/Demo").unwrap() + 12]).unwrap();
-    let err = assert_import_refused(&src, &[], &["hello.yaml:14:", "nothing was imported"]);
+    let f = src.join("Demo/Greeting.class").join(file);
+    std::fs::write(&f, edit(std::fs::read_to_string(&f).ok())).unwrap();
+    assert_import_refused(&src, &[], expect)
+}
+
+#[test]
+fn import_rejects_truncated_yaml() {
+    let err = assert_bad_file_refused(
+        "hello.yaml",
+        |text| {
+            let text = text.unwrap();
+            text[..text.find("value: \"/Demo").unwrap() + 12].to_string()
+        },
+        &["hello.yaml:14:", "nothing was imported"],
+    );
     assert!(err.to_lowercase().contains("quoted"), "{err}");
 }
 
 #[test]
 fn import_rejects_alias_bomb() {
-    let tmp = tempdir();
-    let src = sample_copy(tmp.path(), "Bad");
     let mut bomb = String::from(
         "---\nobject_type: instance\nversion: 1.0\nobject:\n  attributes:\n    name: Bomb\n  fields: []\nlol:\n  a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
     );
@@ -645,23 +616,27 @@ fn import_rejects_alias_bomb() {
         let refs = vec![format!("*{}", w[0]); 9].join(",");
         bomb.push_str(&format!("  {}: &{} [{refs}]\n", w[1], w[1]));
     }
-    std::fs::write(src.join("Demo/Greeting.class/bomb.yaml"), bomb).unwrap();
-    let err = assert_import_refused(&src, &[], &["bomb.yaml", "nothing was imported"]);
+    let err = assert_bad_file_refused(
+        "bomb.yaml",
+        |_| bomb,
+        &["bomb.yaml", "nothing was imported"],
+    );
     assert!(err.to_lowercase().contains("alias"), "{err}");
 }
 
 #[test]
 fn import_rejects_deeply_nested_document() {
-    let tmp = tempdir();
-    let src = sample_copy(tmp.path(), "Bad");
     let mut deep = String::from(
         "---\nobject_type: instance\nversion: 1.0\nobject:\n  attributes:\n    name: Deep\n  fields: []\nnest:\n",
     );
     for i in 1..=100 {
         deep.push_str(&format!("{}k{i}:\n", "  ".repeat(i)));
     }
-    std::fs::write(src.join("Demo/Greeting.class/deep.yaml"), deep).unwrap();
-    let err = assert_import_refused(&src, &[], &["deep.yaml", "nothing was imported"]);
+    let err = assert_bad_file_refused(
+        "deep.yaml",
+        |_| deep,
+        &["deep.yaml", "nothing was imported"],
+    );
     assert!(
         err.to_lowercase().contains("depth") || err.to_lowercase().contains("nest"),
         "{err}"
@@ -670,28 +645,33 @@ fn import_rejects_deeply_nested_document() {
 
 #[test]
 fn import_rejects_unknown_instance_field() {
-    let tmp = tempdir();
-    let src = sample_copy(tmp.path(), "Bad");
-    let f = src.join("Demo/Greeting.class/hello.yaml");
-    let text = std::fs::read_to_string(&f).unwrap();
-    std::fs::write(&f, text.replace("- execute:", "- exekute:")).unwrap();
-    assert_import_refused(
-        &src,
-        &[],
+    assert_bad_file_refused(
+        "hello.yaml",
+        |text| text.unwrap().replace("- execute:", "- exekute:"),
         &["hello.yaml:15:", "field `exekute`", "FieldNotFound"],
     );
 }
 
 /// Writes a zip of `entries` (name, bytes), deflated.
 fn write_zip(path: &Path, entries: &[(&str, &[u8])]) {
-    let mut zw = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
     let opts = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated);
+    zip_writer(path, entries, opts).finish().unwrap();
+}
+
+/// A zip at `path` holding `entries` (name, bytes), written with `opts`,
+/// still open for more.
+fn zip_writer(
+    path: &Path,
+    entries: &[(&str, &[u8])],
+    opts: zip::write::SimpleFileOptions,
+) -> zip::ZipWriter<std::fs::File> {
+    let mut zw = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
     for (name, bytes) in entries {
         zw.start_file(*name, opts).unwrap();
         zw.write_all(bytes).unwrap();
     }
-    zw.finish().unwrap();
+    zw
 }
 
 /// The small domain's files as zip entries under `Evil/`.
@@ -748,14 +728,14 @@ fn import_rejects_zip_bomb() {
     let z = tmp.path().join("bomb.zip");
     {
         let entries = sample_entries();
-        let mut zw = zip::ZipWriter::new(std::fs::File::create(&z).unwrap());
+        let entries: Vec<(&str, &[u8])> = entries
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+            .collect();
         let opts = zip::write::SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Deflated)
             .large_file(true);
-        for (name, bytes) in &entries {
-            zw.start_file(name.as_str(), opts).unwrap();
-            zw.write_all(bytes).unwrap();
-        }
+        let mut zw = zip_writer(&z, &entries, opts);
         zw.start_file("Evil/Demo/Greeting.class/zeros.yaml", opts)
             .unwrap();
         let chunk = vec![0u8; 1 << 20];
@@ -845,15 +825,7 @@ fn import_manageiq_over_manageiq_updates_the_shipped_domain() {
     );
 
     // Updating it with --overwrite is allowed although it is read-only...
-    let s = import::import(
-        &ds,
-        &src,
-        &ImportOptions {
-            overwrite: true,
-            ..Default::default()
-        },
-    )
-    .expect("update");
+    let s = import::import(&ds, &src, &crate::common::overwriting()).expect("update");
     assert!(s.replaced);
     // ... but not from a domain renamed to ManageIQ.
     let err = import::import(

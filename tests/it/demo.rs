@@ -26,12 +26,7 @@ fn demo_plays_the_seed_scenario() {
         .arg("demo")
         .output()
         .expect("run automate demo");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = crate::common::process::stdout_ok(&out, "automate demo");
     assert!(text.contains("demo: every delivery completed"), "{text}");
     for line in [
         "MIQ(EventCatcherRedhat) EMS [rhevm01] as [admin@internal] Caught event [USER_STOP_VM]",

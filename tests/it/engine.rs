@@ -222,6 +222,11 @@ fn strs(items: &[&str]) -> Vec<String> {
     sorted(items.iter().map(|s| s.to_string()).collect())
 }
 
+/// The root's `method_executed` after running `uri`.
+fn executed(engine: &Engine, uri: &str) -> String {
+    root_text(&run(engine, uri), "method_executed")
+}
+
 fn has_line(ws: &Workspace, line: &str) -> bool {
     ws.trace.iter().any(|l| l.text == line)
 }
@@ -266,22 +271,65 @@ fn input_text(inputs: &Attributes, name: &str) -> String {
 fn test_builtins() -> Builtins {
     let mut b = Builtins::standard();
     b.insert("record_inputs", record_inputs);
-    b.insert("record_method_executed", record_method_executed);
+    // `$evm.root['method_executed'] = <who>`.
+    b.insert("record_method_executed", |rt, _, inputs| {
+        set_roots(rt, &[("method_executed", inputs["executed"].clone())])
+    });
     b.insert("record_current", record_current);
     b.insert("lookup_paths", lookup_paths);
-    b.insert("mark_root", mark_root);
-    b.insert("set_result", set_result);
-    b.insert("explode", explode);
-    b.insert("perpetual_retry", perpetual_retry);
+    // `$evm.root['test_root_object_attribute'] = <method name>`.
+    b.insert("mark_root", |rt, _, _| {
+        let method = rt.current_method().unwrap_or_default().to_string();
+        set_roots(
+            rt,
+            &[("test_root_object_attribute", AttrValue::str(method))],
+        )
+    });
+    b.insert("set_result", |rt, _, inputs| {
+        set_roots(rt, &[("ae_result", inputs["result"].clone())])
+    });
+    b.insert("explode", |_, _, _| {
+        Err(EngineError::InvalidMethod(
+            "Intentionally raise an error".into(),
+        ))
+    });
+    b.insert("perpetual_retry", |rt, _, _| {
+        set_roots(rt, &[("ae_result", AttrValue::str("retry"))])
+    });
     b.insert("state_var", state_var_script);
-    b.insert("retry_server_affinity", retry_server_affinity);
-    b.insert("simpleton", simpleton);
-    b.insert("perpetual_restart", perpetual_restart);
-    b.insert(
-        "perpetual_restart_with_next_state",
-        perpetual_restart_with_next_state,
-    );
+    b.insert("retry_server_affinity", |rt, _, _| {
+        set_roots(
+            rt,
+            &[
+                ("ae_result", AttrValue::str("retry")),
+                ("ae_retry_server_affinity", AttrValue::Bool(true)),
+            ],
+        )
+    });
+    b.insert("simpleton", |rt, _, _| {
+        set_roots(rt, &[("ae_result", AttrValue::str("ok"))])
+    });
+    b.insert("perpetual_restart", |rt, _, _| {
+        set_roots(rt, &[("ae_result", AttrValue::str("restart"))])
+    });
+    b.insert("perpetual_restart_with_next_state", |rt, _, _| {
+        set_roots(
+            rt,
+            &[
+                ("ae_result", AttrValue::str("restart")),
+                ("ae_next_state", AttrValue::str("state2")),
+            ],
+        )
+    });
     b
+}
+
+/// Sets the root attributes `pairs`, in order.
+fn set_roots(rt: &mut Runtime<'_>, pairs: &[(&str, AttrValue)]) -> Result<(), EngineError> {
+    for (name, value) in pairs {
+        rt.set_root(name, value.clone());
+    }
+    Ok(())
 }
 
 /// `$evm.root['result'] = $evm.inputs`, and each input as a root attribute.
@@ -298,16 +346,6 @@ fn record_inputs(
     for (k, v) in inputs {
         rt.set_root(k, v.clone());
     }
-    Ok(())
-}
-
-/// `$evm.root['method_executed'] = <who>`.
-fn record_method_executed(
-    rt: &mut Runtime<'_>,
-    _: ObjectId,
-    inputs: &Attributes,
-) -> Result<(), EngineError> {
-    rt.set_root("method_executed", inputs["executed"].clone());
     Ok(())
 }
 
@@ -344,59 +382,6 @@ fn lookup_paths(rt: &mut Runtime<'_>, _: ObjectId, _: &Attributes) -> Result<(),
         };
         rt.set_root(&format!("found_{i}"), AttrValue::str(found));
     }
-    Ok(())
-}
-
-/// `$evm.root['test_root_object_attribute'] = <method name>`.
-fn mark_root(rt: &mut Runtime<'_>, _: ObjectId, _: &Attributes) -> Result<(), EngineError> {
-    let method = rt.current_method().unwrap_or_default().to_string();
-    rt.set_root("test_root_object_attribute", AttrValue::str(method));
-    Ok(())
-}
-
-fn set_result(rt: &mut Runtime<'_>, _: ObjectId, inputs: &Attributes) -> Result<(), EngineError> {
-    rt.set_root("ae_result", inputs["result"].clone());
-    Ok(())
-}
-
-fn explode(_: &mut Runtime<'_>, _: ObjectId, _: &Attributes) -> Result<(), EngineError> {
-    Err(EngineError::InvalidMethod(
-        "Intentionally raise an error".into(),
-    ))
-}
-
-fn perpetual_retry(rt: &mut Runtime<'_>, _: ObjectId, _: &Attributes) -> Result<(), EngineError> {
-    rt.set_root("ae_result", AttrValue::str("retry"));
-    Ok(())
-}
-
-fn retry_server_affinity(
-    rt: &mut Runtime<'_>,
-    _: ObjectId,
-    _: &Attributes,
-) -> Result<(), EngineError> {
-    rt.set_root("ae_result", AttrValue::str("retry"));
-    rt.set_root("ae_retry_server_affinity", AttrValue::Bool(true));
-    Ok(())
-}
-
-fn simpleton(rt: &mut Runtime<'_>, _: ObjectId, _: &Attributes) -> Result<(), EngineError> {
-    rt.set_root("ae_result", AttrValue::str("ok"));
-    Ok(())
-}
-
-fn perpetual_restart(rt: &mut Runtime<'_>, _: ObjectId, _: &Attributes) -> Result<(), EngineError> {
-    rt.set_root("ae_result", AttrValue::str("restart"));
-    Ok(())
-}
-
-fn perpetual_restart_with_next_state(
-    rt: &mut Runtime<'_>,
-    _: ObjectId,
-    _: &Attributes,
-) -> Result<(), EngineError> {
-    rt.set_root("ae_result", AttrValue::str("restart"));
-    rt.set_root("ae_next_state", AttrValue::str("state2"));
     Ok(())
 }
 
@@ -477,10 +462,7 @@ fn exit_with(
 /// `raise` (an uncaught error: unknown return code 1) or `exit`.
 fn apply_step_inputs(rt: &mut Runtime<'_>, inputs: &Attributes) -> Result<MethodRc, EngineError> {
     rt.set_root("ae_result", inputs["ae_result"].clone());
-    let next = input_text(inputs, "ae_next_state");
-    if !next.is_empty() {
-        rt.set_root("ae_next_state", AttrValue::str(next));
-    }
+    set_next_state(rt, inputs);
     let raise = input_text(inputs, "raise");
     if !raise.is_empty() {
         let method = rt.current_method().unwrap_or_default().to_string();
@@ -493,56 +475,57 @@ fn apply_step_inputs(rt: &mut Runtime<'_>, inputs: &Attributes) -> Result<Method
     Ok(MethodRc::Ok)
 }
 
-/// `standard` of the steps spec: records the instance it ran for.
-fn steps_standard(
-    rt: &mut Runtime<'_>,
-    obj: ObjectId,
-    inputs: &Attributes,
-) -> Result<MethodRc, EngineError> {
-    let instance = rt.ws.object(obj).instance.clone();
-    push_root(rt, obj, "states_executed", AttrValue::str(instance));
-    apply_step_inputs(rt, inputs)
-}
-
-/// `common_state_method` of the steps spec: records the state per step.
-fn steps_state_method(
-    rt: &mut Runtime<'_>,
-    obj: ObjectId,
-    inputs: &Attributes,
-) -> Result<MethodRc, EngineError> {
+/// Pushes the current state on the root's `step_<ae_state_step>` list;
+/// the state.
+fn push_step(rt: &mut Runtime<'_>, obj: ObjectId) -> String {
     let step = format!("step_{}", rt.root_text("ae_state_step"));
     let state = rt.root_text("ae_state");
-    push_root(rt, obj, &step, AttrValue::str(state));
-    apply_step_inputs(rt, inputs)
+    push_root(rt, obj, &step, AttrValue::str(state.clone()));
+    state
 }
 
+/// Sets `ae_next_state` from the input of that name, if there is one.
+fn set_next_state(rt: &mut Runtime<'_>, inputs: &Attributes) {
+    let next = input_text(inputs, "ae_next_state");
+    if !next.is_empty() {
+        rt.set_root("ae_next_state", AttrValue::str(next));
+    }
+}
+
+/// The steps spec's methods: `standard` records the instance it ran for,
+/// `common_state_method` the state per step.
 fn steps_runner() -> SpecRunner {
     SpecRunner::default()
-        .with("standard", steps_standard)
-        .with("common_state_method", steps_state_method)
+        .with("standard", |rt, obj, inputs| {
+            let instance = rt.ws.object(obj).instance.clone();
+            push_root(rt, obj, "states_executed", AttrValue::str(instance));
+            apply_step_inputs(rt, inputs)
+        })
+        .with("common_state_method", |rt, obj, inputs| {
+            push_step(rt, obj);
+            apply_step_inputs(rt, inputs)
+        })
 }
 
-/// `standard` of the multi spec: records the state it ran in.
-fn multi_standard(
-    rt: &mut Runtime<'_>,
-    obj: ObjectId,
-    inputs: &Attributes,
-) -> Result<MethodRc, EngineError> {
-    let state = rt.root_text("ae_state");
-    push_root(rt, obj, "states_executed", AttrValue::str(state));
-    apply_step_inputs(rt, inputs)
+/// The multi spec's methods: `standard` records the state it ran in;
+/// `common_state_method` the state per step, and the state's saved maxima
+/// must have been restored (its name ends in its `max_retries`).
+fn multi_runner() -> SpecRunner {
+    SpecRunner::default()
+        .with("standard", |rt, obj, inputs| {
+            let state = rt.root_text("ae_state");
+            push_root(rt, obj, "states_executed", AttrValue::str(state));
+            apply_step_inputs(rt, inputs)
+        })
+        .with("common_state_method", multi_state_method)
 }
 
-/// `common_state_method` of the multi spec: the state's saved maxima must
-/// have been restored (its name ends in its `max_retries`).
 fn multi_state_method(
     rt: &mut Runtime<'_>,
     obj: ObjectId,
     inputs: &Attributes,
 ) -> Result<MethodRc, EngineError> {
-    let step = format!("step_{}", rt.root_text("ae_state_step"));
-    let state = rt.root_text("ae_state");
-    push_root(rt, obj, &step, AttrValue::str(state.clone()));
+    let state = push_step(rt, obj);
     let max: i64 = state
         .rsplit('_')
         .next()
@@ -557,10 +540,7 @@ fn multi_state_method(
     if current != "retry" && current != "error" || wanted == "continue" {
         rt.set_root("ae_result", AttrValue::str(wanted));
     }
-    let next = input_text(inputs, "ae_next_state");
-    if !next.is_empty() {
-        rt.set_root("ae_next_state", AttrValue::str(next));
-    }
+    set_next_state(rt, inputs);
     if !input_text(inputs, "raise").is_empty() {
         return Ok(MethodRc::Unknown(1));
     }
@@ -1145,20 +1125,8 @@ fn item22_domain_search(b: Backend) {
 /// Copies a datastore to a temporary directory and sets `enabled` of one
 /// domain (the specs flip it in the database).
 fn with_domain_enabled(name: &str, domain: &str, enabled: bool) -> tempfile::TempDir {
-    fn copy(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap() {
-            let entry = entry.unwrap();
-            let target = to.join(entry.file_name());
-            if entry.file_type().unwrap().is_dir() {
-                copy(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), target).unwrap();
-            }
-        }
-    }
     let tmp = tempfile::tempdir().unwrap();
-    copy(&data_dir(name), tmp.path());
+    crate::common::copy_dir(&data_dir(name), tmp.path());
     let file = tmp.path().join(domain).join("__domain__.yaml");
     let yaml = std::fs::read_to_string(&file).unwrap();
     let yaml = yaml
@@ -1171,10 +1139,7 @@ fn with_domain_enabled(name: &str, domain: &str, enabled: bool) -> tempfile::Tem
 fn item23_domain_overlays(b: Backend) {
     let e = engine(b, "domain_overlays");
     // A partial path uses the highest-priority enabled domain.
-    assert_eq!(
-        root_text(&run(&e, "evm/AUTOMATE/test1"), "method_executed"),
-        "user"
-    );
+    assert_eq!(executed(&e, "evm/AUTOMATE/test1"), "user");
     // A fully-qualified path uses its own domain.
     let ws = run(&e, "root/evm/AUTOMATE/test2");
     assert_eq!(root_text(&ws, "method_executed"), "root");
@@ -1190,10 +1155,7 @@ fn item23_domain_overlays(b: Backend) {
     assert_eq!(run(&e, "evm/AUTOMATE/non_existent").roots().len(), 0);
     assert_eq!(run(&e, "evm/AUTOMATE/should_not_get_used").roots().len(), 0);
     // Instance names are case-insensitive.
-    assert_eq!(
-        root_text(&run(&e, "evm/AUTOMATE/TeSt1"), "method_executed"),
-        "user"
-    );
+    assert_eq!(executed(&e, "evm/AUTOMATE/TeSt1"), "user");
     // `.missing` from the highest-priority domain that has one.
     let ws = run(&e, "test/AUTOMATE/does_not_exist");
     assert_eq!(root_text(&ws, "method_executed"), "evm1_missing_method");
@@ -1204,30 +1166,18 @@ fn item23_domain_overlays(b: Backend) {
     // Enabling the domain makes its instance visible.
     let tmp = with_domain_enabled("domain_overlays", "inert", true);
     let e = engine_at(tmp.path(), Store::new(b));
-    assert_eq!(
-        root_text(&run(&e, "evm/AUTOMATE/should_get_used"), "method_executed"),
-        "inert"
-    );
+    assert_eq!(executed(&e, "evm/AUTOMATE/should_get_used"), "inert");
 }
 
 fn item24_method_override(b: Backend) {
     let e = engine(b, "method_override");
-    assert_eq!(
-        root_text(&run(&e, "evm/SAMPLE/test1"), "method_executed"),
-        "TwinkleToes"
-    );
+    assert_eq!(executed(&e, "evm/SAMPLE/test1"), "TwinkleToes");
     // Missing in the higher domain: the lower domain's method, run on the
     // higher domain's object.
-    assert_eq!(
-        root_text(&run(&e, "evm/SAMPLE/test2"), "method_executed"),
-        "Flintstone"
-    );
+    assert_eq!(executed(&e, "evm/SAMPLE/test2"), "Flintstone");
     let tmp = with_domain_enabled("method_override", "RHT", false);
     let e = engine_at(tmp.path(), Store::new(b));
-    assert_eq!(
-        root_text(&run(&e, "evm/SAMPLE/test1"), "method_executed"),
-        "miq"
-    );
+    assert_eq!(executed(&e, "evm/SAMPLE/test1"), "miq");
 }
 
 fn item25_collect(b: Backend) {
@@ -1430,92 +1380,174 @@ fn item29_exit_codes(b: Backend) {
 fn item31_state_machine_steps(b: Backend) {
     let e = engine_with_runner(b, "state_machine_steps", steps_runner());
     let sm = |name: &str| run(&e, &format!("/SPEC_DOMAIN/NS1/MY_STATE_MACHINE/{name}"));
-    let check =
-        |ws: &Workspace, executed: &[&str], entry: &[&str], exit: &[&str], error: &[&str]| {
-            let trace = ws.trace_lines().join("\n");
+    const ALL: &str = "state1 state2 state3";
+    // Each case: the instance, then (space-separated) the instances its
+    // states executed and the states whose on_entry, on_exit and on_error
+    // ran.
+    let cases = [
+        ("all_states", "instance1 instance2 instance3", ALL, ALL, ""),
+        // An exception in a method counts as an error.
+        (
+            "state_raises",
+            "instance1 instance2_raise",
+            "state1 state2",
+            "state1",
+            "state2",
+        ),
+        (
+            "state_error",
+            "instance1 instance2_error",
+            "state1 state2",
+            "state1",
+            "state2",
+        ),
+        (
+            "goto_from_on_entry",
+            "instance3",
+            "state1 state3",
+            "state3",
+            "",
+        ),
+        (
+            "goto_from_on_exit",
+            "instance1 instance3",
+            "state1 state3",
+            "state1 state3",
+            "",
+        ),
+        (
+            "goto_from_on_error",
+            "instance1_error instance3",
+            "state1 state3",
+            "state3",
+            "state1",
+        ),
+        (
+            "goto_from_main",
+            "instance1_next3 instance3",
+            "state1 state3",
+            "state1 state3",
+            "",
+        ),
+        (
+            "on_entry_error",
+            "instance1",
+            "state1 state2",
+            "state1",
+            "state2",
+        ),
+        (
+            "on_exit_error",
+            "instance1 instance2",
+            "state1 state2",
+            "state1 state2",
+            "",
+        ),
+        (
+            "continue_after_error",
+            "instance1 instance2_error instance3",
+            ALL,
+            "state1 state3",
+            "state2",
+        ),
+        (
+            "skip_state",
+            "instance2 instance3",
+            ALL,
+            "state2 state3",
+            "",
+        ),
+        // A missing on_entry method triggers on_error.
+        (
+            "missing_on_entry",
+            "instance1",
+            "state1",
+            "state1",
+            "state2",
+        ),
+        // A missing on_exit method stops without on_error.
+        (
+            "missing_on_exit",
+            "instance1 instance2",
+            "state1 state2",
+            "state1",
+            "",
+        ),
+        (
+            "retry_in_main_and_on_exit",
+            "instance1 instance2_retry",
+            "state1 state2",
+            "state1 state2",
+            "",
+        ),
+        (
+            "async_launch",
+            "instance1 instance2_async",
+            "state1 state2",
+            "state1",
+            "",
+        ),
+        (
+            "retry_from_on_exit",
+            "instance1 instance2",
+            "state1 state2",
+            "state1 state2",
+            "",
+        ),
+        (
+            "missing_on_error",
+            "instance1 instance2_error",
+            "state1 state2",
+            "state1",
+            "",
+        ),
+    ];
+    let mut runs = HashMap::new();
+    for (name, executed, entry, exit, error) in cases {
+        let ws = sm(name);
+        let trace = ws.trace_lines().join("\n");
+        for (attr, want) in [
+            ("states_executed", executed),
+            ("step_on_entry", entry),
+            ("step_on_exit", exit),
+            ("step_on_error", error),
+        ] {
             assert_eq!(
-                sorted(root_list(ws, "states_executed")),
-                strs(executed),
-                "states_executed\n{trace}"
+                sorted(root_list(&ws, attr)),
+                strs(&want.split_whitespace().collect::<Vec<_>>()),
+                "{name}: {attr}\n{trace}"
             );
-            assert_eq!(
-                sorted(root_list(ws, "step_on_entry")),
-                strs(entry),
-                "step_on_entry\n{trace}"
-            );
-            assert_eq!(
-                sorted(root_list(ws, "step_on_exit")),
-                strs(exit),
-                "step_on_exit\n{trace}"
-            );
-            assert_eq!(
-                sorted(root_list(ws, "step_on_error")),
-                strs(error),
-                "step_on_error\n{trace}"
-            );
-        };
-    let all = ["state1", "state2", "state3"];
+        }
+        runs.insert(name, ws);
+    }
+    // Retried once, of at most 100.
+    let retried = |ws: &Workspace| {
+        assert_eq!(ws.root_attr("ae_state_retries"), Some(&AttrValue::Int(1)));
+        assert_eq!(
+            ws.root_attr("ae_state_max_retries"),
+            Some(&AttrValue::Int(100))
+        );
+    };
 
-    let ws = sm("all_states");
-    check(
-        &ws,
-        &["instance1", "instance2", "instance3"],
-        &all,
-        &all,
-        &[],
-    );
-    assert_eq!(root_text(&ws, "ae_state"), "");
-    assert_eq!(root_text(&ws, "ae_result"), "ok");
-    assert_eq!(root_text(&ws, "ae_status_state"), "on_exit");
+    let ws = &runs["all_states"];
+    assert_eq!(root_text(ws, "ae_state"), "");
+    assert_eq!(root_text(ws, "ae_result"), "ok");
+    assert_eq!(root_text(ws, "ae_status_state"), "on_exit");
 
-    // An exception in a method counts as an error.
-    let ws = sm("state_raises");
-    check(
-        &ws,
-        &["instance1", "instance2_raise"],
-        &["state1", "state2"],
-        &["state1"],
-        &["state2"],
-    );
-    assert_eq!(root_text(&ws, "ae_result"), "error");
+    let ws = &runs["state_raises"];
+    assert_eq!(root_text(ws, "ae_result"), "error");
     assert_eq!(
-        root_text(&ws, "ae_reason"),
+        root_text(ws, "ae_reason"),
         "State=<state2> running  raised exception: <Method exited with rc=Unknown RC: [1]>"
     );
 
-    let ws = sm("state_error");
-    check(
-        &ws,
-        &["instance1", "instance2_error"],
-        &["state1", "state2"],
-        &["state1"],
-        &["state2"],
-    );
-    assert_line(&ws, "Error in State=[state2]");
+    assert_line(&runs["state_error"], "Error in State=[state2]");
 
-    let ws = sm("goto_from_on_entry");
-    check(&ws, &["instance3"], &["state1", "state3"], &["state3"], &[]);
-    assert_line(&ws, "Skipping to state state3");
-    assert_line(&ws, "Skipping State=[state1]");
+    let ws = &runs["goto_from_on_entry"];
+    assert_line(ws, "Skipping to state state3");
+    assert_line(ws, "Skipping State=[state1]");
 
-    let ws = sm("goto_from_on_exit");
-    check(
-        &ws,
-        &["instance1", "instance3"],
-        &["state1", "state3"],
-        &["state1", "state3"],
-        &[],
-    );
-
-    let ws = sm("goto_from_on_error");
-    check(
-        &ws,
-        &["instance1_error", "instance3"],
-        &["state1", "state3"],
-        &["state3"],
-        &["state1"],
-    );
-    let lines = ws.trace_lines();
+    let lines = runs["goto_from_on_error"].trace_lines();
     let at = lines
         .iter()
         .position(|l| *l == "Resetting Error in State=[state1]")
@@ -1529,117 +1561,19 @@ fn item31_state_machine_steps(b: Backend) {
         ]
     );
 
-    let ws = sm("goto_from_main");
-    check(
-        &ws,
-        &["instance1_next3", "instance3"],
-        &["state1", "state3"],
-        &["state1", "state3"],
-        &[],
-    );
+    assert_eq!(root_text(&runs["continue_after_error"], "ae_result"), "ok");
 
-    let ws = sm("on_entry_error");
-    check(
-        &ws,
-        &["instance1"],
-        &["state1", "state2"],
-        &["state1"],
-        &["state2"],
-    );
-
-    let ws = sm("on_exit_error");
-    check(
-        &ws,
-        &["instance1", "instance2"],
-        &["state1", "state2"],
-        &["state1", "state2"],
-        &[],
-    );
-
-    let ws = sm("continue_after_error");
-    check(
-        &ws,
-        &["instance1", "instance2_error", "instance3"],
-        &all,
-        &["state1", "state3"],
-        &["state2"],
-    );
-    assert_eq!(root_text(&ws, "ae_result"), "ok");
-
-    let ws = sm("skip_state");
-    check(
-        &ws,
-        &["instance2", "instance3"],
-        &all,
-        &["state2", "state3"],
-        &[],
-    );
-
-    // A missing on_entry method triggers on_error.
-    let ws = sm("missing_on_entry");
-    check(&ws, &["instance1"], &["state1"], &["state1"], &["state2"]);
     assert_eq!(
-        root_text(&ws, "ae_reason"),
+        root_text(&runs["missing_on_entry"], "ae_reason"),
         "State=<state2> running on_entry raised exception: <In State=[state2], on_entry Method [does_not_exist] not found in class [SPEC_DOMAIN/NS1/MY_STATE_MACHINE]>"
     );
-    // A missing on_exit method stops without on_error.
-    let ws = sm("missing_on_exit");
-    check(
-        &ws,
-        &["instance1", "instance2"],
-        &["state1", "state2"],
-        &["state1"],
-        &[],
-    );
-    assert_eq!(root_text(&ws, "ae_result"), "error");
+    assert_eq!(root_text(&runs["missing_on_exit"], "ae_result"), "error");
 
-    let ws = sm("retry_in_main_and_on_exit");
-    check(
-        &ws,
-        &["instance1", "instance2_retry"],
-        &["state1", "state2"],
-        &["state1", "state2"],
-        &[],
-    );
+    retried(&runs["retry_in_main_and_on_exit"]);
+    let ws = &runs["async_launch"];
     assert_eq!(ws.root_attr("ae_state_retries"), Some(&AttrValue::Int(1)));
-    assert_eq!(
-        ws.root_attr("ae_state_max_retries"),
-        Some(&AttrValue::Int(100))
-    );
-
-    let ws = sm("async_launch");
-    check(
-        &ws,
-        &["instance1", "instance2_async"],
-        &["state1", "state2"],
-        &["state1"],
-        &[],
-    );
-    assert_eq!(ws.root_attr("ae_state_retries"), Some(&AttrValue::Int(1)));
-    assert_eq!(root_text(&ws, "ae_result"), "retry");
-
-    let ws = sm("retry_from_on_exit");
-    check(
-        &ws,
-        &["instance1", "instance2"],
-        &["state1", "state2"],
-        &["state1", "state2"],
-        &[],
-    );
-    assert_eq!(ws.root_attr("ae_state_retries"), Some(&AttrValue::Int(1)));
-    assert_eq!(
-        ws.root_attr("ae_state_max_retries"),
-        Some(&AttrValue::Int(100))
-    );
-
-    let ws = sm("missing_on_error");
-    check(
-        &ws,
-        &["instance1", "instance2_error"],
-        &["state1", "state2"],
-        &["state1"],
-        &[],
-    );
+    assert_eq!(root_text(ws, "ae_result"), "retry");
+    retried(&runs["retry_from_on_exit"]);
 
     let (ws, err) =
         e.instantiate_traced("/SPEC_DOMAIN/NS1/MY_STATE_MACHINE/goto_missing_state", &[]);
@@ -1774,12 +1708,7 @@ fn v_started(json: &str) -> String {
 }
 
 fn item33_nested_state_machines(b: Backend) {
-    let runner = || {
-        SpecRunner::default()
-            .with("standard", multi_standard)
-            .with("common_state_method", multi_state_method)
-    };
-    let e = engine_with_runner(b, "state_machine_multi", runner());
+    let e = engine_with_runner(b, "state_machine_multi", multi_runner());
     let sm1 = |variant: &str| format!("/SPEC_DOMAIN/NS1/SM1/{variant}");
 
     let (ws, again) = deliver(&e, &sm1("all"), &[]);

@@ -6,7 +6,7 @@
 //! Every wait is bounded (socket read timeouts); nothing asserts on
 //! durations.
 
-use automate_engine::{AttrValue, Attributes, Engine};
+use automate_engine::{AttrValue, Attributes};
 use automate_redb::RedbStore;
 use serde_json::Value;
 use std::io::{BufRead, Read, Write};
@@ -16,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::process::output_ok;
 use crate::common::{manifest, shipped_datastore};
 
 const TOKEN: &str = "harden-api-token";
@@ -614,11 +615,8 @@ fn since_covers_every_kind_of_event_row() {
                 .expect("row");
         }
         // A MiqEvent raised by a method, as the product writes it.
-        let (ds, problems) =
-            automate_datastore::Datastore::open(&manifest("tests/data/methods/spec"));
-        assert!(problems.is_empty(), "{problems:?}");
         let (engine, runner) =
-            automate_control::with_control(Engine::new(Arc::new(ds)).with_store(store.clone()));
+            crate::common::control_engine(&manifest("tests/data/methods/spec"), store.clone());
         let (ws, err) = engine.instantiate_traced("/EVM/AUTOMATE/raise", &[]);
         assert_eq!(err, None, "{}", ws.trace_lines().join("\n"));
         let id = match ws.root_attr("raised") {
@@ -686,17 +684,13 @@ fn since_covers_every_kind_of_event_row() {
     );
     drop(api);
 
-    let out = Command::new(env!("CARGO_BIN_EXE_automate"))
-        .arg("--db")
-        .arg(db(dir.path()))
-        .args(["events", "list", "--since", "3600", "--json"])
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("events list");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = output_ok(
+        Command::new(env!("CARGO_BIN_EXE_automate"))
+            .arg("--db")
+            .arg(db(dir.path()))
+            .args(["events", "list", "--since", "3600", "--json"])
+            .env_remove("RUST_LOG"),
+        "events list",
     );
     let rows: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json");
     check(kinds(&rows), "events list --since");

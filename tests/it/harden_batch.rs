@@ -7,9 +7,7 @@
 //! The pipeline's side (an event whose method writes and then fails or
 //! panics) is `events::pipeline::tests`.
 
-use automate_api::{router, serve, ApiState};
-use automate_datastore::Datastore;
-use automate_engine::Engine;
+use crate::common::{api_runtime, control_engine, serve_api};
 use automate_redb::RedbStore;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -76,23 +74,13 @@ fn a_poisoned_request_never_fails_the_other_requests_of_its_batch() {
     let root = dir.path().join("datastore");
     poisoned_datastore(&root);
     let store = Arc::new(RedbStore::open(dir.path().join("api.redb")).unwrap());
-    let (ds, problems) = Datastore::open(&root);
-    assert!(problems.is_empty(), "{problems:?}");
-    let (engine, _runner) =
-        automate_control::with_control(Engine::new(Arc::new(ds)).with_store(store.clone()));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let (engine, _runner) = control_engine(&root, store.clone());
+    let rt = api_runtime();
     let stop = CancellationToken::new();
-    let base = rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = router(ApiState::new(TOKEN, engine, store.clone()).unwrap(), None);
-        tokio::spawn(serve(listener, app, stop.clone()));
-        format!("http://{addr}")
-    });
+    let base = format!(
+        "http://{}",
+        serve_api(&rt, TOKEN, engine, store.clone(), &stop)
+    );
     let url = format!("{base}/api/automation_requests");
     let (good, poison) = (body("HelloWorld"), body("Poison"));
     // Several rounds of concurrent requests, every fourth one poisoned, so

@@ -4,7 +4,6 @@
 //! temp dirs, the real engine and Rhai runner, a real API server on
 //! 127.0.0.1 over a real redb store.
 
-use automate_api::{router, serve, ApiState};
 use automate_datastore::Datastore;
 use automate_engine::{
     AttrValue, Attributes, BudgetKind, BudgetLimits, Engine, EngineError, EngineOptions, ObjectId,
@@ -412,22 +411,10 @@ fn api_resolve_stops_when_its_client_goes_away() {
     builtins.insert("budget_mark", budget_mark);
     let engine = engine.with_builtins(builtins);
 
-    let rt = Background(Some(
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap(),
-    ));
+    let rt = Background(Some(crate::common::api_runtime()));
     let stop = CancellationToken::new();
     let token = "t0ken";
-    let addr = rt.runtime().block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = router(ApiState::new(token, engine, store.clone()).unwrap(), None);
-        tokio::spawn(serve(listener, app, stop.clone()));
-        addr
-    });
+    let addr = crate::common::serve_api(rt.runtime(), token, engine, store.clone(), &stop);
 
     let body = br#"{"action": "resolve"}"#;
     let mut client = std::net::TcpStream::connect(addr).unwrap();

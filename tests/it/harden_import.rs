@@ -46,29 +46,18 @@ fn sample_copy(dir: &Path) -> PathBuf {
 /// Every file and directory under `dir` (links listed, not followed) with
 /// its bytes (`None` for a directory or a link).
 fn tree(dir: &Path) -> BTreeMap<String, Option<Vec<u8>>> {
-    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, Option<Vec<u8>>>) {
-        for entry in fs::read_dir(dir).unwrap() {
-            let entry = entry.unwrap();
-            let path = entry.path();
-            let rel = path
-                .strip_prefix(base)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            let kind = entry.file_type().unwrap();
+    crate::common::tree_entries(dir)
+        .into_iter()
+        .map(|(rel, path, kind)| {
             if kind.is_dir() {
-                out.insert(format!("{rel}/"), None);
-                walk(base, &path, out);
+                (format!("{rel}/"), None)
             } else if kind.is_symlink() {
-                out.insert(format!("{rel}@"), None);
+                (format!("{rel}@"), None)
             } else {
-                out.insert(rel, Some(fs::read(&path).unwrap()));
+                (rel, Some(fs::read(&path).unwrap()))
             }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
+        })
+        .collect()
 }
 
 fn automate(ds: &Path, args: &[&str], tmpdir: Option<&Path>) -> Output {
@@ -427,15 +416,7 @@ fn an_overwrite_import_replaces_the_domain_and_leaves_no_debris() {
             .replace("Small test domain", "Replaced"),
     )
     .unwrap();
-    let s = import::import(
-        &ds,
-        &src,
-        &ImportOptions {
-            overwrite: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let s = import::import(&ds, &src, &crate::common::overwriting()).unwrap();
     assert!(s.replaced);
     let text = fs::read_to_string(ds.join("Sample/__domain__.yaml")).unwrap();
     assert!(text.contains("Replaced"), "{text}");

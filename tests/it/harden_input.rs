@@ -5,7 +5,7 @@
 //! Real parts: the `automate` binary, a redb store in a temp dir, the REST
 //! API on 127.0.0.1.
 
-use automate_datastore::Datastore;
+use crate::common::process::{stderr, stdout};
 use automate_engine::{datatype, Engine};
 use automate_redb::RedbStore;
 use automate_requests::{NewRequest, Requests, REQUEST_CLASS};
@@ -46,13 +46,10 @@ impl Env {
 
     /// The request service over a redb store of its own.
     fn requests(&self) -> (Requests, Arc<RedbStore>, Engine) {
-        let (ds, problems) = Datastore::open(&self.root);
-        assert!(problems.is_empty(), "{problems:?}");
         let store =
             Arc::new(RedbStore::open(self.tmp.path().join("lib.redb")).expect("redb store"));
         let schedule = store.schedule();
-        let (engine, _runner) =
-            automate_control::with_control(Engine::new(Arc::new(ds)).with_store(store.clone()));
+        let (engine, _runner) = crate::common::control_engine(&self.root, store.clone());
         (Requests::new(engine.clone(), schedule), store, engine)
     }
 }
@@ -70,14 +67,6 @@ fn automate_at(dir: &Path, root: &Path, args: &[&str]) -> Output {
         .env_remove("AUTOMATE_API_TOKEN")
         .output()
         .expect("run automate")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// A panic in the binary exits 101 and prints "panicked".
@@ -209,28 +198,15 @@ fn request_create_refuses_a_system_key() {
 /// query smuggled into the resolve path is refused too.
 #[test]
 fn the_api_refuses_system_keys() {
-    use automate_api::{router, serve, ApiState};
     const TOKEN: &str = "t0ken";
     let env = Env::new();
     let (_requests, store, engine) = env.requests();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = crate::common::api_runtime();
     let stop = tokio_util::sync::CancellationToken::new();
-    let base = rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let app = router(
-            ApiState::new(TOKEN, engine, store.clone()).expect("state"),
-            None,
-        );
-        tokio::spawn(serve(listener, app, stop.clone()));
-        format!("http://{addr}")
-    });
+    let base = format!(
+        "http://{}",
+        crate::common::serve_api(&rt, TOKEN, engine, store.clone(), &stop)
+    );
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
@@ -253,42 +229,30 @@ fn the_api_refuses_system_keys() {
             "requester": {"auto_approve": true}
         })
     };
-    let (status, v) = post(
+    // A 400 whose error message names `key`.
+    let refused = |path: &str, body: Value, key: &str| {
+        let (status, v) = post(path, body);
+        assert_eq!(status, 400, "{v}");
+        let msg = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains(key), "{v}");
+    };
+    refused(
         "/api/automation_requests",
         request(json!({"AutomationTask::automation_task": "1"})),
+        "parameters.AutomationTask::automation_task",
     );
-    assert_eq!(status, 400, "{v}");
-    let msg = v["error"]["message"].as_str().unwrap_or_default();
-    assert!(
-        msg.contains("parameters.AutomationTask::automation_task"),
-        "{v}"
-    );
-    let (status, v) = post(
+    refused(
         "/api/automation_requests",
         json!({"resources": [request(json!({"who": "Ada"})), request(json!({"vmdb_object_type": "x"}))], "action": "create"}),
-    );
-    assert_eq!(status, 400, "{v}");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("resources[1].parameters.vmdb_object_type"),
-        "{v}"
+        "resources[1].parameters.vmdb_object_type",
     );
     let (status, v) = post("/api/automation_requests", request(json!({"who": "Ada"})));
     assert!(status == 200 || status == 201, "{status} {v}");
 
-    let (status, v) = post(
+    refused(
         "/api/automate/Test/Work/hello",
         json!({"action": "resolve", "attributes": {"User::user": "1"}}),
-    );
-    assert_eq!(status, 400, "{v}");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("attributes.User::user"),
-        "{v}"
+        "attributes.User::user",
     );
     let (status, v) = post(
         "/api/automate/Test/Work/hello%3FAutomationTask%3A%3Aautomation_task%3D1",

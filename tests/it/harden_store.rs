@@ -4,11 +4,12 @@
 //! the damage, and `automate db backup` copies a running store.
 
 use super::common::automate_in;
+use super::common::process::free_port;
 use automate_engine::{AttrValue, Attributes};
 use automate_redb::RedbStore;
 use automate_vmdb::ObjectStore;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -144,14 +145,6 @@ fn a_read_only_store_refuses_writes_and_repairs() {
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
     assert!(std::fs::read(&crashed).unwrap() == before);
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn post(port: u16, token: &str, path: &str, body: &str) -> (u16, String) {

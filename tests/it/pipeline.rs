@@ -4,6 +4,7 @@
 //! the same file stores nothing new; a run killed with SIGKILL and started
 //! again loses and duplicates nothing.
 
+use crate::common::process::SEND_USER_RUN_VM;
 use automate_events::catchers::simulate::{SimulateConfig, Simulator};
 use serde_json::Value;
 use std::collections::HashSet;
@@ -186,20 +187,8 @@ fn event_send_handles_one_event_and_dedups() {
     let dir = tmp.path();
     let send = || {
         automate(dir)
-            .args([
-                "event",
-                "send",
-                "--provider",
-                "rhevm01",
-                "--type",
-                "USER_RUN_VM",
-                "--vm",
-                "vm-1",
-                "--host",
-                "host-1",
-                "--timestamp",
-                "2026-01-01T00:00:00Z",
-            ])
+            .args(SEND_USER_RUN_VM)
+            .args(["--host", "host-1", "--timestamp", "2026-01-01T00:00:00Z"])
             .output()
             .unwrap()
     };

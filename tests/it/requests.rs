@@ -9,6 +9,7 @@
 //! (`Req`: `/Test/Work/{hello,warn,fail}` and the retrying
 //! `/Test/Counter/default`), imported into a temp root.
 
+use crate::common::process::{stderr, stdout};
 use crate::datastore::fixture_dir;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -84,14 +85,6 @@ impl Env {
             })
             .collect()
     }
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 use crate::common::{assert_in_order, mask_ids_and_times as mask};
@@ -302,20 +295,15 @@ fn request_flow_runs_on_the_real_manageiq_domain_as_the_only_domain() {
 
 #[test]
 fn the_retry_runner_finishes_the_request_through_the_library() {
-    use automate_datastore::Datastore;
     use automate_engine::deliver::{run_due, DEFAULT_MAX_DELIVERIES};
-    use automate_engine::Engine;
     use automate_redb::RedbStore;
     use automate_requests::{NewRequest, RequestError, Requests};
     use std::sync::Arc;
 
     let env = Env::standard();
-    let (ds, problems) = Datastore::open(&env.root);
-    assert!(problems.is_empty(), "{problems:?}");
     let store = RedbStore::open(env.tmp.path().join("lib.redb")).expect("store");
     let schedule = store.schedule();
-    let (engine, _runner) =
-        automate_control::with_control(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));
+    let (engine, _runner) = crate::common::control_engine(&env.root, Arc::new(store));
     let requests = Requests::new(engine.clone(), schedule.clone());
     let new = |instance: &str| NewRequest {
         namespace: "Test".into(),
@@ -369,7 +357,6 @@ fn the_retry_runner_finishes_the_request_through_the_library() {
 /// deliveries leave the request active.
 #[test]
 fn deliver_deferred_finishes_the_request_through_the_after_delivery_hook() {
-    use automate_datastore::Datastore;
     use automate_engine::deliver::{
         deliver_deferred, AfterDelivery, Delivery, Outcome, DEFAULT_MAX_DELIVERIES, RETRY_KIND,
         RETRY_LEASE,
@@ -418,12 +405,9 @@ fn deliver_deferred_finishes_the_request_through_the_after_delivery_hook() {
     }
 
     let env = Env::standard();
-    let (ds, problems) = Datastore::open(&env.root);
-    assert!(problems.is_empty(), "{problems:?}");
     let store = RedbStore::open(env.tmp.path().join("lib.redb")).expect("store");
     let schedule = store.schedule();
-    let (engine, _runner) =
-        automate_control::with_control(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));
+    let (engine, _runner) = crate::common::control_engine(&env.root, Arc::new(store));
     let requests = Requests::new(engine.clone(), schedule.clone());
     let start = || -> RequestView {
         let v = requests

@@ -6,10 +6,8 @@
 //! state var, asks for a retry (0.05 s) until the third pass, then logs
 //! `machine <id> finished with n=3`.
 
-use automate_datastore::Datastore;
-use automate_engine::deliver::{deliver, Delivery, Outcome, DEFAULT_MAX_DELIVERIES};
+use crate::common::process::SEND_USER_RUN_VM;
 use automate_engine::AttrValue;
-use automate_engine::Engine;
 use automate_redb::RedbStore;
 use automate_vmdb::ObjectStore;
 use std::path::{Path, PathBuf};
@@ -22,45 +20,13 @@ fn datastore_dir() -> PathBuf {
 }
 
 fn automate(db: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_automate"));
-    cmd.arg("--datastore")
-        .arg(datastore_dir())
-        .arg("--db")
-        .arg(db);
-    cmd
+    crate::common::process::automate_on(&datastore_dir(), db)
 }
 
 /// Creates one VM per machine and schedules each machine's first pass
 /// through the library; returns the VMs' ids (the machine ids).
 fn start_machines(db: &Path, n: usize) -> Vec<i64> {
-    let store = RedbStore::open(db).expect("open store");
-    let schedule = store.schedule();
-    let vms: Vec<i64> = (1..=n)
-        .map(|i| {
-            let mut attrs = automate_engine::Attributes::default();
-            attrs.insert("name".into(), AttrValue::Str(format!("vm-{i}")));
-            store.create("VmOrTemplate", attrs).expect("create vm").id
-        })
-        .collect();
-    let (ds, problems) = Datastore::open(&datastore_dir());
-    assert!(problems.is_empty(), "{problems:?}");
-    let (engine, _runner) =
-        automate_control::with_control(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));
-    for &i in &vms {
-        let d = Delivery {
-            uri: format!("/SM/Counter/default?machine={i}"),
-            attrs: Vec::new(),
-            object: format!("Test.{i}"),
-            deliveries: 0,
-        };
-        let outcome = deliver(&engine, &schedule, &d, DEFAULT_MAX_DELIVERIES).expect("deliver");
-        assert!(
-            matches!(outcome, Outcome::Retry { .. }),
-            "machine {i} should ask for a retry on its first pass"
-        );
-    }
-    assert_eq!(schedule.len().expect("len"), n as u64);
-    vms
+    crate::common::process::start_machines(db, &datastore_dir(), n, "vm-", "Test")
 }
 
 #[test]
@@ -173,13 +139,7 @@ fn run_event_retry(dir: &Path, args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("run automate");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{args:?}: {text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
+    crate::common::process::stdout_ok(&out, &format!("{args:?}"))
 }
 
 /// The event_retry machine of VM `web` finished on its third pass.
@@ -202,18 +162,7 @@ fn assert_web_machine_finished(db: &Path) -> RedbStore {
 fn event_handling_schedules_the_retries_its_machine_asks_for() {
     let dir = tempfile::tempdir().expect("tempdir");
     let run = |args: &[&str]| run_event_retry(dir.path(), args);
-    let sent = run(&[
-        "event",
-        "send",
-        "--provider",
-        "rhevm01",
-        "--type",
-        "USER_RUN_VM",
-        "--vm",
-        "vm-1",
-        "--vm-name",
-        "web",
-    ]);
+    let sent = run(&[&SEND_USER_RUN_VM[..], &["--vm-name", "web"]].concat());
     assert!(
         sent.contains("MIQ(MiqAeEngine.deliver) Requeuing"),
         "{sent}"
@@ -273,13 +222,13 @@ fn deferred_retries_exist_only_with_the_callers_commit() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(RedbStore::open(dir.path().join("automate.redb")).expect("open"));
     let schedule = store.schedule();
-    let (ds, problems) = Datastore::open(Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/event_retry"
-    )));
-    assert!(problems.is_empty(), "{problems:?}");
-    let (engine, _runner) =
-        automate_control::with_control(Engine::new(Arc::new(ds)).with_store(store.clone()));
+    let (engine, _runner) = crate::common::control_engine(
+        Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/event_retry"
+        )),
+        store.clone(),
+    );
     let handler = Handler::new(engine, EvmLog::discarding())
         .expect("handler")
         .with_schedule(schedule.clone())

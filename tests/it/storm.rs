@@ -20,8 +20,8 @@
 //! drain time) are printed (`--nocapture`) and recorded in
 //! `docs/robustness.md`; there are no timing assertions.
 
+use crate::common::process::{free_port, output_ok};
 use serde_json::Value;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -33,11 +33,6 @@ const OVERLOAD: f64 = 5.0;
 
 fn automate(dir: &Path) -> Command {
     crate::common::automate_in(dir)
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
 }
 
 /// Writes `automate.yaml` in `dir`: a simulate catcher offering `count`
@@ -184,14 +179,9 @@ fn run(base: &Path, name: &str, rate: f64, count: u64, queue: &str) -> Run {
 
 /// EmsEvents stored in `dir`'s store.
 fn stored_events(dir: &Path) -> usize {
-    let out = automate(dir)
-        .args(["events", "list", "--json"])
-        .output()
-        .expect("events list");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = output_ok(
+        automate(dir).args(["events", "list", "--json"]),
+        "events list",
     );
     let all: Vec<Value> = serde_json::from_slice(&out.stdout).expect("events as JSON");
     all.iter()

@@ -11,6 +11,10 @@
 
 Run from this directory."""
 import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from aeyaml import class_yaml, domain_yaml, instance_yaml, method_yaml, namespace_yaml, schema
 
 PASSES = 4
 
@@ -21,115 +25,32 @@ def w(path, text):
         f.write(text)
 
 
-FIELD = """  - field:
-      aetype: {aetype}
-      name: {name}
-      display_name:
-      datatype: string
-      priority: {priority}
-      owner:
-      default_value:
-      substitute: true
-      message: create
-      visibility:
-      collect:
-      scope:
-      description:
-      condition:
-      on_entry:
-      on_exit:
-      on_error:
-      max_retries: {max_retries}
-      max_time:
-"""
-
-
 def klass(path, name, fields):
-    schema = "".join(
-        FIELD.format(aetype=a, name=n, priority=i + 1, max_retries=r)
-        for i, (a, n, r) in enumerate(fields)
-    )
-    w(path + "/__class__.yaml", f"""---
-object_type: class
-version: 1.0
-object:
-  attributes:
-    description:
-    display_name:
-    name: {name}
-    type:
-    inherits:
-    visibility:
-    owner:
-  schema:
-{schema}""")
+    """A class with the fields `(aetype, name, max_retries)`."""
+    w(path + "/__class__.yaml", class_yaml(name, schema(
+        {"aetype": a, "name": n, "max_retries": r} for a, n, r in fields
+    )))
 
 
 def namespace(path, name):
-    w(path + "/__namespace__.yaml", f"""---
-object_type: namespace
-version: 1.0
-object:
-  attributes:
-    name: {name}
-    description:
-    display_name:
-    priority:
-    enabled:
-""")
+    w(path + "/__namespace__.yaml", namespace_yaml(name))
 
 
 def method(cls, name, body):
     w(f"{cls}/__methods__/{name}.rhai", body)
-    w(f"{cls}/__methods__/{name}.yaml", f"""---
-object_type: method
-version: 1.0
-object:
-  attributes:
-    name: {name}
-    display_name:
-    description:
-    scope: instance
-    language: rhai
-    location: inline
-  inputs: []
-""")
+    w(f"{cls}/__methods__/{name}.yaml", method_yaml(name))
 
 
 def instance(cls, name, fields):
-    body = "".join(f"  - {k}:\n      value: {v}\n" for k, v in fields)
-    w(f"{cls}/{name}.yaml", f"""---
-object_type: instance
-version: 1.0
-object:
-  attributes:
-    display_name:
-    name: {name}
-    inherits:
-    description:
-  fields:
-{body}""")
+    w(f"{cls}/{name}.yaml", instance_yaml(name, fields))
 
 
-w("CRASH/__domain__.yaml", """---
-object_type: domain
-version: 1.0
-object:
-  attributes:
-    name: CRASH
-    description: tests/crash.rs
-    display_name:
-    priority: 10
-    enabled: true
-    tenant_id: 1
-    source: user
-    top_level_namespace:
-""")
+w("CRASH/__domain__.yaml", domain_yaml("CRASH", "tests/crash.rs", 10))
 namespace("CRASH/System", "System")
 namespace("CRASH/SM", "SM")
 
 event = "CRASH/System/Process.class"
-klass(event, "Process", [("method", "execute", "")])
+klass(event, "Process", [("method", "execute", None)])
 method(event, "witness", """// Counts this event's deliveries to Automate on the stored EmsEvent.
 let id = parse_int(`${evm.root["event_id"]}`);
 let ev = evm.vmdb("ems_event", id);
@@ -141,7 +62,7 @@ if ev != () {
 instance(event, "Event", [("execute", "witness")])
 
 sm = "CRASH/SM/Counter.class"
-klass(sm, "Counter", [("state", "count", "'100'"), ("state", "finish", "")])
+klass(sm, "Counter", [("state", "count", "100"), ("state", "finish", None)])
 method(sm, "bump", f"""// Counts passes in a state var; asks for a retry until pass {PASSES}.
 let n = if evm.state_var_exist("n") {{ evm.get_state_var("n") }} else {{ 0 }};
 n += 1;

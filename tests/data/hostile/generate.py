@@ -3,6 +3,10 @@
 tests/it/hostile.rs runs. Each instance runs one method; every method but
 `normal` and `reentrant_ok` is hostile. Run from this directory."""
 import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from aeyaml import class_yaml, domain_yaml, instance_yaml, method_yaml, namespace_yaml, schema
 
 DOMAIN = "HOSTILE/Hostile/Methods.class"
 
@@ -46,92 +50,14 @@ def w(path, text):
         f.write(text)
 
 
-w("HOSTILE/__domain__.yaml", """---
-object_type: domain
-version: 1.0
-object:
-  attributes:
-    name: HOSTILE
-    description: hostile Rhai methods (tests/it/hostile.rs)
-    display_name:
-    priority: 10
-    enabled: true
-    tenant_id: 1
-    source: user
-    top_level_namespace:
-""")
-w("HOSTILE/Hostile/__namespace__.yaml", """---
-object_type: namespace
-version: 1.0
-object:
-  attributes:
-    name: Hostile
-    description:
-    display_name:
-    priority:
-    enabled:
-""")
-FIELD = """  - field:
-      aetype: {aetype}
-      name: {name}
-      display_name:
-      datatype: string
-      priority: {priority}
-      owner:
-      default_value:
-      substitute: true
-      message: create
-      visibility:
-      collect:
-      scope:
-      description:
-      condition:
-      on_entry:
-      on_exit:
-      on_error:
-      max_retries:
-      max_time:
-"""
-w(DOMAIN + "/__class__.yaml", """---
-object_type: class
-version: 1.0
-object:
-  attributes:
-    description: one hostile method per instance
-    display_name:
-    name: Methods
-    type:
-    inherits:
-    visibility:
-    owner:
-  schema:
-""" + FIELD.format(aetype="method", name="execute", priority=1))
+w("HOSTILE/__domain__.yaml",
+  domain_yaml("HOSTILE", "hostile Rhai methods (tests/it/hostile.rs)", 10))
+w("HOSTILE/Hostile/__namespace__.yaml", namespace_yaml("Hostile"))
+w(DOMAIN + "/__class__.yaml", class_yaml(
+    "Methods", schema([{"aetype": "method", "name": "execute"}]),
+    description="one hostile method per instance"))
 for name, body in METHODS.items():
     w(f"{DOMAIN}/__methods__/{name}.rhai", body)
-    w(f"{DOMAIN}/__methods__/{name}.yaml", f"""---
-object_type: method
-version: 1.0
-object:
-  attributes:
-    name: {name}
-    display_name:
-    description:
-    scope: instance
-    language: rhai
-    location: inline
-  inputs: []
-""")
+    w(f"{DOMAIN}/__methods__/{name}.yaml", method_yaml(name))
 for name, method in INSTANCES.items():
-    w(f"{DOMAIN}/{name}.yaml", f"""---
-object_type: instance
-version: 1.0
-object:
-  attributes:
-    display_name:
-    name: {name}
-    inherits:
-    description:
-  fields:
-  - execute:
-      value: {method}
-""")
+    w(f"{DOMAIN}/{name}.yaml", instance_yaml(name, [("execute", method)]))

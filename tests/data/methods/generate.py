@@ -4,112 +4,31 @@
 The YAML follows the export layout (19-key fields, Psych-style quoting of the
 values used here). Edit the tables below, run `python3 generate.py`, commit both.
 """
-import os, shutil
+import os, shutil, sys
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+from aeyaml import q, field, schema, domain_yaml, namespace_yaml, class_yaml, method_yaml, instance_yaml
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'spec')
 if os.path.exists(ROOT): shutil.rmtree(ROOT)
-KEYS = ['aetype','name','display_name','datatype','priority','owner','default_value','substitute','message','visibility','collect','scope','description','condition','on_entry','on_exit','on_error','max_retries','max_time']
-def q(v):
-    if v is None: return ''
-    if isinstance(v, bool): return ' ' + ('true' if v else 'false')
-    if isinstance(v, int): return ' ' + str(v)
-    s = str(v)
-    if s == '': return " ''"
-    if s.lstrip('-').isdigit(): return " '" + s + "'"
-    if s[0] in '/$.*&!%@`"\'#{[|>' or ': ' in s or s.startswith('- ') or s in ('true','false','null','yes','no'):
-        return ' "' + s.replace('\\','\\\\').replace('"','\\"') + '"'
-    return ' ' + s
-def field(f, prio):
-    d = {'aetype': None, 'datatype': 'string', 'priority': prio, 'substitute': True, 'message': 'create'}
-    d.update(f)
-    out = ['  - field:']
-    for k in KEYS:
-        out.append('      %s:%s' % (k, q(d.get(k))))
-    return '\n'.join(out)
 def w(path, text):
     full = os.path.join(ROOT, path)
     os.makedirs(os.path.dirname(full), exist_ok=True)
     with open(full, 'w') as fh: fh.write(text)
 def domain(name, prio):
-    w(f'{name}/__domain__.yaml', f'''---
-object_type: domain
-version: 1.0
-object:
-  attributes:
-    name: {name}
-    description: methods test domain
-    display_name:
-    priority: {prio}
-    enabled: true
-    tenant_id: 1
-    source: user
-    top_level_namespace:
-''')
+    w(f'{name}/__domain__.yaml', domain_yaml(name, 'methods test domain', prio))
 def namespace(path):
-    name = path.split('/')[-1]
-    w(f'{path}/__namespace__.yaml', f'''---
-object_type: namespace
-version: 1.0
-object:
-  attributes:
-    name: {name}
-    description:
-    display_name:
-    priority:
-    enabled:
-''')
+    w(f'{path}/__namespace__.yaml', namespace_yaml(path.split('/')[-1]))
 def klass(path, name, fields):
-    fs = '\n'.join(field(f, i+1) for i, f in enumerate(fields))
-    w(f'{path}/{name}.class/__class__.yaml', f'''---
-object_type: class
-version: 1.0
-object:
-  attributes:
-    description:
-    display_name:
-    name: {name}
-    type:
-    inherits:
-    visibility:
-    owner:
-  schema:
-{fs}
-''')
+    w(f'{path}/{name}.class/__class__.yaml', class_yaml(name, schema(fields)))
 def instance(path, cls, name, values):
     fn = '_missing' if name == '.missing' else name.lower()
-    def one(k, v):
-        if isinstance(v, dict):
-            return f'\n  - {k}:' + ''.join(f'\n      {kk}:{q(vv)}' for kk, vv in v.items())
-        return f'\n  - {k}:\n      value:{q(v)}'
-    vals = ''.join(one(k, v) for k, v in values)
-    w(f'{path}/{cls}.class/{fn}.yaml', f'''---
-object_type: instance
-version: 1.0
-object:
-  attributes:
-    display_name:
-    name:{q(name)}
-    inherits:
-    description:
-  fields:{vals if vals else ' []'}
-''')
+    w(f'{path}/{cls}.class/{fn}.yaml', instance_yaml(name, values))
 def method(path, cls, name, body=None, language='rhai', location='inline', inputs=(), embeds=()):
     ins = '\n'.join(field(dict(f, aetype=None), i+1) for i, f in enumerate(inputs))
     emb = ''
     if embeds:
         emb = '\n    embedded_methods:' + ''.join('\n    -' + q(e) for e in embeds)
-    w(f'{path}/{cls}.class/__methods__/{name}.yaml', f'''---
-object_type: method
-version: 1.0
-object:
-  attributes:
-    name: {name}
-    display_name:
-    description:
-    scope: instance
-    language: {language}
-    location: {location}{emb}
-  inputs:{(chr(10) + ins) if ins else ' []'}
-''')
+    w(f'{path}/{cls}.class/__methods__/{name}.yaml',
+      method_yaml(name, language, location, emb, (chr(10) + ins) if ins else ' []'))
     if body is not None:
         ext = 'rhai' if language == 'rhai' else 'rb'
         w(f'{path}/{cls}.class/__methods__/{name}.{ext}', body)
