@@ -209,7 +209,7 @@ impl Handler {
             "ExtManagementSystem",
             "name",
             &AttrValue::Str(provider.name.clone()),
-        );
+        )?;
         if let Some(r) = found.into_iter().next() {
             return Ok(r);
         }
@@ -244,9 +244,11 @@ impl Handler {
             ems.id,
             ev.vm_ems_ref.as_deref().unwrap_or("")
         );
+        // A failed read fails the event (the caller retries it): it must
+        // not pass for "not stored yet" and store the event twice.
         if let Some(existing) = self
             .store
-            .find_by("EventStream", "dedup_key", &AttrValue::Str(key.clone()))
+            .find_by("EventStream", "dedup_key", &AttrValue::Str(key.clone()))?
             .into_iter()
             .next()
         {
@@ -404,13 +406,13 @@ impl Handler {
         host: Option<&VmdbRef>,
     ) -> Result<VmdbRef, HandlerError> {
         let find = || self.store.find_by_ems_ref(class, ems.id, ems_ref);
-        if let Some(r) = find() {
+        if let Some(r) = find()? {
             return Ok(r);
         }
         // First sight: look again under the lock (another worker may have
         // just created it), then create it for everyone at once.
         let _guard = self.first_sight.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(r) = find() {
+        if let Some(r) = find()? {
             return Ok(r);
         }
         let mut attrs = Attributes::default();
@@ -435,7 +437,7 @@ fn ensure_one(
     value: &str,
 ) -> Result<VmdbRef, StoreError> {
     let v = AttrValue::Str(value.to_string());
-    if let Some(r) = store.find_by(class, attr, &v).into_iter().next() {
+    if let Some(r) = store.find_by(class, attr, &v)?.into_iter().next() {
         return Ok(r);
     }
     let mut attrs = Attributes::default();
