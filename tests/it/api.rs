@@ -6,6 +6,7 @@ use automate_api::{router, serve, ApiState};
 use automate_datastore::Datastore;
 use automate_engine::{AttrValue, Attributes, Engine};
 use automate_redb::RedbStore;
+use automate_vmdb::ObjectStore;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::Arc;

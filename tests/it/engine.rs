@@ -1075,7 +1075,9 @@ fn item19_vmdb_datatypes(b: Backend) {
     let e = engine_at(&data_dir("vmdb_datatypes"), store.clone());
     let ws = run(&e, "/A/C/BARNEY/FRED");
     let name = |attr: &str, ws: &Workspace| match ws.root_attr(attr) {
-        Some(AttrValue::Object(r)) => text(store.object_store().attribute(r, "name").as_ref()),
+        Some(AttrValue::Object(r)) => {
+            text(store.object_store().attribute(r, "name").unwrap().as_ref())
+        }
         other => panic!("{attr}: {other:?}"),
     };
     assert_eq!(name("vm", &ws), "vm29");

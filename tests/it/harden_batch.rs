@@ -11,6 +11,7 @@ use automate_api::{router, serve, ApiState};
 use automate_datastore::Datastore;
 use automate_engine::Engine;
 use automate_redb::RedbStore;
+use automate_vmdb::ObjectStore;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::sync::Arc;

@@ -64,9 +64,12 @@ fn find_object(store: &dyn ObjectStore, class: &str, text: &str) -> Result<AttrV
     let id = text.trim().parse::<i64>().map_err(|_| {
         EngineError::ServiceNotFound(format!("{model} [{text}] is not a valid object id"))
     })?;
-    store.find(model, id)?.map(AttrValue::Object).ok_or_else(|| {
-        EngineError::ServiceNotFound(format!("{model} [{id}] not found in the object store"))
-    })
+    store
+        .find(model, id)?
+        .map(AttrValue::Object)
+        .ok_or_else(|| {
+            EngineError::ServiceNotFound(format!("{model} [{id}] not found in the object store"))
+        })
 }
 
 /// ManageIQ's `SM_LOOKUP` short names.

@@ -6,8 +6,8 @@
 use super::backend;
 use super::codec::write_value;
 use super::read::IndexTable;
-use automate_vmdb::associations::as_id;
 use automate_core::value::{AttrValue, Attributes};
+use automate_vmdb::associations::as_id;
 use automate_vmdb::StoreError;
 use redb::ReadableTable;
 

@@ -136,7 +136,9 @@ mod tests {
         assert!(!store.verify().unwrap().is_ok());
         drop(store);
         let store = reopened_consistent(&path);
-        let found = store.find_by("EventStream", "dedup_key", &AttrValue::str("k3")).unwrap();
+        let found = store
+            .find_by("EventStream", "dedup_key", &AttrValue::str("k3"))
+            .unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(
             store
@@ -176,7 +178,9 @@ mod tests {
         txn.commit().unwrap();
         drop(store);
         let store = reopened_consistent(&path);
-        let found = store.find_by("EventStream", "dedup_key", &AttrValue::str("k1")).unwrap();
+        let found = store
+            .find_by("EventStream", "dedup_key", &AttrValue::str("k1"))
+            .unwrap();
         assert_eq!(found.len(), 1);
         let txn = store.db.begin_read().unwrap();
         let names: Vec<String> = txn

@@ -187,7 +187,11 @@ pub(super) fn touch(store: &dyn ObjectStore, obj: &VmdbRef) -> Result<(), StoreE
 
 /// A stored attribute as text (`""` when absent; a failed read is an
 /// error).
-pub(super) fn text(store: &dyn ObjectStore, obj: &VmdbRef, name: &str) -> Result<String, StoreError> {
+pub(super) fn text(
+    store: &dyn ObjectStore,
+    obj: &VmdbRef,
+    name: &str,
+) -> Result<String, StoreError> {
     Ok(store
         .attribute(obj, name)?
         .map(|v| v.to_text())

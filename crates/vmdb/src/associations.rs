@@ -18,8 +18,12 @@ pub trait Lookup {
 
     /// The objects of `class` whose attribute `attr` equals `value`, by
     /// id, as [`ObjectStore::find_by`](crate::ObjectStore::find_by).
-    fn find_by(&self, class: &str, attr: &str, value: &AttrValue)
-        -> Result<Vec<VmdbRef>, StoreError>;
+    fn find_by(
+        &self,
+        class: &str,
+        attr: &str,
+        value: &AttrValue,
+    ) -> Result<Vec<VmdbRef>, StoreError>;
 }
 
 /// Attribute `name` (lower-case) of the object `id` of base class `base`,

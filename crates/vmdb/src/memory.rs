@@ -95,7 +95,10 @@ impl Lookup for Objects<'_> {
 
 impl MemoryStore {
     /// Runs `f` over the objects under the read lock.
-    fn read<T>(&self, f: impl FnOnce(Objects<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn read<T>(
+        &self,
+        f: impl FnOnce(Objects<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let map = self
             .objects
             .read()
