@@ -411,6 +411,216 @@ fn associations_resolve_vm_to_host_to_ems() {
     );
 }
 
+/// The association cases every backend answers the same way
+/// (`automate_vmdb::associations`): run on a [`MemoryStore`] and a
+/// [`RedbStore`] holding the same objects.
+#[test]
+fn associations_answer_the_same_on_memory_and_redb() {
+    const EMS: i64 = 1_000_000_000_010;
+    const HOST: i64 = 1_000_000_000_020;
+    const HOST2: i64 = 1_000_000_000_021;
+    const VM: i64 = 1_000_000_000_030;
+    const VM2: i64 = 1_000_000_000_031;
+    const TEMPLATE: i64 = 1_000_000_000_032;
+    const STORAGE: i64 = 1_000_000_000_040;
+    const EVENT: i64 = 1_000_000_000_050;
+    const REQUEST: i64 = 1_000_000_000_060;
+    const TASK: i64 = 1_000_000_000_070;
+    const GONE: i64 = 1_000_000_000_999;
+    let fixtures: Vec<(&str, i64, Attributes)> = vec![
+        ("ExtManagementSystem", EMS, attrs(&[("name", s("vc1"))])),
+        (
+            "Host",
+            HOST,
+            attrs(&[("name", s("esx1")), ("ems_id", AttrValue::Int(EMS))]),
+        ),
+        ("Host", HOST2, attrs(&[("name", s("esx2"))])),
+        (
+            "Vm",
+            VM,
+            attrs(&[
+                ("name", s("web01")),
+                ("ems_id", AttrValue::Int(EMS)),
+                ("host_id", AttrValue::Int(HOST)),
+                ("storage_id", AttrValue::Int(STORAGE)),
+            ]),
+        ),
+        (
+            "Vm",
+            VM2,
+            // An id held as text, as a query argument stores it.
+            attrs(&[("name", s("web02")), ("host_id", s(" 1000000000020 "))]),
+        ),
+        (
+            "MiqTemplate",
+            TEMPLATE,
+            attrs(&[
+                ("name", s("tpl")),
+                ("ems_id", AttrValue::Int(EMS)),
+                ("host_id", AttrValue::Int(HOST)),
+                // A stored attribute wins over the association of that name.
+                ("host", s("stored")),
+            ]),
+        ),
+        ("Storage", STORAGE, attrs(&[("name", s("ds1"))])),
+        (
+            "EmsEvent",
+            EVENT,
+            attrs(&[
+                ("event_type", s("VmPoweredOnEvent")),
+                ("ems_id", AttrValue::Int(EMS)),
+                ("vm_id", AttrValue::Int(VM)),
+                ("dest_host_id", AttrValue::Int(GONE)),
+                ("target_type", s("Host")),
+                (
+                    "target_id",
+                    AttrValue::Object(VmdbRef {
+                        class: Arc::from("Host"),
+                        id: HOST2,
+                    }),
+                ),
+            ]),
+        ),
+        ("AutomationRequest", REQUEST, attrs(&[])),
+        (
+            "AutomationTask",
+            TASK,
+            attrs(&[("miq_request_id", AttrValue::Int(REQUEST))]),
+        ),
+    ];
+    let r = |class: &str, id: i64| VmdbRef {
+        class: Arc::from(class),
+        id,
+    };
+    let obj = |class: &str, id: i64| Some(AttrValue::Object(r(class, id)));
+    let objs = |items: &[(&str, i64)]| {
+        Some(AttrValue::Array(
+            items
+                .iter()
+                .map(|(c, id)| AttrValue::Object(r(c, *id)))
+                .collect(),
+        ))
+    };
+    // (object's class as the caller names it, id, attribute, answer)
+    let cases: Vec<(&str, i64, &str, Option<AttrValue>)> = vec![
+        // belongs_to, named and generic.
+        ("Vm", VM, "host", obj("Host", HOST)),
+        ("VmOrTemplate", VM, "HOST", obj("Host", HOST)),
+        ("Vm", VM, "ems", obj("ExtManagementSystem", EMS)),
+        (
+            "Vm",
+            VM,
+            "ext_management_system",
+            obj("ExtManagementSystem", EMS),
+        ),
+        ("Vm", VM, "storage", obj("Storage", STORAGE)),
+        ("Vm", VM2, "host", obj("Host", HOST)),
+        ("Vm", VM2, "ems", Some(AttrValue::Nil)),
+        ("Vm", VM2, "storage", None),
+        ("Host", HOST, "ems", obj("ExtManagementSystem", EMS)),
+        ("MiqTemplate", TEMPLATE, "host", Some(s("stored"))),
+        ("EventStream", EVENT, "vm", obj("Vm", VM)),
+        ("EmsEvent", EVENT, "vm_or_template", obj("Vm", VM)),
+        ("EmsEvent", EVENT, "dest_host", Some(AttrValue::Nil)),
+        ("EmsEvent", EVENT, "dest_vm", Some(AttrValue::Nil)),
+        ("EmsEvent", EVENT, "miq_request", Some(AttrValue::Nil)),
+        (
+            "AutomationTask",
+            TASK,
+            "miq_request",
+            obj("AutomationRequest", REQUEST),
+        ),
+        // Polymorphic.
+        ("EmsEvent", EVENT, "target", obj("Host", HOST2)),
+        ("Vm", VM, "target", None),
+        // has_many, by id; subclasses included; the typed match of
+        // `find_by` (VM2's id held as text is not one of them).
+        (
+            "Host",
+            HOST,
+            "vms",
+            objs(&[("Vm", VM), ("MiqTemplate", TEMPLATE)]),
+        ),
+        ("Host", HOST2, "vms", objs(&[])),
+        (
+            "ExtManagementSystem",
+            EMS,
+            "vms",
+            objs(&[("Vm", VM), ("MiqTemplate", TEMPLATE)]),
+        ),
+        ("ExtManagementSystem", EMS, "hosts", objs(&[("Host", HOST)])),
+        (
+            "ExtManagementSystem",
+            EMS,
+            "ems_events",
+            objs(&[("EmsEvent", EVENT)]),
+        ),
+        (
+            "MiqRequest",
+            REQUEST,
+            "miq_request_tasks",
+            objs(&[("AutomationTask", TASK)]),
+        ),
+        ("Vm", VM, "vms", None),
+        // Plain attributes, ids and absent objects.
+        ("Vm", VM, "name", Some(s("web01"))),
+        ("Vm", VM, "id", Some(AttrValue::Int(VM))),
+        ("Vm", GONE, "host", None),
+        ("Spaceship", VM, "host", None),
+    ];
+
+    let memory = automate_vmdb::MemoryStore::new();
+    let dir = tempfile::tempdir().unwrap();
+    let redb = store_in(dir.path());
+    for (class, id, a) in &fixtures {
+        memory.insert(class, *id, a.clone()).expect("known class");
+        redb.insert(class, *id, a.clone()).unwrap();
+    }
+    let stores: [(&str, &dyn ObjectStore); 2] = [("memory", &memory), ("redb", &redb)];
+    for (name, store) in stores {
+        for (class, id, attr, want) in &cases {
+            assert_eq!(
+                store.attribute(&r(class, *id), attr).as_ref(),
+                Ok(want),
+                "{name}: {class}[{id}].{attr}"
+            );
+        }
+        // Subclasses are found through their base class, with their class.
+        assert_eq!(
+            store.find("VmOrTemplate", TEMPLATE),
+            Ok(Some(r("MiqTemplate", TEMPLATE))),
+            "{name}"
+        );
+        assert_eq!(
+            store.find("EventStream", EVENT),
+            Ok(Some(r("EmsEvent", EVENT))),
+            "{name}"
+        );
+        assert_eq!(
+            store.find("Host", VM),
+            Ok(None),
+            "{name}: another base class"
+        );
+        assert_eq!(
+            store.list("Vm"),
+            Ok(vec![r("Vm", VM), r("Vm", VM2), r("MiqTemplate", TEMPLATE)]),
+            "{name}"
+        );
+        assert_eq!(
+            store
+                .load("MiqTemplate", TEMPLATE)
+                .map(|o| o.map(|o| o.class)),
+            Ok(Some("MiqTemplate".to_string())),
+            "{name}"
+        );
+        assert_eq!(store.load("Vm", GONE), Ok(None), "{name}");
+        assert!(
+            matches!(store.list("Spaceship"), Err(StoreError::UnknownClass(_))),
+            "{name}"
+        );
+    }
+}
+
 #[test]
 fn objects_and_sequences_persist_across_reopen() {
     let dir = tempfile::tempdir().unwrap();
