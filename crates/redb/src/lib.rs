@@ -40,7 +40,8 @@
 //! same reference the last writer wins.
 //!
 //! **Associations** are attributes holding ids (`host_id`, `ems_id`,
-//! `vm_or_template_id`, ...). [`automate_vmdb::ObjectStore::attribute`] resolves a name to
+//! `vm_or_template_id`, ...), resolved by the rules every backend shares
+//! ([`automate_vmdb::associations`]). [`automate_vmdb::ObjectStore::attribute`] resolves a name to
 //! the object it refers to: `vm.host` reads `host_id` and returns
 //! [`automate_core::value::AttrValue::Object`] of the host (nil when the id is unset or dangling);
 //! `ems`/`ext_management_system` read `ems_id`, `vm`/`vm_or_template`
@@ -92,8 +93,9 @@
 //! backend-neutral rest of [`automate_vmdb`] (the traits, values and errors),
 //! never the other way. `store` opens the file and implements
 //! [`automate_vmdb::ObjectStore`]; `schema` defines the tables and migrates
-//! them; `codec` encodes and decodes objects; `index` and `relations`
-//! are the attribute index and the associations; `read` the layered reads,
+//! them; `codec` encodes and decodes objects; `index` is the attribute
+//! index; `relations` resolves associations with the backend-neutral rules
+//! of [`automate_vmdb::associations`]; `read` the layered reads,
 //! `cache` the decoded-object cache, `unit` units of work, `batch`
 //! one write transaction, `verify` the consistency check; `schedule`
 //! is the scheduled-work tables ([`automate_vmdb::Schedule`] on redb),

@@ -7,8 +7,9 @@
 //! without a database) and on the durable store.
 //!
 //! The files directly in this module are backend-neutral: the traits
-//! ([`ObjectStore`], [`Schedule`]), their values and errors, the in-memory
-//! store and the JSON text writer. Everything that knows redb is in
+//! ([`ObjectStore`], [`Schedule`]), their values and errors, the
+//! association rules every backend answers with ([`associations`]), the
+//! in-memory store and the JSON text writer. Everything that knows redb is in
 //! [`redb`] (the durable store, its scheduled work, group commit, paging,
 //! the file's health), which depends on this module and never the other
 //! way.
