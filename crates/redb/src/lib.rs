@@ -35,7 +35,7 @@
 //!
 //! **Provider references.** When an object has an `ems_id` and an `ems_ref`
 //! and/or a `uid_ems`, `ems_refs` maps `(base_class, ems_id, ref)` to its id
-//! ([`RedbStore::find_by_ems_ref`]); the index is maintained in the same
+//! ([`ObjectStore::find_by_ems_ref`](automate_vmdb::ObjectStore::find_by_ems_ref)); the index is maintained in the same
 //! transaction as every create, update and delete. If two objects claim the
 //! same reference the last writer wins.
 //!
@@ -62,7 +62,7 @@
 //! built for another `attr_index_version` (or by a build without it); files
 //! of version 1 had it as the tuple-keyed table `attr_index`, which that
 //! rebuild drops.
-//! Provider-reference lookups ([`RedbStore::find_by_ems_ref`]) use
+//! Provider-reference lookups ([`ObjectStore::find_by_ems_ref`](automate_vmdb::ObjectStore::find_by_ems_ref)) use
 //! `ems_refs`.
 //!
 //! # Durability
