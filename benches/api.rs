@@ -22,6 +22,7 @@ use automate_api::{router, serve, ApiState};
 use automate_datastore::Datastore;
 use automate_engine::Engine;
 use automate_redb::RedbStore;
+use automate_vmdb::ObjectStore;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -334,10 +334,13 @@ fn sigkill_loses_nothing_acknowledged() {
         undelivered.first()
     );
     for &id in &machines {
-        let vm = store.find("VmOrTemplate", id).expect("machine vm");
+        let vm = store
+            .find("VmOrTemplate", id)
+            .expect("read")
+            .expect("machine vm");
         assert_eq!(
             store.attribute(&vm, "finished_n"),
-            Some(AttrValue::Int(PASSES)),
+            Ok(Some(AttrValue::Int(PASSES))),
             "machine {id} did not finish with its state vars; {report}"
         );
     }

@@ -14,6 +14,7 @@
 
 use automate_engine::AttrValue;
 use automate_redb::RedbStore;
+use automate_vmdb::ObjectStore;
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};

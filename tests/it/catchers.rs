@@ -1433,6 +1433,7 @@ async fn amqp_end_to_end_stores_1000_ems_events_across_a_restart() {
             "event_namespace",
             &AttrValue::Str("EmsEvent".into()),
         )
+        .unwrap()
         .len()
     };
     let (conn, ch, exchange, queue) = rabbit_setup("e2e").await;

@@ -69,7 +69,7 @@ fn vm_attr(store: &MemoryStore, name: &str) -> Option<AttrValue> {
         class: "VmOrTemplate".into(),
         id: VM,
     };
-    store.attribute(&vm, name)
+    store.attribute(&vm, name).unwrap()
 }
 
 #[test]

@@ -933,6 +933,102 @@ fn item15_array_args(b: Backend) {
     assert_eq!(ws.root_attr("my_objects"), Some(&AttrValue::Array(vec![])));
 }
 
+/// A [`MemoryStore`] whose reads fail while `failing` is set.
+#[derive(Default)]
+struct FlakyReads {
+    inner: MemoryStore,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+impl FlakyReads {
+    fn check(&self) -> Result<(), automate_vmdb::StoreError> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(automate_vmdb::StoreError::Backend(
+                "read failed: damaged page".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl ObjectStore for FlakyReads {
+    fn find(
+        &self,
+        class: &str,
+        id: i64,
+    ) -> Result<Option<automate_vmdb::VmdbRef>, automate_vmdb::StoreError> {
+        self.check()?;
+        self.inner.find(class, id)
+    }
+    fn attribute(
+        &self,
+        obj: &automate_vmdb::VmdbRef,
+        name: &str,
+    ) -> Result<Option<AttrValue>, automate_vmdb::StoreError> {
+        self.check()?;
+        self.inner.attribute(obj, name)
+    }
+    fn load(
+        &self,
+        class: &str,
+        id: i64,
+    ) -> Result<Option<automate_vmdb::StoredObject>, automate_vmdb::StoreError> {
+        self.check()?;
+        self.inner.load(class, id)
+    }
+    fn list(&self, class: &str) -> Result<Vec<automate_vmdb::VmdbRef>, automate_vmdb::StoreError> {
+        self.check()?;
+        self.inner.list(class)
+    }
+    fn create(
+        &self,
+        class: &str,
+        attrs: Attributes,
+    ) -> Result<automate_vmdb::VmdbRef, automate_vmdb::StoreError> {
+        self.inner.create(class, attrs)
+    }
+    fn update(
+        &self,
+        obj: &automate_vmdb::VmdbRef,
+        name: &str,
+        value: AttrValue,
+    ) -> Result<(), automate_vmdb::StoreError> {
+        self.inner.update(obj, name, value)
+    }
+    fn find_by(
+        &self,
+        class: &str,
+        attr: &str,
+        value: &AttrValue,
+    ) -> Result<Vec<automate_vmdb::VmdbRef>, automate_vmdb::StoreError> {
+        self.check()?;
+        self.inner.find_by(class, attr, value)
+    }
+}
+
+#[test]
+fn a_failed_object_store_read_fails_the_instantiation() {
+    let store = Arc::new(FlakyReads::default());
+    store.inner.insert("Vm", 1, Attributes::default());
+    let e = Engine::new(open(&data_dir("args")))
+        .with_store(store.clone())
+        .with_builtins(test_builtins());
+    let uri = "/EVM/AUTOMATE/test1?VmOrTemplate::vm=1";
+    let ws = run(&e, uri);
+    assert!(matches!(ws.root_attr("vm"), Some(AttrValue::Object(r)) if r.id == 1));
+    // The VM cannot be read: the instantiation fails with the store's
+    // message; the VM is not taken for missing (nil).
+    store
+        .failing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    match e.instantiate(uri, &[]) {
+        Err(EngineError::Store(err)) => {
+            assert_eq!(err.to_string(), "object store: read failed: damaged page")
+        }
+        other => panic!("expected a store error, got {:?}", other.map(|_| ())),
+    }
+}
+
 fn item16_process_args_as_attributes(b: Backend) {
     let store = Store::new(b);
     for id in [1, 2] {
@@ -1055,7 +1151,9 @@ fn item19_vmdb_datatypes(b: Backend) {
     let e = engine_at(&data_dir("vmdb_datatypes"), store.clone());
     let ws = run(&e, "/A/C/BARNEY/FRED");
     let name = |attr: &str, ws: &Workspace| match ws.root_attr(attr) {
-        Some(AttrValue::Object(r)) => text(store.object_store().attribute(r, "name").as_ref()),
+        Some(AttrValue::Object(r)) => {
+            text(store.object_store().attribute(r, "name").unwrap().as_ref())
+        }
         other => panic!("{attr}: {other:?}"),
     };
     assert_eq!(name("vm", &ws), "vm29");

@@ -85,11 +85,12 @@ fn seed_scenario_runs_on_the_real_manageiq_domain_as_the_only_domain() {
     for name in ["web-01", "db-01"] {
         let vm = store
             .find_by("VmOrTemplate", "name", &AttrValue::Str(name.into()))
+            .unwrap()
             .into_iter()
             .next()
             .unwrap_or_else(|| panic!("VM {name} was created on first sight"));
         assert_eq!(
-            store.attribute(&vm, "power_state"),
+            store.attribute(&vm, "power_state").unwrap(),
             Some(AttrValue::Str("off".into())),
             "{name}"
         );

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use crate::common::process::output_ok;
 use crate::common::{manifest, shipped_datastore};
+use automate_vmdb::ObjectStore;
 
 const TOKEN: &str = "harden-api-token";
 /// The longest any single read may wait (a bound, not an assertion).

@@ -9,6 +9,7 @@
 
 use crate::common::{api_runtime, control_engine, serve_api};
 use automate_redb::RedbStore;
+use automate_vmdb::ObjectStore;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::sync::Arc;

@@ -275,6 +275,7 @@ fn raising_engine(limits: BudgetLimits) -> (tempfile::TempDir, Engine, Arc<Memor
 fn stored_events(store: &MemoryStore) -> usize {
     store
         .find_by("MiqEvent", "event_type", &AttrValue::str("vm_start"))
+        .unwrap()
         .len()
 }
 
@@ -339,7 +340,7 @@ fn budget_count(_: &mut Runtime<'_>, _: ObjectId, _: &Attributes) -> Result<(), 
 /// returned and the unit committed.
 fn budget_mark(rt: &mut Runtime<'_>, _: ObjectId, _: &Attributes) -> Result<(), EngineError> {
     let store = rt.engine().store().clone();
-    if let Some(vm) = store.find("VmOrTemplate", VM) {
+    if let Some(vm) = store.find("VmOrTemplate", VM).unwrap() {
         let _ = store.update(&vm, "resolved", AttrValue::str("yes"));
     }
     Ok(())
@@ -348,7 +349,8 @@ fn budget_mark(rt: &mut Runtime<'_>, _: ObjectId, _: &Attributes) -> Result<(), 
 fn resolved(store: &RedbStore) -> bool {
     store
         .find("VmOrTemplate", VM)
-        .and_then(|vm| store.attribute(&vm, "resolved"))
+        .unwrap()
+        .and_then(|vm| store.attribute(&vm, "resolved").unwrap())
         .is_some()
 }
 

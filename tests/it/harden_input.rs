@@ -143,7 +143,7 @@ fn a_request_cannot_take_over_another_requests_task() {
     let b = requests
         .create(new_request("Work", "hello", json!({"who": "Eve"}), false))
         .expect("request B");
-    let b_ref = store.find(REQUEST_CLASS, b.id).expect("stored B");
+    let b_ref = store.find(REQUEST_CLASS, b.id).unwrap().expect("stored B");
     let mut options = b.options.clone();
     options["attrs"]["AutomationTask::automation_task"] = json!(a_task.to_string());
     options["attrs"]["Foo::automation_task"] = json!(a_task.to_string());

@@ -509,13 +509,16 @@ fn raise_evm_event_from_a_script() {
             _ => None,
         })
         .expect("an event id");
-    let ev = store.find("MiqEvent", id).expect("the MiqEvent is stored");
+    let ev = store
+        .find("MiqEvent", id)
+        .unwrap()
+        .expect("the MiqEvent is stored");
     assert_eq!(
-        store.attribute(&ev, "event_type"),
+        store.attribute(&ev, "event_type").unwrap(),
         Some(AttrValue::Str("vm_start".into()))
     );
     assert_eq!(
-        store.attribute(&ev, "source"),
+        store.attribute(&ev, "source").unwrap(),
         Some(AttrValue::Str("POLICY".into()))
     );
     assert!(
@@ -581,23 +584,31 @@ fn assert_user_run_vm_raises_vm_start(root: &Path) {
         &ws,
         &format!("Refresh requested for VmOrTemplate [{VM}]")
     ));
-    let events = store.find_by("MiqEvent", "event_type", &AttrValue::Str("vm_start".into()));
+    let events = store
+        .find_by("MiqEvent", "event_type", &AttrValue::Str("vm_start".into()))
+        .unwrap();
     assert_eq!(events.len(), 1);
     let ev = &events[0];
     assert_eq!(
-        store.attribute(ev, "event_namespace"),
+        store.attribute(ev, "event_namespace").unwrap(),
         Some(AttrValue::Str("MiqEvent".into()))
     );
-    assert_eq!(store.attribute(ev, "target_id"), Some(AttrValue::Int(VM)));
     assert_eq!(
-        store.attribute(ev, "full_data"),
+        store.attribute(ev, "target_id").unwrap(),
+        Some(AttrValue::Int(VM))
+    );
+    assert_eq!(
+        store.attribute(ev, "full_data").unwrap(),
         Some(AttrValue::Hash(vec![(
             AttrValue::Str("source_event_id".into()),
             AttrValue::Int(EVENT)
         )]))
     );
-    let vm = store.find("VmOrTemplate", VM).unwrap();
-    assert!(store.attribute(&vm, "last_refresh_requested_on").is_some());
+    let vm = store.find("VmOrTemplate", VM).unwrap().unwrap();
+    assert!(store
+        .attribute(&vm, "last_refresh_requested_on")
+        .unwrap()
+        .is_some());
 }
 
 #[test]
@@ -628,7 +639,7 @@ fn fixture_user_run_vm_raises_vm_start() {
 fn event_builtins_on_the_shipped_domain() {
     let store = store();
     let engine = engine_on(&manifest("datastore"), store.clone(), RhaiLimits::default());
-    let vm = store.find("VmOrTemplate", VM).unwrap();
+    let vm = store.find("VmOrTemplate", VM).unwrap().unwrap();
 
     let (ws, err) = engine.instantiate_traced(
         &event_uri("/System/event_handlers/change_event_target_state")
@@ -637,7 +648,7 @@ fn event_builtins_on_the_shipped_domain() {
     );
     assert_eq!(err, None, "{}", dump(&ws));
     assert_eq!(
-        store.attribute(&vm, "power_state"),
+        store.attribute(&vm, "power_state").unwrap(),
         Some(AttrValue::Str("on".into()))
     );
 
@@ -696,6 +707,7 @@ fn event_builtins_on_the_shipped_domain() {
     ));
     assert!(store
         .find_by("MiqEvent", "event_type", &AttrValue::Str("vm_bogus".into()))
+        .unwrap()
         .is_empty());
 }
 

@@ -104,9 +104,9 @@ fn retries_survive_sigkill_and_each_machine_finishes_with_its_state() {
     // every machine's last pass wrote the pass count its state vars carried.
     let store = RedbStore::open(&db).expect("reopen");
     for &id in &vms {
-        let vm = store.find("VmOrTemplate", id).expect("vm");
+        let vm = store.find("VmOrTemplate", id).unwrap().expect("vm");
         assert_eq!(
-            store.attribute(&vm, "finished_n"),
+            store.attribute(&vm, "finished_n").unwrap(),
             Some(AttrValue::Int(3)),
             "machine {id} did not finish with its state vars:\n{output}"
         );
@@ -147,11 +147,12 @@ fn assert_web_machine_finished(db: &Path) -> RedbStore {
     let store = RedbStore::open(db).expect("open store");
     let vm = store
         .find_by("VmOrTemplate", "name", &AttrValue::Str("web".into()))
+        .unwrap()
         .into_iter()
         .next()
         .expect("the VM was created on first sight");
     assert_eq!(
-        store.attribute(&vm, "finished_n"),
+        store.attribute(&vm, "finished_n").unwrap(),
         Some(AttrValue::Int(3)),
         "the machine finished on its third pass, with its state var"
     );

@@ -88,37 +88,52 @@ fn create_find_attribute_update_round_trip() {
     assert_eq!((a.id, b.id), (ID1, ID2));
     assert_eq!(&*a.class, "Host");
 
-    let found = store.find("host", ID1).expect("found by lower-case class");
+    let found = store
+        .find("host", ID1)
+        .unwrap()
+        .expect("found by lower-case class");
     assert_eq!(found, a);
-    assert!(store.find("Host", ID3).is_none());
-    assert!(store.find("Vm", ID1).is_none(), "another base class");
-    assert!(store.find("Nonsense", ID1).is_none());
+    assert!(store.find("Host", ID3).unwrap().is_none());
+    assert!(
+        store.find("Vm", ID1).unwrap().is_none(),
+        "another base class"
+    );
+    assert!(store.find("Nonsense", ID1).unwrap().is_none());
 
-    assert_eq!(store.attribute(&a, "name"), Some(s("esx1")));
-    assert_eq!(store.attribute(&a, "NAME"), Some(s("esx1")));
+    assert_eq!(store.attribute(&a, "name").unwrap(), Some(s("esx1")));
+    assert_eq!(store.attribute(&a, "NAME").unwrap(), Some(s("esx1")));
     assert_eq!(
-        store.attribute(&a, "power_state"),
+        store.attribute(&a, "power_state").unwrap(),
         Some(s("on")),
         "keys are lower-cased"
     );
-    assert_eq!(store.attribute(&a, "cpus"), Some(AttrValue::Int(16)));
     assert_eq!(
-        store.attribute(&a, "tags"),
+        store.attribute(&a, "cpus").unwrap(),
+        Some(AttrValue::Int(16))
+    );
+    assert_eq!(
+        store.attribute(&a, "tags").unwrap(),
         Some(AttrValue::Array(vec![
             s("a"),
             AttrValue::Symbol("b".into())
         ]))
     );
-    assert_eq!(store.attribute(&a, "id"), Some(AttrValue::Int(ID1)));
-    assert_eq!(store.attribute(&a, "no_such_column"), None);
+    assert_eq!(
+        store.attribute(&a, "id").unwrap(),
+        Some(AttrValue::Int(ID1))
+    );
+    assert_eq!(store.attribute(&a, "no_such_column").unwrap(), None);
 
     store.update(&a, "Name", s("esx1-renamed")).unwrap();
     store
         .update(&a, "maintenance", AttrValue::Bool(true))
         .unwrap();
-    assert_eq!(store.attribute(&a, "name"), Some(s("esx1-renamed")));
     assert_eq!(
-        store.attribute(&a, "maintenance"),
+        store.attribute(&a, "name").unwrap(),
+        Some(s("esx1-renamed"))
+    );
+    assert_eq!(
+        store.attribute(&a, "maintenance").unwrap(),
         Some(AttrValue::Bool(true))
     );
     let loaded = store.load("Host", ID1).unwrap().unwrap();
@@ -129,23 +144,35 @@ fn create_find_attribute_update_round_trip() {
     );
 
     // `name` is answered from the attribute index, which follows updates.
-    assert_eq!(store.find_by("Host", "name", &s("esx2")), vec![b.clone()]);
-    assert!(store.find_by("Host", "name", &s("esx9")).is_empty());
-    assert!(store.find_by("Host", "name", &s("esx1")).is_empty());
     assert_eq!(
-        store.find_by("Host", "NAME", &s("esx1-renamed")),
+        store.find_by("Host", "name", &s("esx2")).unwrap(),
+        vec![b.clone()]
+    );
+    assert!(store
+        .find_by("Host", "name", &s("esx9"))
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .find_by("Host", "name", &s("esx1"))
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.find_by("Host", "NAME", &s("esx1-renamed")).unwrap(),
         vec![a.clone()]
     );
     assert!(
-        store.find_by("Host", "name", &AttrValue::Int(1)).is_empty(),
+        store
+            .find_by("Host", "name", &AttrValue::Int(1))
+            .unwrap()
+            .is_empty(),
         "typed"
     );
     // Other attributes are scanned.
     assert_eq!(
-        store.find_by("Host", "cpus", &AttrValue::Int(16)),
+        store.find_by("Host", "cpus", &AttrValue::Int(16)).unwrap(),
         vec![a.clone()]
     );
-    assert!(store.find_by("Host", "cpus", &s("16")).is_empty());
+    assert!(store.find_by("Host", "cpus", &s("16")).unwrap().is_empty());
 
     let missing = VmdbRef {
         class: Arc::from("Host"),
@@ -182,22 +209,25 @@ fn subclasses_are_found_through_their_base_class() {
     let miq = store
         .create("MiqEvent", attrs(&[("event_type", s("vm_start"))]))
         .unwrap();
-    let found = store.find("EventStream", ev.id).unwrap();
+    let found = store.find("EventStream", ev.id).unwrap().unwrap();
     assert_eq!(&*found.class, "EmsEvent", "the stored class comes back");
-    assert_eq!(store.attribute(&found, "source"), Some(s("RHEVM")));
+    assert_eq!(store.attribute(&found, "source").unwrap(), Some(s("RHEVM")));
     assert_eq!(
-        &*store.find("EventStream", miq.id).unwrap().class,
+        &*store.find("EventStream", miq.id).unwrap().unwrap().class,
         "MiqEvent"
     );
     assert_eq!(
         &*store
             .find("event_stream".replace('_', "").as_str(), miq.id)
             .unwrap()
+            .unwrap()
             .class,
         "MiqEvent"
     );
     assert_eq!(
-        store.find_by("EventStream", "event_type", &s("vm_start")),
+        store
+            .find_by("EventStream", "event_type", &s("vm_start"))
+            .unwrap(),
         vec![miq.clone()]
     );
     assert_eq!(store.list("EventStream").unwrap(), vec![ev.clone(), miq]);
@@ -214,38 +244,40 @@ fn ems_ref_index_follows_creates_updates_and_deletes() {
     let store = store_in(dir.path());
     let (ems, host, vm) = provider_tree(&store);
     assert_eq!(
-        store.find_by_ems_ref("VmOrTemplate", ems.id, "vm-42"),
+        store
+            .find_by_ems_ref("VmOrTemplate", ems.id, "vm-42")
+            .unwrap(),
         Some(vm.clone())
     );
     assert_eq!(
-        store.find_by_ems_ref("Vm", ems.id, "4201-aaaa"),
+        store.find_by_ems_ref("Vm", ems.id, "4201-aaaa").unwrap(),
         Some(vm.clone()),
         "uid_ems is indexed too"
     );
     assert_eq!(
-        store.find_by_ems_ref("Host", ems.id, "host-10"),
+        store.find_by_ems_ref("Host", ems.id, "host-10").unwrap(),
         Some(host.clone())
     );
     assert_eq!(
-        store.find_by_ems_ref("Host", ems.id, "vm-42"),
+        store.find_by_ems_ref("Host", ems.id, "vm-42").unwrap(),
         None,
         "per base class"
     );
     assert_eq!(
-        store.find_by_ems_ref("Vm", ems.id + 100, "vm-42"),
+        store.find_by_ems_ref("Vm", ems.id + 100, "vm-42").unwrap(),
         None,
         "per provider"
     );
 
     // Renaming the reference moves the index entry.
     store.update(&vm, "ems_ref", s("vm-43")).unwrap();
-    assert_eq!(store.find_by_ems_ref("Vm", ems.id, "vm-42"), None);
+    assert_eq!(store.find_by_ems_ref("Vm", ems.id, "vm-42").unwrap(), None);
     assert_eq!(
-        store.find_by_ems_ref("Vm", ems.id, "vm-43"),
+        store.find_by_ems_ref("Vm", ems.id, "vm-43").unwrap(),
         Some(vm.clone())
     );
     assert_eq!(
-        store.find_by_ems_ref("Vm", ems.id, "4201-aaaa"),
+        store.find_by_ems_ref("Vm", ems.id, "4201-aaaa").unwrap(),
         Some(vm.clone())
     );
 
@@ -256,9 +288,9 @@ fn ems_ref_index_follows_creates_updates_and_deletes() {
     store
         .update(&vm, "ems_id", AttrValue::Int(ems2.id))
         .unwrap();
-    assert_eq!(store.find_by_ems_ref("Vm", ems.id, "vm-43"), None);
+    assert_eq!(store.find_by_ems_ref("Vm", ems.id, "vm-43").unwrap(), None);
     assert_eq!(
-        store.find_by_ems_ref("Vm", ems2.id, "vm-43"),
+        store.find_by_ems_ref("Vm", ems2.id, "vm-43").unwrap(),
         Some(vm.clone())
     );
 
@@ -266,22 +298,25 @@ fn ems_ref_index_follows_creates_updates_and_deletes() {
     let orphan = store
         .create("Vm", attrs(&[("ems_ref", s("vm-77"))]))
         .unwrap();
-    assert_eq!(store.find_by_ems_ref("Vm", ems.id, "vm-77"), None);
+    assert_eq!(store.find_by_ems_ref("Vm", ems.id, "vm-77").unwrap(), None);
     store
         .update(&orphan, "ems_id", AttrValue::Int(ems.id))
         .unwrap();
     assert_eq!(
-        store.find_by_ems_ref("Vm", ems.id, "vm-77"),
+        store.find_by_ems_ref("Vm", ems.id, "vm-77").unwrap(),
         Some(orphan.clone())
     );
 
     assert!(store.delete(&orphan).unwrap());
     assert!(!store.delete(&orphan).unwrap());
-    assert_eq!(store.find_by_ems_ref("Vm", ems.id, "vm-77"), None);
-    assert!(store.find("Vm", orphan.id).is_none());
-    assert!(store.find_by("Vm", "ems_ref", &s("vm-77")).is_empty());
+    assert_eq!(store.find_by_ems_ref("Vm", ems.id, "vm-77").unwrap(), None);
+    assert!(store.find("Vm", orphan.id).unwrap().is_none());
+    assert!(store
+        .find_by("Vm", "ems_ref", &s("vm-77"))
+        .unwrap()
+        .is_empty());
     assert_eq!(
-        store.find_by("Vm", "ems_ref", &s("vm-43")),
+        store.find_by("Vm", "ems_ref", &s("vm-43")).unwrap(),
         vec![vm.clone()]
     );
     let report = store.verify().unwrap();
@@ -295,31 +330,31 @@ fn associations_resolve_vm_to_host_to_ems() {
     let store = store_in(dir.path());
     let (ems, host, vm) = provider_tree(&store);
 
-    let Some(AttrValue::Object(h)) = store.attribute(&vm, "host") else {
+    let Some(AttrValue::Object(h)) = store.attribute(&vm, "host").unwrap() else {
         panic!("vm.host is not an object");
     };
     assert_eq!(h, host);
-    let Some(AttrValue::Object(e)) = store.attribute(&h, "ext_management_system") else {
+    let Some(AttrValue::Object(e)) = store.attribute(&h, "ext_management_system").unwrap() else {
         panic!("host.ext_management_system is not an object");
     };
     assert_eq!(e, ems);
-    assert_eq!(store.attribute(&e, "name"), Some(s("vc1")));
+    assert_eq!(store.attribute(&e, "name").unwrap(), Some(s("vc1")));
     assert_eq!(
-        store.attribute(&vm, "ems"),
+        store.attribute(&vm, "ems").unwrap(),
         Some(AttrValue::Object(ems.clone()))
     );
     assert_eq!(
-        store.attribute(&vm, "host_id"),
+        store.attribute(&vm, "host_id").unwrap(),
         Some(AttrValue::Int(host.id))
     );
 
     // Has-many side.
     assert_eq!(
-        store.attribute(&host, "vms"),
+        store.attribute(&host, "vms").unwrap(),
         Some(AttrValue::Array(vec![AttrValue::Object(vm.clone())]))
     );
     assert_eq!(
-        store.attribute(&ems, "hosts"),
+        store.attribute(&ems, "hosts").unwrap(),
         Some(AttrValue::Array(vec![AttrValue::Object(host.clone())]))
     );
 
@@ -339,29 +374,29 @@ fn associations_resolve_vm_to_host_to_ems() {
         )
         .unwrap();
     assert_eq!(
-        store.attribute(&ev, "vm"),
+        store.attribute(&ev, "vm").unwrap(),
         Some(AttrValue::Object(vm.clone()))
     );
     assert_eq!(
-        store.attribute(&ev, "Vm_Or_Template"),
+        store.attribute(&ev, "Vm_Or_Template").unwrap(),
         Some(AttrValue::Object(vm.clone()))
     );
     assert_eq!(
-        store.attribute(&ev, "target"),
+        store.attribute(&ev, "target").unwrap(),
         Some(AttrValue::Object(vm.clone()))
     );
     assert_eq!(
-        store.attribute(&ev, "dest_vm"),
+        store.attribute(&ev, "dest_vm").unwrap(),
         Some(AttrValue::Nil),
         "dangling id is nil"
     );
     assert_eq!(
-        store.attribute(&ev, "dest_host"),
+        store.attribute(&ev, "dest_host").unwrap(),
         Some(AttrValue::Nil),
         "unset id is nil"
     );
     assert_eq!(
-        store.attribute(&ev, "storage"),
+        store.attribute(&ev, "storage").unwrap(),
         None,
         "not an attribute of this object"
     );
@@ -370,7 +405,220 @@ fn associations_resolve_vm_to_host_to_ems() {
     let vm2 = store
         .create("Vm", attrs(&[("host_id", AttrValue::Object(host.clone()))]))
         .unwrap();
-    assert_eq!(store.attribute(&vm2, "host"), Some(AttrValue::Object(host)));
+    assert_eq!(
+        store.attribute(&vm2, "host").unwrap(),
+        Some(AttrValue::Object(host))
+    );
+}
+
+/// The association cases every backend answers the same way
+/// (`automate_vmdb::associations`): run on a [`MemoryStore`] and a
+/// [`RedbStore`] holding the same objects.
+#[test]
+fn associations_answer_the_same_on_memory_and_redb() {
+    const EMS: i64 = 1_000_000_000_010;
+    const HOST: i64 = 1_000_000_000_020;
+    const HOST2: i64 = 1_000_000_000_021;
+    const VM: i64 = 1_000_000_000_030;
+    const VM2: i64 = 1_000_000_000_031;
+    const TEMPLATE: i64 = 1_000_000_000_032;
+    const STORAGE: i64 = 1_000_000_000_040;
+    const EVENT: i64 = 1_000_000_000_050;
+    const REQUEST: i64 = 1_000_000_000_060;
+    const TASK: i64 = 1_000_000_000_070;
+    const GONE: i64 = 1_000_000_000_999;
+    let fixtures: Vec<(&str, i64, Attributes)> = vec![
+        ("ExtManagementSystem", EMS, attrs(&[("name", s("vc1"))])),
+        (
+            "Host",
+            HOST,
+            attrs(&[("name", s("esx1")), ("ems_id", AttrValue::Int(EMS))]),
+        ),
+        ("Host", HOST2, attrs(&[("name", s("esx2"))])),
+        (
+            "Vm",
+            VM,
+            attrs(&[
+                ("name", s("web01")),
+                ("ems_id", AttrValue::Int(EMS)),
+                ("host_id", AttrValue::Int(HOST)),
+                ("storage_id", AttrValue::Int(STORAGE)),
+            ]),
+        ),
+        (
+            "Vm",
+            VM2,
+            // An id held as text, as a query argument stores it.
+            attrs(&[("name", s("web02")), ("host_id", s(" 1000000000020 "))]),
+        ),
+        (
+            "MiqTemplate",
+            TEMPLATE,
+            attrs(&[
+                ("name", s("tpl")),
+                ("ems_id", AttrValue::Int(EMS)),
+                ("host_id", AttrValue::Int(HOST)),
+                // A stored attribute wins over the association of that name.
+                ("host", s("stored")),
+            ]),
+        ),
+        ("Storage", STORAGE, attrs(&[("name", s("ds1"))])),
+        (
+            "EmsEvent",
+            EVENT,
+            attrs(&[
+                ("event_type", s("VmPoweredOnEvent")),
+                ("ems_id", AttrValue::Int(EMS)),
+                ("vm_id", AttrValue::Int(VM)),
+                ("dest_host_id", AttrValue::Int(GONE)),
+                ("target_type", s("Host")),
+                (
+                    "target_id",
+                    AttrValue::Object(VmdbRef {
+                        class: Arc::from("Host"),
+                        id: HOST2,
+                    }),
+                ),
+            ]),
+        ),
+        ("AutomationRequest", REQUEST, attrs(&[])),
+        (
+            "AutomationTask",
+            TASK,
+            attrs(&[("miq_request_id", AttrValue::Int(REQUEST))]),
+        ),
+    ];
+    let r = |class: &str, id: i64| VmdbRef {
+        class: Arc::from(class),
+        id,
+    };
+    let obj = |class: &str, id: i64| Some(AttrValue::Object(r(class, id)));
+    let objs = |items: &[(&str, i64)]| {
+        Some(AttrValue::Array(
+            items
+                .iter()
+                .map(|(c, id)| AttrValue::Object(r(c, *id)))
+                .collect(),
+        ))
+    };
+    // (object's class as the caller names it, id, attribute, answer)
+    let cases: Vec<(&str, i64, &str, Option<AttrValue>)> = vec![
+        // belongs_to, named and generic.
+        ("Vm", VM, "host", obj("Host", HOST)),
+        ("VmOrTemplate", VM, "HOST", obj("Host", HOST)),
+        ("Vm", VM, "ems", obj("ExtManagementSystem", EMS)),
+        (
+            "Vm",
+            VM,
+            "ext_management_system",
+            obj("ExtManagementSystem", EMS),
+        ),
+        ("Vm", VM, "storage", obj("Storage", STORAGE)),
+        ("Vm", VM2, "host", obj("Host", HOST)),
+        ("Vm", VM2, "ems", Some(AttrValue::Nil)),
+        ("Vm", VM2, "storage", None),
+        ("Host", HOST, "ems", obj("ExtManagementSystem", EMS)),
+        ("MiqTemplate", TEMPLATE, "host", Some(s("stored"))),
+        ("EventStream", EVENT, "vm", obj("Vm", VM)),
+        ("EmsEvent", EVENT, "vm_or_template", obj("Vm", VM)),
+        ("EmsEvent", EVENT, "dest_host", Some(AttrValue::Nil)),
+        ("EmsEvent", EVENT, "dest_vm", Some(AttrValue::Nil)),
+        ("EmsEvent", EVENT, "miq_request", Some(AttrValue::Nil)),
+        (
+            "AutomationTask",
+            TASK,
+            "miq_request",
+            obj("AutomationRequest", REQUEST),
+        ),
+        // Polymorphic.
+        ("EmsEvent", EVENT, "target", obj("Host", HOST2)),
+        ("Vm", VM, "target", None),
+        // has_many, by id; subclasses included; the typed match of
+        // `find_by` (VM2's id held as text is not one of them).
+        (
+            "Host",
+            HOST,
+            "vms",
+            objs(&[("Vm", VM), ("MiqTemplate", TEMPLATE)]),
+        ),
+        ("Host", HOST2, "vms", objs(&[])),
+        (
+            "ExtManagementSystem",
+            EMS,
+            "vms",
+            objs(&[("Vm", VM), ("MiqTemplate", TEMPLATE)]),
+        ),
+        ("ExtManagementSystem", EMS, "hosts", objs(&[("Host", HOST)])),
+        (
+            "ExtManagementSystem",
+            EMS,
+            "ems_events",
+            objs(&[("EmsEvent", EVENT)]),
+        ),
+        (
+            "MiqRequest",
+            REQUEST,
+            "miq_request_tasks",
+            objs(&[("AutomationTask", TASK)]),
+        ),
+        ("Vm", VM, "vms", None),
+        // Plain attributes, ids and absent objects.
+        ("Vm", VM, "name", Some(s("web01"))),
+        ("Vm", VM, "id", Some(AttrValue::Int(VM))),
+        ("Vm", GONE, "host", None),
+        ("Spaceship", VM, "host", None),
+    ];
+
+    let memory = automate_vmdb::MemoryStore::new();
+    let dir = tempfile::tempdir().unwrap();
+    let redb = store_in(dir.path());
+    for (class, id, a) in &fixtures {
+        memory.insert(class, *id, a.clone()).expect("known class");
+        redb.insert(class, *id, a.clone()).unwrap();
+    }
+    let stores: [(&str, &dyn ObjectStore); 2] = [("memory", &memory), ("redb", &redb)];
+    for (name, store) in stores {
+        for (class, id, attr, want) in &cases {
+            assert_eq!(
+                store.attribute(&r(class, *id), attr).as_ref(),
+                Ok(want),
+                "{name}: {class}[{id}].{attr}"
+            );
+        }
+        // Subclasses are found through their base class, with their class.
+        assert_eq!(
+            store.find("VmOrTemplate", TEMPLATE),
+            Ok(Some(r("MiqTemplate", TEMPLATE))),
+            "{name}"
+        );
+        assert_eq!(
+            store.find("EventStream", EVENT),
+            Ok(Some(r("EmsEvent", EVENT))),
+            "{name}"
+        );
+        assert_eq!(
+            store.find("Host", VM),
+            Ok(None),
+            "{name}: another base class"
+        );
+        assert_eq!(
+            store.list("Vm"),
+            Ok(vec![r("Vm", VM), r("Vm", VM2), r("MiqTemplate", TEMPLATE)]),
+            "{name}"
+        );
+        assert_eq!(
+            store
+                .load("MiqTemplate", TEMPLATE)
+                .map(|o| o.map(|o| o.class)),
+            Ok(Some("MiqTemplate".to_string())),
+            "{name}"
+        );
+        assert_eq!(store.load("Vm", GONE), Ok(None), "{name}");
+        assert!(
+            matches!(store.list("Spaceship"), Err(StoreError::UnknownClass(_))),
+            "{name}"
+        );
+    }
 }
 
 #[test]
@@ -383,13 +631,16 @@ fn objects_and_sequences_persist_across_reopen() {
     // One sequence per base class, as in ManageIQ.
     assert_eq!((ems.id, host.id, vm.id), (ID1, ID1, ID1));
     let store = store_in(dir.path());
-    assert_eq!(store.find("VmOrTemplate", vm.id), Some(vm.clone()));
-    assert_eq!(store.attribute(&vm, "name"), Some(s("web01")));
+    assert_eq!(store.find("VmOrTemplate", vm.id).unwrap(), Some(vm.clone()));
+    assert_eq!(store.attribute(&vm, "name").unwrap(), Some(s("web01")));
     assert_eq!(
-        store.attribute(&vm, "host"),
+        store.attribute(&vm, "host").unwrap(),
         Some(AttrValue::Object(host.clone()))
     );
-    assert_eq!(store.find_by_ems_ref("Host", ems.id, "host-10"), Some(host));
+    assert_eq!(
+        store.find_by_ems_ref("Host", ems.id, "host-10").unwrap(),
+        Some(host)
+    );
     assert_eq!(store.next_id("Vm").unwrap(), ID2);
     let next = store.create("Vm", attrs(&[("name", s("web02"))])).unwrap();
     assert_eq!(next.id, ID2, "the sequence continues");
@@ -450,7 +701,7 @@ fn write_batch_is_one_transaction() {
         })
         .unwrap();
     assert_eq!(
-        store.attribute(&ems, "last_event_id"),
+        store.attribute(&ems, "last_event_id").unwrap(),
         Some(AttrValue::Int(ev.id))
     );
     let sched = store.schedule();
@@ -496,7 +747,7 @@ fn write_batch_is_one_transaction() {
         .unwrap();
     assert!(sched.is_empty().unwrap());
     assert_eq!(
-        store.attribute(&ev, "processed"),
+        store.attribute(&ev, "processed").unwrap(),
         Some(AttrValue::Bool(true))
     );
 }
@@ -819,11 +1070,14 @@ fn crash_mid_write_leaves_last_committed_state() {
         "the child committed vms before it was killed"
     );
     for vm in &vms {
-        assert_eq!(store.find("Vm", vm.id).as_ref(), Some(vm));
-        let name = store.attribute(vm, "name").unwrap().to_text();
-        assert_eq!(store.attribute(vm, "ems_ref").unwrap().to_text(), name);
+        assert_eq!(store.find("Vm", vm.id).unwrap().as_ref(), Some(vm));
+        let name = store.attribute(vm, "name").unwrap().unwrap().to_text();
+        assert_eq!(
+            store.attribute(vm, "ems_ref").unwrap().unwrap().to_text(),
+            name
+        );
         assert!(matches!(
-            store.attribute(vm, "host"),
+            store.attribute(vm, "host").unwrap(),
             Some(AttrValue::Object(_))
         ));
     }
@@ -833,7 +1087,7 @@ fn crash_mid_write_leaves_last_committed_state() {
 
     // Each batch committed whole or not at all.
     let ems = store.list("ExtManagementSystem").unwrap().pop().unwrap();
-    let int = |name| match store.attribute(&ems, name) {
+    let int = |name| match store.attribute(&ems, name).unwrap() {
         Some(AttrValue::Int(n)) => n,
         other => panic!("{name}: {other:?}"),
     };
@@ -852,8 +1106,11 @@ fn crash_mid_write_leaves_last_committed_state() {
         "one work item per vm, minus those acked with their effect"
     );
     for vm in &vms {
-        let r = store.attribute(vm, "ems_ref").unwrap().to_text();
-        assert_eq!(store.find_by_ems_ref("Vm", ems.id, &r).as_ref(), Some(vm));
+        let r = store.attribute(vm, "ems_ref").unwrap().unwrap().to_text();
+        assert_eq!(
+            store.find_by_ems_ref("Vm", ems.id, &r).unwrap().as_ref(),
+            Some(vm)
+        );
     }
     // Claimed-but-unacked work is still there to be re-delivered.
     sched.release_leases(SystemTime::now()).unwrap();
@@ -1059,7 +1316,9 @@ fn find_by_timing() {
     eprintln!("{n} creates in one batch: {:?}", t.elapsed());
     let t = Instant::now();
     for i in (0..n).step_by(10) {
-        let found = store.find_by("EventStream", "dedup_key", &s(&format!("key-{i}")));
+        let found = store
+            .find_by("EventStream", "dedup_key", &s(&format!("key-{i}")))
+            .unwrap();
         assert_eq!(found.len(), 1);
     }
     eprintln!("{} find_by over {n} events: {:?}", n / 10, t.elapsed());
@@ -1119,21 +1378,21 @@ fn handed_over_writes_stay_readable_until_they_land() {
     // Handed over, maybe not on disk yet: still read by this thread.
     assert_eq!(store.unit_len(), Some(0));
     assert_eq!(
-        store.find_by("EventStream", "dedup_key", &s("k1")),
+        store.find_by("EventStream", "dedup_key", &s("k1")).unwrap(),
         vec![ev.clone()]
     );
     assert_eq!(
-        store.find_by_ems_ref("Vm", ems.id, "ref-1"),
+        store.find_by_ems_ref("Vm", ems.id, "ref-1").unwrap(),
         Some(vm.clone())
     );
-    assert_eq!(store.attribute(&vm, "name"), Some(s("vm1")));
+    assert_eq!(store.attribute(&vm, "name").unwrap(), Some(s("vm1")));
     // The next batch changes the VM the first one created.
     store.update(&vm, "power_state", s("on")).unwrap();
-    assert_eq!(store.attribute(&vm, "power_state"), Some(s("on")));
+    assert_eq!(store.attribute(&vm, "power_state").unwrap(), Some(s("on")));
     first.wait().unwrap();
     store.landed();
     assert_eq!(
-        store.attribute(&vm, "name"),
+        store.attribute(&vm, "name").unwrap(),
         Some(s("vm1")),
         "now from the file"
     );
@@ -1144,8 +1403,8 @@ fn handed_over_writes_stay_readable_until_they_land() {
     store.landed();
     store.abort_unit();
     assert_eq!(store.unit_len(), None);
-    assert_eq!(store.attribute(&vm, "power_state"), Some(s("on")));
-    assert_eq!(store.attribute(&vm, "name"), Some(s("vm1")));
+    assert_eq!(store.attribute(&vm, "power_state").unwrap(), Some(s("on")));
+    assert_eq!(store.attribute(&vm, "name").unwrap(), Some(s("vm1")));
 
     // A failed commit: the worker drops its unit, and the batch built on
     // the failed one is never written.
@@ -1159,9 +1418,10 @@ fn handed_over_writes_stay_readable_until_they_land() {
     store.update(&lost, "event_type", s("built on it")).unwrap();
     assert!(failing.wait().is_err());
     store.abort_unit();
-    assert_eq!(store.find("EventStream", lost.id), None);
+    assert_eq!(store.find("EventStream", lost.id).unwrap(), None);
     assert!(store
         .find_by("EventStream", "dedup_key", &s("k2"))
+        .unwrap()
         .is_empty());
     writer.stop();
 }
@@ -1190,14 +1450,17 @@ fn unit_of_work_buffers_writes_until_commit() {
         .unwrap();
     store.update(&host, "power_state", s("on")).unwrap();
     // This thread sees its writes, through lookups, indexes and associations.
-    assert_eq!(store.find("EventStream", ev.id), Some(ev.clone()));
+    assert_eq!(store.find("EventStream", ev.id).unwrap(), Some(ev.clone()));
     assert_eq!(
-        store.find_by("EventStream", "dedup_key", &s("k1")),
+        store.find_by("EventStream", "dedup_key", &s("k1")).unwrap(),
         vec![ev.clone()]
     );
-    assert_eq!(store.attribute(&host, "power_state"), Some(s("on")));
     assert_eq!(
-        store.attribute(&ev, "host"),
+        store.attribute(&host, "power_state").unwrap(),
+        Some(s("on"))
+    );
+    assert_eq!(
+        store.attribute(&ev, "host").unwrap(),
         Some(AttrValue::Object(host.clone()))
     );
     // Another thread sees neither, and its ids do not collide.
@@ -1205,8 +1468,8 @@ fn unit_of_work_buffers_writes_until_commit() {
         let store = store.clone();
         let (ev, host) = (ev.clone(), host.clone());
         std::thread::spawn(move || {
-            assert_eq!(store.find("EventStream", ev.id), None);
-            assert_eq!(store.attribute(&host, "power_state"), None);
+            assert_eq!(store.find("EventStream", ev.id).unwrap(), None);
+            assert_eq!(store.attribute(&host, "power_state").unwrap(), None);
             store.create("EmsEvent", attrs(&[("dedup_key", s("k2"))]))
         })
         .join()
@@ -1229,8 +1492,11 @@ fn unit_of_work_buffers_writes_until_commit() {
     drop(schedule);
     drop(store);
     let store = RedbStore::open(&path).unwrap();
-    assert_eq!(store.find("EventStream", ev.id), Some(ev.clone()));
-    assert_eq!(store.attribute(&host, "power_state"), Some(s("on")));
+    assert_eq!(store.find("EventStream", ev.id).unwrap(), Some(ev.clone()));
+    assert_eq!(
+        store.attribute(&host, "power_state").unwrap(),
+        Some(s("on"))
+    );
     // A unit's change is applied to the object as committed at its commit:
     // another thread's update of another attribute in between is kept.
     store.begin_unit();
@@ -1243,15 +1509,24 @@ fn unit_of_work_buffers_writes_until_commit() {
             .unwrap();
     });
     store.commit_unit(|_| Ok(())).unwrap();
-    assert_eq!(store.attribute(&host, "power_state"), Some(s("off")));
-    assert_eq!(store.attribute(&host, "name"), Some(s("h1-renamed")));
+    assert_eq!(
+        store.attribute(&host, "power_state").unwrap(),
+        Some(s("off"))
+    );
+    assert_eq!(
+        store.attribute(&host, "name").unwrap(),
+        Some(s("h1-renamed"))
+    );
     // An aborted unit leaves nothing, and the next id is past every id.
     store.begin_unit();
     let gone = store.create("EmsEvent", Attributes::default()).unwrap();
     store.update(&host, "power_state", s("standby")).unwrap();
     store.abort_unit();
-    assert_eq!(store.find("EventStream", gone.id), None);
-    assert_eq!(store.attribute(&host, "power_state"), Some(s("off")));
+    assert_eq!(store.find("EventStream", gone.id).unwrap(), None);
+    assert_eq!(
+        store.attribute(&host, "power_state").unwrap(),
+        Some(s("off"))
+    );
     let next = store.create("EmsEvent", Attributes::default()).unwrap();
     assert!(next.id > other.id && next.id > ev.id, "{next:?}");
     // Updating an object that does not exist fails inside a unit too.
@@ -1282,8 +1557,16 @@ fn a_units_reads_see_commits_made_since_its_last_read() {
         .unwrap();
     store.begin_unit();
     // Reads that take (and then reuse) the unit's snapshot.
-    assert_eq!(store.find_by_ems_ref("VmOrTemplate", ems.id, "vm-1"), None);
-    assert!(store.find_by("VmOrTemplate", "name", &s("web")).is_empty());
+    assert_eq!(
+        store
+            .find_by_ems_ref("VmOrTemplate", ems.id, "vm-1")
+            .unwrap(),
+        None
+    );
+    assert!(store
+        .find_by("VmOrTemplate", "name", &s("web"))
+        .unwrap()
+        .is_empty());
     // Another thread commits a VM, as another worker would.
     let vm = {
         let store = store.clone();
@@ -1303,11 +1586,13 @@ fn a_units_reads_see_commits_made_since_its_last_read() {
         .unwrap()
     };
     assert_eq!(
-        store.find_by_ems_ref("VmOrTemplate", ems.id, "vm-1"),
+        store
+            .find_by_ems_ref("VmOrTemplate", ems.id, "vm-1")
+            .unwrap(),
         Some(vm.clone())
     );
     assert_eq!(
-        store.find_by("VmOrTemplate", "name", &s("web")),
+        store.find_by("VmOrTemplate", "name", &s("web")).unwrap(),
         vec![vm.clone()]
     );
     // And an update committed elsewhere after that.
@@ -1318,6 +1603,6 @@ fn a_units_reads_see_commits_made_since_its_last_read() {
             .join()
             .unwrap();
     }
-    assert_eq!(store.attribute(&vm, "power_state"), Some(s("on")));
+    assert_eq!(store.attribute(&vm, "power_state").unwrap(), Some(s("on")));
     store.commit_unit(|_| Ok(())).unwrap();
 }

@@ -196,7 +196,7 @@ mod tests {
             .list("Vm")
             .unwrap()
             .iter()
-            .map(|r| store.attribute(r, "name").unwrap().to_text())
+            .map(|r| store.attribute(r, "name").unwrap().unwrap().to_text())
             .collect();
         stored.sort();
         assert_eq!(stored, ["ok-1", "ok-2", "ok-3"]);

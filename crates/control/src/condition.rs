@@ -57,13 +57,19 @@ struct ObjHandle {
 }
 
 impl ObjHandle {
-    fn get(&mut self, name: ImmutableString) -> Dynamic {
-        match self.store.attribute(&self.obj, name.as_str()) {
+    /// Attribute `name` of the object; a failed object-store read fails
+    /// the condition with the store's message (it is not read as `()`).
+    fn get(&mut self, name: ImmutableString) -> Result<Dynamic, Box<rhai::EvalAltResult>> {
+        let value = self
+            .store
+            .attribute(&self.obj, name.as_str())
+            .map_err(|e| Box::new(rhai::EvalAltResult::from(e.to_string())))?;
+        Ok(match value {
             Some(v) => to_dynamic(&self.store, &v),
             None if name == "id" => Dynamic::from(self.obj.id),
             None if name == "class" => Dynamic::from(self.obj.class.to_string()),
             None => Dynamic::UNIT,
-        }
+        })
     }
 }
 

@@ -64,9 +64,12 @@ fn find_object(store: &dyn ObjectStore, class: &str, text: &str) -> Result<AttrV
     let id = text.trim().parse::<i64>().map_err(|_| {
         EngineError::ServiceNotFound(format!("{model} [{text}] is not a valid object id"))
     })?;
-    store.find(model, id).map(AttrValue::Object).ok_or_else(|| {
-        EngineError::ServiceNotFound(format!("{model} [{id}] not found in the object store"))
-    })
+    store
+        .find(model, id)?
+        .map(AttrValue::Object)
+        .ok_or_else(|| {
+            EngineError::ServiceNotFound(format!("{model} [{id}] not found in the object store"))
+        })
 }
 
 /// ManageIQ's `SM_LOOKUP` short names.
@@ -170,7 +173,8 @@ pub fn to_json(v: &AttrValue) -> serde_json::Value {
 mod tests {
     use super::*;
     use automate_core::time::duration_seconds;
-    use automate_vmdb::NoObjects;
+    use automate_core::value::Attributes;
+    use automate_vmdb::{NoObjects, StoreError, StoredObject, VmdbRef};
 
     #[test]
     fn conversions_follow_ruby() {
@@ -193,6 +197,48 @@ mod tests {
         ));
         assert!(matches!(
             convert(&NoObjects, s("1"), "vm"),
+            Err(EngineError::ServiceNotFound(_))
+        ));
+    }
+
+    /// A store whose every read fails (a damaged page, an I/O error).
+    struct FailingReads;
+
+    impl ObjectStore for FailingReads {
+        fn find(&self, _: &str, _: i64) -> Result<Option<VmdbRef>, StoreError> {
+            Err(StoreError::Backend("read failed: damaged page".into()))
+        }
+        fn attribute(&self, _: &VmdbRef, _: &str) -> Result<Option<AttrValue>, StoreError> {
+            Err(StoreError::Backend("read failed: damaged page".into()))
+        }
+        fn load(&self, _: &str, _: i64) -> Result<Option<StoredObject>, StoreError> {
+            Err(StoreError::Backend("read failed: damaged page".into()))
+        }
+        fn list(&self, _: &str) -> Result<Vec<VmdbRef>, StoreError> {
+            Err(StoreError::Backend("read failed: damaged page".into()))
+        }
+        fn create(&self, class: &str, _: Attributes) -> Result<VmdbRef, StoreError> {
+            Err(StoreError::UnknownClass(class.into()))
+        }
+        fn update(&self, _: &VmdbRef, _: &str, _: AttrValue) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn find_by(&self, _: &str, _: &str, _: &AttrValue) -> Result<Vec<VmdbRef>, StoreError> {
+            Err(StoreError::Backend("read failed: damaged page".into()))
+        }
+    }
+
+    #[test]
+    fn a_failed_read_is_an_error_not_a_missing_object() {
+        let e = convert(&FailingReads, AttrValue::Str("7".into()), "vm").unwrap_err();
+        assert_eq!(
+            e,
+            EngineError::Store(StoreError::Backend("read failed: damaged page".into()))
+        );
+        assert_eq!(e.to_string(), "object store: read failed: damaged page");
+        // A store that reads finds nothing: that one is "not found".
+        assert!(matches!(
+            convert(&NoObjects, AttrValue::Str("7".into()), "vm"),
             Err(EngineError::ServiceNotFound(_))
         ));
     }

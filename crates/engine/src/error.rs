@@ -86,6 +86,11 @@ pub enum EngineError {
     /// handler passes it up unchanged.
     #[error("Instantiation stopped: {0}")]
     Budget(super::budget::BudgetExceeded),
+    /// The object store could not answer a read (an I/O error, a damaged
+    /// file): the instantiation fails with the store's message instead of
+    /// reading the object as absent (nil).
+    #[error("{0}")]
+    Store(#[from] automate_vmdb::StoreError),
 }
 
 impl EngineError {

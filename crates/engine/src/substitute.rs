@@ -175,7 +175,7 @@ impl Runtime<'_> {
         };
         let mut value = value;
         for seg in segments {
-            match self.call_value_method(&value, seg) {
+            match self.call_value_method(&value, seg)? {
                 Ok(v) => value = v,
                 Err(msg) => {
                     self.log(Level::Warn, format!("Error during substitution: {msg}"));
@@ -280,8 +280,14 @@ impl Runtime<'_> {
         Ok(value.unwrap_or(AttrValue::Nil))
     }
 
-    /// A method named in a substitution chain, applied to a value.
-    fn call_value_method(&self, value: &AttrValue, seg: &str) -> Result<AttrValue, String> {
+    /// A method named in a substitution chain, applied to a value: the
+    /// inner `Err` is a method the value does not answer (logged, nil), the
+    /// outer one a failed object-store read (the substitution fails).
+    fn call_value_method(
+        &self,
+        value: &AttrValue,
+        seg: &str,
+    ) -> Result<Result<AttrValue, String>, EngineError> {
         let (name, arg) = match seg.find('(') {
             Some(p) if seg.ends_with(')') => (&seg[..p], Some(seg[p + 1..seg.len() - 1].trim())),
             _ => (seg, None),
@@ -293,53 +299,24 @@ impl Runtime<'_> {
         if let AttrValue::Object(r) = value {
             let store = self.engine.store.as_ref();
             let undefined = || format!("undefined method `{name}' for {}::{}", r.class, r.id);
-            return match (name, arg) {
+            return Ok(match (name, arg) {
                 // `MiqRequest#get_option(key)`: `options[key]`, the first
                 // element when it is an array.
-                ("get_option", Some(key)) => {
-                    let options = store.attribute(r, "options").ok_or_else(undefined)?;
-                    Ok(match hash_get(&options, key) {
+                ("get_option", Some(key)) => match store.attribute(r, "options")? {
+                    Some(options) => Ok(match hash_get(&options, key) {
                         AttrValue::Array(items) => {
                             items.into_iter().next().unwrap_or(AttrValue::Nil)
                         }
                         v => v,
-                    })
-                }
-                ("[]", Some(key)) => Ok(store.attribute(r, key).unwrap_or(AttrValue::Nil)),
-                (_, None) => store.attribute(r, name).ok_or_else(undefined),
+                    }),
+                    None => Err(undefined()),
+                },
+                ("[]", Some(key)) => Ok(store.attribute(r, key)?.unwrap_or(AttrValue::Nil)),
+                (_, None) => store.attribute(r, name)?.ok_or_else(undefined),
                 _ => Err(undefined()),
-            };
+            });
         }
-        let text = value.to_text();
-        Ok(match (name, arg) {
-            ("upcase", None) => AttrValue::Str(text.to_uppercase()),
-            ("downcase", None) => AttrValue::Str(text.to_lowercase()),
-            ("capitalize", None) => {
-                let mut c = text.chars();
-                AttrValue::Str(match c.next() {
-                    Some(f) => {
-                        f.to_uppercase().collect::<String>() + c.as_str().to_lowercase().as_str()
-                    }
-                    None => String::new(),
-                })
-            }
-            ("strip", None) => AttrValue::Str(text.trim().to_string()),
-            ("length" | "size", None) => match value {
-                AttrValue::Array(a) => AttrValue::Int(a.len() as i64),
-                _ => AttrValue::Int(text.chars().count() as i64),
-            },
-            ("to_s", None) => AttrValue::Str(text),
-            ("to_i", None) => AttrValue::Int(super::datatype::ruby_to_i(&text)),
-            ("first", None) => match value {
-                AttrValue::Array(a) => a.first().cloned().unwrap_or(AttrValue::Nil),
-                _ => return Err(format!("undefined method `first' for \"{text}\"")),
-            },
-            ("get_option" | "[]", Some(key)) => match value {
-                AttrValue::Hash(_) => hash_get(value, key),
-                _ => return Err(format!("undefined method `{name}' for \"{text}\"")),
-            },
-            _ => return Err(format!("undefined method `{name}' for \"{text}\"")),
-        })
+        Ok(text_method(value, name, arg))
     }
 
     /// The workspace object a path names, from the current object's point
@@ -479,4 +456,39 @@ fn split_chain(fragment: &str) -> Vec<&str> {
     }
     out.push(&fragment[start..]);
     out
+}
+
+/// A string, array or hash method named in a substitution chain, applied
+/// to a value that is not a stored object.
+fn text_method(value: &AttrValue, name: &str, arg: Option<&str>) -> Result<AttrValue, String> {
+    let text = value.to_text();
+    Ok(match (name, arg) {
+        ("upcase", None) => AttrValue::Str(text.to_uppercase()),
+        ("downcase", None) => AttrValue::Str(text.to_lowercase()),
+        ("capitalize", None) => {
+            let mut c = text.chars();
+            AttrValue::Str(match c.next() {
+                Some(f) => {
+                    f.to_uppercase().collect::<String>() + c.as_str().to_lowercase().as_str()
+                }
+                None => String::new(),
+            })
+        }
+        ("strip", None) => AttrValue::Str(text.trim().to_string()),
+        ("length" | "size", None) => match value {
+            AttrValue::Array(a) => AttrValue::Int(a.len() as i64),
+            _ => AttrValue::Int(text.chars().count() as i64),
+        },
+        ("to_s", None) => AttrValue::Str(text),
+        ("to_i", None) => AttrValue::Int(super::datatype::ruby_to_i(&text)),
+        ("first", None) => match value {
+            AttrValue::Array(a) => a.first().cloned().unwrap_or(AttrValue::Nil),
+            _ => return Err(format!("undefined method `first' for \"{text}\"")),
+        },
+        ("get_option" | "[]", Some(key)) => match value {
+            AttrValue::Hash(_) => hash_get(value, key),
+            _ => return Err(format!("undefined method `{name}' for \"{text}\"")),
+        },
+        _ => return Err(format!("undefined method `{name}' for \"{text}\"")),
+    })
 }

@@ -216,7 +216,7 @@ impl Handler {
             "ExtManagementSystem",
             "name",
             &AttrValue::Str(provider.name.clone()),
-        );
+        )?;
         if let Some(r) = found.into_iter().next() {
             return Ok(r);
         }
@@ -251,9 +251,11 @@ impl Handler {
             ems.id,
             ev.vm_ems_ref.as_deref().unwrap_or("")
         );
+        // A failed read fails the event (the caller retries it): it must
+        // not pass for "not stored yet" and store the event twice.
         if let Some(existing) = self
             .store
-            .find_by("EventStream", "dedup_key", &AttrValue::Str(key.clone()))
+            .find_by("EventStream", "dedup_key", &AttrValue::Str(key.clone()))?
             .into_iter()
             .next()
         {
@@ -411,13 +413,13 @@ impl Handler {
         host: Option<&VmdbRef>,
     ) -> Result<VmdbRef, HandlerError> {
         let find = || self.store.find_by_ems_ref(class, ems.id, ems_ref);
-        if let Some(r) = find() {
+        if let Some(r) = find()? {
             return Ok(r);
         }
         // First sight: look again under the lock (another worker may have
         // just created it), then create it for everyone at once.
         let _guard = self.first_sight.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(r) = find() {
+        if let Some(r) = find()? {
             return Ok(r);
         }
         let mut attrs = Attributes::default();
@@ -442,10 +444,121 @@ fn ensure_one(
     value: &str,
 ) -> Result<VmdbRef, StoreError> {
     let v = AttrValue::Str(value.to_string());
-    if let Some(r) = store.find_by(class, attr, &v).into_iter().next() {
+    if let Some(r) = store.find_by(class, attr, &v)?.into_iter().next() {
         return Ok(r);
     }
     let mut attrs = Attributes::default();
     attrs.insert(attr.to_string(), v);
     store.create(class, attrs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use automate_datastore::Datastore;
+    use automate_vmdb::{MemoryStore, StoredObject};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A [`MemoryStore`] whose reads fail while `failing` is set (a damaged
+    /// page, an I/O error); writes go through.
+    #[derive(Default)]
+    struct FlakyStore {
+        inner: MemoryStore,
+        failing: AtomicBool,
+    }
+
+    impl FlakyStore {
+        fn check(&self) -> Result<(), StoreError> {
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(StoreError::Backend("read failed: damaged page".into()));
+            }
+            Ok(())
+        }
+    }
+
+    impl ObjectStore for FlakyStore {
+        fn find(&self, class: &str, id: i64) -> Result<Option<VmdbRef>, StoreError> {
+            self.check()?;
+            self.inner.find(class, id)
+        }
+
+        fn attribute(&self, obj: &VmdbRef, name: &str) -> Result<Option<AttrValue>, StoreError> {
+            self.check()?;
+            self.inner.attribute(obj, name)
+        }
+
+        fn load(&self, class: &str, id: i64) -> Result<Option<StoredObject>, StoreError> {
+            self.check()?;
+            self.inner.load(class, id)
+        }
+
+        fn list(&self, class: &str) -> Result<Vec<VmdbRef>, StoreError> {
+            self.check()?;
+            self.inner.list(class)
+        }
+
+        fn create(&self, class: &str, attrs: Attributes) -> Result<VmdbRef, StoreError> {
+            self.inner.create(class, attrs)
+        }
+
+        fn update(&self, obj: &VmdbRef, name: &str, value: AttrValue) -> Result<(), StoreError> {
+            self.inner.update(obj, name, value)
+        }
+
+        fn find_by(
+            &self,
+            class: &str,
+            attr: &str,
+            value: &AttrValue,
+        ) -> Result<Vec<VmdbRef>, StoreError> {
+            self.check()?;
+            self.inner.find_by(class, attr, value)
+        }
+    }
+
+    #[test]
+    fn a_failed_read_fails_the_event_instead_of_storing_it_twice() {
+        let store = Arc::new(FlakyStore::default());
+        let ds = Datastore::from_domains(std::path::Path::new("."), &[]);
+        let engine = Engine::new(Arc::new(ds)).with_store(store.clone());
+        let handler = Handler::new(engine, EvmLog::discarding()).expect("handler");
+        let provider = Provider {
+            name: "rhevm01".into(),
+            kind: "RHEVM".into(),
+            hostname: "rhevm01".into(),
+            userid: "admin".into(),
+        };
+        let ev = ProviderEvent {
+            event_type: "USER_RUN_VM".into(),
+            timestamp: "2024-01-01T00:00:00Z".into(),
+            chain_id: Some("1".into()),
+            // No VM or host to look up: the duplicate check is the only
+            // read once the provider is known.
+            vm_ems_ref: None,
+            vm_name: None,
+            host_ems_ref: None,
+            host_name: None,
+            full_data: serde_json::Value::Null,
+        };
+        let stored = || store.inner.list("EventStream").expect("list").len();
+        let first = handler.handle(&provider, &ev).expect("handled");
+        assert!(!first.duplicate);
+        assert_eq!(stored(), 1);
+
+        // The duplicate check cannot read: the event fails (the pipeline
+        // retries it), it is not taken for new and stored again.
+        store.failing.store(true, Ordering::SeqCst);
+        match handler.handle(&provider, &ev) {
+            Err(HandlerError::Store(e)) => assert!(e.to_string().contains("damaged page"), "{e}"),
+            other => panic!("expected a store error, got {other:?}"),
+        }
+        assert_eq!(stored(), 1);
+
+        // Retried once the store reads again: a duplicate.
+        store.failing.store(false, Ordering::SeqCst);
+        let again = handler.handle(&provider, &ev).expect("handled");
+        assert!(again.duplicate);
+        assert_eq!(again.event_id, first.event_id);
+        assert_eq!(stored(), 1);
+    }
 }

@@ -9,7 +9,7 @@
 
 use super::events::{self, event_stream_of, event_target, now_utc_text};
 use automate_engine::{AttrValue, Attributes, Builtins, EngineError, Level, ObjectId, Runtime};
-use automate_vmdb::{base_class, VmdbRef};
+use automate_vmdb::{base_class, StoreError, VmdbRef};
 
 /// [`Builtins::standard`] plus the event-flow builtins.
 pub fn event_builtins() -> Builtins {
@@ -35,19 +35,22 @@ pub fn event_builtins() -> Builtins {
 /// The workspace's event, or ManageIQ's `Event not specified` (a
 /// MethodParmMissing there, which its builtin wrapper turns into an abort).
 fn event_of(rt: &Runtime<'_>, obj: ObjectId) -> Result<VmdbRef, EngineError> {
-    event_stream_of(rt, obj).ok_or_else(|| EngineError::Abort("Event not specified".to_string()))
+    event_stream_of(rt, obj)?.ok_or_else(|| EngineError::Abort("Event not specified".to_string()))
 }
 
 fn input(inputs: &Attributes, name: &str) -> String {
     inputs.get(name).map(AttrValue::to_text).unwrap_or_default()
 }
 
-fn event_text(rt: &Runtime<'_>, event: &VmdbRef, name: &str) -> String {
-    rt.engine()
+/// An attribute of the event as text (`""` when absent); `Err` when the
+/// object store could not be read.
+fn event_text(rt: &Runtime<'_>, event: &VmdbRef, name: &str) -> Result<String, StoreError> {
+    Ok(rt
+        .engine()
         .store()
-        .attribute(event, name)
+        .attribute(event, name)?
         .map(|v| v.to_text())
-        .unwrap_or_default()
+        .unwrap_or_default())
 }
 
 fn class_of(r: &VmdbRef) -> &str {
@@ -64,8 +67,8 @@ fn event_action_policy(
     let event = event_of(rt, obj)?;
     let target_name = input(inputs, "target");
     let policy_event = input(inputs, "policy_event");
-    let event_type = event_text(rt, &event, "event_type");
-    let Some(target) = event_target(rt.engine().store().as_ref(), &event, &target_name) else {
+    let event_type = event_text(rt, &event, "event_type")?;
+    let Some(target) = event_target(rt.engine().store().as_ref(), &event, &target_name)? else {
         rt.log(
             Level::Info,
             format!(
@@ -87,7 +90,7 @@ fn event_action_policy(
     let mut extra: Vec<(String, String)> = Vec::new();
     let param = input(inputs, "param");
     if !param.trim().is_empty() {
-        match policy_source(rt, &target, param.trim()) {
+        match policy_source(rt, &target, param.trim())? {
             Some(src) => {
                 let (key, id_key) = events::delivery_keys(&src);
                 extra.push((key, src.id.to_string()));
@@ -110,17 +113,26 @@ fn event_action_policy(
 
 /// `target.send(param)`: an association of the target, stored as an object
 /// attribute or as `<param>_id`.
-fn policy_source(rt: &Runtime<'_>, target: &VmdbRef, param: &str) -> Option<VmdbRef> {
+fn policy_source(
+    rt: &Runtime<'_>,
+    target: &VmdbRef,
+    param: &str,
+) -> Result<Option<VmdbRef>, StoreError> {
     let store = rt.engine().store();
     let name = param.to_ascii_lowercase();
-    if let Some(AttrValue::Object(r)) = store.attribute(target, &name) {
-        return Some(r);
+    if let Some(AttrValue::Object(r)) = store.attribute(target, &name)? {
+        return Ok(Some(r));
     }
-    let class = crate::evm::service_model(&name)?;
-    let id = store
-        .attribute(target, &format!("{name}_id"))
+    let Some(class) = crate::evm::service_model(&name) else {
+        return Ok(None);
+    };
+    let Some(id) = store
+        .attribute(target, &format!("{name}_id"))?
         .as_ref()
-        .and_then(events::id_value)?;
+        .and_then(events::id_value)
+    else {
+        return Ok(None);
+    };
     store.find(&class, id)
 }
 
@@ -135,22 +147,22 @@ fn event_enforce_policy(
     _inputs: &Attributes,
 ) -> Result<(), EngineError> {
     let event = event_of(rt, obj)?;
-    let mut event_type = event_text(rt, &event, "event_type");
+    let mut event_type = event_text(rt, &event, "event_type")?;
     if event_type.is_empty() {
         event_type = rt.root_text("event_type");
     }
     let store = rt.engine().store().clone();
     let target = match (
-        store.attribute(&event, "target_type").map(|v| v.to_text()),
+        store.attribute(&event, "target_type")?.map(|v| v.to_text()),
         store
-            .attribute(&event, "target_id")
+            .attribute(&event, "target_id")?
             .as_ref()
             .and_then(events::id_value),
     ) {
-        (Some(class), Some(id)) => store.find(&class, id),
-        _ => event_target(store.as_ref(), &event, "src_vm"),
+        (Some(class), Some(id)) => store.find(&class, id)?,
+        _ => event_target(store.as_ref(), &event, "src_vm")?,
     };
-    if store.attribute(&event, events::POLICY_DONE_ATTR) == Some(AttrValue::Bool(true)) {
+    if store.attribute(&event, events::POLICY_DONE_ATTR)? == Some(AttrValue::Bool(true)) {
         rt.log(
             Level::Debug,
             format!(
@@ -177,7 +189,7 @@ fn request_refresh(
     let store = rt.engine().store().clone();
     let mut done: Vec<VmdbRef> = Vec::new();
     for t in targets {
-        let Some(target) = event_target(store.as_ref(), &event, t) else {
+        let Some(target) = event_target(store.as_ref(), &event, t)? else {
             continue;
         };
         if done.contains(&target) {
@@ -200,7 +212,7 @@ fn request_refresh(
         done.push(target);
     }
     if done.is_empty() {
-        let event_type = event_text(rt, &event, "event_type");
+        let event_type = event_text(rt, &event, "event_type")?;
         rt.log(
             Level::Info,
             format!(
@@ -245,10 +257,13 @@ fn refresh_sync(rt: &mut Runtime<'_>, obj: ObjectId, _: &Attributes) -> Result<(
 fn refresh_first(rt: &mut Runtime<'_>, obj: ObjectId, sync: bool) -> Result<(), EngineError> {
     let event = event_of(rt, obj)?;
     let store = rt.engine().store().clone();
-    let target = ["ems", "src_vm", "src_host"]
-        .into_iter()
-        .find(|t| event_target(store.as_ref(), &event, t).is_some())
-        .unwrap_or("ems");
+    let mut target = "ems";
+    for t in ["ems", "src_vm", "src_host"] {
+        if event_target(store.as_ref(), &event, t)?.is_some() {
+            target = t;
+            break;
+        }
+    }
     request_refresh(rt, obj, &[target], sync)
 }
 
@@ -262,7 +277,7 @@ fn event_action_scan(
     let event = event_of(rt, obj)?;
     let target_name = input(inputs, "target");
     let store = rt.engine().store().clone();
-    match event_target(store.as_ref(), &event, &target_name) {
+    match event_target(store.as_ref(), &event, &target_name)? {
         Some(target) => {
             let _ = store.update(
                 &target,
@@ -279,7 +294,7 @@ fn event_action_scan(
             );
         }
         None => {
-            let event_type = event_text(rt, &event, "event_type");
+            let event_type = event_text(rt, &event, "event_type")?;
             rt.log(
                 Level::Info,
                 format!("Event [{event_type}] has no scan target [{target_name}]"),
@@ -303,7 +318,7 @@ fn set_on_target(
 ) -> Result<(), EngineError> {
     let event = event_of(rt, obj)?;
     let store = rt.engine().store().clone();
-    let Some(t) = event_target(store.as_ref(), &event, target) else {
+    let Some(t) = event_target(store.as_ref(), &event, target)? else {
         rt.log(
             Level::Info,
             format!("Event has no target [{target}]; {unchanged}"),
@@ -354,7 +369,7 @@ fn check_policy_prevent(
 ) -> Result<(), EngineError> {
     let event = event_of(rt, obj)?;
     let store = rt.engine().store().clone();
-    let prevented = match store.attribute(&event, "full_data") {
+    let prevented = match store.attribute(&event, "full_data")? {
         Some(AttrValue::Hash(pairs)) => pairs.iter().any(|(k, v)| {
             k.to_text() == "policy"
                 && matches!(v, AttrValue::Hash(p) if p.iter().any(|(k2, v2)|
@@ -363,11 +378,11 @@ fn check_policy_prevent(
         _ => false,
     };
     if prevented {
-        let event_type = event_text(rt, &event, "event_type");
-        let message = event_text(rt, &event, "message");
+        let event_type = event_text(rt, &event, "event_type")?;
+        let message = event_text(rt, &event, "message")?;
         let target = match (
-            store.attribute(&event, "target_type").map(|v| v.to_text()),
-            store.attribute(&event, "target_id").map(|v| v.to_text()),
+            store.attribute(&event, "target_type")?.map(|v| v.to_text()),
+            store.attribute(&event, "target_id")?.map(|v| v.to_text()),
         ) {
             (Some(c), Some(i)) => format!("{c} [{i}]"),
             _ => "its target".to_string(),
@@ -434,12 +449,12 @@ fn parse_event_stream(
     _: &Attributes,
 ) -> Result<(), EngineError> {
     let event = event_of(rt, obj)?;
-    let mut namespace = event_text(rt, &event, "event_namespace");
+    let mut namespace = event_text(rt, &event, "event_namespace")?;
     if namespace.is_empty() {
         namespace = event.class.to_string();
     }
-    let source = event_text(rt, &event, "source");
-    let mut event_type = event_text(rt, &event, "event_type");
+    let source = event_text(rt, &event, "source")?;
+    let mut event_type = event_text(rt, &event, "event_type")?;
     if event_type.is_empty() {
         event_type = rt.root_text("event_type");
     }
@@ -503,13 +518,13 @@ fn parse_provider_category(
     let store = rt.engine().store().clone();
     let root = rt.root_of(obj);
     let mut candidates: Vec<String> = Vec::new();
-    let event = event_stream_of(rt, obj);
+    let event = event_stream_of(rt, obj)?;
     if let Some(e) = &event {
-        candidates.push(event_text(rt, e, "source"));
+        candidates.push(event_text(rt, e, "source")?);
     }
     let mut ems: Vec<VmdbRef> = Vec::new();
     if let Some(e) = &event {
-        ems.extend(event_target(store.as_ref(), e, "ems"));
+        ems.extend(event_target(store.as_ref(), e, "ems")?);
     }
     for name in ["vm", "ems", "ext_management_system", "host"] {
         match rt.attr(root, name) {
@@ -517,13 +532,12 @@ fn parse_provider_category(
                 ems.push(r.clone())
             }
             Some(AttrValue::Object(r)) => {
-                if let Some(e) = store
-                    .attribute(r, "ems_id")
+                if let Some(id) = store
+                    .attribute(r, "ems_id")?
                     .as_ref()
                     .and_then(events::id_value)
-                    .and_then(|id| store.find("ExtManagementSystem", id))
                 {
-                    ems.push(e);
+                    ems.extend(store.find("ExtManagementSystem", id)?);
                 }
             }
             _ => {}
@@ -531,7 +545,7 @@ fn parse_provider_category(
     }
     for e in &ems {
         for attr in ["type", "emstype", "source"] {
-            if let Some(v) = store.attribute(e, attr) {
+            if let Some(v) = store.attribute(e, attr)? {
                 candidates.push(v.to_text());
             }
         }

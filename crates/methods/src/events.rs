@@ -23,7 +23,7 @@
 
 use automate_core::uri;
 use automate_engine::{AttrValue, Attributes, EngineError, Level, ObjectId, Runtime, TraceLine};
-use automate_vmdb::{base_class, ObjectStore, VmdbRef};
+use automate_vmdb::{base_class, ObjectStore, StoreError, VmdbRef};
 
 /// ManageIQ's `MiqEventDefinition` names (`db/fixtures/miq_event_definition_events.yml`,
 /// without the container and physical-server sets): the events
@@ -200,37 +200,42 @@ pub fn id_value(v: &AttrValue) -> Option<i64> {
 }
 
 /// The event of the workspace: the root's `event_stream` (or the older
-/// `ems_event`) object, or the object its `event_stream_id` names.
-pub fn event_stream_of(rt: &Runtime<'_>, obj: ObjectId) -> Option<VmdbRef> {
+/// `ems_event`) object, or the object its `event_stream_id` names; `Err`
+/// when the object store could not be read.
+pub fn event_stream_of(rt: &Runtime<'_>, obj: ObjectId) -> Result<Option<VmdbRef>, StoreError> {
     let root = rt.root_of(obj);
     let store = rt.engine().store();
     for name in ["event_stream", "ems_event", "miq_event"] {
         match rt.attr(root, name) {
-            Some(AttrValue::Object(r)) => return Some(r.clone()),
+            Some(AttrValue::Object(r)) => return Ok(Some(r.clone())),
             Some(v) => {
-                if let Some(r) = id_value(v).and_then(|id| store.find("EventStream", id)) {
-                    return Some(r);
+                if let Some(id) = id_value(v) {
+                    if let Some(r) = store.find("EventStream", id)? {
+                        return Ok(Some(r));
+                    }
                 }
             }
             None => {}
         }
     }
     for name in ["event_stream_id", "ems_event_id", "miq_event_id"] {
-        if let Some(r) = rt
-            .attr(root, name)
-            .and_then(id_value)
-            .and_then(|id| store.find("EventStream", id))
-        {
-            return Some(r);
+        if let Some(id) = rt.attr(root, name).and_then(id_value) {
+            if let Some(r) = store.find("EventStream", id)? {
+                return Ok(Some(r));
+            }
         }
     }
-    None
+    Ok(None)
 }
 
 /// `EmsEvent#get_target`: the object an event names as `src_vm`,
 /// `dest_vm`, `src_host`, `dest_host` or `ems` (by its id column or an
-/// association attribute).
-pub fn event_target(store: &dyn ObjectStore, event: &VmdbRef, target: &str) -> Option<VmdbRef> {
+/// association attribute); `Err` when the object store could not be read.
+pub fn event_target(
+    store: &dyn ObjectStore,
+    event: &VmdbRef,
+    target: &str,
+) -> Result<Option<VmdbRef>, StoreError> {
     let (class, ids, assocs): (&str, &[&str], &[&str]) =
         match target.trim().to_ascii_lowercase().as_str() {
             "src_vm" | "vm" | "src_vm_or_template" | "vm_or_template" => (
@@ -253,24 +258,21 @@ pub fn event_target(store: &dyn ObjectStore, event: &VmdbRef, target: &str) -> O
             "src_ems_cluster" | "ems_cluster" => {
                 ("EmsCluster", &["ems_cluster_id"], &["ems_cluster"])
             }
-            _ => return None,
+            _ => return Ok(None),
         };
     for a in assocs {
-        if let Some(AttrValue::Object(r)) = store.attribute(event, a) {
-            return Some(r);
+        if let Some(AttrValue::Object(r)) = store.attribute(event, a)? {
+            return Ok(Some(r));
         }
     }
     for a in ids {
-        if let Some(r) = store
-            .attribute(event, a)
-            .as_ref()
-            .and_then(id_value)
-            .and_then(|id| store.find(class, id))
-        {
-            return Some(r);
+        if let Some(id) = store.attribute(event, a)?.as_ref().and_then(id_value) {
+            if let Some(r) = store.find(class, id)? {
+                return Ok(Some(r));
+            }
         }
     }
-    None
+    Ok(None)
 }
 
 /// The `Class::attr` key and `<x>_id` key of a delivery for an object
@@ -381,7 +383,10 @@ pub fn raise_evm_event(
         k => k.to_string(),
     };
     attrs.insert(column, AttrValue::Int(target.id));
-    let source_ems = source_event.and_then(|e| event_target(store.as_ref(), e, "ems"));
+    let source_ems = match source_event {
+        Some(e) => event_target(store.as_ref(), e, "ems")?,
+        None => None,
+    };
     if let Some(ems) = &source_ems {
         attrs
             .entry("ems_id".to_string())

@@ -294,13 +294,9 @@ fn id_of(d: &Dynamic) -> Option<i64> {
 fn vmdb_find(model: &str, id: i64) -> RhaiResult<Dynamic> {
     let class = service_model(model)
         .ok_or_else(|| runtime_error(format!("unknown vmdb model [{model}]")))?;
-    with_runtime(|rt, _, _| {
-        rt.engine()
-            .store()
-            .find(&class, id)
-            .map(|r| Dynamic::from(VmdbObject(r)))
-            .unwrap_or(Dynamic::UNIT)
-    })
+    with_runtime(|rt, _, _| rt.engine().store().find(&class, id))?
+        .map(|r| r.map_or(Dynamic::UNIT, |r| Dynamic::from(VmdbObject(r))))
+        .map_err(|e| runtime_error(e.to_string()))
 }
 
 fn vmdb_where(model: &str, attr: &str, value: Dynamic) -> RhaiResult<rhai::Array> {
@@ -322,18 +318,19 @@ fn vmdb_where(model: &str, attr: &str, value: Dynamic) -> RhaiResult<rhai::Array
         let store = rt.engine().store();
         let mut found: Vec<VmdbRef> = Vec::new();
         for v in &alternatives {
-            for r in store.find_by(&class, attr, v) {
+            for r in store.find_by(&class, attr, v)? {
                 if !found.contains(&r) {
                     found.push(r);
                 }
             }
         }
         found.sort_by_key(|r| r.id);
-        found
+        Ok(found
             .into_iter()
             .map(|r| Dynamic::from(VmdbObject(r)))
-            .collect()
-    })
+            .collect())
+    })?
+    .map_err(|e: automate_vmdb::StoreError| runtime_error(e.to_string()))
 }
 
 fn object_handle(call: u64, id: Option<ObjectId>) -> Dynamic {
@@ -601,7 +598,10 @@ fn raise_from_script(name: &str, target: Dynamic, inputs: Map) -> RhaiResult<Dyn
         .map(|(k, v)| (k.to_string(), from_dynamic(v).to_text()))
         .collect();
     with_runtime(|rt, obj, _| {
-        let source = events::event_stream_of(rt, obj);
+        let source = match events::event_stream_of(rt, obj) {
+            Ok(source) => source,
+            Err(e) => return Err(runtime_error(e.to_string())),
+        };
         match events::raise_evm_event(rt, &target, name, &extra, source.as_ref()) {
             Ok(Some(r)) => Ok(Dynamic::from(r.id)),
             Ok(None) => Ok(Dynamic::UNIT),
@@ -718,13 +718,9 @@ fn register_vmdb_object(engine: &mut rhai::Engine) {
             if key.eq_ignore_ascii_case("id") {
                 return Ok(Dynamic::from(o.0.id));
             }
-            with_runtime(|rt, _, _| {
-                rt.engine()
-                    .store()
-                    .attribute(&o.0, &key)
-                    .map(|v| to_dynamic(&v))
-                    .unwrap_or(Dynamic::UNIT)
-            })
+            with_runtime(|rt, _, _| rt.engine().store().attribute(&o.0, &key))?
+                .map(|v| v.map_or(Dynamic::UNIT, |v| to_dynamic(&v)))
+                .map_err(|e| runtime_error(e.to_string()))
         },
     );
     engine.register_indexer_set(

@@ -234,7 +234,7 @@ impl<'t> Batch<'t> {
         self.reader().attribute(obj, name)
     }
 
-    /// See [`RedbStore::find_by_ems_ref`](crate::RedbStore::find_by_ems_ref).
+    /// See [`ObjectStore::find_by_ems_ref`](automate_vmdb::ObjectStore::find_by_ems_ref) (the provider-reference table).
     pub fn find_by_ems_ref(
         &self,
         class: &str,

@@ -6,8 +6,8 @@
 use super::backend;
 use super::codec::write_value;
 use super::read::IndexTable;
-use super::relations::as_id;
 use automate_core::value::{AttrValue, Attributes};
+use automate_vmdb::associations::as_id;
 use automate_vmdb::StoreError;
 use redb::ReadableTable;
 
@@ -265,6 +265,7 @@ mod tests {
         let found = |class: &str, attr: &str, v: i64| -> Vec<i64> {
             let mut ids: Vec<i64> = store
                 .find_by(class, attr, &AttrValue::Int(v))
+                .unwrap()
                 .iter()
                 .map(|r| r.id)
                 .collect();

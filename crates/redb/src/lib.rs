@@ -35,12 +35,13 @@
 //!
 //! **Provider references.** When an object has an `ems_id` and an `ems_ref`
 //! and/or a `uid_ems`, `ems_refs` maps `(base_class, ems_id, ref)` to its id
-//! ([`RedbStore::find_by_ems_ref`]); the index is maintained in the same
+//! ([`ObjectStore::find_by_ems_ref`](automate_vmdb::ObjectStore::find_by_ems_ref)); the index is maintained in the same
 //! transaction as every create, update and delete. If two objects claim the
 //! same reference the last writer wins.
 //!
 //! **Associations** are attributes holding ids (`host_id`, `ems_id`,
-//! `vm_or_template_id`, ...). [`automate_vmdb::ObjectStore::attribute`] resolves a name to
+//! `vm_or_template_id`, ...), resolved by the rules every backend shares
+//! ([`automate_vmdb::associations`]). [`automate_vmdb::ObjectStore::attribute`] resolves a name to
 //! the object it refers to: `vm.host` reads `host_id` and returns
 //! [`automate_core::value::AttrValue::Object`] of the host (nil when the id is unset or dangling);
 //! `ems`/`ext_management_system` read `ems_id`, `vm`/`vm_or_template`
@@ -61,7 +62,7 @@
 //! built for another `attr_index_version` (or by a build without it); files
 //! of version 1 had it as the tuple-keyed table `attr_index`, which that
 //! rebuild drops.
-//! Provider-reference lookups ([`RedbStore::find_by_ems_ref`]) use
+//! Provider-reference lookups ([`ObjectStore::find_by_ems_ref`](automate_vmdb::ObjectStore::find_by_ems_ref)) use
 //! `ems_refs`.
 //!
 //! # Durability
@@ -92,8 +93,9 @@
 //! backend-neutral rest of [`automate_vmdb`] (the traits, values and errors),
 //! never the other way. `store` opens the file and implements
 //! [`automate_vmdb::ObjectStore`]; `schema` defines the tables and migrates
-//! them; `codec` encodes and decodes objects; `index` and `relations`
-//! are the attribute index and the associations; `read` the layered reads,
+//! them; `codec` encodes and decodes objects; `index` is the attribute
+//! index; `relations` resolves associations with the backend-neutral rules
+//! of [`automate_vmdb::associations`]; `read` the layered reads,
 //! `cache` the decoded-object cache, `unit` units of work, `batch`
 //! one write transaction, `verify` the consistency check; `schedule`
 //! is the scheduled-work tables ([`automate_vmdb::Schedule`] on redb),

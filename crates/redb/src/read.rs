@@ -17,11 +17,11 @@ use std::sync::Arc;
 
 impl RedbStore {
     /// Reads through the calling thread's unit of work, the cache and a
-    /// snapshot opened on first need.
+    /// snapshot opened on first need. A failed read is logged and returned.
     pub(super) fn layered<T>(
         &self,
         f: impl FnOnce(&Reader<'_>) -> Result<T, StoreError>,
-    ) -> Option<T> {
+    ) -> Result<T, StoreError> {
         let l = Layered {
             store: self,
             snap: std::cell::OnceCell::new(),
@@ -31,13 +31,7 @@ impl RedbStore {
             refs: &l,
             index: &l,
         };
-        match f(&reader) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                tracing::warn!("object store read failed: {e}");
-                None
-            }
-        }
+        f(&reader).inspect_err(|e| tracing::warn!("object store read failed: {e}"))
     }
 }
 

@@ -136,11 +136,14 @@ mod tests {
         assert!(!store.verify().unwrap().is_ok());
         drop(store);
         let store = reopened_consistent(&path);
-        let found = store.find_by("EventStream", "dedup_key", &AttrValue::str("k3"));
+        let found = store
+            .find_by("EventStream", "dedup_key", &AttrValue::str("k3"))
+            .unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(
             store
                 .find_by("EventStream", "event_type", &AttrValue::str("E"))
+                .unwrap()
                 .len(),
             5
         );
@@ -175,7 +178,9 @@ mod tests {
         txn.commit().unwrap();
         drop(store);
         let store = reopened_consistent(&path);
-        let found = store.find_by("EventStream", "dedup_key", &AttrValue::str("k1"));
+        let found = store
+            .find_by("EventStream", "dedup_key", &AttrValue::str("k1"))
+            .unwrap();
         assert_eq!(found.len(), 1);
         let txn = store.db.begin_read().unwrap();
         let names: Vec<String> = txn

@@ -5,7 +5,6 @@
 use super::cache::Shared;
 use super::file::{self, BackupReport, Db};
 use super::health::StoreHealth;
-use super::read::{load_from, ObjectsTable};
 use super::schedule::RedbSchedule;
 use super::schema::{self, seq_key, OBJECTS, SEQUENCES};
 use super::unit::with_unit;
@@ -256,36 +255,6 @@ impl RedbStore {
         self.write_batch(|b| b.delete(obj))
     }
 
-    /// The object of `class` (or a subclass) with provider reference
-    /// `ems_ref` (its `ems_ref` or `uid_ems`) on provider `ems_id`.
-    pub fn find_by_ems_ref(&self, class: &str, ems_id: i64, ems_ref: &str) -> Option<VmdbRef> {
-        self.layered(|r| r.find_by_ems_ref(class, ems_id, ems_ref))
-            .flatten()
-    }
-
-    /// The whole object, class and attributes.
-    pub fn load(&self, class: &str, id: i64) -> Result<Option<StoredObject>, StoreError> {
-        let base = base_of(class)?;
-        let txn = self.db.begin_read().map_err(backend)?;
-        let objects = txn.open_table(OBJECTS).map_err(backend)?;
-        load_from(&objects, base, id)
-    }
-
-    /// Every object of `class`'s base class, by id.
-    pub fn list(&self, class: &str) -> Result<Vec<VmdbRef>, StoreError> {
-        let base = base_of(class)?;
-        let txn = self.db.begin_read().map_err(backend)?;
-        let objects = txn.open_table(OBJECTS).map_err(backend)?;
-        let mut out = Vec::new();
-        objects.scan(base, &mut |id, obj| {
-            out.push(VmdbRef {
-                class: Arc::from(obj.class.as_str()),
-                id,
-            });
-        })?;
-        Ok(out)
-    }
-
     /// How many objects the store holds.
     pub fn count(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read().map_err(backend)?;
@@ -309,17 +278,45 @@ impl RedbStore {
 }
 
 impl ObjectStore for RedbStore {
-    fn find(&self, class: &str, id: i64) -> Option<VmdbRef> {
-        base_class(class)?;
-        self.layered(|r| r.find(class, id)).flatten()
+    fn find(&self, class: &str, id: i64) -> Result<Option<VmdbRef>, StoreError> {
+        if base_class(class).is_none() {
+            return Ok(None);
+        }
+        self.layered(|r| r.find(class, id))
     }
 
-    fn attribute(&self, obj: &VmdbRef, name: &str) -> Option<AttrValue> {
+    fn attribute(&self, obj: &VmdbRef, name: &str) -> Result<Option<AttrValue>, StoreError> {
         if name.eq_ignore_ascii_case("id") {
-            return Some(AttrValue::Int(obj.id));
+            return Ok(Some(AttrValue::Int(obj.id)));
         }
-        base_class(&obj.class)?;
-        self.layered(|r| r.attribute(obj, name)).flatten()
+        if base_class(&obj.class).is_none() {
+            return Ok(None);
+        }
+        self.layered(|r| r.attribute(obj, name))
+    }
+
+    /// Reads through the calling thread's unit of work, as
+    /// [`ObjectStore::find`] does.
+    fn load(&self, class: &str, id: i64) -> Result<Option<StoredObject>, StoreError> {
+        let base = base_of(class)?;
+        self.layered(|r| r.objects.load_obj(base, id))
+            .map(|o| o.map(Arc::unwrap_or_clone))
+    }
+
+    /// Reads through the calling thread's unit of work, as
+    /// [`ObjectStore::find`] does.
+    fn list(&self, class: &str) -> Result<Vec<VmdbRef>, StoreError> {
+        let base = base_of(class)?;
+        self.layered(|r| {
+            let mut out = Vec::new();
+            r.objects.scan(base, &mut |id, obj| {
+                out.push(VmdbRef {
+                    class: Arc::from(obj.class.as_str()),
+                    id,
+                });
+            })?;
+            Ok(out)
+        })
     }
 
     fn create(&self, class: &str, attrs: Attributes) -> Result<VmdbRef, StoreError> {
@@ -352,8 +349,7 @@ impl ObjectStore for RedbStore {
         }
         let not_found = || StoreError::NotFound(obj.class.to_string(), obj.id);
         let current = self
-            .layered(|r| r.objects.load_obj(base, obj.id))
-            .ok_or_else(|| StoreError::Backend("object store read failed".into()))?
+            .layered(|r| r.objects.load_obj(base, obj.id))?
             .ok_or_else(not_found)?;
         let name = name.to_ascii_lowercase();
         let mut new = StoredObject::clone(&current);
@@ -366,17 +362,27 @@ impl ObjectStore for RedbStore {
         .ok_or_else(|| StoreError::Backend("unit of work closed".into()))
     }
 
-    fn find_by(&self, class: &str, attr: &str, value: &AttrValue) -> Vec<VmdbRef> {
+    fn find_by(
+        &self,
+        class: &str,
+        attr: &str,
+        value: &AttrValue,
+    ) -> Result<Vec<VmdbRef>, StoreError> {
         if base_class(class).is_none() {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         self.layered(|r| r.find_by(class, attr, value))
-            .unwrap_or_default()
     }
 
-    fn find_by_ems_ref(&self, class: &str, ems_id: i64, ems_ref: &str) -> Option<VmdbRef> {
-        // The inherent method: the provider-reference table.
-        RedbStore::find_by_ems_ref(self, class, ems_id, ems_ref)
+    /// One point lookup in the provider-reference table (`ems_ref` or
+    /// `uid_ems`).
+    fn find_by_ems_ref(
+        &self,
+        class: &str,
+        ems_id: i64,
+        ems_ref: &str,
+    ) -> Result<Option<VmdbRef>, StoreError> {
+        self.layered(|r| r.find_by_ems_ref(class, ems_id, ems_ref))
     }
 
     fn savepoint(&self) -> Option<Savepoint> {

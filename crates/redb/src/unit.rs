@@ -435,17 +435,17 @@ mod tests {
             .update(&first, "name", "changed twice".into())
             .unwrap();
         store.rollback_to(inner);
-        assert_eq!(store.find("Vm", gone.id), None);
+        assert_eq!(store.find("Vm", gone.id), Ok(None));
         assert_eq!(
             store.attribute(&first, "name"),
-            Some(AttrValue::from("changed"))
+            Ok(Some(AttrValue::from("changed")))
         );
         store.rollback_to(outer);
         assert_eq!(
             store.attribute(&first, "name"),
-            Some(AttrValue::from("first"))
+            Ok(Some(AttrValue::from("first")))
         );
-        assert_eq!(store.attribute(&kept, "note"), None);
+        assert_eq!(store.attribute(&kept, "note"), Ok(None));
         // A released savepoint keeps its writes.
         let sp = store.savepoint().unwrap();
         let last = store
@@ -457,12 +457,12 @@ mod tests {
             .list("Vm")
             .unwrap()
             .iter()
-            .map(|r| store.attribute(r, "name").unwrap().to_text())
+            .map(|r| store.attribute(r, "name").unwrap().unwrap().to_text())
             .collect();
         names.sort();
         assert_eq!(names, ["first", "kept", "last"]);
-        assert_eq!(store.attribute(&kept, "note"), None);
-        assert!(store.find("Vm", last.id).is_some());
+        assert_eq!(store.attribute(&kept, "note"), Ok(None));
+        assert!(store.find("Vm", last.id).unwrap().is_some());
         // Without a unit there is nothing to come back to.
         assert_eq!(store.savepoint(), None);
     }

@@ -73,7 +73,7 @@ impl Requests {
     fn transition(&self, id: i64, action: &str, to: &str) -> Result<VmdbRef, RequestError> {
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let request = self.find(id)?;
-        let state = text(self.store(), &request, "approval_state");
+        let state = text(self.store(), &request, "approval_state")?;
         if state != "pending_approval" {
             return Err(RequestError::WrongState {
                 id,

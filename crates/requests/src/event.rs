@@ -83,7 +83,7 @@ pub(super) fn call_automate_event(
 pub(super) fn server_and_user(store: &dyn ObjectStore) -> Result<(VmdbRef, VmdbRef), StoreError> {
     let one = |class: &str, attr: &str, value: &str| -> Result<VmdbRef, StoreError> {
         let v = AttrValue::str(value);
-        if let Some(r) = store.find_by(class, attr, &v).into_iter().next() {
+        if let Some(r) = store.find_by(class, attr, &v)?.into_iter().next() {
             return Ok(r);
         }
         let mut row = Attributes::default();

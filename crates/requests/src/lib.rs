@@ -158,24 +158,27 @@ impl Requests {
     /// One request with its tasks.
     pub fn get(&self, id: i64) -> Result<RequestView, RequestError> {
         let request = self.find(id)?;
-        Ok(view(self.store(), &request))
+        Ok(view(self.store(), &request)?)
     }
 
     /// Every automation request, by id.
     pub fn list(&self) -> Result<Vec<RequestView>, RequestError> {
         let store = self.store();
         let mut refs: Vec<VmdbRef> = store
-            .find_by("MiqRequest", "request_type", &AttrValue::str(REQUEST_TYPE))
+            .find_by("MiqRequest", "request_type", &AttrValue::str(REQUEST_TYPE))?
             .into_iter()
             .filter(|r| r.class.eq_ignore_ascii_case(REQUEST_CLASS))
             .collect();
         refs.sort_by_key(|r| r.id);
-        Ok(refs.iter().map(|r| view(store, r)).collect())
+        Ok(refs
+            .iter()
+            .map(|r| view(store, r))
+            .collect::<Result<_, _>>()?)
     }
 
     fn find(&self, id: i64) -> Result<VmdbRef, RequestError> {
         self.store()
-            .find(REQUEST_CLASS, id)
+            .find(REQUEST_CLASS, id)?
             .filter(|r| r.class.eq_ignore_ascii_case(REQUEST_CLASS))
             .ok_or(RequestError::NotFound(id))
     }

@@ -155,12 +155,18 @@ pub(super) fn update_request_status(
     store: &dyn ObjectStore,
     request: &VmdbRef,
 ) -> Result<(), StoreError> {
-    let tasks = tasks_of(store, request);
+    let tasks = tasks_of(store, request)?;
     if tasks.is_empty() {
         return Ok(());
     }
-    let states: Vec<String> = tasks.iter().map(|t| text(store, t, "state")).collect();
-    let statuses: Vec<String> = tasks.iter().map(|t| text(store, t, "status")).collect();
+    let states = tasks
+        .iter()
+        .map(|t| text(store, t, "state"))
+        .collect::<Result<Vec<String>, _>>()?;
+    let statuses = tasks
+        .iter()
+        .map(|t| text(store, t, "status"))
+        .collect::<Result<Vec<String>, _>>()?;
     let first = states[0].clone();
     let state = if states.iter().all(|s| *s == first) {
         first
@@ -177,7 +183,7 @@ pub(super) fn update_request_status(
         .find(|s| statuses.iter().any(|t| t == s))
         .unwrap_or("Ok");
     let message = if tasks.len() == 1 {
-        text(store, &tasks[0], "message")
+        text(store, &tasks[0], "message")?
     } else if state == "finished" && status == "Ok" {
         "Request complete".to_string()
     } else if state == "finished" {
@@ -195,14 +201,14 @@ pub(super) fn update_request_status(
 }
 
 /// The tasks of `request`, by id.
-fn tasks_of(store: &dyn ObjectStore, request: &VmdbRef) -> Vec<VmdbRef> {
+fn tasks_of(store: &dyn ObjectStore, request: &VmdbRef) -> Result<Vec<VmdbRef>, StoreError> {
     let mut tasks = store.find_by(
         "MiqRequestTask",
         "miq_request_id",
         &AttrValue::Int(request.id),
-    );
+    )?;
     tasks.sort_by_key(|t| t.id);
-    tasks
+    Ok(tasks)
 }
 
 /// Sets `updated_on` to now.
@@ -210,43 +216,51 @@ pub(super) fn touch(store: &dyn ObjectStore, obj: &VmdbRef) -> Result<(), StoreE
     store.update(obj, "updated_on", AttrValue::str(iso8601_secs_now()))
 }
 
-/// A stored attribute as text (`""` when absent).
-pub(super) fn text(store: &dyn ObjectStore, obj: &VmdbRef, name: &str) -> String {
-    store
-        .attribute(obj, name)
+/// A stored attribute as text (`""` when absent; a failed read is an
+/// error).
+pub(super) fn text(
+    store: &dyn ObjectStore,
+    obj: &VmdbRef,
+    name: &str,
+) -> Result<String, StoreError> {
+    Ok(store
+        .attribute(obj, name)?
         .map(|v| v.to_text())
-        .unwrap_or_default()
+        .unwrap_or_default())
 }
 
-/// A request with its tasks, as shown to callers.
-pub(super) fn view(store: &dyn ObjectStore, r: &VmdbRef) -> RequestView {
-    let tasks = tasks_of(store, r)
+/// A request with its tasks, as shown to callers (a failed read fails the
+/// view rather than showing empty fields).
+pub(super) fn view(store: &dyn ObjectStore, r: &VmdbRef) -> Result<RequestView, StoreError> {
+    let tasks = tasks_of(store, r)?
         .iter()
-        .map(|t| TaskView {
-            id: t.id,
-            r#type: t.class.to_string(),
-            state: text(store, t, "state"),
-            status: text(store, t, "status"),
-            message: text(store, t, "message"),
-            created_on: text(store, t, "created_on"),
-            updated_on: text(store, t, "updated_on"),
+        .map(|t| {
+            Ok(TaskView {
+                id: t.id,
+                r#type: t.class.to_string(),
+                state: text(store, t, "state")?,
+                status: text(store, t, "status")?,
+                message: text(store, t, "message")?,
+                created_on: text(store, t, "created_on")?,
+                updated_on: text(store, t, "updated_on")?,
+            })
         })
-        .collect();
-    RequestView {
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(RequestView {
         id: r.id,
         r#type: r.class.to_string(),
-        request_type: text(store, r, "request_type"),
-        approval_state: text(store, r, "approval_state"),
-        request_state: text(store, r, "request_state"),
-        status: text(store, r, "status"),
-        message: text(store, r, "message"),
-        userid: text(store, r, "userid"),
+        request_type: text(store, r, "request_type")?,
+        approval_state: text(store, r, "approval_state")?,
+        request_state: text(store, r, "request_state")?,
+        status: text(store, r, "status")?,
+        message: text(store, r, "message")?,
+        userid: text(store, r, "userid")?,
         options: store
-            .attribute(r, "options")
+            .attribute(r, "options")?
             .map(|v| datatype::to_json(&v))
             .unwrap_or(serde_json::Value::Null),
-        created_on: text(store, r, "created_on"),
-        updated_on: text(store, r, "updated_on"),
+        created_on: text(store, r, "created_on")?,
+        updated_on: text(store, r, "updated_on")?,
         tasks,
-    }
+    })
 }

@@ -50,10 +50,10 @@ impl Requests {
             "MIQ(AutomationRequest#create_request_tasks) Creating request task instances for: <{TASK_DESCRIPTION}>..."
         ));
         let options = store
-            .attribute(request, "options")
+            .attribute(request, "options")?
             .map(|v| datatype::to_json(&v))
             .unwrap_or(serde_json::Value::Null);
-        let userid = text(store, request, "userid");
+        let userid = text(store, request, "userid")?;
         let task = store.create(TASK_CLASS, task_row(request, userid, &options))?;
         update_request_status(store, request)?;
 
@@ -193,7 +193,7 @@ impl AfterDelivery for AfterAeDelivery {
 
 fn finish_task(store: &dyn ObjectStore, task_id: i64, outcome: &Outcome) -> Result<(), StoreError> {
     let Some(task) = store
-        .find(TASK_CLASS, task_id)
+        .find(TASK_CLASS, task_id)?
         .filter(|r| r.class.eq_ignore_ascii_case(TASK_CLASS))
     else {
         return Ok(());
@@ -207,15 +207,15 @@ fn finish_task(store: &dyn ObjectStore, task_id: i64, outcome: &Outcome) -> Resu
     evm(&format!(
         "MIQ(AutomationTask#after_ae_delivery) ae_result={result:?}"
     ));
-    let request = match store.attribute(&task, "miq_request_id") {
-        Some(AttrValue::Int(id)) => store.find("MiqRequest", id),
+    let request = match store.attribute(&task, "miq_request_id")? {
+        Some(AttrValue::Int(id)) => store.find("MiqRequest", id)?,
         _ => None,
     };
     if result == "retry" {
         return Ok(());
     }
     if let Some(r) = &request {
-        if text(store, r, "request_state") == "finished" {
+        if text(store, r, "request_state")? == "finished" {
             return Ok(());
         }
     }

@@ -7,14 +7,16 @@
 //! without a database) and on the durable store.
 //!
 //! The files directly in this module are backend-neutral: the traits
-//! ([`ObjectStore`], [`Schedule`]), their values and errors, the in-memory
-//! store and the JSON text writer. Everything that knows redb is in
+//! ([`ObjectStore`], [`Schedule`]), their values and errors, the
+//! association rules every backend answers with ([`associations`]), the
+//! in-memory store and the JSON text writer. Everything that knows redb is in
 //! [`redb`] (the durable store, its scheduled work, group commit, paging,
 //! the file's health), which depends on this module and never the other
 //! way.
 
 #![deny(missing_docs)]
 
+pub mod associations;
 mod json;
 mod memory;
 mod schedule;
@@ -28,15 +30,32 @@ pub use automate_core::value::VmdbRef;
 use automate_core::value::{AttrValue, Attributes};
 use std::sync::Arc;
 
-/// Read access to stored objects.
+/// Read and write access to stored objects.
+///
+/// Reads return `Err` when the backend could not answer (an I/O error, a
+/// damaged file): a failed read is never reported as "not found", so a
+/// caller cannot mistake it for an absent object.
 pub trait ObjectStore: Send + Sync {
     /// The object of class `class` (or a subclass: `EventStream` finds an
-    /// `EmsEvent`) with id `id`; `None` when there is none.
-    fn find(&self, class: &str, id: i64) -> Option<VmdbRef>;
+    /// `EmsEvent`) with id `id`; `Ok(None)` when there is none.
+    fn find(&self, class: &str, id: i64) -> Result<Option<VmdbRef>, StoreError>;
 
     /// One attribute of a stored object (`name`, `source`, `event_type`,
-    /// an association such as `host` as an [`AttrValue::Object`]).
-    fn attribute(&self, obj: &VmdbRef, name: &str) -> Option<AttrValue>;
+    /// an association such as `host` as an [`AttrValue::Object`], resolved
+    /// by the shared rules of [`associations`]); `Ok(None)` when the object
+    /// or the attribute does not exist.
+    fn attribute(&self, obj: &VmdbRef, name: &str) -> Result<Option<AttrValue>, StoreError>;
+
+    /// The whole object of `class` (or a subclass) with id `id`, its
+    /// stored class and attributes; `Ok(None)` when there is none,
+    /// [`StoreError::UnknownClass`] when `class` is not a service-model
+    /// class.
+    fn load(&self, class: &str, id: i64) -> Result<Option<StoredObject>, StoreError>;
+
+    /// Every object of `class`'s base class, by id;
+    /// [`StoreError::UnknownClass`] when `class` is not a service-model
+    /// class.
+    fn list(&self, class: &str) -> Result<Vec<VmdbRef>, StoreError>;
 
     /// Creates an object of class `class` with a new ManageIQ-style id
     /// (`region * 10^12 + seq`).
@@ -55,16 +74,29 @@ pub trait ObjectStore: Send + Sync {
 
     /// The objects of `class` (or its subclasses) whose attribute `attr`
     /// equals `value`, by id.
-    fn find_by(&self, class: &str, attr: &str, value: &AttrValue) -> Vec<VmdbRef>;
+    fn find_by(
+        &self,
+        class: &str,
+        attr: &str,
+        value: &AttrValue,
+    ) -> Result<Vec<VmdbRef>, StoreError>;
 
     /// The object of `class` (or a subclass) on provider `ems_id` whose
     /// provider reference (`ems_ref`) is `ems_ref`. `RedbStore` answers
     /// from its provider-reference table (one point lookup, its `uid_ems`
     /// counts too); the default filters [`ObjectStore::find_by`].
-    fn find_by_ems_ref(&self, class: &str, ems_id: i64, ems_ref: &str) -> Option<VmdbRef> {
-        self.find_by(class, "ems_ref", &AttrValue::Str(ems_ref.to_string()))
-            .into_iter()
-            .find(|r| self.attribute(r, "ems_id") == Some(AttrValue::Int(ems_id)))
+    fn find_by_ems_ref(
+        &self,
+        class: &str,
+        ems_id: i64,
+        ems_ref: &str,
+    ) -> Result<Option<VmdbRef>, StoreError> {
+        for r in self.find_by(class, "ems_ref", &AttrValue::Str(ems_ref.to_string()))? {
+            if self.attribute(&r, "ems_id")? == Some(AttrValue::Int(ems_id)) {
+                return Ok(Some(r));
+            }
+        }
+        Ok(None)
     }
 
     /// A point in the calling thread's unit of work to come back to with
@@ -256,12 +288,22 @@ pub fn base_class(class: &str) -> Option<&'static str> {
 pub struct NoObjects;
 
 impl ObjectStore for NoObjects {
-    fn find(&self, _class: &str, _id: i64) -> Option<VmdbRef> {
-        None
+    fn find(&self, _class: &str, _id: i64) -> Result<Option<VmdbRef>, StoreError> {
+        Ok(None)
     }
 
-    fn attribute(&self, _obj: &VmdbRef, _name: &str) -> Option<AttrValue> {
-        None
+    fn attribute(&self, _obj: &VmdbRef, _name: &str) -> Result<Option<AttrValue>, StoreError> {
+        Ok(None)
+    }
+
+    fn load(&self, class: &str, _id: i64) -> Result<Option<StoredObject>, StoreError> {
+        base_class(class).ok_or_else(|| StoreError::UnknownClass(class.to_string()))?;
+        Ok(None)
+    }
+
+    fn list(&self, class: &str) -> Result<Vec<VmdbRef>, StoreError> {
+        base_class(class).ok_or_else(|| StoreError::UnknownClass(class.to_string()))?;
+        Ok(Vec::new())
     }
 
     fn create(&self, class: &str, _attrs: Attributes) -> Result<VmdbRef, StoreError> {
@@ -274,8 +316,13 @@ impl ObjectStore for NoObjects {
         Err(StoreError::NotFound(obj.class.to_string(), obj.id))
     }
 
-    fn find_by(&self, _class: &str, _attr: &str, _value: &AttrValue) -> Vec<VmdbRef> {
-        Vec::new()
+    fn find_by(
+        &self,
+        _class: &str,
+        _attr: &str,
+        _value: &AttrValue,
+    ) -> Result<Vec<VmdbRef>, StoreError> {
+        Ok(Vec::new())
     }
 }
 

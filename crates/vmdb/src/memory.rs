@@ -1,6 +1,7 @@
 //! An in-memory [`ObjectStore`]: a map from (base class, id) to attributes.
 
-use super::{base_class, ObjectStore, StoreError, VmdbRef, REGION_BASE};
+use super::associations::{self, Lookup};
+use super::{base_class, ObjectStore, StoreError, StoredObject, VmdbRef, REGION_BASE};
 use automate_core::value::{AttrValue, Attributes};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -59,24 +60,102 @@ impl MemoryStore {
     }
 }
 
-impl ObjectStore for MemoryStore {
-    fn find(&self, class: &str, id: i64) -> Option<VmdbRef> {
-        let base = base_class(class)?;
-        let map = self.objects.read().ok()?;
-        map.get(&(base, id)).map(|(class, _)| VmdbRef {
+/// The objects, read under one lock: what association rules look up.
+struct Objects<'a>(&'a HashMap<Key, (Arc<str>, Attributes)>);
+
+impl Lookup for Objects<'_> {
+    fn find(&self, class: &str, id: i64) -> Result<Option<VmdbRef>, StoreError> {
+        let Some(base) = base_class(class) else {
+            return Ok(None);
+        };
+        Ok(self.0.get(&(base, id)).map(|(class, _)| VmdbRef {
             class: class.clone(),
             id,
+        }))
+    }
+
+    fn find_by(
+        &self,
+        class: &str,
+        attr: &str,
+        value: &AttrValue,
+    ) -> Result<Vec<VmdbRef>, StoreError> {
+        let Some(base) = base_class(class) else {
+            return Ok(Vec::new());
+        };
+        let attr = attr.to_ascii_lowercase();
+        let mut out: Vec<VmdbRef> = self
+            .0
+            .iter()
+            .filter(|((b, _), (_, attrs))| *b == base && attrs.get(&attr) == Some(value))
+            .map(|((_, id), (class, _))| VmdbRef {
+                class: class.clone(),
+                id: *id,
+            })
+            .collect();
+        out.sort_by_key(|r| r.id);
+        Ok(out)
+    }
+}
+
+impl MemoryStore {
+    /// Runs `f` over the objects under the read lock.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(Objects<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let map = self
+            .objects
+            .read()
+            .map_err(|_| StoreError::Backend("object map lock poisoned".into()))?;
+        f(Objects(&map))
+    }
+}
+
+impl ObjectStore for MemoryStore {
+    fn find(&self, class: &str, id: i64) -> Result<Option<VmdbRef>, StoreError> {
+        self.read(|o| o.find(class, id))
+    }
+
+    fn attribute(&self, obj: &VmdbRef, name: &str) -> Result<Option<AttrValue>, StoreError> {
+        if name.eq_ignore_ascii_case("id") {
+            return Ok(Some(AttrValue::Int(obj.id)));
+        }
+        let Some(base) = base_class(&obj.class) else {
+            return Ok(None);
+        };
+        self.read(|o| {
+            let Some((_, attrs)) = o.0.get(&(base, obj.id)) else {
+                return Ok(None);
+            };
+            associations::resolve(&o, base, obj.id, attrs, &name.to_ascii_lowercase())
         })
     }
 
-    fn attribute(&self, obj: &VmdbRef, name: &str) -> Option<AttrValue> {
-        if name.eq_ignore_ascii_case("id") {
-            return Some(AttrValue::Int(obj.id));
-        }
-        let base = base_class(&obj.class)?;
-        let map = self.objects.read().ok()?;
-        let (_, attrs) = map.get(&(base, obj.id))?;
-        attrs.get(&name.to_ascii_lowercase()).cloned()
+    fn load(&self, class: &str, id: i64) -> Result<Option<StoredObject>, StoreError> {
+        let base = base_class(class).ok_or_else(|| StoreError::UnknownClass(class.to_string()))?;
+        self.read(|o| {
+            Ok(o.0.get(&(base, id)).map(|(class, attrs)| StoredObject {
+                class: class.to_string(),
+                attrs: attrs.clone(),
+            }))
+        })
+    }
+
+    fn list(&self, class: &str) -> Result<Vec<VmdbRef>, StoreError> {
+        let base = base_class(class).ok_or_else(|| StoreError::UnknownClass(class.to_string()))?;
+        self.read(|o| {
+            let mut out: Vec<VmdbRef> =
+                o.0.iter()
+                    .filter(|((b, _), _)| *b == base)
+                    .map(|((_, id), (class, _))| VmdbRef {
+                        class: class.clone(),
+                        id: *id,
+                    })
+                    .collect();
+            out.sort_by_key(|r| r.id);
+            Ok(out)
+        })
     }
 
     fn create(&self, class: &str, attrs: Attributes) -> Result<VmdbRef, StoreError> {
@@ -103,23 +182,12 @@ impl ObjectStore for MemoryStore {
         }
     }
 
-    fn find_by(&self, class: &str, attr: &str, value: &AttrValue) -> Vec<VmdbRef> {
-        let Some(base) = base_class(class) else {
-            return Vec::new();
-        };
-        let Ok(map) = self.objects.read() else {
-            return Vec::new();
-        };
-        let attr = attr.to_ascii_lowercase();
-        let mut out: Vec<VmdbRef> = map
-            .iter()
-            .filter(|((b, _), (_, attrs))| *b == base && attrs.get(&attr) == Some(value))
-            .map(|((_, id), (class, _))| VmdbRef {
-                class: class.clone(),
-                id: *id,
-            })
-            .collect();
-        out.sort_by_key(|r| r.id);
-        out
+    fn find_by(
+        &self,
+        class: &str,
+        attr: &str,
+        value: &AttrValue,
+    ) -> Result<Vec<VmdbRef>, StoreError> {
+        self.read(|o| o.find_by(class, attr, value))
     }
 }

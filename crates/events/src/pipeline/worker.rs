@@ -318,7 +318,7 @@ mod tests {
             .update(&vm, "note", AttrValue::from("written"))
             .map_err(|e| EngineError::Abort(e.to_string()))?;
         let name = store
-            .attribute(&vm, "name")
+            .attribute(&vm, "name")?
             .map(|v| v.to_text())
             .unwrap_or_default();
         if name.starts_with("poisoned") {
@@ -387,11 +387,17 @@ mod tests {
         let vm = |name: &str| {
             store
                 .find_by("VmOrTemplate", "name", &AttrValue::from(name))
+                .unwrap()
                 .into_iter()
                 .next()
                 .unwrap_or_else(|| panic!("VM {name}"))
         };
-        let note = |name: &str| store.attribute(&vm(name), "note").map(|v| v.to_text());
+        let note = |name: &str| {
+            store
+                .attribute(&vm(name), "note")
+                .unwrap()
+                .map(|v| v.to_text())
+        };
         // The neighbours' writes are stored; the failed events' are not.
         assert_eq!(note("web-1").as_deref(), Some("written"));
         assert_eq!(note("web-2").as_deref(), Some("written"));
@@ -403,7 +409,7 @@ mod tests {
             .unwrap()
             .into_iter()
             .map(|r| {
-                let text = |k: &str| store.attribute(&r, k).map(|v| v.to_text());
+                let text = |k: &str| store.attribute(&r, k).unwrap().map(|v| v.to_text());
                 (
                     r.class.to_string(),
                     text("vm_ems_ref").unwrap_or_default(),
