@@ -9,32 +9,9 @@
 use super::codec::decode_object;
 use super::schema::OBJECTS;
 use super::{backend, RedbStore};
-use automate_vmdb::{base_class, StoreError, StoredObject};
+use automate_vmdb::{base_class, StoreError};
 
-/// Which rows: skip `offset` (matching) rows, then take up to `limit`, from
-/// the oldest id or (`newest_first`) from the newest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PageQuery {
-    pub offset: usize,
-    pub limit: usize,
-    pub newest_first: bool,
-}
-
-/// A page and what it cost.
-#[derive(Debug, Default)]
-pub struct Page {
-    /// Rows of the base class in the store (every one, matching the filter
-    /// or not): keys counted, nothing decoded.
-    pub total: usize,
-    /// The page's rows in the order they were read.
-    pub rows: Vec<(i64, StoredObject)>,
-    /// Rows decoded to fill the page: `offset + limit` at most without a
-    /// filter, `limit` when `offset` is 0.
-    pub decoded: usize,
-}
-
-/// Keeps a row in the page (a filter over the decoded object).
-pub type Keep<'a> = &'a dyn Fn(&StoredObject) -> bool;
+pub use automate_vmdb::page::{Keep, Page, PageQuery};
 
 impl RedbStore {
     /// A page of the objects of `class`'s base class in one read snapshot:
@@ -176,5 +153,11 @@ mod tests {
         assert_eq!(ns, vec![1_970, 1_960, 1_950]);
         assert_eq!(p.decoded, 50, "rows 1999..=1950 and no further");
         assert_eq!(p.total, 2_000);
+    }
+}
+
+impl automate_vmdb::page::Pages for RedbStore {
+    fn page(&self, class: &str, q: PageQuery, keep: Option<Keep<'_>>) -> Result<Page, StoreError> {
+        RedbStore::page(self, class, q, keep)
     }
 }
