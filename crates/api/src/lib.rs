@@ -110,7 +110,7 @@ pub const ROUTES: &[Route] = &[
 #[derive(Debug, Clone)]
 enum Depth {
     /// The running pipeline's queue (counted in memory).
-    Queue(Arc<EventQueue>),
+    Queue(Arc<dyn EventQueue>),
     /// No pipeline in this process: count the queued events in the store.
     Stored(RedbSchedule),
 }
@@ -181,7 +181,7 @@ impl ApiState {
     }
 
     /// `/api/health` reports this queue's depth (the running pipeline's).
-    pub fn with_queue(mut self, queue: Arc<EventQueue>) -> ApiState {
+    pub fn with_queue(mut self, queue: Arc<dyn EventQueue>) -> ApiState {
         self.depth = Depth::Queue(queue);
         self
     }

@@ -159,7 +159,7 @@ pub(super) async fn event_streams_handler(
     let store = state.store.clone();
     let base = base_url(&state);
     let (total, resources) = blocking(move || {
-        let (total, rows) = event_streams(&store, &filter).map_err(ApiError::internal)?;
+        let (total, rows) = event_streams(&*store, &filter).map_err(ApiError::internal)?;
         let resources: Vec<Value> = rows
             .iter()
             .map(|(id, obj)| object_json("event_streams", *id, obj, &base))

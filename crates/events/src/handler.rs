@@ -164,6 +164,13 @@ impl Handler {
         self
     }
 
+    /// [`Handler::with_schedule`] with a schedule shared as a trait object
+    /// (the pipeline's, handed in by its composition root).
+    pub fn with_shared_schedule(mut self, schedule: Arc<dyn Schedule>) -> Handler {
+        self.schedule = Some(schedule);
+        self
+    }
+
     /// Hands the retries deliveries ask for back in
     /// [`HandleOutcome::retry`] instead of scheduling them: the pipeline
     /// writes them in the transaction of the worker batch that stores and
@@ -185,6 +192,12 @@ impl Handler {
 
     pub fn log(&self) -> &EvmLog {
         &self.log
+    }
+
+    /// The engine this handler delivers to (its object store is the one
+    /// the handler writes).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// The provider's `ExtManagementSystem`, created on first use.

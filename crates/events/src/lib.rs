@@ -18,72 +18,7 @@ pub mod stream;
 
 pub use handler::{EvmLog, HandleOutcome, Handler, HandlerError};
 
-use serde::{Deserialize, Serialize};
-
-/// A provider (ManageIQ's ExtManagementSystem) as configured.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Provider {
-    pub name: String,
-    /// `RHEVM`, `OPENSTACK`, `VC`, ...: the event `source`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub hostname: String,
-    pub userid: String,
-}
-
-impl Provider {
-    /// The catcher's log prefix: `MIQ(EventCatcherRedhat)`.
-    pub fn catcher_name(&self) -> String {
-        let kind = match self.kind.to_ascii_uppercase().as_str() {
-            "RHEVM" => "Redhat".to_string(),
-            "OPENSTACK" => "Openstack".to_string(),
-            "VC" | "VMWARE" => "Vmware".to_string(),
-            "AMAZON" => "Amazon".to_string(),
-            "AZURE" => "Azure".to_string(),
-            other => {
-                let mut c = other.chars();
-                match c.next() {
-                    Some(f) => {
-                        f.to_uppercase().collect::<String>() + c.as_str().to_lowercase().as_str()
-                    }
-                    None => String::new(),
-                }
-            }
-        };
-        format!("EventCatcher{kind}")
-    }
-
-    /// `MIQ(EventCatcher<Type>) EMS [<hostname>] as [<userid>] Caught event [<type>]`.
-    pub fn caught_line(&self, event_type: &str) -> String {
-        format!(
-            "MIQ({}) EMS [{}] as [{}] Caught event [{}]",
-            self.catcher_name(),
-            self.hostname,
-            self.userid,
-            event_type
-        )
-    }
-}
-
-/// One event as a catcher parsed it from the provider's bus.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProviderEvent {
-    /// The provider-native name: `USER_RUN_VM`, `compute.instance.power_off.end`.
-    pub event_type: String,
-    /// When the provider says it happened (ISO 8601).
-    pub timestamp: String,
-    #[serde(default)]
-    pub chain_id: Option<String>,
-    /// The provider's reference of the VM the event is about.
-    #[serde(default)]
-    pub vm_ems_ref: Option<String>,
-    #[serde(default)]
-    pub vm_name: Option<String>,
-    #[serde(default)]
-    pub host_ems_ref: Option<String>,
-    #[serde(default)]
-    pub host_name: Option<String>,
-    /// The whole payload as received.
-    #[serde(default)]
-    pub full_data: serde_json::Value,
-}
+/// The provider and event types the queue carries; defined beside the
+/// [`queue::EventQueue`] contract in `automate_vmdb::event_queue`, so the
+/// backends implementing it need not depend on this crate.
+pub use automate_vmdb::event_queue::{Provider, ProviderEvent};
