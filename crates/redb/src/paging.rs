@@ -78,6 +78,7 @@ impl RedbStore {
 mod tests {
     use super::*;
     use automate_core::value::{AttrValue, Attributes};
+    use automate_vmdb::StoredObject;
 
     fn store_with(n: i64) -> (tempfile::TempDir, RedbStore) {
         let dir = tempfile::tempdir().expect("tempdir");
