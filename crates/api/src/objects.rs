@@ -11,7 +11,7 @@ use super::{
 };
 use automate_engine::datatype::to_json;
 use automate_events::stream::{event_streams, EventFilter};
-use automate_redb::PageQuery;
+use automate_vmdb::page::PageQuery;
 use automate_vmdb::StoredObject;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};

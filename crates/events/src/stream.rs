@@ -62,7 +62,7 @@ impl EventFilter {
 /// ([`Pages::page`]): `limit: Some(1)` over any number of events
 /// decodes one row when there is no type or time filter.
 pub fn event_streams(
-    store: &dyn Pages,
+    store: &(impl Pages + ?Sized),
     filter: &EventFilter,
 ) -> Result<(usize, Vec<(i64, StoredObject)>), StoreError> {
     let keep = |obj: &StoredObject| filter.matches(obj);

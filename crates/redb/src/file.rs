@@ -248,13 +248,9 @@ fn copy_table<K: Key + 'static, V: Value + 'static>(
     Ok(n)
 }
 
-/// What [`backup`] copied.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct BackupReport {
-    pub objects: u64,
-    pub scheduled: u64,
-    pub bytes: u64,
-}
+/// What [`backup`] copied (defined beside the
+/// [`ServedStore`](automate_vmdb::served::ServedStore) trait).
+pub use automate_vmdb::served::BackupReport;
 
 /// Writes a consistent copy of the store read through `db` (its last
 /// commit) to `dest` (see the module docs): into a temporary file beside

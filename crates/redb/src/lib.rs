@@ -117,6 +117,7 @@ mod read;
 mod relations;
 mod schedule;
 mod schema;
+mod served;
 mod store;
 mod unit;
 mod verify;

@@ -19,6 +19,7 @@ mod json;
 mod memory;
 pub mod page;
 mod schedule;
+pub mod served;
 mod unit;
 
 pub use json::json_text;
