@@ -147,6 +147,7 @@ fn run_batch<I>(store: &dyn ServedStore, batch: Vec<Job<I>>, create: impl Fn(&[I
 mod tests {
     use super::*;
     use automate_engine::{AttrValue, Attributes};
+    use automate_redb::RedbStore;
     use automate_vmdb::ObjectStore;
 
     fn vm(name: &str) -> Attributes {
