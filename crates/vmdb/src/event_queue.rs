@@ -58,11 +58,14 @@ pub const LEASE: Duration = Duration::from_secs(60);
 /// A provider (ManageIQ's ExtManagementSystem) as configured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Provider {
+    /// The provider's name (its `ExtManagementSystem`'s).
     pub name: String,
     /// `RHEVM`, `OPENSTACK`, `VC`, ...: the event `source`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The host its events come from.
     pub hostname: String,
+    /// The user the catcher connects as.
     pub userid: String,
 }
 
@@ -107,15 +110,19 @@ pub struct ProviderEvent {
     pub event_type: String,
     /// When the provider says it happened (ISO 8601).
     pub timestamp: String,
+    /// The provider's id of the chain of events this one belongs to.
     #[serde(default)]
     pub chain_id: Option<String>,
     /// The provider's reference of the VM the event is about.
     #[serde(default)]
     pub vm_ems_ref: Option<String>,
+    /// The VM's name, when the event gives it.
     #[serde(default)]
     pub vm_name: Option<String>,
+    /// The provider's reference of the host the event is about.
     #[serde(default)]
     pub host_ems_ref: Option<String>,
+    /// The host's name, when the event gives it.
     #[serde(default)]
     pub host_name: Option<String>,
     /// The whole payload as received.

@@ -126,7 +126,9 @@ pub const HANDOFF: usize = 4096;
 #[derive(Clone)]
 pub struct PipelineStore {
     /// The workers' units of work and the writer that commits them (with
-    /// the queue's acks); also the store's health.
+    /// the queue's acks); also the store's health. Over the engine's own
+    /// object store: the handlers' writes on a worker's thread are what
+    /// its unit buffers.
     pub units: Arc<dyn UnitOfWork>,
     /// The durable event queue (its enqueues go through the same writer).
     pub queue: Arc<dyn EventQueue>,
