@@ -14,8 +14,8 @@
 //! instead of the item being tried again.
 
 use super::ApiError;
-use automate_vmdb::served::ServedStore;
 use automate_requests::{NewRequest, RequestView, Requests};
+use automate_vmdb::served::ServedStore;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};

@@ -187,11 +187,7 @@ impl RedbEventQueue {
 
     /// Writes events to the file in one durable transaction: due now, or
     /// (`claimed`) leased to this process for [`LEASE`].
-    fn write_events(
-        &self,
-        events: &[CaughtEvent],
-        claimed: bool,
-    ) -> Result<Vec<u64>, StoreError> {
+    fn write_events(&self, events: &[CaughtEvent], claimed: bool) -> Result<Vec<u64>, StoreError> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
@@ -284,10 +280,7 @@ impl EventQueue for RedbEventQueue {
     /// ([`RedbEventQueue::with_handoff`]) that has room, they are written as
     /// claimed and handed to the next claims in memory. Their ids, in
     /// order.
-    fn enqueue_owned(
-        &self,
-        events: Vec<CaughtEvent>,
-    ) -> Result<Vec<u64>, StoreError> {
+    fn enqueue_owned(&self, events: Vec<CaughtEvent>) -> Result<Vec<u64>, StoreError> {
         let n = events.len();
         let hand_over = {
             let mut h = self.handoff();
@@ -322,10 +315,7 @@ impl EventQueue for RedbEventQueue {
 
     /// [`EventQueue::enqueue_batch`] with the time each event was caught
     /// (µs since the Unix epoch), kept for the latency figures.
-    fn enqueue_caught(
-        &self,
-        events: &[CaughtEvent],
-    ) -> Result<Vec<u64>, StoreError> {
+    fn enqueue_caught(&self, events: &[CaughtEvent]) -> Result<Vec<u64>, StoreError> {
         let ids = self.write_events(events, false)?;
         if !ids.is_empty() {
             self.handoff().mark_file_due();
@@ -335,7 +325,7 @@ impl EventQueue for RedbEventQueue {
 
     /// Claims up to `limit` due events (oldest first): those handed over in
     /// memory ([`RedbEventQueue::with_handoff`]), then, when the file may hold
-    /// due ones (and at least every [`FILE_SWEEP`], for leases that ran
+    /// due ones (and at least every `FILE_SWEEP`, for leases that ran
     /// out), leases due ones from the file.
     fn claim(&self, limit: usize) -> Result<Claim, StoreError> {
         let limit = limit.max(1);
@@ -590,7 +580,9 @@ mod tests {
     fn handed_over_events_are_claimed_in_order_leased_and_overflow_to_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let store = RedbStore::open(dir.path().join("q.redb")).unwrap();
-        let q = RedbEventQueue::open(store.schedule()).unwrap().with_handoff(4);
+        let q = RedbEventQueue::open(store.schedule())
+            .unwrap()
+            .with_handoff(4);
         // The first claim reads the (empty) file and turns to the hand-off.
         assert!(q.claim(8).unwrap().events.is_empty());
         q.enqueue_owned(owned(0..3)).unwrap();

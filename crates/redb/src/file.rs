@@ -248,7 +248,7 @@ fn copy_table<K: Key + 'static, V: Value + 'static>(
     Ok(n)
 }
 
-/// What [`backup`] copied (defined beside the
+/// What `backup` copied (defined beside the
 /// [`ServedStore`](automate_vmdb::served::ServedStore) trait).
 pub use automate_vmdb::served::BackupReport;
 

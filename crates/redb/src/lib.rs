@@ -123,8 +123,8 @@ mod unit;
 mod verify;
 
 pub use batch::Batch;
-pub use file::{check, guard, BackupReport, CheckReport};
 pub use event_queue::RedbEventQueue;
+pub use file::{check, guard, BackupReport, CheckReport};
 pub use group::{Committing, GroupCommit, GroupWriter, Work};
 pub use group_units::GroupUnits;
 pub use paging::{Keep, Page, PageQuery};

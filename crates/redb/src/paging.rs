@@ -74,6 +74,12 @@ impl RedbStore {
     }
 }
 
+impl automate_vmdb::page::Pages for RedbStore {
+    fn page(&self, class: &str, q: PageQuery, keep: Option<Keep<'_>>) -> Result<Page, StoreError> {
+        RedbStore::page(self, class, q, keep)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,11 +160,5 @@ mod tests {
         assert_eq!(ns, vec![1_970, 1_960, 1_950]);
         assert_eq!(p.decoded, 50, "rows 1999..=1950 and no further");
         assert_eq!(p.total, 2_000);
-    }
-}
-
-impl automate_vmdb::page::Pages for RedbStore {
-    fn page(&self, class: &str, q: PageQuery, keep: Option<Keep<'_>>) -> Result<Page, StoreError> {
-        RedbStore::page(self, class, q, keep)
     }
 }

@@ -39,6 +39,5 @@ pub trait Pages: Send + Sync {
     /// A page of the objects of `class`'s base class in one read snapshot:
     /// the rows `keep` accepts (all without it), `q.offset` of them
     /// skipped.
-    fn page(&self, class: &str, q: PageQuery, keep: Option<Keep<'_>>)
-        -> Result<Page, StoreError>;
+    fn page(&self, class: &str, q: PageQuery, keep: Option<Keep<'_>>) -> Result<Page, StoreError>;
 }

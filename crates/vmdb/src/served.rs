@@ -1,5 +1,5 @@
-//! What a server needs of its durable store beyond [`ObjectStore`]
-//! (crate::ObjectStore), backend-neutral: the [`ServedStore`] trait (pages
+//! What a server needs of its durable store beyond
+//! [`ObjectStore`](crate::ObjectStore), backend-neutral: the [`ServedStore`] trait (pages
 //! and single objects, the calling thread's unit of work, the scheduled
 //! work, the file's health, a backup) and [`BackupReport`]. The REST API
 //! (`automate-api`) holds its store as `Arc<dyn ServedStore>`, so it does

@@ -4,10 +4,10 @@
 //! with the drain set, ends once the queue is empty.
 
 use super::super::queue::{ClaimedEvent, EventQueue};
-use automate_vmdb::UnitOfWork;
 use super::super::Handler;
 use super::stats::{bump, Counters};
 use super::worker::work_loop;
+use automate_vmdb::UnitOfWork;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};

@@ -8,7 +8,7 @@
 //!   the [`EventQueue`] durably (group commit), and only then answers the
 //!   catchers' acks with `Ok` (so AMQP messages are acked upstream after the
 //!   durable write). The written events are handed to the dispatcher in
-//!   memory ([`EventQueue::with_handoff`], up to [`HANDOFF`] waiting): no
+//!   memory (`RedbEventQueue::with_handoff`, up to [`HANDOFF`] waiting): no
 //!   claim has to read, decode and lease them in the file again. When the
 //!   queue holds `queue.capacity` events, `when_full: block` stops reading
 //!   the channel, which makes the catchers wait (back-pressure);

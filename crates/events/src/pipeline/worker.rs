@@ -74,10 +74,7 @@ pub(super) fn work_loop(
             failed,
         } = handled;
         let committing = store.hand_over(HandOver {
-            schedule: retries
-                .into_iter()
-                .map(|r| (r.item, r.run_at))
-                .collect(),
+            schedule: retries.into_iter().map(|r| (r.item, r.run_at)).collect(),
             acks: ids.clone(),
         });
         in_flight = Some(InFlight {
