@@ -9,8 +9,8 @@ use anyhow::Context;
 use automate_datastore::Datastore;
 use automate_engine::Engine;
 use automate_events::config::Config;
-use automate_events::pipeline::Pipeline;
-use automate_redb::RedbStore;
+use automate_events::pipeline::{Pipeline, PipelineError, PipelineStore, HANDOFF};
+use automate_redb::{GroupCommit, GroupUnits, RedbEventQueue, RedbStore};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -38,7 +38,27 @@ pub async fn start(
     let mut engine = Engine::new(Arc::new(ds)).with_store(store.clone());
     engine.options.budget = config.engine.limits();
     let (engine, _runner) = automate_control::with_control(engine);
-    let mut pipeline = Pipeline::prepare(config, engine.clone(), store.clone())?;
+    // The pipeline's backend: the store's group-commit writer, the
+    // workers' units of work committed by it, and the durable queue in the
+    // same file (its enqueues through the same writer, its claims leased
+    // without an fsync, its written events handed to the dispatcher in
+    // memory).
+    let (group, writer) =
+        GroupCommit::start(store.clone()).map_err(|source| PipelineError::Thread {
+            what: "group-commit writer",
+            source,
+        })?;
+    let queue = Arc::new(
+        RedbEventQueue::open(store.schedule().with_relaxed_claims(true))?
+            .with_handoff(HANDOFF)
+            .with_group(group.clone()),
+    );
+    let backend = PipelineStore {
+        units: Arc::new(GroupUnits::new(store.clone(), group, writer)),
+        queue,
+        schedule: Arc::new(store.schedule()),
+    };
+    let mut pipeline = Pipeline::prepare(config, engine.clone(), backend)?;
     // The REST API (the http catcher's `POST /api/events` merged in) on
     // api.listen, when an http catcher or api.token asks.
     let events = pipeline.take_http_catcher();

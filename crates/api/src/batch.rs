@@ -1,12 +1,12 @@
 //! Group commit for `POST /api/automation_requests`: the creations that
 //! arrive together run one after the other on a writer thread inside one
-//! unit of work of the store ([`RedbStore::begin_unit`]) and are committed
+//! unit of work of the store ([`ServedStore::begin_unit`]) and are committed
 //! in one durable transaction, then every caller gets its answer. A
 //! request is answered only once everything it wrote is on disk, and many
 //! requests share one fsync.
 //!
 //! Each caller's creations are one item of the shared unit: a savepoint
-//! ([`RedbStore::savepoint`]) is taken before them, and when they fail (an
+//! ([`ServedStore::savepoint`]) is taken before them, and when they fail (an
 //! error, or a panic) what they wrote is discarded and that caller alone
 //! gets the error; the others' writes stay and are committed. One poisoned
 //! request never fails its neighbours. This is the pipeline's rule for a
@@ -14,8 +14,8 @@
 //! instead of the item being tried again.
 
 use super::ApiError;
-use automate_redb::RedbStore;
 use automate_requests::{NewRequest, RequestView, Requests};
+use automate_vmdb::served::ServedStore;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -42,7 +42,7 @@ pub(super) struct Batcher {
 impl Batcher {
     /// Starts `writers` writer threads over `store` and `requests`.
     pub(super) fn start(
-        store: Arc<RedbStore>,
+        store: Arc<dyn ServedStore>,
         requests: Arc<Requests>,
         writers: usize,
     ) -> std::io::Result<Batcher> {
@@ -52,7 +52,7 @@ impl Batcher {
             let (store, requests, rx) = (store.clone(), requests.clone(), rx.clone());
             std::thread::Builder::new()
                 .name(format!("automate-api-writer-{i}"))
-                .spawn(move || writer(&store, &requests, &rx))?;
+                .spawn(move || writer(&*store, &requests, &rx))?;
         }
         Ok(Batcher { tx: Mutex::new(tx) })
     }
@@ -74,7 +74,7 @@ impl Batcher {
     }
 }
 
-fn writer(store: &RedbStore, requests: &Requests, rx: &Mutex<Receiver<Job>>) {
+fn writer(store: &dyn ServedStore, requests: &Requests, rx: &Mutex<Receiver<Job>>) {
     loop {
         let batch = {
             let Ok(rx) = rx.lock() else { return };
@@ -107,7 +107,7 @@ fn create_all(requests: &Requests, items: &[NewRequest]) -> Answer {
 /// behind its own savepoint (a failed or panicking job's writes are
 /// discarded, see the module docs), commits the unit and answers every
 /// job.
-fn run_batch<I>(store: &RedbStore, batch: Vec<Job<I>>, create: impl Fn(&[I]) -> Answer) {
+fn run_batch<I>(store: &dyn ServedStore, batch: Vec<Job<I>>, create: impl Fn(&[I]) -> Answer) {
     store.begin_unit();
     let mut answers: Vec<Answer> = Vec::with_capacity(batch.len());
     for job in &batch {
@@ -128,7 +128,7 @@ fn run_batch<I>(store: &RedbStore, batch: Vec<Job<I>>, create: impl Fn(&[I]) -> 
         }
         answers.push(answer);
     }
-    match store.commit_unit(|_| Ok(())) {
+    match store.commit_unit() {
         Ok(()) => {
             for (job, answer) in batch.into_iter().zip(answers) {
                 let _ = job.reply.send(answer);
@@ -147,6 +147,7 @@ fn run_batch<I>(store: &RedbStore, batch: Vec<Job<I>>, create: impl Fn(&[I]) -> 
 mod tests {
     use super::*;
     use automate_engine::{AttrValue, Attributes};
+    use automate_redb::RedbStore;
     use automate_vmdb::ObjectStore;
 
     fn vm(name: &str) -> Attributes {

@@ -2,14 +2,14 @@
 //! streamed back (`application/octet-stream`), for `automate db backup`
 //! while `automate run` (or `automate api`) holds the file's lock.
 //!
-//! The copy is made by [`RedbStore::backup`] (one read transaction copied
+//! The copy is made by [`ServedStore::backup`] (the redb store: one read transaction copied
 //! into a new redb file, beside the running writer) into a temporary
 //! directory beside the store, opened, unlinked and streamed from the open
 //! descriptor: nothing is left behind, and no client chooses a path on the
 //! server.
 
 use super::{blocking, ApiError, ApiResult, ApiState};
-use automate_redb::RedbStore;
+use automate_vmdb::served::ServedStore;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -20,7 +20,7 @@ use std::sync::Arc;
 pub const OBJECTS_HEADER: &str = "x-automate-objects";
 
 /// Makes the copy and opens it (already unlinked).
-fn make_backup(store: &RedbStore) -> Result<(std::fs::File, u64, u64), ApiError> {
+fn make_backup(store: &dyn ServedStore) -> Result<(std::fs::File, u64, u64), ApiError> {
     let dir = match store.path().parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => std::path::PathBuf::from("."),
@@ -44,8 +44,8 @@ fn make_backup(store: &RedbStore) -> Result<(std::fs::File, u64, u64), ApiError>
 
 /// `POST /api/db/backup`.
 pub(super) async fn backup(State(state): State<ApiState>) -> ApiResult {
-    let store: Arc<RedbStore> = state.store.clone();
-    let (file, len, objects) = blocking(move || make_backup(&store)).await?;
+    let store: Arc<dyn ServedStore> = state.store.clone();
+    let (file, len, objects) = blocking(move || make_backup(&*store)).await?;
     let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
     let mut r = (StatusCode::OK, Body::from_stream(stream)).into_response();
     let h = r.headers_mut();

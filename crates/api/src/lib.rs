@@ -25,8 +25,9 @@ use automate_engine::Engine;
 use automate_events::catchers::http::{self, error_response, kind_of, HttpState, TOKEN_HEADER};
 use automate_events::config::{check_public_url, ApiConfig, ApiLimits};
 use automate_events::queue::{EventQueue, EVENT_KIND};
-use automate_redb::{RedbSchedule, RedbStore};
 use automate_requests::Requests;
+use automate_vmdb::served::ServedStore;
+use automate_vmdb::Schedule;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -138,12 +139,12 @@ pub const ROUTES: &[Route] = &[
 ];
 
 /// Where `GET /api/health` reads the event queue's depth.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 enum Depth {
     /// The running pipeline's queue (counted in memory).
-    Queue(Arc<EventQueue>),
+    Queue(Arc<dyn EventQueue>),
     /// No pipeline in this process: count the queued events in the store.
-    Stored(RedbSchedule),
+    Stored(Arc<dyn Schedule>),
 }
 
 /// What the handlers share: the token, the engine (datastore and object
@@ -152,7 +153,7 @@ enum Depth {
 pub struct ApiState {
     token: Arc<str>,
     engine: Engine,
-    store: Arc<RedbStore>,
+    store: Arc<dyn ServedStore>,
     requests: Arc<Requests>,
     batcher: Arc<batch::Batcher>,
     depth: Depth,
@@ -177,9 +178,9 @@ impl ApiState {
     pub fn new(
         token: impl Into<String>,
         engine: Engine,
-        store: Arc<RedbStore>,
+        store: Arc<dyn ServedStore>,
     ) -> std::io::Result<ApiState> {
-        let schedule = store.schedule();
+        let schedule = store.scheduled_work();
         let requests = Arc::new(Requests::new(engine.clone(), schedule.clone()));
         let writers = std::thread::available_parallelism()
             .map(|n| n.get())
@@ -212,7 +213,7 @@ impl ApiState {
     }
 
     /// `/api/health` reports this queue's depth (the running pipeline's).
-    pub fn with_queue(mut self, queue: Arc<EventQueue>) -> ApiState {
+    pub fn with_queue(mut self, queue: Arc<dyn EventQueue>) -> ApiState {
         self.depth = Depth::Queue(queue);
         self
     }
@@ -295,7 +296,7 @@ async fn blocking<T: Send + 'static>(
 /// Aborts the calling thread's unit of work unless it was committed (a
 /// failed or panicking handler leaves nothing behind on the pool thread).
 struct UnitGuard<'a> {
-    store: &'a RedbStore,
+    store: &'a dyn ServedStore,
     done: bool,
 }
 
@@ -308,21 +309,21 @@ impl Drop for UnitGuard<'_> {
 }
 
 /// Runs `f` on the blocking pool as one unit of work of the store
-/// ([`RedbStore::begin_unit`]): every object it writes is committed in one
+/// ([`ServedStore::begin_unit`]): every object it writes is committed in one
 /// durable transaction before the answer, or (when it fails) none is.
 async fn in_unit<T: Send + 'static>(
-    store: Arc<RedbStore>,
+    store: Arc<dyn ServedStore>,
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     blocking(move || {
         store.begin_unit();
         let mut guard = UnitGuard {
-            store: &store,
+            store: &*store,
             done: false,
         };
         let out = f()?;
         guard.done = true;
-        store.commit_unit(|_| Ok(())).map_err(ApiError::internal)?;
+        store.commit_unit().map_err(ApiError::internal)?;
         Ok(out)
     })
     .await
@@ -589,7 +590,7 @@ pub async fn serve(
 /// `GET /api/health`: liveness, the event queue's depth and the object
 /// store's health (no token). 503 `{"status": "unavailable", "store":
 /// {...}}` while the store takes no writes (a full disk, a failed write,
-/// a damaged page: `automate_redb::health`).
+/// a damaged page: `automate_vmdb::health`).
 async fn health(State(state): State<ApiState>) -> ApiResult {
     if let Some(fault) = state.store.health().fault() {
         return Ok((

@@ -11,8 +11,8 @@ use super::{
 };
 use automate_engine::datatype::to_json;
 use automate_events::stream::{event_streams, EventFilter};
-use automate_redb::PageQuery;
-use automate_vmdb::{ObjectStore, StoredObject};
+use automate_vmdb::page::PageQuery;
+use automate_vmdb::StoredObject;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use serde_json::{json, Map, Value};
@@ -159,7 +159,7 @@ pub(super) async fn event_streams_handler(
     let store = state.store.clone();
     let base = base_url(&state);
     let (total, resources) = blocking(move || {
-        let (total, rows) = event_streams(&store, &filter).map_err(ApiError::internal)?;
+        let (total, rows) = event_streams(&*store, &filter).map_err(ApiError::internal)?;
         let resources: Vec<Value> = rows
             .iter()
             .map(|(id, obj)| object_json("event_streams", *id, obj, &base))

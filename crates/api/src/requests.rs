@@ -8,8 +8,8 @@ use super::{
     parse_id, path_arg, query_args, ApiError, ApiResult, ApiState, QueryArgs,
 };
 use automate_engine::AttrValue;
-use automate_redb::PageQuery;
 use automate_requests::{NewRequest, RequestError, RequestView, REQUEST_CLASS, REQUEST_TYPE};
+use automate_vmdb::page::PageQuery;
 use automate_vmdb::StoredObject;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};

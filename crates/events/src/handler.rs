@@ -170,6 +170,13 @@ impl Handler {
         self
     }
 
+    /// [`Handler::with_schedule`] with a schedule shared as a trait object
+    /// (the pipeline's, handed in by its composition root).
+    pub fn with_shared_schedule(mut self, schedule: Arc<dyn Schedule>) -> Handler {
+        self.schedule = Some(schedule);
+        self
+    }
+
     /// Hands the retries deliveries ask for back in
     /// [`HandleOutcome::retry`] instead of scheduling them: the pipeline
     /// writes them in the transaction of the worker batch that stores and
@@ -192,6 +199,12 @@ impl Handler {
     /// Where this handler writes its evm.log lines.
     pub fn log(&self) -> &EvmLog {
         &self.log
+    }
+
+    /// The engine this handler delivers to (its object store is the one
+    /// the handler writes).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// The provider's `ExtManagementSystem`, created on first use.

@@ -4,7 +4,7 @@
 
 use automate_core::time::{now_ms, parse_time};
 use automate_engine::AttrValue;
-use automate_redb::{PageQuery, RedbStore};
+use automate_vmdb::page::{PageQuery, Pages};
 use automate_vmdb::{StoreError, StoredObject};
 
 /// Which stored events to read.
@@ -59,10 +59,10 @@ impl EventFilter {
 /// The stored event stream (EmsEvent, MiqEvent, RequestEvent), oldest
 /// first, filtered; also how many events there are in all. Read from the
 /// newest row back and only until the page is full
-/// ([`RedbStore::page`]): `limit: Some(1)` over any number of events
+/// ([`Pages::page`]): `limit: Some(1)` over any number of events
 /// decodes one row when there is no type or time filter.
 pub fn event_streams(
-    store: &RedbStore,
+    store: &(impl Pages + ?Sized),
     filter: &EventFilter,
 ) -> Result<(usize, Vec<(i64, StoredObject)>), StoreError> {
     let keep = |obj: &StoredObject| filter.matches(obj);

@@ -251,16 +251,9 @@ fn copy_table<K: Key + 'static, V: Value + 'static>(
     Ok(n)
 }
 
-/// What [`RedbStore::backup`](super::RedbStore::backup) copied.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct BackupReport {
-    /// Objects copied (`objects` rows).
-    pub objects: u64,
-    /// Scheduled items copied (claimed ones included).
-    pub scheduled: u64,
-    /// The size of the copy written, in bytes (0 when it cannot be read back).
-    pub bytes: u64,
-}
+/// What `backup` copied (defined beside the
+/// [`ServedStore`](automate_vmdb::served::ServedStore) trait).
+pub use automate_vmdb::served::BackupReport;
 
 /// Writes a consistent copy of the store read through `db` (its last
 /// commit) to `dest` (see the module docs): into a temporary file beside

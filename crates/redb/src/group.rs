@@ -15,8 +15,10 @@
 //! Nothing is answered before its writes are on disk.
 
 use super::{Batch, PreparedUnit, RedbStore};
-use automate_vmdb::StoreError;
-use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
+use automate_vmdb::{CommitAnswer, StoreError};
+
+pub use automate_vmdb::Committing;
+use std::sync::mpsc::{sync_channel, Receiver, Sender, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::SystemTime;
@@ -33,7 +35,7 @@ struct Job {
     unit: PreparedUnit,
     work: Work,
     /// The answer, and when the writer had it (on disk, or failed).
-    done: Sender<(Result<Vec<u64>, StoreError>, SystemTime)>,
+    done: Sender<CommitAnswer>,
 }
 
 enum Message {
@@ -109,7 +111,7 @@ impl GroupCommit {
         unit: PreparedUnit,
         work: impl FnMut(&mut Batch<'_>) -> Result<Vec<u64>, StoreError> + Send + 'static,
     ) -> Committing {
-        let (done, answer) = channel();
+        let (done, committing) = Committing::pair();
         let job = Job {
             unit,
             work: Box::new(work),
@@ -118,31 +120,7 @@ impl GroupCommit {
         // A writer that has stopped drops the job, and with it `done`: the
         // answer then reads as stopped.
         let _ = self.tx.send(Message::Job(job));
-        Committing { answer }
-    }
-}
-
-/// A job handed to the writer by [`GroupCommit::submit`].
-#[derive(Debug)]
-pub struct Committing {
-    answer: Receiver<(Result<Vec<u64>, StoreError>, SystemTime)>,
-}
-
-impl Committing {
-    /// Waits until the job is on disk (its ids) or has failed.
-    pub fn wait(self) -> Result<Vec<u64>, StoreError> {
-        self.wait_timed().0
-    }
-
-    /// [`Committing::wait`], with when the writer was done with the job
-    /// (which may be well before this call returns: the caller went on).
-    pub fn wait_timed(self) -> (Result<Vec<u64>, StoreError>, SystemTime) {
-        self.answer.recv().unwrap_or_else(|_| {
-            (
-                Err(StoreError::Backend("the store's writer has stopped".into())),
-                SystemTime::now(),
-            )
-        })
+        committing
     }
 }
 

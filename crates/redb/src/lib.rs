@@ -99,7 +99,10 @@
 //! `cache` the decoded-object cache, `unit` units of work, `batch`
 //! one write transaction, `verify` the consistency check; `schedule`
 //! is the scheduled-work tables ([`automate_vmdb::Schedule`] on redb),
-//! `group` group commit, `paging` lazy pages, `health` and `file`
+//! `event_queue` the durable event queue on them
+//! ([`automate_vmdb::event_queue::EventQueue`]), `group` group commit,
+//! `group_units` units of work committed by it
+//! ([`automate_vmdb::UnitOfWork`]), `paging` lazy pages, `health` and `file`
 //! the file itself.
 
 #![deny(missing_docs)]
@@ -107,8 +110,10 @@
 mod batch;
 mod cache;
 mod codec;
+mod event_queue;
 mod file;
 mod group;
+mod group_units;
 pub mod health;
 mod index;
 mod paging;
@@ -116,13 +121,16 @@ mod read;
 mod relations;
 mod schedule;
 mod schema;
+mod served;
 mod store;
 mod unit;
 mod verify;
 
 pub use batch::Batch;
+pub use event_queue::RedbEventQueue;
 pub use file::{check, guard, BackupReport, CheckReport};
 pub use group::{Committing, GroupCommit, GroupWriter, Work};
+pub use group_units::GroupUnits;
 pub use paging::{Keep, Page, PageQuery};
 pub use schedule::RedbSchedule;
 pub use store::RedbStore;

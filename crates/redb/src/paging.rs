@@ -9,35 +9,9 @@
 use super::codec::decode_object;
 use super::schema::OBJECTS;
 use super::{backend, RedbStore};
-use automate_vmdb::{base_class, StoreError, StoredObject};
+use automate_vmdb::{base_class, StoreError};
 
-/// Which rows: skip `offset` (matching) rows, then take up to `limit`, from
-/// the oldest id or (`newest_first`) from the newest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PageQuery {
-    /// Matching rows to skip before the page starts.
-    pub offset: usize,
-    /// The most rows the page holds.
-    pub limit: usize,
-    /// Walk from the newest id down (else from the oldest up).
-    pub newest_first: bool,
-}
-
-/// A page and what it cost.
-#[derive(Debug, Default)]
-pub struct Page {
-    /// Rows of the base class in the store (every one, matching the filter
-    /// or not): keys counted, nothing decoded.
-    pub total: usize,
-    /// The page's rows in the order they were read.
-    pub rows: Vec<(i64, StoredObject)>,
-    /// Rows decoded to fill the page: `offset + limit` at most without a
-    /// filter, `limit` when `offset` is 0.
-    pub decoded: usize,
-}
-
-/// Keeps a row in the page (a filter over the decoded object).
-pub type Keep<'a> = &'a dyn Fn(&StoredObject) -> bool;
+pub use automate_vmdb::page::{Keep, Page, PageQuery};
 
 impl RedbStore {
     /// A page of the objects of `class`'s base class in one read snapshot:
@@ -100,10 +74,17 @@ impl RedbStore {
     }
 }
 
+impl automate_vmdb::page::Pages for RedbStore {
+    fn page(&self, class: &str, q: PageQuery, keep: Option<Keep<'_>>) -> Result<Page, StoreError> {
+        RedbStore::page(self, class, q, keep)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use automate_core::value::{AttrValue, Attributes};
+    use automate_vmdb::StoredObject;
 
     fn store_with(n: i64) -> (tempfile::TempDir, RedbStore) {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -17,14 +17,20 @@
 #![deny(missing_docs)]
 
 pub mod associations;
+pub mod event_queue;
+pub mod health;
 mod json;
 mod memory;
+pub mod page;
 mod schedule;
+pub mod served;
+mod unit;
 
 pub use json::json_text;
 pub use json::{write_array, write_json, write_str};
 pub use memory::MemoryStore;
 pub use schedule::{from_micros, to_micros, Claimed, Schedule, Scheduled, WorkItem};
+pub use unit::{CommitAnswer, Committing, HandOver, UnitOfWork};
 
 pub use automate_core::value::VmdbRef;
 use automate_core::value::{AttrValue, Attributes};

@@ -168,3 +168,90 @@ pub trait Schedule: Send + Sync {
         Ok(self.len()? == 0)
     }
 }
+
+/// A shared schedule is a schedule (`Arc<dyn Schedule>` where an
+/// `impl Schedule` is asked for): every call goes to the one inside.
+impl<S: Schedule + ?Sized> Schedule for std::sync::Arc<S> {
+    fn schedule(&self, item: &WorkItem, run_at: SystemTime) -> Result<u64, StoreError> {
+        (**self).schedule(item, run_at)
+    }
+
+    fn schedule_and_complete(
+        &self,
+        item: &WorkItem,
+        run_at: SystemTime,
+        done: u64,
+    ) -> Result<u64, StoreError> {
+        (**self).schedule_and_complete(item, run_at, done)
+    }
+
+    fn schedule_many(&self, items: &[(WorkItem, SystemTime)]) -> Result<Vec<u64>, StoreError> {
+        (**self).schedule_many(items)
+    }
+
+    fn schedule_many_claimed(
+        &self,
+        items: &[(WorkItem, SystemTime)],
+    ) -> Result<Vec<u64>, StoreError> {
+        (**self).schedule_many_claimed(items)
+    }
+
+    fn due(&self, now: SystemTime, limit: usize) -> Result<Vec<(u64, WorkItem, u32)>, StoreError> {
+        (**self).due(now, limit)
+    }
+
+    fn claim_due(
+        &self,
+        now: SystemTime,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        (**self).claim_due(now, limit, lease)
+    }
+
+    fn claim_due_kind(
+        &self,
+        now: SystemTime,
+        limit: usize,
+        lease: Duration,
+        kind: &str,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        (**self).claim_due_kind(now, limit, lease, kind)
+    }
+
+    fn count_kind(&self, kind: &str) -> Result<u64, StoreError> {
+        (**self).count_kind(kind)
+    }
+
+    fn complete(&self, id: u64) -> Result<bool, StoreError> {
+        (**self).complete(id)
+    }
+
+    fn complete_many(&self, ids: &[u64]) -> Result<usize, StoreError> {
+        (**self).complete_many(ids)
+    }
+
+    fn reschedule(&self, id: u64, run_at: SystemTime) -> Result<bool, StoreError> {
+        (**self).reschedule(id, run_at)
+    }
+
+    fn release_leases(&self, now: SystemTime) -> Result<usize, StoreError> {
+        (**self).release_leases(now)
+    }
+
+    fn get(&self, id: u64) -> Result<Option<Scheduled>, StoreError> {
+        (**self).get(id)
+    }
+
+    fn next_due(&self) -> Result<Option<SystemTime>, StoreError> {
+        (**self).next_due()
+    }
+
+    fn len(&self) -> Result<u64, StoreError> {
+        (**self).len()
+    }
+
+    fn is_empty(&self) -> Result<bool, StoreError> {
+        (**self).is_empty()
+    }
+}

@@ -77,7 +77,7 @@ pub struct HttpState {
     shutdown: CancellationToken,
     /// The store the events go to: while it takes no writes (a full
     /// disk), requests are answered 503 `store_unavailable` at once.
-    store: Option<Arc<automate_redb::health::StoreHealth>>,
+    store: Option<Arc<automate_vmdb::health::StoreHealth>>,
 }
 
 impl HttpState {
@@ -134,7 +134,7 @@ impl HttpState {
 
     /// Requests are answered 503 `store_unavailable` while this store
     /// takes no writes (a full disk, a failed write).
-    pub fn set_store_health(&mut self, health: Arc<automate_redb::health::StoreHealth>) {
+    pub fn set_store_health(&mut self, health: Arc<automate_vmdb::health::StoreHealth>) {
         self.store = Some(health);
     }
 

@@ -8,7 +8,7 @@ use super::super::queue::EventQueue;
 use super::super::{Provider, ProviderEvent};
 use super::dispatcher::Wake;
 use super::stats::{bump, Counters};
-use automate_redb::health::StoreHealth;
+use automate_vmdb::health::StoreHealth;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -22,7 +22,7 @@ const BUSY_DEPTH: u64 = 64;
 /// then the catchers' acks.
 pub(super) async fn commit_loop(
     mut rx: mpsc::Receiver<Caught>,
-    queue: Arc<EventQueue>,
+    queue: Arc<dyn EventQueue>,
     cfg: QueueConfig,
     counters: Arc<Counters>,
     wake: Arc<Wake>,

@@ -6,7 +6,8 @@
 use super::super::queue::{ClaimedEvent, EventQueue};
 use super::super::Handler;
 use super::stats::{bump, Counters};
-use super::worker::{work_loop, Writes};
+use super::worker::work_loop;
+use automate_vmdb::UnitOfWork;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
@@ -65,8 +66,8 @@ fn worker_of(ev: &ClaimedEvent, workers: usize) -> usize {
 pub(super) fn dispatch_loop(
     handler: Handler,
     handlers: Vec<Handler>,
-    writes: Writes,
-    queue: Arc<EventQueue>,
+    writes: Arc<dyn UnitOfWork>,
+    queue: Arc<dyn EventQueue>,
     counters: Arc<Counters>,
     wake: Arc<Wake>,
     drain: Arc<AtomicBool>,
@@ -82,7 +83,7 @@ pub(super) fn dispatch_loop(
         let writes = writes.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("automate-worker-{i}"))
-            .spawn(move || work_loop(&h, &writes, &queue, &counters, &wake, &rx));
+            .spawn(move || work_loop(&h, &*writes, &*queue, &counters, &wake, &rx));
         match spawned {
             Ok(t) => {
                 senders.push(tx);
@@ -94,7 +95,7 @@ pub(super) fn dispatch_loop(
         }
     }
     let mut known: HashSet<String> = HashSet::new();
-    let health = writes.store.health();
+    let health = writes.health();
     while !senders.is_empty() {
         // A drain on a store that takes no writes ends: the rest stays
         // queued in the file.

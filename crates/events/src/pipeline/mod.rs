@@ -8,7 +8,7 @@
 //!   the [`EventQueue`] durably (group commit), and only then answers the
 //!   catchers' acks with `Ok` (so AMQP messages are acked upstream after the
 //!   durable write). The written events are handed to the dispatcher in
-//!   memory ([`EventQueue::with_handoff`], up to 4,096 waiting): no
+//!   memory (`RedbEventQueue::with_handoff`, up to [`HANDOFF`] waiting): no
 //!   claim has to read, decode and lease them in the file again. When the
 //!   queue holds `queue.capacity` events, `when_full: block` stops reading
 //!   the channel, which makes the catchers wait (back-pressure);
@@ -27,14 +27,15 @@
 //!   events of one VM are handled in order, and a VM or host seen for the
 //!   first time is created by one worker only. A worker runs
 //!   [`Handler::handle`] for each event of its batch inside one *unit of
-//!   work* ([`RedbStore::begin_unit`]): the objects the batch creates and
+//!   work* ([`UnitOfWork::begin_unit`]): the objects the batch creates and
 //!   updates are buffered in memory, and written together with the queue's
 //!   ack of the whole batch in one durable transaction. The worker hands
 //!   that transaction to the writer and goes on with its next batch while
-//!   it commits ([`RedbStore::hand_over`]: its reads still see the handed
+//!   it commits ([`UnitOfWork::hand_over`]: its reads still see the handed
 //!   writes); the next batch is handed over only once the last one is on
 //!   disk, and is given back with it should that commit fail.
-//! * The **writer** ([`GroupCommit`], a thread) makes those transactions:
+//! * The **writer** (the redb store's `GroupCommit`, a thread behind the
+//!   [`UnitOfWork`] and the queue) makes those transactions:
 //!   redb has one writer, and each commit pays a fixed price, so the
 //!   writer takes every enqueue and every worker batch that is waiting and
 //!   commits them together (the busier, the fewer and larger the commits).
@@ -42,7 +43,7 @@
 //! * A **retry** thread runs [`run_due`](automate_engine::deliver::run_due)
 //!   for state-machine retries.
 //!
-//! **A full disk** ([`automate_redb::health`]): the store's writes wait for
+//! **A full disk** ([`StoreHealth`]): the store's writes wait for
 //! space instead of failing; meanwhile the committer leaves the catchers'
 //! channel unread (the catchers wait, the http catcher answers 503) and
 //! everything resumes when there is space. [`Pipeline::shutdown`] gives up
@@ -50,10 +51,14 @@
 //! file, `store_error` says why), and a store that failed otherwise (a
 //! write error, a damaged page) ends `automate run` for a restart.
 //!
-//! **Where it is built.** The pipeline is handed its engine and object
-//! store; it never opens them, and it knows nothing of the REST API. The
-//! composition root (`automate run`, `crate::cli::compose`) opens the
-//! store, builds the engine with its methods, [prepares](Pipeline::prepare)
+//! **Where it is built.** The pipeline is handed its engine and its
+//! [`PipelineStore`] (the units of work, the durable queue and the
+//! scheduled work, as traits); it never opens them, names no backend, and
+//! knows nothing of the REST API. The composition root (`automate run`,
+//! `src/cli/compose.rs`) opens the redb store, starts its group-commit
+//! writer, opens the queue on it (`automate_redb::GroupUnits`,
+//! `automate_redb::RedbEventQueue`), builds the engine with its methods,
+//! [prepares](Pipeline::prepare)
 //! the pipeline, serves the API (with the http catcher's
 //! `POST /api/events`, [`Prepared::take_http_catcher`], and the queue's
 //! depth, [`Prepared::queue`]) until [`Prepared::stop_signal`], and then
@@ -77,11 +82,11 @@
 //! An event handed over in memory is leased by its durable enqueue (so no
 //! claim from the file takes it twice); claims from the file (a backlog
 //! beyond the hand-off, events of a previous run) lease without an
-//! fsync ([`automate_redb::RedbSchedule::with_relaxed_claims`]): losing a lease
+//! fsync (`automate_redb::RedbSchedule::with_relaxed_claims`): losing a lease
 //! leaves the event due, as the lease release at start does anyway. The few writes
 //! made outside a unit (a VM or host seen for the first time, which every
-//! worker must see at once, and state-machine retries) use
-//! [`RedbStore::with_relaxed_durability`] and become durable with the next
+//! worker must see at once, and state-machine retries) use the store's
+//! relaxed durability (set by the composition root) and become durable with the next
 //! durable commit, which precedes the ack of any event that refers to them.
 
 use super::catchers::http::HttpState;
@@ -91,9 +96,8 @@ use super::handler::FirstSight;
 use super::queue::EventQueue;
 use super::{EvmLog, Handler, HandlerError};
 use automate_engine::Engine;
-use automate_redb::health::StoreHealth;
-use automate_redb::{GroupCommit, GroupWriter, RedbStore};
-use automate_vmdb::StoreError;
+use automate_vmdb::health::StoreHealth;
+use automate_vmdb::{Schedule, StoreError, UnitOfWork};
 use dispatcher::Wake;
 use stats::{snapshot, Counters};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -113,8 +117,33 @@ pub use stats::{Latency, PipelineStats};
 pub use worker::MAX_EVENT_ATTEMPTS;
 
 /// Most queued events handed from the committer to the dispatcher in
-/// memory at once ([`EventQueue::with_handoff`]).
-const HANDOFF: usize = 4096;
+/// memory at once (the composition root gives it to
+/// `automate_redb::RedbEventQueue::with_handoff`).
+pub const HANDOFF: usize = 4096;
+
+/// Where the pipeline writes, handed in by the composition root as
+/// traits: the pipeline names no backend.
+#[derive(Clone)]
+pub struct PipelineStore {
+    /// The workers' units of work and the writer that commits them (with
+    /// the queue's acks); also the store's health. Over the engine's own
+    /// object store: the handlers' writes on a worker's thread are what
+    /// its unit buffers.
+    pub units: Arc<dyn UnitOfWork>,
+    /// The durable event queue (its enqueues go through the same writer).
+    pub queue: Arc<dyn EventQueue>,
+    /// The scheduled work the handlers' retries go to and the retry runner
+    /// delivers.
+    pub schedule: Arc<dyn Schedule>,
+}
+
+impl std::fmt::Debug for PipelineStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipelineStore")
+            .field("queue", &self.queue)
+            .finish_non_exhaustive()
+    }
+}
 
 /// Why the pipeline could not be prepared or started.
 #[derive(Debug, thiserror::Error)]
@@ -151,10 +180,9 @@ pub type ServerTask = JoinHandle<std::io::Result<()>>;
 /// runs yet but the store's group-commit writer: see [`Prepared::start`].
 pub struct Prepared {
     engine: Engine,
-    store: Arc<RedbStore>,
-    group: GroupCommit,
-    writer: GroupWriter,
-    queue: Arc<EventQueue>,
+    units: Arc<dyn UnitOfWork>,
+    schedule: Arc<dyn Schedule>,
+    queue: Arc<dyn EventQueue>,
     released: usize,
     dispatch_handler: Handler,
     handlers: Vec<Handler>,
@@ -177,7 +205,7 @@ impl std::fmt::Debug for Prepared {
 
 impl Prepared {
     /// The durable queue (the REST API's `/api/health` reports its depth).
-    pub fn queue(&self) -> Arc<EventQueue> {
+    pub fn queue(&self) -> Arc<dyn EventQueue> {
         self.queue.clone()
     }
 
@@ -188,7 +216,7 @@ impl Prepared {
     pub fn take_http_catcher(&mut self) -> Option<HttpState> {
         let mut state = self.catchers.http.take()?;
         state.set_shutdown(self.stop_catchers.clone());
-        state.set_store_health(self.store.health());
+        state.set_store_health(self.units.health());
         Some(state)
     }
 
@@ -206,9 +234,8 @@ impl Prepared {
     pub fn start(self, server: Option<ServerTask>) -> Result<Pipeline, PipelineError> {
         let Prepared {
             engine,
-            store,
-            group,
-            writer,
+            units,
+            schedule,
             queue,
             released,
             dispatch_handler,
@@ -241,19 +268,16 @@ impl Prepared {
             queue_config,
             counters.clone(),
             wake.clone(),
-            store.health(),
+            units.health(),
         ));
 
-        let health = store.health();
+        let health = units.health();
         let dispatcher = {
             let queue = queue.clone();
             let counters = counters.clone();
             let wake = wake.clone();
             let drain = drain.clone();
-            let writes = worker::Writes {
-                store: store.clone(),
-                group,
-            };
+            let writes = units.clone();
             std::thread::Builder::new()
                 .name("automate-dispatch".into())
                 .spawn(move || {
@@ -273,12 +297,12 @@ impl Prepared {
                 })?
         };
         let retrier = {
-            let schedule = store.schedule();
+            let schedule = schedule.clone();
             let counters = counters.clone();
             let stop = stop_retries.clone();
             std::thread::Builder::new()
                 .name("automate-retries".into())
-                .spawn(move || retrier::retry_loop(&engine, &schedule, &counters, &stop))
+                .spawn(move || retrier::retry_loop(&engine, &*schedule, &counters, &stop))
                 .map_err(|source| PipelineError::Thread {
                     what: "retry runner",
                     source,
@@ -292,7 +316,7 @@ impl Prepared {
             committer: Some(committer),
             dispatcher: Some(dispatcher),
             retrier: Some(retrier),
-            writer: Some(writer),
+            units: Some(units),
             drain,
             stop_retries,
             wake,
@@ -315,11 +339,12 @@ pub struct Pipeline {
     committer: Option<JoinHandle<()>>,
     dispatcher: Option<std::thread::JoinHandle<()>>,
     retrier: Option<std::thread::JoinHandle<()>>,
-    writer: Option<GroupWriter>,
+    /// Closed (its writer stopped) at the end of [`Pipeline::shutdown`].
+    units: Option<Arc<dyn UnitOfWork>>,
     drain: Arc<AtomicBool>,
     stop_retries: Arc<AtomicBool>,
     wake: Arc<Wake>,
-    queue: Arc<EventQueue>,
+    queue: Arc<dyn EventQueue>,
     counters: Arc<Counters>,
     catcher_stats: Vec<Arc<CatcherStats>>,
     stats_logger: Option<JoinHandle<()>>,
@@ -339,27 +364,22 @@ impl std::fmt::Debug for Pipeline {
 
 impl Pipeline {
     /// Prepares the pipeline of `config` on `engine` (with its methods),
-    /// whose object store is `store` (opened with relaxed durability: the
-    /// pipeline's commits make its writes durable): starts the store's
-    /// group-commit writer, opens the durable queue and releases the
-    /// leases of a previous process, makes the handlers (the providers of
-    /// `config` are created first) and builds the catchers. Nothing else
-    /// runs until [`Prepared::start`].
+    /// whose object store `backend` writes to (the store opened with
+    /// relaxed durability: the pipeline's commits make its writes durable;
+    /// its writer started; the queue open on it): releases the leases of a
+    /// previous process, makes the handlers (the providers of `config` are
+    /// created first) and builds the catchers. Nothing else runs until
+    /// [`Prepared::start`].
     pub fn prepare(
         config: &Config,
         engine: Engine,
-        store: Arc<RedbStore>,
+        backend: PipelineStore,
     ) -> Result<Prepared, PipelineError> {
-        let (group, writer) =
-            GroupCommit::start(store.clone()).map_err(|source| PipelineError::Thread {
-                what: "group-commit writer",
-                source,
-            })?;
-        let queue = Arc::new(
-            EventQueue::open(store.schedule().with_relaxed_claims(true))?
-                .with_handoff(HANDOFF)
-                .with_group(group.clone()),
-        );
+        let PipelineStore {
+            units,
+            queue,
+            schedule,
+        } = backend;
         let released = queue.release_leases()?;
         if released > 0 {
             tracing::info!(target: "evm", "MIQ(EventQueue) {released} items claimed by a previous run are due again");
@@ -370,7 +390,7 @@ impl Pipeline {
         // lock for the VMs and hosts seen for the first time.
         let first_sight = FirstSight::default();
         let dispatch_handler = Handler::new(engine.clone(), EvmLog::default())?
-            .with_schedule(store.schedule())
+            .with_shared_schedule(schedule.clone())
             .with_first_sight(first_sight.clone());
         for p in &config.providers {
             dispatch_handler.provider_ref(&p.provider)?;
@@ -380,7 +400,7 @@ impl Pipeline {
         for _ in 0..workers {
             handlers.push(
                 Handler::new(engine.clone(), EvmLog::discarding())?
-                    .with_schedule(store.schedule())
+                    .with_shared_schedule(schedule.clone())
                     .deferring_retries()
                     .with_first_sight(first_sight.clone()),
             );
@@ -394,9 +414,8 @@ impl Pipeline {
             catchers.catchers.iter().map(|c| c.stats()).collect();
         Ok(Prepared {
             engine,
-            store,
-            group,
-            writer,
+            units,
+            schedule,
             queue,
             released,
             dispatch_handler,
@@ -412,7 +431,7 @@ impl Pipeline {
 
     /// The run's counts so far (catchers, queue, handlers).
     pub fn stats(&self) -> PipelineStats {
-        snapshot(&self.counters, &self.queue, &self.catcher_stats)
+        snapshot(&self.counters, &*self.queue, &self.catcher_stats)
     }
 
     /// Whether the catchers have ended (their input is exhausted), every
@@ -487,7 +506,7 @@ impl Pipeline {
         self.stop_retries.store(true, Ordering::SeqCst);
         let dispatcher = self.dispatcher.take();
         let retrier = self.retrier.take();
-        let writer = self.writer.take();
+        let units = self.units.take();
         let _ = tokio::task::spawn_blocking(move || {
             if let Some(d) = dispatcher {
                 let _ = d.join();
@@ -495,8 +514,8 @@ impl Pipeline {
             if let Some(r) = retrier {
                 let _ = r.join();
             }
-            if let Some(w) = writer {
-                w.stop();
+            if let Some(u) = units {
+                u.close();
             }
         })
         .await;

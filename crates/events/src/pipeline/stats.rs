@@ -186,7 +186,7 @@ pub(super) fn bump(a: &AtomicU64, n: u64) {
 /// The pipeline's counts from its parts ([`Pipeline::stats`](super::Pipeline::stats)).
 pub(super) fn snapshot(
     c: &Counters,
-    queue: &EventQueue,
+    queue: &dyn EventQueue,
     catcher_stats: &[Arc<CatcherStats>],
 ) -> PipelineStats {
     let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -223,14 +223,14 @@ pub(super) fn snapshot(
 pub(super) async fn log_stats(
     every: Duration,
     counters: Arc<Counters>,
-    queue: Arc<EventQueue>,
+    queue: Arc<dyn EventQueue>,
     catcher_stats: Vec<Arc<CatcherStats>>,
 ) {
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
     loop {
         tick.tick().await;
-        let mut s = snapshot(&counters, &queue, &catcher_stats);
+        let mut s = snapshot(&counters, &*queue, &catcher_stats);
         s.latency_us = counters
             .window
             .lock()

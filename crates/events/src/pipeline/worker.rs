@@ -3,13 +3,13 @@
 //! back to the queue, or dead-lettered after [`MAX_EVENT_ATTEMPTS`]), and
 //! hands the unit with the batch's ack to the group-commit writer.
 
-use super::super::queue::{ClaimedEvent, EventQueue};
+use super::super::queue::ClaimedEvent;
 use super::super::Handler;
 use super::dispatcher::Wake;
 use super::stats::{bump, Counters};
 use automate_engine::deliver::PendingRetry;
-use automate_redb::{Committing, GroupCommit, RedbStore};
-use std::sync::Arc;
+use automate_vmdb::event_queue::EventQueue;
+use automate_vmdb::{Committing, HandOver, UnitOfWork};
 use std::time::Duration;
 
 /// How many times an event whose handling fails (the handler's error or
@@ -19,29 +19,20 @@ pub const MAX_EVENT_ATTEMPTS: u32 = 3;
 /// batch (the failed one is claimed again at once).
 const COMMIT_BACKOFF: Duration = Duration::from_millis(500);
 
-/// Where the workers write: their units of work in the store, committed by
-/// its group-commit writer.
-#[derive(Clone)]
-pub(super) struct Writes {
-    pub(super) store: Arc<RedbStore>,
-    pub(super) group: GroupCommit,
-}
-
 /// A worker: handles each batch it is given in a unit of work and hands
 /// the unit (with the ack of the batch) to the writer, then goes on with
 /// the next batch while that commit runs; its reads see the handed-over
-/// writes meanwhile ([`RedbStore::hand_over`]). One commit at most is in
+/// writes meanwhile ([`UnitOfWork::hand_over`]). One commit at most is in
 /// flight: a batch is handed over only once the one before is on disk, and
 /// if that one failed, the batch built on it is given back too.
 pub(super) fn work_loop(
     handler: &Handler,
-    writes: &Writes,
-    queue: &EventQueue,
+    store: &dyn UnitOfWork,
+    queue: &dyn EventQueue,
     counters: &Counters,
     wake: &Wake,
     rx: &std::sync::mpsc::Receiver<Vec<ClaimedEvent>>,
 ) {
-    let Writes { store, group } = writes;
     let mut in_flight: Option<InFlight> = None;
     loop {
         let next = if in_flight.is_some() {
@@ -82,13 +73,9 @@ pub(super) fn work_loop(
             retries,
             failed,
         } = handled;
-        let acks = ids.clone();
-        let committing = group.submit(store.hand_over(), move |b| {
-            for r in &retries {
-                b.schedule(&r.item, r.run_at)?;
-            }
-            b.complete_all(&acks)?;
-            Ok(Vec::new())
+        let committing = store.hand_over(HandOver {
+            schedule: retries.into_iter().map(|r| (r.item, r.run_at)).collect(),
+            acks: ids.clone(),
         });
         in_flight = Some(InFlight {
             committing,
@@ -126,7 +113,7 @@ struct HandledBatch {
 }
 
 /// Runs the handler for each event of a batch (inside the worker's unit of
-/// work). Each event is one item of the unit ([`RedbStore::savepoint`]):
+/// work). Each event is one item of the unit ([`UnitOfWork::savepoint`]):
 /// when its handling fails (the handler's error, or a panic) whatever it
 /// wrote is discarded and its neighbours' writes stay. A failed event is
 /// not acked but given back to the queue, to be tried again, up to
@@ -136,7 +123,7 @@ struct HandledBatch {
 /// only what Automate wrote is discarded (see `Handler::handle`).
 fn handle_batch(
     handler: &Handler,
-    store: &RedbStore,
+    store: &dyn UnitOfWork,
     counters: &Counters,
     batch: Vec<ClaimedEvent>,
 ) -> HandledBatch {
@@ -195,7 +182,7 @@ fn handle_batch(
         }
         bump(&counters.dead_lettered, 1);
         tracing::error!(target: "evm", "MIQ(EmsEventHandler-handle_event) event [{}] of EMS [{}] (queue id {}) {failure}; its writes were discarded, dead-lettered after {} attempts (stored as a DeadLetterEvent)", ev.event.event_type, ev.provider.name, ev.id, ev.attempts);
-        if let Err(e) = store_dead_letter(store, &ev, &failure) {
+        if let Err(e) = store_dead_letter(handler, &ev, &failure) {
             tracing::error!(target: "evm", "MIQ(EmsEventHandler-handle_event) event [{}] of EMS [{}] (queue id {}): the dead letter could not be stored ({e}): the event is dropped", ev.event.event_type, ev.provider.name, ev.id);
         }
         out.ids.push(ev.id);
@@ -205,14 +192,14 @@ fn handle_batch(
 }
 
 /// A dead-lettered event as an event-stream row (`DeadLetterEvent`), in
-/// the worker's unit: the event as caught and the last error.
+/// the worker's unit (written through the handler's engine's store, on
+/// this thread): the event as caught and the last error.
 fn store_dead_letter(
-    store: &RedbStore,
+    handler: &Handler,
     ev: &ClaimedEvent,
     failure: &str,
 ) -> Result<(), automate_vmdb::StoreError> {
     use automate_engine::{AttrValue, Attributes};
-    use automate_vmdb::ObjectStore;
     let s = |v: &str| AttrValue::Str(v.to_string());
     let e = &ev.event;
     let mut attrs = Attributes::default();
@@ -237,14 +224,18 @@ fn store_dead_letter(
         "created_on".into(),
         AttrValue::Str(automate_core::time::now_utc_text()),
     );
-    store.create("DeadLetterEvent", attrs).map(|_| ())
+    handler
+        .engine()
+        .store()
+        .create("DeadLetterEvent", attrs)
+        .map(|_| ())
 }
 
 /// Waits for a batch's commit: on success counts its events acked and
 /// records their latency; on failure gives them back to the queue and
 /// drops the worker's unit (whatever was built on the batch). Whether it
 /// was stored.
-fn land(store: &RedbStore, queue: &EventQueue, counters: &Counters, f: InFlight) -> bool {
+fn land(store: &dyn UnitOfWork, queue: &dyn EventQueue, counters: &Counters, f: InFlight) -> bool {
     let InFlight {
         committing,
         ids,
@@ -298,8 +289,10 @@ mod tests {
     use super::*;
     use crate::{EvmLog, Provider, ProviderEvent};
     use automate_engine::{AttrValue, Attributes, Engine, EngineError, ObjectId, Runtime};
+    use automate_redb::RedbStore;
     use automate_vmdb::ObjectStore;
     use std::sync::atomic::Ordering;
+    use std::sync::Arc;
 
     /// `event_action_refresh` (which VM_DOWN runs) replaced by one that
     /// writes a note on the event's VM, then panics for the VM named
@@ -376,9 +369,12 @@ mod tests {
             event(5, "poisoned-last", MAX_EVENT_ATTEMPTS),
         ];
         let counters = Counters::default();
-        store.begin_unit();
-        let handled = handle_batch(&handler, &store, &counters, batch);
+        let (group, writer) = automate_redb::GroupCommit::start(store.clone()).unwrap();
+        let units = automate_redb::GroupUnits::new(store.clone(), group, writer);
+        units.begin_unit();
+        let handled = handle_batch(&handler, &units, &counters, batch);
         store.commit_unit(|_| Ok(())).unwrap();
+        units.close();
 
         assert_eq!(handled.failed, [2], "the panicking event is tried again");
         assert_eq!(handled.ids, [1, 3, 4, 5], "acked (5: dead-lettered)");

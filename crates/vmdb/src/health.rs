@@ -1,0 +1,149 @@
+//! The health of a store's file, backend-neutral: [`StoreHealth`] (ok,
+//! the disk is full and writes wait for space, or failed until the store
+//! is opened again) and the [`StoreFault`] it reports. A backend sets it
+//! from its storage layer (the redb store's `GuardedFile`); the pipeline,
+//! the `http` catcher and `/api/health` read it. What each state means
+//! for the redb store is told in `automate_redb::health`.
+
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+const OK: u8 = 0;
+const DISK_FULL: u8 = 1;
+const FAILED: u8 = 2;
+
+/// What is wrong with the store's file (see [`StoreHealth::fault`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoreFault {
+    /// `disk_full` (writes wait for space) or `failed` (the file must be
+    /// opened again: restart the process).
+    pub state: &'static str,
+    /// The file.
+    pub path: String,
+    /// The error, and what to do.
+    pub message: String,
+    /// Since when (RFC 3339, UTC).
+    pub since: String,
+}
+
+/// The health of one store file, shared by its backend (which sets it) and
+/// whoever must know (the pipeline, `/api/health`). Reading it is one
+/// atomic load.
+#[derive(Debug)]
+pub struct StoreHealth {
+    path: PathBuf,
+    state: AtomicU8,
+    fault: Mutex<Option<StoreFault>>,
+    give_up: AtomicBool,
+}
+
+impl StoreHealth {
+    /// A healthy store at `path`.
+    pub fn new(path: impl AsRef<Path>) -> StoreHealth {
+        StoreHealth {
+            path: path.as_ref().to_path_buf(),
+            state: AtomicU8::new(OK),
+            fault: Mutex::new(None),
+            give_up: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the store takes writes.
+    pub fn is_ok(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == OK
+    }
+
+    /// Whether writes wait for disk space.
+    pub fn is_disk_full(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == DISK_FULL
+    }
+
+    /// Whether the store must be opened again (see the module docs).
+    pub fn is_failed(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == FAILED
+    }
+
+    /// What is wrong, `None` when nothing is.
+    pub fn fault(&self) -> Option<StoreFault> {
+        if self.is_ok() {
+            return None;
+        }
+        self.fault.lock().ok().and_then(|f| f.clone())
+    }
+
+    /// Writes waiting for disk space fail from now on (and later ones fail
+    /// at once when the disk is full): for a process that must end.
+    pub fn give_up(&self) {
+        self.give_up.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`StoreHealth::give_up`] was called.
+    pub fn gave_up(&self) -> bool {
+        self.give_up.load(Ordering::SeqCst)
+    }
+
+    fn set(&self, state: u8, message: String) {
+        let name = if state == DISK_FULL {
+            "disk_full"
+        } else {
+            "failed"
+        };
+        let previous = self.state.swap(state, Ordering::SeqCst);
+        if previous == state {
+            return;
+        }
+        if let Ok(mut f) = self.fault.lock() {
+            *f = Some(StoreFault {
+                state: name,
+                path: self.path.display().to_string(),
+                message: message.clone(),
+                since: automate_core::time::iso8601(now_ms()),
+            });
+        }
+        tracing::error!(target: "evm", "MIQ(ObjectStore) {}: {message}", self.path.display());
+    }
+
+    /// The disk has no room for a write: writes wait (see the module docs).
+    /// Called by the backend's storage layer.
+    pub fn disk_full(&self, op: &str, e: &std::io::Error) {
+        if self.is_failed() {
+            return;
+        }
+        self.set(
+            DISK_FULL,
+            format!("the disk is full ({op}: {e}); writes wait for space and go on when there is some (free space on its file system)"),
+        );
+    }
+
+    /// Marks the store failed: only a new open makes it usable again.
+    pub fn fail(&self, message: impl Into<String>) {
+        self.set(FAILED, message.into());
+    }
+
+    /// A write went through: a store that waited for space is ok again.
+    /// Called by the backend's storage layer on every write.
+    pub fn wrote(&self) {
+        // One relaxed load on the usual path (the writer's every write).
+        if self.state.load(Ordering::Relaxed) == DISK_FULL
+            && self
+                .state
+                .compare_exchange(DISK_FULL, OK, Ordering::SeqCst, Ordering::Relaxed)
+                .is_ok()
+        {
+            if let Ok(mut f) = self.fault.lock() {
+                *f = None;
+            }
+            tracing::warn!(target: "evm", "MIQ(ObjectStore) {}: there is disk space again; writes go on", self.path.display());
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
