@@ -33,10 +33,28 @@ struct Job<I = NewRequest> {
     reply: oneshot::Sender<Answer>,
 }
 
-/// The writer threads' queue. Dropping the last handle stops them.
+/// The writer threads' queue. Dropping it stops them and waits for them to
+/// end, so the store they hold is released before the process goes on
+/// (an `automate run` that exits with a writer still holding the store
+/// leaves the file "not closed cleanly" for the next read-only command).
 #[derive(Debug)]
 pub(super) struct Batcher {
-    tx: Mutex<Sender<Job>>,
+    tx: Mutex<Option<Sender<Job>>>,
+    writers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Batcher {
+    fn drop(&mut self) {
+        // Closing the channel ends each writer after its current batch.
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+        for w in self.writers.drain(..) {
+            if w.join().is_err() {
+                tracing::error!(target: "evm", "MIQ(Api) a request writer panicked while stopping");
+            }
+        }
+    }
 }
 
 impl Batcher {
@@ -48,13 +66,19 @@ impl Batcher {
     ) -> std::io::Result<Batcher> {
         let (tx, rx) = channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
+        let mut handles = Vec::with_capacity(writers.max(1));
         for i in 0..writers.max(1) {
             let (store, requests, rx) = (store.clone(), requests.clone(), rx.clone());
-            std::thread::Builder::new()
-                .name(format!("automate-api-writer-{i}"))
-                .spawn(move || writer(&*store, &requests, &rx))?;
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("automate-api-writer-{i}"))
+                    .spawn(move || writer(&*store, &requests, &rx))?,
+            );
         }
-        Ok(Batcher { tx: Mutex::new(tx) })
+        Ok(Batcher {
+            tx: Mutex::new(Some(tx)),
+            writers: handles,
+        })
     }
 
     /// Creates `items` (all or none) and answers once they are durable.
@@ -64,8 +88,9 @@ impl Batcher {
             .tx
             .lock()
             .map_err(|_| ApiError::internal("the request writer is gone"))?
-            .send(Job { items, reply });
-        if sent.is_err() {
+            .as_ref()
+            .map(|tx| tx.send(Job { items, reply }));
+        if !matches!(sent, Some(Ok(()))) {
             return Err(ApiError::internal("the request writers have stopped"));
         }
         answer
