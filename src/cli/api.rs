@@ -4,6 +4,7 @@
 //! browsing. State-machine retries of the requests it runs are re-delivered
 //! by a retry runner in the same process. Runs until SIGTERM or SIGINT.
 
+use super::compose::open_store;
 use super::Global;
 use anyhow::{bail, Context};
 use automate_api::{router, serve_with, ApiState};
@@ -11,7 +12,6 @@ use automate_datastore::Datastore;
 use automate_engine::deliver::{run_due, DEFAULT_MAX_DELIVERIES};
 use automate_engine::Engine;
 use automate_events::config::{ApiConfig, EngineConfig};
-use automate_redb::RedbStore;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -58,7 +58,7 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
     // unit of work durably before answering, and a re-delivered retry
     // completes its scheduled item (durably) after its writes.
     let store = Arc::new(
-        RedbStore::open(&global.db)
+        open_store(&global.db)
             .with_context(|| format!("opening the object store {}", global.db.display()))?
             .with_relaxed_durability(true),
     );

@@ -4,6 +4,10 @@
 //! catcher's `POST /api/events` merged into the same listener) and starts
 //! the pipeline. The pipeline knows nothing of the API; this is the one
 //! place that wires the two (and the redb store) together.
+//!
+//! It is also where every other command gets its object store
+//! ([`open_store`], [`open_store_read_only`], the [`Store`] they return):
+//! the one place in the binary that names the backend.
 
 use anyhow::Context;
 use automate_datastore::Datastore;
@@ -13,6 +17,22 @@ use automate_events::pipeline::{Pipeline, PipelineError, PipelineStore, HANDOFF}
 use automate_redb::{GroupCommit, GroupUnits, RedbEventQueue, RedbStore};
 use std::path::Path;
 use std::sync::Arc;
+
+/// The object store the commands open: the embedded redb backend.
+pub type Store = RedbStore;
+
+/// Opens the object store at `path` for a command that writes (creating
+/// the file if there is none; repairing it after a crash).
+pub fn open_store(path: &Path) -> Result<Store, automate_vmdb::StoreError> {
+    RedbStore::open(path)
+}
+
+/// Opens the object store at `path` for a command that only reads: never
+/// written, never repaired ([`automate_vmdb::StoreError::NeedsRepair`] when
+/// the last writer crashed).
+pub fn open_store_read_only(path: &Path) -> Result<Store, automate_vmdb::StoreError> {
+    RedbStore::open_read_only(path)
+}
 
 /// Opens the store at `db_path` and the datastore at `datastore_root`,
 /// prepares the pipeline of `config` (the leases of a previous process

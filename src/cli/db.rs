@@ -5,7 +5,7 @@
 //!   and a read of every object on the copy ([`automate_redb::check`]); the
 //!   file itself is never written. Exit 1 when it is damaged.
 //! * `automate db backup FILE` writes a consistent copy (one read
-//!   transaction, copied into a new file: [`RedbStore::backup`]). When no
+//!   transaction, copied into a new file: [`Store::backup`](super::compose::Store)). When no
 //!   process has the store open, the copy is made here, from the file
 //!   opened read-only. A running `automate run` or `automate api` holds
 //!   the file's lock (redb lets no other process open it), so then the
@@ -13,9 +13,9 @@
 //!   which streams it back; it is written beside `FILE`, opened to check
 //!   it, and renamed over `FILE`.
 
+use super::compose::open_store_read_only;
 use super::Global;
 use anyhow::{bail, Context};
-use automate_redb::RedbStore;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -106,7 +106,7 @@ fn check(db: &Path, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn backup(db: &Path, args: &BackupArgs) -> anyhow::Result<ExitCode> {
-    match RedbStore::open_read_only(db) {
+    match open_store_read_only(db) {
         Ok(store) => {
             let r = store
                 .backup(&args.file)
@@ -177,7 +177,7 @@ fn backup_through_api(args: &BackupArgs) -> anyhow::Result<ExitCode> {
         .sync_all()
         .with_context(|| format!("writing {}", tmp.path().display()))?;
     // The copy must open and hold what the service said it holds.
-    let held = RedbStore::open_read_only(tmp.path())
+    let held = open_store_read_only(tmp.path())
         .and_then(|s| s.guard(|| s.count()))
         .with_context(|| format!("the backup received from {endpoint} does not open"))?;
     if let Some(n) = objects {

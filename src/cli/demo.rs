@@ -41,7 +41,7 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
         .prefix("automate-demo-")
         .tempdir()?;
     let db = tmp.path().join("automate.redb");
-    let store = Arc::new(automate_redb::RedbStore::open(&db)?);
+    let store = Arc::new(super::compose::open_store(&db)?);
     let engine =
         automate_control::with_control_builtins(Engine::new(Arc::new(ds)).with_store(store));
     let log = EvmLog::default();

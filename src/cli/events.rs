@@ -2,6 +2,7 @@
 //! `--db`, printing the evm.log lines) and `automate events list` (the
 //! stored event stream).
 
+use super::compose::{open_store, open_store_read_only};
 use super::Global;
 use anyhow::Context;
 use automate_core::time::{iso8601, now_ms, parse_time};
@@ -10,7 +11,6 @@ use automate_engine::datatype::to_json;
 use automate_engine::{AttrValue, Engine};
 use automate_events::stream::{event_streams, EventFilter};
 use automate_events::{EvmLog, Handler, Provider, ProviderEvent};
-use automate_redb::RedbStore;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -121,7 +121,7 @@ pub fn send(global: &Global, cmd: EventCmd) -> anyhow::Result<ExitCode> {
         full_data: serde_json::json!({ "event_type": args.event_type, "source": "automate event send" }),
     };
     let store = Arc::new(
-        RedbStore::open(&global.db)
+        open_store(&global.db)
             .with_context(|| format!("opening the object store {}", global.db.display()))?,
     );
     let (ds, problems) = Datastore::open(&global.datastore);
@@ -172,7 +172,7 @@ pub fn list(global: &Global, cmd: EventsCmd) -> anyhow::Result<ExitCode> {
         })?),
     };
     // Read-only: never writes (nor repairs) the file.
-    let store = RedbStore::open_read_only(&global.db)
+    let store = open_store_read_only(&global.db)
         .with_context(|| format!("opening the object store {}", global.db.display()))?;
     let filter = EventFilter {
         event_type: args.event_type.clone(),

@@ -2,13 +2,13 @@
 //! the automation trace (indented by relationship depth), then the object
 //! tree with each object's attributes. `--json` prints both as JSON.
 
+use super::compose::open_store;
 use super::Global;
 use anyhow::Context;
 use automate_datastore::Datastore;
 use automate_engine::deliver::{deliver, Delivery, Outcome, DEFAULT_MAX_DELIVERIES};
 use automate_engine::{AttrValue, Attributes, Engine, ObjectId, Workspace};
-use automate_redb::{RedbSchedule, RedbStore};
-use automate_vmdb::{MemoryStore, ObjectStore};
+use automate_vmdb::{MemoryStore, ObjectStore, Schedule};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,16 +47,16 @@ pub fn run(global: &Global, args: InstantiateArgs) -> anyhow::Result<ExitCode> {
     }
     // With --objects: an in-memory store and no retries. Otherwise the
     // redb store at --db, and a state machine's retry is scheduled there.
-    let (store, schedule): (Arc<dyn ObjectStore>, Option<RedbSchedule>) = match &args.objects {
+    let (store, schedule): (Arc<dyn ObjectStore>, Option<Arc<dyn Schedule>>) = match &args.objects {
         Some(path) => {
             let mem = MemoryStore::new();
             load_objects(&mem, path)?;
             (Arc::new(mem), None)
         }
         None => {
-            let db = RedbStore::open(&global.db)
+            let db = open_store(&global.db)
                 .with_context(|| format!("opening the object store {}", global.db.display()))?;
-            let schedule = db.schedule();
+            let schedule: Arc<dyn Schedule> = Arc::new(db.schedule());
             (Arc::new(db), Some(schedule))
         }
     };
@@ -70,7 +70,7 @@ pub fn run(global: &Global, args: InstantiateArgs) -> anyhow::Result<ExitCode> {
                 object: String::new(),
                 deliveries: 0,
             };
-            match deliver(&engine, schedule, &d, DEFAULT_MAX_DELIVERIES)? {
+            match deliver(&engine, &**schedule, &d, DEFAULT_MAX_DELIVERIES)? {
                 Outcome::Error { workspace, error } => (workspace, error),
                 other => (other.into_workspace(), None),
             }

@@ -1,11 +1,11 @@
 //! `automate method run PATH`: run one method on a fresh object of its
 //! class and print the trace and the object's attributes.
 
+use super::compose::open_store;
 use super::Global;
 use anyhow::Context;
 use automate_datastore::Datastore;
 use automate_engine::{AttrValue, Engine};
-use automate_redb::RedbStore;
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -32,7 +32,7 @@ pub fn run(global: &Global, cmd: MethodCmd) -> anyhow::Result<ExitCode> {
     for p in &problems {
         eprintln!("warning: {p}");
     }
-    let store = RedbStore::open(&global.db)
+    let store = open_store(&global.db)
         .with_context(|| format!("opening the object store {}", global.db.display()))?;
     let (engine, _runner) =
         automate_control::with_control(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));

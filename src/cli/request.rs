@@ -7,11 +7,11 @@
 //! (target `automation`, Automate's trace), appending; warnings also go to
 //! stderr.
 
+use super::compose::{open_store, open_store_read_only};
 use super::Global;
 use anyhow::Context;
 use automate_datastore::Datastore;
 use automate_engine::Engine;
-use automate_redb::RedbStore;
 use automate_requests::{NewRequest, RequestView, Requests};
 use std::io::Write;
 use std::path::PathBuf;
@@ -103,9 +103,9 @@ fn run_command(global: &Global, args: RequestArgs) -> anyhow::Result<ExitCode> {
     // repaired), and a panic inside redb is an error naming it.
     let read_only = matches!(args.cmd, RequestCmd::List { .. } | RequestCmd::Show { .. });
     let db = if read_only {
-        RedbStore::open_read_only(&global.db)
+        open_store_read_only(&global.db)
     } else {
-        RedbStore::open(&global.db)
+        open_store(&global.db)
     }
     .with_context(|| format!("opening the object store {}", global.db.display()))?;
     let db = Arc::new(db);
@@ -248,9 +248,9 @@ fn write_view(out: &mut impl Write, v: &RequestView) -> std::io::Result<()> {
 }
 
 /// Runs a read of `db` with a panic inside redb turned into an error naming
-/// the file ([`RedbStore::guard`]).
+/// the file ([`Store::guard`](super::compose::Store)).
 fn guarded<T>(
-    db: &RedbStore,
+    db: &super::compose::Store,
     f: impl FnOnce() -> Result<T, automate_requests::RequestError>,
 ) -> anyhow::Result<T> {
     let mut out = None;

@@ -1,12 +1,12 @@
 //! `automate retries list|run-due`: the state-machine retries scheduled in
 //! the object store (`--db`), and running the ones that have come due.
 
+use super::compose::{open_store, open_store_read_only};
 use super::Global;
 use anyhow::Context;
 use automate_datastore::Datastore;
 use automate_engine::deliver::{run_due, Outcome, DEFAULT_MAX_DELIVERIES, RETRY_KIND};
 use automate_engine::Engine;
-use automate_redb::RedbStore;
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -37,9 +37,9 @@ pub enum RetriesCmd {
 pub fn run(global: &Global, cmd: RetriesCmd) -> anyhow::Result<ExitCode> {
     // `list` only reads: the file is opened read-only (never repaired).
     let db = if matches!(cmd, RetriesCmd::List) {
-        RedbStore::open_read_only(&global.db)
+        open_store_read_only(&global.db)
     } else {
-        RedbStore::open(&global.db)
+        open_store(&global.db)
     }
     .with_context(|| format!("opening the object store {}", global.db.display()))?;
     let schedule = db.schedule();
