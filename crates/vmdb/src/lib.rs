@@ -6,13 +6,14 @@
 //! runs on the in-memory [`MemoryStore`] (tests, `automate instantiate`
 //! without a database) and on the durable store.
 //!
-//! The files directly in this module are backend-neutral: the traits
-//! ([`ObjectStore`], [`Schedule`]), their values and errors, the
+//! Everything here is backend-neutral: the traits ([`ObjectStore`],
+//! [`Schedule`], [`event_queue::EventQueue`], [`unit::UnitOfWork`],
+//! [`page::Pages`], [`served::ServedStore`]), their values and errors, the
 //! association rules every backend answers with ([`associations`]), the
-//! in-memory store and the JSON text writer. Everything that knows redb is in
-//! [`redb`] (the durable store, its scheduled work, group commit, paging,
-//! the file's health), which depends on this module and never the other
-//! way.
+//! in-memory store and the JSON text writer. Everything that knows redb is
+//! in the `automate-redb` crate (the durable store, its scheduled work,
+//! group commit, paging, the file's health), which depends on this crate
+//! and never the other way.
 
 #![deny(missing_docs)]
 
