@@ -71,10 +71,12 @@ pub struct ImportArgs {
 pub struct ExportArgs {
     /// The domain to export.
     pub domain: String,
-    /// The destination directory (the domain goes to DEST/<Domain>), or a `.zip` file.
+    /// The destination directory (the domain goes to `DEST/<Domain>`), or a
+    /// `.zip` file.
+    #[arg(help = "The destination directory (the domain goes to DEST/<Domain>), or a `.zip` file")]
     pub dest: PathBuf,
-    /// Replace an existing DEST/<Domain> directory or zip.
-    #[arg(long)]
+    /// Replace an existing `DEST/<Domain>` directory or zip.
+    #[arg(long, help = "Replace an existing DEST/<Domain> directory or zip")]
     pub overwrite: bool,
 }
 
