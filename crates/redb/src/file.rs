@@ -2,9 +2,10 @@
 //! through [`GuardedFile`] (a full disk waits, see [`super::health`]),
 //! read-only for the commands that only read (no repair, no write, the
 //! bytes stay as they are), panics inside redb turned into
-//! [`StoreError::Damaged`] naming the file ([`guard`]), the integrity check
-//! of `automate db check` ([`check`]) and the consistent copy of `automate
-//! db backup` ([`backup`]).
+//! [`StoreError::Damaged`] naming the file ([`guard`]), and the consistent
+//! copy of `automate db backup` ([`backup`]). It does not know the store
+//! built on it (`store` calls it; the integrity check of `automate db
+//! check`, which opens the store, is `check`).
 //!
 //! **Backup.** The copy is *logical*: one read transaction (a snapshot of
 //! the last commit, which the writer never changes under it) is read table
@@ -152,84 +153,6 @@ pub fn guard<T>(path: &Path, f: impl FnOnce() -> Result<T, StoreError>) -> Resul
             detail,
         })
     })
-}
-
-/// What [`check`] found.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct CheckReport {
-    /// Objects read (`objects` rows).
-    pub objects: u64,
-    /// Provider references (`ems_refs` rows) read.
-    pub ems_refs: u64,
-    /// Scheduled items (claimed ones included).
-    pub scheduled: u64,
-    /// What is wrong (empty: the file is sound).
-    pub problems: Vec<String>,
-}
-
-impl CheckReport {
-    /// Whether the file is sound: no problems found.
-    pub fn is_ok(&self) -> bool {
-        self.problems.is_empty()
-    }
-}
-
-/// Checks the store at `path` without touching it: copies it into
-/// `scratch` (a directory), runs redb's integrity check on the copy
-/// (which verifies every page's checksum, and may repair the copy), then
-/// reads every object, reference and scheduled item of the copy and checks
-/// the indexes ([`super::RedbStore::verify`]). A file in use by a running
-/// process is refused (its bytes change under the copy): back it up with
-/// `automate db backup` and check the backup.
-pub fn check(path: &Path, scratch: &Path) -> Result<CheckReport, StoreError> {
-    // Refuses a file another process has open (and one that is no redb file).
-    match open_read_only(path) {
-        Ok(db) => drop(db),
-        Err(StoreError::NeedsRepair(_)) => {}
-        Err(e) => return Err(e),
-    }
-    let copy = scratch.join("check.redb");
-    std::fs::copy(path, &copy).map_err(|e| StoreError::Copy {
-        from: path.display().to_string(),
-        to: copy.display().to_string(),
-        error: BackendError::new(e),
-    })?;
-    let mut report = CheckReport::default();
-    let opened = guard(path, || {
-        let mut db = Database::builder()
-            .set_check_integrity_on_open(true)
-            .open(&copy)
-            .map_err(backend)?;
-        db.check_integrity().map_err(backend)
-    });
-    match opened {
-        Ok(true) => {}
-        Ok(false) => report.problems.push(
-            "redb's integrity check failed; it could repair the file (back to an earlier commit or without damaged pages): see docs/operations.md".into(),
-        ),
-        Err(e) => {
-            report
-                .problems
-                .push(format!("redb's integrity check failed: {e}"));
-            return Ok(report);
-        }
-    }
-    let verified = guard(path, || {
-        let store = super::RedbStore::open_read_only(&copy)?;
-        let v = store.verify()?;
-        let scheduled = store.schedule().len()?;
-        Ok((v, scheduled))
-    });
-    match verified {
-        Ok((v, scheduled)) => {
-            report.objects = v.objects;
-            report.ems_refs = v.ems_refs;
-            report.scheduled = scheduled;
-            report.problems.extend(v.problems);
-        }
-        Err(e) => report.problems.push(format!("reading every object: {e}")),
-    }
-    Ok(report)
 }
 
 /// Copies every row of one table (when the source has it).
