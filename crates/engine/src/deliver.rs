@@ -286,7 +286,8 @@ fn deliver_inner(
             format_seconds(interval)
         ),
     );
-    let payload = serde_json::to_value(&next).map_err(|e| StoreError::Encode(BackendError::new(e)))?;
+    let payload =
+        serde_json::to_value(&next).map_err(|e| StoreError::Encode(BackendError::new(e)))?;
     let item = WorkItem::new(RETRY_KIND, payload);
     Ok((
         Outcome::Retry {

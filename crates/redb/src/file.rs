@@ -221,7 +221,8 @@ pub(crate) fn backup(source: &Path, db: &Db, dest: &Path) -> Result<BackupReport
         copy_table(&snapshot, &txn, SCHEDULED_BY_ID)?;
         copy_table(&snapshot, &txn, SCHEDULED_META)?;
         txn.commit().map_err(backend)?;
-        out.close().map_err(|e| fail("closing", BackendError::new(e)))?;
+        out.close()
+            .map_err(|e| fail("closing", BackendError::new(e)))?;
         Ok(BackupReport {
             objects,
             scheduled,

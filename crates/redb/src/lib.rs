@@ -129,8 +129,8 @@ mod unit;
 mod verify;
 
 pub use batch::Batch;
-pub use event_queue::RedbEventQueue;
 pub use check::{check, CheckReport};
+pub use event_queue::RedbEventQueue;
 pub use file::{guard, BackupReport};
 pub use group::{Committing, GroupCommit, GroupWriter, Work};
 pub use group_units::GroupUnits;
