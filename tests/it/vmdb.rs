@@ -1334,7 +1334,7 @@ fn opening_something_that_is_not_a_store_fails_cleanly() {
     )
     .unwrap();
     let err = RedbStore::open(&junk).unwrap_err();
-    assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
+    assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
     assert!(err.to_string().contains("junk.redb"), "{err}");
     assert!(RedbStore::open(dir.path().join("no/such/dir/a.redb")).is_err());
     // An empty file becomes a new store.

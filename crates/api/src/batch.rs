@@ -6,10 +6,11 @@
 //! requests share one fsync.
 //!
 //! Each caller's creations are one item of the shared unit: a savepoint
-//! ([`ServedStore::savepoint`]) is taken before them, and when they fail (an
-//! error, or a panic) what they wrote is discarded and that caller alone
-//! gets the error; the others' writes stay and are committed. One poisoned
-//! request never fails its neighbours. This is the pipeline's rule for a
+//! ([`ObjectStore::savepoint`](automate_vmdb::ObjectStore::savepoint)) is
+//! taken before them, and when they fail (an error, or a panic) what they
+//! wrote is discarded and that caller alone gets the error; the others'
+//! writes stay and are committed. One poisoned request never fails its
+//! neighbours. This is the pipeline's rule for a
 //! failed event too (`events::pipeline`), except that a caller is answered
 //! instead of the item being tried again.
 

@@ -23,7 +23,7 @@
 
 use super::{Engine, EngineError, Workspace};
 use automate_core::time::{after_now, parse_duration_secs};
-use automate_vmdb::{Schedule, StoreError, WorkItem};
+use automate_vmdb::{BackendError, Schedule, StoreError, WorkItem};
 use std::time::{Duration, SystemTime};
 
 /// The work-item kind of a scheduled Automate retry.
@@ -286,7 +286,8 @@ fn deliver_inner(
             format_seconds(interval)
         ),
     );
-    let payload = serde_json::to_value(&next).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let payload =
+        serde_json::to_value(&next).map_err(|e| StoreError::Encode(BackendError::new(e)))?;
     let item = WorkItem::new(RETRY_KIND, payload);
     Ok((
         Outcome::Retry {

@@ -2,9 +2,10 @@
 //! through [`GuardedFile`] (a full disk waits, see [`super::health`]),
 //! read-only for the commands that only read (no repair, no write, the
 //! bytes stay as they are), panics inside redb turned into
-//! [`StoreError::Damaged`] naming the file ([`guard`]), the integrity check
-//! of `automate db check` ([`check`]) and the consistent copy of `automate
-//! db backup` ([`backup`]).
+//! [`StoreError::Damaged`] naming the file ([`guard`]), and the consistent
+//! copy of `automate db backup` ([`backup`]). It does not know the store
+//! built on it (`store` calls it; the integrity check of `automate db
+//! check`, which opens the store, is `check`).
 //!
 //! **Backup.** The copy is *logical*: one read transaction (a snapshot of
 //! the last commit, which the writer never changes under it) is read table
@@ -20,7 +21,7 @@ use super::backend;
 use super::health::{GuardedFile, StoreHealth};
 use super::schedule::{SCHEDULED, SCHEDULED_BY_ID, SCHEDULED_META};
 use super::schema::{ATTR_INDEX, EMS_REFS, META, OBJECTS, SEQUENCES};
-use automate_vmdb::{panic_text, StoreError};
+use automate_vmdb::{panic_text, BackendError, StoreError};
 use redb::{
     Database, Key, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, TableDefinition,
     TableError, Value, WriteTransaction,
@@ -75,15 +76,16 @@ pub(crate) fn open_guarded(
     cache_bytes: usize,
     health: Arc<StoreHealth>,
 ) -> Result<Database, StoreError> {
-    let cannot = |e: &dyn std::fmt::Display| {
-        StoreError::Backend(format!("cannot open {}: {e}", path.display()))
+    let cannot = |error: BackendError| StoreError::Open {
+        path: path.display().to_string(),
+        error,
     };
-    let file = GuardedFile::open(path, health).map_err(|e| cannot(&e))?;
+    let file = GuardedFile::open(path, health).map_err(|e| cannot(BackendError::new(e)))?;
     guard(path, || {
         Database::builder()
             .set_cache_size(cache_bytes)
             .create_with_backend(file)
-            .map_err(|e| cannot(&e))
+            .map_err(|e| cannot(BackendError::new(e)))
     })
 }
 
@@ -97,7 +99,10 @@ pub(crate) fn open_read_only(path: &Path) -> Result<ReadOnlyDatabase, StoreError
             .map_err(|e| match e {
                 redb::DatabaseError::RepairAborted => StoreError::NeedsRepair(p.clone()),
                 redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse(p.clone()),
-                e => StoreError::Backend(format!("cannot open {p} read-only: {e}")),
+                e => StoreError::OpenReadOnly {
+                    path: p.clone(),
+                    error: BackendError::new(e),
+                },
             })
     })
 }
@@ -150,86 +155,6 @@ pub fn guard<T>(path: &Path, f: impl FnOnce() -> Result<T, StoreError>) -> Resul
     })
 }
 
-/// What [`check`] found.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct CheckReport {
-    /// Objects read (`objects` rows).
-    pub objects: u64,
-    /// Provider references (`ems_refs` rows) read.
-    pub ems_refs: u64,
-    /// Scheduled items (claimed ones included).
-    pub scheduled: u64,
-    /// What is wrong (empty: the file is sound).
-    pub problems: Vec<String>,
-}
-
-impl CheckReport {
-    /// Whether the file is sound: no problems found.
-    pub fn is_ok(&self) -> bool {
-        self.problems.is_empty()
-    }
-}
-
-/// Checks the store at `path` without touching it: copies it into
-/// `scratch` (a directory), runs redb's integrity check on the copy
-/// (which verifies every page's checksum, and may repair the copy), then
-/// reads every object, reference and scheduled item of the copy and checks
-/// the indexes ([`super::RedbStore::verify`]). A file in use by a running
-/// process is refused (its bytes change under the copy): back it up with
-/// `automate db backup` and check the backup.
-pub fn check(path: &Path, scratch: &Path) -> Result<CheckReport, StoreError> {
-    // Refuses a file another process has open (and one that is no redb file).
-    match open_read_only(path) {
-        Ok(db) => drop(db),
-        Err(StoreError::NeedsRepair(_)) => {}
-        Err(e) => return Err(e),
-    }
-    let copy = scratch.join("check.redb");
-    std::fs::copy(path, &copy).map_err(|e| {
-        StoreError::Backend(format!(
-            "cannot copy {} to {}: {e}",
-            path.display(),
-            copy.display()
-        ))
-    })?;
-    let mut report = CheckReport::default();
-    let opened = guard(path, || {
-        let mut db = Database::builder()
-            .set_check_integrity_on_open(true)
-            .open(&copy)
-            .map_err(backend)?;
-        db.check_integrity().map_err(backend)
-    });
-    match opened {
-        Ok(true) => {}
-        Ok(false) => report.problems.push(
-            "redb's integrity check failed; it could repair the file (back to an earlier commit or without damaged pages): see docs/operations.md".into(),
-        ),
-        Err(e) => {
-            report
-                .problems
-                .push(format!("redb's integrity check failed: {e}"));
-            return Ok(report);
-        }
-    }
-    let verified = guard(path, || {
-        let store = super::RedbStore::open_read_only(&copy)?;
-        let v = store.verify()?;
-        let scheduled = store.schedule().len()?;
-        Ok((v, scheduled))
-    });
-    match verified {
-        Ok((v, scheduled)) => {
-            report.objects = v.objects;
-            report.ems_refs = v.ems_refs;
-            report.scheduled = scheduled;
-            report.problems.extend(v.problems);
-        }
-        Err(e) => report.problems.push(format!("reading every object: {e}")),
-    }
-    Ok(report)
-}
-
 /// Copies every row of one table (when the source has it).
 fn copy_table<K: Key + 'static, V: Value + 'static>(
     from: &ReadTransaction,
@@ -260,11 +185,15 @@ pub use automate_vmdb::served::BackupReport;
 /// `dest`, committed durably, then renamed over it. `dest` may not be the
 /// store itself.
 pub(crate) fn backup(source: &Path, db: &Db, dest: &Path) -> Result<BackupReport, StoreError> {
-    let fail = |what: &str, e: &dyn std::fmt::Display| {
-        StoreError::Backend(format!("backup to {}: {what}: {e}", dest.display()))
+    let fail = |what: &'static str, error: BackendError| StoreError::Backup {
+        dest: dest.display().to_string(),
+        what,
+        error,
     };
     if same_file(source, dest) {
-        return Err(fail("refused", &"that is the store itself"));
+        return Err(StoreError::BackupOfItself {
+            dest: dest.display().to_string(),
+        });
     }
     let dir = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -274,14 +203,14 @@ pub(crate) fn backup(source: &Path, db: &Db, dest: &Path) -> Result<BackupReport
         .prefix(".automate-backup-")
         .suffix(".redb")
         .tempfile_in(&dir)
-        .map_err(|e| fail("creating a temporary file", &e))?;
+        .map_err(|e| fail("creating a temporary file", BackendError::new(e)))?;
     let report = guard(source, || {
         let snapshot = db.begin_read().map_err(backend)?;
         // A small page cache: the copy is written once, never read back.
         let out = Database::builder()
             .set_cache_size(16 << 20)
             .create(tmp.path())
-            .map_err(|e| fail("creating", &e))?;
+            .map_err(|e| fail("creating", BackendError::new(e)))?;
         let txn = out.begin_write().map_err(backend)?;
         let objects = copy_table(&snapshot, &txn, OBJECTS)?;
         copy_table(&snapshot, &txn, SEQUENCES)?;
@@ -292,7 +221,8 @@ pub(crate) fn backup(source: &Path, db: &Db, dest: &Path) -> Result<BackupReport
         copy_table(&snapshot, &txn, SCHEDULED_BY_ID)?;
         copy_table(&snapshot, &txn, SCHEDULED_META)?;
         txn.commit().map_err(backend)?;
-        out.close().map_err(|e| fail("closing", &e))?;
+        out.close()
+            .map_err(|e| fail("closing", BackendError::new(e)))?;
         Ok(BackupReport {
             objects,
             scheduled,
@@ -301,7 +231,7 @@ pub(crate) fn backup(source: &Path, db: &Db, dest: &Path) -> Result<BackupReport
     })?;
     let file = tmp
         .persist(dest)
-        .map_err(|e| fail("renaming into place", &e.error))?;
+        .map_err(|e| fail("renaming into place", BackendError::new(e.error)))?;
     let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
     if let Ok(d) = std::fs::File::open(&dir) {
         let _ = d.sync_all();
@@ -335,6 +265,22 @@ mod tests {
     }
 
     #[test]
+    fn an_open_that_fails_keeps_its_error_and_prints_as_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("no-such-dir").join("s.redb");
+        let health = Arc::new(StoreHealth::new(&path));
+        let err = open_guarded(&path, 1 << 20, health).map(drop).unwrap_err();
+        let StoreError::Open { error, .. } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(
+            err.to_string(),
+            format!("object store: cannot open {}: {error}", path.display())
+        );
+        assert!(std::error::Error::source(&err).is_none());
+    }
+
+    #[test]
     fn backup_refuses_the_store_itself_and_copies_every_table() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.redb");
@@ -347,7 +293,14 @@ mod tests {
                 std::time::SystemTime::now(),
             )
             .unwrap();
-        assert!(store.backup(&path).is_err());
+        let refused = store.backup(&path).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            format!(
+                "object store: backup to {}: refused: that is the store itself",
+                path.display()
+            )
+        );
         let dest = dir.path().join("b.redb");
         let r = store.backup(&dest).unwrap();
         assert_eq!((r.objects, r.scheduled), (1, 1));

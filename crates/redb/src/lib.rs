@@ -103,12 +103,14 @@
 //! ([`automate_vmdb::event_queue::EventQueue`]), `group` group commit,
 //! `group_units` units of work committed by it
 //! ([`automate_vmdb::UnitOfWork`]), `paging` lazy pages, `health` and `file`
-//! the file itself.
+//! the file itself (opening, guarding, backup), `check` the integrity
+//! check of a file.
 
 #![deny(missing_docs)]
 
 mod batch;
 mod cache;
+mod check;
 mod codec;
 mod event_queue;
 mod file;
@@ -127,8 +129,9 @@ mod unit;
 mod verify;
 
 pub use batch::Batch;
+pub use check::{check, CheckReport};
 pub use event_queue::RedbEventQueue;
-pub use file::{check, guard, BackupReport, CheckReport};
+pub use file::{guard, BackupReport};
 pub use group::{Committing, GroupCommit, GroupWriter, Work};
 pub use group_units::GroupUnits;
 pub use paging::{Keep, Page, PageQuery};

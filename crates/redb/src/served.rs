@@ -1,32 +1,16 @@
 //! [`ServedStore`] on the redb store: what the REST API reaches it
-//! through, each call the store's own.
+//! through beyond its `ObjectStore`, each call the store's own.
 
 use crate::{BackupReport, RedbStore};
 use automate_vmdb::health::StoreHealth;
 use automate_vmdb::served::ServedStore;
-use automate_vmdb::{Savepoint, Schedule, StoreError, StoredObject};
+use automate_vmdb::{Schedule, StoreError};
 use std::path::Path;
 use std::sync::Arc;
 
 impl ServedStore for RedbStore {
-    fn load(&self, class: &str, id: i64) -> Result<Option<StoredObject>, StoreError> {
-        <RedbStore as automate_vmdb::ObjectStore>::load(self, class, id)
-    }
-
     fn begin_unit(&self) {
         RedbStore::begin_unit(self);
-    }
-
-    fn savepoint(&self) -> Option<Savepoint> {
-        RedbStore::savepoint(self)
-    }
-
-    fn rollback_to(&self, sp: Savepoint) {
-        RedbStore::rollback_to(self, sp);
-    }
-
-    fn release_savepoint(&self, sp: Savepoint) {
-        RedbStore::release_savepoint(self, sp);
     }
 
     fn commit_unit(&self) -> Result<(), StoreError> {

@@ -137,6 +137,15 @@ impl Savepoint {
 }
 
 /// A failed write to the object store.
+///
+/// One rule for the errors it wraps: a variant that holds another error
+/// (a [`BackendError`]: redb's, an I/O error, serde_json's) keeps it as a
+/// typed field and prints its text in its own message, and does not
+/// return it again from `source()`, so `to_string()` (what the API's
+/// answers and the logs show) carries the detail and a printed cause chain
+/// does not repeat it. [`StoreError::Backend`] is left for the broken
+/// invariants that wrap no error (`unit of work closed`, `attr_index key
+/// too short`, an id allocated twice, an undecodable record).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StoreError {
     /// The class is not one the store knows (no service-model base class).
@@ -145,13 +154,60 @@ pub enum StoreError {
     /// No object of that class and id: the class as given and the id.
     #[error("{0} [{1}] not found in the object store")]
     NotFound(String, i64),
-    /// The backend failed, in its own words (a key it cannot decode, a
-    /// file it cannot open).
+    /// The backend failed, in its own words, with no underlying error (a
+    /// key it cannot decode, an invariant broken).
     #[error("object store: {0}")]
     Backend(String),
-    /// A backend's own error (redb's, an I/O error), kept as the source.
+    /// A backend's own error (redb's, an I/O error), kept as a field.
     #[error("object store: {0}")]
-    Failed(#[source] BackendError),
+    Failed(BackendError),
+    /// The store's file could not be opened (or created) for writing.
+    #[error("object store: cannot open {path}: {error}")]
+    Open {
+        /// The store's file.
+        path: String,
+        /// Why (the I/O or redb error).
+        error: BackendError,
+    },
+    /// The store's file could not be opened read-only (other than
+    /// [`StoreError::InUse`] and [`StoreError::NeedsRepair`]).
+    #[error("object store: cannot open {path} read-only: {error}")]
+    OpenReadOnly {
+        /// The store's file.
+        path: String,
+        /// Why (redb's error).
+        error: BackendError,
+    },
+    /// A file could not be copied (the scratch copy `db check` verifies).
+    #[error("object store: cannot copy {from} to {to}: {error}")]
+    Copy {
+        /// The file copied.
+        from: String,
+        /// Where to.
+        to: String,
+        /// Why (the I/O error).
+        error: BackendError,
+    },
+    /// A backup failed at one of its steps.
+    #[error("object store: backup to {dest}: {what}: {error}")]
+    Backup {
+        /// The backup's destination.
+        dest: String,
+        /// The step that failed (`creating a temporary file`, `creating`,
+        /// `closing`, `renaming into place`).
+        what: &'static str,
+        /// Why (the I/O or redb error).
+        error: BackendError,
+    },
+    /// A backup was asked to overwrite the store itself.
+    #[error("object store: backup to {dest}: refused: that is the store itself")]
+    BackupOfItself {
+        /// The backup's destination (the store's own file).
+        dest: String,
+    },
+    /// A value could not be encoded for the store (serde_json's error).
+    #[error("object store: {0}")]
+    Encode(BackendError),
     /// redb panicked reading or writing the file (a damaged page): caught
     /// at the store's boundary (`RedbStore::guard`).
     #[error("the object store {path} is damaged ({detail}); check it with `automate db check --db {path}`, and see docs/operations.md to recover")]
@@ -194,7 +250,8 @@ pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
         .unwrap_or("(no message)")
 }
 
-/// A backend library's error inside [`StoreError::Failed`]: shared, so
+/// A backend library's error inside a [`StoreError`] ([`StoreError::Failed`],
+/// [`StoreError::Open`], ...): shared, so
 /// the error stays `Clone`; two are equal when their messages are.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(transparent)]
