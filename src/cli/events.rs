@@ -128,7 +128,7 @@ pub fn send(global: &Global, cmd: EventCmd) -> anyhow::Result<ExitCode> {
     for p in &problems {
         eprintln!("warning: {p}");
     }
-    let schedule = store.schedule();
+    let schedule = Arc::new(store.schedule());
     let (engine, _runner) =
         automate_control::with_control(Engine::new(Arc::new(ds)).with_store(store));
     let log = EvmLog::default();

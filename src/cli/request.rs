@@ -109,7 +109,7 @@ fn run_command(global: &Global, args: RequestArgs) -> anyhow::Result<ExitCode> {
     }
     .with_context(|| format!("opening the object store {}", global.db.display()))?;
     let db = Arc::new(db);
-    let schedule = db.schedule();
+    let schedule = Arc::new(db.schedule());
     let (ds, problems) = Datastore::open(&global.datastore);
     for p in &problems {
         eprintln!("warning: {p}");

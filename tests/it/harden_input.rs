@@ -50,7 +50,11 @@ impl Env {
             Arc::new(RedbStore::open(self.tmp.path().join("lib.redb")).expect("redb store"));
         let schedule = store.schedule();
         let (engine, _runner) = crate::common::control_engine(&self.root, store.clone());
-        (Requests::new(engine.clone(), schedule), store, engine)
+        (
+            Requests::new(engine.clone(), Arc::new(schedule)),
+            store,
+            engine,
+        )
     }
 }
 

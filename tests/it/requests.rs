@@ -304,7 +304,7 @@ fn the_retry_runner_finishes_the_request_through_the_library() {
     let store = RedbStore::open(env.tmp.path().join("lib.redb")).expect("store");
     let schedule = store.schedule();
     let (engine, _runner) = crate::common::control_engine(&env.root, Arc::new(store));
-    let requests = Requests::new(engine.clone(), schedule.clone());
+    let requests = Requests::new(engine.clone(), Arc::new(schedule.clone()));
     let new = |instance: &str| NewRequest {
         namespace: "Test".into(),
         class: "Counter".into(),
@@ -408,7 +408,7 @@ fn deliver_deferred_finishes_the_request_through_the_after_delivery_hook() {
     let store = RedbStore::open(env.tmp.path().join("lib.redb")).expect("store");
     let schedule = store.schedule();
     let (engine, _runner) = crate::common::control_engine(&env.root, Arc::new(store));
-    let requests = Requests::new(engine.clone(), schedule.clone());
+    let requests = Requests::new(engine.clone(), Arc::new(schedule.clone()));
     let start = || -> RequestView {
         let v = requests
             .create(NewRequest {

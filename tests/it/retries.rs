@@ -232,7 +232,7 @@ fn deferred_retries_exist_only_with_the_callers_commit() {
     );
     let handler = Handler::new(engine, EvmLog::discarding())
         .expect("handler")
-        .with_schedule(schedule.clone())
+        .with_schedule(Arc::new(schedule.clone()))
         .deferring_retries();
     let provider = Provider {
         name: "rhevm01".into(),

@@ -165,14 +165,7 @@ impl Handler {
     /// Schedules the retries that deliveries ask for in `schedule` (the
     /// store's scheduled-work table, run by the pipeline's retry runner and
     /// `automate retries run-due`).
-    pub fn with_schedule(mut self, schedule: impl Schedule + 'static) -> Handler {
-        self.schedule = Some(Arc::new(schedule));
-        self
-    }
-
-    /// [`Handler::with_schedule`] with a schedule shared as a trait object
-    /// (the pipeline's, handed in by its composition root).
-    pub fn with_shared_schedule(mut self, schedule: Arc<dyn Schedule>) -> Handler {
+    pub fn with_schedule(mut self, schedule: Arc<dyn Schedule>) -> Handler {
         self.schedule = Some(schedule);
         self
     }

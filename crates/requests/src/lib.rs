@@ -70,10 +70,10 @@ impl Requests {
     /// (the same store's scheduled-work table). The service's engine is
     /// given the requests' after-delivery hook ([`with_requests`]), so its
     /// own deliveries finish its tasks whatever engine it was handed.
-    pub fn new(engine: Engine, schedule: impl Schedule + 'static) -> Requests {
+    pub fn new(engine: Engine, schedule: Arc<dyn Schedule>) -> Requests {
         Requests {
             engine: with_requests(engine),
-            schedule: Arc::new(schedule),
+            schedule,
             lock: Mutex::new(()),
         }
     }
@@ -203,7 +203,7 @@ mod tests {
             Engine::new(Arc::new(ds)).with_store(Arc::new(store)),
             Arc::new(NoPolicies),
         );
-        Requests::new(engine, schedule)
+        Requests::new(engine, Arc::new(schedule))
     }
 
     /// No control policies: raised request events run no policy.

@@ -390,7 +390,7 @@ impl Pipeline {
         // lock for the VMs and hosts seen for the first time.
         let first_sight = FirstSight::default();
         let dispatch_handler = Handler::new(engine.clone(), EvmLog::default())?
-            .with_shared_schedule(schedule.clone())
+            .with_schedule(schedule.clone())
             .with_first_sight(first_sight.clone());
         for p in &config.providers {
             dispatch_handler.provider_ref(&p.provider)?;
@@ -400,7 +400,7 @@ impl Pipeline {
         for _ in 0..workers {
             handlers.push(
                 Handler::new(engine.clone(), EvmLog::discarding())?
-                    .with_shared_schedule(schedule.clone())
+                    .with_schedule(schedule.clone())
                     .deferring_retries()
                     .with_first_sight(first_sight.clone()),
             );
