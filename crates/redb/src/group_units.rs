@@ -5,7 +5,7 @@
 
 use crate::{GroupCommit, GroupWriter, RedbStore};
 use automate_vmdb::health::StoreHealth;
-use automate_vmdb::{Committing, HandOver, Savepoint, UnitOfWork};
+use automate_vmdb::{Committing, HandOver, UnitOfWork};
 use std::sync::{Arc, Mutex};
 
 /// The redb store's units of work, committed by its group-commit writer.
@@ -32,18 +32,6 @@ impl GroupUnits {
 impl UnitOfWork for GroupUnits {
     fn begin_unit(&self) {
         self.store.begin_unit();
-    }
-
-    fn savepoint(&self) -> Option<Savepoint> {
-        self.store.savepoint()
-    }
-
-    fn rollback_to(&self, sp: Savepoint) {
-        self.store.rollback_to(sp);
-    }
-
-    fn release_savepoint(&self, sp: Savepoint) {
-        self.store.release_savepoint(sp);
     }
 
     fn hand_over(&self, with: HandOver) -> Committing {

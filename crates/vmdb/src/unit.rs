@@ -1,5 +1,5 @@
 //! The unit-of-work seam of the event pipeline's workers, backend-neutral:
-//! the [`UnitOfWork`] trait (begin, savepoints, hand the unit over for a
+//! the [`UnitOfWork`] trait (begin, hand the unit over for a
 //! durable commit with the queue's acks, landed) and [`Committing`], the
 //! answer of a commit under way.
 //!
@@ -9,7 +9,7 @@
 //! name the backend, but it is not yet an explicit handle passed down.
 
 use crate::health::StoreHealth;
-use crate::{Savepoint, StoreError, WorkItem};
+use crate::{StoreError, WorkItem};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -63,24 +63,14 @@ impl Committing {
 }
 
 /// A worker's units of work on a store, committed durably by its writer.
-/// The pipeline calls it once per batch (begin, hand over, landed) and
-/// once per event (savepoint, release or roll back); the writes between
-/// are the engine's and the handler's own `ObjectStore` calls on the same
-/// thread.
+/// The pipeline calls it once per batch (begin, hand over, landed); the
+/// writes between are the engine's and the handler's own `ObjectStore`
+/// calls on the same thread, each event behind a savepoint of that store
+/// ([`ObjectStore::savepoint`](crate::ObjectStore::savepoint)).
 pub trait UnitOfWork: Send + Sync {
     /// Starts a unit of work on the calling thread: its writes are buffered
     /// until handed over; its reads see them. A unit already open is kept.
     fn begin_unit(&self);
-
-    /// A point in the calling thread's unit to come back to; `None` without
-    /// an open unit.
-    fn savepoint(&self) -> Option<Savepoint>;
-
-    /// Discards the unit's writes since `sp`, and ends `sp`.
-    fn rollback_to(&self, sp: Savepoint);
-
-    /// Ends `sp`, keeping the writes made since.
-    fn release_savepoint(&self, sp: Savepoint);
 
     /// Hands the unit's writes, with `with`, to the writer for one durable
     /// transaction and returns at once; the unit stays open, and its reads

@@ -54,7 +54,7 @@ pub(super) fn work_loop(
             continue;
         };
         store.begin_unit();
-        let handled = handle_batch(handler, store, counters, batch);
+        let handled = handle_batch(handler, counters, batch);
         if let Some(f) = in_flight.take() {
             let ok = land(store, queue, counters, f);
             wake.notify();
@@ -113,7 +113,8 @@ struct HandledBatch {
 }
 
 /// Runs the handler for each event of a batch (inside the worker's unit of
-/// work). Each event is one item of the unit ([`UnitOfWork::savepoint`]):
+/// work). Each event is one item of the unit (a savepoint of the engine's
+/// store, the store the unit buffers: [`ObjectStore::savepoint`]):
 /// when its handling fails (the handler's error, or a panic) whatever it
 /// wrote is discarded and its neighbours' writes stay. A failed event is
 /// not acked but given back to the queue, to be tried again, up to
@@ -121,12 +122,8 @@ struct HandledBatch {
 /// stored as a `DeadLetterEvent` row with the error, in the same commit. An
 /// Automate error is not a failed event: the event is stored and acked, and
 /// only what Automate wrote is discarded (see `Handler::handle`).
-fn handle_batch(
-    handler: &Handler,
-    store: &dyn UnitOfWork,
-    counters: &Counters,
-    batch: Vec<ClaimedEvent>,
-) -> HandledBatch {
+fn handle_batch(handler: &Handler, counters: &Counters, batch: Vec<ClaimedEvent>) -> HandledBatch {
+    let store = handler.engine().store();
     let mut out = HandledBatch {
         ids: Vec::with_capacity(batch.len()),
         caught: Vec::with_capacity(batch.len()),
@@ -372,7 +369,7 @@ mod tests {
         let (group, writer) = automate_redb::GroupCommit::start(store.clone()).unwrap();
         let units = automate_redb::GroupUnits::new(store.clone(), group, writer);
         units.begin_unit();
-        let handled = handle_batch(&handler, &units, &counters, batch);
+        let handled = handle_batch(&handler, &counters, batch);
         store.commit_unit(|_| Ok(())).unwrap();
         units.close();
 
