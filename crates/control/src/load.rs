@@ -202,12 +202,15 @@ impl Item<'_> {
             self.fail(field, msg)
                 .with_field(format!("{}.{what}", self.path))
         };
-        let Some(m) = a.as_map().filter(|m| m.len() == 1) else {
+        let Some((kind, v)) = a
+            .as_map()
+            .filter(|m| m.len() == 1)
+            .and_then(|m| m.iter().next())
+        else {
             return Err(bad(
                 "each action is a mapping with one key: log, raise_event, invoke or set_attribute",
             ));
         };
-        let (kind, v) = m.iter().next().expect("one key");
         let text = || v.scalar_text().filter(|s| !s.trim().is_empty());
         match kind {
             "log" => text()
