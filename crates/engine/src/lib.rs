@@ -30,7 +30,6 @@ mod state_machine;
 mod substitute;
 mod workspace;
 
-pub use automate_core::time::now_utc_text;
 pub use automate_core::value::{inspect_delivery_attrs, AttrValue, Attributes};
 pub use budget::{Budget, BudgetExceeded, BudgetKind, BudgetLimits, Cancel, CancelOnDrop};
 pub use error::EngineError;

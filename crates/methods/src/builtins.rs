@@ -7,7 +7,8 @@
 //! recorded on the target object and logged, not performed: see each
 //! function. The engine turns any error of a builtin into an abort.
 
-use super::events::{self, event_stream_of, event_target, now_utc_text};
+use super::events::{self, event_stream_of, event_target};
+use automate_core::time::now_utc_text;
 use automate_engine::{AttrValue, Attributes, Builtins, EngineError, Level, ObjectId, Runtime};
 use automate_vmdb::{base_class, StoreError, VmdbRef};
 

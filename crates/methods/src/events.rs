@@ -169,9 +169,6 @@ pub const MAX_RAISE_DEPTH: usize = 8;
 /// The seed's prefix of the event lines (`MIQ(Event.raise_evm_event): `).
 pub const RAISE_PREFIX: &str = "MIQ(Event.raise_evm_event):";
 
-/// `Time.now.utc.to_s`: `2026-11-24 20:05:09 UTC` (the engine's).
-pub use automate_engine::now_utc_text;
-
 /// `ExtManagementSystem` → `ext_management_system`.
 pub fn underscore(class: &str) -> String {
     let mut out = String::with_capacity(class.len() + 4);
@@ -579,6 +576,7 @@ fn no_policies(rt: &mut Runtime<'_>, event_type: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use automate_core::time::now_utc_text;
 
     #[test]
     fn names_and_times() {
