@@ -806,35 +806,6 @@ fn method_text(c: &ClassDef, m: &MethodDef) -> String {
 // ---------------------------------------------------------------------------
 // validate
 
-/// Compiles an inline Rhai method's body; a syntax error is a problem at
-/// the body file's line and column.
-fn rhai_problems(
-    runner: &automate_methods::RhaiRunner,
-    m: &automate_datastore::Method,
-    yaml_path: &Path,
-) -> Vec<automate_datastore::Problem> {
-    if !m.language().eq_ignore_ascii_case("rhai") || m.location() != "inline" {
-        return Vec::new();
-    }
-    let Some(body) = m.data() else {
-        return Vec::new();
-    };
-    match runner.compile(&body) {
-        Ok(_) => Vec::new(),
-        Err(e) => {
-            let file = match &m.body {
-                Some(b) => yaml_path.with_file_name(&b.file_name),
-                None => yaml_path.to_path_buf(),
-            };
-            let mut p =
-                automate_datastore::Problem::new(&file, format!("Rhai syntax error: {}", e.0))
-                    .at_line(e.1.line().unwrap_or(0));
-            p.column = e.1.position().unwrap_or(0);
-            vec![p]
-        }
-    }
-}
-
 fn validate_cmd(root: &Path) -> anyhow::Result<ExitCode> {
     if !root.is_dir() {
         bail!(
@@ -844,7 +815,7 @@ fn validate_cmd(root: &Path) -> anyhow::Result<ExitCode> {
     }
     let runner = automate_methods::RhaiRunner::new();
     let rhai_check =
-        move |m: &automate_datastore::Method, path: &Path| rhai_problems(&runner, m, path);
+        move |m: &automate_datastore::Method, path: &Path| runner.method_problems(m, path);
     let report = validate::validate_report(root, &[&rhai_check]);
     let all = report.all();
     for p in &all {
