@@ -16,6 +16,7 @@ mod automate;
 mod batch;
 pub mod db;
 mod objects;
+mod reload;
 mod requests;
 mod server;
 
@@ -89,6 +90,10 @@ pub enum Endpoint {
     /// `POST /api/db/backup`: a consistent copy of the store's file,
     /// streamed back ([`db`]).
     DbBackup,
+    /// `POST /api/automate_domains` with `{"action": "reload"}`: reloads
+    /// the datastore, its methods and the control policies (all-or-nothing)
+    /// and answers the [`automate_datastore::ReloadReport`].
+    ReloadDomains,
 }
 
 /// One endpoint: method, path (OpenAPI syntax: `{id}`; `{path}` in
@@ -136,6 +141,7 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/api/providers", Endpoint::Providers),
     r("GET", "/api/providers/{id}", Endpoint::Provider),
     r("POST", "/api/db/backup", Endpoint::DbBackup),
+    r("POST", "/api/automate_domains", Endpoint::ReloadDomains),
 ];
 
 /// Where `GET /api/health` reads the event queue's depth.
@@ -161,6 +167,8 @@ pub struct ApiState {
     limits: Arc<ApiLimits>,
     /// What every `href` starts with: `api.public_url`, or empty (paths).
     public_url: Arc<str>,
+    /// Reloads the datastore on demand; its last report is on `/api/health`.
+    reloader: Option<Arc<dyn automate_datastore::Reload>>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -196,6 +204,7 @@ impl ApiState {
             depth: Depth::Stored(schedule),
             limits: Arc::new(ApiLimits::default()),
             public_url: Arc::from(""),
+            reloader: None,
         })
     }
 
@@ -210,6 +219,13 @@ impl ApiState {
         self.public_url = Arc::from(url);
         self.limits = Arc::new(api.limits.clone());
         Ok(self)
+    }
+
+    /// `POST /api/automate_domains {"action": "reload"}` reloads with
+    /// `reloader`, and `/api/health` reports its last reload.
+    pub fn with_reloader(mut self, reloader: Arc<dyn automate_datastore::Reload>) -> ApiState {
+        self.reloader = Some(reloader);
+        self
     }
 
     /// `/api/health` reports this queue's depth (the running pipeline's).
@@ -528,6 +544,7 @@ fn handler(method: &str, endpoint: Endpoint) -> Option<MethodRouter<ApiState>> {
         Endpoint::Providers => on(filter, objects::providers),
         Endpoint::Provider => on(filter, objects::provider),
         Endpoint::DbBackup => on(filter, db::backup),
+        Endpoint::ReloadDomains => on(filter, reload::action),
     })
 }
 
@@ -605,11 +622,15 @@ async fn health(State(state): State<ApiState>) -> ApiResult {
     }
     let s = state.clone();
     let depth = blocking(move || s.queue_depth()).await?;
-    ok(json!({
+    let mut body = json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "queue_depth": depth,
-    }))
+    });
+    if let Some(datastore) = reload::health(&state) {
+        body["datastore"] = datastore;
+    }
+    ok(body)
 }
 
 #[cfg(test)]
