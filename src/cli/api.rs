@@ -2,7 +2,10 @@
 //! (`automate_api`, `docs/api.md`) on `--db` and `--datastore` without the
 //! event pipeline's catchers, for automation requests and datastore
 //! browsing. State-machine retries of the requests it runs are re-delivered
-//! by a retry runner in the same process. Runs until SIGTERM or SIGINT.
+//! by a retry runner in the same process. Runs until SIGTERM or SIGINT;
+//! reloads the datastore (and its methods and control policies) when a
+//! file under it changes, on SIGHUP and on `POST /api/automate_domains
+//! {"action": "reload"}`.
 
 use super::compose::open_store;
 use super::Global;
@@ -68,7 +71,8 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
     }
     let mut engine = Engine::new(Arc::new(ds)).with_store(store.clone());
     engine.options.budget = budget;
-    let (engine, _runner) = automate_control::with_control(engine);
+    let (engine, _runner, reloader) =
+        automate_control::with_control_reloadable(engine, automate_methods::RhaiLimits::default());
 
     // Re-delivers the state-machine retries of the requests run here.
     let stop = Arc::new(AtomicBool::new(false));
@@ -102,7 +106,17 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("listening on {listen}"))?;
         let addr = listener.local_addr()?;
         println!("automate api: listening on http://{addr}/api");
-        let state = ApiState::new(api.token.clone(), engine, store)?.with_config(&api)?;
+        let state = ApiState::new(api.token.clone(), engine, store)?
+            .with_config(&api)?
+            .with_reloader(reloader.clone());
+        // Hot reload: a change under the datastore root reloads it.
+        let _watch = match super::watch::start(&global.datastore, reloader.clone()) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                eprintln!("warning: the datastore is not watched ({e:#}): reload it with SIGHUP or `automate datastore reload`");
+                None
+            }
+        };
         let shutdown = CancellationToken::new();
         let limits = api.limits.clone();
         let stop = shutdown.clone();
@@ -110,7 +124,19 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
             tokio::spawn(
                 async move { serve_with(listener, router(state, None), &limits, stop).await },
             );
-        signal().await;
+        let mut signals = super::run::Signals::new()?;
+        loop {
+            match signals.next().await {
+                super::run::Sig::Stop(_) => break,
+                super::run::Sig::Hangup => {
+                    let reloader = reloader.clone();
+                    let report = tokio::task::spawn_blocking(move || reloader.reload_now()).await;
+                    if let Ok(report) = report {
+                        eprintln!("{}", report.log_line());
+                    }
+                }
+            }
+        }
         shutdown.cancel();
         server.await.context("the API server panicked")??;
         anyhow::Ok(())
@@ -119,20 +145,4 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
     let _ = retrier.join();
     served?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Resolves when SIGTERM or SIGINT arrives.
-async fn signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

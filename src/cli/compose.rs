@@ -9,9 +9,11 @@
 //! ([`open_store`], [`open_store_read_only`], the [`Store`] they return):
 //! the one place in the binary that names the backend.
 
-use anyhow::Context;
+use anyhow::{bail, Context};
+use automate_control::{with_control_reloadable, Reloader};
 use automate_datastore::Datastore;
 use automate_engine::Engine;
+use automate_methods::RhaiLimits;
 use automate_events::config::Config;
 use automate_events::pipeline::{Pipeline, PipelineError, PipelineStore, HANDOFF};
 use automate_redb::{GroupCommit, GroupUnits, RedbEventQueue, RedbStore};
@@ -34,30 +36,80 @@ pub fn open_store_read_only(path: &Path) -> Result<Store, automate_vmdb::StoreEr
     RedbStore::open_read_only(path)
 }
 
-/// Opens the store at `db_path` and the datastore at `datastore_root`,
-/// prepares the pipeline of `config` (the leases of a previous process
-/// released), serves the REST API on `api.listen` when an http catcher or
-/// `api.token` asks for it, and starts the catchers, the committer, the
-/// dispatcher with `config.workers` workers and the retry runner. Call it
-/// inside a Tokio runtime; [`Pipeline::shutdown`] stops the API with the
-/// catchers.
+/// What [`start`] started: the running pipeline, the reloader of its
+/// engine (for the watcher and SIGHUP) and where the API listens.
+pub struct Started {
+    /// The pipeline, running.
+    pub pipeline: Pipeline,
+    /// Reloads the datastore, methods and policies the pipeline and API run on.
+    pub reloader: Arc<Reloader>,
+    /// The REST API's address, when it is served.
+    pub listening: Option<std::net::SocketAddr>,
+}
+
+/// Refuses a datastore `automate run` cannot work on: a root that is
+/// missing, holds no domain, or does not validate (errors; warnings are
+/// logged). Returns the datastore and the engine composed on it (the
+/// automation stack, [`with_control_reloadable`]) with its reloader.
+pub fn checked_engine(
+    datastore_root: &Path,
+    budget: automate_engine::BudgetLimits,
+) -> anyhow::Result<(Engine, Arc<Reloader>)> {
+    if !datastore_root.is_dir() {
+        bail!(
+            "the datastore root `{}` does not exist or is not a directory: pass --datastore DIR \
+             (or set AUTOMATE_DATASTORE), or import a domain there with `automate import`",
+            datastore_root.display()
+        );
+    }
+    let (ds, _) = Datastore::open(datastore_root);
+    if ds.index().domains().is_empty() {
+        bail!(
+            "the datastore root `{}` holds no domain (a domain is a directory with \
+             __domain__.yaml): import one with `automate import`",
+            datastore_root.display()
+        );
+    }
+    let mut engine = Engine::new(Arc::new(ds));
+    engine.options.budget = budget;
+    let (engine, _runner, reloader) = with_control_reloadable(engine, RhaiLimits::default());
+    let (errors, warnings) = reloader.check();
+    if !errors.is_empty() {
+        let list: Vec<String> = errors.iter().map(|p| format!("  {p}")).collect();
+        bail!(
+            "the datastore `{}` does not validate ({} error{}; `automate datastore validate` \
+             lists them too):\n{}",
+            datastore_root.display(),
+            errors.len(),
+            if errors.len() == 1 { "" } else { "s" },
+            list.join("\n")
+        );
+    }
+    for w in &warnings {
+        tracing::warn!(target: "evm", "datastore: {w}");
+    }
+    Ok((engine, reloader))
+}
+
+/// Opens the store at `db_path` and the datastore at `datastore_root`
+/// (refused as [`checked_engine`] says), prepares the pipeline of `config`
+/// (the leases of a previous process released), serves the REST API on
+/// `api.listen` when an http catcher or `api.token` asks for it, and
+/// starts the catchers, the committer, the dispatcher with
+/// `config.workers` workers and the retry runner. Call it inside a Tokio
+/// runtime; [`Pipeline::shutdown`] stops the API with the catchers.
 pub async fn start(
     config: &Config,
     datastore_root: &Path,
     db_path: &Path,
-) -> anyhow::Result<Pipeline> {
+) -> anyhow::Result<Started> {
+    let (engine, reloader) = checked_engine(datastore_root, config.engine.limits())?;
     let store = Arc::new(
         RedbStore::open(db_path)
             .with_context(|| format!("opening the object store {}", db_path.display()))?
             .with_relaxed_durability(true),
     );
-    let (ds, problems) = Datastore::open(datastore_root);
-    for p in &problems {
-        tracing::warn!(target: "evm", "datastore: {p}");
-    }
-    let mut engine = Engine::new(Arc::new(ds)).with_store(store.clone());
-    engine.options.budget = config.engine.limits();
-    let (engine, _runner) = automate_control::with_control(engine);
+    let engine = engine.with_store(store.clone());
     // The pipeline's backend: the store's group-commit writer, the
     // workers' units of work committed by it, and the durable queue in the
     // same file (its enqueues through the same writer, its claims leased
@@ -82,13 +134,16 @@ pub async fn start(
     // The REST API (the http catcher's `POST /api/events` merged in) on
     // api.listen, when an http catcher or api.token asks.
     let events = pipeline.take_http_catcher();
+    let mut listening = None;
     let server = if events.is_some() || !config.api.token.is_empty() {
         let listener = tokio::net::TcpListener::bind(&config.api.listen)
             .await
             .with_context(|| format!("listening on {}", config.api.listen))?;
+        listening = listener.local_addr().ok();
         let api = automate_api::ApiState::new(&*config.api.token, engine, store)?
             .with_queue(pipeline.queue())
-            .with_config(&config.api)?;
+            .with_config(&config.api)?
+            .with_reloader(reloader.clone());
         let router = automate_api::router(api, events);
         let limits = config.api.limits.clone();
         let stop = pipeline.stop_signal();
@@ -98,5 +153,9 @@ pub async fn start(
     } else {
         None
     };
-    Ok(pipeline.start(server)?)
+    Ok(Started {
+        pipeline: pipeline.start(server)?,
+        reloader,
+        listening,
+    })
 }

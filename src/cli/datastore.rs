@@ -38,6 +38,13 @@ pub enum DatastoreCmd {
     },
     /// Check every file of the datastore and list every problem.
     Validate,
+    /// Reload the datastore, its Rhai methods and the control policies
+    /// (all-or-nothing) and print the report; exit 1 on problems.
+    Reload {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `automate import`'s source and options ([`ImportOptions`]).
@@ -88,6 +95,7 @@ pub fn run(global: &Global, cmd: DatastoreCmd) -> anyhow::Result<ExitCode> {
         DatastoreCmd::Tree { path } => tree(&global.datastore, path.as_deref()),
         DatastoreCmd::Show { path, json } => show(&global.datastore, &path, json),
         DatastoreCmd::Validate => validate_cmd(&global.datastore),
+        DatastoreCmd::Reload { json } => super::reload::run(global, json),
     }
 }
 

@@ -11,9 +11,11 @@ pub mod events;
 pub mod instantiate;
 pub mod logfile;
 pub mod method;
+pub mod reload;
 pub mod request;
 pub mod retries;
 pub mod run;
+pub mod watch;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

@@ -59,6 +59,11 @@ pub fn with_control_reloadable(
 }
 
 impl Reloader {
+    /// How many domains the running index holds.
+    pub fn domains(&self) -> usize {
+        self.datastore.index().domains().len()
+    }
+
     /// The errors (and, second, the warnings) of the datastore root as it is
     /// on disk now: a missing root, a root holding no domain, what
     /// `datastore validate` calls an error (bad YAML, Rhai that does not
@@ -93,6 +98,21 @@ impl Reloader {
     /// (`MIQ(Datastore#reload) ...`, one more line per problem) and
     /// returns the report, which [`Reload::last`] keeps.
     pub fn reload_now(&self) -> ReloadReport {
+        let report = self.reload_quietly();
+        if report.ok {
+            tracing::info!(target: "evm", "{}", report.log_line());
+        } else {
+            tracing::error!(target: "evm", "{}", report.log_line());
+            for p in &report.problems {
+                tracing::error!(target: "evm", "MIQ(Datastore#reload) {p}");
+            }
+        }
+        report
+    }
+
+    /// [`Reloader::reload_now`] without the log lines (a command that
+    /// prints the report itself).
+    pub fn reload_quietly(&self) -> ReloadReport {
         let _running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         let (mut problems, warnings) = self.check();
         let mut changed = Vec::new();
@@ -128,14 +148,6 @@ impl Reloader {
         }
         let report = ReloadReport::now(changed, problems, warnings);
         // metrics: Metrics::reload(report.ok)
-        if report.ok {
-            tracing::info!(target: "evm", "{}", report.log_line());
-        } else {
-            tracing::error!(target: "evm", "{}", report.log_line());
-            for p in &report.problems {
-                tracing::error!(target: "evm", "MIQ(Datastore#reload) {p}");
-            }
-        }
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(report.clone());
         report
     }
