@@ -105,7 +105,6 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("listening on {listen}"))?;
         let addr = listener.local_addr()?;
-        println!("automate api: listening on http://{addr}/api");
         let state = ApiState::new(api.token.clone(), engine, store)?
             .with_config(&api)?
             .with_reloader(reloader.clone());
@@ -117,6 +116,9 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
                 None
             }
         };
+        // Said once the datastore is watched: a change made after this
+        // line is reloaded.
+        println!("automate api: listening on http://{addr}/api");
         let shutdown = CancellationToken::new();
         let limits = api.limits.clone();
         let stop = shutdown.clone();

@@ -140,7 +140,6 @@ fn run_inner(
             listening,
         } = super::compose::start(cfg, &global.datastore, &global.db).await?;
         tracing::info!(target: "evm", "MIQ(automate run) started: {} providers, {} workers, {} leases of a previous run released", cfg.providers.len(), cfg.workers, pipeline.released);
-        announce(global, cfg, listening, &reloader, args.json)?;
         // Hot reload: a change under the datastore root reloads it.
         let _watch = match super::watch::start(&global.datastore, reloader.clone()) {
             Ok(w) => Some(w),
@@ -149,6 +148,7 @@ fn run_inner(
                 None
             }
         };
+        announce(global, cfg, listening, &reloader, args.json)?;
         // A store that failed (not a full disk, which waits for space)
         // ends the run: only a restart opens it again.
         loop {

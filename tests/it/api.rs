@@ -710,7 +710,8 @@ fn pipeline_serves_the_whole_api_with_the_http_catcher() {
             &datastore_dir(),
             &dir.path().join("run.redb"),
         ))
-        .unwrap();
+        .unwrap()
+        .pipeline;
     let base = format!("http://127.0.0.1:{port}");
     let event = json!({"provider": "rhevm01", "event": {"event_type": "USER_RUN_VM",
         "timestamp": "2026-01-01T00:00:01Z", "vm_ems_ref": "/api/vms/1", "vm_name": "web-01"}});

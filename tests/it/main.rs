@@ -24,6 +24,7 @@ mod hostile;
 mod legacy;
 mod methods;
 mod pipeline;
+mod reload;
 mod requests;
 mod retries;
 mod storm;
