@@ -32,8 +32,8 @@ pub struct Watch {
 pub fn start(root: &Path, reloader: Arc<Reloader>) -> anyhow::Result<Watch> {
     let (tx, rx) = channel::<()>();
     let base = root.to_path_buf();
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        match res {
+    let mut watcher =
+        notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
             Ok(ev) if relevant(&base, &ev) => {
                 let _ = tx.send(());
             }
@@ -41,9 +41,8 @@ pub fn start(root: &Path, reloader: Arc<Reloader>) -> anyhow::Result<Watch> {
             Err(e) => {
                 tracing::warn!(target: "evm", "MIQ(Datastore#watch) watching the datastore: {e}")
             }
-        }
-    })
-    .context("starting the datastore watcher")?;
+        })
+        .context("starting the datastore watcher")?;
     watcher
         .watch(root, RecursiveMode::Recursive)
         .with_context(|| format!("watching the datastore root {}", root.display()))?;

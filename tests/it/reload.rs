@@ -127,7 +127,9 @@ fn spawn_api(dir: &Path, datastore: &Path) -> (Child, String) {
         .args(["api", "--listen", "127.0.0.1:0"])
         .env("AUTOMATE_API_TOKEN", TOKEN)
         .stdout(Stdio::piped())
-        .stderr(Stdio::from(std::fs::File::create(dir.join("api.stderr")).unwrap()))
+        .stderr(Stdio::from(
+            std::fs::File::create(dir.join("api.stderr")).unwrap(),
+        ))
         .spawn()
         .expect("automate api starts");
     let mut line = String::new();
@@ -216,9 +218,21 @@ fn api_picks_up_a_changed_method_and_instance_value_within_2s() {
     let status = terminate(&mut child);
 
     assert_eq!(first, "v1: Hello");
-    assert!(method.0, "the new method body within 2 s; resolve gave {:?}", method.1);
-    assert!(instance.0, "the new value within 2 s; resolve gave {:?}", instance.1);
-    assert_eq!(health["datastore"]["changed_domains"], json!(["Custom"]), "{health}");
+    assert!(
+        method.0,
+        "the new method body within 2 s; resolve gave {:?}",
+        method.1
+    );
+    assert!(
+        instance.0,
+        "the new value within 2 s; resolve gave {:?}",
+        instance.1
+    );
+    assert_eq!(
+        health["datastore"]["changed_domains"],
+        json!(["Custom"]),
+        "{health}"
+    );
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
 }
 
@@ -261,7 +275,10 @@ fn a_broken_file_keeps_the_old_behaviour_and_health_names_file_and_line() {
     );
     let exit = terminate(&mut child);
 
-    let problems = health["datastore"]["problems"].as_array().cloned().unwrap_or_default();
+    let problems = health["datastore"]["problems"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert!(
         problems.iter().any(|p| p["file"]
             .as_str()
@@ -274,7 +291,13 @@ fn a_broken_file_keeps_the_old_behaviour_and_health_names_file_and_line() {
     assert!(stdout(&cli).contains("greet.rhai:3:"), "{}", stdout(&cli));
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["ok"], false, "{report}");
-    assert!(report["problems"][0]["file"].as_str().unwrap_or_default().ends_with("greet.rhai"), "{report}");
+    assert!(
+        report["problems"][0]["file"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("greet.rhai"),
+        "{report}"
+    );
     assert_eq!(fixed_status, 200, "{fixed}");
     assert_eq!(fixed["ok"], true, "{fixed}");
     assert!(after.0, "{:?}", after.1);
@@ -308,7 +331,9 @@ fn spawn_run(dir: &Path, datastore: &Path) -> (Child, String, String) {
         .args(["run", "--config"])
         .arg(&config)
         .stdout(Stdio::piped())
-        .stderr(Stdio::from(std::fs::File::create(dir.join("run.stderr")).unwrap()))
+        .stderr(Stdio::from(
+            std::fs::File::create(dir.join("run.stderr")).unwrap(),
+        ))
         .spawn()
         .expect("automate run starts");
     let err = dir.join("run.stderr");
@@ -344,7 +369,10 @@ fn stored_events(dir: &Path, datastore: &Path) -> Vec<(String, String)> {
 /// The summary line of a text `run`: `run: ... N handled ... M errors ...`.
 fn summary_count(text: &str, word: &str) -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with("run: "))?;
-    let words: Vec<&str> = line.split([' ', ',', '(', ')']).filter(|w| !w.is_empty()).collect();
+    let words: Vec<&str> = line
+        .split([' ', ',', '(', ')'])
+        .filter(|w| !w.is_empty())
+        .collect();
     let at = words.iter().position(|w| *w == word)?;
     words.get(at.checked_sub(1)?)?.parse().ok()
 }
@@ -391,7 +419,10 @@ fn events_flowing_through_a_reload_storm_are_all_handled_once() {
     let log = std::fs::read_to_string(dir.join("log/evm.log")).unwrap_or_default();
 
     assert_eq!(writes, 100);
-    assert!(first_line.starts_with("automate run: listening on http://127.0.0.1:"), "{first_line}");
+    assert!(
+        first_line.starts_with("automate run: listening on http://127.0.0.1:"),
+        "{first_line}"
+    );
     assert!(status.is_some_and(|s| s.success()), "{status:?}\n{rest}");
     let total = (batches * per_batch) as u64;
     assert_eq!(summary_count(&rest, "handled"), Some(total), "{rest}");
@@ -411,7 +442,11 @@ fn sigterm_drains_the_queue_and_exits_0_with_the_summary() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let (mut child, base, _) = spawn_run(dir, &shipped_datastore());
-    let (status, v) = call("POST", &format!("{base}/api/events"), Some(&events_body(0, 1000)));
+    let (status, v) = call(
+        "POST",
+        &format!("{base}/api/events"),
+        Some(&events_body(0, 1000)),
+    );
     assert_eq!(status, 202, "{v}");
     // At once: most of the 1,000 are still queued when the signal comes.
     let (exit, rest) = stop(&mut child);
@@ -435,7 +470,10 @@ fn sighup_reopens_the_logs_after_a_rename() {
     // Something written before the rename (the start-up lines).
     let started = Instant::now();
     while std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0) == 0 {
-        assert!(started.elapsed() < Duration::from_secs(30), "evm.log stays empty");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "evm.log stays empty"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     std::fs::rename(&log, &rotated).unwrap();
@@ -446,7 +484,9 @@ fn sighup_reopens_the_logs_after_a_rename() {
     let started = Instant::now();
     let fresh = loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.contains("MIQ(Datastore#reload) Reloaded datastore") || started.elapsed() > Duration::from_secs(30) {
+        if text.contains("MIQ(Datastore#reload) Reloaded datastore")
+            || started.elapsed() > Duration::from_secs(30)
+        {
             break text;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -455,9 +495,15 @@ fn sighup_reopens_the_logs_after_a_rename() {
     let old = std::fs::read_to_string(&rotated).unwrap_or_default();
 
     assert!(hup.success());
-    assert!(fresh.contains("MIQ(Datastore#reload) Reloaded datastore: no domain changed"), "new evm.log: {fresh}");
+    assert!(
+        fresh.contains("MIQ(Datastore#reload) Reloaded datastore: no domain changed"),
+        "new evm.log: {fresh}"
+    );
     assert!(old.contains("MIQ(automate run) started"), "{old}");
-    assert!(old.contains("SIGHUP received"), "the line before the reopen: {old}");
+    assert!(
+        old.contains("SIGHUP received"),
+        "the line before the reopen: {old}"
+    );
     assert!(exit.is_some_and(|s| s.success()), "{exit:?}\n{rest}");
 }
 
@@ -489,5 +535,51 @@ fn run_refuses_a_missing_empty_or_invalid_datastore() {
         assert_eq!(out.status.code(), Some(1), "{}", stderr(out));
         assert!(stderr(out).contains(needle), "{needle}: {}", stderr(out));
     }
-    assert!(!dir.join("automate.redb").exists(), "no store is created for a refused run");
+    assert!(
+        !dir.join("automate.redb").exists(),
+        "no store is created for a refused run"
+    );
+}
+
+#[test]
+fn run_until_idle_exits_1_when_a_delivery_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let root = greeter_datastore(dir);
+    // USER_RUN_VM's first relationship runs the greeter, which throws.
+    let instance = root.join("ManageIQ/System/Event/EmsEvent/RHEVM.class/user_run_vm.yaml");
+    let text = std::fs::read_to_string(&instance).unwrap();
+    let text = text.replacen(
+        "/System/event_handlers/event_action_policy?target=src_vm&policy_event=vm_start&param=",
+        "/Demo/Greeter/Default",
+        1,
+    );
+    std::fs::write(&instance, text).unwrap();
+    std::fs::write(greet_path(&root), "throw \"boom\";\n").unwrap();
+    std::fs::write(
+        dir.join("events.jsonl"),
+        "{\"event_type\": \"USER_RUN_VM\", \"timestamp\": \"2026-11-25T00:00:00Z\", \
+         \"chain_id\": \"1\", \"vm_ems_ref\": \"vm-1\", \"vm_name\": \"web\"}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("automate.yaml"),
+        "providers:\n  - name: rhevm01\n    type: RHEVM\n    hostname: rhevm01\n    \
+         userid: admin@internal\n    catcher: {kind: jsonl, path: events.jsonl}\nworkers: 1\n",
+    )
+    .unwrap();
+    let out = automate(dir, &root)
+        .args(["run", "--until-idle", "--config", "automate.yaml"])
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+
+    assert_eq!(out.status.code(), Some(1), "{text}\n{}", stderr(&out));
+    assert_eq!(summary_count(&text, "handled"), Some(1), "{text}");
+    assert_eq!(summary_count(&text, "errors"), Some(1), "{text}");
+    assert!(
+        stderr(&out).contains("1 event ended with an error"),
+        "{}",
+        stderr(&out)
+    );
 }

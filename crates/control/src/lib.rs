@@ -209,11 +209,10 @@ impl Control {
         let root = ds.root().to_path_buf();
         let mut map = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(entries) = map.get(&root) {
-            if let Some(entry) = entries.iter().find(|e| {
-                e.index
-                    .upgrade()
-                    .is_some_and(|i| Arc::ptr_eq(&i, &index))
-            }) {
+            if let Some(entry) = entries
+                .iter()
+                .find(|e| e.index.upgrade().is_some_and(|i| Arc::ptr_eq(&i, &index)))
+            {
                 return entry.set.clone();
             }
         }
@@ -237,11 +236,7 @@ impl Control {
         set: Loaded,
     ) {
         let entries = map.entry(root).or_default();
-        entries.retain(|e| {
-            e.index
-                .upgrade()
-                .is_some_and(|i| !Arc::ptr_eq(&i, index))
-        });
+        entries.retain(|e| e.index.upgrade().is_some_and(|i| !Arc::ptr_eq(&i, index)));
         entries.push(CacheEntry {
             index: Arc::downgrade(index),
             set,

@@ -134,7 +134,10 @@ impl Reloader {
                 line: e.line,
                 message: format!("Rhai syntax error: {} (position {})", e.message, e.col),
             }));
-            let set = load_with(self.control.conditions(), &control_dir(self.datastore.root()));
+            let set = load_with(
+                self.control.conditions(),
+                &control_dir(self.datastore.root()),
+            );
             match set {
                 Ok(set) if problems.is_empty() => {
                     self.runner.install(compiled);
@@ -159,10 +162,7 @@ impl Reload for Reloader {
     }
 
     fn last(&self) -> Option<ReloadReport> {
-        self.last
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
