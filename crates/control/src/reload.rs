@@ -174,3 +174,115 @@ fn control_problem(e: &super::ControlError) -> ReloadProblem {
     };
     ReloadProblem::new(&e.file, e.line, message)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn write(path: &Path, text: &str) {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        std::fs::write(path, text).unwrap();
+    }
+
+    /// A domain `D` with `/Ns/Cls` holding the Rhai method `m` (`body`).
+    fn domain(root: &Path, body: &str) {
+        let d = root.join("D");
+        write(
+            &d.join("__domain__.yaml"),
+            "---\nobject_type: domain\nversion: 1.0\nobject:\n  attributes:\n    name: D\n    \
+             priority: 1\n    enabled: true\n",
+        );
+        write(
+            &d.join("Ns/__namespace__.yaml"),
+            "---\nobject_type: namespace\nversion: 1.0\nobject:\n  attributes:\n    name: Ns\n",
+        );
+        write(
+            &d.join("Ns/Cls.class/__class__.yaml"),
+            "---\nobject_type: class\nversion: 1.0\nobject:\n  attributes:\n    name: Cls\n  \
+             schema:\n  - field:\n      aetype: method\n      name: meth1\n      datatype: string\n      \
+             priority: 1\n",
+        );
+        write(
+            &d.join("Ns/Cls.class/__methods__/m.yaml"),
+            "---\nobject_type: method\nversion: 1.0\nobject:\n  attributes:\n    name: m\n    \
+             scope: instance\n    language: rhai\n    location: inline\n  inputs: []\n",
+        );
+        write(&d.join("Ns/Cls.class/__methods__/m.rhai"), body);
+    }
+
+    const POLICY: &str =
+        "policies:\n  - name: one\n    events: [vm_start]\n    actions:\n      - log: hi\n";
+
+    #[test]
+    fn a_reload_swaps_everything_in_or_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        domain(root, "let a = 1;\n");
+        let (ds, problems) = Datastore::open(root);
+        assert!(problems.is_empty(), "{problems:?}");
+        let (engine, _runner, reloader) =
+            with_control_reloadable(Engine::new(Arc::new(ds)), RhaiLimits::default());
+        let ds = engine.datastore().clone();
+
+        let report = reloader.reload_now();
+        assert!(report.ok, "{report:?}");
+        assert!(report.changed_domains.is_empty(), "{report:?}");
+
+        write(&root.join("control/p.yaml"), POLICY);
+        domain(root, "let a = 2;\n");
+        let report = reloader.reload_now();
+        assert!(report.ok, "{report:?}");
+        assert_eq!(report.changed_domains, vec!["D".to_string()]);
+        let good = ds.index();
+        let set = reloader.control.control_for(&ds).expect("policies");
+        assert_eq!(set.policies.len(), 1);
+
+        // A policy file that does not load and a method that does not
+        // compile: nothing is swapped in, both are named with their line.
+        write(
+            &root.join("control/q.yaml"),
+            "policies:\n  - name: two\n    bogus: 1\n",
+        );
+        domain(root, "let a = 3;\nlet = ;\n");
+        let report = reloader.reload_now();
+        assert!(!report.ok);
+        assert!(report.changed_domains.is_empty());
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.file.ends_with("m.rhai") && p.line == 2),
+            "{report:?}"
+        );
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.file.ends_with("q.yaml") && p.line > 0),
+            "{report:?}"
+        );
+        assert!(Arc::ptr_eq(&good, &ds.index()), "the running index is kept");
+        let kept = reloader.control.control_for(&ds).expect("policies");
+        assert!(Arc::ptr_eq(&set, &kept), "the running policies are kept");
+        assert_eq!(reloader.last(), Some(report));
+
+        // Fixed: the next reload swaps in.
+        std::fs::remove_file(root.join("control/q.yaml")).unwrap();
+        domain(root, "let a = 4;\n");
+        let report = reloader.reload_now();
+        assert!(report.ok, "{report:?}");
+        assert!(!Arc::ptr_eq(&good, &ds.index()));
+        assert_eq!(
+            reloader
+                .control
+                .control_for(&ds)
+                .expect("new")
+                .policies
+                .len(),
+            1
+        );
+    }
+}

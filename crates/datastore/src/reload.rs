@@ -164,3 +164,46 @@ pub(crate) fn changed(old: &[Fingerprint], new: &[Fingerprint]) -> Vec<String> {
     names.dedup();
     names
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fp(pairs: &[(&str, u64)]) -> Vec<Fingerprint> {
+        pairs.iter().map(|(n, h)| (n.to_string(), *h)).collect()
+    }
+
+    #[test]
+    fn changed_names_added_removed_and_changed_domains() {
+        let old = fp(&[("A", 1), ("B", 2), ("C", 3)]);
+        let new = fp(&[("A", 1), ("B", 9), ("D", 4)]);
+        assert_eq!(changed(&old, &new), vec!["B", "C", "D"]);
+        assert!(changed(&old, &old).is_empty());
+    }
+
+    #[test]
+    fn the_log_line_says_what_changed_or_why_it_failed() {
+        let ok = ReloadReport::now(vec!["ManageIQ".into(), "Custom".into()], vec![], vec![]);
+        assert_eq!(
+            ok.log_line(),
+            "MIQ(Datastore#reload) Reloaded datastore: domains changed: ManageIQ, Custom"
+        );
+        let none = ReloadReport::now(vec![], vec![], vec![]);
+        assert!(none.log_line().ends_with("no domain changed"));
+        let failed = ReloadReport::now(
+            vec![],
+            vec![ReloadProblem::new(Path::new("d/x.yaml"), 3, "bad")],
+            vec![],
+        );
+        assert!(!failed.ok);
+        assert!(
+            failed.log_line().contains("d/x.yaml:3: bad"),
+            "{}",
+            failed.log_line()
+        );
+        let json = serde_json::to_value(&failed).unwrap();
+        assert_eq!(json["problems"][0]["line"], 3);
+        let back: ReloadReport = serde_json::from_value(json).unwrap();
+        assert_eq!(back, failed);
+    }
+}
