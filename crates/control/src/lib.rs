@@ -205,8 +205,15 @@ impl Control {
     /// The [`ControlSet`] of `ds`'s root: loaded once per datastore load
     /// (and again after [`Datastore::reload`]), then shared.
     pub fn control_for(&self, ds: &Datastore) -> Loaded {
-        let index = ds.index();
-        let root = ds.root().to_path_buf();
+        self.control_for_index(ds.root(), &ds.index())
+    }
+
+    /// The [`ControlSet`] loaded with `index` of the datastore at `root`
+    /// (an instantiation asks with the index it started with, so it
+    /// finishes on the policies of that index across a reload).
+    pub fn control_for_index(&self, root: &Path, index: &Arc<automate_datastore::Index>) -> Loaded {
+        let index = index.clone();
+        let root = root.to_path_buf();
         let mut map = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(entries) = map.get(&root) {
             if let Some(entry) = entries
@@ -249,7 +256,8 @@ impl Control {
     }
 
     fn control_of(&self, rt: &mut Runtime<'_>, prefix: &str) -> Option<Arc<ControlSet>> {
-        match self.control_for(rt.engine().datastore()) {
+        let root = rt.engine().datastore().root().to_path_buf();
+        match self.control_for_index(&root, rt.index()) {
             Ok(set) => Some(set),
             Err(e) => {
                 rt.log(
