@@ -269,20 +269,22 @@ mod tests {
         assert!(Arc::ptr_eq(&set, &kept), "the running policies are kept");
         assert_eq!(reloader.last(), Some(report));
 
-        // Fixed: the next reload swaps in.
-        std::fs::remove_file(root.join("control/q.yaml")).unwrap();
+        // Fixed (with a second policy): the next reload swaps in, and an
+        // instantiation still holding the old index keeps its policies.
+        write(
+            &root.join("control/q.yaml"),
+            "policies:\n  - name: two\n    events: [vm_start]\n    actions:\n      - log: two\n",
+        );
         domain(root, "let a = 4;\n");
         let report = reloader.reload_now();
         assert!(report.ok, "{report:?}");
         assert!(!Arc::ptr_eq(&good, &ds.index()));
-        assert_eq!(
-            reloader
-                .control
-                .control_for(&ds)
-                .expect("new")
-                .policies
-                .len(),
-            1
-        );
+        let new = reloader.control.control_for(&ds).expect("new");
+        assert_eq!(new.policies.len(), 2);
+        let old = reloader
+            .control
+            .control_for_index(root, &good)
+            .expect("old");
+        assert!(Arc::ptr_eq(&old, &set), "the old index's policies");
     }
 }
