@@ -1,7 +1,14 @@
 //! `automate run`: the whole event pipeline (catchers, durable queue,
 //! workers, Automate) from `automate.yaml`, until SIGTERM or SIGINT (or,
 //! with `--until-idle`, until the catchers' input is exhausted and the
-//! queue is empty); then a graceful shutdown and the counts.
+//! queue is empty); then a graceful shutdown and the counts (exit 1 with
+//! `--until-idle` when an event ended with an error).
+//!
+//! At start it refuses a datastore root that is missing, holds no domain
+//! or does not validate ([`super::compose::checked_engine`]), then says
+//! where the API listens and what runs. While it runs, a change under the
+//! datastore root reloads it ([`super::watch`]); SIGHUP reloads it too and
+//! reopens the log files (logrotate); SIGTERM and SIGINT drain and stop.
 //!
 //! Logs go to `<log.dir>/evm.log` (target `evm`) and
 //! `<log.dir>/automation.log` (target `automation`) in ManageIQ's line
