@@ -133,7 +133,10 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
                 super::run::Sig::Hangup => {
                     let reloader = reloader.clone();
                     let report = tokio::task::spawn_blocking(move || reloader.reload_now()).await;
-                    if let Ok(report) = report {
+                    // A failure is on stderr already (an error line per
+                    // problem); a success is logged at info, which the
+                    // default filter hides.
+                    if let Some(report) = report.ok().filter(|r| r.ok) {
                         eprintln!("{}", report.log_line());
                     }
                 }
