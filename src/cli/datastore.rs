@@ -10,6 +10,7 @@ use automate_datastore::export::{self, ExportOptions};
 use automate_datastore::import::{self, ImportOptions};
 use automate_datastore::index::{ClassDef, FieldDef, Index, InstanceDef, MethodDef};
 use automate_datastore::{fs as dsfs, validate, Class, Domain, Namespace};
+use super::table::{paint, Style, Table};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -19,12 +20,25 @@ use std::sync::Arc;
 #[derive(Debug, clap::Subcommand)]
 pub enum DatastoreCmd {
     /// List domains with priority, enabled flag, source and counts (highest priority first).
-    List,
+    /// `--json`: one array of `{"name", "priority", "enabled", "source",
+    /// "namespaces", "classes", "instances", "methods"}`.
+    List {
+        /// One JSON array instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the namespaces, classes, instances and methods as an indented tree.
+    /// `--json`: one array with an object per domain shown, `{"domain",
+    /// "priority", "enabled", "source", "path", "namespaces", "classes"}`;
+    /// a namespace is `{"name", "namespaces", "classes"}`, a class
+    /// `{"name", "instances", "methods"}` (names sorted).
     Tree {
         /// Only below this path: `Domain[/namespace...][/Class]`, or a partial
         /// `namespace/.../Class` (shown for every domain that has it).
         path: Option<String>,
+        /// One JSON array instead of the tree.
+        #[arg(long)]
+        json: bool,
     },
     /// Show a class schema, an instance (merged with its class defaults) or a method.
     Show {
@@ -36,8 +50,16 @@ pub enum DatastoreCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Check every file of the datastore and list every problem.
-    Validate,
+    /// Check every file of the datastore, and the control policy files of
+    /// `DATASTORE/control/`, and list every problem (file:line: field:
+    /// message). `--json`: one object `{"root", "errors", "warnings",
+    /// "files", "problems": [{"file", "line", "column", "field",
+    /// "message", "severity"}]}` (`severity` is `error` or `warning`).
+    Validate {
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `automate import`'s source and options ([`ImportOptions`]).
@@ -84,10 +106,10 @@ pub struct ExportArgs {
 /// exits 1 when it finds an error (warnings alone exit 0).
 pub fn run(global: &Global, cmd: DatastoreCmd) -> anyhow::Result<ExitCode> {
     match cmd {
-        DatastoreCmd::List => list(&global.datastore),
-        DatastoreCmd::Tree { path } => tree(&global.datastore, path.as_deref()),
+        DatastoreCmd::List { json } => list(&global.datastore, json),
+        DatastoreCmd::Tree { path, json } => tree(&global.datastore, path.as_deref(), json),
         DatastoreCmd::Show { path, json } => show(&global.datastore, &path, json),
-        DatastoreCmd::Validate => validate_cmd(&global.datastore),
+        DatastoreCmd::Validate { json } => validate_cmd(&global.datastore, json),
     }
 }
 
@@ -184,9 +206,35 @@ fn by_priority(domains: &[Domain]) -> Vec<&Domain> {
     v
 }
 
-fn list(root: &Path) -> anyhow::Result<ExitCode> {
+fn list(root: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let domains = load(root)?;
-    let header = [
+    let ordered = by_priority(&domains);
+    let mut out = std::io::stdout().lock();
+    if json {
+        let items: Vec<serde_json::Value> = ordered
+            .iter()
+            .map(|d| {
+                let c = d.counts();
+                json!({
+                    "name": d.name(),
+                    "priority": d.priority(),
+                    "enabled": d.enabled(),
+                    "source": d.source().as_str(),
+                    "namespaces": c.namespaces,
+                    "classes": c.classes,
+                    "instances": c.instances,
+                    "methods": c.methods,
+                })
+            })
+            .collect();
+        super::table::print_json(&mut out, &serde_json::Value::Array(items))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if domains.is_empty() {
+        println!("no domains in `{}`", root.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut t = Table::new(&[
         "DOMAIN",
         "PRIORITY",
         "ENABLED",
@@ -195,11 +243,11 @@ fn list(root: &Path) -> anyhow::Result<ExitCode> {
         "CLASSES",
         "INSTANCES",
         "METHODS",
-    ];
-    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
-    for d in by_priority(&domains) {
+    ])
+    .right(&[1, 4, 5, 6, 7]);
+    for d in ordered {
         let c = d.counts();
-        rows.push(vec![
+        t.row(vec![
             d.name().to_string(),
             d.priority().to_string(),
             if d.enabled() { "yes" } else { "no" }.to_string(),
@@ -210,11 +258,7 @@ fn list(root: &Path) -> anyhow::Result<ExitCode> {
             c.methods.to_string(),
         ]);
     }
-    if domains.is_empty() {
-        println!("no domains in `{}`", root.display());
-        return Ok(ExitCode::SUCCESS);
-    }
-    print_table(&rows);
+    t.print(&mut out)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -232,33 +276,10 @@ fn column_widths(rows: &[Vec<String>]) -> Vec<usize> {
         .collect()
 }
 
-/// Prints rows with columns padded; numbers right-aligned after the first column.
-fn print_table(rows: &[Vec<String>]) {
-    let widths = column_widths(rows);
-    for row in rows {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            if i > 0 {
-                line.push_str("  ");
-            }
-            let pad = widths[i].saturating_sub(cell.chars().count());
-            let numeric = i > 0 && cell.parse::<i64>().is_ok();
-            if numeric {
-                line.push_str(&" ".repeat(pad));
-                line.push_str(cell);
-            } else {
-                line.push_str(cell);
-                line.push_str(&" ".repeat(pad));
-            }
-        }
-        println!("{}", line.trim_end());
-    }
-}
-
 // ---------------------------------------------------------------------------
 // tree
 
-fn tree(root: &Path, path: Option<&str>) -> anyhow::Result<ExitCode> {
+fn tree(root: &Path, path: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
     let domains = load(root)?;
     let ordered = by_priority(&domains);
     let segs: Vec<&str> = path
@@ -266,59 +287,133 @@ fn tree(root: &Path, path: Option<&str>) -> anyhow::Result<ExitCode> {
         .split('/')
         .filter(|s| !s.is_empty())
         .collect();
-    let mut out = String::new();
-    if segs.is_empty() {
-        for d in &ordered {
-            domain_header(d, &mut out);
-            level(&d.namespaces, &d.classes, 1, &mut out);
+    let shown = tree_nodes(&ordered, &segs)?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        let items: Vec<serde_json::Value> = shown.iter().map(tree_json).collect();
+        super::table::print_json(&mut out, &serde_json::Value::Array(items))?;
+    } else {
+        let mut text = String::new();
+        for s in shown {
+            match &s.path {
+                None => domain_header(s.domain, &mut text),
+                Some(p) => text.push_str(&format!("{p}\n")),
+            }
+            print_node(s.node, 1, &mut text);
         }
-        print!("{out}");
-        return Ok(ExitCode::SUCCESS);
+        std::io::Write::write_all(&mut out, text.as_bytes())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One subtree `datastore tree` shows: its domain, the path shown above
+/// it (`None`: the domain's header line), and the node.
+struct Shown<'a> {
+    domain: &'a Domain,
+    path: Option<String>,
+    node: Node<'a>,
+}
+
+/// The subtrees at `segs`: every domain when empty; one domain (or a
+/// path in it) when `segs[0]` names a domain; else every domain that
+/// holds the partial path. Nothing found is an error saying what to run.
+fn tree_nodes<'a>(ordered: &[&'a Domain], segs: &[&str]) -> anyhow::Result<Vec<Shown<'a>>> {
+    if segs.is_empty() {
+        return Ok(ordered
+            .iter()
+            .map(|d| Shown {
+                domain: d,
+                path: None,
+                node: Node::Level(&d.namespaces, &d.classes),
+            })
+            .collect());
     }
     // A domain name first: only that domain.
     if let Some(d) = ordered
         .iter()
         .find(|d| d.name().eq_ignore_ascii_case(segs[0]))
     {
-        match find_node(&d.namespaces, &d.classes, &segs[1..]) {
-            Some(node) => {
-                if segs.len() == 1 {
-                    domain_header(d, &mut out);
-                } else {
-                    out.push_str(&format!("{}/{}\n", d.name(), segs[1..].join("/")));
-                }
-                print_node(node, 1, &mut out);
-                print!("{out}");
-                return Ok(ExitCode::SUCCESS);
-            }
+        return match find_node(&d.namespaces, &d.classes, &segs[1..]) {
+            Some(node) => Ok(vec![Shown {
+                domain: d,
+                path: (segs.len() > 1).then(|| format!("{}/{}", d.name(), segs[1..].join("/"))),
+                node,
+            }]),
             None => bail!(
                 "`{}` not found in domain {}; run `automate datastore tree {}` to see what it holds",
                 segs[1..].join("/"),
                 d.name(),
                 d.name()
             ),
-        }
+        };
     }
     // A partial path: every domain holding it.
-    let mut found = false;
-    for d in &ordered {
-        if let Some(node) = find_node(&d.namespaces, &d.classes, &segs) {
-            found = true;
-            out.push_str(&format!("{}/{}\n", d.name(), segs.join("/")));
-            print_node(node, 1, &mut out);
-        }
-    }
-    if !found {
+    let found: Vec<Shown<'a>> = ordered
+        .iter()
+        .filter_map(|d| {
+            find_node(&d.namespaces, &d.classes, segs).map(|node| Shown {
+                domain: d,
+                path: Some(format!("{}/{}", d.name(), segs.join("/"))),
+                node,
+            })
+        })
+        .collect();
+    if found.is_empty() {
         bail!(
             "`{}` is neither a domain nor a namespace or class of any domain; run `automate \
              datastore tree` to see the whole datastore",
             segs.join("/")
         );
     }
-    print!("{out}");
-    Ok(ExitCode::SUCCESS)
+    Ok(found)
 }
 
+fn tree_json(s: &Shown<'_>) -> serde_json::Value {
+    let d = s.domain;
+    let (namespaces, classes) = match s.node {
+        Node::Level(ns, cl) => (namespaces_json(ns), classes_json(cl.iter().collect())),
+        Node::Class(c) => (Vec::new(), classes_json(vec![c])),
+    };
+    json!({
+        "domain": d.name(),
+        "priority": d.priority(),
+        "enabled": d.enabled(),
+        "source": d.source().as_str(),
+        "path": s.path.clone().unwrap_or_else(|| d.name().to_string()),
+        "namespaces": namespaces,
+        "classes": classes,
+    })
+}
+
+fn namespaces_json(namespaces: &[Namespace]) -> Vec<serde_json::Value> {
+    let mut nss: Vec<&Namespace> = namespaces.iter().collect();
+    nss.sort_by_key(|n| n.name.to_lowercase());
+    nss.into_iter()
+        .map(|ns| {
+            json!({
+                "name": ns.name,
+                "namespaces": namespaces_json(&ns.namespaces),
+                "classes": classes_json(ns.classes.iter().collect()),
+            })
+        })
+        .collect()
+}
+
+fn classes_json(mut classes: Vec<&Class>) -> Vec<serde_json::Value> {
+    classes.sort_by_key(|c| c.name().to_lowercase());
+    classes
+        .into_iter()
+        .map(|c| {
+            let mut insts: Vec<&str> = c.instances.iter().map(|i| i.name()).collect();
+            insts.sort_by_key(|n| n.to_lowercase());
+            let mut methods: Vec<&str> = c.methods.iter().map(|m| m.name()).collect();
+            methods.sort_by_key(|n| n.to_lowercase());
+            json!({ "name": c.name(), "instances": insts, "methods": methods })
+        })
+        .collect()
+}
+
+#[derive(Clone, Copy)]
 enum Node<'a> {
     Level(&'a [Namespace], &'a [Class]),
     Class(&'a Class),
@@ -835,7 +930,23 @@ fn rhai_problems(
     }
 }
 
-fn validate_cmd(root: &Path) -> anyhow::Result<ExitCode> {
+/// The control policy files' problems (`DATASTORE/control/*.yaml`, as
+/// `automate run` loads them) as datastore problems: errors at file:line,
+/// naming the field.
+fn control_problems(root: &Path) -> Vec<automate_datastore::Problem> {
+    automate_control::check(&automate_control::control_dir(root))
+        .into_iter()
+        .map(|e| {
+            let mut p = automate_datastore::Problem::new(&e.file, e.message).at_line(e.line);
+            if !e.field.is_empty() {
+                p.field = Some(e.field);
+            }
+            p
+        })
+        .collect()
+}
+
+fn validate_cmd(root: &Path, json: bool) -> anyhow::Result<ExitCode> {
     if !root.is_dir() {
         bail!(
             "the datastore `{}` is not a directory; pass --datastore DIR",
@@ -845,28 +956,73 @@ fn validate_cmd(root: &Path) -> anyhow::Result<ExitCode> {
     let runner = automate_methods::RhaiRunner::new();
     let rhai_check =
         move |m: &automate_datastore::Method, path: &Path| rhai_problems(&runner, m, path);
-    let report = validate::validate_report(root, &[&rhai_check]);
+    let mut report = validate::validate_report(root, &[&rhai_check]);
+    report.errors.extend(control_problems(root));
     let all = report.all();
-    for p in &all {
-        if report.warnings.contains(p) {
-            println!("{p} (warning)");
-        } else {
-            println!("{p}");
-        }
-    }
     let (e, w) = (report.errors.len(), report.warnings.len());
-    if all.is_empty() {
-        println!("{}: no problems", root.display());
-        return Ok(ExitCode::SUCCESS);
-    }
     let files: std::collections::BTreeSet<_> = all.iter().map(|p| &p.file).collect();
-    println!(
-        "{e} error{}, {w} warning{} in {} file{}",
-        if e == 1 { "" } else { "s" },
-        if w == 1 { "" } else { "s" },
-        files.len(),
-        if files.len() == 1 { "" } else { "s" }
-    );
+    let mut out = std::io::stdout().lock();
+    if json {
+        let problems: Vec<serde_json::Value> = all
+            .iter()
+            .map(|p| {
+                json!({
+                    "file": p.file.display().to_string(),
+                    "line": p.line,
+                    "column": p.column,
+                    "field": p.field,
+                    "message": p.message,
+                    "severity": if report.warnings.contains(p) { "warning" } else { "error" },
+                })
+            })
+            .collect();
+        super::table::print_json(
+            &mut out,
+            &json!({
+                "root": root.display().to_string(),
+                "errors": e,
+                "warnings": w,
+                "files": files.len(),
+                "problems": problems,
+            }),
+        )?;
+    } else {
+        use std::io::Write;
+        for p in &all {
+            if report.warnings.contains(p) {
+                writeln!(out, "{p} ({})", paint("warning", Style::Yellow))?;
+            } else {
+                writeln!(out, "{p}")?;
+            }
+        }
+        if all.is_empty() {
+            writeln!(
+                out,
+                "{}: {}",
+                root.display(),
+                paint("no problems", Style::Green)
+            )?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        let errors = format!("{e} error{}", if e == 1 { "" } else { "s" });
+        let warnings = format!("{w} warning{}", if w == 1 { "" } else { "s" });
+        writeln!(
+            out,
+            "{}, {} in {} file{}",
+            if e > 0 {
+                paint(&errors, Style::Red)
+            } else {
+                errors
+            },
+            if w > 0 {
+                paint(&warnings, Style::Yellow)
+            } else {
+                warnings
+            },
+            files.len(),
+            if files.len() == 1 { "" } else { "s" }
+        )?;
+    }
     Ok(if e > 0 {
         ExitCode::from(1)
     } else {

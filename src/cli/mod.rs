@@ -171,7 +171,11 @@ pub fn main() -> ExitCode {
 fn completions(shell: clap_complete::Shell) -> anyhow::Result<ExitCode> {
     use clap::CommandFactory;
     let mut cmd = Cli::command();
-    clap_complete::generate(shell, &mut cmd, "automate", &mut std::io::stdout());
+    // Into a buffer first: clap_complete panics on a write error, and a
+    // closed pipe (`| head`) is not one (`is_broken_pipe`).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "automate", &mut script);
+    std::io::Write::write_all(&mut std::io::stdout().lock(), &script)?;
     Ok(ExitCode::SUCCESS)
 }
 

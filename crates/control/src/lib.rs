@@ -24,7 +24,7 @@ mod condition;
 mod load;
 
 pub use condition::{Condition, ConditionEngine, ConditionLimits};
-pub use load::{load, load_with};
+pub use load::{check, load, load_with};
 
 use automate_datastore::Datastore;
 use automate_engine::{AttrValue, Engine, Level, Policies, Runtime, TraceLine};
