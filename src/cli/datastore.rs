@@ -86,12 +86,23 @@ pub struct ImportArgs {
     /// Disable the domain.
     #[arg(long)]
     pub disabled: bool,
+    /// Write nothing: list what the import would add, update and remove,
+    /// file by file (ManageIQ's PREVIEW=true). With `--json`, one object
+    /// `{"domain", "path", "priority", "enabled", "source", "replaces",
+    /// "counts", "files", "unchanged", "changes": [{"change", "kind",
+    /// "file"}]}` (`change` is `add`, `update` or `remove`).
+    #[arg(long)]
+    pub preview: bool,
+    /// With `--preview`: one JSON object instead of the table.
+    #[arg(long, requires = "preview")]
+    pub json: bool,
 }
 
 /// `automate export`'s domain, destination and options.
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
-    /// The domain to export.
+    /// The domain to export, or `*` (quoted) for every domain: each to
+    /// DEST/<Domain>, or all side by side in one zip.
     pub domain: String,
     /// The destination directory (the domain goes to `DEST/<Domain>`), or a
     /// `.zip` file.
@@ -100,6 +111,13 @@ pub struct ExportArgs {
     /// Replace an existing `DEST/<Domain>` directory or zip.
     #[arg(long, help = "Replace an existing DEST/<Domain> directory or zip")]
     pub overwrite: bool,
+    /// Export only this namespace (`System/Event`) with its parents'
+    /// namespace files (ManageIQ's NAMESPACE=).
+    #[arg(long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// With --namespace, export only this class of it (ManageIQ's CLASS=).
+    #[arg(long, value_name = "CLASS", requires = "namespace")]
+    pub class: Option<String>,
 }
 
 /// Runs one `automate datastore` command on `--datastore`; `validate`
@@ -129,6 +147,14 @@ pub fn import(global: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> {
             _ => None,
         },
     };
+    if args.preview {
+        let p = import::preview(&global.datastore, &args.source, &opts)?;
+        for w in &p.summary.warnings {
+            eprintln!("warning: {w}");
+        }
+        render_preview(&mut std::io::stdout().lock(), &p, args.json)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let s = import::import(&global.datastore, &args.source, &opts)?;
     for w in &s.warnings {
         eprintln!("warning: {w}");
@@ -158,8 +184,101 @@ pub fn import(global: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> {
 pub fn export(global: &Global, args: ExportArgs) -> anyhow::Result<ExitCode> {
     let opts = ExportOptions {
         overwrite: args.overwrite,
+        namespace: args.namespace,
+        class: args.class,
     };
-    let s = export::export(&global.datastore, &args.domain, &args.dest, &opts)?;
+    let all = if args.domain == "*" {
+        export::export_all(&global.datastore, &args.dest, &opts)?
+    } else {
+        vec![export::export(
+            &global.datastore,
+            &args.domain,
+            &args.dest,
+            &opts,
+        )?]
+    };
+    if all.is_empty() {
+        println!("no domains in `{}`", global.datastore.display());
+    }
+    for s in all {
+        print_exported(&s);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints what [`render_preview`] shows: a summary line, then a table of
+/// the files added, updated and removed (CHANGE, KIND, FILE), or one JSON
+/// object (`ImportArgs::preview`'s doc gives its shape).
+pub fn render_preview(
+    out: &mut impl std::io::Write,
+    p: &import::ImportPreview,
+    json: bool,
+) -> anyhow::Result<()> {
+    let s = &p.summary;
+    let c = s.counts;
+    if json {
+        let changes: Vec<serde_json::Value> = p
+            .changes
+            .iter()
+            .map(|i| json!({"change": i.change.as_str(), "kind": i.kind, "file": i.file}))
+            .collect();
+        return super::table::print_json(
+            out,
+            &json!({
+                "domain": s.domain,
+                "path": s.path.display().to_string(),
+                "priority": s.priority,
+                "enabled": s.enabled,
+                "source": s.source.as_str(),
+                "replaces": s.replaced,
+                "counts": {
+                    "namespaces": c.namespaces,
+                    "classes": c.classes,
+                    "instances": c.instances,
+                    "methods": c.methods,
+                },
+                "files": s.files,
+                "unchanged": p.unchanged,
+                "changes": changes,
+            }),
+        );
+    }
+    let count = |ch| p.changes.iter().filter(|i| i.change == ch).count();
+    writeln!(
+        out,
+        "Preview (nothing written): {} domain {} (priority {}, {}, source {}) into {}: {} \
+         namespaces, {} classes, {} instances, {} methods; {} files to add, {} to update, {} to \
+         remove, {} unchanged",
+        if s.replaced { "replace" } else { "import" },
+        s.domain,
+        s.priority,
+        if s.enabled { "enabled" } else { "disabled" },
+        s.source.as_str(),
+        s.path.display(),
+        c.namespaces,
+        c.classes,
+        c.instances,
+        c.methods,
+        count(import::Change::Add),
+        count(import::Change::Update),
+        count(import::Change::Remove),
+        p.unchanged,
+    )?;
+    if !p.changes.is_empty() {
+        let mut t = Table::new(&["CHANGE", "KIND", "FILE"]);
+        for i in &p.changes {
+            t.row(vec![
+                i.change.as_str().to_string(),
+                i.kind.to_string(),
+                i.file.clone(),
+            ]);
+        }
+        t.print(out)?;
+    }
+    Ok(())
+}
+
+fn print_exported(s: &export::ExportSummary) {
     let c = s.counts;
     println!(
         "Exported domain {} to {}{}: {} namespaces, {} classes, {} instances, {} methods ({} files)",
@@ -172,7 +291,6 @@ pub fn export(global: &Global, args: ExportArgs) -> anyhow::Result<ExitCode> {
         c.methods,
         s.files
     );
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Reads the whole datastore; reports the number of problems on stderr.
