@@ -4,13 +4,13 @@
 //! library, and print text (or JSON for `show --json`). Problems found while
 //! loading are counted on stderr with a pointer to `datastore validate`.
 
+use super::table::{paint, Style, Table};
 use super::Global;
 use anyhow::{bail, Context};
 use automate_datastore::export::{self, ExportOptions};
 use automate_datastore::import::{self, ImportOptions};
 use automate_datastore::index::{ClassDef, FieldDef, Index, InstanceDef, MethodDef};
 use automate_datastore::{fs as dsfs, validate, Class, Domain, Namespace};
-use super::table::{paint, Style, Table};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

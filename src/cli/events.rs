@@ -3,9 +3,9 @@
 //! stored event stream).
 
 use super::compose::{open_store, open_store_read_only};
+use super::table::Table;
 use super::Global;
 use anyhow::Context;
-use super::table::Table;
 use automate_core::time::{iso8601, now_ms};
 use automate_datastore::Datastore;
 use automate_engine::datatype::to_json;
@@ -215,15 +215,7 @@ pub fn render_events(
             .collect();
         return super::table::print_json(out, &serde_json::Value::Array(items));
     }
-    let mut t = Table::new(&[
-        "ID",
-        "TIMESTAMP",
-        "NAMESPACE",
-        "SOURCE",
-        "EVENT_TYPE",
-        "VM",
-    ])
-    .right(&[0]);
+    let mut t = Table::new(&["ID", "TIMESTAMP", "NAMESPACE", "SOURCE", "EVENT_TYPE", "VM"]);
     for (id, obj) in rows {
         let text = |k: &str| obj.attrs.get(k).map(AttrValue::to_text).unwrap_or_default();
         let vm = text("vm_or_template_id");

@@ -215,8 +215,7 @@ fn render_list(out: &mut impl Write, all: &[RequestView], json: bool) -> anyhow:
         "STATUS",
         "URI",
         "MESSAGE",
-    ])
-    .right(&[0]);
+    ]);
     for v in all {
         t.row(vec![
             v.id.to_string(),

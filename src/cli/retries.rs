@@ -68,7 +68,7 @@ pub fn render_retries(out: &mut impl Write, rows: &[RetryRow], json: bool) -> an
             .collect();
         return super::table::print_json(out, &serde_json::Value::Array(items));
     }
-    let mut t = Table::new(&["ID", "URI", "DELIVERIES", "ATTEMPTS"]).right(&[0, 2, 3]);
+    let mut t = Table::new(&["ID", "URI", "DELIVERIES", "ATTEMPTS"]).right(&[2, 3]);
     for r in rows {
         t.row(vec![
             r.id.to_string(),

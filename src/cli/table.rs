@@ -234,6 +234,9 @@ mod tests {
         let coloured = t.render(true);
         assert!(coloured.starts_with("\x1b[1mNAME\x1b[0m"), "{coloured:?}");
         assert_eq!(paint_if(false, "error", Style::Red), "error");
-        assert_eq!(paint_if(true, "error", Style::Red), "\x1b[1;31merror\x1b[0m");
+        assert_eq!(
+            paint_if(true, "error", Style::Red),
+            "\x1b[1;31merror\x1b[0m"
+        );
     }
 }

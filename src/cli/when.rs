@@ -31,7 +31,11 @@ pub struct TimeArgError {
 
 impl std::fmt::Display for TimeArgError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {:?}: {}; give {FORMS}", self.flag, self.text, self.reason)
+        write!(
+            f,
+            "{} {:?}: {}; give {FORMS}",
+            self.flag, self.text, self.reason
+        )
     }
 }
 

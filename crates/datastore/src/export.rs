@@ -325,10 +325,7 @@ pub fn export_all(
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("zip"));
     if !is_zip {
-        return names
-            .iter()
-            .map(|n| export(root, n, dest, opts))
-            .collect();
+        return names.iter().map(|n| export(root, n, dest, opts)).collect();
     }
     // One zip: every domain rendered (and checked) before anything is written.
     let mut rendered = Vec::new();

@@ -456,7 +456,6 @@ fn prepare(
     })
 }
 
-
 /// What a change of one file would do ([`preview`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Change {
