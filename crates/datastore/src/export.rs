@@ -454,3 +454,101 @@ fn write_zip(
     })?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Class, Namespace};
+
+    fn ns(name: &str, namespaces: Vec<Namespace>, classes: &[&str]) -> Namespace {
+        Namespace {
+            name: name.into(),
+            doc: crate::model::Document(Default::default()),
+            namespaces,
+            classes: classes
+                .iter()
+                .map(|c| Class {
+                    dir_name: format!("{c}.class"),
+                    doc: crate::model::Document(Default::default()),
+                    instances: Vec::new(),
+                    methods: Vec::new(),
+                })
+                .collect(),
+        }
+    }
+
+    fn domain() -> Domain {
+        Domain {
+            dir_name: "D".into(),
+            doc: crate::model::Document(Default::default()),
+            namespaces: vec![
+                ns(
+                    "System",
+                    vec![ns("Event", vec![ns("Deep", vec![], &["X"])], &["A", "B"])],
+                    &["Top"],
+                ),
+                ns("Other", vec![], &["O"]),
+            ],
+            classes: Vec::new(),
+        }
+    }
+
+    /// The tree as `ns/ns/Class` paths.
+    fn paths(namespaces: &[Namespace], prefix: &str, out: &mut Vec<String>) {
+        for n in namespaces {
+            let here = format!("{prefix}{}", n.name);
+            out.push(format!("{here}/"));
+            for c in &n.classes {
+                out.push(format!("{here}/{}", c.name()));
+            }
+            paths(&n.namespaces, &format!("{here}/"), out);
+        }
+    }
+
+    #[test]
+    fn a_namespace_or_a_class_keeps_only_its_path() {
+        let part = |namespace: Option<&str>, class: Option<&str>| {
+            let opts = ExportOptions {
+                overwrite: false,
+                namespace: namespace.map(str::to_string),
+                class: class.map(str::to_string),
+            };
+            select_part(domain(), &opts).map(|d| {
+                let mut out = Vec::new();
+                paths(&d.namespaces, "", &mut out);
+                out
+            })
+        };
+        assert_eq!(part(None, None).unwrap().len(), 9);
+        assert_eq!(
+            part(Some("system/event"), None).unwrap(),
+            [
+                "System/",
+                "System/Event/",
+                "System/Event/A",
+                "System/Event/B",
+                "System/Event/Deep/",
+                "System/Event/Deep/X"
+            ]
+        );
+        assert_eq!(
+            part(Some("System/Event"), Some("b")).unwrap(),
+            ["System/", "System/Event/", "System/Event/B"]
+        );
+        assert!(matches!(
+            part(Some("System/Nope"), None),
+            Err(ExportError::PartNotFound {
+                what: "namespace",
+                ..
+            })
+        ));
+        assert!(matches!(
+            part(Some("System"), Some("Nope")),
+            Err(ExportError::PartNotFound { what: "class", .. })
+        ));
+        assert!(matches!(
+            part(None, Some("A")),
+            Err(ExportError::ClassWithoutNamespace)
+        ));
+    }
+}

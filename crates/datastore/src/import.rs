@@ -806,3 +806,26 @@ fn select_domain(base: &Path, input: &Path, filter: Option<&str>) -> Result<Path
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preview_names_what_each_file_holds() {
+        let cases = [
+            ("__domain__.yaml", "domain"),
+            ("System/__namespace__.yaml", "namespace"),
+            ("System/Event.class/__class__.yaml", "class"),
+            ("System/Event.class/user_run_vm.yaml", "instance"),
+            ("System/Event.class/_missing.yaml", "instance"),
+            ("System/Event.class/__methods__/say.yaml", "method"),
+            ("System/Event.class/__methods__/say.rhai", "method"),
+            ("Top.class/__methods__/m.rb", "method"),
+            ("README.md", "file"),
+        ];
+        for (file, kind) in cases {
+            assert_eq!(file_kind(file), kind, "{file}");
+        }
+    }
+}
