@@ -20,6 +20,7 @@ use std::sync::Arc;
 #[derive(Debug, clap::Subcommand)]
 pub enum DatastoreCmd {
     /// List domains with priority, enabled flag, source and counts (highest priority first).
+    ///
     /// `--json`: one array of `{"name", "priority", "enabled", "source",
     /// "namespaces", "classes", "instances", "methods"}`.
     List {
@@ -28,6 +29,7 @@ pub enum DatastoreCmd {
         json: bool,
     },
     /// Print the namespaces, classes, instances and methods as an indented tree.
+    ///
     /// `--json`: one array with an object per domain shown, `{"domain",
     /// "priority", "enabled", "source", "path", "namespaces", "classes"}`;
     /// a namespace is `{"name", "namespaces", "classes"}`, a class
@@ -50,9 +52,11 @@ pub enum DatastoreCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Check every file of the datastore, and the control policy files of
-    /// `DATASTORE/control/`, and list every problem (file:line: field:
-    /// message). `--json`: one object `{"root", "errors", "warnings",
+    /// Check every file of the datastore and the control policy files, and list every problem.
+    ///
+    /// Every file of the datastore, and the control policy files of
+    /// `DATASTORE/control/` (as `automate run` loads them), each problem as
+    /// `file:line: field: message`. `--json`: one object `{"root", "errors", "warnings",
     /// "files", "problems": [{"file", "line", "column", "field",
     /// "message", "severity"}]}` (`severity` is `error` or `warning`).
     Validate {

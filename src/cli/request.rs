@@ -70,8 +70,11 @@ pub enum RequestCmd {
         #[arg(long)]
         json: bool,
     },
-    /// List the requests: a table, or with `--json` one JSON array of the
-    /// requests (each as `show --json` prints it).
+    /// List the requests.
+    ///
+    /// A table (ID, APPROVAL_STATE, REQUEST_STATE, STATUS, URI, MESSAGE),
+    /// or with `--json` one JSON array of the requests, each as `show
+    /// --json` prints it.
     List {
         #[arg(long)]
         json: bool,

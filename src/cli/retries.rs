@@ -16,8 +16,9 @@ use std::time::{Duration, SystemTime};
 /// `automate retries list|run-due`.
 #[derive(Debug, clap::Subcommand)]
 pub enum RetriesCmd {
-    /// List the scheduled retries: a table (ID, URI, DELIVERIES, ATTEMPTS),
-    /// or with `--json` one JSON array of `{"id", "uri", "deliveries",
+    /// List the scheduled retries.
+    ///
+    /// A table (ID, URI, DELIVERIES, ATTEMPTS), or with `--json` one JSON array of `{"id", "uri", "deliveries",
     /// "attempts"}` objects.
     List {
         /// One JSON array instead of the table.
