@@ -477,6 +477,12 @@ fn export_a_namespace_a_class_or_every_domain() {
         &["export", "ManageIQ", "x", "--class", "C"],
     );
     assert_eq!(o.status.code(), Some(2), "--class needs --namespace");
+    let o = run(
+        &mut automate(&ds, tmp.path()),
+        &["export", "*", "unused", "--namespace", "System"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not `*`"), "{}", stderr(&o));
     // Every domain: one directory each, or one zip.
     let out = tmp.path().join("all");
     let text = stdout_ok(

@@ -93,6 +93,9 @@ pub enum ExportError {
         /// The domain searched.
         domain: String,
     },
+    /// `namespace` or `class` was given with every domain (`*`).
+    #[error("--namespace and --class take one domain, not `*`")]
+    PartOfEveryDomain,
     /// `class` was given without `namespace`.
     #[error("--class needs --namespace (the namespace holding the class), as ManageIQ's CLASS= needs NAMESPACE=")]
     ClassWithoutNamespace,
@@ -303,13 +306,7 @@ pub fn export_all(
     opts: &ExportOptions,
 ) -> Result<Vec<ExportSummary>, ExportError> {
     if opts.namespace.is_some() || opts.class.is_some() {
-        return Err(ExportError::Invalid {
-            input: root.to_path_buf(),
-            problems: vec![Problem::new(
-                root,
-                "--namespace and --class take one domain, not `*`",
-            )],
-        });
+        return Err(ExportError::PartOfEveryDomain);
     }
     let names: Vec<String> = if root.join(DOMAIN_FILE).is_file() {
         let mut problems = Vec::new();
@@ -321,6 +318,9 @@ pub fn export_all(
             domain_dirs(root).map_err(|e| export_io("read the datastore directory", root, e))?;
         found.iter().map(|d| d.info.name.to_string()).collect()
     };
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
     let is_zip = dest
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("zip"));
