@@ -1,7 +1,7 @@
 //! Times the user types on the command line (`events list --since`,
 //! `event send --timestamp`), parsed and validated with `jiff` (SPEC §1):
-//! a span ago (`90s`, `30m`, `1h`, `2d`, `1w`, `1h30m`, `2 days`), a plain
-//! number of seconds ago (`3600`), an RFC 3339 / ISO 8601 time
+//! a span ago (`90s`, `30m`, `1h`, `2d`, `1w`, `1h30m`, `2 days`,
+//! `2 days ago`), a number of seconds ago (`3600`), an RFC 3339 / ISO 8601 time
 //! (`2026-12-01T00:00:00Z`, `2026-12-01T01:00:00+01:00`), a civil date and
 //! time taken as UTC (`2026-12-01T10:00:00`, `2026-12-01 10:00:00`) or a
 //! date (`2026-12-01`, midnight UTC). An impossible date (`2026-02-31`) is
@@ -104,6 +104,8 @@ fn ago(t: &str, now: Timestamp) -> Result<Timestamp, String> {
         }
         Err(_) => t.parse().map_err(|e: jiff::Error| e.to_string())?,
     };
+    // `2 days ago` parses as a negative span: it means what `2d` means.
+    let span = if t.ends_with("ago") { span.abs() } else { span };
     if span.is_negative() {
         return Err("a span ago cannot be negative".into());
     }
@@ -132,6 +134,8 @@ mod tests {
             ("1h30m", NOW - 5_400_000),
             ("2d", NOW - 2 * 86_400_000),
             ("2 days", NOW - 2 * 86_400_000),
+            ("2 days ago", NOW - 2 * 86_400_000),
+            ("1h ago", NOW - 3_600_000),
             ("1w", NOW - 7 * 86_400_000),
             ("2026-12-01T00:00:00Z", 1_796_083_200_000),
             ("2026-12-01T01:00:00+01:00", 1_796_083_200_000),
