@@ -1,8 +1,12 @@
 //! `automate datastore list|tree|show|validate`, `automate import`, `automate export`.
 //!
 //! Thin front ends over [`automate_datastore`]: they load the datastore, call the
-//! library, and print text (or JSON for `show --json`). Problems found while
-//! loading are counted on stderr with a pointer to `datastore validate`.
+//! library, and print text (tables with a header row) or, with `--json`, one
+//! JSON document (`list`, `tree`, `show`, `validate`, `import --preview`).
+//! `validate` also checks the control policy files (`automate_control::check`);
+//! `import --preview` writes nothing; `export` takes one namespace or class,
+//! or every domain (`*`). Problems found while loading are counted on stderr
+//! with a pointer to `datastore validate`.
 
 use super::table::{paint, Style, Table};
 use super::Global;
