@@ -283,6 +283,17 @@ fn completions_for_every_shell() {
         let text = stdout_ok(&o, shell);
         assert!(text.contains("automate"), "{shell}: {text}");
         assert!(text.contains("datastore"), "{shell}: subcommands: {text}");
+        if shell == "bash" {
+            // bash itself accepts the script and registers the completion.
+            let file = tmp.path().join("automate.bash");
+            std::fs::write(&file, &text).unwrap();
+            let o = Command::new("bash")
+                .arg("-c")
+                .arg(format!("source {} && complete -p automate", file.display()))
+                .output()
+                .expect("bash");
+            assert!(stdout(&o).contains("_automate automate"), "{}", stderr(&o));
+        }
     }
     let o = run(
         &mut automate(&shipped_datastore(), tmp.path()),
