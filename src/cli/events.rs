@@ -3,9 +3,10 @@
 //! stored event stream).
 
 use super::compose::{open_store, open_store_read_only};
+use super::table::Table;
 use super::Global;
 use anyhow::Context;
-use automate_core::time::{iso8601, now_ms, parse_time};
+use automate_core::time::{iso8601, now_ms};
 use automate_datastore::Datastore;
 use automate_engine::datatype::to_json;
 use automate_engine::{AttrValue, Engine};
@@ -46,8 +47,11 @@ pub struct SendArgs {
     /// The provider's reference of the host.
     #[arg(long)]
     pub host: Option<String>,
-    /// When it happened (ISO 8601; default: now).
-    #[arg(long)]
+    /// When it happened (default: now): an RFC 3339 time
+    /// (2026-12-01T00:00:00Z), a date and time in UTC, a date, or a span
+    /// ago (30m, 1h, 2d). Stored as the event stream's ISO 8601 UTC text
+    /// (2026-12-01T00:00:00.000Z).
+    #[arg(long, visible_alias = "time", value_name = "TIME")]
     pub timestamp: Option<String>,
     #[allow(missing_docs)]
     #[arg(long)]
@@ -70,14 +74,18 @@ pub struct ListArgs {
     /// Only events of this type.
     #[arg(long = "type")]
     pub event_type: Option<String>,
-    /// Only events at or after this time: RFC 3339, or a number of seconds
-    /// ago.
-    #[arg(long)]
+    /// Only events at or after this time: a span ago (30m, 1h, 2d, 1w), a
+    /// number of seconds ago (3600), an RFC 3339 time
+    /// (2026-12-01T00:00:00Z), a date and time in UTC or a date
+    /// (2026-12-01). An impossible date (2026-02-31) is an error.
+    #[arg(long, value_name = "TIME")]
     pub since: Option<String>,
     /// Only the last N events.
     #[arg(long)]
     pub limit: Option<usize>,
-    /// One JSON array of objects.
+    /// One JSON array of objects, one per event: `id`, `class` (EmsEvent,
+    /// MiqEvent, RequestEvent) and the stored columns (`event_type`,
+    /// `event_namespace`, `source`, `timestamp` in ISO 8601 UTC, ...).
     #[arg(long)]
     pub json: bool,
 }
@@ -103,11 +111,9 @@ pub fn send(global: &Global, cmd: EventCmd) -> anyhow::Result<ExitCode> {
             userid: "admin".into(),
         },
     };
+    // The event stream's one format, whatever form the user typed.
     let timestamp = match &args.timestamp {
-        Some(t) => {
-            parse_time(t).with_context(|| format!("--timestamp {t:?} is not ISO 8601"))?;
-            t.clone()
-        }
+        Some(t) => iso8601(super::when::parse("--timestamp", t, now_ms())?),
         None => iso8601(now_ms()),
     };
     let event = ProviderEvent {
@@ -161,15 +167,13 @@ pub fn send(global: &Global, cmd: EventCmd) -> anyhow::Result<ExitCode> {
 }
 
 /// `automate events list`: prints the stored events, oldest first (text
-/// or `--json`). Fails on a `--since` that is neither RFC 3339 nor a
-/// number of seconds.
+/// or `--json`). Fails on a `--since` that is not a time
+/// ([`super::when::parse`]).
 pub fn list(global: &Global, cmd: EventsCmd) -> anyhow::Result<ExitCode> {
     let EventsCmd::List(args) = cmd;
     let since_ms = match &args.since {
         None => None,
-        Some(s) => Some(EventFilter::parse_since(s).with_context(|| {
-            format!("--since {s:?} is neither RFC 3339 nor a number of seconds")
-        })?),
+        Some(s) => Some(super::when::parse("--since", s, now_ms())?),
     };
     // Read-only: never writes (nor repairs) the file.
     let store = open_store_read_only(&global.db)
@@ -182,7 +186,19 @@ pub fn list(global: &Global, cmd: EventsCmd) -> anyhow::Result<ExitCode> {
     };
     let (_, rows) = store.guard(|| event_streams(&store, &filter))?;
     let mut out = std::io::stdout().lock();
-    if args.json {
+    render_events(&mut out, &rows, args.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints stored events: a table (ID, TIMESTAMP, NAMESPACE, SOURCE,
+/// EVENT_TYPE, VM) or one JSON array of objects (`id`, `class`, then the
+/// stored columns but the internal `dedup_key`).
+pub fn render_events(
+    out: &mut impl Write,
+    rows: &[(i64, automate_vmdb::StoredObject)],
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
         let items: Vec<serde_json::Value> = rows
             .iter()
             .map(|(id, obj)| {
@@ -197,21 +213,21 @@ pub fn list(global: &Global, cmd: EventsCmd) -> anyhow::Result<ExitCode> {
                 serde_json::Value::Object(m)
             })
             .collect();
-        writeln!(out, "{}", serde_json::to_string_pretty(&items)?)?;
-    } else {
-        for (id, obj) in &rows {
-            let text = |k: &str| obj.attrs.get(k).map(AttrValue::to_text).unwrap_or_default();
-            let vm = text("vm_or_template_id");
-            writeln!(
-                out,
-                "{id}\t{}\t{}\t{}\t{}\tvm={}",
-                text("timestamp"),
-                text("event_namespace"),
-                text("source"),
-                text("event_type"),
-                if vm.is_empty() { "-" } else { vm.as_str() }
-            )?;
-        }
+        return super::table::print_json(out, &serde_json::Value::Array(items));
     }
-    Ok(ExitCode::SUCCESS)
+    let mut t = Table::new(&["ID", "TIMESTAMP", "NAMESPACE", "SOURCE", "EVENT_TYPE", "VM"]);
+    for (id, obj) in rows {
+        let text = |k: &str| obj.attrs.get(k).map(AttrValue::to_text).unwrap_or_default();
+        let vm = text("vm_or_template_id");
+        t.row(vec![
+            id.to_string(),
+            text("timestamp"),
+            text("event_namespace"),
+            text("source"),
+            text("event_type"),
+            if vm.is_empty() { "-".into() } else { vm },
+        ]);
+    }
+    t.print(out)?;
+    Ok(())
 }

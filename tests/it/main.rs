@@ -8,12 +8,14 @@ static ALLOC: automate_core::alloc::CountingAlloc = automate_core::alloc::Counti
 
 mod api;
 mod catchers;
+mod cli;
 mod common;
 mod control;
 mod datastore;
 mod demo;
 mod engine;
 mod events;
+mod fixtures;
 mod harden_api;
 mod harden_batch;
 mod harden_budget;

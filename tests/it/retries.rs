@@ -54,7 +54,9 @@ fn retry_resumes_in_a_later_process_with_its_state_vars() {
         .output()
         .expect("list");
     let listed = String::from_utf8_lossy(&list.stdout);
-    assert_eq!(listed.lines().count(), 1, "{listed}");
+    // The header and one retry.
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert!(listed.starts_with("ID "), "{listed}");
     assert!(listed.contains("/SM/Counter/default?machine=7"), "{listed}");
 
     let run = automate(&db)
@@ -169,7 +171,11 @@ fn event_handling_schedules_the_retries_its_machine_asks_for() {
         "{sent}"
     );
     let listed = run(&["retries", "list"]);
-    assert_eq!(listed.lines().count(), 1, "one scheduled retry:\n{listed}");
+    assert_eq!(
+        listed.lines().count(),
+        2,
+        "the header and one scheduled retry:\n{listed}"
+    );
     assert!(listed.contains("/System/Process/Event?"), "{listed}");
     let due = run(&["retries", "run-due", "--wait"]);
     assert!(due.contains("0 still scheduled"), "{due}");

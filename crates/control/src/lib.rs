@@ -25,7 +25,7 @@ mod load;
 pub mod reload;
 
 pub use condition::{Condition, ConditionEngine, ConditionLimits};
-pub use load::{load, load_with};
+pub use load::{check, load, load_with};
 pub use reload::{with_control_reloadable, Reloader};
 
 use automate_datastore::Datastore;

@@ -294,7 +294,13 @@ impl Handler {
         attrs.insert("event_namespace".into(), s("EmsEvent"));
         attrs.insert("source".into(), s(&provider.kind));
         attrs.insert("event_type".into(), s(&ev.event_type));
-        attrs.insert("timestamp".into(), s(&ev.timestamp));
+        // The event stream's one format (ISO 8601 UTC with milliseconds,
+        // as MiqEvent and RequestEvent rows), whatever the caller passed;
+        // catchers normalise already, `event send` and the demo may not.
+        let stamp = automate_core::time::parse_time(&ev.timestamp)
+            .map(automate_core::time::iso8601)
+            .unwrap_or_else(|| ev.timestamp.clone());
+        attrs.insert("timestamp".into(), s(&stamp));
         attrs.insert("chain_id".into(), s(&chain));
         attrs.insert("ems_id".into(), AttrValue::Int(ems.id));
         if let Some(vm) = &vm {
@@ -550,6 +556,13 @@ mod tests {
         let first = handler.handle(&provider, &ev).expect("handled");
         assert!(!first.duplicate);
         assert_eq!(stored(), 1);
+        // Stored in the event stream's one format (as MiqEvent rows).
+        let row = store.inner.list("EventStream").expect("list");
+        let stamp = store.inner.attribute(&row[0], "timestamp").expect("read");
+        assert_eq!(
+            stamp.as_ref().map(AttrValue::to_text).as_deref(),
+            Some("2024-01-01T00:00:00.000Z")
+        );
 
         // The duplicate check cannot read: the event fails (the pipeline
         // retries it), it is not taken for new and stored again.

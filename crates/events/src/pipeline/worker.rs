@@ -217,9 +217,11 @@ fn store_dead_letter(
     );
     attrs.insert("error".into(), s(failure));
     attrs.insert("attempts".into(), AttrValue::Int(i64::from(ev.attempts)));
+    // ISO 8601 UTC in whole seconds, as every other row's `created_on`
+    // (requests, tasks) and as the API shows times.
     attrs.insert(
         "created_on".into(),
-        AttrValue::Str(automate_core::time::now_utc_text()),
+        AttrValue::Str(automate_core::time::iso8601_secs_now()),
     );
     handler
         .engine()
