@@ -137,7 +137,7 @@ pub use group_units::GroupUnits;
 pub use paging::{Keep, Page, PageQuery};
 pub use schedule::RedbSchedule;
 pub use store::RedbStore;
-pub use unit::PreparedUnit;
+pub use unit::{PreparedUnit, UnitStore};
 pub use verify::VerifyReport;
 
 use automate_vmdb::{BackendError, StoreError};

@@ -5,30 +5,29 @@
 use super::cache::cached_base;
 use super::index::{index_entries, ref_keys};
 use super::read::Snap;
+use super::store::{base_of, lowercase_keys};
 use super::{backend, Batch, RedbStore};
 use automate_core::value::{AttrValue, Attributes};
-use automate_vmdb::{Savepoint, StoreError, StoredObject};
+use automate_vmdb::{ObjectStore, Savepoint, StoreError, StoredObject, VmdbRef};
 use rustc_hash::FxHashMap;
 use std::cell::RefCell;
 use std::fmt;
-use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 thread_local! {
     /// The open units of work of this thread, one per store at most.
-    static UNITS: RefCell<Vec<Unit>> = const { RefCell::new(Vec::new()) };
+    static UNITS: RefCell<Vec<(u64, Arc<Mutex<Unit>>)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The buffered writes of one thread's unit of work: see
 /// [`RedbStore::begin_unit`].
 #[derive(Default)]
 pub(super) struct Unit {
-    pub(super) store: u64,
     /// The last read snapshot this unit's reads took: reused while no
     /// commit has happened since (same cache epoch), replaced after one,
     /// dropped with the unit (a pipeline worker closes its unit whenever it
     /// has nothing waiting, so no read transaction outlives a busy spell).
-    pub(super) snap: Option<Rc<Snap>>,
+    pub(super) snap: Option<Arc<Snap>>,
     pub(super) objects: FxHashMap<(&'static str, i64), Pending>,
     /// The order objects were first written in (the commit's order).
     pub(super) order: Vec<(&'static str, i64)>,
@@ -219,13 +218,295 @@ impl Unit {
 
 /// Runs `f` on this thread's unit of work for store `store`, if one is open.
 pub(super) fn with_unit<T>(store: u64, f: impl FnOnce(&mut Unit) -> T) -> Option<T> {
+    let unit = thread_unit(store)?;
+    let mut u = unit.lock().ok()?;
+    Some(f(&mut u))
+}
+
+/// This thread's unit of work for store `store`, if one is open.
+pub(super) fn thread_unit(store: u64) -> Option<Arc<Mutex<Unit>>> {
     UNITS.with(|u| {
-        let mut units = u.borrow_mut();
-        units.iter_mut().find(|u| u.store == store).map(f)
+        u.borrow()
+            .iter()
+            .find(|(s, _)| *s == store)
+            .map(|(_, u)| u.clone())
     })
 }
 
+impl Unit {
+    /// A new savepoint: see [`UnitStore`]'s [`ObjectStore::savepoint`].
+    fn savepoint(&mut self) -> Savepoint {
+        self.savepoints += 1;
+        Savepoint::new(self.undo.get_or_insert_with(Vec::new).len())
+    }
+
+    /// Takes the unit's writes for a commit, keeping what its reads need of
+    /// them until [`Unit::landed`].
+    fn hand_over(&mut self) -> PreparedUnit {
+        // What is handed over cannot be taken back.
+        self.undo = None;
+        self.savepoints = 0;
+        let objects = std::mem::take(&mut self.objects);
+        let order = std::mem::take(&mut self.order);
+        self.in_flight.push_back(HandedOver {
+            objects: objects.iter().map(|(k, p)| (*k, p.obj.clone())).collect(),
+            index: std::mem::take(&mut self.index),
+            refs: std::mem::take(&mut self.refs),
+        });
+        PreparedUnit { objects, order }
+    }
+
+    /// The oldest hand-over is on disk.
+    fn landed(&mut self) {
+        self.in_flight.pop_front();
+    }
+
+    /// The unit's writes, the unit gone.
+    fn into_prepared(self) -> PreparedUnit {
+        PreparedUnit {
+            objects: self.objects,
+            order: self.order,
+        }
+    }
+}
+
+/// The error of a unit whose lock was poisoned (a panic inside the store
+/// while it was held): the unit cannot be trusted any more.
+pub(super) fn poisoned() -> StoreError {
+    StoreError::Backend(
+        "the unit of work is unusable (a panic inside the store while it was in use)".into(),
+    )
+}
+
+/// An open unit of work on a redb store ([`RedbStore::open_unit`]): an
+/// [`ObjectStore`] whose [`ObjectStore::create`] and
+/// [`ObjectStore::update`] are buffered in the unit (ids are still
+/// allocated at once, unique across threads) and whose reads see them
+/// first, then the cache, then the file. [`UnitStore::commit`] writes them
+/// all in one durable transaction together with whatever else it is given
+/// (the event queue's acks); dropping the unit (every `Arc` of it)
+/// discards them. Nobody else sees any of it before the commit.
+/// [`ObjectStore::create_now`] is not buffered: it commits at once, for
+/// every reader. Savepoints ([`ObjectStore::savepoint`]) take back one
+/// item's writes. One thread uses a unit at a time (its lock is
+/// uncontended).
+pub struct UnitStore {
+    store: Arc<RedbStore>,
+    unit: Mutex<Unit>,
+}
+
+impl fmt::Debug for UnitStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UnitStore")
+            .field("store", &self.store)
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
 impl RedbStore {
+    /// Opens a *unit of work* on this store: see [`UnitStore`].
+    pub fn open_unit(self: &Arc<Self>) -> Arc<UnitStore> {
+        Arc::new(UnitStore {
+            store: self.clone(),
+            unit: Mutex::new(Unit::default()),
+        })
+    }
+}
+
+impl UnitStore {
+    fn lock(&self) -> Result<MutexGuard<'_, Unit>, StoreError> {
+        self.unit.lock().map_err(|_| poisoned())
+    }
+
+    /// The store the unit writes to.
+    pub fn store(&self) -> &Arc<RedbStore> {
+        &self.store
+    }
+
+    /// How many objects the unit has written (since its last
+    /// [`UnitStore::hand_over`]).
+    pub fn len(&self) -> usize {
+        self.unit
+            .lock()
+            .map(|u| u.order.len())
+            .unwrap_or_else(|p| p.into_inner().order.len())
+    }
+
+    /// Whether the unit has written nothing (since its last hand-over).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The unit's writes, for [`RedbStore::commit_units`] on any thread,
+    /// for a caller that goes on before the commit is done: the unit stays
+    /// open, and its reads keep seeing the handed-over writes (after the
+    /// unit's newer ones) until [`UnitStore::landed`] says they are on
+    /// disk. What the unit writes next must be committed after them: an
+    /// object they created is changed, not created, by the next hand-over.
+    /// Drop the unit if their commit fails (everything built on them goes
+    /// too). Savepoints held end here (what is handed over cannot be taken
+    /// back).
+    pub fn hand_over(&self) -> Result<PreparedUnit, StoreError> {
+        Ok(self.lock()?.hand_over())
+    }
+
+    /// The oldest writes [`UnitStore::hand_over`] gave out are on disk:
+    /// reads take them from the file from now on.
+    pub fn landed(&self) {
+        if let Ok(mut u) = self.lock() {
+            u.landed();
+        }
+    }
+
+    /// Takes the unit's writes (the unit is empty afterwards), for
+    /// [`RedbStore::commit_units`] on any thread.
+    pub fn take_prepared(&self) -> Result<PreparedUnit, StoreError> {
+        Ok(std::mem::take(&mut *self.lock()?).into_prepared())
+    }
+
+    /// Commits the unit's writes and `f`'s in one transaction with
+    /// [`redb::Durability::Immediate`], whatever
+    /// [`RedbStore::with_relaxed_durability`] says: all of it is on disk
+    /// when this returns, or (on error, or a crash before) none of it. The
+    /// unit is empty afterwards either way.
+    pub fn commit<T>(
+        &self,
+        f: impl FnOnce(&mut Batch<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let unit = self.take_prepared()?;
+        self.store.commit_units(&[&unit], f)
+    }
+}
+
+impl ObjectStore for UnitStore {
+    fn find(&self, class: &str, id: i64) -> Result<Option<VmdbRef>, StoreError> {
+        self.store.find_in(Some(&self.unit), class, id)
+    }
+
+    fn attribute(&self, obj: &VmdbRef, name: &str) -> Result<Option<AttrValue>, StoreError> {
+        self.store.attribute_in(Some(&self.unit), obj, name)
+    }
+
+    fn load(&self, class: &str, id: i64) -> Result<Option<StoredObject>, StoreError> {
+        self.store.load_in(Some(&self.unit), class, id)
+    }
+
+    fn list(&self, class: &str) -> Result<Vec<VmdbRef>, StoreError> {
+        self.store.list_in(Some(&self.unit), class)
+    }
+
+    /// Buffered in the unit.
+    fn create(&self, class: &str, attrs: Attributes) -> Result<VmdbRef, StoreError> {
+        self.store.buffer_create(&self.unit, class, attrs)
+    }
+
+    /// Not buffered: one durable commit now, seen by every reader.
+    fn create_now(&self, class: &str, attrs: Attributes) -> Result<VmdbRef, StoreError> {
+        self.store.create_now(class, attrs)
+    }
+
+    /// Buffered in the unit.
+    fn update(&self, obj: &VmdbRef, name: &str, value: AttrValue) -> Result<(), StoreError> {
+        self.store.buffer_update(&self.unit, obj, name, value)
+    }
+
+    fn find_by(
+        &self,
+        class: &str,
+        attr: &str,
+        value: &AttrValue,
+    ) -> Result<Vec<VmdbRef>, StoreError> {
+        self.store.find_by_in(Some(&self.unit), class, attr, value)
+    }
+
+    fn find_by_ems_ref(
+        &self,
+        class: &str,
+        ems_id: i64,
+        ems_ref: &str,
+    ) -> Result<Option<VmdbRef>, StoreError> {
+        self.store
+            .find_by_ems_ref_in(Some(&self.unit), class, ems_id, ems_ref)
+    }
+
+    /// A point in the unit to come back to: the writes made after it are
+    /// discarded by [`ObjectStore::rollback_to`] (one failed item of a
+    /// batch: its writes go, its neighbours' stay) or kept by
+    /// [`ObjectStore::release_savepoint`]; each savepoint ends with one of
+    /// the two. Savepoints nest. While one is held, each write records how
+    /// to take it back (an `Arc` clone, O(1)). `None` only for a unit made
+    /// unusable by a panic.
+    fn savepoint(&self) -> Option<Savepoint> {
+        self.lock().ok().map(|mut u| u.savepoint())
+    }
+
+    /// Discards the writes the unit made since `sp` (objects created are
+    /// gone, objects changed are as they were) and ends `sp`. A savepoint
+    /// from before a [`UnitStore::hand_over`] takes back nothing handed
+    /// over.
+    fn rollback_to(&self, sp: Savepoint) {
+        if let Ok(mut u) = self.lock() {
+            u.rollback(sp.mark());
+            u.release();
+        }
+    }
+
+    /// Ends `sp`, keeping the writes made since.
+    fn release_savepoint(&self, _sp: Savepoint) {
+        if let Ok(mut u) = self.lock() {
+            u.release();
+        }
+    }
+}
+
+impl RedbStore {
+    /// Buffers the creation of an object in `unit`.
+    pub(super) fn buffer_create(
+        &self,
+        unit: &Mutex<Unit>,
+        class: &str,
+        attrs: Attributes,
+    ) -> Result<VmdbRef, StoreError> {
+        let base = base_of(class)?;
+        let id = self.alloc_id(base)?;
+        let obj = StoredObject {
+            class: class.to_string(),
+            attrs: lowercase_keys(attrs),
+        };
+        unit.lock()
+            .map_err(|_| poisoned())?
+            .put(base, id, obj, true, None);
+        Ok(VmdbRef {
+            class: Arc::from(class),
+            id,
+        })
+    }
+
+    /// Buffers the change of one attribute in `unit`.
+    pub(super) fn buffer_update(
+        &self,
+        unit: &Mutex<Unit>,
+        obj: &VmdbRef,
+        name: &str,
+        value: AttrValue,
+    ) -> Result<(), StoreError> {
+        let base = base_of(&obj.class)?;
+        let not_found = || StoreError::NotFound(obj.class.to_string(), obj.id);
+        let current = self
+            .layered_in(Some(unit), |r| r.objects.load_obj(base, obj.id))?
+            .ok_or_else(not_found)?;
+        let name = name.to_ascii_lowercase();
+        let mut new = StoredObject::clone(&current);
+        new.attrs.insert(name.clone(), value.clone());
+        // `created` stays as first recorded (an object created in this unit
+        // is written whole).
+        unit.lock()
+            .map_err(|_| poisoned())?
+            .put(base, obj.id, new, false, Some((name, value)));
+        Ok(())
+    }
+
     /// Starts a *unit of work* on the calling thread: from now on, this
     /// thread's [`ObjectStore::create`](automate_vmdb::ObjectStore::create) and [`ObjectStore::update`](automate_vmdb::ObjectStore::update) calls on
     /// this store are buffered in memory (ids are still allocated at once,
@@ -238,11 +519,8 @@ impl RedbStore {
     pub fn begin_unit(&self) {
         UNITS.with(|u| {
             let mut units = u.borrow_mut();
-            if !units.iter().any(|x| x.store == self.id) {
-                units.push(Unit {
-                    store: self.id,
-                    ..Unit::default()
-                });
+            if !units.iter().any(|(s, _)| *s == self.id) {
+                units.push((self.id, Arc::new(Mutex::new(Unit::default()))));
             }
         });
     }
@@ -253,25 +531,16 @@ impl RedbStore {
         with_unit(self.id, |u| u.order.len())
     }
 
-    /// A point in the calling thread's unit of work to come back to: the
-    /// writes made after it are discarded by [`RedbStore::rollback_to`]
-    /// (one failed item of a batch: its writes go, its neighbours' stay)
-    /// or kept by [`RedbStore::release_savepoint`]; each savepoint ends
-    /// with one of the two. Savepoints nest. `None` without an open unit
-    /// (writes are then committed as they are made and cannot be taken
-    /// back). While one is held, each write records how to take it back
-    /// (an `Arc` clone, O(1)).
+    /// A point in the calling thread's unit of work to come back to (see
+    /// [`UnitStore`]'s [`ObjectStore::savepoint`]). `None` without an open
+    /// unit (writes are then committed as they are made and cannot be
+    /// taken back).
     pub fn savepoint(&self) -> Option<Savepoint> {
-        with_unit(self.id, |u| {
-            u.savepoints += 1;
-            Savepoint::new(u.undo.get_or_insert_with(Vec::new).len())
-        })
+        with_unit(self.id, Unit::savepoint)
     }
 
     /// Discards the writes the calling thread's unit made since `sp`
-    /// (objects created are gone, objects changed are as they were) and
-    /// ends `sp`. A savepoint from before a [`RedbStore::hand_over`] takes
-    /// back nothing handed over.
+    /// and ends `sp`.
     pub fn rollback_to(&self, sp: Savepoint) {
         with_unit(self.id, |u| {
             u.rollback(sp.mark());
@@ -290,20 +559,20 @@ impl RedbStore {
     }
 
     pub(super) fn take_unit(&self) -> Option<Unit> {
-        UNITS.with(|u| {
+        let unit = UNITS.with(|u| {
             let mut units = u.borrow_mut();
-            let i = units.iter().position(|x| x.store == self.id)?;
-            Some(units.swap_remove(i))
-        })
+            let i = units.iter().position(|(s, _)| *s == self.id)?;
+            Some(units.swap_remove(i).1)
+        })?;
+        let mut u = unit.lock().ok()?;
+        Some(std::mem::take(&mut *u))
     }
 
     /// Commits the calling thread's unit of work (see
-    /// [`RedbStore::begin_unit`]) and `f`'s writes in one transaction with
-    /// [`redb::Durability::Immediate`], whatever
-    /// [`RedbStore::with_relaxed_durability`] says: all of it is on disk when
-    /// this returns, or (on error, or a crash before) none of it. The unit is
-    /// closed either way. Without an open unit, this is
-    /// [`RedbStore::write_batch`] made durable.
+    /// [`RedbStore::begin_unit`]) and `f`'s writes in one durable
+    /// transaction (see [`UnitStore::commit`]). The unit is closed either
+    /// way. Without an open unit, this is [`RedbStore::write_batch`] made
+    /// durable.
     pub fn commit_unit<T>(
         &self,
         f: impl FnOnce(&mut Batch<'_>) -> Result<T, StoreError>,
@@ -317,42 +586,19 @@ impl RedbStore {
     /// [`RedbStore::commit_units`] on any thread (an empty unit without
     /// one open).
     pub fn take_prepared(&self) -> PreparedUnit {
-        let unit = self.take_unit().unwrap_or_default();
-        PreparedUnit {
-            objects: unit.objects,
-            order: unit.order,
-        }
+        self.take_unit().unwrap_or_default().into_prepared()
     }
 
-    /// [`RedbStore::take_prepared`] for a caller that goes on before the
-    /// commit is done: the unit stays open, and this thread's reads keep
-    /// seeing the handed-over writes (after the unit's newer ones) until
-    /// [`RedbStore::landed`] says they are on disk. What the unit writes
-    /// next must be committed after them: an object they created is
-    /// changed, not created, by the next hand-over. Call [`RedbStore::
-    /// abort_unit`] if their commit fails (everything built on them goes
-    /// too). An empty unit without one open.
+    /// [`UnitStore::hand_over`] of the calling thread's unit (an empty
+    /// unit without one open).
     pub fn hand_over(&self) -> PreparedUnit {
-        with_unit(self.id, |u| {
-            // What is handed over cannot be taken back.
-            u.undo = None;
-            u.savepoints = 0;
-            let objects = std::mem::take(&mut u.objects);
-            let order = std::mem::take(&mut u.order);
-            u.in_flight.push_back(HandedOver {
-                objects: objects.iter().map(|(k, p)| (*k, p.obj.clone())).collect(),
-                index: std::mem::take(&mut u.index),
-                refs: std::mem::take(&mut u.refs),
-            });
-            PreparedUnit { objects, order }
-        })
-        .unwrap_or_default()
+        with_unit(self.id, Unit::hand_over).unwrap_or_default()
     }
 
     /// The oldest writes [`RedbStore::hand_over`] gave out are on disk:
     /// reads take them from the file from now on.
     pub fn landed(&self) {
-        with_unit(self.id, |u| u.in_flight.pop_front());
+        with_unit(self.id, Unit::landed);
     }
 
     /// Commits units of work ([`RedbStore::take_prepared`]), in order, and
@@ -465,5 +711,59 @@ mod tests {
         assert!(store.find("Vm", last.id).unwrap().is_some());
         // Without a unit there is nothing to come back to.
         assert_eq!(store.savepoint(), None);
+    }
+
+    #[test]
+    fn a_units_savepoints_take_back_one_items_writes_and_nest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(RedbStore::open(dir.path().join("s.redb")).unwrap());
+        let kept = store
+            .create("Vm", attrs(&[("name", "kept".into())]))
+            .unwrap();
+        let unit = store.open_unit();
+        let first = unit
+            .create("Vm", attrs(&[("name", "first".into())]))
+            .unwrap();
+        // The store itself does not see the unit's writes.
+        assert_eq!(store.find("Vm", first.id), Ok(None));
+        let outer = unit.savepoint().unwrap();
+        unit.update(&first, "name", "changed".into()).unwrap();
+        unit.update(&kept, "note", "x".into()).unwrap();
+        let inner = unit.savepoint().unwrap();
+        let gone = unit
+            .create("Vm", attrs(&[("name", "gone".into())]))
+            .unwrap();
+        unit.update(&first, "name", "changed twice".into()).unwrap();
+        unit.rollback_to(inner);
+        assert_eq!(unit.find("Vm", gone.id), Ok(None));
+        assert_eq!(
+            unit.attribute(&first, "name"),
+            Ok(Some(AttrValue::from("changed")))
+        );
+        unit.rollback_to(outer);
+        assert_eq!(
+            unit.attribute(&first, "name"),
+            Ok(Some(AttrValue::from("first")))
+        );
+        assert_eq!(unit.attribute(&kept, "note"), Ok(None));
+        // A released savepoint keeps its writes.
+        let sp = unit.savepoint().unwrap();
+        let last = unit
+            .create("Vm", attrs(&[("name", "last".into())]))
+            .unwrap();
+        unit.release_savepoint(sp);
+        unit.commit(|_| Ok(())).unwrap();
+        let mut names: Vec<String> = store
+            .list("Vm")
+            .unwrap()
+            .iter()
+            .map(|r| store.attribute(r, "name").unwrap().unwrap().to_text())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["first", "kept", "last"]);
+        assert_eq!(store.attribute(&kept, "note"), Ok(None));
+        assert!(store.find("Vm", last.id).unwrap().is_some());
+        // Without a unit there is nothing to come back to.
+        assert_eq!(ObjectStore::savepoint(&*store), None);
     }
 }
