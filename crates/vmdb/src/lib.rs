@@ -31,7 +31,7 @@ pub use json::json_text;
 pub use json::{write_array, write_json, write_str};
 pub use memory::MemoryStore;
 pub use schedule::{from_micros, to_micros, Claimed, Schedule, Scheduled, WorkItem};
-pub use unit::{CommitAnswer, Committing, HandOver, UnitOfWork};
+pub use unit::{CommitAnswer, Committing, HandOver, PipelineUnit, UnitOfWork};
 
 pub use automate_core::value::VmdbRef;
 use automate_core::value::{AttrValue, Attributes};
