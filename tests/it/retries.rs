@@ -245,7 +245,7 @@ fn deferred_retries_exist_only_with_the_callers_commit() {
          \"vm_ems_ref\": \"vm-1\", \"vm_name\": \"web\"}",
     )
     .expect("event");
-    let unit = store.open_unit();
+    let unit = store.begin_unit();
     let engine = handler.engine().clone().with_store(unit.clone());
     let outcome = handler
         .handle_in(&engine, &provider, &event)

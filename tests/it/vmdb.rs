@@ -1360,7 +1360,7 @@ fn handed_over_writes_stay_readable_until_they_land() {
         .create("ExtManagementSystem", attrs(&[("name", s("e"))]))
         .unwrap();
 
-    let unit = store.open_unit();
+    let unit = store.begin_unit();
     let vm = unit
         .create(
             "Vm",
@@ -1407,7 +1407,7 @@ fn handed_over_writes_stay_readable_until_they_land() {
 
     // A failed commit: the worker drops its unit, and the batch built on
     // the failed one is never written.
-    let unit = store.open_unit();
+    let unit = store.begin_unit();
     let lost = unit
         .create("EmsEvent", attrs(&[("dedup_key", s("k2"))]))
         .unwrap();
@@ -1440,7 +1440,7 @@ fn unit_of_work_buffers_writes_until_commit() {
         .unwrap();
     let host = store.create("Host", attrs(&[("name", s("h1"))])).unwrap();
 
-    let unit = store.open_unit();
+    let unit = store.begin_unit();
     let ev = unit
         .create(
             "EmsEvent",
@@ -1497,7 +1497,7 @@ fn unit_of_work_buffers_writes_until_commit() {
     );
     // A unit's change is applied to the object as committed at its commit:
     // another thread's update of another attribute in between is kept.
-    let unit = store.open_unit();
+    let unit = store.begin_unit();
     unit.update(&host, "power_state", s("off")).unwrap();
     std::thread::scope(|scope| {
         scope
@@ -1517,7 +1517,7 @@ fn unit_of_work_buffers_writes_until_commit() {
         Some(s("h1-renamed"))
     );
     // An aborted unit leaves nothing, and the next id is past every id.
-    let unit = store.open_unit();
+    let unit = store.begin_unit();
     let gone = unit.create("EmsEvent", Attributes::default()).unwrap();
     unit.update(&host, "power_state", s("standby")).unwrap();
     drop(unit);
@@ -1529,7 +1529,7 @@ fn unit_of_work_buffers_writes_until_commit() {
     let next = store.create("EmsEvent", Attributes::default()).unwrap();
     assert!(next.id > other.id && next.id > ev.id, "{next:?}");
     // Updating an object that does not exist fails inside a unit too.
-    let unit = store.open_unit();
+    let unit = store.begin_unit();
     let missing = VmdbRef {
         class: Arc::from("Host"),
         id: ID3 + 1000,
@@ -1554,7 +1554,7 @@ fn a_units_reads_see_commits_made_since_its_last_read() {
     let ems = store
         .create("ExtManagementSystem", attrs(&[("name", s("rhevm01"))]))
         .unwrap();
-    let unit = store.open_unit();
+    let unit = store.begin_unit();
     // Reads that take (and then reuse) the unit's snapshot.
     assert_eq!(
         unit.find_by_ems_ref("VmOrTemplate", ems.id, "vm-1")

@@ -203,7 +203,7 @@ mod tests {
                 let group = group.clone();
                 std::thread::spawn(move || {
                     for n in 0..10 {
-                        let unit = store.open_unit();
+                        let unit = store.begin_unit();
                         let mut attrs = Attributes::default();
                         attrs.insert("name".into(), AttrValue::Str(format!("vm-{t}-{n}")));
                         unit.create("Vm", attrs).unwrap();

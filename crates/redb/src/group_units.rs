@@ -77,7 +77,7 @@ impl PipelineUnit for GroupUnit {
 impl UnitOfWork for GroupUnits {
     fn begin_unit(&self) -> Box<dyn PipelineUnit> {
         Box::new(GroupUnit {
-            unit: self.store.open_unit(),
+            unit: self.store.begin_unit(),
             group: self.group.clone(),
         })
     }

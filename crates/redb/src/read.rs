@@ -1,6 +1,8 @@
 //! Reads: one [`Reader`] over either a read snapshot's tables or a write
-//! batch's, and the store's layered reads (the calling thread's unit of
-//! work, then the cache of committed objects, then a snapshot of the file).
+//! batch's, and the store's layered reads (a unit of work when read through
+//! its view, then the cache of committed objects, then a snapshot of the
+//! file). A unit is locked once per read, for the whole read; the store's
+//! own reads take no lock.
 
 use super::cache::{cached_base, CACHE_MAX};
 use super::codec::decode_object;
@@ -63,7 +65,7 @@ pub(super) struct Snap {
     pub(super) epoch: u64,
 }
 
-/// Reads through the calling thread's unit of work, then the cache of
+/// Reads through a unit of work (when given), then the cache of
 /// committed objects, then a snapshot of the file (opened on first need;
 /// what it decodes of a cached base class fills the cache, unless a commit
 /// happened since it was taken).

@@ -25,7 +25,7 @@ impl ServedUnit for RedbServedUnit {
 
 impl ServedStore for RedbStore {
     fn begin_unit(self: Arc<Self>) -> Box<dyn ServedUnit> {
-        Box::new(RedbServedUnit(self.open_unit()))
+        Box::new(RedbServedUnit(RedbStore::begin_unit(&self)))
     }
 
     fn scheduled_work(&self) -> Arc<dyn Schedule> {

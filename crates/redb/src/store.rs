@@ -1,22 +1,20 @@
 //! The durable [`ObjectStore`] on a redb file: [`RedbStore`], how it is
-//! opened, and its reads and writes (writes outside a unit of work are one
-//! transaction each). See the [module docs](super) for the tables.
+//! opened, and its reads and writes (the store's own writes are one
+//! transaction each; a unit of work's view, [`super::UnitStore`], buffers
+//! them). See the [module docs](super) for the tables.
 
 use super::cache::Shared;
 use super::file::{self, BackupReport, Db};
 use super::health::StoreHealth;
 use super::schedule::RedbSchedule;
 use super::schema::{self, seq_key, OBJECTS, SEQUENCES};
-use super::unit::{thread_unit, Unit};
+use super::unit::Unit;
 use super::{backend, Batch};
 use automate_core::value::{AttrValue, Attributes};
-use automate_vmdb::{
-    base_class, ObjectStore, Savepoint, StoreError, StoredObject, VmdbRef, REGION_BASE,
-};
+use automate_vmdb::{base_class, ObjectStore, StoreError, StoredObject, VmdbRef, REGION_BASE};
 use redb::{Database, ReadableTableMetadata};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The redb page cache, in MiB, unless `AUTOMATE_DB_CACHE_MB` says
@@ -52,13 +50,8 @@ pub struct RedbStore {
     /// Object writes commit with [`redb::Durability::None`]: see
     /// [`RedbStore::with_relaxed_durability`].
     pub(super) relaxed: bool,
-    /// Tells this store's units of work apart from other stores' on the
-    /// same thread.
-    pub(super) id: u64,
     pub(super) shared: Arc<Shared>,
 }
-
-static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(1);
 
 impl fmt::Debug for RedbStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -96,7 +89,6 @@ impl RedbStore {
             health,
             region,
             relaxed: false,
-            id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
             shared: Arc::new(Shared::default()),
         })
     }
@@ -113,7 +105,6 @@ impl RedbStore {
             path,
             region: DEFAULT_REGION,
             relaxed: false,
-            id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
             shared: Arc::new(Shared::default()),
         })
     }
@@ -359,37 +350,30 @@ impl RedbStore {
     }
 }
 
+/// The store's own reads see what is committed; its writes commit at once
+/// (one transaction each). Writes to commit together go through a unit of
+/// work ([`RedbStore::begin_unit`]); savepoints are a unit's, so the store
+/// answers `None` (the trait's default).
 impl ObjectStore for RedbStore {
     fn find(&self, class: &str, id: i64) -> Result<Option<VmdbRef>, StoreError> {
-        let unit = thread_unit(self.id);
-        self.find_in(unit.as_deref(), class, id)
+        self.find_in(None, class, id)
     }
 
     fn attribute(&self, obj: &VmdbRef, name: &str) -> Result<Option<AttrValue>, StoreError> {
-        let unit = thread_unit(self.id);
-        self.attribute_in(unit.as_deref(), obj, name)
+        self.attribute_in(None, obj, name)
     }
 
-    /// Reads through the calling thread's unit of work, as
-    /// [`ObjectStore::find`] does.
     fn load(&self, class: &str, id: i64) -> Result<Option<StoredObject>, StoreError> {
-        let unit = thread_unit(self.id);
-        self.load_in(unit.as_deref(), class, id)
+        self.load_in(None, class, id)
     }
 
-    /// Reads through the calling thread's unit of work, as
-    /// [`ObjectStore::find`] does.
     fn list(&self, class: &str) -> Result<Vec<VmdbRef>, StoreError> {
-        let unit = thread_unit(self.id);
-        self.list_in(unit.as_deref(), class)
+        self.list_in(None, class)
     }
 
     fn create(&self, class: &str, attrs: Attributes) -> Result<VmdbRef, StoreError> {
         base_of(class)?;
-        match thread_unit(self.id) {
-            None => self.write_batch(|b| b.create(class, attrs)),
-            Some(unit) => self.buffer_create(&unit, class, attrs),
-        }
+        self.write_batch(|b| b.create(class, attrs))
     }
 
     fn create_now(&self, class: &str, attrs: Attributes) -> Result<VmdbRef, StoreError> {
@@ -399,10 +383,7 @@ impl ObjectStore for RedbStore {
 
     fn update(&self, obj: &VmdbRef, name: &str, value: AttrValue) -> Result<(), StoreError> {
         base_of(&obj.class)?;
-        match thread_unit(self.id) {
-            None => self.write_batch(|b| b.update(obj, name, value)),
-            Some(unit) => self.buffer_update(&unit, obj, name, value),
-        }
+        self.write_batch(|b| b.update(obj, name, value))
     }
 
     fn find_by(
@@ -411,8 +392,7 @@ impl ObjectStore for RedbStore {
         attr: &str,
         value: &AttrValue,
     ) -> Result<Vec<VmdbRef>, StoreError> {
-        let unit = thread_unit(self.id);
-        self.find_by_in(unit.as_deref(), class, attr, value)
+        self.find_by_in(None, class, attr, value)
     }
 
     /// One point lookup in the provider-reference table (`ems_ref` or
@@ -423,20 +403,7 @@ impl ObjectStore for RedbStore {
         ems_id: i64,
         ems_ref: &str,
     ) -> Result<Option<VmdbRef>, StoreError> {
-        let unit = thread_unit(self.id);
-        self.find_by_ems_ref_in(unit.as_deref(), class, ems_id, ems_ref)
-    }
-
-    fn savepoint(&self) -> Option<Savepoint> {
-        RedbStore::savepoint(self)
-    }
-
-    fn rollback_to(&self, sp: Savepoint) {
-        RedbStore::rollback_to(self, sp)
-    }
-
-    fn release_savepoint(&self, sp: Savepoint) {
-        RedbStore::release_savepoint(self, sp)
+        self.find_by_ems_ref_in(None, class, ems_id, ems_ref)
     }
 }
 

@@ -1,6 +1,12 @@
-//! Units of work: a thread's buffered writes ([`RedbStore::begin_unit`]),
-//! savepoints, handing them to a committer ([`RedbStore::hand_over`],
-//! [`RedbStore::landed`]) and committing them ([`RedbStore::commit_units`]).
+//! Units of work as explicit handles: [`RedbStore::begin_unit`] opens a
+//! [`UnitStore`], an [`ObjectStore`] view whose writes are buffered in its
+//! unit (the store itself never buffers: whoever holds the view writes
+//! into the unit, and nobody else does); its savepoints, handing its writes
+//! to a committer ([`UnitStore::hand_over`], [`UnitStore::landed`]) and
+//! committing them ([`UnitStore::commit`], [`RedbStore::commit_units`]).
+//! The unit sits behind a mutex in the handle, uncontended (one thread
+//! uses a unit at a time): each read locks it once
+//! (`RedbStore::layered_in`), each write twice.
 
 use super::cache::cached_base;
 use super::index::{index_entries, ref_keys};
@@ -10,17 +16,10 @@ use super::{backend, Batch, RedbStore};
 use automate_core::value::{AttrValue, Attributes};
 use automate_vmdb::{ObjectStore, Savepoint, StoreError, StoredObject, VmdbRef};
 use rustc_hash::FxHashMap;
-use std::cell::RefCell;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-thread_local! {
-    /// The open units of work of this thread, one per store at most.
-    static UNITS: RefCell<Vec<(u64, Arc<Mutex<Unit>>)>> = const { RefCell::new(Vec::new()) };
-}
-
-/// The buffered writes of one thread's unit of work: see
-/// [`RedbStore::begin_unit`].
+/// The buffered writes of one unit of work: see [`UnitStore`].
 #[derive(Default)]
 pub(super) struct Unit {
     /// The last read snapshot this unit's reads took: reused while no
@@ -35,18 +34,18 @@ pub(super) struct Unit {
     /// against the object on every read, so stale entries do no harm.
     pub(super) index: FxHashMap<(&'static str, &'static str, Vec<u8>), Vec<i64>>,
     pub(super) refs: FxHashMap<(&'static str, i64, String), i64>,
-    /// Writes of this unit handed to a committer ([`RedbStore::hand_over`])
+    /// Writes of this unit handed to a committer ([`UnitStore::hand_over`])
     /// and not yet known to be on disk, oldest first: read after the
-    /// unit's own, newest first, until [`RedbStore::landed`].
+    /// unit's own, newest first, until [`UnitStore::landed`].
     pub(super) in_flight: std::collections::VecDeque<HandedOver>,
-    /// While a [`Savepoint`] is held ([`RedbStore::savepoint`]): how to take
+    /// While a [`Savepoint`] is held ([`ObjectStore::savepoint`]): how to take
     /// back each write since, oldest first. `None`: nothing is recorded.
     pub(super) undo: Option<Vec<Undo>>,
     /// Savepoints held (not yet rolled back to or released).
     pub(super) savepoints: usize,
 }
 
-/// One write of a unit, as [`RedbStore::rollback_to`] takes it back.
+/// One write of a unit, as [`ObjectStore::rollback_to`] takes it back.
 /// Index candidates are not recorded: a stale candidate is harmless (every
 /// index read checks the object itself).
 pub(super) enum Undo {
@@ -71,7 +70,7 @@ pub(super) struct HandedOver {
     pub(super) refs: FxHashMap<(&'static str, i64, String), i64>,
 }
 
-/// A unit of work's writes, taken from its thread to be committed (maybe
+/// A unit of work's writes, taken from it to be committed (maybe
 /// together with other units) by [`RedbStore::commit_units`].
 #[derive(Default)]
 pub struct PreparedUnit {
@@ -94,7 +93,7 @@ pub(super) struct Pending {
     pub(super) created: bool,
     /// For an object that exists in the file: the attributes this unit set.
     /// The commit applies them to the object as committed then, so another
-    /// thread's update of other attributes in between is kept.
+    /// writer's update of other attributes in between is kept.
     pub(super) changes: Attributes,
 }
 
@@ -216,23 +215,6 @@ impl Unit {
     }
 }
 
-/// Runs `f` on this thread's unit of work for store `store`, if one is open.
-pub(super) fn with_unit<T>(store: u64, f: impl FnOnce(&mut Unit) -> T) -> Option<T> {
-    let unit = thread_unit(store)?;
-    let mut u = unit.lock().ok()?;
-    Some(f(&mut u))
-}
-
-/// This thread's unit of work for store `store`, if one is open.
-pub(super) fn thread_unit(store: u64) -> Option<Arc<Mutex<Unit>>> {
-    UNITS.with(|u| {
-        u.borrow()
-            .iter()
-            .find(|(s, _)| *s == store)
-            .map(|(_, u)| u.clone())
-    })
-}
-
 impl Unit {
     /// A new savepoint: see [`UnitStore`]'s [`ObjectStore::savepoint`].
     fn savepoint(&mut self) -> Savepoint {
@@ -278,7 +260,7 @@ pub(super) fn poisoned() -> StoreError {
     )
 }
 
-/// An open unit of work on a redb store ([`RedbStore::open_unit`]): an
+/// An open unit of work on a redb store ([`RedbStore::begin_unit`]): an
 /// [`ObjectStore`] whose [`ObjectStore::create`] and
 /// [`ObjectStore::update`] are buffered in the unit (ids are still
 /// allocated at once, unique across threads) and whose reads see them
@@ -306,7 +288,7 @@ impl fmt::Debug for UnitStore {
 
 impl RedbStore {
     /// Opens a *unit of work* on this store: see [`UnitStore`].
-    pub fn open_unit(self: &Arc<Self>) -> Arc<UnitStore> {
+    pub fn begin_unit(self: &Arc<Self>) -> Arc<UnitStore> {
         Arc::new(UnitStore {
             store: self.clone(),
             unit: Mutex::new(Unit::default()),
@@ -507,104 +489,11 @@ impl RedbStore {
         Ok(())
     }
 
-    /// Starts a *unit of work* on the calling thread: from now on, this
-    /// thread's [`ObjectStore::create`](automate_vmdb::ObjectStore::create) and [`ObjectStore::update`](automate_vmdb::ObjectStore::update) calls on
-    /// this store are buffered in memory (ids are still allocated at once,
-    /// unique across threads), and its reads see them;
-    /// [`RedbStore::commit_unit`] writes them all in one durable transaction
-    /// together with whatever else it is given (the event queue's acks),
-    /// and [`RedbStore::abort_unit`] (or a failed commit) discards them.
-    /// Other threads see none of it before the commit. A unit already open
-    /// is kept.
-    pub fn begin_unit(&self) {
-        UNITS.with(|u| {
-            let mut units = u.borrow_mut();
-            if !units.iter().any(|(s, _)| *s == self.id) {
-                units.push((self.id, Arc::new(Mutex::new(Unit::default()))));
-            }
-        });
-    }
-
-    /// How many objects the calling thread's unit of work has written
-    /// (`None` when it has none open).
-    pub fn unit_len(&self) -> Option<usize> {
-        with_unit(self.id, |u| u.order.len())
-    }
-
-    /// A point in the calling thread's unit of work to come back to (see
-    /// [`UnitStore`]'s [`ObjectStore::savepoint`]). `None` without an open
-    /// unit (writes are then committed as they are made and cannot be
-    /// taken back).
-    pub fn savepoint(&self) -> Option<Savepoint> {
-        with_unit(self.id, Unit::savepoint)
-    }
-
-    /// Discards the writes the calling thread's unit made since `sp`
-    /// and ends `sp`.
-    pub fn rollback_to(&self, sp: Savepoint) {
-        with_unit(self.id, |u| {
-            u.rollback(sp.mark());
-            u.release();
-        });
-    }
-
-    /// Ends `sp`, keeping the writes made since.
-    pub fn release_savepoint(&self, _sp: Savepoint) {
-        with_unit(self.id, Unit::release);
-    }
-
-    /// Discards the calling thread's unit of work.
-    pub fn abort_unit(&self) {
-        let _ = self.take_unit();
-    }
-
-    pub(super) fn take_unit(&self) -> Option<Unit> {
-        let unit = UNITS.with(|u| {
-            let mut units = u.borrow_mut();
-            let i = units.iter().position(|(s, _)| *s == self.id)?;
-            Some(units.swap_remove(i).1)
-        })?;
-        let mut u = unit.lock().ok()?;
-        Some(std::mem::take(&mut *u))
-    }
-
-    /// Commits the calling thread's unit of work (see
-    /// [`RedbStore::begin_unit`]) and `f`'s writes in one durable
-    /// transaction (see [`UnitStore::commit`]). The unit is closed either
-    /// way. Without an open unit, this is [`RedbStore::write_batch`] made
-    /// durable.
-    pub fn commit_unit<T>(
-        &self,
-        f: impl FnOnce(&mut Batch<'_>) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let unit = self.take_prepared();
-        self.commit_units(&[&unit], f)
-    }
-
-    /// Closes the calling thread's unit of work (see
-    /// [`RedbStore::begin_unit`]) and returns its writes, for
-    /// [`RedbStore::commit_units`] on any thread (an empty unit without
-    /// one open).
-    pub fn take_prepared(&self) -> PreparedUnit {
-        self.take_unit().unwrap_or_default().into_prepared()
-    }
-
-    /// [`UnitStore::hand_over`] of the calling thread's unit (an empty
-    /// unit without one open).
-    pub fn hand_over(&self) -> PreparedUnit {
-        with_unit(self.id, Unit::hand_over).unwrap_or_default()
-    }
-
-    /// The oldest writes [`RedbStore::hand_over`] gave out are on disk:
-    /// reads take them from the file from now on.
-    pub fn landed(&self) {
-        with_unit(self.id, Unit::landed);
-    }
-
-    /// Commits units of work ([`RedbStore::take_prepared`]), in order, and
-    /// `f`'s writes in one transaction with [`redb::Durability::Immediate`]
-    /// (see [`RedbStore::commit_unit`]): all of it is on disk when this
-    /// returns, or none of it. A later unit's change of an object an
+    /// Commits units of work ([`UnitStore::hand_over`],
+    /// [`UnitStore::take_prepared`]), in order, and `f`'s writes in one
+    /// transaction with [`redb::Durability::Immediate`] (see
+    /// [`UnitStore::commit`]): all of it is on disk when this returns, or
+    /// none of it. A later unit's change of an object an
     /// earlier one wrote applies on top of it.
     pub fn commit_units<T>(
         &self,
@@ -660,67 +549,13 @@ mod tests {
     use automate_vmdb::ObjectStore;
 
     #[test]
-    fn savepoints_take_back_one_items_writes_and_nest() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = RedbStore::open(dir.path().join("s.redb")).unwrap();
-        let kept = store
-            .create("Vm", attrs(&[("name", "kept".into())]))
-            .unwrap();
-        store.begin_unit();
-        let first = store
-            .create("Vm", attrs(&[("name", "first".into())]))
-            .unwrap();
-        let outer = store.savepoint().unwrap();
-        store.update(&first, "name", "changed".into()).unwrap();
-        store.update(&kept, "note", "x".into()).unwrap();
-        let inner = store.savepoint().unwrap();
-        let gone = store
-            .create("Vm", attrs(&[("name", "gone".into())]))
-            .unwrap();
-        store
-            .update(&first, "name", "changed twice".into())
-            .unwrap();
-        store.rollback_to(inner);
-        assert_eq!(store.find("Vm", gone.id), Ok(None));
-        assert_eq!(
-            store.attribute(&first, "name"),
-            Ok(Some(AttrValue::from("changed")))
-        );
-        store.rollback_to(outer);
-        assert_eq!(
-            store.attribute(&first, "name"),
-            Ok(Some(AttrValue::from("first")))
-        );
-        assert_eq!(store.attribute(&kept, "note"), Ok(None));
-        // A released savepoint keeps its writes.
-        let sp = store.savepoint().unwrap();
-        let last = store
-            .create("Vm", attrs(&[("name", "last".into())]))
-            .unwrap();
-        store.release_savepoint(sp);
-        store.commit_unit(|_| Ok(())).unwrap();
-        let mut names: Vec<String> = store
-            .list("Vm")
-            .unwrap()
-            .iter()
-            .map(|r| store.attribute(r, "name").unwrap().unwrap().to_text())
-            .collect();
-        names.sort();
-        assert_eq!(names, ["first", "kept", "last"]);
-        assert_eq!(store.attribute(&kept, "note"), Ok(None));
-        assert!(store.find("Vm", last.id).unwrap().is_some());
-        // Without a unit there is nothing to come back to.
-        assert_eq!(store.savepoint(), None);
-    }
-
-    #[test]
     fn a_units_savepoints_take_back_one_items_writes_and_nest() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(RedbStore::open(dir.path().join("s.redb")).unwrap());
         let kept = store
             .create("Vm", attrs(&[("name", "kept".into())]))
             .unwrap();
-        let unit = store.open_unit();
+        let unit = store.begin_unit();
         let first = unit
             .create("Vm", attrs(&[("name", "first".into())]))
             .unwrap();
