@@ -31,7 +31,7 @@ pub struct HandOver {
     pub acks: Vec<u64>,
 }
 
-/// A unit handed over for its commit ([`UnitOfWork::hand_over`]), not yet
+/// A unit handed over for its commit ([`PipelineUnit::hand_over`]), not yet
 /// known to be on disk.
 #[derive(Debug)]
 pub struct Committing {
