@@ -213,9 +213,7 @@ impl Unit {
         }
         self.undo = Some(undo);
     }
-}
 
-impl Unit {
     /// A new savepoint: see [`UnitStore`]'s [`ObjectStore::savepoint`].
     fn savepoint(&mut self) -> Savepoint {
         self.savepoints += 1;
@@ -600,5 +598,35 @@ mod tests {
         assert!(store.find("Vm", last.id).unwrap().is_some());
         // Without a unit there is nothing to come back to.
         assert_eq!(ObjectStore::savepoint(&*store), None);
+    }
+
+    /// A unit whose lock was poisoned (a panic inside the store while it
+    /// was held) answers errors, not panics: its reads and writes fail and
+    /// so does its hand-over, so its batch is never committed.
+    #[test]
+    fn a_poisoned_unit_fails_with_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(RedbStore::open(dir.path().join("p.redb")).unwrap());
+        let vm = store.create("Vm", attrs(&[("name", "vm".into())])).unwrap();
+        let unit = store.begin_unit();
+        unit.update(&vm, "note", "x".into()).unwrap();
+        let held = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _guard = unit.unit.lock().unwrap();
+            panic!("inside the store");
+        }));
+        assert!(held.is_err());
+        assert!(matches!(
+            unit.find("Vm", vm.id),
+            Err(StoreError::Backend(_))
+        ));
+        assert!(unit.attribute(&vm, "note").is_err());
+        assert!(unit.create("Vm", attrs(&[("name", "b".into())])).is_err());
+        assert!(unit.update(&vm, "note", "y".into()).is_err());
+        assert_eq!(unit.savepoint(), None);
+        assert!(unit.hand_over().is_err());
+        assert!(unit.commit(|_| Ok(())).is_err());
+        // Nothing of it reached the store, which goes on working.
+        assert_eq!(store.attribute(&vm, "note"), Ok(None));
+        assert!(store.find("Vm", vm.id).unwrap().is_some());
     }
 }
