@@ -223,28 +223,7 @@ impl Handler {
         }
         Ok(r)
     }
-}
 
-fn find_or_create_provider(
-    store: &dyn ObjectStore,
-    provider: &Provider,
-) -> Result<VmdbRef, HandlerError> {
-    let found = store.find_by(
-        "ExtManagementSystem",
-        "name",
-        &AttrValue::Str(provider.name.clone()),
-    )?;
-    if let Some(r) = found.into_iter().next() {
-        return Ok(r);
-    }
-    let mut attrs = Attributes::default();
-    attrs.insert("name".into(), AttrValue::Str(provider.name.clone()));
-    attrs.insert("hostname".into(), AttrValue::Str(provider.hostname.clone()));
-    attrs.insert("emstype".into(), AttrValue::Str(provider.kind.clone()));
-    Ok(store.create_now("ExtManagementSystem", attrs)?)
-}
-
-impl Handler {
     /// Handles one event end to end, with the handler's engine (and its
     /// object store).
     pub fn handle(
@@ -486,6 +465,27 @@ fn ensure_one(
     let mut attrs = Attributes::default();
     attrs.insert(attr.to_string(), v);
     store.create(class, attrs)
+}
+
+/// The provider's `ExtManagementSystem` in `store` by name, created (at
+/// once, for every reader) if none.
+fn find_or_create_provider(
+    store: &dyn ObjectStore,
+    provider: &Provider,
+) -> Result<VmdbRef, HandlerError> {
+    let found = store.find_by(
+        "ExtManagementSystem",
+        "name",
+        &AttrValue::Str(provider.name.clone()),
+    )?;
+    if let Some(r) = found.into_iter().next() {
+        return Ok(r);
+    }
+    let mut attrs = Attributes::default();
+    attrs.insert("name".into(), AttrValue::Str(provider.name.clone()));
+    attrs.insert("hostname".into(), AttrValue::Str(provider.hostname.clone()));
+    attrs.insert("emstype".into(), AttrValue::Str(provider.kind.clone()));
+    Ok(store.create_now("ExtManagementSystem", attrs)?)
 }
 
 #[cfg(test)]
