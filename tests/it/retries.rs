@@ -251,13 +251,16 @@ fn deferred_retries_exist_only_with_the_callers_commit() {
          \"vm_ems_ref\": \"vm-1\", \"vm_name\": \"web\"}",
     )
     .expect("event");
-    store.begin_unit();
-    let outcome = handler.handle(&provider, &event).expect("handled");
+    let unit = store.begin_unit();
+    let engine = handler.engine().clone().with_store(unit.clone());
+    let outcome = handler
+        .handle_in(&engine, &provider, &event)
+        .expect("handled");
     let retry = outcome.retry.expect("the machine asks for a retry");
     assert_eq!(schedule.len().expect("len"), 0, "nothing scheduled yet");
-    store
-        .commit_unit(|b| b.schedule(&retry.item, retry.run_at).map(|_| ()))
+    unit.commit(|b| b.schedule(&retry.item, retry.run_at).map(|_| ()))
         .expect("commit");
+    drop((engine, unit));
     assert_eq!(schedule.len().expect("len"), 1, "scheduled with the batch");
     assert_eq!(store.list("EmsEvent").expect("list").len(), 1);
 }

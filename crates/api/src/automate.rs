@@ -297,7 +297,8 @@ pub(super) async fn resolve(
     // check and logs `Instantiation cancelled`.
     let cancel = Cancel::new();
     let guard = cancel.on_drop();
-    let done = in_unit(state.store.clone(), move || {
+    let done = in_unit(state.store.clone(), move |objects| {
+        let engine = engine.with_store(objects);
         let (ws, err) = engine.instantiate_traced_cancellable(&uri, &attrs, cancel);
         Ok(ws.to_json(&uri, err.as_ref()))
     })

@@ -309,37 +309,19 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::internal(format!("the request's worker failed: {e}")))?
 }
 
-/// Aborts the calling thread's unit of work unless it was committed (a
-/// failed or panicking handler leaves nothing behind on the pool thread).
-struct UnitGuard<'a> {
-    store: &'a dyn ServedStore,
-    done: bool,
-}
-
-impl Drop for UnitGuard<'_> {
-    fn drop(&mut self) {
-        if !self.done {
-            self.store.abort_unit();
-        }
-    }
-}
-
-/// Runs `f` on the blocking pool as one unit of work of the store
-/// ([`ServedStore::begin_unit`]): every object it writes is committed in one
-/// durable transaction before the answer, or (when it fails) none is.
+/// Runs `f` on the blocking pool in one unit of work of the store
+/// ([`ServedStore::begin_unit`]), handing it the unit's objects (an
+/// `ObjectStore` whose writes the unit buffers): every object it writes
+/// through them is committed in one durable transaction before the answer,
+/// or (when it fails or panics) none is: the unit is dropped unsaved.
 async fn in_unit<T: Send + 'static>(
     store: Arc<dyn ServedStore>,
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+    f: impl FnOnce(Arc<dyn automate_vmdb::ObjectStore>) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     blocking(move || {
-        store.begin_unit();
-        let mut guard = UnitGuard {
-            store: &*store,
-            done: false,
-        };
-        let out = f()?;
-        guard.done = true;
-        store.commit_unit().map_err(ApiError::internal)?;
+        let unit = store.begin_unit();
+        let out = f(unit.objects())?;
+        unit.commit().map_err(ApiError::internal)?;
         Ok(out)
     })
     .await

@@ -306,8 +306,9 @@ pub(super) async fn action(
     let requests = state.requests.clone();
     let view = match action.as_str() {
         "approve" => {
-            in_unit(state.store.clone(), move || {
+            in_unit(state.store.clone(), move |objects| {
                 requests
+                    .with_store(objects)
                     .approve(id, reason.as_deref())
                     .map_err(request_error)
             })
@@ -317,8 +318,11 @@ pub(super) async fn action(
             let reason = reason
                 .filter(|r| !r.trim().is_empty())
                 .ok_or_else(|| ApiError::bad_request("reason: a deny needs a reason"))?;
-            in_unit(state.store.clone(), move || {
-                requests.deny(id, &reason).map_err(request_error)
+            in_unit(state.store.clone(), move |objects| {
+                requests
+                    .with_store(objects)
+                    .deny(id, &reason)
+                    .map_err(request_error)
             })
             .await?
         }

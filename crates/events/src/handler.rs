@@ -124,7 +124,6 @@ pub struct HandleOutcome {
 /// Persists provider events and delivers them to Automate.
 pub struct Handler {
     engine: Engine,
-    store: Arc<dyn ObjectStore>,
     log: EvmLog,
     server: VmdbRef,
     user: VmdbRef,
@@ -146,12 +145,11 @@ impl Handler {
     /// A handler writing to the engine's object store. Creates the
     /// `MiqServer` and `User` the delivery URI names if the store has none.
     pub fn new(engine: Engine, log: EvmLog) -> Result<Handler, HandlerError> {
-        let store = engine.store().clone();
-        let server = ensure_one(store.as_ref(), "MiqServer", "name", "EVM")?;
-        let user = ensure_one(store.as_ref(), "User", "userid", "admin")?;
+        let store = engine.store().as_ref();
+        let server = ensure_one(store, "MiqServer", "name", "EVM")?;
+        let user = ensure_one(store, "User", "userid", "admin")?;
         Ok(Handler {
             engine,
-            store,
             log,
             server,
             user,
@@ -195,13 +193,22 @@ impl Handler {
     }
 
     /// The engine this handler delivers to (its object store is the one
-    /// the handler writes).
+    /// [`Handler::handle`] writes).
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
 
     /// The provider's `ExtManagementSystem`, created on first use.
     pub fn provider_ref(&self, provider: &Provider) -> Result<VmdbRef, HandlerError> {
+        self.provider_ref_in(self.engine.store().as_ref(), provider)
+    }
+
+    /// [`Handler::provider_ref`], looked up in `store`.
+    fn provider_ref_in(
+        &self,
+        store: &dyn ObjectStore,
+        provider: &Provider,
+    ) -> Result<VmdbRef, HandlerError> {
         if let Some(r) = self
             .providers
             .lock()
@@ -210,39 +217,38 @@ impl Handler {
         {
             return Ok(r);
         }
-        let r = self.find_or_create_provider(provider)?;
+        let r = find_or_create_provider(store, provider)?;
         if let Ok(mut m) = self.providers.lock() {
             m.insert(provider.name.clone(), r.clone());
         }
         Ok(r)
     }
 
-    fn find_or_create_provider(&self, provider: &Provider) -> Result<VmdbRef, HandlerError> {
-        let found = self.store.find_by(
-            "ExtManagementSystem",
-            "name",
-            &AttrValue::Str(provider.name.clone()),
-        )?;
-        if let Some(r) = found.into_iter().next() {
-            return Ok(r);
-        }
-        let mut attrs = Attributes::default();
-        attrs.insert("name".into(), AttrValue::Str(provider.name.clone()));
-        attrs.insert("hostname".into(), AttrValue::Str(provider.hostname.clone()));
-        attrs.insert("emstype".into(), AttrValue::Str(provider.kind.clone()));
-        Ok(self.store.create_now("ExtManagementSystem", attrs)?)
-    }
-
-    /// Handles one event end to end.
+    /// Handles one event end to end, with the handler's engine (and its
+    /// object store).
     pub fn handle(
         &self,
+        provider: &Provider,
+        ev: &ProviderEvent,
+    ) -> Result<HandleOutcome, HandlerError> {
+        self.handle_in(&self.engine, provider, ev)
+    }
+
+    /// [`Handler::handle`] with `engine`: the handler's engine over another
+    /// object store (a pipeline worker's unit of work: what the event and
+    /// Automate write lands in the unit, each delivery behind a savepoint of
+    /// that store).
+    pub fn handle_in(
+        &self,
+        engine: &Engine,
         provider: &Provider,
         ev: &ProviderEvent,
     ) -> Result<HandleOutcome, HandlerError> {
         if ev.event_type.trim().is_empty() {
             return Err(HandlerError::NoEventType);
         }
-        let ems = self.provider_ref(provider)?;
+        let store = engine.store().as_ref();
+        let ems = self.provider_ref_in(store, provider)?;
         let chain = ev.chain_id.clone().unwrap_or_default();
         let processing = format!(
             "MIQ(EmsEventHandler-handle_event) Processing EMS event [{}] chain_id [{}] on EMS [{}]...",
@@ -259,8 +265,7 @@ impl Handler {
         );
         // A failed read fails the event (the caller retries it): it must
         // not pass for "not stored yet" and store the event twice.
-        if let Some(existing) = self
-            .store
+        if let Some(existing) = store
             .find_by("EventStream", "dedup_key", &AttrValue::Str(key.clone()))?
             .into_iter()
             .next()
@@ -276,11 +281,14 @@ impl Handler {
             });
         }
         let host = match &ev.host_ems_ref {
-            Some(r) => Some(self.find_or_create(&ems, "Host", r, ev.host_name.as_deref(), None)?),
+            Some(r) => {
+                Some(self.find_or_create(store, &ems, "Host", r, ev.host_name.as_deref(), None)?)
+            }
             None => None,
         };
         let vm = match &ev.vm_ems_ref {
             Some(r) => Some(self.find_or_create(
+                store,
                 &ems,
                 "VmOrTemplate",
                 r,
@@ -317,7 +325,7 @@ impl Handler {
             AttrValue::Str(automate_vmdb::json_text(&ev.full_data)),
         );
         attrs.insert("dedup_key".into(), AttrValue::Str(key));
-        let event = self.store.create("EmsEvent", attrs)?;
+        let event = store.create("EmsEvent", attrs)?;
 
         // MiqAeEvent.raise_ems_event's attributes, in its order.
         let mut pairs: Vec<(String, String)> = vec![
@@ -353,15 +361,15 @@ impl Handler {
         // What Automate writes is kept only if it ends without an error;
         // the event row above stays either way (ManageIQ's EmsEvent.add
         // comes before the delivery).
-        let sp = self.store.savepoint();
+        let sp = store.savepoint();
         let delivered = match &self.schedule {
             _ if self.defer_retries => {
-                deliver_deferred(&self.engine, &d, Some(parsed), DEFAULT_MAX_DELIVERIES)
+                deliver_deferred(engine, &d, Some(parsed), DEFAULT_MAX_DELIVERIES)
             }
-            Some(schedule) => deliver(&self.engine, &**schedule, &d, DEFAULT_MAX_DELIVERIES)
+            Some(schedule) => deliver(engine, &**schedule, &d, DEFAULT_MAX_DELIVERIES)
                 .map(|outcome| (outcome, None)),
             None => {
-                let (workspace, error) = self.engine.instantiate_traced_parsed(&uri, parsed, &[]);
+                let (workspace, error) = engine.instantiate_traced_parsed(&uri, parsed, &[]);
                 let outcome = match error {
                     None => Outcome::Done(workspace),
                     error => Outcome::Error { workspace, error },
@@ -374,20 +382,20 @@ impl Handler {
             Ok((outcome, retry)) => (outcome.into_workspace(), None, retry),
             Err(e) => {
                 if let Some(sp) = sp {
-                    self.store.rollback_to(sp);
+                    store.rollback_to(sp);
                 }
                 return Err(HandlerError::Store(e));
             }
         };
         if let Some(sp) = sp {
             if error.is_some() {
-                self.store.rollback_to(sp);
+                store.rollback_to(sp);
                 self.log.info_fmt(format_args!(
                     "MIQ(MiqAeEngine.deliver) Automate ended with an error for object [EmsEvent.{}]: what it wrote was discarded",
                     event.id
                 ));
             } else {
-                self.store.release_savepoint(sp);
+                store.release_savepoint(sp);
             }
         }
         let mut prefixed = String::new();
@@ -418,13 +426,14 @@ impl Handler {
     /// first sight.
     fn find_or_create(
         &self,
+        store: &dyn ObjectStore,
         ems: &VmdbRef,
         class: &str,
         ems_ref: &str,
         name: Option<&str>,
         host: Option<&VmdbRef>,
     ) -> Result<VmdbRef, HandlerError> {
-        let find = || self.store.find_by_ems_ref(class, ems.id, ems_ref);
+        let find = || store.find_by_ems_ref(class, ems.id, ems_ref);
         if let Some(r) = find()? {
             return Ok(r);
         }
@@ -444,7 +453,7 @@ impl Handler {
         if let Some(h) = host {
             attrs.insert("host_id".into(), AttrValue::Int(h.id));
         }
-        Ok(self.store.create_now(class, attrs)?)
+        Ok(store.create_now(class, attrs)?)
     }
 }
 
@@ -462,6 +471,27 @@ fn ensure_one(
     let mut attrs = Attributes::default();
     attrs.insert(attr.to_string(), v);
     store.create(class, attrs)
+}
+
+/// The provider's `ExtManagementSystem` in `store` by name, created (at
+/// once, for every reader) if none.
+fn find_or_create_provider(
+    store: &dyn ObjectStore,
+    provider: &Provider,
+) -> Result<VmdbRef, HandlerError> {
+    let found = store.find_by(
+        "ExtManagementSystem",
+        "name",
+        &AttrValue::Str(provider.name.clone()),
+    )?;
+    if let Some(r) = found.into_iter().next() {
+        return Ok(r);
+    }
+    let mut attrs = Attributes::default();
+    attrs.insert("name".into(), AttrValue::Str(provider.name.clone()));
+    attrs.insert("hostname".into(), AttrValue::Str(provider.hostname.clone()));
+    attrs.insert("emstype".into(), AttrValue::Str(provider.kind.clone()));
+    Ok(store.create_now("ExtManagementSystem", attrs)?)
 }
 
 #[cfg(test)]

@@ -26,14 +26,20 @@
 //!   for the same provider and host (or VM, when the event names no host):
 //!   events of one VM are handled in order, and a VM or host seen for the
 //!   first time is created by one worker only. A worker runs
-//!   [`Handler::handle`] for each event of its batch inside one *unit of
-//!   work* ([`UnitOfWork::begin_unit`]): the objects the batch creates and
+//!   [`Handler::handle_in`] for each event of its batch inside one *unit
+//!   of work* ([`UnitOfWork::begin_unit`], an explicit handle, not
+//!   thread-local state): it opens the unit when work arrives, makes the
+//!   handler's engine over the unit's objects once for as long as it is
+//!   busy ([`PipelineUnit::objects`](automate_vmdb::PipelineUnit::objects)),
+//!   and hands the engine down; the objects the batch creates and
 //!   updates are buffered in memory, and written together with the queue's
 //!   ack of the whole batch in one durable transaction. The worker hands
 //!   that transaction to the writer and goes on with its next batch while
-//!   it commits ([`UnitOfWork::hand_over`]: its reads still see the handed
-//!   writes); the next batch is handed over only once the last one is on
-//!   disk, and is given back with it should that commit fail.
+//!   it commits ([`PipelineUnit::hand_over`](automate_vmdb::PipelineUnit::hand_over):
+//!   the unit's reads still see the handed writes); the next batch is
+//!   handed over only once the last one is on disk, and is given back with
+//!   it should that commit fail (the unit, and the engine over it, are
+//!   dropped). Idle with nothing in flight, the worker drops its unit.
 //! * The **writer** (the redb store's `GroupCommit`, a thread behind the
 //!   [`UnitOfWork`] and the queue) makes those transactions:
 //!   redb has one writer, and each commit pays a fixed price, so the
@@ -127,8 +133,9 @@ pub const HANDOFF: usize = 4096;
 pub struct PipelineStore {
     /// The workers' units of work and the writer that commits them (with
     /// the queue's acks); also the store's health. Over the engine's own
-    /// object store: the handlers' writes on a worker's thread are what
-    /// its unit buffers.
+    /// object store: a worker runs its handler with the engine over its
+    /// unit's view ([`PipelineUnit::objects`](automate_vmdb::PipelineUnit::objects)),
+    /// so what the handler and Automate write is what the unit buffers.
     pub units: Arc<dyn UnitOfWork>,
     /// The durable event queue (its enqueues go through the same writer).
     pub queue: Arc<dyn EventQueue>,
