@@ -450,14 +450,6 @@ fn parse_id(s: &str) -> Result<i64, ApiError> {
         .map_err(|_| ApiError::bad_request(format!("id: [{s}] is not an integer id")))
 }
 
-/// Constant-time comparison (the token must not leak through timing).
-fn same(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Checks `X-Auth-Token` on every request but `GET /api/health`.
 async fn auth(State(token): State<Arc<str>>, req: Request, next: Next) -> Response {
     if req.uri().path() == "/api/health" {
@@ -468,7 +460,7 @@ async fn auth(State(token): State<Arc<str>>, req: Request, next: Next) -> Respon
     } else {
         match req.headers().get(TOKEN_HEADER) {
             None => "missing X-Auth-Token header",
-            Some(v) if same(v.as_bytes(), token.as_bytes()) => return next.run(req).await,
+            Some(v) if http::token_matches(v.as_bytes(), token.as_bytes()) => return next.run(req).await,
             Some(_) => "invalid X-Auth-Token",
         }
     };
