@@ -15,6 +15,7 @@ pub mod fs;
 pub mod import;
 pub mod index;
 pub mod model;
+pub mod settings;
 pub mod swap;
 pub mod validate;
 pub mod yaml;
