@@ -25,6 +25,7 @@ mod legacy;
 mod methods;
 mod pipeline;
 mod requests;
+mod rest;
 mod retries;
 mod storm;
 mod vmdb;
