@@ -494,7 +494,10 @@ fn collections_are_paged_and_bulk_actions_bounded() {
     );
     assert_eq!(ns(&v), vec![25, 26, 27, 28, 29], "the last 5, oldest first");
 
-    let (_, v) = get(&api.addr, "/api/event_streams?limit=3&offset=3&expand=resources");
+    let (_, v) = get(
+        &api.addr,
+        "/api/event_streams?limit=3&offset=3&expand=resources",
+    );
     assert_eq!(ns(&v), vec![24, 25, 26], "the 3 before the last 3");
 
     let (status, v) = get(&api.addr, "/api/event_streams?limit=11");

@@ -74,14 +74,28 @@ fn domain_file(root: &Path, name: &str, attrs: &str) {
 /// waits for approval); domains ManageIQ (0), Custom (user, 10), Locked
 /// (user_locked, 5).
 fn start() -> Rest {
+    start_with(true)
+}
+
+/// The same, with or without the automation requests (each stores
+/// RequestEvent rows in the event stream).
+fn start_with(requests: bool) -> Rest {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("datastore");
     copy_dir(
         Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/datastore/ManageIQ")),
         &root.join("ManageIQ"),
     );
-    domain_file(&root, "Custom", "    priority: 10\n    enabled: true\n    source: user\n");
-    domain_file(&root, "Locked", "    priority: 5\n    source: user_locked\n");
+    domain_file(
+        &root,
+        "Custom",
+        "    priority: 10\n    enabled: true\n    source: user\n",
+    );
+    domain_file(
+        &root,
+        "Locked",
+        "    priority: 5\n    source: user_locked\n",
+    );
     let store = Arc::new(RedbStore::open(dir.path().join("rest.redb")).expect("store"));
     store
         .insert(
@@ -139,7 +153,10 @@ fn start() -> Rest {
                 attrs(&[
                     ("event_type", t.into()),
                     ("n", AttrValue::Int(i)),
-                    ("timestamp", format!("2026-01-0{}T00:00:00.000Z", i + 1).into()),
+                    (
+                        "timestamp",
+                        format!("2026-01-0{}T00:00:00.000Z", i + 1).into(),
+                    ),
                     ("ems_id", AttrValue::Int(EMS)),
                 ]),
             )
@@ -160,11 +177,16 @@ fn start() -> Rest {
         _rt: rt,
         _dir: dir,
     };
-    for (who, approve) in [("ada", true), ("bob", false), ("cy", true)] {
+    let people: &[(&str, bool)] = if requests {
+        &[("ada", true), ("bob", false), ("cy", true)]
+    } else {
+        &[]
+    };
+    for (who, approve) in people {
         let body = json!({
             "uri_parts": {"namespace": "System", "class": "Request", "instance": "HelloWorld"},
             "parameters": {"who": who},
-            "requester": {"user_name": who, "auto_approve": approve},
+            "requester": {"user_name": who, "auto_approve": *approve},
         });
         let (status, v) = rest.call("POST", "/api/automation_requests", Some(&body));
         assert_eq!(status, 200, "{v}");
@@ -223,6 +245,16 @@ enum Want {
 /// Runs `cases` on the collection `name`, reading `key` of each row.
 fn table(rest: &Rest, name: &str, key: &str, cases: &[(&str, Want)]) {
     for (query, want) in cases {
+        // What a URI may not hold as it is.
+        let query: String = query
+            .chars()
+            .map(|c| match c {
+                '<' | '>' | '^' | '|' | ' ' | '"' | '{' | '}' | '\\' => {
+                    format!("%{:02X}", c as u32)
+                }
+                c => c.to_string(),
+            })
+            .collect();
         let path = format!("/api/{name}?{query}");
         let (status, v) = rest.get(&path);
         let resources = v["resources"].as_array().cloned().unwrap_or_default();
@@ -282,7 +314,11 @@ fn table(rest: &Rest, name: &str, key: &str, cases: &[(&str, Want)]) {
             }
             Want::Counts(sub, subq, pages) => {
                 assert_eq!(v["subcount"], *sub, "{path}: {v}");
-                assert_eq!(v["subquery_count"].as_u64(), subq.map(|n| n as u64), "{path}");
+                assert_eq!(
+                    v["subquery_count"].as_u64(),
+                    subq.map(|n| n as u64),
+                    "{path}"
+                );
                 assert_eq!(v["pages"], *pages, "{path}: {v}");
             }
             Want::Error(_) => {}
@@ -297,14 +333,23 @@ fn common_errors() -> Vec<(&'static str, Want)> {
         ("offset=-1", Want::Error("offset: [-1]")),
         ("limit=x", Want::Error("limit: [x]")),
         ("limit=10001", Want::Error("api.limits.max_limit")),
-        ("limit=1&limit=2", Want::Error("limit: given more than once")),
+        (
+            "limit=1&limit=2",
+            Want::Error("limit: given more than once"),
+        ),
         ("filter[]=name", Want::Error("filter[]: [name]")),
         ("filter[]=name=~/(/", Want::Error("filter[]: [name=~/(/]")),
-        ("sort_by=name&sort_order=up", Want::Error("sort_order: [up]")),
+        (
+            "sort_by=name&sort_order=up",
+            Want::Error("sort_order: [up]"),
+        ),
         ("sort_order=asc", Want::Error("sort_order: needs sort_by")),
         ("expand=tags", Want::Error("expand: [tags]")),
         ("attributes=a%20b", Want::Error("attributes: [a b]")),
-        ("sort_options=fast&sort_by=name", Want::Error("sort_options: [fast]")),
+        (
+            "sort_options=fast&sort_by=name",
+            Want::Error("sort_options: [fast]"),
+        ),
     ]
 }
 
@@ -314,31 +359,69 @@ fn vms_hosts_and_providers_take_manageiq_queries() {
     let mut vms: Vec<(&str, Want)> = vec![
         ("", Want::Hrefs(5)),
         ("limit=2", Want::Counts(2, None, 3)),
-        ("expand=resources", Want::Rows(&["web-01", "web-02", "db-01", "db-02", "app-01"])),
-        ("expand=resources&offset=1&limit=2", Want::Rows(&["web-02", "db-01"])),
+        (
+            "expand=resources",
+            Want::Rows(&["web-01", "web-02", "db-01", "db-02", "app-01"]),
+        ),
+        (
+            "expand=resources&offset=1&limit=2",
+            Want::Rows(&["web-02", "db-01"]),
+        ),
         ("expand=resources&offset=9", Want::Rows(&[])),
-        ("expand=resources&limit=0", Want::Rows(&["web-01", "web-02", "db-01", "db-02", "app-01"])),
-        ("expand=resources&sort_by=name", Want::Rows(&["app-01", "db-01", "db-02", "web-01", "web-02"])),
+        (
+            "expand=resources&limit=0",
+            Want::Rows(&["web-01", "web-02", "db-01", "db-02", "app-01"]),
+        ),
+        (
+            "expand=resources&sort_by=name",
+            Want::Rows(&["app-01", "db-01", "db-02", "web-01", "web-02"]),
+        ),
         (
             "expand=resources&sort_by=name&sort_order=desc&limit=2",
             Want::Rows(&["web-02", "web-01"]),
         ),
-        ("expand=resources&sort_by=name&offset=4", Want::Rows(&["web-02"])),
         (
+            "expand=resources&sort_by=name&offset=4",
+            Want::Rows(&["web-02"]),
+        ),
+        (
+            // Absent values last ascending, first descending (PostgreSQL's
+            // order, ManageIQ's database).
             "expand=resources&sort_by=ram_size&sort_order=desc",
-            Want::Rows(&["db-01", "web-02", "db-02", "web-01", "app-01"]),
+            Want::Rows(&["app-01", "db-01", "web-02", "db-02", "web-01"]),
         ),
         (
             "expand=resources&sort_by=vendor,ram_size&sort_order=desc,asc",
             Want::Rows(&["web-01", "web-02", "app-01", "db-02", "db-01"]),
         ),
-        ("expand=resources&filter[]=name='web%25'", Want::Rows(&["web-01", "web-02"])),
-        ("expand=resources&filter[]=name=db-02", Want::Rows(&["db-02"])),
-        ("expand=resources&filter[]=name!='db*'", Want::Rows(&["web-01", "web-02", "app-01"])),
-        ("expand=resources&filter[]=ram_size>1024", Want::Rows(&["web-02", "db-01"])),
-        ("expand=resources&filter[]=ram_size<=1024", Want::Rows(&["web-01", "db-02"])),
-        ("expand=resources&filter[]=ram_size=nil", Want::Rows(&["app-01"])),
-        ("expand=resources&filter[]=name=~/^(app|db)-0[12]$/", Want::Rows(&["db-01", "db-02", "app-01"])),
+        (
+            "expand=resources&filter[]=name='web%25'",
+            Want::Rows(&["web-01", "web-02"]),
+        ),
+        (
+            "expand=resources&filter[]=name=db-02",
+            Want::Rows(&["db-02"]),
+        ),
+        (
+            "expand=resources&filter[]=name!='db*'",
+            Want::Rows(&["web-01", "web-02", "app-01"]),
+        ),
+        (
+            "expand=resources&filter[]=ram_size>1024",
+            Want::Rows(&["web-02", "db-01"]),
+        ),
+        (
+            "expand=resources&filter[]=ram_size<=1024",
+            Want::Rows(&["web-01", "db-02"]),
+        ),
+        (
+            "expand=resources&filter[]=ram_size=nil",
+            Want::Rows(&["app-01"]),
+        ),
+        (
+            "expand=resources&filter[]=name=~/^(app|db)-0[12]$/",
+            Want::Rows(&["db-01", "db-02", "app-01"]),
+        ),
         (
             "expand=resources&filter[]=vendor=redhat&filter[]=ram_size>2000",
             Want::Rows(&["db-01"]),
@@ -351,22 +434,49 @@ fn vms_hosts_and_providers_take_manageiq_queries() {
             "expand=resources&filter[]=vendor=vmware&sort_by=name&sort_order=desc&limit=2",
             Want::Rows(&["web-02", "web-01"]),
         ),
-        ("filter[]=vendor=vmware&limit=2", Want::Counts(2, Some(3), 2)),
-        ("filter[]=vendor=vmware&sort_by=name&limit=1&offset=2", Want::Counts(1, Some(3), 3)),
-        ("expand=resources&filter[]=id>1000000000202", Want::Rows(&["db-02", "app-01"])),
-        ("expand=resources&filter[]=host_id=1000000000100&limit=1", Want::Rows(&["web-01"])),
+        (
+            "filter[]=vendor=vmware&limit=2",
+            Want::Counts(2, Some(3), 2),
+        ),
+        (
+            "filter[]=vendor=vmware&sort_by=name&limit=1&offset=2",
+            Want::Counts(1, Some(3), 3),
+        ),
+        (
+            "expand=resources&filter[]=id>1000000000202",
+            Want::Rows(&["db-02", "app-01"]),
+        ),
+        (
+            "expand=resources&filter[]=host_id=1000000000100&limit=1",
+            Want::Rows(&["web-01"]),
+        ),
         ("attributes=name", Want::Keys(&["href", "id", "name"])),
-        ("attributes=name,vendor&limit=1", Want::Keys(&["href", "id", "name", "vendor"])),
-        ("expand=resources&attributes=name&limit=1", Want::Keys(&["href", "id", "name"])),
+        (
+            "attributes=name,vendor&limit=1",
+            Want::Keys(&["href", "id", "name", "vendor"]),
+        ),
+        (
+            "expand=resources&attributes=name&limit=1",
+            Want::Keys(&["href", "id", "name"]),
+        ),
     ];
     vms.extend(common_errors());
     table(&rest, "vms", "name", &vms);
 
     let mut hosts: Vec<(&str, Want)> = vec![
         ("", Want::Hrefs(3)),
-        ("expand=resources", Want::Rows(&["host-b", "host-a", "host-c"])),
-        ("expand=resources&sort_by=name", Want::Rows(&["host-a", "host-b", "host-c"])),
-        ("expand=resources&filter[]=cpus>=8", Want::Rows(&["host-a", "host-c"])),
+        (
+            "expand=resources",
+            Want::Rows(&["host-b", "host-a", "host-c"]),
+        ),
+        (
+            "expand=resources&sort_by=name",
+            Want::Rows(&["host-a", "host-b", "host-c"]),
+        ),
+        (
+            "expand=resources&filter[]=cpus>=8",
+            Want::Rows(&["host-a", "host-c"]),
+        ),
         ("expand=resources&limit=1&offset=2", Want::Rows(&["host-c"])),
         ("attributes=cpus", Want::Keys(&["href", "id", "cpus"])),
     ];
@@ -375,8 +485,14 @@ fn vms_hosts_and_providers_take_manageiq_queries() {
 
     let mut providers: Vec<(&str, Want)> = vec![
         ("", Want::Hrefs(2)),
-        ("expand=resources&sort_by=name&sort_order=desc", Want::Rows(&["vc01", "rhevm01"])),
-        ("expand=resources&filter[]=type='Vm*'", Want::Rows(&["vc01"])),
+        (
+            "expand=resources&sort_by=name&sort_order=desc",
+            Want::Rows(&["vc01", "rhevm01"]),
+        ),
+        (
+            "expand=resources&filter[]=type='Vm*'",
+            Want::Rows(&["vc01"]),
+        ),
         ("attributes=type", Want::Keys(&["href", "id", "type"])),
     ];
     providers.extend(common_errors());
@@ -392,39 +508,94 @@ fn vms_hosts_and_providers_take_manageiq_queries() {
     );
     let (status, v) = rest.get(&format!("/api/hosts/{HOST}?colour=red"));
     assert_eq!(status, 400, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap_or("").contains("colour"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("colour"),
+        "{v}"
+    );
 }
 
 #[test]
-fn event_streams_and_requests_take_manageiq_queries() {
-    let rest = start();
+fn event_streams_take_manageiq_queries() {
+    let rest = start_with(false);
     let mut events: Vec<(&str, Want)> = vec![
         ("", Want::Hrefs(6)),
-        ("expand=resources", Want::Rows(&["0", "1", "2", "3", "4", "5"])),
+        (
+            "expand=resources",
+            Want::Rows(&["0", "1", "2", "3", "4", "5"]),
+        ),
         // The newest first: `limit` takes the last ones, shown oldest first.
         ("expand=resources&limit=2", Want::Rows(&["4", "5"])),
         ("expand=resources&limit=2&offset=2", Want::Rows(&["2", "3"])),
-        ("expand=resources&type=VM_STOP", Want::Rows(&["1", "3", "5"])),
-        ("expand=resources&since=2026-01-05T00:00:00Z", Want::Rows(&["4", "5"])),
-        ("expand=resources&sort_by=n&sort_order=desc&limit=3", Want::Rows(&["5", "4", "3"])),
-        ("expand=resources&filter[]=event_type=VM_START", Want::Rows(&["0", "2", "4"])),
-        ("expand=resources&filter[]=n<2&filter[]=or%20n>4", Want::Rows(&["0", "1", "5"])),
-        ("expand=resources&filter[]=timestamp>'2026-01-04'", Want::Rows(&["3", "4", "5"])),
-        ("filter[]=event_type=VM_START&limit=1", Want::Counts(1, Some(3), 3)),
-        ("attributes=event_type", Want::Keys(&["href", "id", "event_type"])),
+        (
+            "expand=resources&type=VM_STOP",
+            Want::Rows(&["1", "3", "5"]),
+        ),
+        (
+            "expand=resources&since=2026-01-05T00:00:00Z",
+            Want::Rows(&["4", "5"]),
+        ),
+        (
+            "expand=resources&sort_by=n&sort_order=desc&limit=3",
+            Want::Rows(&["5", "4", "3"]),
+        ),
+        (
+            "expand=resources&filter[]=event_type=VM_START",
+            Want::Rows(&["0", "2", "4"]),
+        ),
+        (
+            "expand=resources&filter[]=n<2&filter[]=or%20n>4",
+            Want::Rows(&["0", "1", "5"]),
+        ),
+        (
+            "expand=resources&filter[]=timestamp>'2026-01-04'",
+            Want::Rows(&["3", "4", "5"]),
+        ),
+        (
+            "filter[]=event_type=VM_START&limit=1",
+            Want::Counts(1, Some(3), 3),
+        ),
+        (
+            "attributes=event_type",
+            Want::Keys(&["href", "id", "event_type"]),
+        ),
         ("since=yesterday", Want::Error("since: [yesterday]")),
     ];
     events.extend(common_errors());
     table(&rest, "event_streams", "n", &events);
+    let (_, v) = rest.get("/api/event_streams?attributes=ems_id&limit=1");
+    assert_eq!(v["resources"][0]["ems_id"], EMS.to_string(), "{v}");
+}
+
+#[test]
+fn automation_requests_take_manageiq_queries() {
+    let rest = start();
 
     let mut requests: Vec<(&str, Want)> = vec![
         ("", Want::Hrefs(3)),
         ("expand=resources", Want::Rows(&["ada", "bob", "cy"])),
-        ("expand=resources&sort_by=id&sort_order=desc", Want::Rows(&["cy", "bob", "ada"])),
-        ("expand=resources&filter[]=approval_state=pending_approval", Want::Rows(&["bob"])),
-        ("expand=resources&filter[]=userid!=bob&limit=1&offset=1", Want::Rows(&["cy"])),
-        ("filter[]=approval_state=approved", Want::Counts(2, Some(2), 1)),
-        ("attributes=approval_state", Want::Keys(&["href", "id", "approval_state"])),
+        (
+            "expand=resources&sort_by=id&sort_order=desc",
+            Want::Rows(&["cy", "bob", "ada"]),
+        ),
+        (
+            "expand=resources&filter[]=approval_state=pending_approval",
+            Want::Rows(&["bob"]),
+        ),
+        (
+            "expand=resources&filter[]=userid!=bob&limit=1&offset=1",
+            Want::Rows(&["cy"]),
+        ),
+        (
+            "filter[]=approval_state=approved",
+            Want::Counts(2, Some(2), 1),
+        ),
+        (
+            "attributes=approval_state",
+            Want::Keys(&["href", "id", "approval_state"]),
+        ),
     ];
     requests.extend(common_errors());
     table(&rest, "automation_requests", "userid", &requests);
@@ -438,8 +609,6 @@ fn event_streams_and_requests_take_manageiq_queries() {
     let tasks = r["tasks"].as_array().cloned().unwrap_or_default();
     assert!(!tasks.is_empty(), "{r}");
     assert!(tasks.iter().all(|t| t["id"].is_string()), "{r}");
-    let (_, v) = rest.get("/api/event_streams?attributes=ems_id&limit=1");
-    assert_eq!(v["resources"][0]["ems_id"], EMS.to_string(), "{v}");
 }
 
 #[test]
@@ -447,11 +616,26 @@ fn automate_domains_list_show_and_change() {
     let rest = start();
     let mut cases: Vec<(&str, Want)> = vec![
         ("", Want::Hrefs(3)),
-        ("expand=resources", Want::Rows(&["Custom", "Locked", "ManageIQ"])),
-        ("expand=resources&sort_by=priority", Want::Rows(&["ManageIQ", "Locked", "Custom"])),
-        ("expand=resources&filter[]=source=user_locked", Want::Rows(&["Locked"])),
-        ("expand=resources&filter[]=priority>0&limit=1&offset=1", Want::Rows(&["Locked"])),
-        ("attributes=priority", Want::Keys(&["href", "id", "priority"])),
+        (
+            "expand=resources",
+            Want::Rows(&["Custom", "Locked", "ManageIQ"]),
+        ),
+        (
+            "expand=resources&sort_by=priority",
+            Want::Rows(&["ManageIQ", "Locked", "Custom"]),
+        ),
+        (
+            "expand=resources&filter[]=source=user_locked",
+            Want::Rows(&["Locked"]),
+        ),
+        (
+            "expand=resources&filter[]=priority>0&limit=1&offset=1",
+            Want::Rows(&["Locked"]),
+        ),
+        (
+            "attributes=priority",
+            Want::Keys(&["href", "id", "priority"]),
+        ),
         ("filter[]=enabled=true&limit=2", Want::Counts(2, Some(3), 2)),
     ];
     cases.extend(common_errors());
@@ -460,7 +644,10 @@ fn automate_domains_list_show_and_change() {
     let (status, v) = rest.get("/api/automate_domains/custom");
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["href"], "/api/automate_domains/Custom");
-    assert_eq!((v["id"].clone(), v["priority"].clone()), (json!("Custom"), json!(10)));
+    assert_eq!(
+        (v["id"].clone(), v["priority"].clone()),
+        (json!("Custom"), json!(10))
+    );
     assert_eq!(v["locked"], false);
 
     // Disable, reprioritise, enable: written to __domain__.yaml and seen at once.
@@ -487,22 +674,74 @@ fn automate_domains_list_show_and_change() {
     let (status, v) = act(json!({"action": "enable"}));
     assert_eq!(status, 200, "{v}");
     let text = std::fs::read_to_string(&file).expect("read");
-    assert!(text.contains("priority: 7") && text.contains("enabled: true"), "{text}");
+    assert!(
+        text.contains("priority: 7") && text.contains("enabled: true"),
+        "{text}"
+    );
 
     // Refusals name what is wrong; nothing is written.
     for (path, body, status, kind, says) in [
-        ("Locked", json!({"action": "disable"}), 403, "forbidden", "domain [Locked] is user_locked"),
-        ("ManageIQ", json!({"action": "disable"}), 403, "forbidden", "domain [ManageIQ] is system"),
-        ("Nope", json!({"action": "enable"}), 404, "not_found", "Nope"),
-        ("Custom", json!({"action": "reload_all"}), 400, "bad_request", "[reload_all]"),
-        ("Custom", json!({"action": "set_priority"}), 400, "bad_request", "priority: missing"),
-        ("Custom", json!({"action": "set_priority", "priority": "x"}), 400, "bad_request", "priority: expected an integer"),
-        ("Custom", json!({"action": "set_priority", "priority": 0}), 400, "bad_request", "priority 0"),
+        (
+            "Locked",
+            json!({"action": "disable"}),
+            403,
+            "forbidden",
+            "domain [Locked] is user_locked",
+        ),
+        (
+            "ManageIQ",
+            json!({"action": "disable"}),
+            403,
+            "forbidden",
+            "domain [ManageIQ] is system",
+        ),
+        (
+            "Nope",
+            json!({"action": "enable"}),
+            404,
+            "not_found",
+            "Nope",
+        ),
+        (
+            "Custom",
+            json!({"action": "reload_all"}),
+            400,
+            "bad_request",
+            "[reload_all]",
+        ),
+        (
+            "Custom",
+            json!({"action": "set_priority"}),
+            400,
+            "bad_request",
+            "priority: missing",
+        ),
+        (
+            "Custom",
+            json!({"action": "set_priority", "priority": "x"}),
+            400,
+            "bad_request",
+            "priority: expected an integer",
+        ),
+        (
+            "Custom",
+            json!({"action": "set_priority", "priority": 0}),
+            400,
+            "bad_request",
+            "priority 0",
+        ),
     ] {
-        let (got, v) = rest.call("POST", &format!("/api/automate_domains/{path}"), Some(&body));
+        let (got, v) = rest.call(
+            "POST",
+            &format!("/api/automate_domains/{path}"),
+            Some(&body),
+        );
         assert_eq!(got, status, "{path} {body}: {v}");
         assert_eq!(v["error"]["kind"], kind, "{v}");
-        assert!(v["error"]["message"].as_str().unwrap_or("").contains(says), "{v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap_or("").contains(says),
+            "{v}"
+        );
     }
     let (status, _) = rest.get("/api/automate_domains/Nope");
     assert_eq!(status, 404);
@@ -518,36 +757,65 @@ fn entry_point_openapi_and_browse_depth() {
         .as_array()
         .map(|a| a.iter().filter_map(|c| c["name"].as_str()).collect())
         .unwrap_or_default();
-    for want in ["automation_requests", "event_streams", "vms", "hosts", "providers", "automate_domains"] {
+    for want in [
+        "automation_requests",
+        "event_streams",
+        "vms",
+        "hosts",
+        "providers",
+        "automate_domains",
+    ] {
         assert!(names.contains(&want), "{names:?}");
     }
     assert_eq!(v["collections"][1]["href"], "/api/automate_domains", "{v}");
 
     let (status, v) = rest.get("/api/openapi.json");
     assert_eq!(status, 200, "{v}");
-    assert!(v["openapi"].as_str().is_some_and(|s| s.starts_with("3.")), "{v}");
+    assert!(
+        v["openapi"].as_str().is_some_and(|s| s.starts_with("3.")),
+        "{v}"
+    );
     for r in automate_api::ROUTES {
         let op = r.method.to_lowercase();
-        assert!(v["paths"][r.path][&op].is_object(), "{} {}", r.method, r.path);
+        assert!(
+            v["paths"][r.path][&op].is_object(),
+            "{} {}",
+            r.method,
+            r.path
+        );
     }
 
     // Browsing: the node alone, or ManageIQ's collection with `depth`.
     let (_, v) = rest.get("/api/automate/ManageIQ/System/Request?attributes=instances");
-    assert!(v["instances"].is_array() && v.get("schema").is_none(), "{v}");
+    assert!(
+        v["instances"].is_array() && v.get("schema").is_none(),
+        "{v}"
+    );
     let (_, v) = rest.get("/api/automate/ManageIQ/System/Request?depth=1&attributes=name");
     let nodes = v["resources"].as_array().cloned().unwrap_or_default();
     assert_eq!(nodes[0]["fqname"], "/ManageIQ/System/Request", "{v}");
-    assert!(nodes.iter().any(|n| n["fqname"] == "/ManageIQ/System/Request/HelloWorld"), "{v}");
+    assert!(
+        nodes
+            .iter()
+            .any(|n| n["fqname"] == "/ManageIQ/System/Request/HelloWorld"),
+        "{v}"
+    );
     assert_eq!(v["subcount"], nodes.len());
     let (_, v) = rest.get("/api/automate/ManageIQ/System?depth=0");
     assert_eq!(v["subcount"], 1, "{v}");
     let (_, all) = rest.get("/api/automate/ManageIQ?depth=-1");
     let (_, one) = rest.get("/api/automate/ManageIQ?depth=1");
     assert!(all["subcount"].as_u64() > one["subcount"].as_u64(), "{one}");
-    for (q, says) in [("depth=-2", "depth: [-2]"), ("deep=1", "deep: unknown parameter")] {
+    for (q, says) in [
+        ("depth=-2", "depth: [-2]"),
+        ("deep=1", "deep: unknown parameter"),
+    ] {
         let (status, v) = rest.get(&format!("/api/automate/ManageIQ?{q}"));
         assert_eq!(status, 400, "{v}");
-        assert!(v["error"]["message"].as_str().unwrap_or("").contains(says), "{v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap_or("").contains(says),
+            "{v}"
+        );
     }
 }
 
@@ -569,8 +837,8 @@ fn schemathesis() -> Option<PathBuf> {
 }
 
 /// schemathesis runs every operation of `/api/openapi.json` against the
-/// live server (20 examples each, a fixed seed): no 5xx, and every answer
-/// matches the document.
+/// live server (valid and invalid inputs, 20 examples each, a fixed seed):
+/// no 5xx, no dropped connection, and every answer matches the document.
 #[test]
 fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     let required = std::env::var_os("AUTOMATE_TEST_SCHEMATHESIS").is_some();
@@ -598,7 +866,9 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         .args(["--url", &rest.base])
         .args(["--header", &format!("X-Auth-Token: {TOKEN}")])
         .args(["--checks", "not_a_server_error,response_schema_conformance"])
-        .args(["--mode", "positive", "--phases", "examples,fuzzing"])
+        // Valid and invalid inputs; the `examples` phase is left out
+        // (schemathesis 4.32 fails inside hypothesis on it, not on an answer).
+        .args(["--mode", "all", "--phases", "coverage,fuzzing"])
         .args(["--max-examples", "20", "--seed", "1", "--workers", "2"])
         .args(["--request-timeout", "30", "--generation-database", "none"])
         .arg("--no-color")

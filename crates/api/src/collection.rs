@@ -639,7 +639,11 @@ impl Condition {
         let mut text = expr.trim();
         let mut or = false;
         for (prefix, is_or) in [("or ", true), ("and ", false)] {
-            if text.len() > prefix.len() && text[..prefix.len()].eq_ignore_ascii_case(prefix) {
+            let starts = text.len() > prefix.len()
+                && text
+                    .get(..prefix.len())
+                    .is_some_and(|p| p.eq_ignore_ascii_case(prefix));
+            if starts {
                 text = text[prefix.len()..].trim_start();
                 or = is_or;
                 break;
@@ -957,6 +961,10 @@ mod tests {
             ("name=~/[/", "bad pattern"),
             ("retired<true", "nil, true and false take = or !="),
             ("na-me=1", "has no operator"),
+            ("\u{10000}", "does not start with an attribute name"),
+            ("\u{1c4}\u{c8}", "does not start with an attribute name"),
+            ("o\u{e9}=1", "has no operator"),
+            ("name=~/(\u{e9}/", "bad pattern"),
         ] {
             let e = Filter::parse(&[expr]).expect_err(expr);
             assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
