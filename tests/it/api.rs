@@ -394,8 +394,8 @@ fn bad_input_is_a_json_error_stores_nothing_and_the_server_keeps_serving() {
     // Unknown paths and objects.
     for p in [
         "/api/nowhere",
-        "/api",
         "/api/vms/1/extra",
+        "/api/automate_domains/NoDomain",
         "/api/automation_requests/1000000000999",
         "/api/vms/1000000000999",
         "/api/hosts/1000000000999",
@@ -625,7 +625,7 @@ fn objects_and_event_streams_come_from_the_store() {
     let v = s.get_ok(&format!("/api/vms/{VM}"));
     assert_eq!(v["id"], VM.to_string());
     assert_eq!(v["power_state"], "off");
-    assert_eq!(v["ems_id"], EMS);
+    assert_eq!(v["ems_id"], EMS.to_string(), "ManageIQ shows *_id as strings");
     let v = s.get_ok("/api/hosts?expand=resources");
     assert_eq!(v["resources"][0]["name"], "host01");
     let v = s.get_ok(&format!("/api/providers/{EMS}"));
