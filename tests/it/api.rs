@@ -625,7 +625,11 @@ fn objects_and_event_streams_come_from_the_store() {
     let v = s.get_ok(&format!("/api/vms/{VM}"));
     assert_eq!(v["id"], VM.to_string());
     assert_eq!(v["power_state"], "off");
-    assert_eq!(v["ems_id"], EMS.to_string(), "ManageIQ shows *_id as strings");
+    assert_eq!(
+        v["ems_id"],
+        EMS.to_string(),
+        "ManageIQ shows *_id as strings"
+    );
     let v = s.get_ok("/api/hosts?expand=resources");
     assert_eq!(v["resources"][0]["name"], "host01");
     let v = s.get_ok(&format!("/api/providers/{EMS}"));

@@ -729,7 +729,9 @@ fn a_client_that_stops_reading_is_dropped() {
     );
     // ~12 MB of answer, far more than the socket buffers take unread.
     let mut reader = connect(&api.addr);
-    let req = format!("GET /api/vms?expand=resources HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {TOKEN}\r\n\r\n");
+    let req = format!(
+        "GET /api/vms?expand=resources HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {TOKEN}\r\n\r\n"
+    );
     reader.write_all(req.as_bytes()).expect("write");
     let mut first = [0u8; 64];
     let n = reader.read(&mut first).expect("the answer starts");

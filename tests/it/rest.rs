@@ -10,7 +10,6 @@
 use crate::common::{api_runtime, control_engine, serve_api};
 use automate_engine::{AttrValue, Attributes};
 use automate_redb::RedbStore;
-use automate_vmdb::ObjectStore;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
