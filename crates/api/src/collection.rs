@@ -778,8 +778,9 @@ pub(crate) struct StoreRows {
 /// `newest_first` reads from the newest id back (the event stream).
 ///
 /// Without a filter or sort only the page is decoded. A filter scans the
-/// class, holding the page only; a sort holds the matching rows, at most
-/// [`SORT_MAX_ROWS`] (more is a 400).
+/// class, holding the page only; a sort (or a filter naming `id` or
+/// `href`, which the store's filter cannot see) holds the matching rows,
+/// at most [`SORT_MAX_ROWS`] (more is a 400).
 pub(crate) fn store_rows(
     store: &dyn ServedStore,
     class: &str,
@@ -829,11 +830,9 @@ pub(crate) fn store_rows(
         seen.set(i + 1);
         window.contains(&i)
     };
-    let limit = if sorting {
-        SORT_MAX_ROWS + 1
-    } else {
-        usize::MAX
-    };
+    // A sort, or a filter on `id`, holds the rows: at most SORT_MAX_ROWS.
+    let holds = sorting || by_id;
+    let limit = if holds { SORT_MAX_ROWS + 1 } else { usize::MAX };
     let pq = PageQuery {
         offset: 0,
         limit,
@@ -842,19 +841,24 @@ pub(crate) fn store_rows(
     let page = store
         .page(class, pq, Some(&select))
         .map_err(ApiError::internal)?;
+    if page.rows.len() > SORT_MAX_ROWS {
+        let why = if sorting {
+            "sort_by"
+        } else {
+            "filter[] (on id or href)"
+        };
+        return Err(ApiError::bad_request(format!(
+            "{why}: more than {SORT_MAX_ROWS} rows to order or check; narrow them with \
+             filter[] on other attributes (or page without it)"
+        )));
+    }
     let mut rows: Vec<Value> = page
         .rows
         .iter()
         .map(|(id, o)| to_json(*id, o))
         .filter(|row| !by_id || q.matches(row))
         .collect();
-    if rows.len() > SORT_MAX_ROWS {
-        return Err(ApiError::bad_request(format!(
-            "sort_by: more than {SORT_MAX_ROWS} rows match; narrow them with filter[] \
-             (or page without sort_by)"
-        )));
-    }
-    if sorting || by_id {
+    if holds {
         let matched = rows.len();
         q.sort(&mut rows);
         return Ok(StoreRows {
