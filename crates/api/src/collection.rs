@@ -1048,6 +1048,58 @@ mod tests {
         assert_eq!(all.shape(row), json!({"href": "/api/vms/1"}));
     }
 
+    /// `store_rows` over a real store: a plain page, a filtered window with
+    /// its count, a sort, and a filter on `id`, from the oldest or the
+    /// newest row.
+    #[test]
+    fn store_rows_pages_filters_and_sorts_a_real_store() {
+        use automate_engine::{AttrValue, Attributes};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = automate_redb::RedbStore::open(dir.path().join("rows.redb")).expect("store");
+        for i in 0..10i64 {
+            let mut a = Attributes::default();
+            a.insert("n".into(), AttrValue::Int(i));
+            a.insert("odd".into(), AttrValue::Bool(i % 2 == 1));
+            store.insert("Host", 1_000 + i, a).expect("insert");
+        }
+        let to_json = |id: i64, o: &StoredObject| {
+            let mut m = Map::new();
+            m.insert("id".into(), json!(id.to_string()));
+            for (k, v) in &o.attrs {
+                m.insert(k.clone(), automate_engine::datatype::to_json(v));
+            }
+            Value::Object(m)
+        };
+        let ns =
+            |r: &StoreRows| -> Vec<i64> { r.rows.iter().filter_map(|v| v["n"].as_i64()).collect() };
+        let run = |pairs: &[(&str, &str)], newest: bool| -> StoreRows {
+            let query = q(pairs).expect("query");
+            store_rows(&store, "Host", &query, newest, None, &to_json).expect("rows")
+        };
+        let r = run(&[("offset", "2"), ("limit", "3")], false);
+        assert_eq!((ns(&r), r.count, r.matched), (vec![2, 3, 4], 10, None));
+        let r = run(&[("offset", "2"), ("limit", "3")], true);
+        assert_eq!(ns(&r), vec![7, 6, 5]);
+        let r = run(
+            &[("filter[]", "odd=true"), ("offset", "1"), ("limit", "2")],
+            false,
+        );
+        assert_eq!((ns(&r), r.matched), (vec![3, 5], Some(5)));
+        let r = run(
+            &[("sort_by", "n"), ("sort_order", "desc"), ("limit", "2")],
+            false,
+        );
+        assert_eq!((ns(&r), r.matched), (vec![9, 8], Some(10)));
+        let r = run(&[("filter[]", "id>=1008"), ("filter[]", "or n=0")], false);
+        assert_eq!((ns(&r), r.matched), (vec![0, 8, 9], Some(3)));
+        // The collection's own condition comes first.
+        let small =
+            |o: &StoredObject| matches!(o.attrs.get("n"), Some(AttrValue::Int(n)) if *n < 4);
+        let query = q(&[("filter[]", "odd=false")]).expect("query");
+        let r = store_rows(&store, "Host", &query, false, Some(&small), &to_json).expect("rows");
+        assert_eq!((ns(&r), r.matched), (vec![0, 2], Some(2)));
+    }
+
     #[test]
     fn answer_has_pages_and_links() {
         let query = q(&[("offset", "2"), ("limit", "2"), ("sort_by", "name")]).expect("query");
