@@ -28,6 +28,7 @@ mod methods;
 mod pipeline;
 mod reload;
 mod requests;
+mod rest;
 mod retries;
 mod storm;
 mod vmdb;

@@ -14,7 +14,9 @@
 
 mod automate;
 mod batch;
+mod collection;
 pub mod db;
+mod domains;
 mod objects;
 mod reload;
 mod requests;
@@ -94,6 +96,19 @@ pub enum Endpoint {
     /// the datastore, its methods and the control policies (all-or-nothing)
     /// and answers the [`automate_datastore::ReloadReport`].
     ReloadDomains,
+    /// `GET /api`: the entry point (name, version, the collections with
+    /// their `href`s).
+    Entry,
+    /// `GET /api/openapi.json`: `docs/api.yaml` as JSON.
+    OpenApi,
+    /// `GET /api/automate_domains`: the datastore's domains as a
+    /// collection.
+    AutomateDomains,
+    /// `GET /api/automate_domains/{id}`: one domain (its name is its id).
+    AutomateDomain,
+    /// `POST /api/automate_domains/{id}`: the `enable`, `disable` or
+    /// `set_priority` action.
+    AutomateDomainAction,
 }
 
 /// One endpoint: method, path (OpenAPI syntax: `{id}`; `{path}` in
@@ -142,6 +157,19 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/api/providers/{id}", Endpoint::Provider),
     r("POST", "/api/db/backup", Endpoint::DbBackup),
     r("POST", "/api/automate_domains", Endpoint::ReloadDomains),
+    r("GET", "/api", Endpoint::Entry),
+    r("GET", "/api/openapi.json", Endpoint::OpenApi),
+    r("GET", "/api/automate_domains", Endpoint::AutomateDomains),
+    r(
+        "GET",
+        "/api/automate_domains/{id}",
+        Endpoint::AutomateDomain,
+    ),
+    r(
+        "POST",
+        "/api/automate_domains/{id}",
+        Endpoint::AutomateDomainAction,
+    ),
 ];
 
 /// Where `GET /api/health` reads the event queue's depth.
@@ -384,53 +412,30 @@ fn base_url(state: &ApiState) -> String {
     state.public_url.to_string()
 }
 
-/// `offset` and `limit` of a collection query (other keys are left to the
-/// caller): `limit` defaults to `api.limits.default_limit` and may not
-/// exceed `api.limits.max_limit`.
-fn page_args(
-    q: &std::collections::HashMap<String, String>,
-    limits: &ApiLimits,
-) -> Result<(usize, usize), ApiError> {
-    let number = |key: &str| -> Result<Option<usize>, ApiError> {
-        q.get(key)
-            .map(|v| {
-                v.trim().parse::<usize>().map_err(|_| {
-                    ApiError::bad_request(format!("{key}: [{v}] is not a non-negative integer"))
-                })
-            })
-            .transpose()
-    };
-    let offset = number("offset")?.unwrap_or(0);
-    let limit = number("limit")?.unwrap_or(limits.default_limit);
-    if limit > limits.max_limit {
-        return Err(ApiError::bad_request(format!(
-            "limit: {limit} is over the maximum page size of {} (api.limits.max_limit); page with offset",
-            limits.max_limit
-        )));
+/// ManageIQ shows ids as strings: `id` and every `*_id` that is an
+/// integer, at the top of `v` and in its lists of objects (a request's
+/// `tasks`), become strings. Nested objects (`options`, an event's
+/// `full_data`) are shown as stored.
+fn stringify_ids(v: &mut Value) {
+    fn one(m: &mut serde_json::Map<String, Value>) {
+        for (k, val) in m.iter_mut() {
+            if (k == "id" || k.ends_with("_id")) && (val.is_i64() || val.is_u64()) {
+                *val = Value::String(val.to_string());
+            }
+        }
     }
-    Ok((offset, limit))
-}
-
-/// A collection query's parameters; 400 when they cannot be decoded.
-type QueryArgs = Result<
-    axum::extract::Query<std::collections::HashMap<String, String>>,
-    axum::extract::rejection::QueryRejection,
->;
-
-fn query_args(q: QueryArgs) -> Result<std::collections::HashMap<String, String>, ApiError> {
-    q.map(|axum::extract::Query(q)| q)
-        .map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))
-}
-
-/// A ManageIQ collection: `name`, `count` (all), `subcount` (shown),
-/// `resources`.
-fn collection(name: &str, count: usize, resources: Vec<Value>) -> Value {
-    json!({
-        "name": name,
-        "count": count,
-        "subcount": resources.len(),
-        "resources": resources,
-    })
+    if let Value::Object(m) = v {
+        one(m);
+        for val in m.values_mut() {
+            if let Value::Array(items) = val {
+                for item in items {
+                    if let Value::Object(im) = item {
+                        one(im);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A path parameter; 400 (JSON) when axum cannot decode it.
@@ -448,14 +453,6 @@ fn parse_id(s: &str) -> Result<i64, ApiError> {
         .map_err(|_| ApiError::bad_request(format!("id: [{s}] is not an integer id")))
 }
 
-/// Constant-time comparison (the token must not leak through timing).
-fn same(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Checks `X-Auth-Token` on every request but `GET /api/health`.
 async fn auth(State(token): State<Arc<str>>, req: Request, next: Next) -> Response {
     if req.uri().path() == "/api/health" {
@@ -466,7 +463,9 @@ async fn auth(State(token): State<Arc<str>>, req: Request, next: Next) -> Respon
     } else {
         match req.headers().get(TOKEN_HEADER) {
             None => "missing X-Auth-Token header",
-            Some(v) if same(v.as_bytes(), token.as_bytes()) => return next.run(req).await,
+            Some(v) if http::token_matches(v.as_bytes(), token.as_bytes()) => {
+                return next.run(req).await
+            }
             Some(_) => "invalid X-Auth-Token",
         }
     };
@@ -527,6 +526,11 @@ fn handler(method: &str, endpoint: Endpoint) -> Option<MethodRouter<ApiState>> {
         Endpoint::Provider => on(filter, objects::provider),
         Endpoint::DbBackup => on(filter, db::backup),
         Endpoint::ReloadDomains => on(filter, reload::action),
+        Endpoint::Entry => on(filter, domains::entry),
+        Endpoint::OpenApi => on(filter, domains::openapi),
+        Endpoint::AutomateDomains => on(filter, domains::list),
+        Endpoint::AutomateDomain => on(filter, domains::show),
+        Endpoint::AutomateDomainAction => on(filter, domains::action),
     })
 }
 

@@ -16,6 +16,7 @@ pub mod import;
 pub mod index;
 pub mod model;
 pub mod reload;
+pub mod settings;
 pub mod swap;
 pub mod validate;
 pub mod yaml;
