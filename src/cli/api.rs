@@ -12,6 +12,7 @@ use automate_datastore::Datastore;
 use automate_engine::deliver::{run_due, DEFAULT_MAX_DELIVERIES};
 use automate_engine::Engine;
 use automate_events::config::{ApiConfig, EngineConfig};
+use automate_events::Metrics;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -102,7 +103,13 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("listening on {listen}"))?;
         let addr = listener.local_addr()?;
         println!("automate api: listening on http://{addr}/api");
-        let state = ApiState::new(api.token.clone(), engine, store)?.with_config(&api)?;
+        // `GET /metrics`: the API's requests, the events queued and the
+        // state-machine retries in the store.
+        let metrics = Metrics::new();
+        metrics.watch_schedule(Arc::new(store.schedule()));
+        let state = ApiState::new(api.token.clone(), engine, store)?
+            .with_config(&api)?
+            .with_metrics(metrics);
         let shutdown = CancellationToken::new();
         let limits = api.limits.clone();
         let stop = shutdown.clone();

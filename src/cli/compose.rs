@@ -13,6 +13,7 @@ use anyhow::Context;
 use automate_datastore::Datastore;
 use automate_engine::Engine;
 use automate_events::config::Config;
+use automate_events::Metrics;
 use automate_events::pipeline::{Pipeline, PipelineError, PipelineStore, HANDOFF};
 use automate_redb::{GroupCommit, GroupUnits, RedbEventQueue, RedbStore};
 use std::path::Path;
@@ -78,7 +79,12 @@ pub async fn start(
         queue,
         schedule: Arc::new(store.schedule()),
     };
-    let mut pipeline = Pipeline::prepare(config, engine.clone(), backend)?;
+    // The metrics `GET /metrics` serves: one registry, counted into by the
+    // pipeline and the API, its gauges reading the pipeline's queue and
+    // schedule.
+    let metrics = Metrics::new();
+    let mut pipeline =
+        Pipeline::prepare(config, engine.clone(), backend)?.with_metrics(metrics.clone());
     // The REST API (the http catcher's `POST /api/events` merged in) on
     // api.listen, when an http catcher or api.token asks.
     let events = pipeline.take_http_catcher();
@@ -88,7 +94,8 @@ pub async fn start(
             .with_context(|| format!("listening on {}", config.api.listen))?;
         let api = automate_api::ApiState::new(&*config.api.token, engine, store)?
             .with_queue(pipeline.queue())
-            .with_config(&config.api)?;
+            .with_config(&config.api)?
+            .with_metrics(metrics);
         let router = automate_api::router(api, events);
         let limits = config.api.limits.clone();
         let stop = pipeline.stop_signal();

@@ -15,6 +15,7 @@
 mod automate;
 mod batch;
 pub mod db;
+mod metrics;
 mod objects;
 mod requests;
 mod server;
@@ -89,6 +90,9 @@ pub enum Endpoint {
     /// `POST /api/db/backup`: a consistent copy of the store's file,
     /// streamed back ([`db`]).
     DbBackup,
+    /// `GET /metrics`: the service's metrics in Prometheus' text format;
+    /// no token when `api.metrics_public` is set.
+    Metrics,
 }
 
 /// One endpoint: method, path (OpenAPI syntax: `{id}`; `{path}` in
@@ -129,6 +133,7 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/api/automate", Endpoint::Domains),
     r("GET", "/api/automate/{path}", Endpoint::Browse),
     r("POST", "/api/automate/{path}", Endpoint::Resolve),
+    r("GET", "/metrics", Endpoint::Metrics),
     r("GET", "/api/vms", Endpoint::Vms),
     r("GET", "/api/vms/{id}", Endpoint::Vm),
     r("GET", "/api/hosts", Endpoint::Hosts),
@@ -161,6 +166,10 @@ pub struct ApiState {
     limits: Arc<ApiLimits>,
     /// What every `href` starts with: `api.public_url`, or empty (paths).
     public_url: Arc<str>,
+    /// What `GET /metrics` serves; it also counts the requests.
+    metrics: automate_events::Metrics,
+    /// `api.metrics_public`: `GET /metrics` without the token.
+    metrics_public: bool,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -187,6 +196,8 @@ impl ApiState {
             .unwrap_or(2)
             .clamp(1, 4);
         let batcher = batch::Batcher::start(store.clone(), requests.clone(), writers)?;
+        let metrics = automate_events::Metrics::new();
+        metrics.watch_schedule(schedule.clone());
         Ok(ApiState {
             token: Arc::from(token.into()),
             requests,
@@ -196,6 +207,8 @@ impl ApiState {
             depth: Depth::Stored(schedule),
             limits: Arc::new(ApiLimits::default()),
             public_url: Arc::from(""),
+            metrics,
+            metrics_public: false,
         })
     }
 
@@ -209,7 +222,16 @@ impl ApiState {
         };
         self.public_url = Arc::from(url);
         self.limits = Arc::new(api.limits.clone());
+        self.metrics_public = api.metrics_public;
         Ok(self)
+    }
+
+    /// `GET /metrics` serves `metrics` (the composition root's, shared
+    /// with the pipeline), which also counts the API's requests. Without
+    /// it the API has metrics of its own, over the store's scheduled work.
+    pub fn with_metrics(mut self, metrics: automate_events::Metrics) -> ApiState {
+        self.metrics = metrics;
+        self
     }
 
     /// `/api/health` reports this queue's depth (the running pipeline's).
@@ -458,9 +480,15 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Checks `X-Auth-Token` on every request but `GET /api/health`.
-async fn auth(State(token): State<Arc<str>>, req: Request, next: Next) -> Response {
-    if req.uri().path() == "/api/health" {
+/// Checks `X-Auth-Token` on every request but `GET /api/health` (and
+/// `GET /metrics` when `api.metrics_public` is set).
+async fn auth(
+    State((token, metrics_public)): State<(Arc<str>, bool)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let path = req.uri().path();
+    if path == "/api/health" || (metrics_public && path == "/metrics") {
         return next.run(req).await;
     }
     let message = if token.is_empty() {
@@ -528,6 +556,7 @@ fn handler(method: &str, endpoint: Endpoint) -> Option<MethodRouter<ApiState>> {
         Endpoint::Providers => on(filter, objects::providers),
         Endpoint::Provider => on(filter, objects::provider),
         Endpoint::DbBackup => on(filter, db::backup),
+        Endpoint::Metrics => on(filter, metrics::metrics),
     })
 }
 
@@ -537,6 +566,8 @@ fn handler(method: &str, endpoint: Endpoint) -> Option<MethodRouter<ApiState>> {
 pub fn router(state: ApiState, events: Option<HttpState>) -> Router {
     let token = state.token.clone();
     let limits = state.limits.clone();
+    let metrics = state.metrics.clone();
+    let metrics_public = state.metrics_public;
     let mut by_path: BTreeMap<&str, Vec<&Route>> = BTreeMap::new();
     for route in ROUTES {
         by_path.entry(route.path).or_default().push(route);
@@ -570,11 +601,15 @@ pub fn router(state: ApiState, events: Option<HttpState>) -> Router {
         .with_state(state)
         .merge(http::router(events))
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(token, auth))
+        .layer(axum::middleware::from_fn_with_state(
+            (token, metrics_public),
+            auth,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             limits,
             server::deadline,
         ))
+        .layer(axum::middleware::from_fn_with_state(metrics, metrics::count))
 }
 
 /// Serves `router` on `listener` until `shutdown`, within the default

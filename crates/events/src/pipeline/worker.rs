@@ -10,7 +10,7 @@ use super::stats::{bump, Counters};
 use automate_engine::deliver::PendingRetry;
 use automate_vmdb::event_queue::EventQueue;
 use automate_vmdb::{Committing, HandOver, UnitOfWork};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// How many times an event whose handling fails (the handler's error or
 /// panic) is tried before it is dead-lettered.
@@ -73,12 +73,14 @@ pub(super) fn work_loop(
             retries,
             failed,
         } = handled;
+        let handed = SystemTime::now();
         let committing = store.hand_over(HandOver {
             schedule: retries.into_iter().map(|r| (r.item, r.run_at)).collect(),
             acks: ids.clone(),
         });
         in_flight = Some(InFlight {
             committing,
+            handed,
             ids,
             caught,
             failed,
@@ -94,6 +96,8 @@ pub(super) fn work_loop(
 /// A batch handed to the writer and not yet known to be on disk.
 struct InFlight {
     committing: Committing,
+    /// When it was handed to the writer.
+    handed: SystemTime,
     ids: Vec<u64>,
     caught: Vec<u64>,
     /// Events of the batch whose handling failed: not acked, given back to
@@ -141,6 +145,9 @@ fn handle_batch(handler: &Handler, counters: &Counters, batch: Vec<ClaimedEvent>
         let failure = match result {
             Ok(Ok(outcome)) => {
                 bump(&counters.handled, 1);
+                counters
+                    .metrics
+                    .event_handled(&ev.provider.name, &ev.event.event_type);
                 if outcome.duplicate {
                     bump(&counters.duplicates, 1);
                 }
@@ -171,6 +178,9 @@ fn handle_batch(handler: &Handler, counters: &Counters, batch: Vec<ClaimedEvent>
             store.rollback_to(sp);
         }
         bump(&counters.errors, 1);
+        counters
+            .metrics
+            .event_failed(&ev.provider.name, &ev.event.event_type);
         if ev.attempts < MAX_EVENT_ATTEMPTS {
             bump(&counters.failed, 1);
             tracing::error!(target: "evm", "MIQ(EmsEventHandler-handle_event) event [{}] of EMS [{}] (queue id {}) {failure}; its writes were discarded, it will be tried again (attempt {} of {MAX_EVENT_ATTEMPTS})", ev.event.event_type, ev.provider.name, ev.id, ev.attempts);
@@ -235,6 +245,7 @@ fn store_dead_letter(
 fn land(store: &dyn UnitOfWork, queue: &dyn EventQueue, counters: &Counters, f: InFlight) -> bool {
     let InFlight {
         committing,
+        handed,
         ids,
         caught,
         failed,
@@ -244,6 +255,9 @@ fn land(store: &dyn UnitOfWork, queue: &dyn EventQueue, counters: &Counters, f: 
     let (result, at) = committing.wait_timed();
     match result {
         Ok(_) => {
+            counters
+                .metrics
+                .batch_commit(at.duration_since(handed).unwrap_or_default());
             store.landed();
             queue.acked(ids.len());
             // The failed events go back to the queue only now: their
