@@ -23,6 +23,7 @@ mod harden_store;
 mod hostile;
 mod legacy;
 mod methods;
+mod metrics;
 mod pipeline;
 mod requests;
 mod retries;

@@ -391,6 +391,14 @@ mod tests {
         assert_eq!(handled.ids, [1, 3, 4, 5], "acked (5: dead-lettered)");
         assert_eq!(counters.failed.load(Ordering::Relaxed), 1);
         assert_eq!(counters.dead_lettered.load(Ordering::Relaxed), 1);
+        // `GET /metrics`: both panics are failed handlings (one tried
+        // again, one dead-lettered); the Automate error is a handled event.
+        let scrape = counters.metrics.encode().unwrap();
+        let labels = "{provider=\"rhevm01\",type=\"VM_DOWN\"}";
+        for (name, n) in [("failed", 2), ("handled", 3)] {
+            let line = format!("automate_events_{name}_total{labels} {n}\n");
+            assert!(scrape.contains(&line), "{line} in {scrape}");
+        }
         let vm = |name: &str| {
             store
                 .find_by("VmOrTemplate", "name", &AttrValue::from(name))
