@@ -143,7 +143,19 @@ fn parse(text: &str) -> Vec<Sample> {
             let name = name.unwrap_or_else(|| panic!("no name: {line}"));
             assert!(metric_name(name), "{line}");
             match (kw, arg) {
-                (Some("HELP"), Some(_)) => {}
+                (Some("HELP"), Some(help)) => {
+                    // An escaped string: no bare `"`, only `\\`, `\n`, `\"`.
+                    let mut chars = help.chars();
+                    while let Some(c) = chars.next() {
+                        assert!(c != '"', "a bare quote in {line}");
+                        if c == '\\' {
+                            assert!(
+                                matches!(chars.next(), Some('\\' | 'n' | '"')),
+                                "{line}"
+                            );
+                        }
+                    }
+                }
                 (Some("TYPE"), Some(t)) => {
                     assert!(
                         ["counter", "gauge", "histogram", "info", "unknown"].contains(&t),
@@ -455,6 +467,7 @@ fn the_grammar_check_refuses_what_is_not_the_exposition_format() {
         "# TYPE a gauge\na{x=\"\\t\"} 1\n# EOF\n",               // bad escape
         "# TYPE a gauge\na one\n# EOF\n",                        // not a number
         "# TYPE a histogram\na_bucket 1\n# EOF\n",               // bucket without le
+        "# HELP a say \"hi\"\n# TYPE a gauge\na 1\n# EOF\n",    // a bare quote in HELP
     ] {
         let caught = std::panic::catch_unwind(|| parse(bad));
         assert!(caught.is_err(), "accepted {bad:?}");

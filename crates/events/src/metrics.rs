@@ -95,7 +95,7 @@ impl Metrics {
         let batch_handled = Histogram::default();
         registry.register_with_unit(
             "batch_commit",
-            "Durable commits of the event pipeline: kind=\"queue\", a group of caught events written to the queue; kind=\"handled\", a worker's batch (its events' writes with the queue's acks), from hand-over to the writer until on disk",
+            "Durable commits of the event pipeline, by kind: queue (a group of caught events written to the queue), handled (a worker's batch, its events' writes with the queue's acks, from hand-over to the writer until on disk)",
             Unit::Seconds,
             BatchCommit {
                 queue: batch_queue.clone(),
