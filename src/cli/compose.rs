@@ -2,7 +2,8 @@
 //! datastore, builds the engine with its methods, prepares the event
 //! pipeline on them, serves the REST API beside it (with the http
 //! catcher's `POST /api/events` merged into the same listener) and starts
-//! the pipeline. The pipeline knows nothing of the API; this is the one
+//! the pipeline. It makes the one [`Metrics`] both count into and
+//! `GET /metrics` serves. The pipeline knows nothing of the API; this is the one
 //! place that wires the two (and the redb store) together.
 //!
 //! It is also where every other command gets its object store
@@ -13,8 +14,8 @@ use anyhow::Context;
 use automate_datastore::Datastore;
 use automate_engine::Engine;
 use automate_events::config::Config;
-use automate_events::Metrics;
 use automate_events::pipeline::{Pipeline, PipelineError, PipelineStore, HANDOFF};
+use automate_events::Metrics;
 use automate_redb::{GroupCommit, GroupUnits, RedbEventQueue, RedbStore};
 use std::path::Path;
 use std::sync::Arc;

@@ -149,10 +149,7 @@ fn parse(text: &str) -> Vec<Sample> {
                     while let Some(c) = chars.next() {
                         assert!(c != '"', "a bare quote in {line}");
                         if c == '\\' {
-                            assert!(
-                                matches!(chars.next(), Some('\\' | 'n' | '"')),
-                                "{line}"
-                            );
+                            assert!(matches!(chars.next(), Some('\\' | 'n' | '"')), "{line}");
                         }
                     }
                 }
@@ -188,10 +185,7 @@ fn parse(text: &str) -> Vec<Sample> {
             .next()
             .and_then(number)
             .unwrap_or_else(|| panic!("not a number: {line}"));
-        assert!(
-            fields.next().is_none_or(|t| number(t).is_some()),
-            "{line}"
-        );
+        assert!(fields.next().is_none_or(|t| number(t).is_some()), "{line}");
         let (fam, kind) = family
             .as_ref()
             .unwrap_or_else(|| panic!("a sample before its TYPE: {line}"));
@@ -294,7 +288,12 @@ fn a_scrape_counts_the_events_sent_by_provider_and_type() {
         exchange("POST", &events_url, Some(TOKEN), Some(&vc)),
     ];
     let wrong_token = exchange("POST", &events_url, Some("wrong"), Some(&vc));
-    let not_found = exchange("GET", &format!("{base}/api/nothing_here"), Some(TOKEN), None);
+    let not_found = exchange(
+        "GET",
+        &format!("{base}/api/nothing_here"),
+        Some(TOKEN),
+        None,
+    );
     let anonymous = exchange("GET", &metrics_url, None, None);
 
     // Scrape until the workers have handled all 8 and the queue is empty
@@ -321,10 +320,7 @@ fn a_scrape_counts_the_events_sent_by_provider_and_type() {
     assert_eq!(not_found.0, 404, "{}", not_found.2);
     assert_eq!(anonymous.0, 401, "{}", anonymous.2);
     assert!(anonymous.2.contains("unauthorized"), "{}", anonymous.2);
-    assert!(
-        ctype.starts_with("application/openmetrics-text"),
-        "{ctype}"
-    );
+    assert!(ctype.starts_with("application/openmetrics-text"), "{ctype}");
 
     let s = &scrape;
     let by = |name: &str, provider: &str, t: &str| {
@@ -335,9 +331,21 @@ fn a_scrape_counts_the_events_sent_by_provider_and_type() {
         ("automate_events_handled_total", 1.0),
         ("automate_events_failed_total", 0.0),
     ] {
-        assert_eq!(by(name, "rhevm01", "USER_RUN_VM"), Some(4.0 * n), "{name}\n{text}");
-        assert_eq!(by(name, "rhevm01", "VM_DOWN"), Some(2.0 * n), "{name}\n{text}");
-        assert_eq!(by(name, "vc01", "VmPoweredOnEvent"), Some(2.0 * n), "{name}\n{text}");
+        assert_eq!(
+            by(name, "rhevm01", "USER_RUN_VM"),
+            Some(4.0 * n),
+            "{name}\n{text}"
+        );
+        assert_eq!(
+            by(name, "rhevm01", "VM_DOWN"),
+            Some(2.0 * n),
+            "{name}\n{text}"
+        );
+        assert_eq!(
+            by(name, "vc01", "VmPoweredOnEvent"),
+            Some(2.0 * n),
+            "{name}\n{text}"
+        );
         assert_eq!(by(name, "rhevm01", "VM_FILTERED"), None, "filtered: {text}");
         assert_eq!(total(s, name), 8.0 * n, "{name}\n{text}");
     }
@@ -345,20 +353,27 @@ fn a_scrape_counts_the_events_sent_by_provider_and_type() {
     // Every event but the duplicate was delivered: one instantiation each.
     let count = value(s, "automate_instantiation_seconds_count", &[]);
     assert_eq!(count, Some(7.0), "{text}");
-    let inf = value(s, "automate_instantiation_seconds_bucket", &[("le", "+Inf")]);
+    let inf = value(
+        s,
+        "automate_instantiation_seconds_bucket",
+        &[("le", "+Inf")],
+    );
     assert_eq!(inf, count, "{text}");
     let buckets: Vec<f64> = s
         .iter()
         .filter(|x| x.name == "automate_instantiation_seconds_bucket")
         .map(|x| x.value)
         .collect();
-    assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "cumulative: {text}");
+    assert!(
+        buckets.windows(2).all(|w| w[0] <= w[1]),
+        "cumulative: {text}"
+    );
     assert!(value(s, "automate_instantiation_seconds_sum", &[]).is_some_and(|v| v > 0.0));
 
     // Batch commits: at least one of each kind, at most one per event.
     for kind in ["queue", "handled"] {
-        let n = value(s, "automate_batch_commit_seconds_count", &[("kind", kind)])
-            .unwrap_or_default();
+        let n =
+            value(s, "automate_batch_commit_seconds_count", &[("kind", kind)]).unwrap_or_default();
         assert!((1.0..=8.0).contains(&n), "{kind}: {n}\n{text}");
         let inf = value(
             s,
@@ -390,8 +405,14 @@ fn a_scrape_counts_the_events_sent_by_provider_and_type() {
         "raw paths are never labels: {text}"
     );
 
-    assert_eq!(value(s, "automate_reloads_total", &[("outcome", "ok")]), Some(0.0));
-    assert_eq!(value(s, "automate_reloads_total", &[("outcome", "failed")]), Some(0.0));
+    assert_eq!(
+        value(s, "automate_reloads_total", &[("outcome", "ok")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(s, "automate_reloads_total", &[("outcome", "failed")]),
+        Some(0.0)
+    );
 }
 
 #[test]
@@ -441,7 +462,12 @@ fn metrics_are_public_only_when_configured() {
     assert_eq!(second.0, 200, "{}", second.2);
     let s = parse(&second.2);
     // `automate api`: the events queued and the retries in the store.
-    assert_eq!(value(&s, "automate_queue_depth", &[]), Some(0.0), "{}", second.2);
+    assert_eq!(
+        value(&s, "automate_queue_depth", &[]),
+        Some(0.0),
+        "{}",
+        second.2
+    );
     assert_eq!(value(&s, "automate_retries_scheduled", &[]), Some(0.0));
     assert_eq!(value(&s, "automate_retries_due", &[]), Some(0.0));
     let api = |route: &str, status: &str| {
@@ -452,7 +478,12 @@ fn metrics_are_public_only_when_configured() {
         )
     };
     assert_eq!(api("/api/automate", "401"), Some(1.0), "{}", second.2);
-    assert_eq!(api("/metrics", "200"), Some(1.0), "the first scrape: {}", second.2);
+    assert_eq!(
+        api("/metrics", "200"),
+        Some(1.0),
+        "the first scrape: {}",
+        second.2
+    );
 }
 
 #[test]
@@ -460,14 +491,14 @@ fn the_grammar_check_refuses_what_is_not_the_exposition_format() {
     let ok = "# HELP a_b A.\n# TYPE a_b counter\na_b_total{x=\"1\\\"2\"} 3\n# EOF\n";
     assert_eq!(parse(ok)[0].labels["x"], "1\"2");
     for bad in [
-        "# TYPE a counter\na_total 1\n",                        // no EOF
-        "a 1\n# EOF\n",                                          // no TYPE
-        "# TYPE a counter\na 1\n# EOF\n",                        // counter sample without _total
-        "# TYPE a gauge\na{x=\"1\n# EOF\n",                      // unterminated
-        "# TYPE a gauge\na{x=\"\\t\"} 1\n# EOF\n",               // bad escape
-        "# TYPE a gauge\na one\n# EOF\n",                        // not a number
-        "# TYPE a histogram\na_bucket 1\n# EOF\n",               // bucket without le
-        "# HELP a say \"hi\"\n# TYPE a gauge\na 1\n# EOF\n",    // a bare quote in HELP
+        "# TYPE a counter\na_total 1\n",                     // no EOF
+        "a 1\n# EOF\n",                                      // no TYPE
+        "# TYPE a counter\na 1\n# EOF\n",                    // counter sample without _total
+        "# TYPE a gauge\na{x=\"1\n# EOF\n",                  // unterminated
+        "# TYPE a gauge\na{x=\"\\t\"} 1\n# EOF\n",           // bad escape
+        "# TYPE a gauge\na one\n# EOF\n",                    // not a number
+        "# TYPE a histogram\na_bucket 1\n# EOF\n",           // bucket without le
+        "# HELP a say \"hi\"\n# TYPE a gauge\na 1\n# EOF\n", // a bare quote in HELP
     ] {
         let caught = std::panic::catch_unwind(|| parse(bad));
         assert!(caught.is_err(), "accepted {bad:?}");

@@ -609,7 +609,10 @@ pub fn router(state: ApiState, events: Option<HttpState>) -> Router {
             limits,
             server::deadline,
         ))
-        .layer(axum::middleware::from_fn_with_state(metrics, metrics::count))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            metrics::count,
+        ))
 }
 
 /// Serves `router` on `listener` until `shutdown`, within the default

@@ -10,6 +10,7 @@
 //! of the seed; log `...Complete`.
 
 use super::{Provider, ProviderEvent};
+use crate::metrics::Metrics;
 use automate_core::uri::query_uri;
 use automate_engine::deliver::{
     deliver, deliver_deferred, Delivery, Outcome, PendingRetry, DEFAULT_MAX_DELIVERIES,
@@ -18,7 +19,6 @@ use automate_engine::{
     inspect_delivery_attrs, AttrValue, Attributes, Engine, EngineError, Workspace,
 };
 use automate_vmdb::{ObjectStore, Schedule, StoreError, VmdbRef};
-use crate::metrics::Metrics;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 

@@ -50,7 +50,21 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// Upper bounds (seconds) of the latency histograms' buckets: 0.5 ms to
 /// 30 s.
 const BUCKETS: [f64; 16] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
     f64::MAX,
 ];
 
@@ -268,11 +282,14 @@ struct EventCounts {
     failed: AtomicU64,
 }
 
+/// One provider's counts by event type.
+type ByType = FxHashMap<Box<str>, EventCounts>;
+
 /// The event counters by provider, then event type (nested, so a lookup
 /// by two `&str` allocates nothing), capped at [`MAX_LABEL_SETS`] pairs.
 #[derive(Debug, Default)]
 struct EventCounters {
-    by_provider: RwLock<FxHashMap<Box<str>, FxHashMap<Box<str>, EventCounts>>>,
+    by_provider: RwLock<FxHashMap<Box<str>, ByType>>,
     /// Pairs held in `by_provider`.
     held: AtomicU64,
     /// Everything counted once the cap was reached.
@@ -405,9 +422,8 @@ impl Histogram {
             .collect();
         let count = buckets.iter().map(|(_, n)| n).sum();
         let sum = self.0.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
-        metric.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-            sum, count, &buckets, None,
-        )
+        metric
+            .encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, count, &buckets, None)
     }
 }
 
@@ -595,15 +611,33 @@ mod tests {
         m.event_failed("vc01", "VmPoweredOffEvent");
         let text = m.encode().unwrap();
         assert!(text.ends_with("# EOF\n"), "{text}");
-        assert!(text.contains("# TYPE automate_events_caught counter"), "{text}");
+        assert!(
+            text.contains("# TYPE automate_events_caught counter"),
+            "{text}"
+        );
         let caught = samples(&text, "automate_events_caught_total");
-        assert!(caught.contains(&("{provider=\"rhevm01\",type=\"USER_RUN_VM\"}", 3)), "{text}");
-        assert!(caught.contains(&("{provider=\"vc01\",type=\"VmPoweredOffEvent\"}", 1)), "{text}");
+        assert!(
+            caught.contains(&("{provider=\"rhevm01\",type=\"USER_RUN_VM\"}", 3)),
+            "{text}"
+        );
+        assert!(
+            caught.contains(&("{provider=\"vc01\",type=\"VmPoweredOffEvent\"}", 1)),
+            "{text}"
+        );
         let handled = samples(&text, "automate_events_handled_total");
-        assert!(handled.contains(&("{provider=\"rhevm01\",type=\"USER_RUN_VM\"}", 1)), "{text}");
-        assert!(handled.contains(&("{provider=\"vc01\",type=\"VmPoweredOffEvent\"}", 0)), "{text}");
+        assert!(
+            handled.contains(&("{provider=\"rhevm01\",type=\"USER_RUN_VM\"}", 1)),
+            "{text}"
+        );
+        assert!(
+            handled.contains(&("{provider=\"vc01\",type=\"VmPoweredOffEvent\"}", 0)),
+            "{text}"
+        );
         let failed = samples(&text, "automate_events_failed_total");
-        assert!(failed.contains(&("{provider=\"vc01\",type=\"VmPoweredOffEvent\"}", 1)), "{text}");
+        assert!(
+            failed.contains(&("{provider=\"vc01\",type=\"VmPoweredOffEvent\"}", 1)),
+            "{text}"
+        );
     }
 
     #[test]
@@ -619,7 +653,10 @@ mod tests {
         assert_eq!(caught.len(), MAX_LABEL_SETS + 1, "held pairs and other");
         assert!(caught.contains(&("{provider=\"p\",type=\"TYPE_0\"}", 2)));
         assert!(caught.contains(&("{provider=\"other\",type=\"other\"}", 5)));
-        assert_eq!(caught.iter().map(|(_, n)| n).sum::<u64>(), (MAX_LABEL_SETS + 6) as u64);
+        assert_eq!(
+            caught.iter().map(|(_, n)| n).sum::<u64>(),
+            (MAX_LABEL_SETS + 6) as u64
+        );
 
         let api = Metrics::new();
         for status in 0..(MAX_LABEL_SETS as u16 + 3) {
@@ -637,7 +674,9 @@ mod tests {
         m.event_caught("a\"b", "line\nbreak\\");
         let text = m.encode().unwrap();
         assert!(
-            text.contains("automate_events_caught_total{provider=\"a\\\"b\",type=\"line\\nbreak\\\\\"} 1"),
+            text.contains(
+                "automate_events_caught_total{provider=\"a\\\"b\",type=\"line\\nbreak\\\\\"} 1"
+            ),
             "{text}"
         );
     }
@@ -651,16 +690,28 @@ mod tests {
         m.batch_commit(Duration::from_micros(200));
         m.queue_commit(Duration::from_millis(2));
         let text = m.encode().unwrap();
-        assert!(text.contains("# TYPE automate_instantiation_seconds histogram"), "{text}");
-        assert!(text.contains("# UNIT automate_instantiation_seconds seconds"), "{text}");
-        assert_eq!(samples(&text, "automate_instantiation_seconds_count"), [("", 3)]);
+        assert!(
+            text.contains("# TYPE automate_instantiation_seconds histogram"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# UNIT automate_instantiation_seconds seconds"),
+            "{text}"
+        );
+        assert_eq!(
+            samples(&text, "automate_instantiation_seconds_count"),
+            [("", 3)]
+        );
         let buckets = samples(&text, "automate_instantiation_seconds_bucket");
         assert!(buckets.contains(&("{le=\"0.0025\"}", 0)), "{text}");
         assert!(buckets.contains(&("{le=\"0.005\"}", 1)), "{text}");
         assert!(buckets.contains(&("{le=\"0.05\"}", 2)), "{text}");
         assert!(buckets.contains(&("{le=\"30.0\"}", 2)), "{text}");
         assert!(buckets.contains(&("{le=\"+Inf\"}", 3)), "{text}");
-        assert!(text.contains("automate_instantiation_seconds_sum 100.043\n"), "{text}");
+        assert!(
+            text.contains("automate_instantiation_seconds_sum 100.043\n"),
+            "{text}"
+        );
         assert_eq!(
             samples(&text, "automate_batch_commit_seconds_count"),
             [("{kind=\"queue\"}", 1), ("{kind=\"handled\"}", 1)]
@@ -695,12 +746,20 @@ mod tests {
         m.watch_schedule(schedule.clone());
         let now = SystemTime::now();
         let retry = WorkItem::new(RETRY_KIND, serde_json::Value::Null);
-        schedule.schedule(&retry, now - Duration::from_secs(1)).unwrap();
-        schedule.schedule(&retry, now + Duration::from_secs(3600)).unwrap();
+        schedule
+            .schedule(&retry, now - Duration::from_secs(1))
+            .unwrap();
+        schedule
+            .schedule(&retry, now + Duration::from_secs(3600))
+            .unwrap();
         let event = WorkItem::new(EVENT_KIND, serde_json::Value::Null);
         schedule.schedule(&event, now).unwrap();
         let text = m.encode().unwrap();
-        assert_eq!(samples(&text, "automate_retries_scheduled"), [("", 2)], "{text}");
+        assert_eq!(
+            samples(&text, "automate_retries_scheduled"),
+            [("", 2)],
+            "{text}"
+        );
         assert_eq!(samples(&text, "automate_retries_due"), [("", 1)], "{text}");
         assert_eq!(samples(&text, "automate_queue_depth"), [("", 1)], "{text}");
     }
