@@ -119,7 +119,7 @@ impl Metrics {
         let instantiation = Histogram::default();
         registry.register_with_unit(
             "instantiation",
-            "Automate instantiations of the pipeline's event deliveries (/System/Process/Event, state-machine retries handed back included)",
+            "Automate instantiations of the events the pipeline delivers (/System/Process/Event and everything it runs)",
             Unit::Seconds,
             instantiation.clone(),
         );
