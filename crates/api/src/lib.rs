@@ -1,10 +1,12 @@
 //! The REST API, ManageIQ style, under `/api` (axum): automation requests,
 //! the event stream, the Automate datastore (browse and resolve), the VMs,
-//! hosts and providers of the object store, liveness, and the `http`
-//! catcher's `POST /api/events` merged in.
+//! hosts and providers of the object store, liveness, the `http`
+//! catcher's `POST /api/events` merged in, and `GET /metrics` (Prometheus'
+//! text format, beside `/api`).
 //!
-//! Every request but `GET /api/health` carries `X-Auth-Token: <api.token>`.
-//! Answers are JSON; errors are `{"error": {"kind": ..., "message": ...}}`
+//! Every request but `GET /api/health` (and `GET /metrics` with
+//! `api.metrics_public`) carries `X-Auth-Token: <api.token>`.
+//! Answers are JSON (but `/metrics`); errors are `{"error": {"kind": ..., "message": ...}}`
 //! with the matching status (401, 400, 404, 405, 409, 413, 500).
 //! [`ROUTES`] is the one table of endpoints: [`router`] is built from it and
 //! a test checks `docs/api.yaml` describes exactly the same set.
