@@ -28,7 +28,7 @@ pub struct ApiArgs {
     #[arg(long)]
     pub listen: Option<String>,
     /// automate.yaml to read `api.listen`, `api.token`, `api.public_url`,
-    /// `api.limits` and the `engine:` budget from. The token can also (and
+    /// `api.limits`, `api.metrics_public` and the `engine:` budget from. The token can also (and
     /// without a file, must) come from AUTOMATE_API_TOKEN.
     #[arg(long)]
     pub config: Option<PathBuf>,
