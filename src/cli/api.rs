@@ -15,6 +15,7 @@ use automate_datastore::Datastore;
 use automate_engine::deliver::{run_due, DEFAULT_MAX_DELIVERIES};
 use automate_engine::Engine;
 use automate_events::config::{ApiConfig, EngineConfig};
+use automate_events::Metrics;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,7 +31,7 @@ pub struct ApiArgs {
     #[arg(long)]
     pub listen: Option<String>,
     /// automate.yaml to read `api.listen`, `api.token`, `api.public_url`,
-    /// `api.limits` and the `engine:` budget from. The token can also (and
+    /// `api.limits`, `api.metrics_public` and the `engine:` budget from. The token can also (and
     /// without a file, must) come from AUTOMATE_API_TOKEN.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -105,9 +106,14 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("listening on {listen}"))?;
         let addr = listener.local_addr()?;
+        // `GET /metrics`: the API's requests, the events queued and the
+        // state-machine retries in the store.
+        let metrics = Metrics::new();
+        metrics.watch_schedule(Arc::new(store.schedule()));
         let state = ApiState::new(api.token.clone(), engine, store)?
             .with_config(&api)?
-            .with_reloader(reloader.clone());
+            .with_reloader(reloader.clone())
+            .with_metrics(metrics);
         // Hot reload: a change under the datastore root reloads it.
         let _watch = match super::watch::start(&global.datastore, reloader.clone()) {
             Ok(w) => Some(w),

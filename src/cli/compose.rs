@@ -2,7 +2,8 @@
 //! datastore, builds the engine with its methods, prepares the event
 //! pipeline on them, serves the REST API beside it (with the http
 //! catcher's `POST /api/events` merged into the same listener) and starts
-//! the pipeline. The pipeline knows nothing of the API; this is the one
+//! the pipeline. It makes the one [`Metrics`] both count into and
+//! `GET /metrics` serves. The pipeline knows nothing of the API; this is the one
 //! place that wires the two (and the redb store) together.
 //!
 //! It is also where every other command gets its object store
@@ -16,6 +17,7 @@ use automate_engine::Engine;
 use automate_events::config::Config;
 use automate_events::pipeline::{Pipeline, PipelineError, PipelineStore, HANDOFF};
 use automate_methods::RhaiLimits;
+use automate_events::Metrics;
 use automate_redb::{GroupCommit, GroupUnits, RedbEventQueue, RedbStore};
 use std::path::Path;
 use std::sync::Arc;
@@ -130,7 +132,12 @@ pub async fn start(
         queue,
         schedule: Arc::new(store.schedule()),
     };
-    let mut pipeline = Pipeline::prepare(config, engine.clone(), backend)?;
+    // The metrics `GET /metrics` serves: one registry, counted into by the
+    // pipeline and the API, its gauges reading the pipeline's queue and
+    // schedule.
+    let metrics = Metrics::new();
+    let mut pipeline =
+        Pipeline::prepare(config, engine.clone(), backend)?.with_metrics(metrics.clone());
     // The REST API (the http catcher's `POST /api/events` merged in) on
     // api.listen, when an http catcher or api.token asks.
     let events = pipeline.take_http_catcher();
@@ -143,7 +150,8 @@ pub async fn start(
         let api = automate_api::ApiState::new(&*config.api.token, engine, store)?
             .with_queue(pipeline.queue())
             .with_config(&config.api)?
-            .with_reloader(reloader.clone());
+            .with_reloader(reloader.clone())
+            .with_metrics(metrics);
         let router = automate_api::router(api, events);
         let limits = config.api.limits.clone();
         let stop = pipeline.stop_signal();

@@ -25,6 +25,7 @@ mod harden_store;
 mod hostile;
 mod legacy;
 mod methods;
+mod metrics;
 mod pipeline;
 mod reload;
 mod requests;

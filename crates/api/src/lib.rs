@@ -1,10 +1,12 @@
 //! The REST API, ManageIQ style, under `/api` (axum): automation requests,
 //! the event stream, the Automate datastore (browse and resolve), the VMs,
-//! hosts and providers of the object store, liveness, and the `http`
-//! catcher's `POST /api/events` merged in.
+//! hosts and providers of the object store, liveness, the `http`
+//! catcher's `POST /api/events` merged in, and `GET /metrics` (Prometheus'
+//! text format, beside `/api`).
 //!
-//! Every request but `GET /api/health` carries `X-Auth-Token: <api.token>`.
-//! Answers are JSON; errors are `{"error": {"kind": ..., "message": ...}}`
+//! Every request but `GET /api/health` (and `GET /metrics` with
+//! `api.metrics_public`) carries `X-Auth-Token: <api.token>`.
+//! Answers are JSON (but `/metrics`); errors are `{"error": {"kind": ..., "message": ...}}`
 //! with the matching status (401, 400, 404, 405, 409, 413, 500).
 //! [`ROUTES`] is the one table of endpoints: [`router`] is built from it and
 //! a test checks `docs/api.yaml` describes exactly the same set.
@@ -17,6 +19,7 @@ mod batch;
 mod collection;
 pub mod db;
 mod domains;
+mod metrics;
 mod objects;
 mod reload;
 mod requests;
@@ -109,6 +112,9 @@ pub enum Endpoint {
     /// `POST /api/automate_domains/{id}`: the `enable`, `disable` or
     /// `set_priority` action.
     AutomateDomainAction,
+    /// `GET /metrics`: the service's metrics in Prometheus' text format;
+    /// no token when `api.metrics_public` is set.
+    Metrics,
 }
 
 /// One endpoint: method, path (OpenAPI syntax: `{id}`; `{path}` in
@@ -149,6 +155,7 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/api/automate", Endpoint::Domains),
     r("GET", "/api/automate/{path}", Endpoint::Browse),
     r("POST", "/api/automate/{path}", Endpoint::Resolve),
+    r("GET", "/metrics", Endpoint::Metrics),
     r("GET", "/api/vms", Endpoint::Vms),
     r("GET", "/api/vms/{id}", Endpoint::Vm),
     r("GET", "/api/hosts", Endpoint::Hosts),
@@ -197,6 +204,10 @@ pub struct ApiState {
     public_url: Arc<str>,
     /// Reloads the datastore on demand; its last report is on `/api/health`.
     reloader: Option<Arc<dyn automate_datastore::Reload>>,
+    /// What `GET /metrics` serves; it also counts the requests.
+    metrics: automate_events::Metrics,
+    /// `api.metrics_public`: `GET /metrics` without the token.
+    metrics_public: bool,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -223,6 +234,8 @@ impl ApiState {
             .unwrap_or(2)
             .clamp(1, 4);
         let batcher = batch::Batcher::start(store.clone(), requests.clone(), writers)?;
+        let metrics = automate_events::Metrics::new();
+        metrics.watch_schedule(schedule.clone());
         Ok(ApiState {
             token: Arc::from(token.into()),
             requests,
@@ -233,6 +246,8 @@ impl ApiState {
             limits: Arc::new(ApiLimits::default()),
             public_url: Arc::from(""),
             reloader: None,
+            metrics,
+            metrics_public: false,
         })
     }
 
@@ -246,6 +261,7 @@ impl ApiState {
         };
         self.public_url = Arc::from(url);
         self.limits = Arc::new(api.limits.clone());
+        self.metrics_public = api.metrics_public;
         Ok(self)
     }
 
@@ -253,6 +269,14 @@ impl ApiState {
     /// `reloader`, and `/api/health` reports its last reload.
     pub fn with_reloader(mut self, reloader: Arc<dyn automate_datastore::Reload>) -> ApiState {
         self.reloader = Some(reloader);
+        self
+    }
+
+    /// `GET /metrics` serves `metrics` (the composition root's, shared
+    /// with the pipeline), which also counts the API's requests. Without
+    /// it the API has metrics of its own, over the store's scheduled work.
+    pub fn with_metrics(mut self, metrics: automate_events::Metrics) -> ApiState {
+        self.metrics = metrics;
         self
     }
 
@@ -453,9 +477,15 @@ fn parse_id(s: &str) -> Result<i64, ApiError> {
         .map_err(|_| ApiError::bad_request(format!("id: [{s}] is not an integer id")))
 }
 
-/// Checks `X-Auth-Token` on every request but `GET /api/health`.
-async fn auth(State(token): State<Arc<str>>, req: Request, next: Next) -> Response {
-    if req.uri().path() == "/api/health" {
+/// Checks `X-Auth-Token` on every request but `GET /api/health` (and
+/// `GET /metrics` when `api.metrics_public` is set).
+async fn auth(
+    State((token, metrics_public)): State<(Arc<str>, bool)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let path = req.uri().path();
+    if path == "/api/health" || (metrics_public && path == "/metrics") {
         return next.run(req).await;
     }
     let message = if token.is_empty() {
@@ -531,6 +561,7 @@ fn handler(method: &str, endpoint: Endpoint) -> Option<MethodRouter<ApiState>> {
         Endpoint::AutomateDomains => on(filter, domains::list),
         Endpoint::AutomateDomain => on(filter, domains::show),
         Endpoint::AutomateDomainAction => on(filter, domains::action),
+        Endpoint::Metrics => on(filter, metrics::metrics),
     })
 }
 
@@ -540,6 +571,8 @@ fn handler(method: &str, endpoint: Endpoint) -> Option<MethodRouter<ApiState>> {
 pub fn router(state: ApiState, events: Option<HttpState>) -> Router {
     let token = state.token.clone();
     let limits = state.limits.clone();
+    let metrics = state.metrics.clone();
+    let metrics_public = state.metrics_public;
     let mut by_path: BTreeMap<&str, Vec<&Route>> = BTreeMap::new();
     for route in ROUTES {
         by_path.entry(route.path).or_default().push(route);
@@ -573,10 +606,17 @@ pub fn router(state: ApiState, events: Option<HttpState>) -> Router {
         .with_state(state)
         .merge(http::router(events))
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(token, auth))
+        .layer(axum::middleware::from_fn_with_state(
+            (token, metrics_public),
+            auth,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             limits,
             server::deadline,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            metrics::count,
         ))
 }
 

@@ -10,6 +10,7 @@
 //! of the seed; log `...Complete`.
 
 use super::{Provider, ProviderEvent};
+use crate::metrics::Metrics;
 use automate_core::uri::query_uri;
 use automate_engine::deliver::{
     deliver, deliver_deferred, Delivery, Outcome, PendingRetry, DEFAULT_MAX_DELIVERIES,
@@ -19,6 +20,7 @@ use automate_engine::{
 };
 use automate_vmdb::{ObjectStore, Schedule, StoreError, VmdbRef};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// Serializes the creation of VMs and hosts seen for the first time, so two
 /// handlers never create the same one twice (they are created with
@@ -139,6 +141,8 @@ pub struct Handler {
     /// Held while a VM or host seen for the first time is looked up again
     /// and created.
     first_sight: FirstSight,
+    /// Where the latency of each delivery's instantiation is recorded.
+    metrics: Option<Metrics>,
 }
 
 impl Handler {
@@ -157,6 +161,7 @@ impl Handler {
             schedule: None,
             defer_retries: false,
             first_sight: FirstSight::default(),
+            metrics: None,
         })
     }
 
@@ -184,6 +189,13 @@ impl Handler {
     /// has a lock of its own.
     pub fn with_first_sight(mut self, lock: FirstSight) -> Handler {
         self.first_sight = lock;
+        self
+    }
+
+    /// Records how long each delivery's instantiation takes in `metrics`
+    /// (`automate_instantiation_seconds`).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Handler {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -362,6 +374,7 @@ impl Handler {
         // the event row above stays either way (ManageIQ's EmsEvent.add
         // comes before the delivery).
         let sp = store.savepoint();
+        let started = self.metrics.as_ref().map(|_| Instant::now());
         let delivered = match &self.schedule {
             _ if self.defer_retries => {
                 deliver_deferred(engine, &d, Some(parsed), DEFAULT_MAX_DELIVERIES)
@@ -377,6 +390,9 @@ impl Handler {
                 Ok((outcome, None))
             }
         };
+        if let (Some(m), Some(t)) = (&self.metrics, started) {
+            m.instantiation(t.elapsed());
+        }
         let (ws, error, retry) = match delivered {
             Ok((Outcome::Error { workspace, error }, retry)) => (workspace, error, retry),
             Ok((outcome, retry)) => (outcome.into_workspace(), None, retry),

@@ -99,6 +99,7 @@ use super::catchers::http::HttpState;
 use super::catchers::{CatcherError, CatcherStats, Catchers, Caught};
 use super::config::{Config, QueueConfig};
 use super::handler::FirstSight;
+use super::metrics::Metrics;
 use super::queue::EventQueue;
 use super::{EvmLog, Handler, HandlerError};
 use automate_engine::Engine;
@@ -199,6 +200,7 @@ pub struct Prepared {
     stop_catchers: CancellationToken,
     queue_config: QueueConfig,
     stats_interval: Duration,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -227,6 +229,23 @@ impl Prepared {
         Some(state)
     }
 
+    /// Counts into `metrics` (`GET /metrics`, made by the composition
+    /// root and shared with the REST API): events by provider and type,
+    /// the batch commits' and the instantiations' latency; its queue depth
+    /// and retry gauges read this pipeline's queue and schedule. Without
+    /// it the pipeline counts into a registry of its own nobody reads.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Prepared {
+        metrics.watch_queue(self.queue.clone());
+        metrics.watch_schedule(self.schedule.clone());
+        let with = |h: Handler| h.with_metrics(metrics.clone());
+        self.handlers = std::mem::take(&mut self.handlers)
+            .into_iter()
+            .map(with)
+            .collect();
+        self.metrics = metrics;
+        self
+    }
+
     /// Cancelled when [`Pipeline::shutdown`] begins: the server beside the
     /// pipeline stops accepting with the catchers.
     pub fn stop_signal(&self) -> CancellationToken {
@@ -253,8 +272,12 @@ impl Prepared {
             stop_catchers,
             queue_config,
             stats_interval,
+            metrics,
         } = self;
-        let counters = Arc::new(Counters::default());
+        let counters = Arc::new(Counters {
+            metrics,
+            ..Counters::default()
+        });
         let wake = Arc::new(Wake::default());
         let drain = Arc::new(AtomicBool::new(false));
         let stop_retries = Arc::new(AtomicBool::new(false));
@@ -433,12 +456,19 @@ impl Pipeline {
             stop_catchers: CancellationToken::new(),
             queue_config: config.queue.clone(),
             stats_interval: Duration::from_secs(config.log.stats_interval_secs),
+            metrics: Metrics::default(),
         })
     }
 
     /// The run's counts so far (catchers, queue, handlers).
     pub fn stats(&self) -> PipelineStats {
         snapshot(&self.counters, &*self.queue, &self.catcher_stats)
+    }
+
+    /// The metrics the pipeline counts into ([`Prepared::with_metrics`]):
+    /// what a reload reports to ([`Metrics::reload`]).
+    pub fn metrics(&self) -> Metrics {
+        self.counters.metrics.clone()
     }
 
     /// Whether the catchers have ended (their input is exhausted), every

@@ -11,7 +11,7 @@ use automate_engine::deliver::PendingRetry;
 use automate_engine::Engine;
 use automate_vmdb::event_queue::EventQueue;
 use automate_vmdb::{Committing, HandOver, ObjectStore, PipelineUnit, UnitOfWork};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// How many times an event whose handling fails (the handler's error or
 /// panic) is tried before it is dead-lettered.
@@ -81,12 +81,14 @@ pub(super) fn work_loop(
             retries,
             failed,
         } = handled;
+        let handed = SystemTime::now();
         let committing = unit.unit.hand_over(HandOver {
             schedule: retries.into_iter().map(|r| (r.item, r.run_at)).collect(),
             acks: ids.clone(),
         });
         in_flight = Some(InFlight {
             committing,
+            handed,
             ids,
             caught,
             failed,
@@ -116,6 +118,8 @@ impl OpenUnit {
 /// A batch handed to the writer and not yet known to be on disk.
 struct InFlight {
     committing: Committing,
+    /// When it was handed to the writer.
+    handed: SystemTime,
     ids: Vec<u64>,
     caught: Vec<u64>,
     /// Events of the batch whose handling failed: not acked, given back to
@@ -169,6 +173,9 @@ fn handle_batch(
         let failure = match result {
             Ok(Ok(outcome)) => {
                 bump(&counters.handled, 1);
+                counters
+                    .metrics
+                    .event_handled(&ev.provider.name, &ev.event.event_type);
                 if outcome.duplicate {
                     bump(&counters.duplicates, 1);
                 }
@@ -199,6 +206,9 @@ fn handle_batch(
             store.rollback_to(sp);
         }
         bump(&counters.errors, 1);
+        counters
+            .metrics
+            .event_failed(&ev.provider.name, &ev.event.event_type);
         if ev.attempts < MAX_EVENT_ATTEMPTS {
             bump(&counters.failed, 1);
             tracing::error!(target: "evm", "MIQ(EmsEventHandler-handle_event) event [{}] of EMS [{}] (queue id {}) {failure}; its writes were discarded, it will be tried again (attempt {} of {MAX_EVENT_ATTEMPTS})", ev.event.event_type, ev.provider.name, ev.id, ev.attempts);
@@ -261,6 +271,7 @@ fn store_dead_letter(
 fn land(unit: &dyn PipelineUnit, queue: &dyn EventQueue, counters: &Counters, f: InFlight) -> bool {
     let InFlight {
         committing,
+        handed,
         ids,
         caught,
         failed,
@@ -270,6 +281,9 @@ fn land(unit: &dyn PipelineUnit, queue: &dyn EventQueue, counters: &Counters, f:
     let (result, at) = committing.wait_timed();
     match result {
         Ok(_) => {
+            counters
+                .metrics
+                .batch_commit(at.duration_since(handed).unwrap_or_default());
             unit.landed();
             queue.acked(ids.len());
             // The failed events go back to the queue only now: their
@@ -404,6 +418,14 @@ mod tests {
         assert_eq!(handled.ids, [1, 3, 4, 5], "acked (5: dead-lettered)");
         assert_eq!(counters.failed.load(Ordering::Relaxed), 1);
         assert_eq!(counters.dead_lettered.load(Ordering::Relaxed), 1);
+        // `GET /metrics`: both panics are failed handlings (one tried
+        // again, one dead-lettered); the Automate error is a handled event.
+        let scrape = counters.metrics.encode().unwrap();
+        let labels = "{provider=\"rhevm01\",type=\"VM_DOWN\"}";
+        for (name, n) in [("failed", 2), ("handled", 3)] {
+            let line = format!("automate_events_{name}_total{labels} {n}\n");
+            assert!(scrape.contains(&line), "{line} in {scrape}");
+        }
         let vm = |name: &str| {
             store
                 .find_by("VmOrTemplate", "name", &AttrValue::from(name))
