@@ -110,6 +110,10 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
         // state-machine retries in the store.
         let metrics = Metrics::new();
         metrics.watch_schedule(Arc::new(store.schedule()));
+        {
+            let metrics = metrics.clone();
+            reloader.observe(move |report| metrics.reload(report.ok));
+        }
         let state = ApiState::new(api.token.clone(), engine, store)?
             .with_config(&api)?
             .with_reloader(reloader.clone())

@@ -16,8 +16,8 @@ use automate_datastore::Datastore;
 use automate_engine::Engine;
 use automate_events::config::Config;
 use automate_events::pipeline::{Pipeline, PipelineError, PipelineStore, HANDOFF};
-use automate_methods::RhaiLimits;
 use automate_events::Metrics;
+use automate_methods::RhaiLimits;
 use automate_redb::{GroupCommit, GroupUnits, RedbEventQueue, RedbStore};
 use std::path::Path;
 use std::sync::Arc;
@@ -136,6 +136,10 @@ pub async fn start(
     // pipeline and the API, its gauges reading the pipeline's queue and
     // schedule.
     let metrics = Metrics::new();
+    {
+        let metrics = metrics.clone();
+        reloader.observe(move |report| metrics.reload(report.ok));
+    }
     let mut pipeline =
         Pipeline::prepare(config, engine.clone(), backend)?.with_metrics(metrics.clone());
     // The REST API (the http catcher's `POST /api/events` merged in) on

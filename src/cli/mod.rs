@@ -15,8 +15,8 @@ pub mod reload;
 pub mod request;
 pub mod retries;
 pub mod run;
-pub mod watch;
 pub mod table;
+pub mod watch;
 pub mod when;
 
 use clap::{Parser, Subcommand};

@@ -17,7 +17,7 @@ use automate_datastore::{Datastore, Reload, ReloadProblem, ReloadReport};
 use automate_engine::Engine;
 use automate_methods::{RhaiLimits, RhaiRunner};
 use automate_requests::with_requests;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Reloads one engine's datastore, methods and policies
 /// ([`with_control_reloadable`] builds it with the engine).
@@ -29,7 +29,12 @@ pub struct Reloader {
     running: Mutex<()>,
     /// The last report.
     last: Mutex<Option<ReloadReport>>,
+    /// Told of every reload's report (the service's metrics count them).
+    observer: OnceLock<Observer>,
 }
+
+/// What [`Reloader::observe`] takes.
+type Observer = Box<dyn Fn(&ReloadReport) + Send + Sync>;
 
 impl std::fmt::Debug for Reloader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -54,11 +59,18 @@ pub fn with_control_reloadable(
         control,
         running: Mutex::new(()),
         last: Mutex::new(None),
+        observer: OnceLock::new(),
     });
     (engine, runner, reloader)
 }
 
 impl Reloader {
+    /// Calls `f` with the report of every reload from now on (once set,
+    /// kept: a second observer is ignored and `false` returned).
+    pub fn observe(&self, f: impl Fn(&ReloadReport) + Send + Sync + 'static) -> bool {
+        self.observer.set(Box::new(f)).is_ok()
+    }
+
     /// How many domains the running index holds.
     pub fn domains(&self) -> usize {
         self.datastore.index().domains().len()
@@ -150,7 +162,9 @@ impl Reloader {
             }
         }
         let report = ReloadReport::now(changed, problems, warnings);
-        // metrics: Metrics::reload(report.ok)
+        if let Some(observe) = self.observer.get() {
+            observe(&report);
+        }
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(report.clone());
         report
     }
