@@ -111,8 +111,10 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
         let metrics = Metrics::new();
         metrics.watch_schedule(Arc::new(store.schedule()));
         {
-            let metrics = metrics.clone();
-            reloader.observe(move |report| metrics.reload(report.ok));
+            // Only the counter: the reloader (held by the watcher) must not
+            // keep the store open through the metrics' schedule.
+            let reloads = metrics.reloads();
+            reloader.observe(move |report| reloads.count(report.ok));
         }
         let state = ApiState::new(api.token.clone(), engine, store)?
             .with_config(&api)?

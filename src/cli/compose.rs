@@ -137,8 +137,8 @@ pub async fn start(
     // schedule.
     let metrics = Metrics::new();
     {
-        let metrics = metrics.clone();
-        reloader.observe(move |report| metrics.reload(report.ok));
+        let reloads = metrics.reloads();
+        reloader.observe(move |report| reloads.count(report.ok));
     }
     let mut pipeline =
         Pipeline::prepare(config, engine.clone(), backend)?.with_metrics(metrics.clone());

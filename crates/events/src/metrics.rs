@@ -229,11 +229,27 @@ impl Metrics {
     /// Counts a reload of the configuration or the datastore, `ok` or not
     /// (`automate_reloads_total{outcome}`).
     pub fn reload(&self, ok: bool) {
+        self.reloads().count(ok);
+    }
+
+    /// The reload counter alone: what a reloader keeps to count its
+    /// reloads without holding the metrics' sources (the queue and the
+    /// schedule, and through them the object store, which must close when
+    /// the service stops).
+    pub fn reloads(&self) -> Reloads {
+        Reloads(self.inner.reloads.clone())
+    }
+}
+
+/// `automate_reloads_total{outcome}` ([`Metrics::reloads`]).
+#[derive(Clone, Debug)]
+pub struct Reloads(Family<[(&'static str, &'static str); 1], Counter>);
+
+impl Reloads {
+    /// Counts one reload, `ok` or failed.
+    pub fn count(&self, ok: bool) {
         let outcome = if ok { "ok" } else { "failed" };
-        self.inner
-            .reloads
-            .get_or_create(&[("outcome", outcome)])
-            .inc();
+        self.0.get_or_create(&[("outcome", outcome)]).inc();
     }
 }
 
