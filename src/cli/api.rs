@@ -6,7 +6,7 @@
 
 use super::compose::open_store;
 use super::Global;
-use anyhow::{bail, Context};
+use anyhow::Context;
 use automate_api::{router, serve_with, ApiState};
 use automate_datastore::Datastore;
 use automate_engine::deliver::{run_due, DEFAULT_MAX_DELIVERIES};
@@ -34,8 +34,10 @@ pub struct ApiArgs {
 }
 
 /// Serves the API on `--db` and `--datastore` until SIGTERM or SIGINT,
-/// printing `automate api: listening on http://ADDR/api` once bound. Fails
-/// without a token (`api.token` or `AUTOMATE_API_TOKEN`), on a bad
+/// printing `automate api: listening on http://ADDR/api` once bound and
+/// advertising the address beside the store (`<db>.server`, with the
+/// token: `api.token`, `AUTOMATE_API_TOKEN`, else one made for the
+/// session). Fails on a bad
 /// `--config`, or when the store cannot be opened or the address bound.
 pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
     let (mut api, budget) = match &args.config {
@@ -50,8 +52,9 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
             api.token = token;
         }
     }
+    // Without one, a token for this session, advertised beside the store.
     if api.token.is_empty() {
-        bail!("the API needs a token: set AUTOMATE_API_TOKEN or api.token in --config");
+        api.token = super::remote::session_token()?;
     }
     let listen = args.listen.clone().unwrap_or_else(|| api.listen.clone());
     // As `automate run` opens it: every API call that writes commits its
@@ -102,6 +105,11 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("listening on {listen}"))?;
         let addr = listener.local_addr()?;
         println!("automate api: listening on http://{addr}/api");
+        let advertisement = super::remote::Advertisement::write(
+            &global.db,
+            &super::compose::served_url(addr),
+            &api.token,
+        )?;
         let state = ApiState::new(api.token.clone(), engine, store)?.with_config(&api)?;
         let shutdown = CancellationToken::new();
         let limits = api.limits.clone();
@@ -112,7 +120,9 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
             );
         signal().await;
         shutdown.cancel();
-        server.await.context("the API server panicked")??;
+        let served = server.await.context("the API server panicked");
+        drop(advertisement);
+        served??;
         anyhow::Ok(())
     });
     stop.store(true, Ordering::Relaxed);

@@ -8,7 +8,7 @@ use anyhow::Context;
 use automate_core::time::{iso8601, now_ms, parse_time};
 use automate_datastore::Datastore;
 use automate_engine::datatype::to_json;
-use automate_engine::{AttrValue, Engine};
+use automate_engine::Engine;
 use automate_events::stream::{event_streams, EventFilter};
 use automate_events::{EvmLog, Handler, Provider, ProviderEvent};
 use std::io::Write;
@@ -120,10 +120,26 @@ pub fn send(global: &Global, cmd: EventCmd) -> anyhow::Result<ExitCode> {
         host_name: args.host.clone(),
         full_data: serde_json::json!({ "event_type": args.event_type, "source": "automate event send" }),
     };
-    let store = Arc::new(
-        open_store(&global.db)
-            .with_context(|| format!("opening the object store {}", global.db.display()))?,
-    );
+    if let Some(remote) = super::remote::find(global)? {
+        let answer = remote.send_event(&provider, &event)?;
+        let mut out = std::io::stdout().lock();
+        for line in answer["lines"].as_array().into_iter().flatten() {
+            writeln!(out, "{}", line.as_str().unwrap_or_default())?;
+        }
+        let event_id = answer["event_id"].as_i64().unwrap_or_default();
+        if answer["duplicate"].as_bool() == Some(true) {
+            writeln!(out, "event: already stored as EmsEvent.{event_id}")?;
+        }
+        return match answer["error"].as_str() {
+            Some(e) => {
+                eprintln!("error: delivery of EmsEvent.{event_id} failed: {e}");
+                Ok(ExitCode::from(1))
+            }
+            None => Ok(ExitCode::SUCCESS),
+        };
+    }
+    let store =
+        Arc::new(open_store(&global.db).map_err(|e| super::remote::open_failed(global, e))?);
     let (ds, problems) = Datastore::open(&global.datastore);
     for p in &problems {
         eprintln!("warning: {p}");
@@ -171,40 +187,60 @@ pub fn list(global: &Global, cmd: EventsCmd) -> anyhow::Result<ExitCode> {
             format!("--since {s:?} is neither RFC 3339 nor a number of seconds")
         })?),
     };
-    // Read-only: never writes (nor repairs) the file.
-    let store = open_store_read_only(&global.db)
-        .with_context(|| format!("opening the object store {}", global.db.display()))?;
-    let filter = EventFilter {
-        event_type: args.event_type.clone(),
-        since_ms,
-        limit: args.limit,
-        offset: 0,
-    };
-    let (_, rows) = store.guard(|| event_streams(&store, &filter))?;
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        let items: Vec<serde_json::Value> = rows
-            .iter()
-            .map(|(id, obj)| {
-                let mut m = serde_json::Map::new();
-                m.insert("id".into(), serde_json::json!(id));
-                m.insert("class".into(), serde_json::json!(obj.class));
-                for (k, v) in &obj.attrs {
-                    if k != "dedup_key" {
-                        m.insert(k.clone(), to_json(v));
+    let items = match super::remote::find(global)? {
+        Some(remote) => remote.events(
+            args.event_type.as_deref(),
+            args.since.as_deref(),
+            args.limit,
+        )?,
+        None => {
+            // Read-only: never writes (nor repairs) the file.
+            let store = open_store_read_only(&global.db)
+                .map_err(|e| super::remote::open_failed(global, e))?;
+            let filter = EventFilter {
+                event_type: args.event_type.clone(),
+                since_ms,
+                limit: args.limit,
+                offset: 0,
+            };
+            let (_, rows) = store.guard(|| event_streams(&store, &filter))?;
+            rows.iter()
+                .map(|(id, obj)| {
+                    let mut m = serde_json::Map::new();
+                    m.insert("id".into(), serde_json::json!(id));
+                    m.insert("class".into(), serde_json::json!(obj.class));
+                    for (k, v) in &obj.attrs {
+                        if k != "dedup_key" {
+                            m.insert(k.clone(), to_json(v));
+                        }
                     }
-                }
-                serde_json::Value::Object(m)
-            })
-            .collect();
-        writeln!(out, "{}", serde_json::to_string_pretty(&items)?)?;
+                    serde_json::Value::Object(m)
+                })
+                .collect()
+        }
+    };
+    render_events(&items, args.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the events (as `--json` has them, whichever path read them):
+/// one JSON array, or a line each.
+fn render_events(items: &[serde_json::Value], json: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(items)?)?;
     } else {
-        for (id, obj) in &rows {
-            let text = |k: &str| obj.attrs.get(k).map(AttrValue::to_text).unwrap_or_default();
+        for item in items {
+            let text = |k: &str| match &item[k] {
+                serde_json::Value::Null => String::new(),
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
             let vm = text("vm_or_template_id");
             writeln!(
                 out,
-                "{id}\t{}\t{}\t{}\t{}\tvm={}",
+                "{}\t{}\t{}\t{}\t{}\tvm={}",
+                text("id"),
                 text("timestamp"),
                 text("event_namespace"),
                 text("source"),
@@ -213,5 +249,5 @@ pub fn list(global: &Global, cmd: EventsCmd) -> anyhow::Result<ExitCode> {
             )?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

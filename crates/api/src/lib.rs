@@ -17,6 +17,9 @@ mod batch;
 pub mod db;
 mod objects;
 mod requests;
+mod retries;
+mod run;
+mod send;
 mod server;
 
 pub use server::serve_with;
@@ -89,6 +92,15 @@ pub enum Endpoint {
     /// `POST /api/db/backup`: a consistent copy of the store's file,
     /// streamed back ([`db`]).
     DbBackup,
+    /// `GET /api/retries`: the scheduled state-machine retries.
+    Retries,
+    /// `POST /api/retries`: the `run_due` action.
+    RetriesAction,
+    /// `POST /api/automate`: the `instantiate` and `run_method` actions.
+    AutomateAction,
+    /// `POST /api/event_streams`: the `send` action (one event through the
+    /// handler and Automate now).
+    SendEvent,
 }
 
 /// One endpoint: method, path (OpenAPI syntax: `{id}`; `{path}` in
@@ -136,6 +148,10 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/api/providers", Endpoint::Providers),
     r("GET", "/api/providers/{id}", Endpoint::Provider),
     r("POST", "/api/db/backup", Endpoint::DbBackup),
+    r("GET", "/api/retries", Endpoint::Retries),
+    r("POST", "/api/retries", Endpoint::RetriesAction),
+    r("POST", "/api/automate", Endpoint::AutomateAction),
+    r("POST", "/api/event_streams", Endpoint::SendEvent),
 ];
 
 /// Where `GET /api/health` reads the event queue's depth.
@@ -528,6 +544,10 @@ fn handler(method: &str, endpoint: Endpoint) -> Option<MethodRouter<ApiState>> {
         Endpoint::Providers => on(filter, objects::providers),
         Endpoint::Provider => on(filter, objects::provider),
         Endpoint::DbBackup => on(filter, db::backup),
+        Endpoint::Retries => on(filter, retries::list),
+        Endpoint::RetriesAction => on(filter, retries::action),
+        Endpoint::AutomateAction => on(filter, run::action),
+        Endpoint::SendEvent => on(filter, send::action),
     })
 }
 
