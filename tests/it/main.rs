@@ -8,6 +8,7 @@ static ALLOC: automate_core::alloc::CountingAlloc = automate_core::alloc::Counti
 
 mod api;
 mod catchers;
+mod client;
 mod common;
 mod control;
 mod datastore;
