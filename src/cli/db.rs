@@ -125,12 +125,12 @@ fn backup(global: &Global, args: &BackupArgs) -> anyhow::Result<ExitCode> {
 
 /// Asks the running service for the copy (see the module docs).
 fn backup_through_api(global: &Global, args: &BackupArgs) -> anyhow::Result<ExitCode> {
-    // --url, else --server; the advertised service when neither is given
-    // and no --config names one.
+    // --url, else --server, else the service advertised beside the store,
+    // else api.listen of --config.
     let url = args.url.clone().or_else(|| global.server.clone());
     let advertised = match &url {
-        None if !args.config.exists() => super::remote::find(global)?,
-        _ => None,
+        None => super::remote::find(global)?,
+        Some(_) => None,
     };
     let (url, token) = match advertised {
         Some(r) => (
