@@ -530,6 +530,24 @@ impl Remote {
         )
     }
 
+    /// `automate import`: uploads `zip` (a domain, or a directory of
+    /// domains, zipped) with the options as query parameters; the answer's
+    /// `domain`, `path`, `priority`, `enabled`, `source`, `counts`,
+    /// `files`, `replaced`, `warnings`.
+    pub fn import(&self, zip: Vec<u8>, options: &[(&str, String)]) -> anyhow::Result<Value> {
+        let path = "/api/automate_domains/import";
+        self.send(&format!("POST {path}"), |agent, url| {
+            let mut r = agent
+                .post(format!("{url}{path}"))
+                .header(TOKEN_HEADER, &self.token)
+                .header("Content-Type", "application/zip");
+            for (k, v) in options {
+                r = r.query(*k, v);
+            }
+            r.send(&zip[..])
+        })
+    }
+
     /// `automate event send`: `event_id`, `duplicate`, the evm.log `lines`
     /// and `error`.
     pub fn send_event(
@@ -542,6 +560,55 @@ impl Remote {
             &json!({ "action": "send", "provider": provider, "event": event }),
         )
     }
+}
+
+/// The directory `dir` as a zip held in memory, its entries relative to
+/// `dir` (what `automate import` of `dir` reads, so an import of the zip
+/// selects the same domain). Symbolic links are refused, as the import
+/// refuses them.
+pub fn zip_dir(dir: &Path) -> anyhow::Result<Vec<u8>> {
+    fn add(
+        zip: &mut zip::ZipWriter<std::io::Cursor<Vec<u8>>>,
+        base: &Path,
+        dir: &Path,
+    ) -> anyhow::Result<()> {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("reading {}", dir.display()))?;
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let path = e.path();
+            let rel = path.strip_prefix(base).unwrap_or(&path);
+            let name = rel
+                .to_str()
+                .with_context(|| format!("{}: the name is not UTF-8", path.display()))?
+                .replace('\\', "/");
+            let kind = e
+                .file_type()
+                .with_context(|| format!("reading {}", path.display()))?;
+            let opts = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Deflated);
+            if kind.is_symlink() {
+                bail!(
+                    "{}: a symbolic link (an import never follows one)",
+                    path.display()
+                );
+            } else if kind.is_dir() {
+                zip.add_directory(format!("{name}/"), opts)?;
+                add(zip, base, &path)?;
+            } else {
+                zip.start_file(name, opts)?;
+                let bytes =
+                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                zip.write_all(&bytes)?;
+            }
+        }
+        Ok(())
+    }
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    add(&mut zip, dir, dir)?;
+    Ok(zip.finish()?.into_inner())
 }
 
 #[cfg(test)]

@@ -215,7 +215,19 @@ const COMMANDS: &[&[&str]] = &[
     &["datastore", "validate"],
     &["export", "ManageIQ", "out.zip"],
     &["import", "out.zip", "--domain", "Copy"],
+    &["import", "out.zip", "--domain", "Copy"],
+    &[
+        "import",
+        "datastore/ManageIQ",
+        "--domain",
+        "Copy2",
+        "--priority",
+        "7",
+        "--disabled",
+    ],
     &["datastore", "list"],
+    // The service resolves against the imported domain at once.
+    &["instantiate", "/Copy/System/Request/HelloWorld", "--json"],
     &["events", "list", "--json"],
 ];
 
@@ -271,6 +283,12 @@ fn every_command_works_while_run_holds_the_store_with_the_same_output() {
     assert!(expected[2].1.contains("USER_RUN_VM"), "{}", expected[2].1);
     assert!(expected[10].1.contains("\"denied\""), "{}", expected[10].1);
     assert_eq!(expected[14].0, Some(1), "an unknown request fails");
+    assert_eq!(expected[27].0, Some(1), "an import over a domain fails");
+    assert!(
+        expected[30].1.contains("/Copy/System/Request/HelloWorld"),
+        "{}",
+        expected[30].1
+    );
 }
 
 #[test]

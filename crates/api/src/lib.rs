@@ -15,6 +15,7 @@
 mod automate;
 mod batch;
 pub mod db;
+mod import;
 mod objects;
 mod requests;
 mod retries;
@@ -101,6 +102,9 @@ pub enum Endpoint {
     /// `POST /api/event_streams`: the `send` action (one event through the
     /// handler and Automate now).
     SendEvent,
+    /// `POST /api/automate_domains/import`: a domain uploaded as a zip,
+    /// imported and the datastore reloaded.
+    ImportDomain,
 }
 
 /// One endpoint: method, path (OpenAPI syntax: `{id}`; `{path}` in
@@ -152,6 +156,11 @@ pub const ROUTES: &[Route] = &[
     r("POST", "/api/retries", Endpoint::RetriesAction),
     r("POST", "/api/automate", Endpoint::AutomateAction),
     r("POST", "/api/event_streams", Endpoint::SendEvent),
+    r(
+        "POST",
+        "/api/automate_domains/import",
+        Endpoint::ImportDomain,
+    ),
 ];
 
 /// Where `GET /api/health` reads the event queue's depth.
@@ -548,6 +557,9 @@ fn handler(method: &str, endpoint: Endpoint) -> Option<MethodRouter<ApiState>> {
         Endpoint::RetriesAction => on(filter, retries::action),
         Endpoint::AutomateAction => on(filter, run::action),
         Endpoint::SendEvent => on(filter, send::action),
+        Endpoint::ImportDomain => {
+            on(filter, import::import).layer(DefaultBodyLimit::max(import::MAX_ZIP_BYTES))
+        }
     })
 }
 
