@@ -105,11 +105,14 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("listening on {listen}"))?;
         let addr = listener.local_addr()?;
         println!("automate api: listening on http://{addr}/api");
+        // Without it the API still serves: the commands need --server.
         let advertisement = super::remote::Advertisement::write(
             &global.db,
             &super::compose::served_url(addr),
             &api.token,
-        )?;
+        )
+        .map_err(|e| eprintln!("warning: not advertised: {e:#}"))
+        .ok();
         let state = ApiState::new(api.token.clone(), engine, store)?.with_config(&api)?;
         let shutdown = CancellationToken::new();
         let limits = api.limits.clone();

@@ -121,7 +121,10 @@ pub async fn start(
     };
     let url = served_url(listener.local_addr()?);
     tracing::info!(target: "evm", "MIQ(automate run) API listening on {url}/api");
-    let advertisement = super::remote::Advertisement::write(db_path, &url, &token)?;
+    // Without it the service still runs: the commands need --server.
+    let advertisement = super::remote::Advertisement::write(db_path, &url, &token)
+        .map_err(|e| tracing::warn!(target: "evm", "MIQ(automate run) not advertised: {e:#}"))
+        .ok();
     let api = automate_api::ApiState::new(token, engine, store)?
         .with_queue(pipeline.queue())
         .with_config(&config.api)?;

@@ -127,12 +127,21 @@ enum Found {
 }
 
 /// A running service's REST API.
-#[derive(Debug)]
 pub struct Remote {
     url: String,
     token: String,
     found: Found,
     agent: ureq::Agent,
+}
+
+impl std::fmt::Debug for Remote {
+    // Never the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote")
+            .field("url", &self.url)
+            .field("found", &self.found)
+            .finish_non_exhaustive()
+    }
 }
 
 fn agent(timeout: Option<Duration>) -> ureq::Agent {
