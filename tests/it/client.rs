@@ -272,6 +272,15 @@ fn every_command_works_while_run_holds_the_store_with_the_same_output() {
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--token"));
 
+    // `db backup` asks the advertised service for the copy (no flags).
+    let backup = running.run(&["db", "backup", "backup.redb"]);
+    assert_eq!(backup.0, Some(0), "{}", backup.1);
+    assert!(
+        backup.1.contains("from the running service at"),
+        "{}",
+        backup.1
+    );
+
     assert!(terminate(&mut child).is_some_and(|s| s.success()));
     assert!(!adv.exists(), "a clean exit removes the advertisement");
 
@@ -326,4 +335,40 @@ fn a_held_store_without_a_service_names_both_ways() {
     assert!(err.contains("held by another process"), "{err}");
     assert!(err.contains("--server URL --token TOKEN"), "{err}");
     assert!(err.contains("stop that process"), "{err}");
+}
+
+#[test]
+fn automate_api_advertises_itself_too() {
+    let site = Site::new();
+    let mut child = site
+        .automate()
+        .args(["api", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let adv = site.path().join("automate.redb.server");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !adv.exists() {
+        assert!(Instant::now() < deadline, "automate api advertised nothing");
+        assert!(child.try_wait().unwrap().is_none(), "automate api exited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let created = site.run(&[
+        "request",
+        "create",
+        "/System/Request/HelloWorld",
+        "--auto-approve",
+    ]);
+    let listed = site.run(&["request", "list"]);
+    assert!(terminate(&mut child).is_some_and(|s| s.success()));
+    assert!(!adv.exists(), "a clean exit removes the advertisement");
+    assert_eq!(created.0, Some(0), "{}", created.1);
+    assert!(
+        created.1.contains("approval_state: approved"),
+        "{}",
+        created.1
+    );
+    // The same store, opened by the command now that the service is gone.
+    assert_eq!(site.run(&["request", "list"]), listed);
 }
