@@ -206,7 +206,23 @@ pub fn export(global: &Global, args: ExportArgs) -> anyhow::Result<ExitCode> {
     let opts = ExportOptions {
         overwrite: args.overwrite,
     };
-    let s = export::export(&global.datastore, &args.domain, &args.dest, &opts)?;
+    let s = match super::remote::find(global)? {
+        // The service's datastore, received as a zip and unpacked into a
+        // scratch root, exported from there to DEST as here.
+        Some(remote) => {
+            let zip = remote.export(&args.domain)?;
+            let scratch = tempfile::tempdir().context("creating a scratch directory")?;
+            let (file, root) = (
+                scratch.path().join("domain.zip"),
+                scratch.path().join("root"),
+            );
+            std::fs::write(&file, zip).with_context(|| format!("writing {}", file.display()))?;
+            automate_datastore::zip_safety::extract_zip(&file, &root)
+                .context("unpacking the domain the service sent")?;
+            export::export(&root, &args.domain, &args.dest, &opts)?
+        }
+        None => export::export(&global.datastore, &args.domain, &args.dest, &opts)?,
+    };
     let c = s.counts;
     println!(
         "Exported domain {} to {}{}: {} namespaces, {} classes, {} instances, {} methods ({} files)",

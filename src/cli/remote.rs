@@ -334,23 +334,32 @@ impl Remote {
             .limit(u64::MAX)
             .read_to_string()
             .with_context(|| format!("{what}: reading the answer of {}", self.how()))?;
-        let v: Value = serde_json::from_str(&body).with_context(|| {
+        if !status.is_success() {
+            return Err(self.error_of(what, status, &body));
+        }
+        serde_json::from_str(&body).with_context(|| {
             format!(
                 "{what}: {} answered {status} with no JSON: {body}",
                 self.how()
             )
-        })?;
-        if !status.is_success() {
-            let msg = v["error"]["message"].as_str().unwrap_or(&body).to_string();
-            if status == 401 {
-                bail!(
-                    "{what}: {} refused the token ({msg}): pass --token (AUTOMATE_API_TOKEN)",
-                    self.how()
-                );
-            }
-            bail!("{msg}");
+        })
+    }
+
+    /// An error answer as an error: the API's message (a refused token
+    /// says how to pass one).
+    fn error_of(&self, what: &str, status: ureq::http::StatusCode, body: &str) -> anyhow::Error {
+        let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+        let msg = v["error"]["message"].as_str().unwrap_or(body).to_string();
+        if status == 401 {
+            return anyhow::anyhow!(
+                "{what}: {} refused the token ({msg}): pass --token (AUTOMATE_API_TOKEN)",
+                self.how()
+            );
         }
-        Ok(v)
+        if msg.is_empty() {
+            return anyhow::anyhow!("{what}: {} answered {status}", self.how());
+        }
+        anyhow::anyhow!("{msg}")
     }
 
     fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
@@ -555,6 +564,28 @@ impl Remote {
             }
             r.send(&zip[..])
         })
+    }
+
+    /// `automate export`: the domain as a zip of `<Domain>/...`.
+    pub fn export(&self, domain: &str) -> anyhow::Result<Vec<u8>> {
+        let path = "/api/automate_domains/export";
+        let what = format!("POST {path}");
+        let mut resp = self
+            .agent
+            .post(format!("{}{path}", self.url))
+            .header(TOKEN_HEADER, &self.token)
+            .header("Content-Type", "application/json")
+            .send(json!({ "domain": domain }).to_string())
+            .with_context(|| format!("{what}: {} does not answer", self.how()))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.body_mut().read_to_string().unwrap_or_default();
+            return Err(self.error_of(&what, status, &body));
+        }
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut resp.into_body().into_reader(), &mut bytes)
+            .with_context(|| format!("{what}: reading the zip from {}", self.how()))?;
+        Ok(bytes)
     }
 
     /// `automate event send`: `event_id`, `duplicate`, the evm.log `lines`

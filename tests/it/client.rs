@@ -214,6 +214,8 @@ const COMMANDS: &[&[&str]] = &[
     &["datastore", "show", "/System/Request/HelloWorld", "--json"],
     &["datastore", "validate"],
     &["export", "ManageIQ", "out.zip"],
+    &["export", "ManageIQ", "outdir"],
+    &["export", "NoSuchDomain", "none.zip"],
     &["import", "out.zip", "--domain", "Copy"],
     &["import", "out.zip", "--domain", "Copy"],
     &[
@@ -292,11 +294,22 @@ fn every_command_works_while_run_holds_the_store_with_the_same_output() {
     assert!(expected[2].1.contains("USER_RUN_VM"), "{}", expected[2].1);
     assert!(expected[10].1.contains("\"denied\""), "{}", expected[10].1);
     assert_eq!(expected[14].0, Some(1), "an unknown request fails");
-    assert_eq!(expected[27].0, Some(1), "an import over a domain fails");
+    assert_eq!(expected[27].0, Some(1), "an unknown domain is not exported");
+    // The exported tree is the same whichever path wrote it.
+    let tree = |site: &Site| {
+        super::common::tree_entries(&site.path().join("outdir"))
+            .into_iter()
+            .map(|(rel, path, kind)| (rel, kind.is_file().then(|| std::fs::read(path).unwrap())))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let exported = tree(&stopped);
+    assert!(exported.len() > 10, "{exported:?}");
+    assert_eq!(tree(&running), exported);
+    assert_eq!(expected[29].0, Some(1), "an import over a domain fails");
     assert!(
-        expected[30].1.contains("/Copy/System/Request/HelloWorld"),
+        expected[32].1.contains("/Copy/System/Request/HelloWorld"),
         "{}",
-        expected[30].1
+        expected[32].1
     );
 }
 

@@ -15,6 +15,7 @@
 mod automate;
 mod batch;
 pub mod db;
+mod export;
 mod import;
 mod objects;
 mod requests;
@@ -105,6 +106,8 @@ pub enum Endpoint {
     /// `POST /api/automate_domains/import`: a domain uploaded as a zip,
     /// imported and the datastore reloaded.
     ImportDomain,
+    /// `POST /api/automate_domains/export`: a domain as a zip.
+    ExportDomain,
 }
 
 /// One endpoint: method, path (OpenAPI syntax: `{id}`; `{path}` in
@@ -160,6 +163,11 @@ pub const ROUTES: &[Route] = &[
         "POST",
         "/api/automate_domains/import",
         Endpoint::ImportDomain,
+    ),
+    r(
+        "POST",
+        "/api/automate_domains/export",
+        Endpoint::ExportDomain,
     ),
 ];
 
@@ -560,6 +568,7 @@ fn handler(method: &str, endpoint: Endpoint) -> Option<MethodRouter<ApiState>> {
         Endpoint::ImportDomain => {
             on(filter, import::import).layer(DefaultBodyLimit::max(import::MAX_ZIP_BYTES))
         }
+        Endpoint::ExportDomain => on(filter, export::export),
     })
 }
 
