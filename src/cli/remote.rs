@@ -100,6 +100,25 @@ fn read_advertisement(path: &Path) -> Option<Advertised> {
     })
 }
 
+/// Whether the advertisement at `adv` can be believed: on Unix, owned by
+/// the owner of the store's file and readable by no one else (another
+/// user must not redirect the commands, and their token, elsewhere).
+fn trusted(adv: &Path, db: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let (Ok(a), Ok(d)) = (std::fs::metadata(adv), std::fs::metadata(db)) else {
+            return false;
+        };
+        a.uid() == d.uid() && a.mode() & 0o077 == 0
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (adv, db);
+        true
+    }
+}
+
 /// Whether process `pid` exists (always `true` where `/proc` does not).
 fn alive(pid: u32) -> bool {
     let proc = Path::new("/proc");
@@ -187,6 +206,14 @@ pub fn find(global: &Global) -> anyhow::Result<Option<Remote>> {
     let Some(adv) = read_advertisement(&adv_path) else {
         return Ok(None);
     };
+    if !trusted(&adv_path, &global.db) {
+        tracing::warn!(
+            "{}: ignored: not owned by the owner of {}, or readable by others",
+            adv_path.display(),
+            global.db.display()
+        );
+        return Ok(None);
+    }
     if !alive(adv.pid) {
         // Left by a service that did not exit cleanly.
         tracing::debug!(
@@ -695,6 +722,15 @@ mod tests {
                 .permissions()
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::write(&db, b"").unwrap();
+        assert!(trusted(&advertisement_path(&db), &db));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let p = advertisement_path(&db);
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+            assert!(!trusted(&p, &db), "readable by others: not believed");
         }
         drop(adv);
         assert!(!advertisement_path(&db).exists());

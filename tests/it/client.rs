@@ -323,9 +323,13 @@ fn a_stale_advertisement_is_ignored_and_removed() {
     let pid = gone.id();
     gone.wait().unwrap();
     let adv = site.path().join("automate.redb.server");
-    std::fs::write(
-        &adv,
-        format!("{{\"url\":\"http://127.0.0.1:9\",\"pid\":{pid},\"token\":\"t\"}}\n"),
+    let mut file = std::fs::OpenOptions::new();
+    file.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+    std::io::Write::write_all(
+        &mut file.open(&adv).unwrap(),
+        format!("{{\"url\":\"http://127.0.0.1:9\",\"pid\":{pid},\"token\":\"t\"}}\n").as_bytes(),
     )
     .unwrap();
     let (code, out) = site.run(&["request", "list"]);
