@@ -426,6 +426,7 @@ impl Remote {
         let mut want = limit.unwrap_or(usize::MAX);
         while fetched < want {
             let mut q = vec![
+                ("expand", "resources".to_string()),
                 ("offset", offset.to_string()),
                 ("limit", (want - fetched).min(PAGE).to_string()),
             ];
@@ -463,6 +464,7 @@ impl Remote {
         let mut out = Vec::new();
         loop {
             let q = [
+                ("expand", "resources".to_string()),
                 ("offset", out.len().to_string()),
                 ("limit", PAGE.to_string()),
             ];

@@ -148,7 +148,7 @@ pub(super) async fn event_streams_handler(
                     ))
                 })?)
             }
-            "limit" | "offset" => {}
+            "limit" | "offset" | "expand" => {}
             other => {
                 return Err(ApiError::bad_request(format!(
                     "{other}: unknown parameter (type, since, limit, offset)"
