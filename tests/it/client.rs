@@ -389,3 +389,51 @@ fn automate_api_advertises_itself_too() {
     // The same store, opened by the command now that the service is gone.
     assert_eq!(site.run(&["request", "list"]), listed);
 }
+
+#[test]
+fn retries_go_through_the_service_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let datastore = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/retries"));
+    let db = dir.path().join("automate.redb");
+    let automate = || {
+        let mut cmd = super::common::process::automate_on(&datastore, &db);
+        cmd.current_dir(dir.path());
+        cmd
+    };
+    let mut child = automate()
+        .args(["api", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let adv = dir.path().join("automate.redb.server");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !adv.exists() {
+        assert!(Instant::now() < deadline, "automate api advertised nothing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The machine asks for a retry in 0.05 s: scheduled through the API.
+    let first = automate()
+        .args(["instantiate", "/SM/Counter/default?machine=7"])
+        .output()
+        .unwrap();
+    // Run by the client's run-due or by the service's own retry runner:
+    // either way nothing is left scheduled once it is done.
+    let run = automate()
+        .args(["retries", "run-due", "--wait", "--quiet"])
+        .output()
+        .unwrap();
+    let listed = automate().args(["retries", "list"]).output().unwrap();
+    assert!(terminate(&mut child).is_some_and(|s| s.success()));
+    let text = String::from_utf8_lossy(&first.stdout);
+    assert!(first.status.success(), "{text}");
+    assert!(
+        text.contains("Processed State=[count] with Result=[retry]"),
+        "{text}"
+    );
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{text}");
+    assert!(text.ends_with("0 still scheduled\n"), "{text}");
+    assert_eq!(String::from_utf8_lossy(&listed.stdout), "");
+    assert!(listed.status.success());
+}
