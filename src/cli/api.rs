@@ -2,7 +2,10 @@
 //! (`automate_api`, `docs/api.md`) on `--db` and `--datastore` without the
 //! event pipeline's catchers, for automation requests and datastore
 //! browsing. State-machine retries of the requests it runs are re-delivered
-//! by a retry runner in the same process. Runs until SIGTERM or SIGINT.
+//! by a retry runner in the same process. Runs until SIGTERM or SIGINT;
+//! reloads the datastore (and its methods and control policies) when a
+//! file under it changes, on SIGHUP and on `POST /api/automate_domains
+//! {"action": "reload"}`.
 
 use super::compose::open_store;
 use super::Global;
@@ -12,6 +15,7 @@ use automate_datastore::Datastore;
 use automate_engine::deliver::{run_due, DEFAULT_MAX_DELIVERIES};
 use automate_engine::Engine;
 use automate_events::config::{ApiConfig, EngineConfig};
+use automate_events::Metrics;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,7 +31,7 @@ pub struct ApiArgs {
     #[arg(long)]
     pub listen: Option<String>,
     /// automate.yaml to read `api.listen`, `api.token`, `api.public_url`,
-    /// `api.limits` and the `engine:` budget from. The token can also (and
+    /// `api.limits`, `api.metrics_public` and the `engine:` budget from. The token can also (and
     /// without a file, must) come from AUTOMATE_API_TOKEN.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -71,7 +75,8 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
     }
     let mut engine = Engine::new(Arc::new(ds)).with_store(store.clone());
     engine.options.budget = budget;
-    let (engine, _runner) = automate_control::with_control(engine);
+    let (engine, _runner, reloader) =
+        automate_control::with_control_reloadable(engine, automate_methods::RhaiLimits::default());
 
     // Re-delivers the state-machine retries of the requests run here.
     let stop = Arc::new(AtomicBool::new(false));
@@ -104,6 +109,28 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("listening on {listen}"))?;
         let addr = listener.local_addr()?;
+        // `GET /metrics`: the API's requests, the events queued and the
+        // state-machine retries in the store.
+        let metrics = Metrics::new();
+        metrics.watch_schedule(Arc::new(store.schedule()));
+        {
+            let metrics = metrics.clone();
+            reloader.observe(move |report| metrics.reload(report.ok));
+        }
+        let state = ApiState::new(api.token.clone(), engine, store)?
+            .with_config(&api)?
+            .with_reloader(reloader.clone())
+            .with_metrics(metrics);
+        // Hot reload: a change under the datastore root reloads it.
+        let _watch = match super::watch::start(&global.datastore, reloader.clone()) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                eprintln!("warning: the datastore is not watched ({e:#}): reload it with SIGHUP or `automate datastore reload`");
+                None
+            }
+        };
+        // Said once the datastore is watched: a change made after this
+        // line is reloaded.
         println!("automate api: listening on http://{addr}/api");
         // Without it the API still serves: the commands need --server.
         let advertisement = super::remote::Advertisement::write(
@@ -113,7 +140,6 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
         )
         .map_err(|e| eprintln!("warning: not advertised: {e:#}"))
         .ok();
-        let state = ApiState::new(api.token.clone(), engine, store)?.with_config(&api)?;
         let shutdown = CancellationToken::new();
         let limits = api.limits.clone();
         let stop = shutdown.clone();
@@ -121,7 +147,22 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
             tokio::spawn(
                 async move { serve_with(listener, router(state, None), &limits, stop).await },
             );
-        signal().await;
+        let mut signals = super::run::Signals::new()?;
+        loop {
+            match signals.next().await {
+                super::run::Sig::Stop(_) => break,
+                super::run::Sig::Hangup => {
+                    let reloader = reloader.clone();
+                    let report = tokio::task::spawn_blocking(move || reloader.reload_now()).await;
+                    // A failure is on stderr already (an error line per
+                    // problem); a success is logged at info, which the
+                    // default filter hides.
+                    if let Some(report) = report.ok().filter(|r| r.ok) {
+                        eprintln!("{}", report.log_line());
+                    }
+                }
+            }
+        }
         shutdown.cancel();
         let served = server.await.context("the API server panicked");
         drop(advertisement);
@@ -132,20 +173,4 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
     let _ = retrier.join();
     served?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Resolves when SIGTERM or SIGINT arrives.
-async fn signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

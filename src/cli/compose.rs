@@ -2,18 +2,22 @@
 //! datastore, builds the engine with its methods, prepares the event
 //! pipeline on them, serves the REST API beside it (with the http
 //! catcher's `POST /api/events` merged into the same listener) and starts
-//! the pipeline. The pipeline knows nothing of the API; this is the one
+//! the pipeline. It makes the one [`Metrics`] both count into and
+//! `GET /metrics` serves. The pipeline knows nothing of the API; this is the one
 //! place that wires the two (and the redb store) together.
 //!
 //! It is also where every other command gets its object store
 //! ([`open_store`], [`open_store_read_only`], the [`Store`] they return):
 //! the one place in the binary that names the backend.
 
-use anyhow::Context;
+use anyhow::{bail, Context};
+use automate_control::{with_control_reloadable, Reloader};
 use automate_datastore::Datastore;
 use automate_engine::Engine;
 use automate_events::config::Config;
 use automate_events::pipeline::{Pipeline, PipelineError, PipelineStore, HANDOFF};
+use automate_events::Metrics;
+use automate_methods::RhaiLimits;
 use automate_redb::{GroupCommit, GroupUnits, RedbEventQueue, RedbStore};
 use std::path::Path;
 use std::sync::Arc;
@@ -34,6 +38,61 @@ pub fn open_store_read_only(path: &Path) -> Result<Store, automate_vmdb::StoreEr
     RedbStore::open_read_only(path)
 }
 
+/// What [`start`] started: the running pipeline, the reloader of its
+/// engine (for the watcher and SIGHUP) and where the API listens.
+pub struct Started {
+    /// The pipeline, running.
+    pub pipeline: Pipeline,
+    /// Reloads the datastore, methods and policies the pipeline and API run on.
+    pub reloader: Arc<Reloader>,
+    /// The REST API's address, when it is served.
+    pub listening: Option<std::net::SocketAddr>,
+}
+
+/// Refuses a datastore `automate run` cannot work on: a root that is
+/// missing, holds no domain, or does not validate (errors; warnings are
+/// logged). Returns the datastore and the engine composed on it (the
+/// automation stack, [`with_control_reloadable`]) with its reloader.
+pub fn checked_engine(
+    datastore_root: &Path,
+    budget: automate_engine::BudgetLimits,
+) -> anyhow::Result<(Engine, Arc<Reloader>)> {
+    if !datastore_root.is_dir() {
+        bail!(
+            "the datastore root `{}` does not exist or is not a directory: pass --datastore DIR \
+             (or set AUTOMATE_DATASTORE), or import a domain there with `automate import`",
+            datastore_root.display()
+        );
+    }
+    let (ds, _) = Datastore::open(datastore_root);
+    if ds.index().domains().is_empty() {
+        bail!(
+            "the datastore root `{}` holds no domain (a domain is a directory with \
+             __domain__.yaml): import one with `automate import`",
+            datastore_root.display()
+        );
+    }
+    let mut engine = Engine::new(Arc::new(ds));
+    engine.options.budget = budget;
+    let (engine, _runner, reloader) = with_control_reloadable(engine, RhaiLimits::default());
+    let (errors, warnings) = reloader.check();
+    if !errors.is_empty() {
+        let list: Vec<String> = errors.iter().map(|p| format!("  {p}")).collect();
+        bail!(
+            "the datastore `{}` does not validate ({} error{}; `automate datastore validate` \
+             lists them too):\n{}",
+            datastore_root.display(),
+            errors.len(),
+            if errors.len() == 1 { "" } else { "s" },
+            list.join("\n")
+        );
+    }
+    for w in &warnings {
+        tracing::warn!(target: "evm", "datastore: {w}");
+    }
+    Ok((engine, reloader))
+}
+
 /// The URL a client on this host reaches `addr` at (an unspecified
 /// address, `0.0.0.0`, through the loopback).
 pub fn served_url(addr: std::net::SocketAddr) -> String {
@@ -49,32 +108,27 @@ pub fn served_url(addr: std::net::SocketAddr) -> String {
     format!("http://{}", std::net::SocketAddr::new(ip, addr.port()))
 }
 
-/// Opens the store at `db_path` and the datastore at `datastore_root`,
-/// prepares the pipeline of `config` (the leases of a previous process
-/// released), serves the REST API on `api.listen` (a free port when that
-/// is taken and neither an http catcher nor `api.token` asked for it; a
-/// session token without `api.token`), advertises it beside the store
-/// (`<db>.server`, removed when the API stops), and starts the catchers, the committer, the
-/// dispatcher with `config.workers` workers and the retry runner. Call it
-/// inside a Tokio runtime; [`Pipeline::shutdown`] stops the API with the
-/// catchers.
+/// Opens the store at `db_path` and the datastore at `datastore_root`
+/// (refused as [`checked_engine`] says), prepares the pipeline of `config`
+/// (the leases of a previous process released), serves the REST API on
+/// `api.listen` (a free port when that is taken and neither an http
+/// catcher nor `api.token` asked for it; a session token without
+/// `api.token`), advertises it beside the store (`<db>.server`, removed
+/// when the API stops), and starts the catchers, the committer, the dispatcher with
+/// `config.workers` workers and the retry runner. Call it inside a Tokio
+/// runtime; [`Pipeline::shutdown`] stops the API with the catchers.
 pub async fn start(
     config: &Config,
     datastore_root: &Path,
     db_path: &Path,
-) -> anyhow::Result<Pipeline> {
+) -> anyhow::Result<Started> {
+    let (engine, reloader) = checked_engine(datastore_root, config.engine.limits())?;
     let store = Arc::new(
         RedbStore::open(db_path)
             .with_context(|| format!("opening the object store {}", db_path.display()))?
             .with_relaxed_durability(true),
     );
-    let (ds, problems) = Datastore::open(datastore_root);
-    for p in &problems {
-        tracing::warn!(target: "evm", "datastore: {p}");
-    }
-    let mut engine = Engine::new(Arc::new(ds)).with_store(store.clone());
-    engine.options.budget = config.engine.limits();
-    let (engine, _runner) = automate_control::with_control(engine);
+    let engine = engine.with_store(store.clone());
     // The pipeline's backend: the store's group-commit writer, the
     // workers' units of work committed by it, and the durable queue in the
     // same file (its enqueues through the same writer, its claims leased
@@ -95,7 +149,16 @@ pub async fn start(
         queue,
         schedule: Arc::new(store.schedule()),
     };
-    let mut pipeline = Pipeline::prepare(config, engine.clone(), backend)?;
+    // The metrics `GET /metrics` serves: one registry, counted into by the
+    // pipeline and the API, its gauges reading the pipeline's queue and
+    // schedule.
+    let metrics = Metrics::new();
+    {
+        let metrics = metrics.clone();
+        reloader.observe(move |report| metrics.reload(report.ok));
+    }
+    let mut pipeline =
+        Pipeline::prepare(config, engine.clone(), backend)?.with_metrics(metrics.clone());
     // The REST API (the http catcher's `POST /api/events` merged in) on
     // api.listen, always: the front door of the commands run while this
     // process holds the store. Without an http catcher or api.token
@@ -119,7 +182,9 @@ pub async fn start(
     } else {
         config.api.token.to_string()
     };
-    let url = served_url(listener.local_addr()?);
+    let addr = listener.local_addr()?;
+    let listening = Some(addr);
+    let url = served_url(addr);
     tracing::info!(target: "evm", "MIQ(automate run) API listening on {url}/api");
     // Without it the service still runs: the commands need --server.
     let advertisement = super::remote::Advertisement::write(db_path, &url, &token)
@@ -127,7 +192,9 @@ pub async fn start(
         .ok();
     let api = automate_api::ApiState::new(token, engine, store)?
         .with_queue(pipeline.queue())
-        .with_config(&config.api)?;
+        .with_config(&config.api)?
+        .with_reloader(reloader.clone())
+        .with_metrics(metrics);
     let router = automate_api::router(api, events);
     let limits = config.api.limits.clone();
     let stop = pipeline.stop_signal();
@@ -137,5 +204,9 @@ pub async fn start(
         drop(advertisement);
         served
     }));
-    Ok(pipeline.start(server)?)
+    Ok(Started {
+        pipeline: pipeline.start(server)?,
+        reloader,
+        listening,
+    })
 }

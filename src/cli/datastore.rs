@@ -1,9 +1,14 @@
 //! `automate datastore list|tree|show|validate`, `automate import`, `automate export`.
 //!
 //! Thin front ends over [`automate_datastore`]: they load the datastore, call the
-//! library, and print text (or JSON for `show --json`). Problems found while
-//! loading are counted on stderr with a pointer to `datastore validate`.
+//! library, and print text (tables with a header row) or, with `--json`, one
+//! JSON document (`list`, `tree`, `show`, `validate`, `import --preview`).
+//! `validate` also checks the control policy files (`automate_control::check`);
+//! `import --preview` writes nothing; `export` takes one namespace or class,
+//! or every domain (`*`). Problems found while loading are counted on stderr
+//! with a pointer to `datastore validate`.
 
+use super::table::{paint, Style, Table};
 use super::Global;
 use anyhow::{bail, Context};
 use automate_datastore::export::{self, ExportOptions};
@@ -19,12 +24,27 @@ use std::sync::Arc;
 #[derive(Debug, clap::Subcommand)]
 pub enum DatastoreCmd {
     /// List domains with priority, enabled flag, source and counts (highest priority first).
-    List,
+    ///
+    /// `--json`: one array of `{"name", "priority", "enabled", "source",
+    /// "namespaces", "classes", "instances", "methods"}`.
+    List {
+        /// One JSON array instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the namespaces, classes, instances and methods as an indented tree.
+    ///
+    /// `--json`: one array with an object per domain shown, `{"domain",
+    /// "priority", "enabled", "source", "path", "namespaces", "classes"}`;
+    /// a namespace is `{"name", "namespaces", "classes"}`, a class
+    /// `{"name", "instances", "methods"}` (names sorted).
     Tree {
         /// Only below this path: `Domain[/namespace...][/Class]`, or a partial
         /// `namespace/.../Class` (shown for every domain that has it).
         path: Option<String>,
+        /// One JSON array instead of the tree.
+        #[arg(long)]
+        json: bool,
     },
     /// Show a class schema, an instance (merged with its class defaults) or a method.
     Show {
@@ -36,8 +56,25 @@ pub enum DatastoreCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Check every file of the datastore and list every problem.
-    Validate,
+    /// Check every file of the datastore and the control policy files, and list every problem.
+    ///
+    /// Every file of the datastore, and the control policy files of
+    /// `DATASTORE/control/` (as `automate run` loads them), each problem as
+    /// `file:line: field: message`. `--json`: one object `{"root", "errors", "warnings",
+    /// "files", "problems": [{"file", "line", "column", "field",
+    /// "message", "severity"}]}` (`severity` is `error` or `warning`).
+    Validate {
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reload the datastore, its Rhai methods and the control policies
+    /// (all-or-nothing) and print the report; exit 1 on problems.
+    Reload {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `automate import`'s source and options ([`ImportOptions`]).
@@ -64,73 +101,16 @@ pub struct ImportArgs {
     /// Disable the domain.
     #[arg(long)]
     pub disabled: bool,
-}
-
-/// `automate export`'s domain, destination and options.
-#[derive(Debug, clap::Args)]
-pub struct ExportArgs {
-    /// The domain to export.
-    pub domain: String,
-    /// The destination directory (the domain goes to `DEST/<Domain>`), or a
-    /// `.zip` file.
-    #[arg(help = "The destination directory (the domain goes to DEST/<Domain>), or a `.zip` file")]
-    pub dest: PathBuf,
-    /// Replace an existing `DEST/<Domain>` directory or zip.
-    #[arg(long, help = "Replace an existing DEST/<Domain> directory or zip")]
-    pub overwrite: bool,
-}
-
-/// Runs one `automate datastore` command on `--datastore`; `validate`
-/// exits 1 when it finds an error (warnings alone exit 0).
-pub fn run(global: &Global, cmd: DatastoreCmd) -> anyhow::Result<ExitCode> {
-    match cmd {
-        DatastoreCmd::List => list(&global.datastore),
-        DatastoreCmd::Tree { path } => tree(&global.datastore, path.as_deref()),
-        DatastoreCmd::Show { path, json } => show(&global.datastore, &path, json),
-        DatastoreCmd::Validate => validate_cmd(&global.datastore),
-    }
-}
-
-/// `automate import`: imports the domain into `--datastore` and prints
-/// what it holds; warnings go to stderr. Fails as
-/// [`automate_datastore::import::import`] does (an unsafe zip, a name
-/// clash without `--overwrite`, ...).
-pub fn import(global: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> {
-    let opts = ImportOptions {
-        domain_filter: args.from,
-        rename: args.domain,
-        priority: args.priority,
-        overwrite: args.overwrite,
-        enabled: match (args.enabled, args.disabled) {
-            (true, _) => Some(true),
-            (_, true) => Some(false),
-            _ => None,
-        },
-    };
-    if let Some(remote) = super::remote::find(global)? {
-        return import_through_api(&remote, &args.source, &opts);
-    }
-    let s = import::import(&global.datastore, &args.source, &opts)?;
-    for w in &s.warnings {
-        eprintln!("warning: {w}");
-    }
-    let c = s.counts;
-    println!(
-        "{} domain {} (priority {}, {}, source {}) into {}: {} namespaces, {} classes, {} \
-         instances, {} methods ({} files)",
-        if s.replaced { "Replaced" } else { "Imported" },
-        s.domain,
-        s.priority,
-        if s.enabled { "enabled" } else { "disabled" },
-        s.source.as_str(),
-        s.path.display(),
-        c.namespaces,
-        c.classes,
-        c.instances,
-        c.methods,
-        s.files
-    );
-    Ok(ExitCode::SUCCESS)
+    /// Write nothing: list what the import would add, update and remove,
+    /// file by file (ManageIQ's PREVIEW=true). With `--json`, one object
+    /// `{"domain", "path", "priority", "enabled", "source", "replaces",
+    /// "counts", "files", "unchanged", "changes": [{"change", "kind",
+    /// "file"}]}` (`change` is `add`, `update` or `remove`).
+    #[arg(long)]
+    pub preview: bool,
+    /// With `--preview`: one JSON object instead of the table.
+    #[arg(long, requires = "preview")]
+    pub json: bool,
 }
 
 /// `automate import` through a running service: the source (a zip as it
@@ -199,30 +179,209 @@ fn import_through_api(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `automate export`'s domain, destination and options.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// The domain to export, or `*` (quoted) for every domain: each to
+    /// DEST/<Domain>, or all side by side in one zip.
+    pub domain: String,
+    /// The destination directory (the domain goes to `DEST/<Domain>`), or a
+    /// `.zip` file.
+    #[arg(help = "The destination directory (the domain goes to DEST/<Domain>), or a `.zip` file")]
+    pub dest: PathBuf,
+    /// Replace an existing `DEST/<Domain>` directory or zip.
+    #[arg(long, help = "Replace an existing DEST/<Domain> directory or zip")]
+    pub overwrite: bool,
+    /// Export only this namespace (`System/Event`) with its parents'
+    /// namespace files (ManageIQ's NAMESPACE=).
+    #[arg(long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// With --namespace, export only this class of it (ManageIQ's CLASS=).
+    #[arg(long, value_name = "CLASS", requires = "namespace")]
+    pub class: Option<String>,
+}
+
+/// Runs one `automate datastore` command on `--datastore`; `validate`
+/// exits 1 when it finds an error (warnings alone exit 0).
+pub fn run(global: &Global, cmd: DatastoreCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        DatastoreCmd::List { json } => list(&global.datastore, json),
+        DatastoreCmd::Tree { path, json } => tree(&global.datastore, path.as_deref(), json),
+        DatastoreCmd::Show { path, json } => show(&global.datastore, &path, json),
+        DatastoreCmd::Validate { json } => validate_cmd(&global.datastore, json),
+        DatastoreCmd::Reload { json } => super::reload::run(global, json),
+    }
+}
+
+/// `automate import`: imports the domain into `--datastore` and prints
+/// what it holds; warnings go to stderr. Fails as
+/// [`automate_datastore::import::import`] does (an unsafe zip, a name
+/// clash without `--overwrite`, ...).
+pub fn import(global: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> {
+    let opts = ImportOptions {
+        domain_filter: args.from,
+        rename: args.domain,
+        priority: args.priority,
+        overwrite: args.overwrite,
+        enabled: match (args.enabled, args.disabled) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        },
+    };
+    if args.preview {
+        let p = import::preview(&global.datastore, &args.source, &opts)?;
+        for w in &p.summary.warnings {
+            eprintln!("warning: {w}");
+        }
+        render_preview(&mut std::io::stdout().lock(), &p, args.json)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(remote) = super::remote::find(global)? {
+        return import_through_api(&remote, &args.source, &opts);
+    }
+    let s = import::import(&global.datastore, &args.source, &opts)?;
+    for w in &s.warnings {
+        eprintln!("warning: {w}");
+    }
+    let c = s.counts;
+    println!(
+        "{} domain {} (priority {}, {}, source {}) into {}: {} namespaces, {} classes, {} \
+         instances, {} methods ({} files)",
+        if s.replaced { "Replaced" } else { "Imported" },
+        s.domain,
+        s.priority,
+        if s.enabled { "enabled" } else { "disabled" },
+        s.source.as_str(),
+        s.path.display(),
+        c.namespaces,
+        c.classes,
+        c.instances,
+        c.methods,
+        s.files
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `automate export`: writes the domain to a directory or a `.zip` and
 /// prints what it holds. Fails when `DEST/<Domain>` (or the zip) exists
 /// without `--overwrite`.
 pub fn export(global: &Global, args: ExportArgs) -> anyhow::Result<ExitCode> {
     let opts = ExportOptions {
         overwrite: args.overwrite,
+        namespace: args.namespace,
+        class: args.class,
     };
-    let s = match super::remote::find(global)? {
-        // The service's datastore, received as a zip and unpacked into a
+    let remote = match args.domain.as_str() {
+        // Every domain: the local datastore directory.
+        "*" => None,
+        _ => super::remote::find(global)?,
+    };
+    let all = if args.domain == "*" {
+        export::export_all(&global.datastore, &args.dest, &opts)?
+    } else if let Some(remote) = remote {
+        // The service's domain, received as a zip and unpacked into a
         // scratch root, exported from there to DEST as here.
-        Some(remote) => {
-            let zip = remote.export(&args.domain)?;
-            let scratch = tempfile::tempdir().context("creating a scratch directory")?;
-            let (file, root) = (
-                scratch.path().join("domain.zip"),
-                scratch.path().join("root"),
-            );
-            std::fs::write(&file, zip).with_context(|| format!("writing {}", file.display()))?;
-            automate_datastore::zip_safety::extract_zip(&file, &root)
-                .context("unpacking the domain the service sent")?;
-            export::export(&root, &args.domain, &args.dest, &opts)?
-        }
-        None => export::export(&global.datastore, &args.domain, &args.dest, &opts)?,
+        let zip = remote.export(&args.domain)?;
+        let scratch = tempfile::tempdir().context("creating a scratch directory")?;
+        let (file, root) = (
+            scratch.path().join("domain.zip"),
+            scratch.path().join("root"),
+        );
+        std::fs::write(&file, zip).with_context(|| format!("writing {}", file.display()))?;
+        automate_datastore::zip_safety::extract_zip(&file, &root)
+            .context("unpacking the domain the service sent")?;
+        vec![export::export(&root, &args.domain, &args.dest, &opts)?]
+    } else {
+        vec![export::export(
+            &global.datastore,
+            &args.domain,
+            &args.dest,
+            &opts,
+        )?]
     };
+    if all.is_empty() {
+        println!("no domains in `{}`", global.datastore.display());
+    }
+    for s in all {
+        print_exported(&s);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints what [`render_preview`] shows: a summary line, then a table of
+/// the files added, updated and removed (CHANGE, KIND, FILE), or one JSON
+/// object (`ImportArgs::preview`'s doc gives its shape).
+pub fn render_preview(
+    out: &mut impl std::io::Write,
+    p: &import::ImportPreview,
+    json: bool,
+) -> anyhow::Result<()> {
+    let s = &p.summary;
+    let c = s.counts;
+    if json {
+        let changes: Vec<serde_json::Value> = p
+            .changes
+            .iter()
+            .map(|i| json!({"change": i.change.as_str(), "kind": i.kind, "file": i.file}))
+            .collect();
+        return super::table::print_json(
+            out,
+            &json!({
+                "domain": s.domain,
+                "path": s.path.display().to_string(),
+                "priority": s.priority,
+                "enabled": s.enabled,
+                "source": s.source.as_str(),
+                "replaces": s.replaced,
+                "counts": {
+                    "namespaces": c.namespaces,
+                    "classes": c.classes,
+                    "instances": c.instances,
+                    "methods": c.methods,
+                },
+                "files": s.files,
+                "unchanged": p.unchanged,
+                "changes": changes,
+            }),
+        );
+    }
+    let count = |ch| p.changes.iter().filter(|i| i.change == ch).count();
+    writeln!(
+        out,
+        "Preview (nothing written): {} domain {} (priority {}, {}, source {}) into {}: {} \
+         namespaces, {} classes, {} instances, {} methods; {} files to add, {} to update, {} to \
+         remove, {} unchanged",
+        if s.replaced { "replace" } else { "import" },
+        s.domain,
+        s.priority,
+        if s.enabled { "enabled" } else { "disabled" },
+        s.source.as_str(),
+        s.path.display(),
+        c.namespaces,
+        c.classes,
+        c.instances,
+        c.methods,
+        count(import::Change::Add),
+        count(import::Change::Update),
+        count(import::Change::Remove),
+        p.unchanged,
+    )?;
+    if !p.changes.is_empty() {
+        let mut t = Table::new(&["CHANGE", "KIND", "FILE"]);
+        for i in &p.changes {
+            t.row(vec![
+                i.change.as_str().to_string(),
+                i.kind.to_string(),
+                i.file.clone(),
+            ]);
+        }
+        t.print(out)?;
+    }
+    Ok(())
+}
+
+fn print_exported(s: &export::ExportSummary) {
     let c = s.counts;
     println!(
         "Exported domain {} to {}{}: {} namespaces, {} classes, {} instances, {} methods ({} files)",
@@ -235,7 +394,6 @@ pub fn export(global: &Global, args: ExportArgs) -> anyhow::Result<ExitCode> {
         c.methods,
         s.files
     );
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Reads the whole datastore; reports the number of problems on stderr.
@@ -269,9 +427,35 @@ fn by_priority(domains: &[Domain]) -> Vec<&Domain> {
     v
 }
 
-fn list(root: &Path) -> anyhow::Result<ExitCode> {
+fn list(root: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let domains = load(root)?;
-    let header = [
+    let ordered = by_priority(&domains);
+    let mut out = std::io::stdout().lock();
+    if json {
+        let items: Vec<serde_json::Value> = ordered
+            .iter()
+            .map(|d| {
+                let c = d.counts();
+                json!({
+                    "name": d.name(),
+                    "priority": d.priority(),
+                    "enabled": d.enabled(),
+                    "source": d.source().as_str(),
+                    "namespaces": c.namespaces,
+                    "classes": c.classes,
+                    "instances": c.instances,
+                    "methods": c.methods,
+                })
+            })
+            .collect();
+        super::table::print_json(&mut out, &serde_json::Value::Array(items))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if domains.is_empty() {
+        println!("no domains in `{}`", root.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut t = Table::new(&[
         "DOMAIN",
         "PRIORITY",
         "ENABLED",
@@ -280,11 +464,11 @@ fn list(root: &Path) -> anyhow::Result<ExitCode> {
         "CLASSES",
         "INSTANCES",
         "METHODS",
-    ];
-    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
-    for d in by_priority(&domains) {
+    ])
+    .right(&[1, 4, 5, 6, 7]);
+    for d in ordered {
         let c = d.counts();
-        rows.push(vec![
+        t.row(vec![
             d.name().to_string(),
             d.priority().to_string(),
             if d.enabled() { "yes" } else { "no" }.to_string(),
@@ -295,11 +479,7 @@ fn list(root: &Path) -> anyhow::Result<ExitCode> {
             c.methods.to_string(),
         ]);
     }
-    if domains.is_empty() {
-        println!("no domains in `{}`", root.display());
-        return Ok(ExitCode::SUCCESS);
-    }
-    print_table(&rows);
+    t.print(&mut out)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -317,33 +497,10 @@ fn column_widths(rows: &[Vec<String>]) -> Vec<usize> {
         .collect()
 }
 
-/// Prints rows with columns padded; numbers right-aligned after the first column.
-fn print_table(rows: &[Vec<String>]) {
-    let widths = column_widths(rows);
-    for row in rows {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            if i > 0 {
-                line.push_str("  ");
-            }
-            let pad = widths[i].saturating_sub(cell.chars().count());
-            let numeric = i > 0 && cell.parse::<i64>().is_ok();
-            if numeric {
-                line.push_str(&" ".repeat(pad));
-                line.push_str(cell);
-            } else {
-                line.push_str(cell);
-                line.push_str(&" ".repeat(pad));
-            }
-        }
-        println!("{}", line.trim_end());
-    }
-}
-
 // ---------------------------------------------------------------------------
 // tree
 
-fn tree(root: &Path, path: Option<&str>) -> anyhow::Result<ExitCode> {
+fn tree(root: &Path, path: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
     let domains = load(root)?;
     let ordered = by_priority(&domains);
     let segs: Vec<&str> = path
@@ -351,59 +508,133 @@ fn tree(root: &Path, path: Option<&str>) -> anyhow::Result<ExitCode> {
         .split('/')
         .filter(|s| !s.is_empty())
         .collect();
-    let mut out = String::new();
-    if segs.is_empty() {
-        for d in &ordered {
-            domain_header(d, &mut out);
-            level(&d.namespaces, &d.classes, 1, &mut out);
+    let shown = tree_nodes(&ordered, &segs)?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        let items: Vec<serde_json::Value> = shown.iter().map(tree_json).collect();
+        super::table::print_json(&mut out, &serde_json::Value::Array(items))?;
+    } else {
+        let mut text = String::new();
+        for s in shown {
+            match &s.path {
+                None => domain_header(s.domain, &mut text),
+                Some(p) => text.push_str(&format!("{p}\n")),
+            }
+            print_node(s.node, 1, &mut text);
         }
-        print!("{out}");
-        return Ok(ExitCode::SUCCESS);
+        std::io::Write::write_all(&mut out, text.as_bytes())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One subtree `datastore tree` shows: its domain, the path shown above
+/// it (`None`: the domain's header line), and the node.
+struct Shown<'a> {
+    domain: &'a Domain,
+    path: Option<String>,
+    node: Node<'a>,
+}
+
+/// The subtrees at `segs`: every domain when empty; one domain (or a
+/// path in it) when `segs[0]` names a domain; else every domain that
+/// holds the partial path. Nothing found is an error saying what to run.
+fn tree_nodes<'a>(ordered: &[&'a Domain], segs: &[&str]) -> anyhow::Result<Vec<Shown<'a>>> {
+    if segs.is_empty() {
+        return Ok(ordered
+            .iter()
+            .map(|d| Shown {
+                domain: d,
+                path: None,
+                node: Node::Level(&d.namespaces, &d.classes),
+            })
+            .collect());
     }
     // A domain name first: only that domain.
     if let Some(d) = ordered
         .iter()
         .find(|d| d.name().eq_ignore_ascii_case(segs[0]))
     {
-        match find_node(&d.namespaces, &d.classes, &segs[1..]) {
-            Some(node) => {
-                if segs.len() == 1 {
-                    domain_header(d, &mut out);
-                } else {
-                    out.push_str(&format!("{}/{}\n", d.name(), segs[1..].join("/")));
-                }
-                print_node(node, 1, &mut out);
-                print!("{out}");
-                return Ok(ExitCode::SUCCESS);
-            }
+        return match find_node(&d.namespaces, &d.classes, &segs[1..]) {
+            Some(node) => Ok(vec![Shown {
+                domain: d,
+                path: (segs.len() > 1).then(|| format!("{}/{}", d.name(), segs[1..].join("/"))),
+                node,
+            }]),
             None => bail!(
                 "`{}` not found in domain {}; run `automate datastore tree {}` to see what it holds",
                 segs[1..].join("/"),
                 d.name(),
                 d.name()
             ),
-        }
+        };
     }
     // A partial path: every domain holding it.
-    let mut found = false;
-    for d in &ordered {
-        if let Some(node) = find_node(&d.namespaces, &d.classes, &segs) {
-            found = true;
-            out.push_str(&format!("{}/{}\n", d.name(), segs.join("/")));
-            print_node(node, 1, &mut out);
-        }
-    }
-    if !found {
+    let found: Vec<Shown<'a>> = ordered
+        .iter()
+        .filter_map(|d| {
+            find_node(&d.namespaces, &d.classes, segs).map(|node| Shown {
+                domain: d,
+                path: Some(format!("{}/{}", d.name(), segs.join("/"))),
+                node,
+            })
+        })
+        .collect();
+    if found.is_empty() {
         bail!(
             "`{}` is neither a domain nor a namespace or class of any domain; run `automate \
              datastore tree` to see the whole datastore",
             segs.join("/")
         );
     }
-    print!("{out}");
-    Ok(ExitCode::SUCCESS)
+    Ok(found)
 }
 
+fn tree_json(s: &Shown<'_>) -> serde_json::Value {
+    let d = s.domain;
+    let (namespaces, classes) = match s.node {
+        Node::Level(ns, cl) => (namespaces_json(ns), classes_json(cl.iter().collect())),
+        Node::Class(c) => (Vec::new(), classes_json(vec![c])),
+    };
+    json!({
+        "domain": d.name(),
+        "priority": d.priority(),
+        "enabled": d.enabled(),
+        "source": d.source().as_str(),
+        "path": s.path.clone().unwrap_or_else(|| d.name().to_string()),
+        "namespaces": namespaces,
+        "classes": classes,
+    })
+}
+
+fn namespaces_json(namespaces: &[Namespace]) -> Vec<serde_json::Value> {
+    let mut nss: Vec<&Namespace> = namespaces.iter().collect();
+    nss.sort_by_key(|n| n.name.to_lowercase());
+    nss.into_iter()
+        .map(|ns| {
+            json!({
+                "name": ns.name,
+                "namespaces": namespaces_json(&ns.namespaces),
+                "classes": classes_json(ns.classes.iter().collect()),
+            })
+        })
+        .collect()
+}
+
+fn classes_json(mut classes: Vec<&Class>) -> Vec<serde_json::Value> {
+    classes.sort_by_key(|c| c.name().to_lowercase());
+    classes
+        .into_iter()
+        .map(|c| {
+            let mut insts: Vec<&str> = c.instances.iter().map(|i| i.name()).collect();
+            insts.sort_by_key(|n| n.to_lowercase());
+            let mut methods: Vec<&str> = c.methods.iter().map(|m| m.name()).collect();
+            methods.sort_by_key(|n| n.to_lowercase());
+            json!({ "name": c.name(), "instances": insts, "methods": methods })
+        })
+        .collect()
+}
+
+#[derive(Clone, Copy)]
 enum Node<'a> {
     Level(&'a [Namespace], &'a [Class]),
     Class(&'a Class),
@@ -891,36 +1122,23 @@ fn method_text(c: &ClassDef, m: &MethodDef) -> String {
 // ---------------------------------------------------------------------------
 // validate
 
-/// Compiles an inline Rhai method's body; a syntax error is a problem at
-/// the body file's line and column.
-fn rhai_problems(
-    runner: &automate_methods::RhaiRunner,
-    m: &automate_datastore::Method,
-    yaml_path: &Path,
-) -> Vec<automate_datastore::Problem> {
-    if !m.language().eq_ignore_ascii_case("rhai") || m.location() != "inline" {
-        return Vec::new();
-    }
-    let Some(body) = m.data() else {
-        return Vec::new();
-    };
-    match runner.compile(&body) {
-        Ok(_) => Vec::new(),
-        Err(e) => {
-            let file = match &m.body {
-                Some(b) => yaml_path.with_file_name(&b.file_name),
-                None => yaml_path.to_path_buf(),
-            };
-            let mut p =
-                automate_datastore::Problem::new(&file, format!("Rhai syntax error: {}", e.0))
-                    .at_line(e.1.line().unwrap_or(0));
-            p.column = e.1.position().unwrap_or(0);
-            vec![p]
-        }
-    }
+/// The control policy files' problems (`DATASTORE/control/*.yaml`, as
+/// `automate run` loads them) as datastore problems: errors at file:line,
+/// naming the field.
+fn control_problems(root: &Path) -> Vec<automate_datastore::Problem> {
+    automate_control::check(&automate_control::control_dir(root))
+        .into_iter()
+        .map(|e| {
+            let mut p = automate_datastore::Problem::new(&e.file, e.message).at_line(e.line);
+            if !e.field.is_empty() {
+                p.field = Some(e.field);
+            }
+            p
+        })
+        .collect()
 }
 
-fn validate_cmd(root: &Path) -> anyhow::Result<ExitCode> {
+fn validate_cmd(root: &Path, json: bool) -> anyhow::Result<ExitCode> {
     if !root.is_dir() {
         bail!(
             "the datastore `{}` is not a directory; pass --datastore DIR",
@@ -929,29 +1147,74 @@ fn validate_cmd(root: &Path) -> anyhow::Result<ExitCode> {
     }
     let runner = automate_methods::RhaiRunner::new();
     let rhai_check =
-        move |m: &automate_datastore::Method, path: &Path| rhai_problems(&runner, m, path);
-    let report = validate::validate_report(root, &[&rhai_check]);
+        move |m: &automate_datastore::Method, path: &Path| runner.method_problems(m, path);
+    let mut report = validate::validate_report(root, &[&rhai_check]);
+    report.errors.extend(control_problems(root));
     let all = report.all();
-    for p in &all {
-        if report.warnings.contains(p) {
-            println!("{p} (warning)");
-        } else {
-            println!("{p}");
-        }
-    }
     let (e, w) = (report.errors.len(), report.warnings.len());
-    if all.is_empty() {
-        println!("{}: no problems", root.display());
-        return Ok(ExitCode::SUCCESS);
-    }
     let files: std::collections::BTreeSet<_> = all.iter().map(|p| &p.file).collect();
-    println!(
-        "{e} error{}, {w} warning{} in {} file{}",
-        if e == 1 { "" } else { "s" },
-        if w == 1 { "" } else { "s" },
-        files.len(),
-        if files.len() == 1 { "" } else { "s" }
-    );
+    let mut out = std::io::stdout().lock();
+    if json {
+        let problems: Vec<serde_json::Value> = all
+            .iter()
+            .map(|p| {
+                json!({
+                    "file": p.file.display().to_string(),
+                    "line": p.line,
+                    "column": p.column,
+                    "field": p.field,
+                    "message": p.message,
+                    "severity": if report.warnings.contains(p) { "warning" } else { "error" },
+                })
+            })
+            .collect();
+        super::table::print_json(
+            &mut out,
+            &json!({
+                "root": root.display().to_string(),
+                "errors": e,
+                "warnings": w,
+                "files": files.len(),
+                "problems": problems,
+            }),
+        )?;
+    } else {
+        use std::io::Write;
+        for p in &all {
+            if report.warnings.contains(p) {
+                writeln!(out, "{p} ({})", paint("warning", Style::Yellow))?;
+            } else {
+                writeln!(out, "{p}")?;
+            }
+        }
+        if all.is_empty() {
+            writeln!(
+                out,
+                "{}: {}",
+                root.display(),
+                paint("no problems", Style::Green)
+            )?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        let errors = format!("{e} error{}", if e == 1 { "" } else { "s" });
+        let warnings = format!("{w} warning{}", if w == 1 { "" } else { "s" });
+        writeln!(
+            out,
+            "{}, {} in {} file{}",
+            if e > 0 {
+                paint(&errors, Style::Red)
+            } else {
+                errors
+            },
+            if w > 0 {
+                paint(&warnings, Style::Yellow)
+            } else {
+                warnings
+            },
+            files.len(),
+            if files.len() == 1 { "" } else { "s" }
+        )?;
+    }
     Ok(if e > 0 {
         ExitCode::from(1)
     } else {

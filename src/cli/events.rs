@@ -3,12 +3,13 @@
 //! stored event stream).
 
 use super::compose::{open_store, open_store_read_only};
+use super::table::Table;
 use super::Global;
 use anyhow::Context;
-use automate_core::time::{iso8601, now_ms, parse_time};
+use automate_core::time::{iso8601, now_ms};
 use automate_datastore::Datastore;
 use automate_engine::datatype::to_json;
-use automate_engine::Engine;
+use automate_engine::{AttrValue, Engine};
 use automate_events::stream::{event_streams, EventFilter};
 use automate_events::{EvmLog, Handler, Provider, ProviderEvent};
 use std::io::Write;
@@ -46,8 +47,11 @@ pub struct SendArgs {
     /// The provider's reference of the host.
     #[arg(long)]
     pub host: Option<String>,
-    /// When it happened (ISO 8601; default: now).
-    #[arg(long)]
+    /// When it happened (default: now): an RFC 3339 time
+    /// (2026-12-01T00:00:00Z), a date and time in UTC, a date, or a span
+    /// ago (30m, 1h, 2d). Stored as the event stream's ISO 8601 UTC text
+    /// (2026-12-01T00:00:00.000Z).
+    #[arg(long, visible_alias = "time", value_name = "TIME")]
     pub timestamp: Option<String>,
     #[allow(missing_docs)]
     #[arg(long)]
@@ -70,14 +74,18 @@ pub struct ListArgs {
     /// Only events of this type.
     #[arg(long = "type")]
     pub event_type: Option<String>,
-    /// Only events at or after this time: RFC 3339, or a number of seconds
-    /// ago.
-    #[arg(long)]
+    /// Only events at or after this time: a span ago (30m, 1h, 2d, 1w), a
+    /// number of seconds ago (3600), an RFC 3339 time
+    /// (2026-12-01T00:00:00Z), a date and time in UTC or a date
+    /// (2026-12-01). An impossible date (2026-02-31) is an error.
+    #[arg(long, value_name = "TIME")]
     pub since: Option<String>,
     /// Only the last N events.
     #[arg(long)]
     pub limit: Option<usize>,
-    /// One JSON array of objects.
+    /// One JSON array of objects, one per event: `id`, `class` (EmsEvent,
+    /// MiqEvent, RequestEvent) and the stored columns (`event_type`,
+    /// `event_namespace`, `source`, `timestamp` in ISO 8601 UTC, ...).
     #[arg(long)]
     pub json: bool,
 }
@@ -103,11 +111,9 @@ pub fn send(global: &Global, cmd: EventCmd) -> anyhow::Result<ExitCode> {
             userid: "admin".into(),
         },
     };
+    // The event stream's one format, whatever form the user typed.
     let timestamp = match &args.timestamp {
-        Some(t) => {
-            parse_time(t).with_context(|| format!("--timestamp {t:?} is not ISO 8601"))?;
-            t.clone()
-        }
+        Some(t) => iso8601(super::when::parse("--timestamp", t, now_ms())?),
         None => iso8601(now_ms()),
     };
     let event = ProviderEvent {
@@ -177,22 +183,37 @@ pub fn send(global: &Global, cmd: EventCmd) -> anyhow::Result<ExitCode> {
 }
 
 /// `automate events list`: prints the stored events, oldest first (text
-/// or `--json`). Fails on a `--since` that is neither RFC 3339 nor a
-/// number of seconds.
+/// or `--json`). Fails on a `--since` that is not a time
+/// ([`super::when::parse`]).
 pub fn list(global: &Global, cmd: EventsCmd) -> anyhow::Result<ExitCode> {
     let EventsCmd::List(args) = cmd;
     let since_ms = match &args.since {
         None => None,
-        Some(s) => Some(EventFilter::parse_since(s).with_context(|| {
-            format!("--since {s:?} is neither RFC 3339 nor a number of seconds")
-        })?),
+        Some(s) => Some(super::when::parse("--since", s, now_ms())?),
     };
-    let items = match super::remote::find(global)? {
-        Some(remote) => remote.events(
-            args.event_type.as_deref(),
-            args.since.as_deref(),
-            args.limit,
-        )?,
+    let rows = match super::remote::find(global)? {
+        // The service's answer, back as the stored rows it was read from.
+        Some(remote) => remote
+            .events(
+                args.event_type.as_deref(),
+                args.since.as_deref(),
+                args.limit,
+            )?
+            .iter()
+            .map(|item| {
+                let mut attrs = automate_engine::Attributes::default();
+                for (k, v) in item.as_object().into_iter().flatten() {
+                    if k != "id" && k != "class" {
+                        attrs.insert(k.clone(), automate_engine::datatype::from_json(v));
+                    }
+                }
+                let class = item["class"].as_str().unwrap_or_default().to_string();
+                (
+                    item["id"].as_i64().unwrap_or_default(),
+                    automate_vmdb::StoredObject { class, attrs },
+                )
+            })
+            .collect(),
         None => {
             // Read-only: never writes (nor repairs) the file.
             let store = open_store_read_only(&global.db)
@@ -203,51 +224,52 @@ pub fn list(global: &Global, cmd: EventsCmd) -> anyhow::Result<ExitCode> {
                 limit: args.limit,
                 offset: 0,
             };
-            let (_, rows) = store.guard(|| event_streams(&store, &filter))?;
-            rows.iter()
-                .map(|(id, obj)| {
-                    let mut m = serde_json::Map::new();
-                    m.insert("id".into(), serde_json::json!(id));
-                    m.insert("class".into(), serde_json::json!(obj.class));
-                    for (k, v) in &obj.attrs {
-                        if k != "dedup_key" {
-                            m.insert(k.clone(), to_json(v));
-                        }
-                    }
-                    serde_json::Value::Object(m)
-                })
-                .collect()
+            store.guard(|| event_streams(&store, &filter))?.1
         }
     };
-    render_events(&items, args.json)?;
+    let mut out = std::io::stdout().lock();
+    render_events(&mut out, &rows, args.json)?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints the events (as `--json` has them, whichever path read them):
-/// one JSON array, or a line each.
-fn render_events(items: &[serde_json::Value], json: bool) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+/// Prints stored events: a table (ID, TIMESTAMP, NAMESPACE, SOURCE,
+/// EVENT_TYPE, VM) or one JSON array of objects (`id`, `class`, then the
+/// stored columns but the internal `dedup_key`).
+pub fn render_events(
+    out: &mut impl Write,
+    rows: &[(i64, automate_vmdb::StoredObject)],
+    json: bool,
+) -> anyhow::Result<()> {
     if json {
-        writeln!(out, "{}", serde_json::to_string_pretty(items)?)?;
-    } else {
-        for item in items {
-            let text = |k: &str| match &item[k] {
-                serde_json::Value::Null => String::new(),
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            let vm = text("vm_or_template_id");
-            writeln!(
-                out,
-                "{}\t{}\t{}\t{}\t{}\tvm={}",
-                text("id"),
-                text("timestamp"),
-                text("event_namespace"),
-                text("source"),
-                text("event_type"),
-                if vm.is_empty() { "-" } else { vm.as_str() }
-            )?;
-        }
+        let items: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(id, obj)| {
+                let mut m = serde_json::Map::new();
+                m.insert("id".into(), serde_json::json!(id));
+                m.insert("class".into(), serde_json::json!(obj.class));
+                for (k, v) in &obj.attrs {
+                    if k != "dedup_key" {
+                        m.insert(k.clone(), to_json(v));
+                    }
+                }
+                serde_json::Value::Object(m)
+            })
+            .collect();
+        return super::table::print_json(out, &serde_json::Value::Array(items));
     }
+    let mut t = Table::new(&["ID", "TIMESTAMP", "NAMESPACE", "SOURCE", "EVENT_TYPE", "VM"]);
+    for (id, obj) in rows {
+        let text = |k: &str| obj.attrs.get(k).map(AttrValue::to_text).unwrap_or_default();
+        let vm = text("vm_or_template_id");
+        t.row(vec![
+            id.to_string(),
+            text("timestamp"),
+            text("event_namespace"),
+            text("source"),
+            text("event_type"),
+            if vm.is_empty() { "-".into() } else { vm },
+        ]);
+    }
+    t.print(out)?;
     Ok(())
 }

@@ -235,6 +235,15 @@ impl LogFile {
         }
     }
 
+    /// Writes out what is buffered (to the file as it was opened, which a
+    /// `logrotate` may have renamed), then opens the path again: after a
+    /// rename, the next lines go to a new file at the original path
+    /// (SIGHUP, `docs/operations.md`).
+    pub fn reopen_path(&mut self) {
+        self.write_out();
+        self.reopen();
+    }
+
     /// Opens the file again (after a rotation, or a failed open).
     fn reopen(&mut self) {
         self.file = open_append(&self.path).ok();
@@ -342,6 +351,27 @@ mod tests {
     fn line(f: &mut LogFile, n: usize) {
         writeln!(f, "line {n:05} {}", "x".repeat(90)).unwrap();
         f.line_done();
+    }
+
+    #[test]
+    fn reopen_after_a_rename_writes_a_new_file_at_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("evm.log");
+        let rotation = Rotation {
+            max_size: 1 << 20,
+            keep: 2,
+        };
+        let mut f = LogFile::open(&path, rotation, Box::new(notice), Dropped::default()).unwrap();
+        f.write_all(b"before\n").unwrap();
+        f.line_done();
+        std::fs::rename(&path, dir.path().join("evm.log.rotated")).unwrap();
+        f.write_all(b"buffered\n").unwrap();
+        f.reopen_path();
+        f.write_all(b"after\n").unwrap();
+        f.flush().unwrap();
+        let old = std::fs::read_to_string(dir.path().join("evm.log.rotated")).unwrap();
+        assert_eq!(old, "before\nbuffered\n");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "after\n");
     }
 
     #[test]

@@ -19,21 +19,30 @@ pub enum MethodCmd {
         /// An attribute of the object the method runs on, `key=value` (repeatable).
         #[arg(long = "attr", value_name = "KEY=VALUE")]
         attrs: Vec<String>,
+        /// Print one JSON object instead of text, as `instantiate --json`:
+        /// `{"uri", "trace", "objects", "state_vars", "error"}` (`uri` is
+        /// the method's path, `error` null or the failure; exit 1 on one).
+        #[arg(long)]
+        json: bool,
     },
 }
 
 /// Runs the method on `--datastore` and `--db` and prints the trace and
 /// the object's attributes; fails when the method ends with an error.
 pub fn run(global: &Global, cmd: MethodCmd) -> anyhow::Result<ExitCode> {
-    let MethodCmd::Run { path, attrs } = cmd;
+    let MethodCmd::Run { path, attrs, json } = cmd;
     let attrs = super::instantiate::parse_attrs(&attrs)?;
     if let Some(remote) = super::remote::find(global)? {
         let answer = remote.run_method(&path, &attrs)?;
         let mut out = std::io::stdout().lock();
-        for line in answer["trace"].as_array().into_iter().flatten() {
-            writeln!(out, "{}", line.as_str().unwrap_or_default())?;
+        if json {
+            super::table::print_json(&mut out, &answer["document"])?;
+        } else {
+            for line in answer["trace"].as_array().into_iter().flatten() {
+                writeln!(out, "{}", line.as_str().unwrap_or_default())?;
+            }
         }
-        if let Some(o) = answer["object"].as_object() {
+        if let Some(o) = answer["object"].as_object().filter(|_| !json) {
             writeln!(out)?;
             writeln!(out, "{}", o["name"].as_str().unwrap_or_default())?;
             for pair in o["attributes"].as_array().into_iter().flatten() {
@@ -55,6 +64,13 @@ pub fn run(global: &Global, cmd: MethodCmd) -> anyhow::Result<ExitCode> {
         automate_control::with_control(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));
     let (ws, err) = engine.run_method(&path, &attrs);
     let mut out = std::io::stdout().lock();
+    if json {
+        super::table::print_json(&mut out, &ws.to_json(&path, err.as_ref()))?;
+        return match err {
+            Some(e) => Err(anyhow::anyhow!("method [{path}] failed: {e}")),
+            None => Ok(ExitCode::SUCCESS),
+        };
+    }
     for line in &ws.trace {
         writeln!(out, "{}", line.text)?;
     }

@@ -11,10 +11,14 @@ pub mod events;
 pub mod instantiate;
 pub mod logfile;
 pub mod method;
+pub mod reload;
 pub mod remote;
 pub mod request;
 pub mod retries;
 pub mod run;
+pub mod table;
+pub mod watch;
+pub mod when;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -62,6 +66,10 @@ pub struct Global {
     /// The API token for `--server` (default: the advertised one).
     #[arg(long, global = true, env = API_TOKEN_ENV, hide_env_values = true)]
     pub token: Option<String>,
+    /// Colour on stdout: `auto` (a terminal only), `always`, `never`;
+    /// `NO_COLOR` set and not empty turns it off in every case.
+    #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
+    pub color: table::ColorChoice,
 }
 
 /// `--log-format`: how lines on stderr (and, for `run` and `request`, in
@@ -112,6 +120,11 @@ pub enum Command {
     Event(events::EventCmd),
     /// Automation requests: create, approve, deny, list, show.
     Request(request::RequestArgs),
+    /// Print a shell completion script: `automate completions bash > /etc/bash_completion.d/automate`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// The environment variable whose value (when set and not empty) replaces
@@ -131,6 +144,7 @@ pub fn load_config(
 /// Parses the command line, runs the command, maps the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    table::init_colour(cli.global.color);
     // `run` writes evm.log and automation.log with its own subscriber.
     if !matches!(cli.command, Command::Run(_) | Command::Request(_)) {
         init_logging(cli.global.log_format);
@@ -149,6 +163,7 @@ pub fn main() -> ExitCode {
         Command::Events(cmd) => events::list(&cli.global, cmd),
         Command::Event(cmd) => events::send(&cli.global, cmd),
         Command::Request(args) => request::run(&cli.global, args),
+        Command::Completions { shell } => completions(shell),
     };
     match result {
         Ok(code) => code,
@@ -161,6 +176,18 @@ pub fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `automate completions SHELL`: the completion script on stdout.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<ExitCode> {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    // Into a buffer first: clap_complete panics on a write error, and a
+    // closed pipe (`| head`) is not one (`is_broken_pipe`).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "automate", &mut script);
+    std::io::Write::write_all(&mut std::io::stdout().lock(), &script)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Output piped into `head` and closed early is not an error.

@@ -274,10 +274,25 @@ fn event_item(v: &Value) -> anyhow::Result<Value> {
     );
     for (k, val) in obj {
         if !matches!(k.as_str(), "href" | "id" | "type") {
-            m.insert(k.clone(), val.clone());
+            m.insert(k.clone(), integer_id(k, val));
         }
     }
     Ok(Value::Object(m))
+}
+
+/// The API shows `*_id` integers as strings (ManageIQ's ids): back as the
+/// integers they are stored as.
+fn integer_id(key: &str, v: &Value) -> Value {
+    if let Value::String(s) = v {
+        if key.ends_with("_id") {
+            if let Ok(n) = s.parse::<i64>() {
+                if n.to_string() == *s {
+                    return json!(n);
+                }
+            }
+        }
+    }
+    v.clone()
 }
 
 /// An id the API gives as a string (ManageIQ's) or a number.
@@ -568,8 +583,8 @@ impl Remote {
         )
     }
 
-    /// `automate method run PATH`: `trace`, `object` (`name`,
-    /// `attributes` as shown) and `error`.
+    /// `automate method run PATH`: `document` (what `--json` prints),
+    /// `trace`, `object` (`name`, `attributes` as shown) and `error`.
     pub fn run_method(&self, path: &str, attrs: &[(String, String)]) -> anyhow::Result<Value> {
         self.post(
             "/api/automate",

@@ -71,6 +71,10 @@ pub enum RequestCmd {
         json: bool,
     },
     /// List the requests.
+    ///
+    /// A table (ID, APPROVAL_STATE, REQUEST_STATE, STATUS, URI, MESSAGE),
+    /// or with `--json` one JSON array of the requests, each as `show
+    /// --json` prints it.
     List {
         #[arg(long)]
         json: bool,
@@ -113,15 +117,7 @@ fn run_command(global: &Global, args: RequestArgs) -> anyhow::Result<ExitCode> {
     };
     let mut out = std::io::stdout().lock();
     match shown {
-        Shown::List(all, json) => {
-            if json {
-                writeln!(out, "{}", serde_json::to_string_pretty(&all)?)?;
-            } else {
-                for v in &all {
-                    writeln!(out, "{}", summary(v))?;
-                }
-            }
-        }
+        Shown::List(all, json) => render_list(&mut out, &all, json)?,
         Shown::Views(views, json) => {
             for v in &views {
                 if json {
@@ -266,16 +262,34 @@ fn uri_of(v: &RequestView) -> String {
     uri
 }
 
-fn summary(v: &RequestView) -> String {
-    format!(
-        "{}\t{}\t{}\t{}\t{}\t{}",
-        v.id,
-        v.approval_state,
-        v.request_state,
-        v.status,
-        uri_of(v),
-        v.message
-    )
+/// Prints the requests: a table (ID, APPROVAL_STATE, REQUEST_STATE,
+/// STATUS, URI, MESSAGE) or one JSON array of the requests as `show
+/// --json` prints each.
+fn render_list(out: &mut impl Write, all: &[RequestView], json: bool) -> anyhow::Result<()> {
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(all)?)?;
+        return Ok(());
+    }
+    let mut t = super::table::Table::new(&[
+        "ID",
+        "APPROVAL_STATE",
+        "REQUEST_STATE",
+        "STATUS",
+        "URI",
+        "MESSAGE",
+    ]);
+    for v in all {
+        t.row(vec![
+            v.id.to_string(),
+            v.approval_state.clone(),
+            v.request_state.clone(),
+            v.status.clone(),
+            uri_of(v),
+            v.message.clone(),
+        ]);
+    }
+    t.print(out)?;
+    Ok(())
 }
 
 fn write_view(out: &mut impl Write, v: &RequestView) -> std::io::Result<()> {

@@ -2,6 +2,7 @@
 //! the object store (`--db`), and running the ones that have come due.
 
 use super::compose::{open_store, open_store_read_only};
+use super::table::Table;
 use super::Global;
 use automate_datastore::Datastore;
 use automate_engine::deliver::{run_due, Outcome, DEFAULT_MAX_DELIVERIES, RETRY_KIND};
@@ -15,7 +16,14 @@ use std::time::{Duration, SystemTime};
 #[derive(Debug, clap::Subcommand)]
 pub enum RetriesCmd {
     /// List the scheduled retries.
-    List,
+    ///
+    /// A table (ID, URI, DELIVERIES, ATTEMPTS), or with `--json` one JSON array of `{"id", "uri", "deliveries",
+    /// "attempts"}` objects.
+    List {
+        /// One JSON array instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Deliver the retries that are due.
     RunDue {
         /// Keep going until no retry is scheduled at all (sleeping until the
@@ -31,6 +39,48 @@ pub enum RetriesCmd {
     },
 }
 
+/// One scheduled retry as `retries list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryRow {
+    /// The schedule's id of the retry.
+    pub id: u64,
+    /// The state machine's URI to deliver again.
+    pub uri: String,
+    /// How many times it was delivered.
+    pub deliveries: u64,
+    /// How many times a worker claimed it.
+    pub attempts: u32,
+}
+
+/// Prints the retries: a table with headers, or one JSON array.
+pub fn render_retries(out: &mut impl Write, rows: &[RetryRow], json: bool) -> anyhow::Result<()> {
+    if json {
+        let items: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "id": r.id,
+                    "uri": r.uri,
+                    "deliveries": r.deliveries,
+                    "attempts": r.attempts,
+                })
+            })
+            .collect();
+        return super::table::print_json(out, &serde_json::Value::Array(items));
+    }
+    let mut t = Table::new(&["ID", "URI", "DELIVERIES", "ATTEMPTS"]).right(&[2, 3]);
+    for r in rows {
+        t.row(vec![
+            r.id.to_string(),
+            r.uri.clone(),
+            r.deliveries.to_string(),
+            r.attempts.to_string(),
+        ]);
+    }
+    t.print(out)?;
+    Ok(())
+}
+
 /// Runs one `automate retries` command on `--db`; `run-due` exits 1 when
 /// a delivery failed or gave up.
 pub fn run(global: &Global, cmd: RetriesCmd) -> anyhow::Result<ExitCode> {
@@ -38,7 +88,7 @@ pub fn run(global: &Global, cmd: RetriesCmd) -> anyhow::Result<ExitCode> {
         return through_api(&remote, cmd);
     }
     // `list` only reads: the file is opened read-only (never repaired).
-    let db = if matches!(cmd, RetriesCmd::List) {
+    let db = if matches!(cmd, RetriesCmd::List { .. }) {
         open_store_read_only(&global.db)
     } else {
         open_store(&global.db)
@@ -47,24 +97,24 @@ pub fn run(global: &Global, cmd: RetriesCmd) -> anyhow::Result<ExitCode> {
     let schedule = db.schedule();
     let mut out = std::io::stdout().lock();
     match cmd {
-        RetriesCmd::List => {
+        RetriesCmd::List { json } => {
             let due = db.guard(|| {
                 schedule.due(
                     SystemTime::now() + Duration::from_secs(10 * 365 * 86_400),
                     10_000,
                 )
             })?;
-            for (id, item, attempts) in due {
-                if item.kind != RETRY_KIND {
-                    continue;
-                }
-                let uri = item.payload["uri"].as_str().unwrap_or("");
-                let deliveries = item.payload["deliveries"].as_u64().unwrap_or(0);
-                writeln!(
-                    out,
-                    "{id}\t{uri}\tdeliveries={deliveries}\tattempts={attempts}"
-                )?;
-            }
+            let rows: Vec<RetryRow> = due
+                .into_iter()
+                .filter(|(_, item, _)| item.kind == RETRY_KIND)
+                .map(|(id, item, attempts)| RetryRow {
+                    id,
+                    uri: item.payload["uri"].as_str().unwrap_or("").to_string(),
+                    deliveries: item.payload["deliveries"].as_u64().unwrap_or(0),
+                    attempts,
+                })
+                .collect();
+            render_retries(&mut out, &rows, json)?;
             Ok(ExitCode::SUCCESS)
         }
         RetriesCmd::RunDue {
@@ -131,13 +181,18 @@ pub fn run(global: &Global, cmd: RetriesCmd) -> anyhow::Result<ExitCode> {
 fn through_api(remote: &super::remote::Remote, cmd: RetriesCmd) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     match cmd {
-        RetriesCmd::List => {
-            for (id, uri, deliveries, attempts) in remote.retries()? {
-                writeln!(
-                    out,
-                    "{id}\t{uri}\tdeliveries={deliveries}\tattempts={attempts}"
-                )?;
-            }
+        RetriesCmd::List { json } => {
+            let rows: Vec<RetryRow> = remote
+                .retries()?
+                .into_iter()
+                .map(|(id, uri, deliveries, attempts)| RetryRow {
+                    id,
+                    uri,
+                    deliveries,
+                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                })
+                .collect();
+            render_retries(&mut out, &rows, json)?;
             Ok(ExitCode::SUCCESS)
         }
         RetriesCmd::RunDue {

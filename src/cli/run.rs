@@ -1,7 +1,14 @@
 //! `automate run`: the whole event pipeline (catchers, durable queue,
 //! workers, Automate) from `automate.yaml`, until SIGTERM or SIGINT (or,
 //! with `--until-idle`, until the catchers' input is exhausted and the
-//! queue is empty); then a graceful shutdown and the counts.
+//! queue is empty); then a graceful shutdown and the counts (exit 1 with
+//! `--until-idle` when an event ended with an error).
+//!
+//! At start it refuses a datastore root that is missing, holds no domain
+//! or does not validate ([`super::compose::checked_engine`]), then says
+//! where the API listens and what runs. While it runs, a change under the
+//! datastore root reloads it ([`super::watch`]); SIGHUP reloads it too and
+//! reopens the log files (logrotate); SIGTERM and SIGINT drain and stop.
 //!
 //! Logs go to `<log.dir>/evm.log` (target `evm`) and
 //! `<log.dir>/automation.log` (target `automation`) in ManageIQ's line
@@ -75,6 +82,16 @@ impl Logs {
     pub(super) fn dropped_lines(&self) -> u64 {
         self.dropped.lines()
     }
+
+    /// Writes out the buffers and opens the files again at their paths
+    /// (SIGHUP: after `logrotate` renamed them, new files are started).
+    pub(super) fn reopen(&self) {
+        for f in self.files.iter() {
+            if let Ok(mut f) = f.lock() {
+                f.reopen_path();
+            }
+        }
+    }
 }
 
 fn flush(files: &[LogOut]) {
@@ -123,30 +140,60 @@ fn run_inner(
         .context("starting the runtime")?;
     let started = Instant::now();
     let stats = rt.block_on(async {
-        let pipeline = super::compose::start(cfg, &global.datastore, &global.db).await?;
+        let mut signals = Signals::new()?;
+        let super::compose::Started {
+            pipeline,
+            reloader,
+            listening,
+        } = super::compose::start(cfg, &global.datastore, &global.db).await?;
         tracing::info!(target: "evm", "MIQ(automate run) started: {} providers, {} workers, {} leases of a previous run released", cfg.providers.len(), cfg.workers, pipeline.released);
+        // Hot reload: a change under the datastore root reloads it.
+        let _watch = match super::watch::start(&global.datastore, reloader.clone()) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(target: "evm", "MIQ(automate run) the datastore is not watched ({e:#}): reload it with SIGHUP or `automate datastore reload`");
+                None
+            }
+        };
+        announce(global, cfg, listening, &reloader, args.json)?;
         // A store that failed (not a full disk, which waits for space)
         // ends the run: only a restart opens it again.
-        if args.until_idle {
-            tokio::select! {
-                _ = pipeline.wait_idle() => {}
-                _ = signal() => {}
-            }
-        } else {
-            tokio::select! {
-                _ = pipeline.wait_store_failed() => {}
-                _ = signal() => {}
+        loop {
+            let sig = if args.until_idle {
+                tokio::select! {
+                    _ = pipeline.wait_idle() => break,
+                    sig = signals.next() => sig,
+                }
+            } else {
+                tokio::select! {
+                    _ = pipeline.wait_store_failed() => break,
+                    sig = signals.next() => sig,
+                }
+            };
+            match sig {
+                Sig::Stop(name) => {
+                    tracing::info!(target: "evm", "MIQ(automate run) {name} received");
+                    break;
+                }
+                Sig::Hangup => hangup(&reloader, logs).await,
             }
         }
         tracing::info!(target: "evm", "MIQ(automate run) shutting down: draining the queue");
-        // A second signal while draining exits at once: what was not
-        // handled stays queued (durably) for the next start.
-        let stats = tokio::select! {
-            stats = pipeline.shutdown() => stats,
-            _ = signal() => {
-                tracing::warn!(target: "evm", "MIQ(automate run) second signal: exiting without draining; queued events are delivered at the next start");
-                logs.flush();
-                std::process::exit(130);
+        // A second SIGTERM or SIGINT while draining exits at once: what
+        // was not handled stays queued (durably) for the next start.
+        let shutdown = pipeline.shutdown();
+        tokio::pin!(shutdown);
+        let stats = loop {
+            tokio::select! {
+                stats = &mut shutdown => break stats,
+                sig = signals.next() => match sig {
+                    Sig::Hangup => logs.reopen(),
+                    Sig::Stop(_) => {
+                        tracing::warn!(target: "evm", "MIQ(automate run) second signal: exiting without draining; queued events are delivered at the next start");
+                        logs.flush();
+                        std::process::exit(130);
+                    }
+                },
             }
         };
         tracing::info!(target: "evm", "MIQ(automate run) stopped: {stats:?}");
@@ -193,7 +240,120 @@ fn run_inner(
         eprintln!("error: a catcher stopped: {e}");
         return Ok(ExitCode::from(1));
     }
+    if args.until_idle && stats.errors > 0 {
+        eprintln!(
+            "error: {} event{} ended with an error (evm.log says which)",
+            stats.errors,
+            if stats.errors == 1 { "" } else { "s" }
+        );
+        return Ok(ExitCode::from(1));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Says on the terminal where the API listens and what runs: the
+/// providers and their catchers, the workers, the datastore and the
+/// store. On stdout, or on stderr with `--json` (stdout is then the
+/// counts alone).
+fn announce(
+    global: &Global,
+    cfg: &Config,
+    listening: Option<std::net::SocketAddr>,
+    reloader: &automate_control::Reloader,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut text = String::new();
+    if let Some(addr) = listening {
+        text.push_str(&format!("automate run: listening on http://{addr}/api\n"));
+    }
+    let providers: Vec<String> = cfg
+        .providers
+        .iter()
+        .map(|p| format!("{} ({} catcher)", p.provider.name, p.catcher.kind()))
+        .collect();
+    text.push_str(&format!(
+        "automate run: {} provider{}: {}; {} worker{}; datastore {} ({} domain{}); db {}\n",
+        providers.len(),
+        if providers.len() == 1 { "" } else { "s" },
+        providers.join(", "),
+        cfg.workers,
+        if cfg.workers == 1 { "" } else { "s" },
+        global.datastore.display(),
+        reloader.domains(),
+        if reloader.domains() == 1 { "" } else { "s" },
+        global.db.display()
+    ));
+    if json {
+        eprint!("{text}");
+    } else {
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes())?;
+        out.flush()?;
+    }
+    Ok(())
+}
+
+/// SIGHUP: reloads the datastore, its methods and the control policies
+/// (all-or-nothing; the outcome goes to evm.log) and reopens the log files
+/// (after `logrotate` renamed them, new ones are started).
+async fn hangup(reloader: &Arc<automate_control::Reloader>, logs: &Logs) {
+    tracing::info!(target: "evm", "MIQ(automate run) SIGHUP received: reloading the datastore and reopening the log files");
+    logs.reopen();
+    let reloader = reloader.clone();
+    let _ = tokio::task::spawn_blocking(move || reloader.reload_now()).await;
+}
+
+/// A signal `run` and `api` act on.
+pub(super) enum Sig {
+    /// SIGTERM or SIGINT (named): drain and stop.
+    Stop(&'static str),
+    /// SIGHUP: reload (and reopen the logs).
+    Hangup,
+}
+
+/// SIGTERM, SIGINT and SIGHUP, registered once (inside the runtime) so
+/// that none arriving between two waits is lost.
+pub(super) struct Signals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Registers the handlers; call inside the Tokio runtime.
+    pub(super) fn new() -> anyhow::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Signals {
+                term: signal(SignalKind::terminate()).context("handling SIGTERM")?,
+                int: signal(SignalKind::interrupt()).context("handling SIGINT")?,
+                hup: signal(SignalKind::hangup()).context("handling SIGHUP")?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    /// The next signal.
+    pub(super) async fn next(&mut self) -> Sig {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => Sig::Stop("SIGTERM"),
+                _ = self.int.recv() => Sig::Stop("SIGINT"),
+                _ = self.hup.recv() => Sig::Hangup,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Sig::Stop("Ctrl-C")
+        }
+    }
 }
 
 /// `run --floor`: [`automate_events::catchers::simulate::floor`] for each
@@ -211,29 +371,6 @@ fn floor(cfg: &Config) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Resolves when SIGTERM or SIGINT arrives.
-async fn signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 /// Installs the global subscriber: evm.log, automation.log, stderr for

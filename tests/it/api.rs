@@ -274,7 +274,7 @@ fn manageiq_request_body_creates_and_runs_a_request() {
     assert_eq!(done["status"], "Ok", "{done}");
     assert_eq!(done["userid"], "admin", "{done}");
 
-    let (status, list) = s.get("/api/automation_requests");
+    let (status, list) = s.get("/api/automation_requests?expand=resources");
     assert_eq!(status, 200, "{list}");
     assert_eq!(list["name"], "automation_requests");
     assert_eq!(list["count"], 1);
@@ -394,8 +394,8 @@ fn bad_input_is_a_json_error_stores_nothing_and_the_server_keeps_serving() {
     // Unknown paths and objects.
     for p in [
         "/api/nowhere",
-        "/api",
         "/api/vms/1/extra",
+        "/api/automate_domains/NoDomain",
         "/api/automation_requests/1000000000999",
         "/api/vms/1000000000999",
         "/api/hosts/1000000000999",
@@ -616,7 +616,7 @@ fn automate_browses_the_datastore_and_resolves() {
 #[test]
 fn objects_and_event_streams_come_from_the_store() {
     let s = start();
-    let v = s.get_ok("/api/vms");
+    let v = s.get_ok("/api/vms?expand=resources");
     assert_eq!(
         (v["name"].clone(), v["count"].clone()),
         (json!("vms"), json!(1))
@@ -625,22 +625,26 @@ fn objects_and_event_streams_come_from_the_store() {
     let v = s.get_ok(&format!("/api/vms/{VM}"));
     assert_eq!(v["id"], VM.to_string());
     assert_eq!(v["power_state"], "off");
-    assert_eq!(v["ems_id"], EMS);
-    let v = s.get_ok("/api/hosts");
+    assert_eq!(
+        v["ems_id"],
+        EMS.to_string(),
+        "ManageIQ shows *_id as strings"
+    );
+    let v = s.get_ok("/api/hosts?expand=resources");
     assert_eq!(v["resources"][0]["name"], "host01");
     let v = s.get_ok(&format!("/api/providers/{EMS}"));
     assert_eq!(v["name"], "rhevm01");
 
-    let v = s.get_ok("/api/event_streams");
+    let v = s.get_ok("/api/event_streams?expand=resources");
     assert_eq!(v["count"], 2);
     assert_eq!(v["subcount"], 2);
     assert!(v["resources"][0].get("dedup_key").is_none(), "{v}");
-    let (_, v) = s.get("/api/event_streams?type=VM_DOWN");
+    let (_, v) = s.get("/api/event_streams?type=VM_DOWN&expand=resources");
     assert_eq!(v["subcount"], 1, "{v}");
     assert_eq!(v["resources"][0]["event_type"], "VM_DOWN");
     let (_, v) = s.get("/api/event_streams?since=2026-01-02T00:00:00Z");
     assert_eq!(v["subcount"], 1, "{v}");
-    let (_, v) = s.get("/api/event_streams?limit=1");
+    let (_, v) = s.get("/api/event_streams?limit=1&expand=resources");
     assert_eq!(v["subcount"], 1, "{v}");
     assert_eq!(v["resources"][0]["event_type"], "VM_DOWN", "the last one");
     let v = s.get_ok("/api/event_streams/1000000003170");
@@ -710,7 +714,8 @@ fn pipeline_serves_the_whole_api_with_the_http_catcher() {
             &datastore_dir(),
             &dir.path().join("run.redb"),
         ))
-        .unwrap();
+        .unwrap()
+        .pipeline;
     let base = format!("http://127.0.0.1:{port}");
     let event = json!({"provider": "rhevm01", "event": {"event_type": "USER_RUN_VM",
         "timestamp": "2026-01-01T00:00:01Z", "vm_ems_ref": "/api/vms/1", "vm_name": "web-01"}});
@@ -744,7 +749,12 @@ fn pipeline_serves_the_whole_api_with_the_http_catcher() {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let vms = call("GET", &format!("{base}/api/vms"), Some(TOKEN), None);
+    let vms = call(
+        "GET",
+        &format!("{base}/api/vms?expand=resources"),
+        Some(TOKEN),
+        None,
+    );
     rt.block_on(pipeline.shutdown());
     assert_eq!(posted.0, 202, "{}", posted.1);
     assert_eq!(posted.1, json!({"accepted": 1, "skipped": 0}));

@@ -334,7 +334,10 @@ fn a_stale_advertisement_is_ignored_and_removed() {
     .unwrap();
     let (code, out) = site.run(&["request", "list"]);
     assert_eq!(code, Some(0));
-    assert!(out.starts_with("1000000000001\tpending_approval"), "{out}");
+    assert!(
+        out.contains("1000000000001") && out.contains("pending_approval"),
+        "{out}"
+    );
     assert!(!adv.exists(), "the stale advertisement is removed");
 }
 
@@ -434,6 +437,11 @@ fn retries_go_through_the_service_too() {
     let text = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "{text}");
     assert!(text.ends_with("0 still scheduled\n"), "{text}");
-    assert_eq!(String::from_utf8_lossy(&listed.stdout), "");
+    // No retry left: at most the table's header.
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).lines().count() <= 1,
+        "{}",
+        String::from_utf8_lossy(&listed.stdout)
+    );
     assert!(listed.status.success());
 }

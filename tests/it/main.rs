@@ -8,6 +8,7 @@ static ALLOC: automate_core::alloc::CountingAlloc = automate_core::alloc::Counti
 
 mod api;
 mod catchers;
+mod cli;
 mod client;
 mod common;
 mod control;
@@ -15,6 +16,7 @@ mod datastore;
 mod demo;
 mod engine;
 mod events;
+mod fixtures;
 mod harden_api;
 mod harden_batch;
 mod harden_budget;
@@ -24,8 +26,11 @@ mod harden_store;
 mod hostile;
 mod legacy;
 mod methods;
+mod metrics;
 mod pipeline;
+mod reload;
 mod requests;
+mod rest;
 mod retries;
 mod storm;
 mod vmdb;

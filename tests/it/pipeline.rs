@@ -209,7 +209,8 @@ fn event_send_handles_one_event_and_dedups() {
         .output()
         .unwrap();
     assert_ok(&out);
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+    // The header and the one event.
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
 }
 
 #[test]

@@ -211,9 +211,18 @@ fn outcomes_map_to_statuses() {
 
     let out = env.automate(&["request", "list"]);
     let listed = stdout(&out);
-    assert_eq!(listed.lines().count(), 2, "{listed}");
-    assert!(
-        listed.contains("approved\tfinished\tWarn\t/Test/Work/warn"),
+    // The header and the two requests.
+    assert_eq!(listed.lines().count(), 3, "{listed}");
+    assert!(listed.starts_with("ID "), "{listed}");
+    let warn: Vec<&str> = listed
+        .lines()
+        .find(|l| l.contains("/Test/Work/warn"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        warn.get(1..5),
+        Some(&["approved", "finished", "Warn", "/Test/Work/warn"][..]),
         "{listed}"
     );
 }

@@ -1346,7 +1346,7 @@ fn opening_something_that_is_not_a_store_fails_cleanly() {
 }
 
 /// A worker that hands its unit's writes to a committer and goes on
-/// ([`RedbStore::hand_over`]) keeps reading them (object, index, provider
+/// ([`UnitStore::hand_over`](automate_redb::UnitStore::hand_over)) keeps reading them (object, index, provider
 /// reference) until they have landed; what it writes next on top of them
 /// is committed after them as changes (an object they created is not
 /// created twice); a failed commit is dropped with everything built on it.
@@ -1360,8 +1360,8 @@ fn handed_over_writes_stay_readable_until_they_land() {
         .create("ExtManagementSystem", attrs(&[("name", s("e"))]))
         .unwrap();
 
-    store.begin_unit();
-    let vm = store
+    let unit = store.begin_unit();
+    let vm = unit
         .create(
             "Vm",
             attrs(&[
@@ -1371,53 +1371,52 @@ fn handed_over_writes_stay_readable_until_they_land() {
             ]),
         )
         .unwrap();
-    let ev = store
+    let ev = unit
         .create("EmsEvent", attrs(&[("dedup_key", s("k1"))]))
         .unwrap();
-    let first = group.submit(store.hand_over(), |_| Ok(Vec::new()));
-    // Handed over, maybe not on disk yet: still read by this thread.
-    assert_eq!(store.unit_len(), Some(0));
+    let first = group.submit(unit.hand_over().unwrap(), |_| Ok(Vec::new()));
+    // Handed over, maybe not on disk yet: still read through the unit.
+    assert_eq!(unit.len(), 0);
     assert_eq!(
-        store.find_by("EventStream", "dedup_key", &s("k1")).unwrap(),
+        unit.find_by("EventStream", "dedup_key", &s("k1")).unwrap(),
         vec![ev.clone()]
     );
     assert_eq!(
-        store.find_by_ems_ref("Vm", ems.id, "ref-1").unwrap(),
+        unit.find_by_ems_ref("Vm", ems.id, "ref-1").unwrap(),
         Some(vm.clone())
     );
-    assert_eq!(store.attribute(&vm, "name").unwrap(), Some(s("vm1")));
+    assert_eq!(unit.attribute(&vm, "name").unwrap(), Some(s("vm1")));
     // The next batch changes the VM the first one created.
-    store.update(&vm, "power_state", s("on")).unwrap();
-    assert_eq!(store.attribute(&vm, "power_state").unwrap(), Some(s("on")));
+    unit.update(&vm, "power_state", s("on")).unwrap();
+    assert_eq!(unit.attribute(&vm, "power_state").unwrap(), Some(s("on")));
     first.wait().unwrap();
-    store.landed();
+    unit.landed();
     assert_eq!(
-        store.attribute(&vm, "name").unwrap(),
+        unit.attribute(&vm, "name").unwrap(),
         Some(s("vm1")),
         "now from the file"
     );
     group
-        .submit(store.hand_over(), |_| Ok(Vec::new()))
+        .submit(unit.hand_over().unwrap(), |_| Ok(Vec::new()))
         .wait()
         .unwrap();
-    store.landed();
-    store.abort_unit();
-    assert_eq!(store.unit_len(), None);
+    unit.landed();
+    drop(unit);
     assert_eq!(store.attribute(&vm, "power_state").unwrap(), Some(s("on")));
     assert_eq!(store.attribute(&vm, "name").unwrap(), Some(s("vm1")));
 
     // A failed commit: the worker drops its unit, and the batch built on
     // the failed one is never written.
-    store.begin_unit();
-    let lost = store
+    let unit = store.begin_unit();
+    let lost = unit
         .create("EmsEvent", attrs(&[("dedup_key", s("k2"))]))
         .unwrap();
-    let failing = group.submit(store.hand_over(), |_| {
+    let failing = group.submit(unit.hand_over().unwrap(), |_| {
         Err(StoreError::Backend("disk full".into()))
     });
-    store.update(&lost, "event_type", s("built on it")).unwrap();
+    unit.update(&lost, "event_type", s("built on it")).unwrap();
     assert!(failing.wait().is_err());
-    store.abort_unit();
+    drop(unit);
     assert_eq!(store.find("EventStream", lost.id).unwrap(), None);
     assert!(store
         .find_by("EventStream", "dedup_key", &s("k2"))
@@ -1426,8 +1425,8 @@ fn handed_over_writes_stay_readable_until_they_land() {
     writer.stop();
 }
 
-/// A unit of work buffers one thread's writes: that thread reads them,
-/// others do not until the commit, which writes them with the scheduled
+/// A unit of work buffers its writes: reads through the unit see them,
+/// the store's readers (on any thread) do not until the commit, which writes them with the scheduled
 /// work it completes in one transaction; an abort (or a process that dies
 /// before the commit) leaves nothing; ids stay unique across threads.
 #[test]
@@ -1441,28 +1440,27 @@ fn unit_of_work_buffers_writes_until_commit() {
         .unwrap();
     let host = store.create("Host", attrs(&[("name", s("h1"))])).unwrap();
 
-    store.begin_unit();
-    let ev = store
+    let unit = store.begin_unit();
+    let ev = unit
         .create(
             "EmsEvent",
             attrs(&[("dedup_key", s("k1")), ("host_id", AttrValue::Int(host.id))]),
         )
         .unwrap();
-    store.update(&host, "power_state", s("on")).unwrap();
-    // This thread sees its writes, through lookups, indexes and associations.
-    assert_eq!(store.find("EventStream", ev.id).unwrap(), Some(ev.clone()));
+    unit.update(&host, "power_state", s("on")).unwrap();
+    // The unit sees its writes, through lookups, indexes and associations.
+    assert_eq!(unit.find("EventStream", ev.id).unwrap(), Some(ev.clone()));
     assert_eq!(
-        store.find_by("EventStream", "dedup_key", &s("k1")).unwrap(),
+        unit.find_by("EventStream", "dedup_key", &s("k1")).unwrap(),
         vec![ev.clone()]
     );
+    assert_eq!(unit.attribute(&host, "power_state").unwrap(), Some(s("on")));
     assert_eq!(
-        store.attribute(&host, "power_state").unwrap(),
-        Some(s("on"))
-    );
-    assert_eq!(
-        store.attribute(&ev, "host").unwrap(),
+        unit.attribute(&ev, "host").unwrap(),
         Some(AttrValue::Object(host.clone()))
     );
+    // The store itself does not.
+    assert_eq!(store.find("EventStream", ev.id).unwrap(), None);
     // Another thread sees neither, and its ids do not collide.
     let other = {
         let store = store.clone();
@@ -1477,21 +1475,21 @@ fn unit_of_work_buffers_writes_until_commit() {
         .unwrap()
     };
     assert_ne!(other.id, ev.id);
-    assert_eq!(store.unit_len(), Some(2));
-    store
-        .commit_unit(|b| {
-            assert!(b.complete(item)?);
-            Ok(())
-        })
-        .unwrap();
-    assert_eq!(store.unit_len(), None);
+    assert_eq!(unit.len(), 2);
+    unit.commit(|b| {
+        assert!(b.complete(item)?);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(unit.len(), 0);
+    drop(unit);
     assert!(
         schedule.get(item).unwrap().is_none(),
         "acked with the writes"
     );
     drop(schedule);
     drop(store);
-    let store = RedbStore::open(&path).unwrap();
+    let store = Arc::new(RedbStore::open(&path).unwrap());
     assert_eq!(store.find("EventStream", ev.id).unwrap(), Some(ev.clone()));
     assert_eq!(
         store.attribute(&host, "power_state").unwrap(),
@@ -1499,8 +1497,8 @@ fn unit_of_work_buffers_writes_until_commit() {
     );
     // A unit's change is applied to the object as committed at its commit:
     // another thread's update of another attribute in between is kept.
-    store.begin_unit();
-    store.update(&host, "power_state", s("off")).unwrap();
+    let unit = store.begin_unit();
+    unit.update(&host, "power_state", s("off")).unwrap();
     std::thread::scope(|scope| {
         scope
             .spawn(|| store.update(&host, "name", s("h1-renamed")))
@@ -1508,7 +1506,8 @@ fn unit_of_work_buffers_writes_until_commit() {
             .unwrap()
             .unwrap();
     });
-    store.commit_unit(|_| Ok(())).unwrap();
+    unit.commit(|_| Ok(())).unwrap();
+    drop(unit);
     assert_eq!(
         store.attribute(&host, "power_state").unwrap(),
         Some(s("off"))
@@ -1518,10 +1517,10 @@ fn unit_of_work_buffers_writes_until_commit() {
         Some(s("h1-renamed"))
     );
     // An aborted unit leaves nothing, and the next id is past every id.
-    store.begin_unit();
-    let gone = store.create("EmsEvent", Attributes::default()).unwrap();
-    store.update(&host, "power_state", s("standby")).unwrap();
-    store.abort_unit();
+    let unit = store.begin_unit();
+    let gone = unit.create("EmsEvent", Attributes::default()).unwrap();
+    unit.update(&host, "power_state", s("standby")).unwrap();
+    drop(unit);
     assert_eq!(store.find("EventStream", gone.id).unwrap(), None);
     assert_eq!(
         store.attribute(&host, "power_state").unwrap(),
@@ -1530,16 +1529,16 @@ fn unit_of_work_buffers_writes_until_commit() {
     let next = store.create("EmsEvent", Attributes::default()).unwrap();
     assert!(next.id > other.id && next.id > ev.id, "{next:?}");
     // Updating an object that does not exist fails inside a unit too.
-    store.begin_unit();
+    let unit = store.begin_unit();
     let missing = VmdbRef {
         class: Arc::from("Host"),
         id: ID3 + 1000,
     };
     assert!(matches!(
-        store.update(&missing, "name", s("x")),
+        unit.update(&missing, "name", s("x")),
         Err(StoreError::NotFound(..))
     ));
-    store.abort_unit();
+    drop(unit);
     let report = store.verify().unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
 }
@@ -1555,15 +1554,14 @@ fn a_units_reads_see_commits_made_since_its_last_read() {
     let ems = store
         .create("ExtManagementSystem", attrs(&[("name", s("rhevm01"))]))
         .unwrap();
-    store.begin_unit();
+    let unit = store.begin_unit();
     // Reads that take (and then reuse) the unit's snapshot.
     assert_eq!(
-        store
-            .find_by_ems_ref("VmOrTemplate", ems.id, "vm-1")
+        unit.find_by_ems_ref("VmOrTemplate", ems.id, "vm-1")
             .unwrap(),
         None
     );
-    assert!(store
+    assert!(unit
         .find_by("VmOrTemplate", "name", &s("web"))
         .unwrap()
         .is_empty());
@@ -1586,13 +1584,12 @@ fn a_units_reads_see_commits_made_since_its_last_read() {
         .unwrap()
     };
     assert_eq!(
-        store
-            .find_by_ems_ref("VmOrTemplate", ems.id, "vm-1")
+        unit.find_by_ems_ref("VmOrTemplate", ems.id, "vm-1")
             .unwrap(),
         Some(vm.clone())
     );
     assert_eq!(
-        store.find_by("VmOrTemplate", "name", &s("web")).unwrap(),
+        unit.find_by("VmOrTemplate", "name", &s("web")).unwrap(),
         vec![vm.clone()]
     );
     // And an update committed elsewhere after that.
@@ -1603,6 +1600,6 @@ fn a_units_reads_see_commits_made_since_its_last_read() {
             .join()
             .unwrap();
     }
-    assert_eq!(store.attribute(&vm, "power_state").unwrap(), Some(s("on")));
-    store.commit_unit(|_| Ok(())).unwrap();
+    assert_eq!(unit.attribute(&vm, "power_state").unwrap(), Some(s("on")));
+    unit.commit(|_| Ok(())).unwrap();
 }

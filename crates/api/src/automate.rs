@@ -4,9 +4,10 @@
 //! `{"action": "resolve", "attributes": {...}}` instantiates the path and
 //! answers the workspace and the trace, as `automate instantiate --json`).
 
+use super::collection::{CollectionQuery, RawQuery};
+use super::domains::domains_collection;
 use super::{
-    base_url, collection, in_unit, json_object, kind_of, ok, opt_str, path_arg, ApiError,
-    ApiResult, ApiState,
+    base_url, in_unit, json_object, kind_of, ok, opt_str, path_arg, ApiError, ApiResult, ApiState,
 };
 use automate_datastore::index::{join_path, ClassDef, FieldDef, Index, InstanceDef, MISSING};
 use automate_engine::Cancel;
@@ -75,25 +76,13 @@ fn instance_json(c: &ClassDef, i: &InstanceDef, base: &str) -> Value {
     })
 }
 
-/// `GET /api/automate`: the domains, highest priority first.
-pub(super) async fn domains(State(state): State<ApiState>) -> ApiResult {
-    let index = state.engine.datastore().index();
-    let base = base_url(&state);
-    let resources: Vec<Value> = index
-        .domains()
-        .iter()
-        .map(|d| {
-            json!({
-                "href": format!("{base}/api/automate/{}", d.name),
-                "name": &*d.name,
-                "fqname": format!("/{}", d.name),
-                "priority": d.priority,
-                "enabled": d.enabled,
-                "source": d.source.as_str(),
-            })
-        })
-        .collect();
-    ok(collection("automate", resources.len(), resources))
+/// `GET /api/automate`: the domains, highest priority first, each in full
+/// (as ManageIQ's `/api/automate` shows them); the collection queries
+/// apply.
+pub(super) async fn domains(State(state): State<ApiState>, raw: RawQuery) -> ApiResult {
+    let mut q = CollectionQuery::parse(raw, &[], &state.limits)?;
+    q.expand = true;
+    ok(domains_collection(&state, &q, "automate", &[]))
 }
 
 /// The namespaces and classes directly under `ns` (`""`: the domain's
@@ -140,15 +129,9 @@ fn segments(path: &str) -> Vec<&str> {
     path.split('/').filter(|s| !s.is_empty()).collect()
 }
 
-/// `GET /api/automate/<domain>/<ns...>/<class>[/<instance>]`.
-pub(super) async fn browse(
-    State(state): State<ApiState>,
-    path: Result<Path<String>, PathRejection>,
-) -> ApiResult {
-    let index = state.engine.datastore().index();
-    let base = base_url(&state);
-    let path = path_arg(path)?;
-    let segs = segments(&path);
+/// The node `segs` names (`domain/ns.../class[/instance]`): a domain,
+/// namespace, class or instance, or a 404 naming what is missing.
+fn node_json(index: &Index, segs: &[&str], base: &str) -> Result<Value, ApiError> {
     let Some((first, rest)) = segs.split_first() else {
         return Err(ApiError::not_found("give a domain: /api/automate/<domain>"));
     };
@@ -159,16 +142,16 @@ pub(super) async fn browse(
     if let Some((class, ns)) = rest.split_last() {
         let fq_ns = join_path(&domain, &ns.join("/"));
         if let Some(c) = index.class(&fq_ns, class) {
-            let mut v = class_json(c, &base);
+            let mut v = class_json(c, base);
             v["priority"] = json!(index.domain(&domain).map(|d| d.priority));
-            return ok(v);
+            return Ok(v);
         }
         if let Some((class, ns)) = ns.split_last() {
             let fq_ns = join_path(&domain, &ns.join("/"));
             if let Some(c) = index.class(&fq_ns, class) {
                 let name = rest[rest.len() - 1];
                 return match c.instance(name) {
-                    Some(i) => ok(instance_json(c, i, &base)),
+                    Some(i) => Ok(instance_json(c, i, base)),
                     None => Err(ApiError::not_found(format!(
                         "no instance [{name}] in class {}",
                         c.fq_path()
@@ -178,7 +161,7 @@ pub(super) async fn browse(
         }
     }
     let ns = rest.join("/");
-    match namespace_json(&index, &domain, &ns, &base) {
+    match namespace_json(index, &domain, &ns, base) {
         Some(mut v) => {
             if ns.is_empty() {
                 if let Some(d) = index.domain(&domain) {
@@ -188,12 +171,167 @@ pub(super) async fn browse(
                     v["source"] = json!(d.source.as_str());
                 }
             }
-            ok(v)
+            Ok(v)
         }
         None => Err(ApiError::not_found(format!(
             "no namespace, class or instance [/{domain}/{ns}]"
         ))),
     }
+}
+
+/// The names of a node's children: a domain's or namespace's namespaces
+/// and classes, a class's instances.
+fn children(node: &Value) -> Vec<String> {
+    let names = |key: &str| -> Vec<String> {
+        node[key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    match node["kind"].as_str() {
+        Some("domain" | "namespace") => {
+            let mut out = names("namespaces");
+            out.extend(names("classes"));
+            out
+        }
+        Some("class") => names("instances"),
+        _ => Vec::new(),
+    }
+}
+
+/// `depth` and `attributes` of a browse (anything else is a 400 naming
+/// it).
+struct BrowseQuery {
+    /// `None`: the node alone, as an object; `Some(0)`: the node as a
+    /// collection; `Some(n)`: and n levels below; `Some(-1)`: the whole
+    /// subtree.
+    depth: Option<i64>,
+    /// The attributes shown besides `href` and `fqname`.
+    attributes: Option<Vec<String>>,
+}
+
+fn browse_query(raw: RawQuery, max: usize) -> Result<BrowseQuery, ApiError> {
+    let raw = raw
+        .map(|axum::extract::Query(q)| q)
+        .map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))?;
+    let mut q = BrowseQuery {
+        depth: None,
+        attributes: None,
+    };
+    let mut attrs = Vec::new();
+    for (k, v) in raw {
+        match k.as_str() {
+            "depth" if q.depth.is_none() => {
+                q.depth = Some(
+                    v.trim()
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|d| *d >= -1)
+                        .ok_or_else(|| {
+                            ApiError::bad_request(format!(
+                                "depth: [{v}] is not -1 (the whole subtree) or a level count"
+                            ))
+                        })?,
+                )
+            }
+            "attributes" if q.attributes.is_none() => {
+                attrs.push(("attributes".to_string(), v));
+                q.attributes = Some(Vec::new());
+            }
+            "depth" | "attributes" => {
+                return Err(ApiError::bad_request(format!("{k}: given more than once")))
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "{other}: unknown parameter (browsing takes depth, attributes)"
+                )))
+            }
+        }
+    }
+    if !attrs.is_empty() {
+        let limits = automate_events::config::ApiLimits {
+            max_limit: max,
+            ..Default::default()
+        };
+        let parsed = CollectionQuery::parse(Ok(axum::extract::Query(attrs)), &[], &limits)?;
+        q.attributes = parsed.attributes;
+    }
+    Ok(q)
+}
+
+/// `node` with only `href`, `fqname`, `kind` and `attributes`.
+fn pick(node: Value, attributes: Option<&[String]>) -> Value {
+    let (Some(names), Value::Object(m)) = (attributes, &node) else {
+        return node;
+    };
+    let mut out = serde_json::Map::new();
+    for (k, v) in m {
+        if ["href", "fqname", "kind"].contains(&k.as_str()) || names.iter().any(|n| n == k) {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+/// `GET /api/automate/<domain>/<ns...>/<class>[/<instance>]`: the node;
+/// with `depth`, ManageIQ's form: a collection of the node and its
+/// descendants down to `depth` levels (`-1`: all), at most
+/// `api.limits.max_limit` nodes.
+pub(super) async fn browse(
+    State(state): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+    raw: RawQuery,
+) -> ApiResult {
+    let index = state.engine.datastore().index();
+    let base = base_url(&state);
+    let path = path_arg(path)?;
+    let max = state.limits.max_limit;
+    let bq = browse_query(raw, max)?;
+    let segs = segments(&path);
+    let node = node_json(&index, &segs, &base)?;
+    let Some(depth) = bq.depth else {
+        return ok(pick(node, bq.attributes.as_deref()));
+    };
+    let mut level: Vec<(Vec<String>, Value)> =
+        vec![(segs.iter().map(|s| s.to_string()).collect(), node)];
+    let mut out: Vec<Value> = Vec::new();
+    let mut d = 0i64;
+    loop {
+        let mut next = Vec::new();
+        for (segs, node) in level {
+            if depth == -1 || d < depth {
+                for child in children(&node) {
+                    let mut cs = segs.clone();
+                    cs.push(child);
+                    let refs: Vec<&str> = cs.iter().map(String::as_str).collect();
+                    if let Ok(v) = node_json(&index, &refs, &base) {
+                        next.push((cs, v));
+                    }
+                }
+            }
+            out.push(pick(node, bq.attributes.as_deref()));
+            if out.len() + next.len() > max {
+                return Err(ApiError::bad_request(format!(
+                    "depth: the subtree holds more than {max} nodes (api.limits.max_limit); \
+                     ask a smaller depth or a deeper path"
+                )));
+            }
+        }
+        if next.is_empty() {
+            break;
+        }
+        level = next;
+        d += 1;
+    }
+    ok(json!({
+        "name": "automate",
+        "subcount": out.len(),
+        "resources": out,
+    }))
 }
 
 /// Whether `segs` (`[domain/]ns.../class/instance`) names an instance (or
@@ -297,7 +435,8 @@ pub(super) async fn resolve(
     // check and logs `Instantiation cancelled`.
     let cancel = Cancel::new();
     let guard = cancel.on_drop();
-    let done = in_unit(state.store.clone(), move || {
+    let done = in_unit(state.store.clone(), move |objects| {
+        let engine = engine.with_store(objects);
         let (ws, err) = engine.instantiate_traced_cancellable(&uri, &attrs, cancel);
         Ok(ws.to_json(&uri, err.as_ref()))
     })

@@ -1,6 +1,7 @@
 //! Group commit for `POST /api/automation_requests`: the creations that
 //! arrive together run one after the other on a writer thread inside one
-//! unit of work of the store ([`ServedStore::begin_unit`]) and are committed
+//! unit of work of the store ([`ServedStore::begin_unit`]: the request
+//! service over the unit's objects, [`Requests::with_store`]) and are committed
 //! in one durable transaction, then every caller gets its answer. A
 //! request is answered only once everything it wrote is on disk, and many
 //! requests share one fsync.
@@ -16,7 +17,7 @@
 
 use super::ApiError;
 use automate_requests::{NewRequest, RequestView, Requests};
-use automate_vmdb::served::ServedStore;
+use automate_vmdb::served::{ServedStore, ServedUnit};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -73,7 +74,7 @@ impl Batcher {
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("automate-api-writer-{i}"))
-                    .spawn(move || writer(&*store, &requests, &rx))?,
+                    .spawn(move || writer(&store, &requests, &rx))?,
             );
         }
         Ok(Batcher {
@@ -100,7 +101,7 @@ impl Batcher {
     }
 }
 
-fn writer(store: &dyn ServedStore, requests: &Requests, rx: &Mutex<Receiver<Job>>) {
+fn writer(store: &Arc<dyn ServedStore>, requests: &Requests, rx: &Mutex<Receiver<Job>>) {
     loop {
         let batch = {
             let Ok(rx) = rx.lock() else { return };
@@ -114,7 +115,9 @@ fn writer(store: &dyn ServedStore, requests: &Requests, rx: &Mutex<Receiver<Job>
             }
             batch
         };
-        run_batch(store, batch, |items| create_all(requests, items));
+        let unit = store.clone().begin_unit();
+        let requests = requests.with_store(unit.objects());
+        run_batch(unit, batch, |items| create_all(&requests, items));
     }
 }
 
@@ -129,12 +132,12 @@ fn create_all(requests: &Requests, items: &[NewRequest]) -> Answer {
         .collect()
 }
 
-/// Runs each job's items with `create` in one unit of work, each job
-/// behind its own savepoint (a failed or panicking job's writes are
-/// discarded, see the module docs), commits the unit and answers every
-/// job.
-fn run_batch<I>(store: &dyn ServedStore, batch: Vec<Job<I>>, create: impl Fn(&[I]) -> Answer) {
-    store.begin_unit();
+/// Runs each job's items with `create` (which writes through `unit`'s
+/// objects), each job behind its own savepoint of the unit (a failed or
+/// panicking job's writes are discarded, see the module docs), commits the
+/// unit and answers every job.
+fn run_batch<I>(unit: Box<dyn ServedUnit>, batch: Vec<Job<I>>, create: impl Fn(&[I]) -> Answer) {
+    let store = unit.objects();
     let mut answers: Vec<Answer> = Vec::with_capacity(batch.len());
     for job in &batch {
         let sp = store.savepoint();
@@ -154,7 +157,8 @@ fn run_batch<I>(store: &dyn ServedStore, batch: Vec<Job<I>>, create: impl Fn(&[I
         }
         answers.push(answer);
     }
-    match store.commit_unit() {
+    drop(store);
+    match unit.commit() {
         Ok(()) => {
             for (job, answer) in batch.into_iter().zip(answers) {
                 let _ = job.reply.send(answer);
@@ -188,7 +192,9 @@ mod tests {
     #[test]
     fn a_failing_or_panicking_job_is_discarded_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let store = RedbStore::open(dir.path().join("b.redb")).unwrap();
+        let store = Arc::new(RedbStore::open(dir.path().join("b.redb")).unwrap());
+        let unit = ServedStore::begin_unit(store.clone());
+        let objects = unit.objects();
         let names = ["ok-1", "panics", "ok-2", "fails", "ok-3"];
         let mut answers = Vec::new();
         let batch: Vec<Job<&str>> = names
@@ -202,9 +208,9 @@ mod tests {
                 }
             })
             .collect();
-        run_batch(&store, batch, |items| {
+        run_batch(unit, batch, |items| {
             for name in items {
-                store.create("Vm", vm(name)).map_err(ApiError::internal)?;
+                objects.create("Vm", vm(name)).map_err(ApiError::internal)?;
                 if *name == "panics" {
                     panic!("poisoned request");
                 }

@@ -29,7 +29,11 @@ pub(super) async fn export(
             .tempdir()
             .map_err(ApiError::internal)?;
         let zip = dir.path().join("domain.zip");
-        let opts = ExportOptions { overwrite: true };
+        let opts = ExportOptions {
+            overwrite: true,
+            namespace: None,
+            class: None,
+        };
         export::export(datastore.root(), &domain, &zip, &opts).map_err(|e| match e {
             ExportError::DomainNotFound { .. } => ApiError::not_found(e.to_string()),
             ExportError::Io { .. } => ApiError::internal(e),

@@ -5,7 +5,8 @@
 //! (import under this name), `from` (which domain of several), `priority`,
 //! `overwrite` and `enabled` (`true` / `false`).
 
-use super::{blocking, ok, query_args, ApiError, ApiResult, ApiState, QueryArgs};
+use super::collection::RawQuery;
+use super::{blocking, ok, ApiError, ApiResult, ApiState};
 use automate_datastore::import::{self, ImportError, ImportOptions};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -38,10 +39,12 @@ fn flag(
 /// clash without `overwrite`.
 pub(super) async fn import(
     State(state): State<ApiState>,
-    query: QueryArgs,
+    query: RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let q = query_args(query)?;
+    let q: std::collections::HashMap<String, String> = query
+        .map(|axum::extract::Query(v)| v.into_iter().collect())
+        .map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))?;
     for k in q.keys() {
         if !["domain", "from", "priority", "overwrite", "enabled"].contains(&k.as_str()) {
             return Err(ApiError::bad_request(format!(

@@ -1,10 +1,12 @@
 //! The REST API, ManageIQ style, under `/api` (axum): automation requests,
 //! the event stream, the Automate datastore (browse and resolve), the VMs,
-//! hosts and providers of the object store, liveness, and the `http`
-//! catcher's `POST /api/events` merged in.
+//! hosts and providers of the object store, liveness, the `http`
+//! catcher's `POST /api/events` merged in, and `GET /metrics` (Prometheus'
+//! text format, beside `/api`).
 //!
-//! Every request but `GET /api/health` carries `X-Auth-Token: <api.token>`.
-//! Answers are JSON; errors are `{"error": {"kind": ..., "message": ...}}`
+//! Every request but `GET /api/health` (and `GET /metrics` with
+//! `api.metrics_public`) carries `X-Auth-Token: <api.token>`.
+//! Answers are JSON (but `/metrics`); errors are `{"error": {"kind": ..., "message": ...}}`
 //! with the matching status (401, 400, 404, 405, 409, 413, 500).
 //! [`ROUTES`] is the one table of endpoints: [`router`] is built from it and
 //! a test checks `docs/api.yaml` describes exactly the same set.
@@ -14,10 +16,14 @@
 
 mod automate;
 mod batch;
+mod collection;
 pub mod db;
+mod domains;
 mod export;
 mod import;
+mod metrics;
 mod objects;
+mod reload;
 mod requests;
 mod retries;
 mod run;
@@ -108,6 +114,26 @@ pub enum Endpoint {
     ImportDomain,
     /// `POST /api/automate_domains/export`: a domain as a zip.
     ExportDomain,
+    /// `POST /api/automate_domains` with `{"action": "reload"}`: reloads
+    /// the datastore, its methods and the control policies (all-or-nothing)
+    /// and answers the [`automate_datastore::ReloadReport`].
+    ReloadDomains,
+    /// `GET /api`: the entry point (name, version, the collections with
+    /// their `href`s).
+    Entry,
+    /// `GET /api/openapi.json`: `docs/api.yaml` as JSON.
+    OpenApi,
+    /// `GET /api/automate_domains`: the datastore's domains as a
+    /// collection.
+    AutomateDomains,
+    /// `GET /api/automate_domains/{id}`: one domain (its name is its id).
+    AutomateDomain,
+    /// `POST /api/automate_domains/{id}`: the `enable`, `disable` or
+    /// `set_priority` action.
+    AutomateDomainAction,
+    /// `GET /metrics`: the service's metrics in Prometheus' text format;
+    /// no token when `api.metrics_public` is set.
+    Metrics,
 }
 
 /// One endpoint: method, path (OpenAPI syntax: `{id}`; `{path}` in
@@ -148,6 +174,7 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/api/automate", Endpoint::Domains),
     r("GET", "/api/automate/{path}", Endpoint::Browse),
     r("POST", "/api/automate/{path}", Endpoint::Resolve),
+    r("GET", "/metrics", Endpoint::Metrics),
     r("GET", "/api/vms", Endpoint::Vms),
     r("GET", "/api/vms/{id}", Endpoint::Vm),
     r("GET", "/api/hosts", Endpoint::Hosts),
@@ -168,6 +195,20 @@ pub const ROUTES: &[Route] = &[
         "POST",
         "/api/automate_domains/export",
         Endpoint::ExportDomain,
+    ),
+    r("POST", "/api/automate_domains", Endpoint::ReloadDomains),
+    r("GET", "/api", Endpoint::Entry),
+    r("GET", "/api/openapi.json", Endpoint::OpenApi),
+    r("GET", "/api/automate_domains", Endpoint::AutomateDomains),
+    r(
+        "GET",
+        "/api/automate_domains/{id}",
+        Endpoint::AutomateDomain,
+    ),
+    r(
+        "POST",
+        "/api/automate_domains/{id}",
+        Endpoint::AutomateDomainAction,
     ),
 ];
 
@@ -194,6 +235,12 @@ pub struct ApiState {
     limits: Arc<ApiLimits>,
     /// What every `href` starts with: `api.public_url`, or empty (paths).
     public_url: Arc<str>,
+    /// Reloads the datastore on demand; its last report is on `/api/health`.
+    reloader: Option<Arc<dyn automate_datastore::Reload>>,
+    /// What `GET /metrics` serves; it also counts the requests.
+    metrics: automate_events::Metrics,
+    /// `api.metrics_public`: `GET /metrics` without the token.
+    metrics_public: bool,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -220,6 +267,8 @@ impl ApiState {
             .unwrap_or(2)
             .clamp(1, 4);
         let batcher = batch::Batcher::start(store.clone(), requests.clone(), writers)?;
+        let metrics = automate_events::Metrics::new();
+        metrics.watch_schedule(schedule.clone());
         Ok(ApiState {
             token: Arc::from(token.into()),
             requests,
@@ -229,6 +278,9 @@ impl ApiState {
             depth: Depth::Stored(schedule),
             limits: Arc::new(ApiLimits::default()),
             public_url: Arc::from(""),
+            reloader: None,
+            metrics,
+            metrics_public: false,
         })
     }
 
@@ -242,7 +294,23 @@ impl ApiState {
         };
         self.public_url = Arc::from(url);
         self.limits = Arc::new(api.limits.clone());
+        self.metrics_public = api.metrics_public;
         Ok(self)
+    }
+
+    /// `POST /api/automate_domains {"action": "reload"}` reloads with
+    /// `reloader`, and `/api/health` reports its last reload.
+    pub fn with_reloader(mut self, reloader: Arc<dyn automate_datastore::Reload>) -> ApiState {
+        self.reloader = Some(reloader);
+        self
+    }
+
+    /// `GET /metrics` serves `metrics` (the composition root's, shared
+    /// with the pipeline), which also counts the API's requests. Without
+    /// it the API has metrics of its own, over the store's scheduled work.
+    pub fn with_metrics(mut self, metrics: automate_events::Metrics) -> ApiState {
+        self.metrics = metrics;
+        self
     }
 
     /// `/api/health` reports this queue's depth (the running pipeline's).
@@ -326,37 +394,19 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::internal(format!("the request's worker failed: {e}")))?
 }
 
-/// Aborts the calling thread's unit of work unless it was committed (a
-/// failed or panicking handler leaves nothing behind on the pool thread).
-struct UnitGuard<'a> {
-    store: &'a dyn ServedStore,
-    done: bool,
-}
-
-impl Drop for UnitGuard<'_> {
-    fn drop(&mut self) {
-        if !self.done {
-            self.store.abort_unit();
-        }
-    }
-}
-
-/// Runs `f` on the blocking pool as one unit of work of the store
-/// ([`ServedStore::begin_unit`]): every object it writes is committed in one
-/// durable transaction before the answer, or (when it fails) none is.
+/// Runs `f` on the blocking pool in one unit of work of the store
+/// ([`ServedStore::begin_unit`]), handing it the unit's objects (an
+/// `ObjectStore` whose writes the unit buffers): every object it writes
+/// through them is committed in one durable transaction before the answer,
+/// or (when it fails or panics) none is: the unit is dropped unsaved.
 async fn in_unit<T: Send + 'static>(
     store: Arc<dyn ServedStore>,
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+    f: impl FnOnce(Arc<dyn automate_vmdb::ObjectStore>) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     blocking(move || {
-        store.begin_unit();
-        let mut guard = UnitGuard {
-            store: &*store,
-            done: false,
-        };
-        let out = f()?;
-        guard.done = true;
-        store.commit_unit().map_err(ApiError::internal)?;
+        let unit = store.begin_unit();
+        let out = f(unit.objects())?;
+        unit.commit().map_err(ApiError::internal)?;
         Ok(out)
     })
     .await
@@ -419,53 +469,30 @@ fn base_url(state: &ApiState) -> String {
     state.public_url.to_string()
 }
 
-/// `offset` and `limit` of a collection query (other keys are left to the
-/// caller): `limit` defaults to `api.limits.default_limit` and may not
-/// exceed `api.limits.max_limit`.
-fn page_args(
-    q: &std::collections::HashMap<String, String>,
-    limits: &ApiLimits,
-) -> Result<(usize, usize), ApiError> {
-    let number = |key: &str| -> Result<Option<usize>, ApiError> {
-        q.get(key)
-            .map(|v| {
-                v.trim().parse::<usize>().map_err(|_| {
-                    ApiError::bad_request(format!("{key}: [{v}] is not a non-negative integer"))
-                })
-            })
-            .transpose()
-    };
-    let offset = number("offset")?.unwrap_or(0);
-    let limit = number("limit")?.unwrap_or(limits.default_limit);
-    if limit > limits.max_limit {
-        return Err(ApiError::bad_request(format!(
-            "limit: {limit} is over the maximum page size of {} (api.limits.max_limit); page with offset",
-            limits.max_limit
-        )));
+/// ManageIQ shows ids as strings: `id` and every `*_id` that is an
+/// integer, at the top of `v` and in its lists of objects (a request's
+/// `tasks`), become strings. Nested objects (`options`, an event's
+/// `full_data`) are shown as stored.
+fn stringify_ids(v: &mut Value) {
+    fn one(m: &mut serde_json::Map<String, Value>) {
+        for (k, val) in m.iter_mut() {
+            if (k == "id" || k.ends_with("_id")) && (val.is_i64() || val.is_u64()) {
+                *val = Value::String(val.to_string());
+            }
+        }
     }
-    Ok((offset, limit))
-}
-
-/// A collection query's parameters; 400 when they cannot be decoded.
-type QueryArgs = Result<
-    axum::extract::Query<std::collections::HashMap<String, String>>,
-    axum::extract::rejection::QueryRejection,
->;
-
-fn query_args(q: QueryArgs) -> Result<std::collections::HashMap<String, String>, ApiError> {
-    q.map(|axum::extract::Query(q)| q)
-        .map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))
-}
-
-/// A ManageIQ collection: `name`, `count` (all), `subcount` (shown),
-/// `resources`.
-fn collection(name: &str, count: usize, resources: Vec<Value>) -> Value {
-    json!({
-        "name": name,
-        "count": count,
-        "subcount": resources.len(),
-        "resources": resources,
-    })
+    if let Value::Object(m) = v {
+        one(m);
+        for val in m.values_mut() {
+            if let Value::Array(items) = val {
+                for item in items {
+                    if let Value::Object(im) = item {
+                        one(im);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A path parameter; 400 (JSON) when axum cannot decode it.
@@ -483,17 +510,15 @@ fn parse_id(s: &str) -> Result<i64, ApiError> {
         .map_err(|_| ApiError::bad_request(format!("id: [{s}] is not an integer id")))
 }
 
-/// Constant-time comparison (the token must not leak through timing).
-fn same(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Checks `X-Auth-Token` on every request but `GET /api/health`.
-async fn auth(State(token): State<Arc<str>>, req: Request, next: Next) -> Response {
-    if req.uri().path() == "/api/health" {
+/// Checks `X-Auth-Token` on every request but `GET /api/health` (and
+/// `GET /metrics` when `api.metrics_public` is set).
+async fn auth(
+    State((token, metrics_public)): State<(Arc<str>, bool)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let path = req.uri().path();
+    if path == "/api/health" || (metrics_public && path == "/metrics") {
         return next.run(req).await;
     }
     let message = if token.is_empty() {
@@ -501,7 +526,9 @@ async fn auth(State(token): State<Arc<str>>, req: Request, next: Next) -> Respon
     } else {
         match req.headers().get(TOKEN_HEADER) {
             None => "missing X-Auth-Token header",
-            Some(v) if same(v.as_bytes(), token.as_bytes()) => return next.run(req).await,
+            Some(v) if http::token_matches(v.as_bytes(), token.as_bytes()) => {
+                return next.run(req).await
+            }
             Some(_) => "invalid X-Auth-Token",
         }
     };
@@ -569,6 +596,13 @@ fn handler(method: &str, endpoint: Endpoint) -> Option<MethodRouter<ApiState>> {
             on(filter, import::import).layer(DefaultBodyLimit::max(import::MAX_ZIP_BYTES))
         }
         Endpoint::ExportDomain => on(filter, export::export),
+        Endpoint::ReloadDomains => on(filter, reload::action),
+        Endpoint::Entry => on(filter, domains::entry),
+        Endpoint::OpenApi => on(filter, domains::openapi),
+        Endpoint::AutomateDomains => on(filter, domains::list),
+        Endpoint::AutomateDomain => on(filter, domains::show),
+        Endpoint::AutomateDomainAction => on(filter, domains::action),
+        Endpoint::Metrics => on(filter, metrics::metrics),
     })
 }
 
@@ -578,6 +612,8 @@ fn handler(method: &str, endpoint: Endpoint) -> Option<MethodRouter<ApiState>> {
 pub fn router(state: ApiState, events: Option<HttpState>) -> Router {
     let token = state.token.clone();
     let limits = state.limits.clone();
+    let metrics = state.metrics.clone();
+    let metrics_public = state.metrics_public;
     let mut by_path: BTreeMap<&str, Vec<&Route>> = BTreeMap::new();
     for route in ROUTES {
         by_path.entry(route.path).or_default().push(route);
@@ -611,10 +647,17 @@ pub fn router(state: ApiState, events: Option<HttpState>) -> Router {
         .with_state(state)
         .merge(http::router(events))
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(token, auth))
+        .layer(axum::middleware::from_fn_with_state(
+            (token, metrics_public),
+            auth,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             limits,
             server::deadline,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            metrics::count,
         ))
 }
 
@@ -646,11 +689,15 @@ async fn health(State(state): State<ApiState>) -> ApiResult {
     }
     let s = state.clone();
     let depth = blocking(move || s.queue_depth()).await?;
-    ok(json!({
+    let mut body = json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "queue_depth": depth,
-    }))
+    });
+    if let Some(datastore) = reload::health(&state) {
+        body["datastore"] = datastore;
+    }
+    ok(body)
 }
 
 #[cfg(test)]

@@ -1,25 +1,22 @@
 //! Read-only collections of the object store: `/api/vms`, `/api/hosts`,
 //! `/api/providers` (and one of each by id) and `/api/event_streams`
-//! (filtered by type, time and count like `automate events list`).
-//!
-//! The event stream is read by [`automate_events::stream::event_streams`],
-//! as `automate events list` reads it.
+//! (also by `type` and `since`, like `automate events list`), each with
+//! ManageIQ's collection queries ([`crate::collection`]).
 
+use super::collection::{resource_query, select, store_rows, CollectionQuery, RawQuery};
 use super::{
-    base_url, blocking, collection, ok, page_args, parse_id, path_arg, query_args, ApiError,
-    ApiResult, ApiState, QueryArgs,
+    base_url, blocking, ok, parse_id, path_arg, stringify_ids, ApiError, ApiResult, ApiState,
 };
 use automate_engine::datatype::to_json;
-use automate_events::stream::{event_streams, EventFilter};
-use automate_vmdb::page::PageQuery;
+use automate_events::stream::EventFilter;
 use automate_vmdb::StoredObject;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use serde_json::{json, Map, Value};
 
 /// One stored object as JSON: ManageIQ's string `id`, `href`, its class as
-/// `type`, its attributes (internal keys left out).
-fn object_json(collection: &str, id: i64, obj: &StoredObject, base: &str) -> Value {
+/// `type`, its attributes (internal keys left out; `*_id` as strings).
+pub(crate) fn object_json(collection: &str, id: i64, obj: &StoredObject, base: &str) -> Value {
     let mut m = Map::new();
     m.insert(
         "href".into(),
@@ -32,51 +29,49 @@ fn object_json(collection: &str, id: i64, obj: &StoredObject, base: &str) -> Val
             m.insert(k.clone(), to_json(v));
         }
     }
-    Value::Object(m)
+    let mut v = Value::Object(m);
+    stringify_ids(&mut v);
+    v
 }
 
-/// A page of the objects of a base class (`offset`, `limit`), by id, as a
-/// collection; `count` is every object of the class.
+/// A page of the objects of a base class, by id, as a collection; `count`
+/// is every object of the class.
 async fn list_class(
     state: ApiState,
-    query: QueryArgs,
+    raw: RawQuery,
     class: &'static str,
     name: &'static str,
 ) -> ApiResult {
-    let (offset, limit) = page_args(&query_args(query)?, &state.limits)?;
+    let q = CollectionQuery::parse(raw, &[], &state.limits)?;
     let store = state.store.clone();
     let base = base_url(&state);
-    let (total, resources) = blocking(move || {
-        let q = PageQuery {
-            offset,
-            limit,
-            newest_first: false,
-        };
-        let page = store.page(class, q, None).map_err(ApiError::internal)?;
-        let out: Vec<Value> = page
-            .rows
-            .iter()
-            .map(|(id, obj)| object_json(name, *id, obj, &base))
-            .collect();
-        Ok((page.total, out))
+    let v = blocking(move || {
+        let to_json = |id: i64, o: &StoredObject| object_json(name, id, o, &base);
+        let r = store_rows(&*store, class, &q, false, None, &to_json)?;
+        Ok(q.answer(name, r.count, r.matched, r.rows, &[], &base))
     })
     .await?;
-    ok(collection(name, total, resources))
+    ok(v)
 }
 
 /// One object of a base class by id.
 async fn show_class(
     state: ApiState,
     id: Result<Path<String>, PathRejection>,
+    raw: RawQuery,
     class: &'static str,
     name: &'static str,
 ) -> ApiResult {
     let id = parse_id(&path_arg(id)?)?;
+    let attributes = resource_query(raw)?;
     let store = state.store.clone();
     let base = base_url(&state);
     blocking(
         move || match store.load(class, id).map_err(ApiError::internal)? {
-            Some(obj) => Ok(object_json(name, id, &obj, &base)),
+            Some(obj) => Ok(select(
+                object_json(name, id, &obj, &base),
+                attributes.as_deref(),
+            )),
             None => Err(ApiError::not_found(format!("{name}/{id}: no such object"))),
         },
     )
@@ -84,88 +79,95 @@ async fn show_class(
     .and_then(ok)
 }
 
-pub(super) async fn vms(State(s): State<ApiState>, q: QueryArgs) -> ApiResult {
+pub(super) async fn vms(State(s): State<ApiState>, q: RawQuery) -> ApiResult {
     list_class(s, q, "VmOrTemplate", "vms").await
 }
 
 pub(super) async fn vm(
     State(s): State<ApiState>,
     id: Result<Path<String>, PathRejection>,
+    q: RawQuery,
 ) -> ApiResult {
-    show_class(s, id, "VmOrTemplate", "vms").await
+    show_class(s, id, q, "VmOrTemplate", "vms").await
 }
 
-pub(super) async fn hosts(State(s): State<ApiState>, q: QueryArgs) -> ApiResult {
+pub(super) async fn hosts(State(s): State<ApiState>, q: RawQuery) -> ApiResult {
     list_class(s, q, "Host", "hosts").await
 }
 
 pub(super) async fn host(
     State(s): State<ApiState>,
     id: Result<Path<String>, PathRejection>,
+    q: RawQuery,
 ) -> ApiResult {
-    show_class(s, id, "Host", "hosts").await
+    show_class(s, id, q, "Host", "hosts").await
 }
 
-pub(super) async fn providers(State(s): State<ApiState>, q: QueryArgs) -> ApiResult {
+pub(super) async fn providers(State(s): State<ApiState>, q: RawQuery) -> ApiResult {
     list_class(s, q, "ExtManagementSystem", "providers").await
 }
 
 pub(super) async fn provider(
     State(s): State<ApiState>,
     id: Result<Path<String>, PathRejection>,
+    q: RawQuery,
 ) -> ApiResult {
-    show_class(s, id, "ExtManagementSystem", "providers").await
+    show_class(s, id, q, "ExtManagementSystem", "providers").await
 }
 
 pub(super) async fn event_stream(
     State(s): State<ApiState>,
     id: Result<Path<String>, PathRejection>,
+    q: RawQuery,
 ) -> ApiResult {
-    show_class(s, id, "EventStream", "event_streams").await
+    show_class(s, id, q, "EventStream", "event_streams").await
 }
 
-/// `GET /api/event_streams?type=..&since=..&limit=..&offset=..`: the last
-/// `limit` matching events (`api.limits.default_limit` without one), the
-/// newest `offset` skipped, oldest first.
+/// `GET /api/event_streams`: the stored events, read from the newest back
+/// (`offset` skips the newest matching events, `limit` takes the ones
+/// before), shown oldest first unless `sort_by` orders them; `type` (an
+/// `event_type`) and `since` (RFC 3339, or seconds ago) narrow them as
+/// `automate events list` does, `filter[]` as in every collection.
 pub(super) async fn event_streams_handler(
     State(state): State<ApiState>,
-    query: QueryArgs,
+    raw: RawQuery,
 ) -> ApiResult {
-    let q = query_args(query)?;
-    let (offset, limit) = page_args(&q, &state.limits)?;
-    let mut filter = EventFilter {
-        limit: Some(limit),
-        offset,
-        ..EventFilter::default()
-    };
-    for (k, v) in &q {
+    let q = CollectionQuery::parse(raw, &["type", "since"], &state.limits)?;
+    let mut events = EventFilter::default();
+    for (k, v) in &q.extra {
         match k.as_str() {
-            "type" => filter.event_type = Some(v.clone()),
+            "type" => events.event_type = Some(v.clone()),
             "since" => {
-                filter.since_ms = Some(EventFilter::parse_since(v).ok_or_else(|| {
+                events.since_ms = Some(EventFilter::parse_since(v).ok_or_else(|| {
                     ApiError::bad_request(format!(
                         "since: [{v}] is neither RFC 3339 nor a number of seconds"
                     ))
                 })?)
             }
-            "limit" | "offset" | "expand" => {}
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "{other}: unknown parameter (type, since, limit, offset)"
-                )))
-            }
+            _ => {}
         }
     }
     let store = state.store.clone();
     let base = base_url(&state);
-    let (total, resources) = blocking(move || {
-        let (total, rows) = event_streams(&*store, &filter).map_err(ApiError::internal)?;
-        let resources: Vec<Value> = rows
-            .iter()
-            .map(|(id, obj)| object_json("event_streams", *id, obj, &base))
-            .collect();
-        Ok((total, resources))
+    let v = blocking(move || {
+        let narrowed = events.event_type.is_some() || events.since_ms.is_some();
+        let keep = |o: &StoredObject| events.matches(o);
+        let to_json = |id: i64, o: &StoredObject| object_json("event_streams", id, o, &base);
+        let mut r = store_rows(
+            &*store,
+            "EventStream",
+            &q,
+            true,
+            if narrowed { Some(&keep) } else { None },
+            &to_json,
+        )?;
+        if q.sort_by.is_empty() {
+            r.rows.reverse();
+        }
+        // `type` and `since` read only until the page is full (nothing
+        // counts the rest): `pages` and `links` count every event.
+        Ok(q.answer("event_streams", r.count, r.matched, r.rows, &[], &base))
     })
     .await?;
-    ok(collection("event_streams", total, resources))
+    ok(v)
 }

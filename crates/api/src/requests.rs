@@ -3,13 +3,14 @@
 //! actions, over [`automate_requests::Requests`] (blocking, so on the
 //! blocking pool; creations are group-committed by `batch`).
 
+use super::collection::{resource_query, select, store_rows, CollectionQuery, RawQuery};
+use super::objects::object_json;
 use super::{
-    base_url, blocking, collection, in_unit, json_object, kind_of, ok, opt_str, page_args,
-    parse_id, path_arg, query_args, ApiError, ApiResult, ApiState, QueryArgs,
+    base_url, blocking, in_unit, json_object, kind_of, ok, opt_str, parse_id, path_arg,
+    stringify_ids, ApiError, ApiResult, ApiState,
 };
 use automate_engine::AttrValue;
 use automate_requests::{NewRequest, RequestError, RequestView, REQUEST_CLASS, REQUEST_TYPE};
-use automate_vmdb::page::PageQuery;
 use automate_vmdb::StoredObject;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
@@ -36,16 +37,17 @@ pub(super) fn request_error(e: RequestError) -> ApiError {
     ApiError::new(status, e.kind(), e.to_string())
 }
 
-/// A request as the API shows it: ManageIQ's string `id` and an `href`.
+/// A request as the API shows it: ManageIQ's string `id` (its tasks' too)
+/// and an `href`.
 fn view_json(view: &RequestView, base: &str) -> Value {
     let mut v = serde_json::to_value(view).unwrap_or(Value::Null);
     if let Value::Object(m) = &mut v {
-        m.insert("id".into(), json!(view.id.to_string()));
         m.insert(
             "href".into(),
             json!(format!("{base}/api/automation_requests/{}", view.id)),
         );
     }
+    stringify_ids(&mut v);
     v
 }
 
@@ -246,47 +248,68 @@ pub(super) async fn create(
     ok(json!({ "results": results }))
 }
 
-/// `GET /api/automation_requests?offset=..&limit=..`: a page of the
-/// requests by id, read from the store only as far as the page goes;
-/// `count` is every stored request.
-pub(super) async fn list(State(state): State<ApiState>, query: QueryArgs) -> ApiResult {
-    let (offset, limit) = page_args(&query_args(query)?, &state.limits)?;
+/// `GET /api/automation_requests`: a page of the requests by id (read
+/// from the store only as far as the page goes without a filter or sort),
+/// each shown as `GET /api/automation_requests/{id}` shows it; `count` is
+/// every stored request. `filter[]` and `sort_by` see the stored request
+/// row (`approval_state`, `request_state`, `status`, `userid`,
+/// `created_on`, ...).
+pub(super) async fn list(State(state): State<ApiState>, raw: RawQuery) -> ApiResult {
+    let q = CollectionQuery::parse(raw, &[], &state.limits)?;
     let (store, requests) = (state.store.clone(), state.requests.clone());
-    let (total, views) = blocking(move || {
+    let base = base_url(&state);
+    let v = blocking(move || {
         let automation = |o: &StoredObject| {
             o.class.eq_ignore_ascii_case(REQUEST_CLASS)
                 && o.attrs.get("request_type") == Some(&AttrValue::str(REQUEST_TYPE))
         };
-        let q = PageQuery {
-            offset,
-            limit,
-            newest_first: false,
-        };
-        let page = store
-            .page("MiqRequest", q, Some(&automation))
-            .map_err(ApiError::internal)?;
-        let views = page
-            .rows
-            .iter()
-            .map(|(id, _)| requests.get(*id).map_err(request_error))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((page.total, views))
+        let to_json = |id: i64, o: &StoredObject| object_json("automation_requests", id, o, &base);
+        let r = store_rows(
+            &*store,
+            "MiqRequest",
+            &q,
+            false,
+            Some(&automation),
+            &to_json,
+        )?;
+        let mut rows = Vec::with_capacity(r.rows.len());
+        for row in &r.rows {
+            let id = row["id"].as_str().and_then(|s| s.parse::<i64>().ok());
+            let Some(id) = id else { continue };
+            match requests.get(id) {
+                Ok(view) => rows.push(view_json(&view, &base)),
+                // Removed since the page was read.
+                Err(e) if e.kind() == "not_found" => {}
+                Err(e) => return Err(request_error(e)),
+            }
+        }
+        Ok(q.answer(
+            "automation_requests",
+            r.count,
+            r.matched,
+            rows,
+            &["create"],
+            &base,
+        ))
     })
     .await?;
-    let base = base_url(&state);
-    let resources: Vec<Value> = views.iter().map(|v| view_json(v, &base)).collect();
-    ok(collection("automation_requests", total, resources))
+    ok(v)
 }
 
 /// `GET /api/automation_requests/{id}`.
 pub(super) async fn get(
     State(state): State<ApiState>,
     id: Result<Path<String>, PathRejection>,
+    raw: RawQuery,
 ) -> ApiResult {
     let id = parse_id(&path_arg(id)?)?;
+    let attributes = resource_query(raw)?;
     let requests = state.requests.clone();
     let view = blocking(move || requests.get(id).map_err(request_error)).await?;
-    ok(view_json(&view, &base_url(&state)))
+    ok(select(
+        view_json(&view, &base_url(&state)),
+        attributes.as_deref(),
+    ))
 }
 
 /// `POST /api/automation_requests/{id}` with `{"action": "approve" |
@@ -306,8 +329,9 @@ pub(super) async fn action(
     let requests = state.requests.clone();
     let view = match action.as_str() {
         "approve" => {
-            in_unit(state.store.clone(), move || {
+            in_unit(state.store.clone(), move |objects| {
                 requests
+                    .with_store(objects)
                     .approve(id, reason.as_deref())
                     .map_err(request_error)
             })
@@ -317,8 +341,11 @@ pub(super) async fn action(
             let reason = reason
                 .filter(|r| !r.trim().is_empty())
                 .ok_or_else(|| ApiError::bad_request("reason: a deny needs a reason"))?;
-            in_unit(state.store.clone(), move || {
-                requests.deny(id, &reason).map_err(request_error)
+            in_unit(state.store.clone(), move |objects| {
+                requests
+                    .with_store(objects)
+                    .deny(id, &reason)
+                    .map_err(request_error)
             })
             .await?
         }

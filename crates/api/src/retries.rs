@@ -4,7 +4,7 @@
 //! retries run-due` does), so that the command works while a service
 //! holds the store.
 
-use super::{blocking, collection, json_object, ok, opt_str, ApiError, ApiResult, ApiState};
+use super::{blocking, json_object, ok, opt_str, ApiError, ApiResult, ApiState};
 use automate_engine::deliver::{run_due, Outcome, DEFAULT_MAX_DELIVERIES, RETRY_KIND};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -40,7 +40,12 @@ pub(super) async fn list(State(state): State<ApiState>) -> ApiResult {
             .collect::<Vec<Value>>())
     })
     .await?;
-    ok(collection("retries", resources.len(), resources))
+    ok(json!({
+        "name": "retries",
+        "count": resources.len(),
+        "subcount": resources.len(),
+        "resources": resources,
+    }))
 }
 
 /// `POST /api/retries` with `{"action": "run_due", "max_deliveries": N}`:

@@ -92,7 +92,8 @@ pub(super) async fn action(
                 .ok_or_else(|| ApiError::bad_request("uri: missing"))?
                 .to_string();
             let schedule = state.store.scheduled_work();
-            let doc = in_unit(state.store.clone(), move || {
+            let doc = in_unit(state.store.clone(), move |objects| {
+                let engine = engine.with_store(objects);
                 let d = Delivery {
                     uri: uri.clone(),
                     attrs,
@@ -124,9 +125,10 @@ pub(super) async fn action(
                 .filter(|p| !p.trim().is_empty())
                 .ok_or_else(|| ApiError::bad_request("path: missing"))?
                 .to_string();
-            let doc = in_unit(state.store.clone(), move || {
-                let (ws, err) = engine.run_method(&path, &attrs);
+            let doc = in_unit(state.store.clone(), move |objects| {
+                let (ws, err) = engine.with_store(objects).run_method(&path, &attrs);
                 Ok(json!({
+                    "document": ws.to_json(&path, err.as_ref()),
                     "trace": ws.trace.iter().map(|l| l.text.clone()).collect::<Vec<_>>(),
                     "object": ws.objects.first().map(|o| json!({
                         "name": o.object_name,

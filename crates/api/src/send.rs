@@ -44,9 +44,9 @@ pub(super) async fn action(
     }
     let engine = state.engine.clone();
     let schedule = state.store.scheduled_work();
-    let doc = in_unit(state.store.clone(), move || {
+    let doc = in_unit(state.store.clone(), move |objects| {
         let log = EvmLog::default();
-        let handler = Handler::new(engine, log.clone())
+        let handler = Handler::new(engine.with_store(objects), log.clone())
             .map_err(ApiError::internal)?
             .with_schedule(schedule);
         log.info(provider.caught_line(&event.event_type));

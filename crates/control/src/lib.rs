@@ -22,9 +22,11 @@
 
 mod condition;
 mod load;
+pub mod reload;
 
 pub use condition::{Condition, ConditionEngine, ConditionLimits};
-pub use load::{load, load_with};
+pub use load::{check, load, load_with};
+pub use reload::{with_control_reloadable, Reloader};
 
 use automate_datastore::Datastore;
 use automate_engine::{AttrValue, Engine, Level, Policies, Runtime, TraceLine};
@@ -183,7 +185,9 @@ pub fn with_control_builtins(engine: Engine) -> Engine {
 #[derive(Default)]
 pub struct Control {
     conditions: Arc<ConditionEngine>,
-    cache: Mutex<HashMap<PathBuf, CacheEntry>>,
+    /// Per root, the sets of the indexes still in use (the current one
+    /// and, during a reload, the one in-flight events started with).
+    cache: Mutex<HashMap<PathBuf, Vec<CacheEntry>>>,
 }
 
 impl std::fmt::Debug for Control {
@@ -201,31 +205,59 @@ impl Control {
     /// The [`ControlSet`] of `ds`'s root: loaded once per datastore load
     /// (and again after [`Datastore::reload`]), then shared.
     pub fn control_for(&self, ds: &Datastore) -> Loaded {
-        let index = ds.index();
-        let root = ds.root().to_path_buf();
+        self.control_for_index(ds.root(), &ds.index())
+    }
+
+    /// The [`ControlSet`] loaded with `index` of the datastore at `root`
+    /// (an instantiation asks with the index it started with, so it
+    /// finishes on the policies of that index across a reload).
+    pub fn control_for_index(&self, root: &Path, index: &Arc<automate_datastore::Index>) -> Loaded {
+        let index = index.clone();
+        let root = root.to_path_buf();
         let mut map = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(entry) = map.get(&root) {
-            if entry
-                .index
-                .upgrade()
-                .is_some_and(|i| Arc::ptr_eq(&i, &index))
+        if let Some(entries) = map.get(&root) {
+            if let Some(entry) = entries
+                .iter()
+                .find(|e| e.index.upgrade().is_some_and(|i| Arc::ptr_eq(&i, &index)))
             {
                 return entry.set.clone();
             }
         }
         let set = load_with(&self.conditions, &control_dir(&root)).map(Arc::new);
-        map.insert(
-            root,
-            CacheEntry {
-                index: Arc::downgrade(&index),
-                set: set.clone(),
-            },
-        );
+        Self::remember(&mut map, root, &index, set.clone());
         set
     }
 
+    /// Makes `set` the policies and alerts of `root` for `index` (a hot
+    /// reload loads them before it swaps `index` in, [`Reloader`]).
+    pub fn install(&self, root: &Path, index: &Arc<automate_datastore::Index>, set: ControlSet) {
+        let mut map = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        Self::remember(&mut map, root.to_path_buf(), index, Ok(Arc::new(set)));
+    }
+
+    /// Adds the set of `index`, dropping those of indexes nobody holds.
+    fn remember(
+        map: &mut HashMap<PathBuf, Vec<CacheEntry>>,
+        root: PathBuf,
+        index: &Arc<automate_datastore::Index>,
+        set: Loaded,
+    ) {
+        let entries = map.entry(root).or_default();
+        entries.retain(|e| e.index.upgrade().is_some_and(|i| !Arc::ptr_eq(&i, index)));
+        entries.push(CacheEntry {
+            index: Arc::downgrade(index),
+            set,
+        });
+    }
+
+    /// The engine the conditions are compiled for and run on.
+    pub fn conditions(&self) -> &Arc<ConditionEngine> {
+        &self.conditions
+    }
+
     fn control_of(&self, rt: &mut Runtime<'_>, prefix: &str) -> Option<Arc<ControlSet>> {
-        match self.control_for(rt.engine().datastore()) {
+        let root = rt.engine().datastore().root().to_path_buf();
+        match self.control_for_index(&root, rt.index()) {
             Ok(set) => Some(set),
             Err(e) => {
                 rt.log(

@@ -24,9 +24,48 @@ pub fn load_with(
     dir: &Path,
 ) -> Result<ControlSet, ControlError> {
     let mut set = ControlSet::default();
+    for file in control_files(dir)? {
+        let text = automate_datastore::fs::read_text(&file)
+            .map_err(|p| err(&file, p.line, "", p.message))?;
+        load_text(conditions, &text, &file, &mut set)?;
+    }
+    Ok(set)
+}
+
+/// Every problem of the control files of `dir`, for `automate datastore
+/// validate`: each file is loaded on its own, so a bad file does not hide
+/// the next one's problems; when every file loads alone, the whole
+/// directory is loaded as [`load`] does, so a clash between files (a name
+/// defined twice) is reported too. A missing directory has no problems.
+pub fn check(dir: &Path) -> Vec<ControlError> {
+    let files = match control_files(dir) {
+        Ok(f) => f,
+        Err(e) => return vec![e],
+    };
+    let conditions = Arc::new(ConditionEngine::new());
+    let mut problems = Vec::new();
+    for file in &files {
+        let mut set = ControlSet::default();
+        let loaded = automate_datastore::fs::read_text(file)
+            .map_err(|p| err(file, p.line, "", p.message))
+            .and_then(|text| load_text(&conditions, &text, file, &mut set));
+        if let Err(e) = loaded {
+            problems.push(e);
+        }
+    }
+    if problems.is_empty() {
+        if let Err(e) = load_with(&conditions, dir) {
+            problems.push(e);
+        }
+    }
+    problems
+}
+
+/// The `*.yaml` / `*.yml` files of `dir`, by name; none when it is missing.
+fn control_files(dir: &Path) -> Result<Vec<PathBuf>, ControlError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(set),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(err(dir, 0, "", format!("cannot read directory: {e}"))),
     };
     let mut files: Vec<PathBuf> = entries
@@ -38,12 +77,7 @@ pub fn load_with(
         })
         .collect();
     files.sort();
-    for file in files {
-        let text = automate_datastore::fs::read_text(&file)
-            .map_err(|p| err(&file, p.line, "", p.message))?;
-        load_text(conditions, &text, &file, &mut set)?;
-    }
-    Ok(set)
+    Ok(files)
 }
 
 fn err(file: &Path, line: usize, field: &str, message: impl Into<String>) -> ControlError {
@@ -451,5 +485,38 @@ mod tests {
         let e = load(&control).unwrap_err();
         assert!(e.file.ends_with("evil.yaml"), "{e}");
         assert!(e.message.contains("link"), "{e}");
+    }
+
+    #[test]
+    fn check_lists_every_bad_file() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(check(&dir.path().join("control")).is_empty(), "missing dir");
+        let control = dir.path().join("control");
+        std::fs::create_dir(&control).unwrap();
+        std::fs::write(
+            control.join("a.yaml"),
+            "policies:\n- name: p\n  events: [vm_start]\n  actions:\n  - shout: x\n",
+        )
+        .unwrap();
+        std::fs::write(control.join("b.yaml"), "alerts:\n  - name: a\n").unwrap();
+        std::fs::write(
+            control.join("c.yaml"),
+            "policies:\n- name: ok\n  events: [vm_start]\n",
+        )
+        .unwrap();
+        let found: Vec<(String, usize)> = check(&control)
+            .iter()
+            .map(|e| {
+                let name = e.file.file_name().unwrap().to_string_lossy().into_owned();
+                (name, e.line)
+            })
+            .collect();
+        assert_eq!(
+            found,
+            vec![("a.yaml".to_string(), 4), ("b.yaml".to_string(), 2)]
+        );
+        std::fs::remove_file(control.join("a.yaml")).unwrap();
+        std::fs::remove_file(control.join("b.yaml")).unwrap();
+        assert!(check(&control).is_empty());
     }
 }

@@ -22,6 +22,14 @@ use std::path::{Path, PathBuf};
 pub struct ExportOptions {
     /// Replace an existing `dest/<Domain>` directory or zip.
     pub overwrite: bool,
+    /// Export only this namespace (`Ns` or `Ns/Sub`, case-insensitive)
+    /// and what it holds, with the `__domain__.yaml` and the
+    /// `__namespace__.yaml` of each parent (ManageIQ's `NAMESPACE=`).
+    pub namespace: Option<String>,
+    /// With `namespace`, export only this class of it (ManageIQ's
+    /// `CLASS=`). Unlike ManageIQ, the parent namespaces' files are written
+    /// too, so the export imports as it is.
+    pub class: Option<String>,
 }
 
 /// What an export wrote.
@@ -75,6 +83,22 @@ pub enum ExportError {
         /// Every problem found, sorted by file.
         problems: Vec<Problem>,
     },
+    /// `--namespace` or `--class` names nothing in the domain.
+    #[error("no {what} `{path}` in domain `{domain}`; run `automate datastore tree {domain}` to see what it holds")]
+    PartNotFound {
+        /// `namespace` or `class`.
+        what: &'static str,
+        /// What was asked for.
+        path: String,
+        /// The domain searched.
+        domain: String,
+    },
+    /// `namespace` or `class` was given with every domain (`*`).
+    #[error("--namespace and --class take one domain, not `*`")]
+    PartOfEveryDomain,
+    /// `class` was given without `namespace`.
+    #[error("--class needs --namespace (the namespace holding the class), as ManageIQ's CLASS= needs NAMESPACE=")]
+    ClassWithoutNamespace,
     /// The destination exists and `overwrite` was not given.
     #[error("`{}` already exists; pass --overwrite to replace it", path.display())]
     Exists {
@@ -133,6 +157,32 @@ pub fn export(
     dest: &Path,
     opts: &ExportOptions,
 ) -> Result<ExportSummary, ExportError> {
+    let (d, name) = load_for_export(root, domain)?;
+    let d = select_part(d, opts)?;
+    let is_zip = dest
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("zip"));
+    let rendered = dsfs::render_domain(&d, &name);
+    let files = rendered.len();
+    let path = if is_zip {
+        write_zip(&rendered, dest, opts.overwrite)?;
+        dest.to_path_buf()
+    } else {
+        write_dir(&d, &name, dest, opts.overwrite)?
+    };
+    Ok(ExportSummary {
+        domain: name,
+        path,
+        zip: is_zip,
+        files,
+        counts: d.counts(),
+    })
+}
+
+/// The domain named `domain` (case-insensitive) of the datastore at
+/// `root`, loaded, with the name it is exported under; a domain with a
+/// loading problem or a name that cannot be a directory is refused.
+fn load_for_export(root: &Path, domain: &str) -> Result<(Domain, String), ExportError> {
     let dir = if root.join(DOMAIN_FILE).is_file() {
         root.to_path_buf()
     } else {
@@ -184,24 +234,116 @@ pub fn export(
             .with_field("name")],
         });
     }
+    Ok((d, name))
+}
+
+/// The domain cut down to `opts.namespace` (and `opts.class`): the
+/// namespaces on the way keep their files but only the one child on the
+/// path; the namespace itself keeps everything, or only the class.
+fn select_part(mut d: Domain, opts: &ExportOptions) -> Result<Domain, ExportError> {
+    let Some(ns_path) = opts.namespace.as_deref() else {
+        if opts.class.is_some() {
+            return Err(ExportError::ClassWithoutNamespace);
+        }
+        return Ok(d);
+    };
+    let segs: Vec<&str> = ns_path.split('/').filter(|s| !s.is_empty()).collect();
+    let not_found = |what, path: &str, d: &Domain| ExportError::PartNotFound {
+        what,
+        path: path.to_string(),
+        domain: d.name().to_string(),
+    };
+    if segs.is_empty() {
+        return Err(not_found("namespace", ns_path, &d));
+    }
+    let mut level = std::mem::take(&mut d.namespaces);
+    d.classes.clear();
+    // Walk down, keeping one namespace per level.
+    let mut chain: Vec<super::model::Namespace> = Vec::new();
+    for seg in &segs {
+        let Some(pos) = level.iter().position(|n| n.name.eq_ignore_ascii_case(seg)) else {
+            return Err(not_found("namespace", ns_path, &d));
+        };
+        let mut ns = level.swap_remove(pos);
+        level = std::mem::take(&mut ns.namespaces);
+        chain.push(ns);
+    }
+    let Some(mut target) = chain.pop() else {
+        return Err(not_found("namespace", ns_path, &d));
+    };
+    target.namespaces = level;
+    if let Some(class) = opts.class.as_deref() {
+        let Some(c) = target
+            .classes
+            .iter()
+            .position(|c| c.name().eq_ignore_ascii_case(class))
+        else {
+            return Err(not_found("class", &format!("{ns_path}/{class}"), &d));
+        };
+        let kept = target.classes.swap_remove(c);
+        target.classes = vec![kept];
+        target.namespaces.clear();
+    }
+    // Parents from the inside out: each holds only the next one.
+    let mut node = target;
+    while let Some(mut parent) = chain.pop() {
+        parent.classes.clear();
+        parent.namespaces = vec![node];
+        node = parent;
+    }
+    d.namespaces = vec![node];
+    Ok(d)
+}
+
+/// Exports every domain of the datastore at `root` (ManageIQ's
+/// `DOMAIN='*'`): each to `dest/<Domain>`, or, when `dest` ends in `.zip`,
+/// all of them side by side in one zip (as `evm:automate:backup`). A
+/// domain with a loading problem stops the export there (domains exported
+/// to directories before it stay).
+pub fn export_all(
+    root: &Path,
+    dest: &Path,
+    opts: &ExportOptions,
+) -> Result<Vec<ExportSummary>, ExportError> {
+    if opts.namespace.is_some() || opts.class.is_some() {
+        return Err(ExportError::PartOfEveryDomain);
+    }
+    let names: Vec<String> = if root.join(DOMAIN_FILE).is_file() {
+        let mut problems = Vec::new();
+        dsfs::read_domain(root, &mut problems)
+            .map(|d| vec![d.name().to_string()])
+            .unwrap_or_default()
+    } else {
+        let (found, _) =
+            domain_dirs(root).map_err(|e| export_io("read the datastore directory", root, e))?;
+        found.iter().map(|d| d.info.name.to_string()).collect()
+    };
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
     let is_zip = dest
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("zip"));
-    let rendered = dsfs::render_domain(&d, &name);
-    let files = rendered.len();
-    let path = if is_zip {
-        write_zip(&rendered, dest, opts.overwrite)?;
-        dest.to_path_buf()
-    } else {
-        write_dir(&d, &name, dest, opts.overwrite)?
-    };
-    Ok(ExportSummary {
-        domain: name,
-        path,
-        zip: is_zip,
-        files,
-        counts: d.counts(),
-    })
+    if !is_zip {
+        return names.iter().map(|n| export(root, n, dest, opts)).collect();
+    }
+    // One zip: every domain rendered (and checked) before anything is written.
+    let mut rendered = Vec::new();
+    let mut summaries = Vec::new();
+    for n in &names {
+        let (d, name) = load_for_export(root, n)?;
+        let files = dsfs::render_domain(&d, &name);
+        summaries.push(ExportSummary {
+            domain: name,
+            path: dest.to_path_buf(),
+            zip: true,
+            files: files.len(),
+            counts: d.counts(),
+        });
+        rendered.extend(files);
+    }
+    write_zip(&rendered, dest, opts.overwrite)?;
+    Ok(summaries)
 }
 
 fn write_dir(d: &Domain, name: &str, dest: &Path, overwrite: bool) -> Result<PathBuf, ExportError> {
@@ -311,4 +453,102 @@ fn write_zip(
         }
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Class, Namespace};
+
+    fn ns(name: &str, namespaces: Vec<Namespace>, classes: &[&str]) -> Namespace {
+        Namespace {
+            name: name.into(),
+            doc: crate::model::Document(Default::default()),
+            namespaces,
+            classes: classes
+                .iter()
+                .map(|c| Class {
+                    dir_name: format!("{c}.class"),
+                    doc: crate::model::Document(Default::default()),
+                    instances: Vec::new(),
+                    methods: Vec::new(),
+                })
+                .collect(),
+        }
+    }
+
+    fn domain() -> Domain {
+        Domain {
+            dir_name: "D".into(),
+            doc: crate::model::Document(Default::default()),
+            namespaces: vec![
+                ns(
+                    "System",
+                    vec![ns("Event", vec![ns("Deep", vec![], &["X"])], &["A", "B"])],
+                    &["Top"],
+                ),
+                ns("Other", vec![], &["O"]),
+            ],
+            classes: Vec::new(),
+        }
+    }
+
+    /// The tree as `ns/ns/Class` paths.
+    fn paths(namespaces: &[Namespace], prefix: &str, out: &mut Vec<String>) {
+        for n in namespaces {
+            let here = format!("{prefix}{}", n.name);
+            out.push(format!("{here}/"));
+            for c in &n.classes {
+                out.push(format!("{here}/{}", c.name()));
+            }
+            paths(&n.namespaces, &format!("{here}/"), out);
+        }
+    }
+
+    #[test]
+    fn a_namespace_or_a_class_keeps_only_its_path() {
+        let part = |namespace: Option<&str>, class: Option<&str>| {
+            let opts = ExportOptions {
+                overwrite: false,
+                namespace: namespace.map(str::to_string),
+                class: class.map(str::to_string),
+            };
+            select_part(domain(), &opts).map(|d| {
+                let mut out = Vec::new();
+                paths(&d.namespaces, "", &mut out);
+                out
+            })
+        };
+        assert_eq!(part(None, None).unwrap().len(), 9);
+        assert_eq!(
+            part(Some("system/event"), None).unwrap(),
+            [
+                "System/",
+                "System/Event/",
+                "System/Event/A",
+                "System/Event/B",
+                "System/Event/Deep/",
+                "System/Event/Deep/X"
+            ]
+        );
+        assert_eq!(
+            part(Some("System/Event"), Some("b")).unwrap(),
+            ["System/", "System/Event/", "System/Event/B"]
+        );
+        assert!(matches!(
+            part(Some("System/Nope"), None),
+            Err(ExportError::PartNotFound {
+                what: "namespace",
+                ..
+            })
+        ));
+        assert!(matches!(
+            part(Some("System"), Some("Nope")),
+            Err(ExportError::PartNotFound { what: "class", .. })
+        ));
+        assert!(matches!(
+            part(None, Some("A")),
+            Err(ExportError::ClassWithoutNamespace)
+        ));
+    }
 }

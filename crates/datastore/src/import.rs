@@ -251,6 +251,60 @@ pub fn import(
     source: &Path,
     opts: &ImportOptions,
 ) -> Result<ImportSummary, ImportError> {
+    let Prepared {
+        domain,
+        name,
+        conflict,
+        warnings,
+        extracted,
+    } = prepare(root, source, opts, false)?;
+    let conflict = conflict.as_ref();
+    // Write into a temporary directory inside the root, then rename into place.
+    let created_root = !root.exists();
+    if created_root {
+        fs::create_dir_all(root).map_err(|e| io_err("create the datastore directory", root, e))?;
+    }
+    let result = write_and_swap(root, &domain, &name, conflict.map(|c| c.path.as_path()));
+    if result.is_err() && created_root {
+        let _ = fs::remove_dir(root);
+    }
+    let files = result?;
+    if let Some(tmp) = extracted {
+        tmp.close();
+    }
+    Ok(ImportSummary {
+        warnings,
+        path: root.join(&name),
+        priority: domain.priority(),
+        enabled: domain.enabled(),
+        source: domain.source(),
+        counts: domain.counts(),
+        files,
+        replaced: conflict.is_some(),
+        domain: name,
+    })
+}
+
+/// An import checked and ready to write: the domain with the options
+/// applied, its name, the domain it replaces, the warnings, and the
+/// temporary directory a zip was extracted to (kept until the end).
+struct Prepared {
+    domain: Domain,
+    name: String,
+    conflict: Option<DomainDir>,
+    warnings: Vec<Problem>,
+    extracted: Option<Workdir>,
+}
+
+/// Reads and checks the source, picks the name and applies the options,
+/// writing nothing to `root` (the debris of killed imports is cleaned
+/// first unless `preview`).
+fn prepare(
+    root: &Path,
+    source: &Path,
+    opts: &ImportOptions,
+    preview: bool,
+) -> Result<Prepared, ImportError> {
     if root.join(DOMAIN_FILE).is_file() {
         return Err(ImportError::RootIsDomain {
             root: root.to_path_buf(),
@@ -259,8 +313,11 @@ pub fn import(
     let meta = fs::metadata(source).map_err(|_| ImportError::NoSuchSource {
         input: source.to_path_buf(),
     })?;
-    // What killed imports left: an interrupted swap is rolled back first.
-    swap::clean_debris(root, swap::IMPORT_PREFIX);
+    // What killed imports left: an interrupted swap is rolled back first
+    // (a preview writes nothing, not even that).
+    if !preview {
+        swap::clean_debris(root, swap::IMPORT_PREFIX);
+    }
     // A zip is checked and extracted first; its temporary directory lives
     // until the import is over.
     let (extracted, zip_path) = if meta.is_file() {
@@ -390,31 +447,167 @@ pub fn import(
         &existing,
     );
     domain.dir_name = name.clone();
-
-    // Write into a temporary directory inside the root, then rename into place.
-    let created_root = !root.exists();
-    if created_root {
-        fs::create_dir_all(root).map_err(|e| io_err("create the datastore directory", root, e))?;
-    }
-    let result = write_and_swap(root, &domain, &name, conflict.map(|c| c.path.as_path()));
-    if result.is_err() && created_root {
-        let _ = fs::remove_dir(root);
-    }
-    let files = result?;
-    if let Some(tmp) = extracted {
-        tmp.close();
-    }
-    Ok(ImportSummary {
+    Ok(Prepared {
+        domain,
+        name,
+        conflict: conflict.cloned(),
         warnings,
-        path: root.join(&name),
-        priority: domain.priority(),
-        enabled: domain.enabled(),
-        source: domain.source(),
-        counts: domain.counts(),
-        files,
-        replaced: conflict.is_some(),
-        domain: name,
+        extracted,
     })
+}
+
+/// What a change of one file would do ([`preview`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Change {
+    /// A file the import adds.
+    Add,
+    /// A file the import rewrites with other bytes.
+    Update,
+    /// A file of the replaced domain the import removes.
+    Remove,
+}
+
+impl Change {
+    /// `add`, `update` or `remove`, as ManageIQ's import statistics say.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::Add => "add",
+            Change::Update => "update",
+            Change::Remove => "remove",
+        }
+    }
+}
+
+/// One file an import would change: the change, what the file holds
+/// (`domain`, `namespace`, `class`, `instance`, `method`) and its path
+/// inside the domain directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviewItem {
+    /// Added, updated or removed.
+    pub change: Change,
+    /// `domain`, `namespace`, `class`, `instance` or `method`.
+    pub kind: &'static str,
+    /// The file, relative to the domain directory (`System/Event.class/__class__.yaml`).
+    pub file: String,
+}
+
+/// What an import would do ([`preview`]), ManageIQ's `PREVIEW=true`.
+#[derive(Debug, Clone)]
+pub struct ImportPreview {
+    /// What the import would report, `files` being the files it would write.
+    pub summary: ImportSummary,
+    /// Every file added, updated or removed, by file.
+    pub changes: Vec<PreviewItem>,
+    /// Files written with the bytes they already have.
+    pub unchanged: usize,
+}
+
+/// What [`import`] would do with the same arguments, writing nothing: the
+/// same checks and errors (an invalid source, a name clash without
+/// `overwrite`, a read-only domain), then, file by file, what would be
+/// added, updated or removed in `root/<Domain>`.
+pub fn preview(
+    root: &Path,
+    source: &Path,
+    opts: &ImportOptions,
+) -> Result<ImportPreview, ImportError> {
+    let p = prepare(root, source, opts, true)?;
+    let new: std::collections::BTreeMap<String, Vec<u8>> = dsfs::render_domain(&p.domain, &p.name)
+        .into_iter()
+        .map(|(rel, bytes)| {
+            let rel = rel
+                .strip_prefix(&format!("{}/", p.name))
+                .map(str::to_string)
+                .unwrap_or(rel);
+            (rel, bytes)
+        })
+        .collect();
+    let mut old = std::collections::BTreeMap::new();
+    if let Some(c) = &p.conflict {
+        files_under(&c.path, &c.path, &mut old)
+            .map_err(|e| io_err("read the replaced domain", &c.path, e))?;
+    }
+    let mut changes = Vec::new();
+    let mut unchanged = 0;
+    for (rel, bytes) in &new {
+        match old.get(rel) {
+            None => changes.push((Change::Add, rel.clone())),
+            Some(before) if before != bytes => changes.push((Change::Update, rel.clone())),
+            Some(_) => unchanged += 1,
+        }
+    }
+    for rel in old.keys().filter(|r| !new.contains_key(*r)) {
+        changes.push((Change::Remove, rel.clone()));
+    }
+    changes.sort_by(|a, b| a.1.cmp(&b.1));
+    let changes = changes
+        .into_iter()
+        .map(|(change, file)| PreviewItem {
+            change,
+            kind: file_kind(&file),
+            file,
+        })
+        .collect();
+    let d = &p.domain;
+    Ok(ImportPreview {
+        summary: ImportSummary {
+            warnings: p.warnings,
+            path: root.join(&p.name),
+            priority: d.priority(),
+            enabled: d.enabled(),
+            source: d.source(),
+            counts: d.counts(),
+            files: new.len(),
+            replaced: p.conflict.is_some(),
+            domain: p.name,
+        },
+        changes,
+        unchanged,
+    })
+}
+
+/// Every regular file below `dir`, by path relative to `base` (with `/`).
+fn files_under(
+    base: &Path,
+    dir: &Path,
+    out: &mut std::collections::BTreeMap<String, Vec<u8>>,
+) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let ty = entry.file_type()?;
+        if ty.is_dir() {
+            files_under(base, &path, out)?;
+        } else if ty.is_file() {
+            let rel = path
+                .strip_prefix(base)
+                .unwrap_or(&path)
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join("/");
+            out.insert(rel, fs::read(&path)?);
+        }
+    }
+    Ok(())
+}
+
+/// What a file of the export layout holds, from its path.
+fn file_kind(rel: &str) -> &'static str {
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    if name == DOMAIN_FILE {
+        "domain"
+    } else if name == "__namespace__.yaml" {
+        "namespace"
+    } else if name == "__class__.yaml" {
+        "class"
+    } else if rel.contains("/__methods__/") || rel.starts_with("__methods__/") {
+        "method"
+    } else if rel.contains(".class/") {
+        "instance"
+    } else {
+        "file"
+    }
 }
 
 fn apply_options(
@@ -611,5 +804,28 @@ fn select_domain(base: &Path, input: &Path, filter: Option<&str>) -> Result<Path
             input: input.to_path_buf(),
             found: found.iter().map(|d| d.info.name.to_string()).collect(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preview_names_what_each_file_holds() {
+        let cases = [
+            ("__domain__.yaml", "domain"),
+            ("System/__namespace__.yaml", "namespace"),
+            ("System/Event.class/__class__.yaml", "class"),
+            ("System/Event.class/user_run_vm.yaml", "instance"),
+            ("System/Event.class/_missing.yaml", "instance"),
+            ("System/Event.class/__methods__/say.yaml", "method"),
+            ("System/Event.class/__methods__/say.rhai", "method"),
+            ("Top.class/__methods__/m.rb", "method"),
+            ("README.md", "file"),
+        ];
+        for (file, kind) in cases {
+            assert_eq!(file_kind(file), kind, "{file}");
+        }
     }
 }

@@ -182,6 +182,10 @@ pub struct ApiConfig {
     /// What one client can make the server hold: connections, time, bytes,
     /// rows.
     pub limits: ApiLimits,
+    /// Serve `GET /metrics` without the token (for a Prometheus that
+    /// scrapes without credentials; the metrics name providers and event
+    /// types, nothing else). Off by default: `/metrics` takes the token.
+    pub metrics_public: bool,
 }
 
 impl Default for ApiConfig {
@@ -191,6 +195,7 @@ impl Default for ApiConfig {
             token: String::new(),
             public_url: None,
             limits: ApiLimits::default(),
+            metrics_public: false,
         }
     }
 }

@@ -10,6 +10,7 @@
 //! of the seed; log `...Complete`.
 
 use super::{Provider, ProviderEvent};
+use crate::metrics::Metrics;
 use automate_core::uri::query_uri;
 use automate_engine::deliver::{
     deliver, deliver_deferred, Delivery, Outcome, PendingRetry, DEFAULT_MAX_DELIVERIES,
@@ -19,6 +20,7 @@ use automate_engine::{
 };
 use automate_vmdb::{ObjectStore, Schedule, StoreError, VmdbRef};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// Serializes the creation of VMs and hosts seen for the first time, so two
 /// handlers never create the same one twice (they are created with
@@ -124,7 +126,6 @@ pub struct HandleOutcome {
 /// Persists provider events and delivers them to Automate.
 pub struct Handler {
     engine: Engine,
-    store: Arc<dyn ObjectStore>,
     log: EvmLog,
     server: VmdbRef,
     user: VmdbRef,
@@ -140,18 +141,19 @@ pub struct Handler {
     /// Held while a VM or host seen for the first time is looked up again
     /// and created.
     first_sight: FirstSight,
+    /// Where the latency of each delivery's instantiation is recorded.
+    metrics: Option<Metrics>,
 }
 
 impl Handler {
     /// A handler writing to the engine's object store. Creates the
     /// `MiqServer` and `User` the delivery URI names if the store has none.
     pub fn new(engine: Engine, log: EvmLog) -> Result<Handler, HandlerError> {
-        let store = engine.store().clone();
-        let server = ensure_one(store.as_ref(), "MiqServer", "name", "EVM")?;
-        let user = ensure_one(store.as_ref(), "User", "userid", "admin")?;
+        let store = engine.store().as_ref();
+        let server = ensure_one(store, "MiqServer", "name", "EVM")?;
+        let user = ensure_one(store, "User", "userid", "admin")?;
         Ok(Handler {
             engine,
-            store,
             log,
             server,
             user,
@@ -159,6 +161,7 @@ impl Handler {
             schedule: None,
             defer_retries: false,
             first_sight: FirstSight::default(),
+            metrics: None,
         })
     }
 
@@ -189,19 +192,35 @@ impl Handler {
         self
     }
 
+    /// Records how long each delivery's instantiation takes in `metrics`
+    /// (`automate_instantiation_seconds`).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Handler {
+        self.metrics = Some(metrics);
+        self
+    }
+
     /// Where this handler writes its evm.log lines.
     pub fn log(&self) -> &EvmLog {
         &self.log
     }
 
     /// The engine this handler delivers to (its object store is the one
-    /// the handler writes).
+    /// [`Handler::handle`] writes).
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
 
     /// The provider's `ExtManagementSystem`, created on first use.
     pub fn provider_ref(&self, provider: &Provider) -> Result<VmdbRef, HandlerError> {
+        self.provider_ref_in(self.engine.store().as_ref(), provider)
+    }
+
+    /// [`Handler::provider_ref`], looked up in `store`.
+    fn provider_ref_in(
+        &self,
+        store: &dyn ObjectStore,
+        provider: &Provider,
+    ) -> Result<VmdbRef, HandlerError> {
         if let Some(r) = self
             .providers
             .lock()
@@ -210,39 +229,38 @@ impl Handler {
         {
             return Ok(r);
         }
-        let r = self.find_or_create_provider(provider)?;
+        let r = find_or_create_provider(store, provider)?;
         if let Ok(mut m) = self.providers.lock() {
             m.insert(provider.name.clone(), r.clone());
         }
         Ok(r)
     }
 
-    fn find_or_create_provider(&self, provider: &Provider) -> Result<VmdbRef, HandlerError> {
-        let found = self.store.find_by(
-            "ExtManagementSystem",
-            "name",
-            &AttrValue::Str(provider.name.clone()),
-        )?;
-        if let Some(r) = found.into_iter().next() {
-            return Ok(r);
-        }
-        let mut attrs = Attributes::default();
-        attrs.insert("name".into(), AttrValue::Str(provider.name.clone()));
-        attrs.insert("hostname".into(), AttrValue::Str(provider.hostname.clone()));
-        attrs.insert("emstype".into(), AttrValue::Str(provider.kind.clone()));
-        Ok(self.store.create_now("ExtManagementSystem", attrs)?)
-    }
-
-    /// Handles one event end to end.
+    /// Handles one event end to end, with the handler's engine (and its
+    /// object store).
     pub fn handle(
         &self,
+        provider: &Provider,
+        ev: &ProviderEvent,
+    ) -> Result<HandleOutcome, HandlerError> {
+        self.handle_in(&self.engine, provider, ev)
+    }
+
+    /// [`Handler::handle`] with `engine`: the handler's engine over another
+    /// object store (a pipeline worker's unit of work: what the event and
+    /// Automate write lands in the unit, each delivery behind a savepoint of
+    /// that store).
+    pub fn handle_in(
+        &self,
+        engine: &Engine,
         provider: &Provider,
         ev: &ProviderEvent,
     ) -> Result<HandleOutcome, HandlerError> {
         if ev.event_type.trim().is_empty() {
             return Err(HandlerError::NoEventType);
         }
-        let ems = self.provider_ref(provider)?;
+        let store = engine.store().as_ref();
+        let ems = self.provider_ref_in(store, provider)?;
         let chain = ev.chain_id.clone().unwrap_or_default();
         let processing = format!(
             "MIQ(EmsEventHandler-handle_event) Processing EMS event [{}] chain_id [{}] on EMS [{}]...",
@@ -259,8 +277,7 @@ impl Handler {
         );
         // A failed read fails the event (the caller retries it): it must
         // not pass for "not stored yet" and store the event twice.
-        if let Some(existing) = self
-            .store
+        if let Some(existing) = store
             .find_by("EventStream", "dedup_key", &AttrValue::Str(key.clone()))?
             .into_iter()
             .next()
@@ -276,11 +293,14 @@ impl Handler {
             });
         }
         let host = match &ev.host_ems_ref {
-            Some(r) => Some(self.find_or_create(&ems, "Host", r, ev.host_name.as_deref(), None)?),
+            Some(r) => {
+                Some(self.find_or_create(store, &ems, "Host", r, ev.host_name.as_deref(), None)?)
+            }
             None => None,
         };
         let vm = match &ev.vm_ems_ref {
             Some(r) => Some(self.find_or_create(
+                store,
                 &ems,
                 "VmOrTemplate",
                 r,
@@ -294,7 +314,13 @@ impl Handler {
         attrs.insert("event_namespace".into(), s("EmsEvent"));
         attrs.insert("source".into(), s(&provider.kind));
         attrs.insert("event_type".into(), s(&ev.event_type));
-        attrs.insert("timestamp".into(), s(&ev.timestamp));
+        // The event stream's one format (ISO 8601 UTC with milliseconds,
+        // as MiqEvent and RequestEvent rows), whatever the caller passed;
+        // catchers normalise already, `event send` and the demo may not.
+        let stamp = automate_core::time::parse_time(&ev.timestamp)
+            .map(automate_core::time::iso8601)
+            .unwrap_or_else(|| ev.timestamp.clone());
+        attrs.insert("timestamp".into(), s(&stamp));
         attrs.insert("chain_id".into(), s(&chain));
         attrs.insert("ems_id".into(), AttrValue::Int(ems.id));
         if let Some(vm) = &vm {
@@ -311,7 +337,7 @@ impl Handler {
             AttrValue::Str(automate_vmdb::json_text(&ev.full_data)),
         );
         attrs.insert("dedup_key".into(), AttrValue::Str(key));
-        let event = self.store.create("EmsEvent", attrs)?;
+        let event = store.create("EmsEvent", attrs)?;
 
         // MiqAeEvent.raise_ems_event's attributes, in its order.
         let mut pairs: Vec<(String, String)> = vec![
@@ -347,15 +373,16 @@ impl Handler {
         // What Automate writes is kept only if it ends without an error;
         // the event row above stays either way (ManageIQ's EmsEvent.add
         // comes before the delivery).
-        let sp = self.store.savepoint();
+        let sp = store.savepoint();
+        let started = self.metrics.as_ref().map(|_| Instant::now());
         let delivered = match &self.schedule {
             _ if self.defer_retries => {
-                deliver_deferred(&self.engine, &d, Some(parsed), DEFAULT_MAX_DELIVERIES)
+                deliver_deferred(engine, &d, Some(parsed), DEFAULT_MAX_DELIVERIES)
             }
-            Some(schedule) => deliver(&self.engine, &**schedule, &d, DEFAULT_MAX_DELIVERIES)
+            Some(schedule) => deliver(engine, &**schedule, &d, DEFAULT_MAX_DELIVERIES)
                 .map(|outcome| (outcome, None)),
             None => {
-                let (workspace, error) = self.engine.instantiate_traced_parsed(&uri, parsed, &[]);
+                let (workspace, error) = engine.instantiate_traced_parsed(&uri, parsed, &[]);
                 let outcome = match error {
                     None => Outcome::Done(workspace),
                     error => Outcome::Error { workspace, error },
@@ -363,25 +390,28 @@ impl Handler {
                 Ok((outcome, None))
             }
         };
+        if let (Some(m), Some(t)) = (&self.metrics, started) {
+            m.instantiation(t.elapsed());
+        }
         let (ws, error, retry) = match delivered {
             Ok((Outcome::Error { workspace, error }, retry)) => (workspace, error, retry),
             Ok((outcome, retry)) => (outcome.into_workspace(), None, retry),
             Err(e) => {
                 if let Some(sp) = sp {
-                    self.store.rollback_to(sp);
+                    store.rollback_to(sp);
                 }
                 return Err(HandlerError::Store(e));
             }
         };
         if let Some(sp) = sp {
             if error.is_some() {
-                self.store.rollback_to(sp);
+                store.rollback_to(sp);
                 self.log.info_fmt(format_args!(
                     "MIQ(MiqAeEngine.deliver) Automate ended with an error for object [EmsEvent.{}]: what it wrote was discarded",
                     event.id
                 ));
             } else {
-                self.store.release_savepoint(sp);
+                store.release_savepoint(sp);
             }
         }
         let mut prefixed = String::new();
@@ -412,13 +442,14 @@ impl Handler {
     /// first sight.
     fn find_or_create(
         &self,
+        store: &dyn ObjectStore,
         ems: &VmdbRef,
         class: &str,
         ems_ref: &str,
         name: Option<&str>,
         host: Option<&VmdbRef>,
     ) -> Result<VmdbRef, HandlerError> {
-        let find = || self.store.find_by_ems_ref(class, ems.id, ems_ref);
+        let find = || store.find_by_ems_ref(class, ems.id, ems_ref);
         if let Some(r) = find()? {
             return Ok(r);
         }
@@ -438,7 +469,7 @@ impl Handler {
         if let Some(h) = host {
             attrs.insert("host_id".into(), AttrValue::Int(h.id));
         }
-        Ok(self.store.create_now(class, attrs)?)
+        Ok(store.create_now(class, attrs)?)
     }
 }
 
@@ -456,6 +487,27 @@ fn ensure_one(
     let mut attrs = Attributes::default();
     attrs.insert(attr.to_string(), v);
     store.create(class, attrs)
+}
+
+/// The provider's `ExtManagementSystem` in `store` by name, created (at
+/// once, for every reader) if none.
+fn find_or_create_provider(
+    store: &dyn ObjectStore,
+    provider: &Provider,
+) -> Result<VmdbRef, HandlerError> {
+    let found = store.find_by(
+        "ExtManagementSystem",
+        "name",
+        &AttrValue::Str(provider.name.clone()),
+    )?;
+    if let Some(r) = found.into_iter().next() {
+        return Ok(r);
+    }
+    let mut attrs = Attributes::default();
+    attrs.insert("name".into(), AttrValue::Str(provider.name.clone()));
+    attrs.insert("hostname".into(), AttrValue::Str(provider.hostname.clone()));
+    attrs.insert("emstype".into(), AttrValue::Str(provider.kind.clone()));
+    Ok(store.create_now("ExtManagementSystem", attrs)?)
 }
 
 #[cfg(test)]
@@ -550,6 +602,13 @@ mod tests {
         let first = handler.handle(&provider, &ev).expect("handled");
         assert!(!first.duplicate);
         assert_eq!(stored(), 1);
+        // Stored in the event stream's one format (as MiqEvent rows).
+        let row = store.inner.list("EventStream").expect("list");
+        let stamp = store.inner.attribute(&row[0], "timestamp").expect("read");
+        assert_eq!(
+            stamp.as_ref().map(AttrValue::to_text).as_deref(),
+            Some("2024-01-01T00:00:00.000Z")
+        );
 
         // The duplicate check cannot read: the event fails (the pipeline
         // retries it), it is not taken for new and stored again.

@@ -13,12 +13,14 @@
 pub mod catchers;
 pub mod config;
 pub mod handler;
+pub mod metrics;
 pub mod pipeline;
 pub mod queue;
 pub mod scenario;
 pub mod stream;
 
 pub use handler::{EvmLog, HandleOutcome, Handler, HandlerError};
+pub use metrics::Metrics;
 
 /// The provider and event types the queue carries; defined beside the
 /// [`queue::EventQueue`] contract in `automate_vmdb::event_queue`, so the

@@ -24,7 +24,7 @@ pub mod evm;
 pub mod rhai_runner;
 
 pub use builtins::event_builtins;
-pub use rhai_runner::{CompileError, RhaiLimits, RhaiRunner};
+pub use rhai_runner::{CompileError, Compiled, RhaiLimits, RhaiRunner};
 
 use automate_engine::{Engine, Policies};
 use std::sync::Arc;

@@ -113,6 +113,16 @@ impl std::fmt::Display for CompileError {
     }
 }
 
+/// Every Rhai method of an index, compiled ([`RhaiRunner::compile_index`]),
+/// not yet the runner's cache.
+pub struct Compiled(AstCache);
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Compiled").field(&self.0.len()).finish()
+    }
+}
+
 /// Runs Rhai methods for the engine ([`ScriptRunner`]).
 pub struct RhaiRunner {
     engine: rhai::Engine,
@@ -285,6 +295,16 @@ impl RhaiRunner {
     /// the methods that do not compile, sorted by name. Call it when the
     /// datastore loads or reloads; `datastore validate` reports its errors.
     pub fn precompile(&self, index: &Index) -> Vec<CompileError> {
+        let (compiled, errors) = self.compile_index(index);
+        self.install(compiled);
+        errors
+    }
+
+    /// Compiles every Rhai method of the index without touching the cache:
+    /// what [`RhaiRunner::install`] makes the cache, and the methods that
+    /// do not compile, sorted by name. A hot reload compiles first and
+    /// installs only when nothing failed.
+    pub fn compile_index(&self, index: &Index) -> (Compiled, Vec<CompileError>) {
         let mut errors = Vec::new();
         let mut fresh = AstCache::default();
         for class in index.all_classes() {
@@ -314,14 +334,52 @@ impl RhaiRunner {
                 }
             }
         }
+        errors.sort_by(|a, b| a.fqname.cmp(&b.fqname));
+        (Compiled(fresh), errors)
+    }
+
+    /// Makes `compiled` the cache (an instantiation still running on the
+    /// previous index compiles what it misses again, on first use).
+    pub fn install(&self, compiled: Compiled) {
         if let Ok(mut cache) = self.cache.write() {
-            *cache = fresh;
+            *cache = compiled.0;
         }
         if let Ok(mut map) = self.by_body.write() {
             map.clear();
         }
-        errors.sort_by(|a, b| a.fqname.cmp(&b.fqname));
-        errors
+    }
+
+    /// The problems of one method for `datastore validate` and a reload's
+    /// check: an inline Rhai method whose body does not compile is a
+    /// problem at the body file's line and column (`yaml_path` is the
+    /// method's `.yaml`). Compiles without touching the cache.
+    pub fn method_problems(
+        &self,
+        m: &automate_datastore::Method,
+        yaml_path: &std::path::Path,
+    ) -> Vec<automate_datastore::Problem> {
+        if !m.language().eq_ignore_ascii_case("rhai") || m.location() != "inline" {
+            return Vec::new();
+        }
+        let Some(body) = m.data() else {
+            return Vec::new();
+        };
+        match self.compile_body(&body) {
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                let file = match &m.body {
+                    Some(b) => yaml_path.with_file_name(&b.file_name),
+                    None => yaml_path.to_path_buf(),
+                };
+                let mut p = automate_datastore::Problem::new(
+                    &file,
+                    format!("Rhai syntax error: {}", e.err_type()),
+                )
+                .at_line(e.position().line().unwrap_or(0));
+                p.column = e.position().position().unwrap_or(0);
+                vec![p]
+            }
+        }
     }
 
     /// How many distinct bodies are compiled and cached.

@@ -96,7 +96,7 @@ impl<'t> Batch<'t> {
         }
     }
 
-    /// Writes one object of a unit of work (see [`RedbStore::commit_unit`](crate::RedbStore::commit_unit)).
+    /// Writes one object of a unit of work (see [`UnitStore::commit`](crate::UnitStore::commit)).
     pub(super) fn apply_pending(
         &mut self,
         base: &'static str,

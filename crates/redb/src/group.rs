@@ -203,12 +203,12 @@ mod tests {
                 let group = group.clone();
                 std::thread::spawn(move || {
                     for n in 0..10 {
-                        store.begin_unit();
+                        let unit = store.begin_unit();
                         let mut attrs = Attributes::default();
                         attrs.insert("name".into(), AttrValue::Str(format!("vm-{t}-{n}")));
-                        store.create("Vm", attrs).unwrap();
+                        unit.create("Vm", attrs).unwrap();
                         let ids = group
-                            .commit(store.take_prepared(), |b| {
+                            .commit(unit.take_prepared().unwrap(), |b| {
                                 b.schedule_all(&[(
                                     WorkItem::new("test", serde_json::Value::Null),
                                     SystemTime::now(),

@@ -1,12 +1,13 @@
-//! [`UnitOfWork`] on the redb store: [`GroupUnits`], the calling thread's
-//! unit of work ([`RedbStore::begin_unit`]) handed to the group-commit
+//! [`UnitOfWork`] on the redb store: [`GroupUnits`], whose units
+//! ([`GroupUnit`], a [`UnitStore`] handle) are handed to the group-commit
 //! writer ([`GroupCommit`]) with the queue's acks and the retries, in one
 //! durable transaction. What the event pipeline's workers write through.
 
-use crate::{GroupCommit, GroupWriter, RedbStore};
+use crate::{GroupCommit, GroupWriter, RedbStore, UnitStore};
 use automate_vmdb::health::StoreHealth;
-use automate_vmdb::{Committing, HandOver, UnitOfWork};
+use automate_vmdb::{Committing, HandOver, ObjectStore, PipelineUnit, UnitOfWork};
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 /// The redb store's units of work, committed by its group-commit writer.
 #[derive(Debug)]
@@ -29,14 +30,37 @@ impl GroupUnits {
     }
 }
 
-impl UnitOfWork for GroupUnits {
-    fn begin_unit(&self) {
-        self.store.begin_unit();
+/// One open unit of work of [`GroupUnits`]: its [`UnitStore`], handed
+/// over to the group-commit writer.
+#[derive(Debug)]
+pub struct GroupUnit {
+    unit: Arc<UnitStore>,
+    group: GroupCommit,
+}
+
+impl GroupUnit {
+    /// The unit's own view (what [`PipelineUnit::objects`] hands out).
+    pub fn unit(&self) -> &Arc<UnitStore> {
+        &self.unit
+    }
+}
+
+impl PipelineUnit for GroupUnit {
+    fn objects(&self) -> Arc<dyn ObjectStore> {
+        self.unit.clone()
     }
 
     fn hand_over(&self, with: HandOver) -> Committing {
         let HandOver { schedule, acks } = with;
-        self.group.submit(self.store.hand_over(), move |b| {
+        let prepared = match self.unit.hand_over() {
+            Ok(p) => p,
+            Err(e) => {
+                let (done, committing) = Committing::pair();
+                let _ = done.send((Err(e), SystemTime::now()));
+                return committing;
+            }
+        };
+        self.group.submit(prepared, move |b| {
             for (item, run_at) in &schedule {
                 b.schedule(item, *run_at)?;
             }
@@ -46,11 +70,16 @@ impl UnitOfWork for GroupUnits {
     }
 
     fn landed(&self) {
-        self.store.landed();
+        self.unit.landed();
     }
+}
 
-    fn abort_unit(&self) {
-        self.store.abort_unit();
+impl UnitOfWork for GroupUnits {
+    fn begin_unit(&self) -> Box<dyn PipelineUnit> {
+        Box::new(GroupUnit {
+            unit: self.store.begin_unit(),
+            group: self.group.clone(),
+        })
     }
 
     fn health(&self) -> Arc<StoreHealth> {

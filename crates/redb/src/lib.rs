@@ -133,11 +133,11 @@ pub use check::{check, CheckReport};
 pub use event_queue::RedbEventQueue;
 pub use file::{guard, BackupReport};
 pub use group::{Committing, GroupCommit, GroupWriter, Work};
-pub use group_units::GroupUnits;
+pub use group_units::{GroupUnit, GroupUnits};
 pub use paging::{Keep, Page, PageQuery};
 pub use schedule::RedbSchedule;
 pub use store::RedbStore;
-pub use unit::PreparedUnit;
+pub use unit::{PreparedUnit, UnitStore};
 pub use verify::VerifyReport;
 
 use automate_vmdb::{BackendError, StoreError};

@@ -1,29 +1,45 @@
 //! Reads: one [`Reader`] over either a read snapshot's tables or a write
-//! batch's, and the store's layered reads (the calling thread's unit of
-//! work, then the cache of committed objects, then a snapshot of the file).
+//! batch's, and the store's layered reads (a unit of work when read through
+//! its view, then the cache of committed objects, then a snapshot of the
+//! file). A unit is locked once per read, for the whole read; the store's
+//! own reads take no lock.
 
 use super::cache::{cached_base, CACHE_MAX};
 use super::codec::decode_object;
 use super::index::{index_key, INDEXED_ATTRS};
 use super::schema::{ATTR_INDEX, EMS_REFS, OBJECTS};
-use super::unit::with_unit;
+use super::unit::{poisoned, Unit};
 use super::{backend, RedbStore};
 use automate_core::value::AttrValue;
 use automate_vmdb::{base_class, StoreError, StoredObject, VmdbRef};
 use redb::ReadableTable;
 use std::collections::BTreeMap;
-use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 impl RedbStore {
-    /// Reads through the calling thread's unit of work, the cache and a
-    /// snapshot opened on first need. A failed read is logged and returned.
-    pub(super) fn layered<T>(
+    /// Reads through `unit` (an open unit of work, locked once for the
+    /// whole read), the cache and a snapshot opened on first need (the
+    /// unit's kept one when no commit happened since). A failed read is
+    /// logged and returned.
+    pub(super) fn layered_in<T>(
         &self,
+        unit: Option<&Mutex<Unit>>,
         f: impl FnOnce(&Reader<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        let unit = match unit {
+            None => None,
+            Some(u) => match u.lock() {
+                Ok(g) => Some(g),
+                Err(_) => {
+                    let e = poisoned();
+                    tracing::warn!("object store read failed: {e}");
+                    return Err(e);
+                }
+            },
+        };
         let l = Layered {
             store: self,
+            unit,
             snap: std::cell::OnceCell::new(),
         };
         let reader = Reader {
@@ -31,7 +47,12 @@ impl RedbStore {
             refs: &l,
             index: &l,
         };
-        f(&reader).inspect_err(|e| tracing::warn!("object store read failed: {e}"))
+        let out = f(&reader);
+        // The unit keeps the snapshot for its next reads.
+        if let (Some(mut unit), Some(Ok(snap))) = (l.unit, l.snap.into_inner()) {
+            unit.snap = Some(snap);
+        }
+        out.inspect_err(|e| tracing::warn!("object store read failed: {e}"))
     }
 }
 
@@ -44,13 +65,15 @@ pub(super) struct Snap {
     pub(super) epoch: u64,
 }
 
-/// Reads through the calling thread's unit of work, then the cache of
+/// Reads through a unit of work (when given), then the cache of
 /// committed objects, then a snapshot of the file (opened on first need;
 /// what it decodes of a cached base class fills the cache, unless a commit
 /// happened since it was taken).
 pub(super) struct Layered<'s> {
     pub(super) store: &'s RedbStore,
-    pub(super) snap: std::cell::OnceCell<Result<Rc<Snap>, StoreError>>,
+    /// The unit of work read through, locked for the read.
+    pub(super) unit: Option<MutexGuard<'s, Unit>>,
+    pub(super) snap: std::cell::OnceCell<Result<Arc<Snap>, StoreError>>,
 }
 
 impl Layered<'_> {
@@ -67,23 +90,22 @@ impl Layered<'_> {
                 // Inside a unit of work, the unit's snapshot if no commit
                 // happened since it was taken: it reads what a new one would.
                 if epoch != u64::MAX {
-                    let kept = with_unit(self.store.id, |u| {
-                        u.snap.clone().filter(|s| s.epoch == epoch)
-                    })
-                    .flatten();
+                    let kept = self
+                        .unit
+                        .as_deref()
+                        .and_then(|u| u.snap.as_ref())
+                        .filter(|s| s.epoch == epoch);
                     if let Some(snap) = kept {
-                        return Ok(snap);
+                        return Ok(snap.clone());
                     }
                 }
                 let txn = self.store.db.begin_read().map_err(backend)?;
-                let snap = Rc::new(Snap {
+                Ok(Arc::new(Snap {
                     objects: txn.open_table(OBJECTS).map_err(backend)?,
                     refs: txn.open_table(EMS_REFS).map_err(backend)?,
                     index: txn.open_table(ATTR_INDEX).map_err(backend)?,
                     epoch,
-                });
-                with_unit(self.store.id, |u| u.snap = Some(snap.clone()));
-                Ok(snap)
+                }))
             })
             .as_ref()
             .map(|s| &**s)
@@ -91,19 +113,17 @@ impl Layered<'_> {
     }
 
     pub(super) fn pending(&self, base: &str, id: i64) -> Option<Arc<StoredObject>> {
+        let u = self.unit.as_deref()?;
         let base = base_class(base)?;
-        with_unit(self.store.id, |u| {
-            u.objects
-                .get(&(base, id))
-                .map(|p| p.obj.clone())
-                .or_else(|| {
-                    u.in_flight
-                        .iter()
-                        .rev()
-                        .find_map(|h| h.objects.get(&(base, id)).cloned())
-                })
-        })
-        .flatten()
+        u.objects
+            .get(&(base, id))
+            .map(|p| p.obj.clone())
+            .or_else(|| {
+                u.in_flight
+                    .iter()
+                    .rev()
+                    .find_map(|h| h.objects.get(&(base, id)).cloned())
+            })
     }
 }
 
@@ -152,7 +172,7 @@ impl ObjectsTable for Layered<'_> {
         self.snap()?.objects.scan(base, &mut |id, o| {
             all.insert(id, o);
         })?;
-        with_unit(self.store.id, |u| {
+        if let Some(u) = self.unit.as_deref() {
             for h in &u.in_flight {
                 for ((b, id), o) in &h.objects {
                     if *b == sbase {
@@ -165,7 +185,7 @@ impl ObjectsTable for Layered<'_> {
                     all.insert(*id, p.obj.clone());
                 }
             }
-        });
+        }
         for (id, o) in all {
             f(id, o);
         }
@@ -175,17 +195,14 @@ impl ObjectsTable for Layered<'_> {
 
 impl RefsTable for Layered<'_> {
     fn get_id(&self, base: &str, ems_id: i64, r: &str) -> Result<Option<i64>, StoreError> {
-        if let Some(sbase) = base_class(base) {
-            let found = with_unit(self.store.id, |u| {
-                let key = (sbase, ems_id, r.to_string());
-                u.refs.get(&key).copied().or_else(|| {
-                    u.in_flight
-                        .iter()
-                        .rev()
-                        .find_map(|h| h.refs.get(&key).copied())
-                })
-            })
-            .flatten();
+        if let (Some(u), Some(sbase)) = (self.unit.as_deref(), base_class(base)) {
+            let key = (sbase, ems_id, r.to_string());
+            let found = u.refs.get(&key).copied().or_else(|| {
+                u.in_flight
+                    .iter()
+                    .rev()
+                    .find_map(|h| h.refs.get(&key).copied())
+            });
             if found.is_some() {
                 return Ok(found);
             }
@@ -200,7 +217,7 @@ impl IndexTable for Layered<'_> {
         if let (Some(sbase), Some(sattr)) =
             (base_class(base), INDEXED_ATTRS.iter().find(|a| **a == attr))
         {
-            with_unit(self.store.id, |u| {
+            if let Some(u) = self.unit.as_deref() {
                 let key = (sbase, *sattr, value.to_vec());
                 let layers = std::iter::once(&u.index).chain(u.in_flight.iter().map(|h| &h.index));
                 for index in layers {
@@ -208,7 +225,7 @@ impl IndexTable for Layered<'_> {
                         ids.extend(more.iter().copied());
                     }
                 }
-            });
+            }
             ids.sort_unstable();
             ids.dedup();
         }

@@ -312,6 +312,29 @@ impl RedbSchedule {
         Ok(n)
     }
 
+    /// How many items of `kind` are due at `now` and not claimed (a
+    /// claimed item's run-at is its lease's end): the due range of the
+    /// run-at order, each item's kind read without decoding its payload.
+    pub fn count_kind_due(&self, kind: &str, now: SystemTime) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let table = match txn.open_table(SCHEDULED) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+            Err(e) => return Err(backend(e)),
+        };
+        let mut n = 0;
+        for entry in table
+            .range((0u64, 0u64)..=(to_micros(now), u64::MAX))
+            .map_err(backend)?
+        {
+            let (_, v) = entry.map_err(backend)?;
+            if is_kind(v.value(), kind)? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Removes a finished item; `false` when there was none.
     pub fn complete(&self, id: u64) -> Result<bool, StoreError> {
         self.write(|txn| complete_in(txn, id))
@@ -504,6 +527,10 @@ impl Schedule for RedbSchedule {
 
     fn count_kind(&self, kind: &str) -> Result<u64, StoreError> {
         RedbSchedule::count_kind(self, kind)
+    }
+
+    fn count_kind_due(&self, kind: &str, now: SystemTime) -> Result<u64, StoreError> {
+        RedbSchedule::count_kind_due(self, kind, now)
     }
 
     fn complete(&self, id: u64) -> Result<bool, StoreError> {

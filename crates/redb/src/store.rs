@@ -1,23 +1,21 @@
 //! The durable [`ObjectStore`] on a redb file: [`RedbStore`], how it is
-//! opened, and its reads and writes (writes outside a unit of work are one
-//! transaction each). See the [module docs](super) for the tables.
+//! opened, and its reads and writes (the store's own writes are one
+//! transaction each; a unit of work's view, [`super::UnitStore`], buffers
+//! them). See the [module docs](super) for the tables.
 
 use super::cache::Shared;
 use super::file::{self, BackupReport, Db};
 use super::health::StoreHealth;
 use super::schedule::RedbSchedule;
 use super::schema::{self, seq_key, OBJECTS, SEQUENCES};
-use super::unit::with_unit;
+use super::unit::Unit;
 use super::{backend, Batch};
 use automate_core::value::{AttrValue, Attributes};
-use automate_vmdb::{
-    base_class, ObjectStore, Savepoint, StoreError, StoredObject, VmdbRef, REGION_BASE,
-};
+use automate_vmdb::{base_class, ObjectStore, StoreError, StoredObject, VmdbRef, REGION_BASE};
 use redb::{Database, ReadableTableMetadata};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// The redb page cache, in MiB, unless `AUTOMATE_DB_CACHE_MB` says
 /// otherwise. redb's own default (1 GiB) lets a long-running `automate run`
@@ -52,13 +50,8 @@ pub struct RedbStore {
     /// Object writes commit with [`redb::Durability::None`]: see
     /// [`RedbStore::with_relaxed_durability`].
     pub(super) relaxed: bool,
-    /// Tells this store's units of work apart from other stores' on the
-    /// same thread.
-    pub(super) id: u64,
     pub(super) shared: Arc<Shared>,
 }
-
-static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(1);
 
 impl fmt::Debug for RedbStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -96,7 +89,6 @@ impl RedbStore {
             health,
             region,
             relaxed: false,
-            id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
             shared: Arc::new(Shared::default()),
         })
     }
@@ -113,7 +105,6 @@ impl RedbStore {
             path,
             region: DEFAULT_REGION,
             relaxed: false,
-            id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
             shared: Arc::new(Shared::default()),
         })
     }
@@ -277,37 +268,53 @@ impl RedbStore {
     }
 }
 
-impl ObjectStore for RedbStore {
-    fn find(&self, class: &str, id: i64) -> Result<Option<VmdbRef>, StoreError> {
+/// The reads, through `unit` (an open unit of work) when given.
+impl RedbStore {
+    pub(super) fn find_in(
+        &self,
+        unit: Option<&Mutex<Unit>>,
+        class: &str,
+        id: i64,
+    ) -> Result<Option<VmdbRef>, StoreError> {
         if base_class(class).is_none() {
             return Ok(None);
         }
-        self.layered(|r| r.find(class, id))
+        self.layered_in(unit, |r| r.find(class, id))
     }
 
-    fn attribute(&self, obj: &VmdbRef, name: &str) -> Result<Option<AttrValue>, StoreError> {
+    pub(super) fn attribute_in(
+        &self,
+        unit: Option<&Mutex<Unit>>,
+        obj: &VmdbRef,
+        name: &str,
+    ) -> Result<Option<AttrValue>, StoreError> {
         if name.eq_ignore_ascii_case("id") {
             return Ok(Some(AttrValue::Int(obj.id)));
         }
         if base_class(&obj.class).is_none() {
             return Ok(None);
         }
-        self.layered(|r| r.attribute(obj, name))
+        self.layered_in(unit, |r| r.attribute(obj, name))
     }
 
-    /// Reads through the calling thread's unit of work, as
-    /// [`ObjectStore::find`] does.
-    fn load(&self, class: &str, id: i64) -> Result<Option<StoredObject>, StoreError> {
+    pub(super) fn load_in(
+        &self,
+        unit: Option<&Mutex<Unit>>,
+        class: &str,
+        id: i64,
+    ) -> Result<Option<StoredObject>, StoreError> {
         let base = base_of(class)?;
-        self.layered(|r| r.objects.load_obj(base, id))
+        self.layered_in(unit, |r| r.objects.load_obj(base, id))
             .map(|o| o.map(Arc::unwrap_or_clone))
     }
 
-    /// Reads through the calling thread's unit of work, as
-    /// [`ObjectStore::find`] does.
-    fn list(&self, class: &str) -> Result<Vec<VmdbRef>, StoreError> {
+    pub(super) fn list_in(
+        &self,
+        unit: Option<&Mutex<Unit>>,
+        class: &str,
+    ) -> Result<Vec<VmdbRef>, StoreError> {
         let base = base_of(class)?;
-        self.layered(|r| {
+        self.layered_in(unit, |r| {
             let mut out = Vec::new();
             r.objects.scan(base, &mut |id, obj| {
                 out.push(VmdbRef {
@@ -319,22 +326,54 @@ impl ObjectStore for RedbStore {
         })
     }
 
-    fn create(&self, class: &str, attrs: Attributes) -> Result<VmdbRef, StoreError> {
-        let base = base_of(class)?;
-        if self.unit_len().is_none() {
-            return self.write_batch(|b| b.create(class, attrs));
+    pub(super) fn find_by_in(
+        &self,
+        unit: Option<&Mutex<Unit>>,
+        class: &str,
+        attr: &str,
+        value: &AttrValue,
+    ) -> Result<Vec<VmdbRef>, StoreError> {
+        if base_class(class).is_none() {
+            return Ok(Vec::new());
         }
-        let id = self.alloc_id(base)?;
-        let obj = StoredObject {
-            class: class.to_string(),
-            attrs: lowercase_keys(attrs),
-        };
-        with_unit(self.id, |u| u.put(base, id, obj, true, None))
-            .ok_or_else(|| StoreError::Backend("unit of work closed".into()))?;
-        Ok(VmdbRef {
-            class: Arc::from(class),
-            id,
-        })
+        self.layered_in(unit, |r| r.find_by(class, attr, value))
+    }
+
+    pub(super) fn find_by_ems_ref_in(
+        &self,
+        unit: Option<&Mutex<Unit>>,
+        class: &str,
+        ems_id: i64,
+        ems_ref: &str,
+    ) -> Result<Option<VmdbRef>, StoreError> {
+        self.layered_in(unit, |r| r.find_by_ems_ref(class, ems_id, ems_ref))
+    }
+}
+
+/// The store's own reads see what is committed; its writes commit at once
+/// (one transaction each). Writes to commit together go through a unit of
+/// work ([`RedbStore::begin_unit`]); savepoints are a unit's, so the store
+/// answers `None` (the trait's default).
+impl ObjectStore for RedbStore {
+    fn find(&self, class: &str, id: i64) -> Result<Option<VmdbRef>, StoreError> {
+        self.find_in(None, class, id)
+    }
+
+    fn attribute(&self, obj: &VmdbRef, name: &str) -> Result<Option<AttrValue>, StoreError> {
+        self.attribute_in(None, obj, name)
+    }
+
+    fn load(&self, class: &str, id: i64) -> Result<Option<StoredObject>, StoreError> {
+        self.load_in(None, class, id)
+    }
+
+    fn list(&self, class: &str) -> Result<Vec<VmdbRef>, StoreError> {
+        self.list_in(None, class)
+    }
+
+    fn create(&self, class: &str, attrs: Attributes) -> Result<VmdbRef, StoreError> {
+        base_of(class)?;
+        self.write_batch(|b| b.create(class, attrs))
     }
 
     fn create_now(&self, class: &str, attrs: Attributes) -> Result<VmdbRef, StoreError> {
@@ -343,23 +382,8 @@ impl ObjectStore for RedbStore {
     }
 
     fn update(&self, obj: &VmdbRef, name: &str, value: AttrValue) -> Result<(), StoreError> {
-        let base = base_of(&obj.class)?;
-        if self.unit_len().is_none() {
-            return self.write_batch(|b| b.update(obj, name, value));
-        }
-        let not_found = || StoreError::NotFound(obj.class.to_string(), obj.id);
-        let current = self
-            .layered(|r| r.objects.load_obj(base, obj.id))?
-            .ok_or_else(not_found)?;
-        let name = name.to_ascii_lowercase();
-        let mut new = StoredObject::clone(&current);
-        new.attrs.insert(name.clone(), value.clone());
-        // `created` stays as first recorded (an object created in this unit
-        // is written whole).
-        with_unit(self.id, |u| {
-            u.put(base, obj.id, new, false, Some((name, value)))
-        })
-        .ok_or_else(|| StoreError::Backend("unit of work closed".into()))
+        base_of(&obj.class)?;
+        self.write_batch(|b| b.update(obj, name, value))
     }
 
     fn find_by(
@@ -368,10 +392,7 @@ impl ObjectStore for RedbStore {
         attr: &str,
         value: &AttrValue,
     ) -> Result<Vec<VmdbRef>, StoreError> {
-        if base_class(class).is_none() {
-            return Ok(Vec::new());
-        }
-        self.layered(|r| r.find_by(class, attr, value))
+        self.find_by_in(None, class, attr, value)
     }
 
     /// One point lookup in the provider-reference table (`ems_ref` or
@@ -382,19 +403,7 @@ impl ObjectStore for RedbStore {
         ems_id: i64,
         ems_ref: &str,
     ) -> Result<Option<VmdbRef>, StoreError> {
-        self.layered(|r| r.find_by_ems_ref(class, ems_id, ems_ref))
-    }
-
-    fn savepoint(&self) -> Option<Savepoint> {
-        RedbStore::savepoint(self)
-    }
-
-    fn rollback_to(&self, sp: Savepoint) {
-        RedbStore::rollback_to(self, sp)
-    }
-
-    fn release_savepoint(&self, sp: Savepoint) {
-        RedbStore::release_savepoint(self, sp)
+        self.find_by_ems_ref_in(None, class, ems_id, ems_ref)
     }
 }
 

@@ -1,34 +1,32 @@
-//! Units of work: a thread's buffered writes ([`RedbStore::begin_unit`]),
-//! savepoints, handing them to a committer ([`RedbStore::hand_over`],
-//! [`RedbStore::landed`]) and committing them ([`RedbStore::commit_units`]).
+//! Units of work as explicit handles: [`RedbStore::begin_unit`] opens a
+//! [`UnitStore`], an [`ObjectStore`] view whose writes are buffered in its
+//! unit (the store itself never buffers: whoever holds the view writes
+//! into the unit, and nobody else does); its savepoints, handing its writes
+//! to a committer ([`UnitStore::hand_over`], [`UnitStore::landed`]) and
+//! committing them ([`UnitStore::commit`], [`RedbStore::commit_units`]).
+//! The unit sits behind a mutex in the handle, uncontended (one thread
+//! uses a unit at a time): each read locks it once
+//! (`RedbStore::layered_in`), each write twice.
 
 use super::cache::cached_base;
 use super::index::{index_entries, ref_keys};
 use super::read::Snap;
+use super::store::{base_of, lowercase_keys};
 use super::{backend, Batch, RedbStore};
 use automate_core::value::{AttrValue, Attributes};
-use automate_vmdb::{Savepoint, StoreError, StoredObject};
+use automate_vmdb::{ObjectStore, Savepoint, StoreError, StoredObject, VmdbRef};
 use rustc_hash::FxHashMap;
-use std::cell::RefCell;
 use std::fmt;
-use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-thread_local! {
-    /// The open units of work of this thread, one per store at most.
-    static UNITS: RefCell<Vec<Unit>> = const { RefCell::new(Vec::new()) };
-}
-
-/// The buffered writes of one thread's unit of work: see
-/// [`RedbStore::begin_unit`].
+/// The buffered writes of one unit of work: see [`UnitStore`].
 #[derive(Default)]
 pub(super) struct Unit {
-    pub(super) store: u64,
     /// The last read snapshot this unit's reads took: reused while no
     /// commit has happened since (same cache epoch), replaced after one,
     /// dropped with the unit (a pipeline worker closes its unit whenever it
     /// has nothing waiting, so no read transaction outlives a busy spell).
-    pub(super) snap: Option<Rc<Snap>>,
+    pub(super) snap: Option<Arc<Snap>>,
     pub(super) objects: FxHashMap<(&'static str, i64), Pending>,
     /// The order objects were first written in (the commit's order).
     pub(super) order: Vec<(&'static str, i64)>,
@@ -36,18 +34,18 @@ pub(super) struct Unit {
     /// against the object on every read, so stale entries do no harm.
     pub(super) index: FxHashMap<(&'static str, &'static str, Vec<u8>), Vec<i64>>,
     pub(super) refs: FxHashMap<(&'static str, i64, String), i64>,
-    /// Writes of this unit handed to a committer ([`RedbStore::hand_over`])
+    /// Writes of this unit handed to a committer ([`UnitStore::hand_over`])
     /// and not yet known to be on disk, oldest first: read after the
-    /// unit's own, newest first, until [`RedbStore::landed`].
+    /// unit's own, newest first, until [`UnitStore::landed`].
     pub(super) in_flight: std::collections::VecDeque<HandedOver>,
-    /// While a [`Savepoint`] is held ([`RedbStore::savepoint`]): how to take
+    /// While a [`Savepoint`] is held ([`ObjectStore::savepoint`]): how to take
     /// back each write since, oldest first. `None`: nothing is recorded.
     pub(super) undo: Option<Vec<Undo>>,
     /// Savepoints held (not yet rolled back to or released).
     pub(super) savepoints: usize,
 }
 
-/// One write of a unit, as [`RedbStore::rollback_to`] takes it back.
+/// One write of a unit, as [`ObjectStore::rollback_to`] takes it back.
 /// Index candidates are not recorded: a stale candidate is harmless (every
 /// index read checks the object itself).
 pub(super) enum Undo {
@@ -72,7 +70,7 @@ pub(super) struct HandedOver {
     pub(super) refs: FxHashMap<(&'static str, i64, String), i64>,
 }
 
-/// A unit of work's writes, taken from its thread to be committed (maybe
+/// A unit of work's writes, taken from it to be committed (maybe
 /// together with other units) by [`RedbStore::commit_units`].
 #[derive(Default)]
 pub struct PreparedUnit {
@@ -95,7 +93,7 @@ pub(super) struct Pending {
     pub(super) created: bool,
     /// For an object that exists in the file: the attributes this unit set.
     /// The commit applies them to the object as committed then, so another
-    /// thread's update of other attributes in between is kept.
+    /// writer's update of other attributes in between is kept.
     pub(super) changes: Attributes,
 }
 
@@ -215,150 +213,285 @@ impl Unit {
         }
         self.undo = Some(undo);
     }
+
+    /// A new savepoint: see [`UnitStore`]'s [`ObjectStore::savepoint`].
+    fn savepoint(&mut self) -> Savepoint {
+        self.savepoints += 1;
+        Savepoint::new(self.undo.get_or_insert_with(Vec::new).len())
+    }
+
+    /// Takes the unit's writes for a commit, keeping what its reads need of
+    /// them until [`Unit::landed`].
+    fn hand_over(&mut self) -> PreparedUnit {
+        // What is handed over cannot be taken back.
+        self.undo = None;
+        self.savepoints = 0;
+        let objects = std::mem::take(&mut self.objects);
+        let order = std::mem::take(&mut self.order);
+        self.in_flight.push_back(HandedOver {
+            objects: objects.iter().map(|(k, p)| (*k, p.obj.clone())).collect(),
+            index: std::mem::take(&mut self.index),
+            refs: std::mem::take(&mut self.refs),
+        });
+        PreparedUnit { objects, order }
+    }
+
+    /// The oldest hand-over is on disk.
+    fn landed(&mut self) {
+        self.in_flight.pop_front();
+    }
+
+    /// The unit's writes, the unit gone.
+    fn into_prepared(self) -> PreparedUnit {
+        PreparedUnit {
+            objects: self.objects,
+            order: self.order,
+        }
+    }
 }
 
-/// Runs `f` on this thread's unit of work for store `store`, if one is open.
-pub(super) fn with_unit<T>(store: u64, f: impl FnOnce(&mut Unit) -> T) -> Option<T> {
-    UNITS.with(|u| {
-        let mut units = u.borrow_mut();
-        units.iter_mut().find(|u| u.store == store).map(f)
-    })
+/// The error of a unit whose lock was poisoned (a panic inside the store
+/// while it was held): the unit cannot be trusted any more.
+pub(super) fn poisoned() -> StoreError {
+    StoreError::Backend(
+        "the unit of work is unusable (a panic inside the store while it was in use)".into(),
+    )
+}
+
+/// An open unit of work on a redb store ([`RedbStore::begin_unit`]): an
+/// [`ObjectStore`] whose [`ObjectStore::create`] and
+/// [`ObjectStore::update`] are buffered in the unit (ids are still
+/// allocated at once, unique across threads) and whose reads see them
+/// first, then the cache, then the file. [`UnitStore::commit`] writes them
+/// all in one durable transaction together with whatever else it is given
+/// (the event queue's acks); dropping the unit (every `Arc` of it)
+/// discards them. Nobody else sees any of it before the commit.
+/// [`ObjectStore::create_now`] is not buffered: it commits at once, for
+/// every reader. Savepoints ([`ObjectStore::savepoint`]) take back one
+/// item's writes. One thread uses a unit at a time (its lock is
+/// uncontended).
+pub struct UnitStore {
+    store: Arc<RedbStore>,
+    unit: Mutex<Unit>,
+}
+
+impl fmt::Debug for UnitStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UnitStore")
+            .field("store", &self.store)
+            .field("len", &self.len())
+            .finish()
+    }
 }
 
 impl RedbStore {
-    /// Starts a *unit of work* on the calling thread: from now on, this
-    /// thread's [`ObjectStore::create`](automate_vmdb::ObjectStore::create) and [`ObjectStore::update`](automate_vmdb::ObjectStore::update) calls on
-    /// this store are buffered in memory (ids are still allocated at once,
-    /// unique across threads), and its reads see them;
-    /// [`RedbStore::commit_unit`] writes them all in one durable transaction
-    /// together with whatever else it is given (the event queue's acks),
-    /// and [`RedbStore::abort_unit`] (or a failed commit) discards them.
-    /// Other threads see none of it before the commit. A unit already open
-    /// is kept.
-    pub fn begin_unit(&self) {
-        UNITS.with(|u| {
-            let mut units = u.borrow_mut();
-            if !units.iter().any(|x| x.store == self.id) {
-                units.push(Unit {
-                    store: self.id,
-                    ..Unit::default()
-                });
-            }
-        });
-    }
-
-    /// How many objects the calling thread's unit of work has written
-    /// (`None` when it has none open).
-    pub fn unit_len(&self) -> Option<usize> {
-        with_unit(self.id, |u| u.order.len())
-    }
-
-    /// A point in the calling thread's unit of work to come back to: the
-    /// writes made after it are discarded by [`RedbStore::rollback_to`]
-    /// (one failed item of a batch: its writes go, its neighbours' stay)
-    /// or kept by [`RedbStore::release_savepoint`]; each savepoint ends
-    /// with one of the two. Savepoints nest. `None` without an open unit
-    /// (writes are then committed as they are made and cannot be taken
-    /// back). While one is held, each write records how to take it back
-    /// (an `Arc` clone, O(1)).
-    pub fn savepoint(&self) -> Option<Savepoint> {
-        with_unit(self.id, |u| {
-            u.savepoints += 1;
-            Savepoint::new(u.undo.get_or_insert_with(Vec::new).len())
+    /// Opens a *unit of work* on this store: see [`UnitStore`].
+    pub fn begin_unit(self: &Arc<Self>) -> Arc<UnitStore> {
+        Arc::new(UnitStore {
+            store: self.clone(),
+            unit: Mutex::new(Unit::default()),
         })
     }
+}
 
-    /// Discards the writes the calling thread's unit made since `sp`
-    /// (objects created are gone, objects changed are as they were) and
-    /// ends `sp`. A savepoint from before a [`RedbStore::hand_over`] takes
-    /// back nothing handed over.
-    pub fn rollback_to(&self, sp: Savepoint) {
-        with_unit(self.id, |u| {
-            u.rollback(sp.mark());
-            u.release();
-        });
+impl UnitStore {
+    fn lock(&self) -> Result<MutexGuard<'_, Unit>, StoreError> {
+        self.unit.lock().map_err(|_| poisoned())
     }
 
-    /// Ends `sp`, keeping the writes made since.
-    pub fn release_savepoint(&self, _sp: Savepoint) {
-        with_unit(self.id, Unit::release);
+    /// The store the unit writes to.
+    pub fn store(&self) -> &Arc<RedbStore> {
+        &self.store
     }
 
-    /// Discards the calling thread's unit of work.
-    pub fn abort_unit(&self) {
-        let _ = self.take_unit();
+    /// How many objects the unit has written (since its last
+    /// [`UnitStore::hand_over`]).
+    pub fn len(&self) -> usize {
+        self.unit
+            .lock()
+            .map(|u| u.order.len())
+            .unwrap_or_else(|p| p.into_inner().order.len())
     }
 
-    pub(super) fn take_unit(&self) -> Option<Unit> {
-        UNITS.with(|u| {
-            let mut units = u.borrow_mut();
-            let i = units.iter().position(|x| x.store == self.id)?;
-            Some(units.swap_remove(i))
-        })
+    /// Whether the unit has written nothing (since its last hand-over).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
-    /// Commits the calling thread's unit of work (see
-    /// [`RedbStore::begin_unit`]) and `f`'s writes in one transaction with
-    /// [`redb::Durability::Immediate`], whatever
-    /// [`RedbStore::with_relaxed_durability`] says: all of it is on disk when
-    /// this returns, or (on error, or a crash before) none of it. The unit is
-    /// closed either way. Without an open unit, this is
-    /// [`RedbStore::write_batch`] made durable.
-    pub fn commit_unit<T>(
-        &self,
-        f: impl FnOnce(&mut Batch<'_>) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let unit = self.take_prepared();
-        self.commit_units(&[&unit], f)
+    /// The unit's writes, for [`RedbStore::commit_units`] on any thread,
+    /// for a caller that goes on before the commit is done: the unit stays
+    /// open, and its reads keep seeing the handed-over writes (after the
+    /// unit's newer ones) until [`UnitStore::landed`] says they are on
+    /// disk. What the unit writes next must be committed after them: an
+    /// object they created is changed, not created, by the next hand-over.
+    /// Drop the unit if their commit fails (everything built on them goes
+    /// too). Savepoints held end here (what is handed over cannot be taken
+    /// back).
+    pub fn hand_over(&self) -> Result<PreparedUnit, StoreError> {
+        Ok(self.lock()?.hand_over())
     }
 
-    /// Closes the calling thread's unit of work (see
-    /// [`RedbStore::begin_unit`]) and returns its writes, for
-    /// [`RedbStore::commit_units`] on any thread (an empty unit without
-    /// one open).
-    pub fn take_prepared(&self) -> PreparedUnit {
-        let unit = self.take_unit().unwrap_or_default();
-        PreparedUnit {
-            objects: unit.objects,
-            order: unit.order,
+    /// The oldest writes [`UnitStore::hand_over`] gave out are on disk:
+    /// reads take them from the file from now on.
+    pub fn landed(&self) {
+        if let Ok(mut u) = self.lock() {
+            u.landed();
         }
     }
 
-    /// [`RedbStore::take_prepared`] for a caller that goes on before the
-    /// commit is done: the unit stays open, and this thread's reads keep
-    /// seeing the handed-over writes (after the unit's newer ones) until
-    /// [`RedbStore::landed`] says they are on disk. What the unit writes
-    /// next must be committed after them: an object they created is
-    /// changed, not created, by the next hand-over. Call [`RedbStore::
-    /// abort_unit`] if their commit fails (everything built on them goes
-    /// too). An empty unit without one open.
-    pub fn hand_over(&self) -> PreparedUnit {
-        with_unit(self.id, |u| {
-            // What is handed over cannot be taken back.
-            u.undo = None;
-            u.savepoints = 0;
-            let objects = std::mem::take(&mut u.objects);
-            let order = std::mem::take(&mut u.order);
-            u.in_flight.push_back(HandedOver {
-                objects: objects.iter().map(|(k, p)| (*k, p.obj.clone())).collect(),
-                index: std::mem::take(&mut u.index),
-                refs: std::mem::take(&mut u.refs),
-            });
-            PreparedUnit { objects, order }
+    /// Takes the unit's writes (the unit is empty afterwards), for
+    /// [`RedbStore::commit_units`] on any thread.
+    pub fn take_prepared(&self) -> Result<PreparedUnit, StoreError> {
+        Ok(std::mem::take(&mut *self.lock()?).into_prepared())
+    }
+
+    /// Commits the unit's writes and `f`'s in one transaction with
+    /// [`redb::Durability::Immediate`], whatever
+    /// [`RedbStore::with_relaxed_durability`] says: all of it is on disk
+    /// when this returns, or (on error, or a crash before) none of it. The
+    /// unit is empty afterwards either way.
+    pub fn commit<T>(
+        &self,
+        f: impl FnOnce(&mut Batch<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let unit = self.take_prepared()?;
+        self.store.commit_units(&[&unit], f)
+    }
+}
+
+impl ObjectStore for UnitStore {
+    fn find(&self, class: &str, id: i64) -> Result<Option<VmdbRef>, StoreError> {
+        self.store.find_in(Some(&self.unit), class, id)
+    }
+
+    fn attribute(&self, obj: &VmdbRef, name: &str) -> Result<Option<AttrValue>, StoreError> {
+        self.store.attribute_in(Some(&self.unit), obj, name)
+    }
+
+    fn load(&self, class: &str, id: i64) -> Result<Option<StoredObject>, StoreError> {
+        self.store.load_in(Some(&self.unit), class, id)
+    }
+
+    fn list(&self, class: &str) -> Result<Vec<VmdbRef>, StoreError> {
+        self.store.list_in(Some(&self.unit), class)
+    }
+
+    /// Buffered in the unit.
+    fn create(&self, class: &str, attrs: Attributes) -> Result<VmdbRef, StoreError> {
+        self.store.buffer_create(&self.unit, class, attrs)
+    }
+
+    /// Not buffered: one durable commit now, seen by every reader.
+    fn create_now(&self, class: &str, attrs: Attributes) -> Result<VmdbRef, StoreError> {
+        self.store.create_now(class, attrs)
+    }
+
+    /// Buffered in the unit.
+    fn update(&self, obj: &VmdbRef, name: &str, value: AttrValue) -> Result<(), StoreError> {
+        self.store.buffer_update(&self.unit, obj, name, value)
+    }
+
+    fn find_by(
+        &self,
+        class: &str,
+        attr: &str,
+        value: &AttrValue,
+    ) -> Result<Vec<VmdbRef>, StoreError> {
+        self.store.find_by_in(Some(&self.unit), class, attr, value)
+    }
+
+    fn find_by_ems_ref(
+        &self,
+        class: &str,
+        ems_id: i64,
+        ems_ref: &str,
+    ) -> Result<Option<VmdbRef>, StoreError> {
+        self.store
+            .find_by_ems_ref_in(Some(&self.unit), class, ems_id, ems_ref)
+    }
+
+    /// A point in the unit to come back to: the writes made after it are
+    /// discarded by [`ObjectStore::rollback_to`] (one failed item of a
+    /// batch: its writes go, its neighbours' stay) or kept by
+    /// [`ObjectStore::release_savepoint`]; each savepoint ends with one of
+    /// the two. Savepoints nest. While one is held, each write records how
+    /// to take it back (an `Arc` clone, O(1)). `None` only for a unit made
+    /// unusable by a panic.
+    fn savepoint(&self) -> Option<Savepoint> {
+        self.lock().ok().map(|mut u| u.savepoint())
+    }
+
+    /// Discards the writes the unit made since `sp` (objects created are
+    /// gone, objects changed are as they were) and ends `sp`. A savepoint
+    /// from before a [`UnitStore::hand_over`] takes back nothing handed
+    /// over.
+    fn rollback_to(&self, sp: Savepoint) {
+        if let Ok(mut u) = self.lock() {
+            u.rollback(sp.mark());
+            u.release();
+        }
+    }
+
+    /// Ends `sp`, keeping the writes made since.
+    fn release_savepoint(&self, _sp: Savepoint) {
+        if let Ok(mut u) = self.lock() {
+            u.release();
+        }
+    }
+}
+
+impl RedbStore {
+    /// Buffers the creation of an object in `unit`.
+    pub(super) fn buffer_create(
+        &self,
+        unit: &Mutex<Unit>,
+        class: &str,
+        attrs: Attributes,
+    ) -> Result<VmdbRef, StoreError> {
+        let base = base_of(class)?;
+        let id = self.alloc_id(base)?;
+        let obj = StoredObject {
+            class: class.to_string(),
+            attrs: lowercase_keys(attrs),
+        };
+        unit.lock()
+            .map_err(|_| poisoned())?
+            .put(base, id, obj, true, None);
+        Ok(VmdbRef {
+            class: Arc::from(class),
+            id,
         })
-        .unwrap_or_default()
     }
 
-    /// The oldest writes [`RedbStore::hand_over`] gave out are on disk:
-    /// reads take them from the file from now on.
-    pub fn landed(&self) {
-        with_unit(self.id, |u| u.in_flight.pop_front());
+    /// Buffers the change of one attribute in `unit`.
+    pub(super) fn buffer_update(
+        &self,
+        unit: &Mutex<Unit>,
+        obj: &VmdbRef,
+        name: &str,
+        value: AttrValue,
+    ) -> Result<(), StoreError> {
+        let base = base_of(&obj.class)?;
+        let not_found = || StoreError::NotFound(obj.class.to_string(), obj.id);
+        let current = self
+            .layered_in(Some(unit), |r| r.objects.load_obj(base, obj.id))?
+            .ok_or_else(not_found)?;
+        let name = name.to_ascii_lowercase();
+        let mut new = StoredObject::clone(&current);
+        new.attrs.insert(name.clone(), value.clone());
+        // `created` stays as first recorded (an object created in this unit
+        // is written whole).
+        unit.lock()
+            .map_err(|_| poisoned())?
+            .put(base, obj.id, new, false, Some((name, value)));
+        Ok(())
     }
 
-    /// Commits units of work ([`RedbStore::take_prepared`]), in order, and
-    /// `f`'s writes in one transaction with [`redb::Durability::Immediate`]
-    /// (see [`RedbStore::commit_unit`]): all of it is on disk when this
-    /// returns, or none of it. A later unit's change of an object an
+    /// Commits units of work ([`UnitStore::hand_over`],
+    /// [`UnitStore::take_prepared`]), in order, and `f`'s writes in one
+    /// transaction with [`redb::Durability::Immediate`] (see
+    /// [`UnitStore::commit`]): all of it is on disk when this returns, or
+    /// none of it. A later unit's change of an object an
     /// earlier one wrote applies on top of it.
     pub fn commit_units<T>(
         &self,
@@ -414,45 +547,45 @@ mod tests {
     use automate_vmdb::ObjectStore;
 
     #[test]
-    fn savepoints_take_back_one_items_writes_and_nest() {
+    fn a_units_savepoints_take_back_one_items_writes_and_nest() {
         let dir = tempfile::tempdir().unwrap();
-        let store = RedbStore::open(dir.path().join("s.redb")).unwrap();
+        let store = Arc::new(RedbStore::open(dir.path().join("s.redb")).unwrap());
         let kept = store
             .create("Vm", attrs(&[("name", "kept".into())]))
             .unwrap();
-        store.begin_unit();
-        let first = store
+        let unit = store.begin_unit();
+        let first = unit
             .create("Vm", attrs(&[("name", "first".into())]))
             .unwrap();
-        let outer = store.savepoint().unwrap();
-        store.update(&first, "name", "changed".into()).unwrap();
-        store.update(&kept, "note", "x".into()).unwrap();
-        let inner = store.savepoint().unwrap();
-        let gone = store
+        // The store itself does not see the unit's writes.
+        assert_eq!(store.find("Vm", first.id), Ok(None));
+        let outer = unit.savepoint().unwrap();
+        unit.update(&first, "name", "changed".into()).unwrap();
+        unit.update(&kept, "note", "x".into()).unwrap();
+        let inner = unit.savepoint().unwrap();
+        let gone = unit
             .create("Vm", attrs(&[("name", "gone".into())]))
             .unwrap();
-        store
-            .update(&first, "name", "changed twice".into())
-            .unwrap();
-        store.rollback_to(inner);
-        assert_eq!(store.find("Vm", gone.id), Ok(None));
+        unit.update(&first, "name", "changed twice".into()).unwrap();
+        unit.rollback_to(inner);
+        assert_eq!(unit.find("Vm", gone.id), Ok(None));
         assert_eq!(
-            store.attribute(&first, "name"),
+            unit.attribute(&first, "name"),
             Ok(Some(AttrValue::from("changed")))
         );
-        store.rollback_to(outer);
+        unit.rollback_to(outer);
         assert_eq!(
-            store.attribute(&first, "name"),
+            unit.attribute(&first, "name"),
             Ok(Some(AttrValue::from("first")))
         );
-        assert_eq!(store.attribute(&kept, "note"), Ok(None));
+        assert_eq!(unit.attribute(&kept, "note"), Ok(None));
         // A released savepoint keeps its writes.
-        let sp = store.savepoint().unwrap();
-        let last = store
+        let sp = unit.savepoint().unwrap();
+        let last = unit
             .create("Vm", attrs(&[("name", "last".into())]))
             .unwrap();
-        store.release_savepoint(sp);
-        store.commit_unit(|_| Ok(())).unwrap();
+        unit.release_savepoint(sp);
+        unit.commit(|_| Ok(())).unwrap();
         let mut names: Vec<String> = store
             .list("Vm")
             .unwrap()
@@ -464,6 +597,36 @@ mod tests {
         assert_eq!(store.attribute(&kept, "note"), Ok(None));
         assert!(store.find("Vm", last.id).unwrap().is_some());
         // Without a unit there is nothing to come back to.
-        assert_eq!(store.savepoint(), None);
+        assert_eq!(ObjectStore::savepoint(&*store), None);
+    }
+
+    /// A unit whose lock was poisoned (a panic inside the store while it
+    /// was held) answers errors, not panics: its reads and writes fail and
+    /// so does its hand-over, so its batch is never committed.
+    #[test]
+    fn a_poisoned_unit_fails_with_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(RedbStore::open(dir.path().join("p.redb")).unwrap());
+        let vm = store.create("Vm", attrs(&[("name", "vm".into())])).unwrap();
+        let unit = store.begin_unit();
+        unit.update(&vm, "note", "x".into()).unwrap();
+        let held = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _guard = unit.unit.lock().unwrap();
+            panic!("inside the store");
+        }));
+        assert!(held.is_err());
+        assert!(matches!(
+            unit.find("Vm", vm.id),
+            Err(StoreError::Backend(_))
+        ));
+        assert!(unit.attribute(&vm, "note").is_err());
+        assert!(unit.create("Vm", attrs(&[("name", "b".into())])).is_err());
+        assert!(unit.update(&vm, "note", "y".into()).is_err());
+        assert_eq!(unit.savepoint(), None);
+        assert!(unit.hand_over().is_err());
+        assert!(unit.commit(|_| Ok(())).is_err());
+        // Nothing of it reached the store, which goes on working.
+        assert_eq!(store.attribute(&vm, "note"), Ok(None));
+        assert!(store.find("Vm", vm.id).unwrap().is_some());
     }
 }

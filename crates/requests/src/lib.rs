@@ -61,8 +61,9 @@ pub struct Requests {
     engine: Engine,
     schedule: Arc<dyn Schedule>,
     /// Serializes approval-state changes (two approvals of one request
-    /// must not both start a task).
-    lock: Mutex<()>,
+    /// must not both start a task); shared by the services
+    /// [`Requests::with_store`] makes.
+    lock: Arc<Mutex<()>>,
 }
 
 impl Requests {
@@ -74,7 +75,18 @@ impl Requests {
         Requests {
             engine: with_requests(engine),
             schedule,
-            lock: Mutex::new(()),
+            lock: Arc::new(Mutex::new(())),
+        }
+    }
+
+    /// The same service over `store` (a unit of work's objects: what it
+    /// writes lands in the unit), sharing this one's scheduled work and
+    /// approval lock. A few `Arc` clones.
+    pub fn with_store(&self, store: Arc<dyn ObjectStore>) -> Requests {
+        Requests {
+            engine: self.engine.clone().with_store(store),
+            schedule: self.schedule.clone(),
+            lock: self.lock.clone(),
         }
     }
 

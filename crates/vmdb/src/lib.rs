@@ -31,7 +31,7 @@ pub use json::json_text;
 pub use json::{write_array, write_json, write_str};
 pub use memory::MemoryStore;
 pub use schedule::{from_micros, to_micros, Claimed, Schedule, Scheduled, WorkItem};
-pub use unit::{CommitAnswer, Committing, HandOver, UnitOfWork};
+pub use unit::{CommitAnswer, Committing, HandOver, PipelineUnit, UnitOfWork};
 
 pub use automate_core::value::VmdbRef;
 use automate_core::value::{AttrValue, Attributes};
@@ -69,9 +69,9 @@ pub trait ObjectStore: Send + Sync {
     fn create(&self, class: &str, attrs: Attributes) -> Result<VmdbRef, StoreError>;
 
     /// Creates an object as [`ObjectStore::create`] does, but visible to
-    /// every reader at once, even when the caller is inside a unit of work
-    /// that buffers its writes (`RedbStore::begin_unit`): for objects
-    /// other workers must find (a VM or host seen for the first time).
+    /// every reader at once, even on a unit of work's view, which buffers
+    /// its other writes (`RedbStore::begin_unit`): for objects other
+    /// workers must find (a VM or host seen for the first time).
     fn create_now(&self, class: &str, attrs: Attributes) -> Result<VmdbRef, StoreError> {
         self.create(class, attrs)
     }
@@ -106,21 +106,21 @@ pub trait ObjectStore: Send + Sync {
         Ok(None)
     }
 
-    /// A point in the calling thread's unit of work to come back to with
-    /// [`ObjectStore::rollback_to`] (`RedbStore::savepoint`); `None` when
-    /// writes are not buffered (they cannot be taken back).
+    /// A point in this view's unit of work to come back to with
+    /// [`ObjectStore::rollback_to`] (`UnitStore`'s); `None` when writes
+    /// are not buffered (a store's own writes cannot be taken back).
     fn savepoint(&self) -> Option<Savepoint> {
         None
     }
 
-    /// Discards the writes made since `sp` (`RedbStore::rollback_to`).
+    /// Discards the writes made since `sp`.
     fn rollback_to(&self, _sp: Savepoint) {}
 
-    /// Keeps the writes made since `sp` (`RedbStore::release_savepoint`).
+    /// Keeps the writes made since `sp`.
     fn release_savepoint(&self, _sp: Savepoint) {}
 }
 
-/// A point in a unit of work's writes: see `RedbStore::savepoint`.
+/// A point in a unit of work's writes: see [`ObjectStore::savepoint`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Savepoint(usize);
 

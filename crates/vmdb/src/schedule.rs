@@ -138,6 +138,18 @@ pub trait Schedule: Send + Sync {
     /// How many items of `kind` are scheduled (claimed ones included).
     fn count_kind(&self, kind: &str) -> Result<u64, StoreError>;
 
+    /// How many items of `kind` are due at `now` and not claimed (a
+    /// claimed item's run-at is its lease's end). Changes nothing. The
+    /// default reads them all through [`Schedule::due`]; a backend counts
+    /// them in place.
+    fn count_kind_due(&self, kind: &str, now: SystemTime) -> Result<u64, StoreError> {
+        Ok(self
+            .due(now, usize::MAX)?
+            .iter()
+            .filter(|(_, item, _)| item.kind == kind)
+            .count() as u64)
+    }
+
     /// Removes a finished item; `false` when there was none.
     fn complete(&self, id: u64) -> Result<bool, StoreError>;
 

@@ -1,7 +1,7 @@
 //! What a server needs of its durable store beyond
 //! [`ObjectStore`], backend-neutral: the [`ServedStore`] trait (pages,
-//! committing and aborting the calling thread's unit of work, the scheduled
-//! work, the file's health, a backup) and [`BackupReport`]. The REST API
+//! units of work as [`ServedUnit`] handles, the scheduled work, the file's
+//! health, a backup) and [`BackupReport`]. The REST API
 //! (`automate-api`) holds its store as `Arc<dyn ServedStore>`, so it does
 //! not name the backend; the redb store implements it.
 
@@ -22,24 +22,28 @@ pub struct BackupReport {
     pub bytes: u64,
 }
 
+/// A server's open unit of work ([`ServedStore::begin_unit`]): an
+/// [`ObjectStore`] view whose writes it buffers, committed by
+/// [`ServedUnit::commit`]; dropping it discards them.
+pub trait ServedUnit: Send {
+    /// The unit's objects: reads see its writes (then the store's),
+    /// [`ObjectStore::create`] and [`ObjectStore::update`] are buffered in
+    /// it, and [`ObjectStore::savepoint`] answers `Some`. A clone must not
+    /// outlive the unit.
+    fn objects(&self) -> Arc<dyn ObjectStore>;
+
+    /// Commits the unit's writes in one durable transaction (all of it on
+    /// disk when this returns, or none of it).
+    fn commit(self: Box<Self>) -> Result<(), StoreError>;
+}
+
 /// A durable store as a server uses it: an [`ObjectStore`] (objects,
-/// [`ObjectStore::load`], and the savepoints of the calling thread's unit,
-/// [`ObjectStore::savepoint`]) with [`Pages`] and what follows. The
-/// unit-of-work calls act on the calling thread's unit (see
-/// [`UnitOfWork`](crate::UnitOfWork)); the engine's writes on that thread
-/// land in it.
+/// [`ObjectStore::load`]; its writes commit at once) with [`Pages`] and
+/// what follows. Writes to commit together go through a unit of work
+/// ([`ServedStore::begin_unit`]).
 pub trait ServedStore: ObjectStore + Pages + std::fmt::Debug {
-    /// Starts a unit of work on the calling thread (a unit already open is
-    /// kept).
-    fn begin_unit(&self);
-
-    /// Commits the calling thread's unit in one durable transaction (all of
-    /// it on disk when this returns, or none of it); the unit is closed
-    /// either way.
-    fn commit_unit(&self) -> Result<(), StoreError>;
-
-    /// Discards the calling thread's unit.
-    fn abort_unit(&self);
+    /// Opens a unit of work on the store.
+    fn begin_unit(self: Arc<Self>) -> Box<dyn ServedUnit>;
 
     /// The store's scheduled work (requests, retries, queued events).
     fn scheduled_work(&self) -> Arc<dyn Schedule>;

@@ -1,15 +1,16 @@
 //! The unit-of-work seam of the event pipeline's workers, backend-neutral:
-//! the [`UnitOfWork`] trait (begin, hand the unit over for a
-//! durable commit with the queue's acks, landed) and [`Committing`], the
-//! answer of a commit under way.
+//! the [`UnitOfWork`] trait, which opens a [`PipelineUnit`] (an explicit
+//! handle: an [`ObjectStore`] view whose writes it buffers, handed over
+//! for a durable commit with the queue's acks, then landed) and
+//! [`Committing`], the answer of a commit under way.
 //!
-//! The unit is still the calling thread's (the redb store buffers each
-//! thread's writes; the engine's `create`/`update` on that thread land in
-//! it): the trait names the steps a worker takes, so the pipeline does not
-//! name the backend, but it is not yet an explicit handle passed down.
+//! The unit is a value passed down, not thread-local state: whoever holds
+//! its view ([`PipelineUnit::objects`], which the worker makes its engine's
+//! store for as long as it is busy) writes into it; the store itself never
+//! buffers.
 
 use crate::health::StoreHealth;
-use crate::{StoreError, WorkItem};
+use crate::{ObjectStore, StoreError, WorkItem};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -30,7 +31,7 @@ pub struct HandOver {
     pub acks: Vec<u64>,
 }
 
-/// A unit handed over for its commit ([`UnitOfWork::hand_over`]), not yet
+/// A unit handed over for its commit ([`PipelineUnit::hand_over`]), not yet
 /// known to be on disk.
 #[derive(Debug)]
 pub struct Committing {
@@ -62,28 +63,40 @@ impl Committing {
     }
 }
 
-/// A worker's units of work on a store, committed durably by its writer.
-/// The pipeline calls it once per batch (begin, hand over, landed); the
-/// writes between are the engine's and the handler's own `ObjectStore`
-/// calls on the same thread, each event behind a savepoint of that store
-/// ([`ObjectStore::savepoint`](crate::ObjectStore::savepoint)).
-pub trait UnitOfWork: Send + Sync {
-    /// Starts a unit of work on the calling thread: its writes are buffered
-    /// until handed over; its reads see them. A unit already open is kept.
-    fn begin_unit(&self);
+/// A worker's open unit of work ([`UnitOfWork::begin_unit`]): an
+/// [`ObjectStore`] view whose writes are buffered in it
+/// ([`PipelineUnit::objects`]), handed to the store's writer batch after
+/// batch ([`PipelineUnit::hand_over`]). Dropping it discards what it holds
+/// (its writes not handed over, and what its reads kept of hand-overs not
+/// yet landed).
+pub trait PipelineUnit: Send {
+    /// The unit's objects: reads see its writes (then the store's),
+    /// [`ObjectStore::create`] and [`ObjectStore::update`] are buffered in
+    /// it, each item behind a savepoint ([`ObjectStore::savepoint`]
+    /// answers `Some` here). [`ObjectStore::create_now`] is not buffered.
+    /// A clone must not outlive the unit.
+    fn objects(&self) -> Arc<dyn ObjectStore>;
 
     /// Hands the unit's writes, with `with`, to the writer for one durable
     /// transaction and returns at once; the unit stays open, and its reads
-    /// keep seeing what was handed over until [`UnitOfWork::landed`].
-    /// Hand-overs of one thread are committed in order.
+    /// keep seeing what was handed over until [`PipelineUnit::landed`].
+    /// Hand-overs of one unit are committed in order.
     fn hand_over(&self, with: HandOver) -> Committing;
 
-    /// The oldest hand-over of the calling thread is on disk.
+    /// The oldest hand-over of this unit is on disk.
     fn landed(&self);
+}
 
-    /// Discards the calling thread's unit (and what its reads kept of
-    /// hand-overs not yet landed).
-    fn abort_unit(&self);
+/// A worker's units of work on a store, committed durably by its writer.
+/// A worker opens one ([`UnitOfWork::begin_unit`]) when work arrives and
+/// keeps it while it is busy: once per batch it hands the unit over, with
+/// the batch's acks, and is told when that landed; the writes between are
+/// the engine's and the handler's own, through [`PipelineUnit::objects`],
+/// each event behind a savepoint of that view.
+pub trait UnitOfWork: Send + Sync {
+    /// Opens a unit of work: its writes are buffered until handed over; its
+    /// reads see them.
+    fn begin_unit(&self) -> Box<dyn PipelineUnit>;
 
     /// The health of the store's file (a full disk, a failed store).
     fn health(&self) -> Arc<StoreHealth>;

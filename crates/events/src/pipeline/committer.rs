@@ -11,7 +11,7 @@ use super::stats::{bump, Counters};
 use automate_vmdb::health::StoreHealth;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 
 /// The backlog (events enqueued and not yet acked) from which the
@@ -85,6 +85,11 @@ pub(super) async fn commit_loop(
             }
         }
         bump(&counters.received, batch.len() as u64);
+        for c in &batch {
+            counters
+                .metrics
+                .event_caught(&c.provider.name, &c.event.event_type);
+        }
         let mut items: Vec<(Arc<Provider>, ProviderEvent, u64)> = Vec::with_capacity(batch.len());
         let mut acks = Vec::with_capacity(batch.len());
         for mut c in batch {
@@ -109,12 +114,14 @@ pub(super) async fn commit_loop(
             0
         };
         let q = queue.clone();
+        let started = Instant::now();
         let result = tokio::task::spawn_blocking(move || q.enqueue_owned(items))
             .await
             .map_err(|e| e.to_string())
             .and_then(|r| r.map_err(|e| e.to_string()));
         match result {
             Ok(_) => {
+                counters.metrics.queue_commit(started.elapsed());
                 bump(&counters.enqueued, n);
                 if over > 0 {
                     if parked_since.is_none() {

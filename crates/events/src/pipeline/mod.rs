@@ -26,14 +26,20 @@
 //!   for the same provider and host (or VM, when the event names no host):
 //!   events of one VM are handled in order, and a VM or host seen for the
 //!   first time is created by one worker only. A worker runs
-//!   [`Handler::handle`] for each event of its batch inside one *unit of
-//!   work* ([`UnitOfWork::begin_unit`]): the objects the batch creates and
+//!   [`Handler::handle_in`] for each event of its batch inside one *unit
+//!   of work* ([`UnitOfWork::begin_unit`], an explicit handle, not
+//!   thread-local state): it opens the unit when work arrives, makes the
+//!   handler's engine over the unit's objects once for as long as it is
+//!   busy ([`PipelineUnit::objects`](automate_vmdb::PipelineUnit::objects)),
+//!   and hands the engine down; the objects the batch creates and
 //!   updates are buffered in memory, and written together with the queue's
 //!   ack of the whole batch in one durable transaction. The worker hands
 //!   that transaction to the writer and goes on with its next batch while
-//!   it commits ([`UnitOfWork::hand_over`]: its reads still see the handed
-//!   writes); the next batch is handed over only once the last one is on
-//!   disk, and is given back with it should that commit fail.
+//!   it commits ([`PipelineUnit::hand_over`](automate_vmdb::PipelineUnit::hand_over):
+//!   the unit's reads still see the handed writes); the next batch is
+//!   handed over only once the last one is on disk, and is given back with
+//!   it should that commit fail (the unit, and the engine over it, are
+//!   dropped). Idle with nothing in flight, the worker drops its unit.
 //! * The **writer** (the redb store's `GroupCommit`, a thread behind the
 //!   [`UnitOfWork`] and the queue) makes those transactions:
 //!   redb has one writer, and each commit pays a fixed price, so the
@@ -93,6 +99,7 @@ use super::catchers::http::HttpState;
 use super::catchers::{CatcherError, CatcherStats, Catchers, Caught};
 use super::config::{Config, QueueConfig};
 use super::handler::FirstSight;
+use super::metrics::Metrics;
 use super::queue::EventQueue;
 use super::{EvmLog, Handler, HandlerError};
 use automate_engine::Engine;
@@ -127,8 +134,9 @@ pub const HANDOFF: usize = 4096;
 pub struct PipelineStore {
     /// The workers' units of work and the writer that commits them (with
     /// the queue's acks); also the store's health. Over the engine's own
-    /// object store: the handlers' writes on a worker's thread are what
-    /// its unit buffers.
+    /// object store: a worker runs its handler with the engine over its
+    /// unit's view ([`PipelineUnit::objects`](automate_vmdb::PipelineUnit::objects)),
+    /// so what the handler and Automate write is what the unit buffers.
     pub units: Arc<dyn UnitOfWork>,
     /// The durable event queue (its enqueues go through the same writer).
     pub queue: Arc<dyn EventQueue>,
@@ -192,6 +200,7 @@ pub struct Prepared {
     stop_catchers: CancellationToken,
     queue_config: QueueConfig,
     stats_interval: Duration,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -220,6 +229,23 @@ impl Prepared {
         Some(state)
     }
 
+    /// Counts into `metrics` (`GET /metrics`, made by the composition
+    /// root and shared with the REST API): events by provider and type,
+    /// the batch commits' and the instantiations' latency; its queue depth
+    /// and retry gauges read this pipeline's queue and schedule. Without
+    /// it the pipeline counts into a registry of its own nobody reads.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Prepared {
+        metrics.watch_queue(self.queue.clone());
+        metrics.watch_schedule(self.schedule.clone());
+        let with = |h: Handler| h.with_metrics(metrics.clone());
+        self.handlers = std::mem::take(&mut self.handlers)
+            .into_iter()
+            .map(with)
+            .collect();
+        self.metrics = metrics;
+        self
+    }
+
     /// Cancelled when [`Pipeline::shutdown`] begins: the server beside the
     /// pipeline stops accepting with the catchers.
     pub fn stop_signal(&self) -> CancellationToken {
@@ -246,8 +272,12 @@ impl Prepared {
             stop_catchers,
             queue_config,
             stats_interval,
+            metrics,
         } = self;
-        let counters = Arc::new(Counters::default());
+        let counters = Arc::new(Counters {
+            metrics,
+            ..Counters::default()
+        });
         let wake = Arc::new(Wake::default());
         let drain = Arc::new(AtomicBool::new(false));
         let stop_retries = Arc::new(AtomicBool::new(false));
@@ -426,12 +456,19 @@ impl Pipeline {
             stop_catchers: CancellationToken::new(),
             queue_config: config.queue.clone(),
             stats_interval: Duration::from_secs(config.log.stats_interval_secs),
+            metrics: Metrics::default(),
         })
     }
 
     /// The run's counts so far (catchers, queue, handlers).
     pub fn stats(&self) -> PipelineStats {
         snapshot(&self.counters, &*self.queue, &self.catcher_stats)
+    }
+
+    /// The metrics the pipeline counts into ([`Prepared::with_metrics`]):
+    /// what a reload reports to ([`Metrics::reload`]).
+    pub fn metrics(&self) -> Metrics {
+        self.counters.metrics.clone()
     }
 
     /// Whether the catchers have ended (their input is exhausted), every

@@ -4,6 +4,7 @@
 
 use super::super::catchers::CatcherStats;
 use super::super::queue::EventQueue;
+use crate::metrics::Metrics;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -176,6 +177,9 @@ pub(super) struct Counters {
     pub(super) failed: AtomicU64,
     pub(super) dead_lettered: AtomicU64,
     pub(super) retries: AtomicU64,
+    /// What `GET /metrics` serves (by provider and event type, latency
+    /// histograms): given by [`Prepared::with_metrics`](super::Prepared::with_metrics).
+    pub(super) metrics: Metrics,
 }
 
 /// Adds `n` to a counter.

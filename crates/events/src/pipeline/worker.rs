@@ -8,9 +8,10 @@ use super::super::Handler;
 use super::dispatcher::Wake;
 use super::stats::{bump, Counters};
 use automate_engine::deliver::PendingRetry;
+use automate_engine::Engine;
 use automate_vmdb::event_queue::EventQueue;
-use automate_vmdb::{Committing, HandOver, UnitOfWork};
-use std::time::Duration;
+use automate_vmdb::{Committing, HandOver, ObjectStore, PipelineUnit, UnitOfWork};
+use std::time::{Duration, SystemTime};
 
 /// How many times an event whose handling fails (the handler's error or
 /// panic) is tried before it is dead-lettered.
@@ -22,18 +23,22 @@ const COMMIT_BACKOFF: Duration = Duration::from_millis(500);
 /// A worker: handles each batch it is given in a unit of work and hands
 /// the unit (with the ack of the batch) to the writer, then goes on with
 /// the next batch while that commit runs; its reads see the handed-over
-/// writes meanwhile ([`UnitOfWork::hand_over`]). One commit at most is in
+/// writes meanwhile ([`PipelineUnit::hand_over`]). One commit at most is in
 /// flight: a batch is handed over only once the one before is on disk, and
-/// if that one failed, the batch built on it is given back too.
+/// if that one failed, the batch built on it is given back too. The unit
+/// (and the handler's engine over it) is opened when a batch arrives and
+/// none is open, and kept while the worker is busy: dropped when nothing
+/// waits once the last commit landed, or when a commit failed.
 pub(super) fn work_loop(
     handler: &Handler,
-    store: &dyn UnitOfWork,
+    units: &dyn UnitOfWork,
     queue: &dyn EventQueue,
     counters: &Counters,
     wake: &Wake,
     rx: &std::sync::mpsc::Receiver<Vec<ClaimedEvent>>,
 ) {
     let mut in_flight: Option<InFlight> = None;
+    let mut open: Option<OpenUnit> = None;
     loop {
         let next = if in_flight.is_some() {
             // Empty or closed: the commit in flight is seen through first.
@@ -47,20 +52,23 @@ pub(super) fn work_loop(
         let Some(batch) = next else {
             // Nothing waiting: see the commit through, close the unit.
             if let Some(f) = in_flight.take() {
-                land(store, queue, counters, f);
-                store.abort_unit();
+                if let Some(o) = &open {
+                    land(&*o.unit, queue, counters, f);
+                }
+                open = None;
                 wake.notify();
             }
             continue;
         };
-        store.begin_unit();
-        let handled = handle_batch(handler, counters, batch);
+        let unit = open.get_or_insert_with(|| OpenUnit::new(handler, units));
+        let handled = handle_batch(handler, &unit.engine, counters, batch);
         if let Some(f) = in_flight.take() {
-            let ok = land(store, queue, counters, f);
+            let ok = land(&*unit.unit, queue, counters, f);
             wake.notify();
             if !ok {
-                // This batch saw the failed one's writes (its unit is gone
-                // with them): give it back too.
+                // This batch saw the failed one's writes: its unit goes
+                // with them, and the batch is given back too.
+                open = None;
                 bump(&counters.errors, handled.ids.len() as u64);
                 queue.release(&handled.ids);
                 queue.release(&handled.failed);
@@ -73,27 +81,45 @@ pub(super) fn work_loop(
             retries,
             failed,
         } = handled;
-        let committing = store.hand_over(HandOver {
+        let handed = SystemTime::now();
+        let committing = unit.unit.hand_over(HandOver {
             schedule: retries.into_iter().map(|r| (r.item, r.run_at)).collect(),
             acks: ids.clone(),
         });
         in_flight = Some(InFlight {
             committing,
+            handed,
             ids,
             caught,
             failed,
         });
     }
-    if let Some(f) = in_flight.take() {
-        land(store, queue, counters, f);
+    if let (Some(f), Some(o)) = (in_flight.take(), &open) {
+        land(&*o.unit, queue, counters, f);
         wake.notify();
     }
-    store.abort_unit();
+}
+
+/// A worker's open unit of work and the handler's engine over its objects
+/// (made once per busy spell: a few `Arc` clones).
+struct OpenUnit {
+    unit: Box<dyn PipelineUnit>,
+    engine: Engine,
+}
+
+impl OpenUnit {
+    fn new(handler: &Handler, units: &dyn UnitOfWork) -> OpenUnit {
+        let unit = units.begin_unit();
+        let engine = handler.engine().clone().with_store(unit.objects());
+        OpenUnit { unit, engine }
+    }
 }
 
 /// A batch handed to the writer and not yet known to be on disk.
 struct InFlight {
     committing: Committing,
+    /// When it was handed to the writer.
+    handed: SystemTime,
     ids: Vec<u64>,
     caught: Vec<u64>,
     /// Events of the batch whose handling failed: not acked, given back to
@@ -112,9 +138,10 @@ struct HandledBatch {
     failed: Vec<u64>,
 }
 
-/// Runs the handler for each event of a batch (inside the worker's unit of
-/// work). Each event is one item of the unit (a savepoint of the engine's
-/// store, the store the unit buffers: [`ObjectStore::savepoint`]):
+/// Runs the handler for each event of a batch with `engine`, the handler's
+/// engine over the worker's unit of work. Each event is one item of the
+/// unit (a savepoint of the engine's store, the unit's view:
+/// [`ObjectStore::savepoint`](automate_vmdb::ObjectStore::savepoint)):
 /// when its handling fails (the handler's error, or a panic) whatever it
 /// wrote is discarded and its neighbours' writes stay. A failed event is
 /// not acked but given back to the queue, to be tried again, up to
@@ -122,8 +149,13 @@ struct HandledBatch {
 /// stored as a `DeadLetterEvent` row with the error, in the same commit. An
 /// Automate error is not a failed event: the event is stored and acked, and
 /// only what Automate wrote is discarded (see `Handler::handle`).
-fn handle_batch(handler: &Handler, counters: &Counters, batch: Vec<ClaimedEvent>) -> HandledBatch {
-    let store = handler.engine().store();
+fn handle_batch(
+    handler: &Handler,
+    engine: &Engine,
+    counters: &Counters,
+    batch: Vec<ClaimedEvent>,
+) -> HandledBatch {
+    let store = engine.store();
     let mut out = HandledBatch {
         ids: Vec::with_capacity(batch.len()),
         caught: Vec::with_capacity(batch.len()),
@@ -136,11 +168,14 @@ fn handle_batch(handler: &Handler, counters: &Counters, batch: Vec<ClaimedEvent>
         }
         let sp = store.savepoint();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            handler.handle(&ev.provider, &ev.event)
+            handler.handle_in(engine, &ev.provider, &ev.event)
         }));
         let failure = match result {
             Ok(Ok(outcome)) => {
                 bump(&counters.handled, 1);
+                counters
+                    .metrics
+                    .event_handled(&ev.provider.name, &ev.event.event_type);
                 if outcome.duplicate {
                     bump(&counters.duplicates, 1);
                 }
@@ -171,6 +206,9 @@ fn handle_batch(handler: &Handler, counters: &Counters, batch: Vec<ClaimedEvent>
             store.rollback_to(sp);
         }
         bump(&counters.errors, 1);
+        counters
+            .metrics
+            .event_failed(&ev.provider.name, &ev.event.event_type);
         if ev.attempts < MAX_EVENT_ATTEMPTS {
             bump(&counters.failed, 1);
             tracing::error!(target: "evm", "MIQ(EmsEventHandler-handle_event) event [{}] of EMS [{}] (queue id {}) {failure}; its writes were discarded, it will be tried again (attempt {} of {MAX_EVENT_ATTEMPTS})", ev.event.event_type, ev.provider.name, ev.id, ev.attempts);
@@ -179,7 +217,7 @@ fn handle_batch(handler: &Handler, counters: &Counters, batch: Vec<ClaimedEvent>
         }
         bump(&counters.dead_lettered, 1);
         tracing::error!(target: "evm", "MIQ(EmsEventHandler-handle_event) event [{}] of EMS [{}] (queue id {}) {failure}; its writes were discarded, dead-lettered after {} attempts (stored as a DeadLetterEvent)", ev.event.event_type, ev.provider.name, ev.id, ev.attempts);
-        if let Err(e) = store_dead_letter(handler, &ev, &failure) {
+        if let Err(e) = store_dead_letter(store.as_ref(), &ev, &failure) {
             tracing::error!(target: "evm", "MIQ(EmsEventHandler-handle_event) event [{}] of EMS [{}] (queue id {}): the dead letter could not be stored ({e}): the event is dropped", ev.event.event_type, ev.provider.name, ev.id);
         }
         out.ids.push(ev.id);
@@ -189,10 +227,10 @@ fn handle_batch(handler: &Handler, counters: &Counters, batch: Vec<ClaimedEvent>
 }
 
 /// A dead-lettered event as an event-stream row (`DeadLetterEvent`), in
-/// the worker's unit (written through the handler's engine's store, on
-/// this thread): the event as caught and the last error.
+/// the worker's unit (`store`, the unit's view: committed with the ack):
+/// the event as caught and the last error.
 fn store_dead_letter(
-    handler: &Handler,
+    store: &dyn ObjectStore,
     ev: &ClaimedEvent,
     failure: &str,
 ) -> Result<(), automate_vmdb::StoreError> {
@@ -217,24 +255,23 @@ fn store_dead_letter(
     );
     attrs.insert("error".into(), s(failure));
     attrs.insert("attempts".into(), AttrValue::Int(i64::from(ev.attempts)));
+    // ISO 8601 UTC in whole seconds, as every other row's `created_on`
+    // (requests, tasks) and as the API shows times.
     attrs.insert(
         "created_on".into(),
-        AttrValue::Str(automate_core::time::now_utc_text()),
+        AttrValue::Str(automate_core::time::iso8601_secs_now()),
     );
-    handler
-        .engine()
-        .store()
-        .create("DeadLetterEvent", attrs)
-        .map(|_| ())
+    store.create("DeadLetterEvent", attrs).map(|_| ())
 }
 
-/// Waits for a batch's commit: on success counts its events acked and
-/// records their latency; on failure gives them back to the queue and
-/// drops the worker's unit (whatever was built on the batch). Whether it
-/// was stored.
-fn land(store: &dyn UnitOfWork, queue: &dyn EventQueue, counters: &Counters, f: InFlight) -> bool {
+/// Waits for a batch's commit: on success tells `unit` it landed, counts
+/// its events acked and records their latency; on failure gives them back
+/// to the queue (the caller drops the unit, and whatever was built on the
+/// batch). Whether it was stored.
+fn land(unit: &dyn PipelineUnit, queue: &dyn EventQueue, counters: &Counters, f: InFlight) -> bool {
     let InFlight {
         committing,
+        handed,
         ids,
         caught,
         failed,
@@ -244,7 +281,10 @@ fn land(store: &dyn UnitOfWork, queue: &dyn EventQueue, counters: &Counters, f: 
     let (result, at) = committing.wait_timed();
     match result {
         Ok(_) => {
-            store.landed();
+            counters
+                .metrics
+                .batch_commit(at.duration_since(handed).unwrap_or_default());
+            unit.landed();
             queue.acked(ids.len());
             // The failed events go back to the queue only now: their
             // neighbours' writes, which they may read, are on disk.
@@ -270,7 +310,6 @@ fn land(store: &dyn UnitOfWork, queue: &dyn EventQueue, counters: &Counters, f: 
             // Nothing of the batch was stored: its events are claimed
             // again, those handed over in memory at once, those leased in
             // the file when their lease runs out (or at the next start).
-            store.abort_unit();
             bump(&counters.errors, ids.len() as u64);
             tracing::error!(target: "evm", "MIQ(EventQueue) commit of a batch of {} events failed (they will be delivered again): {e}", ids.len());
             queue.release(&ids);
@@ -285,9 +324,8 @@ fn land(store: &dyn UnitOfWork, queue: &dyn EventQueue, counters: &Counters, f: 
 mod tests {
     use super::*;
     use crate::{EvmLog, Provider, ProviderEvent};
-    use automate_engine::{AttrValue, Attributes, Engine, EngineError, ObjectId, Runtime};
+    use automate_engine::{AttrValue, Attributes, EngineError, ObjectId, Runtime};
     use automate_redb::RedbStore;
-    use automate_vmdb::ObjectStore;
     use std::sync::atomic::Ordering;
     use std::sync::Arc;
 
@@ -368,15 +406,26 @@ mod tests {
         let counters = Counters::default();
         let (group, writer) = automate_redb::GroupCommit::start(store.clone()).unwrap();
         let units = automate_redb::GroupUnits::new(store.clone(), group, writer);
-        units.begin_unit();
-        let handled = handle_batch(&handler, &counters, batch);
-        store.commit_unit(|_| Ok(())).unwrap();
+        let unit = units.begin_unit();
+        let engine = handler.engine().clone().with_store(unit.objects());
+        let handled = handle_batch(&handler, &engine, &counters, batch);
+        unit.hand_over(HandOver::default()).wait().unwrap();
+        unit.landed();
+        drop((unit, engine));
         units.close();
 
         assert_eq!(handled.failed, [2], "the panicking event is tried again");
         assert_eq!(handled.ids, [1, 3, 4, 5], "acked (5: dead-lettered)");
         assert_eq!(counters.failed.load(Ordering::Relaxed), 1);
         assert_eq!(counters.dead_lettered.load(Ordering::Relaxed), 1);
+        // `GET /metrics`: both panics are failed handlings (one tried
+        // again, one dead-lettered); the Automate error is a handled event.
+        let scrape = counters.metrics.encode().unwrap();
+        let labels = "{provider=\"rhevm01\",type=\"VM_DOWN\"}";
+        for (name, n) in [("failed", 2), ("handled", 3)] {
+            let line = format!("automate_events_{name}_total{labels} {n}\n");
+            assert!(scrape.contains(&line), "{line} in {scrape}");
+        }
         let vm = |name: &str| {
             store
                 .find_by("VmOrTemplate", "name", &AttrValue::from(name))

@@ -1,0 +1,65 @@
+//! `POST /api/automate_domains` with `{"action": "reload"}`: the datastore,
+//! its Rhai methods and the control policies reloaded on demand through the
+//! service's [`automate_datastore::Reload`] (all-or-nothing; a failure
+//! keeps the running index), answered with the
+//! [`automate_datastore::ReloadReport`] (200 either way: `ok` says which);
+//! and the `datastore` part of `/api/health`.
+
+use super::{blocking, json_object, ok, opt_str, ApiError, ApiResult, ApiState};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+
+/// `POST /api/automate_domains`: the `reload` action.
+pub(super) async fn action(
+    State(state): State<ApiState>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let obj = json_object(body, &state)?;
+    match opt_str(&obj, "action", "action")? {
+        Some("reload") => {}
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "action: [{other}] is not supported (reload)"
+            )))
+        }
+        None => return Err(ApiError::bad_request("action: missing (reload)")),
+    }
+    if let Some(key) = obj.keys().find(|k| k.as_str() != "action") {
+        return Err(ApiError::bad_request(format!(
+            "{key}: unknown field (the reload action takes only action)"
+        )));
+    }
+    let Some(reloader) = state.reloader.clone() else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "this service does not reload its datastore",
+        ));
+    };
+    let report = blocking(move || Ok(reloader.reload())).await?;
+    ok(serde_json::to_value(&report).map_err(ApiError::internal)?)
+}
+
+/// `/api/health`'s `datastore`: `{"reload": "ok" | "failed", "at": ...,
+/// "changed_domains": [...]}` after a reload, with the `problems` (file,
+/// line, message) while the last one failed; `None` before any reload.
+pub(super) fn health(state: &ApiState) -> Option<Value> {
+    let report = state.reloader.as_ref()?.last()?;
+    let problems = serde_json::to_value(&report.problems).unwrap_or(Value::Null);
+    Some(if report.ok {
+        json!({
+            "reload": "ok",
+            "at": report.at,
+            "changed_domains": report.changed_domains,
+        })
+    } else {
+        json!({
+            "reload": "failed",
+            "at": report.at,
+            "problems": problems,
+        })
+    })
+}
