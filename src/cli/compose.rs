@@ -154,8 +154,20 @@ pub async fn start(
     // schedule.
     let metrics = Metrics::new();
     {
+        // The reloader outlives the run (its observers are never dropped):
+        // it holds only a sender, so the metrics (and through their gauges
+        // the store) are released when the runtime stops, and the store's
+        // file is closed cleanly.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        reloader.observe(move |report| {
+            let _ = tx.send(report.ok);
+        });
         let metrics = metrics.clone();
-        reloader.observe(move |report| metrics.reload(report.ok));
+        tokio::spawn(async move {
+            while let Some(ok) = rx.recv().await {
+                metrics.reload(ok);
+            }
+        });
     }
     let mut pipeline =
         Pipeline::prepare(config, engine.clone(), backend)?.with_metrics(metrics.clone());

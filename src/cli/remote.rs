@@ -632,6 +632,15 @@ impl Remote {
         Ok(bytes)
     }
 
+    /// `automate datastore reload`: the service reloads its datastore
+    /// (`POST /api/automate_domains` `{"action": "reload"}`) and answers
+    /// its report.
+    pub fn reload(&self) -> anyhow::Result<automate_datastore::ReloadReport> {
+        let answer = self.post("/api/automate_domains", &json!({ "action": "reload" }))?;
+        serde_json::from_value(answer)
+            .context("the service's reload report does not have the expected shape")
+    }
+
     /// `automate event send`: `event_id`, `duplicate`, the evm.log `lines`
     /// and `error`.
     pub fn send_event(

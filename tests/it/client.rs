@@ -274,6 +274,12 @@ fn every_command_works_while_run_holds_the_store_with_the_same_output() {
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--token"));
 
+    // `datastore reload` has the service reload its own datastore.
+    let reloaded = running.run(&["datastore", "reload", "--json"]);
+    assert_eq!(reloaded.0, Some(0), "{}", reloaded.1);
+    let report: serde_json::Value = serde_json::from_str(&reloaded.1).unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+
     // `db backup` asks the advertised service for the copy (no flags).
     let backup = running.run(&["db", "backup", "backup.redb"]);
     assert_eq!(backup.0, Some(0), "{}", backup.1);
