@@ -9,7 +9,7 @@
 
 use super::compose::open_store;
 use super::Global;
-use anyhow::{bail, Context};
+use anyhow::Context;
 use automate_api::{router, serve_with, ApiState};
 use automate_datastore::Datastore;
 use automate_engine::deliver::{run_due, DEFAULT_MAX_DELIVERIES};
@@ -38,8 +38,10 @@ pub struct ApiArgs {
 }
 
 /// Serves the API on `--db` and `--datastore` until SIGTERM or SIGINT,
-/// printing `automate api: listening on http://ADDR/api` once bound. Fails
-/// without a token (`api.token` or `AUTOMATE_API_TOKEN`), on a bad
+/// printing `automate api: listening on http://ADDR/api` once bound and
+/// advertising the address beside the store (`<db>.server`, with the
+/// token: `api.token`, `AUTOMATE_API_TOKEN`, else one made for the
+/// session). Fails on a bad
 /// `--config`, or when the store cannot be opened or the address bound.
 pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
     let (mut api, budget) = match &args.config {
@@ -54,8 +56,9 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
             api.token = token;
         }
     }
+    // Without one, a token for this session, advertised beside the store.
     if api.token.is_empty() {
-        bail!("the API needs a token: set AUTOMATE_API_TOKEN or api.token in --config");
+        api.token = super::remote::session_token()?;
     }
     let listen = args.listen.clone().unwrap_or_else(|| api.listen.clone());
     // As `automate run` opens it: every API call that writes commits its
@@ -131,6 +134,14 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
         // Said once the datastore is watched: a change made after this
         // line is reloaded.
         println!("automate api: listening on http://{addr}/api");
+        // Without it the API still serves: the commands need --server.
+        let advertisement = super::remote::Advertisement::write(
+            &global.db,
+            &super::compose::served_url(addr),
+            &api.token,
+        )
+        .map_err(|e| eprintln!("warning: not advertised: {e:#}"))
+        .ok();
         let shutdown = CancellationToken::new();
         let limits = api.limits.clone();
         let stop = shutdown.clone();
@@ -155,7 +166,9 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
             }
         }
         shutdown.cancel();
-        server.await.context("the API server panicked")??;
+        let served = server.await.context("the API server panicked");
+        drop(advertisement);
+        served??;
         anyhow::Ok(())
     });
     stop.store(true, Ordering::Relaxed);

@@ -93,11 +93,28 @@ pub fn checked_engine(
     Ok((engine, reloader))
 }
 
+/// The URL a client on this host reaches `addr` at (an unspecified
+/// address, `0.0.0.0`, through the loopback).
+pub fn served_url(addr: std::net::SocketAddr) -> String {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+        }
+        ip => ip,
+    };
+    format!("http://{}", std::net::SocketAddr::new(ip, addr.port()))
+}
+
 /// Opens the store at `db_path` and the datastore at `datastore_root`
 /// (refused as [`checked_engine`] says), prepares the pipeline of `config`
 /// (the leases of a previous process released), serves the REST API on
-/// `api.listen` when an http catcher or `api.token` asks for it, and
-/// starts the catchers, the committer, the dispatcher with
+/// `api.listen` (a free port when that is taken and neither an http
+/// catcher nor `api.token` asked for it; a session token without
+/// `api.token`), advertises it beside the store (`<db>.server`, removed
+/// when the API stops), and starts the catchers, the committer, the dispatcher with
 /// `config.workers` workers and the retry runner. Call it inside a Tokio
 /// runtime; [`Pipeline::shutdown`] stops the API with the catchers.
 pub async fn start(
@@ -137,34 +154,59 @@ pub async fn start(
     // schedule.
     let metrics = Metrics::new();
     {
+        // Only the counter: the reloader outlives the run (the watcher
+        // holds it), and must not keep the metrics' sources (the queue, the
+        // schedule, and through them the store) alive past it.
         let reloads = metrics.reloads();
         reloader.observe(move |report| reloads.count(report.ok));
     }
     let mut pipeline =
         Pipeline::prepare(config, engine.clone(), backend)?.with_metrics(metrics.clone());
     // The REST API (the http catcher's `POST /api/events` merged in) on
-    // api.listen, when an http catcher or api.token asks.
+    // api.listen, always: the front door of the commands run while this
+    // process holds the store. Without an http catcher or api.token
+    // asking for it, an address in use is no reason to fail: it listens on
+    // a free port instead. Without a token it makes one for the session;
+    // the address and the token are advertised beside the store.
     let events = pipeline.take_http_catcher();
-    let mut listening = None;
-    let server = if events.is_some() || !config.api.token.is_empty() {
-        let listener = tokio::net::TcpListener::bind(&config.api.listen)
-            .await
-            .with_context(|| format!("listening on {}", config.api.listen))?;
-        listening = listener.local_addr().ok();
-        let api = automate_api::ApiState::new(&*config.api.token, engine, store)?
-            .with_queue(pipeline.queue())
-            .with_config(&config.api)?
-            .with_reloader(reloader.clone())
-            .with_metrics(metrics);
-        let router = automate_api::router(api, events);
-        let limits = config.api.limits.clone();
-        let stop = pipeline.stop_signal();
-        Some(tokio::spawn(async move {
-            automate_api::serve_with(listener, router, &limits, stop).await
-        }))
-    } else {
-        None
+    let asked = events.is_some() || !config.api.token.is_empty();
+    let listener = match tokio::net::TcpListener::bind(&config.api.listen).await {
+        Ok(l) => l,
+        Err(e) if !asked => {
+            tracing::warn!(target: "evm", "MIQ(automate run) cannot listen on {} (api.listen): {e}; the API listens on a free port of 127.0.0.1 instead", config.api.listen);
+            tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .context("listening on 127.0.0.1:0")?
+        }
+        Err(e) => return Err(e).with_context(|| format!("listening on {}", config.api.listen)),
     };
+    let token = if config.api.token.is_empty() {
+        super::remote::session_token()?
+    } else {
+        config.api.token.to_string()
+    };
+    let addr = listener.local_addr()?;
+    let listening = Some(addr);
+    let url = served_url(addr);
+    tracing::info!(target: "evm", "MIQ(automate run) API listening on {url}/api");
+    // Without it the service still runs: the commands need --server.
+    let advertisement = super::remote::Advertisement::write(db_path, &url, &token)
+        .map_err(|e| tracing::warn!(target: "evm", "MIQ(automate run) not advertised: {e:#}"))
+        .ok();
+    let api = automate_api::ApiState::new(token, engine, store)?
+        .with_queue(pipeline.queue())
+        .with_config(&config.api)?
+        .with_reloader(reloader.clone())
+        .with_metrics(metrics);
+    let router = automate_api::router(api, events);
+    let limits = config.api.limits.clone();
+    let stop = pipeline.stop_signal();
+    let server = Some(tokio::spawn(async move {
+        let served = automate_api::serve_with(listener, router, &limits, stop).await;
+        // Removed once the API no longer answers.
+        drop(advertisement);
+        served
+    }));
     Ok(Started {
         pipeline: pipeline.start(server)?,
         reloader,

@@ -113,6 +113,72 @@ pub struct ImportArgs {
     pub json: bool,
 }
 
+/// `automate import` through a running service: the source (a zip as it
+/// is, a directory zipped) uploaded, imported into the service's
+/// datastore and reloaded there; prints what the local import prints.
+fn import_through_api(
+    remote: &super::remote::Remote,
+    source: &Path,
+    opts: &ImportOptions,
+) -> anyhow::Result<ExitCode> {
+    let meta = std::fs::metadata(source)
+        .with_context(|| format!("the import source `{}` does not exist", source.display()))?;
+    let zip = if meta.is_dir() {
+        super::remote::zip_dir(source)?
+    } else {
+        std::fs::read(source).with_context(|| format!("reading {}", source.display()))?
+    };
+    let mut q: Vec<(&str, String)> = Vec::new();
+    if let Some(d) = &opts.rename {
+        q.push(("domain", d.clone()));
+    }
+    if let Some(f) = &opts.domain_filter {
+        q.push(("from", f.clone()));
+    }
+    if let Some(p) = opts.priority {
+        q.push(("priority", p.to_string()));
+    }
+    if opts.overwrite {
+        q.push(("overwrite", "true".into()));
+    }
+    if let Some(e) = opts.enabled {
+        q.push(("enabled", e.to_string()));
+    }
+    let s = remote.import(zip, &q)?;
+    for w in s["warnings"].as_array().into_iter().flatten() {
+        eprintln!("warning: {}", w.as_str().unwrap_or_default());
+    }
+    let text = |k: &str| match &s[k] {
+        serde_json::Value::String(v) => v.clone(),
+        other => other.to_string(),
+    };
+    let count = |k: &str| s["counts"][k].as_u64().unwrap_or(0);
+    println!(
+        "{} domain {} (priority {}, {}, source {}) into {}: {} namespaces, {} classes, {} \
+         instances, {} methods ({} files)",
+        if s["replaced"].as_bool() == Some(true) {
+            "Replaced"
+        } else {
+            "Imported"
+        },
+        text("domain"),
+        text("priority"),
+        if s["enabled"].as_bool() == Some(true) {
+            "enabled"
+        } else {
+            "disabled"
+        },
+        text("source"),
+        text("path"),
+        count("namespaces"),
+        count("classes"),
+        count("instances"),
+        count("methods"),
+        text("files")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `automate export`'s domain, destination and options.
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
@@ -171,6 +237,9 @@ pub fn import(global: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> {
         render_preview(&mut std::io::stdout().lock(), &p, args.json)?;
         return Ok(ExitCode::SUCCESS);
     }
+    if let Some(remote) = super::remote::find(global)? {
+        return import_through_api(&remote, &args.source, &opts);
+    }
     let s = import::import(&global.datastore, &args.source, &opts)?;
     for w in &s.warnings {
         eprintln!("warning: {w}");
@@ -203,8 +272,26 @@ pub fn export(global: &Global, args: ExportArgs) -> anyhow::Result<ExitCode> {
         namespace: args.namespace,
         class: args.class,
     };
+    let remote = match args.domain.as_str() {
+        // Every domain: the local datastore directory.
+        "*" => None,
+        _ => super::remote::find(global)?,
+    };
     let all = if args.domain == "*" {
         export::export_all(&global.datastore, &args.dest, &opts)?
+    } else if let Some(remote) = remote {
+        // The service's domain, received as a zip and unpacked into a
+        // scratch root, exported from there to DEST as here.
+        let zip = remote.export(&args.domain)?;
+        let scratch = tempfile::tempdir().context("creating a scratch directory")?;
+        let (file, root) = (
+            scratch.path().join("domain.zip"),
+            scratch.path().join("root"),
+        );
+        std::fs::write(&file, zip).with_context(|| format!("writing {}", file.display()))?;
+        automate_datastore::zip_safety::extract_zip(&file, &root)
+            .context("unpacking the domain the service sent")?;
+        vec![export::export(&root, &args.domain, &args.dest, &opts)?]
     } else {
         vec![export::export(
             &global.datastore,

@@ -44,9 +44,6 @@ pub struct BackupArgs {
     /// store is in use; default: `api.listen` of `--config`.
     #[arg(long, env = "AUTOMATE_API_URL")]
     pub url: Option<String>,
-    /// The API token; default: `api.token` of `--config`.
-    #[arg(long, env = "AUTOMATE_API_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
     /// The running service's configuration (for its API address and token).
     #[arg(long, default_value = "automate.yaml")]
     pub config: PathBuf,
@@ -57,7 +54,7 @@ pub struct BackupArgs {
 pub fn run(global: &Global, cmd: DbCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         DbCmd::Check { json } => check(&global.db, json),
-        DbCmd::Backup(args) => backup(&global.db, &args),
+        DbCmd::Backup(args) => backup(global, &args),
     }
 }
 
@@ -105,7 +102,8 @@ fn check(db: &Path, json: bool) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn backup(db: &Path, args: &BackupArgs) -> anyhow::Result<ExitCode> {
+fn backup(global: &Global, args: &BackupArgs) -> anyhow::Result<ExitCode> {
+    let db = &global.db;
     match open_store_read_only(db) {
         Ok(store) => {
             let r = store
@@ -120,28 +118,45 @@ fn backup(db: &Path, args: &BackupArgs) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Err(automate_vmdb::StoreError::InUse(_)) => backup_through_api(args),
+        Err(automate_vmdb::StoreError::InUse(_)) => backup_through_api(global, args),
         Err(e) => Err(e).with_context(|| format!("opening {}", db.display())),
     }
 }
 
 /// Asks the running service for the copy (see the module docs).
-fn backup_through_api(args: &BackupArgs) -> anyhow::Result<ExitCode> {
-    let (url, token) = match (&args.url, &args.token) {
-        (Some(u), Some(t)) => (u.clone(), t.clone()),
-        (url, token) => {
-            let cfg = super::load_config(&args.config).with_context(|| {
+fn backup_through_api(global: &Global, args: &BackupArgs) -> anyhow::Result<ExitCode> {
+    // --url, else --server, else the service advertised beside the store,
+    // else api.listen of --config.
+    let url = args.url.clone().or_else(|| global.server.clone());
+    let advertised = match &url {
+        None => super::remote::find(global)?,
+        Some(_) => None,
+    };
+    let (url, token) = match advertised {
+        Some(r) => (
+            r.url().to_string(),
+            global
+                .token
+                .clone()
+                .or(r.token().map(str::to_string))
+                .unwrap_or_default(),
+        ),
+        None => match (&url, &global.token) {
+            (Some(u), Some(t)) => (u.clone(), t.clone()),
+            (url, token) => {
+                let cfg = super::load_config(&args.config).with_context(|| {
                 format!(
                     "the store is in use by a running automate: its API is needed (--url, --token), or its configuration ({})",
                     args.config.display()
                 )
             })?;
-            (
-                url.clone()
-                    .unwrap_or_else(|| format!("http://{}", cfg.api.listen)),
-                token.clone().unwrap_or(cfg.api.token),
-            )
-        }
+                (
+                    url.clone()
+                        .unwrap_or_else(|| format!("http://{}", cfg.api.listen)),
+                    token.clone().unwrap_or(cfg.api.token),
+                )
+            }
+        },
     };
     let endpoint = format!("{}/api/db/backup", url.trim_end_matches('/'));
     let agent: ureq::Agent = ureq::Agent::config_builder()

@@ -126,10 +126,26 @@ pub fn send(global: &Global, cmd: EventCmd) -> anyhow::Result<ExitCode> {
         host_name: args.host.clone(),
         full_data: serde_json::json!({ "event_type": args.event_type, "source": "automate event send" }),
     };
-    let store = Arc::new(
-        open_store(&global.db)
-            .with_context(|| format!("opening the object store {}", global.db.display()))?,
-    );
+    if let Some(remote) = super::remote::find(global)? {
+        let answer = remote.send_event(&provider, &event)?;
+        let mut out = std::io::stdout().lock();
+        for line in answer["lines"].as_array().into_iter().flatten() {
+            writeln!(out, "{}", line.as_str().unwrap_or_default())?;
+        }
+        let event_id = answer["event_id"].as_i64().unwrap_or_default();
+        if answer["duplicate"].as_bool() == Some(true) {
+            writeln!(out, "event: already stored as EmsEvent.{event_id}")?;
+        }
+        return match answer["error"].as_str() {
+            Some(e) => {
+                eprintln!("error: delivery of EmsEvent.{event_id} failed: {e}");
+                Ok(ExitCode::from(1))
+            }
+            None => Ok(ExitCode::SUCCESS),
+        };
+    }
+    let store =
+        Arc::new(open_store(&global.db).map_err(|e| super::remote::open_failed(global, e))?);
     let (ds, problems) = Datastore::open(&global.datastore);
     for p in &problems {
         eprintln!("warning: {p}");
@@ -175,16 +191,42 @@ pub fn list(global: &Global, cmd: EventsCmd) -> anyhow::Result<ExitCode> {
         None => None,
         Some(s) => Some(super::when::parse("--since", s, now_ms())?),
     };
-    // Read-only: never writes (nor repairs) the file.
-    let store = open_store_read_only(&global.db)
-        .with_context(|| format!("opening the object store {}", global.db.display()))?;
-    let filter = EventFilter {
-        event_type: args.event_type.clone(),
-        since_ms,
-        limit: args.limit,
-        offset: 0,
+    let rows = match super::remote::find(global)? {
+        // The service's answer, back as the stored rows it was read from.
+        Some(remote) => remote
+            .events(
+                args.event_type.as_deref(),
+                args.since.as_deref(),
+                args.limit,
+            )?
+            .iter()
+            .map(|item| {
+                let mut attrs = automate_engine::Attributes::default();
+                for (k, v) in item.as_object().into_iter().flatten() {
+                    if k != "id" && k != "class" {
+                        attrs.insert(k.clone(), automate_engine::datatype::from_json(v));
+                    }
+                }
+                let class = item["class"].as_str().unwrap_or_default().to_string();
+                (
+                    item["id"].as_i64().unwrap_or_default(),
+                    automate_vmdb::StoredObject { class, attrs },
+                )
+            })
+            .collect(),
+        None => {
+            // Read-only: never writes (nor repairs) the file.
+            let store = open_store_read_only(&global.db)
+                .map_err(|e| super::remote::open_failed(global, e))?;
+            let filter = EventFilter {
+                event_type: args.event_type.clone(),
+                since_ms,
+                limit: args.limit,
+                offset: 0,
+            };
+            store.guard(|| event_streams(&store, &filter))?.1
+        }
     };
-    let (_, rows) = store.guard(|| event_streams(&store, &filter))?;
     let mut out = std::io::stdout().lock();
     render_events(&mut out, &rows, args.json)?;
     Ok(ExitCode::SUCCESS)

@@ -41,6 +41,11 @@ pub struct InstantiateArgs {
 pub fn run(global: &Global, args: InstantiateArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     let attrs = parse_attrs(&args.attrs)?;
+    if args.objects.is_none() {
+        if let Some(remote) = super::remote::find(global)? {
+            return through_api(&remote, &args, &attrs);
+        }
+    }
     let (ds, problems) = Datastore::open(&global.datastore);
     for p in &problems {
         eprintln!("warning: {p}");
@@ -54,8 +59,7 @@ pub fn run(global: &Global, args: InstantiateArgs) -> anyhow::Result<ExitCode> {
             (Arc::new(mem), None)
         }
         None => {
-            let db = open_store(&global.db)
-                .with_context(|| format!("opening the object store {}", global.db.display()))?;
+            let db = open_store(&global.db).map_err(|e| super::remote::open_failed(global, e))?;
             let schedule: Arc<dyn Schedule> = Arc::new(db.schedule());
             (Arc::new(db), Some(schedule))
         }
@@ -92,6 +96,49 @@ pub fn run(global: &Global, args: InstantiateArgs) -> anyhow::Result<ExitCode> {
         }
     }
     match err {
+        Some(e) => Err(anyhow::anyhow!(
+            "instantiation of [{}] failed: {e}",
+            args.uri
+        )),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// The instantiation through a running service's API: prints what the
+/// local one prints, from the answer's `document`, `trace` and `tree`.
+fn through_api(
+    remote: &super::remote::Remote,
+    args: &InstantiateArgs,
+    attrs: &[(String, String)],
+) -> anyhow::Result<ExitCode> {
+    let answer = remote.instantiate(&args.uri, attrs)?;
+    let mut out = std::io::stdout().lock();
+    let list = |k: &str| answer[k].as_array().cloned().unwrap_or_default();
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    if args.json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&answer["document"])?
+        )?;
+    } else {
+        let trace = list("trace");
+        if !args.quiet && !trace.is_empty() {
+            for line in &trace {
+                let depth = line["depth"].as_u64().unwrap_or(0) as usize;
+                writeln!(out, "{}{}", "  ".repeat(depth), text(&line["text"]))?;
+            }
+            writeln!(out)?;
+        }
+        for o in list("tree") {
+            let pad = "  ".repeat(o["depth"].as_u64().unwrap_or(0) as usize);
+            writeln!(out, "{pad}{}", text(&o["path"]))?;
+            for pair in o["attributes"].as_array().into_iter().flatten() {
+                writeln!(out, "{pad}  {} = {}", text(&pair[0]), text(&pair[1]))?;
+            }
+        }
+    }
+    match answer["error"].as_str() {
         Some(e) => Err(anyhow::anyhow!(
             "instantiation of [{}] failed: {e}",
             args.uri

@@ -3,7 +3,6 @@
 
 use super::compose::open_store;
 use super::Global;
-use anyhow::Context;
 use automate_datastore::Datastore;
 use automate_engine::{AttrValue, Engine};
 use std::io::Write;
@@ -33,12 +32,34 @@ pub enum MethodCmd {
 pub fn run(global: &Global, cmd: MethodCmd) -> anyhow::Result<ExitCode> {
     let MethodCmd::Run { path, attrs, json } = cmd;
     let attrs = super::instantiate::parse_attrs(&attrs)?;
+    if let Some(remote) = super::remote::find(global)? {
+        let answer = remote.run_method(&path, &attrs)?;
+        let mut out = std::io::stdout().lock();
+        if json {
+            super::table::print_json(&mut out, &answer["document"])?;
+        } else {
+            for line in answer["trace"].as_array().into_iter().flatten() {
+                writeln!(out, "{}", line.as_str().unwrap_or_default())?;
+            }
+        }
+        if let Some(o) = answer["object"].as_object().filter(|_| !json) {
+            writeln!(out)?;
+            writeln!(out, "{}", o["name"].as_str().unwrap_or_default())?;
+            for pair in o["attributes"].as_array().into_iter().flatten() {
+                let text = |i: usize| pair[i].as_str().unwrap_or_default();
+                writeln!(out, "  {} = {}", text(0), text(1))?;
+            }
+        }
+        return match answer["error"].as_str() {
+            Some(e) => Err(anyhow::anyhow!("method [{path}] failed: {e}")),
+            None => Ok(ExitCode::SUCCESS),
+        };
+    }
     let (ds, problems) = Datastore::open(&global.datastore);
     for p in &problems {
         eprintln!("warning: {p}");
     }
-    let store = open_store(&global.db)
-        .with_context(|| format!("opening the object store {}", global.db.display()))?;
+    let store = open_store(&global.db).map_err(|e| super::remote::open_failed(global, e))?;
     let (engine, _runner) =
         automate_control::with_control(Engine::new(Arc::new(ds)).with_store(Arc::new(store)));
     let (ws, err) = engine.run_method(&path, &attrs);

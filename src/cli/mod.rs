@@ -12,6 +12,7 @@ pub mod instantiate;
 pub mod logfile;
 pub mod method;
 pub mod reload;
+pub mod remote;
 pub mod request;
 pub mod retries;
 pub mod run;
@@ -57,6 +58,14 @@ pub struct Global {
     /// Log format on stderr: `text` (ManageIQ's line format) or `json`.
     #[arg(long, global = true, default_value = "text")]
     pub log_format: LogFormat,
+    /// Go through this running service's REST API (`http://HOST:PORT`)
+    /// instead of opening the store; default: the service advertised
+    /// beside `--db`, if one runs.
+    #[arg(long, global = true, env = "AUTOMATE_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// The API token for `--server` (default: the advertised one).
+    #[arg(long, global = true, env = API_TOKEN_ENV, hide_env_values = true)]
+    pub token: Option<String>,
     /// Colour on stdout: `auto` (a terminal only), `always`, `never`;
     /// `NO_COLOR` set and not empty turns it off in every case.
     #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]

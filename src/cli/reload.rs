@@ -3,7 +3,8 @@
 //! service's hot reload does ([`automate_control::Reloader`]), and prints
 //! the [`ReloadReport`] (the one a service answers `POST
 //! /api/automate_domains {"action": "reload"}` with; [`print_report`]
-//! prints either). Exits 1 when the reload would fail.
+//! prints either). Exits 1 when the reload would fail. While a service
+//! runs (`cli::remote`), it is that service that reloads.
 
 use super::Global;
 use automate_datastore::{Datastore, ReloadReport};
@@ -12,9 +13,13 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-/// Reloads the datastore at `--datastore` in this process and prints the
-/// report.
+/// Reloads the datastore at `--datastore` in this process (or, while a
+/// service runs, asks it to reload its own) and prints the report.
 pub fn run(global: &Global, json: bool) -> anyhow::Result<ExitCode> {
+    // A running service reloads its own datastore and says how it went.
+    if let Some(remote) = super::remote::find(global)? {
+        return print_report(&remote.reload()?, json);
+    }
     let (ds, _) = Datastore::open(&global.datastore);
     let (_engine, _runner, reloader) = automate_control::with_control_reloadable(
         Engine::new(Arc::new(ds)),

@@ -102,16 +102,95 @@ pub fn run(global: &Global, args: RequestArgs) -> anyhow::Result<ExitCode> {
     result
 }
 
+/// What a request command shows, gathered locally or from a running
+/// service: one or more requests (`create`, `approve`, `deny`, `show`), or
+/// the list; and whether as JSON.
+enum Shown {
+    Views(Vec<RequestView>, bool),
+    List(Vec<RequestView>, bool),
+}
+
 fn run_command(global: &Global, args: RequestArgs) -> anyhow::Result<ExitCode> {
+    let shown = match super::remote::find(global)? {
+        Some(remote) => through_api(&remote, args.cmd)?,
+        None => locally(global, args.cmd)?,
+    };
+    let mut out = std::io::stdout().lock();
+    match shown {
+        Shown::List(all, json) => render_list(&mut out, &all, json)?,
+        Shown::Views(views, json) => {
+            for v in &views {
+                if json {
+                    writeln!(out, "{}", serde_json::to_string_pretty(v)?)?;
+                } else {
+                    write_view(&mut out, v)?;
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The command through a running service's API.
+fn through_api(remote: &super::remote::Remote, cmd: RequestCmd) -> anyhow::Result<Shown> {
+    Ok(match cmd {
+        RequestCmd::Create {
+            path,
+            attrs,
+            auto_approve,
+            userid,
+            json,
+        } => {
+            let req = new_request(&path, &attrs, auto_approve, userid)?;
+            Shown::Views(vec![remote.create_request(&req)?], json)
+        }
+        RequestCmd::Approve { id, reason, json } => Shown::Views(
+            vec![remote.request_action(id, "approve", reason.as_deref())?],
+            json,
+        ),
+        RequestCmd::Deny { id, reason, json } => Shown::Views(
+            vec![remote.request_action(id, "deny", Some(&reason))?],
+            json,
+        ),
+        RequestCmd::Show { id, json } => Shown::Views(vec![remote.request(id)?], json),
+        RequestCmd::List { json } => Shown::List(remote.requests()?, json),
+    })
+}
+
+/// The request `create` asks for: PATH, `--attr`s, `--auto-approve`,
+/// `--userid`.
+fn new_request(
+    path: &str,
+    attrs: &[String],
+    auto_approve: bool,
+    userid: Option<String>,
+) -> anyhow::Result<NewRequest> {
+    let mut req = parse_path(path)?;
+    for a in attrs {
+        let (k, v) = a
+            .split_once('=')
+            .with_context(|| format!("--attr {a}: expected KEY=VALUE"))?;
+        req.parameters.insert(
+            k.trim().to_string(),
+            serde_json::Value::String(v.to_string()),
+        );
+    }
+    req.auto_approve = auto_approve;
+    req.userid = userid;
+    Ok(req)
+}
+
+/// The command on the store opened here.
+fn locally(global: &Global, cmd: RequestCmd) -> anyhow::Result<Shown> {
     // `list` and `show` only read: the file is opened read-only (never
     // repaired), and a panic inside redb is an error naming it.
-    let read_only = matches!(args.cmd, RequestCmd::List { .. } | RequestCmd::Show { .. });
+    let read_only = matches!(cmd, RequestCmd::List { .. } | RequestCmd::Show { .. });
     let db = if read_only {
         open_store_read_only(&global.db)
     } else {
         open_store(&global.db)
     }
-    .with_context(|| format!("opening the object store {}", global.db.display()))?;
+    .map_err(|e| super::remote::open_failed(global, e))?;
     let db = Arc::new(db);
     let schedule = Arc::new(db.schedule());
     let (ds, problems) = Datastore::open(&global.datastore);
@@ -121,8 +200,7 @@ fn run_command(global: &Global, args: RequestArgs) -> anyhow::Result<ExitCode> {
     let (engine, _runner) =
         automate_control::with_control(Engine::new(Arc::new(ds)).with_store(db.clone()));
     let requests = Requests::new(engine, schedule);
-    let mut out = std::io::stdout().lock();
-    let (views, json) = match args.cmd {
+    Ok(match cmd {
         RequestCmd::Create {
             path,
             attrs,
@@ -130,39 +208,20 @@ fn run_command(global: &Global, args: RequestArgs) -> anyhow::Result<ExitCode> {
             userid,
             json,
         } => {
-            let mut req = parse_path(&path)?;
-            for a in &attrs {
-                let (k, v) = a
-                    .split_once('=')
-                    .with_context(|| format!("--attr {a}: expected KEY=VALUE"))?;
-                req.parameters.insert(
-                    k.trim().to_string(),
-                    serde_json::Value::String(v.to_string()),
-                );
-            }
-            req.auto_approve = auto_approve;
-            req.userid = userid;
-            (vec![requests.create(req)?], json)
+            let req = new_request(&path, &attrs, auto_approve, userid)?;
+            Shown::Views(vec![requests.create(req)?], json)
         }
         RequestCmd::Approve { id, reason, json } => {
-            (vec![requests.approve(id, reason.as_deref())?], json)
+            Shown::Views(vec![requests.approve(id, reason.as_deref())?], json)
         }
-        RequestCmd::Deny { id, reason, json } => (vec![requests.deny(id, &reason)?], json),
-        RequestCmd::Show { id, json } => (vec![guarded(&db, || requests.get(id))?], json),
-        RequestCmd::List { json } => {
-            let all = guarded(&db, || requests.list())?;
-            render_list(&mut out, &all, json)?;
-            return Ok(ExitCode::SUCCESS);
+        RequestCmd::Deny { id, reason, json } => {
+            Shown::Views(vec![requests.deny(id, &reason)?], json)
         }
-    };
-    for v in &views {
-        if json {
-            writeln!(out, "{}", serde_json::to_string_pretty(v)?)?;
-        } else {
-            write_view(&mut out, v)?;
+        RequestCmd::Show { id, json } => {
+            Shown::Views(vec![guarded(&db, || requests.get(id))?], json)
         }
-    }
-    Ok(ExitCode::SUCCESS)
+        RequestCmd::List { json } => Shown::List(guarded(&db, || requests.list())?, json),
+    })
 }
 
 /// `/System/Request/HelloWorld#create` or `System/Request/HelloWorld`:

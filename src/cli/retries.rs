@@ -4,7 +4,6 @@
 use super::compose::{open_store, open_store_read_only};
 use super::table::Table;
 use super::Global;
-use anyhow::Context;
 use automate_datastore::Datastore;
 use automate_engine::deliver::{run_due, Outcome, DEFAULT_MAX_DELIVERIES, RETRY_KIND};
 use automate_engine::Engine;
@@ -85,13 +84,16 @@ pub fn render_retries(out: &mut impl Write, rows: &[RetryRow], json: bool) -> an
 /// Runs one `automate retries` command on `--db`; `run-due` exits 1 when
 /// a delivery failed or gave up.
 pub fn run(global: &Global, cmd: RetriesCmd) -> anyhow::Result<ExitCode> {
+    if let Some(remote) = super::remote::find(global)? {
+        return through_api(&remote, cmd);
+    }
     // `list` only reads: the file is opened read-only (never repaired).
     let db = if matches!(cmd, RetriesCmd::List { .. }) {
         open_store_read_only(&global.db)
     } else {
         open_store(&global.db)
     }
-    .with_context(|| format!("opening the object store {}", global.db.display()))?;
+    .map_err(|e| super::remote::open_failed(global, e))?;
     let schedule = db.schedule();
     let mut out = std::io::stdout().lock();
     match cmd {
@@ -164,6 +166,68 @@ pub fn run(global: &Global, cmd: RetriesCmd) -> anyhow::Result<ExitCode> {
                 out,
                 "retries: {done} finished, {retried} scheduled again, {failed} failed or gave up, {} still scheduled",
                 schedule.len()?
+            )?;
+            Ok(if failed > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}
+
+/// The command through a running service's API: the same lines and exit
+/// code (the service's own retry runner may deliver some retries first).
+fn through_api(remote: &super::remote::Remote, cmd: RetriesCmd) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        RetriesCmd::List { json } => {
+            let rows: Vec<RetryRow> = remote
+                .retries()?
+                .into_iter()
+                .map(|(id, uri, deliveries, attempts)| RetryRow {
+                    id,
+                    uri,
+                    deliveries,
+                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                })
+                .collect();
+            render_retries(&mut out, &rows, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        RetriesCmd::RunDue {
+            wait,
+            max_deliveries,
+            quiet,
+        } => {
+            let (mut done, mut retried, mut failed) = (0u64, 0u64, 0u64);
+            let mut still;
+            loop {
+                let answer = remote.run_due(max_deliveries)?;
+                let n = |k: &str| answer[k].as_u64().unwrap_or(0);
+                done += n("finished");
+                retried += n("retried");
+                failed += n("failed");
+                still = n("still_scheduled");
+                if !quiet {
+                    for line in answer["trace"].as_array().into_iter().flatten() {
+                        writeln!(out, "{}", line.as_str().unwrap_or_default())?;
+                    }
+                }
+                if !wait {
+                    break;
+                }
+                match answer["next_due_in_ms"].as_u64() {
+                    None => break,
+                    Some(ms) => std::thread::sleep(
+                        Duration::from_millis(ms)
+                            .clamp(Duration::from_millis(5), Duration::from_secs(1)),
+                    ),
+                }
+            }
+            writeln!(
+                out,
+                "retries: {done} finished, {retried} scheduled again, {failed} failed or gave up, {still} still scheduled"
             )?;
             Ok(if failed > 0 {
                 ExitCode::from(1)

@@ -150,7 +150,8 @@ pub fn automate_in(dir: &Path) -> std::process::Command {
         .arg("--db")
         .arg(dir.join("automate.redb"))
         .env_remove("RUST_LOG")
-        .env_remove("AUTOMATE_API_TOKEN");
+        .env_remove("AUTOMATE_API_TOKEN")
+        .env_remove("AUTOMATE_SERVER");
     cmd
 }
 

@@ -9,6 +9,7 @@ static ALLOC: automate_core::alloc::CountingAlloc = automate_core::alloc::Counti
 mod api;
 mod catchers;
 mod cli;
+mod client;
 mod common;
 mod control;
 mod datastore;

@@ -19,10 +19,15 @@ mod batch;
 mod collection;
 pub mod db;
 mod domains;
+mod export;
+mod import;
 mod metrics;
 mod objects;
 mod reload;
 mod requests;
+mod retries;
+mod run;
+mod send;
 mod server;
 
 pub use server::serve_with;
@@ -95,6 +100,20 @@ pub enum Endpoint {
     /// `POST /api/db/backup`: a consistent copy of the store's file,
     /// streamed back ([`db`]).
     DbBackup,
+    /// `GET /api/retries`: the scheduled state-machine retries.
+    Retries,
+    /// `POST /api/retries`: the `run_due` action.
+    RetriesAction,
+    /// `POST /api/automate`: the `instantiate` and `run_method` actions.
+    AutomateAction,
+    /// `POST /api/event_streams`: the `send` action (one event through the
+    /// handler and Automate now).
+    SendEvent,
+    /// `POST /api/automate_domains/import`: a domain uploaded as a zip,
+    /// imported and the datastore reloaded.
+    ImportDomain,
+    /// `POST /api/automate_domains/export`: a domain as a zip.
+    ExportDomain,
     /// `POST /api/automate_domains` with `{"action": "reload"}`: reloads
     /// the datastore, its methods and the control policies (all-or-nothing)
     /// and answers the [`automate_datastore::ReloadReport`].
@@ -163,6 +182,20 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/api/providers", Endpoint::Providers),
     r("GET", "/api/providers/{id}", Endpoint::Provider),
     r("POST", "/api/db/backup", Endpoint::DbBackup),
+    r("GET", "/api/retries", Endpoint::Retries),
+    r("POST", "/api/retries", Endpoint::RetriesAction),
+    r("POST", "/api/automate", Endpoint::AutomateAction),
+    r("POST", "/api/event_streams", Endpoint::SendEvent),
+    r(
+        "POST",
+        "/api/automate_domains/import",
+        Endpoint::ImportDomain,
+    ),
+    r(
+        "POST",
+        "/api/automate_domains/export",
+        Endpoint::ExportDomain,
+    ),
     r("POST", "/api/automate_domains", Endpoint::ReloadDomains),
     r("GET", "/api", Endpoint::Entry),
     r("GET", "/api/openapi.json", Endpoint::OpenApi),
@@ -555,6 +588,14 @@ fn handler(method: &str, endpoint: Endpoint) -> Option<MethodRouter<ApiState>> {
         Endpoint::Providers => on(filter, objects::providers),
         Endpoint::Provider => on(filter, objects::provider),
         Endpoint::DbBackup => on(filter, db::backup),
+        Endpoint::Retries => on(filter, retries::list),
+        Endpoint::RetriesAction => on(filter, retries::action),
+        Endpoint::AutomateAction => on(filter, run::action),
+        Endpoint::SendEvent => on(filter, send::action),
+        Endpoint::ImportDomain => {
+            on(filter, import::import).layer(DefaultBodyLimit::max(import::MAX_ZIP_BYTES))
+        }
+        Endpoint::ExportDomain => on(filter, export::export),
         Endpoint::ReloadDomains => on(filter, reload::action),
         Endpoint::Entry => on(filter, domains::entry),
         Endpoint::OpenApi => on(filter, domains::openapi),

@@ -43,7 +43,7 @@ pub struct NewRequest {
 }
 
 /// One task of a request, as shown to callers.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TaskView {
     /// The task's object id.
     pub id: i64,
@@ -62,7 +62,7 @@ pub struct TaskView {
 }
 
 /// A request as shown to callers (CLI `--json`, REST API).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RequestView {
     /// The request's object id.
     pub id: i64,

@@ -50,7 +50,8 @@ pub fn automate_on(datastore: &Path, db: &Path) -> Command {
         .arg("--db")
         .arg(db)
         .env_remove("RUST_LOG")
-        .env_remove("AUTOMATE_API_TOKEN");
+        .env_remove("AUTOMATE_API_TOKEN")
+        .env_remove("AUTOMATE_SERVER");
     cmd
 }
 

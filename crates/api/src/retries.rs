@@ -1,0 +1,118 @@
+//! `/api/retries`: the state-machine retries scheduled in the object store
+//! (`GET`, as `automate retries list` prints them) and running the ones
+//! that have come due (`POST` with `{"action": "run_due"}`, as `automate
+//! retries run-due` does), so that the command works while a service
+//! holds the store.
+
+use super::{blocking, json_object, ok, opt_str, ApiError, ApiResult, ApiState};
+use automate_engine::deliver::{run_due, Outcome, DEFAULT_MAX_DELIVERIES, RETRY_KIND};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use serde_json::{json, Value};
+use std::time::{Duration, SystemTime};
+
+/// At most this many retries are listed (as `automate retries list`).
+const LIST_MAX: usize = 10_000;
+
+/// `GET /api/retries`: every scheduled retry, by id: `id`, `uri`,
+/// `deliveries` (runs so far) and `attempts` (claims so far).
+pub(super) async fn list(State(state): State<ApiState>) -> ApiResult {
+    let schedule = state.store.scheduled_work();
+    let resources = blocking(move || {
+        let due = schedule
+            .due(
+                SystemTime::now() + Duration::from_secs(10 * 365 * 86_400),
+                LIST_MAX,
+            )
+            .map_err(ApiError::internal)?;
+        Ok(due
+            .into_iter()
+            .filter(|(_, item, _)| item.kind == RETRY_KIND)
+            .map(|(id, item, attempts)| {
+                json!({
+                    "id": id.to_string(),
+                    "uri": item.payload["uri"].as_str().unwrap_or(""),
+                    "deliveries": item.payload["deliveries"].as_u64().unwrap_or(0),
+                    "attempts": attempts,
+                })
+            })
+            .collect::<Vec<Value>>())
+    })
+    .await?;
+    ok(json!({
+        "name": "retries",
+        "count": resources.len(),
+        "subcount": resources.len(),
+        "resources": resources,
+    }))
+}
+
+/// `POST /api/retries` with `{"action": "run_due", "max_deliveries": N}`:
+/// delivers the retries that are due now (at most 64 a round, until none
+/// is) and answers the counts (`finished`, `retried`, `failed`), the
+/// number of items `still_scheduled`, `next_due_in_ms` (when the next
+/// scheduled item comes due, `null` when none is) and each delivery's
+/// Automate `trace` lines.
+pub(super) async fn action(
+    State(state): State<ApiState>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let obj = json_object(body, &state)?;
+    match opt_str(&obj, "action", "action")? {
+        Some("run_due") => {}
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "action: [{other}] is not supported (run_due)"
+            )))
+        }
+        None => return Err(ApiError::bad_request("action: missing (run_due)")),
+    }
+    let max_deliveries = match obj.get("max_deliveries") {
+        None | Some(Value::Null) => DEFAULT_MAX_DELIVERIES,
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "max_deliveries: expected a non-negative integer, got {v}"
+                ))
+            })?,
+    };
+    let (engine, schedule) = (state.engine.clone(), state.store.scheduled_work());
+    let doc = blocking(move || {
+        let (mut done, mut retried, mut failed) = (0u64, 0u64, 0u64);
+        let mut trace: Vec<String> = Vec::new();
+        loop {
+            let outcomes =
+                run_due(&engine, &*schedule, 64, max_deliveries).map_err(ApiError::internal)?;
+            if outcomes.is_empty() {
+                break;
+            }
+            for o in &outcomes {
+                match o {
+                    Outcome::Done(_) => done += 1,
+                    Outcome::Retry { .. } => retried += 1,
+                    Outcome::Error { .. } | Outcome::GaveUp(_) => failed += 1,
+                }
+                trace.extend(o.workspace().trace.iter().map(|l| l.text.clone()));
+            }
+        }
+        let still = schedule.len().map_err(ApiError::internal)?;
+        let next = schedule.next_due().map_err(ApiError::internal)?.map(|at| {
+            at.duration_since(SystemTime::now())
+                .unwrap_or_default()
+                .as_millis() as u64
+        });
+        Ok(json!({
+            "finished": done,
+            "retried": retried,
+            "failed": failed,
+            "still_scheduled": still,
+            "next_due_in_ms": next,
+            "trace": trace,
+        }))
+    })
+    .await?;
+    ok(doc)
+}
