@@ -7,7 +7,8 @@
 use super::collection::{CollectionQuery, RawQuery};
 use super::domains::domains_collection;
 use super::{
-    base_url, in_unit, json_object, kind_of, ok, opt_str, path_arg, ApiError, ApiResult, ApiState,
+    base_url, expect_action, in_unit, json_object, kind_of, ok, opt_str, path_arg, ApiError,
+    ApiResult, ApiState,
 };
 use automate_datastore::index::{join_path, ClassDef, FieldDef, Index, InstanceDef, MISSING};
 use automate_engine::Cancel;
@@ -373,15 +374,7 @@ pub(super) async fn resolve(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let obj = json_object(body, &state)?;
-    match opt_str(&obj, "action", "action")? {
-        Some("resolve") => {}
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "action: [{other}] is not supported (resolve)"
-            )))
-        }
-        None => return Err(ApiError::bad_request("action: missing (resolve)")),
-    }
+    expect_action(&obj, "resolve")?;
     let mut attrs: Vec<(String, String)> = Vec::new();
     match obj.get("attributes") {
         None | Some(Value::Null) => {}

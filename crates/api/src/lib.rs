@@ -462,6 +462,18 @@ fn opt_str<'a>(
     }
 }
 
+/// The body's `action` when it is the one action `only` an endpoint takes;
+/// otherwise a 400 naming the action given (or saying it is missing).
+fn expect_action(obj: &serde_json::Map<String, Value>, only: &str) -> Result<(), ApiError> {
+    match opt_str(obj, "action", "action")? {
+        Some(a) if a == only => Ok(()),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "action: [{other}] is not supported ({only})"
+        ))),
+        None => Err(ApiError::bad_request(format!("action: missing ({only})"))),
+    }
+}
+
 /// What `href`s start with: `api.public_url`, else nothing (the links are
 /// paths, `/api/...`). Never the request's `Host` header, which the client
 /// chooses.

@@ -5,7 +5,7 @@
 //! [`automate_datastore::ReloadReport`] (200 either way: `ok` says which);
 //! and the `datastore` part of `/api/health`.
 
-use super::{blocking, json_object, ok, opt_str, ApiError, ApiResult, ApiState};
+use super::{blocking, expect_action, json_object, ok, ApiError, ApiResult, ApiState};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
@@ -18,15 +18,7 @@ pub(super) async fn action(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let obj = json_object(body, &state)?;
-    match opt_str(&obj, "action", "action")? {
-        Some("reload") => {}
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "action: [{other}] is not supported (reload)"
-            )))
-        }
-        None => return Err(ApiError::bad_request("action: missing (reload)")),
-    }
+    expect_action(&obj, "reload")?;
     if let Some(key) = obj.keys().find(|k| k.as_str() != "action") {
         return Err(ApiError::bad_request(format!(
             "{key}: unknown field (the reload action takes only action)"

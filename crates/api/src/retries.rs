@@ -4,7 +4,7 @@
 //! retries run-due` does), so that the command works while a service
 //! holds the store.
 
-use super::{blocking, json_object, ok, opt_str, ApiError, ApiResult, ApiState};
+use super::{blocking, expect_action, json_object, ok, ApiError, ApiResult, ApiState};
 use automate_engine::deliver::{run_due, Outcome, DEFAULT_MAX_DELIVERIES, RETRY_KIND};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -59,15 +59,7 @@ pub(super) async fn action(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let obj = json_object(body, &state)?;
-    match opt_str(&obj, "action", "action")? {
-        Some("run_due") => {}
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "action: [{other}] is not supported (run_due)"
-            )))
-        }
-        None => return Err(ApiError::bad_request("action: missing (run_due)")),
-    }
+    expect_action(&obj, "run_due")?;
     let max_deliveries = match obj.get("max_deliveries") {
         None | Some(Value::Null) => DEFAULT_MAX_DELIVERIES,
         Some(v) => v

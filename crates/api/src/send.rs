@@ -5,7 +5,7 @@
 //! lines the handling wrote, so that the command prints the same while a
 //! service holds the store.
 
-use super::{in_unit, json_object, ok, opt_str, ApiError, ApiResult, ApiState};
+use super::{expect_action, in_unit, json_object, ok, ApiError, ApiResult, ApiState};
 use automate_events::{EvmLog, Handler, Provider, ProviderEvent};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -26,15 +26,7 @@ pub(super) async fn action(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let obj = json_object(body, &state)?;
-    match opt_str(&obj, "action", "action")? {
-        Some("send") => {}
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "action: [{other}] is not supported (send)"
-            )))
-        }
-        None => return Err(ApiError::bad_request("action: missing (send)")),
-    }
+    expect_action(&obj, "send")?;
     let provider: Provider = serde_json::from_value(field(&obj, "provider")?.clone())
         .map_err(|e| ApiError::bad_request(format!("provider: {e}")))?;
     let event: ProviderEvent = serde_json::from_value(field(&obj, "event")?.clone())
