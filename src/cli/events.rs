@@ -113,7 +113,7 @@ pub fn send(global: &Global, cmd: EventCmd) -> anyhow::Result<ExitCode> {
     };
     // The event stream's one format, whatever form the user typed.
     let timestamp = match &args.timestamp {
-        Some(t) => iso8601(super::when::parse("--timestamp", t, now_ms())?),
+        Some(t) => iso8601(automate_events::when::parse("--timestamp", t, now_ms())?),
         None => iso8601(now_ms()),
     };
     let event = ProviderEvent {
@@ -184,12 +184,12 @@ pub fn send(global: &Global, cmd: EventCmd) -> anyhow::Result<ExitCode> {
 
 /// `automate events list`: prints the stored events, oldest first (text
 /// or `--json`). Fails on a `--since` that is not a time
-/// ([`super::when::parse`]).
+/// ([`automate_events::when::parse`]).
 pub fn list(global: &Global, cmd: EventsCmd) -> anyhow::Result<ExitCode> {
     let EventsCmd::List(args) = cmd;
     let since_ms = match &args.since {
         None => None,
-        Some(s) => Some(super::when::parse("--since", s, now_ms())?),
+        Some(s) => Some(automate_events::when::parse("--since", s, now_ms())?),
     };
     let rows = match super::remote::find(global)? {
         // The service's answer, back as the stored rows it was read from.

@@ -18,7 +18,6 @@ pub mod retries;
 pub mod run;
 pub mod table;
 pub mod watch;
-pub mod when;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

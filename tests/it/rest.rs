@@ -560,7 +560,14 @@ fn event_streams_take_manageiq_queries() {
             "attributes=event_type",
             Want::Keys(&["href", "id", "event_type"]),
         ),
-        ("since=yesterday", Want::Error("since: [yesterday]")),
+        ("since=yesterday", Want::Error("since \"yesterday\"")),
+        // Every time users type is read as the command line reads it
+        // (`automate_events::when`): an impossible date is refused.
+        ("since=2026-02-31", Want::Error("since \"2026-02-31\"")),
+        (
+            "expand=resources&since=2026-01-02",
+            Want::Rows(&["1", "2", "3", "4", "5"]),
+        ),
     ];
     events.extend(common_errors());
     table(&rest, "event_streams", "n", &events);

@@ -138,11 +138,10 @@ pub(super) async fn event_streams_handler(
         match k.as_str() {
             "type" => events.event_type = Some(v.clone()),
             "since" => {
-                events.since_ms = Some(EventFilter::parse_since(v).ok_or_else(|| {
-                    ApiError::bad_request(format!(
-                        "since: [{v}] is neither RFC 3339 nor a number of seconds"
-                    ))
-                })?)
+                events.since_ms = Some(
+                    EventFilter::parse_since("since", v)
+                        .map_err(|e| ApiError::bad_request(e.to_string()))?,
+                )
             }
             _ => {}
         }

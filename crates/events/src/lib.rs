@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod queue;
 pub mod scenario;
 pub mod stream;
+pub mod when;
 
 pub use handler::{EvmLog, HandleOutcome, Handler, HandlerError};
 pub use metrics::Metrics;

@@ -23,17 +23,11 @@ pub struct EventFilter {
 }
 
 impl EventFilter {
-    /// A `since` value: RFC 3339, or a number of seconds ago. `None` when
-    /// it is neither.
-    pub fn parse_since(s: &str) -> Option<i64> {
-        match s.trim().parse::<f64>() {
-            Ok(secs) if secs.is_finite() && secs >= 0.0 => {
-                // Saturating: `1e300` seconds ago is the beginning of time.
-                let ago = (secs * 1000.0).min(i64::MAX as f64) as i64;
-                Some(now_ms().saturating_sub(ago))
-            }
-            _ => parse_time(s),
-        }
+    /// A `since` value, as every time users type is read
+    /// ([`crate::when::parse`]: a span ago such as `1h`, a number of
+    /// seconds ago, RFC 3339, a date); the error names `flag`.
+    pub fn parse_since(flag: &str, s: &str) -> Result<i64, crate::when::TimeArgError> {
+        crate::when::parse(flag, s, now_ms())
     }
 
     /// Whether `obj` passes the type and time filters. Every row's

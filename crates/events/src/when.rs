@@ -1,5 +1,5 @@
-//! Times the user types on the command line (`events list --since`,
-//! `event send --timestamp`), parsed and validated with `jiff` (SPEC §1):
+//! Times users type (the command line's `events list --since` and
+//! `event send --timestamp`, the REST API's `?since=`), parsed and validated with `jiff` (SPEC §1):
 //! a span ago (`90s`, `30m`, `1h`, `2d`, `1w`, `1h30m`, `2 days`,
 //! `2 days ago`), a number of seconds ago (`3600`), an RFC 3339 / ISO 8601 time
 //! (`2026-12-01T00:00:00Z`, `2026-12-01T01:00:00+01:00`), a civil date and
