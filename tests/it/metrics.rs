@@ -451,14 +451,21 @@ fn metrics_are_public_only_when_configured() {
         .map(str::to_string);
     let result = base.map(|base| {
         let denied = exchange("GET", &format!("{base}/api/automate"), None, None);
+        let resolved = exchange(
+            "POST",
+            &format!("{base}/api/automate/System/Request/HelloWorld"),
+            Some(TOKEN),
+            Some(r#"{"action": "resolve"}"#),
+        );
         let first = exchange("GET", &format!("{base}/metrics"), None, None);
         let second = exchange("GET", &format!("{base}/metrics"), None, None);
-        (denied, first, second)
+        (denied, resolved, first, second)
     });
     let _ = child.kill();
     let _ = child.wait();
-    let (denied, first, second) = result.unwrap_or_else(|| panic!("printed {line:?}"));
+    let (denied, resolved, first, second) = result.unwrap_or_else(|| panic!("printed {line:?}"));
     assert_eq!(denied.0, 401, "the rest of the API keeps its token");
+    assert_eq!(resolved.0, 200, "{}", resolved.2);
     assert_eq!(first.0, 200, "{}", first.2);
     assert_eq!(second.0, 200, "{}", second.2);
     let s = parse(&second.2);
@@ -471,6 +478,13 @@ fn metrics_are_public_only_when_configured() {
     );
     assert_eq!(value(&s, "automate_retries_scheduled", &[]), Some(0.0));
     assert_eq!(value(&s, "automate_retries_due", &[]), Some(0.0));
+    // The API's resolve is an instantiation too.
+    assert_eq!(
+        value(&s, "automate_instantiation_seconds_count", &[]),
+        Some(1.0),
+        "{}",
+        second.2
+    );
     let api = |route: &str, status: &str| {
         value(
             &s,

@@ -428,9 +428,14 @@ pub(super) async fn resolve(
     // check and logs `Instantiation cancelled`.
     let cancel = Cancel::new();
     let guard = cancel.on_drop();
+    let metrics = state.metrics.clone();
     let done = in_unit(state.store.clone(), move |objects| {
         let engine = engine.with_store(objects);
+        let started = std::time::Instant::now();
         let (ws, err) = engine.instantiate_traced_cancellable(&uri, &attrs, cancel);
+        // `automate_instantiation_seconds` counts the API's resolves with
+        // the pipeline's deliveries.
+        metrics.instantiation(started.elapsed());
         Ok(ws.to_json(&uri, err.as_ref()))
     })
     .await;
