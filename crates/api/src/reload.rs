@@ -12,7 +12,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 
-/// `POST /api/automate_domains`: the `reload` action.
+/// `POST /api/automate_domains`: the `reload` action (and `validate`,
+/// [`super::describe::validate`]).
 pub(super) async fn action(
     State(state): State<ApiState>,
     body: Result<Bytes, BytesRejection>,
@@ -20,12 +21,13 @@ pub(super) async fn action(
     let obj = json_object(body, &state)?;
     match opt_str(&obj, "action", "action")? {
         Some("reload") => {}
+        Some("validate") => return ok(super::describe::validate(&state, &obj).await?),
         Some(other) => {
             return Err(ApiError::bad_request(format!(
-                "action: [{other}] is not supported (reload)"
+                "action: [{other}] is not supported (reload, validate)"
             )))
         }
-        None => return Err(ApiError::bad_request("action: missing (reload)")),
+        None => return Err(ApiError::bad_request("action: missing (reload, validate)")),
     }
     if let Some(key) = obj.keys().find(|k| k.as_str() != "action") {
         return Err(ApiError::bad_request(format!(
