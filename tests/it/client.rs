@@ -418,7 +418,43 @@ fn datastore_commands_read_the_services_datastore() {
     };
     let got: Vec<_> = commands.iter().map(|c| remote(c)).collect();
     let local_list = raw(client.automate(), &["datastore", "list"]);
+    // The actions' refusals: a show without a path, an unknown field, a
+    // path that names nothing.
+    let post = |path: &str, body: serde_json::Value| {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut resp = agent
+            .post(format!("{url}{path}"))
+            .header("X-Auth-Token", &token)
+            .header("Content-Type", "application/json")
+            .send(body.to_string())
+            .unwrap();
+        let text = resp.body_mut().read_to_string().unwrap();
+        (resp.status().as_u16(), text)
+    };
+    let no_path = post("/api/automate", serde_json::json!({"action": "show"}));
+    let unknown_field = post(
+        "/api/automate",
+        serde_json::json!({"action": "tree", "depth": 2}),
+    );
+    let nothing = post(
+        "/api/automate",
+        serde_json::json!({"action": "tree", "path": "Nowhere/At/All"}),
+    );
+    let bad_validate = post(
+        "/api/automate_domains",
+        serde_json::json!({"action": "validate", "path": "x"}),
+    );
     assert!(terminate(&mut child).is_some_and(|s| s.success()));
+    assert_eq!(no_path.0, 400, "{}", no_path.1);
+    assert!(no_path.1.contains("path"), "{}", no_path.1);
+    assert_eq!(unknown_field.0, 400, "{}", unknown_field.1);
+    assert!(unknown_field.1.contains("depth"), "{}", unknown_field.1);
+    assert_eq!(nothing.0, 404, "{}", nothing.1);
+    assert!(nothing.1.contains("datastore tree"), "{}", nothing.1);
+    assert_eq!(bad_validate.0, 400, "{}", bad_validate.1);
 
     for ((cmd, want), have) in commands.iter().zip(&expected).zip(&got) {
         assert_eq!(have, want, "automate --server URL {}", cmd.join(" "));

@@ -696,3 +696,55 @@ fn method_text(c: &ClassDef, m: &MethodDef) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The repository's shipped datastore.
+    fn shipped() -> Vec<Domain> {
+        let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../datastore"));
+        crate::fs::read_root(root).domains
+    }
+
+    #[test]
+    fn list_tree_and_show_answer_the_same_thing_as_json_and_text() {
+        let domains = shipped();
+        let list = list(&domains);
+        assert_eq!(list[0]["name"], "ManageIQ", "{list}");
+        assert!(list[0]["classes"].as_u64().unwrap_or(0) > 0, "{list}");
+
+        let t = tree(&domains, Some("ManageIQ/System/Request")).unwrap();
+        assert!(
+            t.text.starts_with("ManageIQ/System/Request\n"),
+            "{}",
+            t.text
+        );
+        assert_eq!(t.json[0]["path"], "ManageIQ/System/Request");
+        let whole = tree(&domains, None).unwrap();
+        assert!(
+            whole.text.starts_with("ManageIQ (priority 0, "),
+            "{}",
+            whole.text
+        );
+
+        let s = show(&domains, "/System/Request/HelloWorld").unwrap();
+        assert_eq!(s.json["kind"], "instance");
+        assert!(
+            s.text
+                .starts_with("instance /ManageIQ/System/Request/HelloWorld"),
+            "{}",
+            s.text
+        );
+    }
+
+    #[test]
+    fn nothing_found_says_what_to_run() {
+        let domains = shipped();
+        let e = tree(&domains, Some("No/Such/Thing")).unwrap_err();
+        assert!(e.to_string().contains("automate datastore tree"), "{e}");
+        let e = show(&domains, "/No/Such").unwrap_err();
+        assert!(e.to_string().contains("automate datastore tree"), "{e}");
+        assert!(matches!(show(&domains, "//"), Err(DescribeError::NoPath)));
+    }
+}
