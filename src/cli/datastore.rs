@@ -4,6 +4,11 @@
 //! library, and print text (tables with a header row) or, with `--json`, one
 //! JSON document (`list`, `tree`, `show`, `validate`, `import --preview`).
 //! `validate` also checks the control policy files (`automate_control::check`);
+//! With a running service selected (`--server`, `AUTOMATE_SERVER` or the
+//! advertisement), `list`, `tree`, `show` and `validate` print what the
+//! service's datastore gives ([`super::remote`]), the same text, JSON and
+//! exit codes: the documents come from [`automate_datastore::describe`]
+//! and [`automate_control::validate`] on either side.
 //! `import --preview` writes nothing; `export` takes one namespace or class,
 //! or every domain (`*`). Problems found while loading are counted on stderr
 //! with a pointer to `datastore validate`.
@@ -199,8 +204,9 @@ pub struct ExportArgs {
     pub class: Option<String>,
 }
 
-/// Runs one `automate datastore` command on `--datastore`; `validate`
-/// exits 1 when it finds an error (warnings alone exit 0).
+/// Runs one `automate datastore` command on `--datastore`, or through the
+/// selected service; `validate` exits 1 when it finds an error (warnings
+/// alone exit 0).
 pub fn run(global: &Global, cmd: DatastoreCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         DatastoreCmd::List { json } => list(global, json),
@@ -212,6 +218,9 @@ pub fn run(global: &Global, cmd: DatastoreCmd) -> anyhow::Result<ExitCode> {
             print_described(&d, json)
         }
         DatastoreCmd::Show { path, json } => {
+            if path.split('/').all(str::is_empty) {
+                return Err(describe::DescribeError::NoPath.into());
+            }
             let d = match super::remote::find(global)? {
                 Some(remote) => remote.describe("show", Some(&path))?,
                 None => describe::show(&load(&global.datastore)?, &path)?,
