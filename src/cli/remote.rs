@@ -641,6 +641,71 @@ impl Remote {
             .context("the service's reload report does not have the expected shape")
     }
 
+    /// `automate datastore list`: the service's domains (`GET
+    /// /api/automate_domains?expand=resources`, every page) as `--json`
+    /// prints them, and what to name in the empty case.
+    pub fn domain_list(&self) -> anyhow::Result<(Value, String)> {
+        let mut out = Vec::new();
+        loop {
+            let q = [
+                ("expand", "resources".to_string()),
+                ("offset", out.len().to_string()),
+                ("limit", PAGE.to_string()),
+            ];
+            let page = self.get("/api/automate_domains", &q)?;
+            let rows = resources(&page)?;
+            for r in rows {
+                let mut item = serde_json::Map::new();
+                for k in [
+                    "name",
+                    "priority",
+                    "enabled",
+                    "source",
+                    "namespaces",
+                    "classes",
+                    "instances",
+                    "methods",
+                ] {
+                    let v = r.get(k).with_context(|| {
+                        format!("the service's domain has no `{k}` (an older service?)")
+                    })?;
+                    item.insert(k.to_string(), v.clone());
+                }
+                out.push(Value::Object(item));
+            }
+            let total = page["count"].as_u64().unwrap_or(0) as usize;
+            if rows.is_empty() || out.len() >= total {
+                return Ok((Value::Array(out), format!("the service at {}", self.url)));
+            }
+        }
+    }
+
+    /// `automate datastore tree|show` (`what`) at `path` through the
+    /// service (`POST /api/automate` `{"action": what, "path": path}`):
+    /// the `--json` document and the text, as the service's datastore
+    /// directory gives them.
+    pub fn describe(
+        &self,
+        what: &str,
+        path: Option<&str>,
+    ) -> anyhow::Result<automate_datastore::describe::Described> {
+        let mut body = json!({ "action": what });
+        if let Some(p) = path {
+            body["path"] = json!(p);
+        }
+        let answer = self.post("/api/automate", &body)?;
+        serde_json::from_value(answer).with_context(|| {
+            format!("the service's {what} answer does not have the expected shape")
+        })
+    }
+
+    /// `automate datastore validate` through the service: it validates
+    /// its own root (`POST /api/automate_domains` `{"action":
+    /// "validate"}`) and answers the document `validate --json` prints.
+    pub fn validate(&self) -> anyhow::Result<Value> {
+        self.post("/api/automate_domains", &json!({ "action": "validate" }))
+    }
+
     /// `automate event send`: `event_id`, `duplicate`, the evm.log `lines`
     /// and `error`.
     pub fn send_event(

@@ -231,6 +231,26 @@ const COMMANDS: &[&[&str]] = &[
     // The service resolves against the imported domain at once.
     &["instantiate", "/Copy/System/Request/HelloWorld", "--json"],
     &["events", "list", "--json"],
+    // The datastore as the service reads it, text and JSON.
+    &["datastore", "list", "--json"],
+    &["datastore", "tree"],
+    &["datastore", "tree", "--json"],
+    &["datastore", "tree", "System/Request", "--json"],
+    &["datastore", "tree", "ManageIQ/System/Request/HelloWorld"],
+    &["datastore", "tree", "NoSuchThing"],
+    &["datastore", "show", "/ManageIQ/System/Request"],
+    &["datastore", "show", "/System/Request", "--json"],
+    &["datastore", "show", "/System/Request/HelloWorld"],
+    &["datastore", "show", "/System/Request/NoSuchInstance"],
+    &["datastore", "show", "/System/Request/hello_world()"],
+    &[
+        "datastore",
+        "show",
+        "/System/Request/hello_world()",
+        "--json",
+    ],
+    &["datastore", "show", "/NoSuch/Class"],
+    &["datastore", "validate", "--json"],
 ];
 
 #[test]
@@ -316,6 +336,136 @@ fn every_command_works_while_run_holds_the_store_with_the_same_output() {
         expected[32].1.contains("/Copy/System/Request/HelloWorld"),
         "{}",
         expected[32].1
+    );
+    // The datastore commands printed something, and fail alike.
+    assert!(expected[34].1.contains("\"Copy2\""), "{}", expected[34].1);
+    assert!(expected[35].1.contains("HelloWorld"), "{}", expected[35].1);
+    assert_eq!(expected[39].0, Some(1), "an unknown tree path fails");
+    assert!(expected[42].1.contains("instance "), "{}", expected[42].1);
+    assert!(expected[45].1.contains("body"), "{}", expected[45].1);
+    assert_eq!(expected[46].0, Some(1), "an unknown show path fails");
+    assert!(
+        expected[47].1.contains("\"problems\""),
+        "{}",
+        expected[47].1
+    );
+}
+
+/// `datastore list|tree|show|validate` with `--server`: the answer is the
+/// service's datastore (another directory than the client's
+/// `--datastore`), printed as the service's own command line prints it.
+#[test]
+fn datastore_commands_read_the_services_datastore() {
+    let service = Site::new();
+    let (code, out) = service.run(&[
+        "import",
+        "datastore/ManageIQ",
+        "--domain",
+        "Elsewhere",
+        "--priority",
+        "9",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    let commands: &[&[&str]] = &[
+        &["datastore", "list"],
+        &["datastore", "list", "--json"],
+        &["datastore", "tree", "Elsewhere/System/Request"],
+        &["datastore", "tree", "Elsewhere/System/Request", "--json"],
+        &["datastore", "show", "/Elsewhere/System/Request/HelloWorld"],
+        &["datastore", "show", "/System/Request", "--json"],
+        &["datastore", "validate"],
+        &["datastore", "validate", "--json"],
+    ];
+    let raw = |mut cmd: Command, args: &[&str]| {
+        let out = cmd.args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    // What the service's own datastore gives, read locally.
+    let expected: Vec<_> = commands
+        .iter()
+        .map(|c| raw(service.automate(), c))
+        .collect();
+
+    let mut child = service
+        .automate()
+        .args(["api", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let adv = service.path().join("automate.redb.server");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !adv.exists() {
+        assert!(Instant::now() < deadline, "automate api advertised nothing");
+        assert!(child.try_wait().unwrap().is_none(), "automate api exited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&adv).unwrap()).unwrap();
+    let (url, token) = (
+        v["url"].as_str().unwrap().to_string(),
+        v["token"].as_str().unwrap().to_string(),
+    );
+    // A client elsewhere: its own datastore (no `Elsewhere`) and store.
+    let client = Site::new();
+    let remote = |args: &[&str]| {
+        let mut cmd = client.automate();
+        cmd.args(["--server", &url, "--token", &token]);
+        raw(cmd, args)
+    };
+    let got: Vec<_> = commands.iter().map(|c| remote(c)).collect();
+    let local_list = raw(client.automate(), &["datastore", "list"]);
+    // The actions' refusals: a show without a path, an unknown field, a
+    // path that names nothing.
+    let post = |path: &str, body: serde_json::Value| {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut resp = agent
+            .post(format!("{url}{path}"))
+            .header("X-Auth-Token", &token)
+            .header("Content-Type", "application/json")
+            .send(body.to_string())
+            .unwrap();
+        let text = resp.body_mut().read_to_string().unwrap();
+        (resp.status().as_u16(), text)
+    };
+    let no_path = post("/api/automate", serde_json::json!({"action": "show"}));
+    let unknown_field = post(
+        "/api/automate",
+        serde_json::json!({"action": "tree", "depth": 2}),
+    );
+    let nothing = post(
+        "/api/automate",
+        serde_json::json!({"action": "tree", "path": "Nowhere/At/All"}),
+    );
+    let bad_validate = post(
+        "/api/automate_domains",
+        serde_json::json!({"action": "validate", "path": "x"}),
+    );
+    assert!(terminate(&mut child).is_some_and(|s| s.success()));
+    assert_eq!(no_path.0, 400, "{}", no_path.1);
+    assert!(no_path.1.contains("path"), "{}", no_path.1);
+    assert_eq!(unknown_field.0, 400, "{}", unknown_field.1);
+    assert!(unknown_field.1.contains("depth"), "{}", unknown_field.1);
+    assert_eq!(nothing.0, 404, "{}", nothing.1);
+    assert!(nothing.1.contains("datastore tree"), "{}", nothing.1);
+    assert_eq!(bad_validate.0, 400, "{}", bad_validate.1);
+
+    for ((cmd, want), have) in commands.iter().zip(&expected).zip(&got) {
+        assert_eq!(have, want, "automate --server URL {}", cmd.join(" "));
+    }
+    assert!(expected[0].1.contains("Elsewhere"), "{}", expected[0].1);
+    assert!(!local_list.1.contains("Elsewhere"), "{}", local_list.1);
+    let service_root = service.path().join("datastore");
+    assert!(
+        expected[7].1.contains(service_root.to_str().unwrap()),
+        "{}",
+        expected[7].1
     );
 }
 

@@ -84,6 +84,10 @@ pub(super) fn domain_json(collection: &str, d: &DomainInfo, base: &str) -> Value
         "enabled": d.enabled,
         "source": d.source.as_str(),
         "locked": d.source.is_read_only(),
+        "namespaces": d.counts.namespaces,
+        "classes": d.counts.classes,
+        "instances": d.counts.instances,
+        "methods": d.counts.methods,
     })
 }
 

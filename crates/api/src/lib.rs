@@ -18,6 +18,7 @@ mod automate;
 mod batch;
 mod collection;
 pub mod db;
+mod describe;
 mod domains;
 mod export;
 mod import;

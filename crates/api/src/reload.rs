@@ -5,20 +5,30 @@
 //! [`automate_datastore::ReloadReport`] (200 either way: `ok` says which);
 //! and the `datastore` part of `/api/health`.
 
-use super::{blocking, expect_action, json_object, ok, ApiError, ApiResult, ApiState};
+use super::{blocking, json_object, ok, opt_str, ApiError, ApiResult, ApiState};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 
-/// `POST /api/automate_domains`: the `reload` action.
+/// `POST /api/automate_domains`: the `reload` action (and `validate`,
+/// [`super::describe::validate`]).
 pub(super) async fn action(
     State(state): State<ApiState>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let obj = json_object(body, &state)?;
-    expect_action(&obj, "reload")?;
+    match opt_str(&obj, "action", "action")? {
+        Some("reload") => {}
+        Some("validate") => return ok(super::describe::validate(&state, &obj).await?),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "action: [{other}] is not supported (reload, validate)"
+            )))
+        }
+        None => return Err(ApiError::bad_request("action: missing (reload, validate)")),
+    }
     if let Some(key) = obj.keys().find(|k| k.as_str() != "action") {
         return Err(ApiError::bad_request(format!(
             "{key}: unknown field (the reload action takes only action)"

@@ -1,7 +1,8 @@
 //! `POST /api/automate` (the collection's actions): `instantiate`, the
 //! engine run once on a URI with its state-machine retries scheduled in
 //! the store (as `automate instantiate`), and `run_method`, one method run
-//! on a fresh object of its class (as `automate method run`). The answers
+//! on a fresh object of its class (as `automate method run`), and `tree`
+//! and `show` ([`super::describe`]). The answers
 //! carry what those commands print, so that they work while a service
 //! holds the store.
 
@@ -83,6 +84,11 @@ pub(super) async fn action(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let obj = json_object(body, &state)?;
+    match opt_str(&obj, "action", "action")? {
+        Some("tree") => return ok(super::describe::tree_or_show(&state, &obj, "tree").await?),
+        Some("show") => return ok(super::describe::tree_or_show(&state, &obj, "show").await?),
+        _ => {}
+    }
     let attrs = attributes(&obj)?;
     let engine = state.engine.clone();
     match opt_str(&obj, "action", "action")? {
@@ -141,10 +147,10 @@ pub(super) async fn action(
             ok(doc)
         }
         Some(other) => Err(ApiError::bad_request(format!(
-            "action: [{other}] is not supported (instantiate, run_method)"
+            "action: [{other}] is not supported (instantiate, run_method, tree, show)"
         ))),
         None => Err(ApiError::bad_request(
-            "action: missing (instantiate, run_method)",
+            "action: missing (instantiate, run_method, tree, show)",
         )),
     }
 }

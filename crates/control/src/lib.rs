@@ -23,6 +23,7 @@
 mod condition;
 mod load;
 pub mod reload;
+pub mod validate;
 
 pub use condition::{Condition, ConditionEngine, ConditionLimits};
 pub use load::{check, load, load_with};

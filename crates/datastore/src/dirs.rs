@@ -81,6 +81,7 @@ pub(super) fn domain_info(dir: &Path, dir_name: &str) -> DomainInfo {
                 priority: d.priority(),
                 enabled: d.enabled(),
                 source: d.source(),
+                counts: Default::default(),
             }
         }
         None => DomainInfo {
@@ -88,6 +89,7 @@ pub(super) fn domain_info(dir: &Path, dir_name: &str) -> DomainInfo {
             priority: 0,
             enabled: true,
             source: Source::User,
+            counts: Default::default(),
         },
     }
 }

@@ -8,7 +8,7 @@
 //! holding a `.missing` instance in that class. A fully-qualified path
 //! (`/ManageIQ/System/...`) is looked up in its own domain.
 
-use super::model::{Class, Domain, Field, Namespace, Source};
+use super::model::{Class, Counts, Domain, Field, Namespace, Source};
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
@@ -261,6 +261,9 @@ pub struct DomainInfo {
     pub enabled: bool,
     /// Who may change it.
     pub source: Source,
+    /// How much it holds (`datastore list`'s counts); zero where only
+    /// `__domain__.yaml` was read ([`crate::dirs`]).
+    pub counts: Counts,
 }
 
 /// The whole datastore, compiled for resolution. Immutable: a reload builds
@@ -286,6 +289,7 @@ impl Index {
                 priority: d.priority(),
                 enabled: d.enabled(),
                 source: d.source(),
+                counts: d.counts(),
             })
             .collect();
         let mut order: Vec<usize> = (0..domains.len()).collect();

@@ -9,6 +9,7 @@
 
 #![deny(missing_docs)]
 
+pub mod describe;
 pub mod dirs;
 pub mod export;
 pub mod fs;
