@@ -161,6 +161,20 @@ fn start_with(requests: bool) -> Rest {
             )
             .expect("event");
     }
+    // Three state-machine retries, due in a year (nothing runs them here).
+    let schedule = store.schedule();
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(365 * 86_400);
+    for uri in ["/Retry/B/b", "/Retry/A/a", "/Retry/C/c"] {
+        automate_vmdb::Schedule::schedule(
+            &schedule,
+            &automate_vmdb::WorkItem::new(
+                automate_engine::deliver::RETRY_KIND,
+                serde_json::json!({"uri": uri, "deliveries": 1}),
+            ),
+            later,
+        )
+        .expect("retry");
+    }
     let (engine, _runner) = control_engine(&root, store.clone());
     let rt = api_runtime();
     let stop = CancellationToken::new();
@@ -615,6 +629,40 @@ fn automation_requests_take_manageiq_queries() {
     let tasks = r["tasks"].as_array().cloned().unwrap_or_default();
     assert!(!tasks.is_empty(), "{r}");
     assert!(tasks.iter().all(|t| t["id"].is_string()), "{r}");
+}
+
+#[test]
+fn retries_take_manageiq_queries() {
+    let rest = start();
+    let mut retries = vec![
+        (
+            "expand=resources",
+            Want::Rows(&["/Retry/B/b", "/Retry/A/a", "/Retry/C/c"]),
+        ),
+        ("", Want::Hrefs(3)),
+        (
+            "expand=resources&sort_by=uri&sort_order=desc",
+            Want::Rows(&["/Retry/C/c", "/Retry/B/b", "/Retry/A/a"]),
+        ),
+        (
+            "expand=resources&filter[]=uri='/Retry/A*'",
+            Want::Rows(&["/Retry/A/a"]),
+        ),
+        ("filter[]=uri='/Retry/A*'", Want::Counts(1, Some(1), 1)),
+        ("limit=2&offset=2", Want::Counts(1, None, 2)),
+        ("attributes=uri", Want::Keys(&["href", "id", "uri"])),
+    ];
+    retries.extend(common_errors());
+    table(&rest, "retries", "uri", &retries);
+
+    // One retry by the href its row gives; an unknown id is a 404.
+    let (_, v) = rest.get("/api/retries?expand=resources&sort_by=uri");
+    let href = v["resources"][0]["href"].as_str().unwrap_or("").to_string();
+    let (status, one) = rest.get(&href);
+    assert_eq!(status, 200, "{href}: {one}");
+    assert_eq!(one["uri"], "/Retry/A/a", "{one}");
+    let (status, v) = rest.get("/api/retries/999999?attributes=uri");
+    assert_eq!(status, 404, "{v}");
 }
 
 #[test]

@@ -105,6 +105,8 @@ pub enum Endpoint {
     Retries,
     /// `POST /api/retries`: the `run_due` action.
     RetriesAction,
+    /// `GET /api/retries/{id}`: one scheduled retry.
+    Retry,
     /// `POST /api/automate`: the `instantiate` and `run_method` actions.
     AutomateAction,
     /// `POST /api/event_streams`: the `send` action (one event through the
@@ -185,6 +187,7 @@ pub const ROUTES: &[Route] = &[
     r("POST", "/api/db/backup", Endpoint::DbBackup),
     r("GET", "/api/retries", Endpoint::Retries),
     r("POST", "/api/retries", Endpoint::RetriesAction),
+    r("GET", "/api/retries/{id}", Endpoint::Retry),
     r("POST", "/api/automate", Endpoint::AutomateAction),
     r("POST", "/api/event_streams", Endpoint::SendEvent),
     r(
@@ -603,6 +606,7 @@ fn handler(method: &str, endpoint: Endpoint) -> Option<MethodRouter<ApiState>> {
         Endpoint::DbBackup => on(filter, db::backup),
         Endpoint::Retries => on(filter, retries::list),
         Endpoint::RetriesAction => on(filter, retries::action),
+        Endpoint::Retry => on(filter, retries::show),
         Endpoint::AutomateAction => on(filter, run::action),
         Endpoint::SendEvent => on(filter, send::action),
         Endpoint::ImportDomain => {

@@ -4,22 +4,28 @@
 //! retries run-due` does), so that the command works while a service
 //! holds the store.
 
-use super::{blocking, expect_action, json_object, ok, ApiError, ApiResult, ApiState};
+use super::collection::{resource_query, select, CollectionQuery, RawQuery};
+use super::{
+    base_url, blocking, expect_action, json_object, ok, path_arg, ApiError, ApiResult, ApiState,
+};
 use automate_engine::deliver::{run_due, Outcome, DEFAULT_MAX_DELIVERIES, RETRY_KIND};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
 use serde_json::{json, Value};
 use std::time::{Duration, SystemTime};
 
 /// At most this many retries are listed (as `automate retries list`).
 const LIST_MAX: usize = 10_000;
 
-/// `GET /api/retries`: every scheduled retry, by id: `id`, `uri`,
-/// `deliveries` (runs so far) and `attempts` (claims so far).
-pub(super) async fn list(State(state): State<ApiState>) -> ApiResult {
+/// Every scheduled retry as a row: `href`, `id`, `uri`, `deliveries`
+/// (runs so far) and `attempts` (claims so far), by id; at most
+/// [`LIST_MAX`].
+async fn rows(state: &ApiState) -> Result<Vec<Value>, ApiError> {
     let schedule = state.store.scheduled_work();
-    let resources = blocking(move || {
+    let base = base_url(state);
+    blocking(move || {
         let due = schedule
             .due(
                 SystemTime::now() + Duration::from_secs(10 * 365 * 86_400),
@@ -31,6 +37,7 @@ pub(super) async fn list(State(state): State<ApiState>) -> ApiResult {
             .filter(|(_, item, _)| item.kind == RETRY_KIND)
             .map(|(id, item, attempts)| {
                 json!({
+                    "href": format!("{base}/api/retries/{id}"),
                     "id": id.to_string(),
                     "uri": item.payload["uri"].as_str().unwrap_or(""),
                     "deliveries": item.payload["deliveries"].as_u64().unwrap_or(0),
@@ -39,13 +46,44 @@ pub(super) async fn list(State(state): State<ApiState>) -> ApiResult {
             })
             .collect::<Vec<Value>>())
     })
-    .await?;
-    ok(json!({
-        "name": "retries",
-        "count": resources.len(),
-        "subcount": resources.len(),
-        "resources": resources,
-    }))
+    .await
+}
+
+/// `GET /api/retries`: the scheduled retries as a ManageIQ collection
+/// (`offset`, `limit`, `filter[]`, `sort_by`, `attributes`, `expand`, as
+/// every collection).
+pub(super) async fn list(State(state): State<ApiState>, raw: RawQuery) -> ApiResult {
+    let q = CollectionQuery::parse(raw, &[], &state.limits)?;
+    let all = rows(&state).await?;
+    let count = all.len();
+    let mut rows: Vec<Value> = all.into_iter().filter(|r| q.matches(r)).collect();
+    let matched = rows.len();
+    q.sort(&mut rows);
+    let page = q.window(rows);
+    ok(q.answer(
+        "retries",
+        count,
+        Some(matched),
+        page,
+        &["run_due"],
+        &base_url(&state),
+    ))
+}
+
+/// `GET /api/retries/{id}`: one scheduled retry, or a 404.
+pub(super) async fn show(
+    State(state): State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+    raw: RawQuery,
+) -> ApiResult {
+    let id = path_arg(id)?;
+    let attributes = resource_query(raw)?;
+    let row = rows(&state)
+        .await?
+        .into_iter()
+        .find(|r| r["id"] == id.as_str())
+        .ok_or_else(|| ApiError::not_found(format!("retries/{id}: no such retry scheduled")))?;
+    ok(select(row, attributes.as_deref()))
 }
 
 /// `POST /api/retries` with `{"action": "run_due", "max_deliveries": N}`:
