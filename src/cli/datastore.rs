@@ -263,20 +263,10 @@ pub fn import(global: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> {
     for w in &s.warnings {
         eprintln!("warning: {w}");
     }
-    let c = s.counts;
     println!(
-        "{} domain {} (priority {}, {}, source {}) into {}: {} namespaces, {} classes, {} \
-         instances, {} methods ({} files)",
+        "{} {} ({} files)",
         if s.replaced { "Replaced" } else { "Imported" },
-        s.domain,
-        s.priority,
-        if s.enabled { "enabled" } else { "disabled" },
-        s.source.as_str(),
-        s.path.display(),
-        c.namespaces,
-        c.classes,
-        c.instances,
-        c.methods,
+        import_line(&s),
         s.files
     );
     Ok(ExitCode::SUCCESS)
@@ -328,6 +318,25 @@ pub fn export(global: &Global, args: ExportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What an import (or its preview) says of the domain: `domain NAME
+/// (priority P, enabled, source S) into PATH: N namespaces, ... methods`.
+fn import_line(s: &import::ImportSummary) -> String {
+    let c = s.counts;
+    format!(
+        "domain {} (priority {}, {}, source {}) into {}: {} namespaces, {} classes, {} \
+         instances, {} methods",
+        s.domain,
+        s.priority,
+        if s.enabled { "enabled" } else { "disabled" },
+        s.source.as_str(),
+        s.path.display(),
+        c.namespaces,
+        c.classes,
+        c.instances,
+        c.methods,
+    )
+}
+
 /// Prints what [`render_preview`] shows: a summary line, then a table of
 /// the files added, updated and removed (CHANGE, KIND, FILE), or one JSON
 /// object (`ImportArgs::preview`'s doc gives its shape).
@@ -368,19 +377,10 @@ pub fn render_preview(
     let count = |ch| p.changes.iter().filter(|i| i.change == ch).count();
     writeln!(
         out,
-        "Preview (nothing written): {} domain {} (priority {}, {}, source {}) into {}: {} \
-         namespaces, {} classes, {} instances, {} methods; {} files to add, {} to update, {} to \
-         remove, {} unchanged",
+        "Preview (nothing written): {} {}; {} files to add, {} to update, {} to remove, {} \
+         unchanged",
         if s.replaced { "replace" } else { "import" },
-        s.domain,
-        s.priority,
-        if s.enabled { "enabled" } else { "disabled" },
-        s.source.as_str(),
-        s.path.display(),
-        c.namespaces,
-        c.classes,
-        c.instances,
-        c.methods,
+        import_line(s),
         count(import::Change::Add),
         count(import::Change::Update),
         count(import::Change::Remove),

@@ -65,9 +65,15 @@ impl Site {
     /// Starts `automate run` and waits (with a deadline) until its
     /// advertisement names an API that answers.
     fn start_run(&self) -> Child {
+        self.start(&["run", "--config", "automate.yaml"])
+    }
+
+    /// Starts `automate ARGS` (`run` or `api`) and waits (with a deadline)
+    /// until its advertisement names an API that answers.
+    fn start(&self, args: &[&str]) -> Child {
         let mut child = self
             .automate()
-            .args(["run", "--config", "automate.yaml"])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -83,9 +89,12 @@ impl Site {
                 }
             }
             if let Ok(Some(status)) = child.try_wait() {
-                panic!("automate run exited with {status} before advertising its API");
+                panic!("automate {args:?} exited with {status} before advertising its API");
             }
-            assert!(Instant::now() < deadline, "automate run advertised no API");
+            assert!(
+                Instant::now() < deadline,
+                "automate {args:?} advertised no API"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -389,20 +398,8 @@ fn datastore_commands_read_the_services_datastore() {
         .map(|c| raw(service.automate(), c))
         .collect();
 
-    let mut child = service
-        .automate()
-        .args(["api", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = service.start(&["api", "--listen", "127.0.0.1:0"]);
     let adv = service.path().join("automate.redb.server");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !adv.exists() {
-        assert!(Instant::now() < deadline, "automate api advertised nothing");
-        assert!(child.try_wait().unwrap().is_none(), "automate api exited");
-        std::thread::sleep(Duration::from_millis(20));
-    }
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&adv).unwrap()).unwrap();
     let (url, token) = (
@@ -516,20 +513,8 @@ fn a_held_store_without_a_service_names_both_ways() {
 #[test]
 fn automate_api_advertises_itself_too() {
     let site = Site::new();
-    let mut child = site
-        .automate()
-        .args(["api", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = site.start(&["api", "--listen", "127.0.0.1:0"]);
     let adv = site.path().join("automate.redb.server");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !adv.exists() {
-        assert!(Instant::now() < deadline, "automate api advertised nothing");
-        assert!(child.try_wait().unwrap().is_none(), "automate api exited");
-        std::thread::sleep(Duration::from_millis(20));
-    }
     let created = site.run(&[
         "request",
         "create",
