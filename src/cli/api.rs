@@ -31,8 +31,9 @@ pub struct ApiArgs {
     #[arg(long)]
     pub listen: Option<String>,
     /// automate.yaml to read `api.listen`, `api.token`, `api.public_url`,
-    /// `api.limits`, `api.metrics_public` and the `engine:` budget from. The token can also (and
-    /// without a file, must) come from AUTOMATE_API_TOKEN.
+    /// `api.limits`, `api.metrics_public` and the `engine:` budget from. `--token` (or
+    /// AUTOMATE_API_TOKEN) replaces `api.token`; with neither, a token is made for the session
+    /// and written only to `<db>.server`.
     #[arg(long)]
     pub config: Option<PathBuf>,
 }
@@ -46,15 +47,13 @@ pub struct ApiArgs {
 pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
     let (mut api, budget) = match &args.config {
         Some(path) => {
-            let cfg = super::load_config(path)?;
+            let cfg = super::load_config(global, path)?;
             (cfg.api, cfg.engine.limits())
         }
         None => (ApiConfig::default(), EngineConfig::default().limits()),
     };
-    if let Ok(token) = std::env::var(super::API_TOKEN_ENV) {
-        if !token.is_empty() {
-            api.token = token;
-        }
+    if let Some(token) = global.token.as_deref().filter(|t| !t.is_empty()) {
+        api.token = token.to_string();
     }
     // Without one, a token for this session, advertised beside the store.
     if api.token.is_empty() {
@@ -131,9 +130,9 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
                 None
             }
         };
-        // Said once the datastore is watched: a change made after this
-        // line is reloaded.
-        println!("automate api: listening on http://{addr}/api");
+        // Signals are ours from here: a SIGTERM or SIGHUP from now on
+        // drains or reloads (and removes the advertisement), never kills.
+        let mut signals = super::run::Signals::new()?;
         // Without it the API still serves: the commands need --server.
         let advertisement = super::remote::Advertisement::write(
             &global.db,
@@ -142,6 +141,10 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
         )
         .map_err(|e| eprintln!("warning: not advertised: {e:#}"))
         .ok();
+        // Said once the datastore is watched and the service advertised: a
+        // change made after this line is reloaded, and a command started
+        // after it finds the service.
+        println!("automate api: listening on http://{addr}/api");
         let shutdown = CancellationToken::new();
         let limits = api.limits.clone();
         let stop = shutdown.clone();
@@ -149,7 +152,6 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
             tokio::spawn(
                 async move { serve_with(listener, router(state, None), &limits, stop).await },
             );
-        let mut signals = super::run::Signals::new()?;
         loop {
             match signals.next().await {
                 super::run::Sig::Stop(_) => break,

@@ -144,7 +144,7 @@ fn backup_through_api(global: &Global, args: &BackupArgs) -> anyhow::Result<Exit
         None => match (&url, &global.token) {
             (Some(u), Some(t)) => (u.clone(), t.clone()),
             (url, token) => {
-                let cfg = super::load_config(&args.config).with_context(|| {
+                let cfg = super::load_config(global, &args.config).with_context(|| {
                 format!(
                     "the store is in use by a running automate: its API is needed (--url, --token), or its configuration ({})",
                     args.config.display()

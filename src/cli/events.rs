@@ -97,7 +97,7 @@ pub fn send(global: &Global, cmd: EventCmd) -> anyhow::Result<ExitCode> {
     let EventCmd::Send(args) = cmd;
     let provider = match &args.config {
         Some(path) => {
-            let cfg = super::load_config(path)?;
+            let cfg = super::load_config(global, path)?;
             cfg.provider(&args.provider)
                 .map(|p| p.provider.clone())
                 .with_context(|| {

@@ -62,7 +62,9 @@ pub struct Global {
     /// beside `--db`, if one runs.
     #[arg(long, global = true, env = "AUTOMATE_SERVER", value_name = "URL")]
     pub server: Option<String>,
-    /// The API token for `--server` (default: the advertised one).
+    /// The API token: the one to send with `--server` (default: the
+    /// advertised one), and for `run` and `api` the one to serve with
+    /// (replacing `api.token`).
     #[arg(long, global = true, env = API_TOKEN_ENV, hide_env_values = true)]
     pub token: Option<String>,
     /// Colour on stdout: `auto` (a terminal only), `always`, `never`;
@@ -130,14 +132,14 @@ pub enum Command {
 /// `api.token` of the configuration file.
 pub const API_TOKEN_ENV: &str = "AUTOMATE_API_TOKEN";
 
-/// Reads and checks `automate.yaml` as every command does: the
-/// [`API_TOKEN_ENV`] variable, when set and not empty, replaces
-/// `api.token`.
+/// Reads and checks `automate.yaml` as every command does: `--token`
+/// (or the [`API_TOKEN_ENV`] variable clap reads for it), when given and
+/// not empty, replaces `api.token`.
 pub fn load_config(
+    global: &Global,
     path: &std::path::Path,
 ) -> Result<automate_events::config::Config, automate_events::config::ConfigError> {
-    let token = std::env::var(API_TOKEN_ENV).ok();
-    automate_events::config::Config::load_with_token(path, token.as_deref())
+    automate_events::config::Config::load_with_token(path, global.token.as_deref())
 }
 
 /// Parses the command line, runs the command, maps the outcome to an exit code.

@@ -549,19 +549,28 @@ impl Remote {
     /// `automate retries list`: `(id, uri, deliveries, attempts)` of every
     /// scheduled retry.
     pub fn retries(&self) -> anyhow::Result<Vec<(u64, String, u64, u64)>> {
-        let answer = self.get("/api/retries", &[])?;
-        resources(&answer)?
-            .iter()
-            .map(|r| {
+        let mut out = Vec::new();
+        loop {
+            let q = [
+                ("expand", "resources".to_string()),
+                ("offset", out.len().to_string()),
+                ("limit", PAGE.to_string()),
+            ];
+            let page = self.get("/api/retries", &q)?;
+            let rows = resources(&page)?;
+            for r in rows {
                 let id = id_of(r.get("id"))?;
-                Ok((
+                out.push((
                     u64::try_from(id).context("a negative retry id")?,
                     r["uri"].as_str().unwrap_or("").to_string(),
                     r["deliveries"].as_u64().unwrap_or(0),
                     r["attempts"].as_u64().unwrap_or(0),
-                ))
-            })
-            .collect()
+                ));
+            }
+            if rows.is_empty() || page["links"]["next"].is_null() {
+                return Ok(out);
+            }
+        }
     }
 
     /// `automate retries run-due`: one round; the answer's `finished`,

@@ -107,7 +107,7 @@ fn flush(files: &[LogOut]) {
 /// more writes or a catcher stopped with an error. Fails on a bad
 /// configuration.
 pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let cfg = super::load_config(&args.config)?;
+    let cfg = super::load_config(global, &args.config)?;
     if args.floor {
         return floor(&cfg);
     }

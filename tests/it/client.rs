@@ -561,6 +561,12 @@ fn retries_go_through_the_service_too() {
         .args(["instantiate", "/SM/Counter/default?machine=7"])
         .output()
         .unwrap();
+    // Listed through the API while it waits (`automate api` runs no
+    // retries of its own).
+    let pending = automate()
+        .args(["retries", "list", "--json"])
+        .output()
+        .unwrap();
     // Run by the client's run-due or by the service's own retry runner:
     // either way nothing is left scheduled once it is done.
     let run = automate()
@@ -574,6 +580,17 @@ fn retries_go_through_the_service_too() {
     assert!(
         text.contains("Processed State=[count] with Result=[retry]"),
         "{text}"
+    );
+    let text = String::from_utf8_lossy(&pending.stdout);
+    assert!(pending.status.success(), "{text}");
+    let pending: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(pending.as_array().map(Vec::len), Some(1), "{pending}");
+    assert!(
+        pending[0]["uri"]
+            .as_str()
+            .unwrap_or("")
+            .contains("/SM/Counter"),
+        "{pending}"
     );
     let text = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "{text}");

@@ -369,8 +369,8 @@ impl CollectionQuery {
         };
         let mut links = Map::new();
         links.insert("self".into(), link(self.offset));
-        if self.offset + limit < total {
-            links.insert("next".into(), link(self.offset + limit));
+        if self.offset.saturating_add(limit) < total {
+            links.insert("next".into(), link(self.offset.saturating_add(limit)));
         }
         if self.offset > 0 {
             links.insert("previous".into(), link(self.offset.saturating_sub(limit)));

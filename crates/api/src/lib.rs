@@ -233,6 +233,11 @@ pub struct ApiState {
     engine: Engine,
     store: Arc<dyn ServedStore>,
     requests: Arc<Requests>,
+    /// Held from an approval's read to its unit's commit: `Requests`'
+    /// own lock ends when the transition is written into the unit, before
+    /// the unit commits, so two concurrent approvals could both read
+    /// `pending_approval`.
+    approvals: Arc<std::sync::Mutex<()>>,
     batcher: Arc<batch::Batcher>,
     depth: Depth,
     /// `api.limits`.
@@ -283,6 +288,7 @@ impl ApiState {
             limits: Arc::new(ApiLimits::default()),
             public_url: Arc::from(""),
             reloader: None,
+            approvals: Arc::new(std::sync::Mutex::new(())),
             metrics,
             metrics_public: false,
         })
@@ -407,7 +413,21 @@ async fn in_unit<T: Send + 'static>(
     store: Arc<dyn ServedStore>,
     f: impl FnOnce(Arc<dyn automate_vmdb::ObjectStore>) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
+    in_unit_under(store, None, f).await
+}
+
+/// [`in_unit`] holding `lock` (when given) from before the unit begins to
+/// after it commits, on the blocking thread itself (so a client that goes
+/// away does not release it early).
+async fn in_unit_under<T: Send + 'static>(
+    store: Arc<dyn ServedStore>,
+    lock: Option<Arc<std::sync::Mutex<()>>>,
+    f: impl FnOnce(Arc<dyn automate_vmdb::ObjectStore>) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
     blocking(move || {
+        let _held = lock
+            .as_ref()
+            .map(|l| l.lock().unwrap_or_else(|p| p.into_inner()));
         let unit = store.begin_unit();
         let out = f(unit.objects())?;
         unit.commit().map_err(ApiError::internal)?;

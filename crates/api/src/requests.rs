@@ -6,7 +6,7 @@
 use super::collection::{resource_query, select, store_rows, CollectionQuery, RawQuery};
 use super::objects::object_json;
 use super::{
-    base_url, blocking, in_unit, json_object, kind_of, ok, opt_str, parse_id, path_arg,
+    base_url, blocking, in_unit_under, json_object, kind_of, ok, opt_str, parse_id, path_arg,
     stringify_ids, ApiError, ApiResult, ApiState,
 };
 use automate_engine::AttrValue;
@@ -327,9 +327,11 @@ pub(super) async fn action(
         .to_string();
     let reason = opt_str(&obj, "reason", "reason")?.map(str::to_string);
     let requests = state.requests.clone();
+    // One approval or denial at a time, until its unit has committed.
+    let approvals = Some(state.approvals.clone());
     let view = match action.as_str() {
         "approve" => {
-            in_unit(state.store.clone(), move |objects| {
+            in_unit_under(state.store.clone(), approvals, move |objects| {
                 requests
                     .with_store(objects)
                     .approve(id, reason.as_deref())
@@ -341,7 +343,7 @@ pub(super) async fn action(
             let reason = reason
                 .filter(|r| !r.trim().is_empty())
                 .ok_or_else(|| ApiError::bad_request("reason: a deny needs a reason"))?;
-            in_unit(state.store.clone(), move |objects| {
+            in_unit_under(state.store.clone(), approvals, move |objects| {
                 requests
                     .with_store(objects)
                     .deny(id, &reason)

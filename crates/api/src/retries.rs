@@ -9,6 +9,7 @@ use super::{
     base_url, blocking, expect_action, json_object, ok, path_arg, ApiError, ApiResult, ApiState,
 };
 use automate_engine::deliver::{run_due, Outcome, DEFAULT_MAX_DELIVERIES, RETRY_KIND};
+use automate_vmdb::WorkItem;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::rejection::PathRejection;
@@ -18,6 +19,25 @@ use std::time::{Duration, SystemTime};
 
 /// At most this many retries are listed (as `automate retries list`).
 const LIST_MAX: usize = 10_000;
+
+/// The highest `max_deliveries` a `run_due` action takes.
+const MAX_DELIVERIES_LIMIT: u32 = 10_000;
+
+/// The most deliveries one `run_due` action makes (then it answers, what
+/// is left still scheduled).
+const ROUND_LIMIT: usize = 1_000;
+
+/// One retry's row: `href`, `id`, `uri`, `deliveries` (runs so far) and
+/// `attempts` (claims so far).
+fn row(base: &str, id: u64, item: &WorkItem, attempts: u32) -> Value {
+    json!({
+        "href": format!("{base}/api/retries/{id}"),
+        "id": id.to_string(),
+        "uri": item.payload["uri"].as_str().unwrap_or(""),
+        "deliveries": item.payload["deliveries"].as_u64().unwrap_or(0),
+        "attempts": attempts,
+    })
+}
 
 /// Every scheduled retry as a row: `href`, `id`, `uri`, `deliveries`
 /// (runs so far) and `attempts` (claims so far), by id; at most
@@ -35,15 +55,7 @@ async fn rows(state: &ApiState) -> Result<Vec<Value>, ApiError> {
         Ok(due
             .into_iter()
             .filter(|(_, item, _)| item.kind == RETRY_KIND)
-            .map(|(id, item, attempts)| {
-                json!({
-                    "href": format!("{base}/api/retries/{id}"),
-                    "id": id.to_string(),
-                    "uri": item.payload["uri"].as_str().unwrap_or(""),
-                    "deliveries": item.payload["deliveries"].as_u64().unwrap_or(0),
-                    "attempts": attempts,
-                })
-            })
+            .map(|(id, item, attempts)| row(&base, id, &item, attempts))
             .collect::<Vec<Value>>())
     })
     .await
@@ -78,11 +90,19 @@ pub(super) async fn show(
 ) -> ApiResult {
     let id = path_arg(id)?;
     let attributes = resource_query(raw)?;
-    let row = rows(&state)
-        .await?
-        .into_iter()
-        .find(|r| r["id"] == id.as_str())
-        .ok_or_else(|| ApiError::not_found(format!("retries/{id}: no such retry scheduled")))?;
+    let not_found = || ApiError::not_found(format!("retries/{id}: no such retry scheduled"));
+    let n: u64 = id.parse().map_err(|_| not_found())?;
+    let schedule = state.store.scheduled_work();
+    let base = base_url(&state);
+    let row = blocking(move || {
+        Ok(schedule
+            .get(n)
+            .map_err(ApiError::internal)?
+            .filter(|s| s.item.kind == RETRY_KIND)
+            .map(|s| row(&base, s.id, &s.item, s.attempts)))
+    })
+    .await?
+    .ok_or_else(not_found)?;
     ok(select(row, attributes.as_deref()))
 }
 
@@ -103,9 +123,10 @@ pub(super) async fn action(
         Some(v) => v
             .as_u64()
             .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| *n <= MAX_DELIVERIES_LIMIT)
             .ok_or_else(|| {
                 ApiError::bad_request(format!(
-                    "max_deliveries: expected a non-negative integer, got {v}"
+                    "max_deliveries: expected an integer from 0 to {MAX_DELIVERIES_LIMIT}, got {v}"
                 ))
             })?,
     };
@@ -113,12 +134,18 @@ pub(super) async fn action(
     let doc = blocking(move || {
         let (mut done, mut retried, mut failed) = (0u64, 0u64, 0u64);
         let mut trace: Vec<String> = Vec::new();
-        loop {
+        // One request delivers at most ROUND_LIMIT retries (a machine that
+        // retries at once would otherwise hold the request for as many
+        // rounds as `max_deliveries` allows); what is left stays scheduled
+        // and `still_scheduled` says so.
+        let mut delivered = 0usize;
+        while delivered < ROUND_LIMIT {
             let outcomes =
                 run_due(&engine, &*schedule, 64, max_deliveries).map_err(ApiError::internal)?;
             if outcomes.is_empty() {
                 break;
             }
+            delivered += outcomes.len();
             for o in &outcomes {
                 match o {
                     Outcome::Done(_) => done += 1,

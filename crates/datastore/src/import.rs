@@ -410,6 +410,14 @@ fn prepare(
                     .into(),
             ));
         }
+    } else if let Some(p) = opts
+        .priority
+        .filter(|p| !(1..=crate::settings::MAX_PRIORITY).contains(p))
+    {
+        return Err(ImportError::BadOption(format!(
+            "priority: {p} is out of 1..={} (0 is the ManageIQ domain's)",
+            crate::settings::MAX_PRIORITY
+        )));
     }
     let conflict = existing.iter().find(|d| {
         d.info.name.eq_ignore_ascii_case(&name) || d.dir_name.eq_ignore_ascii_case(&name)

@@ -320,7 +320,7 @@ impl Handler {
         let stamp = automate_core::time::parse_time(&ev.timestamp)
             .map(automate_core::time::iso8601)
             .unwrap_or_else(|| ev.timestamp.clone());
-        attrs.insert("timestamp".into(), s(&stamp));
+        attrs.insert("timestamp".into(), AttrValue::Str(stamp));
         attrs.insert("chain_id".into(), s(&chain));
         attrs.insert("ems_id".into(), AttrValue::Int(ems.id));
         if let Some(vm) = &vm {

@@ -38,13 +38,6 @@ pub struct GroupUnit {
     group: GroupCommit,
 }
 
-impl GroupUnit {
-    /// The unit's own view (what [`PipelineUnit::objects`] hands out).
-    pub fn unit(&self) -> &Arc<UnitStore> {
-        &self.unit
-    }
-}
-
 impl PipelineUnit for GroupUnit {
     fn objects(&self) -> Arc<dyn ObjectStore> {
         self.unit.clone()

@@ -376,11 +376,6 @@ impl ObjectStore for RedbStore {
         self.write_batch(|b| b.create(class, attrs))
     }
 
-    fn create_now(&self, class: &str, attrs: Attributes) -> Result<VmdbRef, StoreError> {
-        base_of(class)?;
-        self.write_batch(|b| b.create(class, attrs))
-    }
-
     fn update(&self, obj: &VmdbRef, name: &str, value: AttrValue) -> Result<(), StoreError> {
         base_of(&obj.class)?;
         self.write_batch(|b| b.update(obj, name, value))

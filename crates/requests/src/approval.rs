@@ -68,8 +68,10 @@ impl Requests {
     }
 
     /// Moves a `pending_approval` request to `to` (under the lock, so of
-    /// two concurrent approvals or denials exactly one wins); anything else
-    /// is refused with the state it is in.
+    /// two concurrent approvals or denials exactly one wins when the store
+    /// commits each write at once; through a unit of work the caller must
+    /// hold its own lock until the unit commits, as the API does); anything
+    /// else is refused with the state it is in.
     fn transition(&self, id: i64, action: &str, to: &str) -> Result<VmdbRef, RequestError> {
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let request = self.find(id)?;
