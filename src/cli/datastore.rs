@@ -151,6 +151,18 @@ fn import_through_api(
     for w in s["warnings"].as_array().into_iter().flatten() {
         eprintln!("warning: {}", w.as_str().unwrap_or_default());
     }
+    // Written, but the service kept its running datastore: say why.
+    if s["reload"]["ok"] == false {
+        eprintln!("warning: the service did not reload its datastore; the import is on disk but not running:");
+        for p in s["reload"]["problems"].as_array().into_iter().flatten() {
+            eprintln!(
+                "  {}:{}: {}",
+                p["file"].as_str().unwrap_or_default(),
+                p["line"],
+                p["message"].as_str().unwrap_or_default()
+            );
+        }
+    }
     let text = |k: &str| match &s[k] {
         serde_json::Value::String(v) => v.clone(),
         other => other.to_string(),

@@ -6,7 +6,7 @@
 //! "validate"}` (the document `validate --json` prints). The directory is
 //! read afresh, as the command line reads it.
 
-use super::{blocking, ApiError, ApiState};
+use super::{blocking, only_fields, ApiError, ApiState};
 use automate_datastore::describe::{self, DescribeError};
 use automate_datastore::fs as dsfs;
 use axum::http::StatusCode;
@@ -28,17 +28,6 @@ fn root(state: &ApiState) -> Result<std::path::PathBuf, ApiError> {
     Ok(root)
 }
 
-/// Refuses fields other than `allowed` in an action's body.
-fn only(obj: &Map<String, Value>, action: &str, allowed: &[&str]) -> Result<(), ApiError> {
-    match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(key) => Err(ApiError::bad_request(format!(
-            "{key}: unknown field (the {action} action takes {})",
-            allowed.join(", ")
-        ))),
-        None => Ok(()),
-    }
-}
-
 /// The `tree` (`path` optional) or `show` (`path` required) action: a
 /// path that names nothing is a 404 with the command line's message.
 pub(super) async fn tree_or_show(
@@ -46,7 +35,7 @@ pub(super) async fn tree_or_show(
     obj: &Map<String, Value>,
     action: &'static str,
 ) -> Result<Value, ApiError> {
-    only(obj, action, &["action", "path"])?;
+    only_fields(obj, action, &["action", "path"])?;
     let path = match obj.get("path") {
         None | Some(Value::Null) => None,
         Some(Value::String(p)) => Some(p.clone()),
@@ -80,7 +69,7 @@ pub(super) async fn validate(
     state: &ApiState,
     obj: &Map<String, Value>,
 ) -> Result<Value, ApiError> {
-    only(obj, "validate", &["action"])?;
+    only_fields(obj, "validate", &["action"])?;
     let root = root(state)?;
     blocking(move || Ok(automate_control::validate::validate_document(&root))).await
 }

@@ -3,7 +3,7 @@
 //! `application/zip`), as `automate export NAME DEST.zip` writes it; what
 //! `automate export` asks of a service named by `--server`.
 
-use super::{blocking, json_object, opt_str, ApiError, ApiResult, ApiState};
+use super::{blocking, json_object, only_fields, opt_str, ApiError, ApiResult, ApiState};
 use automate_datastore::export::{self, ExportError, ExportOptions};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -18,6 +18,9 @@ pub(super) async fn export(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let obj = json_object(body, &state)?;
+    // One domain, whole: the command line narrows it to a namespace or a
+    // class itself (`export --namespace/--class`).
+    only_fields(&obj, "export", &["domain"])?;
     let domain = opt_str(&obj, "domain", "domain")?
         .filter(|d| !d.trim().is_empty())
         .ok_or_else(|| ApiError::bad_request("domain: missing"))?

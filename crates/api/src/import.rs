@@ -70,6 +70,7 @@ pub(super) async fn import(
     let bytes = body
         .map_err(|e| ApiError::bad_request(format!("cannot read the body: {}", e.body_text())))?;
     let datastore = state.engine.datastore().clone();
+    let reloader = state.reloader.clone();
     let doc = blocking(move || {
         let mut zip = tempfile::Builder::new()
             .prefix("automate-upload-")
@@ -86,9 +87,18 @@ pub(super) async fn import(
             };
             ApiError::new(status, kind, e.to_string())
         })?;
-        for p in datastore.reload() {
-            tracing::warn!(target: "evm", "datastore: {p}");
-        }
+        // The service's own reload when it has one (all-or-nothing: the
+        // index, the compiled methods and the policies together, its report
+        // on /api/health); a bare index swap otherwise.
+        let reload = match reloader {
+            Some(r) => Some(r.reload()),
+            None => {
+                for p in datastore.reload() {
+                    tracing::warn!(target: "evm", "datastore: {p}");
+                }
+                None
+            }
+        };
         tracing::info!(target: "evm", "MIQ(Api) imported domain {} into {}", s.domain, s.path.display());
         Ok(json!({
             "domain": s.domain,
@@ -105,6 +115,7 @@ pub(super) async fn import(
             "files": s.files,
             "replaced": s.replaced,
             "warnings": s.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
+            "reload": reload,
         }))
     })
     .await?;

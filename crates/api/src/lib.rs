@@ -486,6 +486,22 @@ fn opt_str<'a>(
     }
 }
 
+/// Refuses fields other than `allowed` in `action`'s body (a 400 naming
+/// the first unknown field).
+fn only_fields(
+    obj: &serde_json::Map<String, Value>,
+    action: &str,
+    allowed: &[&str],
+) -> Result<(), ApiError> {
+    match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(key) => Err(ApiError::bad_request(format!(
+            "{key}: unknown field (the {action} action takes {})",
+            allowed.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// The body's `action` when it is the one action `only` an endpoint takes;
 /// otherwise a 400 naming the action given (or saying it is missing).
 fn expect_action(obj: &serde_json::Map<String, Value>, only: &str) -> Result<(), ApiError> {

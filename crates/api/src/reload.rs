@@ -5,7 +5,7 @@
 //! [`automate_datastore::ReloadReport`] (200 either way: `ok` says which);
 //! and the `datastore` part of `/api/health`.
 
-use super::{blocking, json_object, ok, opt_str, ApiError, ApiResult, ApiState};
+use super::{blocking, json_object, ok, only_fields, opt_str, ApiError, ApiResult, ApiState};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
@@ -29,11 +29,7 @@ pub(super) async fn action(
         }
         None => return Err(ApiError::bad_request("action: missing (reload, validate)")),
     }
-    if let Some(key) = obj.keys().find(|k| k.as_str() != "action") {
-        return Err(ApiError::bad_request(format!(
-            "{key}: unknown field (the reload action takes only action)"
-        )));
-    }
+    only_fields(&obj, "reload", &["action"])?;
     let Some(reloader) = state.reloader.clone() else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
