@@ -599,3 +599,32 @@ fn run_until_idle_exits_1_when_a_delivery_fails() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_domain_action_goes_through_the_services_reload() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = greeter_datastore(tmp.path());
+    let (mut child, base) = spawn_api(tmp.path(), &root);
+    let (status, v) = call(
+        "POST",
+        &format!("{base}/api/automate_domains/Custom"),
+        Some(&json!({"action": "disable"})),
+    );
+    let health = health_until(&base, "ok");
+    let (_, shown) = call("GET", &format!("{base}/api/automate_domains/Custom"), None);
+    let status_after = terminate(&mut child);
+
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["result"]["enabled"], false, "{v}");
+    assert_eq!(shown["enabled"], false, "{shown}");
+    // The reloader swapped it in: its report is the one on /api/health.
+    assert_eq!(
+        health["datastore"]["changed_domains"],
+        json!(["Custom"]),
+        "{health}"
+    );
+    assert!(
+        status_after.is_some_and(|s| s.success()),
+        "{status_after:?}"
+    );
+}

@@ -93,6 +93,25 @@ impl Datastore {
         name: &str,
         change: DomainChange,
     ) -> Result<DomainInfo, DomainChangeError> {
+        let shown = self.write_domain_change(name, change)?;
+        for p in self.reload() {
+            tracing::warn!("datastore reload after changing domain [{shown}]: {p}");
+        }
+        self.index()
+            .domain(&shown)
+            .cloned()
+            .ok_or(DomainChangeError::NotFound(shown))
+    }
+
+    /// [`Datastore::change_domain`]'s write alone: the domain's
+    /// `__domain__.yaml` rewritten (one rename), the index left as it is
+    /// (a service reloads through its all-or-nothing reloader). Returns the
+    /// domain's name as written.
+    pub fn write_domain_change(
+        &self,
+        name: &str,
+        change: DomainChange,
+    ) -> Result<String, DomainChangeError> {
         let dir = find_dir(self.root(), name)
             .ok_or_else(|| DomainChangeError::NotFound(name.to_string()))?;
         let file = dir.join(DOMAIN_FILE);
@@ -152,13 +171,7 @@ impl Datastore {
         };
         std::fs::write(&tmp, rendered.as_bytes()).map_err(write_error(&tmp))?;
         std::fs::rename(&tmp, &file).map_err(write_error(&file))?;
-        for p in self.reload() {
-            tracing::warn!("datastore reload after changing domain [{shown}]: {p}");
-        }
-        self.index()
-            .domain(&shown)
-            .cloned()
-            .ok_or(DomainChangeError::NotFound(shown))
+        Ok(shown)
     }
 }
 
