@@ -197,7 +197,8 @@ pub async fn start(
         .with_queue(pipeline.queue())
         .with_config(&config.api)?
         .with_reloader(reloader.clone())
-        .with_metrics(metrics);
+        .with_metrics(metrics)
+        .with_first_sight(pipeline.first_sight());
     let router = automate_api::router(api, events);
     let limits = config.api.limits.clone();
     let stop = pipeline.stop_signal();

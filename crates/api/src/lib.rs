@@ -238,6 +238,9 @@ pub struct ApiState {
     /// the unit commits, so two concurrent approvals could both read
     /// `pending_approval`.
     approvals: Arc<std::sync::Mutex<()>>,
+    /// The lock for VMs and hosts seen for the first time, shared with
+    /// the pipeline's workers when one runs beside the API.
+    first_sight: automate_events::FirstSight,
     batcher: Arc<batch::Batcher>,
     depth: Depth,
     /// `api.limits`.
@@ -289,6 +292,7 @@ impl ApiState {
             public_url: Arc::from(""),
             reloader: None,
             approvals: Arc::new(std::sync::Mutex::new(())),
+            first_sight: automate_events::FirstSight::default(),
             metrics,
             metrics_public: false,
         })
@@ -320,6 +324,13 @@ impl ApiState {
     /// it the API has metrics of its own, over the store's scheduled work.
     pub fn with_metrics(mut self, metrics: automate_events::Metrics) -> ApiState {
         self.metrics = metrics;
+        self
+    }
+
+    /// `event send` (`POST /api/event_streams`) takes `first_sight`, the
+    /// running pipeline's lock for VMs and hosts seen for the first time.
+    pub fn with_first_sight(mut self, first_sight: automate_events::FirstSight) -> ApiState {
+        self.first_sight = first_sight;
         self
     }
 

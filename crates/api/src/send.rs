@@ -36,11 +36,13 @@ pub(super) async fn action(
     }
     let engine = state.engine.clone();
     let schedule = state.store.scheduled_work();
+    let first_sight = state.first_sight.clone();
     let doc = in_unit(state.store.clone(), move |objects| {
         let log = EvmLog::default();
         let handler = Handler::new(engine.with_store(objects), log.clone())
             .map_err(ApiError::internal)?
-            .with_schedule(schedule);
+            .with_schedule(schedule)
+            .with_first_sight(first_sight);
         log.info(provider.caught_line(&event.event_type));
         let outcome = handler
             .handle(&provider, &event)

@@ -20,7 +20,7 @@ pub mod scenario;
 pub mod stream;
 pub mod when;
 
-pub use handler::{EvmLog, HandleOutcome, Handler, HandlerError};
+pub use handler::{EvmLog, FirstSight, HandleOutcome, Handler, HandlerError};
 pub use metrics::Metrics;
 
 /// The provider and event types the queue carries; defined beside the

@@ -201,6 +201,7 @@ pub struct Prepared {
     queue_config: QueueConfig,
     stats_interval: Duration,
     metrics: Metrics,
+    first_sight: FirstSight,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -216,6 +217,13 @@ impl Prepared {
     /// The durable queue (the REST API's `/api/health` reports its depth).
     pub fn queue(&self) -> Arc<dyn EventQueue> {
         self.queue.clone()
+    }
+
+    /// The lock the workers' handlers share for VMs and hosts seen for
+    /// the first time: a handler made elsewhere in the process (the API's
+    /// `event send`) takes it too, so no two create the same VM.
+    pub fn first_sight(&self) -> FirstSight {
+        self.first_sight.clone()
     }
 
     /// The `http` catchers' endpoint state, to be served by the REST API
@@ -273,6 +281,7 @@ impl Prepared {
             queue_config,
             stats_interval,
             metrics,
+            first_sight: _,
         } = self;
         let counters = Arc::new(Counters {
             metrics,
@@ -457,6 +466,7 @@ impl Pipeline {
             queue_config: config.queue.clone(),
             stats_interval: Duration::from_secs(config.log.stats_interval_secs),
             metrics: Metrics::default(),
+            first_sight,
         })
     }
 
