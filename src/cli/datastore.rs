@@ -261,6 +261,14 @@ pub fn import(global: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> {
         },
     };
     if args.preview {
+        if let Some(remote) = super::remote::find(global)? {
+            eprintln!(
+                "note: the preview compares with the local datastore {}; the service at {} \
+                 imports into its own",
+                global.datastore.display(),
+                remote.url()
+            );
+        }
         let p = import::preview(&global.datastore, &args.source, &opts)?;
         for w in &p.summary.warnings {
             eprintln!("warning: {w}");

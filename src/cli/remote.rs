@@ -221,7 +221,11 @@ pub fn find(global: &Global) -> anyhow::Result<Option<Remote>> {
             adv_path.display(),
             adv.pid
         );
-        let _ = std::fs::remove_file(&adv_path);
+        // Only if it still names the dead process: a service restarted
+        // since the read may have written its own in the meantime.
+        if read_advertisement(&adv_path).is_some_and(|now| now.pid == adv.pid) {
+            let _ = std::fs::remove_file(&adv_path);
+        }
         return Ok(None);
     }
     if !answers(&adv.url) {
