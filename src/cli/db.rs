@@ -125,38 +125,35 @@ fn backup(global: &Global, args: &BackupArgs) -> anyhow::Result<ExitCode> {
 
 /// Asks the running service for the copy (see the module docs).
 fn backup_through_api(global: &Global, args: &BackupArgs) -> anyhow::Result<ExitCode> {
-    // --url, else --server, else the service advertised beside the store,
-    // else api.listen of --config.
-    let url = args.url.clone().or_else(|| global.server.clone());
-    let advertised = match &url {
-        None => super::remote::find(global)?,
-        Some(_) => None,
-    };
-    let (url, token) = match advertised {
-        Some(r) => (
-            r.url().to_string(),
-            global
-                .token
-                .clone()
-                .or(r.token().map(str::to_string))
-                .unwrap_or_default(),
-        ),
-        None => match (&url, &global.token) {
-            (Some(u), Some(t)) => (u.clone(), t.clone()),
-            (url, token) => {
-                let cfg = super::load_config(global, &args.config).with_context(|| {
+    // --url (or --server), else the service advertised beside the store,
+    // with the token found as every other command finds it
+    // (`remote::find`); else api.listen and api.token of --config.
+    let mut g = global.clone();
+    if args.url.is_some() {
+        g.server = args.url.clone();
+    }
+    let (url, token) = match super::remote::find(&g)? {
+        Some(r) => {
+            // No token given or advertised for that URL: api.token of
+            // --config, when it reads.
+            let token = match r.token() {
+                Some(t) => t.to_string(),
+                None => super::load_config(global, &args.config)
+                    .map(|c| c.api.token)
+                    .unwrap_or_default(),
+            };
+            (r.url().to_string(), token)
+        }
+        None => {
+            let cfg = super::load_config(global, &args.config).with_context(|| {
                 format!(
-                    "the store is in use by a running automate: its API is needed (--url, --token), or its configuration ({})",
+                    "the store is in use by a running automate: its API is needed (--server, \
+                     --token), or its configuration ({})",
                     args.config.display()
                 )
             })?;
-                (
-                    url.clone()
-                        .unwrap_or_else(|| format!("http://{}", cfg.api.listen)),
-                    token.clone().unwrap_or(cfg.api.token),
-                )
-            }
-        },
+            (format!("http://{}", cfg.api.listen), cfg.api.token)
+        }
     };
     let endpoint = format!("{}/api/db/backup", url.trim_end_matches('/'));
     let agent: ureq::Agent = ureq::Agent::config_builder()
