@@ -480,23 +480,7 @@ impl Remote {
 
     /// `automate request list`: every automation request, by id.
     pub fn requests(&self) -> anyhow::Result<Vec<RequestView>> {
-        let mut out = Vec::new();
-        loop {
-            let q = [
-                ("expand", "resources".to_string()),
-                ("offset", out.len().to_string()),
-                ("limit", PAGE.to_string()),
-            ];
-            let page = self.get("/api/automation_requests", &q)?;
-            let rows = resources(&page)?;
-            for r in rows {
-                out.push(request_view(r)?);
-            }
-            let total = page["count"].as_u64().unwrap_or(0) as usize;
-            if rows.is_empty() || out.len() >= total {
-                return Ok(out);
-            }
-        }
+        self.all_resources("/api/automation_requests", request_view)
     }
 
     /// `automate request show ID`.
@@ -553,28 +537,15 @@ impl Remote {
     /// `automate retries list`: `(id, uri, deliveries, attempts)` of every
     /// scheduled retry.
     pub fn retries(&self) -> anyhow::Result<Vec<(u64, String, u64, u64)>> {
-        let mut out = Vec::new();
-        loop {
-            let q = [
-                ("expand", "resources".to_string()),
-                ("offset", out.len().to_string()),
-                ("limit", PAGE.to_string()),
-            ];
-            let page = self.get("/api/retries", &q)?;
-            let rows = resources(&page)?;
-            for r in rows {
-                let id = id_of(r.get("id"))?;
-                out.push((
-                    u64::try_from(id).context("a negative retry id")?,
-                    r["uri"].as_str().unwrap_or("").to_string(),
-                    r["deliveries"].as_u64().unwrap_or(0),
-                    r["attempts"].as_u64().unwrap_or(0),
-                ));
-            }
-            if rows.is_empty() || page["links"]["next"].is_null() {
-                return Ok(out);
-            }
-        }
+        self.all_resources("/api/retries", |r| {
+            let id = id_of(r.get("id"))?;
+            Ok((
+                u64::try_from(id).context("a negative retry id")?,
+                r["uri"].as_str().unwrap_or("").to_string(),
+                r["deliveries"].as_u64().unwrap_or(0),
+                r["attempts"].as_u64().unwrap_or(0),
+            ))
+        })
     }
 
     /// `automate retries run-due`: one round; the answer's `finished`,
@@ -658,6 +629,35 @@ impl Remote {
     /// /api/automate_domains?expand=resources`, every page) as `--json`
     /// prints them, and what to name in the empty case.
     pub fn domain_list(&self) -> anyhow::Result<(Value, String)> {
+        let out = self.all_resources("/api/automate_domains", |r| {
+            let mut item = serde_json::Map::new();
+            for k in [
+                "name",
+                "priority",
+                "enabled",
+                "source",
+                "namespaces",
+                "classes",
+                "instances",
+                "methods",
+            ] {
+                let v = r.get(k).with_context(|| {
+                    format!("the service's domain has no `{k}` (an older service?)")
+                })?;
+                item.insert(k.to_string(), v.clone());
+            }
+            Ok(Value::Object(item))
+        })?;
+        Ok((Value::Array(out), format!("the service at {}", self.url)))
+    }
+
+    /// Every resource of the collection at `path`, expanded, read page by
+    /// page (`offset`, `limit`) until `count` are read, each mapped by `f`.
+    fn all_resources<T>(
+        &self,
+        path: &str,
+        f: impl Fn(&Value) -> anyhow::Result<T>,
+    ) -> anyhow::Result<Vec<T>> {
         let mut out = Vec::new();
         loop {
             let q = [
@@ -665,30 +665,14 @@ impl Remote {
                 ("offset", out.len().to_string()),
                 ("limit", PAGE.to_string()),
             ];
-            let page = self.get("/api/automate_domains", &q)?;
+            let page = self.get(path, &q)?;
             let rows = resources(&page)?;
             for r in rows {
-                let mut item = serde_json::Map::new();
-                for k in [
-                    "name",
-                    "priority",
-                    "enabled",
-                    "source",
-                    "namespaces",
-                    "classes",
-                    "instances",
-                    "methods",
-                ] {
-                    let v = r.get(k).with_context(|| {
-                        format!("the service's domain has no `{k}` (an older service?)")
-                    })?;
-                    item.insert(k.to_string(), v.clone());
-                }
-                out.push(Value::Object(item));
+                out.push(f(r)?);
             }
             let total = page["count"].as_u64().unwrap_or(0) as usize;
             if rows.is_empty() || out.len() >= total {
-                return Ok((Value::Array(out), format!("the service at {}", self.url)));
+                return Ok(out);
             }
         }
     }
