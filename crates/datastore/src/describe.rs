@@ -459,36 +459,17 @@ fn class_text(c: &ClassDef) -> String {
             opt(&f.max_time).to_string(),
         ]);
     }
-    out.push_str(&table_string(&drop_empty_columns(rows)));
+    out.push_str(&table_string(&drop_empty_columns_from(
+        rows,
+        2,
+        str::is_empty,
+    )));
     out.push_str(&format!(
         "{} instance(s), {} method(s)\n",
         c.instances.len(),
         c.methods().count()
     ));
     out
-}
-
-/// Drops columns that are empty in every row but the header.
-fn drop_empty_columns(rows: Vec<Vec<String>>) -> Vec<Vec<String>> {
-    let cols = rows.first().map(Vec::len).unwrap_or(0);
-    let keep: Vec<bool> = (0..cols)
-        .map(|i| {
-            i < 2
-                || rows
-                    .iter()
-                    .skip(1)
-                    .any(|r| r.get(i).is_some_and(|s| !s.is_empty()))
-        })
-        .collect();
-    rows.into_iter()
-        .map(|r| {
-            r.into_iter()
-                .enumerate()
-                .filter(|(i, _)| keep[*i])
-                .map(|(_, s)| s)
-                .collect()
-        })
-        .collect()
 }
 
 fn table_string(rows: &[Vec<String>]) -> String {
@@ -607,7 +588,7 @@ fn instance_text(c: &ClassDef, i: &InstanceDef, exact: bool, asked: Option<&str>
         ]);
     }
     // Keep the marker, name and aetype columns; drop others that are all empty.
-    let rows = drop_empty_columns_from(rows, 3);
+    let rows = drop_empty_columns_from(rows, 3, |s| s.trim().is_empty());
     out.push_str(&table_string(&rows));
     out.push_str("  (* value set by the instance; others are class defaults)\n");
     if !i.unknown_fields.is_empty() {
@@ -619,7 +600,13 @@ fn instance_text(c: &ClassDef, i: &InstanceDef, exact: bool, asked: Option<&str>
     out
 }
 
-fn drop_empty_columns_from(rows: Vec<Vec<String>>, always: usize) -> Vec<Vec<String>> {
+/// Drops the columns after the first `always` whose cells are `blank` in
+/// every row but the header.
+fn drop_empty_columns_from(
+    rows: Vec<Vec<String>>,
+    always: usize,
+    blank: fn(&str) -> bool,
+) -> Vec<Vec<String>> {
     let cols = rows.first().map(Vec::len).unwrap_or(0);
     let keep: Vec<bool> = (0..cols)
         .map(|i| {
@@ -627,7 +614,7 @@ fn drop_empty_columns_from(rows: Vec<Vec<String>>, always: usize) -> Vec<Vec<Str
                 || rows
                     .iter()
                     .skip(1)
-                    .any(|r| r.get(i).is_some_and(|s| !s.trim().is_empty()))
+                    .any(|r| r.get(i).is_some_and(|s| !blank(s)))
         })
         .collect();
     rows.into_iter()
