@@ -21,6 +21,7 @@ pub mod associations;
 pub mod event_queue;
 pub mod health;
 mod json;
+pub mod lease;
 mod memory;
 pub mod page;
 mod schedule;

@@ -1,0 +1,225 @@
+//! Cluster mode's work on NATS JetStream: the event queue (a work-queue
+//! stream, subjects partitioned by provider and VM, acked only after the
+//! event's unit of work is committed in PostgreSQL), the dead-letter
+//! stream, the leases in a KV bucket (one catcher per provider in the
+//! whole cluster; one node per partition), and the registry of nodes
+//! `automate cluster status` reads.
+//!
+//! It implements the backend-neutral traits of `automate-vmdb`
+//! ([`automate_vmdb::event_queue::EventQueue`]); the pipeline never knows
+//! this crate. Only the binary's composition root names it.
+//!
+//! The traits are synchronous; `async-nats` is not. The [`Nats`] handle
+//! bridges the two as `automate_postgres::Pg` does: [`Nats::block`] runs a
+//! future on the runtime it was given and waits on the calling thread.
+
+#![deny(missing_docs)]
+
+pub mod lease;
+pub mod nodes;
+pub mod queue;
+pub mod testing;
+
+use std::future::Future;
+use std::sync::Arc;
+
+/// Where the cluster's NATS is, and the names this cluster uses in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsConfig {
+    /// The server (`nats://127.0.0.1:4222`).
+    pub url: String,
+    /// What every stream, subject and KV bucket of this cluster is named
+    /// after (`automate` by default; tests use one of their own): streams
+    /// `<PREFIX>_EVENTS` and `<PREFIX>_DEAD`, subjects `<prefix>.events.…`,
+    /// buckets `<prefix>-leases` and `<prefix>-nodes`.
+    pub prefix: String,
+    /// This node's name (unique in the cluster).
+    pub node: String,
+}
+
+impl NatsConfig {
+    /// The configuration for `url` and `node` with the prefix `automate`.
+    pub fn new(url: impl Into<String>, node: impl Into<String>) -> NatsConfig {
+        NatsConfig {
+            url: url.into(),
+            prefix: "automate".into(),
+            node: node.into(),
+        }
+    }
+}
+
+/// A failure talking to NATS.
+#[derive(Debug, thiserror::Error)]
+pub enum NatsError {
+    /// The prefix is not a plain name.
+    #[error("cluster: NATS prefix {0:?} is not a plain name (letters, digits, _ and -)")]
+    BadPrefix(String),
+    /// No connection could be made.
+    #[error("NATS at {url}: cannot connect: {error}")]
+    Connect {
+        /// Where.
+        url: String,
+        /// Why.
+        error: String,
+    },
+    /// JetStream (or a KV bucket) refused or failed a request.
+    #[error("NATS JetStream: {what}: {error}")]
+    JetStream {
+        /// What was asked (`creating the stream AUTOMATE_EVENTS`, ...).
+        what: String,
+        /// Why.
+        error: String,
+    },
+    /// The runtime the handle was given has stopped.
+    #[error("NATS: the runtime running the client has stopped")]
+    RuntimeGone,
+}
+
+impl NatsError {
+    /// A JetStream failure of `what`.
+    pub fn js(what: impl Into<String>, error: impl std::fmt::Display) -> NatsError {
+        NatsError::JetStream {
+            what: what.into(),
+            error: error.to_string(),
+        }
+    }
+}
+
+impl From<NatsError> for automate_vmdb::StoreError {
+    fn from(e: NatsError) -> automate_vmdb::StoreError {
+        automate_vmdb::StoreError::Failed(automate_vmdb::BackendError::new(e))
+    }
+}
+
+/// A connection to the cluster's NATS with its JetStream context and the
+/// runtime its client runs on.
+pub struct Nats {
+    client: async_nats::Client,
+    jetstream: async_nats::jetstream::Context,
+    handle: tokio::runtime::Handle,
+    config: NatsConfig,
+}
+
+impl std::fmt::Debug for Nats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Nats")
+            .field("url", &self.config.url)
+            .field("prefix", &self.config.prefix)
+            .field("node", &self.config.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Nats {
+    /// Connects to `config.url` with the client on `handle` (it reconnects
+    /// by itself, with backoff, when the server goes away). Call it from
+    /// any thread but a runtime's own worker in an async context.
+    pub fn connect(
+        config: &NatsConfig,
+        handle: tokio::runtime::Handle,
+    ) -> Result<Arc<Nats>, NatsError> {
+        let ok = !config.prefix.is_empty()
+            && config
+                .prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !ok {
+            return Err(NatsError::BadPrefix(config.prefix.clone()));
+        }
+        let url = config.url.clone();
+        let name = format!("automate {}", config.node);
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        handle.spawn(async move {
+            let r = async_nats::ConnectOptions::new()
+                .name(name)
+                .retry_on_initial_connect()
+                .connection_timeout(std::time::Duration::from_secs(5))
+                .connect(url.as_str())
+                .await;
+            let _ = tx.send(r);
+        });
+        // The first connection is waited for (5 s at most), so that a wrong
+        // URL is an error at start, not a silent retry loop.
+        let client = match rx.recv_timeout(std::time::Duration::from_secs(5)) {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                return Err(NatsError::Connect {
+                    url: config.url.clone(),
+                    error: e.to_string(),
+                })
+            }
+            Err(_) => {
+                return Err(NatsError::Connect {
+                    url: config.url.clone(),
+                    error: "no answer in 5 s".into(),
+                })
+            }
+        };
+        let wait = std::time::Instant::now();
+        while client.connection_state() != async_nats::connection::State::Connected {
+            if wait.elapsed() > std::time::Duration::from_secs(5) {
+                return Err(NatsError::Connect {
+                    url: config.url.clone(),
+                    error: "no connection in 5 s".into(),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let jetstream = async_nats::jetstream::new(client.clone());
+        Ok(Arc::new(Nats {
+            client,
+            jetstream,
+            handle,
+            config: config.clone(),
+        }))
+    }
+
+    /// The configuration it was made with.
+    pub fn config(&self) -> &NatsConfig {
+        &self.config
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.config.node
+    }
+
+    /// The prefix of every name of this cluster.
+    pub fn prefix(&self) -> &str {
+        &self.config.prefix
+    }
+
+    /// The core client.
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    /// The JetStream context.
+    pub fn jetstream(&self) -> &async_nats::jetstream::Context {
+        &self.jetstream
+    }
+
+    /// The runtime the client runs on.
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
+
+    /// Whether the client is connected now.
+    pub fn connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Runs `fut` on the client's runtime and waits for its answer on this
+    /// thread.
+    pub fn block<F, T>(&self, fut: F) -> Result<T, NatsError>
+    where
+        F: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.handle.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        rx.recv().map_err(|_| NatsError::RuntimeGone)
+    }
+}

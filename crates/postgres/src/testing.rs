@@ -1,0 +1,106 @@
+//! A schema of its own for each test, in the PostgreSQL this machine runs
+//! (`AUTOMATE_TEST_PG_URL`, by default `host=127.0.0.1 user=postgres
+//! dbname=test`), dropped afterwards. Without the server a test prints why
+//! and skips; with `AUTOMATE_TEST_CLUSTER=1` (set by `.ci/run`) it fails.
+
+use crate::{Pg, PgConfig};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+/// The PostgreSQL tests use.
+pub fn test_url() -> String {
+    std::env::var("AUTOMATE_TEST_PG_URL")
+        .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".into())
+}
+
+/// True when `.ci/run` says the cluster services must be there.
+pub fn cluster_mandatory() -> bool {
+    std::env::var("AUTOMATE_TEST_CLUSTER").is_ok_and(|v| v == "1")
+}
+
+/// A throwaway schema `t_<name>_<pid>_<n>` and a runtime for the driver,
+/// dropped with it.
+pub struct TestDb {
+    pg: Option<Arc<Pg>>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl TestDb {
+    /// A fresh schema for the test `name` (migrated), or `None` (after
+    /// saying why) when PostgreSQL cannot be reached and the cluster tests
+    /// are not mandatory.
+    pub fn new(name: &str) -> Option<TestDb> {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let schema = format!(
+            "t_{}_{}_{}",
+            name.chars()
+                .map(|c| if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                })
+                .take(30)
+                .collect::<String>(),
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime for the test");
+        let mut config = PgConfig::new(test_url());
+        config.schema = schema;
+        config.pool_size = 8;
+        match Pg::connect(&config, runtime.handle().clone()) {
+            Ok(pg) => Some(TestDb {
+                pg: Some(pg),
+                runtime: Some(runtime),
+            }),
+            Err(e) if !cluster_mandatory() => {
+                eprintln!("skipped: PostgreSQL is not reachable ({e}); AUTOMATE_TEST_CLUSTER=1 makes this a failure");
+                None
+            }
+            Err(e) => panic!("PostgreSQL is not reachable and AUTOMATE_TEST_CLUSTER=1: {e}"),
+        }
+    }
+
+    /// The connection pool in the test's schema.
+    pub fn pg(&self) -> Arc<Pg> {
+        self.pg.clone().expect("open until dropped")
+    }
+
+    /// The test's configuration (its schema), to connect again as another
+    /// node would.
+    pub fn config(&self) -> PgConfig {
+        self.pg().config().clone()
+    }
+
+    /// The runtime the driver runs on.
+    pub fn handle(&self) -> tokio::runtime::Handle {
+        self.runtime
+            .as_ref()
+            .expect("open until dropped")
+            .handle()
+            .clone()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(pg) = self.pg.take() {
+            let schema = pg.schema().to_string();
+            let p = pg.clone();
+            let _ = pg.block(async move {
+                if let Ok(c) = p.client().await {
+                    let _ = c
+                        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                        .await;
+                }
+            });
+        }
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
