@@ -52,6 +52,96 @@ pub struct Config {
     /// `engine`: what one instantiation may spend.
     #[serde(default)]
     pub engine: EngineConfig,
+    /// `cluster`: PostgreSQL and NATS JetStream shared by several nodes
+    /// (docs/cluster.md). Absent: the embedded mode (one process, redb).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `cluster:`: where the shared PostgreSQL and NATS are, and this node's
+/// name among the others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `postgres`: a libpq URL or key=value string
+    /// (`postgres://automate@db/vmdb`, `host=127.0.0.1 dbname=vmdb`).
+    pub postgres: String,
+    /// `schema`: the PostgreSQL schema the tables live in.
+    #[serde(default = "default_cluster_name")]
+    pub schema: String,
+    /// `nats`: the NATS server with JetStream (`nats://127.0.0.1:4222`).
+    pub nats: String,
+    /// `prefix`: what the cluster's streams, subjects and KV buckets are
+    /// named after.
+    #[serde(default = "default_cluster_name")]
+    pub prefix: String,
+    /// `node`: this node's name, unique in the cluster.
+    pub node: String,
+    /// `region`: the ManageIQ region of the ids made (`region * 10^12 + seq`).
+    #[serde(default = "default_region")]
+    pub region: i64,
+    /// `partitions`: how many partitions the event queue's subjects are
+    /// split into (by provider and VM: one VM's events stay in order).
+    #[serde(default = "default_partitions")]
+    pub partitions: u32,
+    /// `lease_ttl_s`: how long a catcher's or partition's lease lives
+    /// without renewal; a dead node's work is taken over after it.
+    #[serde(default = "default_lease_ttl")]
+    pub lease_ttl_s: u64,
+    /// `ack_wait_s`: how long a claimed event may stay unacked before
+    /// JetStream delivers it again.
+    #[serde(default = "default_ack_wait")]
+    pub ack_wait_s: u64,
+    /// `max_deliver`: deliveries of one event before it goes to the
+    /// dead-letter stream.
+    #[serde(default = "default_max_deliver")]
+    pub max_deliver: i64,
+}
+
+impl ClusterConfig {
+    /// `field: message` texts of what is wrong with it.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Err(m) = check_name(&self.node, false) {
+            out.push(format!("cluster.node: {m}"));
+        }
+        for (field, v) in [("schema", &self.schema), ("prefix", &self.prefix)] {
+            let plain = !v.is_empty()
+                && v.len() < 48
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && !v.as_bytes()[0].is_ascii_digit();
+            if !plain {
+                out.push(format!(
+                    "cluster.{field}: {v:?} is not a plain name (a letter, then letters, digits or _)"
+                ));
+            }
+        }
+        for (field, v) in [("postgres", &self.postgres), ("nats", &self.nats)] {
+            if v.trim().is_empty() {
+                out.push(format!("cluster.{field}: empty; where is the server?"));
+            }
+        }
+        out
+    }
+}
+
+fn default_cluster_name() -> String {
+    "automate".into()
+}
+fn default_region() -> i64 {
+    1
+}
+fn default_partitions() -> u32 {
+    16
+}
+fn default_lease_ttl() -> u64 {
+    10
+}
+fn default_ack_wait() -> u64 {
+    30
+}
+fn default_max_deliver() -> i64 {
+    5
 }
 
 fn default_workers() -> usize {
@@ -781,6 +871,23 @@ impl Config {
         };
         let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
         bound("workers", n(self.workers), 1, n(MAX_WORKERS));
+        if let Some(c) = &self.cluster {
+            bound("cluster.partitions", u64::from(c.partitions), 1, 1024);
+            bound("cluster.lease_ttl_s", c.lease_ttl_s, 2, 600);
+            bound("cluster.ack_wait_s", c.ack_wait_s, 1, 3600);
+            bound(
+                "cluster.max_deliver",
+                u64::try_from(c.max_deliver).unwrap_or(0),
+                1,
+                1000,
+            );
+            bound(
+                "cluster.region",
+                u64::try_from(c.region).unwrap_or(0),
+                0,
+                9999,
+            );
+        }
         bound(
             "queue.capacity",
             n(self.queue.capacity),
@@ -824,6 +931,9 @@ impl Config {
             others.extend(check_public_url(url).err());
         }
         others.extend(self.engine.problems());
+        if let Some(c) = &self.cluster {
+            others.extend(c.problems());
+        }
         for m in others {
             match m.split_once(": ") {
                 Some((field, message)) => issue(field.into(), message.into()),
@@ -913,6 +1023,43 @@ mod tests {
         assert_eq!(cfg.log.format, LogFormat::Text);
         assert!(cfg.workers >= 1);
         assert_eq!(cfg.providers[0].catcher.kind(), "simulate");
+    }
+
+    #[test]
+    fn the_cluster_section_has_defaults_and_is_checked() {
+        let base = "providers:\n  - name: r\n    type: RHEVM\n    hostname: r.example.com\n    userid: admin@internal\n    catcher: {kind: simulate}\n";
+        let cfg = Config::from_yaml(
+            &format!("{base}cluster: {{postgres: \"host=127.0.0.1 dbname=test\", nats: \"nats://127.0.0.1:4222\", node: n1}}\n"),
+            "t.yaml",
+        )
+        .unwrap();
+        let c = cfg.cluster.unwrap();
+        assert_eq!(
+            (c.schema.as_str(), c.prefix.as_str(), c.node.as_str()),
+            ("automate", "automate", "n1")
+        );
+        assert_eq!(
+            (c.partitions, c.lease_ttl_s, c.max_deliver, c.region),
+            (16, 10, 5, 1)
+        );
+        assert!(Config::from_yaml(base, "t.yaml").unwrap().cluster.is_none());
+        let err = Config::from_yaml(
+            &format!("{base}cluster:\n  postgres: \"\"\n  nats: n\n  node: n1\n  schema: \"a;drop\"\n  partitions: 0\n"),
+            "bad.yaml",
+        )
+        .err();
+        let Some(ConfigError::Issues { issues, .. }) = &err else {
+            panic!("{err:?}");
+        };
+        let got: Vec<(&str, u64)> = issues.iter().map(|i| (i.field.as_str(), i.line)).collect();
+        assert_eq!(
+            got,
+            [
+                ("cluster.partitions", 12),
+                ("cluster.schema", 11),
+                ("cluster.postgres", 8)
+            ]
+        );
     }
 
     /// Every number is bounded, every name checked, and all problems come
