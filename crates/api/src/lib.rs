@@ -16,6 +16,7 @@
 
 mod automate;
 mod batch;
+mod cluster;
 mod collection;
 pub mod db;
 mod describe;
@@ -59,6 +60,9 @@ pub enum Endpoint {
     /// `GET /api/health`: liveness, the event queue's depth and the object
     /// store's health; no token.
     Health,
+    /// `GET /api/cluster`: the nodes, leases and queue of the cluster
+    /// (`automate cluster status`).
+    Cluster,
     /// `POST /api/events`: served by the `http` catcher's router.
     Events,
     /// `GET /api/automation_requests`: a page of the automation requests.
@@ -163,6 +167,7 @@ const fn r(method: &'static str, path: &'static str, endpoint: Endpoint) -> Rout
 /// path) pairs (a test checks it).
 pub const ROUTES: &[Route] = &[
     r("GET", "/api/health", Endpoint::Health),
+    r("GET", "/api/cluster", Endpoint::Cluster),
     r("POST", "/api/events", Endpoint::Events),
     r("GET", "/api/automation_requests", Endpoint::ListRequests),
     r("POST", "/api/automation_requests", Endpoint::CreateRequest),
@@ -253,6 +258,16 @@ pub struct ApiState {
     metrics: automate_events::Metrics,
     /// `api.metrics_public`: `GET /metrics` without the token.
     metrics_public: bool,
+    /// What `GET /api/cluster` answers.
+    cluster: ClusterSource,
+}
+
+/// The view `GET /api/cluster` answers, and whether the composition root
+/// gave it (else: the embedded default, this API as the one node).
+#[derive(Clone)]
+struct ClusterSource {
+    view: Arc<dyn automate_vmdb::cluster::ClusterView>,
+    given: bool,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -295,6 +310,10 @@ impl ApiState {
             first_sight: automate_events::FirstSight::default(),
             metrics,
             metrics_public: false,
+            cluster: ClusterSource {
+                view: Arc::new(automate_vmdb::cluster::EmbeddedCluster::new("")),
+                given: false,
+            },
         })
     }
 
@@ -331,6 +350,15 @@ impl ApiState {
     /// running pipeline's lock for VMs and hosts seen for the first time.
     pub fn with_first_sight(mut self, first_sight: automate_events::FirstSight) -> ApiState {
         self.first_sight = first_sight;
+        self
+    }
+
+    /// `GET /api/cluster` answers `view` (cluster mode's node registry and
+    /// leases, or an embedded view with the pipeline's figures). Without
+    /// it the API answers this process as the one node of an embedded
+    /// cluster, with its queue depth.
+    pub fn with_cluster(mut self, view: Arc<dyn automate_vmdb::cluster::ClusterView>) -> ApiState {
+        self.cluster = ClusterSource { view, given: true };
         self
     }
 
@@ -635,6 +663,7 @@ fn handler(method: &str, endpoint: Endpoint) -> Option<MethodRouter<ApiState>> {
     Some(match endpoint {
         Endpoint::Events => return None,
         Endpoint::Health => on(filter, health),
+        Endpoint::Cluster => on(filter, cluster::status),
         Endpoint::ListRequests => on(filter, requests::list),
         Endpoint::CreateRequest => on(filter, requests::create),
         Endpoint::GetRequest => on(filter, requests::get),
