@@ -1079,7 +1079,9 @@ impl EventQueue for JetStreamQueue {
                 Err(f) => failed.push(f),
             }
         }
-        self.acked(n);
+        // Not counted off the depth here: the worker counts every landed
+        // batch with `acked` (whose unit of work called this), and the
+        // depth is the server's again within `DEPTH_REFRESH` anyway.
         match failed.first() {
             None => Ok(n),
             Some((id, e)) => Err(NatsError::js(
@@ -1094,6 +1096,9 @@ impl EventQueue for JetStreamQueue {
         }
     }
 
+    /// Counts `n` events off the cached depth: the worker calls it for
+    /// every batch whose unit of work landed (and acked it with
+    /// [`EventQueue::ack`]).
     fn acked(&self, n: usize) {
         let _ = self
             .shared
