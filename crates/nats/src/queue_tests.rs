@@ -188,6 +188,10 @@ fn an_event_delivered_too_often_is_dead_lettered_and_can_be_retried() {
     assert!(dead[0].reason.contains("2 times"), "{}", dead[0].reason);
     assert!(dead[0].dead_on.ends_with('Z'));
     assert_eq!(server_depth(&q), 0);
+    // The command line's view (no queue, no partition taken) sees the same.
+    let cli = DeadLetters::open(t.node("cli"), 2).unwrap();
+    assert_eq!(cli.list(10).unwrap(), dead);
+    assert!(cli.list(0).unwrap().is_empty());
     // Retried: queued again (the old Msg-Id does not drop it), one
     // attempt, and gone from the dead letters.
     assert_eq!(q.retry_dead_letters(&[dead[0].id, 999_999]).unwrap(), 1);
