@@ -389,3 +389,22 @@ fn throughput_of_20000_events() {
         n as f64 / (published + consumed).as_secs_f64()
     );
 }
+
+#[test]
+fn with_the_sole_nodes_leases_one_process_holds_every_partition() {
+    let Some(t) = TestNats::new("queue_sole") else {
+        return;
+    };
+    let leases = Arc::new(automate_vmdb::lease::SoleNode::new("node1"));
+    let q = JetStreamQueue::open(t.nats(), leases, opts(3, Duration::from_secs(30), 5)).unwrap();
+    assert_eq!(q.held_partitions(), vec![0, 1, 2]);
+    let p = provider("vc1");
+    let ids = q
+        .enqueue_caught(&batch(&p, &["a", "b", "c", "d"], 0, 12))
+        .unwrap();
+    let got = claim_n(&q, 12);
+    assert_eq!(got.len(), 12);
+    assert_eq!(q.ack(&ids).unwrap(), 12);
+    q.close();
+    assert!(q.held_partitions().is_empty());
+}
