@@ -799,7 +799,11 @@ impl Shared {
         }
         let Ok(listing) = listing else {
             // Without the listing, nothing is taken or given up.
-            *lock(&self.parts) = merge(&lock(&self.parts), &parts);
+            // Bound first: a guard in the assigned value lives to the end
+            // of the statement, and the same mutex locked again there
+            // would deadlock.
+            let merged = merge(&lock(&self.parts), &parts);
+            *lock(&self.parts) = merged;
             return;
         };
         let live = listing

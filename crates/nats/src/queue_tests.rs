@@ -461,3 +461,81 @@ fn a_node_that_lost_a_partitions_lease_stops_claiming_from_it() {
     q1.rebalance();
     assert_eq!(q1.held_partitions(), vec![1]);
 }
+
+/// [`KvLeases`] whose `held()` fails while `fail_held` is set (the KV
+/// bucket unreachable for a listing).
+#[derive(Debug)]
+struct Flaky {
+    inner: Arc<KvLeases>,
+    fail_held: AtomicBool,
+}
+
+impl Leases for Flaky {
+    fn node(&self) -> &str {
+        self.inner.node()
+    }
+    fn acquire(&self, key: &str) -> Result<bool, StoreError> {
+        self.inner.acquire(key)
+    }
+    fn release(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.release(key)
+    }
+    fn held(&self) -> Result<Vec<automate_vmdb::lease::LeaseInfo>, StoreError> {
+        if self.fail_held.load(Ordering::SeqCst) {
+            return Err(StoreError::Backend("the listing fails (test)".into()));
+        }
+        self.inner.held()
+    }
+    fn renew_every(&self) -> Duration {
+        self.inner.renew_every()
+    }
+    fn position(&self, provider: &str) -> Result<Option<u64>, StoreError> {
+        self.inner.position(provider)
+    }
+    fn set_position(&self, provider: &str, position: u64) -> Result<(), StoreError> {
+        self.inner.set_position(provider, position)
+    }
+}
+
+/// Runs `f` on a thread of its own and waits up to 30 s for it: a
+/// deadlock fails the test instead of hanging it.
+fn within_30s<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("{what}: no answer in 30 s (a deadlock)"))
+}
+
+#[test]
+fn a_failed_listing_of_the_leases_leaves_the_queue_answering() {
+    let Some(t) = TestNats::new("queue_held_fails") else {
+        return;
+    };
+    let leases = Arc::new(Flaky {
+        inner: KvLeases::open(t.nats(), Duration::from_secs(30)).unwrap(),
+        fail_held: AtomicBool::new(false),
+    });
+    let q = JetStreamQueue::open(
+        t.nats(),
+        leases.clone(),
+        opts(2, Duration::from_secs(30), 5),
+    )
+    .unwrap();
+    assert_eq!(q.held_partitions(), vec![0, 1]);
+    leases.fail_held.store(true, Ordering::SeqCst);
+    let q2 = q.clone();
+    within_30s("a rebalance whose listing fails", move || q2.rebalance());
+    // Renewed (the renewals do not need the listing): still held, and
+    // claims answer.
+    assert_eq!(q.held_partitions(), vec![0, 1]);
+    let p = provider("vc1");
+    let ids = q
+        .enqueue_caught(&batch(&p, &["vm-1", "vm-2"], 0, 4))
+        .unwrap();
+    let q2 = q.clone();
+    let got = within_30s("a claim after it", move || claim_n(&q2, 4));
+    assert_eq!(got.len(), 4);
+    assert_eq!(q.ack(&ids).unwrap(), 4);
+}
