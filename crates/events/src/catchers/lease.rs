@@ -99,6 +99,34 @@ impl Checkpoints {
         self.resume.as_ref().map_or(0, |r| r.from)
     }
 
+    /// Under a lease: the value stored as the position `name` (a catcher's
+    /// other deterministic setting, e.g. the simulated clock's start),
+    /// storing `default` first when none is; `default` without a lease or
+    /// when the store cannot be reached.
+    pub(crate) async fn anchor(&self, ctx: &Ctx, name: &str, default: u64) -> u64 {
+        let Some(resume) = &self.resume else {
+            return default;
+        };
+        let leases = resume.leases.clone();
+        let key = format!("{}#{name}", ctx.provider.name);
+        let r = tokio::task::spawn_blocking(move || match leases.position(&key)? {
+            Some(v) => Ok(v),
+            None => leases.set_position(&key, default).map(|()| default),
+        })
+        .await;
+        match r {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                tracing::warn!(target: "evm", "{} cannot read or store its {name}: {e}", prefix(ctx));
+                default
+            }
+            Err(e) => {
+                tracing::warn!(target: "evm", "{} cannot read or store its {name}: {e}", prefix(ctx));
+                default
+            }
+        }
+    }
+
     /// Everything before `position` has been offered; `ack` is the answer
     /// of the last event, if it was sent with a question.
     pub(crate) async fn advance(&mut self, ctx: &Ctx, position: u64, ack: Option<AckReceiver>) {
@@ -556,12 +584,13 @@ pub(crate) mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_catcher_stops_when_its_lease_is_lost_and_resumes_where_it_stopped() {
+        // No start: the clock starts at the first holder's now, stored.
         let cfg = SimulateConfig {
             seed: 7,
             rate: 0.0,
             count: None,
             vms: 5,
-            start: Some("2026-01-01T00:00:00Z".into()),
+            start: None,
         };
         let (tx, rx) = sink_pair(16);
         let c = CatcherConfig::Simulate(cfg.clone())
@@ -615,8 +644,19 @@ pub(crate) mod tests {
             .map(|e| (e.event_type, e.vm_name))
             .collect();
         assert_eq!(resumed, expected);
-        let first_id = got.lock().unwrap()[stopped_at].full_data["id"].clone();
-        assert_eq!(first_id, (10_000 + stored + 1).to_string());
+        let first = got.lock().unwrap()[stopped_at].clone();
+        assert_eq!(first.full_data["id"], (10_000 + stored + 1).to_string());
+        // Its time is the one the first run gave it (1 ms an event at
+        // rate 0), so a re-read event is de-duplicated.
+        let anchor = leases.position("rhevm01#simulate-start").unwrap().unwrap();
+        assert_eq!(
+            first.timestamp,
+            automate_core::time::iso8601((anchor + stored + 1) as i64)
+        );
+        assert_eq!(
+            got.lock().unwrap()[0].timestamp,
+            automate_core::time::iso8601(anchor as i64 + 1)
+        );
 
         // A clean stop stores the position and releases the lease.
         stop.cancel();
