@@ -20,7 +20,9 @@
 //! (the events are offered with an ack, as the `amqp` catcher's are) and
 //! stores the position only when all were queued. So a node taking a
 //! catcher over re-reads at most the last unstored stretch, which the
-//! queue's de-duplication absorbs. An `amqp` catcher needs no position:
+//! queue's de-duplication absorbs (a `simulate` catcher without `start`
+//! also stores its clock's start beside the position, `<provider>#simulate-start`,
+//! so the events remade keep their timestamps). An `amqp` catcher needs no position:
 //! the broker keeps what was not acked. After a lost lease no position is
 //! stored (another node may be ahead already).
 //!
