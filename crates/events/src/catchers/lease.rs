@@ -325,10 +325,14 @@ pub(crate) async fn run_leased(
                     return flatten(r);
                 }
                 _ = tick.tick() => {
-                    let why = match call(acquire).await {
-                        Ok(true) => continue,
-                        Ok(false) => "taken by another node".to_string(),
-                        Err(e) => e,
+                    // A renewal that does not answer within a renew
+                    // interval counts as failed: the catcher must stop
+                    // before the TTL ends, whatever the lease store does.
+                    let why = match tokio::time::timeout(every, call(acquire)).await {
+                        Ok(Ok(true)) => continue,
+                        Ok(Ok(false)) => "taken by another node".to_string(),
+                        Ok(Err(e)) => e,
+                        Err(_) => format!("no answer to the renewal in {} ms", every.as_millis()),
                     };
                     lost.store(true, Ordering::SeqCst);
                     child.cancel();
@@ -408,6 +412,10 @@ pub(crate) mod tests {
         positions: Mutex<HashMap<String, u64>>,
         /// Acquires that answered `false`.
         refused: AtomicU64,
+        /// The switch: acquires do not answer while it is on.
+        hang: AtomicBool,
+        /// Acquires begun while `hang` was on.
+        hung: AtomicU64,
     }
 
     /// One node's view of [`Shared`].
@@ -448,6 +456,12 @@ pub(crate) mod tests {
             &self.node
         }
         fn acquire(&self, key: &str) -> Result<bool, StoreError> {
+            if self.shared.hang.load(Ordering::SeqCst) {
+                self.shared.hung.fetch_add(1, Ordering::SeqCst);
+                while self.shared.hang.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
             let mut h = self.shared.holders.lock().unwrap();
             let held = match h.get(key) {
                 None => {
@@ -742,6 +756,49 @@ pub(crate) mod tests {
             "released at the clean stop"
         );
         assert!(leases.position("rhevm01").unwrap().unwrap() >= from);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_renewal_without_answer_stops_the_catcher() {
+        let cfg = SimulateConfig {
+            seed: 3,
+            rate: 0.0,
+            count: None,
+            vms: 5,
+            start: Some("2026-01-01T00:00:00Z".into()),
+        };
+        let (tx, rx) = sink_pair(16);
+        let c = CatcherConfig::Simulate(cfg)
+            .build(provider(), Filter::default(), tx)
+            .unwrap();
+        let got = consume(rx);
+        let shared = Arc::new(Shared::default());
+        let leases = MemLeases::new("n1", shared.clone());
+        let stop = CancellationToken::new();
+        let run = tokio::spawn(
+            Catchers::new(vec![c], "")
+                .with_leases(Arc::new(leases.clone()))
+                .run(stop.clone()),
+        );
+        wait_for("300 events", || got.lock().unwrap().len() >= 300).await;
+        // The lease store stops answering: the renewal times out, the
+        // catcher stops, and the loop's next acquire hangs too.
+        shared.hang.store(true, Ordering::SeqCst);
+        wait_for("the catcher to stop", || {
+            shared.hung.load(Ordering::SeqCst) >= 2
+        })
+        .await;
+        let stopped_at = got.lock().unwrap().len();
+        let stored = leases.position("rhevm01").unwrap().unwrap();
+        assert!(stored as usize <= stopped_at);
+        // It answers again (this node still holds the key): the catcher
+        // resumes at the stored position.
+        shared.hang.store(false, Ordering::SeqCst);
+        wait_for("events again", || got.lock().unwrap().len() > stopped_at).await;
+        let first = got.lock().unwrap()[stopped_at].full_data["id"].clone();
+        assert_eq!(first, (10_000 + stored + 1).to_string());
+        stop.cancel();
+        run.await.unwrap().unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
