@@ -15,7 +15,9 @@ use automate_datastore::Datastore;
 use automate_engine::deliver::{run_due, DEFAULT_MAX_DELIVERIES};
 use automate_engine::Engine;
 use automate_events::config::{ApiConfig, EngineConfig};
+use automate_events::dead_letters::StoredDeadLetters;
 use automate_events::Metrics;
+use automate_redb::RedbEventQueue;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -118,7 +120,12 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
             let reloads = metrics.reloads();
             reloader.observe(move |report| reloads.count(report.ok));
         }
+        // Dead letters retried here are enqueued in the store's queue, for
+        // the next `automate run`.
+        let dead_letters = StoredDeadLetters::new(store.clone(), Vec::new())
+            .with_queue(Arc::new(RedbEventQueue::open(store.schedule())?));
         let state = ApiState::new(api.token.clone(), engine, store)?
+            .with_dead_letters(Arc::new(dead_letters))
             .with_config(&api)?
             .with_reloader(reloader.clone())
             .with_metrics(metrics);

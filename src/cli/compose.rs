@@ -15,6 +15,7 @@ use automate_control::{with_control_reloadable, Reloader};
 use automate_datastore::Datastore;
 use automate_engine::Engine;
 use automate_events::config::Config;
+use automate_events::dead_letters::StoredDeadLetters;
 use automate_events::pipeline::{Pipeline, PipelineError, PipelineStore, HANDOFF};
 use automate_events::Metrics;
 use automate_methods::RhaiLimits;
@@ -193,8 +194,16 @@ pub async fn start(
     let advertisement = super::remote::Advertisement::write(db_path, &url, &token)
         .map_err(|e| tracing::warn!(target: "evm", "MIQ(automate run) not advertised: {e:#}"))
         .ok();
+    let providers = config
+        .providers
+        .iter()
+        .map(|p| p.provider.clone())
+        .collect();
+    let dead_letters =
+        StoredDeadLetters::new(store.clone(), providers).with_queue(pipeline.queue());
     let api = automate_api::ApiState::new(token, engine, store)?
         .with_queue(pipeline.queue())
+        .with_dead_letters(Arc::new(dead_letters))
         .with_config(&config.api)?
         .with_reloader(reloader.clone())
         .with_metrics(metrics)

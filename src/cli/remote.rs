@@ -534,6 +534,29 @@ impl Remote {
         request_view(&answer["result"])
     }
 
+    /// `automate events dead-letter list`: every dead letter as
+    /// `/api/dead_letters` answers it.
+    pub fn dead_letters(&self) -> anyhow::Result<Vec<Value>> {
+        self.all_resources("/api/dead_letters", |r| Ok(r.clone()))
+    }
+
+    /// `automate events dead-letter retry`: the ids retried.
+    pub fn retry_dead_letters(&self, ids: &[u64], all: bool) -> anyhow::Result<Vec<String>> {
+        let body = if all {
+            json!({ "action": "retry", "all": true })
+        } else {
+            let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
+            json!({ "action": "retry", "ids": ids })
+        };
+        let answer = self.post("/api/dead_letters", &body)?;
+        Ok(answer["retried"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect())
+    }
+
     /// `automate retries list`: `(id, uri, deliveries, attempts)` of every
     /// scheduled retry.
     pub fn retries(&self) -> anyhow::Result<Vec<(u64, String, u64, u64)>> {
