@@ -61,6 +61,29 @@ pub(crate) const INDEXED: &[&str] = &[
     "dedup_key",
 ];
 
+/// The key columns of `attrs`, in the order of [`INDEXED`]: what
+/// [`codec::key_text`] makes of each attribute, NULL when absent or blank.
+pub(crate) fn index_keys(attrs: &Attributes) -> Vec<Option<String>> {
+    INDEXED
+        .iter()
+        .map(|a| {
+            attrs
+                .get(*a)
+                .and_then(codec::key_text)
+                .filter(|k| !k.is_empty())
+        })
+        .collect()
+}
+
+/// The key columns' names, comma-separated (`k_name, k_ems_ref, ...`).
+pub(crate) fn key_columns() -> String {
+    INDEXED
+        .iter()
+        .map(|a| format!("k_{a}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// (base class, id).
 pub(crate) type Key = (&'static str, i64);
 
@@ -191,12 +214,12 @@ impl PgStore {
         self.run(move |pg| async move {
             let c = pg.client().await?;
             let rows = match codec::key_text(&value) {
-                Some(key) if INDEXED.contains(&attr.as_str()) => {
-                    // The attribute is one of the fixed list: no quoting
-                    // needed, and the expression is the index's.
+                Some(key) if !key.is_empty() && INDEXED.contains(&attr.as_str()) => {
+                    // The attribute is one of the fixed list: its key
+                    // column, no quoting needed.
                     let st = c
                         .prepare_cached(&format!(
-                            "{SELECT} WHERE base = $1 AND (attrs->>'{attr}') = $2 ORDER BY id"
+                            "{SELECT} WHERE base = $1 AND k_{attr} = $2 ORDER BY id"
                         ))
                         .await
                         .map_err(sql_error)?;
@@ -246,7 +269,8 @@ impl PgStore {
             let c = pg.client().await?;
             let st = c
                 .prepare_cached(&format!(
-                    "{SELECT} WHERE base = $1 AND ((attrs->>'ems_ref') = $2 OR (attrs->>'uid_ems') = $2) ORDER BY id"
+                    "{SELECT} WHERE base = $1 AND k_ems_ref = $2
+                     UNION {SELECT} WHERE base = $1 AND k_uid_ems = $2 ORDER BY id"
                 ))
                 .await
                 .map_err(sql_error)?;
@@ -344,20 +368,35 @@ impl PgStore {
     /// fixtures); the sequence of its base class moves past it.
     pub fn insert(&self, class: &str, id: i64, attrs: Attributes) -> Result<VmdbRef, StoreError> {
         let base = base_of(class)?;
-        let text = codec::encode_attrs(&lowercase_keys(attrs));
+        let attrs = lowercase_keys(attrs);
+        let keys = index_keys(&attrs);
+        let text = codec::encode_attrs(&attrs);
         let class_s = class.to_string();
         let seq_no = id - self.pg.region() * REGION_BASE;
         let seq = format!("objects_seq_{}", base.to_ascii_lowercase());
         self.run(move |pg| async move {
             let mut c = pg.client().await?;
             let tx = c.transaction().await.map_err(sql_error)?;
-            tx.execute(
-                "INSERT INTO objects (base, id, class, attrs) VALUES ($1, $2, $3, $4::text::json)
-                 ON CONFLICT (base, id) DO UPDATE SET class = EXCLUDED.class, attrs = EXCLUDED.attrs",
-                &[&base, &id, &class_s, &text],
-            )
-            .await
-            .map_err(sql_error)?;
+            let cols = key_columns();
+            let params: Vec<String> = (0..INDEXED.len()).map(|i| format!("${}", i + 5)).collect();
+            let updates: Vec<String> = INDEXED
+                .iter()
+                .map(|a| format!("k_{a} = EXCLUDED.k_{a}"))
+                .collect();
+            let sql = format!(
+                "INSERT INTO objects (base, id, class, attrs, {cols})
+                 VALUES ($1, $2, $3, $4::text::json, {})
+                 ON CONFLICT (base, id) DO UPDATE SET class = EXCLUDED.class,
+                 attrs = EXCLUDED.attrs, {}",
+                params.join(", "),
+                updates.join(", ")
+            );
+            let mut args: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                vec![&base, &id, &class_s, &text];
+            for k in &keys {
+                args.push(k);
+            }
+            tx.execute(&sql, &args).await.map_err(sql_error)?;
             if seq_no > 0 && seq_no < REGION_BASE {
                 tx.execute(
                     &format!(

@@ -540,3 +540,59 @@ fn a_unit_of_500_events_is_read_and_committed_in_a_few_round_trips() {
         Some(s("r2-e480"))
     );
 }
+
+/// The finders' statements use the expression indexes even as generic
+/// plans (a prepared statement's plan after its fifth run), where the
+/// base class is a parameter: (statement, parameters, index).
+#[test]
+fn the_finders_use_their_indexes_in_generic_plans() {
+    let Some((db, _store)) = store("plans") else {
+        return;
+    };
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "base = $1 AND k_dedup_key = $2",
+            "'EventStream', 'k'",
+            "objects_dedup_key",
+        ),
+        ("base = $1 AND k_name = $2", "'Host', 'h'", "objects_name"),
+        (
+            "base = $1 AND k_uid_ems = $2",
+            "'VmOrTemplate', 'vm-1'",
+            "objects_uid_ems",
+        ),
+        (
+            "base = $1 AND k_ems_ref = $2",
+            "'VmOrTemplate', 'vm-1'",
+            "objects_ems_ref",
+        ),
+        (
+            "base = $1 AND k_event_type = $2",
+            "'EventStream', 'X'",
+            "objects_event_type",
+        ),
+    ];
+    let pg = db.pg();
+    for (i, (cond, params, index)) in cases.iter().enumerate() {
+        let sql = format!(
+            "SET enable_seqscan = off; SET plan_cache_mode = force_generic_plan;
+             PREPARE q{i}(text, text) AS SELECT id FROM objects WHERE {cond};"
+        );
+        let explain = format!("EXPLAIN EXECUTE q{i}({params})");
+        let plan: Vec<String> = pg
+            .block({
+                let pg = pg.clone();
+                async move {
+                    let c = pg.client().await.expect("client");
+                    c.batch_execute(&sql).await.expect("prepare");
+                    let rows = c.query(&explain, &[]).await.expect("explain");
+                    c.batch_execute(&format!("DEALLOCATE q{i}; RESET ALL"))
+                        .await
+                        .expect("reset");
+                    rows.iter().map(|r| r.get::<_, String>(0)).collect()
+                }
+            })
+            .expect("runtime");
+        assert!(plan.iter().any(|l| l.contains(index)), "{cond}: {plan:#?}");
+    }
+}

@@ -13,7 +13,10 @@
 //! [`Committing`] is answered. [`PgServedUnit`] is the API's
 //! [`ServedUnit`].
 
-use super::{codec, has_ref, lowercase_keys, sql_error, Key, Obj, PgStore, Reader, INDEXED};
+use super::{
+    codec, has_ref, index_keys, key_columns, lowercase_keys, sql_error, Key, Obj, PgStore, Reader,
+    INDEXED,
+};
 use crate::Pg;
 use automate_core::value::{AttrValue, Attributes};
 use automate_vmdb::event_queue::EventQueue;
@@ -27,6 +30,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
+use tokio_postgres::types::ToSql;
 
 /// A unit's writes, to commit in one transaction.
 #[derive(Debug, Default)]
@@ -48,6 +52,45 @@ pub(crate) struct Committed {
     pub(crate) scheduled: Vec<u64>,
 }
 
+/// The multi-row insert: base, id, class, attrs text, then the key
+/// columns, each an array.
+fn insert_sql() -> String {
+    let names: Vec<String> = (0..INDEXED.len()).map(|i| format!("k{i}")).collect();
+    let arrays: Vec<String> = (0..INDEXED.len())
+        .map(|i| format!("${}::text[]", i + 5))
+        .collect();
+    format!(
+        "INSERT INTO objects (base, id, class, attrs, {})
+         SELECT b, i, c, a::json, {}
+         FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], {}) AS u(b, i, c, a, {})",
+        key_columns(),
+        names.join(", "),
+        arrays.join(", "),
+        names.join(", ")
+    )
+}
+
+/// The multi-row update: base, id, attrs text, then the key columns.
+fn update_sql() -> String {
+    let names: Vec<String> = (0..INDEXED.len()).map(|i| format!("k{i}")).collect();
+    let arrays: Vec<String> = (0..INDEXED.len())
+        .map(|i| format!("${}::text[]", i + 4))
+        .collect();
+    let sets: Vec<String> = INDEXED
+        .iter()
+        .zip(&names)
+        .map(|(a, n)| format!("k_{a} = u.{n}"))
+        .collect();
+    format!(
+        "UPDATE objects o SET attrs = u.a::json, {}
+         FROM unnest($1::text[], $2::bigint[], $3::text[], {}) AS u(b, i, a, {})
+         WHERE o.base = u.b AND o.id = u.i",
+        sets.join(", "),
+        arrays.join(", "),
+        names.join(", ")
+    )
+}
+
 /// Writes `p` and `schedule` in one transaction on a connection of `pg`.
 pub(crate) async fn commit(
     pg: &Pg,
@@ -56,28 +99,29 @@ pub(crate) async fn commit(
 ) -> Result<Committed, StoreError> {
     let mut client = pg.client().await?;
     let tx = client.transaction().await.map_err(sql_error)?;
+    let n_keys = INDEXED.len();
     if !p.created.is_empty() {
-        let mut bases = Vec::with_capacity(p.created.len());
-        let mut ids = Vec::with_capacity(p.created.len());
-        let mut classes = Vec::with_capacity(p.created.len());
-        let mut texts = Vec::with_capacity(p.created.len());
+        let n = p.created.len();
+        let mut bases = Vec::with_capacity(n);
+        let mut ids = Vec::with_capacity(n);
+        let mut classes = Vec::with_capacity(n);
+        let mut texts = Vec::with_capacity(n);
+        let mut keys: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(n); n_keys];
         for (base, id, obj) in &p.created {
             bases.push(*base);
             ids.push(*id);
             classes.push(obj.class.as_str());
             texts.push(codec::encode_attrs(&obj.attrs));
+            for (column, k) in keys.iter_mut().zip(index_keys(&obj.attrs)) {
+                column.push(k);
+            }
         }
-        let st = tx
-            .prepare_cached(
-                "INSERT INTO objects (base, id, class, attrs)
-                 SELECT b, i, c, a::json
-                 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[]) AS u(b, i, c, a)",
-            )
-            .await
-            .map_err(sql_error)?;
-        tx.execute(&st, &[&bases, &ids, &classes, &texts])
-            .await
-            .map_err(sql_error)?;
+        let st = tx.prepare_cached(&insert_sql()).await.map_err(sql_error)?;
+        let mut args: Vec<&(dyn ToSql + Sync)> = vec![&bases, &ids, &classes, &texts];
+        for k in &keys {
+            args.push(k);
+        }
+        tx.execute(&st, &args).await.map_err(sql_error)?;
     }
     let mut changed = 0;
     if !p.changed.is_empty() {
@@ -99,6 +143,7 @@ pub(crate) async fn commit(
             .map_err(sql_error)?;
         let rows = tx.query(&st, &[&bases, &ids]).await.map_err(sql_error)?;
         let (mut ub, mut ui, mut ua) = (Vec::new(), Vec::new(), Vec::new());
+        let mut keys: Vec<Vec<Option<String>>> = vec![Vec::new(); n_keys];
         for row in &rows {
             let base: String = row.try_get(0).map_err(sql_error)?;
             let id: i64 = row.try_get(1).map_err(sql_error)?;
@@ -116,18 +161,18 @@ pub(crate) async fn commit(
             ub.push(base);
             ui.push(id);
             ua.push(codec::encode_attrs(&attrs));
+            for (column, k) in keys.iter_mut().zip(index_keys(&attrs)) {
+                column.push(k);
+            }
         }
         changed = ub.len();
         if changed > 0 {
-            let st = tx
-                .prepare_cached(
-                    "UPDATE objects o SET attrs = u.a::json
-                     FROM unnest($1::text[], $2::bigint[], $3::text[]) AS u(b, i, a)
-                     WHERE o.base = u.b AND o.id = u.i",
-                )
-                .await
-                .map_err(sql_error)?;
-            tx.execute(&st, &[&ub, &ui, &ua]).await.map_err(sql_error)?;
+            let st = tx.prepare_cached(&update_sql()).await.map_err(sql_error)?;
+            let mut args: Vec<&(dyn ToSql + Sync)> = vec![&ub, &ui, &ua];
+            for k in &keys {
+                args.push(k);
+            }
+            tx.execute(&st, &args).await.map_err(sql_error)?;
         }
     }
     let scheduled = crate::schedule::insert_many(&tx, schedule).await?;
