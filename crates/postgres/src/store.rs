@@ -37,6 +37,7 @@ use automate_vmdb::{
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -100,6 +101,9 @@ pub struct PgStore {
     /// the end of the block (exclusive).
     ids: Mutex<HashMap<&'static str, (i64, i64)>>,
     schedule: OnceLock<Arc<dyn Schedule>>,
+    /// Round trips made by [`PgStore::run`] (reads, the store's own
+    /// writes, id blocks), for the figures.
+    round_trips: AtomicU64,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -180,6 +184,7 @@ impl PgStore {
         Fut: std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
         T: Send + 'static,
     {
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
         let out = self
             .pg
             .block(f(self.pg.clone()))
@@ -319,7 +324,14 @@ impl PgStore {
             pg,
             ids: Mutex::new(HashMap::new()),
             schedule: OnceLock::new(),
+            round_trips: AtomicU64::new(0),
         }))
+    }
+
+    /// The round trips this store's reads and own writes have made so far
+    /// (a unit's commit is not counted: a few statements per batch).
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips.load(Ordering::Relaxed)
     }
 
     /// The connection pool.
