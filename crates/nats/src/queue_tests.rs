@@ -1,0 +1,387 @@
+//! The JetStream queue against the NATS this machine runs (skipped without
+//! it, see [`crate::testing`]).
+
+use super::*;
+use crate::lease::KvLeases;
+use crate::testing::TestNats;
+use std::collections::HashSet;
+
+fn provider(name: &str) -> Arc<Provider> {
+    Arc::new(Provider {
+        name: name.into(),
+        kind: "VC".into(),
+        hostname: "vc.example.com".into(),
+        userid: "admin".into(),
+    })
+}
+
+fn event(vm: &str, i: usize) -> ProviderEvent {
+    ProviderEvent {
+        event_type: "VmPoweredOnEvent".into(),
+        timestamp: format!("2026-12-06T10:00:00.{i:06}Z"),
+        chain_id: Some(i.to_string()),
+        vm_ems_ref: Some(vm.into()),
+        vm_name: Some(format!("name-{vm}")),
+        host_ems_ref: None,
+        host_name: None,
+        full_data: serde_json::json!({"n": i}),
+    }
+}
+
+fn batch(p: &Arc<Provider>, vms: &[&str], from: usize, n: usize) -> Vec<CaughtEvent> {
+    (from..from + n)
+        .map(|i| (p.clone(), event(vms[i % vms.len()], i), 1_000 + i as u64))
+        .collect()
+}
+
+fn opts(partitions: u32, ack_wait: Duration, max_deliver: i64) -> QueueOptions {
+    QueueOptions {
+        partitions,
+        ack_wait,
+        max_deliver,
+    }
+}
+
+fn open(nats: Arc<Nats>, ttl: Duration, o: QueueOptions) -> Arc<JetStreamQueue> {
+    let leases = KvLeases::open(nats.clone(), ttl).expect("leases");
+    JetStreamQueue::open(nats, leases, o).expect("the queue")
+}
+
+/// Claims until `want` events came (or 15 s passed).
+fn claim_n(q: &JetStreamQueue, want: usize) -> Vec<ClaimedEvent> {
+    let start = Instant::now();
+    let mut got = Vec::new();
+    while got.len() < want && start.elapsed() < Duration::from_secs(15) {
+        let c = q.claim(want - got.len()).expect("claim");
+        if c.events.is_empty() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        got.extend(c.events);
+    }
+    got
+}
+
+fn server_depth(q: &JetStreamQueue) -> u64 {
+    q.shared.refresh_depth_now();
+    q.shared.depth.value.load(Ordering::SeqCst)
+}
+
+#[test]
+fn partitions_are_stable_and_keep_a_vm_together() {
+    // FNV-1a is fixed: these values hold in every process and build.
+    assert_eq!(fnv1a(&[]), 0xcbf2_9ce4_8422_2325);
+    assert_eq!(fnv1a(&["a"]), fnv1a(&["a"]));
+    assert_ne!(fnv1a(&["ab", "c"]), fnv1a(&["a", "bc"]));
+    let p = provider("vc1");
+    let a = partition_of(&p, &event("vm-1", 1), 16);
+    for i in 0..50 {
+        assert_eq!(partition_of(&p, &event("vm-1", i), 16), a);
+    }
+    let spread: HashSet<u32> = (0..200)
+        .map(|i| partition_of(&p, &event(&format!("vm-{i}"), i), 16))
+        .collect();
+    assert!(spread.len() > 8, "{spread:?}");
+    let mut host = event("x", 1);
+    host.vm_ems_ref = None;
+    host.host_ems_ref = Some("host-1".into());
+    assert!(partition_of(&p, &host, 16) < 16);
+    assert_eq!(
+        dedup_key(&p, &event("vm-1", 7)),
+        "vc1|VmPoweredOnEvent|2026-12-06T10:00:00.000007Z|7|vm-1"
+    );
+    assert_eq!(msg_id("a|b"), "a|b");
+    assert!(msg_id("a\r\nb").starts_with("fnv:"));
+    assert!(msg_id("ü").starts_with("fnv:"));
+}
+
+#[test]
+fn the_same_events_queued_twice_are_stored_once_and_ack_removes_them() {
+    let Some(t) = TestNats::new("queue_dedup") else {
+        return;
+    };
+    let q = open(
+        t.nats(),
+        Duration::from_secs(30),
+        opts(4, Duration::from_secs(30), 5),
+    );
+    assert_eq!(q.held_partitions(), vec![0, 1, 2, 3]);
+    let p = provider("vc1");
+    let events = batch(&p, &["vm-1", "vm-2", "vm-3"], 0, 10);
+    let ids = q.enqueue_caught(&events).unwrap();
+    let again = q.enqueue_owned(events.clone()).unwrap();
+    assert_eq!(ids, again, "the duplicates answer with the first ids");
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 10);
+    assert_eq!(server_depth(&q), 10);
+    let claimed = claim_n(&q, 10);
+    assert_eq!(claimed.len(), 10);
+    assert!(claimed.iter().all(|c| c.attempts == 1));
+    let mut got: Vec<u64> = claimed.iter().map(|c| c.id).collect();
+    got.sort_unstable();
+    let mut want = ids.clone();
+    want.sort_unstable();
+    assert_eq!(got, want);
+    assert_eq!(claimed[0].provider.name, "vc1");
+    assert_eq!(claimed[0].caught_us, 1_000);
+    // Nothing more to claim; still queued until acked.
+    assert!(q.claim(10).unwrap().events.is_empty());
+    assert_eq!(server_depth(&q), 10);
+    assert_eq!(q.ack(&got).unwrap(), 10);
+    assert_eq!(server_depth(&q), 0);
+    assert_eq!(q.depth(), 0);
+    assert!(q.claim(10).unwrap().events.is_empty());
+    assert_eq!(q.release_leases().unwrap(), 0);
+}
+
+#[test]
+fn a_released_event_comes_back_at_once_and_an_unacked_one_after_the_ack_wait() {
+    let Some(t) = TestNats::new("queue_release") else {
+        return;
+    };
+    let q = open(
+        t.nats(),
+        Duration::from_secs(30),
+        opts(2, Duration::from_secs(1), 10),
+    );
+    let p = provider("vc1");
+    let ids = q.enqueue_caught(&batch(&p, &["vm-1"], 0, 1)).unwrap();
+    let first = claim_n(&q, 1);
+    assert_eq!((first[0].id, first[0].attempts), (ids[0], 1));
+    q.release(&[ids[0]]);
+    let second = claim_n(&q, 1);
+    assert_eq!((second[0].id, second[0].attempts), (ids[0], 2));
+    // Not acked: back after the ack wait (1 s), one attempt more.
+    let third = claim_n(&q, 1);
+    assert_eq!(third.len(), 1, "back after the ack wait");
+    assert_eq!((third[0].id, third[0].attempts), (ids[0], 3));
+    assert_eq!(q.ack(&[ids[0]]).unwrap(), 1);
+    assert_eq!(server_depth(&q), 0);
+}
+
+#[test]
+fn an_event_delivered_too_often_is_dead_lettered_and_can_be_retried() {
+    let Some(t) = TestNats::new("queue_dead") else {
+        return;
+    };
+    let q = open(
+        t.nats(),
+        Duration::from_secs(30),
+        opts(2, Duration::from_secs(30), 2),
+    );
+    let p = provider("vc1");
+    let ids = q.enqueue_caught(&batch(&p, &["vm-1"], 0, 1)).unwrap();
+    for attempt in 1..=2 {
+        let c = claim_n(&q, 1);
+        assert_eq!((c[0].id, c[0].attempts), (ids[0], attempt));
+        q.release(&[ids[0]]);
+    }
+    // The third delivery goes to the dead letters.
+    let start = Instant::now();
+    let mut dead = Vec::new();
+    while dead.is_empty() && start.elapsed() < Duration::from_secs(10) {
+        assert!(q.claim(5).unwrap().events.is_empty());
+        dead = q.dead_letters(10).unwrap();
+    }
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].provider.name, "vc1");
+    assert_eq!(dead[0].event, event("vm-1", 0));
+    assert_eq!(dead[0].deliveries, 2);
+    assert!(dead[0].reason.contains("2 times"), "{}", dead[0].reason);
+    assert!(dead[0].dead_on.ends_with('Z'));
+    assert_eq!(server_depth(&q), 0);
+    // Retried: queued again (the old Msg-Id does not drop it), one
+    // attempt, and gone from the dead letters.
+    assert_eq!(q.retry_dead_letters(&[dead[0].id, 999_999]).unwrap(), 1);
+    assert!(q.dead_letters(10).unwrap().is_empty());
+    let back = claim_n(&q, 1);
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].attempts, 1);
+    assert_eq!(back[0].event, event("vm-1", 0));
+    assert_eq!(q.ack(&[back[0].id]).unwrap(), 1);
+}
+
+#[test]
+fn an_unreadable_message_is_reported_and_dead_lettered() {
+    let Some(t) = TestNats::new("queue_unreadable") else {
+        return;
+    };
+    let nats = t.nats();
+    let q = open(
+        nats.clone(),
+        Duration::from_secs(30),
+        opts(1, Duration::from_secs(30), 5),
+    );
+    let js = nats.jetstream().clone();
+    let subject = format!("{}.events.0", nats.prefix());
+    nats.block(async move { js.publish(subject, "not json".into()).await.unwrap().await })
+        .unwrap()
+        .unwrap();
+    let start = Instant::now();
+    let mut claim = Claim::default();
+    while claim.unreadable.is_empty() && start.elapsed() < Duration::from_secs(10) {
+        claim = q.claim(5).unwrap();
+    }
+    assert_eq!(claim.unreadable.len(), 1);
+    assert!(claim.events.is_empty());
+    let dead = q.dead_letters(10).unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].event.event_type, "(unreadable)");
+    assert_eq!(dead[0].event.full_data, serde_json::json!("not json"));
+    assert!(dead[0].reason.starts_with("unreadable"));
+    assert_eq!(server_depth(&q), 0);
+}
+
+#[test]
+fn the_events_of_one_vm_come_out_in_order() {
+    let Some(t) = TestNats::new("queue_order") else {
+        return;
+    };
+    let q = open(
+        t.nats(),
+        Duration::from_secs(30),
+        opts(4, Duration::from_secs(30), 5),
+    );
+    let p = provider("vc1");
+    let vms = ["vm-1", "vm-2", "vm-3", "vm-4", "vm-5"];
+    for b in 0..5 {
+        q.enqueue_caught(&batch(&p, &vms, b * 40, 40)).unwrap();
+    }
+    let mut seen: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut n = 0;
+    let start = Instant::now();
+    while n < 200 && start.elapsed() < Duration::from_secs(15) {
+        // Small claims: the order must hold from one claim to the next.
+        let c = q.claim(7).unwrap();
+        let ids: Vec<u64> = c.events.iter().map(|e| e.id).collect();
+        for e in c.events {
+            let i: usize = e.event.chain_id.as_deref().unwrap_or("0").parse().unwrap();
+            seen.entry(e.event.vm_ems_ref.clone().unwrap_or_default())
+                .or_default()
+                .push(i);
+            n += 1;
+        }
+        q.ack(&ids).unwrap();
+    }
+    assert_eq!(n, 200);
+    for (vm, chain) in &seen {
+        let mut sorted = chain.clone();
+        sorted.sort_unstable();
+        assert_eq!(chain, &sorted, "{vm}");
+        assert_eq!(chain.len(), 40, "{vm}");
+    }
+}
+
+#[test]
+fn two_nodes_split_the_partitions_and_one_takes_over_the_others() {
+    let Some(t) = TestNats::new("queue_nodes") else {
+        return;
+    };
+    let ttl = Duration::from_secs(2);
+    let o = opts(4, Duration::from_secs(30), 5);
+    let q1 = open(t.nats(), ttl, o);
+    assert_eq!(
+        q1.held_partitions().len(),
+        4,
+        "alone, node1 holds every partition"
+    );
+    let q2 = open(t.node("node2"), ttl, o);
+    // Both renew (and rebalance) on their own every TTL/3: node1 gives up
+    // two partitions (nothing is in flight), node2 takes them.
+    let start = Instant::now();
+    while (q1.held_partitions().len(), q2.held_partitions().len()) != (2, 2)
+        && start.elapsed() < Duration::from_secs(15)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (h1, h2) = (q1.held_partitions(), q2.held_partitions());
+    assert_eq!((h1.len(), h2.len()), (2, 2), "{h1:?} {h2:?}");
+    assert!(h1.iter().all(|p| !h2.contains(p)), "{h1:?} {h2:?}");
+
+    // Events go to both; nobody claims an event the other claimed.
+    let p = provider("vc1");
+    let vms: Vec<String> = (0..40).map(|i| format!("vm-{i}")).collect();
+    let vms: Vec<&str> = vms.iter().map(|s| s.as_str()).collect();
+    let ids = q1.enqueue_caught(&batch(&p, &vms, 0, 200)).unwrap();
+    let mut by1 = HashSet::new();
+    let mut by2 = HashSet::new();
+    let start = Instant::now();
+    while by1.len() + by2.len() < 200 && start.elapsed() < Duration::from_secs(15) {
+        for (q, mine) in [(&q1, &mut by1), (&q2, &mut by2)] {
+            for e in q.claim(16).unwrap().events {
+                assert!(mine.insert(e.id), "claimed twice by one node");
+            }
+        }
+    }
+    assert_eq!(by1.len() + by2.len(), 200);
+    assert!(by1.is_disjoint(&by2));
+    assert!(!by1.is_empty() && !by2.is_empty());
+    let all: HashSet<u64> = by1.union(&by2).copied().collect();
+    assert_eq!(all, ids.iter().copied().collect::<HashSet<_>>());
+    q1.ack(&by1.iter().copied().collect::<Vec<_>>()).unwrap();
+    q2.ack(&by2.iter().copied().collect::<Vec<_>>()).unwrap();
+    assert_eq!(server_depth(&q1), 0);
+
+    // node1 dies (stops renewing, gives nothing up): after the TTL node2
+    // holds every partition.
+    drop(q1);
+    let start = Instant::now();
+    while q2.held_partitions().len() < 4 && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(q2.held_partitions(), vec![0, 1, 2, 3]);
+    let ids = q2.enqueue_caught(&batch(&p, &vms, 200, 40)).unwrap();
+    let got = claim_n(&q2, 40);
+    assert_eq!(got.len(), 40);
+    assert_eq!(q2.ack(&ids).unwrap(), 40);
+
+    // A clean stop hands over at once.
+    let q3 = open(t.node("node3"), ttl, o);
+    q2.close();
+    q3.rebalance();
+    assert_eq!(q3.held_partitions(), vec![0, 1, 2, 3]);
+}
+
+/// Publish + claim + ack of 20,000 events, timed (a measurement, not a
+/// check of speed: `cargo test -p automate-nats --lib throughput --
+/// --ignored --nocapture`).
+#[test]
+#[ignore]
+fn throughput_of_20000_events() {
+    let Some(t) = TestNats::new("queue_throughput") else {
+        return;
+    };
+    let n = 20_000;
+    let q = open(
+        t.nats(),
+        Duration::from_secs(30),
+        opts(8, Duration::from_secs(60), 5),
+    );
+    let p = provider("vc1");
+    let vms: Vec<String> = (0..500).map(|i| format!("vm-{i}")).collect();
+    let vms: Vec<&str> = vms.iter().map(|s| s.as_str()).collect();
+    let events = batch(&p, &vms, 0, n);
+    let start = Instant::now();
+    for chunk in events.chunks(500) {
+        q.enqueue_caught(chunk).unwrap();
+    }
+    let published = start.elapsed();
+    let start = Instant::now();
+    let mut done = 0;
+    let mut claims = 0;
+    while done < n && start.elapsed() < Duration::from_secs(300) {
+        let c = q.claim(256).unwrap();
+        claims += 1;
+        let ids: Vec<u64> = c.events.iter().map(|e| e.id).collect();
+        done += q.ack(&ids).unwrap();
+    }
+    let consumed = start.elapsed();
+    assert_eq!(done, n);
+    assert_eq!(server_depth(&q), 0);
+    eprintln!(
+        "{n} events: publish {:.2} s ({:.0}/s, batches of 500); claim+ack {:.2} s ({:.0}/s, {claims} claims of up to 256); total {:.0}/s",
+        published.as_secs_f64(),
+        n as f64 / published.as_secs_f64(),
+        consumed.as_secs_f64(),
+        n as f64 / consumed.as_secs_f64(),
+        n as f64 / (published + consumed).as_secs_f64()
+    );
+}
