@@ -19,7 +19,7 @@ use crate::StoreError;
 use std::time::Duration;
 
 /// One lease as held now.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LeaseInfo {
     /// Its key (`catcher.vc1`, `partition.3`).
     pub key: String,

@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod associations;
+pub mod cluster;
 pub mod dead_letter;
 pub mod event_queue;
 pub mod health;

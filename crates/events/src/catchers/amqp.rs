@@ -118,6 +118,7 @@ pub fn redact(url: &str) -> String {
 }
 
 /// A built `amqp` catcher.
+#[derive(Clone)]
 pub(crate) struct AmqpCatcher {
     uri: AMQPUri,
     shown: String,

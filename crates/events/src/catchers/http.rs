@@ -100,6 +100,7 @@ impl HttpState {
             filter: ep.filter,
             out: ep.out,
             stats: ep.stats,
+            resume: None,
         };
         Arc::make_mut(&mut self.providers).insert(ctx.provider.name.clone(), ctx);
         self
@@ -461,6 +462,7 @@ async fn deliver(state: &HttpState, items: Vec<Item>) -> Response {
 
 /// A built `http` catcher: its endpoint lives on the API listener, so
 /// running it only waits for shutdown.
+#[derive(Clone)]
 pub(crate) struct HttpCatcher;
 
 impl HttpConfig {

@@ -12,6 +12,7 @@
 //! file (like `tail -F`: a truncated or replaced file is read again from the
 //! start) until shutdown; otherwise it ends at end of file.
 
+use super::lease::Checkpoints;
 use super::{oslo, CatcherError, Ctx, Offer};
 use crate::ProviderEvent;
 use serde::{Deserialize, Serialize};
@@ -66,6 +67,7 @@ pub fn parse_line(line: &str) -> Result<ProviderEvent, String> {
 }
 
 /// A built `jsonl` catcher.
+#[derive(Clone)]
 pub(crate) struct JsonlCatcher {
     cfg: JsonlConfig,
 }
@@ -213,8 +215,26 @@ async fn read_lines(
     follow: bool,
     shutdown: &CancellationToken,
 ) -> Result<(), CatcherError> {
+    let mut marks = Checkpoints::new(ctx);
+    let r = read_lines_from(ctx, input, follow, shutdown, &mut marks).await;
+    marks.finish(ctx).await;
+    r
+}
+
+/// [`read_lines`] with the position bookkeeping: under a lease, the lines
+/// up to the stored position are read and skipped, and the position (the
+/// line number of the last line offered) is stored as the events are
+/// queued.
+async fn read_lines_from(
+    ctx: &Ctx,
+    input: &mut Input,
+    follow: bool,
+    shutdown: &CancellationToken,
+    marks: &mut Checkpoints,
+) -> Result<(), CatcherError> {
     let mut buf: Vec<u8> = Vec::new();
     let mut lineno: u64 = 0;
+    let mut skip = marks.from();
     loop {
         let n = tokio::select! {
             biased;
@@ -237,11 +257,15 @@ async fn read_lines(
                     // The old file's unterminated last line, as it is.
                     let rest = std::mem::take(&mut buf);
                     if !rest.is_empty()
-                        && !handle_line(ctx, &rest, lineno + 1, &input.name, shutdown).await?
+                        && lineno + 1 > skip
+                        && !handle_line(ctx, &rest, lineno + 1, &input.name, shutdown, marks)
+                            .await?
                     {
                         return Ok(());
                     }
                     lineno = 0;
+                    skip = 0;
+                    marks.restart(ctx).await;
                     continue;
                 }
                 tokio::select! {
@@ -256,7 +280,7 @@ async fn read_lines(
         lineno += 1;
         let line = std::mem::take(&mut buf);
         let done = n == 0 || (!complete && !follow);
-        if !handle_line(ctx, &line, lineno, &input.name, shutdown).await? {
+        if lineno > skip && !handle_line(ctx, &line, lineno, &input.name, shutdown, marks).await? {
             return Ok(());
         }
         if done {
@@ -272,12 +296,16 @@ async fn handle_line(
     lineno: u64,
     name: &str,
     shutdown: &CancellationToken,
+    marks: &mut Checkpoints,
 ) -> Result<bool, CatcherError> {
     let parsed = if raw.len() > MAX_LINE {
         Err(format!("line longer than {MAX_LINE} bytes"))
     } else {
         match std::str::from_utf8(raw) {
-            Ok(text) if text.trim().is_empty() => return Ok(true),
+            Ok(text) if text.trim().is_empty() => {
+                marks.advance(ctx, lineno, None).await;
+                return Ok(true);
+            }
             Ok(text) => parse_line(text.trim()),
             Err(e) => Err(format!("not UTF-8: {e}")),
         }
@@ -292,12 +320,18 @@ async fn handle_line(
                 ctx.provider.userid,
             );
             ctx.stats.problem(format!("{name}:{lineno}: {e}"));
+            marks.advance(ctx, lineno, None).await;
             Ok(true)
         }
-        Ok(ev) => match ctx.offer(ev, false, shutdown).await {
-            Offer::Sent(_) | Offer::Skipped => Ok(true),
-            Offer::Cancelled => Ok(false),
-            Offer::Closed => Err(ctx.closed()),
-        },
+        Ok(ev) => {
+            let ack = match ctx.offer(ev, marks.durable(), shutdown).await {
+                Offer::Sent(ack) => ack,
+                Offer::Skipped => None,
+                Offer::Cancelled => return Ok(false),
+                Offer::Closed => return Err(ctx.closed()),
+            };
+            marks.advance(ctx, lineno, ack).await;
+            Ok(true)
+        }
     }
 }

@@ -22,10 +22,15 @@
 //! sent. A catcher that needs durability (amqp, http) attaches a oneshot to
 //! the event and waits for the pipeline's answer: `Ok(())` once the event is
 //! durably stored, `Err(reason)` (or a dropped sender) when it was not.
+//!
+//! In a cluster ([`Catchers::with_leases`]) each reading catcher runs only
+//! on the node holding its provider's lease and resumes from the stored
+//! position ([`lease`]).
 
 pub mod amqp;
 pub mod http;
 pub mod jsonl;
+pub mod lease;
 pub mod oslo;
 pub mod simulate;
 
@@ -311,6 +316,7 @@ impl CatcherConfig {
             filter,
             out,
             stats: Arc::new(CatcherStats::default()),
+            resume: None,
         };
         let inner = match self {
             CatcherConfig::Simulate(c) => Inner::Simulate(c.build(&ctx)?),
@@ -329,6 +335,8 @@ pub(crate) struct Ctx {
     pub filter: Filter,
     pub out: CaughtSender,
     pub stats: Arc<CatcherStats>,
+    /// Under a lease: where to resume and where to store the position.
+    pub resume: Option<lease::Resume>,
 }
 
 /// What [`Ctx::offer`] did with an event.
@@ -422,6 +430,7 @@ pub fn skipping_line(provider: &Provider, event_type: &str) -> String {
     )
 }
 
+#[derive(Clone)]
 enum Inner {
     Simulate(simulate::SimulateCatcher),
     Jsonl(jsonl::JsonlCatcher),
@@ -430,6 +439,7 @@ enum Inner {
 }
 
 /// A built catcher: run it until its input ends or `shutdown` fires.
+#[derive(Clone)]
 pub struct Catcher {
     ctx: Ctx,
     inner: Inner,
@@ -502,6 +512,9 @@ pub struct Catchers {
     /// server sets the connection limits). `None` when no provider uses
     /// the `http` catcher.
     pub http: Option<http::HttpState>,
+    /// The cluster's leases: each reading catcher runs only while this
+    /// node holds its lease ([`lease`]); `None` in the embedded mode.
+    leases: Option<Arc<dyn automate_vmdb::lease::Leases>>,
 }
 
 impl Catchers {
@@ -518,7 +531,25 @@ impl Catchers {
                     .add(ep);
             }
         }
-        Catchers { catchers, http }
+        Catchers {
+            catchers,
+            http,
+            leases: None,
+        }
+    }
+
+    /// Runs each reading catcher (`simulate`, `jsonl`, `amqp`) only while
+    /// this node holds its lease `catcher.<provider>` of `leases`, resuming
+    /// from its stored position ([`lease`]). The `http` catcher is a push
+    /// endpoint every node serves: it takes no lease.
+    pub fn with_leases(mut self, leases: Arc<dyn automate_vmdb::lease::Leases>) -> Catchers {
+        self.leases = Some(leases);
+        self
+    }
+
+    /// [`Catchers::with_leases`] in place.
+    pub fn set_leases(&mut self, leases: Arc<dyn automate_vmdb::lease::Leases>) {
+        self.leases = Some(leases);
     }
 
     /// Runs every catcher until all have ended or `shutdown` fires; the first
@@ -528,7 +559,14 @@ impl Catchers {
         let stop = shutdown.child_token();
         for c in self.catchers {
             let s = stop.clone();
-            set.spawn(async move { c.run(s).await });
+            match &self.leases {
+                Some(l) if c.kind() != "http" => {
+                    set.spawn(lease::run_leased(c, l.clone(), s));
+                }
+                _ => {
+                    set.spawn(async move { c.run(s).await });
+                }
+            }
         }
         let mut first = None;
         while let Some(r) = set.join_next().await {

@@ -16,6 +16,7 @@
 //! provider's parser would. [`Simulator`] is a plain iterator (no tokio);
 //! the catcher paces it at `rate` events per second.
 
+use super::lease::Checkpoints;
 use super::{CatcherError, Ctx, Offer};
 use crate::{Provider, ProviderEvent};
 use automate_core::time;
@@ -504,6 +505,7 @@ pub fn power_phase(event_type: &str) -> Option<(bool, bool)> {
 }
 
 /// A built `simulate` catcher.
+#[derive(Clone)]
 pub(crate) struct SimulateCatcher {
     cfg: SimulateConfig,
 }
@@ -540,13 +542,21 @@ impl SimulateCatcher {
         let period = self.cfg.period();
         let mut due = tokio::time::Instant::now();
         let mut n: u64 = 0;
-        for ev in sim {
+        // Under a lease: the sequence is deterministic from the seed, so
+        // the events before the stored position are made and dropped.
+        let mut marks = Checkpoints::new(&ctx);
+        let from = marks.from();
+        let mut sim = sim.skip(usize::try_from(from).unwrap_or(usize::MAX));
+        let mut position = from;
+        let durable = marks.durable();
+        let result = loop {
+            let Some(ev) = sim.next() else { break Ok(()) };
             if let Some(period) = period {
                 let now = tokio::time::Instant::now();
                 if due > now {
                     tokio::select! {
                         _ = tokio::time::sleep_until(due) => {}
-                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = shutdown.cancelled() => break Ok(()),
                     }
                 } else if now - due > Duration::from_secs(1) {
                     due = now;
@@ -554,19 +564,23 @@ impl SimulateCatcher {
                 due = due.checked_add(period).unwrap_or(now);
             }
             if shutdown.is_cancelled() {
-                return Ok(());
+                break Ok(());
             }
-            match ctx.offer(ev, false, &shutdown).await {
-                Offer::Sent(_) | Offer::Skipped => {}
-                Offer::Cancelled => return Ok(()),
+            let ack = match ctx.offer(ev, durable, &shutdown).await {
+                Offer::Sent(ack) => ack,
+                Offer::Skipped => None,
+                Offer::Cancelled => break Ok(()),
                 Offer::Closed => return Err(ctx.closed()),
-            }
+            };
+            position += 1;
+            marks.advance(&ctx, position, ack).await;
             n += 1;
             if n % 256 == 0 {
                 tokio::task::yield_now().await;
             }
-        }
-        Ok(())
+        };
+        marks.finish(&ctx).await;
+        result
     }
 }
 

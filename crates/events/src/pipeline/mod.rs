@@ -202,6 +202,48 @@ pub struct Prepared {
     stats_interval: Duration,
     metrics: Metrics,
     first_sight: FirstSight,
+    workers: usize,
+    /// The running pipeline's counters, set by [`Prepared::start`] (what a
+    /// [`NodeLoad`] reads).
+    live: Arc<std::sync::OnceLock<Arc<Counters>>>,
+}
+
+/// A running node's figures for the cluster's status (its workers, the
+/// events handled, the queue depth it sees), readable before the pipeline
+/// starts ([`Prepared::node_load`]): what the embedded
+/// [`ClusterView`](automate_vmdb::cluster::ClusterView) probes and a
+/// cluster node's heartbeat sends.
+#[derive(Clone)]
+pub struct NodeLoad {
+    workers: usize,
+    queue: Arc<dyn EventQueue>,
+    live: Arc<std::sync::OnceLock<Arc<Counters>>>,
+}
+
+impl std::fmt::Debug for NodeLoad {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeLoad")
+            .field("workers", &self.workers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeLoad {
+    /// Fills `info`'s workers, events handled (0 before the start) and
+    /// queue depth.
+    pub fn fill(&self, info: &mut automate_vmdb::cluster::NodeInfo) {
+        info.workers = self.workers as u64;
+        info.handled = self
+            .live
+            .get()
+            .map_or(0, |c| c.handled.load(Ordering::Relaxed));
+        info.queue_depth = self.queue.depth();
+    }
+
+    /// [`NodeLoad::fill`] as an [`EmbeddedCluster`](automate_vmdb::cluster::EmbeddedCluster)'s probe.
+    pub fn probe(self) -> automate_vmdb::cluster::Probe {
+        Arc::new(move |info| self.fill(info))
+    }
 }
 
 impl std::fmt::Debug for Prepared {
@@ -254,6 +296,24 @@ impl Prepared {
         self
     }
 
+    /// In a cluster: each reading catcher runs only while this node holds
+    /// its lease `catcher.<provider>` and resumes from the stored position
+    /// (`crate::catchers::lease`). Without it (the embedded mode) every
+    /// catcher runs as it always did.
+    pub fn with_leases(mut self, leases: Arc<dyn automate_vmdb::lease::Leases>) -> Prepared {
+        self.catchers.set_leases(leases);
+        self
+    }
+
+    /// This node's live figures for the cluster's status.
+    pub fn node_load(&self) -> NodeLoad {
+        NodeLoad {
+            workers: self.workers,
+            queue: self.queue.clone(),
+            live: self.live.clone(),
+        }
+    }
+
     /// Cancelled when [`Pipeline::shutdown`] begins: the server beside the
     /// pipeline stops accepting with the catchers.
     pub fn stop_signal(&self) -> CancellationToken {
@@ -282,11 +342,14 @@ impl Prepared {
             stats_interval,
             metrics,
             first_sight: _,
+            workers: _,
+            live,
         } = self;
         let counters = Arc::new(Counters {
             metrics,
             ..Counters::default()
         });
+        let _ = live.set(counters.clone());
         let wake = Arc::new(Wake::default());
         let drain = Arc::new(AtomicBool::new(false));
         let stop_retries = Arc::new(AtomicBool::new(false));
@@ -467,6 +530,8 @@ impl Pipeline {
             stats_interval: Duration::from_secs(config.log.stats_interval_secs),
             metrics: Metrics::default(),
             first_sight,
+            workers,
+            live: Arc::default(),
         })
     }
 
