@@ -102,15 +102,28 @@ fn read_advertisement(path: &Path) -> Option<Advertised> {
 
 /// Whether the advertisement at `adv` can be believed: on Unix, owned by
 /// the owner of the store's file and readable by no one else (another
-/// user must not redirect the commands, and their token, elsewhere).
+/// user must not redirect the commands, and their token, elsewhere). A
+/// cluster node has no store file at `--db` (its store is PostgreSQL):
+/// then the advertisement must be the user's own who runs the command.
 fn trusted(adv: &Path, db: &Path) -> bool {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        let (Ok(a), Ok(d)) = (std::fs::metadata(adv), std::fs::metadata(db)) else {
+        let Ok(a) = std::fs::metadata(adv) else {
             return false;
         };
-        a.uid() == d.uid() && a.mode() & 0o077 == 0
+        let owner = match std::fs::metadata(db) {
+            Ok(d) => d.uid(),
+            // The process's own user: /proc/self belongs to it.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                match std::fs::metadata("/proc/self") {
+                    Ok(me) => me.uid(),
+                    Err(_) => return false,
+                }
+            }
+            Err(_) => return false,
+        };
+        a.uid() == owner && a.mode() & 0o077 == 0
     }
     #[cfg(not(unix))]
     {
