@@ -705,7 +705,8 @@ impl PgStore {
         };
         let order = if q.newest_first { "DESC" } else { "ASC" };
         let Some(keep) = keep else {
-            let (offset, limit) = (q.offset as i64, q.limit as i64);
+            let offset = i64::try_from(q.offset).unwrap_or(i64::MAX);
+            let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
             let rows = self.run(move |pg| async move {
                 let c = pg.client().await?;
                 let st = c

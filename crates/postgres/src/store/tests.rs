@@ -445,6 +445,7 @@ fn pages_read_one_snapshot_oldest_or_newest_first_filtered_or_not() {
         (q(500, 3, false), 3, vec![500, 501, 502]),
         (q(598, 10, false), 2, vec![598, 599]),
         (q(0, 0, false), 0, vec![]),
+        (q(597, usize::MAX, false), 3, vec![597, 598, 599]),
     ];
     for (query, decoded, want) in cases {
         let p = store.page("EventStream", query, None).expect("page");
