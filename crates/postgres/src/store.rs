@@ -175,6 +175,24 @@ fn row_obj(row: &tokio_postgres::Row) -> Result<(i64, Obj), StoreError> {
 
 const SELECT: &str = "SELECT id, class, attrs::text FROM objects";
 
+/// The lookup of `base` ($1) by the key column of `attr` ($2). No `ORDER
+/// BY id` (the rows are sorted here): with it, a generic plan on a table
+/// not analyzed yet prefers the primary key (base, id), already in id
+/// order, and filters every row of the base class (an event's dedup
+/// lookup grew with the event stream).
+pub(crate) fn finder_sql(attr: &str) -> String {
+    format!("{SELECT} WHERE base = $1 AND k_{attr} = $2")
+}
+
+/// The provider-reference lookup of `base` ($1): `ems_ref` or `uid_ems`
+/// ($2), each through its index.
+pub(crate) fn ref_sql() -> String {
+    format!(
+        "{SELECT} WHERE base = $1 AND k_ems_ref = $2
+         UNION ALL {SELECT} WHERE base = $1 AND k_uid_ems = $2"
+    )
+}
+
 /// The reads, one round trip each, on the driver's runtime.
 impl PgStore {
     /// Runs `f` (given the pool) on the driver's runtime and waits for it.
@@ -223,9 +241,7 @@ impl PgStore {
                     // The attribute is one of the fixed list: its key
                     // column, no quoting needed.
                     let st = c
-                        .prepare_cached(&format!(
-                            "{SELECT} WHERE base = $1 AND k_{attr} = $2 ORDER BY id"
-                        ))
+                        .prepare_cached(&finder_sql(&attr))
                         .await
                         .map_err(sql_error)?;
                     c.query(&st, &[&base, &key]).await
@@ -257,6 +273,7 @@ impl PgStore {
                     out.push((id, obj));
                 }
             }
+            out.sort_unstable_by_key(|(id, _)| *id);
             Ok(out)
         })
     }
@@ -272,13 +289,7 @@ impl PgStore {
         let r = r.to_string();
         self.run(move |pg| async move {
             let c = pg.client().await?;
-            let st = c
-                .prepare_cached(&format!(
-                    "{SELECT} WHERE base = $1 AND k_ems_ref = $2
-                     UNION {SELECT} WHERE base = $1 AND k_uid_ems = $2 ORDER BY id"
-                ))
-                .await
-                .map_err(sql_error)?;
+            let st = c.prepare_cached(&ref_sql()).await.map_err(sql_error)?;
             let mut out = Vec::new();
             for row in &c.query(&st, &[&base, &r]).await.map_err(sql_error)? {
                 let (id, obj) = row_obj(row)?;
@@ -286,6 +297,8 @@ impl PgStore {
                     out.push((id, obj));
                 }
             }
+            out.sort_unstable_by_key(|(id, _)| *id);
+            out.dedup_by_key(|(id, _)| *id);
             Ok(out)
         })
     }
@@ -705,7 +718,8 @@ impl PgStore {
         };
         let order = if q.newest_first { "DESC" } else { "ASC" };
         let Some(keep) = keep else {
-            let (offset, limit) = (q.offset as i64, q.limit as i64);
+            let offset = i64::try_from(q.offset).unwrap_or(i64::MAX);
+            let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
             let rows = self.run(move |pg| async move {
                 let c = pg.client().await?;
                 let st = c

@@ -477,14 +477,23 @@ impl UnitView {
         ems_id: i64,
         r: &str,
     ) -> Result<Option<VmdbRef>, StoreError> {
-        let mut best: Option<(i64, Arc<str>)> = None;
-        self.each_local(base, &mut |id, o| {
-            if has_ref(&o.attrs, ems_id, r) && best.as_ref().is_none_or(|(b, _)| id > *b) {
-                best = Some((id, Arc::from(o.class.as_str())));
+        // The unit's own objects with that reference: through its index of
+        // the key texts (no scan of what it wrote), newest first.
+        let key = AttrValue::Str(r.to_string());
+        let mut ids = self.candidates(base, "ems_ref", &key)?;
+        ids.extend(self.candidates(base, "uid_ems", &key)?);
+        ids.sort_unstable();
+        ids.dedup();
+        for id in ids.into_iter().rev() {
+            let local = self.lock()?.local(&(base, id));
+            if let Some(Some(o)) = local {
+                if has_ref(&o.attrs, ems_id, r) {
+                    return Ok(Some(VmdbRef {
+                        class: Arc::from(o.class.as_str()),
+                        id,
+                    }));
+                }
             }
-        })?;
-        if let Some((id, class)) = best {
-            return Ok(Some(VmdbRef { class, id }));
         }
         let known = self
             .lock()?
