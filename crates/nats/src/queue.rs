@@ -457,90 +457,28 @@ impl JetStreamQueue {
 
     /// Up to `limit` dead letters, oldest first.
     pub fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, NatsError> {
-        let dead = self.shared.dead.clone();
-        let subject = self.shared.names.dead_subject();
-        self.shared.nats.block(async move {
-            let mut out = Vec::new();
-            let mut next = 1u64;
-            while out.len() < limit {
-                let msg = match dead.direct_get_next_for_subject(&subject, Some(next)).await {
-                    Ok(m) => m,
-                    Err(e)
-                        if e.kind()
-                            == async_nats::jetstream::stream::DirectGetErrorKind::NotFound =>
-                    {
-                        break
-                    }
-                    Err(e) => return Err(NatsError::js("reading the dead letters", e)),
-                };
-                let headers = msg.message.headers.clone().unwrap_or_default();
-                let Some(seq) =
-                    header(&headers, "Nats-Sequence").and_then(|s| s.parse::<u64>().ok())
-                else {
-                    return Err(NatsError::js(
-                        "reading the dead letters",
-                        "a message without its Nats-Sequence",
-                    ));
-                };
-                next = seq + 1;
-                out.push(dead_letter(seq, &headers, &msg.message.payload));
-            }
-            Ok(out)
-        })?
+        self.dead_box().list(limit)
     }
 
     /// Puts the dead letters `ids` back in the queue (under a new
     /// `Nats-Msg-Id`, so the old one's de-duplication does not drop them)
     /// and deletes them from the dead letters; how many there were.
     pub fn retry_dead_letters(&self, ids: &[u64]) -> Result<usize, NatsError> {
-        let dead = self.shared.dead.clone();
-        let js = self.shared.nats.jetstream().clone();
-        let names = self.shared.names.clone();
-        let partitions = self.shared.opts.partitions;
-        let ids = ids.to_vec();
-        let n = self.shared.nats.block(async move {
-            let mut n = 0;
-            for id in ids {
-                let msg = match dead.get_raw_message(id).await {
-                    Ok(m) => m,
-                    Err(e) => {
-                        tracing::warn!(target: "evm", "MIQ(JetStreamQueue.retry_dead_letters) dead letter {id}: {e}");
-                        continue;
-                    }
-                };
-                let subject = match header(&msg.headers, H_SUBJECT) {
-                    Some(s) => s,
-                    None => {
-                        // Its partition again, from the event itself.
-                        match serde_json::from_slice::<QueuedIn>(&msg.payload) {
-                            Ok(q) => names.subject(partition_of(&q.provider, &q.event, partitions)),
-                            Err(_) => names.subject(0),
-                        }
-                    }
-                };
-                let key = header(&msg.headers, H_KEY).unwrap_or_else(|| format!("dead{id}"));
-                let mut headers = HeaderMap::new();
-                set_header(&mut headers, MSG_ID, &msg_id(&format!("{key}#retry{id}")));
-                js.publish_with_headers(subject, headers, msg.payload.clone())
-                    .await
-                    .map_err(|e| NatsError::js(format!("re-queueing the dead letter {id}"), e))?
-                    .await
-                    .map_err(|e| NatsError::js(format!("re-queueing the dead letter {id}"), e))?;
-                dead.delete_message(id)
-                    .await
-                    .map_err(|e| NatsError::js(format!("deleting the dead letter {id}"), e))?;
-                n += 1;
-            }
-            Ok::<_, NatsError>(n)
-        })??;
-        if n > 0 {
-            self.shared
-                .depth
-                .value
-                .fetch_add(n as u64, Ordering::SeqCst);
-            tracing::info!(target: "evm", "MIQ(JetStreamQueue.retry_dead_letters) {n} dead letters queued again");
-        }
+        let n = self.dead_box().retry(ids)?;
+        self.shared
+            .depth
+            .value
+            .fetch_add(n as u64, Ordering::SeqCst);
         Ok(n)
+    }
+
+    fn dead_box(&self) -> DeadLetters {
+        DeadLetters {
+            nats: self.shared.nats.clone(),
+            dead: self.shared.dead.clone(),
+            names: self.shared.names.clone(),
+            partitions: self.shared.opts.partitions,
+        }
     }
 
     fn publish(&self, events: &[CaughtEvent]) -> Result<Vec<u64>, NatsError> {
@@ -594,6 +532,129 @@ impl JetStreamQueue {
             tracing::debug!(target: "evm", "MIQ(JetStreamQueue.enqueue) {duplicates} of {n} events were queued already");
         }
         Ok(seqs)
+    }
+}
+
+/// The dead-letter stream alone, for `automate events dead-letter
+/// list|retry`: it takes no partition and starts no thread (a command
+/// that opened a [`JetStreamQueue`] would count as a live node).
+pub struct DeadLetters {
+    nats: Arc<Nats>,
+    dead: Stream,
+    names: Names,
+    partitions: u32,
+}
+
+impl std::fmt::Debug for DeadLetters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadLetters")
+            .field("stream", &self.names.dead)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeadLetters {
+    /// The dead letters of `nats`'s cluster, whose queue has `partitions`
+    /// partitions (where a retried letter goes when it does not say).
+    pub fn open(nats: Arc<Nats>, partitions: u32) -> Result<DeadLetters, NatsError> {
+        let names = Names::of(nats.prefix());
+        let js = nats.jetstream().clone();
+        let name = names.dead.clone();
+        let dead = nats.block(async move {
+            js.get_stream(&name)
+                .await
+                .map_err(|e| NatsError::js(format!("reading the stream {name}"), e))
+        })??;
+        Ok(DeadLetters {
+            nats,
+            dead,
+            names,
+            partitions: partitions.max(1),
+        })
+    }
+
+    /// Up to `limit` dead letters, oldest first.
+    pub fn list(&self, limit: usize) -> Result<Vec<DeadLetter>, NatsError> {
+        let dead = self.dead.clone();
+        let subject = self.names.dead_subject();
+        self.nats.block(async move {
+            let mut out = Vec::new();
+            let mut next = 1u64;
+            while out.len() < limit {
+                let msg = match dead.direct_get_next_for_subject(&subject, Some(next)).await {
+                    Ok(m) => m,
+                    Err(e)
+                        if e.kind()
+                            == async_nats::jetstream::stream::DirectGetErrorKind::NotFound =>
+                    {
+                        break
+                    }
+                    Err(e) => return Err(NatsError::js("reading the dead letters", e)),
+                };
+                let headers = msg.message.headers.clone().unwrap_or_default();
+                let Some(seq) =
+                    header(&headers, "Nats-Sequence").and_then(|s| s.parse::<u64>().ok())
+                else {
+                    return Err(NatsError::js(
+                        "reading the dead letters",
+                        "a message without its Nats-Sequence",
+                    ));
+                };
+                next = seq + 1;
+                out.push(dead_letter(seq, &headers, &msg.message.payload));
+            }
+            Ok(out)
+        })?
+    }
+
+    /// Puts the dead letters `ids` back in the queue (under a new
+    /// `Nats-Msg-Id`, so the old one's de-duplication does not drop them)
+    /// and deletes them from the dead letters; how many there were.
+    pub fn retry(&self, ids: &[u64]) -> Result<usize, NatsError> {
+        let dead = self.dead.clone();
+        let js = self.nats.jetstream().clone();
+        let names = self.names.clone();
+        let partitions = self.partitions;
+        let ids = ids.to_vec();
+        let n = self.nats.block(async move {
+            let mut n = 0;
+            for id in ids {
+                let msg = match dead.get_raw_message(id).await {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(target: "evm", "MIQ(DeadLetters.retry) dead letter {id}: {e}");
+                        continue;
+                    }
+                };
+                let subject = match header(&msg.headers, H_SUBJECT) {
+                    Some(s) => s,
+                    None => {
+                        // Its partition again, from the event itself.
+                        match serde_json::from_slice::<QueuedIn>(&msg.payload) {
+                            Ok(q) => names.subject(partition_of(&q.provider, &q.event, partitions)),
+                            Err(_) => names.subject(0),
+                        }
+                    }
+                };
+                let key = header(&msg.headers, H_KEY).unwrap_or_else(|| format!("dead{id}"));
+                let mut headers = HeaderMap::new();
+                set_header(&mut headers, MSG_ID, &msg_id(&format!("{key}#retry{id}")));
+                js.publish_with_headers(subject, headers, msg.payload.clone())
+                    .await
+                    .map_err(|e| NatsError::js(format!("re-queueing the dead letter {id}"), e))?
+                    .await
+                    .map_err(|e| NatsError::js(format!("re-queueing the dead letter {id}"), e))?;
+                dead.delete_message(id)
+                    .await
+                    .map_err(|e| NatsError::js(format!("deleting the dead letter {id}"), e))?;
+                n += 1;
+            }
+            Ok::<_, NatsError>(n)
+        })??;
+        if n > 0 {
+            tracing::info!(target: "evm", "MIQ(DeadLetters.retry) {n} dead letters queued again");
+        }
+        Ok(n)
     }
 }
 
@@ -1079,7 +1140,9 @@ impl EventQueue for JetStreamQueue {
                 Err(f) => failed.push(f),
             }
         }
-        self.acked(n);
+        // Not counted off the depth here: the worker counts every landed
+        // batch with `acked` (whose unit of work called this), and the
+        // depth is the server's again within `DEPTH_REFRESH` anyway.
         match failed.first() {
             None => Ok(n),
             Some((id, e)) => Err(NatsError::js(
@@ -1094,6 +1157,9 @@ impl EventQueue for JetStreamQueue {
         }
     }
 
+    /// Counts `n` events off the cached depth: the worker calls it for
+    /// every batch whose unit of work landed (and acked it with
+    /// [`EventQueue::ack`]).
     fn acked(&self, n: usize) {
         let _ = self
             .shared

@@ -188,6 +188,10 @@ fn an_event_delivered_too_often_is_dead_lettered_and_can_be_retried() {
     assert!(dead[0].reason.contains("2 times"), "{}", dead[0].reason);
     assert!(dead[0].dead_on.ends_with('Z'));
     assert_eq!(server_depth(&q), 0);
+    // The command line's view (no queue, no partition taken) sees the same.
+    let cli = DeadLetters::open(t.node("cli"), 2).unwrap();
+    assert_eq!(cli.list(10).unwrap(), dead);
+    assert!(cli.list(0).unwrap().is_empty());
     // Retried: queued again (the old Msg-Id does not drop it), one
     // attempt, and gone from the dead letters.
     assert_eq!(q.retry_dead_letters(&[dead[0].id, 999_999]).unwrap(), 1);
@@ -384,4 +388,23 @@ fn throughput_of_20000_events() {
         n as f64 / consumed.as_secs_f64(),
         n as f64 / (published + consumed).as_secs_f64()
     );
+}
+
+#[test]
+fn with_the_sole_nodes_leases_one_process_holds_every_partition() {
+    let Some(t) = TestNats::new("queue_sole") else {
+        return;
+    };
+    let leases = Arc::new(automate_vmdb::lease::SoleNode::new("node1"));
+    let q = JetStreamQueue::open(t.nats(), leases, opts(3, Duration::from_secs(30), 5)).unwrap();
+    assert_eq!(q.held_partitions(), vec![0, 1, 2]);
+    let p = provider("vc1");
+    let ids = q
+        .enqueue_caught(&batch(&p, &["a", "b", "c", "d"], 0, 12))
+        .unwrap();
+    let got = claim_n(&q, 12);
+    assert_eq!(got.len(), 12);
+    assert_eq!(q.ack(&ids).unwrap(), 12);
+    q.close();
+    assert!(q.held_partitions().is_empty());
 }
