@@ -275,7 +275,7 @@ async fn start_cluster(
     datastore_root: &Path,
     db_path: &Path,
 ) -> anyhow::Result<Started> {
-    let (node, engine, reloader) = {
+    let (mut node, engine, reloader) = {
         let (cluster, root, budget) = (
             cluster.clone(),
             datastore_root.to_path_buf(),
@@ -308,6 +308,7 @@ async fn start_cluster(
     let addr = listener.local_addr()?;
     let url = served_url(addr);
     tracing::info!(target: "evm", "MIQ(automate run) node [{}] API listening on {url}/api", node.node);
+    node.start_heartbeat(&url, Some(pipeline.node_load().probe()))?;
     let advertisement = super::remote::Advertisement::write(db_path, &url, &token)
         .map_err(|e| tracing::warn!(target: "evm", "MIQ(automate run) not advertised: {e:#}"))
         .ok();

@@ -25,11 +25,13 @@ use anyhow::Context;
 use automate_control::Reloader;
 use automate_events::config::ClusterConfig;
 use automate_nats::lease::KvLeases;
+use automate_nats::nodes::{Heartbeat, NatsCluster, Registry};
 use automate_nats::queue::{JetStreamQueue, QueueOptions};
 use automate_nats::{Nats, NatsConfig};
 use automate_postgres::schedule::PgSchedule;
 use automate_postgres::store::PgStore;
 use automate_postgres::{Pg, PgConfig};
+use automate_vmdb::cluster::{ClusterView, NodeInfo, Probe};
 use automate_vmdb::dead_letter::{DeadLetter, DeadLetters};
 use automate_vmdb::event_queue::{CaughtEvent, Claim, EventQueue};
 use automate_vmdb::health::StoreHealth;
@@ -91,7 +93,10 @@ pub struct ClusterNode {
     pub leases: Arc<KvLeases>,
     /// The event queue.
     pub queue: Arc<JetStreamQueue>,
+    /// The registry of live nodes (heartbeats).
+    pub registry: Arc<Registry>,
     sync: Option<DatastoreSync>,
+    heartbeat: Option<Heartbeat>,
     watch: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -178,6 +183,12 @@ impl ClusterNode {
                 cluster.prefix
             )
         })?;
+        let registry = Registry::open(nats.clone(), ttl).with_context(|| {
+            format!(
+                "cluster.nats: opening the node registry at {}",
+                shown_url(&cluster.nats)
+            )
+        })?;
         let stop = Arc::new(AtomicBool::new(false));
         let watch = {
             let (pg, nats, health, stop) = (pg.clone(), nats.clone(), store.health(), stop.clone());
@@ -196,7 +207,9 @@ impl ClusterNode {
             schedule,
             leases,
             queue,
+            registry,
             sync: None,
+            heartbeat: None,
             watch: Some((stop, watch)),
             runtime: Some(runtime),
         })
@@ -210,6 +223,34 @@ impl ClusterNode {
             .context("syncing the datastore with PostgreSQL")?;
         self.sync = Some(sync);
         Ok(())
+    }
+
+    /// Tells the cluster this node is live, serving its API at `url`:
+    /// a heartbeat (with `probe`'s live figures and the leases it holds)
+    /// every third of the lease TTL until the node is dropped, when it
+    /// leaves the registry.
+    pub fn start_heartbeat(&mut self, url: &str, probe: Option<Probe>) -> anyhow::Result<()> {
+        let info = NodeInfo::this_process(self.node.clone(), url);
+        let beat = self
+            .registry
+            .start_heartbeat(
+                move || {
+                    let mut i = info.clone();
+                    if let Some(p) = &probe {
+                        p(&mut i);
+                    }
+                    i
+                },
+                Some(self.leases.clone()),
+            )
+            .context("starting the node's heartbeat")?;
+        self.heartbeat = Some(beat);
+        Ok(())
+    }
+
+    /// The cluster as this node sees it (`GET /api/cluster`).
+    pub fn view(&self) -> Arc<dyn ClusterView> {
+        Arc::new(NatsCluster::new(self.registry.clone(), self.leases.clone()))
     }
 
     /// The store's health (PostgreSQL's and NATS's, as the watch sees them).
@@ -237,6 +278,10 @@ impl Drop for ClusterNode {
         if let Some((stop, thread)) = self.watch.take() {
             stop.store(true, Ordering::SeqCst);
             let _ = thread.join();
+        }
+        // Out of the registry at once.
+        if let Some(beat) = self.heartbeat.take() {
+            beat.stop();
         }
         // Partitions and the node's lease given up now: the other nodes
         // take them over at their next renewal, not after the TTL.
