@@ -10,6 +10,7 @@ mod api;
 mod catchers;
 mod cli;
 mod client;
+mod cluster;
 mod cluster_datastore;
 mod cluster_schedule;
 mod common;
