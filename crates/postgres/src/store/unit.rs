@@ -244,11 +244,19 @@ impl UnitState {
         created: bool,
         change: Option<(String, AttrValue)>,
     ) {
+        // Index the key texts this write brings (the unchanged ones of an
+        // object already pending are there); candidates may repeat, every
+        // read sorts them out and re-checks the object.
+        let before = self.pending.get(&key).map(|p| p.obj.clone());
         for attr in INDEXED {
-            if let Some(k) = obj.attrs.get(*attr).and_then(codec::key_text) {
+            let value = obj.attrs.get(*attr);
+            if before.as_ref().is_some_and(|b| b.attrs.get(*attr) == value) {
+                continue;
+            }
+            if let Some(k) = value.and_then(codec::key_text) {
                 if !k.is_empty() {
                     let ids = self.index.entry((key.0, attr, k)).or_default();
-                    if !ids.contains(&key.1) {
+                    if ids.last() != Some(&key.1) {
                         ids.push(key.1);
                     }
                 }
