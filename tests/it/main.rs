@@ -10,6 +10,7 @@ mod api;
 mod catchers;
 mod cli;
 mod client;
+mod cluster_schedule;
 mod common;
 mod control;
 mod datastore;
