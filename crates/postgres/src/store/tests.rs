@@ -3,8 +3,8 @@
 use super::*;
 use crate::testing::TestDb;
 use automate_vmdb::event_queue::{CaughtEvent, Claim};
-use automate_vmdb::{HandOver, UnitOfWork};
-use std::time::Instant;
+use automate_vmdb::{HandOver, UnitOfWork, WorkItem};
+use std::time::{Instant, SystemTime};
 
 fn attrs(pairs: &[(&str, AttrValue)]) -> Attributes {
     pairs
@@ -664,4 +664,56 @@ fn server_cpu_ms(store: &PgStore, app: &str) -> u64 {
             (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) * 10
         })
         .sum()
+}
+
+/// What the API reaches beyond the objects: its scheduled work (on the
+/// same schema), the path naming the database, no file backup, a unit of
+/// work committed whole.
+#[test]
+fn the_served_store_names_its_database_and_schedules_on_it() {
+    let Some((db, store)) = store("served") else {
+        return;
+    };
+    let path = ServedStore::path(&*store).display().to_string();
+    assert!(
+        path.starts_with("postgresql://127.0.0.1/test#t_served_"),
+        "{path}"
+    );
+    let err = store.backup(Path::new("/tmp/x")).expect_err("no backup");
+    assert!(
+        err.to_string()
+            .contains(&format!("pg_dump --schema {}", db.pg().schema())),
+        "{err}"
+    );
+    assert!(ServedStore::health(&*store).is_ok());
+    let work = store.scheduled_work();
+    let id = work
+        .schedule(
+            &WorkItem::new("request", serde_json::json!({"n": 1})),
+            SystemTime::now(),
+        )
+        .expect("schedule");
+    assert_eq!(work.len().expect("len"), 1);
+    assert!(work.get(id).expect("get").is_some());
+    let unit = store.clone().begin_unit();
+    let a = unit
+        .objects()
+        .create("MiqRequest", attrs(&[("state", s("pending"))]))
+        .unwrap();
+    let b = unit
+        .objects()
+        .create(
+            "MiqRequestTask",
+            attrs(&[("miq_request_id", AttrValue::Int(a.id))]),
+        )
+        .unwrap();
+    assert_eq!(store.find("MiqRequest", a.id).unwrap(), None);
+    unit.commit().expect("commit");
+    assert_eq!(
+        store.attribute(&a, "miq_request_tasks").unwrap(),
+        Some(AttrValue::Array(vec![AttrValue::Object(VmdbRef {
+            class: Arc::from("MiqRequestTask"),
+            id: b.id
+        })]))
+    );
 }
