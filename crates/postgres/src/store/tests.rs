@@ -717,3 +717,62 @@ fn the_served_store_names_its_database_and_schedules_on_it() {
         })]))
     );
 }
+
+/// Two nodes handle the same 200 events at once, in batches of 20, as the
+/// handler does (look the dedup key up, store the event when it is not
+/// there), a failed batch handled again in a new unit (its events
+/// redelivered): every event is stored exactly once.
+#[test]
+fn two_nodes_storing_the_same_events_at_once_store_each_once() {
+    let Some((db, one)) = store("exactly_once") else {
+        return;
+    };
+    let two = PgStore::open(crate::Pg::connect(&db.config(), db.handle()).expect("node 2"))
+        .expect("open");
+    let keys: Vec<String> = (0..200).map(|i| format!("e{i}")).collect();
+    let run = |store: Arc<PgStore>, keys: Vec<String>| {
+        std::thread::spawn(move || {
+            let units = store.units(None);
+            let mut failed_batches = 0;
+            for batch in keys.chunks(20) {
+                loop {
+                    let unit = units.begin_unit();
+                    let view = unit.objects();
+                    for k in batch {
+                        let found = view
+                            .find_by("EventStream", "dedup_key", &s(k))
+                            .expect("lookup");
+                        if found.is_empty() {
+                            view.create("EmsEvent", event(k)).expect("create");
+                        }
+                    }
+                    match unit.hand_over(HandOver::default()).wait() {
+                        Ok(_) => break,
+                        Err(_) => failed_batches += 1,
+                    }
+                }
+            }
+            failed_batches
+        })
+    };
+    let mut reversed = keys.clone();
+    reversed.reverse();
+    let a = run(one.clone(), keys.clone());
+    let b = run(two, reversed);
+    let failed = a.join().expect("node 1") + b.join().expect("node 2");
+    let stored = one.list("EventStream").expect("list");
+    assert_eq!(
+        stored.len(),
+        200,
+        "({failed} batches failed and were handled again)"
+    );
+    for k in &keys {
+        assert_eq!(
+            one.find_by("EventStream", "dedup_key", &s(k))
+                .unwrap()
+                .len(),
+            1,
+            "{k}"
+        );
+    }
+}
