@@ -32,14 +32,12 @@ use automate_vmdb::health::StoreHealth;
 use automate_vmdb::page::{Keep, Page, PageQuery, Pages};
 use automate_vmdb::served::{BackupReport, ServedStore, ServedUnit};
 use automate_vmdb::{
-    base_class, BackendError, Claimed, ObjectStore, Schedule, Scheduled, StoreError, StoredObject,
-    VmdbRef, WorkItem, REGION_BASE,
+    base_class, BackendError, ObjectStore, Schedule, StoreError, StoredObject, VmdbRef, REGION_BASE,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, SystemTime};
 
 /// Ids taken from a base class's sequence at a time: its `INCREMENT BY`
 /// (migration V1). A node allocates from its block without a round trip.
@@ -353,9 +351,10 @@ impl PgStore {
     }
 
     /// The store's scheduled work, answered by
-    /// [`ServedStore::scheduled_work`] (set once; later calls are ignored).
-    // TODO(integrator): once pg-schedule lands, `PgStore::open` may set
-    // `Arc::new(crate::schedule::PgSchedule::new(pg, node))` itself.
+    /// [`ServedStore::scheduled_work`]: the node's own
+    /// (`PgSchedule::new(pg, node)`, whose leases are this node's), given
+    /// by the composition root before the first call; later calls are
+    /// ignored.
     pub fn set_schedule(&self, schedule: Arc<dyn Schedule>) {
         let _ = self.schedule.set(schedule);
     }
@@ -804,11 +803,19 @@ impl ServedStore for PgStore {
         Box::new(unit::PgServedUnit::new(self))
     }
 
+    /// The one [`PgStore::set_schedule`] gave, else a
+    /// [`PgSchedule`](crate::schedule::PgSchedule) named after this host.
     fn scheduled_work(&self) -> Arc<dyn Schedule> {
-        match self.schedule.get() {
-            Some(s) => s.clone(),
-            None => Arc::new(Unwired),
-        }
+        self.schedule
+            .get_or_init(|| {
+                let node = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_string())
+                    .ok()
+                    .filter(|h| !h.is_empty())
+                    .unwrap_or_else(|| "automate".into());
+                Arc::new(crate::schedule::PgSchedule::new(self.pg.clone(), node))
+            })
+            .clone()
     }
 
     fn health(&self) -> Arc<StoreHealth> {
@@ -825,76 +832,5 @@ impl ServedStore for PgStore {
             self.path.display(),
             self.pg.schema()
         )))
-    }
-}
-
-/// The scheduled work of a store nobody gave one ([`PgStore::set_schedule`]):
-/// every call fails, saying so.
-// TODO(integrator): replaced by `crate::schedule::PgSchedule` (pg-schedule).
-#[derive(Debug)]
-struct Unwired;
-
-fn unwired<T>() -> Result<T, StoreError> {
-    Err(StoreError::Backend(
-        "PgStore: no scheduled work wired (PgStore::set_schedule)".into(),
-    ))
-}
-
-impl Schedule for Unwired {
-    fn schedule(&self, _: &WorkItem, _: SystemTime) -> Result<u64, StoreError> {
-        unwired()
-    }
-    fn schedule_and_complete(
-        &self,
-        _: &WorkItem,
-        _: SystemTime,
-        _: u64,
-    ) -> Result<u64, StoreError> {
-        unwired()
-    }
-    fn schedule_many(&self, _: &[(WorkItem, SystemTime)]) -> Result<Vec<u64>, StoreError> {
-        unwired()
-    }
-    fn schedule_many_claimed(&self, _: &[(WorkItem, SystemTime)]) -> Result<Vec<u64>, StoreError> {
-        unwired()
-    }
-    fn due(&self, _: SystemTime, _: usize) -> Result<Vec<(u64, WorkItem, u32)>, StoreError> {
-        unwired()
-    }
-    fn claim_due(&self, _: SystemTime, _: usize, _: Duration) -> Result<Vec<Claimed>, StoreError> {
-        unwired()
-    }
-    fn claim_due_kind(
-        &self,
-        _: SystemTime,
-        _: usize,
-        _: Duration,
-        _: &str,
-    ) -> Result<Vec<Claimed>, StoreError> {
-        unwired()
-    }
-    fn count_kind(&self, _: &str) -> Result<u64, StoreError> {
-        unwired()
-    }
-    fn complete(&self, _: u64) -> Result<bool, StoreError> {
-        unwired()
-    }
-    fn complete_many(&self, _: &[u64]) -> Result<usize, StoreError> {
-        unwired()
-    }
-    fn reschedule(&self, _: u64, _: SystemTime) -> Result<bool, StoreError> {
-        unwired()
-    }
-    fn release_leases(&self, _: SystemTime) -> Result<usize, StoreError> {
-        unwired()
-    }
-    fn get(&self, _: u64) -> Result<Option<Scheduled>, StoreError> {
-        unwired()
-    }
-    fn next_due(&self) -> Result<Option<SystemTime>, StoreError> {
-        unwired()
-    }
-    fn len(&self) -> Result<u64, StoreError> {
-        unwired()
     }
 }

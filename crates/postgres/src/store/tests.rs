@@ -3,8 +3,8 @@
 use super::*;
 use crate::testing::TestDb;
 use automate_vmdb::event_queue::{CaughtEvent, Claim};
-use automate_vmdb::{HandOver, UnitOfWork};
-use std::time::Instant;
+use automate_vmdb::{HandOver, UnitOfWork, WorkItem};
+use std::time::{Instant, SystemTime};
 
 fn attrs(pairs: &[(&str, AttrValue)]) -> Attributes {
     pairs
@@ -664,4 +664,115 @@ fn server_cpu_ms(store: &PgStore, app: &str) -> u64 {
             (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) * 10
         })
         .sum()
+}
+
+/// What the API reaches beyond the objects: its scheduled work (on the
+/// same schema), the path naming the database, no file backup, a unit of
+/// work committed whole.
+#[test]
+fn the_served_store_names_its_database_and_schedules_on_it() {
+    let Some((db, store)) = store("served") else {
+        return;
+    };
+    let path = ServedStore::path(&*store).display().to_string();
+    assert!(
+        path.starts_with("postgresql://127.0.0.1/test#t_served_"),
+        "{path}"
+    );
+    let err = store.backup(Path::new("/tmp/x")).expect_err("no backup");
+    assert!(
+        err.to_string()
+            .contains(&format!("pg_dump --schema {}", db.pg().schema())),
+        "{err}"
+    );
+    assert!(ServedStore::health(&*store).is_ok());
+    let work = store.scheduled_work();
+    let id = work
+        .schedule(
+            &WorkItem::new("request", serde_json::json!({"n": 1})),
+            SystemTime::now(),
+        )
+        .expect("schedule");
+    assert_eq!(work.len().expect("len"), 1);
+    assert!(work.get(id).expect("get").is_some());
+    let unit = store.clone().begin_unit();
+    let a = unit
+        .objects()
+        .create("MiqRequest", attrs(&[("state", s("pending"))]))
+        .unwrap();
+    let b = unit
+        .objects()
+        .create(
+            "MiqRequestTask",
+            attrs(&[("miq_request_id", AttrValue::Int(a.id))]),
+        )
+        .unwrap();
+    assert_eq!(store.find("MiqRequest", a.id).unwrap(), None);
+    unit.commit().expect("commit");
+    assert_eq!(
+        store.attribute(&a, "miq_request_tasks").unwrap(),
+        Some(AttrValue::Array(vec![AttrValue::Object(VmdbRef {
+            class: Arc::from("MiqRequestTask"),
+            id: b.id
+        })]))
+    );
+}
+
+/// Two nodes handle the same 200 events at once, in batches of 20, as the
+/// handler does (look the dedup key up, store the event when it is not
+/// there), a failed batch handled again in a new unit (its events
+/// redelivered): every event is stored exactly once.
+#[test]
+fn two_nodes_storing_the_same_events_at_once_store_each_once() {
+    let Some((db, one)) = store("exactly_once") else {
+        return;
+    };
+    let two = PgStore::open(crate::Pg::connect(&db.config(), db.handle()).expect("node 2"))
+        .expect("open");
+    let keys: Vec<String> = (0..200).map(|i| format!("e{i}")).collect();
+    let run = |store: Arc<PgStore>, keys: Vec<String>| {
+        std::thread::spawn(move || {
+            let units = store.units(None);
+            let mut failed_batches = 0;
+            for batch in keys.chunks(20) {
+                loop {
+                    let unit = units.begin_unit();
+                    let view = unit.objects();
+                    for k in batch {
+                        let found = view
+                            .find_by("EventStream", "dedup_key", &s(k))
+                            .expect("lookup");
+                        if found.is_empty() {
+                            view.create("EmsEvent", event(k)).expect("create");
+                        }
+                    }
+                    match unit.hand_over(HandOver::default()).wait() {
+                        Ok(_) => break,
+                        Err(_) => failed_batches += 1,
+                    }
+                }
+            }
+            failed_batches
+        })
+    };
+    let mut reversed = keys.clone();
+    reversed.reverse();
+    let a = run(one.clone(), keys.clone());
+    let b = run(two, reversed);
+    let failed = a.join().expect("node 1") + b.join().expect("node 2");
+    let stored = one.list("EventStream").expect("list");
+    assert_eq!(
+        stored.len(),
+        200,
+        "({failed} batches failed and were handled again)"
+    );
+    for k in &keys {
+        assert_eq!(
+            one.find_by("EventStream", "dedup_key", &s(k))
+                .unwrap()
+                .len(),
+            1,
+            "{k}"
+        );
+    }
 }

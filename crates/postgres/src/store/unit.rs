@@ -54,7 +54,12 @@ pub(crate) struct Committed {
 
 /// The multi-row insert: base, id, class, attrs text, then the key
 /// columns, each an array.
-fn insert_sql() -> String {
+fn insert_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(make_insert_sql)
+}
+
+fn make_insert_sql() -> String {
     let names: Vec<String> = (0..INDEXED.len()).map(|i| format!("k{i}")).collect();
     let arrays: Vec<String> = (0..INDEXED.len())
         .map(|i| format!("${}::text[]", i + 5))
@@ -71,7 +76,12 @@ fn insert_sql() -> String {
 }
 
 /// The multi-row update: base, id, attrs text, then the key columns.
-fn update_sql() -> String {
+fn update_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(make_update_sql)
+}
+
+fn make_update_sql() -> String {
     let names: Vec<String> = (0..INDEXED.len()).map(|i| format!("k{i}")).collect();
     let arrays: Vec<String> = (0..INDEXED.len())
         .map(|i| format!("${}::text[]", i + 4))
@@ -91,6 +101,39 @@ fn update_sql() -> String {
     )
 }
 
+/// Inserts the objects `created` in one statement (arrays, one per
+/// column).
+async fn insert_created<C: deadpool_postgres::GenericClient>(
+    c: &C,
+    created: &[(&'static str, i64, Obj)],
+) -> Result<(), StoreError> {
+    if created.is_empty() {
+        return Ok(());
+    }
+    let n = created.len();
+    let mut bases = Vec::with_capacity(n);
+    let mut ids = Vec::with_capacity(n);
+    let mut classes = Vec::with_capacity(n);
+    let mut texts = Vec::with_capacity(n);
+    let mut keys: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(n); INDEXED.len()];
+    for (base, id, obj) in created {
+        bases.push(*base);
+        ids.push(*id);
+        classes.push(obj.class.as_str());
+        texts.push(codec::encode_attrs(&obj.attrs));
+        for (column, k) in keys.iter_mut().zip(index_keys(&obj.attrs)) {
+            column.push(k);
+        }
+    }
+    let st = c.prepare_cached(insert_sql()).await.map_err(sql_error)?;
+    let mut args: Vec<&(dyn ToSql + Sync)> = vec![&bases, &ids, &classes, &texts];
+    for k in &keys {
+        args.push(k);
+    }
+    c.execute(&st, &args).await.map_err(sql_error)?;
+    Ok(())
+}
+
 /// Writes `p` and `schedule` in one transaction on a connection of `pg`.
 pub(crate) async fn commit(
     pg: &Pg,
@@ -98,31 +141,18 @@ pub(crate) async fn commit(
     schedule: &[(WorkItem, SystemTime)],
 ) -> Result<Committed, StoreError> {
     let mut client = pg.client().await?;
+    if p.changed.is_empty() && schedule.is_empty() {
+        // One statement: atomic on its own, no transaction block (two
+        // round trips fewer: a `create_now`, an object the API creates).
+        insert_created(&client, &p.created).await?;
+        return Ok(Committed {
+            changed: 0,
+            scheduled: Vec::new(),
+        });
+    }
     let tx = client.transaction().await.map_err(sql_error)?;
     let n_keys = INDEXED.len();
-    if !p.created.is_empty() {
-        let n = p.created.len();
-        let mut bases = Vec::with_capacity(n);
-        let mut ids = Vec::with_capacity(n);
-        let mut classes = Vec::with_capacity(n);
-        let mut texts = Vec::with_capacity(n);
-        let mut keys: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(n); n_keys];
-        for (base, id, obj) in &p.created {
-            bases.push(*base);
-            ids.push(*id);
-            classes.push(obj.class.as_str());
-            texts.push(codec::encode_attrs(&obj.attrs));
-            for (column, k) in keys.iter_mut().zip(index_keys(&obj.attrs)) {
-                column.push(k);
-            }
-        }
-        let st = tx.prepare_cached(&insert_sql()).await.map_err(sql_error)?;
-        let mut args: Vec<&(dyn ToSql + Sync)> = vec![&bases, &ids, &classes, &texts];
-        for k in &keys {
-            args.push(k);
-        }
-        tx.execute(&st, &args).await.map_err(sql_error)?;
-    }
+    insert_created(&tx, &p.created).await?;
     let mut changed = 0;
     if !p.changed.is_empty() {
         // Locked in one order (base, id) whoever commits: no deadlock
@@ -167,7 +197,7 @@ pub(crate) async fn commit(
         }
         changed = ub.len();
         if changed > 0 {
-            let st = tx.prepare_cached(&update_sql()).await.map_err(sql_error)?;
+            let st = tx.prepare_cached(update_sql()).await.map_err(sql_error)?;
             let mut args: Vec<&(dyn ToSql + Sync)> = vec![&ub, &ui, &ua];
             for k in &keys {
                 args.push(k);
@@ -244,11 +274,19 @@ impl UnitState {
         created: bool,
         change: Option<(String, AttrValue)>,
     ) {
+        // Index the key texts this write brings (the unchanged ones of an
+        // object already pending are there); candidates may repeat, every
+        // read sorts them out and re-checks the object.
+        let before = self.pending.get(&key).map(|p| p.obj.clone());
         for attr in INDEXED {
-            if let Some(k) = obj.attrs.get(*attr).and_then(codec::key_text) {
+            let value = obj.attrs.get(*attr);
+            if before.as_ref().is_some_and(|b| b.attrs.get(*attr) == value) {
+                continue;
+            }
+            if let Some(k) = value.and_then(codec::key_text) {
                 if !k.is_empty() {
                     let ids = self.index.entry((key.0, attr, k)).or_default();
-                    if !ids.contains(&key.1) {
+                    if ids.last() != Some(&key.1) {
                         ids.push(key.1);
                     }
                 }
