@@ -108,9 +108,9 @@ pub fn ignored_name(name: &str) -> bool {
 /// [`ignored_name`].
 pub fn plain_relative(path: &str) -> bool {
     !path.is_empty()
-        && path.split('/').all(|part| {
-            !part.is_empty() && !ignored_name(part) && !part.contains(['\\', '\0'])
-        })
+        && path
+            .split('/')
+            .all(|part| !part.is_empty() && !ignored_name(part) && !part.contains(['\\', '\0']))
 }
 
 /// Whether `name` may be a domain directory in a datastore root.
@@ -207,7 +207,8 @@ impl DomainFiles {
                     error,
                 })?;
             }
-            std::fs::write(&file, body).map_err(|error| DatastoreError::Io { path: file, error })?;
+            std::fs::write(&file, body)
+                .map_err(|error| DatastoreError::Io { path: file, error })?;
         }
         Ok(())
     }
@@ -595,7 +596,10 @@ async fn listen_once(
         }
     }));
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
-    let backend_pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
+    let backend_pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await?
+        .get(0);
     *connected = true;
     tracing::info!(target: "evm", "MIQ(Datastore#listen) listening on {CHANNEL} (backend {backend_pid})");
     on(ListenEvent::Connected { backend_pid });
@@ -637,11 +641,22 @@ mod tests {
     #[test]
     fn paths_and_payloads() {
         assert!(plain_relative("Ns/Cls.class/__methods__/m.rhai"));
-        for bad in ["", "/etc/passwd", "a/../b", "a//b", ".import-1/x", "a/.swp", "x~"] {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "a/../b",
+            "a//b",
+            ".import-1/x",
+            "a/.swp",
+            "x~",
+        ] {
             assert!(!plain_relative(bad), "{bad}");
         }
         assert!(plain_domain_name("ManageIQ") && !plain_domain_name("a/b"));
-        assert_eq!(parse_payload("My:Domain:42"), Some(("My:Domain".into(), 42)));
+        assert_eq!(
+            parse_payload("My:Domain:42"),
+            Some(("My:Domain".into(), 42))
+        );
         assert_eq!(parse_payload("D"), None);
         assert_eq!(parse_payload(&payload("D", 7)), Some(("D".into(), 7)));
     }
@@ -687,7 +702,11 @@ mod tests {
             ..DomainMeta::default()
         };
         let first = block(&pg, |pg| {
-            Box::pin(async move { publish(&pg, "D", &meta, &files("a"), "node1").await.unwrap() })
+            Box::pin(async move {
+                publish(&pg, "D", &meta, &files("a"), "node1")
+                    .await
+                    .unwrap()
+            })
         });
         assert!(first.changed);
         assert_eq!(
@@ -705,7 +724,13 @@ mod tests {
                     .unwrap()
             })
         });
-        assert_eq!(again, Published { version: first.version, changed: false });
+        assert_eq!(
+            again,
+            Published {
+                version: first.version,
+                changed: false
+            }
+        );
         let second = block(&pg, |pg| {
             Box::pin(async move {
                 publish(&pg, "D", &DomainMeta::default(), &files("b"), "node2")

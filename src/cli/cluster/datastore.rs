@@ -223,6 +223,9 @@ impl Sync {
     /// Runs until told to stop.
     fn run(mut self, rx: Receiver<Wake>) {
         let mut last_pull = Instant::now();
+        // A local change not published yet (PostgreSQL was away): tried
+        // again at each wake until it goes out.
+        let mut unpublished = false;
         loop {
             let first = match rx.recv_timeout(POLL.saturating_sub(last_pull.elapsed())) {
                 Ok(w) => Some(w),
@@ -243,9 +246,11 @@ impl Sync {
                 }
             }
             // A change made here first: it is the later one.
-            if reloaded {
+            if reloaded || unpublished {
+                unpublished = false;
                 if let Err(e) = self.push() {
-                    tracing::error!(target: "evm", "MIQ(Datastore#sync) publishing this node's domains: {e:#}");
+                    unpublished = true;
+                    tracing::error!(target: "evm", "MIQ(Datastore#sync) publishing this node's domains (tried again in {} s): {e:#}", POLL.as_secs());
                 }
             }
             if pull || last_pull.elapsed() >= POLL {
@@ -325,26 +330,44 @@ impl Sync {
     fn pull(&mut self) -> anyhow::Result<()> {
         let remote = self.block(|pg| async move { shared::list(&pg).await })?;
         let mut changes = Vec::new();
+        let mut forget = Vec::new();
         for (name, seen) in &self.seen {
             if seen.version != KEPT && !remote.iter().any(|r| &r.name == name) {
-                changes.push(Change::Remove { name: name.clone() });
+                if existing(&self.root, name).is_some() {
+                    changes.push(Change::Remove { name: name.clone() });
+                } else {
+                    forget.push(name.clone());
+                }
             }
+        }
+        for name in forget {
+            self.seen.remove(&name);
         }
         for r in &remote {
             if self.seen.get(&r.name).map(|s| s.version) == Some(r.version) {
                 continue;
             }
             let dir = self.root.join(&r.name);
-            if dir.is_dir() && DomainFiles::read_dir(&dir)?.digest() == r.digest {
+            let here = if dir.is_dir() {
+                Some(DomainFiles::read_dir(&dir)?.digest())
+            } else {
+                None
+            };
+            if here.as_ref() == Some(&r.digest) {
                 // Already here (seeded, or written by hand the same).
                 self.seen.insert(
                     r.name.clone(),
                     Seen {
                         version: r.version,
-                        local: Some(r.digest.clone()),
+                        local: here,
                     },
                 );
                 continue;
+            }
+            if let Some(seen) = self.seen.get(&r.name) {
+                if seen.version > 0 && here.is_some() && seen.local != here {
+                    tracing::warn!(target: "evm", "MIQ(Datastore#sync) domain {} changed here and (version {}) on node {}: the cluster's version wins, this node's change is dropped", r.name, r.version, r.updated_by);
+                }
             }
             let name = r.name.clone();
             match self.block(|pg| async move { shared::fetch(&pg, &name).await }) {
@@ -356,8 +379,21 @@ impl Sync {
                 }),
                 // Removed since the list: the next pull sees it gone.
                 Ok(None) => {}
+                // Stored wrong: this version is never taken (the next is).
+                Err(
+                    e @ (DatastoreError::BadPath { .. } | DatastoreError::DigestMismatch { .. }),
+                ) => {
+                    tracing::error!(target: "evm", "MIQ(Datastore#sync) domain {} version {} (from node {}) not taken: {e}", r.name, r.version, r.updated_by);
+                    self.seen.insert(
+                        r.name.clone(),
+                        Seen {
+                            version: r.version,
+                            local: here,
+                        },
+                    );
+                }
                 Err(e) => {
-                    tracing::error!(target: "evm", "MIQ(Datastore#sync) domain {} version {}: cannot be fetched: {e}", r.name, r.version)
+                    tracing::error!(target: "evm", "MIQ(Datastore#sync) domain {} version {}: cannot be fetched (tried again in {} s): {e}", r.name, r.version, POLL.as_secs())
                 }
             }
         }
