@@ -51,7 +51,7 @@ impl Node {
         let (engine, _runner, reloader) =
             with_control_reloadable(Engine::new(Arc::new(ds)), RhaiLimits::default());
         let pg = Pg::connect(&db.config(), db.handle()).unwrap();
-        let sync = start(pg.clone(), &root, reloader.clone(), name).unwrap();
+        let sync = start(pg.clone(), &root, reloader.clone(), name, db.handle()).unwrap();
         Node {
             _dir: dir,
             root,

@@ -113,13 +113,16 @@ struct Seen {
 /// the first reconciliation (see the module doc) is done before it
 /// returns (so the node starts on the cluster's datastore), then a thread
 /// and a listening connection (on `pg`'s runtime) keep it in sync until
-/// the handle is dropped. Call it from a thread that may block (not from
-/// inside the runtime's async code).
+/// the handle is dropped. The listening connection's task runs on
+/// `handle` (any multi-threaded runtime: `pg`'s own, or the service's).
+/// Call it from a thread that may block: not from inside async code
+/// (there, through `tokio::task::block_in_place` or `spawn_blocking`).
 pub fn start(
     pg: Arc<Pg>,
     root: &Path,
     reloader: Arc<Reloader>,
     node: &str,
+    handle: tokio::runtime::Handle,
 ) -> anyhow::Result<DatastoreSync> {
     let mut sync = Sync {
         pg: pg.clone(),
@@ -140,7 +143,7 @@ pub fn start(
     }
     let listening = {
         let tx = tx.clone();
-        shared::listen(pg, move |event| {
+        shared::listen_on(&handle, pg, move |event| {
             let _ = tx.send(match event {
                 ListenEvent::Connected { .. } => Wake::Connected,
                 ListenEvent::Changed { domain, version } => Wake::Changed { domain, version },
