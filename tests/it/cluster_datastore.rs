@@ -51,7 +51,7 @@ impl Node {
         let (engine, _runner, reloader) =
             with_control_reloadable(Engine::new(Arc::new(ds)), RhaiLimits::default());
         let pg = Pg::connect(&db.config(), db.handle()).unwrap();
-        let sync = start(pg.clone(), &root, reloader.clone(), name).unwrap();
+        let sync = start(pg.clone(), &root, reloader.clone(), name, db.handle()).unwrap();
         Node {
             _dir: dir,
             root,
@@ -282,4 +282,87 @@ fn a_node_starting_takes_the_cluster_datastore() {
     assert!(b.datastore.index().domain("Stale").is_none());
     assert_eq!(b.files("Custom"), a.files("Custom"));
     assert_eq!(b.greeting().as_deref(), Some("Seeded"));
+}
+
+#[test]
+fn a_missed_notification_is_caught_by_the_poll() {
+    let Some(db) = TestDb::new("ds_sync_poll") else {
+        return;
+    };
+    let a = Node::start(&db, "node-a", |root| {
+        custom_domain(root, "One", "let a = 1;\n");
+    });
+    let b = Node::start(&db, "node-b", |_| {});
+    assert_eq!(b.greeting().as_deref(), Some("One"));
+    // A new version written straight into the tables, without NOTIFY:
+    // B finds it on its next poll.
+    let src = tempfile::tempdir().unwrap();
+    let two = DomainFiles::read_dir(&custom_domain(src.path(), "Two", "let a = 1;\n")).unwrap();
+    let instance = "Demo/Greeter.class/default.yaml";
+    let body = two.get(instance).unwrap().to_vec();
+    let digest = two.digest();
+    a.pg.block({
+        let pg = a.pg.clone();
+        async move {
+            let mut c = pg.client().await.unwrap();
+            let tx = c.transaction().await.unwrap();
+            tx.execute(
+                "UPDATE domain_files SET body = $1 WHERE domain = 'Custom' AND path = $2",
+                &[&body, &instance],
+            )
+            .await
+            .unwrap();
+            tx.execute(
+                "UPDATE domains SET digest = $1, version = nextval('datastore_versions'),
+                 updated_by = 'by-hand' WHERE name = 'Custom'",
+                &[&digest],
+            )
+            .await
+            .unwrap();
+            tx.commit().await.unwrap();
+        }
+    })
+    .unwrap();
+    eventually("a change without a notification on both nodes", || {
+        a.greeting().as_deref() == Some("Two") && b.greeting().as_deref() == Some("Two")
+    });
+    assert_eq!(b.files("Custom").as_ref(), Some(&two));
+}
+
+#[test]
+fn two_nodes_changing_one_domain_at_once_end_on_the_same_version() {
+    let Some(db) = TestDb::new("ds_sync_race") else {
+        return;
+    };
+    let a = Node::start(&db, "node-a", |root| {
+        custom_domain(root, "Start", "let a = 1;\n");
+    });
+    let b = Node::start(&db, "node-b", |_| {});
+    std::thread::scope(|s| {
+        s.spawn(|| import(&a, "FromA"));
+        s.spawn(|| import(&b, "FromB"));
+    });
+    let latest = || {
+        a.pg.block({
+            let pg = a.pg.clone();
+            async move { shared::list(&pg).await }
+        })
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .find(|d| d.name == "Custom")
+        .unwrap()
+    };
+    eventually("both nodes on PostgreSQL's last version", || {
+        let last = latest();
+        let (fa, fb) = (a.files("Custom").unwrap(), b.files("Custom").unwrap());
+        fa.digest() == last.digest && fb.digest() == last.digest && a.greeting() == b.greeting()
+    });
+    let last = latest();
+    let winner = if last.updated_by == "node-a" {
+        "FromA"
+    } else {
+        "FromB"
+    };
+    assert_eq!(a.greeting().as_deref(), Some(winner), "{last:?}");
 }

@@ -24,6 +24,10 @@
 //!
 //! Two nodes changing one domain at once: the writers' lock orders them,
 //! the later commit has the higher version and wins.
+//!
+//! `NOTIFY` is database-wide: the nodes of clusters kept in other schemas
+//! of the same database hear each other's changes, and find nothing new
+//! in their own tables when they look (a `list`, no harm).
 
 use crate::{Pg, PgError};
 use futures_util::StreamExt;
@@ -540,8 +544,17 @@ impl Drop for Listening {
 /// Listens on [`CHANNEL`] on a connection of its own (on the driver's
 /// runtime) and calls `on` with each event (see the module doc), until
 /// the returned handle is dropped.
-pub fn listen(pg: Arc<Pg>, mut on: impl FnMut(ListenEvent) + Send + 'static) -> Listening {
+pub fn listen(pg: Arc<Pg>, on: impl FnMut(ListenEvent) + Send + 'static) -> Listening {
     let handle = pg.handle().clone();
+    listen_on(&handle, pg, on)
+}
+
+/// [`listen`] with its task on the runtime `handle`.
+pub fn listen_on(
+    handle: &tokio::runtime::Handle,
+    pg: Arc<Pg>,
+    mut on: impl FnMut(ListenEvent) + Send + 'static,
+) -> Listening {
     let task = handle.spawn(async move {
         let mut backoff = MIN_BACKOFF;
         loop {

@@ -113,13 +113,16 @@ struct Seen {
 /// the first reconciliation (see the module doc) is done before it
 /// returns (so the node starts on the cluster's datastore), then a thread
 /// and a listening connection (on `pg`'s runtime) keep it in sync until
-/// the handle is dropped. Call it from a thread that may block (not from
-/// inside the runtime's async code).
+/// the handle is dropped. The listening connection's task runs on
+/// `handle` (any multi-threaded runtime: `pg`'s own, or the service's).
+/// Call it from a thread that may block: not from inside async code
+/// (there, through `tokio::task::block_in_place` or `spawn_blocking`).
 pub fn start(
     pg: Arc<Pg>,
     root: &Path,
     reloader: Arc<Reloader>,
     node: &str,
+    handle: tokio::runtime::Handle,
 ) -> anyhow::Result<DatastoreSync> {
     let mut sync = Sync {
         pg: pg.clone(),
@@ -140,7 +143,7 @@ pub fn start(
     }
     let listening = {
         let tx = tx.clone();
-        shared::listen(pg, move |event| {
+        shared::listen_on(&handle, pg, move |event| {
             let _ = tx.send(match event {
                 ListenEvent::Connected { .. } => Wake::Connected,
                 ListenEvent::Changed { domain, version } => Wake::Changed { domain, version },
@@ -223,6 +226,9 @@ impl Sync {
     /// Runs until told to stop.
     fn run(mut self, rx: Receiver<Wake>) {
         let mut last_pull = Instant::now();
+        // A local change not published yet (PostgreSQL was away): tried
+        // again at each wake until it goes out.
+        let mut unpublished = false;
         loop {
             let first = match rx.recv_timeout(POLL.saturating_sub(last_pull.elapsed())) {
                 Ok(w) => Some(w),
@@ -243,9 +249,11 @@ impl Sync {
                 }
             }
             // A change made here first: it is the later one.
-            if reloaded {
+            if reloaded || unpublished {
+                unpublished = false;
                 if let Err(e) = self.push() {
-                    tracing::error!(target: "evm", "MIQ(Datastore#sync) publishing this node's domains: {e:#}");
+                    unpublished = true;
+                    tracing::error!(target: "evm", "MIQ(Datastore#sync) publishing this node's domains (tried again in {} s): {e:#}", POLL.as_secs());
                 }
             }
             if pull || last_pull.elapsed() >= POLL {
@@ -325,26 +333,44 @@ impl Sync {
     fn pull(&mut self) -> anyhow::Result<()> {
         let remote = self.block(|pg| async move { shared::list(&pg).await })?;
         let mut changes = Vec::new();
+        let mut forget = Vec::new();
         for (name, seen) in &self.seen {
             if seen.version != KEPT && !remote.iter().any(|r| &r.name == name) {
-                changes.push(Change::Remove { name: name.clone() });
+                if existing(&self.root, name).is_some() {
+                    changes.push(Change::Remove { name: name.clone() });
+                } else {
+                    forget.push(name.clone());
+                }
             }
+        }
+        for name in forget {
+            self.seen.remove(&name);
         }
         for r in &remote {
             if self.seen.get(&r.name).map(|s| s.version) == Some(r.version) {
                 continue;
             }
             let dir = self.root.join(&r.name);
-            if dir.is_dir() && DomainFiles::read_dir(&dir)?.digest() == r.digest {
+            let here = if dir.is_dir() {
+                Some(DomainFiles::read_dir(&dir)?.digest())
+            } else {
+                None
+            };
+            if here.as_ref() == Some(&r.digest) {
                 // Already here (seeded, or written by hand the same).
                 self.seen.insert(
                     r.name.clone(),
                     Seen {
                         version: r.version,
-                        local: Some(r.digest.clone()),
+                        local: here,
                     },
                 );
                 continue;
+            }
+            if let Some(seen) = self.seen.get(&r.name) {
+                if seen.version > 0 && here.is_some() && seen.local != here {
+                    tracing::warn!(target: "evm", "MIQ(Datastore#sync) domain {} changed here and (version {}) on node {}: the cluster's version wins, this node's change is dropped", r.name, r.version, r.updated_by);
+                }
             }
             let name = r.name.clone();
             match self.block(|pg| async move { shared::fetch(&pg, &name).await }) {
@@ -356,8 +382,21 @@ impl Sync {
                 }),
                 // Removed since the list: the next pull sees it gone.
                 Ok(None) => {}
+                // Stored wrong: this version is never taken (the next is).
+                Err(
+                    e @ (DatastoreError::BadPath { .. } | DatastoreError::DigestMismatch { .. }),
+                ) => {
+                    tracing::error!(target: "evm", "MIQ(Datastore#sync) domain {} version {} (from node {}) not taken: {e}", r.name, r.version, r.updated_by);
+                    self.seen.insert(
+                        r.name.clone(),
+                        Seen {
+                            version: r.version,
+                            local: here,
+                        },
+                    );
+                }
                 Err(e) => {
-                    tracing::error!(target: "evm", "MIQ(Datastore#sync) domain {} version {}: cannot be fetched: {e}", r.name, r.version)
+                    tracing::error!(target: "evm", "MIQ(Datastore#sync) domain {} version {}: cannot be fetched (tried again in {} s): {e}", r.name, r.version, POLL.as_secs())
                 }
             }
         }
