@@ -442,7 +442,7 @@ mod tests {
         while start.elapsed() < ttl + Duration::from_millis(500) {
             assert!(a.acquire("partition.1").unwrap());
             assert!(!b.acquire("partition.1").unwrap());
-            std::thread::sleep(a.renew_every());
+            std::thread::sleep(a.renew_every() / 3);
         }
         // Not renewed any more: node2 has it after the TTL (the server's
         // expiry runs on its own timer: waited for, up to 4 TTLs).

@@ -199,6 +199,8 @@ struct Shared {
     parts: Mutex<Vec<Part>>,
     /// One rebalance at a time (the thread's, or one asked for).
     rebalancing: Mutex<()>,
+    /// Where the next claim starts among the held partitions.
+    cursor: std::sync::atomic::AtomicUsize,
     inflight: Mutex<HashMap<u64, InFlight>>,
     depth: Arc<Depth>,
     /// Set (under its mutex) to stop the renewing thread; its condvar wakes
@@ -390,6 +392,7 @@ impl JetStreamQueue {
             consumers,
             parts: Mutex::new(vec![Part::Free; opts.partitions as usize]),
             rebalancing: Mutex::new(()),
+            cursor: std::sync::atomic::AtomicUsize::new(0),
             inflight: Mutex::new(HashMap::new()),
             depth: Arc::new(Depth {
                 value: AtomicU64::new(0),
@@ -831,8 +834,7 @@ impl Shared {
                 tracing::info!(target: "evm", "MIQ(JetStreamQueue.rebalance) node [{node}]: partition {p} given up ({live} nodes, a share of {share})");
             }
         }
-        let held = parts.iter().filter(|s| **s == Part::Held).count();
-        let draining = parts.iter().filter(|s| **s == Part::Draining).count();
+        let mut held = parts.iter().filter(|s| **s == Part::Held).count();
         if held > share {
             // The highest ones go first.
             let mut extra = held - share;
@@ -845,13 +847,23 @@ impl Shared {
                     extra -= 1;
                 }
             }
-        } else if held + draining < share {
+        }
+        // Under the share: draining ones are claimed from again first.
+        for state in parts.iter_mut() {
+            if held >= share {
+                break;
+            }
+            if *state == Part::Draining {
+                *state = Part::Held;
+                held += 1;
+            }
+        }
+        if held < share {
             // Free partitions, from a place of this node's own so that
             // nodes do not all race for the same ones.
             let start = (fnv1a(&[node.as_str()]) % n as u64) as usize;
-            let mut want = share - held - draining;
             for i in 0..n {
-                if want == 0 {
+                if held >= share {
                     break;
                 }
                 let p = (start + i) % n;
@@ -861,7 +873,7 @@ impl Shared {
                 match self.leases.acquire(&format!("partition.{p}")) {
                     Ok(true) => {
                         parts[p] = Part::Held;
-                        want -= 1;
+                        held += 1;
                         tracing::info!(target: "evm", "MIQ(JetStreamQueue.rebalance) node [{node}]: partition {p} taken ({live} nodes, a share of {share})");
                     }
                     Ok(false) => {}
@@ -869,18 +881,6 @@ impl Shared {
                         tracing::warn!(target: "evm", "MIQ(JetStreamQueue.rebalance) partition {p}: {e}");
                         break;
                     }
-                }
-            }
-        } else if held < share && draining > 0 {
-            // Back under the share: draining ones are claimed from again.
-            let mut want = share - held;
-            for state in parts.iter_mut() {
-                if want == 0 {
-                    break;
-                }
-                if *state == Part::Draining {
-                    *state = Part::Held;
-                    want -= 1;
                 }
             }
         }
@@ -996,14 +996,24 @@ impl EventQueue for JetStreamQueue {
         if held.is_empty() {
             return Ok(Claim::default());
         }
+        // `limit` spread over the held partitions, the remainder (or, when
+        // fewer are asked for than partitions are held, the whole claim)
+        // to the next ones in turn.
         let limit = limit.max(1);
-        let per = limit.div_ceil(held.len()).max(1);
-        let fetches: Vec<(u32, PullConsumer)> = held
-            .iter()
-            .filter_map(|p| shared.consumers.get(*p as usize).map(|c| (*p, c.clone())))
+        let k = held.len();
+        let (base, extra) = (limit / k, limit % k);
+        let start = shared.cursor.fetch_add(1, Ordering::Relaxed) % k;
+        let fetches: Vec<(u32, usize, PullConsumer)> = (0..k)
+            .filter_map(|i| {
+                let p = held[(start + i) % k];
+                let want = base + usize::from(i < extra);
+                let c = shared.consumers.get(p as usize)?;
+                (want > 0).then(|| (p, want, c.clone()))
+            })
             .collect();
+        let asked = fetches.len();
         let fetched = shared.nats.block(async move {
-            let all = fetches.into_iter().map(|(p, c)| async move {
+            let all = fetches.into_iter().map(|(p, per, c)| async move {
                 let mut got = Vec::new();
                 let mut batch = match c
                     .fetch()
@@ -1036,7 +1046,7 @@ impl EventQueue for JetStreamQueue {
             }
             messages.extend(got.into_iter().map(|m| (p, m)));
         }
-        if messages.is_empty() && failures == held.len() {
+        if messages.is_empty() && failures == asked {
             if let Some(e) = last_error {
                 return Err(NatsError::js("claiming events", e).into());
             }

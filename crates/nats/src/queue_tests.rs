@@ -408,3 +408,56 @@ fn with_the_sole_nodes_leases_one_process_holds_every_partition() {
     q.close();
     assert!(q.held_partitions().is_empty());
 }
+
+#[test]
+fn a_claim_never_hands_out_more_than_asked() {
+    let Some(t) = TestNats::new("queue_limit") else {
+        return;
+    };
+    let q = open(
+        t.nats(),
+        Duration::from_secs(30),
+        opts(4, Duration::from_secs(30), 5),
+    );
+    let p = provider("vc1");
+    let vms: Vec<String> = (0..20).map(|i| format!("vm-{i}")).collect();
+    let vms: Vec<&str> = vms.iter().map(|s| s.as_str()).collect();
+    q.enqueue_caught(&batch(&p, &vms, 0, 30)).unwrap();
+    let mut got = HashSet::new();
+    let start = Instant::now();
+    while got.len() < 30 && start.elapsed() < Duration::from_secs(15) {
+        for limit in [1, 2, 3] {
+            let c = q.claim(limit).unwrap();
+            assert!(c.events.len() <= limit, "{} > {limit}", c.events.len());
+            for e in c.events {
+                assert!(got.insert(e.id));
+            }
+        }
+    }
+    assert_eq!(got.len(), 30);
+    assert_eq!(q.ack(&got.into_iter().collect::<Vec<_>>()).unwrap(), 30);
+}
+
+#[test]
+fn a_node_that_lost_a_partitions_lease_stops_claiming_from_it() {
+    let Some(t) = TestNats::new("queue_lost") else {
+        return;
+    };
+    let ttl = Duration::from_secs(30);
+    let q1 = open(t.nats(), ttl, opts(2, Duration::from_secs(30), 5));
+    assert_eq!(q1.held_partitions(), vec![0, 1]);
+    // Its lease of partition 0 vanishes (as after a long pause past the
+    // TTL) and node2 takes it.
+    let nats = t.nats();
+    let bucket = format!("{}-leases", nats.prefix());
+    let js = nats.jetstream().clone();
+    nats.block(async move {
+        let kv = js.get_key_value(bucket).await.unwrap();
+        kv.delete("partition.0").await.unwrap();
+    })
+    .unwrap();
+    let node2 = KvLeases::open(t.node("node2"), ttl).unwrap();
+    assert!(node2.acquire("partition.0").unwrap());
+    q1.rebalance();
+    assert_eq!(q1.held_partitions(), vec![1]);
+}
