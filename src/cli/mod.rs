@@ -17,6 +17,7 @@ pub mod remote;
 pub mod request;
 pub mod retries;
 pub mod run;
+pub mod status;
 pub mod table;
 pub mod watch;
 
@@ -97,6 +98,9 @@ pub enum Command {
     /// Inspect and check the datastore.
     #[command(subcommand)]
     Datastore(datastore::DatastoreCmd),
+    /// The cluster: its nodes, leases and event queue (`cluster status`).
+    #[command(subcommand)]
+    Cluster(status::ClusterCmd),
     /// Check and back up the object store (the redb file).
     #[command(subcommand)]
     Db(db::DbCmd),
@@ -155,6 +159,7 @@ pub fn main() -> ExitCode {
         Command::Api(args) => api::run(&cli.global, args),
         Command::Demo(args) => demo::run(&cli.global, args),
         Command::Datastore(cmd) => datastore::run(&cli.global, cmd),
+        Command::Cluster(cmd) => status::run(&cli.global, cmd),
         Command::Db(cmd) => db::run(&cli.global, cmd),
         Command::Import(args) => datastore::import(&cli.global, args),
         Command::Export(args) => datastore::export(&cli.global, args),

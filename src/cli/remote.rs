@@ -584,6 +584,11 @@ impl Remote {
         })
     }
 
+    /// `automate cluster status`: the `GET /api/cluster` document.
+    pub fn cluster(&self) -> anyhow::Result<Value> {
+        self.get("/api/cluster", &[])
+    }
+
     /// `automate retries run-due`: one round; the answer's `finished`,
     /// `retried`, `failed`, `still_scheduled`, `next_due_in_ms`, `trace`.
     pub fn run_due(&self, max_deliveries: u32) -> anyhow::Result<Value> {

@@ -13,6 +13,7 @@ mod client;
 mod cluster;
 mod cluster_datastore;
 mod cluster_schedule;
+mod cluster_status;
 mod common;
 mod control;
 mod datastore;

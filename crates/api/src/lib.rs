@@ -16,6 +16,7 @@
 
 mod automate;
 mod batch;
+mod cluster;
 mod collection;
 pub mod db;
 pub mod dead_letters;
@@ -61,6 +62,9 @@ pub enum Endpoint {
     /// `GET /api/health`: liveness, the event queue's depth and the object
     /// store's health; no token.
     Health,
+    /// `GET /api/cluster`: the nodes, leases and queue of the cluster
+    /// (`automate cluster status`).
+    Cluster,
     /// `POST /api/events`: served by the `http` catcher's router.
     Events,
     /// `GET /api/automation_requests`: a page of the automation requests.
@@ -169,6 +173,7 @@ const fn r(method: &'static str, path: &'static str, endpoint: Endpoint) -> Rout
 /// path) pairs (a test checks it).
 pub const ROUTES: &[Route] = &[
     r("GET", "/api/health", Endpoint::Health),
+    r("GET", "/api/cluster", Endpoint::Cluster),
     r("POST", "/api/events", Endpoint::Events),
     r("GET", "/api/automation_requests", Endpoint::ListRequests),
     r("POST", "/api/automation_requests", Endpoint::CreateRequest),
@@ -264,6 +269,16 @@ pub struct ApiState {
     /// The dead letters `/api/dead_letters` lists and retries (none: an
     /// empty list, and a retry is a 409).
     dead_letters: Option<Arc<dyn DeadLetters>>,
+    /// What `GET /api/cluster` answers.
+    cluster: ClusterSource,
+}
+
+/// The view `GET /api/cluster` answers, and whether the composition root
+/// gave it (else: the embedded default, this API as the one node).
+#[derive(Clone)]
+struct ClusterSource {
+    view: Arc<dyn automate_vmdb::cluster::ClusterView>,
+    given: bool,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -307,6 +322,10 @@ impl ApiState {
             metrics,
             metrics_public: false,
             dead_letters: None,
+            cluster: ClusterSource {
+                view: Arc::new(automate_vmdb::cluster::EmbeddedCluster::new("")),
+                given: false,
+            },
         })
     }
 
@@ -343,6 +362,15 @@ impl ApiState {
     /// running pipeline's lock for VMs and hosts seen for the first time.
     pub fn with_first_sight(mut self, first_sight: automate_events::FirstSight) -> ApiState {
         self.first_sight = first_sight;
+        self
+    }
+
+    /// `GET /api/cluster` answers `view` (cluster mode's node registry and
+    /// leases, or an embedded view with the pipeline's figures). Without
+    /// it the API answers this process as the one node of an embedded
+    /// cluster, with its queue depth.
+    pub fn with_cluster(mut self, view: Arc<dyn automate_vmdb::cluster::ClusterView>) -> ApiState {
+        self.cluster = ClusterSource { view, given: true };
         self
     }
 
@@ -653,6 +681,7 @@ fn handler(method: &str, endpoint: Endpoint) -> Option<MethodRouter<ApiState>> {
     Some(match endpoint {
         Endpoint::Events => return None,
         Endpoint::Health => on(filter, health),
+        Endpoint::Cluster => on(filter, cluster::status),
         Endpoint::ListRequests => on(filter, requests::list),
         Endpoint::CreateRequest => on(filter, requests::create),
         Endpoint::GetRequest => on(filter, requests::get),

@@ -277,7 +277,7 @@ pub(crate) async fn run_leased(
             from,
             lost: lost.clone(),
         });
-        let mut task = tokio::spawn(run.run(child.clone()));
+        let mut task = AbortOnDrop(tokio::spawn(run.run(child.clone())));
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -310,6 +310,27 @@ pub(crate) async fn run_leased(
                 }
             }
         }
+    }
+}
+
+/// The running catcher's task, aborted if the lease loop is dropped (its
+/// task aborted): a catcher never outlives the loop renewing its lease.
+struct AbortOnDrop(tokio::task::JoinHandle<Result<(), CatcherError>>);
+
+impl std::future::Future for AbortOnDrop {
+    type Output = Result<Result<(), CatcherError>, tokio::task::JoinError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -596,14 +617,91 @@ pub(crate) mod tests {
             .map(|e| (e.event_type, e.vm_name))
             .collect();
         assert_eq!(resumed, expected);
-        let first = &got.lock().unwrap()[stopped_at];
-        assert_eq!(first.full_data["id"], (10_000 + stored + 1).to_string());
+        let first_id = got.lock().unwrap()[stopped_at].full_data["id"].clone();
+        assert_eq!(first_id, (10_000 + stored + 1).to_string());
 
         // A clean stop stores the position and releases the lease.
         stop.cancel();
         run.await.unwrap().unwrap();
         assert_eq!(leases.holder(key), None);
         assert!(leases.position("rhevm01").unwrap().unwrap() > stored);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_node_takes_a_dead_nodes_catcher_over_through_nats_and_resumes() {
+        use automate_nats::lease::KvLeases;
+        use automate_nats::testing::TestNats;
+        let Some(t) = TestNats::new("catcher_takeover") else {
+            return;
+        };
+        let ttl = Duration::from_secs(2);
+        let cfg = SimulateConfig {
+            seed: 11,
+            rate: 0.0,
+            count: None,
+            vms: 5,
+            start: Some("2026-01-01T00:00:00Z".into()),
+        };
+        let node = |nats| -> (
+            tokio::task::JoinHandle<_>,
+            Arc<Mutex<Vec<ProviderEvent>>>,
+            CancellationToken,
+        ) {
+            let leases: Arc<dyn Leases> = KvLeases::open(nats, ttl).expect("leases");
+            let (tx, rx) = sink_pair(16);
+            let c = CatcherConfig::Simulate(cfg.clone())
+                .build(provider(), Filter::default(), tx)
+                .unwrap();
+            let got = consume(rx);
+            let stop = CancellationToken::new();
+            let run = tokio::spawn(
+                Catchers::new(vec![c], "")
+                    .with_leases(leases)
+                    .run(stop.clone()),
+            );
+            (run, got, stop)
+        };
+        let seq = |e: &ProviderEvent| -> u64 {
+            e.full_data["id"].as_str().unwrap().parse::<u64>().unwrap() - 10_000
+        };
+        let (run1, got1, _stop1) = node(t.nats());
+        wait_for("node1's first 1,000 events", || {
+            got1.lock().unwrap().len() >= 1000
+        })
+        .await;
+        let (run2, got2, stop2) = node(t.node("node2"));
+        // node1 dies: no release, no last position; its lease runs out.
+        run1.abort();
+        let _ = run1.await;
+        let caught1 = got1.lock().unwrap().len() as u64;
+        assert_eq!(got2.lock().unwrap().len(), 0, "node2 waits for the lease");
+        wait_for("node2 to take over", || got2.lock().unwrap().len() >= 20).await;
+        let from = seq(&got2.lock().unwrap()[0]);
+        // Resumed at a stored position (three stores at least were made
+        // for 1,000 events), with no gap after what node1 caught.
+        assert!(from > 3 * CHECKPOINT_EVENTS as u64, "resumed at {from}");
+        assert!(
+            from <= caught1 + 1,
+            "resumed at {from} after {caught1} caught"
+        );
+        let resumed: Vec<(String, Option<String>)> = got2.lock().unwrap()[..20]
+            .iter()
+            .map(|e| (e.event_type.clone(), e.vm_name.clone()))
+            .collect();
+        let expected: Vec<(String, Option<String>)> = Simulator::for_provider(&cfg, &provider())
+            .skip(from as usize - 1)
+            .take(20)
+            .map(|e| (e.event_type, e.vm_name))
+            .collect();
+        assert_eq!(resumed, expected);
+        stop2.cancel();
+        run2.await.unwrap().unwrap();
+        let leases = KvLeases::open(t.nats(), ttl).unwrap();
+        assert!(
+            leases.held().unwrap().is_empty(),
+            "released at the clean stop"
+        );
+        assert!(leases.position("rhevm01").unwrap().unwrap() >= from);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
