@@ -160,8 +160,12 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
             let reloads = metrics.reloads();
             reloader.observe(move |report| reloads.count(report.ok));
         }
-        let state = ApiState::new(api.token.clone(), engine, store)?
-            .with_dead_letters(dead_letters)
+        let mut state = ApiState::new(api.token.clone(), engine, store)?
+            .with_dead_letters(dead_letters);
+        if let Some(node) = &node {
+            state = state.with_cluster(node.view());
+        }
+        let state = state
             .with_config(&api)?
             .with_reloader(reloader.clone())
             .with_metrics(metrics);

@@ -315,6 +315,7 @@ async fn start_cluster(
     let api = automate_api::ApiState::new(token, engine, store)?
         .with_queue(pipeline.queue())
         .with_dead_letters(node.dead_letters())
+        .with_cluster(node.view())
         .with_config(&config.api)?
         .with_reloader(reloader.clone())
         .with_metrics(metrics)

@@ -5,8 +5,9 @@
 //! is stored once in PostgreSQL, both nodes handled some (the queue's
 //! partitions are split between them), the catcher ran on exactly one
 //! node (its lease), `automate events dead-letter list` answers through
-//! a node's API, and `automate api` with the same config is a front door
-//! over the same store. Also: a node that cannot reach PostgreSQL at
+//! a node's API, `automate cluster status` lists both nodes, and
+//! `automate api` with the same config is a front door over the same
+//! store. Also: a node that cannot reach PostgreSQL at
 //! start says which and where; one that loses it afterwards stays up and
 //! says unhealthy, then healthy again.
 //!
@@ -221,6 +222,32 @@ fn two_nodes_share_the_queue_and_one_catcher_stores_each_event_once() {
         .unwrap();
     let listed: Value = serde_json::from_str(&stdout_ok(&out, "dead-letter list")).unwrap();
     assert_eq!(listed, serde_json::json!([]));
+
+    // `automate cluster status` through node1 lists both nodes, each
+    // holding partitions, and the catcher's lease on one of them.
+    let out = automate_on(&n1.root, &n1.db)
+        .args(["cluster", "status", "--json"])
+        .output()
+        .unwrap();
+    let status: Value = serde_json::from_str(&stdout_ok(&out, "cluster status")).unwrap();
+    assert_eq!(status["mode"], "cluster", "{status}");
+    let nodes: Vec<&str> = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["node"].as_str())
+        .collect();
+    assert!(
+        nodes.contains(&"node1") && nodes.contains(&"node2"),
+        "{status}"
+    );
+    let catchers: Vec<&Value> = status["leases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["key"].as_str().is_some_and(|k| k.starts_with("catcher.")))
+        .collect();
+    assert_eq!(catchers.len(), 1, "{status}");
 
     // A front door on the same config serves the same store.
     let api_db = dir.path().join("front.redb");

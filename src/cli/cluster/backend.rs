@@ -219,7 +219,8 @@ impl ClusterNode {
     /// reconciliation done before it returns), reloading with `reloader`.
     /// Blocks: call it off the async threads.
     pub fn sync_datastore(&mut self, root: &Path, reloader: Arc<Reloader>) -> anyhow::Result<()> {
-        let sync = super::datastore::start(self.pg.clone(), root, reloader, &self.node)
+        let handle = self.pg.handle().clone();
+        let sync = super::datastore::start(self.pg.clone(), root, reloader, &self.node, handle)
             .context("syncing the datastore with PostgreSQL")?;
         self.sync = Some(sync);
         Ok(())
