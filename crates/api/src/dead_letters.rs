@@ -106,7 +106,8 @@ pub(super) async fn action(
             )))
         }
     };
-    if all == !ids.is_empty() {
+    // Exactly one of the two: all with no ids, or ids without all.
+    if all != ids.is_empty() {
         return Err(ApiError::bad_request(
             "retry: give either ids (a non-empty list) or all: true",
         ));

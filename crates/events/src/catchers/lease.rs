@@ -303,9 +303,7 @@ pub(crate) async fn run_leased(
                     lost.store(true, Ordering::SeqCst);
                     child.cancel();
                     tracing::warn!(target: "evm", "{who} lease lost ({why}): stopping");
-                    if let Err(e) = flatten((&mut task).await) {
-                        return Err(e);
-                    }
+                    flatten((&mut task).await)?;
                     break;
                 }
             }
