@@ -2,11 +2,15 @@
 //! (`automate_api`, `docs/api.md`) on `--db` and `--datastore` without the
 //! event pipeline's catchers, for automation requests and datastore
 //! browsing. State-machine retries of the requests it runs are re-delivered
-//! by a retry runner in the same process. Runs until SIGTERM or SIGINT;
+//! by a retry runner in the same process. With `cluster:` in `--config` it
+//! is a front door of the cluster: the same API over the cluster's
+//! PostgreSQL store and NATS queue (its dead letters), claiming no event
+//! and running no retry (the `automate run` nodes do both). Runs until SIGTERM or SIGINT;
 //! reloads the datastore (and its methods and control policies) when a
 //! file under it changes, on SIGHUP and on `POST /api/automate_domains
 //! {"action": "reload"}`.
 
+use super::cluster::backend::Role;
 use super::compose::open_store;
 use super::Global;
 use anyhow::Context;
@@ -15,7 +19,11 @@ use automate_datastore::Datastore;
 use automate_engine::deliver::{run_due, DEFAULT_MAX_DELIVERIES};
 use automate_engine::Engine;
 use automate_events::config::{ApiConfig, EngineConfig};
+use automate_events::dead_letters::StoredDeadLetters;
 use automate_events::Metrics;
+use automate_redb::RedbEventQueue;
+use automate_vmdb::dead_letter::DeadLetters;
+use automate_vmdb::served::ServedStore;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,12 +53,12 @@ pub struct ApiArgs {
 /// session). Fails on a bad
 /// `--config`, or when the store cannot be opened or the address bound.
 pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
-    let (mut api, budget) = match &args.config {
+    let (mut api, budget, cluster) = match &args.config {
         Some(path) => {
             let cfg = super::load_config(global, path)?;
-            (cfg.api, cfg.engine.limits())
+            (cfg.api, cfg.engine.limits(), cfg.cluster)
         }
-        None => (ApiConfig::default(), EngineConfig::default().limits()),
+        None => (ApiConfig::default(), EngineConfig::default().limits(), None),
     };
     if let Some(token) = global.token.as_deref().filter(|t| !t.is_empty()) {
         api.token = token.to_string();
@@ -60,43 +68,77 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
         api.token = super::remote::session_token()?;
     }
     let listen = args.listen.clone().unwrap_or_else(|| api.listen.clone());
-    // As `automate run` opens it: every API call that writes commits its
-    // unit of work durably before answering, and a re-delivered retry
-    // completes its scheduled item (durably) after its writes.
-    let store = Arc::new(
-        open_store(&global.db)
-            .with_context(|| format!("opening the object store {}", global.db.display()))?
-            .with_relaxed_durability(true),
-    );
-    let (ds, problems) = Datastore::open(&global.datastore);
-    for p in &problems {
-        eprintln!("warning: {p}");
-    }
-    let mut engine = Engine::new(Arc::new(ds)).with_store(store.clone());
-    engine.options.budget = budget;
-    let (engine, _runner, reloader) =
-        automate_control::with_control_reloadable(engine, automate_methods::RhaiLimits::default());
-
-    // Re-delivers the state-machine retries of the requests run here.
     let stop = Arc::new(AtomicBool::new(false));
-    let retrier = {
-        let engine = engine.clone();
-        let schedule = store.schedule();
-        let stop = stop.clone();
-        std::thread::Builder::new()
-            .name("automate-retries".into())
-            .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    match run_due(&engine, &schedule, 16, DEFAULT_MAX_DELIVERIES) {
-                        Ok(done) if !done.is_empty() => continue,
-                        Ok(_) => {}
-                        Err(e) => {
-                            tracing::error!(target: "evm", "MIQ(MiqAeEngine.deliver) running due retries: {e}")
+    let (engine, store, reloader, dead_letters, retrier, mut node): (
+        _,
+        Arc<dyn ServedStore>,
+        _,
+        Arc<dyn DeadLetters>,
+        _,
+        _,
+    ) = match &cluster {
+        // Cluster mode: a front door over the cluster's store. The
+        // retries of the requests it creates are run by the `automate run`
+        // nodes (the scheduled work is shared); it claims no event.
+        Some(cluster) => {
+            let (node, engine, reloader) = super::compose::cluster_engine(
+                cluster,
+                Role::FrontDoor,
+                &global.datastore,
+                budget,
+            )?;
+            let store: Arc<dyn ServedStore> = node.store.clone();
+            let dead = node.dead_letters();
+            (engine, store, reloader, dead, None, Some(node))
+        }
+        None => {
+            // As `automate run` opens it: every API call that writes commits its
+            // unit of work durably before answering, and a re-delivered retry
+            // completes its scheduled item (durably) after its writes.
+            let store = Arc::new(
+                open_store(&global.db)
+                    .with_context(|| format!("opening the object store {}", global.db.display()))?
+                    .with_relaxed_durability(true),
+            );
+            let (ds, problems) = Datastore::open(&global.datastore);
+            for p in &problems {
+                eprintln!("warning: {p}");
+            }
+            let mut engine = Engine::new(Arc::new(ds)).with_store(store.clone());
+            engine.options.budget = budget;
+            let (engine, _runner, reloader) = automate_control::with_control_reloadable(
+                engine,
+                automate_methods::RhaiLimits::default(),
+            );
+            // Dead letters retried here are enqueued in the store's queue, for
+            // the next `automate run`.
+            let dead: Arc<dyn DeadLetters> = Arc::new(
+                StoredDeadLetters::new(store.clone(), Vec::new())
+                    .with_queue(Arc::new(RedbEventQueue::open(store.schedule())?)),
+            );
+
+            // Re-delivers the state-machine retries of the requests run here.
+            let retrier = {
+                let engine = engine.clone();
+                let schedule = store.schedule();
+                let stop = stop.clone();
+                std::thread::Builder::new()
+                    .name("automate-retries".into())
+                    .spawn(move || {
+                        while !stop.load(Ordering::Relaxed) {
+                            match run_due(&engine, &schedule, 16, DEFAULT_MAX_DELIVERIES) {
+                                Ok(done) if !done.is_empty() => continue,
+                                Ok(_) => {}
+                                Err(e) => {
+                                    tracing::error!(target: "evm", "MIQ(MiqAeEngine.deliver) running due retries: {e}")
+                                }
+                            }
+                            std::thread::sleep(Duration::from_millis(200));
                         }
-                    }
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-            })?
+                    })?
+            };
+            (engine, store, reloader, dead, Some(retrier), None)
+        }
     };
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -111,14 +153,19 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
         // `GET /metrics`: the API's requests, the events queued and the
         // state-machine retries in the store.
         let metrics = Metrics::new();
-        metrics.watch_schedule(Arc::new(store.schedule()));
+        metrics.watch_schedule(store.scheduled_work());
         {
             // Only the counter: the reloader (held by the watcher) must not
             // keep the store open through the metrics' schedule.
             let reloads = metrics.reloads();
             reloader.observe(move |report| reloads.count(report.ok));
         }
-        let state = ApiState::new(api.token.clone(), engine, store)?
+        let mut state = ApiState::new(api.token.clone(), engine, store)?
+            .with_dead_letters(dead_letters);
+        if let Some(node) = &node {
+            state = state.with_cluster(node.view());
+        }
+        let state = state
             .with_config(&api)?
             .with_reloader(reloader.clone())
             .with_metrics(metrics);
@@ -141,6 +188,9 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
         )
         .map_err(|e| eprintln!("warning: not advertised: {e:#}"))
         .ok();
+        if let Some(node) = node.as_mut() {
+            node.start_heartbeat(&super::compose::served_url(addr), None)?;
+        }
         // Said once the datastore is watched and the service advertised: a
         // change made after this line is reloaded, and a command started
         // after it finds the service.
@@ -174,7 +224,11 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     });
     stop.store(true, Ordering::Relaxed);
-    let _ = retrier.join();
+    if let Some(retrier) = retrier {
+        let _ = retrier.join();
+    }
+    // Out of the registry; the connections closed (off the runtime).
+    drop(node);
     served?;
     Ok(ExitCode::SUCCESS)
 }

@@ -10,12 +10,16 @@
 //! ([`open_store`], [`open_store_read_only`], the [`Store`] they return):
 //! the one place in the binary that names the backend.
 
+use super::cluster::backend::{ClusterNode, Role};
 use anyhow::{bail, Context};
 use automate_control::{with_control_reloadable, Reloader};
 use automate_datastore::Datastore;
 use automate_engine::Engine;
+use automate_events::config::ClusterConfig;
 use automate_events::config::Config;
+use automate_events::dead_letters::StoredDeadLetters;
 use automate_events::pipeline::{Pipeline, PipelineError, PipelineStore, HANDOFF};
+use automate_events::queue::EventQueue;
 use automate_events::Metrics;
 use automate_methods::RhaiLimits;
 use automate_redb::{GroupCommit, GroupUnits, RedbEventQueue, RedbStore};
@@ -47,6 +51,10 @@ pub struct Started {
     pub reloader: Arc<Reloader>,
     /// The REST API's address, when it is served.
     pub listening: Option<std::net::SocketAddr>,
+    /// In cluster mode, the node's connections and backends: keep it
+    /// until the pipeline has shut down (dropping it gives the node's
+    /// partitions up and closes the connections).
+    pub cluster: Option<ClusterNode>,
 }
 
 /// Refuses a datastore `automate run` cannot work on: a root that is
@@ -122,6 +130,9 @@ pub async fn start(
     datastore_root: &Path,
     db_path: &Path,
 ) -> anyhow::Result<Started> {
+    if let Some(cluster) = &config.cluster {
+        return start_cluster(config, cluster, datastore_root, db_path).await;
+    }
     let (engine, reloader) = checked_engine(datastore_root, config.engine.limits())?;
     let store = Arc::new(
         RedbStore::open(db_path)
@@ -193,8 +204,16 @@ pub async fn start(
     let advertisement = super::remote::Advertisement::write(db_path, &url, &token)
         .map_err(|e| tracing::warn!(target: "evm", "MIQ(automate run) not advertised: {e:#}"))
         .ok();
+    let providers = config
+        .providers
+        .iter()
+        .map(|p| p.provider.clone())
+        .collect();
+    let dead_letters =
+        StoredDeadLetters::new(store.clone(), providers).with_queue(pipeline.queue());
     let api = automate_api::ApiState::new(token, engine, store)?
         .with_queue(pipeline.queue())
+        .with_dead_letters(Arc::new(dead_letters))
         .with_config(&config.api)?
         .with_reloader(reloader.clone())
         .with_metrics(metrics)
@@ -212,5 +231,129 @@ pub async fn start(
         pipeline: pipeline.start(server)?,
         reloader,
         listening,
+        cluster: None,
     })
+}
+
+/// Connects to the cluster of `cluster` as `role` and syncs the datastore
+/// at `datastore_root` with it (the root created when missing: a new node
+/// starts on the cluster's domains), then composes the engine on it,
+/// refused as [`checked_engine`] says. Blocks: call it off the async
+/// threads.
+pub fn cluster_engine(
+    cluster: &ClusterConfig,
+    role: Role,
+    datastore_root: &Path,
+    budget: automate_engine::BudgetLimits,
+) -> anyhow::Result<(ClusterNode, Engine, Arc<Reloader>)> {
+    let mut node = ClusterNode::connect(cluster, role)?;
+    std::fs::create_dir_all(datastore_root)
+        .with_context(|| format!("creating the datastore root {}", datastore_root.display()))?;
+    let (ds, _) = Datastore::open(datastore_root);
+    let mut engine = Engine::new(Arc::new(ds));
+    engine.options.budget = budget;
+    let (engine, _runner, reloader) = with_control_reloadable(engine, RhaiLimits::default());
+    node.sync_datastore(datastore_root, reloader.clone())?;
+    // Checked once the cluster's domains are on disk (and loaded).
+    checked_engine(datastore_root, budget)?;
+    let engine = engine.with_store(node.store.clone());
+    Ok((node, engine, reloader))
+}
+
+/// [`start`] in cluster mode (`cluster:` configured): the object store,
+/// the scheduled work and the datastore in PostgreSQL, the event queue,
+/// its dead letters and the leases in NATS JetStream
+/// ([`ClusterNode`]); the pipeline's catchers run under their leases and
+/// its workers claim this node's share of the queue's partitions (nothing
+/// while PostgreSQL or NATS is unreachable); the API serves the cluster's
+/// store. The advertisement (`<db>.server`) is still written beside
+/// `--db`: a per-node local path, since there is no store file (see
+/// docs/operations.md).
+async fn start_cluster(
+    config: &Config,
+    cluster: &ClusterConfig,
+    datastore_root: &Path,
+    db_path: &Path,
+) -> anyhow::Result<Started> {
+    let (mut node, engine, reloader) = {
+        let (cluster, root, budget) = (
+            cluster.clone(),
+            datastore_root.to_path_buf(),
+            config.engine.limits(),
+        );
+        tokio::task::spawn_blocking(move || cluster_engine(&cluster, Role::Worker, &root, budget))
+            .await
+            .context("connecting to the cluster")??
+    };
+    let store = node.store.clone();
+    // The workers' units commit in PostgreSQL, then ack the queue (the
+    // raw one: an ack must go through whatever the health says).
+    let raw: Arc<dyn EventQueue> = node.queue.clone();
+    let backend = PipelineStore {
+        units: store.units(Some(raw)),
+        queue: node.guarded_queue(),
+        schedule: node.schedule.clone(),
+    };
+    let metrics = Metrics::new();
+    {
+        let reloads = metrics.reloads();
+        reloader.observe(move |report| reloads.count(report.ok));
+    }
+    let mut pipeline = Pipeline::prepare(config, engine.clone(), backend)?
+        .with_metrics(metrics.clone())
+        .with_leases(node.leases.clone());
+    let events = pipeline.take_http_catcher();
+    let asked = events.is_some() || !config.api.token.is_empty();
+    let (listener, token) = listen(config, asked).await?;
+    let addr = listener.local_addr()?;
+    let url = served_url(addr);
+    tracing::info!(target: "evm", "MIQ(automate run) node [{}] API listening on {url}/api", node.node);
+    node.start_heartbeat(&url, Some(pipeline.node_load().probe()))?;
+    let advertisement = super::remote::Advertisement::write(db_path, &url, &token)
+        .map_err(|e| tracing::warn!(target: "evm", "MIQ(automate run) not advertised: {e:#}"))
+        .ok();
+    let api = automate_api::ApiState::new(token, engine, store)?
+        .with_queue(pipeline.queue())
+        .with_dead_letters(node.dead_letters())
+        .with_cluster(node.view())
+        .with_config(&config.api)?
+        .with_reloader(reloader.clone())
+        .with_metrics(metrics)
+        .with_first_sight(pipeline.first_sight());
+    let router = automate_api::router(api, events);
+    let limits = config.api.limits.clone();
+    let stop = pipeline.stop_signal();
+    let server = Some(tokio::spawn(async move {
+        let served = automate_api::serve_with(listener, router, &limits, stop).await;
+        drop(advertisement);
+        served
+    }));
+    Ok(Started {
+        pipeline: pipeline.start(server)?,
+        reloader,
+        listening: Some(addr),
+        cluster: Some(node),
+    })
+}
+
+/// The API's listener on `api.listen` (a free port of 127.0.0.1 when that
+/// is taken and nothing `asked` for it) and its token (`api.token`, else
+/// one made for the session), as [`start`] makes them.
+async fn listen(config: &Config, asked: bool) -> anyhow::Result<(tokio::net::TcpListener, String)> {
+    let listener = match tokio::net::TcpListener::bind(&config.api.listen).await {
+        Ok(l) => l,
+        Err(e) if !asked => {
+            tracing::warn!(target: "evm", "MIQ(automate run) cannot listen on {} (api.listen): {e}; the API listens on a free port of 127.0.0.1 instead", config.api.listen);
+            tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .context("listening on 127.0.0.1:0")?
+        }
+        Err(e) => return Err(e).with_context(|| format!("listening on {}", config.api.listen)),
+    };
+    let token = if config.api.token.is_empty() {
+        super::remote::session_token()?
+    } else {
+        config.api.token.to_string()
+    };
+    Ok((listener, token))
 }

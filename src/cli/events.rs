@@ -1,6 +1,6 @@
 //! `automate event send` (one event through the handler and Automate, on
-//! `--db`, printing the evm.log lines) and `automate events list` (the
-//! stored event stream).
+//! `--db`, printing the evm.log lines), `automate events list` (the
+//! stored event stream) and `automate events dead-letter list|retry`.
 
 use super::compose::{open_store, open_store_read_only};
 use super::table::Table;
@@ -10,8 +10,11 @@ use automate_core::time::{iso8601, now_ms};
 use automate_datastore::Datastore;
 use automate_engine::datatype::to_json;
 use automate_engine::{AttrValue, Engine};
+use automate_events::dead_letters::StoredDeadLetters;
 use automate_events::stream::{event_streams, EventFilter};
 use automate_events::{EvmLog, Handler, Provider, ProviderEvent};
+use automate_vmdb::dead_letter::DeadLetters;
+use automate_vmdb::served::ServedStore;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,6 +69,43 @@ pub struct SendArgs {
 pub enum EventsCmd {
     /// List the stored events (EmsEvent, MiqEvent, RequestEvent).
     List(ListArgs),
+    /// Events whose handling failed too many times: list them, retry them.
+    #[command(subcommand)]
+    DeadLetter(DeadLetterCmd),
+}
+
+/// `automate events dead-letter list|retry`.
+#[derive(Debug, clap::Subcommand)]
+pub enum DeadLetterCmd {
+    /// List the dead-lettered events not yet retried, oldest first.
+    List(DeadLetterListArgs),
+    /// Put dead-lettered events back on the event queue (new events, their
+    /// attempts from one) and take them off the list.
+    Retry(DeadLetterRetryArgs),
+}
+
+/// `automate events dead-letter list`'s options.
+#[derive(Debug, clap::Args)]
+pub struct DeadLetterListArgs {
+    /// One JSON array of objects, one per dead letter: `id`, `provider`,
+    /// `source`, `event_type`, `timestamp`, `vm_ems_ref`, `error`,
+    /// `attempts`, `dead_lettered_on` and the whole `event`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `automate events dead-letter retry`'s options.
+#[derive(Debug, clap::Args)]
+pub struct DeadLetterRetryArgs {
+    /// The dead letters' ids (as `list` prints them).
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub ids: Vec<u64>,
+    /// Every dead letter listed now.
+    #[arg(long)]
+    pub all: bool,
+    /// `{"retried": ["ID", ...]}` instead of a line.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Which stored events `automate events list` prints, and how.
@@ -186,7 +226,10 @@ pub fn send(global: &Global, cmd: EventCmd) -> anyhow::Result<ExitCode> {
 /// or `--json`). Fails on a `--since` that is not a time
 /// ([`automate_events::when::parse`]).
 pub fn list(global: &Global, cmd: EventsCmd) -> anyhow::Result<ExitCode> {
-    let EventsCmd::List(args) = cmd;
+    let args = match cmd {
+        EventsCmd::List(args) => args,
+        EventsCmd::DeadLetter(cmd) => return dead_letter(global, cmd),
+    };
     let since_ms = match &args.since {
         None => None,
         Some(s) => Some(automate_events::when::parse("--since", s, now_ms())?),
@@ -268,6 +311,128 @@ pub fn render_events(
             text("source"),
             text("event_type"),
             if vm.is_empty() { "-".into() } else { vm },
+        ]);
+    }
+    t.print(out)?;
+    Ok(())
+}
+
+/// `automate events dead-letter list|retry`: through the running service's
+/// API (`/api/dead_letters`: the `DeadLetterEvent` rows in embedded mode,
+/// the JetStream dead-letter stream in cluster mode); without a service,
+/// on the embedded store at `--db` (a retry enqueues into its queue, for
+/// the next `automate run`).
+pub fn dead_letter(global: &Global, cmd: DeadLetterCmd) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    let remote = super::remote::find(global)?;
+    match cmd {
+        DeadLetterCmd::List(args) => {
+            let rows = match &remote {
+                Some(remote) => remote.dead_letters()?,
+                None => {
+                    let store: Arc<dyn ServedStore> = Arc::new(
+                        open_store_read_only(&global.db)
+                            .map_err(|e| super::remote::open_failed(global, e))?,
+                    );
+                    StoredDeadLetters::new(store, Vec::new())
+                        .list(automate_api::dead_letters::LIST_MAX)?
+                        .iter()
+                        .map(automate_api::dead_letters::row)
+                        .collect()
+                }
+            };
+            render_dead_letters(&mut out, &rows, args.json)?;
+        }
+        DeadLetterCmd::Retry(args) => {
+            let retried: Vec<String> = match &remote {
+                Some(remote) => remote.retry_dead_letters(&args.ids, args.all)?,
+                None => {
+                    let store = Arc::new(
+                        open_store(&global.db)
+                            .map_err(|e| super::remote::open_failed(global, e))?,
+                    );
+                    let queue = Arc::new(automate_redb::RedbEventQueue::open(store.schedule())?);
+                    let dead = StoredDeadLetters::new(store, Vec::new()).with_queue(queue);
+                    let ids = if args.all {
+                        dead.retry_all()?
+                    } else {
+                        dead.retry(&args.ids)?
+                    };
+                    ids.iter().map(u64::to_string).collect()
+                }
+            };
+            if args.json {
+                super::table::print_json(&mut out, &serde_json::json!({ "retried": retried }))?;
+            } else if retried.is_empty() {
+                writeln!(out, "no dead letter retried")?;
+            } else {
+                writeln!(
+                    out,
+                    "{} dead letter{} enqueued again: {}",
+                    retried.len(),
+                    if retried.len() == 1 { "" } else { "s" },
+                    retried.join(", ")
+                )?;
+            }
+            if !args.all && retried.len() < args.ids.len() {
+                let missing: Vec<String> = args
+                    .ids
+                    .iter()
+                    .map(u64::to_string)
+                    .filter(|id| !retried.contains(id))
+                    .collect();
+                eprintln!("error: no dead letter {}", missing.join(", "));
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints dead letters (rows as `/api/dead_letters` answers them): a table
+/// (ID, DEAD_LETTERED_ON, PROVIDER, EVENT_TYPE, VM, ATTEMPTS, ERROR) or
+/// one JSON array.
+pub fn render_dead_letters(
+    out: &mut impl Write,
+    rows: &[serde_json::Value],
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        let items: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                let mut r = r.clone();
+                if let Some(m) = r.as_object_mut() {
+                    m.remove("href");
+                }
+                r
+            })
+            .collect();
+        return super::table::print_json(out, &serde_json::Value::Array(items));
+    }
+    let mut t = Table::new(&[
+        "ID",
+        "DEAD_LETTERED_ON",
+        "PROVIDER",
+        "EVENT_TYPE",
+        "VM",
+        "ATTEMPTS",
+        "ERROR",
+    ]);
+    for r in rows {
+        let text = |k: &str| match &r[k] {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => "-".to_string(),
+            v => v.to_string(),
+        };
+        t.row(vec![
+            text("id"),
+            text("dead_lettered_on"),
+            text("provider"),
+            text("event_type"),
+            text("vm_ems_ref"),
+            text("attempts"),
+            text("error"),
         ]);
     }
     t.print(out)?;

@@ -3,6 +3,7 @@
 //! and exit 1 (bad input, failed work) or 2 (bad usage, from clap).
 
 pub mod api;
+pub mod cluster;
 pub mod compose;
 pub mod datastore;
 pub mod db;

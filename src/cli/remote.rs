@@ -102,15 +102,28 @@ fn read_advertisement(path: &Path) -> Option<Advertised> {
 
 /// Whether the advertisement at `adv` can be believed: on Unix, owned by
 /// the owner of the store's file and readable by no one else (another
-/// user must not redirect the commands, and their token, elsewhere).
+/// user must not redirect the commands, and their token, elsewhere). A
+/// cluster node has no store file at `--db` (its store is PostgreSQL):
+/// then the advertisement must be the user's own who runs the command.
 fn trusted(adv: &Path, db: &Path) -> bool {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        let (Ok(a), Ok(d)) = (std::fs::metadata(adv), std::fs::metadata(db)) else {
+        let Ok(a) = std::fs::metadata(adv) else {
             return false;
         };
-        a.uid() == d.uid() && a.mode() & 0o077 == 0
+        let owner = match std::fs::metadata(db) {
+            Ok(d) => d.uid(),
+            // The process's own user: /proc/self belongs to it.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                match std::fs::metadata("/proc/self") {
+                    Ok(me) => me.uid(),
+                    Err(_) => return false,
+                }
+            }
+            Err(_) => return false,
+        };
+        a.uid() == owner && a.mode() & 0o077 == 0
     }
     #[cfg(not(unix))]
     {
@@ -532,6 +545,29 @@ impl Remote {
         }
         let answer = self.post(&format!("/api/automation_requests/{id}"), &body)?;
         request_view(&answer["result"])
+    }
+
+    /// `automate events dead-letter list`: every dead letter as
+    /// `/api/dead_letters` answers it.
+    pub fn dead_letters(&self) -> anyhow::Result<Vec<Value>> {
+        self.all_resources("/api/dead_letters", |r| Ok(r.clone()))
+    }
+
+    /// `automate events dead-letter retry`: the ids retried.
+    pub fn retry_dead_letters(&self, ids: &[u64], all: bool) -> anyhow::Result<Vec<String>> {
+        let body = if all {
+            json!({ "action": "retry", "all": true })
+        } else {
+            let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
+            json!({ "action": "retry", "ids": ids })
+        };
+        let answer = self.post("/api/dead_letters", &body)?;
+        Ok(answer["retried"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect())
     }
 
     /// `automate retries list`: `(id, uri, deliveries, attempts)` of every

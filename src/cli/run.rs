@@ -145,6 +145,7 @@ fn run_inner(
             pipeline,
             reloader,
             listening,
+            cluster,
         } = super::compose::start(cfg, &global.datastore, &global.db).await?;
         tracing::info!(target: "evm", "MIQ(automate run) started: {} providers, {} workers, {} leases of a previous run released", cfg.providers.len(), cfg.workers, pipeline.released);
         // Hot reload: a change under the datastore root reloads it.
@@ -196,6 +197,9 @@ fn run_inner(
                 },
             }
         };
+        // The node's partitions and leases given up, its connections
+        // closed: after the drain, which acked what it handled.
+        drop(cluster);
         tracing::info!(target: "evm", "MIQ(automate run) stopped: {stats:?}");
         anyhow::Ok(stats)
     })?;

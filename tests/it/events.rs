@@ -105,3 +105,111 @@ fn seed_scenario_runs_on_the_real_manageiq_domain_as_the_only_domain() {
         ],
     );
 }
+
+/// A `DeadLetterEvent` row as the pipeline's workers write it.
+fn dead_letter_row(store: &RedbStore, vm: &str) -> i64 {
+    let s = |v: &str| AttrValue::Str(v.to_string());
+    let mut attrs = automate_engine::Attributes::default();
+    for (k, v) in [
+        ("event_namespace", "DeadLetter"),
+        ("source", "RHEVM"),
+        ("provider", "rhevm01"),
+        ("event_type", "USER_RUN_VM"),
+        ("timestamp", "2026-01-01T00:00:00Z"),
+        ("vm_ems_ref", vm),
+        ("vm_name", vm),
+        ("full_data", "{}"),
+        ("error", "the handler panicked: boom"),
+        ("created_on", "2026-01-01T00:00:01Z"),
+    ] {
+        attrs.insert(k.into(), s(v));
+    }
+    attrs.insert("attempts".into(), AttrValue::Int(3));
+    store.create("DeadLetterEvent", attrs).unwrap().id
+}
+
+/// `automate events dead-letter list|retry` on the store (no service),
+/// then through `automate api` (the service holding it): listed, retried
+/// onto the store's queue, off the list; an unknown id is an error.
+#[test]
+fn dead_letters_are_listed_and_retried_with_and_without_a_service() {
+    use crate::common::process::{automate_on, stdout, stdout_ok};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("d.redb");
+    let root = crate::common::shipped_datastore();
+    let (a, b) = {
+        let store = RedbStore::open(&db).unwrap();
+        (
+            dead_letter_row(&store, "vm-a"),
+            dead_letter_row(&store, "vm-b"),
+        )
+    };
+    let list = || {
+        let out = automate_on(&root, &db)
+            .args(["events", "dead-letter", "list", "--json"])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&stdout_ok(&out, "list")).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(list(), vec![a.to_string(), b.to_string()]);
+    let text = automate_on(&root, &db)
+        .args(["events", "dead-letter", "list"])
+        .output()
+        .unwrap();
+    let text = stdout_ok(&text, "list");
+    assert!(
+        text.contains("ERROR") && text.contains("the handler panicked: boom"),
+        "{text}"
+    );
+
+    // Without a service: retried into the file's queue.
+    let out = automate_on(&root, &db)
+        .args(["events", "dead-letter", "retry", &a.to_string()])
+        .output()
+        .unwrap();
+    assert!(stdout_ok(&out, "retry").contains(&format!("1 dead letter enqueued again: {a}")));
+    assert_eq!(list(), vec![b.to_string()]);
+    let out = automate_on(&root, &db)
+        .args(["events", "dead-letter", "retry", "7"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+
+    // Through `automate api`, holding the store.
+    let mut api = automate_on(&root, &db)
+        .args(["api", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let adv = dir.path().join("d.redb.server");
+    let started = std::time::Instant::now();
+    while !adv.exists() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(list(), vec![b.to_string()]);
+    let out = automate_on(&root, &db)
+        .args(["events", "dead-letter", "retry", "--all", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&stdout_ok(&out, "retry --all")).unwrap();
+    assert_eq!(v, serde_json::json!({ "retried": [b.to_string()] }));
+    assert!(list().is_empty());
+    assert!(crate::common::terminate(&mut api).is_some_and(|s| s.success()));
+
+    // Both are queued for the next `automate run`.
+    let store = RedbStore::open(&db).unwrap();
+    assert_eq!(
+        automate_vmdb::Schedule::count_kind(
+            &store.schedule(),
+            automate_vmdb::event_queue::EVENT_KIND
+        )
+        .unwrap(),
+        2
+    );
+}

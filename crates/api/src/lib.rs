@@ -19,6 +19,7 @@ mod batch;
 mod cluster;
 mod collection;
 pub mod db;
+pub mod dead_letters;
 mod describe;
 mod domains;
 mod export;
@@ -39,6 +40,7 @@ use automate_events::catchers::http::{self, error_response, kind_of, HttpState, 
 use automate_events::config::{check_public_url, ApiConfig, ApiLimits};
 use automate_events::queue::{EventQueue, EVENT_KIND};
 use automate_requests::Requests;
+use automate_vmdb::dead_letter::DeadLetters;
 use automate_vmdb::served::ServedStore;
 use automate_vmdb::Schedule;
 use axum::body::Bytes;
@@ -141,6 +143,10 @@ pub enum Endpoint {
     /// `GET /metrics`: the service's metrics in Prometheus' text format;
     /// no token when `api.metrics_public` is set.
     Metrics,
+    /// `GET /api/dead_letters`: the dead-lettered events not yet retried.
+    DeadLetters,
+    /// `POST /api/dead_letters`: the `retry` action.
+    DeadLettersAction,
 }
 
 /// One endpoint: method, path (OpenAPI syntax: `{id}`; `{path}` in
@@ -219,6 +225,8 @@ pub const ROUTES: &[Route] = &[
         "/api/automate_domains/{id}",
         Endpoint::AutomateDomainAction,
     ),
+    r("GET", "/api/dead_letters", Endpoint::DeadLetters),
+    r("POST", "/api/dead_letters", Endpoint::DeadLettersAction),
 ];
 
 /// Where `GET /api/health` reads the event queue's depth.
@@ -258,6 +266,9 @@ pub struct ApiState {
     metrics: automate_events::Metrics,
     /// `api.metrics_public`: `GET /metrics` without the token.
     metrics_public: bool,
+    /// The dead letters `/api/dead_letters` lists and retries (none: an
+    /// empty list, and a retry is a 409).
+    dead_letters: Option<Arc<dyn DeadLetters>>,
     /// What `GET /api/cluster` answers.
     cluster: ClusterSource,
 }
@@ -310,6 +321,7 @@ impl ApiState {
             first_sight: automate_events::FirstSight::default(),
             metrics,
             metrics_public: false,
+            dead_letters: None,
             cluster: ClusterSource {
                 view: Arc::new(automate_vmdb::cluster::EmbeddedCluster::new("")),
                 given: false,
@@ -365,6 +377,12 @@ impl ApiState {
     /// `/api/health` reports this queue's depth (the running pipeline's).
     pub fn with_queue(mut self, queue: Arc<dyn EventQueue>) -> ApiState {
         self.depth = Depth::Queue(queue);
+        self
+    }
+
+    /// `/api/dead_letters` lists and retries `dead_letters`.
+    pub fn with_dead_letters(mut self, dead_letters: Arc<dyn DeadLetters>) -> ApiState {
+        self.dead_letters = Some(dead_letters);
         self
     }
 
@@ -696,6 +714,8 @@ fn handler(method: &str, endpoint: Endpoint) -> Option<MethodRouter<ApiState>> {
         Endpoint::AutomateDomain => on(filter, domains::show),
         Endpoint::AutomateDomainAction => on(filter, domains::action),
         Endpoint::Metrics => on(filter, metrics::metrics),
+        Endpoint::DeadLetters => on(filter, dead_letters::list),
+        Endpoint::DeadLettersAction => on(filter, dead_letters::action),
     })
 }
 

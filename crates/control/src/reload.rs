@@ -17,7 +17,7 @@ use automate_datastore::{Datastore, Reload, ReloadProblem, ReloadReport};
 use automate_engine::Engine;
 use automate_methods::{RhaiLimits, RhaiRunner};
 use automate_requests::with_requests;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 /// Reloads one engine's datastore, methods and policies
 /// ([`with_control_reloadable`] builds it with the engine).
@@ -29,8 +29,10 @@ pub struct Reloader {
     running: Mutex<()>,
     /// The last report.
     last: Mutex<Option<ReloadReport>>,
-    /// Told of every reload's report (the service's metrics count them).
-    observer: OnceLock<Observer>,
+    /// Told of every reload's report, in the order they were added (the
+    /// service's metrics count them; cluster mode publishes the domains
+    /// that changed).
+    observers: Mutex<Vec<Observer>>,
 }
 
 /// What [`Reloader::observe`] takes.
@@ -59,16 +61,23 @@ pub fn with_control_reloadable(
         control,
         running: Mutex::new(()),
         last: Mutex::new(None),
-        observer: OnceLock::new(),
+        observers: Mutex::new(Vec::new()),
     });
     (engine, runner, reloader)
 }
 
 impl Reloader {
-    /// Calls `f` with the report of every reload from now on (once set,
-    /// kept: a second observer is ignored and `false` returned).
+    /// Calls `f` with the report of every reload from now on, after the
+    /// observers added before it (kept for the reloader's life). `f` runs
+    /// while the reload still holds the reloader: it must not reload
+    /// (hand the report to a thread of its own for anything long). Always
+    /// `true` (an observer is never refused).
     pub fn observe(&self, f: impl Fn(&ReloadReport) + Send + Sync + 'static) -> bool {
-        self.observer.set(Box::new(f)).is_ok()
+        self.observers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Box::new(f));
+        true
     }
 
     /// How many domains the running index holds.
@@ -162,7 +171,12 @@ impl Reloader {
             }
         }
         let report = ReloadReport::now(changed, problems, warnings);
-        if let Some(observe) = self.observer.get() {
+        for observe in self
+            .observers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
             observe(&report);
         }
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(report.clone());
@@ -225,6 +239,32 @@ mod tests {
              scope: instance\n    language: rhai\n    location: inline\n  inputs: []\n",
         );
         write(&d.join("Ns/Cls.class/__methods__/m.rhai"), body);
+    }
+
+    #[test]
+    fn every_observer_is_told_of_every_reload() {
+        let tmp = tempfile::tempdir().unwrap();
+        domain(tmp.path(), "let a = 1;\n");
+        let (ds, _) = Datastore::open(tmp.path());
+        let (_engine, _runner, reloader) =
+            with_control_reloadable(Engine::new(Arc::new(ds)), RhaiLimits::default());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        for who in ["metrics", "cluster"] {
+            let seen = seen.clone();
+            assert!(reloader.observe(move |r| seen.lock().unwrap().push((who, r.ok))));
+        }
+        reloader.reload_now();
+        domain(tmp.path(), "let = ;\n");
+        reloader.reload_now();
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![
+                ("metrics", true),
+                ("cluster", true),
+                ("metrics", false),
+                ("cluster", false)
+            ]
+        );
     }
 
     const POLICY: &str =

@@ -12,6 +12,7 @@
 
 pub mod catchers;
 pub mod config;
+pub mod dead_letters;
 pub mod handler;
 pub mod metrics;
 pub mod pipeline;

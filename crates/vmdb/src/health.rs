@@ -1,6 +1,8 @@
 //! The health of a store's file, backend-neutral: [`StoreHealth`] (ok,
-//! the disk is full and writes wait for space, or failed until the store
-//! is opened again) and the [`StoreFault`] it reports. A backend sets it
+//! the disk is full and writes wait for space, unavailable (a cluster's
+//! PostgreSQL or NATS cannot be reached: work waits and goes on once they
+//! answer again), or failed until the store is opened again) and the
+//! [`StoreFault`] it reports. A backend sets it
 //! from its storage layer (the redb store's `GuardedFile`); the pipeline,
 //! the `http` catcher and `/api/health` read it. What each state means
 //! for the redb store is told in `automate_redb::health`.
@@ -14,6 +16,7 @@ use std::time::SystemTime;
 const OK: u8 = 0;
 const DISK_FULL: u8 = 1;
 const FAILED: u8 = 2;
+const UNAVAILABLE: u8 = 3;
 
 /// What is wrong with the store's file (see [`StoreHealth::fault`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -86,10 +89,10 @@ impl StoreHealth {
     }
 
     fn set(&self, state: u8, message: String) {
-        let name = if state == DISK_FULL {
-            "disk_full"
-        } else {
-            "failed"
+        let name = match state {
+            DISK_FULL => "disk_full",
+            UNAVAILABLE => "unavailable",
+            _ => "failed",
         };
         let previous = self.state.swap(state, Ordering::SeqCst);
         if previous == state {
@@ -116,6 +119,45 @@ impl StoreHealth {
             DISK_FULL,
             format!("the disk is full ({op}: {e}); writes wait for space and go on when there is some (free space on its file system)"),
         );
+    }
+
+    /// The services the store lives on (a cluster's PostgreSQL, NATS)
+    /// cannot be reached: work waits (see the module docs) until
+    /// [`StoreHealth::available`]. The message says which and where.
+    pub fn unavailable(&self, message: impl Into<String>) {
+        if self.is_failed() {
+            return;
+        }
+        let message = message.into();
+        if self.state.load(Ordering::SeqCst) == UNAVAILABLE {
+            // Still down; the reason may have changed.
+            if let Ok(mut f) = self.fault.lock() {
+                if let Some(f) = f.as_mut() {
+                    f.message = message;
+                }
+            }
+            return;
+        }
+        self.set(UNAVAILABLE, message);
+    }
+
+    /// Whether the store's services cannot be reached now.
+    pub fn is_unavailable(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == UNAVAILABLE
+    }
+
+    /// The store's services answer again: an unavailable store is ok.
+    pub fn available(&self) {
+        if self
+            .state
+            .compare_exchange(UNAVAILABLE, OK, Ordering::SeqCst, Ordering::Relaxed)
+            .is_ok()
+        {
+            if let Ok(mut f) = self.fault.lock() {
+                *f = None;
+            }
+            tracing::warn!(target: "evm", "MIQ(ObjectStore) {}: reachable again; work goes on", self.path.display());
+        }
     }
 
     /// Marks the store failed: only a new open makes it usable again.
@@ -146,4 +188,27 @@ fn now_ms() -> i64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unavailable_store_is_not_ok_not_failed_and_recovers() {
+        let h = StoreHealth::new("postgresql://db/test#automate");
+        h.unavailable("PostgreSQL at db/test: connection refused");
+        assert!(!h.is_ok() && !h.is_failed() && h.is_unavailable());
+        let fault = h.fault().expect("a fault");
+        assert_eq!(fault.state, "unavailable");
+        h.unavailable("NATS at nats://127.0.0.1:4222: disconnected");
+        assert!(h.fault().unwrap().message.contains("NATS"));
+        h.available();
+        assert!(h.is_ok() && h.fault().is_none());
+        // A failed store stays failed.
+        h.fail("broken");
+        h.unavailable("down");
+        h.available();
+        assert!(h.is_failed());
+    }
 }

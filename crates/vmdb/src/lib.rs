@@ -19,6 +19,7 @@
 
 pub mod associations;
 pub mod cluster;
+pub mod dead_letter;
 pub mod event_queue;
 pub mod health;
 mod json;

@@ -4,6 +4,8 @@
 * /System/Process/Event (what the event handler instantiates): its method
   `witness` counts the deliveries of the event on the stored EmsEvent
   (`deliveries`), the durable witness that Automate saw the event;
+* /System/Request/Witness: the automation request tests/cluster_kill.rs
+  creates while it kills nodes (a method that notes it ran);
 * /SM/Counter/default: a state machine that counts its passes in a state
   var, asks for a retry (1 s) until pass PASSES, then writes the count on
   its machine's VM (`finished_n`). The test schedules these retries before
@@ -80,3 +82,12 @@ if vm != () {
 }
 """)
 instance(sm, "default", [("count", "METHOD::bump"), ("finish", "METHOD::done")])
+
+# /System/Request/Witness: what tests/cluster_kill.rs's automation requests
+# run (a request must survive the loss of the node that accepted it).
+request = "CRASH/System/Request.class"
+klass(request, "Request", [("method", "execute", None)])
+method(request, "note", """// Says which request ran, in the request's workspace.
+evm.root["noted"] = `${evm.root["n"]}`;
+""")
+instance(request, "Witness", [("execute", "note")])

@@ -243,11 +243,19 @@ fn store_dead_letter(
     attrs.insert("provider".into(), s(&ev.provider.name));
     attrs.insert("event_type".into(), s(&e.event_type));
     attrs.insert("timestamp".into(), s(&e.timestamp));
-    if let Some(r) = &e.vm_ems_ref {
-        attrs.insert("vm_ems_ref".into(), s(r));
-    }
-    if let Some(r) = &e.host_ems_ref {
-        attrs.insert("host_ems_ref".into(), s(r));
+    // Everything of the event as caught, so a retry
+    // (`automate_events::dead_letters`) enqueues it as it was.
+    let optional = [
+        ("chain_id", &e.chain_id),
+        ("vm_ems_ref", &e.vm_ems_ref),
+        ("vm_name", &e.vm_name),
+        ("host_ems_ref", &e.host_ems_ref),
+        ("host_name", &e.host_name),
+    ];
+    for (key, value) in optional {
+        if let Some(v) = value {
+            attrs.insert(key.into(), s(v));
+        }
     }
     attrs.insert(
         "full_data".into(),
