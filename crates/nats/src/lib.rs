@@ -22,6 +22,7 @@ pub mod testing;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Where the cluster's NATS is, and the names this cluster uses in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,5 +222,50 @@ impl Nats {
             let _ = tx.send(fut.await);
         });
         rx.recv().map_err(|_| NatsError::RuntimeGone)
+    }
+
+    /// [`Nats::block`] for a fallible `fut` that may take `limit` at most:
+    /// after that it is dropped and `what` fails (`no answer in …`).
+    pub fn block_within<F, T>(&self, limit: Duration, what: &str, fut: F) -> Result<T, NatsError>
+    where
+        F: Future<Output = Result<T, NatsError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let what = what.to_string();
+        self.block(async move {
+            match tokio::time::timeout(limit, fut).await {
+                Ok(r) => r,
+                Err(_) => Err(NatsError::js(what, format!("no answer in {limit:?}"))),
+            }
+        })?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::TestNats;
+
+    #[test]
+    fn a_call_without_an_answer_gives_up_after_its_limit() {
+        let Some(t) = TestNats::new("block_within") else {
+            return;
+        };
+        let nats = t.nats();
+        let r = nats.block_within(
+            Duration::from_millis(100),
+            "waiting for nothing",
+            std::future::pending::<Result<(), NatsError>>(),
+        );
+        let e = r.expect_err("no answer").to_string();
+        assert!(
+            e.contains("waiting for nothing") && e.contains("no answer"),
+            "{e}"
+        );
+        assert_eq!(
+            nats.block_within(Duration::from_secs(5), "x", async { Ok(7) })
+                .unwrap(),
+            7
+        );
     }
 }

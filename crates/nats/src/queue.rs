@@ -23,8 +23,11 @@
 //!   its own). A background thread renews them every
 //!   [`Leases::renew_every`], takes free partitions up to its share, and
 //!   gives up those above its share once the events it claimed from them
-//!   are acked or given back; a partition whose renewal fails is not
-//!   claimed from any more. A dead node's partitions are free once its
+//!   are acked or given back; a partition whose renewal fails is marked
+//!   free at once, and one whose last renewal is older than the TTL less
+//!   one renewal interval (a renewal stuck or late; each lease call gives
+//!   up after 5 s) is not claimed from until renewed: a node stops before
+//!   its lease can have run out. A dead node's partitions are free once its
 //!   leases run out (the TTL), and taken by the others at their next
 //!   renewal.
 //! * **Claim** fetches (no wait) from the held partitions at once, oldest
@@ -144,6 +147,23 @@ enum Part {
     Draining,
 }
 
+/// A partition as this node sees it.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    part: Part,
+    /// When this node last took or renewed its lease: it is not claimed
+    /// from once that is older than [`Shared::fresh`] (a renewal stuck or
+    /// late), before the lease's TTL ends.
+    renewed_at: Option<Instant>,
+}
+
+impl Slot {
+    const FREE: Slot = Slot {
+        part: Part::Free,
+        renewed_at: None,
+    };
+}
+
 /// A claimed message, until acked or given back.
 struct InFlight {
     acker: Acker,
@@ -196,7 +216,11 @@ struct Shared {
     events: Stream,
     dead: Stream,
     consumers: Vec<PullConsumer>,
-    parts: Mutex<Vec<Part>>,
+    parts: Mutex<Vec<Slot>>,
+    /// How long after its last renewal a partition is still claimed from:
+    /// the lease's TTL less one renewal interval (the [`Leases`] contract:
+    /// stop before the TTL ends).
+    fresh: Duration,
     /// One rebalance at a time (the thread's, or one asked for).
     rebalancing: Mutex<()>,
     /// Where the next claim starts among the held partitions.
@@ -382,6 +406,7 @@ impl JetStreamQueue {
             }
             Ok::<_, NatsError>((events, dead, consumers))
         })??;
+        let fresh = leases.ttl().saturating_sub(leases.renew_every());
         let shared = Arc::new(Shared {
             nats,
             leases,
@@ -390,7 +415,8 @@ impl JetStreamQueue {
             events,
             dead,
             consumers,
-            parts: Mutex::new(vec![Part::Free; opts.partitions as usize]),
+            parts: Mutex::new(vec![Slot::FREE; opts.partitions as usize]),
+            fresh,
             rebalancing: Mutex::new(()),
             cursor: std::sync::atomic::AtomicUsize::new(0),
             inflight: Mutex::new(HashMap::new()),
@@ -436,9 +462,9 @@ impl JetStreamQueue {
         let shared = &self.shared;
         let _one = lock(&shared.rebalancing);
         let mut parts = lock(&shared.parts);
-        for (p, state) in parts.iter_mut().enumerate() {
-            if *state != Part::Free {
-                *state = Part::Free;
+        for (p, slot) in parts.iter_mut().enumerate() {
+            if slot.part != Part::Free {
+                *slot = Slot::FREE;
                 if let Err(e) = shared.leases.release(&format!("partition.{p}")) {
                     tracing::warn!(target: "evm", "MIQ(JetStreamQueue.close) partition {p}: {e}");
                 }
@@ -743,7 +769,9 @@ impl Shared {
         lock(&self.parts)
             .iter()
             .enumerate()
-            .filter(|(_, s)| **s == Part::Held)
+            .filter(|(_, s)| {
+                s.part == Part::Held && s.renewed_at.is_some_and(|t| t.elapsed() < self.fresh)
+            })
             .map(|(p, _)| p as u32)
             .collect()
     }
@@ -780,20 +808,26 @@ impl Shared {
         let listing = self.leases.held();
         let n = self.opts.partitions as usize;
         let mut parts = lock(&self.parts).clone();
-        // Renew what is held; a failed renewal stops the claims at once.
-        for (p, state) in parts.iter_mut().enumerate() {
-            if *state == Part::Free {
+        // Renew what is held; a failed renewal stops the claims at once
+        // (written under the lock now, not at the end of the rebalance).
+        for (p, slot) in parts.iter_mut().enumerate() {
+            if slot.part == Part::Free {
                 continue;
             }
             match self.leases.acquire(&format!("partition.{p}")) {
-                Ok(true) => {}
+                Ok(true) => {
+                    slot.renewed_at = Some(Instant::now());
+                    lock(&self.parts)[p].renewed_at = slot.renewed_at;
+                }
                 Ok(false) => {
+                    *slot = Slot::FREE;
+                    lock(&self.parts)[p] = Slot::FREE;
                     tracing::warn!(target: "evm", "MIQ(JetStreamQueue.rebalance) node [{node}]: partition {p} was taken by another node: no more claims from it");
-                    *state = Part::Free;
                 }
                 Err(e) => {
+                    *slot = Slot::FREE;
+                    lock(&self.parts)[p] = Slot::FREE;
                     tracing::warn!(target: "evm", "MIQ(JetStreamQueue.rebalance) node [{node}]: partition {p} not renewed ({e}): no more claims from it");
-                    *state = Part::Free;
                 }
             }
         }
@@ -829,36 +863,36 @@ impl Shared {
             }
             busy
         };
-        for (p, state) in parts.iter_mut().enumerate() {
-            if *state == Part::Draining && !busy[p] {
+        for (p, slot) in parts.iter_mut().enumerate() {
+            if slot.part == Part::Draining && !busy[p] {
                 if let Err(e) = self.leases.release(&format!("partition.{p}")) {
                     tracing::warn!(target: "evm", "MIQ(JetStreamQueue.rebalance) partition {p}: {e}");
                 }
-                *state = Part::Free;
+                *slot = Slot::FREE;
                 tracing::info!(target: "evm", "MIQ(JetStreamQueue.rebalance) node [{node}]: partition {p} given up ({live} nodes, a share of {share})");
             }
         }
-        let mut held = parts.iter().filter(|s| **s == Part::Held).count();
+        let mut held = parts.iter().filter(|s| s.part == Part::Held).count();
         if held > share {
             // The highest ones go first.
             let mut extra = held - share;
-            for state in parts.iter_mut().rev() {
+            for slot in parts.iter_mut().rev() {
                 if extra == 0 {
                     break;
                 }
-                if *state == Part::Held {
-                    *state = Part::Draining;
+                if slot.part == Part::Held {
+                    slot.part = Part::Draining;
                     extra -= 1;
                 }
             }
         }
         // Under the share: draining ones are claimed from again first.
-        for state in parts.iter_mut() {
+        for slot in parts.iter_mut() {
             if held >= share {
                 break;
             }
-            if *state == Part::Draining {
-                *state = Part::Held;
+            if slot.part == Part::Draining {
+                slot.part = Part::Held;
                 held += 1;
             }
         }
@@ -871,12 +905,15 @@ impl Shared {
                     break;
                 }
                 let p = (start + i) % n;
-                if parts[p] != Part::Free || taken[p] {
+                if parts[p].part != Part::Free || taken[p] {
                     continue;
                 }
                 match self.leases.acquire(&format!("partition.{p}")) {
                     Ok(true) => {
-                        parts[p] = Part::Held;
+                        parts[p] = Slot {
+                            part: Part::Held,
+                            renewed_at: Some(Instant::now()),
+                        };
                         held += 1;
                         tracing::info!(target: "evm", "MIQ(JetStreamQueue.rebalance) node [{node}]: partition {p} taken ({live} nodes, a share of {share})");
                     }
@@ -977,11 +1014,11 @@ impl Shared {
 
 /// `renewed` with the partitions `current` gave up since (none is taken
 /// without the listing).
-fn merge(current: &[Part], renewed: &[Part]) -> Vec<Part> {
+fn merge(current: &[Slot], renewed: &[Slot]) -> Vec<Slot> {
     current
         .iter()
         .zip(renewed)
-        .map(|(c, r)| if *r == Part::Free { Part::Free } else { *c })
+        .map(|(c, r)| if r.part == Part::Free { Slot::FREE } else { *c })
         .collect()
 }
 

@@ -463,37 +463,87 @@ fn a_node_that_lost_a_partitions_lease_stops_claiming_from_it() {
 }
 
 /// [`KvLeases`] whose `held()` fails while `fail_held` is set (the KV
-/// bucket unreachable for a listing).
-#[derive(Debug)]
+/// bucket unreachable for a listing), whose `acquire` of the keys in
+/// `fail_acquire` fails, and whose next `acquire` of the key `stall` names
+/// says so on its first channel and waits for a word on its second (a
+/// renewal stuck on the network).
+#[derive(Debug, Default)]
 struct Flaky {
-    inner: Arc<KvLeases>,
+    inner: Option<Arc<KvLeases>>,
     fail_held: AtomicBool,
+    fail_acquire: Mutex<Vec<String>>,
+    #[allow(clippy::type_complexity)]
+    stall: Mutex<
+        Option<(
+            String,
+            std::sync::mpsc::Sender<()>,
+            std::sync::mpsc::Receiver<()>,
+        )>,
+    >,
+}
+
+impl Flaky {
+    fn over(inner: Arc<KvLeases>) -> Arc<Flaky> {
+        Arc::new(Flaky {
+            inner: Some(inner),
+            ..Default::default()
+        })
+    }
+
+    fn kv(&self) -> &KvLeases {
+        self.inner.as_deref().expect("the leases wrapped")
+    }
+
+    /// Arms the stall of the next `acquire(key)`: (reached, go on).
+    fn stall(&self, key: &str) -> (std::sync::mpsc::Receiver<()>, std::sync::mpsc::Sender<()>) {
+        let (reached_tx, reached_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel();
+        *lock(&self.stall) = Some((key.to_string(), reached_tx, go_rx));
+        (reached_rx, go_tx)
+    }
 }
 
 impl Leases for Flaky {
     fn node(&self) -> &str {
-        self.inner.node()
+        self.kv().node()
     }
     fn acquire(&self, key: &str) -> Result<bool, StoreError> {
-        self.inner.acquire(key)
+        let stalled = {
+            let mut stall = lock(&self.stall);
+            match stall.as_ref() {
+                Some((k, _, _)) if k == key => stall.take(),
+                _ => None,
+            }
+        };
+        if let Some((_, reached, go)) = stalled {
+            let _ = reached.send(());
+            let _ = go.recv();
+        }
+        if lock(&self.fail_acquire).iter().any(|k| k == key) {
+            return Err(StoreError::Backend("the renewal fails (test)".into()));
+        }
+        self.kv().acquire(key)
     }
     fn release(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.release(key)
+        self.kv().release(key)
     }
     fn held(&self) -> Result<Vec<automate_vmdb::lease::LeaseInfo>, StoreError> {
         if self.fail_held.load(Ordering::SeqCst) {
             return Err(StoreError::Backend("the listing fails (test)".into()));
         }
-        self.inner.held()
+        self.kv().held()
     }
     fn renew_every(&self) -> Duration {
-        self.inner.renew_every()
+        self.kv().renew_every()
+    }
+    fn ttl(&self) -> Duration {
+        Leases::ttl(self.kv())
     }
     fn position(&self, provider: &str) -> Result<Option<u64>, StoreError> {
-        self.inner.position(provider)
+        self.kv().position(provider)
     }
     fn set_position(&self, provider: &str, position: u64) -> Result<(), StoreError> {
-        self.inner.set_position(provider, position)
+        self.kv().set_position(provider, position)
     }
 }
 
@@ -513,10 +563,7 @@ fn a_failed_listing_of_the_leases_leaves_the_queue_answering() {
     let Some(t) = TestNats::new("queue_held_fails") else {
         return;
     };
-    let leases = Arc::new(Flaky {
-        inner: KvLeases::open(t.nats(), Duration::from_secs(30)).unwrap(),
-        fail_held: AtomicBool::new(false),
-    });
+    let leases = Flaky::over(KvLeases::open(t.nats(), Duration::from_secs(30)).unwrap());
     let q = JetStreamQueue::open(
         t.nats(),
         leases.clone(),
@@ -538,4 +585,75 @@ fn a_failed_listing_of_the_leases_leaves_the_queue_answering() {
     let got = within_30s("a claim after it", move || claim_n(&q2, 4));
     assert_eq!(got.len(), 4);
     assert_eq!(q.ack(&ids).unwrap(), 4);
+}
+
+#[test]
+fn a_failed_renewal_stops_the_claims_at_once_not_at_the_end_of_the_rebalance() {
+    let Some(t) = TestNats::new("queue_renew_fails") else {
+        return;
+    };
+    let leases = Flaky::over(KvLeases::open(t.nats(), Duration::from_secs(30)).unwrap());
+    let q = JetStreamQueue::open(
+        t.nats(),
+        leases.clone(),
+        opts(2, Duration::from_secs(30), 5),
+    )
+    .unwrap();
+    assert_eq!(q.held_partitions(), vec![0, 1]);
+    // Partition 0's renewal fails; partition 1's (renewed after it) hangs.
+    lock(&leases.fail_acquire).push("partition.0".into());
+    let (reached, go) = leases.stall("partition.1");
+    let q2 = q.clone();
+    let rebalance = std::thread::spawn(move || q2.rebalance());
+    reached
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the rebalance reached partition 1");
+    // Mid-rebalance: partition 0 is no longer claimed from.
+    assert_eq!(q.held_partitions(), vec![1]);
+    go.send(()).unwrap();
+    rebalance.join().unwrap();
+    assert_eq!(q.held_partitions(), vec![1]);
+}
+
+#[test]
+fn a_renewal_stuck_past_the_ttl_less_one_interval_stops_the_claims() {
+    let Some(t) = TestNats::new("queue_renew_stuck") else {
+        return;
+    };
+    // TTL 2 s, renewed every 2/3 s: claimed from for 4/3 s after a renewal.
+    let leases = Flaky::over(KvLeases::open(t.nats(), Duration::from_secs(2)).unwrap());
+    let q = JetStreamQueue::open(
+        t.nats(),
+        leases.clone(),
+        opts(2, Duration::from_secs(30), 5),
+    )
+    .unwrap();
+    assert_eq!(
+        q.shared.fresh,
+        Duration::from_secs(2) - Duration::from_secs(2) / 3
+    );
+    assert_eq!(q.held_partitions(), vec![0, 1]);
+    let p = provider("vc1");
+    let ids = q
+        .enqueue_caught(&batch(&p, &["vm-1", "vm-2", "vm-3"], 0, 6))
+        .unwrap();
+    // The renewing thread's next renewal of partition 0 hangs.
+    let (reached, go) = leases.stall("partition.0");
+    reached
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the renewing thread reached partition 0");
+    let start = Instant::now();
+    while !q.held_partitions().is_empty() && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(q.held_partitions().is_empty(), "nothing renewed lately");
+    assert!(
+        q.claim(10).unwrap().events.is_empty(),
+        "no claim while stale"
+    );
+    // Renewed again: claimed from again.
+    go.send(()).unwrap();
+    let got = claim_n(&q, 6);
+    assert_eq!(got.len(), 6);
+    assert_eq!(q.ack(&ids).unwrap(), 6);
 }
