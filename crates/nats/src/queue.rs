@@ -23,7 +23,8 @@
 //!   its own). A background thread renews them every
 //!   [`Leases::renew_every`], takes free partitions up to its share, and
 //!   gives up those above its share once the events it claimed from them
-//!   are acked or given back; a partition whose renewal fails is marked
+//!   are acked or given back (or `ack_wait` after it began draining them,
+//!   when the server has delivered what is still in flight again anyway); a partition whose renewal fails is marked
 //!   free at once, and one whose last renewal is older than the TTL less
 //!   one renewal interval (a renewal stuck or late; each lease call gives
 //!   up after 5 s) is not claimed from until renewed: a node stops before
@@ -155,12 +156,16 @@ struct Slot {
     /// from once that is older than [`Shared::fresh`] (a renewal stuck or
     /// late), before the lease's TTL ends.
     renewed_at: Option<Instant>,
+    /// When it began draining: given up anyway `ack_wait` after (what was
+    /// claimed from it and is still in flight is delivered again by then).
+    draining_since: Option<Instant>,
 }
 
 impl Slot {
     const FREE: Slot = Slot {
         part: Part::Free,
         renewed_at: None,
+        draining_since: None,
     };
 }
 
@@ -864,13 +869,30 @@ impl Shared {
             busy
         };
         for (p, slot) in parts.iter_mut().enumerate() {
-            if slot.part == Part::Draining && !busy[p] {
-                if let Err(e) = self.leases.release(&format!("partition.{p}")) {
-                    tracing::warn!(target: "evm", "MIQ(JetStreamQueue.rebalance) partition {p}: {e}");
-                }
-                *slot = Slot::FREE;
-                tracing::info!(target: "evm", "MIQ(JetStreamQueue.rebalance) node [{node}]: partition {p} given up ({live} nodes, a share of {share})");
+            if slot.part != Part::Draining {
+                continue;
             }
+            let overdue = slot
+                .draining_since
+                .is_some_and(|t| t.elapsed() >= self.opts.ack_wait);
+            if busy[p] && overdue {
+                // Never acked nor given back: delivered again by the server
+                // since, so this node's entries are dropped (an ack of them
+                // later acks nothing).
+                let mut inflight = lock(&self.inflight);
+                let before = inflight.len();
+                inflight.retain(|_, f| f.partition as usize != p);
+                let dropped = before - inflight.len();
+                drop(inflight);
+                tracing::warn!(target: "evm", "MIQ(JetStreamQueue.rebalance) node [{node}]: partition {p} still has {dropped} events in flight after the ack wait ({:?}): given up anyway", self.opts.ack_wait);
+            } else if busy[p] {
+                continue;
+            }
+            if let Err(e) = self.leases.release(&format!("partition.{p}")) {
+                tracing::warn!(target: "evm", "MIQ(JetStreamQueue.rebalance) partition {p}: {e}");
+            }
+            *slot = Slot::FREE;
+            tracing::info!(target: "evm", "MIQ(JetStreamQueue.rebalance) node [{node}]: partition {p} given up ({live} nodes, a share of {share})");
         }
         let mut held = parts.iter().filter(|s| s.part == Part::Held).count();
         if held > share {
@@ -882,6 +904,7 @@ impl Shared {
                 }
                 if slot.part == Part::Held {
                     slot.part = Part::Draining;
+                    slot.draining_since = Some(Instant::now());
                     extra -= 1;
                 }
             }
@@ -893,6 +916,7 @@ impl Shared {
             }
             if slot.part == Part::Draining {
                 slot.part = Part::Held;
+                slot.draining_since = None;
                 held += 1;
             }
         }
@@ -913,6 +937,7 @@ impl Shared {
                         parts[p] = Slot {
                             part: Part::Held,
                             renewed_at: Some(Instant::now()),
+                            draining_since: None,
                         };
                         held += 1;
                         tracing::info!(target: "evm", "MIQ(JetStreamQueue.rebalance) node [{node}]: partition {p} taken ({live} nodes, a share of {share})");

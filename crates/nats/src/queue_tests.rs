@@ -657,3 +657,57 @@ fn a_renewal_stuck_past_the_ttl_less_one_interval_stops_the_claims() {
     assert_eq!(got.len(), 6);
     assert_eq!(q.ack(&ids).unwrap(), 6);
 }
+
+#[test]
+fn a_draining_partition_whose_events_are_never_acked_is_given_up_after_the_ack_wait() {
+    let Some(t) = TestNats::new("queue_drain_stuck") else {
+        return;
+    };
+    let ttl = Duration::from_secs(2);
+    let o = opts(4, Duration::from_secs(1), 50);
+    let q1 = open(t.nats(), ttl, o);
+    assert_eq!(q1.held_partitions(), vec![0, 1, 2, 3]);
+    let p = provider("vc1");
+    let vms: Vec<String> = (0..40).map(|i| format!("vm-{i}")).collect();
+    let vms: Vec<&str> = vms.iter().map(|s| s.as_str()).collect();
+    let events = batch(&p, &vms, 0, 40);
+    q1.enqueue_caught(&events).unwrap();
+    // Claimed by node1 from every partition, never acked nor given back.
+    let claimed = claim_n(&q1, 40);
+    assert_eq!(claimed.len(), 40);
+    let busy: HashSet<u32> = lock(&q1.shared.inflight)
+        .values()
+        .map(|f| f.partition)
+        .collect();
+    assert_eq!(busy.len(), 4);
+    // node2 comes: node1 drains two partitions, and gives them up once
+    // the ack wait has passed although their events are still in flight.
+    let q2 = open(t.node("node2"), ttl, o);
+    let start = Instant::now();
+    while (q1.held_partitions().len(), q2.held_partitions().len()) != (2, 2)
+        && start.elapsed() < Duration::from_secs(30)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (h1, h2) = (q1.held_partitions(), q2.held_partitions());
+    assert_eq!((h1.len(), h2.len()), (2, 2), "{h1:?} {h2:?}");
+    // node1 keeps no entry of the partitions it gave up.
+    assert!(lock(&q1.shared.inflight)
+        .values()
+        .all(|f| h1.contains(&f.partition)));
+    // node2 gets their events again (delivered once more).
+    let theirs: Vec<u64> = claimed
+        .iter()
+        .filter(|c| h2.contains(&partition_of(&c.provider, &c.event, 4)))
+        .map(|c| c.id)
+        .collect();
+    assert!(!theirs.is_empty());
+    let again = claim_n(&q2, theirs.len());
+    let mut got: Vec<u64> = again.iter().map(|c| c.id).collect();
+    got.sort_unstable();
+    let mut want = theirs.clone();
+    want.sort_unstable();
+    assert_eq!(got, want);
+    assert!(again.iter().all(|c| c.attempts >= 2));
+    assert_eq!(q2.ack(&got).unwrap(), got.len());
+}
