@@ -37,8 +37,10 @@
 //!   decoded, is moved to the DEAD stream (with headers saying why, when
 //!   and after how many deliveries) and acked, instead of handed out.
 //! * **Ack** (after the PostgreSQL commit) is a double ack (the server
-//!   confirms it), all at once; **release** is a nak (due again now, one
-//!   delivery more); `release_leases` has nothing to do (JetStream
+//!   confirms it), all at once; **release** is a nak with a delay (1 s
+//!   after the first delivery, doubling with each, at most `ack_wait`:
+//!   see [`release_delay`]; `max_deliver` counts deliveries, so the
+//!   defaults ride out a PostgreSQL outage of about 30 s); `release_leases` has nothing to do (JetStream
 //!   delivers a dead process's messages again after `ack_wait`).
 //! * **Depth** is the stream's message count (claimed and unacked ones
 //!   included), cached and refreshed in the background at most every
@@ -77,6 +79,24 @@ const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
 /// Messages a partition's consumer may have delivered and not yet acked.
 const MAX_ACK_PENDING: i64 = 20_000;
+
+/// The delay of a released event's next delivery after its first one
+/// (doubled after each further delivery, up to `ack_wait`).
+const RELEASE_DELAY: Duration = Duration::from_secs(1);
+
+/// When an event released after its `delivered`-th delivery is delivered
+/// again: [`RELEASE_DELAY`] doubled `delivered - 1` times, at most
+/// `ack_wait`. `max_deliver` counts deliveries, so the default (5, with an
+/// `ack_wait` of 30 s) gives up on an event whose commit keeps failing
+/// after 1 + 2 + 4 + 8 + 16 = 31 s of waits (plus the handling of its five
+/// attempts): a PostgreSQL outage shorter than that sends nothing to the
+/// dead letters.
+pub fn release_delay(delivered: i64, ack_wait: Duration) -> Duration {
+    let doublings = u32::try_from(delivered.saturating_sub(1).clamp(0, 20)).unwrap_or(20);
+    RELEASE_DELAY
+        .saturating_mul(1u32 << doublings)
+        .min(ack_wait)
+}
 
 /// Headers of a dead letter.
 const H_REASON: &str = "Automate-Dead-Reason";
@@ -173,6 +193,8 @@ impl Slot {
 struct InFlight {
     acker: Acker,
     partition: u32,
+    /// Its delivery count (1 the first time).
+    delivered: i64,
 }
 
 /// The names of a cluster's streams, subjects and consumers.
@@ -1156,7 +1178,14 @@ impl EventQueue for JetStreamQueue {
                                 x
                             }
                         };
-                        inflight.insert(seq, InFlight { acker, partition });
+                        inflight.insert(
+                            seq,
+                            InFlight {
+                                acker,
+                                partition,
+                                delivered,
+                            },
+                        );
                         ready.push((
                             seq,
                             ClaimedEvent {
@@ -1246,14 +1275,24 @@ impl EventQueue for JetStreamQueue {
             });
     }
 
+    /// A nak with a delay ([`release_delay`]: 1 s after the first
+    /// delivery, doubling with each, at most `ack_wait`), not "due again
+    /// at once": a failed commit (PostgreSQL away for a few seconds) must
+    /// not spend an event's deliveries in a burst and send it to the dead
+    /// letters.
     fn release(&self, ids: &[u64]) {
         if ids.is_empty() {
             return;
         }
-        let ackers: Vec<Acker> = {
+        let ack_wait = self.shared.opts.ack_wait;
+        let ackers: Vec<(Acker, Duration)> = {
             let mut inflight = lock(&self.shared.inflight);
             ids.iter()
-                .filter_map(|id| inflight.remove(id).map(|f| f.acker))
+                .filter_map(|id| {
+                    inflight
+                        .remove(id)
+                        .map(|f| (f.acker, release_delay(f.delivered, ack_wait)))
+                })
                 .collect()
         };
         if ackers.is_empty() {
@@ -1262,7 +1301,7 @@ impl EventQueue for JetStreamQueue {
         let given = self.shared.nats.block(async move {
             let all = ackers
                 .into_iter()
-                .map(|a| async move { a.ack_with(AckKind::Nak(None)).await });
+                .map(|(a, d)| async move { a.ack_with(AckKind::Nak(Some(d))).await });
             futures_util::future::join_all(all)
                 .await
                 .into_iter()

@@ -95,6 +95,23 @@ fn partitions_are_stable_and_keep_a_vm_together() {
 }
 
 #[test]
+fn a_released_event_waits_longer_after_each_delivery_up_to_the_ack_wait() {
+    let s = Duration::from_secs;
+    let wait = s(30);
+    let delays: Vec<Duration> = (1..=7).map(|d| release_delay(d, wait)).collect();
+    assert_eq!(delays, vec![s(1), s(2), s(4), s(8), s(16), s(30), s(30)]);
+    // The default max_deliver (5): 31 s of waits before the 6th delivery,
+    // which goes to the dead letters.
+    assert_eq!(
+        (1..=5).map(|d| release_delay(d, wait)).sum::<Duration>(),
+        s(31)
+    );
+    assert_eq!(release_delay(0, wait), s(1));
+    assert_eq!(release_delay(i64::MAX, wait), wait);
+    assert_eq!(release_delay(3, s(1)), s(1));
+}
+
+#[test]
 fn the_same_events_queued_twice_are_stored_once_and_ack_removes_them() {
     let Some(t) = TestNats::new("queue_dedup") else {
         return;
@@ -133,7 +150,7 @@ fn the_same_events_queued_twice_are_stored_once_and_ack_removes_them() {
 }
 
 #[test]
-fn a_released_event_comes_back_at_once_and_an_unacked_one_after_the_ack_wait() {
+fn a_released_event_comes_back_after_its_delay_and_an_unacked_one_after_the_ack_wait() {
     let Some(t) = TestNats::new("queue_release") else {
         return;
     };
