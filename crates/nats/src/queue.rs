@@ -33,6 +33,9 @@
 //!   renewal.
 //! * **Claim** fetches (no wait) from the held partitions at once, oldest
 //!   first (by stream sequence); `attempts` is the delivery count. A
+//!   message whose sequence is still in flight on this node (its handling
+//!   outlasted `ack_wait` and the server delivered it again) is skipped:
+//!   one entry per sequence, the first delivery's ack settles it. A
 //!   message delivered more than `max_deliver` times, or that cannot be
 //!   decoded, is moved to the DEAD stream (with headers saying why, when
 //!   and after how many deliveries) and acked, instead of handed out.
@@ -1153,6 +1156,14 @@ impl EventQueue for JetStreamQueue {
                         continue;
                     }
                 };
+                if inflight.contains_key(&seq) {
+                    // Delivered again while this node still handles it
+                    // (slower than `ack_wait`): left alone, neither acked
+                    // nor handed out twice; the first delivery's ack (or
+                    // release) settles it.
+                    tracing::debug!(target: "evm", "MIQ(JetStreamQueue.claim) event {seq} delivered again ({delivered}) while in flight here: skipped");
+                    continue;
+                }
                 let (msg, acker) = m.split();
                 let key = msg.headers.as_ref().and_then(|h| header(h, MSG_ID));
                 let max = shared.opts.max_deliver;

@@ -728,3 +728,42 @@ fn a_draining_partition_whose_events_are_never_acked_is_given_up_after_the_ack_w
     assert!(again.iter().all(|c| c.attempts >= 2));
     assert_eq!(q2.ack(&got).unwrap(), got.len());
 }
+
+#[test]
+fn an_event_delivered_again_while_in_flight_is_not_handed_out_twice() {
+    let Some(t) = TestNats::new("queue_redelivered") else {
+        return;
+    };
+    let q = open(
+        t.nats(),
+        Duration::from_secs(30),
+        opts(1, Duration::from_secs(1), 50),
+    );
+    let p = provider("vc1");
+    let ids = q.enqueue_caught(&batch(&p, &["vm-1"], 0, 1)).unwrap();
+    let first = claim_n(&q, 1);
+    assert_eq!((first[0].id, first[0].attempts), (ids[0], 1));
+    // Its handling outlasts the ack wait: the server delivers it again
+    // (seen in the consumer's count of deliveries), and this node's claims
+    // skip it.
+    let start = Instant::now();
+    let mut redelivered = false;
+    while !redelivered && start.elapsed() < Duration::from_secs(30) {
+        assert!(q.claim(5).unwrap().events.is_empty(), "handed out twice");
+        let mut c = q.shared.consumers[0].clone();
+        let info = q
+            .shared
+            .nats
+            .block(async move { c.info().await.map(|i| i.num_redelivered) })
+            .unwrap()
+            .unwrap();
+        redelivered = info > 0;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(redelivered, "delivered again after the ack wait");
+    assert!(q.claim(5).unwrap().events.is_empty(), "handed out twice");
+    assert_eq!(lock(&q.shared.inflight).len(), 1);
+    // The first delivery's ack still removes it.
+    assert_eq!(q.ack(&[ids[0]]).unwrap(), 1);
+    assert_eq!(server_depth(&q), 0);
+}
