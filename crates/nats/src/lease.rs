@@ -30,6 +30,9 @@ use futures_util::TryStreamExt;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The shortest time to live of a lease.
+const MIN_TTL: Duration = Duration::from_secs(1);
+
 /// How long a call to the lease store may wait for its answer: a renewal
 /// stuck on a half-dead connection must not hold the renewing thread (its
 /// failure is seen, and the leases it guards treated as lost).
@@ -99,8 +102,12 @@ pub(crate) async fn bucket(
 impl KvLeases {
     /// The leases of `nats`'s cluster, each held for `ttl` after its last
     /// renewal: creates (or binds to) the buckets `<prefix>-leases` and
-    /// `<prefix>-positions`.
+    /// `<prefix>-positions`. A `ttl` under 1 s is refused (the bucket's
+    /// `max_age` 0 would mean leases that never expire).
     pub fn open(nats: Arc<Nats>, ttl: Duration) -> Result<Arc<KvLeases>, NatsError> {
+        if ttl < MIN_TTL {
+            return Err(NatsError::BadLeaseTtl(ttl));
+        }
         let js = nats.jetstream().clone();
         let prefix = nats.prefix().to_string();
         let (leases, positions) = nats.block(async move {
@@ -507,6 +514,20 @@ mod tests {
             let info = held.iter().find(|l| l.key == key).expect("held");
             assert_eq!(info.node, format!("node{}", winner + 1));
         }
+    }
+
+    #[test]
+    fn a_ttl_under_a_second_is_refused() {
+        let Some(t) = TestNats::new("lease_ttl") else {
+            return;
+        };
+        for ttl in [Duration::ZERO, Duration::from_millis(999)] {
+            let e = KvLeases::open(t.nats(), ttl).expect_err("refused");
+            assert!(matches!(e, NatsError::BadLeaseTtl(d) if d == ttl), "{e}");
+            assert!(e.to_string().contains("cluster.lease_ttl_s"), "{e}");
+        }
+        let l = KvLeases::open(t.nats(), Duration::from_secs(1)).unwrap();
+        assert_eq!(Leases::ttl(l.as_ref()), Duration::from_secs(1));
     }
 
     #[test]

@@ -71,6 +71,24 @@ pub enum NatsError {
         /// Why.
         error: String,
     },
+    /// A lease's time to live under a second: the bucket's `max_age` 0
+    /// means "never expires" to NATS (a dead node's leases would never
+    /// run out), and a shorter TTL leaves no time to renew.
+    #[error(
+        "cluster: a lease's time to live must be 1 s or more, not {0:?} (cluster.lease_ttl_s)"
+    )]
+    BadLeaseTtl(std::time::Duration),
+    /// The queue was opened with fewer partitions than the stream has
+    /// consumers for: the events of the others would be stranded.
+    #[error("cluster: cluster.partitions is {configured} but the stream {stream} has consumers for {found} partitions: the events queued in the others would never be claimed; set cluster.partitions to {found} (or more)")]
+    TooFewPartitions {
+        /// `cluster.partitions`.
+        configured: u32,
+        /// The partitions the stream's consumers show exist.
+        found: u32,
+        /// The events stream.
+        stream: String,
+    },
     /// The runtime the handle was given has stopped.
     #[error("NATS: the runtime running the client has stopped")]
     RuntimeGone,
