@@ -80,6 +80,9 @@ const DEPTH_REFRESH: Duration = Duration::from_millis(200);
 /// seen within it is not stored again.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
+/// How long a closing node waits for its naks to reach the server.
+const ANSWER_LIMIT: Duration = Duration::from_secs(5);
+
 /// Messages a partition's consumer may have delivered and not yet acked.
 const MAX_ACK_PENDING: i64 = 20_000;
 
@@ -484,13 +487,17 @@ impl JetStreamQueue {
         self.shared.rebalance();
     }
 
-    /// Stops renewing and gives every partition lease (and the node's own)
-    /// up, so the other nodes take them over at once: at a clean stop.
-    /// Events claimed and not acked are delivered again after `ack_wait`.
+    /// Stops renewing, gives every event in flight back (a nak without
+    /// delay, oldest first, so the next holder of its partition gets them
+    /// at once and in order), then gives every partition lease (and the
+    /// node's own) up, so the other nodes take them over at once: at a
+    /// clean stop, once the pipeline has stopped (an event a worker still
+    /// handled would be handled again by the next holder).
     pub fn close(&self) {
         self.stop_renewing();
         let shared = &self.shared;
         let _one = lock(&shared.rebalancing);
+        shared.give_back_everything();
         let mut parts = lock(&shared.parts);
         for (p, slot) in parts.iter_mut().enumerate() {
             if slot.part != Part::Free {
@@ -795,6 +802,51 @@ struct Doomed {
 }
 
 impl Shared {
+    /// Naks (without delay) every event in flight, oldest first, and
+    /// forgets them: at [`JetStreamQueue::close`].
+    fn give_back_everything(&self) {
+        let mut all: Vec<(u64, Acker)> = lock(&self.inflight)
+            .drain()
+            .map(|(seq, f)| (seq, f.acker))
+            .collect();
+        if all.is_empty() {
+            return;
+        }
+        all.sort_by_key(|(seq, _)| *seq);
+        let n = all.len();
+        let client = self.nats.client().clone();
+        // One after the other: the server queues them for redelivery in
+        // the order it gets them.
+        let given = self.nats.block_within(
+            ANSWER_LIMIT,
+            "giving back the events in flight",
+            async move {
+                let mut failed = 0usize;
+                for (_, a) in all {
+                    if a.ack_with(AckKind::Nak(None)).await.is_err() {
+                        failed += 1;
+                    }
+                }
+                client
+                    .flush()
+                    .await
+                    .map_err(|e| NatsError::js("giving back the events in flight", e))?;
+                Ok(failed)
+            },
+        );
+        match given {
+            Ok(0) => {
+                tracing::info!(target: "evm", "MIQ(JetStreamQueue.close) {n} events in flight given back")
+            }
+            Ok(f) => {
+                tracing::warn!(target: "evm", "MIQ(JetStreamQueue.close) {f} of {n} events in flight not given back: they come back after the ack wait")
+            }
+            Err(e) => {
+                tracing::warn!(target: "evm", "MIQ(JetStreamQueue.close) {n} events in flight: {e}: they come back after the ack wait")
+            }
+        }
+    }
+
     fn held_partitions(&self) -> Vec<u32> {
         lock(&self.parts)
             .iter()

@@ -767,3 +767,40 @@ fn an_event_delivered_again_while_in_flight_is_not_handed_out_twice() {
     assert_eq!(q.ack(&[ids[0]]).unwrap(), 1);
     assert_eq!(server_depth(&q), 0);
 }
+
+#[test]
+fn a_closing_node_gives_its_events_in_flight_back_at_once() {
+    let Some(t) = TestNats::new("queue_close_naks") else {
+        return;
+    };
+    let ttl = Duration::from_secs(30);
+    // An ack wait far longer than the wait below: what comes back came
+    // back through the naks.
+    let o = opts(2, Duration::from_secs(600), 5);
+    let q1 = open(t.nats(), ttl, o);
+    let p = provider("vc1");
+    let ids = q1
+        .enqueue_caught(&batch(&p, &["vm-1", "vm-2", "vm-3"], 0, 9))
+        .unwrap();
+    let claimed = claim_n(&q1, 9);
+    assert_eq!(claimed.len(), 9);
+    q1.close();
+    assert!(lock(&q1.shared.inflight).is_empty());
+    let q2 = open(t.node("node2"), ttl, o);
+    assert_eq!(q2.held_partitions(), vec![0, 1]);
+    let again = claim_n(&q2, 9);
+    assert_eq!(again.len(), 9, "given back, not left to the ack wait");
+    assert!(again.iter().all(|c| c.attempts == 2));
+    // Each VM's events still in order.
+    let mut by_vm: HashMap<String, Vec<u64>> = HashMap::new();
+    for c in &again {
+        by_vm
+            .entry(c.event.vm_ems_ref.clone().unwrap_or_default())
+            .or_default()
+            .push(c.id);
+    }
+    for (vm, seqs) in &by_vm {
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{vm}: {seqs:?}");
+    }
+    assert_eq!(q2.ack(&ids).unwrap(), 9);
+}
