@@ -362,7 +362,10 @@ impl JetStreamQueue {
     /// The queue of `nats`'s cluster: creates (or binds to) the streams
     /// `<PREFIX>_EVENTS` and `<PREFIX>_DEAD` and one consumer per
     /// partition, takes this node's share of the partitions (through
-    /// `leases`), and starts the thread that renews them.
+    /// `leases`), and starts the thread that renews them. Refused
+    /// ([`NatsError::TooFewPartitions`]) with fewer partitions than the
+    /// stream has consumers for (the events queued for the others would
+    /// never be claimed).
     pub fn open(
         nats: Arc<Nats>,
         leases: Arc<dyn Leases>,
@@ -404,6 +407,16 @@ impl JetStreamQueue {
                 },
             )
             .await?;
+            // Fewer partitions than before would strand the events queued
+            // on the subjects of the others: refused.
+            let found = partitions_found(&events, &n).await?;
+            if found > opts.partitions {
+                return Err(NatsError::TooFewPartitions {
+                    configured: opts.partitions,
+                    found,
+                    stream: n.events.clone(),
+                });
+            }
             let mut consumers = Vec::with_capacity(opts.partitions as usize);
             for p in 0..opts.partitions {
                 let name = n.consumer(p);
@@ -731,6 +744,25 @@ impl Drop for JetStreamQueue {
     fn drop(&mut self) {
         self.stop_renewing();
     }
+}
+
+/// How many partitions the consumers of the events stream show exist (the
+/// highest `<prefix>_p<n>` + 1; 0 for a new stream).
+async fn partitions_found(events: &Stream, names: &Names) -> Result<u32, NatsError> {
+    let what = || format!("listing the consumers of {}", names.events);
+    let mut listing = events.consumer_names();
+    let mine = format!("{}_p", names.prefix);
+    let mut found = 0u32;
+    while let Some(name) = listing.next().await {
+        let name = name.map_err(|e| NatsError::js(what(), e))?;
+        if let Some(p) = name
+            .strip_prefix(mine.as_str())
+            .and_then(|n| n.parse::<u32>().ok())
+        {
+            found = found.max(p.saturating_add(1));
+        }
+    }
+    Ok(found)
 }
 
 /// Creates the stream, or binds to it (updating a changed configuration).

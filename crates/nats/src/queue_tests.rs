@@ -804,3 +804,40 @@ fn a_closing_node_gives_its_events_in_flight_back_at_once() {
     }
     assert_eq!(q2.ack(&ids).unwrap(), 9);
 }
+
+#[test]
+fn fewer_partitions_than_the_stream_has_consumers_for_are_refused() {
+    let Some(t) = TestNats::new("queue_fewer_parts") else {
+        return;
+    };
+    let ttl = Duration::from_secs(30);
+    let q = open(t.nats(), ttl, opts(4, Duration::from_secs(30), 5));
+    let leases = KvLeases::open(t.node("node2"), ttl).unwrap();
+    let e = JetStreamQueue::open(
+        t.node("node2"),
+        leases.clone(),
+        opts(2, Duration::from_secs(30), 5),
+    )
+    .expect_err("2 partitions where 4 exist");
+    assert!(
+        matches!(
+            e,
+            NatsError::TooFewPartitions {
+                configured: 2,
+                found: 4,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let text = e.to_string();
+    assert!(
+        text.contains("cluster.partitions") && text.contains('4'),
+        "{text}"
+    );
+    // The same count, or more, is taken.
+    let q2 =
+        JetStreamQueue::open(t.node("node2"), leases, opts(4, Duration::from_secs(30), 5)).unwrap();
+    q2.close();
+    q.close();
+}
