@@ -24,13 +24,16 @@
 //!   [`Leases::renew_every`], takes free partitions up to its share, and
 //!   gives up those above its share once the events it claimed from them
 //!   are acked or given back (or `ack_wait` after it began draining them,
-//!   when the server has delivered what is still in flight again anyway); a partition whose renewal fails is marked
-//!   free at once, and one whose last renewal is older than the TTL less
-//!   one renewal interval (a renewal stuck or late; each lease call gives
-//!   up after 5 s) is not claimed from until renewed: a node stops before
-//!   its lease can have run out. A dead node's partitions are free once its
-//!   leases run out (the TTL), and taken by the others at their next
-//!   renewal.
+//!   when the server has delivered what is still in flight again anyway);
+//!   a partition whose renewal fails is marked free at once, and one whose
+//!   last renewal is older than the TTL less one renewal interval (a
+//!   renewal stuck or late; each lease call gives up after 5 s) is not
+//!   claimed from until renewed: a node stops before its lease can have
+//!   run out. A dead node's partitions are free once its leases run out
+//!   (the TTL), and taken by the others at their next renewal. At a clean
+//!   stop ([`JetStreamQueue::close`]) everything in flight is given back
+//!   (a nak without delay) before the leases. The queue refuses to open
+//!   with fewer partitions than the stream has consumers for.
 //! * **Claim** fetches (no wait) from the held partitions at once, oldest
 //!   first (by stream sequence); `attempts` is the delivery count. A
 //!   message whose sequence is still in flight on this node (its handling
@@ -43,8 +46,9 @@
 //!   confirms it), all at once; **release** is a nak with a delay (1 s
 //!   after the first delivery, doubling with each, at most `ack_wait`:
 //!   see [`release_delay`]; `max_deliver` counts deliveries, so the
-//!   defaults ride out a PostgreSQL outage of about 30 s); `release_leases` has nothing to do (JetStream
-//!   delivers a dead process's messages again after `ack_wait`).
+//!   defaults ride out a PostgreSQL outage of about 30 s);
+//!   `release_leases` has nothing to do (JetStream delivers a dead
+//!   process's messages again after `ack_wait`).
 //! * **Depth** is the stream's message count (claimed and unacked ones
 //!   included), cached and refreshed in the background at most every
 //!   200 ms: the hot path never waits for a round trip.
