@@ -776,3 +776,41 @@ fn two_nodes_storing_the_same_events_at_once_store_each_once() {
         );
     }
 }
+
+/// A string with a NUL (which a PostgreSQL text cannot hold) is stored in
+/// the json and found by a scan; the other objects stay indexed.
+#[test]
+fn strings_with_a_nul_are_stored_and_found() {
+    let Some((_db, store)) = store("nul") else {
+        return;
+    };
+    let odd = "a\0b";
+    let r = store
+        .create(
+            "EmsEvent",
+            attrs(&[("dedup_key", s(odd)), ("name", s(odd))]),
+        )
+        .expect("create");
+    assert_eq!(store.attribute(&r, "name").unwrap(), Some(s(odd)));
+    assert_eq!(
+        ids(&store.find_by("EventStream", "dedup_key", &s(odd)).unwrap()),
+        vec![r.id]
+    );
+    let unit = store.clone().begin_unit();
+    let mine = unit
+        .objects()
+        .create("EmsEvent", attrs(&[("name", s(odd))]))
+        .unwrap();
+    assert_eq!(
+        ids(&unit
+            .objects()
+            .find_by("EventStream", "name", &s(odd))
+            .unwrap()),
+        vec![r.id, mine.id]
+    );
+    unit.commit().expect("commit");
+    assert_eq!(
+        store.find_by("EventStream", "name", &s(odd)).unwrap().len(),
+        2
+    );
+}
