@@ -814,3 +814,34 @@ fn strings_with_a_nul_are_stored_and_found() {
         2
     );
 }
+
+/// An object stored with its own id (an import) is replaced by a second
+/// insert, and the sequence moves past it: a node's next block starts
+/// after it.
+#[test]
+fn objects_inserted_with_their_id_move_the_sequence_past_it() {
+    let Some((db, store)) = store("insert") else {
+        return;
+    };
+    let id = REGION_BASE + 500;
+    store
+        .insert("Host", id, attrs(&[("Name", s("old"))]))
+        .expect("insert");
+    let r = store
+        .insert(
+            "Host",
+            id,
+            attrs(&[("name", s("imported")), ("ems_ref", s("h-1"))]),
+        )
+        .expect("replace");
+    assert_eq!(store.attribute(&r, "name").unwrap(), Some(s("imported")));
+    assert_eq!(
+        ids(&store.find_by("Host", "ems_ref", &s("h-1")).unwrap()),
+        vec![id]
+    );
+    let fresh = PgStore::open(db.pg()).expect("open");
+    let next = fresh
+        .create("Host", attrs(&[("name", s("new"))]))
+        .expect("create");
+    assert!(next.id > id, "{} after {id}", next.id);
+}
