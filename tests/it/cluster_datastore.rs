@@ -360,6 +360,23 @@ fn a_missed_notification_is_caught_by_the_poll() {
             )
             .await
             .unwrap();
+            // And rows no node would write: a domain named `..`, and one
+            // whose file would leave its directory. Neither is taken.
+            for (name, path) in [("..", "__domain__.yaml"), ("Evil", "../../escape")] {
+                tx.execute(
+                    "INSERT INTO domains (name, digest, version, updated_by)
+                     VALUES ($1, '', nextval('datastore_versions'), 'by-hand')",
+                    &[&name],
+                )
+                .await
+                .unwrap();
+                tx.execute(
+                    "INSERT INTO domain_files (domain, path, body) VALUES ($1, $2, 'x')",
+                    &[&name, &path],
+                )
+                .await
+                .unwrap();
+            }
             tx.commit().await.unwrap();
         }
     })
@@ -368,6 +385,11 @@ fn a_missed_notification_is_caught_by_the_poll() {
         a.greeting().as_deref() == Some("Two") && b.greeting().as_deref() == Some("Two")
     });
     assert_eq!(b.files("Custom").as_ref(), Some(&two));
+    for node in [&a, &b] {
+        let dir = node.root.parent().unwrap();
+        assert!(!dir.join("escape").exists() && !node.root.join("Evil").exists());
+        assert!(!dir.join("__domain__.yaml").exists());
+    }
 }
 
 #[test]

@@ -202,6 +202,13 @@ struct Sync {
 impl Sync {
     /// The first reconciliation: seed PostgreSQL, or take its domains.
     fn first(&mut self) -> anyhow::Result<()> {
+        if self.root.join(automate_datastore::fs::DOMAIN_FILE).exists() {
+            anyhow::bail!(
+                "the datastore root {} is a domain itself: cluster mode shares a root of domain \
+                 directories",
+                self.root.display()
+            );
+        }
         let remote = self.block(|pg| async move { shared::list(&pg).await })?;
         let local = local_domains(&self.root)?;
         if remote.is_empty() {
@@ -348,6 +355,17 @@ impl Sync {
         }
         for r in &remote {
             if self.seen.get(&r.name).map(|s| s.version) == Some(r.version) {
+                continue;
+            }
+            if !shared::plain_domain_name(&r.name) {
+                tracing::error!(target: "evm", "MIQ(Datastore#sync) domain {:?} version {} (from node {}) not taken: not a directory name", r.name, r.version, r.updated_by);
+                self.seen.insert(
+                    r.name.clone(),
+                    Seen {
+                        version: r.version,
+                        local: None,
+                    },
+                );
                 continue;
             }
             let dir = self.root.join(&r.name);
