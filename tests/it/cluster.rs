@@ -448,3 +448,163 @@ fn a_node_that_loses_postgresql_stays_up_unhealthy_and_recovers() {
     let stats = n.stop();
     assert_eq!(stats["errors"].as_u64(), Some(0), "{stats}");
 }
+
+/// Writes domain `SYNC` (priority 90) to `dir`: `/System/Process/Event`
+/// runs `mark`, which writes `marked = <value>` on the stored EmsEvent.
+fn write_marking_domain(dir: &Path, value: &str) {
+    let _ = std::fs::remove_dir_all(dir);
+    let cls = dir.join("SYNC/System/Process.class");
+    std::fs::create_dir_all(cls.join("__methods__")).unwrap();
+    std::fs::write(
+        dir.join("SYNC/__domain__.yaml"),
+        "---\nobject_type: domain\nversion: 1.0\nobject:\n  attributes:\n    name: SYNC\n    description: \n    display_name: \n    priority: 90\n    enabled: true\n    tenant_id: 1\n    source: user\n    top_level_namespace: \n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("SYNC/System/__namespace__.yaml"),
+        "---\nobject_type: namespace\nversion: 1.0\nobject:\n  attributes:\n    name: System\n    description: \n    display_name: \n    priority: \n    enabled: \n",
+    )
+    .unwrap();
+    std::fs::write(
+        cls.join("__class__.yaml"),
+        "---\nobject_type: class\nversion: 1.0\nobject:\n  attributes:\n    description: \n    display_name: \n    name: Process\n    type: \n    inherits: \n    visibility: \n    owner: \n  schema:\n  - field:\n      aetype: method\n      name: execute\n      display_name: \n      datatype: string\n      priority: 1\n      owner: \n      default_value: \n      substitute: true\n      message: create\n      visibility: \n      collect: \n      scope: \n      description: \n      condition: \n      on_entry: \n      on_exit: \n      on_error: \n      max_retries: \n      max_time: \n",
+    )
+    .unwrap();
+    std::fs::write(
+        cls.join("Event.yaml"),
+        "---\nobject_type: instance\nversion: 1.0\nobject:\n  attributes:\n    display_name: \n    name: Event\n    inherits: \n    description: \n  fields:\n  - execute:\n      value: mark\n",
+    )
+    .unwrap();
+    std::fs::write(
+        cls.join("__methods__/mark.yaml"),
+        "---\nobject_type: method\nversion: 1.0\nobject:\n  attributes:\n    name: mark\n    display_name: \n    description: \n    scope: instance\n    language: rhai\n    location: inline\n    options: {}\n  inputs: []\n",
+    )
+    .unwrap();
+    std::fs::write(
+        cls.join("__methods__/mark.rhai"),
+        format!(
+            "let raw = `${{evm.root[\"event_id\"]}}`;\nif raw != \"\" {{\n    let ev = evm.vmdb(\"ems_event\", parse_int(raw));\n    if ev != () {{ ev[\"marked\"] = \"{value}\"; }}\n}}\n"
+        ),
+    )
+    .unwrap();
+}
+
+/// The `marked` attribute of the EmsEvent with chain id `chain`, once stored.
+fn marked(db: &TestDb, chain: &str) -> Option<String> {
+    let pg = db.pg();
+    let (p, chain) = (pg.clone(), chain.to_string());
+    pg.block(async move {
+        let c = p.client().await.unwrap();
+        c.query_opt(
+            "SELECT coalesce((attrs::jsonb)->>'marked', '') FROM objects WHERE class = 'EmsEvent' AND k_chain_id = $1",
+            &[&chain],
+        )
+        .await
+        .unwrap()
+        .map(|r| r.get::<_, String>(0))
+    })
+    .unwrap()
+}
+
+/// Issue 19's acceptance: a datastore import on node A (a front door,
+/// `automate api`) changes the behaviour of the events handled on node C
+/// (the only `automate run` node) within 5 s: the domain reaches C
+/// through PostgreSQL (NOTIFY, then C's hot reload).
+#[test]
+fn an_import_on_node_a_changes_what_node_c_does_within_5_s() {
+    let Some(db) = TestDb::new("cluster_import") else {
+        return;
+    };
+    let Some(tn) = TestNats::new("cluster_import") else {
+        return;
+    };
+    let (schema, prefix) = (db.config().schema, tn.nats().prefix().to_string());
+    let nats_url = automate_nats::testing::test_url();
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(&events, "").unwrap();
+    let config = |node: &str| node_config(node, &pg_url(), &schema, &nats_url, &prefix);
+    let mut c = Node::start(dir.path(), "nodec", &config("nodec"));
+    c.wait_advertised();
+    // Node A: the API only, over the same cluster, its own datastore root.
+    std::fs::write(dir.path().join("nodea.yaml"), config("nodea")).unwrap();
+    let a_root = dir.path().join("ds-nodea");
+    copy_dir(&shipped_datastore(), &a_root);
+    let a_db = dir.path().join("nodea.redb");
+    let mut a = automate_on(&a_root, &a_db)
+        .current_dir(dir.path())
+        .args(["api", "--listen", "127.0.0.1:0", "--config"])
+        .arg(dir.path().join("nodea.yaml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("node A advertised", || {
+        a_db.with_file_name("nodea.redb.server").exists()
+    });
+    let mut n = 0usize;
+    // Appends one event for node C's catcher; its chain id.
+    let mut send = || {
+        n += 1;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&events)
+            .unwrap();
+        writeln!(
+            f,
+            r#"{{"event_type":"USER_RUN_VM","timestamp":"2026-01-01T00:00:00Z","chain_id":"i{n}","vm_ems_ref":"vm-1","vm_name":"vm-1"}}"#
+        )
+        .unwrap();
+        format!("i{n}")
+    };
+    let import = |value: &str| {
+        let src = dir.path().join(format!("src-{value}"));
+        write_marking_domain(&src, value);
+        let out = automate_on(&a_root, &a_db)
+            .args(["import", "--overwrite"])
+            .arg(src.join("SYNC"))
+            .output()
+            .unwrap();
+        stdout_ok(&out, "import through node A");
+    };
+    // v1, and an event C handles with it (however long that first takes).
+    import("v1");
+    wait_for("node C handling with v1", || {
+        let chain = send();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(5) {
+            match marked(&db, &chain).as_deref() {
+                Some("v1") => return true,
+                Some(_) => return false,
+                None => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+        false
+    });
+    // v2: from the import's answer to the first event C handles with it.
+    import("v2");
+    let imported = Instant::now();
+    let took = loop {
+        let chain = send();
+        let sent = Instant::now();
+        let seen = loop {
+            if let Some(v) = marked(&db, &chain) {
+                break v;
+            }
+            assert!(sent.elapsed() < BOUND, "event {chain} never stored");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if seen == "v2" {
+            break imported.elapsed();
+        }
+        assert!(imported.elapsed() < BOUND, "node C never took v2");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    println!("an import on node A changed node C's events after {took:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "node C took {took:?} to run what node A imported (the issue asks for 5 s)"
+    );
+    assert!(terminate(&mut a).is_some_and(|s| s.success()));
+    c.stop();
+}

@@ -1330,12 +1330,29 @@ impl EventQueue for JetStreamQueue {
         if ackers.is_empty() {
             return Ok(0);
         }
+        // A plain ack, not a double ack awaiting the server's answer: the
+        // commit is already durable, and an ack the server never got only
+        // makes the event come back after the ack wait, where its dedup_key
+        // finds it stored (a round trip per event saved on the node and on
+        // nats-server: docs/performance.md, "Cluster"). The flush sends
+        // them before this returns.
+        let client = self.shared.nats.client().clone();
         let results = self.shared.nats.block(async move {
-            let all = ackers.into_iter().map(|(id, a)| async move {
-                a.double_ack().await.map_err(|e| (id, e.to_string()))
-            });
-            futures_util::future::join_all(all).await
+            let mut results = Vec::with_capacity(ackers.len());
+            for (id, a) in ackers {
+                results.push(a.ack().await.map_err(|e| (id, e.to_string())));
+            }
+            let flushed = client.flush().await.map_err(|e| e.to_string());
+            (results, flushed)
         })?;
+        let (results, flushed) = results;
+        if let Err(e) = flushed {
+            return Err(NatsError::js(
+                "sending the acks (the events come back after the ack wait)",
+                e,
+            )
+            .into());
+        }
         let mut n = 0;
         let mut failed = Vec::new();
         for r in results {
