@@ -404,40 +404,86 @@ fn health(url: &str) -> (u16, Value) {
     }
 }
 
-#[test]
-fn a_node_that_loses_postgresql_stays_up_unhealthy_and_recovers() {
-    let Some(db) = TestDb::new("cluster_lost") else {
+/// Which service a test cuts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lost {
+    Postgres,
+    Nats,
+}
+
+/// One node whose PostgreSQL or NATS goes through a [`Cut`]: the service is
+/// cut, events are caught meanwhile (queued in NATS when it is PostgreSQL
+/// that is lost; held by the catcher when NATS is), `/api/health` says
+/// unavailable naming the service, the node stays up; restored, the
+/// health is ok again and every event is stored once.
+fn lose_and_recover(lost: Lost) {
+    let name = match lost {
+        Lost::Postgres => "cluster_lost_pg",
+        Lost::Nats => "cluster_lost_nats",
+    };
+    let Some(db) = TestDb::new(name) else {
         return;
     };
-    let Some(tn) = TestNats::new("cluster_lost") else {
+    let Some(tn) = TestNats::new(name) else {
         return;
     };
-    let cut = Cut::new(5432);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("events.jsonl"), "").unwrap();
-    let postgres = format!("host=127.0.0.1 port={} user=postgres dbname=test", cut.port);
+    let mut postgres = pg_url();
+    let mut nats = automate_nats::testing::test_url();
+    let cut = match lost {
+        Lost::Postgres => {
+            let cut = Cut::new(5432);
+            postgres = format!("host=127.0.0.1 port={} user=postgres dbname=test", cut.port);
+            cut
+        }
+        Lost::Nats => {
+            let cut = Cut::new(4222);
+            nats = format!("nats://127.0.0.1:{}", cut.port);
+            cut
+        }
+    };
     let config = node_config(
         "node1",
         &postgres,
         &db.config().schema,
-        &automate_nats::testing::test_url(),
+        &nats,
         tn.nats().prefix(),
     );
     let mut n = Node::start(dir.path(), "node1", &config);
     let url = n.wait_advertised();
     assert_eq!(health(&url).0, 200);
     cut.cut();
+    let (service, status) = match lost {
+        Lost::Postgres => ("PostgreSQL at", 503),
+        Lost::Nats => ("NATS at", 503),
+    };
     wait_for("/api/health to say unavailable", || {
-        let (status, body) = health(&url);
-        status == 503 && body["store"]["state"] == "unavailable"
+        let (s, body) = health(&url);
+        s == status && body["store"]["state"] == "unavailable"
     });
     let (_, body) = health(&url);
     assert!(
         body["store"]["message"]
             .as_str()
-            .is_some_and(|m| m.contains("PostgreSQL at")),
+            .is_some_and(|m| m.contains(service)),
         "{body}"
     );
+    // Events caught while the service is away.
+    const EVENTS: usize = 50;
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("events.jsonl"))
+            .unwrap();
+        for i in 0..EVENTS {
+            writeln!(
+                f,
+                r#"{{"event_type":"USER_RUN_VM","timestamp":"2026-01-01T00:00:{i:02}Z","vm_ems_ref":"vm-{i}","vm_name":"vm-{i}"}}"#
+            )
+            .unwrap();
+        }
+    }
     assert!(
         n.child.try_wait().unwrap().is_none(),
         "the node exited:\n{}",
@@ -445,6 +491,20 @@ fn a_node_that_loses_postgresql_stays_up_unhealthy_and_recovers() {
     );
     cut.restore();
     wait_for("/api/health to be ok again", || health(&url).0 == 200);
+    wait_for("every event stored", || {
+        stored_events(&db).0 >= EVENTS as i64
+    });
+    assert_eq!(stored_events(&db), (EVENTS as i64, EVENTS as i64));
     let stats = n.stop();
-    assert_eq!(stats["errors"].as_u64(), Some(0), "{stats}");
+    assert_eq!(stats["dead_lettered"].as_u64(), Some(0), "{stats}");
+}
+
+#[test]
+fn a_node_that_loses_postgresql_stays_up_unhealthy_and_recovers() {
+    lose_and_recover(Lost::Postgres);
+}
+
+#[test]
+fn a_node_that_loses_nats_stays_up_unhealthy_and_recovers() {
+    lose_and_recover(Lost::Nats);
 }
