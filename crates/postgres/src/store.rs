@@ -244,23 +244,17 @@ impl PgStore {
                         .map_err(sql_error)?;
                     c.query(&st, &[&base, &key]).await
                 }
-                Some(key) => {
+                // Not a key column: every row of the base class, compared
+                // here. Never `attrs->>...` on the server: PostgreSQL's json
+                // extraction fails on a whole object holding a NUL
+                // (`\u0000`) anywhere, which one event's `full_data` would
+                // make of every lookup.
+                _ => {
                     let st = c
-                        .prepare_cached(&format!(
-                            "{SELECT} WHERE base = $1 AND (attrs->>$2::text) = $3 ORDER BY id"
-                        ))
+                        .prepare_cached(&format!("{SELECT} WHERE base = $1"))
                         .await
                         .map_err(sql_error)?;
-                    c.query(&st, &[&base, &attr, &key]).await
-                }
-                None => {
-                    let st = c
-                        .prepare_cached(&format!(
-                            "{SELECT} WHERE base = $1 AND (attrs->$2::text) IS NOT NULL ORDER BY id"
-                        ))
-                        .await
-                        .map_err(sql_error)?;
-                    c.query(&st, &[&base, &attr]).await
+                    c.query(&st, &[&base]).await
                 }
             }
             .map_err(sql_error)?;

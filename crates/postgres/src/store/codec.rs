@@ -4,9 +4,8 @@
 //! other values are tagged objects, the format the redb store writes: a
 //! NaN or infinity `{"$f":"NaN"|"inf"|"-inf"}`, a symbol `{"$sym":..}`, a
 //! password `{"$pw":..}`, an object reference `{"$obj":[class,id]}`, a
-//! hash `{"$hash":[[key,value],...]}`; an array is an array. So
-//! `attrs->>'name'` of a string is the string itself and of an integer its
-//! digits: what the expression indexes hold and the finders look up.
+//! hash `{"$hash":[[key,value],...]}`; an array is an array. The finders'
+//! key columns hold [`key_text`]: a string itself, an integer its digits.
 
 use automate_core::value::{AttrValue, Attributes, VmdbRef};
 use automate_vmdb::{write_array, write_str, StoreError};
@@ -149,9 +148,11 @@ fn decode_value(v: &J) -> AttrValue {
 
 /// The text `attrs->>'attr'` holds for `value`, when a row holding
 /// exactly `value` is found by comparing it (strings, integers, booleans):
-/// the finders' key. `None`: compare the decoded values instead.
+/// the finders' key. `None`: compare the decoded values instead (a string
+/// with a NUL, which a PostgreSQL text cannot hold, is one of those).
 pub(crate) fn key_text(value: &AttrValue) -> Option<String> {
     match value {
+        AttrValue::Str(s) if s.contains('\0') => None,
         AttrValue::Str(s) => Some(s.clone()),
         AttrValue::Int(i) => Some(i.to_string()),
         AttrValue::Bool(b) => Some(b.to_string()),

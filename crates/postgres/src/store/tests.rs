@@ -776,3 +776,72 @@ fn two_nodes_storing_the_same_events_at_once_store_each_once() {
         );
     }
 }
+
+/// A string with a NUL (which a PostgreSQL text cannot hold) is stored in
+/// the json and found by a scan; the other objects stay indexed.
+#[test]
+fn strings_with_a_nul_are_stored_and_found() {
+    let Some((_db, store)) = store("nul") else {
+        return;
+    };
+    let odd = "a\0b";
+    let r = store
+        .create(
+            "EmsEvent",
+            attrs(&[("dedup_key", s(odd)), ("name", s(odd))]),
+        )
+        .expect("create");
+    assert_eq!(store.attribute(&r, "name").unwrap(), Some(s(odd)));
+    assert_eq!(
+        ids(&store.find_by("EventStream", "dedup_key", &s(odd)).unwrap()),
+        vec![r.id]
+    );
+    let unit = store.clone().begin_unit();
+    let mine = unit
+        .objects()
+        .create("EmsEvent", attrs(&[("name", s(odd))]))
+        .unwrap();
+    assert_eq!(
+        ids(&unit
+            .objects()
+            .find_by("EventStream", "name", &s(odd))
+            .unwrap()),
+        vec![r.id, mine.id]
+    );
+    unit.commit().expect("commit");
+    assert_eq!(
+        store.find_by("EventStream", "name", &s(odd)).unwrap().len(),
+        2
+    );
+}
+
+/// An object stored with its own id (an import) is replaced by a second
+/// insert, and the sequence moves past it: a node's next block starts
+/// after it.
+#[test]
+fn objects_inserted_with_their_id_move_the_sequence_past_it() {
+    let Some((db, store)) = store("insert") else {
+        return;
+    };
+    let id = REGION_BASE + 500;
+    store
+        .insert("Host", id, attrs(&[("Name", s("old"))]))
+        .expect("insert");
+    let r = store
+        .insert(
+            "Host",
+            id,
+            attrs(&[("name", s("imported")), ("ems_ref", s("h-1"))]),
+        )
+        .expect("replace");
+    assert_eq!(store.attribute(&r, "name").unwrap(), Some(s("imported")));
+    assert_eq!(
+        ids(&store.find_by("Host", "ems_ref", &s("h-1")).unwrap()),
+        vec![id]
+    );
+    let fresh = PgStore::open(db.pg()).expect("open");
+    let next = fresh
+        .create("Host", attrs(&[("name", s("new"))]))
+        .expect("create");
+    assert!(next.id > id, "{} after {id}", next.id);
+}
