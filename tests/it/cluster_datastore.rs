@@ -12,14 +12,14 @@
 use crate::common::{copy_dir, shipped_datastore};
 use automate::cli::cluster::datastore::{start, DatastoreSync};
 use automate_control::{with_control_reloadable, Reloader};
-use automate_datastore::{Datastore, ImportOptions, Reload};
+use automate_datastore::{Datastore, ImportOptions, ReloadReport};
 use automate_engine::Engine;
 use automate_methods::RhaiLimits;
 use automate_postgres::datastore::{self as shared, DomainFiles, DomainMeta};
 use automate_postgres::testing::TestDb;
 use automate_postgres::Pg;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a change may take to reach the other node before the test
@@ -37,6 +37,11 @@ struct Node {
     reloader: Arc<Reloader>,
     pg: Arc<Pg>,
     sync: Option<DatastoreSync>,
+    /// The file watcher `automate run` starts (reloads on a change made by
+    /// hand, and on every domain the sync writes).
+    _watch: Option<automate::cli::watch::Watch>,
+    /// Every reload's report, in order.
+    reports: Arc<Mutex<Vec<ReloadReport>>>,
 }
 
 impl Node {
@@ -51,7 +56,15 @@ impl Node {
         let (engine, _runner, reloader) =
             with_control_reloadable(Engine::new(Arc::new(ds)), RhaiLimits::default());
         let pg = Pg::connect(&db.config(), db.handle()).unwrap();
+        let reports = Arc::new(Mutex::new(Vec::new()));
+        {
+            let reports = reports.clone();
+            reloader.observe(move |r| reports.lock().unwrap().push(r.clone()));
+        }
         let sync = start(pg.clone(), &root, reloader.clone(), name, db.handle()).unwrap();
+        let watch = automate::cli::watch::start(&root, reloader.clone())
+            .map_err(|e| eprintln!("no watcher ({e:#}): reloads by hand"))
+            .ok();
         Node {
             _dir: dir,
             root,
@@ -59,6 +72,8 @@ impl Node {
             reloader,
             pg,
             sync: Some(sync),
+            _watch: watch,
+            reports,
         }
     }
 
@@ -190,7 +205,10 @@ fn a_change_on_one_node_reaches_the_other() {
         .unwrap()
         .unwrap()
         .version;
-    // The report is out before B puts its files back: wait for both.
+    // The report is out before B puts its files back: wait for both (a
+    // reload by B's watcher may follow, on the files put back).
+    let failed = |n: &Node| n.reports.lock().unwrap().iter().filter(|r| !r.ok).count();
+    let failed_before = (failed(&a), failed(&b));
     let work_dirs = |root: &Path| -> Vec<PathBuf> {
         std::fs::read_dir(root)
             .unwrap()
@@ -199,13 +217,23 @@ fn a_change_on_one_node_reaches_the_other() {
             .map(|e| e.path())
             .collect()
     };
+    let refused = |n: &Node, before: usize| {
+        n.reports
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| !r.ok)
+            .skip(before)
+            .any(|r| r.problems.iter().any(|p| p.file.contains("greet")))
+            && n.files("Custom").as_ref() == Some(&good)
+            && work_dirs(&n.root).is_empty()
+    };
     eventually("B refusing the broken version, its files put back", || {
-        b.reloader
-            .last()
-            .is_some_and(|r| !r.ok && r.problems.iter().any(|p| p.file.contains("greet")))
-            && b.files("Custom").as_ref() == Some(&good)
-            && work_dirs(&b.root).is_empty()
+        refused(&b, failed_before.1)
     });
+    // A too (the next change on A must not race with A putting its
+    // files back).
+    eventually("A refusing it as well", || refused(&a, failed_before.0));
     assert_eq!(b.greeting().as_deref(), Some("Bonjour"), "B's index kept");
 
     // The next version that loads is taken (and A's own change goes out
@@ -231,10 +259,23 @@ fn a_change_on_one_node_reaches_the_other() {
     let instance = b.root.join("Custom/Demo/Greeter.class/default.yaml");
     let text = std::fs::read_to_string(&instance).unwrap();
     std::fs::write(&instance, text.replace("Hola", "Ciao")).unwrap();
-    assert!(b.reloader.reload_now().ok);
-    eventually("an edit on B in A's index", || {
+    if b._watch.is_none() {
+        assert!(b.reloader.reload_now().ok);
+    }
+    eventually("an edit on B (seen by its watcher) in A's index", || {
         a.greeting().as_deref() == Some("Ciao")
     });
+    let custom = pg
+        .block({
+            let pg = pg.clone();
+            async move { shared::list(&pg).await }
+        })
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .find(|d| d.name == "Custom")
+        .unwrap();
+    assert_eq!(custom.updated_by, "node-b", "A's pull did not bounce back");
 
     // A domain removed on A disappears from B.
     std::fs::remove_dir_all(a.root.join("Custom")).unwrap();
@@ -319,6 +360,23 @@ fn a_missed_notification_is_caught_by_the_poll() {
             )
             .await
             .unwrap();
+            // And rows no node would write: a domain named `..`, and one
+            // whose file would leave its directory. Neither is taken.
+            for (name, path) in [("..", "__domain__.yaml"), ("Evil", "../../escape")] {
+                tx.execute(
+                    "INSERT INTO domains (name, digest, version, updated_by)
+                     VALUES ($1, '', nextval('datastore_versions'), 'by-hand')",
+                    &[&name],
+                )
+                .await
+                .unwrap();
+                tx.execute(
+                    "INSERT INTO domain_files (domain, path, body) VALUES ($1, $2, 'x')",
+                    &[&name, &path],
+                )
+                .await
+                .unwrap();
+            }
             tx.commit().await.unwrap();
         }
     })
@@ -327,6 +385,11 @@ fn a_missed_notification_is_caught_by_the_poll() {
         a.greeting().as_deref() == Some("Two") && b.greeting().as_deref() == Some("Two")
     });
     assert_eq!(b.files("Custom").as_ref(), Some(&two));
+    for node in [&a, &b] {
+        let dir = node.root.parent().unwrap();
+        assert!(!dir.join("escape").exists() && !node.root.join("Evil").exists());
+        assert!(!dir.join("__domain__.yaml").exists());
+    }
 }
 
 #[test]
@@ -365,4 +428,39 @@ fn two_nodes_changing_one_domain_at_once_end_on_the_same_version() {
         "FromB"
     };
     assert_eq!(a.greeting().as_deref(), Some(winner), "{last:?}");
+}
+
+#[test]
+fn the_real_manageiq_domain_travels_whole() {
+    let Some(fixture) = crate::datastore::fixture_dir() else {
+        return;
+    };
+    let Some(db) = TestDb::new("ds_sync_fixture") else {
+        return;
+    };
+    // A seeds the cluster with the real ManageIQ domain (1,401 files).
+    let t0 = Instant::now();
+    let a = Node::start(&db, "node-a", |root| {
+        std::fs::remove_dir_all(root.join("ManageIQ")).unwrap();
+        copy_dir(&fixture, &root.join("ManageIQ"));
+    });
+    let seeded = t0.elapsed();
+    // B, on the shipped (smaller) ManageIQ, takes it before `start`
+    // returns: fetched, swapped in and reloaded.
+    let t0 = Instant::now();
+    let b = Node::start(&db, "node-b", |_| {});
+    let taken = t0.elapsed();
+    let files = a.files("ManageIQ").unwrap();
+    eprintln!(
+        "ManageIQ ({} files, {} bytes): seeded in {} ms, taken by a starting node in {} ms",
+        files.len(),
+        files.iter().map(|(_, b)| b.len()).sum::<usize>(),
+        seeded.as_millis(),
+        taken.as_millis()
+    );
+    assert_eq!(b.files("ManageIQ").as_ref(), Some(&files));
+    assert_eq!(
+        b.datastore.index().all_classes().count(),
+        a.datastore.index().all_classes().count()
+    );
 }

@@ -202,6 +202,13 @@ struct Sync {
 impl Sync {
     /// The first reconciliation: seed PostgreSQL, or take its domains.
     fn first(&mut self) -> anyhow::Result<()> {
+        if self.root.join(automate_datastore::fs::DOMAIN_FILE).exists() {
+            anyhow::bail!(
+                "the datastore root {} is a domain itself: cluster mode shares a root of domain \
+                 directories",
+                self.root.display()
+            );
+        }
         let remote = self.block(|pg| async move { shared::list(&pg).await })?;
         let local = local_domains(&self.root)?;
         if remote.is_empty() {
@@ -350,6 +357,17 @@ impl Sync {
             if self.seen.get(&r.name).map(|s| s.version) == Some(r.version) {
                 continue;
             }
+            if !shared::plain_domain_name(&r.name) {
+                tracing::error!(target: "evm", "MIQ(Datastore#sync) domain {:?} version {} (from node {}) not taken: not a directory name", r.name, r.version, r.updated_by);
+                self.seen.insert(
+                    r.name.clone(),
+                    Seen {
+                        version: r.version,
+                        local: None,
+                    },
+                );
+                continue;
+            }
             let dir = self.root.join(&r.name);
             let here = if dir.is_dir() {
                 Some(DomainFiles::read_dir(&dir)?.digest())
@@ -434,8 +452,8 @@ impl Sync {
             match self.make(&change) {
                 Ok(()) => written.push((change, before)),
                 Err(e) => {
+                    // Not swapped in: nothing to put back.
                     tracing::error!(target: "evm", "MIQ(Datastore#sync) domain {}: cannot be written: {e:#}", change.name());
-                    self.restore(change.name(), before.as_ref());
                 }
             }
         }
@@ -450,7 +468,7 @@ impl Sync {
             return;
         }
         for (change, before) in &written {
-            self.restore(change.name(), before.as_ref());
+            self.restore(change, before.as_ref());
         }
         if written.len() == 1 {
             for (change, before) in written {
@@ -461,14 +479,13 @@ impl Sync {
         for (change, before) in written {
             if let Err(e) = self.make(&change) {
                 tracing::error!(target: "evm", "MIQ(Datastore#sync) domain {}: cannot be written: {e:#}", change.name());
-                self.restore(change.name(), before.as_ref());
                 continue;
             }
             let report = self.reloader.reload_now();
             if report.ok {
                 self.taken(change);
             } else {
-                self.restore(change.name(), before.as_ref());
+                self.restore(&change, before.as_ref());
                 self.refused(change, before, &report);
             }
         }
@@ -482,8 +499,28 @@ impl Sync {
         }
     }
 
-    /// Puts the domain `name` back as it was (`None`: absent).
-    fn restore(&self, name: &str, before: Option<&DomainFiles>) {
+    /// Puts the domain of `change` back as it was (`before`; `None`:
+    /// absent), unless it changed on disk since it was written (an import
+    /// or an edit on this node meanwhile: left as it is, its own reload
+    /// publishes it).
+    fn restore(&self, change: &Change, before: Option<&DomainFiles>) {
+        let name = change.name();
+        let written = match change {
+            Change::Write { files, .. } => Some(files.digest()),
+            Change::Remove { .. } => None,
+        };
+        let now = match existing(&self.root, name).map(|dir| DomainFiles::read_dir(&dir)) {
+            None => None,
+            Some(Ok(files)) => Some(files.digest()),
+            Some(Err(e)) => {
+                tracing::error!(target: "evm", "MIQ(Datastore#sync) domain {name}: not put back, it cannot be read: {e}");
+                return;
+            }
+        };
+        if now != written {
+            tracing::warn!(target: "evm", "MIQ(Datastore#sync) domain {name}: changed on this node since it was written, left as it is");
+            return;
+        }
         let done = match before {
             Some(files) => write_domain(&self.root, name, files),
             None => remove_domain(&self.root, name),
