@@ -30,6 +30,14 @@ use futures_util::TryStreamExt;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The shortest time to live of a lease.
+const MIN_TTL: Duration = Duration::from_secs(1);
+
+/// How long a call to the lease store may wait for its answer: a renewal
+/// stuck on a half-dead connection must not hold the renewing thread (its
+/// failure is seen, and the leases it guards treated as lost).
+const ANSWER_LIMIT: Duration = Duration::from_secs(5);
+
 /// The leases (and catcher positions) of a cluster in NATS KV buckets, as
 /// one node sees them. Cheap to share (`Arc`).
 pub struct KvLeases {
@@ -94,8 +102,12 @@ pub(crate) async fn bucket(
 impl KvLeases {
     /// The leases of `nats`'s cluster, each held for `ttl` after its last
     /// renewal: creates (or binds to) the buckets `<prefix>-leases` and
-    /// `<prefix>-positions`.
+    /// `<prefix>-positions`. A `ttl` under 1 s is refused (the bucket's
+    /// `max_age` 0 would mean leases that never expire).
     pub fn open(nats: Arc<Nats>, ttl: Duration) -> Result<Arc<KvLeases>, NatsError> {
+        if ttl < MIN_TTL {
+            return Err(NatsError::BadLeaseTtl(ttl));
+        }
         let js = nats.jetstream().clone();
         let prefix = nats.prefix().to_string();
         let (leases, positions) = nats.block(async move {
@@ -191,7 +203,9 @@ impl Leases for KvLeases {
     /// another node holds it (or won the race for it).
     fn acquire(&self, key: &str) -> Result<bool, StoreError> {
         let fut = self.acquire_async(key);
-        Ok(self.nats.block(fut)??)
+        Ok(self
+            .nats
+            .block_within(ANSWER_LIMIT, "renewing a lease", fut)?)
     }
 
     /// Deletes the key at the revision this node wrote (a lease another
@@ -200,7 +214,7 @@ impl Leases for KvLeases {
         let store = self.leases.clone();
         let key = encode_key(key);
         let node = self.nats.node().to_string();
-        self.nats.block(async move {
+        self.nats.block_within(ANSWER_LIMIT, "releasing a lease", async move {
             let entry = store
                 .entry(key.as_str())
                 .await
@@ -217,40 +231,42 @@ impl Leases for KvLeases {
                 }
             }
             Ok::<_, NatsError>(())
-        })??;
+        })?;
         Ok(())
     }
 
     /// Every lease held now, by key.
     fn held(&self) -> Result<Vec<LeaseInfo>, StoreError> {
         let store = self.leases.clone();
-        let held = self.nats.block(async move {
-            let keys: Vec<String> = store
-                .keys()
-                .await
-                .map_err(|e| NatsError::js("listing the leases", e))?
-                .try_collect()
-                .await
-                .map_err(|e| NatsError::js("listing the leases", e))?;
-            let mut held = Vec::with_capacity(keys.len());
-            for key in keys {
-                // Expired or released since it was listed: skipped.
-                if let Some(e) = store
-                    .entry(key.as_str())
+        let held = self
+            .nats
+            .block_within(ANSWER_LIMIT, "listing the leases", async move {
+                let keys: Vec<String> = store
+                    .keys()
                     .await
-                    .map_err(|e| NatsError::js(format!("reading the lease {key}"), e))?
-                {
-                    if e.operation == Operation::Put {
-                        held.push(LeaseInfo {
-                            key: decode_key(&key),
-                            node: String::from_utf8_lossy(&e.value).into_owned(),
-                        });
+                    .map_err(|e| NatsError::js("listing the leases", e))?
+                    .try_collect()
+                    .await
+                    .map_err(|e| NatsError::js("listing the leases", e))?;
+                let mut held = Vec::with_capacity(keys.len());
+                for key in keys {
+                    // Expired or released since it was listed: skipped.
+                    if let Some(e) = store
+                        .entry(key.as_str())
+                        .await
+                        .map_err(|e| NatsError::js(format!("reading the lease {key}"), e))?
+                    {
+                        if e.operation == Operation::Put {
+                            held.push(LeaseInfo {
+                                key: decode_key(&key),
+                                node: String::from_utf8_lossy(&e.value).into_owned(),
+                            });
+                        }
                     }
                 }
-            }
-            held.sort_by(|a, b| a.key.cmp(&b.key));
-            Ok::<_, NatsError>(held)
-        })??;
+                held.sort_by(|a, b| a.key.cmp(&b.key));
+                Ok::<_, NatsError>(held)
+            })?;
         Ok(held)
     }
 
@@ -258,6 +274,10 @@ impl Leases for KvLeases {
     /// the lease.
     fn renew_every(&self) -> Duration {
         self.ttl / 3
+    }
+
+    fn ttl(&self) -> Duration {
+        self.ttl
     }
 
     fn position(&self, provider: &str) -> Result<Option<u64>, StoreError> {
@@ -494,6 +514,20 @@ mod tests {
             let info = held.iter().find(|l| l.key == key).expect("held");
             assert_eq!(info.node, format!("node{}", winner + 1));
         }
+    }
+
+    #[test]
+    fn a_ttl_under_a_second_is_refused() {
+        let Some(t) = TestNats::new("lease_ttl") else {
+            return;
+        };
+        for ttl in [Duration::ZERO, Duration::from_millis(999)] {
+            let e = KvLeases::open(t.nats(), ttl).expect_err("refused");
+            assert!(matches!(e, NatsError::BadLeaseTtl(d) if d == ttl), "{e}");
+            assert!(e.to_string().contains("cluster.lease_ttl_s"), "{e}");
+        }
+        let l = KvLeases::open(t.nats(), Duration::from_secs(1)).unwrap();
+        assert_eq!(Leases::ttl(l.as_ref()), Duration::from_secs(1));
     }
 
     #[test]

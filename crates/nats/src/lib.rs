@@ -22,6 +22,7 @@ pub mod testing;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Where the cluster's NATS is, and the names this cluster uses in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +70,24 @@ pub enum NatsError {
         what: String,
         /// Why.
         error: String,
+    },
+    /// A lease's time to live under a second: the bucket's `max_age` 0
+    /// means "never expires" to NATS (a dead node's leases would never
+    /// run out), and a shorter TTL leaves no time to renew.
+    #[error(
+        "cluster: a lease's time to live must be 1 s or more, not {0:?} (cluster.lease_ttl_s)"
+    )]
+    BadLeaseTtl(std::time::Duration),
+    /// The queue was opened with fewer partitions than the stream has
+    /// consumers for: the events of the others would be stranded.
+    #[error("cluster: cluster.partitions is {configured} but the stream {stream} has consumers for {found} partitions: the events queued in the others would never be claimed; set cluster.partitions to {found} (or more)")]
+    TooFewPartitions {
+        /// `cluster.partitions`.
+        configured: u32,
+        /// The partitions the stream's consumers show exist.
+        found: u32,
+        /// The events stream.
+        stream: String,
     },
     /// The runtime the handle was given has stopped.
     #[error("NATS: the runtime running the client has stopped")]
@@ -210,7 +229,11 @@ impl Nats {
     }
 
     /// Runs `fut` on the client's runtime and waits for its answer on this
-    /// thread.
+    /// thread. Meant for synchronous code (the pipeline's threads); async
+    /// code must call it through `tokio::task::spawn_blocking`. Called on a
+    /// worker of a multi-thread runtime anyway, it waits in
+    /// `tokio::task::block_in_place` (the worker's other tasks move to
+    /// another thread); on a current-thread runtime it would deadlock.
     pub fn block<F, T>(&self, fut: F) -> Result<T, NatsError>
     where
         F: Future<Output = T> + Send + 'static,
@@ -220,6 +243,98 @@ impl Nats {
         self.handle.spawn(async move {
             let _ = tx.send(fut.await);
         });
-        rx.recv().map_err(|_| NatsError::RuntimeGone)
+        // On a worker thread of a multi-thread runtime the wait is moved
+        // off the worker (`block_in_place`), so that it does not starve the
+        // runtime (the future may need that very worker).
+        let wait = move || rx.recv();
+        let answer = match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(wait)
+            }
+            _ => wait(),
+        };
+        answer.map_err(|_| NatsError::RuntimeGone)
+    }
+
+    /// [`Nats::block`] for a fallible `fut` that may take `limit` at most:
+    /// after that it is dropped and `what` fails (`no answer in …`).
+    pub fn block_within<F, T>(&self, limit: Duration, what: &str, fut: F) -> Result<T, NatsError>
+    where
+        F: Future<Output = Result<T, NatsError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let what = what.to_string();
+        self.block(async move {
+            match tokio::time::timeout(limit, fut).await {
+                Ok(r) => r,
+                Err(_) => Err(NatsError::js(what, format!("no answer in {limit:?}"))),
+            }
+        })?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::TestNats;
+
+    #[test]
+    fn block_called_on_the_runtimes_only_worker_does_not_starve_it() {
+        // A runtime of one worker, the client on it, and `block` called
+        // from a task on that worker: the future it waits for needs the
+        // same worker.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut config = NatsConfig::new(crate::testing::test_url(), "node1");
+        config.prefix = "t_block_in_place".into();
+        let nats = match Nats::connect(&config, rt.handle().clone()) {
+            Ok(n) => n,
+            Err(e) if !crate::testing::cluster_mandatory() => {
+                eprintln!("skipped: NATS is not reachable ({e})");
+                rt.shutdown_background();
+                return;
+            }
+            Err(e) => panic!("NATS is not reachable and AUTOMATE_TEST_CLUSTER=1: {e}"),
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        rt.spawn(async move {
+            let client = nats.client().clone();
+            let r = nats
+                .block(async move { client.flush().await.map(|_| 7).map_err(|e| e.to_string()) });
+            let _ = tx.send(r);
+        });
+        let answer = rx.recv_timeout(Duration::from_secs(30));
+        // A starved worker never ends: not waited for.
+        rt.shutdown_background();
+        assert_eq!(
+            answer.expect("an answer (no starved worker)").unwrap(),
+            Ok(7)
+        );
+    }
+
+    #[test]
+    fn a_call_without_an_answer_gives_up_after_its_limit() {
+        let Some(t) = TestNats::new("block_within") else {
+            return;
+        };
+        let nats = t.nats();
+        let r = nats.block_within(
+            Duration::from_millis(100),
+            "waiting for nothing",
+            std::future::pending::<Result<(), NatsError>>(),
+        );
+        let e = r.expect_err("no answer").to_string();
+        assert!(
+            e.contains("waiting for nothing") && e.contains("no answer"),
+            "{e}"
+        );
+        assert_eq!(
+            nats.block_within(Duration::from_secs(5), "x", async { Ok(7) })
+                .unwrap(),
+            7
+        );
     }
 }

@@ -23,19 +23,32 @@
 //!   its own). A background thread renews them every
 //!   [`Leases::renew_every`], takes free partitions up to its share, and
 //!   gives up those above its share once the events it claimed from them
-//!   are acked or given back; a partition whose renewal fails is not
-//!   claimed from any more. A dead node's partitions are free once its
-//!   leases run out (the TTL), and taken by the others at their next
-//!   renewal.
+//!   are acked or given back (or `ack_wait` after it began draining them,
+//!   when the server has delivered what is still in flight again anyway);
+//!   a partition whose renewal fails is marked free at once, and one whose
+//!   last renewal is older than the TTL less one renewal interval (a
+//!   renewal stuck or late; each lease call gives up after 5 s) is not
+//!   claimed from until renewed: a node stops before its lease can have
+//!   run out. A dead node's partitions are free once its leases run out
+//!   (the TTL), and taken by the others at their next renewal. At a clean
+//!   stop ([`JetStreamQueue::close`]) everything in flight is given back
+//!   (a nak without delay) before the leases. The queue refuses to open
+//!   with fewer partitions than the stream has consumers for.
 //! * **Claim** fetches (no wait) from the held partitions at once, oldest
 //!   first (by stream sequence); `attempts` is the delivery count. A
+//!   message whose sequence is still in flight on this node (its handling
+//!   outlasted `ack_wait` and the server delivered it again) is skipped:
+//!   one entry per sequence, the first delivery's ack settles it. A
 //!   message delivered more than `max_deliver` times, or that cannot be
 //!   decoded, is moved to the DEAD stream (with headers saying why, when
 //!   and after how many deliveries) and acked, instead of handed out.
 //! * **Ack** (after the PostgreSQL commit) is a double ack (the server
-//!   confirms it), all at once; **release** is a nak (due again now, one
-//!   delivery more); `release_leases` has nothing to do (JetStream
-//!   delivers a dead process's messages again after `ack_wait`).
+//!   confirms it), all at once; **release** is a nak with a delay (1 s
+//!   after the first delivery, doubling with each, at most `ack_wait`:
+//!   see [`release_delay`]; `max_deliver` counts deliveries, so the
+//!   defaults ride out a PostgreSQL outage of about 30 s);
+//!   `release_leases` has nothing to do (JetStream delivers a dead
+//!   process's messages again after `ack_wait`).
 //! * **Depth** is the stream's message count (claimed and unacked ones
 //!   included), cached and refreshed in the background at most every
 //!   200 ms: the hot path never waits for a round trip.
@@ -71,8 +84,29 @@ const DEPTH_REFRESH: Duration = Duration::from_millis(200);
 /// seen within it is not stored again.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
+/// How long a closing node waits for its naks to reach the server.
+const ANSWER_LIMIT: Duration = Duration::from_secs(5);
+
 /// Messages a partition's consumer may have delivered and not yet acked.
 const MAX_ACK_PENDING: i64 = 20_000;
+
+/// The delay of a released event's next delivery after its first one
+/// (doubled after each further delivery, up to `ack_wait`).
+const RELEASE_DELAY: Duration = Duration::from_secs(1);
+
+/// When an event released after its `delivered`-th delivery is delivered
+/// again: [`RELEASE_DELAY`] doubled `delivered - 1` times, at most
+/// `ack_wait`. `max_deliver` counts deliveries, so the default (5, with an
+/// `ack_wait` of 30 s) gives up on an event whose commit keeps failing
+/// after 1 + 2 + 4 + 8 + 16 = 31 s of waits (plus the handling of its five
+/// attempts): a PostgreSQL outage shorter than that sends nothing to the
+/// dead letters.
+pub fn release_delay(delivered: i64, ack_wait: Duration) -> Duration {
+    let doublings = u32::try_from(delivered.saturating_sub(1).clamp(0, 20)).unwrap_or(20);
+    RELEASE_DELAY
+        .saturating_mul(1u32 << doublings)
+        .min(ack_wait)
+}
 
 /// Headers of a dead letter.
 const H_REASON: &str = "Automate-Dead-Reason";
@@ -144,10 +178,33 @@ enum Part {
     Draining,
 }
 
+/// A partition as this node sees it.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    part: Part,
+    /// When this node last took or renewed its lease: it is not claimed
+    /// from once that is older than [`Shared::fresh`] (a renewal stuck or
+    /// late), before the lease's TTL ends.
+    renewed_at: Option<Instant>,
+    /// When it began draining: given up anyway `ack_wait` after (what was
+    /// claimed from it and is still in flight is delivered again by then).
+    draining_since: Option<Instant>,
+}
+
+impl Slot {
+    const FREE: Slot = Slot {
+        part: Part::Free,
+        renewed_at: None,
+        draining_since: None,
+    };
+}
+
 /// A claimed message, until acked or given back.
 struct InFlight {
     acker: Acker,
     partition: u32,
+    /// Its delivery count (1 the first time).
+    delivered: i64,
 }
 
 /// The names of a cluster's streams, subjects and consumers.
@@ -196,7 +253,11 @@ struct Shared {
     events: Stream,
     dead: Stream,
     consumers: Vec<PullConsumer>,
-    parts: Mutex<Vec<Part>>,
+    parts: Mutex<Vec<Slot>>,
+    /// How long after its last renewal a partition is still claimed from:
+    /// the lease's TTL less one renewal interval (the [`Leases`] contract:
+    /// stop before the TTL ends).
+    fresh: Duration,
     /// One rebalance at a time (the thread's, or one asked for).
     rebalancing: Mutex<()>,
     /// Where the next claim starts among the held partitions.
@@ -305,7 +366,10 @@ impl JetStreamQueue {
     /// The queue of `nats`'s cluster: creates (or binds to) the streams
     /// `<PREFIX>_EVENTS` and `<PREFIX>_DEAD` and one consumer per
     /// partition, takes this node's share of the partitions (through
-    /// `leases`), and starts the thread that renews them.
+    /// `leases`), and starts the thread that renews them. Refused
+    /// ([`NatsError::TooFewPartitions`]) with fewer partitions than the
+    /// stream has consumers for (the events queued for the others would
+    /// never be claimed).
     pub fn open(
         nats: Arc<Nats>,
         leases: Arc<dyn Leases>,
@@ -347,6 +411,16 @@ impl JetStreamQueue {
                 },
             )
             .await?;
+            // Fewer partitions than before would strand the events queued
+            // on the subjects of the others: refused.
+            let found = partitions_found(&events, &n).await?;
+            if found > opts.partitions {
+                return Err(NatsError::TooFewPartitions {
+                    configured: opts.partitions,
+                    found,
+                    stream: n.events.clone(),
+                });
+            }
             let mut consumers = Vec::with_capacity(opts.partitions as usize);
             for p in 0..opts.partitions {
                 let name = n.consumer(p);
@@ -382,6 +456,7 @@ impl JetStreamQueue {
             }
             Ok::<_, NatsError>((events, dead, consumers))
         })??;
+        let fresh = leases.ttl().saturating_sub(leases.renew_every());
         let shared = Arc::new(Shared {
             nats,
             leases,
@@ -390,7 +465,8 @@ impl JetStreamQueue {
             events,
             dead,
             consumers,
-            parts: Mutex::new(vec![Part::Free; opts.partitions as usize]),
+            parts: Mutex::new(vec![Slot::FREE; opts.partitions as usize]),
+            fresh,
             rebalancing: Mutex::new(()),
             cursor: std::sync::atomic::AtomicUsize::new(0),
             inflight: Mutex::new(HashMap::new()),
@@ -428,17 +504,21 @@ impl JetStreamQueue {
         self.shared.rebalance();
     }
 
-    /// Stops renewing and gives every partition lease (and the node's own)
-    /// up, so the other nodes take them over at once: at a clean stop.
-    /// Events claimed and not acked are delivered again after `ack_wait`.
+    /// Stops renewing, gives every event in flight back (a nak without
+    /// delay, oldest first, so the next holder of its partition gets them
+    /// at once and in order), then gives every partition lease (and the
+    /// node's own) up, so the other nodes take them over at once: at a
+    /// clean stop, once the pipeline has stopped (an event a worker still
+    /// handled would be handled again by the next holder).
     pub fn close(&self) {
         self.stop_renewing();
         let shared = &self.shared;
         let _one = lock(&shared.rebalancing);
+        shared.give_back_everything();
         let mut parts = lock(&shared.parts);
-        for (p, state) in parts.iter_mut().enumerate() {
-            if *state != Part::Free {
-                *state = Part::Free;
+        for (p, slot) in parts.iter_mut().enumerate() {
+            if slot.part != Part::Free {
+                *slot = Slot::FREE;
                 if let Err(e) = shared.leases.release(&format!("partition.{p}")) {
                     tracing::warn!(target: "evm", "MIQ(JetStreamQueue.close) partition {p}: {e}");
                 }
@@ -670,6 +750,25 @@ impl Drop for JetStreamQueue {
     }
 }
 
+/// How many partitions the consumers of the events stream show exist (the
+/// highest `<prefix>_p<n>` + 1; 0 for a new stream).
+async fn partitions_found(events: &Stream, names: &Names) -> Result<u32, NatsError> {
+    let what = || format!("listing the consumers of {}", names.events);
+    let mut listing = events.consumer_names();
+    let mine = format!("{}_p", names.prefix);
+    let mut found = 0u32;
+    while let Some(name) = listing.next().await {
+        let name = name.map_err(|e| NatsError::js(what(), e))?;
+        if let Some(p) = name
+            .strip_prefix(mine.as_str())
+            .and_then(|n| n.parse::<u32>().ok())
+        {
+            found = found.max(p.saturating_add(1));
+        }
+    }
+    Ok(found)
+}
+
 /// Creates the stream, or binds to it (updating a changed configuration).
 async fn stream_of(
     js: &async_nats::jetstream::Context,
@@ -739,11 +838,58 @@ struct Doomed {
 }
 
 impl Shared {
+    /// Naks (without delay) every event in flight, oldest first, and
+    /// forgets them: at [`JetStreamQueue::close`].
+    fn give_back_everything(&self) {
+        let mut all: Vec<(u64, Acker)> = lock(&self.inflight)
+            .drain()
+            .map(|(seq, f)| (seq, f.acker))
+            .collect();
+        if all.is_empty() {
+            return;
+        }
+        all.sort_by_key(|(seq, _)| *seq);
+        let n = all.len();
+        let client = self.nats.client().clone();
+        // One after the other: the server queues them for redelivery in
+        // the order it gets them.
+        let given = self.nats.block_within(
+            ANSWER_LIMIT,
+            "giving back the events in flight",
+            async move {
+                let mut failed = 0usize;
+                for (_, a) in all {
+                    if a.ack_with(AckKind::Nak(None)).await.is_err() {
+                        failed += 1;
+                    }
+                }
+                client
+                    .flush()
+                    .await
+                    .map_err(|e| NatsError::js("giving back the events in flight", e))?;
+                Ok(failed)
+            },
+        );
+        match given {
+            Ok(0) => {
+                tracing::info!(target: "evm", "MIQ(JetStreamQueue.close) {n} events in flight given back")
+            }
+            Ok(f) => {
+                tracing::warn!(target: "evm", "MIQ(JetStreamQueue.close) {f} of {n} events in flight not given back: they come back after the ack wait")
+            }
+            Err(e) => {
+                tracing::warn!(target: "evm", "MIQ(JetStreamQueue.close) {n} events in flight: {e}: they come back after the ack wait")
+            }
+        }
+    }
+
     fn held_partitions(&self) -> Vec<u32> {
         lock(&self.parts)
             .iter()
             .enumerate()
-            .filter(|(_, s)| **s == Part::Held)
+            .filter(|(_, s)| {
+                s.part == Part::Held && s.renewed_at.is_some_and(|t| t.elapsed() < self.fresh)
+            })
             .map(|(p, _)| p as u32)
             .collect()
     }
@@ -780,26 +926,36 @@ impl Shared {
         let listing = self.leases.held();
         let n = self.opts.partitions as usize;
         let mut parts = lock(&self.parts).clone();
-        // Renew what is held; a failed renewal stops the claims at once.
-        for (p, state) in parts.iter_mut().enumerate() {
-            if *state == Part::Free {
+        // Renew what is held; a failed renewal stops the claims at once
+        // (written under the lock now, not at the end of the rebalance).
+        for (p, slot) in parts.iter_mut().enumerate() {
+            if slot.part == Part::Free {
                 continue;
             }
             match self.leases.acquire(&format!("partition.{p}")) {
-                Ok(true) => {}
+                Ok(true) => {
+                    slot.renewed_at = Some(Instant::now());
+                    lock(&self.parts)[p].renewed_at = slot.renewed_at;
+                }
                 Ok(false) => {
+                    *slot = Slot::FREE;
+                    lock(&self.parts)[p] = Slot::FREE;
                     tracing::warn!(target: "evm", "MIQ(JetStreamQueue.rebalance) node [{node}]: partition {p} was taken by another node: no more claims from it");
-                    *state = Part::Free;
                 }
                 Err(e) => {
+                    *slot = Slot::FREE;
+                    lock(&self.parts)[p] = Slot::FREE;
                     tracing::warn!(target: "evm", "MIQ(JetStreamQueue.rebalance) node [{node}]: partition {p} not renewed ({e}): no more claims from it");
-                    *state = Part::Free;
                 }
             }
         }
         let Ok(listing) = listing else {
             // Without the listing, nothing is taken or given up.
-            *lock(&self.parts) = merge(&lock(&self.parts), &parts);
+            // Bound first: a guard in the assigned value lives to the end
+            // of the statement, and the same mutex locked again there
+            // would deadlock.
+            let merged = merge(&lock(&self.parts), &parts);
+            *lock(&self.parts) = merged;
             return;
         };
         let live = listing
@@ -825,36 +981,55 @@ impl Shared {
             }
             busy
         };
-        for (p, state) in parts.iter_mut().enumerate() {
-            if *state == Part::Draining && !busy[p] {
-                if let Err(e) = self.leases.release(&format!("partition.{p}")) {
-                    tracing::warn!(target: "evm", "MIQ(JetStreamQueue.rebalance) partition {p}: {e}");
-                }
-                *state = Part::Free;
-                tracing::info!(target: "evm", "MIQ(JetStreamQueue.rebalance) node [{node}]: partition {p} given up ({live} nodes, a share of {share})");
+        for (p, slot) in parts.iter_mut().enumerate() {
+            if slot.part != Part::Draining {
+                continue;
             }
+            let overdue = slot
+                .draining_since
+                .is_some_and(|t| t.elapsed() >= self.opts.ack_wait);
+            if busy[p] && overdue {
+                // Never acked nor given back: delivered again by the server
+                // since, so this node's entries are dropped (an ack of them
+                // later acks nothing).
+                let mut inflight = lock(&self.inflight);
+                let before = inflight.len();
+                inflight.retain(|_, f| f.partition as usize != p);
+                let dropped = before - inflight.len();
+                drop(inflight);
+                tracing::warn!(target: "evm", "MIQ(JetStreamQueue.rebalance) node [{node}]: partition {p} still has {dropped} events in flight after the ack wait ({:?}): given up anyway", self.opts.ack_wait);
+            } else if busy[p] {
+                continue;
+            }
+            if let Err(e) = self.leases.release(&format!("partition.{p}")) {
+                tracing::warn!(target: "evm", "MIQ(JetStreamQueue.rebalance) partition {p}: {e}");
+            }
+            *slot = Slot::FREE;
+            tracing::info!(target: "evm", "MIQ(JetStreamQueue.rebalance) node [{node}]: partition {p} given up ({live} nodes, a share of {share})");
         }
-        let mut held = parts.iter().filter(|s| **s == Part::Held).count();
+        let mut held = parts.iter().filter(|s| s.part == Part::Held).count();
         if held > share {
             // The highest ones go first.
             let mut extra = held - share;
-            for state in parts.iter_mut().rev() {
+            for slot in parts.iter_mut().rev() {
                 if extra == 0 {
                     break;
                 }
-                if *state == Part::Held {
-                    *state = Part::Draining;
+                if slot.part == Part::Held {
+                    slot.part = Part::Draining;
+                    slot.draining_since = Some(Instant::now());
                     extra -= 1;
                 }
             }
         }
         // Under the share: draining ones are claimed from again first.
-        for state in parts.iter_mut() {
+        for slot in parts.iter_mut() {
             if held >= share {
                 break;
             }
-            if *state == Part::Draining {
-                *state = Part::Held;
+            if slot.part == Part::Draining {
+                slot.part = Part::Held;
+                slot.draining_since = None;
                 held += 1;
             }
         }
@@ -867,12 +1042,16 @@ impl Shared {
                     break;
                 }
                 let p = (start + i) % n;
-                if parts[p] != Part::Free || taken[p] {
+                if parts[p].part != Part::Free || taken[p] {
                     continue;
                 }
                 match self.leases.acquire(&format!("partition.{p}")) {
                     Ok(true) => {
-                        parts[p] = Part::Held;
+                        parts[p] = Slot {
+                            part: Part::Held,
+                            renewed_at: Some(Instant::now()),
+                            draining_since: None,
+                        };
                         held += 1;
                         tracing::info!(target: "evm", "MIQ(JetStreamQueue.rebalance) node [{node}]: partition {p} taken ({live} nodes, a share of {share})");
                     }
@@ -973,11 +1152,11 @@ impl Shared {
 
 /// `renewed` with the partitions `current` gave up since (none is taken
 /// without the listing).
-fn merge(current: &[Part], renewed: &[Part]) -> Vec<Part> {
+fn merge(current: &[Slot], renewed: &[Slot]) -> Vec<Slot> {
     current
         .iter()
         .zip(renewed)
-        .map(|(c, r)| if *r == Part::Free { Part::Free } else { *c })
+        .map(|(c, r)| if r.part == Part::Free { Slot::FREE } else { *c })
         .collect()
 }
 
@@ -1065,6 +1244,14 @@ impl EventQueue for JetStreamQueue {
                         continue;
                     }
                 };
+                if inflight.contains_key(&seq) {
+                    // Delivered again while this node still handles it
+                    // (slower than `ack_wait`): left alone, neither acked
+                    // nor handed out twice; the first delivery's ack (or
+                    // release) settles it.
+                    tracing::debug!(target: "evm", "MIQ(JetStreamQueue.claim) event {seq} delivered again ({delivered}) while in flight here: skipped");
+                    continue;
+                }
                 let (msg, acker) = m.split();
                 let key = msg.headers.as_ref().and_then(|h| header(h, MSG_ID));
                 let max = shared.opts.max_deliver;
@@ -1090,7 +1277,14 @@ impl EventQueue for JetStreamQueue {
                                 x
                             }
                         };
-                        inflight.insert(seq, InFlight { acker, partition });
+                        inflight.insert(
+                            seq,
+                            InFlight {
+                                acker,
+                                partition,
+                                delivered,
+                            },
+                        );
                         ready.push((
                             seq,
                             ClaimedEvent {
@@ -1180,14 +1374,24 @@ impl EventQueue for JetStreamQueue {
             });
     }
 
+    /// A nak with a delay ([`release_delay`]: 1 s after the first
+    /// delivery, doubling with each, at most `ack_wait`), not "due again
+    /// at once": a failed commit (PostgreSQL away for a few seconds) must
+    /// not spend an event's deliveries in a burst and send it to the dead
+    /// letters.
     fn release(&self, ids: &[u64]) {
         if ids.is_empty() {
             return;
         }
-        let ackers: Vec<Acker> = {
+        let ack_wait = self.shared.opts.ack_wait;
+        let ackers: Vec<(Acker, Duration)> = {
             let mut inflight = lock(&self.shared.inflight);
             ids.iter()
-                .filter_map(|id| inflight.remove(id).map(|f| f.acker))
+                .filter_map(|id| {
+                    inflight
+                        .remove(id)
+                        .map(|f| (f.acker, release_delay(f.delivered, ack_wait)))
+                })
                 .collect()
         };
         if ackers.is_empty() {
@@ -1196,7 +1400,7 @@ impl EventQueue for JetStreamQueue {
         let given = self.shared.nats.block(async move {
             let all = ackers
                 .into_iter()
-                .map(|a| async move { a.ack_with(AckKind::Nak(None)).await });
+                .map(|(a, d)| async move { a.ack_with(AckKind::Nak(Some(d))).await });
             futures_util::future::join_all(all)
                 .await
                 .into_iter()

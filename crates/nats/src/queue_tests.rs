@@ -95,6 +95,23 @@ fn partitions_are_stable_and_keep_a_vm_together() {
 }
 
 #[test]
+fn a_released_event_waits_longer_after_each_delivery_up_to_the_ack_wait() {
+    let s = Duration::from_secs;
+    let wait = s(30);
+    let delays: Vec<Duration> = (1..=7).map(|d| release_delay(d, wait)).collect();
+    assert_eq!(delays, vec![s(1), s(2), s(4), s(8), s(16), s(30), s(30)]);
+    // The default max_deliver (5): 31 s of waits before the 6th delivery,
+    // which goes to the dead letters.
+    assert_eq!(
+        (1..=5).map(|d| release_delay(d, wait)).sum::<Duration>(),
+        s(31)
+    );
+    assert_eq!(release_delay(0, wait), s(1));
+    assert_eq!(release_delay(i64::MAX, wait), wait);
+    assert_eq!(release_delay(3, s(1)), s(1));
+}
+
+#[test]
 fn the_same_events_queued_twice_are_stored_once_and_ack_removes_them() {
     let Some(t) = TestNats::new("queue_dedup") else {
         return;
@@ -133,7 +150,7 @@ fn the_same_events_queued_twice_are_stored_once_and_ack_removes_them() {
 }
 
 #[test]
-fn a_released_event_comes_back_at_once_and_an_unacked_one_after_the_ack_wait() {
+fn a_released_event_comes_back_after_its_delay_one_delivery_later() {
     let Some(t) = TestNats::new("queue_release") else {
         return;
     };
@@ -149,9 +166,13 @@ fn a_released_event_comes_back_at_once_and_an_unacked_one_after_the_ack_wait() {
     q.release(&[ids[0]]);
     let second = claim_n(&q, 1);
     assert_eq!((second[0].id, second[0].attempts), (ids[0], 2));
-    // Not acked: back after the ack wait (1 s), one attempt more.
+    // Released again (a longer delay): back once more. (Left unacked, it
+    // would be delivered again after the ack wait, but not handed out
+    // again on this node while in flight here: see
+    // `an_event_delivered_again_while_in_flight_is_not_handed_out_twice`.)
+    q.release(&[ids[0]]);
     let third = claim_n(&q, 1);
-    assert_eq!(third.len(), 1, "back after the ack wait");
+    assert_eq!(third.len(), 1, "back after its delay");
     assert_eq!((third[0].id, third[0].attempts), (ids[0], 3));
     assert_eq!(q.ack(&[ids[0]]).unwrap(), 1);
     assert_eq!(server_depth(&q), 0);
@@ -460,4 +481,367 @@ fn a_node_that_lost_a_partitions_lease_stops_claiming_from_it() {
     assert!(node2.acquire("partition.0").unwrap());
     q1.rebalance();
     assert_eq!(q1.held_partitions(), vec![1]);
+}
+
+/// [`KvLeases`] whose `held()` fails while `fail_held` is set (the KV
+/// bucket unreachable for a listing), whose `acquire` of the keys in
+/// `fail_acquire` fails, and whose next `acquire` of the key `stall` names
+/// says so on its first channel and waits for a word on its second (a
+/// renewal stuck on the network).
+#[derive(Debug, Default)]
+struct Flaky {
+    inner: Option<Arc<KvLeases>>,
+    fail_held: AtomicBool,
+    fail_acquire: Mutex<Vec<String>>,
+    #[allow(clippy::type_complexity)]
+    stall: Mutex<
+        Option<(
+            String,
+            std::sync::mpsc::Sender<()>,
+            std::sync::mpsc::Receiver<()>,
+        )>,
+    >,
+}
+
+impl Flaky {
+    fn over(inner: Arc<KvLeases>) -> Arc<Flaky> {
+        Arc::new(Flaky {
+            inner: Some(inner),
+            ..Default::default()
+        })
+    }
+
+    fn kv(&self) -> &KvLeases {
+        self.inner.as_deref().expect("the leases wrapped")
+    }
+
+    /// Arms the stall of the next `acquire(key)`: (reached, go on).
+    fn stall(&self, key: &str) -> (std::sync::mpsc::Receiver<()>, std::sync::mpsc::Sender<()>) {
+        let (reached_tx, reached_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel();
+        *lock(&self.stall) = Some((key.to_string(), reached_tx, go_rx));
+        (reached_rx, go_tx)
+    }
+}
+
+impl Leases for Flaky {
+    fn node(&self) -> &str {
+        self.kv().node()
+    }
+    fn acquire(&self, key: &str) -> Result<bool, StoreError> {
+        let stalled = {
+            let mut stall = lock(&self.stall);
+            match stall.as_ref() {
+                Some((k, _, _)) if k == key => stall.take(),
+                _ => None,
+            }
+        };
+        if let Some((_, reached, go)) = stalled {
+            let _ = reached.send(());
+            let _ = go.recv();
+        }
+        if lock(&self.fail_acquire).iter().any(|k| k == key) {
+            return Err(StoreError::Backend("the renewal fails (test)".into()));
+        }
+        self.kv().acquire(key)
+    }
+    fn release(&self, key: &str) -> Result<(), StoreError> {
+        self.kv().release(key)
+    }
+    fn held(&self) -> Result<Vec<automate_vmdb::lease::LeaseInfo>, StoreError> {
+        if self.fail_held.load(Ordering::SeqCst) {
+            return Err(StoreError::Backend("the listing fails (test)".into()));
+        }
+        self.kv().held()
+    }
+    fn renew_every(&self) -> Duration {
+        self.kv().renew_every()
+    }
+    fn ttl(&self) -> Duration {
+        Leases::ttl(self.kv())
+    }
+    fn position(&self, provider: &str) -> Result<Option<u64>, StoreError> {
+        self.kv().position(provider)
+    }
+    fn set_position(&self, provider: &str, position: u64) -> Result<(), StoreError> {
+        self.kv().set_position(provider, position)
+    }
+}
+
+/// Runs `f` on a thread of its own and waits up to 30 s for it: a
+/// deadlock fails the test instead of hanging it.
+fn within_30s<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("{what}: no answer in 30 s (a deadlock)"))
+}
+
+#[test]
+fn a_failed_listing_of_the_leases_leaves_the_queue_answering() {
+    let Some(t) = TestNats::new("queue_held_fails") else {
+        return;
+    };
+    let leases = Flaky::over(KvLeases::open(t.nats(), Duration::from_secs(30)).unwrap());
+    let q = JetStreamQueue::open(
+        t.nats(),
+        leases.clone(),
+        opts(2, Duration::from_secs(30), 5),
+    )
+    .unwrap();
+    assert_eq!(q.held_partitions(), vec![0, 1]);
+    leases.fail_held.store(true, Ordering::SeqCst);
+    let q2 = q.clone();
+    within_30s("a rebalance whose listing fails", move || q2.rebalance());
+    // Renewed (the renewals do not need the listing): still held, and
+    // claims answer.
+    assert_eq!(q.held_partitions(), vec![0, 1]);
+    let p = provider("vc1");
+    let ids = q
+        .enqueue_caught(&batch(&p, &["vm-1", "vm-2"], 0, 4))
+        .unwrap();
+    let q2 = q.clone();
+    let got = within_30s("a claim after it", move || claim_n(&q2, 4));
+    assert_eq!(got.len(), 4);
+    assert_eq!(q.ack(&ids).unwrap(), 4);
+}
+
+#[test]
+fn a_failed_renewal_stops_the_claims_at_once_not_at_the_end_of_the_rebalance() {
+    let Some(t) = TestNats::new("queue_renew_fails") else {
+        return;
+    };
+    let leases = Flaky::over(KvLeases::open(t.nats(), Duration::from_secs(30)).unwrap());
+    let q = JetStreamQueue::open(
+        t.nats(),
+        leases.clone(),
+        opts(2, Duration::from_secs(30), 5),
+    )
+    .unwrap();
+    assert_eq!(q.held_partitions(), vec![0, 1]);
+    // Partition 0's renewal fails; partition 1's (renewed after it) hangs.
+    lock(&leases.fail_acquire).push("partition.0".into());
+    let (reached, go) = leases.stall("partition.1");
+    let q2 = q.clone();
+    let rebalance = std::thread::spawn(move || q2.rebalance());
+    reached
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the rebalance reached partition 1");
+    // Mid-rebalance: partition 0 is no longer claimed from.
+    assert_eq!(q.held_partitions(), vec![1]);
+    go.send(()).unwrap();
+    rebalance.join().unwrap();
+    assert_eq!(q.held_partitions(), vec![1]);
+}
+
+#[test]
+fn a_renewal_stuck_past_the_ttl_less_one_interval_stops_the_claims() {
+    let Some(t) = TestNats::new("queue_renew_stuck") else {
+        return;
+    };
+    // TTL 2 s, renewed every 2/3 s: claimed from for 4/3 s after a renewal.
+    let leases = Flaky::over(KvLeases::open(t.nats(), Duration::from_secs(2)).unwrap());
+    let q = JetStreamQueue::open(
+        t.nats(),
+        leases.clone(),
+        opts(2, Duration::from_secs(30), 5),
+    )
+    .unwrap();
+    assert_eq!(
+        q.shared.fresh,
+        Duration::from_secs(2) - Duration::from_secs(2) / 3
+    );
+    assert_eq!(q.held_partitions(), vec![0, 1]);
+    let p = provider("vc1");
+    let ids = q
+        .enqueue_caught(&batch(&p, &["vm-1", "vm-2", "vm-3"], 0, 6))
+        .unwrap();
+    // The renewing thread's next renewal of partition 0 hangs.
+    let (reached, go) = leases.stall("partition.0");
+    reached
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the renewing thread reached partition 0");
+    let start = Instant::now();
+    while !q.held_partitions().is_empty() && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(q.held_partitions().is_empty(), "nothing renewed lately");
+    assert!(
+        q.claim(10).unwrap().events.is_empty(),
+        "no claim while stale"
+    );
+    // Renewed again: claimed from again.
+    go.send(()).unwrap();
+    let got = claim_n(&q, 6);
+    assert_eq!(got.len(), 6);
+    assert_eq!(q.ack(&ids).unwrap(), 6);
+}
+
+#[test]
+fn a_draining_partition_whose_events_are_never_acked_is_given_up_after_the_ack_wait() {
+    let Some(t) = TestNats::new("queue_drain_stuck") else {
+        return;
+    };
+    let ttl = Duration::from_secs(2);
+    let o = opts(4, Duration::from_secs(1), 50);
+    let q1 = open(t.nats(), ttl, o);
+    assert_eq!(q1.held_partitions(), vec![0, 1, 2, 3]);
+    let p = provider("vc1");
+    let vms: Vec<String> = (0..40).map(|i| format!("vm-{i}")).collect();
+    let vms: Vec<&str> = vms.iter().map(|s| s.as_str()).collect();
+    let events = batch(&p, &vms, 0, 40);
+    q1.enqueue_caught(&events).unwrap();
+    // Claimed by node1 from every partition, never acked nor given back.
+    let claimed = claim_n(&q1, 40);
+    assert_eq!(claimed.len(), 40);
+    let busy: HashSet<u32> = lock(&q1.shared.inflight)
+        .values()
+        .map(|f| f.partition)
+        .collect();
+    assert_eq!(busy.len(), 4);
+    // node2 comes: node1 drains two partitions, and gives them up once
+    // the ack wait has passed although their events are still in flight.
+    let q2 = open(t.node("node2"), ttl, o);
+    let start = Instant::now();
+    while (q1.held_partitions().len(), q2.held_partitions().len()) != (2, 2)
+        && start.elapsed() < Duration::from_secs(30)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (h1, h2) = (q1.held_partitions(), q2.held_partitions());
+    assert_eq!((h1.len(), h2.len()), (2, 2), "{h1:?} {h2:?}");
+    // node1 keeps no entry of the partitions it gave up.
+    assert!(lock(&q1.shared.inflight)
+        .values()
+        .all(|f| h1.contains(&f.partition)));
+    // node2 gets their events again (delivered once more).
+    let theirs: Vec<u64> = claimed
+        .iter()
+        .filter(|c| h2.contains(&partition_of(&c.provider, &c.event, 4)))
+        .map(|c| c.id)
+        .collect();
+    assert!(!theirs.is_empty());
+    let again = claim_n(&q2, theirs.len());
+    let mut got: Vec<u64> = again.iter().map(|c| c.id).collect();
+    got.sort_unstable();
+    let mut want = theirs.clone();
+    want.sort_unstable();
+    assert_eq!(got, want);
+    assert!(again.iter().all(|c| c.attempts >= 2));
+    assert_eq!(q2.ack(&got).unwrap(), got.len());
+}
+
+#[test]
+fn an_event_delivered_again_while_in_flight_is_not_handed_out_twice() {
+    let Some(t) = TestNats::new("queue_redelivered") else {
+        return;
+    };
+    let q = open(
+        t.nats(),
+        Duration::from_secs(30),
+        opts(1, Duration::from_secs(1), 50),
+    );
+    let p = provider("vc1");
+    let ids = q.enqueue_caught(&batch(&p, &["vm-1"], 0, 1)).unwrap();
+    let first = claim_n(&q, 1);
+    assert_eq!((first[0].id, first[0].attempts), (ids[0], 1));
+    // Its handling outlasts the ack wait: the server delivers it again
+    // (seen in the consumer's count of deliveries), and this node's claims
+    // skip it.
+    let start = Instant::now();
+    let mut redelivered = false;
+    while !redelivered && start.elapsed() < Duration::from_secs(30) {
+        assert!(q.claim(5).unwrap().events.is_empty(), "handed out twice");
+        let mut c = q.shared.consumers[0].clone();
+        let info = q
+            .shared
+            .nats
+            .block(async move { c.info().await.map(|i| i.num_redelivered) })
+            .unwrap()
+            .unwrap();
+        redelivered = info > 0;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(redelivered, "delivered again after the ack wait");
+    assert!(q.claim(5).unwrap().events.is_empty(), "handed out twice");
+    assert_eq!(lock(&q.shared.inflight).len(), 1);
+    // The first delivery's ack still removes it.
+    assert_eq!(q.ack(&[ids[0]]).unwrap(), 1);
+    assert_eq!(server_depth(&q), 0);
+}
+
+#[test]
+fn a_closing_node_gives_its_events_in_flight_back_at_once() {
+    let Some(t) = TestNats::new("queue_close_naks") else {
+        return;
+    };
+    let ttl = Duration::from_secs(30);
+    // An ack wait far longer than the wait below: what comes back came
+    // back through the naks.
+    let o = opts(2, Duration::from_secs(600), 5);
+    let q1 = open(t.nats(), ttl, o);
+    let p = provider("vc1");
+    let ids = q1
+        .enqueue_caught(&batch(&p, &["vm-1", "vm-2", "vm-3"], 0, 9))
+        .unwrap();
+    let claimed = claim_n(&q1, 9);
+    assert_eq!(claimed.len(), 9);
+    q1.close();
+    assert!(lock(&q1.shared.inflight).is_empty());
+    let q2 = open(t.node("node2"), ttl, o);
+    assert_eq!(q2.held_partitions(), vec![0, 1]);
+    let again = claim_n(&q2, 9);
+    assert_eq!(again.len(), 9, "given back, not left to the ack wait");
+    assert!(again.iter().all(|c| c.attempts == 2));
+    // Each VM's events still in order.
+    let mut by_vm: HashMap<String, Vec<u64>> = HashMap::new();
+    for c in &again {
+        by_vm
+            .entry(c.event.vm_ems_ref.clone().unwrap_or_default())
+            .or_default()
+            .push(c.id);
+    }
+    for (vm, seqs) in &by_vm {
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{vm}: {seqs:?}");
+    }
+    assert_eq!(q2.ack(&ids).unwrap(), 9);
+}
+
+#[test]
+fn fewer_partitions_than_the_stream_has_consumers_for_are_refused() {
+    let Some(t) = TestNats::new("queue_fewer_parts") else {
+        return;
+    };
+    let ttl = Duration::from_secs(30);
+    let q = open(t.nats(), ttl, opts(4, Duration::from_secs(30), 5));
+    let leases = KvLeases::open(t.node("node2"), ttl).unwrap();
+    let e = JetStreamQueue::open(
+        t.node("node2"),
+        leases.clone(),
+        opts(2, Duration::from_secs(30), 5),
+    )
+    .expect_err("2 partitions where 4 exist");
+    assert!(
+        matches!(
+            e,
+            NatsError::TooFewPartitions {
+                configured: 2,
+                found: 4,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let text = e.to_string();
+    assert!(
+        text.contains("cluster.partitions") && text.contains('4'),
+        "{text}"
+    );
+    // The same count, or more, is taken.
+    let q2 =
+        JetStreamQueue::open(t.node("node2"), leases, opts(4, Duration::from_secs(30), 5)).unwrap();
+    q2.close();
+    q.close();
 }

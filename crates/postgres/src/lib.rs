@@ -250,7 +250,9 @@ impl Pg {
     }
 
     /// Runs `fut` on the driver's runtime and waits for its answer on this
-    /// thread.
+    /// thread. Meant for synchronous code; async code must call it through
+    /// `tokio::task::spawn_blocking`. Called on a worker of a multi-thread
+    /// runtime anyway, it waits in `tokio::task::block_in_place`.
     pub fn block<F, T>(&self, fut: F) -> Result<T, PgError>
     where
         F: Future<Output = T> + Send + 'static,
@@ -260,6 +262,16 @@ impl Pg {
         self.handle.spawn(async move {
             let _ = tx.send(fut.await);
         });
-        rx.recv().map_err(|_| PgError::RuntimeGone)
+        // On a worker thread of a multi-thread runtime the wait is moved
+        // off the worker (`block_in_place`), so that it does not starve the
+        // runtime (the future may need that very worker).
+        let wait = move || rx.recv();
+        let answer = match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(wait)
+            }
+            _ => wait(),
+        };
+        answer.map_err(|_| PgError::RuntimeGone)
     }
 }

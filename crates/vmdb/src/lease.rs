@@ -49,6 +49,13 @@ pub trait Leases: Send + Sync + std::fmt::Debug {
     /// How often a holder renews: well under the time to live.
     fn renew_every(&self) -> Duration;
 
+    /// How long a lease lives after its last renewal (a holder stops the
+    /// work it guards once its last renewal is older than `ttl() -
+    /// renew_every()`). Three renewal intervals unless said otherwise.
+    fn ttl(&self) -> Duration {
+        self.renew_every() * 3
+    }
+
     /// The stored position of the catcher `provider` in its bus (a line
     /// number of a jsonl file, a simulated sequence), if any.
     fn position(&self, provider: &str) -> Result<Option<u64>, StoreError>;
