@@ -413,6 +413,73 @@ mod tests {
     }
 
     #[test]
+    fn the_cluster_view_reads_the_queue_from_jetstream() {
+        use crate::queue::{JetStreamQueue, QueueOptions};
+        use automate_vmdb::event_queue::{EventQueue, Provider, ProviderEvent};
+        let Some(t) = TestNats::new("registry_queue") else {
+            return;
+        };
+        let leases: Arc<dyn Leases> = KvLeases::open(t.nats(), Duration::from_secs(30)).unwrap();
+        let q = JetStreamQueue::open(
+            t.nats(),
+            leases.clone(),
+            QueueOptions {
+                partitions: 4,
+                ack_wait: Duration::from_secs(30),
+                max_deliver: 5,
+            },
+        )
+        .unwrap();
+        let p = Arc::new(Provider {
+            name: "vc1".into(),
+            kind: "VC".into(),
+            hostname: "vc.example.com".into(),
+            userid: "admin".into(),
+        });
+        let events = (0..12)
+            .map(|i| {
+                let e = ProviderEvent {
+                    event_type: "VmPoweredOnEvent".into(),
+                    timestamp: format!("2026-12-06T10:00:00.{i:06}Z"),
+                    chain_id: Some(i.to_string()),
+                    vm_ems_ref: Some(format!("vm-{}", i % 5)),
+                    vm_name: None,
+                    host_ems_ref: None,
+                    host_name: None,
+                    full_data: serde_json::json!({"n": i}),
+                };
+                (p.clone(), e, 1_000)
+            })
+            .collect();
+        q.enqueue_owned(events).unwrap();
+        let registry = Registry::open(t.nats(), Duration::from_secs(10)).unwrap();
+        let view = NatsCluster::new(registry, leases);
+        let s = view.status().unwrap().queue;
+        assert_eq!(s.depth, 12);
+        assert!(s.lag_s.is_some_and(|l| l >= 0.0), "{s:?}");
+        assert_eq!(
+            s.partitions.iter().map(|p| p.pending).sum::<u64>(),
+            12,
+            "{s:?}"
+        );
+        assert!(s.partitions.iter().all(|p| p.partition < 4), "{s:?}");
+        assert_eq!(s.dead_letters, Some(0));
+        // Claimed and acked: gone from the queue.
+        let mut ids = Vec::new();
+        for _ in 0..200 {
+            ids.extend(q.claim(12).unwrap().events.into_iter().map(|c| c.id));
+            if ids.len() >= 12 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(q.ack(&ids).unwrap(), 12);
+        let s = view.status().unwrap().queue;
+        assert_eq!((s.depth, s.lag_s), (0, None), "{s:?}");
+        assert!(s.partitions.is_empty());
+    }
+
+    #[test]
     fn partitions_are_read_from_subjects() {
         assert_eq!(
             partition_of("automate", "automate.events.3.vc1.vm-1"),

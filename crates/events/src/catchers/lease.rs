@@ -20,7 +20,9 @@
 //! (the events are offered with an ack, as the `amqp` catcher's are) and
 //! stores the position only when all were queued. So a node taking a
 //! catcher over re-reads at most the last unstored stretch, which the
-//! queue's de-duplication absorbs. An `amqp` catcher needs no position:
+//! queue's de-duplication absorbs (a `simulate` catcher without `start`
+//! also stores its clock's start beside the position, `<provider>#simulate-start`,
+//! so the events remade keep their timestamps). An `amqp` catcher needs no position:
 //! the broker keeps what was not acked. After a lost lease no position is
 //! stored (another node may be ahead already).
 //!
@@ -97,6 +99,34 @@ impl Checkpoints {
     /// The position to resume from (0 without a lease or a stored one).
     pub(crate) fn from(&self) -> u64 {
         self.resume.as_ref().map_or(0, |r| r.from)
+    }
+
+    /// Under a lease: the value stored as the position `name` (a catcher's
+    /// other deterministic setting, e.g. the simulated clock's start),
+    /// storing `default` first when none is; `default` without a lease or
+    /// when the store cannot be reached.
+    pub(crate) async fn anchor(&self, ctx: &Ctx, name: &str, default: u64) -> u64 {
+        let Some(resume) = &self.resume else {
+            return default;
+        };
+        let leases = resume.leases.clone();
+        let key = format!("{}#{name}", ctx.provider.name);
+        let r = tokio::task::spawn_blocking(move || match leases.position(&key)? {
+            Some(v) => Ok(v),
+            None => leases.set_position(&key, default).map(|()| default),
+        })
+        .await;
+        match r {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                tracing::warn!(target: "evm", "{} cannot read or store its {name}: {e}", prefix(ctx));
+                default
+            }
+            Err(e) => {
+                tracing::warn!(target: "evm", "{} cannot read or store its {name}: {e}", prefix(ctx));
+                default
+            }
+        }
     }
 
     /// Everything before `position` has been offered; `ack` is the answer
@@ -295,10 +325,14 @@ pub(crate) async fn run_leased(
                     return flatten(r);
                 }
                 _ = tick.tick() => {
-                    let why = match call(acquire).await {
-                        Ok(true) => continue,
-                        Ok(false) => "taken by another node".to_string(),
-                        Err(e) => e,
+                    // A renewal that does not answer within a renew
+                    // interval counts as failed: the catcher must stop
+                    // before the TTL ends, whatever the lease store does.
+                    let why = match tokio::time::timeout(every, call(acquire)).await {
+                        Ok(Ok(true)) => continue,
+                        Ok(Ok(false)) => "taken by another node".to_string(),
+                        Ok(Err(e)) => e,
+                        Err(_) => format!("no answer to the renewal in {} ms", every.as_millis()),
                     };
                     lost.store(true, Ordering::SeqCst);
                     child.cancel();
@@ -378,6 +412,10 @@ pub(crate) mod tests {
         positions: Mutex<HashMap<String, u64>>,
         /// Acquires that answered `false`.
         refused: AtomicU64,
+        /// The switch: acquires do not answer while it is on.
+        hang: AtomicBool,
+        /// Acquires begun while `hang` was on.
+        hung: AtomicU64,
     }
 
     /// One node's view of [`Shared`].
@@ -418,6 +456,12 @@ pub(crate) mod tests {
             &self.node
         }
         fn acquire(&self, key: &str) -> Result<bool, StoreError> {
+            if self.shared.hang.load(Ordering::SeqCst) {
+                self.shared.hung.fetch_add(1, Ordering::SeqCst);
+                while self.shared.hang.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
             let mut h = self.shared.holders.lock().unwrap();
             let held = match h.get(key) {
                 None => {
@@ -556,18 +600,21 @@ pub(crate) mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_catcher_stops_when_its_lease_is_lost_and_resumes_where_it_stopped() {
+        // No start: the clock starts at the first holder's now, stored.
         let cfg = SimulateConfig {
             seed: 7,
             rate: 0.0,
             count: None,
             vms: 5,
-            start: Some("2026-01-01T00:00:00Z".into()),
+            start: None,
         };
         let (tx, rx) = sink_pair(16);
         let c = CatcherConfig::Simulate(cfg.clone())
             .build(provider(), Filter::default(), tx)
             .unwrap();
         let got = consume(rx);
+        let stats = c.stats();
+        let sent = move || stats.sent.load(Ordering::SeqCst) as usize;
         let leases = MemLeases::new("n1", Arc::default());
         let key = "catcher.rhevm01";
         let stop = CancellationToken::new();
@@ -584,18 +631,15 @@ pub(crate) mod tests {
         // A second refusal comes from the loop trying again, after the
         // catcher has stopped.
         wait_for("the catcher to stop", || leases.refused() >= 2).await;
-        let stopped_at = got.lock().unwrap().len();
+        // Everything it sent comes before what it sends after a take-over.
+        let stopped_at = sent();
         let stored = leases.position("rhevm01").unwrap().unwrap();
         assert!(
             stored > 0 && stored as usize <= stopped_at,
             "{stored} of {stopped_at}"
         );
         wait_for("a third refusal", || leases.refused() >= 3).await;
-        assert_eq!(
-            got.lock().unwrap().len(),
-            stopped_at,
-            "no event without the lease"
-        );
+        assert_eq!(sent(), stopped_at, "no event without the lease");
 
         // n2 gives it up: n1 takes it again and resumes at the stored
         // position (the same events the seed makes from there).
@@ -615,8 +659,19 @@ pub(crate) mod tests {
             .map(|e| (e.event_type, e.vm_name))
             .collect();
         assert_eq!(resumed, expected);
-        let first_id = got.lock().unwrap()[stopped_at].full_data["id"].clone();
-        assert_eq!(first_id, (10_000 + stored + 1).to_string());
+        let first = got.lock().unwrap()[stopped_at].clone();
+        assert_eq!(first.full_data["id"], (10_000 + stored + 1).to_string());
+        // Its time is the one the first run gave it (1 ms an event at
+        // rate 0), so a re-read event is de-duplicated.
+        let anchor = leases.position("rhevm01#simulate-start").unwrap().unwrap();
+        assert_eq!(
+            first.timestamp,
+            automate_core::time::iso8601((anchor + stored + 1) as i64)
+        );
+        assert_eq!(
+            got.lock().unwrap()[0].timestamp,
+            automate_core::time::iso8601(anchor as i64 + 1)
+        );
 
         // A clean stop stores the position and releases the lease.
         stop.cancel();
@@ -700,6 +755,50 @@ pub(crate) mod tests {
             "released at the clean stop"
         );
         assert!(leases.position("rhevm01").unwrap().unwrap() >= from);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_renewal_without_answer_stops_the_catcher() {
+        let cfg = SimulateConfig {
+            seed: 3,
+            rate: 0.0,
+            count: None,
+            vms: 5,
+            start: Some("2026-01-01T00:00:00Z".into()),
+        };
+        let (tx, rx) = sink_pair(16);
+        let c = CatcherConfig::Simulate(cfg)
+            .build(provider(), Filter::default(), tx)
+            .unwrap();
+        let got = consume(rx);
+        let stats = c.stats();
+        let shared = Arc::new(Shared::default());
+        let leases = MemLeases::new("n1", shared.clone());
+        let stop = CancellationToken::new();
+        let run = tokio::spawn(
+            Catchers::new(vec![c], "")
+                .with_leases(Arc::new(leases.clone()))
+                .run(stop.clone()),
+        );
+        wait_for("300 events", || got.lock().unwrap().len() >= 300).await;
+        // The lease store stops answering: the renewal times out, the
+        // catcher stops, and the loop's next acquire hangs too.
+        shared.hang.store(true, Ordering::SeqCst);
+        wait_for("the catcher to stop", || {
+            shared.hung.load(Ordering::SeqCst) >= 2
+        })
+        .await;
+        let stopped_at = stats.sent.load(Ordering::SeqCst) as usize;
+        let stored = leases.position("rhevm01").unwrap().unwrap();
+        assert!(stored as usize <= stopped_at);
+        // It answers again (this node still holds the key): the catcher
+        // resumes at the stored position.
+        shared.hang.store(false, Ordering::SeqCst);
+        wait_for("events again", || got.lock().unwrap().len() > stopped_at).await;
+        let first = got.lock().unwrap()[stopped_at].full_data["id"].clone();
+        assert_eq!(first, (10_000 + stored + 1).to_string());
+        stop.cancel();
+        run.await.unwrap().unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

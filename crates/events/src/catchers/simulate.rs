@@ -532,8 +532,15 @@ impl SimulateCatcher {
         shutdown: CancellationToken,
     ) -> Result<(), CatcherError> {
         let mut sim = Simulator::for_provider(&self.cfg, &ctx.provider);
+        let mut marks = Checkpoints::new(&ctx);
         if self.cfg.start.is_none() {
-            sim.start_at(time::now_ms());
+            // Under a lease, every node's clock starts where the first
+            // holder's did (stored beside the position), so the events a
+            // node taking over makes again are the same, timestamps
+            // included, and de-duplicated.
+            let now = u64::try_from(time::now_ms()).unwrap_or(0);
+            let start = marks.anchor(&ctx, "simulate-start", now).await;
+            sim.start_at(i64::try_from(start).unwrap_or(i64::MAX));
         }
         // Pacing by deadline: event n is due at start + n/rate, so rates
         // above the timer's 1 ms resolution still average out; after a stall
@@ -544,7 +551,6 @@ impl SimulateCatcher {
         let mut n: u64 = 0;
         // Under a lease: the sequence is deterministic from the seed, so
         // the events before the stored position are made and dropped.
-        let mut marks = Checkpoints::new(&ctx);
         let from = marks.from();
         let mut sim = sim.skip(usize::try_from(from).unwrap_or(usize::MAX));
         let mut position = from;

@@ -642,3 +642,75 @@ impl Pipeline {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catchers::lease::tests::{MemLeases, Shared};
+    use automate_vmdb::lease::Leases;
+
+    /// The whole pipeline on redb with a jsonl catcher under a lease: the
+    /// committer's answers let the catcher store its position, the events
+    /// are handled once, the lease is given up at the end of the input.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_leased_catcher_stores_its_position_once_its_events_are_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let lines: String = (1..=40)
+            .map(|i| {
+                format!(
+                    "{{\"event_type\": \"USER_RUN_VM\", \"timestamp\": \"2026-01-01T00:00:{:02}Z\", \"vm_ems_ref\": \"/api/vms/vm-{i}\", \"vm_name\": \"vm-{i}\"}}\n",
+                    i % 60
+                )
+            })
+            .collect();
+        std::fs::write(dir.path().join("events.jsonl"), lines).unwrap();
+        let config = Config::from_yaml(
+            &format!(
+                "providers:\n  - name: rhevm01\n    type: RHEVM\n    hostname: rhevm01\n    userid: admin@internal\n    catcher: {{kind: jsonl, path: {}}}\nworkers: 2\n",
+                dir.path().join("events.jsonl").display()
+            ),
+            "automate.yaml",
+        )
+        .unwrap();
+        let store = Arc::new(
+            automate_redb::RedbStore::open(dir.path().join("p.redb"))
+                .unwrap()
+                .with_relaxed_durability(true),
+        );
+        let root =
+            std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).join("datastore");
+        let (ds, problems) = automate_datastore::Datastore::open(&root);
+        assert!(problems.is_empty(), "{problems:?}");
+        let (engine, _runner) =
+            automate_control::with_control(Engine::new(Arc::new(ds)).with_store(store.clone()));
+        let (group, writer) = automate_redb::GroupCommit::start(store.clone()).unwrap();
+        let queue = Arc::new(
+            automate_redb::RedbEventQueue::open(store.schedule())
+                .unwrap()
+                .with_group(group.clone()),
+        );
+        let backend = PipelineStore {
+            units: Arc::new(automate_redb::GroupUnits::new(store.clone(), group, writer)),
+            queue,
+            schedule: Arc::new(store.schedule()),
+        };
+        let leases = MemLeases::new("n1", Arc::new(Shared::default()));
+        let prepared = Pipeline::prepare(&config, engine, backend)
+            .unwrap()
+            .with_leases(Arc::new(leases.clone()));
+        let load = prepared.node_load();
+        let pipeline = prepared.start(None).unwrap();
+        pipeline.wait_idle().await;
+        let stats = pipeline.shutdown().await;
+        assert_eq!((stats.enqueued, stats.handled), (40, 40), "{stats:?}");
+        assert_eq!(leases.position("rhevm01").unwrap(), Some(40));
+        assert_eq!(
+            leases.holder("catcher.rhevm01"),
+            None,
+            "given up at the end"
+        );
+        let mut info = automate_vmdb::cluster::NodeInfo::default();
+        load.fill(&mut info);
+        assert_eq!((info.workers, info.handled, info.queue_depth), (2, 40, 0));
+    }
+}
