@@ -274,6 +274,25 @@ fn two_nodes_share_the_queue_and_one_catcher_stores_each_event_once() {
         .unwrap();
     let events: Value = serde_json::from_str(&stdout_ok(&out, "events list")).unwrap();
     assert_eq!(events.as_array().map(Vec::len), Some(EVENTS));
+    // It registers beside node1 (same config), not over it.
+    let out = automate_on(&n1.root, &api_db)
+        .args(["cluster", "status", "--json"])
+        .output()
+        .unwrap();
+    let status: Value = serde_json::from_str(&stdout_ok(&out, "cluster status")).unwrap();
+    let nodes: Vec<(&str, &str)> = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| Some((n["node"].as_str()?, n["url"].as_str()?)))
+        .collect();
+    assert!(
+        nodes
+            .iter()
+            .any(|(n, u)| *n == "node1-api" && u.ends_with(&format!(":{api_port}")))
+            && nodes.iter().any(|(n, _)| *n == "node1"),
+        "{status}"
+    );
     assert!(terminate(&mut front).is_some_and(|s| s.success()));
 
     let (s1, s2) = (n1.stop(), n2.stop());

@@ -95,6 +95,7 @@ pub struct ClusterNode {
     pub queue: Arc<JetStreamQueue>,
     /// The registry of live nodes (heartbeats).
     pub registry: Arc<Registry>,
+    role: Role,
     sync: Option<DatastoreSync>,
     heartbeat: Option<Heartbeat>,
     watch: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
@@ -208,6 +209,7 @@ impl ClusterNode {
             leases,
             queue,
             registry,
+            role,
             sync: None,
             heartbeat: None,
             watch: Some((stop, watch)),
@@ -230,8 +232,14 @@ impl ClusterNode {
     /// a heartbeat (with `probe`'s live figures and the leases it holds)
     /// every third of the lease TTL until the node is dropped, when it
     /// leaves the registry.
+    /// A front door registers as `<node>-api`: it may run with the very
+    /// config of an `automate run` node, whose entry it must not replace.
     pub fn start_heartbeat(&mut self, url: &str, probe: Option<Probe>) -> anyhow::Result<()> {
-        let info = NodeInfo::this_process(self.node.clone(), url);
+        let name = match self.role {
+            Role::Worker => self.node.clone(),
+            Role::FrontDoor => format!("{}-api", self.node),
+        };
+        let info = NodeInfo::this_process(name, url);
         let beat = self
             .registry
             .start_heartbeat(
