@@ -217,7 +217,13 @@ pub async fn start(
         .with_config(&config.api)?
         .with_reloader(reloader.clone())
         .with_metrics(metrics)
-        .with_first_sight(pipeline.first_sight());
+        .with_first_sight(pipeline.first_sight())
+        // `automate cluster status` on the embedded mode: this one node,
+        // with its live load.
+        .with_cluster(Arc::new(
+            automate_vmdb::cluster::EmbeddedCluster::new(url.clone())
+                .with_probe(pipeline.node_load().probe()),
+        ));
     let router = automate_api::router(api, events);
     let limits = config.api.limits.clone();
     let stop = pipeline.stop_signal();

@@ -53,12 +53,15 @@ namespace("CRASH/SM", "SM")
 
 event = "CRASH/System/Process.class"
 klass(event, "Process", [("method", "execute", None)])
-method(event, "witness", """// Counts this event's deliveries to Automate on the stored EmsEvent.
-let id = parse_int(`${evm.root["event_id"]}`);
-let ev = evm.vmdb("ems_event", id);
-if ev != () {
-    let n = ev["deliveries"];
-    ev["deliveries"] = if type_of(n) == "i64" { n + 1 } else { 1 };
+method(event, "witness", """// Counts this event's deliveries to Automate on the stored EmsEvent
+// (a request's events, such as request_starting, carry no event_id).
+let raw = `${evm.root["event_id"]}`;
+if raw != "" {
+    let ev = evm.vmdb("ems_event", parse_int(raw));
+    if ev != () {
+        let n = ev["deliveries"];
+        ev["deliveries"] = if type_of(n) == "i64" { n + 1 } else { 1 };
+    }
 }
 """)
 instance(event, "Event", [("execute", "witness")])
