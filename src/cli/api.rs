@@ -100,7 +100,11 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
                 budget,
             )?;
             let store: Arc<dyn ServedStore> = node.store.clone();
-            let dead = node.dead_letters();
+            let providers = config
+                .iter()
+                .flat_map(|c| c.providers.iter().map(|p| p.provider.clone()))
+                .collect();
+            let dead = node.dead_letters(providers);
             (engine, store, reloader, dead, None, Some(node))
         }
         None => {

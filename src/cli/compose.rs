@@ -320,7 +320,15 @@ async fn start_cluster(
         .ok();
     let api = automate_api::ApiState::new(token, engine, store)?
         .with_queue(pipeline.queue())
-        .with_dead_letters(node.dead_letters())
+        .with_dead_letters(
+            node.dead_letters(
+                config
+                    .providers
+                    .iter()
+                    .map(|p| p.provider.clone())
+                    .collect(),
+            ),
+        )
         .with_cluster(node.view())
         .with_config(&config.api)?
         .with_reloader(reloader.clone())

@@ -215,13 +215,51 @@ fn two_nodes_share_the_queue_and_one_catcher_stores_each_event_once() {
     );
 
     // The dead letters, through node2's API (advertised beside its --db):
-    // none, and the command says so in JSON.
+    // none; then a DeadLetterEvent row as a worker stores one after its
+    // last failed attempt is listed, and retried: handled and stored.
+    let dead_letters = || {
+        let out = automate_on(&n2.root, &n2.db)
+            .args(["events", "dead-letter", "list", "--json"])
+            .output()
+            .unwrap();
+        serde_json::from_str::<Value>(&stdout_ok(&out, "dead-letter list")).unwrap()
+    };
+    assert_eq!(dead_letters(), serde_json::json!([]));
+    let row = {
+        use automate_engine::AttrValue;
+        let store = automate_postgres::store::PgStore::open(db.pg()).unwrap();
+        let mut attrs = automate_engine::Attributes::default();
+        for (k, v) in [
+            ("event_namespace", "DeadLetter"),
+            ("source", "RHEVM"),
+            ("provider", "rhevm01"),
+            ("event_type", "USER_RUN_VM"),
+            ("timestamp", "2026-01-03T00:00:00Z"),
+            ("vm_ems_ref", "dead-vm"),
+            ("vm_name", "dead-vm"),
+            ("full_data", "{}"),
+            ("error", "the handler panicked: boom"),
+            ("created_on", "2026-01-03T00:00:01Z"),
+        ] {
+            attrs.insert(k.into(), AttrValue::Str(v.into()));
+        }
+        attrs.insert("attempts".into(), AttrValue::Int(3));
+        automate_vmdb::ObjectStore::create(&*store, "DeadLetterEvent", attrs)
+            .unwrap()
+            .id
+    };
+    let listed = dead_letters();
+    assert_eq!(listed[0]["id"], row.to_string(), "{listed}");
+    assert_eq!(listed[0]["error"], "the handler panicked: boom");
     let out = automate_on(&n2.root, &n2.db)
-        .args(["events", "dead-letter", "list", "--json"])
+        .args(["events", "dead-letter", "retry", &row.to_string()])
         .output()
         .unwrap();
-    let listed: Value = serde_json::from_str(&stdout_ok(&out, "dead-letter list")).unwrap();
-    assert_eq!(listed, serde_json::json!([]));
+    stdout_ok(&out, "dead-letter retry");
+    assert_eq!(dead_letters(), serde_json::json!([]));
+    wait_for("the retried dead letter stored", || {
+        stored_events(&db).0 == EVENTS as i64 + 1
+    });
 
     // `automate cluster status` through node1 lists both nodes, each
     // holding partitions, and the catcher's lease on one of them.
@@ -273,7 +311,14 @@ fn two_nodes_share_the_queue_and_one_catcher_stores_each_event_once() {
         .output()
         .unwrap();
     let events: Value = serde_json::from_str(&stdout_ok(&out, "events list")).unwrap();
-    assert_eq!(events.as_array().map(Vec::len), Some(EVENTS));
+    let stored = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["class"] == "EmsEvent")
+        .count();
+    // The flood and the retried dead letter (whose row is listed too).
+    assert_eq!(stored, EVENTS + 1);
     // It registers beside node1 (same config), not over it.
     let out = automate_on(&n1.root, &api_db)
         .args(["cluster", "status", "--json"])
@@ -316,7 +361,7 @@ fn two_nodes_share_the_queue_and_one_catcher_stores_each_event_once() {
         "{posted}"
     );
     wait_for("the posted event stored", || {
-        stored_events(&db).0 == EVENTS as i64 + 1
+        stored_events(&db).0 == EVENTS as i64 + 2
     });
     assert!(terminate(&mut front).is_some_and(|s| s.success()));
 

@@ -24,6 +24,7 @@ use super::datastore::DatastoreSync;
 use anyhow::Context;
 use automate_control::Reloader;
 use automate_events::config::ClusterConfig;
+use automate_events::dead_letters::StoredDeadLetters;
 use automate_nats::lease::KvLeases;
 use automate_nats::nodes::{Heartbeat, NatsCluster, Registry};
 use automate_nats::queue::{JetStreamQueue, QueueOptions};
@@ -33,7 +34,7 @@ use automate_postgres::store::PgStore;
 use automate_postgres::{Pg, PgConfig};
 use automate_vmdb::cluster::{ClusterView, NodeInfo, Probe};
 use automate_vmdb::dead_letter::{DeadLetter, DeadLetters};
-use automate_vmdb::event_queue::{CaughtEvent, Claim, EventQueue};
+use automate_vmdb::event_queue::{CaughtEvent, Claim, EventQueue, Provider};
 use automate_vmdb::health::StoreHealth;
 use automate_vmdb::lease::{LeaseInfo, Leases};
 use automate_vmdb::served::ServedStore;
@@ -276,9 +277,17 @@ impl ClusterNode {
         })
     }
 
-    /// The dead letters of the queue (its dead-letter stream).
-    pub fn dead_letters(&self) -> Arc<dyn DeadLetters> {
-        Arc::new(StreamDeadLetters(self.queue.clone()))
+    /// The cluster's dead letters: the `DeadLetterEvent` rows the workers
+    /// store in PostgreSQL (events whose handling failed
+    /// `MAX_EVENT_ATTEMPTS` times), then the queue's dead-letter stream
+    /// (events delivered `max_deliver` times without an ack). `providers`:
+    /// the configured ones, a retried row's provider taken from them.
+    pub fn dead_letters(&self, providers: Vec<Provider>) -> Arc<dyn DeadLetters> {
+        let queue: Arc<dyn EventQueue> = self.queue.clone();
+        Arc::new(ClusterDeadLetters {
+            rows: StoredDeadLetters::new(self.store.clone(), providers).with_queue(queue),
+            stream: StreamDeadLetters(self.queue.clone()),
+        })
     }
 }
 
@@ -437,7 +446,36 @@ impl Leases for NoClaims {
     }
 }
 
-/// The dead letters of cluster mode: the queue's dead-letter stream.
+/// Cluster mode's dead letters: the rows (ids `region * 10^12 + seq`), then
+/// the stream (its sequences); a retry sends each id to the one that lists
+/// it.
+#[derive(Debug)]
+pub struct ClusterDeadLetters {
+    rows: StoredDeadLetters,
+    stream: StreamDeadLetters,
+}
+
+impl DeadLetters for ClusterDeadLetters {
+    fn list(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        let mut out = self.rows.list(limit)?;
+        if out.len() < limit {
+            out.extend(self.stream.list(limit - out.len())?);
+        }
+        Ok(out)
+    }
+
+    fn retry(&self, ids: &[u64]) -> Result<Vec<u64>, StoreError> {
+        let rows: std::collections::HashSet<u64> =
+            self.rows.list(usize::MAX)?.iter().map(|d| d.id).collect();
+        let (of_rows, of_stream): (Vec<u64>, Vec<u64>) =
+            ids.iter().partition(|id| rows.contains(id));
+        let mut done = self.rows.retry(&of_rows)?;
+        done.extend(self.stream.retry(&of_stream)?);
+        Ok(done)
+    }
+}
+
+/// The dead letters of cluster mode's queue: its dead-letter stream.
 #[derive(Debug)]
 pub struct StreamDeadLetters(pub Arc<JetStreamQueue>);
 
