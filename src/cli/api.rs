@@ -18,8 +18,10 @@ use automate_api::{router, serve_with, ApiState};
 use automate_datastore::Datastore;
 use automate_engine::deliver::{run_due, DEFAULT_MAX_DELIVERIES};
 use automate_engine::Engine;
+use automate_events::catchers::http::HttpState;
 use automate_events::config::{ApiConfig, EngineConfig};
 use automate_events::dead_letters::StoredDeadLetters;
+use automate_events::queue::{CaughtEvent, EventQueue};
 use automate_events::Metrics;
 use automate_redb::RedbEventQueue;
 use automate_vmdb::dead_letter::DeadLetters;
@@ -53,12 +55,22 @@ pub struct ApiArgs {
 /// session). Fails on a bad
 /// `--config`, or when the store cannot be opened or the address bound.
 pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
-    let (mut api, budget, cluster) = match &args.config {
+    let (mut api, budget, cluster, config) = match &args.config {
         Some(path) => {
             let cfg = super::load_config(global, path)?;
-            (cfg.api, cfg.engine.limits(), cfg.cluster)
+            (
+                cfg.api.clone(),
+                cfg.engine.limits(),
+                cfg.cluster.clone(),
+                Some(cfg),
+            )
         }
-        None => (ApiConfig::default(), EngineConfig::default().limits(), None),
+        None => (
+            ApiConfig::default(),
+            EngineConfig::default().limits(),
+            None,
+            None,
+        ),
     };
     if let Some(token) = global.token.as_deref().filter(|t| !t.is_empty()) {
         api.token = token.to_string();
@@ -88,7 +100,11 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
                 budget,
             )?;
             let store: Arc<dyn ServedStore> = node.store.clone();
-            let dead = node.dead_letters();
+            let providers = config
+                .iter()
+                .flat_map(|c| c.providers.iter().map(|p| p.provider.clone()))
+                .collect();
+            let dead = node.dead_letters(providers);
             (engine, store, reloader, dead, None, Some(node))
         }
         None => {
@@ -196,11 +212,19 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
         // after it finds the service.
         println!("automate api: listening on http://{addr}/api");
         let shutdown = CancellationToken::new();
+        // A front door takes `POST /api/events` for the providers with an
+        // `http` catcher, straight into the cluster's queue.
+        let events = match (&node, &config) {
+            (Some(node), Some(cfg)) => {
+                front_door_events(cfg, node.queue.clone(), node.health(), shutdown.clone())?
+            }
+            _ => None,
+        };
         let limits = api.limits.clone();
         let stop = shutdown.clone();
         let server =
             tokio::spawn(
-                async move { serve_with(listener, router(state, None), &limits, stop).await },
+                async move { serve_with(listener, router(state, events), &limits, stop).await },
             );
         loop {
             match signals.next().await {
@@ -231,4 +255,52 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
     drop(node);
     served?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `http` catcher of a front door: the endpoints of `config`'s `http`
+/// providers (its other catchers are built, never started: the `automate
+/// run` nodes run them under their leases), their events enqueued into
+/// `queue` in batches, each post answered once its events are in the queue.
+/// `None` when no provider uses the `http` catcher.
+fn front_door_events(
+    config: &automate_events::config::Config,
+    queue: Arc<dyn EventQueue>,
+    health: Arc<automate_vmdb::health::StoreHealth>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Option<HttpState>> {
+    let (tx, mut rx) = automate_events::catchers::sink_pair(256);
+    let Some(mut http) = config.build_catchers(tx)?.http else {
+        return Ok(None);
+    };
+    http.set_shutdown(shutdown);
+    http.set_store_health(health);
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < 256 {
+                match rx.try_recv() {
+                    Ok(c) => batch.push(c),
+                    Err(_) => break,
+                }
+            }
+            let now = automate_vmdb::to_micros(std::time::SystemTime::now());
+            let events: Vec<CaughtEvent> = batch
+                .iter()
+                .map(|c| (c.provider.clone(), c.event.clone(), now))
+                .collect();
+            let q = queue.clone();
+            let result = match tokio::task::spawn_blocking(move || q.enqueue_owned(events)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(format!("the enqueue failed: {e}")),
+            };
+            if let Err(e) = &result {
+                tracing::error!(target: "evm", "MIQ(automate api) {} posted events not queued: {e}", batch.len());
+            }
+            for mut c in batch {
+                c.complete(result.clone());
+            }
+        }
+    });
+    Ok(Some(http))
 }

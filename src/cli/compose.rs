@@ -6,6 +6,12 @@
 //! `GET /metrics` serves. The pipeline knows nothing of the API; this is the one
 //! place that wires the two (and the redb store) together.
 //!
+//! With `cluster:` configured, [`start`] builds a cluster node instead
+//! ([`super::cluster::backend::ClusterNode`]: PostgreSQL for the objects,
+//! the scheduled work and the datastore; NATS JetStream for the queue, its
+//! dead letters, the leases and the node registry) behind the same traits,
+//! and [`cluster_engine`] is what `automate api` builds its front door on.
+//!
 //! It is also where every other command gets its object store
 //! ([`open_store`], [`open_store_read_only`], the [`Store`] they return):
 //! the one place in the binary that names the backend.
@@ -320,7 +326,15 @@ async fn start_cluster(
         .ok();
     let api = automate_api::ApiState::new(token, engine, store)?
         .with_queue(pipeline.queue())
-        .with_dead_letters(node.dead_letters())
+        .with_dead_letters(
+            node.dead_letters(
+                config
+                    .providers
+                    .iter()
+                    .map(|p| p.provider.clone())
+                    .collect(),
+            ),
+        )
         .with_cluster(node.view())
         .with_config(&config.api)?
         .with_reloader(reloader.clone())

@@ -274,6 +274,14 @@ pub fn in_use(global: &Global, err: automate_vmdb::StoreError) -> anyhow::Error 
 pub fn open_failed(global: &Global, err: automate_vmdb::StoreError) -> anyhow::Error {
     match err {
         e @ automate_vmdb::StoreError::InUse(_) => in_use(global, e),
+        // No file: a cluster node keeps none at its --db, only its
+        // advertisement; without a running node there is nothing to go
+        // through.
+        e if !global.db.exists() => anyhow::Error::new(e).context(format!(
+            "opening the object store {} (no such file; a cluster node keeps its store in \
+             PostgreSQL: run the command with the --db of a running node, or --server URL)",
+            global.db.display()
+        )),
         e => anyhow::Error::new(e)
             .context(format!("opening the object store {}", global.db.display())),
     }

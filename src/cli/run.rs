@@ -275,8 +275,21 @@ fn announce(
         .iter()
         .map(|p| format!("{} ({} catcher)", p.provider.name, p.catcher.kind()))
         .collect();
+    // In cluster mode there is no store file: the node and where its
+    // cluster is instead (no password shown).
+    let db = match &cfg.cluster {
+        Some(c) => format!(
+            "cluster node {} (PostgreSQL {} schema {}, NATS {} prefix {})",
+            c.node,
+            super::cluster::backend::shown_url(&c.postgres),
+            c.schema,
+            super::cluster::backend::shown_url(&c.nats),
+            c.prefix
+        ),
+        None => format!("db {}", global.db.display()),
+    };
     text.push_str(&format!(
-        "automate run: {} provider{}: {}; {} worker{}; datastore {} ({} domain{}); db {}\n",
+        "automate run: {} provider{}: {}; {} worker{}; datastore {} ({} domain{}); {}\n",
         providers.len(),
         if providers.len() == 1 { "" } else { "s" },
         providers.join(", "),
@@ -285,7 +298,7 @@ fn announce(
         global.datastore.display(),
         reloader.domains(),
         if reloader.domains() == 1 { "" } else { "s" },
-        global.db.display()
+        db
     ));
     if json {
         eprint!("{text}");

@@ -24,6 +24,7 @@ use super::datastore::DatastoreSync;
 use anyhow::Context;
 use automate_control::Reloader;
 use automate_events::config::ClusterConfig;
+use automate_events::dead_letters::StoredDeadLetters;
 use automate_nats::lease::KvLeases;
 use automate_nats::nodes::{Heartbeat, NatsCluster, Registry};
 use automate_nats::queue::{JetStreamQueue, QueueOptions};
@@ -33,7 +34,7 @@ use automate_postgres::store::PgStore;
 use automate_postgres::{Pg, PgConfig};
 use automate_vmdb::cluster::{ClusterView, NodeInfo, Probe};
 use automate_vmdb::dead_letter::{DeadLetter, DeadLetters};
-use automate_vmdb::event_queue::{CaughtEvent, Claim, EventQueue};
+use automate_vmdb::event_queue::{CaughtEvent, Claim, EventQueue, Provider};
 use automate_vmdb::health::StoreHealth;
 use automate_vmdb::lease::{LeaseInfo, Leases};
 use automate_vmdb::served::ServedStore;
@@ -95,6 +96,7 @@ pub struct ClusterNode {
     pub queue: Arc<JetStreamQueue>,
     /// The registry of live nodes (heartbeats).
     pub registry: Arc<Registry>,
+    role: Role,
     sync: Option<DatastoreSync>,
     heartbeat: Option<Heartbeat>,
     watch: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
@@ -208,6 +210,7 @@ impl ClusterNode {
             leases,
             queue,
             registry,
+            role,
             sync: None,
             heartbeat: None,
             watch: Some((stop, watch)),
@@ -230,8 +233,14 @@ impl ClusterNode {
     /// a heartbeat (with `probe`'s live figures and the leases it holds)
     /// every third of the lease TTL until the node is dropped, when it
     /// leaves the registry.
+    /// A front door registers as `<node>-api`: it may run with the very
+    /// config of an `automate run` node, whose entry it must not replace.
     pub fn start_heartbeat(&mut self, url: &str, probe: Option<Probe>) -> anyhow::Result<()> {
-        let info = NodeInfo::this_process(self.node.clone(), url);
+        let name = match self.role {
+            Role::Worker => self.node.clone(),
+            Role::FrontDoor => format!("{}-api", self.node),
+        };
+        let info = NodeInfo::this_process(name, url);
         let beat = self
             .registry
             .start_heartbeat(
@@ -268,9 +277,17 @@ impl ClusterNode {
         })
     }
 
-    /// The dead letters of the queue (its dead-letter stream).
-    pub fn dead_letters(&self) -> Arc<dyn DeadLetters> {
-        Arc::new(StreamDeadLetters(self.queue.clone()))
+    /// The cluster's dead letters: the `DeadLetterEvent` rows the workers
+    /// store in PostgreSQL (events whose handling failed
+    /// `MAX_EVENT_ATTEMPTS` times), then the queue's dead-letter stream
+    /// (events delivered `max_deliver` times without an ack). `providers`:
+    /// the configured ones, a retried row's provider taken from them.
+    pub fn dead_letters(&self, providers: Vec<Provider>) -> Arc<dyn DeadLetters> {
+        let queue: Arc<dyn EventQueue> = self.queue.clone();
+        Arc::new(ClusterDeadLetters {
+            rows: StoredDeadLetters::new(self.store.clone(), providers).with_queue(queue),
+            stream: StreamDeadLetters(self.queue.clone()),
+        })
     }
 }
 
@@ -429,7 +446,36 @@ impl Leases for NoClaims {
     }
 }
 
-/// The dead letters of cluster mode: the queue's dead-letter stream.
+/// Cluster mode's dead letters: the rows (ids `region * 10^12 + seq`), then
+/// the stream (its sequences); a retry sends each id to the one that lists
+/// it.
+#[derive(Debug)]
+pub struct ClusterDeadLetters {
+    rows: StoredDeadLetters,
+    stream: StreamDeadLetters,
+}
+
+impl DeadLetters for ClusterDeadLetters {
+    fn list(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        let mut out = self.rows.list(limit)?;
+        if out.len() < limit {
+            out.extend(self.stream.list(limit - out.len())?);
+        }
+        Ok(out)
+    }
+
+    fn retry(&self, ids: &[u64]) -> Result<Vec<u64>, StoreError> {
+        let rows: std::collections::HashSet<u64> =
+            self.rows.list(usize::MAX)?.iter().map(|d| d.id).collect();
+        let (of_rows, of_stream): (Vec<u64>, Vec<u64>) =
+            ids.iter().partition(|id| rows.contains(id));
+        let mut done = self.rows.retry(&of_rows)?;
+        done.extend(self.stream.retry(&of_stream)?);
+        Ok(done)
+    }
+}
+
+/// The dead letters of cluster mode's queue: its dead-letter stream.
 #[derive(Debug)]
 pub struct StreamDeadLetters(pub Arc<JetStreamQueue>);
 
