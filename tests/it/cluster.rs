@@ -128,6 +128,16 @@ impl Node {
     }
 }
 
+/// A node still running when its test fails is killed, not left behind.
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Polls `f` until it is true, at most [`BOUND`]; `what` names it.
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     let started = Instant::now();
