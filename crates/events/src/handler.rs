@@ -469,7 +469,12 @@ impl Handler {
         if let Some(h) = host {
             attrs.insert("host_id".into(), AttrValue::Int(h.id));
         }
-        Ok(store.create_now(class, attrs)?)
+        // Another node may have created it meanwhile (cluster mode: the
+        // store refuses a second object with the reference): use its.
+        match store.create_now(class, attrs) {
+            Ok(r) => Ok(r),
+            Err(e) => find()?.ok_or(HandlerError::from(e)),
+        }
     }
 }
 
@@ -507,7 +512,20 @@ fn find_or_create_provider(
     attrs.insert("name".into(), AttrValue::Str(provider.name.clone()));
     attrs.insert("hostname".into(), AttrValue::Str(provider.hostname.clone()));
     attrs.insert("emstype".into(), AttrValue::Str(provider.kind.clone()));
-    Ok(store.create_now("ExtManagementSystem", attrs)?)
+    // Another node may have created it meanwhile (cluster mode: the store
+    // refuses a second provider of one name): use its.
+    match store.create_now("ExtManagementSystem", attrs) {
+        Ok(r) => Ok(r),
+        Err(e) => store
+            .find_by(
+                "ExtManagementSystem",
+                "name",
+                &AttrValue::Str(provider.name.clone()),
+            )?
+            .into_iter()
+            .next()
+            .ok_or(HandlerError::from(e)),
+    }
 }
 
 #[cfg(test)]

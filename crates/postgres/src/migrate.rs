@@ -34,6 +34,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "datastore",
         sql: include_str!("migrations/V3__datastore.sql"),
     },
+    Migration {
+        version: 4,
+        name: "unique provider references",
+        sql: include_str!("migrations/V4__unique_refs.sql"),
+    },
 ];
 
 /// A lock key of this crate's own (`pg_advisory_xact_lock`).
