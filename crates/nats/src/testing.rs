@@ -4,7 +4,6 @@
 //! and skips; with `AUTOMATE_TEST_CLUSTER=1` (set by `.ci/run`) it fails.
 
 use crate::{Nats, NatsConfig};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 /// The NATS server tests use.
@@ -12,10 +11,7 @@ pub fn test_url() -> String {
     std::env::var("AUTOMATE_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
 }
 
-/// True when `.ci/run` says the cluster services must be there.
-pub fn cluster_mandatory() -> bool {
-    std::env::var("AUTOMATE_TEST_CLUSTER").is_ok_and(|v| v == "1")
-}
+pub use automate_vmdb::testing::cluster_mandatory;
 
 /// A throwaway prefix `t_<name>_<pid>_<n>` and a runtime for the client.
 pub struct TestNats {
@@ -28,20 +24,7 @@ impl TestNats {
     /// saying why) when NATS cannot be reached and the cluster tests are
     /// not mandatory.
     pub fn new(name: &str) -> Option<TestNats> {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let prefix = format!(
-            "t_{}_{}_{}",
-            name.chars()
-                .map(|c| if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '_'
-                })
-                .take(30)
-                .collect::<String>(),
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
+        let prefix = automate_vmdb::testing::unique_name(name);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

@@ -4,7 +4,6 @@
 //! and skips; with `AUTOMATE_TEST_CLUSTER=1` (set by `.ci/run`) it fails.
 
 use crate::{Pg, PgConfig};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 /// The PostgreSQL tests use.
@@ -13,10 +12,7 @@ pub fn test_url() -> String {
         .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".into())
 }
 
-/// True when `.ci/run` says the cluster services must be there.
-pub fn cluster_mandatory() -> bool {
-    std::env::var("AUTOMATE_TEST_CLUSTER").is_ok_and(|v| v == "1")
-}
+pub use automate_vmdb::testing::cluster_mandatory;
 
 /// A throwaway schema `t_<name>_<pid>_<n>` and a runtime for the driver,
 /// dropped with it.
@@ -30,20 +26,7 @@ impl TestDb {
     /// saying why) when PostgreSQL cannot be reached and the cluster tests
     /// are not mandatory.
     pub fn new(name: &str) -> Option<TestDb> {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let schema = format!(
-            "t_{}_{}_{}",
-            name.chars()
-                .map(|c| if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '_'
-                })
-                .take(30)
-                .collect::<String>(),
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
+        let schema = automate_vmdb::testing::unique_name(name);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

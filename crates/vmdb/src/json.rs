@@ -3,6 +3,19 @@
 //! with strings scanned for escapes eight bytes at a time. The EmsEvent's
 //! `full_data` text, the event queue's payloads and the redb store's
 //! object encoding are written with it, so it is on the hot path.
+//!
+//! The stored encoding of attribute values, shared by the redb store (its
+//! `objects` table) and the PostgreSQL store (its `attrs` column), is here
+//! too ([`write_attr_value`], [`write_attrs`], [`decode_attr_value`]):
+//! strings, integers, finite floats, booleans and nil are JSON's own; a
+//! NaN or infinity is `{"$f":"NaN"|"inf"|"-inf"}`, a symbol `{"$sym":..}`,
+//! a password `{"$pw":..}`, an object reference `{"$obj":[class,id]}`, an
+//! array an array, a hash `{"$hash":[[key,value],...]}`. Both stores'
+//! files and rows hold these bytes: they must not change.
+
+use automate_core::value::{AttrValue, Attributes, VmdbRef};
+use serde_json::Value as J;
+use std::sync::Arc;
 
 /// A JSON value as `serde_json::to_string` writes it (compact), appended
 /// to `out`: the EmsEvent's `full_data` text.
@@ -148,6 +161,138 @@ fn escape_flags(w: u64) -> u64 {
     quote | backslash | control
 }
 
+/// Attributes as one JSON object `{"name":value,...}`, in their order,
+/// appended to `out`.
+pub fn write_attrs(out: &mut Vec<u8>, attrs: &Attributes) {
+    out.push(b'{');
+    for (i, (k, v)) in attrs.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, k);
+        out.push(b':');
+        write_attr_value(out, v);
+    }
+    out.push(b'}');
+}
+
+/// One attribute value in the stored encoding, appended to `out`.
+pub fn write_attr_value(out: &mut Vec<u8>, v: &AttrValue) {
+    match v {
+        AttrValue::Nil => out.extend_from_slice(b"null"),
+        AttrValue::Str(s) => write_str(out, s),
+        AttrValue::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes()),
+        AttrValue::Float(f) if f.is_finite() => {
+            // serde_json's own float text (ryu, `1.0` for integral values).
+            let _ = serde_json::to_writer(&mut *out, f);
+        }
+        AttrValue::Float(f) => {
+            let text = if f.is_nan() {
+                "NaN"
+            } else if *f > 0.0 {
+                "inf"
+            } else {
+                "-inf"
+            };
+            tagged(out, "$f", |out| write_str(out, text));
+        }
+        AttrValue::Bool(true) => out.extend_from_slice(b"true"),
+        AttrValue::Bool(false) => out.extend_from_slice(b"false"),
+        AttrValue::Symbol(s) => tagged(out, "$sym", |out| write_str(out, s)),
+        AttrValue::Password(s) => tagged(out, "$pw", |out| write_str(out, s)),
+        AttrValue::Object(r) => tagged(out, "$obj", |out| {
+            out.push(b'[');
+            write_str(out, &r.class);
+            out.push(b',');
+            out.extend_from_slice(itoa::Buffer::new().format(r.id).as_bytes());
+            out.push(b']');
+        }),
+        AttrValue::Array(items) => write_array(out, items, write_attr_value),
+        AttrValue::Hash(pairs) => tagged(out, "$hash", |out| {
+            out.push(b'[');
+            for (i, (k, v)) in pairs.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.push(b'[');
+                write_attr_value(out, k);
+                out.push(b',');
+                write_attr_value(out, v);
+                out.push(b']');
+            }
+            out.push(b']');
+        }),
+    }
+}
+
+/// `{"<tag>":<what body writes>}`.
+fn tagged(out: &mut Vec<u8>, tag: &str, body: impl FnOnce(&mut Vec<u8>)) {
+    out.push(b'{');
+    write_str(out, tag);
+    out.push(b':');
+    body(out);
+    out.push(b'}');
+}
+
+/// A value [`write_attr_value`] wrote (parsed by serde_json) as the
+/// attribute value. A JSON object that is not one of the tagged forms
+/// (not written by [`write_attr_value`]) reads as a string-keyed hash.
+pub fn decode_attr_value(v: &J) -> AttrValue {
+    match v {
+        J::Null => AttrValue::Nil,
+        J::Bool(b) => AttrValue::Bool(*b),
+        J::Number(n) => match n.as_i64() {
+            Some(i) => AttrValue::Int(i),
+            None => AttrValue::Float(n.as_f64().unwrap_or(0.0)),
+        },
+        J::String(s) => AttrValue::Str(s.clone()),
+        J::Array(a) => AttrValue::Array(a.iter().map(decode_attr_value).collect()),
+        J::Object(m) => {
+            if let (1, Some((tag, inner))) = (m.len(), m.iter().next()) {
+                match (tag.as_str(), inner) {
+                    ("$sym", J::String(s)) => return AttrValue::Symbol(s.clone()),
+                    ("$pw", J::String(s)) => return AttrValue::Password(s.clone()),
+                    ("$f", J::String(s)) => {
+                        return AttrValue::Float(match s.as_str() {
+                            "inf" => f64::INFINITY,
+                            "-inf" => f64::NEG_INFINITY,
+                            _ => f64::NAN,
+                        })
+                    }
+                    ("$obj", J::Array(a)) if a.len() == 2 => {
+                        if let (Some(c), Some(id)) = (a[0].as_str(), a[1].as_i64()) {
+                            return AttrValue::Object(VmdbRef {
+                                class: Arc::from(c),
+                                id,
+                            });
+                        }
+                    }
+                    ("$hash", J::Array(pairs)) => {
+                        return AttrValue::Hash(
+                            pairs
+                                .iter()
+                                .filter_map(|p| match p {
+                                    J::Array(kv) if kv.len() == 2 => {
+                                        Some((decode_attr_value(&kv[0]), decode_attr_value(&kv[1])))
+                                    }
+                                    _ => None,
+                                })
+                                .collect(),
+                        )
+                    }
+                    _ => {}
+                }
+            }
+            // Not written by this module; read it as a string-keyed hash.
+            AttrValue::Hash(
+                m.iter()
+                    .map(|(k, v)| (AttrValue::Str(k.clone()), decode_attr_value(v)))
+                    .collect(),
+            )
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,5 +373,89 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The stored bytes of every kind of value, pinned: redb files and
+    /// PostgreSQL rows already written hold exactly these.
+    #[test]
+    fn attribute_values_keep_their_stored_bytes() {
+        let obj = |class: &str, id| {
+            AttrValue::Object(VmdbRef {
+                class: Arc::from(class),
+                id,
+            })
+        };
+        let cases: Vec<(AttrValue, &str)> = vec![
+            (AttrValue::Nil, "null"),
+            (AttrValue::str("text \"q\" é\n"), r#""text \"q\" é\n""#),
+            (AttrValue::str("$sym"), r#""$sym""#),
+            (AttrValue::Int(-7), "-7"),
+            (AttrValue::Int(i64::MIN), "-9223372036854775808"),
+            (AttrValue::Int(1_000_000_000_123), "1000000000123"),
+            (AttrValue::Float(1.0), "1.0"),
+            (AttrValue::Float(2.5), "2.5"),
+            (AttrValue::Float(1e-300), "1e-300"),
+            (AttrValue::Float(f64::NAN), r#"{"$f":"NaN"}"#),
+            (AttrValue::Float(f64::INFINITY), r#"{"$f":"inf"}"#),
+            (AttrValue::Float(f64::NEG_INFINITY), r#"{"$f":"-inf"}"#),
+            (AttrValue::Bool(true), "true"),
+            (AttrValue::Bool(false), "false"),
+            (AttrValue::Symbol("ok".into()), r#"{"$sym":"ok"}"#),
+            (AttrValue::Password("secret".into()), r#"{"$pw":"secret"}"#),
+            (
+                obj("Host", 1_000_000_000_002),
+                r#"{"$obj":["Host",1000000000002]}"#,
+            ),
+            (AttrValue::Array(vec![]), "[]"),
+            (
+                AttrValue::Array(vec![AttrValue::Int(1), AttrValue::str("x")]),
+                r#"[1,"x"]"#,
+            ),
+            (AttrValue::Hash(vec![]), r#"{"$hash":[]}"#),
+            (
+                AttrValue::Hash(vec![
+                    (AttrValue::Symbol("k".into()), AttrValue::Int(1)),
+                    (AttrValue::Int(2), AttrValue::Nil),
+                    (
+                        AttrValue::str("nested"),
+                        AttrValue::Array(vec![obj("Vm", 3)]),
+                    ),
+                ]),
+                r#"{"$hash":[[{"$sym":"k"},1],[2,null],["nested",[{"$obj":["Vm",3]}]]]}"#,
+            ),
+        ];
+        for (value, text) in &cases {
+            let mut out = Vec::new();
+            write_attr_value(&mut out, value);
+            assert_eq!(String::from_utf8_lossy(&out), *text, "{value:?}");
+            let back = decode_attr_value(&serde_json::from_slice(&out).unwrap());
+            match value {
+                AttrValue::Float(f) if f.is_nan() => {
+                    assert!(matches!(back, AttrValue::Float(b) if b.is_nan()))
+                }
+                _ => assert_eq!(&back, value),
+            }
+        }
+        let mut attrs = Attributes::default();
+        attrs.insert("zeta".into(), AttrValue::Int(1));
+        attrs.insert("alpha".into(), AttrValue::Symbol("s".into()));
+        let mut out = Vec::new();
+        write_attrs(&mut out, &attrs);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            r#"{"zeta":1,"alpha":{"$sym":"s"}}"#
+        );
+    }
+
+    #[test]
+    fn untagged_objects_decode_as_string_keyed_hashes() {
+        let v = serde_json::json!({"$sym": 5, "b": true});
+        assert_eq!(
+            decode_attr_value(&v),
+            AttrValue::Hash(vec![
+                (AttrValue::str("$sym"), AttrValue::Int(5)),
+                (AttrValue::str("b"), AttrValue::Bool(true)),
+            ])
+        );
     }
 }

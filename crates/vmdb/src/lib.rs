@@ -28,10 +28,13 @@ mod memory;
 pub mod page;
 mod schedule;
 pub mod served;
+pub mod testing;
 mod unit;
 
 pub use json::json_text;
-pub use json::{write_array, write_json, write_str};
+pub use json::{
+    decode_attr_value, write_array, write_attr_value, write_attrs, write_json, write_str,
+};
 pub use memory::MemoryStore;
 pub use schedule::{from_micros, to_micros, Claimed, Schedule, Scheduled, WorkItem};
 pub use unit::{CommitAnswer, Committing, HandOver, PipelineUnit, UnitOfWork};
