@@ -761,6 +761,11 @@ impl PgStore {
                     break;
                 }
                 page.decoded += 1;
+                // The chunk moves on past every row, undecodable ones too
+                // (else a chunk of them would be read again for ever).
+                if let Ok(id) = row.try_get::<_, i64>(0) {
+                    after = Some(id);
+                }
                 let (id, o) = match row_obj(row) {
                     Ok(x) => x,
                     Err(e) => {
@@ -768,7 +773,6 @@ impl PgStore {
                         continue;
                     }
                 };
-                after = Some(id);
                 if !keep(&o) {
                     continue;
                 }
