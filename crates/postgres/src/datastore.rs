@@ -7,7 +7,7 @@
 //! * [`publish`] replaces a domain's row and files in one transaction,
 //!   under a lock shared by every writer of the datastore, takes the next
 //!   value of the one `datastore_versions` sequence as its version and
-//!   announces it with `NOTIFY datastore, '<domain>:<version>'` (delivered
+//!   announces it with `NOTIFY datastore_<schema>, '<domain>:<version>'` (delivered
 //!   at commit, so a node that hears of a version can read it whole). A
 //!   domain published again with the same digest is left as it is: a
 //!   change a node pulled does not come back as a new version.
@@ -25,9 +25,9 @@
 //! Two nodes changing one domain at once: the writers' lock orders them,
 //! the later commit has the higher version and wins.
 //!
-//! `NOTIFY` is database-wide: the nodes of clusters kept in other schemas
-//! of the same database hear each other's changes, and find nothing new
-//! in their own tables when they look (a `list`, no harm).
+//! `NOTIFY` is database-wide, so the channel is named after the schema
+//! ([`channel`]): clusters (and tests) kept in other schemas of the same
+//! database do not hear each other.
 
 use crate::{Pg, PgError};
 use futures_util::StreamExt;
@@ -38,8 +38,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-/// The channel changes are announced on.
-pub const CHANNEL: &str = "datastore";
+/// The channel the changes of `pg`'s schema are announced on:
+/// `datastore_<schema>` (at most 63 bytes, PostgreSQL's identifier limit;
+/// the schema is a plain ASCII identifier).
+pub fn channel(pg: &Pg) -> String {
+    let mut c = format!("datastore_{}", pg.schema());
+    c.truncate(63);
+    c
+}
 
 /// The advisory lock every writer of the datastore holds for its
 /// transaction (distinct from the migrations' key).
@@ -384,7 +390,7 @@ pub async fn publish(
     .await?;
     tx.execute(
         "SELECT pg_notify($1, $2)",
-        &[&CHANNEL, &payload(name, version)],
+        &[&channel(pg), &payload(name, version)],
     )
     .await?;
     tx.commit().await?;
@@ -418,7 +424,7 @@ pub async fn remove(pg: &Pg, name: &str, node: &str) -> Result<Option<i64>, Data
         .get(0);
     tx.execute(
         "SELECT pg_notify($1, $2)",
-        &[&CHANNEL, &payload(&removed, version)],
+        &[&channel(pg), &payload(&removed, version)],
     )
     .await?;
     tx.commit().await?;
@@ -541,7 +547,7 @@ impl Drop for Listening {
     }
 }
 
-/// Listens on [`CHANNEL`] on a connection of its own (on the driver's
+/// Listens on [`channel`] on a connection of its own (on the driver's
 /// runtime) and calls `on` with each event (see the module doc), until
 /// the returned handle is dropped.
 pub fn listen(pg: Arc<Pg>, on: impl FnMut(ListenEvent) + Send + 'static) -> Listening {
@@ -566,7 +572,7 @@ pub fn listen_on(
             if connected {
                 backoff = MIN_BACKOFF;
             }
-            tracing::warn!(target: "evm", "MIQ(Datastore#listen) not listening on {CHANNEL} ({why}); again in {} ms", backoff.as_millis());
+            tracing::warn!(target: "evm", "MIQ(Datastore#listen) not listening for datastore changes ({why}); again in {} ms", backoff.as_millis());
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
@@ -608,13 +614,17 @@ async fn listen_once(
             }
         }
     }));
-    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    let channel = channel(pg);
+    // Quoted: the name keeps its case, as pg_notify's argument does.
+    client
+        .batch_execute(&format!("LISTEN \"{channel}\""))
+        .await?;
     let backend_pid: i32 = client
         .query_one("SELECT pg_backend_pid()", &[])
         .await?
         .get(0);
     *connected = true;
-    tracing::info!(target: "evm", "MIQ(Datastore#listen) listening on {CHANNEL} (backend {backend_pid})");
+    tracing::info!(target: "evm", "MIQ(Datastore#listen) listening on {channel} (backend {backend_pid})");
     on(ListenEvent::Connected { backend_pid });
     while let Some(message) = rx.recv().await {
         let n = message?;

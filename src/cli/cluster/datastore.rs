@@ -16,7 +16,7 @@
 //!   saw in PostgreSQL, and the domains that differ are published (those
 //!   gone from the root are removed). A domain this node just pulled has
 //!   the digest it saw: it does not bounce back.
-//! * **A change made elsewhere**: on `NOTIFY datastore` (and every
+//! * **A change made elsewhere**: on `NOTIFY datastore_<schema>` (and every
 //!   [`POLL`] besides, in case a notification was lost while the
 //!   listening connection was down) the domains whose version differs from
 //!   the one this node holds are fetched, written with an atomic directory
