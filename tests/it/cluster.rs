@@ -767,3 +767,85 @@ fn an_import_on_node_a_changes_what_node_c_does_within_5_s() {
     assert!(terminate(&mut a).is_some_and(|s| s.success()));
     c.stop();
 }
+
+/// SIGTERM stops a node while events keep coming (the other node's
+/// catcher goes on): it claims nothing more, finishes what it has and
+/// exits; the other node handles the rest, each event stored once.
+#[test]
+fn a_node_stops_on_sigterm_while_the_cluster_keeps_catching() {
+    let Some(db) = TestDb::new("cluster_sigterm") else {
+        return;
+    };
+    let Some(tn) = TestNats::new("cluster_sigterm") else {
+        return;
+    };
+    let (schema, prefix) = (db.config().schema, tn.nats().prefix().to_string());
+    let nats_url = automate_nats::testing::test_url();
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(&events, "").unwrap();
+    let config = |node: &str| node_config(node, &pg_url(), &schema, &nats_url, &prefix);
+    let mut n1 = Node::start(dir.path(), "node1", &config("node1"));
+    n1.wait_advertised();
+    let mut n2 = Node::start(dir.path(), "node2", &config("node2"));
+    n2.wait_advertised();
+    let leases = KvLeases::open(tn.node("observer"), Duration::from_secs(3)).unwrap();
+    let mut catcher = String::new();
+    wait_for("the partitions split and a catcher running", || {
+        let held = leases.held().unwrap_or_default();
+        let of = |n: &str| {
+            held.iter()
+                .filter(|l| l.key.starts_with("partition.") && l.node == n)
+                .count()
+        };
+        if let Some(c) = held.iter().find(|l| l.key.starts_with("catcher.")) {
+            catcher = c.node.clone();
+        }
+        of("node1") > 0 && of("node2") > 0 && !catcher.is_empty()
+    });
+    // A steady flood into the catcher's file until told to stop, faster
+    // than the two nodes handle (a debug build): the queue never empties.
+    let feeding = Arc::new(AtomicBool::new(true));
+    let feeder = {
+        let (feeding, events) = (feeding.clone(), events.clone());
+        std::thread::spawn(move || {
+            let mut n = 0usize;
+            while feeding.load(Ordering::SeqCst) {
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&events)
+                    .unwrap();
+                for _ in 0..200 {
+                    writeln!(
+                        f,
+                        r#"{{"event_type":"USER_RUN_VM","timestamp":"2026-01-01T00:00:00Z","chain_id":"s{n}","vm_ems_ref":"vm-{}","vm_name":"vm-{}"}}"#,
+                        n % 30,
+                        n % 30
+                    )
+                    .unwrap();
+                    n += 1;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            n
+        })
+    };
+    wait_for("events flowing", || stored_events(&db).0 > 200);
+    // SIGTERM the node that does not run the catcher: the flood goes on.
+    let (mut stopped, survivor) = if catcher == "node1" {
+        (n2, n1)
+    } else {
+        (n1, n2)
+    };
+    let status = terminate(&mut stopped.child);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "a node did not stop on SIGTERM while the cluster kept catching ({status:?}):\n{}",
+        stopped.said()
+    );
+    feeding.store(false, Ordering::SeqCst);
+    let sent = feeder.join().unwrap() as i64;
+    wait_for("every event stored", || stored_events(&db).0 >= sent);
+    assert_eq!(stored_events(&db), (sent, sent), "each event stored once");
+    survivor.stop();
+}

@@ -122,7 +122,7 @@ pub struct Nats {
 impl std::fmt::Debug for Nats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Nats")
-            .field("url", &self.config.url)
+            .field("url", &automate_vmdb::shown::redact_url(&self.config.url))
             .field("prefix", &self.config.prefix)
             .field("node", &self.config.node)
             .finish_non_exhaustive()
@@ -163,13 +163,13 @@ impl Nats {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
                 return Err(NatsError::Connect {
-                    url: config.url.clone(),
+                    url: automate_vmdb::shown::redact_url(&config.url),
                     error: e.to_string(),
                 })
             }
             Err(_) => {
                 return Err(NatsError::Connect {
-                    url: config.url.clone(),
+                    url: automate_vmdb::shown::redact_url(&config.url),
                     error: "no answer in 5 s".into(),
                 })
             }
@@ -178,7 +178,7 @@ impl Nats {
         while client.connection_state() != async_nats::connection::State::Connected {
             if wait.elapsed() > std::time::Duration::from_secs(5) {
                 return Err(NatsError::Connect {
-                    url: config.url.clone(),
+                    url: automate_vmdb::shown::redact_url(&config.url),
                     error: "no connection in 5 s".into(),
                 });
             }

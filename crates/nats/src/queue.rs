@@ -1161,6 +1161,11 @@ fn merge(current: &[Slot], renewed: &[Slot]) -> Vec<Slot> {
 }
 
 impl EventQueue for JetStreamQueue {
+    /// Every node of the cluster claims from the stream.
+    fn shared(&self) -> bool {
+        true
+    }
+
     fn enqueue_owned(&self, events: Vec<CaughtEvent>) -> Result<Vec<u64>, StoreError> {
         Ok(self.publish(&events)?)
     }

@@ -151,7 +151,7 @@ impl Pg {
         }
         let mut pg_config: tokio_postgres::Config =
             config.url.parse().map_err(|error| PgError::BadUrl {
-                url: config.url.clone(),
+                url: automate_vmdb::shown::redact_url(&config.url),
                 error,
             })?;
         pg_config.options(format!("-c search_path={}", config.schema));
@@ -237,7 +237,7 @@ impl Pg {
     > {
         let mut cfg: tokio_postgres::Config =
             self.config.url.parse().map_err(|error| PgError::BadUrl {
-                url: self.config.url.clone(),
+                url: automate_vmdb::shown::redact_url(&self.config.url),
                 error,
             })?;
         cfg.options(format!("-c search_path={}", self.config.schema));

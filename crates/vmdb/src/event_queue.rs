@@ -206,6 +206,16 @@ pub trait EventQueue: Send + Sync + std::fmt::Debug {
     /// that died holds no lease any more); how many there were.
     fn release_leases(&self) -> Result<usize, StoreError>;
 
+    /// Whether other processes handle this queue too (cluster mode's
+    /// JetStream queue). A draining pipeline (SIGTERM) on a shared queue
+    /// stops claiming at once and ends when what it claimed is handled:
+    /// the others handle the rest, which may never run out while their
+    /// catchers go on. On a queue of its own (the embedded one) it drains
+    /// the whole queue first.
+    fn shared(&self) -> bool {
+        false
+    }
+
     /// Events queued and not yet acked (claimed ones included).
     fn depth(&self) -> u64;
 }

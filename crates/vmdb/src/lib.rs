@@ -28,6 +28,7 @@ mod memory;
 pub mod page;
 mod schedule;
 pub mod served;
+pub mod shown;
 pub mod testing;
 mod unit;
 

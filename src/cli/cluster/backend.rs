@@ -60,20 +60,10 @@ pub enum Role {
     FrontDoor,
 }
 
-/// `url` without its password (`postgres://u:secret@h/db` →
-/// `postgres://u@h/db`; a key=value string loses its `password=`).
+/// `url` as it may be shown: no password, no token
+/// ([`automate_vmdb::shown::redact_url`]).
 pub fn shown_url(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        if let Some((userinfo, host)) = rest.split_once('@') {
-            let user = userinfo.split(':').next().unwrap_or("");
-            return format!("{scheme}://{user}@{host}");
-        }
-        return url.to_string();
-    }
-    url.split_whitespace()
-        .filter(|kv| !kv.starts_with("password="))
-        .collect::<Vec<_>>()
-        .join(" ")
+    automate_vmdb::shown::redact_url(url)
 }
 
 /// A cluster node's connections and backends; stops its watch, gives its
@@ -409,6 +399,10 @@ impl EventQueue for GuardedQueue {
     fn depth(&self) -> u64 {
         self.inner.depth()
     }
+
+    fn shared(&self) -> bool {
+        self.inner.shared()
+    }
 }
 
 /// Leases for a node that must claim no partition (a front door): it
@@ -526,12 +520,12 @@ mod tests {
     fn shown_urls_have_no_password() {
         assert_eq!(
             shown_url("postgres://automate:secret@db:5432/vmdb"),
-            "postgres://automate@db:5432/vmdb"
+            "postgres://***@db:5432/vmdb"
         );
         assert_eq!(shown_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
         assert_eq!(
             shown_url("host=db user=automate password=secret dbname=vmdb"),
-            "host=db user=automate dbname=vmdb"
+            "host=db user=automate password=*** dbname=vmdb"
         );
     }
 }

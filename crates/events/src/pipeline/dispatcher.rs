@@ -103,6 +103,12 @@ pub(super) fn dispatch_loop(
             tracing::error!(target: "evm", "MIQ(EventQueue) the object store takes no writes: {} events stay queued for the next start", queue.depth());
             break;
         }
+        // A drain on a queue other nodes share: claim nothing more; the
+        // workers finish what they have, the others handle the rest.
+        if drain.load(Ordering::SeqCst) && queue.shared() {
+            tracing::info!(target: "evm", "MIQ(EventQueue) draining: no more claims; the other nodes handle the {} events queued", queue.depth());
+            break;
+        }
         let claim = match queue.claim(CLAIM_PER_WORKER * senders.len()) {
             Ok(c) => c,
             Err(e) => {
