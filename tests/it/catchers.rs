@@ -592,6 +592,11 @@ fn catchers_log_manageiq_lines() {
         .build()
         .unwrap();
     tracing::subscriber::with_default(subscriber, || {
+        // Other tests of this binary run with subscribers of their own on
+        // their threads; a callsite's cached interest (or the global level
+        // hint) computed while only theirs were alive would drop this
+        // test's INFO lines: recomputed now that this one is in place.
+        tracing::callsite::rebuild_interest_cache();
         rt.block_on(async {
             let (tx, _rx) = sink_pair(100);
             CatcherConfig::Jsonl(JsonlConfig {
