@@ -33,23 +33,10 @@ const TOKEN: &str = "cluster-restart-token";
 
 #[path = "it/common/process.rs"]
 mod process;
-use process::{free_port, wait_listening};
+use process::{copy_dir, free_port, wait_listening};
 
 fn crash_datastore() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/crash"))
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read_dir") {
-        let e = e.expect("entry");
-        let dest = to.join(e.file_name());
-        if e.file_type().expect("type").is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).expect("copy");
-        }
-    }
 }
 
 /// Runs a command of the machine's; whether it succeeded.
@@ -158,18 +145,7 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let started = Instant::now();
-            while !matches!(c.try_wait(), Ok(Some(_))) {
-                if started.elapsed() > Duration::from_secs(60) {
-                    let _ = c.kill();
-                    let _ = c.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            process::terminate(&mut c);
         }
     }
 }

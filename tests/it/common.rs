@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub mod process;
+pub use process::{copy_dir, terminate};
 
 pub const VM: i64 = 1_000_000_000_029;
 pub const HOST: i64 = 1_000_000_000_002;
@@ -153,41 +154,6 @@ pub fn automate_in(dir: &Path) -> std::process::Command {
         .env_remove("AUTOMATE_API_TOKEN")
         .env_remove("AUTOMATE_SERVER");
     cmd
-}
-
-/// Copies the directory tree `src` to `dst`.
-pub fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for entry in std::fs::read_dir(src).unwrap() {
-        let entry = entry.unwrap();
-        let to = dst.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &to);
-        } else {
-            std::fs::copy(entry.path(), to).unwrap();
-        }
-    }
-}
-
-/// Ends a child `automate` the way an operator does: SIGTERM, then waits
-/// (at most 60 s, then SIGKILL and `None`) so the store is closed cleanly
-/// and read-only commands can open it afterwards.
-pub fn terminate(child: &mut std::process::Child) -> Option<std::process::ExitStatus> {
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let started = std::time::Instant::now();
-    loop {
-        if let Ok(Some(s)) = child.try_wait() {
-            return Some(s);
-        }
-        if started.elapsed() > std::time::Duration::from_secs(60) {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
 }
 
 /// The engine with control (`automate_control::with_control`) on the
