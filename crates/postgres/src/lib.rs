@@ -17,6 +17,16 @@
 //! runtime it was given and waits for it on the calling thread, which may
 //! be any thread (a worker, a blocking task of the API), never a panic
 //! for "a runtime inside a runtime".
+//!
+//! Nothing waits on PostgreSQL for ever ([`PgTimeouts`]): a connection is
+//! made within `connect`, a dead peer is found by TCP keepalives and the
+//! kernel's user timeout, a pool slot is waited for `pool_wait`, a
+//! statement runs `statement` at most on the server (and a transaction
+//! left idle by a vanished client is ended after it), and a whole
+//! [`Pg::block`] call answers within `call` whatever happens below it
+//! (a connection that silently stopped answering: the call fails with
+//! [`PgError::Timeout`] and the pool's idle connections are dropped, so
+//! the next call connects afresh).
 
 #![deny(missing_docs)]
 
@@ -28,6 +38,59 @@ pub mod testing;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How long anything may wait on PostgreSQL (`cluster:` in automate.yaml,
+/// docs/configuration.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PgTimeouts {
+    /// Making a connection (TCP and startup), `connect_timeout_s`.
+    pub connect: Duration,
+    /// A connection idle this long is probed by TCP keepalives (every
+    /// third of it, 3 probes) and dropped when the peer is gone; the same
+    /// bounds data left unacknowledged (`TCP_USER_TIMEOUT`),
+    /// `keepalive_s`.
+    pub keepalive: Duration,
+    /// Waiting for a free connection of the pool, `pool_wait_s`.
+    pub pool_wait: Duration,
+    /// One statement on the server (`statement_timeout`; also
+    /// `idle_in_transaction_session_timeout`), `statement_timeout_s`.
+    pub statement: Duration,
+    /// One [`Pg::block`] call (and one unit's commit) in all, `call_timeout_s`.
+    pub call: Duration,
+}
+
+impl Default for PgTimeouts {
+    /// Connect 5 s, keepalive 10 s, pool wait 10 s, statement 30 s, call 60 s.
+    fn default() -> PgTimeouts {
+        PgTimeouts {
+            connect: Duration::from_secs(5),
+            keepalive: Duration::from_secs(10),
+            pool_wait: Duration::from_secs(10),
+            statement: Duration::from_secs(30),
+            call: Duration::from_secs(60),
+        }
+    }
+}
+
+impl PgTimeouts {
+    /// Sets `cfg`'s connect timeout, keepalives, user timeout and the
+    /// session's server-side timeouts (on top of its `options`).
+    fn apply(&self, cfg: &mut tokio_postgres::Config, schema: &str) {
+        cfg.connect_timeout(self.connect);
+        cfg.keepalives(true);
+        cfg.keepalives_idle(self.keepalive);
+        cfg.keepalives_interval((self.keepalive / 3).max(Duration::from_secs(1)));
+        cfg.keepalives_retries(3);
+        cfg.tcp_user_timeout(self.keepalive * 2);
+        let ms = |d: Duration| d.as_millis().max(1);
+        cfg.options(format!(
+            "-c search_path={schema} -c statement_timeout={} -c idle_in_transaction_session_timeout={}",
+            ms(self.statement),
+            ms(self.statement)
+        ));
+    }
+}
 
 /// Where the cluster's PostgreSQL is, and which part of it is ours.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +105,8 @@ pub struct PgConfig {
     pub region: i64,
     /// Connections in the pool.
     pub pool_size: usize,
+    /// How long anything may wait on the server.
+    pub timeouts: PgTimeouts,
 }
 
 impl PgConfig {
@@ -53,6 +118,7 @@ impl PgConfig {
             schema: "automate".into(),
             region: 1,
             pool_size: 16,
+            timeouts: PgTimeouts::default(),
         }
     }
 }
@@ -92,6 +158,10 @@ pub enum PgError {
         /// Why.
         error: tokio_postgres::Error,
     },
+    /// A call had no answer within its bound (`cluster.call_timeout_s`):
+    /// the server, or the way to it, stopped answering.
+    #[error("PostgreSQL: no answer within {} s (cluster.call_timeout_s): the server or the network to it stopped answering", .0.as_secs_f64())]
+    Timeout(Duration),
     /// The runtime the handle was given has stopped.
     #[error("PostgreSQL: the runtime running the driver has stopped")]
     RuntimeGone,
@@ -154,7 +224,7 @@ impl Pg {
                 url: automate_vmdb::shown::redact_url(&config.url),
                 error,
             })?;
-        pg_config.options(format!("-c search_path={}", config.schema));
+        config.timeouts.apply(&mut pg_config, &config.schema);
         if pg_config.get_application_name().is_none() {
             pg_config.application_name("automate");
         }
@@ -179,6 +249,9 @@ impl Pg {
         );
         let pool = deadpool_postgres::Pool::builder(manager)
             .max_size(config.pool_size.max(1))
+            .wait_timeout(Some(config.timeouts.pool_wait))
+            .create_timeout(Some(config.timeouts.connect))
+            .recycle_timeout(Some(config.timeouts.connect))
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| PgError::Connect {
@@ -211,6 +284,21 @@ impl Pg {
         self.config.region
     }
 
+    /// The bound of one call ([`PgTimeouts::call`]).
+    pub fn call_timeout(&self) -> Duration {
+        self.config.timeouts.call
+    }
+
+    /// Forgets the pool's idle connections (after a call found the server
+    /// silent: one of them may be the dead one); the next calls connect
+    /// afresh.
+    pub fn drop_idle_connections(&self) {
+        let dropped = self.pool.retain(|_, _| false).removed.len();
+        if dropped > 0 {
+            tracing::info!(target: "evm", "MIQ(Pg) {dropped} idle PostgreSQL connection(s) dropped after a call without answer; the next calls connect afresh");
+        }
+    }
+
     /// The runtime the driver runs on.
     pub fn handle(&self) -> &tokio::runtime::Handle {
         &self.handle
@@ -240,7 +328,7 @@ impl Pg {
                 url: automate_vmdb::shown::redact_url(&self.config.url),
                 error,
             })?;
-        cfg.options(format!("-c search_path={}", self.config.schema));
+        self.config.timeouts.apply(&mut cfg, &self.config.schema);
         cfg.connect(tokio_postgres::NoTls)
             .await
             .map_err(|e| PgError::Connect {
@@ -250,7 +338,9 @@ impl Pg {
     }
 
     /// Runs `fut` on the driver's runtime and waits for its answer on this
-    /// thread. Meant for synchronous code; async code must call it through
+    /// thread, [`Pg::call_timeout`] at most ([`PgError::Timeout`], the
+    /// future dropped, the pool's idle connections forgotten). Meant for
+    /// synchronous code; async code must call it through
     /// `tokio::task::spawn_blocking`. Called on a worker of a multi-thread
     /// runtime anyway, it waits in `tokio::task::block_in_place`.
     pub fn block<F, T>(&self, fut: F) -> Result<T, PgError>
@@ -258,20 +348,36 @@ impl Pg {
         F: Future<Output = T> + Send + 'static,
         T: Send + 'static,
     {
+        let bound = self.config.timeouts.call;
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let pool = self.pool.clone();
         self.handle.spawn(async move {
-            let _ = tx.send(fut.await);
+            let answer = tokio::time::timeout(bound, fut).await;
+            if answer.is_err() {
+                // The future (and the connection it held) is dropped by
+                // now: that connection may be the silent one.
+                let _ = pool.retain(|_, _| false);
+                tracing::warn!(target: "evm", "MIQ(Pg) a PostgreSQL call had no answer in {} s: idle connections dropped", bound.as_secs_f64());
+            }
+            let _ = tx.send(answer);
         });
         // On a worker thread of a multi-thread runtime the wait is moved
         // off the worker (`block_in_place`), so that it does not starve the
-        // runtime (the future may need that very worker).
-        let wait = move || rx.recv();
+        // runtime (the future may need that very worker). The wait has a
+        // bound of its own too (a runtime too busy to run the timer).
+        let wait = move || rx.recv_timeout(bound + Duration::from_secs(5));
         let answer = match tokio::runtime::Handle::try_current() {
             Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
                 tokio::task::block_in_place(wait)
             }
             _ => wait(),
         };
-        answer.map_err(|_| PgError::RuntimeGone)
+        match answer {
+            Ok(Ok(t)) => Ok(t),
+            Ok(Err(_)) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                Err(PgError::Timeout(bound))
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(PgError::RuntimeGone),
+        }
     }
 }

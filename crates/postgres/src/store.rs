@@ -354,32 +354,56 @@ impl PgStore {
     }
 
     /// A new id of `base` in the region: from this node's block of its
-    /// sequence, a new block when it is used up.
+    /// sequence, a new block when it is used up. The lock is never held
+    /// across the round trip for a block (a slow PostgreSQL would stop
+    /// every worker's create behind it): a thread that finds the block
+    /// used up takes a new one on its own, and whichever block lands is
+    /// used (a block fetched and not installed is skipped: ids are unique,
+    /// not dense, as ManageIQ's).
     pub(crate) fn alloc_id(&self, base: &'static str) -> Result<i64, StoreError> {
+        let region = self.pg.region() * REGION_BASE;
+        if let Some(seq) = self.next_in_block(base, None)? {
+            return Ok(region + seq);
+        }
+        let seq = format!("objects_seq_{}", base.to_ascii_lowercase());
+        let start: i64 = self.run(move |pg| async move {
+            let c = pg.client().await?;
+            let st = c
+                .prepare_cached("SELECT nextval($1::text::regclass)")
+                .await
+                .map_err(sql_error)?;
+            c.query_one(&st, &[&seq])
+                .await
+                .map_err(sql_error)?
+                .try_get(0)
+                .map_err(sql_error)
+        })?;
+        match self.next_in_block(base, Some(start))? {
+            Some(seq) => Ok(region + seq),
+            // Unreachable: a fresh block has ID_BLOCK ids.
+            None => Err(StoreError::Backend(format!(
+                "no id left in a fresh block of {base}"
+            ))),
+        }
+    }
+
+    /// The next id of this node's block of `base`; with `fresh` (the start
+    /// of a block just taken), that block replaces a used-up one first.
+    fn next_in_block(&self, base: &'static str, fresh: Option<i64>) -> Result<Option<i64>, StoreError> {
         let mut ids = self
             .ids
             .lock()
             .map_err(|_| StoreError::Backend("id block lock poisoned".into()))?;
         let block = ids.entry(base).or_insert((0, 0));
         if block.0 >= block.1 {
-            let seq = format!("objects_seq_{}", base.to_ascii_lowercase());
-            let start: i64 = self.run(move |pg| async move {
-                let c = pg.client().await?;
-                let st = c
-                    .prepare_cached("SELECT nextval($1::text::regclass)")
-                    .await
-                    .map_err(sql_error)?;
-                c.query_one(&st, &[&seq])
-                    .await
-                    .map_err(sql_error)?
-                    .try_get(0)
-                    .map_err(sql_error)
-            })?;
-            *block = (start, start + ID_BLOCK);
+            match fresh {
+                Some(start) => *block = (start, start + ID_BLOCK),
+                None => return Ok(None),
+            }
         }
         let seq = block.0;
         block.0 += 1;
-        Ok(self.pg.region() * REGION_BASE + seq)
+        Ok(Some(seq))
     }
 
     /// Stores (or replaces) an object with a given id (imports,
@@ -680,10 +704,13 @@ impl PgStore {
         }
     }
 
-    /// A page of `class`'s base class in one snapshot (a repeatable-read
-    /// transaction): see [`Pages::page`]. Without `keep`, the page is one
-    /// `OFFSET ... LIMIT` query; with it, rows are read in chunks by id
-    /// until the page is full.
+    /// A page of `class`'s base class in one snapshot: see [`Pages::page`].
+    /// Without `keep`, the count and the page are one statement (one
+    /// snapshot, one round trip). With it, rows are read in chunks by id
+    /// until the page is full, the count and every chunk in one read-only
+    /// REPEATABLE READ transaction (one snapshot: a row committed meanwhile
+    /// is neither counted nor listed) held by a task of the driver's
+    /// runtime while this thread filters.
     pub fn page(
         &self,
         class: &str,
@@ -691,33 +718,22 @@ impl PgStore {
         keep: Option<Keep<'_>>,
     ) -> Result<Page, StoreError> {
         let base = base_of(class)?;
-        let total = self.run(move |pg| async move {
-            let c = pg.client().await?;
-            let st = c
-                .prepare_cached("SELECT count(*) FROM objects WHERE base = $1")
-                .await
-                .map_err(sql_error)?;
-            let n: i64 = c
-                .query_one(&st, &[&base])
-                .await
-                .map_err(sql_error)?
-                .try_get(0)
-                .map_err(sql_error)?;
-            Ok(usize::try_from(n).unwrap_or(0))
-        })?;
-        let mut page = Page {
-            total,
-            ..Page::default()
-        };
         let order = if q.newest_first { "DESC" } else { "ASC" };
         let Some(keep) = keep else {
             let offset = i64::try_from(q.offset).unwrap_or(i64::MAX);
             let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
             let rows = self.run(move |pg| async move {
                 let c = pg.client().await?;
+                // The count rides on every row, and on one row of NULLs
+                // when the page is empty.
                 let st = c
                     .prepare_cached(&format!(
-                        "{SELECT} WHERE base = $1 ORDER BY id {order} OFFSET $2 LIMIT $3"
+                        "SELECT p.id, p.class, p.attrs, (SELECT count(*) FROM objects WHERE base = $1)
+                         FROM (SELECT 1) AS one LEFT JOIN (
+                             SELECT id, class, attrs::text AS attrs FROM objects
+                             WHERE base = $1 ORDER BY id {order} OFFSET $2 LIMIT $3
+                         ) AS p ON true
+                         ORDER BY p.id {order}"
                     ))
                     .await
                     .map_err(sql_error)?;
@@ -725,7 +741,13 @@ impl PgStore {
                     .await
                     .map_err(sql_error)
             })?;
+            let mut page = Page::default();
             for row in &rows {
+                let total: i64 = row.try_get(3).map_err(sql_error)?;
+                page.total = usize::try_from(total).unwrap_or(0);
+                if row.try_get::<_, Option<i64>>(0).map_err(sql_error)?.is_none() {
+                    continue;
+                }
                 page.decoded += 1;
                 match row_obj(row) {
                     Ok((id, o)) => page.rows.push((id, Arc::unwrap_or_clone(o))),
@@ -736,23 +758,16 @@ impl PgStore {
         };
         // With a filter: chunks by id, from the oldest (or newest) on.
         const CHUNK: i64 = 256;
+        let snapshot = PageSnapshot::open(&self.pg, base, q.newest_first, CHUNK);
+        let mut page = Page {
+            total: snapshot.total()?,
+            ..Page::default()
+        };
         let mut after: Option<i64> = None;
         let mut skipped = 0usize;
         while page.rows.len() < q.limit {
-            let cmp = if q.newest_first { "<" } else { ">" };
-            let rows = self.run(move |pg| async move {
-                let c = pg.client().await?;
-                let bound = after.unwrap_or(if q.newest_first { i64::MAX } else { i64::MIN });
-                let st = c
-                    .prepare_cached(&format!(
-                        "{SELECT} WHERE base = $1 AND id {cmp} $2 ORDER BY id {order} LIMIT $3"
-                    ))
-                    .await
-                    .map_err(sql_error)?;
-                c.query(&st, &[&base, &bound, &CHUNK])
-                    .await
-                    .map_err(sql_error)
-            })?;
+            let bound = after.unwrap_or(if q.newest_first { i64::MAX } else { i64::MIN });
+            let rows = snapshot.chunk(bound)?;
             if rows.is_empty() {
                 break;
             }
@@ -787,6 +802,115 @@ impl PgStore {
             }
         }
         Ok(page)
+    }
+}
+
+/// What a [`PageSnapshot`]'s task answers.
+type Answer<T> = std::sync::mpsc::Receiver<Result<T, StoreError>>;
+
+/// One read-only REPEATABLE READ transaction on a pooled connection, held
+/// by a task of the driver's runtime: its count of a base class first,
+/// then chunks of rows by id, as this thread asks (so a filter that is not
+/// `Send` runs here, between the chunks, all in one snapshot). Dropping it
+/// ends the transaction.
+struct PageSnapshot {
+    asks: tokio::sync::mpsc::Sender<(i64, std::sync::mpsc::SyncSender<Result<Vec<tokio_postgres::Row>, StoreError>>)>,
+    total: Answer<usize>,
+    wait: std::time::Duration,
+}
+
+impl PageSnapshot {
+    fn open(pg: &Arc<Pg>, base: &'static str, newest_first: bool, chunk: i64) -> PageSnapshot {
+        let (asks, mut asked) = tokio::sync::mpsc::channel::<(
+            i64,
+            std::sync::mpsc::SyncSender<Result<Vec<tokio_postgres::Row>, StoreError>>,
+        )>(1);
+        let (total_tx, total) = std::sync::mpsc::sync_channel(1);
+        let p = pg.clone();
+        let (order, cmp) = if newest_first { ("DESC", "<") } else { ("ASC", ">") };
+        pg.handle().spawn(async move {
+            let mut c = match p.client().await {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = total_tx.send(Err(e.into()));
+                    return;
+                }
+            };
+            let tx = match c
+                .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await
+            {
+                Ok(tx) => tx,
+                Err(e) => {
+                    let _ = total_tx.send(Err(sql_error(e)));
+                    return;
+                }
+            };
+            let n = async {
+                let st = tx
+                    .prepare_cached("SELECT count(*) FROM objects WHERE base = $1")
+                    .await
+                    .map_err(sql_error)?;
+                let n: i64 = tx
+                    .query_one(&st, &[&base])
+                    .await
+                    .map_err(sql_error)?
+                    .try_get(0)
+                    .map_err(sql_error)?;
+                Ok(usize::try_from(n).unwrap_or(0))
+            }
+            .await;
+            let failed = n.is_err();
+            let _ = total_tx.send(n);
+            if failed {
+                return;
+            }
+            let sql = format!("{SELECT} WHERE base = $1 AND id {cmp} $2 ORDER BY id {order} LIMIT $3");
+            while let Some((bound, answer)) = asked.recv().await {
+                let rows = async {
+                    let st = tx.prepare_cached(&sql).await.map_err(sql_error)?;
+                    tx.query(&st, &[&base, &bound, &chunk])
+                        .await
+                        .map_err(sql_error)
+                }
+                .await;
+                let _ = answer.send(rows);
+            }
+        });
+        PageSnapshot {
+            asks,
+            total,
+            wait: pg.call_timeout(),
+        }
+    }
+
+    fn gone() -> StoreError {
+        StoreError::from(PgError::RuntimeGone)
+    }
+
+    fn timed_out(&self) -> StoreError {
+        StoreError::from(PgError::Timeout(self.wait))
+    }
+
+    fn total(&self) -> Result<usize, StoreError> {
+        match self.total.recv_timeout(self.wait) {
+            Ok(r) => r,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(self.timed_out()),
+            Err(_) => Err(Self::gone()),
+        }
+    }
+
+    fn chunk(&self, bound: i64) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.asks.try_send((bound, tx)).map_err(|_| Self::gone())?;
+        match rx.recv_timeout(self.wait) {
+            Ok(r) => r,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(self.timed_out()),
+            Err(_) => Err(Self::gone()),
+        }
     }
 }
 

@@ -175,6 +175,9 @@ impl ClusterNode {
                 cluster.prefix
             )
         })?;
+        // From here on the queue may hold partition leases: a later failure
+        // gives them up at once (else the other nodes wait out the TTL).
+        let closing = CloseOnError(Some(queue.clone()));
         let registry = Registry::open(nats.clone(), ttl).with_context(|| {
             format!(
                 "cluster.nats: opening the node registry at {}",
@@ -190,6 +193,7 @@ impl ClusterNode {
                 .spawn(move || watch_health(&pg, &nats, &health, &stop, &shown))
                 .context("starting the cluster's health watch")?
         };
+        closing.disarm();
         tracing::info!(target: "evm", "MIQ(automate cluster) node [{}] connected: PostgreSQL {} (schema {}), NATS {} (prefix {}), {} partitions, holding {:?}", cluster.node, shown_url(&cluster.postgres), cluster.schema, shown_url(&cluster.nats), cluster.prefix, cluster.partitions, queue.held_partitions());
         Ok(ClusterNode {
             node: cluster.node.clone(),
@@ -297,6 +301,25 @@ impl Drop for ClusterNode {
         self.sync.take();
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
+        }
+    }
+}
+
+/// Closes the queue (its partition leases given up) when dropped armed:
+/// [`ClusterNode::connect`] failing after the queue was opened.
+struct CloseOnError(Option<Arc<JetStreamQueue>>);
+
+impl CloseOnError {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CloseOnError {
+    fn drop(&mut self) {
+        if let Some(queue) = self.0.take() {
+            tracing::info!(target: "evm", "MIQ(automate cluster) node start failed: its partitions given up");
+            queue.close();
         }
     }
 }

@@ -101,6 +101,32 @@ fn make_update_sql() -> String {
     )
 }
 
+/// The order a unit's new rows are inserted in: by base class, then by the
+/// keys of the unique indexes (`dedup_key`; a provider's name; a VM's or
+/// host's provider reference), then by id. Two nodes inserting the same
+/// events (a redelivery) or the same new VMs in one batch each then take
+/// the unique indexes' entries in one order: the second waits for the
+/// first and fails on the duplicate, never a deadlock (each holding one
+/// entry the other wants). The row order is no part of what is stored.
+fn insert_order<'a>(
+    base: &'static str,
+    id: i64,
+    keys: &'a [Option<String>],
+) -> (&'static str, [Option<&'a str>; 4], i64) {
+    let key = |attr: &str| {
+        INDEXED
+            .iter()
+            .position(|a| *a == attr)
+            .and_then(|i| keys.get(i))
+            .and_then(|k| k.as_deref())
+    };
+    (
+        base,
+        [key("dedup_key"), key("name"), key("ems_id"), key("ems_ref")],
+        id,
+    )
+}
+
 /// Inserts the objects `created` in one statement (arrays, one per
 /// column).
 async fn insert_created<C: deadpool_postgres::GenericClient>(
@@ -116,12 +142,17 @@ async fn insert_created<C: deadpool_postgres::GenericClient>(
     let mut classes = Vec::with_capacity(n);
     let mut texts = Vec::with_capacity(n);
     let mut keys: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(n); INDEXED.len()];
-    for (base, id, obj) in created {
-        bases.push(*base);
-        ids.push(*id);
+    let mut rows: Vec<(&'static str, i64, &Obj, Vec<Option<String>>)> = created
+        .iter()
+        .map(|(base, id, obj)| (*base, *id, obj, index_keys(&obj.attrs)))
+        .collect();
+    rows.sort_by(|a, b| insert_order(a.0, a.1, &a.3).cmp(&insert_order(b.0, b.1, &b.3)));
+    for (base, id, obj, row_keys) in rows {
+        bases.push(base);
+        ids.push(id);
         classes.push(obj.class.as_str());
         texts.push(codec::encode_attrs(&obj.attrs));
-        for (column, k) in keys.iter_mut().zip(index_keys(&obj.attrs)) {
+        for (column, k) in keys.iter_mut().zip(row_keys) {
             column.push(k);
         }
     }
