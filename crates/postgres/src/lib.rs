@@ -32,9 +32,12 @@
 
 pub mod datastore;
 pub mod migrate;
+pub mod ping;
 pub mod schedule;
 pub mod store;
 pub mod testing;
+#[cfg(test)]
+mod timeout_tests;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -289,6 +292,14 @@ impl Pg {
         self.config.timeouts.call
     }
 
+    /// The bound of a unit's commit: its writes ([`PgTimeouts::call`]),
+    /// then the check of a commit in doubt (twice the statement bound and
+    /// a connection).
+    pub fn commit_timeout(&self) -> Duration {
+        let t = &self.config.timeouts;
+        t.call + t.statement * 2 + t.connect + Duration::from_secs(1)
+    }
+
     /// Forgets the pool's idle connections (after a call found the server
     /// silent: one of them may be the dead one); the next calls connect
     /// afresh.
@@ -348,7 +359,16 @@ impl Pg {
         F: Future<Output = T> + Send + 'static,
         T: Send + 'static,
     {
-        let bound = self.config.timeouts.call;
+        self.block_within(self.config.timeouts.call, fut)
+    }
+
+    /// [`Pg::block`] with a bound of its own (a unit's commit: its writes
+    /// within the call bound, then the check of a commit in doubt).
+    pub fn block_within<F, T>(&self, bound: Duration, fut: F) -> Result<T, PgError>
+    where
+        F: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let pool = self.pool.clone();
         self.handle.spawn(async move {

@@ -208,6 +208,21 @@ impl PgStore {
         out.inspect_err(|e| tracing::warn!(target: "evm", "MIQ(PgStore) object store: {e}"))
     }
 
+    /// [`PgStore::run`] for a unit's commit ([`unit::commit`] bounds its
+    /// parts itself: [`Pg::commit_timeout`] in all).
+    pub(crate) fn run_commit<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Arc<Pg>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let out = self
+            .pg
+            .block_within(self.pg.commit_timeout(), f(self.pg.clone()))
+            .map_err(StoreError::from)?;
+        out.inspect_err(|e| tracing::warn!(target: "evm", "MIQ(PgStore) object store: {e}"))
+    }
+
     pub(crate) fn db_load(&self, base: &'static str, id: i64) -> Result<Option<Obj>, StoreError> {
         self.run(move |pg| async move {
             let c = pg.client().await?;
@@ -654,7 +669,7 @@ impl ObjectStore for PgStore {
             created: vec![(base, id, Arc::new(obj))],
             changed: Vec::new(),
         };
-        self.run(move |pg| async move { unit::commit(&pg, &prepared, &[]).await.map(|_| ()) })?;
+        self.run_commit(move |pg| async move { unit::commit(&pg, &prepared, &[]).await.map(|_| ()) })?;
         Ok(VmdbRef {
             class: Arc::from(class),
             id,
@@ -669,7 +684,7 @@ impl ObjectStore for PgStore {
             created: Vec::new(),
             changed: vec![(base, obj.id, changes)],
         };
-        let updated = self.run(move |pg| async move { unit::commit(&pg, &prepared, &[]).await })?;
+        let updated = self.run_commit(move |pg| async move { unit::commit(&pg, &prepared, &[]).await })?;
         if updated.changed == 0 {
             return Err(StoreError::NotFound(obj.class.to_string(), obj.id));
         }

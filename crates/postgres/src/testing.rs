@@ -3,6 +3,8 @@
 //! dbname=test`), dropped afterwards. Without the server a test prints why
 //! and skips; with `AUTOMATE_TEST_CLUSTER=1` (set by `.ci/run`) it fails.
 
+pub mod proxy;
+
 use crate::{Pg, PgConfig};
 use std::sync::Arc;
 
@@ -57,6 +59,43 @@ impl TestDb {
     /// node would.
     pub fn config(&self) -> PgConfig {
         self.pg().config().clone()
+    }
+
+    /// The test's configuration with the server at `127.0.0.1:port` (a
+    /// [`proxy::SilentProxy`]'s), the same user and database, and short
+    /// timeouts: connect 1 s, keepalive 2 s, pool wait 1 s, statement 1 s,
+    /// call 2 s.
+    pub fn config_through(&self, port: u16) -> PgConfig {
+        let mut config = self.config();
+        let parsed: Option<tokio_postgres::Config> = test_url().parse().ok();
+        let user = parsed
+            .as_ref()
+            .and_then(|c| c.get_user().map(str::to_string))
+            .unwrap_or_else(|| "postgres".into());
+        let db = parsed
+            .as_ref()
+            .and_then(|c| c.get_dbname().map(str::to_string))
+            .unwrap_or_else(|| "test".into());
+        config.url = format!("host=127.0.0.1 port={port} user={user} dbname={db}");
+        config.pool_size = 4;
+        config.timeouts = crate::PgTimeouts {
+            connect: std::time::Duration::from_secs(1),
+            keepalive: std::time::Duration::from_secs(2),
+            pool_wait: std::time::Duration::from_secs(1),
+            statement: std::time::Duration::from_secs(1),
+            call: std::time::Duration::from_secs(2),
+        };
+        config
+    }
+
+    /// The port of the test's PostgreSQL (`AUTOMATE_TEST_PG_URL`'s, else
+    /// 5432).
+    pub fn port(&self) -> u16 {
+        test_url()
+            .parse::<tokio_postgres::Config>()
+            .ok()
+            .and_then(|c| c.get_ports().first().copied())
+            .unwrap_or(5432)
     }
 
     /// The runtime the driver runs on.

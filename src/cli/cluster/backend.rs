@@ -29,6 +29,7 @@ use automate_nats::lease::KvLeases;
 use automate_nats::nodes::{Heartbeat, NatsCluster, Registry};
 use automate_nats::queue::{JetStreamQueue, QueueOptions};
 use automate_nats::{Nats, NatsConfig};
+use automate_postgres::ping::PgPing;
 use automate_postgres::schedule::PgSchedule;
 use automate_postgres::store::PgStore;
 use automate_postgres::{Pg, PgConfig};
@@ -324,7 +325,7 @@ impl Drop for CloseOnError {
     }
 }
 
-/// Asks PostgreSQL (`SELECT 1`) and NATS (the client's state) every
+/// Asks PostgreSQL (`SELECT 1`, [`PgPing`]: a connection of its own) and NATS (the client's state) every
 /// [`HEALTH_EVERY`] until `stop`, marking `health` unavailable (with
 /// which service and why) or available.
 fn watch_health(
@@ -334,9 +335,12 @@ fn watch_health(
     stop: &AtomicBool,
     (pg_url, nats_url): &(String, String),
 ) {
+    // Its own connection, not the pool's: a busy node's workers may hold
+    // every pooled one.
+    let mut ping = PgPing::new(pg.clone(), PING_TIMEOUT);
     while !stop.load(Ordering::SeqCst) {
         let mut down = Vec::new();
-        if let Err(e) = ping(pg) {
+        if let Err(e) = ping.ping() {
             down.push(format!("PostgreSQL at {pg_url} does not answer ({e})"));
         }
         if !nats.connected() {
@@ -359,24 +363,6 @@ fn watch_health(
     }
 }
 
-/// `SELECT 1` on a pooled connection, within [`PING_TIMEOUT`].
-fn ping(pg: &Arc<Pg>) -> Result<(), String> {
-    let p = pg.clone();
-    pg.block(async move {
-        let asked = async {
-            let c = p.client().await.map_err(|e| e.to_string())?;
-            c.simple_query("SELECT 1")
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok::<(), String>(())
-        };
-        match tokio::time::timeout(PING_TIMEOUT, asked).await {
-            Ok(r) => r,
-            Err(_) => Err(format!("no answer in {} s", PING_TIMEOUT.as_secs())),
-        }
-    })
-    .map_err(|e| e.to_string())?
-}
 
 /// The pipeline's view of the queue: claims nothing while the store is
 /// unavailable (an event claimed then could not be committed, and each

@@ -27,7 +27,7 @@ use automate_vmdb::{
     StoreError, StoredObject, UnitOfWork, VmdbRef, WorkItem,
 };
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 use tokio_postgres::types::ToSql;
@@ -73,6 +73,19 @@ fn make_insert_sql() -> String {
         arrays.join(", "),
         names.join(", ")
     )
+}
+
+/// [`insert_sql`] with the unit's row of `unit_commits` written by the same
+/// statement (its id the last parameter).
+fn insert_unit_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "WITH unit AS (INSERT INTO unit_commits (id) VALUES (${})) {}",
+            INDEXED.len() + 5,
+            make_insert_sql()
+        )
+    })
 }
 
 /// The multi-row update: base, id, attrs text, then the key columns.
@@ -132,6 +145,7 @@ fn insert_order<'a>(
 async fn insert_created<C: deadpool_postgres::GenericClient>(
     c: &C,
     created: &[(&'static str, i64, Obj)],
+    unit: Option<&String>,
 ) -> Result<(), StoreError> {
     if created.is_empty() {
         return Ok(());
@@ -156,26 +170,180 @@ async fn insert_created<C: deadpool_postgres::GenericClient>(
             column.push(k);
         }
     }
-    let st = c.prepare_cached(insert_sql()).await.map_err(sql_error)?;
+    let sql = if unit.is_some() {
+        insert_unit_sql()
+    } else {
+        insert_sql()
+    };
+    let st = c.prepare_cached(sql).await.map_err(sql_error)?;
     let mut args: Vec<&(dyn ToSql + Sync)> = vec![&bases, &ids, &classes, &texts];
     for k in &keys {
         args.push(k);
+    }
+    if let Some(unit) = &unit {
+        args.push(unit);
     }
     c.execute(&st, &args).await.map_err(sql_error)?;
     Ok(())
 }
 
-/// Writes `p` and `schedule` in one transaction on a connection of `pg`.
+/// A new unit id: 128 random bits (the std hasher's random keys, a
+/// counter and the clock), in hex.
+fn unit_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let half = |salt: u64| {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(salt);
+        h.write_u64(n);
+        h.write_u128(now);
+        h.write_u32(std::process::id());
+        h.finish()
+    };
+    format!("{:016x}{:016x}", half(1), half(2))
+}
+
+/// Commits between two prunings of `unit_commits`.
+const PRUNE_EVERY: u64 = 4096;
+
+/// Writes `p` and `schedule` in one transaction on a connection of `pg`,
+/// within [`Pg::call_timeout`], with a row of `unit_commits` naming the
+/// unit. When the commit fails in a way that leaves its fate unknown (the
+/// connection lost after `COMMIT` was sent, no answer in time), or fails
+/// at all, [`verify`] settles it: a unit found committed is answered `Ok`
+/// (with what it wrote), so its caller never writes it twice; a unit not
+/// committed is fenced out (it can no longer commit later) and its error
+/// answered. Each commit is thus applied once or not at all, as its answer
+/// says, as long as PostgreSQL answers the check.
 pub(crate) async fn commit(
     pg: &Pg,
     p: &Prepared,
     schedule: &[(WorkItem, SystemTime)],
 ) -> Result<Committed, StoreError> {
+    static COMMITS: AtomicU64 = AtomicU64::new(0);
+    if COMMITS.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
+        prune(pg).await;
+    }
+    let unit = unit_id();
+    let error = match tokio::time::timeout(pg.call_timeout(), write(pg, p, schedule, &unit)).await
+    {
+        Ok(Ok(c)) => return Ok(c),
+        Ok(Err(e)) => e,
+        Err(_) => {
+            // The connection it held is dropped by now: it may be the
+            // silent one.
+            pg.drop_idle_connections();
+            StoreError::from(crate::PgError::Timeout(pg.call_timeout()))
+        }
+    };
+    verify(pg, &unit, error).await
+}
+
+/// Deletes the `unit_commits` rows older than an hour (a unit in doubt is
+/// settled within minutes).
+async fn prune(pg: &Pg) {
+    let done = async {
+        let c = pg.client().await?;
+        c.execute(
+            "DELETE FROM unit_commits WHERE at < now() - interval '1 hour'",
+            &[],
+        )
+        .await
+        .map_err(sql_error)
+    };
+    match tokio::time::timeout(pg.call_timeout(), done).await {
+        Ok(Ok(n)) if n > 0 => {
+            tracing::debug!(target: "evm", "MIQ(PgUnits) {n} unit_commits rows pruned")
+        }
+        Ok(Err(e)) => tracing::warn!(target: "evm", "MIQ(PgUnits) pruning unit_commits: {e}"),
+        _ => {}
+    }
+}
+
+/// Settles a unit whose commit answered `error`: inserts its id marked
+/// failed on a connection of its own. That waits for the unit's
+/// transaction while it is still open on the server (ended at the latest
+/// by `idle_in_transaction_session_timeout`), then either conflicts (the
+/// unit committed: its row says what it wrote, and that is the answer) or
+/// lands (the unit did not commit and now never will: `error` is the
+/// answer). When the check itself fails the unit is in doubt: `error` is
+/// answered and the doubt logged.
+async fn verify(pg: &Pg, unit: &String, error: StoreError) -> Result<Committed, StoreError> {
+    // The check may wait out the unit's open transaction: twice the
+    // statement bound (the server ends that transaction within one).
+    let wait = pg.config().timeouts.statement * 2;
+    let check = async {
+        let mut c = pg.client().await?;
+        let tx = c.transaction().await.map_err(sql_error)?;
+        tx.batch_execute(&format!(
+            "SET LOCAL statement_timeout = {}",
+            wait.as_millis().max(1)
+        ))
+        .await
+        .map_err(sql_error)?;
+        let fenced = tx
+            .execute(
+                "INSERT INTO unit_commits (id, failed) VALUES ($1, true) ON CONFLICT (id) DO NOTHING",
+                &[unit],
+            )
+            .await
+            .map_err(sql_error)?;
+        let row = tx
+            .query_one(
+                "SELECT failed, changed, scheduled FROM unit_commits WHERE id = $1",
+                &[unit],
+            )
+            .await
+            .map_err(sql_error)?;
+        tx.commit().await.map_err(sql_error)?;
+        let failed: bool = row.try_get(0).map_err(sql_error)?;
+        if fenced == 1 || failed {
+            return Ok(None);
+        }
+        let changed: i32 = row.try_get(1).map_err(sql_error)?;
+        let scheduled: Vec<i64> = row.try_get(2).map_err(sql_error)?;
+        Ok::<_, StoreError>(Some(Committed {
+            changed: usize::try_from(changed).unwrap_or(0),
+            scheduled: scheduled
+                .into_iter()
+                .filter_map(|i| u64::try_from(i).ok())
+                .collect(),
+        }))
+    };
+    match tokio::time::timeout(wait + pg.config().timeouts.connect, check).await {
+        Ok(Ok(Some(committed))) => {
+            tracing::info!(target: "evm", "MIQ(PgUnits) unit {unit}: its commit answered \"{error}\" but it was committed: answered as committed (not written twice)");
+            Ok(committed)
+        }
+        Ok(Ok(None)) => Err(error),
+        Ok(Err(e)) => {
+            tracing::warn!(target: "evm", "MIQ(PgUnits) unit {unit}: its commit answered \"{error}\" and checking whether it was committed failed ({e}): in doubt, answered as failed");
+            Err(error)
+        }
+        Err(_) => {
+            tracing::warn!(target: "evm", "MIQ(PgUnits) unit {unit}: its commit answered \"{error}\" and checking whether it was committed had no answer: in doubt, answered as failed");
+            Err(error)
+        }
+    }
+}
+
+/// The writes of [`commit`], with the unit's row.
+async fn write(
+    pg: &Pg,
+    p: &Prepared,
+    schedule: &[(WorkItem, SystemTime)],
+    unit: &String,
+) -> Result<Committed, StoreError> {
     let mut client = pg.client().await?;
     if p.changed.is_empty() && schedule.is_empty() {
         // One statement: atomic on its own, no transaction block (two
         // round trips fewer: a `create_now`, an object the API creates).
-        insert_created(&client, &p.created).await?;
+        insert_created(&client, &p.created, Some(unit)).await?;
         return Ok(Committed {
             changed: 0,
             scheduled: Vec::new(),
@@ -183,7 +351,7 @@ pub(crate) async fn commit(
     }
     let tx = client.transaction().await.map_err(sql_error)?;
     let n_keys = INDEXED.len();
-    insert_created(&tx, &p.created).await?;
+    insert_created(&tx, &p.created, None).await?;
     let mut changed = 0;
     if !p.changed.is_empty() {
         // Locked in one order (base, id) whoever commits: no deadlock
@@ -237,6 +405,18 @@ pub(crate) async fn commit(
         }
     }
     let scheduled = crate::schedule::insert_many(&tx, schedule).await?;
+    let ids: Vec<i64> = scheduled
+        .iter()
+        .filter_map(|i| i64::try_from(*i).ok())
+        .collect();
+    let n = i32::try_from(changed).unwrap_or(i32::MAX);
+    let st = tx
+        .prepare_cached("INSERT INTO unit_commits (id, changed, scheduled) VALUES ($1, $2, $3)")
+        .await
+        .map_err(sql_error)?;
+    tx.execute(&st, &[unit, &n, &ids])
+        .await
+        .map_err(sql_error)?;
     tx.commit().await.map_err(sql_error)?;
     Ok(Committed { changed, scheduled })
 }
@@ -716,7 +896,7 @@ impl ServedUnit for PgServedUnit {
         let prepared = self.0.take(false)?;
         self.0
             .store
-            .run(move |pg| async move { commit(&pg, &prepared, &[]).await.map(|_| ()) })
+            .run_commit(move |pg| async move { commit(&pg, &prepared, &[]).await.map(|_| ()) })
     }
 }
 
