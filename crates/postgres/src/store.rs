@@ -20,6 +20,8 @@
 
 mod codec;
 #[cfg(test)]
+mod harden_tests;
+#[cfg(test)]
 mod tests;
 mod unit;
 
