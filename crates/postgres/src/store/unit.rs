@@ -160,7 +160,7 @@ async fn insert_created<C: deadpool_postgres::GenericClient>(
         .iter()
         .map(|(base, id, obj)| (*base, *id, obj, index_keys(&obj.attrs)))
         .collect();
-    // rows.sort_by(|a, b| insert_order(a.0, a.1, &a.3).cmp(&insert_order(b.0, b.1, &b.3)));
+    rows.sort_by(|a, b| insert_order(a.0, a.1, &a.3).cmp(&insert_order(b.0, b.1, &b.3)));
     for (base, id, obj, row_keys) in rows {
         bases.push(base);
         ids.push(id);
