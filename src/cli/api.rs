@@ -214,11 +214,14 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
         let shutdown = CancellationToken::new();
         // A front door takes `POST /api/events` for the providers with an
         // `http` catcher, straight into the cluster's queue.
-        let events = match (&node, &config) {
+        let (events, enqueuer) = match (&node, &config) {
             (Some(node), Some(cfg)) => {
-                front_door_events(cfg, node.queue.clone(), node.health(), shutdown.clone())?
+                match front_door_events(cfg, node.queue.clone(), node.health(), shutdown.clone())? {
+                    Some((http, enqueuer)) => (Some(http), Some(enqueuer)),
+                    None => (None, None),
+                }
             }
-            _ => None,
+            _ => (None, None),
         };
         let limits = api.limits.clone();
         let stop = shutdown.clone();
@@ -243,6 +246,14 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
         }
         shutdown.cancel();
         let served = server.await.context("the API server panicked");
+        // A front door: the posts taken before the stop are put in the
+        // queue before the node goes (the enqueuer ends when the server's
+        // last handle on it does).
+        if let Some(enqueuer) = enqueuer {
+            if tokio::time::timeout(FRONT_DOOR_DRAIN, enqueuer).await.is_err() {
+                tracing::warn!(target: "evm", "MIQ(automate api) posted events still being queued after {} s of shutdown", FRONT_DOOR_DRAIN.as_secs());
+            }
+        }
         drop(advertisement);
         served??;
         anyhow::Ok(())
@@ -251,30 +262,39 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
     if let Some(retrier) = retrier {
         let _ = retrier.join();
     }
+    // The API's blocking work (a front door's enqueue of posted events, a
+    // unit's commit) ends while the node still stands: only then is the
+    // queue closed and the drivers' runtime stopped.
+    rt.shutdown_timeout(FRONT_DOOR_DRAIN);
     // Out of the registry; the connections closed (off the runtime).
     drop(node);
     served?;
     Ok(ExitCode::SUCCESS)
 }
 
+/// How long a stopping `automate api` waits for the posted events it took
+/// to be queued, and for its blocking work, before the cluster node goes.
+const FRONT_DOOR_DRAIN: Duration = Duration::from_secs(30);
+
 /// The `http` catcher of a front door: the endpoints of `config`'s `http`
 /// providers (its other catchers are built, never started: the `automate
 /// run` nodes run them under their leases), their events enqueued into
-/// `queue` in batches, each post answered once its events are in the queue.
-/// `None` when no provider uses the `http` catcher.
+/// `queue` in batches, each post answered once its events are in the queue,
+/// by the task returned (it ends once the catcher is dropped and what it
+/// took is queued). `None` when no provider uses the `http` catcher.
 fn front_door_events(
     config: &automate_events::config::Config,
     queue: Arc<dyn EventQueue>,
     health: Arc<automate_vmdb::health::StoreHealth>,
     shutdown: CancellationToken,
-) -> anyhow::Result<Option<HttpState>> {
+) -> anyhow::Result<Option<(HttpState, tokio::task::JoinHandle<()>)>> {
     let (tx, mut rx) = automate_events::catchers::sink_pair(256);
     let Some(mut http) = config.build_catchers(tx)?.http else {
         return Ok(None);
     };
     http.set_shutdown(shutdown);
     http.set_store_health(health);
-    tokio::spawn(async move {
+    let enqueuer = tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
             let mut batch = vec![first];
             while batch.len() < 256 {
@@ -302,5 +322,5 @@ fn front_door_events(
             }
         }
     });
-    Ok(Some(http))
+    Ok(Some((http, enqueuer)))
 }

@@ -810,6 +810,12 @@ async fn health(State(state): State<ApiState>) -> ApiResult {
     if let Some(datastore) = reload::health(&state) {
         body["datastore"] = datastore;
     }
+    // Problems that stop no work but need a person (a domain a cluster
+    // node cannot publish).
+    let warnings = state.store.health().warnings();
+    if !warnings.is_empty() {
+        body["warnings"] = json!(warnings);
+    }
     ok(body)
 }
 

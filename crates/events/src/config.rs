@@ -96,6 +96,25 @@ pub struct ClusterConfig {
     /// dead-letter stream.
     #[serde(default = "default_max_deliver")]
     pub max_deliver: i64,
+    /// `connect_timeout_s`: making a PostgreSQL connection.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_s: u64,
+    /// `keepalive_s`: a PostgreSQL connection idle this long is probed
+    /// (TCP keepalives) and dropped when the server is gone; also how long
+    /// sent data may stay unacknowledged (twice it).
+    #[serde(default = "default_keepalive")]
+    pub keepalive_s: u64,
+    /// `pool_wait_s`: waiting for a free connection of the pool.
+    #[serde(default = "default_pool_wait")]
+    pub pool_wait_s: u64,
+    /// `statement_timeout_s`: one statement on the server (PostgreSQL's
+    /// `statement_timeout`, and `idle_in_transaction_session_timeout`).
+    #[serde(default = "default_statement_timeout")]
+    pub statement_timeout_s: u64,
+    /// `call_timeout_s`: one call to PostgreSQL in all (a read, a unit's
+    /// writes): a silent server fails it after this.
+    #[serde(default = "default_call_timeout")]
+    pub call_timeout_s: u64,
 }
 
 impl ClusterConfig {
@@ -142,6 +161,21 @@ fn default_ack_wait() -> u64 {
 }
 fn default_max_deliver() -> i64 {
     5
+}
+fn default_connect_timeout() -> u64 {
+    5
+}
+fn default_keepalive() -> u64 {
+    10
+}
+fn default_pool_wait() -> u64 {
+    10
+}
+fn default_statement_timeout() -> u64 {
+    30
+}
+fn default_call_timeout() -> u64 {
+    60
 }
 
 fn default_workers() -> usize {
@@ -887,6 +921,16 @@ impl Config {
                 0,
                 9999,
             );
+            bound("cluster.connect_timeout_s", c.connect_timeout_s, 1, 300);
+            bound("cluster.keepalive_s", c.keepalive_s, 1, 3600);
+            bound("cluster.pool_wait_s", c.pool_wait_s, 1, 600);
+            bound("cluster.statement_timeout_s", c.statement_timeout_s, 1, 86_400);
+            bound(
+                "cluster.call_timeout_s",
+                c.call_timeout_s,
+                c.statement_timeout_s.clamp(1, 86_400),
+                86_400,
+            );
         }
         bound(
             "queue.capacity",
@@ -1042,6 +1086,16 @@ mod tests {
             (c.partitions, c.lease_ttl_s, c.max_deliver, c.region),
             (16, 10, 5, 1)
         );
+        assert_eq!(
+            (
+                c.connect_timeout_s,
+                c.keepalive_s,
+                c.pool_wait_s,
+                c.statement_timeout_s,
+                c.call_timeout_s
+            ),
+            (5, 10, 10, 30, 60)
+        );
         assert!(Config::from_yaml(base, "t.yaml").unwrap().cluster.is_none());
         let err = Config::from_yaml(
             &format!("{base}cluster:\n  postgres: \"\"\n  nats: n\n  node: n1\n  schema: \"a;drop\"\n  partitions: 0\n"),
@@ -1060,6 +1114,18 @@ mod tests {
                 ("cluster.postgres", 8)
             ]
         );
+        // A call may not end before its statements may.
+        let err = Config::from_yaml(
+            &format!("{base}cluster:\n  postgres: p\n  nats: n\n  node: n1\n  statement_timeout_s: 30\n  call_timeout_s: 10\n"),
+            "bad.yaml",
+        )
+        .err();
+        let Some(ConfigError::Issues { issues, .. }) = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert_eq!(issues[0].field, "cluster.call_timeout_s");
+        assert!(issues[0].message.contains("30..="), "{}", issues[0].message);
     }
 
     /// Every number is bounded, every name checked, and all problems come

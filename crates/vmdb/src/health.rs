@@ -41,6 +41,9 @@ pub struct StoreHealth {
     state: AtomicU8,
     fault: Mutex<Option<StoreFault>>,
     give_up: AtomicBool,
+    /// Problems that stop no work but need a person (a domain a cluster
+    /// node cannot publish), by what they are about.
+    warnings: Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 impl StoreHealth {
@@ -51,6 +54,7 @@ impl StoreHealth {
             state: AtomicU8::new(OK),
             fault: Mutex::new(None),
             give_up: AtomicBool::new(false),
+            warnings: Mutex::new(std::collections::BTreeMap::new()),
         }
     }
 
@@ -160,6 +164,30 @@ impl StoreHealth {
         }
     }
 
+    /// Records a problem about `about` that stops no work (the store stays
+    /// ok) but that `/api/health` shows until [`StoreHealth::clear_warning`].
+    pub fn warn(&self, about: &str, message: impl Into<String>) {
+        if let Ok(mut w) = self.warnings.lock() {
+            w.insert(about.to_string(), message.into());
+        }
+    }
+
+    /// The problem about `about` is gone.
+    pub fn clear_warning(&self, about: &str) {
+        if let Ok(mut w) = self.warnings.lock() {
+            w.remove(about);
+        }
+    }
+
+    /// The problems recorded by [`StoreHealth::warn`], by what they are
+    /// about.
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings
+            .lock()
+            .map(|w| w.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Marks the store failed: only a new open makes it usable again.
     pub fn fail(&self, message: impl Into<String>) {
         self.set(FAILED, message.into());
@@ -193,6 +221,21 @@ fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn warnings_leave_the_store_ok_and_are_cleared_one_by_one() {
+        let h = StoreHealth::new("postgresql://db/test#automate");
+        h.warn("datastore.a", "domain a: not published");
+        h.warn("datastore.b", "domain b: not published");
+        h.warn("datastore.a", "domain a: still not published");
+        assert!(h.is_ok());
+        assert_eq!(
+            h.warnings(),
+            ["domain a: still not published", "domain b: not published"]
+        );
+        h.clear_warning("datastore.a");
+        assert_eq!(h.warnings(), ["domain b: not published"]);
+    }
 
     #[test]
     fn an_unavailable_store_is_not_ok_not_failed_and_recovers() {

@@ -32,7 +32,7 @@ use automate_nats::{Nats, NatsConfig};
 use automate_postgres::ping::PgPing;
 use automate_postgres::schedule::PgSchedule;
 use automate_postgres::store::PgStore;
-use automate_postgres::{Pg, PgConfig};
+use automate_postgres::{Pg, PgConfig, PgTimeouts};
 use automate_vmdb::cluster::{ClusterView, NodeInfo, Probe};
 use automate_vmdb::dead_letter::{DeadLetter, DeadLetters};
 use automate_vmdb::event_queue::{CaughtEvent, Claim, EventQueue, Provider};
@@ -120,6 +120,13 @@ impl ClusterNode {
             url: cluster.postgres.clone(),
             schema: cluster.schema.clone(),
             region: cluster.region,
+            timeouts: PgTimeouts {
+                connect: Duration::from_secs(cluster.connect_timeout_s.max(1)),
+                keepalive: Duration::from_secs(cluster.keepalive_s.max(1)),
+                pool_wait: Duration::from_secs(cluster.pool_wait_s.max(1)),
+                statement: Duration::from_secs(cluster.statement_timeout_s.max(1)),
+                call: Duration::from_secs(cluster.call_timeout_s.max(1)),
+            },
             ..PgConfig::new(cluster.postgres.clone())
         };
         let pg = Pg::connect(&pg_config, handle.clone()).with_context(|| {
@@ -218,8 +225,15 @@ impl ClusterNode {
     /// Blocks: call it off the async threads.
     pub fn sync_datastore(&mut self, root: &Path, reloader: Arc<Reloader>) -> anyhow::Result<()> {
         let handle = self.pg.handle().clone();
-        let sync = super::datastore::start(self.pg.clone(), root, reloader, &self.node, handle)
-            .context("syncing the datastore with PostgreSQL")?;
+        let sync = super::datastore::start_reporting(
+            self.pg.clone(),
+            root,
+            reloader,
+            &self.node,
+            handle,
+            Some(self.store.health()),
+        )
+        .context("syncing the datastore with PostgreSQL")?;
         self.sync = Some(sync);
         Ok(())
     }

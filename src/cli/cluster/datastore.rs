@@ -34,6 +34,14 @@
 //! domain at once: the later commit in PostgreSQL has the higher version
 //! and every node ends on it (last writer wins).
 //!
+//! **One bad domain stops no other.** A local domain that cannot be
+//! published (a file name PostgreSQL's copy refuses, such as one with a
+//! `\\`; an unreadable file) is left out: the others are published, the
+//! node says why on evm.log (`MIQ(Datastore#sync) domain ... not
+//! published`) and in `/api/health`'s `warnings` until the domain changes
+//! and publishes; PostgreSQL's copy of it (if any) is neither replaced nor
+//! removed meanwhile.
+//!
 //! All the work runs on one thread of its own, in order; the observer and
 //! the listener only wake it.
 
@@ -45,6 +53,7 @@ use automate_postgres::datastore::{
     self as shared, DatastoreError, DomainFiles, DomainMeta, ListenEvent, Listening,
 };
 use automate_postgres::Pg;
+use automate_vmdb::health::StoreHealth;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
@@ -124,12 +133,27 @@ pub fn start(
     node: &str,
     handle: tokio::runtime::Handle,
 ) -> anyhow::Result<DatastoreSync> {
+    start_reporting(pg, root, reloader, node, handle, None)
+}
+
+/// [`start`], reporting the local domains it cannot publish to `health`
+/// (its warnings, shown by `/api/health`).
+pub fn start_reporting(
+    pg: Arc<Pg>,
+    root: &Path,
+    reloader: Arc<Reloader>,
+    node: &str,
+    handle: tokio::runtime::Handle,
+    health: Option<Arc<StoreHealth>>,
+) -> anyhow::Result<DatastoreSync> {
     let mut sync = Sync {
         pg: pg.clone(),
         root: root.to_path_buf(),
         reloader: reloader.clone(),
         node: node.to_string(),
         seen: BTreeMap::new(),
+        health,
+        refused: BTreeMap::new(),
     };
     sync.first()?;
     let (tx, rx) = channel();
@@ -197,6 +221,20 @@ struct Sync {
     node: String,
     /// Per domain (directory name), what this node last saw.
     seen: BTreeMap<String, Seen>,
+    /// Where refused domains are reported (`/api/health`'s warnings).
+    health: Option<Arc<StoreHealth>>,
+    /// Local domains that could not be published, with the digest refused
+    /// (not tried again until the domain changes).
+    refused: BTreeMap<String, Option<String>>,
+}
+
+/// Whether a publish failure is the domain's own (trying again without
+/// changing it fails again), not PostgreSQL's.
+fn the_domains_fault(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<DatastoreError>(),
+        Some(DatastoreError::BadName(_) | DatastoreError::BadPath { .. } | DatastoreError::Io { .. })
+    )
 }
 
 impl Sync {
@@ -210,11 +248,19 @@ impl Sync {
             );
         }
         let remote = self.block(|pg| async move { shared::list(&pg).await })?;
-        let local = local_domains(&self.root)?;
+        let (local, unreadable) = local_domains(&self.root)?;
+        for (name, e) in unreadable {
+            self.refuse(&name, None, &e);
+        }
         if remote.is_empty() {
             tracing::info!(target: "evm", "MIQ(Datastore#sync) PostgreSQL holds no domain: node {} seeds it with its {} domain(s)", self.node, local.len());
             for (name, domain) in local {
-                self.publish(&name, &domain)?;
+                match self.publish(&name, &domain) {
+                    Err(e) if the_domains_fault(&e) => {
+                        self.refuse(&name, Some(domain.files.digest()), &e)
+                    }
+                    other => other?,
+                }
             }
             return Ok(());
         }
@@ -272,6 +318,45 @@ impl Sync {
         }
     }
 
+    /// Reports a local domain that cannot be published (once per digest):
+    /// evm.log and `/api/health`'s warnings. What this node knows of
+    /// PostgreSQL's copy stays: the domain is neither pulled over the
+    /// local change nor removed.
+    fn refuse(&mut self, name: &str, digest: Option<String>, e: &anyhow::Error) {
+        if self.refused.get(name) == Some(&digest) {
+            return;
+        }
+        let message = format!(
+            "domain {name} on node {} is not published to PostgreSQL (the other domains are): {e:#}; fix it under the datastore root",
+            self.node
+        );
+        tracing::error!(target: "evm", "MIQ(Datastore#sync) {message}");
+        if let Some(h) = &self.health {
+            h.warn(&format!("datastore.{name}"), message);
+        }
+        if let Some(d) = &digest {
+            let version = self.seen.get(name).map_or(KEPT, |s| s.version);
+            self.seen.insert(
+                name.to_string(),
+                Seen {
+                    version,
+                    local: Some(d.clone()),
+                },
+            );
+        }
+        self.refused.insert(name.to_string(), digest);
+    }
+
+    /// A domain refused before is published (or gone): no more warning.
+    fn accept(&mut self, name: &str) {
+        if self.refused.remove(name).is_some() {
+            tracing::info!(target: "evm", "MIQ(Datastore#sync) domain {name} on node {} is published again", self.node);
+            if let Some(h) = &self.health {
+                h.clear_warning(&format!("datastore.{name}"));
+            }
+        }
+    }
+
     /// Runs `f` on the driver's runtime and waits.
     fn block<T, F>(&self, f: impl FnOnce(Arc<Pg>) -> F) -> Result<T, DatastoreError>
     where
@@ -295,6 +380,7 @@ impl Sync {
         if published.changed {
             tracing::info!(target: "evm", "MIQ(Datastore#sync) domain {name} changed on node {}: published as version {}", self.node, published.version);
         }
+        self.accept(name);
         self.seen.insert(
             name.to_string(),
             Seen {
@@ -307,19 +393,39 @@ impl Sync {
 
     /// Publishes the local domains that differ from what this node last
     /// saw in PostgreSQL, and removes those gone from the root.
+    /// A domain that cannot be published is reported and left out; the
+    /// others go on. A failure of PostgreSQL is answered (after the others
+    /// were tried), to be tried again.
     fn push(&mut self) -> anyhow::Result<()> {
-        let local = local_domains(&self.root)?;
+        let (local, unreadable) = local_domains(&self.root)?;
+        for (name, e) in &unreadable {
+            self.refuse(name, None, e);
+        }
+        let mut failed = None;
         for (name, domain) in &local {
             let digest = domain.files.digest();
             if self.seen.get(name).and_then(|s| s.local.as_ref()) == Some(&digest) {
                 continue;
             }
-            self.publish(name, domain)?;
+            match self.publish(name, domain) {
+                Ok(()) => {}
+                Err(e) if the_domains_fault(&e) => self.refuse(name, Some(digest), &e),
+                Err(e) => {
+                    tracing::warn!(target: "evm", "MIQ(Datastore#sync) {e:#}");
+                    failed.get_or_insert(e);
+                }
+            }
         }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        // An unreadable domain is not gone: PostgreSQL keeps its copy.
         let gone: Vec<String> = self
             .seen
             .iter()
-            .filter(|(name, s)| s.local.is_some() && !local.contains_key(*name))
+            .filter(|(name, s)| {
+                s.local.is_some() && !local.contains_key(*name) && !unreadable.contains_key(*name)
+            })
             .map(|(name, _)| name.clone())
             .collect();
         for name in gone {
@@ -331,6 +437,7 @@ impl Sync {
                 tracing::info!(target: "evm", "MIQ(Datastore#sync) domain {name} removed on node {}: removed from PostgreSQL (version {version})", self.node);
             }
             self.seen.remove(&name);
+            self.accept(&name);
         }
         Ok(())
     }
@@ -370,7 +477,15 @@ impl Sync {
             }
             let dir = self.root.join(&r.name);
             let here = if dir.is_dir() {
-                Some(DomainFiles::read_dir(&dir)?.digest())
+                match DomainFiles::read_dir(&dir) {
+                    Ok(files) => Some(files.digest()),
+                    Err(e) => {
+                        // Left as it is (not overwritten unseen); the
+                        // other domains go on.
+                        tracing::error!(target: "evm", "MIQ(Datastore#sync) domain {} version {} (from node {}) not taken: the local copy cannot be read: {e}", r.name, r.version, r.updated_by);
+                        continue;
+                    }
+                }
             } else {
                 None
             };
@@ -588,12 +703,23 @@ impl Sync {
 
 /// The domains of the root (each child directory with `__domain__.yaml`),
 /// read whole.
-fn local_domains(root: &Path) -> anyhow::Result<BTreeMap<String, Local>> {
+/// The domains under `root`, and those that cannot be read (with why).
+#[allow(clippy::type_complexity)]
+fn local_domains(
+    root: &Path,
+) -> anyhow::Result<(BTreeMap<String, Local>, BTreeMap<String, anyhow::Error>)> {
     let (dirs, _) = domain_dirs(root)
         .with_context(|| format!("reading the datastore root {}", root.display()))?;
     let mut local = BTreeMap::new();
+    let mut unreadable = BTreeMap::new();
     for d in dirs {
-        let files = DomainFiles::read_dir(&d.path)?;
+        let files = match DomainFiles::read_dir(&d.path) {
+            Ok(files) => files,
+            Err(e) => {
+                unreadable.insert(d.dir_name, anyhow::Error::new(e));
+                continue;
+            }
+        };
         let commit = files
             .get(automate_datastore::fs::DOMAIN_FILE)
             .and_then(|text| std::str::from_utf8(text).ok())
@@ -610,7 +736,7 @@ fn local_domains(root: &Path) -> anyhow::Result<BTreeMap<String, Local>> {
         };
         local.insert(d.dir_name, Local { files, meta });
     }
-    Ok(local)
+    Ok((local, unreadable))
 }
 
 /// The directory of the domain `name` in `root`, in whatever case it is

@@ -138,7 +138,7 @@ fn two_nodes_inserting_the_same_events_in_opposite_orders_never_deadlock() {
                 .expect("open")
         })
         .collect();
-    for round in 0..5 {
+    for round in 0..10 {
         let keys: Vec<String> = (0..200).map(|i| format!("r{round}-e{i}")).collect();
         let barrier = Arc::new(std::sync::Barrier::new(2));
         let threads: Vec<_> = stores
