@@ -12,6 +12,7 @@ mod cli;
 mod client;
 mod cluster;
 mod cluster_datastore;
+mod cluster_harden;
 mod cluster_schedule;
 mod cluster_status;
 mod common;
