@@ -48,7 +48,10 @@ fn published(db: &TestDb, pg: &Arc<Pg>) -> Vec<String> {
 fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
     let t0 = Instant::now();
     while !ok() {
-        assert!(t0.elapsed() < Duration::from_secs(60), "{what}: not within 60 s");
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "{what}: not within 60 s"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -924,7 +924,12 @@ impl Config {
             bound("cluster.connect_timeout_s", c.connect_timeout_s, 1, 300);
             bound("cluster.keepalive_s", c.keepalive_s, 1, 3600);
             bound("cluster.pool_wait_s", c.pool_wait_s, 1, 600);
-            bound("cluster.statement_timeout_s", c.statement_timeout_s, 1, 86_400);
+            bound(
+                "cluster.statement_timeout_s",
+                c.statement_timeout_s,
+                1,
+                86_400,
+            );
             bound(
                 "cluster.call_timeout_s",
                 c.call_timeout_s,

@@ -43,26 +43,28 @@ impl PgPing {
         let client = self.client.take().filter(|c| !c.is_closed());
         let pg = self.pg.clone();
         let limit = self.limit;
-        let asked = self.pg.block_within(limit + Duration::from_secs(1), async move {
-            let asked = async {
-                let client = match client {
-                    Some(c) => c,
-                    None => {
-                        let (c, connection) = pg.dedicated().await?;
-                        tokio::spawn(async move {
-                            let _ = connection.await;
-                        });
-                        c
-                    }
+        let asked = self
+            .pg
+            .block_within(limit + Duration::from_secs(1), async move {
+                let asked = async {
+                    let client = match client {
+                        Some(c) => c,
+                        None => {
+                            let (c, connection) = pg.dedicated().await?;
+                            tokio::spawn(async move {
+                                let _ = connection.await;
+                            });
+                            c
+                        }
+                    };
+                    client.simple_query("SELECT 1").await?;
+                    Ok::<_, PgError>(client)
                 };
-                client.simple_query("SELECT 1").await?;
-                Ok::<_, PgError>(client)
-            };
-            match tokio::time::timeout(limit, asked).await {
-                Ok(r) => r.map_err(|e| e.to_string()),
-                Err(_) => Err(format!("no answer in {} s", limit.as_secs_f64())),
-            }
-        });
+                match tokio::time::timeout(limit, asked).await {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(_) => Err(format!("no answer in {} s", limit.as_secs_f64())),
+                }
+            });
         match asked {
             Ok(Ok(client)) => {
                 self.client = Some(client);

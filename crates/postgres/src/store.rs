@@ -406,7 +406,11 @@ impl PgStore {
 
     /// The next id of this node's block of `base`; with `fresh` (the start
     /// of a block just taken), that block replaces a used-up one first.
-    fn next_in_block(&self, base: &'static str, fresh: Option<i64>) -> Result<Option<i64>, StoreError> {
+    fn next_in_block(
+        &self,
+        base: &'static str,
+        fresh: Option<i64>,
+    ) -> Result<Option<i64>, StoreError> {
         let mut ids = self
             .ids
             .lock()
@@ -671,7 +675,9 @@ impl ObjectStore for PgStore {
             created: vec![(base, id, Arc::new(obj))],
             changed: Vec::new(),
         };
-        self.run_commit(move |pg| async move { unit::commit(&pg, &prepared, &[]).await.map(|_| ()) })?;
+        self.run_commit(
+            move |pg| async move { unit::commit(&pg, &prepared, &[]).await.map(|_| ()) },
+        )?;
         Ok(VmdbRef {
             class: Arc::from(class),
             id,
@@ -686,7 +692,8 @@ impl ObjectStore for PgStore {
             created: Vec::new(),
             changed: vec![(base, obj.id, changes)],
         };
-        let updated = self.run_commit(move |pg| async move { unit::commit(&pg, &prepared, &[]).await })?;
+        let updated =
+            self.run_commit(move |pg| async move { unit::commit(&pg, &prepared, &[]).await })?;
         if updated.changed == 0 {
             return Err(StoreError::NotFound(obj.class.to_string(), obj.id));
         }
@@ -762,7 +769,11 @@ impl PgStore {
             for row in &rows {
                 let total: i64 = row.try_get(3).map_err(sql_error)?;
                 page.total = usize::try_from(total).unwrap_or(0);
-                if row.try_get::<_, Option<i64>>(0).map_err(sql_error)?.is_none() {
+                if row
+                    .try_get::<_, Option<i64>>(0)
+                    .map_err(sql_error)?
+                    .is_none()
+                {
                     continue;
                 }
                 page.decoded += 1;
@@ -831,7 +842,10 @@ type Answer<T> = std::sync::mpsc::Receiver<Result<T, StoreError>>;
 /// `Send` runs here, between the chunks, all in one snapshot). Dropping it
 /// ends the transaction.
 struct PageSnapshot {
-    asks: tokio::sync::mpsc::Sender<(i64, std::sync::mpsc::SyncSender<Result<Vec<tokio_postgres::Row>, StoreError>>)>,
+    asks: tokio::sync::mpsc::Sender<(
+        i64,
+        std::sync::mpsc::SyncSender<Result<Vec<tokio_postgres::Row>, StoreError>>,
+    )>,
     total: Answer<usize>,
     wait: std::time::Duration,
 }
@@ -844,7 +858,11 @@ impl PageSnapshot {
         )>(1);
         let (total_tx, total) = std::sync::mpsc::sync_channel(1);
         let p = pg.clone();
-        let (order, cmp) = if newest_first { ("DESC", "<") } else { ("ASC", ">") };
+        let (order, cmp) = if newest_first {
+            ("DESC", "<")
+        } else {
+            ("ASC", ">")
+        };
         pg.handle().spawn(async move {
             let mut c = match p.client().await {
                 Ok(c) => c,
@@ -885,7 +903,8 @@ impl PageSnapshot {
             if failed {
                 return;
             }
-            let sql = format!("{SELECT} WHERE base = $1 AND id {cmp} $2 ORDER BY id {order} LIMIT $3");
+            let sql =
+                format!("{SELECT} WHERE base = $1 AND id {cmp} $2 ORDER BY id {order} LIMIT $3");
             while let Some((bound, answer)) = asked.recv().await {
                 let rows = async {
                     let st = tx.prepare_cached(&sql).await.map_err(sql_error)?;

@@ -377,7 +377,6 @@ fn watch_health(
     }
 }
 
-
 /// The pipeline's view of the queue: claims nothing while the store is
 /// unavailable (an event claimed then could not be committed, and each
 /// delivery counts towards `max_deliver`); everything else as the queue.

@@ -233,7 +233,9 @@ struct Sync {
 fn the_domains_fault(e: &anyhow::Error) -> bool {
     matches!(
         e.downcast_ref::<DatastoreError>(),
-        Some(DatastoreError::BadName(_) | DatastoreError::BadPath { .. } | DatastoreError::Io { .. })
+        Some(
+            DatastoreError::BadName(_) | DatastoreError::BadPath { .. } | DatastoreError::Io { .. }
+        )
     )
 }
 

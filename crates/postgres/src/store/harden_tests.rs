@@ -107,7 +107,10 @@ fn a_commit_lost_on_its_way_is_fenced_out_and_answered_failed() {
     // server when it ended the idle transaction.
     let failed = commit_unit(&store, unit_of(&store, &ems, "vm2"));
     assert!(failed.is_err(), "{failed:?}");
-    assert!(store.find_by("Vm", "name", &s("vm2")).expect("find").is_empty());
+    assert!(store
+        .find_by("Vm", "name", &s("vm2"))
+        .expect("find")
+        .is_empty());
     assert_eq!(store.attribute(&ems, "last_vm").expect("read"), None);
     assert_eq!(count(&store, "SELECT count(*) FROM scheduled"), 0);
     assert_eq!(
@@ -178,7 +181,10 @@ fn two_nodes_inserting_the_same_events_in_opposite_orders_never_deadlock() {
         for r in &results {
             if let Err(e) = r {
                 assert!(!e.to_string().contains("deadlock"), "round {round}: {e}");
-                assert!(e.to_string().contains("objects_dedup_key"), "round {round}: {e}");
+                assert!(
+                    e.to_string().contains("objects_dedup_key"),
+                    "round {round}: {e}"
+                );
             }
         }
         assert_eq!(
@@ -213,7 +219,9 @@ fn ids_taken_by_many_threads_at_once_are_unique() {
     all.sort_unstable();
     all.dedup();
     assert_eq!(all.len(), n, "no id given twice");
-    assert!(all.iter().all(|id| *id > REGION_BASE && *id < 2 * REGION_BASE));
+    assert!(all
+        .iter()
+        .all(|id| *id > REGION_BASE && *id < 2 * REGION_BASE));
 }
 
 #[test]

@@ -230,8 +230,7 @@ pub(crate) async fn commit(
         prune(pg).await;
     }
     let unit = unit_id();
-    let error = match tokio::time::timeout(pg.call_timeout(), write(pg, p, schedule, &unit)).await
-    {
+    let error = match tokio::time::timeout(pg.call_timeout(), write(pg, p, schedule, &unit)).await {
         Ok(Ok(c)) => return Ok(c),
         Ok(Err(e)) => e,
         Err(_) => {
