@@ -836,26 +836,23 @@ impl PgStore {
 /// What a [`PageSnapshot`]'s task answers.
 type Answer<T> = std::sync::mpsc::Receiver<Result<T, StoreError>>;
 
+/// Where a [`PageSnapshot`]'s task answers one chunk.
+type ChunkAnswer = std::sync::mpsc::SyncSender<Result<Vec<tokio_postgres::Row>, StoreError>>;
+
 /// One read-only REPEATABLE READ transaction on a pooled connection, held
 /// by a task of the driver's runtime: its count of a base class first,
 /// then chunks of rows by id, as this thread asks (so a filter that is not
 /// `Send` runs here, between the chunks, all in one snapshot). Dropping it
 /// ends the transaction.
 struct PageSnapshot {
-    asks: tokio::sync::mpsc::Sender<(
-        i64,
-        std::sync::mpsc::SyncSender<Result<Vec<tokio_postgres::Row>, StoreError>>,
-    )>,
+    asks: tokio::sync::mpsc::Sender<(i64, ChunkAnswer)>,
     total: Answer<usize>,
     wait: std::time::Duration,
 }
 
 impl PageSnapshot {
     fn open(pg: &Arc<Pg>, base: &'static str, newest_first: bool, chunk: i64) -> PageSnapshot {
-        let (asks, mut asked) = tokio::sync::mpsc::channel::<(
-            i64,
-            std::sync::mpsc::SyncSender<Result<Vec<tokio_postgres::Row>, StoreError>>,
-        )>(1);
+        let (asks, mut asked) = tokio::sync::mpsc::channel::<(i64, ChunkAnswer)>(1);
         let (total_tx, total) = std::sync::mpsc::sync_channel(1);
         let p = pg.clone();
         let (order, cmp) = if newest_first {
