@@ -37,4 +37,5 @@ mod requests;
 mod rest;
 mod retries;
 mod storm;
+mod tags;
 mod vmdb;

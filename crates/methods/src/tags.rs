@@ -141,8 +141,49 @@ fn options(o: &VmdbRef) -> RhaiResult<Map> {
     })?
 }
 
+/// The setter of a computed property (`tags`, `custom_keys`, `options`).
+/// Rhai writes a property back after calling a method on its value
+/// (`vm.tags.len()`); without a setter that write-back would reach the
+/// indexer and store the computed value as an attribute. An unchanged
+/// value is that write-back, and nothing; any other is an assignment,
+/// which ManageIQ does not have either.
+fn read_only(name: &str, unchanged: bool, instead: &str) -> RhaiResult<()> {
+    if unchanged {
+        Ok(())
+    } else {
+        Err(runtime_error(format!(
+            "undefined method `{name}=': {name} cannot be assigned; use {instead}"
+        )))
+    }
+}
+
+fn same(a: &Dynamic, b: &Dynamic) -> bool {
+    a.to_string() == b.to_string()
+}
+
 /// Registers the methods on `VmdbObject`.
 pub(crate) fn register(engine: &mut rhai::Engine) {
+    engine.register_set(
+        "tags",
+        |o: &mut VmdbObject, v: rhai::Array| -> RhaiResult<()> {
+            let now = Dynamic::from_array(tag_list(&o.0, None)?);
+            read_only("tags", same(&now, &Dynamic::from_array(v)), "tag_assign and tag_unassign")
+        },
+    );
+    engine.register_set(
+        "custom_keys",
+        |o: &mut VmdbObject, v: rhai::Array| -> RhaiResult<()> {
+            let now = Dynamic::from_array(custom_keys(&o.0)?);
+            read_only("custom_keys", same(&now, &Dynamic::from_array(v)), "custom_set")
+        },
+    );
+    engine.register_set(
+        "options",
+        |o: &mut VmdbObject, v: Map| -> RhaiResult<()> {
+            let now = Dynamic::from_map(options(&o.0)?);
+            read_only("options", same(&now, &Dynamic::from_map(v)), "set_option")
+        },
+    );
     engine.register_fn(
         "tag_assign",
         |o: &mut VmdbObject, tag: ImmutableString| assign(&o.0, &tag, false),
