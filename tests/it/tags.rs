@@ -282,14 +282,19 @@ fn tags_and_custom_attributes_through_the_rest_api() {
     assert_eq!(c["count"], 2, "{c}");
     assert_eq!(c["resources"][1]["name"], "cost_center", "{c}");
     assert_eq!(c["resources"][1]["value"], "42", "{c}");
-    let cats = get(&base, "/api/categories?sort_by=name");
+    let cats = get(&base, "/api/categories?sort_by=name&expand=resources");
     assert_eq!(cats["count"], 2, "{cats}");
     assert_eq!(cats["resources"][0]["name"], "department", "{cats}");
     assert_eq!(cats["resources"][1]["single_value"], true, "{cats}");
-    let all = get(&base, "/api/tags?filter[]=name=/managed/environment/prod");
+    let all = get(&base, "/api/tags?filter[]=name=/managed/environment/prod&expand=resources");
     assert_eq!(all["count"], 4, "{all}");
     assert_eq!(all["subcount"], 1, "{all}");
     assert_eq!(all["resources"][0]["entry_name"], "prod", "{all}");
+    let href = all["resources"][0]["href"].as_str().unwrap().to_string();
+    let one = get(&base, href.strip_prefix(&base).unwrap_or(&href));
+    assert_eq!(one["name"], "/managed/environment/prod", "{one}");
+    let cat = get(&base, &format!("/api/categories/{}", one["category_id"].as_str().unwrap()));
+    assert_eq!(cat["name"], "environment", "{cat}");
     stop.cancel();
 }
 

@@ -104,6 +104,10 @@ pub enum Endpoint {
     Categories,
     /// `GET /api/tags`: the tags (the categories' entries).
     Tags,
+    /// `GET /api/categories/{id}`: one category.
+    Category,
+    /// `GET /api/tags/{id}`: one tag.
+    Tag,
     /// `GET /api/hosts`: a page of the store's `Host` objects.
     Hosts,
     /// `GET /api/hosts/{id}`: one `Host`.
@@ -208,6 +212,8 @@ pub const ROUTES: &[Route] = &[
     ),
     r("GET", "/api/categories", Endpoint::Categories),
     r("GET", "/api/tags", Endpoint::Tags),
+    r("GET", "/api/categories/{id}", Endpoint::Category),
+    r("GET", "/api/tags/{id}", Endpoint::Tag),
     r("GET", "/api/hosts", Endpoint::Hosts),
     r("GET", "/api/hosts/{id}", Endpoint::Host),
     r("GET", "/api/providers", Endpoint::Providers),
@@ -714,6 +720,8 @@ fn handler(method: &str, endpoint: Endpoint) -> Option<MethodRouter<ApiState>> {
         Endpoint::VmCustomAttributes => on(filter, tags::vm_custom_attributes),
         Endpoint::Categories => on(filter, tags::categories),
         Endpoint::Tags => on(filter, tags::tag_entries),
+        Endpoint::Category => on(filter, tags::category),
+        Endpoint::Tag => on(filter, tags::tag_entry),
         Endpoint::Hosts => on(filter, objects::hosts),
         Endpoint::Host => on(filter, objects::host),
         Endpoint::Providers => on(filter, objects::providers),

@@ -6,7 +6,7 @@
 //! answer (`/api/vms/{id}?attributes=tags,custom_attributes`) carries both
 //! as stored attributes ([`automate_vmdb::tags`]).
 
-use super::collection::{store_rows, CollectionQuery, RawQuery};
+use super::collection::{resource_query, select, store_rows, CollectionQuery, RawQuery};
 use super::objects::object_json;
 use super::{base_url, blocking, ok, parse_id, path_arg, ApiError, ApiResult, ApiState};
 use automate_engine::AttrValue;
@@ -46,29 +46,40 @@ async fn classifications(
     let base = base_url(&state);
     let v = blocking(move || {
         let keep = |o: &StoredObject| live(o) && is_category(o) == categories;
-        let to_json = |id: i64, o: &StoredObject| {
-            let mut v = object_json(name, id, o, &base);
-            if let Value::Object(m) = &mut v {
-                m.remove("href");
-                m.remove("deleted_on");
-                if !categories {
-                    // ManageIQ's tag is named by its path; the entry's own
-                    // name and category stay beside it.
-                    if let Some(tag) = m.remove("tag_name") {
-                        let entry = m.insert("name".into(), tag);
-                        m.insert("entry_name".into(), entry.unwrap_or(Value::Null));
-                        let cat = m.remove("parent_id").unwrap_or(Value::Null);
-                        m.insert("category_id".into(), cat);
-                    }
-                }
-            }
-            v
-        };
+        let to_json = |id: i64, o: &StoredObject| shown(name, id, o, &base, categories);
         let r = store_rows(&*store, CLASSIFICATION, &q, false, Some(&keep), &to_json)?;
-        Ok(q.answer(name, r.count, r.matched, r.rows, &[], &base))
+        // `count` is the categories (or the tags), not every
+        // Classification row.
+        let count = if categories {
+            tags::categories(&*store)
+        } else {
+            tags::all_entries(&*store)
+        }
+        .map_err(ApiError::internal)?
+        .len();
+        Ok(q.answer(name, count, r.matched, r.rows, &[], &base))
     })
     .await?;
     ok(v)
+}
+
+/// A category or a tag as the API shows it: a tag is named by its path
+/// (`/managed/<category>/<entry>`), with its own name as `entry_name` and
+/// its category as `category_id`.
+fn shown(name: &str, id: i64, o: &StoredObject, base: &str, categories: bool) -> Value {
+    let mut v = object_json(name, id, o, base);
+    if let Value::Object(m) = &mut v {
+        m.remove("deleted_on");
+        if !categories {
+            if let Some(tag) = m.remove("tag_name") {
+                let entry = m.insert("name".into(), tag);
+                m.insert("entry_name".into(), entry.unwrap_or(Value::Null));
+                let cat = m.remove("parent_id").unwrap_or(Value::Null);
+                m.insert("category_id".into(), cat);
+            }
+        }
+    }
+    v
 }
 
 fn subcollection(base: &str, id: i64, name: &str, resources: Vec<Value>) -> Value {
@@ -79,6 +90,46 @@ fn subcollection(base: &str, id: i64, name: &str, resources: Vec<Value>) -> Valu
         "subcount": resources.len(),
         "resources": resources,
     })
+}
+
+/// `GET /api/categories/{id}`: one live category.
+pub(super) async fn category(
+    State(state): State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+    raw: RawQuery,
+) -> ApiResult {
+    classification(state, id, raw, "categories", true).await
+}
+
+/// `GET /api/tags/{id}`: one live tag.
+pub(super) async fn tag_entry(
+    State(state): State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+    raw: RawQuery,
+) -> ApiResult {
+    classification(state, id, raw, "tags", false).await
+}
+
+async fn classification(
+    state: ApiState,
+    id: Result<Path<String>, PathRejection>,
+    raw: RawQuery,
+    name: &'static str,
+    categories: bool,
+) -> ApiResult {
+    let id = parse_id(&path_arg(id)?)?;
+    let attributes = resource_query(raw)?;
+    let store = state.store.clone();
+    let base = base_url(&state);
+    blocking(move || match store.load(CLASSIFICATION, id).map_err(ApiError::internal)? {
+        Some(o) if live(&o) && is_category(&o) == categories => Ok(select(
+            shown(name, id, &o, &base, categories),
+            attributes.as_deref(),
+        )),
+        _ => Err(ApiError::not_found(format!("{name}/{id}: no such object"))),
+    })
+    .await
+    .and_then(ok)
 }
 
 /// `GET /api/vms/{id}/tags`: the VM's tags.
