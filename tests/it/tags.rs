@@ -109,7 +109,11 @@ fn datastore(root: &Path) {
         ("options", OPTIONS),
         ("errors", ERRORS),
     ] {
-        std::fs::write(cls.join(format!("__methods__/{name}.yaml")), method_yaml(name)).unwrap();
+        std::fs::write(
+            cls.join(format!("__methods__/{name}.yaml")),
+            method_yaml(name),
+        )
+        .unwrap();
         std::fs::write(cls.join(format!("__methods__/{name}.rhai")), body).unwrap();
     }
 }
@@ -183,7 +187,9 @@ fn a_method_s_tags_and_custom_attributes_commit_with_its_unit_and_survive_reopen
         let (ws, o) = ok_run(&engine, "setup", &[("vm_id", ids.0.id)]);
         assert_eq!(o, "true false");
         assert!(
-            ws.trace.iter().any(|l| l.text.contains("tag_assign: Tag category 'nosuch' not found")),
+            ws.trace.iter().any(|l| l
+                .text
+                .contains("tag_assign: Tag category 'nosuch' not found")),
             "a missing category is logged"
         );
         // Not visible outside the unit before it commits.
@@ -202,7 +208,9 @@ fn a_method_s_tags_and_custom_attributes_commit_with_its_unit_and_survive_reopen
         ["environment/prod", "department/finance"]
     );
     assert_eq!(
-        tags::custom_get(&*store, &vm, "cost_center").unwrap().as_deref(),
+        tags::custom_get(&*store, &vm, "cost_center")
+            .unwrap()
+            .as_deref(),
         Some("42")
     );
     // Request options.
@@ -211,19 +219,20 @@ fn a_method_s_tags_and_custom_attributes_commit_with_its_unit_and_survive_reopen
     let stored = store.attribute(&req, "options").unwrap().unwrap();
     assert!(stored.inspect().contains("web02"), "{}", stored.inspect());
     // ManageIQ's errors and answers.
-    let (_, o) = ok_run(
-        &engine,
-        "errors",
-        &[("vm_id", vm.id), ("event_id", ev.id)],
-    );
+    let (_, o) = ok_run(&engine, "errors", &[("vm_id", vm.id), ("event_id", ev.id)]);
     let lines: Vec<&str> = o.lines().skip(1).collect();
     assert!(
-        lines[0].starts_with("unknown execute method [bogus_method]: ManageIQ's $evm.execute takes send_email"),
+        lines[0].starts_with(
+            "unknown execute method [bogus_method]: ManageIQ's $evm.execute takes send_email"
+        ),
         "{o}"
     );
     assert_eq!(lines[1], "Category <environment> already exists");
     assert_eq!(lines[2], "Category <nosuch> does not exist");
-    assert!(lines[3].starts_with("category name [Bad Name] must be lowercase"), "{o}");
+    assert!(
+        lines[3].starts_with("category name [Bad Name] must be lowercase"),
+        "{o}"
+    );
     // Assigned: not deleted, `false` as ManageIQ's non-! forms answer.
     assert_eq!(lines[4], "false");
     assert_eq!(lines[5], "false");
@@ -234,7 +243,10 @@ fn a_method_s_tags_and_custom_attributes_commit_with_its_unit_and_survive_reopen
         "execute method [tag_exists?]: wrong number of arguments (given 1, expected 2)"
     );
     assert_eq!(lines[8], "Model EmsEvent doesn't support tagging");
-    assert!(lines[9].starts_with("undefined method `get_option' for Vm"), "{o}");
+    assert!(
+        lines[9].starts_with("undefined method `get_option' for Vm"),
+        "{o}"
+    );
     assert!(!tags::tag_exists(&*store, "department", "hr").unwrap());
     assert!(tags::tag_exists(&*store, "environment", "prod").unwrap());
 }
@@ -268,7 +280,10 @@ fn tags_and_custom_attributes_through_the_rest_api() {
         serve_api(&rt, "t0ken", engine, store.clone(), &stop)
     );
     let id = vm.id;
-    let v = get(&base, &format!("/api/vms/{id}?attributes=tags,custom_attributes"));
+    let v = get(
+        &base,
+        &format!("/api/vms/{id}?attributes=tags,custom_attributes"),
+    );
     assert_eq!(v["tags"][0]["name"], "/managed/environment/prod", "{v}");
     assert!(v["tags"][0]["id"].is_string(), "{v}");
     assert_eq!(v["tags"][1]["name"], "/managed/department/finance", "{v}");
@@ -277,7 +292,10 @@ fn tags_and_custom_attributes_through_the_rest_api() {
     assert_eq!(v["custom_attributes"][0]["source"], "EVM", "{v}");
     let t = get(&base, &format!("/api/vms/{id}/tags"));
     assert_eq!(t["count"], 2, "{t}");
-    assert_eq!(t["resources"][0]["name"], "/managed/environment/prod", "{t}");
+    assert_eq!(
+        t["resources"][0]["name"], "/managed/environment/prod",
+        "{t}"
+    );
     let c = get(&base, &format!("/api/vms/{id}/custom_attributes"));
     assert_eq!(c["count"], 2, "{c}");
     assert_eq!(c["resources"][1]["name"], "cost_center", "{c}");
@@ -286,14 +304,20 @@ fn tags_and_custom_attributes_through_the_rest_api() {
     assert_eq!(cats["count"], 2, "{cats}");
     assert_eq!(cats["resources"][0]["name"], "department", "{cats}");
     assert_eq!(cats["resources"][1]["single_value"], true, "{cats}");
-    let all = get(&base, "/api/tags?filter[]=name=/managed/environment/prod&expand=resources");
+    let all = get(
+        &base,
+        "/api/tags?filter[]=name=/managed/environment/prod&expand=resources",
+    );
     assert_eq!(all["count"], 4, "{all}");
     assert_eq!(all["subcount"], 1, "{all}");
     assert_eq!(all["resources"][0]["entry_name"], "prod", "{all}");
     let href = all["resources"][0]["href"].as_str().unwrap().to_string();
     let one = get(&base, href.strip_prefix(&base).unwrap_or(&href));
     assert_eq!(one["name"], "/managed/environment/prod", "{one}");
-    let cat = get(&base, &format!("/api/categories/{}", one["category_id"].as_str().unwrap()));
+    let cat = get(
+        &base,
+        &format!("/api/categories/{}", one["category_id"].as_str().unwrap()),
+    );
     assert_eq!(cat["name"], "environment", "{cat}");
     stop.cancel();
 }

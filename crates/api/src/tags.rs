@@ -121,13 +121,15 @@ async fn classification(
     let attributes = resource_query(raw)?;
     let store = state.store.clone();
     let base = base_url(&state);
-    blocking(move || match store.load(CLASSIFICATION, id).map_err(ApiError::internal)? {
-        Some(o) if live(&o) && is_category(&o) == categories => Ok(select(
-            shown(name, id, &o, &base, categories),
-            attributes.as_deref(),
-        )),
-        _ => Err(ApiError::not_found(format!("{name}/{id}: no such object"))),
-    })
+    blocking(
+        move || match store.load(CLASSIFICATION, id).map_err(ApiError::internal)? {
+            Some(o) if live(&o) && is_category(&o) == categories => Ok(select(
+                shown(name, id, &o, &base, categories),
+                attributes.as_deref(),
+            )),
+            _ => Err(ApiError::not_found(format!("{name}/{id}: no such object"))),
+        },
+    )
     .await
     .and_then(ok)
 }

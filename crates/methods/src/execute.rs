@@ -176,9 +176,7 @@ pub(crate) fn register(engine: &mut rhai::Engine) {
     );
     engine.register_fn(
         "execute",
-        |_: &mut Evm, n: ImmutableString, a: Dynamic, b: Dynamic, c: Dynamic| {
-            run(&n, &[a, b, c])
-        },
+        |_: &mut Evm, n: ImmutableString, a: Dynamic, b: Dynamic, c: Dynamic| run(&n, &[a, b, c]),
     );
     engine.register_fn(
         "execute",
@@ -290,7 +288,11 @@ fn category_create(rt: &mut Runtime<'_>, args: &[Dynamic]) -> ExecuteResult {
         Ok(c) => {
             rt.log(
                 Level::Info,
-                format!("MIQ(Classification.create_category!) Category [{}] created [{}]", c.name(), c.obj.id),
+                format!(
+                    "MIQ(Classification.create_category!) Category [{}] created [{}]",
+                    c.name(),
+                    c.obj.id
+                ),
             );
             Ok(Dynamic::TRUE)
         }
@@ -305,7 +307,11 @@ fn tag_create(rt: &mut Runtime<'_>, args: &[Dynamic]) -> ExecuteResult {
         Ok(c) => {
             rt.log(
                 Level::Info,
-                format!("MIQ(Classification#add_entry) Entry [{}] created in category [{cat}] [{}]", c.name(), c.obj.id),
+                format!(
+                    "MIQ(Classification#add_entry) Entry [{}] created in category [{cat}] [{}]",
+                    c.name(),
+                    c.obj.id
+                ),
             );
             Ok(Dynamic::TRUE)
         }

@@ -58,7 +58,10 @@ fn assign(o: &VmdbRef, tag: &str, unassign: bool) -> RhaiResult<bool> {
             Ok(Outcome::NoCategory(c)) => {
                 rt.log(
                     Level::Warn,
-                    format!("tag_assign: Tag category '{c}' not found, {} [{}] not tagged with [{tag}]", o.class, o.id),
+                    format!(
+                        "tag_assign: Tag category '{c}' not found, {} [{}] not tagged with [{tag}]",
+                        o.class, o.id
+                    ),
                 );
                 Ok(true)
             }
@@ -167,27 +170,31 @@ pub(crate) fn register(engine: &mut rhai::Engine) {
         "tags",
         |o: &mut VmdbObject, v: rhai::Array| -> RhaiResult<()> {
             let now = Dynamic::from_array(tag_list(&o.0, None)?);
-            read_only("tags", same(&now, &Dynamic::from_array(v)), "tag_assign and tag_unassign")
+            read_only(
+                "tags",
+                same(&now, &Dynamic::from_array(v)),
+                "tag_assign and tag_unassign",
+            )
         },
     );
     engine.register_set(
         "custom_keys",
         |o: &mut VmdbObject, v: rhai::Array| -> RhaiResult<()> {
             let now = Dynamic::from_array(custom_keys(&o.0)?);
-            read_only("custom_keys", same(&now, &Dynamic::from_array(v)), "custom_set")
+            read_only(
+                "custom_keys",
+                same(&now, &Dynamic::from_array(v)),
+                "custom_set",
+            )
         },
     );
-    engine.register_set(
-        "options",
-        |o: &mut VmdbObject, v: Map| -> RhaiResult<()> {
-            let now = Dynamic::from_map(options(&o.0)?);
-            read_only("options", same(&now, &Dynamic::from_map(v)), "set_option")
-        },
-    );
-    engine.register_fn(
-        "tag_assign",
-        |o: &mut VmdbObject, tag: ImmutableString| assign(&o.0, &tag, false),
-    );
+    engine.register_set("options", |o: &mut VmdbObject, v: Map| -> RhaiResult<()> {
+        let now = Dynamic::from_map(options(&o.0)?);
+        read_only("options", same(&now, &Dynamic::from_map(v)), "set_option")
+    });
+    engine.register_fn("tag_assign", |o: &mut VmdbObject, tag: ImmutableString| {
+        assign(&o.0, &tag, false)
+    });
     engine.register_fn(
         "tag_unassign",
         |o: &mut VmdbObject, tag: ImmutableString| assign(&o.0, &tag, true),
@@ -249,10 +256,9 @@ pub(crate) fn register(engine: &mut rhai::Engine) {
         },
     );
 
-    engine.register_fn(
-        "get_option",
-        |o: &mut VmdbObject, key: ImmutableString| get_option(&o.0, &key),
-    );
+    engine.register_fn("get_option", |o: &mut VmdbObject, key: ImmutableString| {
+        get_option(&o.0, &key)
+    });
     engine.register_fn(
         "set_option",
         |o: &mut VmdbObject, key: ImmutableString, value: Dynamic| set_option(&o.0, &key, value),

@@ -161,7 +161,10 @@ pub struct Classification {
 impl Classification {
     /// Its `name`.
     pub fn name(&self) -> String {
-        self.attrs.get("name").map(AttrValue::to_text).unwrap_or_default()
+        self.attrs
+            .get("name")
+            .map(AttrValue::to_text)
+            .unwrap_or_default()
     }
 
     /// Its `parent_id` (0 for a category).
@@ -322,7 +325,11 @@ pub fn category_exists(store: &dyn ObjectStore, name: &str) -> Result<bool, Stor
 }
 
 /// `$evm.execute('tag_exists?', category, entry)`.
-pub fn tag_exists(store: &dyn ObjectStore, category: &str, entry: &str) -> Result<bool, StoreError> {
+pub fn tag_exists(
+    store: &dyn ObjectStore,
+    category: &str,
+    entry: &str,
+) -> Result<bool, StoreError> {
     match find_category(store, category)? {
         Some(cat) => Ok(find_entry(store, &cat, entry)?.is_some()),
         None => Ok(false),
@@ -452,9 +459,7 @@ pub fn create_entry(
     }
     let deleted = rows.into_iter().next().map(|(c, _)| c);
     let tag_name = format!("{MANAGED}/{}/{name}", cat.name());
-    Ok(put_row(
-        store, deleted, &name, cat.obj.id, tag_name, attrs,
-    )?)
+    Ok(put_row(store, deleted, &name, cat.obj.id, tag_name, attrs)?)
 }
 
 fn mark_deleted(store: &dyn ObjectStore, c: &Classification) -> Result<(), StoreError> {
@@ -468,8 +473,7 @@ fn mark_deleted(store: &dyn ObjectStore, c: &Classification) -> Result<(), Store
 /// `$evm.execute('category_delete!', name)`: the category and its
 /// entries; refused while one of its entries is assigned.
 pub fn delete_category(store: &dyn ObjectStore, name: &str) -> Result<(), TagError> {
-    let cat =
-        find_category(store, name)?.ok_or_else(|| TagError::NoCategory(name.to_string()))?;
+    let cat = find_category(store, name)?.ok_or_else(|| TagError::NoCategory(name.to_string()))?;
     let entries = entries(store, &cat)?;
     for e in &entries {
         if is_assigned(store, e.obj.id)? {
@@ -809,7 +813,12 @@ mod tests {
             cat.attrs.get("tag_name"),
             Some(&AttrValue::str("/managed/environment"))
         );
-        create_entry(&s, "environment", &opts(&[("name", AttrValue::str("prod"))])).unwrap();
+        create_entry(
+            &s,
+            "environment",
+            &opts(&[("name", AttrValue::str("prod"))]),
+        )
+        .unwrap();
         assert!(tag_exists(&s, "environment", "prod").unwrap());
         assert!(!tag_exists(&s, "environment", "dev").unwrap());
         assert!(!tag_exists(&s, "nope", "prod").unwrap());
@@ -818,7 +827,11 @@ mod tests {
             Err(TagError::NoCategory("nope".into()))
         );
         assert!(matches!(
-            create_entry(&s, "environment", &opts(&[("name", AttrValue::str("Bad Name"))])),
+            create_entry(
+                &s,
+                "environment",
+                &opts(&[("name", AttrValue::str("Bad Name"))])
+            ),
             Err(TagError::InvalidName { .. })
         ));
         assert_eq!(
@@ -829,8 +842,12 @@ mod tests {
         delete_entry(&s, "environment", "prod").unwrap();
         assert!(!tag_exists(&s, "environment", "prod").unwrap());
         // A deleted name can be created again: the row is taken back.
-        let again =
-            create_entry(&s, "environment", &opts(&[("name", AttrValue::str("prod"))])).unwrap();
+        let again = create_entry(
+            &s,
+            "environment",
+            &opts(&[("name", AttrValue::str("prod"))]),
+        )
+        .unwrap();
         assert!(tag_exists(&s, "environment", "prod").unwrap());
         assert_eq!(s.list(CLASSIFICATION).unwrap().len(), 2);
         assert_eq!(again.parent_id(), cat.obj.id);
@@ -867,7 +884,10 @@ mod tests {
             create_entry(&s, cat, &opts(&[("name", AttrValue::str(e))])).unwrap();
         }
         assert_eq!(assign(&s, &v, "environment/dev").unwrap(), Outcome::Changed);
-        assert_eq!(assign(&s, &v, "environment/dev").unwrap(), Outcome::Unchanged);
+        assert_eq!(
+            assign(&s, &v, "environment/dev").unwrap(),
+            Outcome::Unchanged
+        );
         // single_value: prod replaces dev.
         assign(&s, &v, "environment/prod").unwrap();
         assign(&s, &v, "department/finance").unwrap();
@@ -900,7 +920,10 @@ mod tests {
             Err(TagError::Assigned(_))
         ));
         assert_eq!(unassign(&s, &v, "department/hr").unwrap(), Outcome::Changed);
-        assert_eq!(unassign(&s, &v, "department/hr").unwrap(), Outcome::Unchanged);
+        assert_eq!(
+            unassign(&s, &v, "department/hr").unwrap(),
+            Outcome::Unchanged
+        );
         delete_entry(&s, "department", "hr").unwrap();
         assert_eq!(
             tag_list(&s, &v, None).unwrap(),
@@ -908,17 +931,18 @@ mod tests {
         );
         // The stored shape is the REST API's.
         let stored = s.attribute(&v, TAGS_ATTR).unwrap().unwrap();
-        assert!(stored.inspect().contains("/managed/environment/prod"), "{}", stored.inspect());
+        assert!(
+            stored.inspect().contains("/managed/environment/prod"),
+            "{}",
+            stored.inspect()
+        );
         // Events take no tags.
         let ev = s.create("EmsEvent", Attributes::default()).unwrap();
         assert_eq!(
             assign(&s, &ev, "department/finance"),
             Err(TagError::Untaggable("EmsEvent".into()))
         );
-        assert_eq!(
-            split_tag("x"),
-            Ok(("managed".to_string(), "x".to_string()))
-        );
+        assert_eq!(split_tag("x"), Ok(("managed".to_string(), "x".to_string())));
     }
 
     #[test]
@@ -937,7 +961,9 @@ mod tests {
         assert_eq!(custom_keys(&s, &v).unwrap(), ["cost"]);
         let all = custom_attributes(&s, &v).unwrap();
         assert_eq!(all[0].source, "EVM");
-        let req = s.create("AutomationRequest", Attributes::default()).unwrap();
+        let req = s
+            .create("AutomationRequest", Attributes::default())
+            .unwrap();
         assert!(matches!(
             custom_set(&s, &req, "k", &AttrValue::str("v")),
             Err(TagError::NoCustomAttributes { .. })
