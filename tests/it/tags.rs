@@ -5,6 +5,7 @@
 //! work and read back after reopening it) and on PostgreSQL
 //! (`AUTOMATE_TEST_CLUSTER=1`), and through the REST API.
 
+use crate::common::process::{automate_on, output_ok, stdout_ok};
 use crate::common::{api_runtime, attrs, control_engine, serve_api};
 use automate_engine::{AttrValue, Engine, EngineError, Workspace};
 use automate_redb::RedbStore;
@@ -249,6 +250,49 @@ fn a_method_s_tags_and_custom_attributes_commit_with_its_unit_and_survive_reopen
     );
     assert!(!tags::tag_exists(&*store, "department", "hr").unwrap());
     assert!(tags::tag_exists(&*store, "environment", "prod").unwrap());
+
+    // The command line shows them (the file is free once closed).
+    drop(engine);
+    drop(store);
+    let out = output_ok(
+        automate_on(&dir.path().join("ds"), &path).args([
+            "vmdb",
+            "show",
+            "vm",
+            &vm.id.to_string(),
+            "--json",
+        ]),
+        "vmdb show --json",
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["id"], vm.id.to_string(), "{v}");
+    assert_eq!(v["name"], "web01", "{v}");
+    assert_eq!(v["tags"][0]["name"], "/managed/environment/prod", "{v}");
+    assert!(v["tags"][0]["id"].is_string(), "{v}");
+    assert_eq!(v["custom_attributes"][1]["value"], "42", "{v}");
+    let text = stdout_ok(
+        &output_ok(
+            automate_on(&dir.path().join("ds"), &path).args([
+                "vmdb",
+                "show",
+                "vm",
+                &vm.id.to_string(),
+            ]),
+            "vmdb show",
+        ),
+        "vmdb show",
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("tags ") && l.ends_with("environment/prod, department/finance")),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("custom_attributes ") && l.ends_with("owner=ada, cost_center=42")
+        ),
+        "{text}"
+    );
 }
 
 fn get(base: &str, path: &str) -> Value {
