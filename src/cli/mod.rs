@@ -19,6 +19,7 @@ pub mod retries;
 pub mod run;
 pub mod status;
 pub mod table;
+pub mod vmdb;
 pub mod watch;
 
 use clap::{Parser, Subcommand};
@@ -124,6 +125,9 @@ pub enum Command {
     /// Send one provider event through the handler and Automate.
     #[command(subcommand)]
     Event(events::EventCmd),
+    /// Stored objects: `vmdb show vm <id>` (attributes, tags, custom attributes).
+    #[command(subcommand)]
+    Vmdb(vmdb::VmdbCmd),
     /// Automation requests: create, approve, deny, list, show.
     Request(request::RequestArgs),
     /// Print a shell completion script: `automate completions bash > /etc/bash_completion.d/automate`.
@@ -169,6 +173,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(&cli.global, args),
         Command::Events(cmd) => events::list(&cli.global, cmd),
         Command::Event(cmd) => events::send(&cli.global, cmd),
+        Command::Vmdb(cmd) => vmdb::run(&cli.global, cmd),
         Command::Request(args) => request::run(&cli.global, args),
         Command::Completions { shell } => completions(shell),
     };

@@ -451,6 +451,12 @@ impl Remote {
         })
     }
 
+    /// `automate vmdb show`: one object of `collection` (`vms`, ...) as the
+    /// API answers it.
+    pub fn object(&self, collection: &str, id: i64) -> anyhow::Result<Value> {
+        self.get(&format!("/api/{collection}/{id}"), &[])
+    }
+
     /// `automate events list`: the last `limit` (all without) stored events
     /// of `event_type` since `since`, oldest first, as `--json` prints
     /// them (read a page at a time, newest page first).

@@ -38,4 +38,5 @@ mod requests;
 mod rest;
 mod retries;
 mod storm;
+mod tags;
 mod vmdb;

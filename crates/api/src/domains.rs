@@ -24,9 +24,11 @@ const COLLECTIONS: &[(&str, &str)] = &[
     ("automate", "Automate (the datastore, browsed and resolved)"),
     ("automate_domains", "Automate Domains"),
     ("automation_requests", "Automation Requests"),
+    ("categories", "Categories"),
     ("event_streams", "Event Streams"),
     ("hosts", "Hosts"),
     ("providers", "Providers"),
+    ("tags", "Tags"),
     ("vms", "Virtual Machines"),
 ];
 

@@ -32,6 +32,7 @@ mod retries;
 mod run;
 mod send;
 mod server;
+mod tags;
 
 pub use server::serve_with;
 
@@ -95,6 +96,18 @@ pub enum Endpoint {
     Vms,
     /// `GET /api/vms/{id}`: one `VmOrTemplate`.
     Vm,
+    /// `GET /api/vms/{id}/tags`: the VM's tags.
+    VmTags,
+    /// `GET /api/vms/{id}/custom_attributes`: the VM's custom attributes.
+    VmCustomAttributes,
+    /// `GET /api/categories`: the tag categories (`Classification`).
+    Categories,
+    /// `GET /api/tags`: the tags (the categories' entries).
+    Tags,
+    /// `GET /api/categories/{id}`: one category.
+    Category,
+    /// `GET /api/tags/{id}`: one tag.
+    Tag,
     /// `GET /api/hosts`: a page of the store's `Host` objects.
     Hosts,
     /// `GET /api/hosts/{id}`: one `Host`.
@@ -191,6 +204,16 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/metrics", Endpoint::Metrics),
     r("GET", "/api/vms", Endpoint::Vms),
     r("GET", "/api/vms/{id}", Endpoint::Vm),
+    r("GET", "/api/vms/{id}/tags", Endpoint::VmTags),
+    r(
+        "GET",
+        "/api/vms/{id}/custom_attributes",
+        Endpoint::VmCustomAttributes,
+    ),
+    r("GET", "/api/categories", Endpoint::Categories),
+    r("GET", "/api/tags", Endpoint::Tags),
+    r("GET", "/api/categories/{id}", Endpoint::Category),
+    r("GET", "/api/tags/{id}", Endpoint::Tag),
     r("GET", "/api/hosts", Endpoint::Hosts),
     r("GET", "/api/hosts/{id}", Endpoint::Host),
     r("GET", "/api/providers", Endpoint::Providers),
@@ -693,6 +716,12 @@ fn handler(method: &str, endpoint: Endpoint) -> Option<MethodRouter<ApiState>> {
         Endpoint::Resolve => on(filter, automate::resolve),
         Endpoint::Vms => on(filter, objects::vms),
         Endpoint::Vm => on(filter, objects::vm),
+        Endpoint::VmTags => on(filter, tags::vm_tags),
+        Endpoint::VmCustomAttributes => on(filter, tags::vm_custom_attributes),
+        Endpoint::Categories => on(filter, tags::categories),
+        Endpoint::Tags => on(filter, tags::tag_entries),
+        Endpoint::Category => on(filter, tags::category),
+        Endpoint::Tag => on(filter, tags::tag_entry),
         Endpoint::Hosts => on(filter, objects::hosts),
         Endpoint::Host => on(filter, objects::host),
         Endpoint::Providers => on(filter, objects::providers),

@@ -582,6 +582,8 @@ pub(crate) fn register(engine: &mut rhai::Engine) {
 
     register_ae_object(engine);
     register_vmdb_object(engine);
+    super::execute::register(engine);
+    super::tags::register(engine);
 }
 
 fn raise_from_script(name: &str, target: Dynamic, inputs: Map) -> RhaiResult<Dynamic> {

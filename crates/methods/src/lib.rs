@@ -9,7 +9,11 @@
 //!   `System/Process` builtins;
 //! * [`events`]: raising generic events (`MiqEvent.raise_evm_event`),
 //!   which runs the engine's [`Policies`] (`control`'s, given to
-//!   [`with_methods`]; this module never names `control`).
+//!   [`with_methods`]; this module never names `control`);
+//! * [`execute`]: `evm.execute(name, ...)`, ManageIQ's `$evm.execute`
+//!   dispatcher table;
+//! * [`tags`]: tags, custom attributes and request options on stored
+//!   objects (`vm.tag_assign`, `vm.custom_set`, `request.get_option`, ...).
 //!
 //! `docs/porting-ruby-methods.md` maps `$evm` to `evm` for authors.
 //!
@@ -21,7 +25,9 @@
 pub mod builtins;
 pub mod events;
 pub mod evm;
+pub mod execute;
 pub mod rhai_runner;
+pub mod tags;
 
 pub use builtins::event_builtins;
 pub use rhai_runner::{CompileError, Compiled, RhaiLimits, RhaiRunner};

@@ -93,7 +93,28 @@ pub async fn apply(pg: &Pg) -> Result<Vec<i32>, PgError> {
         tracing::info!(target: "evm", "MIQ(PostgreSQL) schema {}: migration {} ({}) applied", pg.schema(), m.version, m.name);
         applied.push(m.version);
     }
+    ensure_sequences(&mut client).await?;
     Ok(applied)
+}
+
+/// One id sequence per base class of the store
+/// (`automate_vmdb::base_classes`), created when missing: a base class
+/// added to the store (`Classification`, ...) needs no migration of its
+/// own. Under the migrations' lock, so two nodes never race to create one.
+async fn ensure_sequences(client: &mut deadpool_postgres::Object) -> Result<(), PgError> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
+        .await?;
+    let mut sql = String::new();
+    for base in automate_vmdb::base_classes() {
+        sql.push_str(&format!(
+            "CREATE SEQUENCE IF NOT EXISTS objects_seq_{} INCREMENT BY 50;\n",
+            base.to_ascii_lowercase()
+        ));
+    }
+    tx.batch_execute(&sql).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ pub mod page;
 mod schedule;
 pub mod served;
 pub mod shown;
+pub mod tags;
 pub mod testing;
 mod unit;
 
@@ -281,7 +282,7 @@ impl PartialEq for BackendError {
 pub const REGION_BASE: i64 = 1_000_000_000_000;
 
 /// The base classes [`base_class`] answers with, each its own base class.
-const BASE_CLASSES: [&str; 14] = [
+const BASE_CLASSES: [&str; 15] = [
     "EventStream",
     "VmOrTemplate",
     "Host",
@@ -296,13 +297,19 @@ const BASE_CLASSES: [&str; 14] = [
     "MiqRequestTask",
     "MiqPolicy",
     "MiqAlert",
+    "Classification",
 ];
+
+/// Every base class of the store (one id sequence each).
+pub fn base_classes() -> &'static [&'static str] {
+    &BASE_CLASSES
+}
 
 /// The service-model classes a query key or datatype may name, with the
 /// base class their ids live under (ManageIQ's `base_class`).
 pub fn base_class(class: &str) -> Option<&'static str> {
     // Most calls (every object read, ~30 per event) pass a base class
-    // already: those are answered by comparing the exact name with the 14
+    // already: those are answered by comparing the exact name with the
     // base names, before any lower-casing.
     if let Some(base) = BASE_CLASSES.iter().find(|b| **b == class) {
         return Some(base);
@@ -350,6 +357,7 @@ pub fn base_class(class: &str) -> Option<&'static str> {
         | b"vmmigratetask" => "MiqRequestTask",
         b"miqpolicy" | b"policy" => "MiqPolicy",
         b"miqalert" => "MiqAlert",
+        b"classification" => "Classification",
         _ => return None,
     })
 }
