@@ -582,6 +582,7 @@ pub(crate) fn register(engine: &mut rhai::Engine) {
 
     register_ae_object(engine);
     register_vmdb_object(engine);
+    super::operations::register(engine);
 }
 
 fn raise_from_script(name: &str, target: Dynamic, inputs: Map) -> RhaiResult<Dynamic> {
