@@ -12,6 +12,7 @@ pub mod events;
 pub mod instantiate;
 pub mod logfile;
 pub mod method;
+pub mod operations;
 pub mod reload;
 pub mod remote;
 pub mod request;
@@ -124,6 +125,9 @@ pub enum Command {
     /// Send one provider event through the handler and Automate.
     #[command(subcommand)]
     Event(events::EventCmd),
+    /// Provider operations (vm.stop() and friends): list them.
+    #[command(subcommand)]
+    Operations(operations::OperationsCmd),
     /// Automation requests: create, approve, deny, list, show.
     Request(request::RequestArgs),
     /// Print a shell completion script: `automate completions bash > /etc/bash_completion.d/automate`.
@@ -170,6 +174,7 @@ pub fn main() -> ExitCode {
         Command::Events(cmd) => events::list(&cli.global, cmd),
         Command::Event(cmd) => events::send(&cli.global, cmd),
         Command::Request(args) => request::run(&cli.global, args),
+        Command::Operations(cmd) => operations::run(&cli.global, cmd),
         Command::Completions { shell } => completions(shell),
     };
     match result {

@@ -587,6 +587,11 @@ impl Simulator {
         Ok(out)
     }
 
+    /// Every simulated VM's provider reference (`vm_ems_ref`), in order.
+    pub fn vm_refs(&self) -> Vec<String> {
+        self.vms.iter().map(|v| self.vm_ref_of(v)).collect()
+    }
+
     /// The provider reference the events give a VM (`vm_ems_ref`).
     fn vm_ref_of(&self, vm: &SimVm) -> String {
         match self.flavour {
