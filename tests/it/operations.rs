@@ -77,7 +77,7 @@ fn position(log: &str, from: usize, needle: &str) -> usize {
     log[from..]
         .find(needle)
         .map(|p| p + from)
-        .unwrap_or_else(|| panic!("no [{needle}] after byte {from} of evm.log:\n{log}"))
+        .unwrap_or_else(|| panic!("no [{needle}] after byte {from} of the log:\n{log}"))
 }
 
 #[test]
@@ -143,21 +143,28 @@ fn closed_loop_stop_on_vm_start() {
     assert!(types.contains(&"VM_DOWN"), "{types:?}");
     assert!(types.contains(&"vm_poweroff"), "{types:?}");
 
-    // evm.log: ManageIQ's order.
+    // evm.log: ManageIQ's order (caught, queued, taken, delivered, the
+    // provider's answer caught).
     let log = std::fs::read_to_string(dir.join("log/evm.log")).unwrap();
     let mut at = position(&log, 0, "Caught event [USER_RUN_VM]");
     for needle in [
-        "Event Raised [vm_start]",
-        "Policy [stop_started_vms] action vm_stop: Queueing VM stop for VM [",
         &format!("MIQ(MiqQueue.put) Message id: [{op_id}],"),
         &format!("MIQ(MiqQueue.get) Message id: [{op_id}],"),
         &format!("MIQ(MiqQueue#deliver) Message id: [{op_id}], Delivering..."),
         "Caught event [USER_STOP_VM]",
         "Caught event [VM_DOWN]",
         &format!("MIQ(MiqQueue#delivered) Message id: [{op_id}], State: [ok], Delivered in ["),
-        "Event Raised [vm_poweroff]",
     ] {
         at = position(&log, at, needle);
+    }
+    // automation.log: the policy that queued it, then the power-off.
+    let automation = std::fs::read_to_string(dir.join("log/automation.log")).unwrap();
+    let mut at = position(&automation, 0, "Event Raised [vm_start]");
+    for needle in [
+        "Policy [stop_started_vms] action vm_stop: Queueing VM stop for VM [",
+        "Event Raised [vm_poweroff]",
+    ] {
+        at = position(&automation, at, needle);
     }
     let put = log
         .lines()
