@@ -353,3 +353,100 @@ fn simulator_performs_operations_with_the_providers_events() {
         assert!(odd.is_err(), "{kind}");
     }
 }
+
+// ------------------------------------------------------------ backends
+
+/// put → ready_for → dequeue → delivered on one backend.
+fn operation_cycle(store: &dyn ObjectStore) {
+    let ems = store
+        .create(
+            "ExtManagementSystem",
+            crate::common::attrs(&[("name", "ops-ems".into())]),
+        )
+        .unwrap();
+    let other = store
+        .create(
+            "ExtManagementSystem",
+            crate::common::attrs(&[("name", "ops-other".into())]),
+        )
+        .unwrap();
+    let put = |ems_id: i64, method: &str, args: Vec<AttrValue>| {
+        operation::put(
+            store,
+            operation::NewOperation {
+                class_name: "Vm".into(),
+                instance_id: 42,
+                ems_id,
+                method_name: method.into(),
+                args,
+            },
+        )
+        .unwrap()
+    };
+    let stop = put(ems.id, "stop", vec![]);
+    let migrate = put(
+        ems.id,
+        "migrate_via_ids",
+        vec![AttrValue::Int(7), AttrValue::Nil, AttrValue::str("defaultPriority")],
+    );
+    put(other.id, "start", vec![]);
+    let mut ready = operation::ready_for(store, ems.id).unwrap();
+    let ids: Vec<i64> = ready.iter().map(|o| o.id).collect();
+    assert_eq!(ids, [stop.id, migrate.id]);
+    assert_eq!(
+        ready[1].args,
+        vec![AttrValue::Int(7), AttrValue::Nil, AttrValue::str("defaultPriority")]
+    );
+    operation::dequeue(store, &mut ready[0], "node-a").unwrap();
+    operation::delivered(store, &mut ready[0], OpState::Ok, "Message delivered successfully")
+        .unwrap();
+    operation::dequeue(store, &mut ready[1], "node-a").unwrap();
+    operation::delivered(store, &mut ready[1], OpState::Error, "no such host").unwrap();
+    assert!(operation::ready_for(store, ems.id).unwrap().is_empty());
+    assert_eq!(operation::ready_for(store, other.id).unwrap().len(), 1);
+    let all = operation::list(store).unwrap();
+    assert_eq!(all.len(), 3);
+    let state = |id: i64| {
+        all.iter()
+            .find(|(i, _)| *i == id)
+            .and_then(|(_, o)| o.attrs.get("state").cloned())
+    };
+    assert_eq!(state(stop.id), Some(AttrValue::str("ok")));
+    assert_eq!(state(migrate.id), Some(AttrValue::str("error")));
+}
+
+#[test]
+fn operations_on_redb_and_in_a_unit_of_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Arc::new(automate_redb::RedbStore::open(tmp.path().join("ops.redb")).unwrap());
+    operation_cycle(store.as_ref());
+
+    // Put in a unit of work: seen by the provider only once committed
+    // (with the event that led to it).
+    let unit = store.begin_unit();
+    let op = operation::put(
+        unit.as_ref(),
+        operation::NewOperation {
+            class_name: "Vm".into(),
+            instance_id: 43,
+            ems_id: 99,
+            method_name: "stop".into(),
+            args: vec![],
+        },
+    )
+    .unwrap();
+    assert!(operation::ready_for(store.as_ref(), 99).unwrap().is_empty());
+    assert_eq!(operation::ready_for(unit.as_ref(), 99).unwrap().len(), 1);
+    unit.commit(|_| Ok(())).unwrap();
+    let ready = operation::ready_for(store.as_ref(), 99).unwrap();
+    assert_eq!(ready.iter().map(|o| o.id).collect::<Vec<_>>(), [op.id]);
+}
+
+#[test]
+fn operations_on_postgres() {
+    let Some(db) = automate_postgres::testing::TestDb::new("provider_operations") else {
+        return;
+    };
+    let store = automate_postgres::store::PgStore::open(db.pg()).unwrap();
+    operation_cycle(store.as_ref());
+}

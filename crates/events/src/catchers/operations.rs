@@ -36,6 +36,10 @@ pub type Settled = Arc<dyn Fn() -> bool + Send + Sync>;
 /// How often a catcher looks for ready operations.
 pub const POLL: Duration = Duration::from_millis(100);
 
+/// How often a catcher whose input has ended looks again (as
+/// `Pipeline::wait_idle` does: its end is what `--until-idle` waits for).
+const SETTLE_POLL: Duration = Duration::from_millis(20);
+
 /// What a catcher needs to perform its provider's operations.
 pub struct Operations {
     store: Arc<dyn ObjectStore>,
@@ -252,7 +256,7 @@ pub(crate) async fn serve_until_settled(
             Some(_) => {}
         }
         tokio::select! {
-            _ = tokio::time::sleep(POLL) => {}
+            _ = tokio::time::sleep(SETTLE_POLL) => {}
             _ = shutdown.cancelled() => return,
         }
     }
