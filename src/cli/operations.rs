@@ -69,7 +69,13 @@ pub fn run(global: &Global, cmd: OperationsCmd) -> anyhow::Result<ExitCode> {
         other => other.to_string(),
     };
     let mut table = Table::new(&[
-        "ID", "CREATED_ON", "COMMAND", "TARGET", "ARGS", "STATE", "MESSAGE",
+        "ID",
+        "CREATED_ON",
+        "COMMAND",
+        "TARGET",
+        "ARGS",
+        "STATE",
+        "MESSAGE",
     ]);
     for i in &items {
         table.row(vec![

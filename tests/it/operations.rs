@@ -148,7 +148,9 @@ fn closed_loop_stop_on_vm_start() {
     let log = std::fs::read_to_string(dir.join("log/evm.log")).unwrap();
     let mut at = position(&log, 0, "Caught event [USER_RUN_VM]");
     for needle in [
+        "Processing EMS event [USER_RUN_VM] chain_id [] on EMS [",
         &format!("MIQ(MiqQueue.put) Message id: [{op_id}],"),
+        "Processing EMS event [USER_RUN_VM] chain_id [] on EMS [",
         &format!("MIQ(MiqQueue.get) Message id: [{op_id}],"),
         &format!("MIQ(MiqQueue#deliver) Message id: [{op_id}], Delivering..."),
         "Caught event [USER_STOP_VM]",
@@ -301,7 +303,9 @@ fn vm_methods_refuse_what_manageiq_refuses() {
     let ws = run(&engine);
     let errors = ws.root_attr("errors").map(AttrValue::inspect).unwrap();
     assert!(
-        errors.contains(&format!("undefined method `stop' for #<MiqAeServiceHost id: {HOST}>")),
+        errors.contains(&format!(
+            "undefined method `stop' for #<MiqAeServiceHost id: {HOST}>"
+        )),
         "{errors}"
     );
     assert!(
@@ -387,7 +391,11 @@ fn operation_cycle(store: &dyn ObjectStore) {
     let migrate = put(
         ems.id,
         "migrate_via_ids",
-        vec![AttrValue::Int(7), AttrValue::Nil, AttrValue::str("defaultPriority")],
+        vec![
+            AttrValue::Int(7),
+            AttrValue::Nil,
+            AttrValue::str("defaultPriority"),
+        ],
     );
     put(other.id, "start", vec![]);
     let mut ready = operation::ready_for(store, ems.id).unwrap();
@@ -395,11 +403,20 @@ fn operation_cycle(store: &dyn ObjectStore) {
     assert_eq!(ids, [stop.id, migrate.id]);
     assert_eq!(
         ready[1].args,
-        vec![AttrValue::Int(7), AttrValue::Nil, AttrValue::str("defaultPriority")]
+        vec![
+            AttrValue::Int(7),
+            AttrValue::Nil,
+            AttrValue::str("defaultPriority")
+        ]
     );
     operation::dequeue(store, &mut ready[0], "node-a").unwrap();
-    operation::delivered(store, &mut ready[0], OpState::Ok, "Message delivered successfully")
-        .unwrap();
+    operation::delivered(
+        store,
+        &mut ready[0],
+        OpState::Ok,
+        "Message delivered successfully",
+    )
+    .unwrap();
     operation::dequeue(store, &mut ready[1], "node-a").unwrap();
     operation::delivered(store, &mut ready[1], OpState::Error, "no such host").unwrap();
     assert!(operation::ready_for(store, ems.id).unwrap().is_empty());

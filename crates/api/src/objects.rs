@@ -117,13 +117,7 @@ pub(super) async fn provider(
 }
 
 pub(super) async fn provider_operations(State(s): State<ApiState>, q: RawQuery) -> ApiResult {
-    list_class(
-        s,
-        q,
-        automate_vmdb::operation::CLASS,
-        "provider_operations",
-    )
-    .await
+    list_class(s, q, automate_vmdb::operation::CLASS, "provider_operations").await
 }
 
 pub(super) async fn provider_operation(

@@ -113,8 +113,9 @@ fn migrate(
     priority: &str,
     state: Dynamic,
 ) -> RhaiResult<bool> {
-    let host_id = object_arg("migrate", "Host", "Host", host)?
-        .ok_or_else(|| runtime_error("migrate: Host Class must be MiqAeServiceHost, but is <()>"))?;
+    let host_id = object_arg("migrate", "Host", "Host", host)?.ok_or_else(|| {
+        runtime_error("migrate: Host Class must be MiqAeServiceHost, but is <()>")
+    })?;
     // No resource pools in the store: a pool, if given, must be nil.
     if !pool.is_unit() {
         return Err(runtime_error(format!(
@@ -171,7 +172,13 @@ pub(crate) fn register(engine: &mut rhai::Engine) {
     engine.register_fn(
         "migrate",
         |o: &mut VmdbObject, host: Dynamic| -> RhaiResult<bool> {
-            migrate(&o.0, &host, &Dynamic::UNIT, "defaultPriority", Dynamic::UNIT)
+            migrate(
+                &o.0,
+                &host,
+                &Dynamic::UNIT,
+                "defaultPriority",
+                Dynamic::UNIT,
+            )
         },
     );
     engine.register_fn(

@@ -215,7 +215,10 @@ pub fn put(store: &dyn ObjectStore, op: NewOperation) -> Result<VmdbRef, StoreEr
 
 /// The operations of provider `ems_id` in state `ready`, oldest first (by
 /// priority, then id, as `MiqQueue.get` orders them).
-pub fn ready_for(store: &dyn ObjectStore, ems_id: i64) -> Result<Vec<ProviderOperation>, StoreError> {
+pub fn ready_for(
+    store: &dyn ObjectStore,
+    ems_id: i64,
+) -> Result<Vec<ProviderOperation>, StoreError> {
     let mut out = Vec::new();
     for r in store.find_by(CLASS, "ems_id", &AttrValue::Int(ems_id))? {
         let Some(obj) = store.load(CLASS, r.id)? else {
@@ -260,7 +263,10 @@ pub fn dequeue(
     store.update(&me, "state", AttrValue::str(OpState::Dequeue.as_str()))?;
     store.update(&me, "handler", AttrValue::str(handler))?;
     op.state = OpState::Dequeue;
-    let attrs = store.load(CLASS, op.id)?.map(|o| o.attrs).unwrap_or_default();
+    let attrs = store
+        .load(CLASS, op.id)?
+        .map(|o| o.attrs)
+        .unwrap_or_default();
     tracing::info!(target: "evm", "MIQ(MiqQueue.get) {}, Dequeued in: [{}] seconds", full_log(op.id, &attrs), seconds_since(op.created_ms));
     tracing::info!(target: "evm", "MIQ(MiqQueue#deliver) {}, Delivering...", short_log(op.id));
     Ok(())

@@ -574,8 +574,12 @@ impl Catchers {
         for c in self.catchers {
             let s = stop.clone();
             if let (Some(ops), false) = (&c.ctx.ops, c.kind() == "simulate") {
-                let refuse =
-                    operations::refuse_loop(ops.clone(), c.ctx.provider.clone(), c.kind(), s.clone());
+                let refuse = operations::refuse_loop(
+                    ops.clone(),
+                    c.ctx.provider.clone(),
+                    c.kind(),
+                    s.clone(),
+                );
                 set.spawn(async move {
                     refuse.await;
                     Ok(())

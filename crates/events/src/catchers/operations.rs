@@ -220,7 +220,11 @@ pub(crate) async fn serve_ready(
                         true,
                     )
                 } else {
-                    (OpState::Ok, "Message delivered successfully".to_string(), false)
+                    (
+                        OpState::Ok,
+                        "Message delivered successfully".to_string(),
+                        false,
+                    )
                 }
             }
             Err(why) => (OpState::Error, why, false),

@@ -505,31 +505,48 @@ impl Simulator {
             }
             ("start", R) => (&["USER_STARTED_VM", "USER_RUN_VM"], Some(Power::On)),
             ("start", O) => (
-                &["compute.instance.power_on.start", "compute.instance.power_on.end"],
+                &[
+                    "compute.instance.power_on.start",
+                    "compute.instance.power_on.end",
+                ],
                 Some(Power::On),
             ),
             ("start", V) => (&["VmStartingEvent", "VmPoweredOnEvent"], Some(Power::On)),
             ("stop" | "retire_now", R) => (&["USER_STOP_VM", "VM_DOWN"], Some(Power::Off)),
-            ("shutdown_guest", R) => (
-                &["USER_INITIATED_SHUTDOWN_VM", "VM_DOWN"],
-                Some(Power::Off),
-            ),
+            ("shutdown_guest", R) => (&["USER_INITIATED_SHUTDOWN_VM", "VM_DOWN"], Some(Power::Off)),
             ("stop" | "shutdown_guest" | "retire_now", O) => (
-                &["compute.instance.power_off.start", "compute.instance.power_off.end"],
+                &[
+                    "compute.instance.power_off.start",
+                    "compute.instance.power_off.end",
+                ],
                 Some(Power::Off),
             ),
-            ("stop" | "retire_now", V) => (&["VmStoppingEvent", "VmPoweredOffEvent"], Some(Power::Off)),
-            ("shutdown_guest", V) => (&["VmGuestShutdownEvent", "VmPoweredOffEvent"], Some(Power::Off)),
+            ("stop" | "retire_now", V) => {
+                (&["VmStoppingEvent", "VmPoweredOffEvent"], Some(Power::Off))
+            }
+            ("shutdown_guest", V) => (
+                &["VmGuestShutdownEvent", "VmPoweredOffEvent"],
+                Some(Power::Off),
+            ),
             ("suspend", R) => (&["USER_SUSPEND_VM", "USER_SUSPEND_VM_OK"], Some(Power::Off)),
             ("suspend", O) => (
-                &["compute.instance.suspend.start", "compute.instance.suspend.end"],
+                &[
+                    "compute.instance.suspend.start",
+                    "compute.instance.suspend.end",
+                ],
                 Some(Power::Off),
             ),
             ("suspend", V) => (&["VmSuspendingEvent", "VmSuspendedEvent"], Some(Power::Off)),
-            ("standby_guest", V) => (&["VmGuestStandbyEvent", "VmSuspendedEvent"], Some(Power::Off)),
+            ("standby_guest", V) => (
+                &["VmGuestStandbyEvent", "VmSuspendedEvent"],
+                Some(Power::Off),
+            ),
             ("reboot_guest", R) => (&["USER_REBOOT_VM"], None),
             ("reboot_guest", O) => (
-                &["compute.instance.reboot.start", "compute.instance.reboot.end"],
+                &[
+                    "compute.instance.reboot.start",
+                    "compute.instance.reboot.end",
+                ],
                 None,
             ),
             ("reboot_guest", V) => (&["VmGuestRebootEvent"], None),
@@ -546,7 +563,10 @@ impl Simulator {
             ("migrate_via_ids", V) => (&["VmBeingHotMigratedEvent", "VmMigratedEvent"], None),
             ("vm_destroy", R) => (&["USER_REMOVE_VM_FINISHED"], None),
             ("vm_destroy", O) => (
-                &["compute.instance.delete.start", "compute.instance.delete.end"],
+                &[
+                    "compute.instance.delete.start",
+                    "compute.instance.delete.end",
+                ],
                 None,
             ),
             ("vm_destroy", V) => (&["VmRemovedEvent"], None),
