@@ -12,6 +12,7 @@ pub mod events;
 pub mod instantiate;
 pub mod logfile;
 pub mod method;
+pub mod operations;
 pub mod reload;
 pub mod remote;
 pub mod request;
@@ -128,6 +129,9 @@ pub enum Command {
     /// Stored objects: `vmdb show vm <id>` (attributes, tags, custom attributes).
     #[command(subcommand)]
     Vmdb(vmdb::VmdbCmd),
+    /// Provider operations (vm.stop() and friends): list them.
+    #[command(subcommand)]
+    Operations(operations::OperationsCmd),
     /// Automation requests: create, approve, deny, list, show.
     Request(request::RequestArgs),
     /// Print a shell completion script: `automate completions bash > /etc/bash_completion.d/automate`.
@@ -175,6 +179,7 @@ pub fn main() -> ExitCode {
         Command::Event(cmd) => events::send(&cli.global, cmd),
         Command::Vmdb(cmd) => vmdb::run(&cli.global, cmd),
         Command::Request(args) => request::run(&cli.global, args),
+        Command::Operations(cmd) => operations::run(&cli.global, cmd),
         Command::Completions { shell } => completions(shell),
     };
     match result {

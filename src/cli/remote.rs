@@ -561,6 +561,12 @@ impl Remote {
         request_view(&answer["result"])
     }
 
+    /// `automate operations list`: every provider operation as
+    /// `/api/provider_operations` answers it.
+    pub fn provider_operations(&self) -> anyhow::Result<Vec<Value>> {
+        self.all_resources("/api/provider_operations", |r| Ok(r.clone()))
+    }
+
     /// `automate events dead-letter list`: every dead letter as
     /// `/api/dead_letters` answers it.
     pub fn dead_letters(&self) -> anyhow::Result<Vec<Value>> {

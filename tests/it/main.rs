@@ -32,6 +32,7 @@ mod hostile;
 mod legacy;
 mod methods;
 mod metrics;
+mod operations;
 mod pipeline;
 mod reload;
 mod requests;

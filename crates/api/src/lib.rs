@@ -117,6 +117,11 @@ pub enum Endpoint {
     Providers,
     /// `GET /api/providers/{id}`: one `ExtManagementSystem`.
     Provider,
+    /// `GET /api/provider_operations`: a page of the provider operations
+    /// (`MiqQueue` messages of the `ems_operations` role, `vm.stop()`...).
+    ProviderOperations,
+    /// `GET /api/provider_operations/{id}`: one provider operation.
+    ProviderOperation,
     /// `POST /api/db/backup`: a consistent copy of the store's file,
     /// streamed back ([`db`]).
     DbBackup,
@@ -218,6 +223,16 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/api/hosts/{id}", Endpoint::Host),
     r("GET", "/api/providers", Endpoint::Providers),
     r("GET", "/api/providers/{id}", Endpoint::Provider),
+    r(
+        "GET",
+        "/api/provider_operations",
+        Endpoint::ProviderOperations,
+    ),
+    r(
+        "GET",
+        "/api/provider_operations/{id}",
+        Endpoint::ProviderOperation,
+    ),
     r("POST", "/api/db/backup", Endpoint::DbBackup),
     r("GET", "/api/retries", Endpoint::Retries),
     r("POST", "/api/retries", Endpoint::RetriesAction),
@@ -726,6 +741,8 @@ fn handler(method: &str, endpoint: Endpoint) -> Option<MethodRouter<ApiState>> {
         Endpoint::Host => on(filter, objects::host),
         Endpoint::Providers => on(filter, objects::providers),
         Endpoint::Provider => on(filter, objects::provider),
+        Endpoint::ProviderOperations => on(filter, objects::provider_operations),
+        Endpoint::ProviderOperation => on(filter, objects::provider_operation),
         Endpoint::DbBackup => on(filter, db::backup),
         Endpoint::Retries => on(filter, retries::list),
         Endpoint::RetriesAction => on(filter, retries::action),

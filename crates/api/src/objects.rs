@@ -1,5 +1,6 @@
 //! Read-only collections of the object store: `/api/vms`, `/api/hosts`,
-//! `/api/providers` (and one of each by id) and `/api/event_streams`
+//! `/api/providers`, `/api/provider_operations` (`MiqQueue` messages of
+//! the `ems_operations` role) (and one of each by id) and `/api/event_streams`
 //! (also by `type` and `since`, like `automate events list`), each with
 //! ManageIQ's collection queries ([`crate::collection`]).
 
@@ -113,6 +114,25 @@ pub(super) async fn provider(
     q: RawQuery,
 ) -> ApiResult {
     show_class(s, id, q, "ExtManagementSystem", "providers").await
+}
+
+pub(super) async fn provider_operations(State(s): State<ApiState>, q: RawQuery) -> ApiResult {
+    list_class(s, q, automate_vmdb::operation::CLASS, "provider_operations").await
+}
+
+pub(super) async fn provider_operation(
+    State(s): State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+    q: RawQuery,
+) -> ApiResult {
+    show_class(
+        s,
+        id,
+        q,
+        automate_vmdb::operation::CLASS,
+        "provider_operations",
+    )
+    .await
 }
 
 pub(super) async fn event_stream(

@@ -97,6 +97,10 @@ pub enum Action {
     RaiseEvent(String),
     /// `invoke: "<automate URI>"`: instantiated as a new root.
     Invoke(String),
+    /// `vm_stop:`, `vm_start:`... (ManageIQ's `MiqAction` types): queues
+    /// the provider operation (the method named here) for the target VM,
+    /// as `MiqAction#action_vm_stop` does (`automate_vmdb::operation`).
+    VmOperation(&'static str),
     /// `set_attribute: {name: x, value: y}` on the target in the store.
     SetAttribute {
         /// The attribute to set.
@@ -112,10 +116,25 @@ impl Action {
             Action::Log(_) => "log",
             Action::RaiseEvent(_) => "raise_event",
             Action::Invoke(_) => "invoke",
+            Action::VmOperation(m) => VM_OPERATION_ACTIONS
+                .iter()
+                .find(|(_, op)| op == m)
+                .map_or("vm_operation", |(k, _)| k),
             Action::SetAttribute { .. } => "set_attribute",
         }
     }
 }
+
+/// The VM actions (ManageIQ's `MiqAction` types) and the provider
+/// operation each queues, with the words of its log line.
+pub const VM_OPERATION_ACTIONS: [(&str, &str); 6] = [
+    ("vm_start", "start"),
+    ("vm_stop", "stop"),
+    ("vm_suspend", "suspend"),
+    ("vm_shutdown_guest", "shutdown_guest"),
+    ("vm_reboot_guest", "reboot_guest"),
+    ("vm_reset", "reset"),
+];
 
 /// A control file that could not be loaded: where and why.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -412,6 +431,7 @@ fn run_actions(
                 }
             }
             Action::Invoke(uri) => invoke(rt, &head, uri),
+            Action::VmOperation(method) => vm_operation(rt, &head, method, target),
             Action::SetAttribute { name, value } => {
                 let Some(target) = target else {
                     rt.log(
@@ -441,6 +461,59 @@ fn run_actions(
                 }
             }
         }
+    }
+}
+
+/// `MiqAction#action_vm_<op>`: queues the provider operation `method` for
+/// the target VM (`automate_vmdb::operation::put`, in the event's unit of
+/// work).
+fn vm_operation(rt: &mut Runtime<'_>, head: &str, method: &str, target: Option<&VmdbRef>) {
+    let Some(vm) = target.filter(|t| automate_vmdb::base_class(&t.class) == Some("VmOrTemplate"))
+    else {
+        rt.log(
+            Level::Warn,
+            format!("{head}: not queued: the event's target is not a VM"),
+        );
+        return;
+    };
+    let store = rt.engine().store().clone();
+    let name = store
+        .attribute(vm, "name")
+        .ok()
+        .flatten()
+        .map(|v| v.to_text())
+        .unwrap_or_default();
+    let ems_id = match store.attribute(vm, "ems_id") {
+        Ok(Some(AttrValue::Int(i))) => i,
+        Ok(Some(AttrValue::Str(s))) if s.trim().parse::<i64>().is_ok() => {
+            s.trim().parse().unwrap_or_default()
+        }
+        Ok(_) => {
+            rt.log(
+                Level::Error,
+                format!("{head}: VM [{name}] has no provider (ems_id): [{method}] not queued"),
+            );
+            return;
+        }
+        Err(e) => {
+            rt.log(Level::Error, format!("{head}: [{method}] not queued: {e}"));
+            return;
+        }
+    };
+    let words = method.replace('_', " ");
+    rt.log(
+        Level::Info,
+        format!("{head}: Queueing VM {words} for VM [{name}]"),
+    );
+    let op = automate_vmdb::operation::NewOperation {
+        class_name: vm.class.to_string(),
+        instance_id: vm.id,
+        ems_id,
+        method_name: method.to_string(),
+        args: Vec::new(),
+    };
+    if let Err(e) = automate_vmdb::operation::put(store.as_ref(), op) {
+        rt.log(Level::Error, format!("{head}: [{method}] not queued: {e}"));
     }
 }
 

@@ -275,9 +275,20 @@ impl Item<'_> {
                 };
                 Ok(Action::SetAttribute { name, value })
             }
-            other => Err(bad(&format!(
-                "unknown action [{other}]: one of log, raise_event, invoke, set_attribute"
-            ))),
+            other => match crate::VM_OPERATION_ACTIONS
+                .iter()
+                .find(|(k, _)| *k == other)
+            {
+                Some((_, method)) => Ok(Action::VmOperation(method)),
+                None => Err(bad(&format!(
+                    "unknown action [{other}]: one of log, raise_event, invoke, set_attribute, {}",
+                    crate::VM_OPERATION_ACTIONS
+                        .iter()
+                        .map(|(k, _)| *k)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))),
+            },
         }
     }
 }

@@ -584,6 +584,7 @@ pub(crate) fn register(engine: &mut rhai::Engine) {
     register_vmdb_object(engine);
     super::execute::register(engine);
     super::tags::register(engine);
+    super::operations::register(engine);
 }
 
 fn raise_from_script(name: &str, target: Dynamic, inputs: Map) -> RhaiResult<Dynamic> {

@@ -7,6 +7,8 @@
 //!   from Rhai natives to the running [`Runtime`](automate_engine::Runtime);
 //! * [`builtins`]: [`event_builtins`], the `System/event_handlers` and
 //!   `System/Process` builtins;
+//! * [`operations`]: VM operations (`vm.stop()`, `vm.migrate(host)`...)
+//!   queued as provider operations;
 //! * [`events`]: raising generic events (`MiqEvent.raise_evm_event`),
 //!   which runs the engine's [`Policies`] (`control`'s, given to
 //!   [`with_methods`]; this module never names `control`);
@@ -26,6 +28,7 @@ pub mod builtins;
 pub mod events;
 pub mod evm;
 pub mod execute;
+pub mod operations;
 pub mod rhai_runner;
 pub mod tags;
 

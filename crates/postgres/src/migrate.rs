@@ -44,6 +44,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "unit commits",
         sql: include_str!("migrations/V5__unit_commits.sql"),
     },
+    Migration {
+        version: 6,
+        name: "provider operations",
+        sql: include_str!("migrations/V6__miq_queue.sql"),
+    },
 ];
 
 /// A lock key of this crate's own (`pg_advisory_xact_lock`).

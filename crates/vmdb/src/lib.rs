@@ -25,6 +25,7 @@ pub mod health;
 mod json;
 pub mod lease;
 mod memory;
+pub mod operation;
 pub mod page;
 mod schedule;
 pub mod served;
@@ -282,7 +283,7 @@ impl PartialEq for BackendError {
 pub const REGION_BASE: i64 = 1_000_000_000_000;
 
 /// The base classes [`base_class`] answers with, each its own base class.
-const BASE_CLASSES: [&str; 15] = [
+const BASE_CLASSES: [&str; 16] = [
     "EventStream",
     "VmOrTemplate",
     "Host",
@@ -298,6 +299,7 @@ const BASE_CLASSES: [&str; 15] = [
     "MiqPolicy",
     "MiqAlert",
     "Classification",
+    "MiqQueue",
 ];
 
 /// Every base class of the store (one id sequence each).
@@ -358,6 +360,7 @@ pub fn base_class(class: &str) -> Option<&'static str> {
         b"miqpolicy" | b"policy" => "MiqPolicy",
         b"miqalert" => "MiqAlert",
         b"classification" => "Classification",
+        b"miqqueue" => "MiqQueue",
         _ => return None,
     })
 }

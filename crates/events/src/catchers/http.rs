@@ -101,6 +101,7 @@ impl HttpState {
             out: ep.out,
             stats: ep.stats,
             resume: None,
+            ops: None,
         };
         Arc::make_mut(&mut self.providers).insert(ctx.provider.name.clone(), ctx);
         self

@@ -31,6 +31,7 @@ pub mod amqp;
 pub mod http;
 pub mod jsonl;
 pub mod lease;
+pub mod operations;
 pub mod oslo;
 pub mod simulate;
 
@@ -317,6 +318,7 @@ impl CatcherConfig {
             out,
             stats: Arc::new(CatcherStats::default()),
             resume: None,
+            ops: None,
         };
         let inner = match self {
             CatcherConfig::Simulate(c) => Inner::Simulate(c.build(&ctx)?),
@@ -337,6 +339,9 @@ pub(crate) struct Ctx {
     pub stats: Arc<CatcherStats>,
     /// Under a lease: where to resume and where to store the position.
     pub resume: Option<lease::Resume>,
+    /// The provider operations to perform ([`operations`]), set by the
+    /// pipeline.
+    pub ops: Option<Arc<operations::Operations>>,
 }
 
 /// What [`Ctx::offer`] did with an event.
@@ -547,6 +552,15 @@ impl Catchers {
         self
     }
 
+    /// Gives every catcher the provider operations to perform (the
+    /// `simulate` catcher performs them; the others mark them `error`):
+    /// see [`operations`].
+    pub fn set_operations(&mut self, ops: Arc<operations::Operations>) {
+        for c in &mut self.catchers {
+            c.ctx.ops = Some(ops.clone());
+        }
+    }
+
     /// [`Catchers::with_leases`] in place.
     pub fn set_leases(&mut self, leases: Arc<dyn automate_vmdb::lease::Leases>) {
         self.leases = Some(leases);
@@ -559,6 +573,18 @@ impl Catchers {
         let stop = shutdown.child_token();
         for c in self.catchers {
             let s = stop.clone();
+            if let (Some(ops), false) = (&c.ctx.ops, c.kind() == "simulate") {
+                let refuse = operations::refuse_loop(
+                    ops.clone(),
+                    c.ctx.provider.clone(),
+                    c.kind(),
+                    s.clone(),
+                );
+                set.spawn(async move {
+                    refuse.await;
+                    Ok(())
+                });
+            }
             match &self.leases {
                 Some(l) if c.kind() != "http" => {
                     set.spawn(lease::run_leased(c, l.clone(), s));

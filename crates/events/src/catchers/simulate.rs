@@ -17,6 +17,7 @@
 //! the catcher paces it at `rate` events per second.
 
 use super::lease::Checkpoints;
+use super::operations;
 use super::{CatcherError, Ctx, Offer};
 use crate::{Provider, ProviderEvent};
 use automate_core::time;
@@ -473,6 +474,167 @@ impl Simulator {
             }),
         }
     }
+
+    /// Performs a provider operation (`method` of `automate_vmdb::operation`,
+    /// `stop`, `start`, `migrate_via_ids`...) on the VM whose provider
+    /// reference is `vm_ref`, as the provider would: the events it emits
+    /// for it, in order (`stop` on RHEV: `USER_STOP_VM`, `VM_DOWN`), with
+    /// the VM's simulated power state moved accordingly. `to_host` is the
+    /// provider reference of a migration's destination. `Err` says why
+    /// the provider refuses (an unknown VM, a VM already in that state, an
+    /// operation it has no event for).
+    pub fn perform(
+        &mut self,
+        method: &str,
+        vm_ref: &str,
+        to_host: Option<&str>,
+    ) -> Result<Vec<ProviderEvent>, String> {
+        let Some(i) = self.vms.iter().position(|v| self.vm_ref_of(v) == vm_ref) else {
+            return Err(format!("the provider has no VM [{vm_ref}]"));
+        };
+        let on = matches!(self.vms[i].power, Power::On | Power::Starting);
+        let name = self.vms[i].name.clone();
+        use Flavour::{Openstack as O, Rhev as R, Vmware as V};
+        let (types, after): (&[&str], Option<Power>) = match (method, self.flavour) {
+            ("start", _) if on => return Err(format!("VM [{name}] is already powered on")),
+            ("stop" | "shutdown_guest" | "suspend" | "standby_guest", _) if !on => {
+                return Err(format!("VM [{name}] is not powered on"))
+            }
+            ("reboot_guest" | "reset", _) if !on => {
+                return Err(format!("VM [{name}] is not powered on"))
+            }
+            ("start", R) => (&["USER_STARTED_VM", "USER_RUN_VM"], Some(Power::On)),
+            ("start", O) => (
+                &[
+                    "compute.instance.power_on.start",
+                    "compute.instance.power_on.end",
+                ],
+                Some(Power::On),
+            ),
+            ("start", V) => (&["VmStartingEvent", "VmPoweredOnEvent"], Some(Power::On)),
+            ("stop" | "retire_now", R) => (&["USER_STOP_VM", "VM_DOWN"], Some(Power::Off)),
+            ("shutdown_guest", R) => (&["USER_INITIATED_SHUTDOWN_VM", "VM_DOWN"], Some(Power::Off)),
+            ("stop" | "shutdown_guest" | "retire_now", O) => (
+                &[
+                    "compute.instance.power_off.start",
+                    "compute.instance.power_off.end",
+                ],
+                Some(Power::Off),
+            ),
+            ("stop" | "retire_now", V) => {
+                (&["VmStoppingEvent", "VmPoweredOffEvent"], Some(Power::Off))
+            }
+            ("shutdown_guest", V) => (
+                &["VmGuestShutdownEvent", "VmPoweredOffEvent"],
+                Some(Power::Off),
+            ),
+            ("suspend", R) => (&["USER_SUSPEND_VM", "USER_SUSPEND_VM_OK"], Some(Power::Off)),
+            ("suspend", O) => (
+                &[
+                    "compute.instance.suspend.start",
+                    "compute.instance.suspend.end",
+                ],
+                Some(Power::Off),
+            ),
+            ("suspend", V) => (&["VmSuspendingEvent", "VmSuspendedEvent"], Some(Power::Off)),
+            ("standby_guest", V) => (
+                &["VmGuestStandbyEvent", "VmSuspendedEvent"],
+                Some(Power::Off),
+            ),
+            ("reboot_guest", R) => (&["USER_REBOOT_VM"], None),
+            ("reboot_guest", O) => (
+                &[
+                    "compute.instance.reboot.start",
+                    "compute.instance.reboot.end",
+                ],
+                None,
+            ),
+            ("reboot_guest", V) => (&["VmGuestRebootEvent"], None),
+            ("reset", R) => (&["USER_RESET_VM"], None),
+            ("reset", V) => (&["VmResettingEvent"], None),
+            ("migrate_via_ids", R) => (&["VM_MIGRATION_START", "VM_MIGRATION_DONE"], None),
+            ("migrate_via_ids", O) => (
+                &[
+                    "compute.instance.live_migration._prep.start",
+                    "compute.instance.live_migration._post.end",
+                ],
+                None,
+            ),
+            ("migrate_via_ids", V) => (&["VmBeingHotMigratedEvent", "VmMigratedEvent"], None),
+            ("vm_destroy", R) => (&["USER_REMOVE_VM_FINISHED"], None),
+            ("vm_destroy", O) => (
+                &[
+                    "compute.instance.delete.start",
+                    "compute.instance.delete.end",
+                ],
+                None,
+            ),
+            ("vm_destroy", V) => (&["VmRemovedEvent"], None),
+            // Answered by the provider without an event.
+            ("refresh_ems" | "scan", _) => (&[], None),
+            (other, _) => {
+                return Err(format!(
+                    "the simulated {} provider cannot perform [{other}]",
+                    self.flavour_name()
+                ))
+            }
+        };
+        if method == "migrate_via_ids" {
+            let Some(to) = to_host else {
+                return Err("migrate: no destination host".into());
+            };
+            let Some(h) = self.hosts.iter().position(|h| self.host_ref_of(h) == to) else {
+                return Err(format!("the provider has no host [{to}]"));
+            };
+            self.vms[i].host = h;
+        }
+        let mut out = Vec::with_capacity(types.len());
+        for t in types {
+            self.seq += 1;
+            self.clock_ms += self.step_ms;
+            let vm = self.vms[i].clone();
+            let host = self.hosts[vm.host].clone();
+            let power = after.unwrap_or(vm.power);
+            out.push(match self.flavour {
+                Flavour::Rhev => self.rhev_event(t, &vm, &host),
+                Flavour::Openstack => self.openstack_event(t, &vm, &host, power),
+                Flavour::Vmware => self.vmware_event(t, &vm, &host),
+            });
+        }
+        if let Some(p) = after {
+            self.vms[i].power = p;
+        }
+        Ok(out)
+    }
+
+    /// Every simulated VM's provider reference (`vm_ems_ref`), in order.
+    pub fn vm_refs(&self) -> Vec<String> {
+        self.vms.iter().map(|v| self.vm_ref_of(v)).collect()
+    }
+
+    /// The provider reference the events give a VM (`vm_ems_ref`).
+    fn vm_ref_of(&self, vm: &SimVm) -> String {
+        match self.flavour {
+            Flavour::Rhev => format!("/api/vms/{}", vm.id),
+            _ => vm.id.clone(),
+        }
+    }
+
+    /// The provider reference the events give a host (`host_ems_ref`).
+    fn host_ref_of(&self, host: &SimHost) -> String {
+        match self.flavour {
+            Flavour::Rhev => format!("/api/hosts/{}", host.id),
+            _ => host.id.clone(),
+        }
+    }
+
+    fn flavour_name(&self) -> &'static str {
+        match self.flavour {
+            Flavour::Rhev => "RHEVM",
+            Flavour::Openstack => "OPENSTACK",
+            Flavour::Vmware => "VC",
+        }
+    }
 }
 
 impl Iterator for Simulator {
@@ -552,11 +714,34 @@ impl SimulateCatcher {
         // Under a lease: the sequence is deterministic from the seed, so
         // the events before the stored position are made and dropped.
         let from = marks.from();
-        let mut sim = sim.skip(usize::try_from(from).unwrap_or(usize::MAX));
+        for _ in 0..from {
+            if sim.next().is_none() {
+                break;
+            }
+        }
         let mut position = from;
         let durable = marks.durable();
+        // Provider operations (`vm.stop()`...) are looked for every POLL
+        // between the stream's events, and performed by the simulator.
+        let mut polled = tokio::time::Instant::now();
         let result = loop {
-            let Some(ev) = sim.next() else { break Ok(()) };
+            if ctx.ops.is_some() && polled.elapsed() >= operations::POLL {
+                polled = tokio::time::Instant::now();
+                let mut perform = |t: &operations::Taken| perform_with(&mut sim, t);
+                if operations::serve_ready(&ctx, &shutdown, &mut perform)
+                    .await
+                    .is_none()
+                {
+                    break Ok(());
+                }
+            }
+            let Some(ev) = sim.next() else {
+                // The stream's count is reached: serve operations until
+                // the pipeline has handled everything.
+                let mut perform = |t: &operations::Taken| perform_with(&mut sim, t);
+                operations::serve_until_settled(&ctx, &shutdown, &mut perform).await;
+                break Ok(());
+            };
             if let Some(period) = period {
                 let now = tokio::time::Instant::now();
                 if due > now {
@@ -588,6 +773,17 @@ impl SimulateCatcher {
         marks.finish(&ctx).await;
         result
     }
+}
+
+/// Performs a taken provider operation on the simulator.
+fn perform_with(sim: &mut Simulator, t: &operations::Taken) -> operations::Performed {
+    let Some(vm_ref) = t.vm_ref.as_deref() else {
+        return Err(format!(
+            "{} [{}] has no provider reference (ems_ref)",
+            t.op.class_name, t.op.instance_id
+        ));
+    };
+    sim.perform(&t.op.method_name, vm_ref, t.host_ref.as_deref())
 }
 
 /// What [`floor`] measured.

@@ -98,6 +98,7 @@ pub(super) async fn commit_loop(
                 let dropped = counters.dropped.load(Ordering::Relaxed);
                 tracing::warn!(target: "evm", "MIQ(EventQueue) queue full ({capacity} events): dropped event [{}] of EMS [{}] ({dropped} dropped so far)", c.event.event_type, c.provider.name);
                 c.complete(Err(format!("event queue full ({capacity} events)")));
+                bump(&counters.accounted, 1);
                 continue;
             }
             acks.push(c.ack.take());
@@ -123,6 +124,7 @@ pub(super) async fn commit_loop(
             Ok(_) => {
                 counters.metrics.queue_commit(started.elapsed());
                 bump(&counters.enqueued, n);
+                bump(&counters.accounted, n);
                 if over > 0 {
                     if parked_since.is_none() {
                         let before = counters.parked.load(Ordering::Relaxed);
@@ -138,6 +140,7 @@ pub(super) async fn commit_loop(
             }
             Err(e) => {
                 bump(&counters.errors, n);
+                bump(&counters.accounted, n);
                 tracing::error!(target: "evm", "MIQ(EventQueue) cannot queue {n} events: {e}");
                 for tx in acks.into_iter().flatten() {
                     let _ = tx.send(Err(format!("event queue write failed: {e}")));

@@ -354,6 +354,12 @@ impl Prepared {
         let drain = Arc::new(AtomicBool::new(false));
         let stop_retries = Arc::new(AtomicBool::new(false));
 
+        let mut catchers = catchers;
+        catchers.set_operations(Arc::new(crate::catchers::operations::Operations::new(
+            engine.store().clone(),
+            &format!("automate pid {}", std::process::id()),
+            settled_probe(counters.clone(), queue.clone(), catcher_stats.clone()),
+        )));
         let catchers_task = tokio::spawn(catchers.run(stop_catchers.clone()));
         let stats_logger = (!stats_interval.is_zero()).then(|| {
             tokio::spawn(stats::log_stats(
@@ -430,6 +436,24 @@ impl Prepared {
             released,
         })
     }
+}
+
+/// Whether every event the catchers sent has been handled: the committer
+/// is done with as many as they sent and the queue is empty (what a
+/// catcher serving provider operations waits for before it ends,
+/// `crate::catchers::operations`).
+fn settled_probe(
+    counters: Arc<Counters>,
+    queue: Arc<dyn EventQueue>,
+    catcher_stats: Vec<Arc<CatcherStats>>,
+) -> crate::catchers::operations::Settled {
+    Arc::new(move || {
+        let sent: u64 = catcher_stats
+            .iter()
+            .map(|c| c.sent.load(Ordering::Relaxed))
+            .sum();
+        sent <= counters.accounted.load(Ordering::Relaxed) && queue.depth() == 0
+    })
 }
 
 /// A running pipeline. Start it inside a Tokio runtime.

@@ -164,6 +164,9 @@ impl Histogram {
 #[derive(Debug, Default)]
 pub(super) struct Counters {
     pub(super) received: AtomicU64,
+    /// Events the committer is done with (queued, dropped or failed to
+    /// queue): with the catchers' `sent`, whether any is on its way.
+    pub(super) accounted: AtomicU64,
     pub(super) enqueued: AtomicU64,
     pub(super) dropped: AtomicU64,
     pub(super) parked: AtomicU64,
