@@ -32,6 +32,7 @@ use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// What a password shows instead of its clear text (`ManageIQ::Password::MASK`).
 pub const MASK: &str = "********";
@@ -53,7 +54,7 @@ type Enc = cbc::Encryptor<aes::Aes256>;
 type Dec = cbc::Decryptor<aes::Aes256>;
 
 /// Why a password could not be decrypted, or a key not loaded.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum PasswordError {
     /// The value is not in ManageIQ's encrypted form (`ManageIQ::Password`'s
     /// "cannot decrypt plaintext string").
@@ -235,18 +236,10 @@ impl V2Key {
 
     /// `ManageIQ::Password.decrypt`: the clear text of `value`.
     pub fn decrypt(&self, value: &str) -> Result<String, PasswordError> {
-        let value = remove_erb(value);
-        if value.is_empty() {
-            return Ok(String::new());
-        }
-        let payload = match unwrap(value) {
-            Some(p) => p,
-            None if unwrap_v1(value).is_some() => return Err(PasswordError::V1),
-            None => return Err(PasswordError::Plaintext),
-        };
-        if payload.is_empty() {
-            return Ok(String::new());
-        }
+        decrypt_with(Some(self), value)
+    }
+
+    fn decrypt_payload(&self, payload: &str) -> Result<String, PasswordError> {
         let bytes = decode64(payload).map_err(PasswordError::CannotDecrypt)?;
         if bytes.is_empty() || bytes.len() % 16 != 0 {
             return Err(PasswordError::CannotDecrypt(format!(
@@ -279,6 +272,46 @@ impl V2Key {
         } else {
             Ok(value.to_string())
         }
+    }
+}
+
+/// `ManageIQ::Password.decrypt` with `key`, which is only needed (and
+/// [`PasswordError::NoKey`] only reported) when there is something to
+/// decrypt: a plain value is [`PasswordError::Plaintext`] with or without
+/// a key, and `""`/`v2:{}` are `""`.
+pub fn decrypt_with(key: Option<&V2Key>, value: &str) -> Result<String, PasswordError> {
+    let value = remove_erb(value);
+    if value.is_empty() {
+        return Ok(String::new());
+    }
+    let payload = match unwrap(value) {
+        Some(p) => p,
+        None if unwrap_v1(value).is_some() => return Err(PasswordError::V1),
+        None => return Err(PasswordError::Plaintext),
+    };
+    if payload.is_empty() {
+        return Ok(String::new());
+    }
+    key.ok_or(PasswordError::NoKey)?.decrypt_payload(payload)
+}
+
+/// The process's v2 key: what engines built without an explicit one use.
+static PROCESS_KEY: std::sync::RwLock<Option<Arc<V2Key>>> = std::sync::RwLock::new(None);
+
+/// Sets the process's v2 key (the command line does, from automate.yaml's
+/// `password.key_file` or `$KEY_ROOT/v2_key`, before it builds engines).
+pub fn set_process_key(key: Option<Arc<V2Key>>) {
+    match PROCESS_KEY.write() {
+        Ok(mut k) => *k = key,
+        Err(poisoned) => *poisoned.into_inner() = key,
+    }
+}
+
+/// The process's v2 key ([`set_process_key`]), if one was set.
+pub fn process_key() -> Option<Arc<V2Key>> {
+    match PROCESS_KEY.read() {
+        Ok(k) => k.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
     }
 }
 
