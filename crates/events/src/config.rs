@@ -52,10 +52,38 @@ pub struct Config {
     /// `engine`: what one instantiation may spend.
     #[serde(default)]
     pub engine: EngineConfig,
+    /// `password`: where the region's v2 key is, for `password` fields'
+    /// `v2:{...}` values (docs/configuration.md).
+    #[serde(default)]
+    pub password: PasswordConfig,
     /// `cluster`: PostgreSQL and NATS JetStream shared by several nodes
     /// (docs/cluster.md). Absent: the embedded mode (one process, redb).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterConfig>,
+}
+
+/// `password:`: ManageIQ's v2 key, which decrypts `password` fields'
+/// `v2:{...}` values.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PasswordConfig {
+    /// `key_file`: the `v2_key` file (relative to the config file). Absent:
+    /// `$KEY_ROOT/v2_key` when `KEY_ROOT` is set, else no key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+}
+
+impl PasswordConfig {
+    /// The v2 key: `key_file`, else `$KEY_ROOT/v2_key`, else none. A file
+    /// named but missing or malformed is an error naming it.
+    pub fn load_key(
+        &self,
+    ) -> Result<Option<automate_password::V2Key>, automate_password::PasswordError> {
+        match &self.key_file {
+            Some(path) => automate_password::V2Key::load(path).map(Some),
+            None => automate_password::V2Key::from_env(),
+        }
+    }
 }
 
 /// `cluster:`: where the shared PostgreSQL and NATS are, and this node's
@@ -948,6 +976,9 @@ impl Config {
     pub fn resolve_paths(&mut self, base: &Path) {
         if self.log.dir.is_relative() {
             self.log.dir = base.join(&self.log.dir);
+        }
+        if let Some(key) = self.password.key_file.as_mut().filter(|k| k.is_relative()) {
+            *key = base.join(&*key);
         }
         for p in &mut self.providers {
             if let CatcherConfig::Jsonl(j) = &mut p.catcher {

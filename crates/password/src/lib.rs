@@ -362,15 +362,20 @@ pub fn is_encrypted(s: &str) -> bool {
     unwrap(s).is_some()
 }
 
+/// Whether `bytes` may hold an encrypted password ([`sanitize`] would
+/// change it): a cheap byte scan for `v1:{`, `v2:{` and their URL-encoded
+/// `v2%3A` prefix, for log writers to skip the work on every other line.
+pub fn may_hold_password(bytes: &[u8]) -> bool {
+    bytes.windows(4).any(|w| {
+        w[0] == b'v' && (w[1] == b'1' || w[1] == b'2') && (w[2..] == *b":{" || w[2..] == *b"%3")
+    })
+}
+
 /// `ManageIQ::Password.sanitize_string`: every `v1:{...}`/`v2:{...}` and
 /// its URL-encoded form (`v2%3A%7B...%7D`) becomes [`MASK`]. Borrowed when
 /// there is nothing to mask.
 pub fn sanitize(s: &str) -> Cow<'_, str> {
-    if !s.contains("v2:{")
-        && !s.contains("v1:{")
-        && !s.contains("v2%3A%7B")
-        && !s.contains("v1%3A%7B")
-    {
+    if !may_hold_password(s.as_bytes()) {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len());

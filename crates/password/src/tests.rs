@@ -148,6 +148,10 @@ fn sanitize_masks_as_sanitize_string() {
         "some :enocded_password: ******** and another :enocded_password: ********"
     );
     assert!(matches!(sanitize("nothing here"), Cow::Borrowed(_)));
+    assert!(matches!(sanitize("v2%3Ano"), Cow::Owned(_)));
+    assert_eq!(sanitize("v2%3Ano"), "v2%3Ano");
+    assert!(may_hold_password(b"x v2:{"));
+    assert!(!may_hold_password(b"v2: {} v3:{}"));
     assert_eq!(sanitize("open v2:{abc and more"), "open v2:{abc and more");
     assert_eq!(sanitize("v2:{a}v2:{b}"), "****************");
     assert!(is_encrypted("v2:{abc}"));
