@@ -31,6 +31,7 @@ mod hostile;
 mod legacy;
 mod methods;
 mod metrics;
+mod password;
 mod pipeline;
 mod reload;
 mod requests;
