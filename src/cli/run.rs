@@ -703,6 +703,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn log_files_mask_encrypted_passwords() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let dir = tempfile::tempdir().unwrap();
+        for json in [false, true] {
+            let path = dir.path().join(format!("evm-{json}.log"));
+            let notice: super::super::logfile::Notice = Box::new(|_: &mut Vec<u8>, _: &str| {});
+            let f = LogFile::open(&path, Rotation::default(), notice, Dropped::default()).unwrap();
+            let out: LogOut = Arc::new(Mutex::new(f));
+            let layer = FileLayer {
+                target: "evm",
+                out: out.clone(),
+                json,
+            };
+            let subscriber = tracing_subscriber::registry().with(layer);
+            tracing::subscriber::with_default(subscriber, || {
+                tracing::callsite::rebuild_interest_cache();
+                tracing::info!(target: "evm", "MIQ(x) uri [miqaedb:/A/B/c?password::pw=v2:{{DUb5th63TM+zIB6RhnTtVg==}}] n={}", 1);
+                tracing::info!(target: "evm", "plain line");
+            });
+            flush(&[out]);
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(text.contains("password::pw=********] n=1"), "{text}");
+            assert!(!text.contains("v2:{"), "{text}");
+            assert!(text.contains("plain line"), "{text}");
+        }
+    }
+
+    #[test]
     fn line_format_is_manageiq_like() {
         let line = format_line(Level::INFO, "hello", false, "evm");
         assert!(line.starts_with("[----] I, ["), "{line}");
