@@ -74,16 +74,19 @@ fn key_for(global: &super::Global, args: &ValueArgs) -> anyhow::Result<V2Key> {
     }
     if let Some(config) = &args.config {
         let cfg = super::load_config(global, config)?;
-        if let Some(key) = cfg.password.load_key()? {
+        if let Some(key) = cfg.password.load_key(key_root().as_deref())? {
             return Ok(key);
         }
     }
-    V2Key::from_env()?.ok_or_else(|| {
-        anyhow::anyhow!(
+    key_root()
+        .map(|root| V2Key::from_key_root(&root))
+        .transpose()?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
             "no v2 key: give --key FILE, --config with password.key_file, or set {KEY_ROOT_ENV} \
              to the directory holding {KEY_FILE_NAME}"
         )
-    })
+        })
 }
 
 /// The argument, else stdin without its trailing newline.
@@ -124,7 +127,7 @@ fn write_new(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
 pub fn install_key(cfg: &automate_events::config::Config) -> anyhow::Result<()> {
     let key = cfg
         .password
-        .load_key()
+        .load_key(key_root().as_deref())
         .context("loading the v2 key (password.key_file, KEY_ROOT)")?;
     automate_password::set_process_key(key.map(Arc::new));
     Ok(())
@@ -134,10 +137,20 @@ pub fn install_key(cfg: &automate_events::config::Config) -> anyhow::Result<()> 
 /// is set. A bad one is warned about (as ManageIQ does) and left out:
 /// `password` fields then fail, naming the field.
 pub fn install_env_key() {
-    match V2Key::from_env() {
-        Ok(key) => automate_password::set_process_key(key.map(Arc::new)),
+    let Some(root) = key_root() else {
+        return;
+    };
+    match V2Key::from_key_root(&root) {
+        Ok(key) => automate_password::set_process_key(Some(Arc::new(key))),
         Err(e) => tracing::warn!("{e}: password fields will not decrypt"),
     }
+}
+
+/// `KEY_ROOT`, when set and not empty.
+fn key_root() -> Option<PathBuf> {
+    std::env::var_os(KEY_ROOT_ENV)
+        .filter(|r| !r.is_empty())
+        .map(PathBuf::from)
 }
 
 /// stderr for `tracing`'s formatters, with every encrypted password in a

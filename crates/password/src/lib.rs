@@ -195,15 +195,10 @@ impl V2Key {
         V2Key::from_yaml(&text, path)
     }
 
-    /// `$KEY_ROOT/v2_key` when [`KEY_ROOT_ENV`] is set and not empty;
-    /// `Ok(None)` when it is not set.
-    pub fn from_env() -> Result<Option<V2Key>, PasswordError> {
-        match std::env::var_os(KEY_ROOT_ENV) {
-            Some(root) if !root.is_empty() => {
-                V2Key::load(&Path::new(&root).join(KEY_FILE_NAME)).map(Some)
-            }
-            _ => Ok(None),
-        }
+    /// `<key_root>/v2_key`: ManageIQ's key in the directory its
+    /// [`KEY_ROOT_ENV`] names (the caller reads the environment).
+    pub fn from_key_root(key_root: &Path) -> Result<V2Key, PasswordError> {
+        V2Key::load(&key_root.join(KEY_FILE_NAME))
     }
 
     /// The key file's text as ManageIQ writes it (`Key#to_h.to_yaml`).
