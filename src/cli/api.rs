@@ -58,6 +58,7 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
     let (mut api, budget, cluster, config) = match &args.config {
         Some(path) => {
             let cfg = super::load_config(global, path)?;
+            super::password::install_key(&cfg)?;
             (
                 cfg.api.clone(),
                 cfg.engine.limits(),

@@ -138,6 +138,7 @@ pub fn send(global: &Global, cmd: EventCmd) -> anyhow::Result<ExitCode> {
     let provider = match &args.config {
         Some(path) => {
             let cfg = super::load_config(global, path)?;
+            super::password::install_key(&cfg)?;
             cfg.provider(&args.provider)
                 .map(|p| p.provider.clone())
                 .with_context(|| {

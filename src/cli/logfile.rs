@@ -109,6 +109,29 @@ impl LogFile {
         })
     }
 
+    /// Where the next line starts in the buffer ([`LogFile::mask_from`]).
+    pub fn line_start(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Masks every encrypted password (`v2:{...}` → `********`) in what was
+    /// written since `start` (a [`LogFile::line_start`]), as ManageIQ's
+    /// logger sanitizes each message.
+    pub fn mask_from(&mut self, start: usize) {
+        let Some(tail) = self.buf.get(start..) else {
+            return;
+        };
+        if !automate_password::may_hold_password(tail) {
+            return;
+        }
+        let masked = match std::str::from_utf8(tail) {
+            Ok(text) => automate_password::sanitize(text).into_owned(),
+            Err(_) => return,
+        };
+        self.buf.truncate(start);
+        self.buf.extend_from_slice(masked.as_bytes());
+    }
+
     /// A line has been written: writes the buffer out when it is full.
     pub fn line_done(&mut self) {
         if self.buf.len() >= BUF_BYTES {

@@ -13,6 +13,7 @@ pub mod instantiate;
 pub mod logfile;
 pub mod method;
 pub mod operations;
+pub mod password;
 pub mod reload;
 pub mod remote;
 pub mod request;
@@ -134,6 +135,9 @@ pub enum Command {
     Operations(operations::OperationsCmd),
     /// Automation requests: create, approve, deny, list, show.
     Request(request::RequestArgs),
+    /// ManageIQ v2 passwords: encrypt, decrypt, make a key file.
+    #[command(subcommand)]
+    Password(password::PasswordCmd),
     /// Print a shell completion script: `automate completions bash > /etc/bash_completion.d/automate`.
     Completions {
         /// The shell.
@@ -163,6 +167,9 @@ pub fn main() -> ExitCode {
     if !matches!(cli.command, Command::Run(_) | Command::Request(_)) {
         init_logging(cli.global.log_format);
     }
+    // `$KEY_ROOT/v2_key` (ManageIQ's): `password` fields decrypt with it;
+    // a command's automate.yaml may name another (`password.key_file`).
+    password::install_env_key();
     let result = match cli.command {
         Command::Api(args) => api::run(&cli.global, args),
         Command::Demo(args) => demo::run(&cli.global, args),
@@ -180,15 +187,18 @@ pub fn main() -> ExitCode {
         Command::Vmdb(cmd) => vmdb::run(&cli.global, cmd),
         Command::Request(args) => request::run(&cli.global, args),
         Command::Operations(cmd) => operations::run(&cli.global, cmd),
+        Command::Password(cmd) => password::run(&cli.global, cmd),
         Command::Completions { shell } => completions(shell),
     };
     match result {
         Ok(code) => code,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err}");
+            // Encrypted passwords masked, as in every log line.
+            let masked = |t: String| automate_password::sanitize(&t).into_owned();
+            eprintln!("error: {}", masked(err.to_string()));
             for cause in err.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+                eprintln!("  caused by: {}", masked(cause.to_string()));
             }
             ExitCode::from(1)
         }
@@ -220,7 +230,7 @@ fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(password::MaskedStderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

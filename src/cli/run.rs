@@ -108,6 +108,7 @@ fn flush(files: &[LogOut]) {
 /// configuration.
 pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
     let cfg = super::load_config(global, &args.config)?;
+    super::password::install_key(&cfg)?;
     if args.floor {
         return floor(&cfg);
     }
@@ -439,7 +440,7 @@ pub(super) fn init_file_logging(
         .unwrap_or_else(|_| EnvFilter::new("warn,evm=info,automation=info"));
     let stderr = WarningsOnly(
         tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
+            .with_writer(super::password::MaskedStderr)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
     );
     let _ = tracing_subscriber::registry()
@@ -559,7 +560,8 @@ impl<S: Subscriber> Layer<S> for FileLayer {
         if self.json {
             let mut msg = Message::default();
             event.record(&mut msg);
-            let line = format_line(*meta.level(), &msg.0, self.json, self.target);
+            let text = automate_password::sanitize(&msg.0);
+            let line = format_line(*meta.level(), &text, self.json, self.target);
             if let Ok(mut out) = self.out.lock() {
                 let _ = out.write_all(line.as_bytes());
                 out.line_done();
@@ -570,8 +572,10 @@ impl<S: Subscriber> Layer<S> for FileLayer {
         // line built in between.
         if let Ok(mut out) = self.out.lock() {
             let out = &mut *out;
+            let start = out.line_start();
             write_prefix(out, *meta.level());
             event.record(&mut WriteMessage { out: &mut *out });
+            out.mask_from(start);
             let _ = out.write_all(b"\n");
             out.line_done();
         }
@@ -697,6 +701,34 @@ fn format_line(level: Level, message: &str, json: bool, target: &str) -> String 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_files_mask_encrypted_passwords() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let dir = tempfile::tempdir().unwrap();
+        for json in [false, true] {
+            let path = dir.path().join(format!("evm-{json}.log"));
+            let notice: super::super::logfile::Notice = Box::new(|_: &mut Vec<u8>, _: &str| {});
+            let f = LogFile::open(&path, Rotation::default(), notice, Dropped::default()).unwrap();
+            let out: LogOut = Arc::new(Mutex::new(f));
+            let layer = FileLayer {
+                target: "evm",
+                out: out.clone(),
+                json,
+            };
+            let subscriber = tracing_subscriber::registry().with(layer);
+            tracing::subscriber::with_default(subscriber, || {
+                tracing::callsite::rebuild_interest_cache();
+                tracing::info!(target: "evm", "MIQ(x) uri [miqaedb:/A/B/c?password::pw=v2:{{DUb5th63TM+zIB6RhnTtVg==}}] n={}", 1);
+                tracing::info!(target: "evm", "plain line");
+            });
+            flush(&[out]);
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(text.contains("password::pw=********] n=1"), "{text}");
+            assert!(!text.contains("v2:{"), "{text}");
+            assert!(text.contains("plain line"), "{text}");
+        }
+    }
 
     #[test]
     fn line_format_is_manageiq_like() {

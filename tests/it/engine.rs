@@ -16,7 +16,7 @@
 //! | 3 | path render and split | `item03_path_render_and_split` |
 //! | 4 | delivery URI construction | not ported: `create_automation_object` is the event pipeline's (src/events) |
 //! | 5 | deliver re-queue, `result_format` | not ported: the queue is src/events'; the engine half (retry args) is item 32 |
-//! | 6 | attribute case, instance values, `${miqaedb:}`, passwords | `item06_attribute_case_and_instance_values` (passwords stay masked: no ManageIQ key to decrypt `v2:{...}`) |
+//! | 6 | attribute case, instance values, `${miqaedb:}`, passwords | `item06_attribute_case_and_instance_values` (the password is encrypted under manageiq-password's public test key) |
 //! | 7 | relationships, wildcard, messages | `item07_relationships_wildcards_and_messages` |
 //! | 8 | cyclical relationships | `item08_cyclical_relationship` |
 //! | 9 | invalid paths | `item09_invalid_paths` |
@@ -653,12 +653,26 @@ fn item06_attribute_case_and_instance_values(b: Backend) {
     assert_eq!(root_text(&run(&e, "/EVM/AUTOMATE/test2"), "attr1"), "TEST2");
     assert_eq!(root_text(&run(&e, "/EVM/AUTOMATE/test1"), "attr1"), "frank");
     assert_eq!(root_text(&run(&e, "/EVM/AUTOMATE/test4"), "attr1"), "frank");
-    let ws = run(&e, "/EVM/AUTOMATE/test_password");
+    // The password attribute decrypts (the value is "test" under
+    // manageiq-password's public test key) and shows masked.
+    let keyed = e
+        .engine
+        .clone()
+        .with_password_key(Some(Arc::new(super::password::spec_key())));
+    let ws = run(&keyed, "/EVM/AUTOMATE/test_password");
     assert_eq!(
         ws.root_attr("password"),
-        Some(&AttrValue::Password("v2:{c5qTeiuz6JgbBOiDqp3eiQ==}".into()))
+        Some(&AttrValue::Password("test".into()))
     );
     assert_eq!(root_text(&ws, "password"), "********");
+    // Without the key it does not: an error naming the field.
+    let err = e
+        .instantiate("/EVM/AUTOMATE/test_password", &[])
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("password field [password]"),
+        "{err}"
+    );
 }
 
 fn item07_relationships_wildcards_and_messages(b: Backend) {

@@ -33,6 +33,7 @@ mod legacy;
 mod methods;
 mod metrics;
 mod operations;
+mod password;
 mod pipeline;
 mod reload;
 mod requests;

@@ -57,8 +57,8 @@ pub fn format_float(f: f64) -> String {
 }
 
 /// One attribute value: the Ruby types Automate attributes take, with nil
-/// kept apart from `""`.
-#[derive(Debug, Clone, PartialEq)]
+/// kept apart from `""`. Its `Debug` masks a password's clear text.
+#[derive(Clone, PartialEq)]
 pub enum AttrValue {
     /// Ruby's `nil`: unset, not the empty string.
     Nil,
@@ -80,6 +80,24 @@ pub enum AttrValue {
     Password(String),
     /// A reference to an object of the store (`EventStream::event_stream=1`).
     Object(VmdbRef),
+}
+
+impl std::fmt::Debug for AttrValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AttrValue::Nil => f.write_str("Nil"),
+            AttrValue::Str(s) => f.debug_tuple("Str").field(s).finish(),
+            AttrValue::Int(i) => f.debug_tuple("Int").field(i).finish(),
+            AttrValue::Float(x) => f.debug_tuple("Float").field(x).finish(),
+            AttrValue::Bool(b) => f.debug_tuple("Bool").field(b).finish(),
+            AttrValue::Symbol(s) => f.debug_tuple("Symbol").field(s).finish(),
+            AttrValue::Array(a) => f.debug_tuple("Array").field(a).finish(),
+            AttrValue::Hash(h) => f.debug_tuple("Hash").field(h).finish(),
+            // Never the clear text: `{:?}` ends up in logs and panics.
+            AttrValue::Password(_) => f.debug_tuple("Password").field(&"********").finish(),
+            AttrValue::Object(r) => f.debug_tuple("Object").field(r).finish(),
+        }
+    }
 }
 
 impl AttrValue {
@@ -286,6 +304,19 @@ pub type Attributes = indexmap::IndexMap<String, AttrValue, rustc_hash::FxBuildH
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_never_show_their_clear_text() {
+        let p = AttrValue::Password("s3cret".into());
+        assert_eq!(p.to_text(), "********");
+        assert_eq!(p.inspect(), "\"********\"");
+        let nested = AttrValue::Array(vec![p.clone(), AttrValue::str("x")]);
+        assert_eq!(
+            format!("{nested:?}"),
+            r#"Array([Password("********"), Str("x")])"#
+        );
+        assert!(!format!("{p:?} {nested:?} {}", nested.inspect()).contains("s3cret"));
+    }
 
     #[test]
     fn delivery_attrs_inspect_as_ruby_hashes_with_symbol_keys() {

@@ -5,8 +5,23 @@ use automate_core::value::AttrValue;
 use automate_vmdb::{base_class, ObjectStore};
 
 /// Converts `value` to `datatype`. Blank values are returned unchanged.
+/// A `password` value is decrypted with no key: only blank, `v2:{}` and
+/// errors come out ([`convert_with`] takes the key).
 pub fn convert(
     store: &dyn ObjectStore,
+    value: AttrValue,
+    datatype: &str,
+) -> Result<AttrValue, EngineError> {
+    convert_with(store, None, value, datatype)
+}
+
+/// [`convert`], decrypting `password` values (ManageIQ's `v2:{...}`)
+/// with `key`, as `MiqAePassword.new(MiqAePassword.decrypt(value))`: a
+/// value that is not encrypted, or does not decrypt, is
+/// [`EngineError::Password`].
+pub fn convert_with(
+    store: &dyn ObjectStore,
+    key: Option<&automate_password::V2Key>,
     value: AttrValue,
     datatype: &str,
 ) -> Result<AttrValue, EngineError> {
@@ -46,11 +61,39 @@ pub fn convert(
                 .map(|s| AttrValue::Str(s.trim().to_string()))
                 .collect(),
         )
-    } else if is("password") {
-        AttrValue::Password(text.clone())
+    } else if datatype == "password" {
+        AttrValue::Password(
+            automate_password::decrypt_with(key, text)
+                .map_err(|e| EngineError::Password(e.to_string()))?,
+        )
     } else {
         return find_object(store, datatype, text);
     })
+}
+
+impl super::Runtime<'_> {
+    /// [`convert_with`] under the engine's v2 key, for the attribute
+    /// `name` of object `id`: a password that does not decrypt names the
+    /// field and the object (`/Domain/ns/Class/instance`).
+    pub(super) fn convert_attr(
+        &self,
+        id: super::ObjectId,
+        name: &str,
+        value: AttrValue,
+        datatype: &str,
+    ) -> Result<AttrValue, EngineError> {
+        let key = self.engine.password_key.as_deref();
+        convert_with(self.engine.store.as_ref(), key, value, datatype).map_err(|e| match e {
+            EngineError::Password(msg) => {
+                let o = &self.ws.objects[id];
+                EngineError::Password(format!(
+                    "password field [{name}] of [/{}/{}/{}]: {msg}",
+                    o.namespace, o.class, o.instance
+                ))
+            }
+            other => other,
+        })
+    }
 }
 
 /// A service-model datatype or query class: the stored object with that id.

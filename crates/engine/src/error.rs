@@ -79,6 +79,10 @@ pub enum EngineError {
     /// object store.
     #[error("{0}")]
     ServiceNotFound(String),
+    /// A `password` field's value that does not decrypt (ManageIQ's
+    /// `ManageIQ::Password::PasswordError`), with the field named.
+    #[error("{0}")]
+    Password(String),
     /// A `collect` expression that cannot be parsed.
     #[error("{0}")]
     InvalidCollection(String),

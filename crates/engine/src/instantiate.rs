@@ -365,7 +365,7 @@ impl Runtime<'_> {
             match classify_arg_key_owned(key) {
                 ArgKey::Plain(name) => self.set_attr_owned(id, name, AttrValue::Str(value)),
                 ArgKey::Typed { datatype, name } => {
-                    let v = convert(store.as_ref(), AttrValue::Str(value), &datatype)?;
+                    let v = self.convert_attr(id, &name, AttrValue::Str(value), &datatype)?;
                     self.set_attr_owned(id, name, v);
                 }
                 ArgKey::ObjectRef { class, name } => {
@@ -432,7 +432,7 @@ impl Runtime<'_> {
         let v = self.get_value(id, field, value, false)?;
         if let Some(v) = v {
             let converted = match &field.datatype {
-                Some(dt) => convert(self.engine.store.as_ref(), v, dt)?,
+                Some(dt) => self.convert_attr(id, &field.name, v, dt)?,
                 None => v,
             };
             if !converted.is_nil() {

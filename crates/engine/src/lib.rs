@@ -72,6 +72,10 @@ pub struct Engine {
     policies: Option<Arc<dyn Policies>>,
     after_delivery: Option<Arc<dyn deliver::AfterDelivery>>,
     assertions: Arc<rhai::Engine>,
+    /// The region's v2 key `password` fields decrypt with
+    /// ([`Engine::with_password_key`]; default the process's,
+    /// [`automate_password::process_key`]).
+    password_key: Option<Arc<automate_password::V2Key>>,
     /// Depth limit, tracing and budget ([`Engine::with_options`]).
     pub options: EngineOptions,
 }
@@ -97,8 +101,21 @@ impl Engine {
             policies: None,
             after_delivery: None,
             assertions: Arc::new(assertion_engine()),
+            password_key: automate_password::process_key(),
             options: EngineOptions::default(),
         }
+    }
+
+    /// Decrypts `password` fields' `v2:{...}` values with `key` (`None`:
+    /// such a value is an error naming the field).
+    pub fn with_password_key(mut self, key: Option<Arc<automate_password::V2Key>>) -> Engine {
+        self.password_key = key;
+        self
+    }
+
+    /// The v2 key `password` fields decrypt with, if any.
+    pub fn password_key(&self) -> Option<&Arc<automate_password::V2Key>> {
+        self.password_key.as_ref()
     }
 
     /// Reads and writes stored objects (VMs, events, requests: what
@@ -539,11 +556,17 @@ impl<'e> Runtime<'e> {
         self.ws.roots().first().copied()
     }
 
-    /// Writes a trace line at the current depth, and to `tracing`.
+    /// Writes a trace line at the current depth, and to `tracing`, with
+    /// every encrypted password in it masked (`v2:{...}` → `********`, as
+    /// ManageIQ's logger sanitizes).
     pub fn log(&mut self, level: Level, text: impl Into<String>) {
         let depth = self.stack.len().saturating_sub(1);
         let emit = self.engine.options.emit_tracing;
-        self.ws.push_trace(depth, level, text.into(), emit);
+        let mut text = text.into();
+        if let std::borrow::Cow::Owned(masked) = automate_password::sanitize(&text) {
+            text = masked;
+        }
+        self.ws.push_trace(depth, level, text, emit);
     }
 
     /// Sets an attribute of an object (the name is lower-cased).

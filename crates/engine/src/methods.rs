@@ -431,16 +431,14 @@ impl Runtime<'_> {
                 },
             };
             let value = match (value, &field.datatype) {
-                (Some(v), Some(dt)) => {
-                    Some(super::datatype::convert(self.engine.store.as_ref(), v, dt)?)
-                }
+                (Some(v), Some(dt)) => Some(self.convert_attr(id, &field.name, v, dt)?),
                 (v, _) => v,
             };
             // An attribute of the object feeding a typed input is converted
             // in place too.
             if let Some(dt) = field.datatype.as_deref().filter(|d| *d != "string") {
                 if let Some(attr) = self.attr(id, &field.name).filter(|v| truthy(v)).cloned() {
-                    let converted = super::datatype::convert(self.engine.store.as_ref(), attr, dt)?;
+                    let converted = self.convert_attr(id, &field.name, attr, dt)?;
                     self.set_attr(id, &field.name, converted);
                 }
             }

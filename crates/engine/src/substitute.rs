@@ -264,7 +264,7 @@ impl Runtime<'_> {
                 let v = self.get_value(scratch, field, value, false)?;
                 if let Some(v) = v {
                     let v = match &field.datatype {
-                        Some(dt) => super::datatype::convert(self.engine.store.as_ref(), v, dt)?,
+                        Some(dt) => self.convert_attr(scratch, &field.name, v, dt)?,
                         None => v,
                     };
                     if !v.is_nil() {

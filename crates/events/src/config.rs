@@ -52,10 +52,41 @@ pub struct Config {
     /// `engine`: what one instantiation may spend.
     #[serde(default)]
     pub engine: EngineConfig,
+    /// `password`: where the region's v2 key is, for `password` fields'
+    /// `v2:{...}` values (docs/configuration.md).
+    #[serde(default)]
+    pub password: PasswordConfig,
     /// `cluster`: PostgreSQL and NATS JetStream shared by several nodes
     /// (docs/cluster.md). Absent: the embedded mode (one process, redb).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterConfig>,
+}
+
+/// `password:`: ManageIQ's v2 key, which decrypts `password` fields'
+/// `v2:{...}` values.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PasswordConfig {
+    /// `key_file`: the `v2_key` file (relative to the config file). Absent:
+    /// `$KEY_ROOT/v2_key` when `KEY_ROOT` is set, else no key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+}
+
+impl PasswordConfig {
+    /// The v2 key: `key_file`, else `<key_root>/v2_key` (the `KEY_ROOT`
+    /// the caller read), else none. A file named but missing or malformed
+    /// is an error naming it.
+    pub fn load_key(
+        &self,
+        key_root: Option<&Path>,
+    ) -> Result<Option<automate_password::V2Key>, automate_password::PasswordError> {
+        match (&self.key_file, key_root) {
+            (Some(path), _) => automate_password::V2Key::load(path).map(Some),
+            (None, Some(root)) => automate_password::V2Key::from_key_root(root).map(Some),
+            (None, None) => Ok(None),
+        }
+    }
 }
 
 /// `cluster:`: where the shared PostgreSQL and NATS are, and this node's
@@ -998,6 +1029,9 @@ impl Config {
         if self.log.dir.is_relative() {
             self.log.dir = base.join(&self.log.dir);
         }
+        if let Some(key) = self.password.key_file.as_mut().filter(|k| k.is_relative()) {
+            *key = base.join(&*key);
+        }
         for p in &mut self.providers {
             if let CatcherConfig::Jsonl(j) = &mut p.catcher {
                 if j.path != "-" && Path::new(&j.path).is_relative() {
@@ -1197,6 +1231,51 @@ mod tests {
         assert!(
             Config::from_yaml(&format!("{base}engine: {{max_object: 5}}\n"), "t.yaml").is_err()
         );
+    }
+
+    /// `password.key_file` is relative to the config file, wins over
+    /// `KEY_ROOT`, and a bad one is an error naming the file.
+    #[test]
+    fn password_key_file_is_read_relative_to_the_config() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let certs = dir.path().join("certs");
+        std::fs::create_dir_all(&certs).expect("dir");
+        let key = automate_password::V2Key::from_bytes([3; 32], None, "k");
+        std::fs::write(certs.join("v2_key"), key.to_yaml()).expect("written");
+        let path = dir.path().join("automate.yaml");
+        let base = "providers:\n  - {name: r, type: RHEVM, hostname: h, userid: u, catcher: {kind: simulate}}\n";
+        std::fs::write(
+            &path,
+            format!("{base}password: {{key_file: certs/v2_key}}\n"),
+        )
+        .expect("w");
+        let cfg = Config::load(&path).expect("valid");
+        assert_eq!(cfg.password.key_file, Some(certs.join("v2_key")));
+        let loaded = cfg
+            .password
+            .load_key(Some(Path::new("/nowhere")))
+            .expect("key");
+        assert_eq!(
+            loaded.expect("some").decrypt(&key.encrypt("x")),
+            Ok("x".into())
+        );
+        // Absent: KEY_ROOT's, else none.
+        let none = Config::from_yaml(base, "t.yaml").expect("valid");
+        assert_eq!(none.password.load_key(None), Ok(None));
+        assert!(none.password.load_key(Some(&certs)).expect("key").is_some());
+        let err = none
+            .password
+            .load_key(Some(Path::new("/nowhere")))
+            .unwrap_err();
+        assert!(err.to_string().contains("/nowhere/v2_key"), "{err}");
+        std::fs::write(&path, format!("{base}password: {{key_file: missing}}\n")).expect("w");
+        let err = Config::load(&path)
+            .expect("valid")
+            .password
+            .load_key(None)
+            .unwrap_err();
+        assert!(err.to_string().contains("missing"), "{err}");
+        assert!(Config::from_yaml(&format!("{base}password: {{keyfile: x}}\n"), "t.yaml").is_err());
     }
 
     /// The token the command line passes (`AUTOMATE_API_TOKEN`) replaces

@@ -652,6 +652,33 @@ fn register_ae_object(engine: &mut rhai::Engine) {
             })
         },
     );
+    // `encrypted?(k)`: the attribute is a password.
+    engine.register_fn(
+        "encrypted",
+        |h: &mut AeObject, key: ImmutableString| -> RhaiResult<bool> {
+            with_object(h, |rt, id| {
+                matches!(rt.attr(id, &key), Some(AttrValue::Password(_)))
+            })
+        },
+    );
+    // `encrypted_string(k)`: a password's `v2:{...}` under the region's key
+    // (nil for any other attribute).
+    engine.register_fn(
+        "encrypted_string",
+        |h: &mut AeObject, key: ImmutableString| -> RhaiResult<Dynamic> {
+            with_object(h, |rt, id| match rt.attr(id, &key) {
+                Some(AttrValue::Password(p)) => match rt.engine().password_key() {
+                    Some(k) => Ok(Dynamic::from(k.encrypt(p))),
+                    None => Err(format!(
+                        "encrypted_string(\"{key}\"): {}",
+                        automate_password::PasswordError::NoKey
+                    )
+                    .into()),
+                },
+                _ => Ok(Dynamic::UNIT),
+            })?
+        },
+    );
     engine.register_get("attributes", |h: &mut AeObject| -> RhaiResult<Map> {
         with_object(h, |rt, id| {
             rt.ws.objects[id]

@@ -187,7 +187,7 @@ k.instance("test1")
 k.instance("test2", {"aTTr1": "TEST2"})
 k.instance("test3", {"aTTr1": "Gregg ${miqaedb:///EVM/AUTOMATE/test2/attr1} Oleg"})
 k.instance("test4", {"aTTr1": "${miqaedb:///EVM/AUTOMATE/test1/attr1}"})
-k.instance("test_password", {"password": "v2:{c5qTeiuz6JgbBOiDqp3eiQ==}"})
+k.instance("test_password", {"password": "v2:{DUb5th63TM+zIB6RhnTtVg==}"})
 
 # ---------------------------------------------------------------------------
 # item 07: relationships, wildcards, messages (spec/data/relation).
