@@ -18,7 +18,7 @@ use automate_engine::deliver::{
 use automate_engine::{
     inspect_delivery_attrs, AttrValue, Attributes, Engine, EngineError, Workspace,
 };
-use automate_vmdb::{ObjectStore, Schedule, StoreError, VmdbRef};
+use automate_vmdb::{ObjectStore, ReadAhead, Schedule, StoreError, VmdbRef};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -236,6 +236,46 @@ impl Handler {
         Ok(r)
     }
 
+    /// Reads ahead, in `engine`'s object store, what handling `events`
+    /// will look up: each event's de-duplication key, its VM and its host
+    /// by provider reference ([`ObjectStore::read_ahead`]: one round trip
+    /// for a batch on PostgreSQL, nothing on a local store). A pipeline
+    /// worker calls it with its batch before handling it; a failure is
+    /// logged and left to the lookups themselves.
+    pub fn read_ahead_in<'a>(
+        &self,
+        engine: &Engine,
+        events: impl IntoIterator<Item = (&'a Provider, &'a ProviderEvent)>,
+    ) {
+        let store = engine.store().as_ref();
+        let mut wants = ReadAhead::default();
+        for (provider, ev) in events {
+            if ev.event_type.trim().is_empty() {
+                continue;
+            }
+            let Ok(ems) = self.provider_ref_in(store, provider) else {
+                continue;
+            };
+            wants.by.push((
+                "EventStream",
+                "dedup_key",
+                AttrValue::Str(dedup_key(ev, ems.id)),
+            ));
+            if let Some(r) = &ev.host_ems_ref {
+                wants.refs.push(("Host", ems.id, r.clone()));
+            }
+            if let Some(r) = &ev.vm_ems_ref {
+                wants.refs.push(("VmOrTemplate", ems.id, r.clone()));
+            }
+        }
+        if wants.is_empty() {
+            return;
+        }
+        if let Err(e) = store.read_ahead(&wants) {
+            tracing::warn!(target: "evm", "MIQ(EmsEventHandler-handle_event) reading ahead for a batch of {} events failed (each looks up for itself): {e}", wants.by.len());
+        }
+    }
+
     /// Handles one event end to end, with the handler's engine (and its
     /// object store).
     pub fn handle(
@@ -267,14 +307,7 @@ impl Handler {
             ev.event_type, chain, ems.id
         );
         self.log.info_fmt(format_args!("{processing}"));
-        let key = format!(
-            "{}|{}|{}|{}|{}",
-            ev.event_type,
-            ev.timestamp,
-            chain,
-            ems.id,
-            ev.vm_ems_ref.as_deref().unwrap_or("")
-        );
+        let key = dedup_key(ev, ems.id);
         // A failed read fails the event (the caller retries it): it must
         // not pass for "not stored yet" and store the event twice.
         if let Some(existing) = store
@@ -476,6 +509,19 @@ impl Handler {
             Err(e) => find()?.ok_or(HandlerError::from(e)),
         }
     }
+}
+
+/// ManageIQ's de-duplication key of an event on provider `ems_id`: event
+/// type, timestamp, chain id, provider, VM reference.
+fn dedup_key(ev: &ProviderEvent, ems_id: i64) -> String {
+    format!(
+        "{}|{}|{}|{}|{}",
+        ev.event_type,
+        ev.timestamp,
+        ev.chain_id.as_deref().unwrap_or(""),
+        ems_id,
+        ev.vm_ems_ref.as_deref().unwrap_or("")
+    )
 }
 
 /// The first object of `class` with `attr == value`, created if none.
