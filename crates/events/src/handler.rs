@@ -587,6 +587,8 @@ mod tests {
     struct FlakyStore {
         inner: MemoryStore,
         failing: AtomicBool,
+        /// What [`ObjectStore::read_ahead`] was asked for.
+        ahead: Mutex<Vec<ReadAhead>>,
     }
 
     impl FlakyStore {
@@ -636,6 +638,78 @@ mod tests {
             self.check()?;
             self.inner.find_by(class, attr, value)
         }
+
+        fn read_ahead(&self, wants: &ReadAhead) -> Result<(), StoreError> {
+            self.ahead.lock().expect("lock").push(wants.clone());
+            self.check()
+        }
+    }
+
+    /// The read-ahead asks for what handling then looks up: each event's
+    /// dedup key (the one stored), its host and VM by reference; an event
+    /// without a type is left out, and a failed read-ahead fails nothing.
+    #[test]
+    fn a_batch_is_read_ahead_with_the_lookups_its_handling_makes() {
+        let store = Arc::new(FlakyStore::default());
+        let ds = Datastore::from_domains(std::path::Path::new("."), &[]);
+        let engine = Engine::new(Arc::new(ds)).with_store(store.clone());
+        let handler = Handler::new(engine.clone(), EvmLog::discarding()).expect("handler");
+        let provider = Provider {
+            name: "vc".into(),
+            kind: "VMWARE".into(),
+            hostname: "vc".into(),
+            userid: "admin".into(),
+        };
+        let ev = |t: &str, vm: Option<&str>, host: Option<&str>| ProviderEvent {
+            event_type: t.into(),
+            timestamp: "2024-01-01T00:00:00Z".into(),
+            chain_id: Some("7".into()),
+            vm_ems_ref: vm.map(String::from),
+            vm_name: None,
+            host_ems_ref: host.map(String::from),
+            host_name: None,
+            full_data: serde_json::Value::Null,
+        };
+        let batch = [
+            ev("VmPoweredOnEvent", Some("vm-1"), Some("host-1")),
+            ev(" ", Some("vm-2"), None),
+            ev("AlarmStatusChangedEvent", None, None),
+        ];
+        // The provider known (the dispatcher makes it before any batch).
+        let ems = handler.provider_ref(&provider).expect("provider").id;
+        store.failing.store(true, Ordering::SeqCst);
+        handler.read_ahead_in(&engine, batch.iter().map(|e| (&provider, e)));
+        store.failing.store(false, Ordering::SeqCst);
+        let asked = store.ahead.lock().expect("lock").clone();
+        assert_eq!(asked.len(), 1, "one read-ahead for the batch");
+        assert_eq!(
+            asked[0].refs,
+            [
+                ("Host", ems, "host-1".to_string()),
+                ("VmOrTemplate", ems, "vm-1".to_string())
+            ]
+        );
+        let mut stored_keys = Vec::new();
+        for e in [&batch[0], &batch[2]] {
+            let out = handler.handle(&provider, e).expect("handled");
+            let row = VmdbRef {
+                class: Arc::from("EmsEvent"),
+                id: out.event_id,
+            };
+            stored_keys.push(
+                store
+                    .inner
+                    .attribute(&row, "dedup_key")
+                    .expect("read")
+                    .expect("key"),
+            );
+        }
+        let asked_keys: Vec<AttrValue> = asked[0].by.iter().map(|(_, _, k)| k.clone()).collect();
+        assert_eq!(asked_keys, stored_keys);
+        assert!(asked[0]
+            .by
+            .iter()
+            .all(|(c, a, _)| (*c, *a) == ("EventStream", "dedup_key")));
     }
 
     #[test]

@@ -136,10 +136,7 @@ impl UnitView {
             let by_all = by_asked.iter().map(|((base, attr), keys)| {
                 let c = &c;
                 async move {
-                    let st = c
-                        .prepare_cached(&by_sql(attr))
-                        .await
-                        .map_err(sql_error)?;
+                    let st = c.prepare_cached(&by_sql(attr)).await.map_err(sql_error)?;
                     let rows = c.query(&st, &[base, keys]).await.map_err(sql_error)?;
                     decode(&rows, true)
                 }
