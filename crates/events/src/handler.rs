@@ -18,7 +18,7 @@ use automate_engine::deliver::{
 use automate_engine::{
     inspect_delivery_attrs, AttrValue, Attributes, Engine, EngineError, Workspace,
 };
-use automate_vmdb::{ObjectStore, Schedule, StoreError, VmdbRef};
+use automate_vmdb::{ObjectStore, ReadAhead, Schedule, StoreError, VmdbRef};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -236,6 +236,46 @@ impl Handler {
         Ok(r)
     }
 
+    /// Reads ahead, in `engine`'s object store, what handling `events`
+    /// will look up: each event's de-duplication key, its VM and its host
+    /// by provider reference ([`ObjectStore::read_ahead`]: one round trip
+    /// for a batch on PostgreSQL, nothing on a local store). A pipeline
+    /// worker calls it with its batch before handling it; a failure is
+    /// logged and left to the lookups themselves.
+    pub fn read_ahead_in<'a>(
+        &self,
+        engine: &Engine,
+        events: impl IntoIterator<Item = (&'a Provider, &'a ProviderEvent)>,
+    ) {
+        let store = engine.store().as_ref();
+        let mut wants = ReadAhead::default();
+        for (provider, ev) in events {
+            if ev.event_type.trim().is_empty() {
+                continue;
+            }
+            let Ok(ems) = self.provider_ref_in(store, provider) else {
+                continue;
+            };
+            wants.by.push((
+                "EventStream",
+                "dedup_key",
+                AttrValue::Str(dedup_key(ev, ems.id)),
+            ));
+            if let Some(r) = &ev.host_ems_ref {
+                wants.refs.push(("Host", ems.id, r.clone()));
+            }
+            if let Some(r) = &ev.vm_ems_ref {
+                wants.refs.push(("VmOrTemplate", ems.id, r.clone()));
+            }
+        }
+        if wants.is_empty() {
+            return;
+        }
+        if let Err(e) = store.read_ahead(&wants) {
+            tracing::warn!(target: "evm", "MIQ(EmsEventHandler-handle_event) reading ahead for a batch of {} events failed (each looks up for itself): {e}", wants.by.len());
+        }
+    }
+
     /// Handles one event end to end, with the handler's engine (and its
     /// object store).
     pub fn handle(
@@ -267,14 +307,7 @@ impl Handler {
             ev.event_type, chain, ems.id
         );
         self.log.info_fmt(format_args!("{processing}"));
-        let key = format!(
-            "{}|{}|{}|{}|{}",
-            ev.event_type,
-            ev.timestamp,
-            chain,
-            ems.id,
-            ev.vm_ems_ref.as_deref().unwrap_or("")
-        );
+        let key = dedup_key(ev, ems.id);
         // A failed read fails the event (the caller retries it): it must
         // not pass for "not stored yet" and store the event twice.
         if let Some(existing) = store
@@ -478,6 +511,19 @@ impl Handler {
     }
 }
 
+/// ManageIQ's de-duplication key of an event on provider `ems_id`: event
+/// type, timestamp, chain id, provider, VM reference.
+fn dedup_key(ev: &ProviderEvent, ems_id: i64) -> String {
+    format!(
+        "{}|{}|{}|{}|{}",
+        ev.event_type,
+        ev.timestamp,
+        ev.chain_id.as_deref().unwrap_or(""),
+        ems_id,
+        ev.vm_ems_ref.as_deref().unwrap_or("")
+    )
+}
+
 /// The first object of `class` with `attr == value`, created if none.
 fn ensure_one(
     store: &dyn ObjectStore,
@@ -541,6 +587,8 @@ mod tests {
     struct FlakyStore {
         inner: MemoryStore,
         failing: AtomicBool,
+        /// What [`ObjectStore::read_ahead`] was asked for.
+        ahead: Mutex<Vec<ReadAhead>>,
     }
 
     impl FlakyStore {
@@ -590,6 +638,78 @@ mod tests {
             self.check()?;
             self.inner.find_by(class, attr, value)
         }
+
+        fn read_ahead(&self, wants: &ReadAhead) -> Result<(), StoreError> {
+            self.ahead.lock().expect("lock").push(wants.clone());
+            self.check()
+        }
+    }
+
+    /// The read-ahead asks for what handling then looks up: each event's
+    /// dedup key (the one stored), its host and VM by reference; an event
+    /// without a type is left out, and a failed read-ahead fails nothing.
+    #[test]
+    fn a_batch_is_read_ahead_with_the_lookups_its_handling_makes() {
+        let store = Arc::new(FlakyStore::default());
+        let ds = Datastore::from_domains(std::path::Path::new("."), &[]);
+        let engine = Engine::new(Arc::new(ds)).with_store(store.clone());
+        let handler = Handler::new(engine.clone(), EvmLog::discarding()).expect("handler");
+        let provider = Provider {
+            name: "vc".into(),
+            kind: "VMWARE".into(),
+            hostname: "vc".into(),
+            userid: "admin".into(),
+        };
+        let ev = |t: &str, vm: Option<&str>, host: Option<&str>| ProviderEvent {
+            event_type: t.into(),
+            timestamp: "2024-01-01T00:00:00Z".into(),
+            chain_id: Some("7".into()),
+            vm_ems_ref: vm.map(String::from),
+            vm_name: None,
+            host_ems_ref: host.map(String::from),
+            host_name: None,
+            full_data: serde_json::Value::Null,
+        };
+        let batch = [
+            ev("VmPoweredOnEvent", Some("vm-1"), Some("host-1")),
+            ev(" ", Some("vm-2"), None),
+            ev("AlarmStatusChangedEvent", None, None),
+        ];
+        // The provider known (the dispatcher makes it before any batch).
+        let ems = handler.provider_ref(&provider).expect("provider").id;
+        store.failing.store(true, Ordering::SeqCst);
+        handler.read_ahead_in(&engine, batch.iter().map(|e| (&provider, e)));
+        store.failing.store(false, Ordering::SeqCst);
+        let asked = store.ahead.lock().expect("lock").clone();
+        assert_eq!(asked.len(), 1, "one read-ahead for the batch");
+        assert_eq!(
+            asked[0].refs,
+            [
+                ("Host", ems, "host-1".to_string()),
+                ("VmOrTemplate", ems, "vm-1".to_string())
+            ]
+        );
+        let mut stored_keys = Vec::new();
+        for e in [&batch[0], &batch[2]] {
+            let out = handler.handle(&provider, e).expect("handled");
+            let row = VmdbRef {
+                class: Arc::from("EmsEvent"),
+                id: out.event_id,
+            };
+            stored_keys.push(
+                store
+                    .inner
+                    .attribute(&row, "dedup_key")
+                    .expect("read")
+                    .expect("key"),
+            );
+        }
+        let asked_keys: Vec<AttrValue> = asked[0].by.iter().map(|(_, _, k)| k.clone()).collect();
+        assert_eq!(asked_keys, stored_keys);
+        assert!(asked[0]
+            .by
+            .iter()
+            .all(|(c, a, _)| (*c, *a) == ("EventStream", "dedup_key")));
     }
 
     #[test]

@@ -565,9 +565,10 @@ impl Reader<'_> {
             return Ok(Vec::new());
         };
         let attr = attr.to_ascii_lowercase();
-        let rows = self.store.db_find_by(base, &attr, value)?;
         let Some(u) = self.unit else {
-            return Ok(rows
+            return Ok(self
+                .store
+                .db_find_by(base, &attr, value)?
                 .into_iter()
                 .map(|(id, o)| VmdbRef {
                     class: Arc::from(o.class.as_str()),
@@ -575,8 +576,16 @@ impl Reader<'_> {
                 })
                 .collect());
         };
-        let mut ids: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
-        u.remember(base, rows)?;
+        // The table's answer: read ahead for the batch, else read now.
+        let mut ids = match u.take_ahead(base, &attr, value)? {
+            Some(ids) => ids,
+            None => {
+                let rows = self.store.db_find_by(base, &attr, value)?;
+                let ids: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
+                u.remember(base, rows)?;
+                ids
+            }
+        };
         ids.extend(u.candidates(base, &attr, value)?);
         ids.sort_unstable();
         ids.dedup();
@@ -615,6 +624,9 @@ impl Reader<'_> {
         };
         if let Some(found) = u.find_ref(base, ems_id, r)? {
             return Ok(Some(found));
+        }
+        if u.take_absent_ref(base, ems_id, r)? {
+            return Ok(None);
         }
         let rows = self.store.db_find_by_ref(base, ems_id, r)?;
         let last = rows.last().map(|(id, _)| *id);

@@ -115,6 +115,21 @@ pub trait ObjectStore: Send + Sync {
         Ok(None)
     }
 
+    /// Reads ahead for a batch: the lookups in `wants` are about to be
+    /// made ([`ObjectStore::find_by`], [`ObjectStore::find_by_ems_ref`]),
+    /// one each. A store whose reads are round trips (PostgreSQL's unit of
+    /// work) reads them all in one go and answers each of those lookups
+    /// once from what it read (its own writes still seen first, as always);
+    /// a local store (redb, [`MemoryStore`]) has nothing to gain and does
+    /// nothing, the default. It never changes what a lookup answers beyond
+    /// the moment it is read at: an answer read ahead is as old as the
+    /// read-ahead, as a lookup's answer is as old as the lookup. A failed
+    /// read-ahead is no failed lookup: the caller may ignore it (the
+    /// lookups then read for themselves).
+    fn read_ahead(&self, _wants: &ReadAhead) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// A point in this view's unit of work to come back to with
     /// [`ObjectStore::rollback_to`] (`UnitStore`'s); `None` when writes
     /// are not buffered (a store's own writes cannot be taken back).
@@ -127,6 +142,22 @@ pub trait ObjectStore: Send + Sync {
 
     /// Keeps the writes made since `sp`.
     fn release_savepoint(&self, _sp: Savepoint) {}
+}
+
+/// The lookups a batch is about to make, for [`ObjectStore::read_ahead`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReadAhead {
+    /// `find_by(class, attr, value)` lookups: (class, attribute, value).
+    pub by: Vec<(&'static str, &'static str, AttrValue)>,
+    /// `find_by_ems_ref(class, ems_id, ems_ref)` lookups.
+    pub refs: Vec<(&'static str, i64, String)>,
+}
+
+impl ReadAhead {
+    /// No lookups.
+    pub fn is_empty(&self) -> bool {
+        self.by.is_empty() && self.refs.is_empty()
+    }
 }
 
 /// A point in a unit of work's writes: see [`ObjectStore::savepoint`].

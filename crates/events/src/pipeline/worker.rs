@@ -162,6 +162,9 @@ fn handle_batch(
         retries: Vec::new(),
         failed: Vec::new(),
     };
+    // The batch's lookups in one go (a round trip per batch, not per
+    // event, on a store whose reads are round trips).
+    handler.read_ahead_in(engine, batch.iter().map(|e| (&*e.provider, &e.event)));
     for ev in batch {
         if ev.attempts > 1 {
             bump(&counters.redelivered, 1);

@@ -26,11 +26,13 @@ use automate_vmdb::{
     base_class, CommitAnswer, Committing, HandOver, ObjectStore, PipelineUnit, Savepoint,
     StoreError, StoredObject, UnitOfWork, VmdbRef, WorkItem,
 };
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 use tokio_postgres::types::ToSql;
+
+mod ahead;
 
 /// A unit's writes, to commit in one transaction.
 #[derive(Debug, Default)]
@@ -458,6 +460,13 @@ struct UnitState {
     cache: HashMap<Key, Option<Obj>>,
     /// Provider references found in the table in this batch.
     refs: HashMap<(&'static str, i64, String), i64>,
+    /// `find_by` answers read ahead ([`ObjectStore::read_ahead`]): the ids
+    /// of the table's objects of (base, indexed attribute, key text); each
+    /// answers one lookup.
+    ahead: HashMap<(&'static str, &'static str, String), Vec<i64>>,
+    /// Provider references read ahead and not in the table; each answers
+    /// one lookup.
+    absent_refs: HashSet<(&'static str, i64, String)>,
     undo: Option<Vec<Undo>>,
     savepoints: usize,
 }
@@ -563,6 +572,8 @@ impl UnitState {
         self.savepoints = 0;
         self.cache.clear();
         self.refs.clear();
+        self.ahead.clear();
+        self.absent_refs.clear();
         let pending = std::mem::take(&mut self.pending);
         let order = std::mem::take(&mut self.order);
         let index = std::mem::take(&mut self.index);
@@ -813,7 +824,9 @@ impl ObjectStore for UnitView {
                 class: class.to_string(),
                 attrs,
             });
-            self.lock()?.cache.insert((base, r.id), Some(obj));
+            let mut s = self.lock()?;
+            ahead::created_now(&mut s, base, r.id, &obj);
+            s.cache.insert((base, r.id), Some(obj));
         }
         Ok(r)
     }
@@ -850,6 +863,11 @@ impl ObjectStore for UnitView {
         ems_ref: &str,
     ) -> Result<Option<VmdbRef>, StoreError> {
         self.reader().find_by_ems_ref(class, ems_id, ems_ref)
+    }
+
+    /// The batch's lookups in one round trip: see [`ahead`].
+    fn read_ahead(&self, wants: &automate_vmdb::ReadAhead) -> Result<(), StoreError> {
+        self.read_ahead_batch(wants)
     }
 
     /// A point in the unit to come back to (savepoints nest); `None` only
