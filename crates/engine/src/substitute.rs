@@ -312,7 +312,13 @@ impl Runtime<'_> {
                     None => Err(undefined()),
                 },
                 ("[]", Some(key)) => Ok(store.attribute(r, key)?.unwrap_or(AttrValue::Nil)),
-                (_, None) => store.attribute(r, name)?.ok_or_else(undefined),
+                // The service model's reads: associations, computed
+                // attributes, ManageIQ's NoMethodError (logged, nil).
+                (_, None) => match automate_vmdb::service_model::read(store, r, name) {
+                    Ok(v) => Ok(v),
+                    Err(automate_vmdb::service_model::ReadError::NoMethod(e)) => Err(e.to_string()),
+                    Err(automate_vmdb::service_model::ReadError::Store(e)) => return Err(e.into()),
+                },
                 _ => Err(undefined()),
             });
         }

@@ -56,12 +56,14 @@ pub struct AeObject {
 }
 
 /// An object of the object store (`evm.vmdb("vm", id)`, `evm.root["vm"]`):
-/// `vm["name"]` / `vm.name` read its attributes, `vm["x"] = v` writes one.
+/// `vm["name"]` / `vm.name` read it by the service model's rules
+/// ([`super::service_model`]), `vm["x"] = v` writes one attribute.
 #[derive(Debug, Clone)]
 pub struct VmdbObject(pub VmdbRef);
 
 /// A service-model class (`evm.vmdb("vm")`): `.find(id)`,
-/// `.where(attr, value)`, `.find_by(attr, value)`.
+/// `.find_by(attr, value)`, and the queries of [`super::service_model`]
+/// (`.where(...)`, `.all()`, `.order(...)`, `.limit(n)`, `.count()`).
 #[derive(Debug, Clone)]
 pub struct VmdbClass(pub String);
 
@@ -552,10 +554,6 @@ pub(crate) fn register(engine: &mut rhai::Engine) {
         },
     );
     engine.register_fn(
-        "where",
-        |c: &mut VmdbClass, attr: ImmutableString, value: Dynamic| vmdb_where(&c.0, &attr, value),
-    );
-    engine.register_fn(
         "find_by",
         |c: &mut VmdbClass, attr: ImmutableString, value: Dynamic| -> RhaiResult<Dynamic> {
             Ok(vmdb_where(&c.0, &attr, value)?
@@ -582,6 +580,7 @@ pub(crate) fn register(engine: &mut rhai::Engine) {
 
     register_ae_object(engine);
     register_vmdb_object(engine);
+    super::service_model::register(engine);
 }
 
 fn raise_from_script(name: &str, target: Dynamic, inputs: Map) -> RhaiResult<Dynamic> {
@@ -713,16 +712,6 @@ fn register_ae_object(engine: &mut rhai::Engine) {
 }
 
 fn register_vmdb_object(engine: &mut rhai::Engine) {
-    engine.register_indexer_get(
-        |o: &mut VmdbObject, key: ImmutableString| -> RhaiResult<Dynamic> {
-            if key.eq_ignore_ascii_case("id") {
-                return Ok(Dynamic::from(o.0.id));
-            }
-            with_runtime(|rt, _, _| rt.engine().store().attribute(&o.0, &key))?
-                .map(|v| v.map_or(Dynamic::UNIT, |v| to_dynamic(&v)))
-                .map_err(|e| runtime_error(e.to_string()))
-        },
-    );
     engine.register_indexer_set(
         |o: &mut VmdbObject, key: ImmutableString, value: Dynamic| -> RhaiResult<()> {
             let v = from_dynamic(value);

@@ -5,6 +5,9 @@
 //!   `language: rhai` methods (compile cache, sandbox, embedded methods);
 //! * [`evm`]: the `evm` object scripts see (ManageIQ's `$evm`) and the bridge
 //!   from Rhai natives to the running [`Runtime`](automate_engine::Runtime);
+//! * [`service_model`]: stored objects as ManageIQ's service models
+//!   (associations, computed attributes, `NoMethodError`) and
+//!   `evm.vmdb(...)` queries (`where`, `order`, `limit`, `count`);
 //! * [`builtins`]: [`event_builtins`], the `System/event_handlers` and
 //!   `System/Process` builtins;
 //! * [`events`]: raising generic events (`MiqEvent.raise_evm_event`),
@@ -22,6 +25,7 @@ pub mod builtins;
 pub mod events;
 pub mod evm;
 pub mod rhai_runner;
+pub mod service_model;
 
 pub use builtins::event_builtins;
 pub use rhai_runner::{CompileError, Compiled, RhaiLimits, RhaiRunner};
