@@ -16,6 +16,8 @@ use super::Runtime;
 use automate_core::uri::{self, Scheme, SplitOptions};
 use automate_core::value::AttrValue;
 use automate_datastore::index::{AeType, FieldDef, ValueDef, MISSING};
+use automate_vmdb::service_model::{self, ReadError};
+use automate_vmdb::StoreError;
 
 impl Runtime<'_> {
     /// The value of a field for object `id` (reference §5.2), substituted.
@@ -314,10 +316,12 @@ impl Runtime<'_> {
                 ("[]", Some(key)) => Ok(store.attribute(r, key)?.unwrap_or(AttrValue::Nil)),
                 // The service model's reads: associations, computed
                 // attributes, ManageIQ's NoMethodError (logged, nil).
-                (_, None) => match automate_vmdb::service_model::read(store, r, name) {
+                (_, None) => match service_model::read(store, r, name) {
                     Ok(v) => Ok(v),
-                    Err(automate_vmdb::service_model::ReadError::NoMethod(e)) => Err(e.to_string()),
-                    Err(automate_vmdb::service_model::ReadError::Store(e)) => return Err(e.into()),
+                    Err(ReadError::NoMethod(e)) => Err(e.to_string()),
+                    // A dangling reference: logged, nil, as before.
+                    Err(ReadError::Store(e @ StoreError::NotFound(..))) => Err(e.to_string()),
+                    Err(ReadError::Store(e)) => return Err(e.into()),
                 },
                 _ => Err(undefined()),
             });
