@@ -36,5 +36,6 @@ mod reload;
 mod requests;
 mod rest;
 mod retries;
+mod service_model;
 mod storm;
 mod vmdb;
