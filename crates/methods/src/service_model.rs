@@ -212,7 +212,7 @@ pub(crate) fn register(engine: &mut rhai::Engine) {
         first(with_map(q.0.clone(), m))
     });
     for name in ["to_a", "to_array"] {
-        engine.register_fn(name, |q: &mut VmdbQuery| run(&q.0).map(rhai::Array::from));
+        engine.register_fn(name, |q: &mut VmdbQuery| run(&q.0));
     }
     engine.register_indexer_get(|q: &mut VmdbQuery, i: i64| index(&q.0, i));
     engine.register_fn("to_string", |q: &mut VmdbQuery| format!("{:?}", q.0));

@@ -66,7 +66,7 @@ pub fn resolve<L: Lookup + ?Sized>(
             lookup
                 .find_by(target, fk, &AttrValue::Int(id))?
                 .into_iter()
-                .filter(|r| kind.map_or(true, |templates| is_template(&r.class) == templates))
+                .filter(|r| kind.is_none_or(|templates| is_template(&r.class) == templates))
                 .map(AttrValue::Object)
                 .collect(),
         )));
