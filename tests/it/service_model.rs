@@ -447,6 +447,8 @@ o["find_by_map"] = vms.find_by(#{name: "web2"}).power_state;
 o["none"] = vms.where(#{name: "zzz"}).is_empty();
 o["old_where"] = vms.where("name", "web1")[0].name;
 o["vmdb_where"] = evm.vmdb_where("vm", "name", "web1").len();
+o["stored_query"] = vms.where(#{power_state: "off"});
+o["type_prop"] = vms.find_by(#{name: "web1"}).type;
 "#;
 
 fn method_args(w: &World) -> Vec<(&'static str, String)> {

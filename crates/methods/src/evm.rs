@@ -236,6 +236,11 @@ pub fn from_dynamic(d: Dynamic) -> AttrValue {
     if d.is::<VmdbObject>() {
         return AttrValue::Object(d.cast::<VmdbObject>().0);
     }
+    if d.is::<super::service_model::VmdbQuery>() {
+        // A query stored in an attribute is its objects (ActiveRecord's
+        // relation assigned to `$evm.root[...]`).
+        return super::service_model::query_value(&d.cast::<super::service_model::VmdbQuery>());
+    }
     AttrValue::Str(d.to_string())
 }
 

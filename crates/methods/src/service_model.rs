@@ -16,6 +16,7 @@
 //! `order`, `limit`, `offset`) only adds to it.
 
 use super::evm::{from_dynamic, runtime_error, to_dynamic, with_runtime, VmdbClass, VmdbObject};
+use automate_core::value::AttrValue;
 use automate_vmdb::query::{Order, Query};
 use automate_vmdb::service_model::{self, ReadError};
 use rhai::{Dynamic, EvalAltResult, ImmutableString, Map};
@@ -80,6 +81,22 @@ fn run(q: &Query) -> RhaiResult<Vec<Dynamic>> {
                 .collect()
         })
         .map_err(|e| runtime_error(e.to_string()))
+}
+
+/// A query as an attribute value: the array of its objects (nil, with
+/// a warning, when the store cannot answer).
+pub fn query_value(q: &VmdbQuery) -> AttrValue {
+    with_runtime(|rt, _, _| match rt.engine().store().query(&q.0) {
+        Ok(found) => AttrValue::Array(found.into_iter().map(AttrValue::Object).collect()),
+        Err(e) => {
+            rt.log(
+                automate_engine::Level::Warn,
+                format!("the query on {} could not be read: {e}", q.0.class),
+            );
+            AttrValue::Nil
+        }
+    })
+    .unwrap_or(AttrValue::Nil)
 }
 
 fn count(q: &Query) -> RhaiResult<i64> {
@@ -233,7 +250,6 @@ pub(crate) fn register(engine: &mut rhai::Engine) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use automate_core::value::AttrValue;
 
     #[test]
     fn no_method_text_names_the_method_for_stored_objects_only() {
