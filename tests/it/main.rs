@@ -39,6 +39,7 @@ mod reload;
 mod requests;
 mod rest;
 mod retries;
+mod service_model;
 mod storm;
 mod tags;
 mod vmdb;

@@ -16,6 +16,8 @@ use super::Runtime;
 use automate_core::uri::{self, Scheme, SplitOptions};
 use automate_core::value::AttrValue;
 use automate_datastore::index::{AeType, FieldDef, ValueDef, MISSING};
+use automate_vmdb::service_model::{self, ReadError};
+use automate_vmdb::StoreError;
 
 impl Runtime<'_> {
     /// The value of a field for object `id` (reference §5.2), substituted.
@@ -312,7 +314,15 @@ impl Runtime<'_> {
                     None => Err(undefined()),
                 },
                 ("[]", Some(key)) => Ok(store.attribute(r, key)?.unwrap_or(AttrValue::Nil)),
-                (_, None) => store.attribute(r, name)?.ok_or_else(undefined),
+                // The service model's reads: associations, computed
+                // attributes, ManageIQ's NoMethodError (logged, nil).
+                (_, None) => match service_model::read(store, r, name) {
+                    Ok(v) => Ok(v),
+                    Err(ReadError::NoMethod(e)) => Err(e.to_string()),
+                    // A dangling reference: logged, nil, as before.
+                    Err(ReadError::Store(e @ StoreError::NotFound(..))) => Err(e.to_string()),
+                    Err(ReadError::Store(e)) => return Err(e.into()),
+                },
                 _ => Err(undefined()),
             });
         }

@@ -56,12 +56,14 @@ pub struct AeObject {
 }
 
 /// An object of the object store (`evm.vmdb("vm", id)`, `evm.root["vm"]`):
-/// `vm["name"]` / `vm.name` read its attributes, `vm["x"] = v` writes one.
+/// `vm["name"]` / `vm.name` read it by the service model's rules
+/// ([`super::service_model`]), `vm["x"] = v` writes one attribute.
 #[derive(Debug, Clone)]
 pub struct VmdbObject(pub VmdbRef);
 
 /// A service-model class (`evm.vmdb("vm")`): `.find(id)`,
-/// `.where(attr, value)`, `.find_by(attr, value)`.
+/// `.find_by(attr, value)`, and the queries of [`super::service_model`]
+/// (`.where(...)`, `.all()`, `.order(...)`, `.limit(n)`, `.count()`).
 #[derive(Debug, Clone)]
 pub struct VmdbClass(pub String);
 
@@ -233,6 +235,11 @@ pub fn from_dynamic(d: Dynamic) -> AttrValue {
     }
     if d.is::<VmdbObject>() {
         return AttrValue::Object(d.cast::<VmdbObject>().0);
+    }
+    if d.is::<super::service_model::VmdbQuery>() {
+        // A query stored in an attribute is its objects (ActiveRecord's
+        // relation assigned to `$evm.root[...]`).
+        return super::service_model::query_value(&d.cast::<super::service_model::VmdbQuery>());
     }
     AttrValue::Str(d.to_string())
 }
@@ -552,10 +559,6 @@ pub(crate) fn register(engine: &mut rhai::Engine) {
         },
     );
     engine.register_fn(
-        "where",
-        |c: &mut VmdbClass, attr: ImmutableString, value: Dynamic| vmdb_where(&c.0, &attr, value),
-    );
-    engine.register_fn(
         "find_by",
         |c: &mut VmdbClass, attr: ImmutableString, value: Dynamic| -> RhaiResult<Dynamic> {
             Ok(vmdb_where(&c.0, &attr, value)?
@@ -585,6 +588,7 @@ pub(crate) fn register(engine: &mut rhai::Engine) {
     super::execute::register(engine);
     super::tags::register(engine);
     super::operations::register(engine);
+    super::service_model::register(engine);
 }
 
 fn raise_from_script(name: &str, target: Dynamic, inputs: Map) -> RhaiResult<Dynamic> {
@@ -743,16 +747,6 @@ fn register_ae_object(engine: &mut rhai::Engine) {
 }
 
 fn register_vmdb_object(engine: &mut rhai::Engine) {
-    engine.register_indexer_get(
-        |o: &mut VmdbObject, key: ImmutableString| -> RhaiResult<Dynamic> {
-            if key.eq_ignore_ascii_case("id") {
-                return Ok(Dynamic::from(o.0.id));
-            }
-            with_runtime(|rt, _, _| rt.engine().store().attribute(&o.0, &key))?
-                .map(|v| v.map_or(Dynamic::UNIT, |v| to_dynamic(&v)))
-                .map_err(|e| runtime_error(e.to_string()))
-        },
-    );
     engine.register_indexer_set(
         |o: &mut VmdbObject, key: ImmutableString, value: Dynamic| -> RhaiResult<()> {
             let v = from_dynamic(value);

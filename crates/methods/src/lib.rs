@@ -5,6 +5,9 @@
 //!   `language: rhai` methods (compile cache, sandbox, embedded methods);
 //! * [`evm`]: the `evm` object scripts see (ManageIQ's `$evm`) and the bridge
 //!   from Rhai natives to the running [`Runtime`](automate_engine::Runtime);
+//! * [`service_model`]: stored objects as ManageIQ's service models
+//!   (associations, computed attributes, `NoMethodError`) and
+//!   `evm.vmdb(...)` queries (`where`, `order`, `limit`, `count`);
 //! * [`builtins`]: [`event_builtins`], the `System/event_handlers` and
 //!   `System/Process` builtins;
 //! * [`operations`]: VM operations (`vm.stop()`, `vm.migrate(host)`...)
@@ -31,6 +34,7 @@ pub mod execute;
 pub mod operations;
 pub mod rhai_runner;
 pub mod tags;
+pub mod service_model;
 
 pub use builtins::event_builtins;
 pub use rhai_runner::{CompileError, Compiled, RhaiLimits, RhaiRunner};

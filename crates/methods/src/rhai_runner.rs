@@ -617,6 +617,11 @@ fn describe(err: &EvalAltResult, limits: &RhaiLimits) -> (String, Position, Vec<
             "Method exceeded its limit of {} nested function calls",
             limits.max_call_levels
         ),
+        EvalAltResult::ErrorFunctionNotFound(sig, _)
+            if super::service_model::no_method_text(sig).is_some() =>
+        {
+            super::service_model::no_method_text(sig).unwrap_or_default()
+        }
         EvalAltResult::ErrorRuntime(v, _) => {
             if v.is_string() {
                 v.clone().into_string().unwrap_or_default()

@@ -32,6 +32,7 @@ use automate_core::value::{AttrValue, Attributes};
 use automate_vmdb::associations::{self, as_id, Lookup};
 use automate_vmdb::health::StoreHealth;
 use automate_vmdb::page::{Keep, Page, PageQuery, Pages};
+use automate_vmdb::query::Query;
 use automate_vmdb::served::{BackupReport, ServedStore, ServedUnit};
 use automate_vmdb::{
     base_class, BackendError, ObjectStore, Schedule, StoreError, StoredObject, VmdbRef, REGION_BASE,
@@ -283,6 +284,78 @@ impl PgStore {
                 }
             }
             out.sort_unstable_by_key(|(id, _)| *id);
+            Ok(out)
+        })
+    }
+
+    /// The rows of `base` that `q` selects, unsorted: its conditions on
+    /// the key columns ([`INDEXED`], no nil value) and on `id` are the
+    /// statement's `WHERE` (`k_name = ANY($2)`, through their indexes),
+    /// every condition is checked again here on the decoded attributes
+    /// (exact values: a key column holds text).
+    pub(crate) fn db_query(
+        &self,
+        base: &'static str,
+        q: &Query,
+    ) -> Result<Vec<(VmdbRef, Obj)>, StoreError> {
+        let mut sql = format!("{SELECT} WHERE base = $1");
+        let mut texts: Vec<Vec<String>> = Vec::new();
+        let mut ids: Option<Vec<i64>> = None;
+        for c in &q.conditions {
+            if c.attr == "id" {
+                let these: Vec<i64> = c
+                    .values
+                    .iter()
+                    .filter_map(|v| match v {
+                        AttrValue::Int(i) => Some(*i),
+                        _ => None,
+                    })
+                    .collect();
+                ids = Some(match ids {
+                    Some(prev) => prev.into_iter().filter(|i| these.contains(i)).collect(),
+                    None => these,
+                });
+                continue;
+            }
+            let Some(attr) = INDEXED.iter().find(|a| **a == c.attr) else {
+                continue;
+            };
+            let keys: Option<Vec<String>> = c
+                .values
+                .iter()
+                .map(|v| codec::key_text(v).filter(|k| !k.is_empty()))
+                .collect();
+            if let Some(keys) = keys {
+                texts.push(keys);
+                sql.push_str(&format!(" AND k_{attr} = ANY(${})", texts.len() + 1));
+            }
+        }
+        if ids.is_some() {
+            sql.push_str(&format!(" AND id = ANY(${})", texts.len() + 2));
+        }
+        let q = q.clone();
+        self.run(move |pg| async move {
+            let c = pg.client().await?;
+            let st = c.prepare_cached(&sql).await.map_err(sql_error)?;
+            let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&base];
+            for t in &texts {
+                params.push(t);
+            }
+            if let Some(ids) = &ids {
+                params.push(ids);
+            }
+            let rows = c.query(&st, &params).await.map_err(sql_error)?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let (id, obj) = row_obj(row)?;
+                if q.matches(id, &obj.attrs) {
+                    let r = VmdbRef {
+                        class: Arc::from(obj.class.as_str()),
+                        id,
+                    };
+                    out.push((r, obj));
+                }
+            }
             Ok(out)
         })
     }
@@ -729,6 +802,17 @@ impl ObjectStore for PgStore {
         ems_ref: &str,
     ) -> Result<Option<VmdbRef>, StoreError> {
         self.reader().find_by_ems_ref(class, ems_id, ems_ref)
+    }
+
+    /// One statement ([`PgStore::db_query`]), sorted and paged here.
+    fn query(&self, q: &Query) -> Result<Vec<VmdbRef>, StoreError> {
+        let base = q.base()?;
+        Ok(q.finish(self.db_query(base, q)?))
+    }
+
+    fn count(&self, q: &Query) -> Result<usize, StoreError> {
+        let base = q.base()?;
+        Ok(q.paged_count(self.db_query(base, q)?.len()))
     }
 }
 

@@ -11,6 +11,7 @@ use super::schema::{ATTR_INDEX, EMS_REFS, OBJECTS};
 use super::unit::{poisoned, Unit};
 use super::{backend, RedbStore};
 use automate_core::value::AttrValue;
+use automate_vmdb::query::Query;
 use automate_vmdb::{base_class, StoreError, StoredObject, VmdbRef};
 use redb::ReadableTable;
 use std::collections::BTreeMap;
@@ -327,6 +328,75 @@ impl Reader<'_> {
             Some(id) => self.find(base, id),
             None => Ok(None),
         }
+    }
+
+    /// The objects `q` selects: candidates by id (an `id` condition), by
+    /// the attribute index (the first condition on an indexed attribute
+    /// with no nil value), else a scan of the class; each checked against
+    /// every condition, then sorted and paged.
+    pub(super) fn query(&self, q: &Query) -> Result<Vec<VmdbRef>, StoreError> {
+        Ok(q.finish(self.query_rows(q)?))
+    }
+
+    /// How many objects [`Reader::query`] answers with.
+    pub(super) fn count(&self, q: &Query) -> Result<usize, StoreError> {
+        Ok(q.paged_count(self.query_rows(q)?.len()))
+    }
+
+    fn query_rows(&self, q: &Query) -> Result<Vec<(VmdbRef, Arc<StoredObject>)>, StoreError> {
+        let base = q.base()?;
+        let mut out = Vec::new();
+        let mut take = |id: i64, obj: Arc<StoredObject>| {
+            if q.matches(id, &obj.attrs) {
+                out.push((
+                    VmdbRef {
+                        class: Arc::from(obj.class.as_str()),
+                        id,
+                    },
+                    obj,
+                ));
+            }
+        };
+        let mut ids: Option<Vec<i64>> = None;
+        if let Some(c) = q.conditions.iter().find(|c| c.attr == "id") {
+            ids = Some(
+                c.values
+                    .iter()
+                    .filter_map(|v| match v {
+                        AttrValue::Int(i) => Some(*i),
+                        _ => None,
+                    })
+                    .collect(),
+            );
+        } else if let Some((c, keys)) =
+            q.conditions
+                .iter()
+                .filter(|c| !c.wants_nil())
+                .find_map(|c| {
+                    let keys: Option<Vec<Vec<u8>>> =
+                        c.values.iter().map(|v| index_key(&c.attr, v)).collect();
+                    keys.map(|k| (c, k))
+                })
+        {
+            let mut found = Vec::new();
+            for key in keys {
+                found.extend(self.index.ids(base, &c.attr, &key)?);
+            }
+            ids = Some(found);
+        }
+        match ids {
+            Some(mut ids) => {
+                ids.sort_unstable();
+                ids.dedup();
+                for id in ids {
+                    if let Some(obj) = self.objects.load_obj(base, id)? {
+                        take(id, obj);
+                    }
+                }
+            }
+            None => self.objects.scan(base, &mut take)?,
+        }
+        Ok(out)
     }
 
     pub(super) fn find_by(

@@ -11,6 +11,7 @@ use super::schema::{self, seq_key, OBJECTS, SEQUENCES};
 use super::unit::Unit;
 use super::{backend, Batch};
 use automate_core::value::{AttrValue, Attributes};
+use automate_vmdb::query::Query;
 use automate_vmdb::{base_class, ObjectStore, StoreError, StoredObject, VmdbRef, REGION_BASE};
 use redb::{Database, ReadableTableMetadata};
 use std::fmt;
@@ -339,6 +340,24 @@ impl RedbStore {
         self.layered_in(unit, |r| r.find_by(class, attr, value))
     }
 
+    pub(super) fn query_in(
+        &self,
+        unit: Option<&Mutex<Unit>>,
+        q: &Query,
+    ) -> Result<Vec<VmdbRef>, StoreError> {
+        q.base()?;
+        self.layered_in(unit, |r| r.query(q))
+    }
+
+    pub(super) fn count_in(
+        &self,
+        unit: Option<&Mutex<Unit>>,
+        q: &Query,
+    ) -> Result<usize, StoreError> {
+        q.base()?;
+        self.layered_in(unit, |r| r.count(q))
+    }
+
     pub(super) fn find_by_ems_ref_in(
         &self,
         unit: Option<&Mutex<Unit>>,
@@ -399,6 +418,15 @@ impl ObjectStore for RedbStore {
         ems_ref: &str,
     ) -> Result<Option<VmdbRef>, StoreError> {
         self.find_by_ems_ref_in(None, class, ems_id, ems_ref)
+    }
+
+    /// Candidates through the attribute index when a condition allows.
+    fn query(&self, q: &Query) -> Result<Vec<VmdbRef>, StoreError> {
+        self.query_in(None, q)
+    }
+
+    fn count(&self, q: &Query) -> Result<usize, StoreError> {
+        self.count_in(None, q)
     }
 }
 

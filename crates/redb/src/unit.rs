@@ -14,6 +14,7 @@ use super::read::Snap;
 use super::store::{base_of, lowercase_keys};
 use super::{backend, Batch, RedbStore};
 use automate_core::value::{AttrValue, Attributes};
+use automate_vmdb::query::Query;
 use automate_vmdb::{ObjectStore, Savepoint, StoreError, StoredObject, VmdbRef};
 use rustc_hash::FxHashMap;
 use std::fmt;
@@ -408,6 +409,14 @@ impl ObjectStore for UnitStore {
     ) -> Result<Option<VmdbRef>, StoreError> {
         self.store
             .find_by_ems_ref_in(Some(&self.unit), class, ems_id, ems_ref)
+    }
+
+    fn query(&self, q: &Query) -> Result<Vec<VmdbRef>, StoreError> {
+        self.store.query_in(Some(&self.unit), q)
+    }
+
+    fn count(&self, q: &Query) -> Result<usize, StoreError> {
+        self.store.count_in(Some(&self.unit), q)
     }
 
     /// A point in the unit to come back to: the writes made after it are

@@ -1,7 +1,9 @@
 //! The association rules every backend answers the same way: `vm.host`
 //! (belongs_to, from an id attribute), `target` (polymorphic,
-//! `target_type` and `target_id`), `host.vms` (has_many, the objects whose
-//! id attribute names the owner). A backend reads an object's stored
+//! `target_type` and `target_id`; also `source`, `destination`,
+//! `resource`), `host.vms` (has_many, the objects whose id attribute names
+//! the owner; `vms` leaves templates out, `miq_templates` keeps only them,
+//! `vms_and_templates` both, as ManageIQ's). A backend reads an object's stored
 //! attributes its own way and hands them to [`resolve`], with a
 //! [`Lookup`] for the objects an association points to.
 
@@ -50,18 +52,21 @@ pub fn resolve<L: Lookup + ?Sized>(
             return Ok(Some(AttrValue::Nil));
         }
     }
-    // Polymorphic `target`: target_type + target_id.
-    if name == "target" {
-        if let (Some(t), Some(fk)) = (attrs.get("target_type"), attrs.get("target_id")) {
+    // Polymorphic `target`, `source`, ...: <name>_type + <name>_id.
+    if POLYMORPHIC.contains(&name) {
+        let (t, fk) = (format!("{name}_type"), format!("{name}_id"));
+        if let (Some(t), Some(fk)) = (attrs.get(t.as_str()), attrs.get(fk.as_str())) {
             return Ok(Some(object_or_nil(lookup, &t.to_text(), fk)?));
         }
     }
     // has_many: `host.vms`.
     if let Some((target, fk)) = has_many(base, name) {
+        let kind = template_filter(name);
         return Ok(Some(AttrValue::Array(
             lookup
                 .find_by(target, fk, &AttrValue::Int(id))?
                 .into_iter()
+                .filter(|r| kind.is_none_or(|templates| is_template(&r.class) == templates))
                 .map(AttrValue::Object)
                 .collect(),
         )));
@@ -123,7 +128,41 @@ pub const BELONGS_TO: &[(&str, &[&str], &str)] = &[
     ("miq_server", &["miq_server_id"], "MiqServer"),
     ("user", &["user_id"], "User"),
     ("miq_request", &["miq_request_id"], "MiqRequest"),
+    // EventStream's service model: `src_vm` and `vm` are
+    // `src_vm_or_template`, `host` is `src_host`.
+    ("src_vm", &["vm_or_template_id", "vm_id"], "VmOrTemplate"),
+    (
+        "src_vm_or_template",
+        &["vm_or_template_id", "vm_id"],
+        "VmOrTemplate",
+    ),
+    ("src_host", &["host_id"], "Host"),
+    // VmOrTemplate's `owner` is `evm_owner`.
+    ("owner", &["evm_owner_id"], "User"),
+    ("evm_owner", &["evm_owner_id"], "User"),
+    // MiqRequest's `requester`.
+    ("requester", &["requester_id"], "User"),
 ];
+
+/// The polymorphic belongs_to associations: `<name>_type` names the
+/// class, `<name>_id` the id.
+pub const POLYMORPHIC: &[&str] = &["target", "source", "destination", "resource"];
+
+/// Whether a stored class is a template (`MiqTemplate`, a provider's
+/// `..._Template`): `ems.vms` leaves them out, `ems.miq_templates` keeps
+/// only them.
+pub fn is_template(class: &str) -> bool {
+    class.ends_with("Template") && !class.eq_ignore_ascii_case("VmOrTemplate")
+}
+
+/// `Some(false)`: VMs only; `Some(true)`: templates only; `None`: both.
+fn template_filter(name: &str) -> Option<bool> {
+    match name {
+        "vms" => Some(false),
+        "miq_templates" => Some(true),
+        _ => None,
+    }
+}
 
 /// Whether `name` is not one of the explicitly named [`BELONGS_TO`]
 /// associations (so an unset id falls through to the other rules).
@@ -146,10 +185,24 @@ pub fn belongs_to(name: &str) -> Option<(Vec<String>, &'static str)> {
 pub fn has_many(base: &str, name: &str) -> Option<(&'static str, &'static str)> {
     Some(match (base, name) {
         ("Host", "vms" | "vms_and_templates") => ("VmOrTemplate", "host_id"),
-        ("ExtManagementSystem", "vms" | "vms_and_templates") => ("VmOrTemplate", "ems_id"),
+        ("Host", "ems_events") => ("EventStream", "host_id"),
+        ("ExtManagementSystem", "vms" | "vms_and_templates" | "miq_templates") => {
+            ("VmOrTemplate", "ems_id")
+        }
         ("ExtManagementSystem", "hosts") => ("Host", "ems_id"),
         ("ExtManagementSystem", "ems_events") => ("EventStream", "ems_id"),
+        ("ExtManagementSystem", "ems_clusters") => ("EmsCluster", "ems_id"),
+        ("EmsCluster", "vms" | "vms_and_templates" | "miq_templates") => {
+            ("VmOrTemplate", "ems_cluster_id")
+        }
+        ("EmsCluster", "hosts") => ("Host", "ems_cluster_id"),
+        ("VmOrTemplate", "ems_events") => ("EventStream", "vm_or_template_id"),
+        ("User", "vms") => ("VmOrTemplate", "evm_owner_id"),
+        ("User", "miq_requests") => ("MiqRequest", "requester_id"),
+        ("MiqGroup", "vms") => ("VmOrTemplate", "miq_group_id"),
+        ("Tenant", "vms") => ("VmOrTemplate", "tenant_id"),
         ("MiqRequest", "miq_request_tasks") => ("MiqRequestTask", "miq_request_id"),
+        ("MiqRequestTask", "miq_request_tasks") => ("MiqRequestTask", "miq_request_task_id"),
         _ => return None,
     })
 }

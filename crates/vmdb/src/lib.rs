@@ -27,8 +27,10 @@ pub mod lease;
 mod memory;
 pub mod operation;
 pub mod page;
+pub mod query;
 mod schedule;
 pub mod served;
+pub mod service_model;
 pub mod shown;
 pub mod tags;
 pub mod testing;
@@ -128,6 +130,20 @@ pub trait ObjectStore: Send + Sync {
     /// lookups then read for themselves).
     fn read_ahead(&self, _wants: &ReadAhead) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    /// The objects a [`query::Query`] selects (`where`, `order`, `limit`,
+    /// `offset`), in its order; [`StoreError::UnknownClass`] when its class
+    /// is not a service-model class. The default answers with the other
+    /// reads ([`query::run_with_reads`]); backends answer with their own
+    /// plan, by the same rules.
+    fn query(&self, q: &query::Query) -> Result<Vec<VmdbRef>, StoreError> {
+        query::run_with_reads(self, q)
+    }
+
+    /// How many objects [`ObjectStore::query`] would answer with.
+    fn count(&self, q: &query::Query) -> Result<usize, StoreError> {
+        Ok(self.query(q)?.len())
     }
 
     /// A point in this view's unit of work to come back to with

@@ -1,6 +1,7 @@
 //! An in-memory [`ObjectStore`]: a map from (base class, id) to attributes.
 
 use super::associations::{self, Lookup};
+use super::query::Query;
 use super::{base_class, ObjectStore, StoreError, StoredObject, VmdbRef, REGION_BASE};
 use automate_core::value::{AttrValue, Attributes};
 use std::collections::HashMap;
@@ -189,5 +190,37 @@ impl ObjectStore for MemoryStore {
         value: &AttrValue,
     ) -> Result<Vec<VmdbRef>, StoreError> {
         self.read(|o| o.find_by(class, attr, value))
+    }
+
+    /// One pass over the class under the read lock.
+    fn query(&self, q: &Query) -> Result<Vec<VmdbRef>, StoreError> {
+        let base = q.base()?;
+        self.read(|o| {
+            let rows: Vec<(VmdbRef, &Attributes)> =
+                o.0.iter()
+                    .filter(|((b, id), (_, attrs))| *b == base && q.matches(*id, attrs))
+                    .map(|((_, id), (class, attrs))| {
+                        (
+                            VmdbRef {
+                                class: class.clone(),
+                                id: *id,
+                            },
+                            attrs,
+                        )
+                    })
+                    .collect();
+            Ok(q.finish(rows))
+        })
+    }
+
+    fn count(&self, q: &Query) -> Result<usize, StoreError> {
+        let base = q.base()?;
+        self.read(|o| {
+            let n =
+                o.0.iter()
+                    .filter(|((b, id), (_, attrs))| *b == base && q.matches(*id, attrs))
+                    .count();
+            Ok(q.paged_count(n))
+        })
     }
 }
