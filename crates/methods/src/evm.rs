@@ -95,6 +95,8 @@ pub(crate) struct Frame {
     pub loaded: HashMap<String, SharedModule>,
     /// Modules being evaluated (circular imports).
     pub loading: Vec<String>,
+    /// What outbound actions may do ([`super::outbound`]).
+    pub outbound: Arc<super::outbound::Outbound>,
 }
 
 thread_local! {
@@ -582,6 +584,7 @@ pub(crate) fn register(engine: &mut rhai::Engine) {
 
     register_ae_object(engine);
     register_vmdb_object(engine);
+    super::outbound::register(engine);
 }
 
 fn raise_from_script(name: &str, target: Dynamic, inputs: Map) -> RhaiResult<Dynamic> {

@@ -7,6 +7,9 @@
 //!   from Rhai natives to the running [`Runtime`](automate_engine::Runtime);
 //! * [`builtins`]: [`event_builtins`], the `System/event_handlers` and
 //!   `System/Process` builtins;
+//! * [`outbound`]: what a method does to the world (`send_email`,
+//!   `create_notification`, `evm.http`, `create_automation_request`) and
+//!   `field_timeout`, `ansible_stats_vars`, `set_stats`;
 //! * [`events`]: raising generic events (`MiqEvent.raise_evm_event`),
 //!   which runs the engine's [`Policies`] (`control`'s, given to
 //!   [`with_methods`]; this module never names `control`).
@@ -21,6 +24,7 @@
 pub mod builtins;
 pub mod events;
 pub mod evm;
+pub mod outbound;
 pub mod rhai_runner;
 
 pub use builtins::event_builtins;

@@ -281,7 +281,7 @@ impl PartialEq for BackendError {
 pub const REGION_BASE: i64 = 1_000_000_000_000;
 
 /// The base classes [`base_class`] answers with, each its own base class.
-const BASE_CLASSES: [&str; 14] = [
+const BASE_CLASSES: [&str; 15] = [
     "EventStream",
     "VmOrTemplate",
     "Host",
@@ -296,6 +296,7 @@ const BASE_CLASSES: [&str; 14] = [
     "MiqRequestTask",
     "MiqPolicy",
     "MiqAlert",
+    "Notification",
 ];
 
 /// The service-model classes a query key or datatype may name, with the
@@ -350,6 +351,7 @@ pub fn base_class(class: &str) -> Option<&'static str> {
         | b"vmmigratetask" => "MiqRequestTask",
         b"miqpolicy" | b"policy" => "MiqPolicy",
         b"miqalert" => "MiqAlert",
+        b"notification" => "Notification",
         _ => return None,
     })
 }
