@@ -26,6 +26,7 @@ const COLLECTIONS: &[(&str, &str)] = &[
     ("automation_requests", "Automation Requests"),
     ("event_streams", "Event Streams"),
     ("hosts", "Hosts"),
+    ("notifications", "Notifications"),
     ("providers", "Providers"),
     ("vms", "Virtual Machines"),
 ];

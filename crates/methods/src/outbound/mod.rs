@@ -68,10 +68,12 @@ impl std::fmt::Debug for Outbound {
 /// does not name.
 pub trait RequestMaker: Send + Sync {
     /// Creates the request ManageIQ's `AutomationRequest.create_request`
-    /// would: `options` holds `namespace`, `class_name`, `instance_name`,
+    /// would, on `engine` (the engine of the calling method: its store):
+    /// `options` holds `namespace`, `class_name`, `instance_name`,
     /// `message` and `attrs`; answers the stored request.
     fn create_automation_request(
         &self,
+        engine: &automate_engine::Engine,
         options: &AttrValue,
         userid: &str,
         auto_approve: bool,
@@ -213,8 +215,9 @@ fn create_automation_request(args: &[Dynamic]) -> RhaiResult<Dynamic> {
         "create_automation_request for [{userid}] auto_approve [{auto_approve}] options {}",
         options.inspect()
     ))?;
+    let engine = with_runtime(|rt, _, _| rt.engine().clone())?;
     let r = maker
-        .create_automation_request(&options, &userid, auto_approve)
+        .create_automation_request(&engine, &options, &userid, auto_approve)
         .map_err(OutboundError::Request)?;
     Ok(Dynamic::from(super::evm::VmdbObject(r)))
 }
