@@ -30,6 +30,7 @@ mod harden_store;
 mod hostile;
 mod legacy;
 mod methods;
+mod outbound;
 mod metrics;
 mod pipeline;
 mod reload;
