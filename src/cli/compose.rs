@@ -151,7 +151,7 @@ pub fn outbound_of(
             max_response_bytes: methods.http.max_response_bytes,
         },
         requests: schedule.map(|s| {
-            Arc::new(automate_requests::MethodRequests::new(s))
+            Arc::new(automate_control::MethodRequests::new(s))
                 as Arc<dyn automate_methods::outbound::RequestMaker>
         }),
     }

@@ -574,7 +574,7 @@ evm.root["request"] = r.id;
     let store = Arc::new(RedbStore::open(dir.path().join("vmdb.redb")).unwrap());
     let schedule: Arc<dyn automate_vmdb::Schedule> = Arc::new(store.schedule());
     let outbound = Outbound {
-        requests: Some(Arc::new(automate_requests::MethodRequests::new(schedule))),
+        requests: Some(Arc::new(automate_control::MethodRequests::new(schedule))),
         ..Outbound::default()
     };
     let engine = engine_with(&root, store.clone(), outbound);

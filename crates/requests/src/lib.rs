@@ -39,14 +39,12 @@ mod approval;
 mod check;
 mod error;
 mod event;
-mod from_method;
 mod model;
 mod task;
 
 pub use check::{check_parameters, check_uri_part};
 pub use error::RequestError;
 pub use model::{NewRequest, RequestView, TaskView, REQUEST_CLASS, REQUEST_TYPE, TASK_CLASS};
-pub use from_method::MethodRequests;
 pub use task::{with_requests, AfterAeDelivery};
 
 use automate_engine::{AttrValue, Engine};

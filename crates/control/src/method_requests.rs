@@ -1,7 +1,8 @@
 //! Requests made by methods: `$evm.execute('create_automation_request',
 //! options, userid, auto_approve)` ([`MethodRequests`], the
 //! `automate_methods::outbound::RequestMaker` the service gives the Rhai
-//! runner).
+//! runner). It lives here, above both `methods` and `requests`, so
+//! neither names the other.
 //!
 //! ManageIQ's options map to a [`NewRequest`]: `namespace`, `class_name`,
 //! `instance_name`, `message` and `attrs` (the parameters); `user_id` in
@@ -10,7 +11,7 @@
 //! (and unit of work) as the method's other writes; with `auto_approve`
 //! its task runs before the call returns, as [`Requests::create`] does.
 
-use super::{NewRequest, Requests};
+use automate_requests::{NewRequest, Requests, REQUEST_CLASS};
 use automate_engine::datatype::to_json;
 use automate_engine::{AttrValue, Engine};
 use automate_methods::outbound::RequestMaker;
@@ -84,7 +85,7 @@ impl RequestMaker for MethodRequests {
             .create(req)
             .map_err(|e| e.to_string())?;
         Ok(VmdbRef {
-            class: Arc::from(super::REQUEST_CLASS),
+            class: Arc::from(REQUEST_CLASS),
             id: view.id,
         })
     }
