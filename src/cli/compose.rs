@@ -350,8 +350,8 @@ async fn start_cluster(
         tokio::task::spawn_blocking(move || {
             cluster_engine(&cluster, Role::Worker, &root, budget, &methods)
         })
-            .await
-            .context("connecting to the cluster")??
+        .await
+        .context("connecting to the cluster")??
     };
     let store = node.store.clone();
     // The workers' units commit in PostgreSQL, then ack the queue (the

@@ -97,14 +97,18 @@ pub fn render(out: &mut impl Write, rows: &[Value], json: bool) -> anyhow::Resul
 pub fn run(global: &Global, cmd: NotificationsCmd) -> anyhow::Result<ExitCode> {
     let NotificationsCmd::List { json } = cmd;
     let rows = match super::remote::find(global)? {
-        Some(remote) => remote.notifications()?.into_iter().map(|r| {
-            let id = r["id"]
-                .as_str()
-                .and_then(|s| s.parse::<i64>().ok())
-                .or_else(|| r["id"].as_i64())
-                .unwrap_or(0);
-            item(id, |k| r.get(k).cloned().unwrap_or(Value::Null))
-        }).collect(),
+        Some(remote) => remote
+            .notifications()?
+            .into_iter()
+            .map(|r| {
+                let id = r["id"]
+                    .as_str()
+                    .and_then(|s| s.parse::<i64>().ok())
+                    .or_else(|| r["id"].as_i64())
+                    .unwrap_or(0);
+                item(id, |k| r.get(k).cloned().unwrap_or(Value::Null))
+            })
+            .collect(),
         None => {
             let db = open_store_read_only(&global.db)
                 .map_err(|e| super::remote::open_failed(global, e))?;

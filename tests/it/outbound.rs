@@ -211,7 +211,10 @@ fn http_to_an_allowed_host_sends_and_reads_json() {
     assert!(req.starts_with("POST /api/cis HTTP/1.1"), "{req}");
     let lower = req.to_ascii_lowercase();
     // admin:smartvm
-    assert!(lower.contains("authorization: basic ywrtaw46c21hcnr2bq=="), "{req}");
+    assert!(
+        lower.contains("authorization: basic ywrtaw46c21hcnr2bq=="),
+        "{req}"
+    );
     assert!(lower.contains("x-trace: t1"), "{req}");
     assert!(lower.contains("content-type: application/json"), "{req}");
     assert!(req.contains(r#"{"name":"web01","cpus":2}"#), "{req}");
@@ -224,7 +227,10 @@ fn http_to_an_allowed_host_sends_and_reads_json() {
         dump(&ws)
     );
     assert_eq!(
-        line(&ws, &format!("<AEMethod http_post> HTTP POST {url} answered 201")),
+        line(
+            &ws,
+            &format!("<AEMethod http_post> HTTP POST {url} answered 201")
+        ),
         Some(Level::Info)
     );
     assert!(!dump(&ws).contains("smartvm"));
@@ -234,7 +240,11 @@ fn http_to_an_allowed_host_sends_and_reads_json() {
     assert_eq!(root(&ws, "status"), "201", "{}", dump(&ws));
     let req = seen.lock().unwrap()[1].clone();
     assert!(req.starts_with("GET /api/cis HTTP/1.1"), "{req}");
-    assert!(req.to_ascii_lowercase().contains("authorization: bearer tok3n"), "{req}");
+    assert!(
+        req.to_ascii_lowercase()
+            .contains("authorization: bearer tok3n"),
+        "{req}"
+    );
     let ws = run(&engine, "http_delete", &[("url", &url)]);
     assert_eq!(root(&ws, "status"), "201", "{}", dump(&ws));
     assert!(seen.lock().unwrap()[2].starts_with("DELETE /api/cis HTTP/1.1"));
@@ -384,11 +394,7 @@ fn send_email_goes_through_the_configured_relay_with_its_sender() {
         smtp: Some(smtp),
         ..Outbound::default()
     };
-    let engine = engine_with(
-        &root,
-        Arc::new(automate_vmdb::MemoryStore::new()),
-        outbound,
-    );
+    let engine = engine_with(&root, Arc::new(automate_vmdb::MemoryStore::new()), outbound);
     let ws = run(&engine, "mail", &[]);
     assert_eq!(root(&ws, "sent"), "true", "{}", dump(&ws));
     let got = mails.lock().unwrap().clone();
@@ -458,7 +464,10 @@ fn notify_on(store: Arc<dyn ObjectStore>) -> (Engine, VmdbRef, i64) {
     let vm = store
         .create(
             "Vm",
-            attrs(&[("name", AttrValue::str("web01")), ("ems_id", AttrValue::Int(1))]),
+            attrs(&[
+                ("name", AttrValue::str("web01")),
+                ("ems_id", AttrValue::Int(1)),
+            ]),
         )
         .unwrap();
     let engine = engine_with(&root, store.clone(), Outbound::default());
@@ -470,7 +479,10 @@ fn notify_on(store: Arc<dyn ObjectStore>) -> (Engine, VmdbRef, i64) {
     // rescue), with the reason logged.
     assert_eq!(root(&ws, "bad"), "");
     assert_eq!(
-        line(&ws, "Invalid notification type specified (automate_user_loud"),
+        line(
+            &ws,
+            "Invalid notification type specified (automate_user_loud"
+        ),
         Some(Level::Warn),
         "{}",
         dump(&ws)
@@ -500,7 +512,10 @@ fn check_stored(store: &dyn ObjectStore, vm: &VmdbRef, id: i64) {
         .expect("the notification is stored");
     assert_eq!(n.class, "Notification");
     let get = |k: &str| n.attrs.get(k).cloned().unwrap_or(AttrValue::Nil);
-    assert_eq!(get("notification_type"), AttrValue::str("automate_user_warning"));
+    assert_eq!(
+        get("notification_type"),
+        AttrValue::str("automate_user_warning")
+    );
     assert_eq!(get("level"), AttrValue::str("warning"));
     assert_eq!(get("audience"), AttrValue::str("user"));
     assert_eq!(get("message"), AttrValue::str("disk low"));
@@ -524,7 +539,8 @@ fn get_json(url: &str) -> serde_json::Value {
 #[test]
 fn notifications_are_stored_in_redb_and_listed_by_the_api() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(RedbStore::open(dir.path().join("vmdb.redb")).unwrap());
+    let db = dir.path().join("vmdb.redb");
+    let store = Arc::new(RedbStore::open(&db).unwrap());
     let (engine, vm, id) = notify_on(store.clone());
     check_stored(&*store, &vm, id);
 
@@ -543,7 +559,30 @@ fn notifications_are_stored_in_redb_and_listed_by_the_api() {
     assert_eq!(n["subject_id"], vm.id.to_string());
     let one = get_json(&format!("http://{addr}/api/notifications/{id}"));
     assert_eq!(one["notification_type"], "automate_user_warning");
+
+    // `automate notifications list --json`: through the running service,
+    // then from the store once it is closed; the same document.
+    let cli = |remote: bool| {
+        let mut cmd = crate::common::process::automate_on(&manifest("datastore"), &db);
+        if remote {
+            cmd.args(["--server", &format!("http://{addr}"), "--token", "t0ken"]);
+        }
+        let out = cmd
+            .args(["notifications", "list", "--json"])
+            .output()
+            .expect("automate");
+        let text = crate::common::process::stdout_ok(&out, "notifications list --json");
+        serde_json::from_str::<serde_json::Value>(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    };
+    let remote = cli(true);
+    assert_eq!(remote[0]["id"], id);
+    assert_eq!(remote[0]["notification_type"], "automate_user_warning");
+    assert_eq!(remote[0]["subject_id"], vm.id);
+    assert_eq!(remote[0]["message"], "disk low");
     stop.cancel();
+    drop(rt);
+    let local = cli(false);
+    assert_eq!(local, remote);
 }
 
 #[test]
@@ -592,8 +631,11 @@ evm.root["request"] = r.id;
     assert_eq!(get("approval_state"), "approved", "{:?}", r.attrs);
     assert_eq!(get("request_state"), "finished", "{:?}", r.attrs);
     assert!(
-        line(&ws, "<AEMethod request> create_automation_request for [jdoe] auto_approve [true]")
-            .is_some(),
+        line(
+            &ws,
+            "<AEMethod request> create_automation_request for [jdoe] auto_approve [true]"
+        )
+        .is_some(),
         "{}",
         dump(&ws)
     );
@@ -633,7 +675,10 @@ evm.root["raw"] = evm.get_state_var("ansible_stats_tries");
     let ws = run(
         &engine,
         "timeout",
-        &[("ae_state_max_retries", "3"), ("ae_retry_interval", "1.minute")],
+        &[
+            ("ae_state_max_retries", "3"),
+            ("ae_retry_interval", "1.minute"),
+        ],
     );
     assert_eq!(root(&ws, "timeout"), "180", "{}", dump(&ws));
     assert_eq!(root(&ws, "ip"), "10.0.0.5");

@@ -11,10 +11,10 @@
 //! (and unit of work) as the method's other writes; with `auto_approve`
 //! its task runs before the call returns, as [`Requests::create`] does.
 
-use automate_requests::{NewRequest, Requests, REQUEST_CLASS};
 use automate_engine::datatype::to_json;
 use automate_engine::{AttrValue, Engine};
 use automate_methods::outbound::RequestMaker;
+use automate_requests::{NewRequest, Requests, REQUEST_CLASS};
 use automate_vmdb::{Schedule, VmdbRef};
 use std::sync::Arc;
 
@@ -102,10 +102,7 @@ mod tests {
             (s("namespace"), s("System")),
             (s("class_name"), s("Request")),
             (s("instance_name"), s("HelloWorld")),
-            (
-                s("attrs"),
-                AttrValue::Hash(vec![(s("who"), s("Ada"))]),
-            ),
+            (s("attrs"), AttrValue::Hash(vec![(s("who"), s("Ada"))])),
         ]);
         let r = new_request(&opts, "jdoe", true).map_err(|e| e.to_string());
         let r = r.as_ref().map(|r| {
@@ -120,7 +117,14 @@ mod tests {
         });
         assert_eq!(
             r,
-            Ok(("System", "Request", "HelloWorld", Some("Ada"), Some("jdoe"), true))
+            Ok((
+                "System",
+                "Request",
+                "HelloWorld",
+                Some("Ada"),
+                Some("jdoe"),
+                true
+            ))
         );
         let missing = AttrValue::Hash(vec![(s("namespace"), s("System"))]);
         assert_eq!(

@@ -146,10 +146,7 @@ impl MethodsConfig {
                 out.push("methods.smtp.port: must be 1 to 65535".into());
             }
             if !s.from.contains('@') {
-                out.push(format!(
-                    "methods.smtp.from: {:?} is not an address",
-                    s.from
-                ));
+                out.push(format!("methods.smtp.from: {:?} is not an address", s.from));
             }
             if !matches!(
                 s.security.as_str(),

@@ -137,8 +137,9 @@ fn addresses(field: &str, d: Option<&Dynamic>) -> Result<Vec<Mailbox>, OutboundE
         .map(|t| t.trim())
         .filter(|t| !t.is_empty())
         .map(|t| {
-            t.parse::<Mailbox>()
-                .map_err(|e| OutboundError::Email(format!("{field}: {t:?} is not an address ({e})")))
+            t.parse::<Mailbox>().map_err(|e| {
+                OutboundError::Email(format!("{field}: {t:?} is not an address ({e})"))
+            })
         })
         .collect()
 }
@@ -152,12 +153,14 @@ pub fn build_message(args: &[Dynamic], default_from: &str) -> Result<Message, Ou
     }
     let mut from = addresses("from", args.get(1))?;
     if from.is_empty() {
-        from = addresses("methods.smtp.from", Some(&Dynamic::from(default_from.to_string())))?;
+        from = addresses(
+            "methods.smtp.from",
+            Some(&Dynamic::from(default_from.to_string())),
+        )?;
     }
-    let from = from
-        .into_iter()
-        .next()
-        .ok_or_else(|| OutboundError::Email("no sender: give from, or set methods.smtp.from".into()))?;
+    let from = from.into_iter().next().ok_or_else(|| {
+        OutboundError::Email("no sender: give from, or set methods.smtp.from".into())
+    })?;
     let subject = args.get(2).map(text_of).unwrap_or_default();
     let body = args.get(3).map(text_of).unwrap_or_default();
     let opts: Map = match args.get(4) {
@@ -240,11 +243,18 @@ mod tests {
     #[test]
     fn an_empty_from_is_the_configured_sender() {
         let m = build_message(
-            &[s("a@example.com, b@example.com"), Dynamic::UNIT, s("Hi"), s("Body")],
+            &[
+                s("a@example.com, b@example.com"),
+                Dynamic::UNIT,
+                s("Hi"),
+                s("Body"),
+            ],
             "cfme@example.com",
         )
         .map_err(|e| e.to_string());
-        let m = m.as_ref().map(|m| String::from_utf8_lossy(&m.formatted()).into_owned());
+        let m = m
+            .as_ref()
+            .map(|m| String::from_utf8_lossy(&m.formatted()).into_owned());
         let text = m.unwrap_or_else(|e| e.clone());
         assert!(text.contains("From: cfme@example.com"), "{text}");
         assert!(text.contains("To: a@example.com, b@example.com"), "{text}");
@@ -255,7 +265,8 @@ mod tests {
     fn bad_addresses_and_options_are_errors() {
         let e = build_message(&[s("not an address"), s(""), s(""), s("")], "x@example.com");
         assert!(
-            e.as_ref().is_err_and(|e| e.to_string().contains("to: \"not an address\"")),
+            e.as_ref()
+                .is_err_and(|e| e.to_string().contains("to: \"not an address\"")),
             "{:?}",
             e.map(|_| ())
         );
@@ -267,7 +278,13 @@ mod tests {
         let mut o = Map::new();
         o.insert("reply".into(), s("x"));
         let e = build_message(
-            &[s("a@example.com"), s(""), s(""), s(""), Dynamic::from_map(o)],
+            &[
+                s("a@example.com"),
+                s(""),
+                s(""),
+                s(""),
+                Dynamic::from_map(o),
+            ],
             "x@example.com",
         )
         .map(|_| ());

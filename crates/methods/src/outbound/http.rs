@@ -89,9 +89,7 @@ fn check_url(s: &HttpSettings, method: &str, url: &str) -> Result<(), OutboundEr
         url: url.into(),
         message,
     };
-    let uri: ureq::http::Uri = url
-        .parse()
-        .map_err(|e| err(format!("not a URL ({e})")))?;
+    let uri: ureq::http::Uri = url.parse().map_err(|e| err(format!("not a URL ({e})")))?;
     let scheme = uri.scheme_str().unwrap_or("").to_ascii_lowercase();
     let default_port = match scheme.as_str() {
         "http" => 80,
@@ -152,9 +150,7 @@ fn opts_of(call: &str, opts: Option<Map>) -> Result<Opts, OutboundError> {
                     let p = m.get("password").map(text_of).unwrap_or_default();
                     out.basic = Some((text_of(u), p));
                 } else {
-                    return Err(bad(
-                        "auth must hold bearer, or user and password".into(),
-                    ));
+                    return Err(bad("auth must hold bearer, or user and password".into()));
                 }
             }
             "timeout" => {
@@ -204,7 +200,10 @@ fn body_of(body: Dynamic) -> (Option<Vec<u8>>, Option<&'static str>) {
         return (None, None);
     }
     if body.is_string() {
-        return (Some(text_of(&body).into_bytes()), Some("text/plain; charset=utf-8"));
+        return (
+            Some(text_of(&body).into_bytes()),
+            Some("text/plain; charset=utf-8"),
+        );
     }
     let json = to_json(&from_dynamic(body));
     (
@@ -247,12 +246,20 @@ pub(crate) fn call(
         "HTTP {method} {url} ({} bytes)",
         bytes.as_ref().map_or(0, Vec::len)
     ))?;
-    let answer = send(method, url, &opts, bytes, content_type, timeout, s.http.max_response_bytes)
-        .map_err(|message| OutboundError::Http {
-            method: method.into(),
-            url: url.into(),
-            message,
-        })?;
+    let answer = send(
+        method,
+        url,
+        &opts,
+        bytes,
+        content_type,
+        timeout,
+        s.http.max_response_bytes,
+    )
+    .map_err(|message| OutboundError::Http {
+        method: method.into(),
+        url: url.into(),
+        message,
+    })?;
     log_sent(&format!(
         "HTTP {method} {url} answered {} ({} bytes)",
         answer.status,
@@ -407,7 +414,12 @@ mod tests {
 
     #[test]
     fn the_allow_list_matches_hosts_ports_and_domains() {
-        let a = allow(&["api.example.com", "127.0.0.1:8080", "*.corp.example", "[::1]:9"]);
+        let a = allow(&[
+            "api.example.com",
+            "127.0.0.1:8080",
+            "*.corp.example",
+            "[::1]:9",
+        ]);
         assert!(allowed(&a, "api.example.com", 443));
         assert!(allowed(&a, "API.example.com.", 8443));
         assert!(allowed(&a, "127.0.0.1", 8080));
@@ -433,13 +445,19 @@ mod tests {
             "evm.http: evil.example:443 is not on methods.http.allow in automate.yaml: refused GET https://user@evil.example/x"
         );
         let scheme = check_url(&s, "GET", "ftp://ok.example/x").unwrap_err();
-        assert!(scheme.to_string().contains("only http and https"), "{scheme}");
+        assert!(
+            scheme.to_string().contains("only http and https"),
+            "{scheme}"
+        );
         assert!(check_url(&s, "GET", "not a url").is_err());
     }
 
     #[test]
     fn basic_auth_is_base64() {
-        assert_eq!(base64(b"Aladdin:open sesame"), "QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+        assert_eq!(
+            base64(b"Aladdin:open sesame"),
+            "QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
         assert_eq!(base64(b"a"), "YQ==");
         assert_eq!(base64(b"ab"), "YWI=");
         assert_eq!(base64(b""), "");
@@ -449,7 +467,9 @@ mod tests {
     fn options_are_checked() {
         let mut m = Map::new();
         m.insert("colour".into(), Dynamic::from(1_i64));
-        let e = opts_of("evm.http.get", Some(m)).err().map(|e| e.to_string());
+        let e = opts_of("evm.http.get", Some(m))
+            .err()
+            .map(|e| e.to_string());
         assert_eq!(
             e.as_deref(),
             Some("evm.http.get: unknown option colour (headers, auth, timeout)")

@@ -100,7 +100,9 @@ pub enum OutboundError {
         key: &'static str,
     },
     /// The HTTP host is not on `methods.http.allow`.
-    #[error("evm.http: {host} is not on methods.http.allow in automate.yaml: refused {method} {url}")]
+    #[error(
+        "evm.http: {host} is not on methods.http.allow in automate.yaml: refused {method} {url}"
+    )]
     NotAllowed {
         /// `GET`, `POST`, ...
         method: String,

@@ -50,7 +50,10 @@ pub const NOTIFICATION_TYPES: [&str; 12] = [
 /// The type of `values` (`type`, else `automate_<audience>_<level>`),
 /// checked against [`NOTIFICATION_TYPES`].
 pub fn notification_type(values: &Map) -> Result<String, OutboundError> {
-    let given = values.get("type").map(text_of).filter(|t| !t.trim().is_empty());
+    let given = values
+        .get("type")
+        .map(text_of)
+        .filter(|t| !t.trim().is_empty());
     let t = match given {
         Some(t) => t.trim().trim_start_matches(':').to_string(),
         None => {
@@ -85,7 +88,10 @@ pub fn notification_type(values: &Map) -> Result<String, OutboundError> {
 /// Creates the notification (`create_notification!`).
 fn create(rt: &mut Runtime<'_>, obj: usize, values: &Map) -> Result<VmdbRef, OutboundError> {
     for k in values.keys() {
-        if !matches!(k.as_str(), "type" | "level" | "audience" | "message" | "subject") {
+        if !matches!(
+            k.as_str(),
+            "type" | "level" | "audience" | "message" | "subject"
+        ) {
             return Err(OutboundError::Notification(format!(
                 "unknown key {k} (type, level, audience, message, subject)"
             )));
@@ -152,7 +158,10 @@ fn create(rt: &mut Runtime<'_>, obj: usize, values: &Map) -> Result<VmdbRef, Out
         "message".into(),
         message.map_or(AttrValue::Nil, AttrValue::Str),
     );
-    attrs.insert("subject_type".into(), AttrValue::Str(subject.class.to_string()));
+    attrs.insert(
+        "subject_type".into(),
+        AttrValue::Str(subject.class.to_string()),
+    );
     attrs.insert("subject_id".into(), AttrValue::Int(subject.id));
     attrs.insert("initiator".into(), AttrValue::Str(initiator));
     attrs.insert(
@@ -220,8 +229,9 @@ mod tests {
         );
         let e = notification_type(&map(&[("level", "loud")])).map_err(|e| e.to_string());
         assert!(
-            e.as_ref()
-                .is_err_and(|e| e.starts_with("create_notification: Invalid notification type specified (automate_user_loud")),
+            e.as_ref().is_err_and(|e| e.starts_with(
+                "create_notification: Invalid notification type specified (automate_user_loud"
+            )),
             "{e:?}"
         );
     }
