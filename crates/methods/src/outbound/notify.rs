@@ -117,6 +117,10 @@ fn create(rt: &mut Runtime<'_>, obj: usize, values: &Map) -> Result<VmdbRef, Out
             )
         })?,
     };
+    // ManageIQ's polymorphic `subject_type`: the base class (`VmOrTemplate`).
+    let subject_type = automate_vmdb::base_class(&subject.class)
+        .unwrap_or(&subject.class)
+        .to_string();
     let store = rt.engine().store().clone();
     let initiator = match &user {
         Some(u) => store
@@ -141,8 +145,7 @@ fn create(rt: &mut Runtime<'_>, obj: usize, values: &Map) -> Result<VmdbRef, Out
     rt.log(
         Level::Info,
         format!(
-            "Calling Create Notification type: {ty} subject type: {} id: {} options: {}",
-            subject.class,
+            "Calling Create Notification type: {ty} subject type: {subject_type} id: {} options: {}",
             subject.id,
             match &message {
                 Some(m) => format!("{{:message=>{m:?}}}"),
@@ -160,7 +163,7 @@ fn create(rt: &mut Runtime<'_>, obj: usize, values: &Map) -> Result<VmdbRef, Out
     );
     attrs.insert(
         "subject_type".into(),
-        AttrValue::Str(subject.class.to_string()),
+        AttrValue::Str(subject_type),
     );
     attrs.insert("subject_id".into(), AttrValue::Int(subject.id));
     attrs.insert("initiator".into(), AttrValue::Str(initiator));
