@@ -39,6 +39,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "unique provider references",
         sql: include_str!("migrations/V4__unique_refs.sql"),
     },
+    Migration {
+        version: 5,
+        name: "notifications",
+        sql: include_str!("migrations/V5__notifications.sql"),
+    },
 ];
 
 /// A lock key of this crate's own (`pg_advisory_xact_lock`).

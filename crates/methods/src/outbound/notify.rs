@@ -161,10 +161,7 @@ fn create(rt: &mut Runtime<'_>, obj: usize, values: &Map) -> Result<VmdbRef, Out
         "message".into(),
         message.map_or(AttrValue::Nil, AttrValue::Str),
     );
-    attrs.insert(
-        "subject_type".into(),
-        AttrValue::Str(subject_type),
-    );
+    attrs.insert("subject_type".into(), AttrValue::Str(subject_type));
     attrs.insert("subject_id".into(), AttrValue::Int(subject.id));
     attrs.insert("initiator".into(), AttrValue::Str(initiator));
     attrs.insert(
