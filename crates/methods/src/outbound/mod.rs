@@ -18,10 +18,10 @@
 //! send_email to [..] from [..] subject [..]`. Credentials and bodies are
 //! never logged.
 //!
-//! * [`http`]: `evm.http.get/post/put/delete`;
-//! * [`email`]: `send_email` through `lettre`;
-//! * [`notify`]: `create_notification`, stored as `Notification` objects;
-//! * [`execute`]: the `evm.execute(name, ...)` arms of this module.
+//! * [`http`] is `evm.http.get/post/put/delete`;
+//! * [`email`] is `send_email` through `lettre`;
+//! * [`notify`] is `create_notification`, stored as `Notification` objects;
+//! * `execute` holds the `evm.execute(name, ...)` arms of this module.
 
 pub mod email;
 pub mod http;
