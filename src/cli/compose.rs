@@ -317,7 +317,7 @@ pub fn cluster_engine(
     let mut engine = Engine::new(Arc::new(ds));
     engine.options.budget = budget;
     let (engine, runner, reloader) = with_control_reloadable(engine, RhaiLimits::default());
-    runner.set_outbound(outbound_of(&methods, Some(node.schedule.clone())));
+    runner.set_outbound(outbound_of(methods, Some(node.schedule.clone())));
     node.sync_datastore(datastore_root, reloader.clone())?;
     // Checked once the cluster's domains are on disk (and loaded).
     checked_engine(datastore_root, budget)?;
