@@ -73,6 +73,10 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
             None,
         ),
     };
+    let methods = config
+        .as_ref()
+        .map(|c| c.methods.clone())
+        .unwrap_or_default();
     if let Some(token) = global.token.as_deref().filter(|t| !t.is_empty()) {
         api.token = token.to_string();
     }
@@ -99,6 +103,7 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
                 Role::FrontDoor,
                 &global.datastore,
                 budget,
+                &methods,
             )?;
             let store: Arc<dyn ServedStore> = node.store.clone();
             let providers = config
@@ -123,10 +128,11 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
             }
             let mut engine = Engine::new(Arc::new(ds)).with_store(store.clone());
             engine.options.budget = budget;
-            let (engine, _runner, reloader) = automate_control::with_control_reloadable(
+            let (engine, runner, reloader) = automate_control::with_control_reloadable(
                 engine,
                 automate_methods::RhaiLimits::default(),
             );
+            super::compose::set_outbound(&runner, &methods, Arc::new(store.schedule()));
             // Dead letters retried here are enqueued in the store's queue, for
             // the next `automate run`.
             let dead: Arc<dyn DeadLetters> = Arc::new(

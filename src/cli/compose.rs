@@ -66,11 +66,12 @@ pub struct Started {
 /// Refuses a datastore `automate run` cannot work on: a root that is
 /// missing, holds no domain, or does not validate (errors; warnings are
 /// logged). Returns the datastore and the engine composed on it (the
-/// automation stack, [`with_control_reloadable`]) with its reloader.
+/// automation stack, [`with_control_reloadable`]) with its reloader and
+/// its Rhai runner (for [`set_outbound`]).
 pub fn checked_engine(
     datastore_root: &Path,
     budget: automate_engine::BudgetLimits,
-) -> anyhow::Result<(Engine, Arc<Reloader>)> {
+) -> anyhow::Result<(Engine, Arc<Reloader>, Arc<automate_methods::RhaiRunner>)> {
     if !datastore_root.is_dir() {
         bail!(
             "the datastore root `{}` does not exist or is not a directory: pass --datastore DIR \
@@ -88,7 +89,7 @@ pub fn checked_engine(
     }
     let mut engine = Engine::new(Arc::new(ds));
     engine.options.budget = budget;
-    let (engine, _runner, reloader) = with_control_reloadable(engine, RhaiLimits::default());
+    let (engine, runner, reloader) = with_control_reloadable(engine, RhaiLimits::default());
     let (errors, warnings) = reloader.check();
     if !errors.is_empty() {
         let list: Vec<String> = errors.iter().map(|p| format!("  {p}")).collect();
@@ -104,7 +105,56 @@ pub fn checked_engine(
     for w in &warnings {
         tracing::warn!(target: "evm", "datastore: {w}");
     }
-    Ok((engine, reloader))
+    Ok((engine, reloader, runner))
+}
+
+/// Gives `runner` automate.yaml's `methods:` (the SMTP relay, the hosts
+/// `evm.http` may reach) and a request service whose retries go to
+/// `schedule` (`create_automation_request` from a method).
+pub fn set_outbound(
+    runner: &automate_methods::RhaiRunner,
+    methods: &automate_events::config::MethodsConfig,
+    schedule: Arc<dyn automate_vmdb::Schedule>,
+) {
+    runner.set_outbound(outbound_of(methods, Some(schedule)));
+}
+
+/// The runner's outbound settings of `methods:`.
+pub fn outbound_of(
+    methods: &automate_events::config::MethodsConfig,
+    schedule: Option<Arc<dyn automate_vmdb::Schedule>>,
+) -> automate_methods::outbound::Outbound {
+    use automate_methods::outbound::{email::SmtpSecurity, HttpSettings, Outbound, SmtpSettings};
+    let smtp = methods.smtp.as_ref().map(|s| SmtpSettings {
+        host: s.host.clone(),
+        port: s.port,
+        domain: s.domain.clone(),
+        from: s.from.clone(),
+        credentials: s
+            .user_name
+            .clone()
+            .map(|u| (u, s.password.clone().unwrap_or_default())),
+        authentication: s.authentication.clone().filter(|a| a != "none"),
+        security: match s.security.as_str() {
+            "starttls" => SmtpSecurity::Starttls,
+            "tls" => SmtpSecurity::Tls,
+            "none" => SmtpSecurity::None,
+            _ => SmtpSecurity::StarttlsAuto,
+        },
+        timeout: std::time::Duration::from_secs(s.timeout_s),
+    });
+    Outbound {
+        smtp,
+        http: HttpSettings {
+            allow: methods.http.allow.clone(),
+            timeout: std::time::Duration::from_secs(methods.http.timeout_s),
+            max_response_bytes: methods.http.max_response_bytes,
+        },
+        requests: schedule.map(|s| {
+            Arc::new(automate_control::MethodRequests::new(s))
+                as Arc<dyn automate_methods::outbound::RequestMaker>
+        }),
+    }
 }
 
 /// The URL a client on this host reaches `addr` at (an unspecified
@@ -139,7 +189,7 @@ pub async fn start(
     if let Some(cluster) = &config.cluster {
         return start_cluster(config, cluster, datastore_root, db_path).await;
     }
-    let (engine, reloader) = checked_engine(datastore_root, config.engine.limits())?;
+    let (engine, reloader, runner) = checked_engine(datastore_root, config.engine.limits())?;
     let store = Arc::new(
         RedbStore::open(db_path)
             .with_context(|| format!("opening the object store {}", db_path.display()))?
@@ -166,6 +216,7 @@ pub async fn start(
         queue,
         schedule: Arc::new(store.schedule()),
     };
+    set_outbound(&runner, &config.methods, Arc::new(store.schedule()));
     // The metrics `GET /metrics` serves: one registry, counted into by the
     // pipeline and the API, its gauges reading the pipeline's queue and
     // schedule.
@@ -257,6 +308,7 @@ pub fn cluster_engine(
     role: Role,
     datastore_root: &Path,
     budget: automate_engine::BudgetLimits,
+    methods: &automate_events::config::MethodsConfig,
 ) -> anyhow::Result<(ClusterNode, Engine, Arc<Reloader>)> {
     let mut node = ClusterNode::connect(cluster, role)?;
     std::fs::create_dir_all(datastore_root)
@@ -264,7 +316,8 @@ pub fn cluster_engine(
     let (ds, _) = Datastore::open(datastore_root);
     let mut engine = Engine::new(Arc::new(ds));
     engine.options.budget = budget;
-    let (engine, _runner, reloader) = with_control_reloadable(engine, RhaiLimits::default());
+    let (engine, runner, reloader) = with_control_reloadable(engine, RhaiLimits::default());
+    runner.set_outbound(outbound_of(methods, Some(node.schedule.clone())));
     node.sync_datastore(datastore_root, reloader.clone())?;
     // Checked once the cluster's domains are on disk (and loaded).
     checked_engine(datastore_root, budget)?;
@@ -288,14 +341,17 @@ async fn start_cluster(
     db_path: &Path,
 ) -> anyhow::Result<Started> {
     let (mut node, engine, reloader) = {
-        let (cluster, root, budget) = (
+        let (cluster, root, budget, methods) = (
             cluster.clone(),
             datastore_root.to_path_buf(),
             config.engine.limits(),
+            config.methods.clone(),
         );
-        tokio::task::spawn_blocking(move || cluster_engine(&cluster, Role::Worker, &root, budget))
-            .await
-            .context("connecting to the cluster")??
+        tokio::task::spawn_blocking(move || {
+            cluster_engine(&cluster, Role::Worker, &root, budget, &methods)
+        })
+        .await
+        .context("connecting to the cluster")??
     };
     let store = node.store.clone();
     // The workers' units commit in PostgreSQL, then ack the queue (the

@@ -14,6 +14,7 @@ pub mod logfile;
 pub mod method;
 pub mod operations;
 pub mod password;
+pub mod notifications;
 pub mod reload;
 pub mod remote;
 pub mod request;
@@ -116,6 +117,9 @@ pub enum Command {
     /// Run one method.
     #[command(subcommand)]
     Method(method::MethodCmd),
+    /// Notifications methods created (`evm.create_notification`).
+    #[command(subcommand)]
+    Notifications(notifications::NotificationsCmd),
     /// State-machine retries scheduled in the object store.
     #[command(subcommand)]
     Retries(retries::RetriesCmd),
@@ -180,6 +184,7 @@ pub fn main() -> ExitCode {
         Command::Export(args) => datastore::export(&cli.global, args),
         Command::Instantiate(args) => instantiate::run(&cli.global, args),
         Command::Retries(cmd) => retries::run(&cli.global, cmd),
+        Command::Notifications(cmd) => notifications::run(&cli.global, cmd),
         Command::Method(cmd) => method::run(&cli.global, cmd),
         Command::Run(args) => run::run(&cli.global, args),
         Command::Events(cmd) => events::list(&cli.global, cmd),

@@ -590,6 +590,12 @@ impl Remote {
             .collect())
     }
 
+    /// `automate notifications list`: every notification as
+    /// `/api/notifications` answers it.
+    pub fn notifications(&self) -> anyhow::Result<Vec<Value>> {
+        self.all_resources("/api/notifications", |r| Ok(r.clone()))
+    }
+
     /// `automate retries list`: `(id, uri, deliveries, attempts)` of every
     /// scheduled retry.
     pub fn retries(&self) -> anyhow::Result<Vec<(u64, String, u64, u64)>> {

@@ -34,6 +34,7 @@ mod methods;
 mod metrics;
 mod operations;
 mod password;
+mod outbound;
 mod pipeline;
 mod reload;
 mod requests;

@@ -27,6 +27,7 @@ const COLLECTIONS: &[(&str, &str)] = &[
     ("categories", "Categories"),
     ("event_streams", "Event Streams"),
     ("hosts", "Hosts"),
+    ("notifications", "Notifications"),
     ("providers", "Providers"),
     ("tags", "Tags"),
     ("vms", "Virtual Machines"),

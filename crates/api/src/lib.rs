@@ -110,6 +110,11 @@ pub enum Endpoint {
     Tag,
     /// `GET /api/hosts`: a page of the store's `Host` objects.
     Hosts,
+    /// `GET /api/notifications`: a page of the notifications methods made
+    /// (`evm.create_notification`).
+    Notifications,
+    /// `GET /api/notifications/{id}`: one notification.
+    Notification,
     /// `GET /api/hosts/{id}`: one `Host`.
     Host,
     /// `GET /api/providers`: a page of the store's `ExtManagementSystem`
@@ -221,6 +226,8 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/api/tags/{id}", Endpoint::Tag),
     r("GET", "/api/hosts", Endpoint::Hosts),
     r("GET", "/api/hosts/{id}", Endpoint::Host),
+    r("GET", "/api/notifications", Endpoint::Notifications),
+    r("GET", "/api/notifications/{id}", Endpoint::Notification),
     r("GET", "/api/providers", Endpoint::Providers),
     r("GET", "/api/providers/{id}", Endpoint::Provider),
     r(
@@ -739,6 +746,8 @@ fn handler(method: &str, endpoint: Endpoint) -> Option<MethodRouter<ApiState>> {
         Endpoint::Tag => on(filter, tags::tag_entry),
         Endpoint::Hosts => on(filter, objects::hosts),
         Endpoint::Host => on(filter, objects::host),
+        Endpoint::Notifications => on(filter, objects::notifications),
+        Endpoint::Notification => on(filter, objects::notification),
         Endpoint::Providers => on(filter, objects::providers),
         Endpoint::Provider => on(filter, objects::provider),
         Endpoint::ProviderOperations => on(filter, objects::provider_operations),

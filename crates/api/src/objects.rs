@@ -1,6 +1,6 @@
 //! Read-only collections of the object store: `/api/vms`, `/api/hosts`,
 //! `/api/providers`, `/api/provider_operations` (`MiqQueue` messages of
-//! the `ems_operations` role) (and one of each by id) and `/api/event_streams`
+//! the `ems_operations` role), `/api/notifications` (and one of each by id) and `/api/event_streams`
 //! (also by `type` and `since`, like `automate events list`), each with
 //! ManageIQ's collection queries ([`crate::collection`]).
 
@@ -102,6 +102,18 @@ pub(super) async fn host(
     q: RawQuery,
 ) -> ApiResult {
     show_class(s, id, q, "Host", "hosts").await
+}
+
+pub(super) async fn notifications(State(s): State<ApiState>, q: RawQuery) -> ApiResult {
+    list_class(s, q, "Notification", "notifications").await
+}
+
+pub(super) async fn notification(
+    State(s): State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+    q: RawQuery,
+) -> ApiResult {
+    show_class(s, id, q, "Notification", "notifications").await
 }
 
 pub(super) async fn providers(State(s): State<ApiState>, q: RawQuery) -> ApiResult {

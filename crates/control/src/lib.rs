@@ -22,11 +22,13 @@
 
 mod condition;
 mod load;
+mod method_requests;
 pub mod reload;
 pub mod validate;
 
 pub use condition::{Condition, ConditionEngine, ConditionLimits};
 pub use load::{check, load, load_with};
+pub use method_requests::{new_request, MethodRequests};
 pub use reload::{with_control_reloadable, Reloader};
 
 use automate_datastore::Datastore;

@@ -28,6 +28,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 mod lines;
+mod methods;
+pub use methods::{HttpConfig, MethodsConfig, SmtpConfig};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,6 +62,10 @@ pub struct Config {
     /// (docs/cluster.md). Absent: the embedded mode (one process, redb).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterConfig>,
+    /// `methods`: what methods' outbound actions may do (the SMTP relay,
+    /// the hosts `evm.http` may reach).
+    #[serde(default)]
+    pub methods: MethodsConfig,
 }
 
 /// `password:`: ManageIQ's v2 key, which decrypts `password` fields'
@@ -1011,6 +1017,7 @@ impl Config {
             others.extend(check_public_url(url).err());
         }
         others.extend(self.engine.problems());
+        others.extend(self.methods.problems());
         if let Some(c) = &self.cluster {
             others.extend(c.problems());
         }

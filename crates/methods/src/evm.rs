@@ -97,6 +97,8 @@ pub(crate) struct Frame {
     pub loaded: HashMap<String, SharedModule>,
     /// Modules being evaluated (circular imports).
     pub loading: Vec<String>,
+    /// What outbound actions may do ([`super::outbound`]).
+    pub outbound: Arc<super::outbound::Outbound>,
 }
 
 thread_local! {
@@ -589,6 +591,7 @@ pub(crate) fn register(engine: &mut rhai::Engine) {
     super::tags::register(engine);
     super::operations::register(engine);
     super::service_model::register(engine);
+    super::outbound::register(engine);
 }
 
 fn raise_from_script(name: &str, target: Dynamic, inputs: Map) -> RhaiResult<Dynamic> {

@@ -124,7 +124,11 @@ pub fn lookup(name: &str) -> Option<&'static ExecuteMethod> {
 
 /// The error for a name automate cannot run.
 pub fn unknown(name: &str) -> String {
-    let ours: Vec<&str> = EXECUTE_METHODS.iter().map(|m| m.name).collect();
+    let ours: Vec<&str> = EXECUTE_METHODS
+        .iter()
+        .map(|m| m.name)
+        .chain(super::outbound::EXECUTE_NAMES.iter().copied())
+        .collect();
     if MANAGEIQ_METHODS.contains(&name.trim()) {
         format!(
             "execute method [{name}] is not available in automate yet; available: {} (see docs/porting-ruby-methods.md)",
@@ -164,6 +168,11 @@ pub(crate) fn register(engine: &mut rhai::Engine) {
     use super::evm::{with_runtime, Evm};
     use rhai::ImmutableString;
     fn run(name: &str, args: &[Dynamic]) -> ExecuteResult {
+        // The outbound arms (`send_email`, `create_automation_request`)
+        // reach the runtime themselves.
+        if let Some(answer) = super::outbound::execute(name, args) {
+            return answer;
+        }
         with_runtime(|rt, _, _| dispatch(rt, name, args))?
     }
     engine.register_fn("execute", |_: &mut Evm, n: ImmutableString| run(&n, &[]));

@@ -12,6 +12,9 @@
 //!   `System/Process` builtins;
 //! * [`operations`]: VM operations (`vm.stop()`, `vm.migrate(host)`...)
 //!   queued as provider operations;
+//! * [`outbound`]: what a method does to the world (`send_email`,
+//!   `create_notification`, `evm.http`, `create_automation_request`) and
+//!   `field_timeout`, `ansible_stats_vars`, `set_stats`;
 //! * [`events`]: raising generic events (`MiqEvent.raise_evm_event`),
 //!   which runs the engine's [`Policies`] (`control`'s, given to
 //!   [`with_methods`]; this module never names `control`);
@@ -32,6 +35,7 @@ pub mod events;
 pub mod evm;
 pub mod execute;
 pub mod operations;
+pub mod outbound;
 pub mod rhai_runner;
 pub mod tags;
 pub mod service_model;

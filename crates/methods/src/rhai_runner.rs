@@ -136,6 +136,8 @@ pub struct RhaiRunner {
     /// The id of the next call: handles a script holds ([`evm::AeObject`])
     /// carry the id of the call that made them.
     next_call: AtomicU64,
+    /// What outbound actions may do ([`RhaiRunner::set_outbound`]).
+    outbound: arc_swap::ArcSwap<crate::outbound::Outbound>,
 }
 
 impl std::fmt::Debug for RhaiRunner {
@@ -220,7 +222,15 @@ impl RhaiRunner {
             cache: RwLock::new(FxHashMap::default()),
             by_body: RwLock::new(FxHashMap::default()),
             next_call: AtomicU64::new(1),
+            outbound: arc_swap::ArcSwap::from_pointee(crate::outbound::Outbound::default()),
         }
+    }
+
+    /// Sets what outbound actions may do (automate.yaml's `methods:`: the
+    /// SMTP relay, the HTTP allow-list, the request service); calls
+    /// started afterwards see it.
+    pub fn set_outbound(&self, outbound: crate::outbound::Outbound) {
+        self.outbound.store(Arc::new(outbound));
     }
 
     /// The sandbox limits it was built with.
@@ -684,6 +694,7 @@ impl ScriptRunner for RhaiRunner {
             embedded,
             loaded: HashMap::new(),
             loading: Vec::new(),
+            outbound: self.outbound.load_full(),
         };
         let guard = evm::push_frame(frame);
         let mut scope = rhai::Scope::new();

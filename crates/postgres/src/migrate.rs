@@ -49,6 +49,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "provider operations",
         sql: include_str!("migrations/V6__miq_queue.sql"),
     },
+    Migration {
+        version: 7,
+        name: "notifications",
+        sql: include_str!("migrations/V7__notifications.sql"),
+    },
 ];
 
 /// A lock key of this crate's own (`pg_advisory_xact_lock`).

@@ -330,7 +330,7 @@ impl PartialEq for BackendError {
 pub const REGION_BASE: i64 = 1_000_000_000_000;
 
 /// The base classes [`base_class`] answers with, each its own base class.
-const BASE_CLASSES: [&str; 16] = [
+const BASE_CLASSES: [&str; 17] = [
     "EventStream",
     "VmOrTemplate",
     "Host",
@@ -347,6 +347,7 @@ const BASE_CLASSES: [&str; 16] = [
     "MiqAlert",
     "Classification",
     "MiqQueue",
+    "Notification",
 ];
 
 /// Every base class of the store (one id sequence each).
@@ -408,6 +409,7 @@ pub fn base_class(class: &str) -> Option<&'static str> {
         b"miqalert" => "MiqAlert",
         b"classification" => "Classification",
         b"miqqueue" => "MiqQueue",
+        b"notification" => "Notification",
         _ => return None,
     })
 }
