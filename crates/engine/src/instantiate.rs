@@ -2,6 +2,7 @@
 //! its `.missing` fallback, the cycle check, assertions, query args, then
 //! the fields; and the per-object error handling of §4.1.
 
+use super::collect::CollectSource;
 use super::datatype::convert;
 use super::error::EngineError;
 use super::workspace::{Level, Object, ObjectId};
@@ -444,7 +445,7 @@ impl Runtime<'_> {
             .filter(|c| !c.trim().is_empty())
             .or_else(|| field.collect.clone());
         if let Some(collect) = collect.filter(|c| !c.trim().is_empty()) {
-            self.process_collect(id, &field.name, &collect, None)?;
+            self.process_collect(id, &field.name, &collect, CollectSource::Current)?;
         }
         Ok(())
     }
@@ -495,6 +496,8 @@ impl Runtime<'_> {
         );
         // Ruby's `rels`: an array for a wildcard (possibly empty), else the
         // child or nil; collect runs unless it is nil.
+        // Ruby tests `relationship.include?('*')` for the Array form.
+        let wildcard = rel_text.contains('*');
         let (children, found) = if rel.path.ends_with('*') && rel.scheme == Some(Scheme::MiqaeDb) {
             (self.follow_wildcard(id, &rel)?, true)
         } else {
@@ -502,9 +505,13 @@ impl Runtime<'_> {
             (child.into_iter().collect::<Vec<_>>(), child.is_some())
         };
         if let Some(collect) = collect.filter(|c| found && !c.trim().is_empty()) {
+            let from = match children.as_slice() {
+                [one] if !wildcard => CollectSource::One(*one),
+                _ => CollectSource::Many(&children),
+            };
             for expr in collect.split(';') {
                 if !expr.trim().is_empty() {
-                    self.process_collect(id, field_name, expr, Some(&children))?;
+                    self.process_collect(id, field_name, expr, from)?;
                 }
             }
         }
