@@ -5,6 +5,7 @@
 use super::collect::CollectSource;
 use super::datatype::convert;
 use super::error::EngineError;
+use super::state_data;
 use super::workspace::{Level, Object, ObjectId};
 use super::Runtime;
 use automate_core::uri::{
@@ -550,31 +551,43 @@ impl Runtime<'_> {
     }
 
     /// Takes `ae_state_data` (state vars) and `ae_state_previous` (saved
-    /// state of nested machines) out of the query args; both are JSON
-    /// objects (ManageIQ carries them as YAML).
+    /// state of nested machines) out of the query args; each is a JSON
+    /// object (automate's form) or ManageIQ's YAML dump (`state_data`).
+    /// Text that is neither is logged and ignored, as a missing blob is.
     fn take_state_args(&mut self, args: &mut Vec<(String, String)>) {
         if let Some(pos) = args.iter().position(|(k, _)| k == "ae_state_data") {
             let (_, data) = args.remove(pos);
-            if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(&data) {
-                for (k, v) in map {
-                    self.ws.state_vars.insert(k, super::datatype::from_json(&v));
+            if let Some(id) = state_data::blob_reference(&data) {
+                self.log(
+                    Level::Warn,
+                    format!(
+                        "Failed to load BinaryBlob with ID [{id}] for MiqAeEngine::StateVarHash"
+                    ),
+                );
+            }
+            match state_data::parse_state_map(&data) {
+                Ok(map) => {
+                    for (k, v) in map {
+                        self.ws.state_vars.insert(k, v);
+                    }
                 }
+                Err(why) => self.log(Level::Warn, format!("Ignoring ae_state_data: {why}")),
             }
         }
         if let Some(pos) = args.iter().position(|(k, _)| k == "ae_state_previous") {
             let (_, data) = args.remove(pos);
-            if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(&data) {
-                self.ws.state_info.clear();
-                for (machine, v) in map {
-                    let serde_json::Value::Object(values) = v else {
-                        continue;
-                    };
-                    let attrs = values
-                        .iter()
-                        .map(|(k, v)| (k.clone(), super::datatype::from_json(v)))
-                        .collect();
-                    self.ws.state_info.insert(machine, attrs);
+            match state_data::parse_state_map(&data) {
+                Ok(map) => {
+                    self.ws.state_info.clear();
+                    for (machine, v) in map {
+                        let AttrValue::Hash(values) = v else {
+                            continue;
+                        };
+                        let attrs = values.into_iter().map(|(k, v)| (k.to_text(), v)).collect();
+                        self.ws.state_info.insert(machine, attrs);
+                    }
                 }
+                Err(why) => self.log(Level::Warn, format!("Ignoring ae_state_previous: {why}")),
             }
         }
     }
