@@ -7,6 +7,8 @@
 //!   from Rhai natives to the running [`Runtime`](automate_engine::Runtime);
 //! * [`builtins`]: [`event_builtins`], the `System/event_handlers` and
 //!   `System/Process` builtins;
+//! * [`process`]: `parse_provider_category` and `parse_automation_request`
+//!   with ManageIQ's tables;
 //! * [`events`]: raising generic events (`MiqEvent.raise_evm_event`),
 //!   which runs the engine's [`Policies`] (`control`'s, given to
 //!   [`with_methods`]; this module never names `control`).
@@ -21,6 +23,7 @@
 pub mod builtins;
 pub mod events;
 pub mod evm;
+pub mod process;
 pub mod rhai_runner;
 
 pub use builtins::event_builtins;
