@@ -552,15 +552,13 @@ impl Parser<'_> {
             let name = name.clone();
             self.pos += 1;
             let mut args = Vec::new();
-            if self.eat_op("(") {
-                if !self.eat_op(")") {
-                    loop {
-                        args.push(self.not_expr()?);
-                        if self.eat_op(")") {
-                            break;
-                        }
-                        self.expect_op(",")?;
+            if self.eat_op("(") && !self.eat_op(")") {
+                loop {
+                    args.push(self.not_expr()?);
+                    if self.eat_op(")") {
+                        break;
                     }
+                    self.expect_op(",")?;
                 }
             }
             e = Expr::Call(Box::new(e), name, args);

@@ -3,6 +3,7 @@
 //! the fields; and the per-object error handling of §4.1.
 
 use super::collect::CollectSource;
+use automate_core::ruby::{self, RValue, RubyError};
 use super::datatype::convert;
 use super::error::EngineError;
 use super::state_data;
@@ -318,10 +319,30 @@ impl Runtime<'_> {
         Ok(())
     }
 
-    /// Evaluates an assertion as a Rhai expression (Ruby's single-quoted
-    /// strings become Rhai strings first). The messages are Ruby's, angle
-    /// brackets included.
+    /// Evaluates an assertion: as Ruby when it is in the subset ManageIQ
+    /// domains use (`automate_core::ruby`: `%w(..).include?(x)`, `.nil?`,
+    /// `.blank?`, `==`, `&&`, `=~`, ...), with `message` the current message
+    /// as in ManageIQ's `eval`; otherwise as a Rhai expression (Ruby's
+    /// single-quoted strings become Rhai strings first). The messages are
+    /// Ruby's, angle brackets included.
     fn evaluate_assertion(&mut self, expr: &str) -> Result<(), EngineError> {
+        let message = self.current_message.clone();
+        let var = |name: &str| (name == "message").then(|| RValue::Str(message.clone()));
+        match ruby::evaluate(expr, &var) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {
+                return Err(EngineError::AssertionFailure(format!(
+                    "Assertion Failed: <{expr}>"
+                )))
+            }
+            Err(RubyError::Eval(e)) => {
+                self.log(Level::Error, format!("'{e}', evaluating assertion"));
+                return Err(EngineError::AssertionFailure(format!(
+                    "Assertion Evaluation Failed: <{expr}>"
+                )));
+            }
+            Err(RubyError::Unsupported { .. }) => {}
+        }
         let script = single_to_double_quotes(expr);
         let ast = match self.engine.assertions.compile_expression(&script) {
             Ok(ast) => ast,
