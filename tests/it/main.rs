@@ -36,5 +36,6 @@ mod reload;
 mod requests;
 mod rest;
 mod retries;
+mod semantics;
 mod storm;
 mod vmdb;

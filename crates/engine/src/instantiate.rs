@@ -3,12 +3,12 @@
 //! the fields; and the per-object error handling of §4.1.
 
 use super::collect::CollectSource;
-use automate_core::ruby::{self, RValue, RubyError};
 use super::datatype::convert;
 use super::error::EngineError;
 use super::state_data;
 use super::workspace::{Level, Object, ObjectId};
 use super::Runtime;
+use automate_core::ruby::{self, RValue, RubyError};
 use automate_core::uri::{
     self, classify_arg_key_owned, split_array_value, ArgKey, ArrayElem, Scheme, Uri,
 };

@@ -506,7 +506,10 @@ fn text_method(value: &AttrValue, name: &str, arg: Option<&str>) -> Result<AttrV
 /// that is not a stored object; ManageIQ passes the one argument as written,
 /// a `:symbol` as a Symbol.
 fn ruby_method(value: &AttrValue, name: &str, arg: Option<&str>) -> Result<AttrValue, String> {
-    let args: Vec<RValue> = arg.map(|a| RValue::Str(a.to_string())).into_iter().collect();
+    let args: Vec<RValue> = arg
+        .map(|a| RValue::Str(a.to_string()))
+        .into_iter()
+        .collect();
     ruby::call(&to_ruby(value), name, &args)
         .map(from_ruby)
         .map_err(|e| e.to_string())

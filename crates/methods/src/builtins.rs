@@ -28,8 +28,14 @@ pub fn event_builtins() -> Builtins {
     b.insert("src_vm_destroy_all_snapshots", src_vm_destroy_all_snapshots);
     b.insert("src_vm_disconnect_storage", src_vm_disconnect_storage);
     b.insert("parse_event_stream", parse_event_stream);
-    b.insert("parse_provider_category", super::process::parse_provider_category);
-    b.insert("parse_automation_request", super::process::parse_automation_request);
+    b.insert(
+        "parse_provider_category",
+        super::process::parse_provider_category,
+    );
+    b.insert(
+        "parse_automation_request",
+        super::process::parse_automation_request,
+    );
     b
 }
 

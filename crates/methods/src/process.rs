@@ -46,7 +46,9 @@ pub const ATTRIBUTE_LIST: &[&str] = &[
 
 /// `miq_parse_automation_request`'s table: request type to target
 /// component, class and instance.
-pub fn automation_request_target(request: &str) -> Option<(&'static str, &'static str, &'static str)> {
+pub fn automation_request_target(
+    request: &str,
+) -> Option<(&'static str, &'static str, &'static str)> {
     Some(match request {
         "vm_provision" => ("VM", "Lifecycle", "Provisioning"),
         "vm_retired" | "vm_retire" => ("VM", "Lifecycle", "Retirement"),
@@ -68,7 +70,10 @@ pub(crate) fn parse_automation_request(
     obj: ObjectId,
     _: &Attributes,
 ) -> Result<(), EngineError> {
-    let request = rt.attr(obj, "request").map(AttrValue::to_text).unwrap_or_default();
+    let request = rt
+        .attr(obj, "request")
+        .map(AttrValue::to_text)
+        .unwrap_or_default();
     let target = automation_request_target(&request);
     if request == "configured_system_provision" {
         rt.set_root("ae_provider_category", AttrValue::str(INFRASTRUCTURE));
@@ -180,7 +185,10 @@ fn category_for_key(
 
 /// A `PhysicalServerProvisionRequest`, by its stored class or `type`.
 fn is_physical_server_request(store: &dyn ObjectStore, req: &VmdbRef) -> Result<bool, EngineError> {
-    let named = |s: &str| s.to_ascii_lowercase().contains("physicalserverprovisionrequest");
+    let named = |s: &str| {
+        s.to_ascii_lowercase()
+            .contains("physicalserverprovisionrequest")
+    };
     if named(&req.class) {
         return Ok(true);
     }
@@ -202,7 +210,11 @@ fn source_vm(store: &dyn ObjectStore, obj: &VmdbRef) -> Result<Option<VmdbRef>, 
         return Ok(Some(r));
     }
     for attr in ["source_id", "src_vm_id", "vm_or_template_id", "vm_id"] {
-        if let Some(id) = store.attribute(obj, attr)?.as_ref().and_then(events::id_value) {
+        if let Some(id) = store
+            .attribute(obj, attr)?
+            .as_ref()
+            .and_then(events::id_value)
+        {
             if let Some(vm) = store.find("VmOrTemplate", id)? {
                 return Ok(Some(vm));
             }
@@ -229,7 +241,11 @@ fn vm_category(store: &dyn ObjectStore, vm: &VmdbRef) -> Result<String, EngineEr
     if let Some(t) = store.attribute(vm, "type")? {
         kinds.push(t.to_text());
     }
-    if let Some(id) = store.attribute(vm, "ems_id")?.as_ref().and_then(events::id_value) {
+    if let Some(id) = store
+        .attribute(vm, "ems_id")?
+        .as_ref()
+        .and_then(events::id_value)
+    {
         if let Some(ems) = store.find("ExtManagementSystem", id)? {
             for attr in ["type", "emstype"] {
                 if let Some(v) = store.attribute(&ems, attr)? {
