@@ -7,6 +7,7 @@
 //!   from Rhai natives to the running [`Runtime`](automate_engine::Runtime);
 //! * [`builtins`]: [`event_builtins`], the `System/event_handlers` and
 //!   `System/Process` builtins;
+//! * [`functions`]: what the engine registers for scripts (Rhai metadata);
 //! * [`process`]: `parse_provider_category` and `parse_automation_request`
 //!   with ManageIQ's tables;
 //! * [`events`]: raising generic events (`MiqEvent.raise_evm_event`),
@@ -23,6 +24,7 @@
 pub mod builtins;
 pub mod events;
 pub mod evm;
+pub mod functions;
 pub mod process;
 pub mod rhai_runner;
 
