@@ -45,8 +45,7 @@ fn functions(json: bool) -> anyhow::Result<ExitCode> {
         super::table::print_json(&mut out, &serde_json::to_value(&fns)?)?;
     } else {
         for f in &fns {
-            let recv = if f.receiver.is_empty() { "" } else { &f.receiver };
-            writeln!(out, "{:<10} {:<9} {}", recv, f.kind, f.signature)?;
+            writeln!(out, "{:<10} {:<9} {}", f.receiver, f.kind, f.signature)?;
         }
     }
     Ok(ExitCode::SUCCESS)
