@@ -25,12 +25,39 @@ pub enum MethodCmd {
         #[arg(long)]
         json: bool,
     },
+    /// The functions and properties the Rhai engine registers for methods
+    /// (`evm`, `VmdbObject`, ...), read from the engine: what
+    /// `scripts/porting-coverage` checks ManageIQ's Ruby against.
+    #[command(hide = true)]
+    Functions {
+        /// One JSON array of `{receiver, name, kind, arity, signature}`.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `automate method functions`: needs no datastore or store.
+fn functions(json: bool) -> anyhow::Result<ExitCode> {
+    let runner = automate_methods::RhaiRunner::new();
+    let fns = automate_methods::functions::registered_functions(&runner);
+    let mut out = std::io::stdout().lock();
+    if json {
+        super::table::print_json(&mut out, &serde_json::to_value(&fns)?)?;
+    } else {
+        for f in &fns {
+            writeln!(out, "{:<10} {:<9} {}", f.receiver, f.kind, f.signature)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs the method on `--datastore` and `--db` and prints the trace and
 /// the object's attributes; fails when the method ends with an error.
 pub fn run(global: &Global, cmd: MethodCmd) -> anyhow::Result<ExitCode> {
-    let MethodCmd::Run { path, attrs, json } = cmd;
+    let (path, attrs, json) = match cmd {
+        MethodCmd::Run { path, attrs, json } => (path, attrs, json),
+        MethodCmd::Functions { json } => return functions(json),
+    };
     let attrs = super::instantiate::parse_attrs(&attrs)?;
     if let Some(remote) = super::remote::find(global)? {
         let answer = remote.run_method(&path, &attrs)?;

@@ -41,6 +41,7 @@ mod requests;
 mod rest;
 mod retries;
 mod service_model;
+mod semantics;
 mod storm;
 mod tags;
 mod vmdb;

@@ -20,6 +20,7 @@ pub mod reload;
 pub mod settings;
 pub mod swap;
 pub mod validate;
+pub mod validate_ruby;
 pub mod yaml;
 pub mod zip_safety;
 

@@ -17,7 +17,10 @@
 //! [`check_domain`] is the per-domain part (no cross-domain relationship
 //! check), which `import` uses to refuse a domain ManageIQ would refuse.
 //!
-//! Dangling relationships are warnings ([`Report::warnings`]); the rest are
+//! * assertions outside the Ruby subset automate evaluates, and `${...}`
+//!   method chains substitution cannot apply (`validate_ruby`).
+//!
+//! Dangling relationships and the Ruby checks are warnings ([`Report::warnings`]); the rest are
 //! errors. Method bodies are not compiled here: [`validate_report`] takes
 //! [`MethodBodyCheck`] hooks, where the Rhai compile check plugs in.
 
@@ -155,6 +158,7 @@ pub fn validate_report(root: &Path, method_checks: &[&MethodBodyCheck]) -> Repor
         problems.into_iter().partition(|p| p.warning);
     for (domain, dir) in report.domains.iter().zip(&dirs) {
         warnings.extend(check_relationships(domain, dir, &index));
+        warnings.extend(super::validate_ruby::check_ruby(domain, dir));
     }
     sort_problems(&mut problems);
     sort_problems(&mut warnings);

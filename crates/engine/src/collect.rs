@@ -10,16 +10,41 @@ use super::workspace::ObjectId;
 use super::Runtime;
 use automate_core::value::AttrValue;
 
+/// What a collect reads from: Ruby's `rels` after a relationship.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum CollectSource<'a> {
+    /// An attribute field's collect: the current object (`rels` is nil).
+    Current,
+    /// A plain relationship: the one child it instantiated.
+    One(ObjectId),
+    /// A wildcard relationship (`*`): always an Array in ManageIQ, even
+    /// when a single instance (or none) matched.
+    Many(&'a [ObjectId]),
+}
+
+impl CollectSource<'_> {
+    /// The children to read from (`None` for the current object).
+    fn children(&self) -> Option<Vec<ObjectId>> {
+        match self {
+            CollectSource::Current => None,
+            CollectSource::One(c) => Some(vec![*c]),
+            CollectSource::Many(cs) => Some(cs.to_vec()),
+        }
+    }
+}
+
 impl Runtime<'_> {
     /// Runs one collect expression for field `field` of object `id`;
-    /// `source` is the relationship's children (`None` for attribute fields).
+    /// `from` is what the relationship produced (reference §5.7).
     pub(super) fn process_collect(
         &mut self,
         id: ObjectId,
         field: &str,
         expr: &str,
-        source: Option<&[ObjectId]>,
+        from: CollectSource<'_>,
     ) -> Result<(), EngineError> {
+        let source_list = from.children();
+        let source = source_list.as_deref();
         let expr = expr.trim();
         let (lhs, rhs) = match split_assignment(expr) {
             Some((l, r)) => (Some(l.trim()), r.trim()),
@@ -90,12 +115,14 @@ impl Runtime<'_> {
             && !rhs.is_empty()
         {
             let name = rhs.split('.').next().unwrap_or(rhs);
-            match source {
-                Some(children) if children.len() == 1 => self.child_attr(children[0], name),
-                Some(children) => {
+            // Ruby's `rels.collect { |r| r[name] }` for a wildcard's
+            // Array (whatever its length), `rels[name]` for one child.
+            match from {
+                CollectSource::One(child) => self.child_attr(child, name),
+                CollectSource::Many(children) => {
                     AttrValue::Array(children.iter().map(|&c| self.child_attr(c, name)).collect())
                 }
-                None => self.attr(id, name).cloned().unwrap_or(AttrValue::Nil),
+                CollectSource::Current => self.attr(id, name).cloned().unwrap_or(AttrValue::Nil),
             }
         } else {
             return Err(invalid(expr));

@@ -2,10 +2,13 @@
 //! its `.missing` fallback, the cycle check, assertions, query args, then
 //! the fields; and the per-object error handling of §4.1.
 
+use super::collect::CollectSource;
 use super::datatype::convert;
 use super::error::EngineError;
+use super::state_data;
 use super::workspace::{Level, Object, ObjectId};
 use super::Runtime;
+use automate_core::ruby::{self, RValue, RubyError};
 use automate_core::uri::{
     self, classify_arg_key_owned, split_array_value, ArgKey, ArrayElem, Scheme, Uri,
 };
@@ -316,10 +319,30 @@ impl Runtime<'_> {
         Ok(())
     }
 
-    /// Evaluates an assertion as a Rhai expression (Ruby's single-quoted
-    /// strings become Rhai strings first). The messages are Ruby's, angle
-    /// brackets included.
+    /// Evaluates an assertion: as Ruby when it is in the subset ManageIQ
+    /// domains use (`automate_core::ruby`: `%w(..).include?(x)`, `.nil?`,
+    /// `.blank?`, `==`, `&&`, `=~`, ...), with `message` the current message
+    /// as in ManageIQ's `eval`; otherwise as a Rhai expression (Ruby's
+    /// single-quoted strings become Rhai strings first). The messages are
+    /// Ruby's, angle brackets included.
     fn evaluate_assertion(&mut self, expr: &str) -> Result<(), EngineError> {
+        let message = self.current_message.clone();
+        let var = |name: &str| (name == "message").then(|| RValue::Str(message.clone()));
+        match ruby::evaluate(expr, &var) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {
+                return Err(EngineError::AssertionFailure(format!(
+                    "Assertion Failed: <{expr}>"
+                )))
+            }
+            Err(RubyError::Eval(e)) => {
+                self.log(Level::Error, format!("'{e}', evaluating assertion"));
+                return Err(EngineError::AssertionFailure(format!(
+                    "Assertion Evaluation Failed: <{expr}>"
+                )));
+            }
+            Err(RubyError::Unsupported { .. }) => {}
+        }
         let script = single_to_double_quotes(expr);
         let ast = match self.engine.assertions.compile_expression(&script) {
             Ok(ast) => ast,
@@ -444,7 +467,7 @@ impl Runtime<'_> {
             .filter(|c| !c.trim().is_empty())
             .or_else(|| field.collect.clone());
         if let Some(collect) = collect.filter(|c| !c.trim().is_empty()) {
-            self.process_collect(id, &field.name, &collect, None)?;
+            self.process_collect(id, &field.name, &collect, CollectSource::Current)?;
         }
         Ok(())
     }
@@ -495,6 +518,8 @@ impl Runtime<'_> {
         );
         // Ruby's `rels`: an array for a wildcard (possibly empty), else the
         // child or nil; collect runs unless it is nil.
+        // Ruby tests `relationship.include?('*')` for the Array form.
+        let wildcard = rel_text.contains('*');
         let (children, found) = if rel.path.ends_with('*') && rel.scheme == Some(Scheme::MiqaeDb) {
             (self.follow_wildcard(id, &rel)?, true)
         } else {
@@ -502,9 +527,13 @@ impl Runtime<'_> {
             (child.into_iter().collect::<Vec<_>>(), child.is_some())
         };
         if let Some(collect) = collect.filter(|c| found && !c.trim().is_empty()) {
+            let from = match children.as_slice() {
+                [one] if !wildcard => CollectSource::One(*one),
+                _ => CollectSource::Many(&children),
+            };
             for expr in collect.split(';') {
                 if !expr.trim().is_empty() {
-                    self.process_collect(id, field_name, expr, Some(&children))?;
+                    self.process_collect(id, field_name, expr, from)?;
                 }
             }
         }
@@ -543,31 +572,43 @@ impl Runtime<'_> {
     }
 
     /// Takes `ae_state_data` (state vars) and `ae_state_previous` (saved
-    /// state of nested machines) out of the query args; both are JSON
-    /// objects (ManageIQ carries them as YAML).
+    /// state of nested machines) out of the query args; each is a JSON
+    /// object (automate's form) or ManageIQ's YAML dump (`state_data`).
+    /// Text that is neither is logged and ignored, as a missing blob is.
     fn take_state_args(&mut self, args: &mut Vec<(String, String)>) {
         if let Some(pos) = args.iter().position(|(k, _)| k == "ae_state_data") {
             let (_, data) = args.remove(pos);
-            if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(&data) {
-                for (k, v) in map {
-                    self.ws.state_vars.insert(k, super::datatype::from_json(&v));
+            if let Some(id) = state_data::blob_reference(&data) {
+                self.log(
+                    Level::Warn,
+                    format!(
+                        "Failed to load BinaryBlob with ID [{id}] for MiqAeEngine::StateVarHash"
+                    ),
+                );
+            }
+            match state_data::parse_state_map(&data) {
+                Ok(map) => {
+                    for (k, v) in map {
+                        self.ws.state_vars.insert(k, v);
+                    }
                 }
+                Err(why) => self.log(Level::Warn, format!("Ignoring ae_state_data: {why}")),
             }
         }
         if let Some(pos) = args.iter().position(|(k, _)| k == "ae_state_previous") {
             let (_, data) = args.remove(pos);
-            if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(&data) {
-                self.ws.state_info.clear();
-                for (machine, v) in map {
-                    let serde_json::Value::Object(values) = v else {
-                        continue;
-                    };
-                    let attrs = values
-                        .iter()
-                        .map(|(k, v)| (k.clone(), super::datatype::from_json(v)))
-                        .collect();
-                    self.ws.state_info.insert(machine, attrs);
+            match state_data::parse_state_map(&data) {
+                Ok(map) => {
+                    self.ws.state_info.clear();
+                    for (machine, v) in map {
+                        let AttrValue::Hash(values) = v else {
+                            continue;
+                        };
+                        let attrs = values.into_iter().map(|(k, v)| (k.to_text(), v)).collect();
+                        self.ws.state_info.insert(machine, attrs);
+                    }
                 }
+                Err(why) => self.log(Level::Warn, format!("Ignoring ae_state_previous: {why}")),
             }
         }
     }

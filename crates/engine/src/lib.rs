@@ -26,6 +26,7 @@ mod error;
 mod instantiate;
 pub mod keys;
 mod methods;
+mod state_data;
 mod state_machine;
 mod substitute;
 mod workspace;

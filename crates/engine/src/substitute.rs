@@ -8,11 +8,13 @@
 //! (`${miqaedb:/ns/class/instance/attr}`). A trailing `.method` chain on an
 //! attribute (`${/#event_stream.source}`, `${/#vm.name.length}`) reads
 //! attributes of stored objects or applies a small allow-list of string
-//! methods.
+//! methods and the Ruby subset's (`nil?`, `blank?`, `present?`,
+//! `include?(x)`, ..., `automate_core::ruby`).
 
 use super::error::EngineError;
 use super::workspace::{Level, ObjectId};
 use super::Runtime;
+use automate_core::ruby::{self, RValue};
 use automate_core::uri::{self, Scheme, SplitOptions};
 use automate_core::value::AttrValue;
 use automate_datastore::index::{AeType, FieldDef, ValueDef, MISSING};
@@ -299,6 +301,12 @@ impl Runtime<'_> {
                 .trim_matches(|c| c == '\'' || c == '"')
         });
         if let AttrValue::Object(r) = value {
+            // Every object answers Ruby's and ActiveSupport's predicates.
+            match name {
+                "nil?" | "blank?" => return Ok(Ok(AttrValue::Bool(false))),
+                "present?" => return Ok(Ok(AttrValue::Bool(true))),
+                _ => {}
+            }
             let store = self.engine.store.as_ref();
             let undefined = || format!("undefined method `{name}' for {}::{}", r.class, r.id);
             return Ok(match (name, arg) {
@@ -499,6 +507,47 @@ fn text_method(value: &AttrValue, name: &str, arg: Option<&str>) -> Result<AttrV
             AttrValue::Hash(_) => hash_get(value, key),
             _ => return Err(format!("undefined method `{name}' for \"{text}\"")),
         },
-        _ => return Err(format!("undefined method `{name}' for \"{text}\"")),
+        _ => return ruby_method(value, name, arg),
     })
+}
+
+/// The other methods of the Ruby subset (`automate_core::ruby::METHODS`:
+/// `nil?`, `blank?`, `present?`, `empty?`, `include?(x)`, ...) on a value
+/// that is not a stored object; ManageIQ passes the one argument as written,
+/// a `:symbol` as a Symbol.
+fn ruby_method(value: &AttrValue, name: &str, arg: Option<&str>) -> Result<AttrValue, String> {
+    let args: Vec<RValue> = arg
+        .map(|a| RValue::Str(a.to_string()))
+        .into_iter()
+        .collect();
+    ruby::call(&to_ruby(value), name, &args)
+        .map(from_ruby)
+        .map_err(|e| e.to_string())
+}
+
+/// An attribute value as a value of the Ruby subset.
+pub(super) fn to_ruby(v: &AttrValue) -> RValue {
+    match v {
+        AttrValue::Nil => RValue::Nil,
+        AttrValue::Str(s) => RValue::Str(s.clone()),
+        AttrValue::Int(i) => RValue::Int(*i),
+        AttrValue::Float(f) => RValue::Float(*f),
+        AttrValue::Bool(b) => RValue::Bool(*b),
+        AttrValue::Symbol(s) => RValue::Sym(s.clone()),
+        AttrValue::Array(items) => RValue::Array(items.iter().map(to_ruby).collect()),
+        other => RValue::Str(other.to_text()),
+    }
+}
+
+fn from_ruby(v: RValue) -> AttrValue {
+    match v {
+        RValue::Nil => AttrValue::Nil,
+        RValue::Bool(b) => AttrValue::Bool(b),
+        RValue::Int(i) => AttrValue::Int(i),
+        RValue::Float(f) => AttrValue::Float(f),
+        RValue::Str(s) => AttrValue::Str(s),
+        RValue::Sym(s) => AttrValue::Symbol(s),
+        RValue::Array(items) => AttrValue::Array(items.into_iter().map(from_ruby).collect()),
+        RValue::Regex(src, _) => AttrValue::Str(src),
+    }
 }

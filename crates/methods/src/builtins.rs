@@ -28,8 +28,14 @@ pub fn event_builtins() -> Builtins {
     b.insert("src_vm_destroy_all_snapshots", src_vm_destroy_all_snapshots);
     b.insert("src_vm_disconnect_storage", src_vm_disconnect_storage);
     b.insert("parse_event_stream", parse_event_stream);
-    b.insert("parse_provider_category", parse_provider_category);
-    b.insert("parse_automation_request", parse_automation_request);
+    b.insert(
+        "parse_provider_category",
+        super::process::parse_provider_category,
+    );
+    b.insert(
+        "parse_automation_request",
+        super::process::parse_automation_request,
+    );
     b
 }
 
@@ -506,105 +512,6 @@ pub fn provider_category(kind: &str) -> Option<&'static str> {
     } else {
         None
     }
-}
-
-/// `parse_provider_category`: root `ae_provider_category` from the event's
-/// source or the provider of the root's VM, event or `ems`; `unknown`
-/// otherwise. Needs no event (automation requests call it too).
-fn parse_provider_category(
-    rt: &mut Runtime<'_>,
-    obj: ObjectId,
-    _: &Attributes,
-) -> Result<(), EngineError> {
-    let store = rt.engine().store().clone();
-    let root = rt.root_of(obj);
-    let mut candidates: Vec<String> = Vec::new();
-    let event = event_stream_of(rt, obj)?;
-    if let Some(e) = &event {
-        candidates.push(event_text(rt, e, "source")?);
-    }
-    let mut ems: Vec<VmdbRef> = Vec::new();
-    if let Some(e) = &event {
-        ems.extend(event_target(store.as_ref(), e, "ems")?);
-    }
-    for name in ["vm", "ems", "ext_management_system", "host"] {
-        match rt.attr(root, name) {
-            Some(AttrValue::Object(r)) if class_of(r) == "ExtManagementSystem" => {
-                ems.push(r.clone())
-            }
-            Some(AttrValue::Object(r)) => {
-                if let Some(id) = store
-                    .attribute(r, "ems_id")?
-                    .as_ref()
-                    .and_then(events::id_value)
-                {
-                    ems.extend(store.find("ExtManagementSystem", id)?);
-                }
-            }
-            _ => {}
-        }
-    }
-    for e in &ems {
-        for attr in ["type", "emstype", "source"] {
-            if let Some(v) = store.attribute(e, attr)? {
-                candidates.push(v.to_text());
-            }
-        }
-    }
-    let category = candidates
-        .iter()
-        .find_map(|c| provider_category(c))
-        .unwrap_or("unknown");
-    rt.log(
-        Level::Info,
-        format!("Setting provider_category to: {category}"),
-    );
-    rt.set_root("ae_provider_category", AttrValue::str(category));
-    Ok(())
-}
-
-/// `parse_automation_request`: the request type's target component, class
-/// and instance on the current object.
-fn parse_automation_request(
-    rt: &mut Runtime<'_>,
-    obj: ObjectId,
-    _: &Attributes,
-) -> Result<(), EngineError> {
-    let request = match rt.attr(obj, "request") {
-        Some(v) => v.to_text(),
-        None => rt.root_text("request"),
-    };
-    let targets = match request.as_str() {
-        "vm_provision" => Some(("VM", "Lifecycle", "Provisioning")),
-        "vm_retired" => Some(("VM", "Lifecycle", "Retirement")),
-        "vm_migrate" => Some(("VM", "Lifecycle", "Migrate")),
-        "host_provision" => Some(("Host", "Lifecycle", "Provisioning")),
-        "configured_system_provision" => {
-            rt.set_root("ae_provider_category", AttrValue::str("infrastructure"));
-            Some(("Configured_System", "Lifecycle", "Provisioning"))
-        }
-        _ => None,
-    };
-    let (c, k, i) = targets.unwrap_or(("", "", ""));
-    for (name, value) in [
-        ("target_component", c),
-        ("target_class", k),
-        ("target_instance", i),
-    ] {
-        let v = if value.is_empty() {
-            AttrValue::Nil
-        } else {
-            AttrValue::str(value)
-        };
-        rt.set_attr(obj, name, v);
-    }
-    rt.log(
-        Level::Info,
-        format!(
-            "Request:<{request}> Target Component:<{c}> Target Class:<{k}> Target Instance:<{i}>"
-        ),
-    );
-    Ok(())
 }
 
 #[cfg(test)]

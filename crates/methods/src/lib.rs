@@ -15,6 +15,9 @@
 //! * [`outbound`]: what a method does to the world (`send_email`,
 //!   `create_notification`, `evm.http`, `create_automation_request`) and
 //!   `field_timeout`, `ansible_stats_vars`, `set_stats`;
+//! * [`functions`]: what the engine registers for scripts (Rhai metadata);
+//! * [`process`]: `parse_provider_category` and `parse_automation_request`
+//!   with ManageIQ's tables;
 //! * [`events`]: raising generic events (`MiqEvent.raise_evm_event`),
 //!   which runs the engine's [`Policies`] (`control`'s, given to
 //!   [`with_methods`]; this module never names `control`);
@@ -36,6 +39,8 @@ pub mod evm;
 pub mod execute;
 pub mod operations;
 pub mod outbound;
+pub mod functions;
+pub mod process;
 pub mod rhai_runner;
 pub mod tags;
 pub mod service_model;

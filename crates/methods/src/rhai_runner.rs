@@ -300,6 +300,13 @@ impl RhaiRunner {
         Ok(ast)
     }
 
+    /// The signatures of every function and property registered on the
+    /// engine, Rhai's standard packages left out (Rhai's metadata):
+    /// [`crate::functions`] reads them.
+    pub fn function_signatures(&self) -> Vec<String> {
+        self.engine.gen_fn_signatures(false)
+    }
+
     /// Compiles every Rhai method of the index and makes the result the
     /// cache (so a reload drops the bodies of the previous index); returns
     /// the methods that do not compile, sorted by name. Call it when the

@@ -22,9 +22,11 @@
 //! Deliberate differences from ManageIQ (SPEC §3 and the choices documented on each
 //! function): `//` is collapsed in the path only, not in the query or fragment; a
 //! query value keeps everything after its first `=`; empty `&&` pieces are skipped;
-//! non-ASCII characters anywhere, and spaces in the query or fragment, are accepted
-//! (Ruby's RFC 3986 parser rejects them), while control characters anywhere and
-//! spaces in the path are errors with their byte position.
+//! non-ASCII characters anywhere, and spaces in the fragment, are accepted
+//! (Ruby's RFC 3986 parser rejects them), while control characters in the path or
+//! fragment and spaces in the path are errors with their byte position. The query,
+//! as in Ruby (`[^#]*`), takes every character but `#`, controls included: an
+//! `Array::` value arrives joined with a raw `\x1F`.
 //!
 //! [`parse`] is on the hot path of every event (the seed's delivery URI parses in
 //! about a microsecond, half of it the 26 allocations the [`Uri`] needs): the query

@@ -35,8 +35,8 @@ struct RawUri<'a> {
 /// * a scheme that is not supported: `Unsupported Scheme [abc]`;
 /// * a scheme followed by an empty path or a path not starting with `/`
 ///   (`miqaedb:A/EVM`): `Invalid URI <...>`;
-/// * a space or control character in the path, or a control character in the query
-///   or fragment, at its byte offset.
+/// * a space or control character in the path, or a control character in the
+///   fragment, at its byte offset. The query accepts every character but `#`.
 pub fn parse(input: &str) -> Result<Uri, UriError> {
     let trimmed = input.trim_matches(is_strip_char);
     let raw = split_raw(trimmed);
@@ -53,9 +53,9 @@ pub fn parse(input: &str) -> Result<Uri, UriError> {
         ));
     }
     check_chars(raw.path, at(raw.path), "path", is_bad_path_byte)?;
-    if let Some(query) = raw.query {
-        check_chars(query, at(query), "query", is_control)?;
-    }
+    // The query takes any character but `#` (which ends it), as Ruby's RFC
+    // 3986 parser does (`(?<query>[^#]*+)`): ManageIQ joins `Array::` values
+    // with a raw `\x1F`, and a tab or a space inside a value is kept.
     if let Some(fragment) = raw.fragment {
         check_chars(fragment, at(fragment), "fragment", is_control)?;
     }
