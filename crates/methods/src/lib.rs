@@ -37,13 +37,13 @@ pub mod builtins;
 pub mod events;
 pub mod evm;
 pub mod execute;
+pub mod functions;
 pub mod operations;
 pub mod outbound;
-pub mod functions;
 pub mod process;
 pub mod rhai_runner;
-pub mod tags;
 pub mod service_model;
+pub mod tags;
 
 pub use builtins::event_builtins;
 pub use rhai_runner::{CompileError, Compiled, RhaiLimits, RhaiRunner};
