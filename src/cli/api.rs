@@ -132,7 +132,8 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
                 engine,
                 automate_methods::RhaiLimits::default(),
             );
-            super::compose::set_outbound(&runner, &methods, Arc::new(store.schedule()));
+            let _outbound =
+                super::compose::set_outbound(&runner, &methods, Arc::new(store.schedule()));
             // Dead letters retried here are enqueued in the store's queue, for
             // the next `automate run`.
             let dead: Arc<dyn DeadLetters> = Arc::new(

@@ -61,6 +61,9 @@ pub struct Started {
     /// until the pipeline has shut down (dropping it gives the node's
     /// partitions up and closes the connections).
     pub cluster: Option<ClusterNode>,
+    /// The runner's request service (`create_automation_request`), taken
+    /// back when the run ends (embedded mode: it holds the redb file).
+    pub outbound: Option<OutboundGuard>,
 }
 
 /// Refuses a datastore `automate run` cannot work on: a root that is
@@ -111,12 +114,28 @@ pub fn checked_engine(
 /// Gives `runner` automate.yaml's `methods:` (the SMTP relay, the hosts
 /// `evm.http` may reach) and a request service whose retries go to
 /// `schedule` (`create_automation_request` from a method).
+/// Keep the answer while the service runs: dropping it takes the request
+/// service back from the runner, which outlives the run (the reloader and
+/// the watcher hold it) and must not keep the store open past it (a redb
+/// file left open is not closed cleanly).
+#[must_use = "dropping the guard takes the request service back at once"]
 pub fn set_outbound(
-    runner: &automate_methods::RhaiRunner,
+    runner: &Arc<automate_methods::RhaiRunner>,
     methods: &automate_events::config::MethodsConfig,
     schedule: Arc<dyn automate_vmdb::Schedule>,
-) {
+) -> OutboundGuard {
     runner.set_outbound(outbound_of(methods, Some(schedule)));
+    OutboundGuard(runner.clone())
+}
+
+/// What [`set_outbound`] gave a runner, taken back when dropped.
+pub struct OutboundGuard(Arc<automate_methods::RhaiRunner>);
+
+impl Drop for OutboundGuard {
+    fn drop(&mut self) {
+        self.0
+            .set_outbound(automate_methods::outbound::Outbound::default());
+    }
 }
 
 /// The runner's outbound settings of `methods:`.
@@ -216,7 +235,7 @@ pub async fn start(
         queue,
         schedule: Arc::new(store.schedule()),
     };
-    set_outbound(&runner, &config.methods, Arc::new(store.schedule()));
+    let outbound = set_outbound(&runner, &config.methods, Arc::new(store.schedule()));
     // The metrics `GET /metrics` serves: one registry, counted into by the
     // pipeline and the API, its gauges reading the pipeline's queue and
     // schedule.
@@ -295,6 +314,7 @@ pub async fn start(
         reloader,
         listening,
         cluster: None,
+        outbound: Some(outbound),
     })
 }
 
@@ -409,6 +429,7 @@ async fn start_cluster(
         reloader,
         listening: Some(addr),
         cluster: Some(node),
+        outbound: None,
     })
 }
 

@@ -39,7 +39,8 @@ pub enum MethodCmd {
 /// `automate method functions`: needs no datastore or store.
 fn functions(json: bool) -> anyhow::Result<ExitCode> {
     let runner = automate_methods::RhaiRunner::new();
-    let fns = automate_methods::functions::registered_functions(&runner);
+    let mut fns = automate_methods::functions::registered_functions(&runner);
+    fns.extend(automate_methods::functions::service_model_names());
     let mut out = std::io::stdout().lock();
     if json {
         super::table::print_json(&mut out, &serde_json::to_value(&fns)?)?;

@@ -147,6 +147,7 @@ fn run_inner(
             reloader,
             listening,
             cluster,
+            outbound,
         } = super::compose::start(cfg, &global.datastore, &global.db).await?;
         tracing::info!(target: "evm", "MIQ(automate run) started: {} providers, {} workers, {} leases of a previous run released", cfg.providers.len(), cfg.workers, pipeline.released);
         // Hot reload: a change under the datastore root reloads it.
@@ -201,6 +202,8 @@ fn run_inner(
         // The node's partitions and leases given up, its connections
         // closed: after the drain, which acked what it handled.
         drop(cluster);
+        // The runner (kept by the reloader) gives the store back.
+        drop(outbound);
         tracing::info!(target: "evm", "MIQ(automate run) stopped: {stats:?}");
         anyhow::Ok(stats)
     })?;

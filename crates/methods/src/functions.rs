@@ -2,7 +2,8 @@
 //! the script engine (`evm`, `AeObject`, `VmdbObject`, `VmdbClass`, ...),
 //! read from Rhai's own metadata, never from a hand-kept list.
 //!
-//! `automate method functions --json` prints [`registered_functions`];
+//! `automate method functions --json` prints [`registered_functions`] and
+//! [`service_model_names`];
 //! `scripts/porting-coverage` checks the `$evm` and service-model calls of
 //! ManageIQ's Ruby methods against it.
 
@@ -36,6 +37,35 @@ pub fn registered_functions(runner: &RhaiRunner) -> Vec<Function> {
         .collect();
     out.sort();
     out.dedup();
+    out
+}
+
+/// The names the service model answers on a stored object besides the
+/// registered functions (`vm.host`, `vm.normalized_name`, `vm.ems_ref`):
+/// for each base class, its associations, the computed attributes and the
+/// columns an unset value of reads as nil, each as a `model` entry on
+/// `VmdbObject` (read through its indexer), from `vmdb::service_model`'s
+/// own tables.
+pub fn service_model_names() -> Vec<Function> {
+    use automate_vmdb::service_model::{associations_of, columns, COMPUTED};
+    let mut out: Vec<Function> = Vec::new();
+    for base in automate_vmdb::base_classes() {
+        let names = associations_of(base)
+            .into_iter()
+            .chain(COMPUTED.iter().copied())
+            .chain(columns(base).iter().copied());
+        for name in names {
+            out.push(Function {
+                receiver: "VmdbObject".to_string(),
+                name: name.to_string(),
+                kind: "model".to_string(),
+                arity: 0,
+                signature: format!("{base}#{name}"),
+            });
+        }
+    }
+    out.sort();
+    out.dedup_by(|a, b| a.name == b.name);
     out
 }
 

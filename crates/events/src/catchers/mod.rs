@@ -573,26 +573,38 @@ impl Catchers {
         let stop = shutdown.child_token();
         for c in self.catchers {
             let s = stop.clone();
-            if let (Some(ops), false) = (&c.ctx.ops, c.kind() == "simulate") {
-                let refuse = operations::refuse_loop(
-                    ops.clone(),
-                    c.ctx.provider.clone(),
-                    c.kind(),
-                    s.clone(),
-                );
-                set.spawn(async move {
-                    refuse.await;
-                    Ok(())
-                });
-            }
-            match &self.leases {
-                Some(l) if c.kind() != "http" => {
-                    set.spawn(lease::run_leased(c, l.clone(), s));
+            // A catcher that cannot perform provider operations marks its
+            // provider's ready ones `error` while it runs, and stops doing
+            // so when it ends (a finished jsonl file lets the run end).
+            let refuse = match (&c.ctx.ops, c.kind() == "simulate") {
+                (Some(ops), false) => {
+                    let token = s.child_token();
+                    let refuse = operations::refuse_loop(
+                        ops.clone(),
+                        c.ctx.provider.clone(),
+                        c.kind(),
+                        token.clone(),
+                    );
+                    Some((token, refuse))
                 }
-                _ => {
-                    set.spawn(async move { c.run(s).await });
-                }
-            }
+                _ => None,
+            };
+            let catcher: std::pin::Pin<
+                Box<dyn std::future::Future<Output = Result<(), CatcherError>> + Send>,
+            > = match &self.leases {
+                Some(l) if c.kind() != "http" => Box::pin(lease::run_leased(c, l.clone(), s)),
+                _ => Box::pin(async move { c.run(s).await }),
+            };
+            set.spawn(async move {
+                let Some((token, refuse)) = refuse else {
+                    return catcher.await;
+                };
+                let refusing = tokio::spawn(refuse);
+                let r = catcher.await;
+                token.cancel();
+                let _ = refusing.await;
+                r
+            });
         }
         let mut first = None;
         while let Some(r) = set.join_next().await {
