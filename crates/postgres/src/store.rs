@@ -219,6 +219,7 @@ impl PgStore {
         Fut: std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
         T: Send + 'static,
     {
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
         let out = self
             .pg
             .block_within(self.pg.commit_timeout(), f(self.pg.clone()))
