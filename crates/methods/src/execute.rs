@@ -136,7 +136,7 @@ pub fn unknown(name: &str) -> String {
         )
     } else {
         format!(
-            "unknown execute method [{name}]: ManageIQ's $evm.execute takes {}; automate has {}",
+            "MiqAeException::MethodNotFound: undefined method `{name}' for MiqAeServiceMethods (unknown execute method [{name}]: ManageIQ's $evm.execute takes {}; automate has {})",
             MANAGEIQ_METHODS.join(", "),
             ours.join(", ")
         )
@@ -373,7 +373,10 @@ mod tests {
     #[test]
     fn unknown_names_list_manageiq_s() {
         let e = unknown("bogus");
-        assert!(e.starts_with("unknown execute method [bogus]"), "{e}");
+        assert!(
+            e.starts_with("MiqAeException::MethodNotFound: undefined method `bogus' for MiqAeServiceMethods (unknown execute method [bogus]"),
+            "{e}"
+        );
         assert!(e.contains("send_email") && e.contains("tag_create"), "{e}");
         let e = unknown("vm_templates");
         assert!(e.contains("not available in automate yet"), "{e}");
