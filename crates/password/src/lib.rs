@@ -361,9 +361,12 @@ pub fn is_encrypted(s: &str) -> bool {
 /// change it): a cheap byte scan for `v1:{`, `v2:{` and their URL-encoded
 /// `v2%3A` prefix, for log writers to skip the work on every other line.
 pub fn may_hold_password(bytes: &[u8]) -> bool {
-    bytes.windows(4).any(|w| {
-        w[0] == b'v' && (w[1] == b'1' || w[1] == b'2') && (w[2..] == *b":{" || w[2..] == *b"%3")
-    })
+    // Called on every log line: SIMD searches for the rare `{` of
+    // `v1:{`/`v2:{` and for the URL-encoded `%3A%7B`, never a byte-by-byte
+    // walk.
+    memchr::memchr_iter(b'{', bytes)
+        .any(|at| at >= 3 && matches!(&bytes[at - 3..at], b"v1:" | b"v2:"))
+        || memchr::memmem::find(bytes, b"%3A%7B").is_some()
 }
 
 /// `ManageIQ::Password.sanitize_string`: every `v1:{...}`/`v2:{...}` and
