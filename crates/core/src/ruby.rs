@@ -958,6 +958,28 @@ impl fmt::Display for Expr {
     }
 }
 
+/// Splits a `${...}` method chain, `attr.m1(arg).m2`, on the dots outside
+/// parentheses (the engine's substitution and `datastore validate` both
+/// read chains this way).
+pub fn split_chain(fragment: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut depth = 0usize;
+    let mut start = 0;
+    for (i, c) in fragment.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            '.' if depth == 0 => {
+                out.push(&fragment[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&fragment[start..]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -165,7 +165,7 @@ pub fn chain_methods(inner: &str) -> Vec<&str> {
     let Some((_, fragment)) = inner.split_once('#') else {
         return Vec::new();
     };
-    let mut segs = split_chain(fragment);
+    let mut segs = automate_core::ruby::split_chain(fragment);
     if !segs.is_empty() {
         segs.remove(0);
     }
@@ -208,26 +208,6 @@ pub fn chain_problem(inner: &str) -> Option<String> {
         }
     }
     None
-}
-
-/// Splits `attr.m1(arg).m2` on the dots outside parentheses.
-fn split_chain(fragment: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut depth = 0usize;
-    let mut start = 0;
-    for (i, c) in fragment.char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth = depth.saturating_sub(1),
-            '.' if depth == 0 => {
-                out.push(&fragment[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    out.push(&fragment[start..]);
-    out
 }
 
 #[cfg(test)]

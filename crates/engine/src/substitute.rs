@@ -145,7 +145,7 @@ impl Runtime<'_> {
                 "substitution ${{{inner}}} names no attribute (expected `path#attribute`)"
             )));
         };
-        let mut segments = split_chain(fragment);
+        let mut segments = automate_core::ruby::split_chain(fragment);
         let attr = segments.remove(0);
         let value = if path.eq_ignore_ascii_case("state_var") {
             // State-var keys keep their case (reference §2.6).
@@ -454,26 +454,6 @@ pub(super) fn glob_match(pattern: &str, text: &str) -> bool {
         pi += 1;
     }
     pi == p.len()
-}
-
-/// Splits `attr.meth1(arg).meth2` on dots outside parentheses.
-fn split_chain(fragment: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut depth = 0usize;
-    let mut start = 0;
-    for (i, c) in fragment.char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth = depth.saturating_sub(1),
-            '.' if depth == 0 => {
-                out.push(&fragment[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    out.push(&fragment[start..]);
-    out
 }
 
 /// A string, array or hash method named in a substitution chain, applied
