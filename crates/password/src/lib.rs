@@ -362,11 +362,11 @@ pub fn is_encrypted(s: &str) -> bool {
 /// `v2%3A` prefix, for log writers to skip the work on every other line.
 pub fn may_hold_password(bytes: &[u8]) -> bool {
     // Called on every log line: SIMD searches for the rare `{` of
-    // `v1:{`/`v2:{` and for the URL-encoded `%3A%7B`, never a byte-by-byte
-    // walk.
+    // `v1:{`/`v2:{` and `%` of the URL-encoded `%3A%7B` (no per-call
+    // searcher to build), never a byte-by-byte walk.
     memchr::memchr_iter(b'{', bytes)
         .any(|at| at >= 3 && matches!(&bytes[at - 3..at], b"v1:" | b"v2:"))
-        || memchr::memmem::find(bytes, b"%3A%7B").is_some()
+        || memchr::memchr_iter(b'%', bytes).any(|at| bytes[at..].starts_with(b"%3A%7B"))
 }
 
 /// `ManageIQ::Password.sanitize_string`: every `v1:{...}`/`v2:{...}` and
