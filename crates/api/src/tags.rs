@@ -139,35 +139,58 @@ pub(super) async fn vm_tags(
     State(state): State<ApiState>,
     id: Result<Path<String>, PathRejection>,
 ) -> ApiResult {
-    let id = parse_id(&path_arg(id)?)?;
-    let store = state.store.clone();
-    let base = base_url(&state);
-    blocking(move || {
-        let vm = store
-            .find("VmOrTemplate", id)
-            .map_err(ApiError::internal)?
-            .ok_or_else(|| ApiError::not_found(format!("vms/{id}: no such object")))?;
-        let assigned = tags::assigned(&*store, &vm).map_err(ApiError::internal)?;
-        let resources = assigned
+    vm_subcollection(state, id, "tags", |store, vm, base| {
+        let assigned = tags::assigned(store, vm).map_err(ApiError::internal)?;
+        Ok(assigned
             .into_iter()
             .map(|t| {
                 json!({
-                    "href": format!("{base}/api/vms/{id}/tags/{}", t.id),
+                    "href": format!("{base}/api/vms/{}/tags/{}", vm.id, t.id),
                     "id": t.id.to_string(),
                     "name": t.name,
                 })
             })
-            .collect();
-        Ok(subcollection(&base, id, "tags", resources))
+            .collect())
     })
     .await
-    .and_then(ok)
 }
 
 /// `GET /api/vms/{id}/custom_attributes`: the VM's custom attributes.
 pub(super) async fn vm_custom_attributes(
     State(state): State<ApiState>,
     id: Result<Path<String>, PathRejection>,
+) -> ApiResult {
+    vm_subcollection(state, id, "custom_attributes", |store, vm, _| {
+        let all = tags::custom_attributes(store, vm).map_err(ApiError::internal)?;
+        Ok(all
+            .into_iter()
+            .map(|c| {
+                json!({
+                    "name": c.name,
+                    "value": c.value,
+                    "source": c.source,
+                    "resource_type": "VmOrTemplate",
+                    "resource_id": vm.id.to_string(),
+                })
+            })
+            .collect())
+    })
+    .await
+}
+
+/// A subcollection `name` of the VM `id`, its resources made by
+/// `resources` from the store, the VM and the API's base URL.
+async fn vm_subcollection(
+    state: ApiState,
+    id: Result<Path<String>, PathRejection>,
+    name: &'static str,
+    resources: impl FnOnce(
+            &dyn automate_vmdb::ObjectStore,
+            &automate_vmdb::VmdbRef,
+            &str,
+        ) -> Result<Vec<Value>, ApiError>
+        + Send
+        + 'static,
 ) -> ApiResult {
     let id = parse_id(&path_arg(id)?)?;
     let store = state.store.clone();
@@ -177,20 +200,8 @@ pub(super) async fn vm_custom_attributes(
             .find("VmOrTemplate", id)
             .map_err(ApiError::internal)?
             .ok_or_else(|| ApiError::not_found(format!("vms/{id}: no such object")))?;
-        let all = tags::custom_attributes(&*store, &vm).map_err(ApiError::internal)?;
-        let resources = all
-            .into_iter()
-            .map(|c| {
-                json!({
-                    "name": c.name,
-                    "value": c.value,
-                    "source": c.source,
-                    "resource_type": "VmOrTemplate",
-                    "resource_id": id.to_string(),
-                })
-            })
-            .collect();
-        Ok(subcollection(&base, id, "custom_attributes", resources))
+        let rows = resources(&*store, &vm, &base)?;
+        Ok(subcollection(&base, id, name, rows))
     })
     .await
     .and_then(ok)
