@@ -219,15 +219,34 @@ pub fn ready_for(
     store: &dyn ObjectStore,
     ems_id: i64,
 ) -> Result<Vec<ProviderOperation>, StoreError> {
+    ready_for_skipping(store, ems_id, &mut std::collections::HashSet::new())
+}
+
+/// [`ready_for`] for a poller: the ids in `done` are not read, and the
+/// operations found delivered (`ok`, `warn`, `error`: final states) are
+/// added to it, so a catcher polling every 100 ms reads each finished
+/// operation once, not at every poll for as long as it is kept.
+pub fn ready_for_skipping(
+    store: &dyn ObjectStore,
+    ems_id: i64,
+    done: &mut std::collections::HashSet<i64>,
+) -> Result<Vec<ProviderOperation>, StoreError> {
     let mut out = Vec::new();
     for r in store.find_by(CLASS, "ems_id", &AttrValue::Int(ems_id))? {
+        if done.contains(&r.id) {
+            continue;
+        }
         let Some(obj) = store.load(CLASS, r.id)? else {
             continue;
         };
         match ProviderOperation::from_stored(r.id, &obj) {
             Some(op) if op.state == OpState::Ready => out.push(op),
+            Some(op) if matches!(op.state, OpState::Ok | OpState::Warn | OpState::Error) => {
+                done.insert(r.id);
+            }
             Some(_) => {}
             None => {
+                done.insert(r.id);
                 tracing::warn!(target: "evm", "MIQ(MiqQueue.get) {} is not a provider operation (no class_name, instance_id, method_name or a known state): skipped", short_log(r.id));
             }
         }
@@ -335,6 +354,32 @@ mod tests {
         assert_eq!(stored.attrs.get("handler"), Some(&AttrValue::str("node1")));
         assert_eq!(ready_for(&store, 2).unwrap()[0].id, b.id);
         assert_eq!(list(&store).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_poller_reads_a_delivered_operation_once() {
+        let store = MemoryStore::new();
+        let a = put(&store, new_op(1, "stop")).unwrap();
+        let mut done = std::collections::HashSet::new();
+        let mut ready = ready_for_skipping(&store, 1, &mut done).unwrap();
+        assert_eq!(ready.len(), 1);
+        dequeue(&store, &mut ready[0], "node1").unwrap();
+        // Taken, not final: read again at the next poll.
+        assert!(ready_for_skipping(&store, 1, &mut done).unwrap().is_empty());
+        assert!(done.is_empty());
+        delivered(
+            &store,
+            &mut ready[0],
+            OpState::Ok,
+            "Message delivered successfully",
+        )
+        .unwrap();
+        assert!(ready_for_skipping(&store, 1, &mut done).unwrap().is_empty());
+        assert!(done.contains(&a.id), "a final state is remembered");
+        // A new one still comes through.
+        let b = put(&store, new_op(1, "start")).unwrap();
+        let ready = ready_for_skipping(&store, 1, &mut done).unwrap();
+        assert_eq!(ready.iter().map(|o| o.id).collect::<Vec<_>>(), [b.id]);
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub struct Operations {
     settled: Settled,
     /// Provider name → its `ExtManagementSystem` id, once found.
     ems: Mutex<Vec<(String, i64)>>,
+    /// Operations seen in a final state: not read again by the polls.
+    done: Mutex<std::collections::HashSet<i64>>,
 }
 
 impl std::fmt::Debug for Operations {
@@ -66,6 +68,7 @@ impl Operations {
             handler: handler.to_string(),
             settled,
             ems: Mutex::new(Vec::new()),
+            done: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -103,7 +106,11 @@ impl Operations {
         let Some(ems_id) = self.ems_id(provider) else {
             return Vec::new();
         };
-        let ready = match operation::ready_for(self.store.as_ref(), ems_id) {
+        let found = match self.done.lock() {
+            Ok(mut done) => operation::ready_for_skipping(self.store.as_ref(), ems_id, &mut done),
+            Err(_) => operation::ready_for(self.store.as_ref(), ems_id),
+        };
+        let ready = match found {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(target: "evm", "MIQ(MiqQueue.get) provider [{}]: cannot read its operations: {e}", provider.name);
