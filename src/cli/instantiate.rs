@@ -1,13 +1,21 @@
 //! `automate instantiate URI`: run the engine once and print what it did:
 //! the automation trace (indented by relationship depth), then the object
 //! tree with each object's attributes. `--json` prints both as JSON.
+//!
+//! A simulation by default (`--sandbox`): methods run, but every write to
+//! the object store, every scheduled retry and every outbound action goes
+//! to a throwaway [`Sandbox`] and is printed as a diff at the end; the
+//! store is opened read-only and nothing is persisted. `--commit` writes
+//! (the delivery a running service makes); `--no-methods` is ManageIQ's
+//! Simulation with "Execute Methods" unchecked: methods are listed, not run.
 
-use super::compose::open_store;
+use super::compose::{open_store, open_store_read_only};
 use super::Global;
 use anyhow::Context;
 use automate_datastore::Datastore;
 use automate_engine::deliver::{deliver, Delivery, Outcome, DEFAULT_MAX_DELIVERIES};
 use automate_engine::{AttrValue, Attributes, Engine, ObjectId, Workspace};
+use automate_vmdb::sandbox::{Diff, Sandbox};
 use automate_vmdb::{MemoryStore, ObjectStore, Schedule};
 use std::io::Write;
 use std::path::PathBuf;
@@ -33,6 +41,30 @@ pub struct InstantiateArgs {
     /// Print only the object tree.
     #[arg(long)]
     pub quiet: bool,
+    /// Simulate (the default): methods run, but nothing is written to the
+    /// object store or scheduled and nothing is sent; what would have been
+    /// is printed as a diff at the end.
+    #[arg(long, conflicts_with = "commit")]
+    pub sandbox: bool,
+    /// Write what the instantiation does to the object store and schedule
+    /// its retries (as a delivery by `automate run` does).
+    #[arg(long)]
+    pub commit: bool,
+    /// Do not run methods (ManageIQ's "Execute Methods" unchecked): each is
+    /// logged as skipped and they are listed at the end.
+    #[arg(long)]
+    pub no_methods: bool,
+}
+
+impl InstantiateArgs {
+    /// `sandbox` or `commit`, as the API's `mode` says it.
+    pub fn mode(&self) -> &'static str {
+        if self.commit {
+            "commit"
+        } else {
+            "sandbox"
+        }
+    }
 }
 
 /// Instantiates the URI on `--datastore` (and `--db`, or `--objects`) and
@@ -50,22 +82,39 @@ pub fn run(global: &Global, args: InstantiateArgs) -> anyhow::Result<ExitCode> {
     for p in &problems {
         eprintln!("warning: {p}");
     }
-    // With --objects: an in-memory store and no retries. Otherwise the
-    // redb store at --db, and a state machine's retry is scheduled there.
+    // With --objects: an in-memory store. Otherwise the redb store at
+    // --db: read-only for a simulation (its bytes never change; an absent
+    // file is an empty store), read-write with --commit, where a state
+    // machine's retry is scheduled.
     let (store, schedule): (Arc<dyn ObjectStore>, Option<Arc<dyn Schedule>>) = match &args.objects {
         Some(path) => {
             let mem = MemoryStore::new();
             load_objects(&mem, path)?;
             (Arc::new(mem), None)
         }
+        None if !args.commit && !global.db.exists() => (Arc::new(MemoryStore::new()), None),
         None => {
-            let db = open_store(&global.db).map_err(|e| super::remote::open_failed(global, e))?;
+            let db = if args.commit {
+                open_store(&global.db)
+            } else {
+                open_store_read_only(&global.db)
+            }
+            .map_err(|e| super::remote::open_failed(global, e))?;
             let schedule: Arc<dyn Schedule> = Arc::new(db.schedule());
             (Arc::new(db), Some(schedule))
         }
     };
     let (engine, _runner) =
-        automate_control::with_control(Engine::new(Arc::new(ds)).with_store(store));
+        automate_control::with_control(Engine::new(Arc::new(ds)).with_store(store.clone()));
+    let engine = engine.with_execute_methods(!args.no_methods);
+    let sandbox = (!args.commit).then(|| Arc::new(Sandbox::new(store, schedule.clone())));
+    let (engine, schedule) = match &sandbox {
+        Some(sb) => (
+            engine.with_sandbox(sb.clone()),
+            Some(sb.clone() as Arc<dyn Schedule>),
+        ),
+        None => (engine, schedule),
+    };
     let (ws, err) = match &schedule {
         Some(schedule) => {
             let d = Delivery {
@@ -81,8 +130,12 @@ pub fn run(global: &Global, args: InstantiateArgs) -> anyhow::Result<ExitCode> {
         }
         None => engine.instantiate_traced(&args.uri, &attrs),
     };
+    let diff = sandbox.as_ref().map(|sb| sb.diff()).transpose()?;
     if args.json {
-        let doc = ws.to_json(&args.uri, err.as_ref());
+        let mut doc = ws.to_json(&args.uri, err.as_ref());
+        doc["mode"] = args.mode().into();
+        doc["skipped_methods"] = serde_json::json!(ws.skipped_methods);
+        doc["diff"] = diff.as_ref().map_or(serde_json::Value::Null, Diff::to_json);
         writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
     } else {
         if !args.quiet && !ws.trace.is_empty() {
@@ -94,6 +147,10 @@ pub fn run(global: &Global, args: InstantiateArgs) -> anyhow::Result<ExitCode> {
         for r in ws.roots() {
             print_tree(&mut out, &ws, r, 0)?;
         }
+        let lines = diff.as_ref().map(Diff::lines).unwrap_or_default();
+        if !args.quiet {
+            print_endings(&mut out, args, &ws.skipped_methods, &lines)?;
+        }
     }
     match err {
         Some(e) => Err(anyhow::anyhow!(
@@ -104,6 +161,37 @@ pub fn run(global: &Global, args: InstantiateArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// After the tree: the methods not run (`--no-methods`) and, in a
+/// sandbox, what would have been written (or `nothing`).
+fn print_endings(
+    out: &mut impl Write,
+    args: &InstantiateArgs,
+    skipped: &[String],
+    diff: &[String],
+) -> std::io::Result<()> {
+    if args.no_methods {
+        writeln!(out)?;
+        writeln!(out, "Methods not run (--no-methods): {}", skipped.len())?;
+        for m in skipped {
+            writeln!(out, "  {m}")?;
+        }
+    }
+    if !args.commit {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "Sandbox: nothing was written; {} change{} would have been made{}",
+            diff.len(),
+            if diff.len() == 1 { "" } else { "s" },
+            if diff.is_empty() { "." } else { ":" }
+        )?;
+        for l in diff {
+            writeln!(out, "  {l}")?;
+        }
+    }
+    Ok(())
+}
+
 /// The instantiation through a running service's API: prints what the
 /// local one prints, from the answer's `document`, `trace` and `tree`.
 fn through_api(
@@ -111,7 +199,7 @@ fn through_api(
     args: &InstantiateArgs,
     attrs: &[(String, String)],
 ) -> anyhow::Result<ExitCode> {
-    let answer = remote.instantiate(&args.uri, attrs)?;
+    let answer = remote.instantiate(&args.uri, attrs, args.mode(), !args.no_methods)?;
     let mut out = std::io::stdout().lock();
     let list = |k: &str| answer[k].as_array().cloned().unwrap_or_default();
     let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
@@ -136,6 +224,11 @@ fn through_api(
             for pair in o["attributes"].as_array().into_iter().flatten() {
                 writeln!(out, "{pad}  {} = {}", text(&pair[0]), text(&pair[1]))?;
             }
+        }
+        let skipped: Vec<String> = list("skipped_methods").iter().map(text).collect();
+        let diff: Vec<String> = list("diff_lines").iter().map(text).collect();
+        if !args.quiet {
+            print_endings(&mut out, args, &skipped, &diff)?;
         }
     }
     match answer["error"].as_str() {

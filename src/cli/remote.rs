@@ -626,11 +626,19 @@ impl Remote {
 
     /// `automate instantiate URI`: `document` (what `--json` prints),
     /// `trace` (`depth`, `text`), `tree` (`depth`, `path`, `attributes` as
-    /// shown) and `error`.
-    pub fn instantiate(&self, uri: &str, attrs: &[(String, String)]) -> anyhow::Result<Value> {
+    /// shown), `skipped_methods`, `diff_lines` (a sandbox's diff as text)
+    /// and `error`; `mode` is `sandbox` or `commit`.
+    pub fn instantiate(
+        &self,
+        uri: &str,
+        attrs: &[(String, String)],
+        mode: &str,
+        execute_methods: bool,
+    ) -> anyhow::Result<Value> {
         self.post(
             "/api/automate",
-            &json!({ "action": "instantiate", "uri": uri, "attributes": attrs }),
+            &json!({ "action": "instantiate", "uri": uri, "attributes": attrs,
+                     "mode": mode, "execute_methods": execute_methods }),
         )
     }
 

@@ -558,7 +558,7 @@ fn retries_go_through_the_service_too() {
     }
     // The machine asks for a retry in 0.05 s: scheduled through the API.
     let first = automate()
-        .args(["instantiate", "/SM/Counter/default?machine=7"])
+        .args(["instantiate", "--commit", "/SM/Counter/default?machine=7"])
         .output()
         .unwrap();
     // Listed through the API while it waits (`automate api` runs no

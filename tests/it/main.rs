@@ -40,6 +40,7 @@ mod reload;
 mod requests;
 mod rest;
 mod retries;
+mod sandbox;
 mod semantics;
 mod service_model;
 mod storm;

@@ -20,7 +20,7 @@ use crate::common::{attrs, control_engine, manifest};
 
 /// The shipped datastore plus a domain `Outbound` whose class
 /// `/Test/Out` has one Rhai method per `(name, body)`.
-fn datastore(dir: &Path, methods: &[(&str, &str)]) -> std::path::PathBuf {
+pub(crate) fn datastore(dir: &Path, methods: &[(&str, &str)]) -> std::path::PathBuf {
     let root = dir.join("datastore");
     crate::common::process::copy_dir(&manifest("datastore"), &root);
     let domain = root.join("Outbound");
@@ -89,7 +89,7 @@ fn attr(ws: &Workspace, name: &str) -> String {
 /// A one-shot HTTP server on 127.0.0.1: for each connection, reads the
 /// request and gives it to `answer`, which writes the answer. Returns its
 /// port and the requests it saw.
-fn http_server(
+pub(crate) fn http_server(
     answer: impl Fn(&str, &mut TcpStream) + Send + 'static,
 ) -> (u16, Arc<Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -131,7 +131,7 @@ fn read_request(conn: &mut TcpStream) -> String {
     head + String::from_utf8_lossy(&body).as_ref()
 }
 
-fn json_answer(conn: &mut TcpStream, status: &str, body: &str) {
+pub(crate) fn json_answer(conn: &mut TcpStream, status: &str, body: &str) {
     let _ = write!(
         conn,
         "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -139,7 +139,7 @@ fn json_answer(conn: &mut TcpStream, status: &str, body: &str) {
     );
 }
 
-fn engine_with(root: &Path, store: Arc<dyn ObjectStore>, outbound: Outbound) -> Engine {
+pub(crate) fn engine_with(root: &Path, store: Arc<dyn ObjectStore>, outbound: Outbound) -> Engine {
     let (mut engine, runner) = control_engine(root, store);
     engine.options.emit_tracing = false;
     runner.set_outbound(outbound);

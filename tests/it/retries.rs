@@ -35,6 +35,7 @@ fn retry_resumes_in_a_later_process_with_its_state_vars() {
     let db = tmp.path().join("automate.redb");
     let first = automate(&db)
         .arg("instantiate")
+        .arg("--commit")
         .arg("/SM/Counter/default?machine=7")
         .output()
         .expect("run automate instantiate");

@@ -12,6 +12,7 @@ use super::{
 };
 use automate_datastore::index::{join_path, ClassDef, FieldDef, Index, InstanceDef, MISSING};
 use automate_engine::Cancel;
+use automate_vmdb::sandbox::Sandbox;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
@@ -404,6 +405,7 @@ pub(super) async fn resolve(
         }
     }
     let message = opt_str(&obj, "message", "message")?;
+    let (sandboxed, execute_methods) = super::run::simulation(&obj)?;
     let path = path_arg(path)?;
     let segs = segments(&path);
     if let Some(c) = path
@@ -429,16 +431,44 @@ pub(super) async fn resolve(
     let cancel = Cancel::new();
     let guard = cancel.on_drop();
     let metrics = state.metrics.clone();
-    let done = in_unit(state.store.clone(), move |objects| {
-        let engine = engine.with_store(objects);
+    let engine = engine.with_execute_methods(execute_methods);
+    let schedule = state.store.scheduled_work();
+    let run = move |engine: automate_engine::Engine, sandbox: Option<&Sandbox>| {
         let started = std::time::Instant::now();
         let (ws, err) = engine.instantiate_traced_cancellable(&uri, &attrs, cancel);
         // `automate_instantiation_seconds` counts the API's resolves with
         // the pipeline's deliveries.
         metrics.instantiation(started.elapsed());
-        Ok(ws.to_json(&uri, err.as_ref()))
-    })
-    .await;
+        let diff = sandbox
+            .map(Sandbox::diff)
+            .transpose()
+            .map_err(ApiError::internal)?;
+        Ok(super::run::with_simulation(
+            ws.to_json(&uri, err.as_ref()),
+            &ws,
+            diff.as_ref(),
+        ))
+    };
+    let done = if sandboxed {
+        // Read through a unit of work never committed; written nowhere.
+        let store = state.store.clone();
+        super::blocking(move || {
+            let unit = store.begin_unit();
+            let sandbox = Arc::new(Sandbox::new(unit.objects(), Some(schedule)));
+            let engine = engine
+                .with_store(unit.objects())
+                .with_sandbox(sandbox.clone());
+            let out = run(engine, Some(&sandbox));
+            drop(unit);
+            out
+        })
+        .await
+    } else {
+        in_unit(state.store.clone(), move |objects| {
+            run(engine.with_store(objects), None)
+        })
+        .await
+    };
     guard.disarm();
     ok(done?)
 }

@@ -1,18 +1,23 @@
 //! `POST /api/automate` (the collection's actions): `instantiate`, the
-//! engine run once on a URI with its state-machine retries scheduled in
-//! the store (as `automate instantiate`), and `run_method`, one method run
+//! engine run once on a URI (as `automate instantiate`): by default in a
+//! throwaway sandbox (`mode: sandbox`: nothing written or sent, the answer
+//! holds the `diff` of what would have been), or with its writes committed
+//! and its state-machine retries scheduled in the store (`mode: commit`),
+//! methods run or only listed (`execute_methods`), and `run_method`, one method run
 //! on a fresh object of its class (as `automate method run`), and `tree`
 //! and `show` ([`super::describe`]). The answers
 //! carry what those commands print, so that they work while a service
 //! holds the store.
 
-use super::{in_unit, json_object, kind_of, ok, opt_str, ApiError, ApiResult, ApiState};
+use super::{blocking, in_unit, json_object, kind_of, ok, opt_str, ApiError, ApiResult, ApiState};
 use automate_engine::deliver::{deliver, Delivery, Outcome, DEFAULT_MAX_DELIVERIES};
 use automate_engine::{AttrValue, Attributes, ObjectId, Workspace};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
+use automate_vmdb::sandbox::{Diff, Sandbox};
 use serde_json::{json, Map, Value};
+use std::sync::Arc;
 
 /// `attributes`: a list of `[key, value]` pairs (kept in order, as the
 /// command line's repeated `--attr`), or an object of strings.
@@ -76,6 +81,40 @@ fn tree(ws: &Workspace, id: ObjectId, depth: usize, out: &mut Vec<Value>) {
     }
 }
 
+/// A simulation's switches in a body: `mode` (`sandbox`, the default, or
+/// `commit`) and `execute_methods` (default true): (sandboxed, execute).
+pub(super) fn simulation(obj: &Map<String, Value>) -> Result<(bool, bool), ApiError> {
+    let sandboxed = match opt_str(obj, "mode", "mode")? {
+        None | Some("sandbox") => true,
+        Some("commit") => false,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "mode: [{other}] is not one of sandbox, commit"
+            )))
+        }
+    };
+    let execute_methods = match obj.get("execute_methods") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "execute_methods: expected a boolean, got {}",
+                kind_of(other)
+            )))
+        }
+    };
+    Ok((sandboxed, execute_methods))
+}
+
+/// A workspace's document (`Workspace::to_json`) with the simulation's
+/// fields: `mode`, `skipped_methods` and `diff` (null when committed).
+pub(super) fn with_simulation(mut doc: Value, ws: &Workspace, diff: Option<&Diff>) -> Value {
+    doc["mode"] = if diff.is_some() { "sandbox" } else { "commit" }.into();
+    doc["skipped_methods"] = json!(ws.skipped_methods);
+    doc["diff"] = diff.map_or(Value::Null, Diff::to_json);
+    doc
+}
+
 /// `POST /api/automate` with `{"action": "instantiate", "uri": ...,
 /// "attributes": [[k, v], ...]}` or `{"action": "run_method", "path":
 /// ..., "attributes": ...}`.
@@ -97,33 +136,64 @@ pub(super) async fn action(
                 .filter(|u| !u.trim().is_empty())
                 .ok_or_else(|| ApiError::bad_request("uri: missing"))?
                 .to_string();
+            let (sandboxed, execute_methods) = simulation(&obj)?;
+            let engine = engine.with_execute_methods(execute_methods);
             let schedule = state.store.scheduled_work();
-            let doc = in_unit(state.store.clone(), move |objects| {
-                let engine = engine.with_store(objects);
+            let run = move |engine: automate_engine::Engine,
+                            schedule: &dyn automate_vmdb::Schedule,
+                            sandbox: Option<&Sandbox>| {
                 let d = Delivery {
                     uri: uri.clone(),
                     attrs,
                     object: String::new(),
                     deliveries: 0,
                 };
-                let (ws, err) = match deliver(&engine, &*schedule, &d, DEFAULT_MAX_DELIVERIES)
+                let (ws, err) = match deliver(&engine, schedule, &d, DEFAULT_MAX_DELIVERIES)
                     .map_err(ApiError::internal)?
                 {
                     Outcome::Error { workspace, error } => (workspace, error),
                     other => (other.into_workspace(), None),
                 };
+                let diff = sandbox
+                    .map(Sandbox::diff)
+                    .transpose()
+                    .map_err(ApiError::internal)?;
                 let mut objects = Vec::new();
                 for r in ws.roots() {
                     tree(&ws, r, 0, &mut objects);
                 }
+                let document = with_simulation(ws.to_json(&uri, err.as_ref()), &ws, diff.as_ref());
                 Ok(json!({
-                    "document": ws.to_json(&uri, err.as_ref()),
+                    "document": document,
                     "trace": ws.trace.iter().map(|l| json!({"depth": l.depth, "text": l.text})).collect::<Vec<_>>(),
                     "tree": objects,
+                    "skipped_methods": ws.skipped_methods,
+                    "diff": diff.as_ref().map_or(Value::Null, Diff::to_json),
+                    "diff_lines": diff.as_ref().map(Diff::lines).unwrap_or_default(),
                     "error": err.map(|e| e.to_string()),
                 }))
-            })
-            .await?;
+            };
+            let doc = if sandboxed {
+                // The sandbox reads through a unit of work that is never
+                // committed (dropped: discarded) and writes nowhere.
+                let store = state.store.clone();
+                blocking(move || {
+                    let unit = store.begin_unit();
+                    let sandbox = Arc::new(Sandbox::new(unit.objects(), Some(schedule)));
+                    let engine = engine
+                        .with_store(unit.objects())
+                        .with_sandbox(sandbox.clone());
+                    let out = run(engine, &*sandbox, Some(&sandbox));
+                    drop(unit);
+                    out
+                })
+                .await?
+            } else {
+                in_unit(state.store.clone(), move |objects| {
+                    run(engine.with_store(objects), &*schedule, None)
+                })
+                .await?
+            };
             ok(doc)
         }
         Some("run_method") => {

@@ -77,6 +77,10 @@ pub struct Engine {
     /// ([`Engine::with_password_key`]; default the process's,
     /// [`automate_password::process_key`]).
     password_key: Option<Arc<automate_password::V2Key>>,
+    /// Methods run (ManageIQ's "Execute Methods"; [`Engine::with_execute_methods`]).
+    execute_methods: bool,
+    /// The simulation's sandbox the store is ([`Engine::with_sandbox`]).
+    sandbox: Option<Arc<automate_vmdb::sandbox::Sandbox>>,
     /// Depth limit, tracing and budget ([`Engine::with_options`]).
     pub options: EngineOptions,
 }
@@ -103,6 +107,8 @@ impl Engine {
             after_delivery: None,
             assertions: Arc::new(assertion_engine()),
             password_key: automate_password::process_key(),
+            execute_methods: true,
+            sandbox: None,
             options: EngineOptions::default(),
         }
     }
@@ -114,6 +120,39 @@ impl Engine {
         self
     }
 
+    /// Runs methods (`true`, the default) or only lists them: ManageIQ's
+    /// Simulation with "Execute Methods" unchecked (a read-only
+    /// workspace), `automate instantiate --no-methods`. A method not run
+    /// logs `Workspace Instantiation is READONLY -- skipping method [..]
+    /// with inputs [..]` and is listed in
+    /// [`Workspace::skipped_methods`]; its state (or relationship) goes on
+    /// as if it had returned nothing.
+    pub fn with_execute_methods(mut self, execute: bool) -> Engine {
+        self.execute_methods = execute;
+        self
+    }
+
+    /// Runs in `sandbox`: it becomes the object store (reads see the
+    /// store below it, writes stay in it), and outbound actions
+    /// (`send_email`, `evm.http`, `create_automation_request`) are
+    /// recorded in it instead of performed. Give [`deliver`] the sandbox as
+    /// its schedule too, so retries stay in it.
+    pub fn with_sandbox(mut self, sandbox: Arc<automate_vmdb::sandbox::Sandbox>) -> Engine {
+        self.store = sandbox.clone();
+        self.sandbox = Some(sandbox);
+        self
+    }
+
+    /// The sandbox this engine simulates in, if any ([`Engine::with_sandbox`]).
+    pub fn sandbox(&self) -> Option<&Arc<automate_vmdb::sandbox::Sandbox>> {
+        self.sandbox.as_ref()
+    }
+
+    /// Whether methods run ([`Engine::with_execute_methods`]).
+    pub fn executes_methods(&self) -> bool {
+        self.execute_methods
+    }
+
     /// The v2 key `password` fields decrypt with, if any.
     pub fn password_key(&self) -> Option<&Arc<automate_password::V2Key>> {
         self.password_key.as_ref()
@@ -121,8 +160,10 @@ impl Engine {
 
     /// Reads and writes stored objects (VMs, events, requests: what
     /// object-typed attributes and `evm.vmdb` name) in `store`.
+    /// (Ends a [`Engine::with_sandbox`]: the new store is not sandboxed.)
     pub fn with_store(mut self, store: Arc<dyn ObjectStore>) -> Engine {
         self.store = store;
+        self.sandbox = None;
         self
     }
 

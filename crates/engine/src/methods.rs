@@ -356,6 +356,21 @@ impl Runtime<'_> {
     ) -> Result<(), EngineError> {
         let inputs = self.method_inputs(id, &method, args)?;
         let shown = automate_core::value::inspect_attributes(&inputs);
+        if !self.engine().executes_methods() {
+            // ManageIQ's read-only workspace (`MiqAeMethod.invoke`).
+            self.log(
+                Level::Info,
+                super::instantiate::cat(&[
+                    "Workspace Instantiation is READONLY -- skipping method [",
+                    &method.fqname,
+                    "] with inputs [",
+                    &shown,
+                    "]",
+                ]),
+            );
+            self.ws.skipped_methods.push(method.fqname.clone());
+            return Ok(());
+        }
         self.log(
             Level::Info,
             super::instantiate::cat(&[

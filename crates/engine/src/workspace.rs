@@ -79,6 +79,10 @@ pub struct Workspace {
     /// machine object name (ManageIQ's `current_state_info`, carried across
     /// retries as `ae_state_previous`).
     pub state_info: indexmap::IndexMap<String, Attributes, rustc_hash::FxBuildHasher>,
+    /// The methods not run because the engine does not execute methods
+    /// ([`Engine::with_execute_methods`](super::Engine::with_execute_methods)),
+    /// by fully qualified name, in the order they were reached.
+    pub skipped_methods: Vec<String>,
 }
 
 impl Workspace {

@@ -242,6 +242,21 @@ pub(crate) fn call(
         timeout = timeout.min(left);
     }
     let (bytes, content_type) = body_of(body);
+    if let Some(sandbox) = super::sandbox()? {
+        // A simulation: recorded, not sent; answered with status 0.
+        let detail = format!(
+            "{method} {url} ({} bytes)",
+            bytes.as_ref().map_or(0, Vec::len)
+        );
+        log_sent(&format!("sandbox: HTTP {detail} not sent"))?;
+        sandbox.suppress("evm.http", &detail);
+        return Ok(Answer {
+            status: 0,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+        .into_dynamic());
+    }
     log_sent(&format!(
         "HTTP {method} {url} ({} bytes)",
         bytes.as_ref().map_or(0, Vec::len)

@@ -147,6 +147,13 @@ pub(crate) fn settings() -> RhaiResult<Arc<Outbound>> {
         .ok_or_else(|| runtime_error("evm is only available while a method runs"))
 }
 
+/// The sandbox the running method's engine simulates in, if any
+/// (`Engine::with_sandbox`): outbound actions are recorded there, not
+/// performed.
+pub(crate) fn sandbox() -> RhaiResult<Option<Arc<automate_vmdb::sandbox::Sandbox>>> {
+    with_runtime(|rt, _, _| rt.engine().sandbox().cloned())
+}
+
 /// Writes `<AEMethod name> text` at `info` (ManageIQ's level for them).
 pub(crate) fn log_sent(text: &str) -> RhaiResult<()> {
     with_runtime(|rt, _, _| log_user(rt, Level::Info, text))
@@ -199,6 +206,17 @@ fn create_automation_request(args: &[Dynamic]) -> RhaiResult<Dynamic> {
         .filter(|u| !u.trim().is_empty())
         .unwrap_or_else(|| "admin".to_string());
     let auto_approve = args.get(2).and_then(|d| d.as_bool().ok()).unwrap_or(false);
+    if let Some(sandbox) = sandbox()? {
+        // A simulation: the request (and the task it schedules) is
+        // recorded, not created.
+        let detail = format!(
+            "for [{userid}] auto_approve [{auto_approve}] options {}",
+            options.inspect()
+        );
+        log_sent(&format!("sandbox: create_automation_request {detail} not created"))?;
+        sandbox.suppress("create_automation_request", &detail);
+        return Ok(Dynamic::UNIT);
+    }
     let maker = settings()?
         .requests
         .clone()
