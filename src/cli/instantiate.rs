@@ -149,7 +149,7 @@ pub fn run(global: &Global, args: InstantiateArgs) -> anyhow::Result<ExitCode> {
         }
         let lines = diff.as_ref().map(Diff::lines).unwrap_or_default();
         if !args.quiet {
-            print_endings(&mut out, args, &ws.skipped_methods, &lines)?;
+            print_endings(&mut out, &args, &ws.skipped_methods, &lines)?;
         }
     }
     match err {

@@ -59,9 +59,11 @@ fn user_run_vm(dir: &Path) -> (PathBuf, String) {
         other => panic!("the event's VM: {other:?}"),
     };
     drop(store);
+    // The handler's URI (`MiqAeEvent.raise_ems_event`'s attributes).
     let uri = format!(
-        "/System/Process/Event?EmsEvent%3A%3Aems_event={event}&VmOrTemplate%3A%3Avm={vm}\
-         &event_id={event}&event_stream_id={event}&event_type=USER_RUN_VM&vm_id={vm}"
+        "/System/Process/Event?event_id={event}&event_stream_id={event}&event_type=USER_RUN_VM\
+         &VmOrTemplate%3A%3Avm={vm}&vm_id={vm}&EventStream%3A%3Aevent_stream={event}\
+         &object_name=Event&vmdb_object_type=event_stream"
     );
     (db, uri)
 }
@@ -89,21 +91,26 @@ fn a_sandboxed_instantiate_leaves_the_file_and_every_count_unchanged() {
         let doc = json_of(&out, "instantiate --json");
         assert_eq!(doc["mode"], "sandbox", "{doc}");
         assert_eq!(doc["error"], Value::Null, "{doc}");
-        let created = doc["diff"]["created"].as_array().cloned().unwrap_or_default();
+        let created = doc["diff"]["created"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         assert!(
             created.iter().any(|c| c["class"] == "MiqEvent"),
             "the diff names the MiqEvent it would have written: {}",
             doc["diff"]
         );
         assert!(
-            created
-                .iter()
-                .all(|c| c["id"].as_i64().is_some_and(|id| id
-                    / automate_vmdb::REGION_BASE
-                    == automate_vmdb::sandbox::SANDBOX_REGION)),
+            created.iter().all(|c| c["id"].as_i64().is_some_and(|id| id
+                / automate_vmdb::REGION_BASE
+                == automate_vmdb::sandbox::SANDBOX_REGION)),
             "sandbox ids: {created:?}"
         );
-        assert_eq!(std::fs::read(&db).unwrap(), bytes, "the file's bytes changed");
+        assert_eq!(
+            std::fs::read(&db).unwrap(),
+            bytes,
+            "the file's bytes changed"
+        );
         assert_eq!(counts(&db), before);
     }
     // The text form ends with the diff.
@@ -112,10 +119,7 @@ fn a_sandboxed_instantiate_leaves_the_file_and_every_count_unchanged() {
         .output()
         .unwrap();
     let text = stdout_ok(&out, "instantiate");
-    assert!(
-        text.contains("Sandbox: nothing was written;"),
-        "{text}"
-    );
+    assert!(text.contains("Sandbox: nothing was written;"), "{text}");
     assert!(text.contains("  would create MiqEvent ["), "{text}");
     assert_eq!(std::fs::read(&db).unwrap(), bytes);
 }
@@ -186,7 +190,10 @@ fn no_methods_lists_the_methods_it_did_not_run_and_writes_nothing() {
         .unwrap();
     let text = stdout_ok(&out, "instantiate --no-methods");
     assert!(
-        text.contains(&format!("Methods not run (--no-methods): {}\n", skipped.len())),
+        text.contains(&format!(
+            "Methods not run (--no-methods): {}\n",
+            skipped.len()
+        )),
         "{text}"
     );
     assert!(text.contains(&format!("\n  {}\n", skipped[0])), "{text}");
@@ -216,7 +223,10 @@ fn a_retry_shows_in_the_diff_and_is_not_scheduled() {
         .output()
         .unwrap();
     let doc = json_of(&out, "instantiate --json");
-    let would = doc["diff"]["scheduled"].as_array().cloned().unwrap_or_default();
+    let would = doc["diff"]["scheduled"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(would.len(), 1, "{}", doc["diff"]);
     assert!(
         would[0]["payload"].to_string().contains("machine=7"),
@@ -270,20 +280,26 @@ fn outbound_actions_are_recorded_not_performed() {
         Some(Arc::new(store.schedule()) as Arc<dyn Schedule>),
     ));
     let outbound = Outbound {
-        smtp: Some(SmtpSettings::new("127.0.0.1", smtp_port, "cfme@example.com")),
+        smtp: Some(SmtpSettings::new(
+            "127.0.0.1",
+            smtp_port,
+            "cfme@example.com",
+        )),
         http: HttpSettings {
             allow: vec![format!("127.0.0.1:{port}")],
             ..HttpSettings::default()
         },
         ..Outbound::default()
     };
-    let engine =
-        super::outbound::engine_with(&root, base, outbound).with_sandbox(sandbox.clone());
+    let engine = super::outbound::engine_with(&root, base, outbound).with_sandbox(sandbox.clone());
     let (ws, err) = engine.run_method(
         "/Test/Out/all",
         &[
             ("vm_id".to_string(), vm.id.to_string()),
-            ("url".to_string(), format!("http://127.0.0.1:{port}/api/vms")),
+            (
+                "url".to_string(),
+                format!("http://127.0.0.1:{port}/api/vms"),
+            ),
         ],
     );
     assert!(err.is_none(), "{err:?}: {:?}", ws.trace_lines());
@@ -291,7 +307,9 @@ fn outbound_actions_are_recorded_not_performed() {
     let diff = sandbox.diff().unwrap();
     let calls: Vec<&str> = diff.outbound.iter().map(|o| o.call.as_str()).collect();
     assert_eq!(calls, ["send_email", "evm.http"], "{diff:?}");
-    assert!(diff.outbound[1].detail.starts_with("POST http://127.0.0.1:"));
+    assert!(diff.outbound[1]
+        .detail
+        .starts_with("POST http://127.0.0.1:"));
     assert!(
         diff.created.iter().any(|c| c.class == "Notification"),
         "{diff:?}"

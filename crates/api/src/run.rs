@@ -12,10 +12,10 @@
 use super::{blocking, in_unit, json_object, kind_of, ok, opt_str, ApiError, ApiResult, ApiState};
 use automate_engine::deliver::{deliver, Delivery, Outcome, DEFAULT_MAX_DELIVERIES};
 use automate_engine::{AttrValue, Attributes, ObjectId, Workspace};
+use automate_vmdb::sandbox::{Diff, Sandbox};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use automate_vmdb::sandbox::{Diff, Sandbox};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 

@@ -213,7 +213,9 @@ fn create_automation_request(args: &[Dynamic]) -> RhaiResult<Dynamic> {
             "for [{userid}] auto_approve [{auto_approve}] options {}",
             options.inspect()
         );
-        log_sent(&format!("sandbox: create_automation_request {detail} not created"))?;
+        log_sent(&format!(
+            "sandbox: create_automation_request {detail} not created"
+        ))?;
         sandbox.suppress("create_automation_request", &detail);
         return Ok(Dynamic::UNIT);
     }
