@@ -323,3 +323,64 @@ fn outbound_actions_are_recorded_not_performed() {
         Some(automate_engine::AttrValue::str("web01"))
     );
 }
+
+#[test]
+fn through_a_running_service_the_sandbox_writes_nothing_and_commit_writes() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let tmp = tempfile::tempdir().unwrap();
+    let (db, uri) = user_run_vm(tmp.path());
+    let ds = shipped_datastore();
+    let mut child = automate(&ds, &db)
+        .current_dir(tmp.path())
+        .args(["api", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let adv = tmp.path().join("automate.redb.server");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !adv.exists() {
+        assert!(Instant::now() < deadline, "automate api advertised nothing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let run = |args: &[&str]| {
+        automate(&ds, &db)
+            .current_dir(tmp.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let events = |what: &str| -> usize {
+        json_of(&run(&["events", "list", "--json"]), what)
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    let before = events("events list");
+    let sandboxed = run(&["instantiate", &uri, "--json"]);
+    let after_sandbox = events("events list after the sandbox");
+    let no_methods = run(&["instantiate", "--no-methods", &uri]);
+    let committed = run(&["instantiate", "--commit", &uri, "--json"]);
+    let after_commit = events("events list after --commit");
+    assert!(super::common::terminate(&mut child).is_some_and(|s| s.success()));
+
+    let doc = json_of(&sandboxed, "instantiate --json through the API");
+    assert_eq!(doc["mode"], "sandbox", "{doc}");
+    assert!(
+        doc["diff"]["created"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["class"] == "MiqEvent")),
+        "{}",
+        doc["diff"]
+    );
+    assert_eq!(after_sandbox, before, "the sandbox wrote an event");
+    let text = stdout_ok(&no_methods, "instantiate --no-methods through the API");
+    assert!(text.contains("Methods not run (--no-methods): "), "{text}");
+    assert!(
+        text.contains("Workspace Instantiation is READONLY -- skipping method ["),
+        "{text}"
+    );
+    let doc = json_of(&committed, "instantiate --commit through the API");
+    assert_eq!(doc["mode"], "commit", "{doc}");
+    assert!(after_commit > before, "--commit stored the MiqEvent");
+}
