@@ -803,3 +803,61 @@ fn undecodable_paths_and_queries_are_json_errors() {
     }
     s.get_ok("/api/health");
 }
+
+/// Issue 22 §1: a resolve is a sandbox by default; `execute_methods: false`
+/// lists the methods it did not run; `mode` and `execute_methods` are
+/// checked.
+#[test]
+fn resolve_simulates_by_default_and_can_skip_methods() {
+    let s = start();
+    let path = "/api/automate/System/Request/HelloWorld";
+    let (status, v) = s.post(path, &json!({"action": "resolve"}));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["mode"], "sandbox", "{v}");
+    assert_eq!(v["diff"]["created"], json!([]), "{v}");
+    assert_eq!(v["skipped_methods"], json!([]), "{v}");
+    let (status, v) = s.post(
+        path,
+        &json!({"action": "resolve", "execute_methods": false, "mode": "commit"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["mode"], "commit", "{v}");
+    assert_eq!(v["diff"], Value::Null, "{v}");
+    let skipped = v["skipped_methods"].as_array().cloned().unwrap_or_default();
+    assert!(
+        skipped
+            .iter()
+            .any(|m| m.as_str().is_some_and(|m| m.ends_with("/hello_world"))),
+        "{v}"
+    );
+    assert!(
+        v["objects"][0]["attributes"]["hello_world"].is_null(),
+        "{v}"
+    );
+    for (body, field) in [
+        (json!({"action": "resolve", "mode": "dry"}), "mode"),
+        (
+            json!({"action": "resolve", "execute_methods": "no"}),
+            "execute_methods",
+        ),
+    ] {
+        let (status, v) = s.post(path, &body);
+        assert_eq!(status, 400, "{body}: {v}");
+        assert!(v.to_string().contains(field), "{body}: {v}");
+    }
+    // The instantiate action the same way.
+    let (status, v) = s.post(
+        "/api/automate",
+        &json!({"action": "instantiate", "uri": "/System/Request/HelloWorld",
+                "execute_methods": false}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["document"]["mode"], "sandbox", "{v}");
+    assert!(v["diff_lines"].as_array().is_some_and(Vec::is_empty), "{v}");
+    assert!(
+        v["skipped_methods"]
+            .as_array()
+            .is_some_and(|m| !m.is_empty()),
+        "{v}"
+    );
+}

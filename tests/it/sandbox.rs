@@ -278,20 +278,27 @@ fn outbound_in_a_sandbox(base: Arc<dyn ObjectStore>, schedule: Arc<dyn Schedule>
     let notifications = base.list("Notification").unwrap().len();
     let sandbox = Arc::new(Sandbox::new(base.clone(), Some(schedule)));
     let outbound = Outbound {
-        smtp: Some(SmtpSettings::new("127.0.0.1", smtp_port, "cfme@example.com")),
+        smtp: Some(SmtpSettings::new(
+            "127.0.0.1",
+            smtp_port,
+            "cfme@example.com",
+        )),
         http: HttpSettings {
             allow: vec![format!("127.0.0.1:{port}")],
             ..HttpSettings::default()
         },
         ..Outbound::default()
     };
-    let engine = super::outbound::engine_with(&root, base.clone(), outbound)
-        .with_sandbox(sandbox.clone());
+    let engine =
+        super::outbound::engine_with(&root, base.clone(), outbound).with_sandbox(sandbox.clone());
     let (ws, err) = engine.run_method(
         "/Test/Out/all",
         &[
             ("vm_id".to_string(), vm.id.to_string()),
-            ("url".to_string(), format!("http://127.0.0.1:{port}/api/vms")),
+            (
+                "url".to_string(),
+                format!("http://127.0.0.1:{port}/api/vms"),
+            ),
         ],
     );
     assert!(err.is_none(), "{err:?}: {:?}", ws.trace_lines());
@@ -299,7 +306,9 @@ fn outbound_in_a_sandbox(base: Arc<dyn ObjectStore>, schedule: Arc<dyn Schedule>
     let diff = sandbox.diff().unwrap();
     let calls: Vec<&str> = diff.outbound.iter().map(|o| o.call.as_str()).collect();
     assert_eq!(calls, ["send_email", "evm.http"], "{diff:?}");
-    assert!(diff.outbound[1].detail.starts_with("POST http://127.0.0.1:"));
+    assert!(diff.outbound[1]
+        .detail
+        .starts_with("POST http://127.0.0.1:"));
     assert!(
         diff.created.iter().any(|c| c.class == "Notification"),
         "{diff:?}"
