@@ -35,7 +35,8 @@ use automate_vmdb::page::{Keep, Page, PageQuery, Pages};
 use automate_vmdb::query::Query;
 use automate_vmdb::served::{BackupReport, ServedStore, ServedUnit};
 use automate_vmdb::{
-    base_class, AttrChange, BackendError, ObjectStore, Schedule, StoreError, StoredObject, VmdbRef, REGION_BASE,
+    base_class, AttrChange, BackendError, ObjectStore, Schedule, StoreError, StoredObject, VmdbRef,
+    REGION_BASE,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

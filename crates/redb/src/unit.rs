@@ -725,6 +725,63 @@ mod tests {
         assert_eq!(ObjectStore::savepoint(&*store), None);
     }
 
+    #[test]
+    fn a_units_delete_is_seen_by_it_at_once_and_by_others_after_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(RedbStore::open(dir.path().join("d.redb")).unwrap());
+        automate_vmdb::testing::check_delete(store.clone()).unwrap();
+        assert!(store.verify().unwrap().is_ok());
+        // Durable: the file reopened has none of it.
+        drop(store);
+        let store = RedbStore::open(dir.path().join("d.redb")).unwrap();
+        assert!(store
+            .find_by("Vm", "name", &AttrValue::str("doomed"))
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn workers_tagging_one_vm_in_their_own_units_keep_every_tag() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(RedbStore::open(dir.path().join("t.redb")).unwrap());
+        automate_vmdb::testing::check_concurrent_tagging(store.clone(), 8).unwrap();
+        assert!(store.verify().unwrap().is_ok());
+    }
+
+    /// A modification taken back by its savepoint is not applied at
+    /// commit; an attribute set after a modification replaces it.
+    #[test]
+    fn a_modification_rolled_back_or_overwritten_is_not_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(RedbStore::open(dir.path().join("m.redb")).unwrap());
+        let vm = store
+            .create("Vm", attrs(&[("n", AttrValue::Int(1))]))
+            .unwrap();
+        let add = |k: i64| {
+            automate_vmdb::AttrChange::new(move |v| match v {
+                Some(AttrValue::Int(i)) => AttrValue::Int(i + k),
+                _ => AttrValue::Int(k),
+            })
+        };
+        let unit = store.begin_unit();
+        unit.modify(&vm, "n", &add(10)).unwrap();
+        let sp = unit.savepoint().unwrap();
+        unit.modify(&vm, "n", &add(100)).unwrap();
+        assert_eq!(unit.attribute(&vm, "n"), Ok(Some(AttrValue::Int(111))));
+        unit.rollback_to(sp);
+        assert_eq!(unit.attribute(&vm, "n"), Ok(Some(AttrValue::Int(11))));
+        // Another writer changes n meanwhile: the unit's +10 lands on it.
+        store.update(&vm, "n", AttrValue::Int(5)).unwrap();
+        unit.commit(|_| Ok(())).unwrap();
+        assert_eq!(store.attribute(&vm, "n"), Ok(Some(AttrValue::Int(15))));
+        let unit = store.begin_unit();
+        unit.modify(&vm, "n", &add(1)).unwrap();
+        unit.update(&vm, "n", AttrValue::Int(0)).unwrap();
+        store.update(&vm, "n", AttrValue::Int(7)).unwrap();
+        unit.commit(|_| Ok(())).unwrap();
+        assert_eq!(store.attribute(&vm, "n"), Ok(Some(AttrValue::Int(0))));
+    }
+
     /// A unit whose lock was poisoned (a panic inside the store while it
     /// was held) answers errors, not panics: its reads and writes fail and
     /// so does its hand-over, so its batch is never committed.

@@ -2,9 +2,7 @@
 
 use super::associations::{self, Lookup};
 use super::query::Query;
-use super::{
-    base_class, AttrChange, ObjectStore, StoreError, StoredObject, VmdbRef, REGION_BASE,
-};
+use super::{base_class, AttrChange, ObjectStore, StoreError, StoredObject, VmdbRef, REGION_BASE};
 use automate_core::value::{AttrValue, Attributes};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -187,8 +185,8 @@ impl ObjectStore for MemoryStore {
 
     /// Applied under the write lock: atomic.
     fn modify(&self, obj: &VmdbRef, name: &str, change: &AttrChange) -> Result<(), StoreError> {
-        let base =
-            base_class(&obj.class).ok_or_else(|| StoreError::UnknownClass(obj.class.to_string()))?;
+        let base = base_class(&obj.class)
+            .ok_or_else(|| StoreError::UnknownClass(obj.class.to_string()))?;
         let mut map = self
             .objects
             .write()
@@ -203,8 +201,8 @@ impl ObjectStore for MemoryStore {
     }
 
     fn delete(&self, obj: &VmdbRef) -> Result<bool, StoreError> {
-        let base =
-            base_class(&obj.class).ok_or_else(|| StoreError::UnknownClass(obj.class.to_string()))?;
+        let base = base_class(&obj.class)
+            .ok_or_else(|| StoreError::UnknownClass(obj.class.to_string()))?;
         let mut map = self
             .objects
             .write()

@@ -23,8 +23,8 @@ use automate_vmdb::event_queue::EventQueue;
 use automate_vmdb::health::StoreHealth;
 use automate_vmdb::served::ServedUnit;
 use automate_vmdb::{
-    base_class, AttrChange, CommitAnswer, Committing, HandOver, ObjectStore, PipelineUnit, Savepoint,
-    StoreError, StoredObject, UnitOfWork, VmdbRef, WorkItem,
+    base_class, AttrChange, CommitAnswer, Committing, HandOver, ObjectStore, PipelineUnit,
+    Savepoint, StoreError, StoredObject, UnitOfWork, VmdbRef, WorkItem,
 };
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -445,9 +445,7 @@ async fn write(
                 )
                 .await
                 .map_err(sql_error)?;
-            tx.execute(&st, &[&bases, &ids])
-                .await
-                .map_err(sql_error)?;
+            tx.execute(&st, &[&bases, &ids]).await.map_err(sql_error)?;
         }
     }
     let scheduled = crate::schedule::insert_many(&tx, schedule).await?;
@@ -545,13 +543,7 @@ impl UnitState {
         self.cache.get(key).cloned()
     }
 
-    fn put(
-        &mut self,
-        key: Key,
-        obj: StoredObject,
-        created: bool,
-        change: Option<Write>,
-    ) {
+    fn put(&mut self, key: Key, obj: StoredObject, created: bool, change: Option<Write>) {
         // Index the key texts this write brings (the unchanged ones of an
         // object already pending are there); candidates may repeat, every
         // read sorts them out and re-checks the object.
