@@ -62,6 +62,7 @@ pub(crate) const INDEXED: &[&str] = &[
     "vm_or_template_id",
     "miq_request_id",
     "dedup_key",
+    "state",
 ];
 
 /// The key columns of `attrs`, in the order of [`INDEXED`]: what
