@@ -20,6 +20,10 @@ use rustc_hash::FxHashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+/// An object's modifications ([`ObjectStore::modify`]), in order: the
+/// attribute and its change.
+pub(super) type Mods = Vec<(String, AttrChange)>;
+
 /// The buffered writes of one unit of work: see [`UnitStore`].
 #[derive(Default)]
 pub(super) struct Unit {
@@ -59,7 +63,7 @@ pub(super) enum Undo {
         /// Whether it was deleted before.
         deleted: bool,
         /// Its modifications before, when this write changed them.
-        mods: Option<Vec<(String, AttrChange)>>,
+        mods: Option<Mods>,
     },
     /// A provider reference was recorded: what it pointed at before.
     Ref {
@@ -105,7 +109,7 @@ pub(super) struct Pending {
     /// made ([`ObjectStore::modify`]), in order, applied after `changes` to
     /// the object as committed (an attribute set after a modification
     /// drops the modification).
-    pub(super) mods: Vec<(String, AttrChange)>,
+    pub(super) mods: Mods,
     /// Deleted by this unit ([`ObjectStore::delete`]): `obj` is how it was.
     pub(super) deleted: bool,
 }

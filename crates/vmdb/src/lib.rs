@@ -193,7 +193,10 @@ pub trait ObjectStore: Send + Sync {
 /// view, then at commit to the object as committed), so it must depend on
 /// nothing but its argument.
 #[derive(Clone)]
-pub struct AttrChange(Arc<dyn Fn(Option<&AttrValue>) -> AttrValue + Send + Sync>);
+pub struct AttrChange(Arc<ChangeFn>);
+
+/// What an [`AttrChange`] runs: the current value (if any) to the new one.
+type ChangeFn = dyn Fn(Option<&AttrValue>) -> AttrValue + Send + Sync;
 
 impl AttrChange {
     /// The change `f` makes.

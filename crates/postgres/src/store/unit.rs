@@ -34,6 +34,10 @@ use tokio_postgres::types::ToSql;
 
 mod ahead;
 
+/// An object's modifications ([`ObjectStore::modify`]), in order: the
+/// attribute and its change.
+pub(crate) type Mods = Vec<(String, AttrChange)>;
+
 /// A unit's writes, to commit in one transaction.
 #[derive(Debug, Default)]
 pub(crate) struct Prepared {
@@ -46,7 +50,7 @@ pub(crate) struct Prepared {
     /// Of the objects in `changed`: the modifications ([`ObjectStore::modify`])
     /// to apply, in order, after the attributes set, to the object as
     /// committed (locked `FOR UPDATE`: atomic across nodes).
-    pub(crate) modified: Vec<(&'static str, i64, Vec<(String, AttrChange)>)>,
+    pub(crate) modified: Vec<(&'static str, i64, Mods)>,
     /// Objects deleted (a missing one is no error: `destroy` of a record
     /// already gone).
     pub(crate) deleted: Vec<Key>,
@@ -369,7 +373,7 @@ async fn write(
         for (base, id, changes) in &p.changed {
             wanted.insert((*base, *id), changes);
         }
-        let mods: HashMap<Key, &Vec<(String, AttrChange)>> = p
+        let mods: HashMap<Key, &Mods> = p
             .modified
             .iter()
             .map(|(base, id, m)| ((*base, *id), m))
@@ -477,7 +481,7 @@ struct Pending {
     /// For an object of the table: the modifications this unit made, in
     /// order, applied after `changes` at commit (an attribute set after a
     /// modification drops the modification).
-    mods: Vec<(String, AttrChange)>,
+    mods: Mods,
     /// Deleted by this unit: `obj` is how it was.
     deleted: bool,
 }
