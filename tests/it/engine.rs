@@ -1009,6 +1009,9 @@ impl ObjectStore for FlakyReads {
     ) -> Result<(), automate_vmdb::StoreError> {
         self.inner.update(obj, name, value)
     }
+    fn delete(&self, obj: &automate_vmdb::VmdbRef) -> Result<bool, automate_vmdb::StoreError> {
+        self.inner.delete(obj)
+    }
     fn find_by(
         &self,
         class: &str,

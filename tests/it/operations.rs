@@ -467,3 +467,151 @@ fn operations_on_postgres() {
     let store = automate_postgres::store::PgStore::open(db.pg()).unwrap();
     operation_cycle(store.as_ref());
 }
+
+/// An [`ObjectStore`] over a real one that counts what its callers read:
+/// each object loaded, each reference a `find_by` answered.
+struct CountingReads {
+    inner: Arc<dyn ObjectStore>,
+    loads: std::sync::atomic::AtomicUsize,
+    found: std::sync::atomic::AtomicUsize,
+}
+
+impl CountingReads {
+    fn reads(&self) -> (usize, usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.loads.load(Relaxed), self.found.load(Relaxed))
+    }
+}
+
+impl ObjectStore for CountingReads {
+    fn find(
+        &self,
+        class: &str,
+        id: i64,
+    ) -> Result<Option<automate_vmdb::VmdbRef>, automate_vmdb::StoreError> {
+        self.inner.find(class, id)
+    }
+    fn attribute(
+        &self,
+        obj: &automate_vmdb::VmdbRef,
+        name: &str,
+    ) -> Result<Option<AttrValue>, automate_vmdb::StoreError> {
+        self.inner.attribute(obj, name)
+    }
+    fn load(
+        &self,
+        class: &str,
+        id: i64,
+    ) -> Result<Option<automate_vmdb::StoredObject>, automate_vmdb::StoreError> {
+        self.loads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.load(class, id)
+    }
+    fn list(&self, class: &str) -> Result<Vec<automate_vmdb::VmdbRef>, automate_vmdb::StoreError> {
+        self.inner.list(class)
+    }
+    fn create(
+        &self,
+        class: &str,
+        attrs: automate_core::value::Attributes,
+    ) -> Result<automate_vmdb::VmdbRef, automate_vmdb::StoreError> {
+        self.inner.create(class, attrs)
+    }
+    fn update(
+        &self,
+        obj: &automate_vmdb::VmdbRef,
+        name: &str,
+        value: AttrValue,
+    ) -> Result<(), automate_vmdb::StoreError> {
+        self.inner.update(obj, name, value)
+    }
+    fn delete(&self, obj: &automate_vmdb::VmdbRef) -> Result<bool, automate_vmdb::StoreError> {
+        self.inner.delete(obj)
+    }
+    fn find_by(
+        &self,
+        class: &str,
+        attr: &str,
+        value: &AttrValue,
+    ) -> Result<Vec<automate_vmdb::VmdbRef>, automate_vmdb::StoreError> {
+        let out = self.inner.find_by(class, attr, value)?;
+        self.found
+            .fetch_add(out.len(), std::sync::atomic::Ordering::Relaxed);
+        Ok(out)
+    }
+}
+
+/// A provider with 10,000 delivered operations kept (state `ok`) and two
+/// queued: a poll reads the two, not the 10,000 (counted: the objects
+/// loaded and the references `find_by` answered), on `store`'s own
+/// state index.
+fn a_poll_reads_only_queued_operations<S: automate_vmdb::served::ServedStore + 'static>(
+    store: Arc<S>,
+) {
+    const EMS_ID: i64 = 77;
+    let unit = store.clone().begin_unit();
+    let objs = unit.objects();
+    for i in 0..10_000 {
+        let op = operation::put(
+            objs.as_ref(),
+            operation::NewOperation {
+                class_name: "Vm".into(),
+                instance_id: i,
+                ems_id: EMS_ID,
+                method_name: "stop".into(),
+                args: vec![],
+            },
+        )
+        .unwrap();
+        objs.update(&op, "state", AttrValue::str("ok")).unwrap();
+    }
+    let mut queued = Vec::new();
+    for ems_id in [EMS_ID, EMS_ID, EMS_ID + 1] {
+        let op = operation::put(
+            objs.as_ref(),
+            operation::NewOperation {
+                class_name: "Vm".into(),
+                instance_id: 1,
+                ems_id,
+                method_name: "start".into(),
+                args: vec![],
+            },
+        )
+        .unwrap();
+        queued.push(op.id);
+    }
+    drop(objs);
+    unit.commit().unwrap();
+    let counted = CountingReads {
+        inner: store.clone(),
+        loads: Default::default(),
+        found: Default::default(),
+    };
+    let mut done = std::collections::HashSet::new();
+    let ready = operation::ready_for_skipping(&counted, EMS_ID, &mut done).unwrap();
+    assert_eq!(
+        ready.iter().map(|o| o.id).collect::<Vec<_>>(),
+        queued[..2].to_vec()
+    );
+    // The three queued operations of every provider, nothing else.
+    assert_eq!(counted.reads(), (3, 3));
+    // The next poll reads as little.
+    operation::ready_for_skipping(&counted, EMS_ID, &mut done).unwrap();
+    assert_eq!(counted.reads(), (6, 6));
+}
+
+#[test]
+fn a_poll_on_redb_reads_only_queued_operations() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Arc::new(automate_redb::RedbStore::open(tmp.path().join("poll.redb")).unwrap());
+    a_poll_reads_only_queued_operations(store);
+}
+
+#[test]
+fn a_poll_on_postgres_reads_only_queued_operations() {
+    let Some(db) = automate_postgres::testing::TestDb::new("operations_poll") else {
+        return;
+    };
+    let store = automate_postgres::store::PgStore::open(db.pg()).unwrap();
+    a_poll_reads_only_queued_operations(store);
+}

@@ -521,3 +521,156 @@ fn api_resolve_masks_passwords() {
     assert_eq!(v["objects"][0]["attributes"]["decrypted_ok"], true, "{v}");
     assert!(!body.contains(CLEAR) && !body.contains("v2:{"), "{body}");
 }
+
+// ------------------------------------------------- saved workspaces
+
+/// The retries datastore's machine (`/SM/Counter`: retries until its third
+/// pass) delivered with a password among its state vars (ManageIQ's saved
+/// form, `password::v2:{...}`), on `schedule`: the retry saved holds the
+/// password encrypted, never in clear; the retried workspace holds it
+/// decrypted. Returns the first retry's stored payload (its text).
+fn retry_keeps_a_password_encrypted(
+    engine: &Engine,
+    schedule: &dyn automate_vmdb::Schedule,
+    key: &V2Key,
+) -> String {
+    use automate_engine::deliver::{deliver, run_due, Delivery, Outcome, DEFAULT_MAX_DELIVERIES};
+    let state = format!(
+        r#"{{"pw":"password::{}","user":"ada"}}"#,
+        key.encrypt(CLEAR)
+    );
+    let d = Delivery {
+        uri: "/SM/Counter/default?machine=1".into(),
+        attrs: vec![("ae_state_data".into(), state)],
+        object: String::new(),
+        deliveries: 0,
+    };
+    let first = deliver(engine, schedule, &d, DEFAULT_MAX_DELIVERIES).unwrap();
+    let Outcome::Retry {
+        id: Some(id),
+        ref workspace,
+        ..
+    } = first
+    else {
+        panic!("not a retry: {first:?}");
+    };
+    assert_eq!(
+        workspace.state_vars.get("pw"),
+        Some(&AttrValue::Password(CLEAR.into()))
+    );
+    let saved = schedule.get(id).unwrap().expect("the retry is stored");
+    let text = saved.item.payload.to_string();
+    assert!(!text.contains(CLEAR), "{text}");
+    assert!(text.contains("password::v2:{"), "{text}");
+    // The retried passes see the password decrypted.
+    let mut seen = Vec::new();
+    for _ in 0..200 {
+        for o in run_due(engine, schedule, 16, DEFAULT_MAX_DELIVERIES).unwrap() {
+            seen.push(o.workspace().state_vars.get("pw").cloned());
+        }
+        if schedule.is_empty().unwrap() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        seen,
+        vec![Some(AttrValue::Password(CLEAR.into())); 2],
+        "two retried passes"
+    );
+    text
+}
+
+fn retries_engine(store: Arc<dyn automate_vmdb::ObjectStore>, key: Option<V2Key>) -> Engine {
+    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/retries"));
+    let (mut engine, _runner) = control_engine(&root, store);
+    engine.options.emit_tracing = false;
+    engine.with_password_key(key.map(Arc::new))
+}
+
+#[test]
+fn a_retry_saves_its_passwords_encrypted_in_the_redb_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ws.redb");
+    let store = Arc::new(automate_redb::RedbStore::open(&path).unwrap());
+    let key = spec_key();
+    let engine = retries_engine(store.clone(), Some(key.clone()));
+    let schedule = store.schedule();
+    retry_keeps_a_password_encrypted(&engine, &schedule, &key);
+    drop((engine, schedule, store));
+    let raw = std::fs::read(&path).unwrap();
+    assert!(
+        !raw.windows(CLEAR.len()).any(|w| w == CLEAR.as_bytes()),
+        "the clear password is in the file"
+    );
+}
+
+#[test]
+fn a_retry_saves_its_passwords_encrypted_in_postgres() {
+    let Some(db) = automate_postgres::testing::TestDb::new("saved_passwords") else {
+        return;
+    };
+    let store = automate_postgres::store::PgStore::open(db.pg()).unwrap();
+    let key = spec_key();
+    let engine = retries_engine(store.clone(), Some(key.clone()));
+    let schedule = automate_vmdb::served::ServedStore::scheduled_work(&*store);
+    retry_keeps_a_password_encrypted(&engine, schedule.as_ref(), &key);
+}
+
+/// Without a v2 key the saved state can be neither decrypted nor
+/// encrypted: the password reads as the mask, is saved as the mask (never
+/// in clear), and the retry says so.
+#[test]
+fn without_a_key_a_retry_saves_the_mask_and_warns() {
+    use automate_engine::deliver::{deliver, Delivery, Outcome, DEFAULT_MAX_DELIVERIES};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(automate_redb::RedbStore::open(dir.path().join("k.redb")).unwrap());
+    let keyless = retries_engine(store.clone(), None);
+    let schedule = store.schedule();
+    let state = format!(r#"{{"pw":"password::{}"}}"#, spec_key().encrypt(CLEAR));
+    let d = Delivery {
+        uri: "/SM/Counter/default?machine=2".into(),
+        attrs: vec![("ae_state_data".into(), state)],
+        object: String::new(),
+        deliveries: 0,
+    };
+    let first = deliver(&keyless, &schedule, &d, DEFAULT_MAX_DELIVERIES).unwrap();
+    let Outcome::Retry {
+        id: Some(id),
+        workspace,
+        ..
+    } = first
+    else {
+        panic!("not a retry");
+    };
+    assert_eq!(
+        workspace.state_vars.get("pw"),
+        Some(&AttrValue::Password("********".into()))
+    );
+    let trace = workspace.trace_lines().join("\n");
+    assert!(
+        trace.contains("Saved password ae_state_data.pw: "),
+        "{trace}"
+    );
+    assert!(
+        trace.contains("No v2 key configured (password.key_file or $KEY_ROOT/v2_key): password ae_state_data.pw is saved with the retry as ********"),
+        "{trace}"
+    );
+    let stored = schedule.get(id).unwrap().unwrap().item.payload.to_string();
+    assert!(
+        !stored.contains(CLEAR) && !stored.contains("password::"),
+        "{stored}"
+    );
+    let mut ws = keyless
+        .instantiate("/SM/Counter/default?machine=3", &[])
+        .unwrap();
+    ws.state_vars
+        .insert("pw".into(), AttrValue::Password(CLEAR.into()));
+    let (args, masked) = ws.retry_args_with(None);
+    assert_eq!(masked, ["ae_state_data.pw"]);
+    let data = &args.iter().find(|(k, _)| k == "ae_state_data").unwrap().1;
+    assert!(
+        !data.contains(CLEAR) && data.contains("\"********\""),
+        "{data}"
+    );
+}

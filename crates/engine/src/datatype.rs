@@ -266,6 +266,9 @@ mod tests {
         fn update(&self, _: &VmdbRef, _: &str, _: AttrValue) -> Result<(), StoreError> {
             Ok(())
         }
+        fn delete(&self, _: &VmdbRef) -> Result<bool, StoreError> {
+            Ok(false)
+        }
         fn find_by(&self, _: &str, _: &str, _: &AttrValue) -> Result<Vec<VmdbRef>, StoreError> {
             Err(StoreError::Backend("read failed: damaged page".into()))
         }

@@ -271,7 +271,17 @@ fn deliver_inner(
         .filter(|(k, _)| !k.starts_with("ae_state"))
         .cloned()
         .collect();
-    attrs.extend(ws.retry_args());
+    let (saved, masked) = ws.retry_args_with(engine.password_key().map(|k| &**k));
+    attrs.extend(saved);
+    for path in masked {
+        ws.log_line(
+            super::Level::Warn,
+            format!(
+                "MIQ(MiqAeEngine.deliver) No v2 key configured (password.key_file or $KEY_ROOT/v2_key): password {path} is saved with the retry as {} and the retried method sees the mask, not the password",
+                automate_password::MASK
+            ),
+        );
+    }
     let next = Delivery {
         uri: d.uri.clone(),
         attrs,

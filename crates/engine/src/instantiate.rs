@@ -588,9 +588,15 @@ impl Runtime<'_> {
             }
             match state_data::parse_state_map(&data) {
                 Ok(map) => {
+                    let key = self.engine.password_key.clone();
+                    let mut failed = Vec::new();
                     for (k, v) in map {
+                        let path = format!("ae_state_data.{k}");
+                        let v =
+                            state_data::restore_passwords(v, key.as_deref(), &path, &mut failed);
                         self.ws.state_vars.insert(k, v);
                     }
+                    self.warn_undecrypted(&failed);
                 }
                 Err(why) => self.log(Level::Warn, format!("Ignoring ae_state_data: {why}")),
             }
@@ -600,16 +606,38 @@ impl Runtime<'_> {
             match state_data::parse_state_map(&data) {
                 Ok(map) => {
                     self.ws.state_info.clear();
+                    let key = self.engine.password_key.clone();
+                    let mut failed = Vec::new();
                     for (machine, v) in map {
+                        let path = format!("ae_state_previous.{machine}");
+                        let v =
+                            state_data::restore_passwords(v, key.as_deref(), &path, &mut failed);
                         let AttrValue::Hash(values) = v else {
                             continue;
                         };
                         let attrs = values.into_iter().map(|(k, v)| (k.to_text(), v)).collect();
                         self.ws.state_info.insert(machine, attrs);
                     }
+                    self.warn_undecrypted(&failed);
                 }
                 Err(why) => self.log(Level::Warn, format!("Ignoring ae_state_previous: {why}")),
             }
+        }
+    }
+}
+
+impl Runtime<'_> {
+    /// Logs the saved passwords of a retry that did not decrypt (each
+    /// reads as the mask).
+    fn warn_undecrypted(&mut self, failed: &[String]) {
+        for f in failed {
+            self.log(
+                Level::Warn,
+                format!(
+                    "Saved password {f}: it reads as {}",
+                    automate_password::MASK
+                ),
+            );
         }
     }
 }

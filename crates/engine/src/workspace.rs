@@ -150,7 +150,26 @@ impl Workspace {
     /// `ae_state_started`, `ae_state_retries`, and, when not empty,
     /// `ae_state_data` (the state vars) and `ae_state_previous` (the saved
     /// state of nested machines), both as JSON where ManageIQ uses YAML.
+    ///
+    /// A password among them is saved encrypted with the process's v2 key
+    /// ([`automate_password::process_key`]), or masked without one: see
+    /// [`Workspace::retry_args_with`].
     pub fn retry_args(&self) -> Vec<(String, String)> {
+        self.retry_args_with(automate_password::process_key().as_deref())
+            .0
+    }
+
+    /// [`Workspace::retry_args`] with `key`: a password among the state
+    /// vars and saved states is saved as ManageIQ saves one,
+    /// `password::v2:{...}` encrypted with `key`; without a key as the mask
+    /// `********`, never in clear text. The second answer names the values
+    /// masked (`ae_state_data.creds`), for the caller to warn about.
+    pub fn retry_args_with(
+        &self,
+        key: Option<&automate_password::V2Key>,
+    ) -> (Vec<(String, String)>, Vec<String>) {
+        use super::state_data::saved_json;
+        let mut masked = Vec::new();
         let mut out = Vec::new();
         for key in ["ae_state", "ae_state_started", "ae_state_retries"] {
             if let Some(v) = self.root_attr(key).filter(|v| !v.is_nil()) {
@@ -161,7 +180,10 @@ impl Workspace {
             let map: serde_json::Map<String, serde_json::Value> = self
                 .state_vars
                 .iter()
-                .map(|(k, v)| (k.clone(), super::datatype::to_json(v)))
+                .map(|(k, v)| {
+                    let path = format!("ae_state_data.{k}");
+                    (k.clone(), saved_json(v, key, &path, &mut masked))
+                })
                 .collect();
             out.push((
                 "ae_state_data".to_string(),
@@ -175,7 +197,10 @@ impl Workspace {
                 .map(|(machine, attrs)| {
                     let values = attrs
                         .iter()
-                        .map(|(k, v)| (k.clone(), super::datatype::to_json(v)))
+                        .map(|(k, v)| {
+                            let path = format!("ae_state_previous.{machine}.{k}");
+                            (k.clone(), saved_json(v, key, &path, &mut masked))
+                        })
                         .collect();
                     (machine.clone(), serde_json::Value::Object(values))
                 })
@@ -185,7 +210,7 @@ impl Workspace {
                 serde_json::Value::Object(map).to_string(),
             ));
         }
-        out
+        (out, masked)
     }
 
     /// The live children of an object.

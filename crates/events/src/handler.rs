@@ -629,6 +629,10 @@ mod tests {
             self.inner.update(obj, name, value)
         }
 
+        fn delete(&self, obj: &VmdbRef) -> Result<bool, StoreError> {
+            self.inner.delete(obj)
+        }
+
         fn find_by(
             &self,
             class: &str,

@@ -54,6 +54,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "notifications",
         sql: include_str!("migrations/V7__notifications.sql"),
     },
+    Migration {
+        version: 8,
+        name: "state_key",
+        sql: include_str!("migrations/V8__state_key.sql"),
+    },
 ];
 
 /// A lock key of this crate's own (`pg_advisory_xact_lock`).

@@ -35,7 +35,8 @@ use automate_vmdb::page::{Keep, Page, PageQuery, Pages};
 use automate_vmdb::query::Query;
 use automate_vmdb::served::{BackupReport, ServedStore, ServedUnit};
 use automate_vmdb::{
-    base_class, BackendError, ObjectStore, Schedule, StoreError, StoredObject, VmdbRef, REGION_BASE,
+    base_class, AttrChange, BackendError, ObjectStore, Schedule, StoreError, StoredObject, VmdbRef,
+    REGION_BASE,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -61,6 +62,7 @@ pub(crate) const INDEXED: &[&str] = &[
     "vm_or_template_id",
     "miq_request_id",
     "dedup_key",
+    "state",
 ];
 
 /// The key columns of `attrs`, in the order of [`INDEXED`]: what
@@ -619,8 +621,13 @@ impl Reader<'_> {
             .map(|(id, c)| (id, Arc::from(c)))
             .collect();
         if let Some(u) = self.unit {
-            u.each_local(base, &mut |id, o| {
-                all.insert(id, Arc::from(o.class.as_str()));
+            u.each_local(base, &mut |id, o| match o {
+                Some(o) => {
+                    all.insert(id, Arc::from(o.class.as_str()));
+                }
+                None => {
+                    all.remove(&id);
+                }
             })?;
         }
         Ok(all
@@ -759,7 +766,7 @@ impl ObjectStore for PgStore {
         };
         let prepared = unit::Prepared {
             created: vec![(base, id, Arc::new(obj))],
-            changed: Vec::new(),
+            ..Default::default()
         };
         self.run_commit(
             move |pg| async move { unit::commit(&pg, &prepared, &[]).await.map(|_| ()) },
@@ -775,8 +782,8 @@ impl ObjectStore for PgStore {
         let mut changes = Attributes::default();
         changes.insert(name.to_ascii_lowercase(), value);
         let prepared = unit::Prepared {
-            created: Vec::new(),
             changed: vec![(base, obj.id, changes)],
+            ..Default::default()
         };
         let updated =
             self.run_commit(move |pg| async move { unit::commit(&pg, &prepared, &[]).await })?;
@@ -784,6 +791,41 @@ impl ObjectStore for PgStore {
             return Err(StoreError::NotFound(obj.class.to_string(), obj.id));
         }
         Ok(())
+    }
+
+    /// One transaction: the row locked `FOR UPDATE`, changed from its
+    /// value then and rewritten; atomic across nodes.
+    fn modify(&self, obj: &VmdbRef, name: &str, change: &AttrChange) -> Result<(), StoreError> {
+        let base = base_of(&obj.class)?;
+        let prepared = unit::Prepared {
+            changed: vec![(base, obj.id, Attributes::default())],
+            modified: vec![(
+                base,
+                obj.id,
+                vec![(name.to_ascii_lowercase(), change.clone())],
+            )],
+            ..Default::default()
+        };
+        let updated =
+            self.run_commit(move |pg| async move { unit::commit(&pg, &prepared, &[]).await })?;
+        if updated.changed == 0 {
+            return Err(StoreError::NotFound(obj.class.to_string(), obj.id));
+        }
+        Ok(())
+    }
+
+    /// One transaction; `false` when the row was not there when read.
+    fn delete(&self, obj: &VmdbRef) -> Result<bool, StoreError> {
+        let base = base_of(&obj.class)?;
+        if self.db_load(base, obj.id)?.is_none() {
+            return Ok(false);
+        }
+        let prepared = unit::Prepared {
+            deleted: vec![(base, obj.id)],
+            ..Default::default()
+        };
+        self.run_commit(move |pg| async move { unit::commit(&pg, &prepared, &[]).await })?;
+        Ok(true)
     }
 
     fn find_by(

@@ -11,7 +11,9 @@ use super::schema::{seq_key, ATTR_INDEX, EMS_REFS, OBJECTS, SEQUENCES};
 use super::store::{base_of, lowercase_keys};
 use super::unit::Pending;
 use automate_core::value::{AttrValue, Attributes};
-use automate_vmdb::{region_of, StoreError, StoredObject, VmdbRef, WorkItem, REGION_BASE};
+use automate_vmdb::{
+    region_of, AttrChange, StoreError, StoredObject, VmdbRef, WorkItem, REGION_BASE,
+};
 use redb::{ReadableTable, Table, WriteTransaction};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -104,6 +106,18 @@ impl<'t> Batch<'t> {
         p: &Pending,
     ) -> Result<(), StoreError> {
         let obj = &p.obj;
+        if p.deleted {
+            // Created and deleted in the unit: nothing to write.
+            if p.created {
+                return Ok(());
+            }
+            let gone = VmdbRef {
+                class: Arc::from(obj.class.as_str()),
+                id,
+            };
+            self.delete(&gone)?;
+            return Ok(());
+        }
         let old = load_from(&self.objects, base, id)?;
         if !p.created {
             // The changes onto the object as committed now.
@@ -113,6 +127,12 @@ impl<'t> Batch<'t> {
             let mut attrs = old.attrs.clone();
             for (k, v) in &p.changes {
                 attrs.insert(k.clone(), v.clone());
+            }
+            // Then the unit's modifications, onto the committed value
+            // (under the file's single writer: atomic).
+            for (k, change) in &p.mods {
+                let value = change.apply(attrs.get(k));
+                attrs.insert(k.clone(), value);
             }
             return self.put(base, &old.class, id, &attrs, Some(&old));
         }
@@ -202,8 +222,27 @@ impl<'t> Batch<'t> {
         self.put(base, &class, obj.id, &new, Some(&old))
     }
 
-    /// Deletes an object and its provider references; `false` when there
-    /// was none.
+    /// Changes one attribute of a stored object from its value now
+    /// (see [`ObjectStore::modify`](automate_vmdb::ObjectStore::modify)).
+    pub fn modify(
+        &mut self,
+        obj: &VmdbRef,
+        name: &str,
+        change: &AttrChange,
+    ) -> Result<(), StoreError> {
+        let base = base_of(&obj.class)?;
+        let old = load_from(&self.objects, base, obj.id)?
+            .ok_or_else(|| StoreError::NotFound(obj.class.to_string(), obj.id))?;
+        let name = name.to_ascii_lowercase();
+        let mut new = old.attrs.clone();
+        let value = change.apply(new.get(&name));
+        new.insert(name, value);
+        let class = old.class.clone();
+        self.put(base, &class, obj.id, &new, Some(&old))
+    }
+
+    /// Deletes an object, its provider references and its attribute-index
+    /// entries; `false` when there was none.
     pub fn delete(&mut self, obj: &VmdbRef) -> Result<bool, StoreError> {
         let base = base_of(&obj.class)?;
         let Some(old) = load_from(&self.objects, base, obj.id)? else {

@@ -13,7 +13,8 @@ use redb::ReadableTable;
 
 /// The attributes [`ObjectStore::find_by`] answers from `attr_index`
 /// rather than by a scan: names, provider references, the event handler's
-/// de-duplication key, and the ids the has-many associations query.
+/// de-duplication key, the ids the has-many associations query, and
+/// `state` (a provider's catcher polls its queued operations by it).
 pub(super) const INDEXED_ATTRS: &[&str] = &[
     "name",
     "ems_ref",
@@ -27,6 +28,7 @@ pub(super) const INDEXED_ATTRS: &[&str] = &[
     "ems_id",
     "vm_or_template_id",
     "miq_request_id",
+    "state",
 ];
 
 impl<T: ReadableTable<&'static [u8], ()>> IndexTable for T {

@@ -30,8 +30,10 @@
 //! `{"$f": "NaN" | "inf" | "-inf"}`. JSON was chosen to start with because it
 //! is easy to inspect and to evolve; every value begins with `{`, so a later
 //! compact binary encoding can be told apart by its first byte without a
-//! table migration. Passwords are stored in clear (ManageIQ encrypts them with
-//! its v2 key; not done here yet).
+//! table migration. A password attribute of an object is stored in clear
+//! (ManageIQ encrypts them with its v2 key; not done here yet); the
+//! passwords of a saved workspace (a retry's state vars) are encrypted
+//! before they reach the store (`automate_engine::state_data`).
 //!
 //! **Provider references.** When an object has an `ems_id` and an `ems_ref`
 //! and/or a `uid_ems`, `ems_refs` maps `(base_class, ems_id, ref)` to its id

@@ -113,12 +113,14 @@ impl Layered<'_> {
             .map_err(Clone::clone)
     }
 
-    pub(super) fn pending(&self, base: &str, id: i64) -> Option<Arc<StoredObject>> {
+    /// What the unit knows of (base, id): `Some(None)` when it deleted
+    /// it, `None` when the store must be asked.
+    pub(super) fn pending(&self, base: &str, id: i64) -> Option<Option<Arc<StoredObject>>> {
         let u = self.unit.as_deref()?;
         let base = base_class(base)?;
         u.objects
             .get(&(base, id))
-            .map(|p| p.obj.clone())
+            .map(|p| (!p.deleted).then(|| p.obj.clone()))
             .or_else(|| {
                 u.in_flight
                     .iter()
@@ -131,7 +133,7 @@ impl Layered<'_> {
 impl ObjectsTable for Layered<'_> {
     fn load_obj(&self, base: &str, id: i64) -> Result<Option<Arc<StoredObject>>, StoreError> {
         if let Some(p) = self.pending(base, id) {
-            return Ok(Some(p));
+            return Ok(p);
         }
         let Some(base) = base_class(base) else {
             return Ok(None);
@@ -177,13 +179,20 @@ impl ObjectsTable for Layered<'_> {
             for h in &u.in_flight {
                 for ((b, id), o) in &h.objects {
                     if *b == sbase {
-                        all.insert(*id, o.clone());
+                        match o {
+                            Some(o) => all.insert(*id, o.clone()),
+                            None => all.remove(id),
+                        };
                     }
                 }
             }
             for ((b, id), p) in &u.objects {
                 if *b == sbase {
-                    all.insert(*id, p.obj.clone());
+                    if p.deleted {
+                        all.remove(id);
+                    } else {
+                        all.insert(*id, p.obj.clone());
+                    }
                 }
             }
         }

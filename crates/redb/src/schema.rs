@@ -24,7 +24,7 @@ pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta")
 
 /// The version of `attr_index`'s contents (bump when [`INDEXED_ATTRS`] or
 /// the value encoding changes: the next open rebuilds the index).
-pub(super) const ATTR_INDEX_VERSION: u64 = 4;
+pub(super) const ATTR_INDEX_VERSION: u64 = 5;
 pub(super) const ATTR_INDEX_VERSION_KEY: &str = "attr_index_version";
 
 /// The `sequences` key of a base class in a region: `VmOrTemplate:1`.

@@ -12,7 +12,9 @@ use super::unit::Unit;
 use super::{backend, Batch};
 use automate_core::value::{AttrValue, Attributes};
 use automate_vmdb::query::Query;
-use automate_vmdb::{base_class, ObjectStore, StoreError, StoredObject, VmdbRef, REGION_BASE};
+use automate_vmdb::{
+    base_class, AttrChange, ObjectStore, StoreError, StoredObject, VmdbRef, REGION_BASE,
+};
 use redb::{Database, ReadableTableMetadata};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -398,6 +400,17 @@ impl ObjectStore for RedbStore {
     fn update(&self, obj: &VmdbRef, name: &str, value: AttrValue) -> Result<(), StoreError> {
         base_of(&obj.class)?;
         self.write_batch(|b| b.update(obj, name, value))
+    }
+
+    /// Read, changed and written in one write transaction: redb runs one
+    /// at a time, so the change is atomic.
+    fn modify(&self, obj: &VmdbRef, name: &str, change: &AttrChange) -> Result<(), StoreError> {
+        base_of(&obj.class)?;
+        self.write_batch(|b| b.modify(obj, name, change))
+    }
+
+    fn delete(&self, obj: &VmdbRef) -> Result<bool, StoreError> {
+        RedbStore::delete(self, obj)
     }
 
     fn find_by(

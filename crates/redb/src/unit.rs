@@ -15,10 +15,14 @@ use super::store::{base_of, lowercase_keys};
 use super::{backend, Batch, RedbStore};
 use automate_core::value::{AttrValue, Attributes};
 use automate_vmdb::query::Query;
-use automate_vmdb::{ObjectStore, Savepoint, StoreError, StoredObject, VmdbRef};
+use automate_vmdb::{AttrChange, ObjectStore, Savepoint, StoreError, StoredObject, VmdbRef};
 use rustc_hash::FxHashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
+
+/// An object's modifications ([`ObjectStore::modify`]), in order: the
+/// attribute and its change.
+pub(super) type Mods = Vec<(String, AttrChange)>;
 
 /// The buffered writes of one unit of work: see [`UnitStore`].
 #[derive(Default)]
@@ -56,6 +60,10 @@ pub(super) enum Undo {
         key: (&'static str, i64),
         prior: Option<Arc<StoredObject>>,
         change: Option<(String, Option<AttrValue>)>,
+        /// Whether it was deleted before.
+        deleted: bool,
+        /// Its modifications before, when this write changed them.
+        mods: Option<Mods>,
     },
     /// A provider reference was recorded: what it pointed at before.
     Ref {
@@ -66,7 +74,8 @@ pub(super) enum Undo {
 
 /// What a unit's reads still need of writes it handed over.
 pub(super) struct HandedOver {
-    pub(super) objects: FxHashMap<(&'static str, i64), Arc<StoredObject>>,
+    /// `None`: deleted.
+    pub(super) objects: FxHashMap<(&'static str, i64), Option<Arc<StoredObject>>>,
     pub(super) index: FxHashMap<(&'static str, &'static str, Vec<u8>), Vec<i64>>,
     pub(super) refs: FxHashMap<(&'static str, i64, String), i64>,
 }
@@ -96,6 +105,23 @@ pub(super) struct Pending {
     /// The commit applies them to the object as committed then, so another
     /// writer's update of other attributes in between is kept.
     pub(super) changes: Attributes,
+    /// For an object that exists in the file: the modifications this unit
+    /// made ([`ObjectStore::modify`]), in order, applied after `changes` to
+    /// the object as committed (an attribute set after a modification
+    /// drops the modification).
+    pub(super) mods: Mods,
+    /// Deleted by this unit ([`ObjectStore::delete`]): `obj` is how it was.
+    pub(super) deleted: bool,
+}
+
+/// One buffered write of a unit ([`Unit::put`]).
+pub(super) enum Write {
+    /// An attribute set.
+    Set(String, AttrValue),
+    /// An attribute modified ([`ObjectStore::modify`]).
+    Modify(String, AttrChange),
+    /// The object deleted.
+    Delete,
 }
 
 impl Unit {
@@ -107,15 +133,16 @@ impl Unit {
         id: i64,
         obj: StoredObject,
         created: bool,
-        change: Option<(String, AttrValue)>,
+        change: Option<Write>,
     ) {
-        for (attr, key) in index_entries(&obj.attrs) {
+        let deleting = matches!(change, Some(Write::Delete));
+        for (attr, key) in index_entries(&obj.attrs).into_iter().filter(|_| !deleting) {
             let ids = self.index.entry((base, attr, key)).or_default();
             if !ids.contains(&id) {
                 ids.push(id);
             }
         }
-        if let Some((ems_id, refs)) = ref_keys(&obj.attrs) {
+        if let Some((ems_id, refs)) = ref_keys(&obj.attrs).filter(|_| !deleting) {
             for r in refs {
                 let key = (base, ems_id, r);
                 let prior = self.refs.insert(key.clone(), id);
@@ -137,22 +164,40 @@ impl Unit {
                     obj,
                     created,
                     changes: Attributes::default(),
+                    mods: Vec::new(),
+                    deleted: false,
                 });
                 (p, None)
             }
         };
         let mut undone = None;
-        if let Some((k, v)) = change {
-            if self.undo.is_some() {
-                undone = Some((k.clone(), p.changes.get(&k).cloned()));
+        let was_deleted = p.deleted;
+        let mut old_mods = None;
+        match change {
+            Some(Write::Set(k, v)) => {
+                if self.undo.is_some() {
+                    undone = Some((k.clone(), p.changes.get(&k).cloned()));
+                }
+                if p.mods.iter().any(|(m, _)| *m == k) {
+                    old_mods = Some(p.mods.clone());
+                    p.mods.retain(|(m, _)| *m != k);
+                }
+                p.changes.insert(k, v);
             }
-            p.changes.insert(k, v);
+            Some(Write::Modify(k, f)) => {
+                old_mods = Some(p.mods.clone());
+                p.mods.push((k, f));
+            }
+            Some(Write::Delete) => p.deleted = true,
+            None => {}
         }
         if let Some(undo) = self.undo.as_mut() {
             undo.push(Undo::Object {
                 key: (base, id),
                 prior,
                 change: undone,
+                deleted: was_deleted,
+                mods: old_mods,
             });
         }
     }
@@ -188,9 +233,15 @@ impl Unit {
                     key,
                     prior: Some(obj),
                     change,
+                    deleted,
+                    mods,
                 } => {
                     if let Some(p) = self.objects.get_mut(&key) {
                         p.obj = obj;
+                        p.deleted = deleted;
+                        if let Some(mods) = mods {
+                            p.mods = mods;
+                        }
                         match change {
                             Some((k, Some(v))) => {
                                 p.changes.insert(k, v);
@@ -230,7 +281,10 @@ impl Unit {
         let objects = std::mem::take(&mut self.objects);
         let order = std::mem::take(&mut self.order);
         self.in_flight.push_back(HandedOver {
-            objects: objects.iter().map(|(k, p)| (*k, p.obj.clone())).collect(),
+            objects: objects
+                .iter()
+                .map(|(k, p)| (*k, (!p.deleted).then(|| p.obj.clone())))
+                .collect(),
             index: std::mem::take(&mut self.index),
             refs: std::mem::take(&mut self.refs),
         });
@@ -392,6 +446,18 @@ impl ObjectStore for UnitStore {
         self.store.buffer_update(&self.unit, obj, name, value)
     }
 
+    /// Buffered in the unit, and applied again at commit to the object as
+    /// committed then, in the file's single write transaction.
+    fn modify(&self, obj: &VmdbRef, name: &str, change: &AttrChange) -> Result<(), StoreError> {
+        self.store.buffer_modify(&self.unit, obj, name, change)
+    }
+
+    /// Buffered in the unit: its reads no longer find the object; the
+    /// file's copy and index entries go when the unit commits.
+    fn delete(&self, obj: &VmdbRef) -> Result<bool, StoreError> {
+        self.store.buffer_delete(&self.unit, obj)
+    }
+
     fn find_by(
         &self,
         class: &str,
@@ -490,10 +556,64 @@ impl RedbStore {
         new.attrs.insert(name.clone(), value.clone());
         // `created` stays as first recorded (an object created in this unit
         // is written whole).
-        unit.lock()
-            .map_err(|_| poisoned())?
-            .put(base, obj.id, new, false, Some((name, value)));
+        unit.lock().map_err(|_| poisoned())?.put(
+            base,
+            obj.id,
+            new,
+            false,
+            Some(Write::Set(name, value)),
+        );
         Ok(())
+    }
+
+    /// Buffers the modification of one attribute in `unit`: applied now
+    /// to the unit's view, and again at commit.
+    pub(super) fn buffer_modify(
+        &self,
+        unit: &Mutex<Unit>,
+        obj: &VmdbRef,
+        name: &str,
+        change: &AttrChange,
+    ) -> Result<(), StoreError> {
+        let base = base_of(&obj.class)?;
+        let not_found = || StoreError::NotFound(obj.class.to_string(), obj.id);
+        let current = self
+            .layered_in(Some(unit), |r| r.objects.load_obj(base, obj.id))?
+            .ok_or_else(not_found)?;
+        let name = name.to_ascii_lowercase();
+        let mut new = StoredObject::clone(&current);
+        let value = change.apply(new.attrs.get(&name));
+        new.attrs.insert(name.clone(), value);
+        unit.lock().map_err(|_| poisoned())?.put(
+            base,
+            obj.id,
+            new,
+            false,
+            Some(Write::Modify(name, change.clone())),
+        );
+        Ok(())
+    }
+
+    /// Buffers the deletion of an object in `unit`; `false` when the unit
+    /// does not see it.
+    pub(super) fn buffer_delete(
+        &self,
+        unit: &Mutex<Unit>,
+        obj: &VmdbRef,
+    ) -> Result<bool, StoreError> {
+        let base = base_of(&obj.class)?;
+        let Some(current) = self.layered_in(Some(unit), |r| r.objects.load_obj(base, obj.id))?
+        else {
+            return Ok(false);
+        };
+        unit.lock().map_err(|_| poisoned())?.put(
+            base,
+            obj.id,
+            StoredObject::clone(&current),
+            false,
+            Some(Write::Delete),
+        );
+        Ok(true)
     }
 
     /// Commits units of work ([`UnitStore::hand_over`],
@@ -532,7 +652,7 @@ impl RedbStore {
                     for unit in units {
                         for key in &unit.order {
                             if let Some(p) = unit.objects.get(key) {
-                                if p.created && cached_base(key.0) {
+                                if p.created && !p.deleted && cached_base(key.0) {
                                     cache.map.insert(*key, p.obj.clone());
                                 }
                             }
@@ -607,6 +727,63 @@ mod tests {
         assert!(store.find("Vm", last.id).unwrap().is_some());
         // Without a unit there is nothing to come back to.
         assert_eq!(ObjectStore::savepoint(&*store), None);
+    }
+
+    #[test]
+    fn a_units_delete_is_seen_by_it_at_once_and_by_others_after_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(RedbStore::open(dir.path().join("d.redb")).unwrap());
+        automate_vmdb::testing::check_delete(store.clone()).unwrap();
+        assert!(store.verify().unwrap().is_ok());
+        // Durable: the file reopened has none of it.
+        drop(store);
+        let store = RedbStore::open(dir.path().join("d.redb")).unwrap();
+        assert!(store
+            .find_by("Vm", "name", &AttrValue::str("doomed"))
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn workers_tagging_one_vm_in_their_own_units_keep_every_tag() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(RedbStore::open(dir.path().join("t.redb")).unwrap());
+        automate_vmdb::testing::check_concurrent_tagging(store.clone(), 8).unwrap();
+        assert!(store.verify().unwrap().is_ok());
+    }
+
+    /// A modification taken back by its savepoint is not applied at
+    /// commit; an attribute set after a modification replaces it.
+    #[test]
+    fn a_modification_rolled_back_or_overwritten_is_not_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(RedbStore::open(dir.path().join("m.redb")).unwrap());
+        let vm = store
+            .create("Vm", attrs(&[("n", AttrValue::Int(1))]))
+            .unwrap();
+        let add = |k: i64| {
+            automate_vmdb::AttrChange::new(move |v| match v {
+                Some(AttrValue::Int(i)) => AttrValue::Int(i + k),
+                _ => AttrValue::Int(k),
+            })
+        };
+        let unit = store.begin_unit();
+        unit.modify(&vm, "n", &add(10)).unwrap();
+        let sp = unit.savepoint().unwrap();
+        unit.modify(&vm, "n", &add(100)).unwrap();
+        assert_eq!(unit.attribute(&vm, "n"), Ok(Some(AttrValue::Int(111))));
+        unit.rollback_to(sp);
+        assert_eq!(unit.attribute(&vm, "n"), Ok(Some(AttrValue::Int(11))));
+        // Another writer changes n meanwhile: the unit's +10 lands on it.
+        store.update(&vm, "n", AttrValue::Int(5)).unwrap();
+        unit.commit(|_| Ok(())).unwrap();
+        assert_eq!(store.attribute(&vm, "n"), Ok(Some(AttrValue::Int(15))));
+        let unit = store.begin_unit();
+        unit.modify(&vm, "n", &add(1)).unwrap();
+        unit.update(&vm, "n", AttrValue::Int(0)).unwrap();
+        store.update(&vm, "n", AttrValue::Int(7)).unwrap();
+        unit.commit(|_| Ok(())).unwrap();
+        assert_eq!(store.attribute(&vm, "n"), Ok(Some(AttrValue::Int(0))));
     }
 
     /// A unit whose lock was poisoned (a panic inside the store while it

@@ -91,6 +91,33 @@ pub trait ObjectStore: Send + Sync {
     /// Sets one attribute of a stored object.
     fn update(&self, obj: &VmdbRef, name: &str, value: AttrValue) -> Result<(), StoreError>;
 
+    /// Changes one attribute of a stored object from its value at the
+    /// moment the change is applied ([`AttrChange`]), atomically per object:
+    /// two writers modifying the same attribute (two workers tagging one
+    /// VM) both keep their change. A store whose writes are buffered (a
+    /// unit of work) shows the change to its reads at once and applies it
+    /// again, under the backend's write lock (redb's single writer,
+    /// PostgreSQL's `SELECT ... FOR UPDATE`), to the object as committed
+    /// when the unit commits. [`StoreError::NotFound`] when there is no
+    /// such object. The default reads, changes and writes (not atomic: for
+    /// stores with a single writer).
+    fn modify(&self, obj: &VmdbRef, name: &str, change: &AttrChange) -> Result<(), StoreError> {
+        let stored = self
+            .load(&obj.class, obj.id)?
+            .ok_or_else(|| StoreError::NotFound(obj.class.to_string(), obj.id))?;
+        let name = name.to_ascii_lowercase();
+        let value = change.apply(stored.attrs.get(&name));
+        self.update(obj, &name, value)
+    }
+
+    /// Deletes a stored object with its index entries (its provider
+    /// references, its by-attribute index entries): ManageIQ's `destroy`.
+    /// `Ok(false)` when there was no such object (a `destroy` of a record
+    /// already gone changes nothing). Through a unit of work the delete is
+    /// buffered like the unit's other writes, seen by its reads at once and
+    /// durable only when the unit commits.
+    fn delete(&self, obj: &VmdbRef) -> Result<bool, StoreError>;
+
     /// The objects of `class` (or its subclasses) whose attribute `attr`
     /// equals `value`, by id.
     fn find_by(
@@ -159,6 +186,35 @@ pub trait ObjectStore: Send + Sync {
 
     /// Keeps the writes made since `sp`.
     fn release_savepoint(&self, _sp: Savepoint) {}
+}
+
+/// A change of one attribute computed from the value it has when the
+/// change is applied ([`ObjectStore::modify`]): `None` when the object does
+/// not have the attribute. A backend may apply it more than once (to its
+/// view, then at commit to the object as committed), so it must depend on
+/// nothing but its argument.
+#[derive(Clone)]
+pub struct AttrChange(Arc<ChangeFn>);
+
+/// What an [`AttrChange`] runs: the current value (if any) to the new one.
+type ChangeFn = dyn Fn(Option<&AttrValue>) -> AttrValue + Send + Sync;
+
+impl AttrChange {
+    /// The change `f` makes.
+    pub fn new(f: impl Fn(Option<&AttrValue>) -> AttrValue + Send + Sync + 'static) -> AttrChange {
+        AttrChange(Arc::new(f))
+    }
+
+    /// The new value of an attribute whose value is `current`.
+    pub fn apply(&self, current: Option<&AttrValue>) -> AttrValue {
+        (self.0)(current)
+    }
+}
+
+impl std::fmt::Debug for AttrChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AttrChange")
+    }
 }
 
 /// The lookups a batch is about to make, for [`ObjectStore::read_ahead`].
@@ -446,6 +502,10 @@ impl ObjectStore for NoObjects {
 
     fn update(&self, obj: &VmdbRef, _name: &str, _value: AttrValue) -> Result<(), StoreError> {
         Err(StoreError::NotFound(obj.class.to_string(), obj.id))
+    }
+
+    fn delete(&self, _obj: &VmdbRef) -> Result<bool, StoreError> {
+        Ok(false)
     }
 
     fn find_by(

@@ -2,7 +2,7 @@
 
 use super::associations::{self, Lookup};
 use super::query::Query;
-use super::{base_class, ObjectStore, StoreError, StoredObject, VmdbRef, REGION_BASE};
+use super::{base_class, AttrChange, ObjectStore, StoreError, StoredObject, VmdbRef, REGION_BASE};
 use automate_core::value::{AttrValue, Attributes};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -181,6 +181,33 @@ impl ObjectStore for MemoryStore {
         } else {
             Err(StoreError::NotFound(obj.class.to_string(), obj.id))
         }
+    }
+
+    /// Applied under the write lock: atomic.
+    fn modify(&self, obj: &VmdbRef, name: &str, change: &AttrChange) -> Result<(), StoreError> {
+        let base = base_class(&obj.class)
+            .ok_or_else(|| StoreError::UnknownClass(obj.class.to_string()))?;
+        let mut map = self
+            .objects
+            .write()
+            .map_err(|_| StoreError::Backend("object map lock poisoned".into()))?;
+        let (_, attrs) = map
+            .get_mut(&(base, obj.id))
+            .ok_or_else(|| StoreError::NotFound(obj.class.to_string(), obj.id))?;
+        let name = name.to_ascii_lowercase();
+        let value = change.apply(attrs.get(&name));
+        attrs.insert(name, value);
+        Ok(())
+    }
+
+    fn delete(&self, obj: &VmdbRef) -> Result<bool, StoreError> {
+        let base = base_class(&obj.class)
+            .ok_or_else(|| StoreError::UnknownClass(obj.class.to_string()))?;
+        let mut map = self
+            .objects
+            .write()
+            .map_err(|_| StoreError::Backend("object map lock poisoned".into()))?;
+        Ok(map.remove(&(base, obj.id)).is_some())
     }
 
     fn find_by(

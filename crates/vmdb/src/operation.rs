@@ -222,17 +222,21 @@ pub fn ready_for(
     ready_for_skipping(store, ems_id, &mut std::collections::HashSet::new())
 }
 
-/// [`ready_for`] for a poller: the ids in `done` are not read, and the
-/// operations found delivered (`ok`, `warn`, `error`: final states) are
-/// added to it, so a catcher polling every 100 ms reads each finished
-/// operation once, not at every poll for as long as it is kept.
+/// [`ready_for`] for a poller. The operations are found by `state`
+/// (an indexed attribute on every backend: redb's `attr_index`,
+/// PostgreSQL's `k_state`), so a poll reads the `ready` operations of every
+/// provider (few: each is taken at the next poll of its catcher), never the
+/// delivered ones kept with their final state, however many there are.
+/// The ids in `done` are not read; a `ready` row that is no operation is
+/// added to it (and warned about once).
 pub fn ready_for_skipping(
     store: &dyn ObjectStore,
     ems_id: i64,
     done: &mut std::collections::HashSet<i64>,
 ) -> Result<Vec<ProviderOperation>, StoreError> {
     let mut out = Vec::new();
-    for r in store.find_by(CLASS, "ems_id", &AttrValue::Int(ems_id))? {
+    let ready = AttrValue::str(OpState::Ready.as_str());
+    for r in store.find_by(CLASS, "state", &ready)? {
         if done.contains(&r.id) {
             continue;
         }
@@ -240,10 +244,7 @@ pub fn ready_for_skipping(
             continue;
         };
         match ProviderOperation::from_stored(r.id, &obj) {
-            Some(op) if op.state == OpState::Ready => out.push(op),
-            Some(op) if matches!(op.state, OpState::Ok | OpState::Warn | OpState::Error) => {
-                done.insert(r.id);
-            }
+            Some(op) if op.state == OpState::Ready && op.ems_id == Some(ems_id) => out.push(op),
             Some(_) => {}
             None => {
                 done.insert(r.id);
@@ -357,7 +358,7 @@ mod tests {
     }
 
     #[test]
-    fn a_poller_reads_a_delivered_operation_once() {
+    fn a_poller_reads_only_ready_operations() {
         let store = MemoryStore::new();
         let a = put(&store, new_op(1, "stop")).unwrap();
         let mut done = std::collections::HashSet::new();
@@ -375,7 +376,12 @@ mod tests {
         )
         .unwrap();
         assert!(ready_for_skipping(&store, 1, &mut done).unwrap().is_empty());
-        assert!(done.contains(&a.id), "a final state is remembered");
+        // Not found by the state it no longer has: nothing to remember.
+        assert!(done.is_empty());
+        assert_eq!(
+            store.load(CLASS, a.id).unwrap().unwrap().attrs.get("state"),
+            Some(&AttrValue::str("ok"))
+        );
         // A new one still comes through.
         let b = put(&store, new_op(1, "start")).unwrap();
         let ready = ready_for_skipping(&store, 1, &mut done).unwrap();

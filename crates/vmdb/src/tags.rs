@@ -9,9 +9,10 @@
 //! * categories and entries are objects of class `Classification`: a
 //!   category has `parent_id` 0, an entry its category's id; both carry
 //!   `name`, `description` and `tag_name` (`/managed/environment`,
-//!   `/managed/environment/prod`). A deleted one keeps its row with
-//!   `deleted_on` set (the store has no deletion yet) and is invisible to
-//!   everything here; creating the same name again takes the row back;
+//!   `/managed/environment/prod`). Deleting one deletes its object
+//!   ([`ObjectStore::delete`], with its index entries, in the caller's unit
+//!   of work). A row that still carries `deleted_on` (written by a version
+//!   that could not delete) is invisible to everything here;
 //! * the tags assigned to an object are its attribute `tags`, an array of
 //!   `{"id" => entry id, "name" => "/managed/<category>/<entry>"}`, the
 //!   shape ManageIQ's REST API shows for `?attributes=tags`;
@@ -19,11 +20,13 @@
 //!   of `{"name", "value", "source" => "EVM"}` (values are text, as
 //!   ManageIQ's `custom_attributes.value` column).
 //!
-//! Assigning or removing a tag or a custom attribute rewrites that one
-//! attribute of the object (read, change, write): two units of work
-//! changing the same object's tags at once keep the last one's list.
+//! Assigning or removing a tag or a custom attribute is one
+//! [`ObjectStore::modify`] of that attribute: the change (add this entry,
+//! remove that one, set this key) is applied to the list as it is when the
+//! write lands, under the backend's write lock, so two units of work
+//! tagging the same object at once both keep their tag.
 
-use super::{base_class, ObjectStore, StoreError, VmdbRef};
+use super::{base_class, AttrChange, ObjectStore, StoreError, VmdbRef};
 use automate_core::value::{AttrValue, Attributes};
 
 /// The stored class of categories and their entries.
@@ -227,29 +230,20 @@ fn live(store: &dyn ObjectStore, r: &VmdbRef) -> Result<Option<Classification>, 
     }))
 }
 
-/// The rows named `name` under `parent_id`, deleted ones too (live first).
-fn rows_named(
+/// The live row named `name` under `parent_id`.
+fn row_named(
     store: &dyn ObjectStore,
     name: &str,
     parent_id: i64,
-) -> Result<Vec<(Classification, bool)>, StoreError> {
-    let mut out = Vec::new();
+) -> Result<Option<Classification>, StoreError> {
     for r in store.find_by(CLASSIFICATION, "name", &AttrValue::str(name))? {
-        let Some(obj) = store.load(CLASSIFICATION, r.id)? else {
-            continue;
-        };
-        let c = Classification {
-            obj: r,
-            attrs: obj.attrs,
-        };
-        if c.parent_id() != parent_id {
-            continue;
+        if let Some(c) = live(store, &r)? {
+            if c.parent_id() == parent_id {
+                return Ok(Some(c));
+            }
         }
-        let deleted = c.attrs.get("deleted_on").is_some_and(|v| !v.is_nil());
-        out.push((c, !deleted));
     }
-    out.sort_by_key(|(_, live)| !*live);
-    Ok(out)
+    Ok(None)
 }
 
 /// The live category named `name` (ManageIQ's `Classification.lookup_by_name`).
@@ -257,10 +251,7 @@ pub fn find_category(
     store: &dyn ObjectStore,
     name: &str,
 ) -> Result<Option<Classification>, StoreError> {
-    Ok(rows_named(store, name.trim(), 0)?
-        .into_iter()
-        .find(|(_, live)| *live)
-        .map(|(c, _)| c))
+    row_named(store, name.trim(), 0)
 }
 
 /// The live entry `name` of `category` (`find_entry_by_name`).
@@ -269,10 +260,7 @@ pub fn find_entry(
     category: &Classification,
     name: &str,
 ) -> Result<Option<Classification>, StoreError> {
-    Ok(rows_named(store, name.trim(), category.obj.id)?
-        .into_iter()
-        .find(|(_, live)| *live)
-        .map(|(c, _)| c))
+    row_named(store, name.trim(), category.obj.id)
 }
 
 /// Every live category, by id (`Classification.categories`).
@@ -368,11 +356,9 @@ fn row_options(
     Ok((name, attrs))
 }
 
-/// Writes `row` (name, parent, tag name, options) as a new object, or
-/// over a deleted row of the same name (taken back).
+/// Writes `row` (name, parent, tag name, options) as a new object.
 fn put_row(
     store: &dyn ObjectStore,
-    deleted: Option<Classification>,
     name: &str,
     parent_id: i64,
     tag_name: String,
@@ -389,27 +375,8 @@ fn put_row(
     for (k, v) in options {
         row.insert(k, v);
     }
-    match deleted {
-        Some(old) => {
-            for (k, v) in &row {
-                store.update(&old.obj, k, v.clone())?;
-            }
-            for k in old.attrs.keys() {
-                if !row.contains_key(k.as_str()) {
-                    store.update(&old.obj, k, AttrValue::Nil)?;
-                }
-            }
-            row.insert("deleted_on".into(), AttrValue::Nil);
-            Ok(Classification {
-                obj: old.obj,
-                attrs: row,
-            })
-        }
-        None => {
-            let obj = store.create(CLASSIFICATION, row.clone())?;
-            Ok(Classification { obj, attrs: row })
-        }
-    }
+    let obj = store.create(CLASSIFICATION, row.clone())?;
+    Ok(Classification { obj, attrs: row })
 }
 
 /// `$evm.execute('category_create', options)`: `name` (lower-case
@@ -421,8 +388,7 @@ pub fn create_category(
     options: &[(String, AttrValue)],
 ) -> Result<Classification, TagError> {
     let (name, mut attrs) = row_options(options, "category")?;
-    let rows = rows_named(store, &name, 0)?;
-    if rows.iter().any(|(_, live)| *live) {
+    if row_named(store, &name, 0)?.is_some() {
         return Err(TagError::CategoryExists(name));
     }
     for (k, v) in [
@@ -435,9 +401,8 @@ pub fn create_category(
             attrs.insert(k.into(), v);
         }
     }
-    let deleted = rows.into_iter().next().map(|(c, _)| c);
     let tag_name = format!("{MANAGED}/{name}");
-    Ok(put_row(store, deleted, &name, 0, tag_name, attrs)?)
+    Ok(put_row(store, &name, 0, tag_name, attrs)?)
 }
 
 /// `$evm.execute('tag_create', category, options)`: a new entry of
@@ -450,24 +415,23 @@ pub fn create_entry(
     let cat = find_category(store, category)?
         .ok_or_else(|| TagError::NoCategory(category.to_string()))?;
     let (name, attrs) = row_options(options, "tag")?;
-    let rows = rows_named(store, &name, cat.obj.id)?;
-    if rows.iter().any(|(_, live)| *live) {
+    if row_named(store, &name, cat.obj.id)?.is_some() {
         return Err(TagError::EntryExists {
             category: cat.name(),
             entry: name,
         });
     }
-    let deleted = rows.into_iter().next().map(|(c, _)| c);
     let tag_name = format!("{MANAGED}/{}/{name}", cat.name());
-    Ok(put_row(store, deleted, &name, cat.obj.id, tag_name, attrs)?)
+    Ok(put_row(store, &name, cat.obj.id, tag_name, attrs)?)
 }
 
-fn mark_deleted(store: &dyn ObjectStore, c: &Classification) -> Result<(), StoreError> {
-    store.update(
-        &c.obj,
-        "deleted_on",
-        AttrValue::str(automate_core::time::iso8601_secs_now()),
-    )
+/// Deletes the row (ManageIQ's `destroy`); one already gone (another
+/// worker deleted it first) is no error.
+fn destroy(store: &dyn ObjectStore, c: &Classification) -> Result<(), StoreError> {
+    if !store.delete(&c.obj)? {
+        tracing::debug!(target: "evm", "MIQ(Classification#destroy) Classification [{}] was already gone", c.obj.id);
+    }
+    Ok(())
 }
 
 /// `$evm.execute('category_delete!', name)`: the category and its
@@ -481,9 +445,9 @@ pub fn delete_category(store: &dyn ObjectStore, name: &str) -> Result<(), TagErr
         }
     }
     for e in &entries {
-        mark_deleted(store, e)?;
+        destroy(store, e)?;
     }
-    mark_deleted(store, &cat)?;
+    destroy(store, &cat)?;
     Ok(())
 }
 
@@ -501,7 +465,7 @@ pub fn delete_entry(store: &dyn ObjectStore, category: &str, entry: &str) -> Res
             "This tag has assignments. Please delete assignments before deleting the tag.",
         ));
     }
-    mark_deleted(store, &ent)?;
+    destroy(store, &ent)?;
     Ok(())
 }
 
@@ -528,10 +492,15 @@ fn check_taggable(obj: &VmdbRef) -> Result<(), TagError> {
 
 /// The tags as stored on `obj` (no check of its class).
 fn stored_tags(store: &dyn ObjectStore, obj: &VmdbRef) -> Result<Vec<AssignedTag>, StoreError> {
-    let Some(AttrValue::Array(items)) = store.attribute(obj, TAGS_ATTR)? else {
-        return Ok(Vec::new());
+    Ok(parse_tags(store.attribute(obj, TAGS_ATTR)?.as_ref()))
+}
+
+/// The tags a stored `tags` attribute holds.
+fn parse_tags(value: Option<&AttrValue>) -> Vec<AssignedTag> {
+    let Some(AttrValue::Array(items)) = value else {
+        return Vec::new();
     };
-    Ok(items
+    items
         .iter()
         .filter_map(|item| {
             let AttrValue::Hash(pairs) = item else {
@@ -543,15 +512,27 @@ fn stored_tags(store: &dyn ObjectStore, obj: &VmdbRef) -> Result<Vec<AssignedTag
                 name: get("name")?.to_text(),
             })
         })
-        .collect())
+        .collect()
 }
 
-fn write_tags(
+/// Changes `obj`'s tags with `f`, applied to the list as it is when the
+/// write lands ([`ObjectStore::modify`]).
+fn modify_tags(
     store: &dyn ObjectStore,
     obj: &VmdbRef,
-    tags: &[AssignedTag],
+    f: impl Fn(&mut Vec<AssignedTag>) + Send + Sync + 'static,
 ) -> Result<(), StoreError> {
-    let value = AttrValue::Array(
+    let change = AttrChange::new(move |current| {
+        let mut tags = parse_tags(current);
+        f(&mut tags);
+        tags_value(&tags)
+    });
+    store.modify(obj, TAGS_ATTR, &change)
+}
+
+/// The stored `tags` attribute of `tags`.
+fn tags_value(tags: &[AssignedTag]) -> AttrValue {
+    AttrValue::Array(
         tags.iter()
             .map(|t| {
                 AttrValue::Hash(vec![
@@ -560,8 +541,7 @@ fn write_tags(
                 ])
             })
             .collect(),
-    );
-    store.update(obj, TAGS_ATTR, value)
+    )
 }
 
 /// The tags assigned to `obj`, in the order assigned.
@@ -595,19 +575,25 @@ pub fn assign(store: &dyn ObjectStore, obj: &VmdbRef, tag: &str) -> Result<Outco
     let Some(ent) = find_entry(store, &cat, &entry)? else {
         return Ok(Outcome::NoEntry(category, entry));
     };
-    let mut tags = stored_tags(store, obj)?;
-    if tags.iter().any(|t| t.id == ent.obj.id) {
+    if stored_tags(store, obj)?.iter().any(|t| t.id == ent.obj.id) {
         return Ok(Outcome::Unchanged);
     }
-    if cat.single_value() {
-        let prefix = format!("{MANAGED}/{}/", cat.name());
-        tags.retain(|t| !t.name.starts_with(&prefix));
-    }
-    tags.push(AssignedTag {
+    let single = cat
+        .single_value()
+        .then(|| format!("{MANAGED}/{}/", cat.name()));
+    let tag = AssignedTag {
         id: ent.obj.id,
         name: format!("{MANAGED}/{}/{}", cat.name(), ent.name()),
-    });
-    write_tags(store, obj, &tags)?;
+    };
+    modify_tags(store, obj, move |tags| {
+        if tags.iter().any(|t| t.id == tag.id) {
+            return;
+        }
+        if let Some(prefix) = &single {
+            tags.retain(|t| !t.name.starts_with(prefix.as_str()));
+        }
+        tags.push(tag.clone());
+    })?;
     Ok(Outcome::Changed)
 }
 
@@ -616,13 +602,10 @@ pub fn unassign(store: &dyn ObjectStore, obj: &VmdbRef, tag: &str) -> Result<Out
     check_taggable(obj)?;
     let (category, entry) = split_tag(tag)?;
     let name = format!("{MANAGED}/{category}/{entry}");
-    let mut tags = stored_tags(store, obj)?;
-    let before = tags.len();
-    tags.retain(|t| t.name != name);
-    if tags.len() == before {
+    if !stored_tags(store, obj)?.iter().any(|t| t.name == name) {
         return Ok(Outcome::Unchanged);
     }
-    write_tags(store, obj, &tags)?;
+    modify_tags(store, obj, move |tags| tags.retain(|t| t.name != name))?;
     Ok(Outcome::Changed)
 }
 
@@ -682,10 +665,15 @@ pub fn custom_attributes(
     store: &dyn ObjectStore,
     obj: &VmdbRef,
 ) -> Result<Vec<CustomAttribute>, StoreError> {
-    let Some(AttrValue::Array(items)) = store.attribute(obj, CUSTOM_ATTR)? else {
-        return Ok(Vec::new());
+    Ok(parse_custom(store.attribute(obj, CUSTOM_ATTR)?.as_ref()))
+}
+
+/// The custom attributes a stored `custom_attributes` attribute holds.
+fn parse_custom(value: Option<&AttrValue>) -> Vec<CustomAttribute> {
+    let Some(AttrValue::Array(items)) = value else {
+        return Vec::new();
     };
-    Ok(items
+    items
         .iter()
         .filter_map(|item| {
             let AttrValue::Hash(pairs) = item else {
@@ -703,7 +691,7 @@ pub fn custom_attributes(
                 source: get("source").unwrap_or_else(|| CUSTOM_SOURCE.to_string()),
             })
         })
-        .collect())
+        .collect()
 }
 
 /// `vm.custom_keys`: the keys of the `EVM` custom attributes.
@@ -739,23 +727,47 @@ pub fn custom_set(
     value: &AttrValue,
 ) -> Result<(), TagError> {
     check_custom(obj, "custom_set")?;
-    let mut all = custom_attributes(store, obj)?;
-    let at = all
-        .iter()
-        .position(|c| c.source == CUSTOM_SOURCE && c.name == key);
-    match (at, value.is_blank()) {
-        (None, true) => return Ok(()),
-        (Some(i), true) => {
-            all.remove(i);
-        }
-        (Some(i), false) => all[i].value = value.to_text(),
-        (None, false) => all.push(CustomAttribute {
-            name: key.to_string(),
-            value: value.to_text(),
-            source: CUSTOM_SOURCE.to_string(),
-        }),
+    let is_set = |all: &[CustomAttribute], key: &str| {
+        all.iter()
+            .any(|c| c.source == CUSTOM_SOURCE && c.name == key)
+    };
+    let blank = value.is_blank();
+    if blank && !is_set(&custom_attributes(store, obj)?, key) {
+        return Ok(());
     }
-    let stored = AttrValue::Array(
+    let key = key.to_string();
+    let text = value.to_text();
+    // Applied to the list as it is when the write lands: a concurrent
+    // custom_set of another key is kept.
+    let change = AttrChange::new(move |current| {
+        let mut all = parse_custom(current);
+        let at = all
+            .iter()
+            .position(|c| c.source == CUSTOM_SOURCE && c.name == key);
+        match (at, blank) {
+            (None, true) => {}
+            (Some(i), true) => {
+                all.remove(i);
+            }
+            (Some(i), false) => {
+                if let Some(c) = all.get_mut(i) {
+                    c.value = text.clone();
+                }
+            }
+            (None, false) => all.push(CustomAttribute {
+                name: key.clone(),
+                value: text.clone(),
+                source: CUSTOM_SOURCE.to_string(),
+            }),
+        }
+        custom_value(all)
+    });
+    Ok(store.modify(obj, CUSTOM_ATTR, &change)?)
+}
+
+/// The stored `custom_attributes` attribute of `all`.
+fn custom_value(all: Vec<CustomAttribute>) -> AttrValue {
+    AttrValue::Array(
         all.into_iter()
             .map(|c| {
                 AttrValue::Hash(vec![
@@ -765,8 +777,7 @@ pub fn custom_set(
                 ])
             })
             .collect(),
-    );
-    Ok(store.update(obj, CUSTOM_ATTR, stored)?)
+    )
 }
 
 #[cfg(test)]
@@ -839,9 +850,13 @@ mod tests {
             Err(TagError::NoName("category_create"))
         );
         assert_eq!(entries(&s, &cat).unwrap().len(), 1);
+        let prod = find_entry(&s, &cat, "prod").unwrap().unwrap();
         delete_entry(&s, "environment", "prod").unwrap();
         assert!(!tag_exists(&s, "environment", "prod").unwrap());
-        // A deleted name can be created again: the row is taken back.
+        // Deleted for real: the row is gone, not marked.
+        assert_eq!(s.load(CLASSIFICATION, prod.obj.id).unwrap(), None);
+        assert_eq!(s.list(CLASSIFICATION).unwrap().len(), 1);
+        // A deleted name can be created again (a new row).
         let again = create_entry(
             &s,
             "environment",
@@ -855,6 +870,7 @@ mod tests {
         assert!(!category_exists(&s, "environment").unwrap());
         assert!(!tag_exists(&s, "environment", "prod").unwrap());
         assert!(categories(&s).unwrap().is_empty());
+        assert!(s.list(CLASSIFICATION).unwrap().is_empty());
         assert_eq!(
             delete_category(&s, "environment"),
             Err(TagError::NoCategory("environment".into()))
@@ -943,6 +959,37 @@ mod tests {
             Err(TagError::Untaggable("EmsEvent".into()))
         );
         assert_eq!(split_tag("x"), Ok(("managed".to_string(), "x".to_string())));
+    }
+
+    /// Workers tagging one VM at once on the memory store (its changes are
+    /// applied under its write lock): every tag and attribute is kept.
+    #[test]
+    fn concurrent_tagging_of_one_vm_keeps_every_tag() {
+        let s = std::sync::Arc::new(MemoryStore::default());
+        let v = vm(&s);
+        create_category(&*s, &opts(&[("name", AttrValue::str("team"))])).unwrap();
+        for i in 0..16 {
+            create_entry(
+                &*s,
+                "team",
+                &opts(&[("name", AttrValue::str(format!("t{i}")))]),
+            )
+            .unwrap();
+        }
+        let workers: Vec<_> = (0..16)
+            .map(|i| {
+                let (s, v) = (s.clone(), v.clone());
+                std::thread::spawn(move || {
+                    assign(&*s, &v, &format!("team/t{i}")).unwrap();
+                    custom_set(&*s, &v, &format!("k{i}"), &AttrValue::Int(i)).unwrap();
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        assert_eq!(tag_list(&*s, &v, Some("team")).unwrap().len(), 16);
+        assert_eq!(custom_keys(&*s, &v).unwrap().len(), 16);
     }
 
     #[test]

@@ -47,7 +47,8 @@ pub struct Operations {
     settled: Settled,
     /// Provider name → its `ExtManagementSystem` id, once found.
     ems: Mutex<Vec<(String, i64)>>,
-    /// Operations seen in a final state: not read again by the polls.
+    /// `ready` rows found not to be operations: not read again by the
+    /// polls (which read only `ready` rows: `ready_for_skipping`).
     done: Mutex<std::collections::HashSet<i64>>,
 }
 

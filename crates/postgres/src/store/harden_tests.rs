@@ -57,6 +57,7 @@ fn unit_of(store: &PgStore, ems: &VmdbRef, vm: &str) -> unit::Prepared {
             }),
         )],
         changed: vec![("ExtManagementSystem", ems.id, changes)],
+        ..Default::default()
     }
 }
 
@@ -164,7 +165,7 @@ fn two_nodes_inserting_the_same_events_in_opposite_orders_never_deadlock() {
                     // statements (the inserts first, then a pause).
                     let p = unit::Prepared {
                         created,
-                        changed: Vec::new(),
+                        ..Default::default()
                     };
                     barrier.wait();
                     store.run_commit(move |pg| async move {

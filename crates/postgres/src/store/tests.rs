@@ -895,3 +895,63 @@ fn objects_inserted_with_their_id_move_the_sequence_past_it() {
         .expect("create");
     assert!(next.id > id, "{} after {id}", next.id);
 }
+
+#[test]
+fn a_units_delete_is_seen_by_it_at_once_and_by_others_after_commit() {
+    let Some((_db, store)) = store("delete") else {
+        return;
+    };
+    automate_vmdb::testing::check_delete(store).unwrap();
+}
+
+#[test]
+fn workers_tagging_one_vm_in_their_own_units_keep_every_tag() {
+    let Some((_db, store)) = store("tagging") else {
+        return;
+    };
+    automate_vmdb::testing::check_concurrent_tagging(store, 8).unwrap();
+}
+
+/// Two nodes (two stores on one schema) modifying one VM's attribute at
+/// once through their own units: both changes are kept.
+#[test]
+fn two_nodes_modifying_one_attribute_keep_both_changes() {
+    let Some((db, a)) = store("modify_nodes") else {
+        return;
+    };
+    let b = PgStore::open(db.pg()).expect("second node");
+    let vm = a.create("Vm", attrs(&[("name", s("shared"))])).expect("vm");
+    let push = |item: &'static str| {
+        automate_vmdb::AttrChange::new(move |v| {
+            let mut items = match v {
+                Some(AttrValue::Array(items)) => items.clone(),
+                _ => Vec::new(),
+            };
+            items.push(AttrValue::str(item));
+            AttrValue::Array(items)
+        })
+    };
+    let ua = ServedStore::begin_unit(a.clone());
+    let ub = ServedStore::begin_unit(b.clone());
+    ua.objects().modify(&vm, "list", &push("a")).expect("a");
+    ub.objects().modify(&vm, "list", &push("b")).expect("b");
+    ua.commit().expect("commit a");
+    ub.commit().expect("commit b");
+    let Some(AttrValue::Array(items)) = a.attribute(&vm, "list").expect("read") else {
+        panic!("no list");
+    };
+    assert_eq!(items, vec![AttrValue::str("a"), AttrValue::str("b")]);
+    // The store's own modify (no unit) is one locked transaction too.
+    b.modify(&vm, "list", &push("c")).expect("c");
+    assert_eq!(
+        a.modify(
+            &VmdbRef {
+                class: Arc::from("Vm"),
+                id: vm.id + 99
+            },
+            "list",
+            &push("x")
+        ),
+        Err(StoreError::NotFound("Vm".into(), vm.id + 99))
+    );
+}

@@ -23,8 +23,8 @@ use automate_vmdb::event_queue::EventQueue;
 use automate_vmdb::health::StoreHealth;
 use automate_vmdb::served::ServedUnit;
 use automate_vmdb::{
-    base_class, CommitAnswer, Committing, HandOver, ObjectStore, PipelineUnit, Savepoint,
-    StoreError, StoredObject, UnitOfWork, VmdbRef, WorkItem,
+    base_class, AttrChange, CommitAnswer, Committing, HandOver, ObjectStore, PipelineUnit,
+    Savepoint, StoreError, StoredObject, UnitOfWork, VmdbRef, WorkItem,
 };
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -33,6 +33,10 @@ use std::time::{Duration, SystemTime};
 use tokio_postgres::types::ToSql;
 
 mod ahead;
+
+/// An object's modifications ([`ObjectStore::modify`]), in order: the
+/// attribute and its change.
+pub(crate) type Mods = Vec<(String, AttrChange)>;
 
 /// A unit's writes, to commit in one transaction.
 #[derive(Debug, Default)]
@@ -43,6 +47,13 @@ pub(crate) struct Prepared {
     /// object as committed then (another writer's change of other
     /// attributes is kept).
     pub(crate) changed: Vec<(&'static str, i64, Attributes)>,
+    /// Of the objects in `changed`: the modifications ([`ObjectStore::modify`])
+    /// to apply, in order, after the attributes set, to the object as
+    /// committed (locked `FOR UPDATE`: atomic across nodes).
+    pub(crate) modified: Vec<(&'static str, i64, Mods)>,
+    /// Objects deleted (a missing one is no error: `destroy` of a record
+    /// already gone).
+    pub(crate) deleted: Vec<Key>,
 }
 
 /// What a commit did.
@@ -341,7 +352,7 @@ async fn write(
     unit: &String,
 ) -> Result<Committed, StoreError> {
     let mut client = pg.client().await?;
-    if p.changed.is_empty() && schedule.is_empty() {
+    if p.changed.is_empty() && p.deleted.is_empty() && schedule.is_empty() {
         // One statement: atomic on its own, no transaction block (two
         // round trips fewer: a `create_now`, an object the API creates).
         insert_created(&client, &p.created, Some(unit)).await?;
@@ -354,15 +365,32 @@ async fn write(
     let n_keys = INDEXED.len();
     insert_created(&tx, &p.created, None).await?;
     let mut changed = 0;
-    if !p.changed.is_empty() {
-        // Locked in one order (base, id) whoever commits: no deadlock
-        // between nodes changing the same objects.
+    if !p.changed.is_empty() || !p.deleted.is_empty() {
+        // Locked in one order (base, id) whoever commits, the rows to
+        // delete with the rows to change: no deadlock between nodes
+        // changing the same objects.
         let mut wanted: HashMap<Key, &Attributes> = HashMap::new();
         for (base, id, changes) in &p.changed {
             wanted.insert((*base, *id), changes);
         }
-        let bases: Vec<&str> = p.changed.iter().map(|c| c.0).collect();
-        let ids: Vec<i64> = p.changed.iter().map(|c| c.1).collect();
+        let mods: HashMap<Key, &Mods> = p
+            .modified
+            .iter()
+            .map(|(base, id, m)| ((*base, *id), m))
+            .collect();
+        let gone: HashSet<Key> = p.deleted.iter().copied().collect();
+        let bases: Vec<&str> = p
+            .changed
+            .iter()
+            .map(|c| c.0)
+            .chain(p.deleted.iter().map(|k| k.0))
+            .collect();
+        let ids: Vec<i64> = p
+            .changed
+            .iter()
+            .map(|c| c.1)
+            .chain(p.deleted.iter().map(|k| k.1))
+            .collect();
         let st = tx
             .prepare_cached(
                 "SELECT base, id, attrs::text FROM objects
@@ -381,12 +409,19 @@ async fn write(
             let Some(base) = base_class(&base) else {
                 continue;
             };
+            if gone.contains(&(base, id)) {
+                continue;
+            }
             let Some(changes) = wanted.get(&(base, id)) else {
                 continue;
             };
             let mut attrs = codec::decode_attrs(&text)?;
             for (k, v) in changes.iter() {
                 attrs.insert(k.clone(), v.clone());
+            }
+            for (k, change) in mods.get(&(base, id)).into_iter().flat_map(|m| m.iter()) {
+                let value = change.apply(attrs.get(k));
+                attrs.insert(k.clone(), value);
             }
             ub.push(base);
             ui.push(id);
@@ -403,6 +438,18 @@ async fn write(
                 args.push(k);
             }
             tx.execute(&st, &args).await.map_err(sql_error)?;
+        }
+        if !p.deleted.is_empty() {
+            let bases: Vec<&str> = p.deleted.iter().map(|k| k.0).collect();
+            let ids: Vec<i64> = p.deleted.iter().map(|k| k.1).collect();
+            let st = tx
+                .prepare_cached(
+                    "DELETE FROM objects
+                     WHERE (base, id) IN (SELECT * FROM unnest($1::text[], $2::bigint[]))",
+                )
+                .await
+                .map_err(sql_error)?;
+            tx.execute(&st, &[&bases, &ids]).await.map_err(sql_error)?;
         }
     }
     let scheduled = crate::schedule::insert_many(&tx, schedule).await?;
@@ -431,6 +478,19 @@ struct Pending {
     created: bool,
     /// For an object of the table: the attributes this unit set.
     changes: Attributes,
+    /// For an object of the table: the modifications this unit made, in
+    /// order, applied after `changes` at commit (an attribute set after a
+    /// modification drops the modification).
+    mods: Mods,
+    /// Deleted by this unit: `obj` is how it was.
+    deleted: bool,
+}
+
+/// One buffered write of a unit ([`UnitState::put`]).
+enum Write {
+    Set(String, AttrValue),
+    Modify(String, AttrChange),
+    Delete,
 }
 
 /// How to take back one write ([`ObjectStore::rollback_to`]).
@@ -442,7 +502,8 @@ struct Undo {
 
 /// What a unit's reads still need of writes it handed over.
 struct Handed {
-    objects: HashMap<Key, Obj>,
+    /// `None`: deleted.
+    objects: HashMap<Key, Option<Obj>>,
     index: HashMap<(&'static str, &'static str, String), Vec<i64>>,
 }
 
@@ -476,28 +537,23 @@ impl UnitState {
     /// the table.
     fn local(&self, key: &Key) -> Option<Option<Obj>> {
         if let Some(p) = self.pending.get(key) {
-            return Some(Some(p.obj.clone()));
+            return Some((!p.deleted).then(|| p.obj.clone()));
         }
         for h in self.in_flight.iter().rev() {
             if let Some(o) = h.objects.get(key) {
-                return Some(Some(o.clone()));
+                return Some(o.clone());
             }
         }
         self.cache.get(key).cloned()
     }
 
-    fn put(
-        &mut self,
-        key: Key,
-        obj: StoredObject,
-        created: bool,
-        change: Option<(String, AttrValue)>,
-    ) {
+    fn put(&mut self, key: Key, obj: StoredObject, created: bool, change: Option<Write>) {
         // Index the key texts this write brings (the unchanged ones of an
         // object already pending are there); candidates may repeat, every
         // read sorts them out and re-checks the object.
         let before = self.pending.get(&key).map(|p| p.obj.clone());
-        for attr in INDEXED {
+        let deleting = matches!(change, Some(Write::Delete));
+        for attr in INDEXED.iter().filter(|_| !deleting) {
             let value = obj.attrs.get(*attr);
             if before.as_ref().is_some_and(|b| b.attrs.get(*attr) == value) {
                 continue;
@@ -525,11 +581,19 @@ impl UnitState {
                 obj: obj.clone(),
                 created,
                 changes: Attributes::default(),
+                mods: Vec::new(),
+                deleted: false,
             }
         });
         p.obj = obj;
-        if let Some((k, v)) = change {
-            p.changes.insert(k, v);
+        match change {
+            Some(Write::Set(k, v)) => {
+                p.mods.retain(|(m, _)| *m != k);
+                p.changes.insert(k, v);
+            }
+            Some(Write::Modify(k, f)) => p.mods.push((k, f)),
+            Some(Write::Delete) => p.deleted = true,
+            None => {}
         }
         self.pending.insert(key, p);
     }
@@ -580,16 +644,27 @@ impl UnitState {
         let mut prepared = Prepared::default();
         for key in &order {
             if let Some(p) = pending.get(key) {
-                if p.created {
+                if p.deleted {
+                    // Created and deleted in the unit: nothing to write.
+                    if !p.created {
+                        prepared.deleted.push(*key);
+                    }
+                } else if p.created {
                     prepared.created.push((key.0, key.1, p.obj.clone()));
                 } else {
                     prepared.changed.push((key.0, key.1, p.changes.clone()));
+                    if !p.mods.is_empty() {
+                        prepared.modified.push((key.0, key.1, p.mods.clone()));
+                    }
                 }
             }
         }
         if keep {
             self.in_flight.push_back(Handed {
-                objects: pending.into_iter().map(|(k, p)| (k, p.obj)).collect(),
+                objects: pending
+                    .into_iter()
+                    .map(|(k, p)| (k, (!p.deleted).then_some(p.obj)))
+                    .collect(),
                 index,
             });
         }
@@ -673,23 +748,23 @@ impl UnitView {
     }
 
     /// Every object of `base` the unit wrote (handed over or not), newest
-    /// last.
+    /// last; `None` for one it deleted.
     pub(crate) fn each_local(
         &self,
         base: &'static str,
-        f: &mut dyn FnMut(i64, &Obj),
+        f: &mut dyn FnMut(i64, Option<&Obj>),
     ) -> Result<(), StoreError> {
         let s = self.lock()?;
         for h in &s.in_flight {
             for ((b, id), o) in &h.objects {
                 if *b == base {
-                    f(*id, o);
+                    f(*id, o.as_ref());
                 }
             }
         }
         for ((b, id), p) in &s.pending {
             if *b == base {
-                f(*id, &p.obj);
+                f(*id, (!p.deleted).then_some(&p.obj));
             }
         }
         Ok(())
@@ -719,7 +794,7 @@ impl UnitView {
             _ => {
                 let mut out = Vec::new();
                 self.each_local(base, &mut |id, o| {
-                    if o.attrs.get(attr) == Some(value) {
+                    if o.is_some_and(|o| o.attrs.get(attr) == Some(value)) {
                         out.push(id);
                     }
                 })?;
@@ -843,8 +918,46 @@ impl ObjectStore for UnitView {
         new.attrs.insert(name.clone(), value.clone());
         // `created` stays as first recorded.
         self.lock()?
-            .put((base, obj.id), new, false, Some((name, value)));
+            .put((base, obj.id), new, false, Some(Write::Set(name, value)));
         Ok(())
+    }
+
+    /// Buffered in the unit (its reads see the change now) and applied
+    /// again at commit to the row as committed, locked `FOR UPDATE`.
+    fn modify(&self, obj: &VmdbRef, name: &str, change: &AttrChange) -> Result<(), StoreError> {
+        let base = base_class(&obj.class)
+            .ok_or_else(|| StoreError::UnknownClass(obj.class.to_string()))?;
+        let current = self
+            .load(base, obj.id)?
+            .ok_or_else(|| StoreError::NotFound(obj.class.to_string(), obj.id))?;
+        let name = name.to_ascii_lowercase();
+        let mut new = StoredObject::clone(&current);
+        let value = change.apply(new.attrs.get(&name));
+        new.attrs.insert(name.clone(), value);
+        self.lock()?.put(
+            (base, obj.id),
+            new,
+            false,
+            Some(Write::Modify(name, change.clone())),
+        );
+        Ok(())
+    }
+
+    /// Buffered in the unit: its reads no longer find the object; the row
+    /// goes when the unit commits.
+    fn delete(&self, obj: &VmdbRef) -> Result<bool, StoreError> {
+        let base = base_class(&obj.class)
+            .ok_or_else(|| StoreError::UnknownClass(obj.class.to_string()))?;
+        let Some(current) = self.load(base, obj.id)? else {
+            return Ok(false);
+        };
+        self.lock()?.put(
+            (base, obj.id),
+            StoredObject::clone(&current),
+            false,
+            Some(Write::Delete),
+        );
+        Ok(true)
     }
 
     fn find_by(
