@@ -42,6 +42,8 @@ struct Entry {
     attrs: Attributes,
     /// The base's attributes; `None` for an object created in the sandbox.
     before: Option<Attributes>,
+    /// Deleted in the sandbox (a stored object: hidden from its reads).
+    deleted: bool,
 }
 
 /// Scheduled work the sandbox holds (created in it).
@@ -142,6 +144,8 @@ pub struct Diff {
     pub created: Vec<Created>,
     /// Stored objects changed, attribute by attribute.
     pub updated: Vec<Updated>,
+    /// Stored objects that would have been deleted: (class, id).
+    pub deleted: Vec<(String, i64)>,
     /// Work scheduled and not also completed in the sandbox.
     pub scheduled: Vec<WouldSchedule>,
     /// Stored scheduled work that would have been completed (ids).
@@ -157,6 +161,7 @@ impl Diff {
     pub fn is_empty(&self) -> bool {
         self.created.is_empty()
             && self.updated.is_empty()
+            && self.deleted.is_empty()
             && self.scheduled.is_empty()
             && self.completed.is_empty()
             && self.rescheduled.is_empty()
@@ -188,6 +193,9 @@ impl Diff {
                     ch.after.inspect()
                 ));
             }
+        }
+        for (class, id) in &self.deleted {
+            out.push(format!("would delete {class} [{id}]"));
         }
         for s in &self.scheduled {
             out.push(format!(
@@ -233,6 +241,9 @@ impl Diff {
                     "before": c.before.as_ref().map(AttrValue::inspect),
                     "after": c.after.inspect(),
                 })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "deleted": self.deleted.iter().map(|(class, id)| json!({
+                "class": class, "id": id,
             })).collect::<Vec<_>>(),
             "scheduled": self.scheduled.iter().map(|s| json!({
                 "kind": s.item.kind, "payload": s.item.payload,
@@ -298,6 +309,10 @@ impl Sandbox {
             let Some(e) = o.objects.get(key) else {
                 continue;
             };
+            if e.deleted {
+                diff.deleted.push((e.class.to_string(), key.1));
+                continue;
+            }
             match &e.before {
                 None => diff.created.push(Created {
                     class: e.class.to_string(),
@@ -350,6 +365,7 @@ impl Sandbox {
             class: Arc::from(s.class.as_str()),
             attrs: s.attrs,
             before: None,
+            deleted: false,
         }))
     }
 
@@ -368,7 +384,7 @@ impl Sandbox {
             .collect();
         for ((b, id), e) in o.objects.range((base, i64::MIN)..=(base, i64::MAX)) {
             debug_assert_eq!(*b, base);
-            if keep(&e.attrs) {
+            if !e.deleted && keep(&e.attrs) {
                 out.push(VmdbRef {
                     class: e.class.clone(),
                     id: *id,
@@ -451,7 +467,7 @@ impl ObjectStore for Sandbox {
             return Ok(None);
         };
         if let Some(e) = self.lock()?.objects.get(&(base, id)) {
-            return Ok(Some(VmdbRef {
+            return Ok((!e.deleted).then(|| VmdbRef {
                 class: e.class.clone(),
                 id,
             }));
@@ -468,6 +484,7 @@ impl ObjectStore for Sandbox {
         };
         let in_overlay = self.lock()?.objects.get(&(base, obj.id)).cloned();
         let attrs = match in_overlay {
+            Some(e) if e.deleted => return Ok(None),
             Some(e) => e.attrs,
             // A stored object's own attributes (and the base's computed
             // ones) from the base; its associations below, over the
@@ -497,7 +514,7 @@ impl ObjectStore for Sandbox {
     fn load(&self, class: &str, id: i64) -> Result<Option<StoredObject>, StoreError> {
         let base = base_class(class).ok_or_else(|| unknown(class))?;
         if let Some(e) = self.lock()?.objects.get(&(base, id)) {
-            return Ok(Some(StoredObject {
+            return Ok((!e.deleted).then(|| StoredObject {
                 class: e.class.to_string(),
                 attrs: e.attrs.clone(),
             }));
@@ -524,6 +541,7 @@ impl ObjectStore for Sandbox {
                 class: class.clone(),
                 attrs,
                 before: None,
+                deleted: false,
             },
         );
         o.order.push((base, id));
@@ -535,6 +553,9 @@ impl ObjectStore for Sandbox {
         let key = (base, obj.id);
         let name = name.to_ascii_lowercase();
         if let Some(e) = self.lock()?.objects.get_mut(&key) {
+            if e.deleted {
+                return Err(StoreError::NotFound(obj.class.to_string(), obj.id));
+            }
             e.attrs.insert(name, value);
             return Ok(());
         }
@@ -546,12 +567,51 @@ impl ObjectStore for Sandbox {
             class: stored.class,
             before: Some(stored.attrs.clone()),
             attrs: stored.attrs,
+            deleted: false,
         });
         e.attrs.insert(name, value);
         if !o.order.contains(&key) {
             o.order.push(key);
         }
         Ok(())
+    }
+
+    fn delete(&self, obj: &VmdbRef) -> Result<bool, StoreError> {
+        let base = base_class(&obj.class).ok_or_else(|| unknown(&obj.class))?;
+        let key = (base, obj.id);
+        {
+            let mut o = self.lock()?;
+            if let Some(e) = o.objects.get_mut(&key) {
+                if e.deleted {
+                    return Ok(false);
+                }
+                if e.before.is_none() {
+                    // Created in the sandbox: as if it never was.
+                    o.objects.remove(&key);
+                    o.order.retain(|k| *k != key);
+                } else {
+                    e.deleted = true;
+                }
+                return Ok(true);
+            }
+        }
+        let Some(stored) = self.base.load(base, obj.id)? else {
+            return Ok(false);
+        };
+        let mut o = self.lock()?;
+        o.objects.insert(
+            key,
+            Entry {
+                class: Arc::from(stored.class.as_str()),
+                before: Some(stored.attrs.clone()),
+                attrs: stored.attrs,
+                deleted: true,
+            },
+        );
+        if !o.order.contains(&key) {
+            o.order.push(key);
+        }
+        Ok(true)
     }
 
     fn find_by(
@@ -971,5 +1031,46 @@ mod tests {
         let j = d.to_json();
         assert_eq!(j["scheduled"][0]["kind"], "ae_retry");
         assert_eq!(j["outbound"][0]["call"], "send_email");
+    }
+    #[test]
+    fn deletes_hide_the_object_and_leave_the_base_alone() {
+        let base = world();
+        let sb = Sandbox::new(base.clone(), None);
+        let vm = VmdbRef {
+            class: Arc::from("Vm"),
+            id: REGION_BASE + 7,
+        };
+        assert!(sb.delete(&vm).unwrap());
+        assert!(!sb.delete(&vm).unwrap(), "a second delete finds nothing");
+        assert_eq!(sb.find("Vm", vm.id).unwrap(), None);
+        assert_eq!(sb.load("Vm", vm.id).unwrap(), None);
+        assert_eq!(sb.attribute(&vm, "name").unwrap(), None);
+        assert_eq!(sb.list("Vm").unwrap(), Vec::new());
+        assert_eq!(
+            sb.find_by("Vm", "name", &AttrValue::str("vm-1")).unwrap(),
+            Vec::new()
+        );
+        assert!(sb.update(&vm, "name", AttrValue::str("x")).is_err());
+        assert!(
+            base.find("Vm", vm.id).unwrap().is_some(),
+            "the base keeps it"
+        );
+        // An object created and deleted in the sandbox leaves no trace.
+        let ev = sb.create("MiqEvent", Attributes::default()).unwrap();
+        assert!(sb.delete(&ev).unwrap());
+        let d = sb.diff().unwrap();
+        assert!(d.created.is_empty());
+        assert_eq!(d.deleted, vec![("Vm".to_string(), vm.id)]);
+        assert_eq!(
+            d.lines(),
+            vec!["would delete Vm [1000000000007]".to_string()]
+        );
+        assert_eq!(d.to_json()["deleted"][0]["class"], "Vm");
+        // A missing object: nothing to delete.
+        let gone = VmdbRef {
+            class: Arc::from("Host"),
+            id: 99,
+        };
+        assert!(!sb.delete(&gone).unwrap());
     }
 }
