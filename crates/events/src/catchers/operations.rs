@@ -178,9 +178,24 @@ impl Operations {
             attrs.insert("ems_id".into(), AttrValue::Int(ems_id));
             attrs.insert("template".into(), AttrValue::Bool(false));
             if let Some(h) = &ev.host_ems_ref {
-                if let Some(host) = store.find_by_ems_ref("Host", ems_id, h)? {
-                    attrs.insert("host_id".into(), AttrValue::Int(host.id));
-                }
+                // The host too, when this is its first sight (as the
+                // event handler would create it; a concurrent creation
+                // by the handler is found instead).
+                let host = match store.find_by_ems_ref("Host", ems_id, h)? {
+                    Some(host) => host,
+                    None => {
+                        let mut row = automate_core::value::Attributes::default();
+                        let name = ev.host_name.clone().unwrap_or_else(|| h.clone());
+                        row.insert("name".into(), AttrValue::Str(name));
+                        row.insert("ems_ref".into(), AttrValue::Str(h.clone()));
+                        row.insert("ems_id".into(), AttrValue::Int(ems_id));
+                        match store.create_now("Host", row) {
+                            Ok(r) => r,
+                            Err(e) => store.find_by_ems_ref("Host", ems_id, h)?.ok_or(e)?,
+                        }
+                    }
+                };
+                attrs.insert("host_id".into(), AttrValue::Int(host.id));
             }
             store.create_now("VmOrTemplate", attrs).map(|_| ())
         })();
