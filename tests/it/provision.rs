@@ -482,3 +482,96 @@ fn a_provider_refusing_the_clone_ends_the_request_in_error() {
         .unwrap()
         .is_empty());
 }
+
+/// `GET url` with the token: (status, JSON body).
+fn api_get(url: &str) -> (u16, serde_json::Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut resp = agent
+        .get(url)
+        .header("X-Auth-Token", "tok")
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = resp.status().as_u16();
+    let body = resp.body_mut().read_to_string().unwrap();
+    (status, serde_json::from_str(&body).unwrap())
+}
+
+#[test]
+fn the_api_lists_both_kinds_of_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = datastore(dir.path(), &[]);
+    let store = Arc::new(RedbStore::open(dir.path().join("vmdb.redb")).unwrap());
+    let schedule: Arc<dyn Schedule> = Arc::new(store.schedule());
+    seed_store(store.as_ref(), "/api/templates/t-1");
+    let engine = engine_over(&root, store.clone(), schedule.clone());
+    let requests = automate_requests::Requests::new(engine.clone(), schedule);
+    let automation = requests
+        .create(automate_requests::NewRequest {
+            namespace: "System".into(),
+            class: "Request".into(),
+            instance: "HelloWorld".into(),
+            message: None,
+            parameters: serde_json::Map::new(),
+            auto_approve: false,
+            userid: None,
+        })
+        .unwrap()
+        .id;
+    let provision = requests
+        .create_provision(automate_requests::NewProvisionRequest {
+            version: "1.1".into(),
+            template_fields: serde_json::json!({"name": "rhel9-template"}),
+            vm_fields: "vm_name=db01".into(),
+            ..Default::default()
+        })
+        .unwrap()
+        .id;
+    let rt = crate::common::api_runtime();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let base = format!(
+        "http://{}",
+        crate::common::serve_api(&rt, "tok", engine, store.clone(), &stop)
+    );
+
+    let (status, all) = api_get(&format!("{base}/api/requests?expand=resources"));
+    assert_eq!(status, 200, "{all}");
+    let kinds: Vec<(String, String)> = all["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().to_string(),
+                r["type"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (automation.to_string(), "AutomationRequest".to_string()),
+            (provision.to_string(), "MiqProvisionRequest".to_string())
+        ],
+        "{all}"
+    );
+    let (_, only) = api_get(&format!("{base}/api/provision_requests?expand=resources"));
+    assert_eq!(only["resources"].as_array().unwrap().len(), 1, "{only}");
+    let (status, one) = api_get(&format!("{base}/api/provision_requests/{provision}"));
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["request_type"], "template");
+    assert_eq!(one["options"]["vm_name"], "db01");
+    assert_eq!(
+        one["href"],
+        format!("{base}/api/provision_requests/{provision}")
+    );
+    let (_, automations) = api_get(&format!("{base}/api/automation_requests?expand=resources"));
+    assert_eq!(automations["resources"].as_array().unwrap().len(), 1);
+    let (status, _) = api_get(&format!("{base}/api/automation_requests/{provision}"));
+    assert_eq!(status, 404);
+    let (status, _) = api_get(&format!("{base}/api/provision_requests/{automation}"));
+    assert_eq!(status, 404);
+    stop.cancel();
+}
