@@ -285,7 +285,11 @@ fn create_and_approve(store: Arc<dyn ObjectStore>, schedule: Arc<dyn Schedule>, 
     let v = requests.get(id).unwrap();
     let names: Vec<String> = provision_ops(store.as_ref())
         .iter()
-        .filter(|o| v.tasks.iter().any(|t| Some(&AttrValue::Int(t.id)) == o.args.get(1)))
+        .filter(|o| {
+            v.tasks
+                .iter()
+                .any(|t| Some(&AttrValue::Int(t.id)) == o.args.get(1))
+        })
         .map(|o| o.args[0].to_text())
         .collect();
     assert_eq!(names, ["app001", "app002"]);
@@ -563,9 +567,12 @@ fn the_api_lists_both_kinds_of_requests() {
     assert_eq!(status, 200, "{one}");
     assert_eq!(one["request_type"], "template");
     assert_eq!(one["options"]["vm_name"], "db01");
-    assert_eq!(
-        one["href"],
-        format!("{base}/api/provision_requests/{provision}")
+    assert!(
+        one["href"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/api/provision_requests/{provision}")),
+        "{one}"
     );
     let (_, automations) = api_get(&format!("{base}/api/automation_requests?expand=resources"));
     assert_eq!(automations["resources"].as_array().unwrap().len(), 1);
@@ -574,4 +581,51 @@ fn the_api_lists_both_kinds_of_requests() {
     let (status, _) = api_get(&format!("{base}/api/provision_requests/{automation}"));
     assert_eq!(status, 404);
     stop.cancel();
+}
+
+#[test]
+fn the_simulator_clones_with_each_providers_create_events() {
+    let cfg = SimulateConfig {
+        seed: SEED,
+        rate: 0.0,
+        count: Some(0),
+        vms: 2,
+        start: None,
+    };
+    for (kind, created) in [
+        ("RHEVM", ["USER_ADD_VM", "USER_ADD_VM_FINISHED_SUCCESS"]),
+        ("VC", ["VmBeingDeployedEvent", "VmDeployedEvent"]),
+        (
+            "OPENSTACK",
+            [
+                "compute.instance.create.start",
+                "compute.instance.create.end",
+            ],
+        ),
+    ] {
+        let mut sim = Simulator::new(&cfg, kind);
+        let template = sim.template_refs()[1].clone();
+        let events = sim.clone_vm(&template, "web-900").unwrap();
+        let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+        assert_eq!(types, created, "{kind}");
+        let new_ref = events[1].vm_ems_ref.clone().unwrap();
+        assert!(events
+            .iter()
+            .all(|e| e.vm_name.as_deref() == Some("web-900")
+                && e.vm_ems_ref.as_deref() == Some(new_ref.as_str())));
+        assert_eq!(
+            sim.vm_refs().len(),
+            3,
+            "{kind}: the clone is one of its VMs"
+        );
+        assert!(automate_vmdb::request_task::CREATED_EVENTS.contains(&created[1]));
+        // Refusals: a name taken, an unknown source.
+        let taken = sim.clone_vm(&template, "WEB-900").unwrap_err();
+        assert!(taken.contains("exists already"), "{taken}");
+        let unknown = sim.clone_vm("nope", "web-901").unwrap_err();
+        assert!(
+            unknown.contains("has no template or VM [nope]"),
+            "{unknown}"
+        );
+    }
 }

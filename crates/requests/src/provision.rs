@@ -389,8 +389,10 @@ impl Requests {
         let requester = parse_ws_string("requester", &req.requester, false)?;
         let tag_pairs = parse_ws_string("tags", &req.tags, false)?;
         let values = parse_ws_string("additional_values", &req.additional_values, false)?;
-        let ems_custom = parse_ws_string("ems_custom_attributes", &req.ems_custom_attributes, true)?;
-        let miq_custom = parse_ws_string("miq_custom_attributes", &req.miq_custom_attributes, true)?;
+        let ems_custom =
+            parse_ws_string("ems_custom_attributes", &req.ems_custom_attributes, true)?;
+        let miq_custom =
+            parse_ws_string("miq_custom_attributes", &req.miq_custom_attributes, true)?;
 
         match get_text(&templ, "request_type").as_deref() {
             None | Some("template") => {}
@@ -634,12 +636,10 @@ pub(super) fn after_event_delivery(store: &dyn ObjectStore, d: &Delivery) {
         .find(|(k, _)| k.eq_ignore_ascii_case("VmOrTemplate::vm"))
         .and_then(|(_, v)| v.trim().parse::<i64>().ok());
     let Some(vm) = vm else { return };
-    let found = store
-        .find("VmOrTemplate", vm)
-        .and_then(|r| match r {
-            Some(r) => request_task::vm_appeared(store, &r),
-            None => Ok(None),
-        });
+    let found = store.find("VmOrTemplate", vm).and_then(|r| match r {
+        Some(r) => request_task::vm_appeared(store, &r),
+        None => Ok(None),
+    });
     if let Err(e) = found {
         tracing::error!(target: "evm", "MIQ(MiqProvision#poll_clone_complete) VM [{vm}] of {}: {e}", d.object);
     }
@@ -669,7 +669,9 @@ mod tests {
         assert_eq!(kept[0].0, "Owner");
         let map = parse_ws_string("x", &json!({"Name": "t1"}), false).unwrap();
         assert_eq!(map, vec![("name".to_string(), json!("t1"))]);
-        assert!(parse_ws_string("x", &Value::Null, false).unwrap().is_empty());
+        assert!(parse_ws_string("x", &Value::Null, false)
+            .unwrap()
+            .is_empty());
         let e = parse_ws_string("tags", &json!("cc=001|environment"), false).unwrap_err();
         assert_eq!(
             e.to_string(),

@@ -156,11 +156,7 @@ impl Operations {
         };
         let store = self.store.as_ref();
         let result = (|| -> Result<(), automate_vmdb::StoreError> {
-            if let Some(task_id) = op
-                .args
-                .get(1)
-                .and_then(automate_vmdb::associations::as_id)
-            {
+            if let Some(task_id) = op.args.get(1).and_then(automate_vmdb::associations::as_id) {
                 if let Some(task) = store.find("MiqRequestTask", task_id)? {
                     store.update(&task, NEW_VM_REF, AttrValue::Str(vm_ref.clone()))?;
                 }

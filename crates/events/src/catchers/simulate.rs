@@ -647,11 +647,7 @@ impl Simulator {
     /// `VmDeployedEvent`, OpenStack `compute.instance.create.start` →
     /// `.end`), each naming the new VM. `Err` says why the provider
     /// refuses (an unknown source, no name, a name taken).
-    pub fn clone_vm(
-        &mut self,
-        source_ref: &str,
-        name: &str,
-    ) -> Result<Vec<ProviderEvent>, String> {
+    pub fn clone_vm(&mut self, source_ref: &str, name: &str) -> Result<Vec<ProviderEvent>, String> {
         let name = name.trim();
         let known = self
             .templates
@@ -665,7 +661,9 @@ impl Simulator {
             return Err("clone_to_vm: the new VM has no name".into());
         }
         if self.vms.iter().any(|v| v.name.eq_ignore_ascii_case(name)) {
-            return Err(format!("a VM named [{name}] exists already on the provider"));
+            return Err(format!(
+                "a VM named [{name}] exists already on the provider"
+            ));
         }
         let id = match self.flavour {
             Flavour::Vmware => format!("vm-{}", 1001 + self.vms.len()),
