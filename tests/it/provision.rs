@@ -629,3 +629,20 @@ fn the_simulator_clones_with_each_providers_create_events() {
         );
     }
 }
+
+/// The same on PostgreSQL (cluster mode's store and scheduled work):
+/// skipped without a reachable server unless `AUTOMATE_TEST_CLUSTER=1`.
+#[test]
+fn provision_requests_on_postgres() {
+    let Some(db) = automate_postgres::testing::TestDb::new("provision_requests") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = datastore(dir.path(), METHODS);
+    let store = automate_postgres::store::PgStore::open(db.pg()).unwrap();
+    let schedule: Arc<dyn Schedule> = Arc::new(automate_postgres::schedule::PgSchedule::new(
+        db.pg(),
+        "node-a",
+    ));
+    create_and_approve(store, schedule, &root);
+}
