@@ -28,10 +28,16 @@
 //! Raising event [..] to Automate`, the deliveries) go to `tracing` targets
 //! `evm` and `automation`; Automate's own trace goes to `automation`.
 //!
+//! Provisioning requests (`MiqProvisionRequest`, made by
+//! `create_provision_request`) share the approval and the request events;
+//! their `MiqProvision` tasks send `clone_to_vm` to the template's provider
+//! and finish when the new VM appears (`provision`, `docs/requests.md`).
+//!
 //! Files: `model` (the stored request and task, their rows and views),
 //! `error`, `check` (a new request's input), `event` (request events raised
 //! to Automate), `approval` (the approval states), `task` (the task, its
-//! delivery and [`AfterAeDelivery`]); this file is the [`Requests`] service.
+//! delivery and [`AfterAeDelivery`]), `provision` (provisioning requests);
+//! this file is the [`Requests`] service.
 
 #![deny(missing_docs)]
 
