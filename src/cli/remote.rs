@@ -507,12 +507,12 @@ impl Remote {
 
     /// `automate request list`: every automation request, by id.
     pub fn requests(&self) -> anyhow::Result<Vec<RequestView>> {
-        self.all_resources("/api/automation_requests", request_view)
+        self.all_resources("/api/requests", request_view)
     }
 
     /// `automate request show ID`.
     pub fn request(&self, id: i64) -> anyhow::Result<RequestView> {
-        request_view(&self.get(&format!("/api/automation_requests/{id}"), &[])?)
+        request_view(&self.get(&format!("/api/requests/{id}"), &[])?)
     }
 
     /// `automate request create`: `create_from_ws` of `req`.

@@ -1,5 +1,6 @@
 //! `automate request create|approve|deny|list|show`: automation requests
-//! (`docs/requests.md`) in the object store (`--db`), run against the
+//! (`docs/requests.md`; `list`, `show`, `approve` and `deny` also serve
+//! provisioning requests) in the object store (`--db`), run against the
 //! datastore (`--datastore`).
 //!
 //! Like `automate run`, these commands write ManageIQ's lines to
@@ -70,7 +71,7 @@ pub enum RequestCmd {
         #[arg(long)]
         json: bool,
     },
-    /// List the requests.
+    /// List the requests (automation and provisioning).
     ///
     /// A table (ID, APPROVAL_STATE, REQUEST_STATE, STATUS, URI, MESSAGE),
     /// or with `--json` one JSON array of the requests, each as `show
@@ -220,7 +221,7 @@ fn locally(global: &Global, cmd: RequestCmd) -> anyhow::Result<Shown> {
         RequestCmd::Show { id, json } => {
             Shown::Views(vec![guarded(&db, || requests.get(id))?], json)
         }
-        RequestCmd::List { json } => Shown::List(guarded(&db, || requests.list())?, json),
+        RequestCmd::List { json } => Shown::List(guarded(&db, || requests.list_all())?, json),
     })
 }
 
@@ -249,6 +250,11 @@ fn parse_path(path: &str) -> anyhow::Result<NewRequest> {
 
 fn uri_of(v: &RequestView) -> String {
     let part = |k: &str| v.options.get(k).and_then(|x| x.as_str()).unwrap_or("");
+    if v.r#type == automate_vmdb::request_task::PROVISION_REQUEST_CLASS {
+        // A provisioning request runs no URI: its template and VM name.
+        let template = v.options["src_vm_id"][1].as_str().unwrap_or("");
+        return format!("provision [{template}] -> [{}]", part("vm_name"));
+    }
     let mut uri = format!(
         "/{}/{}/{}",
         part("namespace"),

@@ -36,6 +36,7 @@ mod operations;
 mod outbound;
 mod password;
 mod pipeline;
+mod provision;
 mod reload;
 mod requests;
 mod rest;

@@ -28,7 +28,9 @@ const COLLECTIONS: &[(&str, &str)] = &[
     ("event_streams", "Event Streams"),
     ("hosts", "Hosts"),
     ("notifications", "Notifications"),
+    ("provision_requests", "Provisioning Requests"),
     ("providers", "Providers"),
+    ("requests", "Requests"),
     ("tags", "Tags"),
     ("vms", "Virtual Machines"),
 ];

@@ -79,6 +79,22 @@ pub enum Endpoint {
     /// `POST /api/automation_requests/{id}`: the `approve` or `deny`
     /// action.
     RequestAction,
+    /// `GET /api/provision_requests`: a page of the provisioning requests
+    /// (`MiqProvisionRequest`).
+    ListProvisionRequests,
+    /// `GET /api/provision_requests/{id}`: one provisioning request, with
+    /// its `MiqProvision` tasks.
+    GetProvisionRequest,
+    /// `POST /api/provision_requests/{id}`: the `approve` or `deny` action.
+    ProvisionRequestAction,
+    /// `GET /api/requests`: a page of every request (automation and
+    /// provisioning, by `type`).
+    ListAllRequests,
+    /// `GET /api/requests/{id}`: one request of either kind.
+    GetAnyRequest,
+    /// `POST /api/requests/{id}`: the `approve` or `deny` action on a
+    /// request of either kind.
+    AnyRequestAction,
     /// `GET /api/event_streams`: the stored events (EmsEvent, MiqEvent,
     /// RequestEvent, DeadLetterEvent rows) by `type` and `since`, paged.
     EventStreams,
@@ -206,6 +222,24 @@ pub const ROUTES: &[Route] = &[
         "/api/automation_requests/{id}",
         Endpoint::RequestAction,
     ),
+    r(
+        "GET",
+        "/api/provision_requests",
+        Endpoint::ListProvisionRequests,
+    ),
+    r(
+        "GET",
+        "/api/provision_requests/{id}",
+        Endpoint::GetProvisionRequest,
+    ),
+    r(
+        "POST",
+        "/api/provision_requests/{id}",
+        Endpoint::ProvisionRequestAction,
+    ),
+    r("GET", "/api/requests", Endpoint::ListAllRequests),
+    r("GET", "/api/requests/{id}", Endpoint::GetAnyRequest),
+    r("POST", "/api/requests/{id}", Endpoint::AnyRequestAction),
     r("GET", "/api/event_streams", Endpoint::EventStreams),
     r("GET", "/api/event_streams/{id}", Endpoint::EventStream),
     r("GET", "/api/automate", Endpoint::Domains),
@@ -731,6 +765,12 @@ fn handler(method: &str, endpoint: Endpoint) -> Option<MethodRouter<ApiState>> {
         Endpoint::CreateRequest => on(filter, requests::create),
         Endpoint::GetRequest => on(filter, requests::get),
         Endpoint::RequestAction => on(filter, requests::action),
+        Endpoint::ListProvisionRequests => on(filter, requests::list_provision),
+        Endpoint::GetProvisionRequest => on(filter, requests::get_provision),
+        Endpoint::ProvisionRequestAction => on(filter, requests::action),
+        Endpoint::ListAllRequests => on(filter, requests::list_all),
+        Endpoint::GetAnyRequest => on(filter, requests::get_any),
+        Endpoint::AnyRequestAction => on(filter, requests::action),
         Endpoint::EventStreams => on(filter, objects::event_streams_handler),
         Endpoint::EventStream => on(filter, objects::event_stream),
         Endpoint::Domains => on(filter, automate::domains),

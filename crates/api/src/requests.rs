@@ -1,7 +1,10 @@
 //! `/api/automation_requests`: create (ManageIQ's `create_from_ws` body,
 //! plain or as a `create` action), list, show, and the `approve` / `deny`
 //! actions, over [`automate_requests::Requests`] (blocking, so on the
-//! blocking pool; creations are group-committed by `batch`).
+//! blocking pool; creations are group-committed by `batch`). The same
+//! list, show and actions serve `/api/provision_requests`
+//! (`MiqProvisionRequest`, made by `create_provision_request`) and
+//! `/api/requests` (every request, its kind in `type`).
 
 use super::collection::{resource_query, select, store_rows, CollectionQuery, RawQuery};
 use super::objects::object_json;
@@ -11,6 +14,7 @@ use super::{
 };
 use automate_engine::AttrValue;
 use automate_requests::{NewRequest, RequestError, RequestView, REQUEST_CLASS, REQUEST_TYPE};
+use automate_vmdb::request_task::PROVISION_REQUEST_CLASS;
 use automate_vmdb::StoredObject;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
@@ -38,17 +42,61 @@ pub(super) fn request_error(e: RequestError) -> ApiError {
 }
 
 /// A request as the API shows it: ManageIQ's string `id` (its tasks' too)
-/// and an `href`.
+/// and an `href` in its own collection.
 fn view_json(view: &RequestView, base: &str) -> Value {
     let mut v = serde_json::to_value(view).unwrap_or(Value::Null);
     if let Value::Object(m) = &mut v {
         m.insert(
             "href".into(),
-            json!(format!("{base}/api/automation_requests/{}", view.id)),
+            json!(format!(
+                "{base}/api/{}/{}",
+                Kind::of_class(&view.r#type).collection(),
+                view.id
+            )),
         );
     }
     stringify_ids(&mut v);
     v
+}
+
+/// The request collections: automation requests, provisioning requests,
+/// or every request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Automation,
+    Provision,
+    All,
+}
+
+impl Kind {
+    fn collection(self) -> &'static str {
+        match self {
+            Kind::Automation => "automation_requests",
+            Kind::Provision => "provision_requests",
+            Kind::All => "requests",
+        }
+    }
+
+    /// The collection of a stored request class.
+    fn of_class(class: &str) -> Kind {
+        if class.eq_ignore_ascii_case(PROVISION_REQUEST_CLASS) {
+            Kind::Provision
+        } else {
+            Kind::Automation
+        }
+    }
+
+    /// Whether a stored row belongs to this collection.
+    fn holds(self, o: &StoredObject) -> bool {
+        let automation = o.class.eq_ignore_ascii_case(REQUEST_CLASS)
+            && o.attrs.get("request_type") == Some(&AttrValue::str(REQUEST_TYPE));
+        let provision = o.class.eq_ignore_ascii_case(PROVISION_REQUEST_CLASS);
+        match self {
+            Kind::Automation => automation,
+            Kind::Provision => provision,
+            Kind::All => automation || provision,
+        }
+    }
 }
 
 /// One `create_from_ws` resource, checked field by field (`at` names it in
@@ -254,24 +302,29 @@ pub(super) async fn create(
 /// every stored request. `filter[]` and `sort_by` see the stored request
 /// row (`approval_state`, `request_state`, `status`, `userid`,
 /// `created_on`, ...).
-pub(super) async fn list(State(state): State<ApiState>, raw: RawQuery) -> ApiResult {
+pub(super) async fn list(state: State<ApiState>, raw: RawQuery) -> ApiResult {
+    list_of(state, raw, Kind::Automation).await
+}
+
+/// `GET /api/provision_requests`: [`list`] of the provisioning requests.
+pub(super) async fn list_provision(state: State<ApiState>, raw: RawQuery) -> ApiResult {
+    list_of(state, raw, Kind::Provision).await
+}
+
+/// `GET /api/requests`: [`list`] of every request (automation and
+/// provisioning; `type` says which).
+pub(super) async fn list_all(state: State<ApiState>, raw: RawQuery) -> ApiResult {
+    list_of(state, raw, Kind::All).await
+}
+
+async fn list_of(State(state): State<ApiState>, raw: RawQuery, kind: Kind) -> ApiResult {
     let q = CollectionQuery::parse(raw, &[], &state.limits)?;
     let (store, requests) = (state.store.clone(), state.requests.clone());
     let base = base_url(&state);
     let v = blocking(move || {
-        let automation = |o: &StoredObject| {
-            o.class.eq_ignore_ascii_case(REQUEST_CLASS)
-                && o.attrs.get("request_type") == Some(&AttrValue::str(REQUEST_TYPE))
-        };
-        let to_json = |id: i64, o: &StoredObject| object_json("automation_requests", id, o, &base);
-        let r = store_rows(
-            &*store,
-            "MiqRequest",
-            &q,
-            false,
-            Some(&automation),
-            &to_json,
-        )?;
+        let held = |o: &StoredObject| kind.holds(o);
+        let to_json = |id: i64, o: &StoredObject| object_json(kind.collection(), id, o, &base);
+        let r = store_rows(&*store, "MiqRequest", &q, false, Some(&held), &to_json)?;
         let mut rows = Vec::with_capacity(r.rows.len());
         for row in &r.rows {
             let id = row["id"].as_str().and_then(|s| s.parse::<i64>().ok());
@@ -283,14 +336,12 @@ pub(super) async fn list(State(state): State<ApiState>, raw: RawQuery) -> ApiRes
                 Err(e) => return Err(request_error(e)),
             }
         }
-        Ok(q.answer(
-            "automation_requests",
-            r.count,
-            r.matched,
-            rows,
-            &["create"],
-            &base,
-        ))
+        let actions: &[&str] = if kind == Kind::Automation {
+            &["create"]
+        } else {
+            &[]
+        };
+        Ok(q.answer(kind.collection(), r.count, r.matched, rows, actions, &base))
     })
     .await?;
     ok(v)
@@ -298,14 +349,44 @@ pub(super) async fn list(State(state): State<ApiState>, raw: RawQuery) -> ApiRes
 
 /// `GET /api/automation_requests/{id}`.
 pub(super) async fn get(
+    state: State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+    raw: RawQuery,
+) -> ApiResult {
+    get_of(state, id, raw, Kind::Automation).await
+}
+
+/// `GET /api/provision_requests/{id}`.
+pub(super) async fn get_provision(
+    state: State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+    raw: RawQuery,
+) -> ApiResult {
+    get_of(state, id, raw, Kind::Provision).await
+}
+
+/// `GET /api/requests/{id}`: a request of either kind.
+pub(super) async fn get_any(
+    state: State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+    raw: RawQuery,
+) -> ApiResult {
+    get_of(state, id, raw, Kind::All).await
+}
+
+async fn get_of(
     State(state): State<ApiState>,
     id: Result<Path<String>, PathRejection>,
     raw: RawQuery,
+    kind: Kind,
 ) -> ApiResult {
     let id = parse_id(&path_arg(id)?)?;
     let attributes = resource_query(raw)?;
     let requests = state.requests.clone();
     let view = blocking(move || requests.get(id).map_err(request_error)).await?;
+    if kind != Kind::All && Kind::of_class(&view.r#type) != kind {
+        return Err(request_error(RequestError::NotFound(id)));
+    }
     ok(select(
         view_json(&view, &base_url(&state)),
         attributes.as_deref(),
@@ -365,8 +446,18 @@ pub(super) async fn action(
     };
     ok(json!({
         "success": true,
-        "message": format!("Automation request {id} {done}"),
-        "href": format!("{base}/api/automation_requests/{id}"),
+        "message": format!(
+            "{} {id} {done}",
+            if Kind::of_class(&view.r#type) == Kind::Provision {
+                "Provision request"
+            } else {
+                "Automation request"
+            }
+        ),
+        "href": format!(
+            "{base}/api/{}/{id}",
+            Kind::of_class(&view.r#type).collection()
+        ),
         "result": view_json(&view, &base),
     }))
 }

@@ -1,5 +1,7 @@
 //! Requests made by methods: `$evm.execute('create_automation_request',
-//! options, userid, auto_approve)` ([`MethodRequests`], the
+//! options, userid, auto_approve)` and `$evm.execute('create_provision_request',
+//! version, template_fields, vm_fields, requester, tags, values,
+//! ems_custom_attributes, miq_custom_attributes)` ([`MethodRequests`], the
 //! `automate_methods::outbound::RequestMaker` the service gives the Rhai
 //! runner). It lives here, above both `methods` and `requests`, so
 //! neither names the other.
@@ -14,7 +16,7 @@
 use automate_engine::datatype::to_json;
 use automate_engine::{AttrValue, Engine};
 use automate_methods::outbound::RequestMaker;
-use automate_requests::{NewRequest, Requests, REQUEST_CLASS};
+use automate_requests::{NewProvisionRequest, NewRequest, Requests, REQUEST_CLASS};
 use automate_vmdb::{Schedule, VmdbRef};
 use std::sync::Arc;
 
@@ -72,7 +74,51 @@ pub fn new_request(
     })
 }
 
+/// `create_provision_request`'s arguments (after the name) as a
+/// [`NewProvisionRequest`]: the version's text, each field argument as a
+/// string, a map or null (anything else is refused by the parser, naming
+/// the argument).
+pub fn new_provision_request(
+    args: &[AttrValue],
+    userid: &str,
+) -> Result<NewProvisionRequest, String> {
+    let field = |i: usize| args.get(i).map(to_json).unwrap_or(serde_json::Value::Null);
+    let version = match args.first() {
+        None | Some(AttrValue::Nil) => {
+            return Err("the version (first argument, '1.1') is missing".into())
+        }
+        Some(v) => v.to_text(),
+    };
+    Ok(NewProvisionRequest {
+        version,
+        template_fields: field(1),
+        vm_fields: field(2),
+        requester: field(3),
+        tags: field(4),
+        additional_values: field(5),
+        ems_custom_attributes: field(6),
+        miq_custom_attributes: field(7),
+        userid: Some(userid.to_string()),
+    })
+}
+
 impl RequestMaker for MethodRequests {
+    fn create_provision_request(
+        &self,
+        engine: &Engine,
+        args: &[AttrValue],
+        userid: &str,
+    ) -> Result<VmdbRef, String> {
+        let req = new_provision_request(args, userid)?;
+        let view = Requests::new(engine.clone(), self.schedule.clone())
+            .create_provision(req)
+            .map_err(|e| e.to_string())?;
+        Ok(VmdbRef {
+            class: Arc::from(automate_vmdb::request_task::PROVISION_REQUEST_CLASS),
+            id: view.id,
+        })
+    }
+
     fn create_automation_request(
         &self,
         engine: &Engine,

@@ -279,6 +279,8 @@ pub fn service_model(name: &str) -> Option<String> {
         "miq_request" | "request" => "MiqRequest",
         "automation_request" => "AutomationRequest",
         "automation_task" => "AutomationTask",
+        "miq_provision_request" => "MiqProvisionRequest",
+        "miq_provision" => "MiqProvision",
         "miq_request_task" => "MiqRequestTask",
         "miq_policy" | "policy" => "MiqPolicy",
         "miq_alert" => "MiqAlert",

@@ -40,7 +40,7 @@ pub struct ExecuteMethod {
 
 /// The most arguments `evm.execute` passes on (Rhai has no variadic
 /// functions: `execute` is registered for 0 to this many).
-pub const MAX_ARGS: usize = 6;
+pub const MAX_ARGS: usize = 8;
 
 /// `MiqAeServiceMethods`' class methods, every name `$evm.execute` takes in
 /// ManageIQ.
@@ -213,6 +213,33 @@ pub(crate) fn register(engine: &mut rhai::Engine) {
          d: Dynamic,
          e: Dynamic,
          f: Dynamic| run(&n, &[a, b, c, d, e, f]),
+    );
+    // `create_provision_request` takes eight: version, template fields,
+    // VM fields, requester, tags, values, EMS and EVM custom attributes.
+    engine.register_fn(
+        "execute",
+        |_: &mut Evm,
+         n: ImmutableString,
+         a: Dynamic,
+         b: Dynamic,
+         c: Dynamic,
+         d: Dynamic,
+         e: Dynamic,
+         f: Dynamic,
+         g: Dynamic| run(&n, &[a, b, c, d, e, f, g]),
+    );
+    engine.register_fn(
+        "execute",
+        |_: &mut Evm,
+         n: ImmutableString,
+         a: Dynamic,
+         b: Dynamic,
+         c: Dynamic,
+         d: Dynamic,
+         e: Dynamic,
+         f: Dynamic,
+         g: Dynamic,
+         h: Dynamic| run(&n, &[a, b, c, d, e, f, g, h]),
     );
 }
 

@@ -1,8 +1,8 @@
 //! The approval states of a request: `pending_approval` to `approved`
 //! (which runs its task) or `denied`, one transition per request.
 
-use super::event::{call_automate_event, evm};
-use super::model::{text, touch, TASK_DESCRIPTION};
+use super::event::{call_automate_event, evm, kind_of};
+use super::model::{task_description, text, touch};
 use super::{RequestError, RequestView, Requests};
 use automate_engine::AttrValue;
 use automate_vmdb::VmdbRef;
@@ -31,7 +31,9 @@ impl Requests {
             touch(store, &request)?;
             call_automate_event(&self.engine, &*self.schedule, &request, "request_approved")?;
             evm(&format!(
-                "MIQ(AutomationRequest#approval_approved) Request: [{TASK_DESCRIPTION}] has all approvals approved, proceeding with execution"
+                "MIQ({}#approval_approved) Request: [{}] has all approvals approved, proceeding with execution",
+                kind_of(&request).0,
+                task_description(&request)
             ));
             self.create_request_tasks(&request)?;
         }

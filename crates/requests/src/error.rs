@@ -6,7 +6,7 @@ use automate_vmdb::StoreError;
 /// Why a request operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
-    /// No `AutomationRequest` has this id.
+    /// No request (`AutomationRequest`, `MiqProvisionRequest`) has this id.
     #[error("automation request [{0}] not found")]
     NotFound(i64),
     /// A new request's input was refused: an empty or malformed name, a
@@ -38,6 +38,10 @@ pub enum RequestError {
         /// The path that is missing (`/ns/Class/instance`).
         path: String,
     },
+    /// No stored template matches a provisioning request's
+    /// `template_fields` (ManageIQ's words; nothing is stored).
+    #[error("No source template was found from input data:<{0}>")]
+    NoTemplate(String),
     /// The object store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -49,7 +53,9 @@ impl RequestError {
     pub fn kind(&self) -> &'static str {
         match self {
             RequestError::NotFound(_) => "not_found",
-            RequestError::Invalid { .. } | RequestError::Unknown { .. } => "bad_request",
+            RequestError::Invalid { .. }
+            | RequestError::Unknown { .. }
+            | RequestError::NoTemplate(_) => "bad_request",
             RequestError::WrongState { .. } => "conflict",
             RequestError::Store(_) => "internal",
         }

@@ -3,7 +3,7 @@
 //! raised to Automate (`MiqRequest#call_automate_event`), and the log lines
 //! about requests.
 
-use super::{RequestError, REQUEST_CLASS};
+use super::RequestError;
 use automate_core::uri::hash2query;
 use automate_engine::deliver::{deliver, Delivery, Outcome, DEFAULT_MAX_DELIVERIES};
 use automate_engine::{inspect_delivery_attrs, AttrValue, Attributes, Engine};
@@ -31,8 +31,9 @@ pub(super) fn call_automate_event(
     event: &str,
 ) -> Result<Outcome, RequestError> {
     let store = engine.store().as_ref();
+    let (class, object_type) = kind_of(request);
     automate_line(&format!(
-        "MIQ(AutomationRequest#call_automate_event) Raising event [{event}] to Automate"
+        "MIQ({class}#call_automate_event) Raising event [{event}] to Automate"
     ));
     let mut row = Attributes::default();
     row.insert("event_type".into(), AttrValue::str(event));
@@ -51,31 +52,45 @@ pub(super) fn call_automate_event(
         ("event_stream_id".into(), stream.id.to_string()),
     ];
     automate_line(&format!(
-        "MIQ(MiqAeEngine.deliver) Delivering {} for object [{REQUEST_CLASS}.{}] with state [] to Automate",
+        "MIQ(MiqAeEngine.deliver) Delivering {} for object [{class}.{}] with state [] to Automate",
         inspect_delivery_attrs(&pairs),
         request.id
     ));
     let (server, user) = server_and_user(store)?;
-    pairs.push((
-        format!("{REQUEST_CLASS}::automation_request"),
-        request.id.to_string(),
-    ));
+    pairs.push((format!("{class}::{object_type}"), request.id.to_string()));
     pairs.push(("User::user".into(), user.id.to_string()));
     pairs.push(("MiqServer::miq_server".into(), server.id.to_string()));
     pairs.push(("object_name".into(), "Event".into()));
     pairs.push(("MiqRequest::miq_request".into(), request.id.to_string()));
-    pairs.push(("vmdb_object_type".into(), "automation_request".into()));
+    pairs.push(("vmdb_object_type".into(), object_type.into()));
     let d = Delivery {
         uri: format!("/System/Process/Event?{}", hash2query(&pairs)),
         attrs: Vec::new(),
-        object: format!("{REQUEST_CLASS}.{}", request.id),
+        object: format!("{class}.{}", request.id),
         deliveries: 0,
     };
     let outcome = deliver(engine, schedule, &d, DEFAULT_MAX_DELIVERIES)?;
     automate_line(&format!(
-        "MIQ(AutomationRequest#call_automate_event) Raised event [{event}] to Automate"
+        "MIQ({class}#call_automate_event) Raised event [{event}] to Automate"
     ));
     Ok(outcome)
+}
+
+/// The stored class of a request and its `vmdb_object_type`
+/// (`AutomationRequest`/`automation_request`,
+/// `MiqProvisionRequest`/`miq_provision_request`).
+pub(super) fn kind_of(request: &VmdbRef) -> (&'static str, &'static str) {
+    if request
+        .class
+        .eq_ignore_ascii_case(automate_vmdb::request_task::PROVISION_REQUEST_CLASS)
+    {
+        (
+            automate_vmdb::request_task::PROVISION_REQUEST_CLASS,
+            "miq_provision_request",
+        )
+    } else {
+        (super::REQUEST_CLASS, "automation_request")
+    }
 }
 
 /// The `MiqServer` and `User` deliveries name, created when the store has

@@ -28,10 +28,16 @@
 //! Raising event [..] to Automate`, the deliveries) go to `tracing` targets
 //! `evm` and `automation`; Automate's own trace goes to `automation`.
 //!
+//! Provisioning requests (`MiqProvisionRequest`, made by
+//! `create_provision_request`) share the approval and the request events;
+//! their `MiqProvision` tasks send `clone_to_vm` to the template's provider
+//! and finish when the new VM appears (`provision`, `docs/requests.md`).
+//!
 //! Files: `model` (the stored request and task, their rows and views),
 //! `error`, `check` (a new request's input), `event` (request events raised
 //! to Automate), `approval` (the approval states), `task` (the task, its
-//! delivery and [`AfterAeDelivery`]); this file is the [`Requests`] service.
+//! delivery and [`AfterAeDelivery`]), `provision` (provisioning requests);
+//! this file is the [`Requests`] service.
 
 #![deny(missing_docs)]
 
@@ -40,11 +46,13 @@ mod check;
 mod error;
 mod event;
 mod model;
+mod provision;
 mod task;
 
 pub use check::{check_parameters, check_uri_part};
 pub use error::RequestError;
 pub use model::{NewRequest, RequestView, TaskView, REQUEST_CLASS, REQUEST_TYPE, TASK_CLASS};
+pub use provision::{parse_ws_string, NewProvisionRequest, MAX_VMS, PROVISION_REQUEST_TYPE};
 pub use task::{with_requests, AfterAeDelivery};
 
 use automate_engine::{AttrValue, Engine};
@@ -188,12 +196,48 @@ impl Requests {
             .collect::<Result<_, _>>()?)
     }
 
+    /// Every request of every kind (automation and provisioning), by id:
+    /// ManageIQ's `/api/requests`.
+    pub fn list_all(&self) -> Result<Vec<RequestView>, RequestError> {
+        let store = self.store();
+        let mut refs: Vec<VmdbRef> = store
+            .list("MiqRequest")?
+            .into_iter()
+            .filter(|r| is_served(&r.class))
+            .collect();
+        refs.sort_by_key(|r| r.id);
+        Ok(refs
+            .iter()
+            .map(|r| view(store, r))
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Every provisioning request (`MiqProvisionRequest`), by id.
+    pub fn list_provision(&self) -> Result<Vec<RequestView>, RequestError> {
+        Ok(self
+            .list_all()?
+            .into_iter()
+            .filter(|v| {
+                v.r#type
+                    .eq_ignore_ascii_case(automate_vmdb::request_task::PROVISION_REQUEST_CLASS)
+            })
+            .collect())
+    }
+
+    /// The request `id`: an automation or a provisioning request (the
+    /// approval and the views are the same for both).
     fn find(&self, id: i64) -> Result<VmdbRef, RequestError> {
         self.store()
-            .find(REQUEST_CLASS, id)?
-            .filter(|r| r.class.eq_ignore_ascii_case(REQUEST_CLASS))
+            .find("MiqRequest", id)?
+            .filter(|r| is_served(&r.class))
             .ok_or(RequestError::NotFound(id))
     }
+}
+
+/// The request classes this service runs.
+fn is_served(class: &str) -> bool {
+    class.eq_ignore_ascii_case(REQUEST_CLASS)
+        || class.eq_ignore_ascii_case(automate_vmdb::request_task::PROVISION_REQUEST_CLASS)
 }
 
 #[cfg(test)]

@@ -14,6 +14,20 @@ pub const TASK_CLASS: &str = "AutomationTask";
 pub const REQUEST_TYPE: &str = "automation";
 /// `AutomationRequest::TASK_DESCRIPTION`.
 pub(super) const TASK_DESCRIPTION: &str = "Automation Request";
+/// `MiqProvisionRequest::TASK_DESCRIPTION`.
+pub(super) const PROVISION_TASK_DESCRIPTION: &str = "VM Provisioning";
+
+/// The `TASK_DESCRIPTION` of a request's class.
+pub(super) fn task_description(request: &VmdbRef) -> &'static str {
+    if request
+        .class
+        .eq_ignore_ascii_case(automate_vmdb::request_task::PROVISION_REQUEST_CLASS)
+    {
+        PROVISION_TASK_DESCRIPTION
+    } else {
+        TASK_DESCRIPTION
+    }
+}
 
 /// What a caller asks for (the body of `POST /api/automation_requests`,
 /// flattened).
@@ -134,87 +148,7 @@ pub(super) fn task_row(
     row
 }
 
-/// Sets a task's state, status and message (and `updated_on`).
-pub(super) fn set_task(
-    store: &dyn ObjectStore,
-    task: &VmdbRef,
-    state: &str,
-    status: &str,
-    message: &str,
-) -> Result<(), StoreError> {
-    store.update(task, "state", AttrValue::str(state))?;
-    store.update(task, "status", AttrValue::str(status))?;
-    store.update(task, "message", AttrValue::str(message))?;
-    touch(store, task)
-}
-
-/// `MiqRequest#update_request_status`: the request's state is its tasks'
-/// state when they all agree (else `active`), its status the worst of
-/// theirs, its message the task's when there is one task.
-pub(super) fn update_request_status(
-    store: &dyn ObjectStore,
-    request: &VmdbRef,
-) -> Result<(), StoreError> {
-    let tasks = tasks_of(store, request)?;
-    if tasks.is_empty() {
-        return Ok(());
-    }
-    let states = tasks
-        .iter()
-        .map(|t| text(store, t, "state"))
-        .collect::<Result<Vec<String>, _>>()?;
-    let statuses = tasks
-        .iter()
-        .map(|t| text(store, t, "status"))
-        .collect::<Result<Vec<String>, _>>()?;
-    let first = states[0].clone();
-    let state = if states.iter().all(|s| *s == first) {
-        first
-    } else {
-        "active".to_string()
-    };
-    // ManageIQ reports a task still being prepared as an active request.
-    let state = match state.as_str() {
-        "pending" | "queued" => "active".to_string(),
-        _ => state,
-    };
-    let status = ["Error", "Timeout", "Warn"]
-        .into_iter()
-        .find(|s| statuses.iter().any(|t| t == s))
-        .unwrap_or("Ok");
-    let message = if tasks.len() == 1 {
-        text(store, &tasks[0], "message")?
-    } else if state == "finished" && status == "Ok" {
-        "Request complete".to_string()
-    } else if state == "finished" {
-        "Request completed with errors".to_string()
-    } else {
-        format!("{} tasks", tasks.len())
-    };
-    store.update(request, "request_state", AttrValue::str(state.clone()))?;
-    store.update(request, "status", AttrValue::str(status))?;
-    store.update(request, "message", AttrValue::str(message))?;
-    if state == "finished" {
-        store.update(request, "fulfilled_on", AttrValue::str(iso8601_secs_now()))?;
-    }
-    touch(store, request)
-}
-
-/// The tasks of `request`, by id.
-fn tasks_of(store: &dyn ObjectStore, request: &VmdbRef) -> Result<Vec<VmdbRef>, StoreError> {
-    let mut tasks = store.find_by(
-        "MiqRequestTask",
-        "miq_request_id",
-        &AttrValue::Int(request.id),
-    )?;
-    tasks.sort_by_key(|t| t.id);
-    Ok(tasks)
-}
-
-/// Sets `updated_on` to now.
-pub(super) fn touch(store: &dyn ObjectStore, obj: &VmdbRef) -> Result<(), StoreError> {
-    store.update(obj, "updated_on", AttrValue::str(iso8601_secs_now()))
-}
+pub(super) use automate_vmdb::request_task::{set_task, tasks_of, touch, update_request_status};
 
 /// A stored attribute as text (`""` when absent; a failed read is an
 /// error).

@@ -3,7 +3,7 @@
 //! with its delivery's outcome by [`AfterAeDelivery`], the engine's
 //! after-delivery hook (ManageIQ's `AutomationTask#after_ae_delivery`).
 
-use super::event::{automate_line, call_automate_event, evm, server_and_user};
+use super::event::{automate_line, call_automate_event, evm, kind_of, server_and_user};
 use super::model::{
     set_task, task_row, text, touch, update_request_status, TASK_CLASS, TASK_DESCRIPTION,
 };
@@ -19,6 +19,7 @@ impl Requests {
     /// an error aborts), then the one task, delivered.
     pub(super) fn create_request_tasks(&self, request: &VmdbRef) -> Result<(), RequestError> {
         let store = self.store();
+        let class = kind_of(request).0;
         let starting =
             call_automate_event(&self.engine, &*self.schedule, request, "request_starting")?;
         // ManageIQ aborts when Automate fails or says `ae_result=error`
@@ -30,7 +31,7 @@ impl Requests {
                 error: Some(automate_engine::EngineError::InvalidMethod(m)),
                 workspace,
             } if !workspace.result().eq_ignore_ascii_case("error") => {
-                tracing::warn!(target: "evm", "MIQ(AutomationRequest#automate_event_failed?) request_starting: {m}; proceeding");
+                tracing::warn!(target: "evm", "MIQ({class}#automate_event_failed?) request_starting: {m}; proceeding");
                 false
             }
             Outcome::Error { .. } => true,
@@ -39,12 +40,15 @@ impl Requests {
         if failed {
             let line =
                 "Aborting because Automate returned ae_result=<error> for event <request_starting>";
-            tracing::warn!(target: "evm", "MIQ(AutomationRequest#automate_event_failed?) {line}");
+            tracing::warn!(target: "evm", "MIQ({class}#automate_event_failed?) {line}");
             store.update(request, "request_state", AttrValue::str("finished"))?;
             store.update(request, "status", AttrValue::str("Error"))?;
             store.update(request, "message", AttrValue::str(line))?;
             touch(store, request)?;
             return Ok(());
+        }
+        if class == automate_vmdb::request_task::PROVISION_REQUEST_CLASS {
+            return self.create_provision_tasks(request);
         }
         evm(&format!(
             "MIQ(AutomationRequest#create_request_tasks) Creating request task instances for: <{TASK_DESCRIPTION}>..."
@@ -182,6 +186,10 @@ pub struct AfterAeDelivery;
 
 impl AfterDelivery for AfterAeDelivery {
     fn after_delivery(&self, engine: &Engine, d: &Delivery, outcome: &Outcome) {
+        if d.object.starts_with("EmsEvent.") {
+            super::provision::after_event_delivery(engine.store().as_ref(), d);
+            return;
+        }
         let Some(task_id) = task_of(d) else {
             return;
         };

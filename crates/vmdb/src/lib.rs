@@ -28,6 +28,7 @@ mod memory;
 pub mod operation;
 pub mod page;
 pub mod query;
+pub mod request_task;
 pub mod sandbox;
 mod schedule;
 pub mod served;

@@ -293,7 +293,9 @@ pub fn dequeue(
 }
 
 /// `MiqQueue#delivered`: the final `state` and `message` of `op`, logged
-/// (an error also as ManageIQ's `Error: [..]` line).
+/// (an error also as ManageIQ's `Error: [..]` line). A refused
+/// `clone_to_vm` also finishes its provisioning task with the error
+/// ([`crate::request_task::clone_failed`]).
 pub fn delivered(
     store: &dyn ObjectStore,
     op: &mut ProviderOperation,
@@ -319,6 +321,10 @@ pub fn delivered(
     )?;
     op.state = state;
     tracing::info!(target: "evm", "MIQ(MiqQueue#delivered) {}, State: [{}], Delivered in [{}] seconds", short_log(op.id), state.as_str(), seconds_since(op.created_ms));
+    if matches!(state, OpState::Error | OpState::Warn) {
+        // A refused `clone_to_vm` ends its provisioning task.
+        crate::request_task::clone_failed(store, op, message)?;
+    }
     Ok(())
 }
 

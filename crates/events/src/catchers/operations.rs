@@ -137,6 +137,70 @@ impl Operations {
         }
     }
 
+    /// A performed `clone_to_vm` (ManageIQ's `start_clone` and the
+    /// refresh that follows): the new VM, named by the provider's last
+    /// event for it, is stored (`template: false`, its provider, host,
+    /// name and reference) unless it is already, and its task records
+    /// the VM's reference (`new_vm_ems_ref`), so that the create event,
+    /// once handled, finishes the task
+    /// (`automate_vmdb::request_task::vm_appeared`). Failures are logged.
+    fn record_clone(&self, op: &ProviderOperation, events: &[ProviderEvent]) {
+        use automate_vmdb::request_task::{CLONE_METHOD, NEW_VM_REF};
+        if op.method_name != CLONE_METHOD {
+            return;
+        }
+        let (Some(ev), Some(ems_id)) = (events.last(), op.ems_id) else {
+            return;
+        };
+        let Some(vm_ref) = ev.vm_ems_ref.clone() else {
+            return;
+        };
+        let store = self.store.as_ref();
+        let result = (|| -> Result<(), automate_vmdb::StoreError> {
+            if let Some(task_id) = op.args.get(1).and_then(automate_vmdb::associations::as_id) {
+                if let Some(task) = store.find("MiqRequestTask", task_id)? {
+                    store.update(&task, NEW_VM_REF, AttrValue::Str(vm_ref.clone()))?;
+                }
+            }
+            if store
+                .find_by_ems_ref("VmOrTemplate", ems_id, &vm_ref)?
+                .is_some()
+            {
+                return Ok(());
+            }
+            let mut attrs = automate_core::value::Attributes::default();
+            let name = ev.vm_name.clone().unwrap_or_else(|| vm_ref.clone());
+            attrs.insert("name".into(), AttrValue::Str(name));
+            attrs.insert("ems_ref".into(), AttrValue::Str(vm_ref.clone()));
+            attrs.insert("ems_id".into(), AttrValue::Int(ems_id));
+            attrs.insert("template".into(), AttrValue::Bool(false));
+            if let Some(h) = &ev.host_ems_ref {
+                // The host too, when this is its first sight (as the
+                // event handler would create it; a concurrent creation
+                // by the handler is found instead).
+                let host = match store.find_by_ems_ref("Host", ems_id, h)? {
+                    Some(host) => host,
+                    None => {
+                        let mut row = automate_core::value::Attributes::default();
+                        let name = ev.host_name.clone().unwrap_or_else(|| h.clone());
+                        row.insert("name".into(), AttrValue::Str(name));
+                        row.insert("ems_ref".into(), AttrValue::Str(h.clone()));
+                        row.insert("ems_id".into(), AttrValue::Int(ems_id));
+                        match store.create_now("Host", row) {
+                            Ok(r) => r,
+                            Err(e) => store.find_by_ems_ref("Host", ems_id, h)?.ok_or(e)?,
+                        }
+                    }
+                };
+                attrs.insert("host_id".into(), AttrValue::Int(host.id));
+            }
+            store.create_now("VmOrTemplate", attrs).map(|_| ())
+        })();
+        if let Err(e) = result {
+            tracing::error!(target: "evm", "MIQ(MiqProvision#start_clone) {}: cannot record the new VM [{vm_ref}]: {e}", operation::short_log(op.id));
+        }
+    }
+
     /// The stored provider reference (`ems_ref`) of the operation's
     /// target VM.
     pub(crate) fn vm_ref(&self, op: &ProviderOperation) -> Option<String> {
@@ -211,6 +275,10 @@ pub(crate) async fn serve_ready(
     for t in taken {
         let (state, message, stop) = match perform(&t) {
             Ok(events) => {
+                if t.op.method_name == automate_vmdb::request_task::CLONE_METHOD {
+                    let (o, op, evs) = (ops.clone(), t.op.clone(), events.clone());
+                    let _ = tokio::task::spawn_blocking(move || o.record_clone(&op, &evs)).await;
+                }
                 let mut stopped = false;
                 for ev in events {
                     match ctx.offer(ev, false, shutdown).await {

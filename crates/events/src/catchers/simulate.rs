@@ -219,7 +219,16 @@ pub struct Simulator {
     step_ms: i64,
     seq: u64,
     remaining: Option<u64>,
+    /// The provider's templates (never in the event stream; clone
+    /// sources).
+    templates: Vec<SimVm>,
+    /// Draws for templates and clones, apart from the stream's `rng`, so
+    /// a seed's event stream is the same with or without them.
+    clone_rng: SplitMix64,
 }
+
+/// The templates every simulated provider has, by name.
+pub const TEMPLATE_NAMES: [&str; 2] = ["rhel9-template", "cirros-template"];
 
 const NAMES: [&str; 8] = ["web", "db", "app", "cache", "mq", "build", "api", "batch"];
 
@@ -280,6 +289,20 @@ impl Simulator {
             .and_then(time::parse_time)
             .unwrap_or(DEFAULT_START_MS);
         let tenant = rng.uuid().replace('-', "");
+        let mut clone_rng = SplitMix64::new(cfg.seed ^ 0x5EED_C10E_7E3A_11AB);
+        let templates = TEMPLATE_NAMES
+            .iter()
+            .enumerate()
+            .map(|(i, name)| SimVm {
+                id: match flavour {
+                    Flavour::Vmware => format!("vm-{}", 9001 + i),
+                    _ => clone_rng.uuid(),
+                },
+                name: (*name).to_string(),
+                host: 0,
+                power: Power::Off,
+            })
+            .collect();
         Simulator {
             rng,
             flavour,
@@ -295,6 +318,8 @@ impl Simulator {
             step_ms,
             seq: 0,
             remaining: cfg.count,
+            templates,
+            clone_rng,
         }
     }
 
@@ -355,6 +380,10 @@ impl Simulator {
                 ),
             ),
             "USER_RUN_VM" => (32, format!("VM {} started on Host {}", vm.name, host.name)),
+            "USER_ADD_VM" => (34, format!("VM {} was created by {}.", vm.name, self.user)),
+            "USER_ADD_VM_FINISHED_SUCCESS" => {
+                (53, format!("VM {} creation has been completed.", vm.name))
+            }
             "USER_STOP_VM" => (
                 33,
                 format!(
@@ -452,6 +481,8 @@ impl Simulator {
             "VmStartingEvent" => "is starting",
             "VmPoweredOnEvent" => "is powered on",
             "VmStoppingEvent" => "is stopping",
+            "VmBeingDeployedEvent" => "is being deployed from a template",
+            "VmDeployedEvent" => "was deployed from a template",
             _ => "is powered off",
         };
         ProviderEvent {
@@ -605,6 +636,78 @@ impl Simulator {
             self.vms[i].power = p;
         }
         Ok(out)
+    }
+
+    /// Clones the template (or VM) whose provider reference is
+    /// `source_ref` into a new VM named `name`, as the provider would
+    /// (`clone_to_vm`): the new VM joins the simulated ones (powered off;
+    /// on for OpenStack, whose instances start when built) and the
+    /// provider's create events are answered, in order (RHEV `USER_ADD_VM`
+    /// → `USER_ADD_VM_FINISHED_SUCCESS`, VMware `VmBeingDeployedEvent` →
+    /// `VmDeployedEvent`, OpenStack `compute.instance.create.start` →
+    /// `.end`), each naming the new VM. `Err` says why the provider
+    /// refuses (an unknown source, no name, a name taken).
+    pub fn clone_vm(&mut self, source_ref: &str, name: &str) -> Result<Vec<ProviderEvent>, String> {
+        let name = name.trim();
+        let known = self
+            .templates
+            .iter()
+            .chain(self.vms.iter())
+            .any(|v| self.vm_ref_of(v) == source_ref);
+        if !known {
+            return Err(format!("the provider has no template or VM [{source_ref}]"));
+        }
+        if name.is_empty() {
+            return Err("clone_to_vm: the new VM has no name".into());
+        }
+        if self.vms.iter().any(|v| v.name.eq_ignore_ascii_case(name)) {
+            return Err(format!(
+                "a VM named [{name}] exists already on the provider"
+            ));
+        }
+        let id = match self.flavour {
+            Flavour::Vmware => format!("vm-{}", 1001 + self.vms.len()),
+            _ => self.clone_rng.uuid(),
+        };
+        let host = self.clone_rng.below(self.hosts.len() as u64) as usize;
+        let (types, power): ([&str; 2], Power) = match self.flavour {
+            Flavour::Rhev => (["USER_ADD_VM", "USER_ADD_VM_FINISHED_SUCCESS"], Power::Off),
+            Flavour::Vmware => (["VmBeingDeployedEvent", "VmDeployedEvent"], Power::Off),
+            Flavour::Openstack => (
+                [
+                    "compute.instance.create.start",
+                    "compute.instance.create.end",
+                ],
+                Power::On,
+            ),
+        };
+        let vm = SimVm {
+            id,
+            name: name.to_string(),
+            host,
+            power,
+        };
+        let mut out = Vec::with_capacity(2);
+        for (i, t) in types.iter().enumerate() {
+            self.seq += 1;
+            self.clock_ms += self.step_ms;
+            let h = self.hosts[host].clone();
+            let during = if i == 0 { Power::Starting } else { power };
+            out.push(match self.flavour {
+                Flavour::Rhev => self.rhev_event(t, &vm, &h),
+                Flavour::Openstack => self.openstack_event(t, &vm, &h, during),
+                Flavour::Vmware => self.vmware_event(t, &vm, &h),
+            });
+        }
+        self.vms.push(vm);
+        Ok(out)
+    }
+
+    /// The simulated templates' provider references (`ems_ref`), in the
+    /// order of [`TEMPLATE_NAMES`]: the sources `clone_to_vm` accepts
+    /// besides the VMs.
+    pub fn template_refs(&self) -> Vec<String> {
+        self.templates.iter().map(|v| self.vm_ref_of(v)).collect()
     }
 
     /// Every simulated VM's provider reference (`vm_ems_ref`), in order.
@@ -783,6 +886,10 @@ fn perform_with(sim: &mut Simulator, t: &operations::Taken) -> operations::Perfo
             t.op.class_name, t.op.instance_id
         ));
     };
+    if t.op.method_name == automate_vmdb::request_task::CLONE_METHOD {
+        let name = t.op.args.first().map(|v| v.to_text()).unwrap_or_default();
+        return sim.clone_vm(vm_ref, &name);
+    }
     sim.perform(&t.op.method_name, vm_ref, t.host_ref.as_deref())
 }
 

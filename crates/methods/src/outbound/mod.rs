@@ -78,6 +78,19 @@ pub trait RequestMaker: Send + Sync {
         userid: &str,
         auto_approve: bool,
     ) -> Result<automate_vmdb::VmdbRef, String>;
+
+    /// Creates the request ManageIQ's `MiqProvisionVirtWorkflow.from_ws`
+    /// would (`create_provision_request`), on `engine`: `args` are the
+    /// method's arguments after the name (version, template fields, VM
+    /// fields, requester, tags, additional values, EMS and EVM custom
+    /// attributes; each field a `key=value|...` string, a map or nil);
+    /// answers the stored `MiqProvisionRequest`.
+    fn create_provision_request(
+        &self,
+        engine: &automate_engine::Engine,
+        args: &[AttrValue],
+        userid: &str,
+    ) -> Result<automate_vmdb::VmdbRef, String>;
 }
 
 /// A failed outbound action: the message a method's error line shows.
@@ -130,6 +143,9 @@ pub enum OutboundError {
     /// The request could not be created.
     #[error("create_automation_request: {0}")]
     Request(String),
+    /// The provisioning request could not be created.
+    #[error("create_provision_request: {0}")]
+    ProvisionRequest(String),
     /// `field_timeout` without `ae_state_max_retries`.
     #[error("ae_state_max_retries is not set in automate field")]
     NoMaxRetries,
@@ -179,12 +195,17 @@ pub(crate) fn execute(name: &str, args: &[Dynamic]) -> Option<RhaiResult<Dynamic
     Some(match name {
         "send_email" => email::send_email(args),
         "create_automation_request" => create_automation_request(args),
+        "create_provision_request" => create_provision_request(args),
         _ => return None,
     })
 }
 
 /// The names [`execute`] answers (listed by the dispatcher's errors).
-pub(crate) const EXECUTE_NAMES: &[&str] = &["send_email", "create_automation_request"];
+pub(crate) const EXECUTE_NAMES: &[&str] = &[
+    "send_email",
+    "create_automation_request",
+    "create_provision_request",
+];
 
 /// `$evm.execute('create_automation_request', options, userid = "admin",
 /// auto_approve = false)`.
@@ -234,6 +255,56 @@ fn create_automation_request(args: &[Dynamic]) -> RhaiResult<Dynamic> {
     let r = maker
         .create_automation_request(&engine, &options, &userid, auto_approve)
         .map_err(OutboundError::Request)?;
+    Ok(Dynamic::from(super::evm::VmdbObject(r)))
+}
+
+/// `$evm.execute('create_provision_request', version, template_fields,
+/// vm_fields, requester, tags, additional_values, ems_custom_attributes,
+/// miq_custom_attributes)`: each field a `key=value|key=value` string, a
+/// map, or nil; ManageIQ's requester is `admin` (its own TODO), as here
+/// unless the requester fields name a `user_name`.
+fn create_provision_request(args: &[Dynamic]) -> RhaiResult<Dynamic> {
+    let call = "create_provision_request";
+    if args.is_empty() {
+        return Err(OutboundError::Argument {
+            call: call.into(),
+            message: "wrong number of arguments (given 0, expected 1..8): version ('1.1'), template_fields, vm_fields, requester, tags, additional_values, ems_custom_attributes, miq_custom_attributes".into(),
+        }
+        .into());
+    }
+    let values: Vec<AttrValue> = args.iter().map(|d| from_dynamic(d.clone())).collect();
+    if let Some(sandbox) = sandbox()? {
+        // A simulation: the request (its tasks, its provider operations)
+        // is recorded, not created.
+        let detail = format!(
+            "version [{}] template_fields {} vm_fields {}",
+            values[0].to_text(),
+            values.get(1).map(AttrValue::inspect).unwrap_or_default(),
+            values.get(2).map(AttrValue::inspect).unwrap_or_default(),
+        );
+        log_sent(&format!(
+            "sandbox: create_provision_request {detail} not created"
+        ))?;
+        sandbox.suppress("create_provision_request", &detail);
+        return Ok(Dynamic::UNIT);
+    }
+    let maker = settings()?
+        .requests
+        .clone()
+        .ok_or(OutboundError::NotConfigured {
+            call: call.into(),
+            key: "a request service (run under `automate run` or `automate api`)",
+        })?;
+    log_sent(&format!(
+        "create_provision_request version [{}] template_fields {} vm_fields {}",
+        values[0].to_text(),
+        values.get(1).map(AttrValue::inspect).unwrap_or_default(),
+        values.get(2).map(AttrValue::inspect).unwrap_or_default(),
+    ))?;
+    let engine = with_runtime(|rt, _, _| rt.engine().clone())?;
+    let r = maker
+        .create_provision_request(&engine, &values, "admin")
+        .map_err(OutboundError::ProvisionRequest)?;
     Ok(Dynamic::from(super::evm::VmdbObject(r)))
 }
 
