@@ -369,8 +369,9 @@ pub fn bounded_trace(trace: &[TraceLine], max_bytes: usize) -> (Vec<String>, boo
     for l in trace {
         let n = l.text.len() + 1;
         if used + n > max_bytes {
-            // The rest of the budget takes as much of this line as fits.
-            let room = max_bytes.saturating_sub(used);
+            // The rest of the budget takes as much of this line as fits
+            // (with its newline).
+            let room = max_bytes.saturating_sub(used + 1);
             if room > 16 {
                 let mut cut = room;
                 while !l.text.is_char_boundary(cut) {
@@ -665,18 +666,36 @@ pub struct Pruned {
 
 /// Clears the delivery records beyond `events.trace.keep_days` and
 /// `keep_max`, oldest first: the event rows stay, only their
-/// [`TRACE_ATTR`] is set to nil, in units of work of up to 256 rows. It
-/// remembers where the records start (rows are only added, so the
-/// oldest-first position of the first record left stays valid), so a pass
-/// reads what it clears and one page more.
+/// [`TRACE_ATTR`] is set to nil, in units of work of up to 256 rows. Rows
+/// of the event stream are only ever added, so a pruner remembers where
+/// the records start (the oldest-first position of the first one left),
+/// how far it has counted and how many records there are: a pass reads the
+/// rows added since the last one, what it clears, and one page more. In a
+/// cluster, ids come in per-node blocks, so a row may land before rows
+/// already counted: every [`RESCAN_EVERY`] passes it counts from the start
+/// again.
 pub struct Pruner {
     store: Arc<dyn ServedStore>,
     config: TraceConfig,
     /// Rows before this position (oldest first) hold no record.
     start: usize,
+    /// Rows before this position are counted in `records`.
+    end: usize,
+    /// Records in the rows before `end`.
+    records: u64,
+    passes: u64,
 }
 
 const PRUNE_PAGE: usize = 256;
+/// Passes between two counts from the start.
+pub const RESCAN_EVERY: u64 = 60;
+
+fn has_record(obj: &StoredObject) -> Option<&str> {
+    match obj.attrs.get(TRACE_ATTR) {
+        Some(AttrValue::Str(s)) => Some(s),
+        _ => None,
+    }
+}
 
 impl Pruner {
     /// A pruner of `store`'s records.
@@ -685,53 +704,77 @@ impl Pruner {
             store,
             config,
             start: 0,
+            end: 0,
+            records: 0,
+            passes: 0,
         }
+    }
+
+    fn page(&self, offset: usize) -> Result<Vec<(i64, StoredObject)>, StoreError> {
+        Ok(self
+            .store
+            .page(
+                "EventStream",
+                PageQuery {
+                    offset,
+                    limit: PRUNE_PAGE,
+                    newest_first: false,
+                },
+                None,
+            )?
+            .rows)
     }
 
     /// One pass at `now_ms`: clears what is too old or too many.
     pub fn prune(&mut self, now_ms: i64) -> Result<Pruned, StoreError> {
+        if self.passes % RESCAN_EVERY == 0 {
+            (self.start, self.end, self.records) = (0, 0, 0);
+        }
+        self.passes += 1;
+        // Count the records of the rows added since the last pass.
+        loop {
+            let rows = self.page(self.end)?;
+            self.records += rows.iter().filter(|(_, o)| has_record(o).is_some()).count() as u64;
+            self.end += rows.len();
+            if rows.len() < PRUNE_PAGE {
+                break;
+            }
+        }
         let cutoff = match self.config.keep_days {
             0 => None,
             d => Some(now_ms - i64::from(d) * 86_400_000),
         };
         let mut out = Pruned::default();
-        loop {
-            let page = self.store.page(
-                "EventStream",
-                PageQuery {
-                    offset: self.start,
-                    limit: PRUNE_PAGE,
-                    newest_first: false,
-                },
-                None,
-            )?;
-            let total = page.total;
-            if page.rows.is_empty() {
-                return Ok(out);
+        'pages: while self.start < self.end {
+            let rows = self.page(self.start)?;
+            if rows.is_empty() {
+                break;
             }
             let mut clear = Vec::new();
-            let mut stop = None;
-            for (i, (id, obj)) in page.rows.iter().enumerate() {
-                let pos = self.start + i;
-                let Some(AttrValue::Str(text)) = obj.attrs.get(TRACE_ATTR) else {
-                    continue;
-                };
-                // Rows from here on may all be records: `total - pos` of
-                // them at most.
-                let too_many = self.config.keep_max > 0
-                    && (total - pos) as u64 > self.config.keep_max;
-                let too_old = cutoff.is_some_and(|c| recorded_ms(text).is_some_and(|t| t < c));
-                if too_many || too_old {
-                    clear.push(VmdbRef {
-                        class: Arc::from(obj.class.as_str()),
-                        id: *id,
-                    });
-                } else {
-                    stop = Some(pos);
+            let mut stop = false;
+            let mut advanced = 0;
+            for (id, obj) in &rows {
+                if self.start + advanced >= self.end {
+                    stop = true;
                     break;
                 }
+                let Some(text) = has_record(obj) else {
+                    advanced += 1;
+                    continue;
+                };
+                let too_many = self.config.keep_max > 0
+                    && self.records - clear.len() as u64 > self.config.keep_max;
+                let too_old = cutoff.is_some_and(|c| recorded_ms(text).is_some_and(|t| t < c));
+                if !(too_many || too_old) {
+                    stop = true;
+                    break;
+                }
+                clear.push(VmdbRef {
+                    class: Arc::from(obj.class.as_str()),
+                    id: *id,
+                });
+                advanced += 1;
             }
-            let n = page.rows.len();
             if !clear.is_empty() {
                 let unit = self.store.clone().begin_unit();
                 let objects = unit.objects();
@@ -741,16 +784,15 @@ impl Pruner {
                 drop(objects);
                 unit.commit()?;
                 out.cleared += clear.len();
+                self.records -= clear.len() as u64;
             }
-            match stop {
-                Some(pos) => {
-                    self.start = pos;
-                    out.kept = total - pos;
-                    return Ok(out);
-                }
-                None => self.start += n,
+            self.start += advanced;
+            if stop || advanced < PRUNE_PAGE {
+                break 'pages;
             }
         }
+        out.kept = self.records as usize;
+        Ok(out)
     }
 
     /// Prunes every `prune_every_secs` until `stop` is cancelled, on a
