@@ -391,8 +391,8 @@ pub fn show_doc(id: i64, obj: &automate_vmdb::StoredObject) -> anyhow::Result<se
         event.insert(k.clone(), j);
     }
     let mut doc = serde_json::json!({"id": id.to_string(), "event": event});
-    let record = automate_events::trace::Record::of(obj)
-        .map_err(|e| anyhow::anyhow!("event {id}: {e}"))?;
+    let record =
+        automate_events::trace::Record::of(obj).map_err(|e| anyhow::anyhow!("event {id}: {e}"))?;
     if let (Some(r), Some(m)) = (record, doc.as_object_mut()) {
         if let serde_json::Value::Object(r) = serde_json::to_value(&r)? {
             m.extend(r);
@@ -404,7 +404,11 @@ pub fn show_doc(id: i64, obj: &automate_vmdb::StoredObject) -> anyhow::Result<se
 /// Prints `events show`'s document: as it is (`--json`), or the event's
 /// line, then its outcome one line per part, then its trace when the
 /// document holds it.
-pub fn render_show(out: &mut impl Write, doc: &serde_json::Value, json: bool) -> anyhow::Result<()> {
+pub fn render_show(
+    out: &mut impl Write,
+    doc: &serde_json::Value,
+    json: bool,
+) -> anyhow::Result<()> {
     if json {
         return super::table::print_json(out, doc);
     }
@@ -425,7 +429,10 @@ pub fn render_show(out: &mut impl Write, doc: &serde_json::Value, json: bool) ->
         s(&ev["vm_or_template_id"]),
     )?;
     if doc.get("digest").is_none() {
-        writeln!(out, "No delivery record (events.trace off, a duplicate event, or pruned)")?;
+        writeln!(
+            out,
+            "No delivery record (events.trace off, a duplicate event, or pruned)"
+        )?;
         return Ok(());
     }
     let o = &doc["outcome"];
@@ -437,9 +444,18 @@ pub fn render_show(out: &mut impl Write, doc: &serde_json::Value, json: bool) ->
             items.join(", ")
         }
     };
-    writeln!(out, "Delivered:      {} ({})", s(&doc["uri"]), s(&doc["recorded_on"]))?;
+    writeln!(
+        out,
+        "Delivered:      {} ({})",
+        s(&doc["uri"]),
+        s(&doc["recorded_on"])
+    )?;
     writeln!(out, "Digest:         {}", s(&doc["digest"]))?;
-    writeln!(out, "Generic events: {}", list(&o["generic_events"], &|v| s(v)))?;
+    writeln!(
+        out,
+        "Generic events: {}",
+        list(&o["generic_events"], &|v| s(v))
+    )?;
     writeln!(
         out,
         "Policies:       {}",
@@ -453,7 +469,11 @@ pub fn render_show(out: &mut impl Write, doc: &serde_json::Value, json: bool) ->
     writeln!(
         out,
         "Alerts:         {}",
-        list(&o["alerts"], &|a| format!("{} [{}]", s(&a["alert"]), s(&a["event"])))
+        list(&o["alerts"], &|a| format!(
+            "{} [{}]",
+            s(&a["alert"]),
+            s(&a["event"])
+        ))
     )?;
     writeln!(
         out,

@@ -225,17 +225,17 @@ fn records_are_bounded_in_size_and_pruned_by_age_and_count() {
     let ids: Vec<i64> = handled.iter().map(|(id, _)| *id).collect();
     let full = handled[0].1.as_ref().unwrap();
     assert!(full.truncated);
-    assert_eq!(full.trace.last().map(String::as_str), Some(TRUNCATED_MARKER));
+    assert_eq!(
+        full.trace.last().map(String::as_str),
+        Some(TRUNCATED_MARKER)
+    );
     let text: usize = full.trace[..full.trace.len() - 1]
         .iter()
         .map(|l| l.len() + 1)
         .sum();
     assert!(text <= 512, "{text} bytes kept");
     // The digest covers the whole trace: the same as without the bound.
-    assert_eq!(
-        full.digest,
-        stored_record(&*store, ids[0]).unwrap().digest
-    );
+    assert_eq!(full.digest, stored_record(&*store, ids[0]).unwrap().digest);
 
     // Count: the newest 3 are kept.
     let served: Arc<dyn ServedStore> = store.clone();
@@ -298,7 +298,11 @@ fn a_delivery_records_its_outcome_on_postgresql() {
     assert_seed_outcome(&record);
     // The provider's payload as caught, stored with it.
     let obj = store.load("EventStream", handled[0].0).unwrap().unwrap();
-    let payload = obj.attrs.get("full_data").map(AttrValue::to_text).unwrap_or_default();
+    let payload = obj
+        .attrs
+        .get("full_data")
+        .map(AttrValue::to_text)
+        .unwrap_or_default();
     assert!(payload.contains("prod-web01"), "{payload}");
     // The same flow on redb has the same digest (the ids differ).
     let dir = tempfile::tempdir().unwrap();
@@ -435,7 +439,10 @@ fn the_live_stream_shows_posted_events_filtered_and_the_trace_is_served() {
     assert_eq!(e["vm_name"], "prod-web01");
     assert_eq!(e["generic_events"], json!(["vm_start"]));
     assert!(
-        e["policies"].as_array().unwrap().contains(&json!("tag_prod")),
+        e["policies"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("tag_prod")),
         "{e}"
     );
     let id = e["id"].as_str().unwrap().to_string();
@@ -457,13 +464,19 @@ fn the_live_stream_shows_posted_events_filtered_and_the_trace_is_served() {
         .build()
         .into();
     let mut r = agent
-        .get(format!("http://127.0.0.1:{port}/api/event_streams/{id}/trace"))
+        .get(format!(
+            "http://127.0.0.1:{port}/api/event_streams/{id}/trace"
+        ))
         .header("X-Auth-Token", TOKEN)
         .call()
         .unwrap();
     assert_eq!(r.status(), 200);
     let doc: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
-    assert_eq!(doc["outcome"]["generic_events"], json!(["vm_start"]), "{doc}");
+    assert_eq!(
+        doc["outcome"]["generic_events"],
+        json!(["vm_start"]),
+        "{doc}"
+    );
     assert_eq!(doc["event"]["event_type"], "USER_RUN_VM", "{doc}");
     assert!(doc["event"].get(TRACE_ATTR).is_none());
     assert!(doc["trace"].as_array().is_some_and(|t| !t.is_empty()));
@@ -486,7 +499,11 @@ fn the_live_stream_shows_posted_events_filtered_and_the_trace_is_served() {
         .env_remove("AUTOMATE_SERVER")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(shown["digest"], doc["digest"]);
     assert!(shown.get("trace").is_none(), "without --trace: {shown}");
@@ -500,9 +517,16 @@ fn the_live_stream_shows_posted_events_filtered_and_the_trace_is_served() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("Generic events: vm_start"), "{text}");
-    assert!(text.contains("tag_prod [vm_start] condition true"), "{text}");
+    assert!(
+        text.contains("tag_prod [vm_start] condition true"),
+        "{text}"
+    );
     assert!(text.contains("Event Raised [vm_start]"), "{text}");
 
     // Shutdown ends the streams.
@@ -523,7 +547,11 @@ fn the_live_stream_shows_posted_events_filtered_and_the_trace_is_served() {
         .env_remove("AUTOMATE_SERVER")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let local: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(local["digest"], doc["digest"]);
     assert_eq!(local["outcome"], doc["outcome"]);

@@ -93,7 +93,10 @@ pub(super) async fn event_trace(
 /// (its name), `type` (the event type), `vm` (a VM's name, provider
 /// reference or id), `since`. The stream ends when the service shuts
 /// down.
-pub(super) async fn live(State(state): State<ApiState>, raw: RawQuery) -> Result<Response, ApiError> {
+pub(super) async fn live(
+    State(state): State<ApiState>,
+    raw: RawQuery,
+) -> Result<Response, ApiError> {
     let raw = raw
         .map(|axum::extract::Query(q)| q)
         .map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))?;

@@ -21,8 +21,8 @@ mod collection;
 pub mod db;
 pub mod dead_letters;
 mod describe;
-mod eventtrace;
 mod domains;
+mod eventtrace;
 mod export;
 mod import;
 mod metrics;
@@ -215,11 +215,7 @@ pub const ROUTES: &[Route] = &[
     ),
     r("GET", "/api/event_streams", Endpoint::EventStreams),
     r("GET", "/api/event_streams/{id}", Endpoint::EventStream),
-    r(
-        "GET",
-        "/api/event_streams/{id}/trace",
-        Endpoint::EventTrace,
-    ),
+    r("GET", "/api/event_streams/{id}/trace", Endpoint::EventTrace),
     r("GET", "/api/events/stream", Endpoint::LiveEvents),
     r("GET", "/api/automate", Endpoint::Domains),
     r("GET", "/api/automate/{path}", Endpoint::Browse),

@@ -518,14 +518,24 @@ impl Handler {
                 };
                 match serde_json::to_string(&record) {
                     Ok(text) => store.update(&event, TRACE_ATTR, AttrValue::Str(text))?,
-                    Err(e) => tracing::warn!(target: "evm", "MIQ(EmsEventHandler-handle_event) the delivery record of EmsEvent.{} was not stored: {e}", event.id),
+                    Err(e) => {
+                        tracing::warn!(target: "evm", "MIQ(EmsEventHandler-handle_event) the delivery record of EmsEvent.{} was not stored: {e}", event.id)
+                    }
                 }
                 Some(record)
             }
             _ => None,
         };
         if let Some(live) = self.live.as_ref().filter(|l| l.listened()) {
-            live.publish(live_event(provider, ev, event.id, vm.as_ref(), record.as_ref(), &ws, error.as_ref()));
+            live.publish(live_event(
+                provider,
+                ev,
+                event.id,
+                vm.as_ref(),
+                record.as_ref(),
+                &ws,
+                error.as_ref(),
+            ));
         }
         self.log.info_fmt(format_args!("{processing}Complete"));
         Ok(HandleOutcome {

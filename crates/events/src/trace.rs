@@ -860,11 +860,25 @@ mod tests {
         assert_eq!(
             o.policies,
             [
-                PolicyFired { policy: "Log VM start".into(), event: "vm_start".into(), condition: true },
-                PolicyFired { policy: "Other".into(), event: "vm_start".into(), condition: false },
+                PolicyFired {
+                    policy: "Log VM start".into(),
+                    event: "vm_start".into(),
+                    condition: true
+                },
+                PolicyFired {
+                    policy: "Other".into(),
+                    event: "vm_start".into(),
+                    condition: false
+                },
             ]
         );
-        assert_eq!(o.alerts, [AlertFired { alert: "Started".into(), event: "vm_start".into() }]);
+        assert_eq!(
+            o.alerts,
+            [AlertFired {
+                alert: "Started".into(),
+                event: "vm_start".into()
+            }]
+        );
         assert_eq!(o.methods.len(), 2);
         assert_eq!(o.methods[0].rc, None);
         assert_eq!(o.methods[1].rc.as_deref(), Some("MIQ_WARN"));
@@ -878,7 +892,10 @@ mod tests {
             "Instantiating [/System/Process/Event?event_id=1000000003170&x=2] at 2026-12-06T16:22:26.123Z rc=4 took 0.0123",
             &mut s,
         );
-        assert_eq!(s, "Instantiating [/System/Process/Event?event_id=#&x=2] at #Z rc=4 took #");
+        assert_eq!(
+            s,
+            "Instantiating [/System/Process/Event?event_id=#&x=2] at #Z rc=4 took #"
+        );
         let mut u = String::new();
         normalize("é1234ü", &mut u);
         assert_eq!(u, "é#ü");
