@@ -231,6 +231,10 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
             }
             _ => (None, None),
         };
+        let mut state = state.with_shutdown(shutdown.clone());
+        if let Some(cfg) = &config {
+            state = state.with_trace(cfg.events.trace.clone());
+        }
         let limits = api.limits.clone();
         let stop = shutdown.clone();
         let server =

@@ -31,6 +31,7 @@ use automate_methods::RhaiLimits;
 use automate_redb::{GroupCommit, GroupUnits, RedbEventQueue, RedbStore};
 use std::path::Path;
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 /// The object store the commands open: the embedded redb backend.
 pub type Store = RedbStore;
@@ -64,6 +65,46 @@ pub struct Started {
     /// The runner's request service (`create_automation_request`), taken
     /// back when the run ends (embedded mode: it holds the redb file).
     pub outbound: Option<OutboundGuard>,
+    /// The delivery records' pruner (`events.trace`): dropping it stops
+    /// its thread and waits for it (it holds the store).
+    pub pruner: Option<PrunerGuard>,
+}
+
+/// The running [`automate_events::trace::Pruner`]: dropped, it stops and
+/// is waited for.
+pub struct PrunerGuard {
+    stop: CancellationToken,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PrunerGuard {
+    /// Starts pruning `store`'s delivery records as `config` says (none
+    /// when recording is off).
+    pub fn start(
+        store: Arc<dyn automate_vmdb::served::ServedStore>,
+        config: &automate_events::trace::TraceConfig,
+    ) -> anyhow::Result<Option<PrunerGuard>> {
+        if !config.enabled || (config.keep_days == 0 && config.keep_max == 0) {
+            return Ok(None);
+        }
+        let stop = CancellationToken::new();
+        let thread = automate_events::trace::Pruner::new(store, config.clone())
+            .spawn(stop.clone())
+            .context("starting the trace pruner")?;
+        Ok(Some(PrunerGuard {
+            stop,
+            thread: Some(thread),
+        }))
+    }
+}
+
+impl Drop for PrunerGuard {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Refuses a datastore `automate run` cannot work on: a root that is
@@ -287,6 +328,7 @@ pub async fn start(
         .collect();
     let dead_letters =
         StoredDeadLetters::new(store.clone(), providers).with_queue(pipeline.queue());
+    let pruner = PrunerGuard::start(store.clone(), &config.events.trace)?;
     let api = automate_api::ApiState::new(token, engine, store)?
         .with_queue(pipeline.queue())
         .with_dead_letters(Arc::new(dead_letters))
@@ -294,6 +336,9 @@ pub async fn start(
         .with_reloader(reloader.clone())
         .with_metrics(metrics)
         .with_first_sight(pipeline.first_sight())
+        .with_live_events(pipeline.live_events())
+        .with_trace(config.events.trace.clone())
+        .with_shutdown(pipeline.stop_signal())
         // `automate cluster status` on the embedded mode: this one node,
         // with its live load.
         .with_cluster(Arc::new(
@@ -315,6 +360,7 @@ pub async fn start(
         listening,
         cluster: None,
         outbound: Some(outbound),
+        pruner,
     })
 }
 
@@ -400,6 +446,7 @@ async fn start_cluster(
     let advertisement = super::remote::Advertisement::write(db_path, &url, &token)
         .map_err(|e| tracing::warn!(target: "evm", "MIQ(automate run) not advertised: {e:#}"))
         .ok();
+    let pruner = PrunerGuard::start(store.clone(), &config.events.trace)?;
     let api = automate_api::ApiState::new(token, engine, store)?
         .with_queue(pipeline.queue())
         .with_dead_letters(
@@ -415,7 +462,10 @@ async fn start_cluster(
         .with_config(&config.api)?
         .with_reloader(reloader.clone())
         .with_metrics(metrics)
-        .with_first_sight(pipeline.first_sight());
+        .with_first_sight(pipeline.first_sight())
+        .with_live_events(pipeline.live_events())
+        .with_trace(config.events.trace.clone())
+        .with_shutdown(pipeline.stop_signal());
     let router = automate_api::router(api, events);
     let limits = config.api.limits.clone();
     let stop = pipeline.stop_signal();
@@ -430,6 +480,7 @@ async fn start_cluster(
         listening: Some(addr),
         cluster: Some(node),
         outbound: None,
+        pruner,
     })
 }
 

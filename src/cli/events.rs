@@ -1,6 +1,7 @@
 //! `automate event send` (one event through the handler and Automate, on
 //! `--db`, printing the evm.log lines), `automate events list` (the
-//! stored event stream) and `automate events dead-letter list|retry`.
+//! stored event stream), `automate events show` (one event and its
+//! delivery's record) and `automate events dead-letter list|retry`.
 
 use super::compose::{open_store, open_store_read_only};
 use super::table::Table;
@@ -69,6 +70,11 @@ pub struct SendArgs {
 pub enum EventsCmd {
     /// List the stored events (EmsEvent, MiqEvent, RequestEvent).
     List(ListArgs),
+    /// One stored event and what its delivery did: the generic events it
+    /// raised, the policies and alerts that fired, the methods invoked,
+    /// the objects it created or changed, its errors and digest
+    /// (`events.trace`); `--trace` adds its Automate trace.
+    Show(ShowArgs),
     /// Events whose handling failed too many times: list them, retry them.
     #[command(subcommand)]
     DeadLetter(DeadLetterCmd),
@@ -104,6 +110,22 @@ pub struct DeadLetterRetryArgs {
     #[arg(long)]
     pub all: bool,
     /// `{"retried": ["ID", ...]}` instead of a line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `automate events show`'s options.
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    /// The event's id (as `events list` prints it).
+    pub id: i64,
+    /// Also print the Automate trace of its delivery.
+    #[arg(long)]
+    pub trace: bool,
+    /// One JSON object: `id`, `event` (its stored columns, the provider's
+    /// payload in `full_data`) and, when recorded, `digest`,
+    /// `recorded_on`, `uri`, `outcome`, `truncated` (and `trace` with
+    /// `--trace`).
     #[arg(long)]
     pub json: bool,
 }
@@ -230,6 +252,7 @@ pub fn list(global: &Global, cmd: EventsCmd) -> anyhow::Result<ExitCode> {
     let args = match cmd {
         EventsCmd::List(args) => args,
         EventsCmd::DeadLetter(cmd) => return dead_letter(global, cmd),
+        EventsCmd::Show(args) => return show(global, &args),
     };
     let since_ms = match &args.since {
         None => None,
@@ -292,7 +315,7 @@ pub fn render_events(
                 m.insert("id".into(), serde_json::json!(id));
                 m.insert("class".into(), serde_json::json!(obj.class));
                 for (k, v) in &obj.attrs {
-                    if k != "dedup_key" {
+                    if k != "dedup_key" && k != automate_events::trace::TRACE_ATTR {
                         m.insert(k.clone(), to_json(v));
                     }
                 }
@@ -315,6 +338,175 @@ pub fn render_events(
         ]);
     }
     t.print(out)?;
+    Ok(())
+}
+
+/// `automate events show ID [--trace] [--json]`: through the running
+/// service's API (`GET /api/event_streams/{id}/trace`), or read-only from
+/// the embedded store at `--db`. Fails when there is no such event.
+pub fn show(global: &Global, args: &ShowArgs) -> anyhow::Result<ExitCode> {
+    let mut doc = match super::remote::find(global)? {
+        Some(remote) => match remote.event_trace(args.id)? {
+            Some(doc) => doc,
+            None => serde_json::json!({
+                "id": args.id.to_string(),
+                "event": remote.object("event_streams", args.id)?,
+            }),
+        },
+        None => {
+            let store = open_store_read_only(&global.db)
+                .map_err(|e| super::remote::open_failed(global, e))?;
+            let obj = store
+                .guard(|| automate_vmdb::ObjectStore::load(&store, "EventStream", args.id))?
+                .with_context(|| format!("event {}: no such event", args.id))?;
+            show_doc(args.id, &obj)?
+        }
+    };
+    if !args.trace {
+        if let Some(m) = doc.as_object_mut() {
+            m.remove("trace");
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    render_show(&mut out, &doc, args.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The document `events show --json` prints, from a stored event: as
+/// `GET /api/event_streams/{id}/trace` answers (without `href`s).
+pub fn show_doc(id: i64, obj: &automate_vmdb::StoredObject) -> anyhow::Result<serde_json::Value> {
+    let mut event = serde_json::Map::new();
+    event.insert("id".into(), serde_json::json!(id.to_string()));
+    event.insert("type".into(), serde_json::json!(obj.class));
+    for (k, v) in &obj.attrs {
+        if k == "dedup_key" || k == automate_events::trace::TRACE_ATTR {
+            continue;
+        }
+        let mut j = to_json(v);
+        if k == "full_data" {
+            if let Some(parsed) = j.as_str().and_then(|t| serde_json::from_str(t).ok()) {
+                j = parsed;
+            }
+        }
+        event.insert(k.clone(), j);
+    }
+    let mut doc = serde_json::json!({"id": id.to_string(), "event": event});
+    let record =
+        automate_events::trace::Record::of(obj).map_err(|e| anyhow::anyhow!("event {id}: {e}"))?;
+    if let (Some(r), Some(m)) = (record, doc.as_object_mut()) {
+        if let serde_json::Value::Object(r) = serde_json::to_value(&r)? {
+            m.extend(r);
+        }
+    }
+    Ok(doc)
+}
+
+/// Prints `events show`'s document: as it is (`--json`), or the event's
+/// line, then its outcome one line per part, then its trace when the
+/// document holds it.
+pub fn render_show(
+    out: &mut impl Write,
+    doc: &serde_json::Value,
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        return super::table::print_json(out, doc);
+    }
+    let ev = &doc["event"];
+    let s = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".into(),
+        v => v.to_string(),
+    };
+    writeln!(
+        out,
+        "Event {} {} [{}] at {} from {} VM {}",
+        s(&doc["id"]),
+        s(&ev["type"]),
+        s(&ev["event_type"]),
+        s(&ev["timestamp"]),
+        s(&ev["source"]),
+        s(&ev["vm_or_template_id"]),
+    )?;
+    if doc.get("digest").is_none() {
+        writeln!(
+            out,
+            "No delivery record (events.trace off, a duplicate event, or pruned)"
+        )?;
+        return Ok(());
+    }
+    let o = &doc["outcome"];
+    let list = |v: &serde_json::Value, f: &dyn Fn(&serde_json::Value) -> String| {
+        let items: Vec<String> = v.as_array().into_iter().flatten().map(f).collect();
+        if items.is_empty() {
+            "-".to_string()
+        } else {
+            items.join(", ")
+        }
+    };
+    writeln!(
+        out,
+        "Delivered:      {} ({})",
+        s(&doc["uri"]),
+        s(&doc["recorded_on"])
+    )?;
+    writeln!(out, "Digest:         {}", s(&doc["digest"]))?;
+    writeln!(
+        out,
+        "Generic events: {}",
+        list(&o["generic_events"], &|v| s(v))
+    )?;
+    writeln!(
+        out,
+        "Policies:       {}",
+        list(&o["policies"], &|p| format!(
+            "{} [{}] condition {}",
+            s(&p["policy"]),
+            s(&p["event"]),
+            p["condition"]
+        ))
+    )?;
+    writeln!(
+        out,
+        "Alerts:         {}",
+        list(&o["alerts"], &|a| format!(
+            "{} [{}]",
+            s(&a["alert"]),
+            s(&a["event"])
+        ))
+    )?;
+    writeln!(
+        out,
+        "Methods:        {}",
+        list(&o["methods"], &|m| match m.get("rc") {
+            Some(rc) => format!("{} rc={}", s(&m["method"]), s(rc)),
+            None => s(&m["method"]),
+        })
+    )?;
+    let discarded = if o["discarded"].as_bool() == Some(true) {
+        " (discarded: Automate ended with an error)"
+    } else {
+        ""
+    };
+    writeln!(
+        out,
+        "Objects:        {}{discarded}",
+        list(&o["objects"], &|x| {
+            let what = if x["created"].as_bool() == Some(true) {
+                "created".to_string()
+            } else {
+                format!("updated {}", list(&x["attributes"], &|a| s(a)))
+            };
+            format!("{}.{} {what}", s(&x["class"]), s(&x["id"]))
+        })
+    )?;
+    writeln!(out, "Errors:         {}", list(&o["errors"], &|e| s(e)))?;
+    if let Some(lines) = doc.get("trace").and_then(|t| t.as_array()) {
+        writeln!(out, "Trace:")?;
+        for l in lines {
+            writeln!(out, "  {}", s(l))?;
+        }
+    }
     Ok(())
 }
 

@@ -457,6 +457,18 @@ impl Remote {
         self.get(&format!("/api/{collection}/{id}"), &[])
     }
 
+    /// `automate events show`: the event's delivery record as
+    /// `GET /api/event_streams/{id}/trace` answers it (the event within);
+    /// `None` when the event has no record (the event itself is then read
+    /// with [`Remote::object`]).
+    pub fn event_trace(&self, id: i64) -> anyhow::Result<Option<Value>> {
+        match self.get(&format!("/api/event_streams/{id}/trace"), &[]) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if format!("{e:#}").contains("no delivery record") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `automate events list`: the last `limit` (all without) stored events
     /// of `event_type` since `since`, oldest first, as `--json` prints
     /// them (read a page at a time, newest page first).

@@ -148,6 +148,7 @@ fn run_inner(
             listening,
             cluster,
             outbound,
+            pruner,
         } = super::compose::start(cfg, &global.datastore, &global.db).await?;
         tracing::info!(target: "evm", "MIQ(automate run) started: {} providers, {} workers, {} leases of a previous run released", cfg.providers.len(), cfg.workers, pipeline.released);
         // Hot reload: a change under the datastore root reloads it.
@@ -199,6 +200,8 @@ fn run_inner(
                 },
             }
         };
+        // The pruner stopped (it holds the store).
+        drop(pruner);
         // The node's partitions and leases given up, its connections
         // closed: after the drain, which acked what it handled.
         drop(cluster);

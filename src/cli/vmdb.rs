@@ -96,7 +96,7 @@ pub fn run(global: &Global, cmd: VmdbCmd) -> anyhow::Result<ExitCode> {
             m.insert("id".into(), Value::from(id));
             m.insert("type".into(), Value::from(obj.class.clone()));
             for (k, v) in &obj.attrs {
-                if k != "id" && k != "dedup_key" {
+                if k != "id" && k != "dedup_key" && k != automate_events::trace::TRACE_ATTR {
                     m.insert(k.clone(), to_json(v));
                 }
             }

@@ -21,6 +21,7 @@ mod datastore;
 mod demo;
 mod engine;
 mod events;
+mod eventtrace;
 mod fixtures;
 mod harden_api;
 mod harden_batch;

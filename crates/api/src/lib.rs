@@ -22,6 +22,7 @@ pub mod db;
 pub mod dead_letters;
 mod describe;
 mod domains;
+mod eventtrace;
 mod export;
 mod import;
 mod metrics;
@@ -100,6 +101,12 @@ pub enum Endpoint {
     EventStreams,
     /// `GET /api/event_streams/{id}`: one stored event.
     EventStream,
+    /// `GET /api/event_streams/{id}/trace`: the event's delivery record
+    /// (outcome, trace, digest).
+    EventTrace,
+    /// `GET /api/events/stream`: the handled events, live (server-sent
+    /// events).
+    LiveEvents,
     /// `GET /api/automate`: the datastore's domains, highest priority
     /// first.
     Domains,
@@ -242,6 +249,8 @@ pub const ROUTES: &[Route] = &[
     r("POST", "/api/requests/{id}", Endpoint::AnyRequestAction),
     r("GET", "/api/event_streams", Endpoint::EventStreams),
     r("GET", "/api/event_streams/{id}", Endpoint::EventStream),
+    r("GET", "/api/event_streams/{id}/trace", Endpoint::EventTrace),
+    r("GET", "/api/events/stream", Endpoint::LiveEvents),
     r("GET", "/api/automate", Endpoint::Domains),
     r("GET", "/api/automate/{path}", Endpoint::Browse),
     r("POST", "/api/automate/{path}", Endpoint::Resolve),
@@ -350,6 +359,13 @@ pub struct ApiState {
     dead_letters: Option<Arc<dyn DeadLetters>>,
     /// What `GET /api/cluster` answers.
     cluster: ClusterSource,
+    /// The handled events `GET /api/events/stream` shows (the pipeline's,
+    /// and those `event send` handles).
+    live: automate_events::trace::LiveEvents,
+    /// `events.trace`, for the events `event send` handles.
+    trace: automate_events::trace::TraceConfig,
+    /// Cancelled when the service stops: the live streams end.
+    shutdown: CancellationToken,
 }
 
 /// The view `GET /api/cluster` answers, and whether the composition root
@@ -405,6 +421,9 @@ impl ApiState {
                 view: Arc::new(automate_vmdb::cluster::EmbeddedCluster::new("")),
                 given: false,
             },
+            live: automate_events::trace::LiveEvents::default(),
+            trace: automate_events::trace::TraceConfig::default(),
+            shutdown: CancellationToken::new(),
         })
     }
 
@@ -456,6 +475,28 @@ impl ApiState {
     /// `/api/health` reports this queue's depth (the running pipeline's).
     pub fn with_queue(mut self, queue: Arc<dyn EventQueue>) -> ApiState {
         self.depth = Depth::Queue(queue);
+        self
+    }
+
+    /// `GET /api/events/stream` shows `live`'s events (the pipeline's,
+    /// `Prepared::live_events`); `event send` publishes to it too.
+    pub fn with_live_events(mut self, live: automate_events::trace::LiveEvents) -> ApiState {
+        self.live = live;
+        self
+    }
+
+    /// The events `event send` handles are recorded as `trace` says
+    /// (`events.trace`; default [`TraceConfig::default`](automate_events::trace::TraceConfig)).
+    pub fn with_trace(mut self, trace: automate_events::trace::TraceConfig) -> ApiState {
+        self.trace = trace;
+        self
+    }
+
+    /// The live streams end when `shutdown` is cancelled (give the
+    /// server's own token, so a graceful shutdown is not held open by
+    /// them).
+    pub fn with_shutdown(mut self, shutdown: CancellationToken) -> ApiState {
+        self.shutdown = shutdown;
         self
     }
 
@@ -773,6 +814,8 @@ fn handler(method: &str, endpoint: Endpoint) -> Option<MethodRouter<ApiState>> {
         Endpoint::AnyRequestAction => on(filter, requests::action),
         Endpoint::EventStreams => on(filter, objects::event_streams_handler),
         Endpoint::EventStream => on(filter, objects::event_stream),
+        Endpoint::EventTrace => on(filter, eventtrace::event_trace),
+        Endpoint::LiveEvents => on(filter, eventtrace::live),
         Endpoint::Domains => on(filter, automate::domains),
         Endpoint::Browse => on(filter, automate::browse),
         Endpoint::Resolve => on(filter, automate::resolve),

@@ -26,7 +26,7 @@ pub(crate) fn object_json(collection: &str, id: i64, obj: &StoredObject, base: &
     m.insert("id".into(), json!(id.to_string()));
     m.insert("type".into(), json!(obj.class));
     for (k, v) in &obj.attrs {
-        if k != "dedup_key" && k != "id" {
+        if k != "dedup_key" && k != "id" && k != automate_events::trace::TRACE_ATTR {
             m.insert(k.clone(), to_json(v));
         }
     }

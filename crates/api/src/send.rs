@@ -37,12 +37,15 @@ pub(super) async fn action(
     let engine = state.engine.clone();
     let schedule = state.store.scheduled_work();
     let first_sight = state.first_sight.clone();
+    let (trace, live) = (state.trace.clone(), state.live.clone());
     let doc = in_unit(state.store.clone(), move |objects| {
         let log = EvmLog::default();
         let handler = Handler::new(engine.with_store(objects), log.clone())
             .map_err(ApiError::internal)?
             .with_schedule(schedule)
-            .with_first_sight(first_sight);
+            .with_first_sight(first_sight)
+            .with_trace(trace)
+            .with_live(live);
         log.info(provider.caught_line(&event.event_type));
         let outcome = handler
             .handle(&provider, &event)
@@ -52,6 +55,7 @@ pub(super) async fn action(
             "duplicate": outcome.duplicate,
             "lines": log.drain(),
             "error": outcome.error.map(|e| e.to_string()),
+            "digest": outcome.record.map(|r| r.digest),
         }))
     })
     .await?;

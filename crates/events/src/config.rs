@@ -66,6 +66,18 @@ pub struct Config {
     /// the hosts `evm.http` may reach).
     #[serde(default)]
     pub methods: MethodsConfig,
+    /// `events`: what is kept of each event's delivery.
+    #[serde(default)]
+    pub events: EventsConfig,
+}
+
+/// `events:`: what is kept of each event's delivery.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// `events.trace`: each delivery's outcome and Automate trace, stored
+    /// with the event, bounded by size and age.
+    pub trace: crate::trace::TraceConfig,
 }
 
 /// `password:`: ManageIQ's v2 key, which decrypts `password` fields'
@@ -1018,6 +1030,13 @@ impl Config {
         }
         others.extend(self.engine.problems());
         others.extend(self.methods.problems());
+        others.extend(
+            self.events
+                .trace
+                .problems()
+                .into_iter()
+                .map(|(field, m)| format!("events.trace.{field}: {m}")),
+        );
         if let Some(c) = &self.cluster {
             others.extend(c.problems());
         }

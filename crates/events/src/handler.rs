@@ -11,6 +11,7 @@
 
 use super::{Provider, ProviderEvent};
 use crate::metrics::Metrics;
+use crate::trace::{self, LiveEvent, LiveEvents, Record, Recording, TraceConfig, TRACE_ATTR};
 use automate_core::uri::query_uri;
 use automate_engine::deliver::{
     deliver, deliver_deferred, Delivery, Outcome, PendingRetry, DEFAULT_MAX_DELIVERIES,
@@ -121,6 +122,10 @@ pub struct HandleOutcome {
     /// The retry the delivery asked for, when the handler defers retries
     /// ([`Handler::deferring_retries`]): the caller schedules it.
     pub retry: Option<PendingRetry>,
+    /// The delivery's record, stored with the event
+    /// ([`Handler::with_trace`]; `None` when recording is off or for
+    /// duplicates).
+    pub record: Option<Record>,
 }
 
 /// Persists provider events and delivers them to Automate.
@@ -143,6 +148,10 @@ pub struct Handler {
     first_sight: FirstSight,
     /// Where the latency of each delivery's instantiation is recorded.
     metrics: Option<Metrics>,
+    /// `events.trace`: each delivery's record, stored with the event.
+    trace: Option<TraceConfig>,
+    /// Where each handled event is shown live.
+    live: Option<LiveEvents>,
 }
 
 impl Handler {
@@ -162,6 +171,8 @@ impl Handler {
             defer_retries: false,
             first_sight: FirstSight::default(),
             metrics: None,
+            trace: Some(TraceConfig::default()),
+            live: None,
         })
     }
 
@@ -196,6 +207,21 @@ impl Handler {
     /// (`automate_instantiation_seconds`).
     pub fn with_metrics(mut self, metrics: Metrics) -> Handler {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// Records each delivery as `config` says (`events.trace`; on by
+    /// default, with [`TraceConfig::default`]'s bounds): its outcome, its
+    /// trace and their digest, in the event row's [`TRACE_ATTR`], written
+    /// in the event's own unit of work.
+    pub fn with_trace(mut self, config: TraceConfig) -> Handler {
+        self.trace = config.enabled.then_some(config);
+        self
+    }
+
+    /// Shows each handled event on `live` (the API's live stream).
+    pub fn with_live(mut self, live: LiveEvents) -> Handler {
+        self.live = Some(live);
         self
     }
 
@@ -323,6 +349,7 @@ impl Handler {
                 workspace: None,
                 error: None,
                 retry: None,
+                record: None,
             });
         }
         let host = match &ev.host_ems_ref {
@@ -408,6 +435,16 @@ impl Handler {
         // comes before the delivery).
         let sp = store.savepoint();
         let started = self.metrics.as_ref().map(|_| Instant::now());
+        // Recording: the delivery runs over a view that notes the objects
+        // it creates and changes.
+        let recording = self
+            .trace
+            .as_ref()
+            .map(|_| Arc::new(Recording::new(engine.store().clone())));
+        let recorded_engine = recording
+            .as_ref()
+            .map(|r| engine.clone().with_store(r.clone()));
+        let engine = recorded_engine.as_ref().unwrap_or(engine);
         let delivered = match &self.schedule {
             _ if self.defer_retries => {
                 deliver_deferred(engine, &d, Some(parsed), DEFAULT_MAX_DELIVERIES)
@@ -460,6 +497,46 @@ impl Handler {
                 self.log.info_str(&prefixed);
             }
         }
+        let record = match (&self.trace, &recording) {
+            (Some(config), Some(recording)) => {
+                let mut outcome = trace::outcome_of(&ws.trace);
+                outcome.objects = recording.take();
+                outcome.discarded = error.is_some() && sp.is_some();
+                outcome.retry = retry.is_some();
+                if let Some(e) = &error {
+                    outcome.errors.push(e.to_string());
+                }
+                let digest = trace::digest(&outcome, &ws.trace);
+                let (lines, truncated) = trace::bounded_trace(&ws.trace, config.max_bytes);
+                let record = Record {
+                    recorded_on: automate_core::time::iso8601(automate_core::time::now_ms()),
+                    uri: uri.clone(),
+                    digest,
+                    outcome,
+                    trace: lines,
+                    truncated,
+                };
+                match serde_json::to_string(&record) {
+                    Ok(text) => store.update(&event, TRACE_ATTR, AttrValue::Str(text))?,
+                    Err(e) => {
+                        tracing::warn!(target: "evm", "MIQ(EmsEventHandler-handle_event) the delivery record of EmsEvent.{} was not stored: {e}", event.id)
+                    }
+                }
+                Some(record)
+            }
+            _ => None,
+        };
+        if let Some(live) = self.live.as_ref().filter(|l| l.listened()) {
+            live.publish(live_event(
+                provider,
+                ev,
+                event.id,
+                vm.as_ref(),
+                record.as_ref(),
+                &ws,
+                error.as_ref(),
+            ));
+        }
         self.log.info_fmt(format_args!("{processing}Complete"));
         Ok(HandleOutcome {
             event_id: event.id,
@@ -468,6 +545,7 @@ impl Handler {
             workspace: Some(ws),
             error,
             retry,
+            record,
         })
     }
 
@@ -508,6 +586,48 @@ impl Handler {
             Ok(r) => Ok(r),
             Err(e) => find()?.ok_or(HandlerError::from(e)),
         }
+    }
+}
+
+/// A handled event as the live stream shows it (the outcome from its
+/// record, or read from the trace when recording is off).
+fn live_event(
+    provider: &Provider,
+    ev: &ProviderEvent,
+    id: i64,
+    vm: Option<&VmdbRef>,
+    record: Option<&Record>,
+    ws: &Workspace,
+    error: Option<&EngineError>,
+) -> LiveEvent {
+    let read;
+    let outcome = match record {
+        Some(r) => &r.outcome,
+        None => {
+            read = trace::outcome_of(&ws.trace);
+            &read
+        }
+    };
+    LiveEvent {
+        id: id.to_string(),
+        event_type: ev.event_type.clone(),
+        provider: provider.name.clone(),
+        source: provider.kind.clone(),
+        timestamp: automate_core::time::parse_time(&ev.timestamp)
+            .map(automate_core::time::iso8601)
+            .unwrap_or_else(|| ev.timestamp.clone()),
+        vm_ems_ref: ev.vm_ems_ref.clone(),
+        vm_name: ev.vm_name.clone(),
+        vm_id: vm.map(|v| v.id.to_string()),
+        generic_events: outcome.generic_events.clone(),
+        policies: outcome
+            .policies
+            .iter()
+            .filter(|p| p.condition)
+            .map(|p| p.policy.clone())
+            .collect(),
+        alerts: outcome.alerts.iter().map(|a| a.alert.clone()).collect(),
+        error: error.map(ToString::to_string),
     }
 }
 

@@ -19,6 +19,7 @@ pub mod pipeline;
 pub mod queue;
 pub mod scenario;
 pub mod stream;
+pub mod trace;
 pub mod when;
 
 pub use handler::{EvmLog, FirstSight, HandleOutcome, Handler, HandlerError};

@@ -206,6 +206,8 @@ pub struct Prepared {
     /// The running pipeline's counters, set by [`Prepared::start`] (what a
     /// [`NodeLoad`] reads).
     live: Arc<std::sync::OnceLock<Arc<Counters>>>,
+    /// The events the workers handle, shown live ([`Prepared::live_events`]).
+    live_events: crate::trace::LiveEvents,
 }
 
 /// A running node's figures for the cluster's status (its workers, the
@@ -296,6 +298,12 @@ impl Prepared {
         self
     }
 
+    /// The events this node's workers handle, as they are handled: what
+    /// the API's live stream (`GET /api/events/stream`) listens to.
+    pub fn live_events(&self) -> crate::trace::LiveEvents {
+        self.live_events.clone()
+    }
+
     /// In a cluster: each reading catcher runs only while this node holds
     /// its lease `catcher.<provider>` and resumes from the stored position
     /// (`crate::catchers::lease`). Without it (the embedded mode) every
@@ -344,6 +352,7 @@ impl Prepared {
             first_sight: _,
             workers: _,
             live,
+            live_events: _,
         } = self;
         let counters = Arc::new(Counters {
             metrics,
@@ -515,6 +524,7 @@ impl Pipeline {
         // runs, so no two workers race to create them. They share one
         // lock for the VMs and hosts seen for the first time.
         let first_sight = FirstSight::default();
+        let live_events = crate::trace::LiveEvents::default();
         let dispatch_handler = Handler::new(engine.clone(), EvmLog::default())?
             .with_schedule(schedule.clone())
             .with_first_sight(first_sight.clone());
@@ -528,7 +538,9 @@ impl Pipeline {
                 Handler::new(engine.clone(), EvmLog::discarding())?
                     .with_schedule(schedule.clone())
                     .deferring_retries()
-                    .with_first_sight(first_sight.clone()),
+                    .with_first_sight(first_sight.clone())
+                    .with_trace(config.events.trace.clone())
+                    .with_live(live_events.clone()),
             );
         }
 
@@ -556,6 +568,7 @@ impl Pipeline {
             first_sight,
             workers,
             live: Arc::default(),
+            live_events,
         })
     }
 
