@@ -19,7 +19,9 @@ use automate_core::value::{AttrValue, Attributes};
 use automate_engine::{Level, TraceLine};
 use automate_vmdb::page::PageQuery;
 use automate_vmdb::served::ServedStore;
-use automate_vmdb::{ObjectStore, ReadAhead, Savepoint, StoreError, StoredObject, VmdbRef};
+use automate_vmdb::{
+    AttrChange, ObjectStore, ReadAhead, Savepoint, StoreError, StoredObject, VmdbRef,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::sync::{Arc, Mutex};
@@ -140,6 +142,9 @@ pub struct ObjectTouched {
     /// creation).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attributes: Vec<String>,
+    /// Deleted by this delivery (`tag_delete`, `category_delete`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
 }
 
 /// What one delivery did.
@@ -443,6 +448,7 @@ impl Recording {
             id: obj.id,
             created,
             attributes: attr.map(|a| vec![a.to_string()]).unwrap_or_default(),
+            deleted: false,
         });
     }
 }
@@ -480,6 +486,29 @@ impl ObjectStore for Recording {
         self.inner.update(obj, name, value)?;
         self.note(obj, false, Some(&name.to_ascii_lowercase()));
         Ok(())
+    }
+
+    fn modify(&self, obj: &VmdbRef, name: &str, change: &AttrChange) -> Result<(), StoreError> {
+        self.inner.modify(obj, name, change)?;
+        self.note(obj, false, Some(&name.to_ascii_lowercase()));
+        Ok(())
+    }
+
+    fn delete(&self, obj: &VmdbRef) -> Result<bool, StoreError> {
+        let gone = self.inner.delete(obj)?;
+        if gone {
+            self.note(obj, false, None);
+            if let Ok(mut t) = self.touched.lock() {
+                if let Some(o) = t
+                    .list
+                    .iter_mut()
+                    .find(|o| o.id == obj.id && *o.class == *obj.class)
+                {
+                    o.deleted = true;
+                }
+            }
+        }
+        Ok(gone)
     }
 
     fn find_by(
