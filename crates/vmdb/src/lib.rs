@@ -31,7 +31,9 @@ pub mod query;
 mod schedule;
 pub mod served;
 pub mod service_model;
+pub mod services;
 pub mod shown;
+pub mod snapshots;
 pub mod tags;
 pub mod testing;
 mod unit;
@@ -330,7 +332,7 @@ impl PartialEq for BackendError {
 pub const REGION_BASE: i64 = 1_000_000_000_000;
 
 /// The base classes [`base_class`] answers with, each its own base class.
-const BASE_CLASSES: [&str; 17] = [
+const BASE_CLASSES: [&str; 20] = [
     "EventStream",
     "VmOrTemplate",
     "Host",
@@ -348,6 +350,9 @@ const BASE_CLASSES: [&str; 17] = [
     "Classification",
     "MiqQueue",
     "Notification",
+    "Service",
+    "ServiceResource",
+    "Snapshot",
 ];
 
 /// Every base class of the store (one id sequence each).
@@ -410,6 +415,9 @@ pub fn base_class(class: &str) -> Option<&'static str> {
         b"classification" => "Classification",
         b"miqqueue" => "MiqQueue",
         b"notification" => "Notification",
+        b"service" => "Service",
+        b"serviceresource" => "ServiceResource",
+        b"snapshot" => "Snapshot",
         _ => return None,
     })
 }
@@ -472,6 +480,9 @@ mod tests {
             ("MiqProvisionRequest", Some("MiqRequest")),
             ("ServiceProvisionTask", Some("MiqRequestTask")),
             ("policy", Some("MiqPolicy")),
+            ("service", Some("Service")),
+            ("ServiceResource", Some("ServiceResource")),
+            ("Snapshot", Some("Snapshot")),
             ("Flavor", None),
             ("", None),
             ("a_class_name_longer_than_the_forty_byte_buffer", None),
