@@ -42,6 +42,7 @@ mod rest;
 mod retries;
 mod semantics;
 mod service_model;
+mod services;
 mod storm;
 mod tags;
 mod vmdb;

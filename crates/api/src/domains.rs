@@ -29,6 +29,7 @@ const COLLECTIONS: &[(&str, &str)] = &[
     ("hosts", "Hosts"),
     ("notifications", "Notifications"),
     ("providers", "Providers"),
+    ("services", "Services"),
     ("tags", "Tags"),
     ("vms", "Virtual Machines"),
 ];
