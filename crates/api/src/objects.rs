@@ -147,7 +147,10 @@ pub(super) async fn service_vms(
         let vms = automate_vmdb::services::all_vms(&*store, &svc).map_err(ApiError::internal)?;
         let mut rows = Vec::with_capacity(vms.len());
         for vm in vms {
-            if let Some(obj) = store.load("VmOrTemplate", vm.id).map_err(ApiError::internal)? {
+            if let Some(obj) = store
+                .load("VmOrTemplate", vm.id)
+                .map_err(ApiError::internal)?
+            {
                 rows.push(object_json("vms", vm.id, &obj, &base));
             }
         }

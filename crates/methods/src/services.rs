@@ -98,11 +98,9 @@ fn service_failure(called: &str, e: ServiceError) -> Box<EvalAltResult> {
 }
 
 fn add(svc: &VmdbRef, res: &VmdbRef, called: &str) -> RhaiResult<Dynamic> {
-    with_runtime(|rt, _, _| {
-        services::add_resource(rt.engine().store().as_ref(), svc, res)
-    })?
-    .map(|row| Dynamic::from(VmdbObject(row)))
-    .map_err(|e| service_failure(called, e))
+    with_runtime(|rt, _, _| services::add_resource(rt.engine().store().as_ref(), svc, res))?
+        .map(|row| Dynamic::from(VmdbObject(row)))
+        .map_err(|e| service_failure(called, e))
 }
 
 fn add_to_service(vm: &VmdbRef, svc: &Dynamic) -> RhaiResult<Dynamic> {
@@ -114,7 +112,10 @@ fn add_to_service(vm: &VmdbRef, svc: &Dynamic) -> RhaiResult<Dynamic> {
 fn remove_from_service(vm: &VmdbRef) -> RhaiResult<Dynamic> {
     vm_only(vm, "remove_from_service")?;
     with_runtime(|rt, _, _| services::remove_from_service(rt.engine().store().as_ref(), vm))?
-        .map(|s| s.map(|s| Dynamic::from(VmdbObject(s))).unwrap_or(Dynamic::UNIT))
+        .map(|s| {
+            s.map(|s| Dynamic::from(VmdbObject(s)))
+                .unwrap_or(Dynamic::UNIT)
+        })
         .map_err(|e| service_failure("remove_from_service", e))
 }
 
@@ -162,7 +163,10 @@ pub(crate) fn service_retire_now(svc: &VmdbRef) -> RhaiResult<bool> {
         if text("retired")? == "true" {
             rt.log(
                 Level::Info,
-                format!("Service: [id:<{}>, name:<{name}>] is already retired", svc.id),
+                format!(
+                    "Service: [id:<{}>, name:<{name}>] is already retired",
+                    svc.id
+                ),
             );
             return Ok(true);
         }
@@ -219,7 +223,12 @@ fn snapshot_id(vm: &VmdbRef, called: &str, id: &Dynamic) -> RhaiResult<i64> {
         .map_err(|e| snapshot_failure(called, e))
 }
 
-fn create_snapshot(vm: &VmdbRef, name: Dynamic, desc: Dynamic, memory: Dynamic) -> RhaiResult<bool> {
+fn create_snapshot(
+    vm: &VmdbRef,
+    name: Dynamic,
+    desc: Dynamic,
+    memory: Dynamic,
+) -> RhaiResult<bool> {
     vm_only(vm, "create_snapshot")?;
     let name = from_dynamic(name);
     if name.is_blank() {
@@ -399,7 +408,12 @@ pub(crate) fn register(engine: &mut rhai::Engine) {
     });
     engine.register_fn("remove_all_snapshots", |o: &mut VmdbObject| {
         vm_only(&o.0, "remove_all_snapshots")?;
-        queue(&o.0, "remove_all_snapshots", "remove_all_snapshots", Vec::new())
+        queue(
+            &o.0,
+            "remove_all_snapshots",
+            "remove_all_snapshots",
+            Vec::new(),
+        )
     });
     engine.register_fn("remove", |o: &mut VmdbObject| {
         on_snapshot(&o.0, "remove", "remove_snapshot")
@@ -415,28 +429,41 @@ pub(crate) fn register(engine: &mut rhai::Engine) {
             .map(|v| matches!(v, Some(AttrValue::Int(1)) | Some(AttrValue::Bool(true))))
             .map_err(|e| runtime_error(e.to_string()))
     });
-    engine.register_fn("get_current_snapshot", |o: &mut VmdbObject| -> RhaiResult<Dynamic> {
-        if base_class(&o.0.class) != Some(snapshots::CLASS) {
-            return Err(no_method("get_current_snapshot", &o.0));
-        }
-        with_runtime(|rt, _, _| {
-            let store = rt.engine().store();
-            match store.attribute(&o.0, "vm_or_template")? {
-                Some(AttrValue::Object(vm)) => snapshots::current(store.as_ref(), &vm),
-                _ => Ok(None),
+    engine.register_fn(
+        "get_current_snapshot",
+        |o: &mut VmdbObject| -> RhaiResult<Dynamic> {
+            if base_class(&o.0.class) != Some(snapshots::CLASS) {
+                return Err(no_method("get_current_snapshot", &o.0));
             }
-        })?
-        .map(|s| s.map(|s| Dynamic::from(VmdbObject(s))).unwrap_or(Dynamic::UNIT))
-        .map_err(|e| runtime_error(e.to_string()))
-    });
+            with_runtime(|rt, _, _| {
+                let store = rt.engine().store();
+                match store.attribute(&o.0, "vm_or_template")? {
+                    Some(AttrValue::Object(vm)) => snapshots::current(store.as_ref(), &vm),
+                    _ => Ok(None),
+                }
+            })?
+            .map(|s| {
+                s.map(|s| Dynamic::from(VmdbObject(s)))
+                    .unwrap_or(Dynamic::UNIT)
+            })
+            .map_err(|e| runtime_error(e.to_string()))
+        },
+    );
     engine.register_fn(
         "ems_custom_set",
         |o: &mut VmdbObject, attr: Dynamic, value: Dynamic| ems_custom_set(&o.0, attr, value),
     );
-    engine.register_fn("ems_custom_get", |o: &mut VmdbObject, key: ImmutableString| {
-        ems_custom_get(&o.0, &key)
+    engine.register_fn(
+        "ems_custom_get",
+        |o: &mut VmdbObject, key: ImmutableString| ems_custom_get(&o.0, &key),
+    );
+    engine.register_fn("ems_custom_keys", |o: &mut VmdbObject| {
+        ems_custom_keys(&o.0)
     });
-    engine.register_fn("ems_custom_keys", |o: &mut VmdbObject| ems_custom_keys(&o.0));
-    engine.register_get("ems_custom_keys", |o: &mut VmdbObject| ems_custom_keys(&o.0));
-    engine.register_fn("create", |c: &mut VmdbClass, options: Map| create(c, options));
+    engine.register_get("ems_custom_keys", |o: &mut VmdbObject| {
+        ems_custom_keys(&o.0)
+    });
+    engine.register_fn("create", |c: &mut VmdbClass, options: Map| {
+        create(c, options)
+    });
 }

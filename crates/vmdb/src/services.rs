@@ -61,7 +61,9 @@ pub enum ServiceError {
         name: String,
     },
     /// ManageIQ's `MiqServiceCircularReferenceError`.
-    #[error("Adding resource <{resource}> to Service <{service}> will create a circular reference")]
+    #[error(
+        "Adding resource <{resource}> to Service <{service}> will create a circular reference"
+    )]
     Circular {
         /// The resource's name.
         resource: String,
@@ -118,7 +120,6 @@ pub fn create(
         "guid".into(),
         AttrValue::str(uuid::Uuid::new_v4().to_string()),
     );
-    a.insert("type".into(), AttrValue::Nil);
     a.insert("ancestry".into(), AttrValue::Nil);
     a.insert("visible".into(), AttrValue::Bool(true));
     a.insert("retired".into(), AttrValue::Bool(false));
@@ -162,7 +163,10 @@ fn child_path(ancestry: &[i64], id: i64) -> String {
     out
 }
 
-fn find_service<S: ObjectStore + ?Sized>(store: &S, id: i64) -> Result<Option<VmdbRef>, StoreError> {
+fn find_service<S: ObjectStore + ?Sized>(
+    store: &S,
+    id: i64,
+) -> Result<Option<VmdbRef>, StoreError> {
     store.find(SERVICE, id)
 }
 
@@ -636,12 +640,18 @@ mod tests {
 
         assert_eq!(parent_service(&store, &low).unwrap(), Some(mid.clone()));
         assert_eq!(root_service(&store, &low).unwrap(), top);
-        assert_eq!(direct_service_children(&store, &top).unwrap(), vec![mid.clone()]);
+        assert_eq!(
+            direct_service_children(&store, &top).unwrap(),
+            vec![mid.clone()]
+        );
         assert_eq!(
             all_service_children(&store, &top).unwrap(),
             vec![mid.clone(), low.clone()]
         );
-        assert_eq!(indirect_service_children(&store, &top).unwrap(), vec![low.clone()]);
+        assert_eq!(
+            indirect_service_children(&store, &top).unwrap(),
+            vec![low.clone()]
+        );
         assert_eq!(direct_vms(&store, &top).unwrap(), vec![a.clone()]);
         assert_eq!(all_vms(&store, &top).unwrap(), vec![a.clone(), b.clone()]);
         assert_eq!(direct_service(&store, &b).unwrap(), Some(low.clone()));

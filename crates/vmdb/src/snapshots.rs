@@ -140,7 +140,9 @@ pub fn create(
     a.insert("name".into(), AttrValue::str(new.name));
     a.insert(
         "description".into(),
-        new.description.map(AttrValue::str).unwrap_or(AttrValue::Nil),
+        new.description
+            .map(AttrValue::str)
+            .unwrap_or(AttrValue::Nil),
     );
     a.insert("uid".into(), AttrValue::str(new.uid.clone()));
     a.insert("uid_ems".into(), AttrValue::str(new.uid));
@@ -148,7 +150,9 @@ pub fn create(
     a.insert("parent_uid".into(), parent_uid);
     a.insert(
         "parent_id".into(),
-        parent.map(|p| AttrValue::Int(p.id)).unwrap_or(AttrValue::Nil),
+        parent
+            .map(|p| AttrValue::Int(p.id))
+            .unwrap_or(AttrValue::Nil),
     );
     a.insert("current".into(), AttrValue::Int(1));
     a.insert("create_time".into(), AttrValue::str(new.create_time));
@@ -166,8 +170,12 @@ pub fn create(
 /// when it was current its parent becomes current.
 pub fn remove(store: &dyn ObjectStore, vm: &VmdbRef, id: i64) -> Result<(), SnapshotError> {
     let snap = find(store, vm, id)?;
-    let parent = store.attribute(&snap, "parent_id")?.unwrap_or(AttrValue::Nil);
-    let parent_uid = store.attribute(&snap, "parent_uid")?.unwrap_or(AttrValue::Nil);
+    let parent = store
+        .attribute(&snap, "parent_id")?
+        .unwrap_or(AttrValue::Nil);
+    let parent_uid = store
+        .attribute(&snap, "parent_uid")?
+        .unwrap_or(AttrValue::Nil);
     let was_current = is_current(store, &snap)?;
     for s in list(store, vm)? {
         let p = store

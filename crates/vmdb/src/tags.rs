@@ -813,9 +813,7 @@ fn set_sourced(
     source: &str,
 ) -> Result<(), TagError> {
     let mut all = custom_attributes(store, obj)?;
-    let at = all
-        .iter()
-        .position(|c| c.source == source && c.name == key);
+    let at = all.iter().position(|c| c.source == source && c.name == key);
     match (at, value.is_blank()) {
         (None, true) => return Ok(()),
         (Some(i), true) => {

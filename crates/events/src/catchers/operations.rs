@@ -160,7 +160,9 @@ impl Operations {
                     .map_err(|e| e.to_string())
             }
         };
-        done.map_err(|e| format!("the provider performed it, but its inventory could not be stored: {e}"))
+        done.map_err(|e| {
+            format!("the provider performed it, but its inventory could not be stored: {e}")
+        })
     }
 
     /// The stored provider reference (`ems_ref`) of the operation's

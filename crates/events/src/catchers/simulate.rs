@@ -18,11 +18,11 @@
 
 use super::lease::Checkpoints;
 use super::operations::{self, InventoryChange};
-use automate_core::value::AttrValue;
-use automate_vmdb::snapshots::NewSnapshot;
 use super::{CatcherError, Ctx, Offer};
 use crate::{Provider, ProviderEvent};
 use automate_core::time;
+use automate_core::value::AttrValue;
+use automate_vmdb::snapshots::NewSnapshot;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::time::Duration;
@@ -593,7 +593,10 @@ impl Simulator {
                     total_size: 1_073_741_824,
                 });
                 let types: &[&str] = match f {
-                    R => &["USER_CREATE_SNAPSHOT", "USER_CREATE_SNAPSHOT_FINISHED_SUCCESS"],
+                    R => &[
+                        "USER_CREATE_SNAPSHOT",
+                        "USER_CREATE_SNAPSHOT_FINISHED_SUCCESS",
+                    ],
                     V => &["CreateSnapshot_Task"],
                     O => &[
                         "compute.instance.snapshot.start",
@@ -603,7 +606,10 @@ impl Simulator {
                 (types, change)
             }
             ("remove_snapshot", R) => (
-                &["USER_REMOVE_SNAPSHOT", "USER_REMOVE_SNAPSHOT_FINISHED_SUCCESS"],
+                &[
+                    "USER_REMOVE_SNAPSHOT",
+                    "USER_REMOVE_SNAPSHOT_FINISHED_SUCCESS",
+                ],
                 InventoryChange::SnapshotRemoved(arg_id(0)?),
             ),
             ("remove_snapshot", V) => (
@@ -611,7 +617,10 @@ impl Simulator {
                 InventoryChange::SnapshotRemoved(arg_id(0)?),
             ),
             ("remove_all_snapshots", R) => (
-                &["USER_REMOVE_SNAPSHOT", "USER_REMOVE_SNAPSHOT_FINISHED_SUCCESS"],
+                &[
+                    "USER_REMOVE_SNAPSHOT",
+                    "USER_REMOVE_SNAPSHOT_FINISHED_SUCCESS",
+                ],
                 InventoryChange::AllSnapshotsRemoved,
             ),
             ("remove_all_snapshots", V) => (
@@ -640,7 +649,11 @@ impl Simulator {
                     },
                 )
             }
-            _ => return self.perform_power(method, vm_ref, to_host).map(|e| (e, None)),
+            _ => {
+                return self
+                    .perform_power(method, vm_ref, to_host)
+                    .map(|e| (e, None))
+            }
         };
         if !matches!(method, "create_snapshot" | "set_custom_field") {
             self.label = match &change {
@@ -969,12 +982,7 @@ fn perform_with(sim: &mut Simulator, t: &operations::Taken) -> operations::Perfo
             t.op.class_name, t.op.instance_id
         ));
     };
-    sim.perform_operation(
-        &t.op.method_name,
-        vm_ref,
-        t.host_ref.as_deref(),
-        &t.op.args,
-    )
+    sim.perform_operation(&t.op.method_name, vm_ref, t.host_ref.as_deref(), &t.op.args)
 }
 
 /// What [`floor`] measured.
