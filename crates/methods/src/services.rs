@@ -234,10 +234,10 @@ fn create_snapshot(
     if name.is_blank() {
         return Err(runtime_error("create_snapshot: a snapshot needs a name"));
     }
-    let memory = match from_dynamic(memory) {
-        AttrValue::Nil | AttrValue::Bool(false) => false,
-        _ => true,
-    };
+    let memory = !matches!(
+        from_dynamic(memory),
+        AttrValue::Nil | AttrValue::Bool(false)
+    );
     queue(
         vm,
         "create_snapshot",
