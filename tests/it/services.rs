@@ -644,3 +644,21 @@ fn api_lists_services_and_their_vms() {
     assert!(entry.to_string().contains("/api/services"), "{entry}");
     stop.cancel();
 }
+
+#[test]
+fn methods_manage_services_on_postgresql() {
+    let Some(db) = automate_postgres::testing::TestDb::new("services_methods") else {
+        return;
+    };
+    let store = automate_postgres::store::PgStore::open(db.pg()).unwrap();
+    let src = rhev_store("web01");
+    for (class, id) in [
+        ("ExtManagementSystem", EMS),
+        ("Host", HOST),
+        ("VmOrTemplate", VM),
+    ] {
+        let o = src.load(class, id).unwrap().unwrap();
+        store.insert(&o.class, id, o.attrs).unwrap();
+    }
+    check_services(store, "postgres");
+}
