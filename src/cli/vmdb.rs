@@ -40,6 +40,7 @@ fn collection(class: &str) -> Option<&'static str> {
         "VmOrTemplate" => "vms",
         "Host" => "hosts",
         "ExtManagementSystem" => "providers",
+        "Service" => "services",
         _ => return None,
     })
 }

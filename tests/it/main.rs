@@ -45,6 +45,7 @@ mod retries;
 mod sandbox;
 mod semantics;
 mod service_model;
+mod services;
 mod storm;
 mod tags;
 mod vmdb;

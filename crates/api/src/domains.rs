@@ -31,6 +31,7 @@ const COLLECTIONS: &[(&str, &str)] = &[
     ("provision_requests", "Provisioning Requests"),
     ("providers", "Providers"),
     ("requests", "Requests"),
+    ("services", "Services"),
     ("tags", "Tags"),
     ("vms", "Virtual Machines"),
 ];

@@ -140,6 +140,13 @@ pub enum Endpoint {
     Notification,
     /// `GET /api/hosts/{id}`: one `Host`.
     Host,
+    /// `GET /api/services`: a page of the store's `Service` objects.
+    Services,
+    /// `GET /api/services/{id}`: one `Service`.
+    Service,
+    /// `GET /api/services/{id}/vms`: the VMs of the service and of the
+    /// services below it (ManageIQ's `service.vms`).
+    ServiceVms,
     /// `GET /api/providers`: a page of the store's `ExtManagementSystem`
     /// objects.
     Providers,
@@ -271,6 +278,9 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/api/hosts/{id}", Endpoint::Host),
     r("GET", "/api/notifications", Endpoint::Notifications),
     r("GET", "/api/notifications/{id}", Endpoint::Notification),
+    r("GET", "/api/services", Endpoint::Services),
+    r("GET", "/api/services/{id}", Endpoint::Service),
+    r("GET", "/api/services/{id}/vms", Endpoint::ServiceVms),
     r("GET", "/api/providers", Endpoint::Providers),
     r("GET", "/api/providers/{id}", Endpoint::Provider),
     r(
@@ -827,6 +837,9 @@ fn handler(method: &str, endpoint: Endpoint) -> Option<MethodRouter<ApiState>> {
         Endpoint::Tags => on(filter, tags::tag_entries),
         Endpoint::Category => on(filter, tags::category),
         Endpoint::Tag => on(filter, tags::tag_entry),
+        Endpoint::Services => on(filter, objects::services),
+        Endpoint::Service => on(filter, objects::service),
+        Endpoint::ServiceVms => on(filter, objects::service_vms),
         Endpoint::Hosts => on(filter, objects::hosts),
         Endpoint::Host => on(filter, objects::host),
         Endpoint::Notifications => on(filter, objects::notifications),

@@ -1,4 +1,6 @@
 //! Read-only collections of the object store: `/api/vms`, `/api/hosts`,
+//! `/api/services` (and a service's `vms`: its own and those of the
+//! services below it),
 //! `/api/providers`, `/api/provider_operations` (`MiqQueue` messages of
 //! the `ems_operations` role), `/api/notifications` (and one of each by id) and `/api/event_streams`
 //! (also by `type` and `since`, like `automate events list`), each with
@@ -114,6 +116,54 @@ pub(super) async fn notification(
     q: RawQuery,
 ) -> ApiResult {
     show_class(s, id, q, "Notification", "notifications").await
+}
+
+pub(super) async fn services(State(s): State<ApiState>, q: RawQuery) -> ApiResult {
+    list_class(s, q, automate_vmdb::services::SERVICE, "services").await
+}
+
+pub(super) async fn service(
+    State(s): State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+    q: RawQuery,
+) -> ApiResult {
+    show_class(s, id, q, automate_vmdb::services::SERVICE, "services").await
+}
+
+/// `GET /api/services/{id}/vms`: ManageIQ's `service.vms` as a
+/// subcollection, each VM with its attributes.
+pub(super) async fn service_vms(
+    State(state): State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+) -> ApiResult {
+    let id = parse_id(&path_arg(id)?)?;
+    let store = state.store.clone();
+    let base = base_url(&state);
+    blocking(move || {
+        let svc = store
+            .find(automate_vmdb::services::SERVICE, id)
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::not_found(format!("services/{id}: no such object")))?;
+        let vms = automate_vmdb::services::all_vms(&*store, &svc).map_err(ApiError::internal)?;
+        let mut rows = Vec::with_capacity(vms.len());
+        for vm in vms {
+            if let Some(obj) = store
+                .load("VmOrTemplate", vm.id)
+                .map_err(ApiError::internal)?
+            {
+                rows.push(object_json("vms", vm.id, &obj, &base));
+            }
+        }
+        Ok(json!({
+            "name": "vms",
+            "href": format!("{base}/api/services/{id}/vms"),
+            "count": rows.len(),
+            "subcount": rows.len(),
+            "resources": rows,
+        }))
+    })
+    .await
+    .and_then(ok)
 }
 
 pub(super) async fn providers(State(s): State<ApiState>, q: RawQuery) -> ApiResult {

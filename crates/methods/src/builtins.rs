@@ -421,21 +421,32 @@ fn src_vm_as_template(
 }
 
 /// `src_vm_destroy_all_snapshots`: the provider has removed every snapshot;
-/// the VM's `snapshots` records are emptied.
+/// the VM's `Snapshot` rows are marked removed
+/// ([`automate_vmdb::snapshots::remove_all`]).
 fn src_vm_destroy_all_snapshots(
     rt: &mut Runtime<'_>,
     obj: ObjectId,
     _: &Attributes,
 ) -> Result<(), EngineError> {
-    set_on_target(
-        rt,
-        obj,
-        "src_vm",
-        |_| "snapshots",
-        AttrValue::Array(Vec::new()),
-        "no snapshots removed",
-        |vm, _| format!("Removed all snapshot records of VmOrTemplate [{}]", vm.id),
-    )
+    let event = event_of(rt, obj)?;
+    let store = rt.engine().store().clone();
+    let Some(vm) = event_target(store.as_ref(), &event, "src_vm")? else {
+        rt.log(
+            Level::Info,
+            "Event has no target [src_vm]; no snapshots removed",
+        );
+        return Ok(());
+    };
+    let n = automate_vmdb::snapshots::remove_all(store.as_ref(), &vm)
+        .map_err(|e| EngineError::Abort(e.to_string()))?;
+    rt.log(
+        Level::Info,
+        format!(
+            "Removed all snapshot records of VmOrTemplate [{}] ({n})",
+            vm.id
+        ),
+    );
+    Ok(())
 }
 
 /// `src_vm_disconnect_storage`: a no-op, as in ManageIQ.

@@ -287,6 +287,7 @@ pub fn service_model(name: &str) -> Option<String> {
         "ems_cluster" => "EmsCluster",
         "storage" => "Storage",
         "tenant" => "Tenant",
+        "service_resource" => "ServiceResource",
         _ => name.trim(),
     };
     base_class(mapped).map(|_| mapped.to_string())
@@ -593,6 +594,7 @@ pub(crate) fn register(engine: &mut rhai::Engine) {
     super::tags::register(engine);
     super::operations::register(engine);
     super::service_model::register(engine);
+    super::services::register(engine);
     super::outbound::register(engine);
 }
 

@@ -43,6 +43,7 @@ pub mod outbound;
 pub mod process;
 pub mod rhai_runner;
 pub mod service_model;
+pub mod services;
 pub mod tags;
 
 pub use builtins::event_builtins;

@@ -44,7 +44,7 @@ pub const NO_ARG_OPERATIONS: [&str; 9] = [
 ];
 
 /// ManageIQ's `NoMethodError` text for `method` on `obj`.
-fn no_method(method: &str, obj: &VmdbRef) -> Box<EvalAltResult> {
+pub(crate) fn no_method(method: &str, obj: &VmdbRef) -> Box<EvalAltResult> {
     runtime_error(format!(
         "undefined method `{method}' for #<MiqAeService{} id: {}>",
         obj.class, obj.id
@@ -52,7 +52,12 @@ fn no_method(method: &str, obj: &VmdbRef) -> Box<EvalAltResult> {
 }
 
 /// Puts `method_name(args)` for the VM `vm` on its provider's queue.
-fn queue(vm: &VmdbRef, called: &str, method_name: &str, args: Vec<AttrValue>) -> RhaiResult<bool> {
+pub(crate) fn queue(
+    vm: &VmdbRef,
+    called: &str,
+    method_name: &str,
+    args: Vec<AttrValue>,
+) -> RhaiResult<bool> {
     if base_class(&vm.class) != Some("VmOrTemplate") {
         return Err(no_method(called, vm));
     }
@@ -141,6 +146,10 @@ fn migrate(
 pub(crate) fn register(engine: &mut rhai::Engine) {
     for name in NO_ARG_OPERATIONS {
         engine.register_fn(name, move |o: &mut VmdbObject| -> RhaiResult<bool> {
+            // A service's retirement is a request event, not an operation.
+            if name == "retire_now" && automate_vmdb::services::is_service(&o.0) {
+                return super::services::service_retire_now(&o.0);
+            }
             queue(&o.0, name, name, Vec::new())
         });
     }

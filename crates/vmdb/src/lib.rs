@@ -33,7 +33,9 @@ pub mod sandbox;
 mod schedule;
 pub mod served;
 pub mod service_model;
+pub mod services;
 pub mod shown;
+pub mod snapshots;
 pub mod tags;
 pub mod testing;
 mod unit;
@@ -388,7 +390,7 @@ impl PartialEq for BackendError {
 pub const REGION_BASE: i64 = 1_000_000_000_000;
 
 /// The base classes [`base_class`] answers with, each its own base class.
-const BASE_CLASSES: [&str; 17] = [
+const BASE_CLASSES: [&str; 20] = [
     "EventStream",
     "VmOrTemplate",
     "Host",
@@ -406,6 +408,9 @@ const BASE_CLASSES: [&str; 17] = [
     "Classification",
     "MiqQueue",
     "Notification",
+    "Service",
+    "ServiceResource",
+    "Snapshot",
 ];
 
 /// Every base class of the store (one id sequence each).
@@ -468,6 +473,9 @@ pub fn base_class(class: &str) -> Option<&'static str> {
         b"classification" => "Classification",
         b"miqqueue" => "MiqQueue",
         b"notification" => "Notification",
+        b"service" => "Service",
+        b"serviceresource" => "ServiceResource",
+        b"snapshot" => "Snapshot",
         _ => return None,
     })
 }
@@ -534,6 +542,9 @@ mod tests {
             ("MiqProvisionRequest", Some("MiqRequest")),
             ("ServiceProvisionTask", Some("MiqRequestTask")),
             ("policy", Some("MiqPolicy")),
+            ("service", Some("Service")),
+            ("ServiceResource", Some("ServiceResource")),
+            ("Snapshot", Some("Snapshot")),
             ("Flavor", None),
             ("", None),
             ("a_class_name_longer_than_the_forty_byte_buffer", None),

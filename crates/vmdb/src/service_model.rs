@@ -113,6 +113,9 @@ pub fn read<S: ObjectStore + ?Sized>(
     if let Some(v) = computed(store, obj, name)? {
         return Ok(v);
     }
+    if let Some(v) = crate::services::read(store, obj, name)? {
+        return Ok(v);
+    }
     if let Some(inner) = name.strip_prefix(NORMALIZED_PREFIX) {
         return Ok(match read(store, obj, inner)? {
             AttrValue::Str(s) => AttrValue::Str(normalize(&s)),
@@ -226,6 +229,7 @@ pub fn associations_of(base: &str) -> Vec<&'static str> {
                 .copied(),
         )
         .collect();
+    out.extend(crate::services::association_names(base));
     out.sort_unstable();
     out.dedup();
     out
@@ -505,6 +509,65 @@ pub fn columns(base: &str) -> &'static [&'static str] {
             "towhat",
             "updated_by",
             "updated_on",
+        ],
+        "Service" => &[
+            "ancestry",
+            "created_at",
+            "description",
+            "display",
+            "evm_owner_id",
+            "guid",
+            "initiator",
+            "lifecycle_state",
+            "miq_group_id",
+            "name",
+            "options",
+            "retired",
+            "retirement_last_warn",
+            "retirement_requester",
+            "retirement_state",
+            "retirement_warn",
+            "retires_on",
+            "service_template_id",
+            "tenant_id",
+            "type",
+            "updated_at",
+            "visible",
+        ],
+        "ServiceResource" => &[
+            "group_idx",
+            "provision_index",
+            "resource_id",
+            "resource_type",
+            "scaling_max",
+            "scaling_min",
+            "service_id",
+            "service_template_id",
+            "source_id",
+            "source_type",
+            "start_action",
+            "start_delay",
+            "status",
+            "stop_action",
+            "stop_delay",
+        ],
+        "Snapshot" => &[
+            "create_time",
+            "created_on",
+            "current",
+            "description",
+            "disks",
+            "ems_ref",
+            "ems_ref_type",
+            "filename",
+            "name",
+            "parent_id",
+            "parent_uid",
+            "total_size",
+            "uid",
+            "uid_ems",
+            "updated_on",
+            "vm_or_template_id",
         ],
         "MiqAlert" => &[
             "created_on",

@@ -661,8 +661,8 @@ fn check_custom(obj: &VmdbRef, method: &'static str) -> Result<(), TagError> {
 }
 
 /// Every custom attribute of `obj`, in the order set.
-pub fn custom_attributes(
-    store: &dyn ObjectStore,
+pub fn custom_attributes<S: ObjectStore + ?Sized>(
+    store: &S,
     obj: &VmdbRef,
 ) -> Result<Vec<CustomAttribute>, StoreError> {
     Ok(parse_custom(store.attribute(obj, CUSTOM_ATTR)?.as_ref()))
@@ -727,9 +727,81 @@ pub fn custom_set(
     value: &AttrValue,
 ) -> Result<(), TagError> {
     check_custom(obj, "custom_set")?;
+    set_sourced(store, obj, key, value, CUSTOM_SOURCE)
+}
+
+/// The `source` of the custom attributes a provider keeps on its VMs
+/// (ManageIQ's `ems_custom_attributes`: VMware's custom fields).
+pub const EMS_CUSTOM_SOURCE: &str = "VC";
+
+/// `vm.ems_custom_keys`: the keys of the provider's custom attributes.
+pub fn ems_custom_keys(store: &dyn ObjectStore, obj: &VmdbRef) -> Result<Vec<String>, TagError> {
+    check_custom(obj, "ems_custom_keys")?;
+    Ok(custom_attributes(store, obj)?
+        .into_iter()
+        .filter(|c| c.source == EMS_CUSTOM_SOURCE)
+        .map(|c| c.name)
+        .collect())
+}
+
+/// `vm.ems_custom_get(key)`: the provider's value, `None` when unset.
+pub fn ems_custom_get(
+    store: &dyn ObjectStore,
+    obj: &VmdbRef,
+    key: &str,
+) -> Result<Option<String>, TagError> {
+    check_custom(obj, "ems_custom_get")?;
+    Ok(custom_attributes(store, obj)?
+        .into_iter()
+        .find(|c| c.source == EMS_CUSTOM_SOURCE && c.name == key)
+        .map(|c| c.value))
+}
+
+/// What the provider stores once it has performed `vm.ems_custom_set(key,
+/// value)` (its `set_custom_field`): the `VC` custom attribute, a blank
+/// value removing it.
+pub fn ems_custom_set(
+    store: &dyn ObjectStore,
+    obj: &VmdbRef,
+    key: &str,
+    value: &AttrValue,
+) -> Result<(), TagError> {
+    check_custom(obj, "ems_custom_set")?;
+    set_sourced(store, obj, key, value, EMS_CUSTOM_SOURCE)
+}
+
+/// `vm.ems_custom_attributes`: the provider's custom attributes, each a
+/// hash of `name`, `value`, `source`.
+pub fn ems_custom_attribute_rows<S: ObjectStore + ?Sized>(
+    store: &S,
+    obj: &VmdbRef,
+) -> Result<AttrValue, StoreError> {
+    Ok(AttrValue::Array(
+        custom_attributes(store, obj)?
+            .into_iter()
+            .filter(|c| c.source == EMS_CUSTOM_SOURCE)
+            .map(custom_row)
+            .collect(),
+    ))
+}
+
+fn custom_row(c: CustomAttribute) -> AttrValue {
+    AttrValue::Hash(vec![
+        (AttrValue::str("name"), AttrValue::str(c.name)),
+        (AttrValue::str("value"), AttrValue::str(c.value)),
+        (AttrValue::str("source"), AttrValue::str(c.source)),
+    ])
+}
+
+fn set_sourced(
+    store: &dyn ObjectStore,
+    obj: &VmdbRef,
+    key: &str,
+    value: &AttrValue,
+    source: &str,
+) -> Result<(), TagError> {
     let is_set = |all: &[CustomAttribute], key: &str| {
-        all.iter()
-            .any(|c| c.source == CUSTOM_SOURCE && c.name == key)
+        all.iter().any(|c| c.source == source && c.name == key)
     };
     let blank = value.is_blank();
     if blank && !is_set(&custom_attributes(store, obj)?, key) {
@@ -737,13 +809,12 @@ pub fn custom_set(
     }
     let key = key.to_string();
     let text = value.to_text();
+    let source = source.to_string();
     // Applied to the list as it is when the write lands: a concurrent
     // custom_set of another key is kept.
     let change = AttrChange::new(move |current| {
         let mut all = parse_custom(current);
-        let at = all
-            .iter()
-            .position(|c| c.source == CUSTOM_SOURCE && c.name == key);
+        let at = all.iter().position(|c| c.source == source && c.name == key);
         match (at, blank) {
             (None, true) => {}
             (Some(i), true) => {
@@ -757,27 +828,12 @@ pub fn custom_set(
             (None, false) => all.push(CustomAttribute {
                 name: key.clone(),
                 value: text.clone(),
-                source: CUSTOM_SOURCE.to_string(),
+                source: source.clone(),
             }),
         }
-        custom_value(all)
+        AttrValue::Array(all.into_iter().map(custom_row).collect())
     });
     Ok(store.modify(obj, CUSTOM_ATTR, &change)?)
-}
-
-/// The stored `custom_attributes` attribute of `all`.
-fn custom_value(all: Vec<CustomAttribute>) -> AttrValue {
-    AttrValue::Array(
-        all.into_iter()
-            .map(|c| {
-                AttrValue::Hash(vec![
-                    (AttrValue::str("name"), AttrValue::str(c.name)),
-                    (AttrValue::str("value"), AttrValue::str(c.value)),
-                    (AttrValue::str("source"), AttrValue::str(c.source)),
-                ])
-            })
-            .collect(),
-    )
 }
 
 #[cfg(test)]

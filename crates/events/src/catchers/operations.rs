@@ -201,6 +201,35 @@ impl Operations {
         }
     }
 
+    /// Writes what the provider's inventory holds after `op` into the
+    /// store (all of it or, when a write fails, an error saying why).
+    fn apply(&self, op: &ProviderOperation, change: &InventoryChange) -> Result<(), String> {
+        use automate_vmdb::snapshots;
+        let store = self.store.as_ref();
+        let vm = op.target();
+        let done = match change {
+            InventoryChange::SnapshotCreated(new) => snapshots::create(store, &vm, new.clone())
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            InventoryChange::SnapshotRemoved(id) => {
+                snapshots::remove(store, &vm, *id).map_err(|e| e.to_string())
+            }
+            InventoryChange::AllSnapshotsRemoved => snapshots::remove_all(store, &vm)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            InventoryChange::SnapshotReverted(id) => {
+                snapshots::revert_to(store, &vm, *id).map_err(|e| e.to_string())
+            }
+            InventoryChange::CustomField { name, value } => {
+                automate_vmdb::tags::ems_custom_set(store, &vm, name, value)
+                    .map_err(|e| e.to_string())
+            }
+        };
+        done.map_err(|e| {
+            format!("the provider performed it, but its inventory could not be stored: {e}")
+        })
+    }
+
     /// The stored provider reference (`ems_ref`) of the operation's
     /// target VM.
     pub(crate) fn vm_ref(&self, op: &ProviderOperation) -> Option<String> {
@@ -220,9 +249,32 @@ impl Operations {
     }
 }
 
-/// What performing an operation gave: the provider's events, or why it
-/// refused.
-pub(crate) type Performed = Result<Vec<ProviderEvent>, String>;
+/// What a provider's inventory holds after it performed an operation (what
+/// ManageIQ's refresh would store): written to the store before the
+/// operation's events are sent, so the events' handling finds it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InventoryChange {
+    /// `create_snapshot`: the new snapshot, now the VM's current one.
+    SnapshotCreated(automate_vmdb::snapshots::NewSnapshot),
+    /// `remove_snapshot`: the snapshot with this id is gone.
+    SnapshotRemoved(i64),
+    /// `remove_all_snapshots`.
+    AllSnapshotsRemoved,
+    /// `revert_to_snapshot`: the snapshot with this id is current.
+    SnapshotReverted(i64),
+    /// `set_custom_field`: the VM's provider custom attribute (a blank
+    /// value removes it).
+    CustomField {
+        /// Its key.
+        name: String,
+        /// Its value.
+        value: AttrValue,
+    },
+}
+
+/// What performing an operation gave: the provider's events and its
+/// inventory change, or why it refused.
+pub(crate) type Performed = Result<(Vec<ProviderEvent>, Option<InventoryChange>), String>;
 
 /// A taken operation with what performing it needs from the store: its
 /// VM's provider reference and, for a migration, the destination host's.
@@ -273,7 +325,19 @@ pub(crate) async fn serve_ready(
     .ok()?;
     let n = taken.len();
     for t in taken {
-        let (state, message, stop) = match perform(&t) {
+        let performed = match perform(&t) {
+            Ok((events, Some(change))) => {
+                let (o, op) = (ops.clone(), t.op.clone());
+                match tokio::task::spawn_blocking(move || o.apply(&op, &change)).await {
+                    Ok(Ok(())) => Ok(events),
+                    Ok(Err(why)) => Err(why),
+                    Err(e) => Err(format!("storing the provider's inventory failed: {e}")),
+                }
+            }
+            Ok((events, None)) => Ok(events),
+            Err(why) => Err(why),
+        };
+        let (state, message, stop) = match performed {
             Ok(events) => {
                 if t.op.method_name == automate_vmdb::request_task::CLONE_METHOD {
                     let (o, op, evs) = (ops.clone(), t.op.clone(), events.clone());

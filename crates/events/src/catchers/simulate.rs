@@ -17,10 +17,12 @@
 //! the catcher paces it at `rate` events per second.
 
 use super::lease::Checkpoints;
-use super::operations;
+use super::operations::{self, InventoryChange};
 use super::{CatcherError, Ctx, Offer};
 use crate::{Provider, ProviderEvent};
 use automate_core::time;
+use automate_core::value::AttrValue;
+use automate_vmdb::snapshots::NewSnapshot;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::time::Duration;
@@ -225,6 +227,8 @@ pub struct Simulator {
     /// Draws for templates and clones, apart from the stream's `rng`, so
     /// a seed's event stream is the same with or without them.
     clone_rng: SplitMix64,
+    /// The snapshot name (or custom field) the event being made is about.
+    label: String,
 }
 
 /// The templates every simulated provider has, by name.
@@ -320,6 +324,7 @@ impl Simulator {
             remaining: cfg.count,
             templates,
             clone_rng,
+            label: String::new(),
         }
     }
 
@@ -384,6 +389,48 @@ impl Simulator {
             "USER_ADD_VM_FINISHED_SUCCESS" => {
                 (53, format!("VM {} creation has been completed.", vm.name))
             }
+            "USER_CREATE_SNAPSHOT" => (
+                45,
+                format!(
+                    "Snapshot '{}' creation for VM '{}' was initiated by {}.",
+                    self.label, vm.name, self.user
+                ),
+            ),
+            "USER_CREATE_SNAPSHOT_FINISHED_SUCCESS" => (
+                68,
+                format!(
+                    "Snapshot '{}' creation for VM '{}' has been completed.",
+                    self.label, vm.name
+                ),
+            ),
+            "USER_REMOVE_SNAPSHOT" => (
+                342,
+                format!(
+                    "Snapshot '{}' deletion for VM '{}' was initiated by {}.",
+                    self.label, vm.name, self.user
+                ),
+            ),
+            "USER_REMOVE_SNAPSHOT_FINISHED_SUCCESS" => (
+                356,
+                format!(
+                    "Snapshot '{}' deletion for VM '{}' has been completed.",
+                    self.label, vm.name
+                ),
+            ),
+            "USER_RESTORE_FROM_SNAPSHOT" => (
+                99,
+                format!(
+                    "VM {} restored from Snapshot '{}' by {}.",
+                    vm.name, self.label, self.user
+                ),
+            ),
+            "USER_RESTORE_FROM_SNAPSHOT_FINISH_SUCCESS" => (
+                100,
+                format!(
+                    "VM {} restoring from Snapshot '{}' has been completed.",
+                    vm.name, self.label
+                ),
+            ),
             "USER_STOP_VM" => (
                 33,
                 format!(
@@ -478,6 +525,11 @@ impl Simulator {
         let key = 5_000 + self.seq;
         let time = time::iso8601(self.clock_ms);
         let verb = match event_type {
+            "CreateSnapshot_Task" => "Task: Create virtual machine snapshot",
+            "RemoveSnapshot_Task" => "Task: Remove snapshot",
+            "RemoveAllSnapshots_Task" => "Task: Remove all snapshots",
+            "RevertToSnapshot_Task" => "Task: Revert to snapshot",
+            "CustomFieldValueChangedEvent" => "custom field changed",
             "VmStartingEvent" => "is starting",
             "VmPoweredOnEvent" => "is powered on",
             "VmStoppingEvent" => "is stopping",
@@ -515,6 +567,153 @@ impl Simulator {
     /// the provider refuses (an unknown VM, a VM already in that state, an
     /// operation it has no event for).
     pub fn perform(
+        &mut self,
+        method: &str,
+        vm_ref: &str,
+        to_host: Option<&str>,
+    ) -> Result<Vec<ProviderEvent>, String> {
+        self.perform_operation(method, vm_ref, to_host, &[])
+            .map(|(events, _)| events)
+    }
+
+    /// Performs a provider operation as [`Simulator::perform`] does, with
+    /// its arguments (`create_snapshot`'s name, description and memory
+    /// flag; `remove_snapshot`'s and `revert_to_snapshot`'s snapshot id;
+    /// `set_custom_field`'s key and value), and says what the provider's
+    /// inventory holds afterwards (a new snapshot, a removed one, a custom
+    /// field), which the catcher stores before sending the events.
+    /// Snapshots: RHEV (`USER_CREATE_SNAPSHOT`,
+    /// `USER_CREATE_SNAPSHOT_FINISHED_SUCCESS`, `USER_REMOVE_SNAPSHOT`...,
+    /// `USER_RESTORE_FROM_SNAPSHOT`...), VMware (`CreateSnapshot_Task`,
+    /// `RemoveSnapshot_Task`, `RemoveAllSnapshots_Task`,
+    /// `RevertToSnapshot_Task`), OpenStack (`create_snapshot` only:
+    /// `compute.instance.snapshot.start`/`.end`). Custom fields: VMware
+    /// only (`CustomFieldValueChangedEvent`), as in ManageIQ.
+    pub fn perform_operation(
+        &mut self,
+        method: &str,
+        vm_ref: &str,
+        to_host: Option<&str>,
+        args: &[AttrValue],
+    ) -> Result<(Vec<ProviderEvent>, Option<InventoryChange>), String> {
+        use Flavour::{Openstack as O, Rhev as R, Vmware as V};
+        let arg_text = |i: usize| {
+            args.get(i)
+                .filter(|v| !matches!(v, AttrValue::Nil))
+                .map(AttrValue::to_text)
+        };
+        let arg_id = |i: usize| {
+            args.get(i)
+                .and_then(automate_vmdb::associations::as_id)
+                .ok_or_else(|| format!("{method}: no snapshot id"))
+        };
+        let (types, change): (&[&str], InventoryChange) = match (method, self.flavour) {
+            ("create_snapshot", f) => {
+                let name = arg_text(0).ok_or("create_snapshot: no snapshot name")?;
+                self.label = name.clone();
+                let uid = match f {
+                    V => format!("snapshot-{}", 2_000 + self.seq),
+                    _ => self.rng.uuid(),
+                };
+                let change = InventoryChange::SnapshotCreated(NewSnapshot {
+                    name,
+                    description: arg_text(1),
+                    uid,
+                    memory: matches!(args.get(2), Some(AttrValue::Bool(true))),
+                    create_time: time::iso8601(self.clock_ms + self.step_ms),
+                    total_size: 1_073_741_824,
+                });
+                let types: &[&str] = match f {
+                    R => &[
+                        "USER_CREATE_SNAPSHOT",
+                        "USER_CREATE_SNAPSHOT_FINISHED_SUCCESS",
+                    ],
+                    V => &["CreateSnapshot_Task"],
+                    O => &[
+                        "compute.instance.snapshot.start",
+                        "compute.instance.snapshot.end",
+                    ],
+                };
+                (types, change)
+            }
+            ("remove_snapshot", R) => (
+                &[
+                    "USER_REMOVE_SNAPSHOT",
+                    "USER_REMOVE_SNAPSHOT_FINISHED_SUCCESS",
+                ],
+                InventoryChange::SnapshotRemoved(arg_id(0)?),
+            ),
+            ("remove_snapshot", V) => (
+                &["RemoveSnapshot_Task"],
+                InventoryChange::SnapshotRemoved(arg_id(0)?),
+            ),
+            ("remove_all_snapshots", R) => (
+                &[
+                    "USER_REMOVE_SNAPSHOT",
+                    "USER_REMOVE_SNAPSHOT_FINISHED_SUCCESS",
+                ],
+                InventoryChange::AllSnapshotsRemoved,
+            ),
+            ("remove_all_snapshots", V) => (
+                &["RemoveAllSnapshots_Task"],
+                InventoryChange::AllSnapshotsRemoved,
+            ),
+            ("revert_to_snapshot", R) => (
+                &[
+                    "USER_RESTORE_FROM_SNAPSHOT",
+                    "USER_RESTORE_FROM_SNAPSHOT_FINISH_SUCCESS",
+                ],
+                InventoryChange::SnapshotReverted(arg_id(0)?),
+            ),
+            ("revert_to_snapshot", V) => (
+                &["RevertToSnapshot_Task"],
+                InventoryChange::SnapshotReverted(arg_id(0)?),
+            ),
+            ("set_custom_field", V) => {
+                let name = arg_text(0).ok_or("set_custom_field: no attribute name")?;
+                self.label = name.clone();
+                (
+                    &["CustomFieldValueChangedEvent"],
+                    InventoryChange::CustomField {
+                        name,
+                        value: args.get(1).cloned().unwrap_or(AttrValue::Nil),
+                    },
+                )
+            }
+            _ => {
+                return self
+                    .perform_power(method, vm_ref, to_host)
+                    .map(|e| (e, None))
+            }
+        };
+        if !matches!(method, "create_snapshot" | "set_custom_field") {
+            self.label = match &change {
+                InventoryChange::SnapshotRemoved(id) | InventoryChange::SnapshotReverted(id) => {
+                    id.to_string()
+                }
+                _ => "all".to_string(),
+            };
+        }
+        let Some(i) = self.vms.iter().position(|v| self.vm_ref_of(v) == vm_ref) else {
+            return Err(format!("the provider has no VM [{vm_ref}]"));
+        };
+        let mut out = Vec::with_capacity(types.len());
+        for t in types {
+            self.seq += 1;
+            self.clock_ms += self.step_ms;
+            let vm = self.vms[i].clone();
+            let host = self.hosts[vm.host].clone();
+            out.push(match self.flavour {
+                Flavour::Rhev => self.rhev_event(t, &vm, &host),
+                Flavour::Openstack => self.openstack_event(t, &vm, &host, vm.power),
+                Flavour::Vmware => self.vmware_event(t, &vm, &host),
+            });
+        }
+        Ok((out, Some(change)))
+    }
+
+    /// The power, migration and removal operations ([`Simulator::perform`]).
+    fn perform_power(
         &mut self,
         method: &str,
         vm_ref: &str,
@@ -888,9 +1087,9 @@ fn perform_with(sim: &mut Simulator, t: &operations::Taken) -> operations::Perfo
     };
     if t.op.method_name == automate_vmdb::request_task::CLONE_METHOD {
         let name = t.op.args.first().map(|v| v.to_text()).unwrap_or_default();
-        return sim.clone_vm(vm_ref, &name);
+        return sim.clone_vm(vm_ref, &name).map(|events| (events, None));
     }
-    sim.perform(&t.op.method_name, vm_ref, t.host_ref.as_deref())
+    sim.perform_operation(&t.op.method_name, vm_ref, t.host_ref.as_deref(), &t.op.args)
 }
 
 /// What [`floor`] measured.
