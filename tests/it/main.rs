@@ -7,6 +7,7 @@
 static ALLOC: automate_core::alloc::CountingAlloc = automate_core::alloc::CountingAlloc;
 
 mod api;
+mod authoring;
 mod catchers;
 mod cli;
 mod client;
@@ -22,6 +23,7 @@ mod demo;
 mod engine;
 mod events;
 mod fixtures;
+mod git_domains;
 mod harden_api;
 mod harden_batch;
 mod harden_budget;
