@@ -179,7 +179,10 @@ pub fn create(
         NewKind::Method => NameKind::Method,
     };
     let reason = validate::bad_name(name, name_kind)
-        .or_else(|| name.starts_with('.').then(|| "it starts with `.`".to_string()))
+        .or_else(|| {
+            (name.starts_with('.') && !(kind == NewKind::Instance && name == ".missing"))
+                .then(|| "it starts with `.` (only the instance `.missing` may)".to_string())
+        })
         .or_else(|| {
             (kind == NewKind::Domain && name.eq_ignore_ascii_case(MANAGEIQ))
                 .then(|| "`ManageIQ` is the shipped domain's".to_string())
