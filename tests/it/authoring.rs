@@ -148,3 +148,128 @@ fn new_refuses_existing_objects_missing_parents_bad_names_and_locked_domains() {
     assert!(e.contains("domain `Acme` is read-only (source: user_locked)"), "{e}");
     assert_eq!(files(&root), before);
 }
+
+/// The JSON Schema of `docs/schema/<name>.schema.json`, compiled.
+fn schema(name: &str) -> jsonschema::Validator {
+    let path = crate::common::manifest(&format!("docs/schema/{name}.schema.json"));
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let json: serde_json::Value = serde_json::from_str(&text).expect("schema is JSON");
+    jsonschema::draft202012::new(&json).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Which schema a datastore file answers to, from its place in the layout.
+fn kind_of(rel: &str) -> Option<&'static str> {
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    if !name.ends_with(".yaml") || name == ".manifest.yaml" {
+        return None;
+    }
+    Some(if name == "__domain__.yaml" {
+        "domain"
+    } else if name == "__namespace__.yaml" {
+        "namespace"
+    } else if name == "__class__.yaml" {
+        "class"
+    } else if rel.contains("/__methods__/") {
+        "method"
+    } else if rel.contains(".class/") {
+        "instance"
+    } else {
+        return None;
+    })
+}
+
+/// Validates every YAML file of the layout below `dir` (and `control/`
+/// files) against its schema; returns how many, and every failure.
+fn validate_tree(dir: &Path, validators: &BTreeMap<&str, jsonschema::Validator>) -> (usize, Vec<String>) {
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for (rel, path, kind) in crate::common::tree_entries(dir) {
+        if !kind.is_file() {
+            continue;
+        }
+        let which = if rel.starts_with("control/") && (rel.ends_with(".yaml") || rel.ends_with(".yml")) {
+            "control-policy"
+        } else if let Some(k) = kind_of(&rel) {
+            k
+        } else {
+            continue;
+        };
+        let text = fs::read_to_string(&path).expect("read");
+        let value: serde_json::Value = match serde_saphyr::from_str(&text) {
+            Ok(v) => v,
+            Err(e) => {
+                failures.push(format!("{rel}: not YAML: {e}"));
+                continue;
+            }
+        };
+        checked += 1;
+        for e in validators[which].iter_errors(&value) {
+            failures.push(format!("{rel} ({which}): {} at {}", e, e.instance_path()));
+        }
+    }
+    (checked, failures)
+}
+
+#[test]
+fn the_json_schemas_accept_every_fixture_file_the_shipped_domain_and_scaffolds() {
+    let names = [
+        "domain",
+        "namespace",
+        "class",
+        "instance",
+        "method",
+        "control-policy",
+        "test",
+        "automate-config",
+    ];
+    let validators: BTreeMap<&str, jsonschema::Validator> =
+        names.iter().map(|n| (*n, schema(n))).collect();
+
+    // Every file of ManageIQ's own domain (the fixture): 1,401.
+    let fixture = crate::common::manifest("../shared/fixtures/manageiq-content");
+    if fixture.is_dir() {
+        let (checked, failures) = validate_tree(&fixture, &validators);
+        assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+        assert_eq!(checked, 1401, "fixture files checked");
+    } else {
+        eprintln!("skipped the fixture: {} is not there", fixture.display());
+    }
+    // The shipped datastore (with control/).
+    let (checked, failures) = validate_tree(&crate::common::shipped_datastore(), &validators);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(checked > 1000, "{checked}");
+
+    // What `automate new` writes.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("ds");
+    ok(automate(&root, &["new", "domain", "Acme"]));
+    ok(automate(&root, &["new", "namespace", "Acme/Shop"]));
+    ok(automate(&root, &["new", "class", "Acme/Shop/Flow", "--state-machine"]));
+    ok(automate(&root, &["new", "instance", "Acme/Shop/Flow/default"]));
+    ok(automate(&root, &["new", "method", "Acme/Shop/Flow/pick"]));
+    let (checked, failures) = validate_tree(&root, &validators);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(checked, 5);
+
+    // automate.example.yaml, and what the schemas refuse.
+    let example: serde_json::Value = serde_saphyr::from_str(
+        &fs::read_to_string(crate::common::manifest("automate.example.yaml")).expect("read"),
+    )
+    .expect("yaml");
+    let errors: Vec<String> = validators["automate-config"]
+        .iter_errors(&example)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let bad_domain = serde_json::json!({"object_type": "domain", "version": 1.0,
+        "object": {"attributes": {"name": "X", "source": "mine"}}});
+    assert!(!validators["domain"].is_valid(&bad_domain));
+    let bad_method = serde_json::json!({"object_type": "method", "version": 1.0,
+        "object": {"attributes": {"name": "m", "language": "python"}, "inputs": []}});
+    assert!(!validators["method"].is_valid(&bad_method));
+    let test_file = serde_json::json!({"cases": [{"name": "start", "event": {"type": "USER_RUN_VM", "source": "RHEVM"},
+        "objects": [{"type": "VmOrTemplate", "attributes": {"name": "vm1"}}],
+        "expect": {"log": ["Event Raised [vm_start]"]}}]});
+    let errors: Vec<String> = validators["test"].iter_errors(&test_file).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+}
