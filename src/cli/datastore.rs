@@ -280,7 +280,14 @@ pub fn import(global: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> {
         },
     };
     if let Some(repository) = &args.git {
-        return import_git(global, repository, args.git_ref.as_deref(), &opts, args.preview, args.json);
+        return import_git(
+            global,
+            repository,
+            args.git_ref.as_deref(),
+            &opts,
+            args.preview,
+            args.json,
+        );
     }
     let Some(source) = args.source.as_deref() else {
         bail!("give the source to import: a directory, a zip, or --git REPOSITORY");

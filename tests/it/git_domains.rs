@@ -147,7 +147,10 @@ fn import_at_a_tag_then_refresh_a_branch_to_a_newer_commit() {
         &["import", "--git", &repo_arg, "--ref", "V1"],
     ));
     assert!(out.contains("Imported domain Sample"), "{out}");
-    assert!(out.contains(&format!("v1 (tag) at commit {}", &first[..8])), "{out}");
+    assert!(
+        out.contains(&format!("v1 (tag) at commit {}", &first[..8])),
+        "{out}"
+    );
     let d = listed(&tagged, "Sample");
     assert_eq!(d["source"], "remote");
     assert_eq!(d["ref"], "v1");
@@ -170,15 +173,20 @@ fn import_at_a_tag_then_refresh_a_branch_to_a_newer_commit() {
     git(&repo, &["branch", "release", &first]);
     stdout(&automate(
         &branch,
-        &["import", "--git", &format!("file://{repo_arg}"), "--ref", "release"],
+        &[
+            "import",
+            "--git",
+            &format!("file://{repo_arg}"),
+            "--ref",
+            "release",
+        ],
     ));
     assert_eq!(listed(&branch, "Sample")["commit_sha"], first.as_str());
     let before = files(&branch.join("Sample"));
     git(&repo, &["branch", "-f", "release", &second]);
     let out = stdout(&automate(&branch, &["datastore", "refresh", "Sample"]));
     assert!(
-        out.contains(&format!("from commit {} to", &first[..8]))
-            && out.contains(&second[..8]),
+        out.contains(&format!("from commit {} to", &first[..8])) && out.contains(&second[..8]),
         "{out}"
     );
     let d = listed(&branch, "Sample");
@@ -186,7 +194,10 @@ fn import_at_a_tag_then_refresh_a_branch_to_a_newer_commit() {
     assert_eq!(d["ref_type"], "branch");
     assert_eq!(d["commit_message"], "Friendlier greeting");
     let after = files(&branch.join("Sample"));
-    assert!(String::from_utf8_lossy(&after[HELLO.trim_start_matches("Sample/")]).contains("hello again"));
+    assert!(
+        String::from_utf8_lossy(&after[HELLO.trim_start_matches("Sample/")])
+            .contains("hello again")
+    );
     assert_ne!(before, after);
     // Priority and enabled are kept.
     assert_eq!(d["priority"], listed(&tagged, "Sample")["priority"]);
@@ -198,8 +209,13 @@ fn a_refresh_to_a_commit_that_does_not_validate_leaves_the_domain_as_it_was() {
     let repo = tmp.path().join("repo");
     let first = sample_repo(&repo);
     let root = tmp.path().join("ds");
-    git::import_git(&root, &repo.to_string_lossy(), Some("main"), &ImportOptions::default())
-        .expect("import");
+    git::import_git(
+        &root,
+        &repo.to_string_lossy(),
+        Some("main"),
+        &ImportOptions::default(),
+    )
+    .expect("import");
     let before = files(&root);
 
     // The next commit has an instance field its class does not define.
@@ -207,7 +223,10 @@ fn a_refresh_to_a_commit_that_does_not_validate_leaves_the_domain_as_it_was() {
     let text = fs::read_to_string(&hello).expect("read");
     fs::write(
         &hello,
-        text.replace("  - execute:", "  - no_such_field:\n      value: x\n  - execute:"),
+        text.replace(
+            "  - execute:",
+            "  - no_such_field:\n      value: x\n  - execute:",
+        ),
     )
     .expect("write");
     let bad = commit_all(&repo, "Broken");
@@ -239,8 +258,13 @@ fn git_domains_refuse_edits_and_export_without_the_git_columns() {
     let repo = tmp.path().join("repo");
     sample_repo(&repo);
     let root = tmp.path().join("ds");
-    let s = git::import_git(&root, &repo.to_string_lossy(), None, &ImportOptions::default())
-        .expect("import");
+    let s = git::import_git(
+        &root,
+        &repo.to_string_lossy(),
+        None,
+        &ImportOptions::default(),
+    )
+    .expect("import");
     assert_eq!(s.origin.git_ref, "main");
     assert_eq!(s.import.source.as_str(), "remote");
 
@@ -283,10 +307,14 @@ fn git_domains_refuse_edits_and_export_without_the_git_columns() {
         }
     }
     // A user domain is not a git domain.
-    import::import(&root, &sample(), &ImportOptions {
-        rename: Some("Mine".into()),
-        ..Default::default()
-    })
+    import::import(
+        &root,
+        &sample(),
+        &ImportOptions {
+            rename: Some("Mine".into()),
+            ..Default::default()
+        },
+    )
     .expect("import");
     let e = git::refresh(&root, "Mine").expect_err("not git");
     assert!(matches!(e, GitError::NotGit { .. }), "{e}");
@@ -327,18 +355,28 @@ fn a_repository_of_several_domains_needs_a_choice_and_bad_refs_are_named() {
     let r = git::refresh(&root, "Other").expect("refresh");
     assert!(r.import.is_none());
 
-    let e = git::import_git(&root, &bare, Some("nope"), &ImportOptions::default())
-        .expect_err("no ref");
+    let e =
+        git::import_git(&root, &bare, Some("nope"), &ImportOptions::default()).expect_err("no ref");
     assert!(
         e.to_string()
             .contains("has no branch or tag `nope` (branches: main; tags: none)"),
         "{e}"
     );
-    let e = git::import_git(&root, "https://example.com/x.git", None, &ImportOptions::default())
-        .expect_err("network");
+    let e = git::import_git(
+        &root,
+        "https://example.com/x.git",
+        None,
+        &ImportOptions::default(),
+    )
+    .expect_err("network");
     assert!(matches!(e, GitError::NotLocal { .. }), "{e}");
-    let e = git::import_git(&root, &tmp.path().join("none").to_string_lossy(), None, &ImportOptions::default())
-        .expect_err("missing");
+    let e = git::import_git(
+        &root,
+        &tmp.path().join("none").to_string_lossy(),
+        None,
+        &ImportOptions::default(),
+    )
+    .expect_err("missing");
     assert!(matches!(e, GitError::Open { .. }), "{e}");
 }
 
@@ -351,8 +389,17 @@ fn a_symbolic_link_in_the_tree_is_refused() {
         .expect("symlink");
     commit_all(&repo, "A link");
     let root = tmp.path().join("ds");
-    let e = git::import_git(&root, &repo.to_string_lossy(), None, &ImportOptions::default())
-        .expect_err("link");
-    assert!(e.to_string().contains("Demo/Greeting.class/x.yaml` is a symbolic link"), "{e}");
+    let e = git::import_git(
+        &root,
+        &repo.to_string_lossy(),
+        None,
+        &ImportOptions::default(),
+    )
+    .expect_err("link");
+    assert!(
+        e.to_string()
+            .contains("Demo/Greeting.class/x.yaml` is a symbolic link"),
+        "{e}"
+    );
     assert!(!root.join("Sample").exists());
 }

@@ -58,7 +58,8 @@ pub fn list(domains: &[Domain]) -> serde_json::Value {
                 "methods": c.methods,
             });
             // A git domain: where it came from (`import --git`).
-            if let (Some(o), Some(obj)) = (crate::git::GitOrigin::of(&d.doc), item.as_object_mut()) {
+            if let (Some(o), Some(obj)) = (crate::git::GitOrigin::of(&d.doc), item.as_object_mut())
+            {
                 obj.insert("git_repository".into(), json!(o.repository));
                 obj.insert("ref".into(), json!(o.git_ref));
                 obj.insert("ref_type".into(), json!(o.ref_type.as_str()));

@@ -444,12 +444,11 @@ fn local_path(repository: &str) -> Result<PathBuf, GitError> {
 /// a locked temporary directory.
 fn checkout(repository: &str, git_ref: Option<&str>) -> Result<Checkout, GitError> {
     let path = local_path(repository)?;
-    let repo = gix::open_opts(&path, gix::open::Options::isolated()).map_err(|e| {
-        GitError::Open {
+    let repo =
+        gix::open_opts(&path, gix::open::Options::isolated()).map_err(|e| GitError::Open {
             repository: repository.to_string(),
             message: e.to_string(),
-        }
-    })?;
+        })?;
     let read = |what: String| {
         let repository = repository.to_string();
         move |e: &dyn std::fmt::Display| GitError::Read {
@@ -513,7 +512,11 @@ fn resolve(
     let names = |prefix: &str| -> Vec<String> {
         repo.references()
             .ok()
-            .and_then(|r| r.prefixed(prefix).ok().map(|it| it.flatten().collect::<Vec<_>>()))
+            .and_then(|r| {
+                r.prefixed(prefix)
+                    .ok()
+                    .map(|it| it.flatten().collect::<Vec<_>>())
+            })
             .unwrap_or_default()
             .into_iter()
             .filter_map(|r| {
@@ -530,14 +533,21 @@ fn resolve(
     let remotes = names("refs/remotes/");
     let tags = names("refs/tags/");
     let Some(wanted) = wanted else {
-        let head = repo.head_name().ok().flatten().ok_or_else(|| GitError::NoSuchRef {
-            repository: repository.to_string(),
-            wanted: "HEAD (a branch)".into(),
-            branches: branches.clone(),
-            tags: tags.clone(),
-        })?;
+        let head = repo
+            .head_name()
+            .ok()
+            .flatten()
+            .ok_or_else(|| GitError::NoSuchRef {
+                repository: repository.to_string(),
+                wanted: "HEAD (a branch)".into(),
+                branches: branches.clone(),
+                tags: tags.clone(),
+            })?;
         let full = head.as_bstr().to_str_lossy().into_owned();
-        let short = full.strip_prefix("refs/heads/").unwrap_or(&full).to_string();
+        let short = full
+            .strip_prefix("refs/heads/")
+            .unwrap_or(&full)
+            .to_string();
         if !branches.iter().any(|b| *b == short) {
             return Err(GitError::NoSuchRef {
                 repository: repository.to_string(),
@@ -623,7 +633,10 @@ fn write_tree(
             format!("{prefix}/{name}")
         };
         if raw.to_str().is_err() {
-            return Err(unsafe_entry(&path, "has a name that is not valid UTF-8".into()));
+            return Err(unsafe_entry(
+                &path,
+                "has a name that is not valid UTF-8".into(),
+            ));
         }
         if name.is_empty()
             || name == "."
@@ -665,7 +678,9 @@ fn write_tree(
                 if len > MAX_ZIP_ENTRY_BYTES {
                     return Err(unsafe_entry(
                         &path,
-                        format!("is {len} bytes, more than the {MAX_ZIP_ENTRY_BYTES} a file may have"),
+                        format!(
+                            "is {len} bytes, more than the {MAX_ZIP_ENTRY_BYTES} a file may have"
+                        ),
                     ));
                 }
                 budget.bytes += len;

@@ -296,7 +296,12 @@ pub fn create(
                 );
                 (name.to_string(), NAMESPACE_FILE, doc)
             } else {
-                let sm = matches!(kind, NewKind::Class { state_machine: true });
+                let sm = matches!(
+                    kind,
+                    NewKind::Class {
+                        state_machine: true
+                    }
+                );
                 (format!("{name}.class"), CLASS_FILE, class_doc(name, sm))
             };
             if let Some(p) = child(&dir, &dir_name) {
@@ -327,8 +332,8 @@ pub fn create(
         }
         NewKind::Instance | NewKind::Method => {
             let class = parts[parts.len() - 2];
-            let Some(cdir) = child(&dir, &format!("{class}.class"))
-                .filter(|p| p.join(CLASS_FILE).is_file())
+            let Some(cdir) =
+                child(&dir, &format!("{class}.class")).filter(|p| p.join(CLASS_FILE).is_file())
             else {
                 return Err(ScaffoldError::NoParent {
                     what: "class",
@@ -494,12 +499,7 @@ fn class_doc(name: &str, state_machine: bool) -> Document {
     let schema = if state_machine {
         vec![
             field("state", "pre", 1, &[]),
-            field(
-                "state",
-                "execute",
-                2,
-                &[("max_retries", s("100"))],
-            ),
+            field("state", "execute", 2, &[("max_retries", s("100"))]),
             field("state", "post", 3, &[]),
         ]
     } else {
