@@ -548,7 +548,7 @@ fn resolve(
             .strip_prefix("refs/heads/")
             .unwrap_or(&full)
             .to_string();
-        if !branches.iter().any(|b| *b == short) {
+        if !branches.contains(&short) {
             return Err(GitError::NoSuchRef {
                 repository: repository.to_string(),
                 wanted: format!("HEAD ({short}, which has no commit)"),
