@@ -17,6 +17,7 @@ use super::table::{paint, Style, Table};
 use super::Global;
 use anyhow::{bail, Context};
 use automate_datastore::export::{self, ExportOptions};
+use automate_datastore::git;
 use automate_datastore::import::{self, ImportOptions};
 use automate_datastore::{describe, fs as dsfs, Domain};
 use serde_json::json;
@@ -78,6 +79,12 @@ pub enum DatastoreCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Re-read a git domain (`import --git`) from its repository at its ref,
+    /// and swap the new commit in when it validates (else nothing changes).
+    Refresh {
+        /// The domain.
+        domain: String,
+    },
 }
 
 /// `automate import`'s source and options ([`ImportOptions`]).
@@ -85,7 +92,18 @@ pub enum DatastoreCmd {
 pub struct ImportArgs {
     /// A domain directory, a directory of domains, a zip, or a repository with
     /// `__domain__.yaml` at its root.
-    pub source: PathBuf,
+    #[arg(required_unless_present = "git", conflicts_with = "git")]
+    pub source: Option<PathBuf>,
+    /// Import from this local git repository (a path, bare or not, or a
+    /// `file://` URL) at `--ref`, reading the commit's files (no checkout);
+    /// the domain becomes `source: remote` (read-only) and records the
+    /// repository, ref and commit (`datastore refresh DOMAIN` takes a newer one).
+    #[arg(long, value_name = "URL_OR_PATH")]
+    pub git: Option<String>,
+    /// With `--git`: the branch or tag (case-insensitive; default: the
+    /// branch HEAD names).
+    #[arg(long = "ref", value_name = "BRANCH_OR_TAG", requires = "git")]
+    pub git_ref: Option<String>,
     /// Import the domain under this name (sets `name` and the directory).
     #[arg(long, value_name = "NEW_NAME")]
     pub domain: Option<String>,
@@ -241,6 +259,7 @@ pub fn run(global: &Global, cmd: DatastoreCmd) -> anyhow::Result<ExitCode> {
         }
         DatastoreCmd::Validate { json } => validate_cmd(global, json),
         DatastoreCmd::Reload { json } => super::reload::run(global, json),
+        DatastoreCmd::Refresh { domain } => refresh(global, &domain),
     }
 }
 
@@ -260,6 +279,19 @@ pub fn import(global: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> {
             _ => None,
         },
     };
+    if let Some(repository) = &args.git {
+        return import_git(
+            global,
+            repository,
+            args.git_ref.as_deref(),
+            &opts,
+            args.preview,
+            args.json,
+        );
+    }
+    let Some(source) = args.source.as_deref() else {
+        bail!("give the source to import: a directory, a zip, or --git REPOSITORY");
+    };
     if args.preview {
         if let Some(remote) = super::remote::find(global)? {
             eprintln!(
@@ -269,7 +301,7 @@ pub fn import(global: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> {
                 remote.url()
             );
         }
-        let p = import::preview(&global.datastore, &args.source, &opts)?;
+        let p = import::preview(&global.datastore, source, &opts)?;
         for w in &p.summary.warnings {
             eprintln!("warning: {w}");
         }
@@ -277,9 +309,9 @@ pub fn import(global: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(remote) = super::remote::find(global)? {
-        return import_through_api(&remote, &args.source, &opts);
+        return import_through_api(&remote, source, &opts);
     }
-    let s = import::import(&global.datastore, &args.source, &opts)?;
+    let s = import::import(&global.datastore, source, &opts)?;
     for w in &s.warnings {
         eprintln!("warning: {w}");
     }
@@ -289,6 +321,98 @@ pub fn import(global: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> {
         import_line(&s),
         s.files
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses to write to `--datastore` behind a running service's back.
+fn refuse_with_service(global: &Global, what: &str) -> anyhow::Result<()> {
+    if let Some(remote) = super::remote::find(global)? {
+        bail!(
+            "{what} does not go through a running service yet, and the service at {} holds \
+             the datastore: stop the service, run the command, and start it again",
+            remote.url()
+        );
+    }
+    Ok(())
+}
+
+/// `automate import --git REPOSITORY [--ref R]`: the domain of the
+/// repository's commit, recorded as a git domain ([`git::import_git`]).
+fn import_git(
+    global: &Global,
+    repository: &str,
+    git_ref: Option<&str>,
+    opts: &ImportOptions,
+    preview: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    if preview {
+        let (p, origin) = git::preview_git(&global.datastore, repository, git_ref, opts)?;
+        for w in &p.summary.warnings {
+            eprintln!("warning: {w}");
+        }
+        println!("{}", origin_line(&origin));
+        render_preview(&mut std::io::stdout().lock(), &p, json)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    refuse_with_service(global, "import --git")?;
+    let s = git::import_git(&global.datastore, repository, git_ref, opts)?;
+    for w in &s.import.warnings {
+        eprintln!("warning: {w}");
+    }
+    println!(
+        "{} {} ({} files) from {}",
+        if s.import.replaced {
+            "Replaced"
+        } else {
+            "Imported"
+        },
+        import_line(&s.import),
+        s.import.files,
+        origin_line(&s.origin)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `repository REF (branch|tag) at commit SHA: message`.
+fn origin_line(o: &git::GitOrigin) -> String {
+    format!(
+        "{} {} ({}) at commit {}{}",
+        o.repository,
+        o.git_ref,
+        o.ref_type.as_str(),
+        o.short_sha(),
+        if o.commit_message.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", o.commit_message)
+        }
+    )
+}
+
+/// `automate datastore refresh DOMAIN` ([`git::refresh`]).
+fn refresh(global: &Global, domain: &str) -> anyhow::Result<ExitCode> {
+    refuse_with_service(global, "datastore refresh")?;
+    let r = git::refresh(&global.datastore, domain)?;
+    match &r.import {
+        None => println!(
+            "Domain {} is up to date: {}",
+            r.domain,
+            origin_line(&r.origin)
+        ),
+        Some(s) => {
+            for w in &s.warnings {
+                eprintln!("warning: {w}");
+            }
+            println!(
+                "Refreshed {} ({} files) from commit {} to {}",
+                import_line(s),
+                s.files,
+                r.previous.short_sha(),
+                origin_line(&r.origin)
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -475,7 +599,9 @@ fn list(global: &Global, json: bool) -> anyhow::Result<ExitCode> {
         println!("no domains in {root}");
         return Ok(ExitCode::SUCCESS);
     }
-    let mut t = Table::new(&[
+    // Git domains: a COMMIT column (ref@short sha), only when there is one.
+    let git = items.iter().any(|d| d["commit_sha"].is_string());
+    let mut head = vec![
         "DOMAIN",
         "PRIORITY",
         "ENABLED",
@@ -484,14 +610,17 @@ fn list(global: &Global, json: bool) -> anyhow::Result<ExitCode> {
         "CLASSES",
         "INSTANCES",
         "METHODS",
-    ])
-    .right(&[1, 4, 5, 6, 7]);
+    ];
+    if git {
+        head.push("COMMIT");
+    }
+    let mut t = Table::new(&head).right(&[1, 4, 5, 6, 7]);
     for d in &items {
         let text = |k: &str| match &d[k] {
             serde_json::Value::String(v) => v.clone(),
             other => other.to_string(),
         };
-        t.row(vec![
+        let mut row = vec![
             text("name"),
             text("priority"),
             if d["enabled"].as_bool() == Some(true) {
@@ -505,7 +634,14 @@ fn list(global: &Global, json: bool) -> anyhow::Result<ExitCode> {
             text("classes"),
             text("instances"),
             text("methods"),
-        ]);
+        ];
+        if git {
+            row.push(match (d["ref"].as_str(), d["commit_sha"].as_str()) {
+                (Some(r), Some(sha)) => format!("{r}@{}", sha.get(..8).unwrap_or(sha)),
+                _ => "-".to_string(),
+            });
+        }
+        t.row(row);
     }
     t.print(&mut out)?;
     Ok(ExitCode::SUCCESS)

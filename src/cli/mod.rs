@@ -20,6 +20,7 @@ pub mod remote;
 pub mod request;
 pub mod retries;
 pub mod run;
+pub mod scaffold;
 pub mod status;
 pub mod table;
 pub mod vmdb;
@@ -112,6 +113,9 @@ pub enum Command {
     Import(datastore::ImportArgs),
     /// Export a domain to a directory or a zip.
     Export(datastore::ExportArgs),
+    /// Scaffold a domain, namespace, class, instance or method in ManageIQ's layout.
+    #[command(subcommand)]
+    New(scaffold::NewCmd),
     /// Instantiate an Automate URI and print the trace and the object tree.
     Instantiate(instantiate::InstantiateArgs),
     /// Run one method.
@@ -182,6 +186,7 @@ pub fn main() -> ExitCode {
         Command::Db(cmd) => db::run(&cli.global, cmd),
         Command::Import(args) => datastore::import(&cli.global, args),
         Command::Export(args) => datastore::export(&cli.global, args),
+        Command::New(cmd) => scaffold::run(&cli.global, cmd),
         Command::Instantiate(args) => instantiate::run(&cli.global, args),
         Command::Retries(cmd) => retries::run(&cli.global, cmd),
         Command::Notifications(cmd) => notifications::run(&cli.global, cmd),

@@ -7,6 +7,7 @@
 static ALLOC: automate_core::alloc::CountingAlloc = automate_core::alloc::CountingAlloc;
 
 mod api;
+mod authoring;
 mod catchers;
 mod cli;
 mod client;
@@ -23,6 +24,7 @@ mod engine;
 mod events;
 mod eventtrace;
 mod fixtures;
+mod git_domains;
 mod harden_api;
 mod harden_batch;
 mod harden_budget;

@@ -47,7 +47,7 @@ pub fn list(domains: &[Domain]) -> serde_json::Value {
         .iter()
         .map(|d| {
             let c = d.counts();
-            json!({
+            let mut item = json!({
                 "name": d.name(),
                 "priority": d.priority(),
                 "enabled": d.enabled(),
@@ -56,7 +56,18 @@ pub fn list(domains: &[Domain]) -> serde_json::Value {
                 "classes": c.classes,
                 "instances": c.instances,
                 "methods": c.methods,
-            })
+            });
+            // A git domain: where it came from (`import --git`).
+            if let (Some(o), Some(obj)) = (crate::git::GitOrigin::of(&d.doc), item.as_object_mut())
+            {
+                obj.insert("git_repository".into(), json!(o.repository));
+                obj.insert("ref".into(), json!(o.git_ref));
+                obj.insert("ref_type".into(), json!(o.ref_type.as_str()));
+                obj.insert("commit_sha".into(), json!(o.commit_sha));
+                obj.insert("commit_message".into(), json!(o.commit_message));
+                obj.insert("commit_time".into(), json!(o.commit_time));
+            }
+            item
         })
         .collect()
 }

@@ -219,6 +219,9 @@ fn load_for_export(root: &Path, domain: &str) -> Result<(Domain, String), Export
             found: vec![d.name().to_string()],
         });
     }
+    let mut d = d;
+    // ManageIQ's exporter drops a git domain's repository and commit.
+    super::git::strip_git_columns(&mut d.doc);
     let name = d.name().to_string();
     // The name becomes a directory or zip entry name: it must be a plain one.
     if let Some(reason) = validate::bad_name(&name, validate::NameKind::Domain).or_else(|| {

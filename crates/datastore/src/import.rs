@@ -251,13 +251,25 @@ pub fn import(
     source: &Path,
     opts: &ImportOptions,
 ) -> Result<ImportSummary, ImportError> {
+    import_from(root, source, opts, None)
+}
+
+/// [`import`], the domain marked as coming from `git` when given
+/// ([`crate::git`]): `source: remote` and the commit in `__domain__.yaml`;
+/// a `remote` domain may then be replaced (a refresh).
+pub(crate) fn import_from(
+    root: &Path,
+    source: &Path,
+    opts: &ImportOptions,
+    git: Option<&crate::git::GitOrigin>,
+) -> Result<ImportSummary, ImportError> {
     let Prepared {
         domain,
         name,
         conflict,
         warnings,
         extracted,
-    } = prepare(root, source, opts, false)?;
+    } = prepare(root, source, opts, false, git)?;
     let conflict = conflict.as_ref();
     // Write into a temporary directory inside the root, then rename into place.
     let created_root = !root.exists();
@@ -304,6 +316,7 @@ fn prepare(
     source: &Path,
     opts: &ImportOptions,
     preview: bool,
+    git: Option<&crate::git::GitOrigin>,
 ) -> Result<Prepared, ImportError> {
     if root.join(DOMAIN_FILE).is_file() {
         return Err(ImportError::RootIsDomain {
@@ -395,6 +408,13 @@ fn prepare(
     }
     let is_miq = wanted.eq_ignore_ascii_case(MANAGEIQ);
     let name = if is_miq { MANAGEIQ.to_string() } else { wanted };
+    if is_miq && git.is_some() {
+        return Err(ImportError::BadOption(
+            "the ManageIQ domain is never imported from git (ManageIQ refuses it too); import \
+             it under another name with --domain NEW_NAME"
+                .into(),
+        ));
+    }
     if is_miq {
         if opts.priority.is_some_and(|p| p != 0) {
             return Err(ImportError::BadOption(
@@ -432,7 +452,10 @@ fn prepare(
         let updating_shipped = is_miq
             && c.info.name.eq_ignore_ascii_case(MANAGEIQ)
             && original_name.eq_ignore_ascii_case(MANAGEIQ);
-        if !updating_shipped {
+        // A git import may replace a domain that came from git (a refresh,
+        // or the same repository at another ref), as ManageIQ's does.
+        let refreshing = git.is_some() && c.info.source == Source::Remote;
+        if !updating_shipped && !refreshing {
             ensure_writable(&c.info)?;
         }
     }
@@ -454,6 +477,9 @@ fn prepare(
         conflict,
         &existing,
     );
+    if let Some(g) = git {
+        g.apply(&mut domain.doc);
+    }
     domain.dir_name = name.clone();
     Ok(Prepared {
         domain,
@@ -519,7 +545,17 @@ pub fn preview(
     source: &Path,
     opts: &ImportOptions,
 ) -> Result<ImportPreview, ImportError> {
-    let p = prepare(root, source, opts, true)?;
+    preview_from(root, source, opts, None)
+}
+
+/// [`preview`] of a git import ([`import_from`]).
+pub(crate) fn preview_from(
+    root: &Path,
+    source: &Path,
+    opts: &ImportOptions,
+    git: Option<&crate::git::GitOrigin>,
+) -> Result<ImportPreview, ImportError> {
+    let p = prepare(root, source, opts, true, git)?;
     let new: std::collections::BTreeMap<String, Vec<u8>> = dsfs::render_domain(&p.domain, &p.name)
         .into_iter()
         .map(|(rel, bytes)| {
