@@ -275,7 +275,7 @@ pub async fn start(
     let addr = listener.local_addr()?;
     let listening = Some(addr);
     let url = served_url(addr);
-    tracing::info!(target: "evm", "MIQ(automate run) API listening on {url}/api");
+    tracing::info!(target: "evm", "MIQ(automate run) API listening on {url}/api, the web UI on {url}/ui");
     // Without it the service still runs: the commands need --server.
     let advertisement = super::remote::Advertisement::write(db_path, &url, &token)
         .map_err(|e| tracing::warn!(target: "evm", "MIQ(automate run) not advertised: {e:#}"))
@@ -287,6 +287,7 @@ pub async fn start(
         .collect();
     let dead_letters =
         StoredDeadLetters::new(store.clone(), providers).with_queue(pipeline.queue());
+    let ui = ui_state(&token, &engine, &config.api);
     let api = automate_api::ApiState::new(token, engine, store)?
         .with_queue(pipeline.queue())
         .with_dead_letters(Arc::new(dead_letters))
@@ -300,7 +301,7 @@ pub async fn start(
             automate_vmdb::cluster::EmbeddedCluster::new(url.clone())
                 .with_probe(pipeline.node_load().probe()),
         ));
-    let router = automate_api::router(api, events);
+    let router = automate_ui::mount(automate_api::router(api, events), ui);
     let limits = config.api.limits.clone();
     let stop = pipeline.stop_signal();
     let server = Some(tokio::spawn(async move {
@@ -400,6 +401,7 @@ async fn start_cluster(
     let advertisement = super::remote::Advertisement::write(db_path, &url, &token)
         .map_err(|e| tracing::warn!(target: "evm", "MIQ(automate run) not advertised: {e:#}"))
         .ok();
+    let ui = ui_state(&token, &engine, &config.api);
     let api = automate_api::ApiState::new(token, engine, store)?
         .with_queue(pipeline.queue())
         .with_dead_letters(
@@ -416,7 +418,7 @@ async fn start_cluster(
         .with_reloader(reloader.clone())
         .with_metrics(metrics)
         .with_first_sight(pipeline.first_sight());
-    let router = automate_api::router(api, events);
+    let router = automate_ui::mount(automate_api::router(api, events), ui);
     let limits = config.api.limits.clone();
     let stop = pipeline.stop_signal();
     let server = Some(tokio::spawn(async move {
@@ -431,6 +433,16 @@ async fn start_cluster(
         cluster: Some(node),
         outbound: None,
     })
+}
+
+/// The web UI beside the API (`/ui`): it signs in with the API's token
+/// and marks its cookie `Secure` when `api.public_url` is https.
+pub fn ui_state(
+    token: &str,
+    engine: &Engine,
+    api: &automate_events::config::ApiConfig,
+) -> automate_ui::UiState {
+    automate_ui::UiState::new(token, engine.clone()).with_public_url(api.public_url.as_deref())
 }
 
 /// The API's listener on `api.listen` (a free port of 127.0.0.1 when that

@@ -44,4 +44,5 @@ mod semantics;
 mod service_model;
 mod storm;
 mod tags;
+mod ui;
 mod vmdb;
