@@ -61,8 +61,9 @@ fn ui_datastore(root: &Path) -> Option<()> {
         class.join("__methods__/log_run.yaml"),
         "---\nobject_type: method\nversion: 1.0\nobject:\n  attributes:\n    name: log_run\n    \
          display_name:\n    description: Logs the VM a USER_RUN_VM started\n    scope: instance\n    \
-         language: rhai\n    location: inline\n  inputs:\n  - level:\n      aetype:\n      \
-         datatype: string\n      default_value: info\n",
+         language: rhai\n    location: inline\n  inputs:\n  - field:\n      aetype:\n      \
+         name: level\n      datatype: string\n      priority: 1\n      default_value: info\n      \
+         substitute: false\n      message: create\n",
     )
     .unwrap();
     std::fs::write(
@@ -205,7 +206,7 @@ fn ui_over_http() {
         let (s, h, _) = http(&base, "GET", page, &[], "");
         assert_eq!(s, 303, "{page}");
         let to = header(&h, "location").unwrap_or("");
-        assert!(to.starts_with("/ui/login?next=%2Fui"), "{page} -> {to}");
+        assert!(to.starts_with("/ui/login?next=/ui/"), "{page} -> {to}");
     }
     // htmx asks for a redirect, not a page.
     let (s, h, _) = http(
