@@ -51,11 +51,10 @@ fn ui_datastore(root: &Path) -> Option<()> {
     ] {
         std::fs::copy(fixture.join(rel), custom.join(rel)).unwrap();
     }
-    let inst = std::fs::read_to_string(
-        fixture.join("System/Event/EmsEvent/RHEVM.class/user_run_vm.yaml"),
-    )
-    .unwrap()
-    .replace("event_action_refresh?", "event_action_refresh_sync?");
+    let inst =
+        std::fs::read_to_string(fixture.join("System/Event/EmsEvent/RHEVM.class/user_run_vm.yaml"))
+            .unwrap()
+            .replace("event_action_refresh?", "event_action_refresh_sync?");
     std::fs::write(class.join("user_run_vm.yaml"), inst).unwrap();
     std::fs::write(
         class.join("__methods__/log_run.yaml"),
@@ -162,7 +161,9 @@ fn login(base: &str) -> (String, String) {
     );
     assert_eq!(status, 303);
     assert_eq!(header(&h, "location"), Some("/ui/explorer"));
-    let set = header(&h, "set-cookie").expect("a session cookie").to_string();
+    let set = header(&h, "set-cookie")
+        .expect("a session cookie")
+        .to_string();
     for attr in ["HttpOnly", "SameSite=Strict", "Path=/ui"] {
         assert!(set.contains(attr), "{set}");
     }
@@ -223,7 +224,10 @@ fn ui_over_http() {
     // The login form; a wrong token is refused.
     let (s, h, body) = http(&base, "GET", "/ui/login", &[], "");
     assert_eq!(s, 200);
-    assert!(body.contains("<label for=\"token\">API token</label>"), "{body}");
+    assert!(
+        body.contains("<label for=\"token\">API token</label>"),
+        "{body}"
+    );
     let csp = header(&h, "content-security-policy").unwrap_or("");
     assert!(csp.contains("script-src 'self'"), "{csp}");
     let (s, h, body) = http(&base, "POST", "/ui/login", &[FORM], "token=wrong");
@@ -255,7 +259,9 @@ fn ui_over_http() {
         .unwrap();
     let (s, h, _) = http(&base, "GET", css, &[], "");
     assert_eq!(s, 200);
-    assert!(header(&h, "cache-control").unwrap_or("").contains("immutable"));
+    assert!(header(&h, "cache-control")
+        .unwrap_or("")
+        .contains("immutable"));
 
     // The overlay: the instance shows the value ManageIQ's copy has.
     let (s, _, page) = http(
@@ -266,8 +272,16 @@ fn ui_over_http() {
         "",
     );
     assert_eq!(s, 200);
-    assert!(page.contains("event_action_refresh_sync?target=src_vm"), "{page}");
-    assert!(page.contains("ManageIQ: /System/event_handlers/event_action_refresh?target=src_vm (instance)"), "{page}");
+    assert!(
+        page.contains("event_action_refresh_sync?target=src_vm"),
+        "{page}"
+    );
+    assert!(
+        page.contains(
+            "ManageIQ: /System/event_handlers/event_action_refresh?target=src_vm (instance)"
+        ),
+        "{page}"
+    );
     // The method's source, highlighted and escaped.
     let (s, _, page) = http(
         &base,
@@ -289,10 +303,19 @@ fn ui_over_http() {
     );
     assert_eq!(s, 200);
     assert!(page.contains("falls back to"), "{page}");
-    assert!(page.contains("/ManageIQ/System/Event/EmsEvent/RHEVM/.missing"), "{page}");
+    assert!(
+        page.contains("/ManageIQ/System/Event/EmsEvent/RHEVM/.missing"),
+        "{page}"
+    );
 
     // State-changing requests without the session's CSRF token: 403.
-    let (s, _, _) = http(&base, "POST", "/ui/logout", &[("Cookie", &cookie), FORM], "x=1");
+    let (s, _, _) = http(
+        &base,
+        "POST",
+        "/ui/logout",
+        &[("Cookie", &cookie), FORM],
+        "x=1",
+    );
     assert_eq!(s, 403);
     let (s, _, _) = http(
         &base,
@@ -304,7 +327,11 @@ fn ui_over_http() {
     assert_eq!(s, 403);
     let (s, _, _) = http(&base, "POST", "/ui/logout", &[("Cookie", &cookie)], "");
     assert_eq!(s, 403);
-    assert_eq!(http(&base, "GET", "/ui/explorer", &with, "").0, 200, "still signed in");
+    assert_eq!(
+        http(&base, "GET", "/ui/explorer", &with, "").0,
+        200,
+        "still signed in"
+    );
 
     // Logout with the token ends the session.
     let (s, h, _) = http(
@@ -321,9 +348,12 @@ fn ui_over_http() {
 
 /// Why the browser test cannot run here, if it cannot.
 fn browser_missing(ui_dir: &Path) -> Option<String> {
-    let chromium = std::env::var("AUTOMATE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let chromium =
+        std::env::var("AUTOMATE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     if !Path::new(&chromium).is_file() {
-        return Some(format!("{chromium} is missing (apt-get install -y chromium)"));
+        return Some(format!(
+            "{chromium} is missing (apt-get install -y chromium)"
+        ));
     }
     if !ui_dir.join("node_modules/playwright-core").is_dir()
         || !ui_dir.join("node_modules/axe-core").is_dir()

@@ -777,6 +777,34 @@ mod tests {
     }
 
     #[test]
+    fn index_children_and_merged_values() {
+        let domains = shipped();
+        let index = Index::build(&domains);
+        let top = index.children("manageiq", "").unwrap();
+        assert_eq!(top.namespaces, vec!["System".to_string()]);
+        let system = index.children("ManageIQ", "system").unwrap();
+        assert!(system.namespaces.iter().any(|n| n == "Event"), "{system:?}");
+        assert!(system.classes.iter().any(|c| c.name == "Process"));
+        assert!(index.children("ManageIQ", "No/Such").is_none());
+        assert!(index.children("NoDomain", "").is_none());
+        assert!(index
+            .namespaces("ManageIQ")
+            .iter()
+            .any(|n| n == "System/Event/EmsEvent"));
+
+        let c = index.class("ManageIQ/System", "Request").unwrap();
+        let i = c.instance("HelloWorld").unwrap();
+        let merged = merged_values(c, i);
+        assert_eq!(merged.len(), c.fields.len());
+        let shown = show(&domains, "/System/Request/HelloWorld").unwrap();
+        for (m, j) in merged.iter().zip(shown.json["fields"].as_array().unwrap()) {
+            assert_eq!(j["name"], m.field.name.as_str());
+            assert_eq!(j["from_instance"], m.from_instance);
+            assert_eq!(j["value"].as_str(), m.value.as_deref());
+        }
+    }
+
+    #[test]
     fn nothing_found_says_what_to_run() {
         let domains = shipped();
         let e = tree(&domains, Some("No/Such/Thing")).unwrap_err();

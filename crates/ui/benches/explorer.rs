@@ -65,8 +65,14 @@ fn explorer(c: &mut Criterion) {
     let pages = [
         ("home", "/ui/explorer"),
         ("domain", "/ui/explorer/domain/ManageIQ"),
-        ("namespace", "/ui/explorer/namespace/ManageIQ/System/Event/EmsEvent"),
-        ("class", "/ui/explorer/class/ManageIQ/System/Event/EmsEvent/RHEVM"),
+        (
+            "namespace",
+            "/ui/explorer/namespace/ManageIQ/System/Event/EmsEvent",
+        ),
+        (
+            "class",
+            "/ui/explorer/class/ManageIQ/System/Event/EmsEvent/RHEVM",
+        ),
         (
             "instance",
             "/ui/explorer/instance/ManageIQ/System/Event/EmsEvent/RHEVM/USER_RUN_VM",

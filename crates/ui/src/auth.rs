@@ -76,9 +76,10 @@ fn is_urlencoded_form(headers: &HeaderMap) -> bool {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+            v.split(';').next().is_some_and(|m| {
+                m.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            })
         })
 }
 
@@ -272,7 +273,10 @@ mod tests {
 
     #[test]
     fn next_stays_on_the_ui() {
-        assert_eq!(safe_next(Some("/ui/explorer/class/A/B")), "/ui/explorer/class/A/B");
+        assert_eq!(
+            safe_next(Some("/ui/explorer/class/A/B")),
+            "/ui/explorer/class/A/B"
+        );
         assert_eq!(safe_next(Some("//evil.example/ui")), "/ui/explorer");
         assert_eq!(safe_next(Some("https://evil.example")), "/ui/explorer");
         assert_eq!(safe_next(Some("/ui//evil")), "/ui/explorer");
@@ -282,7 +286,10 @@ mod tests {
 
     #[test]
     fn the_csrf_field_is_found_in_a_form() {
-        assert_eq!(form_field(b"a=1&csrf_token=ab12&b=2", CSRF_FIELD), Some("ab12"));
+        assert_eq!(
+            form_field(b"a=1&csrf_token=ab12&b=2", CSRF_FIELD),
+            Some("ab12")
+        );
         assert_eq!(form_field(b"a=1", CSRF_FIELD), None);
     }
 }

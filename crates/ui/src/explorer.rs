@@ -133,9 +133,7 @@ pub fn tree_html(index: &Index, open: &[&str], selected: Option<Kind>) -> String
     out.push_str("<ul class=\"tree-root\">");
     for d in index.domains() {
         let name: &str = &d.name;
-        let is_open = open
-            .first()
-            .is_some_and(|f| f.eq_ignore_ascii_case(name));
+        let is_open = open.first().is_some_and(|f| f.eq_ignore_ascii_case(name));
         let rest = if is_open { &open[1..] } else { &[][..] };
         node_li(
             &mut out,
@@ -1133,11 +1131,7 @@ pub fn search_index(index: &Index, query: &str) -> (Vec<SearchResult>, bool) {
         }
     };
     let mut classes: Vec<&Arc<ClassDef>> = index.all_classes().collect();
-    classes.sort_by(|a, b| {
-        a.fq_path()
-            .to_lowercase()
-            .cmp(&b.fq_path().to_lowercase())
-    });
+    classes.sort_by(|a, b| a.fq_path().to_lowercase().cmp(&b.fq_path().to_lowercase()));
     for d in index.domains() {
         for ns in index.namespaces(&d.name) {
             let last = ns.rsplit('/').next().unwrap_or(ns);
@@ -1323,10 +1317,11 @@ pub fn resolve_path(index: &Index, asked: &str) -> Result<Resolution, String> {
     let (last, parent) = rel.split_last().ok_or("empty path")?;
     // A class at the whole path?
     if !index.classes_at(&parent.join("/"), last).is_empty()
-        || index
-            .domains()
-            .iter()
-            .any(|d| index.class(&join_path(&d.name, &parent.join("/")), last).is_some())
+        || index.domains().iter().any(|d| {
+            index
+                .class(&join_path(&d.name, &parent.join("/")), last)
+                .is_some()
+        })
     {
         return Ok(resolution_rows(index, &parent.join("/"), last, None));
     }

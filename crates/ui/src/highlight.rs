@@ -43,18 +43,88 @@ impl Tok {
 }
 
 const RHAI_KEYWORDS: &[&str] = &[
-    "let", "const", "if", "else", "switch", "do", "while", "until", "loop", "for", "in", "continue",
-    "break", "return", "throw", "try", "catch", "fn", "private", "import", "export", "as", "this",
-    "global", "is", "Fn", "call", "curry", "type_of", "print", "debug", "is_def_var", "is_def_fn",
+    "let",
+    "const",
+    "if",
+    "else",
+    "switch",
+    "do",
+    "while",
+    "until",
+    "loop",
+    "for",
+    "in",
+    "continue",
+    "break",
+    "return",
+    "throw",
+    "try",
+    "catch",
+    "fn",
+    "private",
+    "import",
+    "export",
+    "as",
+    "this",
+    "global",
+    "is",
+    "Fn",
+    "call",
+    "curry",
+    "type_of",
+    "print",
+    "debug",
+    "is_def_var",
+    "is_def_fn",
 ];
 const RHAI_CONSTS: &[&str] = &["true", "false"];
 
 const RUBY_KEYWORDS: &[&str] = &[
-    "alias", "and", "begin", "break", "case", "class", "def", "defined?", "do", "else", "elsif",
-    "end", "ensure", "for", "if", "in", "module", "next", "not", "or", "redo", "rescue", "retry",
-    "return", "self", "super", "then", "undef", "unless", "until", "when", "while", "yield",
-    "raise", "require", "lambda", "proc", "loop", "attr_accessor", "attr_reader", "include",
-    "extend", "private", "protected", "public",
+    "alias",
+    "and",
+    "begin",
+    "break",
+    "case",
+    "class",
+    "def",
+    "defined?",
+    "do",
+    "else",
+    "elsif",
+    "end",
+    "ensure",
+    "for",
+    "if",
+    "in",
+    "module",
+    "next",
+    "not",
+    "or",
+    "redo",
+    "rescue",
+    "retry",
+    "return",
+    "self",
+    "super",
+    "then",
+    "undef",
+    "unless",
+    "until",
+    "when",
+    "while",
+    "yield",
+    "raise",
+    "require",
+    "lambda",
+    "proc",
+    "loop",
+    "attr_accessor",
+    "attr_reader",
+    "include",
+    "extend",
+    "private",
+    "protected",
+    "public",
 ];
 const RUBY_CONSTS: &[&str] = &["true", "false", "nil"];
 
@@ -107,15 +177,15 @@ fn tokenize<'s>(lang: Lang, src: &'s str) -> Vec<(Tok, &'s str)> {
             }
             // Ruby symbols, instance and global variables.
             (Lang::Ruby, b':')
-                if b.get(i + 1).is_some_and(|n| n.is_ascii_alphabetic() || *n == b'_')
+                if b.get(i + 1)
+                    .is_some_and(|n| n.is_ascii_alphabetic() || *n == b'_')
                     && (i == 0 || b[i - 1] != b':') =>
             {
                 i = ident_end(b, i + 1);
                 Some(Tok::Symbol)
             }
             (Lang::Ruby, b'@') | (Lang::Ruby, b'$')
-                if b
-                    .get(i + 1)
+                if b.get(i + 1)
                     .is_some_and(|n| n.is_ascii_alphabetic() || *n == b'_' || *n == b'@') =>
             {
                 i = ident_end(b, i + 1);
@@ -151,7 +221,9 @@ fn tokenize<'s>(lang: Lang, src: &'s str) -> Vec<(Tok, &'s str)> {
                     Some(Tok::Keyword)
                 } else if consts.iter().any(|k| *k == word)
                     || (word.len() > 1
-                        && word.bytes().all(|x| x.is_ascii_uppercase() || x.is_ascii_digit() || x == b'_'))
+                        && word
+                            .bytes()
+                            .all(|x| x.is_ascii_uppercase() || x.is_ascii_digit() || x == b'_'))
                     || (lang == Lang::Ruby && word.as_bytes()[0].is_ascii_uppercase())
                 {
                     Some(Tok::Const)
@@ -343,9 +415,16 @@ mod tests {
         let h = highlight("rhai", "let s = \"<b>\n&</b>\";\n/* a\nb */ x < y");
         assert!(h.contains("&lt;b&gt;"), "{h}");
         assert!(!h.contains("<b>"), "{h}");
-        assert_eq!(h.matches("<span").count(), h.matches("</span>").count(), "{h}");
+        assert_eq!(
+            h.matches("<span").count(),
+            h.matches("</span>").count(),
+            "{h}"
+        );
         assert_eq!(h.matches("class=\"ln\"").count(), 4, "{h}");
         let plain = highlight("perl", "print \"<x>\";");
-        assert!(plain.contains("&lt;x&gt;") && !plain.contains("t-str"), "{plain}");
+        assert!(
+            plain.contains("&lt;x&gt;") && !plain.contains("t-str"),
+            "{plain}"
+        );
     }
 }

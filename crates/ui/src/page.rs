@@ -162,7 +162,10 @@ mod tests {
 
     #[test]
     fn escaping_and_encoding() {
-        assert_eq!(escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
         assert_eq!(url_encode("/A b/.missing?", true), "/A%20b/.missing%3F");
         assert_eq!(url_encode("/a", false), "%2Fa");
     }

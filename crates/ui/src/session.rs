@@ -207,7 +207,10 @@ mod tests {
             ..SessionLimits::default()
         });
         let b = short.create().unwrap();
-        assert!(short.get(&b.id).is_none(), "an idle-expired session is gone");
+        assert!(
+            short.get(&b.id).is_none(),
+            "an idle-expired session is gone"
+        );
         assert!(short.is_empty());
     }
 
