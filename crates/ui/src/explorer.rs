@@ -1131,7 +1131,7 @@ pub fn search_index(index: &Index, query: &str) -> (Vec<SearchResult>, bool) {
         }
     };
     let mut classes: Vec<&Arc<ClassDef>> = index.all_classes().collect();
-    classes.sort_by(|a, b| a.fq_path().to_lowercase().cmp(&b.fq_path().to_lowercase()));
+    classes.sort_by_key(|c| c.fq_path().to_lowercase());
     for d in index.domains() {
         for ns in index.namespaces(&d.name) {
             let last = ns.rsplit('/').next().unwrap_or(ns);

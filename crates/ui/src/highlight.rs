@@ -217,9 +217,9 @@ fn tokenize<'s>(lang: Lang, src: &'s str) -> Vec<(Tok, &'s str)> {
                     Lang::Rhai => (RHAI_KEYWORDS, RHAI_CONSTS),
                     Lang::Ruby => (RUBY_KEYWORDS, RUBY_CONSTS),
                 };
-                if !after_dot && keywords.iter().any(|k| *k == word) {
+                if !after_dot && keywords.contains(&word) {
                     Some(Tok::Keyword)
-                } else if consts.iter().any(|k| *k == word)
+                } else if consts.contains(&word)
                     || (word.len() > 1
                         && word
                             .bytes()
@@ -359,7 +359,7 @@ pub fn highlight(language: &str, src: &str) -> String {
 mod tests {
     use super::*;
 
-    fn kinds<'a>(lang: Lang, src: &'a str) -> Vec<(Tok, &'a str)> {
+    fn kinds(lang: Lang, src: &str) -> Vec<(Tok, &str)> {
         tokenize(lang, src)
             .into_iter()
             .filter(|(t, _)| *t != Tok::Plain)
