@@ -220,7 +220,12 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
         // change made after this line is reloaded, and a command started
         // after it finds the service.
         println!("automate api: listening on http://{addr}/api");
-        println!("automate api: the web UI is at http://{addr}/ui");
+        // A reader that took only the line above may have closed the
+        // pipe already: this line must not fail the service.
+        {
+            use std::io::Write;
+            let _ = writeln!(std::io::stdout(), "automate api: the web UI is at http://{addr}/ui");
+        }
         let shutdown = CancellationToken::new();
         // A front door takes `POST /api/events` for the providers with an
         // `http` catcher, straight into the cluster's queue.
