@@ -184,6 +184,7 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
             let reloads = metrics.reloads();
             reloader.observe(move |report| reloads.count(report.ok));
         }
+        let ui = super::compose::ui_state(&api.token, &engine, &api);
         let mut state = ApiState::new(api.token.clone(), engine, store)?
             .with_dead_letters(dead_letters);
         if let Some(node) = &node {
@@ -219,6 +220,12 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
         // change made after this line is reloaded, and a command started
         // after it finds the service.
         println!("automate api: listening on http://{addr}/api");
+        // A reader that took only the line above may have closed the
+        // pipe already: this line must not fail the service.
+        {
+            use std::io::Write;
+            let _ = writeln!(std::io::stdout(), "automate api: the web UI is at http://{addr}/ui");
+        }
         let shutdown = CancellationToken::new();
         // A front door takes `POST /api/events` for the providers with an
         // `http` catcher, straight into the cluster's queue.
@@ -239,7 +246,10 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
         let stop = shutdown.clone();
         let server =
             tokio::spawn(
-                async move { serve_with(listener, router(state, events), &limits, stop).await },
+                async move {
+                    let routes = automate_ui::mount(router(state, events), ui);
+                    serve_with(listener, routes, &limits, stop).await
+                },
             );
         loop {
             match signals.next().await {

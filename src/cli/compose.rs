@@ -316,7 +316,7 @@ pub async fn start(
     let addr = listener.local_addr()?;
     let listening = Some(addr);
     let url = served_url(addr);
-    tracing::info!(target: "evm", "MIQ(automate run) API listening on {url}/api");
+    tracing::info!(target: "evm", "MIQ(automate run) API listening on {url}/api, the web UI on {url}/ui");
     // Without it the service still runs: the commands need --server.
     let advertisement = super::remote::Advertisement::write(db_path, &url, &token)
         .map_err(|e| tracing::warn!(target: "evm", "MIQ(automate run) not advertised: {e:#}"))
@@ -329,6 +329,7 @@ pub async fn start(
     let dead_letters =
         StoredDeadLetters::new(store.clone(), providers).with_queue(pipeline.queue());
     let pruner = PrunerGuard::start(store.clone(), &config.events.trace)?;
+    let ui = ui_state(&token, &engine, &config.api);
     let api = automate_api::ApiState::new(token, engine, store)?
         .with_queue(pipeline.queue())
         .with_dead_letters(Arc::new(dead_letters))
@@ -345,7 +346,7 @@ pub async fn start(
             automate_vmdb::cluster::EmbeddedCluster::new(url.clone())
                 .with_probe(pipeline.node_load().probe()),
         ));
-    let router = automate_api::router(api, events);
+    let router = automate_ui::mount(automate_api::router(api, events), ui);
     let limits = config.api.limits.clone();
     let stop = pipeline.stop_signal();
     let server = Some(tokio::spawn(async move {
@@ -447,6 +448,7 @@ async fn start_cluster(
         .map_err(|e| tracing::warn!(target: "evm", "MIQ(automate run) not advertised: {e:#}"))
         .ok();
     let pruner = PrunerGuard::start(store.clone(), &config.events.trace)?;
+    let ui = ui_state(&token, &engine, &config.api);
     let api = automate_api::ApiState::new(token, engine, store)?
         .with_queue(pipeline.queue())
         .with_dead_letters(
@@ -466,7 +468,7 @@ async fn start_cluster(
         .with_live_events(pipeline.live_events())
         .with_trace(config.events.trace.clone())
         .with_shutdown(pipeline.stop_signal());
-    let router = automate_api::router(api, events);
+    let router = automate_ui::mount(automate_api::router(api, events), ui);
     let limits = config.api.limits.clone();
     let stop = pipeline.stop_signal();
     let server = Some(tokio::spawn(async move {
@@ -482,6 +484,16 @@ async fn start_cluster(
         outbound: None,
         pruner,
     })
+}
+
+/// The web UI beside the API (`/ui`): it signs in with the API's token
+/// and marks its cookie `Secure` when `api.public_url` is https.
+pub fn ui_state(
+    token: &str,
+    engine: &Engine,
+    api: &automate_events::config::ApiConfig,
+) -> automate_ui::UiState {
+    automate_ui::UiState::new(token, engine.clone()).with_public_url(api.public_url.as_deref())
 }
 
 /// The API's listener on `api.listen` (a free port of 127.0.0.1 when that

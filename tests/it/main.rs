@@ -50,4 +50,5 @@ mod service_model;
 mod services;
 mod storm;
 mod tags;
+mod ui;
 mod vmdb;

@@ -498,8 +498,34 @@ fn table_string(rows: &[Vec<String>]) -> String {
     out
 }
 
-/// One merged field of an instance: (field, value, from_instance, the instance's value parts).
-fn merged(c: &ClassDef, i: &InstanceDef) -> Vec<serde_json::Value> {
+/// One field of an instance merged with its class's schema: the value the
+/// engine starts from (the instance's, else the class default) and the
+/// state parts, each the instance's when it sets one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MergedValue<'a> {
+    /// The schema field.
+    pub field: &'a FieldDef,
+    /// The value as written (before substitution); `None` is nil.
+    pub value: Option<String>,
+    /// Whether the instance sets the value (else it is the class default).
+    pub from_instance: bool,
+    /// The method run on entry (a state).
+    pub on_entry: Option<String>,
+    /// The method run on exit (a state).
+    pub on_exit: Option<String>,
+    /// The method run on error (a state).
+    pub on_error: Option<String>,
+    /// The `collect` expression.
+    pub collect: Option<String>,
+    /// How often a state may retry.
+    pub max_retries: Option<String>,
+    /// How long a state may run.
+    pub max_time: Option<String>,
+}
+
+/// The instance's values merged with the class's schema, in schema order
+/// (what `datastore show` and the web UI's Explorer show).
+pub fn merged_values<'a>(c: &'a ClassDef, i: &InstanceDef) -> Vec<MergedValue<'a>> {
     c.fields
         .iter()
         .zip(&i.values)
@@ -508,18 +534,43 @@ fn merged(c: &ClassDef, i: &InstanceDef) -> Vec<serde_json::Value> {
             let pick = |inst: Option<&Option<String>>, class: &Option<String>| -> Option<String> {
                 inst.and_then(|s| s.clone()).or_else(|| class.clone())
             };
+            MergedValue {
+                field: f,
+                value: if from_instance {
+                    v.as_ref().and_then(|v| v.value.clone())
+                } else {
+                    f.default_value.clone()
+                },
+                from_instance,
+                on_entry: pick(v.as_ref().map(|v| &v.on_entry), &f.on_entry),
+                on_exit: pick(v.as_ref().map(|v| &v.on_exit), &f.on_exit),
+                on_error: pick(v.as_ref().map(|v| &v.on_error), &f.on_error),
+                collect: pick(v.as_ref().map(|v| &v.collect), &f.collect),
+                max_retries: pick(v.as_ref().map(|v| &v.max_retries), &f.max_retries),
+                max_time: pick(v.as_ref().map(|v| &v.max_time), &f.max_time),
+            }
+        })
+        .collect()
+}
+
+/// One merged field of an instance as JSON.
+fn merged(c: &ClassDef, i: &InstanceDef) -> Vec<serde_json::Value> {
+    merged_values(c, i)
+        .into_iter()
+        .map(|m| {
+            let f = m.field;
             json!({
                 "name": f.name,
                 "aetype": f.aetype.as_str(),
                 "datatype": f.datatype,
-                "value": if from_instance { v.as_ref().and_then(|v| v.value.clone()) } else { f.default_value.clone() },
-                "from_instance": from_instance,
-                "on_entry": pick(v.as_ref().map(|v| &v.on_entry), &f.on_entry),
-                "on_exit": pick(v.as_ref().map(|v| &v.on_exit), &f.on_exit),
-                "on_error": pick(v.as_ref().map(|v| &v.on_error), &f.on_error),
-                "collect": pick(v.as_ref().map(|v| &v.collect), &f.collect),
-                "max_retries": pick(v.as_ref().map(|v| &v.max_retries), &f.max_retries),
-                "max_time": pick(v.as_ref().map(|v| &v.max_time), &f.max_time),
+                "value": m.value,
+                "from_instance": m.from_instance,
+                "on_entry": m.on_entry,
+                "on_exit": m.on_exit,
+                "on_error": m.on_error,
+                "collect": m.collect,
+                "max_retries": m.max_retries,
+                "max_time": m.max_time,
             })
         })
         .collect()
@@ -734,6 +785,34 @@ mod tests {
             "{}",
             s.text
         );
+    }
+
+    #[test]
+    fn index_children_and_merged_values() {
+        let domains = shipped();
+        let index = Index::build(&domains);
+        let top = index.children("manageiq", "").unwrap();
+        assert_eq!(top.namespaces, vec!["System".to_string()]);
+        let system = index.children("ManageIQ", "system").unwrap();
+        assert!(system.namespaces.iter().any(|n| n == "Event"), "{system:?}");
+        assert!(system.classes.iter().any(|c| c.name == "Process"));
+        assert!(index.children("ManageIQ", "No/Such").is_none());
+        assert!(index.children("NoDomain", "").is_none());
+        assert!(index
+            .namespaces("ManageIQ")
+            .iter()
+            .any(|n| n == "System/Event/EmsEvent"));
+
+        let c = index.class("ManageIQ/System", "Request").unwrap();
+        let i = c.instance("HelloWorld").unwrap();
+        let merged = merged_values(c, i);
+        assert_eq!(merged.len(), c.fields.len());
+        let shown = show(&domains, "/System/Request/HelloWorld").unwrap();
+        for (m, j) in merged.iter().zip(shown.json["fields"].as_array().unwrap()) {
+            assert_eq!(j["name"], m.field.name.as_str());
+            assert_eq!(j["from_instance"], m.from_instance);
+            assert_eq!(j["value"].as_str(), m.value.as_deref());
+        }
     }
 
     #[test]

@@ -277,6 +277,19 @@ pub struct Index {
     /// `lower(ns/class)` → the classes of *enabled* domains with that
     /// relative path, highest priority first.
     by_relative: FxHashMap<String, Vec<Arc<ClassDef>>>,
+    /// `lower(domain)` → every namespace path of the domain (`System`,
+    /// `System/Event`, ...), case kept, sorted case-insensitively: the
+    /// ones holding no class too.
+    namespaces: FxHashMap<String, Vec<String>>,
+}
+
+/// What a domain or namespace holds directly ([`Index::children`]).
+#[derive(Debug, Clone, Default)]
+pub struct Children {
+    /// The namespaces directly under it, by name (case-insensitively).
+    pub namespaces: Vec<String>,
+    /// The classes directly in it, by name (case-insensitively).
+    pub classes: Vec<Arc<ClassDef>>,
 }
 
 impl Index {
@@ -305,6 +318,13 @@ impl Index {
             let info = &infos[i];
             let mut classes = Vec::new();
             collect_classes(&domain.namespaces, &domain.classes, "", &mut classes);
+            let mut paths = Vec::new();
+            collect_namespaces(&domain.namespaces, "", &mut paths);
+            paths.sort_by_key(|p| p.to_lowercase());
+            index
+                .namespaces
+                .entry(lower(&info.name).into_owned())
+                .or_insert(paths);
             for (ns, class) in classes {
                 let def = Arc::new(compile_class(&info.name, &ns, class));
                 let rel = lower(&join_path(&def.namespace, &def.name)).into_owned();
@@ -369,6 +389,55 @@ impl Index {
         self.by_fqname.values()
     }
 
+    /// Every namespace path of `domain` (`System/Event`, ...), sorted
+    /// case-insensitively, empty ones included.
+    pub fn namespaces(&self, domain: &str) -> &[String] {
+        self.namespaces
+            .get(&*lower(domain))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// The namespaces and classes directly under `ns` (`""`: the top) of
+    /// `domain` (case-insensitively); `None` when `domain` is unknown or
+    /// `ns` is neither empty nor one of its namespaces.
+    pub fn children(&self, domain: &str, ns: &str) -> Option<Children> {
+        let info = self.domain(domain)?;
+        let all = self.namespaces(&info.name);
+        let ns_l = lower(ns);
+        if !ns.is_empty() && !all.iter().any(|p| lower(p) == ns_l) {
+            return None;
+        }
+        let namespaces = all
+            .iter()
+            .filter_map(|p| {
+                let pl = lower(p);
+                let rest = if ns.is_empty() {
+                    &p[..]
+                } else if pl.len() > ns_l.len()
+                    && pl.starts_with(&*ns_l)
+                    && pl.as_bytes()[ns_l.len()] == b'/'
+                {
+                    &p[ns_l.len() + 1..]
+                } else {
+                    return None;
+                };
+                (!rest.contains('/')).then(|| rest.to_string())
+            })
+            .collect();
+        let mut classes: Vec<Arc<ClassDef>> = self
+            .by_fqname
+            .values()
+            .filter(|c| c.domain == info.name && lower(&c.namespace) == ns_l)
+            .cloned()
+            .collect();
+        classes.sort_by_key(|c| c.name.to_lowercase());
+        Some(Children {
+            namespaces,
+            classes,
+        })
+    }
+
     /// Wildcard relationship expansion (`/NS/CLASS/prefix*`): the instances
     /// of the single highest-priority enabled domain that has any match,
     /// as `(class, instance name)` sorted by name.
@@ -402,6 +471,14 @@ fn collect_classes<'a>(
     for ns in namespaces {
         let path = join_path(prefix, &ns.name);
         collect_classes(&ns.namespaces, &ns.classes, &path, out);
+    }
+}
+
+fn collect_namespaces(namespaces: &[Namespace], prefix: &str, out: &mut Vec<String>) {
+    for ns in namespaces {
+        let path = join_path(prefix, &ns.name);
+        collect_namespaces(&ns.namespaces, &path, out);
+        out.push(path);
     }
 }
 
