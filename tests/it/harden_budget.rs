@@ -418,7 +418,9 @@ fn api_resolve_stops_when_its_client_goes_away() {
     let token = "t0ken";
     let addr = crate::common::serve_api(rt.runtime(), token, engine, store.clone(), &stop);
 
-    let body = br#"{"action": "resolve"}"#;
+    // `commit`: the marker the engine writes when it stops must reach the
+    // store (a sandboxed resolve, the default, keeps its writes).
+    let body = br#"{"action": "resolve", "mode": "commit"}"#;
     let mut client = std::net::TcpStream::connect(addr).unwrap();
     write!(
         client,
