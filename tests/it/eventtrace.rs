@@ -21,6 +21,15 @@ use crate::common::{copy_dir, manifest};
 const TOKEN: &str = "trace-token";
 
 /// The shipped datastore with the policies of `tests/data/control/match`.
+/// Recording on (`events.trace.enabled: true`; off by default), with the
+/// default bounds.
+fn on() -> TraceConfig {
+    TraceConfig {
+        enabled: true,
+        ..TraceConfig::default()
+    }
+}
+
 fn root() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&manifest("datastore"), dir.path());
@@ -155,7 +164,9 @@ fn a_delivery_records_its_generic_event_policies_alerts_and_objects_on_redb() {
     let dir = tempfile::tempdir().unwrap();
     let (store, units) = redb_units(dir.path());
     let (engine, _runner) = engine(root.path(), store.clone());
-    let handler = Handler::new(engine, EvmLog::discarding()).unwrap();
+    let handler = Handler::new(engine, EvmLog::discarding())
+        .unwrap()
+        .with_trace(on());
     powered_off_vm(&handler, &*store);
     let handled = handle_in_unit(&handler, &units, &[user_run_vm("1")]);
     let (id, answered) = &handled[0];
@@ -180,7 +191,9 @@ fn two_deliveries_of_identical_events_have_one_digest() {
             store.create_now("MiqEvent", Attributes::default()).unwrap();
         }
         let (engine, _runner) = engine(root.path(), store.clone());
-        let handler = Handler::new(engine, EvmLog::discarding()).unwrap();
+        let handler = Handler::new(engine, EvmLog::discarding())
+            .unwrap()
+            .with_trace(on());
         powered_off_vm(&handler, &*store);
         let handled = handle_in_unit(&handler, &units, &[user_run_vm("1")]);
         let r = stored_record(&*store, handled[0].0).unwrap();
@@ -195,7 +208,9 @@ fn two_deliveries_of_identical_events_have_one_digest() {
     let dir = tempfile::tempdir().unwrap();
     let (store, units) = redb_units(dir.path());
     let (engine, _runner) = engine(root.path(), store.clone());
-    let handler = Handler::new(engine, EvmLog::discarding()).unwrap();
+    let handler = Handler::new(engine, EvmLog::discarding())
+        .unwrap()
+        .with_trace(on());
     let mut ev = user_run_vm("1");
     ev.vm_name = Some("dev-db01".into());
     ev.vm_ems_ref = Some("/api/vms/dev-db01".into());
@@ -215,7 +230,7 @@ fn records_are_bounded_in_size_and_pruned_by_age_and_count() {
         max_bytes: 512,
         keep_days: 7,
         keep_max: 3,
-        ..TraceConfig::default()
+        ..on()
     };
     let handler = Handler::new(engine, EvmLog::discarding())
         .unwrap()
@@ -274,7 +289,7 @@ fn recording_off_stores_nothing() {
         .unwrap()
         .with_trace(TraceConfig {
             enabled: false,
-            ..TraceConfig::default()
+            ..on()
         });
     let handled = handle_in_unit(&handler, &units, &[user_run_vm("1")]);
     assert!(handled[0].1.is_none());
@@ -291,7 +306,9 @@ fn a_delivery_records_its_outcome_on_postgresql() {
     let store = automate_postgres::store::PgStore::open(db.pg()).unwrap();
     let units = store.units(None);
     let (engine, _runner) = engine(root.path(), store.clone());
-    let handler = Handler::new(engine, EvmLog::discarding()).unwrap();
+    let handler = Handler::new(engine, EvmLog::discarding())
+        .unwrap()
+        .with_trace(on());
     powered_off_vm(&handler, &*store);
     let handled = handle_in_unit(&handler, &*units, &[user_run_vm("1"), user_run_vm("2")]);
     let record = stored_record(&*store, handled[0].0).expect("a record in PostgreSQL");
@@ -311,7 +328,9 @@ fn a_delivery_records_its_outcome_on_postgresql() {
         local.create_now("MiqEvent", Attributes::default()).unwrap();
     }
     let (engine, _local_runner) = self::engine(root.path(), local.clone());
-    let local_handler = Handler::new(engine, EvmLog::discarding()).unwrap();
+    let local_handler = Handler::new(engine, EvmLog::discarding())
+        .unwrap()
+        .with_trace(on());
     powered_off_vm(&local_handler, &*local);
     let on_redb = handle_in_unit(&local_handler, &local_units, &[user_run_vm("1")]);
     assert_ne!(on_redb[0].0, handled[0].0);
@@ -326,7 +345,7 @@ fn a_delivery_records_its_outcome_on_postgresql() {
         served,
         TraceConfig {
             keep_max: 1,
-            ..TraceConfig::default()
+            ..on()
         },
     );
     let p = pruner.prune(automate_core::time::now_ms()).unwrap();
@@ -398,7 +417,8 @@ fn the_live_stream_shows_posted_events_filtered_and_the_trace_is_served() {
     let port = crate::common::process::free_port();
     let yaml = format!(
         "providers:\n  - {{name: rhevm01, type: RHEVM, hostname: r, userid: u, catcher: {{kind: http}}}}\n\
-         workers: 1\napi: {{listen: '127.0.0.1:{port}', token: {TOKEN}}}\n"
+         workers: 1\napi: {{listen: '127.0.0.1:{port}', token: {TOKEN}}}\n\
+         events: {{trace: {{enabled: true}}}}\n"
     );
     let cfg = automate_events::config::Config::from_yaml(&yaml, "trace.yaml").unwrap();
     let rt = crate::common::api_runtime();

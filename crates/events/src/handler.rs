@@ -171,7 +171,7 @@ impl Handler {
             defer_retries: false,
             first_sight: FirstSight::default(),
             metrics: None,
-            trace: Some(TraceConfig::default()),
+            trace: None,
             live: None,
         })
     }
@@ -210,8 +210,8 @@ impl Handler {
         self
     }
 
-    /// Records each delivery as `config` says (`events.trace`; on by
-    /// default, with [`TraceConfig::default`]'s bounds): its outcome, its
+    /// Records each delivery as `config` says (`events.trace`; off by
+    /// default, bounds from [`TraceConfig::default`]): its outcome, its
     /// trace and their digest, in the event row's [`TRACE_ATTR`], written
     /// in the event's own unit of work.
     pub fn with_trace(mut self, config: TraceConfig) -> Handler {

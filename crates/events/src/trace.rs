@@ -37,7 +37,8 @@ pub const TRUNCATED_MARKER: &str = "... trace truncated at events.trace.max_byte
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TraceConfig {
-    /// Record each delivery (default on).
+    /// Record each delivery. Off by default: recording costs ~26% of the
+    /// embedded pipeline's events/s today (docs/performance.md, session 13).
     pub enabled: bool,
     /// Most bytes of trace text kept per delivery; the rest is cut with
     /// [`TRUNCATED_MARKER`] (the digest covers the whole trace).
@@ -53,7 +54,7 @@ pub struct TraceConfig {
 impl Default for TraceConfig {
     fn default() -> Self {
         TraceConfig {
-            enabled: true,
+            enabled: false,
             max_bytes: 64 * 1024,
             keep_days: 7,
             keep_max: 100_000,
