@@ -697,11 +697,7 @@ fn parse_custom(value: Option<&AttrValue>) -> Vec<CustomAttribute> {
 /// `vm.custom_keys`: the keys of the `EVM` custom attributes.
 pub fn custom_keys(store: &dyn ObjectStore, obj: &VmdbRef) -> Result<Vec<String>, TagError> {
     check_custom(obj, "custom_keys")?;
-    Ok(custom_attributes(store, obj)?
-        .into_iter()
-        .filter(|c| c.source == CUSTOM_SOURCE)
-        .map(|c| c.name)
-        .collect())
+    keys_sourced(store, obj, CUSTOM_SOURCE)
 }
 
 /// `vm.custom_get(key)`: the value, `None` when unset.
@@ -711,10 +707,7 @@ pub fn custom_get(
     key: &str,
 ) -> Result<Option<String>, TagError> {
     check_custom(obj, "custom_get")?;
-    Ok(custom_attributes(store, obj)?
-        .into_iter()
-        .find(|c| c.source == CUSTOM_SOURCE && c.name == key)
-        .map(|c| c.value))
+    get_sourced(store, obj, key, CUSTOM_SOURCE)
 }
 
 /// `vm.custom_set(key, value)`: sets the value as text; a blank value
@@ -737,11 +730,7 @@ pub const EMS_CUSTOM_SOURCE: &str = "VC";
 /// `vm.ems_custom_keys`: the keys of the provider's custom attributes.
 pub fn ems_custom_keys(store: &dyn ObjectStore, obj: &VmdbRef) -> Result<Vec<String>, TagError> {
     check_custom(obj, "ems_custom_keys")?;
-    Ok(custom_attributes(store, obj)?
-        .into_iter()
-        .filter(|c| c.source == EMS_CUSTOM_SOURCE)
-        .map(|c| c.name)
-        .collect())
+    keys_sourced(store, obj, EMS_CUSTOM_SOURCE)
 }
 
 /// `vm.ems_custom_get(key)`: the provider's value, `None` when unset.
@@ -751,9 +740,32 @@ pub fn ems_custom_get(
     key: &str,
 ) -> Result<Option<String>, TagError> {
     check_custom(obj, "ems_custom_get")?;
+    get_sourced(store, obj, key, EMS_CUSTOM_SOURCE)
+}
+
+/// The keys of `obj`'s custom attributes from `source`.
+fn keys_sourced(
+    store: &dyn ObjectStore,
+    obj: &VmdbRef,
+    source: &str,
+) -> Result<Vec<String>, TagError> {
     Ok(custom_attributes(store, obj)?
         .into_iter()
-        .find(|c| c.source == EMS_CUSTOM_SOURCE && c.name == key)
+        .filter(|c| c.source == source)
+        .map(|c| c.name)
+        .collect())
+}
+
+/// The value of `obj`'s custom attribute `key` from `source`.
+fn get_sourced(
+    store: &dyn ObjectStore,
+    obj: &VmdbRef,
+    key: &str,
+    source: &str,
+) -> Result<Option<String>, TagError> {
+    Ok(custom_attributes(store, obj)?
+        .into_iter()
+        .find(|c| c.source == source && c.name == key)
         .map(|c| c.value))
 }
 
