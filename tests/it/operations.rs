@@ -181,7 +181,9 @@ fn closed_loop_stop_on_vm_start() {
 
 // ------------------------------------------------------------ methods
 
-fn engine_with_method(store: Arc<MemoryStore>, dir: &Path, body: &str) -> Engine {
+/// An engine over the shipped datastore plus a domain `Ops` whose
+/// `/Ops/Vm/Act/run` runs `body` as a Rhai method (shared with services.rs).
+pub(crate) fn engine_with_method(store: Arc<dyn ObjectStore>, dir: &Path, body: &str) -> Engine {
     let ds = dir.join("datastore");
     copy_dir(&manifest("datastore"), &ds);
     let class = ds.join("Ops/Vm/Act.class");
@@ -219,7 +221,8 @@ fn engine_with_method(store: Arc<MemoryStore>, dir: &Path, body: &str) -> Engine
     automate_control::with_control(engine).0
 }
 
-fn run(engine: &Engine) -> Workspace {
+/// Runs `/Ops/Vm/Act/run` on the VM [`VM`]; an error fails the test.
+pub(crate) fn run(engine: &Engine) -> Workspace {
     let (ws, err) = engine.instantiate_traced(&format!("/Ops/Vm/Act/run?Vm::vm={VM}"), &[]);
     assert!(err.is_none(), "{err:?}\n{}", ws.trace_lines().join("\n"));
     ws

@@ -10,8 +10,8 @@
 use crate::common::{
     api_runtime, attrs, control_engine, copy_dir, manifest, rhev_store, serve_api, EMS, HOST, VM,
 };
-use automate_datastore::Datastore;
-use automate_engine::{AttrValue, Engine, Workspace};
+use crate::operations::{engine_with_method, run};
+use automate_engine::AttrValue;
 use automate_events::catchers::operations::InventoryChange;
 use automate_events::catchers::simulate::{SimulateConfig, Simulator};
 use automate_redb::RedbStore;
@@ -23,50 +23,6 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
-
-fn engine_with_method(store: Arc<dyn ObjectStore>, dir: &Path, body: &str) -> Engine {
-    let ds = dir.join("datastore");
-    copy_dir(&manifest("datastore"), &ds);
-    let class = ds.join("Ops/Vm/Act.class");
-    std::fs::create_dir_all(class.join("__methods__")).unwrap();
-    std::fs::write(
-        ds.join("Ops/__domain__.yaml"),
-        "---\nobject_type: domain\nversion: 1.0\nobject:\n  attributes:\n    name: Ops\n    priority: 50\n    enabled: true\n",
-    )
-    .unwrap();
-    std::fs::write(
-        ds.join("Ops/Vm/__namespace__.yaml"),
-        "---\nobject_type: namespace\nversion: 1.0\nobject:\n  attributes:\n    name: Vm\n",
-    )
-    .unwrap();
-    std::fs::write(
-        class.join("__class__.yaml"),
-        "---\nobject_type: class\nversion: 1.0\nobject:\n  attributes:\n    name: Act\n  schema:\n  - field:\n      aetype: method\n      name: execute\n",
-    )
-    .unwrap();
-    std::fs::write(
-        class.join("run.yaml"),
-        "---\nobject_type: instance\nversion: 1.0\nobject:\n  attributes:\n    name: run\n  fields:\n  - execute:\n      value: act\n",
-    )
-    .unwrap();
-    std::fs::write(
-        class.join("__methods__/act.yaml"),
-        "---\nobject_type: method\nversion: 1.0\nobject:\n  attributes:\n    name: act\n    location: inline\n    language: rhai\n",
-    )
-    .unwrap();
-    std::fs::write(class.join("__methods__/act.rhai"), body).unwrap();
-    let (datastore, problems) = Datastore::open(&ds);
-    assert!(problems.is_empty(), "{problems:?}");
-    let mut engine = Engine::new(Arc::new(datastore)).with_store(store);
-    engine.options.emit_tracing = false;
-    automate_control::with_control(engine).0
-}
-
-fn run(engine: &Engine) -> Workspace {
-    let (ws, err) = engine.instantiate_traced(&format!("/Ops/Vm/Act/run?Vm::vm={VM}"), &[]);
-    assert!(err.is_none(), "{err:?}\n{}", ws.trace_lines().join("\n"));
-    ws
-}
 
 /// A redb store holding the RHEV world of `rhev_store` (same ids).
 fn redb_world(path: &Path) -> Arc<RedbStore> {
