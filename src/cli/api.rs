@@ -184,7 +184,6 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
             let reloads = metrics.reloads();
             reloader.observe(move |report| reloads.count(report.ok));
         }
-        let ui = super::compose::ui_state(&api.token, &engine, &api);
         let mut state = ApiState::new(api.token.clone(), engine, store)?
             .with_dead_letters(dead_letters);
         if let Some(node) = &node {
@@ -242,6 +241,7 @@ pub fn run(global: &Global, args: ApiArgs) -> anyhow::Result<ExitCode> {
         if let Some(cfg) = &config {
             state = state.with_trace(cfg.events.trace.clone());
         }
+        let ui = super::compose::ui_state(&state, &api);
         let limits = api.limits.clone();
         let stop = shutdown.clone();
         let server =

@@ -329,7 +329,6 @@ pub async fn start(
     let dead_letters =
         StoredDeadLetters::new(store.clone(), providers).with_queue(pipeline.queue());
     let pruner = PrunerGuard::start(store.clone(), &config.events.trace)?;
-    let ui = ui_state(&token, &engine, &config.api);
     let api = automate_api::ApiState::new(token, engine, store)?
         .with_queue(pipeline.queue())
         .with_dead_letters(Arc::new(dead_letters))
@@ -346,6 +345,7 @@ pub async fn start(
             automate_vmdb::cluster::EmbeddedCluster::new(url.clone())
                 .with_probe(pipeline.node_load().probe()),
         ));
+    let ui = ui_state(&api, &config.api);
     let router = automate_ui::mount(automate_api::router(api, events), ui);
     let limits = config.api.limits.clone();
     let stop = pipeline.stop_signal();
@@ -448,7 +448,6 @@ async fn start_cluster(
         .map_err(|e| tracing::warn!(target: "evm", "MIQ(automate run) not advertised: {e:#}"))
         .ok();
     let pruner = PrunerGuard::start(store.clone(), &config.events.trace)?;
-    let ui = ui_state(&token, &engine, &config.api);
     let api = automate_api::ApiState::new(token, engine, store)?
         .with_queue(pipeline.queue())
         .with_dead_letters(
@@ -468,6 +467,7 @@ async fn start_cluster(
         .with_live_events(pipeline.live_events())
         .with_trace(config.events.trace.clone())
         .with_shutdown(pipeline.stop_signal());
+    let ui = ui_state(&api, &config.api);
     let router = automate_ui::mount(automate_api::router(api, events), ui);
     let limits = config.api.limits.clone();
     let stop = pipeline.stop_signal();
@@ -486,14 +486,15 @@ async fn start_cluster(
     })
 }
 
-/// The web UI beside the API (`/ui`): it signs in with the API's token
-/// and marks its cookie `Secure` when `api.public_url` is https.
+/// The web UI beside the API (`/ui`): it signs in with the API's token,
+/// reads and acts through the API's state (`state`: its store, requests,
+/// live events, reloader) and marks its cookie `Secure` when
+/// `api.public_url` is https.
 pub fn ui_state(
-    token: &str,
-    engine: &Engine,
+    state: &automate_api::ApiState,
     api: &automate_events::config::ApiConfig,
 ) -> automate_ui::UiState {
-    automate_ui::UiState::new(token, engine.clone()).with_public_url(api.public_url.as_deref())
+    automate_ui::UiState::with_api(state.clone()).with_public_url(api.public_url.as_deref())
 }
 
 /// The API's listener on `api.listen` (a free port of 127.0.0.1 when that

@@ -19,12 +19,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-const TOKEN: &str = "ui-test-token-0123456789";
+pub(crate) const TOKEN: &str = "ui-test-token-0123456789";
 
 /// A datastore root with the ManageIQ fixture imported and the `Custom`
 /// domain (priority 10) overlaying `/System/Event/EmsEvent/RHEVM/USER_RUN_VM`
 /// with a changed `rel5` and adding the Rhai method `log_run`.
-fn ui_datastore(root: &Path) -> Option<()> {
+pub(crate) fn ui_datastore(root: &Path) -> Option<()> {
     let fixture = fixture_dir()?;
     automate_datastore::import::import(
         root,
@@ -77,7 +77,7 @@ fn ui_datastore(root: &Path) -> Option<()> {
 
 /// `automate api` on `root`, answering to [`TOKEN`]; the child and its
 /// base URL.
-fn start_api(dir: &Path, root: &Path) -> (Child, String) {
+pub(crate) fn start_api(dir: &Path, root: &Path) -> (Child, String) {
     let port = super::common::process::free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_automate"))
         .arg("--datastore")
@@ -99,7 +99,7 @@ fn start_api(dir: &Path, root: &Path) -> (Child, String) {
 }
 
 /// Kills the child when the test ends, passing or not.
-struct Killed(Child);
+pub(crate) struct Killed(pub(crate) Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -110,7 +110,7 @@ impl Drop for Killed {
 
 /// One HTTP/1.1 exchange (no redirect followed): status, headers (names
 /// lower-cased) and body.
-fn http(
+pub(crate) fn http(
     base: &str,
     method: &str,
     path: &str,
@@ -143,15 +143,15 @@ fn http(
     (status, headers, body.to_string())
 }
 
-fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
     h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
-const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
+pub(crate) const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
 
 /// Signs in; the session cookie (`automate_session=...`) and the page's
 /// CSRF token.
-fn login(base: &str) -> (String, String) {
+pub(crate) fn login(base: &str) -> (String, String) {
     let (status, h, _) = http(
         base,
         "POST",
@@ -369,18 +369,58 @@ fn browser_missing(ui_dir: &Path) -> Option<String> {
     None
 }
 
-#[test]
-fn ui_in_a_real_browser() {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let ui_dir = manifest.join("tests/ui");
+/// The `tests/ui` folder when the browser tests can run here; `None`
+/// (after printing why) when they cannot and `AUTOMATE_TEST_UI` is not
+/// `1`; panics when it is.
+pub(crate) fn browser_ready() -> Option<PathBuf> {
+    let ui_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/ui");
     if let Some(why) = browser_missing(&ui_dir) {
         assert!(
             std::env::var("AUTOMATE_TEST_UI").as_deref() != Ok("1"),
             "AUTOMATE_TEST_UI=1 but {why}"
         );
         eprintln!("skipping the browser test: {why} (AUTOMATE_TEST_UI=1 makes it mandatory)");
-        return;
+        return None;
     }
+    Some(ui_dir)
+}
+
+/// Runs `tests/ui/SCRIPT` with `node` against the UI at `base` (signing
+/// in with [`TOKEN`], screenshots to `docs/ui/`), with `env` added; fails
+/// the test unless it reports "browser: all cases passed". Its stdout.
+pub(crate) fn browser_script(
+    ui_dir: &Path,
+    script: &str,
+    base: &str,
+    env: &[(&str, &str)],
+) -> String {
+    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/ui");
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = Command::new("node")
+        .arg(ui_dir.join(script))
+        .env("AUTOMATE_UI_URL", base)
+        .env("AUTOMATE_UI_TOKEN", TOKEN)
+        .env("AUTOMATE_UI_SCREENSHOTS", &shots)
+        .envs(env.iter().copied())
+        .current_dir(ui_dir)
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stdout}");
+    assert!(
+        out.status.success(),
+        "{script} failed in the browser:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("browser: all cases passed"), "{stdout}");
+    stdout
+}
+
+#[test]
+fn ui_in_a_real_browser() {
+    let Some(ui_dir) = browser_ready() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("datastore");
     std::fs::create_dir_all(&root).unwrap();
@@ -389,22 +429,5 @@ fn ui_in_a_real_browser() {
     }
     let (child, base) = start_api(dir.path(), &root);
     let _child = Killed(child);
-    let shots = manifest.join("docs/ui");
-    std::fs::create_dir_all(&shots).unwrap();
-    let out = Command::new("node")
-        .arg(ui_dir.join("explorer.mjs"))
-        .env("AUTOMATE_UI_URL", &base)
-        .env("AUTOMATE_UI_TOKEN", TOKEN)
-        .env("AUTOMATE_UI_SCREENSHOTS", &shots)
-        .current_dir(&ui_dir)
-        .output()
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("{stdout}");
-    assert!(
-        out.status.success(),
-        "the browser test failed:\n{stdout}\n{stderr}"
-    );
-    assert!(stdout.contains("browser: all cases passed"), "{stdout}");
+    browser_script(&ui_dir, "explorer.mjs", &base, &[]);
 }

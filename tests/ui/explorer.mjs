@@ -5,62 +5,7 @@
 //   AUTOMATE_UI_SCREENSHOTS=docs/ui node tests/ui/explorer.mjs
 // Prints one line per case and "browser: all cases passed" at the end;
 // exits 1 on the first failure.
-import { chromium } from 'playwright-core';
-import { createRequire } from 'node:module';
-import { readFileSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
-
-const require = createRequire(import.meta.url);
-const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
-const base = process.env.AUTOMATE_UI_URL;
-const token = process.env.AUTOMATE_UI_TOKEN;
-const shots = process.env.AUTOMATE_UI_SCREENSHOTS;
-const executablePath = process.env.AUTOMATE_CHROMIUM || '/usr/bin/chromium';
-if (!base || !token) {
-  console.error('AUTOMATE_UI_URL and AUTOMATE_UI_TOKEN are required');
-  process.exit(2);
-}
-if (shots) mkdirSync(shots, { recursive: true });
-
-function check(cond, what) {
-  if (!cond) throw new Error(`failed: ${what}`);
-}
-
-const pagesChecked = [];
-const consoleErrors = [];
-
-// axe-core on the page as it is now: no serious or critical violation.
-async function axe(page, name) {
-  await page.evaluate(axeSource);
-  const result = await page.evaluate(async () => {
-    // eslint-disable-next-line no-undef
-    const r = await axe.run(document, { resultTypes: ['violations'] });
-    return r.violations.map((v) => ({
-      id: v.id,
-      impact: v.impact,
-      help: v.help,
-      nodes: v.nodes.slice(0, 3).map((n) => n.target.join(' ')),
-    }));
-  });
-  const bad = result.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-  const minor = result.filter((v) => !(v.impact === 'serious' || v.impact === 'critical'));
-  pagesChecked.push(name);
-  if (minor.length) {
-    console.log(`  axe ${name}: ${minor.length} minor/moderate: ${minor.map((v) => v.id).join(', ')}`);
-  }
-  check(bad.length === 0, `axe on ${name}: ${JSON.stringify(bad, null, 1)}`);
-}
-
-async function shot(page, name, fullPage = false) {
-  if (shots) await page.screenshot({ path: join(shots, `${name}.png`), fullPage });
-}
-
-async function visit(page, name, path, fullPage = false) {
-  const res = await page.goto(base + path);
-  check(res && res.status() < 400, `${path} answers ${res && res.status()}`);
-  await axe(page, name);
-  await shot(page, name, fullPage);
-}
+import { base, token, check, axe, shot, visit, newPage, run } from './lib.mjs';
 
 const protectedPages = [
   '/ui/explorer',
@@ -73,21 +18,8 @@ const protectedPages = [
   '/ui/explorer/resolve?path=/System/Process/Event',
 ];
 
-const browser = await chromium.launch({
-  executablePath,
-  args: ['--no-sandbox', '--disable-dev-shm-usage'],
-});
-let failed = false;
-try {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
-  const page = await context.newPage();
-  page.on('console', (m) => {
-    // A refused login (401), a 404 and the refused posts (403) are logged
-    // as failed loads; anything else (a CSP violation, a script error) fails.
-    if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) {
-      consoleErrors.push(`${page.url()}: ${m.text()}`);
-    }
-  });
+await run(async (browser) => {
+  const { context, page } = await newPage(browser);
 
   // 1. Every page without the session redirects to the login form.
   for (const p of protectedPages) {
@@ -222,14 +154,4 @@ try {
   check(new URL(page.url()).pathname === '/ui/login', 'signed out');
   console.log('ok - logout');
 
-  check(consoleErrors.length === 0, `console errors (CSP?): ${consoleErrors.join('\n')}`);
-  console.log(`ok - axe: no serious or critical violation on ${pagesChecked.length} pages (${pagesChecked.join(', ')})`);
-  console.log('browser: all cases passed');
-} catch (e) {
-  failed = true;
-  console.log(`not ok - ${e.message}`);
-  console.log(consoleErrors.join('\n'));
-} finally {
-  await browser.close();
-}
-process.exit(failed ? 1 : 0);
+});

@@ -516,6 +516,21 @@ impl ApiState {
         self
     }
 
+    /// The API token requests must carry (the web UI signs in with it).
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The engine (its datastore) the API resolves with.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The object store the API reads and writes.
+    pub fn store(&self) -> &Arc<dyn ServedStore> {
+        &self.store
+    }
+
     fn queue_depth(&self) -> Result<u64, ApiError> {
         match &self.depth {
             Depth::Queue(q) => Ok(q.depth()),

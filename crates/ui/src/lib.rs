@@ -37,11 +37,15 @@ use std::sync::Arc;
 pub use page::{NavItem, NAV};
 
 /// What the UI's handlers share: the API token, the engine (its
-/// datastore), the sessions and whether cookies are `Secure`.
+/// datastore), the API's state when served beside it (the store, the
+/// request service, the live events, the reloader: the pages act through
+/// the same code as the REST API), the sessions and whether cookies are
+/// `Secure`.
 #[derive(Clone)]
 pub struct UiState {
     token: Arc<str>,
     engine: Engine,
+    api: Option<automate_api::ApiState>,
     sessions: Arc<session::Sessions>,
     secure_cookie: bool,
 }
@@ -61,9 +65,19 @@ impl UiState {
         UiState {
             token: Arc::from(token.into()),
             engine,
+            api: None,
             sessions: Arc::new(session::Sessions::new(session::SessionLimits::default())),
             secure_cookie: false,
         }
+    }
+
+    /// The UI beside the REST API whose state is `api`: the same token and
+    /// engine, and the pages that need the store (events, requests,
+    /// domains, simulation) act through it.
+    pub fn with_api(api: automate_api::ApiState) -> UiState {
+        let mut ui = UiState::new(api.token(), api.engine().clone());
+        ui.api = Some(api);
+        ui
     }
 
     /// The session cookie is marked `Secure` when the service is reached
@@ -89,6 +103,12 @@ impl UiState {
     /// The engine whose datastore the pages show.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The API's state, when the UI is served beside the API (always, from
+    /// `automate run` and `automate api`; not in the render benchmark).
+    pub fn api(&self) -> Option<&automate_api::ApiState> {
+        self.api.as_ref()
     }
 
     pub(crate) fn token(&self) -> &str {

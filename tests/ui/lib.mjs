@@ -1,0 +1,119 @@
+// What every browser script shares: the environment tests/it/ui.rs passes
+// (AUTOMATE_UI_URL, AUTOMATE_UI_TOKEN, AUTOMATE_UI_SCREENSHOTS,
+// AUTOMATE_CHROMIUM), launching Debian's chromium through playwright-core,
+// axe-core on a page (no serious or critical violation), screenshots,
+// signing in, and the "ok - ..." / "browser: all cases passed" report the
+// Rust side looks for.
+import { chromium } from 'playwright-core';
+import { createRequire } from 'node:module';
+import { readFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+const require = createRequire(import.meta.url);
+const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+export const base = process.env.AUTOMATE_UI_URL;
+export const token = process.env.AUTOMATE_UI_TOKEN;
+const shots = process.env.AUTOMATE_UI_SCREENSHOTS;
+const executablePath = process.env.AUTOMATE_CHROMIUM || '/usr/bin/chromium';
+if (!base || !token) {
+  console.error('AUTOMATE_UI_URL and AUTOMATE_UI_TOKEN are required');
+  process.exit(2);
+}
+if (shots) mkdirSync(shots, { recursive: true });
+
+/** Throws (failing the script) unless `cond`. */
+export function check(cond, what) {
+  if (!cond) throw new Error(`failed: ${what}`);
+}
+
+/** The pages axe checked, by name. */
+export const pagesChecked = [];
+/** Console errors seen (a CSP violation, a script error); must stay empty. */
+export const consoleErrors = [];
+
+/** axe-core on the page as it is now: no serious or critical violation. */
+export async function axe(page, name) {
+  await page.evaluate(axeSource);
+  const result = await page.evaluate(async () => {
+    // eslint-disable-next-line no-undef
+    const r = await axe.run(document, { resultTypes: ['violations'] });
+    return r.violations.map((v) => ({
+      id: v.id,
+      impact: v.impact,
+      help: v.help,
+      nodes: v.nodes.slice(0, 3).map((n) => n.target.join(' ')),
+    }));
+  });
+  const bad = result.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  const minor = result.filter((v) => !(v.impact === 'serious' || v.impact === 'critical'));
+  pagesChecked.push(name);
+  if (minor.length) {
+    console.log(`  axe ${name}: ${minor.length} minor/moderate: ${minor.map((v) => v.id).join(', ')}`);
+  }
+  check(bad.length === 0, `axe on ${name}: ${JSON.stringify(bad, null, 1)}`);
+}
+
+/** A screenshot `docs/ui/NAME.png` (when AUTOMATE_UI_SCREENSHOTS is set). */
+export async function shot(page, name, fullPage = false) {
+  if (shots) await page.screenshot({ path: join(shots, `${name}.png`), fullPage });
+}
+
+/** Opens `path`, checks it answers < 400, runs axe and takes a screenshot. */
+export async function visit(page, name, path, fullPage = false) {
+  const res = await page.goto(base + path);
+  check(res && res.status() < 400, `${path} answers ${res && res.status()}`);
+  await axe(page, name);
+  await shot(page, name, fullPage);
+}
+
+/** Headless chromium. */
+export async function launch() {
+  return chromium.launch({
+    executablePath,
+    args: ['--no-sandbox', '--disable-dev-shm-usage'],
+  });
+}
+
+/** A page in a new 1280x860 context that records console errors. */
+export async function newPage(browser) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  const page = await context.newPage();
+  page.on('console', (m) => {
+    // Refused loads (401, 403, 404) are logged as failed loads; anything
+    // else (a CSP violation, a script error) fails the script.
+    if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) {
+      consoleErrors.push(`${page.url()}: ${m.text()}`);
+    }
+  });
+  return { context, page };
+}
+
+/** Signs in with the API token through the login form, landing on `next`. */
+export async function login(page, next = '/ui/explorer') {
+  await page.goto(`${base}/ui/login?next=${encodeURIComponent(next)}`);
+  await page.getByLabel('API token').fill(token);
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.waitForURL(`${base}${next}`);
+}
+
+/**
+ * Runs `body(browser)` in a fresh chromium, then reports: every check of
+ * the script passed, no console error, axe's pages; exits 1 on failure.
+ */
+export async function run(body) {
+  const browser = await launch();
+  let failed = false;
+  try {
+    await body(browser);
+    check(consoleErrors.length === 0, `console errors (CSP?): ${consoleErrors.join('\n')}`);
+    console.log(`ok - axe: no serious or critical violation on ${pagesChecked.length} pages (${pagesChecked.join(', ')})`);
+    console.log('browser: all cases passed');
+  } catch (e) {
+    failed = true;
+    console.log(`not ok - ${e.message}`);
+    console.log(consoleErrors.join('\n'));
+  } finally {
+    await browser.close();
+  }
+  process.exit(failed ? 1 : 0);
+}
