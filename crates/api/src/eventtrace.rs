@@ -100,6 +100,18 @@ pub(super) async fn live(
     let raw = raw
         .map(|axum::extract::Query(q)| q)
         .map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))?;
+    live_stream(state, raw).await
+}
+
+/// The live stream of [`live`] for the query `raw` (its `(key, value)`
+/// pairs): what `GET /api/events/stream` answers, and what the web UI's
+/// session-authenticated `GET /ui/events/stream` serves through
+/// [`crate::events_stream`]. 400 on an unknown or empty parameter or a
+/// bad `since`.
+pub(crate) async fn live_stream(
+    state: ApiState,
+    raw: Vec<(String, String)>,
+) -> Result<Response, ApiError> {
     let mut filter = LiveFilter::default();
     for (k, v) in raw {
         let slot = match k.as_str() {

@@ -539,6 +539,18 @@ impl ApiState {
     }
 }
 
+/// The live event stream `GET /api/events/stream` serves, for the query
+/// pairs `query` (`provider`, `type`, `vm`, `since`), on `state`: the
+/// same server-sent events, batching and throttling, for a caller that
+/// authenticated otherwise (the web UI's session). A bad query is the
+/// API's 400 JSON error.
+pub async fn events_stream(state: ApiState, query: Vec<(String, String)>) -> Response {
+    match eventtrace::live_stream(state, query).await {
+        Ok(res) => res,
+        Err(e) => e.into_response(),
+    }
+}
+
 /// An error answer: status, kind and message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {

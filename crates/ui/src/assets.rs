@@ -1,6 +1,6 @@
 //! The UI's static files, embedded in the binary: the vendored, minified
-//! htmx (`assets/htmx-<version>.min.js`, BSD-2-Clause, `assets/htmx-LICENSE`)
-//! and the stylesheet. Each is served under a name carrying a hash of its
+//! htmx (`assets/htmx-<version>.min.js`, BSD-2-Clause, `assets/htmx-LICENSE`),
+//! the stylesheet and the Events page's live updates (`assets/events.js`). Each is served under a name carrying a hash of its
 //! bytes (`/ui/static/htmx-2.0.11-<hash>.min.js`), so it can be cached
 //! for a year (`immutable`): a new build with other bytes has another URL.
 
@@ -13,6 +13,7 @@ pub const HTMX_VERSION: &str = "2.0.11";
 
 const HTMX: &[u8] = include_bytes!("../assets/htmx-2.0.11.min.js");
 const CSS: &[u8] = include_bytes!("../assets/automate.css");
+const EVENTS_JS: &[u8] = include_bytes!("../assets/events.js");
 
 /// FNV-1a (64 bits) of `bytes`, at compile time: the assets' URL hash.
 const fn fnv1a(bytes: &[u8]) -> u64 {
@@ -28,6 +29,7 @@ const fn fnv1a(bytes: &[u8]) -> u64 {
 
 const HTMX_HASH: u64 = fnv1a(HTMX);
 const CSS_HASH: u64 = fnv1a(CSS);
+const EVENTS_JS_HASH: u64 = fnv1a(EVENTS_JS);
 
 /// The URL of the embedded htmx.
 pub fn htmx_url() -> String {
@@ -39,6 +41,11 @@ pub fn css_url() -> String {
     format!("/ui/static/automate-{:016x}.css", CSS_HASH)
 }
 
+/// The URL of the Events page's script.
+pub fn events_js_url() -> String {
+    format!("/ui/static/events-{:016x}.js", EVENTS_JS_HASH)
+}
+
 /// `GET /ui/static/{file}`: an embedded file by its hashed name (no
 /// session needed); any other name is a 404.
 pub async fn serve(Path(file): Path<String>) -> Response {
@@ -46,6 +53,8 @@ pub async fn serve(Path(file): Path<String>) -> Response {
         (HTMX, "text/javascript; charset=utf-8")
     } else if format!("/ui/static/{file}") == css_url() {
         (CSS, "text/css; charset=utf-8")
+    } else if format!("/ui/static/{file}") == events_js_url() {
+        (EVENTS_JS, "text/javascript; charset=utf-8")
     } else {
         return (StatusCode::NOT_FOUND, "no such file").into_response();
     };
@@ -68,6 +77,7 @@ mod tests {
         assert!(htmx_url().starts_with("/ui/static/htmx-2.0.11-"));
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
         assert_ne!(fnv1a(HTMX), fnv1a(CSS));
+        assert!(events_js_url().starts_with("/ui/static/events-"));
         assert!(HTMX.starts_with(b"var htmx="));
     }
 }

@@ -16,12 +16,15 @@
 //! Pages: the Automate Explorer ([`explorer`]: domains by priority, the
 //! tree, classes, instances with the domain each value comes from,
 //! methods with highlighted source ([`highlight`]), search, and the
-//! domains a path resolves through). `docs/ui.md` is the user's guide.
+//! domains a path resolves through) and the Events ([`events`]: the
+//! event stream filtered and live, each event's payload, outcome and
+//! Automate trace). `docs/ui.md` is the user's guide.
 
 #![deny(missing_docs)]
 
 pub mod assets;
 mod auth;
+pub mod events;
 pub mod explorer;
 pub mod highlight;
 mod page;
@@ -141,6 +144,9 @@ pub fn router(state: UiState) -> Router {
         .route("/ui/explorer/resolve", get(explorer::resolve))
         .route("/ui/explorer/children", get(explorer::children))
         .route("/ui/explorer/{kind}/{*path}", get(explorer::node))
+        .route("/ui/events", get(events::list_page))
+        .route("/ui/events/stream", get(events::stream))
+        .route("/ui/events/{id}", get(events::event_page))
         .route("/ui/{*rest}", get(page::not_found).post(page::not_found))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
