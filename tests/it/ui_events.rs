@@ -186,8 +186,8 @@ fn the_events_pages_list_filter_stream_and_trace_events() {
     assert!(!page.contains("data-stream"), "{page}");
     // Bad filters: 400 naming them.
     for (q, says) in [
-        ("from=soon", "from &quot;soon&quot;"),
-        ("page=0", "page: &quot;0&quot; is not a page number"),
+        ("from=soon", "from &#34;soon&#34;"),
+        ("page=0", "page: &#34;0&#34; is not a page number"),
         ("colour=red", "colour: unknown filter"),
         ("from=2026-12-02&to=2026-12-01", "is after to"),
     ] {
@@ -202,9 +202,12 @@ fn the_events_pages_list_filter_stream_and_trace_events() {
     assert!(page.contains(&format!("EmsEvent {run}: USER_RUN_VM")), "{page}");
     assert!(page.contains("<code>vm_start</code>"), "{page}");
     assert!(page.contains("<th scope=\"row\">tag_prod</th><td>vm_start</td><td>true: actions ran</td>"), "{page}");
-    assert!(page.contains("<th scope=\"row\">started</th><td>vm_start</td>"), "{page}");
+    // The alert `started` wants a powered-off VM: evaluated, not fired.
+    assert!(page.contains("<caption>Alerts fired</caption>"), "{page}");
+    assert!(page.contains("Alert [started] condition false"), "{page}");
+    assert!(page.contains("<li class=\"t-missing\">"), "the .missing fallback marked: {page}");
     assert!(page.contains("prod-http01"), "the VM's name: {page}");
-    assert!(page.contains("&lt;b&gt;not markup&lt;/b&gt;"), "full_data escaped: {page}");
+    assert!(page.contains("&#60;b&#62;not markup&#60;/b&#62;"), "full_data escaped: {page}");
     assert!(!page.contains("<b>not markup</b>"), "{page}");
     assert!(page.contains("<ol class=\"trace\">"), "{page}");
     assert!(page.contains("<details open><summary><code>Following Relationship ["), "{page}");
