@@ -13,8 +13,8 @@
 //! the list, pause holds rows back, axe passes, and ~2,000 events/s flow
 //! for ~10 s while the page's responsiveness is measured and printed.
 
-use super::common::process::{copy_dir, free_port, wait_listening};
 use super::common::manifest;
+use super::common::process::{copy_dir, free_port, wait_listening};
 use super::ui::{browser_ready, browser_script, header, http, login, Killed, TOKEN};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
@@ -92,7 +92,9 @@ fn stream_head(base: &str, path: &str, cookie: Option<&str>) -> (u16, String) {
     let addr = base.trim_start_matches("http://");
     let mut tcp = std::net::TcpStream::connect(addr).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let cookie = cookie.map(|c| format!("Cookie: {c}\r\n")).unwrap_or_default();
+    let cookie = cookie
+        .map(|c| format!("Cookie: {c}\r\n"))
+        .unwrap_or_default();
     write!(
         tcp,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n{cookie}\r\n"
@@ -139,7 +141,10 @@ fn the_events_pages_list_filter_stream_and_trace_events() {
     assert_eq!(s, 200);
     assert!(page.contains("No events match."), "{page}");
     assert!(page.contains("data-stream=\"/ui/events/stream\""), "{page}");
-    assert!(page.contains("/ui/static/events-"), "the live script: {page}");
+    assert!(
+        page.contains("/ui/static/events-"),
+        "the live script: {page}"
+    );
     assert!(page.contains(">Events</a>"), "in the navigation: {page}");
 
     // The session's stream: the API's server-sent events, no token.
@@ -159,11 +164,33 @@ fn the_events_pages_list_filter_stream_and_trace_events() {
     assert_eq!(s, 200);
     let (at_run, at_down) = (
         page.find(&format!("/ui/events/{run}\"")).expect("the run"),
-        page.find(&format!("/ui/events/{down}\"")).expect("the down"),
+        page.find(&format!("/ui/events/{down}\""))
+            .expect("the down"),
     );
     assert!(at_down < at_run, "newest first");
-    assert!(page.contains("raised vm_start; policies tag_prod"), "{page}");
-    assert!(page.contains("<option selected>rhevm01</option>") || page.contains("<option>rhevm01</option>"), "{page}");
+    assert!(
+        page.contains("raised vm_start; policies tag_prod"),
+        "{page}"
+    );
+    // The MiqEvent its delivery raised is listed too; its page says where
+    // its delivery is.
+    let miq = page
+        .split("\">vm_start</a>")
+        .next()
+        .and_then(|h| h.rsplit("/ui/events/").next())
+        .expect("the MiqEvent vm_start listed")
+        .to_string();
+    let (s, _, miq_page) = http(&base, "GET", &format!("/ui/events/{miq}"), &with, "");
+    assert_eq!(s, 200);
+    assert!(
+        miq_page.contains("MiqEvent has no delivery record of its own"),
+        "{miq_page}"
+    );
+    assert!(
+        page.contains("<option selected>rhevm01</option>")
+            || page.contains("<option>rhevm01</option>"),
+        "{page}"
+    );
 
     // Filters narrow the list.
     for (q, has, hasnt) in [
@@ -175,7 +202,10 @@ fn the_events_pages_list_filter_stream_and_trace_events() {
         let (s, _, page) = http(&base, "GET", &format!("/ui/events?{q}"), &with, "");
         assert_eq!(s, 200, "{q}");
         assert!(page.contains(&format!("/ui/events/{has}\"")), "{q}: {page}");
-        assert!(!page.contains(&format!("/ui/events/{hasnt}\"")), "{q}: {page}");
+        assert!(
+            !page.contains(&format!("/ui/events/{hasnt}\"")),
+            "{q}: {page}"
+        );
     }
     let (_, _, page) = http(&base, "GET", "/ui/events?provider=nosuch", &with, "");
     assert!(page.contains("No events match."), "{page}");
@@ -199,21 +229,39 @@ fn the_events_pages_list_filter_stream_and_trace_events() {
     // The event's page: outcome, objects, payload escaped, nested trace.
     let (s, _, page) = http(&base, "GET", &format!("/ui/events/{run}"), &with, "");
     assert_eq!(s, 200);
-    assert!(page.contains(&format!("EmsEvent {run}: USER_RUN_VM")), "{page}");
+    assert!(
+        page.contains(&format!("EmsEvent {run}: USER_RUN_VM")),
+        "{page}"
+    );
     assert!(page.contains("<code>vm_start</code>"), "{page}");
-    assert!(page.contains("<th scope=\"row\">tag_prod</th><td>vm_start</td><td>true: actions ran</td>"), "{page}");
+    assert!(
+        page.contains("<th scope=\"row\">tag_prod</th><td>vm_start</td><td>true: actions ran</td>"),
+        "{page}"
+    );
     // The alert `started` wants a powered-off VM: evaluated, not fired.
     assert!(page.contains("<caption>Alerts fired</caption>"), "{page}");
     assert!(page.contains("Alert [started] condition false"), "{page}");
-    assert!(page.contains("<li class=\"t-missing\">"), "the .missing fallback marked: {page}");
+    assert!(
+        page.contains("<li class=\"t-missing\">"),
+        "the .missing fallback marked: {page}"
+    );
     assert!(page.contains("prod-http01"), "the VM's name: {page}");
-    assert!(page.contains("&#60;b&#62;not markup&#60;/b&#62;"), "full_data escaped: {page}");
+    assert!(
+        page.contains("&#60;b&#62;not markup&#60;/b&#62;"),
+        "full_data escaped: {page}"
+    );
     assert!(!page.contains("<b>not markup</b>"), "{page}");
     assert!(page.contains("<ol class=\"trace\">"), "{page}");
-    assert!(page.contains("<details open><summary><code>Following Relationship ["), "{page}");
+    assert!(
+        page.contains("<details open><summary><code>Following Relationship ["),
+        "{page}"
+    );
     assert!(page.contains("Event Raised [vm_start]"), "{page}");
     assert!(!page.contains("no-record"), "{page}");
-    assert!(!page.contains("automate_trace"), "the record is not an attribute: {page}");
+    assert!(
+        !page.contains("automate_trace"),
+        "the record is not an attribute: {page}"
+    );
 
     // Unknown and malformed ids.
     assert_eq!(http(&base, "GET", "/ui/events/999999", &with, "").0, 404);
@@ -221,7 +269,10 @@ fn the_events_pages_list_filter_stream_and_trace_events() {
 
     if let Some(ui_dir) = browser_ready() {
         let out = browser_script(&ui_dir, "events.mjs", &base, &[]);
-        for line in out.lines().filter(|l| l.contains("storm:") || l.contains("live:")) {
+        for line in out
+            .lines()
+            .filter(|l| l.contains("storm:") || l.contains("live:"))
+        {
             eprintln!("ui_events: {line}");
         }
     }
@@ -240,7 +291,13 @@ fn an_event_handled_with_recording_off_says_so() {
     let (_child, base) = start_run(dir.path(), port);
     let (cookie, _) = login(&base);
     let id = send(&base, "USER_RUN_VM", "prod-off01", "off1");
-    let (s, _, page) = http(&base, "GET", &format!("/ui/events/{id}"), &[("Cookie", &cookie)], "");
+    let (s, _, page) = http(
+        &base,
+        "GET",
+        &format!("/ui/events/{id}"),
+        &[("Cookie", &cookie)],
+        "",
+    );
     assert_eq!(s, 200);
     assert!(page.contains("id=\"no-record\""), "{page}");
     assert!(page.contains("recording was off"), "{page}");

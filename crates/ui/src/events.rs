@@ -354,6 +354,9 @@ fn list(store: &dyn ServedStore, f: &Checked, page: usize) -> Result<Listing, St
         };
         let (outcome, recorded) = match Record::of(&obj) {
             Ok(Some(r)) => (summary(&r), true),
+            // A MiqEvent or RequestEvent: its delivery is in the trace of
+            // the event that raised it.
+            Ok(None) if obj.class != "EmsEvent" => (obj.class.clone(), false),
             Ok(None) => ("not recorded".to_string(), false),
             Err(e) => (format!("unreadable record: {e}"), false),
         };
@@ -500,7 +503,10 @@ pub async fn stream(
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Response {
     let Some(api) = state.api() else {
-        return (StatusCode::NOT_FOUND, "no event stream: the UI runs without the API")
+        return (
+            StatusCode::NOT_FOUND,
+            "no event stream: the UI runs without the API",
+        )
             .into_response();
     };
     match query {
@@ -646,6 +652,14 @@ fn load_event(store: &dyn ServedStore, id: i64) -> Result<Option<EventPage>, Sto
     };
     let (record, no_record) = match Record::of(&obj) {
         Ok(Some(r)) => (Some(r), String::new()),
+        Ok(None) if obj.class != "EmsEvent" => (
+            None,
+            format!(
+                "A {} has no delivery record of its own: its delivery is in the trace of the \
+                 provider event that raised it.",
+                obj.class
+            ),
+        ),
         Ok(None) => (
             None,
             "This event has no delivery record: recording was off when it was handled \
@@ -851,7 +865,10 @@ mod tests {
         // Balanced: every group closed, the cut one too.
         assert_eq!(h.matches("<ol").count(), h.matches("</ol>").count());
         assert_eq!(h.matches("<details").count(), 3);
-        assert_eq!(h.matches("<details").count(), h.matches("</details>").count());
+        assert_eq!(
+            h.matches("<details").count(),
+            h.matches("</details>").count()
+        );
         assert!(h.contains("a&lt;b&gt;"), "{h}");
         assert!(h.contains("<li class=\"t-err\"><code>boom</code>"), "{h}");
         assert!(h.contains("<li class=\"t-event\">"), "{h}");
