@@ -220,12 +220,38 @@ pub(super) async fn action(
             )))
         }
     };
+    let d = change_domain(&state, &id, change).await?;
+    let base = base_url(&state);
+    let done = match change {
+        DomainChange::Enable => "enabled".to_string(),
+        DomainChange::Disable => "disabled".to_string(),
+        DomainChange::Priority(p) => format!("given priority {p}"),
+    };
+    tracing::info!(target: "evm", "MIQ(Api) automate domain [{}] {done}", d.name);
+    ok(json!({
+        "success": true,
+        "message": format!("Automate domain {} {done}", d.name),
+        "href": format!("{base}/api/automate_domains/{}", d.name),
+        "result": domain_json("automate_domains", &d, &base),
+    }))
+}
+
+/// Applies `change` (enable, disable, a priority) to the domain `id`
+/// names, as `POST /api/automate_domains/{id}` does: 404 for an unknown
+/// domain, 403 for a locked one, 400 for a bad priority; the domain's
+/// `__domain__.yaml` is rewritten and the service's reloader swaps the
+/// datastore in (409, the running one kept, when it does not reload).
+/// The domain as the new index holds it.
+pub async fn change_domain(
+    state: &ApiState,
+    id: &str,
+    change: DomainChange,
+) -> Result<DomainInfo, ApiError> {
     // The domain must exist (404 before any write).
-    let name = find(&state, &id)?.name.to_string();
+    let name = find(state, id)?.name.to_string();
     let engine = state.engine.clone();
     let reloader = state.reloader.clone();
-    let d =
-        blocking(move || {
+    blocking(move || {
             let datastore = engine.datastore();
             let Some(reloader) = reloader else {
                 return datastore.change_domain(&name, change).map_err(change_error);
@@ -258,20 +284,7 @@ pub(super) async fn action(
                 ApiError::not_found(format!("automate_domains/{shown}: no such domain"))
             })
         })
-        .await?;
-    let base = base_url(&state);
-    let done = match change {
-        DomainChange::Enable => "enabled".to_string(),
-        DomainChange::Disable => "disabled".to_string(),
-        DomainChange::Priority(p) => format!("given priority {p}"),
-    };
-    tracing::info!(target: "evm", "MIQ(Api) automate domain [{}] {done}", d.name);
-    ok(json!({
-        "success": true,
-        "message": format!("Automate domain {} {done}", d.name),
-        "href": format!("{base}/api/automate_domains/{}", d.name),
-        "result": domain_json("automate_domains", &d, &base),
-    }))
+        .await
 }
 
 #[cfg(test)]
