@@ -64,10 +64,8 @@ fn multipart(fields: &[(&str, &str)], file: Option<(&str, &str, &[u8])>) -> Vec<
     let mut out = Vec::new();
     for (k, v) in fields {
         out.extend_from_slice(
-            format!(
-                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"
-            )
-            .as_bytes(),
+            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
+                .as_bytes(),
         );
     }
     if let Some((field, name, bytes)) = file {
@@ -145,7 +143,10 @@ fn domains_page_over_http() {
     );
     assert!(p.contains("aria-describedby=\"why-ManageIQ\""), "{p}");
     assert!(p.contains("action=\"/ui/domains/Custom/disable\""), "{p}");
-    assert!(!p.contains("action=\"/ui/domains/ManageIQ/disable\""), "{p}");
+    assert!(
+        !p.contains("action=\"/ui/domains/ManageIQ/disable\""),
+        "{p}"
+    );
 
     // Disable without the token: refused, nothing written.
     let before = domain_yaml(&root, "Custom");
@@ -154,7 +155,13 @@ fn domains_page_over_http() {
     assert_eq!(domain_yaml(&root, "Custom"), before);
 
     // Disable, then enable: the file and the API follow.
-    let (s, h, _) = http(&base, "POST", "/ui/domains/Custom/disable", &posting, &token);
+    let (s, h, _) = http(
+        &base,
+        "POST",
+        "/ui/domains/Custom/disable",
+        &posting,
+        &token,
+    );
     assert_eq!((s, header(&h, "location")), (303, Some("/ui/domains")));
     assert!(domain_yaml(&root, "Custom").contains("enabled: false"));
     assert_eq!(api_domain("Custom")["enabled"], false);
@@ -204,7 +211,13 @@ fn domains_page_over_http() {
 
     // The locked domain: refused, its file untouched.
     let miq_before = domain_yaml(&root, "ManageIQ");
-    let (s, _, _) = http(&base, "POST", "/ui/domains/ManageIQ/disable", &posting, &token);
+    let (s, _, _) = http(
+        &base,
+        "POST",
+        "/ui/domains/ManageIQ/disable",
+        &posting,
+        &token,
+    );
     assert_eq!(s, 303);
     let p = page("/ui/domains");
     assert!(
@@ -231,7 +244,11 @@ fn domains_page_over_http() {
         .env_remove("AUTOMATE_SERVER")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(zip, std::fs::read(&cli_zip).unwrap(), "the same bytes");
 
     let multipart_headers = |cookie: &str| {
@@ -247,10 +264,16 @@ fn domains_page_over_http() {
     let mh: Vec<(&str, &str)> = mh.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
 
     // Multipart without the token first, or to another path: refused.
-    let body = multipart(&[("domain", "Copy"), ("action", "import")], Some(("zip", "Custom.zip", &zip)));
+    let body = multipart(
+        &[("domain", "Copy"), ("action", "import")],
+        Some(("zip", "Custom.zip", &zip)),
+    );
     let (s, _, _) = http_bytes(&base, "POST", "/ui/domains/import", &mh, &body);
     assert_eq!(s, 403);
-    let body = multipart(&[("csrf_token", "0000"), ("action", "import")], Some(("zip", "Custom.zip", &zip)));
+    let body = multipart(
+        &[("csrf_token", "0000"), ("action", "import")],
+        Some(("zip", "Custom.zip", &zip)),
+    );
     let (s, _, _) = http_bytes(&base, "POST", "/ui/domains/import", &mh, &body);
     assert_eq!(s, 403);
     let body = multipart(&[("csrf_token", &csrf)], None);
@@ -261,7 +284,12 @@ fn domains_page_over_http() {
     // Preview the upload under a new name: the files it would add, nothing
     // written; then import it from the preview.
     let body = multipart(
-        &[("csrf_token", &csrf), ("domain", "Copy"), ("priority", "30"), ("action", "preview")],
+        &[
+            ("csrf_token", &csrf),
+            ("domain", "Copy"),
+            ("priority", "30"),
+            ("action", "preview"),
+        ],
         Some(("zip", "Custom.zip", &zip)),
     );
     let (s, _, preview) = http_bytes(&base, "POST", "/ui/domains/import", &mh, &body);
@@ -307,7 +335,12 @@ fn domains_page_over_http() {
     // A directory on the server, imported under a new name.
     let src = root.join("Custom").display().to_string();
     let body = multipart(
-        &[("csrf_token", &csrf), ("path", &src), ("domain", "FromDir"), ("action", "import")],
+        &[
+            ("csrf_token", &csrf),
+            ("path", &src),
+            ("domain", "FromDir"),
+            ("action", "import"),
+        ],
         None,
     );
     let (s, _, _) = http_bytes(&base, "POST", "/ui/domains/import", &mh, &body);
@@ -317,13 +350,20 @@ fn domains_page_over_http() {
 
     // A name clash without "replace": refused, naming the domain.
     let body = multipart(
-        &[("csrf_token", &csrf), ("domain", "Copy"), ("action", "import")],
+        &[
+            ("csrf_token", &csrf),
+            ("domain", "Copy"),
+            ("action", "import"),
+        ],
         Some(("zip", "Custom.zip", &zip)),
     );
     let (s, _, _) = http_bytes(&base, "POST", "/ui/domains/import", &mh, &body);
     assert_eq!(s, 303);
     let p = page("/ui/domains");
-    assert!(p.contains("Nothing was imported: the upload Custom.zip:"), "{p}");
+    assert!(
+        p.contains("Nothing was imported: the upload Custom.zip:"),
+        "{p}"
+    );
     assert!(p.contains("Copy"), "{p}");
 
     // A bad zip: a clear error naming the file; nothing changed.

@@ -68,7 +68,12 @@ fn requests_pages_over_http() {
     let _child = Killed(child);
 
     // Without a session: the login form.
-    for page in ["/ui/requests", "/ui/requests/new", "/ui/requests/1", "/ui/retries"] {
+    for page in [
+        "/ui/requests",
+        "/ui/requests/new",
+        "/ui/requests/1",
+        "/ui/retries",
+    ] {
         let (s, h, _) = http(&base, "GET", page, &[], "");
         assert_eq!(s, 303, "{page}");
         assert!(header(&h, "location")
@@ -82,13 +87,20 @@ fn requests_pages_over_http() {
     let (s, _, page) = http(&base, "GET", "/ui/requests", &with, "");
     assert_eq!(s, 200);
     assert!(page.contains("No request yet."), "{page}");
-    assert!(page.contains("href=\"/ui/requests\" aria-current=\"page\""), "{page}");
+    assert!(
+        page.contains("href=\"/ui/requests\" aria-current=\"page\""),
+        "{page}"
+    );
     let (s, _, page) = http(&base, "GET", "/ui/requests/new", &with, "");
     assert_eq!(s, 200);
     assert!(page.contains("name=\"attr_key_0\""), "{page}");
 
     // A form without the CSRF token creates nothing.
-    let body = form(&[("namespace", "Test"), ("class", "Work"), ("instance", "hello")]);
+    let body = form(&[
+        ("namespace", "Test"),
+        ("class", "Work"),
+        ("instance", "hello"),
+    ]);
     let (s, _, _) = http(&base, "POST", "/ui/requests", &posting, &body);
     assert_eq!(s, 403);
     let (_, _, list) = http(&base, "GET", "/ui/requests", &with, "");
@@ -113,7 +125,10 @@ fn requests_pages_over_http() {
     let body = form(&[("csrf_token", &csrf), ("attr_value_1", "orphan")]);
     let (s, _, page) = http(&base, "POST", "/ui/requests", &posting, &body);
     assert_eq!(s, 400);
-    assert!(page.contains("attribute row 2: a value without a name"), "{page}");
+    assert!(
+        page.contains("attribute row 2: a value without a name"),
+        "{page}"
+    );
 
     // Create, then approve with a reason.
     let body = form(&[
@@ -129,12 +144,24 @@ fn requests_pages_over_http() {
     let id = created_id(s, &h, &page);
     let (s, _, page) = http(&base, "GET", &format!("/ui/requests/{id}"), &with, "");
     assert_eq!(s, 200);
-    assert!(page.contains(&format!("Automation request {id} created")), "flash: {page}");
+    assert!(
+        page.contains(&format!("Automation request {id} created")),
+        "flash: {page}"
+    );
     assert!(page.contains("pending_approval"), "{page}");
-    assert!(page.contains("<th scope=\"row\">request_created</th>"), "{page}");
-    assert!(page.contains("<th scope=\"row\">who</th><td class=\"v\">Ada</td>"), "{page}");
+    assert!(
+        page.contains("<th scope=\"row\">request_created</th>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<th scope=\"row\">who</th><td class=\"v\">Ada</td>"),
+        "{page}"
+    );
     assert!(page.contains("/Test/Work/hello"), "{page}");
-    assert!(page.contains("hx-trigger=\"every 1s\""), "polls until finished: {page}");
+    assert!(
+        page.contains("hx-trigger=\"every 1s\""),
+        "polls until finished: {page}"
+    );
     // The flash shows once.
     let (_, _, again) = http(&base, "GET", &format!("/ui/requests/{id}"), &with, "");
     assert!(!again.contains("created ("), "{again}");
@@ -156,7 +183,10 @@ fn requests_pages_over_http() {
         &posting,
         &form(&[("csrf_token", &csrf), ("reason", " ")]),
     );
-    assert_eq!((s, header(&h, "location")), (303, Some(&*format!("/ui/requests/{id}"))));
+    assert_eq!(
+        (s, header(&h, "location")),
+        (303, Some(&*format!("/ui/requests/{id}")))
+    );
     let (_, _, page) = http(&base, "GET", &format!("/ui/requests/{id}"), &with, "");
     assert!(page.contains("reason: a deny needs a reason"), "{page}");
     assert!(page.contains("role=\"alert\""), "{page}");
@@ -169,15 +199,30 @@ fn requests_pages_over_http() {
         &posting,
         &form(&[("csrf_token", &csrf), ("reason", "looks fine")]),
     );
-    assert_eq!((s, header(&h, "location")), (303, Some(&*format!("/ui/requests/{id}"))));
+    assert_eq!(
+        (s, header(&h, "location")),
+        (303, Some(&*format!("/ui/requests/{id}")))
+    );
     let (_, _, page) = http(&base, "GET", &format!("/ui/requests/{id}"), &with, "");
-    assert!(page.contains(&format!("Request {id} approved: finished (Ok).")), "{page}");
+    assert!(
+        page.contains(&format!("Request {id} approved: finished (Ok).")),
+        "{page}"
+    );
     for event in ["request_created", "request_approved", "request_starting"] {
-        assert!(page.contains(&format!("<th scope=\"row\">{event}</th>")), "{event}: {page}");
+        assert!(
+            page.contains(&format!("<th scope=\"row\">{event}</th>")),
+            "{event}: {page}"
+        );
     }
     assert!(page.contains("AutomationTask"), "{page}");
-    assert!(!page.contains("hx-trigger"), "no polling once finished: {page}");
-    assert!(page.contains("can no longer be approved or denied"), "{page}");
+    assert!(
+        !page.contains("hx-trigger"),
+        "no polling once finished: {page}"
+    );
+    assert!(
+        page.contains("can no longer be approved or denied"),
+        "{page}"
+    );
     // The REST API sees the same request.
     let (s, _, json) = http(
         &base,
@@ -205,7 +250,10 @@ fn requests_pages_over_http() {
     );
     assert_eq!(s, 303);
     let (_, _, page) = http(&base, "GET", &format!("/ui/requests/{denied}"), &with, "");
-    assert!(page.contains("<th scope=\"row\">request_denied</th>"), "{page}");
+    assert!(
+        page.contains("<th scope=\"row\">request_denied</th>"),
+        "{page}"
+    );
     assert!(page.contains("Denied"), "{page}");
     assert!(page.contains("not today"), "{page}");
 
@@ -235,7 +283,10 @@ fn requests_pages_over_http() {
         page.contains("/Test/Counter/default?AutomationTask%3A%3Aautomation_task="),
         "{page}"
     );
-    assert!(page.contains("<td>due</td>") || page.contains("<td>scheduled</td>"), "{page}");
+    assert!(
+        page.contains("<td>due</td>") || page.contains("<td>scheduled</td>"),
+        "{page}"
+    );
     assert!(page.contains("1 retries, soonest first"), "{page}");
 
     // An unknown request: 404 naming it.

@@ -252,23 +252,23 @@ pub async fn change_domain(
     let engine = state.engine.clone();
     let reloader = state.reloader.clone();
     blocking(move || {
-            let datastore = engine.datastore();
-            let Some(reloader) = reloader else {
-                return datastore.change_domain(&name, change).map_err(change_error);
-            };
-            // A service reloads all-or-nothing (index, compiled methods and
-            // policies together; its report on /api/health): the file is
-            // written, then the reloader swaps it in, or keeps the running
-            // datastore and says why.
-            let shown = datastore
-                .write_domain_change(&name, change)
-                .map_err(change_error)?;
-            let report = reloader.reload();
-            if !report.ok {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "conflict",
-                    format!(
+        let datastore = engine.datastore();
+        let Some(reloader) = reloader else {
+            return datastore.change_domain(&name, change).map_err(change_error);
+        };
+        // A service reloads all-or-nothing (index, compiled methods and
+        // policies together; its report on /api/health): the file is
+        // written, then the reloader swaps it in, or keeps the running
+        // datastore and says why.
+        let shown = datastore
+            .write_domain_change(&name, change)
+            .map_err(change_error)?;
+        let report = reloader.reload();
+        if !report.ok {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!(
                     "automate domain [{shown}] changed on disk, but the datastore did not reload \
                      (the running one is kept): {}",
                     report
@@ -278,13 +278,15 @@ pub async fn change_domain(
                         .collect::<Vec<_>>()
                         .join("; ")
                 ),
-                ));
-            }
-            datastore.index().domain(&shown).cloned().ok_or_else(|| {
-                ApiError::not_found(format!("automate_domains/{shown}: no such domain"))
-            })
-        })
-        .await
+            ));
+        }
+        datastore
+            .index()
+            .domain(&shown)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(format!("automate_domains/{shown}: no such domain")))
+    })
+    .await
 }
 
 #[cfg(test)]

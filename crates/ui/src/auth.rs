@@ -160,8 +160,7 @@ pub(crate) async fn guard(State(state): State<UiState>, mut req: Request, next: 
                 }
                 req = Request::from_parts(parts, Body::from(bytes));
             }
-            None if is_multipart(req.headers())
-                && MULTIPART_PATHS.contains(&req.uri().path()) => {}
+            None if is_multipart(req.headers()) && MULTIPART_PATHS.contains(&req.uri().path()) => {}
             None => return forbidden(&session),
         }
     }

@@ -20,7 +20,7 @@
 //! first), `POST /ui/domains/reload`.
 
 use crate::page::{back_with, html, url_encode, Layout};
-use crate::requests::{api_error_page, api_of};
+use crate::requests::{api_error_page, no_api};
 use crate::session::{random_hex, Flash, SessionInfo};
 use crate::UiState;
 use askama::Template;
@@ -223,9 +223,8 @@ async fn apply(
     name: &str,
     change: DomainChange,
 ) -> Response {
-    let api = match api_of(state, session) {
-        Ok(a) => a,
-        Err(r) => return r,
+    let Some(api) = state.api() else {
+        return no_api(session);
     };
     let flash = match automate_api::change_domain(api, name, change).await {
         Ok(d) => Flash::done(match change {
@@ -329,9 +328,8 @@ pub(crate) async fn export(
     Extension(session): Extension<SessionInfo>,
     Path(name): Path<String>,
 ) -> Response {
-    let api = match api_of(&state, &session) {
-        Ok(a) => a,
-        Err(r) => return r,
+    let Some(api) = &state.api() else {
+        return no_api(&session);
     };
     match automate_api::export_domain(api, &name).await {
         Ok(bytes) => {
@@ -365,9 +363,8 @@ pub(crate) async fn reload(
     State(state): State<UiState>,
     Extension(session): Extension<SessionInfo>,
 ) -> Response {
-    let api = match api_of(&state, &session) {
-        Ok(a) => a,
-        Err(r) => return r,
+    let Some(api) = &state.api() else {
+        return no_api(&session);
     };
     let flash = match automate_api::reload_datastore(api).await {
         Ok(r) if r.ok => Flash::done(if r.changed_domains.is_empty() {
@@ -514,9 +511,8 @@ pub(crate) async fn import(
     Extension(session): Extension<SessionInfo>,
     mp: Multipart,
 ) -> Response {
-    let api = match api_of(&state, &session) {
-        Ok(a) => a,
-        Err(r) => return r,
+    let Some(api) = &state.api() else {
+        return no_api(&session);
     };
     let form = match read_form(&session, mp).await {
         Ok(f) => f,
@@ -529,7 +525,14 @@ pub(crate) async fn import(
                 "The form did not carry this session's CSRF token, so nothing was changed. Reload the page and try again.",
             );
         }
-        Err(m) => return back_with(&state, &session, BACK, Flash::failed(format!("Nothing was imported: {m}"))),
+        Err(m) => {
+            return back_with(
+                &state,
+                &session,
+                BACK,
+                Flash::failed(format!("Nothing was imported: {m}")),
+            )
+        }
     };
     let failed = |m: String| {
         back_with(
@@ -543,37 +546,36 @@ pub(crate) async fn import(
         Ok(o) => o,
         Err(m) => return failed(m),
     };
-    let (source, shown) = match (&form.upload, form.path.as_str(), form.stash.as_str()) {
-        (Some((name, bytes)), "", "") => (
-            ImportSource::Zip {
-                name: name.clone(),
-                bytes: bytes.clone(),
-            },
-            format!("the upload {name}"),
-        ),
-        (None, path, "") if !path.is_empty() => {
-            (ImportSource::Path(PathBuf::from(path)), path.to_string())
-        }
-        (None, "", id) if !id.is_empty() => match state.stash().take(&session.id, id) {
-            Some((name, bytes)) => (
+    let (source, shown) =
+        match (&form.upload, form.path.as_str(), form.stash.as_str()) {
+            (Some((name, bytes)), "", "") => (
                 ImportSource::Zip {
                     name: name.clone(),
-                    bytes,
+                    bytes: bytes.clone(),
                 },
                 format!("the upload {name}"),
             ),
-            None => {
-                return failed(
+            (None, path, "") if !path.is_empty() => {
+                (ImportSource::Path(PathBuf::from(path)), path.to_string())
+            }
+            (None, "", id) if !id.is_empty() => match state.stash().take(&session.id, id) {
+                Some((name, bytes)) => (
+                    ImportSource::Zip {
+                        name: name.clone(),
+                        bytes,
+                    },
+                    format!("the upload {name}"),
+                ),
+                None => return failed(
                     "the previewed upload is gone (it is kept 15 minutes); choose the file again"
                         .into(),
-                )
+                ),
+            },
+            (None, "", "") => {
+                return failed("zip: choose a .zip file to upload, or give a directory path".into())
             }
-        },
-        (None, "", "") => {
-            return failed("zip: choose a .zip file to upload, or give a directory path".into())
-        }
-        _ => return failed("give either a .zip file or a directory path, not both".into()),
-    };
+            _ => return failed("give either a .zip file or a directory path, not both".into()),
+        };
     if form.preview {
         return preview(&state, &session, api, source, opts, &form, shown).await;
     }
@@ -698,10 +700,7 @@ mod tests {
             priority: "x".into(),
             ..ImportForm::default()
         };
-        assert_eq!(
-            options(&f).unwrap_err(),
-            "priority: [x] is not an integer"
-        );
+        assert_eq!(options(&f).unwrap_err(), "priority: [x] is not an integer");
         f.priority = "7".into();
         f.enabled = "false".into();
         f.domain = "Copy".into();

@@ -20,7 +20,7 @@ use crate::page::{back_with, error_page, html, iso_time, see_other, Layout};
 use crate::session::{Flash, SessionInfo};
 use crate::UiState;
 use askama::Template;
-use automate_api::{ApiError, ApiState, RequestEventRow, RequestView, RetryView};
+use automate_api::{ApiError, RequestEventRow, RequestView, RetryView};
 use axum::extract::{Extension, Form, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -31,20 +31,15 @@ use std::time::SystemTime;
 /// How many attribute rows the new request form offers.
 pub const ATTRIBUTE_ROWS: usize = 6;
 
-/// The API's state, or an error page (the UI runs without it only in the
-/// render benchmark).
-pub(crate) fn api_of<'a>(
-    state: &'a UiState,
-    session: &SessionInfo,
-) -> Result<&'a ApiState, Response> {
-    state.api().ok_or_else(|| {
-        error_page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            Some(session),
-            "Not available",
-            "This page needs the object store: it is served by automate run and automate api.",
-        )
-    })
+/// The page answered when the UI runs without the API's state (only the
+/// render benchmark does).
+pub(crate) fn no_api(session: &SessionInfo) -> Response {
+    error_page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        Some(session),
+        "Not available",
+        "This page needs the object store: it is served by automate run and automate api.",
+    )
 }
 
 /// An API error as a page: its status and message.
@@ -125,9 +120,8 @@ pub(crate) async fn list(
     State(state): State<UiState>,
     Extension(session): Extension<SessionInfo>,
 ) -> Response {
-    let api = match api_of(&state, &session) {
-        Ok(a) => a,
-        Err(r) => return r,
+    let Some(api) = &state.api() else {
+        return no_api(&session);
     };
     let views = match automate_api::all_requests(api).await {
         Ok(v) => v,
@@ -173,12 +167,7 @@ fn new_page(state: &UiState, session: &SessionInfo, form: &[(String, String)]) -
             .unwrap_or_default()
     };
     NewRequestPage {
-        layout: Layout::flashed(
-            "New automation request",
-            state,
-            session,
-            "/ui/requests",
-        ),
+        layout: Layout::flashed("New automation request", state, session, "/ui/requests"),
         error: None,
         namespace: get("namespace"),
         class: get("class"),
@@ -233,18 +222,12 @@ pub fn request_body(form: &[(String, String)]) -> Result<Value, String> {
         let value = get(&format!("attr_value_{n}"));
         if key.is_empty() {
             if !value.is_empty() {
-                return Err(format!(
-                    "attribute row {}: a value without a name",
-                    n + 1
-                ));
+                return Err(format!("attribute row {}: a value without a name", n + 1));
             }
             continue;
         }
         if parameters.contains_key(&key) {
-            return Err(format!(
-                "attribute row {}: [{key}] is given twice",
-                n + 1
-            ));
+            return Err(format!("attribute row {}: [{key}] is given twice", n + 1));
         }
         parameters.insert(key, Value::String(value));
     }
@@ -271,9 +254,8 @@ pub(crate) async fn create(
     Extension(session): Extension<SessionInfo>,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
-    let api = match api_of(&state, &session) {
-        Ok(a) => a,
-        Err(r) => return r,
+    let Some(api) = &state.api() else {
+        return no_api(&session);
     };
     let refused = |message: String| {
         let mut page = new_page(&state, &session, &form);
@@ -363,9 +345,8 @@ pub(crate) async fn request(
     Path(id): Path<String>,
     Query(q): Query<RequestQuery>,
 ) -> Response {
-    let api = match api_of(&state, &session) {
-        Ok(a) => a,
-        Err(r) => return r,
+    let Some(api) = &state.api() else {
+        return no_api(&session);
     };
     let Ok(id) = id.trim().parse::<i64>() else {
         return error_page(
@@ -420,12 +401,7 @@ pub(crate) async fn request(
     }
     html(
         &RequestPage {
-            layout: Layout::flashed(
-                format!("Request {id}"),
-                &state,
-                &session,
-                "/ui/requests",
-            ),
+            layout: Layout::flashed(format!("Request {id}"), &state, &session, "/ui/requests"),
             pending: view.approval_state == "pending_approval",
             approval_state: view.approval_state.clone(),
             section,
@@ -450,9 +426,8 @@ async fn decide(
     action: &str,
     reason: String,
 ) -> Response {
-    let api = match api_of(&state, &session) {
-        Ok(a) => a,
-        Err(r) => return r,
+    let Some(api) = &state.api() else {
+        return no_api(&session);
     };
     let back = format!("/ui/requests/{}", crate::page::url_encode(&id, false));
     let Ok(n) = id.trim().parse::<i64>() else {
@@ -549,9 +524,8 @@ pub(crate) async fn retries(
     State(state): State<UiState>,
     Extension(session): Extension<SessionInfo>,
 ) -> Response {
-    let api = match api_of(&state, &session) {
-        Ok(a) => a,
-        Err(r) => return r,
+    let Some(api) = &state.api() else {
+        return no_api(&session);
     };
     let mut list = match automate_api::scheduled_retries(api).await {
         Ok(v) => v,
