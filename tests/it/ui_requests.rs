@@ -1,7 +1,8 @@
 //! The web UI's Requests and Retries pages on the real `automate api`
 //! binary over HTTP (create a request from the form, approve and deny
 //! with a reason, the request events shown, the field a bad form names,
-//! a form without the CSRF token refused, a scheduled retry listed), and
+//! a form without the CSRF token refused, a scheduled retry listed, also
+//! in a real browser with `tests/ui/retries.mjs`), and
 //! in a real browser on `automate run` (`tests/ui/requests.mjs`: create,
 //! approve and watch a request finish as the service's retry runner
 //! delivers its state machine's retries).
@@ -26,6 +27,25 @@ pub(crate) fn requests_datastore(root: &Path) {
             &automate_datastore::import::ImportOptions::default(),
         )
         .expect("import");
+    }
+    // `/Test/Slow/default`: the Counter machine retrying in an hour, so
+    // its retry stays scheduled (the service's retry runner leaves it).
+    let counter = root.join("Req/Test/Counter.class");
+    let slow = root.join("Req/Test/Slow.class");
+    std::fs::create_dir_all(slow.join("__methods__")).unwrap();
+    for rel in [
+        "__class__.yaml",
+        "default.yaml",
+        "__methods__/bump.yaml",
+        "__methods__/bump.rhai",
+        "__methods__/done.yaml",
+        "__methods__/done.rhai",
+    ] {
+        let text = std::fs::read_to_string(counter.join(rel))
+            .unwrap()
+            .replace("name: Counter", "name: Slow")
+            .replace("\"0.05\"", "\"3600\"");
+        std::fs::write(slow.join(rel), text).unwrap();
     }
 }
 
@@ -264,12 +284,12 @@ fn requests_pages_over_http() {
     assert!(a < b, "newest first");
     assert!(list.contains("jdoe"), "{list}");
 
-    // A retrying machine: its retry is scheduled (`automate api` runs no
-    // retry runner), listed with its URI and due time.
+    // A machine retrying in an hour: its retry is listed with its URI,
+    // state and due time.
     let body = form(&[
         ("csrf_token", &csrf),
         ("namespace", "Test"),
-        ("class", "Counter"),
+        ("class", "Slow"),
         ("instance", "default"),
         ("auto_approve", "true"),
     ]);
@@ -280,18 +300,20 @@ fn requests_pages_over_http() {
     let (s, _, page) = http(&base, "GET", "/ui/retries", &with, "");
     assert_eq!(s, 200);
     assert!(
-        page.contains("/Test/Counter/default?AutomationTask%3A%3Aautomation_task="),
+        page.contains("/Test/Slow/default?AutomationTask%3A%3Aautomation_task="),
         "{page}"
     );
-    assert!(
-        page.contains("<td>due</td>") || page.contains("<td>scheduled</td>"),
-        "{page}"
-    );
+    assert!(page.contains("<td>scheduled</td>"), "{page}");
     assert!(page.contains("1 retries, soonest first"), "{page}");
 
     // An unknown request: 404 naming it.
     let (s, _, page) = http(&base, "GET", "/ui/requests/999999", &with, "");
     assert_eq!(s, 404, "{page}");
+
+    // The retry in a real browser (`tests/ui/retries.mjs`, retries.png).
+    if let Some(ui_dir) = browser_ready() {
+        browser_script(&ui_dir, "retries.mjs", &base, &[]);
+    }
 }
 
 /// `automate run` with the API (and the UI) on a free port, workers and

@@ -3,7 +3,7 @@
 // against `automate run` (workers and the retry runner):
 // create, approve and watch a request finish; a form without the CSRF
 // token refused. Screenshots: requests.png, request-new.png, request.png,
-// retries.png.
+// and tests/ui/retries.mjs makes retries.png.
 import { base, check, axe, shot, visit, newPage, run, login } from './lib.mjs';
 
 await run(async (browser) => {
@@ -66,8 +66,9 @@ await run(async (browser) => {
   await visit(page, 'requests', '/ui/requests');
   const row = await page.locator('table.requests tbody tr').first().textContent();
   check(row.includes(id) && row.includes('finished') && row.includes('jdoe'), `list row: ${row}`);
-  await visit(page, 'retries', '/ui/retries');
-  console.log('ok - the list shows it finished; the retries page renders');
+  await page.goto(`${base}/ui/retries`);
+  await axe(page, 'retries-after');
+  console.log('ok - the list shows it finished');
 
   // A form without the session's CSRF token is refused.
   await page.goto(`${base}/ui/requests/new`);
