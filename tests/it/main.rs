@@ -52,4 +52,6 @@ mod storm;
 mod tags;
 mod ui;
 mod ui_events;
+mod ui_domains;
+mod ui_requests;
 mod vmdb;

@@ -220,45 +220,7 @@ pub(super) async fn action(
             )))
         }
     };
-    // The domain must exist (404 before any write).
-    let name = find(&state, &id)?.name.to_string();
-    let engine = state.engine.clone();
-    let reloader = state.reloader.clone();
-    let d =
-        blocking(move || {
-            let datastore = engine.datastore();
-            let Some(reloader) = reloader else {
-                return datastore.change_domain(&name, change).map_err(change_error);
-            };
-            // A service reloads all-or-nothing (index, compiled methods and
-            // policies together; its report on /api/health): the file is
-            // written, then the reloader swaps it in, or keeps the running
-            // datastore and says why.
-            let shown = datastore
-                .write_domain_change(&name, change)
-                .map_err(change_error)?;
-            let report = reloader.reload();
-            if !report.ok {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "conflict",
-                    format!(
-                    "automate domain [{shown}] changed on disk, but the datastore did not reload \
-                     (the running one is kept): {}",
-                    report
-                        .problems
-                        .iter()
-                        .map(|p| p.to_string())
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                ),
-                ));
-            }
-            datastore.index().domain(&shown).cloned().ok_or_else(|| {
-                ApiError::not_found(format!("automate_domains/{shown}: no such domain"))
-            })
-        })
-        .await?;
+    let d = change_domain(&state, &id, change).await?;
     let base = base_url(&state);
     let done = match change {
         DomainChange::Enable => "enabled".to_string(),
@@ -272,6 +234,59 @@ pub(super) async fn action(
         "href": format!("{base}/api/automate_domains/{}", d.name),
         "result": domain_json("automate_domains", &d, &base),
     }))
+}
+
+/// Applies `change` (enable, disable, a priority) to the domain `id`
+/// names, as `POST /api/automate_domains/{id}` does: 404 for an unknown
+/// domain, 403 for a locked one, 400 for a bad priority; the domain's
+/// `__domain__.yaml` is rewritten and the service's reloader swaps the
+/// datastore in (409, the running one kept, when it does not reload).
+/// The domain as the new index holds it.
+pub async fn change_domain(
+    state: &ApiState,
+    id: &str,
+    change: DomainChange,
+) -> Result<DomainInfo, ApiError> {
+    // The domain must exist (404 before any write).
+    let name = find(state, id)?.name.to_string();
+    let engine = state.engine.clone();
+    let reloader = state.reloader.clone();
+    blocking(move || {
+        let datastore = engine.datastore();
+        let Some(reloader) = reloader else {
+            return datastore.change_domain(&name, change).map_err(change_error);
+        };
+        // A service reloads all-or-nothing (index, compiled methods and
+        // policies together; its report on /api/health): the file is
+        // written, then the reloader swaps it in, or keeps the running
+        // datastore and says why.
+        let shown = datastore
+            .write_domain_change(&name, change)
+            .map_err(change_error)?;
+        let report = reloader.reload();
+        if !report.ok {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!(
+                    "automate domain [{shown}] changed on disk, but the datastore did not reload \
+                     (the running one is kept): {}",
+                    report
+                        .problems
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            ));
+        }
+        datastore
+            .index()
+            .domain(&shown)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(format!("automate_domains/{shown}: no such domain")))
+    })
+    .await
 }
 
 #[cfg(test)]

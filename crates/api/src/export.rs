@@ -25,8 +25,22 @@ pub(super) async fn export(
         .filter(|d| !d.trim().is_empty())
         .ok_or_else(|| ApiError::bad_request("domain: missing"))?
         .to_string();
+    let bytes = export_domain(&state, &domain).await?;
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/zip")],
+        bytes,
+    )
+        .into_response())
+}
+
+/// The domain `domain` of the service's datastore as a zip of
+/// `<Domain>/...` (its bytes), written as `automate export NAME DEST.zip`
+/// writes it: 404 for an unknown domain, 400 for one with problems.
+pub async fn export_domain(state: &ApiState, domain: &str) -> Result<Vec<u8>, ApiError> {
     let datastore = state.engine.datastore().clone();
-    let bytes = blocking(move || {
+    let domain = domain.to_string();
+    blocking(move || {
         let dir = tempfile::Builder::new()
             .prefix("automate-export-")
             .tempdir()
@@ -44,11 +58,5 @@ pub(super) async fn export(
         })?;
         std::fs::read(&zip).map_err(ApiError::internal)
     })
-    .await?;
-    Ok((
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/zip")],
-        bytes,
-    )
-        .into_response())
+    .await
 }

@@ -37,6 +37,18 @@ mod tags;
 
 pub use server::serve_with;
 
+// What the web UI (`automate-ui`) calls to act as the REST API does: the
+// handlers' cores, taking the API's state.
+pub use automate_requests::{NewRequest, RequestView, TaskView};
+pub use domains::change_domain;
+pub use export::export_domain;
+pub use import::{import_domain, preview_import, ImportSource, Imported};
+pub use reload::reload_datastore;
+pub use requests::{
+    all_requests, create_request, decide, parse_request, request, request_events, RequestEventRow,
+};
+pub use retries::{scheduled_retries, RetryView};
+
 use automate_engine::Engine;
 use automate_events::catchers::http::{self, error_response, kind_of, HttpState, TOKEN_HEADER};
 use automate_events::config::{check_public_url, ApiConfig, ApiLimits};

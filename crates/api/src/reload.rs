@@ -30,14 +30,7 @@ pub(super) async fn action(
         None => return Err(ApiError::bad_request("action: missing (reload, validate)")),
     }
     only_fields(&obj, "reload", &["action"])?;
-    let Some(reloader) = state.reloader.clone() else {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            "this service does not reload its datastore",
-        ));
-    };
-    let report = blocking(move || Ok(reloader.reload())).await?;
+    let report = reload_datastore(&state).await?;
     ok(serde_json::to_value(&report).map_err(ApiError::internal)?)
 }
 
@@ -60,4 +53,20 @@ pub(super) fn health(state: &ApiState) -> Option<Value> {
             "problems": problems,
         })
     })
+}
+
+/// Reloads the datastore, its methods and the control policies through
+/// the service's reloader (all-or-nothing: `ok` false keeps the running
+/// index, `problems` say why); 409 when the service has none.
+pub async fn reload_datastore(
+    state: &ApiState,
+) -> Result<automate_datastore::ReloadReport, ApiError> {
+    let Some(reloader) = state.reloader.clone() else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "this service does not reload its datastore",
+        ));
+    };
+    blocking(move || Ok(reloader.reload())).await
 }

@@ -407,37 +407,7 @@ pub(super) async fn action(
         .ok_or_else(|| ApiError::bad_request("action: missing (approve or deny)"))?
         .to_string();
     let reason = opt_str(&obj, "reason", "reason")?.map(str::to_string);
-    let requests = state.requests.clone();
-    // One approval or denial at a time, until its unit has committed.
-    let approvals = Some(state.approvals.clone());
-    let view = match action.as_str() {
-        "approve" => {
-            in_unit_under(state.store.clone(), approvals, move |objects| {
-                requests
-                    .with_store(objects)
-                    .approve(id, reason.as_deref())
-                    .map_err(request_error)
-            })
-            .await?
-        }
-        "deny" => {
-            let reason = reason
-                .filter(|r| !r.trim().is_empty())
-                .ok_or_else(|| ApiError::bad_request("reason: a deny needs a reason"))?;
-            in_unit_under(state.store.clone(), approvals, move |objects| {
-                requests
-                    .with_store(objects)
-                    .deny(id, &reason)
-                    .map_err(request_error)
-            })
-            .await?
-        }
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "action: [{other}] is not supported (approve, deny)"
-            )))
-        }
-    };
+    let view = decide(&state, id, &action, reason).await?;
     let base = base_url(&state);
     let done = if action == "approve" {
         "approved"
@@ -460,4 +430,127 @@ pub(super) async fn action(
         ),
         "result": view_json(&view, &base),
     }))
+}
+
+/// The `approve` or `deny` action on the request `id` (of either kind),
+/// as `POST /api/requests/{id}` takes it: one approval or denial at a
+/// time, written in one unit of work; a deny needs a non-blank `reason`.
+/// The request as it is after the action (an approved request has run
+/// its task's first delivery).
+pub async fn decide(
+    state: &ApiState,
+    id: i64,
+    action: &str,
+    reason: Option<String>,
+) -> Result<RequestView, ApiError> {
+    let requests = state.requests.clone();
+    // One approval or denial at a time, until its unit has committed.
+    let approvals = Some(state.approvals.clone());
+    match action {
+        "approve" => {
+            in_unit_under(state.store.clone(), approvals, move |objects| {
+                requests
+                    .with_store(objects)
+                    .approve(id, reason.as_deref())
+                    .map_err(request_error)
+            })
+            .await
+        }
+        "deny" => {
+            let reason = reason
+                .filter(|r| !r.trim().is_empty())
+                .ok_or_else(|| ApiError::bad_request("reason: a deny needs a reason"))?;
+            in_unit_under(state.store.clone(), approvals, move |objects| {
+                requests
+                    .with_store(objects)
+                    .deny(id, &reason)
+                    .map_err(request_error)
+            })
+            .await
+        }
+        other => Err(ApiError::bad_request(format!(
+            "action: [{other}] is not supported (approve, deny)"
+        ))),
+    }
+}
+
+/// A `create_from_ws` body (`uri_parts`, `parameters`, `requester`) read
+/// as `POST /api/automation_requests` reads it; a 400 naming the field
+/// (`uri_parts.namespace`, `parameters.x`, ...) when it is wrong.
+pub fn parse_request(body: &Value) -> Result<NewRequest, ApiError> {
+    parse_new("", body)
+}
+
+/// Creates one automation request as `POST /api/automation_requests`
+/// does: the URI must name an instance of an enabled domain, then the
+/// request is stored (group-committed with the API's other creations),
+/// `request_created` raised and, with `auto_approve`, the request
+/// approved and its task run.
+pub async fn create_request(state: &ApiState, new: NewRequest) -> Result<RequestView, ApiError> {
+    check_exists(state, "", &new)?;
+    state
+        .batcher
+        .create(vec![new])
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::internal("the request writer answered no request"))
+}
+
+/// Every request (automation and provisioning), by id, as `GET
+/// /api/requests/{id}` shows each.
+pub async fn all_requests(state: &ApiState) -> Result<Vec<RequestView>, ApiError> {
+    let requests = state.requests.clone();
+    blocking(move || requests.list_all().map_err(request_error)).await
+}
+
+/// The request `id` (of either kind) with its tasks; a 404 when there is
+/// none.
+pub async fn request(state: &ApiState, id: i64) -> Result<RequestView, ApiError> {
+    let requests = state.requests.clone();
+    blocking(move || requests.get(id).map_err(request_error)).await
+}
+
+/// One request event raised for a request (a stored `RequestEvent`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestEventRow {
+    /// The event's id (`/api/event_streams/{id}`).
+    pub id: i64,
+    /// `request_created`, `request_approved`, `request_starting`,
+    /// `request_denied`.
+    pub event_type: String,
+    /// When it was raised.
+    pub timestamp: String,
+}
+
+/// The request events raised for the request `id`, by id (the order they
+/// were raised in).
+pub async fn request_events(state: &ApiState, id: i64) -> Result<Vec<RequestEventRow>, ApiError> {
+    let store = state.store.clone();
+    blocking(move || {
+        let refs = store
+            .find_by("RequestEvent", "target_id", &AttrValue::Int(id))
+            .map_err(ApiError::internal)?;
+        let mut rows = Vec::with_capacity(refs.len());
+        for r in refs {
+            let Some(o) = store.load(&r.class, r.id).map_err(ApiError::internal)? else {
+                continue;
+            };
+            let text = |k: &str| match o.attrs.get(k) {
+                Some(AttrValue::Str(s)) => s.clone(),
+                _ => String::new(),
+            };
+            if !text("target_type").eq_ignore_ascii_case("MiqRequest") {
+                continue;
+            }
+            rows.push(RequestEventRow {
+                id: r.id,
+                event_type: text("event_type"),
+                timestamp: text("timestamp"),
+            });
+        }
+        rows.sort_by_key(|r| r.id);
+        Ok(rows)
+    })
+    .await
 }

@@ -173,3 +173,53 @@ pub(super) async fn action(
     .await?;
     ok(doc)
 }
+
+/// One scheduled state-machine retry, as the web UI lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryView {
+    /// The scheduled item's id (`/api/retries/{id}`).
+    pub id: u64,
+    /// The URI the retry delivers again.
+    pub uri: String,
+    /// Deliveries of the machine so far.
+    pub deliveries: u64,
+    /// Times the item has been claimed by a runner.
+    pub attempts: u32,
+    /// When it comes due (while claimed: when the claim's lease ends).
+    pub run_at: SystemTime,
+    /// Whether a runner holds it now (`running`), else it waits
+    /// (`scheduled`).
+    pub leased: bool,
+}
+
+/// Every scheduled retry (at most 10,000), by id, with its due time and
+/// whether a runner holds it: what `GET /api/retries` lists, with the
+/// schedule's times.
+pub async fn scheduled_retries(state: &ApiState) -> Result<Vec<RetryView>, ApiError> {
+    let schedule = state.store.scheduled_work();
+    blocking(move || {
+        let due = schedule
+            .due(
+                SystemTime::now() + Duration::from_secs(10 * 365 * 86_400),
+                LIST_MAX,
+            )
+            .map_err(ApiError::internal)?;
+        let mut out = Vec::new();
+        for (id, item, _) in due.into_iter().filter(|(_, i, _)| i.kind == RETRY_KIND) {
+            // Gone since the list was read: finished meanwhile.
+            let Some(s) = schedule.get(id).map_err(ApiError::internal)? else {
+                continue;
+            };
+            out.push(RetryView {
+                id,
+                uri: item.payload["uri"].as_str().unwrap_or("").to_string(),
+                deliveries: item.payload["deliveries"].as_u64().unwrap_or(0),
+                attempts: s.attempts,
+                run_at: s.run_at,
+                leased: s.leased,
+            });
+        }
+        Ok(out)
+    })
+    .await
+}

@@ -4,8 +4,9 @@
 //! request (any method but GET and HEAD) must carry the session's CSRF
 //! token, as the `X-CSRF-Token` header or a `csrf_token` field of an
 //! `application/x-www-form-urlencoded` body, else it is refused with 403.
-//! A multipart form (a future upload) sends the header, or its handler
-//! checks the field with [`csrf_matches`].
+//! A multipart form (an upload) is let through only to the paths of
+//! [`MULTIPART_PATHS`], whose handlers read the `csrf_token` field first
+//! and refuse the request unless it matches ([`csrf_matches`]).
 
 use crate::page::{html, url_encode, Layout};
 use crate::session::{self, SessionInfo};
@@ -27,6 +28,21 @@ const MAX_FORM_BYTES: usize = 2 * 1024 * 1024;
 pub const CSRF_FIELD: &str = "csrf_token";
 /// The header htmx requests carry the CSRF token in.
 pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The paths that take a multipart form; their handlers check its
+/// `csrf_token` field (the form's first) themselves.
+pub const MULTIPART_PATHS: &[&str] = &["/ui/domains/import"];
+
+fn is_multipart(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("multipart/form-data"))
+        })
+}
 
 /// Paths open without a session.
 fn is_open(path: &str) -> bool {
@@ -144,6 +160,7 @@ pub(crate) async fn guard(State(state): State<UiState>, mut req: Request, next: 
                 }
                 req = Request::from_parts(parts, Body::from(bytes));
             }
+            None if is_multipart(req.headers()) && MULTIPART_PATHS.contains(&req.uri().path()) => {}
             None => return forbidden(&session),
         }
     }

@@ -16,18 +16,23 @@
 //! Pages: the Automate Explorer ([`explorer`]: domains by priority, the
 //! tree, classes, instances with the domain each value comes from,
 //! methods with highlighted source ([`highlight`]), search, and the
-//! domains a path resolves through) and the Events ([`events`]: the
-//! event stream filtered and live, each event's payload, outcome and
-//! Automate trace). `docs/ui.md` is the user's guide.
+//! domains a path resolves through); the Events ([`events`]: the event
+//! stream filtered and live, each event's payload, outcome and Automate
+//! trace); Requests and retries ([`requests`]: the requests with their
+//! tasks and request events, approve/deny, a new automation request, the
+//! scheduled retries); and Domains ([`domains`]: ManageIQ's Import/Export
+//! screen). `docs/ui.md` is the user's guide.
 
 #![deny(missing_docs)]
 
 pub mod assets;
 mod auth;
 pub mod events;
+pub mod domains;
 pub mod explorer;
 pub mod highlight;
 mod page;
+pub mod requests;
 pub mod session;
 
 use automate_engine::Engine;
@@ -51,6 +56,8 @@ pub struct UiState {
     api: Option<automate_api::ApiState>,
     sessions: Arc<session::Sessions>,
     secure_cookie: bool,
+    /// Uploads previewed on the Domains page, awaiting their import.
+    stash: Arc<domains::Stash>,
 }
 
 impl std::fmt::Debug for UiState {
@@ -71,6 +78,7 @@ impl UiState {
             api: None,
             sessions: Arc::new(session::Sessions::new(session::SessionLimits::default())),
             secure_cookie: false,
+            stash: Arc::new(domains::Stash::default()),
         }
     }
 
@@ -125,6 +133,10 @@ impl UiState {
     pub(crate) fn secure_cookie(&self) -> bool {
         self.secure_cookie
     }
+
+    pub(crate) fn stash(&self) -> &domains::Stash {
+        &self.stash
+    }
 }
 
 /// The UI's routes: `/` (redirects to `/ui`), `/ui/login`, `/ui/logout`,
@@ -147,6 +159,24 @@ pub fn router(state: UiState) -> Router {
         .route("/ui/events", get(events::list_page))
         .route("/ui/events/stream", get(events::stream))
         .route("/ui/events/{id}", get(events::event_page))
+        .route("/ui/requests", get(requests::list).post(requests::create))
+        .route("/ui/requests/new", get(requests::new_form))
+        .route("/ui/requests/{id}", get(requests::request))
+        .route("/ui/requests/{id}/approve", post(requests::approve))
+        .route("/ui/requests/{id}/deny", post(requests::deny))
+        .route("/ui/retries", get(requests::retries))
+        .route("/ui/domains", get(domains::page))
+        .route(
+            "/ui/domains/import",
+            post(domains::import).layer(axum::extract::DefaultBodyLimit::max(
+                domains::MAX_UPLOAD_BYTES + 64 * 1024,
+            )),
+        )
+        .route("/ui/domains/reload", post(domains::reload))
+        .route("/ui/domains/{name}/enable", post(domains::enable))
+        .route("/ui/domains/{name}/disable", post(domains::disable))
+        .route("/ui/domains/{name}/priority", post(domains::priority))
+        .route("/ui/domains/{name}/export", get(domains::export))
         .route("/ui/{*rest}", get(page::not_found).post(page::not_found))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

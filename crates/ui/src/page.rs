@@ -27,6 +27,18 @@ pub const NAV: &[NavItem] = &[
         label: "Events",
         href: "/ui/events",
     },
+    NavItem {
+        label: "Requests",
+        href: "/ui/requests",
+    },
+    NavItem {
+        label: "Retries",
+        href: "/ui/retries",
+    },
+    NavItem {
+        label: "Domains",
+        href: "/ui/domains",
+    },
 ];
 
 /// A navigation link as the layout shows it.
@@ -45,6 +57,8 @@ pub(crate) struct Layout {
     pub css: String,
     pub htmx: String,
     pub version: &'static str,
+    /// The message a form's answer left for this page.
+    pub flash: Option<crate::session::Flash>,
 }
 
 impl Layout {
@@ -69,7 +83,21 @@ impl Layout {
             css: crate::assets::css_url(),
             htmx: crate::assets::htmx_url(),
             version: env!("CARGO_PKG_VERSION"),
+            flash: None,
         }
+    }
+
+    /// The layout with the message a form's answer left for `session`
+    /// (taken: it shows once).
+    pub fn flashed(
+        title: impl Into<String>,
+        state: &crate::UiState,
+        session: &SessionInfo,
+        path: &str,
+    ) -> Layout {
+        let mut l = Layout::new(title, Some(session), path);
+        l.flash = state.sessions().take_flash(&session.id);
+        l
     }
 }
 
@@ -126,6 +154,35 @@ pub(crate) async fn not_found(
         "Page not found",
         format!("There is no page {}.", uri.path()),
     )
+}
+
+/// A 303 to `location` (a form's answer).
+pub(crate) fn see_other(location: &str) -> Response {
+    let mut res = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    res
+}
+
+/// A 303 to `location` leaving `flash` for the page it shows.
+pub(crate) fn back_with(
+    state: &crate::UiState,
+    session: &SessionInfo,
+    location: &str,
+    flash: crate::session::Flash,
+) -> Response {
+    state.sessions().set_flash(&session.id, flash);
+    see_other(location)
+}
+
+/// `t` as ISO 8601 UTC to the second (`2026-12-06T19:30:00Z`).
+pub(crate) fn iso_time(t: std::time::SystemTime) -> String {
+    let ms = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    automate_core::time::iso8601_secs(ms)
 }
 
 /// `s` escaped for HTML, appended to `out`.

@@ -48,6 +48,36 @@ struct Session {
     csrf: Arc<str>,
     created: Instant,
     last_seen: Instant,
+    /// The message the next page shows once (after a form's 303).
+    flash: Option<Flash>,
+}
+
+/// A message shown once, on the page a form's answer leads to: what an
+/// action did, or why it did nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flash {
+    /// Whether it reports a failure (shown as an alert).
+    pub error: bool,
+    /// What happened.
+    pub text: String,
+}
+
+impl Flash {
+    /// What an action did.
+    pub fn done(text: impl Into<String>) -> Flash {
+        Flash {
+            error: false,
+            text: text.into(),
+        }
+    }
+
+    /// Why an action did nothing.
+    pub fn failed(text: impl Into<String>) -> Flash {
+        Flash {
+            error: true,
+            text: text.into(),
+        }
+    }
 }
 
 /// The session table.
@@ -114,6 +144,7 @@ impl Sessions {
                 csrf: csrf.clone(),
                 created: now,
                 last_seen: now,
+                flash: None,
             },
         );
         Ok(SessionInfo { id, csrf })
@@ -138,6 +169,20 @@ impl Sessions {
             s.last_seen = now;
         }
         Some(info)
+    }
+
+    /// Leaves `flash` for the session's next page.
+    pub fn set_flash(&self, id: &str, flash: Flash) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = map.get_mut(id) {
+            s.flash = Some(flash);
+        }
+    }
+
+    /// The message left for this page, taken (shown once).
+    pub fn take_flash(&self, id: &str) -> Option<Flash> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.get_mut(id).and_then(|s| s.flash.take())
     }
 
     /// Ends the session `id` (logout).
