@@ -51,4 +51,5 @@ mod services;
 mod storm;
 mod tags;
 mod ui;
+mod ui_sim;
 mod vmdb;

@@ -35,6 +35,7 @@ mod send;
 mod server;
 mod tags;
 
+pub use run::{simulate, Simulate, Simulated};
 pub use server::serve_with;
 
 use automate_engine::Engine;

@@ -16,7 +16,9 @@
 //! Pages: the Automate Explorer ([`explorer`]: domains by priority, the
 //! tree, classes, instances with the domain each value comes from,
 //! methods with highlighted source ([`highlight`]), search, and the
-//! domains a path resolves through). `docs/ui.md` is the user's guide.
+//! domains a path resolves through) and Simulation ([`simulation`]: an
+//! entry point run in a sandbox, its object tree and its trace as a tree
+//! of relationships, [`trace_tree`]). `docs/ui.md` is the user's guide.
 
 #![deny(missing_docs)]
 
@@ -26,6 +28,8 @@ pub mod explorer;
 pub mod highlight;
 mod page;
 pub mod session;
+pub mod simulation;
+pub mod trace_tree;
 
 use automate_engine::Engine;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -141,6 +145,9 @@ pub fn router(state: UiState) -> Router {
         .route("/ui/explorer/resolve", get(explorer::resolve))
         .route("/ui/explorer/children", get(explorer::children))
         .route("/ui/explorer/{kind}/{*path}", get(explorer::node))
+        .route("/ui/simulation", get(simulation::page))
+        .route("/ui/simulation/objects", get(simulation::objects))
+        .route("/ui/simulation/row", get(simulation::row))
         .route("/ui/{*rest}", get(page::not_found).post(page::not_found))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -18,10 +18,16 @@ pub struct NavItem {
 }
 
 /// The main navigation: only pages that exist. A new page adds its entry.
-pub const NAV: &[NavItem] = &[NavItem {
-    label: "Explorer",
-    href: "/ui/explorer",
-}];
+pub const NAV: &[NavItem] = &[
+    NavItem {
+        label: "Explorer",
+        href: "/ui/explorer",
+    },
+    NavItem {
+        label: "Simulation",
+        href: "/ui/simulation",
+    },
+];
 
 /// A navigation link as the layout shows it.
 pub(crate) struct NavLink {
