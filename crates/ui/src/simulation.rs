@@ -133,11 +133,12 @@ pub const OBJECT_TYPES: &[ObjectType] = &[
     },
 ];
 
-/// The type whose class is `class` (case-insensitively).
+/// The type whose class is `class` (case-insensitively), or whose class
+/// is `class`'s base class (`Vm` is `VmOrTemplate`, `EmsEvent` is
+/// `EventStream`).
 pub fn object_type(class: &str) -> Option<&'static ObjectType> {
-    OBJECT_TYPES
-        .iter()
-        .find(|t| t.class.eq_ignore_ascii_case(class))
+    let find = |c: &str| OBJECT_TYPES.iter().find(|t| t.class.eq_ignore_ascii_case(c));
+    find(class).or_else(|| automate_vmdb::base_class(class).and_then(find))
 }
 
 /// The form, as the query string gives it.
@@ -194,6 +195,9 @@ impl Form {
             }
         }
         f.execute_methods = execute || !submitted;
+        if let Some(t) = object_type(&f.object_type) {
+            f.object_type = t.class.to_string();
+        }
         let n = names.len().max(values.len()).min(MAX_ROWS);
         f.rows = (0..n)
             .map(|i| {
@@ -890,7 +894,9 @@ mod tests {
         assert!(err(&[("uri", "/A/b#c")]).contains("Message field"));
         assert!(err(&[("uri", "/A/b/c"), ("object_type", "Nope")]).starts_with("Object type"));
         assert!(err(&[("uri", "/A/b/c"), ("object_type", "Vm"), ("object_id", "x")])
-            .contains("not a number"));
+            .contains("not a number (a VmOrTemplate id)"));
+        let f = Form::from_pairs(&pairs(&[("uri", "/A/b/c"), ("object_type", "EmsEvent"), ("object_id", "4")]));
+        assert_eq!(f.attrs().unwrap(), [("EventStream::event_stream".to_string(), "4".to_string())]);
         assert!(err(&[("uri", "/A/b/c"), ("object_id", "3")]).contains("without an object type"));
         assert_eq!(
             err(&[("uri", "/A/b/c"), ("attr", ""), ("value", "v")]),

@@ -811,9 +811,12 @@ mod tests {
                 "  R miqaedb:/A/B/e#create",
                 "    M /D/A/B/stop",
                 "      - Stopping instantiation because [Method exited with rc=MIQ_STOP]",
-                "  - Class [X/Y] not found in MiqAeDatastore",
-                "  M /$/Object/log_object",
-                "  - after the builtin",
+                // Lines at the relationship's own depth stay in it (its
+                // `Updated namespace` and `.missing` lines are written
+                // there too).
+                "    - Class [X/Y] not found in MiqAeDatastore",
+                "    M /$/Object/log_object",
+                "    - after the builtin",
             ]
         );
         let root = &tree[0];
@@ -824,7 +827,7 @@ mod tests {
         let stop = &root.children[2].children[0];
         assert_eq!(stop.rc.as_deref(), Some("MIQ_STOP"));
         assert!(root.has_error());
-        assert_eq!(root.children[3].level, Level::Error);
+        assert_eq!(root.children[2].children[1].level, Level::Error);
         let html = html(&tree);
         assert!(html.contains("<span class=\"badge b-error\">rc=MIQ_STOP</span>"));
         assert!(html.contains("<span class=\"badge b-error\">rc=error</span>"));
