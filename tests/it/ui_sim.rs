@@ -31,6 +31,23 @@ fn attrs(pairs: &[(&str, AttrValue)]) -> Attributes {
         .collect()
 }
 
+/// `ui_datastore`'s `Custom` USER_RUN_VM with two more fields, as a user
+/// would hook the event: `rel1` to an audit instance no domain has (so the
+/// RHEVM class's `.missing` is used) and `meth1` running the Rhai method
+/// `log_run`.
+pub(crate) fn sim_overlay(root: &Path) {
+    let inst = root.join("Custom/System/Event/EmsEvent/RHEVM.class/user_run_vm.yaml");
+    let mut text = std::fs::read_to_string(&inst).unwrap();
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(
+        "  - rel1:\n      value: \"/System/Event/EmsEvent/RHEVM/USER_RUN_VM_AUDIT\"\n  \
+         - meth1:\n      value: log_run\n",
+    );
+    std::fs::write(&inst, text).unwrap();
+}
+
 /// The store `start_api` opens (`<dir>/ui.redb`), with a provider, a
 /// host, a VM on them and a USER_RUN_VM event for the VM.
 pub(crate) fn seed_store(dir: &Path) {
@@ -114,6 +131,7 @@ fn simulation_over_http() {
     if ui_datastore(&root).is_none() {
         return;
     }
+    sim_overlay(&root);
     seed_store(dir.path());
     let (child, base) = start_api(dir.path(), &root);
     let _child = Killed(child);
@@ -195,7 +213,7 @@ fn simulation_over_http() {
     );
     let (s, _, page) = http(&base, "GET", &q, &with, "");
     assert_eq!(s, 200, "{page}");
-    std::fs::write(dir.path().join("sim.html"), &page).unwrap();
+    std::fs::write(std::env::temp_dir().join("automate-ui-sim.html"), &page).unwrap();
     for want in [
         "Result of <code>/System/Event/EmsEvent/RHEVM/USER_RUN_VM</code>",
         "<ul class=\"object-tree\">",
@@ -226,7 +244,7 @@ fn simulation_over_http() {
         .split("<a href=\"")
         .find_map(|r| r.split_once("\" id=\"permalink\"").map(|(l, _)| l.to_string()))
         .expect("the permalink");
-    let link = link.replace("&amp;", "&");
+    let link = link.replace("&#38;", "&").replace("&amp;", "&");
     let (s, _, again) = http(&base, "GET", &link, &with, "");
     assert_eq!(s, 200);
     assert!(again.contains("<span class=\"badge b-missing\">.missing fallback</span>"));
@@ -243,7 +261,9 @@ fn simulation_over_http() {
     assert!(page.contains("Methods not run ("), "{page}");
     assert!(page.contains("<span class=\"badge b-skipped\">not run</span>"));
     assert!(page.contains("--no-methods"));
-    assert!(page.contains("&quot;execute_methods&quot;:false"));
+    assert!(page
+        .replace("&#34;", "\"")
+        .contains("\"execute_methods\":false"));
 
     // Nothing was persisted.
     assert_eq!(store_state(&base), before, "the simulations wrote nothing");
@@ -297,6 +317,7 @@ fn simulation_in_a_real_browser() {
     if ui_datastore(&root).is_none() {
         return;
     }
+    sim_overlay(&root);
     seed_store(dir.path());
     let (child, base) = start_api(dir.path(), &root);
     let _child = Killed(child);

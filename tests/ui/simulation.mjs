@@ -64,11 +64,13 @@ await run(async (browser) => {
   check(rcs.some((t) => t.startsWith('rc=MIQ_')), `return codes shown: ${rcs}`);
 
   // Expand the trees: a closed trace node, a child object.
-  const closed = page.locator('.trace-tree details:not([open])').first();
-  if (await closed.count()) {
-    await closed.locator(':scope > summary').click();
-    check(await closed.evaluate((d) => d.open), 'a trace node expands');
-  }
+  // (A handle: the locator itself would move on to the next closed node.)
+  const closedCount = await page.locator('.trace-tree details:not([open])').count();
+  check(closedCount > 0, 'some trace nodes start closed');
+  const closed = await page.locator('.trace-tree details:not([open])').first().elementHandle();
+  await (await closed.$(':scope > summary')).click();
+  check(await closed.evaluate((d) => d.open), 'a trace node expands');
+  check((await page.locator('.trace-tree details:not([open])').count()) === closedCount - 1, 'one node more is open');
   const child = page.locator('.object-tree ul details').first();
   await child.locator(':scope > summary').click();
   check(await child.evaluate((d) => d.open), 'a child object expands');
