@@ -265,6 +265,29 @@ fn simulation_over_http() {
         .replace("&#34;", "\"")
         .contains("\"execute_methods\":false"));
 
+    // With the event (and the VM): the event's handlers run and would
+    // write: the diff lists it, and the store is left as it was.
+    let (s, _, page) = http(
+        &base,
+        "GET",
+        &format!(
+            "/ui/simulation?uri=%2FSystem%2FEvent%2FEmsEvent%2FRHEVM%2FUSER_RUN_VM\
+             &object_type=EmsEvent&object_id={EVENT}&attr=VmOrTemplate%3A%3Avm&value={VM}\
+             &execute_methods=1&submitted=1&run=1"
+        ),
+        &with,
+        "",
+    );
+    assert_eq!(s, 200);
+    assert!(!page.contains("Error: "), "the delivery succeeds");
+    assert!(page.contains("change"), "{page}");
+    assert!(
+        page.contains("would update VmOrTemplate [1000000000029] power_state"),
+        "the diff: {page}"
+    );
+    assert!(page.contains("<span class=\"badge b-missing\">.missing fallback</span>"));
+    assert!(page.contains("VM web-01 started (43 times)"), "log_run ran");
+
     // Nothing was persisted.
     assert_eq!(store_state(&base), before, "the simulations wrote nothing");
 
@@ -321,6 +344,11 @@ fn simulation_in_a_real_browser() {
     seed_store(dir.path());
     let (child, base) = start_api(dir.path(), &root);
     let _child = Killed(child);
-    let vm = VM.to_string();
-    browser_script(&ui_dir, "simulation.mjs", &base, &[("AUTOMATE_UI_VM", &vm)]);
+    let (vm, event) = (VM.to_string(), EVENT.to_string());
+    browser_script(
+        &ui_dir,
+        "simulation.mjs",
+        &base,
+        &[("AUTOMATE_UI_VM", &vm), ("AUTOMATE_UI_EVENT", &event)],
+    );
 }

@@ -10,7 +10,8 @@
 import { base, check, axe, shot, newPage, login, run } from './lib.mjs';
 
 const vm = process.env.AUTOMATE_UI_VM;
-check(vm, 'AUTOMATE_UI_VM is set');
+const event = process.env.AUTOMATE_UI_EVENT;
+check(vm && event, 'AUTOMATE_UI_VM and AUTOMATE_UI_EVENT are set');
 
 await run(async (browser) => {
   const { page } = await newPage(browser);
@@ -22,20 +23,24 @@ await run(async (browser) => {
   // The entry point: any URI typed.
   await page.getByLabel('Entry point').selectOption('');
   await page.getByLabel('Or any URI').fill('/System/Event/EmsEvent/RHEVM/USER_RUN_VM');
-  // The object: choosing a type swaps in a select of its objects (htmx).
+  // The object: choosing a type swaps in a select of its objects (htmx):
+  // first the VMs, then the events.
   await page.getByLabel('Type', { exact: true }).selectOption('VmOrTemplate');
   const objectSelect = page.locator('select#sim-object');
   await objectSelect.waitFor();
-  await objectSelect.selectOption(vm);
-  check((await objectSelect.locator('option:checked').textContent()).includes('web-01'), 'the VM is listed by name');
+  check((await objectSelect.locator(`option[value="${vm}"]`).textContent()).includes('web-01'), 'the VM is listed by name');
+  await page.getByLabel('Type', { exact: true }).selectOption('EventStream');
+  await page.locator(`select#sim-object option[value="${event}"]`).waitFor({ state: 'attached' });
+  await page.locator('select#sim-object').selectOption(event);
+  check((await page.locator('select#sim-object option:checked').textContent()).includes('USER_RUN_VM'), 'the event is listed by type');
   // A row added with htmx, in place.
   await page.getByRole('button', { name: 'Add row' }).click();
   await page.locator('#attr-4').waitFor();
   await page.getByRole('button', { name: 'Add row' }).click();
   await page.locator('#attr-5').waitFor();
   check(page.url().endsWith('/ui/simulation'), `Add row stayed on the page: ${page.url()}`);
-  await page.getByLabel('Attribute 1 name').fill('event_type');
-  await page.getByLabel('Attribute 1 value').fill('USER_RUN_VM');
+  await page.getByLabel('Attribute 1 name').fill('VmOrTemplate::vm');
+  await page.getByLabel('Attribute 1 value').fill(vm);
   await page.getByLabel('Attribute 4 name').fill('note');
   await page.getByLabel('Attribute 4 value').fill('from the browser');
   await axe(page, 'simulation-filled');
@@ -45,7 +50,7 @@ await run(async (browser) => {
   await page.waitForURL(/run=1/);
   await page.getByRole('heading', { name: /Result of/ }).waitFor();
   const url = new URL(page.url());
-  check(url.searchParams.get('object_id') === vm, `the URL carries the object: ${url}`);
+  check(url.searchParams.get('object_id') === event, `the URL carries the object: ${url}`);
   check(url.searchParams.getAll('attr').includes('note'), `the URL carries the rows: ${url}`);
 
   // The .missing fallback: highlighted by a class and a visible label.
@@ -81,10 +86,12 @@ await run(async (browser) => {
 
   // The commands: copyable, no real token.
   const cli = await page.getByLabel('automate', { exact: true }).inputValue();
-  check(cli.startsWith('automate instantiate /System/Event/EmsEvent/RHEVM/USER_RUN_VM') && cli.includes(`VmOrTemplate::vm=${vm}`), `cli: ${cli}`);
+  check(cli.startsWith('automate instantiate /System/Event/EmsEvent/RHEVM/USER_RUN_VM') && cli.includes(`EventStream::event_stream=${event}`) && cli.includes(`VmOrTemplate::vm=${vm}`), `cli: ${cli}`);
   const curl = await page.locator('#cmd-curl').inputValue();
   check(curl.includes('$AUTOMATE_TOKEN') && !curl.includes(process.env.AUTOMATE_UI_TOKEN), 'curl names $AUTOMATE_TOKEN only');
   check((await page.locator('.notice').textContent()).startsWith('Sandbox: nothing was written'), 'the sandbox notice');
+  check((await page.locator('ul.diff').textContent()).includes('would update VmOrTemplate'), 'the diff lists what would have been written');
+  check((await page.getByRole('alert').count()) === 0, 'no error');
   console.log('ok - the automate instantiate and curl commands, the sandbox notice');
 
   await axe(page, 'simulation-result');
