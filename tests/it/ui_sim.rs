@@ -189,7 +189,10 @@ fn simulation_over_http() {
     assert!(frag.contains("not an object type"), "{frag}");
     let (s, _, frag) = http(&base, "GET", "/ui/simulation/row?n=4", &with, "");
     assert_eq!(s, 200);
-    assert!(frag.contains("id=\"attr-4\"") && frag.contains("row?n=5"), "{frag}");
+    assert!(
+        frag.contains("id=\"attr-4\"") && frag.contains("row?n=5"),
+        "{frag}"
+    );
     // "Add row" without JavaScript: the form again with one more row, not
     // run.
     let (s, _, page) = http(
@@ -235,14 +238,20 @@ fn simulation_over_http() {
     }
     assert!(!page.contains(TOKEN), "no real token printed");
     // The root got the VM.
-    assert!(page.contains("<th scope=\"row\">vm_id</th><td class=\"v\">1000000000029</td>"), "vm_id");
+    assert!(
+        page.contains("<th scope=\"row\">vm_id</th><td class=\"v\">1000000000029</td>"),
+        "vm_id"
+    );
     // Methods with their return codes.
     assert!(page.contains("rc=MIQ_OK"), "a method's return code");
 
     // The permalink runs the same simulation.
     let link = page
         .split("<a href=\"")
-        .find_map(|r| r.split_once("\" id=\"permalink\"").map(|(l, _)| l.to_string()))
+        .find_map(|r| {
+            r.split_once("\" id=\"permalink\"")
+                .map(|(l, _)| l.to_string())
+        })
         .expect("the permalink");
     let link = link.replace("&#38;", "&").replace("&amp;", "&");
     let (s, _, again) = http(&base, "GET", &link, &with, "");
@@ -324,7 +333,10 @@ fn simulation_over_http() {
         "",
     );
     assert_eq!(s, 200, "{page}");
-    assert!(page.contains("<p class=\"error\" role=\"alert\">Error: "), "{page}");
+    assert!(
+        page.contains("<p class=\"error\" role=\"alert\">Error: "),
+        "{page}"
+    );
     assert!(page.contains("lvl-error"), "{page}");
     assert!(page.contains("No/Such"), "{page}");
 }

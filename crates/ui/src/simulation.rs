@@ -137,7 +137,11 @@ pub const OBJECT_TYPES: &[ObjectType] = &[
 /// is `class`'s base class (`Vm` is `VmOrTemplate`, `EmsEvent` is
 /// `EventStream`).
 pub fn object_type(class: &str) -> Option<&'static ObjectType> {
-    let find = |c: &str| OBJECT_TYPES.iter().find(|t| t.class.eq_ignore_ascii_case(c));
+    let find = |c: &str| {
+        OBJECT_TYPES
+            .iter()
+            .find(|t| t.class.eq_ignore_ascii_case(c))
+    };
     find(class).or_else(|| automate_vmdb::base_class(class).and_then(find))
 }
 
@@ -471,7 +475,8 @@ async fn object_field(state: &UiState, object_type: &str, object_id: &str) -> Ob
         note: String::new(),
     };
     let Some(t) = object_type_of(object_type) else {
-        field.note = "Choose a type to list its objects (without JavaScript: run, or type an id).".into();
+        field.note =
+            "Choose a type to list its objects (without JavaScript: run, or type an id).".into();
         return field;
     };
     let Some(api) = state.api() else {
@@ -575,7 +580,9 @@ pub fn objects_html(ws: &Workspace) -> String {
 
 fn object_html(ws: &Workspace, id: ObjectId, depth: usize, out: &mut String) {
     let o = ws.object(id);
-    let missing = o.instance.eq_ignore_ascii_case(automate_datastore::index::MISSING);
+    let missing = o
+        .instance
+        .eq_ignore_ascii_case(automate_datastore::index::MISSING);
     out.push_str(if missing {
         "<li class=\"missing\">"
     } else {
@@ -657,7 +664,7 @@ pub(crate) async fn page(
             .cloned()
             .unwrap_or_default();
     }
-    let entry_custom = !form.entry.is_empty() && !entries.iter().any(|e| *e == form.entry);
+    let entry_custom = !form.entry.is_empty() && !entries.contains(&form.entry);
     let mut error = None;
     let mut outcome = None;
     let mut status = StatusCode::OK;
@@ -893,10 +900,19 @@ mod tests {
         assert!(err(&[("uri", "System/x")]).contains("not an Automate URI"));
         assert!(err(&[("uri", "/A/b#c")]).contains("Message field"));
         assert!(err(&[("uri", "/A/b/c"), ("object_type", "Nope")]).starts_with("Object type"));
-        assert!(err(&[("uri", "/A/b/c"), ("object_type", "Vm"), ("object_id", "x")])
-            .contains("not a number (a VmOrTemplate id)"));
-        let f = Form::from_pairs(&pairs(&[("uri", "/A/b/c"), ("object_type", "EmsEvent"), ("object_id", "4")]));
-        assert_eq!(f.attrs().unwrap(), [("EventStream::event_stream".to_string(), "4".to_string())]);
+        assert!(
+            err(&[("uri", "/A/b/c"), ("object_type", "Vm"), ("object_id", "x")])
+                .contains("not a number (a VmOrTemplate id)")
+        );
+        let f = Form::from_pairs(&pairs(&[
+            ("uri", "/A/b/c"),
+            ("object_type", "EmsEvent"),
+            ("object_id", "4"),
+        ]));
+        assert_eq!(
+            f.attrs().unwrap(),
+            [("EventStream::event_stream".to_string(), "4".to_string())]
+        );
         assert!(err(&[("uri", "/A/b/c"), ("object_id", "3")]).contains("without an object type"));
         assert_eq!(
             err(&[("uri", "/A/b/c"), ("attr", ""), ("value", "v")]),

@@ -168,7 +168,10 @@ fn rc_of(s: &str) -> Option<String> {
         let n = unknown.split(']').next().unwrap_or_default();
         format!("Unknown RC: [{n}]")
     } else {
-        rest.split([']', ' ']).next().unwrap_or_default().to_string()
+        rest.split([']', ' '])
+            .next()
+            .unwrap_or_default()
+            .to_string()
     };
     (!rc.is_empty()).then_some(rc)
 }
@@ -337,8 +340,7 @@ impl Builder {
         }
         self.close_dead_relationships(line.depth, false);
         if let Some(uri) = bracketed(text, "Followed  Relationship [") {
-            let closed =
-                self.close_through(|n| n.kind == NodeKind::Relationship && n.title == uri);
+            let closed = self.close_through(|n| n.kind == NodeKind::Relationship && n.title == uri);
             if !closed {
                 self.push_leaf(Node::new(NodeKind::Line, text, line));
             }
@@ -378,7 +380,8 @@ impl Builder {
             self.push_leaf(node);
             return;
         }
-        let moves_on = text.starts_with("Next State=") || text.starts_with("Will restart at State=");
+        let moves_on =
+            text.starts_with("Next State=") || text.starts_with("Will restart at State=");
         if let Some(name) = state_name(text).filter(|_| !moves_on) {
             let name = name.to_string();
             let in_state = (0..self.open.len()).find(|&k| {
@@ -560,7 +563,9 @@ fn node_html(n: &Node, depth: usize, out: &mut String) {
                 "b-error"
             };
             badge(out, class, &format!("rc={rc}"));
-        } else if n.kind == NodeKind::Method && !n.skipped && n.location.as_deref() != Some("builtin")
+        } else if n.kind == NodeKind::Method
+            && !n.skipped
+            && n.location.as_deref() != Some("builtin")
         {
             badge(out, "b-warn", "no return code");
         }
@@ -777,7 +782,10 @@ mod tests {
         let trace = vec![
             i(0, "Instantiating [/A/B/c]"),
             // An empty method: no bracket, no rc.
-            i(0, "Invoking [inline] method [/D/A/B/empty] with inputs [{}]"),
+            i(
+                0,
+                "Invoking [inline] method [/D/A/B/empty] with inputs [{}]",
+            ),
             i(0, "Following Relationship [miqaedb:/A/B/d#create]"),
             i(1, "Invoking [inline] method [/D/A/B/boom] with inputs [{}]"),
             i(1, "<AEMethod [/D/A/B/boom]> Starting "),
@@ -795,7 +803,10 @@ mod tests {
                 "Stopping instantiation because [Method exited with rc=MIQ_STOP]",
             ),
             l(0, Level::Error, "Class [X/Y] not found in MiqAeDatastore"),
-            i(0, "Invoking [builtin] method [/$/Object/log_object] with inputs [{}]"),
+            i(
+                0,
+                "Invoking [builtin] method [/$/Object/log_object] with inputs [{}]",
+            ),
             i(0, "after the builtin"),
         ];
         let tree = build(&trace);
@@ -861,7 +872,10 @@ mod tests {
         assert_eq!(state_name("In State=[a b], invoking"), Some("a b"));
         assert_eq!(state_name("State=<x> running on_entry raised"), Some("x"));
         assert_eq!(state_name("Next State=x"), None);
-        assert_eq!(rc_of("Method exited with rc=MIQ_ABORT").as_deref(), Some("MIQ_ABORT"));
+        assert_eq!(
+            rc_of("Method exited with rc=MIQ_ABORT").as_deref(),
+            Some("MIQ_ABORT")
+        );
         assert_eq!(
             rc_of("Aborting instantiation (unknown method return code) because [Method exited with rc=Unknown RC: [3]]")
                 .as_deref(),
