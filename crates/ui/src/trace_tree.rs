@@ -10,7 +10,9 @@
 //! is built by reading those fixed formats (`crates/engine`'s
 //! `instantiate.rs`, `methods.rs`, `state_machine.rs`, `deliver.rs`):
 //!
-//! - `Instantiating [uri]` opens the root;
+//! - `Instantiating [uri]` opens a root (an instantiation a method starts
+//!   on its own, such as the policy event a handler raises, delivered in
+//!   the same sandbox, is a root of its own after it);
 //! - `Following Relationship [uri]` opens a relationship, `Followed
 //!   Relationship [uri]` closes it (one that failed is closed by the next
 //!   relationship at its depth, or by any line written above it);
