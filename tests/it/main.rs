@@ -54,4 +54,5 @@ mod ui;
 mod ui_events;
 mod ui_domains;
 mod ui_requests;
+mod ui_sim;
 mod vmdb;

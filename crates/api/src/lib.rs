@@ -35,6 +35,7 @@ mod send;
 mod server;
 mod tags;
 
+pub use run::{simulate, Simulate, Simulated};
 pub use server::serve_with;
 
 // What the web UI (`automate-ui`) calls to act as the REST API does: the

@@ -115,6 +115,102 @@ pub(super) fn with_simulation(mut doc: Value, ws: &Workspace, diff: Option<&Diff
     doc
 }
 
+/// One simulation (`automate instantiate`, `POST /api/automate` with
+/// `{"action": "instantiate"}`, the web UI's Simulation page): the URI,
+/// the root's attributes (`[key, value]` pairs, in order), and whether it
+/// runs in a sandbox and executes methods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Simulate {
+    /// The URI instantiated (`/System/Process/Event#create`, a query
+    /// allowed).
+    pub uri: String,
+    /// The root's attributes, as `--attr key=value` gives them.
+    pub attrs: Vec<(String, String)>,
+    /// A throwaway sandbox (nothing written, the diff answered) rather
+    /// than a committed delivery.
+    pub sandboxed: bool,
+    /// Run methods (ManageIQ's "Execute Methods"); off: listed, not run.
+    pub execute_methods: bool,
+}
+
+/// What a [`Simulate`] did.
+#[derive(Debug)]
+pub struct Simulated {
+    /// The URI instantiated.
+    pub uri: String,
+    /// The object tree and the trace.
+    pub workspace: Workspace,
+    /// The engine's error, when it ended with one.
+    pub error: Option<automate_engine::EngineError>,
+    /// In a sandbox: what would have been written (`None` when
+    /// committed).
+    pub diff: Option<Diff>,
+}
+
+/// Delivers `req.uri` once through the engine (state-machine retries are
+/// scheduled, not run), in a sandbox read through a unit of work that is
+/// never committed, or committed in one unit of work: the one code path
+/// of `POST /api/automate {"action": "instantiate"}` and the UI's
+/// Simulation. Fails only when the store or a worker fails; the engine's
+/// own error is in [`Simulated::error`].
+pub async fn simulate(state: &ApiState, req: Simulate) -> Result<Simulated, ApiError> {
+    let Simulate {
+        uri,
+        attrs,
+        sandboxed,
+        execute_methods,
+    } = req;
+    let engine = state.engine.clone().with_execute_methods(execute_methods);
+    let schedule = state.store.scheduled_work();
+    let run = move |engine: automate_engine::Engine,
+                    schedule: &dyn automate_vmdb::Schedule,
+                    sandbox: Option<&Sandbox>| {
+        let d = Delivery {
+            uri: uri.clone(),
+            attrs,
+            object: String::new(),
+            deliveries: 0,
+        };
+        let (workspace, error) = match deliver(&engine, schedule, &d, DEFAULT_MAX_DELIVERIES)
+            .map_err(ApiError::internal)?
+        {
+            Outcome::Error { workspace, error } => (workspace, error),
+            other => (other.into_workspace(), None),
+        };
+        let diff = sandbox
+            .map(Sandbox::diff)
+            .transpose()
+            .map_err(ApiError::internal)?;
+        Ok(Simulated {
+            uri,
+            workspace,
+            error,
+            diff,
+        })
+    };
+    if sandboxed {
+        // The sandbox reads through a unit of work that is never
+        // committed (dropped: discarded) and writes nowhere.
+        let store = state.store.clone();
+        blocking(move || {
+            let unit = store.begin_unit();
+            let sandbox = Arc::new(Sandbox::new(unit.objects(), Some(schedule)));
+            let engine = engine
+                .with_store(unit.objects())
+                .with_sandbox(sandbox.clone());
+            let out = run(engine, &*sandbox, Some(&sandbox));
+            drop(unit);
+            out
+        })
+        .await
+    } else {
+        in_unit(state.store.clone(), move |objects| {
+            run(engine.with_store(objects), &*schedule, None)
+        })
+        .await
+    }
+}
+
 /// `POST /api/automate` with `{"action": "instantiate", "uri": ...,
 /// "attributes": [[k, v], ...]}` or `{"action": "run_method", "path":
 /// ..., "attributes": ...}`.
@@ -137,64 +233,32 @@ pub(super) async fn action(
                 .ok_or_else(|| ApiError::bad_request("uri: missing"))?
                 .to_string();
             let (sandboxed, execute_methods) = simulation(&obj)?;
-            let engine = engine.with_execute_methods(execute_methods);
-            let schedule = state.store.scheduled_work();
-            let run = move |engine: automate_engine::Engine,
-                            schedule: &dyn automate_vmdb::Schedule,
-                            sandbox: Option<&Sandbox>| {
-                let d = Delivery {
-                    uri: uri.clone(),
+            let done = simulate(
+                &state,
+                Simulate {
+                    uri,
                     attrs,
-                    object: String::new(),
-                    deliveries: 0,
-                };
-                let (ws, err) = match deliver(&engine, schedule, &d, DEFAULT_MAX_DELIVERIES)
-                    .map_err(ApiError::internal)?
-                {
-                    Outcome::Error { workspace, error } => (workspace, error),
-                    other => (other.into_workspace(), None),
-                };
-                let diff = sandbox
-                    .map(Sandbox::diff)
-                    .transpose()
-                    .map_err(ApiError::internal)?;
-                let mut objects = Vec::new();
-                for r in ws.roots() {
-                    tree(&ws, r, 0, &mut objects);
-                }
-                let document = with_simulation(ws.to_json(&uri, err.as_ref()), &ws, diff.as_ref());
-                Ok(json!({
-                    "document": document,
-                    "trace": ws.trace.iter().map(|l| json!({"depth": l.depth, "text": l.text})).collect::<Vec<_>>(),
-                    "tree": objects,
-                    "skipped_methods": ws.skipped_methods,
-                    "diff": diff.as_ref().map_or(Value::Null, Diff::to_json),
-                    "diff_lines": diff.as_ref().map(Diff::lines).unwrap_or_default(),
-                    "error": err.map(|e| e.to_string()),
-                }))
-            };
-            let doc = if sandboxed {
-                // The sandbox reads through a unit of work that is never
-                // committed (dropped: discarded) and writes nowhere.
-                let store = state.store.clone();
-                blocking(move || {
-                    let unit = store.begin_unit();
-                    let sandbox = Arc::new(Sandbox::new(unit.objects(), Some(schedule)));
-                    let engine = engine
-                        .with_store(unit.objects())
-                        .with_sandbox(sandbox.clone());
-                    let out = run(engine, &*sandbox, Some(&sandbox));
-                    drop(unit);
-                    out
-                })
-                .await?
-            } else {
-                in_unit(state.store.clone(), move |objects| {
-                    run(engine.with_store(objects), &*schedule, None)
-                })
-                .await?
-            };
-            ok(doc)
+                    sandboxed,
+                    execute_methods,
+                },
+            )
+            .await?;
+            let ws = &done.workspace;
+            let diff = done.diff.as_ref();
+            let mut objects = Vec::new();
+            for r in ws.roots() {
+                tree(ws, r, 0, &mut objects);
+            }
+            let document = with_simulation(ws.to_json(&done.uri, done.error.as_ref()), ws, diff);
+            ok(json!({
+                "document": document,
+                "trace": ws.trace.iter().map(|l| json!({"depth": l.depth, "text": l.text})).collect::<Vec<_>>(),
+                "tree": objects,
+                "skipped_methods": ws.skipped_methods,
+                "diff": diff.map_or(Value::Null, Diff::to_json),
+                "diff_lines": diff.map(Diff::lines).unwrap_or_default(),
+                "error": done.error.map(|e| e.to_string()),
+            }))
         }
         Some("run_method") => {
             let path = opt_str(&obj, "path", "path")?

@@ -3,6 +3,10 @@
 //! handler behind the session guard, through the router (`tower`'s
 //! `oneshot`), body collected. Target: < 50 ms per page
 //! (docs/performance.md). Skips with a message when the fixture is absent.
+//!
+//! The Simulation pages run beside the API's state over an empty redb
+//! store in a temp dir: the form, and a sandboxed simulation of
+//! `/System/Event/EmsEvent/RHEVM/USER_RUN_VM` (the engine's run included).
 
 use automate_datastore::Datastore;
 use automate_engine::Engine;
@@ -35,7 +39,12 @@ fn explorer(c: &mut Criterion) {
         problems.iter().all(|p| p.warning),
         "the fixture loads: {problems:?}"
     );
-    let state = automate_ui::UiState::new(TOKEN, Engine::new(Arc::new(ds)));
+    let engine = Engine::new(Arc::new(ds));
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let store =
+        Arc::new(automate_redb::RedbStore::open(tmp.path().join("bench.redb")).expect("store"));
+    let api = automate_api::ApiState::new(TOKEN, engine, store).expect("api state");
+    let state = automate_ui::UiState::with_api(api);
     let router = automate_ui::router(state);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -87,6 +96,11 @@ fn explorer(c: &mut Criterion) {
             "/ui/explorer/resolve?path=/System/Event/EmsEvent/RHEVM/NO_SUCH_EVENT",
         ),
         ("children", "/ui/explorer/children?path=/ManageIQ/System"),
+        ("simulation_form", "/ui/simulation"),
+        (
+            "simulation_run",
+            "/ui/simulation?uri=%2FSystem%2FEvent%2FEmsEvent%2FRHEVM%2FUSER_RUN_VM&attr=event_type&value=USER_RUN_VM&execute_methods=1&submitted=1&run=1",
+        ),
     ];
     let mut group = c.benchmark_group("ui_explorer");
     for (name, uri) in pages {

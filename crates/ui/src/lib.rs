@@ -16,7 +16,9 @@
 //! Pages: the Automate Explorer ([`explorer`]: domains by priority, the
 //! tree, classes, instances with the domain each value comes from,
 //! methods with highlighted source ([`highlight`]), search, and the
-//! domains a path resolves through); the Events ([`events`]: the event
+//! domains a path resolves through); Simulation ([`simulation`]: an
+//! entry point run in a sandbox, its object tree and its trace as a tree
+//! of relationships, [`trace_tree`]); the Events ([`events`]: the event
 //! stream filtered and live, each event's payload, outcome and Automate
 //! trace); Requests and retries ([`requests`]: the requests with their
 //! tasks and request events, approve/deny, a new automation request, the
@@ -34,6 +36,8 @@ pub mod highlight;
 mod page;
 pub mod requests;
 pub mod session;
+pub mod simulation;
+pub mod trace_tree;
 
 use automate_engine::Engine;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -177,6 +181,9 @@ pub fn router(state: UiState) -> Router {
         .route("/ui/domains/{name}/disable", post(domains::disable))
         .route("/ui/domains/{name}/priority", post(domains::priority))
         .route("/ui/domains/{name}/export", get(domains::export))
+        .route("/ui/simulation", get(simulation::page))
+        .route("/ui/simulation/objects", get(simulation::objects))
+        .route("/ui/simulation/row", get(simulation::row))
         .route("/ui/{*rest}", get(page::not_found).post(page::not_found))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -24,6 +24,10 @@ pub const NAV: &[NavItem] = &[
         href: "/ui/explorer",
     },
     NavItem {
+        label: "Simulation",
+        href: "/ui/simulation",
+    },
+    NavItem {
         label: "Events",
         href: "/ui/events",
     },
