@@ -493,6 +493,7 @@ mod tests {
                 ns("Other", vec![], &["O"]),
             ],
             classes: Vec::new(),
+            tests: Vec::new(),
         }
     }
 
