@@ -185,7 +185,12 @@ pub fn run(global: &Global, args: ReplayArgs) -> anyhow::Result<ExitCode> {
             let mut ids: Vec<i64> = store.list("EmsEvent")?.iter().map(|r| r.id).collect();
             ids.sort_unstable();
             for id in ids {
-                let Some(obj) = store.load("EmsEvent", id)? else {
+                // (The list is of the event stream: MiqEvent and
+                // RequestEvent rows are not provider events.)
+                let Some(obj) = store
+                    .load("EmsEvent", id)?
+                    .filter(|o| o.class == "EmsEvent")
+                else {
                     continue;
                 };
                 if !names.selected(&*store, &args, &obj, since, until)? {
