@@ -100,7 +100,7 @@ impl Runner {
                         ..TraceConfig::default()
                     });
                 let ems = handler.provider_ref(&provider)?;
-                seed(&case.name, &*base, case, Some(ems.id))?;
+                seed(&case.name, &base, case, Some(ems.id))?;
                 let out = handler.handle_in(&engine, &provider, &event)?;
                 let ws = out.workspace.unwrap_or_default();
                 let outcome = out
@@ -110,7 +110,7 @@ impl Runner {
                 (ws, outcome, out.error.map(|e| e.to_string()))
             }
             (None, Some(uri)) => {
-                seed(&case.name, &*base, case, None)?;
+                seed(&case.name, &base, case, None)?;
                 let attrs = case
                     .attributes
                     .iter()
