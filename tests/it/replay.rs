@@ -101,6 +101,11 @@ fn event(i: usize) -> (usize, ProviderEvent) {
 /// Records `EVENTS` events on a redb store at `db` as the pipeline does
 /// (units of 100, retries deferred, recording on).
 fn record(root: &Path, db: &Path) -> f64 {
+    record_n(root, db, EVENTS)
+}
+
+/// [`record`] of `n` events; the handler's events/s.
+fn record_n(root: &Path, db: &Path, n: usize) -> f64 {
     let store = Arc::new(automate_redb::RedbStore::open(db).unwrap());
     let (group, writer) = automate_redb::GroupCommit::start(store.clone()).unwrap();
     let units = automate_redb::GroupUnits::new(store.clone(), group, writer);
@@ -115,7 +120,7 @@ fn record(root: &Path, db: &Path) -> f64 {
         });
     let provs = providers();
     let started = std::time::Instant::now();
-    for chunk in (0..EVENTS).collect::<Vec<_>>().chunks(100) {
+    for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
         let unit = units.begin_unit();
         let engine: Engine = handler.engine().clone().with_store(unit.objects());
         for &i in chunk {
@@ -128,7 +133,7 @@ fn record(root: &Path, db: &Path) -> f64 {
         unit.hand_over(HandOver::default()).wait().unwrap();
         unit.landed();
     }
-    let rate = EVENTS as f64 / started.elapsed().as_secs_f64();
+    let rate = n as f64 / started.elapsed().as_secs_f64();
     units.close();
     rate
 }
@@ -301,4 +306,66 @@ fn replay_finds_exactly_the_events_a_datastore_change_alters() {
 
     // Never written.
     assert!(std::fs::read(&db).unwrap() == bytes, "the store changed");
+}
+
+/// The replay benchmark (docs/performance.md, session 14): events/s of
+/// the live handler (units of 100 on redb, recording on) against replay
+/// of the same events in sandboxes (read-only store), in-process, 3 runs
+/// each, medians printed. `REPLAY_BENCH_EVENTS` (default 2,000). Run:
+/// `cargo test --release --test it replay::bench -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn bench_replay_against_the_live_handler() {
+    let n: usize = std::env::var("REPLAY_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    datastore(&a);
+    let mut live = Vec::new();
+    let mut replay = Vec::new();
+    for run in 0..3 {
+        let db = tmp.path().join(format!("bench-{run}.redb"));
+        live.push(record_n(&a, &db, n));
+        let store: Arc<dyn automate_vmdb::ObjectStore> =
+            Arc::new(automate_redb::RedbStore::open_read_only(&db).unwrap());
+        let (mut engine, _runner) = crate::common::control_engine(&a, store.clone());
+        engine.options.emit_tracing = false;
+        let replayer = automate_events::replay::Replayer::new(engine).unwrap();
+        let ids: Vec<i64> = store
+            .list("EmsEvent")
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        let started = std::time::Instant::now();
+        let mut changed = 0;
+        let mut replayed = 0;
+        for id in ids {
+            let Some(obj) = store.load("EmsEvent", id).unwrap() else {
+                continue;
+            };
+            if obj.class != "EmsEvent" {
+                continue;
+            }
+            let rec = automate_events::replay::Recorded::of(id, &obj).unwrap();
+            let r = replayer.replay(&rec).unwrap();
+            replayed += 1;
+            if r.changed_from(rec.record.as_ref().unwrap()) {
+                changed += 1;
+            }
+        }
+        replay.push(replayed as f64 / started.elapsed().as_secs_f64());
+        assert_eq!((replayed, changed), (n, 0));
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[1]
+    };
+    eprintln!(
+        "{n} events: live handler {:.0} events/s (runs {live:.0?}), replay {:.0} events/s (runs {replay:.0?})",
+        median(&mut live.clone()),
+        median(&mut replay.clone())
+    );
 }
