@@ -157,10 +157,14 @@ pub struct ListArgs {
 /// stays stored). Fails when `--provider` is not in `--config`.
 pub fn send(global: &Global, cmd: EventCmd) -> anyhow::Result<ExitCode> {
     let EventCmd::Send(args) = cmd;
+    // `events.trace` of --config: whether the delivery is recorded (for
+    // `automate replay`), as the pipeline would.
+    let mut trace = automate_events::trace::TraceConfig::default();
     let provider = match &args.config {
         Some(path) => {
             let cfg = super::load_config(global, path)?;
             super::password::install_key(&cfg)?;
+            trace = cfg.events.trace.clone();
             cfg.provider(&args.provider)
                 .map(|p| p.provider.clone())
                 .with_context(|| {
@@ -219,7 +223,9 @@ pub fn send(global: &Global, cmd: EventCmd) -> anyhow::Result<ExitCode> {
     let log = EvmLog::default();
     // A state machine that asks for a retry is scheduled for
     // `automate retries run-due` (or a running `automate run`).
-    let handler = Handler::new(engine, log.clone())?.with_schedule(schedule);
+    let handler = Handler::new(engine, log.clone())?
+        .with_schedule(schedule)
+        .with_trace(trace);
     log.info(provider.caught_line(&event.event_type));
     let outcome = handler.handle(&provider, &event)?;
     let mut out = std::io::stdout().lock();

@@ -3,6 +3,7 @@
 //! and exit 1 (bad input, failed work) or 2 (bad usage, from clap).
 
 pub mod api;
+pub mod autotest;
 pub mod cluster;
 pub mod compose;
 pub mod datastore;
@@ -17,6 +18,7 @@ pub mod operations;
 pub mod password;
 pub mod reload;
 pub mod remote;
+pub mod replay;
 pub mod request;
 pub mod retries;
 pub mod run;
@@ -118,6 +120,10 @@ pub enum Command {
     New(scaffold::NewCmd),
     /// Instantiate an Automate URI and print the trace and the object tree.
     Instantiate(instantiate::InstantiateArgs),
+    /// Re-run recorded events in a sandbox and show whose outcome changed.
+    Replay(replay::ReplayArgs),
+    /// Run the datastore's test files (`__tests__/`, `tests/`) in sandboxes.
+    Test(autotest::TestArgs),
     /// Run one method.
     #[command(subcommand)]
     Method(method::MethodCmd),
@@ -188,6 +194,8 @@ pub fn main() -> ExitCode {
         Command::Export(args) => datastore::export(&cli.global, args),
         Command::New(cmd) => scaffold::run(&cli.global, cmd),
         Command::Instantiate(args) => instantiate::run(&cli.global, args),
+        Command::Replay(args) => replay::run(&cli.global, args),
+        Command::Test(args) => autotest::run(&cli.global, args),
         Command::Retries(cmd) => retries::run(&cli.global, cmd),
         Command::Notifications(cmd) => notifications::run(&cli.global, cmd),
         Command::Method(cmd) => method::run(&cli.global, cmd),

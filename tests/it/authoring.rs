@@ -196,6 +196,8 @@ fn kind_of(rel: &str) -> Option<&'static str> {
         "namespace"
     } else if name == "__class__.yaml" {
         "class"
+    } else if rel.contains("/__tests__/") || rel.split('/').nth(1) == Some("tests") {
+        "test"
     } else if rel.contains("/__methods__/") {
         "method"
     } else if rel.contains(".class/") {
@@ -309,12 +311,17 @@ fn the_json_schemas_accept_every_fixture_file_the_shipped_domain_and_scaffolds()
     let bad_method = serde_json::json!({"object_type": "method", "version": 1.0,
         "object": {"attributes": {"name": "m", "language": "python"}, "inputs": []}});
     assert!(!validators["method"].is_valid(&bad_method));
-    let test_file = serde_json::json!({"cases": [{"name": "start", "event": {"type": "USER_RUN_VM", "source": "RHEVM"},
-        "objects": [{"type": "VmOrTemplate", "attributes": {"name": "vm1"}}],
-        "expect": {"log": ["Event Raised [vm_start]"]}}]});
+    let test_file = serde_json::json!({"object_type": "automate_test", "version": 1.0,
+        "cases": [{"name": "start", "event": {"event_type": "USER_RUN_VM", "source": "RHEVM"},
+        "objects": [{"class": "VmOrTemplate", "attributes": {"name": "vm1"}}],
+        "expect": {"events_raised": ["vm_start"], "policies": ["tag_prod"]}}]});
     let errors: Vec<String> = validators["test"]
         .iter_errors(&test_file)
         .map(|e| e.to_string())
         .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let both = serde_json::json!({"object_type": "automate_test",
+        "cases": [{"name": "x", "uri": "/A/B/c", "event": {"event_type": "E"}}]});
+    assert!(!validators["test"].is_valid(&both));
     assert!(errors.is_empty(), "{errors:?}");
 }

@@ -628,6 +628,7 @@ fn build(g: &Gen) -> Domain {
         doc: domain_doc,
         namespaces,
         classes: Vec::new(),
+        tests: Vec::new(),
     }
 }
 

@@ -8,6 +8,7 @@ static ALLOC: automate_core::alloc::CountingAlloc = automate_core::alloc::Counti
 
 mod api;
 mod authoring;
+mod autotest;
 mod catchers;
 mod cli;
 mod client;
@@ -41,6 +42,7 @@ mod password;
 mod pipeline;
 mod provision;
 mod reload;
+mod replay;
 mod requests;
 mod rest;
 mod retries;

@@ -75,6 +75,7 @@ pub(super) fn domain_info(dir: &Path, dir_name: &str) -> DomainInfo {
                 doc,
                 namespaces: Vec::new(),
                 classes: Vec::new(),
+                tests: Vec::new(),
             };
             DomainInfo {
                 name: Arc::from(d.name()),

@@ -259,6 +259,16 @@ fn select_part(mut d: Domain, opts: &ExportOptions) -> Result<Domain, ExportErro
     if segs.is_empty() {
         return Err(not_found("namespace", ns_path, &d));
     }
+    // Only the test files of what is exported (a class's `__tests__/`).
+    let prefix = format!("{}/", segs.join("/").to_lowercase());
+    let class_prefix = opts
+        .class
+        .as_deref()
+        .map(|c| format!("{prefix}{}.class/", c.to_lowercase()));
+    d.tests.retain(|(rel, _)| {
+        let rel = rel.to_lowercase();
+        rel.starts_with(class_prefix.as_deref().unwrap_or(&prefix))
+    });
     let mut level = std::mem::take(&mut d.namespaces);
     d.classes.clear();
     // Walk down, keeping one namespace per level.
@@ -493,6 +503,7 @@ mod tests {
                 ns("Other", vec![], &["O"]),
             ],
             classes: Vec::new(),
+            tests: Vec::new(),
         }
     }
 

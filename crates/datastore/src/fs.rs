@@ -209,6 +209,7 @@ pub fn read_domain(dir: &Path, problems: &mut Vec<Problem>) -> Option<Domain> {
         doc,
         namespaces: Vec::new(),
         classes: Vec::new(),
+        tests: Vec::new(),
     };
     if domain.doc.attr_str("name").is_none() {
         problems.push(
@@ -225,7 +226,28 @@ pub fn read_domain(dir: &Path, problems: &mut Vec<Problem>) -> Option<Domain> {
         problems,
         &mut parsed,
     );
+    domain.tests = read_tests(dir, &base, problems);
     Some(domain)
+}
+
+/// The domain's `automate test` files, read as bytes (their syntax is
+/// `datastore validate`'s business): (path below `dir`, bytes).
+fn read_tests(dir: &Path, base: &Path, problems: &mut Vec<Problem>) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for f in crate::tests_file::find(dir) {
+        let Ok(rel) = f.strip_prefix(dir) else {
+            continue;
+        };
+        let rel: Vec<String> = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        match read_plain(&f, base, crate::yaml::MAX_FILE_BYTES, "test file") {
+            Ok(bytes) => out.push((rel.join("/"), bytes)),
+            Err(p) => problems.push(p),
+        }
+    }
+    out
 }
 
 /// Whether something exists at `path`, without following a link there (a
@@ -345,7 +367,10 @@ fn read_children(
                 );
                 namespaces.push(ns);
             }
-        } else if name != METHODS_DIR {
+        } else if name != METHODS_DIR
+            && !(name == crate::tests_file::DOMAIN_TESTS_DIR
+                && dir.canonicalize().is_ok_and(|d| d == base))
+        {
             problems.push(Problem::new(
                 &path,
                 "directory has neither __namespace__.yaml nor __class__.yaml; it was skipped \
@@ -784,6 +809,9 @@ pub fn render_domain(domain: &Domain, dir_name: &str) -> Vec<RenderedFile> {
     let mut out = Vec::new();
     out.push((format!("{dir_name}/{DOMAIN_FILE}"), render_doc(&domain.doc)));
     render_level(dir_name, &domain.namespaces, &domain.classes, &mut out);
+    for (rel, bytes) in &domain.tests {
+        out.push((format!("{dir_name}/{rel}"), bytes.clone()));
+    }
     out
 }
 

@@ -21,6 +21,7 @@ pub mod reload;
 pub mod scaffold;
 pub mod settings;
 pub mod swap;
+pub mod tests_file;
 pub mod validate;
 pub mod validate_ruby;
 pub mod yaml;

@@ -148,6 +148,11 @@ pub struct Domain {
     /// The classes directly in the domain directory (rare; ManageIQ puts them in
     /// namespaces).
     pub classes: Vec<Class>,
+    /// The `automate test` files (a class's `__tests__/`, the domain's
+    /// `tests/`): (path below the domain directory, `/`-separated; bytes).
+    /// ManageIQ ignores them; they travel with the domain through import
+    /// and export.
+    pub tests: Vec<(String, Vec<u8>)>,
 }
 
 impl Domain {

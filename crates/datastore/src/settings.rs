@@ -140,6 +140,7 @@ impl Datastore {
             doc,
             namespaces: Vec::new(),
             classes: Vec::new(),
+            tests: Vec::new(),
         };
         let shown = domain.name().to_string();
         let source = domain.source();

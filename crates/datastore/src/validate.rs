@@ -109,6 +109,9 @@ pub fn validate(root: &Path) -> Vec<Problem> {
 pub fn validate_report(root: &Path, method_checks: &[&MethodBodyCheck]) -> Report {
     let report = dsfs::read_root(root);
     let mut problems = report.problems;
+    // `automate test` files travel with the domain: their syntax is checked
+    // here too (file:line).
+    problems.extend(crate::tests_file::validate(root));
     let root_is_domain = root.join(DOMAIN_FILE).is_file();
     let dirs: Vec<PathBuf> = report
         .domains

@@ -167,6 +167,14 @@ impl Engine {
         self
     }
 
+    /// Reads and writes stored objects through `view`, a view over the
+    /// current store (a recording wrapper), keeping the engine's sandbox:
+    /// outbound actions are still recorded in it, not performed.
+    pub fn with_store_view(mut self, view: Arc<dyn ObjectStore>) -> Engine {
+        self.store = view;
+        self
+    }
+
     /// Replaces the builtins (location `builtin` methods) with `builtins`.
     pub fn with_builtins(mut self, builtins: Builtins) -> Engine {
         self.builtins = Arc::new(builtins);

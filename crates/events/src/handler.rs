@@ -11,13 +11,15 @@
 
 use super::{Provider, ProviderEvent};
 use crate::metrics::Metrics;
-use crate::trace::{self, LiveEvent, LiveEvents, Record, Recording, TraceConfig, TRACE_ATTR};
+use crate::trace::{
+    self, LiveEvent, LiveEvents, ObjectTouched, Record, Recording, TraceConfig, TRACE_ATTR,
+};
 use automate_core::uri::query_uri;
 use automate_engine::deliver::{
     deliver, deliver_deferred, Delivery, Outcome, PendingRetry, DEFAULT_MAX_DELIVERIES,
 };
 use automate_engine::{
-    inspect_delivery_attrs, AttrValue, Attributes, Engine, EngineError, Workspace,
+    inspect_delivery_attrs, AttrValue, Attributes, Engine, EngineError, TraceLine, Workspace,
 };
 use automate_vmdb::{ObjectStore, ReadAhead, Schedule, StoreError, VmdbRef};
 use std::sync::{Arc, Mutex};
@@ -51,6 +53,8 @@ pub struct EvmLog {
     lines: Arc<Mutex<Vec<String>>>,
     /// Only send the lines to `tracing`; keep none (the pipeline's workers).
     discard: bool,
+    /// Neither keep nor send the lines (replay, `automate test`).
+    silent: bool,
 }
 
 impl EvmLog {
@@ -63,9 +67,22 @@ impl EvmLog {
         }
     }
 
+    /// A log that writes nowhere: a replay's deliveries are not the
+    /// service's evm.log.
+    pub fn silent() -> EvmLog {
+        EvmLog {
+            discard: true,
+            silent: true,
+            ..EvmLog::default()
+        }
+    }
+
     /// Sends `line` to `tracing` (target `evm`) and keeps it for
     /// [`EvmLog::drain`] unless the log is [`EvmLog::discarding`].
     pub fn info(&self, line: impl Into<String>) {
+        if self.silent {
+            return;
+        }
         let line = line.into();
         tracing::info!(target: "evm", message = line.as_str());
         if self.discard {
@@ -80,6 +97,9 @@ impl EvmLog {
     /// `&str` (the log writer copies it as it is, no `fmt` pass), copied
     /// only when this log keeps its lines.
     pub fn info_str(&self, line: &str) {
+        if self.silent {
+            return;
+        }
         if self.discard {
             tracing::info!(target: "evm", message = line);
         } else {
@@ -90,6 +110,9 @@ impl EvmLog {
     /// [`EvmLog::info`] of a formatted line: a discarding log (the
     /// pipeline's) sends it to `tracing` without making a `String` of it.
     pub fn info_fmt(&self, line: std::fmt::Arguments<'_>) {
+        if self.silent {
+            return;
+        }
         if self.discard {
             tracing::info!(target: "evm", "{line}");
         } else {
@@ -126,6 +149,68 @@ pub struct HandleOutcome {
     /// ([`Handler::with_trace`]; `None` when recording is off or for
     /// duplicates).
     pub record: Option<Record>,
+}
+
+/// A stored `EmsEvent` to deliver ([`Handler::deliver_stored`]): its id
+/// and type and the ids of its VM and host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// The `EmsEvent`'s id.
+    pub id: i64,
+    /// Its `event_type`.
+    pub event_type: String,
+    /// Its VM's id (`vm_or_template_id`).
+    pub vm: Option<i64>,
+    /// Its host's id (`host_id`).
+    pub host: Option<i64>,
+}
+
+/// What one delivery of a stored event did ([`Handler::deliver_stored`]).
+#[derive(Debug)]
+pub struct Delivered {
+    /// The delivery URI.
+    pub uri: String,
+    /// The workspace Automate built.
+    pub workspace: Workspace,
+    /// The error Automate ended with, if any.
+    pub error: Option<EngineError>,
+    /// The retry asked for, when the handler defers retries.
+    pub retry: Option<PendingRetry>,
+    /// The objects created and changed (`None` unless recorded; empty
+    /// when what Automate wrote was discarded).
+    pub objects: Option<Vec<ObjectTouched>>,
+    /// What Automate wrote was discarded (it ended with an error).
+    pub discarded: bool,
+}
+
+impl Delivered {
+    /// The delivery's [`Record`], its trace cut at `max_bytes`.
+    pub fn record(&self, max_bytes: usize) -> Record {
+        self.record_over(&self.workspace.trace, max_bytes)
+    }
+
+    /// [`Delivered::record`] of `trace` instead of the workspace's (replay
+    /// gives the trace with the ids of objects it created in a sandbox
+    /// mapped back to the recorded ones).
+    pub fn record_over(&self, trace: &[TraceLine], max_bytes: usize) -> Record {
+        let mut outcome = trace::outcome_of(trace);
+        outcome.objects = self.objects.clone().unwrap_or_default();
+        outcome.discarded = self.discarded;
+        outcome.retry = self.retry.is_some();
+        if let Some(e) = &self.error {
+            outcome.errors.push(e.to_string());
+        }
+        let digest = trace::digest(&outcome, trace);
+        let (lines, truncated) = trace::bounded_trace(trace, max_bytes);
+        Record {
+            recorded_on: automate_core::time::iso8601(automate_core::time::now_ms()),
+            uri: self.uri.clone(),
+            digest,
+            outcome,
+            trace: lines,
+            truncated,
+        }
+    }
 }
 
 /// Persists provider events and delivers them to Automate.
@@ -398,20 +483,85 @@ impl Handler {
         );
         attrs.insert("dedup_key".into(), AttrValue::Str(key));
         let event = store.create("EmsEvent", attrs)?;
+        let stored = StoredEvent {
+            id: event.id,
+            event_type: ev.event_type.clone(),
+            vm: vm.as_ref().map(|v| v.id),
+            host: host.as_ref().map(|h| h.id),
+        };
+        let delivered = self.deliver_stored(engine, &stored, self.trace.is_some())?;
+        let record = match &self.trace {
+            Some(config) => {
+                let record = delivered.record(config.max_bytes);
+                match serde_json::to_string(&record) {
+                    Ok(text) => store.update(&event, TRACE_ATTR, AttrValue::Str(text))?,
+                    Err(e) => {
+                        tracing::warn!(target: "evm", "MIQ(EmsEventHandler-handle_event) the delivery record of EmsEvent.{} was not stored: {e}", event.id)
+                    }
+                }
+                Some(record)
+            }
+            None => None,
+        };
+        let Delivered {
+            uri,
+            workspace: ws,
+            error,
+            retry,
+            ..
+        } = delivered;
+        if let Some(live) = self.live.as_ref().filter(|l| l.listened()) {
+            live.publish(live_event(
+                provider,
+                ev,
+                event.id,
+                vm.as_ref(),
+                record.as_ref(),
+                &ws,
+                error.as_ref(),
+            ));
+        }
+        self.log.info_fmt(format_args!("{processing}Complete"));
+        Ok(HandleOutcome {
+            event_id: event.id,
+            duplicate: false,
+            uri,
+            workspace: Some(ws),
+            error,
+            retry,
+            record,
+        })
+    }
 
+    /// Delivers a stored `EmsEvent` to Automate: `/System/Process/Event`
+    /// with MiqAeEvent.raise_ems_event's attributes, each delivery behind a
+    /// savepoint of `engine`'s store (what Automate wrote is taken back
+    /// when it ends with an error), its trace written to the evm.log. The
+    /// one delivery path of live handling ([`Handler::handle_in`]) and of
+    /// replay (`crate::replay`, over a sandbox). With `record`, the
+    /// delivery runs over a [`Recording`] view that notes the objects it
+    /// creates and changes ([`Delivered::objects`]).
+    pub fn deliver_stored(
+        &self,
+        engine: &Engine,
+        event: &StoredEvent,
+        record: bool,
+    ) -> Result<Delivered, HandlerError> {
+        let store = engine.store().as_ref();
+        let event_type = &event.event_type;
         // MiqAeEvent.raise_ems_event's attributes, in its order.
         let mut pairs: Vec<(String, String)> = vec![
             ("event_id".into(), event.id.to_string()),
             ("event_stream_id".into(), event.id.to_string()),
-            ("event_type".into(), ev.event_type.clone()),
+            ("event_type".into(), event_type.clone()),
         ];
-        if let Some(vm) = &vm {
-            pairs.push(("VmOrTemplate::vm".into(), vm.id.to_string()));
-            pairs.push(("vm_id".into(), vm.id.to_string()));
+        if let Some(vm) = event.vm {
+            pairs.push(("VmOrTemplate::vm".into(), vm.to_string()));
+            pairs.push(("vm_id".into(), vm.to_string()));
         }
-        if let Some(h) = &host {
-            pairs.push(("Host::host".into(), h.id.to_string()));
-            pairs.push(("host_id".into(), h.id.to_string()));
+        if let Some(h) = event.host {
+            pairs.push(("Host::host".into(), h.to_string()));
+            pairs.push(("host_id".into(), h.to_string()));
         }
         self.log.info_fmt(format_args!(
             "MIQ(MiqAeEngine.deliver) Delivering {} for object [EmsEvent.{}] with state [] to Automate",
@@ -431,28 +581,25 @@ impl Handler {
             deliveries: 0,
         };
         // What Automate writes is kept only if it ends without an error;
-        // the event row above stays either way (ManageIQ's EmsEvent.add
-        // comes before the delivery).
+        // the event row stays either way (ManageIQ's EmsEvent.add comes
+        // before the delivery).
         let sp = store.savepoint();
         let started = self.metrics.as_ref().map(|_| Instant::now());
         // Recording: the delivery runs over a view that notes the objects
-        // it creates and changes.
-        let recording = self
-            .trace
-            .as_ref()
-            .map(|_| Arc::new(Recording::new(engine.store().clone())));
+        // it creates and changes (a sandboxed engine stays sandboxed).
+        let recording = record.then(|| Arc::new(Recording::new(engine.store().clone())));
         let recorded_engine = recording
             .as_ref()
-            .map(|r| engine.clone().with_store(r.clone()));
-        let engine = recorded_engine.as_ref().unwrap_or(engine);
+            .map(|r| engine.clone().with_store_view(r.clone()));
+        let run_engine = recorded_engine.as_ref().unwrap_or(engine);
         let delivered = match &self.schedule {
             _ if self.defer_retries => {
-                deliver_deferred(engine, &d, Some(parsed), DEFAULT_MAX_DELIVERIES)
+                deliver_deferred(run_engine, &d, Some(parsed), DEFAULT_MAX_DELIVERIES)
             }
-            Some(schedule) => deliver(engine, &**schedule, &d, DEFAULT_MAX_DELIVERIES)
+            Some(schedule) => deliver(run_engine, &**schedule, &d, DEFAULT_MAX_DELIVERIES)
                 .map(|outcome| (outcome, None)),
             None => {
-                let (workspace, error) = engine.instantiate_traced_parsed(&uri, parsed, &[]);
+                let (workspace, error) = run_engine.instantiate_traced_parsed(&uri, parsed, &[]);
                 let outcome = match error {
                     None => Outcome::Done(workspace),
                     error => Outcome::Error { workspace, error },
@@ -460,6 +607,7 @@ impl Handler {
                 Ok((outcome, None))
             }
         };
+        drop(recorded_engine);
         if let (Some(m), Some(t)) = (&self.metrics, started) {
             m.instantiation(t.elapsed());
         }
@@ -497,55 +645,17 @@ impl Handler {
                 self.log.info_str(&prefixed);
             }
         }
-        let record = match (&self.trace, &recording) {
-            (Some(config), Some(recording)) => {
-                let mut outcome = trace::outcome_of(&ws.trace);
-                outcome.objects = recording.take();
-                outcome.discarded = error.is_some() && sp.is_some();
-                outcome.retry = retry.is_some();
-                if let Some(e) = &error {
-                    outcome.errors.push(e.to_string());
-                }
-                let digest = trace::digest(&outcome, &ws.trace);
-                let (lines, truncated) = trace::bounded_trace(&ws.trace, config.max_bytes);
-                let record = Record {
-                    recorded_on: automate_core::time::iso8601(automate_core::time::now_ms()),
-                    uri: uri.clone(),
-                    digest,
-                    outcome,
-                    trace: lines,
-                    truncated,
-                };
-                match serde_json::to_string(&record) {
-                    Ok(text) => store.update(&event, TRACE_ATTR, AttrValue::Str(text))?,
-                    Err(e) => {
-                        tracing::warn!(target: "evm", "MIQ(EmsEventHandler-handle_event) the delivery record of EmsEvent.{} was not stored: {e}", event.id)
-                    }
-                }
-                Some(record)
-            }
-            _ => None,
-        };
-        if let Some(live) = self.live.as_ref().filter(|l| l.listened()) {
-            live.publish(live_event(
-                provider,
-                ev,
-                event.id,
-                vm.as_ref(),
-                record.as_ref(),
-                &ws,
-                error.as_ref(),
-            ));
-        }
-        self.log.info_fmt(format_args!("{processing}Complete"));
-        Ok(HandleOutcome {
-            event_id: event.id,
-            duplicate: false,
+        // A sandbox is thrown away as a whole: what an erring delivery
+        // wrote there counts as discarded, as on the pipeline's stores.
+        let discarded = error.is_some() && (sp.is_some() || engine.sandbox().is_some());
+        let objects = recording.map(|r| if discarded { Vec::new() } else { r.take() });
+        Ok(Delivered {
             uri,
-            workspace: Some(ws),
+            workspace: ws,
             error,
             retry,
-            record,
+            objects,
+            discarded,
         })
     }
 

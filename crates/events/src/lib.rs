@@ -10,6 +10,7 @@
 
 #![deny(missing_docs)]
 
+pub mod autotest;
 pub mod catchers;
 pub mod config;
 pub mod dead_letters;
@@ -17,12 +18,15 @@ pub mod handler;
 pub mod metrics;
 pub mod pipeline;
 pub mod queue;
+pub mod replay;
 pub mod scenario;
 pub mod stream;
 pub mod trace;
 pub mod when;
 
-pub use handler::{EvmLog, FirstSight, HandleOutcome, Handler, HandlerError};
+pub use handler::{
+    Delivered, EvmLog, FirstSight, HandleOutcome, Handler, HandlerError, StoredEvent,
+};
 pub use metrics::Metrics;
 
 /// The provider and event types the queue carries; defined beside the

@@ -1,0 +1,525 @@
+//! `automate replay`: re-runs recorded events in a sandbox against the
+//! datastore (`--datastore`: the current one or another root) and prints,
+//! for each event whose outcome changed, what changed (relationships
+//! followed, methods run, attributes set, events raised, policies, alerts,
+//! objects written, errors), then `N events, M changed, K errors`.
+//!
+//! The object store is opened read-only and never written: each event is
+//! re-delivered in a throwaway [`automate_vmdb::sandbox::Sandbox`] over it
+//! ([`automate_events::replay`]). `--from FILE.jsonl` replays events that
+//! were never stored (one `jsonl` catcher line each), all in one sandbox.
+//! `--save-as-test DIR` writes the changed (with `--all`, every selected)
+//! events as `automate test` cases.
+
+use super::compose::open_store_read_only;
+use super::Global;
+use anyhow::Context;
+use automate_datastore::tests_file::{Case, CaseEvent, Expect, TestFile};
+use automate_datastore::Datastore;
+use automate_engine::AttrValue;
+use automate_engine::Engine;
+use automate_events::replay::{OutcomeDiff, Recorded, Replayed, Replayer};
+use automate_events::trace::Record;
+use automate_events::{Provider, ProviderEvent};
+use automate_vmdb::sandbox::Sandbox;
+use automate_vmdb::{ObjectStore, StoredObject};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// `automate replay`'s selection and output options.
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// Only events at or after this time (as `events list --since`).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only events before this time (same forms as `--since`).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Only events of this type.
+    #[arg(long = "type")]
+    pub event_type: Option<String>,
+    /// Only events of this provider (its name, or its kind: `RHEVM`); with
+    /// `--from`, the provider name the file's events come from.
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// With `--from`: the provider's kind (`source`).
+    #[arg(long, default_value = "RHEVM", requires = "from")]
+    pub provider_type: String,
+    /// Only events of this VM (its name, provider reference or id).
+    #[arg(long)]
+    pub vm: Option<String>,
+    /// Replay the events of this file (one JSON event per line, as the
+    /// `jsonl` catcher reads) instead of the stored ones.
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub from: Option<PathBuf>,
+    /// Print every replayed event, not only the changed ones.
+    #[arg(long)]
+    pub all: bool,
+    /// One JSON object: `events`, `changed`, `errors`, `not_recorded` and
+    /// `results` (one per changed or failed event; every event with `--all`).
+    #[arg(long)]
+    pub json: bool,
+    /// Write the changed events (every selected one with `--all`) as
+    /// `automate test` cases to DIR/replay_tests.yaml, expecting what the
+    /// recorded delivery did.
+    #[arg(long, value_name = "DIR")]
+    pub save_as_test: Option<PathBuf>,
+}
+
+/// What happened to one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Unchanged,
+    Changed,
+    NotRecorded,
+    Error,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Unchanged => "unchanged",
+            Status::Changed => "changed",
+            Status::NotRecorded => "not_recorded",
+            Status::Error => "error",
+        }
+    }
+}
+
+/// One event's result.
+struct Row {
+    id: i64,
+    label: String,
+    event: ProviderEvent,
+    source: String,
+    status: Status,
+    recorded: Option<Record>,
+    replayed: Option<Replayed>,
+    diff: Option<OutcomeDiff>,
+    error: Option<String>,
+}
+
+/// Replays the selected events and prints the differences and the
+/// summary. Exits 1 when the store or datastore cannot be opened, or an
+/// argument is bad; changed events do not fail it.
+pub fn run(global: &Global, args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let now = automate_core::time::now_ms();
+    let since = args
+        .since
+        .as_deref()
+        .map(|s| automate_events::when::parse("--since", s, now))
+        .transpose()?;
+    let until = args
+        .until
+        .as_deref()
+        .map(|s| automate_events::when::parse("--until", s, now))
+        .transpose()?;
+    let (ds, problems) = Datastore::open(&global.datastore);
+    for p in &problems {
+        eprintln!("warning: {p}");
+    }
+    let store: Arc<dyn ObjectStore> = match &args.from {
+        Some(_) if !global.db.exists() => Arc::new(automate_vmdb::MemoryStore::new()),
+        _ => Arc::new(
+            open_store_read_only(&global.db).map_err(|e| super::remote::open_failed(global, e))?,
+        ),
+    };
+    let (mut engine, _runner) =
+        automate_control::with_control(Engine::new(Arc::new(ds)).with_store(store.clone()));
+    engine.options.emit_tracing = false;
+    let replayer = Replayer::new(engine)?;
+    let mut rows = Vec::new();
+    match &args.from {
+        Some(path) => {
+            let provider = Provider {
+                name: args.provider.clone().unwrap_or_else(|| "replay".into()),
+                kind: args.provider_type.clone(),
+                hostname: "replay".into(),
+                userid: "admin".into(),
+            };
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let sandbox = Arc::new(Sandbox::new(store.clone(), None));
+            for (n, line) in text.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let ev = automate_events::catchers::jsonl::parse_line(line)
+                    .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), n + 1))?;
+                if !selected_file_event(&args, &ev, since, until) {
+                    continue;
+                }
+                let label = format!("{}:{} {}", path.display(), n + 1, ev.event_type);
+                let mut row = Row {
+                    id: n as i64 + 1,
+                    label,
+                    event: ev.clone(),
+                    source: provider.kind.clone(),
+                    status: Status::NotRecorded,
+                    recorded: None,
+                    replayed: None,
+                    diff: None,
+                    error: None,
+                };
+                match replayer.handle(&sandbox, &provider, &ev) {
+                    Ok(r) => {
+                        if r.error.is_some() {
+                            row.status = Status::Error;
+                            row.error = r.error.clone();
+                        }
+                        row.replayed = Some(r);
+                    }
+                    Err(e) => {
+                        row.status = Status::Error;
+                        row.error = Some(e.to_string());
+                    }
+                }
+                rows.push(row);
+            }
+        }
+        None => {
+            let mut names = Names::default();
+            let mut ids: Vec<i64> = store.list("EmsEvent")?.iter().map(|r| r.id).collect();
+            ids.sort_unstable();
+            for id in ids {
+                // (The list is of the event stream: MiqEvent and
+                // RequestEvent rows are not provider events.)
+                let Some(obj) = store
+                    .load("EmsEvent", id)?
+                    .filter(|o| o.class == "EmsEvent")
+                else {
+                    continue;
+                };
+                if !names.selected(&*store, &args, &obj, since, until)? {
+                    continue;
+                }
+                rows.push(replay_stored(&replayer, &*store, &mut names, id, &obj));
+            }
+        }
+    }
+    let count = |s: Status| rows.iter().filter(|r| r.status == s).count();
+    let (changed, errors, not_recorded) = (
+        count(Status::Changed),
+        count(Status::Error),
+        count(Status::NotRecorded),
+    );
+    if let Some(dir) = &args.save_as_test {
+        let saved = save_as_test(dir, &rows, args.all)?;
+        eprintln!("wrote {saved} test case(s) to {}", dir.display());
+    }
+    let mut out = std::io::stdout().lock();
+    let shown = |r: &&Row| args.all || matches!(r.status, Status::Changed | Status::Error);
+    if args.json {
+        let results: Vec<serde_json::Value> = rows.iter().filter(shown).map(row_json).collect();
+        let doc = serde_json::json!({
+            "events": rows.len(),
+            "changed": changed,
+            "errors": errors,
+            "not_recorded": not_recorded,
+            "results": results,
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
+    } else {
+        for r in rows.iter().filter(shown) {
+            print_row(&mut out, r)?;
+        }
+        let mut summary = format!(
+            "{} event{}, {changed} changed, {errors} error{}",
+            rows.len(),
+            if rows.len() == 1 { "" } else { "s" },
+            if errors == 1 { "" } else { "s" }
+        );
+        if not_recorded > 0 {
+            summary.push_str(&format!(" ({not_recorded} without a record: not compared)"));
+        }
+        writeln!(out, "{summary}")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Replays stored event `id`.
+fn replay_stored(
+    replayer: &Replayer,
+    store: &dyn ObjectStore,
+    names: &mut Names,
+    id: i64,
+    obj: &StoredObject,
+) -> Row {
+    let mut row = Row {
+        id,
+        label: format!("EmsEvent {id}"),
+        event: ProviderEvent {
+            event_type: String::new(),
+            timestamp: String::new(),
+            chain_id: None,
+            vm_ems_ref: None,
+            vm_name: None,
+            host_ems_ref: None,
+            host_name: None,
+            full_data: serde_json::Value::Null,
+        },
+        source: String::new(),
+        status: Status::Error,
+        recorded: None,
+        replayed: None,
+        diff: None,
+        error: None,
+    };
+    let rec = match Recorded::of(id, obj) {
+        Ok(r) => r,
+        Err(e) => {
+            row.error = Some(e.to_string());
+            return row;
+        }
+    };
+    let vm_name = rec.event.vm.and_then(|v| names.vm(store, v));
+    row.label = format!(
+        "EmsEvent {id} {} {}{}",
+        rec.event.event_type,
+        rec.timestamp,
+        vm_name
+            .as_deref()
+            .map(|n| format!(" VM {n}"))
+            .unwrap_or_default()
+    );
+    row.source = rec.source.clone();
+    row.event = ProviderEvent {
+        event_type: rec.event.event_type.clone(),
+        timestamp: rec.timestamp.clone(),
+        chain_id: match obj.attrs.get("chain_id") {
+            Some(AttrValue::Str(s)) if !s.is_empty() => Some(s.clone()),
+            _ => None,
+        },
+        vm_ems_ref: rec.vm_ems_ref.clone(),
+        vm_name,
+        host_ems_ref: None,
+        host_name: None,
+        full_data: rec.full_data.clone(),
+    };
+    match replayer.replay(&rec) {
+        Ok(r) => {
+            row.status = match &rec.record {
+                None => Status::NotRecorded,
+                Some(before) if r.changed_from(before) => {
+                    row.diff = Some(OutcomeDiff::of(before, &r.record));
+                    Status::Changed
+                }
+                Some(_) => Status::Unchanged,
+            };
+            if r.error.is_some() && row.status != Status::Unchanged {
+                row.error = r.error.clone();
+                if row.status == Status::NotRecorded {
+                    row.status = Status::Error;
+                }
+            }
+            row.replayed = Some(r);
+        }
+        Err(e) => row.error = Some(e.to_string()),
+    }
+    row.recorded = rec.record;
+    row
+}
+
+fn print_row(out: &mut impl Write, r: &Row) -> std::io::Result<()> {
+    let status = match r.status {
+        Status::Unchanged => "unchanged",
+        Status::Changed => "changed",
+        Status::NotRecorded => "replayed (no record to compare)",
+        Status::Error => "error",
+    };
+    writeln!(out, "{}: {status}", r.label)?;
+    if let Some(d) = &r.diff {
+        for l in d.lines(10) {
+            writeln!(out, "  {l}")?;
+        }
+    }
+    if let (None, Some(rep)) = (&r.diff, &r.replayed) {
+        if r.status == Status::NotRecorded {
+            let o = &rep.record.outcome;
+            writeln!(out, "  events raised: {}", o.generic_events.join(", "))?;
+            writeln!(out, "  methods run: {}", o.methods.len())?;
+        }
+    }
+    if let Some(e) = &r.error {
+        writeln!(out, "  error: {e}")?;
+    }
+    Ok(())
+}
+
+fn row_json(r: &Row) -> serde_json::Value {
+    serde_json::json!({
+        "id": r.id,
+        "event": r.label,
+        "event_type": r.event.event_type,
+        "status": r.status.as_str(),
+        "recorded_digest": r.recorded.as_ref().map(|x| x.digest.clone()),
+        "digest": r.replayed.as_ref().map(|x| x.record.digest.clone()),
+        "diff": r.diff,
+        "outcome": r.replayed.as_ref().map(|x| &x.record.outcome),
+        "error": r.error,
+    })
+}
+
+/// Writes `rows` (the changed ones, or all with `all`) as test cases.
+fn save_as_test(dir: &std::path::Path, rows: &[Row], all: bool) -> anyhow::Result<usize> {
+    let mut cases = Vec::new();
+    for r in rows
+        .iter()
+        .filter(|r| all || r.status == Status::Changed)
+        .filter(|r| !r.event.event_type.is_empty())
+    {
+        let Some(outcome) = r
+            .recorded
+            .as_ref()
+            .or(r.replayed.as_ref().map(|x| &x.record))
+            .map(|x| &x.outcome)
+        else {
+            continue;
+        };
+        let mut event = serde_json::to_value(&r.event)?;
+        if let Some(m) = event.as_object_mut() {
+            m.insert("source".into(), r.source.clone().into());
+            m.retain(|_, v| !v.is_null());
+        }
+        let expect = Expect {
+            events_raised: Some(outcome.generic_events.clone()),
+            policies: Some(
+                outcome
+                    .policies
+                    .iter()
+                    .filter(|p| p.condition)
+                    .map(|p| p.policy.clone())
+                    .collect(),
+            ),
+            methods: Some(outcome.methods.iter().map(|m| m.method.clone()).collect()),
+            error: outcome.errors.last().cloned(),
+            ..Expect::default()
+        };
+        cases.push(Case {
+            name: format!("{} ({})", r.label, r.event.event_type),
+            event: Some(CaseEvent(event)),
+            expect,
+            ..Case::default()
+        });
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let n = cases.len();
+    let file = TestFile::new(cases);
+    let path = dir.join("replay_tests.yaml");
+    std::fs::write(&path, file.to_yaml()?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(n)
+}
+
+fn selected_file_event(
+    args: &ReplayArgs,
+    ev: &ProviderEvent,
+    since: Option<i64>,
+    until: Option<i64>,
+) -> bool {
+    if args
+        .event_type
+        .as_ref()
+        .is_some_and(|t| *t != ev.event_type)
+    {
+        return false;
+    }
+    let at = automate_core::time::parse_time(&ev.timestamp);
+    if since.is_some_and(|s| at.is_none_or(|t| t < s))
+        || until.is_some_and(|u| at.is_none_or(|t| t >= u))
+    {
+        return false;
+    }
+    if let Some(vm) = &args.vm {
+        if ev.vm_ems_ref.as_ref() != Some(vm) && ev.vm_name.as_ref() != Some(vm) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Provider and VM names by id, read once.
+#[derive(Default)]
+struct Names {
+    providers: HashMap<i64, Option<String>>,
+    vms: HashMap<i64, Option<String>>,
+}
+
+impl Names {
+    fn name_of(store: &dyn ObjectStore, class: &str, id: i64) -> Option<String> {
+        let obj = store.load(class, id).ok().flatten()?;
+        match obj.attrs.get("name") {
+            Some(AttrValue::Str(s)) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    fn vm(&mut self, store: &dyn ObjectStore, id: i64) -> Option<String> {
+        self.vms
+            .entry(id)
+            .or_insert_with(|| Self::name_of(store, "VmOrTemplate", id))
+            .clone()
+    }
+
+    fn provider(&mut self, store: &dyn ObjectStore, id: i64) -> Option<String> {
+        self.providers
+            .entry(id)
+            .or_insert_with(|| Self::name_of(store, "ExtManagementSystem", id))
+            .clone()
+    }
+
+    /// Whether stored event `obj` is one `args` selects.
+    fn selected(
+        &mut self,
+        store: &dyn ObjectStore,
+        args: &ReplayArgs,
+        obj: &StoredObject,
+        since: Option<i64>,
+        until: Option<i64>,
+    ) -> anyhow::Result<bool> {
+        let text = |k: &str| match obj.attrs.get(k) {
+            Some(AttrValue::Str(s)) => Some(s.as_str()),
+            _ => None,
+        };
+        let int = |k: &str| match obj.attrs.get(k) {
+            Some(AttrValue::Int(i)) => Some(*i),
+            _ => None,
+        };
+        if let Some(t) = &args.event_type {
+            if text("event_type") != Some(t.as_str()) {
+                return Ok(false);
+            }
+        }
+        if since.is_some() || until.is_some() {
+            let at = text("timestamp").and_then(automate_core::time::parse_time);
+            if since.is_some_and(|s| at.is_none_or(|t| t < s))
+                || until.is_some_and(|u| at.is_none_or(|t| t >= u))
+            {
+                return Ok(false);
+            }
+        }
+        if let Some(p) = &args.provider {
+            let by_kind = text("source").is_some_and(|s| s.eq_ignore_ascii_case(p));
+            let by_name = int("ems_id")
+                .and_then(|id| self.provider(store, id))
+                .is_some_and(|n| n == *p);
+            if !by_kind && !by_name {
+                return Ok(false);
+            }
+        }
+        if let Some(v) = &args.vm {
+            let by_ref = text("vm_ems_ref") == Some(v.as_str());
+            let vm_id = int("vm_or_template_id");
+            let by_id = vm_id.is_some_and(|id| id.to_string() == *v);
+            let by_name =
+                !by_ref && !by_id && vm_id.and_then(|id| self.vm(store, id)).as_deref() == Some(v);
+            if !by_ref && !by_id && !by_name {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
