@@ -210,7 +210,7 @@ impl Handler {
         self
     }
 
-    /// Records each delivery as `config` says (`events.trace`; off by
+    /// Records each delivery as `config` says (`events.trace`; on by
     /// default, bounds from [`TraceConfig::default`]): its outcome, its
     /// trace and their digest, in the event row's [`TRACE_ATTR`], written
     /// in the event's own unit of work.
@@ -516,12 +516,7 @@ impl Handler {
                     trace: lines,
                     truncated,
                 };
-                match serde_json::to_string(&record) {
-                    Ok(text) => store.update(&event, TRACE_ATTR, AttrValue::Str(text))?,
-                    Err(e) => {
-                        tracing::warn!(target: "evm", "MIQ(EmsEventHandler-handle_event) the delivery record of EmsEvent.{} was not stored: {e}", event.id)
-                    }
-                }
+                store.update(&event, TRACE_ATTR, record.to_attr())?;
                 Some(record)
             }
             _ => None,
