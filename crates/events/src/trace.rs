@@ -353,7 +353,7 @@ pub fn digest(outcome: &Outcome, trace: &[TraceLine]) -> String {
     let bytes: usize = trace.iter().map(|l| l.text.len() + 1).sum();
     let mut buf = String::with_capacity(bytes + 256);
     let mut line = String::with_capacity(128);
-    let mut feed = |buf: &mut String, s: &str| {
+    let feed = |buf: &mut String, s: &str| {
         normalize(s, buf);
         buf.push('\n');
     };
