@@ -295,7 +295,7 @@ impl Handler {
         self
     }
 
-    /// Records each delivery as `config` says (`events.trace`; off by
+    /// Records each delivery as `config` says (`events.trace`; on by
     /// default, bounds from [`TraceConfig::default`]): its outcome, its
     /// trace and their digest, in the event row's [`TRACE_ATTR`], written
     /// in the event's own unit of work.
@@ -493,12 +493,7 @@ impl Handler {
         let record = match &self.trace {
             Some(config) => {
                 let record = delivered.record(config.max_bytes);
-                match serde_json::to_string(&record) {
-                    Ok(text) => store.update(&event, TRACE_ATTR, AttrValue::Str(text))?,
-                    Err(e) => {
-                        tracing::warn!(target: "evm", "MIQ(EmsEventHandler-handle_event) the delivery record of EmsEvent.{} was not stored: {e}", event.id)
-                    }
-                }
+                store.update(&event, TRACE_ATTR, record.to_attr())?;
                 Some(record)
             }
             None => None,

@@ -26,8 +26,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::sync::{Arc, Mutex};
 
-/// The `EmsEvent` attribute holding a delivery's record (JSON text of a
-/// [`Record`]); left out of the event's attributes in the API.
+pub mod codec;
+
+/// The `EmsEvent` attribute holding a delivery's record (a [`Record`] in
+/// [`codec`]'s text); left out of the event's attributes in the API.
 pub const TRACE_ATTR: &str = "automate_trace";
 
 /// The line that ends a trace cut at `events.trace.max_bytes`.
@@ -37,8 +39,8 @@ pub const TRUNCATED_MARKER: &str = "... trace truncated at events.trace.max_byte
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TraceConfig {
-    /// Record each delivery. Off by default: recording costs ~26% of the
-    /// embedded pipeline's events/s today (docs/performance.md, session 13).
+    /// Record each delivery (on by default since session 14, when the
+    /// record's stored form and digest were made cheap; docs/performance.md).
     pub enabled: bool,
     /// Most bytes of trace text kept per delivery; the rest is cut with
     /// [`TRUNCATED_MARKER`] (the digest covers the whole trace).
@@ -54,7 +56,7 @@ pub struct TraceConfig {
 impl Default for TraceConfig {
     fn default() -> Self {
         TraceConfig {
-            enabled: false,
+            enabled: true,
             max_bytes: 64 * 1024,
             keep_days: 7,
             keep_max: 100_000,
@@ -172,7 +174,9 @@ pub struct Outcome {
     pub retry: bool,
 }
 
-/// One delivery's record, stored as JSON in [`TRACE_ATTR`].
+/// One delivery's record, stored in [`TRACE_ATTR`] ([`codec`]'s text; its
+/// JSON, as the API serves it, was the stored form before session 14 and
+/// still reads).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     /// When it was recorded (ISO 8601 UTC).
@@ -191,15 +195,23 @@ pub struct Record {
 }
 
 impl Record {
-    /// The record in a stored `EmsEvent`'s attributes, if any (an
-    /// unreadable one is `Err` with serde's message).
+    /// The record in a stored `EmsEvent`'s attributes, if any (either
+    /// stored form; an unreadable one is `Err` saying why and where).
     pub fn of(obj: &StoredObject) -> Result<Option<Record>, String> {
         match obj.attrs.get(TRACE_ATTR) {
-            Some(AttrValue::Str(s)) => serde_json::from_str(s)
+            Some(AttrValue::Str(s)) => codec::decode(s)
                 .map(Some)
                 .map_err(|e| format!("{TRACE_ATTR}: {e}")),
             _ => Ok(None),
         }
+    }
+
+    /// The value of [`TRACE_ATTR`] holding this record ([`codec`]'s text).
+    pub fn to_attr(&self) -> AttrValue {
+        let bytes: usize = self.trace.iter().map(|l| l.len() + 8).sum();
+        let mut text = String::with_capacity(256 + self.uri.len() + bytes);
+        codec::encode(&mut text, self);
+        AttrValue::Str(text)
     }
 }
 
@@ -262,107 +274,143 @@ pub fn outcome_of(trace: &[TraceLine]) -> Outcome {
 /// holding 4 digits or more becomes `#`. Short numbers (an index, a
 /// count, `rc=4`) stay.
 pub fn normalize(text: &str, out: &mut String) {
+    normalize_to(text, |s| out.push_str(s));
+}
+
+/// [`normalize`], handing the pieces of the result to `push` in order.
+fn normalize_to(text: &str, mut push: impl FnMut(&str)) {
     let b = text.as_bytes();
     let mut i = 0;
     while i < b.len() {
-        if b[i].is_ascii_digit() {
-            let start = i;
-            let mut digits = 0;
-            let mut end = i;
-            let mut j = i;
-            while j < b.len() {
-                if b[j].is_ascii_digit() {
-                    digits += 1;
-                    j += 1;
-                    end = j;
-                } else if matches!(b[j], b'-' | b':' | b'.' | b'T')
-                    && b.get(j + 1).is_some_and(u8::is_ascii_digit)
-                {
-                    j += 1;
-                } else {
-                    break;
-                }
-            }
-            if digits >= 4 {
-                out.push('#');
-            } else {
-                out.push_str(&text[start..end]);
-            }
-            i = end;
-        } else {
-            // Copy up to the next digit (char boundaries: digits are ASCII).
-            let next = b[i..]
-                .iter()
-                .position(u8::is_ascii_digit)
-                .map_or(b.len(), |p| i + p);
-            out.push_str(&text[i..next]);
-            i = next;
+        // Copy up to the next digit (char boundaries: digits are ASCII).
+        let next = next_digit(b, i);
+        if next > i {
+            push(&text[i..next]);
         }
+        if next == b.len() {
+            break;
+        }
+        let start = next;
+        let mut digits = 0;
+        let mut end = next;
+        let mut j = next;
+        while j < b.len() {
+            if b[j].is_ascii_digit() {
+                digits += 1;
+                j += 1;
+                end = j;
+            } else if matches!(b[j], b'-' | b':' | b'.' | b'T')
+                && b.get(j + 1).is_some_and(u8::is_ascii_digit)
+            {
+                j += 1;
+            } else {
+                break;
+            }
+        }
+        push(if digits >= 4 { "#" } else { &text[start..end] });
+        i = end;
     }
+}
+
+/// The position of the first ASCII digit of `b` at or after `from`
+/// (`b.len()` if none), eight bytes at a time.
+fn next_digit(b: &[u8], from: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let mut i = from;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        // The high bit of each byte in 0x30..=0x39 ("has a byte between
+        // m and n", exact per byte: no carry or borrow crosses bytes).
+        let low = x & (ONES * 0x7F);
+        let flags = (ONES * (127 + 0x3A)).wrapping_sub(low)
+            & !x
+            & (low + ONES * (127 - 0x2F))
+            & (ONES * 0x80);
+        if flags != 0 {
+            return i + (flags.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    b[i..]
+        .iter()
+        .position(u8::is_ascii_digit)
+        .map_or(b.len(), |p| i + p)
 }
 
 /// The digest of a delivery: SHA-256 (hex) of its outcome and its whole
 /// trace, [`normalize`]d, with the objects by class and attributes only
 /// (their ids differ run to run). Equal for two deliveries of identical
-/// events on identical datastores and stores.
+/// events on identical datastores and stores. The text hashed, one line
+/// each: `event <name>` per generic event, `policy <name> <event>
+/// <true|false>`, `alert <name> <event>`, `method <location> <method>
+/// <rc>`, `object <class> <created|updated> <attr,attr>`, `discarded <b>
+/// retry <b>`, `error <text>`, then the trace lines (unchanged since
+/// session 13: a digest recorded then compares with one made now).
 pub fn digest(outcome: &Outcome, trace: &[TraceLine]) -> String {
-    let mut h = Sha256::new();
-    let mut buf = String::with_capacity(256);
-    let mut feed = |h: &mut Sha256, s: &str| {
-        buf.clear();
-        normalize(s, &mut buf);
-        h.update(buf.as_bytes());
-        h.update(b"\n");
+    use std::fmt::Write;
+    let bytes: usize = trace.iter().map(|l| l.text.len() + 1).sum();
+    let mut buf = String::with_capacity(bytes + 256);
+    let mut line = String::with_capacity(128);
+    let feed = |buf: &mut String, s: &str| {
+        normalize(s, buf);
+        buf.push('\n');
     };
     for e in &outcome.generic_events {
-        feed(&mut h, &format!("event {e}"));
+        line.clear();
+        let _ = write!(line, "event {e}");
+        feed(&mut buf, &line);
     }
     for p in &outcome.policies {
-        feed(
-            &mut h,
-            &format!("policy {} {} {}", p.policy, p.event, p.condition),
-        );
+        line.clear();
+        let _ = write!(line, "policy {} {} {}", p.policy, p.event, p.condition);
+        feed(&mut buf, &line);
     }
     for a in &outcome.alerts {
-        feed(&mut h, &format!("alert {} {}", a.alert, a.event));
+        line.clear();
+        let _ = write!(line, "alert {} {}", a.alert, a.event);
+        feed(&mut buf, &line);
     }
     for m in &outcome.methods {
-        feed(
-            &mut h,
-            &format!(
-                "method {} {} {}",
-                m.location,
-                m.method,
-                m.rc.as_deref().unwrap_or("")
-            ),
-        );
+        line.clear();
+        let rc = m.rc.as_deref().unwrap_or("");
+        let _ = write!(line, "method {} {} {rc}", m.location, m.method);
+        feed(&mut buf, &line);
     }
     for o in &outcome.objects {
-        feed(
-            &mut h,
-            &format!(
-                "object {} {} {}",
-                o.class,
-                if o.created { "created" } else { "updated" },
-                o.attributes.join(",")
-            ),
-        );
+        line.clear();
+        let how = if o.created { "created" } else { "updated" };
+        let _ = write!(line, "object {} {how} ", o.class);
+        for (i, a) in o.attributes.iter().enumerate() {
+            if i > 0 {
+                line.push(',');
+            }
+            line.push_str(a);
+        }
+        feed(&mut buf, &line);
     }
-    feed(
-        &mut h,
-        &format!("discarded {} retry {}", outcome.discarded, outcome.retry),
+    line.clear();
+    let _ = write!(
+        line,
+        "discarded {} retry {}",
+        outcome.discarded, outcome.retry
     );
+    feed(&mut buf, &line);
     for e in &outcome.errors {
-        feed(&mut h, &format!("error {e}"));
+        line.clear();
+        let _ = write!(line, "error {e}");
+        feed(&mut buf, &line);
     }
     for l in trace {
-        feed(&mut h, &l.text);
+        feed(&mut buf, &l.text);
     }
-    let out = h.finalize();
+    let out = Sha256::digest(buf.as_bytes());
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut hex = String::with_capacity(64);
     for byte in out {
-        use std::fmt::Write;
-        let _ = write!(hex, "{byte:02x}");
+        hex.push(HEX[usize::from(byte >> 4)] as char);
+        hex.push(HEX[usize::from(byte & 0xF)] as char);
     }
     hex
 }
@@ -853,12 +901,9 @@ impl Pruner {
     }
 }
 
-/// When a stored record was made, read from its JSON text without
-/// decoding the rest.
+/// When a stored record was made, read without decoding the rest.
 fn recorded_ms(text: &str) -> Option<i64> {
-    let rest = text.split_once("\"recorded_on\":\"")?.1;
-    let stamp = rest.split_once('"')?.0;
-    automate_core::time::parse_time(stamp)
+    automate_core::time::parse_time(codec::recorded_on(text)?)
 }
 
 #[cfg(test)]
