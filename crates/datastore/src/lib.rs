@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod describe;
+pub mod edit;
 pub mod dirs;
 pub mod export;
 pub mod fs;
