@@ -51,4 +51,6 @@ mod services;
 mod storm;
 mod tags;
 mod ui;
+mod ui_edit;
+mod ui_firefox;
 mod vmdb;

@@ -16,12 +16,16 @@
 //! Pages: the Automate Explorer ([`explorer`]: domains by priority, the
 //! tree, classes, instances with the domain each value comes from,
 //! methods with highlighted source ([`highlight`]), search, and the
-//! domains a path resolves through). `docs/ui.md` is the user's guide.
+//! domains a path resolves through), and its editing of instance values
+//! and Rhai method bodies in unlocked domains ([`edit`]: validated, written
+//! in ManageIQ's layout, reloaded at once). `docs/ui.md` is the user's
+//! guide.
 
 #![deny(missing_docs)]
 
 pub mod assets;
 mod auth;
+mod edit;
 pub mod explorer;
 pub mod highlight;
 mod page;
@@ -140,7 +144,10 @@ pub fn router(state: UiState) -> Router {
         .route("/ui/explorer/search", get(explorer::search))
         .route("/ui/explorer/resolve", get(explorer::resolve))
         .route("/ui/explorer/children", get(explorer::children))
-        .route("/ui/explorer/{kind}/{*path}", get(explorer::node))
+        .route(
+            "/ui/explorer/{kind}/{*path}",
+            get(explorer::node).post(edit::save),
+        )
         .route("/ui/{*rest}", get(page::not_found).post(page::not_found))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
