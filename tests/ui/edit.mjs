@@ -15,6 +15,7 @@ async function simulate() {
     method: 'POST',
     headers: { 'X-Auth-Token': token, 'Content-Type': 'application/json' },
     body: JSON.stringify({ action: 'resolve', execute_methods: true }),
+    signal: AbortSignal.timeout(30000),
   });
   check(res.status === 200, `resolve answers ${res.status}`);
   const v = await res.json();
@@ -43,6 +44,8 @@ await run(async (browser) => {
   // 2. A compile error: shown at its line, the line marked, nothing saved.
   await body.fill(broken);
   await page.getByRole('button', { name: 'Save' }).click();
+  // The form posts to the method's page, which answers 422 with the form.
+  await page.waitForURL(`${base}${methodPage}`);
   const alert = page.getByRole('alert');
   await alert.waitFor();
   const said = await alert.textContent();
@@ -51,7 +54,14 @@ await run(async (browser) => {
   check((await marked.textContent()).includes('evm.root["probe"] = ;'), 'the offending line is marked');
   check((await page.locator('pre.code .ln').count()) === 4, 'the listing has the 4 lines submitted');
   check((await body.inputValue()).includes('= ;'), 'the form keeps what was typed');
-  await axe(page, 'method-edit-error');
+  if (browserName === 'chromium') {
+    await axe(page, 'method-edit-error');
+  } else {
+    // Firefox 153 ESR over WebDriver BiDi: a script evaluated in the page a
+    // form post answered with 422 fails with "Execution context was
+    // destroyed" (no navigation is seen); axe checks this page in Chromium.
+    console.log(`  (${browserName}: axe on the compile-error page is left to Chromium)`);
+  }
   await shot(page, 'edit-method-error', true);
   check((await simulate()) === 'v1', 'nothing was saved: the simulation still runs v1');
   console.log('ok - a Rhai compile error is shown at its line and nothing is saved');
@@ -68,35 +78,37 @@ await run(async (browser) => {
   console.log('ok - the fixed body is saved and the next simulation uses it');
 
   // 4. An instance's value, edited without JavaScript (plain form posts).
+  //    axe and the screenshot run in the page with JavaScript (axe is a
+  //    script); the no-JavaScript context only fills and posts the form.
   const instancePage = '/ui/explorer/instance/Custom/Demo/Probe/default';
+  await page.goto(base + instancePage);
+  await page.getByRole('link', { name: 'Edit values' }).click();
+  await page.waitForURL(`${base}${instancePage}?edit`);
+  check((await page.getByLabel('note', { exact: true }).inputValue()) === '', 'note is the class default (empty field)');
+  await axe(page, 'instance-edit');
+  await shot(page, 'edit-instance');
+  // Playwright over WebDriver BiDi does not honour javaScriptEnabled:
+  // false in Firefox (the context silently keeps JavaScript), so the
+  // no-JavaScript post is checked in Chromium; Firefox posts with it on.
   let p2 = page;
   let nojs = null;
-  try {
+  if (browserName === 'chromium') {
     nojs = await browser.newContext({ javaScriptEnabled: false, viewport: { width: 1280, height: 860 } });
     await nojs.addCookies(await context.cookies());
     p2 = await nojs.newPage();
-  } catch (e) {
-    // Firefox over WebDriver BiDi cannot turn JavaScript off yet.
-    console.log(`  (${browserName}: no JavaScript-free context: ${e.message.split('\n')[0]}; the form is posted with JavaScript on)`);
-    if (nojs) await nojs.close();
-    nojs = null;
   }
-  await p2.goto(base + instancePage);
-  await p2.getByRole('link', { name: 'Edit values' }).click();
-  await p2.waitForURL(`${base}${instancePage}?edit`);
-  const note = p2.getByLabel('note', { exact: true });
-  check((await note.inputValue()) === '', 'note is the class default (empty field)');
-  await axe(p2, 'instance-edit');
-  await shot(p2, 'edit-instance');
-  await note.fill('set in the UI');
+  const withoutJs = nojs !== null;
+  await p2.goto(`${base}${instancePage}?edit`);
+  await p2.getByLabel('note', { exact: true }).fill('set in the UI');
   await p2.getByRole('button', { name: 'Save' }).click();
   await p2.waitForURL(`${base}${instancePage}?saved=saved`);
   check((await p2.getByRole('status').textContent()).includes('Saved.'), 'the Saved flash');
-  const values = await p2.locator('table.values').textContent();
-  check(values.includes('set in the UI') && values.includes('instance in Custom'), 'the value is the instance\'s own now');
-  await axe(p2, 'instance-saved');
   if (nojs) await nojs.close();
-  console.log(`ok - an instance value is edited and saved${nojs ? ' without JavaScript' : ''}`);
+  await page.goto(`${base}${instancePage}`);
+  const values = await page.locator('table.values').textContent();
+  check(values.includes('set in the UI') && values.includes('instance in Custom'), 'the value is the instance\'s own now');
+  await axe(page, 'instance-saved');
+  console.log(`ok - an instance value is edited and saved${withoutJs ? ' without JavaScript' : ''}`);
 
   // 5. A locked domain: read-only, saying why; no edit form.
   await visit(page, 'instance-locked', '/ui/explorer/instance/ManageIQ/System/Process/Event');

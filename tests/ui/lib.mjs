@@ -43,7 +43,16 @@ export const consoleErrors = [];
 
 /** axe-core on the page as it is now: no serious or critical violation. */
 export async function axe(page, name) {
-  await page.evaluate(axeSource);
+  try {
+    await page.evaluate(axeSource);
+  } catch (e) {
+    // Firefox over WebDriver BiDi may replace the realm of a page that a
+    // form post rendered just after Playwright saw it load: once more.
+    if (!String(e.message).includes('Execution context was destroyed')) throw e;
+    console.log(`  (${name}: the page's script context was replaced; axe injected again)`);
+    await page.waitForLoadState('load');
+    await page.evaluate(axeSource);
+  }
   const result = await page.evaluate(async () => {
     // eslint-disable-next-line no-undef
     const r = await axe.run(document, { resultTypes: ['violations'] });
@@ -147,6 +156,12 @@ export async function login(page, next = '/ui/explorer') {
  * the script passed, no console error, axe's pages; exits 1 on failure.
  */
 export async function run(body) {
+  // A hung browser or server fails the script instead of hanging the test.
+  const limit = Number(process.env.AUTOMATE_UI_TIMEOUT_S || 300);
+  setTimeout(() => {
+    console.log(`not ok - the script did not finish within ${limit} s`);
+    process.exit(1);
+  }, limit * 1000).unref();
   const browser = await launch();
   let failed = false;
   try {
