@@ -76,7 +76,10 @@ fn probe(base: &str) -> String {
         base,
         "POST",
         "/api/automate/Demo/Probe/default",
-        &[("X-Auth-Token", TOKEN), ("Content-Type", "application/json")],
+        &[
+            ("X-Auth-Token", TOKEN),
+            ("Content-Type", "application/json"),
+        ],
         r#"{"action": "resolve", "execute_methods": true}"#,
     );
     assert_eq!(s, 200, "{body}");
@@ -163,7 +166,10 @@ fn ui_edit_over_http() {
     let (s, _, body) = http(&base, "GET", &format!("{page}?saved=saved"), &with, "");
     assert_eq!(s, 200);
     assert!(body.contains("role=\"status\">Saved.</p>"), "{body}");
-    assert!(body.contains("event_action_refresh?target=dest_vm"), "{body}");
+    assert!(
+        body.contains("event_action_refresh?target=dest_vm"),
+        "{body}"
+    );
 
     // A field the schema lacks: 422, the field named, nothing written.
     let (s, _, body) = http(
@@ -186,7 +192,10 @@ fn ui_edit_over_http() {
     );
     assert_eq!(s, 422, "{body}");
     assert!(body.contains("aria-invalid=\"true\""), "{body}");
-    assert!(body.contains("rel5: the value holds the control character U+000A"), "{body}");
+    assert!(
+        body.contains("rel5: the value holds the control character U+000A"),
+        "{body}"
+    );
     assert_eq!(std::fs::read_to_string(&file).unwrap(), after);
     // Without the CSRF token: 403, nothing written.
     let (s, _, _) = http(&base, "POST", page, &post, "value%3Arel5=x");
@@ -197,7 +206,10 @@ fn ui_edit_over_http() {
     let locked = "/ui/explorer/instance/ManageIQ/System/Process/Event";
     let (s, _, body) = http(&base, "GET", locked, &with, "");
     assert_eq!(s, 200);
-    assert!(body.contains("Read-only: domain ManageIQ is system"), "{body}");
+    assert!(
+        body.contains("Read-only: domain ManageIQ is system"),
+        "{body}"
+    );
     assert!(!body.contains("?edit\""), "no edit link: {body}");
     let miq_file = root.join("ManageIQ/System/Process.class/event.yaml");
     let miq_before = std::fs::read(&miq_file).unwrap();
@@ -223,8 +235,14 @@ fn ui_edit_over_http() {
     let mpage = "/ui/explorer/method/Custom/Demo/Probe/probe";
     let (s, _, body) = http(&base, "GET", &format!("{mpage}?edit"), &with, "");
     assert_eq!(s, 200, "{body}");
-    assert!(body.contains("<label for=\"body\">Body of /Custom/Demo/Probe/probe (Rhai)</label>"), "{body}");
-    assert!(body.contains("evm.root[&#34;probe&#34;] = &#34;v1&#34;;"), "{body}");
+    assert!(
+        body.contains("<label for=\"body\">Body of /Custom/Demo/Probe/probe (Rhai)</label>"),
+        "{body}"
+    );
+    assert!(
+        body.contains("evm.root[&#34;probe&#34;] = &#34;v1&#34;;"),
+        "{body}"
+    );
     // A compile error: 422 at its line, the line marked, nothing written.
     let body_file = root.join("Custom/Demo/Probe.class/__methods__/probe.rhai");
     let v1 = std::fs::read_to_string(&body_file).unwrap();
@@ -237,9 +255,18 @@ fn ui_edit_over_http() {
         &format!("csrf_token={csrf}&body={}", enc(broken)),
     );
     assert_eq!(s, 422, "{body}");
-    assert!(body.contains("The method does not compile; nothing was saved."), "{body}");
-    assert!(body.contains("<a href=\"#err-line\">Line 3, column "), "{body}");
-    assert!(body.contains("<span class=\"ln err\" id=\"err-line\">"), "{body}");
+    assert!(
+        body.contains("The method does not compile; nothing was saved."),
+        "{body}"
+    );
+    assert!(
+        body.contains("<a href=\"#err-line\">Line 3, column "),
+        "{body}"
+    );
+    assert!(
+        body.contains("<span class=\"ln err\" id=\"err-line\">"),
+        "{body}"
+    );
     assert_eq!(std::fs::read_to_string(&body_file).unwrap(), v1);
     assert_eq!(probe(&base), "v1", "the running method is unchanged");
     // Fixed: saved (LF line ends), reloaded, and the next resolve runs it.

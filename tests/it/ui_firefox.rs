@@ -49,6 +49,9 @@ fn ui_in_firefox() {
     ];
     for script in ["explorer.mjs", "edit.mjs"] {
         let out = browser_script(&ui_dir, script, &base, &env);
-        assert!(out.contains("browser: firefox"), "{script} ran in Firefox: {out}");
+        assert!(
+            out.contains("browser: firefox"),
+            "{script} ran in Firefox: {out}"
+        );
     }
 }

@@ -54,7 +54,9 @@ pub enum EditError {
         message: String,
     },
     /// The method cannot be edited here (not inline Rhai).
-    #[error("method `{path}` is {language} ({location}): only inline Rhai methods are edited here")]
+    #[error(
+        "method `{path}` is {language} ({location}): only inline Rhai methods are edited here"
+    )]
     NotRhai {
         /// The method's path.
         path: String,
@@ -102,7 +104,7 @@ struct ClassDir {
 
 /// The class directory of `parts` (`[domain, ns..., class, name]`), its
 /// domain checked writable.
-fn class_dir(root: &Path, parts: &[&str], path: &str) -> Result<ClassDir, EditError> {
+fn class_dir(root: &Path, parts: &[&str]) -> Result<ClassDir, EditError> {
     let io = |action: &'static str, p: &Path| {
         let path = p.to_path_buf();
         move |error| EditError::Io {
@@ -116,7 +118,6 @@ fn class_dir(root: &Path, parts: &[&str], path: &str) -> Result<ClassDir, EditEr
         path: parts[..upto].join("/"),
         root: root.to_path_buf(),
     };
-    let _ = path;
     let (domains, _) = domain_dirs(root).map_err(io("read the datastore directory", root))?;
     let domain = domains
         .iter()
@@ -127,15 +128,18 @@ fn class_dir(root: &Path, parts: &[&str], path: &str) -> Result<ClassDir, EditEr
     ensure_writable(&domain.info)?;
     let mut dir = domain.path.clone();
     let class_at = parts.len() - 2;
-    for i in 1..class_at {
-        dir = child(&dir, parts[i])
+    for (i, ns) in parts.iter().enumerate().take(class_at).skip(1) {
+        dir = child(&dir, ns)
             .filter(|p| p.join(NAMESPACE_FILE).is_file())
             .ok_or_else(|| not_found("namespace", i + 1))?;
     }
     let dir = child(&dir, &format!("{}.class", parts[class_at]))
         .filter(|p| p.join(CLASS_FILE).is_file())
         .ok_or_else(|| not_found("class", class_at + 1))?;
-    let base = domain.path.canonicalize().map_err(io("resolve", &domain.path))?;
+    let base = domain
+        .path
+        .canonicalize()
+        .map_err(io("resolve", &domain.path))?;
     let doc = read_doc(&dir.join(CLASS_FILE), &base)?;
     let dir_name = dir
         .file_name()
@@ -170,9 +174,12 @@ fn read_doc(path: &Path, base: &Path) -> Result<Document, EditError> {
     let mut problems = Vec::new();
     match dsfs::parse_doc(&text, path, &mut problems) {
         Some(doc) => Ok(doc),
-        None => Err(EditError::Unreadable(problems.into_iter().next().unwrap_or_else(
-            || Problem::new(path, "the file does not parse"),
-        ))),
+        None => Err(EditError::Unreadable(
+            problems
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| Problem::new(path, "the file does not parse")),
+        )),
     }
 }
 
@@ -184,7 +191,10 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
                 .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
                 .map(|e| e.path())
                 .filter(|p| {
-                    let n = p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+                    let n = p
+                        .file_name()
+                        .map(|n| n.to_string_lossy())
+                        .unwrap_or_default();
                     n.ends_with(".yaml") && !n.starts_with('.') && n != CLASS_FILE
                 })
                 .collect()
@@ -230,7 +240,11 @@ fn check_value(field: &str, text: &str) -> Result<(), EditError> {
     let rendered = yaml::to_psych_yaml(&Value::Map(m));
     let back = yaml::parse_document(&rendered, Path::new("value"))
         .ok()
-        .and_then(|v| v.as_map().and_then(|m| m.get("value")).and_then(Value::scalar_text));
+        .and_then(|v| {
+            v.as_map()
+                .and_then(|m| m.get("value"))
+                .and_then(Value::scalar_text)
+        });
     if back.as_deref() != Some(text) {
         return Err(bad(
             "the value would not read back as written; remove unusual characters".into(),
@@ -250,7 +264,7 @@ pub fn set_instance_values(
     changes: &[(String, String)],
 ) -> Result<Edited, EditError> {
     let parts = split(path, "instance")?;
-    let cd = class_dir(root, &parts, path)?;
+    let cd = class_dir(root, &parts)?;
     let name = parts[parts.len() - 1];
     let schema: Vec<String> = cd
         .class
@@ -277,7 +291,10 @@ pub fn set_instance_values(
     let mut found = None;
     for file in yaml_files(&cd.dir) {
         let doc = read_doc(&file, &cd.base)?;
-        if doc.attr_str("name").is_some_and(|n| n.eq_ignore_ascii_case(name)) {
+        if doc
+            .attr_str("name")
+            .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        {
             found = Some((file, doc));
             break;
         }
@@ -404,13 +421,16 @@ pub fn set_method_body(
     check: &dyn Fn(&Method, &Path) -> Vec<Problem>,
 ) -> Result<Edited, EditError> {
     let parts = split(path, "method")?;
-    let cd = class_dir(root, &parts, path)?;
+    let cd = class_dir(root, &parts)?;
     let name = parts[parts.len() - 1];
     let mdir = cd.dir.join(METHODS_DIR);
     let mut found = None;
     for file in yaml_files(&mdir) {
         let doc = read_doc(&file, &cd.base)?;
-        if doc.attr_str("name").is_some_and(|n| n.eq_ignore_ascii_case(name)) {
+        if doc
+            .attr_str("name")
+            .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        {
             found = Some((file, doc));
             break;
         }
@@ -426,7 +446,10 @@ pub fn set_method_body(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let stem = file_name.strip_suffix(".yaml").unwrap_or(&file_name).to_string();
+    let stem = file_name
+        .strip_suffix(".yaml")
+        .unwrap_or(&file_name)
+        .to_string();
     let body_file = ["rhai", "rb", "pl"]
         .iter()
         .map(|ext| format!("{stem}.{ext}"))
@@ -462,7 +485,9 @@ pub fn set_method_body(
             (mdir.join(&b.file_name), body.as_bytes().to_vec())
         }
         None => {
-            method.doc.set_attribute("data", Value::Str(body.to_string()));
+            method
+                .doc
+                .set_attribute("data", Value::Str(body.to_string()));
             (
                 yaml_path.clone(),
                 yaml::to_psych_yaml(&Value::Map(method.doc.0.clone())).into_bytes(),
@@ -571,11 +596,18 @@ mod tests {
         set_instance_values(dir.path(), "dom/ns/cls/inst", &[("b".into(), "42".into())]).unwrap();
         let after = std::fs::read_to_string(&file).unwrap();
         assert!(
-            after.ends_with("  - a:\n      value: uno\n  - b:\n      value: '42'\n  - c:\n      value: three\n"),
+            after.ends_with(
+                "  - a:\n      value: uno\n  - b:\n      value: '42'\n  - c:\n      value: three\n"
+            ),
             "{after}"
         );
         // Unset: the entry goes.
-        set_instance_values(dir.path(), "Dom/Ns/Cls/Inst", &[("b".into(), String::new())]).unwrap();
+        set_instance_values(
+            dir.path(),
+            "Dom/Ns/Cls/Inst",
+            &[("b".into(), String::new())],
+        )
+        .unwrap();
         let after = std::fs::read_to_string(&file).unwrap();
         assert!(!after.contains("- b:"), "{after}");
     }
@@ -586,14 +618,34 @@ mod tests {
         let err = set_instance_values(dir.path(), "Dom/Ns/Cls/Inst", &[("zz".into(), "1".into())])
             .unwrap_err();
         assert!(err.to_string().starts_with("zz: no such field"), "{err}");
-        let err = set_instance_values(dir.path(), "Dom/Ns/Cls/Inst", &[("a".into(), "x\ny".into())])
-            .unwrap_err();
-        assert!(err.to_string().contains("control character U+000A"), "{err}");
+        let err = set_instance_values(
+            dir.path(),
+            "Dom/Ns/Cls/Inst",
+            &[("a".into(), "x\ny".into())],
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("control character U+000A"),
+            "{err}"
+        );
         let err = set_instance_values(dir.path(), "Dom/Ns/Cls/Nope", &[]).unwrap_err();
-        assert!(matches!(err, EditError::NotFound { what: "instance", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                EditError::NotFound {
+                    what: "instance",
+                    ..
+                }
+            ),
+            "{err}"
+        );
         let locked = setup("user_locked");
-        let err = set_instance_values(locked.path(), "Dom/Ns/Cls/Inst", &[("a".into(), "x".into())])
-            .unwrap_err();
+        let err = set_instance_values(
+            locked.path(),
+            "Dom/Ns/Cls/Inst",
+            &[("a".into(), "x".into())],
+        )
+        .unwrap_err();
         assert!(matches!(err, EditError::ReadOnly(_)), "{err}");
     }
 
@@ -609,15 +661,24 @@ mod tests {
         std::fs::write(m.join("run.rhai"), "MIQ_OK\n").unwrap();
         let refuse = |_: &Method, p: &Path| vec![Problem::new(p, "bad").at_line(2)];
         let err = set_method_body(dir.path(), "Dom/Ns/Cls/run", "x\n(\n", &refuse).unwrap_err();
-        assert!(matches!(err, EditError::Compile(ref p) if p[0].line == 2), "{err}");
-        assert_eq!(std::fs::read_to_string(m.join("run.rhai")).unwrap(), "MIQ_OK\n");
+        assert!(
+            matches!(err, EditError::Compile(ref p) if p[0].line == 2),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(m.join("run.rhai")).unwrap(),
+            "MIQ_OK\n"
+        );
         let accept = |m: &Method, _: &Path| {
             assert_eq!(m.data().as_deref(), Some("MIQ_WARN\n"));
             Vec::new()
         };
         let e = set_method_body(dir.path(), "Dom/Ns/Cls/RUN", "MIQ_WARN\n", &accept).unwrap();
         assert_eq!(e.changed, vec!["body".to_string()]);
-        assert_eq!(std::fs::read_to_string(m.join("run.rhai")).unwrap(), "MIQ_WARN\n");
+        assert_eq!(
+            std::fs::read_to_string(m.join("run.rhai")).unwrap(),
+            "MIQ_WARN\n"
+        );
         let names: Vec<_> = std::fs::read_dir(&m)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

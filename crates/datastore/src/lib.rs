@@ -10,8 +10,8 @@
 #![deny(missing_docs)]
 
 pub mod describe;
-pub mod edit;
 pub mod dirs;
+pub mod edit;
 pub mod export;
 pub mod fs;
 pub mod git;

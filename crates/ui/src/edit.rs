@@ -199,7 +199,12 @@ struct MethodEditPage {
 
 /// `GET /ui/explorer/{kind}/{*path}?edit`: the edit form of an instance
 /// or a method (a read-only object answers 403 saying why).
-pub(crate) fn edit_form(state: &UiState, session: &SessionInfo, kind: &str, path: &str) -> Response {
+pub(crate) fn edit_form(
+    state: &UiState,
+    session: &SessionInfo,
+    kind: &str,
+    path: &str,
+) -> Response {
     let index = index_of(state);
     let (c, name) = match lookup(&index, path) {
         Ok(x) => x,
@@ -208,17 +213,42 @@ pub(crate) fn edit_form(state: &UiState, session: &SessionInfo, kind: &str, path
     match kind {
         "instance" => {
             let Some(i) = c.instance(&name) else {
-                return not_found(session, format!("No instance {name} in class {}.", c.fq_path()));
+                return not_found(
+                    session,
+                    format!("No instance {name} in class {}.", c.fq_path()),
+                );
             };
             let name = i.name.clone();
-            instance_form(state, session, &index, &c, &name, None, None, StatusCode::OK)
+            instance_form(
+                state,
+                session,
+                &index,
+                &c,
+                &name,
+                None,
+                None,
+                StatusCode::OK,
+            )
         }
         "method" => {
             let Some(m) = c.method(&name) else {
-                return not_found(session, format!("No method {name} in class {}.", c.fq_path()));
+                return not_found(
+                    session,
+                    format!("No method {name} in class {}.", c.fq_path()),
+                );
             };
             let body = m.body.as_deref().unwrap_or("").to_string();
-            method_form(state, session, &index, &c, m, body, None, Vec::new(), StatusCode::OK)
+            method_form(
+                state,
+                session,
+                &index,
+                &c,
+                m,
+                body,
+                None,
+                Vec::new(),
+                StatusCode::OK,
+            )
         }
         _ => not_found(session, format!("A {kind} has no edit form.")),
     }
@@ -241,14 +271,18 @@ fn instance_form(
         return error_page(StatusCode::FORBIDDEN, Some(session), "Read-only", why);
     }
     let Some(i) = c.instance(name) else {
-        return not_found(session, format!("No instance {name} in class {}.", c.fq_path()));
+        return not_found(
+            session,
+            format!("No instance {name} in class {}.", c.fq_path()),
+        );
     };
     let mut segs = class_segs(c);
     segs.push(&i.name);
     let (field_error, top_error) = match error {
-        Some((Some(f), msg)) if c.fields.iter().any(|x| x.name.eq_ignore_ascii_case(&f)) => {
-            (Some((f, msg.clone())), Some(format!("Nothing was saved: {msg}")))
-        }
+        Some((Some(f), msg)) if c.fields.iter().any(|x| x.name.eq_ignore_ascii_case(&f)) => (
+            Some((f, msg.clone())),
+            Some(format!("Nothing was saved: {msg}")),
+        ),
         Some((Some(f), msg)) => (None, Some(format!("Nothing was saved: {f}: {msg}"))),
         Some((None, msg)) => (None, Some(format!("Nothing was saved: {msg}"))),
         None => (None, None),
@@ -263,7 +297,10 @@ fn instance_form(
                 String::new()
             };
             let value = submitted
-                .and_then(|s| s.iter().find(|(k, _)| k.eq_ignore_ascii_case(&m.field.name)))
+                .and_then(|s| {
+                    s.iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(&m.field.name))
+                })
                 .map(|(_, v)| v.clone())
                 .unwrap_or(own);
             EditRow {
@@ -447,7 +484,10 @@ pub(crate) async fn save(
     match kind.as_str() {
         "instance" => {
             let Some(i) = c.instance(&name) else {
-                return not_found(&session, format!("No instance {name} in class {}.", c.fq_path()));
+                return not_found(
+                    &session,
+                    format!("No instance {name} in class {}.", c.fq_path()),
+                );
             };
             if let Some(why) = read_only_reason(&index, &c, "instance") {
                 return error_page(StatusCode::FORBIDDEN, Some(&session), "Read-only", why);
@@ -489,7 +529,10 @@ pub(crate) async fn save(
         }
         "method" => {
             let Some(m) = c.method(&name).cloned() else {
-                return not_found(&session, format!("No method {name} in class {}.", c.fq_path()));
+                return not_found(
+                    &session,
+                    format!("No method {name} in class {}.", c.fq_path()),
+                );
             };
             if let Some(why) = method_why_not(&index, &c, &m) {
                 return error_page(StatusCode::FORBIDDEN, Some(&session), "Not editable", why);
@@ -515,7 +558,9 @@ pub(crate) async fn save(
             })
             .await;
             match result {
-                Ok(Ok(edited)) => saved(&state, &member_href(Kind::Method, &c, &m.name), edited).await,
+                Ok(Ok(edited)) => {
+                    saved(&state, &member_href(Kind::Method, &c, &m.name), edited).await
+                }
                 Ok(Err(EditError::Compile(problems))) => {
                     tracing::info!(target: "evm", "MIQ(ui) method {path} not saved: it does not compile");
                     method_form(
@@ -569,12 +614,18 @@ mod tests {
     #[test]
     fn the_error_line_is_marked_in_the_listing() {
         let h = crate::highlight::highlight("rhai", "let a = 1;\nlet b = ;\nMIQ_OK\n");
-        let p = Problem::new(std::path::Path::new("m.rhai"), "Rhai syntax error: oops <x>")
-            .at_line(2);
+        let p = Problem::new(
+            std::path::Path::new("m.rhai"),
+            "Rhai syntax error: oops <x>",
+        )
+        .at_line(2);
         let out = mark_line(&h, &p);
         let lines: Vec<&str> = out.split('\n').collect();
         assert_eq!(lines.len(), 3);
-        assert!(lines[1].starts_with("<span class=\"ln err\" id=\"err-line\">"), "{out}");
+        assert!(
+            lines[1].starts_with("<span class=\"ln err\" id=\"err-line\">"),
+            "{out}"
+        );
         assert!(lines[1].contains("oops &lt;x&gt;"), "{out}");
         assert!(lines[0].starts_with("<span class=\"ln\">"), "{out}");
         assert!(!out.contains("id=\"err-line\">let a"), "{out}");
