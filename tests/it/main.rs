@@ -57,4 +57,6 @@ mod ui_events;
 mod ui_domains;
 mod ui_requests;
 mod ui_sim;
+mod ui_edit;
+mod ui_firefox;
 mod vmdb;

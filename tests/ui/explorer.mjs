@@ -5,7 +5,7 @@
 //   AUTOMATE_UI_SCREENSHOTS=docs/ui node tests/ui/explorer.mjs
 // Prints one line per case and "browser: all cases passed" at the end;
 // exits 1 on the first failure.
-import { base, token, check, axe, shot, visit, newPage, run } from './lib.mjs';
+import { base, token, check, axe, shot, visit, newPage, run, browserName } from './lib.mjs';
 
 const protectedPages = [
   '/ui/explorer',
@@ -137,15 +137,21 @@ await run(async (browser) => {
   console.log('ok - a form post without the CSRF token is refused with 403');
 
   // 8. Without JavaScript the pages still read, the tree is plain links.
-  const nojs = await browser.newContext({ javaScriptEnabled: false, viewport: { width: 1280, height: 860 } });
-  await nojs.addCookies([{ ...session }]);
-  const p2 = await nojs.newPage();
-  await p2.goto(`${base}/ui/explorer`);
-  await p2.getByRole('navigation', { name: 'Datastore tree' }).getByRole('link', { name: 'Expand ManageIQ' }).click();
-  await p2.waitForURL(`${base}/ui/explorer/domain/ManageIQ`);
-  check(await p2.getByRole('navigation', { name: 'Datastore tree' }).getByRole('link', { name: 'System', exact: true }).count() > 0, 'no-JS tree opened by navigation');
-  await nojs.close();
-  console.log('ok - without JavaScript the tree opens by plain links');
+  //    (Chromium only: Playwright over WebDriver BiDi does not honour
+  //    javaScriptEnabled: false in Firefox, the context keeps JavaScript.)
+  if (browserName === 'chromium') {
+    const nojs = await browser.newContext({ javaScriptEnabled: false, viewport: { width: 1280, height: 860 } });
+    await nojs.addCookies([{ ...session }]);
+    const p2 = await nojs.newPage();
+    await p2.goto(`${base}/ui/explorer`);
+    await p2.getByRole('navigation', { name: 'Datastore tree' }).getByRole('link', { name: 'Expand ManageIQ' }).click();
+    await p2.waitForURL(`${base}/ui/explorer/domain/ManageIQ`);
+    check(await p2.getByRole('navigation', { name: 'Datastore tree' }).getByRole('link', { name: 'System', exact: true }).count() > 0, 'no-JS tree opened by navigation');
+    await nojs.close();
+    console.log('ok - without JavaScript the tree opens by plain links');
+  } else {
+    console.log(`ok - (skipped in ${browserName}: no JavaScript-free context over WebDriver BiDi; Chromium runs it)`);
+  }
 
   // 9. Logout ends the session.
   await page.getByRole('button', { name: 'Log out' }).click();

@@ -471,6 +471,13 @@ impl ApiState {
         self
     }
 
+    /// The reloader `POST /api/automate_domains {"action": "reload"}`
+    /// uses, when the service reloads (the web UI reloads through it after
+    /// an edit).
+    pub fn reloader(&self) -> Option<&Arc<dyn automate_datastore::Reload>> {
+        self.reloader.as_ref()
+    }
+
     /// `GET /metrics` serves `metrics` (the composition root's, shared
     /// with the pipeline), which also counts the API's requests. Without
     /// it the API has metrics of its own, over the store's scheduled work.

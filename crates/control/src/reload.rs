@@ -192,6 +192,14 @@ impl Reload for Reloader {
     fn last(&self) -> Option<ReloadReport> {
         self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+
+    fn method_problems(
+        &self,
+        m: &automate_datastore::Method,
+        yaml_path: &std::path::Path,
+    ) -> Option<Vec<automate_datastore::Problem>> {
+        Some(self.runner.method_problems(m, yaml_path))
+    }
 }
 
 fn control_problem(e: &super::ControlError) -> ReloadProblem {

@@ -11,6 +11,7 @@
 
 pub mod describe;
 pub mod dirs;
+pub mod edit;
 pub mod export;
 pub mod fs;
 pub mod git;

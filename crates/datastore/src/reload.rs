@@ -119,6 +119,17 @@ pub trait Reload: Send + Sync {
     fn reload(&self) -> ReloadReport;
     /// The report of the last reload, if one ran.
     fn last(&self) -> Option<ReloadReport>;
+    /// The problems of method `m` (read from `yaml_path`) as the service's
+    /// method runner compiles it, which a reload would report (the web
+    /// UI checks an edited body with it before writing); `None` when this
+    /// reloader compiles no methods.
+    fn method_problems(
+        &self,
+        _m: &super::Method,
+        _yaml_path: &Path,
+    ) -> Option<Vec<super::Problem>> {
+        None
+    }
 }
 
 /// A domain's name and a hash of everything read for it.

@@ -15,9 +15,10 @@
 //! `domain`, `namespace`, `class`, `instance`, `method`; `path` fully
 //! qualified, `Domain/ns/.../Class/name`), `/ui/explorer/children?path=`
 //! (the tree fragment htmx asks for), `/ui/explorer/search?q=` and
-//! `/ui/explorer/resolve?path=`. An edit form will be `GET
-//! /ui/explorer/{kind}/{*path}?edit` and its save `POST` to the same path
-//! (the guard checks its CSRF token).
+//! `/ui/explorer/resolve?path=`. The edit forms of instances and methods
+//! are `GET /ui/explorer/{kind}/{*path}?edit` and save with a `POST` to
+//! the same path ([`crate::edit`]; the guard checks its CSRF token);
+//! `?saved=` shows the outcome of a save as a flash message.
 
 use crate::page::{error_page, escape_into, html, url_encode, Layout};
 use crate::session::SessionInfo;
@@ -94,7 +95,7 @@ pub fn href(kind: Kind, segs: &[&str]) -> String {
     out
 }
 
-fn class_segs(c: &ClassDef) -> Vec<&str> {
+pub(crate) fn class_segs(c: &ClassDef) -> Vec<&str> {
     let mut v: Vec<&str> = vec![&c.domain];
     v.extend(c.namespace.split('/').filter(|s| !s.is_empty()));
     v.push(&c.name);
@@ -105,7 +106,7 @@ fn class_href(c: &ClassDef) -> String {
     href(Kind::Class, &class_segs(c))
 }
 
-fn member_href(kind: Kind, c: &ClassDef, name: &str) -> String {
+pub(crate) fn member_href(kind: Kind, c: &ClassDef, name: &str) -> String {
     let mut segs = class_segs(c);
     segs.push(name);
     href(kind, &segs)
@@ -309,12 +310,12 @@ fn children_html(
 
 /// One breadcrumb.
 pub(crate) struct Crumb {
-    label: String,
-    href: Option<String>,
+    pub(crate) label: String,
+    pub(crate) href: Option<String>,
 }
 
 /// The breadcrumbs of the node at `segs` (the last one is the page).
-fn crumbs(index: &Index, segs: &[&str], last_kind: Kind) -> Vec<Crumb> {
+pub(crate) fn crumbs(index: &Index, segs: &[&str], last_kind: Kind) -> Vec<Crumb> {
     let mut out = vec![Crumb {
         label: "Explorer".into(),
         href: Some("/ui/explorer".into()),
@@ -502,11 +503,11 @@ pub fn resolution_rows(index: &Index, ns: &str, class: &str, name: Option<&str>)
     }
 }
 
-fn index_of(state: &UiState) -> Arc<Index> {
+pub(crate) fn index_of(state: &UiState) -> Arc<Index> {
     state.engine().datastore().index()
 }
 
-fn not_found(session: &SessionInfo, what: String) -> Response {
+pub(crate) fn not_found(session: &SessionInfo, what: String) -> Response {
     error_page(
         StatusCode::NOT_FOUND,
         Some(session),
@@ -671,6 +672,8 @@ struct InstancePage {
     state_machine: bool,
     values: Vec<ValueRow>,
     resolution: Resolution,
+    flash: Option<Flash>,
+    edit: crate::edit::Editable,
 }
 
 #[derive(Template)]
@@ -687,6 +690,24 @@ struct MethodPage {
     source: Option<String>,
     no_source: String,
     resolution: Resolution,
+    flash: Option<Flash>,
+    edit: crate::edit::Editable,
+}
+
+/// The outcome of a save, shown once on the page it redirected to.
+pub(crate) struct Flash {
+    /// The message.
+    pub text: String,
+    /// A warning (the save worked, something after it did not).
+    pub warning: bool,
+}
+
+/// The query of a node's page: `?edit` (the edit form) and `?saved=`
+/// (the flash of the save that redirected here).
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct NodeQuery {
+    edit: Option<String>,
+    saved: Option<String>,
 }
 
 fn s(o: &Option<String>) -> String {
@@ -699,14 +720,29 @@ pub(crate) async fn node(
     State(state): State<UiState>,
     Extension(session): Extension<SessionInfo>,
     Path((kind, path)): Path<(String, String)>,
+    Query(q): Query<NodeQuery>,
 ) -> Response {
-    render_node(&state, &session, &kind, &path)
+    if q.edit.is_some() {
+        return crate::edit::edit_form(&state, &session, &kind, &path);
+    }
+    let flash = q.saved.as_deref().map(|s| crate::edit::flash(&state, s));
+    render_node_with(&state, &session, &kind, &path, flash)
 }
 
 /// The page of the node `kind` at the fully-qualified `path`
 /// (`Domain/ns/Class/name`), as `GET /ui/explorer/{kind}/{path}` answers
 /// it (the benchmark calls it).
 pub fn render_node(state: &UiState, session: &SessionInfo, kind: &str, path: &str) -> Response {
+    render_node_with(state, session, kind, path, None)
+}
+
+fn render_node_with(
+    state: &UiState,
+    session: &SessionInfo,
+    kind: &str,
+    path: &str,
+    flash: Option<Flash>,
+) -> Response {
     let Some(kind) = Kind::parse(kind) else {
         return not_found(session, format!("There is no kind of node [{kind}]."));
     };
@@ -800,7 +836,7 @@ pub fn render_node(state: &UiState, session: &SessionInfo, kind: &str, path: &st
             };
             if kind == Kind::Instance {
                 match c.instance(name) {
-                    Some(i) => render_instance(session, &index, c, i),
+                    Some(i) => render_instance(session, &index, c, i, flash),
                     None => not_found(
                         session,
                         format!("No instance {name} in class {}.", c.fq_path()),
@@ -808,7 +844,7 @@ pub fn render_node(state: &UiState, session: &SessionInfo, kind: &str, path: &st
                 }
             } else {
                 match c.method(name) {
-                    Some(m) => render_method(session, &index, c, m),
+                    Some(m) => render_method(session, &index, c, m, flash),
                     None => not_found(
                         session,
                         format!("No method {name} in class {}.", c.fq_path()),
@@ -891,6 +927,7 @@ fn render_instance(
     index: &Index,
     c: &Arc<ClassDef>,
     i: &InstanceDef,
+    flash: Option<Flash>,
 ) -> Response {
     let mut segs = class_segs(c);
     segs.push(&i.name);
@@ -994,6 +1031,8 @@ fn render_instance(
             state_machine: c.is_state_machine(),
             values,
             resolution: resolution_rows(index, &c.namespace, &c.name, Some(&i.name)),
+            flash,
+            edit: crate::edit::instance_editable(index, c, &i.name),
         },
         StatusCode::OK,
     )
@@ -1004,6 +1043,7 @@ fn render_method(
     index: &Index,
     c: &Arc<ClassDef>,
     m: &Arc<MethodDef>,
+    flash: Option<Flash>,
 ) -> Response {
     let mut segs = class_segs(c);
     segs.push(&m.name);
@@ -1048,6 +1088,8 @@ fn render_method(
             source,
             no_source,
             resolution: resolution_rows(index, &c.namespace, &c.name, Some(&m.name)),
+            flash,
+            edit: crate::edit::method_editable(index, c, m),
         },
         StatusCode::OK,
     )

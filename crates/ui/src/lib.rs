@@ -23,7 +23,9 @@
 //! trace); Requests and retries ([`requests`]: the requests with their
 //! tasks and request events, approve/deny, a new automation request, the
 //! scheduled retries); and Domains ([`domains`]: ManageIQ's Import/Export
-//! screen). `docs/ui.md` is the user's guide.
+//! screen). The Explorer also edits instance values and Rhai method
+//! bodies in unlocked domains ([`edit`]: validated, written in ManageIQ's
+//! layout, reloaded at once). `docs/ui.md` is the user's guide.
 
 #![deny(missing_docs)]
 
@@ -31,6 +33,7 @@ pub mod assets;
 mod auth;
 pub mod events;
 pub mod domains;
+mod edit;
 pub mod explorer;
 pub mod highlight;
 mod page;
@@ -159,7 +162,6 @@ pub fn router(state: UiState) -> Router {
         .route("/ui/explorer/search", get(explorer::search))
         .route("/ui/explorer/resolve", get(explorer::resolve))
         .route("/ui/explorer/children", get(explorer::children))
-        .route("/ui/explorer/{kind}/{*path}", get(explorer::node))
         .route("/ui/events", get(events::list_page))
         .route("/ui/events/stream", get(events::stream))
         .route("/ui/events/{id}", get(events::event_page))
@@ -184,6 +186,10 @@ pub fn router(state: UiState) -> Router {
         .route("/ui/simulation", get(simulation::page))
         .route("/ui/simulation/objects", get(simulation::objects))
         .route("/ui/simulation/row", get(simulation::row))
+        .route(
+            "/ui/explorer/{kind}/{*path}",
+            get(explorer::node).post(edit::save),
+        )
         .route("/ui/{*rest}", get(page::not_found).post(page::not_found))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
