@@ -31,9 +31,9 @@
 
 pub mod assets;
 mod auth;
-pub mod events;
 pub mod domains;
 mod edit;
+pub mod events;
 pub mod explorer;
 pub mod highlight;
 mod page;
