@@ -75,6 +75,17 @@ pub(crate) fn ui_datastore(root: &Path) -> Option<()> {
     Some(())
 }
 
+/// A temp dir holding `datastore/` made by [`ui_datastore`]: the dir
+/// (removed when dropped) and the datastore root; `None` when the fixture
+/// is absent (the test skips).
+pub(crate) fn ui_root() -> Option<(tempfile::TempDir, PathBuf)> {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("datastore");
+    std::fs::create_dir_all(&root).unwrap();
+    ui_datastore(&root)?;
+    Some((dir, root))
+}
+
 /// `automate api` on `root`, answering to [`TOKEN`]; the child and its
 /// base URL.
 pub(crate) fn start_api(dir: &Path, root: &Path) -> (Child, String) {
@@ -182,12 +193,9 @@ pub(crate) fn login(base: &str) -> (String, String) {
 
 #[test]
 fn ui_over_http() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("datastore");
-    std::fs::create_dir_all(&root).unwrap();
-    if ui_datastore(&root).is_none() {
+    let Some((dir, root)) = ui_root() else {
         return;
-    }
+    };
     let (child, base) = start_api(dir.path(), &root);
     let _child = Killed(child);
 
@@ -421,12 +429,9 @@ fn ui_in_a_real_browser() {
     let Some(ui_dir) = browser_ready() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("datastore");
-    std::fs::create_dir_all(&root).unwrap();
-    if ui_datastore(&root).is_none() {
+    let Some((dir, root)) = ui_root() else {
         return;
-    }
+    };
     let (child, base) = start_api(dir.path(), &root);
     let _child = Killed(child);
     browser_script(&ui_dir, "explorer.mjs", &base, &[]);

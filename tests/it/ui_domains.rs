@@ -8,8 +8,7 @@
 //! `tests/ui/domains.mjs` in a real browser.
 
 use super::ui::{
-    browser_ready, browser_script, header, http, login, start_api, ui_datastore, Killed, FORM,
-    TOKEN,
+    browser_ready, browser_script, header, http, login, start_api, ui_root, Killed, FORM, TOKEN,
 };
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -98,12 +97,9 @@ fn listing(root: &Path) -> Vec<String> {
 
 #[test]
 fn domains_page_over_http() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("datastore");
-    std::fs::create_dir_all(&root).unwrap();
-    if ui_datastore(&root).is_none() {
+    let Some((dir, root)) = ui_root() else {
         return;
-    }
+    };
     let (child, base) = start_api(dir.path(), &root);
     let _child = Killed(child);
     let (s, h, _) = http(&base, "GET", "/ui/domains", &[], "");
@@ -401,12 +397,9 @@ fn domains_in_a_real_browser() {
     let Some(ui_dir) = browser_ready() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("datastore");
-    std::fs::create_dir_all(&root).unwrap();
-    if ui_datastore(&root).is_none() {
+    let Some((dir, root)) = ui_root() else {
         return;
-    }
+    };
     let (child, base) = start_api(dir.path(), &root);
     let _child = Killed(child);
     browser_script(&ui_dir, "domains.mjs", &base, &[]);

@@ -7,8 +7,7 @@
 //! it. `ui_edit_in_a_real_browser` runs `tests/ui/edit.mjs` (Chromium).
 
 use super::ui::{
-    browser_ready, browser_script, header, http, login, start_api, ui_datastore, Killed, FORM,
-    TOKEN,
+    browser_ready, browser_script, header, http, login, start_api, ui_root, Killed, FORM, TOKEN,
 };
 use std::path::Path;
 
@@ -93,12 +92,9 @@ fn probe(base: &str) -> String {
 
 #[test]
 fn ui_edit_over_http() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("datastore");
-    std::fs::create_dir_all(&root).unwrap();
-    if ui_datastore(&root).is_none() {
+    let Some((dir, root)) = ui_root() else {
         return;
-    }
+    };
     probe_class(&root);
     let (child, base) = start_api(dir.path(), &root);
     let _child = Killed(child);
@@ -307,12 +303,9 @@ fn ui_edit_in_a_real_browser() {
     let Some(ui_dir) = browser_ready() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("datastore");
-    std::fs::create_dir_all(&root).unwrap();
-    if ui_datastore(&root).is_none() {
+    let Some((dir, root)) = ui_root() else {
         return;
-    }
+    };
     probe_class(&root);
     let (child, base) = start_api(dir.path(), &root);
     let _child = Killed(child);

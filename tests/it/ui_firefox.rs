@@ -5,7 +5,7 @@
 //! patched Firefox). Skips with a printed reason when Firefox (or what the
 //! Chromium test needs) is missing, unless `AUTOMATE_TEST_UI=1`.
 
-use super::ui::{browser_ready, browser_script, start_api, ui_datastore, Killed};
+use super::ui::{browser_ready, browser_script, start_api, ui_root, Killed};
 use super::ui_edit::probe_class;
 use std::path::Path;
 
@@ -34,12 +34,9 @@ fn ui_in_firefox() {
     let Some(firefox) = firefox() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("datastore");
-    std::fs::create_dir_all(&root).unwrap();
-    if ui_datastore(&root).is_none() {
+    let Some((dir, root)) = ui_root() else {
         return;
-    }
+    };
     probe_class(&root);
     let (child, base) = start_api(dir.path(), &root);
     let _child = Killed(child);

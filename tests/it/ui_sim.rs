@@ -1,6 +1,6 @@
 //! The web UI's Simulation page (`/ui/simulation`) on the real `automate
 //! api` binary, over the ManageIQ fixture with the `Custom` overlay
-//! (`ui::ui_datastore`) and a store holding a provider, a host, a VM and
+//! (`ui::ui_root`) and a store holding a provider, a host, a VM and
 //! an event.
 //!
 //! `simulation_over_http`: the form renders (entry points from
@@ -12,9 +12,7 @@
 //! unchanged); a bad URI or id is a clear error on the page.
 //! `simulation_in_a_real_browser` runs `tests/ui/simulation.mjs`.
 
-use super::ui::{
-    browser_ready, browser_script, http, login, start_api, ui_datastore, Killed, TOKEN,
-};
+use super::ui::{browser_ready, browser_script, http, login, start_api, ui_root, Killed, TOKEN};
 use automate_engine::{AttrValue, Attributes};
 use automate_redb::RedbStore;
 use std::path::Path;
@@ -125,12 +123,9 @@ fn store_state(base: &str) -> Vec<String> {
 
 #[test]
 fn simulation_over_http() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("datastore");
-    std::fs::create_dir_all(&root).unwrap();
-    if ui_datastore(&root).is_none() {
+    let Some((dir, root)) = ui_root() else {
         return;
-    }
+    };
     sim_overlay(&root);
     seed_store(dir.path());
     let (child, base) = start_api(dir.path(), &root);
@@ -346,12 +341,9 @@ fn simulation_in_a_real_browser() {
     let Some(ui_dir) = browser_ready() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("datastore");
-    std::fs::create_dir_all(&root).unwrap();
-    if ui_datastore(&root).is_none() {
+    let Some((dir, root)) = ui_root() else {
         return;
-    }
+    };
     sim_overlay(&root);
     seed_store(dir.path());
     let (child, base) = start_api(dir.path(), &root);
