@@ -184,6 +184,37 @@ fn read_doc(path: &Path, base: &Path) -> Result<Document, EditError> {
 }
 
 /// The `.yaml` files of `dir` (not `__class__.yaml`, no dot files), sorted.
+/// The YAML file in `dir` whose object is named `name` (case-insensitively,
+/// as the datastore resolves names): its path, file name and document; a
+/// `NotFound` naming the `what` at `parts` under `root` when none is.
+fn find_named(
+    dir: &Path,
+    base: &Path,
+    name: &str,
+    what: &'static str,
+    parts: &[&str],
+    root: &Path,
+) -> Result<(PathBuf, String, Document), EditError> {
+    for file in yaml_files(dir) {
+        let doc = read_doc(&file, base)?;
+        if doc
+            .attr_str("name")
+            .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        {
+            let file_name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            return Ok((file, file_name, doc));
+        }
+    }
+    Err(EditError::NotFound {
+        what,
+        path: parts.join("/"),
+        root: root.to_path_buf(),
+    })
+}
+
 fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|rd| {
@@ -288,28 +319,7 @@ pub fn set_instance_values(
         check_value(f, text)?;
         resolved.push((f.clone(), text.as_str()));
     }
-    let mut found = None;
-    for file in yaml_files(&cd.dir) {
-        let doc = read_doc(&file, &cd.base)?;
-        if doc
-            .attr_str("name")
-            .is_some_and(|n| n.eq_ignore_ascii_case(name))
-        {
-            found = Some((file, doc));
-            break;
-        }
-    }
-    let Some((file, doc)) = found else {
-        return Err(EditError::NotFound {
-            what: "instance",
-            path: parts.join("/"),
-            root: root.to_path_buf(),
-        });
-    };
-    let file_name = file
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let (file, file_name, doc) = find_named(&cd.dir, &cd.base, name, "instance", &parts, root)?;
     let mut inst = Instance { file_name, doc };
     let mut changed = Vec::new();
     for (field, text) in resolved {
@@ -424,28 +434,7 @@ pub fn set_method_body(
     let cd = class_dir(root, &parts)?;
     let name = parts[parts.len() - 1];
     let mdir = cd.dir.join(METHODS_DIR);
-    let mut found = None;
-    for file in yaml_files(&mdir) {
-        let doc = read_doc(&file, &cd.base)?;
-        if doc
-            .attr_str("name")
-            .is_some_and(|n| n.eq_ignore_ascii_case(name))
-        {
-            found = Some((file, doc));
-            break;
-        }
-    }
-    let Some((yaml_path, doc)) = found else {
-        return Err(EditError::NotFound {
-            what: "method",
-            path: parts.join("/"),
-            root: root.to_path_buf(),
-        });
-    };
-    let file_name = yaml_path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let (yaml_path, file_name, doc) = find_named(&mdir, &cd.base, name, "method", &parts, root)?;
     let stem = file_name
         .strip_suffix(".yaml")
         .unwrap_or(&file_name)
