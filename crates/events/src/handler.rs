@@ -184,17 +184,30 @@ pub struct Delivered {
 }
 
 impl Delivered {
-    /// The delivery's [`Record`], its trace cut at `max_bytes`.
-    pub fn record(&self, max_bytes: usize) -> Record {
-        self.record_over(&self.workspace.trace, max_bytes)
+    /// The delivery's [`Record`], its trace cut at `max_bytes`. The
+    /// objects touched move into it ([`Delivered::objects`] is `None`
+    /// after).
+    pub fn record(&mut self, max_bytes: usize) -> Record {
+        let objects = self.objects.take().unwrap_or_default();
+        self.record_of(&self.workspace.trace, objects, max_bytes)
     }
 
     /// [`Delivered::record`] of `trace` instead of the workspace's (replay
     /// gives the trace with the ids of objects it created in a sandbox
     /// mapped back to the recorded ones).
-    pub fn record_over(&self, trace: &[TraceLine], max_bytes: usize) -> Record {
+    pub fn record_over(&mut self, trace: &[TraceLine], max_bytes: usize) -> Record {
+        let objects = self.objects.take().unwrap_or_default();
+        self.record_of(trace, objects, max_bytes)
+    }
+
+    fn record_of(
+        &self,
+        trace: &[TraceLine],
+        objects: Vec<ObjectTouched>,
+        max_bytes: usize,
+    ) -> Record {
         let mut outcome = trace::outcome_of(trace);
-        outcome.objects = self.objects.clone().unwrap_or_default();
+        outcome.objects = objects;
         outcome.discarded = self.discarded;
         outcome.retry = self.retry.is_some();
         if let Some(e) = &self.error {
@@ -489,7 +502,7 @@ impl Handler {
             vm: vm.as_ref().map(|v| v.id),
             host: host.as_ref().map(|h| h.id),
         };
-        let delivered = self.deliver_stored(engine, &stored, self.trace.is_some())?;
+        let mut delivered = self.deliver_stored(engine, &stored, self.trace.is_some())?;
         let record = match &self.trace {
             Some(config) => {
                 let record = delivered.record(config.max_bytes);

@@ -164,10 +164,10 @@ impl Replayer {
     pub fn replay(&self, ev: &Recorded) -> Result<Replayed, ReplayError> {
         let sandbox = Arc::new(Sandbox::new(self.base.clone(), None));
         let engine = self.engine.clone().with_sandbox(sandbox.clone());
-        let delivered = self.handler.deliver_stored(&engine, &ev.event, true)?;
+        let mut delivered = self.handler.deliver_stored(&engine, &ev.event, true)?;
         let recorded_objects = ev.record.as_ref().map(|r| r.outcome.objects.as_slice());
         Ok(finish(
-            &delivered,
+            &mut delivered,
             recorded_objects,
             &sandbox,
             self.max_bytes,
@@ -212,7 +212,7 @@ impl Replayer {
 /// The replay's record, with the sandbox ids of the objects it created
 /// mapped back to those `recorded` lists, and the sandbox's diff.
 fn finish(
-    d: &Delivered,
+    d: &mut Delivered,
     recorded: Option<&[ObjectTouched]>,
     sandbox: &Sandbox,
     max_bytes: usize,
