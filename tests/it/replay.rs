@@ -212,6 +212,22 @@ fn replay_finds_exactly_the_events_a_datastore_change_alters() {
         BTreeSet::from(["USER_STOP_VM", "compute.instance.power_off.end"]),
     );
     assert_eq!(changed["changed"], EVENTS / 2, "{:#}", results[0]);
+    // One worker or several: the same results, in event order.
+    let ids = |v: &Value| -> Vec<i64> {
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_i64().unwrap())
+            .collect()
+    };
+    let one = replay_json(&b, &db, &["--workers", "1"]);
+    let three = replay_json(&b, &db, &["--workers", "3"]);
+    assert_eq!(ids(&one), ids(&changed));
+    assert_eq!(ids(&three), ids(&changed));
+    assert!(ids(&changed).windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(three["workers"], 3);
+    assert_eq!(one["results"], three["results"]);
     let stop_vm = results
         .iter()
         .find(|r| r["event_type"] == "USER_STOP_VM")
