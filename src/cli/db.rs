@@ -155,6 +155,26 @@ fn backup_through_api(global: &Global, args: &BackupArgs) -> anyhow::Result<Exit
             (format!("http://{}", cfg.api.listen), cfg.api.token)
         }
     };
+    let (tmp, held, bytes) = download_backup(&url, &token, &args.file)?;
+    tmp.persist(&args.file)
+        .with_context(|| format!("renaming the backup to {}", args.file.display()))?;
+    println!(
+        "backup: {held} objects, {bytes} bytes written to {} (from the running service at {url})",
+        args.file.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Asks the service at `url` for a consistent copy of its store
+/// (`POST /api/db/backup`) and receives it into a temporary file beside
+/// `dest` (not yet renamed: the caller persists or drops it), checked to
+/// open and to hold the objects the service said it holds. Answers the
+/// file, how many objects it holds and its size in bytes.
+pub(super) fn download_backup(
+    url: &str,
+    token: &str,
+    dest: &Path,
+) -> anyhow::Result<(tempfile::NamedTempFile, u64, u64)> {
     let endpoint = format!("{}/api/db/backup", url.trim_end_matches('/'));
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -162,7 +182,7 @@ fn backup_through_api(global: &Global, args: &BackupArgs) -> anyhow::Result<Exit
         .into();
     let mut resp = agent
         .post(&endpoint)
-        .header("X-Auth-Token", &token)
+        .header("X-Auth-Token", token)
         .send_empty()
         .with_context(|| format!("asking {endpoint} for a backup"))?;
     if resp.status() != 200 {
@@ -174,7 +194,7 @@ fn backup_through_api(global: &Global, args: &BackupArgs) -> anyhow::Result<Exit
         .get(automate_api::db::OBJECTS_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    let dir = match args.file.parent() {
+    let dir = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
@@ -197,11 +217,5 @@ fn backup_through_api(global: &Global, args: &BackupArgs) -> anyhow::Result<Exit
             bail!("the backup received from {endpoint} holds {held} objects, not {n}");
         }
     }
-    tmp.persist(&args.file)
-        .with_context(|| format!("renaming the backup to {}", args.file.display()))?;
-    println!(
-        "backup: {held} objects, {bytes} bytes written to {} (from the running service at {url})",
-        args.file.display()
-    );
-    Ok(ExitCode::SUCCESS)
+    Ok((tmp, held, bytes))
 }

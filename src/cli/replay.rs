@@ -4,7 +4,9 @@
 //! followed, methods run, attributes set, events raised, policies, alerts,
 //! objects written, errors), then `N events, M changed, K errors`.
 //!
-//! The object store is opened read-only and never written: each event is
+//! The object store is opened read-only and never written; while a
+//! service holds it, replay fetches a consistent copy through that
+//! service's API (`POST /api/db/backup`) and replays the copy. Each event is
 //! re-delivered in a throwaway [`automate_vmdb::sandbox::Sandbox`] over it
 //! ([`automate_events::replay`]). Stored events are independent, so they
 //! are replayed on one thread per core (`--workers N`), printed in event
@@ -128,11 +130,20 @@ pub fn run(global: &Global, args: ReplayArgs) -> anyhow::Result<ExitCode> {
     for p in &problems {
         eprintln!("warning: {p}");
     }
+    // (A copy fetched from a running service lives until replay ends.)
+    let mut _copy = None;
     let store: Arc<dyn ObjectStore> = match &args.from {
-        Some(_) if !global.db.exists() => Arc::new(automate_vmdb::MemoryStore::new()),
-        _ => Arc::new(
-            open_store_read_only(&global.db).map_err(|e| super::remote::open_failed(global, e))?,
-        ),
+        Some(_) if !global.db.exists() && super::remote::find(global)?.is_none() => {
+            Arc::new(automate_vmdb::MemoryStore::new())
+        }
+        _ => match open_store_read_only(&global.db) {
+            Ok(store) => Arc::new(store),
+            Err(e) => {
+                let (copy, store) = copy_of_running(global, e)?;
+                _copy = Some(copy);
+                store
+            }
+        },
     };
     let (mut engine, _runner) =
         automate_control::with_control(Engine::new(Arc::new(ds)).with_store(store.clone()));
@@ -250,6 +261,38 @@ pub fn run(global: &Global, args: ReplayArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// When the store cannot be opened because a running service holds it
+/// (or, on a cluster node, keeps it in PostgreSQL), a consistent copy of
+/// it fetched from that service's API (`POST /api/db/backup`, as `automate
+/// db backup` does) into a temporary file: the replay's reads, and its
+/// CPU, stay out of the service. Any other failure is the store's.
+fn copy_of_running(
+    global: &Global,
+    err: automate_vmdb::StoreError,
+) -> anyhow::Result<(tempfile::NamedTempFile, Arc<dyn ObjectStore>)> {
+    let in_use = matches!(err, automate_vmdb::StoreError::InUse(_)) || !global.db.exists();
+    let remote = if in_use {
+        super::remote::find(global)?
+    } else {
+        None
+    };
+    let Some(remote) = remote else {
+        return Err(super::remote::open_failed(global, err));
+    };
+    let dest = std::env::temp_dir().join("automate-replay.redb");
+    let (copy, held, bytes) =
+        super::db::download_backup(remote.url(), remote.token().unwrap_or_default(), &dest)
+            .context("replaying through the running service: fetching a copy of its store")?;
+    eprintln!(
+        "the store is held by the service at {}: replaying a consistent copy of it \
+         ({held} objects, {bytes} bytes, fetched through POST /api/db/backup)",
+        remote.url()
+    );
+    let store = open_store_read_only(copy.path())
+        .with_context(|| format!("opening the copy {}", copy.path().display()))?;
+    Ok((copy, Arc::new(store)))
+}
+
 /// Replays the stored events `ids` (in that order) that `args` selects,
 /// on `workers` threads: each thread takes the next event, replays it in
 /// a sandbox of its own and keeps its row; the rows come back in `ids`'
@@ -277,7 +320,10 @@ fn replay_all(
             };
             // (The list is of the event stream: MiqEvent and RequestEvent
             // rows are not provider events.)
-            let Some(obj) = store.load("EmsEvent", id)?.filter(|o| o.class == "EmsEvent") else {
+            let Some(obj) = store
+                .load("EmsEvent", id)?
+                .filter(|o| o.class == "EmsEvent")
+            else {
                 continue;
             };
             if !names.selected(store, args, &obj, since, until)? {

@@ -322,6 +322,42 @@ fn replay_finds_exactly_the_events_a_datastore_change_alters() {
 
     // Never written.
     assert!(std::fs::read(&db).unwrap() == bytes, "the store changed");
+
+    // While a service holds the store, replay goes through it: it fetches
+    // a consistent copy (POST /api/db/backup) and replays that.
+    let port = crate::common::process::free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_automate"))
+        .arg("--datastore")
+        .arg(&b)
+        .arg("--db")
+        .arg(&db)
+        .args(["api", "--listen", &format!("127.0.0.1:{port}")])
+        .env("AUTOMATE_API_TOKEN", "replay-token")
+        .env_remove("RUST_LOG")
+        .env_remove("AUTOMATE_SERVER")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start automate api");
+    let mut child = crate::ui::Killed(child);
+    crate::common::process::wait_listening(
+        &mut child.0,
+        port,
+        std::time::Duration::from_secs(60),
+        || "automate api did not start".into(),
+    );
+    let out = automate(&a, &db, &["replay", "--json"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("the store is held by the service at http://127.0.0.1:"),
+        "{err}"
+    );
+    let through: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(through["events"], EVENTS, "{through:#}");
+    assert_eq!(through["changed"], 0, "{through:#}");
+    assert_eq!(through["errors"], 0, "{through:#}");
+    drop(child);
 }
 
 /// The replay benchmark (docs/performance.md, session 14): events/s of

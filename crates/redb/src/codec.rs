@@ -15,9 +15,8 @@
 
 use automate_core::value::Attributes;
 pub(crate) use automate_vmdb::write_attr_value as write_value;
-use automate_vmdb::{decode_attr_value, write_attrs, write_str};
+use automate_vmdb::{write_attrs, write_str, AttributesSeed};
 use automate_vmdb::{StoreError, StoredObject};
-use serde_json::Value as J;
 
 /// An object as the bytes of the `objects` table.
 pub(crate) fn encode_object(class: &str, attrs: &Attributes) -> Vec<u8> {
@@ -30,25 +29,50 @@ pub(crate) fn encode_object(class: &str, attrs: &Attributes) -> Vec<u8> {
     out
 }
 
-/// The bytes of the `objects` table as an object.
+/// The bytes of the `objects` table as an object, read straight from the
+/// text (no JSON tree: [`AttributesSeed`]); keys other than `class` and
+/// `attrs` are skipped.
 pub(crate) fn decode_object(bytes: &[u8]) -> Result<StoredObject, StoreError> {
+    use serde::de::Deserializer as _;
     let bad = |why: &str| StoreError::Backend(format!("undecodable object: {why}"));
-    let v: J = serde_json::from_slice(bytes).map_err(|e| bad(&e.to_string()))?;
-    let J::Object(mut top) = v else {
-        return Err(bad("not a JSON object"));
-    };
-    let Some(J::String(class)) = top.remove("class") else {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let (class, attrs) = de
+        .deserialize_map(ObjectVisitor)
+        .map_err(|e| bad(&e.to_string()))?;
+    de.end().map_err(|e| bad(&e.to_string()))?;
+    let Some(class) = class else {
         return Err(bad("no class"));
     };
-    let attrs = match top.remove("attrs") {
-        Some(J::Object(m)) => m
-            .iter()
-            .map(|(k, v)| (k.clone(), decode_attr_value(v)))
-            .collect(),
-        None | Some(J::Null) => Attributes::default(),
-        Some(_) => return Err(bad("attrs is not an object")),
-    };
-    Ok(StoredObject { class, attrs })
+    Ok(StoredObject {
+        class,
+        attrs: attrs.unwrap_or_default(),
+    })
+}
+
+/// `{"class":..,"attrs":{..}}`: the class and the attributes, either
+/// missing when the object has none.
+struct ObjectVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ObjectVisitor {
+    type Value = (Option<String>, Option<Attributes>);
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut class, mut attrs) = (None, None);
+        while let Some(k) = map.next_key::<String>()? {
+            match k.as_str() {
+                "class" => class = Some(map.next_value::<String>()?),
+                "attrs" => attrs = Some(map.next_value_seed(AttributesSeed)?),
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok((class, attrs))
+    }
 }
 
 #[cfg(test)]

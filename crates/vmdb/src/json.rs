@@ -293,9 +293,254 @@ pub fn decode_attr_value(v: &J) -> AttrValue {
     }
 }
 
+/// Reads a value [`write_attr_value`] wrote straight from JSON text: the
+/// same value [`decode_attr_value`] makes of the parsed tree, without
+/// building the tree (every load of an object from either store goes
+/// through here: a stored event with its payload and its record is a few
+/// kilobytes of text).
+#[derive(Debug, Clone, Copy)]
+pub struct AttrValueSeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for AttrValueSeed {
+    type Value = AttrValue;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<AttrValue, D::Error> {
+        d.deserialize_any(AttrValueVisitor)
+    }
+}
+
+struct AttrValueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for AttrValueVisitor {
+    type Value = AttrValue;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a stored attribute value")
+    }
+
+    fn visit_unit<E>(self) -> Result<AttrValue, E> {
+        Ok(AttrValue::Nil)
+    }
+
+    fn visit_none<E>(self) -> Result<AttrValue, E> {
+        Ok(AttrValue::Nil)
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<AttrValue, E> {
+        Ok(AttrValue::Bool(b))
+    }
+
+    fn visit_i64<E>(self, i: i64) -> Result<AttrValue, E> {
+        Ok(AttrValue::Int(i))
+    }
+
+    fn visit_u64<E>(self, u: u64) -> Result<AttrValue, E> {
+        // (As serde_json's `Number::as_i64`, then `as_f64`.)
+        Ok(i64::try_from(u).map_or(AttrValue::Float(u as f64), AttrValue::Int))
+    }
+
+    fn visit_f64<E>(self, f: f64) -> Result<AttrValue, E> {
+        Ok(AttrValue::Float(f))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<AttrValue, E> {
+        Ok(AttrValue::Str(s.to_owned()))
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<AttrValue, E> {
+        Ok(AttrValue::Str(s))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<AttrValue, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(v) = seq.next_element_seed(AttrValueSeed)? {
+            items.push(v);
+        }
+        Ok(AttrValue::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<AttrValue, A::Error> {
+        let Some(first) = map.next_key::<String>()? else {
+            return Ok(AttrValue::Hash(Vec::new()));
+        };
+        let value = map.next_value_seed(AttrValueSeed)?;
+        let mut next = map.next_key::<String>()?;
+        if next.is_none() {
+            if let Some(v) = untag(&first, &value) {
+                return Ok(v);
+            }
+        }
+        // Not one of the tagged forms: a string-keyed hash, a repeated key
+        // keeping its first place and its last value (as the tree does).
+        let mut pairs = vec![(AttrValue::Str(first), value)];
+        while let Some(k) = next {
+            let v = map.next_value_seed(AttrValueSeed)?;
+            match pairs
+                .iter_mut()
+                .find(|(pk, _)| matches!(pk, AttrValue::Str(s) if *s == k))
+            {
+                Some(pair) => pair.1 = v,
+                None => pairs.push((AttrValue::Str(k), v)),
+            }
+            next = map.next_key::<String>()?;
+        }
+        Ok(AttrValue::Hash(pairs))
+    }
+}
+
+/// The value of a one-entry object `{tag: inner}` when it is one of the
+/// tagged forms ([`decode_attr_value`]'s rules, on the decoded inner value).
+fn untag(tag: &str, inner: &AttrValue) -> Option<AttrValue> {
+    match (tag, inner) {
+        ("$sym", AttrValue::Str(s)) => Some(AttrValue::Symbol(s.clone())),
+        ("$pw", AttrValue::Str(s)) => Some(AttrValue::Password(s.clone())),
+        ("$f", AttrValue::Str(s)) => Some(AttrValue::Float(match s.as_str() {
+            "inf" => f64::INFINITY,
+            "-inf" => f64::NEG_INFINITY,
+            _ => f64::NAN,
+        })),
+        ("$obj", AttrValue::Array(a)) => match a.as_slice() {
+            [AttrValue::Str(c), AttrValue::Int(id)] => Some(AttrValue::Object(VmdbRef {
+                class: Arc::from(c.as_str()),
+                id: *id,
+            })),
+            _ => None,
+        },
+        ("$hash", AttrValue::Array(pairs)) => Some(AttrValue::Hash(
+            pairs
+                .iter()
+                .filter_map(|p| match p {
+                    AttrValue::Array(kv) if kv.len() == 2 => Some((kv[0].clone(), kv[1].clone())),
+                    _ => None,
+                })
+                .collect(),
+        )),
+        _ => None,
+    }
+}
+
+/// Reads an object of stored attribute values (`{"name": value, ...}`,
+/// in their order; `null` is none), as the stores keep an object's
+/// attributes, straight from JSON text with [`AttrValueSeed`].
+#[derive(Debug, Clone, Copy)]
+pub struct AttributesSeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for AttributesSeed {
+    type Value = Attributes;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Attributes, D::Error> {
+        d.deserialize_any(AttributesVisitor)
+    }
+}
+
+struct AttributesVisitor;
+
+impl<'de> serde::de::Visitor<'de> for AttributesVisitor {
+    type Value = Attributes;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object of attributes")
+    }
+
+    fn visit_unit<E>(self) -> Result<Attributes, E> {
+        Ok(Attributes::default())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Attributes, A::Error> {
+        let mut attrs =
+            Attributes::with_capacity_and_hasher(map.size_hint().unwrap_or(16), Default::default());
+        while let Some(k) = map.next_key::<String>()? {
+            let v = map.next_value_seed(AttrValueSeed)?;
+            attrs.insert(k, v);
+        }
+        Ok(attrs)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The streaming reader makes of the text what the tree reader makes
+    /// of the parsed tree, for what the writer writes and for what it
+    /// never writes (untagged objects, repeated keys, tags around the
+    /// wrong value, integers beyond i64).
+    #[test]
+    fn attr_value_seed_reads_as_decode_attr_value() {
+        use serde::de::DeserializeSeed as _;
+        let written = [
+            AttrValue::Nil,
+            AttrValue::Bool(true),
+            AttrValue::Int(-7),
+            AttrValue::Int(i64::MAX),
+            AttrValue::Float(2.5),
+            AttrValue::Float(f64::INFINITY),
+            AttrValue::Float(f64::NEG_INFINITY),
+            AttrValue::str("a \"quoted\"\n\u{1} \u{e9}"),
+            AttrValue::Symbol("ok".into()),
+            AttrValue::Password("secret".into()),
+            AttrValue::Object(VmdbRef {
+                class: Arc::from("Vm"),
+                id: 42,
+            }),
+            AttrValue::Array(vec![AttrValue::Int(1), AttrValue::str("x")]),
+            AttrValue::Hash(vec![
+                (AttrValue::str("k"), AttrValue::Int(1)),
+                (AttrValue::Symbol("s".into()), AttrValue::Array(vec![])),
+            ]),
+        ];
+        let mut texts: Vec<String> = written
+            .iter()
+            .map(|v| {
+                let mut out = Vec::new();
+                write_attr_value(&mut out, v);
+                String::from_utf8(out).unwrap()
+            })
+            .collect();
+        texts.extend(
+            [
+                r#"{"a":1,"b":{"$sym":"s"},"a":2}"#,
+                r#"{"$sym":5}"#,
+                r#"{"$sym":"s","x":1}"#,
+                r#"{"$obj":["Vm",1.0]}"#,
+                r#"{"$obj":["Vm"]}"#,
+                r#"{"$hash":[[1,2],[3],"x"]}"#,
+                r#"{"$f":"NaN"}"#,
+                r#"{}"#,
+                r#"[]"#,
+                "18446744073709551615",
+                "-0.0",
+            ]
+            .map(String::from),
+        );
+        for text in &texts {
+            let tree: J = serde_json::from_str(text).unwrap();
+            let want = decode_attr_value(&tree);
+            let got = AttrValueSeed
+                .deserialize(&mut serde_json::Deserializer::from_str(text))
+                .unwrap();
+            // (Debug: NaN is not equal to itself.)
+            assert_eq!(format!("{got:?}"), format!("{want:?}"), "{text}");
+        }
+        let mut out = Vec::new();
+        let attrs: Attributes = [("z", AttrValue::Int(1)), ("a", AttrValue::str("v"))]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        write_attrs(&mut out, &attrs);
+        let back = AttributesSeed
+            .deserialize(&mut serde_json::Deserializer::from_slice(&out))
+            .unwrap();
+        assert_eq!(back, attrs);
+        assert_eq!(
+            back.keys().collect::<Vec<_>>(),
+            ["z", "a"],
+            "in their order"
+        );
+        assert!(AttributesSeed
+            .deserialize(&mut serde_json::Deserializer::from_str("5"))
+            .is_err());
+    }
 
     fn serde_str(s: &str) -> String {
         serde_json::to_string(s).unwrap()

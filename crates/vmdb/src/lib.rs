@@ -43,6 +43,7 @@ mod unit;
 pub use json::json_text;
 pub use json::{
     decode_attr_value, write_array, write_attr_value, write_attrs, write_json, write_str,
+    AttrValueSeed, AttributesSeed,
 };
 pub use memory::MemoryStore;
 pub use schedule::{from_micros, to_micros, Claimed, Schedule, Scheduled, WorkItem};

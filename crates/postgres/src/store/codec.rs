@@ -9,8 +9,7 @@
 //! key columns hold [`key_text`]: a string itself, an integer its digits.
 
 use automate_core::value::{AttrValue, Attributes};
-use automate_vmdb::{decode_attr_value, write_attrs, StoreError};
-use serde_json::Value as J;
+use automate_vmdb::{write_attrs, AttributesSeed, StoreError};
 
 /// The attributes as the `attrs` column's text.
 pub(crate) fn encode_attrs(attrs: &Attributes) -> String {
@@ -23,15 +22,14 @@ pub(crate) fn encode_attrs(attrs: &Attributes) -> String {
 /// The `attrs` column's text as attributes, in their order (serde_json
 /// keeps object order in this workspace: `preserve_order`).
 pub(crate) fn decode_attrs(text: &str) -> Result<Attributes, StoreError> {
+    use serde::de::DeserializeSeed as _;
     let bad = |why: String| StoreError::Backend(format!("undecodable attrs: {why}"));
-    match serde_json::from_str::<J>(text).map_err(|e| bad(e.to_string()))? {
-        J::Object(m) => Ok(m
-            .iter()
-            .map(|(k, v)| (k.clone(), decode_attr_value(v)))
-            .collect()),
-        J::Null => Ok(Attributes::default()),
-        _ => Err(bad("not a JSON object".into())),
-    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let attrs = AttributesSeed
+        .deserialize(&mut de)
+        .map_err(|e| bad(e.to_string()))?;
+    de.end().map_err(|e| bad(e.to_string()))?;
+    Ok(attrs)
 }
 
 /// The text `attrs->>'attr'` holds for `value`, when a row holding
@@ -86,7 +84,10 @@ mod tests {
             a.insert(k.to_string(), v);
         }
         let text = encode_attrs(&a);
-        assert!(serde_json::from_str::<J>(&text).is_ok(), "{text}");
+        assert!(
+            serde_json::from_str::<serde_json::Value>(&text).is_ok(),
+            "{text}"
+        );
         let back = decode_attrs(&text).expect("decodes");
         let keys: Vec<&str> = back.keys().map(String::as_str).collect();
         assert_eq!(keys, values.iter().map(|(k, _)| *k).collect::<Vec<_>>());
