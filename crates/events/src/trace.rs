@@ -2,7 +2,9 @@
 //! to Automate did (its [`Outcome`]: the generic events it raised, the
 //! policies and alerts that fired, the methods invoked with their return
 //! codes, the objects it created or changed, its errors), its Automate
-//! trace, bounded by `events.trace.max_bytes`, and a [`digest`] of both
+//! trace (each line's text, and its relationship depth and level, a
+//! [`LineShape`], so the UI draws it as the Simulation page's tree),
+//! bounded by `events.trace.max_bytes`, and a [`digest`] of both
 //! that leaves out what differs from run to run (ids, times), so two
 //! deliveries of the same event compare equal.
 //!
@@ -456,8 +458,9 @@ fn next_digit(b: &[u8], from: usize) -> usize {
 /// each: `event <name>` per generic event, `policy <name> <event>
 /// <true|false>`, `alert <name> <event>`, `method <location> <method>
 /// <rc>`, `object <class> <created|updated> <attr,attr>`, `discarded <b>
-/// retry <b>`, `error <text>`, then the trace lines (unchanged since
-/// session 13: a digest recorded then compares with one made now).
+/// retry <b>`, `error <text>`, then the trace lines' text, without their
+/// depths and levels (unchanged since session 13: a digest recorded then,
+/// or in any version of [`codec`], compares with one made now).
 pub fn digest(outcome: &Outcome, trace: &[TraceLine]) -> String {
     use std::fmt::Write;
     let bytes: usize = trace.iter().map(|l| l.text.len() + 1).sum();

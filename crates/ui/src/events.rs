@@ -31,7 +31,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// Events per page of the list.
@@ -681,8 +681,7 @@ fn load_event(store: &dyn ServedStore, id: i64) -> Result<Option<EventPage>, Sto
         ),
         Err(e) => (None, format!("Its delivery record could not be read: {e}")),
     };
-    let mut trace = String::new();
-    let mut raw_trace = String::new();
+    let (mut trace, mut raw_trace) = (String::new(), String::new());
     let mut trace_lines = 0;
     let mut depths_known = true;
     if let Some(r) = &record {
@@ -716,16 +715,8 @@ fn load_event(store: &dyn ServedStore, id: i64) -> Result<Option<EventPage>, Sto
                 what,
             });
         }
-        let lines = r.trace_lines();
-        trace = crate::trace_tree::html(&crate::trace_tree::build(&lines));
-        for l in &lines {
-            for _ in 0..l.depth {
-                raw_trace.push_str("  ");
-            }
-            raw_trace.push_str(&l.text);
-            raw_trace.push('\n');
-        }
-        trace_lines = lines.len();
+        (trace, raw_trace) = trace_view(r);
+        trace_lines = r.trace.len();
         depths_known = r.has_depths();
     }
     Ok(Some(EventPage {
@@ -743,6 +734,22 @@ fn load_event(store: &dyn ServedStore, id: i64) -> Result<Option<EventPage>, Sto
         trace_lines,
         depths_known,
     }))
+}
+
+/// A record's trace as the Simulation page shows its own: the tree
+/// ([`crate::trace_tree`]) and the plain lines indented by depth.
+fn trace_view(r: &Record) -> (String, String) {
+    let lines = r.trace_lines();
+    let tree = crate::trace_tree::html(&crate::trace_tree::build(&lines));
+    let mut raw = String::with_capacity(r.trace.iter().map(|l| l.len() + 8).sum());
+    for l in &lines {
+        for _ in 0..l.depth {
+            raw.push_str("  ");
+        }
+        raw.push_str(&l.text);
+        raw.push('\n');
+    }
+    (tree, raw)
 }
 
 #[cfg(test)]
@@ -810,5 +817,71 @@ mod tests {
         assert!(Checked::of(&reversed, now)
             .unwrap_err()
             .contains("is after to"));
+    }
+
+    #[test]
+    fn a_record_s_trace_is_the_simulation_tree_old_records_too() {
+        use automate_engine::{Level, TraceLine};
+        use automate_events::trace::{bounded_trace, Outcome};
+        let rel = "miqaedb:/System/Event/MiqEvent/POLICY/vm_start#create";
+        let inner = "miqaedb:/System/event_handlers/missing_handler#create";
+        let l = |depth: usize, level: Level, text: String| TraceLine { depth, level, text };
+        let engine = vec![
+            l(0, Level::Info, "Instantiating [/System/Process/Event?event_type=vm_start]".into()),
+            l(0, Level::Info, format!("Following Relationship [{rel}]")),
+            l(0, Level::Info, format!("Updated namespace [{rel}  ManageIQ/System/Event/MiqEvent]")),
+            l(0, Level::Warn, "Instance [/ManageIQ/System/Event/MiqEvent/POLICY/vm_start] not found in MiqAeDatastore - trying [.missing]".into()),
+            l(1, Level::Info, format!("Following Relationship [{inner}]")),
+            l(2, Level::Info, "Invoking [inline] method [/Custom/System/event_handlers/log_it] with inputs [{\"x\"=>\"<b>\"}]".into()),
+            l(2, Level::Info, "<AEMethod [/Custom/System/event_handlers/log_it]> Starting ".into()),
+            l(2, Level::Error, "Rhai error at line 3: boom".into()),
+            l(2, Level::Info, "<AEMethod [/Custom/System/event_handlers/log_it]> Ending".into()),
+            l(2, Level::Info, "Method exited with rc=MIQ_OK".into()),
+            l(1, Level::Info, format!("Followed  Relationship [{inner}]")),
+            l(0, Level::Info, format!("Followed  Relationship [{rel}]")),
+        ];
+        let (trace, shapes, truncated) = bounded_trace(&engine, 64 * 1024);
+        let mut r = Record {
+            recorded_on: "2026-12-06T23:00:00.000Z".into(),
+            uri: "/System/Process/Event?event_type=vm_start".into(),
+            digest: String::new(),
+            outcome: Outcome {
+                errors: vec!["Rhai error at line 3: boom".into()],
+                ..Outcome::default()
+            },
+            trace,
+            shapes,
+            truncated,
+        };
+        let (tree, raw) = trace_view(&r);
+        // The very tree the Simulation page draws from the engine's lines.
+        assert_eq!(
+            tree,
+            crate::trace_tree::html(&crate::trace_tree::build(&engine))
+        );
+        assert!(raw.contains("\n    Invoking [inline]"), "{raw}");
+        // A record stored without depths (trace/2|, JSON): the same
+        // relationships, method and marks.
+        r.shapes.clear();
+        let (old, _) = trace_view(&r);
+        for h in [&tree, &old] {
+            assert!(h.starts_with("<ul class=\"trace-tree\">"), "{h}");
+            assert!(
+                h.contains("<li class=\"t-relationship missing\"><details open>"),
+                "{h}"
+            );
+            assert!(
+                h.contains("<span class=\"badge b-ok\">rc=MIQ_OK</span>"),
+                "{h}"
+            );
+            assert!(h.contains("class=\"t-line lvl-error\""), "{h}");
+            assert!(h.contains("&lt;b&gt;"), "{h}");
+            assert!(!h.contains("<b>"), "{h}");
+            // The method sits in the inner relationship, in the outer one.
+            let at = h.find("log_it").unwrap();
+            let before = &h[..at];
+            let rels = before.matches("<li class=\"t-relationship").count();
+            assert_eq!(rels, 2, "{h}");
+        }
     }
 }

@@ -1,14 +1,15 @@
 //! The stored form of a delivery's [`Record`] (the `automate_trace`
 //! attribute's text), written and read by hand.
 //!
-//! Version 3, written since session 15: `trace/3|` and then every field in
-//! a fixed order, strings as `<byte length>:<bytes>` (no escapes, no
-//! scanning of the text), counts and ids as `<decimal>,`, flags as `0`/`1`,
-//! an absent string as `~`. It holds no JSON: the row codec, which writes
-//! the attribute as a JSON string, escapes only the quotes, backslashes and
-//! control characters of the trace lines themselves, once (version 1, the
-//! record as JSON text, had every quote of the JSON escaped again, and
-//! cost a `serde_json` pass each way).
+//! Version 3, written since the event page draws its trace as a tree
+//! (issue 21): `trace/3|` and then every field in a fixed order, strings
+//! as `<byte length>:<bytes>` (no escapes, no scanning of the text), counts
+//! and ids as `<decimal>,`, flags as `0`/`1`, an absent string as `~`. It
+//! holds no JSON: the row codec, which writes the attribute as a JSON
+//! string, escapes only the quotes, backslashes and control characters of
+//! the trace lines themselves, once (version 1, the record as JSON text,
+//! had every quote of the JSON escaped again, and cost a `serde_json` pass
+//! each way).
 //!
 //! Trace lines repeat what an earlier line holds in brackets: `Updated
 //! namespace [X  ns]` after `Instantiating [X]` or `Following Relationship
@@ -29,10 +30,10 @@
 //! always has: a delivery digests the same whichever version stores it.
 //!
 //! Older records still read ([`decode`]), without depths and levels
-//! ([`Record::shapes`] empty): version 2 (`trace/2|`, sessions 14 and 15:
-//! version 3 without the `@` shapes; [`encode`] still writes it for a
-//! record whose shapes do not match its lines) and version 1 (JSON text
-//! starting with `{`). The event page shows their traces with depths
+//! ([`Record::shapes`] empty): version 2 (`trace/2|`, written from session
+//! 14 until version 3: version 3 without the `@` shapes; [`encode`] still
+//! writes it for a record whose shapes do not match its lines) and version
+//! 1 (JSON text starting with `{`). The event page shows their traces with depths
 //! inferred from the relationship lines and levels from the outcome's
 //! errors ([`Record::trace_lines`]): relationships nest as recorded, except
 //! that the lines after a relationship that failed (no `Followed`) stay
