@@ -208,7 +208,10 @@ fn encode_as(out: &mut String, r: &Record, shapes: bool) {
         if let Some(&s) = line_shapes.next() {
             if s != shape {
                 out.push('@');
-                out.push_str(itoa::Buffer::new().format(s.depth));
+                match u8::try_from(s.depth) {
+                    Ok(d @ 0..=9) => out.push(char::from(b'0' + d)),
+                    _ => out.push_str(itoa::Buffer::new().format(s.depth)),
+                }
                 out.push(level_letter(s.level));
                 shape = s;
             }
