@@ -6,7 +6,8 @@
 //!
 //! Over HTTP: the list and its filters, the session-authenticated live
 //! stream `/ui/events/stream` (the REST API's stream, without the API
-//! token), an event's page with its outcome and trace, and the page of an
+//! token), an event's page with its outcome and trace (the Simulation page's
+//! tree), and the page of an
 //! event recorded with recording off. Then, when a browser is here (see
 //! `tests/it/ui.rs`), `tests/ui/events.mjs`: an event sent through the API
 //! appears live, its page shows its trace and outcome, the filters narrow
@@ -246,21 +247,38 @@ fn the_events_pages_list_filter_stream_and_trace_events() {
     // The alert `started` wants a powered-off VM: evaluated, not fired.
     assert!(page.contains("<caption>Alerts fired</caption>"), "{page}");
     assert!(page.contains("Alert [started] condition false"), "{page}");
+    // The trace: the Simulation page's tree (crates/ui/src/trace_tree.rs)
+    // from the record's lines and their depths.
+    assert!(page.contains("<ul class=\"trace-tree\">"), "{page}");
     assert!(
-        page.contains("<li class=\"t-missing\">"),
-        "the .missing fallback marked: {page}"
+        page.contains("<li class=\"t-relationship missing\"><details open>"),
+        "the .missing fallback highlighted: {page}"
     );
+    assert!(
+        page.contains("<span class=\"badge b-missing\">.missing fallback</span>"),
+        "{page}"
+    );
+    assert!(
+        page.contains(
+            "<span class=\"tk k-meth\">Method</span> <code>/ManageIQ/System/event_handlers/event_action_policy</code> <span class=\"hint-inline\">[builtin]</span>"
+        ),
+        "the policy method a node: {page}"
+    );
+    assert!(
+        page.contains("<span class=\"tk k-rel\">Relationship</span> <code>miqaedb:/System/Event/EmsEvent/RHEVM/USER_RUN_VM#create</code>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<pre class=\"log\">"),
+        "the plain lines: {page}"
+    );
+    assert!(!page.contains("nesting inferred"), "depths kept: {page}");
     assert!(page.contains("prod-http01"), "the VM's name: {page}");
     assert!(
         page.contains("&#60;b&#62;not markup&#60;/b&#62;"),
         "full_data escaped: {page}"
     );
     assert!(!page.contains("<b>not markup</b>"), "{page}");
-    assert!(page.contains("<ol class=\"trace\">"), "{page}");
-    assert!(
-        page.contains("<details open><summary><code>Following Relationship ["),
-        "{page}"
-    );
     assert!(page.contains("Event Raised [vm_start]"), "{page}");
     assert!(!page.contains("no-record"), "{page}");
     assert!(
@@ -307,7 +325,7 @@ fn an_event_handled_with_recording_off_says_so() {
     assert!(page.contains("id=\"no-record\""), "{page}");
     assert!(page.contains("recording was off"), "{page}");
     assert!(page.contains("events.trace.enabled"), "{page}");
-    assert!(!page.contains("<ol class=\"trace\">"), "{page}");
+    assert!(!page.contains("trace-tree"), "{page}");
     // The payload is still there.
     assert!(page.contains("prod-off01"), "{page}");
     let (_, _, list) = http(&base, "GET", "/ui/events", &[("Cookie", &cookie)], "");

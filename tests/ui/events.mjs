@@ -89,12 +89,17 @@ await run(async (browser) => {
   check((await page.getByRole('table', { name: 'Alerts fired' }).count()) === 1, 'the alerts table');
   check(await page.getByRole('table', { name: 'Methods invoked, in order' }).locator('tbody tr').count() > 0, 'methods listed');
   check((await page.getByRole('table', { name: /objects the event names/ }).textContent()).includes(vm), 'the VM named');
+  // The trace: the Simulation page's tree.
   const trace = page.getByRole('region', { name: 'Automate trace lines' });
+  check((await trace.locator('ul.trace-tree').count()) === 1, 'the trace is a tree');
   const groups = await trace.locator('details').count();
-  const nested = await trace.locator('details details').count();
+  const nested = await trace.locator('li.t-relationship li.t-relationship').count();
   check(groups > 0 && nested > 0, `the trace nests relationships (${groups} groups, ${nested} nested)`);
   check((await trace.textContent()).includes('Event Raised [vm_start]'), 'the trace has the raised event');
-  check((await trace.locator('li.t-missing').count()) > 0, 'the .missing fallback is marked');
+  const missing = trace.locator('li.t-relationship.missing');
+  check((await missing.count()) > 0, 'the .missing fallback is highlighted');
+  check(await missing.first().locator('.badge.b-missing').first().isVisible(), 'its .missing fallback label is visible');
+  check((await trace.locator('li.t-method', { hasText: 'event_action_policy' }).count()) > 0, 'the policy method is a node');
   // A group folds by its summary.
   const first = trace.locator('details').first();
   await first.locator('summary').first().click();
@@ -103,7 +108,7 @@ await run(async (browser) => {
   await axe(page, 'event');
   await page.evaluate(() => window.scrollTo(0, 0));
   await shot(page, 'event', true);
-  console.log(`ok - the event's page shows its outcome and its trace (${groups} relationship groups, ${nested} nested)`);
+  console.log(`ok - the event's page shows its outcome and its trace tree (${groups} groups, ${nested} nested relationships)`);
 
   // 4. Filters narrow the list (a GET form).
   await page.goto(`${base}/ui/events`);

@@ -214,13 +214,14 @@ impl Delivered {
             outcome.errors.push(e.to_string());
         }
         let digest = trace::digest(&outcome, trace);
-        let (lines, truncated) = trace::bounded_trace(trace, max_bytes);
+        let (lines, shapes, truncated) = trace::bounded_trace(trace, max_bytes);
         Record {
             recorded_on: automate_core::time::iso8601(automate_core::time::now_ms()),
             uri: self.uri.clone(),
             digest,
             outcome,
             trace: lines,
+            shapes,
             truncated,
         }
     }

@@ -2,7 +2,9 @@
 //! to Automate did (its [`Outcome`]: the generic events it raised, the
 //! policies and alerts that fired, the methods invoked with their return
 //! codes, the objects it created or changed, its errors), its Automate
-//! trace, bounded by `events.trace.max_bytes`, and a [`digest`] of both
+//! trace (each line's text, and its relationship depth and level, a
+//! [`LineShape`], so the UI draws it as the Simulation page's tree),
+//! bounded by `events.trace.max_bytes`, and a [`digest`] of both
 //! that leaves out what differs from run to run (ids, times), so two
 //! deliveries of the same event compare equal.
 //!
@@ -174,6 +176,42 @@ pub struct Outcome {
     pub retry: bool,
 }
 
+/// Where a stored trace line was written: the relationship depth and the
+/// level of its [`TraceLine`] (the record keeps the text apart, in
+/// [`Record::trace`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineShape {
+    /// Relationship depth: 0 for the root object.
+    pub depth: u32,
+    /// Its level (`debug`, `info`, `warn`, `error`).
+    #[serde(deserialize_with = "level_named")]
+    pub level: Level,
+}
+
+impl LineShape {
+    /// The shape of `line`.
+    pub fn of(line: &TraceLine) -> LineShape {
+        LineShape {
+            depth: u32::try_from(line.depth).unwrap_or(u32::MAX),
+            level: line.level,
+        }
+    }
+}
+
+/// A [`Level`] by the name its `Serialize` writes.
+fn level_named<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Level, D::Error> {
+    let name = String::deserialize(d)?;
+    match name.as_str() {
+        "debug" => Ok(Level::Debug),
+        "info" => Ok(Level::Info),
+        "warn" => Ok(Level::Warn),
+        "error" => Ok(Level::Error),
+        _ => Err(serde::de::Error::custom(format!(
+            "{name:?} is not a level (debug, info, warn, error)"
+        ))),
+    }
+}
+
 /// One delivery's record, stored in [`TRACE_ATTR`] ([`codec`]'s text; its
 /// JSON, as the API serves it, was the stored form before session 14 and
 /// still reads).
@@ -189,6 +227,11 @@ pub struct Record {
     pub outcome: Outcome,
     /// The trace lines (`automation.log`'s), cut at `max_bytes`.
     pub trace: Vec<String>,
+    /// Each line of `trace`'s depth and level, one per line; empty for a
+    /// record stored before they were kept (`trace/2|` and JSON text), whose
+    /// [`Record::trace_lines`] infers them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shapes: Vec<LineShape>,
     /// The trace was cut (its last line is [`TRUNCATED_MARKER`]).
     #[serde(default)]
     pub truncated: bool,
@@ -204,6 +247,75 @@ impl Record {
                 .map_err(|e| format!("{TRACE_ATTR}: {e}")),
             _ => Ok(None),
         }
+    }
+
+    /// Whether each trace line's depth and level was kept (not for a
+    /// record stored before `trace/3|`).
+    pub fn has_depths(&self) -> bool {
+        self.shapes.len() == self.trace.len()
+    }
+
+    /// The trace as the engine wrote it: each line with its depth and level
+    /// (what `crates/ui`'s trace tree reads). For a record that did not
+    /// keep them ([`Record::has_depths`] false), they are inferred: the
+    /// depth from the relationships open (`Following Relationship [X]`
+    /// opens X at the depth of the lines before it, the lines after it are
+    /// one deeper, `Followed  Relationship [X]` closes X and whatever was
+    /// opened inside it, `Instantiating [..]` starts again at 0), so a
+    /// relationship that failed (no `Followed`) keeps what follows nested
+    /// in it until one around it closes; the level is `error` for the
+    /// lines among the outcome's errors, `warn` for the
+    /// [`TRUNCATED_MARKER`], else `info`.
+    pub fn trace_lines(&self) -> Vec<TraceLine> {
+        if self.has_depths() {
+            return self
+                .trace
+                .iter()
+                .zip(&self.shapes)
+                .map(|(text, s)| TraceLine {
+                    depth: s.depth as usize,
+                    level: s.level,
+                    text: text.clone(),
+                })
+                .collect();
+        }
+        let mut open: Vec<&str> = Vec::new();
+        self.trace
+            .iter()
+            .map(|text| {
+                let bracketed = |prefix: &str| {
+                    text.strip_prefix(prefix)
+                        .and_then(|r| r.rsplit_once(']'))
+                        .map(|(uri, _)| uri)
+                };
+                let depth = if bracketed("Instantiating [").is_some() {
+                    open.clear();
+                    0
+                } else if let Some(uri) = bracketed("Following Relationship [") {
+                    open.push(uri);
+                    open.len() - 1
+                } else {
+                    if let Some(uri) = bracketed("Followed  Relationship [") {
+                        if let Some(at) = open.iter().rposition(|u| *u == uri) {
+                            open.truncate(at);
+                        }
+                    }
+                    open.len()
+                };
+                let level = if self.outcome.errors.iter().any(|e| e == text) {
+                    Level::Error
+                } else if text == TRUNCATED_MARKER {
+                    Level::Warn
+                } else {
+                    Level::Info
+                };
+                TraceLine {
+                    depth,
+                    level,
+                    text: text.clone(),
+                }
+            })
+            .collect()
     }
 
     /// The value of [`TRACE_ATTR`] holding this record ([`codec`]'s text).
@@ -346,8 +458,9 @@ fn next_digit(b: &[u8], from: usize) -> usize {
 /// each: `event <name>` per generic event, `policy <name> <event>
 /// <true|false>`, `alert <name> <event>`, `method <location> <method>
 /// <rc>`, `object <class> <created|updated> <attr,attr>`, `discarded <b>
-/// retry <b>`, `error <text>`, then the trace lines (unchanged since
-/// session 13: a digest recorded then compares with one made now).
+/// retry <b>`, `error <text>`, then the trace lines' text, without their
+/// depths and levels (unchanged since session 13: a digest recorded then,
+/// or in any version of [`codec`], compares with one made now).
 pub fn digest(outcome: &Outcome, trace: &[TraceLine]) -> String {
     use std::fmt::Write;
     let bytes: usize = trace.iter().map(|l| l.text.len() + 1).sum();
@@ -415,11 +528,13 @@ pub fn digest(outcome: &Outcome, trace: &[TraceLine]) -> String {
     hex
 }
 
-/// The trace lines as text, cut at `max_bytes` (on a line boundary, then a
-/// [`TRUNCATED_MARKER`] line): (lines, truncated).
-pub fn bounded_trace(trace: &[TraceLine], max_bytes: usize) -> (Vec<String>, bool) {
+/// The trace lines as text and their shapes, cut at `max_bytes` of text
+/// (on a line boundary, then a [`TRUNCATED_MARKER`] line, at depth 0 and
+/// level `warn`): (lines, shapes, truncated).
+pub fn bounded_trace(trace: &[TraceLine], max_bytes: usize) -> (Vec<String>, Vec<LineShape>, bool) {
     let mut used = 0usize;
     let mut out = Vec::with_capacity(trace.len());
+    let mut shapes = Vec::with_capacity(trace.len());
     for l in trace {
         let n = l.text.len() + 1;
         if used + n > max_bytes {
@@ -432,14 +547,20 @@ pub fn bounded_trace(trace: &[TraceLine], max_bytes: usize) -> (Vec<String>, boo
                     cut -= 1;
                 }
                 out.push(l.text[..cut].to_string());
+                shapes.push(LineShape::of(l));
             }
             out.push(TRUNCATED_MARKER.to_string());
-            return (out, true);
+            shapes.push(LineShape {
+                depth: 0,
+                level: Level::Warn,
+            });
+            return (out, shapes, true);
         }
         used += n;
         out.push(l.text.clone());
+        shapes.push(LineShape::of(l));
     }
-    (out, false)
+    (out, shapes, false)
 }
 
 /// The objects a delivery created and changed, as seen by
@@ -997,14 +1118,17 @@ mod tests {
         let trace: Vec<TraceLine> = (0..100)
             .map(|i| line(&format!("line {i} {}", "x".repeat(50)), Level::Info))
             .collect();
-        let (lines, cut) = bounded_trace(&trace, 1000);
+        let (lines, shapes, cut) = bounded_trace(&trace, 1000);
         assert!(cut);
         assert_eq!(lines.last().map(String::as_str), Some(TRUNCATED_MARKER));
+        assert_eq!(shapes.len(), lines.len());
+        assert_eq!(shapes.last().map(|s| s.level), Some(Level::Warn));
         let bytes: usize = lines[..lines.len() - 1].iter().map(|l| l.len() + 1).sum();
         assert!(bytes <= 1000, "{bytes}");
-        let (all, cut) = bounded_trace(&trace[..3], 1000);
+        let (all, shapes, cut) = bounded_trace(&trace[..3], 1000);
         assert!(!cut);
         assert_eq!(all.len(), 3);
+        assert_eq!(shapes, vec![LineShape::of(&trace[0]); 3]);
     }
 
     #[test]
@@ -1015,6 +1139,7 @@ mod tests {
             digest: "d".into(),
             outcome: Outcome::default(),
             trace: vec![],
+            shapes: vec![],
             truncated: false,
         };
         let text = serde_json::to_string(&r).expect("json");

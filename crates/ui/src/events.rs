@@ -8,17 +8,22 @@
 //! generic events it raised, the policies and alerts that fired, the
 //! methods with their return codes, its errors and its Automate trace,
 //! from the delivery record the handler stored
-//! ([`automate_events::trace::Record::of`]).
+//! ([`automate_events::trace::Record::of`]). The trace is drawn as the
+//! Simulation page draws its own, by [`crate::trace_tree`] (relationships
+//! nested, `.missing` fallbacks highlighted, methods with inputs and return
+//! codes, states with results and retries) over the record's lines with
+//! their depths and levels ([`Record::trace_lines`]; inferred for a record
+//! stored before they were kept).
 //!
 //! Routes: `GET /ui/events?provider=&type=&vm=&from=&to=&page=`,
 //! `GET /ui/events/stream?provider=&type=&vm=`, `GET /ui/events/{id}`.
 
-use crate::page::{error_page, escape_into, html, url_encode, Layout};
+use crate::page::{error_page, html, url_encode, Layout};
 use crate::session::SessionInfo;
 use crate::UiState;
 use askama::Template;
 use automate_engine::AttrValue;
-use automate_events::trace::{Record, TRACE_ATTR, TRUNCATED_MARKER};
+use automate_events::trace::{Record, TRACE_ATTR};
 use automate_vmdb::page::PageQuery;
 use automate_vmdb::served::ServedStore;
 use automate_vmdb::{StoreError, StoredObject, VmdbRef};
@@ -566,8 +571,15 @@ struct EventPage {
     record: Option<Record>,
     /// Why there is no record, or why it could not be read.
     no_record: String,
+    /// The trace as a tree ([`crate::trace_tree`], as on the Simulation
+    /// page).
     trace: String,
+    /// The trace as automation.log writes it, indented by depth.
+    raw_trace: String,
     trace_lines: usize,
+    /// The record kept each line's depth and level (else they were
+    /// inferred: a record stored before `trace/3|`).
+    depths_known: bool,
 }
 
 /// `GET /ui/events/{id}`: one event, its payload and its delivery record.
@@ -669,8 +681,9 @@ fn load_event(store: &dyn ServedStore, id: i64) -> Result<Option<EventPage>, Sto
         ),
         Err(e) => (None, format!("Its delivery record could not be read: {e}")),
     };
-    let mut trace = String::new();
+    let (mut trace, mut raw_trace) = (String::new(), String::new());
     let mut trace_lines = 0;
+    let mut depths_known = true;
     if let Some(r) = &record {
         for o in &r.outcome.objects {
             let class: &'static str = match o.class.as_str() {
@@ -702,8 +715,9 @@ fn load_event(store: &dyn ServedStore, id: i64) -> Result<Option<EventPage>, Sto
                 what,
             });
         }
-        trace = trace_html(&r.trace, &r.outcome.errors);
+        (trace, raw_trace) = trace_view(r);
         trace_lines = r.trace.len();
+        depths_known = r.has_depths();
     }
     Ok(Some(EventPage {
         layout: Layout::new("", None, ""),
@@ -716,64 +730,26 @@ fn load_event(store: &dyn ServedStore, id: i64) -> Result<Option<EventPage>, Sto
         record,
         no_record,
         trace,
+        raw_trace,
         trace_lines,
+        depths_known,
     }))
 }
 
-/// The kind of a trace line, for its style.
-fn line_class(line: &str, errors: &HashSet<&str>) -> &'static str {
-    if errors.contains(line) {
-        "t-err"
-    } else if line == TRUNCATED_MARKER {
-        "t-cut"
-    } else if line.starts_with("Invoking [") || line.starts_with("Method exited with rc=") {
-        "t-method"
-    } else if line.starts_with("MIQ(Event.raise_evm_event)") {
-        "t-event"
-    } else if line.starts_with("MIQ(MiqPolicy") || line.starts_with("MIQ(MiqAlert") {
-        "t-policy"
-    } else if line.contains(".missing") {
-        "t-missing"
-    } else {
-        "t-line"
-    }
-}
-
-/// A delivery's trace lines as nested lists: each `Following Relationship
-/// [...]` opens a collapsible group (open) holding the lines up to its
-/// `Followed  Relationship [...]`, so the relationships' nesting shows as
-/// indentation; error lines, methods, raised events, policies and
-/// `.missing` fallbacks are marked. Self-contained (one function), escaped.
-pub fn trace_html(lines: &[String], errors: &[String]) -> String {
-    let errors: HashSet<&str> = errors.iter().map(String::as_str).collect();
-    let mut out = String::with_capacity(lines.iter().map(|l| l.len() + 40).sum::<usize>() + 64);
-    out.push_str("<ol class=\"trace\">");
-    let mut depth = 0usize;
-    for line in lines {
-        if line.starts_with("Following Relationship [") {
-            out.push_str("<li class=\"t-rel\"><details open><summary><code>");
-            escape_into(line, &mut out);
-            out.push_str("</code></summary><ol>");
-            depth += 1;
-        } else if depth > 0 && line.starts_with("Followed  Relationship [") {
-            out.push_str("<li class=\"t-end\"><code>");
-            escape_into(line, &mut out);
-            out.push_str("</code></li></ol></details></li>");
-            depth -= 1;
-        } else {
-            out.push_str("<li class=\"");
-            out.push_str(line_class(line, &errors));
-            out.push_str("\"><code>");
-            escape_into(line, &mut out);
-            out.push_str("</code></li>");
+/// A record's trace as the Simulation page shows its own: the tree
+/// ([`crate::trace_tree`]) and the plain lines indented by depth.
+fn trace_view(r: &Record) -> (String, String) {
+    let lines = r.trace_lines();
+    let tree = crate::trace_tree::html(&crate::trace_tree::build(&lines));
+    let mut raw = String::with_capacity(r.trace.iter().map(|l| l.len() + 8).sum());
+    for l in &lines {
+        for _ in 0..l.depth {
+            raw.push_str("  ");
         }
+        raw.push_str(&l.text);
+        raw.push('\n');
     }
-    // A trace cut short leaves groups open.
-    for _ in 0..depth {
-        out.push_str("</ol></details></li>");
-    }
-    out.push_str("</ol>");
-    out
+    (tree, raw)
 }
 
 #[cfg(test)]
@@ -844,42 +820,68 @@ mod tests {
     }
 
     #[test]
-    fn the_trace_nests_relationships_and_marks_lines() {
-        let lines: Vec<String> = [
-            "Instantiating [/System/Process/Event]",
-            "Following Relationship [miqaedb:/System/Event/EmsEvent/RHEVM/USER_RUN_VM#create]",
-            "Invoking [builtin] method [/ManageIQ/System/x] with inputs [{}]",
-            "Following Relationship [miqaedb:/System/event_handlers/a<b>#create]",
-            "MIQ(Event.raise_evm_event): Event Raised [vm_start]",
-            "Followed  Relationship [miqaedb:/System/event_handlers/a<b>#create]",
-            "boom",
-            "Followed  Relationship [miqaedb:/System/Event/EmsEvent/RHEVM/USER_RUN_VM#create]",
-            "Followed  Relationship [stray]",
-            "Following Relationship [miqaedb:/cut]",
-            TRUNCATED_MARKER,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let h = trace_html(&lines, &["boom".to_string()]);
-        // Balanced: every group closed, the cut one too.
-        assert_eq!(h.matches("<ol").count(), h.matches("</ol>").count());
-        assert_eq!(h.matches("<details").count(), 3);
+    fn a_record_s_trace_is_the_simulation_tree_old_records_too() {
+        use automate_engine::{Level, TraceLine};
+        use automate_events::trace::{bounded_trace, Outcome};
+        let rel = "miqaedb:/System/Event/MiqEvent/POLICY/vm_start#create";
+        let inner = "miqaedb:/System/event_handlers/missing_handler#create";
+        let l = |depth: usize, level: Level, text: String| TraceLine { depth, level, text };
+        let engine = vec![
+            l(0, Level::Info, "Instantiating [/System/Process/Event?event_type=vm_start]".into()),
+            l(0, Level::Info, format!("Following Relationship [{rel}]")),
+            l(0, Level::Info, format!("Updated namespace [{rel}  ManageIQ/System/Event/MiqEvent]")),
+            l(0, Level::Warn, "Instance [/ManageIQ/System/Event/MiqEvent/POLICY/vm_start] not found in MiqAeDatastore - trying [.missing]".into()),
+            l(1, Level::Info, format!("Following Relationship [{inner}]")),
+            l(2, Level::Info, "Invoking [inline] method [/Custom/System/event_handlers/log_it] with inputs [{\"x\"=>\"<b>\"}]".into()),
+            l(2, Level::Info, "<AEMethod [/Custom/System/event_handlers/log_it]> Starting ".into()),
+            l(2, Level::Error, "Rhai error at line 3: boom".into()),
+            l(2, Level::Info, "<AEMethod [/Custom/System/event_handlers/log_it]> Ending".into()),
+            l(2, Level::Info, "Method exited with rc=MIQ_OK".into()),
+            l(1, Level::Info, format!("Followed  Relationship [{inner}]")),
+            l(0, Level::Info, format!("Followed  Relationship [{rel}]")),
+        ];
+        let (trace, shapes, truncated) = bounded_trace(&engine, 64 * 1024);
+        let mut r = Record {
+            recorded_on: "2026-12-06T23:00:00.000Z".into(),
+            uri: "/System/Process/Event?event_type=vm_start".into(),
+            digest: String::new(),
+            outcome: Outcome {
+                errors: vec!["Rhai error at line 3: boom".into()],
+                ..Outcome::default()
+            },
+            trace,
+            shapes,
+            truncated,
+        };
+        let (tree, raw) = trace_view(&r);
+        // The very tree the Simulation page draws from the engine's lines.
         assert_eq!(
-            h.matches("<details").count(),
-            h.matches("</details>").count()
+            tree,
+            crate::trace_tree::html(&crate::trace_tree::build(&engine))
         );
-        assert!(h.contains("a&lt;b&gt;"), "{h}");
-        assert!(h.contains("<li class=\"t-err\"><code>boom</code>"), "{h}");
-        assert!(h.contains("<li class=\"t-event\">"), "{h}");
-        assert!(h.contains("<li class=\"t-method\">"), "{h}");
-        assert!(h.contains("<li class=\"t-cut\">"), "{h}");
-        // The raised event sits two groups deep.
-        let at = h.find("Event Raised").unwrap();
-        let before = &h[..at];
-        let open = before.matches("<details").count() - before.matches("</details>").count();
-        assert_eq!(open, 2, "{h}");
-        // A stray close is a plain line.
-        assert!(h.contains("<li class=\"t-line\"><code>Followed  Relationship [stray]"));
+        assert!(raw.contains("\n    Invoking [inline]"), "{raw}");
+        // A record stored without depths (trace/2|, JSON): the same
+        // relationships, method and marks.
+        r.shapes.clear();
+        let (old, _) = trace_view(&r);
+        for h in [&tree, &old] {
+            assert!(h.starts_with("<ul class=\"trace-tree\">"), "{h}");
+            assert!(
+                h.contains("<li class=\"t-relationship missing\"><details open>"),
+                "{h}"
+            );
+            assert!(
+                h.contains("<span class=\"badge b-ok\">rc=MIQ_OK</span>"),
+                "{h}"
+            );
+            assert!(h.contains("class=\"t-line lvl-error\""), "{h}");
+            assert!(h.contains("&lt;b&gt;"), "{h}");
+            assert!(!h.contains("<b>"), "{h}");
+            // The method sits in the inner relationship, in the outer one.
+            let at = h.find("log_it").unwrap();
+            let before = &h[..at];
+            let rels = before.matches("<li class=\"t-relationship").count();
+            assert_eq!(rels, 2, "{h}");
+        }
     }
 }

@@ -1,14 +1,15 @@
 //! The stored form of a delivery's [`Record`] (the `automate_trace`
 //! attribute's text), written and read by hand.
 //!
-//! Version 2, written since session 14: `trace/2|` and then every field in
-//! a fixed order, strings as `<byte length>:<bytes>` (no escapes, no
-//! scanning of the text), counts and ids as `<decimal>,`, flags as `0`/`1`,
-//! an absent string as `~`. It holds no JSON: the row codec, which writes
-//! the attribute as a JSON string, escapes only the quotes, backslashes and
-//! control characters of the trace lines themselves, once (version 1, the
-//! record as JSON text, had every quote of the JSON escaped again, and
-//! cost a `serde_json` pass each way).
+//! Version 3, written since the event page draws its trace as a tree
+//! (issue 21): `trace/3|` and then every field in a fixed order, strings
+//! as `<byte length>:<bytes>` (no escapes, no scanning of the text), counts
+//! and ids as `<decimal>,`, flags as `0`/`1`, an absent string as `~`. It
+//! holds no JSON: the row codec, which writes the attribute as a JSON
+//! string, escapes only the quotes, backslashes and control characters of
+//! the trace lines themselves, once (version 1, the record as JSON text,
+//! had every quote of the JSON escaped again, and cost a `serde_json` pass
+//! each way).
 //!
 //! Trace lines repeat what an earlier line holds in brackets: `Updated
 //! namespace [X  ns]` after `Instantiating [X]` or `Following Relationship
@@ -19,12 +20,49 @@
 //! the line is head + that subject + tail. Every other line is a string.
 //! This keeps ~40% of a typical trace's bytes out of the row.
 //!
-//! Version 1 (JSON text starting with `{`) still reads ([`decode`]).
+//! Each line's relationship depth and level ([`Record::shapes`], what the
+//! UI's trace tree nests by) is written before the line only where it
+//! differs from the line before's (the first line's "before" is depth 0,
+//! `info`): `@<depth><level>`, the level one letter (`d`ebug, `i`nfo,
+//! `w`arn, `e`rror). A typical delivery changes depth every few lines, so
+//! this adds a few bytes per relationship. The digest (in the record,
+//! [`super::digest`]) hashes the outcome and the trace's text only, as it
+//! always has: a delivery digests the same whichever version stores it.
+//!
+//! Older records still read ([`decode`]), without depths and levels
+//! ([`Record::shapes`] empty): version 2 (`trace/2|`, written from session
+//! 14 until version 3: version 3 without the `@` shapes; [`encode`] still
+//! writes it for a record whose shapes do not match its lines) and version
+//! 1 (JSON text starting with `{`). The event page shows their traces with depths
+//! inferred from the relationship lines and levels from the outcome's
+//! errors ([`Record::trace_lines`]): relationships nest as recorded, except
+//! that the lines after a relationship that failed (no `Followed`) stay
+//! nested in it up to the end of the one around it, and warnings are not
+//! marked.
 
-use super::{AlertFired, MethodRun, ObjectTouched, Outcome, PolicyFired, Record};
+use super::{AlertFired, LineShape, MethodRun, ObjectTouched, Outcome, PolicyFired, Record};
+use automate_engine::Level;
 
-/// What version 2's text starts with.
-pub const MAGIC: &str = "trace/2|";
+/// What version 3's text starts with.
+pub const MAGIC: &str = "trace/3|";
+
+/// What version 2's text starts with (no line shapes).
+pub const MAGIC_V2: &str = "trace/2|";
+
+/// The shape lines start from.
+const FIRST_SHAPE: LineShape = LineShape {
+    depth: 0,
+    level: Level::Info,
+};
+
+fn level_letter(level: Level) -> char {
+    match level {
+        Level::Debug => 'd',
+        Level::Info => 'i',
+        Level::Warn => 'w',
+        Level::Error => 'e',
+    }
+}
 
 /// How many earlier bracketed parts a trace line may refer to.
 pub const SUBJECTS: usize = 8;
@@ -107,10 +145,16 @@ impl<'a> Subjects<'a> {
     }
 }
 
-/// Appends version 2's text of `r` to `out`.
+/// Appends version 3's text of `r` to `out` (version 2's when its shapes
+/// do not match its lines: a record read from version 2 or 1).
 pub fn encode(out: &mut String, r: &Record) {
+    encode_as(out, r, r.has_depths());
+}
+
+/// Appends `r`'s text to `out`: version 3 with `shapes`, else version 2.
+fn encode_as(out: &mut String, r: &Record, shapes: bool) {
     let outcome = &r.outcome;
-    out.push_str(MAGIC);
+    out.push_str(if shapes { MAGIC } else { MAGIC_V2 });
     string(out, &r.recorded_on);
     string(out, &r.uri);
     string(out, &r.digest);
@@ -158,7 +202,20 @@ pub fn encode(out: &mut String, r: &Record) {
     }
     count(out, r.trace.len());
     let mut subjects = Subjects::new();
+    let mut shape = FIRST_SHAPE;
+    let mut line_shapes = if shapes { r.shapes.iter() } else { [].iter() };
     for line in &r.trace {
+        if let Some(&s) = line_shapes.next() {
+            if s != shape {
+                out.push('@');
+                match u8::try_from(s.depth) {
+                    Ok(d @ 0..=9) => out.push(char::from(b'0' + d)),
+                    _ => out.push_str(itoa::Buffer::new().format(s.depth)),
+                }
+                out.push(level_letter(s.level));
+                shape = s;
+            }
+        }
         let found = subject_start(line).and_then(|start| {
             subjects
                 .find(&line[start..])
@@ -183,9 +240,13 @@ pub fn encode(out: &mut String, r: &Record) {
     }
 }
 
-/// Reads a stored record: version 2's text, or version 1's JSON.
+/// Reads a stored record: version 3's or 2's text, or version 1's JSON.
 pub fn decode(text: &str) -> Result<Record, String> {
-    let Some(body) = text.strip_prefix(MAGIC) else {
+    let (body, v3) = if let Some(body) = text.strip_prefix(MAGIC) {
+        (body, true)
+    } else if let Some(body) = text.strip_prefix(MAGIC_V2) {
+        (body, false)
+    } else {
         return serde_json::from_str(text).map_err(|e| e.to_string());
     };
     let mut r = Reader {
@@ -254,9 +315,17 @@ pub fn decode(text: &str) -> Result<Record, String> {
     }
     let n = r.count()?;
     let mut trace: Vec<String> = Vec::with_capacity(n.min(4096));
+    let mut shapes: Vec<LineShape> = Vec::with_capacity(if v3 { n.min(4096) } else { 0 });
+    let mut shape = FIRST_SHAPE;
     // Subjects as indexes of `trace` and byte ranges in them.
     let mut subjects: Vec<(usize, usize, usize)> = Vec::with_capacity(SUBJECTS);
     for _ in 0..n {
+        if v3 {
+            if r.eat('@') {
+                shape = r.shape()?;
+            }
+            shapes.push(shape);
+        }
         let referred = r.eat('^');
         let line = if referred {
             let k = r.count()?;
@@ -296,14 +365,18 @@ pub fn decode(text: &str) -> Result<Record, String> {
         digest,
         outcome,
         trace,
+        shapes,
         truncated,
     })
 }
 
-/// When a stored record was made, read without decoding the rest (either
+/// When a stored record was made, read without decoding the rest (any
 /// version).
 pub fn recorded_on(text: &str) -> Option<&str> {
-    match text.strip_prefix(MAGIC) {
+    match text
+        .strip_prefix(MAGIC)
+        .or_else(|| text.strip_prefix(MAGIC_V2))
+    {
         Some(body) => Reader {
             text: body,
             at: 0,
@@ -318,7 +391,7 @@ pub fn recorded_on(text: &str) -> Option<&str> {
     }
 }
 
-/// A cursor over version 2's text.
+/// A cursor over version 3's (and 2's) text.
 struct Reader<'a> {
     text: &'a str,
     at: usize,
@@ -352,6 +425,25 @@ impl<'a> Reader<'a> {
             .map_err(|_| self.bad(&format!("`{digits}` is not a number")))?;
         self.at += stop + 1;
         Ok(n)
+    }
+
+    /// A line's shape after its `@`: the depth's digits, the level's
+    /// letter.
+    fn shape(&mut self) -> Result<LineShape, String> {
+        let rest = &self.text.as_bytes()[self.at..];
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        let depth = self.text[self.at..self.at + digits]
+            .parse::<u32>()
+            .map_err(|_| self.bad("a line's depth"))?;
+        let level = match rest.get(digits) {
+            Some(b'd') => Level::Debug,
+            Some(b'i') => Level::Info,
+            Some(b'w') => Level::Warn,
+            Some(b'e') => Level::Error,
+            _ => return Err(self.bad("a line's level (d, i, w or e)")),
+        };
+        self.at += digits + 1;
+        Ok(LineShape { depth, level })
     }
 
     fn int(&mut self) -> Result<i64, String> {
@@ -429,6 +521,13 @@ mod tests {
                 retry: true,
             },
             trace: trace.iter().map(|s| s.to_string()).collect(),
+            // Depths up and down, every level.
+            shapes: (0..trace.len())
+                .map(|i| LineShape {
+                    depth: [0, 0, 1, 12, 1][i % 5],
+                    level: [Level::Info, Level::Debug, Level::Warn, Level::Error][i / 3 % 4],
+                })
+                .collect(),
             truncated: false,
         }
     }
@@ -462,6 +561,7 @@ mod tests {
         let r = record(&lines);
         let t = text(&r);
         assert!(t.starts_with(MAGIC));
+        assert!(t.contains("@12w"), "{t}");
         assert_eq!(decode(&t), Ok(r.clone()));
         // The trace's part of the text is smaller than the trace.
         let plain: usize = lines.iter().map(|l| l.len()).sum();
@@ -500,5 +600,230 @@ mod tests {
         assert!(e.contains("text after the trace"), "{e}");
         let bad_ref = t.replacen("1,18:", "1,^5,0:18:", 1);
         assert!(decode(&bad_ref).is_err());
+    }
+
+    /// A typical delivery's trace (a provider event whose policy raises a
+    /// `MiqEvent`, delivered in the same sandbox), with its depths.
+    fn typical_trace() -> Vec<automate_engine::TraceLine> {
+        use automate_engine::{Level, TraceLine};
+        let uri = "/System/Process/Event?EventStream%3A%3Aevent_stream=1000000000042&MiqServer%3A%3Amiq_server=1000000000001&User%3A%3Auser=1000000000001&VmOrTemplate%3A%3Avm=1000000000007&event_id=1000000000042&event_stream_id=1000000000042&event_type=USER_RUN_VM&object_name=Event&vm_id=1000000000007&vmdb_object_type=event_stream";
+        let miq = "/System/Process/Event?EventStream%3A%3Aevent_stream=1000000000043&MiqEvent%3A%3Amiq_event=1000000000043&VmOrTemplate%3A%3Avm=1000000000007&event_type=vm_start&object_name=Event&vmdb_object_type=miq_event";
+        let ems = "miqaedb:/System/Event/EmsEvent/RHEVM/USER_RUN_VM#create";
+        let pol = "miqaedb:/System/event_handlers/event_action_policy?target=src_vm&policy_event=vm_start&param=#create";
+        let refresh = "miqaedb:/System/event_handlers/event_action_refresh?target=src_vm#create";
+        let pev = "miqaedb:/System/Event/MiqEvent/POLICY/vm_start#create";
+        let enf = "miqaedb:/System/event_handlers/event_enforce_policy#create";
+        let lines: Vec<(usize, Level, String)> = vec![
+            (0, Level::Info, format!("Instantiating [{uri}]")),
+            (0, Level::Info, format!("Updated namespace [{uri}  ManageIQ/System]")),
+            (0, Level::Info, format!("Following Relationship [{ems}]")),
+            (0, Level::Info, format!("Updated namespace [{ems}  ManageIQ/System/Event/EmsEvent]")),
+            (1, Level::Info, format!("Following Relationship [{refresh}]")),
+            (1, Level::Info, format!("Updated namespace [{refresh}  ManageIQ/System]")),
+            (2, Level::Info, "Invoking [builtin] method [/ManageIQ/System/event_handlers/event_action_refresh] with inputs [{\"target\"=>\"src_vm\"}]".into()),
+            (2, Level::Info, "Refresh requested for VmOrTemplate [1000000000007]".into()),
+            (1, Level::Info, format!("Followed  Relationship [{refresh}]")),
+            (1, Level::Info, format!("Following Relationship [{pol}]")),
+            (1, Level::Info, format!("Updated namespace [{pol}  ManageIQ/System]")),
+            (2, Level::Info, "Invoking [builtin] method [/ManageIQ/System/event_handlers/event_action_policy] with inputs [{\"target\"=>\"src_vm\", \"policy_event\"=>\"vm_start\", \"param\"=>\"\"}]".into()),
+            (2, Level::Info, "MIQ(MiqPolicy.enforce_policy) Policy [tag_prod] condition true for event [vm_start]".into()),
+            (2, Level::Info, "MIQ(MiqAlert.evaluate_alerts) Alert [started] condition false for event [vm_start]".into()),
+            (2, Level::Info, "MIQ(Event.raise_evm_event): Event Raised [vm_start]".into()),
+            (0, Level::Info, format!("Instantiating [{miq}]")),
+            (0, Level::Info, format!("Updated namespace [{miq}  ManageIQ/System]")),
+            (0, Level::Info, format!("Following Relationship [{pev}]")),
+            (0, Level::Info, format!("Updated namespace [{pev}  ManageIQ/System/Event/MiqEvent]")),
+            (0, Level::Warn, "Instance [/ManageIQ/System/Event/MiqEvent/POLICY/vm_start] not found in MiqAeDatastore - trying [.missing]".into()),
+            (1, Level::Info, format!("Following Relationship [{enf}]")),
+            (1, Level::Info, format!("Updated namespace [{enf}  ManageIQ/System]")),
+            (2, Level::Info, "Invoking [builtin] method [/ManageIQ/System/event_handlers/event_enforce_policy] with inputs [{}]".into()),
+            (2, Level::Info, "Event [vm_start] MiqEvent.1000000000043: policies and alerts ran when it was raised".into()),
+            (1, Level::Info, format!("Followed  Relationship [{enf}]")),
+            (0, Level::Info, format!("Followed  Relationship [{pev}]")),
+            (1, Level::Info, format!("Followed  Relationship [{pol}]")),
+            (0, Level::Info, format!("Followed  Relationship [{ems}]")),
+        ];
+        lines
+            .into_iter()
+            .map(|(depth, level, text)| TraceLine { depth, level, text })
+            .collect()
+    }
+
+    /// A record of `trace` as the handler makes it.
+    fn recorded(trace: &[automate_engine::TraceLine], max_bytes: usize) -> Record {
+        let outcome = crate::trace::outcome_of(trace);
+        let digest = crate::trace::digest(&outcome, trace);
+        let (lines, shapes, truncated) = crate::trace::bounded_trace(trace, max_bytes);
+        Record {
+            recorded_on: "2026-12-06T23:00:00.000Z".into(),
+            uri: "/System/Process/Event?event_id=1000000000042".into(),
+            digest,
+            outcome,
+            trace: lines,
+            shapes,
+            truncated,
+        }
+    }
+
+    #[test]
+    fn versions_2_and_3_of_one_delivery_digest_the_same() {
+        let trace = typical_trace();
+        for max_bytes in [64 * 1024, 1500] {
+            let r = recorded(&trace, max_bytes);
+            assert_eq!(r.truncated, max_bytes < 4096);
+            let v3 = text(&r);
+            let mut v2 = String::new();
+            encode_as(&mut v2, &r, false);
+            assert!(v3.starts_with(MAGIC) && v2.starts_with(MAGIC_V2));
+            let (a, b) = (decode(&v3).unwrap(), decode(&v2).unwrap());
+            // Version 3 keeps every line's depth and level.
+            assert_eq!(a, r);
+            assert!(a.has_depths() && !b.has_depths() && b.shapes.is_empty());
+            assert_eq!(a.trace, b.trace);
+            // One digest, and it is the digest of the text alone: the
+            // lines as either version gives them back digest as recorded.
+            assert_eq!(a.digest, b.digest);
+            let whole = crate::trace::digest(&r.outcome, &trace);
+            assert_eq!(a.digest, whole);
+            if !r.truncated {
+                for back in [&a, &b] {
+                    assert_eq!(crate::trace::digest(&r.outcome, &back.trace_lines()), whole);
+                }
+                let depths: Vec<usize> = a.trace_lines().iter().map(|l| l.depth).collect();
+                let engine: Vec<usize> = trace.iter().map(|l| l.depth).collect();
+                assert_eq!(depths, engine);
+            }
+            // The shapes cost a few bytes.
+            println!(
+                "{max_bytes}: version 3 {} bytes, version 2 {}",
+                v3.len(),
+                v2.len()
+            );
+            assert!(v3.len() > v2.len() && v3.len() < v2.len() + 4 * r.trace.len());
+        }
+    }
+
+    #[test]
+    fn old_records_read_with_depths_inferred() {
+        let mut r = recorded(&typical_trace(), 64 * 1024);
+        r.shapes.clear();
+        r.outcome
+            .errors
+            .push("Refresh requested for VmOrTemplate [1000000000007]".into());
+        // Version 2 text and version 1 JSON (no `shapes`).
+        let mut v2 = String::new();
+        encode(&mut v2, &r);
+        assert!(v2.starts_with(MAGIC_V2), "no shapes: version 2");
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(!json.contains("shapes"));
+        for stored in [v2, json] {
+            let back = decode(&stored).unwrap();
+            assert_eq!(back, r);
+            let lines = back.trace_lines();
+            let at = |needle: &str| {
+                lines
+                    .iter()
+                    .find(|l| l.text.starts_with(needle))
+                    .map(|l| (l.depth, l.level))
+            };
+            let info = automate_engine::Level::Info;
+            assert_eq!(
+                at("Instantiating [/System/Process/Event?EventStream"),
+                Some((0, info))
+            );
+            assert_eq!(
+                at("Following Relationship [miqaedb:/System/Event/Ems"),
+                Some((0, info))
+            );
+            // Inside it: one deeper (the engine writes `Updated namespace`
+            // at the relationship's own depth; the tree keeps both in it).
+            assert_eq!(
+                at("Updated namespace [miqaedb:/System/Event/Ems"),
+                Some((1, info))
+            );
+            assert_eq!(
+                at("Following Relationship [miqaedb:/System/event_handlers/event_action_refresh"),
+                Some((1, info))
+            );
+            assert_eq!(at("Invoking [builtin] method [/ManageIQ/System/event_handlers/event_action_refresh]"), Some((2, info)));
+            assert_eq!(
+                at("Refresh requested"),
+                Some((2, automate_engine::Level::Error))
+            );
+            assert_eq!(
+                at("Followed  Relationship [miqaedb:/System/event_handlers/event_action_refresh"),
+                Some((1, info))
+            );
+            // The MiqEvent's instantiation starts again at 0.
+            assert_eq!(at("Instantiating [/System/Process/Event?EventStream%3A%3Aevent_stream=1000000000043"), Some((0, info)));
+            assert_eq!(
+                at("Followed  Relationship [miqaedb:/System/Event/MiqEvent"),
+                Some((0, info))
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_shapes_are_errors() {
+        let r = record(&["a", "b", "c", "d", "e", "f"]);
+        let t = text(&r);
+        assert!(t.contains("@0d"), "{t}");
+        for (bad, says) in [
+            (t.replacen("@0d", "@d", 1), "a line's depth"),
+            (t.replacen("@0d", "@0x", 1), "a line's level"),
+            (t.replacen("@0d", "@99999999999d", 1), "a line's depth"),
+        ] {
+            let e = decode(&bad).unwrap_err();
+            assert!(e.contains(says), "{e}");
+        }
+    }
+
+    /// What encoding a typical record costs, version 3 against version 2
+    /// (printed, not asserted: `cargo test -p automate-events --lib
+    /// encode_cost -- --ignored --nocapture`; the best of 7 rounds).
+    #[test]
+    #[ignore]
+    fn encode_cost_of_a_typical_record() {
+        use std::hint::black_box;
+        let trace = typical_trace();
+        let r = recorded(&trace, 64 * 1024);
+        let bytes: usize = r.trace.iter().map(|l| l.len() + 1).sum();
+        let n = 5_000u32;
+        let mut out = String::with_capacity(16 << 10);
+        let time = |f: &mut dyn FnMut()| {
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                f();
+            }
+            t.elapsed().as_nanos() as f64 / f64::from(n)
+        };
+        let (mut v3, mut v2, mut bound, mut attr) = (f64::MAX, f64::MAX, f64::MAX, f64::MAX);
+        for _ in 0..7 {
+            v3 = v3.min(time(&mut || {
+                out.clear();
+                encode_as(&mut out, black_box(&r), true);
+                black_box(&out);
+            }));
+            v2 = v2.min(time(&mut || {
+                out.clear();
+                encode_as(&mut out, black_box(&r), false);
+                black_box(&out);
+            }));
+            bound = bound.min(time(&mut || {
+                black_box(crate::trace::bounded_trace(black_box(&trace), 64 * 1024));
+            }));
+            attr = attr.min(time(&mut || {
+                black_box(black_box(&r).to_attr());
+            }));
+        }
+        let (mut t3, mut t2) = (String::new(), String::new());
+        encode_as(&mut t3, &r, true);
+        encode_as(&mut t2, &r, false);
+        println!(
+            "typical record: {} lines, {bytes} bytes of trace; version 3 {} bytes, encode {v3:.0} ns; version 2 {} bytes, encode {v2:.0} ns; bounded_trace {bound:.0} ns; to_attr (version 3) {attr:.0} ns",
+            r.trace.len(),
+            t3.len(),
+            t2.len(),
+        );
     }
 }
