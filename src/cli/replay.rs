@@ -277,7 +277,10 @@ fn replay_all(
             };
             // (The list is of the event stream: MiqEvent and RequestEvent
             // rows are not provider events.)
-            let Some(obj) = store.load("EmsEvent", id)?.filter(|o| o.class == "EmsEvent") else {
+            let Some(obj) = store
+                .load("EmsEvent", id)?
+                .filter(|o| o.class == "EmsEvent")
+            else {
                 continue;
             };
             if !names.selected(store, args, &obj, since, until)? {
