@@ -296,7 +296,7 @@ fn replay_all(
         }
     };
     let parts: Vec<anyhow::Result<Vec<(usize, Row)>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers).map(|_| s.spawn(&work)).collect();
+        let handles: Vec<_> = (0..workers).map(|_| s.spawn(work)).collect();
         handles
             .into_iter()
             .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
