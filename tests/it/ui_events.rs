@@ -24,7 +24,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// The site: the datastore with the `match` policies, and the config.
-fn site(dir: &Path, port: u16) {
+pub(crate) fn site(dir: &Path, port: u16) {
     let root = dir.join("datastore");
     copy_dir(&manifest("datastore"), &root);
     let control = root.join("control");
@@ -45,7 +45,7 @@ fn site(dir: &Path, port: u16) {
 /// this build's, or `AUTOMATE_UI_BIN` (a release build, to measure the
 /// page under the storm at the rate the issue names: a debug build
 /// accepts ~800 events/s here).
-fn start_run(dir: &Path, port: u16) -> (Killed, String) {
+pub(crate) fn start_run(dir: &Path, port: u16) -> (Killed, String) {
     let bin = std::env::var("AUTOMATE_UI_BIN")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_automate").to_string());
     let mut child = Command::new(bin)

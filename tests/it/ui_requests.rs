@@ -78,6 +78,27 @@ fn created_id(status: u16, h: &[(String, String)], body: &str) -> String {
     id
 }
 
+/// Creates an auto-approved request of `/Test/Slow/default` from the
+/// form (its machine retries in an hour, so a retry stays scheduled); its
+/// id.
+pub(crate) fn request_slow(base: &str, cookie: &str, csrf: &str) -> String {
+    let body = form(&[
+        ("csrf_token", csrf),
+        ("namespace", "Test"),
+        ("class", "Slow"),
+        ("instance", "default"),
+        ("auto_approve", "true"),
+    ]);
+    let (s, h, page) = http(
+        base,
+        "POST",
+        "/ui/requests",
+        &[("Cookie", cookie), FORM],
+        &body,
+    );
+    created_id(s, &h, &page)
+}
+
 #[test]
 fn requests_pages_over_http() {
     let dir = tempfile::tempdir().unwrap();
@@ -286,15 +307,7 @@ fn requests_pages_over_http() {
 
     // A machine retrying in an hour: its retry is listed with its URI,
     // state and due time.
-    let body = form(&[
-        ("csrf_token", &csrf),
-        ("namespace", "Test"),
-        ("class", "Slow"),
-        ("instance", "default"),
-        ("auto_approve", "true"),
-    ]);
-    let (s, h, page) = http(&base, "POST", "/ui/requests", &posting, &body);
-    let counter = created_id(s, &h, &page);
+    let counter = request_slow(&base, &cookie, &csrf);
     let (_, _, page) = http(&base, "GET", &format!("/ui/requests/{counter}"), &with, "");
     assert!(page.contains("approved, active"), "{page}");
     let (s, _, page) = http(&base, "GET", "/ui/retries", &with, "");
@@ -318,7 +331,7 @@ fn requests_pages_over_http() {
 
 /// `automate run` with the API (and the UI) on a free port, workers and
 /// its retry runner, on `root`.
-fn start_run(dir: &Path, root: &Path) -> (Killed, String) {
+pub(crate) fn start_run(dir: &Path, root: &Path) -> (Killed, String) {
     let port = super::common::process::free_port();
     std::fs::write(dir.join("empty.jsonl"), "").unwrap();
     std::fs::write(

@@ -22,13 +22,28 @@ await run(async (browser) => {
   console.log('ok - domains by priority; the locked domain\'s actions are disabled, with why');
 
   const status = () => page.getByRole('status').textContent();
-  await page.getByRole('button', { name: 'Disable Custom' }).click();
-  check((await status()).includes('Domain Custom disabled.'), 'disabled');
-  await page.getByRole('button', { name: 'Enable Custom' }).click();
-  check((await status()).includes('Domain Custom enabled.'), 'enabled');
-  await page.getByLabel('Priority of Custom', { exact: true }).fill('40');
-  await page.getByRole('button', { name: 'Set the priority of Custom' }).click();
-  check((await status()).includes('Domain Custom given priority 40.'), 'priority');
+  // A plain form post: its status is read once the page it answered with
+  // has loaded, not from the page the button was on.
+  const submit = (name, opts = {}) => Promise.all([
+    page.waitForEvent('load'),
+    page.getByRole('button', { name, ...opts }).click(),
+  ]);
+  await submit('Disable Custom');
+  const off = await status();
+  check(off.includes('Domain Custom disabled.'), `disabled: ${off}`);
+  await submit('Enable Custom');
+  const on = await status();
+  check(on.includes('Domain Custom enabled.'), `enabled: ${on}`);
+  // Typed over the selected value: Playwright's fill() over WebDriver BiDi
+  // in Firefox types after what a number input holds ("10" became "1040";
+  // its select-all does not reach number inputs); a user's Ctrl+A does.
+  const prioField = page.getByLabel('Priority of Custom', { exact: true });
+  await prioField.press('Control+a');
+  await prioField.pressSequentially('40');
+  check((await prioField.inputValue()) === '40', 'the priority field holds 40');
+  await submit('Set the priority of Custom');
+  const prio = await status();
+  check(prio.includes('Domain Custom given priority 40.'), `priority: ${prio}`);
   check(await page.getByRole('button', { name: 'Move Custom down' }).isDisabled(), 'nothing moves below ManageIQ');
   check(await page.getByRole('button', { name: 'Move Custom up' }).isDisabled(), 'the first cannot move up');
   console.log('ok - disable, enable, priority 40; Up/Down disabled where there is no place to go');
@@ -57,7 +72,7 @@ await run(async (browser) => {
   console.log('ok - import an upload: previewed, then imported and listed');
 
   await page.getByLabel('Zip file').setInputFiles({ name: 'broken.zip', mimeType: 'application/zip', buffer: Buffer.from('not a zip') });
-  await page.getByRole('button', { name: 'Import', exact: true }).click();
+  await submit('Import', { exact: true });
   const bad = await page.getByRole('alert').textContent();
   check(bad.includes('Nothing was imported: the upload broken.zip'), `bad zip: ${bad}`);
   await axe(page, 'domains-error');

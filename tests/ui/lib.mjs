@@ -41,8 +41,35 @@ export const pagesChecked = [];
 /** Console errors seen (a CSP violation, a script error); must stay empty. */
 export const consoleErrors = [];
 
-/** axe-core on the page as it is now: no serious or critical violation. */
+/**
+ * axe-core on the page as it is now: no serious or critical violation.
+ *
+ * In Firefox (ESR 153 over WebDriver BiDi) axe runs on a copy of the page
+ * in a second tab of the same context: the DOM as it is now (`content()`,
+ * htmx's changes and open <details> included), served at the same URL
+ * (so its styles and scripts load as they did). On some pages (the
+ * Simulation result, an event's trace, the compile-error form) axe and
+ * Playwright's label/role lookups on the same document crash Firefox's
+ * content process (signal 11, "Execution context was destroyed"), in
+ * whichever order they run; on the copy, axe runs alone.
+ */
 export async function axe(page, name) {
+  if (browserName !== 'firefox') return axeOn(page, name);
+  const url = page.url();
+  const html = await page.content();
+  const copy = await page.context().newPage();
+  try {
+    await copy.route((u) => u.href === url, (route) => route.fulfill({
+      status: 200, contentType: 'text/html; charset=utf-8', body: html,
+    }));
+    await copy.goto(url);
+    await axeOn(copy, name);
+  } finally {
+    await copy.close();
+  }
+}
+
+async function axeOn(page, name) {
   try {
     await page.evaluate(axeSource);
   } catch (e) {
@@ -133,6 +160,13 @@ export async function launch() {
 export async function newPage(browser) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
   const page = await context.newPage();
+  // AUTOMATE_UI_DEBUG=1: the page's navigations, loads, crashes and close.
+  if (process.env.AUTOMATE_UI_DEBUG) {
+    page.on('framenavigated', (f) => console.log(`  [debug] navigated: ${f.url()}`));
+    page.on('load', () => console.log(`  [debug] load: ${page.url()}`));
+    page.on('crash', () => console.log(`  [debug] CRASH: ${page.url()}`));
+    page.on('close', () => console.log(`  [debug] close: ${page.url()}`));
+  }
   page.on('console', (m) => {
     // Refused loads (401, 403, 404) are logged as failed loads; anything
     // else (a CSP violation, a script error) fails the script.
