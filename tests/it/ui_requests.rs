@@ -132,6 +132,14 @@ fn requests_pages_over_http() {
         page.contains("href=\"/ui/requests\" aria-current=\"page\""),
         "{page}"
     );
+    // The list is paged: a bad page number is named; a page past the end
+    // says so.
+    let (s, _, page) = http(&base, "GET", "/ui/requests?page=x", &with, "");
+    assert_eq!(s, 400);
+    assert!(page.contains("page: `x` is not a page number"), "{page}");
+    let (s, _, page) = http(&base, "GET", "/ui/requests?page=2", &with, "");
+    assert_eq!(s, 200);
+    assert!(page.contains("No request yet."), "{page}");
     let (s, _, page) = http(&base, "GET", "/ui/requests/new", &with, "");
     assert_eq!(s, 200);
     assert!(page.contains("name=\"attr_key_0\""), "{page}");

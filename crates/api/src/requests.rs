@@ -504,6 +504,17 @@ pub async fn all_requests(state: &ApiState) -> Result<Vec<RequestView>, ApiError
     blocking(move || requests.list_all().map_err(request_error)).await
 }
 
+/// A page of every request, newest first, and how many there are
+/// ([`automate_requests::Requests::page_newest`]).
+pub async fn requests_page(
+    state: &ApiState,
+    skip: usize,
+    limit: usize,
+) -> Result<(usize, Vec<RequestView>), ApiError> {
+    let requests = state.requests.clone();
+    blocking(move || requests.page_newest(skip, limit).map_err(request_error)).await
+}
+
 /// The request `id` (of either kind) with its tasks; a 404 when there is
 /// none.
 pub async fn request(state: &ApiState, id: i64) -> Result<RequestView, ApiError> {

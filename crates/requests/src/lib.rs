@@ -212,6 +212,31 @@ impl Requests {
             .collect::<Result<_, _>>()?)
     }
 
+    /// A page of every request (of either kind), newest first: the
+    /// `limit` after the newest `skip`, and how many there are in all
+    /// (only the page's requests are read).
+    pub fn page_newest(
+        &self,
+        skip: usize,
+        limit: usize,
+    ) -> Result<(usize, Vec<RequestView>), RequestError> {
+        let store = self.store();
+        let mut refs: Vec<VmdbRef> = store
+            .list("MiqRequest")?
+            .into_iter()
+            .filter(|r| is_served(&r.class))
+            .collect();
+        refs.sort_by_key(|r| std::cmp::Reverse(r.id));
+        let total = refs.len();
+        let page = refs
+            .iter()
+            .skip(skip)
+            .take(limit)
+            .map(|r| view(store, r))
+            .collect::<Result<_, _>>()?;
+        Ok((total, page))
+    }
+
     /// Every provisioning request (`MiqProvisionRequest`), by id.
     pub fn list_provision(&self) -> Result<Vec<RequestView>, RequestError> {
         Ok(self
@@ -342,6 +367,28 @@ mod tests {
             s.approve(v.id, None),
             Err(RequestError::WrongState { .. })
         ));
+    }
+
+    #[test]
+    fn pages_are_newest_first_and_read_only_their_requests() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let s = service(tmp.path());
+        let ids: Vec<i64> = (0..5)
+            .map(|_| s.create(hello(false)).expect("create").id)
+            .collect();
+        let (total, first) = s.page_newest(0, 2).expect("page 1");
+        assert_eq!(total, 5);
+        let got: Vec<i64> = first.iter().map(|v| v.id).collect();
+        assert_eq!(got, [ids[4], ids[3]]);
+        let (_, last) = s.page_newest(4, 2).expect("page 3");
+        assert_eq!(last.iter().map(|v| v.id).collect::<Vec<_>>(), [ids[0]]);
+        assert!(s.page_newest(10, 2).expect("past the end").1.is_empty());
+        // A page's view is the one `get` gives.
+        assert_eq!(
+            serde_json::to_value(&first[0]).expect("json"),
+            serde_json::to_value(s.get(ids[4]).expect("get")).expect("json")
+        );
+        assert_eq!(first[0].options["namespace"], "System");
     }
 
     #[test]

@@ -107,30 +107,70 @@ fn row_of(v: &RequestView) -> RequestRow {
     }
 }
 
+/// Requests shown per page of the list.
+pub(crate) const REQUESTS_PAGE: usize = 100;
+
 /// `templates/requests.html`.
 #[derive(Template)]
 #[template(path = "requests.html")]
 struct RequestsPage {
     layout: Layout,
     rows: Vec<RequestRow>,
+    /// How many requests there are in all.
+    total: usize,
+    /// The first and last shown (1-based, newest first).
+    first: usize,
+    last: usize,
+    /// Links to the newer and older pages, when there are.
+    newer: Option<String>,
+    older: Option<String>,
 }
 
-/// `GET /ui/requests`: every request, newest first.
+/// The list's `?page=` (1-based).
+#[derive(Debug, Deserialize)]
+pub(crate) struct ListQuery {
+    page: Option<String>,
+}
+
+/// `GET /ui/requests`: every request, newest first, [`REQUESTS_PAGE`] a
+/// page (`?page=N`); only the page's requests are read.
 pub(crate) async fn list(
     State(state): State<UiState>,
     Extension(session): Extension<SessionInfo>,
+    Query(q): Query<ListQuery>,
 ) -> Response {
     let Some(api) = &state.api() else {
         return no_api(&session);
     };
-    let views = match automate_api::all_requests(api).await {
+    let page = match q.page.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+        None => 1,
+        Some(p) => match p.parse::<usize>() {
+            Ok(n) if n >= 1 => n,
+            _ => {
+                return error_page(
+                    StatusCode::BAD_REQUEST,
+                    Some(&session),
+                    "Requests",
+                    format!("page: `{p}` is not a page number (1, 2, ...)"),
+                )
+            }
+        },
+    };
+    let skip = (page - 1).saturating_mul(REQUESTS_PAGE);
+    let (total, views) = match automate_api::requests_page(api, skip, REQUESTS_PAGE).await {
         Ok(v) => v,
         Err(e) => return api_error_page(&session, "Requests", e),
     };
-    let rows = views.iter().rev().map(row_of).collect();
+    let rows: Vec<RequestRow> = views.iter().map(row_of).collect();
+    let link = |n: usize| format!("/ui/requests?page={n}");
     html(
         &RequestsPage {
             layout: Layout::flashed("Requests", &state, &session, "/ui/requests"),
+            first: if rows.is_empty() { 0 } else { skip + 1 },
+            last: skip + rows.len(),
+            newer: (page > 1).then(|| link(page - 1)),
+            older: (skip + rows.len() < total).then(|| link(page + 1)),
+            total,
             rows,
         },
         StatusCode::OK,
