@@ -200,16 +200,23 @@ impl Requests {
     /// ManageIQ's `/api/requests`.
     pub fn list_all(&self) -> Result<Vec<RequestView>, RequestError> {
         let store = self.store();
-        let mut refs: Vec<VmdbRef> = store
+        Ok(self
+            .all_refs()?
+            .iter()
+            .map(|r| view(store, r))
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Every request of every kind this service serves, by id (not read).
+    fn all_refs(&self) -> Result<Vec<VmdbRef>, RequestError> {
+        let mut refs: Vec<VmdbRef> = self
+            .store()
             .list("MiqRequest")?
             .into_iter()
             .filter(|r| is_served(&r.class))
             .collect();
         refs.sort_by_key(|r| r.id);
-        Ok(refs
-            .iter()
-            .map(|r| view(store, r))
-            .collect::<Result<_, _>>()?)
+        Ok(refs)
     }
 
     /// A page of every request (of either kind), newest first: the
@@ -221,15 +228,11 @@ impl Requests {
         limit: usize,
     ) -> Result<(usize, Vec<RequestView>), RequestError> {
         let store = self.store();
-        let mut refs: Vec<VmdbRef> = store
-            .list("MiqRequest")?
-            .into_iter()
-            .filter(|r| is_served(&r.class))
-            .collect();
-        refs.sort_by_key(|r| std::cmp::Reverse(r.id));
+        let refs = self.all_refs()?;
         let total = refs.len();
         let page = refs
             .iter()
+            .rev()
             .skip(skip)
             .take(limit)
             .map(|r| view(store, r))
