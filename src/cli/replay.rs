@@ -132,17 +132,18 @@ pub fn run(global: &Global, args: ReplayArgs) -> anyhow::Result<ExitCode> {
     }
     // (A copy fetched from a running service lives until replay ends.)
     let mut _copy = None;
-    let store: Arc<dyn ObjectStore> = match &args.from {
-        Some(_) if !global.db.exists() && super::remote::find(global)?.is_none() => {
-            Arc::new(automate_vmdb::MemoryStore::new())
-        }
-        _ => match open_store_read_only(&global.db) {
-            Ok(store) => Arc::new(store),
-            Err(e) => {
-                let (copy, store) = copy_of_running(global, e)?;
+    let store: Arc<dyn ObjectStore> = match open_store_read_only(&global.db) {
+        Ok(store) => Arc::new(store),
+        Err(e) => match copy_of_running(global, &e)? {
+            Some((copy, store)) => {
                 _copy = Some(copy);
                 store
             }
+            // A file of events needs no store: they meet an empty one.
+            None if args.from.is_some() && !global.db.exists() => {
+                Arc::new(automate_vmdb::MemoryStore::new())
+            }
+            None => return Err(super::remote::open_failed(global, e)),
         },
     };
     let (mut engine, _runner) =
@@ -265,11 +266,11 @@ pub fn run(global: &Global, args: ReplayArgs) -> anyhow::Result<ExitCode> {
 /// (or, on a cluster node, keeps it in PostgreSQL), a consistent copy of
 /// it fetched from that service's API (`POST /api/db/backup`, as `automate
 /// db backup` does) into a temporary file: the replay's reads, and its
-/// CPU, stay out of the service. Any other failure is the store's.
+/// CPU, stay out of the service. `None` when no service holds it.
 fn copy_of_running(
     global: &Global,
-    err: automate_vmdb::StoreError,
-) -> anyhow::Result<(tempfile::NamedTempFile, Arc<dyn ObjectStore>)> {
+    err: &automate_vmdb::StoreError,
+) -> anyhow::Result<Option<(tempfile::NamedTempFile, Arc<dyn ObjectStore>)>> {
     let in_use = matches!(err, automate_vmdb::StoreError::InUse(_)) || !global.db.exists();
     let remote = if in_use {
         super::remote::find(global)?
@@ -277,7 +278,7 @@ fn copy_of_running(
         None
     };
     let Some(remote) = remote else {
-        return Err(super::remote::open_failed(global, err));
+        return Ok(None);
     };
     let dest = std::env::temp_dir().join("automate-replay.redb");
     let (copy, held, bytes) =
@@ -290,7 +291,7 @@ fn copy_of_running(
     );
     let store = open_store_read_only(copy.path())
         .with_context(|| format!("opening the copy {}", copy.path().display()))?;
-    Ok((copy, Arc::new(store)))
+    Ok(Some((copy, Arc::new(store))))
 }
 
 /// Replays the stored events `ids` (in that order) that `args` selects,

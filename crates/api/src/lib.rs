@@ -46,8 +46,7 @@ pub use export::export_domain;
 pub use import::{import_domain, preview_import, ImportSource, Imported};
 pub use reload::reload_datastore;
 pub use requests::{
-    all_requests, create_request, decide, parse_request, request, request_events, requests_page,
-    RequestEventRow,
+    create_request, decide, parse_request, request, request_events, requests_page, RequestEventRow,
 };
 pub use retries::{scheduled_retries, RetryView};
 

@@ -497,13 +497,6 @@ pub async fn create_request(state: &ApiState, new: NewRequest) -> Result<Request
         .ok_or_else(|| ApiError::internal("the request writer answered no request"))
 }
 
-/// Every request (automation and provisioning), by id, as `GET
-/// /api/requests/{id}` shows each.
-pub async fn all_requests(state: &ApiState) -> Result<Vec<RequestView>, ApiError> {
-    let requests = state.requests.clone();
-    blocking(move || requests.list_all().map_err(request_error)).await
-}
-
 /// A page of every request, newest first, and how many there are
 /// ([`automate_requests::Requests::page_newest`]).
 pub async fn requests_page(

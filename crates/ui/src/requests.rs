@@ -6,7 +6,7 @@
 //! scheduled state-machine retries with their state and due time.
 //!
 //! Every action goes through the REST API's own code (`automate_api`'s
-//! `parse_request`, `create_request`, `decide`, `all_requests`, ...), so a
+//! `parse_request`, `create_request`, `decide`, `requests_page`, ...), so a
 //! request made here is made exactly as `POST /api/automation_requests`
 //! makes it.
 //!
